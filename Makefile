@@ -1,0 +1,50 @@
+# Starina: the two commands are `make run` and `make test`.
+#
+#   make run      boot the default profile under QEMU (Ctrl-C to stop)
+#   make test     host tests, in-OS tests on q35 and microvm, end-to-end tests
+#   make bench    boot time and IPC figures (scripts/bench)
+#   make kernel   build the kernel image only
+#   make setup    install what the scripts need (Debian: QEMU, ...)
+#   make fmt      cargo fmt
+#   make clean    cargo clean (also the kernel's target/kernel)
+#
+# Options for `make run`: PROFILE=default MACHINE=q35 ARGS="--icount ..."
+# (ARGS goes to `scripts/starina run` as is).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROFILE ?= default
+MACHINE ?= q35
+ARGS ?=
+
+.PHONY: help setup run test bench kernel fmt clean
+
+help:
+	@sed -n '1,13p' Makefile | sed 's/^# \{0,1\}//'
+
+setup:
+	@echo "==> setup: scripts/setup"
+	@scripts/setup
+
+run: setup
+	@echo "==> run: scripts/starina run --profile $(PROFILE) --machine $(MACHINE) $(ARGS)"
+	@scripts/starina run --profile $(PROFILE) --machine $(MACHINE) $(ARGS)
+
+test: setup
+	@scripts/test
+
+bench: setup
+	@echo "==> bench: scripts/bench"
+	@scripts/bench
+
+kernel:
+	@scripts/build-kernel
+
+fmt:
+	@echo "==> fmt: cargo fmt --all"
+	@cargo fmt --all
+
+clean:
+	@echo "==> clean: cargo clean (target/, including target/kernel)"
+	@cargo clean

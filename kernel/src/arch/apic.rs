@@ -1,0 +1,170 @@
+//! The local APIC (xAPIC, through MMIO) drives the scheduler's one-shot
+//! timer; the 8254 PIT calibrates it and the TSC once at boot; the legacy
+//! 8259 PICs are remapped and masked so they never deliver anything.
+
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering;
+
+use super::cpu::inb;
+use super::cpu::outb;
+use super::cpu::rdmsr;
+use super::cpu::rdtsc;
+use super::trap::VECTOR_PIC_BASE;
+use super::trap::VECTOR_SPURIOUS;
+use super::trap::VECTOR_TIMER;
+use crate::mm::phys_to_virt;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+
+const REG_ID: usize = 0x20;
+const REG_EOI: usize = 0xb0;
+const REG_SVR: usize = 0xf0;
+const REG_LVT_TIMER: usize = 0x320;
+const REG_TIMER_INIT: usize = 0x380;
+const REG_TIMER_CURRENT: usize = 0x390;
+const REG_TIMER_DIVIDE: usize = 0x3e0;
+
+static APIC_BASE: AtomicU64 = AtomicU64::new(0);
+/// LAPIC timer ticks per 2^32 ns (fixed point), from calibration.
+static LAPIC_TICKS_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
+/// TSC ticks per ns, as 32.32 fixed point.
+static TSC_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
+static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+
+fn reg(offset: usize) -> *mut u32 {
+    (APIC_BASE.load(Ordering::Relaxed) as usize + offset) as *mut u32
+}
+
+fn read(offset: usize) -> u32 {
+    // SAFETY: APIC_BASE is the direct-mapped LAPIC MMIO page (set in
+    // `init`), and `offset` is one of the architectural registers above.
+    unsafe { reg(offset).read_volatile() }
+}
+
+fn write(offset: usize, value: u32) {
+    // SAFETY: as for `read`.
+    unsafe { reg(offset).write_volatile(value) }
+}
+
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+pub fn id() -> u32 {
+    read(REG_ID) >> 24
+}
+
+fn mask_legacy_pics() {
+    // ICW1..ICW4: remap both PICs away from the exception vectors, then
+    // mask every line. A spurious IRQ 7/15 then lands on a harmless vector.
+    outb(0x20, 0x11);
+    outb(0xa0, 0x11);
+    outb(0x21, VECTOR_PIC_BASE);
+    outb(0xa1, VECTOR_PIC_BASE + 8);
+    outb(0x21, 4);
+    outb(0xa1, 2);
+    outb(0x21, 1);
+    outb(0xa1, 1);
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+}
+
+/// Reads PIT channel 0's current count (latched).
+fn pit_read() -> u16 {
+    outb(0x43, 0x00);
+    let lo = inb(0x40) as u16;
+    let hi = inb(0x40) as u16;
+    (hi << 8) | lo
+}
+
+const PIT_HZ: u64 = 1_193_182;
+
+/// Measures the TSC and the LAPIC timer against the PIT over ~10 ms.
+/// Returns `None` if the PIT does not count (no PIT on this machine).
+fn calibrate_with_pit() -> Option<(u64, u64)> {
+    // Channel 0, lobyte/hibyte, mode 2 (rate generator), full period.
+    outb(0x43, 0x34);
+    outb(0x40, 0xff);
+    outb(0x40, 0xff);
+    let target_ticks: u64 = PIT_HZ / 100; // 10 ms
+
+    write(REG_TIMER_DIVIDE, 0b1011); // divide by 1
+    write(REG_LVT_TIMER, 1 << 16); // masked
+    write(REG_TIMER_INIT, u32::MAX);
+
+    let mut last = pit_read();
+    let start = last;
+    let tsc0 = rdtsc();
+    let apic0 = read(REG_TIMER_CURRENT);
+    let mut elapsed: u64 = 0;
+    let mut spins: u64 = 0;
+    while elapsed < target_ticks {
+        let now = pit_read();
+        // The counter counts down and wraps from 0 to 0xffff.
+        elapsed += last.wrapping_sub(now) as u64;
+        last = now;
+        spins += 1;
+        if spins > 50_000_000 || (spins > 100_000 && now == start && elapsed == 0) {
+            return None;
+        }
+    }
+    let tsc1 = rdtsc();
+    let apic1 = read(REG_TIMER_CURRENT);
+    write(REG_TIMER_INIT, 0);
+    let ns = elapsed * 1_000_000_000 / PIT_HZ;
+    let tsc_fp = ((tsc1 - tsc0) << 32) / ns;
+    let apic_fp = (((apic0 - apic1) as u64) << 32) / ns;
+    if tsc_fp == 0 || apic_fp == 0 {
+        return None;
+    }
+    Some((tsc_fp, apic_fp))
+}
+
+pub fn init() {
+    TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
+    let base_phys = rdmsr(IA32_APIC_BASE) & 0xffff_f000;
+    APIC_BASE.store(phys_to_virt(base_phys) as u64, Ordering::Relaxed);
+    mask_legacy_pics();
+    // Software-enable the LAPIC with the spurious vector.
+    write(REG_SVR, (1 << 8) | VECTOR_SPURIOUS as u32);
+
+    match calibrate_with_pit() {
+        Some((tsc_fp, apic_fp)) => {
+            TSC_PER_NS_FP.store(tsc_fp, Ordering::Relaxed);
+            LAPIC_TICKS_PER_NS_FP.store(apic_fp, Ordering::Relaxed);
+            log::info!(
+                "timer: TSC {} MHz, LAPIC timer {} MHz (calibrated with the PIT)",
+                (tsc_fp * 1000) >> 32,
+                (apic_fp * 1000) >> 32
+            );
+        }
+        None => {
+            // QEMU and KVM run the LAPIC timer at 1 GHz; use it to measure
+            // the TSC instead.
+            log::warn!("timer: no PIT; assuming a 1 GHz LAPIC timer");
+            write(REG_TIMER_DIVIDE, 0b1011);
+            write(REG_LVT_TIMER, 1 << 16);
+            write(REG_TIMER_INIT, u32::MAX);
+            let tsc0 = rdtsc();
+            while u32::MAX - read(REG_TIMER_CURRENT) < 10_000_000 {}
+            let tsc1 = rdtsc();
+            let ticks = (u32::MAX - read(REG_TIMER_CURRENT)) as u64;
+            write(REG_TIMER_INIT, 0);
+            TSC_PER_NS_FP.store(((tsc1 - tsc0) << 32) / ticks, Ordering::Relaxed);
+        }
+    }
+    write(REG_LVT_TIMER, VECTOR_TIMER as u32); // one-shot, unmasked
+}
+
+/// Fires the timer interrupt once, `ns` from now.
+pub fn arm_timer(ns: u64) {
+    let ticks = ((ns as u128 * LAPIC_TICKS_PER_NS_FP.load(Ordering::Relaxed) as u128) >> 32)
+        .clamp(1, u32::MAX as u128) as u32;
+    write(REG_TIMER_INIT, ticks);
+}
+
+/// Nanoseconds since the kernel started (from the TSC).
+pub fn now_ns() -> u64 {
+    let delta = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    ((delta as u128) << 32).checked_div(TSC_PER_NS_FP.load(Ordering::Relaxed) as u128).unwrap_or(0) as u64
+}

@@ -1,0 +1,88 @@
+//! x86_64 specifics. On the host (unit tests) only the portable facade in
+//! [`irq`] and [`time`] exists, backed by plain atomics.
+
+#[cfg(not(test))]
+pub mod apic;
+#[cfg(not(test))]
+mod boot_asm;
+#[cfg(not(test))]
+pub mod cpu;
+#[cfg(not(test))]
+pub mod serial;
+#[cfg(not(test))]
+pub mod trap;
+
+#[cfg(not(test))]
+pub use boot_asm::boot_pml4_phys;
+
+/// Interrupt masking around critical sections.
+pub mod irq {
+    use core::sync::atomic::AtomicUsize;
+    use core::sync::atomic::Ordering;
+
+    /// Spin locks held on this CPU right now. A panic with locks held is a
+    /// kernel bug (the locks would stay held), never a component's fault.
+    static HELD_LOCKS: AtomicUsize = AtomicUsize::new(0);
+
+    pub fn held_locks_inc() {
+        HELD_LOCKS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn held_locks_dec() {
+        HELD_LOCKS.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn held_locks() -> usize {
+        HELD_LOCKS.load(Ordering::Relaxed)
+    }
+
+    /// Disables interrupts; returns whether they were enabled.
+    #[cfg(not(test))]
+    pub fn save_and_disable() -> bool {
+        let was = super::cpu::interrupts_enabled();
+        super::cpu::disable_interrupts();
+        was
+    }
+
+    #[cfg(not(test))]
+    pub fn restore(enabled: bool) {
+        if enabled {
+            super::cpu::enable_interrupts();
+        }
+    }
+
+    #[cfg(test)]
+    pub fn save_and_disable() -> bool {
+        false
+    }
+
+    #[cfg(test)]
+    pub fn restore(_enabled: bool) {}
+}
+
+/// Monotonic time.
+pub mod time {
+    #[cfg(not(test))]
+    pub fn now_ns() -> u64 {
+        super::apic::now_ns()
+    }
+
+    /// Host tests drive time by hand.
+    #[cfg(test)]
+    pub static FAKE_NOW: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+    #[cfg(test)]
+    pub fn now_ns() -> u64 {
+        FAKE_NOW.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Writes a value to QEMU's isa-debug-exit port: QEMU exits with status
+/// `(code << 1) | 1`. On other machines this does nothing and we halt.
+#[cfg(not(test))]
+pub fn power_off(code: u8) -> ! {
+    cpu::disable_interrupts();
+    cpu::outb(0xf4, code);
+    // ACPI poweroff would go here for machines without isa-debug-exit.
+    cpu::halt_forever()
+}

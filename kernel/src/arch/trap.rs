@@ -1,0 +1,284 @@
+//! GDT, TSS (with IST stacks), IDT, and the interrupt entry path.
+//!
+//! Every vector enters through a 16-byte stub that pushes the vector number
+//! (and a zero error code where the CPU pushes none), then `interrupt_common`
+//! saves the general-purpose registers into a [`TrapFrame`] on the IST stack,
+//! saves the interrupted thread's FPU/SSE state into its own save area
+//! (`CURRENT_FX`), and calls [`interrupt_handler`]. A context switch is just
+//! the handler rewriting the frame with another thread's registers and
+//! pointing `CURRENT_FX` at that thread's save area: the `iretq` at the end
+//! resumes whichever thread the frame now describes.
+//!
+//! All interrupts run on IST stacks: the prebuilt `core` uses the red zone,
+//! and an interrupt must never push into it.
+
+use core::mem::size_of;
+
+pub const KERNEL_CS: u16 = 0x08;
+pub const KERNEL_DS: u16 = 0x10;
+const TSS_SEL: u16 = 0x28;
+
+/// Vector numbers the kernel uses.
+pub const VECTOR_TIMER: u8 = 0x20;
+pub const VECTOR_YIELD: u8 = 0x81;
+pub const VECTOR_SPURIOUS: u8 = 0xff;
+/// The legacy 8259 PICs are remapped here and masked.
+pub const VECTOR_PIC_BASE: u8 = 0x30;
+
+/// What the entry path saved, lowest address first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
+
+/// The FPU/SSE save area of the thread running on this CPU. The entry path
+/// saves into and restores from wherever this points. (One CPU today; with
+/// SMP this moves into per-CPU data reached through GS.)
+#[no_mangle]
+pub static mut CURRENT_FX: u64 = 0;
+
+core::arch::global_asm!(
+    r#"
+.section .text.interrupts, "ax"
+.balign 16
+.global interrupt_stubs
+interrupt_stubs:
+.set vec, 0
+.rept 256
+.balign 16
+.if (vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
+.else
+    pushq $0
+.endif
+    pushq $vec
+    jmp interrupt_common
+.set vec, vec + 1
+.endr
+
+interrupt_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq CURRENT_FX(%rip), %rax
+    fxsave64 (%rax)
+    movq %rsp, %rdi
+    call interrupt_handler
+    movq CURRENT_FX(%rip), %rax
+    fxrstor64 (%rax)
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static interrupt_stubs: u8;
+}
+
+#[repr(C, packed)]
+struct Tss {
+    _reserved0: u32,
+    rsp: [u64; 3],
+    _reserved1: u64,
+    ist: [u64; 7],
+    _reserved2: u64,
+    _reserved3: u16,
+    iomap_base: u16,
+}
+
+#[repr(C, packed)]
+struct DescriptorPointer {
+    limit: u16,
+    base: u64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct IdtEntry {
+    offset_low: u16,
+    selector: u16,
+    ist: u8,
+    type_attr: u8,
+    offset_mid: u16,
+    offset_high: u32,
+    _reserved: u32,
+}
+
+const IST_STACK_SIZE: usize = 16 * 1024;
+/// IST1: IRQs and the yield vector; IST2: exceptions; IST3: NMI and
+/// machine check; IST4: double fault. Separate stacks so that a fault in an
+/// IRQ handler does not overwrite the frame it interrupted.
+const IST_COUNT: usize = 4;
+
+#[repr(C, align(16))]
+struct IstStacks([[u8; IST_STACK_SIZE]; IST_COUNT]);
+
+static mut IST_STACKS: IstStacks = IstStacks([[0; IST_STACK_SIZE]; IST_COUNT]);
+static mut TSS: Tss = Tss {
+    _reserved0: 0,
+    rsp: [0; 3],
+    _reserved1: 0,
+    ist: [0; 7],
+    _reserved2: 0,
+    _reserved3: 0,
+    iomap_base: size_of::<Tss>() as u16,
+};
+static mut GDT: [u64; 7] = [
+    0,
+    0x00af9a000000ffff, // 0x08 kernel code (64-bit)
+    0x00cf92000000ffff, // 0x10 kernel data
+    0x00cff2000000ffff, // 0x18 user data (reserved for user mode)
+    0x00affa000000ffff, // 0x20 user code (reserved for user mode)
+    0,                  // 0x28 TSS (low)
+    0,                  // 0x30 TSS (high)
+];
+static mut IDT: [IdtEntry; 256] = [IdtEntry {
+    offset_low: 0,
+    selector: 0,
+    ist: 0,
+    type_attr: 0,
+    offset_mid: 0,
+    offset_high: 0,
+    _reserved: 0,
+}; 256];
+
+fn ist_for_vector(vector: usize) -> u8 {
+    match vector {
+        8 => 4,
+        2 | 18 => 3,
+        0..=31 => 2,
+        _ => 1,
+    }
+}
+
+/// Loads the GDT, TSS and IDT. Called once at boot, interrupts off.
+pub fn init() {
+    // SAFETY: boot runs single-threaded with interrupts off; these statics
+    // are written only here, before the descriptors that point at them are
+    // loaded, and never moved.
+    unsafe {
+        let tss = &raw mut TSS;
+        for i in 0..IST_COUNT {
+            let stack = &raw mut IST_STACKS.0[i];
+            let top = (stack as u64 + IST_STACK_SIZE as u64) & !0xf;
+            (*tss).ist[i] = top;
+        }
+        let base = tss as u64;
+        let limit = (size_of::<Tss>() - 1) as u64;
+        let low = (limit & 0xffff)
+            | ((base & 0xff_ffff) << 16)
+            | (0x89 << 40) // present, 64-bit TSS (available)
+            | (((limit >> 16) & 0xf) << 48)
+            | (((base >> 24) & 0xff) << 56);
+        GDT[5] = low;
+        GDT[6] = base >> 32;
+
+        let gdtr = DescriptorPointer {
+            limit: (size_of::<[u64; 7]>() - 1) as u16,
+            base: &raw const GDT as u64,
+        };
+        core::arch::asm!(
+            "lgdt [{gdtr}]",
+            "push {cs}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "mov ds, {ds:x}",
+            "mov es, {ds:x}",
+            "mov ss, {ds:x}",
+            "ltr {tss:x}",
+            gdtr = in(reg) &gdtr,
+            cs = in(reg) KERNEL_CS as u64,
+            ds = in(reg) KERNEL_DS as u64,
+            tss = in(reg) TSS_SEL as u64,
+            tmp = out(reg) _,
+        );
+
+        let stubs = &raw const interrupt_stubs as u64;
+        let idt = &raw mut IDT;
+        for vector in 0..256 {
+            let handler = stubs + (vector as u64) * 16;
+            (*idt)[vector] = IdtEntry {
+                offset_low: handler as u16,
+                selector: KERNEL_CS,
+                ist: ist_for_vector(vector),
+                type_attr: 0x8e, // present, DPL0, interrupt gate
+                offset_mid: (handler >> 16) as u16,
+                offset_high: (handler >> 32) as u32,
+                _reserved: 0,
+            };
+        }
+        let idtr = DescriptorPointer {
+            limit: (size_of::<[IdtEntry; 256]>() - 1) as u16,
+            base: idt as u64,
+        };
+        core::arch::asm!("lidt [{}]", in(reg) &idtr);
+    }
+}
+
+/// Gives the CPU away from a thread: the yield vector enters the scheduler
+/// through the same path as a timer interrupt.
+#[inline(always)]
+pub fn yield_to_scheduler() {
+    // SAFETY: vector 0x81 is installed by `init`; the handler returns to us
+    // (possibly much later) with all registers restored.
+    unsafe { core::arch::asm!("int 0x81") }
+}
+
+/// The Rust side of every interrupt and exception.
+#[no_mangle]
+extern "C" fn interrupt_handler(frame: &mut TrapFrame) {
+    crate::interrupt::handle(frame);
+}

@@ -1,0 +1,139 @@
+//! What each interrupt vector does.
+
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering;
+
+use crate::arch::apic;
+use crate::arch::trap::TrapFrame;
+use crate::arch::trap::VECTOR_PIC_BASE;
+use crate::arch::trap::VECTOR_SPURIOUS;
+use crate::arch::trap::VECTOR_TIMER;
+use crate::arch::trap::VECTOR_YIELD;
+use crate::object::timer;
+use crate::process::ExitReason;
+use crate::sched;
+
+/// Set while the interrupt path runs (a panic there is always the kernel's).
+static IN_INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+pub fn in_interrupt() -> bool {
+    IN_INTERRUPT.load(Ordering::Relaxed)
+}
+
+/// Programs the next timer interrupt: the earliest timer deadline, or the
+/// end of the time slice, whichever comes first.
+pub fn rearm_timer() {
+    let now = crate::arch::time::now_ns();
+    let next = timer::fire_expired(now);
+    let until_deadline = next.map_or(u64::MAX, |d| d.saturating_sub(now));
+    apic::arm_timer(until_deadline.min(sched::TIME_SLICE_NS));
+}
+
+const EXCEPTION_NAMES: [&str; 32] = [
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range exceeded",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack-segment fault",
+    "general protection fault",
+    "page fault",
+    "reserved",
+    "x87 floating-point error",
+    "alignment check",
+    "machine check",
+    "SIMD floating-point error",
+    "virtualization exception",
+    "control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security exception",
+    "reserved",
+];
+
+fn exception(frame: &mut TrapFrame) {
+    let vector = frame.vector as usize;
+    let name = EXCEPTION_NAMES[vector & 31];
+    let cr2 = if vector == 14 { crate::arch::cpu::read_cr2() } else { 0 };
+    let thread = sched::current();
+    let is_component = thread.process.component.is_some();
+    // A fault with a spin lock held happened inside the kernel proper.
+    if is_component && crate::arch::irq::held_locks() == 0 && vector != 8 && vector != 18 {
+        let overflow = vector == 14
+            && thread
+                .stack
+                .as_ref()
+                .is_some_and(|s| s.guard_contains(cr2 as usize));
+        if overflow {
+            log::error!(
+                "{}: stack overflow (rip {:#x}, address {:#x})",
+                thread.process.name,
+                frame.rip,
+                cr2
+            );
+        } else {
+            log::error!(
+                "{}: CPU exception: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}",
+                thread.process.name,
+                name,
+                vector,
+                frame.error,
+                frame.rip,
+                cr2
+            );
+        }
+        let process = thread.process.clone();
+        crate::startup::component_ended(&process, ExitReason::Faulted);
+        // Its threads are dead now: run something else.
+        sched::switch(frame, true);
+        return;
+    }
+    panic!(
+        "CPU exception in the kernel: {} (vector {}, error {:#x}) at rip {:#x}, rsp {:#x}, address {:#x}",
+        name, vector, frame.error, frame.rip, frame.rsp, cr2
+    );
+}
+
+pub fn handle(frame: &mut TrapFrame) {
+    IN_INTERRUPT.store(true, Ordering::Relaxed);
+    match frame.vector as u8 {
+        VECTOR_TIMER => {
+            apic::eoi();
+            let now = crate::arch::time::now_ns();
+            let next = timer::fire_expired(now);
+            let expired = sched::slice_expired(now);
+            sched::switch(frame, expired);
+            let until_deadline = next.map_or(u64::MAX, |d| d.saturating_sub(now));
+            apic::arm_timer(until_deadline.min(sched::TIME_SLICE_NS));
+        }
+        VECTOR_YIELD => sched::switch(frame, true),
+        VECTOR_SPURIOUS => {}
+        v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
+            // A spurious interrupt from the masked legacy PIC.
+        }
+        0..=31 => exception(frame),
+        v => {
+            apic::eoi();
+            log::warn!("unexpected interrupt vector {v:#x}");
+        }
+    }
+    // Idle never keeps the CPU when something is runnable (a wake from an
+    // interrupt or from the thread we interrupted).
+    if sched::current_is_idle() && sched::others_runnable() {
+        sched::switch(frame, true);
+    }
+    IN_INTERRUPT.store(false, Ordering::Relaxed);
+}

@@ -1,0 +1,38 @@
+//! The Starina microkernel.
+//!
+//! Boot (PVH), memory, threads and scheduling, handles and rights,
+//! channels, poll and timers, and startup, which runs the components of a
+//! profile as their specs say. Components are crates linked into this image
+//! (`#![forbid(unsafe_code)]`), calling the kernel through
+//! [`starina::syscall::KernelApi`].
+//!
+//! On the host (`cargo test`) the portable parts — handle tables, channels,
+//! poll, timers — build with `std` and are unit-tested.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod handle;
+pub mod object;
+pub mod process;
+pub mod sched;
+pub mod sync;
+
+#[cfg(not(test))]
+pub mod boot;
+#[cfg(not(test))]
+pub mod interrupt;
+#[cfg(not(test))]
+pub mod klog;
+#[cfg(not(test))]
+pub mod mm;
+#[cfg(not(test))]
+pub mod panic;
+#[cfg(not(test))]
+mod rt;
+#[cfg(not(test))]
+pub mod startup;
+#[cfg(not(test))]
+pub mod syscall;

@@ -1,0 +1,129 @@
+//! The physical page allocator: one bit per 4 KiB page of the direct-mapped
+//! range, first fit from a moving hint. Simple, O(pages) worst case, and
+//! only on slow paths (heap refills, stacks, big buffers).
+
+use super::RamRegion;
+use super::DIRECT_MAP_SIZE;
+use super::PAGE_SIZE;
+use crate::sync::SpinLock;
+
+const MAX_PAGES: usize = (DIRECT_MAP_SIZE as usize) / PAGE_SIZE;
+const WORDS: usize = MAX_PAGES / 64;
+
+struct Bitmap {
+    /// 1 = used (or not RAM).
+    bits: [u64; WORDS],
+    hint: usize,
+    free: usize,
+    total: usize,
+}
+
+static PAGES: SpinLock<Bitmap> = SpinLock::new(Bitmap {
+    bits: [u64::MAX; WORDS],
+    hint: 0,
+    free: 0,
+    total: 0,
+});
+
+impl Bitmap {
+    fn is_used(&self, page: usize) -> bool {
+        self.bits[page / 64] & (1 << (page % 64)) != 0
+    }
+
+    fn set(&mut self, page: usize, used: bool) {
+        if used {
+            self.bits[page / 64] |= 1 << (page % 64);
+        } else {
+            self.bits[page / 64] &= !(1 << (page % 64));
+        }
+    }
+
+    fn find_run(&self, count: usize, from: usize, to: usize) -> Option<usize> {
+        let mut start = from;
+        while start + count <= to {
+            // Skip whole used words quickly.
+            if start % 64 == 0 && self.bits[start / 64] == u64::MAX {
+                start += 64;
+                continue;
+            }
+            match (start..start + count).find(|&p| self.is_used(p)) {
+                None => return Some(start),
+                Some(used) => start = used + 1,
+            }
+        }
+        None
+    }
+}
+
+/// Hands the allocator the usable RAM, minus `reserved` ranges (the kernel
+/// image, boot data). Pages below 1 MiB are never used.
+pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)]) {
+    let mut bm = PAGES.lock();
+    for r in ram {
+        let start = r.base.div_ceil(PAGE_SIZE as u64).max(0x100);
+        let end = ((r.base + r.len) / PAGE_SIZE as u64).min(MAX_PAGES as u64);
+        for p in start..end {
+            let addr = p * PAGE_SIZE as u64;
+            if reserved.iter().any(|&(b, e)| addr + PAGE_SIZE as u64 > b && addr < e) {
+                continue;
+            }
+            if bm.is_used(p as usize) {
+                bm.set(p as usize, false);
+                bm.free += 1;
+                bm.total += 1;
+            }
+        }
+    }
+}
+
+/// Allocates `count` physically contiguous pages; returns the physical
+/// address of the first, or `None` when memory is exhausted.
+pub fn alloc_pages(count: usize) -> Option<u64> {
+    if count == 0 {
+        return None;
+    }
+    let mut bm = PAGES.lock();
+    if bm.free < count {
+        return None;
+    }
+    let hint = bm.hint;
+    let start = bm
+        .find_run(count, hint, MAX_PAGES)
+        .or_else(|| bm.find_run(count, 0, MAX_PAGES))?;
+    for p in start..start + count {
+        bm.set(p, true);
+    }
+    bm.free -= count;
+    bm.hint = start + count;
+    Some((start * PAGE_SIZE) as u64)
+}
+
+/// Allocates zeroed pages.
+pub fn alloc_zeroed_pages(count: usize) -> Option<u64> {
+    let phys = alloc_pages(count)?;
+    let ptr = super::phys_to_virt(phys) as *mut u8;
+    // SAFETY: the pages were just allocated to us and are direct-mapped.
+    unsafe { core::ptr::write_bytes(ptr, 0, count * PAGE_SIZE) };
+    Some(phys)
+}
+
+pub fn free_pages(phys: u64, count: usize) {
+    let mut bm = PAGES.lock();
+    let first = phys as usize / PAGE_SIZE;
+    for p in first..first + count {
+        debug_assert!(bm.is_used(p), "double free of page {p:#x}");
+        if bm.is_used(p) {
+            bm.set(p, false);
+            bm.free += 1;
+        }
+    }
+    if first < bm.hint {
+        bm.hint = first;
+    }
+}
+
+/// (free pages, total pages)
+pub fn stats() -> (usize, usize) {
+    let bm = PAGES.lock();
+    (bm.free, bm.total)
+}

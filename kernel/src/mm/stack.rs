@@ -1,0 +1,130 @@
+//! Thread stacks in their own virtual region, each below an unmapped guard
+//! page, so a stack overflow is a page fault the kernel can pin on the
+//! thread (and tear its component down) instead of silent corruption.
+
+use alloc::vec::Vec;
+
+use super::page;
+use super::phys_to_virt;
+use super::PAGE_SIZE;
+use crate::arch::cpu::invlpg;
+use crate::sync::SpinLock;
+
+/// PML4 slot 384: 0xffff_c000_0000_0000.
+const STACK_REGION_BASE: usize = 0xffff_c000_0000_0000;
+pub const STACK_SIZE: usize = 128 * 1024;
+/// Each slot is a guard page followed by the stack.
+const SLOT_SIZE: usize = STACK_SIZE + PAGE_SIZE;
+const MAX_SLOTS: usize = 4096;
+
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const NO_EXECUTE: u64 = 1 << 63;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+struct Slots {
+    next: usize,
+    free: Vec<usize>,
+}
+
+static SLOTS: SpinLock<Slots> = SpinLock::new(Slots {
+    next: 0,
+    free: Vec::new(),
+});
+
+/// A mapped stack; unmapped and freed on drop.
+pub struct Stack {
+    slot: usize,
+}
+
+fn table_at(phys: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `phys` is a page-table page (the boot PML4 or one we
+    // allocated), direct-mapped; page tables are only modified with the
+    // SLOTS lock held, so there is no concurrent mutable access.
+    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
+}
+
+/// The PTE for `vaddr`, creating intermediate tables as needed.
+fn pte_for(vaddr: usize) -> Option<&'static mut u64> {
+    let mut table = table_at(crate::arch::boot_pml4_phys());
+    for level in (1..4).rev() {
+        let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
+        if table[index] & PRESENT == 0 {
+            let phys = page::alloc_zeroed_pages(1)?;
+            table[index] = phys | PRESENT | WRITABLE;
+        }
+        table = table_at(table[index] & ADDR_MASK);
+    }
+    Some(&mut table[(vaddr >> 12) & 0x1ff])
+}
+
+impl Stack {
+    pub fn new() -> Option<Stack> {
+        let _guard_order = ();
+        let mut slots = SLOTS.lock();
+        let slot = match slots.free.pop() {
+            Some(s) => s,
+            None if slots.next < MAX_SLOTS => {
+                slots.next += 1;
+                slots.next - 1
+            }
+            None => return None,
+        };
+        let base = STACK_REGION_BASE + slot * SLOT_SIZE + PAGE_SIZE;
+        for i in 0..STACK_SIZE / PAGE_SIZE {
+            let vaddr = base + i * PAGE_SIZE;
+            let Some(phys) = page::alloc_pages(1) else {
+                // Undo what we mapped so far.
+                drop(slots);
+                let partial = Stack { slot };
+                partial.unmap(i);
+                return None;
+            };
+            let Some(pte) = pte_for(vaddr) else {
+                page::free_pages(phys, 1);
+                drop(slots);
+                let partial = Stack { slot };
+                partial.unmap(i);
+                return None;
+            };
+            *pte = phys | PRESENT | WRITABLE | NO_EXECUTE;
+        }
+        Some(Stack { slot })
+    }
+
+    fn base(&self) -> usize {
+        STACK_REGION_BASE + self.slot * SLOT_SIZE + PAGE_SIZE
+    }
+
+    /// The initial stack pointer (16-byte aligned).
+    pub fn top(&self) -> usize {
+        self.base() + STACK_SIZE
+    }
+
+    /// Whether `addr` falls in this stack's guard page.
+    pub fn guard_contains(&self, addr: usize) -> bool {
+        let guard = self.base() - PAGE_SIZE;
+        (guard..self.base()).contains(&addr)
+    }
+
+    fn unmap(&self, pages: usize) {
+        let _slots = SLOTS.lock();
+        for i in 0..pages {
+            let vaddr = self.base() + i * PAGE_SIZE;
+            if let Some(pte) = pte_for(vaddr) {
+                if *pte & PRESENT != 0 {
+                    page::free_pages(*pte & ADDR_MASK, 1);
+                    *pte = 0;
+                    invlpg(vaddr as u64);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.unmap(STACK_SIZE / PAGE_SIZE);
+        SLOTS.lock().free.push(self.slot);
+    }
+}

@@ -1,0 +1,249 @@
+//! Channels: a connected pair of endpoints. Each endpoint owns the queue of
+//! messages sent *to* it; a send pushes onto the peer's queue. The queue is
+//! bounded ([`CHANNEL_QUEUE_MAX`]): a full queue is `QueueFull`, and the
+//! sender's poll reports `WRITABLE` again once the receiver drains one.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::sync::Weak;
+use alloc::vec::Vec;
+
+use starina::abi::Error;
+use starina::abi::Readiness;
+use starina::abi::CHANNEL_QUEUE_MAX;
+use starina::abi::MESSAGE_DATA_MAX;
+use starina::abi::MESSAGE_HANDLES_MAX;
+
+use super::Listeners;
+use super::Pollable;
+use crate::handle::Handle;
+use crate::sync::SpinLock;
+
+/// A message in flight: its bytes and the handles it moves.
+pub struct ChannelMessage {
+    pub kind: u8,
+    pub data: Vec<u8>,
+    pub handles: Vec<Handle>,
+}
+
+impl ChannelMessage {
+    /// Copies `data` into a new message (checking the limits).
+    pub fn new(kind: u8, data: &[u8], handles: Vec<Handle>) -> Result<ChannelMessage, Error> {
+        if data.len() > MESSAGE_DATA_MAX {
+            return Err(Error::MessageTooLarge);
+        }
+        if handles.len() > MESSAGE_HANDLES_MAX {
+            return Err(Error::TooManyHandles);
+        }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(data.len())
+            .map_err(|_| Error::OutOfMemory)?;
+        buf.extend_from_slice(data);
+        Ok(ChannelMessage {
+            kind,
+            data: buf,
+            handles,
+        })
+    }
+}
+
+struct Inner {
+    queue: VecDeque<ChannelMessage>,
+}
+
+pub struct Channel {
+    peer: spin::Once<Weak<Channel>>,
+    inner: SpinLock<Inner>,
+    listeners: Listeners,
+}
+
+impl Channel {
+    fn endpoint() -> Channel {
+        Channel {
+            peer: spin::Once::new(),
+            inner: SpinLock::new(Inner {
+                queue: VecDeque::new(),
+            }),
+            listeners: Listeners::new(),
+        }
+    }
+
+    /// A connected pair.
+    pub fn new_pair() -> (Arc<Channel>, Arc<Channel>) {
+        let a = Arc::new(Channel::endpoint());
+        let b = Arc::new(Channel::endpoint());
+        a.peer.call_once(|| Arc::downgrade(&b));
+        b.peer.call_once(|| Arc::downgrade(&a));
+        (a, b)
+    }
+
+    pub fn peer(&self) -> Option<Arc<Channel>> {
+        self.peer.get().and_then(|p| p.upgrade())
+    }
+
+    pub fn is_peer_of(&self, other: &Arc<Channel>) -> bool {
+        self.peer
+            .get()
+            .is_some_and(|p| core::ptr::eq(p.as_ptr(), Arc::as_ptr(other)))
+    }
+
+    /// Queues `msg` on the peer. On error the message comes back untouched.
+    pub fn send(&self, msg: ChannelMessage) -> Result<(), (Error, ChannelMessage)> {
+        let Some(peer) = self.peer() else {
+            return Err((Error::PeerClosed, msg));
+        };
+        {
+            let mut inner = peer.inner.lock();
+            if inner.queue.len() >= CHANNEL_QUEUE_MAX {
+                return Err((Error::QueueFull, msg));
+            }
+            if inner.queue.try_reserve(1).is_err() {
+                return Err((Error::OutOfMemory, msg));
+            }
+            inner.queue.push_back(msg);
+        }
+        peer.listeners.notify();
+        Ok(())
+    }
+
+    /// Takes the next message if it fits in `data_cap` bytes and
+    /// `handles_cap` handles; a message too large stays queued
+    /// (`BufferTooSmall`). `room` says how many handles the receiver's table
+    /// can still take (`HandleTableFull` otherwise, message kept).
+    pub fn recv(
+        &self,
+        data_cap: usize,
+        handles_cap: usize,
+        room: usize,
+    ) -> Result<ChannelMessage, Error> {
+        let was_full;
+        let msg = {
+            let mut inner = self.inner.lock();
+            let Some(front) = inner.queue.front() else {
+                return Err(if self.peer().is_none() {
+                    Error::PeerClosed
+                } else {
+                    Error::WouldBlock
+                });
+            };
+            if front.data.len() > data_cap || front.handles.len() > handles_cap {
+                return Err(Error::BufferTooSmall);
+            }
+            if front.handles.len() > room {
+                return Err(Error::HandleTableFull);
+            }
+            was_full = inner.queue.len() >= CHANNEL_QUEUE_MAX;
+            inner.queue.pop_front().unwrap()
+        };
+        if was_full {
+            // The sender may be waiting for room.
+            if let Some(peer) = self.peer() {
+                peer.listeners.notify();
+            }
+        }
+        Ok(msg)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.inner.lock().queue.len()
+    }
+}
+
+impl Pollable for Channel {
+    fn readiness(&self) -> Readiness {
+        let mut r = Readiness::empty();
+        if !self.inner.lock().queue.is_empty() {
+            r |= Readiness::READABLE;
+        }
+        match self.peer() {
+            Some(peer) => {
+                if peer.inner.lock().queue.len() < CHANNEL_QUEUE_MAX {
+                    r |= Readiness::WRITABLE;
+                }
+            }
+            None => r |= Readiness::PEER_CLOSED,
+        }
+        r
+    }
+
+    fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // The last reference to this end is gone: the peer sees PEER_CLOSED.
+        if let Some(peer) = self.peer() {
+            peer.listeners.notify();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(data: &[u8]) -> ChannelMessage {
+        ChannelMessage::new(3, data, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn messages_arrive_in_order() {
+        let (a, b) = Channel::new_pair();
+        a.send(msg(b"one")).map_err(|e| e.0).unwrap();
+        a.send(msg(b"two")).map_err(|e| e.0).unwrap();
+        assert_eq!(b.recv(64, 4, 10).unwrap().data, b"one");
+        assert_eq!(b.recv(64, 4, 10).unwrap().data, b"two");
+        assert_eq!(b.recv(64, 4, 10).err(), Some(Error::WouldBlock));
+        assert_eq!(a.recv(64, 4, 10).err(), Some(Error::WouldBlock));
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        assert_eq!(
+            ChannelMessage::new(3, &[0; MESSAGE_DATA_MAX + 1], Vec::new()).err(),
+            Some(Error::MessageTooLarge)
+        );
+        assert!(ChannelMessage::new(3, &[0; MESSAGE_DATA_MAX], Vec::new()).is_ok());
+    }
+
+    #[test]
+    fn full_queue_is_backpressure_and_loses_nothing() {
+        let (a, b) = Channel::new_pair();
+        for i in 0..CHANNEL_QUEUE_MAX {
+            a.send(msg(&[i as u8])).map_err(|e| e.0).unwrap();
+        }
+        assert!(!a.readiness().contains(Readiness::WRITABLE));
+        let (err, back) = a.send(msg(b"extra")).unwrap_err();
+        assert_eq!(err, Error::QueueFull);
+        assert_eq!(back.data, b"extra");
+        assert_eq!(b.recv(64, 4, 10).unwrap().data, [0]);
+        assert!(a.readiness().contains(Readiness::WRITABLE));
+        a.send(back).map_err(|e| e.0).unwrap();
+        for i in 1..CHANNEL_QUEUE_MAX {
+            assert_eq!(b.recv(64, 4, 10).unwrap().data, [i as u8]);
+        }
+        assert_eq!(b.recv(64, 4, 10).unwrap().data, b"extra");
+    }
+
+    #[test]
+    fn small_buffer_keeps_the_message() {
+        let (a, b) = Channel::new_pair();
+        a.send(msg(b"hello")).map_err(|e| e.0).unwrap();
+        assert_eq!(b.recv(4, 4, 10).err(), Some(Error::BufferTooSmall));
+        assert_eq!(b.recv(5, 4, 10).unwrap().data, b"hello");
+    }
+
+    #[test]
+    fn peer_closed_after_drain() {
+        let (a, b) = Channel::new_pair();
+        a.send(msg(b"last words")).map_err(|e| e.0).unwrap();
+        drop(a);
+        assert!(b.readiness().contains(Readiness::PEER_CLOSED));
+        assert!(b.readiness().contains(Readiness::READABLE));
+        assert_eq!(b.recv(64, 4, 10).unwrap().data, b"last words");
+        assert_eq!(b.recv(64, 4, 10).err(), Some(Error::PeerClosed));
+        assert_eq!(b.send(msg(b"x")).err().map(|e| e.0), Some(Error::PeerClosed));
+    }
+}

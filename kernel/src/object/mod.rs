@@ -1,0 +1,63 @@
+//! Kernel objects, one module each. Objects that can be polled implement
+//! [`Pollable`] and keep a [`Listeners`] list of the polls watching them.
+
+pub mod channel;
+pub mod poll;
+pub mod system;
+pub mod timer;
+
+use alloc::sync::Weak;
+use alloc::vec::Vec;
+
+use starina::abi::Readiness;
+
+use crate::sync::SpinLock;
+use poll::Poll;
+
+pub trait Pollable: Send + Sync {
+    /// Current readiness (level).
+    fn readiness(&self) -> Readiness;
+    /// Called when poll reports `ready` to a waiter (timers disarm here).
+    fn consume(&self, _ready: Readiness) {}
+    fn listeners(&self) -> &Listeners;
+}
+
+/// The polls watching an object. Lock order: an object's own lock is
+/// released before its listeners are notified.
+pub struct Listeners {
+    polls: SpinLock<Vec<Weak<Poll>>>,
+}
+
+impl Listeners {
+    pub const fn new() -> Listeners {
+        Listeners {
+            polls: SpinLock::new(Vec::new()),
+        }
+    }
+
+    pub fn add(&self, poll: Weak<Poll>) -> Result<(), starina::abi::Error> {
+        let mut polls = self.polls.lock();
+        polls.retain(|p| p.strong_count() > 0);
+        polls
+            .try_reserve(1)
+            .map_err(|_| starina::abi::Error::OutOfMemory)?;
+        polls.push(poll);
+        Ok(())
+    }
+
+    pub fn remove(&self, poll: &Weak<Poll>) {
+        self.polls
+            .lock()
+            .retain(|p| p.strong_count() > 0 && !Weak::ptr_eq(p, poll));
+    }
+
+    /// Wakes every poll watching this object.
+    pub fn notify(&self) {
+        let polls = self.polls.lock();
+        for p in polls.iter() {
+            if let Some(p) = p.upgrade() {
+                p.notify();
+            }
+        }
+    }
+}

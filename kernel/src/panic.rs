@@ -1,0 +1,40 @@
+//! Panics. A component's panic tears down that component alone (its
+//! handles close, its peers see peer-closed, its restart policy applies);
+//! a panic in the kernel proper stops the machine.
+//!
+//! Without unwinding, the panicking component's heap objects still owned by
+//! its stack frames are not freed; everything it held through handles is.
+
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering;
+
+use crate::process::ExitReason;
+
+static KERNEL_PANICKING: AtomicBool = AtomicBool::new(false);
+
+/// The exit code QEMU reports (through isa-debug-exit) on a kernel panic.
+pub const KERNEL_PANIC_EXIT_CODE: u8 = 126;
+
+pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
+    if let Some(thread) = crate::sched::try_current() {
+        let is_component = thread.process.component.is_some();
+        if is_component
+            && crate::arch::irq::held_locks() == 0
+            && !crate::interrupt::in_interrupt()
+            && !thread.process.has_exited()
+        {
+            log::error!("{} panicked: {}", thread.process.name, info);
+            let process = thread.process.clone();
+            crate::startup::component_ended(&process, ExitReason::Panicked);
+            crate::sched::exit_current_thread();
+        }
+    }
+
+    crate::arch::cpu::disable_interrupts();
+    if KERNEL_PANICKING.swap(true, Ordering::SeqCst) {
+        crate::klog::write_unlocked(format_args!("\nkernel: panicked while panicking\n"));
+        crate::arch::power_off(KERNEL_PANIC_EXIT_CODE);
+    }
+    crate::klog::write_unlocked(format_args!("\n[kernel panic] {info}\n"));
+    crate::arch::power_off(KERNEL_PANIC_EXIT_CODE)
+}

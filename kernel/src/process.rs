@@ -1,0 +1,84 @@
+//! Processes: a handle table, threads, and the component they run.
+
+use alloc::sync::Arc;
+use alloc::sync::Weak;
+use alloc::vec::Vec;
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering;
+
+use crate::handle::HandleTable;
+use crate::sched::Thread;
+use crate::sync::SpinLock;
+
+/// Why a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// `main` returned or the component called exit(0).
+    Exited(i32),
+    /// The component panicked.
+    Panicked,
+    /// A CPU exception (e.g. stack overflow) in the component's code.
+    Faulted,
+}
+
+impl ExitReason {
+    pub fn is_failure(self) -> bool {
+        !matches!(self, ExitReason::Exited(0))
+    }
+}
+
+pub struct Process {
+    pub id: u64,
+    pub name: &'static str,
+    /// Index into the wiring's component table; `None` for the kernel.
+    pub component: Option<usize>,
+    pub instance: u32,
+    pub handles: SpinLock<HandleTable>,
+    threads: SpinLock<Vec<Weak<Thread>>>,
+    exited: AtomicBool,
+}
+
+static NEXT_PID: AtomicU64 = AtomicU64::new(1);
+
+impl Process {
+    pub fn new(name: &'static str, component: Option<usize>, instance: u32) -> Arc<Process> {
+        Arc::new(Process {
+            id: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+            name,
+            component,
+            instance,
+            handles: SpinLock::new(HandleTable::new()),
+            threads: SpinLock::new(Vec::new()),
+            exited: AtomicBool::new(false),
+        })
+    }
+
+    pub fn add_thread(&self, thread: &Arc<Thread>) {
+        let mut threads = self.threads.lock();
+        threads.retain(|t| t.strong_count() > 0);
+        threads.push(Arc::downgrade(thread));
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    /// Marks the process gone, kills its threads and closes its handles (so
+    /// peers see peer-closed). Returns false if it had already exited.
+    /// Must run without spin locks held.
+    pub fn terminate(&self) -> bool {
+        if self.exited.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let threads = core::mem::take(&mut *self.threads.lock());
+        for t in threads.iter().filter_map(|t| t.upgrade()) {
+            t.kill();
+        }
+        // Drop the handles outside the table lock: dropping a channel end
+        // notifies its peer.
+        let handles = self.handles.lock().take_all();
+        drop(handles);
+        true
+    }
+}

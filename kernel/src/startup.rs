@@ -1,0 +1,359 @@
+//! Startup: boots the components of a profile as their specs say, wires
+//! their channels, and supervises them (restart policies).
+//!
+//! Wiring: for every `needs` entry, startup creates a channel, gives one end
+//! to the client (its typed `Env` field) and sends the other to the
+//! provider's supervisor channel as `Open { uri: "connect:<service>" }`.
+//! When a provider restarts, each client still running gets a fresh channel
+//! on its own supervisor channel as `Open { uri: "reconnect:<field>" }`.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use starina::abi::Rights;
+use starina::env::RawEnv;
+use starina::handle::OwnedHandle;
+use starina::message::Message;
+use starina::spec::ComponentDef;
+use starina::spec::Privilege;
+use starina::spec::ProfileDef;
+use starina::spec::RestartPolicy;
+
+use crate::handle::Handle;
+use crate::handle::Object;
+use crate::object::channel::Channel;
+use crate::object::channel::ChannelMessage;
+use crate::object::system::SystemObject;
+use crate::process::ExitReason;
+use crate::process::Process;
+use crate::sync::SpinLock;
+
+mod wiring {
+    include!(concat!(env!("OUT_DIR"), "/starina_wiring.rs"));
+}
+
+pub use wiring::COMPONENTS;
+pub use wiring::PROFILES;
+
+struct Instance {
+    process: Arc<Process>,
+    /// Startup's end of the component's supervisor channel.
+    supervisor: Arc<Channel>,
+}
+
+struct Slot {
+    index: usize,
+    instance: Option<Instance>,
+    /// Instance number of the latest start (1 = first).
+    generation: u32,
+    restarts: u32,
+}
+
+struct State {
+    profile: &'static ProfileDef,
+    slots: Vec<Slot>,
+    started: usize,
+    ready: bool,
+}
+
+static STATE: SpinLock<Option<State>> = SpinLock::new(None);
+
+/// What a component's main thread receives.
+struct StartArgs {
+    start: fn(RawEnv),
+    env: RawEnv,
+}
+
+fn def(index: usize) -> &'static ComponentDef {
+    &COMPONENTS[index]
+}
+
+fn find_component(name: &str) -> Option<usize> {
+    COMPONENTS.iter().position(|c| c.name == name)
+}
+
+pub fn find_profile(name: &str) -> Option<&'static ProfileDef> {
+    PROFILES.iter().find(|p| p.name == name)
+}
+
+pub fn profile_names() -> String {
+    let names: Vec<&str> = PROFILES.iter().map(|p| p.name).collect();
+    names.join(", ")
+}
+
+impl State {
+    fn slot_of(&self, index: usize) -> Option<usize> {
+        self.slots.iter().position(|s| s.index == index)
+    }
+
+    /// The slot of the component in this profile that exports `service`.
+    fn provider_of(&self, service: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| def(s.index).exports.contains(&service))
+    }
+}
+
+fn open_message(uri: &str, handle: Handle) -> Option<ChannelMessage> {
+    let mut body = Vec::new();
+    Message::Open {
+        call_id: 0,
+        uri,
+        handle: None,
+    }
+    .encode_body(&mut body);
+    ChannelMessage::new(
+        starina::message::MessageKind::Open as u8,
+        &body,
+        alloc::vec![handle],
+    )
+    .ok()
+}
+
+/// Sends one end of a new connection to a running component's supervisor
+/// channel. If it is not running, the end is dropped and the other side
+/// sees peer-closed.
+fn offer(to: Option<&Instance>, uri: &str, end: Arc<Channel>) {
+    let Some(inst) = to else { return };
+    let Some(msg) = open_message(uri, Handle::new(Object::Channel(end), Rights::DEFAULT)) else {
+        return;
+    };
+    if let Err((e, _)) = inst.supervisor.send(msg) {
+        log::warn!("startup: could not hand '{uri}' to {}: {e}", inst.process.name);
+    }
+}
+
+/// Creates a component instance: its process, supervisor channel, and the
+/// handles its spec names. Its thread starts later (`launch`).
+fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawEnv)> {
+    let index = state.slots[slot].index;
+    let d = def(index);
+    let generation = state.slots[slot].generation + 1;
+    let process = Process::new(d.name, Some(index), generation);
+    let (sup_kernel, sup_component) = Channel::new_pair();
+    let mut env = RawEnv::new(d.name, generation);
+    {
+        let mut table = process.handles.lock();
+        let id = table
+            .insert(Handle::new(Object::Channel(sup_component), Rights::DEFAULT))
+            .ok()?;
+        env.push("supervisor", OwnedHandle::from_raw(id));
+        for p in d.privileges {
+            match p {
+                Privilege::Shutdown => {
+                    let id = table
+                        .insert(Handle::new(
+                            Object::System(SystemObject::new()),
+                            Rights::DEFAULT,
+                        ))
+                        .ok()?;
+                    env.push("shutdown", OwnedHandle::from_raw(id));
+                }
+            }
+        }
+    }
+    state.slots[slot].generation = generation;
+    state.slots[slot].instance = Some(Instance {
+        process: process.clone(),
+        supervisor: sup_kernel,
+    });
+    Some((process, env))
+}
+
+/// Connects a freshly created instance's `needs` to their providers.
+fn wire_needs(state: &State, slot: usize, process: &Arc<Process>, env: &mut RawEnv) -> Option<()> {
+    let d = def(state.slots[slot].index);
+    for need in d.needs {
+        let (client_end, provider_end) = Channel::new_pair();
+        let id = process
+            .handles
+            .lock()
+            .insert(Handle::new(Object::Channel(client_end), Rights::DEFAULT))
+            .ok()?;
+        env.push(need.name, OwnedHandle::from_raw(id));
+        let provider = state.provider_of(need.service);
+        let provider_inst = provider.and_then(|p| state.slots[p].instance.as_ref());
+        offer(provider_inst, &format!("connect:{}", need.service), provider_end);
+    }
+    Some(())
+}
+
+fn component_main(arg: usize) {
+    // SAFETY: `arg` is the `Box<StartArgs>` leaked by `launch` for exactly
+    // this thread, reclaimed once here.
+    let args = unsafe { Box::from_raw(arg as *mut StartArgs) };
+    mark_started();
+    (args.start)(args.env);
+    let process = crate::sched::current_process().clone();
+    component_ended(&process, ExitReason::Exited(0));
+}
+
+fn launch(index: usize, process: &Arc<Process>, env: RawEnv) -> bool {
+    let args = Box::new(StartArgs {
+        start: def(index).start,
+        env,
+    });
+    let arg = Box::into_raw(args) as usize;
+    if crate::sched::spawn(process, component_main, arg).is_none() {
+        // SAFETY: the thread was not created; we still own the box.
+        let args = unsafe { Box::from_raw(arg as *mut StartArgs) };
+        // The env's handles belong to `process`, not to us: forget them.
+        core::mem::forget(args);
+        log::error!("startup: out of memory starting {}", def(index).name);
+        return false;
+    }
+    log::info!("started {}", def(index).name);
+    true
+}
+
+fn mark_started() {
+    let mut guard = STATE.lock();
+    let Some(state) = guard.as_mut() else { return };
+    state.started += 1;
+    if !state.ready && state.started >= state.slots.len() {
+        state.ready = true;
+        let profile = state.profile.name;
+        drop(guard);
+        log::info!(
+            "starina: ready (tsc={}) profile '{}'",
+            crate::arch::cpu::rdtsc(),
+            profile
+        );
+    }
+}
+
+/// Boots every component of `profile`, in the order it lists them.
+pub fn start(profile: &'static ProfileDef) {
+    let mut guard = STATE.lock();
+    let mut state = State {
+        profile,
+        slots: Vec::new(),
+        started: 0,
+        ready: false,
+    };
+    for name in profile.components {
+        match find_component(name) {
+            Some(index) => state.slots.push(Slot {
+                index,
+                instance: None,
+                generation: 0,
+                restarts: 0,
+            }),
+            // The build checks profiles; this is only a safety net.
+            None => log::error!("startup: profile names unknown component '{name}'"),
+        }
+    }
+    // Every instance (and so every supervisor channel) first, then the
+    // wiring, so each provider can be offered its clients' connections
+    // before anyone runs.
+    let mut created = Vec::new();
+    for slot in 0..state.slots.len() {
+        match create_instance(&mut state, slot) {
+            Some((process, env)) => created.push((slot, process, env)),
+            None => log::error!("startup: could not create {}", def(state.slots[slot].index).name),
+        }
+    }
+    for (slot, process, env) in created.iter_mut() {
+        if wire_needs(&state, *slot, process, env).is_none() {
+            log::error!("startup: could not wire {}", process.name);
+        }
+    }
+    if state.slots.is_empty() {
+        state.ready = true;
+    }
+    let slots: Vec<usize> = state.slots.iter().map(|s| s.index).collect();
+    *guard = Some(state);
+    drop(guard);
+    for (slot, process, env) in created {
+        launch(slots[slot], &process, env);
+    }
+    if slots.is_empty() {
+        log::info!("starina: ready (tsc={}) profile '{}'", crate::arch::cpu::rdtsc(), profile.name);
+    }
+}
+
+/// A component's process ended (returned from main, exited, panicked or
+/// faulted): close everything it held and apply its restart policy.
+pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
+    if !process.terminate() {
+        return;
+    }
+    let Some(index) = process.component else {
+        return;
+    };
+    let d = def(index);
+    match reason {
+        ExitReason::Exited(0) => log::info!("{} exited", d.name),
+        ExitReason::Exited(code) => log::warn!("{} exited with code {code}", d.name),
+        ExitReason::Panicked => log::error!("{} panicked; its handles are closed", d.name),
+        ExitReason::Faulted => log::error!("{} faulted; its handles are closed", d.name),
+    }
+    let mut guard = STATE.lock();
+    let Some(state) = guard.as_mut() else { return };
+    let Some(slot) = state.slot_of(index) else { return };
+    let is_current = state.slots[slot]
+        .instance
+        .as_ref()
+        .is_some_and(|i| Arc::ptr_eq(&i.process, process));
+    if !is_current {
+        return;
+    }
+    state.slots[slot].instance = None;
+    let wants = match d.restart {
+        RestartPolicy::Never => false,
+        RestartPolicy::OnFailure => reason.is_failure(),
+        RestartPolicy::Always => true,
+    };
+    if !wants {
+        return;
+    }
+    if state.slots[slot].restarts >= d.max_restarts {
+        log::error!(
+            "{} will not be restarted: it already restarted {} times (max_restarts)",
+            d.name,
+            d.max_restarts
+        );
+        return;
+    }
+    state.slots[slot].restarts += 1;
+    log::info!(
+        "restarting {} (restart {} of at most {})",
+        d.name,
+        state.slots[slot].restarts,
+        d.max_restarts
+    );
+    let Some((new_process, mut env)) = create_instance(state, slot) else {
+        log::error!("startup: could not recreate {}", d.name);
+        return;
+    };
+    if wire_needs(state, slot, &new_process, &mut env).is_none() {
+        log::error!("startup: could not wire {}", d.name);
+    }
+    // Clients of its services get a fresh connection each.
+    for other in 0..state.slots.len() {
+        if other == slot {
+            continue;
+        }
+        let client = def(state.slots[other].index);
+        for need in client.needs {
+            if !d.exports.contains(&need.service) {
+                continue;
+            }
+            let Some(client_inst) = state.slots[other].instance.as_ref() else {
+                continue;
+            };
+            let (client_end, provider_end) = Channel::new_pair();
+            offer(
+                state.slots[slot].instance.as_ref(),
+                &format!("connect:{}", need.service),
+                provider_end,
+            );
+            offer(Some(client_inst), &format!("reconnect:{}", need.name), client_end);
+        }
+    }
+    drop(guard);
+    launch(index, &new_process, env);
+}

@@ -1,0 +1,82 @@
+//! An interrupt-safe spin lock. Taking it disables interrupts on this CPU
+//! (restored on unlock), so an interrupt handler that takes the same lock can
+//! never deadlock against the code it interrupted; the spinning makes it
+//! correct when more CPUs come up.
+
+use core::cell::UnsafeCell;
+use core::ops::Deref;
+use core::ops::DerefMut;
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering;
+
+use crate::arch::irq;
+
+pub struct SpinLock<T: ?Sized> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out access to `value` to one holder at a time.
+unsafe impl<T: ?Sized + Send> Sync for SpinLock<T> {}
+// SAFETY: moving the lock moves the value.
+unsafe impl<T: ?Sized + Send> Send for SpinLock<T> {}
+
+pub struct SpinLockGuard<'a, T: ?Sized> {
+    lock: &'a SpinLock<T>,
+    irq_was_enabled: bool,
+}
+
+impl<T> SpinLock<T> {
+    pub const fn new(value: T) -> SpinLock<T> {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+}
+
+impl<T: ?Sized> SpinLock<T> {
+    pub fn lock(&self) -> SpinLockGuard<'_, T> {
+        let irq_was_enabled = irq::save_and_disable();
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        irq::held_locks_inc();
+        SpinLockGuard {
+            lock: self,
+            irq_was_enabled,
+        }
+    }
+
+    /// Whether someone holds the lock (for diagnostics only).
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+}
+
+impl<T: ?Sized> Deref for SpinLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves we hold the lock.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for SpinLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard proves we hold the lock, exclusively.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+        irq::held_locks_dec();
+        irq::restore(self.irq_was_enabled);
+    }
+}

@@ -1,0 +1,164 @@
+//! The Starina guest agent: PID 1 of the Linux microVM.
+//!
+//! As PID 1 (no arguments) it mounts /proc, /sys, /dev, /dev/pts, /tmp and
+//! /run, sets a base environment, opens the control channel `/dev/hvc0` (a
+//! virtio-console port) and serves the process protocol of
+//! `starina_bridge::process` on it, reaping every zombie on the way. It
+//! prints `starina-agent: ready (Linux <release>)` on /dev/console when ready.
+//!
+//! Other modes, for tests and debugging:
+//! - `starina-guest-agent --stdio`: serve on stdin/stdout (no mounts), so the
+//!   protocol and the process handling can be tested on the host.
+//! - `starina-guest-agent --device PATH`: serve on a tty or other device.
+
+mod server;
+mod sys;
+
+use std::fs::File;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::OnceLock;
+use std::time::Duration;
+use std::time::Instant;
+
+use server::PanicAction;
+
+const CONTROL_DEVICE: &str = "/dev/hvc0";
+const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Where log lines go: /dev/console as PID 1, stderr otherwise.
+static CONSOLE: OnceLock<Option<File>> = OnceLock::new();
+
+/// Writes one line to the console, prefixed with `starina-agent: `.
+pub fn log(msg: &str) {
+    let line = format!("starina-agent: {msg}\n");
+    match CONSOLE.get() {
+        Some(Some(console)) => {
+            let mut console: &File = console;
+            let _ = console.write_all(line.as_bytes());
+        }
+        _ => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] if std::process::id() == 1 => run_as_init(),
+        ["--stdio"] => {
+            let _ = CONSOLE.set(None);
+            let result = server::serve(
+                std::io::stdin(),
+                std::io::stdout(),
+                kernel_release(),
+                PanicAction::Exit,
+            );
+            if let Err(e) = result {
+                log(&format!("control stream failed: {e}"));
+                std::process::exit(1);
+            }
+        }
+        ["--device", path] => {
+            let _ = CONSOLE.set(None);
+            let (input, output) = open_control(path).unwrap_or_else(|e| {
+                log(&format!("cannot open {path}: {e}"));
+                std::process::exit(1);
+            });
+            if let Err(e) = server::serve(input, output, kernel_release(), PanicAction::Exit) {
+                log(&format!("control stream failed: {e}"));
+                std::process::exit(1);
+            }
+        }
+        _ => {
+            eprintln!(
+                "usage: starina-guest-agent            (as PID 1 in the Starina microVM)\n\
+                 \x20      starina-guest-agent --stdio    (serve the protocol on stdin/stdout)\n\
+                 \x20      starina-guest-agent --device PATH"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Opens a control device for reading and writing, in raw mode if a tty.
+fn open_control(path: &str) -> std::io::Result<(File, File)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)?;
+    // Not a tty (a pipe, a virtio-serial port): nothing to set.
+    let _ = sys::make_raw(&file);
+    let output = file.try_clone()?;
+    Ok((file, output))
+}
+
+fn run_as_init() -> ! {
+    mount_basics();
+    let _ = CONSOLE.set(OpenOptions::new().write(true).open("/dev/console").ok());
+    // Set before any thread exists; children inherit it.
+    std::env::set_var("PATH", BASE_PATH);
+    std::env::set_var("HOME", "/root");
+    std::env::set_var("TERM", "linux");
+    let _ = std::env::set_current_dir("/");
+
+    let release = kernel_release();
+    // virtio devices are probed before init runs, but be lenient.
+    let start = Instant::now();
+    let (input, output) = loop {
+        match open_control(CONTROL_DEVICE) {
+            Ok(pair) => break pair,
+            Err(e) if start.elapsed() < Duration::from_secs(5) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                // PID 1 must not exit (that panics the kernel); serve nothing
+                // but keep reaping, and say why on the console.
+                log(&format!("cannot open {CONTROL_DEVICE}: {e}; is there a virtconsole device?"));
+                loop {
+                    let _ = sys::wait_any_child();
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    };
+    log(&format!("ready (Linux {release})"));
+    let result = server::serve(input, output, release, PanicAction::CrashKernel);
+    // A tty does not report end of file; anything else is unexpected.
+    log(&format!("control stream ended: {result:?}; idling"));
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn mount_basics() {
+    let mounts: [(&str, &str, &str, Option<&str>); 6] = [
+        ("proc", "/proc", "proc", None),
+        ("sysfs", "/sys", "sysfs", None),
+        ("devtmpfs", "/dev", "devtmpfs", Some("mode=0755")),
+        ("devpts", "/dev/pts", "devpts", Some("ptmxmode=0666")),
+        ("tmpfs", "/tmp", "tmpfs", Some("mode=1777")),
+        ("tmpfs", "/run", "tmpfs", Some("mode=0755")),
+    ];
+    for (source, target, fstype, data) in mounts {
+        let _ = std::fs::create_dir_all(target);
+        match sys::mount(source, target, fstype, data) {
+            Ok(()) => {}
+            // Already mounted (e.g. CONFIG_DEVTMPFS_MOUNT with a root disk).
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            // No console yet: this goes to the kernel's initial console, if any.
+            Err(e) => eprintln!("starina-agent: mount {target} ({fstype}): {e}"),
+        }
+    }
+}

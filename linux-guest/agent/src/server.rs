@@ -1,0 +1,380 @@
+//! Serves the process protocol over one byte stream.
+//!
+//! Threads, so that no process can stall another or the control stream:
+//! - the caller's thread reads control frames and dispatches them;
+//! - one writer thread owns the write side of the stream; everything else
+//!   queues frames to it through a bounded channel (back-pressure on chatty
+//!   processes when the host reads slowly);
+//! - one reaper thread waits for every child (and, as PID 1, for orphans);
+//! - per process: a stdin writer, a stderr reader, and a stdout reader that
+//!   afterwards sends the final Exited/Signaled frame, so that frame always
+//!   follows the last output.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::io::Read;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ChildStdin;
+use std::process::Command;
+use std::process::ExitStatus;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::Condvar;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::thread;
+use std::time::Duration;
+
+use starina_bridge::process::Frame;
+use starina_bridge::process::FrameDecoder;
+use starina_bridge::process::Spawn;
+use starina_bridge::process::MAX_DATA_CHUNK;
+
+use crate::log;
+use crate::sys;
+
+/// Frames queued for the writer before producers block.
+const OUT_QUEUE: usize = 64;
+/// Stack size of the helper threads: they only shuffle buffers.
+const THREAD_STACK: usize = 128 * 1024;
+
+/// What the agent does on a (test-only) Panic request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PanicAction {
+    /// Crash the guest kernel (PID 1 in the guest).
+    CrashKernel,
+    /// Exit the agent with status 99 (when it runs on a host, for tests).
+    Exit,
+}
+
+enum StdinMsg {
+    Data(Vec<u8>),
+    Close,
+}
+
+struct Proc {
+    pid: u32,
+    stdin: mpsc::Sender<StdinMsg>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Live processes by protocol id, until their final frame is sent.
+    by_id: HashMap<u32, Proc>,
+    /// Children not yet reaped, with where their exit status goes. A pid is in
+    /// here exactly while it cannot be reused, so signalling it is safe.
+    by_pid: HashMap<u32, mpsc::Sender<ExitStatus>>,
+    /// Bumped on every spawn, so the reaper knows to look again.
+    spawns: u64,
+}
+
+struct Shared {
+    table: Mutex<Table>,
+    spawned: Condvar,
+    out: mpsc::SyncSender<Frame>,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // A panicking helper thread must not take the agent down with it.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, frame: Frame) {
+        // Fails only when the writer is gone, i.e. the stream is dead.
+        let _ = self.out.send(frame);
+    }
+}
+
+fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name(name.into())
+        .stack_size(THREAD_STACK)
+        .spawn(f)
+}
+
+/// Serves requests read from `input`, writing replies to `output`, until
+/// `input` reports end of file. Sends `Ready` first.
+pub fn serve(
+    mut input: impl Read,
+    output: impl Write + Send + 'static,
+    kernel_release: String,
+    panic_action: PanicAction,
+) -> io::Result<()> {
+    let (out_tx, out_rx) = mpsc::sync_channel(OUT_QUEUE);
+    let shared = Arc::new(Shared {
+        table: Mutex::new(Table::default()),
+        spawned: Condvar::new(),
+        out: out_tx,
+    });
+    spawn_thread("writer", move || write_loop(out_rx, output))?;
+    let reaper = Arc::clone(&shared);
+    spawn_thread("reaper", move || reap_loop(&reaper))?;
+
+    shared.send(Frame::Ready { kernel_release });
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        decoder.push(&buf[..n]);
+        while let Some(result) = decoder.next() {
+            match result {
+                Ok(frame) => handle(&shared, frame, panic_action),
+                Err(e) => {
+                    log(&format!("bad control frame: {e}"));
+                    if e.is_fatal() {
+                        log("control stream out of sync; dropping buffered input");
+                        decoder.reset();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle(shared: &Arc<Shared>, frame: Frame, panic_action: PanicAction) {
+    match frame {
+        Frame::Spawn(req) => spawn(shared, req),
+        Frame::Stdin { id, data } => send_stdin(shared, id, StdinMsg::Data(data)),
+        Frame::StdinClose { id } => send_stdin(shared, id, StdinMsg::Close),
+        Frame::Kill { id, signal } => {
+            let table = shared.table();
+            // Signal only while the pid is unreaped: it cannot have been reused.
+            if let Some(p) = table.by_id.get(&id) {
+                if table.by_pid.contains_key(&p.pid) {
+                    if let Err(e) = sys::kill(p.pid, signal) {
+                        log(&format!("kill {id} (pid {}) with {signal}: {e}", p.pid));
+                    }
+                }
+            }
+        }
+        Frame::Ping { nonce } => shared.send(Frame::Pong { nonce }),
+        Frame::Panic => {
+            log("panic requested (test only)");
+            match panic_action {
+                PanicAction::CrashKernel => crash_kernel(),
+                PanicAction::Exit => std::process::exit(99),
+            }
+        }
+        other => log(&format!("ignoring unexpected frame {other:?}")),
+    }
+}
+
+fn send_stdin(shared: &Shared, id: u32, msg: StdinMsg) {
+    if let Some(p) = shared.table().by_id.get(&id) {
+        let _ = p.stdin.send(msg);
+    }
+}
+
+/// Panics the guest kernel: SysRq 'c', or else PID 1 exiting.
+fn crash_kernel() -> ! {
+    let _ = std::fs::write("/proc/sysrq-trigger", b"c");
+    std::process::exit(1);
+}
+
+fn spawn(shared: &Arc<Shared>, req: Spawn) {
+    let id = req.id;
+    let fail = |errno: i32, msg: String| {
+        shared.send(Frame::SpawnFailed { id, errno, msg });
+    };
+    let Some((program, args)) = req.argv.split_first() else {
+        return fail(libc::EINVAL, "empty argv".into());
+    };
+    let mut cmd = Command::new(OsStr::from_bytes(program));
+    cmd.args(args.iter().map(|a| OsStr::from_bytes(a)))
+        .envs(
+            req.env
+                .iter()
+                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(cwd) = &req.cwd {
+        let cwd = Path::new(OsStr::from_bytes(cwd));
+        // Checked here so that a missing cwd is not mistaken for a missing program.
+        if let Err(e) = std::fs::read_dir(cwd) {
+            let errno = e.raw_os_error().unwrap_or(libc::ENOENT);
+            return fail(errno, format!("cannot use {} as cwd: {e}", cwd.display()));
+        }
+        cmd.current_dir(cwd);
+    }
+
+    // The table lock is held across fork/exec and the insertion, so the reaper
+    // cannot collect the child before we know its pid.
+    let mut table = shared.table();
+    if table.by_id.contains_key(&id) {
+        drop(table);
+        return fail(libc::EEXIST, format!("process id {id} is in use"));
+    }
+    let child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            drop(table);
+            let name = String::from_utf8_lossy(program);
+            // Like a shell: 127 for a program that is not there, 126 for one
+            // that cannot run.
+            let (code, what) = match e.kind() {
+                io::ErrorKind::NotFound => (127, "command not found"),
+                io::ErrorKind::PermissionDenied => (126, "permission denied"),
+                _ => {
+                    let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                    return fail(errno, format!("cannot run {name}: {e}"));
+                }
+            };
+            shared.send(Frame::Started { id, pid: 0 });
+            shared.send(Frame::Stderr {
+                id,
+                data: format!("starina-agent: {name}: {what}\n").into_bytes(),
+            });
+            shared.send(Frame::Exited { id, code });
+            return;
+        }
+    };
+    let pid = child.id();
+    let (stdin_tx, stdin_rx) = mpsc::channel();
+    let (exit_tx, exit_rx) = mpsc::channel();
+    table.by_id.insert(
+        id,
+        Proc {
+            pid,
+            stdin: stdin_tx,
+        },
+    );
+    table.by_pid.insert(pid, exit_tx);
+    table.spawns += 1;
+    drop(table);
+    shared.spawned.notify_all();
+    shared.send(Frame::Started { id, pid });
+
+    // Dropping `child` neither kills nor waits: the reaper owns its exit.
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin, child.stdout, child.stderr)
+    else {
+        unreachable!("all three streams were requested as pipes");
+    };
+    if let Err(e) = start_stream_threads(shared, id, stdin, stdin_rx, stdout, stderr, exit_rx) {
+        // Out of threads: the process runs unattended; kill it so the host
+        // still hears about it. Its pipes close with the dropped handles.
+        log(&format!("process {id}: cannot start threads: {e}"));
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+}
+
+fn start_stream_threads(
+    shared: &Arc<Shared>,
+    id: u32,
+    stdin: ChildStdin,
+    stdin_rx: mpsc::Receiver<StdinMsg>,
+    stdout: impl Read + Send + 'static,
+    stderr: impl Read + Send + 'static,
+    exit_rx: mpsc::Receiver<ExitStatus>,
+) -> io::Result<()> {
+    spawn_thread("stdin", move || stdin_loop(stdin, stdin_rx))?;
+    let s = Arc::clone(shared);
+    let err_thread = spawn_thread("stderr", move || {
+        pump(stderr, |data| s.send(Frame::Stderr { id, data }))
+    })?;
+    let s = Arc::clone(shared);
+    spawn_thread("stdout", move || {
+        pump(stdout, |data| s.send(Frame::Stdout { id, data }));
+        let _ = err_thread.join();
+        // The reaper always answers: the child is in `by_pid` until it does.
+        let status = exit_rx.recv();
+        // Free the id before the final frame: the host may reuse it at once.
+        s.table().by_id.remove(&id);
+        s.send(match status {
+            Ok(status) => final_frame(id, status),
+            Err(_) => Frame::Exited { id, code: 255 },
+        });
+    })?;
+    Ok(())
+}
+
+fn final_frame(id: u32, status: ExitStatus) -> Frame {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Frame::Exited { id, code },
+        (None, Some(signal)) => Frame::Signaled { id, signal },
+        (None, None) => Frame::Exited { id, code: 255 },
+    }
+}
+
+fn stdin_loop(mut stdin: ChildStdin, rx: mpsc::Receiver<StdinMsg>) {
+    let mut broken = false;
+    // Ends on Close, or when the process is gone and its sender dropped.
+    while let Ok(StdinMsg::Data(data)) = rx.recv() {
+        // After EPIPE keep draining, so the control loop never blocks on us.
+        if !broken && stdin.write_all(&data).is_err() {
+            broken = true;
+        }
+    }
+}
+
+fn pump(mut from: impl Read, mut send: impl FnMut(Vec<u8>)) {
+    let mut buf = vec![0u8; MAX_DATA_CHUNK];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => send(buf[..n].to_vec()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn write_loop(rx: mpsc::Receiver<Frame>, mut output: impl Write) {
+    let mut bytes = Vec::new();
+    while let Ok(first) = rx.recv() {
+        bytes.clear();
+        // Coalesce whatever is queued into one write.
+        for frame in std::iter::once(first).chain(rx.try_iter().take(OUT_QUEUE)) {
+            if let Err(e) = frame.encode_into(&mut bytes) {
+                log(&format!("cannot encode {frame:?}: {e}"));
+            }
+        }
+        if let Err(e) = output.write_all(&bytes).and_then(|()| output.flush()) {
+            log(&format!("control stream write failed: {e}"));
+        }
+    }
+}
+
+fn reap_loop(shared: &Shared) {
+    loop {
+        let spawns_before = shared.table().spawns;
+        match sys::wait_any_child() {
+            Ok(pid) => {
+                let mut table = shared.table();
+                let exit_tx = table.by_pid.remove(&pid);
+                // Reaped under the lock, so Kill never sees a recycled pid.
+                let status = sys::reap(pid);
+                drop(table);
+                if let (Some(tx), Ok(Some(status))) = (exit_tx, status) {
+                    let _ = tx.send(status);
+                }
+                // Otherwise an orphan (as PID 1) or a child std reaped itself
+                // after a failed exec: nothing to report.
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                let table = shared.table();
+                if table.spawns == spawns_before {
+                    let _ = shared
+                        .spawned
+                        .wait_timeout(table, Duration::from_secs(1));
+                }
+            }
+            Err(e) => {
+                log(&format!("waitid: {e}"));
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}

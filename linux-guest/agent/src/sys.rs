@@ -1,0 +1,104 @@
+//! The few Linux calls std does not offer. All of the agent's `unsafe` is here.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+fn cstring(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `mount(2)`.
+pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> io::Result<()> {
+    let source = cstring(source)?;
+    let target = cstring(target)?;
+    let fstype = cstring(fstype)?;
+    let data = data.map(cstring).transpose()?;
+    let data_ptr = data
+        .as_ref()
+        .map_or(std::ptr::null(), |d| d.as_ptr().cast::<libc::c_void>());
+    // SAFETY: every pointer is either null (data) or a NUL-terminated string
+    // that outlives the call; mount does not keep them.
+    let ret = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID,
+            data_ptr,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// Waits until some child has terminated and returns its pid, leaving it a
+/// zombie (`WNOWAIT`) so that the pid cannot be reused before [`reap`].
+/// Fails with `ECHILD` when there are no children.
+pub fn wait_any_child() -> io::Result<u32> {
+    loop {
+        // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t for the whole call.
+        let ret = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        match check(ret) {
+            // SAFETY: waitid succeeded with WEXITED, so the kernel filled in
+            // the SIGCHLD fields of `info`, which si_pid reads.
+            Ok(_) => return Ok(unsafe { info.si_pid() } as u32),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Collects the exit status of a terminated child, if it has one.
+pub fn reap(pid: u32) -> io::Result<Option<ExitStatus>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable int for the whole call.
+    let ret = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+    match check(ret)? {
+        0 => Ok(None),
+        _ => Ok(Some(ExitStatus::from_raw(status))),
+    }
+}
+
+/// `kill(2)`.
+pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: kill takes plain integers; the caller makes sure `pid` is a live
+    // (possibly zombie) child, so it names the intended process.
+    check(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
+/// Puts a terminal into raw mode: no echo, no line editing, no CR/LF
+/// translation, no signals, 8-bit clean. The control channel is a tty
+/// (`/dev/hvc0`) carrying binary frames.
+pub fn make_raw(tty: &impl AsRawFd) -> io::Result<()> {
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain old data; all-zero is a valid value.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is an open descriptor and `t` a valid, writable termios.
+    check(unsafe { libc::tcgetattr(fd, &mut t) })?;
+    // SAFETY: `t` is a valid termios filled in by tcgetattr.
+    unsafe { libc::cfmakeraw(&mut t) };
+    t.c_cc[libc::VMIN] = 1;
+    t.c_cc[libc::VTIME] = 0;
+    // SAFETY: `fd` is an open descriptor and `t` a valid termios.
+    check(unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) }).map(drop)
+}

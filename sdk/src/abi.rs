@@ -1,0 +1,216 @@
+//! Types shared between the kernel and components. Everything here is plain
+//! data: the kernel and the SDK agree on these values, in-kernel today and
+//! across the user-mode system-call boundary later.
+
+use core::fmt;
+
+/// A process-local handle number. Handles are indices into the calling
+/// process's handle table; they mean nothing in another process.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HandleId(pub u32);
+
+impl HandleId {
+    pub const fn as_raw(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Debug for HandleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+bitflags::bitflags! {
+    /// What a handle allows its holder to do with the object.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Rights: u32 {
+        /// Receive messages, wait on readiness.
+        const READ = 1 << 0;
+        /// Send messages, arm timers.
+        const WRITE = 1 << 1;
+        /// Move the handle to another process in a message.
+        const TRANSFER = 1 << 2;
+        /// Make a copy of the handle (possibly with fewer rights).
+        const DUPLICATE = 1 << 3;
+        /// Add to a poll, wait on it.
+        const POLL = 1 << 4;
+    }
+}
+
+impl Rights {
+    /// Rights a freshly created object's handle carries.
+    pub const DEFAULT: Rights = Rights::all();
+}
+
+bitflags::bitflags! {
+    /// Readiness of an object, as reported by poll.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Readiness: u32 {
+        /// A message is waiting (channel) or the timer expired.
+        const READABLE = 1 << 0;
+        /// The peer's queue has room for a message.
+        const WRITABLE = 1 << 1;
+        /// The other end is gone; nothing more will arrive after the queue drains.
+        const PEER_CLOSED = 1 << 2;
+    }
+}
+
+/// The largest message body a channel carries, in bytes.
+pub const MESSAGE_DATA_MAX: usize = 16 * 1024;
+/// The most handles one message moves.
+pub const MESSAGE_HANDLES_MAX: usize = 4;
+/// How many messages wait in one channel end before senders get
+/// [`Error::QueueFull`] (backpressure).
+pub const CHANNEL_QUEUE_MAX: usize = 64;
+/// The most handles one process holds.
+pub const HANDLE_TABLE_MAX: usize = 1024;
+/// The most objects one poll watches.
+pub const POLL_ENTRIES_MAX: usize = 256;
+
+/// Every error a system call returns. The numbers are ABI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Error {
+    /// The handle number names nothing in this process's table.
+    InvalidHandle = 1,
+    /// The handle names an object of another type than the call needs.
+    WrongObjectType = 2,
+    /// The handle lacks a right the call needs.
+    MissingRight = 3,
+    /// The message body exceeds [`MESSAGE_DATA_MAX`].
+    MessageTooLarge = 4,
+    /// The message carries more than [`MESSAGE_HANDLES_MAX`] handles.
+    TooManyHandles = 5,
+    /// The peer's queue holds [`CHANNEL_QUEUE_MAX`] messages: wait for
+    /// `WRITABLE` and try again.
+    QueueFull = 6,
+    /// The other end of the channel is closed.
+    PeerClosed = 7,
+    /// Nothing to receive now: wait for `READABLE`.
+    WouldBlock = 8,
+    /// The receive buffer is smaller than the message; the message stays queued.
+    BufferTooSmall = 9,
+    /// The kernel could not allocate memory for the request.
+    OutOfMemory = 10,
+    /// An argument is out of range or malformed.
+    InvalidArgument = 11,
+    /// The process's handle table is full.
+    HandleTableFull = 12,
+    /// The object is already in this poll.
+    AlreadyExists = 13,
+    /// No such entry (e.g. the handle is not in this poll).
+    NotFound = 14,
+    /// The operation is not supported on this machine or in this build.
+    NotSupported = 15,
+    /// A handle cannot be sent over the channel it names itself.
+    InvalidTransfer = 16,
+    /// A decoded message does not follow the message-kind encoding.
+    MalformedMessage = 17,
+    /// A poll has nothing to wait for (no entries, or all removed).
+    PollEmpty = 18,
+}
+
+impl Error {
+    pub fn from_raw(raw: u8) -> Option<Error> {
+        use Error::*;
+        Some(match raw {
+            1 => InvalidHandle,
+            2 => WrongObjectType,
+            3 => MissingRight,
+            4 => MessageTooLarge,
+            5 => TooManyHandles,
+            6 => QueueFull,
+            7 => PeerClosed,
+            8 => WouldBlock,
+            9 => BufferTooSmall,
+            10 => OutOfMemory,
+            11 => InvalidArgument,
+            12 => HandleTableFull,
+            13 => AlreadyExists,
+            14 => NotFound,
+            15 => NotSupported,
+            16 => InvalidTransfer,
+            17 => MalformedMessage,
+            18 => PollEmpty,
+            _ => return None,
+        })
+    }
+
+    pub fn as_raw(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Error::InvalidHandle => "invalid handle",
+            Error::WrongObjectType => "handle names an object of the wrong type",
+            Error::MissingRight => "handle lacks the right for this operation",
+            Error::MessageTooLarge => "message body too large",
+            Error::TooManyHandles => "too many handles in one message",
+            Error::QueueFull => "peer's queue is full",
+            Error::PeerClosed => "peer closed",
+            Error::WouldBlock => "would block",
+            Error::BufferTooSmall => "buffer too small for the message",
+            Error::OutOfMemory => "out of memory",
+            Error::InvalidArgument => "invalid argument",
+            Error::HandleTableFull => "handle table full",
+            Error::AlreadyExists => "already exists",
+            Error::NotFound => "not found",
+            Error::NotSupported => "not supported",
+            Error::InvalidTransfer => "a channel handle cannot be sent over itself",
+            Error::MalformedMessage => "malformed message",
+            Error::PollEmpty => "poll has no entries",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What `channel_recv` reports about a received message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecvInfo {
+    /// The message kind byte (see [`crate::message::MessageKind`]).
+    pub kind: u8,
+    /// Body length in bytes, written to the front of the receive buffer.
+    pub data_len: usize,
+    /// Number of handles written to the front of the handle buffer.
+    pub num_handles: usize,
+}
+
+/// System-call numbers: the table user-mode components will reach through
+/// the `syscall` instruction. In-kernel components call the same functions
+/// directly through [`crate::syscall::KernelApi`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum SyscallNo {
+    Log = 1,
+    TimeNow = 2,
+    HandleClose = 3,
+    HandleDuplicate = 4,
+    ChannelCreate = 5,
+    ChannelSend = 6,
+    ChannelRecv = 7,
+    PollCreate = 8,
+    PollAdd = 9,
+    PollRemove = 10,
+    PollWait = 11,
+    TimerCreate = 12,
+    TimerSet = 13,
+    ThreadSpawn = 14,
+    ThreadYield = 15,
+    ProcessExit = 16,
+    SystemShutdown = 17,
+}
+
+/// Log levels as carried by the `Log` call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LogLevel {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}

@@ -1,0 +1,139 @@
+//! Channels: bidirectional, message-oriented, with moved handles and a
+//! bounded queue (backpressure: a full peer queue is `Error::QueueFull`).
+
+use alloc::vec::Vec;
+
+use crate::abi::Error;
+use crate::abi::HandleId;
+use crate::abi::RecvInfo;
+use crate::abi::MESSAGE_DATA_MAX;
+use crate::abi::MESSAGE_HANDLES_MAX;
+use crate::handle::OwnedHandle;
+use crate::message::Message;
+use crate::message::MessageKind;
+use crate::syscall::kernel;
+
+/// One end of a channel.
+#[derive(Debug)]
+pub struct Channel(OwnedHandle);
+
+/// A failed send: the error and the message, handles included, so nothing
+/// is lost (retry after `WRITABLE` on `QueueFull`).
+#[derive(Debug)]
+pub struct SendError<'a> {
+    pub error: Error,
+    pub message: Message<'a>,
+}
+
+impl From<SendError<'_>> for Error {
+    fn from(e: SendError<'_>) -> Error {
+        e.error
+    }
+}
+
+/// A reusable receive buffer, big enough for any message.
+pub struct MessageBuffer {
+    pub(crate) data: Vec<u8>,
+    pub(crate) handles: [HandleId; MESSAGE_HANDLES_MAX],
+}
+
+impl MessageBuffer {
+    pub fn new() -> MessageBuffer {
+        MessageBuffer {
+            data: alloc::vec![0; MESSAGE_DATA_MAX],
+            handles: [HandleId(0); MESSAGE_HANDLES_MAX],
+        }
+    }
+}
+
+impl Default for MessageBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Channel {
+    /// A connected pair of channel ends.
+    pub fn create() -> Result<(Channel, Channel), Error> {
+        let (a, b) = kernel().channel_create()?;
+        Ok((
+            Channel(OwnedHandle::from_raw(a)),
+            Channel(OwnedHandle::from_raw(b)),
+        ))
+    }
+
+    pub fn from_handle(handle: OwnedHandle) -> Channel {
+        Channel(handle)
+    }
+
+    pub fn handle(&self) -> &OwnedHandle {
+        &self.0
+    }
+
+    pub fn id(&self) -> HandleId {
+        self.0.id()
+    }
+
+    pub fn into_handle(self) -> OwnedHandle {
+        self.0
+    }
+
+    /// Sends a message. Handles in it move to the peer on success; on
+    /// failure the message comes back in the error.
+    pub fn send<'a>(&self, msg: Message<'a>) -> Result<(), SendError<'a>> {
+        let result = match &msg {
+            // The common case needs no encoding: the kernel copies the bytes.
+            Message::Data(data) => self.send_raw(MessageKind::Data as u8, data, &[]),
+            Message::Close => self.send_raw(MessageKind::Close as u8, &[], &[]),
+            other => {
+                let mut body = Vec::new();
+                other.encode_body(&mut body);
+                let handles: &[HandleId] = match other.handle() {
+                    Some(h) => &[h.id()],
+                    None => &[],
+                };
+                self.send_raw(other.kind() as u8, &body, handles)
+            }
+        };
+        match result {
+            Ok(()) => {
+                msg.forget_handle();
+                Ok(())
+            }
+            Err(error) => Err(SendError {
+                error,
+                message: msg,
+            }),
+        }
+    }
+
+    /// Sends bytes as a `Data` message.
+    pub fn send_data(&self, data: &[u8]) -> Result<(), Error> {
+        self.send_raw(MessageKind::Data as u8, data, &[])
+    }
+
+    /// The raw send: a kind byte, a body and handles to move. Prefer
+    /// [`Channel::send`]; this exists for protocols that build bodies
+    /// themselves and for tests of the kernel's checks.
+    pub fn send_raw(&self, kind: u8, data: &[u8], handles: &[HandleId]) -> Result<(), Error> {
+        kernel().channel_send(self.0.id(), kind, data, handles)
+    }
+
+    /// The raw receive, for tests and custom decoding.
+    pub fn recv_raw(&self, data: &mut [u8], handles: &mut [HandleId]) -> Result<RecvInfo, Error> {
+        kernel().channel_recv(self.0.id(), data, handles)
+    }
+
+    /// Receives and decodes the next message without blocking
+    /// (`Error::WouldBlock` if none). A message that does not decode is
+    /// consumed and reported as `Error::MalformedMessage`; its handles are
+    /// closed.
+    pub fn try_recv<'b>(&self, buf: &'b mut MessageBuffer) -> Result<Message<'b>, Error> {
+        let info = kernel().channel_recv(self.0.id(), &mut buf.data, &mut buf.handles)?;
+        let handles = buf.handles[..info.num_handles]
+            .iter()
+            .map(|h| OwnedHandle::from_raw(*h))
+            .collect();
+        Message::decode(info.kind, &buf.data[..info.data_len], handles)
+    }
+}

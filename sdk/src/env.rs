@@ -1,0 +1,79 @@
+//! What startup hands a component: its handles, by the names its spec gives
+//! them. The build turns each spec into a typed `Env` struct (see
+//! `starina-spec`), whose `from_raw` takes handles out of a [`RawEnv`]; a
+//! component never looks anything up by name itself.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::channel::Channel;
+use crate::handle::OwnedHandle;
+use crate::system::Shutdown;
+
+/// The handles startup prepared for one component instance.
+#[derive(Debug)]
+pub struct RawEnv {
+    component: &'static str,
+    instance: u32,
+    handles: Vec<(&'static str, OwnedHandle)>,
+}
+
+/// Startup and the generated `Env` disagree: a build/wiring bug, reported
+/// with the component and the entry's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvError {
+    pub component: &'static str,
+    pub name: &'static str,
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "component '{}': startup provided no handle named '{}' (spec and wiring disagree)",
+            self.component, self.name
+        )
+    }
+}
+
+impl RawEnv {
+    pub fn new(component: &'static str, instance: u32) -> RawEnv {
+        RawEnv {
+            component,
+            instance,
+            handles: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, name: &'static str, handle: OwnedHandle) {
+        self.handles.push((name, handle));
+    }
+
+    /// The component's name as its spec gives it.
+    pub fn component(&self) -> &'static str {
+        self.component
+    }
+
+    /// 1 for the first start, 2 after the first restart, and so on.
+    pub fn instance(&self) -> u32 {
+        self.instance
+    }
+
+    pub fn take_handle(&mut self, name: &'static str) -> Result<OwnedHandle, EnvError> {
+        match self.handles.iter().position(|(n, _)| *n == name) {
+            Some(i) => Ok(self.handles.swap_remove(i).1),
+            None => Err(EnvError {
+                component: self.component,
+                name,
+            }),
+        }
+    }
+
+    pub fn take_channel(&mut self, name: &'static str) -> Result<Channel, EnvError> {
+        self.take_handle(name).map(Channel::from_handle)
+    }
+
+    pub fn take_shutdown(&mut self) -> Result<Shutdown, EnvError> {
+        self.take_handle("shutdown").map(Shutdown::from_handle)
+    }
+}

@@ -1,0 +1,35 @@
+//! The Starina SDK: everything a component links.
+//!
+//! - [`abi`]: types shared with the kernel (handles, rights, errors, limits).
+//! - [`syscall`]: the one typed system-call table ([`syscall::KernelApi`]).
+//! - [`message`]: the fixed set of message kinds every component speaks.
+//! - [`channel`], [`poll`], [`timer`], [`mainloop`]: the component API.
+//! - [`env`], [`spec`]: what startup hands a component, and the spec types.
+//! - [`log`](mod@crate::logger): logging through the `log` crate, tagged with
+//!   the component's name.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod abi;
+pub mod channel;
+pub mod env;
+pub mod handle;
+pub mod logger;
+pub mod mainloop;
+pub mod message;
+pub mod poll;
+pub mod spec;
+pub mod syscall;
+pub mod system;
+pub mod thread;
+pub mod timer;
+
+pub use abi::Error;
+pub use abi::HandleId;
+pub use channel::Channel;
+pub use message::Message;
+
+/// Re-exported so components log through the same facade.
+pub use log;

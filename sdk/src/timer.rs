@@ -1,0 +1,33 @@
+//! One-shot timers, readable through poll when they expire.
+
+use crate::abi::Error;
+use crate::abi::HandleId;
+use crate::handle::OwnedHandle;
+use crate::syscall::kernel;
+
+#[derive(Debug)]
+pub struct Timer(OwnedHandle);
+
+impl Timer {
+    pub fn create() -> Result<Timer, Error> {
+        kernel().timer_create().map(|h| Timer(OwnedHandle::from_raw(h)))
+    }
+
+    /// Fires once, `after_ns` from now (replacing an earlier deadline).
+    pub fn set(&self, after_ns: u64) -> Result<(), Error> {
+        kernel().timer_set(self.0.id(), after_ns)
+    }
+
+    pub fn set_ms(&self, after_ms: u64) -> Result<(), Error> {
+        self.set(after_ms.saturating_mul(1_000_000))
+    }
+
+    pub fn id(&self) -> HandleId {
+        self.0.id()
+    }
+}
+
+/// Nanoseconds since boot.
+pub fn now_ns() -> u64 {
+    kernel().time_now()
+}

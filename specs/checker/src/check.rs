@@ -1,0 +1,358 @@
+//! Loading a whole workspace: every spec and profile, the rules that span
+//! files (profiles against specs, specs against crate directories), and
+//! the kernel's dependencies.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::path::PathBuf;
+
+use toml::Value;
+
+use crate::error::Origin;
+use crate::error::SpecError;
+use crate::fields::parse_toml;
+use crate::model::Component;
+use crate::model::Kind;
+use crate::model::Profile;
+use crate::model::System;
+use crate::names::did_you_mean;
+use crate::parse::file_stem;
+use crate::parse::parse_component;
+use crate::parse::parse_profile;
+
+/// Where the specs live, relative to the workspace root.
+pub const SPECS_DIR: &str = "specs";
+/// Where the profiles live, relative to the workspace root.
+pub const PROFILES_DIR: &str = "specs/profiles";
+/// The profile the kernel boots when the command line names none.
+pub const DEFAULT_PROFILE: &str = "default";
+/// The kernel's manifest, relative to the workspace root.
+pub const KERNEL_MANIFEST: &str = "kernel/Cargo.toml";
+
+/// The spec file of component `name`, relative to the workspace root.
+pub fn spec_path(name: &str) -> PathBuf {
+    Path::new(SPECS_DIR).join(format!("{name}.toml"))
+}
+
+/// Loads and checks every spec and profile under `root` (the workspace
+/// root, which has `specs/`). Returns all errors, not just the first.
+pub fn load_all(root: &Path) -> Result<System, Vec<SpecError>> {
+    let mut errors = Vec::new();
+    if !root.join(SPECS_DIR).is_dir() {
+        let message = format!("no specs/ directory in {}", root.display());
+        return Err(vec![SpecError::other(Path::new(SPECS_DIR), message)]);
+    }
+
+    // Stems of all spec files, including ones that fail to parse, so that
+    // a broken spec is not also reported as missing.
+    let mut spec_names = BTreeSet::new();
+    let mut components = Vec::new();
+    for file in toml_files(root, SPECS_DIR, &mut errors) {
+        spec_names.insert(file_stem(&file).to_string());
+        match read(root, &file, Origin::Spec).and_then(|text| parse_component(&file, &text)) {
+            Ok(component) => {
+                errors.extend(check_crate(root, &component));
+                components.push(component);
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    errors.extend(check_orphan_crates(root, &spec_names));
+
+    let mut profiles = Vec::new();
+    if root.join(PROFILES_DIR).is_dir() {
+        for file in toml_files(root, PROFILES_DIR, &mut errors) {
+            match read(root, &file, Origin::Profile).and_then(|text| parse_profile(&file, &text)) {
+                Ok(profile) => profiles.push(profile),
+                Err(e) => errors.extend(e),
+            }
+        }
+    }
+    let default = Path::new(PROFILES_DIR).join(format!("{DEFAULT_PROFILE}.toml"));
+    if !root.join(&default).is_file() {
+        errors.push(SpecError::other(
+            &default,
+            format!(
+                "{} does not exist: the kernel boots profile '{DEFAULT_PROFILE}' \
+                 when its command line names no profile",
+                default.display()
+            ),
+        ));
+    }
+
+    let by_name: BTreeMap<&str, &Component> =
+        components.iter().map(|c| (c.name.as_str(), c)).collect();
+    for profile in &profiles {
+        errors.extend(check_profile(profile, &by_name, &spec_names));
+    }
+
+    if errors.is_empty() {
+        components.sort_by(|a, b| a.name.cmp(&b.name));
+        profiles.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(System {
+            components,
+            profiles,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads `file` (relative to `root`).
+pub fn read(root: &Path, file: &Path, origin: Origin) -> Result<String, Vec<SpecError>> {
+    fs::read_to_string(root.join(file))
+        .map_err(|e| vec![SpecError::new(origin, file, format!("cannot read: {e}"))])
+}
+
+/// The `*.toml` files directly in `dir` (relative to `root`), sorted, as
+/// paths relative to `root`.
+fn toml_files(root: &Path, dir: &str, errors: &mut Vec<SpecError>) -> Vec<PathBuf> {
+    let entries = match fs::read_dir(root.join(dir)) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(SpecError::other(
+                Path::new(dir),
+                format!("{dir}: cannot list: {e}"),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_file())
+        .map(|entry| Path::new(dir).join(entry.file_name()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A component's crate must be `<kind dir>/<name>`, with a matching
+/// package name and a build script (which generates its `Env`).
+pub fn check_crate(root: &Path, component: &Component) -> Vec<SpecError> {
+    let spec_error = |message: String| SpecError::new(Origin::Spec, &component.file, message);
+    let dir = component.crate_dir();
+    if !root.join(&dir).is_dir() {
+        let elsewhere = Kind::ALL
+            .iter()
+            .map(|(kind, _)| (kind, Path::new(kind.dir()).join(&component.name)))
+            .find(|(_, other)| root.join(other).is_dir());
+        let hint = match elsewhere {
+            Some((kind, other)) => format!(
+                " ({} exists: is it kind = \"{}\"?)",
+                other.display(),
+                kind.as_str()
+            ),
+            None => String::new(),
+        };
+        return vec![spec_error(format!(
+            "name '{}' but its crate directory {} does not exist{hint}",
+            component.name,
+            dir.display()
+        ))];
+    }
+
+    let mut errors = Vec::new();
+    let manifest = dir.join("Cargo.toml");
+    match fs::read_to_string(root.join(&manifest)) {
+        Err(_) => errors.push(spec_error(format!(
+            "crate directory {} has no Cargo.toml",
+            dir.display()
+        ))),
+        Ok(text) => match parse_toml(Origin::Other, &manifest, &text) {
+            Err(e) => errors.push(e),
+            Ok(table) => {
+                let package = table
+                    .get("package")
+                    .and_then(|p| p.get("name"))
+                    .and_then(Value::as_str);
+                if package != Some(component.name.as_str()) {
+                    errors.push(spec_error(format!(
+                        "{} must have package name '{}' (the component's name); it has {}",
+                        manifest.display(),
+                        component.name,
+                        package.map_or("none".to_string(), |p| format!("'{p}'"))
+                    )));
+                }
+            }
+        },
+    }
+    if !root.join(&dir).join("build.rs").is_file() {
+        errors.push(spec_error(format!(
+            "crate directory {} has no build.rs; it needs one containing \
+             `fn main() {{ starina_spec::build::component(); }}` to generate its Env",
+            dir.display()
+        )));
+    }
+    errors
+}
+
+/// Every crate in a component directory needs a spec.
+fn check_orphan_crates(root: &Path, spec_names: &BTreeSet<String>) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    for (kind, _) in Kind::ALL {
+        let Ok(entries) = fs::read_dir(root.join(kind.dir())) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.path().join("Cargo.toml").is_file())
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| !spec_names.contains(name))
+            .collect();
+        names.sort();
+        for name in names {
+            let dir = Path::new(kind.dir()).join(&name);
+            errors.push(SpecError::other(
+                &dir,
+                format!(
+                    "crate directory {} has no spec: create {} (every crate in apps/, \
+                     servers/ and drivers/ is a component)",
+                    dir.display(),
+                    spec_path(&name).display()
+                ),
+            ));
+        }
+    }
+    errors
+}
+
+/// A profile's components must exist, every service they need must be
+/// exported by exactly one of them, and exporters start first.
+fn check_profile(
+    profile: &Profile,
+    components: &BTreeMap<&str, &Component>,
+    spec_names: &BTreeSet<String>,
+) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    let error = |message: String| SpecError::new(Origin::Profile, &profile.file, message);
+
+    // Position in start order and spec of each component of the profile.
+    let mut members = Vec::new();
+    // Whether every spec loaded; if not, what the profile exports is unknown.
+    let mut complete = true;
+    for (position, name) in profile.components.iter().enumerate() {
+        match components.get(name.as_str()) {
+            Some(component) => members.push((position, *component)),
+            // Its spec exists but is broken: already reported.
+            None if spec_names.contains(name) => complete = false,
+            None => errors.push(SpecError::field(
+                Origin::Profile,
+                &profile.file,
+                "components",
+                format!(
+                    "unknown component '{name}': there is no {}{}",
+                    spec_path(name).display(),
+                    did_you_mean(name, spec_names.iter().map(String::as_str))
+                ),
+            )),
+        }
+    }
+
+    let mut exporters: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
+    for &(position, component) in &members {
+        for service in &component.exports {
+            match exporters.get(service.as_str()) {
+                Some((_, first)) => errors.push(error(format!(
+                    "service '{service}' is exported by both '{first}' and '{}'; \
+                     a service has one exporter in a profile",
+                    component.name
+                ))),
+                None => {
+                    exporters.insert(service, (position, &component.name));
+                }
+            }
+        }
+    }
+
+    if !complete {
+        return errors;
+    }
+    for &(position, component) in &members {
+        for need in &component.needs {
+            match exporters.get(need.service.as_str()) {
+                None => errors.push(error(format!(
+                    "component '{}' needs service '{}' (field '{}'), which no component \
+                     in this profile exports",
+                    component.name, need.service, need.field
+                ))),
+                Some(&(exporter_position, exporter)) if exporter_position > position => errors
+                    .push(error(format!(
+                        "component '{}' needs service '{}' (field '{}') from '{exporter}', \
+                         which starts after it; list '{exporter}' before '{}' \
+                         (components start in the listed order)",
+                        component.name, need.service, need.field, component.name
+                    ))),
+                Some(_) => {}
+            }
+        }
+    }
+    errors
+}
+
+/// Every component that a profile starts must be a dependency of the
+/// kernel, by path, so that the kernel can link it.
+pub fn check_kernel_manifest(root: &Path, system: &System) -> Vec<SpecError> {
+    let manifest = Path::new(KERNEL_MANIFEST);
+    let text = match fs::read_to_string(root.join(manifest)) {
+        Ok(text) => text,
+        Err(e) => {
+            return vec![SpecError::other(
+                manifest,
+                format!("{KERNEL_MANIFEST}: cannot read: {e}"),
+            )]
+        }
+    };
+    let table = match parse_toml(Origin::Other, manifest, &text) {
+        Ok(table) => table,
+        Err(e) => return vec![e],
+    };
+    let dependencies = table.get("dependencies").and_then(Value::as_table);
+
+    let mut errors = Vec::new();
+    let mut checked = BTreeSet::new();
+    for profile in &system.profiles {
+        for name in &profile.components {
+            if !checked.insert(name) {
+                continue;
+            }
+            let Some(component) = system.component(name) else {
+                continue;
+            };
+            let expected = format!("../{}", component.crate_dir().display());
+            let wanted = format!("'{name} = {{ path = \"{expected}\" }}'");
+            let path = match dependencies.and_then(|d| d.get(name)) {
+                None => {
+                    errors.push(SpecError::other(
+                        manifest,
+                        format!(
+                            "component '{name}' is in profile '{}' but {KERNEL_MANIFEST} \
+                             has no dependency {wanted}",
+                            profile.name
+                        ),
+                    ));
+                    continue;
+                }
+                Some(dependency) => dependency.get("path").and_then(Value::as_str),
+            };
+            let normalized = path.map(|p| p.trim_start_matches("./").trim_end_matches('/'));
+            if normalized != Some(expected.as_str()) {
+                let got = match path {
+                    Some(path) => format!("has path '{path}'"),
+                    None => "is not a path dependency".to_string(),
+                };
+                errors.push(SpecError::other(
+                    manifest,
+                    format!(
+                        "{KERNEL_MANIFEST}: dependency '{name}' {got}, but component \
+                         '{name}' is {}; it must be {wanted}",
+                        component.crate_dir().display()
+                    ),
+                ));
+            }
+        }
+    }
+    errors
+}

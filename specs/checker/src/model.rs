@@ -1,0 +1,202 @@
+//! The checked specs: what `specs/*.toml` and `specs/profiles/*.toml` say,
+//! after every rule in the README holds.
+
+use std::path::Path;
+use std::path::PathBuf;
+
+/// All specs and profiles of a workspace, checked together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct System {
+    /// Sorted by name.
+    pub components: Vec<Component>,
+    /// Sorted by name.
+    pub profiles: Vec<Profile>,
+}
+
+impl System {
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The components that at least one profile starts (the ones the
+    /// kernel links), sorted by name.
+    pub fn wired_components(&self) -> impl Iterator<Item = &Component> {
+        self.components
+            .iter()
+            .filter(|c| self.profiles.iter().any(|p| p.contains(&c.name)))
+    }
+}
+
+/// One component spec, `specs/<name>.toml`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Component {
+    /// snake_case; also the crate's name and directory name.
+    pub name: String,
+    pub kind: Kind,
+    pub description: String,
+    pub isolation: Isolation,
+    pub restart: Restart,
+    pub max_restarts: u32,
+    /// Services it serves, in spec order.
+    pub exports: Vec<String>,
+    pub privileges: Vec<Privilege>,
+    /// Channels it needs, in spec order.
+    pub needs: Vec<Need>,
+    /// Typed constants, in spec order.
+    pub config: Vec<ConfigEntry>,
+    /// The spec file, relative to the workspace root.
+    pub file: PathBuf,
+}
+
+impl Component {
+    /// The crate's directory, relative to the workspace root (`apps/hello`).
+    pub fn crate_dir(&self) -> PathBuf {
+        Path::new(self.kind.dir()).join(&self.name)
+    }
+
+    pub fn has_privilege(&self, privilege: Privilege) -> bool {
+        self.privileges.contains(&privilege)
+    }
+}
+
+/// A `[needs]` entry: env field `field` is a channel to service `service`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Need {
+    pub field: String,
+    pub service: String,
+}
+
+/// A `[config]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: ConfigValue,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigValue {
+    Integer(i64),
+    String(String),
+    Bool(bool),
+    Float(f64),
+}
+
+impl ConfigValue {
+    /// The Rust type of the generated constant.
+    pub fn rust_type(&self) -> &'static str {
+        match self {
+            ConfigValue::Integer(_) => "i64",
+            ConfigValue::String(_) => "&'static str",
+            ConfigValue::Bool(_) => "bool",
+            ConfigValue::Float(_) => "f64",
+        }
+    }
+
+    /// The value as a Rust expression of [`ConfigValue::rust_type`].
+    pub fn rust_expr(&self) -> String {
+        match self {
+            ConfigValue::Integer(i) => format!("{i}"),
+            ConfigValue::String(s) => format!("{s:?}"),
+            ConfigValue::Bool(b) => format!("{b}"),
+            ConfigValue::Float(f) if f.is_nan() => "f64::NAN".to_string(),
+            ConfigValue::Float(f) if *f == f64::INFINITY => "f64::INFINITY".to_string(),
+            ConfigValue::Float(f) if *f == f64::NEG_INFINITY => "f64::NEG_INFINITY".to_string(),
+            // `{:?}` always prints a float literal (`1.0`, `1e100`).
+            ConfigValue::Float(f) => format!("{f:?}"),
+        }
+    }
+}
+
+/// Defines a spec enum with its spelling in the TOML files.
+macro_rules! spec_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value with its spelling in the spec files.
+            pub const ALL: &'static [($name, &'static str)] = &[$(($name::$variant, $text),)*];
+
+            /// The spelling in the spec files.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// The variant's name in `starina::spec`.
+            pub fn rust_variant(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+spec_enum! {
+    /// What a component is; decides its crate directory.
+    Kind {
+        App = "app",
+        Server = "server",
+        Driver = "driver",
+    }
+}
+
+impl Kind {
+    /// The directory holding crates of this kind.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::App => "apps",
+            Kind::Server => "servers",
+            Kind::Driver => "drivers",
+        }
+    }
+}
+
+spec_enum! {
+    /// Where a component runs.
+    Isolation {
+        InKernel = "in-kernel",
+    }
+}
+
+spec_enum! {
+    /// When startup starts a component again.
+    Restart {
+        Never = "never",
+        OnFailure = "on-failure",
+        Always = "always",
+    }
+}
+
+spec_enum! {
+    /// Rights beyond its channels.
+    Privilege {
+        Shutdown = "shutdown",
+    }
+}
+
+/// One profile, `specs/profiles/<name>.toml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub description: Option<String>,
+    /// Component names, in start order.
+    pub components: Vec<String>,
+    /// The profile file, relative to the workspace root.
+    pub file: PathBuf,
+}
+
+impl Profile {
+    pub fn contains(&self, component: &str) -> bool {
+        self.components.iter().any(|c| c == component)
+    }
+}

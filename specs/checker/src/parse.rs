@@ -1,0 +1,316 @@
+//! Parsing one spec or profile file, with every rule that needs only that
+//! file. Rules that look at other files or the tree are in `check`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use toml::Value;
+
+use crate::error::Origin;
+use crate::error::SpecError;
+use crate::fields::describe;
+use crate::fields::parse_toml;
+use crate::fields::Fields;
+use crate::model::Component;
+use crate::model::ConfigEntry;
+use crate::model::ConfigValue;
+use crate::model::Isolation;
+use crate::model::Kind;
+use crate::model::Need;
+use crate::model::Privilege;
+use crate::model::Profile;
+use crate::model::Restart;
+use crate::names::check_identifier;
+use crate::names::check_snake_case;
+use crate::names::did_you_mean;
+use crate::names::RESERVED_COMPONENT_NAMES;
+use crate::names::RESERVED_ENV_FIELDS;
+
+/// The fields a spec may have.
+pub const COMPONENT_FIELDS: &[&str] = &[
+    "name",
+    "kind",
+    "description",
+    "isolation",
+    "restart",
+    "max_restarts",
+    "exports",
+    "privileges",
+    "needs",
+    "config",
+];
+
+/// The fields a profile may have.
+pub const PROFILE_FIELDS: &[&str] = &["description", "components"];
+
+/// Restarts allowed when the spec does not say.
+pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+
+/// The file name without `.toml`, or "" if it is not UTF-8.
+pub fn file_stem(file: &Path) -> &str {
+    file.file_stem().and_then(|s| s.to_str()).unwrap_or("")
+}
+
+/// Parses and checks a component spec. `file` is the path relative to the
+/// workspace root, used in messages and to check the name.
+pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecError>> {
+    let table = parse_toml(Origin::Spec, file, text).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let mut f = Fields::new(Origin::Spec, file, table, COMPONENT_FIELDS, &mut errors);
+
+    let name = f.string("name", true);
+    if let Some(name) = &name {
+        check_component_name(&mut f, name, file_stem(file));
+    }
+    let kind = f.choice("kind", Kind::ALL, None);
+    let description = f.string("description", true);
+    if description.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        f.error(
+            "description",
+            "must not be empty: say what the component does",
+        );
+    }
+    let isolation = if f.peek("isolation").and_then(Value::as_str) == Some("user") {
+        f.take("isolation");
+        f.error(
+            "isolation",
+            "isolation 'user' is not supported yet (only 'in-kernel')",
+        );
+        None
+    } else {
+        f.choice("isolation", Isolation::ALL, None)
+    };
+    let restart = f.choice("restart", Restart::ALL, Some(Restart::Never));
+    let max_restarts = read_max_restarts(&mut f, restart);
+    let exports = read_exports(&mut f);
+    let privileges = read_privileges(&mut f);
+    let needs = read_needs(&mut f, &exports);
+    let config = read_config(&mut f);
+    f.finish();
+
+    match (name, kind, description, isolation, restart, max_restarts) {
+        (Some(name), Some(kind), Some(description), Some(isolation), Some(restart), Some(max))
+            if errors.is_empty() =>
+        {
+            Ok(Component {
+                name,
+                kind,
+                description,
+                isolation,
+                restart,
+                max_restarts: max,
+                exports,
+                privileges,
+                needs,
+                config,
+                file: file.to_path_buf(),
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+fn check_component_name(f: &mut Fields, name: &str, stem: &str) {
+    if let Err(why) = check_identifier(name) {
+        f.error("name", format!("invalid component name: {why}"));
+    } else if RESERVED_COMPONENT_NAMES.contains(&name) {
+        f.error(
+            "name",
+            format!("'{name}' is reserved: the kernel already links a crate of that name"),
+        );
+    }
+    if name != stem {
+        f.error(
+            "name",
+            format!(
+                "'{name}' does not match the file name '{stem}' \
+                 (the spec of component '{name}' must be specs/{name}.toml)"
+            ),
+        );
+    }
+}
+
+fn read_max_restarts(f: &mut Fields, restart: Option<Restart>) -> Option<u32> {
+    if !f.is_present("max_restarts") {
+        return Some(DEFAULT_MAX_RESTARTS);
+    }
+    let value = f.integer("max_restarts")?;
+    let Ok(max) = u32::try_from(value) else {
+        f.error(
+            "max_restarts",
+            format!("expected an integer from 0 to {}; got {value}", u32::MAX),
+        );
+        return None;
+    };
+    if restart == Some(Restart::Never) {
+        f.error(
+            "max_restarts",
+            "has no effect because restart is 'never' (the default): \
+             set restart = \"on-failure\" or \"always\", or remove max_restarts",
+        );
+    }
+    Some(max)
+}
+
+fn read_exports(f: &mut Fields) -> Vec<String> {
+    let exports = f.string_list("exports");
+    let mut seen = BTreeSet::new();
+    for service in &exports {
+        if let Err(why) = check_snake_case(service) {
+            f.error("exports", format!("invalid service name: {why}"));
+        } else if !seen.insert(service) {
+            f.error("exports", format!("service '{service}' is listed twice"));
+        }
+    }
+    exports
+}
+
+fn read_privileges(f: &mut Fields) -> Vec<Privilege> {
+    let names: Vec<&str> = Privilege::ALL.iter().map(|(_, name)| *name).collect();
+    let mut privileges = Vec::new();
+    for text in f.string_list("privileges") {
+        match Privilege::ALL.iter().find(|(_, name)| *name == text) {
+            Some((privilege, _)) if privileges.contains(privilege) => {
+                f.error("privileges", format!("privilege '{text}' is listed twice"));
+            }
+            Some((privilege, _)) => privileges.push(*privilege),
+            None => f.error(
+                "privileges",
+                format!(
+                    "unknown privilege '{text}'; expected one of {}{}",
+                    names.join(", "),
+                    did_you_mean(&text, names.iter().copied())
+                ),
+            ),
+        }
+    }
+    privileges
+}
+
+fn read_needs(f: &mut Fields, exports: &[String]) -> Vec<Need> {
+    let mut needs = Vec::new();
+    for (field, value) in f.table("needs") {
+        let key = format!("needs.{field}");
+        if let Err(why) = check_identifier(&field) {
+            f.error(&key, format!("invalid env field name: {why}"));
+            continue;
+        }
+        if RESERVED_ENV_FIELDS.contains(&field.as_str()) {
+            let hint = if field == "shutdown" {
+                " (for the right to power off, add \"shutdown\" to privileges)"
+            } else {
+                ""
+            };
+            f.error(
+                &key,
+                format!(
+                    "'{field}' is reserved: the generated Env has its own `{field}` field{hint}; \
+                     choose another field name"
+                ),
+            );
+            continue;
+        }
+        let service = match value {
+            Value::String(service) => service,
+            other => {
+                f.error(
+                    &key,
+                    format!(
+                        "expected a service name (a string); got {}",
+                        describe(&other)
+                    ),
+                );
+                continue;
+            }
+        };
+        if let Err(why) = check_snake_case(&service) {
+            f.error(&key, format!("invalid service name: {why}"));
+        } else if exports.contains(&service) {
+            f.error(
+                &key,
+                format!("needs service '{service}', which this component exports itself"),
+            );
+        } else {
+            needs.push(Need { field, service });
+        }
+    }
+    needs
+}
+
+fn read_config(f: &mut Fields) -> Vec<ConfigEntry> {
+    let mut config = Vec::new();
+    for (name, value) in f.table("config") {
+        let key = format!("config.{name}");
+        if let Err(why) = check_identifier(&name) {
+            f.error(&key, format!("invalid config name: {why}"));
+            continue;
+        }
+        let value = match value {
+            Value::Integer(i) => ConfigValue::Integer(i),
+            Value::String(s) => ConfigValue::String(s),
+            Value::Boolean(b) => ConfigValue::Bool(b),
+            Value::Float(x) => ConfigValue::Float(x),
+            other => {
+                f.error(
+                    &key,
+                    format!(
+                        "expected an integer, string, bool or float; got {}",
+                        describe(&other)
+                    ),
+                );
+                continue;
+            }
+        };
+        config.push(ConfigEntry { name, value });
+    }
+    config
+}
+
+/// Parses and checks a profile. `file` is the path relative to the
+/// workspace root; the profile's name is its file name.
+pub fn parse_profile(file: &Path, text: &str) -> Result<Profile, Vec<SpecError>> {
+    let table = parse_toml(Origin::Profile, file, text).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let mut f = Fields::new(Origin::Profile, file, table, PROFILE_FIELDS, &mut errors);
+
+    let name = file_stem(file).to_string();
+    if let Err(why) = check_snake_case(&name) {
+        f.file_error(format!("invalid profile name (its file name): {why}"));
+    }
+    let description = f.string("description", false);
+    match f.peek("components") {
+        None => f.error(
+            "components",
+            "required but missing; list the components to start, in start order",
+        ),
+        Some(Value::Array(items)) if items.is_empty() => f.error(
+            "components",
+            "empty; a profile starts at least one component",
+        ),
+        Some(_) => {}
+    }
+    let components = f.string_list("components");
+    let mut seen = BTreeSet::new();
+    for component in &components {
+        if let Err(why) = check_snake_case(component) {
+            f.error("components", format!("invalid component name: {why}"));
+        } else if !seen.insert(component) {
+            f.error(
+                "components",
+                format!("component '{component}' is listed twice"),
+            );
+        }
+    }
+    f.finish();
+
+    if errors.is_empty() {
+        Ok(Profile {
+            name,
+            description,
+            components,
+            file: file.to_path_buf(),
+        })
+    } else {
+        Err(errors)
+    }
+}

@@ -1,0 +1,214 @@
+//! Helpers for Starina's end-to-end tests.
+//!
+//! The tests drive the OS the way a developer does: they build the kernel with
+//! `scripts/build-kernel` (once per test binary) and boot it with
+//! `scripts/starina run --no-build ...`, then look at what it printed and at
+//! the exit status (see `docs/CONTRACTS.md`).
+//!
+//! Tests that boot anything under the real QEMU are `#[ignore]`d so that plain
+//! `cargo test --workspace` stays a quick host-only run; `make test` runs them
+//! with `cargo test -p starina-tests -- --ignored --test-threads=1`.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+use std::time::Instant;
+
+/// Exit statuses of `scripts/starina run` besides the OS's own codes.
+pub const EXIT_UNTIL_MISSED: i32 = 123;
+pub const EXIT_TIMEOUT: i32 = 124;
+pub const EXIT_NO_STATUS: i32 = 125;
+pub const EXIT_NOT_BOOTED: i32 = 126;
+pub const EXIT_NO_QEMU: i32 = 127;
+
+/// The repository root (the parent of this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `scripts/<name>`.
+pub fn script(name: &str) -> PathBuf {
+    repo_root().join("scripts").join(name)
+}
+
+/// `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// Builds the kernel with `scripts/build-kernel`, once per test binary, and
+/// returns the image path. Panics (failing the test) if the build fails.
+pub fn kernel() -> PathBuf {
+    static KERNEL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let result = KERNEL.get_or_init(|| {
+        let out = Command::new(script("build-kernel"))
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run scripts/build-kernel: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("scripts/build-kernel failed: {}", out.status));
+        }
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            return Err(format!(
+                "scripts/build-kernel printed {path:?}, which is not a file"
+            ));
+        }
+        Ok(path)
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// What one `scripts/starina` run did.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit status (`None` if it was killed by a signal).
+    pub code: Option<i32>,
+    /// The serial console.
+    pub stdout: String,
+    /// The script's and QEMU's messages.
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Fails the test with the whole console log unless the serial output
+    /// contains `needle`.
+    pub fn assert_console(&self, needle: &str) {
+        assert!(
+            self.stdout.contains(needle),
+            "serial console lacks {needle:?}\n{}",
+            self.transcript()
+        );
+    }
+
+    /// Fails the test with the whole log unless the exit status is `code`.
+    pub fn assert_code(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "expected exit status {code}\n{}",
+            self.transcript()
+        );
+    }
+
+    /// Stdout and stderr, for failure messages.
+    pub fn transcript(&self) -> String {
+        format!(
+            "--- exit status: {:?} after {:.1} s\n--- stdout (serial console):\n{}\n--- stderr:\n{}",
+            self.code,
+            self.elapsed.as_secs_f64(),
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// Console lines (without `\r`).
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.stdout.lines().map(|l| l.trim_end_matches('\r'))
+    }
+}
+
+/// Runs `scripts/starina` with `args` (stdin from /dev/null, so never
+/// interactive) and extra environment variables.
+pub fn starina_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let start = Instant::now();
+    let mut cmd = Command::new(script("starina"));
+    cmd.args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("cannot run scripts/starina");
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    };
+    // Shown by the test harness when the test fails (or with --nocapture).
+    println!("$ scripts/starina {}\n{}", args.join(" "), run.transcript());
+    run
+}
+
+/// Runs `scripts/starina` with `args`.
+pub fn starina(args: &[&str]) -> Run {
+    starina_with_env(args, &[])
+}
+
+/// Boots the built kernel: `scripts/starina run --no-build --kernel <image>
+/// --profile <profile> --machine <machine> --timeout <secs> <extra...>`.
+pub fn boot(profile: &str, machine: &str, timeout_secs: u32, extra: &[&str]) -> Run {
+    let image = kernel();
+    let image = image.to_str().expect("kernel path is UTF-8");
+    let timeout = timeout_secs.to_string();
+    let mut args = vec![
+        "run",
+        "--no-build",
+        "--kernel",
+        image,
+        "--profile",
+        profile,
+        "--machine",
+        machine,
+        "--timeout",
+        &timeout,
+    ];
+    args.extend_from_slice(extra);
+    starina(&args)
+}
+
+/// Assembles `tests/fixtures/pvh-stub.S` into a tiny PVH test kernel in
+/// `dir` (once per test binary; pass `env!("CARGO_TARGET_TMPDIR")`) and
+/// returns its path. See that file for what it does.
+pub fn pvh_stub(dir: &str) -> PathBuf {
+    static STUB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let result = STUB.get_or_init(|| {
+        let dir = PathBuf::from(dir).join("pvh-stub");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let obj = dir.join("pvh-stub.o");
+        let elf = dir.join("pvh-stub");
+        let mut cc = Command::new("cc");
+        cc.arg("-m32")
+            .arg("-c")
+            .arg(fixture("pvh-stub.S"))
+            .arg("-o")
+            .arg(&obj);
+        let mut ld = Command::new("ld");
+        ld.args(["-m", "elf_i386", "--no-warn-rwx-segments", "-T"])
+            .arg(fixture("pvh-stub.ld"))
+            .arg("-o")
+            .arg(&elf)
+            .arg(&obj);
+        for mut step in [cc, ld] {
+            let status = step
+                .status()
+                .map_err(|e| format!("cannot run {step:?}: {e}"))?;
+            if !status.success() {
+                return Err(format!("{step:?} failed: {status}"));
+            }
+        }
+        Ok(elf)
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}

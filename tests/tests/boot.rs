@@ -1,0 +1,167 @@
+//! Boots the real Starina kernel under QEMU (through `scripts/starina run
+//! --no-build`) and checks the contract in docs/CONTRACTS.md: serial markers,
+//! profiles and exit statuses. Builds the kernel first (`scripts/build-kernel`,
+//! once per test binary). Slow: run by `make test`.
+
+use starina_tests::*;
+
+/// Printed by the kernel when every component of the profile has started.
+const READY: &str = "starina: ready";
+/// Printed by the kernel for each component it starts.
+const STARTED: &str = "[kernel] started ";
+/// Printed by the `hello` app in the default profile.
+const HELLO: &str = "Hello from a Starina component!";
+/// Printed by the echo client in the default profile once it has checked every reply.
+const ECHO_OK: &str = "echo_client: 1000 round trips, all replies correct";
+
+/// Boot time limit for one run. Generous: QEMU emulates the CPU in software
+/// and the machine's two cores are shared.
+const BOOT_TIMEOUT: u32 = 300;
+
+fn default_profile_works(machine: &str) {
+    // The default profile never powers off: stop once everything was printed.
+    let run = boot(
+        "default",
+        machine,
+        BOOT_TIMEOUT,
+        &[
+            "--until",
+            READY,
+            "--until",
+            &regex_escape(HELLO),
+            "--until",
+            &regex_escape(ECHO_OK),
+        ],
+    );
+    run.assert_code(0);
+    run.assert_console(READY);
+    run.assert_console(STARTED);
+    run.assert_console(HELLO);
+    run.assert_console(ECHO_OK);
+    let ready = run.lines().find(|l| l.contains(READY)).unwrap();
+    assert!(
+        parse_tsc(ready).is_some(),
+        "the ready line lacks ' (tsc=<n>)': {ready:?}\n{}",
+        run.transcript()
+    );
+}
+
+#[test]
+#[ignore = "boots the kernel under QEMU: run by make test"]
+fn default_profile_on_q35() {
+    default_profile_works("q35");
+}
+
+#[test]
+#[ignore = "boots the kernel under QEMU: run by make test"]
+fn default_profile_on_microvm() {
+    default_profile_works("microvm");
+}
+
+#[test]
+#[ignore = "boots the kernel under QEMU: run by make test"]
+fn test_profile_passes_and_powers_off_with_0() {
+    let run = boot("test", "q35", BOOT_TIMEOUT, &[]);
+    run.assert_code(0);
+    let summary = run
+        .lines()
+        .find_map(parse_testrunner_summary)
+        .unwrap_or_else(|| {
+            panic!(
+                "no 'testrunner: N passed, M failed' line\n{}",
+                run.transcript()
+            )
+        });
+    assert_eq!(summary.1, 0, "in-OS tests failed\n{}", run.transcript());
+    assert!(
+        summary.0 >= 10,
+        "only {} in-OS tests ran\n{}",
+        summary.0,
+        run.transcript()
+    );
+    let failed: Vec<&str> = run.lines().filter(|l| l.contains(" ... FAILED")).collect();
+    assert!(
+        failed.is_empty(),
+        "failed: {failed:?}\n{}",
+        run.transcript()
+    );
+}
+
+#[test]
+#[ignore = "boots the kernel under QEMU: run by make test"]
+fn unknown_profile_is_an_error_with_code_3() {
+    let run = boot("nope", "q35", BOOT_TIMEOUT, &[]);
+    run.assert_console("unknown profile 'nope' (known: ");
+    let line = run
+        .lines()
+        .find(|l| l.contains("unknown profile 'nope'"))
+        .unwrap();
+    for known in ["default", "test", "bench"] {
+        assert!(line.contains(known), "{line:?} does not name {known}");
+    }
+    run.assert_code(3);
+}
+
+#[test]
+#[ignore = "boots the kernel under QEMU: run by make test"]
+fn timeout_gives_124() {
+    // The default profile never powers off by itself.
+    let run = boot("default", "q35", 1, &[]);
+    run.assert_code(EXIT_TIMEOUT);
+    assert!(
+        run.stderr.contains("starina: timed out after 1 s"),
+        "{}",
+        run.transcript()
+    );
+}
+
+/// `testrunner: N passed, M failed` -> (N, M).
+fn parse_testrunner_summary(line: &str) -> Option<(u32, u32)> {
+    let rest = &line[line.rfind("testrunner: ")? + "testrunner: ".len()..];
+    let (passed, rest) = rest.split_once(" passed, ")?;
+    let failed = rest
+        .strip_suffix(" failed")
+        .unwrap_or(rest)
+        .split_whitespace()
+        .next()?;
+    Some((passed.trim().parse().ok()?, failed.parse().ok()?))
+}
+
+/// `... starina: ready (tsc=<n>)` -> n.
+fn parse_tsc(line: &str) -> Option<u64> {
+    let rest = &line[line.find("(tsc=")? + "(tsc=".len()..];
+    rest[..rest.find(')')?].trim().parse().ok()
+}
+
+/// Escapes a literal for a Python regular expression (`--until`).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if !c.is_ascii_alphanumeric() && c != ' ' && c != '_' && c != ':' && c != ',' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn parsers() {
+    assert_eq!(
+        parse_testrunner_summary("[   1.0] INFO  testrunner: testrunner: 12 passed, 0 failed"),
+        Some((12, 0))
+    );
+    assert_eq!(
+        parse_testrunner_summary("testrunner: 3 passed, 2 failed"),
+        Some((3, 2))
+    );
+    assert_eq!(parse_testrunner_summary("testrunner: started"), None);
+    assert_eq!(
+        parse_tsc("[   0.5] INFO  kernel: starina: ready (tsc=123456)"),
+        Some(123456)
+    );
+    assert_eq!(
+        regex_escape("Hello from a Starina component!"),
+        "Hello from a Starina component\\!"
+    );
+}
