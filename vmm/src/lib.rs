@@ -15,4 +15,6 @@ pub mod boot;
 pub mod decode;
 pub mod exit;
 pub mod memory;
+pub mod pic;
 pub mod serial;
+pub mod virtio;

@@ -1,6 +1,59 @@
+//! Benchmarks (profile `bench`): channel round trips to the echo server,
+//! for a 0-byte and a 1 KiB message. Logs `bench-raw: <name> <value>` with
+//! guest nanoseconds per round trip (under `-icount shift=0`, guest
+//! instructions), then powers off.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec;
+
+use starina::abi::Readiness;
+use starina::channel::Channel;
+use starina::poll::Poll;
+use starina::timer::now_ns;
+use starina::Error;
+
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
+
+/// `rounds` round trips of `size` bytes; returns ns per round trip.
+fn round_trips(echo: &Channel, poll: &Poll, size: usize, rounds: u64) -> Result<u64, Error> {
+    let msg = vec![0x5a; size];
+    let mut buf = vec![0u8; size.max(16)];
+    let start = now_ns();
+    for _ in 0..rounds {
+        echo.send_data(&msg)?;
+        loop {
+            poll.wait()?;
+            match echo.recv_raw(&mut buf, &mut []) {
+                Ok(info) if info.data_len == size => break,
+                Ok(_) => return Err(Error::MalformedMessage),
+                Err(Error::WouldBlock) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok((now_ns() - start) / rounds)
+}
+
 pub fn main(env: Env) {
-    let _ = env;
+    let rounds = env.config.rounds as u64;
+    let poll = Poll::create().expect("poll");
+    poll.add(env.echo.id(), Readiness::READABLE | Readiness::PEER_CLOSED)
+        .expect("poll add");
+    let mut ok = true;
+    for (name, size) in [("ipc_roundtrip_0b", 0), ("ipc_roundtrip_1k", 1024)] {
+        // Warm up caches and allocator free lists first.
+        let _ = round_trips(&env.echo, &poll, size, rounds / 10);
+        match round_trips(&env.echo, &poll, size, rounds) {
+            Ok(ns) => log::info!("bench-raw: {name} {ns}"),
+            Err(e) => {
+                ok = false;
+                log::error!("{name} failed: {e}");
+            }
+        }
+    }
+    let err = env.shutdown.power_off(if ok { 0 } else { 1 });
+    log::error!("power off failed: {err}");
 }

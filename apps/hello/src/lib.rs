@@ -1,6 +1,10 @@
+//! The smallest component: logs its greeting (from its spec's config) and
+//! returns, which ends it cleanly.
 #![no_std]
 #![forbid(unsafe_code)]
+
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
+
 pub fn main(env: Env) {
-    let _ = env;
+    log::info!("{}", env.config.greeting);
 }

@@ -1,6 +1,398 @@
+//! The in-OS test runner (profile `test`): exercises the kernel's objects
+//! and its fault handling through the same API every component uses, logs
+//! `test <name> ... ok` or `... FAILED: <why>` for each, then
+//! `testrunner: N passed, M failed`, and powers the machine off with 0 when
+//! all passed, 1 otherwise.
 #![no_std]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use starina::abi::HandleId;
+use starina::abi::Readiness;
+use starina::abi::Rights;
+use starina::abi::CHANNEL_QUEUE_MAX;
+use starina::abi::MESSAGE_DATA_MAX;
+use starina::abi::MESSAGE_HANDLES_MAX;
+use starina::channel::Channel;
+use starina::channel::MessageBuffer;
+use starina::message::MessageKind;
+use starina::poll::Poll;
+use starina::syscall::kernel;
+use starina::timer::now_ns;
+use starina::timer::Timer;
+use starina::Error;
+use starina::Message;
+
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
+
+type TestResult = Result<(), String>;
+
+struct Ctx {
+    echo: Channel,
+    crasher: Channel,
+    spinner: Channel,
+    supervisor: Channel,
+    buf: MessageBuffer,
+}
+
+macro_rules! check {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn expect_err<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) -> TestResult {
+    match r {
+        Err(e) if e == want => Ok(()),
+        other => Err(format!("expected Err({want:?}), got {other:?}")),
+    }
+}
+
+/// What `wait_message` saw.
+enum Received {
+    Data(Vec<u8>),
+    Open { uri: String, handle: Option<Channel> },
+    Other(MessageKind),
+}
+
+/// Waits up to `timeout_ms` for a message on `ch`.
+fn wait_message(ch: &Channel, buf: &mut MessageBuffer, timeout_ms: u64) -> Result<Received, Error> {
+    let poll = Poll::create()?;
+    let timer = Timer::create()?;
+    poll.add(ch.id(), Readiness::READABLE | Readiness::PEER_CLOSED)?;
+    poll.add(timer.id(), Readiness::READABLE)?;
+    timer.set_ms(timeout_ms)?;
+    loop {
+        let (id, _) = poll.wait()?;
+        if id == timer.id() {
+            return Err(Error::WouldBlock);
+        }
+        match ch.try_recv(buf) {
+            Ok(Message::Data(d)) => return Ok(Received::Data(d.to_vec())),
+            Ok(Message::Open { uri, handle, .. }) => {
+                return Ok(Received::Open {
+                    uri: uri.to_string(),
+                    handle: handle.map(Channel::from_handle),
+                })
+            }
+            Ok(other) => return Ok(Received::Other(other.kind())),
+            Err(Error::WouldBlock) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn request(ch: &Channel, buf: &mut MessageBuffer, data: &[u8]) -> Result<Vec<u8>, String> {
+    ch.send_data(data).map_err(|e| format!("send failed: {e}"))?;
+    match wait_message(ch, buf, 5000) {
+        Ok(Received::Data(d)) => Ok(d),
+        Ok(Received::Other(kind)) => Err(format!("unexpected {kind:?} message")),
+        Ok(Received::Open { .. }) => Err("unexpected Open message".to_string()),
+        Err(Error::WouldBlock) => Err("no reply within 5 s".to_string()),
+        Err(e) => Err(format!("receive failed: {e}")),
+    }
+}
+
+fn echo_round_trips(cx: &mut Ctx) -> TestResult {
+    for len in [0, 1, 100, 1024, 4096, MESSAGE_DATA_MAX] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+        let reply = request(&cx.echo, &mut cx.buf, &data)?;
+        check!(reply == data, "echo of {len} bytes came back different");
+    }
+    Ok(())
+}
+
+fn invalid_handle(_: &mut Ctx) -> TestResult {
+    expect_err(kernel().channel_send(HandleId(9999), 3, b"x", &[]), Error::InvalidHandle)?;
+    expect_err(kernel().channel_send(HandleId(0), 3, b"x", &[]), Error::InvalidHandle)?;
+    expect_err(kernel().handle_close(HandleId(12345)), Error::InvalidHandle)?;
+    expect_err(kernel().poll_wait(HandleId(777)), Error::InvalidHandle)
+}
+
+fn wrong_object_type(_: &mut Ctx) -> TestResult {
+    let poll = Poll::create().map_err(|e| e.to_string())?;
+    expect_err(kernel().channel_send(poll.id(), 3, b"x", &[]), Error::WrongObjectType)?;
+    let (a, _b) = Channel::create().map_err(|e| e.to_string())?;
+    expect_err(kernel().poll_wait(a.id()), Error::WrongObjectType)?;
+    expect_err(kernel().timer_set(a.id(), 1), Error::WrongObjectType)
+}
+
+fn missing_right(_: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    let read_only = a
+        .handle()
+        .duplicate(Rights::READ | Rights::POLL)
+        .map_err(|e| e.to_string())?;
+    expect_err(kernel().channel_send(read_only.id(), 3, b"x", &[]), Error::MissingRight)?;
+    // A copy cannot gain rights.
+    expect_err(read_only.duplicate(Rights::all()), Error::MissingRight)?;
+    // Handles without TRANSFER do not move.
+    let (c, _d) = Channel::create().map_err(|e| e.to_string())?;
+    let pinned = c.handle().duplicate(Rights::READ | Rights::WRITE).map_err(|e| e.to_string())?;
+    expect_err(b.send_raw(3, b"", &[pinned.id()]), Error::MissingRight)
+}
+
+fn oversized_message(_: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    let big = vec![0u8; MESSAGE_DATA_MAX + 1];
+    expect_err(a.send_data(&big), Error::MessageTooLarge)?;
+    expect_err(b.recv_raw(&mut [0; 16], &mut []), Error::WouldBlock)
+}
+
+fn too_many_handles(_: &mut Ctx) -> TestResult {
+    let (a, _b) = Channel::create().map_err(|e| e.to_string())?;
+    let mut extra = Vec::new();
+    for _ in 0..MESSAGE_HANDLES_MAX + 1 {
+        extra.push(Timer::create().map_err(|e| e.to_string())?);
+    }
+    let ids: Vec<HandleId> = extra.iter().map(|t| t.id()).collect();
+    expect_err(a.send_raw(3, b"", &ids), Error::TooManyHandles)?;
+    // Nothing moved: every handle still works.
+    for t in &extra {
+        t.set(1_000_000_000).map_err(|e| format!("handle lost after a failed send: {e}"))?;
+    }
+    Ok(())
+}
+
+fn full_queue_backpressure(cx: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    for i in 0..CHANNEL_QUEUE_MAX {
+        a.send_data(&[i as u8]).map_err(|e| format!("send {i}: {e}"))?;
+    }
+    expect_err(a.send_data(b"overflow"), Error::QueueFull)?;
+    let info = b.recv_raw(&mut cx.buf_data(), &mut []).map_err(|e| e.to_string())?;
+    check!(info.data_len == 1, "first message has the wrong size");
+    a.send_data(b"after").map_err(|e| format!("send after draining one: {e}"))?;
+    let mut data = [0u8; 16];
+    for i in 1..CHANNEL_QUEUE_MAX {
+        let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
+        check!(info.data_len == 1 && data[0] == i as u8, "message {i} out of order");
+    }
+    let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
+    check!(&data[..info.data_len] == b"after", "last message wrong");
+    Ok(())
+}
+
+impl Ctx {
+    fn buf_data(&self) -> [u8; 64] {
+        [0; 64]
+    }
+}
+
+fn closed_peer(_: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    a.send_data(b"last").map_err(|e| e.to_string())?;
+    drop(a);
+    let mut data = [0u8; 16];
+    let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
+    check!(&data[..info.data_len] == b"last", "queued message lost when the peer closed");
+    expect_err(b.recv_raw(&mut data, &mut []), Error::PeerClosed)?;
+    expect_err(b.send_data(b"x"), Error::PeerClosed)
+}
+
+fn handle_transfer(cx: &mut Ctx) -> TestResult {
+    let (x1, x2) = Channel::create().map_err(|e| e.to_string())?;
+    let (y1, y2) = Channel::create().map_err(|e| e.to_string())?;
+    expect_err(x1.send_raw(3, b"", &[x1.id()]), Error::InvalidTransfer)?;
+    expect_err(x1.send_raw(3, b"", &[x2.id()]), Error::InvalidTransfer)?;
+    let msg = Message::Open {
+        call_id: 7,
+        uri: "test:transfer",
+        handle: Some(y2.into_handle()),
+    };
+    x1.send(msg).map_err(|e| e.error.to_string())?;
+    let got = match x2.try_recv(&mut cx.buf).map_err(|e| e.to_string())? {
+        Message::Open {
+            call_id: 7,
+            uri: "test:transfer",
+            handle: Some(h),
+        } => Channel::from_handle(h),
+        other => return Err(format!("unexpected {other:?}")),
+    };
+    y1.send_data(b"through the moved handle").map_err(|e| e.to_string())?;
+    let mut data = [0u8; 64];
+    let info = got.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
+    check!(&data[..info.data_len] == b"through the moved handle", "wrong data");
+    Ok(())
+}
+
+fn malformed_messages(cx: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    // Unknown kind, a short Open, bad UTF-8, Close with a body.
+    let bad: [(u8, &[u8]); 4] = [(99, b"??"), (1, b"\x01"), (1, b"\0\0\0\0\xff\xfe"), (4, b"x")];
+    for (kind, body) in bad {
+        a.send_raw(kind, body, &[]).map_err(|e| e.to_string())?;
+        expect_err(b.try_recv(&mut cx.buf).map(|_| ()), Error::MalformedMessage)?;
+    }
+    // An OpenReply without its handle.
+    a.send_raw(MessageKind::OpenReply as u8, &5u32.to_le_bytes(), &[])
+        .map_err(|e| e.to_string())?;
+    expect_err(b.try_recv(&mut cx.buf).map(|_| ()), Error::MalformedMessage)?;
+    // The channel still works.
+    a.send_data(b"fine").map_err(|e| e.to_string())?;
+    match b.try_recv(&mut cx.buf) {
+        Ok(Message::Data(b"fine")) => Ok(()),
+        other => Err(format!("channel broken after bad messages: {other:?}")),
+    }
+}
+
+fn small_buffer_keeps_message(_: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    a.send_data(b"0123456789").map_err(|e| e.to_string())?;
+    expect_err(b.recv_raw(&mut [0; 4], &mut []), Error::BufferTooSmall)?;
+    let mut data = [0u8; 10];
+    let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
+    check!(info.data_len == 10 && &data == b"0123456789", "message changed");
+    Ok(())
+}
+
+fn poll_errors(_: &mut Ctx) -> TestResult {
+    let poll = Poll::create().map_err(|e| e.to_string())?;
+    expect_err(poll.wait(), Error::PollEmpty)?;
+    let (a, _b) = Channel::create().map_err(|e| e.to_string())?;
+    poll.add(a.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
+    expect_err(poll.add(a.id(), Readiness::READABLE), Error::AlreadyExists)?;
+    expect_err(poll.remove(HandleId(4242)), Error::NotFound)?;
+    expect_err(poll.add(poll.id(), Readiness::READABLE), Error::WrongObjectType)
+}
+
+fn timers(_: &mut Ctx) -> TestResult {
+    let poll = Poll::create().map_err(|e| e.to_string())?;
+    let t1 = Timer::create().map_err(|e| e.to_string())?;
+    let t2 = Timer::create().map_err(|e| e.to_string())?;
+    poll.add(t1.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
+    poll.add(t2.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
+    let start = now_ns();
+    t1.set_ms(40).map_err(|e| e.to_string())?;
+    t2.set_ms(20).map_err(|e| e.to_string())?;
+    let (first, _) = poll.wait().map_err(|e| e.to_string())?;
+    let t_first = now_ns() - start;
+    let (second, _) = poll.wait().map_err(|e| e.to_string())?;
+    let t_second = now_ns() - start;
+    check!(first == t2.id() && second == t1.id(), "timers fired out of order");
+    check!(t_first >= 20_000_000, "20 ms timer fired after {t_first} ns");
+    check!(t_second >= 40_000_000, "40 ms timer fired after {t_second} ns");
+    Ok(())
+}
+
+/// Waits on the supervisor channel for `reconnect:<field>`.
+fn wait_reconnect(cx: &mut Ctx, field: &str) -> Result<Channel, String> {
+    match wait_message(&cx.supervisor, &mut cx.buf, 5000) {
+        Ok(Received::Open {
+            uri,
+            handle: Some(ch),
+        }) if uri == format!("reconnect:{field}") => Ok(ch),
+        Ok(_) => Err("unexpected message on the supervisor channel".to_string()),
+        Err(e) => Err(format!("no reconnect from the supervisor: {e}")),
+    }
+}
+
+fn expect_peer_closed(ch: &Channel, buf: &mut MessageBuffer) -> TestResult {
+    match wait_message(ch, buf, 5000) {
+        Err(Error::PeerClosed) => Ok(()),
+        Err(Error::WouldBlock) => Err("peer still open 5 s later".to_string()),
+        Err(e) => Err(format!("unexpected error {e}")),
+        Ok(_) => Err("got a message instead of peer-closed".to_string()),
+    }
+}
+
+fn panic_is_isolated_and_restarted(cx: &mut Ctx) -> TestResult {
+    let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
+    check!(pong == b"pong 1", "first instance answered {:?}", String::from_utf8_lossy(&pong));
+    cx.crasher.send_data(b"panic").map_err(|e| e.to_string())?;
+    expect_peer_closed(&cx.crasher, &mut cx.buf)?;
+    cx.crasher = wait_reconnect(cx, "crasher")?;
+    let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
+    check!(pong == b"pong 2", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
+    // Everyone else is unaffected.
+    let reply = request(&cx.echo, &mut cx.buf, b"still here?")?;
+    check!(reply == b"still here?", "echo broken after the crash");
+    Ok(())
+}
+
+fn stack_overflow_is_isolated(cx: &mut Ctx) -> TestResult {
+    cx.crasher.send_data(b"overflow").map_err(|e| e.to_string())?;
+    expect_peer_closed(&cx.crasher, &mut cx.buf)?;
+    cx.crasher = wait_reconnect(cx, "crasher")?;
+    let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
+    check!(pong == b"pong 3", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
+    Ok(())
+}
+
+fn preemption(cx: &mut Ctx) -> TestResult {
+    let reply = request(&cx.spinner, &mut cx.buf, b"spin")?;
+    check!(reply == b"spinning", "spinner did not start");
+    // The spinner never waits again. We still get the CPU back: a timer
+    // fires, and the echo server still answers.
+    let poll = Poll::create().map_err(|e| e.to_string())?;
+    let timer = Timer::create().map_err(|e| e.to_string())?;
+    poll.add(timer.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
+    let start = now_ns();
+    timer.set_ms(50).map_err(|e| e.to_string())?;
+    poll.wait().map_err(|e| e.to_string())?;
+    let elapsed = now_ns() - start;
+    check!(elapsed < 2_000_000_000, "a 50 ms timer took {elapsed} ns next to a spinning component");
+    for i in 0..10u8 {
+        let reply = request(&cx.echo, &mut cx.buf, &[i; 32])?;
+        check!(reply == [i; 32], "echo reply {i} wrong while the spinner spins");
+    }
+    Ok(())
+}
+
+type Test = (&'static str, fn(&mut Ctx) -> TestResult);
+
+const TESTS: &[Test] = &[
+    ("echo_round_trips", echo_round_trips),
+    ("invalid_handle", invalid_handle),
+    ("wrong_object_type", wrong_object_type),
+    ("missing_right", missing_right),
+    ("oversized_message", oversized_message),
+    ("too_many_handles", too_many_handles),
+    ("full_queue_backpressure", full_queue_backpressure),
+    ("closed_peer", closed_peer),
+    ("handle_transfer", handle_transfer),
+    ("malformed_messages", malformed_messages),
+    ("small_buffer_keeps_message", small_buffer_keeps_message),
+    ("poll_errors", poll_errors),
+    ("timers", timers),
+    ("panic_is_isolated_and_restarted", panic_is_isolated_and_restarted),
+    ("stack_overflow_is_isolated", stack_overflow_is_isolated),
+    // Last: the spinner keeps spinning afterwards.
+    ("preemption", preemption),
+];
+
 pub fn main(env: Env) {
-    let _ = env;
+    let mut cx = Ctx {
+        echo: env.echo,
+        crasher: env.crasher,
+        spinner: env.spinner,
+        supervisor: env.supervisor,
+        buf: MessageBuffer::new(),
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in TESTS {
+        match test(&mut cx) {
+            Ok(()) => {
+                passed += 1;
+                log::info!("test {name} ... ok");
+            }
+            Err(why) => {
+                failed += 1;
+                log::error!("test {name} ... FAILED: {why}");
+            }
+        }
+    }
+    log::info!("testrunner: {passed} passed, {failed} failed");
+    let code = if failed == 0 { 0 } else { 1 };
+    let err = env.shutdown.power_off(code);
+    log::error!("power off failed: {err}");
 }

@@ -166,7 +166,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
     /// The device broke on a guest error: stop it until the driver resets it.
     fn fail(&mut self, e: DeviceError) {
-        log::warn!("virtio device {}: {e}; needs reset", self.device.device_id());
+        log::warn!(
+            "virtio device {}: {e}; needs reset",
+            self.device.device_id()
+        );
         self.last_error = Some(e);
         self.status |= status::DEVICE_NEEDS_RESET;
         self.interrupt_status |= INT_CONFIG_CHANGE;
@@ -203,9 +206,10 @@ impl<D: VirtioDevice> MmioTransport<D> {
     /// Guest read at `offset` into the window.
     pub fn read(&mut self, offset: u64, data: &mut [u8]) -> Result<(), MmioError> {
         if offset >= reg::CONFIG {
-            return self.config_access(offset, data.len(), |dev, at| dev.read_config(at, data));
+            let len = data.len();
+            return self.config_access(offset, len, false, |dev, at| dev.read_config(at, data));
         }
-        if data.len() != 4 || offset % 4 != 0 {
+        if data.len() != 4 || !offset.is_multiple_of(4) {
             return Err(MmioError::BadWidth {
                 offset,
                 len: data.len(),
@@ -231,7 +235,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
             reg::SHM_LEN_LOW | reg::SHM_LEN_HIGH | reg::SHM_BASE_LOW | reg::SHM_BASE_HIGH => {
                 u32::MAX
             }
-            _ => return Err(MmioError::BadOffset { offset, write: false }),
+            _ => {
+                return Err(MmioError::BadOffset {
+                    offset,
+                    write: false,
+                })
+            }
         };
         data.copy_from_slice(&v.to_le_bytes());
         Ok(())
@@ -246,7 +255,9 @@ impl<D: VirtioDevice> MmioTransport<D> {
         mem: &mut dyn GuestMemory,
     ) -> Result<(), MmioError> {
         if offset >= reg::CONFIG {
-            self.config_access(offset, data.len(), |dev, at| dev.write_config(at, data))?;
+            self.config_access(offset, data.len(), true, |dev, at| {
+                dev.write_config(at, data)
+            })?;
             return Ok(());
         }
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
@@ -255,7 +266,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 len: data.len(),
             });
         };
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             return Err(MmioError::BadWidth { offset, len: 4 });
         }
         let v = u32::from_le_bytes(bytes);
@@ -315,7 +326,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 }
             }
             reg::SHM_SEL => {}
-            _ => return Err(MmioError::BadOffset { offset, write: true }),
+            _ => {
+                return Err(MmioError::BadOffset {
+                    offset,
+                    write: true,
+                })
+            }
         }
         Ok(())
     }
@@ -365,6 +381,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
         &mut self,
         offset: u64,
         len: usize,
+        write: bool,
         f: impl FnOnce(&mut D, usize),
     ) -> Result<(), MmioError> {
         if !matches!(len, 1 | 2 | 4 | 8) {
@@ -372,10 +389,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
         }
         let at = offset - reg::CONFIG;
         if at.saturating_add(len as u64) > self.device.config_len() as u64 {
-            return Err(MmioError::BadOffset {
-                offset,
-                write: false,
-            });
+            return Err(MmioError::BadOffset { offset, write });
         }
         f(&mut self.device, at as usize);
         Ok(())
@@ -481,7 +495,10 @@ pub(crate) mod tests {
         w32(t, mem, reg::DRIVER_FEATURES, 1);
         let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;
         w32(t, mem, reg::STATUS, s);
-        assert_eq!(r32(t, reg::STATUS) & status::FEATURES_OK, status::FEATURES_OK);
+        assert_eq!(
+            r32(t, reg::STATUS) & status::FEATURES_OK,
+            status::FEATURES_OK
+        );
         for i in 0..t.queues.len() as u32 {
             let base = 0x4000 * i as u64;
             w32(t, mem, reg::QUEUE_SEL, i);

@@ -44,7 +44,10 @@ pub mod status {
 /// marks the device DEVICE_NEEDS_RESET; other devices and the VM go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceError {
-    Queue { queue: u16, error: QueueError },
+    Queue {
+        queue: u16,
+        error: QueueError,
+    },
     Memory(MemError),
     /// Device-specific protocol violation.
     Protocol(&'static str),

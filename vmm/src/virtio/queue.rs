@@ -29,19 +29,31 @@ pub enum QueueError {
     /// Size is zero, not a power of two, or above the maximum.
     BadSize(u16),
     /// A ring address is misaligned or the ring is not in guest RAM.
-    BadRing { which: &'static str, addr: u64 },
+    BadRing {
+        which: &'static str,
+        addr: u64,
+    },
     /// avail.idx moved more than `size` entries ahead of what was consumed.
-    AvailIndexJump { avail_idx: u16, next_avail: u16 },
+    AvailIndexJump {
+        avail_idx: u16,
+        next_avail: u16,
+    },
     /// A ring or chain names a descriptor index >= the table size.
     DescriptorIndex(u32),
     /// The chain is longer than the table: it loops.
     ChainTooLong,
     /// A buffer is not entirely in guest RAM.
-    BufferOutOfBounds { addr: u64, len: u32 },
+    BufferOutOfBounds {
+        addr: u64,
+        len: u32,
+    },
     /// Bad indirect table: nested, combined with NEXT, wrong length.
     BadIndirect,
     /// The chain holds more bytes than the device accepts at once.
-    ChainTooLarge { len: u64, max: u64 },
+    ChainTooLarge {
+        len: u64,
+        max: u64,
+    },
     Memory(MemError),
 }
 
@@ -242,7 +254,11 @@ impl Virtqueue {
         self.next_avail = self.next_avail.wrapping_sub(1);
     }
 
-    fn read_desc(mem: &dyn GuestMemory, table: u64, i: u32) -> Result<(u64, u32, u16, u16), QueueError> {
+    fn read_desc(
+        mem: &dyn GuestMemory,
+        table: u64,
+        i: u32,
+    ) -> Result<(u64, u32, u16, u16), QueueError> {
         let mut raw = [0u8; 16];
         mem.read(table + 16 * i as u64, &mut raw)?;
         Ok((
@@ -302,7 +318,12 @@ impl Virtqueue {
     }
 
     /// Returns a chain to the driver with `len` bytes written into it.
-    pub fn add_used(&mut self, mem: &mut dyn GuestMemory, head: u16, len: u32) -> Result<(), QueueError> {
+    pub fn add_used(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        head: u16,
+        len: u32,
+    ) -> Result<(), QueueError> {
         let slot = (self.next_used % self.size) as u64;
         let entry = self.used_addr + 4 + 8 * slot;
         mem.write_u32(entry, head as u32)?;
@@ -351,7 +372,14 @@ pub(crate) mod tests {
             }
         }
 
-        pub(crate) fn set_desc(mem: &mut VecMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        pub(crate) fn set_desc(
+            mem: &mut VecMemory,
+            i: u16,
+            addr: u64,
+            len: u32,
+            flags: u16,
+            next: u16,
+        ) {
             let at = DESC + 16 * i as u64;
             mem.write_u64(at, addr).unwrap();
             mem.write_u32(at + 8, len).unwrap();
@@ -486,9 +514,15 @@ pub(crate) mod tests {
         assert_eq!(q.validate(&mem).unwrap_err(), QueueError::BadSize(16));
         q.size = 8;
         q.used_addr = 0x3002;
-        assert!(matches!(q.validate(&mem), Err(QueueError::BadRing { which: "used", .. })));
+        assert!(matches!(
+            q.validate(&mem),
+            Err(QueueError::BadRing { which: "used", .. })
+        ));
         q.used_addr = 0xfff8;
-        assert!(matches!(q.validate(&mem), Err(QueueError::BadRing { which: "used", .. })));
+        assert!(matches!(
+            q.validate(&mem),
+            Err(QueueError::BadRing { which: "used", .. })
+        ));
         q.used_addr = USED;
         q.desc_addr = u64::MAX - 15;
         assert!(matches!(
@@ -561,7 +595,11 @@ pub(crate) mod tests {
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 // Mostly small values so addresses and indices are often valid.
-                let v = if seed & 1 == 0 { seed & 0xffff_000f_0007 } else { seed };
+                let v = if seed & 1 == 0 {
+                    seed & 0xffff_000f_0007
+                } else {
+                    seed
+                };
                 chunk.copy_from_slice(&v.to_le_bytes());
             }
             let mut q = ready_queue();
