@@ -41,9 +41,13 @@ bench: setup
 kernel:
 	@scripts/build-kernel
 
+# rustfmt.toml uses nightly-only options: use a nightly rustfmt when there is one.
 fmt:
-	@echo "==> fmt: cargo fmt --all"
-	@cargo fmt --all
+	@if cargo +nightly fmt --version >/dev/null 2>&1; then \
+		echo "==> fmt: cargo +nightly fmt --all"; cargo +nightly fmt --all; \
+	else \
+		echo "==> fmt: cargo fmt --all (no nightly rustfmt: nightly-only options are skipped)"; cargo fmt --all; \
+	fi
 
 clean:
 	@echo "==> clean: cargo clean (target/, including target/kernel)"

@@ -32,7 +32,7 @@ pkg_version() { dpkg-query -W -f='${Version}' "$PKG" 2>/dev/null || true; }
 install_deps() {
     local need=()
     local p
-    for p in "$PKG" bc flex bison libelf-dev libssl-dev cpio xz-utils make gcc; do
+    for p in "$PKG" bc flex bison libelf-dev libssl-dev cpio xz-utils lz4 make gcc; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
     done
     if ((${#need[@]})); then
@@ -86,6 +86,19 @@ fi
 install_deps
 START=$(date +%s)
 
+# One build per key at a time; a second caller waits, then finds the result.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/$KEY.lock"
+if ! flock -n 9; then
+    log "another build of key $KEY is running; waiting for it"
+    flock 9
+fi
+if [ -f "$OUT/bzImage" ]; then
+    log "built meanwhile by the other caller"
+    echo "$OUT/bzImage"
+    exit 0
+fi
+
 # 1. Unpack the source tree once per package version.
 SRC="$CACHE/src-$VERSION"
 if [ ! -f "$SRC/.unpacked" ]; then
@@ -115,11 +128,14 @@ log "      all $(grep -cE '^(CONFIG_|# CONFIG_.* is not set)' "$FRAGMENT") optio
 # 3. Build, logging to a file and printing a progress line every 15 s.
 JOBS="$(nproc)"
 log "[3/4] make -j$JOBS bzImage (log: $OUT/build.log; takes ~5 min on 2 cores)"
-"${MAKE[@]}" -j"$JOBS" bzImage >"$OUT/build.log" 2>&1 &
+# In its own process group, so that an interrupted build stops entirely.
+setsid "${MAKE[@]}" -j"$JOBS" bzImage >"$OUT/build.log" 2>&1 &
 MAKE_PID=$!
-trap 'kill $MAKE_PID 2>/dev/null || true' INT TERM
+trap 'kill -- -$MAKE_PID 2>/dev/null; exit 130' INT TERM
 while kill -0 "$MAKE_PID" 2>/dev/null; do
-    sleep 15
+    # `wait` on a sleep in the background lets the trap run at once.
+    sleep 15 &
+    wait $! || true
     kill -0 "$MAKE_PID" 2>/dev/null || break
     log "      still building... $(grep -c '^  CC ' "$OUT/build.log" || true) files compiled, $(($(date +%s) - START)) s"
 done

@@ -12,12 +12,13 @@
 # Machine: what the Starina VMM will offer. One vCPU, `nolapic` (8259 PIC +
 # 8254 PIT), the 8250 UART at 0x3f8 as console, virtio-mmio devices announced
 # on the command line (QEMU adds `virtio_mmio.device=`), no ACPI, no PCI.
-# QEMU_EXTRA adds QEMU arguments; CMDLINE_EXTRA adds kernel arguments.
+# QEMU_EXTRA adds QEMU arguments; CMDLINE_EXTRA adds kernel arguments;
+# KERNEL and INITRD override the built images.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-KERNEL="$("$HERE/build-kernel.sh")"
-INITRD="$("$HERE/build-initramfs.sh")"
+KERNEL="${KERNEL:-$("$HERE/build-kernel.sh")}"
+INITRD="${INITRD:-$("$HERE/build-initramfs.sh")}"
 RUN_DIR="$(mktemp -d /tmp/starina-direct.XXXXXX)"
 trap 'rm -rf "$RUN_DIR"' EXIT
 SOCK="$RUN_DIR/control.sock"
@@ -31,10 +32,11 @@ CMDLINE+=" ${CMDLINE_EXTRA:-}"
 python3 "$HERE/host-client.py" --socket "$SOCK" "$@" -- \
     qemu-system-x86_64 \
     -M microvm,acpi=off,pic=on,pit=on,ioapic2=off,isa-serial=on \
-    -cpu max -smp 1 -m 256M \
+    -cpu max,-apic,-x2apic -smp 1 -m 256M \
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
     -kernel "$KERNEL" -initrd "$INITRD" -append "$CMDLINE" \
     -device virtio-serial-device \
     -chardev socket,id=control,path="$SOCK" \
     -device virtconsole,chardev=control \
+    -device i8042 \
     ${QEMU_EXTRA:-}

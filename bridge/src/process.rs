@@ -41,8 +41,10 @@
 //! `Spawn` is answered by `Started` (then any number of `Stdout`/`Stderr`,
 //! then exactly one `Exited` or `Signaled`, sent after both output streams
 //! reached end of file), or by one `SpawnFailed`. A program that does not
-//! exist is not a `SpawnFailed`: like a shell, the agent reports it as a
-//! message on stderr and exit code 127 (126 when it is not executable).
+//! exist is not a `SpawnFailed`: like a shell, the agent reports it as
+//! `Started` with pid 0, a message on stderr and exit code 127 (126 when the
+//! program is not executable). `SpawnFailed` is for requests that cannot be
+//! run at all: empty argv, a missing cwd, an id in use, no resources.
 //! After the final frame the id may be reused.
 
 use alloc::string::String;
@@ -81,7 +83,8 @@ pub enum Frame {
     Panic,
     /// The agent is up and serving (guest → host).
     Ready { kernel_release: String },
-    /// The process is running (guest → host).
+    /// The process is running (guest → host). `pid` is its pid in the
+    /// guest, or 0 when the program could not be run (exit code 126/127).
     Started { id: u32, pid: u32 },
     /// Bytes the process wrote to stdout (guest → host).
     Stdout { id: u32, data: Vec<u8> },
@@ -160,14 +163,23 @@ impl fmt::Display for ProtoError {
                 write!(f, "frame length {len} is above the limit of {max} bytes")
             }
             ProtoError::FrameTooShort { len } => {
-                write!(f, "frame length {len} is below the {HEADER_LEN}-byte header")
+                write!(
+                    f,
+                    "frame length {len} is below the {HEADER_LEN}-byte header"
+                )
             }
             ProtoError::UnknownType(t) => write!(f, "unknown frame type {t:#04x}"),
             ProtoError::Truncated { frame_type } => {
-                write!(f, "frame type {frame_type:#04x}: payload ends inside a field")
+                write!(
+                    f,
+                    "frame type {frame_type:#04x}: payload ends inside a field"
+                )
             }
             ProtoError::TrailingBytes { frame_type } => {
-                write!(f, "frame type {frame_type:#04x}: bytes after the last field")
+                write!(
+                    f,
+                    "frame type {frame_type:#04x}: bytes after the last field"
+                )
             }
             ProtoError::InvalidUtf8 { frame_type } => {
                 write!(f, "frame type {frame_type:#04x}: text field is not UTF-8")
@@ -323,12 +335,7 @@ impl Frame {
                     0 => None,
                     _ => Some(r.bytes()?.to_vec()),
                 };
-                Frame::Spawn(Spawn {
-                    id,
-                    argv,
-                    env,
-                    cwd,
-                })
+                Frame::Spawn(Spawn { id, argv, env, cwd })
             }
             ty::STDIN => Frame::Stdin {
                 id,
@@ -571,7 +578,10 @@ mod tests {
                 id: 3,
                 data: b"hello\n".to_vec(),
             },
-            Frame::Stdin { id: 3, data: vec![] },
+            Frame::Stdin {
+                id: 3,
+                data: vec![],
+            },
             Frame::StdinClose { id: 3 },
             Frame::Kill { id: 4, signal: 9 },
             Frame::Kill { id: 4, signal: -1 },

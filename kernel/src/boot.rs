@@ -104,6 +104,7 @@ fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 
 #[no_mangle]
 pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
+    arch::apic::start_clock();
     crate::klog::init();
     arch::trap::init();
 

@@ -119,7 +119,12 @@ pub fn handle(frame: &mut TrapFrame) {
             let until_deadline = next.map_or(u64::MAX, |d| d.saturating_sub(now));
             apic::arm_timer(until_deadline.min(sched::TIME_SLICE_NS));
         }
-        VECTOR_YIELD => sched::switch(frame, true),
+        // The yield vector always switches; nothing else to check.
+        VECTOR_YIELD => {
+            sched::switch(frame, true);
+            IN_INTERRUPT.store(false, Ordering::Relaxed);
+            return;
+        }
         VECTOR_SPURIOUS => {}
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
             // A spurious interrupt from the masked legacy PIC.

@@ -136,7 +136,15 @@ pub fn current() -> &'static Thread {
 }
 
 pub fn current_arc() -> Arc<Thread> {
-    SCHED.lock().current.clone().expect("no current thread")
+    let ptr = CURRENT.load(Ordering::Relaxed);
+    assert!(!ptr.is_null(), "no current thread");
+    // SAFETY: CURRENT was made with `Arc::as_ptr` from the Arc that
+    // `SCHED.current` holds while the thread runs, so the allocation is
+    // alive; we add one strong count for the Arc we return.
+    unsafe {
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
+    }
 }
 
 pub fn current_process() -> &'static Arc<Process> {

@@ -29,6 +29,18 @@ use crate::sched;
 
 pub fn handle_close(handle: HandleId) -> Result<(), Error> {
     let removed = sched::current_process().handles.lock().remove(handle)?;
+    // Polls hold what they watch; a closed handle leaves them all.
+    let pollable: Option<Arc<dyn Pollable>> = match &removed.object {
+        Object::Channel(c) => Some(c.clone()),
+        Object::Timer(t) => Some(t.clone()),
+        _ => None,
+    };
+    if let Some(obj) = pollable {
+        let ptr = Arc::as_ptr(&obj) as *const ();
+        for poll in obj.listeners().polls() {
+            poll.forget(handle, ptr);
+        }
+    }
     // Dropped outside the table lock: a channel end's drop notifies its peer.
     drop(removed);
     Ok(())

@@ -52,11 +52,14 @@ pub fn kernel() -> PathBuf {
         let out = Command::new(script("build-kernel"))
             .current_dir(repo_root())
             .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
             .output()
             .map_err(|e| format!("cannot run scripts/build-kernel: {e}"))?;
         if !out.status.success() {
-            return Err(format!("scripts/build-kernel failed: {}", out.status));
+            return Err(format!(
+                "scripts/build-kernel failed: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let path = PathBuf::from(path);

@@ -388,7 +388,7 @@ pub fn e820_map(mem_size: u64) -> alloc::vec::Vec<E820Entry> {
         },
         E820Entry {
             addr: KERNEL_LOAD_ADDR,
-            size: mem_size - KERNEL_LOAD_ADDR,
+            size: mem_size.saturating_sub(KERNEL_LOAD_ADDR),
             kind: E820Type::Ram,
         },
     ]

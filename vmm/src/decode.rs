@@ -568,7 +568,13 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInsn, DecodeError> {
             let imm = sign_extend(c.le(imm_bytes)?, imm_bytes) as u64;
             MmioOp::Store(Source::Imm(imm & size_mask(size)))
         }
-        Form::Moffs { .. } => unreachable!("handled above"),
+        // Handled above; kept total so no input can reach a panic.
+        Form::Moffs { .. } => {
+            return Err(DecodeError::UnsupportedOpcode {
+                opcode,
+                opcode2: None,
+            })
+        }
     };
     Ok(MmioInsn {
         len: c.pos as u8,

@@ -6,15 +6,33 @@
 //! [`memory::GuestMemory`] trait. Nothing in this crate touches hardware, so
 //! everything is unit-tested on the host (`cargo test -p starina-vmm`) and the
 //! same code links into the kernel-side linux server (`no_std` + `alloc`).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`memory`] | `GuestMemory` trait, bounds-checked; `VecMemory`, `SliceMemory` |
+//! | [`exit`] | backend-neutral `VmExit` and `VcpuState` |
+//! | [`boot`] | bzImage parsing and the Linux 64-bit boot protocol |
+//! | [`decode`] | guest page walk, instruction fetch, MOV decoder for MMIO |
+//! | [`serial`] | 16550A UART (COM1) |
+//! | [`pic`], [`pit`], [`legacy`], [`iobus`] | 8259A pair, 8254 + port 0x61, CMOS/i8042, port routing |
+//! | [`virtio`] | virtio-mmio v2 transport, split virtqueues, virtio-console |
+//! | [`cpuid`], [`msr`] | what the guest sees of the CPU |
+//! | [`vm`] | all devices together and `Vm::handle_exit` |
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod boot;
+pub mod cpuid;
 pub mod decode;
 pub mod exit;
+pub mod iobus;
+pub mod legacy;
 pub mod memory;
+pub mod msr;
 pub mod pic;
+pub mod pit;
 pub mod serial;
 pub mod virtio;
+pub mod vm;

@@ -29,6 +29,9 @@ static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 static LAPIC_TICKS_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
 /// TSC ticks per ns, as 32.32 fixed point.
 static TSC_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
+/// Its inverse, ns per TSC tick as 32.32 fixed point, so reading the clock
+/// is a multiply rather than a 128-bit division.
+static NS_PER_TSC_FP: AtomicU64 = AtomicU64::new(1 << 32);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 
 fn reg(offset: usize) -> *mut u32 {
@@ -120,8 +123,17 @@ fn calibrate_with_pit() -> Option<(u64, u64)> {
     Some((tsc_fp, apic_fp))
 }
 
-pub fn init() {
+fn set_tsc_rate(tsc_per_ns_fp: u64) {
+    TSC_PER_NS_FP.store(tsc_per_ns_fp, Ordering::Relaxed);
+    NS_PER_TSC_FP.store(((1u128 << 64) / tsc_per_ns_fp as u128) as u64, Ordering::Relaxed);
+}
+
+/// Starts the clock (the first thing the kernel does).
+pub fn start_clock() {
     TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
+}
+
+pub fn init() {
     let base_phys = rdmsr(IA32_APIC_BASE) & 0xffff_f000;
     APIC_BASE.store(phys_to_virt(base_phys) as u64, Ordering::Relaxed);
     mask_legacy_pics();
@@ -130,7 +142,7 @@ pub fn init() {
 
     match calibrate_with_pit() {
         Some((tsc_fp, apic_fp)) => {
-            TSC_PER_NS_FP.store(tsc_fp, Ordering::Relaxed);
+            set_tsc_rate(tsc_fp);
             LAPIC_TICKS_PER_NS_FP.store(apic_fp, Ordering::Relaxed);
             log::info!(
                 "timer: TSC {} MHz, LAPIC timer {} MHz (calibrated with the PIT)",
@@ -150,7 +162,7 @@ pub fn init() {
             let tsc1 = rdtsc();
             let ticks = (u32::MAX - read(REG_TIMER_CURRENT)) as u64;
             write(REG_TIMER_INIT, 0);
-            TSC_PER_NS_FP.store(((tsc1 - tsc0) << 32) / ticks, Ordering::Relaxed);
+            set_tsc_rate(((tsc1 - tsc0) << 32) / ticks);
         }
     }
     write(REG_LVT_TIMER, VECTOR_TIMER as u32); // one-shot, unmasked
@@ -166,5 +178,5 @@ pub fn arm_timer(ns: u64) {
 /// Nanoseconds since the kernel started (from the TSC).
 pub fn now_ns() -> u64 {
     let delta = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
-    ((delta as u128) << 32).checked_div(TSC_PER_NS_FP.load(Ordering::Relaxed) as u128).unwrap_or(0) as u64
+    ((delta as u128 * NS_PER_TSC_FP.load(Ordering::Relaxed) as u128) >> 32) as u64
 }

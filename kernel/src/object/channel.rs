@@ -8,6 +8,10 @@ use alloc::sync::Arc;
 use alloc::sync::Weak;
 use alloc::vec::Vec;
 
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::Ordering;
+
 use starina::abi::Error;
 use starina::abi::Readiness;
 use starina::abi::CHANNEL_QUEUE_MAX;
@@ -51,15 +55,27 @@ struct Inner {
     queue: VecDeque<ChannelMessage>,
 }
 
+/// State both ends read without locks, so that readiness (asked on every
+/// poll) costs a few atomic loads: each end's queue length and liveness.
+struct PairState {
+    queued: [AtomicUsize; 2],
+    alive: [AtomicBool; 2],
+}
+
 pub struct Channel {
+    /// Which end of the pair this is (index into `PairState`).
+    side: usize,
+    state: Arc<PairState>,
     peer: spin::Once<Weak<Channel>>,
     inner: SpinLock<Inner>,
     listeners: Listeners,
 }
 
 impl Channel {
-    fn endpoint() -> Channel {
+    fn endpoint(side: usize, state: Arc<PairState>) -> Channel {
         Channel {
+            side,
+            state,
             peer: spin::Once::new(),
             inner: SpinLock::new(Inner {
                 queue: VecDeque::new(),
@@ -70,8 +86,12 @@ impl Channel {
 
     /// A connected pair.
     pub fn new_pair() -> (Arc<Channel>, Arc<Channel>) {
-        let a = Arc::new(Channel::endpoint());
-        let b = Arc::new(Channel::endpoint());
+        let state = Arc::new(PairState {
+            queued: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            alive: [AtomicBool::new(true), AtomicBool::new(true)],
+        });
+        let a = Arc::new(Channel::endpoint(0, state.clone()));
+        let b = Arc::new(Channel::endpoint(1, state));
         a.peer.call_once(|| Arc::downgrade(&b));
         b.peer.call_once(|| Arc::downgrade(&a));
         (a, b)
@@ -101,6 +121,7 @@ impl Channel {
                 return Err((Error::OutOfMemory, msg));
             }
             inner.queue.push_back(msg);
+            self.state.queued[peer.side].store(inner.queue.len(), Ordering::Release);
         }
         peer.listeners.notify();
         Ok(())
@@ -133,7 +154,9 @@ impl Channel {
                 return Err(Error::HandleTableFull);
             }
             was_full = inner.queue.len() >= CHANNEL_QUEUE_MAX;
-            inner.queue.pop_front().unwrap()
+            let msg = inner.queue.pop_front().unwrap();
+            self.state.queued[self.side].store(inner.queue.len(), Ordering::Release);
+            msg
         };
         if was_full {
             // The sender may be waiting for room.
@@ -152,16 +175,14 @@ impl Channel {
 impl Pollable for Channel {
     fn readiness(&self) -> Readiness {
         let mut r = Readiness::empty();
-        if !self.inner.lock().queue.is_empty() {
+        if self.state.queued[self.side].load(Ordering::Acquire) > 0 {
             r |= Readiness::READABLE;
         }
-        match self.peer() {
-            Some(peer) => {
-                if peer.inner.lock().queue.len() < CHANNEL_QUEUE_MAX {
-                    r |= Readiness::WRITABLE;
-                }
-            }
-            None => r |= Readiness::PEER_CLOSED,
+        let peer = 1 - self.side;
+        if !self.state.alive[peer].load(Ordering::Acquire) {
+            r |= Readiness::PEER_CLOSED;
+        } else if self.state.queued[peer].load(Ordering::Acquire) < CHANNEL_QUEUE_MAX {
+            r |= Readiness::WRITABLE;
         }
         r
     }
@@ -174,6 +195,7 @@ impl Pollable for Channel {
 impl Drop for Channel {
     fn drop(&mut self) {
         // The last reference to this end is gone: the peer sees PEER_CLOSED.
+        self.state.alive[self.side].store(false, Ordering::Release);
         if let Some(peer) = self.peer() {
             peer.listeners.notify();
         }

@@ -51,6 +51,11 @@ impl Listeners {
             .retain(|p| p.strong_count() > 0 && !Weak::ptr_eq(p, poll));
     }
 
+    /// The polls watching this object.
+    pub fn polls(&self) -> Vec<alloc::sync::Arc<Poll>> {
+        self.polls.lock().iter().filter_map(|p| p.upgrade()).collect()
+    }
+
     /// Wakes every poll watching this object.
     pub fn notify(&self) {
         let polls = self.polls.lock();

@@ -5,6 +5,7 @@
 use alloc::sync::Arc;
 use alloc::sync::Weak;
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
 
@@ -18,16 +19,21 @@ use crate::sched;
 use crate::sched::Thread;
 use crate::sync::SpinLock;
 
+/// A watched object. The poll holds it strongly (no upgrade on every
+/// scan); closing the handle removes it from every poll (see
+/// `syscall::handle_close`), so watching never keeps a channel open.
 struct Entry {
     id: HandleId,
-    object: Weak<dyn Pollable>,
+    object: Arc<dyn Pollable>,
     interests: Readiness,
 }
 
 pub struct Poll {
     me: Weak<Poll>,
     entries: SpinLock<Vec<Entry>>,
-    waiter: SpinLock<Option<Arc<Thread>>>,
+    /// The thread blocked in `poll_wait`, as a leaked `Arc` (null if
+    /// none): swapped atomically, so waking needs no lock.
+    waiter: AtomicPtr<Thread>,
     /// Where the next scan starts, so one busy object cannot starve others.
     cursor: AtomicUsize,
 }
@@ -37,7 +43,7 @@ impl Poll {
         Arc::new_cyclic(|me| Poll {
             me: me.clone(),
             entries: SpinLock::new(Vec::new()),
-            waiter: SpinLock::new(None),
+            waiter: AtomicPtr::new(core::ptr::null_mut()),
             cursor: AtomicUsize::new(0),
         })
     }
@@ -50,7 +56,6 @@ impl Poll {
     ) -> Result<(), Error> {
         {
             let mut entries = self.entries.lock();
-            entries.retain(|e| e.object.strong_count() > 0);
             if entries.iter().any(|e| e.id == id) {
                 return Err(Error::AlreadyExists);
             }
@@ -60,7 +65,7 @@ impl Poll {
             entries.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
             entries.push(Entry {
                 id,
-                object: Arc::downgrade(&object),
+                object: object.clone(),
                 interests,
             });
         }
@@ -82,51 +87,75 @@ impl Poll {
                 .ok_or(Error::NotFound)?;
             entries.swap_remove(pos)
         };
-        if let Some(obj) = entry.object.upgrade() {
-            obj.listeners().remove(&self.me);
-        }
+        entry.object.listeners().remove(&self.me);
         Ok(())
+    }
+
+    /// The handle `id` naming `object` was closed: stop watching it.
+    pub fn forget(&self, id: HandleId, object: *const ()) {
+        self.entries
+            .lock()
+            .retain(|e| !(e.id == id && Arc::as_ptr(&e.object) as *const () == object));
     }
 
     /// One ready entry, if any: `Err(PollEmpty)` if nothing is watched.
     pub fn check(&self) -> Result<Option<(HandleId, Readiness)>, Error> {
-        let mut entries = self.entries.lock();
-        entries.retain(|e| e.object.strong_count() > 0);
+        let entries = self.entries.lock();
         let n = entries.len();
         if n == 0 {
             return Err(Error::PollEmpty);
         }
-        let start = self.cursor.load(Ordering::Relaxed) % n;
-        for k in 0..n {
-            let i = (start + k) % n;
+        let mut i = self.cursor.load(Ordering::Relaxed);
+        for _ in 0..n {
+            if i >= n {
+                i = 0;
+            }
             let e = &entries[i];
-            let Some(obj) = e.object.upgrade() else {
-                continue;
-            };
-            let ready = obj.readiness() & e.interests;
+            let ready = e.object.readiness() & e.interests;
             if !ready.is_empty() {
-                obj.consume(ready);
+                e.object.consume(ready);
                 self.cursor.store(i + 1, Ordering::Relaxed);
                 return Ok(Some((e.id, ready)));
             }
+            i += 1;
         }
         Ok(None)
     }
 
+    fn take_waiter(&self) -> Option<Arc<Thread>> {
+        let ptr = self.waiter.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if ptr.is_null() {
+            None
+        } else {
+            // SAFETY: non-null values in `waiter` come from `Arc::into_raw`
+            // in `set_waiter`, and the swap hands each to exactly one taker.
+            Some(unsafe { Arc::from_raw(ptr) })
+        }
+    }
+
     pub fn set_waiter(&self, thread: Arc<Thread>) {
-        *self.waiter.lock() = Some(thread);
+        let old = self.waiter.swap(Arc::into_raw(thread) as *mut Thread, Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: as in `take_waiter`: we own the Arc we swapped out.
+            drop(unsafe { Arc::from_raw(old) });
+        }
     }
 
     pub fn clear_waiter(&self) {
-        self.waiter.lock().take();
+        drop(self.take_waiter());
     }
 
     /// Something watched changed: wake the waiter, if any.
     pub fn notify(&self) {
-        let waiter = self.waiter.lock().take();
-        if let Some(thread) = waiter {
+        if let Some(thread) = self.take_waiter() {
             sched::wake(thread);
         }
+    }
+}
+
+impl Drop for Poll {
+    fn drop(&mut self) {
+        self.clear_waiter();
     }
 }
 

@@ -1,6 +1,6 @@
 //! The Starina guest agent: PID 1 of the Linux microVM.
 //!
-//! As PID 1 (no arguments) it mounts /proc, /sys, /dev, /dev/pts, /tmp and
+//! As PID 1 it mounts /proc, /sys, /dev, /dev/pts, /tmp and
 //! /run, sets a base environment, opens the control channel `/dev/hvc0` (a
 //! virtio-console port) and serves the process protocol of
 //! `starina_bridge::process` on it, reaping every zombie on the way. It
@@ -51,10 +51,14 @@ fn kernel_release() -> String {
 }
 
 fn main() {
+    // As PID 1, arguments are kernel command line words the kernel did not
+    // recognise (e.g. `nomodule`): not for us.
+    if std::process::id() == 1 {
+        run_as_init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        [] if std::process::id() == 1 => run_as_init(),
         ["--stdio"] => {
             let _ = CONSOLE.set(None);
             let result = server::serve(
@@ -125,7 +129,9 @@ fn run_as_init() -> ! {
             Err(e) => {
                 // PID 1 must not exit (that panics the kernel); serve nothing
                 // but keep reaping, and say why on the console.
-                log(&format!("cannot open {CONTROL_DEVICE}: {e}; is there a virtconsole device?"));
+                log(&format!(
+                    "cannot open {CONTROL_DEVICE}: {e}; is there a virtconsole device?"
+                ));
                 loop {
                     let _ = sys::wait_any_child();
                     std::thread::sleep(Duration::from_secs(1));

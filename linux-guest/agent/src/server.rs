@@ -91,7 +91,10 @@ impl Shared {
     }
 }
 
-fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<thread::JoinHandle<()>> {
+fn spawn_thread(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name(name.into())
         .stack_size(THREAD_STACK)
@@ -366,9 +369,7 @@ fn reap_loop(shared: &Shared) {
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                 let table = shared.table();
                 if table.spawns == spawns_before {
-                    let _ = shared
-                        .spawned
-                        .wait_timeout(table, Duration::from_secs(1));
+                    let _ = shared.spawned.wait_timeout(table, Duration::from_secs(1));
                 }
             }
             Err(e) => {

@@ -49,14 +49,7 @@ pub fn wait_any_child() -> io::Result<u32> {
         // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is a valid, writable siginfo_t for the whole call.
-        let ret = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
+        let ret = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
         match check(ret) {
             // SAFETY: waitid succeeded with WEXITED, so the kernel filled in
             // the SIGCHLD fields of `info`, which si_pid reads.

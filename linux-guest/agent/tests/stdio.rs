@@ -64,7 +64,10 @@ impl Agent {
             while let Ok(n @ 1..) = stdout.read(&mut buf) {
                 decoder.push(&buf[..n]);
                 while let Some(frame) = decoder.next() {
-                    if tx.send(frame.expect("agent sent a malformed frame")).is_err() {
+                    if tx
+                        .send(frame.expect("agent sent a malformed frame"))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -153,7 +156,12 @@ fn missing_command_is_127() {
     let mut agent = Agent::start();
     let o = agent.run(Spawn::new(1, &["no-such-command-starina"]));
     assert_eq!(o.exited, Some(127));
-    assert!(o.stderr().contains("no-such-command-starina: command not found"), "{}", o.stderr());
+    assert!(
+        o.stderr()
+            .contains("no-such-command-starina: command not found"),
+        "{}",
+        o.stderr()
+    );
 }
 
 #[test]
@@ -207,7 +215,10 @@ fn many_processes_at_once() {
     let mut agent = Agent::start();
     let ids: Vec<u32> = (100..130).collect();
     for &id in &ids {
-        let mut spawn = sh(id, "sleep 0.2; echo out $N; echo err $N >&2; exit $((N % 7))");
+        let mut spawn = sh(
+            id,
+            "sleep 0.2; echo out $N; echo err $N >&2; exit $((N % 7))",
+        );
         spawn.env.push((b"N".to_vec(), id.to_string().into_bytes()));
         agent.send(Frame::Spawn(spawn));
     }
@@ -246,7 +257,10 @@ fn ids_are_reusable_and_duplicates_rejected() {
 fn ping_and_garbage() {
     let mut agent = Agent::start();
     // A frame with an unknown type is skipped; the stream goes on.
-    agent.stdin.write_all(&[6, 0, 0, 0, 0x7e, 1, 0, 0, 0, 0]).unwrap();
+    agent
+        .stdin
+        .write_all(&[6, 0, 0, 0, 0x7e, 1, 0, 0, 0, 0])
+        .unwrap();
     agent.send(Frame::Ping { nonce: 42 });
     assert_eq!(agent.recv(), Frame::Pong { nonce: 42 });
 }

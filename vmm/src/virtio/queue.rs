@@ -324,6 +324,9 @@ impl Virtqueue {
         head: u16,
         len: u32,
     ) -> Result<(), QueueError> {
+        if !self.ready || self.size == 0 {
+            return Err(QueueError::NotReady);
+        }
         let slot = (self.next_used % self.size) as u64;
         let entry = self.used_addr + 4 + 8 * slot;
         mem.write_u32(entry, head as u32)?;
@@ -501,6 +504,11 @@ pub(crate) mod tests {
         // Not ready.
         let mut q = Virtqueue::new(8);
         assert_eq!(q.pop(&mem).unwrap_err(), QueueError::NotReady);
+        q.size = 0;
+        assert_eq!(
+            q.add_used(&mut mem, 0, 0).unwrap_err(),
+            QueueError::NotReady
+        );
     }
 
     #[test]
