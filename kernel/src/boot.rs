@@ -45,6 +45,18 @@ extern "C" {
 struct BootInfo {
     ram: Vec<RamRegion>,
     cmdline: String,
+    /// The first boot module (the bootfs archive): physical base and size.
+    module: Option<(u64, u64)>,
+}
+
+/// `hvm_modlist_entry`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ModlistEntry {
+    paddr: u64,
+    size: u64,
+    cmdline_paddr: u64,
+    reserved: u64,
 }
 
 fn read_start_info(start_info_phys: u64) -> (StartInfo, [Option<MemmapEntry>; 64], String) {
@@ -83,7 +95,16 @@ fn read_start_info(start_info_phys: u64) -> (StartInfo, [Option<MemmapEntry>; 64
 /// A small bump heap for the very first allocations (the command line),
 /// before the page allocator knows where RAM is.
 fn early_info(start_info_phys: u64) -> BootInfo {
-    let (_info, entries, cmdline) = read_start_info(start_info_phys);
+    let (info, entries, cmdline) = read_start_info(start_info_phys);
+    let module = if info.nr_modules > 0 && info.modlist_paddr != 0 {
+        let p = phys_to_virt(info.modlist_paddr) as *const ModlistEntry;
+        // SAFETY: the loader put `nr_modules` (> 0) entries at
+        // `modlist_paddr`; we read the first.
+        let m = unsafe { p.read() };
+        (m.size > 0 && m.paddr.saturating_add(m.size) <= mm::DIRECT_MAP_SIZE).then_some((m.paddr, m.size))
+    } else {
+        None
+    };
     let ram: Vec<RamRegion> = entries
         .iter()
         .flatten()
@@ -93,7 +114,11 @@ fn early_info(start_info_phys: u64) -> BootInfo {
             len: e.size,
         })
         .collect();
-    BootInfo { ram, cmdline }
+    BootInfo {
+        ram,
+        cmdline,
+        module,
+    }
 }
 
 fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
@@ -115,7 +140,11 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     let info = early_info(start_info_phys);
     mm::page::init(
         &info.ram,
-        &[(0, kernel_end.next_multiple_of(4096)), (start_info_phys, start_info_phys + 4096)],
+        &[
+            (0, kernel_end.next_multiple_of(4096)),
+            (start_info_phys, start_info_phys + 4096),
+            info.module.map_or((0, 0), |(base, size)| (base, base + size)),
+        ],
     );
     let (free, total) = mm::page::stats();
     log::info!(
@@ -126,6 +155,13 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     );
 
     arch::apic::init();
+    arch::ioapic::init();
+    crate::device::discover(&info.cmdline);
+    crate::bootfs::init(info.module.map(|(base, size)| {
+        // SAFETY: the module's pages were kept out of the page allocator
+        // above and are never written: a static, read-only byte slice.
+        unsafe { core::slice::from_raw_parts(phys_to_virt(base) as *const u8, size as usize) }
+    }));
     starina::syscall::register(&crate::syscall::KERNEL);
 
     let kernel = Process::new("kernel", None, 1);

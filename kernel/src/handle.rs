@@ -20,6 +20,14 @@ pub enum Object {
     Poll(Arc<Poll>),
     Timer(Arc<Timer>),
     System(Arc<SystemObject>),
+    #[cfg(not(test))]
+    Device(Arc<crate::object::device::DeviceObject>),
+    #[cfg(not(test))]
+    Interrupt(Arc<crate::object::interrupt::Interrupt>),
+    #[cfg(not(test))]
+    GuestRam(Arc<crate::object::vm::GuestRam>),
+    #[cfg(not(test))]
+    Vcpu(Arc<crate::object::vm::Vcpu>),
 }
 
 impl Object {
@@ -29,6 +37,14 @@ impl Object {
             Object::Poll(_) => "poll",
             Object::Timer(_) => "timer",
             Object::System(_) => "system",
+            #[cfg(not(test))]
+            Object::Device(_) => "device",
+            #[cfg(not(test))]
+            Object::Interrupt(_) => "interrupt",
+            #[cfg(not(test))]
+            Object::GuestRam(_) => "guest RAM",
+            #[cfg(not(test))]
+            Object::Vcpu(_) => "vCPU",
         }
     }
 }
@@ -131,6 +147,11 @@ impl HandleTable {
         self.free.clear();
         self.count = 0;
         core::mem::take(&mut self.slots).into_iter().flatten().collect()
+    }
+
+    /// Every handle in the table.
+    pub fn iter(&self) -> impl Iterator<Item = &Handle> {
+        self.slots.iter().flatten()
     }
 
     pub fn channel(&self, id: HandleId, rights: Rights) -> Result<&Arc<Channel>, Error> {

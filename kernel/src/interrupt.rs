@@ -130,6 +130,16 @@ pub fn handle(frame: &mut TrapFrame) {
             // A spurious interrupt from the masked legacy PIC.
         }
         0..=31 => exception(frame),
+        v if (crate::arch::ioapic::VECTOR_IRQ_BASE
+            ..crate::arch::ioapic::VECTOR_IRQ_BASE + crate::arch::ioapic::MAX_GSI as u8)
+            .contains(&v) =>
+        {
+            let gsi = (v - crate::arch::ioapic::VECTOR_IRQ_BASE) as u32;
+            if !crate::object::interrupt::fire(gsi) {
+                log::warn!("interrupt on GSI {gsi} with no driver; line masked");
+            }
+            apic::eoi();
+        }
         v => {
             apic::eoi();
             log::warn!("unexpected interrupt vector {v:#x}");

@@ -16,7 +16,77 @@ impl Write for Console {
     }
 }
 
-static CONSOLE: SpinLock<Console> = SpinLock::new(Console);
+/// How much log text the kernel keeps for monitoring (`system_log_read`).
+pub const LOG_RING_SIZE: usize = 64 * 1024;
+
+/// The tail of the log: byte `seq` (counted from boot) sits at
+/// `buf[seq % LOG_RING_SIZE]` while `seq >= written - LOG_RING_SIZE`.
+struct LogRing {
+    buf: [u8; LOG_RING_SIZE],
+    written: u64,
+}
+
+impl LogRing {
+    fn push(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.buf[(self.written % LOG_RING_SIZE as u64) as usize] = b;
+            self.written += 1;
+        }
+    }
+
+    fn oldest(&self) -> u64 {
+        self.written.saturating_sub(LOG_RING_SIZE as u64)
+    }
+
+    fn at(&self, seq: u64) -> u8 {
+        self.buf[(seq % LOG_RING_SIZE as u64) as usize]
+    }
+
+    /// Copies whole lines starting at or after `from` into `out`.
+    fn read(&self, from: u64, out: &mut [u8]) -> (u64, usize) {
+        let mut start = from.min(self.written);
+        if start < self.oldest() {
+            // The first kept line may be cut: start after its end.
+            start = self.oldest();
+            while start < self.written && self.at(start) != b'\n' {
+                start += 1;
+            }
+            start = (start + 1).min(self.written);
+        }
+        let avail = (self.written - start).min(out.len() as u64) as usize;
+        let mut len = 0;
+        for i in 0..avail {
+            let b = self.at(start + i as u64);
+            out[i] = b;
+            if b == b'\n' {
+                len = i + 1;
+            }
+        }
+        (start, len)
+    }
+}
+
+/// Writes to the serial console and into the ring at once.
+struct Tee<'a>(&'a mut LogRing);
+
+impl Write for Tee<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        serial::write_bytes(s.as_bytes());
+        self.0.push(s.as_bytes());
+        Ok(())
+    }
+}
+
+static CONSOLE: SpinLock<LogRing> = SpinLock::new(LogRing {
+    buf: [0; LOG_RING_SIZE],
+    written: 0,
+});
+
+/// Copies log text from byte sequence number `from` on (whole lines) into
+/// `out`; returns (sequence number of the first byte, bytes copied).
+pub fn read_ring(from: u64, out: &mut [u8]) -> (u64, usize) {
+    CONSOLE.lock().read(from, out)
+}
 
 struct KernelLogger;
 
@@ -26,13 +96,16 @@ fn tag_for(target: &str) -> &str {
         "starina_kernel" => "kernel",
         // The SDK logs on behalf of whichever component called it.
         "starina" => crate::sched::try_current_process_name().unwrap_or("kernel"),
+        // Libraries components link log as the component that called them.
+        "virtio_drivers" | "smoltcp" => crate::sched::try_current_process_name().unwrap_or(root),
         other => other,
     }
 }
 
 pub fn write_line(level: log::Level, tag: &str, args: core::fmt::Arguments<'_>) {
     let now = crate::arch::time::now_ns();
-    let mut console = CONSOLE.lock();
+    let mut ring = CONSOLE.lock();
+    let mut console = Tee(&mut ring);
     let _ = write!(
         console,
         "[{:>4}.{:06}] {:<5} {}: {}\n",

@@ -23,6 +23,10 @@ pub mod sync;
 #[cfg(not(test))]
 pub mod boot;
 #[cfg(not(test))]
+pub mod bootfs;
+#[cfg(not(test))]
+pub mod device;
+#[cfg(not(test))]
 pub mod interrupt;
 #[cfg(not(test))]
 pub mod klog;

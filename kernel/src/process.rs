@@ -37,6 +37,9 @@ pub struct Process {
     pub handles: SpinLock<HandleTable>,
     threads: SpinLock<Vec<Weak<Thread>>>,
     exited: AtomicBool,
+    /// DMA memory handed to this process: (physical address, pages).
+    /// Freed when the process ends, after its devices were quiesced.
+    pub dma: SpinLock<Vec<(u64, usize)>>,
 }
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
@@ -51,6 +54,7 @@ impl Process {
             handles: SpinLock::new(HandleTable::new()),
             threads: SpinLock::new(Vec::new()),
             exited: AtomicBool::new(false),
+            dma: SpinLock::new(Vec::new()),
         })
     }
 
@@ -79,6 +83,16 @@ impl Process {
         // notifies its peer.
         let handles = self.handles.lock().take_all();
         drop(handles);
+        // Its device objects are gone (devices quiesced), unless another
+        // holder keeps one: then its DMA memory must stay too.
+        #[cfg(not(test))]
+        {
+            let dma = core::mem::take(&mut *self.dma.lock());
+            for (paddr, pages) in dma {
+                crate::mm::page::free_pages(paddr, pages);
+                crate::mm::DMA_PAGES.fetch_sub(pages, Ordering::Relaxed);
+            }
+        }
         true
     }
 }

@@ -27,6 +27,7 @@ use crate::handle::Object;
 use crate::object::channel::Channel;
 use crate::object::channel::ChannelMessage;
 use crate::object::system::SystemObject;
+use crate::object::system::SystemRight;
 use crate::process::ExitReason;
 use crate::process::Process;
 use crate::sync::SpinLock;
@@ -142,17 +143,43 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
             .ok()?;
         env.push("supervisor", OwnedHandle::from_raw(id));
         for p in d.privileges {
-            match p {
-                Privilege::Shutdown => {
-                    let id = table
-                        .insert(Handle::new(
-                            Object::System(SystemObject::new()),
-                            Rights::DEFAULT,
-                        ))
-                        .ok()?;
-                    env.push("shutdown", OwnedHandle::from_raw(id));
-                }
-            }
+            let (right, name) = match p {
+                Privilege::Shutdown => (SystemRight::Shutdown, "shutdown"),
+                Privilege::Monitor => (SystemRight::Monitor, "monitor"),
+                Privilege::Hypervisor => (SystemRight::Hypervisor, "hypervisor"),
+            };
+            let id = table
+                .insert(Handle::new(
+                    Object::System(SystemObject::new(right)),
+                    Rights::DEFAULT,
+                ))
+                .ok()?;
+            env.push(name, OwnedHandle::from_raw(id));
+        }
+        for need in d.devices {
+            let Some(device) = crate::device::claim(need.matches) else {
+                log::error!(
+                    "startup: {} needs a {} device (spec field '{}') and there is none free; not starting it",
+                    d.name,
+                    need.describe,
+                    need.name
+                );
+                return None;
+            };
+            log::info!(
+                "startup: {} gets {} as '{}'",
+                d.name,
+                starina::driver::describe_address(&device.info.address),
+                need.name
+            );
+            // Not transferable: the device stays with its driver.
+            let id = table
+                .insert(Handle::new(
+                    Object::Device(device),
+                    Rights::READ | Rights::WRITE | Rights::POLL,
+                ))
+                .ok()?;
+            env.push(need.name, OwnedHandle::from_raw(id));
         }
     }
     state.slots[slot].generation = generation;
@@ -253,7 +280,11 @@ pub fn start(profile: &'static ProfileDef) {
     for slot in 0..state.slots.len() {
         match create_instance(&mut state, slot) {
             Some((process, env)) => created.push((slot, process, env)),
-            None => log::error!("startup: could not create {}", def(state.slots[slot].index).name),
+            None => {
+                log::error!("startup: could not create {}", def(state.slots[slot].index).name);
+                // It will not start: do not wait for it to be ready.
+                state.started += 1;
+            }
         }
     }
     for (slot, process, env) in created.iter_mut() {
@@ -261,16 +292,13 @@ pub fn start(profile: &'static ProfileDef) {
             log::error!("startup: could not wire {}", process.name);
         }
     }
-    if state.slots.is_empty() {
-        state.ready = true;
-    }
     let slots: Vec<usize> = state.slots.iter().map(|s| s.index).collect();
     *guard = Some(state);
     drop(guard);
     for (slot, process, env) in created {
         launch(slots[slot], &process, env);
     }
-    if slots.is_empty() {
+    if state_ready_now() {
         log::info!("starina: ready (tsc={}) profile '{}'", crate::arch::cpu::rdtsc(), profile.name);
     }
 }
@@ -356,4 +384,46 @@ pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
     }
     drop(guard);
     launch(index, &new_process, env);
+}
+
+/// Whether every component is accounted for before any thread ran (an
+/// empty profile, or one whose components all failed to be created).
+fn state_ready_now() -> bool {
+    let mut guard = STATE.lock();
+    let Some(state) = guard.as_mut() else {
+        return false;
+    };
+    if !state.ready && state.started >= state.slots.len() {
+        state.ready = true;
+        return true;
+    }
+    false
+}
+
+/// The `index`-th component of the running profile, in start order.
+pub fn component_status(index: usize) -> Option<starina::abi::ComponentStatus> {
+    use starina::abi::ComponentState;
+    let guard = STATE.lock();
+    let state = guard.as_ref()?;
+    let slot = state.slots.get(index)?;
+    let d = def(slot.index);
+    let status = starina::abi::ComponentStatus {
+        name: d.name,
+        kind: match d.kind {
+            starina::spec::ComponentKind::App => "app",
+            starina::spec::ComponentKind::Server => "server",
+            starina::spec::ComponentKind::Driver => "driver",
+        },
+        state: if slot.instance.is_some() {
+            ComponentState::Running
+        } else if slot.generation == 0 {
+            ComponentState::NotStarted
+        } else {
+            ComponentState::Stopped
+        },
+        instance: slot.generation,
+        restarts: slot.restarts,
+        max_restarts: d.max_restarts,
+    };
+    Some(status)
 }

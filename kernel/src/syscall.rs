@@ -6,12 +6,15 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use starina::abi::ComponentStatus;
+use starina::abi::DeviceInfo;
 use starina::abi::Error;
 use starina::abi::HandleId;
 use starina::abi::LogLevel;
 use starina::abi::Readiness;
 use starina::abi::RecvInfo;
 use starina::abi::Rights;
+use starina::abi::MemoryStats;
 use starina::abi::MESSAGE_DATA_MAX;
 use starina::abi::MESSAGE_HANDLES_MAX;
 use starina::syscall::KernelApi;
@@ -22,6 +25,7 @@ use crate::handle::Object;
 use crate::object::channel::Channel;
 use crate::object::channel::ChannelMessage;
 use crate::object::poll::Poll;
+use crate::object::system::SystemRight;
 use crate::object::timer::Timer;
 use crate::object::Pollable;
 use crate::process::ExitReason;
@@ -152,6 +156,7 @@ pub fn poll_add(poll: HandleId, target: HandleId, interests: Readiness) -> Resul
         let object: Arc<dyn Pollable> = match &h.object {
             Object::Channel(c) => c.clone(),
             Object::Timer(t) => t.clone(),
+            Object::Interrupt(i) => i.clone(),
             _ => return Err(Error::WrongObjectType),
         };
         h.require(Rights::POLL)?;
@@ -216,8 +221,10 @@ pub fn system_shutdown(system: HandleId, code: u8) -> Result<(), Error> {
     {
         let table = sched::current_process().handles.lock();
         let h = table.get(system)?;
-        if !matches!(h.object, Object::System(_)) {
-            return Err(Error::WrongObjectType);
+        match &h.object {
+            Object::System(s) if s.right == SystemRight::Shutdown => {}
+            Object::System(_) => return Err(Error::MissingRight),
+            _ => return Err(Error::WrongObjectType),
         }
     }
     log::info!(
@@ -311,6 +318,39 @@ impl KernelApi for Kernel {
         sched::yield_current();
     }
 
+    fn vm_create(&self, hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
+        vm_create(hypervisor, ram_bytes)
+    }
+
+    fn guest_ram_read(&self, ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error> {
+        guest_ram_read(ram, gpa, buf)
+    }
+
+    fn guest_ram_write(&self, ram: HandleId, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        guest_ram_write(ram, gpa, data)
+    }
+
+    fn vcpu_run(
+        &self,
+        vcpu: HandleId,
+        state: &mut starina_vmm::exit::VcpuState,
+        inject: starina::hypervisor::Injection,
+    ) -> Result<starina_vmm::exit::VmExit, Error> {
+        vcpu_run(vcpu, state, inject)
+    }
+
+    fn vcpu_control(&self, vcpu: HandleId, control: starina::hypervisor::VcpuControl) -> Result<(), Error> {
+        vcpu_control(vcpu, control)
+    }
+
+    fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        crate::arch::cpu::cpuid(leaf, subleaf)
+    }
+
+    fn bootfs_file(&self, name: &str) -> Result<&'static [u8], Error> {
+        crate::bootfs::file(name)
+    }
+
     fn process_exit(&self, code: i32) -> ! {
         let process = sched::current_process().clone();
         crate::startup::component_ended(&process, ExitReason::Exited(code));
@@ -320,6 +360,297 @@ impl KernelApi for Kernel {
     fn system_shutdown(&self, system: HandleId, code: u8) -> Result<(), Error> {
         system_shutdown(system, code)
     }
+
+    fn device_info(&self, device: HandleId) -> Result<DeviceInfo, Error> {
+        device_info(device)
+    }
+
+    fn device_pci_config_read(&self, device: HandleId, offset: u16) -> Result<u32, Error> {
+        device_pci_config_read(device, offset)
+    }
+
+    fn device_pci_config_write(
+        &self,
+        device: HandleId,
+        offset: u16,
+        value: u32,
+    ) -> Result<(), Error> {
+        device_pci_config_write(device, offset, value)
+    }
+
+    fn device_mmio_map(&self, paddr: u64, len: usize) -> Result<usize, Error> {
+        device_mmio_map(paddr, len)
+    }
+
+    fn interrupt_create(&self, device: HandleId) -> Result<HandleId, Error> {
+        interrupt_create(device)
+    }
+
+    fn interrupt_ack(&self, interrupt: HandleId) -> Result<(), Error> {
+        interrupt_ack(interrupt)
+    }
+
+    fn dma_alloc(&self, pages: usize) -> Result<(u64, usize), Error> {
+        dma_alloc(pages)
+    }
+
+    fn dma_free(&self, paddr: u64, pages: usize) -> Result<(), Error> {
+        dma_free(paddr, pages)
+    }
+
+    fn dma_translate(&self, vaddr: usize, len: usize) -> Result<u64, Error> {
+        dma_translate(vaddr, len)
+    }
+
+    fn system_component_status(
+        &self,
+        monitor: HandleId,
+        index: usize,
+    ) -> Result<ComponentStatus, Error> {
+        system_component_status(monitor, index)
+    }
+
+    fn system_log_read(
+        &self,
+        monitor: HandleId,
+        from: u64,
+        out: &mut [u8],
+    ) -> Result<(u64, usize), Error> {
+        system_log_read(monitor, from, out)
+    }
+
+    fn system_memory_stats(&self, monitor: HandleId) -> Result<MemoryStats, Error> {
+        system_memory_stats(monitor)
+    }
 }
 
 pub static KERNEL: Kernel = Kernel;
+
+// Driver calls: devices, interrupts, MMIO and DMA.
+
+fn device_object(
+    device: HandleId,
+) -> Result<Arc<crate::object::device::DeviceObject>, Error> {
+    let table = sched::current_process().handles.lock();
+    let h = table.get(device)?;
+    match &h.object {
+        Object::Device(d) => Ok(d.clone()),
+        _ => Err(Error::WrongObjectType),
+    }
+}
+
+/// Whether the calling process holds a device handle (the right to DMA
+/// memory); with `range`, one whose memory regions cover it.
+fn holds_device(range: Option<(u64, u64)>) -> bool {
+    let table = sched::current_process().handles.lock();
+    let found = table.iter().any(|h| match &h.object {
+        Object::Device(d) => range.is_none_or(|(base, len)| d.owns(base, len)),
+        _ => false,
+    });
+    found
+}
+
+pub fn device_info(device: HandleId) -> Result<DeviceInfo, Error> {
+    Ok(device_object(device)?.info)
+}
+
+pub fn device_pci_config_read(device: HandleId, offset: u16) -> Result<u32, Error> {
+    device_object(device)?.config_read(offset)
+}
+
+pub fn device_pci_config_write(device: HandleId, offset: u16, value: u32) -> Result<(), Error> {
+    device_object(device)?.config_write(offset, value)
+}
+
+pub fn device_mmio_map(paddr: u64, len: usize) -> Result<usize, Error> {
+    if len == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    if !holds_device(Some((paddr, len as u64))) {
+        return Err(Error::MissingRight);
+    }
+    crate::mm::map_device_memory(paddr, len as u64).ok_or(Error::OutOfMemory)
+}
+
+pub fn interrupt_create(device: HandleId) -> Result<HandleId, Error> {
+    let device = device_object(device)?;
+    let irq = crate::object::interrupt::Interrupt::new(&device)?;
+    sched::current_process().handles.lock().insert(Handle::new(
+        Object::Interrupt(irq),
+        Rights::READ | Rights::WRITE | Rights::POLL,
+    ))
+}
+
+pub fn interrupt_ack(interrupt: HandleId) -> Result<(), Error> {
+    let irq = {
+        let table = sched::current_process().handles.lock();
+        let h = table.get(interrupt)?;
+        match &h.object {
+            Object::Interrupt(i) => {
+                h.require(Rights::WRITE)?;
+                i.clone()
+            }
+            _ => return Err(Error::WrongObjectType),
+        }
+    };
+    irq.ack();
+    Ok(())
+}
+
+/// The most pages one DMA allocation takes (4 MiB).
+const DMA_ALLOC_MAX_PAGES: usize = 1024;
+
+pub fn dma_alloc(pages: usize) -> Result<(u64, usize), Error> {
+    if pages == 0 || pages > DMA_ALLOC_MAX_PAGES {
+        return Err(Error::InvalidArgument);
+    }
+    if !holds_device(None) {
+        return Err(Error::MissingRight);
+    }
+    let process = sched::current_process();
+    let mut dma = process.dma.lock();
+    dma.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
+    let paddr = crate::mm::page::alloc_zeroed_pages(pages).ok_or(Error::OutOfMemory)?;
+    dma.push((paddr, pages));
+    crate::mm::DMA_PAGES.fetch_add(pages, core::sync::atomic::Ordering::Relaxed);
+    Ok((paddr, crate::mm::phys_to_virt(paddr)))
+}
+
+pub fn dma_free(paddr: u64, pages: usize) -> Result<(), Error> {
+    let process = sched::current_process();
+    let mut dma = process.dma.lock();
+    let index = dma
+        .iter()
+        .position(|&(p, n)| p == paddr && n == pages)
+        .ok_or(Error::NotFound)?;
+    dma.swap_remove(index);
+    drop(dma);
+    crate::mm::page::free_pages(paddr, pages);
+    crate::mm::DMA_PAGES.fetch_sub(pages, core::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+pub fn dma_translate(vaddr: usize, len: usize) -> Result<u64, Error> {
+    if len == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    crate::mm::contiguous_phys(vaddr, len).ok_or(Error::NotSupported)
+}
+
+// Monitoring calls.
+
+fn require_monitor(monitor: HandleId) -> Result<(), Error> {
+    let table = sched::current_process().handles.lock();
+    match &table.get(monitor)?.object {
+        Object::System(s) if s.right == SystemRight::Monitor => Ok(()),
+        Object::System(_) => Err(Error::MissingRight),
+        _ => Err(Error::WrongObjectType),
+    }
+}
+
+pub fn system_component_status(monitor: HandleId, index: usize) -> Result<ComponentStatus, Error> {
+    require_monitor(monitor)?;
+    crate::startup::component_status(index).ok_or(Error::NotFound)
+}
+
+pub fn system_log_read(monitor: HandleId, from: u64, out: &mut [u8]) -> Result<(u64, usize), Error> {
+    require_monitor(monitor)?;
+    Ok(crate::klog::read_ring(from, out))
+}
+
+pub fn system_memory_stats(monitor: HandleId) -> Result<MemoryStats, Error> {
+    require_monitor(monitor)?;
+    let (pages_free, pages_total) = crate::mm::page::stats();
+    Ok(MemoryStats {
+        heap_in_use: crate::mm::heap::bytes_in_use(),
+        pages_free,
+        pages_total,
+        dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+// Hypervisor calls.
+
+fn hypervisor_right(table: &crate::handle::HandleTable, h: HandleId) -> Result<(), Error> {
+    match &table.get(h)?.object {
+        Object::System(s) if s.right == crate::object::system::SystemRight::Hypervisor => Ok(()),
+        Object::System(_) => Err(Error::MissingRight),
+        _ => Err(Error::WrongObjectType),
+    }
+}
+
+pub fn vm_create(hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
+    hypervisor_right(&sched::current_process().handles.lock(), hypervisor)?;
+    let ram = crate::object::vm::GuestRam::new(ram_bytes)?;
+    let vcpu = crate::object::vm::Vcpu::new(ram.clone()).map_err(|why| {
+        log::error!("hypervisor: cannot create a VM: {}", why.explain());
+        match why {
+            crate::arch::svm::Unavailable::OutOfMemory => Error::OutOfMemory,
+            _ => Error::NotSupported,
+        }
+    })?;
+    let mut table = sched::current_process().handles.lock();
+    if table.room() < 2 {
+        return Err(Error::HandleTableFull);
+    }
+    let r = table.insert(Handle::new(Object::GuestRam(ram), Rights::DEFAULT))?;
+    let v = table.insert(Handle::new(Object::Vcpu(vcpu), Rights::DEFAULT))?;
+    Ok((r, v))
+}
+
+fn guest_ram(h: HandleId, rights: Rights) -> Result<Arc<crate::object::vm::GuestRam>, Error> {
+    let table = sched::current_process().handles.lock();
+    let handle = table.get(h)?;
+    match &handle.object {
+        Object::GuestRam(r) => {
+            handle.require(rights)?;
+            Ok(r.clone())
+        }
+        _ => Err(Error::WrongObjectType),
+    }
+}
+
+fn vcpu_object(h: HandleId) -> Result<Arc<crate::object::vm::Vcpu>, Error> {
+    let table = sched::current_process().handles.lock();
+    let handle = table.get(h)?;
+    match &handle.object {
+        Object::Vcpu(v) => {
+            handle.require(Rights::WRITE)?;
+            Ok(v.clone())
+        }
+        _ => Err(Error::WrongObjectType),
+    }
+}
+
+pub fn guest_ram_read(ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error> {
+    guest_ram(ram, Rights::READ)?.read(gpa, buf)
+}
+
+pub fn guest_ram_write(ram: HandleId, gpa: u64, data: &[u8]) -> Result<(), Error> {
+    guest_ram(ram, Rights::WRITE)?.write(gpa, data)
+}
+
+/// The VMM regains control at least this often while the guest runs, so
+/// its emulated timers tick on time.
+const VCPU_MAX_RUN_NS: u64 = 1_000_000;
+
+pub fn vcpu_run(
+    vcpu: HandleId,
+    state: &mut starina_vmm::exit::VcpuState,
+    inject: starina::hypervisor::Injection,
+) -> Result<starina_vmm::exit::VmExit, Error> {
+    let vcpu = vcpu_object(vcpu)?;
+    let mut guard = vcpu.acquire()?;
+    crate::arch::apic::arm_timer(VCPU_MAX_RUN_NS);
+    Ok(guard.hw().run(state, inject))
+}
+
+pub fn vcpu_control(vcpu: HandleId, control: starina::hypervisor::VcpuControl) -> Result<(), Error> {
+    let vcpu = vcpu_object(vcpu)?;
+    let mut guard = vcpu.acquire()?;
+    match control {
+        starina::hypervisor::VcpuControl::TscOffset(off) => guard.hw().set_tsc_offset(off),
+        starina::hypervisor::VcpuControl::Pat(pat) => guard.hw().set_pat(pat),
+    }
+    Ok(())
+}

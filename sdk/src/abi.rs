@@ -202,6 +202,18 @@ pub enum SyscallNo {
     ThreadYield = 15,
     ProcessExit = 16,
     SystemShutdown = 17,
+    DeviceInfo = 18,
+    DevicePciConfigRead = 19,
+    DevicePciConfigWrite = 20,
+    DeviceMmioMap = 21,
+    InterruptCreate = 22,
+    InterruptAck = 23,
+    DmaAlloc = 24,
+    DmaFree = 25,
+    DmaTranslate = 26,
+    SystemComponentStatus = 27,
+    SystemLogRead = 28,
+    SystemMemoryStats = 29,
 }
 
 /// Log levels as carried by the `Log` call.
@@ -213,4 +225,67 @@ pub enum LogLevel {
     Info = 3,
     Debug = 4,
     Trace = 5,
+}
+
+/// Where a device sits, as the kernel found it at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceAddress {
+    /// A PCI function (legacy configuration ports on q35).
+    Pci {
+        bus: u8,
+        device: u8,
+        function: u8,
+        vendor_id: u16,
+        device_id: u16,
+    },
+    /// A virtio-mmio transport (QEMU microvm): `size` bytes of registers at
+    /// physical `base`, virtio device type `device_id`.
+    VirtioMmio {
+        base: u64,
+        size: u64,
+        device_id: u32,
+    },
+}
+
+/// What a device handle tells its driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub address: DeviceAddress,
+    /// The global system interrupt its interrupt line is routed to, if it
+    /// has one.
+    pub gsi: Option<u32>,
+}
+
+/// The run state of one component of the running profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentState {
+    /// Its main thread runs (or waits in its main loop).
+    Running,
+    /// It ended and will not be started again.
+    Stopped,
+    /// Startup did not start it (e.g. a device its spec names is missing).
+    NotStarted,
+}
+
+/// One component of the running profile, as startup sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ComponentStatus {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub state: ComponentState,
+    /// 1 on first start, 2 after the first restart, ... (0: never started).
+    pub instance: u32,
+    pub restarts: u32,
+    pub max_restarts: u32,
+}
+
+/// Memory figures for monitoring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct MemoryStats {
+    /// Kernel heap bytes handed out and not yet returned.
+    pub heap_in_use: usize,
+    pub pages_free: usize,
+    pub pages_total: usize,
+    /// Pages handed out as DMA memory to drivers.
+    pub dma_pages: usize,
 }

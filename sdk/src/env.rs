@@ -8,6 +8,8 @@ use core::fmt;
 
 use crate::channel::Channel;
 use crate::handle::OwnedHandle;
+use crate::driver::Device;
+use crate::system::Monitor;
 use crate::system::Shutdown;
 
 /// The handles startup prepared for one component instance.
@@ -73,7 +75,20 @@ impl RawEnv {
         self.take_handle(name).map(Channel::from_handle)
     }
 
+    pub fn take_hypervisor(&mut self) -> Result<crate::hypervisor::Hypervisor, EnvError> {
+        self.take_handle("hypervisor")
+            .map(crate::hypervisor::Hypervisor::from_handle)
+    }
+
     pub fn take_shutdown(&mut self) -> Result<Shutdown, EnvError> {
         self.take_handle("shutdown").map(Shutdown::from_handle)
+    }
+
+    pub fn take_monitor(&mut self) -> Result<Monitor, EnvError> {
+        self.take_handle("monitor").map(Monitor::from_handle)
+    }
+
+    pub fn take_device(&mut self, name: &'static str) -> Result<Device, EnvError> {
+        self.take_handle(name).map(Device::from_handle)
     }
 }

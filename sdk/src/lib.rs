@@ -4,18 +4,25 @@
 //! - [`syscall`]: the one typed system-call table ([`syscall::KernelApi`]).
 //! - [`message`]: the fixed set of message kinds every component speaks.
 //! - [`channel`], [`poll`], [`timer`], [`mainloop`]: the component API.
+//! - [`driver`]: devices, interrupts, MMIO and DMA for drivers.
 //! - [`env`], [`spec`]: what startup hands a component, and the spec types.
 //! - [`log`](mod@crate::logger): logging through the `log` crate, tagged with
 //!   the component's name.
 #![no_std]
-#![forbid(unsafe_code)]
+// Only the driver module (MMIO, DMA) has unsafe code; see its SAFETY comments.
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 extern crate alloc;
 
 pub mod abi;
+pub mod bootfs;
 pub mod channel;
+#[allow(unsafe_code)]
+pub mod driver;
 pub mod env;
 pub mod handle;
+pub mod hypervisor;
 pub mod logger;
 pub mod mainloop;
 pub mod message;

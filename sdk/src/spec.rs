@@ -31,6 +31,51 @@ pub enum RestartPolicy {
 pub enum Privilege {
     /// May power the machine off (the test runner).
     Shutdown,
+    /// May create virtual machines (the linux server).
+    Hypervisor,
+    /// May read the system's status: components, the log, memory figures
+    /// (a status page).
+    Monitor,
+}
+
+/// One way a device can match a spec's `[devices]` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceMatch {
+    /// A PCI function with this vendor (and device, if given) ID.
+    Pci { vendor: u16, device: Option<u16> },
+    /// A virtio-mmio transport with this virtio device ID.
+    VirtioMmio { device_id: u32 },
+}
+
+impl DeviceMatch {
+    pub fn matches(&self, address: &crate::abi::DeviceAddress) -> bool {
+        use crate::abi::DeviceAddress;
+        match (self, address) {
+            (
+                DeviceMatch::Pci { vendor, device },
+                DeviceAddress::Pci {
+                    vendor_id,
+                    device_id,
+                    ..
+                },
+            ) => vendor == vendor_id && device.is_none_or(|d| d == *device_id),
+            (
+                DeviceMatch::VirtioMmio { device_id },
+                DeviceAddress::VirtioMmio { device_id: d, .. },
+            ) => device_id == d,
+            _ => false,
+        }
+    }
+}
+
+/// A device the component needs: env field `name`, given the first
+/// unclaimed device that one of `matches` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceNeed {
+    pub name: &'static str,
+    /// What the spec said, for messages (`virtio-net`, `pci 1af4:1000`).
+    pub describe: &'static str,
+    pub matches: &'static [DeviceMatch],
 }
 
 /// A channel the component needs: env field `name`, connected to the
@@ -52,6 +97,8 @@ pub struct ComponentDef {
     pub exports: &'static [&'static str],
     pub needs: &'static [Need],
     pub privileges: &'static [Privilege],
+    /// Devices startup hands it (spec `[devices]`), in spec order.
+    pub devices: &'static [DeviceNeed],
     /// The component's entry point (generated: builds its typed `Env` and
     /// calls its `main`).
     pub start: fn(RawEnv),

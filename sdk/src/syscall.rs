@@ -7,9 +7,12 @@
 //! implement the same trait with the `syscall` instruction and
 //! [`crate::abi::SyscallNo`], so components are the same source either way.
 
+use crate::abi::ComponentStatus;
+use crate::abi::DeviceInfo;
 use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::LogLevel;
+use crate::abi::MemoryStats;
 use crate::abi::Readiness;
 use crate::abi::RecvInfo;
 use crate::abi::Rights;
@@ -69,9 +72,90 @@ pub trait KernelApi: Sync {
     /// Ends the calling process: its handles close, its peers see
     /// peer-closed, and its spec's restart policy applies.
     fn process_exit(&self, code: i32) -> !;
+
+    // Hypervisor calls (see `crate::hypervisor`), for holders of the
+    // `hypervisor` privilege.
+
+    /// Creates a guest: RAM of `ram_bytes` and one vCPU. Returns (guest RAM,
+    /// vCPU) handles.
+    fn vm_create(&self, hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error>;
+    /// Copies guest RAM at `gpa` into `buf`.
+    fn guest_ram_read(&self, ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error>;
+    /// Copies `data` into guest RAM at `gpa`.
+    fn guest_ram_write(&self, ram: HandleId, gpa: u64, data: &[u8]) -> Result<(), Error>;
+    /// Runs the vCPU from `state` until an exit the VMM must handle.
+    fn vcpu_run(
+        &self,
+        vcpu: HandleId,
+        state: &mut starina_vmm::exit::VcpuState,
+        inject: crate::hypervisor::Injection,
+    ) -> Result<starina_vmm::exit::VmExit, Error>;
+    /// Sets a vCPU register that is not part of `VcpuState`.
+    fn vcpu_control(&self, vcpu: HandleId, control: crate::hypervisor::VcpuControl)
+        -> Result<(), Error>;
+    /// The host CPU's CPUID leaf (EAX, EBX, ECX, EDX).
+    fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
+    /// A file the boot loader passed in (the boot file system), read-only
+    /// for the life of the system. `NotFound` if there is no such file.
+    fn bootfs_file(&self, name: &str) -> Result<&'static [u8], Error>;
     /// Powers the machine off with `code` as the exit status. Needs a
     /// handle to the system object (spec privilege `shutdown`).
     fn system_shutdown(&self, system: HandleId, code: u8) -> Result<(), Error>;
+
+    // Driver calls (see `crate::driver`). A device handle comes from the
+    // spec's `[devices]`; DMA memory and MMIO mappings are granted only to
+    // processes that hold a device handle.
+
+    /// Where the device sits and which interrupt it raises.
+    fn device_info(&self, device: HandleId) -> Result<DeviceInfo, Error>;
+    /// Reads a 32-bit register of the device's PCI configuration space
+    /// (`offset` 4-byte aligned, below 256). Only for PCI devices.
+    fn device_pci_config_read(&self, device: HandleId, offset: u16) -> Result<u32, Error>;
+    /// Writes a 32-bit register of the device's PCI configuration space.
+    /// BAR registers are read-only here (the kernel owns address assignment).
+    fn device_pci_config_write(&self, device: HandleId, offset: u16, value: u32)
+        -> Result<(), Error>;
+    /// Maps `len` bytes of device memory at physical `paddr` and returns
+    /// its virtual address. The range must lie inside a memory region (BAR,
+    /// MMIO window) of a device the caller holds.
+    fn device_mmio_map(&self, paddr: u64, len: usize) -> Result<usize, Error>;
+    /// An interrupt object for the device's interrupt line: readable through
+    /// poll when the device interrupts. The line stays masked from then on
+    /// until [`KernelApi::interrupt_ack`].
+    fn interrupt_create(&self, device: HandleId) -> Result<HandleId, Error>;
+    /// Clears the pending state and unmasks the line (after the driver made
+    /// the device lower it).
+    fn interrupt_ack(&self, interrupt: HandleId) -> Result<(), Error>;
+    /// Allocates `pages` physically contiguous, zeroed 4 KiB pages;
+    /// returns (physical address, virtual address). Freed with
+    /// [`KernelApi::dma_free`] or when the process ends.
+    fn dma_alloc(&self, pages: usize) -> Result<(u64, usize), Error>;
+    fn dma_free(&self, paddr: u64, pages: usize) -> Result<(), Error>;
+    /// The physical address of `len` bytes at `vaddr`, if they are
+    /// physically contiguous (heap memory is; thread stacks are not:
+    /// [`Error::NotSupported`]).
+    fn dma_translate(&self, vaddr: usize, len: usize) -> Result<u64, Error>;
+
+    // Monitoring calls (spec privilege `monitor`).
+
+    /// The `index`-th component of the running profile ([`Error::NotFound`]
+    /// past the last).
+    fn system_component_status(
+        &self,
+        monitor: HandleId,
+        index: usize,
+    ) -> Result<ComponentStatus, Error>;
+    /// Copies log text from the kernel's log ring, starting at byte
+    /// sequence number `from` (0 = the oldest still kept), into `out`.
+    /// Returns (sequence number of the first byte copied, bytes copied);
+    /// whole lines only.
+    fn system_log_read(
+        &self,
+        monitor: HandleId,
+        from: u64,
+        out: &mut [u8],
+    ) -> Result<(u64, usize), Error>;
+    fn system_memory_stats(&self, monitor: HandleId) -> Result<MemoryStats, Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

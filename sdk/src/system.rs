@@ -22,3 +22,37 @@ impl Shutdown {
         }
     }
 }
+
+/// The right to read the system's status (spec privilege `monitor`): the
+/// components and their state, the kernel's log, memory figures.
+#[derive(Debug)]
+pub struct Monitor(OwnedHandle);
+
+impl Monitor {
+    pub fn from_handle(h: OwnedHandle) -> Monitor {
+        Monitor(h)
+    }
+
+    /// Every component of the running profile, in start order.
+    pub fn components(&self) -> Result<alloc::vec::Vec<crate::abi::ComponentStatus>, Error> {
+        let mut out = alloc::vec::Vec::new();
+        for index in 0.. {
+            match kernel().system_component_status(self.0.id(), index) {
+                Ok(status) => out.push(status),
+                Err(Error::NotFound) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies kernel log text starting at byte sequence number `from` into
+    /// `out`: returns (sequence number of the first byte, bytes copied).
+    pub fn read_log(&self, from: u64, out: &mut [u8]) -> Result<(u64, usize), Error> {
+        kernel().system_log_read(self.0.id(), from, out)
+    }
+
+    pub fn memory(&self) -> Result<crate::abi::MemoryStats, Error> {
+        kernel().system_memory_stats(self.0.id())
+    }
+}

@@ -22,6 +22,8 @@ use starina::abi::MESSAGE_DATA_MAX;
 use starina::abi::MESSAGE_HANDLES_MAX;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
+use starina::hypervisor::Hypervisor;
+use starina::hypervisor::Injection;
 use starina::message::MessageKind;
 use starina::poll::Poll;
 use starina::syscall::kernel;
@@ -29,6 +31,12 @@ use starina::timer::now_ns;
 use starina::timer::Timer;
 use starina::Error;
 use starina::Message;
+
+use starina_vmm::exit::Access;
+use starina_vmm::exit::DescriptorTable;
+use starina_vmm::exit::Segment;
+use starina_vmm::exit::VcpuState;
+use starina_vmm::exit::VmExit;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
@@ -39,6 +47,7 @@ struct Ctx {
     crasher: Channel,
     spinner: Channel,
     supervisor: Channel,
+    hypervisor: Option<Hypervisor>,
     buf: MessageBuffer,
 }
 
@@ -348,6 +357,108 @@ fn preemption(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// A real-mode guest: `out 0x3f8, 'A'`, `cpuid`, a 32-bit-addressed MMIO
+/// write of 0x42 to 0xd000_0000 (outside guest RAM), then `hlt`.
+const GUEST_CODE: &[u8] = &[
+    0xba, 0xf8, 0x03, // mov dx, 0x3f8
+    0xb0, 0x41, // mov al, 'A'
+    0xee, // out dx, al
+    0x0f, 0xa2, // cpuid
+    0x67, 0xc6, 0x05, 0x00, 0x00, 0x00, 0xd0, 0x42, // mov byte [0xd0000000], 0x42
+    0xf4, // hlt
+];
+
+fn real_mode_state(rip: u64) -> VcpuState {
+    let code = Segment {
+        selector: 0,
+        attrib: 0x9b,
+        limit: 0xffff,
+        base: 0,
+    };
+    // "Unreal" data segment: a 4 GiB limit, so the 32-bit address works.
+    let data = Segment {
+        selector: 0,
+        attrib: 0x93,
+        limit: 0xffff_ffff,
+        base: 0,
+    };
+    VcpuState {
+        rip,
+        rflags: 2,
+        cr0: 0x10,
+        cs: code,
+        ds: data,
+        es: data,
+        fs: data,
+        gs: data,
+        ss: data,
+        tr: Segment {
+            selector: 0,
+            attrib: 0x8b,
+            limit: 0xffff,
+            base: 0,
+        },
+        ldtr: Segment {
+            selector: 0,
+            attrib: 0x82,
+            limit: 0xffff,
+            base: 0,
+        },
+        gdtr: DescriptorTable { base: 0, limit: 0xffff },
+        idtr: DescriptorTable { base: 0, limit: 0xffff },
+        ..Default::default()
+    }
+}
+
+fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
+    let hv = cx.hypervisor.as_ref().ok_or("no hypervisor privilege")?;
+    expect_err(hv.create_vm(3 << 20).map(|_| ()), Error::InvalidArgument)?;
+    let (ram, vcpu) = hv
+        .create_vm(2 << 20)
+        .map_err(|e| format!("create_vm: {e} (see the kernel log for why)"))?;
+    ram.write_bytes(0x1000, GUEST_CODE).map_err(|e| e.to_string())?;
+    expect_err(ram.write_bytes((2 << 20) - 1, &[0, 0]), Error::InvalidArgument)?;
+    expect_err(ram.read_bytes(u64::MAX, &mut [0]), Error::InvalidArgument)?;
+    let mut state = real_mode_state(0x1000);
+    match vcpu.run(&mut state, Injection::None).map_err(|e| e.to_string())? {
+        VmExit::Io {
+            port: 0x3f8,
+            size: 1,
+            access: Access::Write,
+            value,
+            next_rip,
+            ..
+        } if value & 0xff == 0x41 => state.rip = next_rip,
+        other => return Err(format!("expected OUT 0x3f8 'A', got {other:?}")),
+    }
+    // Host interrupts may also come back as exits; skip those.
+    let next = |state: &mut VcpuState| loop {
+        match vcpu.run(state, Injection::None) {
+            Ok(VmExit::HostInterrupt) => continue,
+            other => return other,
+        }
+    };
+    match next(&mut state).map_err(|e| e.to_string())? {
+        VmExit::Cpuid { .. } => {}
+        other => return Err(format!("expected CPUID, got {other:?}")),
+    }
+    state.rip += 2;
+    match next(&mut state).map_err(|e| e.to_string())? {
+        VmExit::NestedPageFault {
+            gpa: 0xd000_0000,
+            access: Access::Write,
+            ..
+        } => {}
+        other => return Err(format!("expected an MMIO write at 0xd0000000, got {other:?}")),
+    }
+    state.rip += 8;
+    match next(&mut state).map_err(|e| e.to_string())? {
+        VmExit::Hlt => {}
+        other => return Err(format!("expected HLT, got {other:?}")),
+    }
+    Ok(())
+}
+
 type Test = (&'static str, fn(&mut Ctx) -> TestResult);
 
 const TESTS: &[Test] = &[
@@ -364,6 +475,7 @@ const TESTS: &[Test] = &[
     ("small_buffer_keeps_message", small_buffer_keeps_message),
     ("poll_errors", poll_errors),
     ("timers", timers),
+    ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
     ("panic_is_isolated_and_restarted", panic_is_isolated_and_restarted),
     ("stack_overflow_is_isolated", stack_overflow_is_isolated),
     // Last: the spinner keeps spinning afterwards.
@@ -376,6 +488,7 @@ pub fn main(env: Env) {
         crasher: env.crasher,
         spinner: env.spinner,
         supervisor: env.supervisor,
+        hypervisor: Some(env.hypervisor),
         buf: MessageBuffer::new(),
     };
     let (mut passed, mut failed) = (0, 0);

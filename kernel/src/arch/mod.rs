@@ -8,7 +8,11 @@ mod boot_asm;
 #[cfg(not(test))]
 pub mod cpu;
 #[cfg(not(test))]
+pub mod ioapic;
+#[cfg(not(test))]
 pub mod serial;
+#[cfg(not(test))]
+pub mod svm;
 #[cfg(not(test))]
 pub mod trap;
 

@@ -98,6 +98,32 @@ pub fn alloc_pages(count: usize) -> Option<u64> {
     Some((start * PAGE_SIZE) as u64)
 }
 
+/// Allocates `count` contiguous pages starting at a multiple of `align`
+/// pages (a power of two), e.g. 2 MiB chunks for guest RAM.
+pub fn alloc_pages_aligned(count: usize, align: usize) -> Option<u64> {
+    if count == 0 || !align.is_power_of_two() {
+        return None;
+    }
+    let mut bm = PAGES.lock();
+    if bm.free < count {
+        return None;
+    }
+    let mut start = 0;
+    while start + count <= MAX_PAGES {
+        match bm.find_run(count, start, (start + count).min(MAX_PAGES)) {
+            Some(s) if s == start => {
+                for p in start..start + count {
+                    bm.set(p, true);
+                }
+                bm.free -= count;
+                return Some((start * PAGE_SIZE) as u64);
+            }
+            _ => start += align,
+        }
+    }
+    None
+}
+
 /// Allocates zeroed pages.
 pub fn alloc_zeroed_pages(count: usize) -> Option<u64> {
     let phys = alloc_pages(count)?;

@@ -2,9 +2,15 @@
 //! [`Pollable`] and keep a [`Listeners`] list of the polls watching them.
 
 pub mod channel;
+#[cfg(not(test))]
+pub mod device;
+#[cfg(not(test))]
+pub mod interrupt;
 pub mod poll;
 pub mod system;
 pub mod timer;
+#[cfg(not(test))]
+pub mod vm;
 
 use alloc::sync::Weak;
 use alloc::vec::Vec;

@@ -1,12 +1,26 @@
 //! The system object: holding a handle to it is the privilege to power the
-//! machine off (granted by the spec's `privileges = ["shutdown"]`).
+//! machine off (granted by the spec's `privileges = ["shutdown"]`), or to
+//! read the system's status (`privileges = ["monitor"]`).
 
 use alloc::sync::Arc;
 
-pub struct SystemObject;
+/// Which privilege a system object grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemRight {
+    /// Power the machine off (privilege `shutdown`).
+    Shutdown,
+    /// Read the system's status (privilege `monitor`).
+    Monitor,
+    /// Create virtual machines (privilege `hypervisor`).
+    Hypervisor,
+}
+
+pub struct SystemObject {
+    pub right: SystemRight,
+}
 
 impl SystemObject {
-    pub fn new() -> Arc<SystemObject> {
-        Arc::new(SystemObject)
+    pub fn new(right: SystemRight) -> Arc<SystemObject> {
+        Arc::new(SystemObject { right })
     }
 }

@@ -41,6 +41,16 @@ pub fn component_env(component: &Component) -> String {
             format!("    pub {}: ::starina::channel::Channel,", need.field),
         );
     }
+    for device in &component.devices {
+        line(
+            o,
+            format!("    /// Device `{}` (spec `[devices]`).", device.describe),
+        );
+        line(
+            o,
+            format!("    pub {}: ::starina::driver::Device,", device.field),
+        );
+    }
     line(o, "    /// Channel to the supervisor (startup): new connections to exported services and reconnects arrive here as `Open` messages.");
     line(o, "    pub supervisor: ::starina::channel::Channel,");
     if component.has_privilege(Privilege::Shutdown) {
@@ -49,6 +59,20 @@ pub fn component_env(component: &Component) -> String {
             "    /// The right to power the machine off (privilege `shutdown`).",
         );
         line(o, "    pub shutdown: ::starina::system::Shutdown,");
+    }
+    if component.has_privilege(Privilege::Monitor) {
+        line(
+            o,
+            "    /// The right to read the system's status (privilege `monitor`).",
+        );
+        line(o, "    pub monitor: ::starina::system::Monitor,");
+    }
+    if component.has_privilege(Privilege::Hypervisor) {
+        line(
+            o,
+            "    /// The right to create virtual machines (privilege `hypervisor`).",
+        );
+        line(o, "    pub hypervisor: ::starina::hypervisor::Hypervisor,");
     }
     line(
         o,
@@ -124,12 +148,24 @@ pub fn component_env(component: &Component) -> String {
             format!("            {0}: raw.take_channel({0:?})?,", need.field),
         );
     }
+    for device in &component.devices {
+        line(
+            o,
+            format!("            {0}: raw.take_device({0:?})?,", device.field),
+        );
+    }
     line(
         o,
         "            supervisor: raw.take_channel(\"supervisor\")?,",
     );
     if component.has_privilege(Privilege::Shutdown) {
         line(o, "            shutdown: raw.take_shutdown()?,");
+    }
+    if component.has_privilege(Privilege::Monitor) {
+        line(o, "            monitor: raw.take_monitor()?,");
+    }
+    if component.has_privilege(Privilege::Hypervisor) {
+        line(o, "            hypervisor: raw.take_hypervisor()?,");
     }
     line(o, "            config: CONFIG,");
     line(o, "            instance: raw.instance(),");
@@ -226,6 +262,24 @@ pub fn wiring(system: &System) -> String {
             o,
             format!("        privileges: &[{}],", privileges.join(", ")),
         );
+        if c.devices.is_empty() {
+            line(o, "        devices: &[],");
+        } else {
+            line(o, "        devices: &[");
+            for d in &c.devices {
+                let matches: Vec<String> = d.matches.iter().map(|m| m.rust_expr()).collect();
+                line(o, "            ::starina::spec::DeviceNeed {");
+                line(o, format!("                name: {:?},", d.field));
+                line(o, format!("                describe: {:?},", d.describe));
+                line(o, "                matches: &[");
+                for m in &matches {
+                    line(o, format!("                    {m},"));
+                }
+                line(o, "                ],");
+                line(o, "            },");
+            }
+            line(o, "        ],");
+        }
         line(o, format!("        start: ::{}::__starina_start,", c.name));
         line(o, "    },");
     }

@@ -33,6 +33,8 @@ pub use error::SpecError;
 pub use model::Component;
 pub use model::ConfigEntry;
 pub use model::ConfigValue;
+pub use model::DeviceMatch;
+pub use model::DeviceSpec;
 pub use model::Isolation;
 pub use model::Kind;
 pub use model::Need;

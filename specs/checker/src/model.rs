@@ -46,6 +46,8 @@ pub struct Component {
     pub privileges: Vec<Privilege>,
     /// Channels it needs, in spec order.
     pub needs: Vec<Need>,
+    /// Devices it drives, in spec order.
+    pub devices: Vec<DeviceSpec>,
     /// Typed constants, in spec order.
     pub config: Vec<ConfigEntry>,
     /// The spec file, relative to the workspace root.
@@ -69,6 +71,61 @@ pub struct Need {
     pub field: String,
     pub service: String,
 }
+
+/// A `[devices]` entry: env field `field` is the first unclaimed device
+/// that one of `matches` accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    pub field: String,
+    /// A short description for messages (`virtio-net`, `pci 1af4:1000`).
+    pub describe: String,
+    pub matches: Vec<DeviceMatch>,
+}
+
+/// One way a device matches a `[devices]` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceMatch {
+    /// A PCI function: vendor ID and, if given, device ID.
+    Pci { vendor: u16, device: Option<u16> },
+    /// A virtio-mmio transport with this virtio device ID.
+    VirtioMmio { device_id: u32 },
+}
+
+impl DeviceMatch {
+    /// The value as a `::starina::spec::DeviceMatch` expression.
+    pub fn rust_expr(&self) -> String {
+        match self {
+            DeviceMatch::Pci { vendor, device } => format!(
+                "::starina::spec::DeviceMatch::Pci {{ vendor: {vendor:#06x}, device: {} }}",
+                match device {
+                    Some(d) => format!("::core::option::Option::Some({d:#06x})"),
+                    None => "::core::option::Option::None".to_string(),
+                }
+            ),
+            DeviceMatch::VirtioMmio { device_id } => {
+                format!("::starina::spec::DeviceMatch::VirtioMmio {{ device_id: {device_id} }}")
+            }
+        }
+    }
+}
+
+/// The virtio device kinds a `[devices]` entry can name with `kind`: the
+/// spelling, the virtio device ID, and the transitional (legacy) PCI device
+/// ID if the kind has one. PCI devices of vendor 0x1af4 use
+/// `0x1040 + device ID` (modern) or the transitional ID.
+pub const VIRTIO_KINDS: &[(&str, u32, Option<u16>)] = &[
+    ("virtio-net", 1, Some(0x1000)),
+    ("virtio-blk", 2, Some(0x1001)),
+    ("virtio-console", 3, Some(0x1003)),
+    ("virtio-rng", 4, Some(0x1005)),
+    ("virtio-9p", 9, Some(0x1009)),
+    ("virtio-gpu", 16, None),
+    ("virtio-input", 18, None),
+    ("virtio-vsock", 19, None),
+];
+
+/// The PCI vendor ID of virtio devices.
+pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;
 
 /// A `[config]` entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -181,6 +238,8 @@ spec_enum! {
     /// Rights beyond its channels.
     Privilege {
         Shutdown = "shutdown",
+        Monitor = "monitor",
+        Hypervisor = "hypervisor",
     }
 }
 

@@ -14,12 +14,16 @@ use crate::fields::Fields;
 use crate::model::Component;
 use crate::model::ConfigEntry;
 use crate::model::ConfigValue;
+use crate::model::DeviceMatch;
+use crate::model::DeviceSpec;
 use crate::model::Isolation;
 use crate::model::Kind;
 use crate::model::Need;
 use crate::model::Privilege;
 use crate::model::Profile;
 use crate::model::Restart;
+use crate::model::VIRTIO_KINDS;
+use crate::model::VIRTIO_PCI_VENDOR;
 use crate::names::check_identifier;
 use crate::names::check_snake_case;
 use crate::names::did_you_mean;
@@ -37,6 +41,7 @@ pub const COMPONENT_FIELDS: &[&str] = &[
     "exports",
     "privileges",
     "needs",
+    "devices",
     "config",
 ];
 
@@ -85,6 +90,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
     let exports = read_exports(&mut f);
     let privileges = read_privileges(&mut f);
     let needs = read_needs(&mut f, &exports);
+    let devices = read_devices(&mut f, &needs);
     let config = read_config(&mut f);
     f.finish();
 
@@ -102,6 +108,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
                 exports,
                 privileges,
                 needs,
+                devices,
                 config,
                 file: file.to_path_buf(),
             })
@@ -235,6 +242,238 @@ fn read_needs(f: &mut Fields, exports: &[String]) -> Vec<Need> {
         }
     }
     needs
+}
+
+/// The keys a `[devices]` entry may have.
+const DEVICE_KEYS: &[&str] = &["kind", "pci", "virtio-mmio"];
+
+fn read_devices(f: &mut Fields, needs: &[Need]) -> Vec<DeviceSpec> {
+    let mut devices = Vec::new();
+    for (field, value) in f.table("devices") {
+        let key = format!("devices.{field}");
+        if let Err(why) = check_identifier(&field) {
+            f.error(&key, format!("invalid env field name: {why}"));
+            continue;
+        }
+        if RESERVED_ENV_FIELDS.contains(&field.as_str()) {
+            f.error(
+                &key,
+                format!(
+                    "'{field}' is reserved: the generated Env has its own `{field}` field; \
+                     choose another field name"
+                ),
+            );
+            continue;
+        }
+        if needs.iter().any(|n| n.field == field) {
+            f.error(
+                &key,
+                format!("'{field}' is already a [needs] entry; an Env field has one meaning"),
+            );
+            continue;
+        }
+        let Value::Table(entry) = value else {
+            f.error(
+                &key,
+                format!(
+                    "expected a table such as `{field} = {{ kind = \"virtio-net\" }}`; got {}",
+                    describe(&value)
+                ),
+            );
+            continue;
+        };
+        if let Some(device) = read_device(f, &key, &field, entry) {
+            devices.push(device);
+        }
+    }
+    devices
+}
+
+/// Reads one `[devices]` entry; `None` after recording what is wrong.
+fn read_device(f: &mut Fields, key: &str, field: &str, entry: toml::Table) -> Option<DeviceSpec> {
+    let mut ok = true;
+    let mut matches = Vec::new();
+    let mut describes = Vec::new();
+    for name in entry.keys() {
+        if !DEVICE_KEYS.contains(&name.as_str()) {
+            let hint = match did_you_mean(name, DEVICE_KEYS.iter().copied()) {
+                hint if !hint.is_empty() => hint,
+                _ => format!(" (known keys: {})", DEVICE_KEYS.join(", ")),
+            };
+            f.error(&format!("{key}.{name}"), format!("unknown key{hint}"));
+            ok = false;
+        }
+    }
+    if let Some(kind) = entry.get("kind") {
+        let names: Vec<&str> = VIRTIO_KINDS.iter().map(|(n, _, _)| *n).collect();
+        match kind
+            .as_str()
+            .and_then(|k| VIRTIO_KINDS.iter().find(|(n, _, _)| *n == k))
+        {
+            Some((name, id, legacy)) => {
+                if let Some(legacy) = legacy {
+                    matches.push(DeviceMatch::Pci {
+                        vendor: VIRTIO_PCI_VENDOR,
+                        device: Some(*legacy),
+                    });
+                }
+                matches.push(DeviceMatch::Pci {
+                    vendor: VIRTIO_PCI_VENDOR,
+                    device: Some(0x1040 + *id as u16),
+                });
+                matches.push(DeviceMatch::VirtioMmio { device_id: *id });
+                describes.push(name.to_string());
+            }
+            None => {
+                let got = match kind.as_str() {
+                    Some(k) => format!("'{k}'{}", did_you_mean(k, names.iter().copied())),
+                    None => describe(kind),
+                };
+                f.error(
+                    &format!("{key}.kind"),
+                    format!("expected one of {}; got {got}", names.join(", ")),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(pci) = entry.get("pci") {
+        let pkey = format!("{key}.pci");
+        match pci {
+            Value::Table(t) => {
+                for k in t.keys().filter(|k| *k != "vendor" && *k != "device") {
+                    f.error(
+                        &format!("{pkey}.{k}"),
+                        "unknown key (known keys: vendor, device)",
+                    );
+                    ok = false;
+                }
+                let vendor = read_u16(f, &pkey, "vendor", t.get("vendor"), true);
+                let device = read_u16(f, &pkey, "device", t.get("device"), false);
+                match (vendor, device) {
+                    (Some(Some(vendor)), Some(device)) => {
+                        describes.push(match device {
+                            Some(d) => format!("pci {vendor:04x}:{d:04x}"),
+                            None => format!("pci {vendor:04x}:*"),
+                        });
+                        matches.push(DeviceMatch::Pci { vendor, device });
+                    }
+                    _ => ok = false,
+                }
+            }
+            other => {
+                f.error(
+                    &pkey,
+                    format!(
+                        "expected a table such as `{{ vendor = 0x1af4, device = 0x1000 }}`; got {}",
+                        describe(other)
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(mmio) = entry.get("virtio-mmio") {
+        let mkey = format!("{key}.virtio-mmio");
+        match mmio {
+            Value::Table(t) => {
+                for k in t.keys().filter(|k| *k != "device_id") {
+                    f.error(
+                        &format!("{mkey}.{k}"),
+                        "unknown key (known keys: device_id)",
+                    );
+                    ok = false;
+                }
+                match t.get("device_id") {
+                    Some(Value::Integer(id)) if (1..=u32::MAX as i64).contains(id) => {
+                        describes.push(format!("virtio-mmio device {id}"));
+                        matches.push(DeviceMatch::VirtioMmio {
+                            device_id: *id as u32,
+                        });
+                    }
+                    Some(other) => {
+                        f.error(
+                            &format!("{mkey}.device_id"),
+                            format!(
+                                "expected a virtio device ID (an integer from 1 to {}); got {}",
+                                u32::MAX,
+                                describe(other)
+                            ),
+                        );
+                        ok = false;
+                    }
+                    None => {
+                        f.error(&format!("{mkey}.device_id"), "required but missing");
+                        ok = false;
+                    }
+                }
+            }
+            other => {
+                f.error(
+                    &mkey,
+                    format!(
+                        "expected a table such as `{{ device_id = 1 }}`; got {}",
+                        describe(other)
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    if ok && matches.is_empty() {
+        f.error(
+            key,
+            format!(
+                "says nothing to match a device with: give `kind` (e.g. `{field} = {{ kind = \"virtio-net\" }}`), \
+                 `pci = {{ vendor = ..., device = ... }}` or `virtio-mmio = {{ device_id = ... }}`"
+            ),
+        );
+        ok = false;
+    }
+    ok.then(|| DeviceSpec {
+        field: field.to_string(),
+        describe: describes.join(" or "),
+        matches,
+    })
+}
+
+/// An integer from 0 to 0xffff at `table_key.name`: `Some(None)` when
+/// missing and optional, `None` after recording an error.
+fn read_u16(
+    f: &mut Fields,
+    table_key: &str,
+    name: &str,
+    value: Option<&Value>,
+    required: bool,
+) -> Option<Option<u16>> {
+    let key = format!("{table_key}.{name}");
+    match value {
+        None if required => {
+            f.error(&key, "required but missing");
+            None
+        }
+        None => Some(None),
+        Some(Value::Integer(i)) => match u16::try_from(*i) {
+            Ok(v) => Some(Some(v)),
+            Err(_) => {
+                f.error(
+                    &key,
+                    format!("expected an integer from 0 to 0xffff; got {i}"),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            f.error(
+                &key,
+                format!(
+                    "expected an integer (such as 0x1af4); got {}",
+                    describe(other)
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn read_config(f: &mut Fields) -> Vec<ConfigEntry> {

@@ -28,11 +28,16 @@ isolation = "in-kernel"
 restart = "on-failure"
 max_restarts = 5
 exports = ["demo"]
-privileges = ["shutdown"]
+privileges = ["shutdown", "monitor"]
 
 [needs]
 zeta = "echo"
 alpha = "echo"
+
+[devices]
+nic = { kind = "virtio-net" }
+disk = { pci = { vendor = 0x1af4, device = 0x1001 }, virtio-mmio = { device_id = 2 } }
+any_intel = { pci = { vendor = 0x8086 } }
 
 [config]
 rounds = 1000
@@ -210,6 +215,7 @@ fn wiring_lists_wired_components_and_profiles() {
                  exports: &[\"echo\"],\n        \
                  needs: &[],\n        \
                  privileges: &[],\n        \
+                 devices: &[],\n        \
                  start: ::echo::__starina_start,\n    \
              },\n",
     );
@@ -253,13 +259,55 @@ fn wiring_of_privileges() {
     );
     assert_contains(
         &code,
-        "        privileges: &[::starina::spec::Privilege::Shutdown],\n",
+        "        privileges: &[::starina::spec::Privilege::Shutdown, ::starina::spec::Privilege::Monitor],\n",
     );
     assert_contains(
         &code,
         "            ::starina::spec::Need { name: \"zeta\", service: \"echo\" },\n            \
                      ::starina::spec::Need { name: \"alpha\", service: \"echo\" },\n",
     );
+}
+
+#[test]
+fn wiring_of_devices() {
+    let fixture = Fixture::valid();
+    fixture.component("apps", &DEMO.replace("exports = [\"demo\"]\n", ""));
+    fixture.write(
+        "specs/profiles/demo.toml",
+        r#"components = ["echo", "demo"]"#,
+    );
+    let code = codegen::wiring(&fixture.load());
+    assert_contains(
+        &code,
+        "        devices: &[\n            \
+                     ::starina::spec::DeviceNeed {\n                \
+                         name: \"nic\",\n                \
+                         describe: \"virtio-net\",\n                \
+                         matches: &[\n                    \
+                             ::starina::spec::DeviceMatch::Pci { vendor: 0x1af4, device: ::core::option::Option::Some(0x1000) },\n                    \
+                             ::starina::spec::DeviceMatch::Pci { vendor: 0x1af4, device: ::core::option::Option::Some(0x1041) },\n                    \
+                             ::starina::spec::DeviceMatch::VirtioMmio { device_id: 1 },\n                \
+                         ],\n            \
+                     },\n",
+    );
+    assert_contains(
+        &code,
+        "                describe: \"pci 1af4:1001 or virtio-mmio device 2\",\n",
+    );
+    assert_contains(
+        &code,
+        "                    ::starina::spec::DeviceMatch::Pci { vendor: 0x8086, device: ::core::option::Option::None },\n",
+    );
+}
+
+#[test]
+fn env_of_devices_and_monitor() {
+    let code = env_of(DEMO, "demo");
+    assert_contains(&code, "    /// Device `virtio-net` (spec `[devices]`).\n    pub nic: ::starina::driver::Device,\n");
+    assert_contains(&code, "    pub disk: ::starina::driver::Device,\n");
+    assert_contains(&code, "            nic: raw.take_device(\"nic\")?,\n");
+    assert_contains(&code, "    pub monitor: ::starina::system::Monitor,\n");
+    assert_contains(&code, "            monitor: raw.take_monitor()?,\n");
 }
 
 #[test]
@@ -303,6 +351,12 @@ pub mod channel {
 pub mod system {
     #[derive(Debug)]
     pub struct Shutdown(pub u32);
+    #[derive(Debug)]
+    pub struct Monitor(pub u32);
+}
+pub mod driver {
+    #[derive(Debug)]
+    pub struct Device(pub u32);
 }
 pub mod env {
     #[derive(Debug)]
@@ -322,6 +376,13 @@ pub mod env {
         pub fn take_shutdown(&mut self) -> Result<crate::system::Shutdown, EnvError> {
             Ok(crate::system::Shutdown(0))
         }
+        pub fn take_monitor(&mut self) -> Result<crate::system::Monitor, EnvError> {
+            Ok(crate::system::Monitor(0))
+        }
+        pub fn take_device(&mut self, name: &'static str) -> Result<crate::driver::Device, EnvError> {
+            let _ = name;
+            Ok(crate::driver::Device(0))
+        }
     }
 }
 pub mod spec {
@@ -329,7 +390,9 @@ pub mod spec {
     #[derive(Clone, Copy, Debug)] pub enum ComponentKind { App, Server, Driver }
     #[derive(Clone, Copy, Debug)] pub enum Isolation { InKernel }
     #[derive(Clone, Copy, Debug)] pub enum RestartPolicy { Never, OnFailure, Always }
-    #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown }
+    #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown, Monitor }
+    #[derive(Clone, Copy, Debug)] pub enum DeviceMatch { Pci { vendor: u16, device: Option<u16> }, VirtioMmio { device_id: u32 } }
+    #[derive(Clone, Copy, Debug)] pub struct DeviceNeed { pub name: &'static str, pub describe: &'static str, pub matches: &'static [DeviceMatch] }
     #[derive(Clone, Copy, Debug)] pub struct Need { pub name: &'static str, pub service: &'static str }
     #[derive(Clone, Copy, Debug)]
     pub struct ComponentDef {
@@ -341,6 +404,7 @@ pub mod spec {
         pub exports: &'static [&'static str],
         pub needs: &'static [Need],
         pub privileges: &'static [Privilege],
+        pub devices: &'static [DeviceNeed],
         pub start: fn(RawEnv),
     }
     #[derive(Clone, Copy, Debug)]

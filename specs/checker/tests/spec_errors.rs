@@ -170,7 +170,7 @@ fn description_is_required_and_not_empty() {
 fn unknown_fields_are_errors() {
     assert_errors(
         echo_errors(&echo_with(r#"colour = "blue""#)),
-        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, exports, privileges, needs, config)"],
+        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, exports, privileges, needs, devices, config)"],
     );
 }
 
@@ -231,8 +231,8 @@ fn privileges_must_be_known_and_distinct() {
     assert_errors(
         echo_errors(&echo_with(r#"privileges = ["shutdwn", "reboot"]"#)),
         &[
-            "spec specs/echo.toml: field 'privileges': unknown privilege 'shutdwn'; expected one of shutdown (did you mean 'shutdown'?)",
-            "spec specs/echo.toml: field 'privileges': unknown privilege 'reboot'; expected one of shutdown",
+            "spec specs/echo.toml: field 'privileges': unknown privilege 'shutdwn'; expected one of shutdown, monitor, hypervisor (did you mean 'shutdown'?)",
+            "spec specs/echo.toml: field 'privileges': unknown privilege 'reboot'; expected one of shutdown, monitor, hypervisor",
         ],
     );
     assert_errors(
@@ -401,5 +401,75 @@ fn every_component_crate_needs_a_spec() {
     assert_errors(
         fixture.errors(),
         &["crate directory drivers/virtio_net has no spec: create specs/virtio_net.toml (every crate in apps/, servers/ and drivers/ is a component)"],
+    );
+}
+
+#[test]
+fn devices_accept_kinds_and_explicit_matches() {
+    let fixture = Fixture::valid();
+    fixture.write(
+        "specs/echo.toml",
+        &format!(
+            "{ECHO}\n[devices]\nnic = {{ kind = \"virtio-net\" }}\nraw = {{ pci = {{ vendor = 0x8086, device = 0x10d3 }}, virtio-mmio = {{ device_id = 4 }} }}\n"
+        ),
+    );
+    let system = fixture.load();
+    let echo = system.component("echo").unwrap();
+    let fields: Vec<(&str, &str)> = echo
+        .devices
+        .iter()
+        .map(|d| (d.field.as_str(), d.describe.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("nic", "virtio-net"),
+            ("raw", "pci 8086:10d3 or virtio-mmio device 4")
+        ]
+    );
+    assert_eq!(echo.devices[0].matches.len(), 3);
+}
+
+#[test]
+fn devices_must_say_what_to_match() {
+    assert_errors(
+        echo_errors(&format!(
+            "{ECHO}\n[devices]\nnic = {{}}\ndisk = \"virtio-blk\"\nsupervisor = {{ kind = \"virtio-net\" }}\n\"Net-Card\" = {{ kind = \"virtio-net\" }}\n"
+        )),
+        &[
+            "spec specs/echo.toml: field 'devices.nic': says nothing to match a device with: give `kind` (e.g. `nic = { kind = \"virtio-net\" }`), `pci = { vendor = ..., device = ... }` or `virtio-mmio = { device_id = ... }`",
+            "spec specs/echo.toml: field 'devices.disk': expected a table such as `disk = { kind = \"virtio-net\" }`; got 'virtio-blk'",
+            "spec specs/echo.toml: field 'devices.supervisor': 'supervisor' is reserved: the generated Env has its own `supervisor` field; choose another field name",
+            "spec specs/echo.toml: field 'devices.Net-Card': invalid env field name: 'Net-Card' is not snake_case (lowercase letters and digits, words joined by single underscores, starting with a letter)",
+        ],
+    );
+}
+
+#[test]
+fn device_entries_are_checked_key_by_key() {
+    assert_errors(
+        echo_errors(&format!(
+            "{ECHO}\n[devices]\na = {{ kind = \"virtio-nett\" }}\nb = {{ knd = \"virtio-net\" }}\nc = {{ pci = {{ device = 0x1000 }} }}\nd = {{ pci = {{ vendor = 70000 }} }}\ne = {{ virtio-mmio = {{ device_id = 0 }} }}\nf = {{ pci = 3 }}\ng = {{ virtio-mmio = {{ id = 1 }} }}\n"
+        )),
+        &[
+            "spec specs/echo.toml: field 'devices.a.kind': expected one of virtio-net, virtio-blk, virtio-console, virtio-rng, virtio-9p, virtio-gpu, virtio-input, virtio-vsock; got 'virtio-nett' (did you mean 'virtio-net'?)",
+            "spec specs/echo.toml: field 'devices.b.knd': unknown key (did you mean 'kind'?)",
+            "spec specs/echo.toml: field 'devices.c.pci.vendor': required but missing",
+            "spec specs/echo.toml: field 'devices.d.pci.vendor': expected an integer from 0 to 0xffff; got 70000",
+            "spec specs/echo.toml: field 'devices.e.virtio-mmio.device_id': expected a virtio device ID (an integer from 1 to 4294967295); got integer 0",
+            "spec specs/echo.toml: field 'devices.f.pci': expected a table such as `{ vendor = 0x1af4, device = 0x1000 }`; got integer 3",
+            "spec specs/echo.toml: field 'devices.g.virtio-mmio.id': unknown key (known keys: device_id)",
+            "spec specs/echo.toml: field 'devices.g.virtio-mmio.device_id': required but missing",
+        ],
+    );
+}
+
+#[test]
+fn a_device_field_cannot_also_be_a_need() {
+    assert_errors(
+        echo_errors(&format!(
+            "{ECHO}\n[needs]\nnet = \"net\"\n\n[devices]\nnet = {{ kind = \"virtio-net\" }}\n"
+        )),
+        &["spec specs/echo.toml: field 'devices.net': 'net' is already a [needs] entry; an Env field has one meaning"],
     );
 }

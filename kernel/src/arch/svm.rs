@@ -1,0 +1,710 @@
+//! AMD SVM: the hardware side of the hypervisor objects.
+//!
+//! One VMCB per vCPU; guest RAM mapped through nested page tables (NPT).
+//! Every port and most MSRs are intercepted and handed to the VMM
+//! (`starina_vmm`) as a [`VmExit`]; the MSRs whose state lives in the VMCB
+//! (FS/GS base, syscall MSRs, SYSENTER) pass through.
+//!
+//! QEMU's TCG SVM has no decode assists, no NRIP save, no flush-by-ASID and
+//! no VMCB clean bits: the VMM decodes MMIO instructions itself, advances
+//! RIP itself, and we flush the whole TLB on the first entry.
+
+use core::arch::asm;
+use core::arch::global_asm;
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering;
+
+use starina_vmm::exit::Access;
+use starina_vmm::exit::DescriptorTable;
+use starina_vmm::exit::Segment;
+use starina_vmm::exit::VcpuState;
+use starina_vmm::exit::VmExit;
+
+use super::cpu::cpuid;
+use super::cpu::rdmsr;
+use super::cpu::wrmsr;
+use crate::mm::page;
+use crate::mm::phys_to_virt;
+
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_VM_CR: u32 = 0xc001_0114;
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+const EFER_SVME: u64 = 1 << 12;
+
+/// Why there is no hypervisor, in words a user can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    NoSvm,
+    IntelVmx,
+    DisabledByFirmware,
+    NoNestedPaging,
+    OutOfMemory,
+}
+
+impl Unavailable {
+    pub fn explain(self) -> &'static str {
+        match self {
+            Unavailable::NoSvm => {
+                "this CPU has no AMD SVM: under QEMU use -cpu max (scripts/starina does); on a KVM host \
+                 enable nested virtualization (kvm_amd nested=1) and run with --kvm (-enable-kvm -cpu host)"
+            }
+            Unavailable::IntelVmx => {
+                "this CPU has Intel VMX, and only the AMD SVM backend exists so far: use QEMU's -cpu max \
+                 (software emulation) or an AMD KVM host with nested virtualization"
+            }
+            Unavailable::DisabledByFirmware => {
+                "SVM is disabled by the firmware (VM_CR.SVMDIS): enable virtualization (SVM) in the \
+                 host's firmware settings, or nested virtualization on the KVM host"
+            }
+            Unavailable::NoNestedPaging => {
+                "this CPU's SVM has no nested paging (NPT), which Starina's VMM needs: use QEMU's -cpu \
+                 max, or a host CPU with NPT"
+            }
+            Unavailable::OutOfMemory => "out of memory setting up SVM",
+        }
+    }
+}
+
+/// What CPUID 0x8000000A says about this CPU's SVM.
+#[derive(Clone, Copy, Debug)]
+pub struct SvmInfo {
+    pub nrip_save: bool,
+    pub asids: u32,
+    /// Host state pages: the save area VMRUN uses and the VMCB that
+    /// VMSAVE/VMLOAD keep the host's FS/GS/TR/syscall MSRs in.
+    hsave_phys: u64,
+    host_vmcb_phys: u64,
+}
+
+static SVM: spin::Once<Result<SvmInfo, Unavailable>> = spin::Once::new();
+
+fn enable() -> Result<SvmInfo, Unavailable> {
+    let ext = cpuid(0x8000_0000, 0)[0];
+    let has_svm = ext >= 0x8000_0001 && cpuid(0x8000_0001, 0)[2] & (1 << 2) != 0;
+    if !has_svm {
+        let vmx = cpuid(1, 0)[2] & (1 << 5) != 0;
+        return Err(if vmx {
+            Unavailable::IntelVmx
+        } else {
+            Unavailable::NoSvm
+        });
+    }
+    if rdmsr(MSR_VM_CR) & (1 << 4) != 0 {
+        return Err(Unavailable::DisabledByFirmware);
+    }
+    let features = cpuid(0x8000_000a, 0);
+    if features[3] & 1 == 0 {
+        return Err(Unavailable::NoNestedPaging);
+    }
+    let hsave_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
+    let host_vmcb_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
+    // SAFETY: setting EFER.SVME and the host save area only enables the
+    // SVM instructions; nothing else changes for the running kernel.
+    unsafe {
+        wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+        wrmsr(MSR_VM_HSAVE_PA, hsave_phys);
+    }
+    let info = SvmInfo {
+        nrip_save: features[3] & (1 << 3) != 0,
+        asids: features[1],
+        hsave_phys,
+        host_vmcb_phys,
+    };
+    log::info!(
+        "hypervisor: AMD SVM enabled (nested paging, {} ASIDs, NRIP save {})",
+        info.asids,
+        if info.nrip_save { "yes" } else { "no" }
+    );
+    Ok(info)
+}
+
+/// Enables SVM on first use; the error says how to get it.
+pub fn init() -> Result<SvmInfo, Unavailable> {
+    *SVM.call_once(enable)
+}
+
+// VMCB control area offsets (AMD APM vol. 2, appendix B).
+mod ctl {
+    pub const INTERCEPT_CR: usize = 0x000;
+    pub const INTERCEPT_EXCEPTIONS: usize = 0x008;
+    pub const INTERCEPT_MISC1: usize = 0x00c;
+    pub const INTERCEPT_MISC2: usize = 0x010;
+    pub const IOPM_BASE: usize = 0x040;
+    pub const MSRPM_BASE: usize = 0x048;
+    pub const TSC_OFFSET: usize = 0x050;
+    pub const ASID: usize = 0x058;
+    pub const TLB_CONTROL: usize = 0x05c;
+    pub const INT_CTL: usize = 0x060;
+    pub const INT_VECTOR: usize = 0x064;
+    pub const INT_STATE: usize = 0x068;
+    pub const EXIT_CODE: usize = 0x070;
+    pub const EXIT_INFO1: usize = 0x078;
+    pub const EXIT_INFO2: usize = 0x080;
+    pub const NP_ENABLE: usize = 0x090;
+    pub const EVENT_INJ: usize = 0x0a8;
+    pub const N_CR3: usize = 0x0b0;
+    pub const NEXT_RIP: usize = 0x0c8;
+    pub const INSN_LEN: usize = 0x0d0;
+    pub const INSN_BYTES: usize = 0x0d1;
+}
+
+// VMCB state save area offsets.
+mod save {
+    pub const ES: usize = 0x400;
+    pub const CS: usize = 0x410;
+    pub const SS: usize = 0x420;
+    pub const DS: usize = 0x430;
+    pub const FS: usize = 0x440;
+    pub const GS: usize = 0x450;
+    pub const GDTR: usize = 0x460;
+    pub const LDTR: usize = 0x470;
+    pub const IDTR: usize = 0x480;
+    pub const TR: usize = 0x490;
+    pub const CPL: usize = 0x4cb;
+    pub const EFER: usize = 0x4d0;
+    pub const CR4: usize = 0x548;
+    pub const CR3: usize = 0x550;
+    pub const CR0: usize = 0x558;
+    pub const DR7: usize = 0x560;
+    pub const DR6: usize = 0x568;
+    pub const RFLAGS: usize = 0x570;
+    pub const RIP: usize = 0x578;
+    pub const RSP: usize = 0x5d8;
+    pub const RAX: usize = 0x5f8;
+    pub const CR2: usize = 0x640;
+    pub const G_PAT: usize = 0x668;
+}
+
+// Intercept bits.
+const MISC1_INTR: u32 = 1 << 0;
+const MISC1_NMI: u32 = 1 << 1;
+const MISC1_VINTR: u32 = 1 << 4;
+const MISC1_CPUID: u32 = 1 << 18;
+const MISC1_HLT: u32 = 1 << 24;
+const MISC1_IOIO: u32 = 1 << 27;
+const MISC1_MSR: u32 = 1 << 28;
+const MISC1_SHUTDOWN: u32 = 1 << 31;
+const MISC2_SVM_INSNS: u32 = 0x7f; // VMRUN VMMCALL VMLOAD VMSAVE STGI CLGI SKINIT
+const MISC2_MONITOR_MWAIT: u32 = (1 << 10) | (1 << 11) | (1 << 12);
+
+// Exit codes.
+const EXIT_EXCP_BASE: u64 = 0x40;
+const EXIT_INTR: u64 = 0x60;
+const EXIT_NMI: u64 = 0x61;
+const EXIT_VINTR: u64 = 0x64;
+const EXIT_CPUID: u64 = 0x72;
+const EXIT_HLT: u64 = 0x78;
+const EXIT_IOIO: u64 = 0x7b;
+const EXIT_MSR: u64 = 0x7c;
+const EXIT_SHUTDOWN: u64 = 0x7f;
+const EXIT_VMRUN: u64 = 0x80;
+const EXIT_VMMCALL: u64 = 0x81;
+const EXIT_MONITOR: u64 = 0x8a;
+const EXIT_MWAIT_COND: u64 = 0x8c;
+const EXIT_NPF: u64 = 0x400;
+
+/// MSRs whose state is in the VMCB (loaded/saved by VMRUN/VMLOAD/VMSAVE):
+/// the guest may access them directly.
+const PASSTHROUGH_MSRS: [u32; 10] = [
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+];
+
+/// Guest general-purpose registers VMRUN does not switch (RAX and RSP live
+/// in the VMCB). The layout is used by `svm_run` below.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct GuestGprs {
+    rbx: u64,
+    rcx: u64,
+    rdx: u64,
+    rsi: u64,
+    rdi: u64,
+    rbp: u64,
+    r8: u64,
+    r9: u64,
+    r10: u64,
+    r11: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+}
+
+global_asm!(
+    r#"
+.section .text.svm_run, "ax"
+.global svm_run
+// svm_run(gprs: *mut GuestGprs (rdi), guest_vmcb_pa (rsi), host_vmcb_pa (rdx))
+// Runs with GIF=0 (the caller executed CLGI).
+svm_run:
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    push rdi
+    push rdx
+    push rsi
+
+    mov rax, rdx
+    vmsave rax                  // host FS/GS/TR/LDTR/syscall MSRs
+    mov rax, rsi
+    vmload rax                  // guest's
+
+    mov rbx, [rdi + 0]
+    mov rcx, [rdi + 8]
+    mov rdx, [rdi + 16]
+    mov rsi, [rdi + 24]
+    mov rbp, [rdi + 40]
+    mov r8,  [rdi + 48]
+    mov r9,  [rdi + 56]
+    mov r10, [rdi + 64]
+    mov r11, [rdi + 72]
+    mov r12, [rdi + 80]
+    mov r13, [rdi + 88]
+    mov r14, [rdi + 96]
+    mov r15, [rdi + 104]
+    mov rdi, [rdi + 32]
+
+    vmrun rax
+    vmsave rax
+
+    push rdi
+    mov rdi, [rsp + 24]         // gprs pointer (above it: guest rdi, guest vmcb, host vmcb)
+    mov [rdi + 0], rbx
+    mov [rdi + 8], rcx
+    mov [rdi + 16], rdx
+    mov [rdi + 24], rsi
+    mov [rdi + 40], rbp
+    mov [rdi + 48], r8
+    mov [rdi + 56], r9
+    mov [rdi + 64], r10
+    mov [rdi + 72], r11
+    mov [rdi + 80], r12
+    mov [rdi + 88], r13
+    mov [rdi + 96], r14
+    mov [rdi + 104], r15
+    pop rax
+    mov [rdi + 32], rax
+
+    pop rsi
+    pop rax                     // host VMCB
+    vmload rax
+    pop rdi
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    ret
+"#
+);
+
+extern "C" {
+    fn svm_run(gprs: *mut GuestGprs, guest_vmcb: u64, host_vmcb: u64);
+}
+
+/// One vCPU's hardware state: its VMCB, the I/O and MSR permission maps,
+/// and the registers VMRUN leaves to software.
+pub struct SvmVcpu {
+    vmcb_phys: u64,
+    iopm_phys: u64,
+    msrpm_phys: u64,
+    gprs: GuestGprs,
+    /// The guest's x87/SSE state, swapped with the host's around VMRUN.
+    guest_fx: alloc::boxed::Box<crate::sched::FxArea>,
+    flush_tlb: bool,
+}
+
+const IOPM_PAGES: usize = 3;
+const MSRPM_PAGES: usize = 2;
+
+fn msrpm_bit(msr: u32) -> Option<usize> {
+    let (base, index) = match msr {
+        0..=0x1fff => (0, msr),
+        0xc000_0000..=0xc000_1fff => (0x800, msr - 0xc000_0000),
+        0xc001_0000..=0xc001_1fff => (0x1000, msr - 0xc001_0000),
+        _ => return None,
+    };
+    Some(base * 8 + index as usize * 2)
+}
+
+fn seg_to_vmcb(vmcb: usize, off: usize, s: &Segment) {
+    write16(vmcb, off, s.selector);
+    write16(vmcb, off + 2, s.attrib);
+    write32(vmcb, off + 4, s.limit);
+    write64(vmcb, off + 8, s.base);
+}
+
+fn seg_from_vmcb(vmcb: usize, off: usize) -> Segment {
+    Segment {
+        selector: read16(vmcb, off),
+        attrib: read16(vmcb, off + 2),
+        limit: read32(vmcb, off + 4),
+        base: read64(vmcb, off + 8),
+    }
+}
+
+macro_rules! accessors {
+    ($read:ident, $write:ident, $t:ty) => {
+        fn $read(base: usize, off: usize) -> $t {
+            // SAFETY: `base` is the direct-mapped address of a VMCB page this
+            // vCPU owns, `off` a field inside it (< 4096, naturally aligned).
+            unsafe { ((base + off) as *const $t).read_volatile() }
+        }
+        fn $write(base: usize, off: usize, v: $t) {
+            // SAFETY: as for the read.
+            unsafe { ((base + off) as *mut $t).write_volatile(v) }
+        }
+    };
+}
+accessors!(read8, write8, u8);
+accessors!(read16, write16, u16);
+accessors!(read32, write32, u32);
+accessors!(read64, write64, u64);
+
+static VCPUS_CREATED: AtomicU64 = AtomicU64::new(0);
+
+impl SvmVcpu {
+    /// A vCPU whose guest-physical memory is translated by the nested page
+    /// table rooted at `npt_root`.
+    pub fn new(npt_root: u64) -> Result<SvmVcpu, Unavailable> {
+        init()?;
+        let vmcb_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
+        let iopm_phys = page::alloc_pages(IOPM_PAGES).ok_or(Unavailable::OutOfMemory)?;
+        let msrpm_phys = page::alloc_pages(MSRPM_PAGES).ok_or(Unavailable::OutOfMemory)?;
+        // SAFETY: the pages were just allocated to us; intercept everything.
+        unsafe {
+            core::ptr::write_bytes(phys_to_virt(iopm_phys) as *mut u8, 0xff, IOPM_PAGES * 4096);
+            core::ptr::write_bytes(phys_to_virt(msrpm_phys) as *mut u8, 0xff, MSRPM_PAGES * 4096);
+        }
+        let msrpm = phys_to_virt(msrpm_phys);
+        for msr in PASSTHROUGH_MSRS {
+            if let Some(bit) = msrpm_bit(msr) {
+                // Clear both the read and the write intercept.
+                let byte = msrpm + bit / 8;
+                // SAFETY: `bit / 8` < 0x1800 lies inside the two MSRPM pages.
+                unsafe {
+                    let v = (byte as *const u8).read();
+                    (byte as *mut u8).write(v & !(0b11 << (bit % 8)));
+                }
+            }
+        }
+
+        let v = phys_to_virt(vmcb_phys);
+        write32(v, ctl::INTERCEPT_CR, 0);
+        write32(v, ctl::INTERCEPT_EXCEPTIONS, 0);
+        write32(
+            v,
+            ctl::INTERCEPT_MISC1,
+            MISC1_INTR | MISC1_NMI | MISC1_CPUID | MISC1_HLT | MISC1_IOIO | MISC1_MSR | MISC1_SHUTDOWN,
+        );
+        write32(v, ctl::INTERCEPT_MISC2, MISC2_SVM_INSNS | MISC2_MONITOR_MWAIT);
+        write64(v, ctl::IOPM_BASE, iopm_phys);
+        write64(v, ctl::MSRPM_BASE, msrpm_phys);
+        write32(v, ctl::ASID, 1);
+        // V_INTR_MASKING: the guest's IF masks only virtual interrupts.
+        write32(v, ctl::INT_CTL, 1 << 24);
+        write64(v, ctl::NP_ENABLE, 1);
+        write64(v, ctl::N_CR3, npt_root);
+        write64(v, save::G_PAT, 0x0007_0406_0007_0406);
+        write64(v, save::DR7, 0x400);
+        write64(v, save::DR6, 0xffff_0ff0);
+        VCPUS_CREATED.fetch_add(1, Ordering::Relaxed);
+        let mut fx = alloc::boxed::Box::new(crate::sched::FxArea([0; 512]));
+        fx.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        Ok(SvmVcpu {
+            vmcb_phys,
+            iopm_phys,
+            msrpm_phys,
+            gprs: GuestGprs::default(),
+            guest_fx: fx,
+            flush_tlb: true,
+        })
+    }
+
+    fn vmcb(&self) -> usize {
+        phys_to_virt(self.vmcb_phys)
+    }
+
+    pub fn set_tsc_offset(&mut self, offset: i64) {
+        write64(self.vmcb(), ctl::TSC_OFFSET, offset as u64);
+    }
+
+    pub fn set_pat(&mut self, pat: u64) {
+        write64(self.vmcb(), save::G_PAT, pat);
+    }
+
+    fn load_state(&mut self, s: &VcpuState) {
+        let v = self.vmcb();
+        seg_to_vmcb(v, save::ES, &s.es);
+        seg_to_vmcb(v, save::CS, &s.cs);
+        seg_to_vmcb(v, save::SS, &s.ss);
+        seg_to_vmcb(v, save::DS, &s.ds);
+        seg_to_vmcb(v, save::FS, &s.fs);
+        seg_to_vmcb(v, save::GS, &s.gs);
+        seg_to_vmcb(v, save::LDTR, &s.ldtr);
+        seg_to_vmcb(v, save::TR, &s.tr);
+        write32(v, save::GDTR + 4, s.gdtr.limit as u32);
+        write64(v, save::GDTR + 8, s.gdtr.base);
+        write32(v, save::IDTR + 4, s.idtr.limit as u32);
+        write64(v, save::IDTR + 8, s.idtr.base);
+        // CPL follows the code segment's DPL.
+        write8(v, save::CPL, ((s.cs.attrib >> 5) & 3) as u8);
+        write64(v, save::EFER, s.efer | EFER_SVME);
+        write64(v, save::CR0, s.cr0);
+        write64(v, save::CR2, s.cr2);
+        write64(v, save::CR3, s.cr3);
+        write64(v, save::CR4, s.cr4);
+        write64(v, save::RFLAGS, s.rflags | 2);
+        write64(v, save::RIP, s.rip);
+        write64(v, save::RSP, s.gprs[4]);
+        write64(v, save::RAX, s.gprs[0]);
+        let g = &mut self.gprs;
+        g.rcx = s.gprs[1];
+        g.rdx = s.gprs[2];
+        g.rbx = s.gprs[3];
+        g.rbp = s.gprs[5];
+        g.rsi = s.gprs[6];
+        g.rdi = s.gprs[7];
+        g.r8 = s.gprs[8];
+        g.r9 = s.gprs[9];
+        g.r10 = s.gprs[10];
+        g.r11 = s.gprs[11];
+        g.r12 = s.gprs[12];
+        g.r13 = s.gprs[13];
+        g.r14 = s.gprs[14];
+        g.r15 = s.gprs[15];
+    }
+
+    fn save_state(&self, s: &mut VcpuState) {
+        let v = self.vmcb();
+        s.es = seg_from_vmcb(v, save::ES);
+        s.cs = seg_from_vmcb(v, save::CS);
+        s.ss = seg_from_vmcb(v, save::SS);
+        s.ds = seg_from_vmcb(v, save::DS);
+        s.fs = seg_from_vmcb(v, save::FS);
+        s.gs = seg_from_vmcb(v, save::GS);
+        s.ldtr = seg_from_vmcb(v, save::LDTR);
+        s.tr = seg_from_vmcb(v, save::TR);
+        s.gdtr = DescriptorTable {
+            base: read64(v, save::GDTR + 8),
+            limit: read32(v, save::GDTR + 4) as u16,
+        };
+        s.idtr = DescriptorTable {
+            base: read64(v, save::IDTR + 8),
+            limit: read32(v, save::IDTR + 4) as u16,
+        };
+        s.efer = read64(v, save::EFER) & !EFER_SVME;
+        s.cr0 = read64(v, save::CR0);
+        s.cr2 = read64(v, save::CR2);
+        s.cr3 = read64(v, save::CR3);
+        s.cr4 = read64(v, save::CR4);
+        s.rflags = read64(v, save::RFLAGS);
+        s.rip = read64(v, save::RIP);
+        s.gprs[4] = read64(v, save::RSP);
+        s.gprs[0] = read64(v, save::RAX);
+        let g = &self.gprs;
+        s.gprs[1] = g.rcx;
+        s.gprs[2] = g.rdx;
+        s.gprs[3] = g.rbx;
+        s.gprs[5] = g.rbp;
+        s.gprs[6] = g.rsi;
+        s.gprs[7] = g.rdi;
+        s.gprs[8] = g.r8;
+        s.gprs[9] = g.r9;
+        s.gprs[10] = g.r10;
+        s.gprs[11] = g.r11;
+        s.gprs[12] = g.r12;
+        s.gprs[13] = g.r13;
+        s.gprs[14] = g.r14;
+        s.gprs[15] = g.r15;
+    }
+
+    /// Sets up event injection for the next entry. An interrupt the guest
+    /// cannot take now becomes a request for an interrupt window.
+    fn inject(&mut self, inject: starina::hypervisor::Injection, state: &VcpuState) {
+        use starina::hypervisor::Injection;
+        let v = self.vmcb();
+        let mut misc1 = read32(v, ctl::INTERCEPT_MISC1) & !MISC1_VINTR;
+        let mut int_ctl = read32(v, ctl::INT_CTL) & !(1 << 8); // V_IRQ off
+        write64(v, ctl::EVENT_INJ, 0);
+        match inject {
+            Injection::None => {}
+            Injection::Interrupt(vector) => {
+                let shadow = read64(v, ctl::INT_STATE) & 1 != 0;
+                if state.interrupts_enabled() && !shadow {
+                    write64(v, ctl::EVENT_INJ, vector as u64 | (1 << 31));
+                } else {
+                    // V_IRQ with priority 0xf, ignoring the TPR, and exit as
+                    // soon as the guest could take it.
+                    int_ctl |= (1 << 8) | (0xf << 16) | (1 << 20);
+                    write8(v, ctl::INT_VECTOR, vector);
+                    misc1 |= MISC1_VINTR;
+                }
+            }
+            Injection::Exception { vector, error_code } => {
+                let mut ev = vector as u64 | (3 << 8) | (1 << 31);
+                if let Some(code) = error_code {
+                    ev |= (1 << 11) | ((code as u64) << 32);
+                }
+                write64(v, ctl::EVENT_INJ, ev);
+            }
+        }
+        write32(v, ctl::INTERCEPT_MISC1, misc1);
+        write32(v, ctl::INT_CTL, int_ctl);
+    }
+
+    /// Enters the guest once and translates the exit.
+    pub fn run(&mut self, state: &mut VcpuState, inject: starina::hypervisor::Injection) -> VmExit {
+        let info = match init() {
+            Ok(i) => i,
+            Err(_) => return VmExit::Invalid,
+        };
+        self.load_state(state);
+        self.inject(inject, state);
+        let v = self.vmcb();
+        write8(v, ctl::TLB_CONTROL, if self.flush_tlb { 1 } else { 0 });
+        self.flush_tlb = false;
+
+        let mut host_fx = crate::sched::FxArea([0; 512]);
+        let gprs: *mut GuestGprs = &mut self.gprs;
+        // SAFETY: GIF=0 (clgi) from here to stgi: no interrupt can run and
+        // touch the FPU while it holds the guest's state. The VMCBs and the
+        // register block are ours; `svm_run` restores every callee-saved
+        // register and the host's segment/MSR state (VMLOAD).
+        unsafe {
+            asm!("clgi", options(nostack));
+            asm!("fxsave64 [{}]", in(reg) &mut host_fx as *mut _, options(nostack));
+            asm!("fxrstor64 [{}]", in(reg) &*self.guest_fx as *const _, options(nostack));
+            svm_run(gprs, self.vmcb_phys, info.host_vmcb_phys);
+            asm!("fxsave64 [{}]", in(reg) &mut *self.guest_fx as *mut _, options(nostack));
+            asm!("fxrstor64 [{}]", in(reg) &host_fx as *const _, options(nostack));
+            asm!("stgi", options(nostack));
+        }
+        self.save_state(state);
+        // Whatever was injected has been delivered (or is pending again in
+        // EXITINTINFO, which a later entry re-delivers through the VMM).
+        write64(v, ctl::EVENT_INJ, 0);
+        self.translate_exit(state)
+    }
+
+    fn translate_exit(&self, state: &VcpuState) -> VmExit {
+        let v = self.vmcb();
+        let code = read64(v, ctl::EXIT_CODE);
+        let info1 = read64(v, ctl::EXIT_INFO1);
+        let info2 = read64(v, ctl::EXIT_INFO2);
+        if code as u32 == u32::MAX {
+            return VmExit::Invalid;
+        }
+        match code {
+            EXIT_INTR | EXIT_NMI => VmExit::HostInterrupt,
+            EXIT_VINTR => VmExit::InterruptWindow,
+            EXIT_CPUID => VmExit::Cpuid {
+                leaf: state.gprs[0] as u32,
+                subleaf: state.gprs[1] as u32,
+            },
+            EXIT_MSR => VmExit::Msr {
+                access: if info1 & 1 == 1 {
+                    Access::Write
+                } else {
+                    Access::Read
+                },
+                index: state.gprs[1] as u32,
+                value: (state.gprs[2] << 32) | (state.gprs[0] & 0xffff_ffff),
+            },
+            EXIT_HLT => VmExit::Hlt,
+            EXIT_IOIO => {
+                let size = if info1 & (1 << 4) != 0 {
+                    1
+                } else if info1 & (1 << 5) != 0 {
+                    2
+                } else {
+                    4
+                };
+                let access = if info1 & 1 == 1 {
+                    Access::Read
+                } else {
+                    Access::Write
+                };
+                VmExit::Io {
+                    port: (info1 >> 16) as u16,
+                    size,
+                    access,
+                    value: state.gprs[0] as u32,
+                    string: info1 & (1 << 2) != 0,
+                    rep: info1 & (1 << 3) != 0,
+                    next_rip: info2,
+                }
+            }
+            EXIT_NPF => {
+                let mut insn_bytes = [0u8; 15];
+                let insn_len = read8(v, ctl::INSN_LEN).min(15);
+                for (i, b) in insn_bytes.iter_mut().enumerate().take(insn_len as usize) {
+                    *b = read8(v, ctl::INSN_BYTES + i);
+                }
+                VmExit::NestedPageFault {
+                    gpa: info2,
+                    access: if info1 & 2 != 0 {
+                        Access::Write
+                    } else {
+                        Access::Read
+                    },
+                    fetch: info1 & (1 << 4) != 0,
+                    insn_bytes,
+                    insn_len,
+                }
+            }
+            EXIT_SHUTDOWN => VmExit::Shutdown,
+            EXIT_VMMCALL => VmExit::Vmmcall,
+            // SVM instructions and MONITOR/MWAIT: the guest has neither
+            // (CPUID hides them): #UD.
+            EXIT_VMRUN..=0x87 | EXIT_MONITOR..=EXIT_MWAIT_COND => VmExit::Exception {
+                vector: 6,
+                error_code: None,
+            },
+            c if (EXIT_EXCP_BASE..EXIT_EXCP_BASE + 32).contains(&c) => {
+                let vector = (c - EXIT_EXCP_BASE) as u8;
+                let has_code = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+                VmExit::Exception {
+                    vector,
+                    error_code: has_code.then_some(info1 as u32),
+                }
+            }
+            other => VmExit::Unknown { code: other },
+        }
+    }
+
+    /// The hardware's next RIP for the last exit, where the CPU reports it.
+    pub fn next_rip(&self) -> Option<u64> {
+        match init() {
+            Ok(info) if info.nrip_save => Some(read64(self.vmcb(), ctl::NEXT_RIP)),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for SvmVcpu {
+    fn drop(&mut self) {
+        page::free_pages(self.vmcb_phys, 1);
+        page::free_pages(self.iopm_phys, IOPM_PAGES);
+        page::free_pages(self.msrpm_phys, MSRPM_PAGES);
+    }
+}
+
+/// Unused with one CPU; kept for the per-CPU bring-up to come.
+pub fn hsave_phys() -> Option<u64> {
+    SVM.get().and_then(|r| r.ok()).map(|i| i.hsave_phys)
+}

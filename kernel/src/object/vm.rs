@@ -1,0 +1,200 @@
+//! Hypervisor objects: guest RAM (host pages plus the nested page tables
+//! that map them for the guest) and vCPUs.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering;
+
+use starina::abi::Error;
+
+use crate::arch::svm::SvmVcpu;
+use crate::mm::page;
+use crate::mm::phys_to_virt;
+
+/// Guest RAM is allocated and mapped in 2 MiB chunks.
+pub const CHUNK: u64 = 2 << 20;
+/// Guest RAM ends below the VMM's MMIO window (0xd000_0000).
+pub const MAX_GUEST_RAM: u64 = 0xd000_0000;
+
+/// Present | writable | user (nested page tables need U) ...
+const NPT_TABLE: u64 = 0x7;
+/// ... and a 2 MiB page.
+const NPT_HUGE: u64 = 0x87;
+
+pub struct GuestRam {
+    size: u64,
+    /// Host physical address of each 2 MiB chunk, in guest order.
+    chunks: Vec<u64>,
+    npt_root: u64,
+    /// Every page-table page, freed with the object.
+    tables: Vec<u64>,
+}
+
+fn table(phys: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `phys` is a page-table page this GuestRam allocated and owns;
+    // it is only written while the GuestRam is being built (`new`), before
+    // any vCPU can use it.
+    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
+}
+
+impl GuestRam {
+    pub fn new(size: u64) -> Result<Arc<GuestRam>, Error> {
+        if size == 0 || size % CHUNK != 0 || size > MAX_GUEST_RAM {
+            return Err(Error::InvalidArgument);
+        }
+        let mut ram = GuestRam {
+            size,
+            chunks: Vec::new(),
+            npt_root: 0,
+            tables: Vec::new(),
+        };
+        let n = (size / CHUNK) as usize;
+        ram.chunks.try_reserve_exact(n).map_err(|_| Error::OutOfMemory)?;
+        for _ in 0..n {
+            // Dropping `ram` on error frees what was allocated so far.
+            let phys = page::alloc_pages_aligned((CHUNK / 4096) as usize, (CHUNK / 4096) as usize)
+                .ok_or(Error::OutOfMemory)?;
+            ram.chunks.push(phys);
+            // SAFETY: the chunk was just allocated to us and is direct-mapped.
+            unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, CHUNK as usize) };
+        }
+        let alloc_table = |tables: &mut Vec<u64>| -> Result<u64, Error> {
+            let p = page::alloc_zeroed_pages(1).ok_or(Error::OutOfMemory)?;
+            tables.try_reserve(1).map_err(|_| {
+                page::free_pages(p, 1);
+                Error::OutOfMemory
+            })?;
+            tables.push(p);
+            Ok(p)
+        };
+        ram.npt_root = alloc_table(&mut ram.tables)?;
+        for (i, &host) in ram.chunks.clone().iter().enumerate() {
+            let gpa = i as u64 * CHUNK;
+            let pml4 = table(ram.npt_root);
+            let i4 = ((gpa >> 39) & 0x1ff) as usize;
+            if pml4[i4] == 0 {
+                pml4[i4] = alloc_table(&mut ram.tables)? | NPT_TABLE;
+            }
+            let pdpt = table(pml4[i4] & !0xfff);
+            let i3 = ((gpa >> 30) & 0x1ff) as usize;
+            if pdpt[i3] == 0 {
+                pdpt[i3] = alloc_table(&mut ram.tables)? | NPT_TABLE;
+            }
+            let pd = table(pdpt[i3] & !0xfff);
+            pd[((gpa >> 21) & 0x1ff) as usize] = host | NPT_HUGE;
+        }
+        Ok(Arc::new(ram))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn npt_root(&self) -> u64 {
+        self.npt_root
+    }
+
+    /// Calls `f` with each (host virtual address, length) piece of
+    /// `[gpa, gpa + len)`, after checking it lies in guest RAM.
+    fn for_each_piece(&self, gpa: u64, len: usize, mut f: impl FnMut(usize, usize, usize)) -> Result<(), Error> {
+        let end = gpa.checked_add(len as u64).ok_or(Error::InvalidArgument)?;
+        if end > self.size {
+            return Err(Error::InvalidArgument);
+        }
+        let mut done = 0usize;
+        while done < len {
+            let at = gpa + done as u64;
+            let chunk = self.chunks[(at / CHUNK) as usize];
+            let off = at % CHUNK;
+            let n = ((CHUNK - off) as usize).min(len - done);
+            f(phys_to_virt(chunk + off), done, n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let len = buf.len();
+        self.for_each_piece(gpa, len, |host, done, n| {
+            // SAFETY: `host..host+n` is inside a chunk this object owns (checked
+            // by `for_each_piece`); the guest may write it concurrently, which
+            // only makes the bytes read arbitrary, never unsound for `u8`.
+            unsafe { core::ptr::copy_nonoverlapping(host as *const u8, buf[done..].as_mut_ptr(), n) }
+        })
+    }
+
+    pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        self.for_each_piece(gpa, data.len(), |host, done, n| {
+            // SAFETY: as for `read`; guest RAM is plain bytes.
+            unsafe { core::ptr::copy_nonoverlapping(data[done..].as_ptr(), host as *mut u8, n) }
+        })
+    }
+}
+
+impl Drop for GuestRam {
+    fn drop(&mut self) {
+        for &c in &self.chunks {
+            page::free_pages(c, (CHUNK / 4096) as usize);
+        }
+        for &t in &self.tables {
+            page::free_pages(t, 1);
+        }
+    }
+}
+
+/// A vCPU. One thread runs it at a time (`run` refuses a second).
+pub struct Vcpu {
+    /// Keeps the guest's memory (and its nested page tables) alive while
+    /// the vCPU can run.
+    ram: Arc<GuestRam>,
+    running: AtomicBool,
+    hw: UnsafeCell<SvmVcpu>,
+}
+
+// SAFETY: `hw` is only accessed by the thread that won `running`.
+unsafe impl Sync for Vcpu {}
+// SAFETY: as above.
+unsafe impl Send for Vcpu {}
+
+/// Exclusive access to a vCPU's hardware state while one thread uses it.
+pub struct VcpuGuard<'a> {
+    vcpu: &'a Vcpu,
+}
+
+impl Vcpu {
+    pub fn new(ram: Arc<GuestRam>) -> Result<Arc<Vcpu>, crate::arch::svm::Unavailable> {
+        let hw = SvmVcpu::new(ram.npt_root())?;
+        Ok(Arc::new(Vcpu {
+            ram,
+            running: AtomicBool::new(false),
+            hw: UnsafeCell::new(hw),
+        }))
+    }
+
+    pub fn ram(&self) -> &Arc<GuestRam> {
+        &self.ram
+    }
+
+    pub fn acquire(&self) -> Result<VcpuGuard<'_>, Error> {
+        if self.running.swap(true, Ordering::Acquire) {
+            return Err(Error::AlreadyExists);
+        }
+        Ok(VcpuGuard { vcpu: self })
+    }
+}
+
+impl VcpuGuard<'_> {
+    pub fn hw(&mut self) -> &mut SvmVcpu {
+        // SAFETY: holding the guard means we won `running`; nobody else
+        // touches `hw` until the guard drops.
+        unsafe { &mut *self.vcpu.hw.get() }
+    }
+}
+
+impl Drop for VcpuGuard<'_> {
+    fn drop(&mut self) {
+        self.vcpu.running.store(false, Ordering::Release);
+    }
+}

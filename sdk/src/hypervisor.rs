@@ -1,0 +1,135 @@
+//! Hypervisor objects: guest memory and a vCPU, for components whose spec
+//! has the `hypervisor` privilege (the linux server).
+//!
+//! The exit and register types are the VMM's own (`starina_vmm::exit`), so
+//! the kernel's SVM backend and a later VMX backend report the same thing.
+//!
+//! ```ignore
+//! let (ram, vcpu) = env.hypervisor.create_vm(256 << 20)?;
+//! ram.write(0x10_0000, kernel_image)?;
+//! let mut state = initial_state;
+//! loop {
+//!     let exit = vcpu.run(&mut state, Injection::None)?;
+//!     // hand `exit` to starina_vmm::vm::Vm::handle_exit ...
+//! }
+//! ```
+
+use starina_vmm::exit::VcpuState;
+use starina_vmm::exit::VmExit;
+use starina_vmm::memory::GuestMemory as VmmGuestMemory;
+use starina_vmm::memory::MemError;
+
+use crate::abi::Error;
+use crate::handle::OwnedHandle;
+use crate::syscall::kernel;
+
+/// What to deliver to the guest on the next entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    None,
+    /// An external interrupt with this vector. The kernel delivers it when
+    /// the guest can take it (RFLAGS.IF=1, no interrupt shadow); otherwise
+    /// it requests an interrupt window and the run returns
+    /// [`VmExit::InterruptWindow`] once it can.
+    Interrupt(u8),
+    /// A hardware exception (e.g. #GP for a refused MSR).
+    Exception { vector: u8, error_code: Option<u32> },
+}
+
+/// Extra vCPU registers the VMM may change between runs that are not part
+/// of [`VcpuState`] (from `starina_vmm::msr::MsrEffect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuControl {
+    /// Guest TSC = host TSC + offset.
+    TscOffset(i64),
+    /// The guest's PAT MSR.
+    Pat(u64),
+}
+
+/// The privilege to create virtual machines (spec privilege `hypervisor`).
+#[derive(Debug)]
+pub struct Hypervisor(OwnedHandle);
+
+/// A guest's RAM: guest-physical `[0, size)`, backed by host pages and
+/// mapped for the guest through nested page tables. Addresses outside RAM
+/// are MMIO: guest accesses there exit to the VMM.
+#[derive(Debug)]
+pub struct GuestRam {
+    handle: OwnedHandle,
+    size: u64,
+}
+
+/// A virtual CPU of one guest.
+#[derive(Debug)]
+pub struct Vcpu(OwnedHandle);
+
+impl Hypervisor {
+    pub fn from_handle(h: OwnedHandle) -> Hypervisor {
+        Hypervisor(h)
+    }
+
+    /// Creates a guest with `ram_bytes` of RAM (a multiple of 2 MiB) and one
+    /// vCPU. Fails with `NotSupported` (and a log line saying how to get
+    /// it) when the CPU has no usable hardware virtualization.
+    pub fn create_vm(&self, ram_bytes: u64) -> Result<(GuestRam, Vcpu), Error> {
+        let (ram, vcpu) = kernel().vm_create(self.0.id(), ram_bytes)?;
+        Ok((
+            GuestRam {
+                handle: OwnedHandle::from_raw(ram),
+                size: ram_bytes,
+            },
+            Vcpu(OwnedHandle::from_raw(vcpu)),
+        ))
+    }
+}
+
+impl GuestRam {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn read_bytes(&self, gpa: u64, buf: &mut [u8]) -> Result<(), Error> {
+        kernel().guest_ram_read(self.handle.id(), gpa, buf)
+    }
+
+    pub fn write_bytes(&self, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        kernel().guest_ram_write(self.handle.id(), gpa, data)
+    }
+}
+
+impl VmmGuestMemory for GuestRam {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
+        self.read_bytes(gpa, buf).map_err(|_| MemError::OutOfBounds {
+            gpa,
+            len: buf.len() as u64,
+        })
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
+        self.write_bytes(gpa, data).map_err(|_| MemError::OutOfBounds {
+            gpa,
+            len: data.len() as u64,
+        })
+    }
+}
+
+impl Vcpu {
+    /// Enters the guest with `state` and runs it until it needs the VMM;
+    /// `state` then holds the guest's registers at the exit.
+    pub fn run(&self, state: &mut VcpuState, inject: Injection) -> Result<VmExit, Error> {
+        kernel().vcpu_run(self.0.id(), state, inject)
+    }
+
+    pub fn control(&self, control: VcpuControl) -> Result<(), Error> {
+        kernel().vcpu_control(self.0.id(), control)
+    }
+}
+
+/// The host CPU's CPUID leaf, as the VMM's CPUID policy needs it.
+pub fn host_cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
+    kernel().host_cpuid(leaf, subleaf)
+}
