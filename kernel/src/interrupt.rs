@@ -98,7 +98,7 @@ fn exception(frame: &mut TrapFrame) {
         let process = thread.process.clone();
         crate::startup::component_ended(&process, ExitReason::Faulted);
         // Its threads are dead now: run something else.
-        sched::switch(frame, true);
+        sched::switch(frame, true, false);
         return;
     }
     panic!(
@@ -115,13 +115,13 @@ pub fn handle(frame: &mut TrapFrame) {
             let now = crate::arch::time::now_ns();
             let next = timer::fire_expired(now);
             let expired = sched::slice_expired(now);
-            sched::switch(frame, expired);
+            sched::switch(frame, expired, true);
             let until_deadline = next.map_or(u64::MAX, |d| d.saturating_sub(now));
             apic::arm_timer(until_deadline.min(sched::TIME_SLICE_NS));
         }
         // The yield vector always switches; nothing else to check.
         VECTOR_YIELD => {
-            sched::switch(frame, true);
+            sched::switch(frame, true, false);
             IN_INTERRUPT.store(false, Ordering::Relaxed);
             return;
         }
@@ -148,7 +148,7 @@ pub fn handle(frame: &mut TrapFrame) {
     // Idle never keeps the CPU when something is runnable (a wake from an
     // interrupt or from the thread we interrupted).
     if sched::current_is_idle() && sched::others_runnable() {
-        sched::switch(frame, true);
+        sched::switch(frame, true, false);
     }
     IN_INTERRUPT.store(false, Ordering::Relaxed);
 }

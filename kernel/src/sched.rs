@@ -262,12 +262,20 @@ mod machine {
 
     /// Picks the next thread and rewrites `frame` to resume it. `force`
     /// switches even if the current thread could go on (its slice ended).
-    pub fn switch(frame: &mut TrapFrame, force: bool) {
+    ///
+    /// `preempted` says the thread did not ask to give up the CPU (a timer
+    /// interrupt). A thread preempted between `prepare_block` and its yield
+    /// has not blocked yet: it goes on running (and re-checks), else a wake
+    /// that came before it registered would be lost.
+    pub fn switch(frame: &mut TrapFrame, force: bool, preempted: bool) {
         let now = crate::arch::time::now_ns();
         let mut s = SCHED.lock();
         let prev = s.current.take().expect("no current thread");
         let idle = s.idle.clone().expect("scheduler not initialized");
         let prev_is_idle = Arc::ptr_eq(&prev, &idle);
+        if preempted {
+            prev.cancel_block();
+        }
         let prev_state = prev.state();
 
         if prev_state == ThreadState::Running && !force && !prev_is_idle {

@@ -181,18 +181,24 @@ pub fn poll_wait(poll: HandleId) -> Result<(HandleId, Readiness), Error> {
         .poll(poll, Rights::READ)?
         .clone();
     loop {
-        if let Some(ready) = poll.check()? {
-            return Ok(ready);
-        }
-        // Register as the waiter *before* the second check, so a change
-        // between the check and the block cannot be missed.
+        // Register as the waiter *before* checking, so a change between the
+        // check and the block cannot be missed. (One scan per wait instead
+        // of check, register, check again: a waiter usually has to block.)
         let me = sched::current_arc();
         me.prepare_block();
         poll.set_waiter(me.clone());
-        if let Some(ready) = poll.check()? {
-            poll.clear_waiter();
-            me.cancel_block();
-            return Ok(ready);
+        match poll.check() {
+            Ok(Some(ready)) => {
+                poll.clear_waiter();
+                me.cancel_block();
+                return Ok(ready);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                poll.clear_waiter();
+                me.cancel_block();
+                return Err(e);
+            }
         }
         drop(me);
         sched::block_current();
