@@ -27,10 +27,11 @@ use crate::syscall::kernel;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Injection {
     None,
-    /// An external interrupt with this vector. The kernel delivers it when
-    /// the guest can take it (RFLAGS.IF=1, no interrupt shadow); otherwise
-    /// it requests an interrupt window and the run returns
-    /// [`VmExit::InterruptWindow`] once it can.
+    /// An external interrupt with this vector (already acknowledged at the
+    /// VMM's interrupt controller). The kernel delivers it exactly once, in
+    /// order, as soon as the guest can take it (RFLAGS.IF=1, no interrupt
+    /// shadow); until then it holds it and the run may return
+    /// [`VmExit::InterruptWindow`] to let the VMM look at its devices.
     Interrupt(u8),
     /// A hardware exception (e.g. #GP for a refused MSR).
     Exception { vector: u8, error_code: Option<u32> },

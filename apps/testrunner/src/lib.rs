@@ -102,11 +102,11 @@ fn wait_message(ch: &Channel, buf: &mut MessageBuffer, timeout_ms: u64) -> Resul
 
 fn request(ch: &Channel, buf: &mut MessageBuffer, data: &[u8]) -> Result<Vec<u8>, String> {
     ch.send_data(data).map_err(|e| format!("send failed: {e}"))?;
-    match wait_message(ch, buf, 5000) {
+    match wait_message(ch, buf, 30_000) {
         Ok(Received::Data(d)) => Ok(d),
         Ok(Received::Other(kind)) => Err(format!("unexpected {kind:?} message")),
         Ok(Received::Open { .. }) => Err("unexpected Open message".to_string()),
-        Err(Error::WouldBlock) => Err("no reply within 5 s".to_string()),
+        Err(Error::WouldBlock) => Err("no reply within 30 s".to_string()),
         Err(e) => Err(format!("receive failed: {e}")),
     }
 }
@@ -308,7 +308,7 @@ fn timers(_: &mut Ctx) -> TestResult {
 
 /// Waits on the supervisor channel for `reconnect:<field>`.
 fn wait_reconnect(cx: &mut Ctx, field: &str) -> Result<Channel, String> {
-    match wait_message(&cx.supervisor, &mut cx.buf, 5000) {
+    match wait_message(&cx.supervisor, &mut cx.buf, 30_000) {
         Ok(Received::Open {
             uri,
             handle: Some(ch),
@@ -319,9 +319,9 @@ fn wait_reconnect(cx: &mut Ctx, field: &str) -> Result<Channel, String> {
 }
 
 fn expect_peer_closed(ch: &Channel, buf: &mut MessageBuffer) -> TestResult {
-    match wait_message(ch, buf, 5000) {
+    match wait_message(ch, buf, 30_000) {
         Err(Error::PeerClosed) => Ok(()),
-        Err(Error::WouldBlock) => Err("peer still open 5 s later".to_string()),
+        Err(Error::WouldBlock) => Err("peer still open 30 s later".to_string()),
         Err(e) => Err(format!("unexpected error {e}")),
         Ok(_) => Err("got a message instead of peer-closed".to_string()),
     }
@@ -472,6 +472,43 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// `cli; out 0x80, 1; sti; nop; nop; hlt`, and at 0x3000 the handler of
+/// vector 0x20: `out 0x80, 0x99; hlt`.
+const IRQ_GUEST: &[u8] = &[0xfa, 0xb0, 0x01, 0xe6, 0x80, 0xfb, 0x90, 0x90, 0xf4];
+const IRQ_HANDLER: &[u8] = &[0xb0, 0x99, 0xe6, 0x80, 0xf4];
+
+fn hypervisor_delivers_interrupts(cx: &mut Ctx) -> TestResult {
+    let hv = cx.hypervisor.as_ref().ok_or("no hypervisor privilege")?;
+    let (ram, vcpu) = hv.create_vm(2 << 20).map_err(|e| format!("create_vm: {e}"))?;
+    ram.write_bytes(0x2000, IRQ_GUEST).map_err(|e| e.to_string())?;
+    ram.write_bytes(0x3000, IRQ_HANDLER).map_err(|e| e.to_string())?;
+    // Real-mode interrupt vector table: vector 0x20 -> 0000:3000.
+    ram.write_bytes(0x20 * 4, &[0x00, 0x30, 0x00, 0x00]).map_err(|e| e.to_string())?;
+    let mut state = real_mode_state(0x2000);
+    let run = |state: &mut VcpuState, inject: Injection| loop {
+        match vcpu.run(state, inject) {
+            Ok(VmExit::HostInterrupt) => continue,
+            other => return other,
+        }
+    };
+    match run(&mut state, Injection::None).map_err(|e| e.to_string())? {
+        VmExit::Io { port: 0x80, value, next_rip, .. } if value & 0xff == 1 => state.rip = next_rip,
+        other => return Err(format!("expected OUT 0x80, 1, got {other:?}")),
+    }
+    // Interrupts are off: the kernel must hold the interrupt, ask for a
+    // window, and deliver it once the guest executes STI.
+    check!(!state.interrupts_enabled(), "guest should run with IF=0 here");
+    match run(&mut state, Injection::Interrupt(0x20)).map_err(|e| e.to_string())? {
+        VmExit::InterruptWindow => {}
+        other => return Err(format!("expected an interrupt window, got {other:?}")),
+    }
+    match run(&mut state, Injection::None).map_err(|e| e.to_string())? {
+        VmExit::Io { port: 0x80, value, .. } if value & 0xff == 0x99 => {}
+        other => return Err(format!("expected the handler's OUT 0x80, 0x99, got {other:?} at rip {:#x}", state.rip)),
+    }
+    Ok(())
+}
+
 type Test = (&'static str, fn(&mut Ctx) -> TestResult);
 
 const TESTS: &[Test] = &[
@@ -490,6 +527,7 @@ const TESTS: &[Test] = &[
     ("poll_errors", poll_errors),
     ("timers", timers),
     ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
+    ("hypervisor_delivers_interrupts", hypervisor_delivers_interrupts),
     ("panic_is_isolated_and_restarted", panic_is_isolated_and_restarted),
     ("stack_overflow_is_isolated", stack_overflow_is_isolated),
     // Last: the spinner keeps spinning afterwards.

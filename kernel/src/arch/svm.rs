@@ -140,6 +140,7 @@ mod ctl {
     pub const EXIT_CODE: usize = 0x070;
     pub const EXIT_INFO1: usize = 0x078;
     pub const EXIT_INFO2: usize = 0x080;
+    pub const EXIT_INT_INFO: usize = 0x088;
     pub const NP_ENABLE: usize = 0x090;
     pub const EVENT_INJ: usize = 0x0a8;
     pub const N_CR3: usize = 0x0b0;
@@ -325,7 +326,18 @@ pub struct SvmVcpu {
     /// The guest's x87/SSE state, swapped with the host's around VMRUN.
     guest_fx: alloc::boxed::Box<crate::sched::FxArea>,
     flush_tlb: bool,
+    /// An event whose delivery an exit interrupted (EXITINTINFO): it goes
+    /// in again, first, on the next entry.
+    reinject: Option<u64>,
+    /// External interrupts the VMM handed over that the guest could not
+    /// take yet (IF=0, interrupt shadow, or another event first): held
+    /// here, in order, until it can; never dropped silently.
+    pending_irqs: alloc::collections::VecDeque<u8>,
 }
+
+/// More undeliverable interrupts than this means the guest has kept
+/// interrupts off for very long; the oldest are dropped (and logged).
+const MAX_PENDING_IRQS: usize = 16;
 
 const IOPM_PAGES: usize = 3;
 const MSRPM_PAGES: usize = 2;
@@ -432,6 +444,8 @@ impl SvmVcpu {
             gprs: GuestGprs::default(),
             guest_fx: fx,
             flush_tlb: true,
+            reinject: None,
+            pending_irqs: alloc::collections::VecDeque::new(),
         })
     }
 
@@ -533,38 +547,59 @@ impl SvmVcpu {
         s.gprs[15] = g.r15;
     }
 
-    /// Sets up event injection for the next entry. An interrupt the guest
-    /// cannot take now becomes a request for an interrupt window.
+    /// Sets up event injection for the next entry: an interrupted event
+    /// first, then an exception, then the oldest pending interrupt if the
+    /// guest can take it now; otherwise an interrupt window is requested and
+    /// the interrupt stays pending here.
     fn inject(&mut self, inject: starina::hypervisor::Injection, state: &VcpuState) {
         use starina::hypervisor::Injection;
         let v = self.vmcb();
         let mut misc1 = read32(v, ctl::INTERCEPT_MISC1) & !MISC1_VINTR;
         let mut int_ctl = read32(v, ctl::INT_CTL) & !(1 << 8); // V_IRQ off
-        write64(v, ctl::EVENT_INJ, 0);
+        let mut event = 0u64;
         match inject {
             Injection::None => {}
             Injection::Interrupt(vector) => {
-                let shadow = read64(v, ctl::INT_STATE) & 1 != 0;
-                if state.interrupts_enabled() && !shadow {
-                    write64(v, ctl::EVENT_INJ, vector as u64 | (1 << 31));
-                } else {
-                    // V_IRQ with priority 0xf, ignoring the TPR, and exit as
-                    // soon as the guest could take it.
-                    int_ctl |= (1 << 8) | (0xf << 16) | (1 << 20);
-                    write8(v, ctl::INT_VECTOR, vector);
-                    misc1 |= MISC1_VINTR;
+                if self.pending_irqs.len() >= MAX_PENDING_IRQS {
+                    let dropped = self.pending_irqs.pop_front();
+                    log::warn!("hypervisor: guest kept interrupts off too long; dropped vector {dropped:?}");
                 }
+                self.pending_irqs.push_back(vector);
             }
             Injection::Exception { vector, error_code } => {
-                let mut ev = vector as u64 | (3 << 8) | (1 << 31);
+                event = vector as u64 | (3 << 8) | (1 << 31);
                 if let Some(code) = error_code {
-                    ev |= (1 << 11) | ((code as u64) << 32);
+                    event |= (1 << 11) | ((code as u64) << 32);
                 }
-                write64(v, ctl::EVENT_INJ, ev);
             }
         }
+        if let Some(interrupted) = self.reinject.take() {
+            // The interrupted event wins; an exception the VMM asked for
+            // would be raised again by the instruction anyway.
+            event = interrupted;
+        }
+        let shadow = read64(v, ctl::INT_STATE) & 1 != 0;
+        if let Some(&vector) = self.pending_irqs.front() {
+            if event == 0 && state.interrupts_enabled() && !shadow {
+                event = vector as u64 | (1 << 31);
+                self.pending_irqs.pop_front();
+            }
+        }
+        if !self.pending_irqs.is_empty() {
+            // V_IRQ with priority 0xf, ignoring the TPR: exit as soon as the
+            // guest could take it, then inject it for real.
+            int_ctl |= (1 << 8) | (0xf << 16) | (1 << 20);
+            write8(v, ctl::INT_VECTOR, self.pending_irqs[0]);
+            misc1 |= MISC1_VINTR;
+        }
+        write64(v, ctl::EVENT_INJ, event);
         write32(v, ctl::INTERCEPT_MISC1, misc1);
         write32(v, ctl::INT_CTL, int_ctl);
+    }
+
+    /// Interrupts handed over but not yet delivered.
+    pub fn pending_interrupts(&self) -> usize {
+        self.pending_irqs.len()
     }
 
     /// Enters the guest once and translates the exit.
@@ -595,9 +630,13 @@ impl SvmVcpu {
             asm!("stgi", options(nostack));
         }
         self.save_state(state);
-        // Whatever was injected has been delivered (or is pending again in
-        // EXITINTINFO, which a later entry re-delivers through the VMM).
         write64(v, ctl::EVENT_INJ, 0);
+        let int_info = read64(v, ctl::EXIT_INT_INFO);
+        if int_info & (1 << 31) != 0 {
+            // Delivery of this event was cut short by the exit (e.g. a
+            // nested page fault while pushing the interrupt frame).
+            self.reinject = Some(int_info);
+        }
         self.translate_exit(state)
     }
 
