@@ -97,7 +97,9 @@ fn tag_for(target: &str) -> &str {
         // The SDK logs on behalf of whichever component called it.
         "starina" => crate::sched::try_current_process_name().unwrap_or("kernel"),
         // Libraries components link log as the component that called them.
-        "virtio_drivers" | "smoltcp" => crate::sched::try_current_process_name().unwrap_or(root),
+        "virtio_drivers" | "smoltcp" | "starina_vmm" | "starina_bridge" => {
+            crate::sched::try_current_process_name().unwrap_or(root)
+        }
         other => other,
     }
 }

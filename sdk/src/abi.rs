@@ -289,3 +289,19 @@ pub struct MemoryStats {
     /// Pages handed out as DMA memory to drivers.
     pub dma_pages: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_numbers_round_trip() {
+        for raw in 0..=255u8 {
+            if let Some(e) = Error::from_raw(raw) {
+                assert_eq!(e.as_raw(), raw);
+            }
+        }
+        assert_eq!(Error::from_raw(0), None);
+        assert_eq!(Error::from_raw(1), Some(Error::InvalidHandle));
+    }
+}

@@ -27,12 +27,19 @@ use crate::syscall::kernel;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Injection {
     None,
-    /// An external interrupt with this vector (already acknowledged at the
-    /// VMM's interrupt controller). The kernel delivers it exactly once, in
+    /// An external interrupt with this vector, already acknowledged at the
+    /// VMM's interrupt controller: the kernel delivers it exactly once, in
     /// order, as soon as the guest can take it (RFLAGS.IF=1, no interrupt
-    /// shadow); until then it holds it and the run may return
-    /// [`VmExit::InterruptWindow`] to let the VMM look at its devices.
+    /// shadow). Pass it once; the kernel holds it meanwhile.
+    ///
+    /// The usual loop: if the controller has an interrupt pending and
+    /// `state.interrupts_enabled()`, acknowledge it and pass `Interrupt(v)`;
+    /// if it has one but the guest has IF=0, pass [`Injection::Window`]
+    /// (and acknowledge nothing).
     Interrupt(u8),
+    /// Nothing to deliver yet, but exit with [`VmExit::InterruptWindow`] as
+    /// soon as the guest can take an interrupt.
+    Window,
     /// A hardware exception (e.g. #GP for a refused MSR).
     Exception { vector: u8, error_code: Option<u32> },
 }

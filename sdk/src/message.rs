@@ -243,3 +243,117 @@ impl<'a> Message<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec::Vec;
+
+    use super::*;
+
+    fn roundtrip(msg: Message<'_>) -> (u8, Vec<u8>) {
+        let mut body = Vec::new();
+        msg.encode_body(&mut body);
+        (msg.kind() as u8, body)
+    }
+
+    #[test]
+    fn every_handle_free_kind_round_trips() {
+        let cases = [
+            Message::Open {
+                call_id: 7,
+                uri: "tcp:10.0.2.2:80",
+                handle: None,
+            },
+            Message::Data(b"hello"),
+            Message::Data(b""),
+            Message::Close,
+            Message::Abort {
+                code: codes::RESET,
+                reason: "connection reset",
+            },
+            Message::Error {
+                call_id: 9,
+                code: codes::NOT_FOUND,
+                text: "no such file",
+            },
+        ];
+        for msg in cases {
+            let (kind, body) = roundtrip(msg);
+            let again = Message::decode(kind, &body, Vec::new()).expect("decodes");
+            let (kind2, body2) = roundtrip(again);
+            assert_eq!((kind, &body), (kind2, &body2));
+        }
+    }
+
+    #[test]
+    fn decoded_fields_are_exact() {
+        let (kind, body) = roundtrip(Message::Error {
+            call_id: 0xdead_beef,
+            code: 513,
+            text: "über",
+        });
+        match Message::decode(kind, &body, Vec::new()).unwrap() {
+            Message::Error {
+                call_id,
+                code,
+                text,
+            } => assert_eq!((call_id, code, text), (0xdead_beef, 513, "über")),
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        let bad: &[(u8, &[u8])] = &[
+            (0, b""),                    // unknown kind
+            (99, b"x"),                  // unknown kind
+            (1, b"\x01\x02"),            // Open: call_id cut short
+            (1, b"\0\0\0\0\xff\xfe"),    // Open: URI not UTF-8
+            (2, b"\0\0\0\0"),            // OpenReply without its handle
+            (2, b""),                    // OpenReply: short
+            (4, b"x"),                   // Close with a body
+            (5, b"\x01"),                // Abort: code cut short
+            (5, b"\x01\x00\xc3"),        // Abort: reason not UTF-8
+            (6, b"\0\0\0\0\x01"),        // Error: code cut short
+            (6, b"\0\0\0"),              // Error: call_id cut short
+        ];
+        for &(kind, body) in bad {
+            assert_eq!(
+                Message::decode(kind, body, Vec::new()).err(),
+                Some(Error::MalformedMessage),
+                "kind {kind} body {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // A small xorshift generator: deterministic, no dependencies.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let kind = (x % 8) as u8;
+            let len = ((x >> 8) % 24) as usize;
+            let body: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
+            let _ = Message::decode(kind, &body, Vec::new());
+        }
+    }
+
+    #[test]
+    fn kinds_have_stable_numbers() {
+        for (raw, kind) in [
+            (1, MessageKind::Open),
+            (2, MessageKind::OpenReply),
+            (3, MessageKind::Data),
+            (4, MessageKind::Close),
+            (5, MessageKind::Abort),
+            (6, MessageKind::Error),
+        ] {
+            assert_eq!(MessageKind::from_raw(raw), Some(kind));
+            assert_eq!(kind as u8, raw);
+        }
+        assert_eq!(MessageKind::from_raw(7), None);
+    }
+}

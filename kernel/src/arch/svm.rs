@@ -557,8 +557,10 @@ impl SvmVcpu {
         let mut misc1 = read32(v, ctl::INTERCEPT_MISC1) & !MISC1_VINTR;
         let mut int_ctl = read32(v, ctl::INT_CTL) & !(1 << 8); // V_IRQ off
         let mut event = 0u64;
+        let mut want_window = false;
         match inject {
             Injection::None => {}
+            Injection::Window => want_window = true,
             Injection::Interrupt(vector) => {
                 if self.pending_irqs.len() >= MAX_PENDING_IRQS {
                     let dropped = self.pending_irqs.pop_front();
@@ -585,11 +587,11 @@ impl SvmVcpu {
                 self.pending_irqs.pop_front();
             }
         }
-        if !self.pending_irqs.is_empty() {
+        if !self.pending_irqs.is_empty() || want_window {
             // V_IRQ with priority 0xf, ignoring the TPR: exit as soon as the
-            // guest could take it, then inject it for real.
+            // guest could take an interrupt (then inject it for real).
             int_ctl |= (1 << 8) | (0xf << 16) | (1 << 20);
-            write8(v, ctl::INT_VECTOR, self.pending_irqs[0]);
+            write8(v, ctl::INT_VECTOR, self.pending_irqs.front().copied().unwrap_or(0x20));
             misc1 |= MISC1_VINTR;
         }
         write64(v, ctl::EVENT_INJ, event);
