@@ -5,6 +5,7 @@
 #   make bench    boot time and IPC figures (scripts/bench)
 #   make kernel   build the kernel image only
 #   make setup    install what the scripts need (Debian: QEMU, ...)
+#   make lint     clippy -D warnings: host crates, and the kernel as it is built
 #   make fmt      cargo fmt
 #   make clean    cargo clean (also the kernel's target/kernel)
 #
@@ -18,10 +19,10 @@ PROFILE ?= default
 MACHINE ?= q35
 ARGS ?=
 
-.PHONY: help setup run test bench kernel fmt clean
+.PHONY: help setup run test bench kernel lint fmt clean
 
 help:
-	@sed -n '1,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@echo "==> setup: scripts/setup"
@@ -40,6 +41,15 @@ bench: setup
 
 kernel:
 	@scripts/build-kernel
+
+# The kernel is linted with the flags it is built with (scripts/build-kernel).
+KERNEL_RUSTFLAGS := -C relocation-model=static -C code-model=kernel -C no-redzone=yes -C target-cpu=x86-64 -C force-frame-pointers=yes
+lint:
+	@echo "==> lint: cargo clippy (host crates)"
+	@cargo clippy --workspace --all-targets --exclude starina-kernel -- -D warnings
+	@echo "==> lint: cargo clippy (kernel image)"
+	@CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$(KERNEL_RUSTFLAGS)" cargo clippy -p starina-kernel \
+		--profile kernel --target x86_64-unknown-linux-gnu --target-dir target/kernel -- -D warnings
 
 # rustfmt.toml uses nightly-only options: use a nightly rustfmt when there is one.
 fmt:

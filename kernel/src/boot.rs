@@ -149,8 +149,8 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     let (free, total) = mm::page::stats();
     log::info!(
         "Starina booting: {} MiB of RAM ({} MiB free), command line '{}'",
-        total * 4096 >> 20,
-        free * 4096 >> 20,
+        (total * 4096) >> 20,
+        (free * 4096) >> 20,
         info.cmdline
     );
 

@@ -55,9 +55,9 @@ impl LogRing {
         }
         let avail = (self.written - start).min(out.len() as u64) as usize;
         let mut len = 0;
-        for i in 0..avail {
+        for (i, slot) in out.iter_mut().enumerate().take(avail) {
             let b = self.at(start + i as u64);
-            out[i] = b;
+            *slot = b;
             if b == b'\n' {
                 len = i + 1;
             }
@@ -108,9 +108,9 @@ pub fn write_line(level: log::Level, tag: &str, args: core::fmt::Arguments<'_>) 
     let now = crate::arch::time::now_ns();
     let mut ring = CONSOLE.lock();
     let mut console = Tee(&mut ring);
-    let _ = write!(
+    let _ = writeln!(
         console,
-        "[{:>4}.{:06}] {:<5} {}: {}\n",
+        "[{:>4}.{:06}] {:<5} {}: {}",
         now / 1_000_000_000,
         (now % 1_000_000_000) / 1000,
         level,

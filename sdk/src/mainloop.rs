@@ -163,6 +163,9 @@ impl<C> Mainloop<C> {
 
     /// Waits for the next event. Panics only if the loop watches nothing
     /// (a component bug: it would sleep forever).
+    // Not `Iterator::next`: each event borrows the loop (a lending
+    // iterator), which `Iterator` cannot express.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Event<'_, C> {
         // First find out what happened (no borrows kept across waits), then
         // build the event from fresh borrows.

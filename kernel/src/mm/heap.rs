@@ -84,6 +84,12 @@ fn early_page() -> Option<usize> {
     Some(unsafe { &raw mut EARLY_ARENA.0[i] } as usize)
 }
 
+impl Default for Heap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub fn bytes_in_use() -> usize {
     IN_USE.load(Ordering::Relaxed)
 }

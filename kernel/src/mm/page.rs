@@ -42,7 +42,7 @@ impl Bitmap {
         let mut start = from;
         while start + count <= to {
             // Skip whole used words quickly.
-            if start % 64 == 0 && self.bits[start / 64] == u64::MAX {
+            if start.is_multiple_of(64) && self.bits[start / 64] == u64::MAX {
                 start += 64;
                 continue;
             }

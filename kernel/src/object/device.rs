@@ -62,7 +62,7 @@ impl DeviceObject {
     }
 
     fn check_offset(offset: u16) -> Result<(), Error> {
-        if offset % 4 != 0 || offset >= 256 {
+        if !offset.is_multiple_of(4) || offset >= 256 {
             return Err(Error::InvalidArgument);
         }
         Ok(())

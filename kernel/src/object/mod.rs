@@ -34,6 +34,12 @@ pub struct Listeners {
     polls: SpinLock<Vec<Weak<Poll>>>,
 }
 
+impl Default for Listeners {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Listeners {
     pub const fn new() -> Listeners {
         Listeners {

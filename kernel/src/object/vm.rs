@@ -41,7 +41,7 @@ fn table(phys: u64) -> &'static mut [u64; 512] {
 
 impl GuestRam {
     pub fn new(size: u64) -> Result<Arc<GuestRam>, Error> {
-        if size == 0 || size % CHUNK != 0 || size > MAX_GUEST_RAM {
+        if size == 0 || !size.is_multiple_of(CHUNK) || size > MAX_GUEST_RAM {
             return Err(Error::InvalidArgument);
         }
         let mut ram = GuestRam {
