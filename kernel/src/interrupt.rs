@@ -70,8 +70,10 @@ fn exception(frame: &mut TrapFrame) {
     let cr2 = if vector == 14 { crate::arch::cpu::read_cr2() } else { 0 };
     let thread = sched::current();
     let is_component = thread.process.component.is_some();
-    // A fault with a spin lock held happened inside the kernel proper.
-    if is_component && crate::arch::irq::held_locks() == 0 && vector != 8 && vector != 18 {
+    // The interrupted code had interrupts off: it held a kernel lock, so
+    // the fault is the kernel's (see `sync`).
+    let held_lock = frame.rflags & (1 << 9) == 0;
+    if is_component && !held_lock && vector != 8 && vector != 18 {
         let overflow = vector == 14
             && thread
                 .stack
@@ -97,7 +99,8 @@ fn exception(frame: &mut TrapFrame) {
         }
         let process = thread.process.clone();
         crate::startup::component_ended(&process, ExitReason::Faulted);
-        // Its threads are dead now: run something else.
+        // Its other threads are dead now; this one ends here.
+        thread.kill();
         sched::switch(frame, true, false);
         return;
     }

@@ -19,7 +19,7 @@ pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
     if let Some(thread) = crate::sched::try_current() {
         let is_component = thread.process.component.is_some();
         if is_component
-            && crate::arch::irq::held_locks() == 0
+            && !crate::arch::irq::holds_locks()
             && !crate::interrupt::in_interrupt()
             && !thread.process.has_exited()
         {

@@ -71,13 +71,21 @@ impl Process {
     /// Marks the process gone, kills its threads and closes its handles (so
     /// peers see peer-closed). Returns false if it had already exited.
     /// Must run without spin locks held.
+    ///
+    /// The calling thread, if it belongs to the process, is spared: it is
+    /// still doing the teardown (and the restart), and a preemption must not
+    /// find it dead half-way. It ends itself afterwards (`exit_current_thread`,
+    /// or `kill` + switch on the fault path).
     pub fn terminate(&self) -> bool {
         if self.exited.swap(true, Ordering::AcqRel) {
             return false;
         }
         let threads = core::mem::take(&mut *self.threads.lock());
+        let me = crate::sched::try_current().map(|t| t as *const Thread);
         for t in threads.iter().filter_map(|t| t.upgrade()) {
-            t.kill();
+            if Some(Arc::as_ptr(&t)) != me {
+                t.kill();
+            }
         }
         // Drop the handles outside the table lock: dropping a channel end
         // notifies its peer.

@@ -2,6 +2,11 @@
 //! (restored on unlock), so an interrupt handler that takes the same lock can
 //! never deadlock against the code it interrupted; the spinning makes it
 //! correct when more CPUs come up.
+//!
+//! It also means that in thread context "interrupts are off" is exactly
+//! "this CPU holds a kernel lock" (components cannot turn interrupts off):
+//! the panic and fault paths use that to tell a component's failure from the
+//! kernel's.
 
 use core::cell::UnsafeCell;
 use core::ops::Deref;
@@ -45,7 +50,6 @@ impl<T: ?Sized> SpinLock<T> {
         {
             core::hint::spin_loop();
         }
-        irq::held_locks_inc();
         SpinLockGuard {
             lock: self,
             irq_was_enabled,
@@ -76,7 +80,6 @@ impl<T: ?Sized> DerefMut for SpinLockGuard<'_, T> {
 impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
-        irq::held_locks_dec();
         irq::restore(self.irq_was_enabled);
     }
 }

@@ -21,23 +21,11 @@ pub use boot_asm::boot_pml4_phys;
 
 /// Interrupt masking around critical sections.
 pub mod irq {
-    use core::sync::atomic::AtomicUsize;
-    use core::sync::atomic::Ordering;
-
-    /// Spin locks held on this CPU right now. A panic with locks held is a
-    /// kernel bug (the locks would stay held), never a component's fault.
-    static HELD_LOCKS: AtomicUsize = AtomicUsize::new(0);
-
-    pub fn held_locks_inc() {
-        HELD_LOCKS.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn held_locks_dec() {
-        HELD_LOCKS.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub fn held_locks() -> usize {
-        HELD_LOCKS.load(Ordering::Relaxed)
+    /// Whether this CPU holds a kernel spin lock: in thread context,
+    /// interrupts are off exactly while one is held (see `sync`).
+    #[cfg(not(test))]
+    pub fn holds_locks() -> bool {
+        !super::cpu::interrupts_enabled()
     }
 
     /// Disables interrupts; returns whether they were enabled.
