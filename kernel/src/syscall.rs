@@ -587,6 +587,7 @@ fn hypervisor_right(table: &crate::handle::HandleTable, h: HandleId) -> Result<(
 
 pub fn vm_create(hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     hypervisor_right(&sched::current_process().handles.lock(), hypervisor)?;
+    let (free_before, _) = crate::mm::page::stats();
     let ram = crate::object::vm::GuestRam::new(ram_bytes)?;
     let vcpu = crate::object::vm::Vcpu::new(ram.clone()).map_err(|why| {
         log::error!("hypervisor: cannot create a VM: {}", why.explain());
@@ -601,6 +602,13 @@ pub fn vm_create(hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, Hand
     }
     let r = table.insert(Handle::new(Object::GuestRam(ram), Rights::DEFAULT))?;
     let v = table.insert(Handle::new(Object::Vcpu(vcpu), Rights::DEFAULT))?;
+    let (free_after, _) = crate::mm::page::stats();
+    let used_kib = (free_before.saturating_sub(free_after) * 4) as u64;
+    log::info!(
+        "hypervisor: VM created: {} MiB guest RAM; VM structures {} KiB (VMCB, I/O and MSR permission maps, nested page tables)",
+        ram_bytes >> 20,
+        used_kib.saturating_sub(ram_bytes >> 10)
+    );
     Ok((r, v))
 }
 
