@@ -182,8 +182,14 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     drop(info);
 
     crate::interrupt::rearm_timer();
-    // This is now the idle thread.
+    // This is now the idle thread: it gives the CPU to anything runnable
+    // (startup just queued the components) and halts otherwise. Wakes from
+    // interrupts switch away from it in the interrupt path.
     loop {
-        arch::cpu::enable_interrupts_and_halt();
+        if crate::sched::others_runnable() {
+            crate::sched::yield_current();
+        } else {
+            arch::cpu::enable_interrupts_and_halt();
+        }
     }
 }

@@ -60,20 +60,31 @@ impl Bitmap {
 pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)]) {
     let mut bm = PAGES.lock();
     for r in ram {
-        let start = r.base.div_ceil(PAGE_SIZE as u64).max(0x100);
-        let end = ((r.base + r.len) / PAGE_SIZE as u64).min(MAX_PAGES as u64);
-        for p in start..end {
-            let addr = p * PAGE_SIZE as u64;
-            if reserved.iter().any(|&(b, e)| addr + PAGE_SIZE as u64 > b && addr < e) {
-                continue;
-            }
-            if bm.is_used(p as usize) {
-                bm.set(p as usize, false);
-                bm.free += 1;
-                bm.total += 1;
+        let start = r.base.div_ceil(PAGE_SIZE as u64).max(0x100) as usize;
+        let end = (((r.base + r.len) / PAGE_SIZE as u64).min(MAX_PAGES as u64)) as usize;
+        // Free the usable range a word at a time where it can.
+        let mut p = start;
+        while p < end {
+            if p.is_multiple_of(64) && p + 64 <= end {
+                bm.bits[p / 64] = 0;
+                p += 64;
+            } else {
+                bm.set(p, false);
+                p += 1;
             }
         }
     }
+    // Then take the reserved ranges back.
+    for &(b, e) in reserved {
+        let first = (b / PAGE_SIZE as u64) as usize;
+        let last = (e.div_ceil(PAGE_SIZE as u64) as usize).min(MAX_PAGES);
+        for p in first..last {
+            bm.set(p, true);
+        }
+    }
+    let free = bm.bits.iter().map(|w| w.count_zeros() as usize).sum();
+    bm.free = free;
+    bm.total = free;
 }
 
 /// Allocates `count` physically contiguous pages; returns the physical
