@@ -119,9 +119,7 @@ impl ExecRequest {
         let bytes = frame.encode().map_err(ExecError::Proto)?;
         let payload = bytes[LEN_PREFIX + HEADER_LEN..].to_vec();
         if payload.len() > MESSAGE_MAX {
-            return Err(ExecError::TooLarge {
-                len: payload.len(),
-            });
+            return Err(ExecError::TooLarge { len: payload.len() });
         }
         Ok(payload)
     }
@@ -160,7 +158,11 @@ impl ExecRequest {
         {
             return Err(ExecError::NulByte);
         }
-        if self.env.iter().any(|(k, _)| k.is_empty() || k.contains(&b'=')) {
+        if self
+            .env
+            .iter()
+            .any(|(k, _)| k.is_empty() || k.contains(&b'='))
+        {
             return Err(ExecError::BadVariableName);
         }
         Ok(())
@@ -265,7 +267,9 @@ pub fn output_chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub enum ExecError {
     Proto(ProtoError),
     /// The encoded request does not fit in one channel message.
-    TooLarge { len: usize },
+    TooLarge {
+        len: usize,
+    },
     /// No program named.
     EmptyArgv,
     /// An argument, variable or the cwd contains a NUL byte.
@@ -276,7 +280,9 @@ pub enum ExecError {
     Empty,
     UnknownTag(u8),
     /// A fixed-size event with the wrong length.
-    BadLength { tag: u8 },
+    BadLength {
+        tag: u8,
+    },
 }
 
 impl fmt::Display for ExecError {
@@ -345,16 +351,28 @@ mod tests {
 
     #[test]
     fn bad_requests_are_errors() {
-        assert_eq!(ExecRequest::decode(&[]), Err(ExecError::Proto(ProtoError::Truncated { frame_type: 1 })));
-        assert_eq!(ExecRequest::decode(&[0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(ExecError::EmptyArgv));
+        assert_eq!(
+            ExecRequest::decode(&[]),
+            Err(ExecError::Proto(ProtoError::Truncated { frame_type: 1 }))
+        );
+        assert_eq!(
+            ExecRequest::decode(&[0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(ExecError::EmptyArgv)
+        );
         let mut trailing = ExecRequest::new(&["ls"]).encode().unwrap();
         trailing.push(1);
-        assert!(matches!(ExecRequest::decode(&trailing), Err(ExecError::Proto(_))));
+        assert!(matches!(
+            ExecRequest::decode(&trailing),
+            Err(ExecError::Proto(_))
+        ));
         let nul = ExecRequest::new(&["a\0b"]).encode().unwrap();
         assert_eq!(ExecRequest::decode(&nul), Err(ExecError::NulByte));
         let mut bad_env = ExecRequest::new(&["env"]);
         bad_env.env.push((b"A=B".to_vec(), b"1".to_vec()));
-        assert_eq!(ExecRequest::decode(&bad_env.encode().unwrap()), Err(ExecError::BadVariableName));
+        assert_eq!(
+            ExecRequest::decode(&bad_env.encode().unwrap()),
+            Err(ExecError::BadVariableName)
+        );
         let huge = ExecRequest::new(&[&"x".repeat(MESSAGE_MAX)]);
         assert!(matches!(huge.encode(), Err(ExecError::TooLarge { .. })));
         // Garbage never panics.
@@ -397,8 +415,14 @@ mod tests {
     fn bad_events_are_errors() {
         assert_eq!(Event::decode(&[]), Err(ExecError::Empty));
         assert_eq!(Event::decode(&[0x7f]), Err(ExecError::UnknownTag(0x7f)));
-        assert_eq!(Event::decode(&[0x11, 1, 2]), Err(ExecError::BadLength { tag: 0x11 }));
-        assert_eq!(Event::decode(&[0x10, 1, 2, 3, 4, 5]), Err(ExecError::BadLength { tag: 0x10 }));
+        assert_eq!(
+            Event::decode(&[0x11, 1, 2]),
+            Err(ExecError::BadLength { tag: 0x11 })
+        );
+        assert_eq!(
+            Event::decode(&[0x10, 1, 2, 3, 4, 5]),
+            Err(ExecError::BadLength { tag: 0x10 })
+        );
     }
 
     #[test]
@@ -406,7 +430,7 @@ mod tests {
         let data = vec![7u8; 40_000];
         let chunks: Vec<&[u8]> = output_chunks(&data).collect();
         assert_eq!(chunks.len(), 3);
-        assert!(chunks.iter().all(|c| c.len() + 1 <= MESSAGE_MAX));
+        assert!(chunks.iter().all(|c| c.len() < MESSAGE_MAX));
         assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 40_000);
         assert_eq!(output_chunks(&[]).count(), 1);
     }

@@ -232,7 +232,9 @@ fn default_qemu_command_line() {
     for window in [
         &["-M", "q35"][..],
         &["-cpu", "max"],
-        &["-m", "512M"],
+        // The default profile runs the Linux microVM: 1 GiB, and the boot
+        // file system (the guest kernel and initramfs) as the PVH module.
+        &["-m", "1G"],
         &["-display", "none"],
         &["-monitor", "none"],
         &["-no-reboot"],
@@ -243,6 +245,7 @@ fn default_qemu_command_line() {
     ] {
         assert!(has(&argv, window), "QEMU args lack {window:?}: {argv:?}");
     }
+    assert!(argv.iter().any(|a| a == "-initrd"), "no bootfs: {argv:?}");
     // stdin is not a terminal: the serial port goes to a pipe, not stdio.
     assert!(!has(&argv, &["-serial", "stdio"]), "{argv:?}");
     assert!(

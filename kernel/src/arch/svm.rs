@@ -463,6 +463,12 @@ impl SvmVcpu {
 
     fn load_state(&mut self, s: &VcpuState) {
         let v = self.vmcb();
+        // The VMM moved RIP past the instruction that exited (HLT after STI,
+        // an emulated OUT...): the interrupt shadow that instruction was in
+        // no longer applies.
+        if read64(v, save::RIP) != s.rip {
+            write64(v, ctl::INT_STATE, read64(v, ctl::INT_STATE) & !1);
+        }
         seg_to_vmcb(v, save::ES, &s.es);
         seg_to_vmcb(v, save::CS, &s.cs);
         seg_to_vmcb(v, save::SS, &s.ss);
