@@ -12,6 +12,26 @@ use crate::driver::Device;
 use crate::system::Monitor;
 use crate::system::Shutdown;
 
+/// What a component's `main` may return: `()`, or `Result<(), E>` so that
+/// setup can use `?`. An `Err` is logged (tagged with the component) and
+/// ends the component as a failure, so its spec's restart policy applies.
+pub trait MainReturn {
+    fn finish(self);
+}
+
+impl MainReturn for () {
+    fn finish(self) {}
+}
+
+impl<E: fmt::Display> MainReturn for Result<(), E> {
+    fn finish(self) {
+        if let Err(e) = self {
+            log::error!("stopped: {e}");
+            crate::thread::exit(1);
+        }
+    }
+}
+
 /// The handles startup prepared for one component instance.
 #[derive(Debug)]
 pub struct RawEnv {

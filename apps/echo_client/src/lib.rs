@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 use starina::mainloop::Event;
 use starina::mainloop::Mainloop;
+use starina::Error;
 use starina::Message;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
@@ -21,18 +22,17 @@ fn request(i: u64, buf: &mut Vec<u8>) {
     buf.extend((0..len).map(|k| (i as usize * 31 + k) as u8));
 }
 
-pub fn main(env: Env) {
+pub fn main(env: Env) -> Result<(), Error> {
     let rounds = env.config.rounds as u64;
-    let mut ml = Mainloop::new().expect("cannot create the main loop");
-    let echo = ml.add_channel(env.echo, ()).expect("cannot watch echo");
+    let mut ml = Mainloop::new()?;
+    let echo = ml.add_channel(env.echo, ())?;
     let mut expected = Vec::new();
     let mut done: u64 = 0;
     let mut wrong: u64 = 0;
     request(0, &mut expected);
-    ml.channel(echo)
-        .unwrap()
-        .send_data(&expected)
-        .expect("first request failed");
+    if let Some(ch) = ml.channel(echo) {
+        ch.send_data(&expected)?;
+    }
     loop {
         match ml.next() {
             Event::Message {
@@ -49,14 +49,11 @@ pub fn main(env: Env) {
                     break;
                 }
                 request(done, &mut expected);
-                if let Err(e) = ch.send_data(&expected) {
-                    log::error!("request {done} failed: {e}");
-                    return;
-                }
+                ch.send_data(&expected)?;
             }
             Event::PeerClosed { .. } => {
                 log::error!("echo server went away after {done} round trips");
-                return;
+                return Err(Error::PeerClosed);
             }
             _ => {}
         }
@@ -66,4 +63,5 @@ pub fn main(env: Env) {
     } else {
         log::error!("{rounds} round trips, {wrong} replies WRONG");
     }
+    Ok(())
 }

@@ -46,6 +46,7 @@ struct Ctx {
     echo: Channel,
     crasher: Channel,
     spinner: Channel,
+    greeter: Channel,
     supervisor: Channel,
     hypervisor: Option<Hypervisor>,
     buf: MessageBuffer,
@@ -130,6 +131,15 @@ fn many_round_trips(cx: &mut Ctx) -> TestResult {
         let reply = request(&cx.echo, &mut cx.buf, &data).map_err(|e| format!("round trip {i}: {e}"))?;
         check!(reply == data, "round trip {i}: wrong reply");
     }
+    Ok(())
+}
+
+/// The component the README's walkthrough builds, as written there.
+fn readme_greeter(cx: &mut Ctx) -> TestResult {
+    let reply = request(&cx.greeter, &mut cx.buf, b"Starina")?;
+    check!(reply == b"Hello, Starina!", "greeter said {:?}", String::from_utf8_lossy(&reply));
+    let reply = request(&cx.greeter, &mut cx.buf, &[0xff, 0xfe])?;
+    check!(reply == b"Hello, stranger!", "greeter said {:?} to bad UTF-8", String::from_utf8_lossy(&reply));
     Ok(())
 }
 
@@ -514,6 +524,7 @@ type Test = (&'static str, fn(&mut Ctx) -> TestResult);
 const TESTS: &[Test] = &[
     ("echo_round_trips", echo_round_trips),
     ("many_round_trips", many_round_trips),
+    ("readme_greeter", readme_greeter),
     ("invalid_handle", invalid_handle),
     ("wrong_object_type", wrong_object_type),
     ("missing_right", missing_right),
@@ -539,6 +550,7 @@ pub fn main(env: Env) {
         echo: env.echo,
         crasher: env.crasher,
         spinner: env.spinner,
+        greeter: env.greeter,
         supervisor: env.supervisor,
         hypervisor: Some(env.hypervisor),
         buf: MessageBuffer::new(),

@@ -25,10 +25,9 @@ enum Ctx {
     Client { backlog: VecDeque<Vec<u8>> },
 }
 
-pub fn main(env: Env) {
-    let mut ml = Mainloop::new().expect("echo: cannot create its main loop");
-    ml.add_channel(env.supervisor, Ctx::Supervisor)
-        .expect("echo: cannot watch the supervisor channel");
+pub fn main(env: Env) -> Result<(), Error> {
+    let mut ml = Mainloop::new()?;
+    ml.add_channel(env.supervisor, Ctx::Supervisor)?;
     loop {
         let mut new_client: Option<Channel> = None;
         let mut want_writable = None;

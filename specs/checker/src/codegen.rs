@@ -179,7 +179,10 @@ pub fn component_env(component: &Component) -> String {
     line(o, "#[doc(hidden)]");
     line(o, "pub fn __starina_start(raw: ::starina::env::RawEnv) {");
     line(o, "    match Env::from_raw(raw) {");
-    line(o, "        ::core::result::Result::Ok(env) => main(env),");
+    line(
+        o,
+        "        ::core::result::Result::Ok(env) => ::starina::env::MainReturn::finish(main(env)),",
+    );
     line(
         o,
         "        ::core::result::Result::Err(e) => ::core::panic!(\"{}\", e),",

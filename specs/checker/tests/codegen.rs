@@ -107,7 +107,7 @@ fn env_of_a_client() {
         &code,
         "pub fn __starina_start(raw: ::starina::env::RawEnv) {\n    \
              match Env::from_raw(raw) {\n        \
-                 ::core::result::Result::Ok(env) => main(env),\n        \
+                 ::core::result::Result::Ok(env) => ::starina::env::MainReturn::finish(main(env)),\n        \
                  ::core::result::Result::Err(e) => ::core::panic!(\"{}\", e),\n    \
              }\n\
          }\n",
@@ -359,6 +359,8 @@ pub mod driver {
     pub struct Device(pub u32);
 }
 pub mod env {
+    pub trait MainReturn { fn finish(self); }
+    impl MainReturn for () { fn finish(self) {} }
     #[derive(Debug)]
     pub struct EnvError { pub component: &'static str, pub name: &'static str }
     impl core::fmt::Display for EnvError {
