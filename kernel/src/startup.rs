@@ -15,7 +15,6 @@ use alloc::vec::Vec;
 
 use starina::abi::Rights;
 use starina::env::RawEnv;
-use starina::handle::OwnedHandle;
 use starina::message::Message;
 use starina::spec::ComponentDef;
 use starina::spec::Privilege;
@@ -141,7 +140,7 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
         let id = table
             .insert(Handle::new(Object::Channel(sup_component), Rights::DEFAULT))
             .ok()?;
-        env.push("supervisor", OwnedHandle::from_raw(id));
+        env.push("supervisor", id);
         for p in d.privileges {
             let (right, name) = match p {
                 Privilege::Shutdown => (SystemRight::Shutdown, "shutdown"),
@@ -154,7 +153,7 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
                     Rights::DEFAULT,
                 ))
                 .ok()?;
-            env.push(name, OwnedHandle::from_raw(id));
+            env.push(name, id);
         }
         for need in d.devices {
             let Some(device) = crate::device::claim(need.matches) else {
@@ -179,7 +178,7 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
                     Rights::READ | Rights::WRITE | Rights::POLL,
                 ))
                 .ok()?;
-            env.push(need.name, OwnedHandle::from_raw(id));
+            env.push(need.name, id);
         }
     }
     state.slots[slot].generation = generation;
@@ -200,7 +199,7 @@ fn wire_needs(state: &State, slot: usize, process: &Arc<Process>, env: &mut RawE
             .lock()
             .insert(Handle::new(Object::Channel(client_end), Rights::DEFAULT))
             .ok()?;
-        env.push(need.name, OwnedHandle::from_raw(id));
+        env.push(need.name, id);
         let provider = state.provider_of(need.service);
         let provider_inst = provider.and_then(|p| state.slots[p].instance.as_ref());
         offer(provider_inst, &format!("connect:{}", need.service), provider_end);
@@ -225,10 +224,9 @@ fn launch(index: usize, process: &Arc<Process>, env: RawEnv) -> bool {
     });
     let arg = Box::into_raw(args) as usize;
     if crate::sched::spawn(process, component_main, arg).is_none() {
-        // SAFETY: the thread was not created; we still own the box.
-        let args = unsafe { Box::from_raw(arg as *mut StartArgs) };
-        // The env's handles belong to `process`, not to us: forget them.
-        core::mem::forget(args);
+        // SAFETY: the thread was not created; we still own the box. (Its
+        // env holds plain handle numbers: dropping it closes nothing.)
+        drop(unsafe { Box::from_raw(arg as *mut StartArgs) });
         log::error!("startup: out of memory starting {}", def(index).name);
         return false;
     }

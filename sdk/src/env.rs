@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::channel::Channel;
+use crate::abi::HandleId;
 use crate::handle::OwnedHandle;
 use crate::driver::Device;
 use crate::system::Monitor;
@@ -37,7 +38,11 @@ impl<E: fmt::Display> MainReturn for Result<(), E> {
 pub struct RawEnv {
     component: &'static str,
     instance: u32,
-    handles: Vec<(&'static str, OwnedHandle)>,
+    /// Plain handle numbers in the component's table: they become owned
+    /// (closed on drop) only when the component takes them, in its own
+    /// process. Dropping a `RawEnv` elsewhere (startup failing half-way)
+    /// closes nothing; the handles go with the process.
+    handles: Vec<(&'static str, HandleId)>,
 }
 
 /// Startup and the generated `Env` disagree: a build/wiring bug, reported
@@ -67,7 +72,7 @@ impl RawEnv {
         }
     }
 
-    pub fn push(&mut self, name: &'static str, handle: OwnedHandle) {
+    pub fn push(&mut self, name: &'static str, handle: HandleId) {
         self.handles.push((name, handle));
     }
 
@@ -83,7 +88,7 @@ impl RawEnv {
 
     pub fn take_handle(&mut self, name: &'static str) -> Result<OwnedHandle, EnvError> {
         match self.handles.iter().position(|(n, _)| *n == name) {
-            Some(i) => Ok(self.handles.swap_remove(i).1),
+            Some(i) => Ok(OwnedHandle::from_raw(self.handles.swap_remove(i).1)),
             None => Err(EnvError {
                 component: self.component,
                 name,

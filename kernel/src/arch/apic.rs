@@ -27,10 +27,8 @@ const REG_TIMER_DIVIDE: usize = 0x3e0;
 static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 /// LAPIC timer ticks per 2^32 ns (fixed point), from calibration.
 static LAPIC_TICKS_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
-/// TSC ticks per ns, as 32.32 fixed point.
-static TSC_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
-/// Its inverse, ns per TSC tick as 32.32 fixed point, so reading the clock
-/// is a multiply rather than a 128-bit division.
+/// ns per TSC tick as 32.32 fixed point (the inverse of the calibrated
+/// rate), so reading the clock is a multiply rather than a 128-bit division.
 static NS_PER_TSC_FP: AtomicU64 = AtomicU64::new(1 << 32);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 
@@ -125,7 +123,6 @@ fn calibrate_with_pit() -> Option<(u64, u64)> {
 }
 
 fn set_tsc_rate(tsc_per_ns_fp: u64) {
-    TSC_PER_NS_FP.store(tsc_per_ns_fp, Ordering::Relaxed);
     NS_PER_TSC_FP.store(((1u128 << 64) / tsc_per_ns_fp as u128) as u64, Ordering::Relaxed);
 }
 

@@ -70,9 +70,10 @@ impl Unavailable {
 pub struct SvmInfo {
     pub nrip_save: bool,
     pub asids: u32,
-    /// Host state pages: the save area VMRUN uses and the VMCB that
-    /// VMSAVE/VMLOAD keep the host's FS/GS/TR/syscall MSRs in.
-    hsave_phys: u64,
+    /// Host state pages: the save area VMRUN uses (owned for the life of
+    /// the system, only the CPU reads it) and the VMCB that VMSAVE/VMLOAD
+    /// keep the host's FS/GS/TR/syscall MSRs in.
+    _hsave_phys: u64,
     host_vmcb_phys: u64,
 }
 
@@ -107,7 +108,7 @@ fn enable() -> Result<SvmInfo, Unavailable> {
     let info = SvmInfo {
         nrip_save: features[3] & (1 << 3) != 0,
         asids: features[1],
-        hsave_phys,
+        _hsave_phys: hsave_phys,
         host_vmcb_phys,
     };
     log::info!(
@@ -749,9 +750,4 @@ impl Drop for SvmVcpu {
         page::free_pages(self.iopm_phys, IOPM_PAGES);
         page::free_pages(self.msrpm_phys, MSRPM_PAGES);
     }
-}
-
-/// Unused with one CPU; kept for the per-CPU bring-up to come.
-pub fn hsave_phys() -> Option<u64> {
-    SVM.get().and_then(|r| r.ok()).map(|i| i.hsave_phys)
 }

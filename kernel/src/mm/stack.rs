@@ -60,7 +60,6 @@ fn pte_for(vaddr: usize) -> Option<&'static mut u64> {
 
 impl Stack {
     pub fn new() -> Option<Stack> {
-        let _guard_order = ();
         let mut slots = SLOTS.lock();
         let slot = match slots.free.pop() {
             Some(s) => s,

@@ -177,6 +177,8 @@ pub fn component_env(component: &Component) -> String {
     // Entry point.
     line(o, "/// Entry point startup calls; generated so that a missing or mistyped `main` is a build error.");
     line(o, "#[doc(hidden)]");
+    // `main` may return `()`: passing that on is intended.
+    line(o, "#[allow(clippy::unit_arg)]");
     line(o, "pub fn __starina_start(raw: ::starina::env::RawEnv) {");
     line(o, "    match Env::from_raw(raw) {");
     line(
