@@ -8,7 +8,6 @@ use crate::arch::trap::TrapFrame;
 use crate::arch::trap::VECTOR_PIC_BASE;
 use crate::arch::trap::VECTOR_SPURIOUS;
 use crate::arch::trap::VECTOR_TIMER;
-use crate::arch::trap::VECTOR_YIELD;
 use crate::object::timer;
 use crate::process::ExitReason;
 use crate::sched;
@@ -121,12 +120,6 @@ pub fn handle(frame: &mut TrapFrame) {
             sched::switch(frame, expired, true);
             let until_deadline = next.map_or(u64::MAX, |d| d.saturating_sub(now));
             apic::arm_timer(until_deadline.min(sched::TIME_SLICE_NS));
-        }
-        // The yield vector always switches; nothing else to check.
-        VECTOR_YIELD => {
-            sched::switch(frame, true, false);
-            IN_INTERRUPT.store(false, Ordering::Relaxed);
-            return;
         }
         VECTOR_SPURIOUS => {}
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {

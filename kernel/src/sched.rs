@@ -49,9 +49,15 @@ pub struct Thread {
     pub id: u64,
     pub process: Arc<Process>,
     state: AtomicU8,
-    /// Saved registers while not running. Only the scheduler touches it,
-    /// with the scheduler lock held.
+    /// How it resumes: from `frame` (it was interrupted, or is new) or from
+    /// `saved_rsp` (it gave up the CPU itself). Scheduler lock held.
+    resume: AtomicU8,
+    /// Saved registers while not running after an interrupt. Only the
+    /// scheduler touches it, with the scheduler lock held.
     frame: UnsafeCell<TrapFrame>,
+    /// Its stack pointer while not running after a voluntary switch: the
+    /// callee-saved registers and RFLAGS are pushed there.
+    saved_rsp: UnsafeCell<usize>,
     fx: Box<FxArea>,
     pub stack: Option<Stack>,
 }
@@ -106,10 +112,17 @@ impl Thread {
     }
 }
 
+/// `Thread::resume` values.
+const RESUME_FRAME: u8 = 0;
+const RESUME_STACK: u8 = 1;
+
 struct Scheduler {
     runqueue: VecDeque<Arc<Thread>>,
     current: Option<Arc<Thread>>,
     idle: Option<Arc<Thread>>,
+    /// A thread that ended by switching away from its own stack: freed at
+    /// the next switch, from another stack.
+    zombie: Option<Arc<Thread>>,
     slice_start: u64,
 }
 
@@ -117,6 +130,7 @@ static SCHED: SpinLock<Scheduler> = SpinLock::new(Scheduler {
     runqueue: VecDeque::new(),
     current: None,
     idle: None,
+    zombie: None,
     slice_start: 0,
 });
 
@@ -175,7 +189,6 @@ pub fn others_runnable() -> bool {
 #[cfg(not(test))]
 mod machine {
     use super::*;
-    use crate::arch::trap::yield_to_scheduler;
     use crate::arch::trap::KERNEL_CS;
     use crate::arch::trap::KERNEL_DS;
     use crate::arch::trap::CURRENT_FX;
@@ -214,7 +227,9 @@ mod machine {
             id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
             process: process.clone(),
             state: AtomicU8::new(ThreadState::Runnable as u8),
+            resume: AtomicU8::new(RESUME_FRAME),
             frame: UnsafeCell::new(frame),
+            saved_rsp: UnsafeCell::new(0),
             fx: new_fx(),
             stack: Some(stack),
         });
@@ -229,7 +244,9 @@ mod machine {
             id: 0,
             process: kernel.clone(),
             state: AtomicU8::new(ThreadState::Running as u8),
+            resume: AtomicU8::new(RESUME_FRAME),
             frame: UnsafeCell::new(TrapFrame::default()),
+            saved_rsp: UnsafeCell::new(0),
             fx: new_fx(),
             stack: None,
         });
@@ -246,63 +263,120 @@ mod machine {
     /// Blocks the current thread (already `prepare_block`ed and registered
     /// as a waiter) until it is woken.
     pub fn block_current() {
-        yield_to_scheduler();
+        switch_voluntary();
     }
 
     pub fn yield_current() {
-        yield_to_scheduler();
+        switch_voluntary();
     }
 
     /// Ends the current thread; it never runs again.
     pub fn exit_current_thread() -> ! {
         current().kill();
-        yield_to_scheduler();
+        switch_voluntary();
         unreachable!("a dead thread was scheduled");
     }
 
-    /// Picks the next thread and rewrites `frame` to resume it. `force`
-    /// switches even if the current thread could go on (its slice ended).
-    ///
-    /// `preempted` says the thread did not ask to give up the CPU (a timer
-    /// interrupt). A thread preempted between `prepare_block` and its yield
-    /// has not blocked yet: it goes on running (and re-checks), else a wake
-    /// that came before it registered would be lost.
-    pub fn switch(frame: &mut TrapFrame, force: bool, preempted: bool) {
-        let now = crate::arch::time::now_ns();
-        let mut s = SCHED.lock();
+    core::arch::global_asm!(
+        r#"
+.section .text.switch, "ax"
+.global switch_stack
+.global switch_to_frame
+.global resume_stack
+// switch_stack(save: *mut usize (rdi), next_rsp: usize (rsi))
+switch_stack:
+    pushfq
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    mov [rdi], rsp
+    mov rsp, rsi
+// Also entered by iretq from the interrupt path, with rsp = a saved_rsp.
+resume_stack:
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    popfq
+    ret
+
+// switch_to_frame(save: *mut usize (rdi), frame: *const TrapFrame (rsi),
+//                 fx: *const FxArea (rdx))
+switch_to_frame:
+    pushfq
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    mov [rdi], rsp
+    fxrstor64 [rdx]
+    mov rsp, rsi
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    add rsp, 16
+    iretq
+"#
+    );
+
+    extern "C" {
+        fn switch_stack(save: *mut usize, next_rsp: usize);
+        fn switch_to_frame(save: *mut usize, frame: *const TrapFrame, fx: *const FxArea);
+        static resume_stack: u8;
+    }
+
+    enum Outcome {
+        /// The current thread goes on.
+        Stay,
+        Switch {
+            prev: Arc<Thread>,
+            next: Arc<Thread>,
+        },
+    }
+
+    /// The scheduling decision both switch paths share. On `Switch`, `next`
+    /// is already the current thread (CURRENT, CURRENT_FX, SCHED.current);
+    /// the caller saves `prev` and resumes `next`.
+    fn choose(s: &mut Scheduler, force: bool, now: u64) -> Outcome {
         let prev = s.current.take().expect("no current thread");
         let idle = s.idle.clone().expect("scheduler not initialized");
         let prev_is_idle = Arc::ptr_eq(&prev, &idle);
-        if preempted {
-            prev.cancel_block();
-        }
         let prev_state = prev.state();
-
-        if prev_state == ThreadState::Running && !force && !prev_is_idle {
-            // Nothing to do: keep running.
+        if prev_state == ThreadState::Running && !prev_is_idle && (!force || s.runqueue.is_empty()) {
+            // Keep running: nothing forces a switch, or nobody else wants
+            // the CPU (a new slice then).
+            if force {
+                s.slice_start = now;
+            }
             s.current = Some(prev);
-            return;
+            return Outcome::Stay;
         }
-        if prev_state == ThreadState::Running && !prev_is_idle && s.runqueue.is_empty() {
-            // Slice over but nobody else wants the CPU.
-            s.slice_start = now;
-            s.current = Some(prev);
-            return;
-        }
-
-        // Save the outgoing thread.
-        // SAFETY: we hold the scheduler lock; `prev` is not running.
-        unsafe { *prev.frame.get() = *frame };
         if prev_state == ThreadState::Running {
-            if prev_is_idle {
-                prev.state.store(ThreadState::Runnable as u8, Ordering::Release);
-            } else {
-                prev.state.store(ThreadState::Runnable as u8, Ordering::Release);
+            prev.state.store(ThreadState::Runnable as u8, Ordering::Release);
+            if !prev_is_idle {
                 s.runqueue.push_back(prev.clone());
             }
         }
-
-        // Pick the next runnable thread; dead ones are dropped here.
+        // The next runnable thread; dead ones are dropped here.
         let next = loop {
             match s.runqueue.pop_front() {
                 Some(t) if t.state() == ThreadState::Runnable => break t,
@@ -311,20 +385,112 @@ mod machine {
             }
         };
         next.state.store(ThreadState::Running as u8, Ordering::Release);
-        // SAFETY: scheduler lock held; `next` is not running anywhere.
-        unsafe { *frame = *next.frame.get() };
-        CURRENT.store(Arc::as_ptr(&next) as *mut Thread, Ordering::Relaxed);
-        // SAFETY: interrupt context; the exit path restores FPU state from
-        // the area CURRENT_FX names, which `next` owns and keeps alive.
-        unsafe { CURRENT_FX = &*next.fx as *const FxArea as u64 };
-        if !Arc::ptr_eq(&next, &prev) {
-            s.slice_start = now;
+        s.current = Some(next.clone());
+        if Arc::ptr_eq(&next, &prev) {
+            return Outcome::Stay;
         }
-        s.current = Some(next);
+        CURRENT.store(Arc::as_ptr(&next) as *mut Thread, Ordering::Relaxed);
+        // SAFETY: interrupts are off (scheduler lock); the entry path reads
+        // CURRENT_FX only in interrupt context, for the thread now current.
+        unsafe { CURRENT_FX = &*next.fx as *const FxArea as u64 };
+        s.slice_start = now;
+        Outcome::Switch { prev, next }
+    }
+
+    /// The interrupt path (timer, faults): saves the interrupted thread's
+    /// registers from `frame` and rewrites `frame` to resume the next one.
+    /// `force` switches even if the current thread could go on (its slice
+    /// ended).
+    ///
+    /// `preempted` says the thread did not ask to give up the CPU (a timer
+    /// interrupt). A thread preempted between `prepare_block` and its yield
+    /// has not blocked yet: it goes on running (and re-checks), else a wake
+    /// that came before it registered would be lost.
+    pub fn switch(frame: &mut TrapFrame, force: bool, preempted: bool) {
+        let now = crate::arch::time::now_ns();
+        let mut s = SCHED.lock();
+        if preempted {
+            if let Some(cur) = s.current.as_ref() {
+                cur.cancel_block();
+            }
+        }
+        let zombie = s.zombie.take();
+        if let Outcome::Switch { prev, next } = choose(&mut s, force, now) {
+            // SAFETY: scheduler lock held; neither thread runs elsewhere.
+            unsafe { *prev.frame.get() = *frame };
+            prev.resume.store(RESUME_FRAME, Ordering::Relaxed);
+            if next.resume.load(Ordering::Relaxed) == RESUME_FRAME {
+                // SAFETY: as above.
+                unsafe { *frame = *next.frame.get() };
+            } else {
+                // It gave up the CPU itself: iretq into `resume_stack` on its
+                // stack, interrupts off until it restores its own flags.
+                *frame = TrapFrame {
+                    rip: (&raw const resume_stack) as u64,
+                    cs: KERNEL_CS as u64,
+                    rflags: 0x2,
+                    // SAFETY: as above.
+                    rsp: unsafe { *next.saved_rsp.get() } as u64,
+                    ss: KERNEL_DS as u64,
+                    ..Default::default()
+                };
+            }
+            drop(s);
+            // A dead thread's last reference may go here (freeing its
+            // stack): safe, we run on the interrupt stack.
+            drop(prev);
+        } else {
+            drop(s);
+        }
+        drop(zombie);
+    }
+
+    /// The voluntary path (blocking, yielding, exiting): switches stacks
+    /// directly, saving only what a function call must preserve.
+    fn switch_voluntary() {
+        let was = crate::arch::irq::save_and_disable();
+        let now = crate::arch::time::now_ns();
+        let mut s = SCHED.lock();
+        let zombie = s.zombie.take();
+        let Outcome::Switch { prev, next } = choose(&mut s, true, now) else {
+            drop(s);
+            drop(zombie);
+            crate::arch::irq::restore(was);
+            return;
+        };
+        prev.resume.store(RESUME_STACK, Ordering::Relaxed);
+        let save = prev.saved_rsp.get();
+        let next_by_stack = next.resume.load(Ordering::Relaxed) == RESUME_STACK;
+        // SAFETY: scheduler lock held; `next` is not running.
+        let next_rsp = unsafe { *next.saved_rsp.get() };
+        let next_frame = next.frame.get() as *const TrapFrame;
+        let next_fx = &*next.fx as *const FxArea;
+        // Leave no reference to a dying thread on its own stack: the next
+        // switch frees it, from another stack.
+        if prev.is_dead() {
+            s.zombie = Some(prev);
+        } else {
+            drop(prev);
+        }
+        // SCHED.current keeps `next` alive.
+        drop(next);
+        // Interrupts stay off: the lock restores the state it found (off).
         drop(s);
-        // A dead thread's last reference may go here (freeing its stack):
-        // safe, we run on the interrupt stack.
-        drop(prev);
+        drop(zombie);
+        // SAFETY: `save` is the outgoing thread's slot (kept alive by
+        // whoever will wake it, or by `zombie`); `next_rsp` is what
+        // `switch_stack` saved for the incoming thread, or `next_frame`/
+        // `next_fx` its interrupted state, alive in SCHED.current. Interrupts
+        // are off until the incoming thread restores its own flags.
+        unsafe {
+            if next_by_stack {
+                switch_stack(save, next_rsp);
+            } else {
+                switch_to_frame(save, next_frame, next_fx);
+            }
+        }
+        // Running again.
+        crate::arch::irq::restore(was);
     }
 
     /// Whether the current thread has used up its slice.

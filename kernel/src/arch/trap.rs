@@ -7,7 +7,9 @@
 //! (`CURRENT_FX`), and calls [`interrupt_handler`]. A context switch is just
 //! the handler rewriting the frame with another thread's registers and
 //! pointing `CURRENT_FX` at that thread's save area: the `iretq` at the end
-//! resumes whichever thread the frame now describes.
+//! resumes whichever thread the frame now describes. (A thread that gives
+//! up the CPU itself does not come through here: `sched` switches stacks
+//! directly.)
 //!
 //! All interrupts run on IST stacks: the prebuilt `core` uses the red zone,
 //! and an interrupt must never push into it.
@@ -20,7 +22,6 @@ const TSS_SEL: u16 = 0x28;
 
 /// Vector numbers the kernel uses.
 pub const VECTOR_TIMER: u8 = 0x20;
-pub const VECTOR_YIELD: u8 = 0x81;
 pub const VECTOR_SPURIOUS: u8 = 0xff;
 /// The legacy 8259 PICs are remapped here and masked.
 pub const VECTOR_PIC_BASE: u8 = 0x30;
@@ -266,15 +267,6 @@ pub fn init() {
         };
         core::arch::asm!("lidt [{}]", in(reg) &idtr);
     }
-}
-
-/// Gives the CPU away from a thread: the yield vector enters the scheduler
-/// through the same path as a timer interrupt.
-#[inline(always)]
-pub fn yield_to_scheduler() {
-    // SAFETY: vector 0x81 is installed by `init`; the handler returns to us
-    // (possibly much later) with all registers restored.
-    unsafe { core::arch::asm!("int 0x81") }
 }
 
 /// The Rust side of every interrupt and exception.
