@@ -2,7 +2,9 @@
 //! serves
 //! - `/`: a status page (components and their state, uptime, memory, the
 //!   tail of the kernel log);
-//! - `/api/components`, `/api/logs`, `/api/stats`: the same as JSON;
+//! - `/api/components`, `/api/logs`, `/api/stats`: the same as JSON
+//!   (`/api/stats` also carries the TCP/IP server's own figures, as
+//!   `"tcpip":{...}`, refreshed every second through its `stats:` URI);
 //! - `/bytes/<n>`: `n` bytes (up to 64 MiB) of the pattern `abc...zab...`,
 //!   for transfer tests.
 //!
@@ -26,6 +28,7 @@ use core::fmt::Write;
 
 use starina::abi::ComponentState;
 use starina::channel::Channel;
+use starina::channel::MessageBuffer;
 use starina::mainloop::Event;
 use starina::mainloop::Mainloop;
 use starina::system::Monitor;
@@ -42,6 +45,7 @@ const CHUNK: usize = 16 * 1024;
 const BYTES_MAX: usize = 64 << 20;
 const SWEEP_MS: u64 = 1000;
 const LISTEN_CALL: u32 = 1;
+const STATS_CALL: u32 = 2;
 
 enum Ctx {
     Supervisor,
@@ -96,6 +100,8 @@ struct Server {
     /// Main-loop changes to make after the current event.
     watch: Vec<(HandleId, bool)>,
     remove: Vec<u32>,
+    /// The TCP/IP server's last figures (a JSON object), `{}` until known.
+    tcpip_stats: String,
 }
 
 pub fn main(env: Env) {
@@ -143,10 +149,12 @@ pub fn main(env: Env) {
         },
         max_header: env.config.max_header_bytes.clamp(256, 1 << 20) as usize,
         idle_ns: env.config.idle_timeout_ms.clamp(100, 3_600_000) as u64 * 1_000_000,
-        max_conns: env.config.max_connections.clamp(1, 240) as usize,
+        max_conns: env.config.max_connections.clamp(1, 4096) as usize,
         watch: Vec::new(),
         remove: Vec::new(),
+        tcpip_stats: String::from("{}"),
     };
+    let mut buf = MessageBuffer::new();
     loop {
         let mut new_conn = None;
         let mut listener = None;
@@ -157,6 +165,22 @@ pub fn main(env: Env) {
                 msg: Message::OpenReply { call_id, handle },
                 ..
             } if call_id == LISTEN_CALL => listener = Some(Channel::from_handle(handle)),
+            Event::Message {
+                ctx: Ctx::Tcpip,
+                msg: Message::OpenReply { call_id, handle },
+                ..
+            } if call_id == STATS_CALL => {
+                // tcpip queued the figures before replying.
+                let ch = Channel::from_handle(handle);
+                if let Ok(Message::Data(json)) = ch.try_recv(&mut buf) {
+                    server.tcpip_stats = String::from_utf8_lossy(json).into_owned();
+                }
+            }
+            Event::Message {
+                ctx: Ctx::Tcpip,
+                msg: Message::Error { call_id, .. },
+                ..
+            } if call_id == STATS_CALL => {}
             Event::Message {
                 ctx: Ctx::Tcpip,
                 msg: Message::Error { code, text, .. },
@@ -219,6 +243,13 @@ pub fn main(env: Env) {
             Event::Timer { timer, .. } => {
                 let _ = timer.set_ms(SWEEP_MS);
                 server.sweep(&ml);
+                if let Some(ch) = ml.channel(tcpip_id) {
+                    let _ = ch.send(Message::Open {
+                        call_id: STATS_CALL,
+                        uri: "stats:",
+                        handle: None,
+                    });
+                }
             }
             Event::Error { error, .. } => log::warn!("dropped a malformed message: {error}"),
         }
@@ -322,6 +353,9 @@ impl Server {
                 return;
             }
             if c.body.is_some() {
+                // A response still going out is activity: only a peer
+                // that stops reading for the idle timeout is dropped.
+                c.last_activity = now_ns();
                 if !send_body(c, ch) {
                     if !c.watching_writable {
                         c.watching_writable = true;
@@ -361,6 +395,7 @@ impl Server {
                             &self.monitor,
                             &self.stats,
                             self.conns.len(),
+                            &self.tcpip_stats,
                             &path,
                             head_only,
                             keep_alive,
@@ -504,6 +539,7 @@ fn route(
     monitor: &Monitor,
     stats: &Stats,
     open: usize,
+    tcpip_stats: &str,
     path: &str,
     head_only: bool,
     keep_alive: bool,
@@ -553,7 +589,7 @@ fn route(
                 200,
                 "OK",
                 json,
-                stats_json(monitor, stats, open).as_bytes(),
+                stats_json(monitor, stats, open, tcpip_stats).as_bytes(),
                 head_only,
                 keep_alive,
             ),
@@ -660,10 +696,10 @@ fn logs_json(monitor: &Monitor) -> String {
     out
 }
 
-fn stats_json(monitor: &Monitor, stats: &Stats, open: usize) -> String {
+fn stats_json(monitor: &Monitor, stats: &Stats, open: usize, tcpip: &str) -> String {
     let mem = monitor.memory().unwrap_or_default();
     format!(
-        "{{\"uptime_ms\":{},\"heap_in_use\":{},\"pages_free\":{},\"pages_total\":{},\"dma_pages\":{},\"requests\":{},\"connections_total\":{},\"connections_open\":{}}}",
+        "{{\"uptime_ms\":{},\"heap_in_use\":{},\"pages_free\":{},\"pages_total\":{},\"dma_pages\":{},\"requests\":{},\"connections_total\":{},\"connections_open\":{},\"tcpip\":{}}}",
         now_ns() / 1_000_000,
         mem.heap_in_use,
         mem.pages_free,
@@ -671,7 +707,8 @@ fn stats_json(monitor: &Monitor, stats: &Stats, open: usize) -> String {
         mem.dma_pages,
         stats.requests,
         stats.connections,
-        open
+        open,
+        tcpip
     )
 }
 
@@ -684,14 +721,14 @@ fn status_page(monitor: &Monitor, stats: &Stats, open: usize) -> String {
          td,th{border:1px solid #ccc;padding:.2em .6em}pre{background:#f4f4f4;padding:1em;overflow:auto}</style>\n\
          </head><body>\n<h1>Starina</h1>\n",
     );
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p>Uptime: {}.{:03} s &middot; heap in use: {} KiB &middot; free memory: {} of {} MiB &middot; requests served: {} &middot; open connections: {}</p>\n",
+        "<p>Uptime: {}.{:03} s &middot; heap in use: {} KiB &middot; free memory: {} of {} MiB &middot; requests served: {} &middot; open connections: {}</p>",
         uptime / 1000,
         uptime % 1000,
         mem.heap_in_use / 1024,
-        mem.pages_free * 4096 >> 20,
-        mem.pages_total * 4096 >> 20,
+        (mem.pages_free * 4096) >> 20,
+        (mem.pages_total * 4096) >> 20,
         stats.requests,
         open
     );
@@ -699,9 +736,9 @@ fn status_page(monitor: &Monitor, stats: &Stats, open: usize) -> String {
     for c in monitor.components().unwrap_or_default() {
         out.push_str("<tr><td>");
         http::html_escape(&mut out, c.name);
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td></tr>\n",
+            "</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td></tr>",
             c.kind,
             state_name(c.state),
             c.instance,

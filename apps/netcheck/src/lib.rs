@@ -2,8 +2,16 @@
 //! HTTP server on the host, upload `upload_bytes` bytes (`POST /echo`),
 //! close our side (FIN), read the whole reply until the server closes, and
 //! check that the server saw exactly what we sent (length and FNV-1a hash,
-//! which the server reports as `len=<n> fnv=<hex>`). Logs one line,
-//! `netcheck: ok ...` or `netcheck: FAILED: ...`, for the end-to-end test.
+//! which the server reports in an `X-Upload: len=<n> fnv=<hex>` header)
+//! and that the reply's body is our upload echoed back, byte for byte.
+//! Logs one line, `netcheck: ok ...` or `netcheck: FAILED: ...`, for the
+//! end-to-end test.
+//!
+//! Then, if `dns_name` is set, it resolves that name through the DNS server
+//! DHCP gave tcpip (`udp:<name>:9`: tcpip resolves the name, then opens a
+//! UDP socket, which sends nothing) and logs `netcheck: dns <name>:
+//! resolved`, `... not found` (the resolver answered that the name does
+//! not exist) or `... FAILED: <why>` (no answer).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -121,21 +129,35 @@ fn check(env: &Env, buf: &mut MessageBuffer) -> Result<String, String> {
     conn.send(Message::Close)
         .map_err(|e| format!("close: {}", e.error))?;
     let reply = read_to_end(&conn, buf)?;
-    let text = String::from_utf8_lossy(&reply);
-    let (head, body_text) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("reply has no HTTP head: {:?}", &text[..text.len().min(80)]))?;
+    let split = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("reply has no HTTP head ({} bytes)", reply.len()))?;
+    let head = String::from_utf8_lossy(&reply[..split]);
+    let echoed = &reply[split + 4..];
     if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
         return Err(format!("status line: {:?}", head.lines().next().unwrap_or("")));
     }
     let want = format!("len={n} fnv={hash:016x}");
-    if body_text.trim() != want {
-        return Err(format!("server saw '{}', we sent '{want}'", body_text.trim()));
+    let saw = head
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Upload: "))
+        .unwrap_or("(no X-Upload header)");
+    if saw != want {
+        return Err(format!("server saw '{saw}', we sent '{want}'"));
+    }
+    let mut echo_hash = 0xcbf2_9ce4_8422_2325u64;
+    fnv1a(&mut echo_hash, echoed);
+    if echoed.len() != n || echo_hash != hash {
+        return Err(format!(
+            "the echoed body differs: {} bytes, fnv {echo_hash:016x}",
+            echoed.len()
+        ));
     }
     Ok(format!(
-        "uploaded {n} bytes to {}, server confirmed {want}, reply {} bytes",
+        "uploaded {n} bytes to {}, server confirmed {want}, downloaded the {} bytes echoed back intact",
         env.config.target,
-        reply.len()
+        echoed.len()
     ))
 }
 
@@ -145,10 +167,14 @@ pub fn main(env: Env) {
         Ok(summary) => log::info!("netcheck: ok: {summary}"),
         Err(why) => log::error!("netcheck: FAILED: {why}"),
     }
-    if !env.config.dns_target.is_empty() {
-        match open(&env.tcpip, &mut buf, env.config.dns_target) {
-            Ok(_) => log::info!("netcheck: dns ok: connected to {}", env.config.dns_target),
-            Err(why) => log::error!("netcheck: dns FAILED: {why}"),
+    let name = env.config.dns_name;
+    if !name.is_empty() {
+        match open(&env.tcpip, &mut buf, &format!("udp:{name}:9")) {
+            Ok(_) => log::info!("netcheck: dns {name}: resolved"),
+            Err(why) if why.contains("name not found") => {
+                log::info!("netcheck: dns {name}: not found ({why})")
+            }
+            Err(why) => log::error!("netcheck: dns {name}: FAILED: {why}"),
         }
     }
 }

@@ -8,7 +8,11 @@
 //! - then `Data` both ways, one Ethernet frame (without FCS) per message.
 //!
 //! Received frames the client cannot take yet (its queue is full) wait in
-//! a bounded backlog; past it they are dropped and counted, as a NIC does.
+//! a bounded backlog; when that is full too, the driver stops taking
+//! frames from the NIC (it leaves them in the used ring and gives the NIC
+//! no new buffers) until the client catches up, so the device, not the
+//! system, holds or drops what it cannot deliver. Nothing is taken from
+//! the NIC while no client is attached.
 //! A new client replaces the previous one (the TCP/IP server restarted).
 #![no_std]
 #![forbid(unsafe_code)]
@@ -57,6 +61,10 @@ struct Driver {
     watching_writable: bool,
     mac: [u8; 6],
     dropped: u64,
+    /// The backlog is full: frames stay in the NIC until the client
+    /// catches up.
+    throttled: bool,
+    throttles: u64,
 }
 
 pub fn main(env: Env) {
@@ -101,6 +109,8 @@ pub fn main(env: Env) {
         watching_writable: false,
         mac,
         dropped: 0,
+        throttled: false,
+        throttles: 0,
     };
     if let Err(e) = driver.run(&where_) {
         log::error!("stopped: {e}");
@@ -216,8 +226,9 @@ impl Driver {
     }
 
     fn on_client(&mut self, buf: &mut MessageBuffer, ready: Readiness) {
-        if ready.contains(Readiness::WRITABLE) {
-            self.flush_backlog();
+        if ready.contains(Readiness::WRITABLE) && self.flush_backlog() {
+            // Frames the NIC kept for us while the backlog was full.
+            self.receive();
         }
         if !ready.intersects(Readiness::READABLE | Readiness::PEER_CLOSED) {
             return;
@@ -292,11 +303,24 @@ impl Driver {
         // Reading the ISR lowers the line; frames arriving after this
         // raise it again, and the ack below unmasks it.
         self.nic.ack_interrupt();
+        self.receive();
+        if let Err(e) = self.irq.ack() {
+            log::error!("interrupt ack failed: {e}");
+        }
+    }
+
+    /// Moves received frames from the NIC to the client (or the backlog)
+    /// while the backlog has room.
+    fn receive(&mut self) {
+        if self.client.is_none() {
+            return;
+        }
         let mut delivered_all = self.flush_backlog();
-        while let Ok(rx) = self.nic.receive() {
+        while self.backlog.len() < BACKLOG_MAX {
+            let Ok(rx) = self.nic.receive() else { break };
             let frame = rx.packet();
-            if let Some(client) = self.client.as_ref().filter(|_| delivered_all) {
-                match client.send_data(frame) {
+            match self.client.as_ref().filter(|_| delivered_all) {
+                Some(client) => match client.send_data(frame) {
                     Ok(()) => {}
                     Err(Error::QueueFull) => {
                         delivered_all = false;
@@ -304,24 +328,25 @@ impl Driver {
                         let id = client.id();
                         self.set_watch_writable(id, true);
                     }
-                    Err(_) => {}
-                }
-            } else if self.client.is_some() {
-                if self.backlog.len() < BACKLOG_MAX {
-                    self.backlog.push_back(frame.to_vec());
-                } else {
-                    self.dropped += 1;
-                    if self.dropped.is_power_of_two() {
-                        log::warn!("client is slow: {} received frames dropped", self.dropped);
-                    }
-                }
+                    Err(_) => self.dropped += 1,
+                },
+                None => self.backlog.push_back(frame.to_vec()),
             }
             if let Err(e) = self.nic.recycle_rx_buffer(rx) {
                 log::error!("cannot recycle a receive buffer: {e:?}");
             }
         }
-        if let Err(e) = self.irq.ack() {
-            log::error!("interrupt ack failed: {e}");
+        if self.backlog.len() >= BACKLOG_MAX && !self.throttled {
+            self.throttled = true;
+            self.throttles += 1;
+            if self.throttles.is_power_of_two() {
+                log::warn!(
+                    "client is slow: holding received frames in the NIC ({} times so far)",
+                    self.throttles
+                );
+            }
+        } else if self.backlog.len() < BACKLOG_MAX {
+            self.throttled = false;
         }
     }
 }

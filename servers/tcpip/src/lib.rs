@@ -10,6 +10,11 @@
 //! - `udp:<host>:<port>`: `OpenReply` with a channel on which each `Data`
 //!   is one datagram to or from that peer.
 //!
+//! - `stats:`: `OpenReply` with a channel holding one `Data`, the
+//!   server's figures as a JSON object (`memory_bytes`: socket buffers and
+//!   queued bytes; socket and connection counts; dropped frames), then
+//!   `Close`.
+//!
 //! Failures are `Error { call_id, code, text }`. On a connection channel,
 //! `Data` carries the stream both ways, `Close` is an orderly end (FIN) of
 //! the sender's direction, `Abort` a reset. Backpressure both ways: bytes
@@ -52,6 +57,7 @@ use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpCidr;
 use smoltcp::wire::IpEndpoint;
 use starina::channel::Channel;
+use starina::channel::MessageBuffer;
 use starina::mainloop::Event;
 use starina::mainloop::Mainloop;
 use starina::message::codes;
@@ -78,6 +84,11 @@ const CHUNK: usize = 16 * 1024;
 const CLIENT_BACKLOG_MAX: usize = 64 * 1024;
 /// Longest wait between two smoltcp polls (timeouts are checked then).
 const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Events handled between two service rounds at most this far apart:
+/// a round polls every socket, so under load (hundreds of connections,
+/// each sending several messages) one round per event would cost far more
+/// than the events themselves.
+const SERVICE_INTERVAL_NS: u64 = 2_000_000;
 const UDP_PACKETS: usize = 32;
 const UDP_BUFFER: usize = 16 * 1024;
 
@@ -158,12 +169,22 @@ struct Server {
     next_port: u16,
     net: Option<HandleId>,
     net_watching: bool,
+    /// The driver's channel, while it is out of the main loop (not read
+    /// from) because `link.rx` is full: frames then wait in the channel,
+    /// the driver and the NIC instead of being dropped.
+    net_paused: Option<Channel>,
     /// (channel, on): `watch_writable` calls to make.
     watch: Vec<(HandleId, bool)>,
     /// Channels to put back into the main loop.
     resume: Vec<(u32, Channel)>,
     /// Channels of new connections to add to the main loop.
     added: Vec<(Channel, Ctx)>,
+    /// Receive buffer for draining the driver's channel.
+    net_buf: MessageBuffer,
+    /// When the next service round is due (`now_ns`).
+    next_service: u64,
+    /// Something cannot wait for the next round (a queue hit its limit).
+    urgent: bool,
 }
 
 fn now() -> Instant {
@@ -208,7 +229,7 @@ pub fn main(env: Env) {
         }
     };
     let mut server = Server {
-        backlog: (env.config.backlog.clamp(1, 128)) as usize,
+        backlog: (env.config.backlog.clamp(1, 512)) as usize,
         buffer: (env.config.socket_buffer.clamp(2048, 1 << 20)) as usize,
         iface: None,
         link: Link::new(),
@@ -224,14 +245,26 @@ pub fn main(env: Env) {
         next_port: 49152,
         net: Some(net_id),
         net_watching: false,
+        net_paused: None,
         watch: Vec::new(),
         resume: Vec::new(),
         added: Vec::new(),
+        net_buf: MessageBuffer::new(),
+        next_service: 0,
+        urgent: false,
     };
     loop {
         server.handle_event(&mut ml);
-        server.service(&mut ml);
-        let delay = server.poll_delay();
+        let now = now_ns();
+        let delay = if now >= server.next_service || server.urgent {
+            server.urgent = false;
+            server.service(&mut ml);
+            server.next_service = now_ns() + SERVICE_INTERVAL_NS;
+            server.poll_delay()
+        } else {
+            // Take the events that queue up until the round is due.
+            Duration::from_micros((server.next_service - now).div_ceil(1000))
+        };
         // The timer lives in the main loop; arm it by its handle.
         let ns = delay.total_micros().saturating_mul(1000);
         if let Err(e) = starina::syscall::kernel().timer_set(timer_id, ns) {
@@ -297,9 +330,25 @@ impl Server {
             } if uri.starts_with("connect:") => new_client = Some(Channel::from_handle(handle)),
             Event::Message {
                 ctx: Ctx::Net,
+                ch,
                 msg: Message::Data(frame),
-                ..
-            } => self.link.push_rx(frame),
+            } => {
+                self.link.push_rx(frame);
+                // Frames in move the protocol on (ACKs open windows): no
+                // waiting for the next round.
+                self.urgent = true;
+                // Take the frames already queued before the (costly)
+                // service round, so bursts do not back up in the driver;
+                // but only as many as our queue holds: the rest wait in
+                // the channel, the driver and the NIC (backpressure).
+                while self.link.rx.len() < link::RX_QUEUE_MAX {
+                    match ch.try_recv(&mut self.net_buf) {
+                        Ok(Message::Data(frame)) => self.link.push_rx(frame),
+                        Ok(other) => log::warn!("unexpected {:?} from the driver", other.kind()),
+                        Err(_) => break,
+                    }
+                }
+            }
             Event::Message {
                 ctx: Ctx::Net,
                 msg: Message::Open { uri, .. },
@@ -349,12 +398,21 @@ impl Server {
                     c.client_gone = true;
                     c.client_closed = true;
                     c.to_client = None;
+                    // The main loop dropped the channel: its handle number
+                    // may name a new channel soon. Never use it again.
+                    c.ch = HandleId(0);
                 }
             }
             Event::PeerClosed {
                 ctx: Ctx::Listener(id),
                 ..
-            } => unlisten = Some(id),
+            } => {
+                // Already out of the main loop; forget its handle number.
+                if let Some(l) = self.listeners.get_mut(&id) {
+                    l.ch = HandleId(0);
+                }
+                unlisten = Some(id);
+            }
             Event::PeerClosed { ctx: Ctx::Net, .. } => {
                 log::error!("the network driver went away; waiting for it to come back");
                 self.net = None;
@@ -423,6 +481,9 @@ impl Server {
                     return;
                 }
                 c.to_socket.extend(data.iter().copied());
+                if c.to_socket.len() >= CLIENT_BACKLOG_MAX {
+                    self.urgent = true;
+                }
             }
             Message::Close => c.client_closed = true,
             Message::Abort { .. } => {
@@ -458,7 +519,9 @@ impl Server {
                 self.sockets.get_mut::<tcp::Socket>(s).abort();
                 self.zombies.push(s);
             }
-            ml.remove_channel(l.ch);
+            if l.ch != HandleId(0) {
+                ml.remove_channel(l.ch);
+            }
             log::info!("stopped listening on port {}", l.port);
         }
     }
@@ -477,6 +540,10 @@ impl Server {
                 return;
             }
         };
+        if request == Request::Stats {
+            self.send_stats(ml, client, call_id);
+            return;
+        }
         let ready = self.iface.is_some() && (self.configured || matches!(request, Request::Listen { .. }));
         if !ready {
             self.pending.push(Pending::Waiting {
@@ -505,6 +572,65 @@ impl Server {
                 host: Host::Name(name),
                 port,
             } => self.resolve(ml, client, call_id, name, port, true),
+            Request::Stats => {}
+        }
+    }
+
+    /// The server's figures as one JSON object: what it holds in memory
+    /// (socket buffers, queued bytes) and what it dropped.
+    fn stats_json(&self) -> String {
+        let (mut tcp, mut udp, mut other, mut buffers) = (0usize, 0usize, 0usize, 0usize);
+        for (_, socket) in self.sockets.iter() {
+            match socket {
+                smoltcp::socket::Socket::Tcp(t) => {
+                    tcp += 1;
+                    buffers += t.recv_capacity() + t.send_capacity();
+                }
+                smoltcp::socket::Socket::Udp(u) => {
+                    udp += 1;
+                    buffers += u.payload_recv_capacity() + u.payload_send_capacity();
+                }
+                _ => other += 1,
+            }
+        }
+        let listening: usize = self.listeners.values().map(|l| l.sockets.len()).sum();
+        let queued: usize = self
+            .conns
+            .values()
+            .map(|c| c.to_socket.len() + c.to_client.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()
+            + self.link.rx.iter().chain(self.link.tx.iter()).map(|f| f.len()).sum::<usize>();
+        format!(
+            "{{\"memory_bytes\":{},\"socket_buffer_bytes\":{buffers},\"queued_bytes\":{queued},\"tcp_sockets\":{tcp},\"udp_sockets\":{udp},\"other_sockets\":{other},\"listening_sockets\":{listening},\"connections\":{},\"closing_sockets\":{},\"pending_requests\":{},\"rx_dropped\":{},\"syn_dropped\":{}}}",
+            buffers + queued,
+            self.conns.len(),
+            self.zombies.len(),
+            self.pending.len(),
+            self.link.rx_dropped,
+            self.link.syn_dropped,
+        )
+    }
+
+    /// Answers `stats:` with a channel that holds the figures (one `Data`
+    /// with a JSON object) followed by `Close`.
+    fn send_stats(&mut self, ml: &mut Mainloop<Ctx>, client: HandleId, call_id: u32) {
+        let (ours, theirs) = match Channel::create() {
+            Ok(pair) => pair,
+            Err(e) => {
+                send_error(ml.channel(client), call_id, codes::UNAVAILABLE, &format!("{e}"));
+                return;
+            }
+        };
+        let json = self.stats_json();
+        if ours.send_data(json.as_bytes()).is_err() || ours.send(Message::Close).is_err() {
+            send_error(ml.channel(client), call_id, codes::UNAVAILABLE, "cannot queue the figures");
+            return;
+        }
+        if let Some(ch) = ml.channel(client) {
+            let _ = ch.send(Message::OpenReply {
+                call_id,
+                handle: theirs.into_handle(),
+            });
         }
     }
 
@@ -707,6 +833,17 @@ impl Server {
                 break;
             };
             self.link.rx_budget = link::RX_BUDGET;
+            // New connections a listener can take now: SYNs beyond that are
+            // dropped (the peer retries) rather than refused with a reset.
+            self.link.syn_budget.clear();
+            for l in self.listeners.values() {
+                let free = l
+                    .sockets
+                    .iter()
+                    .filter(|&&s| self.sockets.get::<tcp::Socket>(s).state() == tcp::State::Listen)
+                    .count();
+                self.link.syn_budget.push((l.port, free));
+            }
             iface.poll(now(), &mut self.link, &mut self.sockets);
             self.dhcp_events();
             self.retry_pending(ml);
@@ -718,7 +855,27 @@ impl Server {
                 break;
             }
         }
+        self.throttle_rx(ml);
         self.apply(ml);
+    }
+
+    /// Stops reading the driver's channel while `link.rx` is full, and
+    /// reads it again once half of that is processed.
+    fn throttle_rx(&mut self, ml: &mut Mainloop<Ctx>) {
+        let Some(net) = self.net else { return };
+        if self.net_paused.is_none() && self.link.rx.len() >= link::RX_QUEUE_MAX {
+            if let Some((ch, _)) = ml.remove_channel(net) {
+                self.net_paused = Some(ch);
+                self.net_watching = false;
+            }
+        } else if self.link.rx.len() < link::RX_QUEUE_MAX / 2 {
+            if let Some(ch) = self.net_paused.take() {
+                if let Err(e) = ml.add_channel(ch, Ctx::Net) {
+                    log::error!("cannot watch the network driver again: {e}");
+                    self.net = None;
+                }
+            }
+        }
     }
 
     /// Applies main-loop changes collected while the loop was borrowed.
@@ -1130,7 +1287,7 @@ impl Server {
         }
         for id in done {
             if let Some(c) = self.conns.remove(&id) {
-                if c.paused.is_none() {
+                if c.paused.is_none() && c.ch != HandleId(0) {
                     ml.remove_channel(c.ch);
                 }
                 self.zombies.push(c.socket);
@@ -1164,7 +1321,7 @@ impl Server {
             self.link.tx.clear();
             return;
         };
-        let Some(ch) = ml.channel(net) else {
+        let Some(ch) = self.net_paused.as_ref().or_else(|| ml.channel(net)) else {
             self.link.tx.clear();
             return;
         };
@@ -1174,7 +1331,8 @@ impl Server {
                     self.link.tx.pop_front();
                 }
                 Err(Error::QueueFull) => {
-                    if !self.net_watching {
+                    // (While paused, the zero poll delay retries instead.)
+                    if !self.net_watching && self.net_paused.is_none() {
                         self.net_watching = true;
                         self.watch.push((net, true));
                     }

@@ -24,6 +24,26 @@ pub struct Link {
     pub tx: VecDeque<Vec<u8>>,
     pub rx_budget: usize,
     pub rx_dropped: u64,
+    /// (listening port, SYNs it can still take during this poll).
+    pub syn_budget: Vec<(u16, usize)>,
+    pub syn_dropped: u64,
+}
+
+/// The destination port of a TCP SYN (without ACK) in an Ethernet/IPv4
+/// frame, or `None` for anything else (or anything malformed).
+pub fn syn_port(frame: &[u8]) -> Option<u16> {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[14..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != 6 || ip.len() < ihl + 20 {
+        return None;
+    }
+    let tcp = &ip[ihl..];
+    let flags = tcp[13];
+    let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
+    (syn && !ack).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
 }
 
 impl Link {
@@ -33,11 +53,16 @@ impl Link {
             tx: VecDeque::new(),
             rx_budget: RX_BUDGET,
             rx_dropped: 0,
+            syn_budget: Vec::new(),
+            syn_dropped: 0,
         }
     }
 
+    /// Queues a received frame. The main loop reads the driver's channel
+    /// only while `rx` has room, so this drops only past twice that (a
+    /// frame delivered as an event while the queue is full is kept).
     pub fn push_rx(&mut self, frame: &[u8]) {
-        if self.rx.len() >= RX_QUEUE_MAX {
+        if self.rx.len() >= 2 * RX_QUEUE_MAX {
             self.rx_dropped += 1;
             return;
         }
@@ -77,8 +102,23 @@ impl Device for Link {
         if self.rx_budget == 0 || self.tx.len() >= TX_QUEUE_MAX {
             return None;
         }
-        let frame = self.rx.pop_front()?;
+        let mut frame = self.rx.pop_front()?;
         self.rx_budget -= 1;
+        // A SYN to a listener with no free socket: drop it, the peer
+        // retransmits (smoltcp would answer it with a reset).
+        while let Some(port) = syn_port(&frame) {
+            match self.syn_budget.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, 0)) => {
+                    self.syn_dropped += 1;
+                    frame = self.rx.pop_front()?;
+                }
+                Some((_, n)) => {
+                    *n -= 1;
+                    break;
+                }
+                None => break,
+            }
+        }
         Some((RxToken(frame), TxToken(&mut self.tx)))
     }
 
@@ -94,5 +134,45 @@ impl Device for Link {
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = 1514;
         caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_frame(flags: u8, port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[34 + 2..34 + 4].copy_from_slice(&port.to_be_bytes());
+        f[34 + 13] = flags;
+        f
+    }
+
+    #[test]
+    fn finds_syns_only() {
+        assert_eq!(syn_port(&tcp_frame(0x02, 80)), Some(80));
+        assert_eq!(syn_port(&tcp_frame(0x12, 80)), None);
+        assert_eq!(syn_port(&tcp_frame(0x10, 80)), None);
+        assert_eq!(syn_port(&[]), None);
+        assert_eq!(syn_port(&tcp_frame(0x02, 80)[..40]), None);
+    }
+
+    #[test]
+    fn drops_syns_past_the_budget() {
+        let mut link = Link::new();
+        link.syn_budget.push((80, 1));
+        link.push_rx(&tcp_frame(0x02, 80));
+        link.push_rx(&tcp_frame(0x02, 80));
+        link.push_rx(&tcp_frame(0x10, 80));
+        let now = Instant::from_millis(0);
+        let mut got = Vec::new();
+        while let Some((rx, _tx)) = link.receive(now) {
+            got.push(smoltcp::phy::RxToken::consume(rx, |b| b[34 + 13]));
+        }
+        assert_eq!(got, [0x02, 0x10]);
+        assert_eq!(link.syn_dropped, 1);
     }
 }

@@ -1,6 +1,6 @@
 //! The URIs clients open: `tcp-listen:<addr>:<port>`, `tcp:<host>:<port>`
 //! and `udp:<host>:<port>`, where host is a dotted IPv4 address or a DNS
-//! name.
+//! name, and `stats:` (the server's own figures, as JSON).
 
 use smoltcp::wire::Ipv4Address;
 
@@ -15,6 +15,7 @@ pub enum Request<'a> {
     Listen { port: u16 },
     Tcp { host: Host<'a>, port: u16 },
     Udp { host: Host<'a>, port: u16 },
+    Stats,
 }
 
 /// Why a URI was refused, for the `Error` reply.
@@ -30,7 +31,7 @@ impl UriError {
     pub fn text(self) -> &'static str {
         match self {
             UriError::UnknownScheme => {
-                "unknown URI scheme (expected tcp-listen:, tcp: or udp:)"
+                "unknown URI scheme (expected tcp-listen:, tcp:, udp: or stats:)"
             }
             UriError::BadPort => "missing or invalid port (1-65535)",
             UriError::BadHost => "invalid host: a dotted IPv4 address or a DNS name",
@@ -87,6 +88,9 @@ fn parse_host(s: &str) -> Result<Host<'_>, UriError> {
 }
 
 pub fn parse(uri: &str) -> Result<Request<'_>, UriError> {
+    if uri == "stats:" {
+        return Ok(Request::Stats);
+    }
     if let Some(rest) = uri.strip_prefix("tcp-listen:") {
         let (addr, port) = split_host_port(rest)?;
         if addr != "0.0.0.0" && !addr.is_empty() {
@@ -118,6 +122,7 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         assert_eq!(parse("tcp-listen:0.0.0.0:80"), Ok(Request::Listen { port: 80 }));
+        assert_eq!(parse("stats:"), Ok(Request::Stats));
         assert_eq!(
             parse("tcp:10.0.2.2:8000"),
             Ok(Request::Tcp {
