@@ -10,7 +10,11 @@
 //! - `starina-guest-agent --stdio`: serve on stdin/stdout (no mounts), so the
 //!   protocol and the process handling can be tested on the host.
 //! - `starina-guest-agent --device PATH`: serve on a tty or other device.
+//! - `starina-guest-agent --pipe-bench N`: a pipe ping-pong of N round trips
+//!   between two processes, timed by the guest (`pipebench.rs`; `make
+//!   bench` runs it as `/init --pipe-bench N`).
 
+mod pipebench;
 mod server;
 mod sys;
 
@@ -83,11 +87,28 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        ["--pipe-bench", rounds] => {
+            let Ok(rounds) = rounds.parse::<u64>() else {
+                eprintln!("starina-guest-agent: --pipe-bench wants a number of round trips");
+                std::process::exit(2);
+            };
+            if let Err(e) = pipebench::run(rounds) {
+                eprintln!("starina-guest-agent: pipe bench failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        ["--pipe-echo"] => {
+            if let Err(e) = pipebench::echo() {
+                eprintln!("starina-guest-agent: pipe echo failed: {e}");
+                std::process::exit(1);
+            }
+        }
         _ => {
             eprintln!(
                 "usage: starina-guest-agent            (as PID 1 in the Starina microVM)\n\
                  \x20      starina-guest-agent --stdio    (serve the protocol on stdin/stdout)\n\
-                 \x20      starina-guest-agent --device PATH"
+                 \x20      starina-guest-agent --device PATH\n\
+                 \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)"
             );
             std::process::exit(2);
         }

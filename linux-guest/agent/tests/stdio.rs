@@ -280,3 +280,31 @@ fn panic_request_is_honoured() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// `--pipe-bench N` (a mode for `make bench`, not the protocol): N pipe
+/// round trips with a child, then one summary line.
+#[test]
+fn pipe_bench_reports_its_round_trips() {
+    let out = Command::new(env!("CARGO_BIN_EXE_starina-guest-agent"))
+        .args(["--pipe-bench", "500"])
+        .output()
+        .expect("cannot run the agent");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}: {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.trim();
+    assert!(
+        line.starts_with("pipe-bench: rounds=500 total_ns="),
+        "{line:?}"
+    );
+    let per: u64 = line
+        .rsplit("roundtrip_ns=")
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no roundtrip_ns in {line:?}"));
+    assert!(per > 0, "{line:?}");
+}
