@@ -45,6 +45,17 @@ pub enum ThreadState {
 #[repr(C, align(16))]
 pub struct FxArea(pub [u8; 512]);
 
+impl FxArea {
+    /// A fresh x87/SSE state: the control word and MXCSR as after reset
+    /// (FNINIT), everything else zero.
+    pub fn initial() -> Box<FxArea> {
+        let mut fx = Box::new(FxArea([0; 512]));
+        fx.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        fx
+    }
+}
+
 pub struct Thread {
     pub id: u64,
     pub process: Arc<Process>,
@@ -193,14 +204,6 @@ mod machine {
     use crate::arch::trap::KERNEL_DS;
     use crate::arch::trap::CURRENT_FX;
 
-    fn new_fx() -> Box<FxArea> {
-        let mut fx = Box::new(FxArea([0; 512]));
-        // Default x87 control word and MXCSR, as after FNINIT/reset.
-        fx.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
-        fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-        fx
-    }
-
     /// Where every new thread starts: `entry(arg)`, then the thread exits.
     extern "C" fn thread_start(entry: usize, arg: usize) -> ! {
         // SAFETY: `entry` was produced from a `fn(usize)` in `spawn`.
@@ -230,7 +233,7 @@ mod machine {
             resume: AtomicU8::new(RESUME_FRAME),
             frame: UnsafeCell::new(frame),
             saved_rsp: UnsafeCell::new(0),
-            fx: new_fx(),
+            fx: FxArea::initial(),
             stack: Some(stack),
         });
         process.add_thread(&thread);
@@ -247,7 +250,7 @@ mod machine {
             resume: AtomicU8::new(RESUME_FRAME),
             frame: UnsafeCell::new(TrapFrame::default()),
             saved_rsp: UnsafeCell::new(0),
-            fx: new_fx(),
+            fx: FxArea::initial(),
             stack: None,
         });
         let mut s = SCHED.lock();

@@ -104,40 +104,24 @@ struct Server {
     tcpip_stats: String,
 }
 
-pub fn main(env: Env) {
-    let mut ml: Mainloop<Ctx> = match Mainloop::new() {
-        Ok(ml) => ml,
-        Err(e) => {
-            log::error!("cannot create the main loop: {e}");
-            return;
-        }
-    };
-    let timer = match Timer::create() {
-        Ok(t) => t,
-        Err(e) => {
-            log::error!("cannot create a timer: {e}");
-            return;
-        }
-    };
+pub fn main(env: Env) -> Result<(), String> {
+    let mut ml: Mainloop<Ctx> =
+        Mainloop::new().map_err(|e| format!("cannot create the main loop: {e}"))?;
+    let timer = Timer::create().map_err(|e| format!("cannot create a timer: {e}"))?;
     let tcpip_id = env.tcpip.id();
     let timer_id = timer.id();
     let uri = format!("tcp-listen:0.0.0.0:{}", env.config.port);
-    if let Err(e) = env.tcpip.send(Message::Open {
-        call_id: LISTEN_CALL,
-        uri: &uri,
-        handle: None,
-    }) {
-        log::error!("cannot ask tcpip to listen: {}", e.error);
-        return;
-    }
-    let setup = ml
-        .add_channel(env.supervisor, Ctx::Supervisor)
+    env.tcpip
+        .send(Message::Open {
+            call_id: LISTEN_CALL,
+            uri: &uri,
+            handle: None,
+        })
+        .map_err(|e| format!("cannot ask tcpip to listen: {}", e.error))?;
+    ml.add_channel(env.supervisor, Ctx::Supervisor)
         .and_then(|_| ml.add_channel(env.tcpip, Ctx::Tcpip))
-        .and_then(|_| ml.add_timer(timer, Ctx::Timer));
-    if let Err(e) = setup {
-        log::error!("cannot set up the main loop: {e}");
-        return;
-    }
+        .and_then(|_| ml.add_timer(timer, Ctx::Timer))
+        .map_err(|e| format!("cannot set up the main loop: {e}"))?;
     let _ = starina::syscall::kernel().timer_set(timer_id, SWEEP_MS * 1_000_000);
     let mut server = Server {
         monitor: env.monitor,

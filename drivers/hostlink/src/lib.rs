@@ -97,40 +97,18 @@ struct Link {
     out: Vec<u8>,
 }
 
-pub fn main(env: Env) {
+pub fn main(env: Env) -> Result<(), String> {
     let device = env.port;
     let where_ = device.describe();
-    let port = match transport(&device)
+    let port = transport(&device)
         .map_err(|e| format!("{e}"))
         .and_then(|t| Port::new(t).map_err(|e| format!("{e:?}")))
-    {
-        Ok(port) => port,
-        Err(e) => {
-            log::error!("{where_}: cannot set up the virtio-console: {e}");
-            return;
-        }
-    };
-    let irq = match device.interrupt() {
-        Ok(irq) => irq,
-        Err(e) => {
-            log::error!("{where_}: no interrupt: {e}");
-            return;
-        }
-    };
-    let poll = match Poll::create() {
-        Ok(p) => p,
-        Err(e) => {
-            log::error!("cannot create a poll: {e}");
-            return;
-        }
-    };
-    let tick = match Timer::create() {
-        Ok(t) => t,
-        Err(e) => {
-            log::error!("cannot create a timer: {e}");
-            return;
-        }
-    };
+        .map_err(|e| format!("{where_}: cannot set up the virtio-console: {e}"))?;
+    let irq = device
+        .interrupt()
+        .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
+    let poll = Poll::create().map_err(|e| format!("cannot create a poll: {e}"))?;
+    let tick = Timer::create().map_err(|e| format!("cannot create a timer: {e}"))?;
     let mut link = Link {
         port,
         irq,
@@ -145,11 +123,12 @@ pub fn main(env: Env) {
         out: Vec::new(),
     };
     log::info!("{where_}: host link up");
-    if let Err(e) = link.run() {
-        log::error!("stopped: {e}");
-    }
+    let result = link.run();
+    // `device` drops last: the kernel quiesces it before its DMA memory is
+    // freed.
     drop(link);
     drop(device);
+    result.map_err(|e| format!("{where_}: {e}"))
 }
 
 impl Link {

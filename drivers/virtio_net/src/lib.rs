@@ -21,6 +21,7 @@ extern crate alloc;
 
 use alloc::collections::VecDeque;
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use starina::abi::Readiness;
@@ -67,37 +68,17 @@ struct Driver {
     throttles: u64,
 }
 
-pub fn main(env: Env) {
+pub fn main(env: Env) -> Result<(), String> {
     let device = env.nic;
     let where_ = device.describe();
-    let transport = match transport(&device) {
-        Ok(t) => t,
-        Err(e) => {
-            log::error!("{where_}: cannot open the virtio transport: {e}");
-            return;
-        }
-    };
-    let nic = match Nic::new(transport, RX_BUFFER_LEN) {
-        Ok(nic) => nic,
-        Err(e) => {
-            log::error!("{where_}: virtio-net initialization failed: {e:?}");
-            return;
-        }
-    };
-    let irq = match device.interrupt() {
-        Ok(irq) => irq,
-        Err(e) => {
-            log::error!("{where_}: no interrupt: {e}");
-            return;
-        }
-    };
-    let poll = match Poll::create() {
-        Ok(p) => p,
-        Err(e) => {
-            log::error!("cannot create a poll: {e}");
-            return;
-        }
-    };
+    let transport = transport(&device)
+        .map_err(|e| format!("{where_}: cannot open the virtio transport: {e}"))?;
+    let nic = Nic::new(transport, RX_BUFFER_LEN)
+        .map_err(|e| format!("{where_}: virtio-net initialization failed: {e:?}"))?;
+    let irq = device
+        .interrupt()
+        .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
+    let poll = Poll::create().map_err(|e| format!("cannot create a poll: {e}"))?;
     let mac = nic.mac_address();
     let mut driver = Driver {
         nic,
@@ -112,13 +93,12 @@ pub fn main(env: Env) {
         throttled: false,
         throttles: 0,
     };
-    if let Err(e) = driver.run(&where_) {
-        log::error!("stopped: {e}");
-    }
+    let result = driver.run(&where_);
     // `device` drops last: the kernel quiesces the NIC before its DMA
     // memory is freed.
     drop(driver);
     drop(device);
+    result.map_err(|e| format!("{where_}: {e}"))
 }
 
 fn mac_string(mac: &[u8; 6]) -> alloc::string::String {
@@ -130,8 +110,10 @@ fn mac_string(mac: &[u8; 6]) -> alloc::string::String {
 
 impl Driver {
     fn run(&mut self, where_: &str) -> Result<(), Error> {
-        self.poll
-            .add(self.supervisor.id(), Readiness::READABLE | Readiness::PEER_CLOSED)?;
+        self.poll.add(
+            self.supervisor.id(),
+            Readiness::READABLE | Readiness::PEER_CLOSED,
+        )?;
         self.poll.add(self.irq.id(), Readiness::READABLE)?;
         log::info!("{where_}: link up, MAC {}", mac_string(&self.mac));
         let mut buf = MessageBuffer::new();
@@ -245,7 +227,10 @@ impl Driver {
             match client.try_recv(buf) {
                 Ok(Message::Data(frame)) => {
                     if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
-                        log::warn!("dropping a {}-byte frame (not an Ethernet frame)", frame.len());
+                        log::warn!(
+                            "dropping a {}-byte frame (not an Ethernet frame)",
+                            frame.len()
+                        );
                         continue;
                     }
                     let tx = self.nic.new_tx_buffer(frame.len());
@@ -257,7 +242,8 @@ impl Driver {
                 }
                 Ok(other) => log::warn!("ignoring {:?} from the client", other.kind()),
                 Err(Error::WouldBlock) => {
-                    if ready.contains(Readiness::PEER_CLOSED) && !ready.contains(Readiness::READABLE)
+                    if ready.contains(Readiness::PEER_CLOSED)
+                        && !ready.contains(Readiness::READABLE)
                     {
                         self.detach();
                     }

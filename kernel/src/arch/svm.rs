@@ -435,9 +435,7 @@ impl SvmVcpu {
         write64(v, save::DR7, 0x400);
         write64(v, save::DR6, 0xffff_0ff0);
         VCPUS_CREATED.fetch_add(1, Ordering::Relaxed);
-        let mut fx = alloc::boxed::Box::new(crate::sched::FxArea([0; 512]));
-        fx.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
-        fx.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+        let fx = crate::sched::FxArea::initial();
         Ok(SvmVcpu {
             vmcb_phys,
             iopm_phys,

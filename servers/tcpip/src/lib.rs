@@ -201,33 +201,16 @@ fn send_error(ch: Option<&Channel>, call_id: u32, code: u16, text: &str) {
     }
 }
 
-pub fn main(env: Env) {
-    let mut ml: Mainloop<Ctx> = match Mainloop::new() {
-        Ok(ml) => ml,
-        Err(e) => {
-            log::error!("cannot create the main loop: {e}");
-            return;
-        }
-    };
-    let timer = match Timer::create() {
-        Ok(t) => t,
-        Err(e) => {
-            log::error!("cannot create a timer: {e}");
-            return;
-        }
-    };
+pub fn main(env: Env) -> Result<(), String> {
+    let mut ml: Mainloop<Ctx> =
+        Mainloop::new().map_err(|e| format!("cannot create the main loop: {e}"))?;
+    let timer = Timer::create().map_err(|e| format!("cannot create a timer: {e}"))?;
     let net_id = env.net.id();
     let setup = ml
         .add_channel(env.supervisor, Ctx::Supervisor)
         .and_then(|_| ml.add_channel(env.net, Ctx::Net))
         .and_then(|_| ml.add_timer(timer, Ctx::Timer));
-    let timer_id = match setup {
-        Ok(id) => id,
-        Err(e) => {
-            log::error!("cannot set up the main loop: {e}");
-            return;
-        }
-    };
+    let timer_id = setup.map_err(|e| format!("cannot set up the main loop: {e}"))?;
     let mut server = Server {
         backlog: (env.config.backlog.clamp(1, 512)) as usize,
         buffer: (env.config.socket_buffer.clamp(2048, 1 << 20)) as usize,
@@ -374,7 +357,12 @@ impl Server {
             } => {
                 log::warn!("unexpected {:?} from a client", msg.kind());
                 if let Message::Open { call_id, .. } = msg {
-                    send_error(Some(ch), call_id, codes::INVALID, "Open must carry no handle");
+                    send_error(
+                        Some(ch),
+                        call_id,
+                        codes::INVALID,
+                        "Open must carry no handle",
+                    );
                 }
             }
             Event::Message {
@@ -429,7 +417,8 @@ impl Server {
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.watching_writable = false;
                 }
-                self.watch.push((self.conns.get(&id).map_or(HandleId(0), |c| c.ch), false));
+                self.watch
+                    .push((self.conns.get(&id).map_or(HandleId(0), |c| c.ch), false));
             }
             Event::Writable {
                 ctx: Ctx::Listener(id),
@@ -536,7 +525,12 @@ impl Server {
                 } else {
                     codes::INVALID
                 };
-                send_error(ml.channel(client), call_id, code, &format!("{uri}: {}", e.text()));
+                send_error(
+                    ml.channel(client),
+                    call_id,
+                    code,
+                    &format!("{uri}: {}", e.text()),
+                );
                 return;
             }
         };
@@ -544,7 +538,8 @@ impl Server {
             self.send_stats(ml, client, call_id);
             return;
         }
-        let ready = self.iface.is_some() && (self.configured || matches!(request, Request::Listen { .. }));
+        let ready =
+            self.iface.is_some() && (self.configured || matches!(request, Request::Listen { .. }));
         if !ready {
             self.pending.push(Pending::Waiting {
                 client,
@@ -559,11 +554,21 @@ impl Server {
             Request::Tcp {
                 host: Host::Ip(ip),
                 port,
-            } => self.connect(ml, client, call_id, IpEndpoint::new(IpAddress::Ipv4(ip), port)),
+            } => self.connect(
+                ml,
+                client,
+                call_id,
+                IpEndpoint::new(IpAddress::Ipv4(ip), port),
+            ),
             Request::Udp {
                 host: Host::Ip(ip),
                 port,
-            } => self.udp(ml, client, call_id, IpEndpoint::new(IpAddress::Ipv4(ip), port)),
+            } => self.udp(
+                ml,
+                client,
+                call_id,
+                IpEndpoint::new(IpAddress::Ipv4(ip), port),
+            ),
             Request::Tcp {
                 host: Host::Name(name),
                 port,
@@ -599,7 +604,13 @@ impl Server {
             .values()
             .map(|c| c.to_socket.len() + c.to_client.as_ref().map_or(0, |v| v.len()))
             .sum::<usize>()
-            + self.link.rx.iter().chain(self.link.tx.iter()).map(|f| f.len()).sum::<usize>();
+            + self
+                .link
+                .rx
+                .iter()
+                .chain(self.link.tx.iter())
+                .map(|f| f.len())
+                .sum::<usize>();
         format!(
             "{{\"memory_bytes\":{},\"socket_buffer_bytes\":{buffers},\"queued_bytes\":{queued},\"tcp_sockets\":{tcp},\"udp_sockets\":{udp},\"other_sockets\":{other},\"listening_sockets\":{listening},\"connections\":{},\"closing_sockets\":{},\"pending_requests\":{},\"rx_dropped\":{},\"syn_dropped\":{}}}",
             buffers + queued,
@@ -617,13 +628,23 @@ impl Server {
         let (ours, theirs) = match Channel::create() {
             Ok(pair) => pair,
             Err(e) => {
-                send_error(ml.channel(client), call_id, codes::UNAVAILABLE, &format!("{e}"));
+                send_error(
+                    ml.channel(client),
+                    call_id,
+                    codes::UNAVAILABLE,
+                    &format!("{e}"),
+                );
                 return;
             }
         };
         let json = self.stats_json();
         if ours.send_data(json.as_bytes()).is_err() || ours.send(Message::Close).is_err() {
-            send_error(ml.channel(client), call_id, codes::UNAVAILABLE, "cannot queue the figures");
+            send_error(
+                ml.channel(client),
+                call_id,
+                codes::UNAVAILABLE,
+                "cannot queue the figures",
+            );
             return;
         }
         if let Some(ch) = ml.channel(client) {
@@ -647,14 +668,24 @@ impl Server {
         let (ours, theirs) = match Channel::create() {
             Ok(pair) => pair,
             Err(e) => {
-                send_error(ml.channel(client), call_id, codes::UNAVAILABLE, &format!("{e}"));
+                send_error(
+                    ml.channel(client),
+                    call_id,
+                    codes::UNAVAILABLE,
+                    &format!("{e}"),
+                );
                 return;
             }
         };
         let id = self.alloc_id();
         let ch = ours.id();
         if let Err(e) = ml.add_channel(ours, Ctx::Listener(id)) {
-            send_error(ml.channel(client), call_id, codes::UNAVAILABLE, &format!("{e}"));
+            send_error(
+                ml.channel(client),
+                call_id,
+                codes::UNAVAILABLE,
+                &format!("{e}"),
+            );
             return;
         }
         let reply = Message::OpenReply {
@@ -729,7 +760,13 @@ impl Server {
         Ok((id, theirs))
     }
 
-    fn connect(&mut self, ml: &mut Mainloop<Ctx>, client: HandleId, call_id: u32, remote: IpEndpoint) {
+    fn connect(
+        &mut self,
+        ml: &mut Mainloop<Ctx>,
+        client: HandleId,
+        call_id: u32,
+        remote: IpEndpoint,
+    ) {
         let Some(iface) = self.iface.as_mut() else {
             return;
         };
@@ -741,9 +778,18 @@ impl Server {
         socket.set_nagle_enabled(false);
         socket.set_timeout(Some(CONNECT_TIMEOUT));
         let local = self.next_port;
-        self.next_port = if self.next_port == u16::MAX { 49152 } else { self.next_port + 1 };
+        self.next_port = if self.next_port == u16::MAX {
+            49152
+        } else {
+            self.next_port + 1
+        };
         if let Err(e) = socket.connect(iface.context(), remote, local) {
-            send_error(ml.channel(client), call_id, codes::INVALID, &format!("connect to {remote}: {e}"));
+            send_error(
+                ml.channel(client),
+                call_id,
+                codes::INVALID,
+                &format!("connect to {remote}: {e}"),
+            );
             return;
         }
         let handle = self.sockets.add(socket);
@@ -756,7 +802,12 @@ impl Server {
             }
             Err(e) => {
                 self.sockets.remove(handle);
-                send_error(ml.channel(client), call_id, codes::UNAVAILABLE, &format!("{e}"));
+                send_error(
+                    ml.channel(client),
+                    call_id,
+                    codes::UNAVAILABLE,
+                    &format!("{e}"),
+                );
             }
         }
     }
@@ -773,7 +824,12 @@ impl Server {
         let mut socket = udp::Socket::new(rx, tx);
         let port = self.ephemeral_port();
         if let Err(e) = socket.bind(port) {
-            send_error(ml.channel(client), call_id, codes::UNAVAILABLE, &format!("bind: {e}"));
+            send_error(
+                ml.channel(client),
+                call_id,
+                codes::UNAVAILABLE,
+                &format!("bind: {e}"),
+            );
             return;
         }
         let handle = self.sockets.add(socket);
@@ -789,7 +845,12 @@ impl Server {
             }
             Err(e) => {
                 self.sockets.remove(handle);
-                send_error(ml.channel(client), call_id, codes::UNAVAILABLE, &format!("{e}"));
+                send_error(
+                    ml.channel(client),
+                    call_id,
+                    codes::UNAVAILABLE,
+                    &format!("{e}"),
+                );
             }
         }
     }
@@ -927,14 +988,20 @@ impl Server {
                     iface.routes_mut().remove_default_ipv4_route();
                 }
                 if let Some(dns) = self.dns {
-                    self.sockets.get_mut::<dns::Socket>(dns).update_servers(&servers);
+                    self.sockets
+                        .get_mut::<dns::Socket>(dns)
+                        .update_servers(&servers);
                 }
                 let dns_text: Vec<String> = servers.iter().map(|s| format!("{s}")).collect();
                 log::info!(
                     "configured by DHCP: address {}, gateway {}, DNS {}",
                     address,
                     router.map_or("none".to_string(), |r| format!("{r}")),
-                    if dns_text.is_empty() { "none".to_string() } else { dns_text.join(", ") }
+                    if dns_text.is_empty() {
+                        "none".to_string()
+                    } else {
+                        dns_text.join(", ")
+                    }
                 );
                 self.configured = true;
             }
@@ -971,7 +1038,9 @@ impl Server {
                             ml.channel(client),
                             call_id,
                             codes::UNAVAILABLE,
-                            &format!("{uri}: the network is not configured (no link or no DHCP answer)"),
+                            &format!(
+                                "{uri}: the network is not configured (no link or no DHCP answer)"
+                            ),
                         );
                     } else {
                         self.pending.push(Pending::Waiting {
@@ -992,7 +1061,10 @@ impl Server {
                     deadline,
                 } => {
                     let Some(dns) = self.dns else { continue };
-                    let result = self.sockets.get_mut::<dns::Socket>(dns).get_query_result(query);
+                    let result = self
+                        .sockets
+                        .get_mut::<dns::Socket>(dns)
+                        .get_query_result(query);
                     match result {
                         Ok(addrs) => match addrs.iter().find(|a| matches!(a, IpAddress::Ipv4(_))) {
                             Some(addr) => {
@@ -1048,7 +1120,9 @@ impl Server {
         let mut progress = false;
         let ids: Vec<u32> = self.listeners.keys().copied().collect();
         for id in ids {
-            let Some(l) = self.listeners.get_mut(&id) else { continue };
+            let Some(l) = self.listeners.get_mut(&id) else {
+                continue;
+            };
             let mut taken = Vec::new();
             l.sockets.retain(|&s| {
                 let socket = self.sockets.get::<tcp::Socket>(s);
@@ -1087,7 +1161,9 @@ impl Server {
     }
 
     fn flush_accepted(&mut self, ml: &mut Mainloop<Ctx>, id: u32) {
-        let Some(l) = self.listeners.get_mut(&id) else { return };
+        let Some(l) = self.listeners.get_mut(&id) else {
+            return;
+        };
         let Some(ch) = ml.channel(l.ch) else { return };
         while let Some((uri, conn)) = l.accepted.pop_front() {
             let msg = Message::Open {
@@ -1102,7 +1178,8 @@ impl Server {
                         handle: Some(h), ..
                     } = e.message
                     {
-                        l.accepted.push_front((uri.clone(), Channel::from_handle(h)));
+                        l.accepted
+                            .push_front((uri.clone(), Channel::from_handle(h)));
                     }
                     self.watch.push((l.ch, true));
                     return;
@@ -1157,7 +1234,12 @@ impl Server {
                     tcp::State::SynSent => {
                         if now_ns() >= c.connect_deadline {
                             s.abort();
-                            send_error(ml.channel(client), call_id, codes::TIMED_OUT, "connect timed out");
+                            send_error(
+                                ml.channel(client),
+                                call_id,
+                                codes::TIMED_OUT,
+                                "connect timed out",
+                            );
                             c.connecting = None;
                             c.told_end = true;
                             c.client_gone = true;
@@ -1232,7 +1314,9 @@ impl Server {
                         }
                         c.to_client = Some(chunk);
                     }
-                    let Some(chunk) = c.to_client.as_ref() else { break };
+                    let Some(chunk) = c.to_client.as_ref() else {
+                        break;
+                    };
                     match ch.send_data(chunk) {
                         Ok(()) => {
                             c.to_client = None;

@@ -121,7 +121,10 @@ mod tests {
 
     #[test]
     fn parses_the_documented_forms() {
-        assert_eq!(parse("tcp-listen:0.0.0.0:80"), Ok(Request::Listen { port: 80 }));
+        assert_eq!(
+            parse("tcp-listen:0.0.0.0:80"),
+            Ok(Request::Listen { port: 80 })
+        );
         assert_eq!(parse("stats:"), Ok(Request::Stats));
         assert_eq!(
             parse("tcp:10.0.2.2:8000"),
@@ -159,6 +162,9 @@ mod tests {
         assert_eq!(parse("tcp:1.2.3:80"), Err(UriError::BadHost));
         assert_eq!(parse("tcp:bad_name:80"), Err(UriError::BadHost));
         assert_eq!(parse("tcp:-a.b:80"), Err(UriError::BadHost));
-        assert_eq!(parse("tcp-listen:10.0.2.15:80"), Err(UriError::BadListenAddress));
+        assert_eq!(
+            parse("tcp-listen:10.0.2.15:80"),
+            Err(UriError::BadListenAddress)
+        );
     }
 }
