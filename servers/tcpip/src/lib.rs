@@ -191,6 +191,33 @@ fn now() -> Instant {
     Instant::from_micros((now_ns() / 1000) as i64)
 }
 
+/// Why an open request was refused: the code and text of its `Error` reply.
+struct Refusal {
+    code: u16,
+    text: String,
+}
+
+impl Refusal {
+    fn new(code: u16, text: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            text: text.into(),
+        }
+    }
+
+    fn unavailable(text: impl Into<String>) -> Refusal {
+        Refusal::new(codes::UNAVAILABLE, text)
+    }
+}
+
+/// Sends the `Error` reply for a refused request (the one place requests
+/// are refused from).
+fn answer(ml: &Mainloop<Ctx>, client: HandleId, call_id: u32, result: Result<(), Refusal>) {
+    if let Err(r) = result {
+        send_error(ml.channel(client), call_id, r.code, &r.text);
+    }
+}
+
 fn send_error(ch: Option<&Channel>, call_id: u32, code: u16, text: &str) {
     if let Some(ch) = ch {
         let _ = ch.send(Message::Error {
@@ -535,7 +562,8 @@ impl Server {
             }
         };
         if request == Request::Stats {
-            self.send_stats(ml, client, call_id);
+            let result = self.send_stats(ml, client, call_id);
+            answer(ml, client, call_id, result);
             return;
         }
         let ready =
@@ -550,33 +578,44 @@ impl Server {
             return;
         }
         match request {
-            Request::Listen { port } => self.listen(ml, client, call_id, port),
+            Request::Listen { port } => {
+                let result = self.listen(ml, client, call_id, port);
+                answer(ml, client, call_id, result);
+            }
             Request::Tcp {
                 host: Host::Ip(ip),
                 port,
-            } => self.connect(
-                ml,
-                client,
-                call_id,
-                IpEndpoint::new(IpAddress::Ipv4(ip), port),
-            ),
+            } => {
+                let result =
+                    self.connect(client, call_id, IpEndpoint::new(IpAddress::Ipv4(ip), port));
+                answer(ml, client, call_id, result);
+            }
             Request::Udp {
                 host: Host::Ip(ip),
                 port,
-            } => self.udp(
-                ml,
-                client,
-                call_id,
-                IpEndpoint::new(IpAddress::Ipv4(ip), port),
-            ),
+            } => {
+                let result = self.udp(
+                    ml,
+                    client,
+                    call_id,
+                    IpEndpoint::new(IpAddress::Ipv4(ip), port),
+                );
+                answer(ml, client, call_id, result);
+            }
             Request::Tcp {
                 host: Host::Name(name),
                 port,
-            } => self.resolve(ml, client, call_id, name, port, false),
+            } => {
+                let result = self.resolve(client, call_id, name, port, false);
+                answer(ml, client, call_id, result);
+            }
             Request::Udp {
                 host: Host::Name(name),
                 port,
-            } => self.resolve(ml, client, call_id, name, port, true),
+            } => {
+                let result = self.resolve(client, call_id, name, port, true);
+                answer(ml, client, call_id, result);
+            }
             Request::Stats => {}
         }
     }
@@ -624,28 +663,16 @@ impl Server {
 
     /// Answers `stats:` with a channel that holds the figures (one `Data`
     /// with a JSON object) followed by `Close`.
-    fn send_stats(&mut self, ml: &mut Mainloop<Ctx>, client: HandleId, call_id: u32) {
-        let (ours, theirs) = match Channel::create() {
-            Ok(pair) => pair,
-            Err(e) => {
-                send_error(
-                    ml.channel(client),
-                    call_id,
-                    codes::UNAVAILABLE,
-                    &format!("{e}"),
-                );
-                return;
-            }
-        };
+    fn send_stats(
+        &mut self,
+        ml: &mut Mainloop<Ctx>,
+        client: HandleId,
+        call_id: u32,
+    ) -> Result<(), Refusal> {
+        let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
         let json = self.stats_json();
         if ours.send_data(json.as_bytes()).is_err() || ours.send(Message::Close).is_err() {
-            send_error(
-                ml.channel(client),
-                call_id,
-                codes::UNAVAILABLE,
-                "cannot queue the figures",
-            );
-            return;
+            return Err(Refusal::unavailable("cannot queue the figures"));
         }
         if let Some(ch) = ml.channel(client) {
             let _ = ch.send(Message::OpenReply {
@@ -653,41 +680,26 @@ impl Server {
                 handle: theirs.into_handle(),
             });
         }
+        Ok(())
     }
 
-    fn listen(&mut self, ml: &mut Mainloop<Ctx>, client: HandleId, call_id: u32, port: u16) {
+    fn listen(
+        &mut self,
+        ml: &mut Mainloop<Ctx>,
+        client: HandleId,
+        call_id: u32,
+        port: u16,
+    ) -> Result<(), Refusal> {
         if self.listeners.values().any(|l| l.port == port) {
-            send_error(
-                ml.channel(client),
-                call_id,
-                codes::UNAVAILABLE,
-                &format!("port {port} already has a listener"),
-            );
-            return;
+            return Err(Refusal::unavailable(format!(
+                "port {port} already has a listener"
+            )));
         }
-        let (ours, theirs) = match Channel::create() {
-            Ok(pair) => pair,
-            Err(e) => {
-                send_error(
-                    ml.channel(client),
-                    call_id,
-                    codes::UNAVAILABLE,
-                    &format!("{e}"),
-                );
-                return;
-            }
-        };
+        let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
         let id = self.alloc_id();
         let ch = ours.id();
-        if let Err(e) = ml.add_channel(ours, Ctx::Listener(id)) {
-            send_error(
-                ml.channel(client),
-                call_id,
-                codes::UNAVAILABLE,
-                &format!("{e}"),
-            );
-            return;
-        }
+        ml.add_channel(ours, Ctx::Listener(id))
+            .map_err(|e| Refusal::unavailable(format!("{e}")))?;
         let reply = Message::OpenReply {
             call_id,
             handle: theirs.into_handle(),
@@ -695,8 +707,9 @@ impl Server {
         match ml.channel(client).map(|c| c.send(reply)) {
             Some(Ok(())) => {}
             _ => {
+                // The client is gone: nobody to answer.
                 ml.remove_channel(ch);
-                return;
+                return Ok(());
             }
         }
         self.listeners.insert(
@@ -710,6 +723,7 @@ impl Server {
         );
         self.refill_listener(id);
         log::info!("listening on port {port}");
+        Ok(())
     }
 
     fn refill_listener(&mut self, id: u32) {
@@ -762,13 +776,12 @@ impl Server {
 
     fn connect(
         &mut self,
-        ml: &mut Mainloop<Ctx>,
         client: HandleId,
         call_id: u32,
         remote: IpEndpoint,
-    ) {
+    ) -> Result<(), Refusal> {
         let Some(iface) = self.iface.as_mut() else {
-            return;
+            return Ok(());
         };
         let mut socket = {
             let rx = tcp::SocketBuffer::new(vec![0; self.buffer]);
@@ -783,15 +796,9 @@ impl Server {
         } else {
             self.next_port + 1
         };
-        if let Err(e) = socket.connect(iface.context(), remote, local) {
-            send_error(
-                ml.channel(client),
-                call_id,
-                codes::INVALID,
-                &format!("connect to {remote}: {e}"),
-            );
-            return;
-        }
+        socket
+            .connect(iface.context(), remote, local)
+            .map_err(|e| Refusal::new(codes::INVALID, format!("connect to {remote}: {e}")))?;
         let handle = self.sockets.add(socket);
         match self.new_conn(handle, None) {
             Ok((id, theirs)) => {
@@ -799,20 +806,22 @@ impl Server {
                     c.connecting = Some((client, call_id, theirs));
                     c.connect_deadline = now_ns() + CONNECT_TIMEOUT.total_micros() * 1000;
                 }
+                Ok(())
             }
             Err(e) => {
                 self.sockets.remove(handle);
-                send_error(
-                    ml.channel(client),
-                    call_id,
-                    codes::UNAVAILABLE,
-                    &format!("{e}"),
-                );
+                Err(Refusal::unavailable(format!("{e}")))
             }
         }
     }
 
-    fn udp(&mut self, ml: &mut Mainloop<Ctx>, client: HandleId, call_id: u32, remote: IpEndpoint) {
+    fn udp(
+        &mut self,
+        ml: &mut Mainloop<Ctx>,
+        client: HandleId,
+        call_id: u32,
+        remote: IpEndpoint,
+    ) -> Result<(), Refusal> {
         let rx = udp::PacketBuffer::new(
             vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
             vec![0; UDP_BUFFER],
@@ -823,15 +832,9 @@ impl Server {
         );
         let mut socket = udp::Socket::new(rx, tx);
         let port = self.ephemeral_port();
-        if let Err(e) = socket.bind(port) {
-            send_error(
-                ml.channel(client),
-                call_id,
-                codes::UNAVAILABLE,
-                &format!("bind: {e}"),
-            );
-            return;
-        }
+        socket
+            .bind(port)
+            .map_err(|e| Refusal::unavailable(format!("bind: {e}")))?;
         let handle = self.sockets.add(socket);
         match self.new_conn(handle, Some(remote)) {
             Ok((_, theirs)) => {
@@ -842,48 +845,41 @@ impl Server {
                 if let Some(ch) = ml.channel(client) {
                     let _ = ch.send(reply);
                 }
+                Ok(())
             }
             Err(e) => {
                 self.sockets.remove(handle);
-                send_error(
-                    ml.channel(client),
-                    call_id,
-                    codes::UNAVAILABLE,
-                    &format!("{e}"),
-                );
+                Err(Refusal::unavailable(format!("{e}")))
             }
         }
     }
 
     fn resolve(
         &mut self,
-        ml: &mut Mainloop<Ctx>,
         client: HandleId,
         call_id: u32,
         name: &str,
         port: u16,
         udp: bool,
-    ) {
+    ) -> Result<(), Refusal> {
         let (Some(iface), Some(dns)) = (self.iface.as_mut(), self.dns) else {
-            return;
+            return Ok(());
         };
         let socket = self.sockets.get_mut::<dns::Socket>(dns);
         match socket.start_query(iface.context(), name, smoltcp::wire::DnsQueryType::A) {
-            Ok(query) => self.pending.push(Pending::Resolving {
-                query,
-                client,
-                call_id,
-                port,
-                udp,
-                name: name.to_string(),
-                deadline: now_ns() + DNS_TIMEOUT_NS,
-            }),
-            Err(e) => send_error(
-                ml.channel(client),
-                call_id,
-                codes::UNAVAILABLE,
-                &format!("cannot resolve {name}: {e}"),
-            ),
+            Ok(query) => {
+                self.pending.push(Pending::Resolving {
+                    query,
+                    client,
+                    call_id,
+                    port,
+                    udp,
+                    name: name.to_string(),
+                    deadline: now_ns() + DNS_TIMEOUT_NS,
+                });
+                Ok(())
+            }
+            Err(e) => Err(Refusal::unavailable(format!("cannot resolve {name}: {e}"))),
         }
     }
 
@@ -1070,11 +1066,12 @@ impl Server {
                             Some(addr) => {
                                 log::info!("resolved {name} to {addr}");
                                 let remote = IpEndpoint::new(*addr, port);
-                                if udp {
-                                    self.udp(ml, client, call_id, remote);
+                                let result = if udp {
+                                    self.udp(ml, client, call_id, remote)
                                 } else {
-                                    self.connect(ml, client, call_id, remote);
-                                }
+                                    self.connect(client, call_id, remote)
+                                };
+                                answer(ml, client, call_id, result);
                             }
                             None => send_error(
                                 ml.channel(client),
