@@ -22,7 +22,13 @@ impl Handler for Greeter {
         Ok(())
     }
 
-    fn message(&mut self, cx: &mut Cx<()>, client: HandleId, _: &mut (), msg: Message<'_>) -> Result<(), Error> {
+    fn message(
+        &mut self,
+        cx: &mut Cx<()>,
+        client: HandleId,
+        _: &mut (),
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
         let Message::Data(name) = msg else {
             return Err(Error::NotSupported); // logged as `greeter: handler failed: not supported`
         };
@@ -37,5 +43,7 @@ impl Handler for Greeter {
 pub fn main(env: Env) -> Result<(), Error> {
     let mut ml = Mainloop::new()?;
     ml.cx().add_supervisor(env.supervisor)?;
-    ml.run(&mut Greeter { greeting: env.config.greeting })
+    ml.run(&mut Greeter {
+        greeting: env.config.greeting,
+    })
 }
