@@ -6,10 +6,10 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::channel::Channel;
 use crate::abi::HandleId;
-use crate::handle::OwnedHandle;
+use crate::channel::Channel;
 use crate::driver::Device;
+use crate::handle::OwnedHandle;
 use crate::system::Monitor;
 use crate::system::Shutdown;
 
