@@ -70,10 +70,7 @@ fn expect_err<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) -> TestResu
 /// What `wait_message` saw.
 enum Received {
     Data(Vec<u8>),
-    Open {
-        uri: String,
-        handle: Option<Channel>,
-    },
+    Open { uri: String, handle: Option<Channel> },
     Other(MessageKind),
 }
 
@@ -105,8 +102,7 @@ fn wait_message(ch: &Channel, buf: &mut MessageBuffer, timeout_ms: u64) -> Resul
 }
 
 fn request(ch: &Channel, buf: &mut MessageBuffer, data: &[u8]) -> Result<Vec<u8>, String> {
-    ch.send_data(data)
-        .map_err(|e| format!("send failed: {e}"))?;
+    ch.send_data(data).map_err(|e| format!("send failed: {e}"))?;
     match wait_message(ch, buf, 30_000) {
         Ok(Received::Data(d)) => Ok(d),
         Ok(Received::Other(kind)) => Err(format!("unexpected {kind:?} message")),
@@ -132,8 +128,7 @@ fn echo_round_trips(cx: &mut Ctx) -> TestResult {
 fn many_round_trips(cx: &mut Ctx) -> TestResult {
     for i in 0..20_000u32 {
         let data = i.to_le_bytes();
-        let reply =
-            request(&cx.echo, &mut cx.buf, &data).map_err(|e| format!("round trip {i}: {e}"))?;
+        let reply = request(&cx.echo, &mut cx.buf, &data).map_err(|e| format!("round trip {i}: {e}"))?;
         check!(reply == data, "round trip {i}: wrong reply");
     }
     Ok(())
@@ -142,39 +137,22 @@ fn many_round_trips(cx: &mut Ctx) -> TestResult {
 /// The component the README's walkthrough builds, as written there.
 fn readme_greeter(cx: &mut Ctx) -> TestResult {
     let reply = request(&cx.greeter, &mut cx.buf, b"Starina")?;
-    check!(
-        reply == b"Hello, Starina!",
-        "greeter said {:?}",
-        String::from_utf8_lossy(&reply)
-    );
+    check!(reply == b"Hello, Starina!", "greeter said {:?}", String::from_utf8_lossy(&reply));
     let reply = request(&cx.greeter, &mut cx.buf, &[0xff, 0xfe])?;
-    check!(
-        reply == b"Hello, stranger!",
-        "greeter said {:?} to bad UTF-8",
-        String::from_utf8_lossy(&reply)
-    );
+    check!(reply == b"Hello, stranger!", "greeter said {:?} to bad UTF-8", String::from_utf8_lossy(&reply));
     Ok(())
 }
 
 fn invalid_handle(_: &mut Ctx) -> TestResult {
-    expect_err(
-        kernel().channel_send(HandleId(9999), 3, b"x", &[]),
-        Error::InvalidHandle,
-    )?;
-    expect_err(
-        kernel().channel_send(HandleId(0), 3, b"x", &[]),
-        Error::InvalidHandle,
-    )?;
+    expect_err(kernel().channel_send(HandleId(9999), 3, b"x", &[]), Error::InvalidHandle)?;
+    expect_err(kernel().channel_send(HandleId(0), 3, b"x", &[]), Error::InvalidHandle)?;
     expect_err(kernel().handle_close(HandleId(12345)), Error::InvalidHandle)?;
     expect_err(kernel().poll_wait(HandleId(777)), Error::InvalidHandle)
 }
 
 fn wrong_object_type(_: &mut Ctx) -> TestResult {
     let poll = Poll::create().map_err(|e| e.to_string())?;
-    expect_err(
-        kernel().channel_send(poll.id(), 3, b"x", &[]),
-        Error::WrongObjectType,
-    )?;
+    expect_err(kernel().channel_send(poll.id(), 3, b"x", &[]), Error::WrongObjectType)?;
     let (a, _b) = Channel::create().map_err(|e| e.to_string())?;
     expect_err(kernel().poll_wait(a.id()), Error::WrongObjectType)?;
     expect_err(kernel().timer_set(a.id(), 1), Error::WrongObjectType)
@@ -186,18 +164,12 @@ fn missing_right(_: &mut Ctx) -> TestResult {
         .handle()
         .duplicate(Rights::READ | Rights::POLL)
         .map_err(|e| e.to_string())?;
-    expect_err(
-        kernel().channel_send(read_only.id(), 3, b"x", &[]),
-        Error::MissingRight,
-    )?;
+    expect_err(kernel().channel_send(read_only.id(), 3, b"x", &[]), Error::MissingRight)?;
     // A copy cannot gain rights.
     expect_err(read_only.duplicate(Rights::all()), Error::MissingRight)?;
     // Handles without TRANSFER do not move.
     let (c, _d) = Channel::create().map_err(|e| e.to_string())?;
-    let pinned = c
-        .handle()
-        .duplicate(Rights::READ | Rights::WRITE)
-        .map_err(|e| e.to_string())?;
+    let pinned = c.handle().duplicate(Rights::READ | Rights::WRITE).map_err(|e| e.to_string())?;
     expect_err(b.send_raw(3, b"", &[pinned.id()]), Error::MissingRight)
 }
 
@@ -218,8 +190,7 @@ fn too_many_handles(_: &mut Ctx) -> TestResult {
     expect_err(a.send_raw(3, b"", &ids), Error::TooManyHandles)?;
     // Nothing moved: every handle still works.
     for t in &extra {
-        t.set(1_000_000_000)
-            .map_err(|e| format!("handle lost after a failed send: {e}"))?;
+        t.set(1_000_000_000).map_err(|e| format!("handle lost after a failed send: {e}"))?;
     }
     Ok(())
 }
@@ -227,23 +198,16 @@ fn too_many_handles(_: &mut Ctx) -> TestResult {
 fn full_queue_backpressure(cx: &mut Ctx) -> TestResult {
     let (a, b) = Channel::create().map_err(|e| e.to_string())?;
     for i in 0..CHANNEL_QUEUE_MAX {
-        a.send_data(&[i as u8])
-            .map_err(|e| format!("send {i}: {e}"))?;
+        a.send_data(&[i as u8]).map_err(|e| format!("send {i}: {e}"))?;
     }
     expect_err(a.send_data(b"overflow"), Error::QueueFull)?;
-    let info = b
-        .recv_raw(&mut cx.buf_data(), &mut [])
-        .map_err(|e| e.to_string())?;
+    let info = b.recv_raw(&mut cx.buf_data(), &mut []).map_err(|e| e.to_string())?;
     check!(info.data_len == 1, "first message has the wrong size");
-    a.send_data(b"after")
-        .map_err(|e| format!("send after draining one: {e}"))?;
+    a.send_data(b"after").map_err(|e| format!("send after draining one: {e}"))?;
     let mut data = [0u8; 16];
     for i in 1..CHANNEL_QUEUE_MAX {
         let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
-        check!(
-            info.data_len == 1 && data[0] == i as u8,
-            "message {i} out of order"
-        );
+        check!(info.data_len == 1 && data[0] == i as u8, "message {i} out of order");
     }
     let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
     check!(&data[..info.data_len] == b"after", "last message wrong");
@@ -262,10 +226,7 @@ fn closed_peer(_: &mut Ctx) -> TestResult {
     drop(a);
     let mut data = [0u8; 16];
     let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
-    check!(
-        &data[..info.data_len] == b"last",
-        "queued message lost when the peer closed"
-    );
+    check!(&data[..info.data_len] == b"last", "queued message lost when the peer closed");
     expect_err(b.recv_raw(&mut data, &mut []), Error::PeerClosed)?;
     expect_err(b.send_data(b"x"), Error::PeerClosed)
 }
@@ -289,28 +250,17 @@ fn handle_transfer(cx: &mut Ctx) -> TestResult {
         } => Channel::from_handle(h),
         other => return Err(format!("unexpected {other:?}")),
     };
-    y1.send_data(b"through the moved handle")
-        .map_err(|e| e.to_string())?;
+    y1.send_data(b"through the moved handle").map_err(|e| e.to_string())?;
     let mut data = [0u8; 64];
-    let info = got
-        .recv_raw(&mut data, &mut [])
-        .map_err(|e| e.to_string())?;
-    check!(
-        &data[..info.data_len] == b"through the moved handle",
-        "wrong data"
-    );
+    let info = got.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
+    check!(&data[..info.data_len] == b"through the moved handle", "wrong data");
     Ok(())
 }
 
 fn malformed_messages(cx: &mut Ctx) -> TestResult {
     let (a, b) = Channel::create().map_err(|e| e.to_string())?;
     // Unknown kind, a short Open, bad UTF-8, Close with a body.
-    let bad: [(u8, &[u8]); 4] = [
-        (99, b"??"),
-        (1, b"\x01"),
-        (1, b"\0\0\0\0\xff\xfe"),
-        (4, b"x"),
-    ];
+    let bad: [(u8, &[u8]); 4] = [(99, b"??"), (1, b"\x01"), (1, b"\0\0\0\0\xff\xfe"), (4, b"x")];
     for (kind, body) in bad {
         a.send_raw(kind, body, &[]).map_err(|e| e.to_string())?;
         expect_err(b.try_recv(&mut cx.buf).map(|_| ()), Error::MalformedMessage)?;
@@ -333,10 +283,7 @@ fn small_buffer_keeps_message(_: &mut Ctx) -> TestResult {
     expect_err(b.recv_raw(&mut [0; 4], &mut []), Error::BufferTooSmall)?;
     let mut data = [0u8; 10];
     let info = b.recv_raw(&mut data, &mut []).map_err(|e| e.to_string())?;
-    check!(
-        info.data_len == 10 && &data == b"0123456789",
-        "message changed"
-    );
+    check!(info.data_len == 10 && &data == b"0123456789", "message changed");
     Ok(())
 }
 
@@ -344,24 +291,18 @@ fn poll_errors(_: &mut Ctx) -> TestResult {
     let poll = Poll::create().map_err(|e| e.to_string())?;
     expect_err(poll.wait(), Error::PollEmpty)?;
     let (a, _b) = Channel::create().map_err(|e| e.to_string())?;
-    poll.add(a.id(), Readiness::READABLE)
-        .map_err(|e| e.to_string())?;
+    poll.add(a.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
     expect_err(poll.add(a.id(), Readiness::READABLE), Error::AlreadyExists)?;
     expect_err(poll.remove(HandleId(4242)), Error::NotFound)?;
-    expect_err(
-        poll.add(poll.id(), Readiness::READABLE),
-        Error::WrongObjectType,
-    )
+    expect_err(poll.add(poll.id(), Readiness::READABLE), Error::WrongObjectType)
 }
 
 fn timers(_: &mut Ctx) -> TestResult {
     let poll = Poll::create().map_err(|e| e.to_string())?;
     let t1 = Timer::create().map_err(|e| e.to_string())?;
     let t2 = Timer::create().map_err(|e| e.to_string())?;
-    poll.add(t1.id(), Readiness::READABLE)
-        .map_err(|e| e.to_string())?;
-    poll.add(t2.id(), Readiness::READABLE)
-        .map_err(|e| e.to_string())?;
+    poll.add(t1.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
+    poll.add(t2.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
     let start = now_ns();
     t1.set_ms(40).map_err(|e| e.to_string())?;
     t2.set_ms(20).map_err(|e| e.to_string())?;
@@ -369,18 +310,9 @@ fn timers(_: &mut Ctx) -> TestResult {
     let t_first = now_ns() - start;
     let (second, _) = poll.wait().map_err(|e| e.to_string())?;
     let t_second = now_ns() - start;
-    check!(
-        first == t2.id() && second == t1.id(),
-        "timers fired out of order"
-    );
-    check!(
-        t_first >= 20_000_000,
-        "20 ms timer fired after {t_first} ns"
-    );
-    check!(
-        t_second >= 40_000_000,
-        "40 ms timer fired after {t_second} ns"
-    );
+    check!(first == t2.id() && second == t1.id(), "timers fired out of order");
+    check!(t_first >= 20_000_000, "20 ms timer fired after {t_first} ns");
+    check!(t_second >= 40_000_000, "40 ms timer fired after {t_second} ns");
     Ok(())
 }
 
@@ -407,20 +339,12 @@ fn expect_peer_closed(ch: &Channel, buf: &mut MessageBuffer) -> TestResult {
 
 fn panic_is_isolated_and_restarted(cx: &mut Ctx) -> TestResult {
     let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
-    check!(
-        pong == b"pong 1",
-        "first instance answered {:?}",
-        String::from_utf8_lossy(&pong)
-    );
+    check!(pong == b"pong 1", "first instance answered {:?}", String::from_utf8_lossy(&pong));
     cx.crasher.send_data(b"panic").map_err(|e| e.to_string())?;
     expect_peer_closed(&cx.crasher, &mut cx.buf)?;
     cx.crasher = wait_reconnect(cx, "crasher")?;
     let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
-    check!(
-        pong == b"pong 2",
-        "restarted instance answered {:?}",
-        String::from_utf8_lossy(&pong)
-    );
+    check!(pong == b"pong 2", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
     // Everyone else is unaffected.
     let reply = request(&cx.echo, &mut cx.buf, b"still here?")?;
     check!(reply == b"still here?", "echo broken after the crash");
@@ -428,17 +352,11 @@ fn panic_is_isolated_and_restarted(cx: &mut Ctx) -> TestResult {
 }
 
 fn stack_overflow_is_isolated(cx: &mut Ctx) -> TestResult {
-    cx.crasher
-        .send_data(b"overflow")
-        .map_err(|e| e.to_string())?;
+    cx.crasher.send_data(b"overflow").map_err(|e| e.to_string())?;
     expect_peer_closed(&cx.crasher, &mut cx.buf)?;
     cx.crasher = wait_reconnect(cx, "crasher")?;
     let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
-    check!(
-        pong == b"pong 3",
-        "restarted instance answered {:?}",
-        String::from_utf8_lossy(&pong)
-    );
+    check!(pong == b"pong 3", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
     Ok(())
 }
 
@@ -449,15 +367,8 @@ fn huge_log_line_is_bounded(cx: &mut Ctx) -> TestResult {
     let start = now_ns();
     let reply = request(&cx.crasher, &mut cx.buf, b"log-flood")?;
     let elapsed_ms = (now_ns() - start) / 1_000_000;
-    check!(
-        reply == b"logged",
-        "crasher answered {:?}",
-        String::from_utf8_lossy(&reply)
-    );
-    check!(
-        elapsed_ms < 1000,
-        "logging one huge line took {elapsed_ms} ms"
-    );
+    check!(reply == b"logged", "crasher answered {:?}", String::from_utf8_lossy(&reply));
+    check!(elapsed_ms < 1000, "logging one huge line took {elapsed_ms} ms");
     let reply = request(&cx.echo, &mut cx.buf, b"after the flood")?;
     check!(reply == b"after the flood", "echo broken after the flood");
     Ok(())
@@ -466,17 +377,11 @@ fn huge_log_line_is_bounded(cx: &mut Ctx) -> TestResult {
 /// A `Display` that panics while a component logs ends that component
 /// only (it used to panic inside the kernel's console lock).
 fn panic_while_logging_is_isolated(cx: &mut Ctx) -> TestResult {
-    cx.crasher
-        .send_data(b"log-panic")
-        .map_err(|e| e.to_string())?;
+    cx.crasher.send_data(b"log-panic").map_err(|e| e.to_string())?;
     expect_peer_closed(&cx.crasher, &mut cx.buf)?;
     cx.crasher = wait_reconnect(cx, "crasher")?;
     let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
-    check!(
-        pong == b"pong 4",
-        "restarted instance answered {:?}",
-        String::from_utf8_lossy(&pong)
-    );
+    check!(pong == b"pong 4", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
     Ok(())
 }
 
@@ -487,22 +392,15 @@ fn preemption(cx: &mut Ctx) -> TestResult {
     // fires, and the echo server still answers.
     let poll = Poll::create().map_err(|e| e.to_string())?;
     let timer = Timer::create().map_err(|e| e.to_string())?;
-    poll.add(timer.id(), Readiness::READABLE)
-        .map_err(|e| e.to_string())?;
+    poll.add(timer.id(), Readiness::READABLE).map_err(|e| e.to_string())?;
     let start = now_ns();
     timer.set_ms(50).map_err(|e| e.to_string())?;
     poll.wait().map_err(|e| e.to_string())?;
     let elapsed = now_ns() - start;
-    check!(
-        elapsed < 2_000_000_000,
-        "a 50 ms timer took {elapsed} ns next to a spinning component"
-    );
+    check!(elapsed < 2_000_000_000, "a 50 ms timer took {elapsed} ns next to a spinning component");
     for i in 0..10u8 {
         let reply = request(&cx.echo, &mut cx.buf, &[i; 32])?;
-        check!(
-            reply == [i; 32],
-            "echo reply {i} wrong while the spinner spins"
-        );
+        check!(reply == [i; 32], "echo reply {i} wrong while the spinner spins");
     }
     Ok(())
 }
@@ -554,14 +452,8 @@ fn real_mode_state(rip: u64) -> VcpuState {
             limit: 0xffff,
             base: 0,
         },
-        gdtr: DescriptorTable {
-            base: 0,
-            limit: 0xffff,
-        },
-        idtr: DescriptorTable {
-            base: 0,
-            limit: 0xffff,
-        },
+        gdtr: DescriptorTable { base: 0, limit: 0xffff },
+        idtr: DescriptorTable { base: 0, limit: 0xffff },
         ..Default::default()
     }
 }
@@ -572,18 +464,11 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
     let (ram, vcpu) = hv
         .create_vm(2 << 20)
         .map_err(|e| format!("create_vm: {e} (see the kernel log for why)"))?;
-    ram.write_bytes(0x1000, GUEST_CODE)
-        .map_err(|e| e.to_string())?;
-    expect_err(
-        ram.write_bytes((2 << 20) - 1, &[0, 0]),
-        Error::InvalidArgument,
-    )?;
+    ram.write_bytes(0x1000, GUEST_CODE).map_err(|e| e.to_string())?;
+    expect_err(ram.write_bytes((2 << 20) - 1, &[0, 0]), Error::InvalidArgument)?;
     expect_err(ram.read_bytes(u64::MAX, &mut [0]), Error::InvalidArgument)?;
     let mut state = real_mode_state(0x1000);
-    match vcpu
-        .run(&mut state, Injection::None)
-        .map_err(|e| e.to_string())?
-    {
+    match vcpu.run(&mut state, Injection::None).map_err(|e| e.to_string())? {
         VmExit::Io {
             port: 0x3f8,
             size: 1,
@@ -612,11 +497,7 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
             access: Access::Write,
             ..
         } => {}
-        other => {
-            return Err(format!(
-                "expected an MMIO write at 0xd0000000, got {other:?}"
-            ))
-        }
+        other => return Err(format!("expected an MMIO write at 0xd0000000, got {other:?}")),
     }
     state.rip += 8;
     match next(&mut state).map_err(|e| e.to_string())? {
@@ -633,16 +514,11 @@ const IRQ_HANDLER: &[u8] = &[0xb0, 0x99, 0xe6, 0x80, 0xf4];
 
 fn hypervisor_delivers_interrupts(cx: &mut Ctx) -> TestResult {
     let hv = cx.hypervisor.as_ref().ok_or("no hypervisor privilege")?;
-    let (ram, vcpu) = hv
-        .create_vm(2 << 20)
-        .map_err(|e| format!("create_vm: {e}"))?;
-    ram.write_bytes(0x2000, IRQ_GUEST)
-        .map_err(|e| e.to_string())?;
-    ram.write_bytes(0x3000, IRQ_HANDLER)
-        .map_err(|e| e.to_string())?;
+    let (ram, vcpu) = hv.create_vm(2 << 20).map_err(|e| format!("create_vm: {e}"))?;
+    ram.write_bytes(0x2000, IRQ_GUEST).map_err(|e| e.to_string())?;
+    ram.write_bytes(0x3000, IRQ_HANDLER).map_err(|e| e.to_string())?;
     // Real-mode interrupt vector table: vector 0x20 -> 0000:3000.
-    ram.write_bytes(0x20 * 4, &[0x00, 0x30, 0x00, 0x00])
-        .map_err(|e| e.to_string())?;
+    ram.write_bytes(0x20 * 4, &[0x00, 0x30, 0x00, 0x00]).map_err(|e| e.to_string())?;
     let mut state = real_mode_state(0x2000);
     let run = |state: &mut VcpuState, inject: Injection| loop {
         match vcpu.run(state, inject) {
@@ -651,34 +527,19 @@ fn hypervisor_delivers_interrupts(cx: &mut Ctx) -> TestResult {
         }
     };
     match run(&mut state, Injection::None).map_err(|e| e.to_string())? {
-        VmExit::Io {
-            port: 0x80,
-            value,
-            next_rip,
-            ..
-        } if value & 0xff == 1 => state.rip = next_rip,
+        VmExit::Io { port: 0x80, value, next_rip, .. } if value & 0xff == 1 => state.rip = next_rip,
         other => return Err(format!("expected OUT 0x80, 1, got {other:?}")),
     }
     // Interrupts are off: the kernel must hold the interrupt, ask for a
     // window, and deliver it once the guest executes STI.
-    check!(
-        !state.interrupts_enabled(),
-        "guest should run with IF=0 here"
-    );
+    check!(!state.interrupts_enabled(), "guest should run with IF=0 here");
     match run(&mut state, Injection::Interrupt(0x20)).map_err(|e| e.to_string())? {
         VmExit::InterruptWindow => {}
         other => return Err(format!("expected an interrupt window, got {other:?}")),
     }
     match run(&mut state, Injection::None).map_err(|e| e.to_string())? {
-        VmExit::Io {
-            port: 0x80, value, ..
-        } if value & 0xff == 0x99 => {}
-        other => {
-            return Err(format!(
-                "expected the handler's OUT 0x80, 0x99, got {other:?} at rip {:#x}",
-                state.rip
-            ))
-        }
+        VmExit::Io { port: 0x80, value, .. } if value & 0xff == 0x99 => {}
+        other => return Err(format!("expected the handler's OUT 0x80, 0x99, got {other:?} at rip {:#x}", state.rip)),
     }
     Ok(())
 }
@@ -702,20 +563,11 @@ const TESTS: &[Test] = &[
     ("poll_errors", poll_errors),
     ("timers", timers),
     ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
-    (
-        "hypervisor_delivers_interrupts",
-        hypervisor_delivers_interrupts,
-    ),
-    (
-        "panic_is_isolated_and_restarted",
-        panic_is_isolated_and_restarted,
-    ),
+    ("hypervisor_delivers_interrupts", hypervisor_delivers_interrupts),
+    ("panic_is_isolated_and_restarted", panic_is_isolated_and_restarted),
     ("stack_overflow_is_isolated", stack_overflow_is_isolated),
     ("huge_log_line_is_bounded", huge_log_line_is_bounded),
-    (
-        "panic_while_logging_is_isolated",
-        panic_while_logging_is_isolated,
-    ),
+    ("panic_while_logging_is_isolated", panic_while_logging_is_isolated),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
