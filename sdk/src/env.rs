@@ -6,10 +6,10 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::abi::HandleId;
 use crate::channel::Channel;
-use crate::driver::Device;
+use crate::abi::HandleId;
 use crate::handle::OwnedHandle;
+use crate::driver::Device;
 use crate::system::Monitor;
 use crate::system::Shutdown;
 

@@ -41,10 +41,7 @@ pub enum Injection {
     /// soon as the guest can take an interrupt.
     Window,
     /// A hardware exception (e.g. #GP for a refused MSR).
-    Exception {
-        vector: u8,
-        error_code: Option<u32>,
-    },
+    Exception { vector: u8, error_code: Option<u32> },
 }
 
 /// Extra vCPU registers the VMM may change between runs that are not part
@@ -114,19 +111,17 @@ impl VmmGuestMemory for GuestRam {
     }
 
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        self.read_bytes(gpa, buf)
-            .map_err(|_| MemError::OutOfBounds {
-                gpa,
-                len: buf.len() as u64,
-            })
+        self.read_bytes(gpa, buf).map_err(|_| MemError::OutOfBounds {
+            gpa,
+            len: buf.len() as u64,
+        })
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        self.write_bytes(gpa, data)
-            .map_err(|_| MemError::OutOfBounds {
-                gpa,
-                len: data.len() as u64,
-            })
+        self.write_bytes(gpa, data).map_err(|_| MemError::OutOfBounds {
+            gpa,
+            len: data.len() as u64,
+        })
     }
 }
 

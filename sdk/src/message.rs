@@ -100,10 +100,7 @@ fn read_u32(data: &[u8]) -> Result<(u32, &[u8]), Error> {
         return Err(Error::MalformedMessage);
     }
     let (head, rest) = data.split_at(4);
-    Ok((
-        u32::from_le_bytes([head[0], head[1], head[2], head[3]]),
-        rest,
-    ))
+    Ok((u32::from_le_bytes([head[0], head[1], head[2], head[3]]), rest))
 }
 
 fn read_u16(data: &[u8]) -> Result<(u16, &[u8]), Error> {
@@ -317,17 +314,17 @@ mod tests {
     #[test]
     fn malformed_messages_are_errors_not_panics() {
         let bad: &[(u8, &[u8])] = &[
-            (0, b""),                 // unknown kind
-            (99, b"x"),               // unknown kind
-            (1, b"\x01\x02"),         // Open: call_id cut short
-            (1, b"\0\0\0\0\xff\xfe"), // Open: URI not UTF-8
-            (2, b"\0\0\0\0"),         // OpenReply without its handle
-            (2, b""),                 // OpenReply: short
-            (4, b"x"),                // Close with a body
-            (5, b"\x01"),             // Abort: code cut short
-            (5, b"\x01\x00\xc3"),     // Abort: reason not UTF-8
-            (6, b"\0\0\0\0\x01"),     // Error: code cut short
-            (6, b"\0\0\0"),           // Error: call_id cut short
+            (0, b""),                    // unknown kind
+            (99, b"x"),                  // unknown kind
+            (1, b"\x01\x02"),            // Open: call_id cut short
+            (1, b"\0\0\0\0\xff\xfe"),    // Open: URI not UTF-8
+            (2, b"\0\0\0\0"),            // OpenReply without its handle
+            (2, b""),                    // OpenReply: short
+            (4, b"x"),                   // Close with a body
+            (5, b"\x01"),                // Abort: code cut short
+            (5, b"\x01\x00\xc3"),        // Abort: reason not UTF-8
+            (6, b"\0\0\0\0\x01"),        // Error: code cut short
+            (6, b"\0\0\0"),              // Error: call_id cut short
         ];
         for &(kind, body) in bad {
             assert_eq!(

@@ -11,9 +11,7 @@ pub struct Poll(OwnedHandle);
 
 impl Poll {
     pub fn create() -> Result<Poll, Error> {
-        kernel()
-            .poll_create()
-            .map(|h| Poll(OwnedHandle::from_raw(h)))
+        kernel().poll_create().map(|h| Poll(OwnedHandle::from_raw(h)))
     }
 
     pub fn add(&self, target: HandleId, interests: Readiness) -> Result<(), Error> {

@@ -78,11 +78,7 @@ pub trait KernelApi: Sync {
 
     /// Creates a guest: RAM of `ram_bytes` and one vCPU. Returns (guest RAM,
     /// vCPU) handles.
-    fn vm_create(
-        &self,
-        hypervisor: HandleId,
-        ram_bytes: u64,
-    ) -> Result<(HandleId, HandleId), Error>;
+    fn vm_create(&self, hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error>;
     /// Copies guest RAM at `gpa` into `buf`.
     fn guest_ram_read(&self, ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error>;
     /// Copies `data` into guest RAM at `gpa`.
@@ -95,11 +91,8 @@ pub trait KernelApi: Sync {
         inject: crate::hypervisor::Injection,
     ) -> Result<starina_vmm::exit::VmExit, Error>;
     /// Sets a vCPU register that is not part of `VcpuState`.
-    fn vcpu_control(
-        &self,
-        vcpu: HandleId,
-        control: crate::hypervisor::VcpuControl,
-    ) -> Result<(), Error>;
+    fn vcpu_control(&self, vcpu: HandleId, control: crate::hypervisor::VcpuControl)
+        -> Result<(), Error>;
     /// The host CPU's CPUID leaf (EAX, EBX, ECX, EDX).
     fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
     /// A file the boot loader passed in (the boot file system), read-only
@@ -120,12 +113,8 @@ pub trait KernelApi: Sync {
     fn device_pci_config_read(&self, device: HandleId, offset: u16) -> Result<u32, Error>;
     /// Writes a 32-bit register of the device's PCI configuration space.
     /// BAR registers are read-only here (the kernel owns address assignment).
-    fn device_pci_config_write(
-        &self,
-        device: HandleId,
-        offset: u16,
-        value: u32,
-    ) -> Result<(), Error>;
+    fn device_pci_config_write(&self, device: HandleId, offset: u16, value: u32)
+        -> Result<(), Error>;
     /// Maps `len` bytes of device memory at physical `paddr` and returns
     /// its virtual address. The range must lie inside a memory region (BAR,
     /// MMIO window) of a device the caller holds.

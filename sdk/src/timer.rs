@@ -10,9 +10,7 @@ pub struct Timer(OwnedHandle);
 
 impl Timer {
     pub fn create() -> Result<Timer, Error> {
-        kernel()
-            .timer_create()
-            .map(|h| Timer(OwnedHandle::from_raw(h)))
+        kernel().timer_create().map(|h| Timer(OwnedHandle::from_raw(h)))
     }
 
     /// Fires once, `after_ns` from now (replacing an earlier deadline).
