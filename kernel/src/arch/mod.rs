@@ -3,6 +3,7 @@
 
 #[cfg(not(test))]
 pub mod apic;
+pub mod asid;
 #[cfg(not(test))]
 mod boot_asm;
 #[cfg(not(test))]

@@ -23,6 +23,7 @@ use starina_vmm::exit::VmExit;
 use super::cpu::cpuid;
 use super::cpu::rdmsr;
 use super::cpu::wrmsr;
+use crate::arch::asid::Asid;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
 
@@ -327,6 +328,8 @@ pub struct SvmVcpu {
     /// The guest's x87/SSE state, swapped with the host's around VMRUN.
     guest_fx: alloc::boxed::Box<crate::sched::FxArea>,
     flush_tlb: bool,
+    /// This vCPU's TLB tag (see `asid`); a shared one flushes every entry.
+    asid: Asid,
     /// An event whose delivery an exit interrupted (EXITINTINFO): it goes
     /// in again, first, on the next entry.
     reinject: Option<u64>,
@@ -393,7 +396,7 @@ impl SvmVcpu {
     /// A vCPU whose guest-physical memory is translated by the nested page
     /// table rooted at `npt_root`.
     pub fn new(npt_root: u64) -> Result<SvmVcpu, Unavailable> {
-        init()?;
+        let info = init()?;
         let vmcb_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
         let iopm_phys = page::alloc_pages(IOPM_PAGES).ok_or(Unavailable::OutOfMemory)?;
         let msrpm_phys = page::alloc_pages(MSRPM_PAGES).ok_or(Unavailable::OutOfMemory)?;
@@ -426,7 +429,8 @@ impl SvmVcpu {
         write32(v, ctl::INTERCEPT_MISC2, MISC2_SVM_INSNS | MISC2_MONITOR_MWAIT);
         write64(v, ctl::IOPM_BASE, iopm_phys);
         write64(v, ctl::MSRPM_BASE, msrpm_phys);
-        write32(v, ctl::ASID, 1);
+        let asid = Asid::alloc(info.asids);
+        write32(v, ctl::ASID, asid.id());
         // V_INTR_MASKING: the guest's IF masks only virtual interrupts.
         write32(v, ctl::INT_CTL, 1 << 24);
         write64(v, ctl::NP_ENABLE, 1);
@@ -443,6 +447,7 @@ impl SvmVcpu {
             gprs: GuestGprs::default(),
             guest_fx: fx,
             flush_tlb: true,
+            asid,
             reinject: None,
             pending_irqs: alloc::collections::VecDeque::new(),
         })
@@ -618,7 +623,8 @@ impl SvmVcpu {
         self.load_state(state);
         self.inject(inject, state);
         let v = self.vmcb();
-        write8(v, ctl::TLB_CONTROL, if self.flush_tlb { 1 } else { 0 });
+        let flush = self.flush_tlb || self.asid.is_shared();
+        write8(v, ctl::TLB_CONTROL, if flush { 1 } else { 0 });
         self.flush_tlb = false;
 
         let mut host_fx = crate::sched::FxArea([0; 512]);
