@@ -192,7 +192,9 @@ impl<C> Mainloop<C> {
                     Err(e) => break (id, Action::Failed(e)),
                 }
             }
-            if closed || ready.contains(Readiness::PEER_CLOSED) && !ready.contains(Readiness::READABLE) {
+            if closed
+                || ready.contains(Readiness::PEER_CLOSED) && !ready.contains(Readiness::READABLE)
+            {
                 break (id, Action::PeerClosed);
             }
             if ready.contains(Readiness::WRITABLE) {
