@@ -72,6 +72,7 @@ impl Handler for Server {
                 cx.stop();
                 Ok(())
             }
+            b"pause" => cx.pause_receiving(id),
             b"timer" => {
                 let timer = starina::timer::Timer::create()?;
                 let t = cx.add_timer(timer, "timer")?;
@@ -294,4 +295,27 @@ fn sends_to_unknown_ids_and_non_channels_are_errors() {
     let timer = starina::timer::Timer::create().unwrap();
     let t = ml.cx().add_timer(timer, "timer").unwrap();
     assert_eq!(ml.cx().send_data(t, b"x"), Err(Error::WrongObjectType));
+}
+
+#[test]
+fn a_paused_channel_keeps_its_messages_until_resumed() {
+    let (mut ml, _sup, client) = connected();
+    let mut h = server(1);
+    client.send_data(b"pause").unwrap();
+    client.send_data(b"one").unwrap();
+    client.send_data(b"two").unwrap();
+    ml.run(&mut h).unwrap();
+    assert_eq!(
+        h.seen.messages,
+        [b"pause".to_vec()],
+        "nothing taken while paused"
+    );
+    let id = client_id(&mut ml);
+    ml.cx().resume_receiving(id).unwrap();
+    ml.run(&mut h).unwrap();
+    assert_eq!(
+        h.seen.messages,
+        [b"pause".to_vec(), b"one".to_vec(), b"two".to_vec()]
+    );
+    assert_eq!(received(&client), [b"one #0".to_vec(), b"two #0".to_vec()]);
 }

@@ -31,6 +31,9 @@ pub(super) struct Slot<S> {
     /// the supervisor channel (which has no state).
     pub(super) state: Option<S>,
     pub(super) outbox: Outbox,
+    /// Channels only: whether its messages are taken (see
+    /// [`Cx::pause_receiving`]).
+    receiving: bool,
 }
 
 impl<S> Slot<S> {
@@ -39,6 +42,19 @@ impl<S> Slot<S> {
             Object::Supervisor(ch) | Object::Channel(ch) => Some(ch),
             _ => None,
         }
+    }
+
+    /// What the poll watches this channel for: messages and the peer's
+    /// close while receiving, and room while the outbox waits.
+    fn channel_interests(&self) -> Readiness {
+        let mut interests = Readiness::empty();
+        if self.receiving {
+            interests |= CHANNEL_INTERESTS;
+        }
+        if !self.outbox.is_empty() {
+            interests |= Readiness::WRITABLE;
+        }
+        interests
     }
 }
 
@@ -71,6 +87,7 @@ impl<S> Cx<S> {
             object,
             state,
             outbox: Outbox::new(),
+            receiving: true,
         };
         self.slots.insert(id, slot);
         Ok(id)
@@ -174,8 +191,50 @@ impl<S> Cx<S> {
     fn wait_for_room(&mut self, id: HandleId, pending: Pending) -> Result<(), Error> {
         let slot = self.slots.get_mut(id).ok_or(Error::NotFound)?;
         slot.outbox.push(pending)?;
-        self.poll.remove(id)?;
-        self.poll.add(id, CHANNEL_INTERESTS | Readiness::WRITABLE)
+        self.rewatch(id)
+    }
+
+    /// Tells the poll what channel `id` is now watched for.
+    fn rewatch(&mut self, id: HandleId) -> Result<(), Error> {
+        let interests = self
+            .slots
+            .get(id)
+            .ok_or(Error::NotFound)?
+            .channel_interests();
+        match self.poll.remove(id) {
+            Ok(()) | Err(Error::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        if interests.is_empty() {
+            return Ok(());
+        }
+        self.poll.add(id, interests)
+    }
+
+    /// Stops taking messages from channel `id` (they wait in the kernel's
+    /// queue, so its sender meets backpressure) until
+    /// [`Cx::resume_receiving`]. For flow control: a relay whose
+    /// destination is behind stops reading its source. Sends still work.
+    pub fn pause_receiving(&mut self, id: HandleId) -> Result<(), Error> {
+        self.set_receiving(id, false)
+    }
+
+    /// Takes messages from channel `id` again (and reports its peer's
+    /// close).
+    pub fn resume_receiving(&mut self, id: HandleId) -> Result<(), Error> {
+        self.set_receiving(id, true)
+    }
+
+    fn set_receiving(&mut self, id: HandleId, on: bool) -> Result<(), Error> {
+        let slot = self.slots.get_mut(id).ok_or(Error::NotFound)?;
+        if slot.channel().is_none() {
+            return Err(Error::WrongObjectType);
+        }
+        if slot.receiving == on {
+            return Ok(());
+        }
+        slot.receiving = on;
+        self.rewatch(id)
     }
 
     /// Bytes queued for channel `id` that its peer has no room for yet
@@ -202,8 +261,7 @@ impl<S> Cx<S> {
             return Ok(false);
         }
         // Drained (or the peer is gone): stop asking for WRITABLE.
-        self.poll.remove(id)?;
-        self.poll.add(id, CHANNEL_INTERESTS)?;
+        self.rewatch(id)?;
         flushed.map(|_| was_waiting)
     }
 
