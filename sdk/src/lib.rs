@@ -1,6 +1,7 @@
 //! The Starina SDK: everything a component links.
 //!
-//! - [`abi`]: types shared with the kernel (handles, rights, errors, limits).
+//! - [`abi`]: the `starina-abi` crate, types shared with the kernel (handles,
+//!   rights, errors, limits, call numbers, vCPU exits, console markers).
 //! - [`syscall`]: the one typed system-call table ([`syscall::KernelApi`]).
 //! - [`message`]: the fixed set of message kinds every component speaks.
 //! - [`channel`], [`poll`], [`timer`], [`mainloop`]: the component API.
@@ -15,7 +16,6 @@
 
 extern crate alloc;
 
-pub mod abi;
 pub mod bootfs;
 pub mod channel;
 #[allow(unsafe_code)]
@@ -32,6 +32,8 @@ pub mod syscall;
 pub mod system;
 pub mod thread;
 pub mod timer;
+
+pub use starina_abi as abi;
 
 pub use abi::Error;
 pub use abi::HandleId;
