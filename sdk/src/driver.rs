@@ -490,3 +490,67 @@ pub mod virtio {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_kernel::FakeKernel;
+    use crate::fake_kernel::Object;
+
+    fn device(fake: &FakeKernel) -> Device {
+        Device::from_handle(OwnedHandle::from_raw(fake.add_device()))
+    }
+
+    #[test]
+    fn dropping_a_dma_buffer_frees_it_once_through_its_handle() {
+        let fake = FakeKernel::install();
+        let dev = device(fake);
+        let mut buf = DmaBuffer::new(&dev, 2).unwrap();
+        assert_eq!(buf.len(), 2 * PAGE_SIZE);
+        buf.as_mut_slice()[PAGE_SIZE] = 7;
+        assert_eq!(buf.as_slice()[PAGE_SIZE], 7);
+        let id = buf.id();
+        assert!(matches!(fake.object(id), Some(Object::Dma { .. })));
+        drop(buf);
+        assert_eq!(fake.times_freed(id), 1);
+        assert_eq!(fake.object(id), None);
+    }
+
+    #[test]
+    fn a_forged_owner_cannot_free_dma_memory() {
+        let fake = FakeKernel::install();
+        let dev = device(fake);
+        let buf = DmaBuffer::new(&dev, 1).unwrap();
+        let id = buf.id();
+        // Safe code can wrap any number in an `OwnedHandle`; closing it
+        // does not free the pages the buffer hands out.
+        assert_eq!(
+            OwnedHandle::from_raw(id).close(),
+            Err(Error::WrongObjectType)
+        );
+        drop(OwnedHandle::from_raw(id));
+        assert_eq!(fake.times_freed(id), 0);
+        assert_eq!(buf.as_slice().len(), PAGE_SIZE);
+        drop(buf);
+        assert_eq!(fake.times_freed(id), 1);
+    }
+
+    #[test]
+    fn dma_memory_needs_a_device_handle() {
+        let fake = FakeKernel::install();
+        let dev = device(fake);
+        let buf = DmaBuffer::new(&dev, 1).unwrap();
+        // A DMA handle dressed up as a device is not one.
+        let not_a_device =
+            core::mem::ManuallyDrop::new(Device::from_handle(OwnedHandle::from_raw(buf.id())));
+        assert_eq!(
+            DmaBuffer::new(&not_a_device, 1).err(),
+            Some(Error::WrongObjectType)
+        );
+        let gone = core::mem::ManuallyDrop::new(Device::from_handle(OwnedHandle::from_raw(
+            HandleId(u32::MAX),
+        )));
+        assert_eq!(DmaBuffer::new(&gone, 1).err(), Some(Error::InvalidHandle));
+        assert_eq!(fake.times_freed(buf.id()), 0);
+    }
+}

@@ -21,6 +21,8 @@ pub mod channel;
 #[allow(unsafe_code)]
 pub mod driver;
 pub mod env;
+#[cfg(test)]
+mod fake_kernel;
 pub mod handle;
 pub mod hypervisor;
 pub mod logger;

@@ -459,7 +459,15 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
     expect_err(ram.write_bytes((2 << 20) - 1, &[0, 0]), Error::OutsideGuestRam)?;
     expect_err(ram.read_bytes(u64::MAX, &mut [0]), Error::OutsideGuestRam)?;
     let mut state = real_mode_state(0x1000);
-    match vcpu.run(&mut state, Injection::None).map_err(|e| e.to_string())? {
+    // Host interrupts may also come back as exits (the first entry too);
+    // skip those.
+    let next = |state: &mut VcpuState| loop {
+        match vcpu.run(state, Injection::None) {
+            Ok(VmExit::HostInterrupt) => continue,
+            other => return other,
+        }
+    };
+    match next(&mut state).map_err(|e| e.to_string())? {
         VmExit::Io {
             port: 0x3f8,
             size: 1,
@@ -470,13 +478,6 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
         } if value & 0xff == 0x41 => state.rip = next_rip,
         other => return Err(format!("expected OUT 0x3f8 'A', got {other:?}")),
     }
-    // Host interrupts may also come back as exits; skip those.
-    let next = |state: &mut VcpuState| loop {
-        match vcpu.run(state, Injection::None) {
-            Ok(VmExit::HostInterrupt) => continue,
-            other => return other,
-        }
-    };
     match next(&mut state).map_err(|e| e.to_string())? {
         VmExit::Cpuid { .. } => {}
         other => return Err(format!("expected CPUID, got {other:?}")),
