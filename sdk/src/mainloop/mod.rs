@@ -35,6 +35,8 @@ mod cx;
 mod handler;
 pub mod legacy;
 mod slots;
+#[cfg(test)]
+mod tests;
 
 pub use cx::Cx;
 use cx::Object;

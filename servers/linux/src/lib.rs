@@ -185,7 +185,7 @@ pub fn main(env: Env) {
         max_processes: env.config.max_processes.clamp(1, 4096) as usize,
         allow_test_panic: env.config.allow_test_panic,
     };
-    if let Err(e) = starina::thread::spawn(vcpu::thread_main, 0) {
+    if let Err(e) = starina::thread::spawn(|| vcpu::thread_main(0)) {
         let why = format!("cannot start the vCPU thread: {e}");
         log::error!("{why}");
         server.shared.stop(Status::Unavailable(why));

@@ -1,19 +1,24 @@
-//! The mainloop and its handler context, against a fake kernel: what
+//! The mainloop and its handler context, against the fake kernel: what
 //! handlers can do while handling an event (add, remove, send, stop), and
 //! the backpressure the SDK does for them.
 
-mod fake_kernel;
+use alloc::format;
+use alloc::string::String;
+use alloc::string::ToString;
+use alloc::vec::Vec;
 
-use starina::abi::CHANNEL_QUEUE_MAX;
-use starina::channel::MessageBuffer;
-use starina::mainloop::Cx;
-use starina::mainloop::Handler;
-use starina::mainloop::Mainloop;
-use starina::outbox::BACKLOG_MAX_BYTES;
-use starina::Channel;
-use starina::Error;
-use starina::HandleId;
-use starina::Message;
+use crate::fake_kernel::FakeKernel;
+
+use crate::abi::CHANNEL_QUEUE_MAX;
+use crate::channel::MessageBuffer;
+use crate::mainloop::Cx;
+use crate::mainloop::Handler;
+use crate::mainloop::Mainloop;
+use crate::outbox::BACKLOG_MAX_BYTES;
+use crate::Channel;
+use crate::Error;
+use crate::HandleId;
+use crate::Message;
 
 /// Everything the handler saw, for the tests to check.
 #[derive(Default)]
@@ -74,7 +79,7 @@ impl Handler for Server {
             }
             b"pause" => cx.pause_receiving(id),
             b"timer" => {
-                let timer = starina::timer::Timer::create()?;
+                let timer = crate::timer::Timer::create()?;
                 let t = cx.add_timer(timer, "timer")?;
                 cx.set_timer(t, 1000)
             }
@@ -146,7 +151,7 @@ fn server(replies_per_message: usize) -> Server {
 /// A loop with a supervisor that has offered one client; returns the loop,
 /// the supervisor's end (kept open) and the client's end.
 fn connected() -> (Mainloop<&'static str>, Channel, Channel) {
-    fake_kernel::install();
+    FakeKernel::install();
     let mut ml = Mainloop::new().unwrap();
     let (sup_ours, sup_theirs) = Channel::create().unwrap();
     ml.cx().add_supervisor(sup_theirs).unwrap();
@@ -292,7 +297,7 @@ fn sends_to_unknown_ids_and_non_channels_are_errors() {
         ml.cx().send_data(HandleId(9999), b"x"),
         Err(Error::NotFound)
     );
-    let timer = starina::timer::Timer::create().unwrap();
+    let timer = crate::timer::Timer::create().unwrap();
     let t = ml.cx().add_timer(timer, "timer").unwrap();
     assert_eq!(ml.cx().send_data(t, b"x"), Err(Error::WrongObjectType));
 }
