@@ -7,11 +7,11 @@
 //!   (no handle) announces the link and its MAC address;
 //! - then `Data` both ways, one Ethernet frame (without FCS) per message.
 //!
-//! Received frames the client cannot take yet (its queue is full) wait in
-//! a bounded backlog; when that is full too, the driver stops taking
+//! Received frames the client cannot take yet wait in the SDK's outbox for
+//! its channel; past [`THROTTLE_BYTES`] of them the driver stops taking
 //! frames from the NIC (it leaves them in the used ring and gives the NIC
-//! no new buffers) until the client catches up, so the device, not the
-//! system, holds or drops what it cannot deliver. Nothing is taken from
+//! no new buffers) until the client has drained them, so the device, not
+//! the system, holds or drops what it cannot deliver. Nothing is taken from
 //! the NIC while no client is attached.
 //! A new client replaces the previous one (the TCP/IP server restarted).
 #![no_std]
@@ -19,18 +19,15 @@
 
 extern crate alloc;
 
-use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 
-use starina::abi::Readiness;
-use starina::channel::Channel;
-use starina::channel::MessageBuffer;
 use starina::driver::virtio::transport;
 use starina::driver::virtio::StarinaHal;
-use starina::driver::Interrupt;
-use starina::poll::Poll;
+use starina::mainloop::Cx;
+use starina::mainloop::Handler;
+use starina::mainloop::Mainloop;
+use starina::Channel;
 use starina::Error;
 use starina::HandleId;
 use starina::Message;
@@ -46,24 +43,24 @@ const RX_BUFFER_LEN: usize = 2048;
 /// Smallest and largest Ethernet frame we send (header .. MTU 1500).
 const FRAME_MIN: usize = 14;
 const FRAME_MAX: usize = 1514;
-/// Received frames kept while the client's queue is full.
-const BACKLOG_MAX: usize = 256;
+/// Received frames (in bytes) waiting for the client beyond which frames
+/// stay in the NIC: about a hundred full frames.
+const THROTTLE_BYTES: usize = 128 * 1024;
 
 type Nic = VirtIONet<StarinaHal, SomeTransport<'static>, QUEUE_SIZE>;
 
+/// What a watched object is to the driver.
+enum Watched {
+    Client,
+    Interrupt,
+}
+
 struct Driver {
     nic: Nic,
-    irq: Interrupt,
-    poll: Poll,
-    supervisor: Channel,
-    client: Option<Channel>,
-    /// Frames for the client that did not fit in its queue yet.
-    backlog: VecDeque<Vec<u8>>,
-    watching_writable: bool,
+    client: Option<HandleId>,
     mac: [u8; 6],
     dropped: u64,
-    /// The backlog is full: frames stay in the NIC until the client
-    /// catches up.
+    /// Frames are held in the NIC until the client drains its backlog.
     throttled: bool,
     throttles: u64,
 }
@@ -78,22 +75,15 @@ pub fn main(env: Env) -> Result<(), String> {
     let irq = device
         .interrupt()
         .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
-    let poll = Poll::create().map_err(|e| format!("cannot create a poll: {e}"))?;
-    let mac = nic.mac_address();
     let mut driver = Driver {
+        mac: nic.mac_address(),
         nic,
-        irq,
-        poll,
-        supervisor: env.supervisor,
         client: None,
-        backlog: VecDeque::new(),
-        watching_writable: false,
-        mac,
         dropped: 0,
         throttled: false,
         throttles: 0,
     };
-    let result = driver.run(&where_);
+    let result = run(&mut driver, env.supervisor, irq, &where_);
     // `device` drops last: the kernel quiesces the NIC before its DMA
     // memory is freed.
     drop(driver);
@@ -101,229 +91,131 @@ pub fn main(env: Env) -> Result<(), String> {
     result.map_err(|e| format!("{where_}: {e}"))
 }
 
-fn mac_string(mac: &[u8; 6]) -> alloc::string::String {
+fn run(
+    driver: &mut Driver,
+    supervisor: Channel,
+    irq: starina::driver::Interrupt,
+    where_: &str,
+) -> Result<(), Error> {
+    let mut ml = Mainloop::new()?;
+    ml.cx().add_supervisor(supervisor)?;
+    ml.cx().add_interrupt(irq, Watched::Interrupt)?;
+    log::info!("{where_}: link up, MAC {}", mac_string(&driver.mac));
+    ml.run(driver)
+}
+
+fn mac_string(mac: &[u8; 6]) -> String {
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
     )
 }
 
-impl Driver {
-    fn run(&mut self, where_: &str) -> Result<(), Error> {
-        self.poll.add(
-            self.supervisor.id(),
-            Readiness::READABLE | Readiness::PEER_CLOSED,
-        )?;
-        self.poll.add(self.irq.id(), Readiness::READABLE)?;
-        log::info!("{where_}: link up, MAC {}", mac_string(&self.mac));
-        let mut buf = MessageBuffer::new();
-        loop {
-            let (id, ready) = self.poll.wait()?;
-            if id == self.irq.id() {
-                self.on_interrupt();
-            } else if id == self.supervisor.id() {
-                self.on_supervisor(&mut buf, ready)?;
-            } else if Some(id) == self.client.as_ref().map(Channel::id) {
-                self.on_client(&mut buf, ready);
-            }
+impl Handler for Driver {
+    type State = Watched;
+
+    fn connect(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        _service: &str,
+        client: Channel,
+    ) -> Result<(), Error> {
+        if let Some(old) = self.client.take() {
+            cx.remove(old);
+            log::info!("a new client replaces the previous one");
         }
+        let uri = format!("ethernet:{}", mac_string(&self.mac));
+        client.send(Message::Open {
+            call_id: 0,
+            uri: &uri,
+            handle: None,
+        })?;
+        self.client = Some(cx.add_channel(client, Watched::Client)?);
+        // Frames may have arrived before anyone listened.
+        self.receive(cx);
+        Ok(())
     }
 
-    fn on_supervisor(&mut self, buf: &mut MessageBuffer, ready: Readiness) -> Result<(), Error> {
-        match self.supervisor.try_recv(buf) {
-            Ok(Message::Open {
-                uri,
-                handle: Some(handle),
-                ..
-            }) if uri.starts_with("connect:") => {
-                let client = Channel::from_handle(handle);
-                self.attach(client);
-            }
-            Ok(other) => log::warn!("ignoring {:?} on the supervisor channel", other.kind()),
-            Err(Error::WouldBlock) => {
-                if ready.contains(Readiness::PEER_CLOSED) {
-                    log::warn!("supervisor channel closed");
-                    let _ = self.poll.remove(self.supervisor.id());
-                }
-            }
-            Err(Error::PeerClosed) => {
-                log::warn!("supervisor channel closed");
-                let _ = self.poll.remove(self.supervisor.id());
-            }
-            Err(e) => log::warn!("bad message on the supervisor channel: {e}"),
+    fn message(
+        &mut self,
+        _cx: &mut Cx<Watched>,
+        _: HandleId,
+        _: &mut Watched,
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
+        let Message::Data(frame) = msg else {
+            log::warn!("ignoring {:?} from the client", msg.kind());
+            return Ok(());
+        };
+        if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
+            log::warn!(
+                "dropping a {}-byte frame (not an Ethernet frame)",
+                frame.len()
+            );
+            return Ok(());
+        }
+        let mut tx = self.nic.new_tx_buffer(frame.len());
+        tx.packet_mut().copy_from_slice(frame);
+        if let Err(e) = self.nic.send(tx) {
+            log::warn!("transmit failed: {e:?}");
         }
         Ok(())
     }
 
-    fn attach(&mut self, client: Channel) {
-        if let Some(old) = self.client.take() {
-            let _ = self.poll.remove(old.id());
-            log::info!("a new client replaces the previous one");
+    fn peer_closed(
+        &mut self,
+        _cx: &mut Cx<Watched>,
+        id: HandleId,
+        _: Watched,
+    ) -> Result<(), Error> {
+        if self.client == Some(id) {
+            self.client = None;
+            log::info!("client gone");
         }
-        self.backlog.clear();
-        self.watching_writable = false;
-        let uri = format!("ethernet:{}", mac_string(&self.mac));
-        let hello = Message::Open {
-            call_id: 0,
-            uri: &uri,
-            handle: None,
-        };
-        if let Err(e) = client.send(hello) {
-            log::warn!("cannot greet the client: {}", e.error);
-            return;
-        }
-        if let Err(e) = self
-            .poll
-            .add(client.id(), Readiness::READABLE | Readiness::PEER_CLOSED)
-        {
-            log::warn!("cannot watch the client: {e}");
-            return;
-        }
-        self.client = Some(client);
-        // Frames may have arrived before anyone listened.
-        self.on_interrupt();
+        Ok(())
     }
 
-    fn detach(&mut self) {
-        if let Some(old) = self.client.take() {
-            let _ = self.poll.remove(old.id());
-        }
-        self.backlog.clear();
-        self.watching_writable = false;
-        log::info!("client gone");
-    }
-
-    fn set_watch_writable(&mut self, id: HandleId, on: bool) {
-        if self.watching_writable == on {
-            return;
-        }
-        let mut interests = Readiness::READABLE | Readiness::PEER_CLOSED;
-        if on {
-            interests |= Readiness::WRITABLE;
-        }
-        let _ = self.poll.remove(id);
-        if self.poll.add(id, interests).is_ok() {
-            self.watching_writable = on;
-        }
-    }
-
-    fn on_client(&mut self, buf: &mut MessageBuffer, ready: Readiness) {
-        if ready.contains(Readiness::WRITABLE) && self.flush_backlog() {
-            // Frames the NIC kept for us while the backlog was full.
-            self.receive();
-        }
-        if !ready.intersects(Readiness::READABLE | Readiness::PEER_CLOSED) {
-            return;
-        }
-        let Some(client) = self.client.as_ref() else {
-            return;
-        };
-        // Up to a queue's worth of frames per wake-up, so the receive side
-        // gets its turn.
-        for _ in 0..starina::abi::CHANNEL_QUEUE_MAX {
-            let Some(client) = self.client.as_ref() else {
-                return;
-            };
-            match client.try_recv(buf) {
-                Ok(Message::Data(frame)) => {
-                    if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
-                        log::warn!(
-                            "dropping a {}-byte frame (not an Ethernet frame)",
-                            frame.len()
-                        );
-                        continue;
-                    }
-                    let tx = self.nic.new_tx_buffer(frame.len());
-                    let mut tx = tx;
-                    tx.packet_mut().copy_from_slice(frame);
-                    if let Err(e) = self.nic.send(tx) {
-                        log::warn!("transmit failed: {e:?}");
-                    }
-                }
-                Ok(other) => log::warn!("ignoring {:?} from the client", other.kind()),
-                Err(Error::WouldBlock) => {
-                    if ready.contains(Readiness::PEER_CLOSED)
-                        && !ready.contains(Readiness::READABLE)
-                    {
-                        self.detach();
-                    }
-                    return;
-                }
-                Err(Error::PeerClosed) => {
-                    self.detach();
-                    return;
-                }
-                Err(e) => log::warn!("bad message from the client: {e}"),
-            }
-        }
-        let _ = client;
-    }
-
-    /// Sends waiting frames to the client; true if it took them all.
-    fn flush_backlog(&mut self) -> bool {
-        let Some(client) = self.client.as_ref() else {
-            self.backlog.clear();
-            return true;
-        };
-        let id = client.id();
-        while let Some(frame) = self.backlog.front() {
-            match client.send_data(frame) {
-                Ok(()) => {
-                    self.backlog.pop_front();
-                }
-                Err(Error::QueueFull) => {
-                    self.set_watch_writable(id, true);
-                    return false;
-                }
-                Err(_) => {
-                    self.backlog.clear();
-                    break;
-                }
-            }
-        }
-        self.set_watch_writable(id, false);
-        true
-    }
-
-    fn on_interrupt(&mut self) {
+    fn interrupt(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        id: HandleId,
+        _: &mut Watched,
+    ) -> Result<(), Error> {
         // Reading the ISR lowers the line; frames arriving after this
         // raise it again, and the ack below unmasks it.
         self.nic.ack_interrupt();
-        self.receive();
-        if let Err(e) = self.irq.ack() {
-            log::error!("interrupt ack failed: {e}");
-        }
+        self.receive(cx);
+        cx.ack_interrupt(id)
     }
 
-    /// Moves received frames from the NIC to the client (or the backlog)
-    /// while the backlog has room.
-    fn receive(&mut self) {
-        if self.client.is_none() {
+    fn drained(&mut self, cx: &mut Cx<Watched>, _: HandleId, _: &mut Watched) -> Result<(), Error> {
+        // Frames the NIC kept for us while the client was behind.
+        self.receive(cx);
+        Ok(())
+    }
+}
+
+impl Driver {
+    /// Moves received frames from the NIC to the client while its backlog
+    /// is below [`THROTTLE_BYTES`].
+    fn receive(&mut self, cx: &mut Cx<Watched>) {
+        let Some(client) = self.client else {
             return;
-        }
-        let mut delivered_all = self.flush_backlog();
-        while self.backlog.len() < BACKLOG_MAX {
-            let Ok(rx) = self.nic.receive() else { break };
-            let frame = rx.packet();
-            match self.client.as_ref().filter(|_| delivered_all) {
-                Some(client) => match client.send_data(frame) {
-                    Ok(()) => {}
-                    Err(Error::QueueFull) => {
-                        delivered_all = false;
-                        self.backlog.push_back(frame.to_vec());
-                        let id = client.id();
-                        self.set_watch_writable(id, true);
-                    }
-                    Err(_) => self.dropped += 1,
-                },
-                None => self.backlog.push_back(frame.to_vec()),
+        };
+        while cx.backlog_bytes(client) < THROTTLE_BYTES {
+            let Ok(rx) = self.nic.receive() else {
+                break;
+            };
+            if let Err(e) = cx.send_data(client, rx.packet()) {
+                self.dropped += 1;
+                log::debug!("dropped a received frame: {e}");
             }
             if let Err(e) = self.nic.recycle_rx_buffer(rx) {
                 log::error!("cannot recycle a receive buffer: {e:?}");
             }
         }
-        if self.backlog.len() >= BACKLOG_MAX && !self.throttled {
-            self.throttled = true;
+        let behind = cx.backlog_bytes(client) >= THROTTLE_BYTES;
+        if behind && !self.throttled {
             self.throttles += 1;
             if self.throttles.is_power_of_two() {
                 log::warn!(
@@ -331,8 +223,7 @@ impl Driver {
                     self.throttles
                 );
             }
-        } else if self.backlog.len() < BACKLOG_MAX {
-            self.throttled = false;
         }
+        self.throttled = behind;
     }
 }

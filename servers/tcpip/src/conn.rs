@@ -13,7 +13,7 @@ use smoltcp::socket::udp;
 use smoltcp::time::Duration;
 use smoltcp::wire::IpEndpoint;
 use starina::channel::Channel;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Mainloop;
 use starina::message::codes;
 use starina::timer::now_ns;
 use starina::Error;

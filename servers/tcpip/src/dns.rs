@@ -9,7 +9,7 @@ use alloc::string::ToString;
 use smoltcp::socket::dns;
 use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpEndpoint;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Mainloop;
 use starina::message::codes;
 use starina::timer::now_ns;
 use starina::HandleId;

@@ -7,8 +7,8 @@ use alloc::string::String;
 use alloc::string::ToString;
 
 use starina::channel::Channel;
-use starina::mainloop::Event;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Event;
+use starina::mainloop::legacy::Mainloop;
 use starina::message::codes;
 use starina::HandleId;
 use starina::Message;

@@ -53,7 +53,7 @@ use alloc::format;
 use alloc::string::String;
 
 use smoltcp::time::Duration;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Mainloop;
 use starina::timer::now_ns;
 use starina::timer::Timer;
 

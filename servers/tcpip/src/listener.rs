@@ -12,7 +12,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use starina::channel::Channel;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Mainloop;
 use starina::Error;
 use starina::HandleId;
 use starina::Message;

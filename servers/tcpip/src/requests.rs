@@ -8,7 +8,7 @@ use alloc::string::String;
 use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpEndpoint;
 use starina::channel::Channel;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Mainloop;
 use starina::message::codes;
 use starina::timer::now_ns;
 use starina::HandleId;

@@ -14,7 +14,7 @@ use smoltcp::time::Duration;
 use smoltcp::time::Instant;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Mainloop;
 use starina::timer::now_ns;
 use starina::Error;
 use starina::HandleId;

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::String;
 
 use starina::channel::Channel;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Mainloop;
 use starina::HandleId;
 use starina::Message;
 
