@@ -1,5 +1,8 @@
 //! Connections: a TCP or UDP socket and the channel its client holds, and
-//! the bytes moving between them (with backpressure both ways).
+//! the bytes moving between them, with backpressure both ways: bytes for
+//! the client are read from the socket only while the client's channel
+//! has no backlog (`drained` brings the next round); a client whose bytes
+//! pile up for the socket is not read from until the socket takes them.
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -13,7 +16,7 @@ use smoltcp::socket::udp;
 use smoltcp::time::Duration;
 use smoltcp::wire::IpEndpoint;
 use starina::channel::Channel;
-use starina::mainloop::legacy::Mainloop;
+use starina::mainloop::Cx;
 use starina::message::codes;
 use starina::timer::now_ns;
 use starina::Error;
@@ -21,10 +24,11 @@ use starina::HandleId;
 use starina::Message;
 
 use crate::requests::send_error;
+use crate::requests::send_reply;
 use crate::requests::Refusal;
-use crate::server::LoopChanges;
+use crate::server::send_paused;
+use crate::server::Ctx;
 use crate::server::Server;
-use crate::Ctx;
 
 /// How long a connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,14 +48,12 @@ pub struct Conn {
     /// because the socket does not take the client's bytes fast enough.
     pub paused: Option<Channel>,
     pub to_socket: VecDeque<u8>,
-    pub to_client: Option<Vec<u8>>,
     /// The client sent `Close` (or went away): FIN once `to_socket` drains.
     pub client_closed: bool,
     pub client_gone: bool,
     pub fin_sent: bool,
     /// We told the client the stream ended (`Close` or `Abort`).
     pub told_end: bool,
-    pub watching_writable: bool,
     /// TCP connect: the request to answer once established.
     pub connecting: Option<(HandleId, u32, Channel)>,
     pub connect_deadline: u64,
@@ -81,36 +83,36 @@ impl Server {
     /// of its channel.
     pub fn new_conn(
         &mut self,
+        cx: &mut Cx<Ctx>,
         socket: SocketHandle,
         udp: Option<IpEndpoint>,
     ) -> Result<(u32, Channel), Error> {
         let (ours, theirs) = Channel::create()?;
         let id = self.alloc_id();
+        let ch = cx.add_channel(ours, Ctx::Conn(id))?;
         self.conns.insert(
             id,
             Conn {
                 socket,
                 udp,
-                ch: ours.id(),
+                ch,
                 paused: None,
                 to_socket: VecDeque::new(),
-                to_client: None,
                 client_closed: false,
                 client_gone: false,
                 fin_sent: false,
                 told_end: false,
-                watching_writable: false,
                 connecting: None,
                 connect_deadline: 0,
             },
         );
-        self.changes.added.push((ours, Ctx::Conn(id)));
         Ok((id, theirs))
     }
 
     /// Starts a TCP connect; the reply goes out once it is established.
     pub fn connect(
         &mut self,
+        cx: &mut Cx<Ctx>,
         client: HandleId,
         call_id: u32,
         remote: IpEndpoint,
@@ -126,7 +128,7 @@ impl Server {
                 .map_err(|e| Refusal::new(codes::INVALID, format!("connect to {remote}: {e}")))?;
         }
         let handle = self.sockets.add(socket);
-        match self.new_conn(handle, None) {
+        match self.new_conn(cx, handle, None) {
             Ok((id, theirs)) => {
                 if let Some(c) = self.conns.get_mut(&id) {
                     c.connecting = Some((client, call_id, theirs));
@@ -144,7 +146,7 @@ impl Server {
     /// Opens a UDP socket for datagrams to and from `remote`.
     pub fn udp(
         &mut self,
-        ml: &mut Mainloop<Ctx>,
+        cx: &mut Cx<Ctx>,
         client: HandleId,
         call_id: u32,
         remote: IpEndpoint,
@@ -161,15 +163,9 @@ impl Server {
             .bind(port)
             .map_err(|e| Refusal::unavailable(format!("bind: {e}")))?;
         let handle = self.sockets.add(socket);
-        match self.new_conn(handle, Some(remote)) {
+        match self.new_conn(cx, handle, Some(remote)) {
             Ok((_, theirs)) => {
-                let reply = Message::OpenReply {
-                    call_id,
-                    handle: theirs.into_handle(),
-                };
-                if let Some(ch) = ml.channel(client) {
-                    let _ = ch.send(reply);
-                }
+                send_reply(cx, client, call_id, theirs);
                 Ok(())
             }
             Err(e) => {
@@ -218,18 +214,18 @@ impl Server {
 
     /// Moves bytes between sockets and client channels; true if anything
     /// moved.
-    pub fn move_data(&mut self, ml: &mut Mainloop<Ctx>) -> bool {
+    pub fn move_data(&mut self, cx: &mut Cx<Ctx>) -> bool {
         let mut progress = false;
         let mut done = Vec::new();
         for (&id, c) in self.conns.iter_mut() {
             let moved = match c.udp {
                 Some(peer) => {
                     let s = self.sockets.get_mut::<udp::Socket>(c.socket);
-                    move_udp(c, peer, s, ml)
+                    move_udp(c, peer, s, cx)
                 }
                 None => {
                     let s = self.sockets.get_mut::<tcp::Socket>(c.socket);
-                    move_tcp(id, c, s, ml, &mut self.changes)
+                    move_tcp(id, c, s, cx)
                 }
             };
             progress |= moved.progress;
@@ -240,7 +236,7 @@ impl Server {
         for id in done {
             if let Some(c) = self.conns.remove(&id) {
                 if c.paused.is_none() && c.ch != HandleId(0) {
-                    ml.remove_channel(c.ch);
+                    cx.remove(c.ch);
                 }
                 self.zombies.push(c.socket);
             }
@@ -249,17 +245,16 @@ impl Server {
     }
 }
 
-/// Datagrams from the peer to the client.
-fn move_udp(c: &mut Conn, peer: IpEndpoint, s: &mut udp::Socket, ml: &Mainloop<Ctx>) -> Moved {
+/// Datagrams from the peer to the client. A datagram past the client's
+/// backlog bound is dropped, as the network does.
+fn move_udp(c: &mut Conn, peer: IpEndpoint, s: &mut udp::Socket, cx: &mut Cx<Ctx>) -> Moved {
     let mut moved = Moved::default();
-    let ch = c.paused.as_ref().or_else(|| ml.channel(c.ch));
     while let Ok((data, meta)) = s.recv() {
         if meta.endpoint != peer {
             continue;
         }
-        if let Some(ch) = ch {
-            // Datagrams: a full queue drops, as the network does.
-            let _ = ch.send_data(data);
+        if c.ch != HandleId(0) {
+            let _ = cx.send_data(c.ch, data);
         }
         moved.progress = true;
     }
@@ -269,16 +264,10 @@ fn move_udp(c: &mut Conn, peer: IpEndpoint, s: &mut udp::Socket, ml: &Mainloop<C
 
 /// One round for a TCP connection: finish a connect, move bytes both ways,
 /// tell the client the stream ended, and say whether it is over.
-fn move_tcp(
-    id: u32,
-    c: &mut Conn,
-    s: &mut tcp::Socket,
-    ml: &mut Mainloop<Ctx>,
-    changes: &mut LoopChanges,
-) -> Moved {
+fn move_tcp(id: u32, c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Moved {
     let mut moved = Moved::default();
     if c.connecting.is_some() {
-        match finish_connect(c, s, ml) {
+        match finish_connect(c, s, cx) {
             Connect::Established => moved.progress = true,
             Connect::InProgress => return moved,
             Connect::Failed => {
@@ -288,15 +277,15 @@ fn move_tcp(
         }
     }
     moved.progress |= client_to_socket(c, s);
-    pause_or_resume(id, c, ml, changes);
-    moved.progress |= socket_to_client(c, s, ml, changes);
-    match tell_end(c, s, ml, changes) {
+    pause_or_resume(id, c, cx);
+    moved.progress |= socket_to_client(c, s, cx);
+    match tell_end(c, s, cx) {
         End::NotYet => {}
         End::Told => moved.progress = true,
         // The client's queue is full: try again on the next round.
         End::Retry => return moved,
     }
-    moved.done = is_over(c, s);
+    moved.done = is_over(c, s, cx);
     moved
 }
 
@@ -308,7 +297,7 @@ enum Connect {
 
 /// Answers the connect request once the socket is established (or failed,
 /// or timed out).
-fn finish_connect(c: &mut Conn, s: &mut tcp::Socket, ml: &Mainloop<Ctx>) -> Connect {
+fn finish_connect(c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Connect {
     let Some((client, call_id, _)) = &c.connecting else {
         return Connect::Established;
     };
@@ -316,13 +305,7 @@ fn finish_connect(c: &mut Conn, s: &mut tcp::Socket, ml: &Mainloop<Ctx>) -> Conn
     let error = match s.state() {
         tcp::State::Established | tcp::State::CloseWait => {
             if let Some((_, _, theirs)) = c.connecting.take() {
-                let reply = Message::OpenReply {
-                    call_id,
-                    handle: theirs.into_handle(),
-                };
-                if let Some(cl) = ml.channel(client) {
-                    let _ = cl.send(reply);
-                }
+                send_reply(cx, client, call_id, theirs);
             }
             return Connect::Established;
         }
@@ -337,7 +320,7 @@ fn finish_connect(c: &mut Conn, s: &mut tcp::Socket, ml: &Mainloop<Ctx>) -> Conn
         }
     };
     s.abort();
-    send_error(ml.channel(client), call_id, error.0, &error.1);
+    send_error(cx, client, call_id, error.0, &error.1);
     c.connecting = None;
     c.told_end = true;
     c.client_gone = true;
@@ -367,28 +350,24 @@ fn client_to_socket(c: &mut Conn, s: &mut tcp::Socket) -> bool {
 }
 
 /// Stops reading the client while its bytes pile up for the socket, and
-/// reads it again once half of that is written.
-fn pause_or_resume(id: u32, c: &mut Conn, ml: &mut Mainloop<Ctx>, changes: &mut LoopChanges) {
-    if c.to_socket.len() >= CLIENT_BACKLOG_MAX && c.paused.is_none() && !c.client_gone {
-        if let Some((ch, _)) = ml.remove_channel(c.ch) {
-            c.paused = Some(ch);
-        }
+/// reads it again once half of that is written. Stopping takes the channel
+/// out of the loop, which drops its outbox: only when that is empty.
+fn pause_or_resume(id: u32, c: &mut Conn, cx: &mut Cx<Ctx>) {
+    let piled_up = c.to_socket.len() >= CLIENT_BACKLOG_MAX;
+    if piled_up && c.paused.is_none() && !c.client_gone && cx.backlog_bytes(c.ch) == 0 {
+        c.paused = cx.take_channel(c.ch);
     } else if c.to_socket.len() < CLIENT_BACKLOG_MAX / 2 {
         if let Some(ch) = c.paused.take() {
-            changes.resume.push((id, ch));
+            if let Err(e) = cx.add_channel(ch, Ctx::Conn(id)) {
+                log::warn!("cannot resume connection {id}: {e}");
+            }
         }
     }
 }
 
-/// Sends what the socket received to the client, as long as its queue
-/// takes it (the rest waits in the socket).
-fn socket_to_client(
-    c: &mut Conn,
-    s: &mut tcp::Socket,
-    ml: &Mainloop<Ctx>,
-    changes: &mut LoopChanges,
-) -> bool {
-    let ch = c.paused.as_ref().or_else(|| ml.channel(c.ch));
+/// Sends what the socket received to the client while its channel has no
+/// backlog (the rest waits in the socket).
+fn socket_to_client(c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> bool {
     if c.client_gone {
         // Nobody to deliver to: discard what arrives.
         while s.can_recv() {
@@ -396,38 +375,23 @@ fn socket_to_client(
         }
         return false;
     }
-    let Some(ch) = ch else { return false };
     let mut progress = false;
-    loop {
-        if c.to_client.is_none() && s.can_recv() {
-            let mut chunk = Vec::new();
-            let _ = s.recv(|b| {
-                let n = b.len().min(CHUNK);
-                chunk.extend_from_slice(&b[..n]);
-                (n, ())
-            });
-            if chunk.is_empty() {
-                break;
+    while s.can_recv() && (c.paused.is_some() || cx.backlog_bytes(c.ch) == 0) {
+        let sent = s.recv(|b| {
+            let chunk = &b[..b.len().min(CHUNK)];
+            let sent = match &c.paused {
+                Some(ch) => send_paused(ch, chunk),
+                None => cx.send_data(c.ch, chunk).map(|()| true),
+            };
+            match sent {
+                Ok(true) => (chunk.len(), Ok(true)),
+                other => (0, other),
             }
-            c.to_client = Some(chunk);
-        }
-        let Some(chunk) = c.to_client.as_ref() else {
-            break;
-        };
-        match ch.send_data(chunk) {
-            Ok(()) => {
-                c.to_client = None;
-                progress = true;
-            }
-            Err(Error::QueueFull) => {
-                if !c.watching_writable {
-                    c.watching_writable = true;
-                    changes.watch.push((c.ch, true));
-                }
-                break;
-            }
-            Err(_) => {
-                c.to_client = None;
+        });
+        match sent {
+            Ok(Ok(true)) => progress = true,
+            Ok(Ok(false)) | Err(_) => break,
+            Ok(Err(_)) => {
                 c.client_gone = true;
                 break;
             }
@@ -443,43 +407,40 @@ enum End {
 }
 
 /// Tells the client the stream ended (`Abort` on a reset, `Close` on the
-/// peer's FIN) once everything before was delivered.
-fn tell_end(
-    c: &mut Conn,
-    s: &mut tcp::Socket,
-    ml: &Mainloop<Ctx>,
-    changes: &mut LoopChanges,
-) -> End {
-    if c.told_end || c.to_client.is_some() || s.can_recv() {
+/// peer's FIN) once everything before was handed over.
+fn tell_end(c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> End {
+    if c.told_end || s.can_recv() {
         return End::NotYet;
     }
-    let ch = c.paused.as_ref().or_else(|| ml.channel(c.ch));
     let state = s.state();
-    if state == tcp::State::Closed && !c.fin_sent {
-        if let Some(ch) = ch {
-            let _ = ch.send(Message::Abort {
-                code: codes::RESET,
-                reason: "connection reset",
-            });
+    let end = if state == tcp::State::Closed && !c.fin_sent {
+        Message::Abort {
+            code: codes::RESET,
+            reason: "connection reset",
         }
     } else if !s.may_recv() && state != tcp::State::Listen {
-        if let Some(ch) = ch {
-            if ch.send(Message::Close).is_err() && !c.client_gone {
-                changes.watch.push((c.ch, true));
-                return End::Retry;
-            }
-        }
+        Message::Close
     } else {
         return End::NotYet;
+    };
+    let is_close = matches!(end, Message::Close);
+    let sent = match &c.paused {
+        Some(ch) => ch.send(end).map_err(|e| e.error),
+        None if c.ch == HandleId(0) => Ok(()),
+        None => cx.send(c.ch, end),
+    };
+    if is_close && sent.is_err() && !c.client_gone {
+        return End::Retry;
     }
     c.told_end = true;
     End::Told
 }
 
 /// Whether the connection is over: the socket finished, and the client is
-/// gone or was told the end after our FIN went out (or after a reset by
-/// the peer, with nothing left for the socket).
-fn is_over(c: &Conn, s: &tcp::Socket) -> bool {
+/// gone or was told the end (all of it delivered) after our FIN went out
+/// (or after a reset by the peer, with nothing left for the socket).
+fn is_over(c: &Conn, s: &tcp::Socket, cx: &Cx<Ctx>) -> bool {
     let finished = matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait);
-    finished && (c.client_gone || (c.told_end && (c.fin_sent || c.to_socket.is_empty())))
+    let told = c.told_end && cx.backlog_bytes(c.ch) == 0;
+    finished && (c.client_gone || (told && (c.fin_sent || c.to_socket.is_empty())))
 }

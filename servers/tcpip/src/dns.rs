@@ -9,7 +9,7 @@ use alloc::string::ToString;
 use smoltcp::socket::dns;
 use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpEndpoint;
-use starina::mainloop::legacy::Mainloop;
+use starina::mainloop::Cx;
 use starina::message::codes;
 use starina::timer::now_ns;
 use starina::HandleId;
@@ -18,8 +18,8 @@ use crate::requests::answer;
 use crate::requests::send_error;
 use crate::requests::Pending;
 use crate::requests::Refusal;
+use crate::server::Ctx;
 use crate::server::Server;
-use crate::Ctx;
 
 /// How long a DNS query may take.
 const DNS_TIMEOUT_NS: u64 = 15_000_000_000;
@@ -69,26 +69,32 @@ impl Server {
 
     /// Serves or fails the request of a finished query; returns it if it
     /// is still running.
-    pub fn check_query(&mut self, ml: &mut Mainloop<Ctx>, now: u64, q: Query) -> Option<Pending> {
+    pub fn check_query(&mut self, cx: &mut Cx<Ctx>, now: u64, q: Query) -> Option<Pending> {
         let dns = self.dns?;
         let result = self
             .sockets
             .get_mut::<dns::Socket>(dns)
             .get_query_result(q.query);
-        let error = |code, text: &str| send_error(ml.channel(q.client), q.call_id, code, text);
+        let (client, call_id) = (q.client, q.call_id);
         match result {
             Ok(addrs) => match addrs.iter().find(|a| matches!(a, IpAddress::Ipv4(_))) {
                 Some(addr) => {
                     log::info!("resolved {} to {addr}", q.name);
                     let remote = IpEndpoint::new(*addr, q.port);
                     let result = if q.udp {
-                        self.udp(ml, q.client, q.call_id, remote)
+                        self.udp(cx, client, call_id, remote)
                     } else {
-                        self.connect(q.client, q.call_id, remote)
+                        self.connect(cx, client, call_id, remote)
                     };
-                    answer(ml, q.client, q.call_id, result);
+                    answer(cx, client, call_id, result);
                 }
-                None => error(codes::NOT_FOUND, &format!("{}: no IPv4 address", q.name)),
+                None => send_error(
+                    cx,
+                    client,
+                    call_id,
+                    codes::NOT_FOUND,
+                    &format!("{}: no IPv4 address", q.name),
+                ),
             },
             Err(dns::GetQueryResultError::Pending) if now < q.deadline => {
                 return Some(Pending::Resolving(q));
@@ -97,14 +103,21 @@ impl Server {
                 self.sockets
                     .get_mut::<dns::Socket>(dns)
                     .cancel_query(q.query);
-                error(
+                send_error(
+                    cx,
+                    client,
+                    call_id,
                     codes::TIMED_OUT,
                     &format!("{}: DNS query timed out", q.name),
                 );
             }
-            Err(dns::GetQueryResultError::Failed) => {
-                error(codes::NOT_FOUND, &format!("{}: name not found", q.name))
-            }
+            Err(dns::GetQueryResultError::Failed) => send_error(
+                cx,
+                client,
+                call_id,
+                codes::NOT_FOUND,
+                &format!("{}: name not found", q.name),
+            ),
         }
         None
     }

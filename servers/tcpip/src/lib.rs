@@ -26,7 +26,7 @@
 //! gateway 10.0.2.2, DNS 10.0.2.3). Requests that arrive before that wait
 //! (up to `WAIT_FOR_NETWORK_NS`).
 //!
-//! Modules by job: `events` (what each main-loop event does), `server`
+//! Modules by job: `events` (one handler per main-loop event), `server`
 //! (the state and the service round that polls smoltcp), `requests` (the
 //! client protocol: `Open` requests and their replies), `uri` (parsing
 //! them), `listener` and `conn` (the socket table: listening sockets and
@@ -52,63 +52,24 @@ mod uri;
 use alloc::format;
 use alloc::string::String;
 
-use smoltcp::time::Duration;
-use starina::mainloop::legacy::Mainloop;
-use starina::timer::now_ns;
+use starina::mainloop::Mainloop;
 use starina::timer::Timer;
 
+use server::Ctx;
 use server::Server;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
-/// What each object in the main loop is to the server.
-pub(crate) enum Ctx {
-    Supervisor,
-    /// The network driver's channel.
-    Net,
-    /// A client's channel (its `Open` requests).
-    Client,
-    /// A listener channel handed to a client (key in `Server::listeners`).
-    Listener(u32),
-    /// A connection channel handed to a client (key in `Server::conns`).
-    Conn(u32),
-    /// The poll timer.
-    Timer,
-}
-
-/// Events handled between two service rounds at most this far apart:
-/// a round polls every socket, so under load (hundreds of connections,
-/// each sending several messages) one round per event would cost far more
-/// than the events themselves.
-const SERVICE_INTERVAL_NS: u64 = 2_000_000;
-
 pub fn main(env: Env) -> Result<(), String> {
-    let mut ml: Mainloop<Ctx> =
-        Mainloop::new().map_err(|e| format!("cannot create the main loop: {e}"))?;
+    let mut ml = Mainloop::new().map_err(|e| format!("cannot create the main loop: {e}"))?;
     let timer = Timer::create().map_err(|e| format!("cannot create a timer: {e}"))?;
-    let net_id = env.net.id();
-    let setup = ml
-        .add_channel(env.supervisor, Ctx::Supervisor)
-        .and_then(|_| ml.add_channel(env.net, Ctx::Net))
-        .and_then(|_| ml.add_timer(timer, Ctx::Timer));
-    let timer_id = setup.map_err(|e| format!("cannot set up the main loop: {e}"))?;
-    let mut server = Server::new(&env.config, net_id);
-    loop {
-        server.handle_event(&mut ml);
-        let now = now_ns();
-        let delay = if now >= server.next_service || server.urgent {
-            server.urgent = false;
-            server.service(&mut ml);
-            server.next_service = now_ns() + SERVICE_INTERVAL_NS;
-            server.poll_delay()
-        } else {
-            // Take the events that queue up until the round is due.
-            Duration::from_micros((server.next_service - now).div_ceil(1000))
-        };
-        // The timer lives in the main loop; arm it by its handle.
-        let ns = delay.total_micros().saturating_mul(1000);
-        if let Err(e) = starina::syscall::kernel().timer_set(timer_id, ns) {
-            log::error!("cannot arm the poll timer: {e}");
-        }
-    }
+    let cx = ml.cx();
+    let setup = cx
+        .add_supervisor(env.supervisor)
+        .and_then(|_| cx.add_channel(env.net, Ctx::Net))
+        .and_then(|net| Ok((net, cx.add_timer(timer, Ctx::Timer)?)));
+    let (net, timer) = setup.map_err(|e| format!("cannot set up the main loop: {e}"))?;
+    let mut server = Server::new(&env.config, net, timer);
+    ml.run(&mut server)
+        .map_err(|e| format!("the main loop failed: {e}"))
 }

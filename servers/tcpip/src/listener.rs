@@ -2,9 +2,7 @@
 //! the port and hand each established connection to the client as
 //! `Open { uri: "tcp-conn:<peer>", handle }` on the listener channel.
 
-use alloc::collections::VecDeque;
 use alloc::format;
-use alloc::string::String;
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
@@ -12,15 +10,14 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use starina::channel::Channel;
-use starina::mainloop::legacy::Mainloop;
-use starina::Error;
+use starina::mainloop::Cx;
 use starina::HandleId;
 use starina::Message;
 
 use crate::conn::tcp_socket;
 use crate::requests::Refusal;
+use crate::server::Ctx;
 use crate::server::Server;
-use crate::Ctx;
 
 /// An accepted connection with no traffic this long is dropped.
 const ACCEPTED_TIMEOUT: Duration = Duration::from_secs(120);
@@ -30,15 +27,13 @@ pub struct Listener {
     pub ch: HandleId,
     /// Sockets listening right now (each takes one connection).
     pub sockets: Vec<SocketHandle>,
-    /// Accepted connections the client's queue could not take yet.
-    accepted: VecDeque<(String, Channel)>,
 }
 
 impl Server {
     /// Serves `tcp-listen:0.0.0.0:<port>`.
     pub fn listen(
         &mut self,
-        ml: &mut Mainloop<Ctx>,
+        cx: &mut Cx<Ctx>,
         client: HandleId,
         call_id: u32,
         port: u16,
@@ -50,20 +45,17 @@ impl Server {
         }
         let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
         let id = self.alloc_id();
-        let ch = ours.id();
-        ml.add_channel(ours, Ctx::Listener(id))
+        let ch = cx
+            .add_channel(ours, Ctx::Listener(id))
             .map_err(|e| Refusal::unavailable(format!("{e}")))?;
         let reply = Message::OpenReply {
             call_id,
             handle: theirs.into_handle(),
         };
-        match ml.channel(client).map(|c| c.send(reply)) {
-            Some(Ok(())) => {}
-            _ => {
-                // The client is gone: nobody to answer.
-                ml.remove_channel(ch);
-                return Ok(());
-            }
+        if cx.send(client, reply).is_err() {
+            // The client is gone: nobody to answer.
+            cx.remove(ch);
+            return Ok(());
         }
         self.listeners.insert(
             id,
@@ -71,7 +63,6 @@ impl Server {
                 port,
                 ch,
                 sockets: Vec::new(),
-                accepted: VecDeque::new(),
             },
         );
         self.refill_listener(id);
@@ -81,14 +72,14 @@ impl Server {
 
     /// Stops listener `id`: aborts its listening sockets, closes its
     /// channel.
-    pub fn unlisten(&mut self, ml: &mut Mainloop<Ctx>, id: u32) {
+    pub fn unlisten(&mut self, cx: &mut Cx<Ctx>, id: u32) {
         if let Some(l) = self.listeners.remove(&id) {
             for s in l.sockets {
                 self.sockets.get_mut::<tcp::Socket>(s).abort();
                 self.zombies.push(s);
             }
             if l.ch != HandleId(0) {
-                ml.remove_channel(l.ch);
+                cx.remove(l.ch);
             }
             log::info!("stopped listening on port {}", l.port);
         }
@@ -115,7 +106,7 @@ impl Server {
     }
 
     /// Hands established connections of every listener to its client.
-    pub fn accept(&mut self, ml: &mut Mainloop<Ctx>) -> bool {
+    pub fn accept(&mut self, cx: &mut Cx<Ctx>) -> bool {
         let mut progress = false;
         let ids: Vec<u32> = self.listeners.keys().copied().collect();
         for id in ids {
@@ -135,66 +126,40 @@ impl Server {
             });
             for s in taken {
                 progress = true;
-                self.take_connection(id, s);
+                self.take_connection(cx, id, s);
             }
             self.refill_listener(id);
-            self.flush_accepted(ml, id);
         }
         progress
     }
 
     /// Makes a connection of socket `s`, which listener `id` accepted, and
-    /// queues it for the client.
-    fn take_connection(&mut self, id: u32, s: SocketHandle) {
+    /// hands it to the listener's client.
+    fn take_connection(&mut self, cx: &mut Cx<Ctx>, id: u32, s: SocketHandle) {
         let peer = self.sockets.get::<tcp::Socket>(s).remote_endpoint();
-        match self.new_conn(s, None) {
-            Ok((_, theirs)) => {
-                let uri = match peer {
-                    Some(p) => format!("tcp-conn:{p}"),
-                    None => "tcp-conn:unknown".to_string(),
-                };
-                if let Some(l) = self.listeners.get_mut(&id) {
-                    l.accepted.push_back((uri, theirs));
-                }
-            }
+        let theirs = match self.new_conn(cx, s, None) {
+            Ok((_, theirs)) => theirs,
             Err(e) => {
                 log::warn!("cannot accept a connection: {e}");
                 self.sockets.get_mut::<tcp::Socket>(s).abort();
                 self.zombies.push(s);
+                return;
             }
-        }
-    }
-
-    /// Sends the accepted connections to the client, as long as its queue
-    /// takes them.
-    fn flush_accepted(&mut self, ml: &mut Mainloop<Ctx>, id: u32) {
-        let Some(l) = self.listeners.get_mut(&id) else {
+        };
+        let uri = match peer {
+            Some(p) => format!("tcp-conn:{p}"),
+            None => "tcp-conn:unknown".to_string(),
+        };
+        let Some(l) = self.listeners.get(&id) else {
             return;
         };
-        let Some(ch) = ml.channel(l.ch) else { return };
-        while let Some((uri, conn)) = l.accepted.pop_front() {
-            let msg = Message::Open {
-                call_id: 0,
-                uri: &uri,
-                handle: Some(conn.into_handle()),
-            };
-            match ch.send(msg) {
-                Ok(()) => {}
-                Err(e) if e.error == Error::QueueFull => {
-                    if let Message::Open {
-                        handle: Some(h), ..
-                    } = e.message
-                    {
-                        l.accepted
-                            .push_front((uri.clone(), Channel::from_handle(h)));
-                    }
-                    self.changes.watch.push((l.ch, true));
-                    return;
-                }
-                Err(e) => {
-                    log::warn!("cannot hand over a connection: {}", e.error);
-                }
-            }
+        let offer = Message::Open {
+            call_id: 0,
+            uri: &uri,
+            handle: Some(theirs.into_handle()),
+        };
+        if let Err(e) = cx.send(l.ch, offer) {
+            log::warn!("cannot hand over a connection: {e}");
         }
     }
 }

@@ -8,18 +8,18 @@ use alloc::string::String;
 use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpEndpoint;
 use starina::channel::Channel;
-use starina::mainloop::legacy::Mainloop;
+use starina::mainloop::Cx;
 use starina::message::codes;
 use starina::timer::now_ns;
 use starina::HandleId;
 use starina::Message;
 
 use crate::dns::Query;
+use crate::server::Ctx;
 use crate::server::Server;
 use crate::uri;
 use crate::uri::Host;
 use crate::uri::Request;
-use crate::Ctx;
 
 /// How long a request waits for the link and DHCP before failing.
 const WAIT_FOR_NETWORK_NS: u64 = 20_000_000_000;
@@ -55,19 +55,33 @@ impl Refusal {
 
 /// Sends the `Error` reply for a refused request (the one place requests
 /// are refused from).
-pub fn answer(ml: &Mainloop<Ctx>, client: HandleId, call_id: u32, result: Result<(), Refusal>) {
+pub fn answer(cx: &mut Cx<Ctx>, client: HandleId, call_id: u32, result: Result<(), Refusal>) {
     if let Err(r) = result {
-        send_error(ml.channel(client), call_id, r.code, &r.text);
+        send_error(cx, client, call_id, r.code, &r.text);
     }
 }
 
-pub fn send_error(ch: Option<&Channel>, call_id: u32, code: u16, text: &str) {
-    if let Some(ch) = ch {
-        let _ = ch.send(Message::Error {
-            call_id,
-            code,
-            text,
-        });
+/// Sends an `Error` reply (a client that went away gets none).
+pub fn send_error(cx: &mut Cx<Ctx>, client: HandleId, call_id: u32, code: u16, text: &str) {
+    let error = Message::Error {
+        call_id,
+        code,
+        text,
+    };
+    if let Err(e) = cx.send(client, error) {
+        log::debug!("cannot answer a request: {e}");
+    }
+}
+
+/// Sends an `OpenReply` carrying `ch` (a client that went away gets none,
+/// and the channel closes).
+pub fn send_reply(cx: &mut Cx<Ctx>, client: HandleId, call_id: u32, ch: Channel) {
+    let reply = Message::OpenReply {
+        call_id,
+        handle: ch.into_handle(),
+    };
+    if let Err(e) = cx.send(client, reply) {
+        log::debug!("cannot answer a request: {e}");
     }
 }
 
@@ -86,11 +100,11 @@ pub enum Pending {
 
 impl Server {
     /// Serves an `Open` request from a client.
-    pub fn open(&mut self, ml: &mut Mainloop<Ctx>, client: HandleId, call_id: u32, uri: String) {
+    pub fn open(&mut self, cx: &mut Cx<Ctx>, client: HandleId, call_id: u32, uri: String) {
         let request = match uri::parse(&uri) {
             Ok(r) => r,
             Err(e) => {
-                answer(ml, client, call_id, Err(Refusal::bad_uri(&uri, e)));
+                answer(cx, client, call_id, Err(Refusal::bad_uri(&uri, e)));
                 return;
             }
         };
@@ -108,16 +122,16 @@ impl Server {
         }
         let to = |ip, port| IpEndpoint::new(IpAddress::Ipv4(ip), port);
         let result = match request {
-            Request::Stats => self.send_stats(ml, client, call_id),
-            Request::Listen { port } => self.listen(ml, client, call_id, port),
+            Request::Stats => self.send_stats(cx, client, call_id),
+            Request::Listen { port } => self.listen(cx, client, call_id, port),
             Request::Tcp {
                 host: Host::Ip(ip),
                 port,
-            } => self.connect(client, call_id, to(ip, port)),
+            } => self.connect(cx, client, call_id, to(ip, port)),
             Request::Udp {
                 host: Host::Ip(ip),
                 port,
-            } => self.udp(ml, client, call_id, to(ip, port)),
+            } => self.udp(cx, client, call_id, to(ip, port)),
             Request::Tcp {
                 host: Host::Name(name),
                 port,
@@ -127,12 +141,12 @@ impl Server {
                 port,
             } => self.resolve(client, call_id, name, port, true),
         };
-        answer(ml, client, call_id, result);
+        answer(cx, client, call_id, result);
     }
 
     /// Serves waiting requests the network is ready for, fails those past
     /// their deadline, and answers DNS queries that finished.
-    pub fn retry_pending(&mut self, ml: &mut Mainloop<Ctx>) {
+    pub fn retry_pending(&mut self, cx: &mut Cx<Ctx>) {
         if self.pending.is_empty() {
             return;
         }
@@ -145,8 +159,8 @@ impl Server {
                     call_id,
                     uri,
                     deadline,
-                } => self.retry_waiting(ml, now, client, call_id, uri, deadline),
-                Pending::Resolving(query) => self.check_query(ml, now, query),
+                } => self.retry_waiting(cx, now, client, call_id, uri, deadline),
+                Pending::Resolving(query) => self.check_query(cx, now, query),
             };
             if let Some(p) = still {
                 self.pending.push(p);
@@ -158,7 +172,7 @@ impl Server {
     /// waiting (returned).
     fn retry_waiting(
         &mut self,
-        ml: &mut Mainloop<Ctx>,
+        cx: &mut Cx<Ctx>,
         now: u64,
         client: HandleId,
         call_id: u32,
@@ -166,10 +180,11 @@ impl Server {
         deadline: u64,
     ) -> Option<Pending> {
         if self.iface.is_some() && self.configured {
-            self.open(ml, client, call_id, uri);
+            self.open(cx, client, call_id, uri);
         } else if now >= deadline {
             send_error(
-                ml.channel(client),
+                cx,
+                client,
                 call_id,
                 codes::UNAVAILABLE,
                 &format!("{uri}: the network is not configured (no link or no DHCP answer)"),

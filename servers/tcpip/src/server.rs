@@ -1,6 +1,7 @@
 //! The server's state, and the service round: poll smoltcp, then move
 //! what it made possible (DHCP, waiting requests, new connections, data),
-//! until nothing is left to do now.
+//! until nothing is left to do now. A round runs after an event when one
+//! is due (or something cannot wait), and on the poll timer.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -14,7 +15,7 @@ use smoltcp::time::Duration;
 use smoltcp::time::Instant;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
-use starina::mainloop::legacy::Mainloop;
+use starina::mainloop::Cx;
 use starina::timer::now_ns;
 use starina::Error;
 use starina::HandleId;
@@ -25,10 +26,28 @@ use crate::link::Link;
 use crate::listener::Listener;
 use crate::requests::Pending;
 use crate::Config;
-use crate::Ctx;
 
 /// Longest wait between two smoltcp polls (timeouts are checked then).
 const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Events handled between two service rounds at most this far apart:
+/// a round polls every socket, so under load (hundreds of connections,
+/// each sending several messages) one round per event would cost far more
+/// than the events themselves.
+const SERVICE_INTERVAL_NS: u64 = 2_000_000;
+
+/// What each object in the main loop is to the server.
+pub enum Ctx {
+    /// The network driver's channel.
+    Net,
+    /// A client's channel (its `Open` requests).
+    Client,
+    /// A listener channel handed to a client (key in `Server::listeners`).
+    Listener(u32),
+    /// A connection channel handed to a client (key in `Server::conns`).
+    Conn(u32),
+    /// The poll timer.
+    Timer,
+}
 
 /// smoltcp's clock.
 pub fn now() -> Instant {
@@ -58,18 +77,6 @@ impl Ports {
     }
 }
 
-/// Main-loop changes collected while the loop is borrowed (by an event),
-/// made by [`Server::apply`].
-#[derive(Default)]
-pub struct LoopChanges {
-    /// (channel, on): `watch_writable` calls to make.
-    pub watch: Vec<(HandleId, bool)>,
-    /// Channels to put back into the main loop.
-    pub resume: Vec<(u32, Channel)>,
-    /// Channels of new connections to add to the main loop.
-    pub added: Vec<(Channel, Ctx)>,
-}
-
 pub struct Server {
     /// Listening sockets kept ready per listener.
     pub backlog: usize,
@@ -89,22 +96,22 @@ pub struct Server {
     next_id: u32,
     pub ports: Ports,
     pub net: Option<HandleId>,
-    pub net_watching: bool,
     /// The driver's channel, while it is out of the main loop (not read
     /// from) because `link.rx` is full: frames then wait in the channel,
     /// the driver and the NIC instead of being dropped.
     pub net_paused: Option<Channel>,
-    pub changes: LoopChanges,
     /// Receive buffer for draining the driver's channel.
     pub net_buf: MessageBuffer,
+    /// The poll timer.
+    timer: HandleId,
     /// When the next service round is due (`now_ns`).
-    pub next_service: u64,
+    next_service: u64,
     /// Something cannot wait for the next round (a queue hit its limit).
     pub urgent: bool,
 }
 
 impl Server {
-    pub fn new(config: &Config, net: HandleId) -> Server {
+    pub fn new(config: &Config, net: HandleId, timer: HandleId) -> Server {
         Server {
             backlog: (config.backlog.clamp(1, 512)) as usize,
             buffer: (config.socket_buffer.clamp(2048, 1 << 20)) as usize,
@@ -121,10 +128,9 @@ impl Server {
             next_id: 1,
             ports: Ports::new(),
             net: Some(net),
-            net_watching: false,
             net_paused: None,
-            changes: LoopChanges::default(),
             net_buf: MessageBuffer::new(),
+            timer,
             next_service: 0,
             urgent: false,
         }
@@ -137,8 +143,27 @@ impl Server {
         id
     }
 
+    /// Runs after every event: the service round if it is due (or
+    /// something cannot wait), then the poll timer armed for the next one.
+    pub fn after_event(&mut self, cx: &mut Cx<Ctx>) {
+        let now = now_ns();
+        let delay = if now >= self.next_service || self.urgent {
+            self.urgent = false;
+            self.service(cx);
+            self.next_service = now_ns() + SERVICE_INTERVAL_NS;
+            self.poll_delay()
+        } else {
+            // Take the events that queue up until the round is due.
+            Duration::from_micros((self.next_service - now).div_ceil(1000))
+        };
+        let ns = delay.total_micros().saturating_mul(1000);
+        if let Err(e) = cx.set_timer(self.timer, ns) {
+            log::error!("cannot arm the poll timer: {e}");
+        }
+    }
+
     /// How long the main loop may wait for events before the next round.
-    pub fn poll_delay(&mut self) -> Duration {
+    fn poll_delay(&mut self) -> Duration {
         let Some(iface) = self.iface.as_mut() else {
             return MAX_POLL_INTERVAL;
         };
@@ -152,7 +177,7 @@ impl Server {
     }
 
     /// Polls smoltcp and moves data until nothing is left to do now.
-    pub fn service(&mut self, ml: &mut Mainloop<Ctx>) {
+    fn service(&mut self, cx: &mut Cx<Ctx>) {
         for _ in 0..64 {
             if self.iface.is_none() {
                 break;
@@ -163,17 +188,16 @@ impl Server {
                 iface.poll(now(), &mut self.link, &mut self.sockets);
             }
             self.dhcp_events();
-            self.retry_pending(ml);
-            let mut progress = self.accept(ml);
-            progress |= self.move_data(ml);
+            self.retry_pending(cx);
+            let mut progress = self.accept(cx);
+            progress |= self.move_data(cx);
             self.reap();
-            self.flush_tx(ml);
+            self.flush_tx(cx);
             if !progress && self.link.rx.is_empty() {
                 break;
             }
         }
-        self.throttle_rx(ml);
-        self.apply(ml);
+        self.throttle_rx(cx);
     }
 
     /// New connections a listener can take now: SYNs beyond that are
@@ -191,39 +215,19 @@ impl Server {
     }
 
     /// Stops reading the driver's channel while `link.rx` is full, and
-    /// reads it again once half of that is processed.
-    fn throttle_rx(&mut self, ml: &mut Mainloop<Ctx>) {
+    /// reads it again once half of that is processed. (Stopping takes the
+    /// channel out of the loop, which drops its outbox: only when empty.)
+    fn throttle_rx(&mut self, cx: &mut Cx<Ctx>) {
         let Some(net) = self.net else { return };
-        if self.net_paused.is_none() && self.link.rx.len() >= link::RX_QUEUE_MAX {
-            if let Some((ch, _)) = ml.remove_channel(net) {
-                self.net_paused = Some(ch);
-                self.net_watching = false;
-            }
+        let full = self.link.rx.len() >= link::RX_QUEUE_MAX;
+        if self.net_paused.is_none() && full && cx.backlog_bytes(net) == 0 {
+            self.net_paused = cx.take_channel(net);
         } else if self.link.rx.len() < link::RX_QUEUE_MAX / 2 {
             if let Some(ch) = self.net_paused.take() {
-                if let Err(e) = ml.add_channel(ch, Ctx::Net) {
+                if let Err(e) = cx.add_channel(ch, Ctx::Net) {
                     log::error!("cannot watch the network driver again: {e}");
                     self.net = None;
                 }
-            }
-        }
-    }
-
-    /// Applies main-loop changes collected while the loop was borrowed.
-    pub fn apply(&mut self, ml: &mut Mainloop<Ctx>) {
-        for (ch, ctx) in self.changes.added.drain(..) {
-            if let Err(e) = ml.add_channel(ch, ctx) {
-                log::warn!("cannot watch a new connection: {e}");
-            }
-        }
-        for (id, ch) in self.changes.resume.drain(..) {
-            if let Err(e) = ml.add_channel(ch, Ctx::Conn(id)) {
-                log::warn!("cannot resume connection {id}: {e}");
-            }
-        }
-        for (id, on) in self.changes.watch.drain(..) {
-            if id != HandleId(0) {
-                let _ = ml.watch_writable(id, on);
             }
         }
     }
@@ -247,29 +251,25 @@ impl Server {
         });
     }
 
-    /// Sends queued frames to the driver.
-    fn flush_tx(&mut self, ml: &mut Mainloop<Ctx>) {
+    /// Hands queued frames to the driver while its channel has no backlog
+    /// (the rest waits in `link.tx`, which holds smoltcp back when full;
+    /// `drained` brings the next round).
+    fn flush_tx(&mut self, cx: &mut Cx<Ctx>) {
         let Some(net) = self.net else {
             self.link.tx.clear();
             return;
         };
-        let Some(ch) = self.net_paused.as_ref().or_else(|| ml.channel(net)) else {
-            self.link.tx.clear();
-            return;
-        };
         while let Some(frame) = self.link.tx.front() {
-            match ch.send_data(frame) {
-                Ok(()) => {
+            let sent = match &self.net_paused {
+                Some(ch) => send_paused(ch, frame),
+                None if cx.backlog_bytes(net) > 0 => return,
+                None => cx.send_data(net, frame).map(|()| true),
+            };
+            match sent {
+                Ok(true) => {
                     self.link.tx.pop_front();
                 }
-                Err(Error::QueueFull) => {
-                    // (While paused, the zero poll delay retries instead.)
-                    if !self.net_watching && self.net_paused.is_none() {
-                        self.net_watching = true;
-                        self.changes.watch.push((net, true));
-                    }
-                    return;
-                }
+                Ok(false) => return,
                 Err(e) => {
                     log::warn!("cannot hand a frame to the driver: {e}");
                     self.link.tx.clear();
@@ -277,6 +277,18 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// Sends `data` on a channel taken out of the loop to stop reading it (the
+/// loop cannot stop reading a channel it keeps). Out of the loop it has no
+/// outbox, so `Ok(false)` says the peer has no room: the caller keeps the
+/// data where it is (a socket, `link.tx`) and the next round tries again.
+pub fn send_paused(ch: &Channel, data: &[u8]) -> Result<bool, Error> {
+    match ch.send_data(data) {
+        Ok(()) => Ok(true),
+        Err(Error::QueueFull) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

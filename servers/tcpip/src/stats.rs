@@ -5,13 +5,14 @@ use alloc::format;
 use alloc::string::String;
 
 use starina::channel::Channel;
-use starina::mainloop::legacy::Mainloop;
+use starina::mainloop::Cx;
 use starina::HandleId;
 use starina::Message;
 
+use crate::requests::send_reply;
 use crate::requests::Refusal;
+use crate::server::Ctx;
 use crate::server::Server;
-use crate::Ctx;
 
 /// What the server holds in memory (socket buffers, queued bytes), what
 /// it serves, and what it dropped.
@@ -52,7 +53,8 @@ impl Figures {
 }
 
 impl Server {
-    pub fn figures(&self) -> Figures {
+    /// The figures now (`cx` knows what waits in the clients' outboxes).
+    pub fn figures(&self, cx: &Cx<Ctx>) -> Figures {
         let mut f = Figures::default();
         for (_, socket) in self.sockets.iter() {
             match socket {
@@ -71,7 +73,7 @@ impl Server {
         let conn_bytes: usize = self
             .conns
             .values()
-            .map(|c| c.to_socket.len() + c.to_client.as_ref().map_or(0, |v| v.len()))
+            .map(|c| c.to_socket.len() + cx.backlog_bytes(c.ch))
             .sum();
         let link = &self.link;
         let frame_bytes: usize = link.rx.iter().chain(link.tx.iter()).map(|f| f.len()).sum();
@@ -88,21 +90,16 @@ impl Server {
     /// with a JSON object) followed by `Close`.
     pub fn send_stats(
         &mut self,
-        ml: &mut Mainloop<Ctx>,
+        cx: &mut Cx<Ctx>,
         client: HandleId,
         call_id: u32,
     ) -> Result<(), Refusal> {
         let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
-        let json = self.figures().json();
+        let json = self.figures(cx).json();
         if ours.send_data(json.as_bytes()).is_err() || ours.send(Message::Close).is_err() {
             return Err(Refusal::unavailable("cannot queue the figures"));
         }
-        if let Some(ch) = ml.channel(client) {
-            let _ = ch.send(Message::OpenReply {
-                call_id,
-                handle: theirs.into_handle(),
-            });
-        }
+        send_reply(cx, client, call_id, theirs);
         Ok(())
     }
 }
