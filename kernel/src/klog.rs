@@ -5,6 +5,9 @@
 use core::fmt::Write;
 
 use crate::arch::serial;
+use crate::log_limit::RateLimit;
+use crate::log_limit::Verdict;
+use crate::log_line::LineBuf;
 use crate::sync::SpinLock;
 
 struct Console;
@@ -104,20 +107,44 @@ fn tag_for(target: &str) -> &str {
     }
 }
 
+/// Writes one line: `[time] LEVEL tag: text`. The text is formatted first,
+/// outside the console lock and with interrupts on, into a bounded buffer
+/// (a slow or panicking `Display` costs only its caller); then the tag's
+/// rate limit decides, and only the copy to the console and the ring
+/// happens under the lock.
 pub fn write_line(level: log::Level, tag: &str, args: core::fmt::Arguments<'_>) {
+    let mut text = LineBuf::new();
+    let _ = text.write_fmt(args);
     let now = crate::arch::time::now_ns();
+    let suppressed = match LIMITS.lock().check(tag, now) {
+        Verdict::Write { suppressed } => suppressed,
+        Verdict::Drop => return,
+    };
     let mut ring = CONSOLE.lock();
     let mut console = Tee(&mut ring);
-    let _ = writeln!(
-        console,
-        "[{:>4}.{:06}] {:<5} {}: {}",
-        now / 1_000_000_000,
-        (now % 1_000_000_000) / 1000,
-        level,
-        tag,
-        args
-    );
+    let stamp = |console: &mut Tee<'_>, level: &dyn core::fmt::Display| {
+        write!(
+            console,
+            "[{:>4}.{:06}] {:<5} {}: ",
+            now / 1_000_000_000,
+            (now % 1_000_000_000) / 1000,
+            level,
+            tag
+        )
+    };
+    if suppressed > 0 {
+        let _ = stamp(&mut console, &log::Level::Warn);
+        let _ = writeln!(console, "({suppressed} lines suppressed: logging too fast)");
+    }
+    let _ = stamp(&mut console, &level);
+    let _ = console.write_str(text.text());
+    if text.cut() > 0 {
+        let _ = write!(console, "... ({} bytes cut)", text.cut());
+    }
+    let _ = console.write_str("\n");
 }
+
+static LIMITS: SpinLock<RateLimit> = SpinLock::new(RateLimit::new());
 
 /// Writes to the console without taking the lock (for kernel panics, when
 /// the lock may be held by the code that panicked).

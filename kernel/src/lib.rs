@@ -30,6 +30,8 @@ pub mod device;
 pub mod interrupt;
 #[cfg(not(test))]
 pub mod klog;
+pub mod log_limit;
+pub mod log_line;
 #[cfg(not(test))]
 pub mod mm;
 #[cfg(not(test))]

@@ -230,7 +230,13 @@ mod tests {
             .unwrap();
         let (kind, body, handles) = seen.unwrap();
         let decoded = Message::decode(kind, &body, vec![]).unwrap();
-        assert!(matches!(decoded, Message::Abort { code: 7, reason: "gone" }));
+        assert!(matches!(
+            decoded,
+            Message::Abort {
+                code: 7,
+                reason: "gone"
+            }
+        ));
         assert_eq!(handles, 0);
     }
 }

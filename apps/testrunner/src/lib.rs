@@ -360,6 +360,31 @@ fn stack_overflow_is_isolated(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// A 1 MiB log line full of newlines is cut to one bounded line, and the
+/// system goes on at once (it used to hold the console lock, interrupts
+/// off, for the whole megabyte).
+fn huge_log_line_is_bounded(cx: &mut Ctx) -> TestResult {
+    let start = now_ns();
+    let reply = request(&cx.crasher, &mut cx.buf, b"log-flood")?;
+    let elapsed_ms = (now_ns() - start) / 1_000_000;
+    check!(reply == b"logged", "crasher answered {:?}", String::from_utf8_lossy(&reply));
+    check!(elapsed_ms < 1000, "logging one huge line took {elapsed_ms} ms");
+    let reply = request(&cx.echo, &mut cx.buf, b"after the flood")?;
+    check!(reply == b"after the flood", "echo broken after the flood");
+    Ok(())
+}
+
+/// A `Display` that panics while a component logs ends that component
+/// only (it used to panic inside the kernel's console lock).
+fn panic_while_logging_is_isolated(cx: &mut Ctx) -> TestResult {
+    cx.crasher.send_data(b"log-panic").map_err(|e| e.to_string())?;
+    expect_peer_closed(&cx.crasher, &mut cx.buf)?;
+    cx.crasher = wait_reconnect(cx, "crasher")?;
+    let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
+    check!(pong == b"pong 4", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
+    Ok(())
+}
+
 fn preemption(cx: &mut Ctx) -> TestResult {
     let reply = request(&cx.spinner, &mut cx.buf, b"spin")?;
     check!(reply == b"spinning", "spinner did not start");
@@ -541,6 +566,8 @@ const TESTS: &[Test] = &[
     ("hypervisor_delivers_interrupts", hypervisor_delivers_interrupts),
     ("panic_is_isolated_and_restarted", panic_is_isolated_and_restarted),
     ("stack_overflow_is_isolated", stack_overflow_is_isolated),
+    ("huge_log_line_is_bounded", huge_log_line_is_bounded),
+    ("panic_while_logging_is_isolated", panic_while_logging_is_isolated),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];

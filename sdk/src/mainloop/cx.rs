@@ -2,8 +2,6 @@
 //! outboxes. Everything a handler may change while handling an event goes
 //! through here.
 
-use alloc::collections::BTreeMap;
-
 use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::Readiness;
@@ -16,6 +14,8 @@ use crate::outbox::Outbox;
 use crate::outbox::Pending;
 use crate::poll::Poll;
 use crate::timer::Timer;
+
+use super::slots::Slots;
 
 pub(super) enum Object {
     /// The channel to startup: its `Open`s become `connect`/`reconnect`.
@@ -46,7 +46,7 @@ const CHANNEL_INTERESTS: Readiness = Readiness::READABLE.union(Readiness::PEER_C
 
 pub struct Cx<S> {
     pub(super) poll: Poll,
-    pub(super) slots: BTreeMap<HandleId, Slot<S>>,
+    pub(super) slots: Slots<S>,
     pub(super) stopped: bool,
 }
 
@@ -54,12 +54,18 @@ impl<S> Cx<S> {
     pub(super) fn new() -> Result<Cx<S>, Error> {
         Ok(Cx {
             poll: Poll::create()?,
-            slots: BTreeMap::new(),
+            slots: Slots::new(),
             stopped: false,
         })
     }
 
-    fn add(&mut self, id: HandleId, object: Object, state: Option<S>, interests: Readiness) -> Result<HandleId, Error> {
+    fn add(
+        &mut self,
+        id: HandleId,
+        object: Object,
+        state: Option<S>,
+        interests: Readiness,
+    ) -> Result<HandleId, Error> {
         self.poll.add(id, interests)?;
         let slot = Slot {
             object,
@@ -82,15 +88,25 @@ impl<S> Cx<S> {
     }
 
     pub fn add_timer(&mut self, timer: Timer, state: S) -> Result<HandleId, Error> {
-        self.add(timer.id(), Object::Timer(timer), Some(state), Readiness::READABLE)
+        self.add(
+            timer.id(),
+            Object::Timer(timer),
+            Some(state),
+            Readiness::READABLE,
+        )
     }
 
     pub fn add_interrupt(&mut self, irq: Interrupt, state: S) -> Result<HandleId, Error> {
-        self.add(irq.id(), Object::Interrupt(irq), Some(state), Readiness::READABLE)
+        self.add(
+            irq.id(),
+            Object::Interrupt(irq),
+            Some(state),
+            Readiness::READABLE,
+        )
     }
 
     fn take_slot(&mut self, id: HandleId) -> Option<Slot<S>> {
-        let slot = self.slots.remove(&id)?;
+        let slot = self.slots.remove(id)?;
         let _ = self.poll.remove(id);
         Some(slot)
     }
@@ -105,7 +121,7 @@ impl<S> Cx<S> {
     /// Takes channel `id` out of the loop without closing it (to hand it
     /// on). Its state is dropped, and so is any unsent backlog.
     pub fn take_channel(&mut self, id: HandleId) -> Option<Channel> {
-        match self.slots.get(&id)?.object {
+        match self.slots.get(id)?.object {
             Object::Channel(_) | Object::Supervisor(_) => {}
             _ => return None,
         }
@@ -123,7 +139,7 @@ impl<S> Cx<S> {
     /// [`Error::PeerClosed`] if the peer is gone, and
     /// [`Error::NotFound`] if `id` is no channel of this loop.
     pub fn send(&mut self, id: HandleId, msg: Message<'_>) -> Result<(), Error> {
-        let slot = self.slots.get_mut(&id).ok_or(Error::NotFound)?;
+        let slot = self.slots.get_mut(id).ok_or(Error::NotFound)?;
         let ch = slot.channel().ok_or(Error::WrongObjectType)?;
         if !slot.outbox.is_empty() {
             return slot.outbox.push(Pending::from_message(msg));
@@ -133,18 +149,33 @@ impl<S> Cx<S> {
             Err(SendError {
                 error: Error::QueueFull,
                 message,
-            }) => {
-                slot.outbox.push(Pending::from_message(message))?;
-                self.poll.remove(id)?;
-                self.poll.add(id, CHANNEL_INTERESTS | Readiness::WRITABLE)
-            }
+            }) => self.wait_for_room(id, Pending::from_message(message)),
             Err(e) => Err(e.error),
         }
     }
 
     /// Sends bytes as a `Data` message, like [`Cx::send`].
     pub fn send_data(&mut self, id: HandleId, data: &[u8]) -> Result<(), Error> {
-        self.send(id, Message::Data(data))
+        let slot = self.slots.get_mut(id).ok_or(Error::NotFound)?;
+        let ch = slot.channel().ok_or(Error::WrongObjectType)?;
+        if !slot.outbox.is_empty() {
+            return slot.outbox.push(Pending::from_message(Message::Data(data)));
+        }
+        match ch.send_data(data) {
+            Ok(()) => Ok(()),
+            Err(Error::QueueFull) => {
+                self.wait_for_room(id, Pending::from_message(Message::Data(data)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The peer of `id` is full: keep `pending` and ask for `WRITABLE`.
+    fn wait_for_room(&mut self, id: HandleId, pending: Pending) -> Result<(), Error> {
+        let slot = self.slots.get_mut(id).ok_or(Error::NotFound)?;
+        slot.outbox.push(pending)?;
+        self.poll.remove(id)?;
+        self.poll.add(id, CHANNEL_INTERESTS | Readiness::WRITABLE)
     }
 
     /// Bytes queued for channel `id` that its peer has no room for yet
@@ -152,19 +183,21 @@ impl<S> Cx<S> {
     /// wait (a file being streamed) pauses while this is above zero and
     /// resumes on [`Handler::drained`](super::Handler::drained).
     pub fn backlog_bytes(&self, id: HandleId) -> usize {
-        self.slots.get(&id).map_or(0, |slot| slot.outbox.bytes())
+        self.slots.get(id).map_or(0, |slot| slot.outbox.bytes())
     }
 
     /// Sends what waits in `id`'s outbox; `Ok(true)` once it is empty.
     pub(super) fn flush(&mut self, id: HandleId) -> Result<bool, Error> {
-        let Some(slot) = self.slots.get_mut(&id) else {
+        let Some(slot) = self.slots.get_mut(id) else {
             return Ok(false);
         };
         let (Object::Supervisor(ch) | Object::Channel(ch)) = &slot.object else {
             return Ok(false);
         };
         let was_waiting = !slot.outbox.is_empty();
-        let flushed = slot.outbox.flush(|kind, body, handles| ch.send_raw(kind, body, handles));
+        let flushed = slot
+            .outbox
+            .flush(|kind, body, handles| ch.send_raw(kind, body, handles));
         if matches!(flushed, Ok(Flushed::Waiting)) {
             return Ok(false);
         }
@@ -176,7 +209,7 @@ impl<S> Cx<S> {
 
     /// Arms timer `id` to fire `after_ns` from now.
     pub fn set_timer(&mut self, id: HandleId, after_ns: u64) -> Result<(), Error> {
-        match self.slots.get(&id).map(|s| &s.object) {
+        match self.slots.get(id).map(|s| &s.object) {
             Some(Object::Timer(timer)) => timer.set(after_ns),
             Some(_) => Err(Error::WrongObjectType),
             None => Err(Error::NotFound),
@@ -185,7 +218,7 @@ impl<S> Cx<S> {
 
     /// Unmasks interrupt `id` after the device was serviced.
     pub fn ack_interrupt(&mut self, id: HandleId) -> Result<(), Error> {
-        match self.slots.get(&id).map(|s| &s.object) {
+        match self.slots.get(id).map(|s| &s.object) {
             Some(Object::Interrupt(irq)) => irq.ack(),
             Some(_) => Err(Error::WrongObjectType),
             None => Err(Error::NotFound),
@@ -194,25 +227,25 @@ impl<S> Cx<S> {
 
     /// Channel `id`, for calls the loop does not wrap.
     pub fn channel(&self, id: HandleId) -> Option<&Channel> {
-        self.slots.get(&id)?.channel()
+        self.slots.get(id)?.channel()
     }
 
     /// The state of object `id`: any object but the one being handled,
     /// whose state the handler already holds.
     pub fn state_mut(&mut self, id: HandleId) -> Option<&mut S> {
-        self.slots.get_mut(&id)?.state.as_mut()
+        self.slots.get_mut(id)?.state.as_mut()
     }
 
     /// Every watched object's id, in ascending order.
     pub fn ids(&self) -> impl Iterator<Item = HandleId> + '_ {
-        self.slots.keys().copied()
+        self.slots.ids()
     }
 
     /// Every object's id and state (but the one being handled's).
     pub fn states_mut(&mut self) -> impl Iterator<Item = (HandleId, &mut S)> {
         self.slots
             .iter_mut()
-            .filter_map(|(id, slot)| slot.state.as_mut().map(|s| (*id, s)))
+            .filter_map(|(id, slot)| slot.state.as_mut().map(|s| (id, s)))
     }
 
     /// How many objects the loop watches.
@@ -221,7 +254,7 @@ impl<S> Cx<S> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.len() == 0
     }
 
     /// Makes [`Mainloop::run`](super::Mainloop::run) return after this

@@ -28,38 +28,68 @@ pub trait Handler {
     /// Startup offers a client of `service` (one of the spec's `exports`),
     /// on the supervisor channel. The default refuses it: a component that
     /// exports services overrides this, usually with `cx.add_channel`.
-    fn connect(&mut self, _cx: &mut Cx<Self::State>, service: &str, _ch: Channel) -> Result<(), Error> {
+    fn connect(
+        &mut self,
+        _cx: &mut Cx<Self::State>,
+        service: &str,
+        _ch: Channel,
+    ) -> Result<(), Error> {
         log::warn!("refusing a client of '{service}': this component serves nothing");
         Ok(())
     }
 
     /// The provider behind the spec's `[needs]` entry `field` restarted;
     /// `ch` is a fresh channel to it. The default drops it with a warning.
-    fn reconnect(&mut self, _cx: &mut Cx<Self::State>, field: &str, _ch: Channel) -> Result<(), Error> {
+    fn reconnect(
+        &mut self,
+        _cx: &mut Cx<Self::State>,
+        field: &str,
+        _ch: Channel,
+    ) -> Result<(), Error> {
         log::warn!("'{field}' restarted, but this component does not reconnect");
         Ok(())
     }
 
     /// The peer of channel `id` closed, after every message it sent was
     /// delivered. The channel is out of the loop; its state comes back.
-    fn peer_closed(&mut self, _cx: &mut Cx<Self::State>, _id: HandleId, _state: Self::State) -> Result<(), Error> {
+    fn peer_closed(
+        &mut self,
+        _cx: &mut Cx<Self::State>,
+        _id: HandleId,
+        _state: Self::State,
+    ) -> Result<(), Error> {
         Ok(())
     }
 
     /// Timer `id` fired. Timers are one-shot: `cx.set_timer` re-arms.
-    fn timer(&mut self, _cx: &mut Cx<Self::State>, _id: HandleId, _state: &mut Self::State) -> Result<(), Error> {
+    fn timer(
+        &mut self,
+        _cx: &mut Cx<Self::State>,
+        _id: HandleId,
+        _state: &mut Self::State,
+    ) -> Result<(), Error> {
         Ok(())
     }
 
     /// Interrupt `id` is pending: service the device, then
     /// `cx.ack_interrupt(id)` to unmask the line.
-    fn interrupt(&mut self, _cx: &mut Cx<Self::State>, _id: HandleId, _state: &mut Self::State) -> Result<(), Error> {
+    fn interrupt(
+        &mut self,
+        _cx: &mut Cx<Self::State>,
+        _id: HandleId,
+        _state: &mut Self::State,
+    ) -> Result<(), Error> {
         Ok(())
     }
 
     /// Every message `cx.send` had to queue for channel `id` has gone out:
     /// a producer that paused on `cx.backlog_bytes(id) > 0` can go on.
-    fn drained(&mut self, _cx: &mut Cx<Self::State>, _id: HandleId, _state: &mut Self::State) -> Result<(), Error> {
+    fn drained(
+        &mut self,
+        _cx: &mut Cx<Self::State>,
+        _id: HandleId,
+        _state: &mut Self::State,
+    ) -> Result<(), Error> {
         Ok(())
     }
 

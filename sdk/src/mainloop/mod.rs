@@ -34,9 +34,10 @@
 mod cx;
 mod handler;
 pub mod legacy;
+mod slots;
 
-use cx::Object;
 pub use cx::Cx;
+use cx::Object;
 pub use handler::Handler;
 
 use crate::abi::Error;
@@ -58,7 +59,10 @@ enum Happened {
     Timer,
     Interrupt,
     /// A message is in the receive buffer.
-    Received(crate::abi::RecvInfo),
+    Received {
+        info: crate::abi::RecvInfo,
+        supervisor: bool,
+    },
     Failed(Error),
     PeerClosed,
     Drained,
@@ -98,12 +102,6 @@ impl<S> Mainloop<S> {
     /// receives one message on `READABLE`. Readiness is level-triggered, so
     /// whatever is left is reported again by the next wait.
     fn find_out(&mut self, id: HandleId, ready: Readiness) -> Happened {
-        match self.cx.slots.get(&id).map(|slot| &slot.object) {
-            None => return Happened::Nothing, // removed since: stale readiness
-            Some(Object::Timer(_)) => return Happened::Timer,
-            Some(Object::Interrupt(_)) => return Happened::Interrupt,
-            Some(Object::Supervisor(_) | Object::Channel(_)) => {}
-        }
         if ready.contains(Readiness::WRITABLE) {
             match self.cx.flush(id) {
                 Ok(true) => return Happened::Drained,
@@ -112,12 +110,16 @@ impl<S> Mainloop<S> {
                 Err(e) => return Happened::Failed(e),
             }
         }
+        let (ch, supervisor) = match self.cx.slots.get(id).map(|slot| &slot.object) {
+            None => return Happened::Nothing, // removed since: stale readiness
+            Some(Object::Timer(_)) => return Happened::Timer,
+            Some(Object::Interrupt(_)) => return Happened::Interrupt,
+            Some(Object::Supervisor(ch)) => (ch, true),
+            Some(Object::Channel(ch)) => (ch, false),
+        };
         if ready.contains(Readiness::READABLE) {
-            let Some(ch) = self.cx.channel(id) else {
-                return Happened::Nothing;
-            };
             match ch.recv_raw(&mut self.buf.data, &mut self.buf.handles) {
-                Ok(info) => return Happened::Received(info),
+                Ok(info) => return Happened::Received { info, supervisor },
                 Err(Error::WouldBlock) => {}
                 Err(Error::PeerClosed) => return Happened::PeerClosed,
                 Err(e) => return Happened::Failed(e),
@@ -136,15 +138,17 @@ impl<S> Mainloop<S> {
             Happened::Timer => lend(cx, id, |cx, state| h.timer(cx, id, state)),
             Happened::Interrupt => lend(cx, id, |cx, state| h.interrupt(cx, id, state)),
             Happened::Drained => lend(cx, id, |cx, state| h.drained(cx, id, state)),
-            Happened::Failed(error) => lend(cx, id, |cx, state| h.bad_message(cx, id, state, error)),
+            Happened::Failed(error) => {
+                lend(cx, id, |cx, state| h.bad_message(cx, id, state, error))
+            }
             Happened::PeerClosed => peer_closed(cx, h, id),
-            Happened::Received(info) => {
+            Happened::Received { info, supervisor } => {
                 let handles = buf.handles[..info.num_handles]
                     .iter()
                     .map(|h| OwnedHandle::from_raw(*h))
                     .collect();
                 match Message::decode(info.kind, &buf.data[..info.data_len], handles) {
-                    Ok(msg) if is_supervisor(cx, id) => from_supervisor(cx, h, msg),
+                    Ok(msg) if supervisor => from_supervisor(cx, h, msg),
                     Ok(msg) => lend(cx, id, |cx, state| h.message(cx, id, state, msg)),
                     Err(error) => lend(cx, id, |cx, state| h.bad_message(cx, id, state, error)),
                 }
@@ -161,12 +165,16 @@ impl<S> Mainloop<S> {
 
 /// Runs `f` with object `id`'s state, lent out of the loop so that `f` can
 /// use the whole [`Cx`]; puts it back unless `f` removed the object.
-fn lend<S>(cx: &mut Cx<S>, id: HandleId, f: impl FnOnce(&mut Cx<S>, &mut S) -> Result<(), Error>) -> Result<(), Error> {
-    let Some(mut state) = cx.slots.get_mut(&id).and_then(|slot| slot.state.take()) else {
+fn lend<S>(
+    cx: &mut Cx<S>,
+    id: HandleId,
+    f: impl FnOnce(&mut Cx<S>, &mut S) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let Some(mut state) = cx.slots.get_mut(id).and_then(|slot| slot.state.take()) else {
         return Ok(()); // the supervisor (stateless), or gone
     };
     let result = f(cx, &mut state);
-    if let Some(slot) = cx.slots.get_mut(&id) {
+    if let Some(slot) = cx.slots.get_mut(id) {
         // Still there, and not replaced by a new object under a reused id.
         if slot.state.is_none() && !matches!(slot.object, Object::Supervisor(_)) {
             slot.state = Some(state);
@@ -176,10 +184,17 @@ fn lend<S>(cx: &mut Cx<S>, id: HandleId, f: impl FnOnce(&mut Cx<S>, &mut S) -> R
 }
 
 fn is_supervisor<S>(cx: &Cx<S>, id: HandleId) -> bool {
-    matches!(cx.slots.get(&id).map(|slot| &slot.object), Some(Object::Supervisor(_)))
+    matches!(
+        cx.slots.get(id).map(|slot| &slot.object),
+        Some(Object::Supervisor(_))
+    )
 }
 
-fn peer_closed<S, H: Handler<State = S>>(cx: &mut Cx<S>, h: &mut H, id: HandleId) -> Result<(), Error> {
+fn peer_closed<S, H: Handler<State = S>>(
+    cx: &mut Cx<S>,
+    h: &mut H,
+    id: HandleId,
+) -> Result<(), Error> {
     if is_supervisor(cx, id) {
         cx.remove(id);
         log::warn!("supervisor channel closed");
@@ -193,14 +208,21 @@ fn peer_closed<S, H: Handler<State = S>>(cx: &mut Cx<S>, h: &mut H, id: HandleId
 
 /// Startup's messages: `Open { uri: "connect:<service>" }` offers a client,
 /// `Open { uri: "reconnect:<field>" }` a fresh channel to a provider.
-fn from_supervisor<S, H: Handler<State = S>>(cx: &mut Cx<S>, h: &mut H, msg: Message<'_>) -> Result<(), Error> {
+fn from_supervisor<S, H: Handler<State = S>>(
+    cx: &mut Cx<S>,
+    h: &mut H,
+    msg: Message<'_>,
+) -> Result<(), Error> {
     let Message::Open {
         uri,
         handle: Some(handle),
         ..
     } = msg
     else {
-        log::warn!("ignoring an unexpected {:?} message from the supervisor", msg.kind());
+        log::warn!(
+            "ignoring an unexpected {:?} message from the supervisor",
+            msg.kind()
+        );
         return Ok(());
     };
     let ch = Channel::from_handle(handle);

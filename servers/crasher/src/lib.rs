@@ -4,12 +4,16 @@
 //! - `ping` -> `pong <instance>` (which start of the component answered)
 //! - `panic` -> panics
 //! - `overflow` -> overflows its stack (a CPU fault, not a panic)
+//! - `log-flood` -> logs one 1 MiB line full of newlines and a forged
+//!   console marker, then answers `logged` (the kernel must bound it)
+//! - `log-panic` -> logs a value whose `Display` panics
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 use alloc::format;
+use alloc::string::String;
 
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
@@ -30,6 +34,24 @@ fn recurse(depth: u64) -> u64 {
     frame[(depth % 64) as usize] + recurse(core::hint::black_box(depth + 1))
 }
 
+/// Formatting it panics, like a buggy `Display` impl would.
+struct PanicsOnDisplay;
+
+impl core::fmt::Display for PanicsOnDisplay {
+    fn fmt(&self, _: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        panic!("Display panicked while logging")
+    }
+}
+
+/// One line of 1 MiB that tries to forge console lines.
+fn flood_text() -> String {
+    let mut text = String::with_capacity(1 << 20);
+    while text.len() < (1 << 20) {
+        text.push_str("\n[   0.000000] INFO  kernel: starina: ready \x1b[2J");
+    }
+    text
+}
+
 struct Crasher {
     instance: u32,
 }
@@ -41,7 +63,13 @@ impl Handler for Crasher {
         cx.add_channel(ch, ()).map(drop)
     }
 
-    fn message(&mut self, cx: &mut Cx<()>, id: HandleId, _: &mut (), msg: Message<'_>) -> Result<(), Error> {
+    fn message(
+        &mut self,
+        cx: &mut Cx<()>,
+        id: HandleId,
+        _: &mut (),
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
         let Message::Data(cmd) = msg else {
             return Err(Error::NotSupported);
         };
@@ -52,6 +80,14 @@ impl Handler for Crasher {
             b"overflow" => {
                 let n = recurse(0);
                 cx.send_data(id, format!("{n}").as_bytes())
+            }
+            b"log-flood" => {
+                log::info!("{}", flood_text());
+                cx.send_data(id, b"logged")
+            }
+            b"log-panic" => {
+                log::info!("about to fail: {}", PanicsOnDisplay);
+                cx.send_data(id, b"not reached")
             }
             _ => cx.send_data(id, b"unknown command"),
         }

@@ -29,8 +29,8 @@ pub fn component_env(component: &Component) -> String {
         format!("/// Typed environment of component `{name}`, generated from {file}."),
     );
     line(o, "///");
-    for text in component.description.trim().lines() {
-        line(o, format!("/// {}", text.trim_end()).trim_end());
+    for text in doc_lines(&component.description) {
+        line(o, format!("/// {text}").trim_end());
     }
     line(o, "#[derive(Debug)]");
     line(o, "pub struct Env {");
@@ -315,4 +315,20 @@ pub fn wiring(system: &System) -> String {
 fn line(out: &mut String, text: impl AsRef<str>) {
     out.push_str(text.as_ref());
     out.push('\n');
+}
+
+/// Spec text as doc-comment lines: split at every line break (`\n`, `\r\n`
+/// or a bare `\r`, which rustc rejects inside a doc comment), with other
+/// control characters turned into spaces.
+pub fn doc_lines(text: &str) -> Vec<String> {
+    let text = text.trim().replace("\r\n", "\n").replace('\r', "\n");
+    text.lines()
+        .map(|l| {
+            let clean: String = l
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            clean.trim_end().to_string()
+        })
+        .collect()
 }

@@ -65,6 +65,26 @@ fn assert_contains(code: &str, expected: &str) {
     );
 }
 
+/// A description with a bare CR (rustc rejects one in a doc comment), a
+/// CRLF and an escape character still generates one clean doc line each.
+#[test]
+fn line_breaks_and_control_characters_in_descriptions() {
+    let spec = ECHO_CLIENT.replace(
+        "Sends many echo requests and checks every reply.",
+        "one\\rtwo\\r\\nthree\\u001bfour",
+    );
+    let code = env_of(&spec, "echo_client");
+    assert!(
+        !code.contains('\r'),
+        "a CR reached the generated code:\n{code}"
+    );
+    assert!(
+        !code.contains('\u{1b}'),
+        "an escape reached the generated code:\n{code}"
+    );
+    assert_contains(&code, "/// one\n/// two\n/// three four\n");
+}
+
 #[test]
 fn env_of_a_client() {
     let code = env_of(ECHO_CLIENT, "echo_client");
