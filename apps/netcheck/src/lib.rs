@@ -12,6 +12,10 @@
 //! UDP socket, which sends nothing) and logs `netcheck: dns <name>:
 //! resolved`, `... not found` (the resolver answered that the name does
 //! not exist) or `... FAILED: <why>` (no answer).
+//!
+//! The steps run in the main loop; the upload goes out while the
+//! connection has no backlog (`drained` resumes it), and every step fails
+//! if nothing happens for `TIMEOUT_MS`.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -21,17 +25,20 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use starina::abi::Readiness;
-use starina::channel::Channel;
-use starina::channel::MessageBuffer;
-use starina::poll::Poll;
+use starina::abi::MESSAGE_DATA_MAX;
+use starina::mainloop::Cx;
+use starina::mainloop::Handler;
+use starina::mainloop::Mainloop;
 use starina::timer::Timer;
+use starina::Channel;
 use starina::Error;
+use starina::HandleId;
 use starina::Message;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
 const TIMEOUT_MS: u64 = 30_000;
+const OPEN_CALL: u32 = 7;
 
 fn upload_byte(i: usize) -> u8 {
     (i.wrapping_mul(7) % 251) as u8
@@ -44,91 +51,230 @@ fn fnv1a(hash: &mut u64, data: &[u8]) {
     }
 }
 
-/// Waits until `ch` is ready for `interests`, or the timeout.
-fn wait(ch: &Channel, interests: Readiness, timeout_ms: u64) -> Result<(), String> {
-    let poll = Poll::create().map_err(|e| format!("poll: {e}"))?;
-    let timer = Timer::create().map_err(|e| format!("timer: {e}"))?;
-    poll.add(ch.id(), interests | Readiness::PEER_CLOSED)
-        .map_err(|e| format!("poll add: {e}"))?;
-    poll.add(timer.id(), Readiness::READABLE)
-        .map_err(|e| format!("poll add: {e}"))?;
-    timer.set_ms(timeout_ms).map_err(|e| format!("timer: {e}"))?;
-    let (id, _) = poll.wait().map_err(|e| format!("poll wait: {e}"))?;
-    if id == timer.id() {
-        return Err(format!("timed out after {timeout_ms} ms"));
-    }
-    Ok(())
+/// What each object in the loop is to the check.
+enum Ctx {
+    Tcpip,
+    /// The connection to the host's server.
+    Conn,
+    /// Fails the step that waits longer than `TIMEOUT_MS`.
+    Timer,
 }
 
-/// Opens `uri` through tcpip and returns the connection channel.
-fn open(tcpip: &Channel, buf: &mut MessageBuffer, uri: &str) -> Result<Channel, String> {
-    tcpip
-        .send(Message::Open {
-            call_id: 7,
-            uri,
+/// Where the check is.
+enum Step {
+    /// Waiting for tcpip to connect us.
+    Connecting,
+    /// Sending the request; `sent` bytes of head and body are out.
+    Uploading { conn: HandleId, sent: usize },
+    /// Reading the reply until the server's `Close`.
+    Reading { conn: HandleId },
+    /// Waiting for tcpip to resolve `dns_name`.
+    Resolving,
+}
+
+struct Check {
+    config: Config,
+    tcpip: HandleId,
+    timer: HandleId,
+    step: Step,
+    /// The request's head and body (the upload), and the body's hash.
+    head: Vec<u8>,
+    body: Vec<u8>,
+    hash: u64,
+    reply: Vec<u8>,
+}
+
+impl Check {
+    fn new(config: Config, tcpip: HandleId, timer: HandleId) -> Check {
+        let n = config.upload_bytes.clamp(0, 16 << 20) as usize;
+        let body: Vec<u8> = (0..n).map(upload_byte).collect();
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        fnv1a(&mut hash, &body);
+        let head = format!(
+            "POST /echo HTTP/1.0\r\nHost: {}\r\nContent-Length: {n}\r\n\r\n",
+            config.host_header
+        );
+        Check {
+            config,
+            tcpip,
+            timer,
+            step: Step::Connecting,
+            head: head.into_bytes(),
+            body,
+            hash,
+            reply: Vec::new(),
+        }
+    }
+
+    /// The URI the current step opened.
+    fn uri(&self) -> String {
+        match self.step {
+            Step::Resolving => format!("udp:{}:9", self.config.dns_name),
+            _ => String::from(self.config.target),
+        }
+    }
+
+    fn open(&mut self, cx: &mut Cx<Ctx>) -> Result<(), String> {
+        let uri = self.uri();
+        let open = Message::Open {
+            call_id: OPEN_CALL,
+            uri: &uri,
             handle: None,
-        })
-        .map_err(|e| format!("open {uri}: {}", e.error))?;
-    loop {
-        wait(tcpip, Readiness::READABLE, TIMEOUT_MS)?;
-        match tcpip.try_recv(buf) {
-            Ok(Message::OpenReply { handle, .. }) => return Ok(Channel::from_handle(handle)),
-            Ok(Message::Error { code, text, .. }) => {
-                return Err(format!("open {uri}: error {code}: {text}"))
+        };
+        cx.send(self.tcpip, open)
+            .map_err(|e| format!("open {uri}: {e}"))
+    }
+
+    /// tcpip's answer to our `Open`.
+    fn on_reply(&mut self, cx: &mut Cx<Ctx>, msg: Message<'_>) -> Result<(), String> {
+        let uri = self.uri();
+        match msg {
+            Message::OpenReply { handle, .. } => {
+                let ch = Channel::from_handle(handle);
+                if let Step::Resolving = self.step {
+                    log::info!("netcheck: dns {}: resolved", self.config.dns_name);
+                    cx.stop();
+                    return Ok(());
+                }
+                let conn = cx
+                    .add_channel(ch, Ctx::Conn)
+                    .map_err(|e| format!("open {uri}: {e}"))?;
+                self.step = Step::Uploading { conn, sent: 0 };
+                self.upload(cx)
             }
-            Ok(other) => return Err(format!("open {uri}: unexpected {:?}", other.kind())),
-            Err(Error::WouldBlock) => continue,
-            Err(e) => return Err(format!("open {uri}: {e}")),
+            Message::Error { code, text, .. } => Err(format!("open {uri}: error {code}: {text}")),
+            other => Err(format!("open {uri}: unexpected {:?}", other.kind())),
         }
     }
-}
 
-fn send_all(ch: &Channel, data: &[u8]) -> Result<(), String> {
-    for chunk in data.chunks(starina::abi::MESSAGE_DATA_MAX) {
-        loop {
-            match ch.send_data(chunk) {
-                Ok(()) => break,
-                Err(Error::QueueFull) => wait(ch, Readiness::WRITABLE, TIMEOUT_MS)?,
-                Err(e) => return Err(format!("send: {e}")),
-            }
+    /// Sends the request while the connection has no backlog, then `Close`.
+    fn upload(&mut self, cx: &mut Cx<Ctx>) -> Result<(), String> {
+        let Step::Uploading { conn, mut sent } = self.step else {
+            return Ok(());
+        };
+        let total = self.head.len() + self.body.len();
+        while sent < total && cx.backlog_bytes(conn) == 0 {
+            let (part, offset) = if sent < self.head.len() {
+                (&self.head, sent)
+            } else {
+                (&self.body, sent - self.head.len())
+            };
+            let end = (offset + MESSAGE_DATA_MAX).min(part.len());
+            cx.send_data(conn, &part[offset..end])
+                .map_err(|e| format!("send: {e}"))?;
+            sent += end - offset;
         }
+        if sent < total {
+            self.step = Step::Uploading { conn, sent };
+            return Ok(());
+        }
+        cx.send(conn, Message::Close)
+            .map_err(|e| format!("close: {e}"))?;
+        self.step = Step::Reading { conn };
+        Ok(())
     }
-    Ok(())
-}
 
-/// Reads the stream until the peer's `Close`.
-fn read_to_end(ch: &Channel, buf: &mut MessageBuffer) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        match ch.try_recv(buf) {
-            Ok(Message::Data(d)) => out.extend_from_slice(d),
-            Ok(Message::Close) => return Ok(out),
-            Ok(Message::Abort { code, reason }) => {
+    /// The reply, up to the server's `Close`.
+    fn on_conn(&mut self, cx: &mut Cx<Ctx>, msg: Message<'_>) -> Result<(), String> {
+        match msg {
+            Message::Data(d) => self.reply.extend_from_slice(d),
+            Message::Close => {
+                let summary = verify(&self.reply, &self.body, self.hash, self.config.target)?;
+                log::info!("netcheck: ok: {summary}");
+                self.resolve(cx);
+            }
+            Message::Abort { code, reason } => {
                 return Err(format!("connection aborted ({code}: {reason})"))
             }
-            Ok(other) => return Err(format!("unexpected {:?}", other.kind())),
-            Err(Error::WouldBlock) => wait(ch, Readiness::READABLE, TIMEOUT_MS)?,
-            Err(Error::PeerClosed) => return Err("closed without Close".into()),
-            Err(e) => return Err(format!("receive: {e}")),
+            other => return Err(format!("unexpected {:?}", other.kind())),
         }
+        Ok(())
+    }
+
+    /// Logs why the current step failed and goes on to the next.
+    fn fail(&mut self, cx: &mut Cx<Ctx>, why: String) {
+        if let Step::Resolving = self.step {
+            let name = self.config.dns_name;
+            if why.contains("name not found") {
+                log::info!("netcheck: dns {name}: not found ({why})");
+            } else {
+                log::error!("netcheck: dns {name}: FAILED: {why}");
+            }
+            cx.stop();
+            return;
+        }
+        log::error!("netcheck: FAILED: {why}");
+        self.resolve(cx);
+    }
+
+    /// Done with the connection: resolve `dns_name`, if set, or stop.
+    fn resolve(&mut self, cx: &mut Cx<Ctx>) {
+        if let Step::Uploading { conn, .. } | Step::Reading { conn } = self.step {
+            cx.remove(conn);
+        }
+        if self.config.dns_name.is_empty() {
+            cx.stop();
+            return;
+        }
+        self.step = Step::Resolving;
+        if let Err(why) = self.open(cx) {
+            self.fail(cx, why);
+        }
+    }
+
+    /// Goes on with `result` of a step: its failure is logged, and a step
+    /// that moved gets `TIMEOUT_MS` more.
+    fn settle(&mut self, cx: &mut Cx<Ctx>, result: Result<(), String>) {
+        if let Err(why) = result {
+            self.fail(cx, why);
+        }
+        let _ = cx.set_timer(self.timer, TIMEOUT_MS * 1_000_000);
     }
 }
 
-fn check(env: &Env, buf: &mut MessageBuffer) -> Result<String, String> {
-    let conn = open(&env.tcpip, buf, env.config.target)?;
-    let n = env.config.upload_bytes.clamp(0, 16 << 20) as usize;
-    let body: Vec<u8> = (0..n).map(upload_byte).collect();
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    fnv1a(&mut hash, &body);
-    let head = format!(
-        "POST /echo HTTP/1.0\r\nHost: {}\r\nContent-Length: {n}\r\n\r\n",
-        env.config.host_header
-    );
-    send_all(&conn, head.as_bytes())?;
-    send_all(&conn, &body)?;
-    conn.send(Message::Close)
-        .map_err(|e| format!("close: {}", e.error))?;
-    let reply = read_to_end(&conn, buf)?;
+impl Handler for Check {
+    type State = Ctx;
+
+    fn message(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        _id: HandleId,
+        state: &mut Ctx,
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
+        let result = match state {
+            Ctx::Tcpip => self.on_reply(cx, msg),
+            Ctx::Conn => self.on_conn(cx, msg),
+            Ctx::Timer => Ok(()),
+        };
+        self.settle(cx, result);
+        Ok(())
+    }
+
+    fn drained(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, _: &mut Ctx) -> Result<(), Error> {
+        let result = self.upload(cx);
+        self.settle(cx, result);
+        Ok(())
+    }
+
+    fn peer_closed(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: Ctx) -> Result<(), Error> {
+        let why = match state {
+            Ctx::Conn => "closed without Close",
+            _ => "the TCP/IP server went away",
+        };
+        self.settle(cx, Err(String::from(why)));
+        Ok(())
+    }
+
+    fn timer(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, _: &mut Ctx) -> Result<(), Error> {
+        self.settle(cx, Err(format!("timed out after {TIMEOUT_MS} ms")));
+        Ok(())
+    }
+}
+
+/// Checks the server's reply to our upload of `body` (FNV-1a `hash`).
+fn verify(reply: &[u8], body: &[u8], hash: u64, target: &str) -> Result<String, String> {
+    let n = body.len();
     let split = reply
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -136,7 +282,10 @@ fn check(env: &Env, buf: &mut MessageBuffer) -> Result<String, String> {
     let head = String::from_utf8_lossy(&reply[..split]);
     let echoed = &reply[split + 4..];
     if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
-        return Err(format!("status line: {:?}", head.lines().next().unwrap_or("")));
+        return Err(format!(
+            "status line: {:?}",
+            head.lines().next().unwrap_or("")
+        ));
     }
     let want = format!("len={n} fnv={hash:016x}");
     let saw = head
@@ -155,26 +304,53 @@ fn check(env: &Env, buf: &mut MessageBuffer) -> Result<String, String> {
         ));
     }
     Ok(format!(
-        "uploaded {n} bytes to {}, server confirmed {want}, downloaded the {} bytes echoed back intact",
-        env.config.target,
+        "uploaded {n} bytes to {target}, server confirmed {want}, downloaded the {} bytes echoed back intact",
         echoed.len()
     ))
 }
 
-pub fn main(env: Env) {
-    let mut buf = MessageBuffer::new();
-    match check(&env, &mut buf) {
-        Ok(summary) => log::info!("netcheck: ok: {summary}"),
-        Err(why) => log::error!("netcheck: FAILED: {why}"),
+pub fn main(env: Env) -> Result<(), String> {
+    let mut ml = Mainloop::new().map_err(|e| format!("cannot create the main loop: {e}"))?;
+    let timer = Timer::create().map_err(|e| format!("cannot create a timer: {e}"))?;
+    let cx = ml.cx();
+    let setup = cx
+        .add_channel(env.tcpip, Ctx::Tcpip)
+        .and_then(|tcpip| Ok((tcpip, cx.add_timer(timer, Ctx::Timer)?)));
+    let (tcpip, timer) = setup.map_err(|e| format!("cannot set up the main loop: {e}"))?;
+    let mut check = Check::new(env.config, tcpip, timer);
+    let started = check.open(cx);
+    check.settle(cx, started);
+    ml.run(&mut check)
+        .map_err(|e| format!("the main loop failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(head: &str, body: &[u8]) -> Vec<u8> {
+        let mut r = Vec::from(head.as_bytes());
+        r.extend_from_slice(body);
+        r
     }
-    let name = env.config.dns_name;
-    if !name.is_empty() {
-        match open(&env.tcpip, &mut buf, &format!("udp:{name}:9")) {
-            Ok(_) => log::info!("netcheck: dns {name}: resolved"),
-            Err(why) if why.contains("name not found") => {
-                log::info!("netcheck: dns {name}: not found ({why})")
-            }
-            Err(why) => log::error!("netcheck: dns {name}: FAILED: {why}"),
-        }
+
+    #[test]
+    fn verifies_the_echo() {
+        let body: Vec<u8> = (0..1000).map(upload_byte).collect();
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        fnv1a(&mut hash, &body);
+        let head = format!("HTTP/1.0 200 OK\r\nX-Upload: len=1000 fnv={hash:016x}\r\n\r\n");
+        assert!(verify(&reply(&head, &body), &body, hash, "t").is_ok());
+        let mut bad = body.clone();
+        bad[10] ^= 1;
+        let why = verify(&reply(&head, &bad), &body, hash, "t").unwrap_err();
+        assert!(why.starts_with("the echoed body differs"), "{why}");
+        let why = verify(&reply("HTTP/1.0 500 No\r\n\r\n", &body), &body, hash, "t").unwrap_err();
+        assert!(why.starts_with("status line"), "{why}");
+        let why = verify(b"garbage", &body, hash, "t").unwrap_err();
+        assert!(why.starts_with("reply has no HTTP head"), "{why}");
+        let head = "HTTP/1.0 200 OK\r\nX-Upload: len=3 fnv=0\r\n\r\n";
+        let why = verify(&reply(head, &body), &body, hash, "t").unwrap_err();
+        assert!(why.starts_with("server saw 'len=3 fnv=0'"), "{why}");
     }
 }

@@ -46,6 +46,17 @@ pub fn syn_port(frame: &[u8]) -> Option<u16> {
     (syn && !ack).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
 }
 
+/// The MAC address of the driver's `ethernet:<mac>` announcement
+/// (`52:54:00:12:34:56`), or `None` if it is not one.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in mac.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 impl Link {
     pub fn new() -> Link {
         Link {
@@ -158,6 +169,18 @@ mod tests {
         assert_eq!(syn_port(&tcp_frame(0x10, 80)), None);
         assert_eq!(syn_port(&[]), None);
         assert_eq!(syn_port(&tcp_frame(0x02, 80)[..40]), None);
+    }
+
+    #[test]
+    fn parses_mac_addresses() {
+        assert_eq!(
+            parse_mac("52:54:00:12:34:ab"),
+            Some([0x52, 0x54, 0x00, 0x12, 0x34, 0xab])
+        );
+        assert_eq!(parse_mac("52:54:00:12:34"), None);
+        assert_eq!(parse_mac("52:54:00:12:34:56:78"), None);
+        assert_eq!(parse_mac("52:54:00:12:34:zz"), None);
+        assert_eq!(parse_mac(""), None);
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! Listeners: `tcp-listen:` requests keep `backlog` sockets listening on
+//! the port and hand each established connection to the client as
+//! `Open { uri: "tcp-conn:<peer>", handle }` on the listener channel.
+
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration;
+use starina::channel::Channel;
+use starina::mainloop::Cx;
+use starina::HandleId;
+use starina::Message;
+
+use crate::conn::tcp_socket;
+use crate::requests::Refusal;
+use crate::server::Ctx;
+use crate::server::Server;
+
+/// An accepted connection with no traffic this long is dropped.
+const ACCEPTED_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Listener {
+    pub port: u16,
+    pub ch: HandleId,
+    /// Sockets listening right now (each takes one connection).
+    pub sockets: Vec<SocketHandle>,
+}
+
+impl Server {
+    /// Serves `tcp-listen:0.0.0.0:<port>`.
+    pub fn listen(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        client: HandleId,
+        call_id: u32,
+        port: u16,
+    ) -> Result<(), Refusal> {
+        if self.listeners.values().any(|l| l.port == port) {
+            return Err(Refusal::unavailable(format!(
+                "port {port} already has a listener"
+            )));
+        }
+        let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
+        let id = self.alloc_id();
+        let ch = cx
+            .add_channel(ours, Ctx::Listener(id))
+            .map_err(|e| Refusal::unavailable(format!("{e}")))?;
+        let reply = Message::OpenReply {
+            call_id,
+            handle: theirs.into_handle(),
+        };
+        if cx.send(client, reply).is_err() {
+            // The client is gone: nobody to answer.
+            cx.remove(ch);
+            return Ok(());
+        }
+        self.listeners.insert(
+            id,
+            Listener {
+                port,
+                ch,
+                sockets: Vec::new(),
+            },
+        );
+        self.refill_listener(id);
+        log::info!("listening on port {port}");
+        Ok(())
+    }
+
+    /// Stops listener `id`: aborts its listening sockets, closes its
+    /// channel.
+    pub fn unlisten(&mut self, cx: &mut Cx<Ctx>, id: u32) {
+        if let Some(l) = self.listeners.remove(&id) {
+            for s in l.sockets {
+                self.sockets.get_mut::<tcp::Socket>(s).abort();
+                self.zombies.push(s);
+            }
+            if l.ch != HandleId(0) {
+                cx.remove(l.ch);
+            }
+            log::info!("stopped listening on port {}", l.port);
+        }
+    }
+
+    /// Tops listener `id` up to `backlog` listening sockets.
+    fn refill_listener(&mut self, id: u32) {
+        let want = self.backlog;
+        let Some(l) = self.listeners.get(&id) else {
+            return;
+        };
+        let (port, have) = (l.port, l.sockets.len());
+        let mut new = Vec::new();
+        for _ in have..want {
+            let mut s = tcp_socket(self.buffer, ACCEPTED_TIMEOUT);
+            if s.listen(port).is_err() {
+                break;
+            }
+            new.push(self.sockets.add(s));
+        }
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.sockets.extend(new);
+        }
+    }
+
+    /// Hands established connections of every listener to its client.
+    pub fn accept(&mut self, cx: &mut Cx<Ctx>) -> bool {
+        let mut progress = false;
+        let ids: Vec<u32> = self.listeners.keys().copied().collect();
+        for id in ids {
+            let Some(l) = self.listeners.get_mut(&id) else {
+                continue;
+            };
+            let mut taken = Vec::new();
+            l.sockets.retain(|&s| {
+                let socket = self.sockets.get::<tcp::Socket>(s);
+                match socket.state() {
+                    tcp::State::Listen | tcp::State::SynReceived => true,
+                    _ => {
+                        taken.push(s);
+                        false
+                    }
+                }
+            });
+            for s in taken {
+                progress = true;
+                self.take_connection(cx, id, s);
+            }
+            self.refill_listener(id);
+        }
+        progress
+    }
+
+    /// Makes a connection of socket `s`, which listener `id` accepted, and
+    /// hands it to the listener's client.
+    fn take_connection(&mut self, cx: &mut Cx<Ctx>, id: u32, s: SocketHandle) {
+        let peer = self.sockets.get::<tcp::Socket>(s).remote_endpoint();
+        let theirs = match self.new_conn(cx, s, None) {
+            Ok((_, theirs)) => theirs,
+            Err(e) => {
+                log::warn!("cannot accept a connection: {e}");
+                self.sockets.get_mut::<tcp::Socket>(s).abort();
+                self.zombies.push(s);
+                return;
+            }
+        };
+        let uri = match peer {
+            Some(p) => format!("tcp-conn:{p}"),
+            None => "tcp-conn:unknown".to_string(),
+        };
+        let Some(l) = self.listeners.get(&id) else {
+            return;
+        };
+        let offer = Message::Open {
+            call_id: 0,
+            uri: &uri,
+            handle: Some(theirs.into_handle()),
+        };
+        if let Err(e) = cx.send(l.ch, offer) {
+            log::warn!("cannot hand over a connection: {e}");
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The server's state, and the service round: poll smoltcp, then move
+//! what it made possible (DHCP, waiting requests, new connections, data),
+//! until nothing is left to do now. A round runs after an event when one
+//! is due (or something cannot wait), and on the poll timer.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smoltcp::iface::Interface;
+use smoltcp::iface::SocketHandle;
+use smoltcp::iface::SocketSet;
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration;
+use smoltcp::time::Instant;
+use starina::channel::Channel;
+use starina::channel::MessageBuffer;
+use starina::mainloop::Cx;
+use starina::timer::now_ns;
+use starina::Error;
+use starina::HandleId;
+
+use crate::conn::Conn;
+use crate::link;
+use crate::link::Link;
+use crate::listener::Listener;
+use crate::requests::Pending;
+use crate::Config;
+
+/// Longest wait between two smoltcp polls (timeouts are checked then).
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Events handled between two service rounds at most this far apart:
+/// a round polls every socket, so under load (hundreds of connections,
+/// each sending several messages) one round per event would cost far more
+/// than the events themselves.
+const SERVICE_INTERVAL_NS: u64 = 2_000_000;
+
+/// What each object in the main loop is to the server.
+pub enum Ctx {
+    /// The network driver's channel.
+    Net,
+    /// A client's channel (its `Open` requests).
+    Client,
+    /// A listener channel handed to a client (key in `Server::listeners`).
+    Listener(u32),
+    /// A connection channel handed to a client (key in `Server::conns`).
+    Conn(u32),
+    /// The poll timer.
+    Timer,
+}
+
+/// smoltcp's clock.
+pub fn now() -> Instant {
+    Instant::from_micros((now_ns() / 1000) as i64)
+}
+
+/// Local ports for outgoing connections and UDP, handed out in turn.
+pub struct Ports {
+    next: u16,
+}
+
+impl Ports {
+    const FIRST: u16 = 49152;
+
+    pub fn new() -> Ports {
+        Ports { next: Ports::FIRST }
+    }
+
+    pub fn next(&mut self) -> u16 {
+        let port = self.next;
+        self.next = if self.next == u16::MAX {
+            Ports::FIRST
+        } else {
+            self.next + 1
+        };
+        port
+    }
+}
+
+pub struct Server {
+    /// Listening sockets kept ready per listener.
+    pub backlog: usize,
+    /// Bytes of each TCP socket buffer (each way).
+    pub buffer: usize,
+    pub iface: Option<Interface>,
+    pub link: Link,
+    pub sockets: SocketSet<'static>,
+    pub dhcp: Option<SocketHandle>,
+    pub dns: Option<SocketHandle>,
+    pub configured: bool,
+    pub listeners: BTreeMap<u32, Listener>,
+    pub conns: BTreeMap<u32, Conn>,
+    pub pending: Vec<Pending>,
+    /// Sockets closing or aborted, removed once done.
+    pub zombies: Vec<SocketHandle>,
+    next_id: u32,
+    pub ports: Ports,
+    pub net: Option<HandleId>,
+    /// The driver's channel, while it is out of the main loop (not read
+    /// from) because `link.rx` is full: frames then wait in the channel,
+    /// the driver and the NIC instead of being dropped.
+    pub net_paused: Option<Channel>,
+    /// Receive buffer for draining the driver's channel.
+    pub net_buf: MessageBuffer,
+    /// The poll timer.
+    timer: HandleId,
+    /// When the next service round is due (`now_ns`).
+    next_service: u64,
+    /// Something cannot wait for the next round (a queue hit its limit).
+    pub urgent: bool,
+}
+
+impl Server {
+    pub fn new(config: &Config, net: HandleId, timer: HandleId) -> Server {
+        Server {
+            backlog: (config.backlog.clamp(1, 512)) as usize,
+            buffer: (config.socket_buffer.clamp(2048, 1 << 20)) as usize,
+            iface: None,
+            link: Link::new(),
+            sockets: SocketSet::new(vec![]),
+            dhcp: None,
+            dns: None,
+            configured: false,
+            listeners: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            pending: Vec::new(),
+            zombies: Vec::new(),
+            next_id: 1,
+            ports: Ports::new(),
+            net: Some(net),
+            net_paused: None,
+            net_buf: MessageBuffer::new(),
+            timer,
+            next_service: 0,
+            urgent: false,
+        }
+    }
+
+    /// A fresh key for `listeners` or `conns` (never 0).
+    pub fn alloc_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Runs after every event: the service round if it is due (or
+    /// something cannot wait), then the poll timer armed for the next one.
+    pub fn after_event(&mut self, cx: &mut Cx<Ctx>) {
+        let now = now_ns();
+        let delay = if now >= self.next_service || self.urgent {
+            self.urgent = false;
+            self.service(cx);
+            self.next_service = now_ns() + SERVICE_INTERVAL_NS;
+            self.poll_delay()
+        } else {
+            // Take the events that queue up until the round is due.
+            Duration::from_micros((self.next_service - now).div_ceil(1000))
+        };
+        let ns = delay.total_micros().saturating_mul(1000);
+        if let Err(e) = cx.set_timer(self.timer, ns) {
+            log::error!("cannot arm the poll timer: {e}");
+        }
+    }
+
+    /// How long the main loop may wait for events before the next round.
+    fn poll_delay(&mut self) -> Duration {
+        let Some(iface) = self.iface.as_mut() else {
+            return MAX_POLL_INTERVAL;
+        };
+        if !self.link.rx.is_empty() {
+            return Duration::ZERO;
+        }
+        match iface.poll_delay(now(), &self.sockets) {
+            Some(d) if d < MAX_POLL_INTERVAL => d,
+            _ => MAX_POLL_INTERVAL,
+        }
+    }
+
+    /// Polls smoltcp and moves data until nothing is left to do now.
+    fn service(&mut self, cx: &mut Cx<Ctx>) {
+        for _ in 0..64 {
+            if self.iface.is_none() {
+                break;
+            }
+            self.link.rx_budget = link::RX_BUDGET;
+            self.budget_syns();
+            if let Some(iface) = self.iface.as_mut() {
+                iface.poll(now(), &mut self.link, &mut self.sockets);
+            }
+            self.dhcp_events();
+            self.retry_pending(cx);
+            let mut progress = self.accept(cx);
+            progress |= self.move_data(cx);
+            self.reap();
+            self.flush_tx(cx);
+            if !progress && self.link.rx.is_empty() {
+                break;
+            }
+        }
+        self.throttle_rx(cx);
+    }
+
+    /// New connections a listener can take now: SYNs beyond that are
+    /// dropped (the peer retries) rather than refused with a reset.
+    fn budget_syns(&mut self) {
+        self.link.syn_budget.clear();
+        for l in self.listeners.values() {
+            let free = l
+                .sockets
+                .iter()
+                .filter(|&&s| self.sockets.get::<tcp::Socket>(s).state() == tcp::State::Listen)
+                .count();
+            self.link.syn_budget.push((l.port, free));
+        }
+    }
+
+    /// Stops reading the driver's channel while `link.rx` is full, and
+    /// reads it again once half of that is processed. (Stopping takes the
+    /// channel out of the loop, which drops its outbox: only when empty.)
+    fn throttle_rx(&mut self, cx: &mut Cx<Ctx>) {
+        let Some(net) = self.net else { return };
+        let full = self.link.rx.len() >= link::RX_QUEUE_MAX;
+        if self.net_paused.is_none() && full && cx.backlog_bytes(net) == 0 {
+            self.net_paused = cx.take_channel(net);
+        } else if self.link.rx.len() < link::RX_QUEUE_MAX / 2 {
+            if let Some(ch) = self.net_paused.take() {
+                if let Err(e) = cx.add_channel(ch, Ctx::Net) {
+                    log::error!("cannot watch the network driver again: {e}");
+                    self.net = None;
+                }
+            }
+        }
+    }
+
+    /// Removes sockets that finished closing (TIME-WAIT is not kept: the
+    /// peer already acknowledged everything).
+    fn reap(&mut self) {
+        let sockets = &mut self.sockets;
+        self.zombies.retain(|&s| {
+            let remove = match sockets.iter().find(|(h, _)| *h == s) {
+                Some((_, smoltcp::socket::Socket::Tcp(t))) => {
+                    matches!(t.state(), tcp::State::Closed | tcp::State::TimeWait)
+                }
+                Some(_) => true,
+                None => return false,
+            };
+            if remove {
+                sockets.remove(s);
+            }
+            !remove
+        });
+    }
+
+    /// Hands queued frames to the driver while its channel has no backlog
+    /// (the rest waits in `link.tx`, which holds smoltcp back when full;
+    /// `drained` brings the next round).
+    fn flush_tx(&mut self, cx: &mut Cx<Ctx>) {
+        let Some(net) = self.net else {
+            self.link.tx.clear();
+            return;
+        };
+        while let Some(frame) = self.link.tx.front() {
+            let sent = match &self.net_paused {
+                Some(ch) => send_paused(ch, frame),
+                None if cx.backlog_bytes(net) > 0 => return,
+                None => cx.send_data(net, frame).map(|()| true),
+            };
+            match sent {
+                Ok(true) => {
+                    self.link.tx.pop_front();
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    log::warn!("cannot hand a frame to the driver: {e}");
+                    self.link.tx.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sends `data` on a channel taken out of the loop to stop reading it (the
+/// loop cannot stop reading a channel it keeps). Out of the loop it has no
+/// outbox, so `Ok(false)` says the peer has no room: the caller keeps the
+/// data where it is (a socket, `link.tx`) and the next round tries again.
+pub fn send_paused(ch: &Channel, data: &[u8]) -> Result<bool, Error> {
+    match ch.send_data(data) {
+        Ok(()) => Ok(true),
+        Err(Error::QueueFull) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_wrap_to_the_ephemeral_range() {
+        let mut ports = Ports { next: u16::MAX - 1 };
+        assert_eq!(ports.next(), u16::MAX - 1);
+        assert_eq!(ports.next(), u16::MAX);
+        assert_eq!(ports.next(), 49152);
+        assert_eq!(ports.next(), 49153);
+    }
+}
