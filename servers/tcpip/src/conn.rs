@@ -26,7 +26,6 @@ use starina::Message;
 use crate::requests::send_error;
 use crate::requests::send_reply;
 use crate::requests::Refusal;
-use crate::server::send_paused;
 use crate::server::Ctx;
 use crate::server::Server;
 
@@ -46,7 +45,8 @@ pub struct Conn {
     pub ch: HandleId,
     /// The channel, while it is out of the main loop (not read from)
     /// because the socket does not take the client's bytes fast enough.
-    pub paused: Option<Channel>,
+    /// Not reading the client (its bytes pile up for the socket).
+    pub paused: bool,
     pub to_socket: VecDeque<u8>,
     /// The client sent `Close` (or went away): FIN once `to_socket` drains.
     pub client_closed: bool,
@@ -96,7 +96,7 @@ impl Server {
                 socket,
                 udp,
                 ch,
-                paused: None,
+                paused: false,
                 to_socket: VecDeque::new(),
                 client_closed: false,
                 client_gone: false,
@@ -235,7 +235,7 @@ impl Server {
         }
         for id in done {
             if let Some(c) = self.conns.remove(&id) {
-                if c.paused.is_none() && c.ch != HandleId(0) {
+                if c.ch != HandleId(0) {
                     cx.remove(c.ch);
                 }
                 self.zombies.push(c.socket);
@@ -350,18 +350,20 @@ fn client_to_socket(c: &mut Conn, s: &mut tcp::Socket) -> bool {
 }
 
 /// Stops reading the client while its bytes pile up for the socket, and
-/// reads it again once half of that is written. Stopping takes the channel
-/// out of the loop, which drops its outbox: only when that is empty.
+/// reads it again once half of that is written.
 fn pause_or_resume(id: u32, c: &mut Conn, cx: &mut Cx<Ctx>) {
     let piled_up = c.to_socket.len() >= CLIENT_BACKLOG_MAX;
-    if piled_up && c.paused.is_none() && !c.client_gone && cx.backlog_bytes(c.ch) == 0 {
-        c.paused = cx.take_channel(c.ch);
-    } else if c.to_socket.len() < CLIENT_BACKLOG_MAX / 2 {
-        if let Some(ch) = c.paused.take() {
-            if let Err(e) = cx.add_channel(ch, Ctx::Conn(id)) {
-                log::warn!("cannot resume connection {id}: {e}");
-            }
-        }
+    let result = if piled_up && !c.paused && !c.client_gone {
+        c.paused = true;
+        cx.pause_receiving(c.ch)
+    } else if c.paused && c.to_socket.len() < CLIENT_BACKLOG_MAX / 2 {
+        c.paused = false;
+        cx.resume_receiving(c.ch)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = result {
+        log::warn!("connection {id}: cannot pause or resume reading the client: {e}");
     }
 }
 
@@ -376,21 +378,17 @@ fn socket_to_client(c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> bool
         return false;
     }
     let mut progress = false;
-    while s.can_recv() && (c.paused.is_some() || cx.backlog_bytes(c.ch) == 0) {
+    while s.can_recv() && cx.backlog_bytes(c.ch) == 0 {
         let sent = s.recv(|b| {
             let chunk = &b[..b.len().min(CHUNK)];
-            let sent = match &c.paused {
-                Some(ch) => send_paused(ch, chunk),
-                None => cx.send_data(c.ch, chunk).map(|()| true),
-            };
-            match sent {
-                Ok(true) => (chunk.len(), Ok(true)),
-                other => (0, other),
+            match cx.send_data(c.ch, chunk) {
+                Ok(()) => (chunk.len(), Ok(())),
+                Err(e) => (0, Err(e)),
             }
         });
         match sent {
-            Ok(Ok(true)) => progress = true,
-            Ok(Ok(false)) | Err(_) => break,
+            Ok(Ok(())) => progress = true,
+            Err(_) => break,
             Ok(Err(_)) => {
                 c.client_gone = true;
                 break;
@@ -424,10 +422,10 @@ fn tell_end(c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> End {
         return End::NotYet;
     };
     let is_close = matches!(end, Message::Close);
-    let sent = match &c.paused {
-        Some(ch) => ch.send(end).map_err(|e| e.error),
-        None if c.ch == HandleId(0) => Ok(()),
-        None => cx.send(c.ch, end),
+    let sent = if c.ch == HandleId(0) {
+        Ok(())
+    } else {
+        cx.send(c.ch, end)
     };
     if is_close && sent.is_err() && !c.client_gone {
         return End::Retry;

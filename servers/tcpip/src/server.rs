@@ -13,11 +13,9 @@ use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::time::Instant;
-use starina::channel::Channel;
 use starina::channel::MessageBuffer;
 use starina::mainloop::Cx;
 use starina::timer::now_ns;
-use starina::Error;
 use starina::HandleId;
 
 use crate::conn::Conn;
@@ -99,7 +97,7 @@ pub struct Server {
     /// The driver's channel, while it is out of the main loop (not read
     /// from) because `link.rx` is full: frames then wait in the channel,
     /// the driver and the NIC instead of being dropped.
-    pub net_paused: Option<Channel>,
+    pub net_paused: bool,
     /// Receive buffer for draining the driver's channel.
     pub net_buf: MessageBuffer,
     /// The poll timer.
@@ -128,7 +126,7 @@ impl Server {
             next_id: 1,
             ports: Ports::new(),
             net: Some(net),
-            net_paused: None,
+            net_paused: false,
             net_buf: MessageBuffer::new(),
             timer,
             next_service: 0,
@@ -215,20 +213,21 @@ impl Server {
     }
 
     /// Stops reading the driver's channel while `link.rx` is full, and
-    /// reads it again once half of that is processed. (Stopping takes the
-    /// channel out of the loop, which drops its outbox: only when empty.)
+    /// reads it again once half of that is processed.
     fn throttle_rx(&mut self, cx: &mut Cx<Ctx>) {
         let Some(net) = self.net else { return };
         let full = self.link.rx.len() >= link::RX_QUEUE_MAX;
-        if self.net_paused.is_none() && full && cx.backlog_bytes(net) == 0 {
-            self.net_paused = cx.take_channel(net);
-        } else if self.link.rx.len() < link::RX_QUEUE_MAX / 2 {
-            if let Some(ch) = self.net_paused.take() {
-                if let Err(e) = cx.add_channel(ch, Ctx::Net) {
-                    log::error!("cannot watch the network driver again: {e}");
-                    self.net = None;
-                }
-            }
+        let result = if full && !self.net_paused {
+            self.net_paused = true;
+            cx.pause_receiving(net)
+        } else if self.net_paused && self.link.rx.len() < link::RX_QUEUE_MAX / 2 {
+            self.net_paused = false;
+            cx.resume_receiving(net)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            log::error!("cannot pause or resume reading the network driver: {e}");
         }
     }
 
@@ -260,16 +259,13 @@ impl Server {
             return;
         };
         while let Some(frame) = self.link.tx.front() {
-            let sent = match &self.net_paused {
-                Some(ch) => send_paused(ch, frame),
-                None if cx.backlog_bytes(net) > 0 => return,
-                None => cx.send_data(net, frame).map(|()| true),
-            };
-            match sent {
-                Ok(true) => {
+            if cx.backlog_bytes(net) > 0 {
+                return;
+            }
+            match cx.send_data(net, frame) {
+                Ok(()) => {
                     self.link.tx.pop_front();
                 }
-                Ok(false) => return,
                 Err(e) => {
                     log::warn!("cannot hand a frame to the driver: {e}");
                     self.link.tx.clear();
@@ -277,18 +273,6 @@ impl Server {
                 }
             }
         }
-    }
-}
-
-/// Sends `data` on a channel taken out of the loop to stop reading it (the
-/// loop cannot stop reading a channel it keeps). Out of the loop it has no
-/// outbox, so `Ok(false)` says the peer has no room: the caller keeps the
-/// data where it is (a socket, `link.tx`) and the next round tries again.
-pub fn send_paused(ch: &Channel, data: &[u8]) -> Result<bool, Error> {
-    match ch.send_data(data) {
-        Ok(()) => Ok(true),
-        Err(Error::QueueFull) => Ok(false),
-        Err(e) => Err(e),
     }
 }
 
