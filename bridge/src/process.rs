@@ -57,7 +57,7 @@
 //! the pipe is closed), so a process that does not read its stdin holds at
 //! most one window in the agent and stalls only its own writer; the control
 //! stream and every other process go on. [`StdinWindow`] keeps the count on
-//! the sending side. A host that sends beyond the window breaks the
+//! the sending side; [`StdinOutbox`] adds the data waiting for the window. A host that sends beyond the window breaks the
 //! protocol: the agent drops that process's stdin, says so on its stderr and
 //! kills it (`SIGKILL`) rather than buffer without bound.
 //!
@@ -72,6 +72,7 @@
 //! run at all: empty argv, a missing cwd, an id in use, no resources.
 //! After the final frame the id may be reused.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -695,6 +696,83 @@ impl StdinWindow {
     }
 }
 
+/// The host side of one process's stdin: data waiting for the window, and
+/// the close that goes after it. Whoever sends `Stdin` to the agent (the
+/// linux server) keeps one per process:
+///
+/// ```
+/// use starina_bridge::process::{Frame, StdinOutbox, MAX_DATA_CHUNK, STDIN_WINDOW};
+/// let mut stdin = StdinOutbox::new();
+/// stdin.push(&vec![b'y'; STDIN_WINDOW + 10]);
+/// let mut sent = 0;
+/// while let Some(frame) = stdin.next_frame(7) {
+///     let Frame::Stdin { data, .. } = frame else { unreachable!() };
+///     assert!(data.len() <= MAX_DATA_CHUNK);
+///     sent += data.len();
+/// }
+/// assert_eq!(sent, STDIN_WINDOW); // the window is full...
+/// assert_eq!(stdin.pending(), 10); // ...so stop reading the client
+/// stdin.acked(10); // the agent's StdinAck
+/// assert_eq!(stdin.next_frame(7), Some(Frame::Stdin { id: 7, data: vec![b'y'; 10] }));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StdinOutbox {
+    window: StdinWindow,
+    pending: VecDeque<u8>,
+    /// StdinClose goes once `pending` is empty.
+    close: bool,
+    close_sent: bool,
+}
+
+impl StdinOutbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues stdin data from the client. The caller bounds what waits:
+    /// while [`StdinOutbox::pending`] is not zero it reads no more stdin.
+    pub fn push(&mut self, data: &[u8]) {
+        if !self.close {
+            self.pending.extend(data);
+        }
+    }
+
+    /// The client closed stdin: `StdinClose` follows the data.
+    pub fn close(&mut self) {
+        self.close = true;
+    }
+
+    /// Records the agent's [`Frame::StdinAck`].
+    pub fn acked(&mut self, bytes: u32) {
+        self.window.acked(bytes);
+    }
+
+    /// Bytes waiting for the window.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The next frame that may go to the agent now for process `id`:
+    /// `Stdin` chunks within the window, then `StdinClose` once.
+    pub fn next_frame(&mut self, id: u32) -> Option<Frame> {
+        let n = self
+            .pending
+            .len()
+            .min(MAX_DATA_CHUNK)
+            .min(self.window.available());
+        if n > 0 {
+            self.window.sent(n);
+            let data = self.pending.drain(..n).collect();
+            return Some(Frame::Stdin { id, data });
+        }
+        if self.close && !self.close_sent && self.pending.is_empty() {
+            self.close_sent = true;
+            return Some(Frame::StdinClose { id });
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1056,6 +1134,80 @@ mod tests {
         w.acked(u32::MAX);
         assert_eq!(w.available(), STDIN_WINDOW);
         assert_eq!(w.unacked(), 0);
+    }
+
+    fn drain(outbox: &mut StdinOutbox, id: u32) -> Vec<Frame> {
+        core::iter::from_fn(|| outbox.next_frame(id)).collect()
+    }
+
+    #[test]
+    fn stdin_outbox_keeps_to_the_window_and_closes_last() {
+        let mut o = StdinOutbox::new();
+        let data: Vec<u8> = (0..STDIN_WINDOW * 2 + 5).map(|i| i as u8).collect();
+        o.push(&data[..100]);
+        o.push(&data[100..]);
+        o.close();
+        o.push(b"after close: dropped");
+        let mut got = Vec::new();
+        let mut closed = false;
+        for round in 0..10 {
+            let frames = drain(&mut o, 3);
+            let bytes: usize = frames
+                .iter()
+                .map(|f| match f {
+                    Frame::Stdin { id: 3, data } => {
+                        assert!(data.len() <= MAX_DATA_CHUNK);
+                        got.extend_from_slice(data);
+                        data.len()
+                    }
+                    Frame::StdinClose { id: 3 } => {
+                        closed = true;
+                        0
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .sum();
+            assert!(bytes <= STDIN_WINDOW, "round {round}: {bytes}");
+            if closed {
+                break;
+            }
+            // The agent takes everything and acknowledges it.
+            o.acked(bytes as u32);
+        }
+        assert!(closed);
+        assert_eq!(got, data);
+        assert_eq!(o.pending(), 0);
+        assert_eq!(drain(&mut o, 3), []);
+    }
+
+    #[test]
+    fn stdin_outbox_holds_data_while_the_window_is_shut() {
+        let mut o = StdinOutbox::new();
+        o.push(&vec![1; STDIN_WINDOW]);
+        assert_eq!(drain(&mut o, 1).len(), STDIN_WINDOW / MAX_DATA_CHUNK);
+        o.push(b"more");
+        o.close();
+        assert_eq!(drain(&mut o, 1), [], "no close before the data");
+        assert_eq!(o.pending(), 4);
+        o.acked(2);
+        assert_eq!(
+            drain(&mut o, 1),
+            [Frame::Stdin {
+                id: 1,
+                data: b"mo".to_vec()
+            }]
+        );
+        o.acked(2);
+        assert_eq!(
+            drain(&mut o, 1),
+            [
+                Frame::Stdin {
+                    id: 1,
+                    data: b"re".to_vec()
+                },
+                Frame::StdinClose { id: 1 }
+            ]
+        );
     }
 
     /// A small deterministic generator, so the test needs no dependencies.
