@@ -4,8 +4,9 @@
 //! child took (`StdinAck`) so that the host may send more.
 //!
 //! The host may have at most [`STDIN_WINDOW`] bytes unacknowledged, and the
-//! agent counts a byte as queued until its acknowledgement is decided, so a
-//! host that keeps to the window never finds the queue full. One that does
+//! agent counts a byte as queued until the child has taken it, before it
+//! acknowledges it, so a host that keeps to the window never finds the
+//! queue full. One that does
 //! not (an overrun) loses that process's stdin, never the agent's memory.
 
 use std::collections::VecDeque;
@@ -32,8 +33,9 @@ pub enum PushError {
 #[derive(Default)]
 struct State {
     chunks: VecDeque<Vec<u8>>,
-    /// Bytes received and not yet acknowledged or decided to be, including
-    /// the chunk being written.
+    /// Bytes received and not yet taken by the child (written into its pipe,
+    /// or dropped once the pipe is closed), including the chunk being
+    /// written: at most one window.
     queued: usize,
     /// Bytes taken by the child and not yet acknowledged.
     to_ack: usize,
