@@ -35,6 +35,31 @@
 //! | 0x86 | [`Frame::Signaled`] | guest → host | `i32` signal |
 //! | 0x87 | [`Frame::SpawnFailed`] | guest → host | `i32` errno, `str` message |
 //! | 0x88 | [`Frame::Pong`] | guest → host | none |
+//! | 0x89 | [`Frame::StdinAck`] | guest → host | `u32` bytes |
+//!
+//! # Limits
+//!
+//! Both sides check frame lengths: [`Frame::encode_into`] refuses a frame
+//! longer than [`MAX_FRAME_LEN`] (so an oversized argv or environment is an
+//! error to the caller, never bytes on the wire), and [`FrameDecoder`]
+//! refuses a `len` out of range. A bad `len` means the stream is out of sync:
+//! the bytes after it may be the middle of a frame, chosen by whoever wrote
+//! its payload, so the decoder yields nothing more from that stream. The
+//! side that sees it closes the link rather than hunting for the next frame
+//! inside untrusted bytes.
+//!
+//! # Stdin flow control
+//!
+//! Every process has a stdin window of [`STDIN_WINDOW`] bytes: the host may
+//! have at most that many bytes of `Stdin` data sent for a process and not
+//! yet acknowledged. The agent acknowledges with [`Frame::StdinAck`] as the
+//! process takes its stdin (bytes written into its pipe, or discarded once
+//! the pipe is closed), so a process that does not read its stdin holds at
+//! most one window in the agent and stalls only its own writer; the control
+//! stream and every other process go on. [`StdinWindow`] keeps the count on
+//! the sending side; [`StdinOutbox`] adds the data waiting for the window. A host that sends beyond the window breaks the
+//! protocol: the agent drops that process's stdin, says so on its stderr and
+//! kills it (`SIGKILL`) rather than buffer without bound.
 //!
 //! # Process life cycle
 //!
@@ -47,6 +72,7 @@
 //! run at all: empty argv, a missing cwd, an id in use, no resources.
 //! After the final frame the id may be reused.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -60,6 +86,9 @@ pub const LEN_PREFIX: usize = 4;
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// The largest data chunk senders put in one Stdin/Stdout/Stderr frame.
 pub const MAX_DATA_CHUNK: usize = 32 * 1024;
+/// Bytes of stdin the host may have sent to one process and not yet seen
+/// acknowledged by [`Frame::StdinAck`] (see the module docs).
+pub const STDIN_WINDOW: usize = 256 * 1024;
 /// The value a [`Frame::Panic`] must carry: garbage on the stream must never
 /// crash the guest by accident.
 pub const PANIC_MAGIC: u32 = 0x5041_4e43; // "PANC"
@@ -98,6 +127,10 @@ pub enum Frame {
     SpawnFailed { id: u32, errno: i32, msg: String },
     /// Answer to [`Frame::Ping`] (guest → host).
     Pong { nonce: u32 },
+    /// The process took `bytes` more bytes of its stdin: the host may send
+    /// that many more (guest → host; see [`STDIN_WINDOW`]). Never sent
+    /// after the process's final frame.
+    StdinAck { id: u32, bytes: u32 },
 }
 
 /// A request to run a program.
@@ -206,6 +239,7 @@ mod ty {
     pub const SIGNALED: u8 = 0x86;
     pub const SPAWN_FAILED: u8 = 0x87;
     pub const PONG: u8 = 0x88;
+    pub const STDIN_ACK: u8 = 0x89;
 }
 
 impl Frame {
@@ -221,7 +255,8 @@ impl Frame {
             | Frame::Stderr { id, .. }
             | Frame::Exited { id, .. }
             | Frame::Signaled { id, .. }
-            | Frame::SpawnFailed { id, .. } => *id,
+            | Frame::SpawnFailed { id, .. }
+            | Frame::StdinAck { id, .. } => *id,
             Frame::Ping { nonce } | Frame::Pong { nonce } => *nonce,
             Frame::Panic | Frame::Ready { .. } => 0,
         }
@@ -243,16 +278,66 @@ impl Frame {
             Frame::Signaled { .. } => ty::SIGNALED,
             Frame::SpawnFailed { .. } => ty::SPAWN_FAILED,
             Frame::Pong { .. } => ty::PONG,
+            Frame::StdinAck { .. } => ty::STDIN_ACK,
         }
     }
 
-    /// Appends the encoded frame to `out`. Fails (leaving `out` as it was)
-    /// if the frame would be longer than [`MAX_FRAME_LEN`].
+    /// The frame's `len`: bytes after the length prefix. Saturates instead
+    /// of overflowing, so a huge frame is measured without being built.
+    pub fn encoded_len(&self) -> usize {
+        let field = |b: &[u8]| b.len().saturating_add(4);
+        let payload = match self {
+            Frame::Spawn(s) => {
+                let argv = s
+                    .argv
+                    .iter()
+                    .fold(4usize, |n, a| n.saturating_add(field(a)));
+                let env = s.env.iter().fold(4usize, |n, (k, v)| {
+                    n.saturating_add(field(k)).saturating_add(field(v))
+                });
+                let cwd = s.cwd.as_deref().map_or(1, |c| field(c).saturating_add(1));
+                argv.saturating_add(env).saturating_add(cwd)
+            }
+            Frame::Stdin { data, .. } | Frame::Stdout { data, .. } | Frame::Stderr { data, .. } => {
+                data.len()
+            }
+            Frame::Ready { kernel_release } => field(kernel_release.as_bytes()),
+            Frame::SpawnFailed { msg, .. } => field(msg.as_bytes()).saturating_add(4),
+            Frame::Kill { .. }
+            | Frame::Panic
+            | Frame::Started { .. }
+            | Frame::StdinAck { .. }
+            | Frame::Exited { .. }
+            | Frame::Signaled { .. } => 4,
+            Frame::StdinClose { .. } | Frame::Ping { .. } | Frame::Pong { .. } => 0,
+        };
+        payload.saturating_add(HEADER_LEN)
+    }
+
+    /// Appends the encoded frame to `out`. Fails with
+    /// [`ProtoError::FrameTooLarge`] (leaving `out` as it was, and before
+    /// copying anything) if the frame would be longer than
+    /// [`MAX_FRAME_LEN`]: e.g. a Spawn whose argv and environment add up to
+    /// more than 1 MiB.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+        let len = self.encoded_len();
+        if len > MAX_FRAME_LEN {
+            return Err(ProtoError::FrameTooLarge {
+                len,
+                max: MAX_FRAME_LEN,
+            });
+        }
         let start = out.len();
-        out.extend_from_slice(&[0; LEN_PREFIX]);
+        out.reserve(LEN_PREFIX + len);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
         out.push(self.frame_type());
         out.extend_from_slice(&self.id().to_le_bytes());
+        self.put_payload(out);
+        debug_assert_eq!(out.len() - start, LEN_PREFIX + len);
+        Ok(())
+    }
+
+    fn put_payload(&self, out: &mut Vec<u8>) {
         match self {
             Frame::Spawn(s) => {
                 put_u32(out, s.argv.len());
@@ -279,6 +364,7 @@ impl Frame {
             Frame::Panic => out.extend_from_slice(&PANIC_MAGIC.to_le_bytes()),
             Frame::Ready { kernel_release } => put_bytes(out, kernel_release.as_bytes()),
             Frame::Started { pid, .. } => out.extend_from_slice(&pid.to_le_bytes()),
+            Frame::StdinAck { bytes, .. } => out.extend_from_slice(&bytes.to_le_bytes()),
             Frame::Exited { code, .. } => out.extend_from_slice(&code.to_le_bytes()),
             Frame::Signaled { signal, .. } => out.extend_from_slice(&signal.to_le_bytes()),
             Frame::SpawnFailed { errno, msg, .. } => {
@@ -287,16 +373,6 @@ impl Frame {
             }
             Frame::StdinClose { .. } | Frame::Ping { .. } | Frame::Pong { .. } => {}
         }
-        let len = out.len() - start - LEN_PREFIX;
-        if len > MAX_FRAME_LEN {
-            out.truncate(start);
-            return Err(ProtoError::FrameTooLarge {
-                len,
-                max: MAX_FRAME_LEN,
-            });
-        }
-        out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
-        Ok(())
     }
 
     /// The encoded frame as a new buffer.
@@ -376,6 +452,10 @@ impl Frame {
                 msg: r.str()?,
             },
             ty::PONG => Frame::Pong { nonce: id },
+            ty::STDIN_ACK => Frame::StdinAck {
+                id,
+                bytes: r.u32()?,
+            },
             other => return Err(ProtoError::UnknownType(other)),
         };
         if !r.rest.is_empty() {
@@ -386,8 +466,8 @@ impl Frame {
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {
-    // Lengths above u32::MAX cannot occur: the frame cap is far below it, and
-    // encode_into rejects the frame afterwards.
+    // Lengths above u32::MAX cannot occur: encode_into refuses frames above
+    // the cap, which is far below it, before writing anything.
     out.extend_from_slice(&(n.min(u32::MAX as usize) as u32).to_le_bytes());
 }
 
@@ -461,7 +541,10 @@ impl<'a> Reader<'a> {
 /// A frame whose payload is malformed yields one `Err` and decoding goes on
 /// with the next frame. A length out of range is fatal (see
 /// [`ProtoError::is_fatal`]): it yields one `Err`, then the decoder drops its
-/// input and yields nothing until [`FrameDecoder::reset`].
+/// input and yields nothing, whatever bytes follow, until
+/// [`FrameDecoder::reset`]. The caller should then close the link: the bytes
+/// that follow may be the rest of an oversized frame, whose payload can look
+/// like any frame.
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
@@ -546,7 +629,9 @@ impl FrameDecoder {
         self.broken
     }
 
-    /// Forgets all input and any fatal error, e.g. when the peer reconnects.
+    /// Forgets all input and any fatal error. Only for a point that cannot
+    /// be inside a frame, i.e. a new connection: never to resume the stream
+    /// that broke.
     pub fn reset(&mut self) {
         self.buf.clear();
         self.start = 0;
@@ -556,6 +641,135 @@ impl FrameDecoder {
     /// Bytes received but not yet returned as frames.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start
+    }
+}
+
+/// The sending side's count of one process's stdin window (see
+/// [`STDIN_WINDOW`]): how many bytes may go out now.
+///
+/// ```
+/// use starina_bridge::process::{StdinWindow, STDIN_WINDOW};
+/// let mut w = StdinWindow::new();
+/// assert_eq!(w.available(), STDIN_WINDOW);
+/// w.sent(1000);
+/// assert_eq!(w.available(), STDIN_WINDOW - 1000);
+/// w.acked(1000); // a StdinAck { bytes: 1000 } came back
+/// assert_eq!(w.available(), STDIN_WINDOW);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StdinWindow {
+    /// Bytes sent and not yet acknowledged.
+    unacked: usize,
+}
+
+impl StdinWindow {
+    /// A full window, as every process starts with.
+    pub const fn new() -> Self {
+        StdinWindow { unacked: 0 }
+    }
+
+    /// How many bytes of stdin may be sent now.
+    pub fn available(&self) -> usize {
+        STDIN_WINDOW.saturating_sub(self.unacked)
+    }
+
+    /// Whether nothing may be sent until an acknowledgement comes.
+    pub fn is_closed(&self) -> bool {
+        self.available() == 0
+    }
+
+    /// Bytes sent and not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked
+    }
+
+    /// Records `n` bytes sent as `Stdin` data. The caller sends at most
+    /// [`StdinWindow::available`] bytes.
+    pub fn sent(&mut self, n: usize) {
+        self.unacked = self.unacked.saturating_add(n);
+    }
+
+    /// Records a [`Frame::StdinAck`]. More than was sent is capped: a stale
+    /// or bogus acknowledgement never opens the window beyond its size.
+    pub fn acked(&mut self, bytes: u32) {
+        self.unacked = self.unacked.saturating_sub(bytes as usize);
+    }
+}
+
+/// The host side of one process's stdin: data waiting for the window, and
+/// the close that goes after it. Whoever sends `Stdin` to the agent (the
+/// linux server) keeps one per process:
+///
+/// ```
+/// use starina_bridge::process::{Frame, StdinOutbox, MAX_DATA_CHUNK, STDIN_WINDOW};
+/// let mut stdin = StdinOutbox::new();
+/// stdin.push(&vec![b'y'; STDIN_WINDOW + 10]);
+/// let mut sent = 0;
+/// while let Some(frame) = stdin.next_frame(7) {
+///     let Frame::Stdin { data, .. } = frame else { unreachable!() };
+///     assert!(data.len() <= MAX_DATA_CHUNK);
+///     sent += data.len();
+/// }
+/// assert_eq!(sent, STDIN_WINDOW); // the window is full...
+/// assert_eq!(stdin.pending(), 10); // ...so stop reading the client
+/// stdin.acked(10); // the agent's StdinAck
+/// assert_eq!(stdin.next_frame(7), Some(Frame::Stdin { id: 7, data: vec![b'y'; 10] }));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StdinOutbox {
+    window: StdinWindow,
+    pending: VecDeque<u8>,
+    /// StdinClose goes once `pending` is empty.
+    close: bool,
+    close_sent: bool,
+}
+
+impl StdinOutbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues stdin data from the client. The caller bounds what waits:
+    /// while [`StdinOutbox::pending`] is not zero it reads no more stdin.
+    pub fn push(&mut self, data: &[u8]) {
+        if !self.close {
+            self.pending.extend(data);
+        }
+    }
+
+    /// The client closed stdin: `StdinClose` follows the data.
+    pub fn close(&mut self) {
+        self.close = true;
+    }
+
+    /// Records the agent's [`Frame::StdinAck`].
+    pub fn acked(&mut self, bytes: u32) {
+        self.window.acked(bytes);
+    }
+
+    /// Bytes waiting for the window.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The next frame that may go to the agent now for process `id`:
+    /// `Stdin` chunks within the window, then `StdinClose` once.
+    pub fn next_frame(&mut self, id: u32) -> Option<Frame> {
+        let n = self
+            .pending
+            .len()
+            .min(MAX_DATA_CHUNK)
+            .min(self.window.available());
+        if n > 0 {
+            self.window.sent(n);
+            let data = self.pending.drain(..n).collect();
+            return Some(Frame::Stdin { id, data });
+        }
+        if self.close && !self.close_sent && self.pending.is_empty() {
+            self.close_sent = true;
+            return Some(Frame::StdinClose { id });
+        }
+        None
     }
 }
 
@@ -608,6 +822,10 @@ mod tests {
                 msg: "no such directory: /nope ✗".into(),
             },
             Frame::Pong { nonce: 9 },
+            Frame::StdinAck {
+                id: 5,
+                bytes: 65536,
+            },
         ]
     }
 
@@ -617,6 +835,7 @@ mod tests {
             let bytes = frame.encode().unwrap();
             let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
             assert_eq!(len + LEN_PREFIX, bytes.len(), "{frame:?}");
+            assert_eq!(len, frame.encoded_len(), "{frame:?}");
             assert_eq!(Frame::decode_body(&bytes[4..]), Ok(frame.clone()));
             let mut d = FrameDecoder::new();
             d.push(&bytes);
@@ -788,6 +1007,207 @@ mod tests {
             Err(ProtoError::FrameTooLarge { .. })
         ));
         assert_eq!(out, [1, 2, 3]);
+    }
+
+    fn spawn_with(argv: Vec<Vec<u8>>, env: Vec<(Vec<u8>, Vec<u8>)>) -> Frame {
+        Frame::Spawn(Spawn {
+            id: 1,
+            argv,
+            env,
+            cwd: None,
+        })
+    }
+
+    #[test]
+    fn encode_refuses_oversized_argv_and_env() {
+        let big = vec![b'x'; MAX_FRAME_LEN];
+        let cases = [
+            spawn_with(vec![b"echo".to_vec(), big.clone()], vec![]),
+            spawn_with(vec![b"env".to_vec()], vec![(b"K".to_vec(), big.clone())]),
+            // Many small arguments add up too.
+            spawn_with(vec![vec![b'a'; 1000]; 1100], vec![]),
+        ];
+        for frame in cases {
+            let mut out = vec![9];
+            let err = frame.encode_into(&mut out).unwrap_err();
+            assert!(
+                matches!(err, ProtoError::FrameTooLarge { max, len } if max == MAX_FRAME_LEN && len > max)
+            );
+            assert_eq!(out, [9], "nothing written");
+            assert!(frame.encode().is_err());
+        }
+    }
+
+    #[test]
+    fn encode_accepts_a_frame_exactly_at_the_limit() {
+        // Payload: argc, one (len, bytes) argument, envc, has_cwd.
+        let arg = vec![b'y'; MAX_FRAME_LEN - HEADER_LEN - 4 - 4 - 4 - 1];
+        let frame = spawn_with(vec![arg], vec![]);
+        assert_eq!(frame.encoded_len(), MAX_FRAME_LEN);
+        let bytes = frame.encode().unwrap();
+        let mut d = FrameDecoder::new();
+        d.push(&bytes);
+        assert_eq!(d.next(), Some(Ok(frame)));
+    }
+
+    #[test]
+    fn nothing_decodes_after_a_fatal_error() {
+        let mut stream = ((MAX_FRAME_LEN + 1) as u32).to_le_bytes().to_vec();
+        for f in all_frames() {
+            f.encode_into(&mut stream).unwrap();
+        }
+        for chunk in [1, 5, 4096, stream.len()] {
+            let mut d = FrameDecoder::new();
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(r) = d.next() {
+                    got.push(r);
+                }
+            }
+            assert_eq!(got.len(), 1, "chunk {chunk}: {got:?}");
+            assert!(got[0].as_ref().unwrap_err().is_fatal());
+            assert!(d.is_broken());
+            assert_eq!(d.pending(), 0, "input is dropped, not kept");
+        }
+    }
+
+    /// The attack of an oversized frame: its payload carries valid frames
+    /// (here Panic, Kill and Spawn), which a decoder that resynchronised
+    /// after the bad length would run.
+    #[test]
+    fn panic_inside_an_oversized_frame_is_never_decoded() {
+        let mut inner = Vec::new();
+        Frame::Panic.encode_into(&mut inner).unwrap();
+        Frame::Kill { id: 1, signal: 9 }
+            .encode_into(&mut inner)
+            .unwrap();
+        Frame::Spawn(Spawn::new(2, &["reboot"]))
+            .encode_into(&mut inner)
+            .unwrap();
+        let mut payload = Vec::new();
+        while payload.len() < MAX_FRAME_LEN + 64 * 1024 {
+            payload.extend_from_slice(&inner);
+        }
+        // As a sender without a length check would put it on the wire: an
+        // argument of a Spawn, the len field above the limit.
+        let body_len = HEADER_LEN + 4 + 4 + payload.len() + 4 + 1;
+        let mut stream = (body_len as u32).to_le_bytes().to_vec();
+        stream.push(ty::SPAWN);
+        stream.extend_from_slice(&1u32.to_le_bytes());
+        stream.extend_from_slice(&1u32.to_le_bytes());
+        stream.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        stream.extend_from_slice(&payload);
+        stream.extend_from_slice(&[0, 0, 0, 0, 0]);
+        for chunk in [7, 4096, 65536] {
+            let mut d = FrameDecoder::new();
+            let mut frames = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(r) = d.next() {
+                    frames.push(r);
+                }
+            }
+            assert!(
+                !frames.iter().any(|f| f.is_ok()),
+                "{chunk}: decoded {frames:?}"
+            );
+            assert_eq!(frames.len(), 1);
+        }
+        // And the encoder never produces such a frame.
+        let argv = vec![b"sh".to_vec(), payload];
+        assert!(spawn_with(argv, vec![]).encode().is_err());
+    }
+
+    #[test]
+    fn stdin_window_counts_and_caps() {
+        let mut w = StdinWindow::new();
+        w.sent(STDIN_WINDOW - 10);
+        assert_eq!(w.available(), 10);
+        assert!(!w.is_closed());
+        w.sent(10);
+        assert!(w.is_closed());
+        w.acked(4096);
+        assert_eq!(w.available(), 4096);
+        assert_eq!(w.unacked(), STDIN_WINDOW - 4096);
+        // A bogus acknowledgement does not open more than the window.
+        w.acked(u32::MAX);
+        assert_eq!(w.available(), STDIN_WINDOW);
+        assert_eq!(w.unacked(), 0);
+    }
+
+    fn drain(outbox: &mut StdinOutbox, id: u32) -> Vec<Frame> {
+        core::iter::from_fn(|| outbox.next_frame(id)).collect()
+    }
+
+    #[test]
+    fn stdin_outbox_keeps_to_the_window_and_closes_last() {
+        let mut o = StdinOutbox::new();
+        let data: Vec<u8> = (0..STDIN_WINDOW * 2 + 5).map(|i| i as u8).collect();
+        o.push(&data[..100]);
+        o.push(&data[100..]);
+        o.close();
+        o.push(b"after close: dropped");
+        let mut got = Vec::new();
+        let mut closed = false;
+        for round in 0..10 {
+            let frames = drain(&mut o, 3);
+            let bytes: usize = frames
+                .iter()
+                .map(|f| match f {
+                    Frame::Stdin { id: 3, data } => {
+                        assert!(data.len() <= MAX_DATA_CHUNK);
+                        got.extend_from_slice(data);
+                        data.len()
+                    }
+                    Frame::StdinClose { id: 3 } => {
+                        closed = true;
+                        0
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .sum();
+            assert!(bytes <= STDIN_WINDOW, "round {round}: {bytes}");
+            if closed {
+                break;
+            }
+            // The agent takes everything and acknowledges it.
+            o.acked(bytes as u32);
+        }
+        assert!(closed);
+        assert_eq!(got, data);
+        assert_eq!(o.pending(), 0);
+        assert_eq!(drain(&mut o, 3), []);
+    }
+
+    #[test]
+    fn stdin_outbox_holds_data_while_the_window_is_shut() {
+        let mut o = StdinOutbox::new();
+        o.push(&vec![1; STDIN_WINDOW]);
+        assert_eq!(drain(&mut o, 1).len(), STDIN_WINDOW / MAX_DATA_CHUNK);
+        o.push(b"more");
+        o.close();
+        assert_eq!(drain(&mut o, 1), [], "no close before the data");
+        assert_eq!(o.pending(), 4);
+        o.acked(2);
+        assert_eq!(
+            drain(&mut o, 1),
+            [Frame::Stdin {
+                id: 1,
+                data: b"mo".to_vec()
+            }]
+        );
+        o.acked(2);
+        assert_eq!(
+            drain(&mut o, 1),
+            [
+                Frame::Stdin {
+                    id: 1,
+                    data: b"re".to_vec()
+                },
+                Frame::StdinClose { id: 1 }
+            ]
+        );
     }
 
     /// A small deterministic generator, so the test needs no dependencies.

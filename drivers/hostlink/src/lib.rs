@@ -23,6 +23,16 @@
 //! full, or its `OpenReply` has not come yet), the driver stops reading the
 //! port, so QEMU stops reading the socket.
 //!
+//! A framing error from the host (a frame length out of range: e.g. an
+//! argv over 1 MiB from a sender that does not check) closes the link for
+//! good: the bytes after it may be the inside of an oversized frame, which
+//! can look like any frame (`Spawn`, `Kill`, `Panic`), and nothing in a
+//! plain virtio-console stream marks where a frame could start again. So
+//! every host process fails with `SpawnFailed` (its channel closes, and the
+//! linux server kills it), and from then on everything the port delivers is
+//! read and dropped, never decoded. A fresh link is a fresh boot, which is
+//! what `scripts/starina exec` does for every command.
+//!
 //! Besides its interrupt, the driver also polls the port on a timer (every
 //! millisecond while a command runs, every 20 ms otherwise): on q35 the
 //! virtio-console's INTx was seen not to arrive, and a relay must not hang
@@ -53,6 +63,7 @@ use starina_bridge::exec;
 use starina_bridge::exec::ExecRequest;
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
+use starina_bridge::process::ProtoError;
 use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::transport::SomeTransport;
 
@@ -67,6 +78,8 @@ const POLL_ACTIVE_NS: u64 = 1_000_000;
 const POLL_IDLE_NS: u64 = 20_000_000;
 /// `errno` of a `SpawnFailed` when the linux server went away.
 const LINUX_GONE: i32 = codes::UNAVAILABLE as i32;
+/// `errno` of a `SpawnFailed` when the host broke the framing.
+const LINK_BROKEN: i32 = codes::RESET as i32;
 
 /// What a watched object is to the relay.
 enum Watched {
@@ -250,13 +263,8 @@ impl Link {
             while !self.stalled(cx) {
                 match self.decoder.next() {
                     Some(Ok(frame)) => self.on_host_frame(cx, frame),
-                    Some(Err(e)) => {
-                        log::warn!("bad frame from the host: {e}");
-                        if e.is_fatal() {
-                            // Out of sync: start over with the next bytes.
-                            self.decoder.reset();
-                        }
-                    }
+                    Some(Err(e)) if e.is_fatal() => self.close_link(cx, &e),
+                    Some(Err(e)) => log::warn!("bad frame from the host: {e}"),
                     None => break,
                 }
             }
@@ -268,6 +276,23 @@ impl Link {
                 return;
             }
             self.decoder.push(&chunk);
+        }
+    }
+
+    /// The host broke the framing: fails every process and leaves the
+    /// decoder broken, so the rest of the stream is drained and dropped
+    /// (see the module docs).
+    fn close_link(&mut self, cx: &mut Cx<Watched>, error: &ProtoError) {
+        log::error!(
+            "the host link is out of sync ({error}): closing it; no further frames are read"
+        );
+        debug_assert!(self.decoder.is_broken());
+        let why = format!("the host link closed: {error}");
+        for (id, p) in core::mem::take(&mut self.procs) {
+            if let Some(ch) = p.ch {
+                cx.remove(ch);
+            }
+            self.spawn_failed(id, LINK_BROKEN, why.clone());
         }
     }
 

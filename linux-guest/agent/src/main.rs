@@ -16,6 +16,7 @@
 
 mod pipebench;
 mod server;
+mod stdin;
 mod sys;
 
 use std::fs::File;
@@ -162,11 +163,27 @@ fn run_as_init() -> ! {
     };
     log(&format!("ready (Linux {release})"));
     let result = server::serve(input, output, release, PanicAction::CrashKernel);
+    if let Err(e) = result {
+        // The link is one byte stream for the VM's life, and its frame
+        // boundaries are lost: the only fresh link is a fresh VM, which the
+        // linux server boots when this one goes away.
+        log(&format!("{e}; restarting the guest for a fresh link"));
+        restart_guest();
+    }
     // A tty does not report end of file; anything else is unexpected.
-    log(&format!("control stream ended: {result:?}; idling"));
+    log("control stream ended; idling");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// Ends the VM so that the host starts a new one: a reboot, or else a
+/// kernel crash (both end this VM for the linux server).
+fn restart_guest() -> ! {
+    if let Err(e) = sys::reboot() {
+        log(&format!("reboot: {e}; crashing the kernel instead"));
+    }
+    server::crash_kernel()
 }
 
 fn mount_basics() {

@@ -9,6 +9,16 @@
 //! - per process: a stdin writer, a stderr reader, and a stdout reader that
 //!   afterwards sends the final Exited/Signaled frame, so that frame always
 //!   follows the last output.
+//!
+//! Stdin is flow-controlled per process (`stdin.rs`): the control reader
+//! queues a process's stdin without ever waiting, within the protocol's
+//! stdin window, and the process's stdin writer acknowledges what the child
+//! takes. A process that does not read its stdin therefore holds at most one
+//! window of memory and stalls only the host's writer for that process.
+//!
+//! A framing error (a frame length out of range) ends the control stream:
+//! what follows could be the inside of an oversized frame, so it is not
+//! read as frames. Every process is killed and [`serve`] fails.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -18,7 +28,6 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::ChildStdin;
 use std::process::Command;
 use std::process::ExitStatus;
 use std::process::Stdio;
@@ -34,8 +43,12 @@ use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
 use starina_bridge::process::Spawn;
 use starina_bridge::process::MAX_DATA_CHUNK;
+use starina_bridge::process::STDIN_WINDOW;
 
 use crate::log;
+use crate::stdin;
+use crate::stdin::PushError;
+use crate::stdin::StdinQueue;
 use crate::sys;
 
 /// Frames queued for the writer before producers block.
@@ -52,14 +65,9 @@ pub enum PanicAction {
     Exit,
 }
 
-enum StdinMsg {
-    Data(Vec<u8>),
-    Close,
-}
-
 struct Proc {
     pid: u32,
-    stdin: mpsc::Sender<StdinMsg>,
+    stdin: Arc<StdinQueue>,
 }
 
 #[derive(Default)]
@@ -102,7 +110,9 @@ fn spawn_thread(
 }
 
 /// Serves requests read from `input`, writing replies to `output`, until
-/// `input` reports end of file. Sends `Ready` first.
+/// `input` reports end of file. Sends `Ready` first. Fails with
+/// `InvalidData` when the stream breaks (a frame length out of range),
+/// after killing every process.
 pub fn serve(
     mut input: impl Read,
     output: impl Write + Send + 'static,
@@ -133,13 +143,13 @@ pub fn serve(
         while let Some(result) = decoder.next() {
             match result {
                 Ok(frame) => handle(&shared, frame, panic_action),
-                Err(e) => {
-                    log(&format!("bad control frame: {e}"));
-                    if e.is_fatal() {
-                        log("control stream out of sync; dropping buffered input");
-                        decoder.reset();
-                    }
+                Err(e) if e.is_fatal() => {
+                    log(&format!("control stream broken: {e}; closing it"));
+                    kill_all(&shared);
+                    let msg = format!("control stream broken: {e}");
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
                 }
+                Err(e) => log(&format!("bad control frame: {e}")),
             }
         }
     }
@@ -148,19 +158,13 @@ pub fn serve(
 fn handle(shared: &Arc<Shared>, frame: Frame, panic_action: PanicAction) {
     match frame {
         Frame::Spawn(req) => spawn(shared, req),
-        Frame::Stdin { id, data } => send_stdin(shared, id, StdinMsg::Data(data)),
-        Frame::StdinClose { id } => send_stdin(shared, id, StdinMsg::Close),
-        Frame::Kill { id, signal } => {
-            let table = shared.table();
-            // Signal only while the pid is unreaped: it cannot have been reused.
-            if let Some(p) = table.by_id.get(&id) {
-                if table.by_pid.contains_key(&p.pid) {
-                    if let Err(e) = sys::kill(p.pid, signal) {
-                        log(&format!("kill {id} (pid {}) with {signal}: {e}", p.pid));
-                    }
-                }
+        Frame::Stdin { id, data } => push_stdin(shared, id, data),
+        Frame::StdinClose { id } => {
+            if let Some(queue) = stdin_queue(shared, id) {
+                queue.close();
             }
         }
+        Frame::Kill { id, signal } => signal_process(&shared.table(), id, signal),
         Frame::Ping { nonce } => shared.send(Frame::Pong { nonce }),
         Frame::Panic => {
             log("panic requested (test only)");
@@ -173,14 +177,56 @@ fn handle(shared: &Arc<Shared>, frame: Frame, panic_action: PanicAction) {
     }
 }
 
-fn send_stdin(shared: &Shared, id: u32, msg: StdinMsg) {
-    if let Some(p) = shared.table().by_id.get(&id) {
-        let _ = p.stdin.send(msg);
+/// Signals process `id`, only while its pid is unreaped: it cannot have been
+/// reused.
+fn signal_process(table: &Table, id: u32, signal: i32) {
+    if let Some(p) = table.by_id.get(&id) {
+        if table.by_pid.contains_key(&p.pid) {
+            if let Err(e) = sys::kill(p.pid, signal) {
+                log(&format!("kill {id} (pid {}) with {signal}: {e}", p.pid));
+            }
+        }
     }
 }
 
+/// Kills every process, when the control stream is gone.
+fn kill_all(shared: &Shared) {
+    let table = shared.table();
+    for &id in table.by_id.keys() {
+        signal_process(&table, id, libc::SIGKILL);
+    }
+}
+
+fn stdin_queue(shared: &Shared, id: u32) -> Option<Arc<StdinQueue>> {
+    shared.table().by_id.get(&id).map(|p| Arc::clone(&p.stdin))
+}
+
+fn push_stdin(shared: &Shared, id: u32, data: Vec<u8>) {
+    let Some(queue) = stdin_queue(shared, id) else {
+        return; // Already ended: like writing to a closed pipe.
+    };
+    let Err(PushError::Overrun { queued, pushed }) = queue.push(data) else {
+        return;
+    };
+    // The host broke the stdin window: drop this process's stdin rather
+    // than buffer without bound, and end the process rather than let it
+    // run on input with a hole in it.
+    let why = format!(
+        "stdin overrun: the host sent {pushed} bytes with {queued} unacknowledged \
+         (window {STDIN_WINDOW}); stdin dropped, process killed"
+    );
+    log(&format!("process {id}: {why}"));
+    queue.send_unless_retired(|| {
+        shared.send(Frame::Stderr {
+            id,
+            data: format!("starina-agent: {why}\n").into_bytes(),
+        })
+    });
+    signal_process(&shared.table(), id, libc::SIGKILL);
+}
+
 /// Panics the guest kernel: SysRq 'c', or else PID 1 exiting.
-fn crash_kernel() -> ! {
+pub fn crash_kernel() -> ! {
     let _ = std::fs::write("/proc/sysrq-trigger", b"c");
     std::process::exit(1);
 }
@@ -245,13 +291,13 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
         }
     };
     let pid = child.id();
-    let (stdin_tx, stdin_rx) = mpsc::channel();
+    let stdin_queue = Arc::new(StdinQueue::default());
     let (exit_tx, exit_rx) = mpsc::channel();
     table.by_id.insert(
         id,
         Proc {
             pid,
-            stdin: stdin_tx,
+            stdin: Arc::clone(&stdin_queue),
         },
     );
     table.by_pid.insert(pid, exit_tx);
@@ -265,7 +311,12 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
     else {
         unreachable!("all three streams were requested as pipes");
     };
-    if let Err(e) = start_stream_threads(shared, id, stdin, stdin_rx, stdout, stderr, exit_rx) {
+    let streams = Streams {
+        stdin,
+        stdout,
+        stderr,
+    };
+    if let Err(e) = start_stream_threads(shared, id, stdin_queue, streams, exit_rx) {
         // Out of threads: the process runs unattended; kill it so the host
         // still hears about it. Its pipes close with the dropped handles.
         log(&format!("process {id}: cannot start threads: {e}"));
@@ -273,16 +324,30 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
     }
 }
 
+/// The child's ends of its three pipes.
+struct Streams {
+    stdin: std::process::ChildStdin,
+    stdout: std::process::ChildStdout,
+    stderr: std::process::ChildStderr,
+}
+
 fn start_stream_threads(
     shared: &Arc<Shared>,
     id: u32,
-    stdin: ChildStdin,
-    stdin_rx: mpsc::Receiver<StdinMsg>,
-    stdout: impl Read + Send + 'static,
-    stderr: impl Read + Send + 'static,
+    stdin_queue: Arc<StdinQueue>,
+    streams: Streams,
     exit_rx: mpsc::Receiver<ExitStatus>,
 ) -> io::Result<()> {
-    spawn_thread("stdin", move || stdin_loop(stdin, stdin_rx))?;
+    let Streams {
+        stdin,
+        stdout,
+        stderr,
+    } = streams;
+    let s = Arc::clone(shared);
+    let queue = Arc::clone(&stdin_queue);
+    spawn_thread("stdin", move || {
+        stdin::write_loop(id, &queue, stdin, |frame| s.send(frame))
+    })?;
     let s = Arc::clone(shared);
     let err_thread = spawn_thread("stderr", move || {
         pump(stderr, |data| s.send(Frame::Stderr { id, data }))
@@ -295,6 +360,8 @@ fn start_stream_threads(
         let status = exit_rx.recv();
         // Free the id before the final frame: the host may reuse it at once.
         s.table().by_id.remove(&id);
+        // No ack or report about this id may follow the final frame.
+        stdin_queue.retire();
         s.send(match status {
             Ok(status) => final_frame(id, status),
             Err(_) => Frame::Exited { id, code: 255 },
@@ -308,17 +375,6 @@ fn final_frame(id: u32, status: ExitStatus) -> Frame {
         (Some(code), _) => Frame::Exited { id, code },
         (None, Some(signal)) => Frame::Signaled { id, signal },
         (None, None) => Frame::Exited { id, code: 255 },
-    }
-}
-
-fn stdin_loop(mut stdin: ChildStdin, rx: mpsc::Receiver<StdinMsg>) {
-    let mut broken = false;
-    // Ends on Close, or when the process is gone and its sender dropped.
-    while let Ok(StdinMsg::Data(data)) = rx.recv() {
-        // After EPIPE keep draining, so the control loop never blocks on us.
-        if !broken && stdin.write_all(&data).is_err() {
-            broken = true;
-        }
     }
 }
 

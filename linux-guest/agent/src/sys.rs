@@ -79,6 +79,14 @@ pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
+/// `reboot(2)` with `RB_AUTOBOOT`: restarts the machine at once (PID 1
+/// only). Returns only on failure.
+pub fn reboot() -> io::Result<()> {
+    // SAFETY: reboot takes a plain integer command and touches no memory of
+    // ours; the caller accepts that the machine restarts without a sync.
+    check(unsafe { libc::reboot(libc::RB_AUTOBOOT) }).map(drop)
+}
+
 /// Puts a terminal into raw mode: no echo, no line editing, no CR/LF
 /// translation, no signals, 8-bit clean. The control channel is a tty
 /// (`/dev/hvc0`) carrying binary frames.

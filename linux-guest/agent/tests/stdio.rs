@@ -15,6 +15,10 @@ use std::time::Instant;
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
 use starina_bridge::process::Spawn;
+use starina_bridge::process::StdinWindow;
+use starina_bridge::process::MAX_DATA_CHUNK;
+use starina_bridge::process::MAX_FRAME_LEN;
+use starina_bridge::process::STDIN_WINDOW;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,6 +37,8 @@ struct Outcome {
     exited: Option<i32>,
     signaled: Option<i32>,
     spawn_failed: Option<(i32, String)>,
+    /// Sum of the StdinAck frames.
+    stdin_acked: u64,
 }
 
 impl Outcome {
@@ -109,6 +115,7 @@ impl Agent {
                 Frame::Exited { code, .. } => o.exited = Some(code),
                 Frame::Signaled { signal, .. } => o.signaled = Some(signal),
                 Frame::SpawnFailed { errno, msg, .. } => o.spawn_failed = Some((errno, msg)),
+                Frame::StdinAck { bytes, .. } => o.stdin_acked += u64::from(bytes),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -307,4 +314,223 @@ fn pipe_bench_reports_its_round_trips() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no roundtrip_ns in {line:?}"));
     assert!(per > 0, "{line:?}");
+}
+
+// -- stdin flow control and framing errors ---------------------------------
+
+/// The agent's resident memory, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Deterministic bytes that do not compress into patterns.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A host that keeps to the stdin window of one process.
+struct WindowedSender {
+    id: u32,
+    window: StdinWindow,
+    sent: usize,
+}
+
+impl WindowedSender {
+    fn new(id: u32) -> Self {
+        WindowedSender {
+            id,
+            window: StdinWindow::new(),
+            sent: 0,
+        }
+    }
+
+    /// Sends as much of `data[self.sent..]` as the window allows.
+    fn send_some(&mut self, agent: &mut Agent, data: &[u8]) {
+        while self.sent < data.len() && !self.window.is_closed() {
+            let n = (data.len() - self.sent)
+                .min(MAX_DATA_CHUNK)
+                .min(self.window.available());
+            let chunk = data[self.sent..self.sent + n].to_vec();
+            agent.send(Frame::Stdin {
+                id: self.id,
+                data: chunk,
+            });
+            self.window.sent(n);
+            self.sent += n;
+        }
+    }
+}
+
+#[test]
+fn big_stdin_through_the_window_is_exact() {
+    let mut agent = Agent::start();
+    let input = noise(4 << 20);
+    agent.send(Frame::Spawn(Spawn::new(1, &["cat"])));
+    let mut sender = WindowedSender::new(1);
+    let mut o = Outcome::default();
+    let mut closed = false;
+    let deadline = Instant::now() + TIMEOUT;
+    while !o.done() {
+        sender.send_some(&mut agent, &input);
+        if sender.sent == input.len() && !closed {
+            agent.send(Frame::StdinClose { id: 1 });
+            closed = true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match agent.frames.recv_timeout(left).expect("agent reply") {
+            Frame::StdinAck { bytes, .. } => {
+                sender.window.acked(bytes);
+                o.stdin_acked += u64::from(bytes);
+            }
+            Frame::Started { .. } => o.started = true,
+            Frame::Stdout { data, .. } => o.stdout.extend(data),
+            Frame::Exited { code, .. } => o.exited = Some(code),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(o.exited, Some(0));
+    assert_eq!(o.stdout.len(), input.len());
+    assert!(o.stdout == input, "cat's output differs from its input");
+    assert_eq!(o.stdin_acked, input.len() as u64);
+}
+
+/// A process that never reads its stdin takes one window (plus its pipe)
+/// and no more; the host's writer for it stalls, nothing else does.
+#[test]
+fn unread_stdin_stalls_only_its_own_writer() {
+    let mut agent = Agent::start();
+    agent.send(Frame::Spawn(Spawn::new(1, &["sleep", "100"])));
+    assert!(matches!(agent.recv(), Frame::Started { id: 1, .. }));
+    let flood = vec![b'y'; 16 << 20];
+    let mut sender = WindowedSender::new(1);
+    // Send while acknowledgements open the window; stop once none came
+    // for a while.
+    loop {
+        sender.send_some(&mut agent, &flood);
+        match agent.frames.recv_timeout(Duration::from_millis(500)) {
+            Ok(Frame::StdinAck { id: 1, bytes }) => sender.window.acked(bytes),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => break,
+        }
+    }
+    assert!(sender.window.is_closed());
+    // The window, plus what the pipe holds (64 KiB by default on Linux).
+    assert!(sender.sent >= STDIN_WINDOW, "sent {}", sender.sent);
+    assert!(
+        sender.sent <= STDIN_WINDOW + (1 << 20),
+        "sent {}",
+        sender.sent
+    );
+    eprintln!(
+        "stalled after {} bytes sent, {} unacknowledged",
+        sender.sent,
+        sender.window.unacked()
+    );
+
+    // The control stream and other processes go on.
+    agent.send(Frame::Ping { nonce: 5 });
+    assert_eq!(agent.recv(), Frame::Pong { nonce: 5 });
+    let o = agent.run(sh(2, "echo still here"));
+    assert_eq!(o.stdout(), "still here\n");
+    assert_eq!(o.exited, Some(0));
+
+    agent.send(Frame::Kill { id: 1, signal: 9 });
+    let o = agent.collect(&[1]).remove(&1).unwrap();
+    assert_eq!(o.signaled, Some(9));
+}
+
+/// A host that ignores the window cannot grow the agent: the process's
+/// stdin is dropped, the process killed with a message, and the rest goes
+/// on. (Before flow control the agent queued all of it.)
+#[test]
+fn stdin_flood_beyond_the_window_is_bounded() {
+    let mut agent = Agent::start();
+    let pid = agent.child.id();
+    agent.send(Frame::Spawn(Spawn::new(1, &["sleep", "100"])));
+    assert!(matches!(agent.recv(), Frame::Started { id: 1, .. }));
+    let before = rss_kib(pid);
+    let chunk = Frame::Stdin {
+        id: 1,
+        data: vec![b'y'; MAX_DATA_CHUNK],
+    }
+    .encode()
+    .unwrap();
+    const FLOOD: usize = 64 << 20;
+    for _ in 0..FLOOD / MAX_DATA_CHUNK {
+        agent.stdin.write_all(&chunk).unwrap();
+    }
+    agent.send(Frame::Ping { nonce: 6 });
+    let o = agent.collect(&[1]).remove(&1).unwrap();
+    assert_eq!(o.signaled, Some(9));
+    assert!(o.stderr().contains("stdin overrun"), "{}", o.stderr());
+    assert_eq!(agent.recv(), Frame::Pong { nonce: 6 });
+    let after = rss_kib(pid);
+    eprintln!("agent RSS {before} KiB before a {FLOOD}-byte flood, {after} KiB after");
+    assert!(
+        after < before + 16 * 1024,
+        "agent grew from {before} to {after} KiB"
+    );
+    let o = agent.run(sh(2, "echo fine"));
+    assert_eq!(o.stdout(), "fine\n");
+    assert_eq!(o.exited, Some(0));
+}
+
+/// A frame length over the limit ends the control stream: the bytes after
+/// it (here Panic frames inside the oversized frame) are never run, and the
+/// agent's processes are killed.
+#[test]
+fn framing_error_closes_the_control_stream() {
+    let mut agent = Agent::start();
+    agent.send(Frame::Spawn(Spawn::new(1, &["sleep", "100"])));
+    let Frame::Started { id: 1, pid: child } = agent.recv() else {
+        panic!("expected Started");
+    };
+    let panic = Frame::Panic.encode().unwrap();
+    let mut stream = ((MAX_FRAME_LEN + 1) as u32).to_le_bytes().to_vec();
+    stream.push(0x01); // a Spawn
+    stream.extend_from_slice(&1u32.to_le_bytes());
+    while stream.len() < 2 * MAX_FRAME_LEN {
+        stream.extend_from_slice(&panic);
+    }
+    // The agent stops reading once the stream breaks: writes may fail.
+    for piece in stream.chunks(4096) {
+        if agent.stdin.write_all(piece).is_err() {
+            break;
+        }
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "agent did not end the stream");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // 99 would mean a Panic frame was decoded.
+    assert_eq!(status.code(), Some(1));
+    // Its process was killed: gone, or a zombie waiting for its reaper.
+    let gone = |pid: u32| match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z')),
+    };
+    while !gone(child) {
+        assert!(
+            Instant::now() < deadline,
+            "process {child} outlived the link"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
