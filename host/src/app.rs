@@ -73,6 +73,7 @@ pub fn dispatch(
             clippy: false,
             cargo_args,
         } => build_kernel(host, &cargo_args, io),
+        Command::Direct(opts) => crate::direct::direct(&opts),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::direct::DirectOptions;
 use crate::exec::ExecOptions;
 use crate::qemu::Machine;
 use crate::run::compile_patterns;
@@ -17,6 +18,8 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http]
        scripts/starina build-kernel [--clippy] [extra cargo args]
+       scripts/starina direct --socket PATH [--run CMD]... [--selftest] [--serial-log FILE]
+                              [--timeout SECONDS] -- QEMU-COMMAND...   (linux-guest/run-direct.sh)
 
 Exit statuses (docs/CONTRACTS.md): C the OS's (run) or the command's (exec) own status;
 0 all --until patterns seen; 2 usage; 123 the OS exited before every --until pattern;
@@ -36,6 +39,7 @@ pub enum Command {
         clippy: bool,
         cargo_args: Vec<String>,
     },
+    Direct(DirectOptions),
 }
 
 /// `starina test`: the stages to run and the machines for the in-OS tests.
@@ -83,6 +87,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             cargo_args.extend(after);
             Ok(Command::BuildKernel { clippy, cargo_args })
         }
+        "direct" => parse_direct(&mut opts, after).map(Command::Direct),
         other => Err(format!("unknown command '{other}'")),
     }
 }
@@ -158,6 +163,25 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
     no_extra(after)?;
     opts.finish()?;
     Ok(bench)
+}
+
+fn parse_direct(opts: &mut Options, qemu: Vec<String>) -> Result<DirectOptions, String> {
+    let direct = DirectOptions {
+        socket: opts
+            .value("--socket")?
+            .ok_or("direct: --socket is required")?
+            .into(),
+        run: opts.values("--run")?,
+        selftest: opts.flag("--selftest"),
+        serial_log: opts.value("--serial-log")?.map(PathBuf::from),
+        timeout: opts.timeout()?.unwrap_or(120.0),
+        qemu,
+    };
+    opts.finish()?;
+    if direct.qemu.is_empty() {
+        return Err("direct: missing QEMU command after --".into());
+    }
+    Ok(direct)
 }
 
 fn no_extra(after: &[String]) -> Result<(), String> {

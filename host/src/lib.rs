@@ -11,11 +11,16 @@
 //! - [`markers`]: every console line the tools wait for or parse.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod app;
 pub mod bench;
+pub mod bench_http;
+pub mod bench_linux;
 pub mod boot;
 pub mod bootfs;
 pub mod cli;
+pub mod cpio;
+pub mod direct;
 pub mod exec;
 pub mod host;
 pub mod kernel;
@@ -23,6 +28,7 @@ pub mod markers;
 pub mod process;
 pub mod qemu;
 pub mod run;
+pub mod selftest;
 pub mod stages;
 pub mod status;
 

@@ -289,18 +289,17 @@ impl<'a, 'b> Session<'a, 'b> {
 
     fn serial(&mut self, child: &Child, data: &[u8]) {
         self.serial_bytes += data.len();
-        if !self.stdout_broken {
-            if self
+        let written = self.stdout_broken
+            || self
                 .io
                 .out
                 .write_all(data)
                 .and_then(|_| self.io.out.flush())
-                .is_err()
-            {
-                // Nobody reads our output any more (e.g. `| head`): stop the OS.
-                self.stdout_broken = true;
-                self.stop(child);
-            }
+                .is_ok();
+        if !written {
+            // Nobody reads our output any more (e.g. `| head`): stop the OS.
+            self.stdout_broken = true;
+            self.stop(child);
         }
         self.pending.extend_from_slice(data);
         while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
