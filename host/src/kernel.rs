@@ -56,7 +56,9 @@ pub fn build(
 ) -> Result<PathBuf, String> {
     let mut args = vec!["--bin".to_string(), "starina-kernel".to_string()];
     args.extend_from_slice(extra);
-    report("==> building kernel (profile kernel)");
+    if progress == Progress::Show {
+        report("==> building kernel (profile kernel)");
+    }
     let code = run_shown(
         &mut cargo(host, "build", &args),
         progress,
