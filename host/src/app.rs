@@ -14,8 +14,13 @@ use crate::status::ExitStatus;
 /// Runs the command `args` names, on the real stdin, stdout and stderr.
 pub fn main(args: &[String]) -> ExitStatus {
     let host = Host::from_env();
-    if let Err(e) = catch_signals(host.stop.clone()) {
-        eprintln!("starina: cannot catch signals: {e}");
+    // `run` and `exec` stop QEMU themselves on SIGINT, SIGTERM and SIGHUP
+    // (and `exec` passes the first Ctrl-C on); other commands just end,
+    // and their QEMUs with them (`setpriv --pdeathsig`).
+    if matches!(args.first().map(String::as_str), Some("run" | "exec")) {
+        if let Err(e) = catch_signals(host.stop.clone()) {
+            eprintln!("starina: cannot catch signals: {e}");
+        }
     }
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();

@@ -245,9 +245,9 @@ impl ExecSession<'_, '_> {
                 let _ = stream.set_nonblocking(false);
                 return Ok(stream);
             }
-            while let Ok(event) = rx.recv_timeout(Duration::from_millis(100)) {
-                self.show(event);
-            }
+            let events: Vec<Event> = rx.try_iter().collect();
+            events.into_iter().for_each(|event| self.show(event));
+            thread::sleep(Duration::from_millis(50));
             if let Ok(Some(s)) = child.try_wait() {
                 let code = s.code().unwrap_or(-1);
                 self.io.say(&format!(
