@@ -120,3 +120,16 @@ pub fn clippy(host: &Host, extra: &[String]) -> std::io::Result<i32> {
     args.extend(["--".to_string(), "-D".to_string(), "warnings".to_string()]);
     Ok(cargo(host, "clippy", &args).status()?.code().unwrap_or(-1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contracts_document_these_flags() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let contracts = std::fs::read_to_string(root.join("docs/CONTRACTS.md")).unwrap();
+        assert!(contracts.contains(&format!("{RUSTFLAGS_VAR}=\"{RUSTFLAGS}\"")));
+        assert!(contracts.contains(&format!("cargo build {}", CARGO_ARGS.join(" "))));
+    }
+}

@@ -103,6 +103,30 @@ mod tests {
     }
 
     #[test]
+    fn contracts_list_every_marker() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let contracts = std::fs::read_to_string(root.join("docs/CONTRACTS.md")).unwrap();
+        let section = &contracts[contracts.find("## Console markers").unwrap()..];
+        for marker in [
+            READY,
+            STARTED,
+            TESTRUNNER,
+            BENCH_RAW,
+            LINUX_BOOTING,
+            LINUX_GUEST_READY,
+            VM_STRUCTURES,
+            HTTPD_SERVING,
+            AGENT_READY,
+            BENCH_LINUX_READY,
+        ] {
+            assert!(
+                section.contains(marker.trim()),
+                "CONTRACTS.md lacks {marker:?}"
+            );
+        }
+    }
+
+    #[test]
     fn vm_and_timestamps() {
         let vm = "[ 1.000000] INFO  kernel: VM created: VM structures 132 KiB beyond guest RAM";
         assert_eq!(vm_structures_kib(vm), Some(132));

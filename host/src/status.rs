@@ -131,6 +131,26 @@ mod tests {
     }
 
     #[test]
+    fn contracts_list_every_status() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let contracts = std::fs::read_to_string(root.join("docs/CONTRACTS.md")).unwrap();
+        let section = &contracts[contracts.find("## Exit statuses").unwrap()..];
+        for (status, name) in [
+            (ExitStatus::Success, "Success"),
+            (ExitStatus::Failed, "Failed"),
+            (ExitStatus::Usage, "Usage"),
+            (ExitStatus::UntilMissed, "UntilMissed"),
+            (ExitStatus::Timeout, "Timeout"),
+            (ExitStatus::NoStatus, "NoStatus"),
+            (ExitStatus::NotBooted, "NotBooted"),
+            (ExitStatus::NoQemu, "NoQemu"),
+        ] {
+            let row = format!("| {} | `{name}` |", status.code());
+            assert!(section.contains(&row), "CONTRACTS.md lacks {row:?}");
+        }
+    }
+
+    #[test]
     fn qemu_status_mapping() {
         // The OS wrote C: QEMU exits (C << 1) | 1.
         for (rc, want) in [(1, 0), (7, 3), (15, 7), (5, 2)] {
