@@ -2,7 +2,7 @@
 #
 #   make run      boot the default profile under QEMU (Ctrl-C to stop)
 #   make test     host tests, in-OS tests on q35 and microvm, end-to-end tests
-#   make bench    boot time and IPC figures (scripts/bench)
+#   make bench    boot time, IPC, Linux and HTTP figures (scripts/bench)
 #   make kernel   build the kernel image only
 #   make setup    install what the scripts need (Debian: QEMU, ...)
 #   make lint     clippy -D warnings: host crates, and the kernel as it is built
@@ -42,14 +42,13 @@ bench: setup
 kernel:
 	@scripts/build-kernel
 
-# The kernel is linted with the flags it is built with (scripts/build-kernel).
-KERNEL_RUSTFLAGS := -C relocation-model=static -C code-model=kernel -C no-redzone=yes -C target-cpu=x86-64 -C force-frame-pointers=yes
+# The kernel is linted with the flags it is built with: `build-kernel --clippy`
+# uses the one cargo invocation and RUSTFLAGS in host/src/kernel.rs.
 lint:
 	@echo "==> lint: cargo clippy (host crates)"
 	@cargo clippy --workspace --all-targets --exclude starina-kernel -- -D warnings
 	@echo "==> lint: cargo clippy (kernel image)"
-	@CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="$(KERNEL_RUSTFLAGS)" cargo clippy -p starina-kernel \
-		--profile kernel --target x86_64-unknown-linux-gnu --target-dir target/kernel -- -D warnings
+	@scripts/starina build-kernel --clippy
 
 # rustfmt.toml uses nightly-only options: use a nightly rustfmt when there is one.
 fmt:

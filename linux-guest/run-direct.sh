@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boots the guest kernel + initramfs directly in QEMU (`-M microvm`), without
-# Starina, and drives the guest agent over a virtconsole with host-client.py.
+# Starina, and drives the guest agent over a virtconsole with `scripts/starina direct`.
 # This is the end-to-end check of kernel + agent + protocol, and the
 # "direct boot" baseline for later benchmarks.
 #
@@ -29,7 +29,7 @@ CMDLINE+=" i8042.noaux i8042.nomux i8042.dumbkbd i8042.nopnp cryptomgr.notests"
 CMDLINE+=" ${CMDLINE_EXTRA:-}"
 
 # shellcheck disable=SC2086 # QEMU_EXTRA is a list of words on purpose.
-python3 "$HERE/host-client.py" --socket "$SOCK" "$@" -- \
+"$HERE/../scripts/starina" direct --socket "$SOCK" "$@" -- \
     qemu-system-x86_64 \
     -M microvm,acpi=off,pic=on,pit=on,ioapic2=off,isa-serial=on \
     -cpu max,-apic,-x2apic -smp 1 -m 256M \

@@ -1,9 +1,10 @@
 //! Helpers for Starina's end-to-end tests.
 //!
-//! The tests drive the OS the way a developer does: they build the kernel with
-//! `scripts/build-kernel` (once per test binary) and boot it with
-//! `scripts/starina run --no-build ...`, then look at what it printed and at
-//! the exit status (see `docs/CONTRACTS.md`).
+//! The tests drive the OS the way a developer does, through the host tool's
+//! library (crate `starina-host`, the `starina` binary behind
+//! `scripts/starina`): they build the kernel once per test binary, boot it
+//! with the same options as `scripts/starina run --no-build ...`, then look at
+//! what it printed and at the exit status (see `docs/CONTRACTS.md`).
 //!
 //! Tests that boot anything under the real QEMU are `#[ignore]`d so that plain
 //! `cargo test --workspace` stays a quick host-only run; `make test` runs them
@@ -12,17 +13,22 @@
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
-use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
 use std::time::Instant;
 
+use starina_host::kernel::Progress;
+pub use starina_host::markers;
+pub use starina_host::ExitStatus;
+use starina_host::Host;
+use starina_host::Streams;
+
 /// Exit statuses of `scripts/starina run` besides the OS's own codes.
-pub const EXIT_UNTIL_MISSED: i32 = 123;
-pub const EXIT_TIMEOUT: i32 = 124;
-pub const EXIT_NO_STATUS: i32 = 125;
-pub const EXIT_NOT_BOOTED: i32 = 126;
-pub const EXIT_NO_QEMU: i32 = 127;
+pub const EXIT_UNTIL_MISSED: i32 = ExitStatus::UntilMissed.code_const();
+pub const EXIT_TIMEOUT: i32 = ExitStatus::Timeout.code_const();
+pub const EXIT_NO_STATUS: i32 = ExitStatus::NoStatus.code_const();
+pub const EXIT_NOT_BOOTED: i32 = ExitStatus::NotBooted.code_const();
+pub const EXIT_NO_QEMU: i32 = ExitStatus::NoQemu.code_const();
 
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
@@ -32,11 +38,6 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `scripts/<name>`.
-pub fn script(name: &str) -> PathBuf {
-    repo_root().join("scripts").join(name)
-}
-
 /// `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -44,31 +45,34 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Builds the kernel with `scripts/build-kernel`, once per test binary, and
-/// returns the image path. Panics (failing the test) if the build fails.
+/// The host tool's settings for a test: from the environment, never
+/// interactive, with `env` applied (`STARINA_QEMU` and `STARINA_HTTP_PORT`
+/// as settings, anything else for QEMU's environment).
+pub fn host_with_env(env: &[(&str, &str)]) -> Host {
+    let mut host = Host::from_env().batch();
+    for (k, v) in env {
+        match *k {
+            "STARINA_QEMU" => host.qemu = v.to_string(),
+            "STARINA_HTTP_PORT" => host.http_port = v.parse().expect("a port number"),
+            _ => host.qemu_env.push((k.to_string(), v.to_string())),
+        }
+    }
+    host
+}
+
+/// Builds the kernel (`scripts/build-kernel`'s build), once per test binary,
+/// and returns the image path. Panics (failing the test) if the build fails.
 pub fn kernel() -> PathBuf {
     static KERNEL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let result = KERNEL.get_or_init(|| {
-        let out = Command::new(script("build-kernel"))
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run scripts/build-kernel: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "scripts/build-kernel failed: {}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            return Err(format!(
-                "scripts/build-kernel printed {path:?}, which is not a file"
-            ));
-        }
-        Ok(path)
+        let mut log = String::new();
+        let host = host_with_env(&[]);
+        let mut report = |line: &str| {
+            log.push_str(line);
+            log.push('\n');
+        };
+        starina_host::kernel::build(&host, &[], Progress::Show, &mut report)
+            .map_err(|e| format!("the kernel build failed: {e}\n{log}"))
     });
     match result {
         Ok(path) => path.clone(),
@@ -79,11 +83,11 @@ pub fn kernel() -> PathBuf {
 /// What one `scripts/starina` run did.
 #[derive(Debug)]
 pub struct Run {
-    /// The exit status (`None` if it was killed by a signal).
+    /// The exit status (always `Some`: kept an `Option` for the assertions).
     pub code: Option<i32>,
     /// The serial console.
     pub stdout: String,
-    /// The script's and QEMU's messages.
+    /// The tool's and QEMU's messages.
     pub stderr: String,
     pub elapsed: Duration,
 }
@@ -126,24 +130,23 @@ impl Run {
     }
 }
 
-/// Runs `scripts/starina` with `args` (stdin from /dev/null, so never
-/// interactive) and extra environment variables.
+/// Runs the host tool as `scripts/starina <args>` would (stdin empty, so
+/// never interactive), in this process, with extra environment (see
+/// [`host_with_env`]).
 pub fn starina_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let start = Instant::now();
-    let mut cmd = Command::new(script("starina"));
-    cmd.args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("cannot run scripts/starina");
+    let host = host_with_env(env);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut io = Streams {
+        out: &mut out,
+        err: &mut err,
+    };
+    let status = starina_host::app::run_args(&host, &args, Box::new(std::io::empty()), &mut io);
     let run = Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: Some(status.code()),
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
         elapsed: start.elapsed(),
     };
     // Shown by the test harness when the test fails (or with --nocapture).

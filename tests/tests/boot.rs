@@ -1,12 +1,13 @@
-//! Boots the real Starina kernel under QEMU (through `scripts/starina run
-//! --no-build`) and checks the contract in docs/CONTRACTS.md: serial markers,
-//! profiles and exit statuses. Builds the kernel first (`scripts/build-kernel`,
-//! once per test binary). Slow: run by `make test`.
+//! Boots the real Starina kernel under QEMU (through the host tool's `run`,
+//! as `scripts/starina run --no-build` does) and checks the contract in
+//! docs/CONTRACTS.md: serial markers, profiles and exit statuses. Builds the
+//! kernel first (as `scripts/build-kernel` does, once per test binary).
+//! Slow: run by `make test`.
 
 use starina_tests::*;
 
 /// Printed by the kernel when every component of the profile has started.
-const READY: &str = "starina: ready";
+const READY: &str = markers::READY;
 /// Printed by the kernel for each component it starts. CONTRACTS.md writes it
 /// `[kernel] started <name>`; the kernel logs `[ts] INFO  kernel: started
 /// <name>`. Both contain this.
@@ -117,25 +118,17 @@ fn timeout_gives_124() {
     );
 }
 
-/// `testrunner: N passed, M failed` -> (N, M).
+/// `testrunner: N passed, M failed` -> (N, M) (the host tool's parser).
 fn parse_testrunner_summary(line: &str) -> Option<(u32, u32)> {
-    let rest = &line[line.rfind("testrunner: ")? + "testrunner: ".len()..];
-    let (passed, rest) = rest.split_once(" passed, ")?;
-    let failed = rest
-        .strip_suffix(" failed")
-        .unwrap_or(rest)
-        .split_whitespace()
-        .next()?;
-    Some((passed.trim().parse().ok()?, failed.parse().ok()?))
+    markers::testrunner_summary(line)
 }
 
-/// `... starina: ready (tsc=<n>)` -> n.
+/// `... starina: ready (tsc=<n>)` -> n (the host tool's parser).
 fn parse_tsc(line: &str) -> Option<u64> {
-    let rest = &line[line.find("(tsc=")? + "(tsc=".len()..];
-    rest[..rest.find(')')?].trim().parse().ok()
+    markers::ready_tsc(line)
 }
 
-/// Escapes a literal for a Python regular expression (`--until`).
+/// Escapes a literal for a regular expression (`--until`).
 fn regex_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {

@@ -9,13 +9,15 @@ use std::process::Command;
 use std::process::Stdio;
 use std::time::Instant;
 
+use starina_host::exec::ExecOptions;
+use starina_host::Streams;
 use starina_tests::*;
 
-/// Per-run limit (boot included). Generous: QEMU emulates the CPU in
-/// software, nested virtualization included, on two shared cores.
-const TIMEOUT: &str = "300";
+/// Per-run limit (boot included), seconds. Generous: QEMU emulates the CPU
+/// in software, nested virtualization included, on two shared cores.
+const TIMEOUT: f64 = 300.0;
 
-/// What one `scripts/starina exec` did.
+/// What one exec did.
 struct Exec {
     code: Option<i32>,
     stdout: Vec<u8>,
@@ -41,31 +43,26 @@ impl Exec {
     }
 }
 
-/// `scripts/starina exec --no-build --timeout .. -- argv`, with `stdin`.
+/// `scripts/starina exec --no-build --timeout .. -- argv`, with `stdin`,
+/// through the host tool's library.
 fn exec(argv: &[&str], stdin: &[u8]) -> Exec {
-    kernel(); // Build once per test binary; exec then uses --no-build.
+    let image = kernel(); // Build once per test binary; exec then boots it as is.
     let start = Instant::now();
-    let mut child = Command::new(script("starina"))
-        .args(["exec", "--no-build", "--timeout", TIMEOUT, "--"])
-        .args(argv)
-        .current_dir(repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run scripts/starina exec");
-    let mut input = child.stdin.take().expect("piped stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        // The command may exit without reading everything: ignore EPIPE.
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("scripts/starina exec");
-    let _ = writer.join();
+    let mut opts = ExecOptions::new(argv);
+    opts.build = false;
+    opts.kernel = Some(image);
+    opts.timeout = Some(TIMEOUT);
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut io = Streams {
+        out: &mut stdout,
+        err: &mut stderr,
+    };
+    let input = Box::new(std::io::Cursor::new(stdin.to_vec()));
+    let status = starina_host::exec::exec(&host_with_env(&[]), &opts, input, &mut io);
     let e = Exec {
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: out.stderr,
+        code: Some(status.code()),
+        stdout,
+        stderr,
     };
     println!(
         "$ scripts/starina exec -- {} ({:.1} s)\n{}",

@@ -15,57 +15,78 @@ use std::io::Write;
 use std::net::Shutdown;
 use std::net::TcpListener;
 use std::net::TcpStream;
-use std::process::Child;
-use std::process::Command;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
+use starina_host::host::Stop;
+use starina_host::qemu::Machine;
+use starina_host::run::run;
+use starina_host::run::RunOptions;
+use starina_host::status::SIGTERM;
+use starina_host::Streams;
+use starina_tests::host_with_env;
 use starina_tests::kernel;
-use starina_tests::repo_root;
-use starina_tests::script;
+use starina_tests::markers;
+use starina_tests::ExitStatus;
 
 /// Where netcheck connects (`specs/netcheck.toml`: tcp:10.0.2.2:18080).
 const HOST_SERVER_PORT: u16 = 18080;
 
-/// The OS booted in the background, with its console collected.
+/// The OS booted in the background (a thread running the host tool's
+/// `run`), with its console collected.
 struct Guest {
-    child: Child,
+    stop: Arc<Stop>,
+    runner: Option<thread::JoinHandle<ExitStatus>>,
     console: Arc<Mutex<String>>,
+}
+
+/// Appends what it is given to a shared string.
+struct Collect(Arc<Mutex<String>>);
+
+impl Write for Collect {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(data));
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Guest {
     fn boot(machine: &str, port: u16) -> Guest {
         let image = kernel();
-        let mut child = Command::new(script("starina"))
-            .args(["run", "--no-build", "--kernel"])
-            .arg(&image)
-            .args(["--profile", "net_test", "--machine", machine, "--timeout", "600"])
-            .env("STARINA_HTTP_PORT", port.to_string())
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot run scripts/starina");
+        let mut host = host_with_env(&[]);
+        host.http_port = port;
+        let stop = host.stop.clone();
+        let mut opts = RunOptions::new("net_test");
+        opts.build = false;
+        opts.kernel = Some(image);
+        opts.machine = Machine::parse(machine).expect("a machine type");
+        opts.timeout = Some(600.0);
         let console = Arc::new(Mutex::new(String::new()));
-        let out = child.stdout.take().expect("piped stdout");
-        let sink = console.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let mut c = sink.lock().unwrap();
-                c.push_str(&line);
-                c.push('\n');
-            }
+        let mut out = Collect(console.clone());
+        let runner = thread::spawn(move || {
+            let mut err = std::io::stderr();
+            let mut io = Streams {
+                out: &mut out,
+                err: &mut err,
+            };
+            run(&host, &opts, &mut io).status
         });
         let guest = Guest {
-            child,
+            stop,
+            runner: Some(runner),
             console,
         };
-        guest.wait_console("httpd: serving HTTP on port 80", Duration::from_secs(120));
+        guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
         guest
     }
 
@@ -88,9 +109,11 @@ impl Guest {
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        // scripts/starina runs QEMU with PDEATHSIG: killing it stops both.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // As a Ctrl-C would: the run stops QEMU and returns.
+        self.stop.request(SIGTERM);
+        if let Some(runner) = self.runner.take() {
+            let _ = runner.join();
+        }
     }
 }
 
@@ -153,14 +176,21 @@ fn connect(port: u16) -> TcpStream {
 
 fn get(port: u16, path: &str) -> Response {
     let mut s = connect(port);
-    write!(s, "GET {path} HTTP/1.1\r\nHost: starina\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: starina\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     read_response(&mut BufReader::new(s)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// The value of `"key":<number>` in a flat JSON object.
 fn json_number(json: &str, key: &str) -> u64 {
     let pat = format!("\"{key}\":");
-    let at = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len();
+    let at = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pat.len();
     json[at..]
         .chars()
         .take_while(|c| c.is_ascii_digit())
@@ -192,7 +222,9 @@ fn host_server() -> (Arc<Mutex<Vec<String>>>, thread::JoinHandle<()>) {
                 eprintln!("network: 127.0.0.1:{HOST_SERVER_PORT} busy ({e}); waiting");
                 thread::sleep(Duration::from_secs(2));
             }
-            Err(e) => panic!("cannot bind the host test server on 127.0.0.1:{HOST_SERVER_PORT}: {e}"),
+            Err(e) => {
+                panic!("cannot bind the host test server on 127.0.0.1:{HOST_SERVER_PORT}: {e}")
+            }
         }
     };
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -200,7 +232,9 @@ fn host_server() -> (Arc<Mutex<Vec<String>>>, thread::JoinHandle<()>) {
     let handle = thread::spawn(move || {
         for stream in listener.incoming().take(1) {
             let mut stream = stream.unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
             let mut all = Vec::new();
             let _ = stream.read_to_end(&mut all);
             let split = all.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
@@ -209,7 +243,9 @@ fn host_server() -> (Arc<Mutex<Vec<String>>>, thread::JoinHandle<()>) {
                 None => (String::from_utf8_lossy(&all).into_owned(), &all[..0]),
             };
             let answer = format!("len={} fnv={:016x}", body.len(), fnv1a(body));
-            log.lock().unwrap().push(format!("{}|{answer}", head.lines().next().unwrap_or("")));
+            log.lock()
+                .unwrap()
+                .push(format!("{}|{answer}", head.lines().next().unwrap_or("")));
             let _ = write!(
                 stream,
                 "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nX-Upload: {answer}\r\n\r\n",
@@ -257,8 +293,14 @@ fn dns_rcode(server: &str, name: &str) -> Option<u8> {
 /// The value of `"key":{...}` (a flat nested object) in a JSON object.
 fn json_object<'a>(json: &'a str, key: &str) -> &'a str {
     let pat = format!("\"{key}\":{{");
-    let at = json.find(&pat).unwrap_or_else(|| panic!("no {key} in {json}")) + pat.len() - 1;
-    let end = json[at..].find('}').unwrap_or_else(|| panic!("{key} unterminated in {json}"));
+    let at = json
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key} in {json}"))
+        + pat.len()
+        - 1;
+    let end = json[at..]
+        .find('}')
+        .unwrap_or_else(|| panic!("{key} unterminated in {json}"));
     &json[at..=at + end]
 }
 
@@ -269,7 +311,11 @@ fn memory(port: u16) -> (u64, u64, String) {
     thread::sleep(Duration::from_millis(2500));
     let stats = String::from_utf8_lossy(&get(port, "/api/stats").body).into_owned();
     let tcpip = json_object(&stats, "tcpip").to_string();
-    (json_number(&stats, "heap_in_use"), json_number(&tcpip, "memory_bytes"), stats)
+    (
+        json_number(&stats, "heap_in_use"),
+        json_number(&tcpip, "memory_bytes"),
+        stats,
+    )
 }
 
 /// A port free on the host now, for the guest's forwarded port 80.
@@ -291,7 +337,13 @@ fn network(machine: &str) {
     let page = get(port, "/");
     assert_eq!(page.status, 200);
     let html = String::from_utf8_lossy(&page.body);
-    for needle in ["<h1>Starina</h1>", "virtio_net", "tcpip", "httpd", "running"] {
+    for needle in [
+        "<h1>Starina</h1>",
+        "virtio_net",
+        "tcpip",
+        "httpd",
+        "running",
+    ] {
         assert!(html.contains(needle), "status page lacks {needle}:\n{html}");
     }
     let comps = get(port, "/api/components");
@@ -300,11 +352,16 @@ fn network(machine: &str) {
     assert!(json.starts_with('[') && json.ends_with(']'), "{json}");
     for name in ["virtio_net", "tcpip", "httpd"] {
         let entry = format!("{{\"name\":\"{name}\",");
-        let at = json.find(&entry).unwrap_or_else(|| panic!("{name} missing: {json}"));
+        let at = json
+            .find(&entry)
+            .unwrap_or_else(|| panic!("{name} missing: {json}"));
         assert!(json[at..].contains("\"state\":\"running\""), "{json}");
     }
     let logs = String::from_utf8_lossy(&get(port, "/api/logs").body).into_owned();
-    assert!(logs.starts_with("{\"lines\":[") && logs.ends_with("]}"), "{logs}");
+    assert!(
+        logs.starts_with("{\"lines\":[") && logs.ends_with("]}"),
+        "{logs}"
+    );
     assert!(logs.contains("configured by DHCP"), "{logs}");
     let stats = String::from_utf8_lossy(&get(port, "/api/stats").body).into_owned();
     for key in ["uptime_ms", "heap_in_use", "requests", "connections_open"] {
@@ -336,8 +393,14 @@ fn network(machine: &str) {
         assert_eq!((resp.status, resp.body.as_slice()), (200, &b"a"[..]));
         held.push((w, r));
     }
-    let open = json_number(&String::from_utf8_lossy(&get(port, "/api/stats").body), "connections_open");
-    assert!(open >= 201, "httpd has {open} connections open, not 200 + this one");
+    let open = json_number(
+        &String::from_utf8_lossy(&get(port, "/api/stats").body),
+        "connections_open",
+    );
+    assert!(
+        open >= 201,
+        "httpd has {open} connections open, not 200 + this one"
+    );
     let barrier = Arc::new(std::sync::Barrier::new(200));
     let workers: Vec<_> = held
         .into_iter()
@@ -347,11 +410,18 @@ fn network(machine: &str) {
             thread::spawn(move || {
                 let n = 1000 + i * 97;
                 barrier.wait();
-                write!(w, "GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                write!(
+                    w,
+                    "GET /bytes/{n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                .unwrap();
                 let resp = read_response(&mut r).unwrap_or_else(|e| panic!("connection {i}: {e}"));
                 assert_eq!(resp.status, 200, "connection {i}");
                 let want: Vec<u8> = (0..n).map(|k| b'a' + (k % 26) as u8).collect();
-                assert!(resp.body == want, "connection {i}: the body of /bytes/{n} differs");
+                assert!(
+                    resp.body == want,
+                    "connection {i}: the body of /bytes/{n} differs"
+                );
             })
         })
         .collect();
@@ -409,7 +479,11 @@ fn network(machine: &str) {
     s.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(rest.is_empty() || rest.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
     let r = get(port, "/api/stats");
     assert_eq!(r.status, 200, "httpd stopped answering after bad requests");
     assert!(!guest.console().contains("panicked"), "{}", guest.console());
@@ -422,17 +496,29 @@ fn network(machine: &str) {
     server.join().unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].starts_with("POST /echo HTTP/1.0|len=262144 fnv="), "{seen:?}");
+    assert!(
+        seen[0].starts_with("POST /echo HTTP/1.0|len=262144 fnv="),
+        "{seen:?}"
+    );
     // QEMU forwards the guest's queries to the host's resolver: the guest
     // must get the answer the host gets (NXDOMAIN for a `.invalid` name).
     let name = "starina-netcheck.invalid";
     let host = host_nameserver().and_then(|ns| dns_rcode(&ns, name));
     match host {
-        Some(3) => assert!(console.contains(&format!("netcheck: dns {name}: not found")), "{console}"),
-        Some(0) => assert!(console.contains(&format!("netcheck: dns {name}: resolved")), "{console}"),
+        Some(3) => assert!(
+            console.contains(&format!("netcheck: dns {name}: not found")),
+            "{console}"
+        ),
+        Some(0) => assert!(
+            console.contains(&format!("netcheck: dns {name}: resolved")),
+            "{console}"
+        ),
         _ => {
             eprintln!("network: the host's resolver did not answer for {name}; the guest's DNS query timed out as expected");
-            assert!(console.contains(&format!("netcheck: dns {name}: FAILED")), "{console}");
+            assert!(
+                console.contains(&format!("netcheck: dns {name}: FAILED")),
+                "{console}"
+            );
         }
     }
     eprintln!(

@@ -1,4 +1,4 @@
-//! `scripts/starina` against the real QEMU, with a tiny PVH stub kernel
+//! The host tool (`scripts/starina run`) against the real QEMU, with a tiny PVH stub kernel
 //! (`tests/fixtures/pvh-stub.S`) instead of Starina: checks the isa-debug-exit
 //! status mapping, crash detection and timeouts on both machine types without
 //! depending on the kernel. Needs QEMU, `cc` and `ld`: run by `make test`.

@@ -24,7 +24,10 @@ fn the_walkthrough_is_the_greeter_component() {
     let root = repo_root();
     let readme = fs::read_to_string(root.join("README.md")).unwrap();
     for (marker, file) in [
-        ("### 1. The spec: `specs/greeter.toml`", "specs/greeter.toml"),
+        (
+            "### 1. The spec: `specs/greeter.toml`",
+            "specs/greeter.toml",
+        ),
         ("`Cargo.toml`:", "servers/greeter/Cargo.toml"),
         ("`build.rs` turns the spec", "servers/greeter/build.rs"),
         ("`src/lib.rs`:", "servers/greeter/src/lib.rs"),

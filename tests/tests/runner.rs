@@ -1,4 +1,5 @@
-//! `scripts/starina` itself, against a fake QEMU (`tests/fixtures/fake-qemu`):
+//! The host tool's `run` command line (what `scripts/starina` runs), in this
+//! process, against a fake QEMU (`tests/fixtures/fake-qemu`):
 //! argument handling, the QEMU command line, serial streaming and the mapping
 //! of QEMU's exit status. Fast, and needs neither QEMU nor the kernel.
 

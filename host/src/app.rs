@@ -1,0 +1,100 @@
+//! The `starina` binary: parse the command line, catch signals, run the command.
+
+use std::io::Read;
+
+use crate::cli;
+use crate::cli::Command;
+use crate::host::catch_signals;
+use crate::host::Host;
+use crate::host::Streams;
+use crate::kernel;
+use crate::kernel::Progress;
+use crate::status::ExitStatus;
+
+/// Runs the command `args` names, on the real stdin, stdout and stderr.
+pub fn main(args: &[String]) -> ExitStatus {
+    let host = Host::from_env();
+    // `run` and `exec` stop QEMU themselves on SIGINT, SIGTERM and SIGHUP
+    // (and `exec` passes the first Ctrl-C on); other commands just end,
+    // and their QEMUs with them (`setpriv --pdeathsig`).
+    if matches!(args.first().map(String::as_str), Some("run" | "exec")) {
+        if let Err(e) = catch_signals(host.stop.clone()) {
+            eprintln!("starina: cannot catch signals: {e}");
+        }
+    }
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let mut io = Streams {
+        out: &mut out,
+        err: &mut err,
+    };
+    run_args(&host, args, Box::new(std::io::stdin()), &mut io)
+}
+
+/// Parses `args` and runs the command; `stdin` is what `exec` passes on.
+pub fn run_args(
+    host: &Host,
+    args: &[String],
+    stdin: Box<dyn Read + Send>,
+    io: &mut Streams,
+) -> ExitStatus {
+    match cli::parse(args) {
+        Ok(command) => dispatch(host, command, stdin, io),
+        Err(e) => {
+            let _ = writeln!(io.err, "{}\nstarina: error: {e}", cli::USAGE);
+            ExitStatus::Usage
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub fn dispatch(
+    host: &Host,
+    command: Command,
+    stdin: Box<dyn Read + Send>,
+    io: &mut Streams,
+) -> ExitStatus {
+    match command {
+        Command::Help => {
+            let _ = writeln!(io.out, "{}", cli::USAGE);
+            ExitStatus::Success
+        }
+        Command::Run(opts) => crate::run::run(host, &opts, io).status,
+        Command::Exec(opts) => crate::exec::exec(host, &opts, stdin, io),
+        Command::Test(opts) => crate::stages::test(host, &opts),
+        Command::Bench(opts) => crate::bench::bench(host, &opts),
+        Command::BuildKernel {
+            clippy: true,
+            cargo_args,
+        } => match kernel::clippy(host, &cargo_args) {
+            Ok(0) => ExitStatus::Success,
+            Ok(_) => ExitStatus::Failed,
+            Err(e) => {
+                io.say(&format!("cannot run cargo: {e}"));
+                ExitStatus::Failed
+            }
+        },
+        Command::BuildKernel {
+            clippy: false,
+            cargo_args,
+        } => build_kernel(host, &cargo_args, io),
+        Command::Direct(opts) => crate::direct::direct(&opts),
+    }
+}
+
+/// `build-kernel`: progress on stderr, the image path on stdout.
+fn build_kernel(host: &Host, cargo_args: &[String], io: &mut Streams) -> ExitStatus {
+    let mut report = |line: &str| {
+        let _ = writeln!(io.err, "{line}");
+    };
+    match kernel::build(host, cargo_args, Progress::Show, &mut report) {
+        Ok(image) => {
+            let _ = writeln!(io.out, "{}", image.display());
+            ExitStatus::Success
+        }
+        Err(e) => {
+            let _ = writeln!(io.err, "build-kernel: {e}");
+            ExitStatus::Failed
+        }
+    }
+}

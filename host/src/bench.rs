@@ -1,0 +1,233 @@
+//! `starina bench` (`make bench`): boot time and IPC figures, then the HTTP
+//! figures ([`crate::bench_http`]) and the Linux microVM's
+//! ([`crate::bench_linux`]). Prints the raw `bench-raw:` lines it used, then
+//! one `bench: <figure> <value>` line per figure; fails if one is missing.
+//!
+//! - the `bench` profile under `--icount` (guest instructions) and without
+//!   it (guest nanoseconds): `ipc_roundtrip_{0b,1k}_{instructions,ns}`;
+//! - the `default` profile 3 times until `starina: ready` (host wall time,
+//!   the median: `boot_ready_ms`) and once under `--icount` (the ready
+//!   line's TSC: `boot_ready_instructions`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use crate::cli::BenchOptions;
+use crate::host::Host;
+use crate::host::Streams;
+use crate::kernel;
+use crate::kernel::Progress;
+use crate::markers;
+use crate::qemu::Machine;
+use crate::run::run;
+use crate::run::RunOptions;
+use crate::run::RunReport;
+use crate::status::ExitStatus;
+
+/// Per-boot limit, seconds.
+pub const TIMEOUT: f64 = 600.0;
+const BOOT_RUNS: usize = 3;
+
+/// The figures, by name, as printed.
+pub type Figures = BTreeMap<String, String>;
+
+pub fn header(text: &str) {
+    println!("==> {text}");
+    let _ = std::io::stdout().flush();
+}
+
+/// The last `n` bytes of `s` (or a little less, at a character boundary).
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut at = s.len().saturating_sub(n);
+    while !s.is_char_boundary(at) {
+        at += 1;
+    }
+    &s[at..]
+}
+
+/// What a captured run printed.
+pub struct Captured {
+    pub report: RunReport,
+    pub console: String,
+    pub messages: String,
+}
+
+impl Captured {
+    /// Tells what went wrong, with everything the run printed.
+    pub fn show_failure(&self, what: &str) {
+        eprintln!(
+            "bench: {what} failed (exit status {}); its output:",
+            self.report.status
+        );
+        eprint!("{}{}", self.console, self.messages);
+    }
+
+    /// The `bench-raw:` figures, each line also printed.
+    pub fn raw_figures(&self, indent: &str) -> BTreeMap<String, String> {
+        let mut raw = BTreeMap::new();
+        for line in self.console.lines() {
+            if let Some((name, value)) = markers::bench_raw(line) {
+                println!("{indent}{}{name} {value}", markers::BENCH_RAW);
+                raw.insert(name.to_string(), value.to_string());
+            }
+        }
+        raw
+    }
+}
+
+/// Boots with `opts` (never building), capturing the console and messages.
+pub fn capture(host: &Host, opts: &RunOptions) -> Captured {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let report = run(
+        host,
+        opts,
+        &mut Streams {
+            out: &mut out,
+            err: &mut err,
+        },
+    );
+    Captured {
+        report,
+        console: String::from_utf8_lossy(&out).into_owned(),
+        messages: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
+
+/// Run options for `profile` on the kernel being measured.
+pub fn boot_options(
+    opts: &BenchOptions,
+    profile: &str,
+    machine: Machine,
+    icount: bool,
+) -> RunOptions {
+    let mut run = RunOptions::new(profile);
+    run.machine = machine;
+    run.build = false;
+    run.kernel = opts.kernel.clone();
+    run.timeout = Some(TIMEOUT);
+    run.icount = icount;
+    run
+}
+
+pub fn bench(host: &Host, opts: &BenchOptions) -> ExitStatus {
+    let host = host.batch();
+    let mut opts = opts.clone();
+    if let Some(k) = &opts.kernel {
+        opts.kernel = Some(std::path::absolute(k).unwrap_or_else(|_| k.clone()));
+    } else {
+        header("kernel: scripts/build-kernel");
+        let mut report = |line: &str| eprintln!("{line}");
+        if kernel::build(&host, &[], Progress::Show, &mut report).is_err() {
+            eprintln!("bench: the kernel did not build");
+            return ExitStatus::Failed;
+        }
+    }
+    let mut figures = ipc_figures(&host, &opts);
+    figures.extend(boot_figures(&host, &opts));
+    let mut order: Vec<&str> = vec![
+        "boot_ready_ms",
+        "boot_ready_instructions",
+        "ipc_roundtrip_0b_instructions",
+        "ipc_roundtrip_1k_instructions",
+        "ipc_roundtrip_0b_ns",
+        "ipc_roundtrip_1k_ns",
+    ];
+    if opts.http {
+        figures.extend(crate::bench_http::figures(&host, &opts));
+        order.extend(crate::bench_http::ORDER);
+    }
+    header(&format!(
+        "results (machine {}; HTTP on microvm)",
+        opts.machine.name()
+    ));
+    for name in &order {
+        if let Some(value) = figures.get(*name) {
+            println!("bench: {name} {value}");
+        }
+    }
+    let missing: Vec<&str> = order
+        .into_iter()
+        .filter(|n| !figures.contains_key(*n))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("bench: missing figures: {}", missing.join(", "));
+        return ExitStatus::Failed;
+    }
+    header("Linux microVM: scripts/starina bench (Linux figures)");
+    if let Err(e) = crate::bench_linux::bench(&host, &opts) {
+        eprintln!("bench-linux: {e}");
+        eprintln!("bench: the Linux microVM figures failed");
+        return ExitStatus::Failed;
+    }
+    ExitStatus::Success
+}
+
+/// The `bench` profile with and without `--icount`.
+fn ipc_figures(host: &Host, opts: &BenchOptions) -> Figures {
+    let mut raw = Vec::new();
+    for icount in [true, false] {
+        let what = format!(
+            "bench profile{}",
+            if icount { " with --icount" } else { "" }
+        );
+        header(&what);
+        let c = capture(host, &boot_options(opts, "bench", opts.machine, icount));
+        let figures = c.raw_figures("");
+        if !c.report.status.is_success() || figures.is_empty() {
+            c.show_failure(&what);
+        }
+        raw.push(figures);
+    }
+    let mut figures = Figures::new();
+    for name in ["ipc_roundtrip_0b", "ipc_roundtrip_1k"] {
+        for (suffix, values) in [("_instructions", &raw[0]), ("_ns", &raw[1])] {
+            if let Some(v) = values.get(name) {
+                figures.insert(format!("{name}{suffix}"), v.clone());
+            }
+        }
+    }
+    figures
+}
+
+/// Boots the default profile to `starina: ready`.
+fn boot_figures(host: &Host, opts: &BenchOptions) -> Figures {
+    header(&format!(
+        "boot to ready: default profile, {BOOT_RUNS} runs (wall time) and 1 with --icount"
+    ));
+    let mut walls = Vec::new();
+    for i in 1..=BOOT_RUNS {
+        let (ms, _) = boot_to_ready(host, opts, false);
+        let shown = ms.map_or("?".to_string(), |ms| ms.to_string());
+        println!("boot {i}: {shown} ms to '{}'", markers::READY);
+        walls.extend(ms);
+    }
+    let mut figures = Figures::new();
+    if walls.len() == BOOT_RUNS {
+        walls.sort_unstable();
+        figures.insert("boot_ready_ms".into(), walls[BOOT_RUNS / 2].to_string());
+    }
+    let (_, tsc) = boot_to_ready(host, opts, true);
+    let shown = tsc.map_or("?".to_string(), |t| t.to_string());
+    println!("boot with --icount: ready at tsc={shown}");
+    if let Some(tsc) = tsc {
+        figures.insert("boot_ready_instructions".into(), tsc.to_string());
+    }
+    figures
+}
+
+/// (ms until the ready line, its TSC).
+fn boot_to_ready(host: &Host, opts: &BenchOptions, icount: bool) -> (Option<u128>, Option<u64>) {
+    let mut run = boot_options(opts, "default", opts.machine, icount);
+    run.until = vec![markers::READY.to_string()];
+    let c = capture(host, &run);
+    let ms = c.report.matched.first().map(|(_, after)| after.as_millis());
+    let tsc = c.console.lines().find_map(markers::ready_tsc);
+    if !c.report.status.is_success() || ms.is_none() {
+        let what = format!(
+            "default profile boot{}",
+            if icount { " with --icount" } else { "" }
+        );
+        c.show_failure(&what);
+    }
+    (ms, tsc)
+}

@@ -1,0 +1,105 @@
+//! What `run` and `exec` do before QEMU starts: build the kernel, read the
+//! profile's components from its spec, build the boot file system.
+
+use std::path::Path;
+use std::path::PathBuf;
+
+use crate::bootfs;
+use crate::host::Host;
+use crate::host::Streams;
+use crate::kernel;
+use crate::kernel::Progress;
+use crate::qemu::check_kernel;
+use crate::status::ExitStatus;
+
+/// A kernel to boot and what its profile needs.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub kernel: PathBuf,
+    /// The profile's components (none if the profile is unknown).
+    pub components: Vec<String>,
+    /// The boot file system, for profiles that start `linux`.
+    pub bootfs: Option<PathBuf>,
+}
+
+impl Prepared {
+    pub fn has(&self, component: &str) -> bool {
+        self.components.iter().any(|c| c == component)
+    }
+}
+
+/// The components `profile` starts, from `specs/profiles/<profile>.toml`
+/// (through starina-spec); none if there is no such profile.
+pub fn profile_components(host: &Host, profile: &str, io: &mut Streams) -> Vec<String> {
+    match starina_spec::load_all(&host.root) {
+        Ok(system) => system
+            .profile(profile)
+            .map(|p| p.components.clone())
+            .unwrap_or_default(),
+        Err(errors) => {
+            for e in errors.iter().take(5) {
+                io.say(&format!("specs: {e}"));
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Builds what is needed to boot `profile`: the kernel unless `build` is
+/// false or `kernel` names another image, then the boot file system if the
+/// profile starts `linux`. `quiet` shows build output only when a build is
+/// slow or fails.
+pub fn prepare(
+    host: &Host,
+    profile: &str,
+    build: bool,
+    kernel: Option<&Path>,
+    quiet: bool,
+    io: &mut Streams,
+) -> Result<Prepared, ExitStatus> {
+    let progress = if quiet {
+        Progress::WhenSlow
+    } else {
+        Progress::Show
+    };
+    let image = match kernel {
+        Some(path) => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        None => host.kernel_image(),
+    };
+    let mut report = |line: &str| {
+        let _ = writeln!(io.err, "{line}");
+    };
+    if kernel.is_none() && build {
+        if let Err(e) = kernel::build(host, &[], progress, &mut report) {
+            io.say(&e);
+            io.say("kernel build failed");
+            return Err(ExitStatus::NotBooted);
+        }
+    }
+    if let Err(e) = check_kernel(&image, kernel.is_none()) {
+        io.say(&e);
+        return Err(ExitStatus::NotBooted);
+    }
+    let components = profile_components(host, profile, io);
+    let mut prepared = Prepared {
+        kernel: image,
+        components,
+        bootfs: None,
+    };
+    if prepared.has("linux") {
+        let mut report = |line: &str| {
+            let _ = writeln!(io.err, "{line}");
+        };
+        match bootfs::build(host, progress, &mut report) {
+            Ok(path) => prepared.bootfs = Some(path),
+            Err(e) => {
+                io.say(&e);
+                io.say(&format!(
+                    "cannot build the Linux guest for profile {profile}"
+                ));
+                return Err(ExitStatus::NotBooted);
+            }
+        }
+    }
+    Ok(prepared)
+}

@@ -1,0 +1,395 @@
+//! The command line of the `starina` binary: what each command accepts
+//! (README.md documents the same options) and usage errors (status 2).
+
+use std::path::PathBuf;
+
+use crate::direct::DirectOptions;
+use crate::exec::ExecOptions;
+use crate::qemu::Machine;
+use crate::run::compile_patterns;
+use crate::run::RunOptions;
+
+pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine q35|microvm] [--timeout SECONDS]
+                           [--icount] [--kvm] [--no-build] [--kernel PATH]
+                           [--until REGEX]... [-v] [-- extra QEMU args]
+       scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
+                            [--env NAME=VALUE]... [--cwd DIR] [--no-build] [--kernel PATH] [-v]
+                            -- CMD [ARGS...]
+       scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
+       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http]
+       scripts/starina build-kernel [--clippy] [extra cargo args]
+       scripts/starina direct --socket PATH [--run CMD]... [--selftest] [--serial-log FILE]
+                              [--timeout SECONDS] -- QEMU-COMMAND...   (linux-guest/run-direct.sh)
+
+Exit statuses (docs/CONTRACTS.md): C the OS's (run) or the command's (exec) own status;
+0 all --until patterns seen; 2 usage; 123 the OS exited before every --until pattern;
+124 --timeout; 125 no status (crash, reset, Starina or Linux stopped); 126 nothing booted;
+127 QEMU not found; 128+N signal N (130: Ctrl-C).
+Environment: STARINA_QEMU (QEMU binary), STARINA_CACHE (~/.cache/starina), STARINA_HTTP_PORT (8080).";
+
+/// A parsed command line.
+#[derive(Clone, Debug)]
+pub enum Command {
+    Help,
+    Run(RunOptions),
+    Exec(ExecOptions),
+    Test(TestOptions),
+    Bench(BenchOptions),
+    BuildKernel {
+        clippy: bool,
+        cargo_args: Vec<String>,
+    },
+    Direct(DirectOptions),
+}
+
+/// `starina test`: the stages to run and the machines for the in-OS tests.
+#[derive(Clone, Debug)]
+pub struct TestOptions {
+    pub machines: Vec<Machine>,
+    pub skip: Vec<String>,
+}
+
+/// `starina bench`.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub machine: Machine,
+    pub kernel: Option<PathBuf>,
+    pub http: bool,
+}
+
+/// The stages `starina test` knows.
+pub const STAGES: [&str; 5] = ["linux", "host", "kernel", "in-os", "e2e"];
+
+/// Parses the arguments after the program name; an error is a usage message.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let (command, rest) = args
+        .split_first()
+        .ok_or("give a command: run, exec, test, bench or build-kernel")?;
+    let (opts, after) = match rest.iter().position(|a| a == "--") {
+        Some(i) => (&rest[..i], rest[i + 1..].to_vec()),
+        None => (rest, Vec::new()),
+    };
+    let mut opts = Options::new(opts);
+    if opts.args.iter().any(|a| a == "-h" || a == "--help")
+        || command == "-h"
+        || command == "--help"
+    {
+        return Ok(Command::Help);
+    }
+    match command.as_str() {
+        "run" => parse_run(&mut opts, after).map(Command::Run),
+        "exec" => parse_exec(&mut opts, after).map(Command::Exec),
+        "test" => parse_test(&mut opts, &after).map(Command::Test),
+        "bench" => parse_bench(&mut opts, &after).map(Command::Bench),
+        "build-kernel" => {
+            let clippy = opts.flag("--clippy");
+            let mut cargo_args = std::mem::take(&mut opts.args);
+            cargo_args.extend(after);
+            Ok(Command::BuildKernel { clippy, cargo_args })
+        }
+        "direct" => parse_direct(&mut opts, after).map(Command::Direct),
+        other => Err(format!("unknown command '{other}'")),
+    }
+}
+
+fn parse_run(opts: &mut Options, qemu_args: Vec<String>) -> Result<RunOptions, String> {
+    let mut run = RunOptions::new(&opts.profile("default")?);
+    run.machine = opts.machine()?;
+    run.timeout = opts.timeout()?;
+    run.icount = opts.flag("--icount");
+    run.kvm = opts.flag("--kvm");
+    run.build = !opts.flag("--no-build");
+    run.kernel = opts.value("--kernel")?.map(PathBuf::from);
+    run.until = opts.values("--until")?;
+    run.verbose = opts.flag("-v") | opts.flag("--verbose");
+    run.qemu_args = qemu_args;
+    opts.finish()?;
+    compile_patterns(&run.until)?;
+    Ok(run)
+}
+
+fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, String> {
+    let mut exec = ExecOptions::new(&[]);
+    exec.profile = opts.profile("linux")?;
+    exec.machine = opts.machine()?;
+    exec.kvm = opts.flag("--kvm");
+    exec.timeout = opts.timeout()?;
+    for kv in opts.values("--env")? {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => exec.env.push((k.to_string(), v.to_string())),
+            _ => return Err(format!("exec: --env '{kv}': expected NAME=VALUE")),
+        }
+    }
+    exec.cwd = opts.value("--cwd")?;
+    exec.build = !opts.flag("--no-build");
+    exec.kernel = opts.value("--kernel")?.map(PathBuf::from);
+    exec.verbose = opts.flag("-v") | opts.flag("--verbose");
+    opts.finish()?;
+    if argv.is_empty() {
+        return Err("exec: give the command after `--`: scripts/starina exec -- uname -a".into());
+    }
+    exec.argv = argv;
+    Ok(exec)
+}
+
+fn parse_test(opts: &mut Options, after: &[String]) -> Result<TestOptions, String> {
+    let machines = opts.values("--machine")?;
+    let machines = if machines.is_empty() {
+        vec![Machine::Q35, Machine::Microvm]
+    } else {
+        machines
+            .iter()
+            .map(|m| machine(m))
+            .collect::<Result<_, _>>()?
+    };
+    let skip = opts.values("--skip")?;
+    if let Some(bad) = skip.iter().find(|s| !STAGES.contains(&s.as_str())) {
+        return Err(format!(
+            "--skip: invalid choice '{bad}' (choose from {})",
+            STAGES.join(", ")
+        ));
+    }
+    no_extra(after)?;
+    opts.finish()?;
+    Ok(TestOptions { machines, skip })
+}
+
+fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, String> {
+    let bench = BenchOptions {
+        machine: opts.machine()?,
+        kernel: opts.value("--kernel")?.map(PathBuf::from),
+        http: !opts.flag("--no-http"),
+    };
+    no_extra(after)?;
+    opts.finish()?;
+    Ok(bench)
+}
+
+fn parse_direct(opts: &mut Options, qemu: Vec<String>) -> Result<DirectOptions, String> {
+    let direct = DirectOptions {
+        socket: opts
+            .value("--socket")?
+            .ok_or("direct: --socket is required")?
+            .into(),
+        run: opts.values("--run")?,
+        selftest: opts.flag("--selftest"),
+        serial_log: opts.value("--serial-log")?.map(PathBuf::from),
+        timeout: opts.timeout()?.unwrap_or(120.0),
+        qemu,
+    };
+    opts.finish()?;
+    if direct.qemu.is_empty() {
+        return Err("direct: missing QEMU command after --".into());
+    }
+    Ok(direct)
+}
+
+fn no_extra(after: &[String]) -> Result<(), String> {
+    match after.first() {
+        Some(a) => Err(format!("unexpected argument '{a}'")),
+        None => Ok(()),
+    }
+}
+
+fn machine(name: &str) -> Result<Machine, String> {
+    Machine::parse(name).ok_or_else(|| {
+        format!(
+            "--machine: invalid choice '{name}' (choose from {})",
+            Machine::NAMES.join(", ")
+        )
+    })
+}
+
+/// Options not yet consumed; each getter takes its own and `finish` rejects the rest.
+struct Options {
+    args: Vec<String>,
+}
+
+impl Options {
+    fn new(args: &[String]) -> Options {
+        Options {
+            args: args.to_vec(),
+        }
+    }
+
+    fn flag(&mut self, name: &str) -> bool {
+        let before = self.args.len();
+        self.args.retain(|a| a != name);
+        self.args.len() != before
+    }
+
+    /// Every value of `--name VALUE` or `--name=VALUE`, in order.
+    fn values(&mut self, name: &str) -> Result<Vec<String>, String> {
+        let mut values = Vec::new();
+        let mut rest = Vec::new();
+        let mut args = std::mem::take(&mut self.args).into_iter();
+        while let Some(arg) = args.next() {
+            if arg == name {
+                values.push(args.next().ok_or_else(|| format!("{name} needs a value"))?);
+            } else if let Some(v) = arg.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                values.push(v.to_string());
+            } else {
+                rest.push(arg);
+            }
+        }
+        self.args = rest;
+        Ok(values)
+    }
+
+    fn value(&mut self, name: &str) -> Result<Option<String>, String> {
+        Ok(self.values(name)?.pop())
+    }
+
+    fn profile(&mut self, default: &str) -> Result<String, String> {
+        let profile = self
+            .value("--profile")?
+            .unwrap_or_else(|| default.to_string());
+        let ok = !profile.is_empty()
+            && profile
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !ok {
+            return Err(format!(
+                "bad profile name '{profile}' (letters, digits, _ . - only)"
+            ));
+        }
+        Ok(profile)
+    }
+
+    fn machine(&mut self) -> Result<Machine, String> {
+        machine(&self.value("--machine")?.unwrap_or_else(|| "q35".into()))
+    }
+
+    fn timeout(&mut self) -> Result<Option<f64>, String> {
+        let Some(text) = self.value("--timeout")? else {
+            return Ok(None);
+        };
+        match text.parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => Ok(Some(v)),
+            Ok(_) => Err(format!("--timeout: must be > 0: '{text}'")),
+            Err(_) => Err(format!("--timeout: not a number: '{text}'")),
+        }
+    }
+
+    fn finish(&self) -> Result<(), String> {
+        match self.args.first() {
+            Some(a) => Err(format!("unrecognized argument '{a}'")),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn run_options() {
+        let Ok(Command::Run(r)) = parse(&args(&[
+            "run",
+            "--profile",
+            "bench",
+            "--machine=microvm",
+            "--timeout",
+            "2.5",
+            "--icount",
+            "--kvm",
+            "--no-build",
+            "--until",
+            "a",
+            "--until",
+            "b+",
+            "-v",
+            "--",
+            "-s",
+            "--until",
+        ])) else {
+            panic!("not a run");
+        };
+        assert_eq!(
+            (r.profile.as_str(), r.machine, r.timeout),
+            ("bench", Machine::Microvm, Some(2.5))
+        );
+        assert!(r.icount && r.kvm && !r.build && r.verbose);
+        assert_eq!(r.until, ["a", "b+"]);
+        assert_eq!(r.qemu_args, ["-s", "--until"]);
+        let Ok(Command::Run(r)) = parse(&args(&["run"])) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.profile.as_str(), r.machine, r.build),
+            ("default", Machine::Q35, true)
+        );
+    }
+
+    #[test]
+    fn exec_options() {
+        let Ok(Command::Exec(e)) = parse(&args(&[
+            "exec",
+            "--env",
+            "A=1",
+            "--env=B=x=y",
+            "--cwd",
+            "/tmp",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])) else {
+            panic!("not an exec");
+        };
+        assert_eq!(
+            e.env,
+            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert_eq!(
+            (e.profile.as_str(), e.cwd.as_deref()),
+            ("linux", Some("/tmp"))
+        );
+        assert_eq!(e.argv, ["sh", "-c", "exit 3"]);
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            &["run", "--machine", "pc"][..],
+            &["run", "--timeout", "soon"],
+            &["run", "--timeout", "0"],
+            &["run", "--profile", "a b"],
+            &["run", "--until", "("],
+            &["run", "--frob"],
+            &["run", "--timeout"],
+            &["exec", "--"][..],
+            &["exec", "--env", "=1", "--", "true"],
+            &["test", "--skip", "nothing"],
+            &["frobnicate"],
+            &[],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn test_and_bench() {
+        let Ok(Command::Test(t)) = parse(&args(&["test", "--machine", "q35", "--skip", "e2e"]))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (t.machines, t.skip),
+            (vec![Machine::Q35], vec!["e2e".to_string()])
+        );
+        let Ok(Command::Bench(b)) = parse(&args(&["bench", "--no-http"])) else {
+            panic!()
+        };
+        assert!(!b.http && b.machine == Machine::Q35);
+        assert!(matches!(
+            parse(&args(&["run", "--help"])),
+            Ok(Command::Help)
+        ));
+    }
+}

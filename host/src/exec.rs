@@ -1,0 +1,543 @@
+//! `starina exec`: boot Starina with the host link on a Unix socket, run one
+//! command in its Linux through the process protocol (starina_bridge), and
+//! exit with the command's status (README.md, "Running Linux programs").
+
+use std::io::Read;
+use std::io::Write;
+use std::os::unix::net::UnixListener;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
+
+use starina_bridge::process::Frame;
+use starina_bridge::process::FrameDecoder;
+use starina_bridge::process::Spawn;
+use starina_bridge::process::MAX_DATA_CHUNK;
+
+use crate::boot::prepare;
+use crate::host::fmt_seconds;
+use crate::host::shell_quote;
+use crate::host::Host;
+use crate::host::Streams;
+use crate::process::forward_lines;
+use crate::process::send_sigterm;
+use crate::qemu;
+use crate::qemu::HostLink;
+use crate::qemu::Machine;
+use crate::qemu::QemuConfig;
+use crate::status::ExitStatus;
+use crate::status::SIGINT;
+
+/// The process id of the one command `exec` runs.
+const PROCESS_ID: u32 = 1;
+
+/// The options of `starina exec`.
+#[derive(Clone, Debug)]
+pub struct ExecOptions {
+    /// A profile that starts `linux` and `hostlink` (default `linux`).
+    pub profile: String,
+    pub machine: Machine,
+    pub kvm: bool,
+    /// Seconds.
+    pub timeout: Option<f64>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub build: bool,
+    pub kernel: Option<PathBuf>,
+    pub verbose: bool,
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+}
+
+impl ExecOptions {
+    pub fn new(argv: &[&str]) -> ExecOptions {
+        ExecOptions {
+            profile: "linux".into(),
+            machine: Machine::Q35,
+            kvm: false,
+            timeout: None,
+            env: Vec::new(),
+            cwd: None,
+            build: true,
+            kernel: None,
+            verbose: false,
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+/// What the threads around the session send to it.
+enum Event {
+    /// Bytes from the host link.
+    Link(Vec<u8>),
+    /// The host link closed.
+    LinkEnd,
+    /// A line QEMU wrote on stderr.
+    QemuStderr(String),
+    /// Serial console bytes, to copy to stderr (`-v`).
+    Console(Vec<u8>),
+}
+
+/// Boots, runs `opts.argv` with `stdin` as its input, and returns its status.
+pub fn exec(
+    host: &Host,
+    opts: &ExecOptions,
+    stdin: Box<dyn Read + Send>,
+    io: &mut Streams,
+) -> ExitStatus {
+    let quiet = !opts.verbose;
+    let prepared = match prepare(
+        host,
+        &opts.profile,
+        opts.build,
+        opts.kernel.as_deref(),
+        quiet,
+        io,
+    ) {
+        Ok(p) => p,
+        Err(status) => return status,
+    };
+    if !prepared.has("linux") || !prepared.has("hostlink") {
+        io.say(&format!(
+            "exec: profile {} must start the linux and hostlink components",
+            opts.profile
+        ));
+        return ExitStatus::Usage;
+    }
+    let tmp = match TempDir::new("starina-exec") {
+        Ok(tmp) => tmp,
+        Err(e) => {
+            io.say(&format!("cannot make a temporary directory: {e}"));
+            return ExitStatus::NotBooted;
+        }
+    };
+    let socket = tmp.0.join("hostlink.sock");
+    let config = QemuConfig {
+        machine: opts.machine,
+        profile: opts.profile.clone(),
+        kernel: prepared.kernel.clone(),
+        kvm: opts.kvm,
+        icount: false,
+        bootfs: prepared.bootfs.clone(),
+        // No network driver in the profile: no NIC (and no host port to take).
+        nic_port: prepared.has("virtio_net").then_some(host.http_port),
+        hostlink: HostLink::Socket(socket.clone()),
+        extra: Vec::new(),
+    };
+    let mut session = ExecSession {
+        io,
+        opts,
+        console_log: tmp.0.join("console.log"),
+        interrupts: 0,
+        link: None,
+    };
+    let status = session.run(host, &config, &socket, stdin);
+    drop(tmp);
+    status
+}
+
+struct ExecSession<'a, 'b> {
+    io: &'a mut Streams<'b>,
+    opts: &'a ExecOptions,
+    console_log: PathBuf,
+    interrupts: usize,
+    link: Option<Arc<Mutex<UnixStream>>>,
+}
+
+impl ExecSession<'_, '_> {
+    fn run(
+        &mut self,
+        host: &Host,
+        config: &QemuConfig,
+        socket: &Path,
+        stdin: Box<dyn Read + Send>,
+    ) -> ExitStatus {
+        let listener =
+            match UnixListener::bind(socket).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.io
+                        .say(&format!("cannot listen on {}: {e}", socket.display()));
+                    return ExitStatus::NotBooted;
+                }
+            };
+        let args = config.args(&qemu::serial_to_stdout());
+        let mut cmd = match qemu::command(host, &args) {
+            Ok(cmd) => cmd,
+            Err((status, msg)) => {
+                self.io.say(&msg);
+                return status;
+            }
+        };
+        if self.opts.verbose {
+            self.io
+                .say(&format!("running: {} {}", host.qemu, shell_quote(&args)));
+        }
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let start = Instant::now();
+        let mut child = match qemu::spawn(&mut cmd, &host.qemu) {
+            Ok(child) => child,
+            Err((status, msg)) => {
+                self.io.say(&msg);
+                return status;
+            }
+        };
+        let deadline = self
+            .opts
+            .timeout
+            .map(|t| start + Duration::from_secs_f64(t));
+        let (tx, rx) = mpsc::channel();
+        self.watch_qemu(&mut child, &tx);
+        let status = match self.connect(host, &listener, &mut child, &rx, deadline) {
+            Ok(stream) => self.serve(host, stream, stdin, &mut child, tx, &rx, deadline),
+            Err(status) => status,
+        };
+        stop_qemu(&mut child);
+        status
+    }
+
+    /// Copies the serial console to the log (and to stderr with `-v`), and
+    /// QEMU's stderr to the session.
+    fn watch_qemu(&self, child: &mut Child, tx: &mpsc::Sender<Event>) {
+        let mut console = child.stdout.take().expect("piped stdout");
+        let log = std::fs::File::create(&self.console_log);
+        let verbose = self.opts.verbose;
+        let console_tx = tx.clone();
+        thread::spawn(move || {
+            let Ok(mut log) = log else { return };
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n @ 1..) = console.read(&mut buf) {
+                let _ = log.write_all(&buf[..n]);
+                if verbose {
+                    let _ = console_tx.send(Event::Console(buf[..n].to_vec()));
+                }
+            }
+        });
+        forward_lines(
+            child.stderr.take().expect("piped stderr"),
+            tx.clone(),
+            Event::QemuStderr,
+        );
+    }
+
+    /// Waits for QEMU to connect to the host link's socket.
+    fn connect(
+        &mut self,
+        host: &Host,
+        listener: &UnixListener,
+        child: &mut Child,
+        rx: &mpsc::Receiver<Event>,
+        deadline: Option<Instant>,
+    ) -> Result<UnixStream, ExitStatus> {
+        loop {
+            if let Ok((stream, _)) = listener.accept() {
+                let _ = stream.set_nonblocking(false);
+                return Ok(stream);
+            }
+            let events: Vec<Event> = rx.try_iter().collect();
+            events.into_iter().for_each(|event| self.show(event));
+            thread::sleep(Duration::from_millis(50));
+            if let Ok(Some(s)) = child.try_wait() {
+                let code = s.code().unwrap_or(-1);
+                self.io.say(&format!(
+                    "QEMU exited before connecting the host link (status {code})"
+                ));
+                return Err(ExitStatus::NotBooted);
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                self.say_timeout();
+                return Err(ExitStatus::Timeout);
+            }
+            if host.stop.signal().is_some() {
+                self.io.say("interrupted: QEMU stopped");
+                return Err(ExitStatus::from_signal(
+                    host.stop.signal().unwrap_or(SIGINT),
+                ));
+            }
+        }
+    }
+
+    /// Messages that do not end the session.
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::QemuStderr(line) => self.io.err_bytes(format!("{line}\n").as_bytes()),
+            Event::Console(data) => self.io.err_bytes(&data),
+            Event::Link(_) | Event::LinkEnd => {}
+        }
+    }
+
+    fn say_timeout(&mut self) {
+        let secs = fmt_seconds(self.opts.timeout.unwrap_or_default());
+        self.io.say(&format!("timed out after {secs} s"));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn serve(
+        &mut self,
+        host: &Host,
+        stream: UnixStream,
+        stdin: Box<dyn Read + Send>,
+        child: &mut Child,
+        tx: mpsc::Sender<Event>,
+        rx: &mpsc::Receiver<Event>,
+        deadline: Option<Instant>,
+    ) -> ExitStatus {
+        if self.opts.verbose {
+            self.io.say(&format!(
+                "booting {} on {}; running: {}",
+                self.opts.profile,
+                self.opts.machine.name(),
+                shell_quote(&self.opts.argv)
+            ));
+        }
+        let reader = match stream.try_clone() {
+            Ok(r) => r,
+            Err(e) => {
+                self.io.say(&format!("host link: {e}"));
+                return ExitStatus::NoStatus;
+            }
+        };
+        let link = Arc::new(Mutex::new(stream));
+        self.link = Some(link.clone());
+        if let Err(e) = send(&link, &Frame::Spawn(self.spawn_request())) {
+            self.io.say(&format!("host link: {e}"));
+            return ExitStatus::NoStatus;
+        }
+        pump_stdin(stdin, link);
+        read_link(reader, tx);
+        let mut decoder = FrameDecoder::new();
+        let mut seen_signals = 0;
+        loop {
+            let event = rx.recv_timeout(Duration::from_millis(200));
+            let ended = match event {
+                Ok(Event::Link(data)) => {
+                    decoder.push(&data);
+                    if let Some(status) = self.frames(&mut decoder) {
+                        return status;
+                    }
+                    false
+                }
+                Ok(Event::LinkEnd) => true,
+                Ok(other) => {
+                    self.show(other);
+                    false
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => matches!(child.try_wait(), Ok(Some(_))),
+                Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            };
+            if ended {
+                return self.stopped(host, child);
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                self.say_timeout();
+                self.console_tail();
+                return ExitStatus::Timeout;
+            }
+            while host.stop.count() > seen_signals {
+                seen_signals += 1;
+                self.on_signal(host, child);
+            }
+        }
+    }
+
+    /// The first Ctrl-C goes to the command as SIGINT; anything else stops QEMU.
+    fn on_signal(&mut self, host: &Host, child: &mut Child) {
+        self.interrupts += 1;
+        let first_sigint = self.interrupts == 1 && host.stop.signal() == Some(SIGINT);
+        match &self.link {
+            Some(link) if first_sigint => {
+                let _ = send(
+                    link,
+                    &Frame::Kill {
+                        id: PROCESS_ID,
+                        signal: SIGINT,
+                    },
+                );
+            }
+            _ => stop_qemu(child),
+        }
+    }
+
+    /// The link closed (or QEMU exited) before the command's status came.
+    fn stopped(&mut self, host: &Host, child: &mut Child) -> ExitStatus {
+        if self.interrupts > 0 {
+            self.io.say("interrupted: QEMU stopped");
+            return ExitStatus::from_signal(host.stop.signal().unwrap_or(SIGINT));
+        }
+        let qemu = match child.try_wait() {
+            Ok(Some(s)) => s.code().map_or("killed".to_string(), |c| c.to_string()),
+            _ => "still running".to_string(),
+        };
+        self.io.say(&format!(
+            "Starina stopped before the command finished (QEMU status {qemu})"
+        ));
+        self.console_tail();
+        ExitStatus::NoStatus
+    }
+
+    /// Handles the complete frames; the status once the command ended.
+    fn frames(&mut self, decoder: &mut FrameDecoder) -> Option<ExitStatus> {
+        while let Some(frame) = decoder.next() {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.io.say(&format!("host link: {e}"));
+                    return Some(ExitStatus::NoStatus);
+                }
+            };
+            if frame.id() != PROCESS_ID {
+                continue;
+            }
+            match frame {
+                Frame::Stdout { data, .. } => {
+                    let _ = self
+                        .io
+                        .out
+                        .write_all(&data)
+                        .and_then(|_| self.io.out.flush());
+                }
+                Frame::Stderr { data, .. } => self.io.err_bytes(&data),
+                Frame::Exited { code, .. } => return Some(ExitStatus::from_exit(code)),
+                Frame::Signaled { signal, .. } => return Some(ExitStatus::from_signal(signal)),
+                Frame::SpawnFailed { errno, msg, .. } => {
+                    self.io
+                        .say(&format!("cannot run the command: {msg} (code {errno})"));
+                    if self.opts.verbose {
+                        self.console_tail();
+                    }
+                    return Some(ExitStatus::NoStatus);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn spawn_request(&self) -> Spawn {
+        let bytes = |s: &String| s.as_bytes().to_vec();
+        Spawn {
+            id: PROCESS_ID,
+            argv: self.opts.argv.iter().map(bytes).collect(),
+            env: self
+                .opts
+                .env
+                .iter()
+                .map(|(k, v)| (bytes(k), bytes(v)))
+                .collect(),
+            cwd: self.opts.cwd.as_ref().map(bytes),
+        }
+    }
+
+    /// The console's last 40 lines, on stderr.
+    fn console_tail(&mut self) {
+        let Ok(data) = std::fs::read(&self.console_log) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&data);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        let mut out = format!(
+            "--- last {} console lines ({}):\n",
+            tail.len(),
+            self.console_log.display()
+        );
+        for line in tail {
+            out.push_str(line.trim_end_matches('\r'));
+            out.push('\n');
+        }
+        self.io.err_bytes(out.as_bytes());
+    }
+}
+
+/// Sends one whole frame.
+fn send(link: &Mutex<UnixStream>, frame: &Frame) -> std::io::Result<()> {
+    let bytes = frame
+        .encode()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut stream = link.lock().unwrap_or_else(|e| e.into_inner());
+    stream.write_all(&bytes)
+}
+
+/// A thread that sends `stdin` to the command, then closes its stdin.
+fn pump_stdin(mut stdin: Box<dyn Read + Send>, link: Arc<Mutex<UnixStream>>) {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; MAX_DATA_CHUNK];
+        while let Ok(n @ 1..) = stdin.read(&mut buf) {
+            let data = buf[..n].to_vec();
+            if send(
+                &link,
+                &Frame::Stdin {
+                    id: PROCESS_ID,
+                    data,
+                },
+            )
+            .is_err()
+            {
+                return;
+            }
+        }
+        let _ = send(&link, &Frame::StdinClose { id: PROCESS_ID });
+    });
+}
+
+/// A thread that forwards what arrives on the host link.
+fn read_link(mut stream: UnixStream, tx: mpsc::Sender<Event>) {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if tx.send(Event::Link(buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Event::LinkEnd);
+    });
+}
+
+/// SIGTERM, then SIGKILL if QEMU is still there 3 s later.
+pub fn stop_qemu(child: &mut Child) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    send_sigterm(child);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> std::io::Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("{prefix}.{}.{nanos:08x}", std::process::id()));
+        std::fs::create_dir(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

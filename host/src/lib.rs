@@ -1,0 +1,37 @@
+//! Starina's host tooling: everything that runs on the developer's machine
+//! (or CI) around the OS. The `starina` binary (`scripts/starina`) is a thin
+//! front end ([`app::main`]); the end-to-end tests use this library directly.
+//!
+//! - [`run`]: boot a profile under QEMU, stream the console, map the OS's
+//!   status back ([`status::ExitStatus`], the one list of exit statuses).
+//! - [`exec`]: run a command in Starina's Linux over the host link
+//!   (frames from `starina_bridge::process`).
+//! - [`stages`]: `make test`; [`bench`]: `make bench`.
+//! - [`kernel`]: the kernel's cargo invocation and RUSTFLAGS.
+//! - [`markers`]: every console line the tools wait for or parse.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod app;
+pub mod bench;
+pub mod bench_http;
+pub mod bench_linux;
+pub mod boot;
+pub mod bootfs;
+pub mod cli;
+pub mod cpio;
+pub mod direct;
+pub mod exec;
+pub mod host;
+pub mod kernel;
+pub mod markers;
+pub mod process;
+pub mod qemu;
+pub mod run;
+pub mod selftest;
+pub mod stages;
+pub mod status;
+
+pub use host::Host;
+pub use host::Streams;
+pub use status::ExitStatus;

@@ -1,0 +1,137 @@
+//! Every console line the host tool waits for or parses, defined once
+//! (docs/CONTRACTS.md, "Console markers"). A marker is a substring of a
+//! serial console line; log lines look like `[   1.234567] INFO  <component>: <message>`.
+
+/// The kernel: every component of the profile has started. Followed by
+/// ` (tsc=<n>) profile '<name>'`.
+pub const READY: &str = "starina: ready";
+/// The kernel, once per component it starts: `kernel: started <name>`.
+pub const STARTED: &str = "kernel: started ";
+/// The test runner's last line: `testrunner: N passed, M failed`.
+pub const TESTRUNNER: &str = "testrunner: ";
+/// The bench components: `bench-raw: <name> <value>`.
+pub const BENCH_RAW: &str = "bench-raw: ";
+/// The linux server starts the VM: `linux: booting Linux: ...`.
+pub const LINUX_BOOTING: &str = "booting Linux";
+/// The linux server: the guest agent is up (`linux: guest ready: Linux <release>`).
+pub const LINUX_GUEST_READY: &str = "linux: guest ready";
+/// The kernel, when a VM is created: `... VM structures <n> KiB ...`.
+pub const VM_STRUCTURES: &str = "VM structures ";
+/// httpd is listening.
+pub const HTTPD_SERVING: &str = "httpd: serving HTTP on port 80";
+/// The guest agent on the Linux console (direct boots).
+pub const AGENT_READY: &str = "starina-agent: ready";
+/// The busybox Linux of the HTTP benchmark (its /init, written by `bench`).
+pub const BENCH_LINUX_READY: &str = "bench-linux: ready";
+
+/// `... <who>: N passed, M failed ...` -> (N, M), for the last `<who>: ` on the line.
+pub fn parse_summary(line: &str, who: &str) -> Option<(u32, u32)> {
+    let rest = &line[line.rfind(who)? + who.len()..];
+    let (passed, rest) = rest.split_once(" passed, ")?;
+    let failed = rest.split(" failed").next()?.trim();
+    Some((passed.trim().parse().ok()?, failed.parse().ok()?))
+}
+
+/// `testrunner: N passed, M failed` -> (N, M).
+pub fn testrunner_summary(line: &str) -> Option<(u32, u32)> {
+    parse_summary(line, TESTRUNNER)
+}
+
+/// `... starina: ready (tsc=<n>) ...` -> n.
+pub fn ready_tsc(line: &str) -> Option<u64> {
+    let rest = &line[line.find(READY)? + READY.len()..];
+    let rest = &rest[rest.find("(tsc=")? + "(tsc=".len()..];
+    rest[..rest.find(')')?].trim().parse().ok()
+}
+
+/// `... bench-raw: <name> <value>` -> (name, value as written).
+pub fn bench_raw(line: &str) -> Option<(&str, &str)> {
+    let rest = &line[line.find(BENCH_RAW)? + BENCH_RAW.len()..];
+    let mut words = rest.split_whitespace();
+    let (name, value) = (words.next()?, words.next()?);
+    value.parse::<f64>().ok()?;
+    Some((name, value))
+}
+
+/// `... VM structures <n> KiB` -> n.
+pub fn vm_structures_kib(line: &str) -> Option<u64> {
+    let rest = &line[line.find(VM_STRUCTURES)? + VM_STRUCTURES.len()..];
+    let (n, unit) = rest.split_once(' ')?;
+    unit.starts_with("KiB").then_some(())?;
+    n.parse().ok()
+}
+
+/// The time stamp of a log line, `[   1.234567] ...`, in nanoseconds.
+pub fn timestamp_ns(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix('[')?;
+    let (stamp, _) = rest.split_once(']')?;
+    let (secs, micros) = stamp.trim().split_once('.')?;
+    if micros.len() != 6 {
+        return None;
+    }
+    Some(secs.parse::<u64>().ok()? * 1_000_000_000 + micros.parse::<u64>().ok()? * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries() {
+        let line = "[   1.0] INFO  testrunner: testrunner: 12 passed, 0 failed";
+        assert_eq!(testrunner_summary(line), Some((12, 0)));
+        assert_eq!(
+            testrunner_summary("testrunner: 3 passed, 2 failed\r"),
+            Some((3, 2))
+        );
+        assert_eq!(testrunner_summary("testrunner: started"), None);
+        assert_eq!(
+            parse_summary("linux_check: 7 passed, 0 failed", "linux_check: "),
+            Some((7, 0))
+        );
+    }
+
+    #[test]
+    fn ready_and_raw() {
+        let ready = "[   0.5] INFO  kernel: starina: ready (tsc=123456) profile 'default'";
+        assert_eq!(ready_tsc(ready), Some(123456));
+        assert_eq!(ready_tsc("starina: ready"), None);
+        let raw = "[ 2.0] INFO  bench: bench-raw: ipc_roundtrip_0b 2191";
+        assert_eq!(bench_raw(raw), Some(("ipc_roundtrip_0b", "2191")));
+        assert_eq!(bench_raw("bench-raw: x 1.5"), Some(("x", "1.5")));
+        assert_eq!(bench_raw("bench-raw: x y"), None);
+    }
+
+    #[test]
+    fn contracts_list_every_marker() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let contracts = std::fs::read_to_string(root.join("docs/CONTRACTS.md")).unwrap();
+        let section = &contracts[contracts.find("## Console markers").unwrap()..];
+        for marker in [
+            READY,
+            STARTED,
+            TESTRUNNER,
+            BENCH_RAW,
+            LINUX_BOOTING,
+            LINUX_GUEST_READY,
+            VM_STRUCTURES,
+            HTTPD_SERVING,
+            AGENT_READY,
+            BENCH_LINUX_READY,
+        ] {
+            assert!(
+                section.contains(marker.trim()),
+                "CONTRACTS.md lacks {marker:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn vm_and_timestamps() {
+        let vm = "[ 1.000000] INFO  kernel: VM created: VM structures 132 KiB beyond guest RAM";
+        assert_eq!(vm_structures_kib(vm), Some(132));
+        assert_eq!(timestamp_ns("[   1.234567] INFO  x"), Some(1_234_567_000));
+        assert_eq!(timestamp_ns("[ 1.2] x"), None);
+        assert_eq!(timestamp_ns("no"), None);
+    }
+}

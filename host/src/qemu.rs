@@ -1,0 +1,297 @@
+//! The QEMU command line (docs/CONTRACTS.md, "Booting") and starting QEMU.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+
+use crate::host::Host;
+use crate::process::find_program;
+use crate::status::ExitStatus;
+
+/// The QEMU machine types Starina boots on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    Q35,
+    Microvm,
+}
+
+impl Machine {
+    pub const NAMES: [&'static str; 2] = ["q35", "microvm"];
+
+    pub fn parse(name: &str) -> Option<Machine> {
+        match name {
+            "q35" => Some(Machine::Q35),
+            "microvm" => Some(Machine::Microvm),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Microvm => "microvm",
+        }
+    }
+
+    /// The virtio transport's device name suffix: `-device` on microvm, `-pci` on q35.
+    fn virtio(self, device: &str) -> String {
+        match self {
+            Machine::Microvm => format!("{device}-device"),
+            Machine::Q35 => format!("{device}-pci"),
+        }
+    }
+}
+
+/// Where the host link (the hostlink driver's virtio-console port) goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostLink {
+    /// The profile has no hostlink driver: no device.
+    None,
+    /// A device connected to nothing (`run`), so that the profile boots whole.
+    Null,
+    /// A device connected to this Unix socket, on which we listen (`exec`).
+    Socket(PathBuf),
+}
+
+/// Everything that decides the QEMU command line.
+#[derive(Clone, Debug)]
+pub struct QemuConfig {
+    pub machine: Machine,
+    pub profile: String,
+    pub kernel: PathBuf,
+    pub kvm: bool,
+    pub icount: bool,
+    /// The boot file system (`-initrd`, and 1 GiB of RAM).
+    pub bootfs: Option<PathBuf>,
+    /// A NIC on QEMU's user network, the guest's port 80 forwarded here.
+    pub nic_port: Option<u16>,
+    pub hostlink: HostLink,
+    /// Appended as they are.
+    pub extra: Vec<String>,
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+impl QemuConfig {
+    /// The arguments after the QEMU binary; `serial` says where the serial port goes.
+    pub fn args(&self, serial: &[String]) -> Vec<String> {
+        let mut a = strings(&["-M", self.machine.name()]);
+        if self.kvm {
+            // Real KVM hosts only (nested virtualization on): this project's
+            // machines have a PVM-only /dev/kvm on which this hangs.
+            a.extend(strings(&["-enable-kvm", "-cpu", "host"]));
+        } else {
+            a.extend(strings(&["-cpu", "max"]));
+        }
+        let memory = if self.bootfs.is_some() { "1G" } else { "512M" };
+        a.extend(strings(&[
+            "-m", memory, "-display", "none", "-monitor", "none",
+        ]));
+        a.extend(strings(&[
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]));
+        a.extend_from_slice(serial);
+        if self.icount {
+            // Guest time counts instructions: rdtsc deltas are instruction counts.
+            a.extend(strings(&["-icount", "shift=0"]));
+        }
+        a.extend(self.nic_args());
+        a.extend(strings(&["-kernel", &self.kernel.to_string_lossy()]));
+        a.extend(strings(&["-append", &format!("profile={}", self.profile)]));
+        if let Some(bootfs) = &self.bootfs {
+            a.extend(strings(&["-initrd", &bootfs.to_string_lossy()]));
+        }
+        a.extend(self.hostlink_args());
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// NIC: the one place for network arguments. One virtio-net NIC on
+    /// QEMU's user-mode network (the guest is 10.0.2.15 by DHCP, the host
+    /// 10.0.2.2, DNS 10.0.2.3), the guest's port 80 (httpd) forwarded to
+    /// 127.0.0.1:<port>. `-nic none` first drops QEMU's default NIC.
+    fn nic_args(&self) -> Vec<String> {
+        let mut a = strings(&["-nic", "none"]);
+        if let Some(port) = self.nic_port {
+            let netdev = format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:80");
+            let device = format!("{},netdev=n0", self.machine.virtio("virtio-net"));
+            a.extend(strings(&["-netdev", &netdev, "-device", &device]));
+        }
+        a
+    }
+
+    fn hostlink_args(&self) -> Vec<String> {
+        let chardev = match &self.hostlink {
+            HostLink::None => return Vec::new(),
+            HostLink::Null => "null,id=hostlink".to_string(),
+            HostLink::Socket(path) => format!("socket,id=hostlink,path={}", path.display()),
+        };
+        let bus = format!("{},id=hostlink-bus", self.machine.virtio("virtio-serial"));
+        strings(&[
+            "-chardev",
+            &chardev,
+            "-device",
+            &bus,
+            "-device",
+            "virtconsole,chardev=hostlink,bus=hostlink-bus.0",
+        ])
+    }
+}
+
+/// The serial port on QEMU's stdout (a pipe to us), not as `-serial stdio`:
+/// QEMU reopens `/dev/fd/1`.
+pub fn serial_to_stdout() -> Vec<String> {
+    strings(&[
+        "-chardev",
+        "file,id=ser0,path=/dev/fd/1",
+        "-serial",
+        "chardev:ser0",
+    ])
+}
+
+/// The serial port on QEMU's stdio (an interactive console).
+pub fn serial_stdio() -> Vec<String> {
+    strings(&["-serial", "stdio"])
+}
+
+/// A `Command` for QEMU with `args`. QEMU gets SIGKILL if the thread that
+/// starts it dies (`setpriv --pdeathsig`), so that no QEMU outlives us.
+/// Fails with the status to exit with (and says why) if QEMU is not there.
+pub fn command(host: &Host, args: &[String]) -> Result<Command, (ExitStatus, String)> {
+    let Some(qemu) = find_program(&host.qemu) else {
+        let msg = format!(
+            "QEMU binary '{}' not found: run scripts/setup (or set STARINA_QEMU)",
+            host.qemu
+        );
+        return Err((ExitStatus::NoQemu, msg));
+    };
+    let mut cmd = match find_program("setpriv") {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(&qemu);
+            c
+        }
+        None => Command::new(&qemu),
+    };
+    cmd.args(args)
+        .envs(host.qemu_env.iter().map(|(k, v)| (k, v)));
+    Ok(cmd)
+}
+
+/// Starts `cmd`, mapping a failure to start to a status and a message.
+pub fn spawn(cmd: &mut Command, qemu: &str) -> Result<Child, (ExitStatus, String)> {
+    cmd.spawn()
+        .map_err(|e| (ExitStatus::NoQemu, format!("cannot run QEMU '{qemu}': {e}")))
+}
+
+/// Whether a line QEMU wrote on stderr is an error (not a warning).
+pub fn is_error_line(line: &str) -> bool {
+    line.contains(": ") && !line.contains("warning:")
+}
+
+/// QEMU's "terminating on signal" line: shown only if we did not stop it.
+pub fn is_signal_line(line: &str) -> bool {
+    line.contains("terminating on signal")
+}
+
+/// A file that is the kernel to boot, or why not.
+pub fn check_kernel(path: &Path, hint: bool) -> Result<(), String> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let hint = if hint {
+        " (run scripts/build-kernel, or drop --no-build)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "kernel image {} does not exist{hint}",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(machine: Machine) -> QemuConfig {
+        QemuConfig {
+            machine,
+            profile: "default".into(),
+            kernel: "/k".into(),
+            kvm: false,
+            icount: false,
+            bootfs: None,
+            nic_port: Some(8080),
+            hostlink: HostLink::None,
+            extra: vec![],
+        }
+    }
+
+    fn has(argv: &[String], window: &[&str]) -> bool {
+        argv.windows(window.len())
+            .any(|w| w.iter().zip(window).all(|(a, b)| a == b))
+    }
+
+    #[test]
+    fn default_line() {
+        let a = config(Machine::Q35).args(&serial_to_stdout());
+        for w in [
+            &["-M", "q35"][..],
+            &["-cpu", "max"],
+            &["-m", "512M"],
+            &["-no-reboot"],
+            &[
+                "-nic",
+                "none",
+                "-netdev",
+                "user,id=n0,hostfwd=tcp:127.0.0.1:8080-:80",
+            ],
+            &["-device", "virtio-net-pci,netdev=n0"],
+            &["-kernel", "/k", "-append", "profile=default"],
+            &["-serial", "chardev:ser0"],
+        ] {
+            assert!(has(&a, w), "{w:?} not in {a:?}");
+        }
+    }
+
+    #[test]
+    fn options() {
+        let mut c = config(Machine::Microvm);
+        c.kvm = true;
+        c.icount = true;
+        c.bootfs = Some("/b".into());
+        c.nic_port = None;
+        c.hostlink = HostLink::Socket("/s".into());
+        c.extra = vec!["-s".into()];
+        let a = c.args(&serial_stdio());
+        for w in [
+            &["-enable-kvm", "-cpu", "host"][..],
+            &["-m", "1G"],
+            &["-icount", "shift=0"],
+            &["-initrd", "/b"],
+            &["-chardev", "socket,id=hostlink,path=/s"],
+            &["-device", "virtio-serial-device,id=hostlink-bus"],
+        ] {
+            assert!(has(&a, w), "{w:?} not in {a:?}");
+        }
+        assert!(!a.iter().any(|x| x == "-netdev"));
+        assert_eq!(a.last().unwrap(), "-s");
+    }
+
+    #[test]
+    fn stderr_lines() {
+        assert!(is_error_line("qemu-system-x86_64: -foo: invalid option"));
+        assert!(!is_error_line(
+            "qemu-system-x86_64: warning: host doesn't support"
+        ));
+        assert!(is_signal_line(
+            "qemu-system-x86_64: terminating on signal 15 from pid 1"
+        ));
+    }
+}

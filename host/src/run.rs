@@ -1,0 +1,436 @@
+//! `starina run`: boot a profile under QEMU, stream the serial console, and
+//! exit with the OS's own status (README.md, "Booting").
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Child;
+use std::process::Command;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+use std::time::Instant;
+
+use regex::Regex;
+
+use crate::boot::prepare;
+use crate::boot::Prepared;
+use crate::host::fmt_seconds;
+use crate::host::shell_quote;
+use crate::host::Host;
+use crate::host::Streams;
+use crate::process::forward_lines;
+use crate::process::send_sigterm;
+use crate::qemu;
+use crate::qemu::HostLink;
+use crate::qemu::Machine;
+use crate::qemu::QemuConfig;
+use crate::status::os_status;
+use crate::status::ExitStatus;
+use crate::status::QemuEnd;
+use crate::status::SIGPIPE;
+
+/// The options of `starina run`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub profile: String,
+    pub machine: Machine,
+    /// Seconds.
+    pub timeout: Option<f64>,
+    pub icount: bool,
+    pub kvm: bool,
+    /// Run the kernel build first (`--no-build` clears it).
+    pub build: bool,
+    /// Boot this image instead of the built one (implies no build).
+    pub kernel: Option<PathBuf>,
+    /// Regular expressions: stop once a console line matched each.
+    pub until: Vec<String>,
+    pub verbose: bool,
+    /// Appended to the QEMU command line.
+    pub qemu_args: Vec<String>,
+}
+
+impl RunOptions {
+    pub fn new(profile: &str) -> RunOptions {
+        RunOptions {
+            profile: profile.to_string(),
+            machine: Machine::Q35,
+            timeout: None,
+            icount: false,
+            kvm: false,
+            build: true,
+            kernel: None,
+            until: Vec::new(),
+            verbose: false,
+            qemu_args: Vec::new(),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub status: ExitStatus,
+    /// Each `--until` pattern that matched, and when (from QEMU's start).
+    pub matched: Vec<(String, Duration)>,
+}
+
+impl RunReport {
+    fn status(status: ExitStatus) -> RunReport {
+        RunReport {
+            status,
+            matched: Vec::new(),
+        }
+    }
+}
+
+/// Builds what is needed, boots, and reports (README.md, "Booting").
+pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
+    let until = match compile_patterns(&opts.until) {
+        Ok(until) => until,
+        Err(e) => {
+            io.say(&e);
+            return RunReport::status(ExitStatus::Usage);
+        }
+    };
+    let prepared = match prepare(
+        host,
+        &opts.profile,
+        opts.build,
+        opts.kernel.as_deref(),
+        false,
+        io,
+    ) {
+        Ok(p) => p,
+        Err(status) => return RunReport::status(status),
+    };
+    let interactive = host.interactive && opts.until.is_empty();
+    let config = qemu_config(host, opts, &prepared);
+    let serial = if interactive {
+        qemu::serial_stdio()
+    } else {
+        qemu::serial_to_stdout()
+    };
+    let args = config.args(&serial);
+    let mut cmd = match qemu::command(host, &args) {
+        Ok(cmd) => cmd,
+        Err((status, msg)) => {
+            io.say(&msg);
+            return RunReport::status(status);
+        }
+    };
+    if opts.verbose {
+        io.say(&format!("running: {} {}", host.qemu, shell_quote(&args)));
+    }
+    io.say(&format!(
+        "booting profile {} on {} (Ctrl-C to stop)",
+        opts.profile,
+        opts.machine.name()
+    ));
+    let mut session = Session::new(io, until, interactive);
+    session.boot(host, &mut cmd, opts.timeout)
+}
+
+/// `--until` patterns, compiled; an error names the bad one.
+pub fn compile_patterns(patterns: &[String]) -> Result<Vec<(String, Regex)>, String> {
+    patterns
+        .iter()
+        .map(|p| match Regex::new(p) {
+            Ok(rx) => Ok((p.clone(), rx)),
+            Err(e) => Err(format!("--until '{p}': {e}")),
+        })
+        .collect()
+}
+
+fn qemu_config(host: &Host, opts: &RunOptions, prepared: &Prepared) -> QemuConfig {
+    QemuConfig {
+        machine: opts.machine,
+        profile: opts.profile.clone(),
+        kernel: prepared.kernel.clone(),
+        kvm: opts.kvm,
+        icount: opts.icount,
+        bootfs: prepared.bootfs.clone(),
+        nic_port: Some(host.http_port),
+        hostlink: if prepared.has("hostlink") {
+            HostLink::Null
+        } else {
+            HostLink::None
+        },
+        extra: opts.qemu_args.clone(),
+    }
+}
+
+/// What the reader threads send.
+enum Event {
+    Serial(Vec<u8>),
+    Stderr(String),
+}
+
+/// One QEMU run: the console, the `--until` patterns, how it was stopped.
+struct Session<'a, 'b> {
+    io: &'a mut Streams<'b>,
+    interactive: bool,
+    until: Vec<(String, Regex)>,
+    until_given: bool,
+    matched: Vec<(String, Duration)>,
+    pending: Vec<u8>,
+    serial_bytes: usize,
+    stdout_broken: bool,
+    timed_out: bool,
+    signal: Option<i32>,
+    error_lines: usize,
+    held: Vec<String>,
+    stop_sent: Option<Instant>,
+    t0: Instant,
+}
+
+impl<'a, 'b> Session<'a, 'b> {
+    fn new(io: &'a mut Streams<'b>, until: Vec<(String, Regex)>, interactive: bool) -> Self {
+        Session {
+            io,
+            interactive,
+            until_given: !until.is_empty(),
+            until,
+            matched: Vec::new(),
+            pending: Vec::new(),
+            serial_bytes: 0,
+            stdout_broken: false,
+            timed_out: false,
+            signal: None,
+            error_lines: 0,
+            held: Vec::new(),
+            stop_sent: None,
+            t0: Instant::now(),
+        }
+    }
+
+    fn boot(&mut self, host: &Host, cmd: &mut Command, timeout: Option<f64>) -> RunReport {
+        let _ = self.io.out.flush();
+        let saved_tty = self.interactive.then(save_tty).flatten();
+        if self.interactive {
+            cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
+        } else {
+            // Our own process group: only we stop QEMU, not the terminal's Ctrl-C.
+            std::os::unix::process::CommandExt::process_group(cmd, 0);
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        }
+        cmd.stderr(Stdio::piped());
+        self.t0 = Instant::now();
+        let mut child = match qemu::spawn(cmd, &host.qemu) {
+            Ok(child) => child,
+            Err((status, msg)) => {
+                self.io.say(&msg);
+                return RunReport::status(status);
+            }
+        };
+        let deadline = timeout.map(|t| self.t0 + Duration::from_secs_f64(t));
+        self.pump(host, &mut child, deadline);
+        let end = match child.wait() {
+            Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                (Some(code), _) => QemuEnd::Exited(code),
+                (None, sig) => QemuEnd::Killed(sig.unwrap_or(0)),
+            },
+            Err(_) => QemuEnd::Killed(0),
+        };
+        if let Some(tty) = saved_tty {
+            restore_tty(&tty);
+        }
+        let status = self.status(end, timeout);
+        RunReport {
+            status,
+            matched: std::mem::take(&mut self.matched),
+        }
+    }
+
+    /// Relays QEMU's output until both its streams close.
+    fn pump(&mut self, host: &Host, child: &mut Child, deadline: Option<Instant>) {
+        let (tx, rx) = mpsc::channel();
+        if let Some(stdout) = child.stdout.take() {
+            read_chunks(stdout, tx.clone());
+        }
+        let stderr = child.stderr.take().expect("piped stderr");
+        forward_lines(stderr, tx, Event::Stderr);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Event::Serial(data)) => self.serial(child, &data),
+                Ok(Event::Stderr(line)) => self.stderr(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) && !self.timed_out {
+                self.timed_out = true;
+                self.stop(child);
+            }
+            if self.signal.is_none() {
+                if let Some(signal) = host.stop.signal() {
+                    self.signal = Some(signal);
+                    self.stop(child);
+                }
+            }
+            if self
+                .stop_sent
+                .is_some_and(|t| t.elapsed() > Duration::from_secs(3))
+            {
+                let _ = child.kill();
+            }
+        }
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.check_line(child, &line);
+        }
+    }
+
+    /// Asks QEMU to stop (SIGTERM; SIGKILL 3 s later).
+    fn stop(&mut self, child: &Child) {
+        if self.stop_sent.is_none() {
+            send_sigterm(child);
+            self.stop_sent = Some(Instant::now());
+        }
+    }
+
+    fn serial(&mut self, child: &Child, data: &[u8]) {
+        self.serial_bytes += data.len();
+        let written = self.stdout_broken
+            || self
+                .io
+                .out
+                .write_all(data)
+                .and_then(|_| self.io.out.flush())
+                .is_ok();
+        if !written {
+            // Nobody reads our output any more (e.g. `| head`): stop the OS.
+            self.stdout_broken = true;
+            self.stop(child);
+        }
+        self.pending.extend_from_slice(data);
+        while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=at).collect();
+            self.check_line(child, &line[..at]);
+        }
+    }
+
+    fn check_line(&mut self, child: &Child, line: &[u8]) {
+        if self.until.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let elapsed = self.t0.elapsed();
+        let (seen, remaining): (Vec<_>, Vec<_>) = std::mem::take(&mut self.until)
+            .into_iter()
+            .partition(|(_, rx)| rx.is_match(text));
+        self.until = remaining;
+        for (pattern, _) in seen {
+            self.io.say(&format!(
+                "matched '{pattern}' after {} ms",
+                elapsed.as_millis()
+            ));
+            self.matched.push((pattern, elapsed));
+        }
+        if self.until.is_empty() {
+            self.io.say("all --until patterns seen: stopping QEMU");
+            self.stop(child);
+        }
+    }
+
+    fn stderr(&mut self, line: String) {
+        if qemu::is_signal_line(&line) {
+            // Shown at the end unless it was our own doing (Ctrl-C, timeout).
+            self.held.push(line);
+            return;
+        }
+        if qemu::is_error_line(&line) {
+            self.error_lines += 1;
+        }
+        self.io.err_bytes(format!("{line}\n").as_bytes());
+    }
+
+    fn until_done(&self) -> bool {
+        self.until_given && self.until.is_empty()
+    }
+
+    fn status(&mut self, end: QemuEnd, timeout: Option<f64>) -> ExitStatus {
+        let ours =
+            self.signal.is_some() || self.timed_out || self.until_done() || self.stdout_broken;
+        if !ours {
+            for line in std::mem::take(&mut self.held) {
+                self.io.err_bytes(format!("{line}\n").as_bytes());
+            }
+        }
+        if let Some(signal) = self.signal {
+            if self.interactive {
+                self.io.err_bytes(b"\n");
+            }
+            self.io.say("interrupted: QEMU stopped");
+            return ExitStatus::from_signal(signal);
+        }
+        if self.stdout_broken {
+            return ExitStatus::from_signal(SIGPIPE);
+        }
+        if self.timed_out {
+            let secs = fmt_seconds(timeout.unwrap_or_default());
+            self.io.say(&format!("timed out after {secs} s"));
+            return ExitStatus::Timeout;
+        }
+        if self.until_done() {
+            return ExitStatus::Success;
+        }
+        self.os_status(end)
+    }
+
+    fn os_status(&mut self, end: QemuEnd) -> ExitStatus {
+        let failed_to_start = self.error_lines > 0 || (!self.interactive && self.serial_bytes == 0);
+        let status = os_status(end, failed_to_start);
+        match (end, status) {
+            (QemuEnd::Killed(sig), _) => self.io.say(&format!(
+                "QEMU was killed by signal {sig} without the OS reporting a status"
+            )),
+            (_, ExitStatus::NotBooted) => {
+                self.io.say("QEMU failed before the OS ran (status 1); see its messages above")
+            }
+            (QemuEnd::Exited(rc), ExitStatus::NoStatus) => self.io.say(&format!(
+                "QEMU exited without the OS reporting a status: the kernel crashed or reset (QEMU status {rc})"
+            )),
+            (_, code) if !self.until.is_empty() => {
+                let missed: Vec<String> = self.until.iter().map(|(p, _)| format!("'{p}'")).collect();
+                self.io.say(&format!(
+                    "the OS exited (code {code}) before printing: {}",
+                    missed.join(", ")
+                ));
+                return ExitStatus::UntilMissed;
+            }
+            _ => {}
+        }
+        status
+    }
+}
+
+/// A thread that sends what `stream` delivers, as it comes.
+fn read_chunks(mut stream: impl Read + Send + 'static, tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if tx.send(Event::Serial(buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The terminal's settings (`stty -g`), to restore after an interactive QEMU.
+fn save_tty() -> Option<String> {
+    let out = Command::new("stty")
+        .arg("-g")
+        .stdin(Stdio::inherit())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn restore_tty(settings: &str) {
+    let _ = Command::new("stty")
+        .arg(settings)
+        .stdin(Stdio::inherit())
+        .status();
+}

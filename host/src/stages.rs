@@ -1,0 +1,305 @@
+//! `starina test` (`make test`): every test stage, each under a `==>`
+//! header, all run even when an earlier one fails, then one summary line
+//! `N passed, M failed` counting individual tests. Exits 0 only if nothing failed.
+//!
+//! Stages: the Linux guest build, host tests (`cargo test --workspace`),
+//! the kernel build, the in-OS tests (profile `test` on each machine), and
+//! the end-to-end tests (`cargo test -p starina-tests -- --ignored`).
+//! A stage that breaks without reporting its own counts (a build error, a
+//! crash, a timeout) counts as one failure.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::cli::TestOptions;
+use crate::host::Host;
+use crate::host::Streams;
+use crate::kernel;
+use crate::kernel::Progress;
+use crate::markers;
+use crate::process::run_lines;
+use crate::process::Line;
+use crate::run::run;
+use crate::run::RunOptions;
+use crate::status::ExitStatus;
+
+/// The in-OS tests' time limit, seconds.
+pub const IN_OS_TIMEOUT: f64 = 300.0;
+
+/// One stage's counts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub passed: u32,
+    pub failed: u32,
+    pub note: String,
+    pub seconds: f64,
+}
+
+/// The stages so far.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub stages: Vec<Stage>,
+}
+
+impl Tally {
+    pub fn add(&mut self, name: &str, passed: u32, failed: u32, note: String, start: Instant) {
+        self.stages.push(Stage {
+            name: name.to_string(),
+            passed,
+            failed,
+            note,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+
+    pub fn passed(&self) -> u32 {
+        self.stages.iter().map(|s| s.passed).sum()
+    }
+
+    pub fn failed(&self) -> u32 {
+        self.stages.iter().map(|s| s.failed).sum()
+    }
+
+    /// The closing line: `N passed, M failed`.
+    pub fn summary_line(&self) -> String {
+        format!("{} passed, {} failed", self.passed(), self.failed())
+    }
+
+    pub fn status(&self) -> ExitStatus {
+        if self.failed() == 0 {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failed
+        }
+    }
+}
+
+fn header(text: &str) {
+    println!("==> {text}");
+    let _ = std::io::stdout().flush();
+}
+
+fn show(line: &str) {
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Runs every stage that `opts` does not skip; the summary is the last line.
+pub fn test(host: &Host, opts: &TestOptions) -> ExitStatus {
+    let host = host.batch();
+    let skip = |stage: &str| opts.skip.iter().any(|s| s == stage);
+    let mut tally = Tally::default();
+    let start = Instant::now();
+    if !skip("linux") {
+        linux_stage(&host, &mut tally);
+    }
+    if !skip("host") {
+        let cmd = ["cargo", "test", "--workspace", "--no-fail-fast"];
+        cargo_stage(&host, &mut tally, "host tests", &cmd);
+    }
+    let mut kernel_ok = true;
+    if !skip("kernel") {
+        header("kernel: scripts/build-kernel");
+        let t0 = Instant::now();
+        let result = kernel::build(&host, &[], Progress::Show, &mut |l| show(l));
+        kernel_ok = result.is_ok();
+        let note = result.err().unwrap_or_else(|| "exit status 0".into());
+        tally.add("kernel build", 0, u32::from(!kernel_ok), note, t0);
+    }
+    if !skip("in-os") {
+        for &machine in &opts.machines {
+            in_os_stage(&host, &mut tally, machine, kernel_ok);
+        }
+    }
+    if !skip("e2e") {
+        let cmd = [
+            "cargo",
+            "test",
+            "-p",
+            "starina-tests",
+            "--no-fail-fast",
+            "--",
+            "--ignored",
+            "--test-threads=1",
+        ];
+        cargo_stage(&host, &mut tally, "end-to-end tests", &cmd);
+    }
+    header(&format!("summary ({:.0} s)", start.elapsed().as_secs_f64()));
+    for s in &tally.stages {
+        let counts = format!("{:4} passed, {} failed", s.passed, s.failed);
+        show(&format!(
+            "  {:<40} {counts}  ({}, {:.0} s)",
+            s.name, s.note, s.seconds
+        ));
+    }
+    show(&tally.summary_line());
+    tally.status()
+}
+
+/// The Linux guest (kernel + initramfs) that the default and linux profiles
+/// boot: built once, cached outside the checkout by input hash.
+fn linux_stage(host: &Host, tally: &mut Tally) {
+    header("linux guest: linux-guest/build-kernel.sh, linux-guest/build-initramfs.sh");
+    let t0 = Instant::now();
+    let mut code = 0;
+    for script in ["build-kernel.sh", "build-initramfs.sh"] {
+        let mut cmd = Command::new(host.root.join("linux-guest").join(script));
+        code = streamed(cmd.current_dir(&host.root), |_| {});
+        if code != 0 {
+            break;
+        }
+    }
+    tally.add(
+        "linux guest build",
+        0,
+        u32::from(code != 0),
+        format!("exit status {code}"),
+        t0,
+    );
+}
+
+/// Runs `cmd` with stdout and stderr copied to our stdout; its exit code.
+fn streamed(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> i32 {
+    let result = run_lines(cmd, |line| {
+        let (Line::Out(text) | Line::Err(text)) = line;
+        show(&text);
+        on_line(&text);
+    });
+    result.unwrap_or_else(|e| {
+        show(&format!("test: cannot run {:?}: {e}", cmd.get_program()));
+        127
+    })
+}
+
+/// `test result: ok. N passed; M failed; ...` -> (N, M).
+pub fn cargo_result(line: &str) -> Option<(u32, u32)> {
+    let rest = &line[line.find("test result: ")? + "test result: ".len()..];
+    let (_, rest) = rest.split_once(". ")?;
+    let (passed, rest) = rest.split_once(" passed; ")?;
+    let (failed, _) = rest.split_once(" failed")?;
+    Some((passed.trim().parse().ok()?, failed.trim().parse().ok()?))
+}
+
+fn cargo_stage(host: &Host, tally: &mut Tally, name: &str, cmd: &[&str]) {
+    header(&format!("{name}: {}", cmd.join(" ")));
+    let (mut passed, mut failed) = (0, 0);
+    let t0 = Instant::now();
+    let mut command = Command::new(cmd[0]);
+    command.args(&cmd[1..]).current_dir(&host.root);
+    let code = streamed(&mut command, |line| {
+        if let Some((p, f)) = cargo_result(line) {
+            passed += p;
+            failed += f;
+        }
+    });
+    let mut note = format!("exit status {code}");
+    if code != 0 && failed == 0 {
+        // Did not build, or the harness died: count the stage as one failure.
+        failed = 1;
+        note += " (failed without a failing test: build error?)";
+    }
+    tally.add(name, passed, failed, note, t0);
+}
+
+/// Copies to stdout and keeps the last `testrunner: N passed, M failed`.
+struct SummaryScan {
+    pending: Vec<u8>,
+    summary: Option<(u32, u32)>,
+}
+
+impl Write for SummaryScan {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().write_all(data)?;
+        self.pending.extend_from_slice(data);
+        while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=at).collect();
+            if let Some(s) = markers::testrunner_summary(&String::from_utf8_lossy(&line)) {
+                self.summary = Some(s);
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, kernel_ok: bool) {
+    let name = format!("in-OS tests (profile test, {})", machine.name());
+    let timeout = crate::host::fmt_seconds(IN_OS_TIMEOUT);
+    header(&format!(
+        "{name}: scripts/starina run --no-build --profile test --machine {} --timeout {timeout}",
+        machine.name()
+    ));
+    let t0 = Instant::now();
+    if !kernel_ok {
+        show("test: skipped: the kernel did not build");
+        tally.add(&name, 0, 1, "skipped: no kernel".into(), t0);
+        return;
+    }
+    let mut opts = RunOptions::new("test");
+    opts.machine = machine;
+    opts.build = false;
+    opts.timeout = Some(IN_OS_TIMEOUT);
+    let mut scan = SummaryScan {
+        pending: Vec::new(),
+        summary: None,
+    };
+    let mut err = std::io::stdout();
+    let status = run(
+        host,
+        &opts,
+        &mut Streams {
+            out: &mut scan,
+            err: &mut err,
+        },
+    )
+    .status;
+    let mut note = format!("exit status {}", status.code());
+    let (passed, mut failed) = match scan.summary {
+        Some(s) => s,
+        None => {
+            note += " (no 'testrunner: N passed, M failed' line)";
+            (0, 1)
+        }
+    };
+    if scan.summary.is_some() && !status.is_success() && failed == 0 {
+        failed = 1;
+        note += " (non-zero although no test failed)";
+    }
+    tally.add(&name, passed, failed, note, t0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_lines() {
+        let line = "test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(cargo_result(line), Some((12, 0)));
+        assert_eq!(
+            cargo_result("test result: FAILED. 3 passed; 2 failed; 0 ignored"),
+            Some((3, 2))
+        );
+        assert_eq!(cargo_result("running 3 tests"), None);
+    }
+
+    #[test]
+    fn summary_and_status() {
+        let mut tally = Tally::default();
+        tally.add("a", 10, 0, String::new(), Instant::now());
+        assert_eq!(
+            (tally.summary_line().as_str(), tally.status()),
+            ("10 passed, 0 failed", ExitStatus::Success)
+        );
+        tally.add("b", 2, 1, String::new(), Instant::now());
+        assert_eq!(
+            (tally.summary_line().as_str(), tally.status().code()),
+            ("12 passed, 1 failed", 1)
+        );
+    }
+}
