@@ -2,31 +2,24 @@
 //! (docs/CONTRACTS.md, "Console markers"). A marker is a substring of a
 //! serial console line; log lines look like `[   1.234567] INFO  <component>: <message>`.
 
-/// The kernel: every component of the profile has started. Followed by
-/// ` (tsc=<n>) profile '<name>'`.
-pub const READY: &str = "starina: ready";
-/// The kernel, once per component it starts: `kernel: started <name>`.
-pub const STARTED: &str = "kernel: started ";
-/// The test runner's last line: `testrunner: N passed, M failed`.
-pub const TESTRUNNER: &str = "testrunner: ";
-/// The bench components: `bench-raw: <name> <value>`.
-pub const BENCH_RAW: &str = "bench-raw: ";
-/// The linux server starts the VM: `linux: booting Linux: ...`.
-pub const LINUX_BOOTING: &str = "booting Linux";
-/// The linux server: the guest agent is up (`linux: guest ready: Linux <release>`).
-pub const LINUX_GUEST_READY: &str = "linux: guest ready";
-/// The kernel, when a VM is created: `... VM structures <n> KiB ...`.
-pub const VM_STRUCTURES: &str = "VM structures ";
-/// httpd is listening.
-pub const HTTPD_SERVING: &str = "httpd: serving HTTP on port 80";
-/// The guest agent on the Linux console (direct boots).
-pub const AGENT_READY: &str = "starina-agent: ready";
+// What Starina prints, defined once in `starina_abi::markers` (the kernel
+// and the components print from there).
+pub use starina_abi::markers::AGENT_READY;
+pub use starina_abi::markers::BENCH_RAW;
+pub use starina_abi::markers::COMPONENT_STARTED;
+pub use starina_abi::markers::HTTPD_SERVING;
+pub use starina_abi::markers::LINUX_BOOTING;
+pub use starina_abi::markers::LINUX_GUEST_READY;
+pub use starina_abi::markers::READY;
+pub use starina_abi::markers::TESTRUNNER_SUMMARY as TESTRUNNER;
+pub use starina_abi::markers::VM_STRUCTURES;
+
 /// The busybox Linux of the HTTP benchmark (its /init, written by `bench`).
 pub const BENCH_LINUX_READY: &str = "bench-linux: ready";
 
 /// `... <who>: N passed, M failed ...` -> (N, M), for the last `<who>: ` on the line.
 pub fn parse_summary(line: &str, who: &str) -> Option<(u32, u32)> {
-    let rest = &line[line.rfind(who)? + who.len()..];
+    let rest = line[line.rfind(who)? + who.len()..].trim_start();
     let (passed, rest) = rest.split_once(" passed, ")?;
     let failed = rest.split(" failed").next()?.trim();
     Some((passed.trim().parse().ok()?, failed.parse().ok()?))
@@ -55,7 +48,7 @@ pub fn bench_raw(line: &str) -> Option<(&str, &str)> {
 
 /// `... VM structures <n> KiB` -> n.
 pub fn vm_structures_kib(line: &str) -> Option<u64> {
-    let rest = &line[line.find(VM_STRUCTURES)? + VM_STRUCTURES.len()..];
+    let rest = line[line.find(VM_STRUCTURES)? + VM_STRUCTURES.len()..].trim_start();
     let (n, unit) = rest.split_once(' ')?;
     unit.starts_with("KiB").then_some(())?;
     n.parse().ok()
@@ -109,7 +102,7 @@ mod tests {
         let section = &contracts[contracts.find("## Console markers").unwrap()..];
         for marker in [
             READY,
-            STARTED,
+            COMPONENT_STARTED,
             TESTRUNNER,
             BENCH_RAW,
             LINUX_BOOTING,

@@ -547,8 +547,9 @@ fn create_vm(ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     let (free_after, _) = crate::mm::page::stats();
     let used_kib = (free_before.saturating_sub(free_after) * 4) as u64;
     log::info!(
-        "hypervisor: VM created: {} MiB guest RAM; VM structures {} KiB (VMCB, I/O and MSR permission maps, nested page tables)",
+        "hypervisor: VM created: {} MiB guest RAM; {} {} KiB (VMCB, I/O and MSR permission maps, nested page tables)",
         ram_bytes >> 20,
+        starina::abi::markers::VM_STRUCTURES,
         used_kib.saturating_sub(ram_bytes >> 10)
     );
     Ok(handles)

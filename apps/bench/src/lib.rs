@@ -47,7 +47,7 @@ pub fn main(env: Env) {
         // Warm up caches and allocator free lists first.
         let _ = round_trips(&env.echo, &poll, size, rounds / 10);
         match round_trips(&env.echo, &poll, size, rounds) {
-            Ok(ns) => log::info!("bench-raw: {name} {ns}"),
+            Ok(ns) => log::info!("{} {name} {ns}", starina::abi::markers::BENCH_RAW),
             Err(e) => {
                 ok = false;
                 log::error!("{name} failed: {e}");

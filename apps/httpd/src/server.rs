@@ -88,7 +88,7 @@ impl Server {
                 call_id: LISTEN_CALL,
                 handle,
             } => match cx.add_channel(Channel::from_handle(handle), Ctx::Listener) {
-                Ok(_) => log::info!("serving HTTP on port {}", self.port),
+                Ok(_) => log::info!("{} {}", starina::abi::markers::HTTPD_SERVING, self.port),
                 Err(e) => log::error!("cannot watch the listener: {e}"),
             },
             Message::OpenReply {

@@ -28,6 +28,7 @@
 
 extern crate alloc;
 
+use starina::abi::markers::BENCH_RAW;
 use alloc::format;
 use alloc::string::String;
 use alloc::string::ToString;
@@ -109,7 +110,7 @@ fn run(linux: Channel, echo: &Channel, config: &Config) -> Result<(), String> {
     let ipc = ipc_round_trips(echo, rounds / 10)
         .and_then(|_| ipc_round_trips(echo, rounds))
         .map_err(|e| format!("echo round trips: {e}"))?;
-    log::info!("bench-raw: ipc_roundtrip_0b {ipc}");
+    log::info!("{BENCH_RAW} ipc_roundtrip_0b {ipc}");
 
     for _ in 0..EXEC_WARM_UP {
         expect_status(&b.exec(&["true"])?, 0, "true")?;
@@ -129,7 +130,7 @@ fn run(linux: Channel, echo: &Channel, config: &Config) -> Result<(), String> {
         times[times.len() - 1],
         times.len()
     );
-    log::info!("bench-raw: exec_true_roundtrip {true_ns}");
+    log::info!("{BENCH_RAW} exec_true_roundtrip {true_ns}");
 
     let pipe_rounds = config.pipe_rounds.max(1) as u64;
     let arg = format!("{pipe_rounds}");
@@ -151,9 +152,9 @@ fn run(linux: Channel, echo: &Channel, config: &Config) -> Result<(), String> {
         "pipe ping-pong: {pipe_rounds} round trips, {total} ns by the guest's clock, {} ns for the whole exec by Starina's",
         run.ns
     );
-    log::info!("bench-raw: linux_pipe_roundtrip {per}");
+    log::info!("{BENCH_RAW} linux_pipe_roundtrip {per}");
     let starina = run.ns.saturating_sub(true_ns) / pipe_rounds;
-    log::info!("bench-raw: linux_pipe_roundtrip_starina {starina}");
+    log::info!("{BENCH_RAW} linux_pipe_roundtrip_starina {starina}");
     Ok(())
 }
 

@@ -24,3 +24,24 @@ pub const KERNEL_PANIC_EXIT_CODE: u8 = 126;
 
 /// The test runner's summary line: `testrunner: N passed, M failed`.
 pub const TESTRUNNER_SUMMARY: &str = "testrunner:";
+
+/// Logged by the bench components for each figure: `bench-raw: <name> <value>`
+/// (guest nanoseconds, or instructions under `-icount shift=0`).
+pub const BENCH_RAW: &str = "bench-raw:";
+
+/// Logged by the linux server as it starts a VM: `booting Linux: ...`.
+pub const LINUX_BOOTING: &str = "booting Linux";
+
+/// Logged by the linux server once the guest agent answers:
+/// `linux: guest ready: Linux <release>`.
+pub const LINUX_GUEST_READY: &str = "guest ready";
+
+/// Logged by the kernel when a VM is created: `... VM structures <n> KiB ...`.
+pub const VM_STRUCTURES: &str = "VM structures";
+
+/// Logged by httpd once it listens: `httpd: serving HTTP on port <n>`.
+pub const HTTPD_SERVING: &str = "serving HTTP on port";
+
+/// Printed by the guest agent on the Linux console when it is ready:
+/// `starina-agent: ready (Linux <release>)`.
+pub const AGENT_READY: &str = "starina-agent: ready";
