@@ -103,9 +103,10 @@ fn exception(frame: &mut TrapFrame) {
         sched::switch(frame, true, false);
         return;
     }
+    let trace = crate::arch::trap::backtrace(frame.rbp);
     panic!(
-        "CPU exception in the kernel: {} (vector {}, error {:#x}) at rip {:#x}, rsp {:#x}, address {:#x}",
-        name, vector, frame.error, frame.rip, frame.rsp, cr2
+        "CPU exception in the kernel: {} (vector {}, error {:#x}) at rip {:#x}, rsp {:#x}, address {:#x}; called from {:x?}",
+        name, vector, frame.error, frame.rip, frame.rsp, cr2, trace
     );
 }
 

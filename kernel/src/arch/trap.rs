@@ -274,3 +274,27 @@ pub fn init() {
 extern "C" fn interrupt_handler(frame: &mut TrapFrame) {
     crate::interrupt::handle(frame);
 }
+
+/// Return addresses along the frame-pointer chain from `rbp` (the kernel
+/// is built with frame pointers), for a kernel panic's report. Stops at the
+/// first frame pointer that is not an aligned higher-half address.
+pub fn backtrace(mut rbp: u64) -> [u64; 12] {
+    let mut out = [0u64; 12];
+    for slot in out.iter_mut() {
+        if rbp < 0xffff_8000_0000_0000 || rbp % 8 != 0 || rbp > u64::MAX - 16 {
+            break;
+        }
+        // SAFETY: only for a report on the way to stopping the machine: the
+        // address is an aligned kernel address taken from a frame-pointer
+        // chain, which the kernel's own frames keep mapped; a bad chain at
+        // worst faults again, which stops the machine as "panicked while
+        // panicking".
+        let (next, ret) = unsafe { ((rbp as *const u64).read(), ((rbp + 8) as *const u64).read()) };
+        *slot = ret;
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+    out
+}
