@@ -7,12 +7,9 @@
 //! sleeps while the guest halts, until the guest's next timer tick or until
 //! the main thread kicks it.
 
-use alloc::boxed::Box;
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::cell::RefCell;
 use core::sync::atomic::Ordering;
 
 use starina::abi::Readiness;
@@ -35,14 +32,12 @@ use starina_vmm::cpuid::CpuidPolicy;
 use starina_vmm::cpuid::CpuidResult;
 use starina_vmm::exit::VcpuState;
 use starina_vmm::exit::VmExit;
-use starina_vmm::memory::GuestMemory;
 use starina_vmm::msr::MsrEffect;
 use starina_vmm::virtio::console::Console;
-use starina_vmm::virtio::queue::Virtqueue;
-use starina_vmm::virtio::DeviceError;
-use starina_vmm::virtio::VirtioDevice;
+use starina_vmm::vm::DeviceSlot;
 use starina_vmm::vm::ExitAction;
 use starina_vmm::vm::ExitContext;
+use starina_vmm::vm::SlotError;
 use starina_vmm::vm::Vm;
 
 use crate::shared::Shared;
@@ -99,54 +94,6 @@ pub fn thread_main(_arg: usize) {
     Shared::kick(&shared.main_kick, &wake);
 }
 
-/// The virtio-console as a VM device whose byte queues the run loop also
-/// reaches (the VM owns its devices as `Box<dyn VirtioDevice>`).
-struct SharedConsole(Rc<RefCell<Console>>);
-
-impl VirtioDevice for SharedConsole {
-    fn device_id(&self) -> u32 {
-        self.0.borrow().device_id()
-    }
-    fn features(&self) -> u64 {
-        self.0.borrow().features()
-    }
-    fn num_queues(&self) -> u16 {
-        self.0.borrow().num_queues()
-    }
-    fn queue_max_size(&self, index: u16) -> u16 {
-        self.0.borrow().queue_max_size(index)
-    }
-    fn config_len(&self) -> usize {
-        self.0.borrow().config_len()
-    }
-    fn read_config(&self, offset: usize, data: &mut [u8]) {
-        self.0.borrow().read_config(offset, data)
-    }
-    fn write_config(&mut self, offset: usize, data: &[u8]) {
-        self.0.borrow_mut().write_config(offset, data)
-    }
-    fn activate(&mut self, features: u64) {
-        self.0.borrow_mut().activate(features)
-    }
-    fn reset(&mut self) {
-        self.0.borrow_mut().reset()
-    }
-    fn process(
-        &mut self,
-        queues: &mut [Virtqueue],
-        mem: &mut dyn GuestMemory,
-        notified: Option<u16>,
-    ) -> Result<(), DeviceError> {
-        // The run loop never holds a borrow across exit handling, so this
-        // cannot fail; if it ever did, the device reports an error rather
-        // than the component panicking.
-        match self.0.try_borrow_mut() {
-            Ok(mut console) => console.process(queues, mem, notified),
-            Err(_) => Err(DeviceError::Protocol("console busy")),
-        }
-    }
-}
-
 fn host_cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
     let [eax, ebx, ecx, edx] = starina::hypervisor::host_cpuid(leaf, subleaf);
     CpuidResult { eax, ebx, ecx, edx }
@@ -157,7 +104,8 @@ struct Guest {
     ram: GuestRam,
     vcpu: Vcpu,
     state: VcpuState,
-    console: Rc<RefCell<Console>>,
+    /// The guest agent's virtio-console (`/dev/hvc0`).
+    console: DeviceSlot<Console>,
     shared: Arc<Shared>,
     wake: Channel,
     poll: Poll,
@@ -206,15 +154,9 @@ impl Guest {
                 )),
             })?;
         let mut vm = Vm::new(CpuidPolicy::default(), host_cpuid, 0, now_ns());
-        let console = Rc::new(RefCell::new(Console::new()));
-        if vm
-            .add_virtio(Box::new(SharedConsole(console.clone())))
-            .is_none()
-        {
-            return Err(Status::Unavailable(
-                "no virtio-mmio slot for the console".into(),
-            ));
-        }
+        let console = vm.add_virtio(Console::new()).map_err(|e| {
+            Status::Unavailable(format!("no virtio-mmio slot for the console: {e}"))
+        })?;
         let devices = vm.virtio_devices();
         let info = boot::load_linux(
             &mut ram,
@@ -228,7 +170,7 @@ impl Guest {
         .map_err(|e| Status::Unavailable(format!("cannot load Linux: {e}")))?;
         // The guest starts in long mode: its EFER MSR must say so, or its
         // first read-modify-write of EFER (to set NXE) drops LME/LMA.
-        vm.msrs.efer = info.vcpu.efer;
+        vm.set_efer(info.vcpu.efer);
         log::info!(
             "booting Linux: {} MiB RAM, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
             config.memory_bytes >> 20,
@@ -264,7 +206,9 @@ impl Guest {
     /// Runs the guest until it stops; returns why.
     fn run(&mut self) -> Status {
         loop {
-            self.exchange();
+            if let Err(e) = self.exchange() {
+                return self.crashed(&format!("VMM: the console: {e}"));
+            }
             let inject = self.next_injection();
             let exit = match self.vcpu.run(&mut self.state, inject) {
                 Ok(exit) => exit,
@@ -313,7 +257,7 @@ impl Guest {
         if !matches!(self.last_exit, Some(VmExit::Io { .. })) {
             self.log_state();
         }
-        let partial = self.vm.serial.partial_line();
+        let partial = self.vm.serial().partial_line();
         if !partial.is_empty() {
             log::info!("[guest] {}", String::from_utf8_lossy(partial));
         }
@@ -390,7 +334,7 @@ impl Guest {
 
     /// Moves bytes between the console and the shared queues, and logs the
     /// guest's serial console.
-    fn exchange(&mut self) {
+    fn exchange(&mut self) -> Result<(), SlotError> {
         self.log_console();
         let kicked = self.shared.vcpu_kick.swap(false, Ordering::AcqRel);
         if kicked {
@@ -401,10 +345,10 @@ impl Guest {
         if kicked || self.input_left {
             let mut inner = self.shared.inner.lock();
             if !inner.to_guest.is_empty() {
-                let n = match self.console.try_borrow_mut() {
-                    Ok(mut c) => c.push_rx(&inner.to_guest),
-                    Err(_) => 0,
-                };
+                let n = self
+                    .vm
+                    .virtio_device_mut(self.console)?
+                    .push_rx(&inner.to_guest);
                 inner.to_guest.drain(..n);
                 poke |= n > 0;
             }
@@ -418,10 +362,7 @@ impl Guest {
         // While the main thread is behind, guest output stays in the
         // console (and then in the guest): backpressure, not loss.
         if !self.shared.output_paused.load(Ordering::Acquire) {
-            let tx = match self.console.try_borrow_mut() {
-                Ok(mut c) => c.take_tx(),
-                Err(_) => alloc::vec::Vec::new(),
-            };
+            let tx = self.vm.virtio_device_mut(self.console)?.take_tx();
             if !tx.is_empty() {
                 let mut inner = self.shared.inner.lock();
                 inner.from_guest.extend_from_slice(&tx);
@@ -441,15 +382,13 @@ impl Guest {
             }
         }
         if poke {
-            if let Some(slot) = self.vm.virtio.first_mut() {
-                slot.transport.poll(&mut self.ram);
-            }
-            self.vm.update_irqs(now_ns());
+            self.vm.poll_virtio(self.console, &mut self.ram, now_ns())?;
         }
+        Ok(())
     }
 
     fn log_console(&mut self) {
-        for line in self.vm.serial.take_lines() {
+        for line in self.vm.serial_mut().take_lines() {
             log::info!("[guest] {line}");
         }
     }
