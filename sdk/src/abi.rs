@@ -109,6 +109,9 @@ pub enum Error {
     MalformedMessage = 17,
     /// A poll has nothing to wait for (no entries, or all removed).
     PollEmpty = 18,
+    /// The SDK's per-channel send backlog is at its bound: the peer is not
+    /// reading (see `starina::mainloop::Cx::send`).
+    BacklogFull = 19,
 }
 
 impl Error {
@@ -133,6 +136,7 @@ impl Error {
             16 => InvalidTransfer,
             17 => MalformedMessage,
             18 => PollEmpty,
+            19 => BacklogFull,
             _ => return None,
         })
     }
@@ -163,6 +167,7 @@ impl fmt::Display for Error {
             Error::InvalidTransfer => "a channel handle cannot be sent over itself",
             Error::MalformedMessage => "malformed message",
             Error::PollEmpty => "poll has no entries",
+            Error::BacklogFull => "send backlog is full: the peer is not reading",
         };
         f.write_str(s)
     }

@@ -26,6 +26,7 @@ pub mod hypervisor;
 pub mod logger;
 pub mod mainloop;
 pub mod message;
+pub mod outbox;
 pub mod poll;
 pub mod spec;
 pub mod syscall;

@@ -228,6 +228,15 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Takes the handle this message moves out of it.
+    pub(crate) fn into_handle(self) -> Option<OwnedHandle> {
+        match self {
+            Message::Open { handle, .. } => handle,
+            Message::OpenReply { handle, .. } => Some(handle),
+            _ => None,
+        }
+    }
+
     /// Gives up the moved handle after a successful send.
     pub(crate) fn forget_handle(self) {
         match self {

@@ -7,9 +7,11 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use starina::mainloop::Event;
+use starina::mainloop::Cx;
+use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
 use starina::Error;
+use starina::HandleId;
 use starina::Message;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
@@ -22,46 +24,69 @@ fn request(i: u64, buf: &mut Vec<u8>) {
     buf.extend((0..len).map(|k| (i as usize * 31 + k) as u8));
 }
 
-pub fn main(env: Env) -> Result<(), Error> {
-    let rounds = env.config.rounds as u64;
-    let mut ml = Mainloop::new()?;
-    let echo = ml.add_channel(env.echo, ())?;
-    let mut expected = Vec::new();
-    let mut done: u64 = 0;
-    let mut wrong: u64 = 0;
-    request(0, &mut expected);
-    if let Some(ch) = ml.channel(echo) {
-        ch.send_data(&expected)?;
-    }
-    loop {
-        match ml.next() {
-            Event::Message {
-                ch,
-                msg: Message::Data(reply),
-                ..
-            } => {
-                if reply != expected.as_slice() {
-                    wrong += 1;
-                    log::error!("reply {done} does not match its request");
-                }
-                done += 1;
-                if done == rounds {
-                    break;
-                }
-                request(done, &mut expected);
-                ch.send_data(&expected)?;
-            }
-            Event::PeerClosed { .. } => {
-                log::error!("echo server went away after {done} round trips");
-                return Err(Error::PeerClosed);
-            }
-            _ => {}
+struct Client {
+    rounds: u64,
+    expected: Vec<u8>,
+    done: u64,
+    wrong: u64,
+}
+
+impl Handler for Client {
+    type State = ();
+
+    fn message(
+        &mut self,
+        cx: &mut Cx<()>,
+        echo: HandleId,
+        _: &mut (),
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
+        let Message::Data(reply) = msg else {
+            return Err(Error::NotSupported);
+        };
+        if reply != self.expected.as_slice() {
+            self.wrong += 1;
+            log::error!("reply {} does not match its request", self.done);
         }
+        self.done += 1;
+        if self.done == self.rounds {
+            cx.stop();
+            return Ok(());
+        }
+        request(self.done, &mut self.expected);
+        cx.send_data(echo, &self.expected)
     }
-    if wrong == 0 {
-        log::info!("{rounds} round trips, all replies correct");
+
+    fn peer_closed(&mut self, cx: &mut Cx<()>, _: HandleId, _: ()) -> Result<(), Error> {
+        log::error!("echo server went away after {} round trips", self.done);
+        cx.stop();
+        Err(Error::PeerClosed)
+    }
+}
+
+pub fn main(env: Env) -> Result<(), Error> {
+    let mut client = Client {
+        rounds: env.config.rounds as u64,
+        expected: Vec::new(),
+        done: 0,
+        wrong: 0,
+    };
+    let mut ml = Mainloop::new()?;
+    let echo = ml.cx().add_channel(env.echo, ())?;
+    request(0, &mut client.expected);
+    ml.cx().send_data(echo, &client.expected)?;
+    ml.run(&mut client)?;
+    if client.done < client.rounds {
+        return Err(Error::PeerClosed);
+    }
+    if client.wrong == 0 {
+        log::info!("{} round trips, all replies correct", client.rounds);
     } else {
-        log::error!("{rounds} round trips, {wrong} replies WRONG");
+        log::error!(
+            "{} round trips, {} replies WRONG",
+            client.rounds,
+            client.wrong
+        );
     }
     Ok(())
 }

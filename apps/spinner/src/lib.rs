@@ -4,41 +4,40 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use starina::channel::Channel;
-use starina::mainloop::Event;
+use starina::mainloop::Cx;
+use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
+use starina::Channel;
+use starina::Error;
+use starina::HandleId;
 use starina::Message;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
-pub fn main(env: Env) {
-    let mut ml = Mainloop::new().expect("cannot create the main loop");
-    ml.add_channel(env.supervisor, ()).expect("cannot watch the supervisor");
-    loop {
-        let mut accepted = None;
-        match ml.next() {
-            Event::Message {
-                msg: Message::Open {
-                    handle: Some(h), ..
-                },
-                ..
-            } => accepted = Some(Channel::from_handle(h)),
-            Event::Message {
-                ch,
-                msg: Message::Data(b"spin"),
-                ..
-            } => {
-                let _ = ch.send_data(b"spinning");
-                log::info!("spinning forever now");
-                let mut n: u64 = 0;
-                loop {
-                    n = core::hint::black_box(n.wrapping_add(1));
-                }
-            }
-            _ => {}
+struct Spinner;
+
+impl Handler for Spinner {
+    type State = ();
+
+    fn connect(&mut self, cx: &mut Cx<()>, _service: &str, ch: Channel) -> Result<(), Error> {
+        cx.add_channel(ch, ()).map(drop)
+    }
+
+    fn message(&mut self, cx: &mut Cx<()>, id: HandleId, _: &mut (), msg: Message<'_>) -> Result<(), Error> {
+        if !matches!(msg, Message::Data(b"spin")) {
+            return Err(Error::NotSupported);
         }
-        if let Some(ch) = accepted {
-            let _ = ml.add_channel(ch, ());
+        cx.send_data(id, b"spinning")?;
+        log::info!("spinning forever now");
+        let mut n: u64 = 0;
+        loop {
+            n = core::hint::black_box(n.wrapping_add(1));
         }
     }
+}
+
+pub fn main(env: Env) -> Result<(), Error> {
+    let mut ml = Mainloop::new()?;
+    ml.cx().add_supervisor(env.supervisor)?;
+    ml.run(&mut Spinner)
 }

@@ -11,9 +11,12 @@ extern crate alloc;
 
 use alloc::format;
 
-use starina::channel::Channel;
-use starina::mainloop::Event;
+use starina::mainloop::Cx;
+use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
+use starina::Channel;
+use starina::Error;
+use starina::HandleId;
 use starina::Message;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
@@ -27,40 +30,38 @@ fn recurse(depth: u64) -> u64 {
     frame[(depth % 64) as usize] + recurse(core::hint::black_box(depth + 1))
 }
 
-pub fn main(env: Env) {
-    let instance = env.instance;
-    let mut ml = Mainloop::new().expect("cannot create the main loop");
-    ml.add_channel(env.supervisor, ()).expect("cannot watch the supervisor");
-    loop {
-        let mut accepted = None;
-        match ml.next() {
-            Event::Message {
-                msg: Message::Open {
-                    handle: Some(h), ..
-                },
-                ..
-            } => accepted = Some(Channel::from_handle(h)),
-            Event::Message {
-                ch,
-                msg: Message::Data(cmd),
-                ..
-            } => match cmd {
-                b"ping" => {
-                    let _ = ch.send_data(format!("pong {instance}").as_bytes());
-                }
-                b"panic" => panic!("asked to panic (instance {instance})"),
-                b"overflow" => {
-                    let n = recurse(0);
-                    let _ = ch.send_data(format!("{n}").as_bytes());
-                }
-                _ => {
-                    let _ = ch.send_data(b"unknown command");
-                }
-            },
-            _ => {}
-        }
-        if let Some(ch) = accepted {
-            let _ = ml.add_channel(ch, ());
+struct Crasher {
+    instance: u32,
+}
+
+impl Handler for Crasher {
+    type State = ();
+
+    fn connect(&mut self, cx: &mut Cx<()>, _service: &str, ch: Channel) -> Result<(), Error> {
+        cx.add_channel(ch, ()).map(drop)
+    }
+
+    fn message(&mut self, cx: &mut Cx<()>, id: HandleId, _: &mut (), msg: Message<'_>) -> Result<(), Error> {
+        let Message::Data(cmd) = msg else {
+            return Err(Error::NotSupported);
+        };
+        let instance = self.instance;
+        match cmd {
+            b"ping" => cx.send_data(id, format!("pong {instance}").as_bytes()),
+            b"panic" => panic!("asked to panic (instance {instance})"),
+            b"overflow" => {
+                let n = recurse(0);
+                cx.send_data(id, format!("{n}").as_bytes())
+            }
+            _ => cx.send_data(id, b"unknown command"),
         }
     }
+}
+
+pub fn main(env: Env) -> Result<(), Error> {
+    let mut ml = Mainloop::new()?;
+    ml.cx().add_supervisor(env.supervisor)?;
+    ml.run(&mut Crasher {
+        instance: env.instance,
+    })
 }

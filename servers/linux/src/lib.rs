@@ -34,8 +34,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use starina::channel::Channel;
-use starina::mainloop::Event;
-use starina::mainloop::Mainloop;
+use starina::mainloop::legacy::Event;
+use starina::mainloop::legacy::Mainloop;
 use starina::message::codes;
 use starina::Error;
 use starina::HandleId;

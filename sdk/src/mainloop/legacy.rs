@@ -1,4 +1,5 @@
-//! The one main loop every component has: a poll over its channels and
+//! The first main loop (kept while components move to [`super::Mainloop`]):
+//! a poll over its channels and
 //! timers, returning one event at a time to a `match` in the component.
 //!
 //! ```ignore

@@ -1,0 +1,232 @@
+//! The handlers' view of the loop: the objects it watches, their states and
+//! outboxes. Everything a handler may change while handling an event goes
+//! through here.
+
+use alloc::collections::BTreeMap;
+
+use crate::abi::Error;
+use crate::abi::HandleId;
+use crate::abi::Readiness;
+use crate::channel::Channel;
+use crate::channel::SendError;
+use crate::driver::Interrupt;
+use crate::message::Message;
+use crate::outbox::Flushed;
+use crate::outbox::Outbox;
+use crate::outbox::Pending;
+use crate::poll::Poll;
+use crate::timer::Timer;
+
+pub(super) enum Object {
+    /// The channel to startup: its `Open`s become `connect`/`reconnect`.
+    Supervisor(Channel),
+    Channel(Channel),
+    Timer(Timer),
+    Interrupt(Interrupt),
+}
+
+pub(super) struct Slot<S> {
+    pub(super) object: Object,
+    /// `None` while lent to the handler running for this object, and for
+    /// the supervisor channel (which has no state).
+    pub(super) state: Option<S>,
+    pub(super) outbox: Outbox,
+}
+
+impl<S> Slot<S> {
+    fn channel(&self) -> Option<&Channel> {
+        match &self.object {
+            Object::Supervisor(ch) | Object::Channel(ch) => Some(ch),
+            _ => None,
+        }
+    }
+}
+
+const CHANNEL_INTERESTS: Readiness = Readiness::READABLE.union(Readiness::PEER_CLOSED);
+
+pub struct Cx<S> {
+    pub(super) poll: Poll,
+    pub(super) slots: BTreeMap<HandleId, Slot<S>>,
+    pub(super) stopped: bool,
+}
+
+impl<S> Cx<S> {
+    pub(super) fn new() -> Result<Cx<S>, Error> {
+        Ok(Cx {
+            poll: Poll::create()?,
+            slots: BTreeMap::new(),
+            stopped: false,
+        })
+    }
+
+    fn add(&mut self, id: HandleId, object: Object, state: Option<S>, interests: Readiness) -> Result<HandleId, Error> {
+        self.poll.add(id, interests)?;
+        let slot = Slot {
+            object,
+            state,
+            outbox: Outbox::new(),
+        };
+        self.slots.insert(id, slot);
+        Ok(id)
+    }
+
+    /// Watches the channel to startup: clients offered on it arrive at
+    /// [`Handler::connect`](super::Handler::connect), fresh channels to
+    /// restarted providers at [`Handler::reconnect`](super::Handler::reconnect).
+    pub fn add_supervisor(&mut self, ch: Channel) -> Result<HandleId, Error> {
+        self.add(ch.id(), Object::Supervisor(ch), None, CHANNEL_INTERESTS)
+    }
+
+    pub fn add_channel(&mut self, ch: Channel, state: S) -> Result<HandleId, Error> {
+        self.add(ch.id(), Object::Channel(ch), Some(state), CHANNEL_INTERESTS)
+    }
+
+    pub fn add_timer(&mut self, timer: Timer, state: S) -> Result<HandleId, Error> {
+        self.add(timer.id(), Object::Timer(timer), Some(state), Readiness::READABLE)
+    }
+
+    pub fn add_interrupt(&mut self, irq: Interrupt, state: S) -> Result<HandleId, Error> {
+        self.add(irq.id(), Object::Interrupt(irq), Some(state), Readiness::READABLE)
+    }
+
+    fn take_slot(&mut self, id: HandleId) -> Option<Slot<S>> {
+        let slot = self.slots.remove(&id)?;
+        let _ = self.poll.remove(id);
+        Some(slot)
+    }
+
+    /// Stops watching `id` and closes it (a channel's unsent backlog is
+    /// dropped). Returns its state, or `None` if `id` is the object being
+    /// handled (its state is lent to the handler) or not in the loop.
+    pub fn remove(&mut self, id: HandleId) -> Option<S> {
+        self.take_slot(id).and_then(|slot| slot.state)
+    }
+
+    /// Takes channel `id` out of the loop without closing it (to hand it
+    /// on). Its state is dropped, and so is any unsent backlog.
+    pub fn take_channel(&mut self, id: HandleId) -> Option<Channel> {
+        match self.slots.get(&id)?.object {
+            Object::Channel(_) | Object::Supervisor(_) => {}
+            _ => return None,
+        }
+        match self.take_slot(id)?.object {
+            Object::Channel(ch) | Object::Supervisor(ch) => Some(ch),
+            _ => None,
+        }
+    }
+
+    /// Sends `msg` on channel `id`. If the peer's queue is full, the
+    /// message waits in the channel's outbox and goes out, in order, when
+    /// the peer has room ([`Handler::drained`](super::Handler::drained)
+    /// says when all of it has). Fails with [`Error::BacklogFull`] past
+    /// [`crate::outbox::BACKLOG_MAX_BYTES`] (the message is dropped),
+    /// [`Error::PeerClosed`] if the peer is gone, and
+    /// [`Error::NotFound`] if `id` is no channel of this loop.
+    pub fn send(&mut self, id: HandleId, msg: Message<'_>) -> Result<(), Error> {
+        let slot = self.slots.get_mut(&id).ok_or(Error::NotFound)?;
+        let ch = slot.channel().ok_or(Error::WrongObjectType)?;
+        if !slot.outbox.is_empty() {
+            return slot.outbox.push(Pending::from_message(msg));
+        }
+        match ch.send(msg) {
+            Ok(()) => Ok(()),
+            Err(SendError {
+                error: Error::QueueFull,
+                message,
+            }) => {
+                slot.outbox.push(Pending::from_message(message))?;
+                self.poll.remove(id)?;
+                self.poll.add(id, CHANNEL_INTERESTS | Readiness::WRITABLE)
+            }
+            Err(e) => Err(e.error),
+        }
+    }
+
+    /// Sends bytes as a `Data` message, like [`Cx::send`].
+    pub fn send_data(&mut self, id: HandleId, data: &[u8]) -> Result<(), Error> {
+        self.send(id, Message::Data(data))
+    }
+
+    /// Bytes queued for channel `id` that its peer has no room for yet
+    /// (0 if none, or if `id` is not a channel here). A producer that can
+    /// wait (a file being streamed) pauses while this is above zero and
+    /// resumes on [`Handler::drained`](super::Handler::drained).
+    pub fn backlog_bytes(&self, id: HandleId) -> usize {
+        self.slots.get(&id).map_or(0, |slot| slot.outbox.bytes())
+    }
+
+    /// Sends what waits in `id`'s outbox; `Ok(true)` once it is empty.
+    pub(super) fn flush(&mut self, id: HandleId) -> Result<bool, Error> {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return Ok(false);
+        };
+        let (Object::Supervisor(ch) | Object::Channel(ch)) = &slot.object else {
+            return Ok(false);
+        };
+        let was_waiting = !slot.outbox.is_empty();
+        let flushed = slot.outbox.flush(|kind, body, handles| ch.send_raw(kind, body, handles));
+        if matches!(flushed, Ok(Flushed::Waiting)) {
+            return Ok(false);
+        }
+        // Drained (or the peer is gone): stop asking for WRITABLE.
+        self.poll.remove(id)?;
+        self.poll.add(id, CHANNEL_INTERESTS)?;
+        flushed.map(|_| was_waiting)
+    }
+
+    /// Arms timer `id` to fire `after_ns` from now.
+    pub fn set_timer(&mut self, id: HandleId, after_ns: u64) -> Result<(), Error> {
+        match self.slots.get(&id).map(|s| &s.object) {
+            Some(Object::Timer(timer)) => timer.set(after_ns),
+            Some(_) => Err(Error::WrongObjectType),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// Unmasks interrupt `id` after the device was serviced.
+    pub fn ack_interrupt(&mut self, id: HandleId) -> Result<(), Error> {
+        match self.slots.get(&id).map(|s| &s.object) {
+            Some(Object::Interrupt(irq)) => irq.ack(),
+            Some(_) => Err(Error::WrongObjectType),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// Channel `id`, for calls the loop does not wrap.
+    pub fn channel(&self, id: HandleId) -> Option<&Channel> {
+        self.slots.get(&id)?.channel()
+    }
+
+    /// The state of object `id`: any object but the one being handled,
+    /// whose state the handler already holds.
+    pub fn state_mut(&mut self, id: HandleId) -> Option<&mut S> {
+        self.slots.get_mut(&id)?.state.as_mut()
+    }
+
+    /// Every watched object's id, in ascending order.
+    pub fn ids(&self) -> impl Iterator<Item = HandleId> + '_ {
+        self.slots.keys().copied()
+    }
+
+    /// Every object's id and state (but the one being handled's).
+    pub fn states_mut(&mut self) -> impl Iterator<Item = (HandleId, &mut S)> {
+        self.slots
+            .iter_mut()
+            .filter_map(|(id, slot)| slot.state.as_mut().map(|s| (*id, s)))
+    }
+
+    /// How many objects the loop watches.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Makes [`Mainloop::run`](super::Mainloop::run) return after this
+    /// event.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+}

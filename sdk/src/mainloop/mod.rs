@@ -1,0 +1,215 @@
+//! The one main loop every component has: a poll over its channels, timers
+//! and interrupts, and one [`Handler`] method per kind of event.
+//!
+//! ```ignore
+//! struct Echo;
+//!
+//! impl Handler for Echo {
+//!     type State = ();
+//!
+//!     fn connect(&mut self, cx: &mut Cx<()>, _service: &str, ch: Channel) -> Result<(), Error> {
+//!         cx.add_channel(ch, ()).map(drop)
+//!     }
+//!
+//!     fn message(&mut self, cx: &mut Cx<()>, id: HandleId, _: &mut (), msg: Message<'_>) -> Result<(), Error> {
+//!         match msg {
+//!             Message::Data(data) => cx.send_data(id, data),
+//!             _ => Err(Error::NotSupported),
+//!         }
+//!     }
+//! }
+//!
+//! pub fn main(env: Env) -> Result<(), Error> {
+//!     let mut ml = Mainloop::new()?;
+//!     ml.cx().add_supervisor(env.supervisor)?;
+//!     ml.run(&mut Echo)
+//! }
+//! ```
+//!
+//! Handlers change the loop through their [`Cx`] while they run: add a
+//! client, drop a connection, arm a timer, send. A send the peer has no
+//! room for waits in the channel's outbox and goes out when the peer
+//! drains ([`crate::outbox`]): no component writes that dance itself.
+
+mod cx;
+mod handler;
+pub mod legacy;
+
+use cx::Object;
+pub use cx::Cx;
+pub use handler::Handler;
+
+use crate::abi::Error;
+use crate::abi::HandleId;
+use crate::abi::Readiness;
+use crate::channel::Channel;
+use crate::channel::MessageBuffer;
+use crate::handle::OwnedHandle;
+use crate::message::Message;
+
+pub struct Mainloop<S> {
+    cx: Cx<S>,
+    buf: MessageBuffer,
+}
+
+/// What one readiness report turned out to be, found before any handler
+/// borrows the loop.
+enum Happened {
+    Timer,
+    Interrupt,
+    /// A message is in the receive buffer.
+    Received(crate::abi::RecvInfo),
+    Failed(Error),
+    PeerClosed,
+    Drained,
+    Nothing,
+}
+
+impl<S> Mainloop<S> {
+    pub fn new() -> Result<Self, Error> {
+        Ok(Mainloop {
+            cx: Cx::new()?,
+            buf: MessageBuffer::new(),
+        })
+    }
+
+    /// The loop's context, to add objects before [`Mainloop::run`].
+    pub fn cx(&mut self) -> &mut Cx<S> {
+        &mut self.cx
+    }
+
+    /// Waits for events and hands each to `handler`, until a handler calls
+    /// [`Cx::stop`] or nothing is left to watch.
+    pub fn run<H: Handler<State = S>>(&mut self, handler: &mut H) -> Result<(), Error> {
+        self.cx.stopped = false;
+        while !self.cx.stopped {
+            let (id, ready) = match self.cx.poll.wait() {
+                Ok(r) => r,
+                Err(Error::PollEmpty) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let happened = self.find_out(id, ready);
+            self.dispatch(handler, id, happened);
+        }
+        Ok(())
+    }
+
+    /// What `ready` on `id` means: flushes the outbox on `WRITABLE`,
+    /// receives one message on `READABLE`. Readiness is level-triggered, so
+    /// whatever is left is reported again by the next wait.
+    fn find_out(&mut self, id: HandleId, ready: Readiness) -> Happened {
+        match self.cx.slots.get(&id).map(|slot| &slot.object) {
+            None => return Happened::Nothing, // removed since: stale readiness
+            Some(Object::Timer(_)) => return Happened::Timer,
+            Some(Object::Interrupt(_)) => return Happened::Interrupt,
+            Some(Object::Supervisor(_) | Object::Channel(_)) => {}
+        }
+        if ready.contains(Readiness::WRITABLE) {
+            match self.cx.flush(id) {
+                Ok(true) => return Happened::Drained,
+                Ok(false) => {}
+                Err(Error::PeerClosed) => return Happened::PeerClosed,
+                Err(e) => return Happened::Failed(e),
+            }
+        }
+        if ready.contains(Readiness::READABLE) {
+            let Some(ch) = self.cx.channel(id) else {
+                return Happened::Nothing;
+            };
+            match ch.recv_raw(&mut self.buf.data, &mut self.buf.handles) {
+                Ok(info) => return Happened::Received(info),
+                Err(Error::WouldBlock) => {}
+                Err(Error::PeerClosed) => return Happened::PeerClosed,
+                Err(e) => return Happened::Failed(e),
+            }
+        }
+        if ready.contains(Readiness::PEER_CLOSED) && !ready.contains(Readiness::READABLE) {
+            return Happened::PeerClosed;
+        }
+        Happened::Nothing
+    }
+
+    fn dispatch<H: Handler<State = S>>(&mut self, h: &mut H, id: HandleId, happened: Happened) {
+        let Mainloop { cx, buf } = self;
+        let result = match happened {
+            Happened::Nothing => Ok(()),
+            Happened::Timer => lend(cx, id, |cx, state| h.timer(cx, id, state)),
+            Happened::Interrupt => lend(cx, id, |cx, state| h.interrupt(cx, id, state)),
+            Happened::Drained => lend(cx, id, |cx, state| h.drained(cx, id, state)),
+            Happened::Failed(error) => lend(cx, id, |cx, state| h.bad_message(cx, id, state, error)),
+            Happened::PeerClosed => peer_closed(cx, h, id),
+            Happened::Received(info) => {
+                let handles = buf.handles[..info.num_handles]
+                    .iter()
+                    .map(|h| OwnedHandle::from_raw(*h))
+                    .collect();
+                match Message::decode(info.kind, &buf.data[..info.data_len], handles) {
+                    Ok(msg) if is_supervisor(cx, id) => from_supervisor(cx, h, msg),
+                    Ok(msg) => lend(cx, id, |cx, state| h.message(cx, id, state, msg)),
+                    Err(error) => lend(cx, id, |cx, state| h.bad_message(cx, id, state, error)),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {}
+            // The usual race: a client left while we answered it.
+            Err(Error::PeerClosed) => log::debug!("handler: peer closed"),
+            Err(e) => log::warn!("handler failed: {e}"),
+        }
+    }
+}
+
+/// Runs `f` with object `id`'s state, lent out of the loop so that `f` can
+/// use the whole [`Cx`]; puts it back unless `f` removed the object.
+fn lend<S>(cx: &mut Cx<S>, id: HandleId, f: impl FnOnce(&mut Cx<S>, &mut S) -> Result<(), Error>) -> Result<(), Error> {
+    let Some(mut state) = cx.slots.get_mut(&id).and_then(|slot| slot.state.take()) else {
+        return Ok(()); // the supervisor (stateless), or gone
+    };
+    let result = f(cx, &mut state);
+    if let Some(slot) = cx.slots.get_mut(&id) {
+        // Still there, and not replaced by a new object under a reused id.
+        if slot.state.is_none() && !matches!(slot.object, Object::Supervisor(_)) {
+            slot.state = Some(state);
+        }
+    }
+    result
+}
+
+fn is_supervisor<S>(cx: &Cx<S>, id: HandleId) -> bool {
+    matches!(cx.slots.get(&id).map(|slot| &slot.object), Some(Object::Supervisor(_)))
+}
+
+fn peer_closed<S, H: Handler<State = S>>(cx: &mut Cx<S>, h: &mut H, id: HandleId) -> Result<(), Error> {
+    if is_supervisor(cx, id) {
+        cx.remove(id);
+        log::warn!("supervisor channel closed");
+        return Ok(());
+    }
+    match cx.remove(id) {
+        Some(state) => h.peer_closed(cx, id, state),
+        None => Ok(()),
+    }
+}
+
+/// Startup's messages: `Open { uri: "connect:<service>" }` offers a client,
+/// `Open { uri: "reconnect:<field>" }` a fresh channel to a provider.
+fn from_supervisor<S, H: Handler<State = S>>(cx: &mut Cx<S>, h: &mut H, msg: Message<'_>) -> Result<(), Error> {
+    let Message::Open {
+        uri,
+        handle: Some(handle),
+        ..
+    } = msg
+    else {
+        log::warn!("ignoring an unexpected {:?} message from the supervisor", msg.kind());
+        return Ok(());
+    };
+    let ch = Channel::from_handle(handle);
+    if let Some(service) = uri.strip_prefix("connect:") {
+        h.connect(cx, service, ch)
+    } else if let Some(field) = uri.strip_prefix("reconnect:") {
+        h.reconnect(cx, field, ch)
+    } else {
+        log::warn!("ignoring an unexpected offer from the supervisor: {uri}");
+        Ok(())
+    }
+}
