@@ -60,7 +60,11 @@ impl Handler for Server {
 
     fn peer_closed(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: Ctx) -> Result<(), Error> {
         match state {
-            Ctx::Process(pid) => self.on_process_closed(cx, pid),
+            Ctx::Process(pid) => {
+                self.on_process_closed(cx, pid);
+                // Its backlog may have held up the guest's output.
+                self.pump(cx);
+            }
             // The vCPU thread ended: its status says why.
             Ctx::Wake => self.pump(cx),
             Ctx::Client => {}

@@ -51,6 +51,8 @@ pub(crate) enum Link {
 pub(crate) struct Proc {
     pub(crate) link: Link,
     pub(crate) phase: Phase,
+    /// Its stdin is to pause once its queued output has gone out.
+    pub(crate) pause_when_drained: bool,
 }
 
 impl Proc {
@@ -58,6 +60,7 @@ impl Proc {
         Proc {
             link: Link::Open(ch),
             phase: Phase::AwaitRequest,
+            pause_when_drained: false,
         }
     }
 }
@@ -142,8 +145,7 @@ impl Server {
         };
         if proc_.phase == Phase::Finished {
             self.close_if_delivered(cx, id, ch);
-        } else {
-            // A pause that had to wait for the backlog.
+        } else if proc_.pause_when_drained {
             self.maybe_pause_input(cx, id);
         }
     }
@@ -171,6 +173,7 @@ impl Server {
         if last {
             proc_.phase = Phase::Finished;
         }
+        let was_paused = matches!(proc_.link, Link::Paused(_));
         let Some(ch) = self.watched_channel(cx, id) else {
             if last {
                 self.procs.remove(&id); // The client is gone: nobody to tell.
@@ -187,7 +190,7 @@ impl Server {
         }
         if last {
             self.close_if_delivered(cx, id, ch);
-        } else {
+        } else if was_paused {
             // Output took a paused channel back into the loop.
             self.maybe_pause_input(cx, id);
         }

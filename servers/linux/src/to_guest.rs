@@ -58,16 +58,19 @@ impl Server {
     /// full. A channel with output still queued stays until it has drained
     /// (taking it out of the loop would drop that output).
     pub(crate) fn maybe_pause_input(&mut self, cx: &mut Cx<Ctx>, id: u32) {
-        if self.input_queued() <= INPUT_HIGH_WATER {
-            return;
-        }
+        let full = self.input_queued() > INPUT_HIGH_WATER;
         let Some(proc_) = self.procs.get_mut(&id) else {
             return;
         };
+        proc_.pause_when_drained = false;
         let Link::Open(ch) = proc_.link else {
             return;
         };
+        if !full {
+            return;
+        }
         if cx.backlog_bytes(ch) > 0 {
+            proc_.pause_when_drained = true;
             return;
         }
         if let Some(channel) = cx.take_channel(ch) {
