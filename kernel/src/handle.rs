@@ -11,6 +11,7 @@ use starina::abi::HANDLE_TABLE_MAX;
 use crate::object::channel::Channel;
 use crate::object::poll::Poll;
 use crate::object::system::SystemObject;
+use crate::object::system::SystemRight;
 use crate::object::timer::Timer;
 
 /// A reference to a kernel object, of one of the types a handle can name.
@@ -28,6 +29,8 @@ pub enum Object {
     GuestRam(Arc<crate::object::vm::GuestRam>),
     #[cfg(not(test))]
     Vcpu(Arc<crate::object::vm::Vcpu>),
+    #[cfg(not(test))]
+    Dma(Arc<crate::object::dma::DmaMemory>),
 }
 
 impl Object {
@@ -45,8 +48,74 @@ impl Object {
             Object::GuestRam(_) => "guest RAM",
             #[cfg(not(test))]
             Object::Vcpu(_) => "vCPU",
+            #[cfg(not(test))]
+            Object::Dma(_) => "DMA memory",
         }
     }
+
+    /// Whether it is DMA memory (freed last when a process ends, and only
+    /// by `dma_free` before that).
+    pub fn is_dma(&self) -> bool {
+        #[cfg(not(test))]
+        if let Object::Dma(_) = self {
+            return true;
+        }
+        false
+    }
+
+    /// The object as something a poll can watch, if it is one.
+    pub fn as_pollable(&self) -> Option<Arc<dyn crate::object::Pollable>> {
+        match self {
+            Object::Channel(c) => Some(c.clone()),
+            Object::Timer(t) => Some(t.clone()),
+            #[cfg(not(test))]
+            Object::Interrupt(i) => Some(i.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A kernel object type a handle can name: how to find it in an [`Object`].
+/// [`HandleTable::get`] looks handles up by it, so every call checks type
+/// and rights the same way.
+pub trait KernelObject {
+    /// The object of this type, if `object` is one.
+    fn from_object(object: &Object) -> Option<&Arc<Self>>;
+}
+
+/// Implements [`KernelObject`] for the type held by `Object::$variant`.
+macro_rules! kernel_object {
+    ($($(#[$attr:meta])* $variant:ident => $ty:ty;)*) => {
+        $(
+            $(#[$attr])*
+            impl KernelObject for $ty {
+                fn from_object(object: &Object) -> Option<&Arc<Self>> {
+                    match object {
+                        Object::$variant(o) => Some(o),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+kernel_object! {
+    Channel => Channel;
+    Poll => Poll;
+    Timer => Timer;
+    System => SystemObject;
+    #[cfg(not(test))]
+    Device => crate::object::device::DeviceObject;
+    #[cfg(not(test))]
+    Interrupt => crate::object::interrupt::Interrupt;
+    #[cfg(not(test))]
+    GuestRam => crate::object::vm::GuestRam;
+    #[cfg(not(test))]
+    Vcpu => crate::object::vm::Vcpu;
+    #[cfg(not(test))]
+    Dma => crate::object::dma::DmaMemory;
 }
 
 #[derive(Clone)]
@@ -121,7 +190,8 @@ impl HandleTable {
         (id.0 as usize).checked_sub(1)
     }
 
-    pub fn get(&self, id: HandleId) -> Result<&Handle, Error> {
+    /// The handle `id`, whatever it names.
+    pub fn handle(&self, id: HandleId) -> Result<&Handle, Error> {
         Self::index(id)
             .and_then(|i| self.slots.get(i))
             .and_then(|s| s.as_ref())
@@ -146,7 +216,10 @@ impl HandleTable {
     pub fn take_all(&mut self) -> Vec<Handle> {
         self.free.clear();
         self.count = 0;
-        core::mem::take(&mut self.slots).into_iter().flatten().collect()
+        core::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Every handle in the table.
@@ -154,37 +227,25 @@ impl HandleTable {
         self.slots.iter().flatten()
     }
 
-    pub fn channel(&self, id: HandleId, rights: Rights) -> Result<&Arc<Channel>, Error> {
-        let h = self.get(id)?;
-        match &h.object {
-            Object::Channel(ch) => {
-                h.require(rights)?;
-                Ok(ch)
-            }
-            _ => Err(Error::WrongObjectType),
-        }
+    /// The object of type `T` that `id` names, if the handle has `rights`.
+    /// The one lookup every system call uses: [`Error::InvalidHandle`] if
+    /// `id` names nothing, [`Error::WrongObjectType`] if it names another
+    /// type, [`Error::MissingRight`] if the handle lacks a right.
+    pub fn get<T: KernelObject>(&self, id: HandleId, rights: Rights) -> Result<&Arc<T>, Error> {
+        let h = self.handle(id)?;
+        let object = T::from_object(&h.object).ok_or(Error::WrongObjectType)?;
+        h.require(rights)?;
+        Ok(object)
     }
 
-    pub fn poll(&self, id: HandleId, rights: Rights) -> Result<&Arc<Poll>, Error> {
-        let h = self.get(id)?;
-        match &h.object {
-            Object::Poll(p) => {
-                h.require(rights)?;
-                Ok(p)
-            }
-            _ => Err(Error::WrongObjectType),
+    /// Checks that `id` names the system object granting `privilege`
+    /// (`MissingRight` for another privilege's object).
+    pub fn privilege(&self, id: HandleId, privilege: SystemRight) -> Result<(), Error> {
+        let system = self.get::<SystemObject>(id, Rights::empty())?;
+        if system.right != privilege {
+            return Err(Error::MissingRight);
         }
-    }
-
-    pub fn timer(&self, id: HandleId, rights: Rights) -> Result<&Arc<Timer>, Error> {
-        let h = self.get(id)?;
-        match &h.object {
-            Object::Timer(t) => {
-                h.require(rights)?;
-                Ok(t)
-            }
-            _ => Err(Error::WrongObjectType),
-        }
+        Ok(())
     }
 }
 
@@ -211,9 +272,12 @@ mod tests {
     #[test]
     fn invalid_ids_are_errors() {
         let mut t = HandleTable::new();
-        assert_eq!(t.get(HandleId(0)).err(), Some(Error::InvalidHandle));
-        assert_eq!(t.get(HandleId(7)).err(), Some(Error::InvalidHandle));
-        assert_eq!(t.remove(HandleId(u32::MAX)).err(), Some(Error::InvalidHandle));
+        assert_eq!(t.handle(HandleId(0)).err(), Some(Error::InvalidHandle));
+        assert_eq!(t.handle(HandleId(7)).err(), Some(Error::InvalidHandle));
+        assert_eq!(
+            t.remove(HandleId(u32::MAX)).err(),
+            Some(Error::InvalidHandle)
+        );
         let a = t.insert(timer_handle(Rights::all())).unwrap();
         t.remove(a).unwrap();
         assert_eq!(t.remove(a).err(), Some(Error::InvalidHandle));
@@ -223,9 +287,96 @@ mod tests {
     fn wrong_type_and_missing_rights() {
         let mut t = HandleTable::new();
         let a = t.insert(timer_handle(Rights::READ)).unwrap();
-        assert_eq!(t.channel(a, Rights::READ).err(), Some(Error::WrongObjectType));
-        assert!(t.timer(a, Rights::READ).is_ok());
-        assert_eq!(t.timer(a, Rights::WRITE).err(), Some(Error::MissingRight));
+        assert_eq!(
+            t.get::<Channel>(a, Rights::READ).err(),
+            Some(Error::WrongObjectType)
+        );
+        assert!(t.get::<Timer>(a, Rights::READ).is_ok());
+        assert_eq!(
+            t.get::<Timer>(a, Rights::WRITE).err(),
+            Some(Error::MissingRight)
+        );
+    }
+
+    #[test]
+    fn get_checks_id_then_type_then_rights() {
+        let mut t = HandleTable::new();
+        let (a, _b) = Channel::new_pair();
+        let ch = t
+            .insert(Handle::new(Object::Channel(a), Rights::READ))
+            .unwrap();
+        // Invalid ids.
+        assert_eq!(
+            t.get::<Channel>(HandleId(0), Rights::READ).err(),
+            Some(Error::InvalidHandle)
+        );
+        assert_eq!(
+            t.get::<Channel>(HandleId(99), Rights::READ).err(),
+            Some(Error::InvalidHandle)
+        );
+        // Wrong type wins over missing rights.
+        assert_eq!(
+            t.get::<Poll>(ch, Rights::WRITE).err(),
+            Some(Error::WrongObjectType)
+        );
+        assert_eq!(
+            t.get::<Timer>(ch, Rights::empty()).err(),
+            Some(Error::WrongObjectType)
+        );
+        // Right type, missing right.
+        assert_eq!(
+            t.get::<Channel>(ch, Rights::WRITE).err(),
+            Some(Error::MissingRight)
+        );
+        assert_eq!(
+            t.get::<Channel>(ch, Rights::READ | Rights::TRANSFER).err(),
+            Some(Error::MissingRight)
+        );
+        assert!(t.get::<Channel>(ch, Rights::READ).is_ok());
+        // A closed handle is invalid.
+        t.remove(ch).unwrap();
+        assert_eq!(
+            t.get::<Channel>(ch, Rights::READ).err(),
+            Some(Error::InvalidHandle)
+        );
+    }
+
+    #[test]
+    fn privileges_are_checked_by_kind() {
+        let mut t = HandleTable::new();
+        let monitor = SystemObject::new(SystemRight::Monitor);
+        let m = t
+            .insert(Handle::new(Object::System(monitor), Rights::empty()))
+            .unwrap();
+        assert!(t.privilege(m, SystemRight::Monitor).is_ok());
+        assert_eq!(
+            t.privilege(m, SystemRight::Shutdown).err(),
+            Some(Error::MissingRight)
+        );
+        assert_eq!(
+            t.privilege(m, SystemRight::Hypervisor).err(),
+            Some(Error::MissingRight)
+        );
+        let timer = t.insert(timer_handle(Rights::all())).unwrap();
+        assert_eq!(
+            t.privilege(timer, SystemRight::Monitor).err(),
+            Some(Error::WrongObjectType)
+        );
+        assert_eq!(
+            t.privilege(HandleId(77), SystemRight::Monitor).err(),
+            Some(Error::InvalidHandle)
+        );
+    }
+
+    #[test]
+    fn only_channels_timers_and_interrupts_are_pollable() {
+        let (a, _b) = Channel::new_pair();
+        assert!(Object::Channel(a).as_pollable().is_some());
+        assert!(Object::Timer(Timer::new()).as_pollable().is_some());
+        assert!(Object::Poll(Poll::new()).as_pollable().is_none());
+        assert!(Object::System(SystemObject::new(SystemRight::Monitor))
+            .as_pollable()
+            .is_none());
     }
 
     #[test]

@@ -8,12 +8,14 @@
 use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering;
 
+use starina::abi::markers;
+
 use crate::process::ExitReason;
 
 static KERNEL_PANICKING: AtomicBool = AtomicBool::new(false);
 
 /// The exit code QEMU reports (through isa-debug-exit) on a kernel panic.
-pub const KERNEL_PANIC_EXIT_CODE: u8 = 126;
+pub const KERNEL_PANIC_EXIT_CODE: u8 = markers::KERNEL_PANIC_EXIT_CODE;
 
 pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
     if let Some(thread) = crate::sched::try_current() {
@@ -23,7 +25,7 @@ pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
             && !crate::interrupt::in_interrupt()
             && !thread.process.has_exited()
         {
-            log::error!("{} panicked: {}", thread.process.name, info);
+            log::error!("{} {}: {}", thread.process.name, markers::COMPONENT_PANICKED, info);
             let process = thread.process.clone();
             crate::startup::component_ended(&process, ExitReason::Panicked);
             crate::sched::exit_current_thread();
@@ -35,6 +37,6 @@ pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
         crate::klog::write_unlocked(format_args!("\nkernel: panicked while panicking\n"));
         crate::arch::power_off(KERNEL_PANIC_EXIT_CODE);
     }
-    crate::klog::write_unlocked(format_args!("\n[kernel panic] {info}\n"));
+    crate::klog::write_unlocked(format_args!("\n{} {info}\n", markers::KERNEL_PANIC));
     crate::arch::power_off(KERNEL_PANIC_EXIT_CODE)
 }

@@ -7,6 +7,7 @@ use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
 
+use crate::handle::Handle;
 use crate::handle::HandleTable;
 use crate::sched::Thread;
 use crate::sync::SpinLock;
@@ -37,9 +38,6 @@ pub struct Process {
     pub handles: SpinLock<HandleTable>,
     threads: SpinLock<Vec<Weak<Thread>>>,
     exited: AtomicBool,
-    /// DMA memory handed to this process: (physical address, pages).
-    /// Freed when the process ends, after its devices were quiesced.
-    pub dma: SpinLock<Vec<(u64, usize)>>,
 }
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
@@ -54,7 +52,6 @@ impl Process {
             handles: SpinLock::new(HandleTable::new()),
             threads: SpinLock::new(Vec::new()),
             exited: AtomicBool::new(false),
-            dma: SpinLock::new(Vec::new()),
         })
     }
 
@@ -88,19 +85,19 @@ impl Process {
             }
         }
         // Drop the handles outside the table lock: dropping a channel end
-        // notifies its peer.
-        let handles = self.handles.lock().take_all();
-        drop(handles);
-        // Its device objects are gone (devices quiesced), unless another
-        // holder keeps one: then its DMA memory must stay too.
-        #[cfg(not(test))]
-        {
-            let dma = core::mem::take(&mut *self.dma.lock());
-            for (paddr, pages) in dma {
-                crate::mm::page::free_pages(paddr, pages);
-                crate::mm::DMA_PAGES.fetch_sub(pages, Ordering::Relaxed);
-            }
-        }
+        // notifies its peer. DMA memory goes last: first the devices (and
+        // the interrupts and polls that keep them) drop, which quiesces them
+        // (bus mastering off, or a virtio-mmio reset), so no device writes
+        // into pages being freed. A DMA handle cannot be transferred or
+        // duplicated, so this process held the only one.
+        let (dma, others): (Vec<Handle>, Vec<Handle>) = self
+            .handles
+            .lock()
+            .take_all()
+            .into_iter()
+            .partition(|h| h.object.is_dma());
+        drop(others);
+        drop(dma);
         true
     }
 }

@@ -13,6 +13,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use starina::abi::markers;
 use starina::abi::Rights;
 use starina::env::RawEnv;
 use starina::message::Message;
@@ -230,7 +231,7 @@ fn launch(index: usize, process: &Arc<Process>, env: RawEnv) -> bool {
         log::error!("startup: out of memory starting {}", def(index).name);
         return false;
     }
-    log::info!("started {}", def(index).name);
+    log::info!("{} {}", markers::COMPONENT_STARTED, def(index).name);
     true
 }
 
@@ -243,7 +244,8 @@ fn mark_started() {
         let profile = state.profile.name;
         drop(guard);
         log::info!(
-            "starina: ready (tsc={}) profile '{}'",
+            "{} (tsc={}) profile '{}'",
+            markers::READY,
             crate::arch::cpu::rdtsc(),
             profile
         );
@@ -297,7 +299,12 @@ pub fn start(profile: &'static ProfileDef) {
         launch(slots[slot], &process, env);
     }
     if state_ready_now() {
-        log::info!("starina: ready (tsc={}) profile '{}'", crate::arch::cpu::rdtsc(), profile.name);
+        log::info!(
+            "{} (tsc={}) profile '{}'",
+            markers::READY,
+            crate::arch::cpu::rdtsc(),
+            profile.name
+        );
     }
 }
 
@@ -314,7 +321,9 @@ pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
     match reason {
         ExitReason::Exited(0) => log::info!("{} exited", d.name),
         ExitReason::Exited(code) => log::warn!("{} exited with code {code}", d.name),
-        ExitReason::Panicked => log::error!("{} panicked; its handles are closed", d.name),
+        ExitReason::Panicked => {
+            log::error!("{} {}; its handles are closed", d.name, markers::COMPONENT_PANICKED)
+        }
         ExitReason::Faulted => log::error!("{} faulted; its handles are closed", d.name),
     }
     let mut guard = STATE.lock();

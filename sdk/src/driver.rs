@@ -9,6 +9,17 @@
 //!
 //! This module is the one place in the SDK with `unsafe` code: drivers
 //! themselves stay `#![forbid(unsafe_code)]`.
+//!
+//! What safe code cannot do here: free DMA memory it does not own (a
+//! [`DmaBuffer`] owns its DMA handle; only its drop frees it, and the kernel
+//! refuses to close a DMA handle any other way), or translate or map
+//! anything without the device's handle ([`Device::dma_address`] takes a
+//! buffer the caller borrows; [`Device::map_mmio`] only the device's own
+//! regions). What the kernel cannot guarantee without an IOMMU: a device
+//! reaches whatever physical address its driver programs into it, so a
+//! driver must stop the device using a buffer before dropping it. When a
+//! process ends, the kernel quiesces its devices (bus mastering off, or a
+//! virtio-mmio reset) before it frees its DMA memory.
 
 use crate::abi::DeviceAddress;
 use crate::abi::DeviceInfo;
@@ -51,6 +62,20 @@ impl Device {
     /// Writes a 32-bit PCI configuration register (PCI devices only).
     pub fn pci_config_write(&self, offset: u16, value: u32) -> Result<(), Error> {
         kernel().device_pci_config_write(self.0.id(), offset, value)
+    }
+
+    /// Maps `len` bytes of this device's memory at physical `paddr` (inside
+    /// one of its regions: a BAR or its MMIO window) and returns the virtual
+    /// address; reaching it takes `unsafe` code (a transport).
+    pub fn map_mmio(&self, paddr: u64, len: usize) -> Result<usize, Error> {
+        kernel().device_mmio_map(self.0.id(), paddr, len)
+    }
+
+    /// The address this device uses for `buf`, if `buf` is physically
+    /// contiguous (heap memory is; thread stacks are not: `NotSupported`).
+    /// The device must stop using it before `buf` goes away.
+    pub fn dma_address(&self, buf: &[u8]) -> Result<u64, Error> {
+        kernel().dma_translate(self.0.id(), buf.as_ptr() as usize, buf.len())
     }
 
     /// A short human-readable address: `pci 00:02.0 1af4:1000` or
@@ -98,21 +123,45 @@ impl Interrupt {
     }
 }
 
-/// DMA memory: physically contiguous, zeroed pages, freed on drop.
+/// DMA memory: physically contiguous, zeroed pages for one device, owned
+/// by a DMA handle (not transferable, not duplicable). Dropping the buffer
+/// frees the pages: nothing else can, so the slices it hands out stay
+/// valid while it lives.
+#[derive(Debug)]
 pub struct DmaBuffer {
+    handle: HandleId,
     paddr: u64,
     vaddr: usize,
     pages: usize,
 }
 
 impl DmaBuffer {
-    pub fn new(pages: usize) -> Result<DmaBuffer, Error> {
-        let (paddr, vaddr) = kernel().dma_alloc(pages)?;
+    /// `pages` zeroed pages for `device`.
+    pub fn new(device: &Device, pages: usize) -> Result<DmaBuffer, Error> {
+        DmaBuffer::for_device(device.id(), pages)
+    }
+
+    /// Like [`DmaBuffer::new`], for the virtio HAL (which knows the device
+    /// by handle number only).
+    #[cfg_attr(not(feature = "virtio"), allow(dead_code))]
+    pub(crate) fn for_device(device: HandleId, pages: usize) -> Result<DmaBuffer, Error> {
+        let dma = kernel().dma_alloc(device, pages)?;
         Ok(DmaBuffer {
-            paddr,
-            vaddr,
+            handle: dma.handle,
+            paddr: dma.paddr,
+            vaddr: dma.vaddr,
             pages,
         })
+    }
+
+    /// Where this process reaches the pages.
+    #[cfg_attr(not(feature = "virtio"), allow(dead_code))]
+    pub(crate) fn vaddr(&self) -> usize {
+        self.vaddr
+    }
+
+    pub fn id(&self) -> HandleId {
+        self.handle
     }
 
     /// The address the device uses.
@@ -129,9 +178,10 @@ impl DmaBuffer {
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: the kernel mapped `pages` pages at `vaddr` for this
-        // process alone and keeps them until `dma_free` (in drop).
-        // Device writes into them are plain memory writes (coherent DMA).
+        // SAFETY: the kernel mapped `pages` pages at `vaddr` and keeps them
+        // until this buffer's DMA handle is freed, which only `drop` does
+        // (`handle_close` refuses DMA handles). Device writes into them are
+        // plain memory writes (coherent DMA).
         unsafe { core::slice::from_raw_parts(self.vaddr as *const u8, self.len()) }
     }
 
@@ -143,7 +193,8 @@ impl DmaBuffer {
 
 impl Drop for DmaBuffer {
     fn drop(&mut self) {
-        let _ = kernel().dma_free(self.paddr, self.pages);
+        // Cannot fail: this buffer owns the handle.
+        let _ = kernel().dma_free(self.handle);
     }
 }
 
@@ -170,6 +221,7 @@ pub mod virtio {
     use virtio_drivers::PhysAddr;
 
     use super::Device;
+    use super::DmaBuffer;
     use super::PAGE_SIZE;
     use crate::abi::DeviceAddress;
     use crate::abi::Error;
@@ -180,20 +232,89 @@ pub mod virtio {
     /// the kernel, MMIO through the kernel's device mappings. Buffers the
     /// driver shares are used in place when physically contiguous (heap
     /// memory), and bounced through DMA pages otherwise (stack memory).
+    ///
+    /// Every call goes through the device [`transport`] opened in the
+    /// calling process.
     pub struct StarinaHal;
 
-    /// Live bounce buffers: physical address -> virtual address. Physical
-    /// addresses are unique system-wide, so one map serves every driver.
-    static BOUNCES: spin::Mutex<BTreeMap<u64, usize>> = spin::Mutex::new(BTreeMap::new());
+    /// One process's HAL state: its device, and the DMA buffers handed to
+    /// `virtio-drivers` (queues and bounce copies) by physical address.
+    struct ProcessHal {
+        device: HandleId,
+        queues: BTreeMap<u64, DmaBuffer>,
+        bounces: BTreeMap<u64, DmaBuffer>,
+    }
 
-    // SAFETY: `dma_alloc` returns zeroed, physically contiguous pages that
-    // stay mapped and owned by this process until `dma_dealloc`;
-    // `mmio_phys_to_virt` returns the kernel's mapping of device memory the
-    // process holds; `share` returns an address the device can use for the
-    // whole buffer until `unshare` (the buffer itself, or a bounce copy).
+    /// The HAL state of each driver process. `Hal` methods have no `self`
+    /// and in-kernel components share statics, so it is keyed by process id
+    /// (never reused). A process that ends leaves its entry behind: its DMA
+    /// pages are already freed by the kernel, and the entry is never used
+    /// again (a restarted driver is a new process).
+    static HAL: spin::Mutex<BTreeMap<u64, ProcessHal>> = spin::Mutex::new(BTreeMap::new());
+
+    /// Makes `device` the one this process's HAL calls go through.
+    fn register(device: HandleId) {
+        let mut hal = HAL.lock();
+        let state = hal
+            .entry(kernel().process_id())
+            .or_insert_with(|| ProcessHal {
+                device,
+                queues: BTreeMap::new(),
+                bounces: BTreeMap::new(),
+            });
+        state.device = device;
+    }
+
+    /// The device this process's HAL calls go through.
+    fn device() -> HandleId {
+        match HAL.lock().get(&kernel().process_id()) {
+            Some(state) => state.device,
+            // `virtio-drivers` calls the HAL only for a transport, and
+            // `transport` registers the device first.
+            None => panic!("StarinaHal used before driver::virtio::transport"),
+        }
+    }
+
+    /// Allocates DMA pages and files them under their physical address.
+    fn alloc_into(
+        pages: usize,
+        pick: fn(&mut ProcessHal) -> &mut BTreeMap<u64, DmaBuffer>,
+    ) -> Result<(u64, usize), Error> {
+        let buffer = DmaBuffer::for_device(device(), pages)?;
+        let (paddr, vaddr) = (buffer.paddr(), buffer.vaddr());
+        let mut hal = HAL.lock();
+        if let Some(state) = hal.get_mut(&kernel().process_id()) {
+            pick(state).insert(paddr, buffer);
+        }
+        Ok((paddr, vaddr))
+    }
+
+    /// Takes back the DMA buffer filed under `paddr` (dropping it frees it).
+    fn take(
+        paddr: u64,
+        pick: fn(&mut ProcessHal) -> &mut BTreeMap<u64, DmaBuffer>,
+    ) -> Option<DmaBuffer> {
+        let mut hal = HAL.lock();
+        hal.get_mut(&kernel().process_id())
+            .and_then(|state| pick(state).remove(&paddr))
+    }
+
+    fn queues(state: &mut ProcessHal) -> &mut BTreeMap<u64, DmaBuffer> {
+        &mut state.queues
+    }
+
+    fn bounces(state: &mut ProcessHal) -> &mut BTreeMap<u64, DmaBuffer> {
+        &mut state.bounces
+    }
+
+    // SAFETY: `dma_alloc` returns zeroed, physically contiguous pages owned
+    // by a `DmaBuffer` kept here until `dma_dealloc`; `mmio_phys_to_virt`
+    // returns the kernel's mapping of a region of the process's device;
+    // `share` returns an address the device can use for the whole buffer
+    // until `unshare` (the buffer itself, or a bounce copy).
     unsafe impl Hal for StarinaHal {
         fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-            match kernel().dma_alloc(pages) {
+            match alloc_into(pages, queues) {
                 Ok((paddr, vaddr)) => match NonNull::new(vaddr as *mut u8) {
                     Some(ptr) => (paddr, ptr),
                     None => (0, NonNull::dangling()),
@@ -206,15 +327,18 @@ pub mod virtio {
             }
         }
 
-        unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
-            match kernel().dma_free(paddr, pages) {
-                Ok(()) => 0,
-                Err(_) => -1,
+        unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
+            match take(paddr, queues) {
+                Some(buffer) => {
+                    drop(buffer);
+                    0
+                }
+                None => -1,
             }
         }
 
         unsafe fn mmio_phys_to_virt(paddr: PhysAddr, size: usize) -> NonNull<u8> {
-            match kernel().device_mmio_map(paddr, size) {
+            match kernel().device_mmio_map(device(), paddr, size) {
                 Ok(vaddr) => match NonNull::new(vaddr as *mut u8) {
                     Some(ptr) => ptr,
                     None => panic!("MMIO {paddr:#x}: mapped at address 0"),
@@ -229,16 +353,15 @@ pub mod virtio {
         unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
             let vaddr = buffer.as_ptr() as *mut u8 as usize;
             let len = buffer.len();
-            if let Ok(paddr) = kernel().dma_translate(vaddr, len.max(1)) {
+            if let Ok(paddr) = kernel().dma_translate(device(), vaddr, len.max(1)) {
                 return paddr;
             }
             // Not contiguous: bounce through DMA pages.
             let pages = len.div_ceil(PAGE_SIZE).max(1);
-            let Ok((paddr, bounce)) = kernel().dma_alloc(pages) else {
+            let Ok((paddr, bounce)) = alloc_into(pages, bounces) else {
                 // `virtio-drivers` offers no way to fail here.
                 panic!("out of DMA memory for a {len}-byte bounce buffer");
             };
-            BOUNCES.lock().insert(paddr, bounce);
             if direction != BufferDirection::DeviceToDriver {
                 // SAFETY: `buffer` is valid for reads of `len` bytes (the
                 // caller's contract) and `bounce` holds `pages` pages we
@@ -253,29 +376,21 @@ pub mod virtio {
         unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
             let vaddr = buffer.as_ptr() as *mut u8 as usize;
             let len = buffer.len();
-            if kernel().dma_translate(vaddr, len.max(1)) == Ok(paddr) {
+            let Some(bounce) = take(paddr, bounces) else {
                 return; // Shared in place.
-            }
-            let pages = len.div_ceil(PAGE_SIZE).max(1);
-            let bounce = BOUNCES.lock().remove(&paddr);
+            };
             if direction != BufferDirection::DriverToDevice {
-                match bounce {
-                    Some(bounce) => {
-                        // SAFETY: `bounce` is the bounce buffer `share`
-                        // allocated for this buffer (same length); `buffer`
-                        // is valid for writes (the caller's contract).
-                        unsafe {
-                            core::ptr::copy_nonoverlapping(
-                                bounce as *const u8,
-                                vaddr as *mut u8,
-                                len,
-                            )
-                        };
-                    }
-                    None => log::error!("unshare: no bounce buffer at {paddr:#x}"),
-                }
+                // SAFETY: `bounce` is the bounce buffer `share` allocated for
+                // this buffer (same length, we own it until it drops below);
+                // `buffer` is valid for writes (the caller's contract).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        bounce.vaddr() as *const u8,
+                        vaddr as *mut u8,
+                        len,
+                    )
+                };
             }
-            let _ = kernel().dma_free(paddr, pages);
         }
     }
 
@@ -348,6 +463,7 @@ pub mod virtio {
                     device: dev,
                     function,
                 };
+                register(device.id());
                 let mut root = PciRoot::new(DeviceConfig {
                     device: device.id(),
                 });
@@ -358,8 +474,9 @@ pub mod virtio {
                 Ok(SomeTransport::Pci(pci))
             }
             DeviceAddress::VirtioMmio { base, size, .. } => {
+                register(device.id());
                 let size = size as usize;
-                let vaddr = kernel().device_mmio_map(base, size)?;
+                let vaddr = device.map_mmio(base, size)?;
                 let header =
                     NonNull::new(vaddr as *mut VirtIOHeader).ok_or(Error::InvalidArgument)?;
                 // SAFETY: the kernel mapped the device's whole register
@@ -371,5 +488,69 @@ pub mod virtio {
                 Ok(SomeTransport::Mmio(mmio))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_kernel::FakeKernel;
+    use crate::fake_kernel::Object;
+
+    fn device(fake: &FakeKernel) -> Device {
+        Device::from_handle(OwnedHandle::from_raw(fake.add_device()))
+    }
+
+    #[test]
+    fn dropping_a_dma_buffer_frees_it_once_through_its_handle() {
+        let fake = FakeKernel::install();
+        let dev = device(fake);
+        let mut buf = DmaBuffer::new(&dev, 2).unwrap();
+        assert_eq!(buf.len(), 2 * PAGE_SIZE);
+        buf.as_mut_slice()[PAGE_SIZE] = 7;
+        assert_eq!(buf.as_slice()[PAGE_SIZE], 7);
+        let id = buf.id();
+        assert!(matches!(fake.object(id), Some(Object::Dma { .. })));
+        drop(buf);
+        assert_eq!(fake.times_freed(id), 1);
+        assert_eq!(fake.object(id), None);
+    }
+
+    #[test]
+    fn a_forged_owner_cannot_free_dma_memory() {
+        let fake = FakeKernel::install();
+        let dev = device(fake);
+        let buf = DmaBuffer::new(&dev, 1).unwrap();
+        let id = buf.id();
+        // Safe code can wrap any number in an `OwnedHandle`; closing it
+        // does not free the pages the buffer hands out.
+        assert_eq!(
+            OwnedHandle::from_raw(id).close(),
+            Err(Error::WrongObjectType)
+        );
+        drop(OwnedHandle::from_raw(id));
+        assert_eq!(fake.times_freed(id), 0);
+        assert_eq!(buf.as_slice().len(), PAGE_SIZE);
+        drop(buf);
+        assert_eq!(fake.times_freed(id), 1);
+    }
+
+    #[test]
+    fn dma_memory_needs_a_device_handle() {
+        let fake = FakeKernel::install();
+        let dev = device(fake);
+        let buf = DmaBuffer::new(&dev, 1).unwrap();
+        // A DMA handle dressed up as a device is not one.
+        let not_a_device =
+            core::mem::ManuallyDrop::new(Device::from_handle(OwnedHandle::from_raw(buf.id())));
+        assert_eq!(
+            DmaBuffer::new(&not_a_device, 1).err(),
+            Some(Error::WrongObjectType)
+        );
+        let gone = core::mem::ManuallyDrop::new(Device::from_handle(OwnedHandle::from_raw(
+            HandleId(u32::MAX),
+        )));
+        assert_eq!(DmaBuffer::new(&gone, 1).err(), Some(Error::InvalidHandle));
+        assert_eq!(fake.times_freed(buf.id()), 0);
     }
 }

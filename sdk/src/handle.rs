@@ -27,6 +27,12 @@ impl OwnedHandle {
         id
     }
 
+    /// Closes the handle now, reporting what the kernel said (dropping it
+    /// closes it too, silently).
+    pub fn close(self) -> Result<(), Error> {
+        kernel().handle_close(self.into_raw())
+    }
+
     /// A second handle to the same object, with `rights` (no more than
     /// this one has).
     pub fn duplicate(&self, rights: Rights) -> Result<OwnedHandle, Error> {

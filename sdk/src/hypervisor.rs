@@ -1,8 +1,9 @@
 //! Hypervisor objects: guest memory and a vCPU, for components whose spec
 //! has the `hypervisor` privilege (the linux server).
 //!
-//! The exit and register types are the VMM's own (`starina_vmm::exit`), so
-//! the kernel's SVM backend and a later VMX backend report the same thing.
+//! The exit and register types are the ABI's (`starina::abi::vcpu`, which
+//! the VMM re-exports as `starina_vmm::exit`), so the kernel's SVM backend
+//! and a later VMX backend report the same thing.
 //!
 //! ```ignore
 //! let (ram, vcpu) = env.hypervisor.create_vm(256 << 20)?;
@@ -14,45 +15,16 @@
 //! }
 //! ```
 
-use starina_vmm::exit::VcpuState;
-use starina_vmm::exit::VmExit;
-use starina_vmm::memory::GuestMemory as VmmGuestMemory;
-use starina_vmm::memory::MemError;
+use crate::abi::guest_memory::GuestMemory;
+use crate::abi::guest_memory::MemError;
+pub use crate::abi::vcpu::Injection;
+pub use crate::abi::vcpu::VcpuControl;
+use crate::abi::vcpu::VcpuState;
+use crate::abi::vcpu::VmExit;
 
 use crate::abi::Error;
 use crate::handle::OwnedHandle;
 use crate::syscall::kernel;
-
-/// What to deliver to the guest on the next entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Injection {
-    None,
-    /// An external interrupt with this vector, already acknowledged at the
-    /// VMM's interrupt controller: the kernel delivers it exactly once, in
-    /// order, as soon as the guest can take it (RFLAGS.IF=1, no interrupt
-    /// shadow). Pass it once; the kernel holds it meanwhile.
-    ///
-    /// The usual loop: if the controller has an interrupt pending and
-    /// `state.interrupts_enabled()`, acknowledge it and pass `Interrupt(v)`;
-    /// if it has one but the guest has IF=0, pass [`Injection::Window`]
-    /// (and acknowledge nothing).
-    Interrupt(u8),
-    /// Nothing to deliver yet, but exit with [`VmExit::InterruptWindow`] as
-    /// soon as the guest can take an interrupt.
-    Window,
-    /// A hardware exception (e.g. #GP for a refused MSR).
-    Exception { vector: u8, error_code: Option<u32> },
-}
-
-/// Extra vCPU registers the VMM may change between runs that are not part
-/// of [`VcpuState`] (from `starina_vmm::msr::MsrEffect`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VcpuControl {
-    /// Guest TSC = host TSC + offset.
-    TscOffset(i64),
-    /// The guest's PAT MSR.
-    Pat(u64),
-}
 
 /// The privilege to create virtual machines (spec privilege `hypervisor`).
 #[derive(Debug)]
@@ -105,23 +77,31 @@ impl GuestRam {
     }
 }
 
-impl VmmGuestMemory for GuestRam {
+/// The kernel's error for a guest RAM access as the VMM's [`MemError`]:
+/// a range outside guest RAM is `OutOfBounds`, anything else is `Kernel`.
+fn mem_error(e: Error, gpa: u64, len: usize) -> MemError {
+    match e {
+        Error::OutsideGuestRam => MemError::OutOfBounds {
+            gpa,
+            len: len as u64,
+        },
+        other => MemError::Kernel(other),
+    }
+}
+
+impl GuestMemory for GuestRam {
     fn size(&self) -> u64 {
         self.size
     }
 
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        self.read_bytes(gpa, buf).map_err(|_| MemError::OutOfBounds {
-            gpa,
-            len: buf.len() as u64,
-        })
+        self.read_bytes(gpa, buf)
+            .map_err(|e| mem_error(e, gpa, buf.len()))
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemError> {
-        self.write_bytes(gpa, data).map_err(|_| MemError::OutOfBounds {
-            gpa,
-            len: data.len() as u64,
-        })
+        self.write_bytes(gpa, data)
+            .map_err(|e| mem_error(e, gpa, data.len()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Starina SDK: everything a component links.
 //!
-//! - [`abi`]: types shared with the kernel (handles, rights, errors, limits).
+//! - [`abi`]: the `starina-abi` crate, types shared with the kernel (handles,
+//!   rights, errors, limits, call numbers, vCPU exits, console markers).
 //! - [`syscall`]: the one typed system-call table ([`syscall::KernelApi`]).
 //! - [`message`]: the fixed set of message kinds every component speaks.
 //! - [`channel`], [`poll`], [`timer`], [`mainloop`]: the component API.
@@ -15,12 +16,13 @@
 
 extern crate alloc;
 
-pub mod abi;
 pub mod bootfs;
 pub mod channel;
 #[allow(unsafe_code)]
 pub mod driver;
 pub mod env;
+#[cfg(test)]
+mod fake_kernel;
 pub mod handle;
 pub mod hypervisor;
 pub mod logger;
@@ -33,6 +35,8 @@ pub mod syscall;
 pub mod system;
 pub mod thread;
 pub mod timer;
+
+pub use starina_abi as abi;
 
 pub use abi::Error;
 pub use abi::HandleId;

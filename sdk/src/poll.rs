@@ -11,7 +11,14 @@ pub struct Poll(OwnedHandle);
 
 impl Poll {
     pub fn create() -> Result<Poll, Error> {
-        kernel().poll_create().map(|h| Poll(OwnedHandle::from_raw(h)))
+        kernel()
+            .poll_create()
+            .map(|h| Poll(OwnedHandle::from_raw(h)))
+    }
+
+    /// A poll on a handle this component owns (e.g. one it received).
+    pub fn from_handle(handle: OwnedHandle) -> Poll {
+        Poll(handle)
     }
 
     pub fn add(&self, target: HandleId, interests: Readiness) -> Result<(), Error> {

@@ -5,8 +5,19 @@
 //! [`register`]; in-kernel components then reach the kernel through a single
 //! indirect call, with no privilege switch. A user-mode runtime will
 //! implement the same trait with the `syscall` instruction and
-//! [`crate::abi::SyscallNo`], so components are the same source either way.
+//! [`crate::abi::syscall::SyscallNo`] (checked against this trait by a unit
+//! test), so components are the same source either way.
+//!
+//! Components do not call the table directly ([`kernel`] is crate-private):
+//! they use the SDK's types (`Channel`, `Poll`, `DmaBuffer`, ...), which is
+//! where ownership of handles and memory is enforced.
 
+use alloc::boxed::Box;
+
+use crate::abi::vcpu::Injection;
+use crate::abi::vcpu::VcpuControl;
+use crate::abi::vcpu::VcpuState;
+use crate::abi::vcpu::VmExit;
 use crate::abi::ComponentStatus;
 use crate::abi::DeviceInfo;
 use crate::abi::Error;
@@ -17,8 +28,19 @@ use crate::abi::Readiness;
 use crate::abi::RecvInfo;
 use crate::abi::Rights;
 
-/// The entry point of a thread started with [`KernelApi::thread_spawn`].
-pub type ThreadEntry = fn(usize);
+/// What a thread started with [`KernelApi::thread_spawn`] runs.
+pub type ThreadMain = Box<dyn FnOnce() + Send + 'static>;
+
+/// A DMA allocation: the handle that owns it (closing it frees the pages)
+/// and where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DmaAllocation {
+    pub handle: HandleId,
+    /// The address the device uses.
+    pub paddr: u64,
+    /// Where the calling process reaches it.
+    pub vaddr: usize,
+}
 
 pub trait KernelApi: Sync {
     /// Writes one log line, tagged by the kernel with the calling
@@ -27,6 +49,7 @@ pub trait KernelApi: Sync {
     /// Monotonic time since boot, in nanoseconds.
     fn time_now(&self) -> u64;
 
+    /// Closes a handle. DMA handles are closed with [`KernelApi::dma_free`].
     fn handle_close(&self, handle: HandleId) -> Result<(), Error>;
     /// A new handle to the same object with `rights` (a subset of the
     /// original's). Needs [`Rights::DUPLICATE`].
@@ -65,20 +88,27 @@ pub trait KernelApi: Sync {
     /// earlier deadline); reading readiness through poll disarms it.
     fn timer_set(&self, timer: HandleId, after_ns: u64) -> Result<(), Error>;
 
-    /// Starts another thread in the calling process.
-    fn thread_spawn(&self, entry: ThreadEntry, arg: usize) -> Result<(), Error>;
+    /// Starts another thread in the calling process, running `main`.
+    fn thread_spawn(&self, main: ThreadMain) -> Result<(), Error>;
     /// Gives the CPU to another runnable thread.
     fn thread_yield(&self);
     /// Ends the calling process: its handles close, its peers see
     /// peer-closed, and its spec's restart policy applies.
     fn process_exit(&self, code: i32) -> !;
+    /// The calling process's id: unique for the life of the system (a
+    /// restarted component is a new process).
+    fn process_id(&self) -> u64;
 
     // Hypervisor calls (see `crate::hypervisor`), for holders of the
     // `hypervisor` privilege.
 
     /// Creates a guest: RAM of `ram_bytes` and one vCPU. Returns (guest RAM,
     /// vCPU) handles.
-    fn vm_create(&self, hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error>;
+    fn vm_create(
+        &self,
+        hypervisor: HandleId,
+        ram_bytes: u64,
+    ) -> Result<(HandleId, HandleId), Error>;
     /// Copies guest RAM at `gpa` into `buf`.
     fn guest_ram_read(&self, ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error>;
     /// Copies `data` into guest RAM at `gpa`.
@@ -87,12 +117,11 @@ pub trait KernelApi: Sync {
     fn vcpu_run(
         &self,
         vcpu: HandleId,
-        state: &mut starina_vmm::exit::VcpuState,
-        inject: crate::hypervisor::Injection,
-    ) -> Result<starina_vmm::exit::VmExit, Error>;
+        state: &mut VcpuState,
+        inject: Injection,
+    ) -> Result<VmExit, Error>;
     /// Sets a vCPU register that is not part of `VcpuState`.
-    fn vcpu_control(&self, vcpu: HandleId, control: crate::hypervisor::VcpuControl)
-        -> Result<(), Error>;
+    fn vcpu_control(&self, vcpu: HandleId, control: VcpuControl) -> Result<(), Error>;
     /// The host CPU's CPUID leaf (EAX, EBX, ECX, EDX).
     fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
     /// A file the boot loader passed in (the boot file system), read-only
@@ -103,8 +132,8 @@ pub trait KernelApi: Sync {
     fn system_shutdown(&self, system: HandleId, code: u8) -> Result<(), Error>;
 
     // Driver calls (see `crate::driver`). A device handle comes from the
-    // spec's `[devices]`; DMA memory and MMIO mappings are granted only to
-    // processes that hold a device handle.
+    // spec's `[devices]`; DMA memory, address translation and MMIO mappings
+    // all need one.
 
     /// Where the device sits and which interrupt it raises.
     fn device_info(&self, device: HandleId) -> Result<DeviceInfo, Error>;
@@ -113,12 +142,16 @@ pub trait KernelApi: Sync {
     fn device_pci_config_read(&self, device: HandleId, offset: u16) -> Result<u32, Error>;
     /// Writes a 32-bit register of the device's PCI configuration space.
     /// BAR registers are read-only here (the kernel owns address assignment).
-    fn device_pci_config_write(&self, device: HandleId, offset: u16, value: u32)
-        -> Result<(), Error>;
+    fn device_pci_config_write(
+        &self,
+        device: HandleId,
+        offset: u16,
+        value: u32,
+    ) -> Result<(), Error>;
     /// Maps `len` bytes of device memory at physical `paddr` and returns
-    /// its virtual address. The range must lie inside a memory region (BAR,
-    /// MMIO window) of a device the caller holds.
-    fn device_mmio_map(&self, paddr: u64, len: usize) -> Result<usize, Error>;
+    /// its virtual address. The range must lie inside one memory region
+    /// (BAR, MMIO window) of `device`.
+    fn device_mmio_map(&self, device: HandleId, paddr: u64, len: usize) -> Result<usize, Error>;
     /// An interrupt object for the device's interrupt line: readable through
     /// poll when the device interrupts. The line stays masked from then on
     /// until [`KernelApi::interrupt_ack`].
@@ -126,15 +159,19 @@ pub trait KernelApi: Sync {
     /// Clears the pending state and unmasks the line (after the driver made
     /// the device lower it).
     fn interrupt_ack(&self, interrupt: HandleId) -> Result<(), Error>;
-    /// Allocates `pages` physically contiguous, zeroed 4 KiB pages;
-    /// returns (physical address, virtual address). Freed with
-    /// [`KernelApi::dma_free`] or when the process ends.
-    fn dma_alloc(&self, pages: usize) -> Result<(u64, usize), Error>;
-    fn dma_free(&self, paddr: u64, pages: usize) -> Result<(), Error>;
-    /// The physical address of `len` bytes at `vaddr`, if they are
-    /// physically contiguous (heap memory is; thread stacks are not:
+    /// Allocates `pages` physically contiguous, zeroed 4 KiB pages for
+    /// `device`, owned by a new DMA handle (neither transferable nor
+    /// duplicable). [`KernelApi::dma_free`] frees them; so does the end of
+    /// the process, after its devices were quiesced.
+    fn dma_alloc(&self, device: HandleId, pages: usize) -> Result<DmaAllocation, Error>;
+    /// Closes a DMA handle, freeing its pages. The only way to close one
+    /// ([`KernelApi::handle_close`] refuses DMA handles), so a forged
+    /// `OwnedHandle` cannot free memory a `DmaBuffer` still hands out.
+    fn dma_free(&self, dma: HandleId) -> Result<(), Error>;
+    /// The physical address of `len` bytes at `vaddr`, for `device`, if they
+    /// are physically contiguous (heap memory is; thread stacks are not:
     /// [`Error::NotSupported`]).
-    fn dma_translate(&self, vaddr: usize, len: usize) -> Result<u64, Error>;
+    fn dma_translate(&self, device: HandleId, vaddr: usize, len: usize) -> Result<u64, Error>;
 
     // Monitoring calls (spec privilege `monitor`).
 
@@ -166,12 +203,37 @@ pub fn register(api: &'static dyn KernelApi) {
     KERNEL.call_once(|| api);
 }
 
-/// The registered kernel. Components reach it through the SDK's types
-/// (`Channel`, `Poll`, ...) rather than directly.
+/// The registered kernel. Only the SDK's types reach it: components use
+/// those (`Channel`, `Poll`, `DmaBuffer`, ...).
 #[inline(always)]
-pub fn kernel() -> &'static dyn KernelApi {
+pub(crate) fn kernel() -> &'static dyn KernelApi {
     match KERNEL.get() {
         Some(k) => *k,
         None => panic!("starina: no kernel registered (syscall::register was not called)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::abi::syscall::SyscallNo;
+
+    /// The method names of `KernelApi`, in order, read from this file.
+    fn trait_methods() -> alloc::vec::Vec<&'static str> {
+        let source = include_str!("syscall.rs");
+        let start = source.find("pub trait KernelApi").expect("trait not found");
+        let body = &source[start..];
+        let end = body.find("\n}\n").expect("trait end not found");
+        body[..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("    fn "))
+            .map(|l| &l[..l.find(['(', '<']).expect("method without arguments")])
+            .collect()
+    }
+
+    #[test]
+    fn call_numbers_match_the_trait() {
+        let methods = trait_methods();
+        let numbered: alloc::vec::Vec<&str> = SyscallNo::ALL.iter().map(|n| n.name()).collect();
+        assert_eq!(methods, numbered, "KernelApi and SyscallNo disagree");
     }
 }

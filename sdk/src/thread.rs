@@ -1,12 +1,18 @@
 //! Threads within a component, and leaving.
 
+use alloc::boxed::Box;
+
 use crate::abi::Error;
 use crate::syscall::kernel;
-use crate::syscall::ThreadEntry;
 
-/// Starts `entry(arg)` on a new thread of this component.
-pub fn spawn(entry: ThreadEntry, arg: usize) -> Result<(), Error> {
-    kernel().thread_spawn(entry, arg)
+/// Starts a new thread of this component running `main`. State goes to
+/// the thread by move, e.g. `spawn(move || vcpu.run_loop())`; nothing has
+/// to pass through a `static`.
+pub fn spawn<F>(main: F) -> Result<(), Error>
+where
+    F: FnOnce() + Send + 'static,
+{
+    kernel().thread_spawn(Box::new(main))
 }
 
 pub fn yield_now() {

@@ -10,7 +10,9 @@ pub struct Timer(OwnedHandle);
 
 impl Timer {
     pub fn create() -> Result<Timer, Error> {
-        kernel().timer_create().map(|h| Timer(OwnedHandle::from_raw(h)))
+        kernel()
+            .timer_create()
+            .map(|h| Timer(OwnedHandle::from_raw(h)))
     }
 
     /// Fires once, `after_ns` from now (replacing an earlier deadline).
@@ -25,6 +27,13 @@ impl Timer {
     pub fn id(&self) -> HandleId {
         self.0.id()
     }
+}
+
+/// Arms the timer with handle `timer` (e.g. one a main loop holds) to
+/// fire once, `after_ns` from now. `WrongObjectType` if `timer` is not a
+/// timer.
+pub fn set_by_id(timer: HandleId, after_ns: u64) -> Result<(), Error> {
+    kernel().timer_set(timer, after_ns)
 }
 
 /// Nanoseconds since boot.

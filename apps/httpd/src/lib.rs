@@ -122,7 +122,7 @@ pub fn main(env: Env) -> Result<(), String> {
         .and_then(|_| ml.add_channel(env.tcpip, Ctx::Tcpip))
         .and_then(|_| ml.add_timer(timer, Ctx::Timer))
         .map_err(|e| format!("cannot set up the main loop: {e}"))?;
-    let _ = starina::syscall::kernel().timer_set(timer_id, SWEEP_MS * 1_000_000);
+    let _ = starina::timer::set_by_id(timer_id, SWEEP_MS * 1_000_000);
     let mut server = Server {
         monitor: env.monitor,
         conns: BTreeMap::new(),

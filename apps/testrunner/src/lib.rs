@@ -14,6 +14,11 @@ use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use core::mem::ManuallyDrop;
+
+use starina::abi::guest_memory::GuestMemory;
+use starina::abi::guest_memory::MemError;
+use starina::abi::markers;
 use starina::abi::HandleId;
 use starina::abi::Readiness;
 use starina::abi::Rights;
@@ -26,17 +31,19 @@ use starina::hypervisor::Hypervisor;
 use starina::hypervisor::Injection;
 use starina::message::MessageKind;
 use starina::poll::Poll;
-use starina::syscall::kernel;
 use starina::timer::now_ns;
 use starina::timer::Timer;
 use starina::Error;
 use starina::Message;
 
-use starina_vmm::exit::Access;
-use starina_vmm::exit::DescriptorTable;
-use starina_vmm::exit::Segment;
-use starina_vmm::exit::VcpuState;
-use starina_vmm::exit::VmExit;
+use starina::abi::vcpu::Access;
+use starina::abi::vcpu::DescriptorTable;
+use starina::abi::vcpu::Segment;
+use starina::abi::vcpu::VcpuState;
+use starina::abi::vcpu::VmExit;
+use starina::driver::Device;
+use starina::driver::DmaBuffer;
+use starina::handle::OwnedHandle;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
@@ -143,19 +150,27 @@ fn readme_greeter(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// A handle number this test does not own, wrapped in an SDK type as a
+/// buggy or malicious component could: never closed (not ours to close).
+fn forged<T>(wrap: fn(OwnedHandle) -> T, id: HandleId) -> ManuallyDrop<T> {
+    ManuallyDrop::new(wrap(OwnedHandle::from_raw(id)))
+}
+
 fn invalid_handle(_: &mut Ctx) -> TestResult {
-    expect_err(kernel().channel_send(HandleId(9999), 3, b"x", &[]), Error::InvalidHandle)?;
-    expect_err(kernel().channel_send(HandleId(0), 3, b"x", &[]), Error::InvalidHandle)?;
-    expect_err(kernel().handle_close(HandleId(12345)), Error::InvalidHandle)?;
-    expect_err(kernel().poll_wait(HandleId(777)), Error::InvalidHandle)
+    let send = |id| forged(Channel::from_handle, id).send_raw(3, b"x", &[]);
+    expect_err(send(HandleId(9999)), Error::InvalidHandle)?;
+    expect_err(send(HandleId(0)), Error::InvalidHandle)?;
+    expect_err(OwnedHandle::from_raw(HandleId(12345)).close(), Error::InvalidHandle)?;
+    expect_err(forged(Poll::from_handle, HandleId(777)).wait(), Error::InvalidHandle)
 }
 
 fn wrong_object_type(_: &mut Ctx) -> TestResult {
     let poll = Poll::create().map_err(|e| e.to_string())?;
-    expect_err(kernel().channel_send(poll.id(), 3, b"x", &[]), Error::WrongObjectType)?;
+    let as_channel = forged(Channel::from_handle, poll.id());
+    expect_err(as_channel.send_raw(3, b"x", &[]), Error::WrongObjectType)?;
     let (a, _b) = Channel::create().map_err(|e| e.to_string())?;
-    expect_err(kernel().poll_wait(a.id()), Error::WrongObjectType)?;
-    expect_err(kernel().timer_set(a.id(), 1), Error::WrongObjectType)
+    expect_err(forged(Poll::from_handle, a.id()).wait(), Error::WrongObjectType)?;
+    expect_err(starina::timer::set_by_id(a.id(), 1), Error::WrongObjectType)
 }
 
 fn missing_right(_: &mut Ctx) -> TestResult {
@@ -164,9 +179,10 @@ fn missing_right(_: &mut Ctx) -> TestResult {
         .handle()
         .duplicate(Rights::READ | Rights::POLL)
         .map_err(|e| e.to_string())?;
-    expect_err(kernel().channel_send(read_only.id(), 3, b"x", &[]), Error::MissingRight)?;
+    let read_only = Channel::from_handle(read_only);
+    expect_err(read_only.send_raw(3, b"x", &[]), Error::MissingRight)?;
     // A copy cannot gain rights.
-    expect_err(read_only.duplicate(Rights::all()), Error::MissingRight)?;
+    expect_err(read_only.handle().duplicate(Rights::all()), Error::MissingRight)?;
     // Handles without TRANSFER do not move.
     let (c, _d) = Channel::create().map_err(|e| e.to_string())?;
     let pinned = c.handle().duplicate(Rights::READ | Rights::WRITE).map_err(|e| e.to_string())?;
@@ -440,10 +456,18 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
         .create_vm(2 << 20)
         .map_err(|e| format!("create_vm: {e} (see the kernel log for why)"))?;
     ram.write_bytes(0x1000, GUEST_CODE).map_err(|e| e.to_string())?;
-    expect_err(ram.write_bytes((2 << 20) - 1, &[0, 0]), Error::InvalidArgument)?;
-    expect_err(ram.read_bytes(u64::MAX, &mut [0]), Error::InvalidArgument)?;
+    expect_err(ram.write_bytes((2 << 20) - 1, &[0, 0]), Error::OutsideGuestRam)?;
+    expect_err(ram.read_bytes(u64::MAX, &mut [0]), Error::OutsideGuestRam)?;
     let mut state = real_mode_state(0x1000);
-    match vcpu.run(&mut state, Injection::None).map_err(|e| e.to_string())? {
+    // Host interrupts may also come back as exits (the first entry too);
+    // skip those.
+    let next = |state: &mut VcpuState| loop {
+        match vcpu.run(state, Injection::None) {
+            Ok(VmExit::HostInterrupt) => continue,
+            other => return other,
+        }
+    };
+    match next(&mut state).map_err(|e| e.to_string())? {
         VmExit::Io {
             port: 0x3f8,
             size: 1,
@@ -454,13 +478,6 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
         } if value & 0xff == 0x41 => state.rip = next_rip,
         other => return Err(format!("expected OUT 0x3f8 'A', got {other:?}")),
     }
-    // Host interrupts may also come back as exits; skip those.
-    let next = |state: &mut VcpuState| loop {
-        match vcpu.run(state, Injection::None) {
-            Ok(VmExit::HostInterrupt) => continue,
-            other => return other,
-        }
-    };
     match next(&mut state).map_err(|e| e.to_string())? {
         VmExit::Cpuid { .. } => {}
         other => return Err(format!("expected CPUID, got {other:?}")),
@@ -479,6 +496,26 @@ fn hypervisor_runs_a_guest(cx: &mut Ctx) -> TestResult {
         VmExit::Hlt => {}
         other => return Err(format!("expected HLT, got {other:?}")),
     }
+    Ok(())
+}
+
+/// Guest RAM accesses outside RAM are `OutsideGuestRam` (formerly
+/// `InvalidArgument`, like any other bad argument), and the VMM sees them as
+/// out of bounds; other kernel errors stay themselves.
+fn guest_ram_errors_say_why(cx: &mut Ctx) -> TestResult {
+    let hv = cx.hypervisor.as_ref().ok_or("no hypervisor privilege")?;
+    let (mut ram, _vcpu) = hv.create_vm(2 << 20).map_err(|e| format!("create_vm: {e}"))?;
+    let size = ram.size();
+    expect_err(ram.read_bytes(size, &mut [0]), Error::OutsideGuestRam)?;
+    expect_err(ram.write_bytes(size - 1, &[0, 0]), Error::OutsideGuestRam)?;
+    let mut word = [0u8; 4];
+    match GuestMemory::read(&ram, size - 2, &mut word) {
+        Err(MemError::OutOfBounds { gpa, len: 4 }) if gpa == size - 2 => {}
+        other => return Err(format!("expected OutOfBounds at {:#x}, got {other:?}", size - 2)),
+    }
+    GuestMemory::write(&mut ram, size - 4, &[1, 2, 3, 4]).map_err(|e| e.to_string())?;
+    GuestMemory::read(&ram, size - 4, &mut word).map_err(|e| e.to_string())?;
+    check!(word == [1, 2, 3, 4], "guest RAM read back {word:?}");
     Ok(())
 }
 
@@ -519,6 +556,62 @@ fn hypervisor_delivers_interrupts(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// A channel dressed up as a device: the closest a component without a
+/// device handle gets to one.
+fn fake_device() -> Result<(Device, Channel), String> {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    Ok((Device::from_handle(a.into_handle()), b))
+}
+
+/// DMA memory is an object owned by a handle, granted only against a device
+/// handle (formerly any component holding some device got pages, and freed
+/// them by address).
+fn dma_needs_a_device_handle(_: &mut Ctx) -> TestResult {
+    let (fake, _peer) = fake_device()?;
+    expect_err(DmaBuffer::new(&fake, 1), Error::WrongObjectType)?;
+    let unknown = forged(Device::from_handle, HandleId(4321));
+    expect_err(DmaBuffer::new(&unknown, 1), Error::InvalidHandle)
+}
+
+/// Address translation needs the device's handle (formerly it needed none).
+fn dma_translate_needs_a_device_handle(_: &mut Ctx) -> TestResult {
+    let buf = vec![0u8; 64];
+    let (fake, _peer) = fake_device()?;
+    expect_err(fake.dma_address(&buf), Error::WrongObjectType)?;
+    let unknown = forged(Device::from_handle, HandleId(4321));
+    expect_err(unknown.dma_address(&buf), Error::InvalidHandle)
+}
+
+/// MMIO mapping needs the device's handle, and only its own regions
+/// (formerly it took a bare physical address).
+fn mmio_map_needs_the_device(_: &mut Ctx) -> TestResult {
+    // The local APIC's registers: device memory, but no device of ours.
+    let lapic = 0xfee0_0000;
+    let (fake, _peer) = fake_device()?;
+    expect_err(fake.map_mmio(lapic, 4096), Error::WrongObjectType)?;
+    let unknown = forged(Device::from_handle, HandleId(4321));
+    expect_err(unknown.map_mmio(lapic, 4096), Error::InvalidHandle)
+}
+
+/// A thread gets its state by move, with no `static` in between.
+fn threads_take_closures(cx: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    let words: Vec<u8> = b"moved into the thread".to_vec();
+    starina::thread::spawn(move || {
+        if let Err(e) = a.send_data(&words) {
+            log::error!("thread could not send: {e}");
+        }
+    })
+    .map_err(|e| format!("spawn: {e}"))?;
+    match wait_message(&b, &mut cx.buf, 5_000) {
+        Ok(Received::Data(d)) => check!(d == b"moved into the thread", "thread sent {d:?}"),
+        Ok(_) => return Err("unexpected message from the thread".to_string()),
+        Err(e) => return Err(format!("nothing from the thread: {e}")),
+    }
+    // The closure (and the channel end it owned) is gone with the thread.
+    expect_peer_closed(&b, &mut cx.buf)
+}
+
 type Test = (&'static str, fn(&mut Ctx) -> TestResult);
 
 const TESTS: &[Test] = &[
@@ -537,6 +630,11 @@ const TESTS: &[Test] = &[
     ("small_buffer_keeps_message", small_buffer_keeps_message),
     ("poll_errors", poll_errors),
     ("timers", timers),
+    ("dma_needs_a_device_handle", dma_needs_a_device_handle),
+    ("dma_translate_needs_a_device_handle", dma_translate_needs_a_device_handle),
+    ("mmio_map_needs_the_device", mmio_map_needs_the_device),
+    ("threads_take_closures", threads_take_closures),
+    ("guest_ram_errors_say_why", guest_ram_errors_say_why),
     ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
     ("hypervisor_delivers_interrupts", hypervisor_delivers_interrupts),
     ("panic_is_isolated_and_restarted", panic_is_isolated_and_restarted),
@@ -568,7 +666,7 @@ pub fn main(env: Env) {
             }
         }
     }
-    log::info!("testrunner: {passed} passed, {failed} failed");
+    log::info!("{} {passed} passed, {failed} failed", markers::TESTRUNNER_SUMMARY);
     let code = if failed == 0 { 0 } else { 1 };
     let err = env.shutdown.power_off(code);
     log::error!("power off failed: {err}");

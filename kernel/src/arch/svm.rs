@@ -2,7 +2,7 @@
 //!
 //! One VMCB per vCPU; guest RAM mapped through nested page tables (NPT).
 //! Every port and most MSRs are intercepted and handed to the VMM
-//! (`starina_vmm`) as a [`VmExit`]; the MSRs whose state lives in the VMCB
+//! (`starina::abi::vcpu`) as a [`VmExit`]; the MSRs whose state lives in the VMCB
 //! (FS/GS base, syscall MSRs, SYSENTER) pass through.
 //!
 //! QEMU's TCG SVM has no decode assists, no NRIP save, no flush-by-ASID and
@@ -14,11 +14,11 @@ use core::arch::global_asm;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
 
-use starina_vmm::exit::Access;
-use starina_vmm::exit::DescriptorTable;
-use starina_vmm::exit::Segment;
-use starina_vmm::exit::VcpuState;
-use starina_vmm::exit::VmExit;
+use starina::abi::vcpu::Access;
+use starina::abi::vcpu::DescriptorTable;
+use starina::abi::vcpu::Segment;
+use starina::abi::vcpu::VcpuState;
+use starina::abi::vcpu::VmExit;
 
 use super::cpu::cpuid;
 use super::cpu::rdmsr;

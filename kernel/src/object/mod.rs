@@ -5,6 +5,8 @@ pub mod channel;
 #[cfg(not(test))]
 pub mod device;
 #[cfg(not(test))]
+pub mod dma;
+#[cfg(not(test))]
 pub mod interrupt;
 pub mod poll;
 pub mod system;

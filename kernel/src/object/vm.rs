@@ -99,9 +99,9 @@ impl GuestRam {
     /// Calls `f` with each (host virtual address, length) piece of
     /// `[gpa, gpa + len)`, after checking it lies in guest RAM.
     fn for_each_piece(&self, gpa: u64, len: usize, mut f: impl FnMut(usize, usize, usize)) -> Result<(), Error> {
-        let end = gpa.checked_add(len as u64).ok_or(Error::InvalidArgument)?;
+        let end = gpa.checked_add(len as u64).ok_or(Error::OutsideGuestRam)?;
         if end > self.size {
-            return Err(Error::InvalidArgument);
+            return Err(Error::OutsideGuestRam);
         }
         let mut done = 0usize;
         while done < len {
@@ -144,7 +144,7 @@ impl Drop for GuestRam {
     }
 }
 
-/// A vCPU. One thread runs it at a time (`run` refuses a second).
+/// A vCPU. One thread runs it at a time (`run` refuses a second: `Busy`).
 pub struct Vcpu {
     /// Keeps the guest's memory (and its nested page tables) alive while
     /// the vCPU can run.
@@ -179,7 +179,8 @@ impl Vcpu {
 
     pub fn acquire(&self) -> Result<VcpuGuard<'_>, Error> {
         if self.running.swap(true, Ordering::Acquire) {
-            return Err(Error::AlreadyExists);
+            // Another thread runs (or controls) this vCPU.
+            return Err(Error::Busy);
         }
         Ok(VcpuGuard { vcpu: self })
     }

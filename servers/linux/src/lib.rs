@@ -120,7 +120,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         shared,
         config: vm_config(&env.config),
     };
-    if let Err(e) = vcpu::start(job) {
+    if let Err(e) = starina::thread::spawn(move || vcpu::thread_main(job)) {
         let why = format!("cannot start the vCPU thread: {e}");
         log::error!("{why}");
         server.shared.stop(Status::Unavailable(why));

@@ -277,7 +277,7 @@ pub fn main(env: Env) -> Result<(), String> {
         };
         // The timer lives in the main loop; arm it by its handle.
         let ns = delay.total_micros().saturating_mul(1000);
-        if let Err(e) = starina::syscall::kernel().timer_set(timer_id, ns) {
+        if let Err(e) = starina::timer::set_by_id(timer_id, ns) {
             log::error!("cannot arm the poll timer: {e}");
         }
     }

@@ -29,7 +29,6 @@ use starina::hypervisor::Injection;
 use starina::hypervisor::Vcpu;
 use starina::poll::Poll;
 use starina::timer::Timer;
-use starina::Error;
 use starina_vmm::exit::VcpuState;
 use starina_vmm::exit::VmExit;
 use starina_vmm::virtio::console::Console;
@@ -55,26 +54,9 @@ pub struct Job {
     pub config: VmConfig,
 }
 
-/// Hands `job` to the vCPU thread until threads take closures (a thread
-/// entry takes only a `usize` today).
-static JOB: spin::Mutex<Option<Job>> = spin::Mutex::new(None);
-
-/// Starts the vCPU thread on `job`.
-pub fn start(job: Job) -> Result<(), Error> {
-    *JOB.lock() = Some(job);
-    starina::thread::spawn(thread_entry, 0)
-}
-
-fn thread_entry(_arg: usize) {
-    match JOB.lock().take() {
-        Some(job) => run_vm(job),
-        None => log::error!("vCPU thread started without a VM to run"),
-    }
-}
-
 /// The vCPU thread: boots and runs the guest, then tells the main thread
 /// why it stopped.
-fn run_vm(job: Job) {
+pub fn thread_main(job: Job) {
     let shared = job.shared.clone();
     let wake = match job.wake.handle().duplicate(starina::abi::Rights::DEFAULT) {
         Ok(h) => Channel::from_handle(h),

@@ -1,6 +1,22 @@
-//! Types shared between the kernel and components. Everything here is plain
-//! data: the kernel and the SDK agree on these values, in-kernel today and
-//! across the user-mode system-call boundary later.
+//! The Starina ABI: the types the kernel, the SDK and the VMM agree on.
+//! Everything here is plain data, in-kernel today and across the user-mode
+//! system-call boundary later.
+//!
+//! - handles, rights, readiness, limits and [`Error`] (this module);
+//! - [`syscall`]: the system-call numbers, one per `KernelApi` method;
+//! - [`vcpu`]: vCPU register state, VM exits and what the VMM injects;
+//! - [`guest_memory`]: guest RAM as the VMM's device models reach it;
+//! - [`markers`]: the console lines host tools wait for.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub mod guest_memory;
+pub mod markers;
+pub mod syscall;
+pub mod vcpu;
+
+#[cfg(test)]
+mod tests;
 
 use core::fmt;
 
@@ -109,9 +125,13 @@ pub enum Error {
     MalformedMessage = 17,
     /// A poll has nothing to wait for (no entries, or all removed).
     PollEmpty = 18,
-    /// The SDK's per-channel send backlog is at its bound: the peer is not
-    /// reading (see `starina::mainloop::Cx::send`).
+    /// A sender's backlog (messages queued by the SDK while the peer's
+    /// queue is full) reached its bound: the peer is not reading.
     BacklogFull = 19,
+    /// The object is in use by another thread (e.g. a vCPU already running).
+    Busy = 20,
+    /// A guest-physical range is not (entirely) inside guest RAM.
+    OutsideGuestRam = 21,
 }
 
 impl Error {
@@ -137,6 +157,8 @@ impl Error {
             17 => MalformedMessage,
             18 => PollEmpty,
             19 => BacklogFull,
+            20 => Busy,
+            21 => OutsideGuestRam,
             _ => return None,
         })
     }
@@ -144,6 +166,34 @@ impl Error {
     pub fn as_raw(self) -> u8 {
         self as u8
     }
+
+    /// Every error, in number order.
+    pub const ALL: [Error; 21] = {
+        use Error::*;
+        [
+            InvalidHandle,
+            WrongObjectType,
+            MissingRight,
+            MessageTooLarge,
+            TooManyHandles,
+            QueueFull,
+            PeerClosed,
+            WouldBlock,
+            BufferTooSmall,
+            OutOfMemory,
+            InvalidArgument,
+            HandleTableFull,
+            AlreadyExists,
+            NotFound,
+            NotSupported,
+            InvalidTransfer,
+            MalformedMessage,
+            PollEmpty,
+            BacklogFull,
+            Busy,
+            OutsideGuestRam,
+        ]
+    };
 }
 
 impl fmt::Display for Error {
@@ -168,6 +218,8 @@ impl fmt::Display for Error {
             Error::MalformedMessage => "malformed message",
             Error::PollEmpty => "poll has no entries",
             Error::BacklogFull => "send backlog is full: the peer is not reading",
+            Error::Busy => "object is busy (in use by another thread)",
+            Error::OutsideGuestRam => "address range is outside guest RAM",
         };
         f.write_str(s)
     }
@@ -176,49 +228,12 @@ impl fmt::Display for Error {
 /// What `channel_recv` reports about a received message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecvInfo {
-    /// The message kind byte (see [`crate::message::MessageKind`]).
+    /// The message kind byte (see `starina::message::MessageKind`).
     pub kind: u8,
     /// Body length in bytes, written to the front of the receive buffer.
     pub data_len: usize,
     /// Number of handles written to the front of the handle buffer.
     pub num_handles: usize,
-}
-
-/// System-call numbers: the table user-mode components will reach through
-/// the `syscall` instruction. In-kernel components call the same functions
-/// directly through [`crate::syscall::KernelApi`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum SyscallNo {
-    Log = 1,
-    TimeNow = 2,
-    HandleClose = 3,
-    HandleDuplicate = 4,
-    ChannelCreate = 5,
-    ChannelSend = 6,
-    ChannelRecv = 7,
-    PollCreate = 8,
-    PollAdd = 9,
-    PollRemove = 10,
-    PollWait = 11,
-    TimerCreate = 12,
-    TimerSet = 13,
-    ThreadSpawn = 14,
-    ThreadYield = 15,
-    ProcessExit = 16,
-    SystemShutdown = 17,
-    DeviceInfo = 18,
-    DevicePciConfigRead = 19,
-    DevicePciConfigWrite = 20,
-    DeviceMmioMap = 21,
-    InterruptCreate = 22,
-    InterruptAck = 23,
-    DmaAlloc = 24,
-    DmaFree = 25,
-    DmaTranslate = 26,
-    SystemComponentStatus = 27,
-    SystemLogRead = 28,
-    SystemMemoryStats = 29,
 }
 
 /// Log levels as carried by the `Log` call.
@@ -293,20 +308,4 @@ pub struct MemoryStats {
     pub pages_total: usize,
     /// Pages handed out as DMA memory to drivers.
     pub dma_pages: usize,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_numbers_round_trip() {
-        for raw in 0..=255u8 {
-            if let Some(e) = Error::from_raw(raw) {
-                assert_eq!(e.as_raw(), raw);
-            }
-        }
-        assert_eq!(Error::from_raw(0), None);
-        assert_eq!(Error::from_raw(1), Some(Error::InvalidHandle));
-    }
 }

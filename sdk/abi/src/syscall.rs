@@ -1,0 +1,158 @@
+//! System-call numbers: one per method of the SDK's `KernelApi`, in the
+//! trait's order. User-mode components will reach the kernel through the
+//! `syscall` instruction with these; in-kernel components call the same
+//! implementation directly. The SDK's unit tests check this list against
+//! the trait (same calls, same order), so it cannot go stale.
+
+/// A system call's number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum SyscallNo {
+    Log = 1,
+    TimeNow = 2,
+    HandleClose = 3,
+    HandleDuplicate = 4,
+    ChannelCreate = 5,
+    ChannelSend = 6,
+    ChannelRecv = 7,
+    PollCreate = 8,
+    PollAdd = 9,
+    PollRemove = 10,
+    PollWait = 11,
+    TimerCreate = 12,
+    TimerSet = 13,
+    ThreadSpawn = 14,
+    ThreadYield = 15,
+    ProcessExit = 16,
+    ProcessId = 17,
+    VmCreate = 18,
+    GuestRamRead = 19,
+    GuestRamWrite = 20,
+    VcpuRun = 21,
+    VcpuControl = 22,
+    HostCpuid = 23,
+    BootfsFile = 24,
+    SystemShutdown = 25,
+    DeviceInfo = 26,
+    DevicePciConfigRead = 27,
+    DevicePciConfigWrite = 28,
+    DeviceMmioMap = 29,
+    InterruptCreate = 30,
+    InterruptAck = 31,
+    DmaAlloc = 32,
+    DmaFree = 33,
+    DmaTranslate = 34,
+    SystemComponentStatus = 35,
+    SystemLogRead = 36,
+    SystemMemoryStats = 37,
+}
+
+impl SyscallNo {
+    /// Every call, in number order.
+    pub const ALL: [SyscallNo; 37] = [
+        SyscallNo::Log,
+        SyscallNo::TimeNow,
+        SyscallNo::HandleClose,
+        SyscallNo::HandleDuplicate,
+        SyscallNo::ChannelCreate,
+        SyscallNo::ChannelSend,
+        SyscallNo::ChannelRecv,
+        SyscallNo::PollCreate,
+        SyscallNo::PollAdd,
+        SyscallNo::PollRemove,
+        SyscallNo::PollWait,
+        SyscallNo::TimerCreate,
+        SyscallNo::TimerSet,
+        SyscallNo::ThreadSpawn,
+        SyscallNo::ThreadYield,
+        SyscallNo::ProcessExit,
+        SyscallNo::ProcessId,
+        SyscallNo::VmCreate,
+        SyscallNo::GuestRamRead,
+        SyscallNo::GuestRamWrite,
+        SyscallNo::VcpuRun,
+        SyscallNo::VcpuControl,
+        SyscallNo::HostCpuid,
+        SyscallNo::BootfsFile,
+        SyscallNo::SystemShutdown,
+        SyscallNo::DeviceInfo,
+        SyscallNo::DevicePciConfigRead,
+        SyscallNo::DevicePciConfigWrite,
+        SyscallNo::DeviceMmioMap,
+        SyscallNo::InterruptCreate,
+        SyscallNo::InterruptAck,
+        SyscallNo::DmaAlloc,
+        SyscallNo::DmaFree,
+        SyscallNo::DmaTranslate,
+        SyscallNo::SystemComponentStatus,
+        SyscallNo::SystemLogRead,
+        SyscallNo::SystemMemoryStats,
+    ];
+
+    pub fn as_raw(self) -> u16 {
+        self as u16
+    }
+
+    pub fn from_raw(raw: u16) -> Option<SyscallNo> {
+        let index = usize::from(raw).checked_sub(1)?;
+        SyscallNo::ALL.get(index).copied()
+    }
+
+    /// The `KernelApi` method's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyscallNo::Log => "log",
+            SyscallNo::TimeNow => "time_now",
+            SyscallNo::HandleClose => "handle_close",
+            SyscallNo::HandleDuplicate => "handle_duplicate",
+            SyscallNo::ChannelCreate => "channel_create",
+            SyscallNo::ChannelSend => "channel_send",
+            SyscallNo::ChannelRecv => "channel_recv",
+            SyscallNo::PollCreate => "poll_create",
+            SyscallNo::PollAdd => "poll_add",
+            SyscallNo::PollRemove => "poll_remove",
+            SyscallNo::PollWait => "poll_wait",
+            SyscallNo::TimerCreate => "timer_create",
+            SyscallNo::TimerSet => "timer_set",
+            SyscallNo::ThreadSpawn => "thread_spawn",
+            SyscallNo::ThreadYield => "thread_yield",
+            SyscallNo::ProcessExit => "process_exit",
+            SyscallNo::ProcessId => "process_id",
+            SyscallNo::VmCreate => "vm_create",
+            SyscallNo::GuestRamRead => "guest_ram_read",
+            SyscallNo::GuestRamWrite => "guest_ram_write",
+            SyscallNo::VcpuRun => "vcpu_run",
+            SyscallNo::VcpuControl => "vcpu_control",
+            SyscallNo::HostCpuid => "host_cpuid",
+            SyscallNo::BootfsFile => "bootfs_file",
+            SyscallNo::SystemShutdown => "system_shutdown",
+            SyscallNo::DeviceInfo => "device_info",
+            SyscallNo::DevicePciConfigRead => "device_pci_config_read",
+            SyscallNo::DevicePciConfigWrite => "device_pci_config_write",
+            SyscallNo::DeviceMmioMap => "device_mmio_map",
+            SyscallNo::InterruptCreate => "interrupt_create",
+            SyscallNo::InterruptAck => "interrupt_ack",
+            SyscallNo::DmaAlloc => "dma_alloc",
+            SyscallNo::DmaFree => "dma_free",
+            SyscallNo::DmaTranslate => "dma_translate",
+            SyscallNo::SystemComponentStatus => "system_component_status",
+            SyscallNo::SystemLogRead => "system_log_read",
+            SyscallNo::SystemMemoryStats => "system_memory_stats",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_positions() {
+        for (i, &no) in SyscallNo::ALL.iter().enumerate() {
+            assert_eq!(no.as_raw() as usize, i + 1, "{no:?}");
+            assert_eq!(SyscallNo::from_raw(no.as_raw()), Some(no));
+        }
+        assert_eq!(SyscallNo::from_raw(0), None);
+        assert_eq!(SyscallNo::from_raw(SyscallNo::ALL.len() as u16 + 1), None);
+    }
+}

@@ -1,0 +1,91 @@
+use super::*;
+
+/// The position of `e` in [`Error::ALL`]; the match is exhaustive, so a new
+/// variant does not compile until it is listed here (and then the test
+/// checks it is in `ALL`, numbered, and has its own message).
+fn position(e: Error) -> usize {
+    use Error::*;
+    match e {
+        InvalidHandle => 0,
+        WrongObjectType => 1,
+        MissingRight => 2,
+        MessageTooLarge => 3,
+        TooManyHandles => 4,
+        QueueFull => 5,
+        PeerClosed => 6,
+        WouldBlock => 7,
+        BufferTooSmall => 8,
+        OutOfMemory => 9,
+        InvalidArgument => 10,
+        HandleTableFull => 11,
+        AlreadyExists => 12,
+        NotFound => 13,
+        NotSupported => 14,
+        InvalidTransfer => 15,
+        MalformedMessage => 16,
+        PollEmpty => 17,
+        BacklogFull => 18,
+        Busy => 19,
+        OutsideGuestRam => 20,
+    }
+}
+
+struct Text {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl core::fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(core::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn display(e: Error) -> Text {
+    let mut t = Text {
+        buf: [0; 128],
+        len: 0,
+    };
+    core::fmt::write(&mut t, format_args!("{e}")).unwrap();
+    t
+}
+
+#[test]
+fn every_error_round_trips() {
+    for (i, &e) in Error::ALL.iter().enumerate() {
+        assert_eq!(position(e), i, "{e:?} is out of order in Error::ALL");
+        assert_eq!(e.as_raw() as usize, i + 1, "{e:?}");
+        assert_eq!(Error::from_raw(e.as_raw()), Some(e));
+        let text = display(e);
+        assert!(text.len > 0, "{e:?} has no message");
+        for &other in &Error::ALL[..i] {
+            let o = display(other);
+            assert_ne!(
+                &text.buf[..text.len],
+                &o.buf[..o.len],
+                "{e:?} and {other:?} read the same"
+            );
+        }
+    }
+    for raw in 0..=255u8 {
+        let listed = (1..=Error::ALL.len()).contains(&(raw as usize));
+        assert_eq!(Error::from_raw(raw).is_some(), listed, "raw {raw}");
+    }
+}
+
+#[test]
+fn new_errors_say_what_happened() {
+    assert_eq!(Error::BacklogFull.as_raw(), 19);
+    let t = display(Error::BacklogFull);
+    assert_eq!(
+        &t.buf[..t.len],
+        b"send backlog is full: the peer is not reading"
+    );
+    assert_eq!(Error::Busy.as_raw(), 20);
+}

@@ -1,0 +1,274 @@
+//! Backend-neutral VM exits, vCPU register state, and what the VMM asks the
+//! kernel to inject or change between runs (`vcpu_run`, `vcpu_control`).
+//!
+//! The hypervisor backend (SVM today, VMX next) translates its hardware exit
+//! codes into [`VmExit`] and its register save area into [`VcpuState`]; the
+//! VMM never sees a VMCB or VMCS. Fields are what the exit handlers need, not
+//! everything the hardware reports.
+
+/// General-purpose registers, numbered as the x86 instruction encoding numbers
+/// them (ModRM.reg/rm + REX.R/B), so a decoded register index indexes
+/// [`VcpuState::gprs`] directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Gpr {
+    Rax = 0,
+    Rcx = 1,
+    Rdx = 2,
+    Rbx = 3,
+    Rsp = 4,
+    Rbp = 5,
+    Rsi = 6,
+    Rdi = 7,
+    R8 = 8,
+    R9 = 9,
+    R10 = 10,
+    R11 = 11,
+    R12 = 12,
+    R13 = 13,
+    R14 = 14,
+    R15 = 15,
+}
+
+/// A segment register as the hardware caches it.
+///
+/// `attrib` uses the packed SVM VMCB layout because it is the denser one:
+/// bits 0..=7 are the descriptor access byte (type, S, DPL, P) and bits
+/// 8..=11 are AVL, L, D/B, G. [`Segment::vmx_access_rights`] converts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Segment {
+    pub selector: u16,
+    pub attrib: u16,
+    pub limit: u32,
+    pub base: u64,
+}
+
+impl Segment {
+    /// The same attributes in the VMX "access rights" layout (bits 12..=15
+    /// hold AVL/L/DB/G; bit 16 "unusable" is set for a null selector that is
+    /// not present).
+    pub fn vmx_access_rights(&self) -> u32 {
+        let a = self.attrib as u32;
+        let mut ar = (a & 0xff) | ((a & 0xf00) << 4);
+        if a & 0x80 == 0 {
+            ar |= 1 << 16;
+        }
+        ar
+    }
+
+    /// Whether this is a 64-bit code segment (L bit).
+    pub fn is_long_mode_code(&self) -> bool {
+        self.attrib & (1 << 9) != 0
+    }
+}
+
+/// GDTR/IDTR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DescriptorTable {
+    pub base: u64,
+    pub limit: u16,
+}
+
+/// Control-register bits the VMM looks at.
+pub mod cr {
+    pub const CR0_PE: u64 = 1 << 0;
+    pub const CR0_MP: u64 = 1 << 1;
+    pub const CR0_ET: u64 = 1 << 4;
+    pub const CR0_NE: u64 = 1 << 5;
+    pub const CR0_WP: u64 = 1 << 16;
+    pub const CR0_PG: u64 = 1 << 31;
+    pub const CR4_PAE: u64 = 1 << 5;
+    pub const CR4_LA57: u64 = 1 << 12;
+    pub const CR4_OSXSAVE: u64 = 1 << 18;
+    pub const CR4_PKE: u64 = 1 << 22;
+    pub const EFER_SCE: u64 = 1 << 0;
+    pub const EFER_LME: u64 = 1 << 8;
+    pub const EFER_LMA: u64 = 1 << 10;
+    pub const EFER_NXE: u64 = 1 << 11;
+    pub const EFER_SVME: u64 = 1 << 12;
+    pub const RFLAGS_RESERVED1: u64 = 1 << 1;
+    pub const RFLAGS_IF: u64 = 1 << 9;
+}
+
+/// The architectural vCPU state the VMM reads and writes while handling
+/// exits: enough to boot Linux, decode and complete MMIO instructions, and
+/// walk guest page tables. Backends copy it in and out of their save area.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VcpuState {
+    /// Indexed by [`Gpr`].
+    pub gprs: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub cs: Segment,
+    pub ds: Segment,
+    pub es: Segment,
+    pub fs: Segment,
+    pub gs: Segment,
+    pub ss: Segment,
+    pub tr: Segment,
+    pub ldtr: Segment,
+    pub gdtr: DescriptorTable,
+    pub idtr: DescriptorTable,
+}
+
+impl VcpuState {
+    pub fn gpr(&self, r: Gpr) -> u64 {
+        self.gprs[r as usize]
+    }
+
+    pub fn set_gpr(&mut self, r: Gpr, v: u64) {
+        self.gprs[r as usize] = v;
+    }
+
+    /// Whether the guest runs with paging in long mode (4- or 5-level).
+    pub fn long_mode_paging(&self) -> bool {
+        self.cr0 & cr::CR0_PG != 0 && self.efer & cr::EFER_LMA != 0
+    }
+
+    /// Whether the guest currently accepts maskable interrupts (RFLAGS.IF).
+    pub fn interrupts_enabled(&self) -> bool {
+        self.rflags & cr::RFLAGS_IF != 0
+    }
+}
+
+/// Direction of an access, from the guest's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Why the guest stopped running, in terms the VMM understands.
+///
+/// `next_rip` is present where the hardware reports it (SVM IOIO's EXITINFO2,
+/// NRIP save, VMX instruction length); otherwise the handler advances RIP by
+/// the known instruction length (CPUID/RDMSR/WRMSR 2, HLT 1, VMMCALL 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmExit {
+    /// IN/OUT (and INS/OUTS, marked by `string`). For writes, `value` holds
+    /// the low `size` bytes of RAX.
+    Io {
+        port: u16,
+        /// 1, 2 or 4 bytes.
+        size: u8,
+        access: Access,
+        value: u32,
+        /// INS/OUTS: not emulated by the device models.
+        string: bool,
+        rep: bool,
+        next_rip: u64,
+    },
+    /// A guest-physical access that hit no RAM mapping (an MMIO region) or a
+    /// permission fault in the nested page tables. Without decode assists the
+    /// VMM fetches and decodes the instruction itself (see `decode`).
+    NestedPageFault {
+        gpa: u64,
+        /// Raw fault bits as the backend saw them (write, fetch, present…),
+        /// for diagnostics.
+        access: Access,
+        fetch: bool,
+        /// Instruction bytes if the hardware captured them (SVM decode
+        /// assists: up to 15 bytes); `len == 0` when absent.
+        insn_bytes: [u8; 15],
+        insn_len: u8,
+    },
+    Cpuid {
+        leaf: u32,
+        subleaf: u32,
+    },
+    /// RDMSR (`access == Read`, index in ECX) or WRMSR (value from EDX:EAX).
+    Msr {
+        access: Access,
+        index: u32,
+        value: u64,
+    },
+    Hlt,
+    /// The guest triple-faulted (SVM SHUTDOWN, VMX triple fault).
+    Shutdown,
+    Vmmcall,
+    /// The guest can now take an interrupt (after V_IRQ/VINTR or the VMX
+    /// interrupt-window exit).
+    InterruptWindow,
+    /// A host interrupt arrived while the guest ran; nothing for the VMM to do
+    /// beyond checking its own timers.
+    HostInterrupt,
+    /// An intercepted guest exception.
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+    },
+    /// The backend rejected the guest state (SVM VMEXIT_INVALID, VMX entry
+    /// failure): a VMM bug, never guest-triggerable with a sane state.
+    Invalid,
+    /// Any other hardware exit code, carried raw for the log.
+    Unknown {
+        code: u64,
+    },
+}
+
+/// What to deliver to the guest on the next entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    None,
+    /// An external interrupt with this vector, already acknowledged at the
+    /// VMM's interrupt controller: the kernel delivers it exactly once, in
+    /// order, as soon as the guest can take it (RFLAGS.IF=1, no interrupt
+    /// shadow). Pass it once; the kernel holds it meanwhile.
+    ///
+    /// The usual loop: if the controller has an interrupt pending and
+    /// `state.interrupts_enabled()`, acknowledge it and pass `Interrupt(v)`;
+    /// if it has one but the guest has IF=0, pass [`Injection::Window`]
+    /// (and acknowledge nothing).
+    Interrupt(u8),
+    /// Nothing to deliver yet, but exit with [`VmExit::InterruptWindow`] as
+    /// soon as the guest can take an interrupt.
+    Window,
+    /// A hardware exception (e.g. #GP for a refused MSR).
+    Exception {
+        vector: u8,
+        error_code: Option<u32>,
+    },
+}
+
+/// Extra vCPU registers the VMM may change between runs that are not part
+/// of [`VcpuState`] (from the VMM's MSR policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuControl {
+    /// Guest TSC = host TSC + offset.
+    TscOffset(i64),
+    /// The guest's PAT MSR.
+    Pat(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmx_access_rights_conversion() {
+        // 64-bit code: P, S, type 0xb, L, G.
+        let cs = Segment {
+            selector: 0x10,
+            attrib: 0xa9b,
+            limit: 0xffff_ffff,
+            base: 0,
+        };
+        assert_eq!(cs.vmx_access_rights(), 0xa09b);
+        assert!(cs.is_long_mode_code());
+        let null = Segment::default();
+        assert_eq!(null.vmx_access_rights(), 1 << 16);
+    }
+
+    #[test]
+    fn gpr_access() {
+        let mut s = VcpuState::default();
+        s.set_gpr(Gpr::R13, 7);
+        assert_eq!(s.gprs[13], 7);
+        assert_eq!(s.gpr(Gpr::R13), 7);
+    }
+}
