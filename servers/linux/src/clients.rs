@@ -1,0 +1,119 @@
+//! `Open` on the `linux` channel: a process channel for `exec`, the test
+//! panic, or a refusal that says why.
+
+use alloc::format;
+use alloc::string::String;
+
+use starina::channel::Channel;
+use starina::mainloop::Cx;
+use starina::message::codes;
+use starina::Error;
+use starina::HandleId;
+use starina::Message;
+use starina_bridge::exec;
+use starina_bridge::process::Frame;
+
+use crate::process::Proc;
+use crate::Ctx;
+use crate::Server;
+use crate::TEST_PANIC_URI;
+
+impl Server {
+    pub(crate) fn on_open(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        client: HandleId,
+        call_id: u32,
+        uri: &str,
+    ) -> Result<(), Error> {
+        if uri == TEST_PANIC_URI {
+            return self.test_panic(cx, client, call_id);
+        }
+        if let Some((code, text)) = self.refusal(uri) {
+            return refuse(cx, client, call_id, code, &text);
+        }
+        let (ours, theirs) = match Channel::create() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let text = format!("cannot create a channel: {e}");
+                return refuse(cx, client, call_id, codes::UNAVAILABLE, &text);
+            }
+        };
+        let reply = Message::OpenReply {
+            call_id,
+            handle: theirs.into_handle(),
+        };
+        // An error here: the client is gone or flooding us; nothing to answer.
+        cx.send(client, reply)?;
+        let id = self.new_id();
+        let ch = cx.add_channel(ours, Ctx::Process(id))?;
+        self.procs.insert(id, Proc::new(ch));
+        Ok(())
+    }
+
+    /// Why an `exec` open cannot be served now, if it cannot.
+    fn refusal(&self, uri: &str) -> Option<(u16, String)> {
+        if uri != exec::URI {
+            let text = format!(
+                "unknown URI '{uri}': the linux server serves '{}'",
+                exec::URI
+            );
+            return Some((codes::NOT_FOUND, text));
+        }
+        if let Some(why) = &self.unavailable {
+            return Some((codes::UNAVAILABLE, why.clone()));
+        }
+        if self.procs.len() >= self.max_processes {
+            let text = format!(
+                "{} processes already run (spec config max_processes)",
+                self.procs.len()
+            );
+            return Some((codes::UNAVAILABLE, text));
+        }
+        None
+    }
+
+    fn test_panic(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        client: HandleId,
+        call_id: u32,
+    ) -> Result<(), Error> {
+        if !self.allow_test_panic {
+            let text = "test:panic is off (spec config allow_test_panic)";
+            return refuse(cx, client, call_id, codes::REFUSED, text);
+        }
+        log::warn!("a client asked for a guest kernel panic (test)");
+        // No reply: the guest crashes, this server restarts, and the client
+        // gets `reconnect:` from startup.
+        self.send_to_guest(cx, &Frame::Panic);
+        Ok(())
+    }
+
+    fn new_id(&mut self) -> u32 {
+        loop {
+            let id = self.next_id;
+            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            if !self.procs.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+fn refuse(
+    cx: &mut Cx<Ctx>,
+    client: HandleId,
+    call_id: u32,
+    code: u16,
+    text: &str,
+) -> Result<(), Error> {
+    cx.send(
+        client,
+        Message::Error {
+            call_id,
+            code,
+            text,
+        },
+    )
+}

@@ -1,0 +1,141 @@
+//! The guest agent's frames, routed to the processes' clients; output flow
+//! control; and what the vCPU thread says about the VM's life.
+//!
+//! Output flow control: decoding stops while one client has more than
+//! `CHANNEL_OUTPUT_MARK` queued, and goes on when it has drained; the
+//! vCPU thread leaves further guest output in the virtio-console (the guest
+//! blocks) while more than `OUTPUT_HIGH_WATER` bytes wait here.
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use starina::mainloop::Cx;
+use starina::message::codes;
+use starina_bridge::exec;
+use starina_bridge::process::Frame;
+
+use crate::process::Link;
+use crate::shared::Status;
+use crate::shared::OUTPUT_HIGH_WATER;
+use crate::Ctx;
+use crate::Server;
+
+impl Server {
+    /// Takes what the vCPU thread left: guest output and its status.
+    pub(crate) fn pump(&mut self, cx: &mut Cx<Ctx>) {
+        self.shared.main_kick.store(false, Ordering::Release);
+        self.decode_output(cx);
+        self.resume_input(cx);
+        let backlog = self.client_backlog(cx);
+        self.shared.client_backlog.store(backlog, Ordering::Release);
+        self.maybe_resume_output(cx, backlog);
+        self.check_status(cx);
+    }
+
+    fn output_blocked(&self, cx: &Cx<Ctx>) -> bool {
+        self.output_blocked_on
+            .is_some_and(|ch| cx.backlog_bytes(ch) > 0)
+    }
+
+    fn decode_output(&mut self, cx: &mut Cx<Ctx>) {
+        if self.output_blocked(cx) {
+            return; // The rest waits in `from_guest` and in the decoder.
+        }
+        self.output_blocked_on = None;
+        let bytes = core::mem::take(&mut self.shared.inner.lock().from_guest);
+        self.decoder.push(&bytes);
+        while !self.output_blocked(cx) {
+            let Some(result) = self.decoder.next() else {
+                break;
+            };
+            match result {
+                Ok(frame) => self.on_frame(cx, frame),
+                Err(e) if e.is_fatal() => {
+                    self.shared
+                        .stop(Status::Crashed(format!("the agent's stream broke: {e}")));
+                    break;
+                }
+                Err(e) => log::warn!("dropped a bad frame from the agent: {e}"),
+            }
+        }
+    }
+
+    fn on_frame(&mut self, cx: &mut Cx<Ctx>, frame: Frame) {
+        match frame {
+            Frame::Ready { kernel_release } => {
+                log::info!("guest ready: Linux {kernel_release}");
+                self.ready = Some(kernel_release);
+                self.release_held(cx);
+            }
+            Frame::Started { id, pid } => self.emit(cx, id, exec::Event::Started { pid }),
+            Frame::Stdout { id, data } => {
+                for chunk in exec::output_chunks(&data) {
+                    self.emit(cx, id, exec::Event::Stdout(chunk));
+                }
+            }
+            Frame::Stderr { id, data } => {
+                for chunk in exec::output_chunks(&data) {
+                    self.emit(cx, id, exec::Event::Stderr(chunk));
+                }
+            }
+            Frame::Exited { id, code } => self.emit(cx, id, exec::Event::Exited(code)),
+            Frame::Signaled { id, signal } => self.emit(cx, id, exec::Event::Signaled(signal)),
+            Frame::SpawnFailed { id, errno, msg } => {
+                self.fail(cx, id, codes::REFUSED, &format!("{msg} (errno {errno})"))
+            }
+            Frame::Pong { .. } => {}
+            other => log::warn!("ignoring an unexpected frame from the agent: {other:?}"),
+        }
+    }
+
+    /// Guest output queued for clients that have no room for it yet.
+    fn client_backlog(&self, cx: &Cx<Ctx>) -> usize {
+        self.procs
+            .values()
+            .map(|p| match p.link {
+                Link::Open(ch) => cx.backlog_bytes(ch),
+                Link::Paused(_) | Link::Closed => 0,
+            })
+            .sum()
+    }
+
+    /// Lets the vCPU thread take guest output again once clients caught up.
+    fn maybe_resume_output(&self, cx: &Cx<Ctx>, backlog: usize) {
+        if self.shared.output_paused.load(Ordering::Acquire)
+            && backlog < OUTPUT_HIGH_WATER / 2
+            && self.shared.inner.lock().from_guest.is_empty()
+        {
+            self.shared.output_paused.store(false, Ordering::Release);
+            self.kick_vcpu(cx);
+        }
+    }
+
+    /// Acts on the vCPU thread's verdict: serve errors when there is no VM,
+    /// or fail everything and exit when the guest died.
+    pub(crate) fn check_status(&mut self, cx: &mut Cx<Ctx>) {
+        let status = self.shared.inner.lock().status.clone();
+        match status {
+            Status::Running => {}
+            Status::Unavailable(why) => {
+                if self.unavailable.is_none() {
+                    self.fail_all(cx, &why);
+                    self.unavailable = Some(why);
+                }
+            }
+            Status::Crashed(why) => {
+                let text = format!("the Linux guest stopped: {why}; it is being restarted");
+                self.fail_all(cx, &text);
+                log::error!("{text}");
+                starina::thread::exit(1);
+            }
+        }
+    }
+
+    fn fail_all(&mut self, cx: &mut Cx<Ctx>, text: &str) {
+        let ids: Vec<u32> = self.procs.keys().copied().collect();
+        for id in ids {
+            self.fail(cx, id, codes::UNAVAILABLE, text);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The main loop's events: one method per kind, each handing the event to
+//! the module that does that job.
+
+use starina::channel::Channel;
+use starina::mainloop::Cx;
+use starina::mainloop::Handler;
+use starina::Error;
+use starina::HandleId;
+use starina::Message;
+use starina_bridge::exec;
+
+use crate::process::ProcessInput;
+use crate::Ctx;
+use crate::Server;
+
+impl Handler for Server {
+    type State = Ctx;
+
+    /// A client of `linux`, offered by startup.
+    fn connect(&mut self, cx: &mut Cx<Ctx>, _service: &str, ch: Channel) -> Result<(), Error> {
+        cx.add_channel(ch, Ctx::Client).map(drop)
+    }
+
+    fn message(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        id: HandleId,
+        state: &mut Ctx,
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
+        match (state, msg) {
+            (
+                Ctx::Client,
+                Message::Open {
+                    call_id,
+                    uri,
+                    handle: None,
+                },
+            ) => self.on_open(cx, id, call_id, uri),
+            (Ctx::Process(pid), msg) => {
+                let input = match msg {
+                    Message::Data(data) => ProcessInput::Data(data),
+                    Message::Close => ProcessInput::Close,
+                    Message::Abort { code, .. } => ProcessInput::Kill(exec::abort_signal(code)),
+                    other => ProcessInput::Unexpected(other.kind()),
+                };
+                self.on_process_input(cx, *pid, input);
+                Ok(())
+            }
+            (Ctx::Wake, _) => {
+                self.pump(cx);
+                Ok(())
+            }
+            (Ctx::Client, other) => {
+                log::warn!("ignoring a {:?} message from a client", other.kind());
+                Ok(())
+            }
+        }
+    }
+
+    fn peer_closed(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: Ctx) -> Result<(), Error> {
+        match state {
+            Ctx::Process(pid) => {
+                self.on_process_closed(cx, pid);
+                // Its backlog may have held up the guest's output.
+                self.pump(cx);
+            }
+            // The vCPU thread ended: its status says why.
+            Ctx::Wake => self.pump(cx),
+            Ctx::Client => {}
+        }
+        Ok(())
+    }
+
+    /// Everything queued for a process channel went out.
+    fn drained(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: &mut Ctx) -> Result<(), Error> {
+        if let Ctx::Process(pid) = *state {
+            self.on_process_drained(cx, pid);
+            self.pump(cx);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Building the guest: the boot files, the VM with its console, Linux
+//! loaded by the 64-bit boot protocol, and what the thread sleeps on.
+
+use alloc::format;
+
+use starina::abi::Readiness;
+use starina::bootfs;
+use starina::channel::Channel;
+use starina::channel::MessageBuffer;
+use starina::hypervisor::GuestRam;
+use starina::hypervisor::Hypervisor;
+use starina::hypervisor::Vcpu;
+use starina::poll::Poll;
+use starina::timer::now_ns;
+use starina::timer::Timer;
+use starina::Error;
+use starina_vmm::boot;
+use starina_vmm::boot::BootConfig;
+use starina_vmm::boot::BzImage;
+use starina_vmm::cpuid::CpuidPolicy;
+use starina_vmm::cpuid::CpuidResult;
+use starina_vmm::virtio::console::Console;
+use starina_vmm::vm::Vm;
+
+use super::Guest;
+use super::Job;
+use super::VmConfig;
+use crate::shared::Status;
+
+/// The guest kernel and initramfs from the boot file system.
+struct BootFiles {
+    kernel: &'static [u8],
+    bz: BzImage<'static>,
+    initramfs: &'static [u8],
+}
+
+impl Guest {
+    /// Creates the VM and loads Linux into it.
+    pub(super) fn boot(job: Job) -> Result<Guest, Status> {
+        let Job {
+            hypervisor,
+            wake,
+            shared,
+            config,
+        } = job;
+        let files = boot_files(&config)?;
+        let (mut ram, vcpu) = create_vm(&hypervisor, config.memory_bytes)?;
+        let mut vm = Vm::new(CpuidPolicy::default(), host_cpuid, 0, now_ns());
+        let console = vm.add_virtio(Console::new()).map_err(|e| {
+            Status::Unavailable(format!("no virtio-mmio slot for the console: {e}"))
+        })?;
+        let devices = vm.virtio_devices();
+        let info = boot::load_linux(
+            &mut ram,
+            &files.bz,
+            &BootConfig {
+                cmdline: &config.cmdline,
+                initrd: Some(files.initramfs),
+                virtio_devices: &devices,
+            },
+        )
+        .map_err(|e| Status::Unavailable(format!("cannot load Linux: {e}")))?;
+        // The guest starts in long mode: its EFER MSR must say so, or its
+        // first read-modify-write of EFER (to set NXE) drops LME/LMA.
+        vm.set_efer(info.vcpu.efer);
+        log::info!(
+            "booting Linux: {} MiB RAM, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
+            config.memory_bytes >> 20,
+            files.kernel.len() / 1024,
+            files.bz.protocol >> 8,
+            files.bz.protocol & 0xff,
+            files.initramfs.len() / 1024,
+            info.cmdline
+        );
+        let (poll, timer) = wake_sources(&wake)?;
+        Ok(Guest {
+            vm,
+            ram,
+            vcpu,
+            state: info.vcpu,
+            console,
+            shared,
+            wake,
+            poll,
+            timer,
+            buf: MessageBuffer::new(),
+            pending_exception: None,
+            input_left: false,
+            exits: 0,
+            last_exit: None,
+        })
+    }
+}
+
+fn boot_files(config: &VmConfig) -> Result<BootFiles, Status> {
+    let kernel = bootfs::file(config.kernel_file).map_err(|e| {
+        Status::Unavailable(format!(
+            "boot file '{}': {e} (scripts/starina packs it when the profile has the linux server)",
+            config.kernel_file
+        ))
+    })?;
+    let initramfs = bootfs::file(config.initramfs_file)
+        .map_err(|e| Status::Unavailable(format!("boot file '{}': {e}", config.initramfs_file)))?;
+    let bz = BzImage::parse(kernel)
+        .map_err(|e| Status::Unavailable(format!("boot file '{}': {e}", config.kernel_file)))?;
+    Ok(BootFiles {
+        kernel,
+        bz,
+        initramfs,
+    })
+}
+
+fn create_vm(hypervisor: &Hypervisor, memory_bytes: u64) -> Result<(GuestRam, Vcpu), Status> {
+    hypervisor.create_vm(memory_bytes).map_err(|e| match e {
+        Error::NotSupported => Status::Unavailable(format!(
+            "cannot create a VM: {e} (this CPU offers no usable hardware virtualization; \
+             under QEMU use -cpu max, or --kvm on a KVM host with nested virtualization)"
+        )),
+        e => Status::Unavailable(format!(
+            "cannot create a VM with {} MiB of RAM: {e}",
+            memory_bytes >> 20
+        )),
+    })
+}
+
+/// What the thread sleeps on while the guest halts: the main thread's
+/// wake-ups and a timer for the guest's next tick.
+fn wake_sources(wake: &Channel) -> Result<(Poll, Timer), Status> {
+    let poll = Poll::create().map_err(|e| Status::Crashed(format!("poll: {e}")))?;
+    let timer = Timer::create().map_err(|e| Status::Crashed(format!("timer: {e}")))?;
+    poll.add(wake.id(), Readiness::READABLE | Readiness::PEER_CLOSED)
+        .and_then(|()| poll.add(timer.id(), Readiness::READABLE))
+        .map_err(|e| Status::Crashed(format!("poll: {e}")))?;
+    Ok((poll, timer))
+}
+
+fn host_cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    let [eax, ebx, ecx, edx] = starina::hypervisor::host_cpuid(leaf, subleaf);
+    CpuidResult { eax, ebx, ecx, edx }
+}

@@ -1,0 +1,76 @@
+//! Bytes between the virtio-console (the guest agent's `/dev/hvc0`) and
+//! the queues shared with the main thread, with flow control both ways; and
+//! the guest's serial console to the log.
+
+use core::sync::atomic::Ordering;
+
+use starina::timer::now_ns;
+use starina_vmm::vm::SlotError;
+
+use super::Guest;
+use crate::shared::Shared;
+use crate::shared::INPUT_HIGH_WATER;
+use crate::shared::OUTPUT_HIGH_WATER;
+
+impl Guest {
+    /// Moves bytes between the console and the shared queues, and logs the
+    /// guest's serial console.
+    pub(super) fn exchange(&mut self) -> Result<(), SlotError> {
+        self.log_console();
+        let kicked = self.shared.vcpu_kick.swap(false, Ordering::AcqRel);
+        if kicked {
+            // Drain the wake-ups (their content is the flag).
+            while self.wake.try_recv(&mut self.buf).is_ok() {}
+        }
+        let mut poke = false;
+        if kicked || self.input_left {
+            let mut inner = self.shared.inner.lock();
+            if !inner.to_guest.is_empty() {
+                let n = self
+                    .vm
+                    .virtio_device_mut(self.console)?
+                    .push_rx(&inner.to_guest);
+                inner.to_guest.drain(..n);
+                poke |= n > 0;
+            }
+            self.input_left = !inner.to_guest.is_empty();
+            let room = inner.to_guest.len() < INPUT_HIGH_WATER / 2;
+            drop(inner);
+            if room && self.shared.input_paused.load(Ordering::Acquire) {
+                Shared::kick(&self.shared.main_kick, &self.wake);
+            }
+        }
+        // While the main thread is behind, guest output stays in the
+        // console (and then in the guest): backpressure, not loss.
+        if !self.shared.output_paused.load(Ordering::Acquire) {
+            let tx = self.vm.virtio_device_mut(self.console)?.take_tx();
+            if !tx.is_empty() {
+                let mut inner = self.shared.inner.lock();
+                inner.from_guest.extend_from_slice(&tx);
+                let waiting =
+                    inner.from_guest.len() + self.shared.client_backlog.load(Ordering::Acquire);
+                drop(inner);
+                if waiting > OUTPUT_HIGH_WATER {
+                    self.shared.output_paused.store(true, Ordering::Release);
+                }
+                Shared::kick(&self.shared.main_kick, &self.wake);
+                // Transmit buffers held back while the console was full
+                // move on now.
+                poke = true;
+            } else if kicked {
+                // Output was resumed: let held-back buffers through.
+                poke = true;
+            }
+        }
+        if poke {
+            self.vm.poll_virtio(self.console, &mut self.ram, now_ns())?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn log_console(&mut self) {
+        for line in self.vm.serial_mut().take_lines() {
+            log::info!("[guest] {line}");
+        }
+    }
+}

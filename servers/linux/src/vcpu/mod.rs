@@ -1,0 +1,104 @@
+//! The vCPU thread: builds the VM (guest RAM, devices, Linux loaded by the
+//! 64-bit boot protocol), then runs the vCPU and hands each exit to the
+//! VMM (`starina_vmm::vm::Vm::handle_exit`).
+//!
+//! It moves bytes between the virtio-console (the guest agent's `/dev/hvc0`)
+//! and the shared queues, logs the guest's serial console line by line, and
+//! sleeps while the guest halts, until the guest's next timer tick or until
+//! the main thread kicks it.
+//!
+//! | module | job |
+//! |---|---|
+//! | `boot` | the VM and Linux in it, from the spec's config |
+//! | `run` | the run loop: exits, injections, sleeping, why the guest stopped |
+//! | `console` | bytes between the virtio-console and the main thread |
+
+mod boot;
+mod console;
+mod run;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use starina::channel::Channel;
+use starina::channel::MessageBuffer;
+use starina::hypervisor::GuestRam;
+use starina::hypervisor::Hypervisor;
+use starina::hypervisor::Injection;
+use starina::hypervisor::Vcpu;
+use starina::poll::Poll;
+use starina::timer::Timer;
+use starina_vmm::exit::VcpuState;
+use starina_vmm::exit::VmExit;
+use starina_vmm::virtio::console::Console;
+use starina_vmm::vm::DeviceSlot;
+use starina_vmm::vm::Vm;
+
+use crate::shared::Shared;
+use crate::shared::Status;
+
+/// What the VM is made of (from the spec's config).
+pub struct VmConfig {
+    pub memory_bytes: u64,
+    pub kernel_file: &'static str,
+    pub initramfs_file: &'static str,
+    pub cmdline: String,
+}
+
+/// Everything the vCPU thread needs.
+pub struct Job {
+    pub hypervisor: Hypervisor,
+    pub wake: Channel,
+    pub shared: Arc<Shared>,
+    pub config: VmConfig,
+}
+
+/// The vCPU thread: boots and runs the guest, then tells the main thread
+/// why it stopped.
+pub fn thread_main(job: Job) {
+    let shared = job.shared.clone();
+    let wake = match job.wake.handle().duplicate(starina::abi::Rights::DEFAULT) {
+        Ok(h) => Channel::from_handle(h),
+        Err(e) => {
+            shared.stop(Status::Crashed(format!(
+                "cannot duplicate the wake channel: {e}"
+            )));
+            return;
+        }
+    };
+    let status = match Guest::boot(job) {
+        Ok(mut guest) => guest.run(),
+        Err(status) => status,
+    };
+    match &status {
+        Status::Crashed(why) => log::error!("guest stopped: {why}"),
+        Status::Unavailable(why) => log::error!("no Linux VM: {why}"),
+        Status::Running => {}
+    }
+    shared.stop(status);
+    Shared::kick(&shared.main_kick, &wake);
+}
+
+/// The running guest and what the vCPU thread needs around it.
+struct Guest {
+    vm: Vm,
+    ram: GuestRam,
+    vcpu: Vcpu,
+    state: VcpuState,
+    /// The guest agent's virtio-console (`/dev/hvc0`).
+    console: DeviceSlot<Console>,
+    shared: Arc<Shared>,
+    wake: Channel,
+    poll: Poll,
+    timer: Timer,
+    buf: MessageBuffer,
+    /// An exception to deliver on the next entry.
+    pending_exception: Option<Injection>,
+    /// `to_guest` still held bytes the console could not take.
+    input_left: bool,
+    /// Exits handled so far, and the last one (for the log when the guest
+    /// dies).
+    exits: u64,
+    last_exit: Option<VmExit>,
+}

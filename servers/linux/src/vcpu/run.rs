@@ -1,0 +1,159 @@
+//! The run loop: enter the guest, handle the exit through the VMM, act on
+//! what it asks for; inject interrupts, sleep while the guest halts, and say
+//! why the guest stopped.
+
+use alloc::format;
+use alloc::string::String;
+use core::sync::atomic::Ordering;
+
+use starina::hypervisor::Injection;
+use starina::hypervisor::VcpuControl;
+use starina::timer::now_ns;
+use starina::Error;
+use starina_vmm::exit::VmExit;
+use starina_vmm::msr::MsrEffect;
+use starina_vmm::vm::ExitAction;
+use starina_vmm::vm::ExitContext;
+
+use super::Guest;
+use crate::shared::Status;
+
+impl Guest {
+    /// Runs the guest until it stops; returns why.
+    pub(super) fn run(&mut self) -> Status {
+        loop {
+            if let Err(e) = self.exchange() {
+                return self.crashed(&format!("VMM: the console: {e}"));
+            }
+            let inject = self.next_injection();
+            let exit = match self.vcpu.run(&mut self.state, inject) {
+                Ok(exit) => exit,
+                Err(e) => return Status::Crashed(format!("vCPU run failed: {e}")),
+            };
+            self.exits += 1;
+            self.last_exit = Some(exit);
+            if let Err(status) = self.handle_exit(exit) {
+                return status;
+            }
+        }
+    }
+
+    /// Hands `exit` to the VMM and does what it asks; `Err` when the guest
+    /// stopped.
+    fn handle_exit(&mut self, exit: VmExit) -> Result<(), Status> {
+        let now = now_ns();
+        let ctx = ExitContext {
+            now_ns: now,
+            // No TSC reading for components; only guest reads of the
+            // TSC MSR (rare: Linux uses RDTSC) see this.
+            host_tsc: now,
+        };
+        let action = self
+            .vm
+            .handle_exit(&exit, &mut self.state, &mut self.ram, ctx);
+        match action {
+            Ok(ExitAction::Resume) => {}
+            Ok(ExitAction::Halt) => {
+                if !self.state.interrupts_enabled() {
+                    return Err(self.crashed("the guest halted with interrupts off (powered off)"));
+                }
+                self.sleep();
+                self.vm.update_irqs(now_ns());
+            }
+            Ok(ExitAction::InjectException { vector, error_code }) => {
+                self.pending_exception = Some(Injection::Exception { vector, error_code });
+            }
+            Ok(ExitAction::ApplyMsr(effect)) => {
+                if let Err(e) = self.apply_msr(effect) {
+                    return Err(Status::Crashed(format!("cannot apply {effect:?}: {e}")));
+                }
+            }
+            Ok(ExitAction::Reset) => {
+                return Err(self.crashed("the guest rebooted (a kernel panic, or reboot)"))
+            }
+            Ok(ExitAction::Shutdown) => return Err(self.crashed("the guest triple-faulted")),
+            Err(e) => return Err(self.crashed(&format!("VMM: {e} (after {exit:?})"))),
+        }
+        Ok(())
+    }
+
+    fn crashed(&mut self, why: &str) -> Status {
+        self.log_console();
+        if !matches!(self.last_exit, Some(VmExit::Io { .. })) {
+            self.log_state();
+        }
+        let partial = self.vm.serial().partial_line();
+        if !partial.is_empty() {
+            log::info!("[guest] {}", String::from_utf8_lossy(partial));
+        }
+        Status::Crashed(String::from(why))
+    }
+
+    /// The vCPU's registers, for the log when the guest died unexpectedly.
+    fn log_state(&self) {
+        let st = &self.state;
+        log::info!(
+            "guest state after {} exits (last {:?}): rip={:#x} rsp={:#x} rflags={:#x} cr0={:#x} cr2={:#x} cr3={:#x} cr4={:#x} efer={:#x} cs={:#x}",
+            self.exits,
+            self.last_exit,
+            st.rip,
+            st.gprs[4],
+            st.rflags,
+            st.cr0,
+            st.cr2,
+            st.cr3,
+            st.cr4,
+            st.efer,
+            st.cs.selector
+        );
+    }
+
+    fn apply_msr(&mut self, effect: MsrEffect) -> Result<(), Error> {
+        match effect {
+            MsrEffect::TscOffset(offset) => self.vcpu.control(VcpuControl::TscOffset(offset)),
+            MsrEffect::Pat(pat) => self.vcpu.control(VcpuControl::Pat(pat)),
+            // Already in the VcpuState the backend loads on entry.
+            MsrEffect::Efer(_) | MsrEffect::None => Ok(()),
+            // Not offered in CPUID (Paravirt::None), so the VMM refuses
+            // these MSRs before they get here.
+            MsrEffect::KvmSystemTime(_) | MsrEffect::KvmWallClock(_) => Ok(()),
+        }
+    }
+
+    /// What to deliver on the next entry: a pending exception first, else
+    /// the PIC's interrupt.
+    ///
+    /// The kernel delivers an `Interrupt` exactly once, as soon as the guest
+    /// can take it, so the PIC is acknowledged (INTA: pending -> in service)
+    /// when the interrupt is handed over. While the guest has interrupts
+    /// off, nothing is acknowledged: `Window` asks for an exit as soon as it
+    /// turns them on, and the next entry hands the interrupt over.
+    fn next_injection(&mut self) -> Injection {
+        if let Some(e) = self.pending_exception.take() {
+            return e;
+        }
+        match self.vm.pending_interrupt() {
+            Some(_) if self.state.interrupts_enabled() => match self.vm.acknowledge_interrupt() {
+                Some(vector) => Injection::Interrupt(vector),
+                None => Injection::None,
+            },
+            Some(_) => Injection::Window,
+            None => Injection::None,
+        }
+    }
+
+    /// Sleeps while the guest halts: until its next timer interrupt is due
+    /// or the main thread kicks.
+    fn sleep(&mut self) {
+        if self.input_left || self.shared.vcpu_kick.load(Ordering::Acquire) {
+            return;
+        }
+        let now = now_ns();
+        match self.vm.next_deadline_ns() {
+            Some(t) if t <= now => return,
+            Some(t) if self.timer.set(t - now).is_err() => return,
+            _ => {}
+        }
+        let _ = self.poll.wait();
+    }
+}

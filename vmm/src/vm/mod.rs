@@ -1,0 +1,243 @@
+//! The VM: every device of a Linux microVM, and the exit handler that drives
+//! them.
+//!
+//! The backend's run loop is:
+//!
+//! ```text
+//! loop {
+//!     if let Some(v) = vm.pending_interrupt() { inject when IF=1, else request a window }
+//!     let exit = vcpu.run(&mut state);            // SVM VMRUN / VMX VMLAUNCH
+//!     match vm.handle_exit(&exit, &mut state, mem, ctx)? {
+//!         ExitAction::Resume => {}
+//!         ExitAction::Halt => wait until vm.next_deadline_ns() or input, then vm.update_irqs(now)
+//!         ExitAction::InjectException { .. } => queue the event
+//!         ExitAction::ApplyMsr(effect) => copy into the VMCB
+//!         ExitAction::Reset | ExitAction::Shutdown => stop
+//!     }
+//! }
+//! ```
+//!
+//! Platform (option A of the platform notes): one vCPU, 8259 PIC + 8254 PIT,
+//! no LAPIC (hidden in CPUID), COM1, CMOS, i8042 reset, no PCI, and
+//! virtio-mmio windows from [`VIRTIO_MMIO_BASE`] with IRQs from
+//! [`VIRTIO_FIRST_IRQ`].
+//!
+//! The devices are private: the backend reaches them through typed
+//! accessors ([`Vm::serial_mut`], [`Vm::set_efer`]) and reaches a virtio
+//! device through the [`DeviceSlot`] that [`Vm::add_virtio`] returned
+//! ([`Vm::virtio_device_mut`], [`Vm::poll_virtio`]).
+//!
+//! | module | what |
+//! |---|---|
+//! | `action` | [`ExitAction`], [`VmError`], [`ExitContext`] |
+//! | `dispatch` | [`Vm::handle_exit`]: exits to device accesses |
+//! | `ports` | the port map, [`Vm::io_in`], [`Vm::io_out`] |
+//! | `virtio_bus` | virtio-mmio windows, [`DeviceSlot`] |
+
+mod action;
+mod dispatch;
+mod ports;
+mod virtio_bus;
+
+use alloc::vec::Vec;
+use core::any::Any;
+
+pub use action::ExitAction;
+pub use action::ExitContext;
+pub use action::VmError;
+pub use dispatch::GP_VECTOR;
+pub use dispatch::HYPERCALL_ENOSYS;
+pub use virtio_bus::DeviceSlot;
+pub use virtio_bus::SlotError;
+pub use virtio_bus::VIRTIO_FIRST_IRQ;
+pub use virtio_bus::VIRTIO_IRQS;
+pub use virtio_bus::VIRTIO_MMIO_BASE;
+
+use crate::boot::VirtioMmioDevice;
+use crate::cpuid::CpuidPolicy;
+use crate::cpuid::CpuidResult;
+use crate::cpuid::Paravirt;
+use crate::iobus::IoBus;
+use crate::legacy::Cmos;
+use crate::legacy::I8042;
+use crate::memory::GuestMemory;
+use crate::msr::MsrState;
+use crate::pic::DualPic;
+use crate::pit;
+use crate::pit::Pit;
+use crate::serial;
+use crate::serial::Serial;
+use crate::virtio::VirtioDevice;
+use ports::PortDevice;
+use virtio_bus::VirtioBus;
+
+/// A Linux microVM's devices and exit handling.
+pub struct Vm {
+    serial: Serial,
+    pic: DualPic,
+    pit: Pit,
+    cmos: Cmos,
+    i8042: I8042,
+    virtio: VirtioBus,
+    cpuid: CpuidPolicy,
+    msrs: MsrState,
+    /// Executes CPUID on the host.
+    host_cpuid: fn(u32, u32) -> CpuidResult,
+    ports: IoBus<PortDevice>,
+}
+
+impl Vm {
+    /// A VM whose RTC reads `unix_secs` at monotonic time `now_ns`.
+    pub fn new(
+        cpuid: CpuidPolicy,
+        host_cpuid: fn(u32, u32) -> CpuidResult,
+        unix_secs: u64,
+        now_ns: u64,
+    ) -> Self {
+        let msrs = MsrState {
+            kvm_clock: matches!(cpuid.paravirt, Paravirt::Kvm { .. }),
+            ..Default::default()
+        };
+        Self {
+            serial: Serial::new(),
+            pic: DualPic::new(),
+            pit: Pit::new(),
+            cmos: Cmos::new(unix_secs, now_ns),
+            i8042: I8042::new(),
+            virtio: VirtioBus::new(),
+            cpuid,
+            msrs,
+            host_cpuid,
+            ports: ports::port_bus(),
+        }
+    }
+
+    // -- devices -------------------------------------------------------------
+
+    /// The COM1 UART (the guest's console log).
+    pub fn serial(&self) -> &Serial {
+        &self.serial
+    }
+
+    pub fn serial_mut(&mut self) -> &mut Serial {
+        &mut self.serial
+    }
+
+    /// The MSRs as the guest sees them.
+    pub fn msrs(&self) -> &MsrState {
+        &self.msrs
+    }
+
+    /// Sets the EFER the guest reads back, e.g. long mode for a guest that
+    /// starts in it (`boot::load_linux`): otherwise its first
+    /// read-modify-write of EFER drops LME/LMA.
+    pub fn set_efer(&mut self, efer: u64) {
+        self.msrs.efer = efer;
+    }
+
+    /// What CPUID shows the guest.
+    pub fn cpuid_policy(&self) -> &CpuidPolicy {
+        &self.cpuid
+    }
+
+    // -- virtio --------------------------------------------------------------
+
+    /// Adds a virtio device in the next window. The slot names it from now
+    /// on; [`Vm::virtio_devices`] lists the windows for the kernel command
+    /// line.
+    pub fn add_virtio<D: VirtioDevice + Any>(
+        &mut self,
+        device: D,
+    ) -> Result<DeviceSlot<D>, SlotError> {
+        self.virtio.add(device)
+    }
+
+    /// The windows to announce with `virtio_mmio.device=`.
+    pub fn virtio_devices(&self) -> Vec<VirtioMmioDevice> {
+        self.virtio.announcements()
+    }
+
+    /// Where the device in `slot` sits and which IRQ it raises.
+    pub fn virtio_window<D>(&self, slot: DeviceSlot<D>) -> Result<VirtioMmioDevice, SlotError> {
+        self.virtio.announcement(slot)
+    }
+
+    /// The device status register of the device in `slot`.
+    pub fn virtio_status<D>(&self, slot: DeviceSlot<D>) -> Result<u32, SlotError> {
+        self.virtio.status(slot)
+    }
+
+    /// The device model in `slot`.
+    pub fn virtio_device<D: Any>(&self, slot: DeviceSlot<D>) -> Result<&D, SlotError> {
+        self.virtio.device(slot)
+    }
+
+    /// The device model in `slot`, e.g. to feed it host input. Call
+    /// [`Vm::poll_virtio`] after, so it moves the input into its queues.
+    pub fn virtio_device_mut<D: Any>(&mut self, slot: DeviceSlot<D>) -> Result<&mut D, SlotError> {
+        self.virtio.device_mut(slot)
+    }
+
+    /// Lets the device in `slot` act on host-side input or room (e.g.
+    /// console bytes pushed or taken), then samples the interrupt lines.
+    pub fn poll_virtio<D>(
+        &mut self,
+        slot: DeviceSlot<D>,
+        mem: &mut dyn GuestMemory,
+        now_ns: u64,
+    ) -> Result<(), SlotError> {
+        self.virtio.poll(slot, mem)?;
+        self.update_irqs(now_ns);
+        Ok(())
+    }
+
+    /// Lets every virtio device act on host-side input.
+    pub fn poll_devices(&mut self, mem: &mut dyn GuestMemory, now_ns: u64) {
+        self.virtio.poll_all(mem);
+        self.update_irqs(now_ns);
+    }
+
+    /// MMIO read of `data.len()` bytes at `gpa` (outside RAM). Unclaimed
+    /// addresses read all-ones; bad accesses to a device read zero.
+    pub fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
+        self.virtio.mmio_read(gpa, data)
+    }
+
+    /// MMIO write at `gpa` (outside RAM). Unclaimed or bad writes are
+    /// dropped (and logged).
+    pub fn mmio_write(&mut self, gpa: u64, data: &[u8], mem: &mut dyn GuestMemory) {
+        self.virtio.mmio_write(gpa, data, mem)
+    }
+
+    // -- interrupts and time -------------------------------------------------
+
+    /// Samples device interrupt lines into the PIC and fires due PIT ticks.
+    /// Call before every entry (handle_exit does it) and after waking up.
+    pub fn update_irqs(&mut self, now_ns: u64) {
+        if self.pit.poll_irq0(now_ns) {
+            self.pic.pulse_irq(pit::PIT_IRQ);
+        }
+        self.pic.set_irq(serial::COM1_IRQ, self.serial.irq_level());
+        for (irq, level) in self.virtio.irq_levels() {
+            self.pic.set_irq(irq, level);
+        }
+    }
+
+    /// The vector the PIC would deliver now.
+    pub fn pending_interrupt(&self) -> Option<u8> {
+        self.pic.pending_vector()
+    }
+
+    /// INTA: call when actually injecting; returns the vector to inject.
+    pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.pic.acknowledge()
+    }
+
+    /// When the VMM must next run even if the guest stays halted.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        self.pit.next_irq0_ns()
+    }
+}
+
+#[cfg(test)]
+mod tests;
