@@ -33,7 +33,6 @@
 
 mod cx;
 mod handler;
-pub mod legacy;
 mod slots;
 #[cfg(test)]
 mod tests;
