@@ -18,7 +18,6 @@
 
 use std::io::Read;
 use std::io::Write;
-use std::net::TcpListener;
 use std::net::TcpStream;
 use std::process::Child;
 use std::process::Stdio;
@@ -64,21 +63,12 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
-fn free_port() -> Option<u16> {
-    Some(
-        TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port(),
-    )
-}
 
 /// Returns the figures measured (missing ones absent).
 pub fn figures(host: &Host, opts: &BenchOptions) -> Figures {
     let mut measured = Vec::new();
     for system in ["starina", "linux"] {
-        let Some(port) = free_port() else { continue };
+        let Some(port) = crate::host::free_port() else { continue };
         header(&format!("http: {system} on microvm (host port {port})"));
         let guest = match system {
             "starina" => boot_starina(host, opts, port),
@@ -403,6 +393,8 @@ fn measure(port: u16, small: &str, big: &str) -> Result<(f64, f64), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpListener;
+
     use super::*;
 
     #[test]

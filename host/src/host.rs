@@ -55,6 +55,19 @@ impl Host {
         }
     }
 
+    /// The same settings with a free host port for the guest's port 80,
+    /// unless `STARINA_HTTP_PORT` names one: test boots must not meet a
+    /// `make run` (or another test) holding the default port.
+    pub fn with_free_http_port(&self) -> Host {
+        let mut host = self.batch();
+        if std::env::var_os("STARINA_HTTP_PORT").is_none() {
+            if let Some(port) = free_port() {
+                host.http_port = port;
+            }
+        }
+        host
+    }
+
     /// The same settings, never interactive (for runs whose output is read back).
     pub fn batch(&self) -> Host {
         Host {
@@ -181,4 +194,10 @@ mod tests {
         ];
         assert_eq!(shell_quote(&argv), r"qemu -append 'a b' 'it'\''s'");
     }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> Option<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    Some(listener.local_addr().ok()?.port())
 }

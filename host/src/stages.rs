@@ -250,7 +250,7 @@ fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, ke
     };
     let mut err = std::io::stdout();
     let status = run(
-        host,
+        &host.with_free_http_port(),
         &opts,
         &mut Streams {
             out: &mut scan,

@@ -49,7 +49,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// interactive, with `env` applied (`STARINA_QEMU` and `STARINA_HTTP_PORT`
 /// as settings, anything else for QEMU's environment).
 pub fn host_with_env(env: &[(&str, &str)]) -> Host {
-    let mut host = Host::from_env().batch();
+    let mut host = Host::from_env().with_free_http_port();
     for (k, v) in env {
         match *k {
             "STARINA_QEMU" => host.qemu = v.to_string(),
