@@ -84,6 +84,7 @@ impl Server {
             Frame::SpawnFailed { id, errno, msg } => {
                 self.fail(cx, id, codes::REFUSED, &format!("{msg} (errno {errno})"))
             }
+            Frame::StdinAck { id, bytes } => self.on_stdin_ack(cx, id, bytes),
             Frame::Pong { .. } => {}
             other => log::warn!("ignoring an unexpected frame from the agent: {other:?}"),
         }
@@ -95,7 +96,7 @@ impl Server {
             .values()
             .map(|p| match p.link {
                 Link::Open(ch) => cx.backlog_bytes(ch),
-                Link::Paused(_) | Link::Closed => 0,
+                Link::Closed => 0,
             })
             .sum()
     }

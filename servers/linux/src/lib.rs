@@ -20,6 +20,7 @@
 //! | [`clients`] | `Open` on the `linux` channel: a new process channel or a refusal |
 //! | [`process`] | the process table: requests, stdin, events and the end of each process |
 //! | [`to_guest`] | frames for the agent, and stdin flow control |
+//! | [`stdin`] | one process's stdin: the agent's window, and when to read more |
 //! | [`from_guest`] | the agent's frames, output flow control, the VM's status |
 //! | [`shared`] | what the two threads share |
 //! | [`vcpu`] | the vCPU thread |
@@ -38,6 +39,7 @@ mod from_guest;
 mod handler;
 mod process;
 mod shared;
+mod stdin;
 mod to_guest;
 mod vcpu;
 

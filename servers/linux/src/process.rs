@@ -5,7 +5,6 @@
 
 use alloc::format;
 
-use starina::channel::Channel;
 use starina::mainloop::Cx;
 use starina::message::codes;
 use starina::message::MessageKind;
@@ -15,8 +14,8 @@ use starina::Message;
 use starina_bridge::exec;
 use starina_bridge::exec::ExecRequest;
 use starina_bridge::process::Frame;
-use starina_bridge::process::MAX_DATA_CHUNK;
 
+use crate::stdin::StdinFlow;
 use crate::Ctx;
 use crate::Server;
 
@@ -38,11 +37,8 @@ pub(crate) enum Phase {
 
 /// Where a process's channel is.
 pub(crate) enum Link {
-    /// In the main loop.
+    /// In the main loop (paused while its stdin waits, see [`StdinFlow`]).
     Open(HandleId),
-    /// Out of the loop while the guest's input is full: further stdin
-    /// waits in the channel.
-    Paused(Channel),
     /// The client closed it: output is dropped, and the entry goes when
     /// the process ends.
     Closed,
@@ -51,8 +47,8 @@ pub(crate) enum Link {
 pub(crate) struct Proc {
     pub(crate) link: Link,
     pub(crate) phase: Phase,
-    /// Its stdin is to pause once its queued output has gone out.
-    pub(crate) pause_when_drained: bool,
+    /// Stdin waiting for the agent's window, and whether to read more.
+    pub(crate) stdin: StdinFlow,
 }
 
 impl Proc {
@@ -60,7 +56,7 @@ impl Proc {
         Proc {
             link: Link::Open(ch),
             phase: Phase::AwaitRequest,
-            pause_when_drained: false,
+            stdin: StdinFlow::new(),
         }
     }
 }
@@ -93,17 +89,13 @@ impl Server {
                 "the first message on a process channel must be the exec request (Data)",
             ),
             (Phase::Running, ProcessInput::Data(data)) => {
-                for chunk in data.chunks(MAX_DATA_CHUNK) {
-                    let frame = Frame::Stdin {
-                        id,
-                        data: chunk.to_vec(),
-                    };
-                    self.send_to_guest(cx, &frame);
-                }
+                proc_.stdin.push(data);
+                self.send_stdin(cx, id);
                 self.maybe_pause_input(cx, id);
             }
             (Phase::Running, ProcessInput::Close) => {
-                self.send_to_guest(cx, &Frame::StdinClose { id })
+                proc_.stdin.close();
+                self.send_stdin(cx, id);
             }
             (Phase::Running, ProcessInput::Kill(signal)) => {
                 self.send_to_guest(cx, &Frame::Kill { id, signal })
@@ -123,6 +115,8 @@ impl Server {
             return;
         };
         proc_.link = Link::Closed;
+        // Stdin has nobody to come from, and nobody waits for it.
+        proc_.stdin = StdinFlow::new();
         if proc_.phase == Phase::Running {
             // Stop the process; the entry goes when the agent reports its end.
             let frame = Frame::Kill {
@@ -140,13 +134,8 @@ impl Server {
         let Some(proc_) = self.procs.get(&id) else {
             return;
         };
-        let Link::Open(ch) = proc_.link else {
-            return;
-        };
-        if proc_.phase == Phase::Finished {
-            self.close_if_delivered(cx, id, ch);
-        } else if proc_.pause_when_drained {
-            self.maybe_pause_input(cx, id);
+        if let (Link::Open(ch), Phase::Finished) = (&proc_.link, proc_.phase) {
+            self.close_if_delivered(cx, id, *ch);
         }
     }
 
@@ -170,16 +159,15 @@ impl Server {
         let Some(proc_) = self.procs.get_mut(&id) else {
             return;
         };
-        if last {
-            proc_.phase = Phase::Finished;
-        }
-        let was_paused = matches!(proc_.link, Link::Paused(_));
-        let Some(ch) = self.watched_channel(cx, id) else {
+        let Link::Open(ch) = proc_.link else {
             if last {
                 self.procs.remove(&id); // The client is gone: nobody to tell.
             }
             return;
         };
+        if last {
+            self.finish(cx, id);
+        }
         match cx.send(ch, msg) {
             // A closed peer arrives as `peer_closed` next.
             Ok(()) | Err(Error::PeerClosed) => {}
@@ -190,10 +178,17 @@ impl Server {
         }
         if last {
             self.close_if_delivered(cx, id, ch);
-        } else if was_paused {
-            // Output took a paused channel back into the loop.
-            self.maybe_pause_input(cx, id);
         }
+    }
+
+    /// Process `id` ended: its held stdin goes, and its channel is read
+    /// again (so that the client's close is seen while output drains).
+    fn finish(&mut self, cx: &mut Cx<Ctx>, id: u32) {
+        if let Some(proc_) = self.procs.get_mut(&id) {
+            proc_.phase = Phase::Finished;
+            proc_.stdin = StdinFlow::new();
+        }
+        self.update_receiving(cx, id);
     }
 
     /// Closes process `id`'s channel (dropping our end closes it) and forgets
@@ -202,30 +197,6 @@ impl Server {
         if cx.backlog_bytes(ch) == 0 {
             cx.remove(ch);
             self.procs.remove(&id);
-        }
-    }
-
-    /// Process `id`'s channel, in the loop: a paused channel is watched
-    /// again (its client must hear of output and the end).
-    pub(crate) fn watched_channel(&mut self, cx: &mut Cx<Ctx>, id: u32) -> Option<HandleId> {
-        let proc_ = self.procs.get_mut(&id)?;
-        match core::mem::replace(&mut proc_.link, Link::Closed) {
-            Link::Open(ch) => {
-                proc_.link = Link::Open(ch);
-                Some(ch)
-            }
-            Link::Paused(channel) => match cx.add_channel(channel, Ctx::Process(id)) {
-                Ok(ch) => {
-                    proc_.link = Link::Open(ch);
-                    Some(ch)
-                }
-                Err(e) => {
-                    log::warn!("process {id}: cannot watch its channel again: {e}");
-                    self.on_process_closed(cx, id);
-                    None
-                }
-            },
-            Link::Closed => None,
         }
     }
 }
