@@ -5,12 +5,14 @@ use alloc::vec::Vec;
 
 use crate::abi::Error;
 use crate::abi::HandleId;
+use crate::abi::Readiness;
 use crate::abi::RecvInfo;
 use crate::abi::MESSAGE_DATA_MAX;
 use crate::abi::MESSAGE_HANDLES_MAX;
 use crate::handle::OwnedHandle;
 use crate::message::Message;
 use crate::message::MessageKind;
+use crate::poll::Poll;
 use crate::syscall::kernel;
 
 /// One end of a channel.
@@ -105,6 +107,26 @@ impl Channel {
                 message: msg,
             }),
         }
+    }
+
+    /// Sends bytes as a `Data` message, waiting while the peer's queue is
+    /// full. For sequential code outside a main loop (a test client, a
+    /// setup step); in a [`crate::mainloop::Handler`] use `cx.send`, which
+    /// never blocks.
+    pub fn send_data_waiting(&self, data: &[u8]) -> Result<(), Error> {
+        loop {
+            match self.send_data(data) {
+                Err(Error::QueueFull) => self.wait_for(Readiness::WRITABLE)?,
+                other => return other,
+            }
+        }
+    }
+
+    /// Blocks until the channel is `ready` (or its peer closed).
+    fn wait_for(&self, ready: Readiness) -> Result<(), Error> {
+        let poll = Poll::create()?;
+        poll.add(self.id(), ready | Readiness::PEER_CLOSED)?;
+        poll.wait().map(drop)
     }
 
     /// Sends bytes as a `Data` message.

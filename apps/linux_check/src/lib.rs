@@ -329,7 +329,7 @@ impl Checker {
                     let body = job.req.encode().map_err(|e| e.to_string())?;
                     ch.send_data(&body).map_err(|e| e.to_string())?;
                     for chunk in job.stdin.chunks(exec::MESSAGE_MAX) {
-                        send_retrying(&ch, chunk)?;
+                        ch.send_data_waiting(chunk).map_err(|e| format!("stdin: {e}"))?;
                     }
                     let _ = ch.send(Message::Close);
                     poll.add(ch.id(), Readiness::READABLE | Readiness::PEER_CLOSED)
@@ -409,17 +409,6 @@ impl Checker {
                     return;
                 }
             }
-        }
-    }
-}
-
-/// Sends stdin, waiting while the server's queue is full.
-fn send_retrying(ch: &Channel, data: &[u8]) -> TestResult {
-    loop {
-        match ch.send_data(data) {
-            Ok(()) => return Ok(()),
-            Err(Error::QueueFull) => starina::thread::yield_now(),
-            Err(e) => return Err(format!("stdin: {e}")),
         }
     }
 }

@@ -56,6 +56,7 @@ struct Ctx {
     greeter: Channel,
     supervisor: Channel,
     hypervisor: Option<Hypervisor>,
+    nic: Device,
     buf: MessageBuffer,
 }
 
@@ -618,6 +619,25 @@ fn mmio_map_needs_the_device(_: &mut Ctx) -> TestResult {
     expect_err(unknown.map_mmio(lapic, 4096), Error::InvalidHandle)
 }
 
+/// With a real device: MMIO outside its own regions is refused, and its
+/// DMA memory lives exactly as long as its buffer. The handle cannot be
+/// closed by hand (that used to be `dma_free(paddr)`, a safe call that
+/// freed pages a live buffer still handed out); dropping the buffer frees
+/// it, and then the handle is gone.
+fn real_device_dma_and_mmio(cx: &mut Ctx) -> TestResult {
+    let lapic = 0xfee0_0000;
+    expect_err(cx.nic.map_mmio(lapic, 4096), Error::InvalidArgument)?;
+    let mut buf = DmaBuffer::new(&cx.nic, 1).map_err(|e| format!("dma: {e}"))?;
+    buf.as_mut_slice()[0] = 0x5a;
+    let id = buf.id();
+    expect_err(OwnedHandle::from_raw(id).close(), Error::WrongObjectType)?;
+    check!(buf.as_slice()[0] == 0x5a, "the buffer changed after a refused close");
+    let address = cx.nic.dma_address(buf.as_slice());
+    check!(address.is_ok(), "a live buffer has no device address: {address:?}");
+    drop(buf);
+    expect_err(OwnedHandle::from_raw(id).close(), Error::InvalidHandle)
+}
+
 /// A thread gets its state by move, with no `static` in between.
 fn threads_take_closures(cx: &mut Ctx) -> TestResult {
     let (a, b) = Channel::create().map_err(|e| e.to_string())?;
@@ -658,6 +678,7 @@ const TESTS: &[Test] = &[
     ("dma_needs_a_device_handle", dma_needs_a_device_handle),
     ("dma_translate_needs_a_device_handle", dma_translate_needs_a_device_handle),
     ("mmio_map_needs_the_device", mmio_map_needs_the_device),
+    ("real_device_dma_and_mmio", real_device_dma_and_mmio),
     ("threads_take_closures", threads_take_closures),
     ("guest_ram_errors_say_why", guest_ram_errors_say_why),
     ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
@@ -678,6 +699,7 @@ pub fn main(env: Env) {
         greeter: env.greeter,
         supervisor: env.supervisor,
         hypervisor: Some(env.hypervisor),
+        nic: env.nic,
         buf: MessageBuffer::new(),
     };
     let (mut passed, mut failed) = (0, 0);

@@ -64,7 +64,7 @@ impl Server {
     fn on_frame(&mut self, cx: &mut Cx<Ctx>, frame: Frame) {
         match frame {
             Frame::Ready { kernel_release } => {
-                log::info!("guest ready: Linux {kernel_release}");
+                log::info!("{}: Linux {kernel_release}", starina::abi::markers::LINUX_GUEST_READY);
                 self.ready = Some(kernel_release);
                 self.release_held(cx);
             }

@@ -83,7 +83,6 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-#[ignore = "enabled once servers/linux drops JOB (lead merges)"]
 fn components_hold_no_static_mutable_state() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();

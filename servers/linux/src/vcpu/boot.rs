@@ -64,7 +64,8 @@ impl Guest {
         // first read-modify-write of EFER (to set NXE) drops LME/LMA.
         vm.set_efer(info.vcpu.efer);
         log::info!(
-            "booting Linux: {} MiB RAM, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
+            "{}: {} MiB RAM, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
+            starina::abi::markers::LINUX_BOOTING,
             config.memory_bytes >> 20,
             files.kernel.len() / 1024,
             files.bz.protocol >> 8,
