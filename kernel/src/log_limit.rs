@@ -43,6 +43,12 @@ pub enum Verdict {
     Drop,
 }
 
+impl Default for RateLimit {
+    fn default() -> RateLimit {
+        RateLimit::new()
+    }
+}
+
 impl RateLimit {
     pub const fn new() -> RateLimit {
         RateLimit {

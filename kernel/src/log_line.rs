@@ -16,6 +16,12 @@ pub struct LineBuf {
     cut: usize,
 }
 
+impl Default for LineBuf {
+    fn default() -> LineBuf {
+        LineBuf::new()
+    }
+}
+
 impl LineBuf {
     pub const fn new() -> LineBuf {
         LineBuf {

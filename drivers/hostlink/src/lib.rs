@@ -191,8 +191,8 @@ impl Handler for Link {
         msg: Message<'_>,
     ) -> Result<(), Error> {
         match *what {
-            Watched::Linux => self.from_linux(cx, msg),
-            Watched::Process(id) => self.from_process(cx, id, msg),
+            Watched::Linux => self.on_linux_message(cx, msg),
+            Watched::Process(id) => self.on_process_message(cx, id, msg),
             _ => {}
         }
         // A reply or an ended process may let reading go on.
@@ -336,9 +336,9 @@ impl Link {
                 };
                 self.spawn(cx, spawn.id, req);
             }
-            Frame::Stdin { id, data } => self.to_process(cx, id, Outgoing::Data(data)),
-            Frame::StdinClose { id } => self.to_process(cx, id, Outgoing::Close),
-            Frame::Kill { id, signal } => self.to_process(cx, id, Outgoing::Kill(signal)),
+            Frame::Stdin { id, data } => self.stdin_for_process(cx, id, Outgoing::Data(data)),
+            Frame::StdinClose { id } => self.stdin_for_process(cx, id, Outgoing::Close),
+            Frame::Kill { id, signal } => self.stdin_for_process(cx, id, Outgoing::Kill(signal)),
             Frame::Ping { nonce } => self.send_host(&Frame::Pong { nonce }),
             Frame::Panic => {
                 log::warn!("the host asked for a guest kernel panic (test)");
@@ -383,7 +383,7 @@ impl Link {
         self.procs.insert(id, HostProc { ch: None, early });
     }
 
-    fn to_process(&mut self, cx: &mut Cx<Watched>, id: u32, out: Outgoing) {
+    fn stdin_for_process(&mut self, cx: &mut Cx<Watched>, id: u32, out: Outgoing) {
         let Some(p) = self.procs.get_mut(&id) else {
             return; // Already ended: like writing to a closed pipe.
         };
@@ -409,7 +409,7 @@ impl Link {
         }
     }
 
-    fn from_linux(&mut self, cx: &mut Cx<Watched>, msg: Message<'_>) {
+    fn on_linux_message(&mut self, cx: &mut Cx<Watched>, msg: Message<'_>) {
         match msg {
             Message::OpenReply { call_id, handle } => {
                 let ch = Channel::from_handle(handle);
@@ -464,7 +464,7 @@ impl Link {
         }
     }
 
-    fn from_process(&mut self, cx: &mut Cx<Watched>, id: u32, msg: Message<'_>) {
+    fn on_process_message(&mut self, cx: &mut Cx<Watched>, id: u32, msg: Message<'_>) {
         let frame = match msg {
             Message::Data(data) => match exec::Event::decode(data) {
                 Ok(exec::Event::Started { pid }) => Frame::Started { id, pid },

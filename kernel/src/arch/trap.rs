@@ -281,7 +281,7 @@ extern "C" fn interrupt_handler(frame: &mut TrapFrame) {
 pub fn backtrace(mut rbp: u64) -> [u64; 12] {
     let mut out = [0u64; 12];
     for slot in out.iter_mut() {
-        if rbp < 0xffff_8000_0000_0000 || rbp % 8 != 0 || rbp > u64::MAX - 16 {
+        if rbp < 0xffff_8000_0000_0000 || !rbp.is_multiple_of(8) || rbp > u64::MAX - 16 {
             break;
         }
         // SAFETY: only for a report on the way to stopping the machine: the
