@@ -274,6 +274,24 @@ fn handle_transfer(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// Channel ends travel one level deep: an end whose queue carries ends is
+/// not sent, and an end in flight receives no ends. So no chain of nested
+/// channels can grow (its drop used to recurse once per level, on a kernel
+/// stack) and no cycle of ends can keep them alive forever.
+fn nested_channels_are_bounded(_: &mut Ctx) -> TestResult {
+    let (a1, a2) = Channel::create().map_err(|e| e.to_string())?;
+    let (b1, b2) = Channel::create().map_err(|e| e.to_string())?;
+    let (c1, _c2) = Channel::create().map_err(|e| e.to_string())?;
+    // b2 goes into a2's queue: a2 now carries an end, b2 is in flight.
+    a1.send_raw(3, b"", &[b2.id()]).map_err(|e| e.to_string())?;
+    core::mem::forget(b2); // moved
+    expect_err(c1.send_raw(3, b"", &[a2.id()]), Error::InvalidTransfer)?;
+    let (_d1, d2) = Channel::create().map_err(|e| e.to_string())?;
+    expect_err(b1.send_raw(3, b"", &[d2.id()]), Error::InvalidTransfer)?;
+    // Plain data still flows to the end in flight.
+    b1.send_data(b"still fine").map_err(|e| e.to_string())
+}
+
 fn malformed_messages(cx: &mut Ctx) -> TestResult {
     let (a, b) = Channel::create().map_err(|e| e.to_string())?;
     // Unknown kind, a short Open, bad UTF-8, Close with a body.
@@ -671,6 +689,7 @@ const TESTS: &[Test] = &[
     ("full_queue_backpressure", full_queue_backpressure),
     ("closed_peer", closed_peer),
     ("handle_transfer", handle_transfer),
+    ("nested_channels_are_bounded", nested_channels_are_bounded),
     ("malformed_messages", malformed_messages),
     ("small_buffer_keeps_message", small_buffer_keeps_message),
     ("poll_errors", poll_errors),

@@ -2,6 +2,15 @@
 //! messages sent *to* it; a send pushes onto the peer's queue. The queue is
 //! bounded ([`CHANNEL_QUEUE_MAX`]): a full queue is `QueueFull`, and the
 //! sender's poll reports `WRITABLE` again once the receiver drains one.
+//!
+//! Channel ends travel inside messages, one level deep at most: an end that
+//! is in flight (inside some queue) never carries channel ends in its own
+//! queue, and an end whose queue carries channel ends is never sent. So
+//! dropping a queue drops at most one level of ends (no recursion to blow
+//! a kernel stack), and no cycle of ends holding each other can form (a
+//! cycle needs an in-flight end that carries another), so every end is
+//! freed once its last handle is gone. A send that would break the rule is
+//! `InvalidTransfer`.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -21,6 +30,7 @@ use starina::abi::MESSAGE_HANDLES_MAX;
 use super::Listeners;
 use super::Pollable;
 use crate::handle::Handle;
+use crate::handle::Object;
 use crate::sync::SpinLock;
 
 /// A message in flight: its bytes and the handles it moves.
@@ -31,6 +41,14 @@ pub struct ChannelMessage {
 }
 
 impl ChannelMessage {
+    /// The channel ends this message moves.
+    fn channels(&self) -> impl Iterator<Item = &Arc<Channel>> {
+        self.handles.iter().filter_map(|h| match &h.object {
+            Object::Channel(c) => Some(c),
+            _ => None,
+        })
+    }
+
     /// Copies `data` into a new message (checking the limits).
     pub fn new(kind: u8, data: &[u8], handles: Vec<Handle>) -> Result<ChannelMessage, Error> {
         if data.len() > MESSAGE_DATA_MAX {
@@ -65,6 +83,10 @@ struct PairState {
 pub struct Channel {
     /// Which end of the pair this is (index into `PairState`).
     side: usize,
+    /// How many handles to this end sit in queues (see the module docs).
+    in_flight: AtomicUsize,
+    /// How many channel ends the messages queued for this end move.
+    carried: AtomicUsize,
     state: Arc<PairState>,
     peer: spin::Once<Weak<Channel>>,
     inner: SpinLock<Inner>,
@@ -75,6 +97,8 @@ impl Channel {
     fn endpoint(side: usize, state: Arc<PairState>) -> Channel {
         Channel {
             side,
+            in_flight: AtomicUsize::new(0),
+            carried: AtomicUsize::new(0),
             state,
             peer: spin::Once::new(),
             inner: SpinLock::new(Inner {
@@ -112,6 +136,10 @@ impl Channel {
         let Some(peer) = self.peer() else {
             return Err((Error::PeerClosed, msg));
         };
+        let moves = msg.channels().count();
+        if moves > 0 && !peer.may_carry(&msg) {
+            return Err((Error::InvalidTransfer, msg));
+        }
         {
             let mut inner = peer.inner.lock();
             if inner.queue.len() >= CHANNEL_QUEUE_MAX {
@@ -120,6 +148,10 @@ impl Channel {
             if inner.queue.try_reserve(1).is_err() {
                 return Err((Error::OutOfMemory, msg));
             }
+            for c in msg.channels() {
+                c.in_flight.fetch_add(1, Ordering::AcqRel);
+            }
+            peer.carried.fetch_add(moves, Ordering::AcqRel);
             inner.queue.push_back(msg);
             self.state.queued[peer.side].store(inner.queue.len(), Ordering::Release);
         }
@@ -156,6 +188,7 @@ impl Channel {
             was_full = inner.queue.len() >= CHANNEL_QUEUE_MAX;
             let msg = inner.queue.pop_front().unwrap();
             self.state.queued[self.side].store(inner.queue.len(), Ordering::Release);
+            self.landed(&msg);
             msg
         };
         if was_full {
@@ -165,6 +198,26 @@ impl Channel {
             }
         }
         Ok(msg)
+    }
+
+    /// Whether this end may receive `msg`'s channel ends: it is not in
+    /// flight itself, and none of them carries ends of its own.
+    fn may_carry(&self, msg: &ChannelMessage) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && msg.channels().all(|c| {
+                c.carried.load(Ordering::Acquire) == 0 && !core::ptr::eq(Arc::as_ptr(c), self)
+            })
+    }
+
+    /// `msg` left this end's queue: its channel ends are no longer in
+    /// flight here.
+    fn landed(&self, msg: &ChannelMessage) {
+        let mut moves = 0;
+        for c in msg.channels() {
+            c.in_flight.fetch_sub(1, Ordering::AcqRel);
+            moves += 1;
+        }
+        self.carried.fetch_sub(moves, Ordering::AcqRel);
     }
 
     pub fn queued(&self) -> usize {
@@ -194,6 +247,13 @@ impl Pollable for Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
+        // Messages never received: their channel ends are no longer in
+        // flight (they are dropped with the queue, one level deep).
+        let queue = core::mem::take(&mut self.inner.lock().queue);
+        for msg in &queue {
+            self.landed(msg);
+        }
+        drop(queue);
         // The last reference to this end is gone: the peer sees PEER_CLOSED.
         self.state.alive[self.side].store(false, Ordering::Release);
         if let Some(peer) = self.peer() {
@@ -208,6 +268,64 @@ mod tests {
 
     fn msg(data: &[u8]) -> ChannelMessage {
         ChannelMessage::new(3, data, Vec::new()).unwrap()
+    }
+
+    /// A message moving a handle to channel end `end`.
+    fn moving(end: &Arc<Channel>) -> ChannelMessage {
+        let handle = Handle::new(Object::Channel(end.clone()), starina::abi::Rights::DEFAULT);
+        ChannelMessage::new(3, b"", alloc::vec![handle]).unwrap()
+    }
+
+    fn send(from: &Arc<Channel>, m: ChannelMessage) -> Result<(), Error> {
+        from.send(m).map_err(|(e, _)| e)
+    }
+
+    #[test]
+    fn an_end_that_carries_ends_is_not_sent() {
+        let (a, a2) = Channel::new_pair();
+        let (_b, b2) = Channel::new_pair();
+        let (c, _c2) = Channel::new_pair();
+        send(&a, moving(&b2)).unwrap(); // a2 now carries b2
+        assert_eq!(send(&c, moving(&a2)), Err(Error::InvalidTransfer));
+    }
+
+    #[test]
+    fn an_end_in_flight_receives_no_ends() {
+        let (a, _a2) = Channel::new_pair();
+        let (b, b2) = Channel::new_pair();
+        let (_c, c2) = Channel::new_pair();
+        send(&a, moving(&b2)).unwrap(); // b2 is in flight
+        assert_eq!(send(&b, moving(&c2)), Err(Error::InvalidTransfer));
+        // Plain data still reaches it.
+        send(&b, msg(b"data")).unwrap();
+    }
+
+    #[test]
+    fn no_cycle_of_ends_can_form() {
+        let (a, a2) = Channel::new_pair();
+        let (b, b2) = Channel::new_pair();
+        send(&a, moving(&b2)).unwrap(); // b2 inside a2's queue
+                                        // a2 inside b2's queue would close the cycle: refused.
+        assert_eq!(send(&b, moving(&a2)), Err(Error::InvalidTransfer));
+    }
+
+    #[test]
+    fn receiving_or_dropping_a_queue_lands_the_ends() {
+        let (a, a2) = Channel::new_pair();
+        let (b, b2) = Channel::new_pair();
+        let (_c, c2) = Channel::new_pair();
+        send(&a, moving(&b2)).unwrap();
+        drop(a2.recv(64, 4, 10).unwrap());
+        // b2 is out of flight: it may receive ends again.
+        send(&b, moving(&c2)).unwrap();
+
+        let (d, d2) = Channel::new_pair();
+        let (e, e2) = Channel::new_pair();
+        send(&d, moving(&e2)).unwrap();
+        drop(d2); // its queue goes, and e2 with it is no longer in flight
+        drop(d);
+        let (_f, f2) = Channel::new_pair();
+        send(&e, moving(&f2)).unwrap();
     }
 
     #[test]
@@ -266,6 +384,9 @@ mod tests {
         assert!(b.readiness().contains(Readiness::READABLE));
         assert_eq!(b.recv(64, 4, 10).unwrap().data, b"last words");
         assert_eq!(b.recv(64, 4, 10).err(), Some(Error::PeerClosed));
-        assert_eq!(b.send(msg(b"x")).err().map(|e| e.0), Some(Error::PeerClosed));
+        assert_eq!(
+            b.send(msg(b"x")).err().map(|e| e.0),
+            Some(Error::PeerClosed)
+        );
     }
 }
