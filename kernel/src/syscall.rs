@@ -333,8 +333,9 @@ impl KernelApi for Kernel {
     fn system_shutdown(&self, system: HandleId, code: u8) -> Result<(), Error> {
         table().privilege(system, SystemRight::Shutdown)?;
         log::info!(
-            "power off requested by {} (exit code {code})",
-            sched::current_process().name
+            "power off requested by {} (exit code {code}; {} NMIs taken)",
+            sched::current_process().name,
+            crate::interrupt::nmi_count()
         );
         crate::arch::power_off(code)
     }

@@ -18,6 +18,9 @@ use std::time::Duration;
 use std::time::Instant;
 
 use starina_host::kernel::Progress;
+mod live;
+
+pub use live::LiveGuest;
 pub use starina_host::markers;
 pub use starina_host::ExitStatus;
 use starina_host::Host;

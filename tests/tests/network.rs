@@ -21,100 +21,17 @@ use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
-use starina_host::host::Stop;
-use starina_host::qemu::Machine;
-use starina_host::run::run;
-use starina_host::run::RunOptions;
-use starina_host::status::SIGTERM;
-use starina_host::Streams;
-use starina_tests::host_with_env;
-use starina_tests::kernel;
 use starina_tests::markers;
-use starina_tests::ExitStatus;
+use starina_tests::LiveGuest;
 
 /// Where netcheck connects (`specs/netcheck.toml`: tcp:10.0.2.2:18080).
 const HOST_SERVER_PORT: u16 = 18080;
 
-/// The OS booted in the background (a thread running the host tool's
-/// `run`), with its console collected.
-struct Guest {
-    stop: Arc<Stop>,
-    runner: Option<thread::JoinHandle<ExitStatus>>,
-    console: Arc<Mutex<String>>,
-}
-
-/// Appends what it is given to a shared string.
-struct Collect(Arc<Mutex<String>>);
-
-impl Write for Collect {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap()
-            .push_str(&String::from_utf8_lossy(data));
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Guest {
-    fn boot(machine: &str, port: u16) -> Guest {
-        let image = kernel();
-        let mut host = host_with_env(&[]);
-        host.http_port = port;
-        let stop = host.stop.clone();
-        let mut opts = RunOptions::new("net_test");
-        opts.build = false;
-        opts.kernel = Some(image);
-        opts.machine = Machine::parse(machine).expect("a machine type");
-        opts.timeout = Some(600.0);
-        let console = Arc::new(Mutex::new(String::new()));
-        let mut out = Collect(console.clone());
-        let runner = thread::spawn(move || {
-            let mut err = std::io::stderr();
-            let mut io = Streams {
-                out: &mut out,
-                err: &mut err,
-            };
-            run(&host, &opts, &mut io).status
-        });
-        let guest = Guest {
-            stop,
-            runner: Some(runner),
-            console,
-        };
-        guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
-        guest
-    }
-
-    fn console(&self) -> String {
-        self.console.lock().unwrap().clone()
-    }
-
-    fn wait_console(&self, needle: &str, timeout: Duration) {
-        let start = Instant::now();
-        while !self.console().contains(needle) {
-            assert!(
-                start.elapsed() < timeout,
-                "no {needle:?} on the console within {timeout:?}\n{}",
-                self.console()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        // As a Ctrl-C would: the run stops QEMU and returns.
-        self.stop.request(SIGTERM);
-        if let Some(runner) = self.runner.take() {
-            let _ = runner.join();
-        }
-    }
+/// `net_test` booted in the background, serving HTTP.
+fn boot_net_test(machine: &str, port: u16) -> LiveGuest {
+    let guest = LiveGuest::boot("net_test", machine, port, &[]);
+    guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
+    guest
 }
 
 /// A response: status code, headers (lowercase names) and body.
@@ -330,7 +247,7 @@ fn network(machine: &str) {
     let port = free_port();
     let t0 = Instant::now();
     let (seen, server) = host_server();
-    let guest = Guest::boot(machine, port);
+    let guest = boot_net_test(machine, port);
     let booted = t0.elapsed();
 
     // Status page and JSON endpoints.

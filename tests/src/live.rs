@@ -1,0 +1,119 @@
+//! An OS booted in the background (a thread running the host tool's `run`),
+//! with its console collected, for tests that act while it runs: HTTP
+//! through the forwarded port, QEMU monitor commands. Dropping it stops
+//! QEMU as a Ctrl-C would.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
+
+use starina_host::host::Stop;
+use starina_host::qemu::Machine;
+use starina_host::run::run;
+use starina_host::run::RunOptions;
+use starina_host::status::SIGTERM;
+use starina_host::ExitStatus;
+use starina_host::Streams;
+
+use crate::host_with_env;
+use crate::kernel;
+
+pub struct LiveGuest {
+    stop: Arc<Stop>,
+    runner: Option<thread::JoinHandle<ExitStatus>>,
+    console: Arc<Mutex<String>>,
+}
+
+/// Appends what it is given to a shared string.
+struct Collect(Arc<Mutex<String>>);
+
+impl Write for Collect {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(data));
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LiveGuest {
+    /// Boots the built kernel with `profile` on `machine`, the guest's port
+    /// 80 forwarded to `http_port`, and `qemu_args` appended to QEMU's
+    /// command line. Returns at once; see [`LiveGuest::wait_console`].
+    pub fn boot(profile: &str, machine: &str, http_port: u16, qemu_args: &[&str]) -> LiveGuest {
+        let image: PathBuf = kernel();
+        let mut host = host_with_env(&[]);
+        host.http_port = http_port;
+        let stop = host.stop.clone();
+        let mut opts = RunOptions::new(profile);
+        opts.build = false;
+        opts.kernel = Some(image);
+        opts.machine = Machine::parse(machine).expect("a machine type");
+        opts.timeout = Some(600.0);
+        opts.qemu_args = qemu_args.iter().map(|a| a.to_string()).collect();
+        let console = Arc::new(Mutex::new(String::new()));
+        let mut out = Collect(console.clone());
+        let runner = thread::spawn(move || {
+            let mut err = std::io::stderr();
+            let mut io = Streams {
+                out: &mut out,
+                err: &mut err,
+            };
+            run(&host, &opts, &mut io).status
+        });
+        LiveGuest {
+            stop,
+            runner: Some(runner),
+            console,
+        }
+    }
+
+    /// Everything the serial console printed so far.
+    pub fn console(&self) -> String {
+        self.console.lock().unwrap().clone()
+    }
+
+    /// Waits until the console shows `needle`; fails the test (with the
+    /// console) after `timeout`.
+    pub fn wait_console(&self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while !self.console().contains(needle) {
+            assert!(
+                start.elapsed() < timeout,
+                "no {needle:?} on the console within {timeout:?}\n{}",
+                self.console()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the run has ended (the OS powered off or QEMU stopped).
+    pub fn has_ended(&self) -> bool {
+        self.runner.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Waits for the OS to power off by itself and returns the status.
+    pub fn wait_exit(mut self) -> ExitStatus {
+        let runner = self.runner.take().expect("the runner is there until now");
+        runner.join().expect("the runner thread")
+    }
+}
+
+impl Drop for LiveGuest {
+    fn drop(&mut self) {
+        // As a Ctrl-C would: the run stops QEMU and returns.
+        self.stop.request(SIGTERM);
+        if let Some(runner) = self.runner.take() {
+            let _ = runner.join();
+        }
+    }
+}
