@@ -4,7 +4,9 @@
 //! every process slot (`max_processes`) for ever.
 //!
 //! One timer serves every channel: it is armed for the oldest channel still
-//! waiting, and on firing fails the expired ones and re-arms for the next.
+//! waiting, and on firing fails the expired ones and re-arms for the next,
+//! at least [`BATCH_NS`] later, so that channels opened close together are
+//! closed (and logged) together.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -17,6 +19,10 @@ use starina::HandleId;
 use crate::process::Phase;
 use crate::Ctx;
 use crate::Server;
+
+/// The least time between two firings of the timer: a channel may be
+/// closed up to this much after its deadline.
+pub(crate) const BATCH_NS: u64 = 250_000_000;
 
 /// The timer and when it is armed for.
 pub(crate) struct RequestDeadline {
@@ -81,7 +87,7 @@ impl Server {
             );
         }
         if let Some(at) = next {
-            self.arm_request_timer(cx, at);
+            self.arm_request_timer(cx, at.max(now.saturating_add(BATCH_NS)));
         }
     }
 
