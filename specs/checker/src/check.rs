@@ -303,7 +303,12 @@ fn check_config_overrides(
 ) -> Vec<SpecError> {
     let mut errors = Vec::new();
     let mut error = |field: String, message: String| {
-        errors.push(SpecError::field(Origin::Profile, &profile.file, field, message))
+        errors.push(SpecError::field(
+            Origin::Profile,
+            &profile.file,
+            field,
+            message,
+        ))
     };
     for o in &profile.config {
         let key = format!("config.{}", o.component);

@@ -199,7 +199,10 @@ pub fn component_env(component: &Component) -> String {
     line(o, "/// [`__starina_start`] with `config` in place of [`CONFIG`]: what startup calls for a profile that overrides the component's `[config]`.");
     line(o, "#[doc(hidden)]");
     line(o, "#[allow(clippy::unit_arg)]");
-    line(o, "pub fn __starina_start_with_config(raw: ::starina::env::RawEnv, config: Config) {");
+    line(
+        o,
+        "pub fn __starina_start_with_config(raw: ::starina::env::RawEnv, config: Config) {",
+    );
     line(o, "    match Env::from_raw_with_config(raw, config) {");
     line(
         o,

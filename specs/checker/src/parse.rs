@@ -108,25 +108,27 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
         _ => None,
     };
     match (name, kind, description, isolation, restart_policy) {
-        (Some(name), Some(kind), Some(description), Some(isolation), Some((restart, max, window)))
-            if errors.is_empty() =>
-        {
-            Ok(Component {
-                name,
-                kind,
-                description,
-                isolation,
-                restart,
-                max_restarts: max,
-                restart_window_s: window,
-                exports,
-                privileges,
-                needs,
-                devices,
-                config,
-                file: file.to_path_buf(),
-            })
-        }
+        (
+            Some(name),
+            Some(kind),
+            Some(description),
+            Some(isolation),
+            Some((restart, max, window)),
+        ) if errors.is_empty() => Ok(Component {
+            name,
+            kind,
+            description,
+            isolation,
+            restart,
+            max_restarts: max,
+            restart_window_s: window,
+            exports,
+            privileges,
+            needs,
+            devices,
+            config,
+            file: file.to_path_buf(),
+        }),
         _ => Err(errors),
     }
 }

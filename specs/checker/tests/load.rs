@@ -247,7 +247,10 @@ fn a_profile_overrides_component_config() {
         }]
     );
     assert_eq!(client.describe(), "rounds = 5");
-    assert_eq!(quick.config_for("hello").unwrap().describe(), "greeting = \"yo\"");
+    assert_eq!(
+        quick.config_for("hello").unwrap().describe(),
+        "greeting = \"yo\""
+    );
     assert!(quick.config_for("echo").is_none());
     // The spec keeps its own value; other profiles get it.
     let spec = system.component("echo_client").unwrap();
@@ -277,6 +280,11 @@ fn the_repository_allows_test_panic_only_in_linux_test() {
                 .iter()
                 .any(|e| e.name == "allow_test_panic" && e.value == ConfigValue::Bool(true))
         });
-        assert_eq!(allowed, profile.name == "linux_test", "profile {}", profile.name);
+        assert_eq!(
+            allowed,
+            profile.name == "linux_test",
+            "profile {}",
+            profile.name
+        );
     }
 }
