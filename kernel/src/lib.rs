@@ -17,6 +17,7 @@ pub mod arch;
 pub mod handle;
 pub mod object;
 pub mod process;
+pub mod restart_limit;
 pub mod sched;
 pub mod sync;
 

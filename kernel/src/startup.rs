@@ -6,6 +6,12 @@
 //! provider's supervisor channel as `Open { uri: "connect:<service>" }`.
 //! When a provider restarts, each client still running gets a fresh channel
 //! on its own supervisor channel as `Open { uri: "reconnect:<field>" }`.
+//!
+//! Restarts follow the spec's budget, `max_restarts` within
+//! `restart_window_s`, with a delay that doubles with each restart in the
+//! window (`crate::restart_limit`): the new instance is created and wired
+//! at once, and its main thread waits out the delay before the component's
+//! `main` runs.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -30,6 +36,9 @@ use crate::object::system::SystemObject;
 use crate::object::system::SystemRight;
 use crate::process::ExitReason;
 use crate::process::Process;
+use crate::restart_limit::RestartDecision;
+use crate::restart_limit::RestartLimit;
+use crate::restart_limit::RestartWindow;
 use crate::sync::SpinLock;
 
 mod wiring {
@@ -50,7 +59,10 @@ struct Slot {
     instance: Option<Instance>,
     /// Instance number of the latest start (1 = first).
     generation: u32,
+    /// Restarts since boot.
     restarts: u32,
+    /// Restarts in the current budget window.
+    window: RestartWindow,
 }
 
 struct State {
@@ -66,10 +78,21 @@ static STATE: SpinLock<Option<State>> = SpinLock::new(None);
 struct StartArgs {
     start: fn(RawEnv),
     env: RawEnv,
+    /// How long to wait before `start` (a restart's backoff).
+    delay_ns: u64,
 }
 
 fn def(index: usize) -> &'static ComponentDef {
     &COMPONENTS[index]
+}
+
+/// The entry point of component `index` in `profile`: the one that applies
+/// the profile's `[config.<component>]`, if it has one.
+fn entry_point(profile: &ProfileDef, index: usize) -> fn(RawEnv) {
+    match profile.config_override(def(index).name) {
+        Some(o) => o.start,
+        None => def(index).start,
+    }
 }
 
 fn find_component(name: &str) -> Option<usize> {
@@ -213,15 +236,45 @@ fn component_main(arg: usize) {
     // this thread, reclaimed once here.
     let args = unsafe { Box::from_raw(arg as *mut StartArgs) };
     mark_started();
+    if args.delay_ns > 0 {
+        wait_before_start(args.env.component(), args.delay_ns);
+    }
     (args.start)(args.env);
     let process = crate::sched::current_process().clone();
     component_ended(&process, ExitReason::Exited(0));
 }
 
-fn launch(index: usize, process: &Arc<Process>, env: RawEnv) -> bool {
+/// Sleeps `delay_ns` on a timer of the component's own (closed again
+/// before its `main` runs). If that fails, the component starts at once.
+fn wait_before_start(name: &str, delay_ns: u64) {
+    use starina::abi::Readiness;
+    use starina::poll::Poll;
+    use starina::timer::Timer;
+    let waited = Timer::create().and_then(|timer| {
+        let poll = Poll::create()?;
+        poll.add(timer.id(), Readiness::READABLE)?;
+        timer.set(delay_ns)?;
+        poll.wait().map(|_| ())
+    });
+    match waited {
+        Ok(()) => log::info!("startup: starting {name} after {} ms", delay_ns / 1_000_000),
+        Err(e) => {
+            log::warn!("startup: could not wait before starting {name} ({e}); starting it now")
+        }
+    }
+}
+
+fn launch(
+    index: usize,
+    start: fn(RawEnv),
+    process: &Arc<Process>,
+    env: RawEnv,
+    delay_ns: u64,
+) -> bool {
     let args = Box::new(StartArgs {
-        start: def(index).start,
+        start,
         env,
+        delay_ns,
     });
     let arg = Box::into_raw(args) as usize;
     if crate::sched::spawn(process, component_main, arg).is_none() {
@@ -268,6 +321,7 @@ pub fn start(profile: &'static ProfileDef) {
                 instance: None,
                 generation: 0,
                 restarts: 0,
+                window: RestartWindow::default(),
             }),
             // The build checks profiles; this is only a safety net.
             None => log::error!("startup: profile names unknown component '{name}'"),
@@ -295,8 +349,17 @@ pub fn start(profile: &'static ProfileDef) {
     let slots: Vec<usize> = state.slots.iter().map(|s| s.index).collect();
     *guard = Some(state);
     drop(guard);
+    for o in profile.config {
+        log::info!(
+            "startup: profile '{}' sets {}'s config: {}",
+            profile.name,
+            o.component,
+            o.describe
+        );
+    }
     for (slot, process, env) in created {
-        launch(slots[slot], &process, env);
+        let index = slots[slot];
+        launch(index, entry_point(profile, index), &process, env, 0);
     }
     if state_ready_now() {
         log::info!(
@@ -322,7 +385,11 @@ pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
         ExitReason::Exited(0) => log::info!("{} exited", d.name),
         ExitReason::Exited(code) => log::warn!("{} exited with code {code}", d.name),
         ExitReason::Panicked => {
-            log::error!("{} {}; its handles are closed", d.name, markers::COMPONENT_PANICKED)
+            log::error!(
+                "{} {}; its handles are closed",
+                d.name,
+                markers::COMPONENT_PANICKED
+            )
         }
         ExitReason::Faulted => log::error!("{} faulted; its handles are closed", d.name),
     }
@@ -345,21 +412,9 @@ pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
     if !wants {
         return;
     }
-    if state.slots[slot].restarts >= d.max_restarts {
-        log::error!(
-            "{} will not be restarted: it already restarted {} times (max_restarts)",
-            d.name,
-            d.max_restarts
-        );
+    let Some(delay_ns) = decide_restart(&mut state.slots[slot], d) else {
         return;
-    }
-    state.slots[slot].restarts += 1;
-    log::info!(
-        "restarting {} (restart {} of at most {})",
-        d.name,
-        state.slots[slot].restarts,
-        d.max_restarts
-    );
+    };
     let Some((new_process, mut env)) = create_instance(state, slot) else {
         log::error!("startup: could not recreate {}", d.name);
         return;
@@ -389,8 +444,52 @@ pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
             offer(Some(client_inst), &format!("reconnect:{}", need.name), client_end);
         }
     }
+    let start = entry_point(state.profile, index);
     drop(guard);
-    launch(index, &new_process, env);
+    launch(index, start, &new_process, env, delay_ns);
+}
+
+/// Applies the spec's restart budget to a component that wants a restart
+/// and logs the decision: the delay before it starts again, or `None`.
+fn decide_restart(slot: &mut Slot, d: &ComponentDef) -> Option<u64> {
+    let limit = RestartLimit {
+        max_restarts: d.max_restarts,
+        window_s: d.restart_window_s,
+    };
+    let decision = slot.window.decide(limit, crate::arch::time::now_ns());
+    let delay_ns = match decision {
+        RestartDecision::Never => {
+            log::error!(
+                "{} will not be restarted: its spec allows no restarts (max_restarts = 0)",
+                d.name
+            );
+            return None;
+        }
+        RestartDecision::Restart { delay_ns, nth } => {
+            log::info!(
+                "restarting {} in {} ms (restart {nth} of at most {} within {} s; {} since boot)",
+                d.name,
+                delay_ns / 1_000_000,
+                d.max_restarts,
+                d.restart_window_s,
+                slot.restarts + 1
+            );
+            delay_ns
+        }
+        RestartDecision::HoldDown { delay_ns } => {
+            log::warn!(
+                "{} restarted {} times within {} s (max_restarts): holding it down; restarting {} in {} ms",
+                d.name,
+                d.max_restarts,
+                d.restart_window_s,
+                d.name,
+                delay_ns / 1_000_000
+            );
+            delay_ns
+        }
+    };
+    slot.restarts = slot.restarts.saturating_add(1);
+    Some(delay_ns)
 }
 
 /// Whether every component is accounted for before any thread ran (an

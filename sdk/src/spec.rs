@@ -92,8 +92,11 @@ pub struct ComponentDef {
     pub kind: ComponentKind,
     pub isolation: Isolation,
     pub restart: RestartPolicy,
-    /// Restarts allowed before startup gives up on the component.
+    /// Restarts allowed within one `restart_window_s`; when they are spent,
+    /// startup holds the component down until the window ends.
     pub max_restarts: u32,
+    /// The restart budget's window, in seconds.
+    pub restart_window_s: u32,
     pub exports: &'static [&'static str],
     pub needs: &'static [Need],
     pub privileges: &'static [Privilege],
@@ -109,4 +112,26 @@ pub struct ProfileDef {
     pub name: &'static str,
     /// Component names, in start order.
     pub components: &'static [&'static str],
+    /// Components whose `[config]` this profile overrides (its
+    /// `[config.<component>]` tables).
+    pub config: &'static [ConfigOverride],
+}
+
+/// A profile's `[config.<component>]` table: the component starts through
+/// `start`, which gives its typed `Env` the spec's `[config]` with the
+/// profile's values in place.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfigOverride {
+    pub component: &'static str,
+    /// What the profile sets, for the log (`allow_test_panic = true`).
+    pub describe: &'static str,
+    pub start: fn(RawEnv),
+}
+
+impl ProfileDef {
+    /// The entry point of `component` in this profile: its override's,
+    /// if the profile has one.
+    pub fn config_override(&self, component: &str) -> Option<&'static ConfigOverride> {
+        self.config.iter().find(|o| o.component == component)
+    }
 }

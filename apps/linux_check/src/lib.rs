@@ -8,6 +8,8 @@
 
 extern crate alloc;
 
+mod silent;
+
 use alloc::format;
 use alloc::string::String;
 use alloc::string::ToString;
@@ -80,13 +82,14 @@ pub fn main(env: Env) {
         timeout_ms: env.config.timeout_ms.max(1000) as u64,
     };
     let concurrent = env.config.concurrent.clamp(1, 60) as usize;
-    let tests: [Test; 7] = [
+    let tests: [Test; 8] = [
         ("uname", |c, _| c.test_uname()),
         ("concurrent", |c, n| c.test_concurrent(n)),
         ("streams_and_status", |c, _| c.test_streams()),
         ("stdin", |c, _| c.test_stdin()),
         ("missing_program", |c, _| c.test_missing()),
         ("signals", |c, _| c.test_signals()),
+        ("silent_channels_time_out", |c, _| c.test_silent_channels()),
         ("guest_panic_restarts", |c, _| c.test_panic()),
     ];
     let (mut passed, mut failed) = (0, 0);

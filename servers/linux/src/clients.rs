@@ -47,7 +47,9 @@ impl Server {
         cx.send(client, reply)?;
         let id = self.new_id();
         let ch = cx.add_channel(ours, Ctx::Process(id))?;
-        self.procs.insert(id, Proc::new(ch));
+        let now = starina::timer::now_ns();
+        self.procs.insert(id, Proc::new(ch, now));
+        self.watch_request(cx, now);
         Ok(())
     }
 

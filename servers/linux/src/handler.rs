@@ -51,6 +51,7 @@ impl Handler for Server {
                 self.pump(cx);
                 Ok(())
             }
+            (Ctx::RequestTimer, _) => Ok(()),
             (Ctx::Client, other) => {
                 log::warn!("ignoring a {:?} message from a client", other.kind());
                 Ok(())
@@ -67,7 +68,15 @@ impl Handler for Server {
             }
             // The vCPU thread ended: its status says why.
             Ctx::Wake => self.pump(cx),
-            Ctx::Client => {}
+            Ctx::Client | Ctx::RequestTimer => {}
+        }
+        Ok(())
+    }
+
+    /// A process channel's request may be overdue.
+    fn timer(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: &mut Ctx) -> Result<(), Error> {
+        if let Ctx::RequestTimer = state {
+            self.on_request_timer(cx);
         }
         Ok(())
     }

@@ -21,6 +21,7 @@
 //! | [`process`] | the process table: requests, stdin, events and the end of each process |
 //! | [`to_guest`] | frames for the agent, and stdin flow control |
 //! | [`stdin`] | one process's stdin: the agent's window, and when to read more |
+//! | [`request_deadline`] | process channels that send no request in time are closed |
 //! | [`from_guest`] | the agent's frames, output flow control, the VM's status |
 //! | [`shared`] | what the two threads share |
 //! | [`vcpu`] | the vCPU thread |
@@ -38,6 +39,7 @@ mod clients;
 mod from_guest;
 mod handler;
 mod process;
+mod request_deadline;
 mod shared;
 mod stdin;
 mod to_guest;
@@ -56,6 +58,7 @@ use starina::HandleId;
 use starina_bridge::process::FrameDecoder;
 
 use crate::process::Proc;
+use crate::request_deadline::RequestDeadline;
 use crate::shared::Shared;
 use crate::shared::Status;
 
@@ -74,6 +77,8 @@ enum Ctx {
     Process(u32),
     /// Wake-ups from the vCPU thread.
     Wake,
+    /// Fires when a process channel's request is due ([`request_deadline`]).
+    RequestTimer,
 }
 
 /// The main thread's state.
@@ -95,6 +100,7 @@ struct Server {
     unavailable: Option<String>,
     max_processes: usize,
     allow_test_panic: bool,
+    request_deadline: RequestDeadline,
 }
 
 pub fn main(env: Env) -> Result<(), Error> {
@@ -102,6 +108,13 @@ pub fn main(env: Env) -> Result<(), Error> {
     let (ours, theirs) = Channel::create()?;
     let wake = ml.cx().add_channel(ours, Ctx::Wake)?;
     ml.cx().add_supervisor(env.supervisor)?;
+    let request_timer = match starina::timer::Timer::create() {
+        Ok(timer) => ml.cx().add_timer(timer, Ctx::RequestTimer).ok(),
+        Err(e) => {
+            log::warn!("no request timer ({e}): silent process channels are never closed");
+            None
+        }
+    };
     let shared = Arc::new(Shared::new());
     let mut server = Server {
         shared: shared.clone(),
@@ -115,6 +128,10 @@ pub fn main(env: Env) -> Result<(), Error> {
         unavailable: None,
         max_processes: env.config.max_processes.clamp(1, 4096) as usize,
         allow_test_panic: env.config.allow_test_panic,
+        request_deadline: RequestDeadline::new(
+            request_timer,
+            env.config.request_timeout_ms.clamp(1, 3_600_000) as u64,
+        ),
     };
     let job = vcpu::Job {
         hypervisor: env.hypervisor,

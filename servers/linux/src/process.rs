@@ -49,14 +49,18 @@ pub(crate) struct Proc {
     pub(crate) phase: Phase,
     /// Stdin waiting for the agent's window, and whether to read more.
     pub(crate) stdin: StdinFlow,
+    /// When the channel was opened (ns since boot): its request is due
+    /// `request_timeout_ms` later.
+    pub(crate) opened_ns: u64,
 }
 
 impl Proc {
-    pub(crate) fn new(ch: HandleId) -> Proc {
+    pub(crate) fn new(ch: HandleId, opened_ns: u64) -> Proc {
         Proc {
             link: Link::Open(ch),
             phase: Phase::AwaitRequest,
             stdin: StdinFlow::new(),
+            opened_ns,
         }
     }
 }

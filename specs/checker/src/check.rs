@@ -251,6 +251,8 @@ fn check_profile(
         }
     }
 
+    errors.extend(check_config_overrides(profile, components));
+
     let mut exporters: BTreeMap<&str, (usize, &str)> = BTreeMap::new();
     for &(position, component) in &members {
         for service in &component.exports {
@@ -290,6 +292,92 @@ fn check_profile(
         }
     }
     errors
+}
+
+/// A profile's `[config.<component>]` tables: the component is one the
+/// profile starts, and each key is one of its `[config]` keys, given a
+/// value of the same type.
+fn check_config_overrides(
+    profile: &Profile,
+    components: &BTreeMap<&str, &Component>,
+) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    let mut error = |field: String, message: String| {
+        errors.push(SpecError::field(
+            Origin::Profile,
+            &profile.file,
+            field,
+            message,
+        ))
+    };
+    for o in &profile.config {
+        let key = format!("config.{}", o.component);
+        if !profile.contains(&o.component) {
+            error(
+                key,
+                format!(
+                    "sets config of component '{}', which this profile does not start \
+                     (components = [{}]){}",
+                    o.component,
+                    profile.components.join(", "),
+                    did_you_mean(&o.component, profile.components.iter().map(String::as_str))
+                ),
+            );
+            continue;
+        }
+        let Some(component) = components.get(o.component.as_str()) else {
+            // Not loaded: its spec is broken or missing, which is reported
+            // already.
+            continue;
+        };
+        for entry in &o.entries {
+            let field = format!("{key}.{}", entry.name);
+            let Some(own) = component.config.iter().find(|c| c.name == entry.name) else {
+                let keys: Vec<&str> = component.config.iter().map(|c| c.name.as_str()).collect();
+                let known = if keys.is_empty() {
+                    "it has no [config]".to_string()
+                } else {
+                    format!("its keys: {}", keys.join(", "))
+                };
+                error(
+                    field,
+                    format!(
+                        "component '{}' has no config key '{}' in {} ({known}){}",
+                        component.name,
+                        entry.name,
+                        component.file.display(),
+                        did_you_mean(&entry.name, keys.iter().copied())
+                    ),
+                );
+                continue;
+            };
+            if own.value.type_name() != entry.value.type_name() {
+                error(
+                    field,
+                    format!(
+                        "expected {} like '{} = {}' in {}; got {} ({})",
+                        with_article(own.value.type_name()),
+                        own.name,
+                        own.value.rust_expr(),
+                        component.file.display(),
+                        with_article(entry.value.type_name()),
+                        entry.value.rust_expr()
+                    ),
+                );
+            }
+        }
+    }
+    errors
+}
+
+/// `an integer`, `a string`, ...
+fn with_article(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {word}")
 }
 
 /// Every component that a profile starts must be a dependency of the

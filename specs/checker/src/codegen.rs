@@ -2,7 +2,9 @@
 //! (`starina_env.rs`) and the kernel's wiring tables (`starina_wiring.rs`).
 
 use crate::model::Component;
+use crate::model::ConfigOverride;
 use crate::model::Privilege;
+use crate::model::Profile;
 use crate::model::System;
 
 /// `starina_env.rs` of `component`: `COMPONENT_NAME`, `Env`, `Config`,
@@ -136,7 +138,18 @@ pub fn component_env(component: &Component) -> String {
     line(o, "impl Env {");
     line(o, "    /// Takes the handles startup prepared out of `raw`, by the names the spec gives them.");
     line(o, "    pub fn from_raw(");
+    line(o, "        raw: ::starina::env::RawEnv,");
+    line(
+        o,
+        "    ) -> ::core::result::Result<Env, ::starina::env::EnvError> {",
+    );
+    line(o, "        Env::from_raw_with_config(raw, CONFIG)");
+    line(o, "    }");
+    line(o, "");
+    line(o, "    /// [`Env::from_raw`] with `config` in place of [`CONFIG`] (a profile's `[config.<component>]`).");
+    line(o, "    pub fn from_raw_with_config(");
     line(o, "        mut raw: ::starina::env::RawEnv,");
+    line(o, "        config: Config,");
     line(
         o,
         "    ) -> ::core::result::Result<Env, ::starina::env::EnvError> {",
@@ -167,7 +180,7 @@ pub fn component_env(component: &Component) -> String {
     if component.has_privilege(Privilege::Hypervisor) {
         line(o, "            hypervisor: raw.take_hypervisor()?,");
     }
-    line(o, "            config: CONFIG,");
+    line(o, "            config,");
     line(o, "            instance: raw.instance(),");
     line(o, "        })");
     line(o, "    }");
@@ -180,7 +193,17 @@ pub fn component_env(component: &Component) -> String {
     // `main` may return `()`: passing that on is intended.
     line(o, "#[allow(clippy::unit_arg)]");
     line(o, "pub fn __starina_start(raw: ::starina::env::RawEnv) {");
-    line(o, "    match Env::from_raw(raw) {");
+    line(o, "    __starina_start_with_config(raw, CONFIG)");
+    line(o, "}");
+    line(o, "");
+    line(o, "/// [`__starina_start`] with `config` in place of [`CONFIG`]: what startup calls for a profile that overrides the component's `[config]`.");
+    line(o, "#[doc(hidden)]");
+    line(o, "#[allow(clippy::unit_arg)]");
+    line(
+        o,
+        "pub fn __starina_start_with_config(raw: ::starina::env::RawEnv, config: Config) {",
+    );
+    line(o, "    match Env::from_raw_with_config(raw, config) {");
     line(
         o,
         "        ::core::result::Result::Ok(env) => ::starina::env::MainReturn::finish(main(env)),",
@@ -253,6 +276,10 @@ pub fn wiring(system: &System) -> String {
             ),
         );
         line(o, format!("        max_restarts: {},", c.max_restarts));
+        line(
+            o,
+            format!("        restart_window_s: {},", c.restart_window_s),
+        );
         line(o, format!("        exports: {},", strs(&c.exports)));
         if needs.is_empty() {
             line(o, "        needs: &[],");
@@ -290,6 +317,11 @@ pub fn wiring(system: &System) -> String {
     }
     line(o, "];");
     line(o, "");
+    for p in &system.profiles {
+        for o_ in &p.config {
+            config_start_fn(o, p, o_);
+        }
+    }
     line(
         o,
         "/// Every profile, sorted by name; each lists its components in start order.",
@@ -306,10 +338,70 @@ pub fn wiring(system: &System) -> String {
             o,
             format!("        components: &[{}],", components.join(", ")),
         );
+        if p.config.is_empty() {
+            line(o, "        config: &[],");
+        } else {
+            line(o, "        config: &[");
+            for c in &p.config {
+                line(o, "            ::starina::spec::ConfigOverride {");
+                line(o, format!("                component: {:?},", c.component));
+                line(o, format!("                describe: {:?},", c.describe()));
+                line(
+                    o,
+                    format!("                start: {},", config_start_name(p, c)),
+                );
+                line(o, "            },");
+            }
+            line(o, "        ],");
+        }
         line(o, "    },");
     }
     line(o, "];");
     out
+}
+
+/// The wiring's entry point for component `c.component` in profile `p`.
+fn config_start_name(p: &Profile, c: &ConfigOverride) -> String {
+    format!("start_{}_in_{}", c.component, p.name)
+}
+
+/// An entry point that starts the component with the spec's `[config]`
+/// and the profile's values in place (a struct update of its `CONFIG`,
+/// so the component's own compiler checks every name and type again).
+fn config_start_fn(o: &mut String, p: &Profile, c: &ConfigOverride) {
+    let component = &c.component;
+    line(
+        o,
+        format!(
+            "/// `{component}` as profile `{}` starts it ({}: `[config.{component}]`).",
+            p.name,
+            p.file.display()
+        ),
+    );
+    // The update is needless when the profile sets every key.
+    line(o, "#[allow(clippy::needless_update)]");
+    line(
+        o,
+        format!(
+            "fn {}(raw: ::starina::env::RawEnv) {{",
+            config_start_name(p, c)
+        ),
+    );
+    line(o, format!("    let config = ::{component}::Config {{"));
+    for entry in &c.entries {
+        line(
+            o,
+            format!("        {}: {},", entry.name, entry.value.rust_expr()),
+        );
+    }
+    line(o, format!("        ..::{component}::CONFIG"));
+    line(o, "    };");
+    line(
+        o,
+        format!("    ::{component}::__starina_start_with_config(raw, config)"),
+    );
+    line(o, "}");
+    line(o, "");
 }
 
 fn line(out: &mut String, text: impl AsRef<str>) {

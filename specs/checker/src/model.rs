@@ -40,7 +40,10 @@ pub struct Component {
     pub description: String,
     pub isolation: Isolation,
     pub restart: Restart,
+    /// Restarts allowed within one `restart_window_s`.
     pub max_restarts: u32,
+    /// The restart budget's window, in seconds.
+    pub restart_window_s: u32,
     /// Services it serves, in spec order.
     pub exports: Vec<String>,
     pub privileges: Vec<Privilege>,
@@ -143,6 +146,27 @@ pub enum ConfigValue {
 }
 
 impl ConfigValue {
+    /// A TOML value as a config value; `Err` says what it is instead.
+    pub fn from_toml(value: toml::Value) -> Result<ConfigValue, toml::Value> {
+        match value {
+            toml::Value::Integer(i) => Ok(ConfigValue::Integer(i)),
+            toml::Value::String(s) => Ok(ConfigValue::String(s)),
+            toml::Value::Boolean(b) => Ok(ConfigValue::Bool(b)),
+            toml::Value::Float(x) => Ok(ConfigValue::Float(x)),
+            other => Err(other),
+        }
+    }
+
+    /// The spec's word for its type (`integer`, `string`, `bool`, `float`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ConfigValue::Integer(_) => "integer",
+            ConfigValue::String(_) => "string",
+            ConfigValue::Bool(_) => "bool",
+            ConfigValue::Float(_) => "float",
+        }
+    }
+
     /// The Rust type of the generated constant.
     pub fn rust_type(&self) -> &'static str {
         match self {
@@ -244,12 +268,14 @@ spec_enum! {
 }
 
 /// One profile, `specs/profiles/<name>.toml`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
     pub name: String,
     pub description: Option<String>,
     /// Component names, in start order.
     pub components: Vec<String>,
+    /// Its `[config.<component>]` tables, in file order.
+    pub config: Vec<ConfigOverride>,
     /// The profile file, relative to the workspace root.
     pub file: PathBuf,
 }
@@ -257,5 +283,32 @@ pub struct Profile {
 impl Profile {
     pub fn contains(&self, component: &str) -> bool {
         self.components.iter().any(|c| c == component)
+    }
+
+    /// Its `[config.<component>]` table, if it has one.
+    pub fn config_for(&self, component: &str) -> Option<&ConfigOverride> {
+        self.config.iter().find(|o| o.component == component)
+    }
+}
+
+/// A profile's `[config.<component>]` table: values that replace the
+/// component's own `[config]` values when this profile starts it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigOverride {
+    pub component: String,
+    /// In file order; each key is one of the component's `[config]` keys,
+    /// with a value of the same type.
+    pub entries: Vec<ConfigEntry>,
+}
+
+impl ConfigOverride {
+    /// `key = value, ...`, for the log.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| format!("{} = {}", e.name, e.value.rust_expr()))
+            .collect();
+        parts.join(", ")
     }
 }

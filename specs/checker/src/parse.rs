@@ -13,6 +13,7 @@ use crate::fields::parse_toml;
 use crate::fields::Fields;
 use crate::model::Component;
 use crate::model::ConfigEntry;
+use crate::model::ConfigOverride;
 use crate::model::ConfigValue;
 use crate::model::DeviceMatch;
 use crate::model::DeviceSpec;
@@ -38,6 +39,7 @@ pub const COMPONENT_FIELDS: &[&str] = &[
     "isolation",
     "restart",
     "max_restarts",
+    "restart_window_s",
     "exports",
     "privileges",
     "needs",
@@ -46,10 +48,16 @@ pub const COMPONENT_FIELDS: &[&str] = &[
 ];
 
 /// The fields a profile may have.
-pub const PROFILE_FIELDS: &[&str] = &["description", "components"];
+pub const PROFILE_FIELDS: &[&str] = &["description", "components", "config"];
 
-/// Restarts allowed when the spec does not say.
+/// Restarts allowed (within one window) when the spec does not say.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+
+/// The restart budget's window, in seconds, when the spec does not say.
+pub const DEFAULT_RESTART_WINDOW_S: u32 = 60;
+
+/// The longest restart window a spec may give (one day), in seconds.
+pub const MAX_RESTART_WINDOW_S: u32 = 86_400;
 
 /// The file name without `.toml`, or "" if it is not UTF-8.
 pub fn file_stem(file: &Path) -> &str {
@@ -87,6 +95,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
     };
     let restart = f.choice("restart", Restart::ALL, Some(Restart::Never));
     let max_restarts = read_max_restarts(&mut f, restart);
+    let restart_window_s = read_restart_window(&mut f, restart);
     let exports = read_exports(&mut f);
     let privileges = read_privileges(&mut f);
     let needs = read_needs(&mut f, &exports);
@@ -94,25 +103,32 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
     let config = read_config(&mut f);
     f.finish();
 
-    match (name, kind, description, isolation, restart, max_restarts) {
-        (Some(name), Some(kind), Some(description), Some(isolation), Some(restart), Some(max))
-            if errors.is_empty() =>
-        {
-            Ok(Component {
-                name,
-                kind,
-                description,
-                isolation,
-                restart,
-                max_restarts: max,
-                exports,
-                privileges,
-                needs,
-                devices,
-                config,
-                file: file.to_path_buf(),
-            })
-        }
+    let restart_policy = match (restart, max_restarts, restart_window_s) {
+        (Some(restart), Some(max), Some(window)) => Some((restart, max, window)),
+        _ => None,
+    };
+    match (name, kind, description, isolation, restart_policy) {
+        (
+            Some(name),
+            Some(kind),
+            Some(description),
+            Some(isolation),
+            Some((restart, max, window)),
+        ) if errors.is_empty() => Ok(Component {
+            name,
+            kind,
+            description,
+            isolation,
+            restart,
+            max_restarts: max,
+            restart_window_s: window,
+            exports,
+            privileges,
+            needs,
+            devices,
+            config,
+            file: file.to_path_buf(),
+        }),
         _ => Err(errors),
     }
 }
@@ -157,6 +173,31 @@ fn read_max_restarts(f: &mut Fields, restart: Option<Restart>) -> Option<u32> {
         );
     }
     Some(max)
+}
+
+fn read_restart_window(f: &mut Fields, restart: Option<Restart>) -> Option<u32> {
+    if !f.is_present("restart_window_s") {
+        return Some(DEFAULT_RESTART_WINDOW_S);
+    }
+    let value = f.integer("restart_window_s")?;
+    let window = match u32::try_from(value) {
+        Ok(w) if (1..=MAX_RESTART_WINDOW_S).contains(&w) => w,
+        _ => {
+            f.error(
+                "restart_window_s",
+                format!("expected seconds from 1 to {MAX_RESTART_WINDOW_S}; got {value}"),
+            );
+            return None;
+        }
+    };
+    if restart == Some(Restart::Never) {
+        f.error(
+            "restart_window_s",
+            "has no effect because restart is 'never' (the default): \
+             set restart = \"on-failure\" or \"always\", or remove restart_window_s",
+        );
+    }
+    Some(window)
 }
 
 fn read_exports(f: &mut Fields) -> Vec<String> {
@@ -484,12 +525,9 @@ fn read_config(f: &mut Fields) -> Vec<ConfigEntry> {
             f.error(&key, format!("invalid config name: {why}"));
             continue;
         }
-        let value = match value {
-            Value::Integer(i) => ConfigValue::Integer(i),
-            Value::String(s) => ConfigValue::String(s),
-            Value::Boolean(b) => ConfigValue::Bool(b),
-            Value::Float(x) => ConfigValue::Float(x),
-            other => {
+        let value = match ConfigValue::from_toml(value) {
+            Ok(value) => value,
+            Err(other) => {
                 f.error(
                     &key,
                     format!(
@@ -529,6 +567,7 @@ pub fn parse_profile(file: &Path, text: &str) -> Result<Profile, Vec<SpecError>>
         Some(_) => {}
     }
     let components = f.string_list("components");
+    let config = read_config_overrides(&mut f);
     let mut seen = BTreeSet::new();
     for component in &components {
         if let Err(why) = check_snake_case(component) {
@@ -547,9 +586,51 @@ pub fn parse_profile(file: &Path, text: &str) -> Result<Profile, Vec<SpecError>>
             name,
             description,
             components,
+            config,
             file: file.to_path_buf(),
         })
     } else {
         Err(errors)
     }
+}
+
+/// A profile's `[config.<component>]` tables, with what this file alone
+/// can check (names and value types); whether the component and its keys
+/// exist is checked against the specs (`check`).
+fn read_config_overrides(f: &mut Fields) -> Vec<ConfigOverride> {
+    let mut overrides = Vec::new();
+    for (component, table) in f.table("config") {
+        let key = format!("config.{component}");
+        if let Err(why) = check_snake_case(&component) {
+            f.error(&key, format!("invalid component name: {why}"));
+            continue;
+        }
+        let Value::Table(table) = table else {
+            f.error(
+                &key,
+                format!(
+                    "expected a table (`[config.{component}]` with `key = value` lines \
+                     naming the component's [config] keys); got {}",
+                    describe(&table)
+                ),
+            );
+            continue;
+        };
+        let mut entries = Vec::new();
+        for (name, value) in table {
+            let entry_key = format!("{key}.{name}");
+            match ConfigValue::from_toml(value) {
+                Ok(value) => entries.push(ConfigEntry { name, value }),
+                Err(other) => f.error(
+                    &entry_key,
+                    format!(
+                        "expected an integer, string, bool or float; got {}",
+                        describe(&other)
+                    ),
+                ),
+            }
+        }
+        overrides.push(ConfigOverride { component, entries });
+    }
+    overrides
 }

@@ -119,14 +119,27 @@ fn env_of_a_client() {
         "        ::core::result::Result::Ok(Env {\n            \
              echo: raw.take_channel(\"echo\")?,\n            \
              supervisor: raw.take_channel(\"supervisor\")?,\n            \
-             config: CONFIG,\n            \
+             config,\n            \
              instance: raw.instance(),\n        \
          })\n",
+    );
+    // Without a profile's override, the spec's own values.
+    assert_contains(
+        &code,
+        "    ) -> ::core::result::Result<Env, ::starina::env::EnvError> {\n        \
+             Env::from_raw_with_config(raw, CONFIG)\n    \
+         }\n",
     );
     assert_contains(
         &code,
         "pub fn __starina_start(raw: ::starina::env::RawEnv) {\n    \
-             match Env::from_raw(raw) {\n        \
+             __starina_start_with_config(raw, CONFIG)\n\
+         }\n",
+    );
+    assert_contains(
+        &code,
+        "pub fn __starina_start_with_config(raw: ::starina::env::RawEnv, config: Config) {\n    \
+             match Env::from_raw_with_config(raw, config) {\n        \
                  ::core::result::Result::Ok(env) => ::starina::env::MainReturn::finish(main(env)),\n        \
                  ::core::result::Result::Err(e) => ::core::panic!(\"{}\", e),\n    \
              }\n\
@@ -232,6 +245,7 @@ fn wiring_lists_wired_components_and_profiles() {
                  isolation: ::starina::spec::Isolation::InKernel,\n        \
                  restart: ::starina::spec::RestartPolicy::OnFailure,\n        \
                  max_restarts: 3,\n        \
+                 restart_window_s: 60,\n        \
                  exports: &[\"echo\"],\n        \
                  needs: &[],\n        \
                  privileges: &[],\n        \
@@ -254,14 +268,51 @@ fn wiring_lists_wired_components_and_profiles() {
         "pub static PROFILES: &[::starina::spec::ProfileDef] = &[\n    \
              ::starina::spec::ProfileDef {\n        \
                  name: \"bench\",\n        \
-                 components: &[\"echo\", \"echo_client\"],\n    \
+                 components: &[\"echo\", \"echo_client\"],\n        \
+                 config: &[],\n    \
              },\n    \
              ::starina::spec::ProfileDef {\n        \
                  name: \"default\",\n        \
-                 components: &[\"hello\", \"echo\", \"echo_client\"],\n    \
+                 components: &[\"hello\", \"echo\", \"echo_client\"],\n        \
+                 config: &[],\n    \
              },\n\
          ];\n",
     );
+}
+
+#[test]
+fn wiring_of_a_config_override() {
+    let fixture = Fixture::valid();
+    fixture.write(
+        "specs/profiles/quick.toml",
+        "components = [\"echo\", \"echo_client\"]\n[config.echo_client]\nrounds = 5\n",
+    );
+    let code = codegen::wiring(&fixture.load());
+    assert_contains(
+        &code,
+        "#[allow(clippy::needless_update)]\n\
+         fn start_echo_client_in_quick(raw: ::starina::env::RawEnv) {\n    \
+             let config = ::echo_client::Config {\n        \
+                 rounds: 5,\n        \
+                 ..::echo_client::CONFIG\n    \
+             };\n    \
+             ::echo_client::__starina_start_with_config(raw, config)\n\
+         }\n",
+    );
+    assert_contains(
+        &code,
+        "        name: \"quick\",\n        \
+                 components: &[\"echo\", \"echo_client\"],\n        \
+                 config: &[\n            \
+                     ::starina::spec::ConfigOverride {\n                \
+                         component: \"echo_client\",\n                \
+                         describe: \"rounds = 5\",\n                \
+                         start: start_echo_client_in_quick,\n            \
+                     },\n        \
+                 ],\n",
+    );
+    // Every component keeps its own entry point.
+    assert_contains(&code, "start: ::echo_client::__starina_start,");
 }
 
 #[test]
@@ -423,6 +474,7 @@ pub mod spec {
         pub isolation: Isolation,
         pub restart: RestartPolicy,
         pub max_restarts: u32,
+        pub restart_window_s: u32,
         pub exports: &'static [&'static str],
         pub needs: &'static [Need],
         pub privileges: &'static [Privilege],
@@ -430,7 +482,9 @@ pub mod spec {
         pub start: fn(RawEnv),
     }
     #[derive(Clone, Copy, Debug)]
-    pub struct ProfileDef { pub name: &'static str, pub components: &'static [&'static str] }
+    pub struct ProfileDef { pub name: &'static str, pub components: &'static [&'static str], pub config: &'static [ConfigOverride] }
+    #[derive(Clone, Copy, Debug)]
+    pub struct ConfigOverride { pub component: &'static str, pub describe: &'static str, pub start: fn(RawEnv) }
 }
 "#;
 
@@ -479,7 +533,8 @@ fn generated_code_compiles() {
     fixture.component("apps", &DEMO.replace("exports = [\"demo\"]\n", ""));
     fixture.write(
         "specs/profiles/demo.toml",
-        r#"components = ["echo", "demo"]"#,
+        "components = [\"echo\", \"demo\"]\n\
+         [config.demo]\nrounds = 7\ngreeting = \"hey\"\nverbose = false\nlimit = -1.5\n",
     );
     fixture.write(
         "kernel/Cargo.toml",

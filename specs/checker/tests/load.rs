@@ -227,3 +227,64 @@ fn the_repository_specs_are_valid() {
         assert_errors(messages(&check_kernel_manifest(&root, &system)), &[]);
     }
 }
+
+#[test]
+fn a_profile_overrides_component_config() {
+    let fixture = Fixture::valid();
+    fixture.write(
+        "specs/profiles/quick.toml",
+        "components = [\"hello\", \"echo\", \"echo_client\"]\n\
+         [config.echo_client]\nrounds = 5\n[config.hello]\ngreeting = \"yo\"\n",
+    );
+    let system = fixture.load();
+    let quick = system.profile("quick").unwrap();
+    let client = quick.config_for("echo_client").unwrap();
+    assert_eq!(
+        client.entries,
+        [ConfigEntry {
+            name: "rounds".into(),
+            value: ConfigValue::Integer(5)
+        }]
+    );
+    assert_eq!(client.describe(), "rounds = 5");
+    assert_eq!(
+        quick.config_for("hello").unwrap().describe(),
+        "greeting = \"yo\""
+    );
+    assert!(quick.config_for("echo").is_none());
+    // The spec keeps its own value; other profiles get it.
+    let spec = system.component("echo_client").unwrap();
+    assert_eq!(spec.config[0].value, ConfigValue::Integer(1000));
+    assert!(system.profile("default").unwrap().config.is_empty());
+}
+
+#[test]
+fn restart_window_defaults_to_a_minute() {
+    let system = Fixture::valid().load();
+    let echo = system.component("echo").unwrap();
+    assert_eq!((echo.max_restarts, echo.restart_window_s), (3, 60));
+}
+
+/// Only the test profile that crashes the guest on purpose lets a client
+/// panic it; Linux's own spec (and so every other profile) does not.
+#[test]
+fn the_repository_allows_test_panic_only_in_linux_test() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let system = load_all(&root).unwrap_or_else(|e| panic!("{:#?}", messages(&e)));
+    let linux = system.component("linux").unwrap();
+    let own = linux.config.iter().find(|c| c.name == "allow_test_panic");
+    assert_eq!(own.map(|c| &c.value), Some(&ConfigValue::Bool(false)));
+    for profile in &system.profiles {
+        let allowed = profile.config_for("linux").is_some_and(|o| {
+            o.entries
+                .iter()
+                .any(|e| e.name == "allow_test_panic" && e.value == ConfigValue::Bool(true))
+        });
+        assert_eq!(
+            allowed,
+            profile.name == "linux_test",
+            "profile {}",
+            profile.name
+        );
+    }
+}

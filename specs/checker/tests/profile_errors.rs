@@ -104,7 +104,7 @@ fn unknown_profile_fields_are_errors() {
         &[
             "profile specs/profiles/test.toml: field 'components': required but missing; list the components to start, in start order",
             "profile specs/profiles/test.toml: field 'component': unknown field (did you mean 'components'?)",
-            "profile specs/profiles/test.toml: field 'author': unknown field (known fields: description, components)",
+            "profile specs/profiles/test.toml: field 'author': unknown field (known fields: description, components, config)",
         ],
     );
 }
@@ -145,5 +145,78 @@ fn a_missing_specs_directory_is_reported() {
     assert!(
         errors[0].starts_with("no specs/ directory in "),
         "{errors:?}"
+    );
+}
+
+/// `default.toml` with `[config...]` lines appended.
+fn default_with(config: &str) -> Vec<String> {
+    profile_errors(
+        "specs/profiles/default.toml",
+        &format!("{}\n{config}", common::DEFAULT_PROFILE),
+    )
+}
+
+#[test]
+fn config_override_of_a_component_the_profile_does_not_start() {
+    let fixture = Fixture::valid();
+    fixture.write(
+        "specs/profiles/small.toml",
+        "components = [\"echo\", \"echo_client\"]\n[config.hello]\ngreeting = \"yo\"\n",
+    );
+    assert_errors(
+        fixture.errors(),
+        &["profile specs/profiles/small.toml: field 'config.hello': sets config of component 'hello', which this profile does not start (components = [echo, echo_client])"],
+    );
+    assert_errors(
+        default_with("[config.echo_clent]\nrounds = 5\n"),
+        &["profile specs/profiles/default.toml: field 'config.echo_clent': sets config of component 'echo_clent', which this profile does not start (components = [hello, echo, echo_client]) (did you mean 'echo_client'?)"],
+    );
+}
+
+#[test]
+fn config_override_keys_must_be_the_components_own() {
+    assert_errors(
+        default_with("[config.echo_client]\nround = 5\n"),
+        &["profile specs/profiles/default.toml: field 'config.echo_client.round': component 'echo_client' has no config key 'round' in specs/echo_client.toml (its keys: rounds) (did you mean 'rounds'?)"],
+    );
+    assert_errors(
+        default_with("[config.echo]\nverbose = true\n"),
+        &["profile specs/profiles/default.toml: field 'config.echo.verbose': component 'echo' has no config key 'verbose' in specs/echo.toml (it has no [config])"],
+    );
+}
+
+#[test]
+fn config_override_values_keep_the_specs_type() {
+    assert_errors(
+        default_with("[config.echo_client]\nrounds = \"5\"\n"),
+        &["profile specs/profiles/default.toml: field 'config.echo_client.rounds': expected an integer like 'rounds = 1000' in specs/echo_client.toml; got a string (\"5\")"],
+    );
+    assert_errors(
+        default_with("[config.hello]\ngreeting = true\n"),
+        &["profile specs/profiles/default.toml: field 'config.hello.greeting': expected a string like 'greeting = \"hi\"' in specs/hello.toml; got a bool (true)"],
+    );
+    assert_errors(
+        default_with("[config.echo_client]\nrounds = 5.0\n"),
+        &["profile specs/profiles/default.toml: field 'config.echo_client.rounds': expected an integer like 'rounds = 1000' in specs/echo_client.toml; got a float (5.0)"],
+    );
+}
+
+#[test]
+fn config_overrides_are_tables_of_scalars() {
+    assert_errors(
+        default_with("config = 5\n"),
+        &["profile specs/profiles/default.toml: field 'config': expected a table (`[config]` with `key = value` lines); got integer 5"],
+    );
+    assert_errors(
+        default_with("[config]\necho_client = 5\n"),
+        &["profile specs/profiles/default.toml: field 'config.echo_client': expected a table (`[config.echo_client]` with `key = value` lines naming the component's [config] keys); got integer 5"],
+    );
+    assert_errors(
+        default_with("[config.echo_client]\nrounds = [1, 2]\n"),
+        &["profile specs/profiles/default.toml: field 'config.echo_client.rounds': expected an integer, string, bool or float; got an array"],
+    );
+    assert_errors(
+        default_with("[config.Echo]\nrounds = 1\n"),
+        &["profile specs/profiles/default.toml: field 'config.Echo': invalid component name: 'Echo' is not snake_case (lowercase letters and digits, words joined by single underscores, starting with a letter)"],
     );
 }

@@ -170,7 +170,7 @@ fn description_is_required_and_not_empty() {
 fn unknown_fields_are_errors() {
     assert_errors(
         echo_errors(&echo_with(r#"colour = "blue""#)),
-        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, exports, privileges, needs, devices, config)"],
+        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, exports, privileges, needs, devices, config)"],
     );
 }
 
@@ -203,6 +203,28 @@ fn max_restarts_needs_a_restart_policy() {
     assert_errors(
         echo_errors(&echo_replacing("restart", "max_restarts = 5")),
         &["spec specs/echo.toml: field 'max_restarts': has no effect because restart is 'never' (the default): set restart = \"on-failure\" or \"always\", or remove max_restarts"],
+    );
+}
+
+#[test]
+fn restart_window_is_whole_seconds_up_to_a_day() {
+    for bad in ["0", "-5", "86401"] {
+        assert_errors(
+            echo_errors(&echo_with(&format!("restart_window_s = {bad}"))),
+            &[&format!("spec specs/echo.toml: field 'restart_window_s': expected seconds from 1 to 86400; got {bad}")],
+        );
+    }
+    assert_errors(
+        echo_errors(&echo_with("restart_window_s = 1.5")),
+        &["spec specs/echo.toml: field 'restart_window_s': expected an integer; got float 1.5"],
+    );
+}
+
+#[test]
+fn restart_window_needs_a_restart_policy() {
+    assert_errors(
+        echo_errors(&echo_replacing("restart", "restart_window_s = 30")),
+        &["spec specs/echo.toml: field 'restart_window_s': has no effect because restart is 'never' (the default): set restart = \"on-failure\" or \"always\", or remove restart_window_s"],
     );
 }
 
