@@ -1,10 +1,11 @@
 //! A hostile guest does not freeze the native side: boot profile
 //! `guest_flood` (network stack, httpd, Linux, host link), run
 //! `/init --flood` in the guest through `starina exec` (the guest agent's
-//! mode that makes VM exits as fast as it can: port I/O of random widths and
-//! values, console output, CPUID), and meanwhile time HTTP GETs from the
-//! host to the native httpd: every one must answer within 1 s. The same
-//! GETs while the guest sleeps give the latency without the flood.
+//! mode that makes VM exits as fast as it can: CPUID, console output through
+//! the guest's serial driver, and port I/O of random widths and values where
+//! the guest kernel lets user space do it), and meanwhile time HTTP GETs
+//! from the host to the native httpd: every one must answer within 1 s. The
+//! same GETs while the guest sleeps give the latency without the flood.
 //!
 //! Booting needs QEMU: `cargo test -p starina-tests -- --ignored`.
 
