@@ -605,7 +605,10 @@ mod tests {
     fn a_vcpu_thread_exiting_often_is_still_preempted() {
         for exit_every_ns in [1_000, 99_999, 999_999, 1_000_000, 3_000_000] {
             let tick = slice_end_tick(exit_every_ns).expect("the slice never ended");
-            assert!(tick < TIME_SLICE_NS + exit_every_ns, "{exit_every_ns}: {tick}");
+            assert!(
+                tick < TIME_SLICE_NS + exit_every_ns,
+                "{exit_every_ns}: {tick}"
+            );
         }
     }
 
