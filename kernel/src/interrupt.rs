@@ -19,13 +19,13 @@ pub fn in_interrupt() -> bool {
     IN_INTERRUPT.load(Ordering::Relaxed)
 }
 
-/// Programs the next timer interrupt: the earliest timer deadline, or the
-/// end of the time slice, whichever comes first.
+/// Makes the next timer interrupt come by the earliest timer deadline or
+/// the end of the time slice, whichever comes first (an earlier one armed
+/// stays).
 pub fn rearm_timer() {
     let now = crate::arch::time::now_ns();
     let next = timer::fire_expired(now);
-    let until_deadline = next.map_or(u64::MAX, |d| d.saturating_sub(now));
-    apic::arm_timer(until_deadline.min(sched::TIME_SLICE_NS));
+    apic::arm_timer_by(sched::next_tick(next));
 }
 
 const EXCEPTION_NAMES: [&str; 32] = [
@@ -130,15 +130,17 @@ pub fn handle(frame: &mut TrapFrame) {
         return;
     }
     IN_INTERRUPT.store(true, Ordering::Relaxed);
+    // The earliest kernel timer, when the timer interrupt came (otherwise
+    // the armed deadline already covers it).
+    let mut next_timer = None;
     match frame.vector as u8 {
         VECTOR_TIMER => {
             apic::eoi();
+            apic::timer_fired();
             let now = crate::arch::time::now_ns();
-            let next = timer::fire_expired(now);
+            next_timer = timer::fire_expired(now);
             let expired = sched::slice_expired(now);
             sched::switch(frame, expired, true);
-            let until_deadline = next.map_or(u64::MAX, |d| d.saturating_sub(now));
-            apic::arm_timer(until_deadline.min(sched::TIME_SLICE_NS));
         }
         VECTOR_SPURIOUS => {}
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
@@ -165,5 +167,8 @@ pub fn handle(frame: &mut TrapFrame) {
     if sched::current_is_idle() && sched::others_runnable() {
         sched::switch(frame, true, false);
     }
+    // The tick that ends the slice of whichever thread runs now (it may
+    // have just been switched to), or fires the next kernel timer.
+    apic::arm_timer_by(sched::next_tick(next_timer));
     IN_INTERRUPT.store(false, Ordering::Relaxed);
 }

@@ -32,6 +32,26 @@ pub struct Stack;
 /// A thread's time slice before another runnable thread gets the CPU.
 pub const TIME_SLICE_NS: u64 = 10_000_000;
 
+/// The deadline to program when one is `armed` (ns since boot; `u64::MAX`
+/// for none) and a caller wants a tick by `want`: `None` keeps the armed
+/// one. Arming only ever moves the deadline earlier, so a thread that arms
+/// often (`vcpu_run` before every guest entry) cannot push back the tick
+/// that ends its slice or fires a kernel timer. A deadline already past
+/// means now (an armed one already past is pending and fires at once).
+pub fn earlier_deadline(armed: u64, now: u64, want: u64) -> Option<u64> {
+    let want = want.max(now);
+    (want < armed).then_some(want)
+}
+
+/// When the next tick must come: the earliest kernel timer (`next_timer`),
+/// or the end of the running thread's slice, begun at `slice_start` and
+/// charged across everything the thread does until it gives up the CPU
+/// (a vCPU thread entering the guest again does not start a new one).
+pub fn tick_deadline(next_timer: Option<u64>, slice_start: u64) -> u64 {
+    let slice_end = slice_start.saturating_add(TIME_SLICE_NS);
+    next_timer.map_or(slice_end, |t| t.min(slice_end))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ThreadState {
@@ -502,6 +522,12 @@ switch_to_frame:
         now.saturating_sub(s.slice_start) >= TIME_SLICE_NS
     }
 
+    /// When the next tick must come, given the earliest kernel timer
+    /// (see [`tick_deadline`]).
+    pub fn next_tick(next_timer: Option<u64>) -> u64 {
+        tick_deadline(next_timer, SCHED.lock().slice_start)
+    }
+
     pub fn current_is_idle() -> bool {
         let s = SCHED.lock();
         match (&s.current, &s.idle) {
@@ -529,5 +555,68 @@ pub fn try_current() -> Option<&'static Thread> {
         None
     } else {
         Some(current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NONE: u64 = u64::MAX;
+
+    #[test]
+    fn arming_only_moves_the_deadline_earlier() {
+        assert_eq!(earlier_deadline(NONE, 100, 1_100), Some(1_100));
+        assert_eq!(earlier_deadline(5_000, 100, 1_100), Some(1_100));
+        // A later deadline (a vCPU entering the guest again) keeps the
+        // armed one.
+        assert_eq!(earlier_deadline(1_100, 200, 1_200), None);
+        assert_eq!(earlier_deadline(1_100, 100, 1_100), None);
+        // The past means now.
+        assert_eq!(earlier_deadline(NONE, 500, 100), Some(500));
+        // One armed in the past is pending: it stays.
+        assert_eq!(earlier_deadline(400, 500, 600), None);
+    }
+
+    /// A vCPU thread whose guest exits every `exit_every_ns`, arming a
+    /// 1 ms run deadline before each entry, from a slice begun at 0: when
+    /// the tick that ends its slice comes (`None`: not within a second).
+    fn slice_end_tick(exit_every_ns: u64) -> Option<u64> {
+        let vcpu_max_run_ns = 1_000_000;
+        let mut armed = tick_deadline(None, 0);
+        let mut now = 0;
+        while now < 1_000_000_000 {
+            if now >= armed {
+                // The timer interrupt: the handler's part.
+                if now >= TIME_SLICE_NS {
+                    return Some(now);
+                }
+                armed = tick_deadline(None, 0);
+            }
+            if let Some(d) = earlier_deadline(armed, now, now + vcpu_max_run_ns) {
+                armed = d;
+            }
+            now += exit_every_ns;
+        }
+        None
+    }
+
+    #[test]
+    fn a_vcpu_thread_exiting_often_is_still_preempted() {
+        for exit_every_ns in [1_000, 99_999, 999_999, 1_000_000, 3_000_000] {
+            let tick = slice_end_tick(exit_every_ns).expect("the slice never ended");
+            assert!(
+                tick < TIME_SLICE_NS + exit_every_ns,
+                "{exit_every_ns}: {tick}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_tick_is_the_earlier_of_the_slice_end_and_the_next_timer() {
+        assert_eq!(tick_deadline(None, 0), TIME_SLICE_NS);
+        assert_eq!(tick_deadline(Some(3), 0), 3);
+        assert_eq!(tick_deadline(Some(TIME_SLICE_NS + 5), 0), TIME_SLICE_NS);
+        assert_eq!(tick_deadline(None, u64::MAX - 1), u64::MAX);
     }
 }

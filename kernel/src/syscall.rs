@@ -308,7 +308,10 @@ impl KernelApi for Kernel {
     ) -> Result<VmExit, Error> {
         let vcpu = object::<Vcpu>(vcpu, rights::VCPU_RUN)?;
         let mut guard = vcpu.acquire()?;
-        crate::arch::apic::arm_timer(VCPU_MAX_RUN_NS);
+        // By then at the latest, never later than a tick already armed: the
+        // slice and the kernel timers keep their deadlines however often the
+        // guest exits.
+        crate::arch::apic::arm_timer_by(crate::arch::time::now_ns() + VCPU_MAX_RUN_NS);
         Ok(guard.hw().run(state, inject))
     }
 

@@ -13,6 +13,7 @@ use super::trap::VECTOR_PIC_BASE;
 use super::trap::VECTOR_SPURIOUS;
 use super::trap::VECTOR_TIMER;
 use crate::mm::phys_to_virt;
+use crate::sched;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 
@@ -31,6 +32,10 @@ static LAPIC_TICKS_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
 /// rate), so reading the clock is a multiply rather than a 128-bit division.
 static NS_PER_TSC_FP: AtomicU64 = AtomicU64::new(1 << 32);
 static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+/// When the programmed one-shot timer fires (ns since boot), or
+/// [`NOT_ARMED`]. Changed with interrupts off only.
+static ARMED_DEADLINE: AtomicU64 = AtomicU64::new(NOT_ARMED);
+const NOT_ARMED: u64 = u64::MAX;
 
 fn reg(offset: usize) -> *mut u32 {
     (APIC_BASE.load(Ordering::Relaxed) as usize + offset) as *mut u32
@@ -167,10 +172,30 @@ pub fn init() {
 }
 
 /// Fires the timer interrupt once, `ns` from now.
-pub fn arm_timer(ns: u64) {
+fn program_timer(ns: u64) {
     let ticks = ((ns as u128 * LAPIC_TICKS_PER_NS_FP.load(Ordering::Relaxed) as u128) >> 32)
         .clamp(1, u32::MAX as u128) as u32;
     write(REG_TIMER_INIT, ticks);
+}
+
+/// Makes the timer interrupt fire by `deadline` (ns since boot). Arming
+/// only ever moves the programmed deadline earlier (see
+/// [`sched::earlier_deadline`]): no caller can push back a tick the
+/// scheduler or a kernel timer needs, however often it arms.
+pub fn arm_timer_by(deadline: u64) {
+    let was = crate::arch::irq::save_and_disable();
+    let now = now_ns();
+    let armed = ARMED_DEADLINE.load(Ordering::Relaxed);
+    if let Some(deadline) = sched::earlier_deadline(armed, now, deadline) {
+        ARMED_DEADLINE.store(deadline, Ordering::Relaxed);
+        program_timer(deadline.saturating_sub(now));
+    }
+    crate::arch::irq::restore(was);
+}
+
+/// The timer interrupt came: nothing is armed until the handler arms again.
+pub fn timer_fired() {
+    ARMED_DEADLINE.store(NOT_ARMED, Ordering::Relaxed);
 }
 
 /// Nanoseconds since the kernel started (from the TSC).

@@ -13,7 +13,11 @@
 //! - `starina-guest-agent --pipe-bench N`: a pipe ping-pong of N round trips
 //!   between two processes, timed by the guest (`pipebench.rs`; `make
 //!   bench` runs it as `/init --pipe-bench N`).
+//! - `starina-guest-agent --flood SECONDS [SEED]`: a hostile guest program
+//!   that makes the vCPU exit to the VMM as fast as it can (`flood.rs`; the
+//!   reliability test runs it as `/init --flood N`).
 
+mod flood;
 mod pipebench;
 mod server;
 mod stdin;
@@ -98,6 +102,20 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        ["--flood", seconds, rest @ ..] if rest.len() <= 1 => {
+            let seconds = seconds.parse::<u64>();
+            let seed = rest.first().map_or(Ok(0x5eed), |s| s.parse::<u64>());
+            let (Ok(seconds), Ok(seed)) = (seconds, seed) else {
+                eprintln!(
+                    "starina-guest-agent: --flood wants SECONDS and an optional numeric SEED"
+                );
+                std::process::exit(2);
+            };
+            if let Err(e) = flood::run(seconds, seed) {
+                eprintln!("starina-guest-agent: flood failed: {e}");
+                std::process::exit(1);
+            }
+        }
         ["--pipe-echo"] => {
             if let Err(e) = pipebench::echo() {
                 eprintln!("starina-guest-agent: pipe echo failed: {e}");
@@ -109,7 +127,8 @@ fn main() {
                 "usage: starina-guest-agent            (as PID 1 in the Starina microVM)\n\
                  \x20      starina-guest-agent --stdio    (serve the protocol on stdin/stdout)\n\
                  \x20      starina-guest-agent --device PATH\n\
-                 \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)"
+                 \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)\n\
+                 \x20      starina-guest-agent --flood SECONDS [SEED]   (VM exits as fast as it can)"
             );
             std::process::exit(2);
         }

@@ -103,3 +103,42 @@ pub fn make_raw(tty: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: `fd` is an open descriptor and `t` a valid termios.
     check(unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) }).map(drop)
 }
+
+/// `iopl(2)`: level 3 lets this process use `in`/`out` on every port
+/// (root only). For `--flood` (`flood.rs`).
+pub fn allow_port_io() -> io::Result<()> {
+    // SAFETY: iopl takes a plain integer and touches no memory of ours.
+    check(unsafe { libc::iopl(3) }).map(drop)
+}
+
+/// One port access of `width` bytes (1, 2 or 4; anything else is 4): a
+/// write of `value`, or a read (returned). Needs [`allow_port_io`] first.
+pub fn port_io(port: u16, width: u8, write: Option<u32>) -> u32 {
+    // SAFETY: after iopl(3) port I/O from user mode is allowed (without it
+    // the instruction raises SIGSEGV, a clean crash). It touches no memory
+    // of ours; what it does to a device is the point of the caller (a guest
+    // program hammering the VMM's emulated ports).
+    unsafe {
+        match (width, write) {
+            (1, Some(v)) => core::arch::asm!("out dx, al", in("dx") port, in("al") v as u8),
+            (2, Some(v)) => core::arch::asm!("out dx, ax", in("dx") port, in("ax") v as u16),
+            (_, Some(v)) => core::arch::asm!("out dx, eax", in("dx") port, in("eax") v),
+            (1, None) => {
+                let v: u8;
+                core::arch::asm!("in al, dx", in("dx") port, out("al") v);
+                return v as u32;
+            }
+            (2, None) => {
+                let v: u16;
+                core::arch::asm!("in ax, dx", in("dx") port, out("ax") v);
+                return v as u32;
+            }
+            (_, None) => {
+                let v: u32;
+                core::arch::asm!("in eax, dx", in("dx") port, out("eax") v);
+                return v;
+            }
+        }
+    }
+    0
+}
