@@ -4,7 +4,8 @@
 //! A target is a closure over a value built with `arbitrary` from random
 //! bytes. The driver runs it for a budget, catches panics, and checks that
 //! one case did not allocate more than a bound (a decoder that sizes a
-//! buffer from an untrusted length shows up here, not as an OOM later).
+//! buffer from an untrusted length shows up here, not as an OOM later;
+//! measured where the test also includes `tests/fuzz_alloc.rs`).
 //! A failing case prints its input in hex: paste it into a `#[test]` that
 //! calls [`replay`] to keep it as a regression input.
 //!
@@ -15,16 +16,13 @@
 //! - `STARINA_FUZZ_SEED=X`: the random seed (default: fixed per target, so
 //!   `make test` is reproducible).
 //!
-//! Every target prints `fuzz NAME: N cases, S s, R cases/s, seed X` on
-//! stderr (`cargo test -- --nocapture` shows it).
+//! Every target prints `fuzz NAME: N cases, S s, R cases/s, seed X, peak
+//! alloc B bytes` on stderr (`cargo test -- --nocapture` shows it).
 
 #![allow(dead_code)] // each crate uses part of the driver
 
 extern crate std;
 
-use std::alloc::GlobalAlloc;
-use std::alloc::Layout;
-use std::alloc::System;
 use std::cell::Cell;
 use std::env;
 use std::eprintln;
@@ -41,19 +39,19 @@ use arbitrary::Arbitrary;
 use arbitrary::Unstructured;
 
 /// The most one case may have allocated at once beyond what was live when it
-/// started, unless the target says otherwise ([`Target::max_alloc`]).
+/// started, unless the target says otherwise ([`Target::max_alloc`]). Checked
+/// where the test includes `tests/fuzz_alloc.rs` (see [`note_alloc`]).
 pub const DEFAULT_MAX_ALLOC: usize = 64 << 20;
-
-/// Counts the bytes live on each thread, and the peak since the last reset.
-/// Tests run one per thread, so each target sees only its own allocations.
-struct CountingAlloc;
 
 std::thread_local! {
     static LIVE: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
-fn note_alloc(delta: isize) {
+/// Counts `delta` bytes allocated (negative: freed) on this thread: what the
+/// counting allocator in `tests/fuzz_alloc.rs` calls. Crates that forbid
+/// unsafe code cannot install it; their targets report a peak of 0.
+pub fn note_alloc(delta: isize) {
     // `try_with`: allocations during thread teardown are not counted.
     let _ = LIVE.try_with(|live| {
         let now = live.get().wrapping_add(delta);
@@ -61,38 +59,6 @@ fn note_alloc(delta: isize) {
         let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
     });
 }
-
-// SAFETY: every method forwards to the system allocator with the caller's
-// layout and pointer unchanged; the counting touches only `const`
-// thread-locals, which neither allocate nor run destructors.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size() as isize);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc(layout.size() as isize);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note_alloc(-(layout.size() as isize));
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc(new_size as isize - layout.size() as isize);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Starts counting a case: returns the bytes live now.
 fn alloc_baseline() -> isize {
@@ -148,6 +114,70 @@ impl Rng {
     }
 }
 
+/// A sequence for fuzz input. `arbitrary`'s own `Vec` reads a "one more?"
+/// flag before each element, which suits coverage-guided fuzzers but gives
+/// random input sequences of one or two elements. `Seq` reads its length
+/// from the end of the input instead (and takes all that is left when it
+/// is last), so sequences of operations run long.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Seq<T>(pub Vec<T>);
+
+impl<'a, T: Arbitrary<'a>> Arbitrary<'a> for Seq<T> {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let len = u.arbitrary_len::<T>()?;
+        (0..len)
+            .map(|_| T::arbitrary(u))
+            .collect::<Result<_, _>>()
+            .map(Seq)
+    }
+
+    fn arbitrary_take_rest(mut u: Unstructured<'a>) -> arbitrary::Result<Self> {
+        let mut out = Vec::new();
+        while !u.is_empty() {
+            out.push(T::arbitrary(&mut u)?);
+        }
+        Ok(Seq(out))
+    }
+}
+
+impl<T> std::ops::Deref for Seq<T> {
+    type Target = Vec<T>;
+
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+/// Bytes for fuzz input: a length from the end of the input, then that
+/// many bytes (all that is left when last). See [`Seq`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl<'a> Arbitrary<'a> for Bytes {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let len = u.arbitrary_len::<u8>()?;
+        Ok(Bytes(u.bytes(len)?.to_vec()))
+    }
+
+    fn arbitrary_take_rest(u: Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(Bytes(u.take_rest().to_vec()))
+    }
+}
+
+impl Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "b\"{}\"", self.0.escape_ascii())
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = Vec<u8>;
+
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
 /// One fuzz target's name and limits.
 pub struct Target {
     name: &'static str,
@@ -196,24 +226,27 @@ impl Target {
         let deadline = seconds.map(|s| Instant::now() + Duration::from_secs(s));
         let mut rng = Rng(seed);
         let start = Instant::now();
-        let mut done = 0u64;
+        let (mut done, mut max_peak) = (0u64, 0usize);
         while done < cases && deadline.is_none_or(|d| done % 64 != 0 || Instant::now() < d) {
             let bytes = rng.input(self.max_input);
-            self.run_one(&bytes, &mut check, Some((seed, done)));
+            let peak = self.run_one(&bytes, &mut check, Some((seed, done)));
+            max_peak = max_peak.max(peak);
             done += 1;
         }
         let secs = start.elapsed().as_secs_f64();
         eprintln!(
-            "fuzz {}: {} cases, {:.2} s, {:.0} cases/s, seed {:#x}",
+            "fuzz {}: {} cases, {:.2} s, {:.0} cases/s, seed {:#x}, peak alloc {} bytes",
             self.name,
             done,
             secs,
             done as f64 / secs.max(1e-9),
-            seed
+            seed,
+            max_peak
         );
     }
 
-    fn run_one<T, F>(&self, bytes: &[u8], check: &mut F, origin: Option<(u64, u64)>)
+    /// Runs one case; returns the most it allocated at once.
+    fn run_one<T, F>(&self, bytes: &[u8], check: &mut F, origin: Option<(u64, u64)>) -> usize
     where
         T: for<'a> Arbitrary<'a> + Debug,
         F: FnMut(T),
@@ -244,6 +277,7 @@ impl Target {
                 hex(bytes)
             );
         }
+        peak
     }
 
     /// Runs `check` on the value built from `hex_bytes` (a failing case's
@@ -254,7 +288,7 @@ impl Target {
         F: FnMut(T),
     {
         let bytes = unhex(hex_bytes);
-        self.run_one(&bytes, &mut check, None);
+        let _ = self.run_one(&bytes, &mut check, None);
     }
 }
 

@@ -4,8 +4,12 @@
 
 #[path = "../../tests/fuzz_driver.rs"]
 mod driver;
+#[path = "../../tests/fuzz_alloc.rs"]
+mod fuzz_alloc;
 
 use arbitrary::Arbitrary;
+use driver::Bytes;
+use driver::Seq;
 use starina_bridge::exec::Event;
 use starina_bridge::exec::ExecRequest;
 use starina_bridge::exec::MESSAGE_MAX;
@@ -31,16 +35,16 @@ struct StreamInput {
     /// A small limit, to reach the too-large path often.
     small_limit: Option<u16>,
     /// Where the stream is cut into pushes.
-    cuts: Vec<u8>,
+    cuts: Bytes,
     /// Valid frames mixed in, so that decoding goes past the first header.
-    frames: Vec<(Vec<u8>, u8, u32)>,
-    stream: Vec<u8>,
+    frames: Seq<(Bytes, u8, u32)>,
+    stream: Bytes,
 }
 
 /// The stream: the raw bytes, with well-formed frame headers spliced in.
 fn stream_bytes(input: &StreamInput) -> Vec<u8> {
     let mut out = Vec::new();
-    for (payload, ty, id) in &input.frames {
+    for (payload, ty, id) in input.frames.iter() {
         let len = (HEADER_LEN + payload.len()) as u32;
         out.extend_from_slice(&len.to_le_bytes());
         out.push(*ty);
@@ -81,7 +85,7 @@ fn fuzz_frame_stream_decoder() {
     driver::run("bridge::frame_stream", 2000, check_stream);
 }
 
-fn check_frame_body(body: Vec<u8>) {
+fn check_frame_body(body: Bytes) {
     if let Ok(frame) = Frame::decode_body(&body) {
         assert_round_trip(&frame);
     }
@@ -95,16 +99,16 @@ fn fuzz_frame_body_decoder() {
 /// Every frame, built from arbitrary fields.
 #[derive(Arbitrary, Debug)]
 enum AnyFrame {
-    Spawn(u32, Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>),
-    Stdin(u32, Vec<u8>),
+    Spawn(u32, Seq<Bytes>, Seq<(Bytes, Bytes)>, Option<Bytes>),
+    Stdin(u32, Bytes),
     StdinClose(u32),
     Kill(u32, i32),
     Ping(u32),
     Panic,
     Ready(String),
     Started(u32, u32),
-    Stdout(u32, Vec<u8>),
-    Stderr(u32, Vec<u8>),
+    Stdout(u32, Bytes),
+    Stderr(u32, Bytes),
     Exited(u32, i32),
     Signaled(u32, i32),
     SpawnFailed(u32, i32, String),
@@ -112,18 +116,31 @@ enum AnyFrame {
     StdinAck(u32, u32),
 }
 
+fn bytes_list(list: Seq<Bytes>) -> Vec<Vec<u8>> {
+    list.0.into_iter().map(|b| b.0).collect()
+}
+
+fn pairs(list: Seq<(Bytes, Bytes)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    list.0.into_iter().map(|(k, v)| (k.0, v.0)).collect()
+}
+
 fn frame(f: AnyFrame) -> Frame {
     match f {
-        AnyFrame::Spawn(id, argv, env, cwd) => Frame::Spawn(Spawn { id, argv, env, cwd }),
-        AnyFrame::Stdin(id, data) => Frame::Stdin { id, data },
+        AnyFrame::Spawn(id, argv, env, cwd) => Frame::Spawn(Spawn {
+            id,
+            argv: bytes_list(argv),
+            env: pairs(env),
+            cwd: cwd.map(|c| c.0),
+        }),
+        AnyFrame::Stdin(id, data) => Frame::Stdin { id, data: data.0 },
         AnyFrame::StdinClose(id) => Frame::StdinClose { id },
         AnyFrame::Kill(id, signal) => Frame::Kill { id, signal },
         AnyFrame::Ping(nonce) => Frame::Ping { nonce },
         AnyFrame::Panic => Frame::Panic,
         AnyFrame::Ready(kernel_release) => Frame::Ready { kernel_release },
         AnyFrame::Started(id, pid) => Frame::Started { id, pid },
-        AnyFrame::Stdout(id, data) => Frame::Stdout { id, data },
-        AnyFrame::Stderr(id, data) => Frame::Stderr { id, data },
+        AnyFrame::Stdout(id, data) => Frame::Stdout { id, data: data.0 },
+        AnyFrame::Stderr(id, data) => Frame::Stderr { id, data: data.0 },
         AnyFrame::Exited(id, code) => Frame::Exited { id, code },
         AnyFrame::Signaled(id, signal) => Frame::Signaled { id, signal },
         AnyFrame::SpawnFailed(id, errno, msg) => Frame::SpawnFailed { id, errno, msg },
@@ -153,7 +170,7 @@ fn fuzz_frame_encode_decode() {
     driver::run("bridge::frame_codec", 2000, check_encode);
 }
 
-fn check_exec_request(data: Vec<u8>) {
+fn check_exec_request(data: Bytes) {
     if let Ok(req) = ExecRequest::decode(&data) {
         let bytes = req.encode().expect("a decoded request re-encodes");
         assert_eq!(ExecRequest::decode(&bytes), Ok(req));
@@ -165,10 +182,12 @@ fn fuzz_exec_request_decoder() {
     driver::run("bridge::exec_request", 2000, check_exec_request);
 }
 
-fn check_exec_request_encode(
-    (argv, env, cwd): (Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>),
-) {
-    let req = ExecRequest { argv, env, cwd };
+fn check_exec_request_encode((argv, env, cwd): (Seq<Bytes>, Seq<(Bytes, Bytes)>, Option<Bytes>)) {
+    let req = ExecRequest {
+        argv: bytes_list(argv),
+        env: pairs(env),
+        cwd: cwd.map(|c| c.0),
+    };
     match req.encode() {
         Ok(bytes) => {
             assert!(bytes.len() <= MESSAGE_MAX);
@@ -186,14 +205,14 @@ fn check_exec_request_encode(
 fn fuzz_exec_request_encode_decode() {
     driver::run(
         "bridge::exec_request_codec",
-        2000,
+        1000,
         check_exec_request_encode,
     );
 }
 
-fn check_event(data: Vec<u8>) {
+fn check_event(data: Bytes) {
     if let Ok(event) = Event::decode(&data) {
-        assert_eq!(event.encode(), data, "events have one encoding");
+        assert_eq!(event.encode(), data.0, "events have one encoding");
         let _ = (event.is_final(), event.shell_status());
     }
 }
@@ -205,7 +224,10 @@ fn fuzz_exec_event_decoder() {
 
 #[derive(Arbitrary, Debug)]
 enum StdinOp {
-    Push(Vec<u8>),
+    /// A message (see [`message`]): up to 64 KiB when
+    /// the number is odd, else up to 1 KiB (to fill the window in a few
+    /// steps, and to stay cheap).
+    Push(u16),
     Close,
     /// The agent acknowledges this many of the bytes it has (or any).
     Ack(u32),
@@ -214,19 +236,33 @@ enum StdinOp {
     Drain,
 }
 
+/// A `len`-byte message starting at stream offset `at`: its first byte
+/// counts up, the rest repeat it (a fill is fast even unoptimized), so
+/// bytes out of order or lost show.
+fn message(at: usize, len: usize) -> Vec<u8> {
+    let mut data = vec![(at / 7 % 251) as u8; len];
+    if let Some(first) = data.first_mut() {
+        *first = (at % 253) as u8;
+    }
+    data
+}
+
 /// Stdin through the window: every byte goes out once and in order, no
 /// more than the window is ever unacknowledged, and the close goes last.
-fn check_stdin(ops: Vec<StdinOp>) {
+fn check_stdin(ops: Seq<StdinOp>) {
     let mut outbox = StdinOutbox::new();
     let (mut pushed, mut sent) = (Vec::new(), Vec::new());
     let (mut closed, mut close_sent, mut unacked) = (false, false, 0usize);
-    for op in ops {
+    for op in ops.0 {
         match op {
-            StdinOp::Push(data) if !closed => {
+            StdinOp::Push(n) => {
+                let len = if n & 1 == 1 { n } else { n % 1024 };
+                let data = message(pushed.len(), len as usize);
                 outbox.push(&data);
-                pushed.extend_from_slice(&data);
+                if !closed {
+                    pushed.extend_from_slice(&data);
+                }
             }
-            StdinOp::Push(data) => outbox.push(&data),
             StdinOp::Close => {
                 outbox.close();
                 closed = true;
@@ -265,16 +301,16 @@ fn check_stdin(ops: Vec<StdinOp>) {
 
 #[test]
 fn fuzz_stdin_window() {
-    driver::Target::new("bridge::stdin_window", 1000)
-        .max_input(16 << 10)
+    driver::Target::new("bridge::stdin_window", 500)
+        .max_input(1024)
         .run(check_stdin);
 }
 
 #[derive(Arbitrary, Debug)]
 enum AnyEvent {
     Started(u32),
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
+    Stdout(Bytes),
+    Stderr(Bytes),
     Exited(i32),
     Signaled(i32),
 }

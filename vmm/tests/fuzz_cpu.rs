@@ -4,8 +4,12 @@
 
 #[path = "../../tests/fuzz_driver.rs"]
 mod driver;
+#[path = "../../tests/fuzz_alloc.rs"]
+mod fuzz_alloc;
 
 use arbitrary::Arbitrary;
+use driver::Bytes;
+use driver::Seq;
 use starina_vmm::cpuid::CpuidPolicy;
 use starina_vmm::cpuid::CpuidResult;
 use starina_vmm::cpuid::Paravirt;
@@ -45,7 +49,7 @@ impl Regs {
 struct DecodeInput {
     regs: Regs,
     load_value: u64,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 fn check_decode(input: DecodeInput) {
@@ -88,7 +92,7 @@ fn fuzz_instruction_decoder() {
 struct WalkInput {
     /// (8-byte slot in a 64 KiB RAM, entry value). Entries pointing into
     /// the RAM are made likely by masking some of them.
-    entries: Vec<(u16, u64, bool)>,
+    entries: Seq<(u16, u64, bool)>,
     cr0_pg: bool,
     lma: bool,
     la57: bool,
@@ -180,12 +184,12 @@ fn msr_index(known: Option<u8>, index: u32) -> u32 {
     known.map_or(index, |k| MSRS[k as usize % MSRS.len()])
 }
 
-fn check_msrs((kvm_clock, ops): (bool, Vec<MsrOp>)) {
+fn check_msrs((kvm_clock, ops): (bool, Seq<MsrOp>)) {
     let mut msrs = MsrState {
         kvm_clock,
         ..Default::default()
     };
-    for op in ops {
+    for op in ops.0 {
         match op {
             MsrOp::Read {
                 known,
@@ -226,7 +230,7 @@ struct CpuidInput {
     tsc_khz: Option<u32>,
     /// The host's answers: mixed from this seed, or all ones.
     host_seed: Option<u64>,
-    queries: Vec<(u32, u32, u64)>,
+    queries: Seq<(u32, u32, u64)>,
 }
 
 fn host_answer(seed: Option<u64>, leaf: u32, subleaf: u32) -> CpuidResult {
@@ -271,7 +275,7 @@ fn check_cpuid(input: CpuidInput) {
         tsc_khz: input.tsc_khz,
     };
     let host = |leaf, subleaf| host_answer(input.host_seed, leaf, subleaf);
-    for &(raw_leaf, subleaf, cr4) in &input.queries {
+    for &(raw_leaf, subleaf, cr4) in input.queries.iter() {
         let leaf = cpuid_leaf(raw_leaf);
         let r = policy.cpuid(leaf, subleaf, cr4, &host);
         if leaf == 1 && r != CpuidResult::default() {

@@ -5,8 +5,11 @@
 
 #[path = "../../tests/fuzz_driver.rs"]
 mod driver;
+#[path = "../../tests/fuzz_alloc.rs"]
+mod fuzz_alloc;
 
 use arbitrary::Arbitrary;
+use driver::Seq;
 use starina_vmm::cpuid::CpuidPolicy;
 use starina_vmm::cpuid::CpuidResult;
 use starina_vmm::exit::Access;
@@ -62,7 +65,7 @@ struct QueueInput {
     desc: Addr,
     avail: Addr,
     used: Addr,
-    ops: Vec<QueueOp>,
+    ops: Seq<QueueOp>,
 }
 
 fn poke(mem: &mut VecMemory, at: u16, value: u64) {
@@ -81,7 +84,7 @@ fn check_queue(input: QueueInput) {
     q.ready = q.validate(&mem).is_ok();
     let mut last = None;
     let bound = q.size as usize + MAX_INDIRECT_DESCRIPTORS as usize;
-    for op in input.ops {
+    for op in input.ops.0 {
         match op {
             QueueOp::Pop => {
                 if let Ok(Some(chain)) = q.pop(&mem) {
@@ -208,20 +211,27 @@ enum MmioOp {
         at: u16,
         value: u64,
     },
-    PushRx(Vec<u8>),
+    /// Host console input: these bytes, repeated.
+    PushRx([u8; 8], u8),
     TakeTx,
     Poll,
     ConfigChange,
+}
+
+/// Input bytes for a device: a short pattern repeated (inputs built from
+/// one `Vec` each would swallow the rest of the fuzz input).
+fn repeated(bytes: [u8; 8], reps: u8) -> Vec<u8> {
+    bytes.repeat(1 + reps as usize)
 }
 
 fn width(w: u8) -> usize {
     [4, 4, 4, 1, 2, 8, 0, 3][w as usize % 8]
 }
 
-fn check_mmio(ops: Vec<MmioOp>) {
+fn check_mmio(ops: Seq<MmioOp>) {
     let mut mem = VecMemory::new(RAM);
     let mut t = MmioTransport::new(Console::new());
-    for op in ops {
+    for op in ops.0 {
         match op {
             MmioOp::Read { offset, width: w } => {
                 let mut data = vec![0u8; width(w)];
@@ -236,7 +246,8 @@ fn check_mmio(ops: Vec<MmioOp>) {
                 let _ = t.write(offset.get(), &bytes[..width(w)], &mut mem);
             }
             MmioOp::Poke { at, value } => poke(&mut mem, at, value),
-            MmioOp::PushRx(data) => {
+            MmioOp::PushRx(bytes, reps) => {
+                let data = repeated(bytes, reps);
                 let n = t.device_mut().push_rx(&data);
                 assert!(n <= data.len());
                 t.poll(&mut mem);
@@ -296,7 +307,7 @@ enum PortOp {
     Wait(u32),
     UpdateIrqs,
     Acknowledge,
-    SerialInput(Vec<u8>),
+    SerialInput([u8; 8], u8),
     TakeLines,
 }
 
@@ -326,7 +337,8 @@ fn port_op(vm: &mut Vm, op: PortOp, now: &mut u64) {
             let _ = (vm.pending_interrupt(), vm.acknowledge_interrupt());
             let _ = vm.next_deadline_ns();
         }
-        PortOp::SerialInput(data) => {
+        PortOp::SerialInput(bytes, reps) => {
+            let data = repeated(bytes, reps);
             let n = vm.serial_mut().push_input(&data);
             assert!(n <= data.len());
         }
@@ -348,7 +360,7 @@ fn port_op(vm: &mut Vm, op: PortOp, now: &mut u64) {
     }
 }
 
-fn check_ports((start_ns, ops): (u32, Vec<PortOp>)) {
+fn check_ports((start_ns, ops): (u32, Seq<PortOp>)) {
     let mut vm = Vm::new(
         CpuidPolicy::default(),
         host_cpuid,
@@ -356,7 +368,7 @@ fn check_ports((start_ns, ops): (u32, Vec<PortOp>)) {
         start_ns as u64,
     );
     let mut now = start_ns as u64;
-    for op in ops {
+    for op in ops.0 {
         port_op(&mut vm, op, &mut now);
     }
     assert!(vm.serial().partial_line().len() <= serial::MAX_LINE);
@@ -417,7 +429,7 @@ enum ExitOp {
         at: u32,
         value: u64,
     },
-    ConsoleInput(Vec<u8>),
+    ConsoleInput([u8; 8], u8),
     Wait(u32),
 }
 
@@ -478,7 +490,7 @@ fn exit_of(op: &ExitOp, vm: &Vm, rip: u64) -> Option<VmExit> {
     })
 }
 
-fn check_exits((gprs, ops): ([u64; 16], Vec<ExitOp>)) {
+fn check_exits((gprs, ops): ([u64; 16], Seq<ExitOp>)) {
     let mut vm = Vm::new(CpuidPolicy::default(), host_cpuid, 1_700_000_000, 0);
     let slot = vm.add_virtio(Console::new()).expect("one console fits");
     let mut mem = VecMemory::new(VM_RAM);
@@ -487,7 +499,7 @@ fn check_exits((gprs, ops): ([u64; 16], Vec<ExitOp>)) {
         ..Default::default()
     };
     let mut now = 0u64;
-    for op in &ops {
+    for op in ops.iter() {
         if let Some(exit) = exit_of(op, &vm, st.rip) {
             let ctx = ExitContext {
                 now_ns: now,
@@ -511,8 +523,9 @@ fn check_exits((gprs, ops): ([u64; 16], Vec<ExitOp>)) {
             ExitOp::Poke { at, value } => {
                 let _ = mem.write_u64(at as u64 % VM_RAM as u64, value);
             }
-            ExitOp::ConsoleInput(ref data) => {
-                let _ = vm.virtio_device_mut(slot).map(|c| c.push_rx(data));
+            ExitOp::ConsoleInput(bytes, reps) => {
+                let data = repeated(bytes, reps);
+                let _ = vm.virtio_device_mut(slot).map(|c| c.push_rx(&data));
                 let _ = vm.poll_virtio(slot, &mut mem, now);
             }
             ExitOp::Wait(ns) => now = now.saturating_add(ns as u64),

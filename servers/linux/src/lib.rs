@@ -36,6 +36,8 @@ extern crate alloc;
 
 mod clients;
 mod from_guest;
+#[cfg(test)]
+mod fuzz;
 mod handler;
 mod process;
 mod shared;
