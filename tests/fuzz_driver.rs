@@ -94,7 +94,7 @@ impl Rng {
             _ => self.next() as usize % (max_len + 1),
         };
         // Boundary bytes make boundary integers (0, -1, i32::MAX, 0x80..).
-        let alphabet: Option<[u8; 4]> = (self.next() % 3 == 0).then(|| {
+        let alphabet: Option<[u8; 4]> = self.next().is_multiple_of(3).then(|| {
             let r = self.next().to_le_bytes();
             let edge = [0x7f, 0x80, 0x01, r[2]][r[3] as usize % 4];
             [0, 0xff, edge, r[0]]
@@ -304,6 +304,9 @@ where
 fn env_u64(name: &str) -> Option<u64> {
     let text = env::var(name).ok()?;
     let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
     let parsed = match text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16),
         None => text.parse(),

@@ -188,16 +188,14 @@ fn check_exec_request_encode((argv, env, cwd): (Seq<Bytes>, Seq<(Bytes, Bytes)>,
         env: pairs(env),
         cwd: cwd.map(|c| c.0),
     };
-    match req.encode() {
-        Ok(bytes) => {
-            assert!(bytes.len() <= MESSAGE_MAX);
-            let decoded = ExecRequest::decode(&bytes);
-            match req.check() {
-                Ok(()) => assert_eq!(decoded, Ok(req)),
-                Err(e) => assert_eq!(decoded, Err(e)),
-            }
+    // Too large to encode is an error, checked by the codec's own tests.
+    if let Ok(bytes) = req.encode() {
+        assert!(bytes.len() <= MESSAGE_MAX);
+        let decoded = ExecRequest::decode(&bytes);
+        match req.check() {
+            Ok(()) => assert_eq!(decoded, Ok(req)),
+            Err(e) => assert_eq!(decoded, Err(e)),
         }
-        Err(_) => {}
     }
 }
 

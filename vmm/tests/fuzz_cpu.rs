@@ -45,15 +45,57 @@ impl Regs {
     }
 }
 
+/// Prefixes, a REX byte and the opcodes the decoder knows, so that most
+/// cases get past the first bytes.
+const PREFIXES: [u8; 12] = [
+    0x66, 0x67, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65, 0xf0, 0xf2, 0xf3, 0x48,
+];
+const OPCODES: [&[u8]; 16] = [
+    &[0x88],
+    &[0x89],
+    &[0x8a],
+    &[0x8b],
+    &[0xc6],
+    &[0xc7],
+    &[0xa0],
+    &[0xa1],
+    &[0xa2],
+    &[0xa3],
+    &[0x0f, 0xb6],
+    &[0x0f, 0xb7],
+    &[0x0f, 0xbe],
+    &[0x0f, 0xbf],
+    &[0x0f],
+    &[],
+];
+
 #[derive(Arbitrary, Debug)]
 struct DecodeInput {
     regs: Regs,
     load_value: u64,
-    bytes: Bytes,
+    /// Indexes into PREFIXES (REX: 0x40 | the low nibble of the index).
+    prefixes: [Option<u8>; 4],
+    opcode: u8,
+    /// ModRM, SIB, displacement, immediate, or anything.
+    rest: Bytes,
+}
+
+fn insn_bytes(input: &DecodeInput) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in input.prefixes.iter().flatten() {
+        out.push(match PREFIXES[*p as usize % PREFIXES.len()] {
+            0x48 => 0x40 | (p & 0xf),
+            byte => byte,
+        });
+    }
+    out.extend_from_slice(OPCODES[input.opcode as usize % OPCODES.len()]);
+    out.extend_from_slice(&input.rest);
+    out
 }
 
 fn check_decode(input: DecodeInput) {
-    let bytes = &input.bytes[..input.bytes.len().min(24)];
+    let bytes = insn_bytes(&input);
+    let bytes = &bytes[..bytes.len().min(24)];
     let Ok(insn) = decode::decode(bytes) else {
         return;
     };

@@ -50,22 +50,113 @@ impl Addr {
 enum QueueOp {
     Pop,
     UndoPop,
-    AddUsed { head: u16, len: u32 },
+    AddUsed {
+        head: u16,
+        len: u32,
+    },
     HasAvailable,
     TakeInterrupt,
-    ReadInto { max: u16 },
-    WriteFrom { len: u16 },
-    Poke { at: u16, value: u64 },
+    ReadInto {
+        max: u16,
+    },
+    WriteFrom {
+        len: u16,
+    },
+    Poke {
+        at: u16,
+        value: u64,
+    },
+    /// The driver writes descriptor `index` (mod the queue size, or any
+    /// when the index is past 255 in the table).
+    Desc {
+        index: u16,
+        addr: Addr,
+        len: u32,
+        flags: u16,
+        next: u16,
+    },
+    /// The driver puts `head` in available slot `slot` and bumps the index
+    /// by `bump` (0: leaves it).
+    Avail {
+        slot: u16,
+        head: u16,
+        bump: u8,
+    },
+}
+
+/// Where the rings are: a sane layout (with a size and addresses that
+/// validate, so operations reach the chains), or anything.
+#[derive(Arbitrary, Debug)]
+enum Layout {
+    Sane {
+        size_log2: u8,
+    },
+    Any {
+        max_size: u16,
+        size: u16,
+        desc: Addr,
+        avail: Addr,
+        used: Addr,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
 struct QueueInput {
-    max_size: u16,
-    size: u16,
-    desc: Addr,
-    avail: Addr,
-    used: Addr,
+    layout: Layout,
     ops: Seq<QueueOp>,
+}
+
+fn queue_of(layout: &Layout) -> Virtqueue {
+    match *layout {
+        Layout::Sane { size_log2 } => {
+            let mut q = Virtqueue::new(256);
+            q.size = 1 << (size_log2 % 9);
+            (q.desc_addr, q.avail_addr, q.used_addr) = (0x1000, 0x2000, 0x3000);
+            q
+        }
+        Layout::Any {
+            max_size,
+            size,
+            desc,
+            avail,
+            used,
+        } => {
+            let mut q = Virtqueue::new(max_size);
+            q.size = size;
+            (q.desc_addr, q.avail_addr, q.used_addr) = (desc.get(), avail.get(), used.get());
+            q
+        }
+    }
+}
+
+/// The driver's side of a descriptor or available-ring write.
+fn driver_write(mem: &mut VecMemory, q: &Virtqueue, op: &QueueOp) {
+    let size = q.size.max(1) as u64;
+    match *op {
+        QueueOp::Desc {
+            index,
+            addr,
+            len,
+            flags,
+            next,
+        } => {
+            let at = q.desc_addr.wrapping_add(16 * (index as u64 % size));
+            let _ = mem.write_u64(at, addr.get());
+            let _ = mem.write_u32(at.wrapping_add(8), len);
+            let _ = mem.write_u16(at.wrapping_add(12), flags);
+            let _ = mem.write_u16(at.wrapping_add(14), next);
+        }
+        QueueOp::Avail { slot, head, bump } => {
+            let at = q.avail_addr.wrapping_add(4 + 2 * (slot as u64 % size));
+            let _ = mem.write_u16(at, head);
+            if bump > 0 {
+                let idx_at = q.avail_addr.wrapping_add(2);
+                let idx = mem.read_u16(idx_at).unwrap_or(0);
+                let _ = mem.write_u16(idx_at, idx.wrapping_add(bump as u16 % 4));
+            }
+        }
+        _ => {}
+    }
 }
 
 fn poke(mem: &mut VecMemory, at: u16, value: u64) {
@@ -75,11 +166,7 @@ fn poke(mem: &mut VecMemory, at: u16, value: u64) {
 
 fn check_queue(input: QueueInput) {
     let mut mem = VecMemory::new(RAM);
-    let mut q = Virtqueue::new(input.max_size);
-    q.size = input.size;
-    q.desc_addr = input.desc.get();
-    q.avail_addr = input.avail.get();
-    q.used_addr = input.used.get();
+    let mut q = queue_of(&input.layout);
     // The transport sets `ready` only after `validate`: so does this.
     q.ready = q.validate(&mem).is_ok();
     let mut last = None;
@@ -124,6 +211,7 @@ fn check_queue(input: QueueInput) {
                 }
             }
             QueueOp::Poke { at, value } => poke(&mut mem, at, value),
+            QueueOp::Desc { .. } | QueueOp::Avail { .. } => driver_write(&mut mem, &q, &op),
         }
     }
 }
