@@ -299,6 +299,22 @@ enum MmioOp {
         at: u16,
         value: u64,
     },
+    /// The driver's whole start-up (status, features, every queue at a
+    /// sane place with 2^n entries, DRIVER_OK), as Linux does it.
+    Start {
+        size_log2: u8,
+    },
+    /// The driver writes descriptor `index` of queue 0 or 1, makes it
+    /// available in the next slot, and kicks the queue if `notify`.
+    Buffer {
+        queue: bool,
+        index: u8,
+        addr: Addr,
+        len: u16,
+        flags: u8,
+        next: u8,
+        notify: bool,
+    },
     /// Host console input: these bytes, repeated.
     PushRx([u8; 8], u8),
     TakeTx,
@@ -314,6 +330,35 @@ fn repeated(bytes: [u8; 8], reps: u8) -> Vec<u8> {
 
 fn width(w: u8) -> usize {
     [4, 4, 4, 1, 2, 8, 0, 3][w as usize % 8]
+}
+
+/// Queue `index` of a started console: its rings at fixed places in RAM.
+fn sane_queue(index: u16, size: u16) -> Virtqueue {
+    let base = 0x1000 + 0x3000 * index as u64;
+    let mut q = Virtqueue::new(size);
+    (q.desc_addr, q.avail_addr, q.used_addr) = (base, base + 0x1000, base + 0x2000);
+    q
+}
+
+fn start_driver(t: &mut MmioTransport<Console>, mem: &mut VecMemory, size_log2: u8) {
+    let mut w = |offset: u64, v: u32| {
+        let _ = t.write(offset, &v.to_le_bytes(), mem);
+    };
+    w(reg::STATUS, 0);
+    w(reg::STATUS, 1 | 2);
+    w(reg::DRIVER_FEATURES_SEL, 1);
+    w(reg::DRIVER_FEATURES, 1); // VIRTIO_F_VERSION_1
+    w(reg::STATUS, 1 | 2 | 8);
+    for index in 0..2u16 {
+        let q = sane_queue(index, 1 << (size_log2 % 4));
+        w(reg::QUEUE_SEL, index as u32);
+        w(reg::QUEUE_NUM, q.max_size as u32);
+        w(reg::QUEUE_DESC_LOW, q.desc_addr as u32);
+        w(reg::QUEUE_DRIVER_LOW, q.avail_addr as u32);
+        w(reg::QUEUE_DEVICE_LOW, q.used_addr as u32);
+        w(reg::QUEUE_READY, 1);
+    }
+    w(reg::STATUS, 1 | 2 | 8 | 4);
 }
 
 fn check_mmio(ops: Seq<MmioOp>) {
@@ -334,6 +379,40 @@ fn check_mmio(ops: Seq<MmioOp>) {
                 let _ = t.write(offset.get(), &bytes[..width(w)], &mut mem);
             }
             MmioOp::Poke { at, value } => poke(&mut mem, at, value),
+            MmioOp::Start { size_log2 } => start_driver(&mut t, &mut mem, size_log2),
+            MmioOp::Buffer {
+                queue,
+                index,
+                addr,
+                len,
+                flags,
+                next,
+                notify,
+            } => {
+                let q = sane_queue(queue as u16, 8);
+                let (index, next) = (index as u16 % 8, next as u16 % 8);
+                let desc = QueueOp::Desc {
+                    index,
+                    addr,
+                    len: len as u32,
+                    flags: flags as u16 & 7,
+                    next,
+                };
+                driver_write(&mut mem, &q, &desc);
+                let slot = mem.read_u16(q.avail_addr + 2).unwrap_or(0);
+                driver_write(
+                    &mut mem,
+                    &q,
+                    &QueueOp::Avail {
+                        slot,
+                        head: index,
+                        bump: 1,
+                    },
+                );
+                if notify {
+                    let _ = t.write(reg::QUEUE_NOTIFY, &(queue as u32).to_le_bytes(), &mut mem);
+                }
+            }
             MmioOp::PushRx(bytes, reps) => {
                 let data = repeated(bytes, reps);
                 let n = t.device_mut().push_rx(&data);
@@ -487,6 +566,9 @@ enum ExitOp {
         gpa: u64,
         insn: [u8; 15],
         insn_len: u8,
+        /// Makes the bytes a MOV the decoder takes: (opcode, ModRM with
+        /// mod 00, i.e. through a register).
+        mov: Option<(u8, u8)>,
     },
     Cpuid {
         leaf: u32,
@@ -519,6 +601,8 @@ enum ExitOp {
     },
     ConsoleInput([u8; 8], u8),
     Wait(u32),
+    /// A register gets a value (what the next MOV stores).
+    SetReg(u8, Value),
 }
 
 fn exit_of(op: &ExitOp, vm: &Vm, rip: u64) -> Option<VmExit> {
@@ -542,9 +626,15 @@ fn exit_of(op: &ExitOp, vm: &Vm, rip: u64) -> Option<VmExit> {
             window,
             offset,
             gpa,
-            insn,
-            insn_len,
+            mut insn,
+            mut insn_len,
+            mov,
         } => {
+            if let Some((opcode, modrm)) = mov {
+                insn[0] = [0x89, 0x8b, 0x88, 0x8a, 0xc7, 0xc6][opcode as usize % 6];
+                insn[1] = modrm & 0x3f;
+                insn_len = insn_len.max(2);
+            }
             let windows = vm.virtio_devices();
             let gpa = match window {
                 Some(w) if !windows.is_empty() => {
@@ -617,6 +707,7 @@ fn check_exits((gprs, ops): ([u64; 16], Seq<ExitOp>)) {
                 let _ = vm.poll_virtio(slot, &mut mem, now);
             }
             ExitOp::Wait(ns) => now = now.saturating_add(ns as u64),
+            ExitOp::SetReg(r, v) => st.gprs[r as usize % 16] = v.get() as u64,
             _ => unreachable!("exit_of covers the exits"),
         }
     }
