@@ -3,6 +3,7 @@
 #   make run      boot the default profile under QEMU (Ctrl-C to stop)
 #   make test     host tests, in-OS tests on q35 and microvm, end-to-end tests
 #   make bench    boot time, IPC, Linux and HTTP figures (scripts/bench)
+#   make fuzz     the host fuzz targets for longer (make test runs each briefly)
 #   make kernel   build the kernel image only
 #   make setup    install what the scripts need (Debian: QEMU, ...)
 #   make lint     clippy -D warnings: host crates, and the kernel as it is built
@@ -11,6 +12,9 @@
 #
 # Options for `make run`: PROFILE=default MACHINE=q35 ARGS="--icount ..."
 # (ARGS goes to `scripts/starina run` as is).
+# Options for `make fuzz` (each per target): CASES=1000000 or SECONDS=600
+# (default 100000 cases), SEED=0x1234 (default: a new one), ONLY=virtqueue
+# (only fuzz_virtqueue*). A crash prints its input: keep it as a test.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -19,10 +23,10 @@ PROFILE ?= default
 MACHINE ?= q35
 ARGS ?=
 
-.PHONY: help setup run test bench kernel lint fmt clean
+.PHONY: help setup run test bench fuzz kernel lint fmt clean
 
 help:
-	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,18p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@echo "==> setup: scripts/setup"
@@ -38,6 +42,24 @@ test: setup
 bench: setup
 	@echo "==> bench: scripts/bench"
 	@scripts/bench
+
+# The fuzz targets are tests named fuzz_* (driver: tests/fuzz_driver.rs),
+# built optimized but with overflow checks and debug assertions, in their
+# own target directory so the usual builds stay cached.
+FUZZ_CRATES := -p starina-vmm -p starina-bridge -p starina -p httpd -p tcpip -p linux -p starina-spec
+CASES ?=
+SECONDS ?=
+SEED ?=
+ONLY ?=
+
+fuzz:
+	@echo "==> fuzz: $(if $(SECONDS),$(SECONDS) s,$(or $(CASES),100000) cases) per target$(if $(ONLY), matching '$(ONLY)')"
+	@STARINA_FUZZ_CASES=$(if $(SECONDS),$(CASES),$(or $(CASES),100000)) \
+		STARINA_FUZZ_SECONDS=$(SECONDS) \
+		STARINA_FUZZ_SEED=$(or $(SEED),$$(date +%s)) \
+		CARGO_TARGET_DIR=target/fuzz \
+		RUSTFLAGS="-C overflow-checks=on -C debug-assertions=on" \
+		cargo test --release --tests $(FUZZ_CRATES) -- fuzz_$(ONLY) --nocapture
 
 kernel:
 	@scripts/build-kernel

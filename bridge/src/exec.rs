@@ -245,11 +245,12 @@ impl<'a> Event<'a> {
         matches!(self, Event::Exited(_) | Event::Signaled(_))
     }
 
-    /// The status a shell reports: the exit code, or 128 + the signal.
+    /// The status a shell reports: the exit code, or 128 + the signal
+    /// (saturating: the signal comes from the server, any value may).
     pub fn shell_status(&self) -> Option<i32> {
         match self {
             Event::Exited(code) => Some(*code),
-            Event::Signaled(signal) => Some(128 + signal),
+            Event::Signaled(signal) => Some(128i32.saturating_add(*signal)),
             _ => None,
         }
     }

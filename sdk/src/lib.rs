@@ -23,6 +23,8 @@ pub mod driver;
 pub mod env;
 #[cfg(test)]
 mod fake_kernel;
+#[cfg(test)]
+mod fuzz;
 pub mod handle;
 pub mod hypervisor;
 pub mod logger;

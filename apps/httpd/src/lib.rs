@@ -23,6 +23,8 @@
 extern crate alloc;
 
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod http;
 mod pages;
 mod response;

@@ -37,6 +37,8 @@ extern crate alloc;
 
 mod clients;
 mod from_guest;
+#[cfg(test)]
+mod fuzz;
 mod handler;
 mod process;
 mod request_deadline;

@@ -39,6 +39,8 @@
 extern crate alloc;
 
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod dhcp;
 mod dns;
 mod events;
