@@ -28,6 +28,7 @@ use crate::requests::send_reply;
 use crate::requests::Refusal;
 use crate::server::Ctx;
 use crate::server::Server;
+use crate::timeouts::Stall;
 
 /// How long a connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -57,6 +58,8 @@ pub struct Conn {
     /// TCP connect: the request to answer once established.
     pub connecting: Option<(HandleId, u32, Channel)>,
     pub connect_deadline: u64,
+    /// Whether the peer acknowledges what waits for it.
+    pub stall: Stall,
 }
 
 /// What one service round did for one connection.
@@ -66,6 +69,8 @@ struct Moved {
     progress: bool,
     /// The connection is over: forget it.
     done: bool,
+    /// Reset: the peer acknowledged nothing for the stall timeout.
+    stalled: bool,
 }
 
 /// A TCP socket with `buffer` bytes each way, Nagle off.
@@ -104,6 +109,7 @@ impl Server {
                 told_end: false,
                 connecting: None,
                 connect_deadline: 0,
+                stall: Stall::new(now_ns()),
             },
         );
         Ok((id, theirs))
@@ -217,6 +223,7 @@ impl Server {
     pub fn move_data(&mut self, cx: &mut Cx<Ctx>) -> bool {
         let mut progress = false;
         let mut done = Vec::new();
+        let stall_limit = (now_ns(), self.stall_timeout_ns);
         for (&id, c) in self.conns.iter_mut() {
             let moved = match c.udp {
                 Some(peer) => {
@@ -225,10 +232,11 @@ impl Server {
                 }
                 None => {
                     let s = self.sockets.get_mut::<tcp::Socket>(c.socket);
-                    move_tcp(id, c, s, cx)
+                    move_tcp(id, c, s, cx, stall_limit)
                 }
             };
             progress |= moved.progress;
+            self.stalled += u64::from(moved.stalled);
             if moved.done {
                 done.push(id);
             }
@@ -262,9 +270,16 @@ fn move_udp(c: &mut Conn, peer: IpEndpoint, s: &mut udp::Socket, cx: &mut Cx<Ctx
     moved
 }
 
-/// One round for a TCP connection: finish a connect, move bytes both ways,
-/// tell the client the stream ended, and say whether it is over.
-fn move_tcp(id: u32, c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Moved {
+/// One round for a TCP connection: finish a connect, reset it if the peer
+/// stalled, move bytes both ways, tell the client the stream ended, and
+/// say whether it is over. `stall_limit`: now and the stall timeout.
+fn move_tcp(
+    id: u32,
+    c: &mut Conn,
+    s: &mut tcp::Socket,
+    cx: &mut Cx<Ctx>,
+    stall_limit: (u64, u64),
+) -> Moved {
     let mut moved = Moved::default();
     if c.connecting.is_some() {
         match finish_connect(c, s, cx) {
@@ -276,7 +291,12 @@ fn move_tcp(id: u32, c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Mov
             }
         }
     }
+    if reset_if_stalled(c, s, cx, stall_limit) {
+        moved.stalled = true;
+        moved.progress = true;
+    }
     moved.progress |= client_to_socket(c, s);
+    c.stall.wrote(s.send_queue());
     pause_or_resume(id, c, cx);
     moved.progress |= socket_to_client(c, s, cx);
     match tell_end(c, s, cx) {
@@ -325,6 +345,38 @@ fn finish_connect(c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Connec
     c.told_end = true;
     c.client_gone = true;
     Connect::Failed
+}
+
+/// Resets the connection if bytes have waited for the peer for the stall
+/// timeout and it acknowledged none (a peer that keeps its window shut,
+/// answering probes but never reading, would hold the socket, its buffers
+/// and the client's queue forever): the client is told with `Abort`.
+/// True if it did.
+fn reset_if_stalled(
+    c: &mut Conn,
+    s: &mut tcp::Socket,
+    cx: &mut Cx<Ctx>,
+    (now, limit): (u64, u64),
+) -> bool {
+    if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+        return false;
+    }
+    let waiting = s.send_queue() > 0 || !c.to_socket.is_empty();
+    if !c.stall.expired(s.send_queue(), waiting, now, limit) {
+        return false;
+    }
+    s.abort();
+    c.to_socket.clear();
+    c.client_closed = true;
+    if !c.told_end && c.ch != HandleId(0) {
+        let abort = Message::Abort {
+            code: codes::TIMED_OUT,
+            reason: "the peer acknowledged nothing for too long",
+        };
+        let _ = cx.send(c.ch, abort);
+    }
+    c.told_end = true;
+    true
 }
 
 /// Writes what the client sent into the socket, and the FIN once the

@@ -47,6 +47,7 @@ mod listener;
 mod requests;
 mod server;
 mod stats;
+mod timeouts;
 mod uri;
 
 use alloc::format;

@@ -23,6 +23,9 @@ use crate::link;
 use crate::link::Link;
 use crate::listener::Listener;
 use crate::requests::Pending;
+use crate::timeouts::timeout_ns;
+use crate::timeouts::STALL_TIMEOUT_MS;
+use crate::timeouts::SYN_TIMEOUT_MS;
 use crate::Config;
 
 /// Longest wait between two smoltcp polls (timeouts are checked then).
@@ -80,6 +83,15 @@ pub struct Server {
     pub backlog: usize,
     /// Bytes of each TCP socket buffer (each way).
     pub buffer: usize,
+    /// How long a half-open connection may hold a listening socket.
+    pub syn_timeout_ns: u64,
+    /// How long a connection may have bytes waiting for a peer that
+    /// acknowledges none before it is reset.
+    pub stall_timeout_ns: u64,
+    /// Half-open connections reset by the SYN timeout, so far.
+    pub syn_expired: u64,
+    /// Connections reset by the stall timeout, so far.
+    pub stalled: u64,
     pub iface: Option<Interface>,
     pub link: Link,
     pub sockets: SocketSet<'static>,
@@ -113,6 +125,10 @@ impl Server {
         Server {
             backlog: (config.backlog.clamp(1, 512)) as usize,
             buffer: (config.socket_buffer.clamp(2048, 1 << 20)) as usize,
+            syn_timeout_ns: timeout_ns(config.syn_timeout_ms, SYN_TIMEOUT_MS),
+            stall_timeout_ns: timeout_ns(config.stall_timeout_ms, STALL_TIMEOUT_MS),
+            syn_expired: 0,
+            stalled: 0,
             iface: None,
             link: Link::new(),
             sockets: SocketSet::new(vec![]),
@@ -206,7 +222,7 @@ impl Server {
             let free = l
                 .sockets
                 .iter()
-                .filter(|&&s| self.sockets.get::<tcp::Socket>(s).state() == tcp::State::Listen)
+                .filter(|s| self.sockets.get::<tcp::Socket>(s.handle).state() == tcp::State::Listen)
                 .count();
             self.link.syn_budget.push((l.port, free));
         }
