@@ -282,7 +282,11 @@ mod tests {
         let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
         let end = 27;
         for step in 1..head.len() {
-            assert_eq!(ready_at(head, step, 1024).map(|n| n >= end), Some(true), "{step}");
+            assert_eq!(
+                ready_at(head, step, 1024).map(|n| n >= end),
+                Some(true),
+                "{step}"
+            );
         }
         // Byte by byte: ready exactly when the blank line completes.
         assert_eq!(ready_at(head, 1, 1024), Some(end));
