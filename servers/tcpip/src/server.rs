@@ -36,6 +36,13 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// than the events themselves.
 const SERVICE_INTERVAL_NS: u64 = 2_000_000;
 
+/// Passes of poll-and-move in one service round at most. Each pass costs
+/// time in proportion to the sockets open, and no event (a new request, a
+/// client's data) is taken while a round runs: with a hundred busy
+/// connections, rounds of many passes kept the loop from everything else
+/// for seconds. The next round comes at once anyway when frames wait.
+const SERVICE_PASSES: usize = 4;
+
 /// What each object in the main loop is to the server.
 pub enum Ctx {
     /// The network driver's channel.
@@ -118,6 +125,8 @@ pub struct Server {
     next_service: u64,
     /// Something cannot wait for the next round (a queue hit its limit).
     pub urgent: bool,
+    /// The last round stopped with work left.
+    unfinished: bool,
 }
 
 impl Server {
@@ -147,6 +156,7 @@ impl Server {
             timer,
             next_service: 0,
             urgent: false,
+            unfinished: false,
         }
     }
 
@@ -181,7 +191,7 @@ impl Server {
         let Some(iface) = self.iface.as_mut() else {
             return MAX_POLL_INTERVAL;
         };
-        if !self.link.rx.is_empty() {
+        if !self.link.rx.is_empty() || self.unfinished {
             return Duration::ZERO;
         }
         match iface.poll_delay(now(), &self.sockets) {
@@ -190,9 +200,12 @@ impl Server {
         }
     }
 
-    /// Polls smoltcp and moves data until nothing is left to do now.
+    /// Polls smoltcp and moves data until nothing is left to do now (or
+    /// `SERVICE_PASSES` ran: then the next round comes as soon as the
+    /// events waiting meanwhile are taken).
     fn service(&mut self, cx: &mut Cx<Ctx>) {
-        for _ in 0..64 {
+        self.unfinished = true;
+        for _ in 0..SERVICE_PASSES {
             if self.iface.is_none() {
                 break;
             }
@@ -208,6 +221,7 @@ impl Server {
             self.reap();
             self.flush_tx(cx);
             if !progress && self.link.rx.is_empty() {
+                self.unfinished = false;
                 break;
             }
         }
