@@ -11,7 +11,7 @@
 //!   they must be gone, tcpip's memory and the kernel heap back where they
 //!   were, and `GET /api/stats` must answer within 2 s all along;
 //! - slow readers: 100 such connections. `GET /api/stats` must keep
-//!   answering (within `BUSY_ANSWER_WITHIN`) and tcpip's own memory must
+//!   answering within 2 s and tcpip's own memory must
 //!   stay under a stated bound (`FIXED_BYTES` + `PER_CONN_BYTES` per
 //!   connection).
 //!
@@ -56,12 +56,7 @@ const PER_CONN_BYTES: u64 = 2 * 16384 + 64 * 1024 + 16384;
 /// Never-reading connections that must stall and be reset within the test.
 const STALLED_READERS: usize = 5;
 /// Seconds the 100 slow readers push while the service is watched.
-const SLOW_READER_ROUNDS: usize = 20;
-/// How fast /api/stats must answer while 100 connections push bodies as
-/// fast as the host takes them. The aim is [`ANSWER_WITHIN`]; on a shared
-/// 2-core host under QEMU's emulation the median is about 2 s (each
-/// service round of tcpip costs time in proportion to its sockets).
-const BUSY_ANSWER_WITHIN: Duration = Duration::from_secs(10);
+const SLOW_READER_ROUNDS: usize = 15;
 /// tcpip's 64 listening sockets (`backlog`), each with two 16 KiB buffers,
 /// and room for its frame queues.
 const FIXED_BYTES: u64 = 64 * 2 * 16384 + 1024 * 1024;
@@ -532,7 +527,7 @@ fn slow_readers(port: u16, mon: &mut Monitor) {
     let first = mon.times.len();
     for _ in 0..SLOW_READER_ROUNDS {
         thread::sleep(Duration::from_secs(1));
-        let (all, tcpip) = mon.stats(BUSY_ANSWER_WITHIN, "the slow-reader flood");
+        let (all, tcpip) = mon.stats(ANSWER_WITHIN, "the slow-reader flood");
         let memory = json_number(&tcpip, "memory_bytes");
         peak_tcpip = peak_tcpip.max(memory);
         peak_heap = peak_heap.max(json_number(&all, "heap_in_use"));

@@ -32,6 +32,9 @@ use crate::timeouts::Stall;
 
 /// How long a connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections that move bytes served in one `move_data` call (each moves
+/// at most a socket buffer each way).
+const BUSY_CONNS_PER_PASS: usize = 16;
 /// Bytes read from the socket into one `Data` message.
 const CHUNK: usize = 16 * 1024;
 /// Bytes from a client waiting for the socket before we stop reading it.
@@ -219,12 +222,29 @@ impl Server {
     }
 
     /// Moves bytes between sockets and client channels; true if anything
-    /// moved.
+    /// moved. At most `BUSY_CONNS_PER_PASS` connections that move bytes
+    /// are served per call, in turn from where the last call stopped: a
+    /// pass over a hundred busy connections would otherwise copy megabytes
+    /// before the loop takes its next event.
     pub fn move_data(&mut self, cx: &mut Cx<Ctx>) -> bool {
         let mut progress = false;
+        let mut busy = 0;
         let mut done = Vec::new();
         let stall_limit = (now_ns(), self.stall_timeout_ns);
-        for (&id, c) in self.conns.iter_mut() {
+        let cursor = self.conn_cursor;
+        let later = self.conns.range(cursor..);
+        let ids: Vec<u32> = later
+            .chain(self.conns.range(..cursor))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            if busy == BUSY_CONNS_PER_PASS {
+                self.conn_cursor = id;
+                break;
+            }
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
             let moved = match c.udp {
                 Some(peer) => {
                     let s = self.sockets.get_mut::<udp::Socket>(c.socket);
@@ -236,6 +256,7 @@ impl Server {
                 }
             };
             progress |= moved.progress;
+            busy += usize::from(moved.progress);
             self.stalled += u64::from(moved.stalled);
             if moved.done {
                 done.push(id);

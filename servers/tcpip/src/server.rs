@@ -127,6 +127,8 @@ pub struct Server {
     pub urgent: bool,
     /// The last round stopped with work left.
     unfinished: bool,
+    /// The connection `move_data` serves first next time.
+    pub conn_cursor: u32,
 }
 
 impl Server {
@@ -157,6 +159,7 @@ impl Server {
             next_service: 0,
             urgent: false,
             unfinished: false,
+            conn_cursor: 0,
         }
     }
 
