@@ -34,7 +34,7 @@ use crate::timeouts::Stall;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connections that move bytes served in one `move_data` call (each moves
 /// at most a socket buffer each way).
-const BUSY_CONNS_PER_PASS: usize = 16;
+const BUSY_CONNS_PER_PASS: usize = 8;
 /// Bytes read from the socket into one `Data` message.
 const CHUNK: usize = 16 * 1024;
 /// Bytes from a client waiting for the socket before we stop reading it.

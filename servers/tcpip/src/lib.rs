@@ -37,9 +37,8 @@
 //!   (`socket_buffer` each), 64 KiB + one message from its client waiting
 //!   for the socket (then it stops reading the client, whose further bytes
 //!   wait in the channel's bounded queue), and one message for the client
-//!   (it reads the socket only while the client's channel has no backlog).
-//!
-//! - a service round makes at most 4 passes, each serving at most 16
+//!   (it reads the socket only while the client's channel has no backlog);
+//! - a service round makes at most 4 passes, each serving at most 8
 //!   connections that move bytes (in turn), so that a hundred busy
 //!   connections cannot keep the loop from a new request for long.
 //!
