@@ -114,6 +114,66 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Request<'_>, ParseError> {
     })
 }
 
+/// Watches a connection's input for the end of a request head, looking
+/// at each byte once however the head is split into segments (a head
+/// trickling in byte by byte must not be rescanned from its start each
+/// time: that is quadratic).
+#[derive(Debug, Default)]
+pub struct HeadScan {
+    /// Bytes of the input looked at so far.
+    scanned: usize,
+    /// The request line ended (`\r\n` seen).
+    line_done: bool,
+    /// A byte that cannot be in a request line was seen.
+    garbage: bool,
+    /// Where the head ends (blank line included), once seen.
+    end: Option<usize>,
+}
+
+impl HeadScan {
+    /// Whether [`parse`] has something to say about `input` (the bytes
+    /// this scan saw before, plus any appended since): a whole head, a
+    /// request line with bytes no request line holds, or more than
+    /// `max_head` bytes without a head's end.
+    pub fn ready(&mut self, input: &[u8], max_head: usize) -> bool {
+        if self.scanned > input.len() {
+            // The input was replaced: start over.
+            *self = HeadScan::default();
+        }
+        if self.end.is_none() && !self.garbage {
+            self.scan(input);
+        }
+        self.end.is_some() || self.garbage || input.len() > max_head
+    }
+
+    /// The head was taken from the input: the next one starts at 0.
+    pub fn reset(&mut self) {
+        *self = HeadScan::default();
+    }
+
+    /// Looks at the bytes after `scanned` (and the 3 before, for a blank
+    /// line split across segments).
+    fn scan(&mut self, input: &[u8]) {
+        let start = self.scanned;
+        for (i, &b) in input.iter().enumerate().skip(start) {
+            let after_cr = i > 0 && input[i - 1] == b'\r';
+            if !self.line_done {
+                if b == b'\n' && after_cr {
+                    self.line_done = true;
+                } else if !(0x20..0x7f).contains(&b) && b != b'\r' {
+                    self.garbage = true;
+                    break;
+                }
+            }
+            if b == b'\n' && i >= 3 && &input[i - 3..=i] == b"\r\n\r\n" {
+                self.end = Some(i + 1);
+                break;
+            }
+        }
+        self.scanned = input.len();
+    }
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -201,6 +261,88 @@ mod tests {
             parse(b"GET / HTTP/2.0\r\n\r\n", 1024),
             Err(ParseError::Version)
         );
+    }
+
+    /// Feeds `input` to a scan `step` bytes at a time; the length at which
+    /// it first was ready.
+    fn ready_at(input: &[u8], step: usize, max: usize) -> Option<usize> {
+        let mut scan = HeadScan::default();
+        let mut n = 0;
+        while n < input.len() {
+            n = (n + step).min(input.len());
+            if scan.ready(&input[..n], max) {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn scan_finds_the_end_however_split() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
+        let end = 27;
+        for step in 1..head.len() {
+            assert_eq!(
+                ready_at(head, step, 1024).map(|n| n >= end),
+                Some(true),
+                "{step}"
+            );
+        }
+        // Byte by byte: ready exactly when the blank line completes.
+        assert_eq!(ready_at(head, 1, 1024), Some(end));
+        assert_eq!(ready_at(b"GET / HTTP/1.1\r\nHost: x\r\n", 1, 1024), None);
+    }
+
+    #[test]
+    fn scan_refuses_garbage_and_oversize_early() {
+        assert_eq!(ready_at(b"GE\x00T / HTTP/1.1", 1, 1024), Some(3));
+        assert_eq!(ready_at(b"GET /\n", 1, 1024), Some(6));
+        // Control bytes in header lines are for `parse` to judge.
+        assert_eq!(ready_at(b"GET / HTTP/1.1\r\nX: \x01", 1, 1024), None);
+        let big = alloc::vec![b'a'; 300];
+        assert_eq!(ready_at(&big, 1, 256), Some(257));
+    }
+
+    #[test]
+    fn scan_agrees_with_parse() {
+        for input in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nA: b\r\n\r\n",
+            b"garbage\r\n\r\n",
+            b"\x00\x01\x02\x03",
+            b"GET / HTTP/1.1\r\nHost:",
+        ] {
+            let ready = ready_at(input, 1, 1024).is_some();
+            let parsed = parse(input, 1024) != Err(ParseError::Incomplete);
+            assert_eq!(ready, parsed, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn scan_looks_at_each_byte_once() {
+        // A 16 KiB head trickling in byte by byte: the scan's position
+        // only moves forward, one byte per step.
+        let mut input = b"GET / HTTP/1.1\r\n".to_vec();
+        let mut scan = HeadScan::default();
+        for i in 0..16_000 {
+            input.push(b'a' + (i % 26) as u8);
+            assert!(!scan.ready(&input, 1 << 20));
+            assert_eq!(scan.scanned, input.len());
+        }
+        input.extend_from_slice(b": v\r\n\r\n");
+        assert!(scan.ready(&input, 1 << 20));
+        assert_eq!(parse(&input, 1 << 20).unwrap().head_len, input.len());
+    }
+
+    #[test]
+    fn scan_starts_over_on_new_input() {
+        let mut scan = HeadScan::default();
+        assert!(!scan.ready(b"GET / HTTP/1.1\r\nHost: x", 1024));
+        assert!(scan.ready(b"GET / HTTP/1.1\r\n\r\n", 1024));
+        // The head was consumed.
+        scan.reset();
+        assert!(!scan.ready(b"GET", 1024));
+        assert!(scan.ready(b"GET / HTTP/1.0\r\n\r\n", 1024));
     }
 
     #[test]

@@ -11,7 +11,16 @@
 //! HTTP/1.0 and 1.1, GET and HEAD, keep-alive. Bad requests get 400, heads
 //! over `max_header_bytes` 431, other methods 405, and the connection is
 //! closed after each of those; connections idle for `idle_timeout_ms`
-//! (including ones cut off mid-request) are closed.
+//! (10 s, including ones cut off mid-request) are closed. A request head
+//! must arrive whole within `request_timeout_ms` (10 s) of its first byte,
+//! however slowly it trickles (slowloris: each byte resets the idle timer,
+//! not this deadline); past it the client gets 408 and the connection is
+//! closed. Heads are found by scanning each received byte once
+//! (`http::HeadScan`), not by reparsing from the start per segment. A
+//! response body is made one 16 KiB piece at a time, only while the
+//! connection's channel has no backlog, so a client that stops reading
+//! holds at most the channel's queue (64 messages) and one piece here
+//! until the idle timeout (or tcpip's stall timeout) ends it.
 //!
 //! Modules by job: `server` (the loop: one handler per event), `conn` (a
 //! connection: its requests in turn and its response going out),

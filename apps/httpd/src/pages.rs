@@ -17,6 +17,8 @@ use crate::http;
 pub struct Stats {
     pub requests: u64,
     pub connections: u64,
+    /// Connections closed because their request head took too long.
+    pub request_timeouts: u64,
 }
 
 /// What the pages are made from.
@@ -91,7 +93,7 @@ pub fn logs_json(monitor: &Monitor) -> String {
 pub fn stats_json(site: &Site) -> String {
     let mem = site.monitor.memory().unwrap_or_default();
     format!(
-        "{{\"uptime_ms\":{},\"heap_in_use\":{},\"pages_free\":{},\"pages_total\":{},\"dma_pages\":{},\"requests\":{},\"connections_total\":{},\"connections_open\":{},\"tcpip\":{}}}",
+        "{{\"uptime_ms\":{},\"heap_in_use\":{},\"pages_free\":{},\"pages_total\":{},\"dma_pages\":{},\"requests\":{},\"connections_total\":{},\"connections_open\":{},\"request_timeouts\":{},\"tcpip\":{}}}",
         now_ns() / 1_000_000,
         mem.heap_in_use,
         mem.pages_free,
@@ -100,6 +102,7 @@ pub fn stats_json(site: &Site) -> String {
         site.stats.requests,
         site.stats.connections,
         site.open,
+        site.stats.request_timeouts,
         site.tcpip_stats
     )
 }

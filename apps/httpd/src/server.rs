@@ -40,6 +40,8 @@ pub struct Server {
     pub open: usize,
     pub max_header: usize,
     pub idle_ns: u64,
+    /// How long a request head may take to arrive, from its first byte.
+    pub request_ns: u64,
     max_conns: usize,
     port: i64,
     /// `tcp-listen:0.0.0.0:<port>`.
@@ -57,10 +59,12 @@ impl Server {
             stats: Stats {
                 requests: 0,
                 connections: 0,
+                request_timeouts: 0,
             },
             open: 0,
             max_header: config.max_header_bytes.clamp(256, 1 << 20) as usize,
             idle_ns: config.idle_timeout_ms.clamp(100, 3_600_000) as u64 * 1_000_000,
+            request_ns: config.request_timeout_ms.clamp(100, 3_600_000) as u64 * 1_000_000,
             max_conns: config.max_connections.clamp(1, 4096) as usize,
             port: config.port,
             listen_uri,

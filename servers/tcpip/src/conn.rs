@@ -28,9 +28,13 @@ use crate::requests::send_reply;
 use crate::requests::Refusal;
 use crate::server::Ctx;
 use crate::server::Server;
+use crate::timeouts::Stall;
 
 /// How long a connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Connections that move bytes served in one `move_data` call (each moves
+/// at most a socket buffer each way).
+const BUSY_CONNS_PER_PASS: usize = 8;
 /// Bytes read from the socket into one `Data` message.
 const CHUNK: usize = 16 * 1024;
 /// Bytes from a client waiting for the socket before we stop reading it.
@@ -57,6 +61,8 @@ pub struct Conn {
     /// TCP connect: the request to answer once established.
     pub connecting: Option<(HandleId, u32, Channel)>,
     pub connect_deadline: u64,
+    /// Whether the peer acknowledges what waits for it.
+    pub stall: Stall,
 }
 
 /// What one service round did for one connection.
@@ -66,6 +72,8 @@ struct Moved {
     progress: bool,
     /// The connection is over: forget it.
     done: bool,
+    /// Reset: the peer acknowledged nothing for the stall timeout.
+    stalled: bool,
 }
 
 /// A TCP socket with `buffer` bytes each way, Nagle off.
@@ -104,6 +112,7 @@ impl Server {
                 told_end: false,
                 connecting: None,
                 connect_deadline: 0,
+                stall: Stall::new(now_ns()),
             },
         );
         Ok((id, theirs))
@@ -213,11 +222,29 @@ impl Server {
     }
 
     /// Moves bytes between sockets and client channels; true if anything
-    /// moved.
+    /// moved. At most `BUSY_CONNS_PER_PASS` connections that move bytes
+    /// are served per call, in turn from where the last call stopped: a
+    /// pass over a hundred busy connections would otherwise copy megabytes
+    /// before the loop takes its next event.
     pub fn move_data(&mut self, cx: &mut Cx<Ctx>) -> bool {
         let mut progress = false;
+        let mut busy = 0;
         let mut done = Vec::new();
-        for (&id, c) in self.conns.iter_mut() {
+        let stall_limit = (now_ns(), self.stall_timeout_ns);
+        let cursor = self.conn_cursor;
+        let later = self.conns.range(cursor..);
+        let ids: Vec<u32> = later
+            .chain(self.conns.range(..cursor))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            if busy == BUSY_CONNS_PER_PASS {
+                self.conn_cursor = id;
+                break;
+            }
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
             let moved = match c.udp {
                 Some(peer) => {
                     let s = self.sockets.get_mut::<udp::Socket>(c.socket);
@@ -225,10 +252,12 @@ impl Server {
                 }
                 None => {
                     let s = self.sockets.get_mut::<tcp::Socket>(c.socket);
-                    move_tcp(id, c, s, cx)
+                    move_tcp(id, c, s, cx, stall_limit)
                 }
             };
             progress |= moved.progress;
+            busy += usize::from(moved.progress);
+            self.stalled += u64::from(moved.stalled);
             if moved.done {
                 done.push(id);
             }
@@ -262,9 +291,16 @@ fn move_udp(c: &mut Conn, peer: IpEndpoint, s: &mut udp::Socket, cx: &mut Cx<Ctx
     moved
 }
 
-/// One round for a TCP connection: finish a connect, move bytes both ways,
-/// tell the client the stream ended, and say whether it is over.
-fn move_tcp(id: u32, c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Moved {
+/// One round for a TCP connection: finish a connect, reset it if the peer
+/// stalled, move bytes both ways, tell the client the stream ended, and
+/// say whether it is over. `stall_limit`: now and the stall timeout.
+fn move_tcp(
+    id: u32,
+    c: &mut Conn,
+    s: &mut tcp::Socket,
+    cx: &mut Cx<Ctx>,
+    stall_limit: (u64, u64),
+) -> Moved {
     let mut moved = Moved::default();
     if c.connecting.is_some() {
         match finish_connect(c, s, cx) {
@@ -276,7 +312,12 @@ fn move_tcp(id: u32, c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Mov
             }
         }
     }
+    if reset_if_stalled(c, s, cx, stall_limit) {
+        moved.stalled = true;
+        moved.progress = true;
+    }
     moved.progress |= client_to_socket(c, s);
+    c.stall.wrote(s.send_queue());
     pause_or_resume(id, c, cx);
     moved.progress |= socket_to_client(c, s, cx);
     match tell_end(c, s, cx) {
@@ -325,6 +366,38 @@ fn finish_connect(c: &mut Conn, s: &mut tcp::Socket, cx: &mut Cx<Ctx>) -> Connec
     c.told_end = true;
     c.client_gone = true;
     Connect::Failed
+}
+
+/// Resets the connection if bytes have waited for the peer for the stall
+/// timeout and it acknowledged none (a peer that keeps its window shut,
+/// answering probes but never reading, would hold the socket, its buffers
+/// and the client's queue forever): the client is told with `Abort`.
+/// True if it did.
+fn reset_if_stalled(
+    c: &mut Conn,
+    s: &mut tcp::Socket,
+    cx: &mut Cx<Ctx>,
+    (now, limit): (u64, u64),
+) -> bool {
+    if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+        return false;
+    }
+    let waiting = s.send_queue() > 0 || !c.to_socket.is_empty();
+    if !c.stall.expired(s.send_queue(), waiting, now, limit) {
+        return false;
+    }
+    s.abort();
+    c.to_socket.clear();
+    c.client_closed = true;
+    if !c.told_end && c.ch != HandleId(0) {
+        let abort = Message::Abort {
+            code: codes::TIMED_OUT,
+            reason: "the peer acknowledged nothing for too long",
+        };
+        let _ = cx.send(c.ch, abort);
+    }
+    c.told_end = true;
+    true
 }
 
 /// Writes what the client sent into the socket, and the FIN once the

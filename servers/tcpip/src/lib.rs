@@ -22,6 +22,28 @@
 //! and a client that sends faster than the peer reads is not read from
 //! until the socket drains. No byte is dropped or reordered.
 //!
+//! Timeouts and bounds, so that hostile peers cost a bounded amount for a
+//! bounded time (config values in `specs/tcpip.toml`):
+//! - a half-open connection (SYN received, handshake unfinished) holds a
+//!   listening socket at most `syn_timeout_ms` (10 s: a round trip and
+//!   three SYN-ACK retransmissions), then is reset and replaced, so a SYN
+//!   flood cannot hold the `backlog` slots;
+//! - a connection whose peer acknowledges none of the bytes waiting for
+//!   it for `stall_timeout_ms` (20 s) is reset and its client told with
+//!   `Abort` (`TIMED_OUT`): a peer that keeps its window shut and answers
+//!   zero-window probes would otherwise hold it forever. Slow progress,
+//!   however slow, restarts the clock;
+//! - per connection tcpip holds at most its two socket buffers
+//!   (`socket_buffer` each), 64 KiB + one message from its client waiting
+//!   for the socket (then it stops reading the client, whose further bytes
+//!   wait in the channel's bounded queue), and one message for the client
+//!   (it reads the socket only while the client's channel has no backlog);
+//! - a service round makes at most 4 passes, each serving at most 8
+//!   connections that move bytes (in turn), so that a hundred busy
+//!   connections cannot keep the loop from a new request for long.
+//!
+//! `stats:` counts `syn_expired` and `stalled` resets.
+//!
 //! The network is configured by DHCP (QEMU user networking: 10.0.2.15,
 //! gateway 10.0.2.2, DNS 10.0.2.3). Requests that arrive before that wait
 //! (up to `WAIT_FOR_NETWORK_NS`).
@@ -49,6 +71,7 @@ mod listener;
 mod requests;
 mod server;
 mod stats;
+mod timeouts;
 mod uri;
 
 use alloc::format;

@@ -11,6 +11,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use starina::channel::Channel;
 use starina::mainloop::Cx;
+use starina::timer::now_ns;
 use starina::HandleId;
 use starina::Message;
 
@@ -18,15 +19,23 @@ use crate::conn::tcp_socket;
 use crate::requests::Refusal;
 use crate::server::Ctx;
 use crate::server::Server;
+use crate::timeouts::HalfOpen;
 
-/// An accepted connection with no traffic this long is dropped.
+/// An accepted connection with no traffic this long is dropped (a
+/// half-open one much sooner: `Server::syn_timeout_ns`).
 const ACCEPTED_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Listener {
     pub port: u16,
     pub ch: HandleId,
     /// Sockets listening right now (each takes one connection).
-    pub sockets: Vec<SocketHandle>,
+    pub sockets: Vec<Listening>,
+}
+
+/// A listening socket, and how long it has been half-open.
+pub struct Listening {
+    pub handle: SocketHandle,
+    pub half_open: HalfOpen,
 }
 
 impl Server {
@@ -75,8 +84,8 @@ impl Server {
     pub fn unlisten(&mut self, cx: &mut Cx<Ctx>, id: u32) {
         if let Some(l) = self.listeners.remove(&id) {
             for s in l.sockets {
-                self.sockets.get_mut::<tcp::Socket>(s).abort();
-                self.zombies.push(s);
+                self.sockets.get_mut::<tcp::Socket>(s.handle).abort();
+                self.zombies.push(s.handle);
             }
             if l.ch != HandleId(0) {
                 cx.remove(l.ch);
@@ -98,32 +107,51 @@ impl Server {
             if s.listen(port).is_err() {
                 break;
             }
-            new.push(self.sockets.add(s));
+            new.push(Listening {
+                handle: self.sockets.add(s),
+                half_open: HalfOpen::default(),
+            });
         }
         if let Some(l) = self.listeners.get_mut(&id) {
             l.sockets.extend(new);
         }
     }
 
-    /// Hands established connections of every listener to its client.
+    /// Hands established connections of every listener to its client, and
+    /// resets half-open ones older than the SYN timeout (their slots go to
+    /// new connections).
     pub fn accept(&mut self, cx: &mut Cx<Ctx>) -> bool {
         let mut progress = false;
         let ids: Vec<u32> = self.listeners.keys().copied().collect();
+        let (at, limit) = (now_ns(), self.syn_timeout_ns);
         for id in ids {
             let Some(l) = self.listeners.get_mut(&id) else {
                 continue;
             };
             let mut taken = Vec::new();
-            l.sockets.retain(|&s| {
-                let socket = self.sockets.get::<tcp::Socket>(s);
-                match socket.state() {
+            let mut expired = Vec::new();
+            l.sockets.retain_mut(|s| {
+                let socket = self.sockets.get::<tcp::Socket>(s.handle);
+                let state = socket.state();
+                let half_open = state == tcp::State::SynReceived;
+                if s.half_open.expired(half_open, at, limit) {
+                    expired.push(s.handle);
+                    return false;
+                }
+                match state {
                     tcp::State::Listen | tcp::State::SynReceived => true,
                     _ => {
-                        taken.push(s);
+                        taken.push(s.handle);
                         false
                     }
                 }
             });
+            for s in expired {
+                self.sockets.get_mut::<tcp::Socket>(s).abort();
+                self.zombies.push(s);
+                self.syn_expired += 1;
+                progress = true;
+            }
             for s in taken {
                 progress = true;
                 self.take_connection(cx, id, s);

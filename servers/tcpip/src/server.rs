@@ -23,6 +23,9 @@ use crate::link;
 use crate::link::Link;
 use crate::listener::Listener;
 use crate::requests::Pending;
+use crate::timeouts::timeout_ns;
+use crate::timeouts::STALL_TIMEOUT_MS;
+use crate::timeouts::SYN_TIMEOUT_MS;
 use crate::Config;
 
 /// Longest wait between two smoltcp polls (timeouts are checked then).
@@ -32,6 +35,13 @@ const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// each sending several messages) one round per event would cost far more
 /// than the events themselves.
 const SERVICE_INTERVAL_NS: u64 = 2_000_000;
+
+/// Passes of poll-and-move in one service round at most. Each pass costs
+/// time in proportion to the sockets open, and no event (a new request, a
+/// client's data) is taken while a round runs: with a hundred busy
+/// connections, rounds of many passes kept the loop from everything else
+/// for seconds. The next round comes at once anyway when frames wait.
+const SERVICE_PASSES: usize = 4;
 
 /// What each object in the main loop is to the server.
 pub enum Ctx {
@@ -80,6 +90,15 @@ pub struct Server {
     pub backlog: usize,
     /// Bytes of each TCP socket buffer (each way).
     pub buffer: usize,
+    /// How long a half-open connection may hold a listening socket.
+    pub syn_timeout_ns: u64,
+    /// How long a connection may have bytes waiting for a peer that
+    /// acknowledges none before it is reset.
+    pub stall_timeout_ns: u64,
+    /// Half-open connections reset by the SYN timeout, so far.
+    pub syn_expired: u64,
+    /// Connections reset by the stall timeout, so far.
+    pub stalled: u64,
     pub iface: Option<Interface>,
     pub link: Link,
     pub sockets: SocketSet<'static>,
@@ -106,6 +125,10 @@ pub struct Server {
     next_service: u64,
     /// Something cannot wait for the next round (a queue hit its limit).
     pub urgent: bool,
+    /// The last round stopped with work left.
+    unfinished: bool,
+    /// The connection `move_data` serves first next time.
+    pub conn_cursor: u32,
 }
 
 impl Server {
@@ -113,6 +136,10 @@ impl Server {
         Server {
             backlog: (config.backlog.clamp(1, 512)) as usize,
             buffer: (config.socket_buffer.clamp(2048, 1 << 20)) as usize,
+            syn_timeout_ns: timeout_ns(config.syn_timeout_ms, SYN_TIMEOUT_MS),
+            stall_timeout_ns: timeout_ns(config.stall_timeout_ms, STALL_TIMEOUT_MS),
+            syn_expired: 0,
+            stalled: 0,
             iface: None,
             link: Link::new(),
             sockets: SocketSet::new(vec![]),
@@ -131,6 +158,8 @@ impl Server {
             timer,
             next_service: 0,
             urgent: false,
+            unfinished: false,
+            conn_cursor: 0,
         }
     }
 
@@ -165,7 +194,7 @@ impl Server {
         let Some(iface) = self.iface.as_mut() else {
             return MAX_POLL_INTERVAL;
         };
-        if !self.link.rx.is_empty() {
+        if !self.link.rx.is_empty() || self.unfinished {
             return Duration::ZERO;
         }
         match iface.poll_delay(now(), &self.sockets) {
@@ -174,9 +203,12 @@ impl Server {
         }
     }
 
-    /// Polls smoltcp and moves data until nothing is left to do now.
+    /// Polls smoltcp and moves data until nothing is left to do now (or
+    /// `SERVICE_PASSES` ran: then the next round comes as soon as the
+    /// events waiting meanwhile are taken).
     fn service(&mut self, cx: &mut Cx<Ctx>) {
-        for _ in 0..64 {
+        self.unfinished = true;
+        for _ in 0..SERVICE_PASSES {
             if self.iface.is_none() {
                 break;
             }
@@ -192,6 +224,7 @@ impl Server {
             self.reap();
             self.flush_tx(cx);
             if !progress && self.link.rx.is_empty() {
+                self.unfinished = false;
                 break;
             }
         }
@@ -206,7 +239,7 @@ impl Server {
             let free = l
                 .sockets
                 .iter()
-                .filter(|&&s| self.sockets.get::<tcp::Socket>(s).state() == tcp::State::Listen)
+                .filter(|s| self.sockets.get::<tcp::Socket>(s.handle).state() == tcp::State::Listen)
                 .count();
             self.link.syn_budget.push((l.port, free));
         }

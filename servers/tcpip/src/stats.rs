@@ -29,13 +29,17 @@ pub struct Figures {
     pub pending_requests: usize,
     pub rx_dropped: u64,
     pub syn_dropped: u64,
+    /// Half-open connections reset by the SYN timeout.
+    pub syn_expired: u64,
+    /// Connections reset by the stall timeout.
+    pub stalled: u64,
 }
 
 impl Figures {
     /// The JSON object (`memory_bytes` is buffers plus queued bytes).
     pub fn json(&self) -> String {
         format!(
-            "{{\"memory_bytes\":{},\"socket_buffer_bytes\":{},\"queued_bytes\":{},\"tcp_sockets\":{},\"udp_sockets\":{},\"other_sockets\":{},\"listening_sockets\":{},\"connections\":{},\"closing_sockets\":{},\"pending_requests\":{},\"rx_dropped\":{},\"syn_dropped\":{}}}",
+            "{{\"memory_bytes\":{},\"socket_buffer_bytes\":{},\"queued_bytes\":{},\"tcp_sockets\":{},\"udp_sockets\":{},\"other_sockets\":{},\"listening_sockets\":{},\"connections\":{},\"closing_sockets\":{},\"pending_requests\":{},\"rx_dropped\":{},\"syn_dropped\":{},\"syn_expired\":{},\"stalled\":{}}}",
             self.socket_buffer_bytes + self.queued_bytes,
             self.socket_buffer_bytes,
             self.queued_bytes,
@@ -48,6 +52,8 @@ impl Figures {
             self.pending_requests,
             self.rx_dropped,
             self.syn_dropped,
+            self.syn_expired,
+            self.stalled,
         )
     }
 }
@@ -83,6 +89,8 @@ impl Server {
         f.pending_requests = self.pending.len();
         f.rx_dropped = link.rx_dropped;
         f.syn_dropped = link.syn_dropped;
+        f.syn_expired = self.syn_expired;
+        f.stalled = self.stalled;
         f
     }
 
@@ -122,13 +130,15 @@ mod tests {
             pending_requests: 4,
             rx_dropped: 5,
             syn_dropped: 6,
+            syn_expired: 7,
+            stalled: 8,
         };
         assert_eq!(
             f.json(),
             "{\"memory_bytes\":1024,\"socket_buffer_bytes\":1000,\"queued_bytes\":24,\
              \"tcp_sockets\":3,\"udp_sockets\":1,\"other_sockets\":2,\"listening_sockets\":2,\
              \"connections\":1,\"closing_sockets\":0,\"pending_requests\":4,\"rx_dropped\":5,\
-             \"syn_dropped\":6}"
+             \"syn_dropped\":6,\"syn_expired\":7,\"stalled\":8}"
         );
     }
 }
