@@ -18,6 +18,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use starina_host::kernel::Progress;
+pub mod http;
 mod live;
 
 pub use live::LiveGuest;

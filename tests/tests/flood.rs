@@ -26,22 +26,19 @@ use std::io::Read;
 use std::io::Write;
 use std::net::TcpListener;
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
-use starina_host::host::Stop;
-use starina_host::qemu::Machine;
-use starina_host::run::run;
-use starina_host::run::RunOptions;
-use starina_host::status::SIGTERM;
-use starina_host::Streams;
-use starina_tests::host_with_env;
-use starina_tests::kernel;
+use starina_tests::http::connect;
+use starina_tests::http::free_port;
+use starina_tests::http::json_number;
+use starina_tests::http::json_object;
 use starina_tests::markers;
-use starina_tests::ExitStatus;
+use starina_tests::LiveGuest;
+
+/// How long a read from the guest may block.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where netcheck connects (`specs/netcheck.toml`: tcp:10.0.2.2:18080).
 const HOST_SERVER_PORT: u16 = 18080;
@@ -68,87 +65,6 @@ const SLOW_READER_ROUNDS: usize = 15;
 /// and room for its frame queues.
 const FIXED_BYTES: u64 = 64 * 2 * 16384 + 1024 * 1024;
 
-/// The OS booted in the background (a thread running the host tool's
-/// `run`), with its console collected.
-struct Guest {
-    stop: Arc<Stop>,
-    runner: Option<thread::JoinHandle<ExitStatus>>,
-    console: Arc<Mutex<String>>,
-}
-
-/// Appends what it is given to a shared string.
-struct Collect(Arc<Mutex<String>>);
-
-impl Write for Collect {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap()
-            .push_str(&String::from_utf8_lossy(data));
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Guest {
-    fn boot(port: u16) -> Guest {
-        let mut host = host_with_env(&[]);
-        host.http_port = port;
-        let stop = host.stop.clone();
-        let mut opts = RunOptions::new("net_test");
-        opts.build = false;
-        opts.kernel = Some(kernel());
-        opts.machine = Machine::parse("q35").expect("a machine type");
-        opts.timeout = Some(300.0);
-        let console = Arc::new(Mutex::new(String::new()));
-        let mut out = Collect(console.clone());
-        let runner = thread::spawn(move || {
-            let mut err = std::io::stderr();
-            let mut io = Streams {
-                out: &mut out,
-                err: &mut err,
-            };
-            run(&host, &opts, &mut io).status
-        });
-        let guest = Guest {
-            stop,
-            runner: Some(runner),
-            console,
-        };
-        guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
-        guest
-    }
-
-    fn console(&self) -> String {
-        self.console.lock().unwrap().clone()
-    }
-
-    fn wait_console(&self, needle: &str, timeout: Duration) {
-        let start = Instant::now();
-        while !self.console().contains(needle) {
-            assert!(
-                start.elapsed() < timeout,
-                "no {needle:?} on the console within {timeout:?}\n{}",
-                self.console()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        // As a Ctrl-C would: the run stops QEMU and returns.
-        self.stop.request(SIGTERM);
-        if let Some(runner) = self.runner.take() {
-            let _ = runner.join();
-        }
-    }
-}
-
 /// netcheck's upload target, so that its one connection to the host does
 /// not reach another test's server: takes one connection, reads it to
 /// its end and answers 200 with no body.
@@ -173,25 +89,11 @@ fn netcheck_sink() -> thread::JoinHandle<()> {
     })
 }
 
-/// A port free on the host now, for the guest's forwarded port 80.
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
-}
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
-}
-
 /// `GET path` on a new connection: the status and body, and how long the
 /// answer took.
 fn get(port: u16, path: &str) -> (u16, String, Duration) {
     let start = Instant::now();
-    let mut s = connect(port);
+    let mut s = connect(port, READ_TIMEOUT);
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: starina\r\nConnection: close\r\n\r\n"
@@ -223,35 +125,6 @@ fn get_quickly(port: u16, path: &str, during: &str) -> String {
         "GET {path} took {took:?} during {during}"
     );
     body
-}
-
-/// The value of `"key":<number>` in a flat JSON object.
-fn json_number(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pat.len();
-    json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
-}
-
-/// The value of `"key":{...}` (a flat nested object) in a JSON object.
-fn json_object<'a>(json: &'a str, key: &str) -> &'a str {
-    let pat = format!("\"{key}\":{{");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pat.len()
-        - 1;
-    let end = json[at..]
-        .find('}')
-        .unwrap_or_else(|| panic!("{key} unterminated in {json}"));
-    &json[at..=at + end]
 }
 
 /// A slowloris connection: the head it sends, how much of it went out,
@@ -304,7 +177,7 @@ fn slowloris(port: u16) {
     let start = Instant::now();
     let mut slow: Vec<Slow> = (0..50)
         .map(|_| {
-            let stream = connect(port);
+            let stream = connect(port, READ_TIMEOUT);
             stream.set_nonblocking(true).unwrap();
             let mut s = Slow {
                 stream,
@@ -396,7 +269,7 @@ impl Monitor {
         }
         self.last = start;
         let (w, r) = self.conn.get_or_insert_with(|| {
-            let s = connect(port);
+            let s = connect(port, READ_TIMEOUT);
             (s.try_clone().unwrap(), BufReader::new(s))
         });
         write!(w, "GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -447,7 +320,7 @@ fn read_body(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
 fn open_readers(port: u16, n: usize) -> Vec<TcpStream> {
     (0..n)
         .map(|_| {
-            let mut s = connect(port);
+            let mut s = connect(port, READ_TIMEOUT);
             s.write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: x\r\n\r\n")
                 .unwrap();
             s
@@ -563,7 +436,8 @@ fn floods_q35() {
     let port = free_port();
     let t0 = Instant::now();
     let sink = netcheck_sink();
-    let guest = Guest::boot(port);
+    let guest = LiveGuest::boot("net_test", "q35", port, &[]);
+    guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
     get_quickly(port, "/", "the start");
     slowloris(port);
     let mut mon = Monitor::new(port);

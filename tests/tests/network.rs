@@ -21,8 +21,15 @@ use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
+use starina_tests::http::connect;
+use starina_tests::http::free_port;
+use starina_tests::http::json_number;
+use starina_tests::http::json_object;
 use starina_tests::markers;
 use starina_tests::LiveGuest;
+
+/// How long a read from the guest may block.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where netcheck connects (`specs/netcheck.toml`: tcp:10.0.2.2:18080).
 const HOST_SERVER_PORT: u16 = 18080;
@@ -85,35 +92,14 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response>
     })
 }
 
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s
-}
-
 fn get(port: u16, path: &str) -> Response {
-    let mut s = connect(port);
+    let mut s = connect(port, READ_TIMEOUT);
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: starina\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     read_response(&mut BufReader::new(s)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
-}
-
-/// The value of `"key":<number>` in a flat JSON object.
-fn json_number(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pat.len();
-    json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
 }
 
 /// FNV-1a 64, as netcheck computes it.
@@ -207,20 +193,6 @@ fn dns_rcode(server: &str, name: &str) -> Option<u8> {
     (n >= 12 && buf[..2] == q[..2]).then_some(buf[3] & 0x0f)
 }
 
-/// The value of `"key":{...}` (a flat nested object) in a JSON object.
-fn json_object<'a>(json: &'a str, key: &str) -> &'a str {
-    let pat = format!("\"{key}\":{{");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pat.len()
-        - 1;
-    let end = json[at..]
-        .find('}')
-        .unwrap_or_else(|| panic!("{key} unterminated in {json}"));
-    &json[at..=at + end]
-}
-
 /// Heap in use (kernel) and the TCP/IP server's own memory, from
 /// /api/stats. httpd refreshes tcpip's figures every second: wait for a
 /// fresh copy first.
@@ -233,14 +205,6 @@ fn memory(port: u16) -> (u64, u64, String) {
         json_number(&tcpip, "memory_bytes"),
         stats,
     )
-}
-
-/// A port free on the host now, for the guest's forwarded port 80.
-fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .expect("a free local port")
-        .port()
 }
 
 fn network(machine: &str) {
@@ -302,7 +266,7 @@ fn network(machine: &str) {
     let conc = Instant::now();
     let mut held = Vec::new();
     for _ in 0..200 {
-        let s = connect(port);
+        let s = connect(port, READ_TIMEOUT);
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);
         write!(w, "GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -353,7 +317,7 @@ fn network(machine: &str) {
     let (heap_before, tcpip_before, _) = memory(port);
     let seq = Instant::now();
     for _ in 0..100 {
-        let s = connect(port);
+        let s = connect(port, READ_TIMEOUT);
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);
         for _ in 0..100 {
@@ -380,18 +344,18 @@ fn network(machine: &str) {
 
     // Malformed requests: an error status or a closed connection, never a
     // crash.
-    let mut s = connect(port);
+    let mut s = connect(port, READ_TIMEOUT);
     s.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
     let r = read_response(&mut BufReader::new(s)).unwrap();
     assert_eq!(r.status, 400);
-    let mut s = connect(port);
+    let mut s = connect(port, READ_TIMEOUT);
     let mut huge = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 100_000));
     let _ = s.write_all(&huge);
     if let Ok(r) = read_response(&mut BufReader::new(s)) {
         assert_eq!(r.status, 431); // or closed: also acceptable
     }
-    let mut s = connect(port);
+    let mut s = connect(port, READ_TIMEOUT);
     s.write_all(b"GET /api/sta").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
