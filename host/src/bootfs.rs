@@ -97,7 +97,11 @@ pub fn build(
     let out = dir.join("bootfs.img");
     if !out.is_file() {
         let archive = pack(&files)?;
-        let tmp = dir.join("bootfs.img.tmp");
+        // A name of our own: runs that pack the same files at once (the
+        // tests do) each write their copy and rename it into place.
+        static PACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("bootfs.img.tmp.{}.{n}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .and_then(|_| std::fs::write(&tmp, &archive))
             .and_then(|_| std::fs::rename(&tmp, &out))
