@@ -3,13 +3,10 @@
 //! through the forwarded port, QEMU monitor commands. Dropping it stops
 //! QEMU as a Ctrl-C would.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
-use std::time::Instant;
 
 use starina_host::host::Stop;
 use starina_host::qemu::Machine;
@@ -21,28 +18,12 @@ use starina_host::Streams;
 
 use crate::host_with_env;
 use crate::kernel;
+use crate::SharedText;
 
 pub struct LiveGuest {
     stop: Arc<Stop>,
     runner: Option<thread::JoinHandle<ExitStatus>>,
-    console: Arc<Mutex<String>>,
-}
-
-/// Appends what it is given to a shared string.
-struct Collect(Arc<Mutex<String>>);
-
-impl Write for Collect {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap()
-            .push_str(&String::from_utf8_lossy(data));
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    console: SharedText,
 }
 
 impl LiveGuest {
@@ -60,8 +41,8 @@ impl LiveGuest {
         opts.machine = Machine::parse(machine).expect("a machine type");
         opts.timeout = Some(600.0);
         opts.qemu_args = qemu_args.iter().map(|a| a.to_string()).collect();
-        let console = Arc::new(Mutex::new(String::new()));
-        let mut out = Collect(console.clone());
+        let console = SharedText::new();
+        let mut out = console.clone();
         let runner = thread::spawn(move || {
             let mut err = std::io::stderr();
             let mut io = Streams {
@@ -79,21 +60,17 @@ impl LiveGuest {
 
     /// Everything the serial console printed so far.
     pub fn console(&self) -> String {
-        self.console.lock().unwrap().clone()
+        self.console.text()
     }
 
     /// Waits until the console shows `needle`; fails the test (with the
     /// console) after `timeout`.
     pub fn wait_console(&self, needle: &str, timeout: Duration) {
-        let start = Instant::now();
-        while !self.console().contains(needle) {
-            assert!(
-                start.elapsed() < timeout,
-                "no {needle:?} on the console within {timeout:?}\n{}",
-                self.console()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            self.console.wait_for(needle, timeout),
+            "no {needle:?} on the console within {timeout:?}\n{}",
+            self.console()
+        );
     }
 
     /// Whether the run has ended (the OS powered off or QEMU stopped).

@@ -13,8 +13,6 @@ use std::io::Read;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
@@ -23,6 +21,7 @@ use starina_host::exec::ExecOptions;
 use starina_host::Streams;
 use starina_tests::host_with_env;
 use starina_tests::kernel;
+use starina_tests::SharedText;
 
 /// Every GET answers within this, flood or not.
 const DEADLINE: Duration = Duration::from_secs(1);
@@ -38,39 +37,6 @@ const IDLE_SECONDS: u32 = 15;
 const FLOOD_SECONDS: u32 = 25;
 /// Boot, Linux included, until the command's first line; then the rest.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
-
-/// Collects what the guest command writes.
-#[derive(Clone)]
-struct Collect(Arc<Mutex<Vec<u8>>>);
-
-impl Collect {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Whether `needle` came within `timeout`.
-    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
-        let start = Instant::now();
-        while !self.text().contains(needle) {
-            if start.elapsed() >= timeout {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        true
-    }
-}
-
-impl Write for Collect {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// One `GET /api/stats` to httpd: how long until the whole response (or
 /// `GIVE_UP`, or the error).
@@ -153,8 +119,8 @@ fn httpd_answers_within_a_second_while_the_guest_floods_vm_exits() {
     opts.build = false;
     opts.kernel = Some(kernel());
     opts.timeout = Some((BOOT_TIMEOUT.as_secs() + 120) as f64);
-    let stdout = Collect(Arc::new(Mutex::new(Vec::new())));
-    let stderr = Collect(Arc::new(Mutex::new(Vec::new())));
+    let stdout = SharedText::new();
+    let stderr = SharedText::new();
     let (mut out, mut err) = (stdout.clone(), stderr.clone());
     let session = thread::spawn(move || {
         let mut io = Streams {

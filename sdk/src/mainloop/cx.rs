@@ -135,19 +135,6 @@ impl<S> Cx<S> {
         self.take_slot(id).and_then(|slot| slot.state)
     }
 
-    /// Takes channel `id` out of the loop without closing it (to hand it
-    /// on). Its state is dropped, and so is any unsent backlog.
-    pub fn take_channel(&mut self, id: HandleId) -> Option<Channel> {
-        match self.slots.get(id)?.object {
-            Object::Channel(_) | Object::Supervisor(_) => {}
-            _ => return None,
-        }
-        match self.take_slot(id)?.object {
-            Object::Channel(ch) | Object::Supervisor(ch) => Some(ch),
-            _ => None,
-        }
-    }
-
     /// Sends `msg` on channel `id`. If the peer's queue is full, the
     /// message waits in the channel's outbox and goes out, in order, when
     /// the peer has room ([`Handler::drained`](super::Handler::drained)
