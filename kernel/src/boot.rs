@@ -146,6 +146,7 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
             info.module.map_or((0, 0), |(base, size)| (base, base + size)),
         ],
     );
+    arch::trap::guard_ist_stacks();
     let (free, total) = mm::page::stats();
     log::info!(
         "Starina booting: {} MiB of RAM ({} MiB free), command line '{}'",

@@ -103,6 +103,9 @@ fn exception(frame: &mut TrapFrame) {
         sched::switch(frame, true, false);
         return;
     }
+    if let Some(ist) = crate::arch::trap::ist_guard_hit(cr2 as usize).filter(|_| vector == 14) {
+        panic!("kernel stack overflow on interrupt stack IST{ist} (rip {:#x}, address {cr2:#x})", frame.rip);
+    }
     let trace = crate::arch::trap::backtrace(frame.rbp);
     panic!(
         "CPU exception in the kernel: {} (vector {}, error {:#x}) at rip {:#x}, rsp {:#x}, address {:#x}; called from {:x?}",

@@ -55,10 +55,20 @@ impl Process {
         })
     }
 
-    pub fn add_thread(&self, thread: &Arc<Thread>) {
+    /// Records a new thread; false if the process has exited (checked
+    /// under the same lock `terminate` takes the list with, after it sets
+    /// `exited`: a thread is either in the list it kills or refused here).
+    pub fn add_thread(&self, thread: &Arc<Thread>) -> bool {
         let mut threads = self.threads.lock();
+        if self.has_exited() {
+            return false;
+        }
         threads.retain(|t| t.strong_count() > 0);
+        if threads.try_reserve(1).is_err() {
+            return false;
+        }
         threads.push(Arc::downgrade(thread));
+        true
     }
 
     pub fn has_exited(&self) -> bool {
@@ -81,7 +91,7 @@ impl Process {
         let me = crate::sched::try_current().map(|t| t as *const Thread);
         for t in threads.iter().filter_map(|t| t.upgrade()) {
             if Some(Arc::as_ptr(&t)) != me {
-                t.kill();
+                crate::sched::terminate_thread(t);
             }
         }
         // Drop the handles outside the table lock: dropping a channel end

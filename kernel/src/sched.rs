@@ -10,7 +10,9 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicPtr;
+use core::sync::atomic::AtomicU32;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::AtomicU8;
 use core::sync::atomic::Ordering;
@@ -91,6 +93,13 @@ pub struct Thread {
     saved_rsp: UnsafeCell<usize>,
     fx: Box<FxArea>,
     pub stack: Option<Stack>,
+    /// Its process is gone: end at the first point where it holds nothing
+    /// of the kernel's (see [`terminate_thread`]).
+    kill_requested: AtomicBool,
+    /// How many system calls it is inside (a call may call another, e.g.
+    /// `log` while the kernel works on its behalf). Only the thread itself
+    /// changes it, through [`InKernel`].
+    syscall_depth: AtomicU32,
 }
 
 // SAFETY: `frame` is only accessed under the scheduler lock (see `switch`);
@@ -119,6 +128,33 @@ impl Thread {
 
     pub fn is_dead(&self) -> bool {
         self.state() == ThreadState::Dead
+    }
+
+    /// Whether its process has asked it to end (a blocking call returns
+    /// early when this is set, so the thread can unwind and end).
+    pub fn kill_requested(&self) -> bool {
+        self.kill_requested.load(Ordering::Acquire)
+    }
+
+    fn new(
+        id: u64,
+        process: Arc<Process>,
+        state: ThreadState,
+        frame: TrapFrame,
+        stack: Option<Stack>,
+    ) -> Thread {
+        Thread {
+            id,
+            process,
+            state: AtomicU8::new(state as u8),
+            resume: AtomicU8::new(RESUME_FRAME),
+            frame: UnsafeCell::new(frame),
+            saved_rsp: UnsafeCell::new(0),
+            fx: FxArea::initial(),
+            stack,
+            kill_requested: AtomicBool::new(false),
+            syscall_depth: AtomicU32::new(0),
+        }
     }
 
     /// Current -> Blocked, before it yields. A wake in between turns it
@@ -212,6 +248,62 @@ pub fn wake(thread: Arc<Thread>) {
     }
 }
 
+/// Ends a thread of a process being torn down, without leaking what it
+/// holds. A thread running its component's code (preempted, or not yet
+/// started) holds only the component's own memory: it is dead at once. A
+/// thread inside a system call holds kernel objects on its stack (the
+/// guest RAM in `vcpu_run`, the poll and its channels in `poll_wait`): it
+/// is woken if it waits, the call returns early, its locals drop, and the
+/// thread ends as the call returns ([`InKernel`]).
+///
+/// Called for threads other than the current one, with one CPU: the
+/// thread is not running, so its syscall depth cannot change meanwhile.
+pub fn terminate_thread(thread: Arc<Thread>) {
+    thread.kill_requested.store(true, Ordering::Release);
+    if thread.syscall_depth.load(Ordering::Acquire) == 0 {
+        thread.kill();
+    } else {
+        wake(thread);
+    }
+}
+
+/// Runs a system call's body `f` as inside the kernel (see [`InKernel`]).
+/// Every `KernelApi` method is one: the body's locals and temporaries are
+/// all gone when `f` returns, so a thread ending at the guard's drop leaves
+/// nothing of the kernel's behind. (A guard as the method's first local
+/// would not do: temporaries of a method's tail expression outlive its
+/// locals.)
+pub fn in_kernel<R>(f: impl FnOnce() -> R) -> R {
+    let _in_kernel = InKernel::enter();
+    f()
+}
+
+/// Marks the current thread as inside a system call until dropped; the
+/// outermost drop ends the thread if its process was terminated meanwhile.
+pub struct InKernel(());
+
+impl InKernel {
+    pub fn enter() -> InKernel {
+        if let Some(t) = try_current() {
+            t.syscall_depth.fetch_add(1, Ordering::Relaxed);
+        }
+        InKernel(())
+    }
+}
+
+impl Drop for InKernel {
+    fn drop(&mut self) {
+        let Some(t) = try_current() else { return };
+        if t.syscall_depth.fetch_sub(1, Ordering::Relaxed) == 1 && t.kill_requested() {
+            // Every local of the call has dropped (this guard is its first
+            // local, so it drops last): nothing of the kernel's is left on
+            // this stack, only the component's own frames.
+            #[cfg(not(test))]
+            exit_current_thread();
+        }
+    }
+}
+
 /// Whether some thread other than the current one is waiting to run.
 pub fn others_runnable() -> bool {
     !SCHED.lock().runqueue.is_empty()
@@ -220,9 +312,9 @@ pub fn others_runnable() -> bool {
 #[cfg(not(test))]
 mod machine {
     use super::*;
+    use crate::arch::trap::CURRENT_FX;
     use crate::arch::trap::KERNEL_CS;
     use crate::arch::trap::KERNEL_DS;
-    use crate::arch::trap::CURRENT_FX;
 
     /// Where every new thread starts: `entry(arg)`, then the thread exits.
     extern "C" fn thread_start(entry: usize, arg: usize) -> ! {
@@ -233,6 +325,7 @@ mod machine {
     }
 
     /// Creates a thread in `process` that runs `entry(arg)`, and queues it.
+    /// `None` if memory ran out or the process is being torn down.
     pub fn spawn(process: &Arc<Process>, entry: fn(usize), arg: usize) -> Option<Arc<Thread>> {
         let stack = Stack::new()?;
         let frame = TrapFrame {
@@ -246,33 +339,32 @@ mod machine {
             rsi: arg as u64,
             ..Default::default()
         };
-        let thread = Arc::new(Thread {
-            id: NEXT_TID.fetch_add(1, Ordering::Relaxed),
-            process: process.clone(),
-            state: AtomicU8::new(ThreadState::Runnable as u8),
-            resume: AtomicU8::new(RESUME_FRAME),
-            frame: UnsafeCell::new(frame),
-            saved_rsp: UnsafeCell::new(0),
-            fx: FxArea::initial(),
-            stack: Some(stack),
-        });
-        process.add_thread(&thread);
+        let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
+        let thread = Arc::new(Thread::new(
+            id,
+            process.clone(),
+            ThreadState::Runnable,
+            frame,
+            Some(stack),
+        ));
+        // A process being torn down takes no new threads (a spawn racing
+        // its terminate would otherwise outlive it).
+        if !process.add_thread(&thread) {
+            return None;
+        }
         SCHED.lock().runqueue.push_back(thread.clone());
         Some(thread)
     }
 
     /// Turns the boot context into the idle thread and makes it current.
     pub fn init(kernel: &Arc<Process>) {
-        let idle = Arc::new(Thread {
-            id: 0,
-            process: kernel.clone(),
-            state: AtomicU8::new(ThreadState::Running as u8),
-            resume: AtomicU8::new(RESUME_FRAME),
-            frame: UnsafeCell::new(TrapFrame::default()),
-            saved_rsp: UnsafeCell::new(0),
-            fx: FxArea::initial(),
-            stack: None,
-        });
+        let idle = Arc::new(Thread::new(
+            0,
+            kernel.clone(),
+            ThreadState::Running,
+            TrapFrame::default(),
+            None,
+        ));
         let mut s = SCHED.lock();
         CURRENT.store(Arc::as_ptr(&idle) as *mut Thread, Ordering::Relaxed);
         // SAFETY: interrupts are off (we hold the lock); the entry path
@@ -384,7 +476,8 @@ switch_to_frame:
         let idle = s.idle.clone().expect("scheduler not initialized");
         let prev_is_idle = Arc::ptr_eq(&prev, &idle);
         let prev_state = prev.state();
-        if prev_state == ThreadState::Running && !prev_is_idle && (!force || s.runqueue.is_empty()) {
+        if prev_state == ThreadState::Running && !prev_is_idle && (!force || s.runqueue.is_empty())
+        {
             // Keep running: nothing forces a switch, or nobody else wants
             // the CPU (a new slice then).
             if force {
@@ -394,7 +487,8 @@ switch_to_frame:
             return Outcome::Stay;
         }
         if prev_state == ThreadState::Running {
-            prev.state.store(ThreadState::Runnable as u8, Ordering::Release);
+            prev.state
+                .store(ThreadState::Runnable as u8, Ordering::Release);
             if !prev_is_idle {
                 s.runqueue.push_back(prev.clone());
             }
@@ -407,7 +501,8 @@ switch_to_frame:
                 None => break idle.clone(),
             }
         };
-        next.state.store(ThreadState::Running as u8, Ordering::Release);
+        next.state
+            .store(ThreadState::Running as u8, Ordering::Release);
         s.current = Some(next.clone());
         if Arc::ptr_eq(&next, &prev) {
             return Outcome::Stay;

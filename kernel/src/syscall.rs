@@ -122,48 +122,56 @@ pub static KERNEL: Kernel = Kernel;
 
 impl KernelApi for Kernel {
     fn log(&self, level: LogLevel, args: core::fmt::Arguments<'_>) {
-        let level = match level {
-            LogLevel::Error => log::Level::Error,
-            LogLevel::Warn => log::Level::Warn,
-            LogLevel::Info => log::Level::Info,
-            LogLevel::Debug => log::Level::Debug,
-            LogLevel::Trace => log::Level::Trace,
-        };
-        crate::klog::write_line(level, sched::current_process().name, args);
+        sched::in_kernel(|| {
+            let level = match level {
+                LogLevel::Error => log::Level::Error,
+                LogLevel::Warn => log::Level::Warn,
+                LogLevel::Info => log::Level::Info,
+                LogLevel::Debug => log::Level::Debug,
+                LogLevel::Trace => log::Level::Trace,
+            };
+            crate::klog::write_line(level, sched::current_process().name, args);
+        })
     }
 
     fn time_now(&self) -> u64 {
-        crate::arch::time::now_ns()
+        sched::in_kernel(|| crate::arch::time::now_ns())
     }
 
     fn handle_close(&self, handle: HandleId) -> Result<(), Error> {
-        close(handle, |table| {
-            if table.handle(handle)?.object.is_dma() {
-                // Only `dma_free` (the owning `DmaBuffer`) frees DMA memory.
-                return Err(Error::WrongObjectType);
-            }
-            Ok(())
+        sched::in_kernel(|| {
+            close(handle, |table| {
+                if table.handle(handle)?.object.is_dma() {
+                    // Only `dma_free` (the owning `DmaBuffer`) frees DMA memory.
+                    return Err(Error::WrongObjectType);
+                }
+                Ok(())
+            })
         })
     }
 
     fn handle_duplicate(&self, handle: HandleId, rights: Rights) -> Result<HandleId, Error> {
-        let mut table = table();
-        let h = table.handle(handle)?;
-        h.require(rights::HANDLE_DUPLICATE)?;
-        if !h.rights.contains(rights) {
-            // A copy can only have fewer rights.
-            return Err(Error::MissingRight);
-        }
-        let copy = Handle::new(h.object.clone(), rights);
-        table.insert(copy)
+        sched::in_kernel(|| {
+            let mut table = table();
+            let h = table.handle(handle)?;
+            h.require(rights::HANDLE_DUPLICATE)?;
+            if !h.rights.contains(rights) {
+                // A copy can only have fewer rights.
+                return Err(Error::MissingRight);
+            }
+            let copy = Handle::new(h.object.clone(), rights);
+            table.insert(copy)
+        })
     }
 
     fn channel_create(&self) -> Result<(HandleId, HandleId), Error> {
-        let (a, b) = Channel::new_pair();
-        insert_pair(
-            Handle::new(Object::Channel(a), Rights::DEFAULT),
-            Handle::new(Object::Channel(b), Rights::DEFAULT),
-        )
+        sched::in_kernel(|| {
+            let (a, b) = Channel::new_pair();
+            insert_pair(
+                Handle::new(Object::Channel(a), Rights::DEFAULT),
+                Handle::new(Object::Channel(b), Rights::DEFAULT),
+            )
+        })
     }
 
     fn channel_send(
@@ -173,23 +181,25 @@ impl KernelApi for Kernel {
         data: &[u8],
         handles: &[HandleId],
     ) -> Result<(), Error> {
-        if data.len() > MESSAGE_DATA_MAX {
-            return Err(Error::MessageTooLarge);
-        }
-        if handles.len() > MESSAGE_HANDLES_MAX {
-            return Err(Error::TooManyHandles);
-        }
-        let mut table = table();
-        let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?.clone();
-        let moved = handles_to_move(&table, ch, &channel, handles)?;
-        let msg = ChannelMessage::new(kind, data, moved)?;
-        channel.send(msg).map_err(|(e, _msg)| e)?;
-        // Delivered: the handles now belong to the message. The table's copies
-        // share the objects, so removing them destroys nothing.
-        for &id in handles {
-            let _ = table.remove(id);
-        }
-        Ok(())
+        sched::in_kernel(|| {
+            if data.len() > MESSAGE_DATA_MAX {
+                return Err(Error::MessageTooLarge);
+            }
+            if handles.len() > MESSAGE_HANDLES_MAX {
+                return Err(Error::TooManyHandles);
+            }
+            let mut table = table();
+            let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?.clone();
+            let moved = handles_to_move(&table, ch, &channel, handles)?;
+            let msg = ChannelMessage::new(kind, data, moved)?;
+            channel.send(msg).map_err(|(e, _msg)| e)?;
+            // Delivered: the handles now belong to the message. The table's copies
+            // share the objects, so removing them destroys nothing.
+            for &id in handles {
+                let _ = table.remove(id);
+            }
+            Ok(())
+        })
     }
 
     fn channel_recv(
@@ -198,24 +208,26 @@ impl KernelApi for Kernel {
         data: &mut [u8],
         handle_buf: &mut [HandleId],
     ) -> Result<RecvInfo, Error> {
-        let mut table = table();
-        let channel = table.get::<Channel>(ch, rights::CHANNEL_RECV)?.clone();
-        let msg = channel.recv(data.len(), handle_buf.len(), table.room())?;
-        data[..msg.data.len()].copy_from_slice(&msg.data);
-        let num_handles = msg.handles.len();
-        for (slot, h) in handle_buf.iter_mut().zip(msg.handles) {
-            // Cannot fail: `recv` checked the table's room.
-            *slot = table.insert(h)?;
-        }
-        Ok(RecvInfo {
-            kind: msg.kind,
-            data_len: msg.data.len(),
-            num_handles,
+        sched::in_kernel(|| {
+            let mut table = table();
+            let channel = table.get::<Channel>(ch, rights::CHANNEL_RECV)?.clone();
+            let msg = channel.recv(data.len(), handle_buf.len(), table.room())?;
+            data[..msg.data.len()].copy_from_slice(&msg.data);
+            let num_handles = msg.handles.len();
+            for (slot, h) in handle_buf.iter_mut().zip(msg.handles) {
+                // Cannot fail: `recv` checked the table's room.
+                *slot = table.insert(h)?;
+            }
+            Ok(RecvInfo {
+                kind: msg.kind,
+                data_len: msg.data.len(),
+                num_handles,
+            })
         })
     }
 
     fn poll_create(&self) -> Result<HandleId, Error> {
-        insert(Object::Poll(Poll::new()), Rights::DEFAULT)
+        sched::in_kernel(|| insert(Object::Poll(Poll::new()), Rights::DEFAULT))
     }
 
     fn poll_add(
@@ -224,63 +236,72 @@ impl KernelApi for Kernel {
         target: HandleId,
         interests: Readiness,
     ) -> Result<(), Error> {
-        let (poll, object) = {
-            let table = table();
-            let poll = table.get::<Poll>(poll, rights::POLL_ADD)?.clone();
-            let h = table.handle(target)?;
-            let object = h.object.as_pollable().ok_or(Error::WrongObjectType)?;
-            h.require(rights::POLL_ADD_TARGET)?;
-            (poll, object)
-        };
-        poll.add(target, object, interests)
+        sched::in_kernel(|| {
+            let (poll, object) = {
+                let table = table();
+                let poll = table.get::<Poll>(poll, rights::POLL_ADD)?.clone();
+                let h = table.handle(target)?;
+                let object = h.object.as_pollable().ok_or(Error::WrongObjectType)?;
+                h.require(rights::POLL_ADD_TARGET)?;
+                (poll, object)
+            };
+            poll.add(target, object, interests)
+        })
     }
 
     fn poll_remove(&self, poll: HandleId, target: HandleId) -> Result<(), Error> {
-        object::<Poll>(poll, rights::POLL_REMOVE)?.remove(target)
+        sched::in_kernel(|| object::<Poll>(poll, rights::POLL_REMOVE)?.remove(target))
     }
 
     fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
-        wait(&object::<Poll>(poll, rights::POLL_WAIT)?)
+        sched::in_kernel(|| wait(&object::<Poll>(poll, rights::POLL_WAIT)?))
     }
 
     fn timer_create(&self) -> Result<HandleId, Error> {
-        insert(Object::Timer(Timer::new()), Rights::DEFAULT)
+        sched::in_kernel(|| insert(Object::Timer(Timer::new()), Rights::DEFAULT))
     }
 
     fn timer_set(&self, timer: HandleId, after_ns: u64) -> Result<(), Error> {
-        let timer = object::<Timer>(timer, rights::TIMER_SET)?;
-        timer.set(crate::arch::time::now_ns(), after_ns)?;
-        crate::interrupt::rearm_timer();
-        Ok(())
+        sched::in_kernel(|| {
+            let timer = object::<Timer>(timer, rights::TIMER_SET)?;
+            timer.set(crate::arch::time::now_ns(), after_ns)?;
+            crate::interrupt::rearm_timer();
+            Ok(())
+        })
     }
 
     fn thread_spawn(&self, main: ThreadMain) -> Result<(), Error> {
-        // A thin pointer to the boxed closure travels as the thread's
-        // argument; `run_thread_main` takes it back.
-        let arg = Box::into_raw(Box::new(main)) as usize;
-        match sched::spawn(sched::current_process(), run_thread_main, arg) {
-            Some(_) => Ok(()),
-            None => {
-                // SAFETY: the thread was not created, so `arg` is still the
-                // unique pointer made by `Box::into_raw` above.
-                drop(unsafe { Box::from_raw(arg as *mut ThreadMain) });
-                Err(Error::OutOfMemory)
+        sched::in_kernel(|| {
+            // A thin pointer to the boxed closure travels as the thread's
+            // argument; `run_thread_main` takes it back.
+            let arg = Box::into_raw(Box::new(main)) as usize;
+            match sched::spawn(sched::current_process(), run_thread_main, arg) {
+                Some(_) => Ok(()),
+                None => {
+                    // SAFETY: the thread was not created, so `arg` is still the
+                    // unique pointer made by `Box::into_raw` above.
+                    drop(unsafe { Box::from_raw(arg as *mut ThreadMain) });
+                    Err(Error::OutOfMemory)
+                }
             }
-        }
+        })
     }
 
     fn thread_yield(&self) {
-        sched::yield_current();
+        sched::in_kernel(|| {
+            sched::yield_current();
+        })
     }
 
     fn process_exit(&self, code: i32) -> ! {
+        let _in_kernel = sched::InKernel::enter();
         let process = sched::current_process().clone();
         crate::startup::component_ended(&process, ExitReason::Exited(code));
         sched::exit_current_thread()
     }
 
     fn process_id(&self) -> u64 {
-        sched::current_process().id
+        sched::in_kernel(|| sched::current_process().id)
     }
 
     fn vm_create(
@@ -288,16 +309,18 @@ impl KernelApi for Kernel {
         hypervisor: HandleId,
         ram_bytes: u64,
     ) -> Result<(HandleId, HandleId), Error> {
-        table().privilege(hypervisor, SystemRight::Hypervisor)?;
-        create_vm(ram_bytes)
+        sched::in_kernel(|| {
+            table().privilege(hypervisor, SystemRight::Hypervisor)?;
+            create_vm(ram_bytes)
+        })
     }
 
     fn guest_ram_read(&self, ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error> {
-        object::<GuestRam>(ram, rights::GUEST_RAM_READ)?.read(gpa, buf)
+        sched::in_kernel(|| object::<GuestRam>(ram, rights::GUEST_RAM_READ)?.read(gpa, buf))
     }
 
     fn guest_ram_write(&self, ram: HandleId, gpa: u64, data: &[u8]) -> Result<(), Error> {
-        object::<GuestRam>(ram, rights::GUEST_RAM_WRITE)?.write(gpa, data)
+        sched::in_kernel(|| object::<GuestRam>(ram, rights::GUEST_RAM_WRITE)?.write(gpa, data))
     }
 
     fn vcpu_run(
@@ -306,49 +329,57 @@ impl KernelApi for Kernel {
         state: &mut VcpuState,
         inject: Injection,
     ) -> Result<VmExit, Error> {
-        let vcpu = object::<Vcpu>(vcpu, rights::VCPU_RUN)?;
-        let mut guard = vcpu.acquire()?;
-        // By then at the latest, never later than a tick already armed: the
-        // slice and the kernel timers keep their deadlines however often the
-        // guest exits.
-        crate::arch::apic::arm_timer_by(crate::arch::time::now_ns() + VCPU_MAX_RUN_NS);
-        Ok(guard.hw().run(state, inject))
+        sched::in_kernel(|| {
+            let vcpu = object::<Vcpu>(vcpu, rights::VCPU_RUN)?;
+            let mut guard = vcpu.acquire()?;
+            // By then at the latest, never later than a tick already armed: the
+            // slice and the kernel timers keep their deadlines however often the
+            // guest exits.
+            crate::arch::apic::arm_timer_by(crate::arch::time::now_ns() + VCPU_MAX_RUN_NS);
+            Ok(guard.hw().run(state, inject))
+        })
     }
 
     fn vcpu_control(&self, vcpu: HandleId, control: VcpuControl) -> Result<(), Error> {
-        let vcpu = object::<Vcpu>(vcpu, rights::VCPU_CONTROL)?;
-        let mut guard = vcpu.acquire()?;
-        match control {
-            VcpuControl::TscOffset(off) => guard.hw().set_tsc_offset(off),
-            VcpuControl::Pat(pat) => guard.hw().set_pat(pat),
-        }
-        Ok(())
+        sched::in_kernel(|| {
+            let vcpu = object::<Vcpu>(vcpu, rights::VCPU_CONTROL)?;
+            let mut guard = vcpu.acquire()?;
+            match control {
+                VcpuControl::TscOffset(off) => guard.hw().set_tsc_offset(off),
+                VcpuControl::Pat(pat) => guard.hw().set_pat(pat),
+            }
+            Ok(())
+        })
     }
 
     fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
-        crate::arch::cpu::cpuid(leaf, subleaf)
+        sched::in_kernel(|| crate::arch::cpu::cpuid(leaf, subleaf))
     }
 
     fn bootfs_file(&self, name: &str) -> Result<&'static [u8], Error> {
-        crate::bootfs::file(name)
+        sched::in_kernel(|| crate::bootfs::file(name))
     }
 
     fn system_shutdown(&self, system: HandleId, code: u8) -> Result<(), Error> {
-        table().privilege(system, SystemRight::Shutdown)?;
-        log::info!(
-            "power off requested by {} (exit code {code}; {} NMIs taken)",
-            sched::current_process().name,
-            crate::interrupt::nmi_count()
-        );
-        crate::arch::power_off(code)
+        sched::in_kernel(|| {
+            table().privilege(system, SystemRight::Shutdown)?;
+            log::info!(
+                "power off requested by {} (exit code {code}; {} NMIs taken)",
+                sched::current_process().name,
+                crate::interrupt::nmi_count()
+            );
+            crate::arch::power_off(code)
+        })
     }
 
     fn device_info(&self, device: HandleId) -> Result<DeviceInfo, Error> {
-        Ok(object::<DeviceObject>(device, rights::DEVICE_INFO)?.info)
+        sched::in_kernel(|| Ok(object::<DeviceObject>(device, rights::DEVICE_INFO)?.info))
     }
 
     fn device_pci_config_read(&self, device: HandleId, offset: u16) -> Result<u32, Error> {
-        object::<DeviceObject>(device, rights::DEVICE_PCI_CONFIG_READ)?.config_read(offset)
+        sched::in_kernel(|| {
+            object::<DeviceObject>(device, rights::DEVICE_PCI_CONFIG_READ)?.config_read(offset)
+        })
     }
 
     fn device_pci_config_write(
@@ -357,57 +388,72 @@ impl KernelApi for Kernel {
         offset: u16,
         value: u32,
     ) -> Result<(), Error> {
-        object::<DeviceObject>(device, rights::DEVICE_PCI_CONFIG_WRITE)?.config_write(offset, value)
+        sched::in_kernel(|| {
+            object::<DeviceObject>(device, rights::DEVICE_PCI_CONFIG_WRITE)?
+                .config_write(offset, value)
+        })
     }
 
     fn device_mmio_map(&self, device: HandleId, paddr: u64, len: usize) -> Result<usize, Error> {
-        let device = object::<DeviceObject>(device, rights::DEVICE_MMIO_MAP)?;
-        if len == 0 {
-            return Err(Error::InvalidArgument);
-        }
-        if !device.owns(paddr, len as u64) {
-            // Not one of this device's regions.
-            return Err(Error::InvalidArgument);
-        }
-        crate::mm::map_device_memory(paddr, len as u64).ok_or(Error::OutOfMemory)
+        sched::in_kernel(|| {
+            let device = object::<DeviceObject>(device, rights::DEVICE_MMIO_MAP)?;
+            if len == 0 {
+                return Err(Error::InvalidArgument);
+            }
+            if !device.owns(paddr, len as u64) {
+                // Not one of this device's regions.
+                return Err(Error::InvalidArgument);
+            }
+            crate::mm::map_device_memory(paddr, len as u64).ok_or(Error::OutOfMemory)
+        })
     }
 
     fn interrupt_create(&self, device: HandleId) -> Result<HandleId, Error> {
-        let device = object::<DeviceObject>(device, rights::INTERRUPT_CREATE)?;
-        let irq = Interrupt::new(&device)?;
-        insert(Object::Interrupt(irq), rights::INTERRUPT_HANDLE)
+        sched::in_kernel(|| {
+            let device = object::<DeviceObject>(device, rights::INTERRUPT_CREATE)?;
+            let irq = Interrupt::new(&device)?;
+            insert(Object::Interrupt(irq), rights::INTERRUPT_HANDLE)
+        })
     }
 
     fn interrupt_ack(&self, interrupt: HandleId) -> Result<(), Error> {
-        object::<Interrupt>(interrupt, rights::INTERRUPT_ACK)?.ack();
-        Ok(())
+        sched::in_kernel(|| {
+            object::<Interrupt>(interrupt, rights::INTERRUPT_ACK)?.ack();
+            Ok(())
+        })
     }
 
     fn dma_alloc(&self, device: HandleId, pages: usize) -> Result<DmaAllocation, Error> {
-        // The device handle is the right to DMA memory.
-        object::<DeviceObject>(device, rights::DMA_ALLOC)?;
-        let dma = DmaMemory::new(pages)?;
-        let (paddr, vaddr) = (dma.paddr(), dma.vaddr());
-        let handle = insert(Object::Dma(dma), rights::DMA_HANDLE)?;
-        Ok(DmaAllocation {
-            handle,
-            paddr,
-            vaddr,
+        sched::in_kernel(|| {
+            // The device handle is the right to DMA memory.
+            object::<DeviceObject>(device, rights::DMA_ALLOC)?;
+            let dma = DmaMemory::new(pages)?;
+            let (paddr, vaddr) = (dma.paddr(), dma.vaddr());
+            let handle = insert(Object::Dma(dma), rights::DMA_HANDLE)?;
+            Ok(DmaAllocation {
+                handle,
+                paddr,
+                vaddr,
+            })
         })
     }
 
     fn dma_free(&self, dma: HandleId) -> Result<(), Error> {
-        close(dma, |table| {
-            table.get::<DmaMemory>(dma, rights::DMA_FREE).map(|_| ())
+        sched::in_kernel(|| {
+            close(dma, |table| {
+                table.get::<DmaMemory>(dma, rights::DMA_FREE).map(|_| ())
+            })
         })
     }
 
     fn dma_translate(&self, device: HandleId, vaddr: usize, len: usize) -> Result<u64, Error> {
-        object::<DeviceObject>(device, rights::DMA_TRANSLATE)?;
-        if len == 0 {
-            return Err(Error::InvalidArgument);
-        }
-        crate::mm::contiguous_phys(vaddr, len).ok_or(Error::NotSupported)
+        sched::in_kernel(|| {
+            object::<DeviceObject>(device, rights::DMA_TRANSLATE)?;
+            if len == 0 {
+                return Err(Error::InvalidArgument);
+            }
+            crate::mm::contiguous_phys(vaddr, len).ok_or(Error::NotSupported)
+        })
     }
 
     fn system_component_status(
@@ -415,8 +461,10 @@ impl KernelApi for Kernel {
         monitor: HandleId,
         index: usize,
     ) -> Result<ComponentStatus, Error> {
-        table().privilege(monitor, SystemRight::Monitor)?;
-        crate::startup::component_status(index).ok_or(Error::NotFound)
+        sched::in_kernel(|| {
+            table().privilege(monitor, SystemRight::Monitor)?;
+            crate::startup::component_status(index).ok_or(Error::NotFound)
+        })
     }
 
     fn system_log_read(
@@ -425,18 +473,22 @@ impl KernelApi for Kernel {
         from: u64,
         out: &mut [u8],
     ) -> Result<(u64, usize), Error> {
-        table().privilege(monitor, SystemRight::Monitor)?;
-        Ok(crate::klog::read_ring(from, out))
+        sched::in_kernel(|| {
+            table().privilege(monitor, SystemRight::Monitor)?;
+            Ok(crate::klog::read_ring(from, out))
+        })
     }
 
     fn system_memory_stats(&self, monitor: HandleId) -> Result<MemoryStats, Error> {
-        table().privilege(monitor, SystemRight::Monitor)?;
-        let (pages_free, pages_total) = crate::mm::page::stats();
-        Ok(MemoryStats {
-            heap_in_use: crate::mm::heap::bytes_in_use(),
-            pages_free,
-            pages_total,
-            dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
+        sched::in_kernel(|| {
+            table().privilege(monitor, SystemRight::Monitor)?;
+            let (pages_free, pages_total) = crate::mm::page::stats();
+            Ok(MemoryStats {
+                heap_in_use: crate::mm::heap::bytes_in_use(),
+                pages_free,
+                pages_total,
+                dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
+            })
         })
     }
 }
@@ -497,6 +549,12 @@ fn handles_to_move(
 /// Blocks until one object `poll` watches is ready.
 fn wait(poll: &Arc<Poll>) -> Result<(HandleId, Readiness), Error> {
     loop {
+        // The process is being torn down: return, so the call's locals (the
+        // poll, and through it what it watches) drop before the thread ends
+        // (the error never reaches the component; see `sched::InKernel`).
+        if sched::current().kill_requested() {
+            return Err(Error::WouldBlock);
+        }
         // Register as the waiter *before* checking, so a change between the
         // check and the block cannot be missed. (One scan per wait instead
         // of check, register, check again: a waiter usually has to block.)

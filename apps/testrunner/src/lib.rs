@@ -420,6 +420,24 @@ fn panic_while_logging_is_isolated(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// A component torn down while one of its threads waits in `poll_wait`:
+/// that thread's call unwinds, so the channel end its poll watches closes
+/// and the peer sees it (a killed waiter used to keep it open for good).
+fn teardown_releases_what_waiting_threads_hold(cx: &mut Ctx) -> TestResult {
+    cx.crasher.send_data(b"wait-panic").map_err(|e| e.to_string())?;
+    let held = match wait_message(&cx.crasher, &mut cx.buf, 30_000) {
+        Ok(Received::Open { uri, handle: Some(ch) }) if uri == "held" => ch,
+        Ok(_) => return Err("crasher did not send the held channel".to_string()),
+        Err(e) => return Err(format!("no held channel: {e}")),
+    };
+    expect_peer_closed(&cx.crasher, &mut cx.buf)?;
+    expect_peer_closed(&held, &mut cx.buf).map_err(|e| format!("the waiting thread's end: {e}"))?;
+    cx.crasher = wait_reconnect(cx, "crasher")?;
+    let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
+    check!(pong == b"pong 5", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
+    Ok(())
+}
+
 fn preemption(cx: &mut Ctx) -> TestResult {
     let reply = request(&cx.spinner, &mut cx.buf, b"spin")?;
     check!(reply == b"spinning", "spinner did not start");
@@ -706,6 +724,7 @@ const TESTS: &[Test] = &[
     ("stack_overflow_is_isolated", stack_overflow_is_isolated),
     ("huge_log_line_is_bounded", huge_log_line_is_bounded),
     ("panic_while_logging_is_isolated", panic_while_logging_is_isolated),
+    ("teardown_releases_what_waiting_threads_hold", teardown_releases_what_waiting_threads_hold),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];

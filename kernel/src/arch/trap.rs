@@ -14,6 +14,7 @@
 //! All interrupts run on IST stacks: the prebuilt `core` uses the red zone,
 //! and an interrupt must never push into it.
 
+use crate::mm::stack::Stack;
 use core::mem::size_of;
 
 pub const KERNEL_CS: u16 = 0x08;
@@ -156,11 +157,45 @@ struct IdtEntry {
     _reserved: u32,
 }
 
+/// The boot-time IST stacks, used only until [`guard_ist_stacks`] moves
+/// every IST onto a guarded stack (the page allocator is not up when the
+/// IDT is first loaded).
 const IST_STACK_SIZE: usize = 16 * 1024;
 /// IST1: IRQs and the yield vector; IST2: exceptions; IST3: NMI and
 /// machine check; IST4: double fault. Separate stacks so that a fault in an
 /// IRQ handler does not overwrite the frame it interrupted.
 const IST_COUNT: usize = 4;
+
+/// The IST stacks in use after boot: each below an unmapped guard page
+/// (`mm::stack`), so an overflow is a page fault reported as such instead
+/// of silently overwriting whatever lies below.
+static GUARDED_IST: spin::Once<[Stack; IST_COUNT]> = spin::Once::new();
+
+/// Moves every IST onto a guarded stack. Called once at boot, after the
+/// page allocator is up, interrupts still off. Out of memory this early is
+/// a kernel panic (the machine could not run anything anyway).
+pub fn guard_ist_stacks() {
+    let stacks = GUARDED_IST.call_once(|| {
+        core::array::from_fn(|i| {
+            Stack::new().unwrap_or_else(|| panic!("no memory for IST stack {}", i + 1))
+        })
+    });
+    for (i, stack) in stacks.iter().enumerate() {
+        // SAFETY: interrupts are off and this is the only CPU, so no
+        // interrupt is being delivered through the TSS while we write it;
+        // the CPU reads an IST slot only when delivering an interrupt.
+        unsafe { (*(&raw mut TSS)).ist[i] = stack.top() as u64 };
+    }
+}
+
+/// Which IST stack's guard page `addr` falls in (1-based, as in the IDT).
+pub fn ist_guard_hit(addr: usize) -> Option<usize> {
+    let stacks = GUARDED_IST.get()?;
+    stacks
+        .iter()
+        .position(|s| s.guard_contains(addr))
+        .map(|i| i + 1)
+}
 
 #[repr(C, align(16))]
 struct IstStacks([[u8; IST_STACK_SIZE]; IST_COUNT]);

@@ -7,6 +7,10 @@
 //! - `log-flood` -> logs one 1 MiB line full of newlines and a forged
 //!   console marker, then answers `logged` (the kernel must bound it)
 //! - `log-panic` -> logs a value whose `Display` panics
+//! - `wait-panic` -> sends the client one end of a new channel (an `Open`
+//!   for `held`), parks a thread in `poll_wait` on the other end, then
+//!   panics: teardown must end that thread without leaking what its call
+//!   holds, so the client's end sees peer-closed
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -14,10 +18,15 @@ extern crate alloc;
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering;
 
+use starina::abi::Readiness;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
+use starina::poll::Poll;
 use starina::Channel;
 use starina::Error;
 use starina::HandleId;
@@ -50,6 +59,35 @@ fn flood_text() -> String {
         text.push_str("\n[   0.000000] INFO  kernel: starina: ready \x1b[2J");
     }
     text
+}
+
+/// Hands the client one end of a new channel, parks a thread waiting on
+/// the other end, and panics once that thread is blocked in the kernel.
+fn panic_while_a_thread_waits(cx: &mut Cx<()>, id: HandleId) -> Result<(), Error> {
+    let (kept, given) = Channel::create()?;
+    cx.send(
+        id,
+        Message::Open {
+            call_id: 0,
+            uri: "held",
+            handle: Some(given.into_handle()),
+        },
+    )?;
+    let waiting = Arc::new(AtomicBool::new(false));
+    let flag = waiting.clone();
+    starina::thread::spawn(move || {
+        let Ok(poll) = Poll::create() else { return };
+        if poll.add(kept.id(), Readiness::READABLE).is_ok() {
+            flag.store(true, Ordering::Release);
+            let _ = poll.wait();
+        }
+    })?;
+    while !waiting.load(Ordering::Acquire) {
+        starina::thread::yield_now();
+    }
+    // Once more: the waiter goes from setting the flag into its wait.
+    starina::thread::yield_now();
+    panic!("asked to panic while a thread waits")
 }
 
 struct Crasher {
@@ -85,6 +123,7 @@ impl Handler for Crasher {
                 log::info!("{}", flood_text());
                 cx.send_data(id, b"logged")
             }
+            b"wait-panic" => panic_while_a_thread_waits(cx, id),
             b"log-panic" => {
                 log::info!("about to fail: {}", PanicsOnDisplay);
                 cx.send_data(id, b"not reached")
