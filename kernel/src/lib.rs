@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod account;
 pub mod arch;
 pub mod handle;
 pub mod object;

@@ -25,6 +25,11 @@ pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
             && !crate::interrupt::in_interrupt()
             && !thread.process.has_exited()
         {
+            // From here the kernel works on the component's behalf: its
+            // allocations are not refused for the component's budget (a
+            // component that panicked because its budget ran out must
+            // still be torn down). Never dropped: the thread ends below.
+            core::mem::forget(crate::sched::InKernel::enter());
             log::error!("{} {}: {}", thread.process.name, markers::COMPONENT_PANICKED, info);
             let process = thread.process.clone();
             crate::startup::component_ended(&process, ExitReason::Panicked);

@@ -35,6 +35,9 @@ pub struct Process {
     /// Index into the wiring's component table; `None` for the kernel.
     pub component: Option<usize>,
     pub instance: u32,
+    /// Its memory account (`crate::account`): one per component, shared
+    /// by its successive instances; the kernel's for the kernel.
+    pub account: u8,
     pub handles: SpinLock<HandleTable>,
     threads: SpinLock<Vec<Weak<Thread>>>,
     exited: AtomicBool,
@@ -49,6 +52,7 @@ impl Process {
             name,
             component,
             instance,
+            account: component.map_or(crate::account::KERNEL, crate::account::for_component),
             handles: SpinLock::new(HandleTable::new()),
             threads: SpinLock::new(Vec::new()),
             exited: AtomicBool::new(false),

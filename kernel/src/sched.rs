@@ -18,6 +18,7 @@ use core::sync::atomic::AtomicU8;
 use core::sync::atomic::Ordering;
 
 use crate::process::Process;
+use starina::abi::Error;
 use crate::sync::SpinLock;
 
 #[cfg(not(test))]
@@ -93,6 +94,9 @@ pub struct Thread {
     saved_rsp: UnsafeCell<usize>,
     fx: Box<FxArea>,
     pub stack: Option<Stack>,
+    /// Its stack, charged to its process's memory account.
+    #[cfg(not(test))]
+    _stack_charge: Option<crate::account::Charge>,
     /// Its process is gone: end at the first point where it holds nothing
     /// of the kernel's (see [`terminate_thread`]).
     kill_requested: AtomicBool,
@@ -130,6 +134,12 @@ impl Thread {
         self.state() == ThreadState::Dead
     }
 
+    /// Whether it is inside a system call (the kernel working on its
+    /// behalf) rather than running its component's code.
+    pub fn in_system_call(&self) -> bool {
+        self.syscall_depth.load(Ordering::Relaxed) > 0
+    }
+
     /// Whether its process has asked it to end (a blocking call returns
     /// early when this is set, so the thread can unwind and end).
     pub fn kill_requested(&self) -> bool {
@@ -152,6 +162,8 @@ impl Thread {
             saved_rsp: UnsafeCell::new(0),
             fx: FxArea::initial(),
             stack,
+            #[cfg(not(test))]
+            _stack_charge: None,
             kill_requested: AtomicBool::new(false),
             syscall_depth: AtomicU32::new(0),
         }
@@ -325,9 +337,12 @@ mod machine {
     }
 
     /// Creates a thread in `process` that runs `entry(arg)`, and queues it.
-    /// `None` if memory ran out or the process is being torn down.
-    pub fn spawn(process: &Arc<Process>, entry: fn(usize), arg: usize) -> Option<Arc<Thread>> {
-        let stack = Stack::new()?;
+    /// `OverBudget` if its stack does not fit the process's memory budget,
+    /// `OutOfMemory` if memory ran out, `PeerClosed` if the process is being
+    /// torn down.
+    pub fn spawn(process: &Arc<Process>, entry: fn(usize), arg: usize) -> Result<Arc<Thread>, Error> {
+        let charge = crate::account::Charge::try_new(process.account, crate::mm::stack::STACK_SIZE)?;
+        let stack = Stack::new().ok_or(Error::OutOfMemory)?;
         let frame = TrapFrame {
             rip: thread_start as *const () as u64,
             cs: KERNEL_CS as u64,
@@ -340,20 +355,16 @@ mod machine {
             ..Default::default()
         };
         let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
-        let thread = Arc::new(Thread::new(
-            id,
-            process.clone(),
-            ThreadState::Runnable,
-            frame,
-            Some(stack),
-        ));
+        let mut thread = Thread::new(id, process.clone(), ThreadState::Runnable, frame, Some(stack));
+        thread._stack_charge = Some(charge);
+        let thread = Arc::new(thread);
         // A process being torn down takes no new threads (a spawn racing
         // its terminate would otherwise outlive it).
         if !process.add_thread(&thread) {
-            return None;
+            return Err(Error::PeerClosed);
         }
         SCHED.lock().runqueue.push_back(thread.clone());
-        Some(thread)
+        Ok(thread)
     }
 
     /// Turns the boot context into the idle thread and makes it current.

@@ -157,6 +157,7 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
     let d = def(index);
     let generation = state.slots[slot].generation + 1;
     let process = Process::new(d.name, Some(index), generation);
+    crate::account::start_instance(process.account, d.memory_limit_mib as usize * 1024 * 1024);
     let (sup_kernel, sup_component) = Channel::new_pair();
     let mut env = RawEnv::new(d.name, generation);
     {
@@ -277,11 +278,11 @@ fn launch(
         delay_ns,
     });
     let arg = Box::into_raw(args) as usize;
-    if crate::sched::spawn(process, component_main, arg).is_none() {
+    if let Err(e) = crate::sched::spawn(process, component_main, arg) {
         // SAFETY: the thread was not created; we still own the box. (Its
         // env holds plain handle numbers: dropping it closes nothing.)
         drop(unsafe { Box::from_raw(arg as *mut StartArgs) });
-        log::error!("startup: out of memory starting {}", def(index).name);
+        log::error!("startup: cannot start {}: {e}", def(index).name);
         return false;
     }
     log::info!("{} {}", markers::COMPONENT_STARTED, def(index).name);

@@ -84,6 +84,13 @@ pub mod rights {
     pub const INTERRUPT_HANDLE: Rights = Rights::READ.union(Rights::WRITE).union(Rights::POLL);
 }
 
+/// `OverBudget` once the calling component's memory budget is spent: the
+/// start of every call that allocates kernel memory on its behalf (what the
+/// call then allocates is charged, never refused; see `crate::account`).
+fn within_budget() -> Result<(), Error> {
+    crate::account::check(sched::current_process().account)
+}
+
 /// The calling process's handle table.
 fn table() -> SpinLockGuard<'static, HandleTable> {
     sched::current_process().handles.lock()
@@ -135,7 +142,7 @@ impl KernelApi for Kernel {
     }
 
     fn time_now(&self) -> u64 {
-        sched::in_kernel(|| crate::arch::time::now_ns())
+        sched::in_kernel(crate::arch::time::now_ns)
     }
 
     fn handle_close(&self, handle: HandleId) -> Result<(), Error> {
@@ -152,6 +159,7 @@ impl KernelApi for Kernel {
 
     fn handle_duplicate(&self, handle: HandleId, rights: Rights) -> Result<HandleId, Error> {
         sched::in_kernel(|| {
+            within_budget()?;
             let mut table = table();
             let h = table.handle(handle)?;
             h.require(rights::HANDLE_DUPLICATE)?;
@@ -166,6 +174,7 @@ impl KernelApi for Kernel {
 
     fn channel_create(&self) -> Result<(HandleId, HandleId), Error> {
         sched::in_kernel(|| {
+            within_budget()?;
             let (a, b) = Channel::new_pair();
             insert_pair(
                 Handle::new(Object::Channel(a), Rights::DEFAULT),
@@ -182,6 +191,7 @@ impl KernelApi for Kernel {
         handles: &[HandleId],
     ) -> Result<(), Error> {
         sched::in_kernel(|| {
+            within_budget()?;
             if data.len() > MESSAGE_DATA_MAX {
                 return Err(Error::MessageTooLarge);
             }
@@ -227,7 +237,10 @@ impl KernelApi for Kernel {
     }
 
     fn poll_create(&self) -> Result<HandleId, Error> {
-        sched::in_kernel(|| insert(Object::Poll(Poll::new()), Rights::DEFAULT))
+        sched::in_kernel(|| {
+            within_budget()?;
+            insert(Object::Poll(Poll::new()), Rights::DEFAULT)
+        })
     }
 
     fn poll_add(
@@ -237,6 +250,7 @@ impl KernelApi for Kernel {
         interests: Readiness,
     ) -> Result<(), Error> {
         sched::in_kernel(|| {
+            within_budget()?;
             let (poll, object) = {
                 let table = table();
                 let poll = table.get::<Poll>(poll, rights::POLL_ADD)?.clone();
@@ -258,7 +272,10 @@ impl KernelApi for Kernel {
     }
 
     fn timer_create(&self) -> Result<HandleId, Error> {
-        sched::in_kernel(|| insert(Object::Timer(Timer::new()), Rights::DEFAULT))
+        sched::in_kernel(|| {
+            within_budget()?;
+            insert(Object::Timer(Timer::new()), Rights::DEFAULT)
+        })
     }
 
     fn timer_set(&self, timer: HandleId, after_ns: u64) -> Result<(), Error> {
@@ -276,12 +293,12 @@ impl KernelApi for Kernel {
             // argument; `run_thread_main` takes it back.
             let arg = Box::into_raw(Box::new(main)) as usize;
             match sched::spawn(sched::current_process(), run_thread_main, arg) {
-                Some(_) => Ok(()),
-                None => {
+                Ok(_) => Ok(()),
+                Err(e) => {
                     // SAFETY: the thread was not created, so `arg` is still the
                     // unique pointer made by `Box::into_raw` above.
                     drop(unsafe { Box::from_raw(arg as *mut ThreadMain) });
-                    Err(Error::OutOfMemory)
+                    Err(e)
                 }
             }
         })
@@ -427,7 +444,7 @@ impl KernelApi for Kernel {
         sched::in_kernel(|| {
             // The device handle is the right to DMA memory.
             object::<DeviceObject>(device, rights::DMA_ALLOC)?;
-            let dma = DmaMemory::new(pages)?;
+            let dma = DmaMemory::new(pages, sched::current_process().account)?;
             let (paddr, vaddr) = (dma.paddr(), dma.vaddr());
             let handle = insert(Object::Dma(dma), rights::DMA_HANDLE)?;
             Ok(DmaAllocation {
@@ -594,7 +611,7 @@ const VCPU_MAX_RUN_NS: u64 = 1_000_000;
 /// Creates guest RAM and its vCPU, and hands the caller both handles.
 fn create_vm(ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     let (free_before, _) = crate::mm::page::stats();
-    let ram = GuestRam::new(ram_bytes)?;
+    let ram = GuestRam::new(ram_bytes, sched::current_process().account)?;
     let vcpu = Vcpu::new(ram.clone()).map_err(|why| {
         log::error!("hypervisor: cannot create a VM: {}", why.explain());
         match why {

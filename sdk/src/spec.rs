@@ -97,6 +97,10 @@ pub struct ComponentDef {
     pub max_restarts: u32,
     /// The restart budget's window, in seconds.
     pub restart_window_s: u32,
+    /// Its memory budget in MiB (spec `memory_limit_mib`): its heap and
+    /// what the kernel holds on its behalf. Past it, its allocations fail
+    /// (a panic that ends it alone) and its calls return `OverBudget`.
+    pub memory_limit_mib: u32,
     pub exports: &'static [&'static str],
     pub needs: &'static [Need],
     pub privileges: &'static [Privilege],

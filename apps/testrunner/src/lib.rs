@@ -438,6 +438,19 @@ fn teardown_releases_what_waiting_threads_hold(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// A component that allocates without bound is stopped at its memory
+/// budget, alone, and restarted; the kernel and everyone else go on.
+fn unbounded_allocation_is_stopped_alone(cx: &mut Ctx) -> TestResult {
+    cx.crasher.send_data(b"hog").map_err(|e| e.to_string())?;
+    expect_peer_closed(&cx.crasher, &mut cx.buf)?;
+    cx.crasher = wait_reconnect(cx, "crasher")?;
+    let pong = request(&cx.crasher, &mut cx.buf, b"ping")?;
+    check!(pong == b"pong 6", "restarted instance answered {:?}", String::from_utf8_lossy(&pong));
+    let reply = request(&cx.echo, &mut cx.buf, b"after the hog")?;
+    check!(reply == b"after the hog", "echo broken after the hog");
+    Ok(())
+}
+
 fn preemption(cx: &mut Ctx) -> TestResult {
     let reply = request(&cx.spinner, &mut cx.buf, b"spin")?;
     check!(reply == b"spinning", "spinner did not start");
@@ -725,6 +738,7 @@ const TESTS: &[Test] = &[
     ("huge_log_line_is_bounded", huge_log_line_is_bounded),
     ("panic_while_logging_is_isolated", panic_while_logging_is_isolated),
     ("teardown_releases_what_waiting_threads_hold", teardown_releases_what_waiting_threads_hold),
+    ("unbounded_allocation_is_stopped_alone", unbounded_allocation_is_stopped_alone),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];

@@ -180,11 +180,12 @@ pub fn guard_ist_stacks() {
             Stack::new().unwrap_or_else(|| panic!("no memory for IST stack {}", i + 1))
         })
     });
+    let tss = &raw mut TSS;
     for (i, stack) in stacks.iter().enumerate() {
         // SAFETY: interrupts are off and this is the only CPU, so no
         // interrupt is being delivered through the TSS while we write it;
         // the CPU reads an IST slot only when delivering an interrupt.
-        unsafe { (*(&raw mut TSS)).ist[i] = stack.top() as u64 };
+        unsafe { (*tss).ist[i] = stack.top() as u64 };
     }
 }
 

@@ -2,17 +2,30 @@
 //! free list carved out of whole pages, and whole pages for anything larger.
 //! The small-object path (every channel message) is a few instructions:
 //! pop a free-list head under a lock.
+//!
+//! Each memory account (`crate::account`: the kernel, and one per
+//! component) has free lists of its own, on pages of its own, and a table
+//! says which account owns each page: a block freed by anyone goes back to
+//! the account that allocated it, and is uncharged there. A component's
+//! own allocation past its budget, or one that would dip into the pages
+//! kept for the kernel ([`RESERVE_PAGES`]), returns null: the component
+//! panics and ends alone. Allocations inside system calls and the kernel's
+//! own are charged but never refused for a budget.
 
 use core::alloc::GlobalAlloc;
 use core::alloc::Layout;
 use core::ptr::null_mut;
+use core::sync::atomic::AtomicU8;
 use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
 
 use super::page;
 use super::phys_to_virt;
 use super::virt_to_phys;
+use super::DIRECT_MAP_SIZE;
 use super::PAGE_SIZE;
+use crate::account;
+use crate::account::MAX_ACCOUNTS;
 use crate::sync::SpinLock;
 
 const CLASSES: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
@@ -22,7 +35,38 @@ struct FreeLists {
 }
 
 pub struct Heap {
-    lists: SpinLock<FreeLists>,
+    lists: [SpinLock<FreeLists>; MAX_ACCOUNTS],
+}
+
+/// Free pages a component's allocation never takes: what the kernel's own
+/// work (teardown, restarts, queues) can still count on when components
+/// have taken everything else.
+pub const RESERVE_PAGES: usize = 2048;
+
+const MAX_PAGES: usize = DIRECT_MAP_SIZE as usize / PAGE_SIZE;
+
+/// The account owning each heap page (the first page of a large block).
+static OWNER: [AtomicU8; MAX_PAGES] = [const { AtomicU8::new(account::KERNEL) }; MAX_PAGES];
+
+fn owner_slot(addr: usize) -> &'static AtomicU8 {
+    &OWNER[virt_to_phys(addr) as usize / PAGE_SIZE % MAX_PAGES]
+}
+
+/// Who an allocation is for: the caller's account, and whether it is the
+/// component's own (refused past its budget) rather than the kernel's work.
+fn caller() -> (u8, bool) {
+    match crate::sched::try_current() {
+        Some(t) if !crate::interrupt::in_interrupt() => {
+            let account = t.process.account;
+            (account, account != account::KERNEL && !t.in_system_call())
+        }
+        _ => (account::KERNEL, false),
+    }
+}
+
+/// Whether a component's allocation may take `pages` more pages.
+fn may_take_pages(pages: usize) -> bool {
+    page::stats().0 >= RESERVE_PAGES + pages
 }
 
 /// Bytes handed out and not yet returned (small and large), for the
@@ -37,13 +81,19 @@ fn class_of(layout: &Layout) -> Option<usize> {
 impl Heap {
     pub const fn new() -> Heap {
         Heap {
-            lists: SpinLock::new(FreeLists {
-                heads: [0; CLASSES.len()],
-            }),
+            lists: [const {
+                SpinLock::new(FreeLists {
+                    heads: [0; CLASSES.len()],
+                })
+            }; MAX_ACCOUNTS],
         }
     }
 
-    fn refill(lists: &mut FreeLists, class: usize) -> bool {
+    /// A new page of `class` blocks for `account`'s lists.
+    fn refill(lists: &mut FreeLists, class: usize, account: u8, strict: bool) -> bool {
+        if strict && !may_take_pages(1) {
+            return false;
+        }
         let base = match page::alloc_pages(1) {
             Some(phys) => phys_to_virt(phys),
             None => match early_page() {
@@ -51,6 +101,7 @@ impl Heap {
                 None => return false,
             },
         };
+        owner_slot(base).store(account, Ordering::Relaxed);
         let size = CLASSES[class];
         // Thread every block of the new page onto the free list.
         for off in (0..PAGE_SIZE).step_by(size).rev() {
@@ -100,17 +151,25 @@ pub fn bytes_in_use() -> usize {
 // covers the layout's alignment (`class_of` takes max(size, align)).
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let (who, strict) = caller();
+        let account = account::get(who);
         match class_of(&layout) {
             Some(class) => {
-                let mut lists = self.lists.lock();
-                if lists.heads[class] == 0 && !Self::refill(&mut lists, class) {
+                let size = CLASSES[class];
+                if strict && !account.fits(size) {
+                    return null_mut();
+                }
+                let mut lists = self.lists[who as usize].lock();
+                if lists.heads[class] == 0 && !Self::refill(&mut lists, class, who, strict) {
                     return null_mut();
                 }
                 let block = lists.heads[class];
                 // SAFETY: `block` is the head of a free list: a free block
                 // whose first word holds the next free block.
                 lists.heads[class] = unsafe { (block as *const usize).read() };
-                IN_USE.fetch_add(CLASSES[class], Ordering::Relaxed);
+                drop(lists);
+                IN_USE.fetch_add(size, Ordering::Relaxed);
+                account.charge(size);
                 block as *mut u8
             }
             None => {
@@ -118,10 +177,17 @@ unsafe impl GlobalAlloc for Heap {
                     return null_mut();
                 }
                 let pages = layout.size().div_ceil(PAGE_SIZE);
+                let bytes = pages * PAGE_SIZE;
+                if strict && (!account.fits(bytes) || !may_take_pages(pages)) {
+                    return null_mut();
+                }
                 match page::alloc_pages(pages) {
                     Some(phys) => {
-                        IN_USE.fetch_add(pages * PAGE_SIZE, Ordering::Relaxed);
-                        phys_to_virt(phys) as *mut u8
+                        let block = phys_to_virt(phys);
+                        owner_slot(block).store(who, Ordering::Relaxed);
+                        IN_USE.fetch_add(bytes, Ordering::Relaxed);
+                        account.charge(bytes);
+                        block as *mut u8
                     }
                     None => null_mut(),
                 }
@@ -130,19 +196,23 @@ unsafe impl GlobalAlloc for Heap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let owner = owner_slot(ptr as usize).load(Ordering::Relaxed);
         match class_of(&layout) {
             Some(class) => {
-                let mut lists = self.lists.lock();
+                let mut lists = self.lists[owner as usize].lock();
                 // SAFETY: `ptr` was allocated from this class (same layout)
-                // and is no longer used by its owner.
+                // on a page of `owner`'s, and is no longer used by anyone.
                 unsafe { (ptr as *mut usize).write(lists.heads[class]) };
                 lists.heads[class] = ptr as usize;
+                drop(lists);
                 IN_USE.fetch_sub(CLASSES[class], Ordering::Relaxed);
+                account::get(owner).uncharge(CLASSES[class]);
             }
             None => {
                 let pages = layout.size().div_ceil(PAGE_SIZE);
                 page::free_pages(virt_to_phys(ptr as usize), pages);
                 IN_USE.fetch_sub(pages * PAGE_SIZE, Ordering::Relaxed);
+                account::get(owner).uncharge(pages * PAGE_SIZE);
             }
         }
     }

@@ -13,6 +13,7 @@ use core::sync::atomic::Ordering;
 
 use starina::abi::Error;
 
+use crate::account::Charge;
 use crate::mm::page;
 use crate::mm::DMA_PAGES;
 
@@ -22,17 +23,24 @@ pub const DMA_ALLOC_MAX_PAGES: usize = 1024;
 pub struct DmaMemory {
     paddr: u64,
     pages: usize,
+    /// The pages, charged to the allocating driver's memory account.
+    _charge: Charge,
 }
 
 impl DmaMemory {
-    pub fn new(pages: usize) -> Result<Arc<DmaMemory>, Error> {
+    pub fn new(pages: usize, account: u8) -> Result<Arc<DmaMemory>, Error> {
         if pages == 0 || pages > DMA_ALLOC_MAX_PAGES {
             return Err(Error::InvalidArgument);
         }
+        let charge = Charge::try_new(account, pages * crate::mm::PAGE_SIZE)?;
         let paddr = page::alloc_zeroed_pages(pages).ok_or(Error::OutOfMemory)?;
         DMA_PAGES.fetch_add(pages, Ordering::Relaxed);
         // Built before the Arc so a failed allocation below frees the pages.
-        let dma = DmaMemory { paddr, pages };
+        let dma = DmaMemory {
+            paddr,
+            pages,
+            _charge: charge,
+        };
         Ok(Arc::new(dma))
     }
 

@@ -30,6 +30,8 @@ pub struct GuestRam {
     npt_root: u64,
     /// Every page-table page, freed with the object.
     tables: Vec<u64>,
+    /// The RAM, charged to the VMM's memory account.
+    _charge: crate::account::Charge,
 }
 
 fn table(phys: u64) -> &'static mut [u64; 512] {
@@ -40,11 +42,14 @@ fn table(phys: u64) -> &'static mut [u64; 512] {
 }
 
 impl GuestRam {
-    pub fn new(size: u64) -> Result<Arc<GuestRam>, Error> {
+    /// `size` bytes of zeroed guest RAM, charged to memory `account`.
+    pub fn new(size: u64, account: u8) -> Result<Arc<GuestRam>, Error> {
         if size == 0 || !size.is_multiple_of(CHUNK) || size > MAX_GUEST_RAM {
             return Err(Error::InvalidArgument);
         }
+        let charge = crate::account::Charge::try_new(account, size as usize)?;
         let mut ram = GuestRam {
+            _charge: charge,
             size,
             chunks: Vec::new(),
             npt_root: 0,

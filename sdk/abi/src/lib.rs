@@ -132,6 +132,9 @@ pub enum Error {
     Busy = 20,
     /// A guest-physical range is not (entirely) inside guest RAM.
     OutsideGuestRam = 21,
+    /// The component's memory budget (its spec's `memory_limit_mib`) is
+    /// spent: free something, or give it a larger budget.
+    OverBudget = 22,
 }
 
 impl Error {
@@ -159,6 +162,7 @@ impl Error {
             19 => BacklogFull,
             20 => Busy,
             21 => OutsideGuestRam,
+            22 => OverBudget,
             _ => return None,
         })
     }
@@ -168,7 +172,7 @@ impl Error {
     }
 
     /// Every error, in number order.
-    pub const ALL: [Error; 21] = {
+    pub const ALL: [Error; 22] = {
         use Error::*;
         [
             InvalidHandle,
@@ -192,6 +196,7 @@ impl Error {
             BacklogFull,
             Busy,
             OutsideGuestRam,
+            OverBudget,
         ]
     };
 }
@@ -220,6 +225,7 @@ impl fmt::Display for Error {
             Error::BacklogFull => "send backlog is full: the peer is not reading",
             Error::Busy => "object is busy (in use by another thread)",
             Error::OutsideGuestRam => "address range is outside guest RAM",
+            Error::OverBudget => "memory budget spent (spec memory_limit_mib)",
         };
         f.write_str(s)
     }

@@ -27,6 +27,7 @@ fn position(e: Error) -> usize {
         BacklogFull => 18,
         Busy => 19,
         OutsideGuestRam => 20,
+        OverBudget => 21,
     }
 }
 

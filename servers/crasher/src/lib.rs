@@ -7,6 +7,8 @@
 //! - `log-flood` -> logs one 1 MiB line full of newlines and a forged
 //!   console marker, then answers `logged` (the kernel must bound it)
 //! - `log-panic` -> logs a value whose `Display` panics
+//! - `hog` -> allocates 1 MiB blocks until an allocation fails (its
+//!   memory budget, spec `memory_limit_mib`): that ends it alone
 //! - `wait-panic` -> sends the client one end of a new channel (an `Open`
 //!   for `held`), parks a thread in `poll_wait` on the other end, then
 //!   panics: teardown must end that thread without leaking what its call
@@ -19,6 +21,8 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering;
 
@@ -59,6 +63,16 @@ fn flood_text() -> String {
         text.push_str("\n[   0.000000] INFO  kernel: starina: ready \x1b[2J");
     }
     text
+}
+
+/// Allocates (and touches) 1 MiB blocks without bound. The allocation
+/// past the component's budget fails, which panics it: it never returns.
+fn hog() -> usize {
+    let mut blocks = Vec::new();
+    loop {
+        blocks.push(core::hint::black_box(vec![0xa5u8; 1 << 20]));
+        log::debug!("holding {} MiB", blocks.len());
+    }
 }
 
 /// Hands the client one end of a new channel, parks a thread waiting on
@@ -122,6 +136,10 @@ impl Handler for Crasher {
             b"log-flood" => {
                 log::info!("{}", flood_text());
                 cx.send_data(id, b"logged")
+            }
+            b"hog" => {
+                let held = hog();
+                cx.send_data(id, format!("held {held} MiB and survived").as_bytes())
             }
             b"wait-panic" => panic_while_a_thread_waits(cx, id),
             b"log-panic" => {

@@ -280,6 +280,7 @@ pub fn wiring(system: &System) -> String {
             o,
             format!("        restart_window_s: {},", c.restart_window_s),
         );
+        line(o, format!("        memory_limit_mib: {},", c.memory_limit_mib));
         line(o, format!("        exports: {},", strs(&c.exports)));
         if needs.is_empty() {
             line(o, "        needs: &[],");

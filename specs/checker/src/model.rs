@@ -44,6 +44,8 @@ pub struct Component {
     pub max_restarts: u32,
     /// The restart budget's window, in seconds.
     pub restart_window_s: u32,
+    /// Its memory budget, in MiB.
+    pub memory_limit_mib: u32,
     /// Services it serves, in spec order.
     pub exports: Vec<String>,
     pub privileges: Vec<Privilege>,

@@ -40,6 +40,7 @@ pub const COMPONENT_FIELDS: &[&str] = &[
     "restart",
     "max_restarts",
     "restart_window_s",
+    "memory_limit_mib",
     "exports",
     "privileges",
     "needs",
@@ -55,6 +56,14 @@ pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 
 /// The restart budget's window, in seconds, when the spec does not say.
 pub const DEFAULT_RESTART_WINDOW_S: u32 = 60;
+
+/// A component's memory budget when the spec does not say, in MiB: what
+/// the kernel lets it hold (its heap, and kernel objects made on its
+/// behalf: thread stacks, queued messages, guest RAM, DMA buffers).
+pub const DEFAULT_MEMORY_LIMIT_MIB: u32 = 64;
+
+/// The largest memory budget a spec may give, in MiB.
+pub const MAX_MEMORY_LIMIT_MIB: u32 = 4096;
 
 /// The longest restart window a spec may give (one day), in seconds.
 pub const MAX_RESTART_WINDOW_S: u32 = 86_400;
@@ -96,6 +105,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
     let restart = f.choice("restart", Restart::ALL, Some(Restart::Never));
     let max_restarts = read_max_restarts(&mut f, restart);
     let restart_window_s = read_restart_window(&mut f, restart);
+    let memory_limit_mib = read_memory_limit(&mut f);
     let exports = read_exports(&mut f);
     let privileges = read_privileges(&mut f);
     let needs = read_needs(&mut f, &exports);
@@ -107,13 +117,21 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
         (Some(restart), Some(max), Some(window)) => Some((restart, max, window)),
         _ => None,
     };
-    match (name, kind, description, isolation, restart_policy) {
+    match (
+        name,
+        kind,
+        description,
+        isolation,
+        restart_policy,
+        memory_limit_mib,
+    ) {
         (
             Some(name),
             Some(kind),
             Some(description),
             Some(isolation),
             Some((restart, max, window)),
+            Some(memory_limit_mib),
         ) if errors.is_empty() => Ok(Component {
             name,
             kind,
@@ -122,6 +140,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
             restart,
             max_restarts: max,
             restart_window_s: window,
+            memory_limit_mib,
             exports,
             privileges,
             needs,
@@ -173,6 +192,23 @@ fn read_max_restarts(f: &mut Fields, restart: Option<Restart>) -> Option<u32> {
         );
     }
     Some(max)
+}
+
+fn read_memory_limit(f: &mut Fields) -> Option<u32> {
+    if !f.is_present("memory_limit_mib") {
+        return Some(DEFAULT_MEMORY_LIMIT_MIB);
+    }
+    let value = f.integer("memory_limit_mib")?;
+    match u32::try_from(value) {
+        Ok(mib) if (1..=MAX_MEMORY_LIMIT_MIB).contains(&mib) => Some(mib),
+        _ => {
+            f.error(
+                "memory_limit_mib",
+                format!("expected MiB from 1 to {MAX_MEMORY_LIMIT_MIB}; got {value}"),
+            );
+            None
+        }
+    }
 }
 
 fn read_restart_window(f: &mut Fields, restart: Option<Restart>) -> Option<u32> {

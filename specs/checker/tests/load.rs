@@ -263,6 +263,7 @@ fn restart_window_defaults_to_a_minute() {
     let system = Fixture::valid().load();
     let echo = system.component("echo").unwrap();
     assert_eq!((echo.max_restarts, echo.restart_window_s), (3, 60));
+    assert_eq!(echo.memory_limit_mib, 64);
 }
 
 /// Only the test profile that crashes the guest on purpose lets a client

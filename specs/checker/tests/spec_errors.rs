@@ -170,7 +170,7 @@ fn description_is_required_and_not_empty() {
 fn unknown_fields_are_errors() {
     assert_errors(
         echo_errors(&echo_with(r#"colour = "blue""#)),
-        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, exports, privileges, needs, devices, config)"],
+        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, memory_limit_mib, exports, privileges, needs, devices, config)"],
     );
 }
 
@@ -203,6 +203,20 @@ fn max_restarts_needs_a_restart_policy() {
     assert_errors(
         echo_errors(&echo_replacing("restart", "max_restarts = 5")),
         &["spec specs/echo.toml: field 'max_restarts': has no effect because restart is 'never' (the default): set restart = \"on-failure\" or \"always\", or remove max_restarts"],
+    );
+}
+
+#[test]
+fn memory_limit_is_whole_mib_up_to_4_gib() {
+    for bad in ["0", "-1", "4097"] {
+        assert_errors(
+            echo_errors(&echo_with(&format!("memory_limit_mib = {bad}"))),
+            &[&format!("spec specs/echo.toml: field 'memory_limit_mib': expected MiB from 1 to 4096; got {bad}")],
+        );
+    }
+    assert_errors(
+        echo_errors(&echo_with("memory_limit_mib = \"64M\"")),
+        &["spec specs/echo.toml: field 'memory_limit_mib': expected an integer; got '64M'"],
     );
 }
 

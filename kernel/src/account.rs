@@ -1,0 +1,207 @@
+//! Memory budgets: what each component may hold, and what it holds.
+//!
+//! Every component has an account (its spec's `memory_limit_mib`); the
+//! kernel itself has account 0, without a limit. An account is charged for
+//! the component's heap blocks (the heap keeps each account's blocks on
+//! pages of their own, so a block freed by anyone goes back to the account
+//! that allocated it) and for what the kernel holds on its behalf: thread
+//! stacks, guest RAM, DMA buffers ([`Charge`]), and kernel objects and
+//! queued messages allocated during its system calls.
+//!
+//! Two ways to be over budget, never a kernel panic:
+//! - the component's own allocation fails (the heap returns null; the
+//!   resulting panic ends that component alone);
+//! - a system call that would allocate returns `OverBudget`
+//!   ([`check`] at its start, [`Charge::try_new`] for large objects).
+//!
+//! Allocations the kernel makes inside a system call are charged but not
+//! refused (they are small and bounded per call): the kernel never meets
+//! an allocation failure in the middle of its own work for a budget.
+//!
+//! Without unwinding, a component that dies leaves its stack frames'
+//! heap objects behind. They stay charged to its account, so a restart
+//! starts a new *instance* that is measured from what the last one left
+//! ([`start_instance`]): leaks cost memory, never the next instance's
+//! budget.
+
+use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::Ordering;
+
+use starina::abi::Error;
+
+/// Accounts: the kernel's, and one per component of the wiring (a wiring
+/// with more components shares the last one among the rest).
+pub const MAX_ACCOUNTS: usize = 128;
+/// The kernel's own account: no limit.
+pub const KERNEL: u8 = 0;
+
+pub struct Account {
+    /// Bytes the current instance may hold; `usize::MAX` for no limit.
+    limit: AtomicUsize,
+    /// Bytes held that the current instance did not allocate (what earlier
+    /// instances left when it started).
+    base: AtomicUsize,
+    /// Bytes held now.
+    in_use: AtomicUsize,
+    /// The most `in_use` has been.
+    peak: AtomicUsize,
+}
+
+impl Account {
+    const fn new() -> Account {
+        Account {
+            limit: AtomicUsize::new(usize::MAX),
+            base: AtomicUsize::new(0),
+            in_use: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes the current instance holds.
+    fn instance_use(&self) -> usize {
+        self.in_use
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.base.load(Ordering::Relaxed))
+    }
+
+    /// Whether `bytes` more stay within the limit.
+    pub fn fits(&self, bytes: usize) -> bool {
+        self.instance_use().saturating_add(bytes) <= self.limit.load(Ordering::Relaxed)
+    }
+
+    pub fn charge(&self, bytes: usize) {
+        let now = self.in_use.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn uncharge(&self, bytes: usize) {
+        // Saturating: never wraps, even if a caller's bookkeeping is off.
+        let _ = self
+            .in_use
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(bytes))
+            });
+    }
+}
+
+static ACCOUNTS: [Account; MAX_ACCOUNTS] = [const { Account::new() }; MAX_ACCOUNTS];
+
+pub fn get(account: u8) -> &'static Account {
+    &ACCOUNTS[account as usize % MAX_ACCOUNTS]
+}
+
+/// The account of component `index` in the wiring.
+pub fn for_component(index: usize) -> u8 {
+    (index + 1).min(MAX_ACCOUNTS - 1) as u8
+}
+
+/// A new instance of the component behind `account` starts, with a limit
+/// of `limit_bytes`: what earlier instances left behind is not counted
+/// against it.
+pub fn start_instance(account: u8, limit_bytes: usize) {
+    let a = get(account);
+    a.base
+        .store(a.in_use.load(Ordering::Relaxed), Ordering::Relaxed);
+    a.limit.store(limit_bytes, Ordering::Relaxed);
+}
+
+/// `OverBudget` if the account has used up its limit: for the start of a
+/// system call that allocates.
+pub fn check(account: u8) -> Result<(), Error> {
+    let a = get(account);
+    if a.instance_use() < a.limit.load(Ordering::Relaxed) {
+        Ok(())
+    } else {
+        Err(Error::OverBudget)
+    }
+}
+
+/// (bytes held by the current instance, limit, peak bytes held).
+pub fn usage(account: u8) -> (usize, usize, usize) {
+    let a = get(account);
+    (
+        a.instance_use(),
+        a.limit.load(Ordering::Relaxed),
+        a.peak.load(Ordering::Relaxed),
+    )
+}
+
+/// Bytes charged to an account for a large kernel object (a thread stack,
+/// guest RAM, a DMA buffer), given back when the object goes.
+pub struct Charge {
+    account: u8,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Charges `bytes`, or `OverBudget` if they do not fit.
+    pub fn try_new(account: u8, bytes: usize) -> Result<Charge, Error> {
+        let a = get(account);
+        if !a.fits(bytes) {
+            return Err(Error::OverBudget);
+        }
+        a.charge(bytes);
+        Ok(Charge { account, bytes })
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        get(self.account).uncharge(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each test uses accounts of its own: the table is global.
+
+    #[test]
+    fn a_charge_past_the_limit_is_over_budget_and_frees_on_drop() {
+        start_instance(100, 1000);
+        let a = Charge::try_new(100, 600).unwrap();
+        assert!(matches!(Charge::try_new(100, 500), Err(Error::OverBudget)));
+        assert_eq!(usage(100).0, 600);
+        drop(a);
+        assert_eq!(usage(100).0, 0);
+        assert!(Charge::try_new(100, 1000).is_ok());
+    }
+
+    #[test]
+    fn check_refuses_once_the_limit_is_reached() {
+        start_instance(101, 100);
+        assert_eq!(check(101), Ok(()));
+        get(101).charge(100);
+        assert_eq!(check(101), Err(Error::OverBudget));
+        get(101).uncharge(1);
+        assert_eq!(check(101), Ok(()));
+    }
+
+    #[test]
+    fn a_new_instance_is_not_charged_for_what_the_last_one_left() {
+        start_instance(102, 100);
+        get(102).charge(90); // leaked by an instance that died
+        start_instance(102, 100);
+        assert_eq!(usage(102).0, 0);
+        assert!(get(102).fits(100));
+        assert!(!get(102).fits(101));
+        // The leak freed later gives room, never a negative count.
+        get(102).uncharge(90);
+        assert_eq!(usage(102).0, 0);
+        get(102).uncharge(5);
+        assert_eq!(get(102).in_use.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_kernel_account_has_no_limit() {
+        assert!(get(KERNEL).fits(usize::MAX / 2));
+        assert_eq!(check(KERNEL), Ok(()));
+    }
+
+    #[test]
+    fn accounts_past_the_table_share_the_last() {
+        assert_eq!(for_component(0), 1);
+        assert_eq!(for_component(500), (MAX_ACCOUNTS - 1) as u8);
+    }
+}
