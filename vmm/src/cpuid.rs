@@ -413,8 +413,15 @@ mod tests {
         assert_eq!(l1.ebx >> 16, 1, "one logical CPU, APIC ID 0");
         let e1 = p.cpuid(0x8000_0001, 0, 0, xcr0::X87, &host);
         assert_eq!(e1.ecx & E1_ECX_SVM, 0);
-        assert_eq!(p.cpuid(0x8000_000a, 0, 0, xcr0::X87, &host), CpuidResult::default());
-        assert_eq!(p.cpuid(0xa, 0, 0, xcr0::X87, &host), CpuidResult::default(), "no PMU");
+        assert_eq!(
+            p.cpuid(0x8000_000a, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            p.cpuid(0xa, 0, 0, xcr0::X87, &host),
+            CpuidResult::default(),
+            "no PMU"
+        );
         let l7 = p.cpuid(7, 0, 0, xcr0::X87, &host);
         assert_eq!(l7.ecx & L7_ECX_LA57, 0);
         assert_eq!(l7.edx & L7_EDX_SPEC_CTRL, 0);
@@ -438,9 +445,18 @@ mod tests {
     #[test]
     fn out_of_range_leaves_are_zero() {
         let p = CpuidPolicy::default();
-        assert_eq!(p.cpuid(0x11, 0, 0, xcr0::X87, &host), CpuidResult::default());
-        assert_eq!(p.cpuid(0x8000_0022, 0, 0, xcr0::X87, &host), CpuidResult::default());
-        assert_eq!(p.cpuid(0xffff_ffff, 0, 0, xcr0::X87, &host), CpuidResult::default());
+        assert_eq!(
+            p.cpuid(0x11, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            p.cpuid(0x8000_0022, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            p.cpuid(0xffff_ffff, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
     }
 
     #[test]

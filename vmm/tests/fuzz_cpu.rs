@@ -344,10 +344,22 @@ fn check_xsave_agrees(
     host: &dyn Fn(u32, u32) -> CpuidResult,
 ) {
     let mask = policy.xcr0_mask(host);
-    assert_eq!(xcr0::consistent(mask), mask, "mask {mask:#x} is a valid XCR0");
-    assert_eq!(mask & !xcr0::SWITCHABLE, 0, "mask {mask:#x} beyond what the kernel switches");
+    assert_eq!(
+        xcr0::consistent(mask),
+        mask,
+        "mask {mask:#x} is a valid XCR0"
+    );
+    assert_eq!(
+        mask & !xcr0::SWITCHABLE,
+        0,
+        "mask {mask:#x} beyond what the kernel switches"
+    );
     if leaf == 0xd && subleaf == 0 && r != CpuidResult::default() {
-        assert_eq!((r.edx as u64) << 32 | r.eax as u64, mask, "leaf 0xD.0 offers the mask");
+        assert_eq!(
+            (r.edx as u64) << 32 | r.eax as u64,
+            mask,
+            "leaf 0xD.0 offers the mask"
+        );
         assert!(r.ebx <= r.ecx, "size for XCR0 within the maximum");
     }
     if leaf == 0xd && subleaf == 1 {
@@ -361,7 +373,11 @@ fn check_xsave_agrees(
         assert_ne!(mask & xcr0::AVX, 0, "AVX shown but not enabled by XSETBV");
     }
     if leaf == 7 && subleaf == 0 && r.ebx & (1 << 16) != 0 {
-        assert_eq!(mask & xcr0::AVX512, xcr0::AVX512, "AVX-512 shown but not enabled");
+        assert_eq!(
+            mask & xcr0::AVX512,
+            xcr0::AVX512,
+            "AVX-512 shown but not enabled"
+        );
     }
 }
 

@@ -139,7 +139,10 @@ mod tests {
     fn only_xcr0_exists_and_rcx_high_half_is_ignored() {
         let g = ring0(ALL);
         assert_eq!(xsetbv(&g, 1, X87 | SSE), Err(Fault::GeneralProtection));
-        assert_eq!(xsetbv(&g, 0xffff_ffff, X87 | SSE), Err(Fault::GeneralProtection));
+        assert_eq!(
+            xsetbv(&g, 0xffff_ffff, X87 | SSE),
+            Err(Fault::GeneralProtection)
+        );
         assert_eq!(xsetbv(&g, 0xdead_0000_0000, X87 | SSE), Ok(X87 | SSE));
     }
 
@@ -150,7 +153,11 @@ mod tests {
         assert_eq!(xsetbv(&g, 0, 0), gp, "x87 cannot be disabled");
         assert_eq!(xsetbv(&g, 0, SSE | AVX), gp, "x87 cannot be disabled");
         assert_eq!(xsetbv(&g, 0, X87 | AVX), gp, "AVX needs SSE");
-        assert_eq!(xsetbv(&g, 0, X87 | SSE | OPMASK | AVX), gp, "AVX-512 all or none");
+        assert_eq!(
+            xsetbv(&g, 0, X87 | SSE | OPMASK | AVX),
+            gp,
+            "AVX-512 all or none"
+        );
         assert_eq!(xsetbv(&g, 0, X87 | SSE | AVX | ZMM_HI256 | HI16_ZMM), gp);
         assert_eq!(xsetbv(&g, 0, X87 | SSE | AVX512), gp, "AVX-512 needs AVX");
         assert_eq!(xsetbv(&g, 0, X87 | AVX | AVX512), gp, "AVX needs SSE");
@@ -189,8 +196,16 @@ mod tests {
         assert_eq!(check_allowed(X87 | SSE | AVX, ALL), Ok(X87 | SSE | AVX));
         assert_eq!(check_allowed(X87, ALL), Ok(X87));
         assert_eq!(check_allowed(SSE | AVX, ALL), Err(()), "no x87");
-        assert_eq!(check_allowed(ALL, X87 | SSE | AVX), Err(()), "more than switchable");
-        assert_eq!(check_allowed(X87 | SSE | OPMASK, ALL), Err(()), "inconsistent");
+        assert_eq!(
+            check_allowed(ALL, X87 | SSE | AVX),
+            Err(()),
+            "more than switchable"
+        );
+        assert_eq!(
+            check_allowed(X87 | SSE | OPMASK, ALL),
+            Err(()),
+            "inconsistent"
+        );
         assert_eq!(check_allowed(X87 | SSE | PKRU, ALL), Err(()));
     }
 

@@ -105,7 +105,9 @@ pub fn read_xcr0() -> u64 {
     }
     let (lo, hi): (u32, u32);
     // SAFETY: CR4.OSXSAVE is set (init); XGETBV with ECX=0 only reads.
-    unsafe { asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    }
     (hi as u64) << 32 | lo as u64
 }
 

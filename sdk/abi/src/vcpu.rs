@@ -207,7 +207,10 @@ pub enum VmExit {
     /// architectural state it switches): it either took the value (now in
     /// [`VcpuState::xcr0`], RIP advanced) or queued the fault the CPU
     /// would raise (#UD, #GP) for the next entry. Nothing for the VMM to do.
-    Xsetbv { value: u64, accepted: bool },
+    Xsetbv {
+        value: u64,
+        accepted: bool,
+    },
     /// An intercepted guest exception.
     Exception {
         vector: u8,
@@ -327,7 +330,11 @@ mod tests {
         assert_eq!(consistent(SWITCHABLE), SWITCHABLE);
         assert_eq!(consistent(X87 | AVX), X87, "AVX without SSE");
         assert_eq!(consistent(X87 | SSE | AVX | OPMASK), X87 | SSE | AVX);
-        assert_eq!(consistent(X87 | SSE | AVX512), X87 | SSE, "AVX-512 without AVX");
+        assert_eq!(
+            consistent(X87 | SSE | AVX512),
+            X87 | SSE,
+            "AVX-512 without AVX"
+        );
         assert_eq!(consistent(X87 | MPX_BNDREGS), X87);
         assert_eq!(consistent(X87 | SSE | PKRU), X87 | SSE | PKRU);
     }

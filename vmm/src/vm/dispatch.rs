@@ -131,7 +131,8 @@ impl Vm {
     }
 
     fn cpuid(&mut self, leaf: u32, subleaf: u32, state: &mut VcpuState) -> ExitAction {
-        let r = self.cpuid
+        let r = self
+            .cpuid
             .cpuid(leaf, subleaf, state.cr4, state.xcr0, &self.host_cpuid);
         state.set_gpr(Gpr::Rax, r.eax as u64);
         state.set_gpr(Gpr::Rbx, r.ebx as u64);
