@@ -490,7 +490,10 @@ impl SvmVcpu {
     /// Sets what the guest's XSETBV may enable (the VMM's CPUID leaf 0xD);
     /// `None` if the kernel cannot switch that on this CPU.
     pub fn set_xcr0_allowed(&mut self, mask: u64) -> Option<()> {
-        self.xcr0_allowed = xcr0::check_allowed(mask, xstate::guest_mask()).ok()?;
+        if !xcr0::may_offer(mask, xstate::guest_mask()) {
+            return None;
+        }
+        self.xcr0_allowed = mask;
         self.set_xcr0(xcr0::adopt(self.xcr0, mask));
         Some(())
     }
