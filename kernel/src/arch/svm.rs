@@ -730,7 +730,9 @@ impl SvmVcpu {
             }
             Err(fault) => {
                 let mut event = fault.vector() as u64 | (3 << 8) | (1 << 31);
-                if let Some(code) = fault.error_code() {
+                // Real mode pushes no error code.
+                let protected = state.cr0 & starina::abi::vcpu::cr::CR0_PE != 0;
+                if let Some(code) = fault.error_code().filter(|_| protected) {
                     event |= (1 << 11) | ((code as u64) << 32);
                 }
                 self.fault = Some(event);
