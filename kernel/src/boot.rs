@@ -132,6 +132,7 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     arch::apic::start_clock();
     crate::klog::init();
     arch::trap::init();
+    arch::xstate::init();
 
     // Everything up to the end of the kernel image, and the boot info
     // page, stays out of the allocator.

@@ -364,6 +364,10 @@ impl KernelApi for Kernel {
             match control {
                 VcpuControl::TscOffset(off) => guard.hw().set_tsc_offset(off),
                 VcpuControl::Pat(pat) => guard.hw().set_pat(pat),
+                VcpuControl::Xcr0Allowed(mask) => guard
+                    .hw()
+                    .set_xcr0_allowed(mask)
+                    .ok_or(Error::InvalidArgument)?,
             }
             Ok(())
         })

@@ -8,8 +8,14 @@
 //! hypervisor bit set. The hypervisor leaves at 0x4000_0000 say "StarinaVMM"
 //! unless the VMM implements kvm-clock, in which case they say "KVMKVMKVM"
 //! so Linux enables it.
+//!
+//! XSAVE (leaf 0xD, and the AVX/AVX-512 feature bits) offers exactly
+//! [`CpuidPolicy::xcr0_mask`]: the VMM hands the same mask to the kernel
+//! (`VcpuControl::Xcr0Allowed`), whose XSETBV handler enforces it, and the
+//! sizes follow the guest's current XCR0 (`VcpuState::xcr0`).
 
 use crate::exit::cr;
+use crate::exit::xcr0;
 
 /// One CPUID answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,10 +81,14 @@ const L1_ECX_VMX: u32 = bit(5);
 const L1_ECX_SMX: u32 = bit(6);
 const L1_ECX_EST: u32 = bit(7);
 const L1_ECX_TM2: u32 = bit(8);
+const L1_ECX_FMA: u32 = bit(12);
 const L1_ECX_PDCM: u32 = bit(15);
 const L1_ECX_X2APIC: u32 = bit(21);
 const L1_ECX_TSC_DEADLINE: u32 = bit(24);
+const L1_ECX_XSAVE: u32 = bit(26);
 const L1_ECX_OSXSAVE: u32 = bit(27);
+const L1_ECX_AVX: u32 = bit(28);
+const L1_ECX_F16C: u32 = bit(29);
 const L1_ECX_HYPERVISOR: u32 = bit(31);
 // Leaf 1 EDX.
 const L1_EDX_MCE: u32 = bit(7);
@@ -89,6 +99,21 @@ const L1_EDX_ACPI: u32 = bit(22);
 const L1_EDX_HTT: u32 = bit(28);
 const L1_EDX_TM: u32 = bit(29);
 const L1_EDX_PBE: u32 = bit(31);
+// Leaf 7.0 EBX: AVX2, and AVX512 F, DQ, IFMA, PF, ER, CD, BW, VL.
+const L7_EBX_AVX2: u32 = bit(5);
+const L7_EBX_AVX512: u32 =
+    bit(16) | bit(17) | bit(21) | bit(26) | bit(27) | bit(28) | bit(30) | bit(31);
+// Leaf 7.0 ECX: VEX-encoded VAES/VPCLMULQDQ; AVX512 VBMI, VBMI2, VNNI,
+// BITALG, VPOPCNTDQ. EDX: AVX512 4VNNIW, 4FMAPS, VP2INTERSECT, FP16.
+const L7_ECX_VEX: u32 = bit(9) | bit(10);
+const L7_ECX_AVX512: u32 = bit(1) | bit(6) | bit(11) | bit(12) | bit(14);
+const L7_EDX_AVX512: u32 = bit(2) | bit(3) | bit(8) | bit(23);
+// Leaf 0xD.1 EAX.
+const D1_EAX_XSAVEOPT: u32 = bit(0);
+const D1_EAX_XSAVEC: u32 = bit(1);
+const D1_EAX_XGETBV1: u32 = bit(2);
+/// The legacy region and the XSAVE header.
+const XSAVE_LEGACY_BYTES: u32 = 576;
 // Leaf 7.0 ECX / EDX.
 const L7_ECX_WAITPKG: u32 = bit(5);
 const L7_ECX_PKU: u32 = bit(3);
@@ -120,12 +145,14 @@ const E8_EBX_SPEC_MASK: u32 = 0x07ff_f000;
 
 impl CpuidPolicy {
     /// The guest's answer for `(leaf, subleaf)`. `host` executes CPUID on the
-    /// host; `state_cr4` is the guest's CR4 (OSXSAVE/OSPKE mirror it).
+    /// host; `guest_cr4` is the guest's CR4 (OSXSAVE/OSPKE mirror it) and
+    /// `guest_xcr0` its XCR0 (leaf 0xD sizes follow it).
     pub fn cpuid(
         &self,
         leaf: u32,
         subleaf: u32,
         guest_cr4: u64,
+        guest_xcr0: u64,
         host: &dyn Fn(u32, u32) -> CpuidResult,
     ) -> CpuidResult {
         if (0x4000_0000..0x5000_0000).contains(&leaf) {
@@ -159,6 +186,9 @@ impl CpuidPolicy {
                 }
                 if guest_cr4 & cr::CR4_OSXSAVE != 0 {
                     r.ecx |= L1_ECX_OSXSAVE;
+                }
+                if self.xcr0_mask(host) & xcr0::AVX == 0 {
+                    r.ecx &= !(L1_ECX_AVX | L1_ECX_FMA | L1_ECX_F16C);
                 }
                 r.ecx |= L1_ECX_HYPERVISOR;
                 r.edx &= !(L1_EDX_MCE
@@ -194,7 +224,18 @@ impl CpuidPolicy {
                     | L7_EDX_ARCH_CAPABILITIES
                     | L7_EDX_CORE_CAPABILITIES
                     | L7_EDX_SSBD);
+                let mask = self.xcr0_mask(host);
+                if mask & xcr0::AVX == 0 {
+                    r.ebx &= !L7_EBX_AVX2;
+                    r.ecx &= !L7_ECX_VEX;
+                }
+                if mask & xcr0::AVX512 == 0 {
+                    r.ebx &= !L7_EBX_AVX512;
+                    r.ecx &= !L7_ECX_AVX512;
+                    r.edx &= !L7_EDX_AVX512;
+                }
             }
+            0xd => r = self.xsave_leaf(subleaf, guest_xcr0, host),
             0x8000_0001 => {
                 r.ecx &= !(E1_ECX_CMP_LEGACY
                     | E1_ECX_SVM
@@ -224,6 +265,53 @@ impl CpuidPolicy {
             _ => {}
         }
         r
+    }
+
+    /// The XCR0 bits the guest may enable: what the host supports (leaf
+    /// 0xD) that the kernel can switch, made consistent. The VMM gives the
+    /// kernel this mask (`VcpuControl::Xcr0Allowed`).
+    pub fn xcr0_mask(&self, host: &dyn Fn(u32, u32) -> CpuidResult) -> u64 {
+        if host(0, 0).eax < 0xd || host(1, 0).ecx & L1_ECX_XSAVE == 0 {
+            return xcr0::X87;
+        }
+        let r = host(0xd, 0);
+        let supported = (r.edx as u64) << 32 | r.eax as u64;
+        xcr0::consistent(supported & xcr0::SWITCHABLE)
+    }
+
+    /// Leaf 0xD: the offered components, their sizes and offsets as the
+    /// host reports them, and the area sizes for the guest's XCR0. No
+    /// XSAVES/XFD: no IA32_XSS or XFD MSRs are emulated.
+    fn xsave_leaf(
+        &self,
+        subleaf: u32,
+        guest_xcr0: u64,
+        host: &dyn Fn(u32, u32) -> CpuidResult,
+    ) -> CpuidResult {
+        let mask = self.xcr0_mask(host);
+        let enabled = guest_xcr0 & mask;
+        match subleaf {
+            0 => CpuidResult {
+                eax: mask as u32,
+                ebx: standard_size(enabled, host),
+                ecx: standard_size(mask, host),
+                edx: (mask >> 32) as u32,
+            },
+            1 => {
+                let eax = host(0xd, 1).eax & (D1_EAX_XSAVEOPT | D1_EAX_XSAVEC | D1_EAX_XGETBV1);
+                CpuidResult {
+                    eax,
+                    ebx: if eax & D1_EAX_XSAVEC != 0 {
+                        compacted_size(enabled, host)
+                    } else {
+                        0
+                    },
+                    ..Default::default()
+                }
+            }
+            i @ 2..=63 if mask & (1 << i) != 0 => host(0xd, i),
+            _ => CpuidResult::default(),
+        }
     }
 
     fn hypervisor_leaf(&self, leaf: u32) -> CpuidResult {
@@ -260,6 +348,35 @@ impl CpuidPolicy {
     }
 }
 
+/// Extended components in `mask` (bits 2..=63), as CPUID 0xD subleaves.
+fn extended_components(mask: u64) -> impl Iterator<Item = u32> {
+    (2..64).filter(move |i| mask & (1 << i) != 0)
+}
+
+/// XSAVE standard-format size for `mask`: past the last component's end.
+fn standard_size(mask: u64, host: &dyn Fn(u32, u32) -> CpuidResult) -> u32 {
+    extended_components(mask)
+        .map(|i| {
+            let c = host(0xd, i);
+            c.ebx.saturating_add(c.eax)
+        })
+        .fold(XSAVE_LEGACY_BYTES, u32::max)
+}
+
+/// XSAVEC compacted size for `mask`: components packed in order, each
+/// aligned to 64 bytes where subleaf i ECX bit 1 asks.
+fn compacted_size(mask: u64, host: &dyn Fn(u32, u32) -> CpuidResult) -> u32 {
+    extended_components(mask).fold(XSAVE_LEGACY_BYTES, |end, i| {
+        let c = host(0xd, i);
+        let start = if c.ecx & 2 != 0 {
+            end.saturating_add(63) & !63
+        } else {
+            end
+        };
+        start.saturating_add(c.eax)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,20 +406,27 @@ mod tests {
     #[test]
     fn hides_virtualization_and_sets_hypervisor_bit() {
         let p = CpuidPolicy::default();
-        let l1 = p.cpuid(1, 0, 0, &host);
+        let l1 = p.cpuid(1, 0, 0, xcr0::X87, &host);
         assert_ne!(l1.ecx & L1_ECX_HYPERVISOR, 0);
         assert_eq!(l1.ecx & (L1_ECX_VMX | L1_ECX_X2APIC | L1_ECX_OSXSAVE), 0);
         assert_eq!(l1.edx & (L1_EDX_APIC | L1_EDX_MTRR | L1_EDX_MCE), 0);
         assert_eq!(l1.ebx >> 16, 1, "one logical CPU, APIC ID 0");
-        let e1 = p.cpuid(0x8000_0001, 0, 0, &host);
+        let e1 = p.cpuid(0x8000_0001, 0, 0, xcr0::X87, &host);
         assert_eq!(e1.ecx & E1_ECX_SVM, 0);
-        assert_eq!(p.cpuid(0x8000_000a, 0, 0, &host), CpuidResult::default());
-        assert_eq!(p.cpuid(0xa, 0, 0, &host), CpuidResult::default(), "no PMU");
-        let l7 = p.cpuid(7, 0, 0, &host);
+        assert_eq!(
+            p.cpuid(0x8000_000a, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            p.cpuid(0xa, 0, 0, xcr0::X87, &host),
+            CpuidResult::default(),
+            "no PMU"
+        );
+        let l7 = p.cpuid(7, 0, 0, xcr0::X87, &host);
         assert_eq!(l7.ecx & L7_ECX_LA57, 0);
         assert_eq!(l7.edx & L7_EDX_SPEC_CTRL, 0);
         // Vendor passes through.
-        assert_eq!(p.cpuid(0, 0, 0, &host), host(0, 0));
+        assert_eq!(p.cpuid(0, 0, 0, xcr0::X87, &host), host(0, 0));
     }
 
     #[test]
@@ -312,7 +436,7 @@ mod tests {
             x2apic: true,
             ..Default::default()
         };
-        let l1 = p.cpuid(1, 0, cr::CR4_OSXSAVE, &host);
+        let l1 = p.cpuid(1, 0, cr::CR4_OSXSAVE, xcr0::X87, &host);
         assert_ne!(l1.ecx & L1_ECX_OSXSAVE, 0);
         assert_ne!(l1.edx & L1_EDX_APIC, 0);
         assert_ne!(l1.ecx & L1_ECX_X2APIC, 0);
@@ -321,15 +445,24 @@ mod tests {
     #[test]
     fn out_of_range_leaves_are_zero() {
         let p = CpuidPolicy::default();
-        assert_eq!(p.cpuid(0x11, 0, 0, &host), CpuidResult::default());
-        assert_eq!(p.cpuid(0x8000_0022, 0, 0, &host), CpuidResult::default());
-        assert_eq!(p.cpuid(0xffff_ffff, 0, 0, &host), CpuidResult::default());
+        assert_eq!(
+            p.cpuid(0x11, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            p.cpuid(0x8000_0022, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            p.cpuid(0xffff_ffff, 0, 0, xcr0::X87, &host),
+            CpuidResult::default()
+        );
     }
 
     #[test]
     fn signatures() {
         let p = CpuidPolicy::default();
-        let r = p.cpuid(0x4000_0000, 0, 0, &host);
+        let r = p.cpuid(0x4000_0000, 0, 0, xcr0::X87, &host);
         let mut sig = [0u8; 12];
         sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
         sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
@@ -343,13 +476,86 @@ mod tests {
             },
             ..Default::default()
         };
-        let r = kvm.cpuid(0x4000_0000, 0, 0, &host);
+        let r = kvm.cpuid(0x4000_0000, 0, 0, xcr0::X87, &host);
         assert_eq!(r.ebx.to_le_bytes(), *b"KVMK");
         assert_eq!(r.eax, 0x4000_0001);
-        let f = kvm.cpuid(0x4000_0001, 0, 0, &host);
+        let f = kvm.cpuid(0x4000_0001, 0, 0, xcr0::X87, &host);
         assert_eq!(
             f.eax,
             KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT
         );
+    }
+
+    /// A Zen 4-like host: x87, SSE, AVX, AVX-512 and PKRU; XSAVEOPT,
+    /// XSAVEC, XGETBV1, XSAVES.
+    fn zen4(leaf: u32, sub: u32) -> CpuidResult {
+        let c = |eax, ebx, ecx, edx| CpuidResult { eax, ebx, ecx, edx };
+        match (leaf, sub) {
+            (0, _) => c(0x10, 0, 0, 0),
+            (1, _) => c(0, 0, L1_ECX_XSAVE | L1_ECX_AVX | L1_ECX_FMA, 0),
+            (7, 0) => c(0, L7_EBX_AVX2 | bit(16), bit(1), 0),
+            (0xd, 0) => c(0x2e7, 2696, 2696, 0),
+            (0xd, 1) => c(0xf, 2696, 0x1800, 0),
+            (0xd, 2) => c(256, 576, 0, 0),
+            (0xd, 5) => c(64, 1088, 0, 0),
+            (0xd, 6) => c(512, 1152, 0, 0),
+            (0xd, 7) => c(1024, 1664, 0, 0),
+            (0xd, 9) => c(8, 2688, 0, 0),
+            _ => CpuidResult::default(),
+        }
+    }
+
+    #[test]
+    fn xsave_leaf_offers_what_the_kernel_switches() {
+        let p = CpuidPolicy::default();
+        let all = xcr0::X87 | xcr0::SSE | xcr0::AVX | xcr0::AVX512;
+        assert_eq!(p.xcr0_mask(&zen4), all, "no PKRU (PKU is hidden)");
+        let avx = xcr0::X87 | xcr0::SSE | xcr0::AVX;
+        let d0 = p.cpuid(0xd, 0, cr::CR4_OSXSAVE, avx, &zen4);
+        assert_eq!((d0.eax, d0.edx), (all as u32, 0));
+        assert_eq!(d0.ebx, 832, "legacy + header + YMM_Hi128 for XCR0 = 7");
+        assert_eq!(d0.ecx, 2688, "up to Hi16_ZMM, not PKRU");
+        assert_eq!(p.cpuid(0xd, 0, 0, xcr0::X87, &zen4).ebx, 576);
+        assert_eq!(p.cpuid(0xd, 0, 0, all, &zen4).ebx, 2688);
+        let d1 = p.cpuid(0xd, 1, 0, avx, &zen4);
+        assert_eq!(d1.eax, 0x7, "XSAVEOPT, XSAVEC, XGETBV1; no XSAVES");
+        assert_eq!((d1.ebx, d1.ecx, d1.edx), (832, 0, 0));
+        assert_eq!(p.cpuid(0xd, 2, 0, avx, &zen4), zen4(0xd, 2));
+        assert_eq!(p.cpuid(0xd, 9, 0, avx, &zen4), CpuidResult::default());
+        assert_eq!(p.cpuid(0xd, 64, 0, avx, &zen4), CpuidResult::default());
+        // A guest XCR0 beyond the mask cannot inflate the size.
+        assert_eq!(p.cpuid(0xd, 0, 0, u64::MAX, &zen4).ebx, 2688);
+    }
+
+    #[test]
+    fn vector_features_follow_the_mask() {
+        let p = CpuidPolicy::default();
+        let l1 = p.cpuid(1, 0, 0, xcr0::X87, &zen4);
+        assert_ne!(l1.ecx & L1_ECX_AVX, 0);
+        let l7 = p.cpuid(7, 0, 0, xcr0::X87, &zen4);
+        assert_ne!(l7.ebx & bit(16), 0, "AVX-512F kept with its state");
+        // Without AVX-512 state: the AVX-512 bits go, AVX2 stays.
+        let no512 = |leaf, sub| match (leaf, sub) {
+            (0xd, 0) => CpuidResult {
+                eax: 0x7,
+                ..zen4(0xd, 0)
+            },
+            _ => zen4(leaf, sub),
+        };
+        assert_eq!(p.xcr0_mask(&no512), 0x7);
+        let l7 = p.cpuid(7, 0, 0, xcr0::X87, &no512);
+        assert_eq!((l7.ebx & bit(16), l7.ecx & bit(1)), (0, 0));
+        assert_ne!(l7.ebx & L7_EBX_AVX2, 0);
+        // No XSAVE at all: x87 only, and no AVX.
+        let old = |leaf, sub| match leaf {
+            1 => CpuidResult {
+                ecx: L1_ECX_AVX,
+                ..Default::default()
+            },
+            _ => zen4(leaf, sub),
+        };
+        assert_eq!(p.xcr0_mask(&old), xcr0::X87);
+        assert_eq!(p.cpuid(1, 0, 0, xcr0::X87, &old).ecx & L1_ECX_AVX, 0);
+        assert_eq!(p.cpuid(7, 0, 0, xcr0::X87, &old).ebx & L7_EBX_AVX2, 0);
     }
 }

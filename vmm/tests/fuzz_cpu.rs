@@ -17,6 +17,7 @@ use starina_vmm::decode;
 use starina_vmm::decode::MmioOp;
 use starina_vmm::decode::MAX_INSN_LEN;
 use starina_vmm::exit::cr;
+use starina_vmm::exit::xcr0;
 use starina_vmm::exit::VcpuState;
 use starina_vmm::memory::GuestMemory;
 use starina_vmm::memory::VecMemory;
@@ -272,6 +273,9 @@ struct CpuidInput {
     tsc_khz: Option<u32>,
     /// The host's answers: mixed from this seed, or all ones.
     host_seed: Option<u64>,
+    /// The guest's XCR0 (the kernel only reports valid ones, but the
+    /// policy must not trust that).
+    xcr0: u64,
     queries: Seq<(u32, u32, u64)>,
 }
 
@@ -319,7 +323,7 @@ fn check_cpuid(input: CpuidInput) {
     let host = |leaf, subleaf| host_answer(input.host_seed, leaf, subleaf);
     for &(raw_leaf, subleaf, cr4) in input.queries.iter() {
         let leaf = cpuid_leaf(raw_leaf);
-        let r = policy.cpuid(leaf, subleaf, cr4, &host);
+        let r = policy.cpuid(leaf, subleaf, cr4, input.xcr0, &host);
         if leaf == 1 && r != CpuidResult::default() {
             assert_eq!(r.ecx & (1 << 5), 0, "VMX is never shown");
             assert_ne!(r.ecx & (1 << 31), 0, "the hypervisor bit is always shown");
@@ -327,6 +331,53 @@ fn check_cpuid(input: CpuidInput) {
         if leaf == 0x8000_0001 {
             assert_eq!(r.ecx & (1 << 2), 0, "SVM is never shown");
         }
+        check_xsave_agrees(&policy, leaf, subleaf, r, &host);
+    }
+}
+
+/// What CPUID says about XSAVE matches the mask the kernel is given.
+fn check_xsave_agrees(
+    policy: &CpuidPolicy,
+    leaf: u32,
+    subleaf: u32,
+    r: CpuidResult,
+    host: &dyn Fn(u32, u32) -> CpuidResult,
+) {
+    let mask = policy.xcr0_mask(host);
+    assert_eq!(
+        xcr0::consistent(mask),
+        mask,
+        "mask {mask:#x} is a valid XCR0"
+    );
+    assert_eq!(
+        mask & !xcr0::SWITCHABLE,
+        0,
+        "mask {mask:#x} beyond what the kernel switches"
+    );
+    if leaf == 0xd && subleaf == 0 && r != CpuidResult::default() {
+        assert_eq!(
+            (r.edx as u64) << 32 | r.eax as u64,
+            mask,
+            "leaf 0xD.0 offers the mask"
+        );
+        assert!(r.ebx <= r.ecx, "size for XCR0 within the maximum");
+    }
+    if leaf == 0xd && subleaf == 1 {
+        assert_eq!(r.eax & (1 << 3), 0, "no XSAVES");
+        assert_eq!((r.ecx, r.edx), (0, 0), "no supervisor states");
+    }
+    if leaf == 0xd && (2..64).contains(&subleaf) && mask & (1 << subleaf) == 0 {
+        assert_eq!(r, CpuidResult::default(), "component {subleaf} not offered");
+    }
+    if leaf == 1 && r.ecx & (1 << 28) != 0 {
+        assert_ne!(mask & xcr0::AVX, 0, "AVX shown but not enabled by XSETBV");
+    }
+    if leaf == 7 && subleaf == 0 && r.ebx & (1 << 16) != 0 {
+        assert_eq!(
+            mask & xcr0::AVX512,
+            xcr0::AVX512,
+            "AVX-512 shown but not enabled"
+        );
     }
 }
 

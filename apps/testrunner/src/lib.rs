@@ -68,6 +68,9 @@ macro_rules! check {
     };
 }
 
+// After `check!`, which it uses.
+mod xsetbv;
+
 fn expect_err<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) -> TestResult {
     match r {
         Err(e) if e == want => Ok(()),
@@ -733,6 +736,7 @@ const TESTS: &[Test] = &[
     ("guest_ram_errors_say_why", guest_ram_errors_say_why),
     ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
     ("hypervisor_delivers_interrupts", hypervisor_delivers_interrupts),
+    ("guest_xsetbv_stays_in_the_guest", xsetbv::guest_xsetbv_stays_in_the_guest),
     ("panic_is_isolated_and_restarted", panic_is_isolated_and_restarted),
     ("stack_overflow_is_isolated", stack_overflow_is_isolated),
     ("huge_log_line_is_bounded", huge_log_line_is_bounded),

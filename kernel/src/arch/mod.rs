@@ -16,6 +16,9 @@ pub mod serial;
 pub mod svm;
 #[cfg(not(test))]
 pub mod trap;
+pub mod xcr0;
+#[cfg(not(test))]
+pub mod xstate;
 
 #[cfg(not(test))]
 pub use boot_asm::boot_pml4_phys;

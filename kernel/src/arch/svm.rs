@@ -8,6 +8,10 @@
 //! QEMU's TCG SVM has no decode assists, no NRIP save, no flush-by-ASID and
 //! no VMCB clean bits: the VMM decodes MMIO instructions itself, advances
 //! RIP itself, and we flush the whole TLB on the first entry.
+//!
+//! XSETBV is intercepted and handled here, not in the VMM: XCR0 is CPU
+//! state the kernel switches around VMRUN (see `xstate`), checked by the
+//! rules in `xcr0`.
 
 use core::arch::asm;
 use core::arch::global_asm;
@@ -24,6 +28,9 @@ use super::cpu::cpuid;
 use super::cpu::rdmsr;
 use super::cpu::wrmsr;
 use crate::arch::asid::Asid;
+use crate::arch::xcr0;
+use crate::arch::xstate;
+use crate::arch::xstate::XsaveArea;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
 
@@ -189,6 +196,7 @@ const MISC1_MSR: u32 = 1 << 28;
 const MISC1_SHUTDOWN: u32 = 1 << 31;
 const MISC2_SVM_INSNS: u32 = 0x7f; // VMRUN VMMCALL VMLOAD VMSAVE STGI CLGI SKINIT
 const MISC2_MONITOR_MWAIT: u32 = (1 << 10) | (1 << 11) | (1 << 12);
+const MISC2_XSETBV: u32 = 1 << 13;
 
 // Exit codes.
 const EXIT_EXCP_BASE: u64 = 0x40;
@@ -204,6 +212,7 @@ const EXIT_VMRUN: u64 = 0x80;
 const EXIT_VMMCALL: u64 = 0x81;
 const EXIT_MONITOR: u64 = 0x8a;
 const EXIT_MWAIT_COND: u64 = 0x8c;
+const EXIT_XSETBV: u64 = 0x8d;
 const EXIT_NPF: u64 = 0x400;
 
 /// MSRs whose state is in the VMCB (loaded/saved by VMRUN/VMLOAD/VMSAVE):
@@ -325,8 +334,15 @@ pub struct SvmVcpu {
     iopm_phys: u64,
     msrpm_phys: u64,
     gprs: GuestGprs,
-    /// The guest's x87/SSE state, swapped with the host's around VMRUN.
-    guest_fx: alloc::boxed::Box<crate::sched::FxArea>,
+    /// The guest's x87/SSE/AVX state, swapped with the host's around VMRUN.
+    guest_xsave: alloc::boxed::Box<XsaveArea>,
+    /// The guest's XCR0, loaded around VMRUN (x87 after reset).
+    xcr0: u64,
+    /// What its XSETBV may enable (the VMM's CPUID leaf 0xD).
+    xcr0_allowed: u64,
+    /// A fault the kernel raises in the guest on the next entry (an XSETBV
+    /// it refused), as an EVENTINJ value.
+    fault: Option<u64>,
     flush_tlb: bool,
     /// This vCPU's TLB tag (see `asid`); a shared one flushes every entry.
     asid: Asid,
@@ -426,7 +442,11 @@ impl SvmVcpu {
             ctl::INTERCEPT_MISC1,
             MISC1_INTR | MISC1_NMI | MISC1_CPUID | MISC1_HLT | MISC1_IOIO | MISC1_MSR | MISC1_SHUTDOWN,
         );
-        write32(v, ctl::INTERCEPT_MISC2, MISC2_SVM_INSNS | MISC2_MONITOR_MWAIT);
+        write32(
+            v,
+            ctl::INTERCEPT_MISC2,
+            MISC2_SVM_INSNS | MISC2_MONITOR_MWAIT | MISC2_XSETBV,
+        );
         write64(v, ctl::IOPM_BASE, iopm_phys);
         write64(v, ctl::MSRPM_BASE, msrpm_phys);
         let asid = Asid::alloc(info.asids);
@@ -439,13 +459,15 @@ impl SvmVcpu {
         write64(v, save::DR7, 0x400);
         write64(v, save::DR6, 0xffff_0ff0);
         VCPUS_CREATED.fetch_add(1, Ordering::Relaxed);
-        let fx = crate::sched::FxArea::initial();
         Ok(SvmVcpu {
             vmcb_phys,
             iopm_phys,
             msrpm_phys,
             gprs: GuestGprs::default(),
-            guest_fx: fx,
+            guest_xsave: XsaveArea::initial(),
+            xcr0: starina::abi::vcpu::xcr0::X87,
+            xcr0_allowed: xstate::guest_mask(),
+            fault: None,
             flush_tlb: true,
             asid,
             reinject: None,
@@ -463,6 +485,22 @@ impl SvmVcpu {
 
     pub fn set_pat(&mut self, pat: u64) {
         write64(self.vmcb(), save::G_PAT, pat);
+    }
+
+    /// Sets what the guest's XSETBV may enable (the VMM's CPUID leaf 0xD);
+    /// `None` if the kernel cannot switch that on this CPU.
+    pub fn set_xcr0_allowed(&mut self, mask: u64) -> Option<()> {
+        if !xcr0::may_offer(mask, xstate::guest_mask()) {
+            return None;
+        }
+        self.xcr0_allowed = mask;
+        self.set_xcr0(xcr0::adopt(self.xcr0, mask));
+        Some(())
+    }
+
+    fn set_xcr0(&mut self, value: u64) {
+        self.xcr0 = value;
+        self.guest_xsave.limit_to(value);
     }
 
     fn load_state(&mut self, s: &VcpuState) {
@@ -555,6 +593,7 @@ impl SvmVcpu {
         s.gprs[13] = g.r13;
         s.gprs[14] = g.r14;
         s.gprs[15] = g.r15;
+        s.xcr0 = self.xcr0;
     }
 
     /// Sets up event injection for the next entry: an interrupted event
@@ -584,6 +623,10 @@ impl SvmVcpu {
                     event |= (1 << 11) | ((code as u64) << 32);
                 }
             }
+        }
+        if let Some(fault) = self.fault.take() {
+            // Raised by the kernel for the instruction that exited.
+            event = fault;
         }
         if let Some(interrupted) = self.reinject.take() {
             // The interrupted event wins; an exception the VMM asked for
@@ -629,18 +672,22 @@ impl SvmVcpu {
 
         let mut host_fx = crate::sched::FxArea([0; 512]);
         let gprs: *mut GuestGprs = &mut self.gprs;
+        let seen_xcr0;
         // SAFETY: GIF=0 (clgi) from here to stgi: no interrupt can run and
-        // touch the FPU while it holds the guest's state. The VMCBs and the
-        // register block are ours; `svm_run` restores every callee-saved
-        // register and the host's segment/MSR state (VMLOAD).
+        // touch the FPU or see XCR0 while they hold the guest's state. The
+        // guest's XCR0 passed `xcr0` checks and its area was limited to it
+        // (`set_xcr0`). The VMCBs and the register block are ours;
+        // `svm_run` restores every callee-saved register and the host's
+        // segment/MSR state (VMLOAD).
         unsafe {
             asm!("clgi", options(nostack));
-            asm!("fxsave64 [{}]", in(reg) &mut host_fx as *mut _, options(nostack));
-            asm!("fxrstor64 [{}]", in(reg) &*self.guest_fx as *const _, options(nostack));
+            xstate::enter(&self.guest_xsave, &mut host_fx, self.xcr0);
             svm_run(gprs, self.vmcb_phys, info.host_vmcb_phys);
-            asm!("fxsave64 [{}]", in(reg) &mut *self.guest_fx as *mut _, options(nostack));
-            asm!("fxrstor64 [{}]", in(reg) &host_fx as *const _, options(nostack));
+            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &host_fx, self.xcr0_allowed);
             asm!("stgi", options(nostack));
+        }
+        if seen_xcr0 != self.xcr0 {
+            self.xsetbv_not_intercepted(seen_xcr0);
         }
         self.save_state(state);
         write64(v, ctl::EVENT_INJ, 0);
@@ -650,7 +697,65 @@ impl SvmVcpu {
             // nested page fault while pushing the interrupt frame).
             self.reinject = Some(int_info);
         }
+        if read64(v, ctl::EXIT_CODE) == EXIT_XSETBV {
+            return self.xsetbv(state, info.nrip_save);
+        }
         self.translate_exit(state)
+    }
+
+    /// The guest's XSETBV: take the value into its XCR0 and step over the
+    /// instruction, or raise the fault the CPU would.
+    fn xsetbv(&mut self, state: &mut VcpuState, nrip_save: bool) -> VmExit {
+        let v = self.vmcb();
+        let guest = xcr0::Guest {
+            cpl: read8(v, save::CPL),
+            cr4_osxsave: state.cr4 & starina::abi::vcpu::cr::CR4_OSXSAVE != 0,
+            allowed: self.xcr0_allowed,
+        };
+        let value = (state.gprs[2] << 32) | (state.gprs[0] & 0xffff_ffff);
+        match xcr0::xsetbv(&guest, state.gprs[1], value) {
+            Ok(xcr0) => {
+                self.set_xcr0(xcr0);
+                state.xcr0 = xcr0;
+                // Without NRIP save, the encoding compilers emit: 0F 01 D1.
+                state.rip = if nrip_save {
+                    read64(v, ctl::NEXT_RIP)
+                } else {
+                    state.rip.wrapping_add(3)
+                };
+                VmExit::Xsetbv {
+                    value,
+                    accepted: true,
+                }
+            }
+            Err(fault) => {
+                let mut event = fault.vector() as u64 | (3 << 8) | (1 << 31);
+                // Real mode pushes no error code.
+                let protected = state.cr0 & starina::abi::vcpu::cr::CR0_PE != 0;
+                if let Some(code) = fault.error_code().filter(|_| protected) {
+                    event |= (1 << 11) | ((code as u64) << 32);
+                }
+                self.fault = Some(event);
+                VmExit::Xsetbv {
+                    value,
+                    accepted: false,
+                }
+            }
+        }
+    }
+
+    /// The guest changed XCR0 although XSETBV is intercepted (a CPU that
+    /// ignores the intercept, like QEMU before 8.1): keep what it set
+    /// within the rules, so the next entry loads it again.
+    fn xsetbv_not_intercepted(&mut self, seen: u64) {
+        static WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "hypervisor: the CPU let a guest XSETBV ({:#x}) through without the intercept; switching it anyway",
+                seen
+            );
+        }
+        self.set_xcr0(xcr0::adopt(seen, self.xcr0_allowed));
     }
 
     fn translate_exit(&self, state: &VcpuState) -> VmExit {

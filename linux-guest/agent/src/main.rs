@@ -22,6 +22,7 @@ mod pipebench;
 mod server;
 mod stdin;
 mod sys;
+mod xsetbv_probe;
 
 use std::fs::File;
 use std::fs::OpenOptions;
@@ -116,6 +117,7 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        ["--xsetbv-probe"] => xsetbv_probe::main(),
         ["--pipe-echo"] => {
             if let Err(e) = pipebench::echo() {
                 eprintln!("starina-guest-agent: pipe echo failed: {e}");

@@ -114,6 +114,12 @@ pub struct VcpuState {
     pub ldtr: Segment,
     pub gdtr: DescriptorTable,
     pub idtr: DescriptorTable,
+    /// The guest's XCR0 (which state components XSAVE manages and which
+    /// instruction sets are on). Reported by the kernel on every exit;
+    /// only the guest changes it, through XSETBV, which the kernel checks
+    /// against [`VcpuControl::Xcr0Allowed`]. What the VMM writes here is
+    /// not loaded.
+    pub xcr0: u64,
 }
 
 impl VcpuState {
@@ -197,6 +203,14 @@ pub enum VmExit {
     /// A host interrupt arrived while the guest ran; nothing for the VMM to do
     /// beyond checking its own timers.
     HostInterrupt,
+    /// The guest executed XSETBV. The kernel handled it (XCR0 is
+    /// architectural state it switches): it either took the value (now in
+    /// [`VcpuState::xcr0`], RIP advanced) or queued the fault the CPU
+    /// would raise (#UD, #GP) for the next entry. Nothing for the VMM to do.
+    Xsetbv {
+        value: u64,
+        accepted: bool,
+    },
     /// An intercepted guest exception.
     Exception {
         vector: u8,
@@ -243,6 +257,51 @@ pub enum VcpuControl {
     TscOffset(i64),
     /// The guest's PAT MSR.
     Pat(u64),
+    /// The XCR0 bits the guest may set with XSETBV: what the VMM's CPUID
+    /// leaf 0xD offers. Must include [`xcr0::X87`], be consistent
+    /// ([`xcr0::consistent`]) and lie within what the kernel can switch
+    /// ([`xcr0::SWITCHABLE`] on this CPU), else `InvalidArgument`. Until
+    /// set, everything the kernel can switch on this CPU is allowed.
+    Xcr0Allowed(u64),
+}
+
+/// XCR0 state-component bits (Intel SDM vol. 1 13.1, AMD APM vol. 2
+/// 11.5.2) and the rules the kernel and the VMM's CPUID policy share.
+pub mod xcr0 {
+    pub const X87: u64 = 1 << 0;
+    pub const SSE: u64 = 1 << 1;
+    pub const AVX: u64 = 1 << 2;
+    pub const MPX_BNDREGS: u64 = 1 << 3;
+    pub const MPX_BNDCSR: u64 = 1 << 4;
+    pub const OPMASK: u64 = 1 << 5;
+    pub const ZMM_HI256: u64 = 1 << 6;
+    pub const HI16_ZMM: u64 = 1 << 7;
+    pub const PKRU: u64 = 1 << 9;
+    /// The three AVX-512 components: enabled all together or not at all.
+    pub const AVX512: u64 = OPMASK | ZMM_HI256 | HI16_ZMM;
+    /// The components whose guest state the kernel saves and restores
+    /// around VM entries (x87/SSE with FXSAVE, the rest with XSAVE in a
+    /// 4 KiB area). MPX, PKRU and AMX are not offered to guests.
+    pub const SWITCHABLE: u64 = X87 | SSE | AVX | AVX512;
+    /// Size of the kernel's per-vCPU XSAVE area (standard format): every
+    /// offered component must end within it.
+    pub const AREA_BYTES: usize = 4096;
+
+    /// The largest subset of `mask` that a valid XCR0 can be built from:
+    /// x87 always, AVX only with SSE, AVX-512 only complete and with AVX.
+    pub const fn consistent(mask: u64) -> u64 {
+        let mut m = mask | X87;
+        if m & SSE == 0 {
+            m &= !AVX;
+        }
+        if m & AVX == 0 || m & AVX512 != AVX512 {
+            m &= !AVX512;
+        }
+        if m & (MPX_BNDREGS | MPX_BNDCSR) != MPX_BNDREGS | MPX_BNDCSR {
+            m &= !(MPX_BNDREGS | MPX_BNDCSR);
+        }
+        m
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +321,22 @@ mod tests {
         assert!(cs.is_long_mode_code());
         let null = Segment::default();
         assert_eq!(null.vmx_access_rights(), 1 << 16);
+    }
+
+    #[test]
+    fn xcr0_consistent_masks() {
+        use xcr0::*;
+        assert_eq!(consistent(0), X87);
+        assert_eq!(consistent(SWITCHABLE), SWITCHABLE);
+        assert_eq!(consistent(X87 | AVX), X87, "AVX without SSE");
+        assert_eq!(consistent(X87 | SSE | AVX | OPMASK), X87 | SSE | AVX);
+        assert_eq!(
+            consistent(X87 | SSE | AVX512),
+            X87 | SSE,
+            "AVX-512 without AVX"
+        );
+        assert_eq!(consistent(X87 | MPX_BNDREGS), X87);
+        assert_eq!(consistent(X87 | SSE | PKRU), X87 | SSE | PKRU);
     }
 
     #[test]

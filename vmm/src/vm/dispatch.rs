@@ -89,7 +89,10 @@ impl Vm {
                 Ok(ExitAction::Resume)
             }
             VmExit::Shutdown => Ok(ExitAction::Shutdown),
-            VmExit::InterruptWindow | VmExit::HostInterrupt => Ok(ExitAction::Resume),
+            // The kernel handled XSETBV (XCR0 is CPU state it switches).
+            VmExit::InterruptWindow | VmExit::HostInterrupt | VmExit::Xsetbv { .. } => {
+                Ok(ExitAction::Resume)
+            }
             VmExit::Exception { vector, error_code } => {
                 Ok(ExitAction::InjectException { vector, error_code })
             }
@@ -128,7 +131,9 @@ impl Vm {
     }
 
     fn cpuid(&mut self, leaf: u32, subleaf: u32, state: &mut VcpuState) -> ExitAction {
-        let r = self.cpuid.cpuid(leaf, subleaf, state.cr4, &self.host_cpuid);
+        let r = self
+            .cpuid
+            .cpuid(leaf, subleaf, state.cr4, state.xcr0, &self.host_cpuid);
         state.set_gpr(Gpr::Rax, r.eax as u64);
         state.set_gpr(Gpr::Rbx, r.ebx as u64);
         state.set_gpr(Gpr::Rcx, r.ecx as u64);

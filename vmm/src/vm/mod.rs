@@ -123,6 +123,13 @@ impl Vm {
         &mut self.serial
     }
 
+    /// The XCR0 bits this VM's CPUID offers: give them to the kernel
+    /// (`VcpuControl::Xcr0Allowed`) before the first run, so its XSETBV
+    /// checks agree with CPUID leaf 0xD.
+    pub fn xcr0_mask(&self) -> u64 {
+        self.cpuid.xcr0_mask(&self.host_cpuid)
+    }
+
     /// The MSRs as the guest sees them.
     pub fn msrs(&self) -> &MsrState {
         &self.msrs

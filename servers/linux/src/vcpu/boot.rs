@@ -10,6 +10,7 @@ use starina::channel::MessageBuffer;
 use starina::hypervisor::GuestRam;
 use starina::hypervisor::Hypervisor;
 use starina::hypervisor::Vcpu;
+use starina::hypervisor::VcpuControl;
 use starina::poll::Poll;
 use starina::timer::now_ns;
 use starina::timer::Timer;
@@ -46,6 +47,13 @@ impl Guest {
         let files = boot_files(&config)?;
         let (mut ram, vcpu) = create_vm(&hypervisor, config.memory_bytes)?;
         let mut vm = Vm::new(CpuidPolicy::default(), host_cpuid, 0, now_ns());
+        let xcr0_mask = vm.xcr0_mask();
+        vcpu.control(VcpuControl::Xcr0Allowed(xcr0_mask))
+            .map_err(|e| {
+                Status::Unavailable(format!(
+                    "the kernel refuses XCR0 mask {xcr0_mask:#x} from CPUID: {e}"
+                ))
+            })?;
         let console = vm.add_virtio(Console::new()).map_err(|e| {
             Status::Unavailable(format!("no virtio-mmio slot for the console: {e}"))
         })?;
