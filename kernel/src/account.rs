@@ -43,8 +43,6 @@ pub struct Account {
     base: AtomicUsize,
     /// Bytes held now.
     in_use: AtomicUsize,
-    /// The most `in_use` has been.
-    peak: AtomicUsize,
 }
 
 impl Account {
@@ -53,7 +51,6 @@ impl Account {
             limit: AtomicUsize::new(usize::MAX),
             base: AtomicUsize::new(0),
             in_use: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
         }
     }
 
@@ -70,17 +67,13 @@ impl Account {
     }
 
     pub fn charge(&self, bytes: usize) {
-        let now = self.in_use.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.peak.fetch_max(now, Ordering::Relaxed);
+        self.in_use.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Gives back what a `charge` of the same account took (the heap's
+    /// page owners and [`Charge`] pair them exactly).
     pub fn uncharge(&self, bytes: usize) {
-        // Saturating: never wraps, even if a caller's bookkeeping is off.
-        let _ = self
-            .in_use
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_sub(bytes))
-            });
+        self.in_use.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
@@ -116,14 +109,10 @@ pub fn check(account: u8) -> Result<(), Error> {
     }
 }
 
-/// (bytes held by the current instance, limit, peak bytes held).
-pub fn usage(account: u8) -> (usize, usize, usize) {
+/// (bytes held by the current instance, its limit).
+pub fn usage(account: u8) -> (usize, usize) {
     let a = get(account);
-    (
-        a.instance_use(),
-        a.limit.load(Ordering::Relaxed),
-        a.peak.load(Ordering::Relaxed),
-    )
+    (a.instance_use(), a.limit.load(Ordering::Relaxed))
 }
 
 /// Bytes charged to an account for a large kernel object (a thread stack,
@@ -187,10 +176,9 @@ mod tests {
         assert!(get(102).fits(100));
         assert!(!get(102).fits(101));
         // The leak freed later gives room, never a negative count.
+        get(102).charge(5);
         get(102).uncharge(90);
         assert_eq!(usage(102).0, 0);
-        get(102).uncharge(5);
-        assert_eq!(get(102).in_use.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -285,6 +285,7 @@ pub fn terminate_thread(thread: Arc<Thread>) {
 /// nothing of the kernel's behind. (A guard as the method's first local
 /// would not do: temporaries of a method's tail expression outlive its
 /// locals.)
+#[inline(always)]
 pub fn in_kernel<R>(f: impl FnOnce() -> R) -> R {
     let _in_kernel = InKernel::enter();
     f()
@@ -292,24 +293,32 @@ pub fn in_kernel<R>(f: impl FnOnce() -> R) -> R {
 
 /// Marks the current thread as inside a system call until dropped; the
 /// outermost drop ends the thread if its process was terminated meanwhile.
-pub struct InKernel(());
+/// (On every system call: a couple of loads and stores, no atomic
+/// read-modify-write, since only the thread itself changes its depth.)
+pub struct InKernel(Option<&'static Thread>);
 
 impl InKernel {
+    #[inline(always)]
     pub fn enter() -> InKernel {
-        if let Some(t) = try_current() {
-            t.syscall_depth.fetch_add(1, Ordering::Relaxed);
+        let thread = try_current();
+        if let Some(t) = thread {
+            let depth = t.syscall_depth.load(Ordering::Relaxed);
+            t.syscall_depth.store(depth + 1, Ordering::Relaxed);
         }
-        InKernel(())
+        InKernel(thread)
     }
 }
 
 impl Drop for InKernel {
+    #[inline(always)]
     fn drop(&mut self) {
-        let Some(t) = try_current() else { return };
-        if t.syscall_depth.fetch_sub(1, Ordering::Relaxed) == 1 && t.kill_requested() {
-            // Every local of the call has dropped (this guard is its first
-            // local, so it drops last): nothing of the kernel's is left on
-            // this stack, only the component's own frames.
+        let Some(t) = self.0 else { return };
+        let depth = t.syscall_depth.load(Ordering::Relaxed) - 1;
+        t.syscall_depth.store(depth, Ordering::Relaxed);
+        if depth == 0 && t.kill_requested() {
+            // Every local of the call has dropped (see `in_kernel`):
+            // nothing of the kernel's is left on this stack, only the
+            // component's own frames.
             #[cfg(not(test))]
             exit_current_thread();
         }
@@ -656,12 +665,12 @@ pub fn try_current_process_name() -> Option<&'static str> {
 }
 
 /// The current thread, if the scheduler is up.
+#[inline(always)]
 pub fn try_current() -> Option<&'static Thread> {
-    if CURRENT.load(Ordering::Relaxed).is_null() {
-        None
-    } else {
-        Some(current())
-    }
+    let ptr = CURRENT.load(Ordering::Relaxed);
+    // SAFETY: as in `current`: a non-null CURRENT is the running thread,
+    // alive while it runs.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
 #[cfg(test)]
