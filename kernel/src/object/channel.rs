@@ -1,9 +1,7 @@
 //! Channels: a connected pair of endpoints. Each endpoint owns the queue of
 //! messages sent *to* it; a send pushes onto the peer's queue. The queue is
-//! bounded ([`CHANNEL_QUEUE_MAX`] messages, [`CHANNEL_QUEUE_BYTES_MAX`]
-//! bytes; the message that crosses the byte bound is still taken): a full
-//! queue is `QueueFull`, and the sender's poll reports `WRITABLE` again
-//! once the receiver drains one.
+//! bounded ([`CHANNEL_QUEUE_MAX`]): a full queue is `QueueFull`, and the
+//! sender's poll reports `WRITABLE` again once the receiver drains one.
 //!
 //! Channel ends travel inside messages, one level deep at most: an end that
 //! is in flight (inside some queue) never carries channel ends in its own
@@ -25,7 +23,6 @@ use core::sync::atomic::Ordering;
 
 use starina::abi::Error;
 use starina::abi::Readiness;
-use starina::abi::CHANNEL_QUEUE_BYTES_MAX;
 use starina::abi::CHANNEL_QUEUE_MAX;
 use starina::abi::MESSAGE_DATA_MAX;
 use starina::abi::MESSAGE_HANDLES_MAX;
@@ -80,16 +77,7 @@ struct Inner {
 /// poll) costs a few atomic loads: each end's queue length and liveness.
 struct PairState {
     queued: [AtomicUsize; 2],
-    queued_bytes: [AtomicUsize; 2],
     alive: [AtomicBool; 2],
-}
-
-impl PairState {
-    /// Whether `side`'s queue takes no more messages.
-    fn is_full(&self, side: usize) -> bool {
-        self.queued[side].load(Ordering::Acquire) >= CHANNEL_QUEUE_MAX
-            || self.queued_bytes[side].load(Ordering::Acquire) >= CHANNEL_QUEUE_BYTES_MAX
-    }
 }
 
 pub struct Channel {
@@ -124,7 +112,6 @@ impl Channel {
     pub fn new_pair() -> (Arc<Channel>, Arc<Channel>) {
         let state = Arc::new(PairState {
             queued: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            queued_bytes: [AtomicUsize::new(0), AtomicUsize::new(0)],
             alive: [AtomicBool::new(true), AtomicBool::new(true)],
         });
         let a = Arc::new(Channel::endpoint(0, state.clone()));
@@ -155,7 +142,7 @@ impl Channel {
         }
         {
             let mut inner = peer.inner.lock();
-            if self.state.is_full(peer.side) {
+            if inner.queue.len() >= CHANNEL_QUEUE_MAX {
                 return Err((Error::QueueFull, msg));
             }
             if inner.queue.try_reserve(1).is_err() {
@@ -165,7 +152,6 @@ impl Channel {
                 c.in_flight.fetch_add(1, Ordering::AcqRel);
             }
             peer.carried.fetch_add(moves, Ordering::AcqRel);
-            self.state.queued_bytes[peer.side].fetch_add(msg.data.len(), Ordering::AcqRel);
             inner.queue.push_back(msg);
             self.state.queued[peer.side].store(inner.queue.len(), Ordering::Release);
         }
@@ -199,9 +185,8 @@ impl Channel {
             if front.handles.len() > room {
                 return Err(Error::HandleTableFull);
             }
-            was_full = self.state.is_full(self.side);
+            was_full = inner.queue.len() >= CHANNEL_QUEUE_MAX;
             let msg = inner.queue.pop_front().unwrap();
-            self.state.queued_bytes[self.side].fetch_sub(msg.data.len(), Ordering::AcqRel);
             self.state.queued[self.side].store(inner.queue.len(), Ordering::Release);
             self.landed(&msg);
             msg
@@ -249,7 +234,7 @@ impl Pollable for Channel {
         let peer = 1 - self.side;
         if !self.state.alive[peer].load(Ordering::Acquire) {
             r |= Readiness::PEER_CLOSED;
-        } else if !self.state.is_full(peer) {
+        } else if self.state.queued[peer].load(Ordering::Acquire) < CHANNEL_QUEUE_MAX {
             r |= Readiness::WRITABLE;
         }
         r
@@ -380,27 +365,6 @@ mod tests {
             assert_eq!(b.recv(64, 4, 10).unwrap().data, [i as u8]);
         }
         assert_eq!(b.recv(64, 4, 10).unwrap().data, b"extra");
-    }
-
-    /// A reader that stops holds a bounded number of bytes, however few
-    /// messages: big messages fill the queue by size before by count.
-    #[test]
-    fn a_queue_of_big_messages_is_full_by_bytes() {
-        let (a, b) = Channel::new_pair();
-        let big = [7u8; MESSAGE_DATA_MAX];
-        let fits = CHANNEL_QUEUE_BYTES_MAX / MESSAGE_DATA_MAX;
-        for _ in 0..fits {
-            a.send(msg(&big)).map_err(|e| e.0).unwrap();
-        }
-        assert!(fits < CHANNEL_QUEUE_MAX);
-        assert!(!a.readiness().contains(Readiness::WRITABLE));
-        assert_eq!(a.send(msg(b"x")).unwrap_err().0, Error::QueueFull);
-        assert_eq!(
-            b.recv(MESSAGE_DATA_MAX, 4, 10).unwrap().data.len(),
-            MESSAGE_DATA_MAX
-        );
-        assert!(a.readiness().contains(Readiness::WRITABLE));
-        a.send(msg(b"x")).map_err(|e| e.0).unwrap();
     }
 
     #[test]

@@ -79,11 +79,6 @@ pub const MESSAGE_HANDLES_MAX: usize = 4;
 /// How many messages wait in one channel end before senders get
 /// [`Error::QueueFull`] (backpressure).
 pub const CHANNEL_QUEUE_MAX: usize = 64;
-/// How many message bytes wait in one channel end before senders get
-/// [`Error::QueueFull`]: a receiver that stops reading holds at most this
-/// much (plus one message) of kernel memory per channel, charged to its
-/// senders' memory budgets.
-pub const CHANNEL_QUEUE_BYTES_MAX: usize = 256 * 1024;
 /// The most handles one process holds.
 pub const HANDLE_TABLE_MAX: usize = 1024;
 /// The most objects one poll watches.
@@ -103,8 +98,7 @@ pub enum Error {
     MessageTooLarge = 4,
     /// The message carries more than [`MESSAGE_HANDLES_MAX`] handles.
     TooManyHandles = 5,
-    /// The peer's queue holds [`CHANNEL_QUEUE_MAX`] messages or
-    /// [`CHANNEL_QUEUE_BYTES_MAX`] bytes: wait for
+    /// The peer's queue holds [`CHANNEL_QUEUE_MAX`] messages: wait for
     /// `WRITABLE` and try again.
     QueueFull = 6,
     /// The other end of the channel is closed.
