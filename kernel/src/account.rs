@@ -35,6 +35,10 @@ pub const MAX_ACCOUNTS: usize = 128;
 /// The kernel's own account: no limit.
 pub const KERNEL: u8 = 0;
 
+/// The part of a budget (one in this many) that system calls leave to the
+/// component's own allocations.
+pub const OWN_SHARE: usize = 8;
+
 pub struct Account {
     /// Bytes the current instance may hold; `usize::MAX` for no limit.
     limit: AtomicUsize,
@@ -98,11 +102,16 @@ pub fn start_instance(account: u8, limit_bytes: usize) {
     a.limit.store(limit_bytes, Ordering::Relaxed);
 }
 
-/// `OverBudget` if the account has used up its limit: for the start of a
-/// system call that allocates.
+/// `OverBudget` if the account has used its limit but the last
+/// [`OWN_SHARE`]: for the start of a system call that allocates. That last
+/// part stays for the component's own allocations, so a component whose
+/// budget fills with kernel objects (messages queued for a peer that does
+/// not read) sees `OverBudget` from its calls, and can shed load, before
+/// its own allocations fail.
 pub fn check(account: u8) -> Result<(), Error> {
     let a = get(account);
-    if a.instance_use() < a.limit.load(Ordering::Relaxed) {
+    let limit = a.limit.load(Ordering::Relaxed);
+    if a.instance_use() < limit - limit / OWN_SHARE {
         Ok(())
     } else {
         Err(Error::OverBudget)
@@ -158,11 +167,16 @@ mod tests {
     }
 
     #[test]
-    fn check_refuses_once_the_limit_is_reached() {
-        start_instance(101, 100);
+    fn calls_are_refused_before_the_components_own_share() {
+        start_instance(101, 800);
         assert_eq!(check(101), Ok(()));
-        get(101).charge(100);
+        get(101).charge(699);
+        assert_eq!(check(101), Ok(()));
+        get(101).charge(1);
+        // 700 of 800: the last eighth is the component's own.
         assert_eq!(check(101), Err(Error::OverBudget));
+        assert!(get(101).fits(100));
+        assert!(!get(101).fits(101));
         get(101).uncharge(1);
         assert_eq!(check(101), Ok(()));
     }

@@ -84,10 +84,15 @@ pub mod rights {
     pub const INTERRUPT_HANDLE: Rights = Rights::READ.union(Rights::WRITE).union(Rights::POLL);
 }
 
-/// `OverBudget` once the calling component's memory budget is spent: the
-/// start of every call that allocates kernel memory on its behalf (what the
-/// call then allocates is charged, never refused; see `crate::account`).
+/// `OverBudget` once the calling component's memory budget is spent, and
+/// `OutOfMemory` once free memory is down to half the kernel's reserve
+/// (budgets may add up to more than the machine has): the start of every
+/// call that allocates kernel memory on its behalf. What the call then
+/// allocates is charged, never refused (see `crate::account`).
 fn within_budget() -> Result<(), Error> {
+    if crate::mm::page::free_count() < crate::mm::heap::RESERVE_PAGES / 2 {
+        return Err(Error::OutOfMemory);
+    }
     crate::account::check(sched::current_process().account)
 }
 

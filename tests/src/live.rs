@@ -85,8 +85,23 @@ impl LiveGuest {
     }
 }
 
+/// How much of the console a failing test shows.
+const CONSOLE_TAIL_LINES: usize = 150;
+
 impl Drop for LiveGuest {
     fn drop(&mut self) {
+        // A test failing while the guest runs: show what the guest said
+        // last, so the failure can be understood from the test's output.
+        if thread::panicking() {
+            let console = self.console();
+            let lines: Vec<&str> = console.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..];
+            eprintln!(
+                "--- the guest's console, last {} lines ---\n{}\n--- end of console ---",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         // As a Ctrl-C would: the run stops QEMU and returns.
         self.stop.request(SIGTERM);
         if let Some(runner) = self.runner.take() {

@@ -66,7 +66,7 @@ fn caller() -> (u8, bool) {
 
 /// Whether a component's allocation may take `pages` more pages.
 fn may_take_pages(pages: usize) -> bool {
-    page::stats().0 >= RESERVE_PAGES + pages
+    page::free_count() >= RESERVE_PAGES + pages
 }
 
 /// Bytes handed out and not yet returned (small and large), for the

@@ -18,6 +18,15 @@ struct Bitmap {
     total: usize,
 }
 
+/// `Bitmap::free`, readable without the lock (a budget check on every
+/// send reads it).
+static FREE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Free pages now (a snapshot, without the allocator's lock).
+pub fn free_count() -> usize {
+    FREE.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 static PAGES: SpinLock<Bitmap> = SpinLock::new(Bitmap {
     bits: [u64::MAX; WORDS],
     hint: 0,
@@ -85,6 +94,7 @@ pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)]) {
     let free = bm.bits.iter().map(|w| w.count_zeros() as usize).sum();
     bm.free = free;
     bm.total = free;
+    FREE.store(free, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Allocates `count` physically contiguous pages; returns the physical
@@ -105,6 +115,7 @@ pub fn alloc_pages(count: usize) -> Option<u64> {
         bm.set(p, true);
     }
     bm.free -= count;
+    FREE.store(bm.free, core::sync::atomic::Ordering::Relaxed);
     bm.hint = start + count;
     Some((start * PAGE_SIZE) as u64)
 }
@@ -127,6 +138,7 @@ pub fn alloc_pages_aligned(count: usize, align: usize) -> Option<u64> {
                     bm.set(p, true);
                 }
                 bm.free -= count;
+                FREE.store(bm.free, core::sync::atomic::Ordering::Relaxed);
                 return Some((start * PAGE_SIZE) as u64);
             }
             _ => start += align,
@@ -154,6 +166,7 @@ pub fn free_pages(phys: u64, count: usize) {
             bm.free += 1;
         }
     }
+    FREE.store(bm.free, core::sync::atomic::Ordering::Relaxed);
     if first < bm.hint {
         bm.hint = first;
     }
