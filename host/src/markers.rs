@@ -8,6 +8,7 @@ pub use starina_abi::markers::AGENT_READY;
 pub use starina_abi::markers::BENCH_RAW;
 pub use starina_abi::markers::COMPONENT_STARTED;
 pub use starina_abi::markers::HTTPD_SERVING;
+pub use starina_abi::markers::IST_GUARDED;
 pub use starina_abi::markers::LINUX_BOOTING;
 pub use starina_abi::markers::LINUX_GUEST_READY;
 pub use starina_abi::markers::READY;

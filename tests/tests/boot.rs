@@ -38,6 +38,7 @@ fn default_profile_works(machine: &str) {
     );
     run.assert_code(0);
     run.assert_console(READY);
+    run.assert_console(markers::IST_GUARDED);
     run.assert_console(STARTED_HELLO);
     run.assert_console(HELLO);
     run.assert_console(ECHO_OK);

@@ -180,6 +180,16 @@ pub fn guard_ist_stacks() {
             Stack::new().unwrap_or_else(|| panic!("no memory for IST stack {}", i + 1))
         })
     });
+    assert!(
+        stacks.iter().all(Stack::guard_is_unmapped),
+        "an interrupt stack's guard page is mapped"
+    );
+    log::info!(
+        "{}: {} of {} KiB, each below an unmapped guard page",
+        starina::abi::markers::IST_GUARDED,
+        IST_COUNT,
+        crate::mm::stack::STACK_SIZE / 1024
+    );
     let tss = &raw mut TSS;
     for (i, stack) in stacks.iter().enumerate() {
         // SAFETY: interrupts are off and this is the only CPU, so no

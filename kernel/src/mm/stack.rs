@@ -106,6 +106,22 @@ impl Stack {
         (guard..self.base()).contains(&addr)
     }
 
+    /// Whether its guard page is really unmapped (a page-table walk that
+    /// creates nothing; for the boot-time check of the interrupt stacks).
+    pub fn guard_is_unmapped(&self) -> bool {
+        let _slots = SLOTS.lock();
+        let vaddr = self.base() - PAGE_SIZE;
+        let mut table = table_at(crate::arch::boot_pml4_phys());
+        for level in (1..4).rev() {
+            let entry = table[(vaddr >> (12 + 9 * level)) & 0x1ff];
+            if entry & PRESENT == 0 {
+                return true;
+            }
+            table = table_at(entry & ADDR_MASK);
+        }
+        table[(vaddr >> 12) & 0x1ff] & PRESENT == 0
+    }
+
     fn unmap(&self, pages: usize) {
         let _slots = SLOTS.lock();
         for i in 0..pages {

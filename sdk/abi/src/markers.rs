@@ -23,6 +23,10 @@ pub const KERNEL_PANIC: &str = "[kernel panic]";
 pub const KERNEL_PANIC_EXIT_CODE: u8 = 126;
 
 /// The test runner's summary line: `testrunner: N passed, M failed`.
+/// The kernel's boot line saying every interrupt stack sits below a guard
+/// page it checked is unmapped (`kernel/src/arch/trap.rs`).
+pub const IST_GUARDED: &str = "interrupt stacks guarded";
+
 pub const TESTRUNNER_SUMMARY: &str = "testrunner:";
 
 /// Logged by the bench components for each figure: `bench-raw: <name> <value>`
