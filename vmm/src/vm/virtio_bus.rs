@@ -11,6 +11,8 @@ use core::marker::PhantomData;
 
 use crate::boot::VirtioMmioDevice;
 use crate::memory::GuestMemory;
+use crate::repeats::Repeats;
+use crate::virtio::mmio::MmioError;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::mmio::WINDOW_SIZE;
 use crate::virtio::VirtioDevice;
@@ -118,6 +120,9 @@ pub(super) struct VirtioBus {
     windows: Vec<Window>,
     /// Unclaimed MMIO pages already logged.
     logged_mmio: BTreeSet<u64>,
+    /// Accesses a window refused (wrong width, no such register): a guest
+    /// can make one per exit, so only a few are logged.
+    refused: Repeats,
 }
 
 impl VirtioBus {
@@ -125,6 +130,7 @@ impl VirtioBus {
         Self {
             windows: Vec::new(),
             logged_mmio: BTreeSet::new(),
+            refused: Repeats::new(),
         }
     }
 
@@ -221,8 +227,9 @@ impl VirtioBus {
         match self.window_at(gpa) {
             Some((w, offset)) => {
                 if let Err(e) = w.transport.read(offset, data) {
-                    log::warn!("vmm: virtio at {:#x}: {e}", w.base);
+                    let base = w.base;
                     data.fill(0);
+                    self.note_refused(base, e);
                 }
             }
             None => {
@@ -238,10 +245,19 @@ impl VirtioBus {
         match self.window_at(gpa) {
             Some((w, offset)) => {
                 if let Err(e) = w.transport.write(offset, data, mem) {
-                    log::warn!("vmm: virtio at {:#x}: {e}", w.base);
+                    let base = w.base;
+                    self.note_refused(base, e);
                 }
             }
             None => self.note_unknown_mmio(gpa),
+        }
+    }
+
+    fn note_refused(&mut self, base: u64, e: MmioError) {
+        if let Some(n) = self.refused.note() {
+            log::warn!(
+                "vmm: virtio at {base:#x}: {e} (refused access {n}; only the 2^k-th is logged)"
+            );
         }
     }
 
