@@ -21,7 +21,9 @@
 //! A kind the guest kernel does not offer (no iopl, /dev/mem or
 //! modify_ldt) is left out and the program says so. With the environment
 //! variable `STARINA_FLOOD_WILD=1` nothing is left out on purpose: the
-//! guest may reset or hang itself, and the host must cope.
+//! guest may crash or reset itself, and the host must cope; and if it is
+//! still alive at the end, the flood resets it through the i8042 (after
+//! its report), so that the host always sees the restart path too.
 //!
 //! It prints `guest-flood: started` after the first batch, and at the end
 //! `guest-flood: exits=N ... per_second=R` and a line of counts per kind.
@@ -45,6 +47,7 @@ use std::time::Instant;
 
 use crate::sys;
 
+const I8042_COMMAND: u16 = 0x64;
 /// Steps between clock reads.
 const BATCH: u64 = 1024;
 /// How often a console line goes out. Not more often: the guest's serial
@@ -304,5 +307,23 @@ pub fn run(seconds: u64, seed: u64) -> io::Result<()> {
         exits as f64 / secs
     )?;
     writeln!(out, "guest-flood: {}", counts.per_kind(secs))?;
-    out.flush()
+    out.flush()?;
+    if setup.wild && setup.port_io {
+        reset_guest(&mut out)?;
+    }
+    Ok(())
+}
+
+/// The i8042's reset command. A second of yielding first lets the agent
+/// pass the report on; by the clock, not by sleeping, as the flood may have
+/// stopped the guest's timer.
+fn reset_guest(out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "guest-flood: resetting the guest (i8042 command 0xfe)")?;
+    out.flush()?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        std::thread::yield_now();
+    }
+    sys::port_io(I8042_COMMAND, 1, Some(0xfe));
+    Ok(())
 }

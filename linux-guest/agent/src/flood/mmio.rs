@@ -147,10 +147,19 @@ pub fn map_targets(next: impl FnMut() -> u64) -> io::Result<Targets> {
             targets.windows.push(PhysPage::map(&devmem, page)?);
         }
     }
+    // A page the guest kernel will not map (e.g. past the physical address
+    // width the VMM's CPUID reports) is skipped; none at all is an error.
+    let mut refused = None;
     for page in choose_pages(&holes(ram_end, &windows), HOLE_PAGES, next) {
-        targets.holes.push(PhysPage::map(&devmem, page)?);
+        match PhysPage::map(&devmem, page) {
+            Ok(p) => targets.holes.push(p),
+            Err(e) => refused = Some(e),
+        }
     }
-    Ok(targets)
+    match refused {
+        Some(e) if targets.holes.is_empty() => Err(e),
+        _ => Ok(targets),
+    }
 }
 
 #[cfg(test)]
