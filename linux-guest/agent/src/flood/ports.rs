@@ -46,12 +46,15 @@ pub struct PortAccess {
 
 /// The access the random word `x` names.
 pub fn pick(x: u64) -> PortAccess {
+    let width = [1u8, 2, 4][((x >> 24) % 3) as usize];
     let port = if x & 1 == 0 {
         DEVICE_PORTS[((x >> 8) % DEVICE_PORTS.len() as u64) as usize]
     } else {
-        (x >> 8) as u16
+        // Not past 0xffff: the I/O permission bitmap ends there, so an
+        // access across the end faults (#GP, SIGSEGV) even with iopl(3).
+        let last_start = (0x1_0000 - u32::from(width)) as u16;
+        ((x >> 8) as u16).min(last_start)
     };
-    let width = [1u8, 2, 4][((x >> 24) % 3) as usize];
     let write = ((x >> 27) & 1 == 1).then_some((x >> 32) as u32);
     PortAccess { port, width, write }
 }
@@ -144,5 +147,14 @@ mod tests {
         assert!(device > 4000 && high > 2000, "{device} {high}");
         assert!(widths[1] > 3000 && widths[2] > 3000 && widths[4] > 3000);
         assert!(writes > 4000 && writes < 6000);
+        for x in [
+            u64::MAX,
+            0xffff_ff01,
+            0xffff_ff01 | (1 << 24),
+            0xffff_ff01 | (2 << 24),
+        ] {
+            let a = pick(x);
+            assert!(u32::from(a.port) + u32::from(a.width) <= 0x1_0000, "{a:?}");
+        }
     }
 }
