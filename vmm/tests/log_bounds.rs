@@ -1,8 +1,8 @@
 //! Guest-triggered warnings are bounded: a guest that hammers a virtio
 //! window with accesses the transport refuses (wrong widths, offsets that
-//! are no register) or that keeps breaking its device (QueueReady on a
-//! queue with garbage addresses) costs the log a handful of lines, not one
-//! per access. (The hostile-guest flood, `tests/tests/guest_flood.rs`, does
+//! are no register), keeps breaking its device (QueueReady on a queue with
+//! garbage addresses) or touches every unknown port and unclaimed MMIO page
+//! costs the log a few dozen lines, not one per access (or per address). (The hostile-guest flood, `tests/tests/guest_flood.rs`, does
 //! both from guest user space.)
 //!
 //! Its own test binary: it installs the process's logger.
@@ -121,4 +121,28 @@ fn a_device_broken_again_and_again_logs_a_bounded_number_of_lines() {
         LAST.lock().unwrap()
     );
     assert!(lines > 0, "the first device failure is not logged");
+}
+
+#[test]
+fn unknown_ports_and_unclaimed_mmio_log_a_bounded_number_of_lines() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut vm = vm_with_console();
+    let mut mem = VecMemory::new(1 << 20);
+    let lines = lines_during(|| {
+        for port in 0x1000..=0xffffu16 {
+            vm.io_in(port, 1, 0);
+            vm.io_out(port, 4, 0x5a5a_5a5a, 0);
+        }
+        for page in 0..10_000u64 {
+            let gpa = 0x1_0000_0000 + page * 4096;
+            vm.mmio_read(gpa, &mut [0u8; 4]);
+            vm.mmio_write(gpa, &[0u8; 8], &mut mem);
+        }
+    });
+    assert!(
+        lines <= 2 * MAX_LINES,
+        "every unknown port and 10,000 unclaimed pages logged {lines} lines (last: {})",
+        LAST.lock().unwrap_or_else(|e| e.into_inner())
+    );
+    assert!(lines > 0, "the first unknown port is not logged");
 }

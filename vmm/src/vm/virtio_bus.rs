@@ -123,7 +123,12 @@ pub(super) struct VirtioBus {
     /// Accesses a window refused (wrong width, no such register): a guest
     /// can make one per exit, so only a few are logged.
     refused: Repeats,
+    /// Accesses to unclaimed pages beyond the logged ones.
+    unclaimed: Repeats,
 }
+
+/// Unclaimed MMIO pages logged by address.
+const MAX_LOGGED_PAGES: usize = 16;
 
 impl VirtioBus {
     pub(super) fn new() -> Self {
@@ -131,6 +136,7 @@ impl VirtioBus {
             windows: Vec::new(),
             logged_mmio: BTreeSet::new(),
             refused: Repeats::new(),
+            unclaimed: Repeats::new(),
         }
     }
 
@@ -261,10 +267,20 @@ impl VirtioBus {
         }
     }
 
+    /// Logs an access outside every window: once per page for the first
+    /// few pages, then the 2^k-th access to any other.
     fn note_unknown_mmio(&mut self, gpa: u64) {
         let page = gpa & !0xfff;
-        if self.logged_mmio.len() < 64 && self.logged_mmio.insert(page) {
+        if self.logged_mmio.contains(&page) {
+            return;
+        }
+        if self.logged_mmio.len() < MAX_LOGGED_PAGES {
+            self.logged_mmio.insert(page);
             log::info!("vmm: access to unclaimed MMIO {gpa:#x}");
+        } else if let Some(n) = self.unclaimed.note() {
+            log::info!(
+                "vmm: {n} accesses to unclaimed MMIO beyond the first {MAX_LOGGED_PAGES} pages (latest {gpa:#x}; only the 2^k-th is logged)"
+            );
         }
     }
 }
