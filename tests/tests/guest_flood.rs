@@ -11,9 +11,11 @@
 //! Two floods: the survivable one (which leaves out what wrecks any PC's
 //! guest by itself: resets, its PIC, PIT and console UART, segment loads),
 //! which the guest must live through; then the same ending in a guest reset
-//! (`STARINA_FLOOD_RESET=1`), after which the linux server restarts the VM
+//! (`STARINA_FLOOD_END=reset`), after which the linux server restarts the VM
 //! and Linux must come back while httpd keeps answering. The guest's boot id
-//! tells a survivor from a restarted guest.
+//! tells a survivor from a restarted guest. Last, the guest hangs itself
+//! (masks both PICs: no timer, no interrupts, no crash): the linux server
+//! must notice that the agent no longer answers pings and restart it.
 //!
 //! Booting needs QEMU: `cargo test -p starina-tests -- --ignored`.
 
@@ -286,10 +288,8 @@ struct Flood {
 /// Runs the flood (ending in a guest reset, or not) in the guest and times
 /// GETs meanwhile.
 fn flood(m: &mut Machine, port: u16, reset: bool) -> Flood {
-    let script = format!(
-        "STARINA_FLOOD_RESET={} exec /init --flood {FLOOD_SECONDS} {SEED}",
-        u8::from(reset)
-    );
+    let end = if reset { "reset" } else { "" };
+    let script = format!("STARINA_FLOOD_END={end} exec /init --flood {FLOOD_SECONDS} {SEED}");
     let id = m
         .spawn(&["/bin/sh", "-c", &script])
         .expect("send the flood");
@@ -327,6 +327,37 @@ fn flood(m: &mut Machine, port: u16, reset: bool) -> Flood {
         covered,
         boot_id,
     }
+}
+
+/// Hangs the guest (a short flood that ends by masking both PICs: no
+/// timer, no virtio interrupts, no crash), times GETs while it hangs, and
+/// waits for Linux to come back: the linux server must notice the silence
+/// and restart the VM. Returns the GETs, the new boot id and how long
+/// Linux took to come back.
+fn hang(
+    m: &mut Machine,
+    port: u16,
+) -> (
+    Vec<Result<Duration, String>>,
+    Result<String, String>,
+    Duration,
+) {
+    let start = Instant::now();
+    let script = format!("STARINA_FLOOD_END=wedge exec /init --flood 2 {SEED}");
+    let id = m
+        .spawn(&["/bin/sh", "-c", &script])
+        .expect("send the flood");
+    let said = m.agent.wait(
+        |a| String::from_utf8_lossy(&a.outcomes[&id].stdout).contains("masking every PIC line"),
+        Duration::from_secs(120),
+        "the guest to hang",
+    );
+    if let Err(e) = said {
+        println!("hung guest: no word from the flood ({e})");
+    }
+    let gets = phase(port);
+    let boot_id = m.boot_id(BOOT_TIMEOUT);
+    (gets, boot_id, start.elapsed())
 }
 
 /// Prints the flood's report and whether the guest survived; returns the
@@ -384,12 +415,22 @@ fn httpd_answers_within_a_second_while_the_guest_floods_vm_exits() {
     let survivable = flood(&mut m, port, false);
     let boot_after = survivable.boot_id.clone().unwrap_or_default();
     let reset = flood(&mut m, port, true);
+    let boot_after_reset = reset.boot_id.clone().unwrap_or_default();
+    let (hung_gets, hung_boot_id, back_after) = hang(&mut m, port);
     let console = m.console();
     drop(m);
 
     let mut failures = report("without flood", &idle);
     failures.extend(judge("survivable flood", &survivable, &boot_before, false));
     failures.extend(judge("flood and reset", &reset, &boot_after, true));
+    failures.extend(report("hung guest", &hung_gets));
+    match hung_boot_id {
+        Ok(id) if id != boot_after_reset => {
+            println!("hung guest: restarted by the linux server, Linux back after {back_after:?}")
+        }
+        Ok(_) => failures.push("hung guest: still the same boot, never restarted".into()),
+        Err(e) => failures.push(format!("hung guest: Linux did not come back: {e}")),
+    }
     let vmm_lines = console
         .lines()
         .filter(|l| l.contains(" linux: vmm"))

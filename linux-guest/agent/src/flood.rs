@@ -30,9 +30,11 @@
 //! guest may crash or reset itself, and the host must cope; it may also
 //! wedge (a PIC given a new vector base delivers the timer as #DE, which
 //! kills this program with SIGFPE, and then nothing answers): the linux
-//! server does not notice a guest that stops answering. With
-//! `STARINA_FLOOD_RESET=1` the flood ends (after its report) by resetting
-//! the guest through the i8042, so that the host sees the restart path.
+//! server restarts a guest that stops answering its pings. With
+//! `STARINA_FLOOD_END=reset` the flood ends (after its report) by resetting
+//! the guest through the i8042, and with `STARINA_FLOOD_END=wedge` by
+//! masking every line of both PICs (no timer, no virtio interrupt: the
+//! guest hangs without crashing), so that the host sees both ways back.
 //!
 //! It prints `guest-flood: started` after the first batch, and at the end
 //! `guest-flood: exits=N ... per_second=R` and a line of counts per kind.
@@ -57,6 +59,8 @@ use std::time::Instant;
 use crate::sys;
 
 const I8042_COMMAND: u16 = 0x64;
+const PIC_MASTER_DATA: u16 = 0x21;
+const PIC_SLAVE_DATA: u16 = 0xa1;
 /// Steps between clock reads.
 const BATCH: u64 = 1024;
 /// How often a console line goes out. Not more often: the guest's serial
@@ -340,9 +344,22 @@ pub fn run(seconds: u64, seed: u64) -> io::Result<()> {
     )?;
     writeln!(out, "guest-flood: {}", counts.per_kind(secs))?;
     out.flush()?;
-    if std::env::var("STARINA_FLOOD_RESET").is_ok_and(|v| v == "1") {
-        reset_guest(&mut out)?;
+    match std::env::var("STARINA_FLOOD_END").as_deref() {
+        Ok("reset") => reset_guest(&mut out)?,
+        Ok("wedge") => wedge_guest(&mut out)?,
+        _ => {}
     }
+    Ok(())
+}
+
+/// Masks every interrupt line of both 8259s: the guest keeps running but
+/// hears nothing (no timer, no virtio-console input).
+fn wedge_guest(out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "guest-flood: masking every PIC line (the guest hangs)")?;
+    out.flush()?;
+    sys::allow_port_io()?;
+    sys::port_io(PIC_MASTER_DATA, 1, Some(0xff));
+    sys::port_io(PIC_SLAVE_DATA, 1, Some(0xff));
     Ok(())
 }
 
