@@ -440,6 +440,12 @@ fn httpd_answers_within_a_second_while_the_guest_floods_vm_exits() {
         .filter(|l| l.contains("lines suppressed"))
         .count();
     println!("console: {vmm_lines} VMM lines, {suppressed} notes of suppressed lines");
+    for line in console
+        .lines()
+        .filter(|l| l.contains("ERROR linux: guest stopped"))
+    {
+        println!("console: {line}");
+    }
     for pattern in ["panicked", "PANIC"] {
         if console.contains(pattern) {
             failures.push(format!("the console shows '{pattern}'"));
