@@ -442,7 +442,7 @@ fn httpd_answers_within_a_second_while_the_guest_floods_vm_exits() {
     println!("console: {vmm_lines} VMM lines, {suppressed} notes of suppressed lines");
     for line in console
         .lines()
-        .filter(|l| l.contains("ERROR linux: guest stopped"))
+        .filter(|l| l.contains("ERROR linux: the Linux guest stopped"))
     {
         println!("console: {line}");
     }
