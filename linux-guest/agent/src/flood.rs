@@ -149,9 +149,10 @@ fn setup(r: &mut Random, out: &mut impl Write) -> io::Result<Setup> {
     // Skips faulting segment loads; reports any other fault before dying.
     hw::survive_segment_faults()?;
     // To narrow a failure down: STARINA_FLOOD_KINDS=port,mmio,ldt,seg
-    // (CPUID exits and console lines are always on). Segment loads only in
-    // a wild flood by default: they wreck the guest kernel by themselves
-    // (see the module comment).
+    // (CPUID exits and console lines are always on; seg shares its steps
+    // with ldt, so needs it too). Segment loads only in a wild flood by
+    // default: they wreck the guest kernel by themselves (see the module
+    // comment).
     let default = if wild {
         "port,mmio,ldt,seg"
     } else {
