@@ -1,11 +1,21 @@
 //! A hostile guest does not freeze the native side: boot profile
-//! `guest_flood` (network stack, httpd, Linux, host link), run
-//! `/init --flood` in the guest through `starina exec` (the guest agent's
-//! mode that makes VM exits as fast as it can: CPUID, console output through
-//! the guest's serial driver, and port I/O of random widths and values where
-//! the guest kernel lets user space do it), and meanwhile time HTTP GETs
-//! from the host to the native httpd: every one must answer within 1 s. The
-//! same GETs while the guest sleeps give the latency without the flood.
+//! `guest_flood` (network stack, httpd, Linux, host link), talk to the guest
+//! agent over the host link directly, and run the agent's flood mode
+//! (`linux-guest/agent/src/flood.rs`: CPUID exits, port I/O of random widths
+//! and values over the whole port space, MMIO of random widths through
+//! /dev/mem, garbage LDT entries, console output) while the test times HTTP
+//! GETs from the host to the native httpd: every one must answer within
+//! 1 s. The same GETs while the guest idles give the latency without the
+//! flood.
+//!
+//! Two floods: the survivable one (which leaves out what wrecks any PC's
+//! guest by itself: resets, its PIC, PIT and console UART, segment loads),
+//! which the guest must live through; then the same ending in a guest reset
+//! (`STARINA_FLOOD_END=reset`), after which the linux server restarts the VM
+//! and Linux must come back while httpd keeps answering. The guest's boot id
+//! tells a survivor from a restarted guest. Last, the guest hangs itself
+//! (masks both PICs: no timer, no interrupts, no crash): the linux server
+//! must notice that the agent no longer answers pings and restart it.
 //!
 //! Booting needs QEMU: `cargo test -p starina-tests -- --ignored`.
 
@@ -13,15 +23,23 @@ use std::io::Read;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::net::TcpStream;
+use std::os::unix::net::UnixListener;
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
-use starina_host::exec::ExecOptions;
+use starina_host::agent::Agent;
+use starina_host::agent::Outcome;
+use starina_host::exec::TempDir;
+use starina_host::qemu;
 use starina_host::Streams;
 use starina_tests::host_with_env;
 use starina_tests::kernel;
-use starina_tests::SharedText;
 
 /// Every GET answers within this, flood or not.
 const DEADLINE: Duration = Duration::from_secs(1);
@@ -31,11 +49,12 @@ const GIVE_UP: Duration = Duration::from_secs(5);
 /// GETs (one every `INTERVAL`) per phase.
 const REQUESTS: usize = 20;
 const INTERVAL: Duration = Duration::from_millis(500);
-/// The guest sleeps this long (the phase without flood), then floods for
-/// `FLOOD_SECONDS` by its own clock: long enough to cover the GETs.
-const IDLE_SECONDS: u32 = 15;
+/// Each flood runs this long by the guest's clock: long enough to cover the
+/// GETs.
 const FLOOD_SECONDS: u32 = 25;
-/// Boot, Linux included, until the command's first line; then the rest.
+const SEED: u64 = 0x5eed_f100d;
+/// Boot, Linux included, until the first command answers; also how long a
+/// restarted guest may take to come back.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(400);
 
 /// One `GET /api/stats` to httpd: how long until the whole response (or
@@ -107,64 +126,335 @@ fn report(name: &str, results: &[Result<Duration, String>]) -> Vec<String> {
     failures
 }
 
-#[test]
-#[ignore = "boots Starina and Linux under QEMU; run by make test"]
-fn httpd_answers_within_a_second_while_the_guest_floods_vm_exits() {
-    let host = host_with_env(&[]);
-    let port = host.http_port;
-    let script =
-        format!("echo guest-idle; sleep {IDLE_SECONDS}; exec /init --flood {FLOOD_SECONDS}");
-    let mut opts = ExecOptions::new(&["/bin/sh", "-c", &script]);
-    opts.profile = "guest_flood".into();
-    opts.build = false;
-    opts.kernel = Some(kernel());
-    opts.timeout = Some((BOOT_TIMEOUT.as_secs() + 120) as f64);
-    let stdout = SharedText::new();
-    let stderr = SharedText::new();
-    let (mut out, mut err) = (stdout.clone(), stderr.clone());
-    let session = thread::spawn(move || {
+/// QEMU running Starina with the host link on a Unix socket, and its
+/// serial console collected.
+struct Machine {
+    child: Child,
+    console: Arc<Mutex<Vec<u8>>>,
+    agent: Agent,
+    /// The agent's stream, for writing Spawn frames.
+    link: UnixStream,
+    next_id: u32,
+    _tmp: TempDir,
+}
+
+impl Machine {
+    /// Boots the profile, with the guest's port 80 on `http_port`, and
+    /// connects the host link. QEMU dies with the calling thread.
+    fn boot(profile: &str) -> (Machine, u16) {
+        let host = host_with_env(&[]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut io = Streams {
             out: &mut out,
             err: &mut err,
         };
-        let input = Box::new(std::io::Cursor::new(Vec::new()));
-        starina_host::exec::exec(&host, &opts, input, &mut io).code()
-    });
+        let prepared =
+            starina_host::boot::prepare(&host, profile, false, Some(&kernel()), true, &mut io)
+                .unwrap_or_else(|_| panic!("prepare {profile}: {}", String::from_utf8_lossy(&err)));
+        let tmp = TempDir::new("starina-guest-flood").unwrap();
+        let socket = tmp.0.join("hostlink.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let config = qemu::QemuConfig {
+            machine: qemu::Machine::Q35,
+            profile: profile.into(),
+            kernel: prepared.kernel.clone(),
+            kvm: false,
+            icount: false,
+            bootfs: prepared.bootfs.clone(),
+            nic_port: Some(host.http_port),
+            hostlink: qemu::HostLink::Socket(socket),
+            extra: Vec::new(),
+        };
+        let mut cmd = qemu::command(&host, &config.args(&qemu::serial_to_stdout()))
+            .unwrap_or_else(|(_, msg)| panic!("{msg}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child =
+            qemu::spawn(&mut cmd, &host.qemu).unwrap_or_else(|(_, msg)| panic!("{msg}"));
+        let console = Arc::new(Mutex::new(Vec::new()));
+        let mut serial = child.stdout.take().unwrap();
+        let sink = console.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n @ 1..) = serial.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let start = Instant::now();
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(_) if start.elapsed() < BOOT_TIMEOUT => {
+                    thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => {
+                    starina_host::exec::stop_qemu(&mut child);
+                    panic!("QEMU did not connect the host link: {e}");
+                }
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        let machine = Machine {
+            child,
+            console,
+            link: stream.try_clone().unwrap(),
+            agent: Agent::new(stream),
+            next_id: 1,
+            _tmp: tmp,
+        };
+        (machine, host.http_port)
+    }
 
-    let booted = stdout.wait_for("guest-idle", BOOT_TIMEOUT);
-    assert!(
-        booted,
-        "the guest command never started; stderr:\n{}",
-        stderr.text()
+    fn console(&self) -> String {
+        String::from_utf8_lossy(&self.console.lock().unwrap()).into_owned()
+    }
+
+    /// Starts `argv` in the guest; returns its id.
+    fn spawn(&mut self, argv: &[&str]) -> Result<u32, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.agent.outcomes.insert(id, Outcome::default());
+        self.link
+            .write_all(&spawn_frame(id, argv))
+            .map_err(|e| format!("host link: {e}"))?;
+        Ok(id)
+    }
+
+    /// Handles frames until process `id` ends (or `timeout`).
+    fn wait_done(&mut self, id: u32, timeout: Duration) -> Result<Outcome, String> {
+        self.agent
+            .wait(|a| a.outcomes[&id].done(), timeout, "the process to end")?;
+        Ok(self.agent.outcomes.remove(&id).unwrap_or_default())
+    }
+
+    /// The guest's boot id, retried until `timeout`: a guest that is
+    /// restarting refuses or drops commands for a while.
+    fn boot_id(&mut self, timeout: Duration) -> Result<String, String> {
+        let start = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            let result = self
+                .spawn(&["cat", "/proc/sys/kernel/random/boot_id"])
+                .and_then(|id| self.wait_done(id, left.min(Duration::from_secs(60))));
+            match result {
+                Ok(o) if o.exited == Some(0) => {
+                    return Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                }
+                Ok(_) if start.elapsed() < timeout => thread::sleep(Duration::from_secs(2)),
+                Ok(o) => return Err(format!("cat boot_id: {}", o.status())),
+                // A hung guest answers nothing until it is restarted.
+                Err(e) if e.starts_with("timed out") && start.elapsed() < timeout => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        starina_host::exec::stop_qemu(&mut self.child);
+    }
+}
+
+/// A Spawn frame of the process protocol (`starina_bridge::process`, type
+/// 0x01) for `argv`, with no environment and no cwd: `len`, type, id, then
+/// the argument list, an empty environment list and has_cwd 0.
+fn spawn_frame(id: u32, argv: &[&str]) -> Vec<u8> {
+    let mut body = vec![0x01];
+    body.extend_from_slice(&id.to_le_bytes());
+    body.extend_from_slice(&(argv.len() as u32).to_le_bytes());
+    for arg in argv {
+        body.extend_from_slice(&(arg.len() as u32).to_le_bytes());
+        body.extend_from_slice(arg.as_bytes());
+    }
+    body.extend_from_slice(&0u32.to_le_bytes());
+    body.push(0);
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// What one flood did.
+struct Flood {
+    gets: Vec<Result<Duration, String>>,
+    /// The flood's own report, or why it has none.
+    outcome: Result<Outcome, String>,
+    /// The GETs ended while the flood was still running.
+    covered: bool,
+    /// The guest's boot id afterwards (Linux came back, or never left).
+    boot_id: Result<String, String>,
+}
+
+/// Runs the flood (ending in a guest reset, or not) in the guest and times
+/// GETs meanwhile.
+fn flood(m: &mut Machine, port: u16, reset: bool) -> Flood {
+    let end = if reset { "reset" } else { "" };
+    let script = format!("STARINA_FLOOD_END={end} exec /init --flood {FLOOD_SECONDS} {SEED}");
+    let id = m
+        .spawn(&["/bin/sh", "-c", &script])
+        .expect("send the flood");
+    // The flood says when its first batch is done. If it freezes the
+    // native side, that line may never arrive: time the GETs anyway.
+    let _ = m.agent.wait(
+        |a| {
+            let o = &a.outcomes[&id];
+            o.done() || String::from_utf8_lossy(&o.stdout).contains("guest-flood: started")
+        },
+        Duration::from_secs(60),
+        "the flood to start",
     );
+    let getter = thread::spawn(move || phase(port));
+    // Meanwhile, keep reading the link, to see whether the flood ends
+    // before the GETs do.
+    let mut covered = true;
+    while !getter.is_finished() {
+        let done = |a: &Agent| a.outcomes[&id].done();
+        match m.agent.wait(done, Duration::from_millis(200), "") {
+            Ok(()) => {
+                covered = false;
+                break;
+            }
+            Err(e) if e.starts_with("timed out") => {}
+            Err(_) => break,
+        }
+    }
+    let gets = getter.join().expect("the GET thread panicked");
+    let outcome = m.wait_done(id, Duration::from_secs(FLOOD_SECONDS as u64 + 120));
+    let boot_id = m.boot_id(BOOT_TIMEOUT);
+    Flood {
+        gets,
+        outcome,
+        covered,
+        boot_id,
+    }
+}
+
+/// Hangs the guest (a short flood that ends by masking both PICs: no
+/// timer, no virtio interrupts, no crash), times GETs while it hangs, and
+/// waits for Linux to come back: the linux server must notice the silence
+/// and restart the VM. Returns the GETs, the new boot id and how long
+/// Linux took to come back.
+fn hang(
+    m: &mut Machine,
+    port: u16,
+) -> (
+    Vec<Result<Duration, String>>,
+    Result<String, String>,
+    Duration,
+) {
+    let start = Instant::now();
+    let script = format!("STARINA_FLOOD_END=wedge exec /init --flood 2 {SEED}");
+    let id = m
+        .spawn(&["/bin/sh", "-c", &script])
+        .expect("send the flood");
+    let said = m.agent.wait(
+        |a| String::from_utf8_lossy(&a.outcomes[&id].stdout).contains("masking every PIC line"),
+        Duration::from_secs(120),
+        "the guest to hang",
+    );
+    if let Err(e) = said {
+        println!("hung guest: no word from the flood ({e})");
+    }
+    let gets = phase(port);
+    let boot_id = m.boot_id(BOOT_TIMEOUT);
+    (gets, boot_id, start.elapsed())
+}
+
+/// Prints the flood's report and whether the guest survived; returns the
+/// failures. The guest must survive the flood, and come back after its
+/// reset if the flood ends in one.
+fn judge(name: &str, f: &Flood, boot_before: &str, reset: bool) -> Vec<String> {
+    let mut failures = report(name, &f.gets);
+    match &f.outcome {
+        Ok(o) => println!(
+            "{name}: the flood ended with {}; it wrote:\n{}{}",
+            o.status(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => println!("{name}: no end of the flood: {e}"),
+    }
+    // The flood ran its course (and printed its counts); with `reset`, the
+    // guest then went down under it.
+    let reported = f
+        .outcome
+        .as_ref()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("guest-flood: exits="));
+    let exited = f.outcome.as_ref().is_ok_and(|o| o.exited == Some(0));
+    match &f.boot_id {
+        Ok(id) if id == boot_before => {
+            println!("{name}: the guest survived (same boot id)");
+            if !exited {
+                failures.push(format!("{name}: the guest lived but the flood failed"));
+            }
+            if reset {
+                failures.push(format!("{name}: the guest lived through its own reset"));
+            }
+        }
+        Ok(_) if reset && reported => println!("{name}: the guest was reset and came back"),
+        // Fine too: the native side kept answering and Linux is back.
+        Ok(_) => println!("{name}: the guest died during the flood and came back (new boot id)"),
+        Err(e) => failures.push(format!("{name}: Linux did not come back: {e}")),
+    }
+    if reported && !f.covered {
+        failures.push(format!(
+            "{name}: the flood ended before the GETs did: make it longer"
+        ));
+    }
+    failures
+}
+
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn httpd_answers_within_a_second_while_the_guest_floods_vm_exits() {
+    let (mut m, port) = Machine::boot("guest_flood");
+    let boot_before = m
+        .boot_id(BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("Linux never answered: {e}\n{}", m.console()));
     let idle = phase(port);
-    // If the flood freezes the native side, its first line may never reach
-    // the host: time the GETs anyway once it must have begun.
-    let started = stdout.wait_for(
-        "guest-flood: started",
-        Duration::from_secs(IDLE_SECONDS as u64 + 30),
-    );
-    let flood = phase(port);
-    let still_flooding = !stdout.text().contains("guest-flood: exits=");
-    let code = session.join().expect("the exec session panicked");
-    println!("guest wrote:\n{}", stdout.text());
+    let survivable = flood(&mut m, port, false);
+    let boot_after = survivable.boot_id.clone().unwrap_or_default();
+    let reset = flood(&mut m, port, true);
+    let boot_after_reset = reset.boot_id.clone().unwrap_or_default();
+    let (hung_gets, hung_boot_id, back_after) = hang(&mut m, port);
+    let console = m.console();
+    drop(m);
 
     let mut failures = report("without flood", &idle);
-    failures.extend(report("during flood", &flood));
-    assert!(
-        failures.is_empty(),
-        "GETs over {DEADLINE:?} or lost:\n{}",
-        failures.join("\n")
-    );
-    assert!(started, "the flood never reported its start");
-    assert!(
-        still_flooding,
-        "the flood ended before the GETs did: make it longer"
-    );
-    assert_eq!(
-        code,
-        0,
-        "the flood did not end normally; stderr:\n{}",
-        stderr.text()
-    );
+    failures.extend(judge("survivable flood", &survivable, &boot_before, false));
+    failures.extend(judge("flood and reset", &reset, &boot_after, true));
+    failures.extend(report("hung guest", &hung_gets));
+    match hung_boot_id {
+        Ok(id) if id != boot_after_reset => {
+            println!("hung guest: restarted by the linux server, Linux back after {back_after:?}")
+        }
+        Ok(_) => failures.push("hung guest: still the same boot, never restarted".into()),
+        Err(e) => failures.push(format!("hung guest: Linux did not come back: {e}")),
+    }
+    let vmm_lines = console
+        .lines()
+        .filter(|l| l.contains(" linux: vmm"))
+        .count();
+    let suppressed = console
+        .lines()
+        .filter(|l| l.contains("lines suppressed"))
+        .count();
+    println!("console: {vmm_lines} VMM lines, {suppressed} notes of suppressed lines");
+    for line in console
+        .lines()
+        .filter(|l| l.contains("ERROR linux: the Linux guest stopped"))
+    {
+        println!("console: {line}");
+    }
+    for pattern in ["panicked", "PANIC"] {
+        if console.contains(pattern) {
+            failures.push(format!("the console shows '{pattern}'"));
+        }
+    }
+    if !failures.is_empty() {
+        println!("--- serial console:\n{console}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -2,11 +2,14 @@
 //!
 //! [`IoBus`] maps port ranges to a caller-chosen key (an enum naming the
 //! device), so the owner keeps typed access to its devices and dispatches
-//! with a `match`. Unknown ports read as all-ones, like an empty ISA bus,
-//! and are logged once each.
+//! with a `match`. Unknown ports read as all-ones, like an empty ISA bus;
+//! the first few are logged once each, then only the 2^k-th access to an
+//! unknown port, with the count (a guest can touch every port).
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
+
+use crate::repeats::Repeats;
 
 /// A range overlapping one already on the bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,13 +18,15 @@ pub struct Overlap {
     pub len: u16,
 }
 
-/// How many distinct unknown ports are remembered for log suppression.
-const MAX_LOGGED: usize = 256;
+/// How many distinct unknown ports are logged by name.
+const MAX_LOGGED: usize = 16;
 
 pub struct IoBus<K: Copy> {
     /// (first port, last port, key), sorted by first port.
     ranges: Vec<(u16, u16, K)>,
     logged: BTreeSet<u16>,
+    /// Accesses to unknown ports beyond the named ones.
+    unnamed: Repeats,
 }
 
 impl<K: Copy> Default for IoBus<K> {
@@ -35,6 +40,7 @@ impl<K: Copy> IoBus<K> {
         Self {
             ranges: Vec::new(),
             logged: BTreeSet::new(),
+            unnamed: Repeats::new(),
         }
     }
 
@@ -63,14 +69,23 @@ impl<K: Copy> IoBus<K> {
         (port <= last).then_some((key, port - first))
     }
 
-    /// Logs an access to an unrouted port, once per port.
+    /// Logs an access to an unrouted port: once per port for the first
+    /// `MAX_LOGGED` ports, then the 2^k-th access to any other.
     pub fn note_unknown(&mut self, port: u16, write: bool, value: u32) {
-        if self.logged.len() < MAX_LOGGED && self.logged.insert(port) {
+        if self.logged.contains(&port) {
+            return;
+        }
+        if self.logged.len() < MAX_LOGGED {
+            self.logged.insert(port);
             if write {
                 log::info!("vmm: write {value:#x} to unknown port {port:#x} ignored");
             } else {
                 log::info!("vmm: read of unknown port {port:#x} returns all-ones");
             }
+        } else if let Some(n) = self.unnamed.note() {
+            log::info!(
+                "vmm: {n} accesses to unknown ports beyond the first {MAX_LOGGED} (latest {port:#x}; only the 2^k-th is logged)"
+            );
         }
     }
 }
@@ -117,6 +132,7 @@ mod tests {
             bus.note_unknown(p, false, 0);
         }
         assert_eq!(bus.logged.len(), MAX_LOGGED);
+        assert_eq!(bus.unnamed.count(), 2 * (2000 - MAX_LOGGED as u64));
         assert_eq!(all_ones(2), 0xffff);
     }
 }

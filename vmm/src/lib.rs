@@ -18,6 +18,7 @@
 //! | [`virtio`] | virtio-mmio v2 transport, split virtqueues, virtio-console |
 //! | [`cpuid`], [`msr`] | what the guest sees of the CPU |
 //! | [`vm`] | all devices together and `Vm::handle_exit` |
+//! | [`repeats`] | bounded logging of what a guest can repeat at will |
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ pub mod memory;
 pub mod msr;
 pub mod pic;
 pub mod pit;
+pub mod repeats;
 pub mod serial;
 pub mod virtio;
 pub mod vm;

@@ -1,4 +1,5 @@
-//! The few Linux calls std does not offer. All of the agent's `unsafe` is here.
+//! The few Linux calls std does not offer. All of the agent's `unsafe` is here,
+//! but for the hostile-guest flood's raw hardware access (`flood/hw.rs`).
 
 use std::ffi::CString;
 use std::io;

@@ -33,6 +33,12 @@ impl Server {
         self.check_status(cx);
     }
 
+    /// Whether guest output waits unread: for a client to drain, or in the
+    /// virtio-console because the server is behind.
+    pub(crate) fn output_is_held_back(&self, cx: &Cx<Ctx>) -> bool {
+        self.output_blocked(cx) || self.shared.output_paused.load(Ordering::Acquire)
+    }
+
     fn output_blocked(&self, cx: &Cx<Ctx>) -> bool {
         self.output_blocked_on
             .is_some_and(|ch| cx.backlog_bytes(ch) > 0)
@@ -64,9 +70,13 @@ impl Server {
     fn on_frame(&mut self, cx: &mut Cx<Ctx>, frame: Frame) {
         match frame {
             Frame::Ready { kernel_release } => {
-                log::info!("{}: Linux {kernel_release}", starina::abi::markers::LINUX_GUEST_READY);
+                log::info!(
+                    "{}: Linux {kernel_release}",
+                    starina::abi::markers::LINUX_GUEST_READY
+                );
                 self.ready = Some(kernel_release);
                 self.release_held(cx);
+                self.start_liveness(cx);
             }
             Frame::Started { id, pid } => self.emit(cx, id, exec::Event::Started { pid }),
             Frame::Stdout { id, data } => {
@@ -85,7 +95,7 @@ impl Server {
                 self.fail(cx, id, codes::REFUSED, &format!("{msg} (errno {errno})"))
             }
             Frame::StdinAck { id, bytes } => self.on_stdin_ack(cx, id, bytes),
-            Frame::Pong { .. } => {}
+            Frame::Pong { nonce } => self.liveness.pong(nonce),
             other => log::warn!("ignoring an unexpected frame from the agent: {other:?}"),
         }
     }

@@ -51,7 +51,7 @@ impl Handler for Server {
                 self.pump(cx);
                 Ok(())
             }
-            (Ctx::RequestTimer, _) => Ok(()),
+            (Ctx::RequestTimer | Ctx::LivenessTimer, _) => Ok(()),
             (Ctx::Client, other) => {
                 log::warn!("ignoring a {:?} message from a client", other.kind());
                 Ok(())
@@ -68,15 +68,17 @@ impl Handler for Server {
             }
             // The vCPU thread ended: its status says why.
             Ctx::Wake => self.pump(cx),
-            Ctx::Client | Ctx::RequestTimer => {}
+            Ctx::Client | Ctx::RequestTimer | Ctx::LivenessTimer => {}
         }
         Ok(())
     }
 
-    /// A process channel's request may be overdue.
+    /// A process channel's request may be overdue, or the agent a ping.
     fn timer(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: &mut Ctx) -> Result<(), Error> {
-        if let Ctx::RequestTimer = state {
-            self.on_request_timer(cx);
+        match state {
+            Ctx::RequestTimer => self.on_request_timer(cx),
+            Ctx::LivenessTimer => self.on_liveness_timer(cx),
+            _ => {}
         }
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! | [`stdin`] | one process's stdin: the agent's window, and when to read more |
 //! | [`request_deadline`] | process channels that send no request in time are closed |
 //! | [`from_guest`] | the agent's frames, output flow control, the VM's status |
+//! | [`liveness`] | pings the agent; a guest that stops answering is restarted |
 //! | [`shared`] | what the two threads share |
 //! | [`vcpu`] | the vCPU thread |
 //!
@@ -40,6 +41,7 @@ mod from_guest;
 #[cfg(test)]
 mod fuzz;
 mod handler;
+mod liveness;
 mod process;
 mod request_deadline;
 mod shared;
@@ -59,6 +61,7 @@ use starina::Error;
 use starina::HandleId;
 use starina_bridge::process::FrameDecoder;
 
+use crate::liveness::Liveness;
 use crate::process::Proc;
 use crate::request_deadline::RequestDeadline;
 use crate::shared::Shared;
@@ -81,6 +84,8 @@ enum Ctx {
     Wake,
     /// Fires when a process channel's request is due ([`request_deadline`]).
     RequestTimer,
+    /// Fires when the agent is due a ping, or its answer ([`liveness`]).
+    LivenessTimer,
 }
 
 /// The main thread's state.
@@ -103,6 +108,10 @@ struct Server {
     max_processes: usize,
     allow_test_panic: bool,
     request_deadline: RequestDeadline,
+    liveness: Liveness,
+    /// In the main loop as `Ctx::LivenessTimer`; `None` if it could not be
+    /// created (then a hung guest is not noticed).
+    liveness_timer: Option<HandleId>,
 }
 
 pub fn main(env: Env) -> Result<(), Error> {
@@ -114,6 +123,13 @@ pub fn main(env: Env) -> Result<(), Error> {
         Ok(timer) => ml.cx().add_timer(timer, Ctx::RequestTimer).ok(),
         Err(e) => {
             log::warn!("no request timer ({e}): silent process channels are never closed");
+            None
+        }
+    };
+    let liveness_timer = match starina::timer::Timer::create() {
+        Ok(timer) => ml.cx().add_timer(timer, Ctx::LivenessTimer).ok(),
+        Err(e) => {
+            log::warn!("no liveness timer ({e}): a hung guest is not restarted");
             None
         }
     };
@@ -134,6 +150,8 @@ pub fn main(env: Env) -> Result<(), Error> {
             request_timer,
             env.config.request_timeout_ms.clamp(1, 3_600_000) as u64,
         ),
+        liveness: Liveness::default(),
+        liveness_timer,
     };
     let job = vcpu::Job {
         hypervisor: env.hypervisor,

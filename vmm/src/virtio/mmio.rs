@@ -15,6 +15,7 @@ use super::DeviceError;
 use super::VirtioDevice;
 use super::VIRTIO_F_VERSION_1;
 use crate::memory::GuestMemory;
+use crate::repeats::Repeats;
 use crate::virtio::queue::Virtqueue;
 
 /// "virt"
@@ -99,6 +100,9 @@ pub struct MmioTransport<D: VirtioDevice> {
     config_generation: u32,
     /// Why the device last stopped, for the VMM's log.
     last_error: Option<DeviceError>,
+    /// Times the guest broke the device: it can do so once per exit, so
+    /// only a few are logged.
+    failures: Repeats,
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
@@ -117,6 +121,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             interrupt_status: 0,
             config_generation: 0,
             last_error: None,
+            failures: Repeats::new(),
         }
     }
 
@@ -166,10 +171,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
     /// The device broke on a guest error: stop it until the driver resets it.
     fn fail(&mut self, e: DeviceError) {
-        log::warn!(
-            "virtio device {}: {e}; needs reset",
-            self.device.device_id()
-        );
+        if let Some(n) = self.failures.note() {
+            log::warn!(
+                "virtio device {}: {e}; needs reset (failure {n}; only the 2^k-th is logged)",
+                self.device.device_id()
+            );
+        }
         self.last_error = Some(e);
         self.status |= status::DEVICE_NEEDS_RESET;
         self.interrupt_status |= INT_CONFIG_CHANGE;

@@ -11,6 +11,8 @@ use core::marker::PhantomData;
 
 use crate::boot::VirtioMmioDevice;
 use crate::memory::GuestMemory;
+use crate::repeats::Repeats;
+use crate::virtio::mmio::MmioError;
 use crate::virtio::mmio::MmioTransport;
 use crate::virtio::mmio::WINDOW_SIZE;
 use crate::virtio::VirtioDevice;
@@ -118,13 +120,23 @@ pub(super) struct VirtioBus {
     windows: Vec<Window>,
     /// Unclaimed MMIO pages already logged.
     logged_mmio: BTreeSet<u64>,
+    /// Accesses a window refused (wrong width, no such register): a guest
+    /// can make one per exit, so only a few are logged.
+    refused: Repeats,
+    /// Accesses to unclaimed pages beyond the logged ones.
+    unclaimed: Repeats,
 }
+
+/// Unclaimed MMIO pages logged by address.
+const MAX_LOGGED_PAGES: usize = 16;
 
 impl VirtioBus {
     pub(super) fn new() -> Self {
         Self {
             windows: Vec::new(),
             logged_mmio: BTreeSet::new(),
+            refused: Repeats::new(),
+            unclaimed: Repeats::new(),
         }
     }
 
@@ -221,8 +233,9 @@ impl VirtioBus {
         match self.window_at(gpa) {
             Some((w, offset)) => {
                 if let Err(e) = w.transport.read(offset, data) {
-                    log::warn!("vmm: virtio at {:#x}: {e}", w.base);
+                    let base = w.base;
                     data.fill(0);
+                    self.note_refused(base, e);
                 }
             }
             None => {
@@ -238,17 +251,36 @@ impl VirtioBus {
         match self.window_at(gpa) {
             Some((w, offset)) => {
                 if let Err(e) = w.transport.write(offset, data, mem) {
-                    log::warn!("vmm: virtio at {:#x}: {e}", w.base);
+                    let base = w.base;
+                    self.note_refused(base, e);
                 }
             }
             None => self.note_unknown_mmio(gpa),
         }
     }
 
+    fn note_refused(&mut self, base: u64, e: MmioError) {
+        if let Some(n) = self.refused.note() {
+            log::warn!(
+                "vmm: virtio at {base:#x}: {e} (refused access {n}; only the 2^k-th is logged)"
+            );
+        }
+    }
+
+    /// Logs an access outside every window: once per page for the first
+    /// few pages, then the 2^k-th access to any other.
     fn note_unknown_mmio(&mut self, gpa: u64) {
         let page = gpa & !0xfff;
-        if self.logged_mmio.len() < 64 && self.logged_mmio.insert(page) {
+        if self.logged_mmio.contains(&page) {
+            return;
+        }
+        if self.logged_mmio.len() < MAX_LOGGED_PAGES {
+            self.logged_mmio.insert(page);
             log::info!("vmm: access to unclaimed MMIO {gpa:#x}");
+        } else if let Some(n) = self.unclaimed.note() {
+            log::info!(
+                "vmm: {n} accesses to unclaimed MMIO beyond the first {MAX_LOGGED_PAGES} pages (latest {gpa:#x}; only the 2^k-th is logged)"
+            );
         }
     }
 }
