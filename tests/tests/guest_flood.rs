@@ -38,6 +38,7 @@ use starina_host::agent::Outcome;
 use starina_host::exec::TempDir;
 use starina_host::qemu;
 use starina_host::Streams;
+use starina_tests::frames::spawn_frame;
 use starina_tests::host_with_env;
 use starina_tests::kernel;
 
@@ -256,24 +257,6 @@ impl Drop for Machine {
     fn drop(&mut self) {
         starina_host::exec::stop_qemu(&mut self.child);
     }
-}
-
-/// A Spawn frame of the process protocol (`starina_bridge::process`, type
-/// 0x01) for `argv`, with no environment and no cwd: `len`, type, id, then
-/// the argument list, an empty environment list and has_cwd 0.
-fn spawn_frame(id: u32, argv: &[&str]) -> Vec<u8> {
-    let mut body = vec![0x01];
-    body.extend_from_slice(&id.to_le_bytes());
-    body.extend_from_slice(&(argv.len() as u32).to_le_bytes());
-    for arg in argv {
-        body.extend_from_slice(&(arg.len() as u32).to_le_bytes());
-        body.extend_from_slice(arg.as_bytes());
-    }
-    body.extend_from_slice(&0u32.to_le_bytes());
-    body.push(0);
-    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
 }
 
 /// What one flood did.

@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use starina_host::exec::ExecOptions;
 use starina_host::Streams;
+use starina_tests::frames::panic_frame;
+use starina_tests::frames::spawn_frame;
 use starina_tests::*;
 
 /// Per-run limit (boot included), seconds. Generous: QEMU emulates the CPU
@@ -277,7 +279,7 @@ fn default_linux_refuses_test_panic() {
         if before.exited != Some(0) {
             return Err(format!("first command: {}", before.status()));
         }
-        raw.write_all(&PANIC_FRAME).map_err(|e| e.to_string())?;
+        raw.write_all(&panic_frame()).map_err(|e| e.to_string())?;
         // Behind the panic request on the same link and the same channel
         // to the linux server, so served after it.
         let after = run(
@@ -310,22 +312,3 @@ fn default_linux_refuses_test_panic() {
     assert!(!console.contains("restarting linux"), "linux restarted");
 }
 
-/// The process protocol's Panic frame (`starina_bridge::process`): `len`
-/// 9, type 0x0f, id 0, the magic "PANC".
-const PANIC_FRAME: [u8; 13] = [9, 0, 0, 0, 0x0f, 0, 0, 0, 0, 0x43, 0x4e, 0x41, 0x50];
-
-/// A Spawn frame (type 0x01) for `argv`, no environment, no cwd.
-fn spawn_frame(id: u32, argv: &[&str]) -> Vec<u8> {
-    let mut body = vec![0x01];
-    body.extend_from_slice(&id.to_le_bytes());
-    body.extend_from_slice(&(argv.len() as u32).to_le_bytes());
-    for arg in argv {
-        body.extend_from_slice(&(arg.len() as u32).to_le_bytes());
-        body.extend_from_slice(arg.as_bytes());
-    }
-    body.extend_from_slice(&0u32.to_le_bytes()); // env: none
-    body.push(0); // no cwd
-    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
-}
