@@ -437,6 +437,7 @@ impl KernelApi for Kernel {
             pages_free,
             pages_total,
             dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
+            pages_kept: crate::mm::KEPT_PAGES.load(core::sync::atomic::Ordering::Relaxed),
         })
     }
 }

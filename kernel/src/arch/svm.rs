@@ -100,6 +100,7 @@ fn enable() -> Result<SvmInfo, Unavailable> {
     }
     let hsave_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
     let host_vmcb_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
+    crate::mm::note_kept_pages(2);
     // SAFETY: setting EFER.SVME and the host save area only enables the
     // SVM instructions; nothing else changes for the running kernel.
     unsafe {
