@@ -41,6 +41,9 @@ pub struct Shared {
 /// field of [`Shared`]: a thread lowers it as its very last step, after it
 /// dropped everything, so the main thread's return (which tears the process
 /// down) cannot kill a thread that still holds a reference.
+// (A counter in an `Arc` would be the one reference a thread still holds
+// after lowering it: a leak if teardown killed the thread there.)
+// static-ok: instances never fuzz at once, and each run starts it from 0.
 pub static THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// The most fuzzing threads alive at once besides the main one.
