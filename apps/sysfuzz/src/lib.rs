@@ -46,6 +46,14 @@
 //! overrides those (`make fuzz`). It logs progress every `progress_every`
 //! calls and a summary at the end.
 //!
+//! Found and fixed with it (each fix in its own commit): timers re-armed
+//! in a loop or closed while armed kept their queue entries, and the
+//! timer's memory, until each deadline (`object/timer.rs`); a handle moved
+//! in a message stayed in the polls that watched it, so a poll moved into
+//! the queue of an end it watched kept both for good (`syscall.rs`); a
+//! vCPU run could lose V_INTR_MASKING, and a guest with IF=0 then froze
+//! the whole OS (`arch/svm.rs`).
+//!
 //! Instances: each waits for the watch's `go`, fuzzes, waits for its
 //! threads, reports `done` and returns (its handles are left to the
 //! teardown), and startup starts it again. The first one is a short

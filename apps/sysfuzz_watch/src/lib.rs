@@ -4,10 +4,10 @@
 //! The leak check compares two moments that differ only by the fuzzing:
 //!
 //! 0. the first sysfuzz instance is a short warm-up run (`go`, `done`):
-//!    it grows what the kernel grows once and keeps (the run queue's and
-//!    the stack allocator's free list's capacity: measured, 96 bytes; with
-//!    the rest about 370 bytes, the same after 300,000 calls and after
-//!    3,000,000, so not a leak);
+//!    it grows what the kernel grows once and keeps at its largest (the
+//!    scheduler's run queue and the stack allocator's free list: measured,
+//!    96 bytes, the same after 300,000 calls as after 3,000,000, so not a
+//!    leak; the heap's pages are counted as kept pages anyway);
 //! 1. the second instance has started and reports `ready`: the watch
 //!    records the kernel's memory (baseline) and answers `go`;
 //! 2. that instance fuzzes, reports `done` and returns; startup tears it
@@ -79,8 +79,8 @@ fn wait(ch: &Channel, buf: &mut MessageBuffer, timeout_ms: u64) -> Result<Got, E
             Ok(Message::Open {
                 handle: Some(h), ..
             }) => return Ok(Got::Connection(Channel::from_handle(h))),
-            // The fuzzer may reach this channel through a copy of its end
-            // and send anything: only the protocol's words count.
+            // Only the protocol's words count (the fuzzer never copies its
+            // end of this channel, but the watch does not rely on it).
             Ok(_) | Err(Error::MalformedMessage) => {}
             Err(Error::WouldBlock) if ready.contains(Readiness::PEER_CLOSED) => {
                 return Ok(Got::PeerClosed)
@@ -116,7 +116,7 @@ fn run_fuzzer(env: &Env, conn: &Channel, buf: &mut MessageBuffer) -> Result<(), 
         let left_ms = deadline.saturating_sub(starina::timer::now_ns()) / 1_000_000;
         match wait(conn, buf, left_ms.max(1)) {
             Ok(Got::Data(head, n)) if &head[..n] == b"done" => return Ok(()),
-            // Fuzzed bytes through a copy of the fuzzer's end.
+            // Not the protocol: ignored, as in `wait`.
             Ok(Got::Data(..)) | Ok(Got::Connection(_)) => {}
             Ok(Got::TimedOut) => {
                 return Err(format!(
