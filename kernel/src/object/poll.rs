@@ -88,6 +88,9 @@ impl Poll {
             entries.swap_remove(pos)
         };
         entry.object.listeners().remove(&self.me);
+        // A thread waiting on this poll must look again: it may have
+        // nothing left to wait for (`PollEmpty`), else it waits for ever.
+        self.notify();
         Ok(())
     }
 
@@ -96,6 +99,8 @@ impl Poll {
         self.entries
             .lock()
             .retain(|e| !(e.id == id && Arc::as_ptr(&e.object) as *const () == object));
+        // As in `remove`: the waiter looks again.
+        self.notify();
     }
 
     /// One ready entry, if any: `Err(PollEmpty)` if nothing is watched.
@@ -134,7 +139,9 @@ impl Poll {
     }
 
     pub fn set_waiter(&self, thread: Arc<Thread>) {
-        let old = self.waiter.swap(Arc::into_raw(thread) as *mut Thread, Ordering::AcqRel);
+        let old = self
+            .waiter
+            .swap(Arc::into_raw(thread) as *mut Thread, Ordering::AcqRel);
         if !old.is_null() {
             // SAFETY: as in `take_waiter`: we own the Arc we swapped out.
             drop(unsafe { Arc::from_raw(old) });
@@ -176,8 +183,12 @@ mod tests {
     fn reports_readable_and_peer_closed() {
         let p = Poll::new();
         let (a, b) = Channel::new_pair();
-        p.add(HandleId(1), b.clone(), Readiness::READABLE | Readiness::PEER_CLOSED)
-            .unwrap();
+        p.add(
+            HandleId(1),
+            b.clone(),
+            Readiness::READABLE | Readiness::PEER_CLOSED,
+        )
+        .unwrap();
         assert_eq!(p.check().unwrap(), None);
         a.send(ChannelMessage::new(3, b"x", Vec::new()).unwrap())
             .map_err(|e| e.0)
@@ -214,8 +225,12 @@ mod tests {
         p.add(HandleId(1), b1.clone(), Readiness::READABLE).unwrap();
         p.add(HandleId(2), b2.clone(), Readiness::READABLE).unwrap();
         for _ in 0..3 {
-            a1.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
-            a2.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
+            a1.send(ChannelMessage::new(3, b"", Vec::new()).unwrap())
+                .map_err(|e| e.0)
+                .unwrap();
+            a2.send(ChannelMessage::new(3, b"", Vec::new()).unwrap())
+                .map_err(|e| e.0)
+                .unwrap();
         }
         // Both stay readable; the scan alternates between them.
         let first = p.check().unwrap().unwrap().0;
