@@ -283,6 +283,46 @@ impl Fuzzer {
         }
     }
 
+    /// Another thread waits on a poll whose one entry this thread then
+    /// takes away (closes it, or removes it from the poll): the waiter must
+    /// get `PollEmpty`, not wait for good. Both handles are this call's
+    /// own, in no thread's pool: nothing else touches them.
+    pub fn unwatch_under_wait(&mut self) {
+        if THREADS.load(Ordering::Acquire) >= MAX_THREADS {
+            return self.thread_yield();
+        }
+        let Some(poll) = self.private_handle(|| k().poll_create(), SyscallNo::PollCreate) else {
+            return;
+        };
+        let r = k().timer_create();
+        self.note(SyscallNo::TimerCreate, &r);
+        let Ok(timer) = r else {
+            let r = k().handle_close(poll);
+            return self.note(SyscallNo::HandleClose, &r);
+        };
+        let r = k().poll_add(poll, timer, Readiness::READABLE);
+        self.note(SyscallNo::PollAdd, &r);
+        THREADS.fetch_add(1, Ordering::AcqRel);
+        let shared = self.shared.clone();
+        let r = k().thread_spawn(Box::new(move || crate::wait_main(shared, poll)));
+        self.note(SyscallNo::ThreadSpawn, &r);
+        if r.is_err() {
+            THREADS.fetch_sub(1, Ordering::AcqRel);
+        }
+        for _ in 0..self.rng.below(4) {
+            self.thread_yield();
+        }
+        let r = if self.rng.one_in(2) {
+            let r = k().poll_remove(poll, timer);
+            self.note(SyscallNo::PollRemove, &r);
+            k().handle_close(timer)
+        } else {
+            k().handle_close(timer)
+        };
+        self.note(SyscallNo::HandleClose, &r);
+        // The waiter closes the poll once its wait ends.
+    }
+
     pub fn thread_yield(&mut self) {
         k().thread_yield();
         self.note::<()>(SyscallNo::ThreadYield, &Ok(()));

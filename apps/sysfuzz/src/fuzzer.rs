@@ -148,6 +148,7 @@ impl Fuzzer {
             57..=59 => self.timer_create(),
             60..=66 => self.timer_set(),
             67 => self.thread_spawn(),
+            68 if self.rng.one_in(2) => self.unwatch_under_wait(),
             68 => self.thread_yield(),
             69..=71 => self.cheap_calls(),
             72..=83 => self.privileged_call(),

@@ -123,6 +123,23 @@ fn thread_main(shared: Arc<Shared>, seed: u64, calls: u64) {
     THREADS.fetch_sub(1, Ordering::AcqRel);
 }
 
+/// Where the waiter of `Fuzzer::unwatch_under_wait` starts: waits on
+/// `poll`, whose one entry the main thread takes away, then closes it.
+fn wait_main(shared: Arc<Shared>, poll: starina::HandleId) {
+    {
+        let r = fuzzer::k().poll_wait(poll);
+        shared
+            .tally
+            .note(starina::abi::syscall::SyscallNo::PollWait, &r);
+        let r = fuzzer::k().handle_close(poll);
+        shared
+            .tally
+            .note(starina::abi::syscall::SyscallNo::HandleClose, &r);
+    }
+    drop(shared);
+    THREADS.fetch_sub(1, Ordering::AcqRel);
+}
+
 /// Blocks until the watch sends something (or goes away).
 fn wait_for_watch(poll: &Poll) -> bool {
     poll.wait().is_ok()
