@@ -139,9 +139,7 @@ impl Poll {
     }
 
     pub fn set_waiter(&self, thread: Arc<Thread>) {
-        let old = self
-            .waiter
-            .swap(Arc::into_raw(thread) as *mut Thread, Ordering::AcqRel);
+        let old = self.waiter.swap(Arc::into_raw(thread) as *mut Thread, Ordering::AcqRel);
         if !old.is_null() {
             // SAFETY: as in `take_waiter`: we own the Arc we swapped out.
             drop(unsafe { Arc::from_raw(old) });
@@ -183,12 +181,8 @@ mod tests {
     fn reports_readable_and_peer_closed() {
         let p = Poll::new();
         let (a, b) = Channel::new_pair();
-        p.add(
-            HandleId(1),
-            b.clone(),
-            Readiness::READABLE | Readiness::PEER_CLOSED,
-        )
-        .unwrap();
+        p.add(HandleId(1), b.clone(), Readiness::READABLE | Readiness::PEER_CLOSED)
+            .unwrap();
         assert_eq!(p.check().unwrap(), None);
         a.send(ChannelMessage::new(3, b"x", Vec::new()).unwrap())
             .map_err(|e| e.0)
@@ -225,12 +219,8 @@ mod tests {
         p.add(HandleId(1), b1.clone(), Readiness::READABLE).unwrap();
         p.add(HandleId(2), b2.clone(), Readiness::READABLE).unwrap();
         for _ in 0..3 {
-            a1.send(ChannelMessage::new(3, b"", Vec::new()).unwrap())
-                .map_err(|e| e.0)
-                .unwrap();
-            a2.send(ChannelMessage::new(3, b"", Vec::new()).unwrap())
-                .map_err(|e| e.0)
-                .unwrap();
+            a1.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
+            a2.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
         }
         // Both stay readable; the scan alternates between them.
         let first = p.check().unwrap().unwrap().0;
