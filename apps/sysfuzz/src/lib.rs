@@ -52,7 +52,9 @@
 //! in a message stayed in the polls that watched it, so a poll moved into
 //! the queue of an end it watched kept both for good (`syscall.rs`); a
 //! vCPU run could lose V_INTR_MASKING, and a guest with IF=0 then froze
-//! the whole OS (`arch/svm.rs`).
+//! the whole OS (`arch/svm.rs`); a thread waiting on a poll whose last
+//! entry another thread closed or removed waited for good instead of
+//! getting `PollEmpty` (`object/poll.rs`).
 //!
 //! Instances: each waits for the watch's `go`, fuzzes, waits for its
 //! threads, reports `done` and returns (its handles are left to the
