@@ -153,7 +153,10 @@ impl Fuzzer {
     }
 
     pub fn poll_add(&mut self) {
-        let poll = self.any(Some(Kind::Poll));
+        // Its own polls only while other threads run: an entry added to
+        // another thread's poll can keep that thread waiting for good (on
+        // a channel that never becomes ready).
+        let poll = self.victim(Some(Kind::Poll));
         let target = self.watch_target();
         let interests = self.interests();
         let r = k().poll_add(poll, target, interests);

@@ -31,6 +31,8 @@ pub struct EnvIds {
 /// What every fuzzing thread of the run shares.
 pub struct Shared {
     pub tally: Tally,
+    /// Where each thread is, for a hang report (see [`Whereabouts`]).
+    pub whereabouts: Whereabouts,
     pub env: EnvIds,
     pub guest_ram_bytes: u64,
     /// Random control registers, flags and segments for `vcpu_run`.
@@ -46,6 +48,56 @@ pub struct Shared {
 // static-ok: instances never fuzz at once, and each run starts it from 0.
 pub static THREADS: AtomicUsize = AtomicUsize::new(0);
 
+/// What each fuzzing thread does now: the step it is in (its roll, 1 to
+/// 100) and the last call it finished, so a run whose threads do not end
+/// can say where they are.
+pub struct Whereabouts {
+    next: AtomicUsize,
+    /// `step << 16 | last call`, 0 when the slot's thread ended.
+    slots: [AtomicUsize; 16],
+}
+
+impl Whereabouts {
+    pub fn new() -> Whereabouts {
+        Whereabouts {
+            next: AtomicUsize::new(0),
+            slots: core::array::from_fn(|_| AtomicUsize::new(0)),
+        }
+    }
+
+    /// A free slot (one a live thread holds is never shared while there
+    /// are free ones: at most `MAX_THREADS` + 2 threads fuzz at once).
+    pub fn claim(&self) -> usize {
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.compare_exchange(0, 1 << 16, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return i;
+            }
+        }
+        self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
+    }
+
+    pub fn set(&self, slot: usize, step: usize, call: usize) {
+        self.slots[slot].store(step << 16 | call, Ordering::Relaxed);
+    }
+
+    /// `[step 17 after channel_send] ...` for every slot in use (step 100:
+    /// the waiter of `unwatch_under_wait`).
+    pub fn describe(&self) -> alloc::string::String {
+        use core::fmt::Write;
+        let mut out = alloc::string::String::new();
+        for s in &self.slots {
+            let v = s.load(Ordering::Relaxed);
+            if v != 0 {
+                let call = SyscallNo::from_raw((v & 0xffff) as u16).map_or("none", |c| c.name());
+                let _ = write!(out, "[step {} after {call}] ", (v >> 16).saturating_sub(1));
+            }
+        }
+        out
+    }
+}
+
 /// The most fuzzing threads alive at once besides the main one.
 pub const MAX_THREADS: usize = 4;
 
@@ -57,6 +109,9 @@ pub struct Fuzzer {
     pub scratch: Vec<u8>,
     /// A spawned thread (it touches only its own handles destructively).
     pub worker: bool,
+    /// Its slot in `shared.whereabouts`.
+    slot: usize,
+    step: usize,
 }
 
 /// The table, unchecked (see `starina::syscall::raw`).
@@ -68,12 +123,15 @@ impl Fuzzer {
     pub fn new(seed: u64, shared: Arc<Shared>, worker: bool) -> Fuzzer {
         let env = shared.env;
         let protected = vec![env.supervisor, env.watch, env.hypervisor, env.nic];
+        let slot = shared.whereabouts.claim();
         Fuzzer {
             rng: Rng::new(seed),
             pool: Pool::new(protected, if worker { 24 } else { 160 }),
             shared,
             scratch: vec![0x5a; MESSAGE_DATA_MAX + 4096],
             worker,
+            slot,
+            step: 0,
         }
     }
 
@@ -83,6 +141,8 @@ impl Fuzzer {
 
     pub fn note<T>(&self, call: SyscallNo, result: &Result<T, Error>) {
         self.shared.tally.note(call, result);
+        let whereabouts = &self.shared.whereabouts;
+        whereabouts.set(self.slot, self.step, call.as_raw() as usize);
     }
 
     /// Whether a call may close, move, re-arm or unwatch a handle it did
@@ -135,7 +195,9 @@ impl Fuzzer {
 
     /// One random call.
     pub fn step(&mut self) {
-        match self.rng.below(100) {
+        let roll = self.rng.below(100);
+        self.step = roll as usize + 1;
+        match roll {
             0..=7 => self.handle_close(),
             8..=11 => self.handle_duplicate(),
             12..=16 => self.channel_create(),
@@ -157,10 +219,16 @@ impl Fuzzer {
         }
     }
 
+    /// Its fuzzing is over (it leaves the hang report).
+    pub fn finished(&self) {
+        self.shared.whereabouts.set(self.slot, 0, 0);
+    }
+
     /// Closes everything it still holds (the end of a spawned thread).
     pub fn close_all(&mut self) {
         for (id, kind) in self.pool.drain() {
             self.release(id, kind);
         }
+        self.shared.whereabouts.set(self.slot, 0, 0);
     }
 }

@@ -128,6 +128,8 @@ fn thread_main(shared: Arc<Shared>, seed: u64, calls: u64) {
 /// Where the waiter of `Fuzzer::unwatch_under_wait` starts: waits on
 /// `poll`, whose one entry the main thread takes away, then closes it.
 fn wait_main(shared: Arc<Shared>, poll: starina::HandleId) {
+    let slot = shared.whereabouts.claim();
+    shared.whereabouts.set(slot, 101, 0);
     {
         let r = fuzzer::k().poll_wait(poll);
         shared
@@ -138,6 +140,7 @@ fn wait_main(shared: Arc<Shared>, poll: starina::HandleId) {
             .tally
             .note(starina::abi::syscall::SyscallNo::HandleClose, &r);
     }
+    shared.whereabouts.set(slot, 0, 0);
     drop(shared);
     THREADS.fetch_sub(1, Ordering::AcqRel);
 }
@@ -161,6 +164,7 @@ fn wait_for_threads() -> bool {
 fn run(env: &Env, calls: u64, seed: u64) {
     let shared = Arc::new(Shared {
         tally: tally::Tally::new(),
+        whereabouts: fuzzer::Whereabouts::new(),
         env: EnvIds {
             supervisor: env.supervisor.id(),
             watch: env.watch.id(),
@@ -191,6 +195,7 @@ fn run(env: &Env, calls: u64, seed: u64) {
         }
         f.step();
     }
+    f.finished();
     let threads_ended = wait_for_threads();
     drop(f);
     let ms = (starina::timer::now_ns() - start) / 1_000_000;
@@ -207,7 +212,10 @@ fn run(env: &Env, calls: u64, seed: u64) {
         log::info!("calls not made in this run: {never}");
     }
     if !threads_ended {
-        log::error!("fuzzing threads still running after 60 s: hung (seed {seed:#x})");
+        log::error!(
+            "fuzzing threads still running after 60 s: hung (seed {seed:#x}); threads at: {}",
+            shared.whereabouts.describe()
+        );
     }
 }
 
