@@ -3,7 +3,8 @@
 #   make run      boot the default profile under QEMU (Ctrl-C to stop)
 #   make test     host tests, in-OS tests on q35 and microvm, end-to-end tests
 #   make bench    boot time, IPC, Linux and HTTP figures (scripts/bench)
-#   make fuzz     the host fuzz targets for longer (make test runs each briefly)
+#   make fuzz     the host fuzz targets for longer (make test runs each briefly),
+#                 then the in-OS system-call fuzzer for 10 million calls
 #   make kernel   build the kernel image only
 #   make setup    install what the scripts need (Debian: QEMU, ...)
 #   make lint     clippy -D warnings: host crates, and the kernel as it is built
@@ -15,6 +16,8 @@
 # Options for `make fuzz` (each per target): CASES=1000000 or SECONDS=600
 # (default 100000 cases), SEED=0x1234 (default: a new one), ONLY=virtqueue
 # (only fuzz_virtqueue*). A crash prints its input: keep it as a test.
+# The system-call fuzzer (profile fuzz): SYSCALLS=10000000 (the default) and
+# the same SEED; ONLY=sysfuzz runs it alone.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -23,10 +26,10 @@ PROFILE ?= default
 MACHINE ?= q35
 ARGS ?=
 
-.PHONY: help setup run test bench fuzz kernel lint fmt clean
+.PHONY: help setup run test bench fuzz fuzz-host fuzz-syscalls kernel lint fmt clean
 
 help:
-	@sed -n '1,18p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,21p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@echo "==> setup: scripts/setup"
@@ -52,14 +55,29 @@ SECONDS ?=
 SEED ?=
 ONLY ?=
 
-fuzz:
+SYSCALLS ?= 10000000
+FUZZ_SEED := $(or $(SEED),$(shell date +%s))
+
+fuzz: $(if $(filter sysfuzz,$(ONLY)),,fuzz-host) $(if $(filter-out sysfuzz,$(ONLY)),,fuzz-syscalls)
+
+fuzz-host:
 	@echo "==> fuzz: $(if $(SECONDS),$(SECONDS) s,$(or $(CASES),100000) cases) per target$(if $(ONLY), matching '$(ONLY)')"
 	@STARINA_FUZZ_CASES=$(if $(SECONDS),$(CASES),$(or $(CASES),100000)) \
 		STARINA_FUZZ_SECONDS=$(SECONDS) \
-		STARINA_FUZZ_SEED=$(or $(SEED),$$(date +%s)) \
+		STARINA_FUZZ_SEED=$(FUZZ_SEED) \
 		CARGO_TARGET_DIR=target/fuzz \
 		RUSTFLAGS="-C overflow-checks=on -C debug-assertions=on" \
 		cargo test --release --tests $(FUZZ_CRATES) -- fuzz_$(ONLY) --nocapture
+
+# The in-OS system-call fuzzer: the kernel built with the count and seed
+# (they override specs/sysfuzz.toml), profile fuzz booted until its watch
+# powers off: 0 if no panic, no hang and no leak. `make test` runs the
+# spec's smaller count (tests/tests/sysfuzz.rs).
+fuzz-syscalls:
+	@echo "==> fuzz: system calls in the OS: $(SYSCALLS) calls, seed $(FUZZ_SEED) (profile fuzz)"
+	@STARINA_SYSFUZZ_CALLS=$(SYSCALLS) STARINA_SYSFUZZ_SEED=$(FUZZ_SEED) scripts/build-kernel
+	@scripts/starina run --no-build --profile fuzz --machine $(MACHINE) --timeout 3600 \
+		|| { echo "==> fuzz: the system-call fuzzer failed; reproduce: make fuzz ONLY=sysfuzz SYSCALLS=$(SYSCALLS) SEED=$(FUZZ_SEED)"; exit 1; }
 
 kernel:
 	@scripts/build-kernel

@@ -210,8 +210,19 @@ impl KernelApi for Kernel {
             channel.send(msg).map_err(|(e, _msg)| e)?;
             // Delivered: the handles now belong to the message. The table's copies
             // share the objects, so removing them destroys nothing.
-            for &id in handles {
-                let _ = table.remove(id);
+            let mut left: [Option<Handle>; MESSAGE_HANDLES_MAX] = Default::default();
+            for (slot, &id) in left.iter_mut().zip(handles) {
+                *slot = table.remove(id).ok();
+            }
+            drop(table);
+            // A moved handle leaves every poll, as a closed one does: a poll
+            // left watching it would report it under a number that now names
+            // something else, and keep it alive (a poll moved into the queue
+            // of a channel end it watches would never be freed).
+            for (h, &id) in left.iter().zip(handles) {
+                if let Some(h) = h {
+                    leave_polls(id, &h.object);
+                }
             }
             Ok(())
         })
@@ -514,6 +525,7 @@ impl KernelApi for Kernel {
                 pages_free,
                 pages_total,
                 dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
+                pages_kept: crate::mm::KEPT_PAGES.load(core::sync::atomic::Ordering::Relaxed),
             })
         })
     }
@@ -531,15 +543,21 @@ fn close(
         table.remove(handle)?
     };
     // Polls hold what they watch; a closed handle leaves them all.
-    if let Some(obj) = removed.object.as_pollable() {
+    leave_polls(handle, &removed.object);
+    // Dropped outside the table lock: a channel end's drop notifies its peer.
+    drop(removed);
+    Ok(())
+}
+
+/// Removes the entries for `handle` (naming `object`) from every poll that
+/// watches it: the handle left the caller's table. Call without locks held.
+fn leave_polls(handle: HandleId, object: &Object) {
+    if let Some(obj) = object.as_pollable() {
         let ptr = Arc::as_ptr(&obj) as *const ();
         for poll in obj.listeners().polls() {
             poll.forget(handle, ptr);
         }
     }
-    // Dropped outside the table lock: a channel end's drop notifies its peer.
-    drop(removed);
-    Ok(())
 }
 
 /// The handles a message on `channel` (handle `ch`) is to move, checked

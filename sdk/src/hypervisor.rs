@@ -23,6 +23,7 @@ use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 
 use crate::abi::Error;
+use crate::abi::HandleId;
 use crate::handle::OwnedHandle;
 use crate::syscall::kernel;
 
@@ -46,6 +47,10 @@ pub struct Vcpu(OwnedHandle);
 impl Hypervisor {
     pub fn from_handle(h: OwnedHandle) -> Hypervisor {
         Hypervisor(h)
+    }
+
+    pub fn id(&self) -> HandleId {
+        self.0.id()
     }
 
     /// Creates a guest with `ram_bytes` of RAM (a multiple of 2 MiB) and one

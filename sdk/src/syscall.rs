@@ -10,7 +10,8 @@
 //!
 //! Components do not call the table directly ([`kernel`] is crate-private):
 //! they use the SDK's types (`Channel`, `Poll`, `DmaBuffer`, ...), which is
-//! where ownership of handles and memory is enforced.
+//! where ownership of handles and memory is enforced. The one exception is
+//! the system-call fuzzer, through [`raw`] (feature `raw-syscalls`).
 
 use alloc::boxed::Box;
 
@@ -201,6 +202,19 @@ static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();
 /// before any component starts.
 pub fn register(api: &'static dyn KernelApi) {
     KERNEL.call_once(|| api);
+}
+
+/// The raw table, for the in-OS system-call fuzzer (`apps/sysfuzz`) only:
+/// it calls every method with arbitrary handle numbers, sizes and offsets.
+///
+/// Behind the `raw-syscalls` feature because it bypasses what the SDK's
+/// types enforce. Within the calling process it can free memory a safe type
+/// still hands out (`dma_free` on a `DmaBuffer`'s handle), so a component
+/// that uses it must hold no `DmaBuffer` and no MMIO mapping of the SDK's.
+/// Other processes are out of its reach: handle numbers are per process.
+#[cfg(feature = "raw-syscalls")]
+pub fn raw() -> &'static dyn KernelApi {
+    kernel()
 }
 
 /// The registered kernel. Only the SDK's types reach it: components use

@@ -107,6 +107,7 @@ fn enable() -> Result<SvmInfo, Unavailable> {
     }
     let hsave_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
     let host_vmcb_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
+    crate::mm::note_kept_pages(2);
     // SAFETY: setting EFER.SVME and the host save area only enables the
     // SVM instructions; nothing else changes for the running kernel.
     unsafe {
@@ -197,6 +198,10 @@ const MISC1_SHUTDOWN: u32 = 1 << 31;
 const MISC2_SVM_INSNS: u32 = 0x7f; // VMRUN VMMCALL VMLOAD VMSAVE STGI CLGI SKINIT
 const MISC2_MONITOR_MWAIT: u32 = (1 << 10) | (1 << 11) | (1 << 12);
 const MISC2_XSETBV: u32 = 1 << 13;
+
+/// INT_CTL bit: the guest's RFLAGS.IF masks only virtual interrupts; the
+/// host's own (its timer) still end the run.
+const V_INTR_MASKING: u32 = 1 << 24;
 
 // Exit codes.
 const EXIT_EXCP_BASE: u64 = 0x40;
@@ -451,8 +456,7 @@ impl SvmVcpu {
         write64(v, ctl::MSRPM_BASE, msrpm_phys);
         let asid = Asid::alloc(info.asids);
         write32(v, ctl::ASID, asid.id());
-        // V_INTR_MASKING: the guest's IF masks only virtual interrupts.
-        write32(v, ctl::INT_CTL, 1 << 24);
+        write32(v, ctl::INT_CTL, V_INTR_MASKING);
         write64(v, ctl::NP_ENABLE, 1);
         write64(v, ctl::N_CR3, npt_root);
         write64(v, save::G_PAT, 0x0007_0406_0007_0406);
@@ -604,7 +608,12 @@ impl SvmVcpu {
         use starina::hypervisor::Injection;
         let v = self.vmcb();
         let mut misc1 = read32(v, ctl::INTERCEPT_MISC1) & !MISC1_VINTR;
-        let mut int_ctl = read32(v, ctl::INT_CTL) & !(1 << 8); // V_IRQ off
+        // V_IRQ off; V_INTR_MASKING on every time, not kept from the last
+        // run: after runs with random register state the field came back
+        // without it (QEMU 7.2), and then a guest with IF=0 masked the
+        // host's timer interrupt and ran on for good, freezing the OS
+        // (found by the syscall fuzzer).
+        let mut int_ctl = (read32(v, ctl::INT_CTL) & !(1 << 8)) | V_INTR_MASKING;
         let mut event = 0u64;
         let mut want_window = false;
         match inject {

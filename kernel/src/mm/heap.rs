@@ -95,7 +95,10 @@ impl Heap {
             return false;
         }
         let base = match page::alloc_pages(1) {
-            Some(phys) => phys_to_virt(phys),
+            Some(phys) => {
+                super::note_kept_pages(1);
+                phys_to_virt(phys)
+            }
             None => match early_page() {
                 Some(p) => p,
                 None => return false,

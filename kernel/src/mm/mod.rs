@@ -38,6 +38,17 @@ pub struct RamRegion {
 /// Pages handed out as DMA memory (for monitoring).
 pub static DMA_PAGES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
+/// Pages the kernel took for structures it keeps for good once made: the
+/// heap's pages for small blocks, page tables of the stack region and of
+/// device mappings, the SVM host save areas. They never return to the free
+/// pages, so a leak check counts them with the free ones (for monitoring).
+pub static KEPT_PAGES: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Counts `pages` just taken for good (see [`KEPT_PAGES`]).
+pub fn note_kept_pages(pages: usize) {
+    KEPT_PAGES.fetch_add(pages, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// The physical address behind `len` bytes at kernel address `virt`, if
 /// they are physically contiguous: the direct map and the kernel image
 /// are; thread stacks (their own region, page by page) are not.
@@ -88,6 +99,7 @@ pub fn map_device_memory(phys: u64, len: u64) -> Option<usize> {
         let entry = unsafe { pdpt.add(gib as usize).read() };
         if entry & PRESENT == 0 {
             let pd_phys = page::alloc_zeroed_pages(1)?;
+            note_kept_pages(1);
             let pd = phys_to_virt(pd_phys) as *mut u64;
             for i in 0..512u64 {
                 let addr = (gib << 30) + (i << 21);

@@ -51,6 +51,7 @@ fn pte_for(vaddr: usize) -> Option<&'static mut u64> {
         let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
         if table[index] & PRESENT == 0 {
             let phys = page::alloc_zeroed_pages(1)?;
+            super::note_kept_pages(1);
             table[index] = phys | PRESENT | WRITABLE;
         }
         table = table_at(table[index] & ADDR_MASK);

@@ -88,6 +88,9 @@ impl Poll {
             entries.swap_remove(pos)
         };
         entry.object.listeners().remove(&self.me);
+        // A thread waiting on this poll must look again: it may have
+        // nothing left to wait for (`PollEmpty`), else it waits for ever.
+        self.notify();
         Ok(())
     }
 
@@ -96,6 +99,8 @@ impl Poll {
         self.entries
             .lock()
             .retain(|e| !(e.id == id && Arc::as_ptr(&e.object) as *const () == object));
+        // As in `remove`: the waiter looks again.
+        self.notify();
     }
 
     /// One ready entry, if any: `Err(PollEmpty)` if nothing is watched.

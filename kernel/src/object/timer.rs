@@ -64,12 +64,32 @@ impl Timer {
         self.fired.store(false, Ordering::Relaxed);
         self.deadline.store(deadline, Ordering::Relaxed);
         let mut armed = ARMED.lock();
+        // The earlier deadline's entry goes: a timer re-armed in a loop
+        // keeps one entry, not one per call until each deadline passes.
+        let me = Arc::as_ptr(self);
+        armed.retain(|a| a.timer.as_ptr() != me);
         armed.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
         armed.push(Armed {
             deadline,
             timer: Arc::downgrade(self),
         });
         Ok(deadline)
+    }
+}
+
+impl Drop for Timer {
+    /// An armed timer leaves the queue with its last handle: its entry
+    /// would keep the timer's memory (the `Weak`) until the deadline, for
+    /// ever with a far one.
+    fn drop(&mut self) {
+        let me: *const Timer = self;
+        let mut armed = ARMED.lock();
+        armed.retain(|a| a.timer.as_ptr() != me);
+        if armed.is_empty() {
+            // Give the queue's memory back too, so it does not stay at its
+            // largest size for the rest of the system's life.
+            *armed = BinaryHeap::new();
+        }
     }
 }
 
@@ -126,6 +146,37 @@ impl Pollable for Timer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entries in the queue for the timer `t` points to.
+    fn entries_for(t: &Weak<Timer>) -> usize {
+        ARMED.lock().iter().filter(|a| a.timer.ptr_eq(t)).count()
+    }
+
+    #[test]
+    fn rearming_keeps_one_entry() {
+        let t = Timer::new();
+        for i in 0..1000 {
+            t.set(1_000, u64::MAX - i).unwrap();
+        }
+        assert_eq!(entries_for(&Arc::downgrade(&t)), 1);
+        // The one left is the latest deadline.
+        t.set(1_000, 10).unwrap();
+        fire_expired(1_010);
+        assert!(t.readiness().contains(Readiness::READABLE));
+        assert_eq!(entries_for(&Arc::downgrade(&t)), 0);
+    }
+
+    #[test]
+    fn a_dropped_armed_timer_leaves_the_queue() {
+        let t = Timer::new();
+        t.set(0, u64::MAX).unwrap();
+        let weak = Arc::downgrade(&t);
+        assert_eq!(entries_for(&weak), 1);
+        drop(t);
+        // Before: the entry (and with it the timer's memory, held by the
+        // entry's `Weak`) stayed until the deadline, here never.
+        assert_eq!(entries_for(&weak), 0);
+    }
 
     #[test]
     fn fires_in_deadline_order_and_rearm_replaces() {

@@ -314,4 +314,9 @@ pub struct MemoryStats {
     pub pages_total: usize,
     /// Pages handed out as DMA memory to drivers.
     pub dma_pages: usize,
+    /// Pages the kernel took for good for structures it keeps once made
+    /// (the heap's pages for small blocks, page tables): caches that never
+    /// return to `pages_free`. A leak check compares `pages_free +
+    /// pages_kept`.
+    pub pages_kept: usize,
 }

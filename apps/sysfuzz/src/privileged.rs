@@ -1,0 +1,284 @@
+//! The calls behind a privilege: the hypervisor (a small VM of its own),
+//! the driver calls (on the NIC its spec gives it, nothing else drives it),
+//! and the system calls it holds no right for (shutdown, monitoring), which
+//! must only ever fail.
+
+use starina::abi::syscall::SyscallNo;
+use starina::abi::vcpu::Injection;
+use starina::abi::vcpu::VcpuControl;
+use starina::abi::vcpu::VcpuState;
+use starina::HandleId;
+
+use crate::fuzzer::k;
+use crate::fuzzer::Fuzzer;
+use crate::pool::Kind;
+
+/// At most this many live guest RAMs (main thread) and DMA buffers per thread.
+const MAX_VMS: usize = 1;
+const MAX_DMA: usize = 3;
+
+impl Fuzzer {
+    pub fn privileged_call(&mut self) {
+        match self.rng.below(16) {
+            0 => self.vm_create(),
+            1 | 2 => self.guest_ram_access(),
+            3 => self.vcpu_run(),
+            4 => self.vcpu_control(),
+            5 => self.device_info_and_config(),
+            6 => self.device_mmio_map(),
+            7 => self.interrupt_calls(),
+            8 | 9 => self.dma_alloc(),
+            10 => self.dma_free(),
+            11 => self.dma_translate(),
+            _ => self.system_calls(),
+        }
+    }
+
+    fn count(&self, kind: Kind) -> usize {
+        self.pool.count(kind)
+    }
+
+    /// The device argument: mostly the NIC, sometimes any number.
+    fn device(&mut self) -> HandleId {
+        let nic = self.env().nic;
+        if self.rng.one_in(4) {
+            self.any(None)
+        } else {
+            nic
+        }
+    }
+
+    fn vm_create(&mut self) {
+        let valid = self.shared.guest_ram_bytes;
+        let ram = match self.rng.below(6) {
+            0 => 0,
+            1 => 4096,
+            2 => valid + 4096,
+            3 => 1 << 40,
+            4 => u64::MAX,
+            _ => valid,
+        };
+        // A valid size only from the main thread, one VM at a time.
+        if ram == valid && (self.worker || self.count(Kind::GuestRam) >= MAX_VMS) {
+            return;
+        }
+        let hv = if self.rng.one_in(5) {
+            self.any(None)
+        } else {
+            self.env().hypervisor
+        };
+        let r = k().vm_create(hv, ram);
+        self.note(SyscallNo::VmCreate, &r);
+        if let Ok((ram, vcpu)) = r {
+            self.keep(ram, Kind::GuestRam);
+            self.keep(vcpu, Kind::Vcpu);
+        }
+    }
+
+    fn gpa(&mut self) -> u64 {
+        let size = self.shared.guest_ram_bytes;
+        match self.rng.below(5) {
+            0 => 0,
+            1 => size.saturating_sub(self.rng.below(8192)),
+            2 => size,
+            3 => self.rng.next(),
+            _ => self.rng.below(size),
+        }
+    }
+
+    fn guest_ram_access(&mut self) {
+        let ram = self.any(Some(Kind::GuestRam));
+        let gpa = self.gpa();
+        let len = self.rng.size(4096, self.scratch.len());
+        if self.rng.one_in(2) {
+            let r = k().guest_ram_read(ram, gpa, &mut self.scratch[..len]);
+            self.note(SyscallNo::GuestRamRead, &r);
+        } else {
+            let r = k().guest_ram_write(ram, gpa, &self.scratch[..len]);
+            self.note(SyscallNo::GuestRamWrite, &r);
+        }
+    }
+
+    /// A register state: real mode with random registers and entry point,
+    /// or (with `wild_vcpu_state`) random control registers, flags and
+    /// segments too.
+    fn vcpu_state(&mut self) -> VcpuState {
+        let mut s = VcpuState::default();
+        for g in &mut s.gprs {
+            *g = self.rng.next();
+        }
+        s.rip = self.rng.below(self.shared.guest_ram_bytes);
+        s.rflags = 2;
+        if self.shared.wild_vcpu_state && self.rng.one_in(3) {
+            s.rflags = self.rng.next();
+            s.cr0 = self.rng.next();
+            s.cr3 = self.rng.next();
+            s.cr4 = self.rng.next();
+            s.efer = self.rng.next();
+            s.cs.attrib = self.rng.next() as u16;
+            s.gdtr.limit = self.rng.next() as u16;
+        }
+        s
+    }
+
+    fn injection(&mut self) -> Injection {
+        match self.rng.below(6) {
+            0 => Injection::Interrupt(self.rng.next() as u8),
+            1 => Injection::Window,
+            2 => Injection::Exception {
+                vector: self.rng.next() as u8,
+                error_code: self.rng.one_in(2).then(|| self.rng.next() as u32),
+            },
+            _ => Injection::None,
+        }
+    }
+
+    fn vcpu_run(&mut self) {
+        let vcpu = self.any(Some(Kind::Vcpu));
+        let mut state = self.vcpu_state();
+        let inject = self.injection();
+        let r = k().vcpu_run(vcpu, &mut state, inject);
+        self.note(SyscallNo::VcpuRun, &r);
+    }
+
+    fn vcpu_control(&mut self) {
+        let vcpu = self.any(Some(Kind::Vcpu));
+        let control = if self.rng.one_in(2) {
+            VcpuControl::TscOffset(self.rng.next() as i64)
+        } else {
+            VcpuControl::Pat(self.rng.next())
+        };
+        let r = k().vcpu_control(vcpu, control);
+        self.note(SyscallNo::VcpuControl, &r);
+    }
+
+    fn config_offset(&mut self) -> u16 {
+        match self.rng.below(4) {
+            0 => self.rng.next() as u16,
+            _ => (self.rng.below(64) * 4) as u16,
+        }
+    }
+
+    fn device_info_and_config(&mut self) {
+        let device = self.device();
+        match self.rng.below(4) {
+            0 => {
+                let r = k().device_info(device);
+                self.note(SyscallNo::DeviceInfo, &r);
+            }
+            1 => {
+                // Writes go to the BARs (refused unless sizing) and to
+                // registers that do not enable the device: the PCI command
+                // register is left alone so the NIC never masters the bus.
+                let offset = self.config_offset();
+                let offset = if offset == 4 { 0x10 } else { offset };
+                let random = self.rng.next() as u32;
+                let value = self.rng.pick(&[0, u32::MAX, random]);
+                let r = k().device_pci_config_write(device, offset, value);
+                self.note(SyscallNo::DevicePciConfigWrite, &r);
+            }
+            _ => {
+                let offset = self.config_offset();
+                let r = k().device_pci_config_read(device, offset);
+                self.note(SyscallNo::DevicePciConfigRead, &r);
+            }
+        }
+    }
+
+    fn device_mmio_map(&mut self) {
+        let device = self.device();
+        let bar = k().device_pci_config_read(self.env().nic, 0x10 + 4 * self.rng.below(6) as u16);
+        self.note(SyscallNo::DevicePciConfigRead, &bar);
+        let base = u64::from(bar.unwrap_or(0) & !0xf);
+        let paddr = match self.rng.below(5) {
+            0 => self.rng.next(),
+            1 => 0,
+            2 => u64::MAX - self.rng.below(4096),
+            _ => base + self.rng.below(0x4000),
+        };
+        let len = self.rng.size(4096, 1 << 20);
+        let r = k().device_mmio_map(device, paddr, len);
+        self.note(SyscallNo::DeviceMmioMap, &r);
+    }
+
+    fn interrupt_calls(&mut self) {
+        if self.rng.one_in(2) {
+            let device = self.device();
+            let r = k().interrupt_create(device);
+            self.note(SyscallNo::InterruptCreate, &r);
+            if let Ok(irq) = r {
+                self.keep(irq, Kind::Interrupt);
+            }
+        } else {
+            let irq = self.any(Some(Kind::Interrupt));
+            let r = k().interrupt_ack(irq);
+            self.note(SyscallNo::InterruptAck, &r);
+        }
+    }
+
+    fn dma_alloc(&mut self) {
+        let pages = match self.rng.below(8) {
+            0 => 0,
+            1 => 1024 + self.rng.below(2) as usize,
+            2 => usize::MAX,
+            _ => 1 + self.rng.below(4) as usize,
+        };
+        if (1..=1024).contains(&pages) && self.count(Kind::Dma) >= MAX_DMA {
+            return;
+        }
+        let device = self.device();
+        let r = k().dma_alloc(device, pages);
+        self.note(SyscallNo::DmaAlloc, &r);
+        if let Ok(dma) = r {
+            self.keep(dma.handle, Kind::Dma);
+        }
+    }
+
+    fn dma_free(&mut self) {
+        let id = self.victim(Some(Kind::Dma));
+        let r = k().dma_free(id);
+        self.note(SyscallNo::DmaFree, &r);
+        if r.is_ok() {
+            self.pool.remove(id);
+        }
+    }
+
+    fn dma_translate(&mut self) {
+        let device = self.device();
+        let local = 0u64;
+        let vaddr = match self.rng.below(5) {
+            0 => self.scratch.as_ptr() as usize + self.rng.below(4096) as usize,
+            1 => core::ptr::addr_of!(local) as usize,
+            2 => 0,
+            3 => usize::MAX - self.rng.below(4096) as usize,
+            _ => self.rng.next() as usize,
+        };
+        let len = self.rng.size(4096, usize::MAX);
+        let r = k().dma_translate(device, vaddr, len);
+        self.note(SyscallNo::DmaTranslate, &r);
+    }
+
+    /// Shutdown and monitoring: it holds neither right, so each must fail.
+    fn system_calls(&mut self) {
+        let id = self.any(None);
+        match self.rng.below(4) {
+            0 => {
+                let r = k().system_shutdown(id, self.rng.next() as u8);
+                self.note(SyscallNo::SystemShutdown, &r);
+            }
+            1 => {
+                let r = k().system_component_status(id, self.rng.below(8) as usize);
+                self.note(SyscallNo::SystemComponentStatus, &r);
+            }
+            2 => {
+                let len = self.rng.size(4096, self.scratch.len());
+                let r = k().system_log_read(id, self.rng.next(), &mut self.scratch[..len]);
+                self.note(SyscallNo::SystemLogRead, &r);
+            }
+            _ => {
+                let r = k().system_memory_stats(id);
+                self.note(SyscallNo::SystemMemoryStats, &r);
+            }
+        }
+    }
+}
