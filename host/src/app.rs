@@ -63,6 +63,7 @@ pub fn dispatch(
         Command::Exec(opts) => crate::exec::exec(host, &opts, stdin, io),
         Command::Test(opts) => crate::stages::test(host, &opts),
         Command::Bench(opts) => crate::bench::bench(host, &opts),
+        Command::Profile(opts) => crate::profile::profile(host, &opts, io),
         Command::BuildKernel {
             clippy: true,
             cargo_args,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::direct::DirectOptions;
 use crate::exec::ExecOptions;
+use crate::profile::ProfileOptions;
 use crate::qemu::Machine;
 use crate::run::compile_patterns;
 use crate::run::RunOptions;
@@ -17,6 +18,9 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                             -- CMD [ARGS...]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http]
+       scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
+                               [--kernel PATH] [--skip SECONDS] [--seconds SECONDS]
+                               [--interval-ms MS] [--top N]
        scripts/starina build-kernel [--clippy] [extra cargo args]
        scripts/starina direct --socket PATH [--run CMD]... [--selftest] [--serial-log FILE]
                               [--timeout SECONDS] -- QEMU-COMMAND...   (linux-guest/run-direct.sh)
@@ -35,6 +39,7 @@ pub enum Command {
     Exec(ExecOptions),
     Test(TestOptions),
     Bench(BenchOptions),
+    Profile(ProfileOptions),
     BuildKernel {
         clippy: bool,
         cargo_args: Vec<String>,
@@ -81,6 +86,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         "exec" => parse_exec(&mut opts, after).map(Command::Exec),
         "test" => parse_test(&mut opts, &after).map(Command::Test),
         "bench" => parse_bench(&mut opts, &after).map(Command::Bench),
+        "profile" => parse_profile(&mut opts, &after).map(Command::Profile),
         "build-kernel" => {
             let clippy = opts.flag("--clippy");
             let mut cargo_args = std::mem::take(&mut opts.args);
@@ -163,6 +169,29 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
     no_extra(after)?;
     opts.finish()?;
     Ok(bench)
+}
+
+fn parse_profile(opts: &mut Options, after: &[String]) -> Result<ProfileOptions, String> {
+    let mut run = RunOptions::new(&opts.profile("bench")?);
+    run.machine = opts.machine()?;
+    run.icount = opts.flag("--icount");
+    run.build = !opts.flag("--no-build");
+    run.kernel = opts.value("--kernel")?.map(PathBuf::from);
+    let seconds = opts.number("--seconds", 5.0)?;
+    let skip = opts.number("--skip", 1.0)?;
+    let interval_ms = opts.number("--interval-ms", 10.0)?;
+    let top = opts.number("--top", 25.0)? as usize;
+    // QEMU stops on its own if the sampler does not stop it.
+    run.timeout = Some(skip + seconds + 300.0);
+    no_extra(after)?;
+    opts.finish()?;
+    Ok(ProfileOptions {
+        run,
+        seconds,
+        interval: std::time::Duration::from_secs_f64(interval_ms / 1000.0),
+        top,
+        skip,
+    })
 }
 
 fn parse_direct(opts: &mut Options, qemu: Vec<String>) -> Result<DirectOptions, String> {
@@ -258,6 +287,18 @@ impl Options {
 
     fn machine(&mut self) -> Result<Machine, String> {
         machine(&self.value("--machine")?.unwrap_or_else(|| "q35".into()))
+    }
+
+    /// A positive number `--name N`, or `default`.
+    fn number(&mut self, name: &str, default: f64) -> Result<f64, String> {
+        let Some(text) = self.value(name)? else {
+            return Ok(default);
+        };
+        match text.parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+            Ok(_) => Err(format!("{name}: must be > 0: '{text}'")),
+            Err(_) => Err(format!("{name}: not a number: '{text}'")),
+        }
     }
 
     fn timeout(&mut self) -> Result<Option<f64>, String> {
