@@ -19,7 +19,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
-                               [--kernel PATH] [--skip SECONDS] [--seconds SECONDS]
+                               [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--interval-ms MS] [--top N]
        scripts/starina build-kernel [--clippy] [extra cargo args]
        scripts/starina direct --socket PATH [--run CMD]... [--selftest] [--serial-log FILE]
@@ -178,7 +178,7 @@ fn parse_profile(opts: &mut Options, after: &[String]) -> Result<ProfileOptions,
     run.build = !opts.flag("--no-build");
     run.kernel = opts.value("--kernel")?.map(PathBuf::from);
     let seconds = opts.number("--seconds", 5.0)?;
-    let skip = opts.number("--skip", 1.0)?;
+    let skip = opts.number("--skip", 0.2)?;
     let interval_ms = opts.number("--interval-ms", 10.0)?;
     let top = opts.number("--top", 25.0)? as usize;
     // QEMU stops on its own if the sampler does not stop it.

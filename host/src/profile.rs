@@ -8,8 +8,11 @@
 //! fall where the instructions are; without it, where the time is.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
@@ -31,7 +34,7 @@ pub struct ProfileOptions {
     pub interval: Duration,
     /// How many functions to list.
     pub top: usize,
-    /// Seconds to let the guest run before sampling (boot).
+    /// Seconds to let the guest run after it is ready, before sampling.
     pub skip: f64,
 }
 
@@ -96,7 +99,12 @@ impl Tally {
     pub fn add(&mut self, symbols: &Symbols, stack: &[u64]) {
         let Some(&rip) = stack.first() else { return };
         self.samples += 1;
-        *self.own.entry(symbols.name(rip).to_string()).or_default() += 1;
+        let own = match symbols.name(rip) {
+            // Outside every function: say where, to the page.
+            "?" => format!("? (page {:#x})", rip & !0xfff),
+            name => name.to_string(),
+        };
+        *self.own.entry(own).or_default() += 1;
         let mut seen: Vec<&str> = stack.iter().map(|&a| symbols.name(a)).collect();
         seen.sort_unstable();
         seen.dedup();
@@ -155,6 +163,42 @@ fn sample(gdb: &mut GdbRemote, symbols: &Symbols, opts: &ProfileOptions) -> Tall
     tally
 }
 
+/// The console, shared with the thread that runs QEMU.
+#[derive(Clone, Default)]
+struct Console(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Console {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Console {
+    /// Waits until the kernel says it is ready (all components started).
+    fn wait_ready(&self, booted: &thread::JoinHandle<ExitStatus>) -> bool {
+        let needle = crate::markers::READY.as_bytes();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while Instant::now() < deadline && !booted.is_finished() {
+            if self
+                .0
+                .lock()
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
 /// Waits for QEMU's gdbstub to accept a connection.
 fn connect(port: u16, booted: &thread::JoinHandle<ExitStatus>) -> Option<GdbRemote> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -176,8 +220,10 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
     run.qemu_args
         .extend(["-gdb".to_string(), format!("tcp:127.0.0.1:{port}")]);
     let (runner_host, stop) = (host.batch(), host.stop.clone());
+    let console = Console::default();
+    let mut out = console.clone();
     let booted = thread::spawn(move || {
-        let (mut out, mut err) = (std::io::sink(), std::io::stderr());
+        let mut err = std::io::stderr();
         let mut io = Streams {
             out: &mut out,
             err: &mut err,
@@ -202,6 +248,12 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
     };
     // The stub stopped the guest when we connected.
     let _ = gdb.resume();
+    if !console.wait_ready(&booted) {
+        io.say("profile: the kernel never said it was ready");
+        let _ = gdb.detach();
+        stop.request(libc_sigterm());
+        return booted.join().unwrap_or(ExitStatus::Failed);
+    }
     thread::sleep(Duration::from_secs_f64(opts.skip));
     io.say(&format!(
         "profile: sampling {} for {} s every {} ms",
@@ -213,7 +265,7 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
     let _ = gdb.detach();
     stop.request(libc_sigterm());
     let _ = booted.join();
-    let _ = std::io::Write::write_all(io.out, tally.report(opts.top).as_bytes());
+    let _ = io.out.write_all(tally.report(opts.top).as_bytes());
     if tally.samples == 0 {
         io.say("profile: no samples (did the OS stop before sampling began?)");
         return ExitStatus::Failed;
@@ -284,5 +336,8 @@ ffffffff80003000 W memcpy
             "{report}"
         );
         assert!(!report.contains("memcpy"), "{report}");
+        // Outside every function (firmware, say): the page is named.
+        t.add(&s, &[0xe_a123]);
+        assert_eq!(t.own["? (page 0xea000)"], 1);
     }
 }
