@@ -22,7 +22,6 @@ use std::net::TcpStream;
 use std::process::Child;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
@@ -41,6 +40,7 @@ use crate::process::forward_lines;
 use crate::qemu;
 use crate::qemu::Machine;
 use crate::run::RunOptions;
+use crate::shared_text::SharedText;
 
 const RPS_SECONDS: f64 = 10.0;
 const MIB_SECONDS: f64 = 10.0;
@@ -137,46 +137,6 @@ impl Guest {
     }
 }
 
-/// Collects console lines.
-#[derive(Clone, Default)]
-struct Console(Arc<Mutex<String>>);
-
-impl Console {
-    fn wait_for(&self, needle: &str, mut alive: impl FnMut() -> bool) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < BOOT_TIMEOUT {
-            if self.0.lock().unwrap().contains(needle) {
-                return true;
-            }
-            if !alive() {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-
-    fn tail(&self) -> String {
-        let text = self.0.lock().unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Write for Console {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap()
-            .push_str(&String::from_utf8_lossy(data));
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
     let mut host = host.clone();
     host.http_port = port;
@@ -186,7 +146,7 @@ fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
     run.build = false;
     run.kernel = opts.kernel.clone();
     run.timeout = Some(BOOT_TIMEOUT.as_secs_f64() + 600.0);
-    let console = Console::default();
+    let console = SharedText::new();
     let (mut out, mut err) = (console.clone(), console.clone());
     let runner_host = host.clone();
     let runner = thread::spawn(move || {
@@ -196,10 +156,10 @@ fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
         };
         crate::run::run(&runner_host, &run, &mut io);
     });
-    if !console.wait_for(markers::HTTPD_SERVING, || !runner.is_finished()) {
+    if !console.wait_while(markers::HTTPD_SERVING, BOOT_TIMEOUT, || !runner.is_finished()) {
         eprintln!(
             "bench: Starina's httpd did not come up; its console:\n{}",
-            console.tail()
+            console.tail(30)
         );
         Guest::Starina { host, runner }.stop();
         return None;
@@ -317,17 +277,17 @@ fn boot_linux(host: &Host, port: u16) -> Option<Guest> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut child = cmd.spawn().map_err(|e| fail(e.to_string())).ok()?;
-    let console = Console::default();
+    let console = SharedText::new();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     forward_lines(child.stdout.take().expect("piped"), tx, |l| l);
     let mut sink = console.clone();
     thread::spawn(move || rx.into_iter().for_each(|l| drop(writeln!(sink, "{l}"))));
-    if !console.wait_for(markers::BENCH_LINUX_READY, || {
+    if !console.wait_while(markers::BENCH_LINUX_READY, BOOT_TIMEOUT, || {
         matches!(child.try_wait(), Ok(None))
     }) {
         eprintln!(
             "bench: Linux did not come up; its console:\n{}",
-            console.tail()
+            console.tail(30)
         );
         stop_qemu(&mut child);
         return None;

@@ -31,6 +31,7 @@ pub mod profile;
 pub mod qemu;
 pub mod run;
 pub mod selftest;
+pub mod shared_text;
 pub mod stages;
 pub mod status;
 

@@ -8,11 +8,8 @@
 //! fall where the instructions are; without it, where the time is.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
@@ -22,7 +19,9 @@ use crate::host::free_port;
 use crate::host::Host;
 use crate::host::Streams;
 use crate::run::RunOptions;
+use crate::shared_text::SharedText;
 use crate::status::ExitStatus;
+use crate::status::SIGTERM;
 
 /// `starina profile` options.
 #[derive(Clone, Debug)]
@@ -163,42 +162,6 @@ fn sample(gdb: &mut GdbRemote, symbols: &Symbols, opts: &ProfileOptions) -> Tall
     tally
 }
 
-/// The console, shared with the thread that runs QEMU.
-#[derive(Clone, Default)]
-struct Console(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Console {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Console {
-    /// Waits until the kernel says it is ready (all components started).
-    fn wait_ready(&self, booted: &thread::JoinHandle<ExitStatus>) -> bool {
-        let needle = crate::markers::READY.as_bytes();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while Instant::now() < deadline && !booted.is_finished() {
-            if self
-                .0
-                .lock()
-                .unwrap()
-                .windows(needle.len())
-                .any(|w| w == needle)
-            {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
 /// Waits for QEMU's gdbstub to accept a connection.
 fn connect(port: u16, booted: &thread::JoinHandle<ExitStatus>) -> Option<GdbRemote> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -220,7 +183,7 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
     run.qemu_args
         .extend(["-gdb".to_string(), format!("tcp:127.0.0.1:{port}")]);
     let (runner_host, stop) = (host.batch(), host.stop.clone());
-    let console = Console::default();
+    let console = SharedText::new();
     let mut out = console.clone();
     let booted = thread::spawn(move || {
         let mut err = std::io::stderr();
@@ -248,10 +211,13 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
     };
     // The stub stopped the guest when we connected.
     let _ = gdb.resume();
-    if !console.wait_ready(&booted) {
+    let ready = console.wait_while(crate::markers::READY, Duration::from_secs(300), || {
+        !booted.is_finished()
+    });
+    if !ready {
         io.say("profile: the kernel never said it was ready");
         let _ = gdb.detach();
-        stop.request(libc_sigterm());
+        stop.request(SIGTERM);
         return booted.join().unwrap_or(ExitStatus::Failed);
     }
     thread::sleep(Duration::from_secs_f64(opts.skip));
@@ -263,7 +229,7 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
     ));
     let tally = sample(&mut gdb, &symbols, opts);
     let _ = gdb.detach();
-    stop.request(libc_sigterm());
+    stop.request(SIGTERM);
     let _ = booted.join();
     let _ = io.out.write_all(tally.report(opts.top).as_bytes());
     if tally.samples == 0 {
@@ -271,11 +237,6 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
         return ExitStatus::Failed;
     }
     ExitStatus::Success
-}
-
-/// SIGTERM: how `run` is told to stop QEMU (as on a Ctrl-C).
-fn libc_sigterm() -> i32 {
-    15
 }
 
 #[cfg(test)]

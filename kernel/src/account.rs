@@ -118,12 +118,6 @@ pub fn check(account: u8) -> Result<(), Error> {
     }
 }
 
-/// (bytes held by the current instance, its limit).
-pub fn usage(account: u8) -> (usize, usize) {
-    let a = get(account);
-    (a.instance_use(), a.limit.load(Ordering::Relaxed))
-}
-
 /// Bytes charged to an account for a large kernel object (a thread stack,
 /// guest RAM, a DMA buffer), given back when the object goes.
 pub struct Charge {
@@ -160,9 +154,9 @@ mod tests {
         start_instance(100, 1000);
         let a = Charge::try_new(100, 600).unwrap();
         assert!(matches!(Charge::try_new(100, 500), Err(Error::OverBudget)));
-        assert_eq!(usage(100).0, 600);
+        assert_eq!(get(100).instance_use(), 600);
         drop(a);
-        assert_eq!(usage(100).0, 0);
+        assert_eq!(get(100).instance_use(), 0);
         assert!(Charge::try_new(100, 1000).is_ok());
     }
 
@@ -186,13 +180,13 @@ mod tests {
         start_instance(102, 100);
         get(102).charge(90); // leaked by an instance that died
         start_instance(102, 100);
-        assert_eq!(usage(102).0, 0);
+        assert_eq!(get(102).instance_use(), 0);
         assert!(get(102).fits(100));
         assert!(!get(102).fits(101));
         // The leak freed later gives room, never a negative count.
         get(102).charge(5);
         get(102).uncharge(90);
-        assert_eq!(usage(102).0, 0);
+        assert_eq!(get(102).instance_use(), 0);
     }
 
     #[test]

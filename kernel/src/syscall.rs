@@ -203,26 +203,13 @@ impl KernelApi for Kernel {
             if handles.len() > MESSAGE_HANDLES_MAX {
                 return Err(Error::TooManyHandles);
             }
-            let mut table = table();
+            let table = table();
             let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?.clone();
             let moved = handles_to_move(&table, ch, &channel, handles)?;
             let msg = ChannelMessage::new(kind, data, moved)?;
             channel.send(msg).map_err(|(e, _msg)| e)?;
-            // Delivered: the handles now belong to the message. The table's copies
-            // share the objects, so removing them destroys nothing.
-            let mut left: [Option<Handle>; MESSAGE_HANDLES_MAX] = Default::default();
-            for (slot, &id) in left.iter_mut().zip(handles) {
-                *slot = table.remove(id).ok();
-            }
-            drop(table);
-            // A moved handle leaves every poll, as a closed one does: a poll
-            // left watching it would report it under a number that now names
-            // something else, and keep it alive (a poll moved into the queue
-            // of a channel end it watches would never be freed).
-            for (h, &id) in left.iter().zip(handles) {
-                if let Some(h) = h {
-                    leave_polls(id, &h.object);
-                }
+            if !handles.is_empty() {
+                handles_moved(table, handles);
             }
             Ok(())
         })
@@ -547,6 +534,25 @@ fn close(
     // Dropped outside the table lock: a channel end's drop notifies its peer.
     drop(removed);
     Ok(())
+}
+
+/// The handles a delivered message moved leave the caller: the message now
+/// holds them. The table's copies share the objects, so removing them
+/// destroys nothing. Each leaves every poll, as a closed one does: a poll
+/// left watching it would report it under a number that now names
+/// something else, and keep it alive (a poll moved into the queue of a
+/// channel end it watches would never be freed).
+fn handles_moved(mut table: SpinLockGuard<'static, HandleTable>, handles: &[HandleId]) {
+    let mut left: [Option<Handle>; MESSAGE_HANDLES_MAX] = Default::default();
+    for (slot, &id) in left.iter_mut().zip(handles) {
+        *slot = table.remove(id).ok();
+    }
+    drop(table);
+    for (h, &id) in left.iter().zip(handles) {
+        if let Some(h) = h {
+            leave_polls(id, &h.object);
+        }
+    }
 }
 
 /// Removes the entries for `handle` (naming `object`) from every poll that

@@ -21,10 +21,9 @@ use starina_host::kernel::Progress;
 pub mod frames;
 pub mod http;
 mod live;
-mod shared_text;
 
 pub use live::LiveGuest;
-pub use shared_text::SharedText;
+pub use starina_host::shared_text::SharedText;
 pub use starina_host::markers;
 pub use starina_host::ExitStatus;
 use starina_host::Host;

@@ -93,13 +93,9 @@ impl Drop for LiveGuest {
         // A test failing while the guest runs: show what the guest said
         // last, so the failure can be understood from the test's output.
         if thread::panicking() {
-            let console = self.console();
-            let lines: Vec<&str> = console.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..];
             eprintln!(
-                "--- the guest's console, last {} lines ---\n{}\n--- end of console ---",
-                tail.len(),
-                tail.join("\n")
+                "--- the guest's console, last {CONSOLE_TAIL_LINES} lines ---\n{}\n--- end of console ---",
+                self.console.tail(CONSOLE_TAIL_LINES)
             );
         }
         // As a Ctrl-C would: the run stops QEMU and returns.

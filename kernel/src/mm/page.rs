@@ -2,6 +2,9 @@
 //! range, first fit from a moving hint. Simple, O(pages) worst case, and
 //! only on slow paths (heap refills, stacks, big buffers).
 
+use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::Ordering;
+
 use super::RamRegion;
 use super::DIRECT_MAP_SIZE;
 use super::PAGE_SIZE;
@@ -14,23 +17,22 @@ struct Bitmap {
     /// 1 = used (or not RAM).
     bits: [u64; WORDS],
     hint: usize,
-    free: usize,
     total: usize,
 }
 
-/// `Bitmap::free`, readable without the lock (a budget check on every
+/// Free pages. Changed only with the `PAGES` lock held (so a check and the
+/// change that follows it agree), read without it (a budget check on every
 /// send reads it).
-static FREE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static FREE: AtomicUsize = AtomicUsize::new(0);
 
 /// Free pages now (a snapshot, without the allocator's lock).
 pub fn free_count() -> usize {
-    FREE.load(core::sync::atomic::Ordering::Relaxed)
+    FREE.load(Ordering::Relaxed)
 }
 
 static PAGES: SpinLock<Bitmap> = SpinLock::new(Bitmap {
     bits: [u64::MAX; WORDS],
     hint: 0,
-    free: 0,
     total: 0,
 });
 
@@ -92,9 +94,8 @@ pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)]) {
         }
     }
     let free = bm.bits.iter().map(|w| w.count_zeros() as usize).sum();
-    bm.free = free;
     bm.total = free;
-    FREE.store(free, core::sync::atomic::Ordering::Relaxed);
+    FREE.store(free, Ordering::Relaxed);
 }
 
 /// Allocates `count` physically contiguous pages; returns the physical
@@ -104,7 +105,7 @@ pub fn alloc_pages(count: usize) -> Option<u64> {
         return None;
     }
     let mut bm = PAGES.lock();
-    if bm.free < count {
+    if free_count() < count {
         return None;
     }
     let hint = bm.hint;
@@ -114,8 +115,7 @@ pub fn alloc_pages(count: usize) -> Option<u64> {
     for p in start..start + count {
         bm.set(p, true);
     }
-    bm.free -= count;
-    FREE.store(bm.free, core::sync::atomic::Ordering::Relaxed);
+    FREE.fetch_sub(count, Ordering::Relaxed);
     bm.hint = start + count;
     Some((start * PAGE_SIZE) as u64)
 }
@@ -127,7 +127,7 @@ pub fn alloc_pages_aligned(count: usize, align: usize) -> Option<u64> {
         return None;
     }
     let mut bm = PAGES.lock();
-    if bm.free < count {
+    if free_count() < count {
         return None;
     }
     let mut start = 0;
@@ -137,8 +137,7 @@ pub fn alloc_pages_aligned(count: usize, align: usize) -> Option<u64> {
                 for p in start..start + count {
                     bm.set(p, true);
                 }
-                bm.free -= count;
-                FREE.store(bm.free, core::sync::atomic::Ordering::Relaxed);
+                FREE.fetch_sub(count, Ordering::Relaxed);
                 return Some((start * PAGE_SIZE) as u64);
             }
             _ => start += align,
@@ -163,10 +162,9 @@ pub fn free_pages(phys: u64, count: usize) {
         debug_assert!(bm.is_used(p), "double free of page {p:#x}");
         if bm.is_used(p) {
             bm.set(p, false);
-            bm.free += 1;
+            FREE.fetch_add(1, Ordering::Relaxed);
         }
     }
-    FREE.store(bm.free, core::sync::atomic::Ordering::Relaxed);
     if first < bm.hint {
         bm.hint = first;
     }
@@ -175,5 +173,5 @@ pub fn free_pages(phys: u64, count: usize) {
 /// (free pages, total pages)
 pub fn stats() -> (usize, usize) {
     let bm = PAGES.lock();
-    (bm.free, bm.total)
+    (free_count(), bm.total)
 }

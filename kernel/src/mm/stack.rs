@@ -44,12 +44,16 @@ fn table_at(phys: u64) -> &'static mut [u64; 512] {
     unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
 }
 
-/// The PTE for `vaddr`, creating intermediate tables as needed.
-fn pte_for(vaddr: usize) -> Option<&'static mut u64> {
+/// The PTE for `vaddr`. Missing intermediate tables are created if
+/// `create`, else there is no PTE (`None`: nothing is mapped there).
+fn pte_for(vaddr: usize, create: bool) -> Option<&'static mut u64> {
     let mut table = table_at(crate::arch::boot_pml4_phys());
     for level in (1..4).rev() {
         let index = (vaddr >> (12 + 9 * level)) & 0x1ff;
         if table[index] & PRESENT == 0 {
+            if !create {
+                return None;
+            }
             let phys = page::alloc_zeroed_pages(1)?;
             super::note_kept_pages(1);
             table[index] = phys | PRESENT | WRITABLE;
@@ -80,7 +84,7 @@ impl Stack {
                 partial.unmap(i);
                 return None;
             };
-            let Some(pte) = pte_for(vaddr) else {
+            let Some(pte) = pte_for(vaddr, true) else {
                 page::free_pages(phys, 1);
                 drop(slots);
                 let partial = Stack { slot };
@@ -111,23 +115,14 @@ impl Stack {
     /// creates nothing; for the boot-time check of the interrupt stacks).
     pub fn guard_is_unmapped(&self) -> bool {
         let _slots = SLOTS.lock();
-        let vaddr = self.base() - PAGE_SIZE;
-        let mut table = table_at(crate::arch::boot_pml4_phys());
-        for level in (1..4).rev() {
-            let entry = table[(vaddr >> (12 + 9 * level)) & 0x1ff];
-            if entry & PRESENT == 0 {
-                return true;
-            }
-            table = table_at(entry & ADDR_MASK);
-        }
-        table[(vaddr >> 12) & 0x1ff] & PRESENT == 0
+        pte_for(self.base() - PAGE_SIZE, false).is_none_or(|pte| *pte & PRESENT == 0)
     }
 
     fn unmap(&self, pages: usize) {
         let _slots = SLOTS.lock();
         for i in 0..pages {
             let vaddr = self.base() + i * PAGE_SIZE;
-            if let Some(pte) = pte_for(vaddr) {
+            if let Some(pte) = pte_for(vaddr, false) {
                 if *pte & PRESENT != 0 {
                     page::free_pages(*pte & ADDR_MASK, 1);
                     *pte = 0;

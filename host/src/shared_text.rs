@@ -1,5 +1,5 @@
 //! Text written by another thread (a console, a command's output), shared
-//! with the test that waits for it.
+//! with the code that waits for it: the tests, the benchmark, the profiler.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -23,14 +23,32 @@ impl SharedText {
 
     /// Whether `needle` was written within `timeout`.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_while(needle, timeout, || true)
+    }
+
+    /// Whether `needle` was written within `timeout`, giving up early once
+    /// `alive` says the writer is gone.
+    pub fn wait_while(
+        &self,
+        needle: &str,
+        timeout: Duration,
+        mut alive: impl FnMut() -> bool,
+    ) -> bool {
         let start = Instant::now();
         while !self.text().contains(needle) {
-            if start.elapsed() >= timeout {
+            if start.elapsed() >= timeout || !alive() {
                 return false;
             }
             thread::sleep(Duration::from_millis(20));
         }
         true
+    }
+
+    /// The last `n` lines written.
+    pub fn tail(&self, n: usize) -> String {
+        let text = self.text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 }
 
