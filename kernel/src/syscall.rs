@@ -19,6 +19,7 @@ use starina::abi::Error;
 use starina::abi::HandleId;
 use starina::abi::LogLevel;
 use starina::abi::MemoryStats;
+use starina::abi::PollEvent;
 use starina::abi::Readiness;
 use starina::abi::RecvInfo;
 use starina::abi::Rights;
@@ -37,6 +38,8 @@ use crate::object::device::DeviceObject;
 use crate::object::dma::DmaMemory;
 use crate::object::interrupt::Interrupt;
 use crate::object::poll::Poll;
+use crate::object::poll::Waited;
+use crate::object::rendezvous::RecvSlot;
 use crate::object::system::SystemRight;
 use crate::object::timer::Timer;
 use crate::object::vm::GuestRam;
@@ -205,6 +208,9 @@ impl KernelApi for Kernel {
             }
             let table = table();
             let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?.clone();
+            if handles.is_empty() && channel.hand_over(kind, data)? {
+                return Ok(());
+            }
             let moved = handles_to_move(&table, ch, &channel, handles)?;
             let msg = ChannelMessage::new(kind, data, moved)?;
             channel.send(msg).map_err(|(e, _msg)| e)?;
@@ -222,20 +228,9 @@ impl KernelApi for Kernel {
         handle_buf: &mut [HandleId],
     ) -> Result<RecvInfo, Error> {
         sched::in_kernel(|| {
-            let mut table = table();
+            let table = table();
             let channel = table.get::<Channel>(ch, rights::CHANNEL_RECV)?.clone();
-            let msg = channel.recv(data.len(), handle_buf.len(), table.room())?;
-            data[..msg.data.len()].copy_from_slice(&msg.data);
-            let num_handles = msg.handles.len();
-            for (slot, h) in handle_buf.iter_mut().zip(msg.handles) {
-                // Cannot fail: `recv` checked the table's room.
-                *slot = table.insert(h)?;
-            }
-            Ok(RecvInfo {
-                kind: msg.kind,
-                data_len: msg.data.len(),
-                num_handles,
-            })
+            recv_into(&channel, table, data, handle_buf)
         })
     }
 
@@ -254,15 +249,21 @@ impl KernelApi for Kernel {
     ) -> Result<(), Error> {
         sched::in_kernel(|| {
             within_budget()?;
-            let (poll, object) = {
+            let (poll, object, receiver) = {
                 let table = table();
                 let poll = table.get::<Poll>(poll, rights::POLL_ADD)?.clone();
                 let h = table.handle(target)?;
                 let object = h.object.as_pollable().ok_or(Error::WrongObjectType)?;
                 h.require(rights::POLL_ADD_TARGET)?;
-                (poll, object)
+                let receiver = match &h.object {
+                    Object::Channel(c) if h.require(rights::CHANNEL_RECV).is_ok() => {
+                        Some(c.clone())
+                    }
+                    _ => None,
+                };
+                (poll, object, receiver)
             };
-            poll.add(target, object, interests)
+            poll.add(target, object, interests, receiver)
         })
     }
 
@@ -271,7 +272,37 @@ impl KernelApi for Kernel {
     }
 
     fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
-        sched::in_kernel(|| wait(&object::<Poll>(poll, rights::POLL_WAIT)?))
+        sched::in_kernel(|| match wait(&object::<Poll>(poll, rights::POLL_WAIT)?, None)? {
+            Waited::Ready(ready) => Ok((ready.id, ready.readiness)),
+            // Without a slot, nothing is delivered.
+            Waited::Delivered { id, .. } => Ok((id, Readiness::READABLE)),
+        })
+    }
+
+    fn poll_wait_recv(
+        &self,
+        poll: HandleId,
+        data: &mut [u8],
+        handle_buf: &mut [HandleId],
+    ) -> Result<PollEvent, Error> {
+        sched::in_kernel(|| {
+            let poll = object::<Poll>(poll, rights::POLL_WAIT)?;
+            let slot = RecvSlot::new(sched::current().id, data);
+            match wait(&poll, Some(slot))? {
+                Waited::Delivered { id, info } => Ok(PollEvent {
+                    id,
+                    ready: Readiness::READABLE,
+                    received: Some(Ok(info)),
+                }),
+                Waited::Ready(ready) => Ok(PollEvent {
+                    id: ready.id,
+                    ready: ready.readiness,
+                    received: ready
+                        .channel
+                        .map(|channel| recv_into(&channel, table(), data, handle_buf)),
+                }),
+            }
+        })
     }
 
     fn timer_create(&self) -> Result<HandleId, Error> {
@@ -597,35 +628,49 @@ fn handles_to_move(
 }
 
 /// Blocks until one object `poll` watches is ready.
-fn wait(poll: &Arc<Poll>) -> Result<(HandleId, Readiness), Error> {
+/// Receives `channel`'s next message into the caller's buffers, its
+/// handles into the caller's `table` (`channel_recv`'s work once the
+/// channel is found).
+#[inline(always)]
+fn recv_into(
+    channel: &Channel,
+    mut table: SpinLockGuard<'static, HandleTable>,
+    data: &mut [u8],
+    handle_buf: &mut [HandleId],
+) -> Result<RecvInfo, Error> {
+    let msg = channel.recv(data.len(), handle_buf.len(), table.room())?;
+    data[..msg.data.len()].copy_from_slice(&msg.data);
+    let num_handles = msg.handles.len();
+    for (slot, h) in handle_buf.iter_mut().zip(msg.handles) {
+        // Cannot fail: `recv` checked the table's room.
+        *slot = table.insert(h)?;
+    }
+    Ok(RecvInfo {
+        kind: msg.kind,
+        data_len: msg.data.len(),
+        num_handles,
+    })
+}
+
+/// Blocks until `poll` has a ready entry, or (with `slot`, the caller's
+/// receive buffer) a message delivered into the buffer.
+#[inline(always)]
+fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>) -> Result<Waited, Error> {
+    let me = sched::current_arc();
     loop {
         // The process is being torn down: return, so the call's locals (the
         // poll, and through it what it watches) drop before the thread ends
         // (the error never reaches the component; see `sched::InKernel`).
-        if sched::current().kill_requested() {
+        if me.kill_requested() {
             return Err(Error::WouldBlock);
         }
-        // Register as the waiter *before* checking, so a change between the
-        // check and the block cannot be missed. (One scan per wait instead
-        // of check, register, check again: a waiter usually has to block.)
-        let me = sched::current_arc();
-        me.prepare_block();
-        poll.set_waiter(me.clone());
-        match poll.check() {
-            Ok(Some(ready)) => {
-                poll.clear_waiter();
-                me.cancel_block();
-                return Ok(ready);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                poll.clear_waiter();
-                me.cancel_block();
-                return Err(e);
-            }
+        if let Some(done) = poll.arm(&me, slot)? {
+            return Ok(done);
         }
-        drop(me);
         sched::block_current();
+        if let Some(done) = poll.disarm(me.id) {
+            return Ok(done);
+        }
     }
 }
 

@@ -48,6 +48,25 @@ impl MessageBuffer {
     }
 }
 
+impl MessageBuffer {
+    /// The body of the message `info` describes (received into this buffer).
+    pub fn data(&self, info: &RecvInfo) -> &[u8] {
+        &self.data[..info.data_len.min(self.data.len())]
+    }
+
+    /// The handles the message `info` describes moved to this component,
+    /// now owned by the caller (taken once: the buffer forgets them).
+    pub fn take_handles(&mut self, info: &RecvInfo) -> Vec<OwnedHandle> {
+        let n = info.num_handles.min(self.handles.len());
+        self.handles[..n]
+            .iter_mut()
+            .map(|h| core::mem::replace(h, HandleId(0)))
+            .filter(|h| h.0 != 0)
+            .map(OwnedHandle::from_raw)
+            .collect()
+    }
+}
+
 impl Default for MessageBuffer {
     fn default() -> Self {
         Self::new()

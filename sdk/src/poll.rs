@@ -2,7 +2,9 @@
 
 use crate::abi::Error;
 use crate::abi::HandleId;
+use crate::abi::PollEvent;
 use crate::abi::Readiness;
+use crate::channel::MessageBuffer;
 use crate::handle::OwnedHandle;
 use crate::syscall::kernel;
 
@@ -32,6 +34,14 @@ impl Poll {
     /// Blocks until a watched object is ready.
     pub fn wait(&self) -> Result<(HandleId, Readiness), Error> {
         kernel().poll_wait(self.0.id())
+    }
+
+    /// Blocks until a watched object is ready; if it is a readable channel
+    /// (watched through a handle that may receive), also receives its next
+    /// message into `buf` (`event.received`, as [`crate::Channel::recv_raw`]
+    /// would report it). A main loop makes one call per message.
+    pub fn wait_recv(&self, buf: &mut MessageBuffer) -> Result<PollEvent, Error> {
+        kernel().poll_wait_recv(self.0.id(), &mut buf.data, &mut buf.handles)
     }
 
     pub fn id(&self) -> HandleId {

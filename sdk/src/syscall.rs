@@ -25,6 +25,7 @@ use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::LogLevel;
 use crate::abi::MemoryStats;
+use crate::abi::PollEvent;
 use crate::abi::Readiness;
 use crate::abi::RecvInfo;
 use crate::abi::Rights;
@@ -83,6 +84,16 @@ pub trait KernelApi: Sync {
     fn poll_remove(&self, poll: HandleId, target: HandleId) -> Result<(), Error>;
     /// Blocks until one watched object is ready, and says which and how.
     fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error>;
+    /// [`KernelApi::poll_wait`], and if the ready object is a channel that
+    /// is readable (and the handle may receive), [`KernelApi::channel_recv`]
+    /// from it into `data` and `handles` in the same call: a main loop
+    /// makes one call per message.
+    fn poll_wait_recv(
+        &self,
+        poll: HandleId,
+        data: &mut [u8],
+        handles: &mut [HandleId],
+    ) -> Result<PollEvent, Error>;
 
     fn timer_create(&self) -> Result<HandleId, Error>;
     /// Arms the timer to become readable `after_ns` from now (replacing any

@@ -11,6 +11,7 @@ use alloc::vec;
 
 use starina::abi::Readiness;
 use starina::channel::Channel;
+use starina::channel::MessageBuffer;
 use starina::poll::Poll;
 use starina::timer::now_ns;
 use starina::Error;
@@ -20,17 +21,21 @@ include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 /// `rounds` round trips of `size` bytes; returns ns per round trip.
 fn round_trips(echo: &Channel, poll: &Poll, size: usize, rounds: u64) -> Result<u64, Error> {
     let msg = vec![0x5a; size];
-    let mut buf = vec![0u8; size.max(16)];
+    let mut buf = MessageBuffer::new();
     let start = now_ns();
     for _ in 0..rounds {
         echo.send_data(&msg)?;
         loop {
-            poll.wait()?;
-            match echo.recv_raw(&mut buf, &mut []) {
-                Ok(info) if info.data_len == size => break,
-                Ok(_) => return Err(Error::MalformedMessage),
-                Err(Error::WouldBlock) => continue,
-                Err(e) => return Err(e),
+            let event = poll.wait_recv(&mut buf)?;
+            match event.received {
+                Some(Ok(info)) if info.data_len == size => break,
+                Some(Ok(_)) => return Err(Error::MalformedMessage),
+                Some(Err(Error::WouldBlock)) => continue,
+                Some(Err(e)) => return Err(e),
+                None if event.ready.contains(Readiness::PEER_CLOSED) => {
+                    return Err(Error::PeerClosed)
+                }
+                None => continue,
             }
         }
     }

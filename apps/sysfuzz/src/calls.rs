@@ -178,11 +178,33 @@ impl Fuzzer {
                 Some((h, kind)) if kind != Kind::Poll && kind != Kind::Unknown => h,
                 _ => Pool::invalid(&mut self.rng),
             };
-            let r = k().poll_wait(id);
-            self.note(SyscallNo::PollWait, &r);
+            if self.rng.one_in(2) {
+                let r = k().poll_wait(id);
+                self.note(SyscallNo::PollWait, &r);
+            } else {
+                let r = k().poll_wait_recv(id, &mut self.scratch[..16], &mut []);
+                self.note(SyscallNo::PollWaitRecv, &r);
+            }
             return;
         }
         self.bounded_wait();
+    }
+
+    /// `poll_wait_recv` on `poll` into buffers of random sizes (too small
+    /// ones included); handles it received are kept.
+    fn wait_recv(&mut self, poll: HandleId) {
+        let len = self.rng.size(MESSAGE_DATA_MAX, self.scratch.len());
+        let mut handles = [HandleId(0); MESSAGE_HANDLES_MAX + 1];
+        let room = self.rng.below(handles.len() as u64 + 1) as usize;
+        let r = k().poll_wait_recv(poll, &mut self.scratch[..len], &mut handles[..room]);
+        self.note(SyscallNo::PollWaitRecv, &r);
+        if let Ok(event) = r {
+            if let Some(Ok(info)) = event.received {
+                for &h in &handles[..info.num_handles.min(room)] {
+                    self.keep(h, Kind::Unknown);
+                }
+            }
+        }
     }
 
     /// A handle to a new object made by `create`, with [`WAIT_RIGHTS`]
@@ -221,9 +243,11 @@ impl Fuzzer {
             let after = self.rng.below(WAIT_MAX_NS);
             let set = k().timer_set(timer, after);
             self.note(SyscallNo::TimerSet, &set);
-            if set.is_ok() {
+            if set.is_ok() && self.rng.one_in(2) {
                 let r = k().poll_wait(poll);
                 self.note(SyscallNo::PollWait, &r);
+            } else if set.is_ok() {
+                self.wait_recv(poll);
             }
             let r = k().handle_close(timer);
             self.note(SyscallNo::HandleClose, &r);

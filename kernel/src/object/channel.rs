@@ -159,6 +159,20 @@ impl Channel {
         Ok(())
     }
 
+    /// Hands a message without handles straight to a thread waiting to
+    /// receive on the peer (see `rendezvous`), if one waits and nothing
+    /// is queued before it (order is kept). Whether it did; if not, the
+    /// caller queues it with [`Channel::send`].
+    pub fn hand_over(&self, kind: u8, data: &[u8]) -> Result<bool, Error> {
+        let Some(peer) = self.peer() else {
+            return Err(Error::PeerClosed);
+        };
+        if self.state.queued[peer.side].load(Ordering::Acquire) > 0 {
+            return Ok(false);
+        }
+        Ok(peer.listeners.deliver(&peer, kind, data))
+    }
+
     /// Takes the next message if it fits in `data_cap` bytes and
     /// `handles_cap` handles; a message too large stays queued
     /// (`BufferTooSmall`). `room` says how many handles the receiver's table

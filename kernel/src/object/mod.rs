@@ -9,6 +9,7 @@ pub mod dma;
 #[cfg(not(test))]
 pub mod interrupt;
 pub mod poll;
+pub mod rendezvous;
 pub mod system;
 pub mod timer;
 #[cfg(not(test))]
@@ -68,6 +69,16 @@ impl Listeners {
     /// The polls watching this object.
     pub fn polls(&self) -> Vec<alloc::sync::Arc<Poll>> {
         self.polls.lock().iter().filter_map(|p| p.upgrade()).collect()
+    }
+
+    /// Offers a message sent to `channel` (this object) to the polls
+    /// watching it, for a thread waiting with a receive buffer
+    /// ([`Poll::deliver`]): whether one took it.
+    pub fn deliver(&self, channel: &channel::Channel, kind: u8, data: &[u8]) -> bool {
+        let polls = self.polls.lock();
+        polls
+            .iter()
+            .any(|p| p.upgrade().is_some_and(|p| p.deliver(channel, kind, data)))
     }
 
     /// Wakes every poll watching this object.

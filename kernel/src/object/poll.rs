@@ -1,6 +1,12 @@
 //! Poll: a set of (handle, object, interests). `check` finds a ready entry;
 //! waiting (in the syscall layer) parks the caller as this poll's waiter,
 //! and any watched object's change wakes it.
+//!
+//! A thread waiting in `poll_wait_recv` also lends the poll its receive
+//! buffer (a [`RecvSlot`]): a message sent to a watched channel while the
+//! thread waits, with nothing queued before it, is copied straight into
+//! that buffer ([`Poll::deliver`]), and the thread wakes with it in hand:
+//! no queueing, no allocation, no second look (see `rendezvous`).
 
 use alloc::sync::Arc;
 use alloc::sync::Weak;
@@ -12,8 +18,12 @@ use core::sync::atomic::Ordering;
 use starina::abi::Error;
 use starina::abi::HandleId;
 use starina::abi::Readiness;
+use starina::abi::RecvInfo;
 use starina::abi::POLL_ENTRIES_MAX;
 
+use super::channel::Channel;
+use super::rendezvous::Delivered;
+use super::rendezvous::RecvSlot;
 use super::Pollable;
 use crate::sched;
 use crate::sched::Thread;
@@ -26,11 +36,37 @@ struct Entry {
     id: HandleId,
     object: Arc<dyn Pollable>,
     interests: Readiness,
+    /// The same object as a channel, if it is one and the handle may
+    /// receive from it (`poll_wait_recv` receives in the same call).
+    receiver: Option<Arc<Channel>>,
+}
+
+/// A ready entry, as [`Poll::check`] finds it.
+pub struct Ready {
+    pub id: HandleId,
+    pub readiness: Readiness,
+    /// The channel to receive from: the entry's receiver, when readable.
+    pub channel: Option<Arc<Channel>>,
+}
+
+/// What a wait came to: a ready entry, or a message delivered into the
+/// waiter's buffer.
+pub enum Waited {
+    Ready(Ready),
+    Delivered { id: HandleId, info: RecvInfo },
+}
+
+struct Inner {
+    entries: Vec<Entry>,
+    /// The waiting thread's buffer, while it waits in `poll_wait_recv`.
+    slot: Option<RecvSlot>,
+    /// A message delivered into a slot, until its owner takes the news.
+    delivered: Option<Delivered>,
 }
 
 pub struct Poll {
     me: Weak<Poll>,
-    entries: SpinLock<Vec<Entry>>,
+    inner: SpinLock<Inner>,
     /// The thread blocked in `poll_wait`, as a leaked `Arc` (null if
     /// none): swapped atomically, so waking needs no lock.
     waiter: AtomicPtr<Thread>,
@@ -42,7 +78,11 @@ impl Poll {
     pub fn new() -> Arc<Poll> {
         Arc::new_cyclic(|me| Poll {
             me: me.clone(),
-            entries: SpinLock::new(Vec::new()),
+            inner: SpinLock::new(Inner {
+                entries: Vec::new(),
+                slot: None,
+                delivered: None,
+            }),
             waiter: AtomicPtr::new(core::ptr::null_mut()),
             cursor: AtomicUsize::new(0),
         })
@@ -53,9 +93,11 @@ impl Poll {
         id: HandleId,
         object: Arc<dyn Pollable>,
         interests: Readiness,
+        receiver: Option<Arc<Channel>>,
     ) -> Result<(), Error> {
         {
-            let mut entries = self.entries.lock();
+            let mut inner = self.inner.lock();
+            let entries = &mut inner.entries;
             if entries.iter().any(|e| e.id == id) {
                 return Err(Error::AlreadyExists);
             }
@@ -67,10 +109,11 @@ impl Poll {
                 id,
                 object: object.clone(),
                 interests,
+                receiver,
             });
         }
         if let Err(e) = object.listeners().add(self.me.clone()) {
-            self.entries.lock().retain(|e| e.id != id);
+            self.inner.lock().entries.retain(|e| e.id != id);
             return Err(e);
         }
         // It may be ready already.
@@ -80,7 +123,8 @@ impl Poll {
 
     pub fn remove(&self, id: HandleId) -> Result<(), Error> {
         let entry = {
-            let mut entries = self.entries.lock();
+            let mut inner = self.inner.lock();
+            let entries = &mut inner.entries;
             let pos = entries
                 .iter()
                 .position(|e| e.id == id)
@@ -96,16 +140,20 @@ impl Poll {
 
     /// The handle `id` naming `object` was closed: stop watching it.
     pub fn forget(&self, id: HandleId, object: *const ()) {
-        self.entries
+        self.inner
             .lock()
+            .entries
             .retain(|e| !(e.id == id && Arc::as_ptr(&e.object) as *const () == object));
         // As in `remove`: the waiter looks again.
         self.notify();
     }
 
     /// One ready entry, if any: `Err(PollEmpty)` if nothing is watched.
-    pub fn check(&self) -> Result<Option<(HandleId, Readiness)>, Error> {
-        let entries = self.entries.lock();
+    pub fn check(&self) -> Result<Option<Ready>, Error> {
+        self.scan(&self.inner.lock().entries)
+    }
+
+    fn scan(&self, entries: &[Entry]) -> Result<Option<Ready>, Error> {
         let n = entries.len();
         if n == 0 {
             return Err(Error::PollEmpty);
@@ -120,11 +168,87 @@ impl Poll {
             if !ready.is_empty() {
                 e.object.consume(ready);
                 self.cursor.store(i + 1, Ordering::Relaxed);
-                return Ok(Some((e.id, ready)));
+                let channel = match ready.contains(Readiness::READABLE) {
+                    true => e.receiver.clone(),
+                    false => None,
+                };
+                return Ok(Some(Ready {
+                    id: e.id,
+                    readiness: ready,
+                    channel,
+                }));
             }
             i += 1;
         }
         Ok(None)
+    }
+
+    /// Registers `me` as the waiter, lending `slot` (if any), and looks for
+    /// a ready entry: `Some` if the wait is over already (a message
+    /// delivered since `me` last looked, or a ready entry; nothing stays
+    /// registered then), `None` if `me` is to block (it is
+    /// `prepare_block`ed; a change from here on wakes it).
+    pub fn arm(&self, me: &Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Waited>, Error> {
+        let mut inner = self.inner.lock();
+        if let Some(done) = take_delivered(&mut inner, me.id) {
+            return Ok(Some(done));
+        }
+        // Registered *before* the scan, so a change between the scan and
+        // the block cannot be missed.
+        me.prepare_block();
+        self.set_waiter(me.clone());
+        match self.scan(&inner.entries) {
+            Ok(None) => {
+                inner.slot = slot;
+                Ok(None)
+            }
+            found => {
+                self.clear_waiter();
+                me.cancel_block();
+                found.map(|ready| ready.map(Waited::Ready))
+            }
+        }
+    }
+
+    /// `me` woke (or gives up waiting): takes back its slot, and the
+    /// message delivered into it, if one was.
+    pub fn disarm(&self, me: u64) -> Option<Waited> {
+        let mut inner = self.inner.lock();
+        if inner.slot.is_some_and(|s| s.owner() == me) {
+            inner.slot = None;
+        }
+        take_delivered(&mut inner, me)
+    }
+
+    /// Copies a message (`kind`, `data`, no handles) sent to `channel`
+    /// into the buffer of the thread waiting here, if one waits with a
+    /// slot it fits, and this poll watches `channel` for `READABLE`
+    /// through a handle that may receive. Whether it did (the waiter is
+    /// woken then).
+    pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> bool {
+        let mut inner = self.inner.lock();
+        let Some(slot) = inner.slot else {
+            return false;
+        };
+        let Some(id) = inner
+            .entries
+            .iter()
+            .find(|e| {
+                e.interests.contains(Readiness::READABLE)
+                    && e.receiver.as_ref().is_some_and(|r| core::ptr::eq(&**r, channel))
+            })
+            .map(|e| e.id)
+        else {
+            return false;
+        };
+        let Some(info) = slot.fill(kind, data) else {
+            return false;
+        };
+        inner.slot = None;
+        inner.delivered = Some(Delivered::new(slot.owner(), id, info));
+        drop(inner);
+        self.notify();
+        true
     }
 
     fn take_waiter(&self) -> Option<Arc<Thread>> {
@@ -158,6 +282,20 @@ impl Poll {
     }
 }
 
+/// The delivered message, if it is `me`'s.
+fn take_delivered(inner: &mut Inner, me: u64) -> Option<Waited> {
+    match inner.delivered {
+        Some(d) if d.owner() == me => {
+            inner.delivered = None;
+            Some(Waited::Delivered {
+                id: d.id(),
+                info: d.info(),
+            })
+        }
+        _ => None,
+    }
+}
+
 impl Drop for Poll {
     fn drop(&mut self) {
         self.clear_waiter();
@@ -171,6 +309,11 @@ mod tests {
     use crate::object::channel::ChannelMessage;
     use crate::object::timer::Timer;
 
+    /// What `check` finds, without the channel.
+    fn ids(p: &Poll) -> Option<(HandleId, Readiness)> {
+        p.check().unwrap().map(|r| (r.id, r.readiness))
+    }
+
     #[test]
     fn empty_poll_is_an_error() {
         let p = Poll::new();
@@ -181,29 +324,26 @@ mod tests {
     fn reports_readable_and_peer_closed() {
         let p = Poll::new();
         let (a, b) = Channel::new_pair();
-        p.add(HandleId(1), b.clone(), Readiness::READABLE | Readiness::PEER_CLOSED)
+        p.add(HandleId(1), b.clone(), Readiness::READABLE | Readiness::PEER_CLOSED, None)
             .unwrap();
-        assert_eq!(p.check().unwrap(), None);
+        assert!(p.check().unwrap().is_none());
         a.send(ChannelMessage::new(3, b"x", Vec::new()).unwrap())
             .map_err(|e| e.0)
             .unwrap();
-        assert_eq!(p.check().unwrap(), Some((HandleId(1), Readiness::READABLE)));
+        assert_eq!(ids(&p), Some((HandleId(1), Readiness::READABLE)));
         b.recv(16, 4, 4).unwrap();
-        assert_eq!(p.check().unwrap(), None);
+        assert!(p.check().unwrap().is_none());
         drop(a);
-        assert_eq!(
-            p.check().unwrap(),
-            Some((HandleId(1), Readiness::PEER_CLOSED))
-        );
+        assert_eq!(ids(&p), Some((HandleId(1), Readiness::PEER_CLOSED)));
     }
 
     #[test]
     fn duplicates_and_unknown_entries() {
         let p = Poll::new();
         let t = Timer::new();
-        p.add(HandleId(3), t.clone(), Readiness::READABLE).unwrap();
+        p.add(HandleId(3), t.clone(), Readiness::READABLE, None).unwrap();
         assert_eq!(
-            p.add(HandleId(3), t.clone(), Readiness::READABLE).err(),
+            p.add(HandleId(3), t.clone(), Readiness::READABLE, None).err(),
             Some(Error::AlreadyExists)
         );
         assert_eq!(p.remove(HandleId(4)).err(), Some(Error::NotFound));
@@ -216,15 +356,15 @@ mod tests {
         let p = Poll::new();
         let (a1, b1) = Channel::new_pair();
         let (a2, b2) = Channel::new_pair();
-        p.add(HandleId(1), b1.clone(), Readiness::READABLE).unwrap();
-        p.add(HandleId(2), b2.clone(), Readiness::READABLE).unwrap();
+        p.add(HandleId(1), b1.clone(), Readiness::READABLE, None).unwrap();
+        p.add(HandleId(2), b2.clone(), Readiness::READABLE, None).unwrap();
         for _ in 0..3 {
             a1.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
             a2.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
         }
         // Both stay readable; the scan alternates between them.
-        let first = p.check().unwrap().unwrap().0;
-        let second = p.check().unwrap().unwrap().0;
+        let first = p.check().unwrap().unwrap().id;
+        let second = p.check().unwrap().unwrap().id;
         assert_ne!(first, second);
     }
 }

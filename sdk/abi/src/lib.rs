@@ -242,6 +242,17 @@ pub struct RecvInfo {
     pub num_handles: usize,
 }
 
+/// What `poll_wait_recv` reports: the ready object, how it is ready, and,
+/// for a readable channel the caller may read, the outcome of receiving its
+/// next message (as `channel_recv` would report it: the message, or why
+/// not, e.g. `BufferTooSmall` with the message left queued).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollEvent {
+    pub id: HandleId,
+    pub ready: Readiness,
+    pub received: Option<Result<RecvInfo, Error>>,
+}
+
 /// Log levels as carried by the `Log` call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

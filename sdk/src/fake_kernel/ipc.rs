@@ -180,6 +180,10 @@ impl Ipc {
 
     /// The next ready entry, round robin; `PollEmpty` when nothing is ready
     /// (where the real kernel would block).
+    pub fn is_channel(&self, id: HandleId) -> bool {
+        matches!(self.objects.get(&id.0), Some(Object::Channel { .. }))
+    }
+
     pub fn poll_wait(&mut self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
         let Some(Object::Poll { watched, cursor }) = self.objects.get(&poll.0) else {
             return Err(Error::InvalidHandle);

@@ -19,6 +19,7 @@ use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::LogLevel;
 use crate::abi::MemoryStats;
+use crate::abi::PollEvent;
 use crate::abi::Readiness;
 use crate::abi::RecvInfo;
 use crate::abi::Rights;
@@ -161,6 +162,23 @@ impl KernelApi for FakeKernel {
 
     fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
         self.state.lock().ipc.poll_wait(poll)
+    }
+
+    fn poll_wait_recv(
+        &self,
+        poll: HandleId,
+        data: &mut [u8],
+        handles: &mut [HandleId],
+    ) -> Result<PollEvent, Error> {
+        let mut state = self.state.lock();
+        let (id, ready) = state.ipc.poll_wait(poll)?;
+        let received = (ready.contains(Readiness::READABLE) && state.ipc.is_channel(id))
+            .then(|| state.ipc.recv(id, data, handles));
+        Ok(PollEvent {
+            id,
+            ready,
+            received,
+        })
     }
 
     fn timer_create(&self) -> Result<HandleId, Error> {

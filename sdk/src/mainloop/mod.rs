@@ -43,7 +43,9 @@ pub use handler::Handler;
 
 use crate::abi::Error;
 use crate::abi::HandleId;
+use crate::abi::PollEvent;
 use crate::abi::Readiness;
+use crate::abi::RecvInfo;
 use crate::channel::Channel;
 use crate::channel::MessageBuffer;
 use crate::handle::OwnedHandle;
@@ -61,7 +63,7 @@ enum Happened {
     Interrupt,
     /// A message is in the receive buffer.
     Received {
-        info: crate::abi::RecvInfo,
+        info: RecvInfo,
         supervisor: bool,
     },
     Failed(Error),
@@ -88,29 +90,66 @@ impl<S> Mainloop<S> {
     pub fn run<H: Handler<State = S>>(&mut self, handler: &mut H) -> Result<(), Error> {
         self.cx.stopped = false;
         while !self.cx.stopped {
-            let (id, ready) = match self.cx.poll.wait() {
-                Ok(r) => r,
+            // One call per message: the kernel receives from a readable
+            // channel as it reports it.
+            let PollEvent { id, ready, received } = match self.cx.poll.wait_recv(&mut self.buf) {
+                Ok(event) => event,
                 Err(Error::PollEmpty) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            let happened = self.find_out(id, ready);
+            let happened = match received {
+                Some(received) => self.received(id, received),
+                None => self.find_out(id, ready),
+            };
             self.dispatch(handler, id, happened);
+            if ready.contains(Readiness::WRITABLE) {
+                // After the message: its replies queue behind the outbox.
+                let flushed = self.flushed(id);
+                self.dispatch(handler, id, flushed);
+            }
         }
         Ok(())
     }
 
-    /// What `ready` on `id` means: flushes the outbox on `WRITABLE`,
-    /// receives one message on `READABLE`. Readiness is level-triggered, so
-    /// whatever is left is reported again by the next wait.
-    fn find_out(&mut self, id: HandleId, ready: Readiness) -> Happened {
-        if ready.contains(Readiness::WRITABLE) {
-            match self.cx.flush(id) {
-                Ok(true) => return Happened::Drained,
-                Ok(false) => {}
-                Err(Error::PeerClosed) => return Happened::PeerClosed,
-                Err(e) => return Happened::Failed(e),
+    /// What the kernel's receive (with the readiness report) came to.
+    fn received(&mut self, id: HandleId, received: Result<RecvInfo, Error>) -> Happened {
+        let supervisor = match self.cx.slots.get(id).map(|slot| &slot.object) {
+            Some(Object::Supervisor(_)) => true,
+            Some(Object::Channel(_)) => false,
+            // Removed since (stale readiness): close what came with it.
+            _ => {
+                if let Ok(info) = received {
+                    self.buf.handles[..info.num_handles]
+                        .iter()
+                        .for_each(|h| drop(OwnedHandle::from_raw(*h)));
+                }
+                return Happened::Nothing;
             }
+        };
+        match received {
+            Ok(info) => Happened::Received { info, supervisor },
+            Err(Error::WouldBlock) => Happened::Nothing,
+            Err(Error::PeerClosed) => Happened::PeerClosed,
+            Err(e) => Happened::Failed(e),
         }
+    }
+
+    /// `WRITABLE` on `id`: flushes its outbox.
+    fn flushed(&mut self, id: HandleId) -> Happened {
+        match self.cx.flush(id) {
+            Ok(true) => Happened::Drained,
+            Ok(false) => Happened::Nothing,
+            Err(Error::PeerClosed) => Happened::PeerClosed,
+            Err(e) => Happened::Failed(e),
+        }
+    }
+
+    /// What `ready` on `id` means when the kernel received nothing with it:
+    /// a timer, an interrupt, the peer gone, or a channel this handle may
+    /// not receive from (the receive says why). Readiness is
+    /// level-triggered, so whatever is left is reported again by the next
+    /// wait.
+    fn find_out(&mut self, id: HandleId, ready: Readiness) -> Happened {
         let (ch, supervisor) = match self.cx.slots.get(id).map(|slot| &slot.object) {
             None => return Happened::Nothing, // removed since: stale readiness
             Some(Object::Timer(_)) => return Happened::Timer,
@@ -119,14 +158,13 @@ impl<S> Mainloop<S> {
             Some(Object::Channel(ch)) => (ch, false),
         };
         if ready.contains(Readiness::READABLE) {
-            match ch.recv_raw(&mut self.buf.data, &mut self.buf.handles) {
-                Ok(info) => return Happened::Received { info, supervisor },
-                Err(Error::WouldBlock) => {}
-                Err(Error::PeerClosed) => return Happened::PeerClosed,
-                Err(e) => return Happened::Failed(e),
+            let received = ch.recv_raw(&mut self.buf.data, &mut self.buf.handles);
+            if let Ok(info) = received {
+                return Happened::Received { info, supervisor };
             }
+            return self.received(id, received);
         }
-        if ready.contains(Readiness::PEER_CLOSED) && !ready.contains(Readiness::READABLE) {
+        if ready.contains(Readiness::PEER_CLOSED) {
             return Happened::PeerClosed;
         }
         Happened::Nothing
