@@ -191,6 +191,15 @@ impl Thread {
     }
 }
 
+#[cfg(test)]
+impl Thread {
+    /// A running thread of a throwaway process, for unit tests.
+    pub fn for_test(id: u64) -> Arc<Thread> {
+        let process = Process::new("test", None, 0);
+        Arc::new(Thread::new(id, process, ThreadState::Running, TrapFrame, None))
+    }
+}
+
 /// `Thread::resume` values.
 const RESUME_FRAME: u8 = 0;
 const RESUME_STACK: u8 = 1;
@@ -493,8 +502,8 @@ switch_to_frame:
     /// the caller saves `prev` and resumes `next`.
     fn choose(s: &mut Scheduler, force: bool, now: u64) -> Outcome {
         let prev = s.current.take().expect("no current thread");
-        let idle = s.idle.clone().expect("scheduler not initialized");
-        let prev_is_idle = Arc::ptr_eq(&prev, &idle);
+        let idle = s.idle.as_ref().expect("scheduler not initialized");
+        let prev_is_idle = Arc::ptr_eq(&prev, idle);
         let prev_state = prev.state();
         if prev_state == ThreadState::Running && !prev_is_idle && (!force || s.runqueue.is_empty())
         {
@@ -518,7 +527,7 @@ switch_to_frame:
             match s.runqueue.pop_front() {
                 Some(t) if t.state() == ThreadState::Runnable => break t,
                 Some(_) => continue,
-                None => break idle.clone(),
+                None => break s.idle.clone().expect("scheduler not initialized"),
             }
         };
         next.state

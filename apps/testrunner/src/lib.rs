@@ -68,7 +68,8 @@ macro_rules! check {
     };
 }
 
-// After `check!`, which it uses.
+// After `check!`, which they use.
+mod handoff;
 mod xsetbv;
 
 fn expect_err<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) -> TestResult {
@@ -433,6 +434,13 @@ fn teardown_releases_what_waiting_threads_hold(cx: &mut Ctx) -> TestResult {
         Ok(_) => return Err("crasher did not send the held channel".to_string()),
         Err(e) => return Err(format!("no held channel: {e}")),
     };
+    // The waiter lent its buffer to its poll (`wait_recv`): a message sent
+    // now may be handed into it while the thread is being torn down. That
+    // must harm no one (the thread takes its buffer back as it ends).
+    match held.send_data(b"into a dying waiter") {
+        Ok(()) | Err(Error::PeerClosed) => {}
+        Err(e) => return Err(format!("send to the dying waiter: {e}")),
+    }
     expect_peer_closed(&cx.crasher, &mut cx.buf)?;
     expect_peer_closed(&held, &mut cx.buf).map_err(|e| format!("the waiting thread's end: {e}"))?;
     cx.crasher = wait_reconnect(cx, "crasher")?;
@@ -714,6 +722,7 @@ type Test = (&'static str, fn(&mut Ctx) -> TestResult);
 const TESTS: &[Test] = &[
     ("echo_round_trips", echo_round_trips),
     ("many_round_trips", many_round_trips),
+    ("handoff_keeps_order", handoff::handoff_keeps_order),
     ("readme_greeter", readme_greeter),
     ("invalid_handle", invalid_handle),
     ("wrong_object_type", wrong_object_type),

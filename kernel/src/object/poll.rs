@@ -227,7 +227,8 @@ impl Poll {
     /// woken then).
     pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> bool {
         let mut inner = self.inner.lock();
-        let Some(slot) = inner.slot else {
+        // One delivery at a time: the last one's owner has not taken it.
+        let (Some(slot), None) = (inner.slot, inner.delivered) else {
             return false;
         };
         let Some(id) = inner
@@ -308,6 +309,7 @@ mod tests {
     use crate::object::channel::Channel;
     use crate::object::channel::ChannelMessage;
     use crate::object::timer::Timer;
+    use crate::object::rendezvous::RecvSlot;
 
     /// What `check` finds, without the channel.
     fn ids(p: &Poll) -> Option<(HandleId, Readiness)> {
@@ -349,6 +351,110 @@ mod tests {
         assert_eq!(p.remove(HandleId(4)).err(), Some(Error::NotFound));
         p.remove(HandleId(3)).unwrap();
         assert_eq!(p.check().err(), Some(Error::PollEmpty));
+    }
+
+    /// A poll watching `b` (id 1) for messages, through a handle that may
+    /// receive, and a running thread 7 about to wait on it.
+    fn receiving() -> (Arc<Poll>, Arc<Channel>, Arc<Channel>, Arc<Thread>) {
+        let p = Poll::new();
+        let (a, b) = Channel::new_pair();
+        p.add(HandleId(1), b.clone(), Readiness::READABLE, Some(b.clone()))
+            .unwrap();
+        (p, a, b, Thread::for_test(7))
+    }
+
+    fn delivered(w: Option<Waited>) -> Option<(HandleId, RecvInfo)> {
+        match w {
+            Some(Waited::Delivered { id, info }) => Some((id, info)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_waiting_receiver_gets_the_message_in_its_buffer() {
+        let (p, a, _b, me) = receiving();
+        let mut buf = [0u8; 16];
+        let slot = RecvSlot::new(7, &mut buf);
+        assert!(p.arm(&me, Some(slot)).unwrap().is_none());
+        assert_eq!(a.hand_over(3, b"hello"), Ok(true));
+        // The slot is used up: the next message queues.
+        assert_eq!(a.hand_over(3, b"again"), Ok(false));
+        let (id, info) = delivered(p.disarm(7)).expect("nothing delivered");
+        assert_eq!((id, info.kind, info.data_len, info.num_handles), (HandleId(1), 3, 5, 0));
+        assert_eq!(&buf[..5], b"hello");
+        assert!(p.disarm(7).is_none());
+    }
+
+    #[test]
+    fn a_queued_message_goes_first() {
+        let (p, a, b, me) = receiving();
+        a.send(ChannelMessage::new(3, b"first", Vec::new()).unwrap())
+            .map_err(|e| e.0)
+            .unwrap();
+        let mut buf = [0u8; 16];
+        // Ready at once: the slot is never lent, so nothing overtakes.
+        let armed = p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap();
+        assert!(matches!(armed, Some(Waited::Ready(Ready { id: HandleId(1), .. }))));
+        assert_eq!(a.hand_over(3, b"second"), Ok(false));
+        assert_eq!(b.recv(16, 4, 4).unwrap().data, b"first");
+    }
+
+    #[test]
+    fn a_message_too_big_for_the_buffer_is_queued() {
+        let (p, a, b, me) = receiving();
+        let mut buf = [0u8; 4];
+        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert_eq!(a.hand_over(3, b"too long"), Ok(false));
+        assert!(p.disarm(7).is_none());
+        assert_eq!(buf, [0; 4]);
+        assert_eq!(b.queued(), 0);
+    }
+
+    #[test]
+    fn nothing_is_delivered_without_a_slot_or_the_right_to_receive() {
+        let (p, a, _b, me) = receiving();
+        assert!(p.arm(&me, None).unwrap().is_none());
+        assert_eq!(a.hand_over(3, b"x"), Ok(false));
+        p.disarm(7);
+
+        let q = Poll::new();
+        let (c, d) = Channel::new_pair();
+        q.add(HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(q.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert_eq!(c.hand_over(3, b"x"), Ok(false));
+        assert!(q.disarm(7).is_none());
+    }
+
+    /// Preempted after arming, before it blocks (`switch` cancels the
+    /// block): the wake finds it running and does nothing, and the thread
+    /// still finds the message when it gets to look.
+    #[test]
+    fn a_receiver_preempted_before_blocking_still_gets_the_message() {
+        let (p, a, _b, me) = receiving();
+        let mut buf = [0u8; 16];
+        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        me.cancel_block();
+        assert_eq!(a.hand_over(3, b"while away"), Ok(true));
+        let (_, info) = delivered(p.disarm(7)).expect("nothing delivered");
+        assert_eq!(&buf[..info.data_len], b"while away");
+    }
+
+    #[test]
+    fn only_the_slots_owner_takes_the_delivery() {
+        let (p, a, _b, me) = receiving();
+        let mut buf = [0u8; 16];
+        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert_eq!(a.hand_over(3, b"for 7"), Ok(true));
+        // Another thread arming meanwhile neither takes it nor lends a slot
+        // over it.
+        let other = Thread::for_test(8);
+        let mut other_buf = [0u8; 16];
+        assert!(p.arm(&other, Some(RecvSlot::new(8, &mut other_buf))).unwrap().is_none());
+        // The undelivered news stays 7's: the next message queues.
+        assert_eq!(a.hand_over(3, b"for 8"), Ok(false));
+        assert!(p.disarm(8).is_none());
+        assert!(delivered(p.disarm(7)).is_some());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - `hog` -> allocates 1 MiB blocks until an allocation fails (its
 //!   memory budget, spec `memory_limit_mib`): that ends it alone
 //! - `wait-panic` -> sends the client one end of a new channel (an `Open`
-//!   for `held`), parks a thread in `poll_wait` on the other end, then
+//!   for `held`), parks a thread in `poll_wait_recv` on the other end (its buffer lent), then
 //!   panics: teardown must end that thread without leaking what its call
 //!   holds, so the client's end sees peer-closed
 #![no_std]
@@ -30,6 +30,7 @@ use starina::abi::Readiness;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
+use starina::channel::MessageBuffer;
 use starina::poll::Poll;
 use starina::Channel;
 use starina::Error;
@@ -93,7 +94,9 @@ fn panic_while_a_thread_waits(cx: &mut Cx<()>, id: HandleId) -> Result<(), Error
         let Ok(poll) = Poll::create() else { return };
         if poll.add(kept.id(), Readiness::READABLE).is_ok() {
             flag.store(true, Ordering::Release);
-            let _ = poll.wait();
+            // Lending its buffer: a message may be handed into it.
+            let mut buf = MessageBuffer::new();
+            let _ = poll.wait_recv(&mut buf);
         }
     })?;
     while !waiting.load(Ordering::Acquire) {
