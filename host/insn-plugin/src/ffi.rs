@@ -15,6 +15,7 @@ use crate::classify::classify;
 use crate::classify::Kind;
 use crate::control;
 use crate::shadow::Profile;
+use crate::shadow::Transfer;
 
 /// Opaque handles QEMU passes to the translation callback.
 #[repr(C)]
@@ -43,8 +44,7 @@ type AtExitCb = extern "C" fn(id: u64, udata: *mut c_void);
 /// `enum qemu_plugin_cb_flags`: QEMU_PLUGIN_CB_NO_REGS.
 const CB_NO_REGS: c_int = 0;
 /// `enum qemu_plugin_mem_rw`.
-const MEM_R: c_int = 1;
-const MEM_W: c_int = 2;
+const MEM_RW: c_int = 3;
 
 extern "C" {
     fn qemu_plugin_register_vcpu_tb_trans_cb(id: u64, cb: TbTransCb);
@@ -54,6 +54,13 @@ extern "C" {
         flags: c_int,
         udata: *mut c_void,
     );
+    fn qemu_plugin_register_vcpu_insn_exec_cb(
+        insn: *mut Insn,
+        cb: VcpuUdataCb,
+        flags: c_int,
+        udata: *mut c_void,
+    );
+    fn qemu_plugin_mem_is_store(info: u32) -> bool;
     fn qemu_plugin_register_vcpu_mem_cb(
         insn: *mut Insn,
         cb: MemCb,
@@ -103,15 +110,36 @@ extern "C" fn on_block(vcpu: c_uint, udata: *mut c_void) {
     with_profile(|p| p.block(vcpu as usize, block.addr, block.insns));
 }
 
-extern "C" fn on_call_store(vcpu: c_uint, _info: u32, vaddr: u64, _udata: *mut c_void) {
-    with_profile(|p| p.call(vcpu as usize, vaddr));
+extern "C" fn on_call(vcpu: c_uint, _udata: *mut c_void) {
+    with_profile(|p| p.arm(vcpu as usize, Transfer::Call));
 }
 
-extern "C" fn on_ret_load(vcpu: c_uint, _info: u32, vaddr: u64, _udata: *mut c_void) {
-    with_profile(|p| p.ret(vcpu as usize, vaddr));
+extern "C" fn on_ret(vcpu: c_uint, _udata: *mut c_void) {
+    with_profile(|p| p.arm(vcpu as usize, Transfer::Ret));
 }
 
-/// Hooks a call's store of its return address, or a ret's load of it.
+extern "C" fn on_iret(vcpu: c_uint, _udata: *mut c_void) {
+    with_profile(|p| p.iret(vcpu as usize));
+}
+
+fn access(vcpu: c_uint, transfer: Transfer, info: u32, vaddr: u64) {
+    // SAFETY: `info` is the handle QEMU passed to this memory callback.
+    let store = unsafe { qemu_plugin_mem_is_store(info) };
+    with_profile(|p| p.access(vcpu as usize, transfer, store, vaddr));
+}
+
+extern "C" fn on_call_access(vcpu: c_uint, info: u32, vaddr: u64, _udata: *mut c_void) {
+    access(vcpu, Transfer::Call, info, vaddr);
+}
+
+extern "C" fn on_ret_access(vcpu: c_uint, info: u32, vaddr: u64, _udata: *mut c_void) {
+    access(vcpu, Transfer::Ret, info, vaddr);
+}
+
+/// Hooks a call or ret: when it starts, and its stack access (a call's
+/// store of its return address, a ret's load of it). Both kinds of access
+/// are asked for: QEMU 7.2 reports a block-ending load to few callbacks
+/// registered for loads only.
 fn instrument(insn: *mut Insn) {
     // SAFETY: `insn` is valid during the translation callback; QEMU's
     // data pointer covers `qemu_plugin_insn_size` bytes for that long.
@@ -119,15 +147,29 @@ fn instrument(insn: *mut Insn) {
         let data = qemu_plugin_insn_data(insn) as *const u8;
         std::slice::from_raw_parts(data, qemu_plugin_insn_size(insn))
     };
-    let hook: Option<(MemCb, c_int)> = match classify(bytes) {
-        Kind::Call => Some((on_call_store, MEM_W)),
-        Kind::Ret => Some((on_ret_load, MEM_R)),
-        Kind::Iret | Kind::Jump | Kind::Other => None,
+    let (start, access): (VcpuUdataCb, MemCb) = match classify(bytes) {
+        Kind::Call => (on_call, on_call_access),
+        Kind::Ret => (on_ret, on_ret_access),
+        Kind::Iret => {
+            // SAFETY: as below; no memory callback is needed.
+            unsafe {
+                qemu_plugin_register_vcpu_insn_exec_cb(
+                    insn,
+                    on_iret,
+                    CB_NO_REGS,
+                    std::ptr::null_mut(),
+                )
+            };
+            return;
+        }
+        Kind::Jump | Kind::Other => return,
     };
-    if let Some((cb, rw)) = hook {
-        // SAFETY: `insn` is being translated; the callback is a plain
-        // function that ignores its user data.
-        unsafe { qemu_plugin_register_vcpu_mem_cb(insn, cb, CB_NO_REGS, rw, std::ptr::null_mut()) };
+    let none = std::ptr::null_mut();
+    // SAFETY: `insn` is being translated; the callbacks are plain
+    // functions that ignore their user data.
+    unsafe {
+        qemu_plugin_register_vcpu_insn_exec_cb(insn, start, CB_NO_REGS, none);
+        qemu_plugin_register_vcpu_mem_cb(insn, access, CB_NO_REGS, MEM_RW, none);
     }
 }
 

@@ -9,10 +9,13 @@
 //! left it. A slot found nowhere (a thread's first run, a frame pushed
 //! before the profile began) starts a new, empty stack.
 //!
+//! An `iretq` (the end of an interrupt, or the kernel starting a thread
+//! from a saved frame) starts a new stack too: the code after it counts at
+//! the root until one of its rets finds its frame on a known stack.
+//!
 //! Approximate: an interrupt's handler is counted under the interrupted
-//! function; after an `iretq` into another thread, that thread's
-//! instructions count under the previous stack until its function returns;
-//! a stack slot reused by a new thread may match a frame of a dead one.
+//! function; code after an `iretq` counts at the root until its function
+//! returns; a stack slot reused by a new thread may match a dead one's.
 //! Instruction counts themselves are exact: every executed block adds its
 //! instruction count (a block that faults part-way counts whole).
 
@@ -43,7 +46,7 @@ impl Hasher for IntHasher {
         self.write_u64(n as u64);
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7cc1_b727_220a_95);
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
@@ -69,12 +72,21 @@ struct Stack {
     last_used: u64,
 }
 
+/// A control transfer whose stack slot is awaited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    Call,
+    Ret,
+}
+
 #[derive(Default)]
 struct Cpu {
     stacks: Vec<Stack>,
     current: usize,
     /// A call's slot, until the callee's first block runs.
     pending_call: Option<u64>,
+    /// A call or ret is executing: its stack access is the next one seen.
+    armed: Option<Transfer>,
     clock: u64,
 }
 
@@ -90,6 +102,12 @@ pub struct Profile {
     pub switches: u64,
     /// Rets that found their frame nowhere (a new stack began).
     pub lost: u64,
+    /// Calls and rets seen.
+    pub calls: u64,
+    pub rets: u64,
+    /// Calls and rets whose stack access was never reported.
+    pub missed: u64,
+    pub irets: u64,
     /// Whether `reset` ran (the counts cover a chosen window).
     pub was_reset: bool,
 }
@@ -107,6 +125,10 @@ impl Default for Profile {
             cpus: Vec::new(),
             switches: 0,
             lost: 0,
+            calls: 0,
+            rets: 0,
+            missed: 0,
+            irets: 0,
             was_reset: false,
         }
     }
@@ -138,13 +160,17 @@ impl Cpu {
         }
     }
 
-    /// A new empty stack (replacing the least recently used when full).
+    /// A new empty stack (an empty one reused, else the least recently
+    /// used replaced when there are MAX_STACKS).
     fn start_stack(&mut self) {
         let fresh = Stack {
             frames: Vec::new(),
             last_used: self.clock,
         };
-        if self.stacks.len() < MAX_STACKS {
+        if let Some(empty) = self.stacks.iter().position(|s| s.frames.is_empty()) {
+            self.stacks[empty] = fresh;
+            self.current = empty;
+        } else if self.stacks.len() < MAX_STACKS {
             self.stacks.push(fresh);
             self.current = self.stacks.len() - 1;
         } else {
@@ -182,8 +208,10 @@ impl Profile {
     pub fn block(&mut self, vcpu: usize, addr: u64, insns: u64) {
         let cpu = self.cpu(vcpu);
         cpu.clock += 1;
+        let missed = cpu.armed.take().is_some();
         let pending = cpu.pending_call.take();
         let mut node = cpu.top_node();
+        self.missed += missed as u64;
         if let Some(slot) = pending {
             let deep = self.cpu(vcpu).stack().frames.len() >= MAX_DEPTH;
             if !deep {
@@ -195,13 +223,36 @@ impl Profile {
         *self.counts.entry((node, addr)).or_default() += insns;
     }
 
+    /// A call or ret starts on `vcpu`: the next stack access is its own.
+    pub fn arm(&mut self, vcpu: usize, transfer: Transfer) {
+        self.cpu(vcpu).armed = Some(transfer);
+    }
+
+    /// A memory access by a call or ret on `vcpu`. Only the first access
+    /// after `arm` counts: a store for a call, a load for a ret. (QEMU
+    /// 7.2 also reports later accesses of other instructions to a
+    /// callback registered on a block's last instruction.)
+    pub fn access(&mut self, vcpu: usize, transfer: Transfer, store: bool, vaddr: u64) {
+        let cpu = self.cpu(vcpu);
+        if cpu.armed != Some(transfer) || store != (transfer == Transfer::Call) {
+            return;
+        }
+        cpu.armed = None;
+        match transfer {
+            Transfer::Call => self.call(vcpu, vaddr),
+            Transfer::Ret => self.ret(vcpu, vaddr),
+        }
+    }
+
     /// A call on `vcpu` stored its return address at `slot`.
     pub fn call(&mut self, vcpu: usize, slot: u64) {
+        self.calls += 1;
         self.cpu(vcpu).pending_call = Some(slot);
     }
 
     /// A ret on `vcpu` loaded its return address from `slot`.
     pub fn ret(&mut self, vcpu: usize, slot: u64) {
+        self.rets += 1;
         let cpu = self.cpu(vcpu);
         let current = cpu.current;
         if !cpu.stacks.is_empty() && cpu.resume(current, slot) {
@@ -220,6 +271,19 @@ impl Profile {
         }
     }
 
+    /// An `iretq` on `vcpu`: it returns to an interrupted thread, this one
+    /// or another, whose frames are not known from the slot. The code
+    /// after it counts on a new, empty stack until a ret finds its frame.
+    pub fn iret(&mut self, vcpu: usize) {
+        self.irets += 1;
+        let cpu = self.cpu(vcpu);
+        let current = cpu.current;
+        if let Some(stack) = cpu.stacks.get_mut(current) {
+            stack.last_used = cpu.clock;
+        }
+        cpu.start_stack();
+    }
+
     /// Zeroes the counts; the stacks carry on.
     pub fn reset(&mut self) {
         self.counts.clear();
@@ -228,6 +292,10 @@ impl Profile {
         }
         self.switches = 0;
         self.lost = 0;
+        self.calls = 0;
+        self.rets = 0;
+        self.missed = 0;
+        self.irets = 0;
         self.was_reset = true;
     }
 
@@ -258,6 +326,10 @@ impl Profile {
         )?;
         writeln!(out, "switches {}", self.switches)?;
         writeln!(out, "lost {}", self.lost)?;
+        writeln!(out, "calls {}", self.calls)?;
+        writeln!(out, "rets {}", self.rets)?;
+        writeln!(out, "missed {}", self.missed)?;
+        writeln!(out, "irets {}", self.irets)?;
         let mut paths: IntMap<u32, String> = IntMap::default();
         let mut counts: Vec<(&(u32, u64), &u64)> = self.counts.iter().collect();
         counts.sort_unstable();
@@ -351,6 +423,46 @@ mod tests {
         assert!(text.lines().any(|l| l == "i - 108 1"), "{text}");
         assert!(!text.contains(" 9\n"), "{text}");
         assert!(!text.lines().any(|l| l.starts_with("c ")), "{text}");
+    }
+
+    #[test]
+    fn only_the_armed_access_of_the_right_kind_counts() {
+        let mut p = Profile::default();
+        p.block(0, 0x100, 2);
+        p.access(0, Transfer::Call, true, 0x1234); // not armed: ignored
+        p.arm(0, Transfer::Call);
+        p.access(0, Transfer::Call, false, 0x5000); // a load: not the push
+        p.access(0, Transfer::Call, true, 0x7ff8);
+        p.access(0, Transfer::Call, true, 0x9999); // a later access: ignored
+        p.block(0, 0x200, 3);
+        p.arm(0, Transfer::Ret);
+        p.access(0, Transfer::Ret, false, 0x7ff8);
+        p.block(0, 0x108, 1);
+        p.arm(0, Transfer::Ret); // its access never comes
+        p.block(0, 0x300, 1);
+        assert_eq!((p.calls, p.rets, p.lost, p.missed), (1, 1, 0, 1));
+        let text = dump(&p);
+        assert!(text.lines().any(|l| l == "i 200 200 3"), "{text}");
+        assert!(text.lines().any(|l| l == "i - 108 1"), "{text}");
+    }
+
+    #[test]
+    fn after_an_iret_code_counts_at_the_root_until_a_ret_finds_its_frame() {
+        let mut p = Profile::default();
+        p.block(0, 0x100, 1);
+        p.call(0, 0x7ff8);
+        p.block(0, 0x200, 1); // f, interrupted here
+        p.iret(0);
+        p.block(0, 0x210, 4); // the rest of f: its frame is not known yet
+        p.ret(0, 0x7ff8); // f returns: its frame is found again
+        p.block(0, 0x108, 2);
+        assert_eq!((p.irets, p.switches, p.lost), (1, 1, 0));
+        let text = dump(&p);
+        assert!(text.lines().any(|l| l == "i - 210 4"), "{text}");
+        assert!(text.lines().any(|l| l == "i - 108 2"), "{text}");
+        // The empty stack the iret began is reused by the next one.
+        p.iret(0);
+        assert_eq!(p.cpus[0].stacks.len(), 2);
     }
 
     #[test]
