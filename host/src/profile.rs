@@ -11,6 +11,7 @@
 //! Both name addresses with the kernel image's symbols (`nm`).
 
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
@@ -45,6 +46,8 @@ impl Sampler {
 pub struct ProfileOptions {
     pub run: RunOptions,
     pub sampler: Sampler,
+    /// Where the results go (`insn`; default `target/profile/`).
+    pub out_dir: Option<PathBuf>,
     /// How long to count (or sample), in wall-clock seconds.
     pub seconds: f64,
     /// Time between samples (`gdb` only).

@@ -18,6 +18,8 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
 use std::process::Stdio;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
@@ -91,8 +93,7 @@ struct Outputs {
 }
 
 impl Outputs {
-    fn new(host: &Host, profile: &str) -> Outputs {
-        let dir = host.root.join(OUT_DIR);
+    fn new(dir: &Path, profile: &str) -> Outputs {
         Outputs {
             counts: dir.join(format!("{profile}.counts")),
             functions: dir.join(format!("{profile}-functions.txt")),
@@ -100,6 +101,14 @@ impl Outputs {
             svg: dir.join(format!("{profile}.svg")),
         }
     }
+}
+
+/// A socket path of this process's own (short: Unix sockets allow ~100
+/// bytes).
+fn control_socket_path() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("starina-profile-{}-{n}.sock", std::process::id()))
 }
 
 /// The `-plugin` option for QEMU (whose option syntax cannot quote a comma).
@@ -179,9 +188,13 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
             return ExitStatus::Failed;
         }
     };
-    let files = Outputs::new(host, &opts.run.profile);
-    let ctl = std::env::temp_dir().join(format!("starina-profile-{}.sock", std::process::id()));
-    let _ = std::fs::create_dir_all(host.root.join(OUT_DIR));
+    let dir = (opts.out_dir.clone()).unwrap_or_else(|| host.root.join(OUT_DIR));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        io.say(&format!("profile: cannot create {}: {e}", dir.display()));
+        return ExitStatus::Failed;
+    }
+    let files = Outputs::new(&dir, &opts.run.profile);
+    let ctl = control_socket_path();
     let _ = std::fs::remove_file(&files.counts);
     let mut run = opts.run.clone();
     match plugin_option(&plugin, &files.counts, &ctl) {
