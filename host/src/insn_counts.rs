@@ -19,19 +19,26 @@ pub struct BlockCount {
     pub insns: u64,
 }
 
+/// How the plugin's shadow call stack fared (see host/insn-plugin/src/shadow.rs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StackStats {
+    pub calls: u64,
+    pub rets: u64,
+    pub irets: u64,
+    /// Rets that found their frame on another thread's stack.
+    pub switches: u64,
+    /// Rets that found their frame nowhere (a new stack began).
+    pub lost: u64,
+    /// Calls and rets whose stack slot QEMU never reported.
+    pub missed: u64,
+}
+
 /// The plugin's dump, parsed.
 #[derive(Debug, Default)]
 pub struct RawCounts {
     /// Whether the counts start at the host's `reset` (not at boot).
     pub reset: bool,
-    pub switches: u64,
-    pub lost: u64,
-    /// Calls and rets executed.
-    pub call_count: u64,
-    pub ret_count: u64,
-    /// Calls and rets whose stack slot QEMU never reported.
-    pub missed: u64,
-    pub irets: u64,
+    pub stats: StackStats,
     pub blocks: Vec<BlockCount>,
     /// Calls into the last frame of each path.
     pub calls: Vec<(Vec<u64>, u64)>,
@@ -80,12 +87,12 @@ impl RawCounts {
                     raw.reset = w == "reset";
                     Ok(())
                 }
-                ["switches", n] => number(n).map(|n| raw.switches = n),
-                ["lost", n] => number(n).map(|n| raw.lost = n),
-                ["calls", n] => number(n).map(|n| raw.call_count = n),
-                ["rets", n] => number(n).map(|n| raw.ret_count = n),
-                ["missed", n] => number(n).map(|n| raw.missed = n),
-                ["irets", n] => number(n).map(|n| raw.irets = n),
+                ["switches", n] => number(n).map(|n| raw.stats.switches = n),
+                ["lost", n] => number(n).map(|n| raw.stats.lost = n),
+                ["calls", n] => number(n).map(|n| raw.stats.calls = n),
+                ["rets", n] => number(n).map(|n| raw.stats.rets = n),
+                ["missed", n] => number(n).map(|n| raw.stats.missed = n),
+                ["irets", n] => number(n).map(|n| raw.stats.irets = n),
                 ["i", frames, block, n] => {
                     block_count(frames, block, n).map(|b| raw.blocks.push(b))
                 }
@@ -111,8 +118,7 @@ pub struct Function {
 #[derive(Debug, Default)]
 pub struct Report {
     pub total: u64,
-    pub switches: u64,
-    pub lost: u64,
+    pub stats: StackStats,
     /// Sorted by self, then inclusive, then name.
     pub functions: Vec<Function>,
     /// `caller;callee` (outermost first) to instructions.
@@ -135,8 +141,7 @@ impl Report {
         };
         let mut by_name: HashMap<String, Function> = HashMap::new();
         let mut report = Report {
-            switches: raw.switches,
-            lost: raw.lost,
+            stats: raw.stats.clone(),
             ..Report::default()
         };
         for b in &raw.blocks {
@@ -192,11 +197,13 @@ impl Report {
     /// `None`) by self and by inclusive instructions.
     pub fn table(&self, title: &str, top: Option<usize>) -> String {
         let top = top.unwrap_or(self.functions.len());
+        let s = &self.stats;
         let mut out = format!(
             "{title}: {} instructions\n\
-             ({} returns followed onto another thread's stack, {} onto a stack begun unseen)\n\n\
+             (shadow call stack: {} calls, {} rets, {} iretq; {} rets onto another thread's stack, \
+             {} onto a new stack, {} calls or rets unseen)\n\n\
              by self (instructions in the function itself):\n",
-            self.total, self.switches, self.lost
+            self.total, s.calls, s.rets, s.irets, s.switches, s.lost, s.missed
         );
         self.rows(&mut out, self.functions.iter().take(top));
         out.push_str("\nby inclusive (instructions while the function was on the stack):\n");
@@ -238,6 +245,10 @@ starina-insn-profile 1
 window reset
 switches 2
 lost 1
+calls 5
+rets 4
+missed 0
+irets 3
 i - ffffffff80000010 10
 i ffffffff80001000 ffffffff80001000 20
 i ffffffff80001000;ffffffff80001000 ffffffff80001040 5
@@ -256,6 +267,15 @@ c ffffffff80001000;ffffffff80001000 1
     fn self_inclusive_and_calls_per_function() {
         let r = report();
         assert_eq!(r.total, 45);
+        let stats = StackStats {
+            calls: 5,
+            rets: 4,
+            irets: 3,
+            switches: 2,
+            lost: 1,
+            missed: 0,
+        };
+        assert_eq!(r.stats, stats);
         let f = |name: &str| r.functions.iter().find(|f| f.name == name).unwrap().clone();
         // send: 20 + 5 itself; 32 on the stack (recursion counted once).
         assert_eq!(

@@ -126,6 +126,9 @@ fn plugin_option(plugin: &Path, out: &Path, ctl: &Path) -> Result<String, String
 /// Counts for `opts.seconds` once the guest is ready; true if the OS
 /// stopped first (the plugin then wrote its counts as QEMU exited).
 fn count(boot: &Boot, ctl: &Path, opts: &ProfileOptions, io: &mut Streams) -> Result<bool, String> {
+    if boot.thread.is_finished() {
+        return Err("the OS stopped before counting began".into());
+    }
     let mut control = Control::connect(ctl)?;
     control.send("reset")?;
     io.say(&format!(

@@ -8,8 +8,10 @@
 //! chooses the window. The host names the addresses (`starina profile`).
 //!
 //! Unsafe code is confined to [`ffi`], the C interface QEMU calls.
+#![deny(unsafe_code)]
 
 pub mod classify;
 mod control;
+#[allow(unsafe_code)]
 mod ffi;
 pub mod shadow;
