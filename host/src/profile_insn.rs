@@ -184,6 +184,9 @@ fn write_results(
 }
 
 pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStatus {
+    if !host.root.join(PLUGIN_TARGET_DIR).join(PLUGIN_FILE).exists() {
+        io.say("profile: building the QEMU plugin (cargo build -p starina-insn-plugin)");
+    }
     let plugin = match build_plugin(host) {
         Ok(p) => p,
         Err(e) => {
@@ -192,6 +195,8 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
         }
     };
     let dir = (opts.out_dir.clone()).unwrap_or_else(|| host.root.join(OUT_DIR));
+    // QEMU writes the counts from its own working directory.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         io.say(&format!("profile: cannot create {}: {e}", dir.display()));
         return ExitStatus::Failed;
