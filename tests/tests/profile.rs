@@ -85,6 +85,16 @@ fn profile_counts_the_instructions_of_ipc_and_draws_them() {
         })
         .unwrap_or_else(|| panic!("no total in\n{table}"));
     assert!(total > 10_000_000, "only {total} instructions counted");
+    // The shadow call stack saw each call return.
+    let stack_line = table.lines().nth(1).unwrap_or_default();
+    let count_of = |what: &str| -> f64 {
+        let words: Vec<&str> = stack_line.split([' ', ',', ';', '(', ')']).collect();
+        let at = words.iter().position(|w| *w == what).expect(what);
+        words[at - 1].parse().expect(what)
+    };
+    let (calls, rets) = (count_of("calls"), count_of("rets"));
+    assert!(calls > 10_000.0, "{stack_line}");
+    assert!((calls - rets).abs() <= calls / 100.0, "{stack_line}");
     let rows = by_self(&table);
     let own: f64 = rows.iter().map(|(n, _)| n[0]).sum();
     assert_eq!(own as u64, total, "self does not add up\n{table}");
