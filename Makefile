@@ -3,6 +3,8 @@
 #   make run      boot the default profile under QEMU (Ctrl-C to stop)
 #   make test     host tests, in-OS tests on q35 and microvm, end-to-end tests
 #   make bench    boot time, IPC, Linux and HTTP figures (scripts/bench)
+#   make profile  count every instruction a profile runs, per function: a table
+#                 and a flame graph in target/profile/ (README, "Finding a hot spot")
 #   make fuzz     the host fuzz targets for longer (make test runs each briefly),
 #                 then the in-OS system-call fuzzer for 10 million calls
 #   make kernel   build the kernel image only
@@ -13,6 +15,8 @@
 #
 # Options for `make run`: PROFILE=default MACHINE=q35 ARGS="--icount ..."
 # (ARGS goes to `scripts/starina run` as is).
+# Options for `make profile`: PROFILE=bench (its default) SECONDS=5 and
+# ARGS="--skip 1 --top 40 ..." (to `scripts/starina profile`).
 # Options for `make fuzz` (each per target): CASES=1000000 or SECONDS=600
 # (default 100000 cases), SEED=0x1234 (default: a new one), ONLY=virtqueue
 # (only fuzz_virtqueue*). A crash prints its input: keep it as a test.
@@ -26,10 +30,10 @@ PROFILE ?= default
 MACHINE ?= q35
 ARGS ?=
 
-.PHONY: help setup run test bench fuzz fuzz-host fuzz-syscalls kernel lint fmt clean
+.PHONY: help setup run test bench profile fuzz fuzz-host fuzz-syscalls kernel lint fmt clean
 
 help:
-	@sed -n '1,21p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,25p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@echo "==> setup: scripts/setup"
@@ -45,6 +49,13 @@ test: setup
 bench: setup
 	@echo "==> bench: scripts/bench"
 	@scripts/bench
+
+# Counted under -icount: the guest's clock follows its instructions, so the
+# timer fires at the same points of the work as in `make bench`.
+PROFILE_NAME := $(if $(filter command line environment,$(origin PROFILE)),$(PROFILE),bench)
+profile: setup
+	@echo "==> profile: scripts/starina profile --profile $(PROFILE_NAME) --icount --seconds $(or $(SECONDS),5) $(ARGS)"
+	@scripts/starina profile --profile $(PROFILE_NAME) --icount --seconds $(or $(SECONDS),5) $(ARGS)
 
 # The fuzz targets are tests named fuzz_* (driver: tests/fuzz_driver.rs),
 # built optimized but with overflow checks and debug assertions, in their

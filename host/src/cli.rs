@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::direct::DirectOptions;
 use crate::exec::ExecOptions;
 use crate::profile::ProfileOptions;
+use crate::profile::Sampler;
 use crate::qemu::Machine;
 use crate::run::compile_patterns;
 use crate::run::RunOptions;
@@ -20,7 +21,8 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
-                               [--interval-ms MS] [--top N]
+                               [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
+                               [--interval-ms MS (gdb)]
        scripts/starina build-kernel [--clippy] [extra cargo args]
        scripts/starina direct --socket PATH [--run CMD]... [--selftest] [--serial-log FILE]
                               [--timeout SECONDS] -- QEMU-COMMAND...   (linux-guest/run-direct.sh)
@@ -181,12 +183,16 @@ fn parse_profile(opts: &mut Options, after: &[String]) -> Result<ProfileOptions,
     let skip = opts.number("--skip", 0.2)?;
     let interval_ms = opts.number("--interval-ms", 10.0)?;
     let top = opts.number("--top", 25.0)? as usize;
+    let out_dir = opts.value("--out")?.map(PathBuf::from);
+    let sampler = Sampler::parse(&opts.value("--sampler")?.unwrap_or_else(|| "insn".into()))?;
     // QEMU stops on its own if the sampler does not stop it.
     run.timeout = Some(skip + seconds + 300.0);
     no_extra(after)?;
     opts.finish()?;
     Ok(ProfileOptions {
         run,
+        sampler,
+        out_dir,
         seconds,
         interval: std::time::Duration::from_secs_f64(interval_ms / 1000.0),
         top,

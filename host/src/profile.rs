@@ -1,50 +1,71 @@
-//! `starina profile`: where the kernel's instructions go. Boots a profile
-//! with QEMU's gdbstub, stops the guest every few milliseconds to read its
-//! RIP and frame-pointer chain (the kernel is built with frame pointers),
-//! and prints the functions that were running (self) and on the stack
-//! (total), named from the kernel image's symbols (`nm`).
+//! `starina profile`: where the guest's instructions go. Two samplers:
 //!
-//! Under `--icount` the guest's clock counts instructions, so the samples
-//! fall where the instructions are; without it, where the time is.
+//! - `insn` (the default, [`crate::profile_insn`]): a QEMU TCG plugin counts
+//!   every instruction the guest runs, by call stack; the result is a table
+//!   per function (self and inclusive instructions, calls), the folded
+//!   stacks and a flame graph under `target/profile/`.
+//! - `gdb` ([`crate::profile_gdb`]): stops the guest every few milliseconds
+//!   through QEMU's gdbstub and reads RIP and the frame-pointer chain:
+//!   statistical, but cheap enough to watch the guest at full speed.
+//!
+//! Both name addresses with the kernel image's symbols (`nm`).
 
-use std::collections::HashMap;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
-use std::time::Instant;
 
-use crate::gdb_remote::GdbRemote;
-use crate::host::free_port;
 use crate::host::Host;
 use crate::host::Streams;
 use crate::run::RunOptions;
 use crate::shared_text::SharedText;
 use crate::status::ExitStatus;
-use crate::status::SIGTERM;
+
+/// How `starina profile` looks at the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampler {
+    /// Every instruction, counted by a QEMU plugin.
+    Insn,
+    /// RIP and the frame-pointer chain, read through the gdbstub.
+    Gdb,
+}
+
+impl Sampler {
+    pub fn parse(name: &str) -> Result<Sampler, String> {
+        match name {
+            "insn" => Ok(Sampler::Insn),
+            "gdb" => Ok(Sampler::Gdb),
+            other => Err(format!("profile: unknown sampler '{other}' (insn or gdb)")),
+        }
+    }
+}
 
 /// `starina profile` options.
 #[derive(Clone, Debug)]
 pub struct ProfileOptions {
     pub run: RunOptions,
-    /// How long to sample, from the first sample.
+    pub sampler: Sampler,
+    /// Where the results go (`insn`; default `target/profile/`).
+    pub out_dir: Option<PathBuf>,
+    /// How long to count (or sample), in wall-clock seconds.
     pub seconds: f64,
-    /// Time between samples.
+    /// Time between samples (`gdb` only).
     pub interval: Duration,
     /// How many functions to list.
     pub top: usize,
-    /// Seconds to let the guest run after it is ready, before sampling.
+    /// Seconds to let the guest run after it is ready, before counting.
     pub skip: f64,
 }
-
-/// Frames followed per sample.
-const MAX_FRAMES: usize = 32;
 
 /// The kernel's functions, sorted by address.
 pub struct Symbols {
     starts: Vec<u64>,
     names: Vec<String>,
 }
+
+/// Where the kernel lives: code below this is not the kernel's.
+const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 
 impl Symbols {
     /// Parses `nm -C -n` output: `<hex address> <type> <name>` for code
@@ -83,160 +104,93 @@ impl Symbols {
             i => &self.names[i - 1],
         }
     }
-}
 
-/// Sample counts per function: where the guest was (self) and every
-/// function on its stack (total, once per sample).
-#[derive(Default)]
-pub struct Tally {
-    pub samples: u64,
-    pub own: HashMap<String, u64>,
-    pub total: HashMap<String, u64>,
-}
-
-impl Tally {
-    pub fn add(&mut self, symbols: &Symbols, stack: &[u64]) {
-        let Some(&rip) = stack.first() else { return };
-        self.samples += 1;
-        let own = match symbols.name(rip) {
-            // Outside every function: say where, to the page.
-            "?" => format!("? (page {:#x})", rip & !0xfff),
+    /// The function's name, or for code outside the kernel (firmware, a
+    /// user-mode component) `? (page 0x...)`.
+    pub fn label(&self, addr: u64) -> String {
+        match self.name(addr) {
+            "?" => format!("? (page {:#x})", addr & !0xfff),
+            _ if addr < KERNEL_HALF && self.starts.first().is_some_and(|&s| s >= KERNEL_HALF) => {
+                format!("? (page {:#x})", addr & !0xfff)
+            }
             name => name.to_string(),
-        };
-        *self.own.entry(own).or_default() += 1;
-        let mut seen: Vec<&str> = stack.iter().map(|&a| symbols.name(a)).collect();
-        seen.sort_unstable();
-        seen.dedup();
-        for name in seen {
-            *self.total.entry(name.to_string()).or_default() += 1;
         }
-    }
-
-    /// The report: the `top` functions by self samples, with their totals.
-    pub fn report(&self, top: usize) -> String {
-        let mut rows: Vec<(&String, &u64)> = self.own.iter().collect();
-        rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let pct = |n: u64| 100.0 * n as f64 / self.samples.max(1) as f64;
-        let mut out = format!("{} samples\n  self%  total%  function\n", self.samples);
-        for (name, &own) in rows.into_iter().take(top) {
-            let total = self.total.get(name).copied().unwrap_or(own);
-            out.push_str(&format!("{:6.1}  {:6.1}  {name}\n", pct(own), pct(total)));
-        }
-        out
     }
 }
 
-/// RIP, then return addresses along the frame-pointer chain.
-fn stack_of(gdb: &mut GdbRemote) -> std::io::Result<Vec<u64>> {
-    let at = gdb.where_stopped()?;
-    let mut stack = vec![at.rip];
-    let mut rbp = at.rbp;
-    while stack.len() < MAX_FRAMES && rbp >= 0xffff_8000_0000_0000 && rbp.is_multiple_of(8) {
-        let Some(frame) = gdb.read_memory(rbp, 16)? else {
-            break;
-        };
-        let next = u64::from_le_bytes(frame[..8].try_into().unwrap());
-        let ret = u64::from_le_bytes(frame[8..].try_into().unwrap());
-        stack.push(ret);
-        if next <= rbp {
-            break;
-        }
-        rbp = next;
-    }
-    Ok(stack)
-}
-
-/// Samples until `opts.seconds` have passed (or the guest is gone).
-fn sample(gdb: &mut GdbRemote, symbols: &Symbols, opts: &ProfileOptions) -> Tally {
-    let mut tally = Tally::default();
-    let start = Instant::now();
-    while start.elapsed().as_secs_f64() < opts.seconds {
-        thread::sleep(opts.interval);
-        let stack = gdb.interrupt().and_then(|()| stack_of(gdb));
-        let resumed = gdb.resume();
-        match (stack, resumed) {
-            (Ok(stack), Ok(())) => tally.add(symbols, &stack),
-            _ => break, // QEMU is gone (the OS powered off)
-        }
-    }
-    tally
-}
-
-/// Waits for QEMU's gdbstub to accept a connection.
-fn connect(port: u16, booted: &thread::JoinHandle<ExitStatus>) -> Option<GdbRemote> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline && !booted.is_finished() {
-        if let Ok(gdb) = GdbRemote::connect(port, Duration::from_secs(10)) {
-            return Some(gdb);
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStatus {
-    let Some(port) = free_port() else {
-        io.say("profile: no free port for QEMU's gdbstub");
-        return ExitStatus::Failed;
-    };
-    let mut run = opts.run.clone();
-    run.qemu_args
-        .extend(["-gdb".to_string(), format!("tcp:127.0.0.1:{port}")]);
-    let (runner_host, stop) = (host.batch(), host.stop.clone());
-    let console = SharedText::new();
-    let mut out = console.clone();
-    let booted = thread::spawn(move || {
-        let mut err = std::io::stderr();
-        let mut io = Streams {
-            out: &mut out,
-            err: &mut err,
-        };
-        crate::run::run(&runner_host, &run, &mut io).status
-    });
-    let Some(mut gdb) = connect(port, &booted) else {
-        io.say("profile: QEMU's gdbstub never answered");
-        return booted.join().unwrap_or(ExitStatus::Failed);
-    };
+/// The kernel image `opts` boots, and its symbols.
+pub fn symbols(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> Option<Symbols> {
     let image = opts
         .run
         .kernel
         .clone()
         .unwrap_or_else(|| host.kernel_image());
-    let symbols = match Symbols::load(&image) {
-        Ok(s) => s,
+    match Symbols::load(&image) {
+        Ok(s) => Some(s),
         Err(e) => {
             io.say(&format!("profile: cannot read the kernel's symbols: {e}"));
-            return ExitStatus::Failed;
+            None
         }
-    };
-    // The stub stopped the guest when we connected.
-    let _ = gdb.resume();
-    let ready = console.wait_while(crate::markers::READY, Duration::from_secs(300), || {
-        !booted.is_finished()
-    });
-    if !ready {
-        io.say("profile: the kernel never said it was ready");
-        let _ = gdb.detach();
-        stop.request(SIGTERM);
-        return booted.join().unwrap_or(ExitStatus::Failed);
     }
-    thread::sleep(Duration::from_secs_f64(opts.skip));
-    io.say(&format!(
-        "profile: sampling {} for {} s every {} ms",
-        opts.run.profile,
-        opts.seconds,
-        opts.interval.as_millis()
-    ));
-    let tally = sample(&mut gdb, &symbols, opts);
-    let _ = gdb.detach();
-    stop.request(SIGTERM);
-    let _ = booted.join();
-    let _ = io.out.write_all(tally.report(opts.top).as_bytes());
-    if tally.samples == 0 {
-        io.say("profile: no samples (did the OS stop before sampling began?)");
-        return ExitStatus::Failed;
+}
+
+/// The guest, booting in a thread of its own; its console is kept.
+pub struct Boot {
+    pub console: SharedText,
+    pub thread: thread::JoinHandle<ExitStatus>,
+}
+
+impl Boot {
+    pub fn start(host: &Host, run: RunOptions) -> Boot {
+        let runner_host = host.batch();
+        let console = SharedText::new();
+        let mut out = console.clone();
+        let thread = thread::spawn(move || {
+            let mut err = std::io::stderr();
+            let mut io = Streams {
+                out: &mut out,
+                err: &mut err,
+            };
+            crate::run::run(&runner_host, &run, &mut io).status
+        });
+        Boot { console, thread }
     }
-    ExitStatus::Success
+
+    /// Waits for the kernel's ready marker, then `skip` seconds more.
+    pub fn wait_ready(&self, skip: f64, io: &mut Streams) -> bool {
+        let ready =
+            (self.console).wait_while(crate::markers::READY, Duration::from_secs(300), || {
+                !self.thread.is_finished()
+            });
+        if !ready {
+            io.say("profile: the kernel never said it was ready");
+            return false;
+        }
+        thread::sleep(Duration::from_secs_f64(skip));
+        true
+    }
+
+    /// Stops QEMU (if it still runs) and returns how the run ended.
+    pub fn stop(self, host: &Host) -> ExitStatus {
+        host.stop.request(crate::status::SIGTERM);
+        self.thread.join().unwrap_or(ExitStatus::Failed)
+    }
+
+    /// Stops QEMU after a failure: the run's own status if it failed too
+    /// (QEMU missing, the kernel not built, ...), otherwise `Failed`.
+    pub fn fail(self, host: &Host) -> ExitStatus {
+        match self.stop(host) {
+            ExitStatus::Success | ExitStatus::Signal(_) => ExitStatus::Failed,
+            status => status,
+        }
+    }
+}
+
+pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStatus {
+    match opts.sampler {
+        Sampler::Insn => crate::profile_insn::profile(host, opts, io),
+        Sampler::Gdb => crate::profile_gdb::profile(host, opts, io),
+    }
 }
 
 #[cfg(test)]
@@ -272,33 +226,13 @@ ffffffff80003000 W memcpy
     }
 
     #[test]
-    fn the_report_ranks_self_samples_and_counts_a_function_once_per_stack() {
+    fn code_outside_the_kernel_is_labelled_by_page() {
         let s = Symbols::parse(NM);
-        let mut t = Tally::default();
-        // wait, called from switch, called from switch again (recursion).
-        t.add(
-            &s,
-            &[
-                0xffff_ffff_8000_1204,
-                0xffff_ffff_8000_1004,
-                0xffff_ffff_8000_1008,
-            ],
-        );
-        t.add(&s, &[0xffff_ffff_8000_1204]);
-        t.add(&s, &[0xffff_ffff_8000_3000, 0xffff_ffff_8000_1210]);
-        assert_eq!(t.samples, 3);
-        assert_eq!(t.own["starina_kernel::syscall::wait"], 2);
-        assert_eq!(t.total["starina_kernel::sched::switch"], 1);
-        assert_eq!(t.total["starina_kernel::syscall::wait"], 3);
-        let report = t.report(1);
-        assert!(report.starts_with("3 samples\n"), "{report}");
-        assert!(
-            report.contains("  66.7   100.0  starina_kernel::syscall::wait\n"),
-            "{report}"
-        );
-        assert!(!report.contains("memcpy"), "{report}");
-        // Outside every function (firmware, say): the page is named.
-        t.add(&s, &[0xe_a123]);
-        assert_eq!(t.own["? (page 0xea000)"], 1);
+        assert_eq!(s.label(0xffff_ffff_8000_3001), "memcpy");
+        assert_eq!(s.label(0xe_a123), "? (page 0xea000)");
+        // A user-mode address, above no kernel symbol but in the lower half.
+        let low = Symbols::parse("0000000000001000 T low\nffffffff80000000 T high\n");
+        assert_eq!(low.label(0x1010), "low");
+        assert_eq!(s.label(0x4000_1234), "? (page 0x40001000)");
     }
 }
