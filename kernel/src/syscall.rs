@@ -273,11 +273,13 @@ impl KernelApi for Kernel {
     }
 
     fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
-        sched::in_kernel(|| match wait(&object::<Poll>(poll, rights::POLL_WAIT)?, None)? {
-            Waited::Ready(ready) => Ok((ready.id, ready.readiness)),
-            // Without a slot, nothing is delivered.
-            Waited::Delivered { id, .. } => Ok((id, Readiness::READABLE)),
-        })
+        sched::in_kernel(
+            || match wait(&object::<Poll>(poll, rights::POLL_WAIT)?, None)? {
+                Waited::Ready(ready) => Ok((ready.id, ready.readiness)),
+                // Without a slot, nothing is delivered.
+                Waited::Delivered { id, .. } => Ok((id, Readiness::READABLE)),
+            },
+        )
     }
 
     fn poll_wait_recv(

@@ -88,7 +88,8 @@ pub fn handoff_keeps_order(cx: &mut Ctx) -> TestResult {
         uri: "m4",
         handle: Some(given.into_handle()),
     };
-    tx.send(open).map_err(|e| format!("send Open: {}", e.error))?;
+    tx.send(open)
+        .map_err(|e| format!("send Open: {}", e.error))?;
     // ...so this one, though the buffer is still lent, must queue behind it.
     send(b"m5")?;
     sleep_ms(20).map_err(|e| e.to_string())?;

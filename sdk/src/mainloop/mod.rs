@@ -92,7 +92,11 @@ impl<S> Mainloop<S> {
         while !self.cx.stopped {
             // One call per message: the kernel receives from a readable
             // channel as it reports it.
-            let PollEvent { id, ready, received } = match self.cx.poll.wait_recv(&mut self.buf) {
+            let PollEvent {
+                id,
+                ready,
+                received,
+            } = match self.cx.poll.wait_recv(&mut self.buf) {
                 Ok(event) => event,
                 Err(Error::PollEmpty) => return Ok(()),
                 Err(e) => return Err(e),

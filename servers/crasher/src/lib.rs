@@ -27,10 +27,10 @@ use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering;
 
 use starina::abi::Readiness;
+use starina::channel::MessageBuffer;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
-use starina::channel::MessageBuffer;
 use starina::poll::Poll;
 use starina::Channel;
 use starina::Error;
