@@ -61,46 +61,68 @@ pub struct ProfileOptions {
 /// The kernel's functions, sorted by address.
 pub struct Symbols {
     starts: Vec<u64>,
+    /// Where each function ends, if `nm` knows its size.
+    ends: Vec<Option<u64>>,
     names: Vec<String>,
+    /// The image's executable sections (start, end): code outside them is
+    /// no function of ours, whatever symbol precedes it.
+    code: Vec<(u64, u64)>,
 }
 
 /// Where the kernel lives: code below this is not the kernel's.
 const KERNEL_HALF: u64 = 0xffff_8000_0000_0000;
 
 impl Symbols {
-    /// Parses `nm -C -n` output: `<hex address> <type> <name>` for code
-    /// symbols (`t`/`T`/`w`/`W`).
+    /// Parses `nm -C -n -S` output: `<hex address> [<hex size>] <type>
+    /// <name>` for code symbols (`t`/`T`/`w`/`W`).
     pub fn parse(nm: &str) -> Symbols {
-        let mut pairs: Vec<(u64, String)> = nm
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.splitn(3, ' ');
-                let addr = u64::from_str_radix(parts.next()?, 16).ok()?;
-                let kind = parts.next()?;
-                let name = parts.next()?;
-                matches!(kind, "t" | "T" | "w" | "W").then(|| (addr, name.to_string()))
-            })
-            .collect();
-        pairs.sort_by_key(|p| p.0);
-        let (starts, names) = pairs.into_iter().unzip();
-        Symbols { starts, names }
+        let mut rows: Vec<(u64, Option<u64>, String)> = nm.lines().filter_map(parse_line).collect();
+        rows.sort_by_key(|r| r.0);
+        let mut symbols = Symbols {
+            starts: Vec::new(),
+            ends: Vec::new(),
+            names: Vec::new(),
+            code: Vec::new(),
+        };
+        for (start, size, name) in rows {
+            symbols.starts.push(start);
+            symbols.ends.push(size.map(|n| start + n));
+            symbols.names.push(name);
+        }
+        symbols
     }
 
     pub fn load(image: &Path) -> std::io::Result<Symbols> {
-        let out = Command::new("nm").args(["-C", "-n"]).arg(image).output()?;
+        let out = Command::new("nm")
+            .args(["-C", "-n", "-S"])
+            .arg(image)
+            .output()?;
         if !out.status.success() {
             return Err(std::io::Error::other(format!(
                 "nm {} failed",
                 image.display()
             )));
         }
-        Ok(Symbols::parse(&String::from_utf8_lossy(&out.stdout)))
+        let mut symbols = Symbols::parse(&String::from_utf8_lossy(&out.stdout));
+        let sections = Command::new("readelf").arg("-SW").arg(image).output()?;
+        if sections.status.success() {
+            symbols.code = code_sections(&String::from_utf8_lossy(&sections.stdout));
+        }
+        Ok(symbols)
     }
 
-    /// The function containing `addr`, if any precedes it.
+    /// The function containing `addr`: the last one starting at or below
+    /// it, unless `addr` is past that one's end (code no symbol covers,
+    /// such as a nested guest's, whose addresses may fall among ours).
     pub fn name(&self, addr: u64) -> &str {
         match self.starts.partition_point(|&s| s <= addr) {
             0 => "?",
+            i if self.ends[i - 1].is_some_and(|end| addr >= end) => "?",
+            _ if !self.code.is_empty()
+                && !self.code.iter().any(|&(a, b)| (a..b).contains(&addr)) =>
+            {
+                "?"
+            }
             i => &self.names[i - 1],
         }
     }
@@ -116,6 +138,36 @@ impl Symbols {
             name => name.to_string(),
         }
     }
+}
+
+/// One code symbol of `nm -S` output: start, size (if listed), name.
+fn parse_line(line: &str) -> Option<(u64, Option<u64>, String)> {
+    let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+    let mut parts = line.splitn(2, ' ');
+    let start = hex(parts.next()?)?;
+    let rest = parts.next()?;
+    // A size is a second hex field; a type is one letter.
+    let (size, rest) = match rest.split_once(' ') {
+        Some((field, tail)) if field.len() > 1 => (Some(hex(field)?), tail),
+        _ => (None, rest),
+    };
+    let (kind, name) = rest.split_once(' ')?;
+    matches!(kind, "t" | "T" | "w" | "W").then(|| (start, size, name.to_string()))
+}
+
+/// The executable sections in `readelf -SW` output, as (start, end).
+fn code_sections(readelf: &str) -> Vec<(u64, u64)> {
+    readelf
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(']').nth(1)?.split_whitespace().collect();
+            // Name, Type, Address, Off, Size, ES, Flg, ...
+            let (addr, size, flags) = (fields.get(2)?, fields.get(4)?, fields.get(6)?);
+            let addr = u64::from_str_radix(addr, 16).ok()?;
+            let size = u64::from_str_radix(size, 16).ok()?;
+            (flags.contains('X') && size > 0).then_some((addr, addr + size))
+        })
+        .collect()
 }
 
 /// The kernel image `opts` boots, and its symbols.
@@ -223,6 +275,45 @@ ffffffff80003000 W memcpy
         );
         assert_eq!(s.name(0xffff_ffff_8000_3001), "memcpy");
         assert_eq!(s.name(0x1000), "?");
+    }
+
+    #[test]
+    fn code_past_a_sized_function_is_nobodys() {
+        let s = Symbols::parse(
+            "ffffffff80001000 0000000000000100 t starina_kernel::sched::switch\n\
+             ffffffff80002000 0000000000000040 T __udivti3\n",
+        );
+        assert_eq!(
+            s.name(0xffff_ffff_8000_10ff),
+            "starina_kernel::sched::switch"
+        );
+        assert_eq!(s.name(0xffff_ffff_8000_1100), "?");
+        assert_eq!(s.name(0xffff_ffff_8000_2010), "__udivti3");
+        // A nested guest's kernel text, above everything of ours.
+        assert_eq!(s.name(0xffff_ffff_8100_0000), "?");
+    }
+
+    #[test]
+    fn only_executable_sections_hold_code() {
+        let readelf = "\
+  [Nr] Name              Type            Address          Off    Size   ES Flg Lk Inf Al
+  [ 0]                   NULL            0000000000000000 000000 000000 00      0   0  0
+  [ 1] .boot             PROGBITS        0000000000100000 001000 009000 00 WAX  0   0 4096
+  [ 3] .text             PROGBITS        ffffffff8010a000 00b000 0dbc6e 00  AX  0   0 16
+  [ 4] .rodata           PROGBITS        ffffffff801e6000 0e7000 026a78 00 AMSo  0   0 16
+";
+        assert_eq!(
+            code_sections(readelf),
+            [
+                (0x10_0000, 0x10_9000),
+                (0xffff_ffff_8010_a000, 0xffff_ffff_801e_5c6e)
+            ]
+        );
+        let mut s = Symbols::parse("0000000000105000 t boot_pd\n");
+        s.code = code_sections(readelf);
+        assert_eq!(s.name(0x10_5010), "boot_pd");
+        // A guest kernel loaded at 16 MiB is not in `boot_pd`.
+        assert_eq!(s.name(0x100_0000), "?");
     }
 
     #[test]
