@@ -246,10 +246,11 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const NM: &str = "\
+    /// A kernel's `nm` output, for the profilers' tests.
+    pub(crate) const NM: &str = "\
 ffffffff80000000 T _start
 ffffffff80001000 t starina_kernel::sched::switch
 ffffffff80001200 T starina_kernel::syscall::wait

@@ -152,13 +152,7 @@ pub fn profile(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> ExitStat
 mod tests {
     use super::*;
 
-    const NM: &str = "\
-ffffffff80000000 T _start
-ffffffff80001000 t starina_kernel::sched::switch
-ffffffff80001200 T starina_kernel::syscall::wait
-ffffffff80002000 r SOME_DATA
-ffffffff80003000 W memcpy
-";
+    use crate::profile::tests::NM;
 
     #[test]
     fn the_report_ranks_self_samples_and_counts_a_function_once_per_stack() {
