@@ -15,26 +15,44 @@ use starina_vmm::msr::MsrEffect;
 use starina_vmm::vm::ExitAction;
 use starina_vmm::vm::ExitContext;
 
+use super::exit_stats::ExitKind;
 use super::Guest;
 use crate::shared::Status;
 
 impl Guest {
     /// Runs the guest until it stops; returns why.
     pub(super) fn run(&mut self) -> Status {
+        let status = self.run_until_stopped();
+        log::info!("vm exits in all: {}", self.stats.summary());
+        status
+    }
+
+    fn run_until_stopped(&mut self) -> Status {
+        if let Err(e) = self.exchange() {
+            return self.crashed(&format!("VMM: the console: {e}"));
+        }
         loop {
-            if let Err(e) = self.exchange() {
-                return self.crashed(&format!("VMM: the console: {e}"));
-            }
             let inject = self.next_injection();
+            if matches!(inject, Injection::Interrupt(_)) {
+                self.stats.injected();
+            }
             let exit = match self.vcpu.run(&mut self.state, inject) {
                 Ok(exit) => exit,
                 Err(e) => return Status::Crashed(format!("vCPU run failed: {e}")),
             };
+            let left_guest = now_ns();
+            let halted_before = self.stats.halted_ns();
             self.exits += 1;
             self.last_exit = Some(exit);
             if let Err(status) = self.handle_exit(exit) {
                 return status;
             }
+            if let Err(e) = self.exchange() {
+                return self.crashed(&format!("VMM: the console: {e}"));
+            }
+            let halted = self.stats.halted_ns() - halted_before;
+            let handling = now_ns().saturating_sub(left_guest + halted);
+            self.stats.exit(ExitKind::of(&exit), handling);
         }
     }
 
@@ -155,5 +173,6 @@ impl Guest {
             _ => {}
         }
         let _ = self.poll.wait();
+        self.stats.halted(now_ns().saturating_sub(now));
     }
 }
