@@ -341,6 +341,9 @@ pub struct SvmVcpu {
     gprs: GuestGprs,
     /// The guest's x87/SSE/AVX state, swapped with the host's around VMRUN.
     guest_xsave: alloc::boxed::Box<XsaveArea>,
+    /// Where the host's x87/SSE state waits while the guest runs: kept
+    /// here, not on the stack, so no entry pays for zeroing 512 bytes.
+    host_fx: alloc::boxed::Box<crate::sched::FxArea>,
     /// The guest's XCR0, loaded around VMRUN (x87 after reset).
     xcr0: u64,
     /// What its XSETBV may enable (the VMM's CPUID leaf 0xD).
@@ -469,6 +472,7 @@ impl SvmVcpu {
             msrpm_phys,
             gprs: GuestGprs::default(),
             guest_xsave: XsaveArea::initial(),
+            host_fx: crate::sched::FxArea::initial(),
             xcr0: starina::abi::vcpu::xcr0::X87,
             xcr0_allowed: xstate::guest_mask(),
             fault: None,
@@ -679,7 +683,6 @@ impl SvmVcpu {
         write8(v, ctl::TLB_CONTROL, if flush { 1 } else { 0 });
         self.flush_tlb = false;
 
-        let mut host_fx = crate::sched::FxArea([0; 512]);
         let gprs: *mut GuestGprs = &mut self.gprs;
         let seen_xcr0;
         // SAFETY: GIF=0 (clgi) from here to stgi: no interrupt can run and
@@ -690,9 +693,9 @@ impl SvmVcpu {
         // segment/MSR state (VMLOAD).
         unsafe {
             asm!("clgi", options(nostack));
-            xstate::enter(&self.guest_xsave, &mut host_fx, self.xcr0);
+            xstate::enter(&self.guest_xsave, &mut self.host_fx, self.xcr0);
             svm_run(gprs, self.vmcb_phys, info.host_vmcb_phys);
-            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &host_fx, self.xcr0_allowed);
+            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &self.host_fx, self.xcr0_allowed);
             asm!("stgi", options(nostack));
         }
         if seen_xcr0 != self.xcr0 {

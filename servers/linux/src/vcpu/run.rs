@@ -40,19 +40,15 @@ impl Guest {
                 Ok(exit) => exit,
                 Err(e) => return Status::Crashed(format!("vCPU run failed: {e}")),
             };
-            let left_guest = now_ns();
-            let halted_before = self.stats.halted_ns();
             self.exits += 1;
             self.last_exit = Some(exit);
+            self.stats.exit(ExitKind::of(&exit));
             if let Err(status) = self.handle_exit(exit) {
                 return status;
             }
             if let Err(e) = self.exchange() {
                 return self.crashed(&format!("VMM: the console: {e}"));
             }
-            let halted = self.stats.halted_ns() - halted_before;
-            let handling = now_ns().saturating_sub(left_guest + halted);
-            self.stats.exit(ExitKind::of(&exit), handling);
         }
     }
 
