@@ -23,6 +23,11 @@ pub const CHANNEL2: u16 = 0x42;
 pub const COMMAND: u16 = 0x43;
 pub const PORT_B: u16 = 0x61;
 
+/// Whether `port` is the PIT's (its channels and command, or port B).
+pub fn is_pit_port(port: u16) -> bool {
+    matches!(port, CHANNEL0..=COMMAND | PORT_B)
+}
+
 const NS_PER_S: u128 = 1_000_000_000;
 /// PIT_HZ / 1e9 in lowest terms: ticks = ns * TICKS_NUM / TICKS_DEN.
 const TICKS_NUM: u64 = 596_591;

@@ -35,7 +35,7 @@ impl ExitKind {
         match exit {
             VmExit::Io { port, .. } => match port {
                 0x3f8..=0x3ff | 0x2f8..=0x2ff | 0x3e8..=0x3ef | 0x2e8..=0x2ef => ExitKind::Serial,
-                0x40..=0x43 | 0x61 => ExitKind::Pit,
+                p if starina_vmm::pit::is_pit_port(*p) => ExitKind::Pit,
                 0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => ExitKind::Pic,
                 0x70 | 0x71 => ExitKind::Cmos,
                 0x60 | 0x64 => ExitKind::I8042,
