@@ -9,11 +9,12 @@
 //!   `exec_runs` runs after a few untimed ones;
 //! - `linux_pipe_roundtrip`: one round trip of the guest's pipe ping-pong
 //!   (`/init --pipe-bench N`: two processes, one byte each way), timed by
-//!   the guest with CLOCK_MONOTONIC. The guest cannot calibrate its TSC
-//!   under QEMU's emulation and runs on the `refined-jiffies` clocksource:
-//!   the ticks of the VMM's PIT, which follows Starina's clock, so under
-//!   `-icount shift=0` this too is in instructions, at one tick's (4 ms)
-//!   resolution: hence many round trips. As a cross-check that does not
+//!   the guest with CLOCK_MONOTONIC. Without `-icount` the guest cannot
+//!   calibrate its TSC under QEMU's emulation and runs on the
+//!   `refined-jiffies` clocksource (the ticks of the VMM's PIT, which
+//!   follows Starina's clock: 4 ms resolution, hence many round trips);
+//!   under `-icount shift=0` its PIT calibration succeeds and it runs on
+//!   the TSC, which counts instructions. As a cross-check that does not
 //!   trust the guest's clock, `linux_pipe_roundtrip_starina` times the whole
 //!   exec with Starina's clock, subtracts the `true` round trip and divides
 //!   by N (it also counts the child's spawn and 100 warm-up round trips, so
