@@ -263,7 +263,13 @@ impl DualPic {
     }
 
     /// The vector `acknowledge` would return now, without acknowledging.
+    #[inline]
     pub fn pending_vector(&self) -> Option<u8> {
+        // Nothing requested and unmasked: the usual answer, asked after
+        // every VM exit.
+        if self.master.irr & !self.master.imr == 0 {
+            return None;
+        }
         let irq = self.master.output(true)?;
         if irq == CASCADE_IRQ {
             let s = self.slave.output(false).unwrap_or(7);

@@ -237,6 +237,7 @@ impl Vm {
     }
 
     /// The vector the PIC would deliver now.
+    #[inline]
     pub fn pending_interrupt(&self) -> Option<u8> {
         self.pic.pending_vector()
     }
