@@ -344,6 +344,8 @@ pub struct SvmVcpu {
     /// Where the host's x87/SSE state waits while the guest runs: kept
     /// here, not on the stack, so no entry pays for zeroing 512 bytes.
     host_fx: alloc::boxed::Box<crate::sched::FxArea>,
+    /// What `init` found (kept: `run` needs it on every entry).
+    svm: SvmInfo,
     /// The guest's XCR0, loaded around VMRUN (x87 after reset).
     xcr0: u64,
     /// What its XSETBV may enable (the VMM's CPUID leaf 0xD).
@@ -477,6 +479,7 @@ impl SvmVcpu {
             gprs: GuestGprs::default(),
             guest_xsave: XsaveArea::initial(),
             host_fx: crate::sched::FxArea::initial(),
+            svm: info,
             xcr0: starina::abi::vcpu::xcr0::X87,
             xcr0_allowed: xstate::guest_mask(),
             fault: None,
@@ -676,10 +679,9 @@ impl SvmVcpu {
 
     /// Enters the guest once and translates the exit.
     pub fn run(&mut self, state: &mut VcpuState, inject: starina::hypervisor::Injection) -> VmExit {
-        let info = match init() {
-            Ok(i) => i,
-            Err(_) => return VmExit::Invalid,
-        };
+        // A vCPU exists only once `init` succeeded (`new`); its answer
+        // was kept.
+        let info = self.svm;
         self.load_state(state);
         self.inject(inject, state);
         let v = self.vmcb();
