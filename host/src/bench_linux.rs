@@ -3,16 +3,42 @@
 //! `linux_bench` profile (docs/CONTRACTS.md, "The Linux microVM"). Prints:
 //!
 //! - `linux_boot_ms_starina`: from the linux server's `booting Linux` to
-//!   `linux: guest ready`, host wall time seen on the console (median of RUNS);
+//!   `linux: guest ready`, host wall time seen on the console (median of
+//!   RUNS, default 5, interleaved with the direct boots);
 //! - `linux_boot_ms_direct`: QEMU booting the same files itself, from its
 //!   start to the agent's Ready frame (`starina direct`, median of RUNS);
-//! - `linux_boot_ratio`: Starina over direct;
-//! - `linux_boot_instructions_starina`: the Starina boot under `-icount`
-//!   (guest instructions between the two lines' time stamps);
+//! - `linux_boot_ratio`: Starina over direct (wall time: it swings between
+//!   runs, so the runs and their spread go to stderr);
+//! - `linux_boot_instructions_{starina,direct}` and
+//!   `linux_boot_instructions_ratio`: one boot of each under `-icount
+//!   shift=0`, counted in guest instructions (see [`boot_instructions`]);
 //! - `vm_overhead_kib`: the kernel's VM structures beyond guest RAM;
 //! - from `linux_bench` with and without `--icount`: `exec_true_roundtrip_ms`,
-//!   `exec_true_roundtrip_instructions`, `linux_pipe_roundtrip_instructions`
-//!   and `ipc_vs_pipe_ratio` (apps/linux_bench says how each is measured).
+//!   `exec_true_roundtrip_instructions`, `linux_pipe_roundtrip_instructions`,
+//!   `ipc_vs_pipe_ratio`, `guest_fork_exec_true_instructions` and
+//!   `exec_true_vs_guest_fork_ratio` (apps/linux_bench says how each is
+//!   measured), and `guest_tsc_loop_ppm`, the check that the guest's TSC
+//!   counts instructions there.
+//!
+//! # The boot count
+//!
+//! Under `-icount shift=0` QEMU's virtual clock advances one nanosecond
+//! per instruction executed (and, while every CPU halts, by the time until
+//! the next timer), and the TSC reads that clock. The guest agent prints
+//! its TSC in its ready line (`starina-agent: ready (Linux ...) tsc=N`), so
+//! both boots end at the same guest event, read by the same instruction:
+//!
+//! - direct: the guest's power-on is QEMU's (TSC 0), so the count is N: the
+//!   microvm firmware, Linux and the agent up to its ready line (QEMU puts
+//!   the kernel and initramfs in memory before the clock starts);
+//! - Starina: the guest's TSC is the host's (no offset), and its power-on
+//!   is the linux server's `booting Linux` line, once the kernel and
+//!   initramfs are in guest memory. That line's time stamp is Starina's
+//!   clock (ns since the kernel started), which `starina: ready (tsc=T)`
+//!   ties to the TSC: the TSC at `booting Linux` is T plus the time
+//!   between the two lines (1 GHz under icount), and the count is N minus
+//!   it. It includes everything the machine ran meanwhile: the guest, the
+//!   host kernel, the VMM, the other components.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,6 +50,7 @@ use crate::bench::boot_options;
 use crate::bench::capture;
 use crate::bench::tail;
 use crate::cli::BenchOptions;
+use crate::exec::TempDir;
 use crate::host::Host;
 use crate::host::Streams;
 use crate::markers;
@@ -56,8 +83,16 @@ impl Write for TimedLines {
 /// One Starina boot of profile `linux`.
 struct StarinaBoot {
     host_ms: f64,
-    guest_ns: Option<u64>,
+    /// Guest instructions under icount (see the module docs).
+    instructions: Option<u64>,
     overhead_kib: Option<u64>,
+}
+
+/// One direct boot.
+struct DirectBoot {
+    host_ms: f64,
+    /// Under icount: the guest's TSC at the agent's ready line.
+    instructions: Option<u64>,
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -69,7 +104,7 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> Result<(), String> {
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(5)
         .max(1);
     let mut host = host.clone();
     if std::env::var_os("STARINA_HTTP_PORT").is_none() {
@@ -82,28 +117,53 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> Result<(), String> {
         starina_ms.push(boot.host_ms);
         overhead = boot.overhead_kib.or(overhead);
         eprintln!("bench-linux: boot {i}/{runs} directly in QEMU");
-        direct_ms.push(boot_direct(&host)?);
+        direct_ms.push(boot_direct(&host, false)?.host_ms);
     }
-    eprintln!("bench-linux: one more boot through Starina under -icount");
-    let instructions = boot_starina(&host, opts, true)?.guest_ns;
-    eprintln!("bench-linux: profile linux_bench (exec, pipe ping-pong, IPC side by side)");
+    eprintln!("bench-linux: one more boot of each under -icount");
+    let counted_starina = boot_starina(&host, opts, true)?.instructions;
+    let counted_direct = boot_direct(&host, true)?.instructions;
+    eprintln!(
+        "bench-linux: profile linux_bench (exec, pipe ping-pong, fork+exec, IPC side by side)"
+    );
     let timed = linux_bench(&host, opts, false)?;
     eprintln!("bench-linux: profile linux_bench under -icount");
     let counted = linux_bench(&host, opts, true)?;
-    let runs_line =
-        format!("bench-linux: runs: starina {starina_ms:.0?} ms, direct {direct_ms:.0?} ms");
+    let runs_line = format!(
+        "bench-linux: runs (interleaved): starina {starina_ms:.0?} ms, direct {direct_ms:.0?} ms"
+    );
+    let spread = |v: &[f64]| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        format!("{lo:.0}..{hi:.0} ms")
+    };
+    let spreads = format!(
+        "bench-linux: spread: starina {}, direct {}",
+        spread(&starina_ms),
+        spread(&direct_ms)
+    );
     let (s, d) = (median(&mut starina_ms), median(&mut direct_ms));
     println!("bench: linux_boot_ms_starina {s:.0} ms");
     println!("bench: linux_boot_ms_direct {d:.0} ms");
     println!("bench: linux_boot_ratio {:.2}", s / d);
-    if let Some(n) = instructions {
-        println!("bench: linux_boot_instructions_starina {n}");
+    let mut missing = Vec::new();
+    match (counted_starina, counted_direct) {
+        (Some(s), Some(d)) if d > 0 => {
+            println!("bench: linux_boot_instructions_starina {s}");
+            println!("bench: linux_boot_instructions_direct {d}");
+            println!(
+                "bench: linux_boot_instructions_ratio {:.3}",
+                s as f64 / d as f64
+            );
+        }
+        _ => missing.push("linux_boot_instructions_ratio"),
     }
     if let Some(kib) = overhead {
         println!("bench: vm_overhead_kib {kib} KiB");
     }
-    let missing = print_linux_bench(&timed, &counted);
+    missing.extend(print_linux_bench(&timed, &counted));
     eprintln!("{runs_line}");
+    eprintln!("{spreads}");
     if !missing.is_empty() {
         return Err(format!("missing figures: {}", missing.join(", ")));
     }
@@ -135,6 +195,24 @@ fn print_linux_bench(
         }
         _ => missing.push("ipc_vs_pipe_ratio"),
     }
+    // Both in guest instructions under icount: Starina's clock and the
+    // guest's TSC read the same virtual clock.
+    let fork = counted.get("guest_fork_exec_true_tsc");
+    match fork {
+        Some(n) => println!("bench: guest_fork_exec_true_instructions {n}"),
+        None => missing.push("guest_fork_exec_true_instructions"),
+    }
+    match (counted.get("exec_true_roundtrip"), fork) {
+        (Some(&exec), Some(&fork)) if fork > 0 => println!(
+            "bench: exec_true_vs_guest_fork_ratio {:.2}",
+            exec as f64 / fork as f64
+        ),
+        _ => missing.push("exec_true_vs_guest_fork_ratio"),
+    }
+    match counted.get("guest_tsc_loop_ppm") {
+        Some(ppm) => println!("bench: guest_tsc_loop_ppm {ppm}"),
+        None => missing.push("guest_tsc_loop_ppm"),
+    }
     missing
 }
 
@@ -161,25 +239,62 @@ fn boot_starina(host: &Host, opts: &BenchOptions, icount: bool) -> Result<Starin
     let ready = lines
         .iter()
         .find(|(_, l)| l.contains(markers::LINUX_GUEST_READY));
-    let (Some((t0, l0)), Some((t1, l1))) = (start, ready) else {
+    let (Some((t0, _)), Some((t1, _))) = (start, ready) else {
         return Err("Linux did not come up through Starina (no 'guest ready' line)".into());
     };
-    let guest_ns = markers::timestamp_ns(l1)
-        .zip(markers::timestamp_ns(l0))
-        .map(|(b, a)| b.saturating_sub(a));
+    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
     Ok(StarinaBoot {
         host_ms: t1.duration_since(*t0).as_secs_f64() * 1000.0,
-        guest_ns,
+        instructions: if icount {
+            boot_instructions(&text)
+        } else {
+            None
+        },
         overhead_kib,
     })
 }
 
-/// One direct boot: host ms from QEMU's start to the agent's Ready.
-fn boot_direct(host: &Host) -> Result<f64, String> {
-    let out = Command::new(host.root.join("linux-guest/run-direct.sh"))
-        .args(["--run", "true"])
+/// The Starina boot's guest instructions from its console lines (see the
+/// module docs): the agent's TSC at ready minus the TSC at `booting Linux`.
+fn boot_instructions(lines: &[&str]) -> Option<u64> {
+    let (ready_tsc, ready_ns) = lines
+        .iter()
+        .find_map(|l| Some((markers::ready_tsc(l)?, markers::timestamp_ns(l)?)))?;
+    let booting_ns = lines
+        .iter()
+        .find(|l| l.contains(markers::LINUX_BOOTING))
+        .and_then(|l| markers::timestamp_ns(l))?;
+    let agent_tsc = lines.iter().find_map(|l| agent_ready_tsc(l))?;
+    let booting_tsc = ready_tsc.checked_add(booting_ns.checked_sub(ready_ns)?)?;
+    agent_tsc.checked_sub(booting_tsc)
+}
+
+/// `... starina-agent: ready (Linux <release>) tsc=<n>` -> n.
+fn agent_ready_tsc(line: &str) -> Option<u64> {
+    let rest = &line[line.find(markers::AGENT_READY)?..];
+    let digits = &rest[rest.find(" tsc=")? + " tsc=".len()..];
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+/// One direct boot: host ms from QEMU's start to the agent's Ready; under
+/// icount also the agent's TSC at ready, from the serial console.
+fn boot_direct(host: &Host, icount: bool) -> Result<DirectBoot, String> {
+    let tmp =
+        TempDir::new("starina-bench-direct").map_err(|e| format!("temporary directory: {e}"))?;
+    let serial = tmp.0.join("serial.log");
+    let mut command = Command::new(host.root.join("linux-guest/run-direct.sh"));
+    command
+        .args(["--run", "true", "--serial-log"])
+        .arg(&serial)
         .current_dir(&host.root)
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    if icount {
+        command.env("QEMU_EXTRA", "-icount shift=0");
+    }
+    let out = command
         .output()
         .map_err(|e| format!("cannot run linux-guest/run-direct.sh: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -188,14 +303,24 @@ fn boot_direct(host: &Host) -> Result<f64, String> {
         .lines()
         .find_map(|l| l.strip_prefix(prefix))
         .and_then(|rest| rest.split(' ').next()?.parse::<f64>().ok());
-    secs.map(|s| s * 1000.0).ok_or_else(|| {
-        let err = String::from_utf8_lossy(&out.stderr);
-        format!(
-            "direct boot failed:\n{}{}",
-            tail(&stdout, 2000),
-            tail(&err, 2000)
-        )
-    })
+    let console = std::fs::read_to_string(&serial).unwrap_or_default();
+    let tsc = console.lines().find_map(agent_ready_tsc);
+    match (secs, tsc.is_some() || !icount) {
+        (Some(s), true) => Ok(DirectBoot {
+            host_ms: s * 1000.0,
+            instructions: tsc.filter(|_| icount),
+        }),
+        _ => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(format!(
+                "direct boot{} failed:\n{}{}{}",
+                if icount { " under -icount" } else { "" },
+                tail(&stdout, 2000),
+                tail(&err, 2000),
+                tail(&console, 2000)
+            ))
+        }
+    }
 }
 
 /// One boot of profile `linux_bench`: its `bench-raw:` figures.
@@ -223,4 +348,34 @@ fn linux_bench(
         ));
     }
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starina_boot_instructions_from_the_console() {
+        let lines = [
+            "[   0.002644] INFO  kernel: starina: ready (tsc=21716393) profile 'linux'",
+            "[   0.038198] INFO  linux: booting Linux: 256 MiB RAM, kernel 2149 KiB",
+            "[   0.136237] INFO  linux: [guest] starina-agent: ready (Linux 6.12.117) tsc=155722031",
+            "[   0.136690] INFO  linux: guest ready: Linux 6.12.117",
+        ];
+        // TSC at `booting Linux`: 21716393 + (38198000 - 2644000).
+        assert_eq!(boot_instructions(&lines), Some(155722031 - 57270393));
+        assert_eq!(boot_instructions(&lines[1..]), None);
+        assert_eq!(boot_instructions(&[lines[0], lines[1], lines[3]]), None);
+    }
+
+    #[test]
+    fn agent_ready_line() {
+        let line = "starina-agent: ready (Linux 6.12.117) tsc=75983507";
+        assert_eq!(agent_ready_tsc(line), Some(75983507));
+        assert_eq!(
+            agent_ready_tsc("starina-agent: ready (Linux 6.12.117)"),
+            None
+        );
+        assert_eq!(agent_ready_tsc("something else tsc=5"), None);
+    }
 }

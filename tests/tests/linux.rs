@@ -95,6 +95,42 @@ fn exec_uname_reports_linux_6_12() {
     );
 }
 
+/// The host link reads the port when its virtio-console interrupts, not on
+/// a timer (drivers/hostlink, module docs): its log says how it was woken
+/// before the process's last frame goes out. Before the driver created its
+/// interrupt ahead of setting up the device, the count was 0 (the line was
+/// high before the pin was routed, so QEMU's IOAPIC never saw it rise) and
+/// a 1 ms timer did the work.
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn host_link_is_woken_by_its_interrupt_not_a_timer() {
+    let e = exec_with_log(
+        &["sh", "-c", "sleep 1; cat"],
+        b"stdin after a second\n",
+        true,
+    );
+    assert_eq!(e.code, Some(0), "{}", e.describe());
+    assert_eq!(e.stdout(), "stdin after a second\n", "{}", e.describe());
+    let log = e.stderr();
+    let wakeups = log
+        .lines()
+        .find_map(|l| {
+            l.split_once("hostlink: process 1 ended; woken by ")
+                .map(|(_, r)| r)
+        })
+        .unwrap_or_else(|| panic!("no wake-up line from hostlink:\n{log}"));
+    let numbers: Vec<u64> = wakeups
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 2, "{wakeups}");
+    assert!(
+        numbers[0] >= 1,
+        "no interrupt reached the host link: {wakeups}"
+    );
+    assert_eq!(numbers[1], 0, "the host link polled on a timer: {wakeups}");
+}
+
 #[test]
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
 fn exec_streams_stdout_and_stderr_apart_and_returns_the_status() {
@@ -311,4 +347,3 @@ fn default_linux_refuses_test_panic() {
     assert!(!console.contains("Kernel panic"), "the guest panicked");
     assert!(!console.contains("restarting linux"), "linux restarted");
 }
-

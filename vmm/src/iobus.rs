@@ -8,6 +8,7 @@
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
+use core::cell::Cell;
 
 use crate::repeats::Repeats;
 
@@ -24,6 +25,10 @@ const MAX_LOGGED: usize = 16;
 pub struct IoBus<K: Copy> {
     /// (first port, last port, key), sorted by first port.
     ranges: Vec<(u16, u16, K)>,
+    /// The range the last lookup found: guests use one device many times
+    /// in a row (Linux's TSC calibration reads the PIT some 16,000 times),
+    /// and each lookup is on the path of a VM exit.
+    last_hit: Cell<Option<(u16, u16, K)>>,
     logged: BTreeSet<u16>,
     /// Accesses to unknown ports beyond the named ones.
     unnamed: Repeats,
@@ -39,6 +44,7 @@ impl<K: Copy> IoBus<K> {
     pub fn new() -> Self {
         Self {
             ranges: Vec::new(),
+            last_hit: Cell::new(None),
             logged: BTreeSet::new(),
             unnamed: Repeats::new(),
         }
@@ -59,14 +65,24 @@ impl<K: Copy> IoBus<K> {
         }
         let at = self.ranges.partition_point(|&(first, _, _)| first < base);
         self.ranges.insert(at, (base, last, key));
+        self.last_hit.set(None);
         Ok(())
     }
 
     /// The device at `port` and the offset of `port` in its range.
     pub fn lookup(&self, port: u16) -> Option<(K, u16)> {
+        if let Some((first, last, key)) = self.last_hit.get() {
+            if (first..=last).contains(&port) {
+                return Some((key, port - first));
+            }
+        }
         let i = self.ranges.partition_point(|&(first, _, _)| first <= port);
         let &(first, last, key) = self.ranges.get(i.checked_sub(1)?)?;
-        (port <= last).then_some((key, port - first))
+        if port > last {
+            return None;
+        }
+        self.last_hit.set(Some((first, last, key)));
+        Some((key, port - first))
     }
 
     /// Logs an access to an unrouted port: once per port for the first
@@ -122,6 +138,26 @@ mod tests {
         assert!(bus.insert(0x10, 0, 'X').is_err(), "empty");
         bus.insert(0xfff0, 0x10, 'E').unwrap();
         assert_eq!(bus.lookup(0xffff), Some(('E', 0xf)));
+    }
+
+    #[test]
+    fn lookups_after_a_hit_in_another_range() {
+        let mut bus = IoBus::new();
+        bus.insert(0x40, 4, 'T').unwrap();
+        bus.insert(0x61, 1, 'B').unwrap();
+        for _ in 0..3 {
+            assert_eq!(bus.lookup(0x42), Some(('T', 2)));
+            assert_eq!(bus.lookup(0x42), Some(('T', 2)));
+            assert_eq!(bus.lookup(0x61), Some(('B', 0)));
+            assert_eq!(bus.lookup(0x60), None);
+            assert_eq!(bus.lookup(0x62), None);
+            assert_eq!(bus.lookup(0x40), Some(('T', 0)));
+            assert_eq!(bus.lookup(0x44), None);
+        }
+        // A new range right where the last hit ended.
+        bus.insert(0x44, 1, 'N').unwrap();
+        assert_eq!(bus.lookup(0x44), Some(('N', 0)));
+        assert_eq!(bus.lookup(0x43), Some(('T', 3)));
     }
 
     #[test]

@@ -234,11 +234,16 @@ impl DualPic {
     /// ignored.
     pub fn set_irq(&mut self, irq: u8, level: bool) {
         match irq {
+            // The slave is unchanged, and so is the cascade line (every
+            // change of the slave updates it). The VMM samples each line
+            // on every exit: this is on the hot path.
             0..=7 => self.master.set_irq(irq, level),
-            8..=15 => self.slave.set_irq(irq - 8, level),
-            _ => return,
+            8..=15 => {
+                self.slave.set_irq(irq - 8, level);
+                self.update_cascade();
+            }
+            _ => {}
         }
-        self.update_cascade();
     }
 
     /// A rising then falling edge: how a PIT tick is delivered.
@@ -258,7 +263,13 @@ impl DualPic {
     }
 
     /// The vector `acknowledge` would return now, without acknowledging.
+    #[inline]
     pub fn pending_vector(&self) -> Option<u8> {
+        // Nothing requested and unmasked: the usual answer, asked after
+        // every VM exit.
+        if self.master.irr & !self.master.imr == 0 {
+            return None;
+        }
         let irq = self.master.output(true)?;
         if irq == CASCADE_IRQ {
             let s = self.slave.output(false).unwrap_or(7);

@@ -23,16 +23,37 @@ pub const CHANNEL2: u16 = 0x42;
 pub const COMMAND: u16 = 0x43;
 pub const PORT_B: u16 = 0x61;
 
-const NS_PER_S: u128 = 1_000_000_000;
+/// Whether `port` is the PIT's (its channels and command, or port B).
+pub fn is_pit_port(port: u16) -> bool {
+    matches!(port, CHANNEL0..=COMMAND | PORT_B)
+}
 
+const NS_PER_S: u128 = 1_000_000_000;
+/// PIT_HZ / 1e9 in lowest terms: ticks = ns * TICKS_NUM / TICKS_DEN.
+const TICKS_NUM: u64 = 596_591;
+const TICKS_DEN: u64 = 500_000_000;
+const _: () = assert!(TICKS_NUM * 2 == PIT_HZ && TICKS_DEN * 2 == NS_PER_S as u64);
+
+/// Ticks elapsed in `ns`. Every guest read of a counter and every exit
+/// (the channel 0 interrupt check) computes this, so it stays in 64 bits
+/// while the product fits (8.6 hours since the count was loaded): a
+/// 128-bit division is a software routine of hundreds of instructions.
 fn ns_to_ticks(ns: u64) -> u64 {
-    (ns as u128 * PIT_HZ as u128 / NS_PER_S) as u64
+    match ns.checked_mul(TICKS_NUM) {
+        Some(p) => p / TICKS_DEN,
+        None => (ns as u128 * PIT_HZ as u128 / NS_PER_S) as u64,
+    }
 }
 
 /// First nanosecond at which `ticks` ticks have elapsed.
 fn ticks_to_ns(ticks: u64) -> u64 {
-    let ns = (ticks as u128 * NS_PER_S).div_ceil(PIT_HZ as u128);
-    ns.min(u64::MAX as u128) as u64
+    match ticks.checked_mul(TICKS_DEN) {
+        Some(p) => p.div_ceil(TICKS_NUM),
+        None => {
+            let ns = (ticks as u128 * NS_PER_S).div_ceil(PIT_HZ as u128);
+            ns.min(u64::MAX as u128) as u64
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -325,6 +346,38 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn tick_conversions_match_the_exact_formulas() {
+        let exact_ticks = |ns: u64| (ns as u128 * PIT_HZ as u128 / NS_PER_S) as u64;
+        let exact_ns =
+            |t: u64| ((t as u128 * NS_PER_S).div_ceil(PIT_HZ as u128)).min(u64::MAX as u128) as u64;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let big = u64::MAX / TICKS_NUM;
+        for v in [
+            0,
+            1,
+            837,
+            838,
+            839,
+            MS,
+            big - 1,
+            big,
+            big + 1,
+            u64::MAX / 2,
+            u64::MAX,
+        ]
+        .into_iter()
+        .chain((0..10_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 40)
+        })) {
+            assert_eq!(ns_to_ticks(v), exact_ticks(v), "ns {v}");
+            assert_eq!(ticks_to_ns(v), exact_ns(v), "ticks {v}");
+        }
+    }
 
     #[test]
     fn periodic_mode2_like_linux() {

@@ -9,16 +9,28 @@
 //!   `exec_runs` runs after a few untimed ones;
 //! - `linux_pipe_roundtrip`: one round trip of the guest's pipe ping-pong
 //!   (`/init --pipe-bench N`: two processes, one byte each way), timed by
-//!   the guest with CLOCK_MONOTONIC. The guest cannot calibrate its TSC
-//!   under QEMU's emulation and runs on the `refined-jiffies` clocksource:
-//!   the ticks of the VMM's PIT, which follows Starina's clock, so under
-//!   `-icount shift=0` this too is in instructions, at one tick's (4 ms)
-//!   resolution: hence many round trips. As a cross-check that does not
+//!   the guest with CLOCK_MONOTONIC. Without `-icount` the guest cannot
+//!   calibrate its TSC under QEMU's emulation and runs on the
+//!   `refined-jiffies` clocksource (the ticks of the VMM's PIT, which
+//!   follows Starina's clock: 4 ms resolution, hence many round trips);
+//!   under `-icount shift=0` its PIT calibration succeeds and it runs on
+//!   the TSC, which counts instructions. As a cross-check that does not
 //!   trust the guest's clock, `linux_pipe_roundtrip_starina` times the whole
 //!   exec with Starina's clock, subtracts the `true` round trip and divides
 //!   by N (it also counts the child's spawn and 100 warm-up round trips, so
 //!   it reads a little high; with 100,000 round trips the two agreed
 //!   within 1% when this was written).
+//!
+//! - `guest_fork_exec_true`: what `exec_true_roundtrip` is compared with,
+//!   `/bin/true` run by the guest itself the way a shell does (fork, exec,
+//!   wait: `/init --spawn-bench N`), per run, timed with the guest's
+//!   CLOCK_MONOTONIC; `guest_fork_exec_true_tsc` the same with the TSC,
+//!   which under `-icount shift=0` counts instructions like Starina's
+//!   clock does (the guest sees the host's TSC unchanged), so the two
+//!   figures compare in one unit. `guest_tsc_loop_ppm` checks that: the TSC
+//!   delta of a loop of a known number of instructions, in parts per
+//!   million of that number (1,000,000 when the TSC counts instructions;
+//!   a little more from the timer interrupts that land in the loop).
 //!
 //! Each figure is logged as `bench-raw: <name> <value>` in guest
 //! nanoseconds (instructions under `-icount shift=0`); then it powers off
@@ -28,12 +40,12 @@
 
 extern crate alloc;
 
-use starina::abi::markers::BENCH_RAW;
 use alloc::format;
 use alloc::string::String;
 use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
+use starina::abi::markers::BENCH_RAW;
 
 use starina::abi::Readiness;
 use starina::channel::Channel;
@@ -137,15 +149,7 @@ fn run(linux: Channel, echo: &Channel, config: &Config) -> Result<(), String> {
     let run = b.exec(&["/init", "--pipe-bench", &arg])?;
     expect_status(&run, 0, "/init --pipe-bench")?;
     let out = String::from_utf8_lossy(&run.stdout);
-    let field = |name: &str| -> Option<u64> {
-        let start = out.find(name)? + name.len();
-        let digits: String = out[start..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().ok()
-    };
-    let (Some(total), Some(per)) = (field("total_ns="), field("roundtrip_ns=")) else {
+    let (Some(total), Some(per)) = (field(&out, "total_ns="), field(&out, "roundtrip_ns=")) else {
         return Err(format!("unexpected pipe-bench output {:?}", out.trim()));
     };
     log::info!(
@@ -155,7 +159,42 @@ fn run(linux: Channel, echo: &Channel, config: &Config) -> Result<(), String> {
     log::info!("{BENCH_RAW} linux_pipe_roundtrip {per}");
     let starina = run.ns.saturating_sub(true_ns) / pipe_rounds;
     log::info!("{BENCH_RAW} linux_pipe_roundtrip_starina {starina}");
+    guest_fork_exec(&mut b, config.spawn_rounds.max(1) as u64)
+}
+
+/// `/init --spawn-bench N`: fork + exec + wait of /bin/true in the guest.
+fn guest_fork_exec(b: &mut Bench, rounds: u64) -> Result<(), String> {
+    let arg = format!("{rounds}");
+    let run = b.exec(&["/init", "--spawn-bench", &arg])?;
+    expect_status(&run, 0, "/init --spawn-bench")?;
+    let out = String::from_utf8_lossy(&run.stdout);
+    let field = |name: &str| field(&out, name);
+    let (Some(per_ns), Some(per_tsc), Some(loop_insns), Some(loop_tsc)) = (
+        field("per_ns="),
+        field("per_tsc="),
+        field("loop_instructions="),
+        field("loop_tsc="),
+    ) else {
+        return Err(format!("unexpected spawn-bench output {:?}", out.trim()));
+    };
+    log::info!(
+        "fork+exec+wait of /bin/true in the guest: {rounds} runs, {per_ns} ns each by CLOCK_MONOTONIC, {per_tsc} TSC ticks; a {loop_insns}-instruction loop took {loop_tsc} TSC ticks"
+    );
+    log::info!("{BENCH_RAW} guest_fork_exec_true {per_ns}");
+    log::info!("{BENCH_RAW} guest_fork_exec_true_tsc {per_tsc}");
+    let ppm = loop_tsc.saturating_mul(1_000_000) / loop_insns.max(1);
+    log::info!("{BENCH_RAW} guest_tsc_loop_ppm {ppm}");
     Ok(())
+}
+
+/// The number after `name` in `out` (`name=123`).
+fn field(out: &str, name: &str) -> Option<u64> {
+    let start = out.find(name)? + name.len();
+    let digits: String = out[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 fn expect_status(run: &Run, want: i32, what: &str) -> Result<(), String> {

@@ -33,10 +33,20 @@
 //! read and dropped, never decoded. A fresh link is a fresh boot, which is
 //! what `scripts/starina exec` does for every command.
 //!
-//! Besides its interrupt, the driver also polls the port on a timer (every
-//! millisecond while a command runs, every 20 ms otherwise): on q35 the
-//! virtio-console's INTx was seen not to arrive, and a relay must not hang
-//! on a lost interrupt.
+//! Interrupts: the driver reads the port only when the device interrupts
+//! (or when a process channel makes room). The interrupt object is created
+//! before the device is set up, and the device's interrupt status is read
+//! (which lowers its INTx line) once the driver listens. Both matter: the
+//! host may have sent its first frame already, and QEMU fills the receive
+//! buffer as soon as the driver posts it, raising INTx at once. If that
+//! happens while the IOAPIC pin is still masked and edge-triggered (its
+//! reset state), QEMU's IOAPIC ignores the edge, and once the pin is
+//! routed level-triggered it only sees changes of the line: a line that is
+//! already high, and stays high because nobody reads the status register,
+//! never interrupts. (That was why an earlier version polled every
+//! millisecond.) Each finished process logs how the driver was woken
+//! (`hostlink: process N ended; woken by N interrupts, N timers`), so a
+//! test can tell that no timer polls the port.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -54,7 +64,6 @@ use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
 use starina::message::codes;
-use starina::timer::Timer;
 use starina::Channel;
 use starina::Error;
 use starina::HandleId;
@@ -73,9 +82,6 @@ type Port = VirtIOConsole<StarinaHal, SomeTransport<'static>>;
 
 /// Bytes read from the port per batch before frames are handled.
 const READ_BATCH: usize = 64 * 1024;
-/// How often the port is polled while a command runs, and while idle.
-const POLL_ACTIVE_NS: u64 = 1_000_000;
-const POLL_IDLE_NS: u64 = 20_000_000;
 /// `errno` of a `SpawnFailed` when the linux server went away.
 const LINUX_GONE: i32 = codes::UNAVAILABLE as i32;
 /// `errno` of a `SpawnFailed` when the host broke the framing.
@@ -84,8 +90,6 @@ const LINK_BROKEN: i32 = codes::RESET as i32;
 /// What a watched object is to the relay.
 enum Watched {
     Interrupt,
-    /// The polling fallback (see the module docs).
-    Tick,
     Linux,
     /// The channel of host process `id`.
     Process(u32),
@@ -121,22 +125,31 @@ struct HostProc {
 struct Link {
     port: Port,
     linux: HandleId,
-    tick: HandleId,
     decoder: FrameDecoder,
     procs: BTreeMap<u32, HostProc>,
     out: Vec<u8>,
+    wakeups: Wakeups,
+}
+
+/// How the driver was woken, for the log (see the module docs).
+#[derive(Default)]
+struct Wakeups {
+    interrupts: u64,
+    /// Timer events: none while nothing polls.
+    timers: u64,
 }
 
 pub fn main(env: Env) -> Result<(), String> {
     let device = env.port;
     let where_ = device.describe();
+    // Before the device can raise its line (see the module docs).
+    let irq = device
+        .interrupt()
+        .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
     let port = transport(&device)
         .map_err(|e| format!("{e}"))
         .and_then(|t| Port::new(t).map_err(|e| format!("{e:?}")))
         .map_err(|e| format!("{where_}: cannot set up the virtio-console: {e}"))?;
-    let irq = device
-        .interrupt()
-        .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
     let result = run(port, irq, env.supervisor, env.linux);
     // `device` drops last: the kernel quiesces it before its DMA memory is
     // freed.
@@ -155,18 +168,21 @@ fn run(
     cx.add_supervisor(supervisor)?;
     cx.add_interrupt(irq, Watched::Interrupt)?;
     let linux = cx.add_channel(linux, Watched::Linux)?;
-    let tick = cx.add_timer(Timer::create()?, Watched::Tick)?;
-    cx.set_timer(tick, POLL_IDLE_NS)?;
     let mut link = Link {
         port,
         linux,
-        tick,
         decoder: FrameDecoder::new(),
         procs: BTreeMap::new(),
         out: Vec::new(),
+        wakeups: Wakeups::default(),
     };
     log::info!("host link up");
-    // Bytes may have arrived before we listened.
+    // Bytes may have arrived before we listened, and the line may be high
+    // already: reading the status lowers it, so the next buffer the device
+    // fills raises it again (see the module docs).
+    if let Err(e) = link.port.ack_interrupt() {
+        log::warn!("virtio-console: {e:?}");
+    }
     link.read_host(ml.cx());
     ml.run(&mut link)
 }
@@ -217,13 +233,10 @@ impl Handler for Link {
     }
 
     fn timer(&mut self, cx: &mut Cx<Watched>, _: HandleId, _: &mut Watched) -> Result<(), Error> {
+        // The driver sets no timer; counted so the log would show one.
+        self.wakeups.timers += 1;
         self.read_host(cx);
-        let period = if self.procs.is_empty() {
-            POLL_IDLE_NS
-        } else {
-            POLL_ACTIVE_NS
-        };
-        cx.set_timer(self.tick, period)
+        Ok(())
     }
 
     fn interrupt(
@@ -232,6 +245,7 @@ impl Handler for Link {
         id: HandleId,
         _: &mut Watched,
     ) -> Result<(), Error> {
+        self.wakeups.interrupts += 1;
         if let Err(e) = self.port.ack_interrupt() {
             log::warn!("virtio-console: {e:?}");
         }
@@ -491,6 +505,9 @@ impl Link {
             frame,
             Frame::Exited { .. } | Frame::Signaled { .. } | Frame::SpawnFailed { .. }
         );
+        if last {
+            self.log_wakeups(id);
+        }
         self.send_host(&frame);
         if last {
             self.end(cx, id);
@@ -501,6 +518,7 @@ impl Link {
     fn process_gone(&mut self, cx: &mut Cx<Watched>, id: u32) {
         if self.procs.contains_key(&id) {
             self.end(cx, id);
+            self.log_wakeups(id);
             self.spawn_failed(
                 id,
                 LINUX_GONE,
@@ -513,5 +531,15 @@ impl Link {
         if let Some(HostProc { ch: Some(ch), .. }) = self.procs.remove(&id) {
             cx.remove(ch);
         }
+    }
+
+    /// Logged before a process's last frame goes to the host (which may
+    /// stop the VM as soon as it has it).
+    fn log_wakeups(&self, id: u32) {
+        log::info!(
+            "process {id} ended; woken by {} interrupts, {} timers",
+            self.wakeups.interrupts,
+            self.wakeups.timers
+        );
     }
 }

@@ -341,6 +341,11 @@ pub struct SvmVcpu {
     gprs: GuestGprs,
     /// The guest's x87/SSE/AVX state, swapped with the host's around VMRUN.
     guest_xsave: alloc::boxed::Box<XsaveArea>,
+    /// Where the host's x87/SSE state waits while the guest runs: kept
+    /// here, not on the stack, so no entry pays for zeroing 512 bytes.
+    host_fx: alloc::boxed::Box<crate::sched::FxArea>,
+    /// What `init` found (kept: `run` needs it on every entry).
+    svm: SvmInfo,
     /// The guest's XCR0, loaded around VMRUN (x87 after reset).
     xcr0: u64,
     /// What its XSETBV may enable (the VMM's CPUID leaf 0xD).
@@ -395,14 +400,18 @@ fn seg_from_vmcb(vmcb: usize, off: usize) -> Segment {
 
 macro_rules! accessors {
     ($read:ident, $write:ident, $t:ty) => {
+        // `wrapping_add`: the sum cannot overflow (a direct-mapped page
+        // plus less than 4096), and the kernel's overflow checks would cost
+        // four instructions on each of the ~150 VMCB accesses of every VM
+        // entry and exit.
         fn $read(base: usize, off: usize) -> $t {
             // SAFETY: `base` is the direct-mapped address of a VMCB page this
             // vCPU owns, `off` a field inside it (< 4096, naturally aligned).
-            unsafe { ((base + off) as *const $t).read_volatile() }
+            unsafe { (base.wrapping_add(off) as *const $t).read_volatile() }
         }
         fn $write(base: usize, off: usize, v: $t) {
             // SAFETY: as for the read.
-            unsafe { ((base + off) as *mut $t).write_volatile(v) }
+            unsafe { (base.wrapping_add(off) as *mut $t).write_volatile(v) }
         }
     };
 }
@@ -469,6 +478,8 @@ impl SvmVcpu {
             msrpm_phys,
             gprs: GuestGprs::default(),
             guest_xsave: XsaveArea::initial(),
+            host_fx: crate::sched::FxArea::initial(),
+            svm: info,
             xcr0: starina::abi::vcpu::xcr0::X87,
             xcr0_allowed: xstate::guest_mask(),
             fault: None,
@@ -668,10 +679,9 @@ impl SvmVcpu {
 
     /// Enters the guest once and translates the exit.
     pub fn run(&mut self, state: &mut VcpuState, inject: starina::hypervisor::Injection) -> VmExit {
-        let info = match init() {
-            Ok(i) => i,
-            Err(_) => return VmExit::Invalid,
-        };
+        // A vCPU exists only once `init` succeeded (`new`); its answer
+        // was kept.
+        let info = self.svm;
         self.load_state(state);
         self.inject(inject, state);
         let v = self.vmcb();
@@ -679,7 +689,6 @@ impl SvmVcpu {
         write8(v, ctl::TLB_CONTROL, if flush { 1 } else { 0 });
         self.flush_tlb = false;
 
-        let mut host_fx = crate::sched::FxArea([0; 512]);
         let gprs: *mut GuestGprs = &mut self.gprs;
         let seen_xcr0;
         // SAFETY: GIF=0 (clgi) from here to stgi: no interrupt can run and
@@ -690,9 +699,9 @@ impl SvmVcpu {
         // segment/MSR state (VMLOAD).
         unsafe {
             asm!("clgi", options(nostack));
-            xstate::enter(&self.guest_xsave, &mut host_fx, self.xcr0);
+            xstate::enter(&self.guest_xsave, &mut self.host_fx, self.xcr0);
             svm_run(gprs, self.vmcb_phys, info.host_vmcb_phys);
-            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &host_fx, self.xcr0_allowed);
+            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &self.host_fx, self.xcr0_allowed);
             asm!("stgi", options(nostack));
         }
         if seen_xcr0 != self.xcr0 {

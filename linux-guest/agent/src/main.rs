@@ -4,7 +4,8 @@
 //! /run, sets a base environment, opens the control channel `/dev/hvc0` (a
 //! virtio-console port) and serves the process protocol of
 //! `starina_bridge::process` on it, reaping every zombie on the way. It
-//! prints `starina-agent: ready (Linux <release>)` on /dev/console when ready.
+//! prints `starina-agent: ready (Linux <release>) tsc=<TSC>` on /dev/console
+//! when ready.
 //!
 //! Other modes, for tests and debugging:
 //! - `starina-guest-agent --stdio`: serve on stdin/stdout (no mounts), so the
@@ -13,6 +14,9 @@
 //! - `starina-guest-agent --pipe-bench N`: a pipe ping-pong of N round trips
 //!   between two processes, timed by the guest (`pipebench.rs`; `make
 //!   bench` runs it as `/init --pipe-bench N`).
+//! - `starina-guest-agent --spawn-bench N [PROGRAM]`: N runs of PROGRAM
+//!   (`/bin/true`) by fork + exec + wait, timed by the guest
+//!   (`spawnbench.rs`; `make bench` runs it as `/init --spawn-bench N`).
 //! - `starina-guest-agent --flood SECONDS [SEED]`: a hostile guest program
 //!   that makes the vCPU exit to the VMM as fast as it can (`flood.rs`; the
 //!   reliability test runs it as `/init --flood N`).
@@ -20,6 +24,7 @@
 mod flood;
 mod pipebench;
 mod server;
+mod spawnbench;
 mod stdin;
 mod sys;
 mod xsetbv_probe;
@@ -103,6 +108,17 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        ["--spawn-bench", rounds, rest @ ..] if rest.len() <= 1 => {
+            let Ok(rounds) = rounds.parse::<u64>() else {
+                eprintln!("starina-guest-agent: --spawn-bench wants a number of runs");
+                std::process::exit(2);
+            };
+            let program = rest.first().copied().unwrap_or("/bin/true");
+            if let Err(e) = spawnbench::run(rounds, program) {
+                eprintln!("starina-guest-agent: spawn bench failed: {e}");
+                std::process::exit(1);
+            }
+        }
         ["--flood", seconds, rest @ ..] if rest.len() <= 1 => {
             let seconds = seconds.parse::<u64>();
             let seed = rest.first().map_or(Ok(0x5eed), |s| s.parse::<u64>());
@@ -130,6 +146,7 @@ fn main() {
                  \x20      starina-guest-agent --stdio    (serve the protocol on stdin/stdout)\n\
                  \x20      starina-guest-agent --device PATH\n\
                  \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)\n\
+                 \x20      starina-guest-agent --spawn-bench N [PROGRAM]   (N fork+exec+wait, timed)\n\
                  \x20      starina-guest-agent --flood SECONDS [SEED]   (VM exits as fast as it can)"
             );
             std::process::exit(2);
@@ -182,7 +199,10 @@ fn run_as_init() -> ! {
             }
         }
     };
-    log(&format!("ready (Linux {release})"));
+    // The TSC at ready: the end of `make bench`'s boot count (under
+    // `-icount shift=0`, guest instructions since power-on; see
+    // host/src/bench_linux.rs).
+    log(&format!("ready (Linux {release}) tsc={}", sys::tsc()));
     let result = server::serve(input, output, release, PanicAction::CrashKernel);
     if let Err(e) = result {
         // The link is one byte stream for the VM's life, and its frame

@@ -143,3 +143,75 @@ pub fn port_io(port: u16, width: u8, write: Option<u32>) -> u32 {
     }
     0
 }
+
+/// The time-stamp counter. Under QEMU's `-icount shift=0` it reads the
+/// virtual clock in ns, one per instruction executed (by the whole machine:
+/// under Starina that includes the host kernel and the VMM, whose TSC the
+/// guest sees unchanged); `make bench` counts with it.
+pub fn tsc() -> u64 {
+    // SAFETY: rdtsc reads a counter and touches no memory (CR4.TSD is clear
+    // in Linux, so user mode may use it).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Runs a loop of exactly `2 * iterations` instructions (`dec`, `jnz`), for
+/// checking that the TSC counts instructions under `-icount`.
+pub fn counted_loop(iterations: u64) {
+    if iterations == 0 {
+        return;
+    }
+    // SAFETY: the loop only counts a register down to zero; no memory, no
+    // stack.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "dec {n}",
+            "jnz 2b",
+            n = inout(reg) iterations => _,
+            options(nomem, nostack),
+        );
+    }
+}
+
+/// The path and argv of a program, as C strings ready for `execv`.
+pub struct ExecArgs {
+    path: CString,
+    argv: Vec<CString>,
+}
+
+impl ExecArgs {
+    pub fn new(path: &str, argv: &[&str]) -> io::Result<ExecArgs> {
+        Ok(ExecArgs {
+            path: cstring(path)?,
+            argv: argv.iter().map(|a| cstring(a)).collect::<io::Result<_>>()?,
+        })
+    }
+}
+
+/// `fork(2)`, `execv(2)` of `program` in the child, `waitpid(2)` for it:
+/// the classic way a Unix shell runs a command. Returns its exit status.
+pub fn fork_exec_wait(program: &ExecArgs) -> io::Result<ExitStatus> {
+    // Built before fork: the child may only make async-signal-safe calls.
+    let mut argv: Vec<*const libc::c_char> = program.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    // SAFETY: fork takes no arguments. The child below only calls execv and
+    // _exit (async-signal-safe) on memory prepared before the fork.
+    let pid = check(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: `path` and every `argv` entry are NUL-terminated strings
+        // that live until exec replaces the process; `argv` ends with null.
+        unsafe {
+            libc::execv(program.path.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int for the whole call.
+        match check(unsafe { libc::waitpid(pid, &mut status, 0) }) {
+            Ok(_) => return Ok(ExitStatus::from_raw(status)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

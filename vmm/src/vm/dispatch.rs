@@ -12,6 +12,7 @@ use crate::exit::VcpuState;
 use crate::exit::VmExit;
 use crate::memory::GuestMemory;
 use crate::msr::MsrEffect;
+use crate::pit;
 
 /// #GP, injected for refused MSR accesses.
 pub const GP_VECTOR: u8 = 13;
@@ -28,7 +29,13 @@ impl Vm {
         ctx: ExitContext,
     ) -> Result<ExitAction, VmError> {
         let action = self.dispatch(exit, state, mem, ctx)?;
-        self.update_irqs(ctx.now_ns);
+        if matches!(*exit, VmExit::Io { port, .. } if pit::is_pit_port(port)) {
+            // Linux's TSC calibration reads the PIT some 16,000 times in a
+            // row: such an exit changes no other device's line.
+            self.update_pit_irq(ctx.now_ns);
+        } else {
+            self.update_irqs(ctx.now_ns);
+        }
         Ok(action)
     }
 

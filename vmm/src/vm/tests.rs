@@ -231,6 +231,61 @@ fn pit_tick_reaches_pic() {
     );
 }
 
+/// A PIT port exit updates only the PIT's line (the fast path of
+/// `handle_exit`): its tick still arrives, and the serial line, changed by
+/// a serial exit, is still sampled then.
+#[test]
+fn pit_exits_deliver_the_tick_and_serial_exits_the_serial_line() {
+    let mut vm = vm();
+    // PIC at 0x30, IRQ 0 and 4 unmasked; PIT at 1 ms.
+    for (p, v) in [
+        (0x20, 0x11),
+        (0x21, 0x30),
+        (0x21, 0x04),
+        (0x21, 0x01),
+        (0x21, 0xee),
+        (0x43, 0x34),
+        (0x40, 0xa9),
+        (0x40, 0x04),
+    ] {
+        vm.io_out(p, 1, v, 0);
+    }
+    let t = vm.next_deadline_ns().unwrap();
+    let mut st = VcpuState::default();
+    let mut mem = VecMemory::new(1 << 20);
+    let read_42 = VmExit::Io {
+        port: 0x42,
+        size: 1,
+        access: Access::Read,
+        value: 0,
+        string: false,
+        rep: false,
+        next_rip: 2,
+    };
+    let at = |now_ns| ExitContext {
+        now_ns,
+        host_tsc: 0,
+    };
+    vm.handle_exit(&read_42, &mut st, &mut mem, at(t - 1))
+        .unwrap();
+    assert_eq!(vm.pending_interrupt(), None);
+    vm.handle_exit(&read_42, &mut st, &mut mem, at(t)).unwrap();
+    assert_eq!(vm.acknowledge_interrupt(), Some(0x30));
+    vm.io_out(0x20, 1, 0x20, t); // EOI
+                                 // IER: "transmitter empty" interrupts on: the line rises at once.
+    let ier_on = VmExit::Io {
+        port: 0x3f9,
+        size: 1,
+        access: Access::Write,
+        value: 0x02,
+        string: false,
+        rep: false,
+        next_rip: 3,
+    };
+    vm.handle_exit(&ier_on, &mut st, &mut mem, at(t)).unwrap();
+    assert_eq!(vm.pending_interrupt(), Some(0x34));
+}
+
 /// The guest reads the virtio magic with `mov 0x0(%rbx),%eax` through a
 /// nested page fault; the VMM fetches the instruction via the boot page
 /// tables.

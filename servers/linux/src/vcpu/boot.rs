@@ -97,6 +97,7 @@ impl Guest {
             input_left: false,
             exits: 0,
             last_exit: None,
+            stats: Default::default(),
         })
     }
 }

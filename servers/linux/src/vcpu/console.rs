@@ -71,6 +71,9 @@ impl Guest {
     pub(super) fn log_console(&mut self) {
         for line in self.vm.serial_mut().take_lines() {
             log::info!("[guest] {line}");
+            if line.contains(starina::abi::markers::AGENT_READY) {
+                log::info!("vm exits to agent ready: {}", self.stats.summary());
+            }
         }
     }
 }

@@ -12,9 +12,11 @@
 //! | `boot` | the VM and Linux in it, from the spec's config |
 //! | `run` | the run loop: exits, injections, sleeping, why the guest stopped |
 //! | `console` | bytes between the virtio-console and the main thread |
+//! | `exit_stats` | exits by kind and what handling them cost, for the log |
 
 mod boot;
 mod console;
+mod exit_stats;
 mod run;
 
 use alloc::format;
@@ -101,4 +103,7 @@ struct Guest {
     /// dies).
     exits: u64,
     last_exit: Option<VmExit>,
+    /// Exits by kind, logged when the agent is ready and when the guest
+    /// stops.
+    stats: exit_stats::ExitStats,
 }
