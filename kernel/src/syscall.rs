@@ -389,7 +389,7 @@ impl KernelApi for Kernel {
             // By then at the latest, never later than a tick already armed: the
             // slice and the kernel timers keep their deadlines however often the
             // guest exits.
-            crate::arch::apic::arm_timer_by(crate::arch::time::now_ns() + VCPU_MAX_RUN_NS);
+            crate::arch::apic::arm_timer_within(VCPU_MAX_RUN_NS);
             Ok(guard.hw().run(state, inject))
         })
     }

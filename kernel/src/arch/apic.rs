@@ -183,10 +183,21 @@ fn program_timer(ns: u64) {
 /// [`sched::earlier_deadline`]): no caller can push back a tick the
 /// scheduler or a kernel timer needs, however often it arms.
 pub fn arm_timer_by(deadline: u64) {
+    arm_timer(|_| deadline);
+}
+
+/// [`arm_timer_by`] `ns` from now (one clock read: `vcpu_run` arms
+/// before every guest entry).
+pub fn arm_timer_within(ns: u64) {
+    arm_timer(|now| now.saturating_add(ns));
+}
+
+#[inline(always)]
+fn arm_timer(deadline: impl FnOnce(u64) -> u64) {
     let was = crate::arch::irq::save_and_disable();
     let now = now_ns();
     let armed = ARMED_DEADLINE.load(Ordering::Relaxed);
-    if let Some(deadline) = sched::earlier_deadline(armed, now, deadline) {
+    if let Some(deadline) = sched::earlier_deadline(armed, now, deadline(now)) {
         ARMED_DEADLINE.store(deadline, Ordering::Relaxed);
         program_timer(deadline.saturating_sub(now));
     }

@@ -35,7 +35,10 @@ pub enum Gpr {
 /// `attrib` uses the packed SVM VMCB layout because it is the denser one:
 /// bits 0..=7 are the descriptor access byte (type, S, DPL, P) and bits
 /// 8..=11 are AVL, L, D/B, G. [`Segment::vmx_access_rights`] converts it.
+/// Laid out as in the VMCB's save area (selector, attributes, limit,
+/// base: 16 bytes), so the kernel moves one with a single copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
 pub struct Segment {
     pub selector: u16,
     pub attrib: u16,
