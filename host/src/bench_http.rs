@@ -116,7 +116,7 @@ impl System {
 }
 
 /// One run's measurements.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Sample {
     rps: f64,
     mbps: f64,
@@ -127,6 +127,8 @@ struct Sample {
     concurrent_rps: f64,
     /// Requests that failed under [`CLIENTS`] connections.
     errors: usize,
+    /// The first failure's message.
+    first_error: Option<String>,
 }
 
 /// Returns the figures measured (missing ones absent).
@@ -163,6 +165,9 @@ fn run_once(host: &Host, opts: &BenchOptions, system: System, round: usize) -> O
                 "{name}: {:.1} requests/s, {:.2} MB/s (1 MiB), {CLIENTS} clients: p50 {:.1} ms, p99 {:.1} ms, {:.1} requests/s, {} errors",
                 s.rps, s.mbps, s.p50_ms, s.p99_ms, s.concurrent_rps, s.errors
             );
+            if let Some(e) = &s.first_error {
+                println!("{name}: first failed request: {e}");
+            }
             Some(s)
         }
         Err(e) => {
@@ -488,7 +493,7 @@ fn measure(port: u16, small: &str, big: &str) -> Result<Sample, String> {
     fetch(port, big, BIG)?;
     let rps = requests_per_second(port, small)?;
     let mbps = big_body_mbps(port, big)?;
-    let (latencies, errors, elapsed) = concurrent_latencies(port, small);
+    let (latencies, failures, elapsed) = concurrent_latencies(port, small);
     if latencies.is_empty() {
         return Err(format!("{CLIENTS} clients: no request succeeded"));
     }
@@ -498,7 +503,8 @@ fn measure(port: u16, small: &str, big: &str) -> Result<Sample, String> {
         p50_ms: percentile(&latencies, 50.0),
         p99_ms: percentile(&latencies, 99.0),
         concurrent_rps: latencies.len() as f64 / elapsed,
-        errors,
+        errors: failures.len(),
+        first_error: failures.into_iter().next(),
     })
 }
 
@@ -524,34 +530,34 @@ fn big_body_mbps(port: u16, big: &str) -> Result<f64, String> {
 
 /// [`CLIENTS`] threads fetching the small body back to back for
 /// [`P99_SECONDS`]: every successful request's latency in ms (connect to
-/// last byte), the failed requests, and the seconds it all took.
-fn concurrent_latencies(port: u16, small: &str) -> (Vec<f64>, usize, f64) {
+/// last byte), the failed requests' errors, and the seconds it all took.
+fn concurrent_latencies(port: u16, small: &str) -> (Vec<f64>, Vec<String>, f64) {
     let t0 = Instant::now();
     let deadline = t0 + Duration::from_secs_f64(P99_SECONDS);
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let path = small.to_string();
             thread::spawn(move || {
-                let (mut ok, mut failed) = (Vec::new(), 0usize);
+                let (mut ok, mut failed) = (Vec::new(), Vec::new());
                 while Instant::now() < deadline {
                     let start = Instant::now();
                     match fetch(port, &path, SMALL) {
                         Ok(_) => ok.push(start.elapsed().as_secs_f64() * 1e3),
-                        Err(_) => failed += 1,
+                        Err(e) => failed.push(e),
                     }
                 }
                 (ok, failed)
             })
         })
         .collect();
-    let (mut all, mut errors) = (Vec::new(), 0);
+    let (mut all, mut errors) = (Vec::new(), Vec::new());
     for client in clients {
         match client.join() {
             Ok((ok, failed)) => {
                 all.extend(ok);
-                errors += failed;
+                errors.extend(failed);
             }
-            Err(_) => errors += 1,
+            Err(_) => errors.push("a client thread panicked".to_string()),
         }
     }
     (all, errors, t0.elapsed().as_secs_f64())

@@ -7,6 +7,14 @@
 //!   (no handle) announces the link and its MAC address;
 //! - then `Data` both ways, one Ethernet frame (without FCS) per message.
 //!
+//! Frames from the client are queued to the NIC without waiting for each
+//! to go out: the NIC's completions are reaped later (on its interrupt, or
+//! when the next frame needs a buffer), so a burst reaches the device as
+//! one batch. While every transmit buffer is with the NIC, frames wait
+//! here (at most [`TX_WAITING_MAX`]) and the client's channel is not read
+//! (its frames wait in the channel: backpressure) until the NIC hands
+//! buffers back.
+//!
 //! Received frames the client cannot take yet wait in the SDK's outbox for
 //! its channel; past [`THROTTLE_BYTES`] of them the driver stops taking
 //! frames from the NIC (it leaves them in the used ring and gives the NIC
@@ -19,11 +27,13 @@
 
 extern crate alloc;
 
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
+use starina::driver::virtio::net::TxFull;
 use starina::driver::virtio::transport;
-use starina::driver::virtio::StarinaHal;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
@@ -31,23 +41,23 @@ use starina::Channel;
 use starina::Error;
 use starina::HandleId;
 use starina::Message;
-use virtio_drivers::device::net::VirtIONet;
-use virtio_drivers::transport::SomeTransport;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
 /// Descriptors per virtqueue.
-const QUEUE_SIZE: usize = 64;
-/// Receive buffer size: the virtio-net header and a full Ethernet frame.
-const RX_BUFFER_LEN: usize = 2048;
+const QUEUE_SIZE: usize = 128;
 /// Smallest and largest Ethernet frame we send (header .. MTU 1500).
 const FRAME_MIN: usize = 14;
 const FRAME_MAX: usize = 1514;
 /// Received frames (in bytes) waiting for the client beyond which frames
 /// stay in the NIC: about a hundred full frames.
 const THROTTLE_BYTES: usize = 128 * 1024;
+/// Frames from the client waiting for a transmit buffer at most (the
+/// client's channel is not read meanwhile, so only a message or so more
+/// than one batch can arrive).
+const TX_WAITING_MAX: usize = 2 * QUEUE_SIZE;
 
-type Nic = VirtIONet<StarinaHal, SomeTransport<'static>, QUEUE_SIZE>;
+type Nic = starina::driver::virtio::net::Nic<QUEUE_SIZE>;
 
 /// What a watched object is to the driver.
 enum Watched {
@@ -63,6 +73,12 @@ struct Driver {
     /// Frames are held in the NIC until the client drains its backlog.
     throttled: bool,
     throttles: u64,
+    /// Frames from the client waiting for a transmit buffer.
+    tx_waiting: VecDeque<Vec<u8>>,
+    /// The client's channel is not read while frames wait.
+    tx_paused: bool,
+    /// Frames dropped because even `tx_waiting` was full.
+    tx_dropped: u64,
 }
 
 pub fn main(env: Env) -> Result<(), String> {
@@ -70,7 +86,7 @@ pub fn main(env: Env) -> Result<(), String> {
     let where_ = device.describe();
     let transport = transport(&device)
         .map_err(|e| format!("{where_}: cannot open the virtio transport: {e}"))?;
-    let nic = Nic::new(transport, RX_BUFFER_LEN)
+    let nic = Nic::new(transport)
         .map_err(|e| format!("{where_}: virtio-net initialization failed: {e:?}"))?;
     let irq = device
         .interrupt()
@@ -82,6 +98,9 @@ pub fn main(env: Env) -> Result<(), String> {
         dropped: 0,
         throttled: false,
         throttles: 0,
+        tx_waiting: VecDeque::new(),
+        tx_paused: false,
+        tx_dropped: 0,
     };
     let result = run(&mut driver, env.supervisor, irq, &where_);
     // `device` drops last: the kernel quiesces the NIC before its DMA
@@ -131,6 +150,9 @@ impl Handler for Driver {
             handle: None,
         })?;
         self.client = Some(cx.add_channel(client, Watched::Client)?);
+        // The previous client's frames still go out; the new channel is
+        // read from the start.
+        self.tx_paused = false;
         // Frames may have arrived before anyone listened.
         self.receive(cx);
         Ok(())
@@ -138,8 +160,8 @@ impl Handler for Driver {
 
     fn message(
         &mut self,
-        _cx: &mut Cx<Watched>,
-        _: HandleId,
+        cx: &mut Cx<Watched>,
+        id: HandleId,
         _: &mut Watched,
         msg: Message<'_>,
     ) -> Result<(), Error> {
@@ -154,10 +176,18 @@ impl Handler for Driver {
             );
             return Ok(());
         }
-        let mut tx = self.nic.new_tx_buffer(frame.len());
-        tx.packet_mut().copy_from_slice(frame);
-        if let Err(e) = self.nic.send(tx) {
-            log::warn!("transmit failed: {e:?}");
+        if self.tx_waiting.is_empty() && self.nic.transmit(frame).is_ok() {
+            return Ok(());
+        }
+        if self.tx_waiting.len() >= TX_WAITING_MAX {
+            self.tx_dropped += 1;
+            log::debug!("dropped a frame to transmit ({} so far)", self.tx_dropped);
+        } else {
+            self.tx_waiting.push_back(frame.to_vec());
+        }
+        if !self.tx_paused {
+            self.tx_paused = true;
+            cx.pause_receiving(id)?;
         }
         Ok(())
     }
@@ -184,6 +214,8 @@ impl Handler for Driver {
         // Reading the ISR lowers the line; frames arriving after this
         // raise it again, and the ack below unmasks it.
         self.nic.ack_interrupt();
+        self.nic.reap_tx();
+        self.transmit_waiting(cx);
         self.receive(cx);
         cx.ack_interrupt(id)
     }
@@ -196,6 +228,25 @@ impl Handler for Driver {
 }
 
 impl Driver {
+    /// Queues the frames that waited for transmit buffers, and reads the
+    /// client again once none waits.
+    fn transmit_waiting(&mut self, cx: &mut Cx<Watched>) {
+        while let Some(frame) = self.tx_waiting.front() {
+            if self.nic.transmit(frame) == Err(TxFull) {
+                return;
+            }
+            self.tx_waiting.pop_front();
+        }
+        if self.tx_paused {
+            self.tx_paused = false;
+            if let Some(client) = self.client {
+                if let Err(e) = cx.resume_receiving(client) {
+                    log::error!("cannot read the client again: {e}");
+                }
+            }
+        }
+    }
+
     /// Moves received frames from the NIC to the client while its backlog
     /// is below [`THROTTLE_BYTES`].
     fn receive(&mut self, cx: &mut Cx<Watched>) {
@@ -203,15 +254,17 @@ impl Driver {
             return;
         };
         while cx.backlog_bytes(client) < THROTTLE_BYTES {
-            let Ok(rx) = self.nic.receive() else {
-                break;
-            };
-            if let Err(e) = cx.send_data(client, rx.packet()) {
-                self.dropped += 1;
-                log::debug!("dropped a received frame: {e}");
-            }
-            if let Err(e) = self.nic.recycle_rx_buffer(rx) {
-                log::error!("cannot recycle a receive buffer: {e:?}");
+            match self.nic.receive(|frame| cx.send_data(client, frame)) {
+                Ok(None) => break,
+                Ok(Some(Ok(()))) => {}
+                Ok(Some(Err(e))) => {
+                    self.dropped += 1;
+                    log::debug!("dropped a received frame: {e}");
+                }
+                Err(e) => {
+                    log::error!("cannot take a received frame: {e:?}");
+                    break;
+                }
             }
         }
         let behind = cx.backlog_bytes(client) >= THROTTLE_BYTES;

@@ -88,8 +88,9 @@ impl Ports {
 pub struct Server {
     /// Listening sockets kept ready per listener.
     pub backlog: usize,
-    /// Bytes of each TCP socket buffer (each way).
+    /// Bytes of each TCP socket's receive and send buffers.
     pub buffer: usize,
+    pub send_buffer: usize,
     /// How long a half-open connection may hold a listening socket.
     pub syn_timeout_ns: u64,
     /// How long a connection may have bytes waiting for a peer that
@@ -136,6 +137,7 @@ impl Server {
         Server {
             backlog: (config.backlog.clamp(1, 512)) as usize,
             buffer: (config.socket_buffer.clamp(2048, 1 << 20)) as usize,
+            send_buffer: (config.send_buffer.clamp(2048, 1 << 20)) as usize,
             syn_timeout_ns: timeout_ns(config.syn_timeout_ms, SYN_TIMEOUT_MS),
             stall_timeout_ns: timeout_ns(config.stall_timeout_ms, STALL_TIMEOUT_MS),
             syn_expired: 0,
