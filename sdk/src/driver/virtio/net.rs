@@ -6,6 +6,13 @@
 //! the device per frame. Received frames are read in place from their
 //! receive buffers, which go straight back to the device.
 //!
+//! The device is driven without `VIRTIO_F_RING_EVENT_IDX`: with it,
+//! `virtio-drivers` notifies the device for every buffer added past the
+//! index the device last asked about (its check is "at or past", not "just
+//! crossed"), so each frame of a burst cost a trap to the device; without
+//! it, the device's "no notify" flag holds while it still works through the
+//! queue, and a burst costs one notification.
+//!
 //! `virtio-drivers`' raw device takes buffers the device still uses by
 //! `unsafe` contract; this module keeps that contract (each buffer stays
 //! here, untouched, from the moment it is queued until the device hands
@@ -16,9 +23,13 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::transport::DeviceStatus;
+use virtio_drivers::transport::DeviceType;
 use virtio_drivers::transport::InterruptStatus;
 use virtio_drivers::transport::SomeTransport;
+use virtio_drivers::transport::Transport;
 use virtio_drivers::Error as VirtioError;
+use virtio_drivers::PhysAddr;
 
 use super::StarinaHal;
 
@@ -31,7 +42,7 @@ pub const BUFFER_LEN: usize = 2048;
 pub struct TxFull;
 
 pub struct Nic<const N: usize> {
-    raw: VirtIONetRaw<StarinaHal, SomeTransport<'static>, N>,
+    raw: VirtIONetRaw<StarinaHal, WithoutEventIdx, N>,
     /// Receive buffers with the device, by token.
     rx: Vec<Option<Box<[u8]>>>,
     /// Transmit buffers with the device, by token, and how many bytes of
@@ -47,7 +58,7 @@ pub struct Nic<const N: usize> {
 impl<const N: usize> Nic<N> {
     /// Initializes the device and gives it a receive buffer per descriptor.
     pub fn new(transport: SomeTransport<'static>) -> Result<Nic<N>, VirtioError> {
-        let raw = VirtIONetRaw::new(transport)?;
+        let raw = VirtIONetRaw::new(WithoutEventIdx(transport))?;
         let header_len = raw.fill_buffer_header(&mut [0u8; BUFFER_LEN])?;
         let mut nic = Nic {
             raw,
@@ -177,5 +188,93 @@ impl<const N: usize> Nic<N> {
     /// Frames queued and not yet reported sent.
     pub fn tx_in_flight(&self) -> usize {
         self.in_flight
+    }
+}
+
+/// `VIRTIO_F_RING_EVENT_IDX` (virtio 1.2, 6).
+const RING_EVENT_IDX: u64 = 1 << 29;
+
+/// A transport whose device does not offer `VIRTIO_F_RING_EVENT_IDX` (see
+/// the module's documentation); everything else passes through.
+pub struct WithoutEventIdx(SomeTransport<'static>);
+
+impl Transport for WithoutEventIdx {
+    fn device_type(&self) -> DeviceType {
+        self.0.device_type()
+    }
+
+    fn read_device_features(&mut self) -> u64 {
+        self.0.read_device_features() & !RING_EVENT_IDX
+    }
+
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.0.write_driver_features(driver_features)
+    }
+
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.0.max_queue_size(queue)
+    }
+
+    fn notify(&mut self, queue: u16) {
+        self.0.notify(queue)
+    }
+
+    fn get_status(&self) -> DeviceStatus {
+        self.0.get_status()
+    }
+
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.0.set_status(status)
+    }
+
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.0.set_guest_page_size(guest_page_size)
+    }
+
+    fn requires_legacy_layout(&self) -> bool {
+        self.0.requires_legacy_layout()
+    }
+
+    fn queue_set(
+        &mut self,
+        queue: u16,
+        size: u32,
+        descriptors: PhysAddr,
+        driver_area: PhysAddr,
+        device_area: PhysAddr,
+    ) {
+        self.0
+            .queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+
+    fn queue_unset(&mut self, queue: u16) {
+        self.0.queue_unset(queue)
+    }
+
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.0.queue_used(queue)
+    }
+
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.0.ack_interrupt()
+    }
+
+    fn read_config_generation(&self) -> u32 {
+        self.0.read_config_generation()
+    }
+
+    fn read_config_space<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<T> {
+        self.0.read_config_space(offset)
+    }
+
+    fn write_config_space<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        offset: usize,
+        value: T,
+    ) -> virtio_drivers::Result<()> {
+        self.0.write_config_space(offset, value)
     }
 }
