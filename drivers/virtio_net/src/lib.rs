@@ -5,7 +5,9 @@
 //! The link protocol, on the client's channel:
 //! - driver to client, first: `Open { call_id: 0, uri: "ethernet:<mac>" }`
 //!   (no handle) announces the link and its MAC address;
-//! - then `Data` both ways, one Ethernet frame (without FCS) per message.
+//! - then `Data` both ways, each carrying one or more Ethernet frames
+//!   (without FCS) packed as `starina::frames` does it (a burst of frames
+//!   costs one message).
 //!
 //! Frames from the client are queued to the NIC without waiting for each
 //! to go out: the NIC's completions are reaped later (on its interrupt, or
@@ -34,6 +36,9 @@ use alloc::vec::Vec;
 
 use starina::driver::virtio::net::TxFull;
 use starina::driver::virtio::transport;
+use starina::frames::for_each_frame;
+use starina::frames::FrameBatch;
+use starina::frames::Malformed;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
@@ -53,8 +58,8 @@ const FRAME_MAX: usize = 1514;
 /// stay in the NIC: about a hundred full frames.
 const THROTTLE_BYTES: usize = 128 * 1024;
 /// Frames from the client waiting for a transmit buffer at most (the
-/// client's channel is not read meanwhile, so only a message or so more
-/// than one batch can arrive).
+/// client's channel is not read meanwhile: at most the rest of the message
+/// being taken arrives, about ten full frames).
 const TX_WAITING_MAX: usize = 2 * QUEUE_SIZE;
 
 type Nic = starina::driver::virtio::net::Nic<QUEUE_SIZE>;
@@ -165,27 +170,15 @@ impl Handler for Driver {
         _: &mut Watched,
         msg: Message<'_>,
     ) -> Result<(), Error> {
-        let Message::Data(frame) = msg else {
+        let Message::Data(frames) = msg else {
             log::warn!("ignoring {:?} from the client", msg.kind());
             return Ok(());
         };
-        if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
-            log::warn!(
-                "dropping a {}-byte frame (not an Ethernet frame)",
-                frame.len()
-            );
-            return Ok(());
+        let result = for_each_frame(frames, |frame| self.transmit(frame));
+        if let Err(Malformed { at }) = result {
+            log::warn!("malformed frames from the client (at byte {at}); the rest dropped");
         }
-        if self.tx_waiting.is_empty() && self.nic.transmit(frame).is_ok() {
-            return Ok(());
-        }
-        if self.tx_waiting.len() >= TX_WAITING_MAX {
-            self.tx_dropped += 1;
-            log::debug!("dropped a frame to transmit ({} so far)", self.tx_dropped);
-        } else {
-            self.tx_waiting.push_back(frame.to_vec());
-        }
-        if !self.tx_paused {
+        if !self.tx_waiting.is_empty() && !self.tx_paused {
             self.tx_paused = true;
             cx.pause_receiving(id)?;
         }
@@ -227,7 +220,43 @@ impl Handler for Driver {
     }
 }
 
+/// Sends the frames packed in `batch` to the client (counting them in
+/// `dropped` if that fails) and empties it.
+fn send_batch(cx: &mut Cx<Watched>, client: HandleId, batch: &mut FrameBatch, dropped: &mut u64) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = cx.send_data(client, batch.bytes()) {
+        let mut n = 0;
+        let _ = for_each_frame(batch.bytes(), |_| n += 1);
+        *dropped += n;
+        log::debug!("dropped {n} received frames: {e}");
+    }
+    batch.clear();
+}
+
 impl Driver {
+    /// Queues one frame from the client to the NIC (or to `tx_waiting`
+    /// while the NIC's transmit buffers are all in use).
+    fn transmit(&mut self, frame: &[u8]) {
+        if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
+            log::warn!(
+                "dropping a {}-byte frame (not an Ethernet frame)",
+                frame.len()
+            );
+            return;
+        }
+        if self.tx_waiting.is_empty() && self.nic.transmit(frame).is_ok() {
+            return;
+        }
+        if self.tx_waiting.len() >= TX_WAITING_MAX {
+            self.tx_dropped += 1;
+            log::debug!("dropped a frame to transmit ({} so far)", self.tx_dropped);
+        } else {
+            self.tx_waiting.push_back(frame.to_vec());
+        }
+    }
+
     /// Queues the frames that waited for transmit buffers, and reads the
     /// client again once none waits.
     fn transmit_waiting(&mut self, cx: &mut Cx<Watched>) {
@@ -253,20 +282,25 @@ impl Driver {
         let Some(client) = self.client else {
             return;
         };
+        let mut batch = FrameBatch::new();
         while cx.backlog_bytes(client) < THROTTLE_BYTES {
-            match self.nic.receive(|frame| cx.send_data(client, frame)) {
-                Ok(None) => break,
-                Ok(Some(Ok(()))) => {}
-                Ok(Some(Err(e))) => {
-                    self.dropped += 1;
-                    log::debug!("dropped a received frame: {e}");
+            let taken = self.nic.receive(|frame| {
+                if !batch.fits(frame) {
+                    send_batch(cx, client, &mut batch, &mut self.dropped);
                 }
+                batch.push(frame)
+            });
+            match taken {
+                Ok(None) => break,
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => self.dropped += 1,
                 Err(e) => {
                     log::error!("cannot take a received frame: {e:?}");
                     break;
                 }
             }
         }
+        send_batch(cx, client, &mut batch, &mut self.dropped);
         let behind = cx.backlog_bytes(client) >= THROTTLE_BYTES;
         if behind && !self.throttled {
             self.throttles += 1;

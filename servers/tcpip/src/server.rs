@@ -14,6 +14,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::time::Instant;
 use starina::channel::MessageBuffer;
+use starina::frames::FrameBatch;
 use starina::mainloop::Cx;
 use starina::timer::now_ns;
 use starina::HandleId;
@@ -285,28 +286,35 @@ impl Server {
         });
     }
 
-    /// Hands queued frames to the driver while its channel has no backlog
-    /// (the rest waits in `link.tx`, which holds smoltcp back when full;
-    /// `drained` brings the next round).
+    /// Hands queued frames to the driver, packed into as few messages as
+    /// they fit in, while its channel has no backlog (the rest waits in
+    /// `link.tx`, which holds smoltcp back when full; `drained` brings the
+    /// next round).
     fn flush_tx(&mut self, cx: &mut Cx<Ctx>) {
         let Some(net) = self.net else {
             self.link.tx.clear();
             return;
         };
-        while let Some(frame) = self.link.tx.front() {
-            if cx.backlog_bytes(net) > 0 {
+        while !self.link.tx.is_empty() && cx.backlog_bytes(net) == 0 {
+            let mut batch = FrameBatch::new();
+            let mut packed = 0;
+            for frame in &self.link.tx {
+                if !batch.push(frame) {
+                    break;
+                }
+                packed += 1;
+            }
+            if packed == 0 {
+                log::warn!("dropping a frame too large for the link");
+                self.link.tx.pop_front();
+                continue;
+            }
+            if let Err(e) = cx.send_data(net, batch.bytes()) {
+                log::warn!("cannot hand frames to the driver: {e}");
+                self.link.tx.clear();
                 return;
             }
-            match cx.send_data(net, frame) {
-                Ok(()) => {
-                    self.link.tx.pop_front();
-                }
-                Err(e) => {
-                    log::warn!("cannot hand a frame to the driver: {e}");
-                    self.link.tx.clear();
-                    return;
-                }
-            }
+            self.link.tx.drain(..packed);
         }
     }
 }
