@@ -206,14 +206,13 @@ impl Server {
                 // Straight into the socket when nothing waits before it:
                 // the bytes can go out now, so the round comes now (a
                 // response's first bytes must not wait for the timer).
-                let taken = match c.to_socket.is_empty() && s.can_send() {
-                    true => {
-                        c.stall.look(s.send_queue(), now_ns());
-                        let n = s.send_slice(data).unwrap_or(0);
-                        c.stall.wrote(s.send_queue());
-                        n
-                    }
-                    false => 0,
+                let taken = if c.to_socket.is_empty() && s.can_send() {
+                    c.stall.look(s.send_queue(), now_ns());
+                    let n = s.send_slice(data).unwrap_or(0);
+                    c.stall.wrote(s.send_queue());
+                    n
+                } else {
+                    0
                 };
                 c.to_socket.extend(&data[taken..]);
                 if taken > 0 || c.to_socket.len() >= CLIENT_BACKLOG_MAX {

@@ -89,8 +89,9 @@ impl Ports {
 pub struct Server {
     /// Listening sockets kept ready per listener.
     pub backlog: usize,
-    /// Bytes of each TCP socket's receive and send buffers.
+    /// Bytes of each TCP socket's receive buffer.
     pub buffer: usize,
+    /// Bytes of each TCP socket's send buffer.
     pub send_buffer: usize,
     /// How long a half-open connection may hold a listening socket.
     pub syn_timeout_ns: u64,

@@ -90,14 +90,12 @@ impl<const N: usize> Nic<N> {
         // hands the token back to `receive`, which completes the request
         // with this very buffer before reading it.
         let token = unsafe { self.raw.receive_begin(&mut buf)? };
-        let slot = self
-            .rx
-            .get_mut(usize::from(token))
-            .ok_or(VirtioError::WrongToken)?;
-        if slot.is_some() {
-            return Err(VirtioError::WrongToken);
+        match self.rx.get_mut(usize::from(token)) {
+            Some(slot @ None) => *slot = Some(buf),
+            // Tokens are descriptor indices (< N), each in use once; the
+            // device now holds `buf`, which must not be freed: stop here.
+            _ => panic!("virtio-net: receive token {token} reused"),
         }
-        *slot = Some(buf);
         Ok(())
     }
 
