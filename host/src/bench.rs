@@ -122,16 +122,21 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> ExitStatus {
             return ExitStatus::Failed;
         }
     }
-    let mut figures = ipc_figures(&host, &opts);
-    figures.extend(boot_figures(&host, &opts));
-    let mut order: Vec<&str> = vec![
-        "boot_ready_ms",
-        "boot_ready_instructions",
-        "ipc_roundtrip_0b_instructions",
-        "ipc_roundtrip_1k_instructions",
-        "ipc_roundtrip_0b_ns",
-        "ipc_roundtrip_1k_ns",
-    ];
+    let (mut figures, mut order) = if opts.http_only {
+        (Figures::new(), Vec::new())
+    } else {
+        let mut figures = ipc_figures(&host, &opts);
+        figures.extend(boot_figures(&host, &opts));
+        let order: Vec<&str> = vec![
+            "boot_ready_ms",
+            "boot_ready_instructions",
+            "ipc_roundtrip_0b_instructions",
+            "ipc_roundtrip_1k_instructions",
+            "ipc_roundtrip_0b_ns",
+            "ipc_roundtrip_1k_ns",
+        ];
+        (figures, order)
+    };
     if opts.http {
         figures.extend(crate::bench_http::figures(&host, &opts));
         order.extend(crate::bench_http::ORDER);
@@ -152,6 +157,9 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if !missing.is_empty() {
         eprintln!("bench: missing figures: {}", missing.join(", "));
         return ExitStatus::Failed;
+    }
+    if opts.http_only {
+        return ExitStatus::Success;
     }
     header("Linux microVM: scripts/starina bench (Linux figures)");
     if let Err(e) = crate::bench_linux::bench(&host, &opts) {

@@ -8,13 +8,27 @@
 //!   from Debian's busybox-static, whose /init brings eth0 up with udhcpc and
 //!   runs `busybox httpd` on /www (a 128-byte file and a 1 MiB file holding
 //!   what Starina's /bytes/<n> sends).
-//! - Starina: the `default` profile on microvm.
+//! - Starina: the `default` profile on microvm, measured once its Linux
+//!   microVM has booted too.
 //!
-//! Load: one client on the host (127.0.0.1 only), one request per connection
-//! (busybox httpd closes every connection), one connection at a time (QEMU's
-//! user network accepts forwarded connections with a listen backlog of 1).
-//! For each system: requests/s for the 128-byte body over RPS_SECONDS, and
-//! MB/s (10^6 bytes/s) for the 1 MiB body over MIB_SECONDS.
+//! Wall time on a shared machine swings by 2x between boots, so each side
+//! is booted [`RUNS`] times, interleaved (Starina, Linux, Starina, ...); a
+//! run is one boot, a warm-up, then the three measurements below. Each
+//! figure is the median of its side's runs (the table shows every run and
+//! the spread), and each ratio is the ratio of the medians.
+//!
+//! The client is this program, on the host (127.0.0.1 only), one request
+//! per connection (busybox httpd closes every connection):
+//! - requests/s for the 128-byte body, one connection at a time, over
+//!   [`RPS_SECONDS`];
+//! - MB/s (10^6 bytes/s) for the 1 MiB body, one at a time, over
+//!   [`MIB_SECONDS`];
+//! - the 99th percentile latency (connect to last byte) of the 128-byte
+//!   body with [`CLIENTS`] client threads each running requests back to
+//!   back, over [`P99_SECONDS`] after a warm-up. QEMU's user network
+//!   listens for forwarded connections with a backlog of 1, so part of that
+//!   latency is the host kernel's 1 s SYN retransmission when connections
+//!   arrive faster than QEMU accepts them, on both sides alike.
 
 use std::io::Read;
 use std::io::Write;
@@ -42,20 +56,39 @@ use crate::qemu::Machine;
 use crate::run::RunOptions;
 use crate::shared_text::SharedText;
 
-const RPS_SECONDS: f64 = 10.0;
-const MIB_SECONDS: f64 = 10.0;
+/// Boots of each system, interleaved.
+pub const RUNS: usize = 5;
+const RPS_SECONDS: f64 = 4.0;
+const MIB_SECONDS: f64 = 4.0;
+/// The 1 MiB body is fetched at least this many times per run.
+const MIB_MIN_FETCHES: usize = 3;
+const P99_SECONDS: f64 = 4.0;
+/// The latency clients start this far apart, and are measured from this
+/// long after the first started.
+const RAMP_STEP: Duration = Duration::from_millis(5);
+const P99_WARMUP: Duration = Duration::from_secs(1);
+/// Concurrent client connections for the latency figure.
+pub const CLIENTS: usize = 32;
 const SMALL: usize = 128;
 const BIG: usize = 1 << 20;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// What Starina says once booted: httpd serves, and the profile's Linux
+/// microVM (a component of `default`) finished booting, so that its boot
+/// does not share the CPU with the measurement (the Linux side is measured
+/// once fully booted too).
+const STARINA_UP: [&str; 2] = [markers::HTTPD_SERVING, markers::LINUX_GUEST_READY];
+const SYSTEMS: [System; 2] = [System::Starina, System::Linux];
 
 /// The figures, in the order they are printed.
-pub const ORDER: [&str; 6] = [
+pub const ORDER: [&str; 8] = [
     "http_rps_starina",
     "http_rps_linux",
     "http_rps_ratio",
     "http_1mib_mbps_starina",
     "http_1mib_mbps_linux",
     "http_1mib_ratio",
+    "http_p99_ms_starina",
+    "http_p99_ms_linux",
 ];
 
 /// What Starina's `/bytes/<n>` sends: a, b, ... z, a, ...
@@ -63,51 +96,180 @@ fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| b'a' + (i % 26) as u8).collect()
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum System {
+    Starina,
+    Linux,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Starina => "starina",
+            System::Linux => "linux",
+        }
+    }
+
+    /// The paths of the small and the big body.
+    fn paths(self) -> (String, String) {
+        match self {
+            System::Starina => (format!("/bytes/{SMALL}"), format!("/bytes/{BIG}")),
+            System::Linux => ("/small".to_string(), "/big".to_string()),
+        }
+    }
+}
+
+/// One run's measurements.
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    rps: f64,
+    mbps: f64,
+    /// Latency under [`CLIENTS`] connections: median and 99th percentile.
+    p50_ms: f64,
+    p99_ms: f64,
+    /// The same from the open connection on (without the wait for QEMU
+    /// to accept it).
+    p99_after_connect_ms: f64,
+    /// Requests/s under [`CLIENTS`] connections.
+    concurrent_rps: f64,
+    /// Requests that failed under [`CLIENTS`] connections.
+    errors: usize,
+    /// The first failure's message.
+    first_error: Option<String>,
+}
 
 /// Returns the figures measured (missing ones absent).
 pub fn figures(host: &Host, opts: &BenchOptions) -> Figures {
-    let mut measured = Vec::new();
-    for system in ["starina", "linux"] {
-        let Some(port) = crate::host::free_port() else { continue };
-        header(&format!("http: {system} on microvm (host port {port})"));
-        let guest = match system {
-            "starina" => boot_starina(host, opts, port),
-            _ => boot_linux(host, port),
-        };
-        let Some(guest) = guest else { continue };
-        let paths = match system {
-            "starina" => (format!("/bytes/{SMALL}"), format!("/bytes/{BIG}")),
-            _ => ("/small".to_string(), "/big".to_string()),
-        };
-        match measure(port, &paths.0, &paths.1) {
-            Ok((rps, mbps)) => {
-                println!("{system}: {rps:.1} requests/s ({SMALL}-byte body), {mbps:.2} MB/s (1 MiB body)");
-                measured.push((format!("http_rps_{system}"), rps));
-                measured.push((format!("http_1mib_mbps_{system}"), mbps));
+    let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+    for round in 1..=RUNS {
+        for (i, system) in SYSTEMS.into_iter().enumerate() {
+            if let Some(sample) = run_once(host, opts, system, round) {
+                samples[i].push(sample);
             }
-            Err(e) => eprintln!("bench: {system}: {e}"),
         }
-        guest.stop();
     }
+    print_table(&samples);
+    summarize(&samples)
+}
+
+/// Boots `system`, measures it, stops it.
+fn run_once(host: &Host, opts: &BenchOptions, system: System, round: usize) -> Option<Sample> {
+    let port = crate::host::free_port()?;
+    let name = system.name();
+    header(&format!(
+        "http: {name} on microvm, run {round} of {RUNS} (host port {port})"
+    ));
+    let guest = match system {
+        System::Starina => boot_starina(host, opts, port),
+        System::Linux => boot_linux(host, port),
+    }?;
+    let (small, big) = system.paths();
+    let result = measure(port, &small, &big);
+    guest.stop();
+    match result {
+        Ok(s) => {
+            println!(
+                "{name}: {:.1} requests/s, {:.2} MB/s (1 MiB), {CLIENTS} clients: p50 {:.1} ms, p99 {:.1} ms, {:.1} requests/s, {} errors",
+                s.rps, s.mbps, s.p50_ms, s.p99_ms, s.concurrent_rps, s.errors
+            );
+            if let Some(e) = &s.first_error {
+                println!("{name}: first failed request: {e}");
+            }
+            Some(s)
+        }
+        Err(e) => {
+            eprintln!("bench: {name}: {e}");
+            None
+        }
+    }
+}
+
+/// The median of `values` (`None` if there are none).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// The smallest and largest of `values`.
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+/// Reads one figure of a sample.
+type Measure = fn(&Sample) -> f64;
+
+/// One figure of a sample, by what the table calls it.
+const MEASURES: [(&str, Measure); 6] = [
+    ("requests/s", |s| s.rps),
+    ("1 MiB MB/s", |s| s.mbps),
+    ("p99 ms (32 conns)", |s| s.p99_ms),
+    ("p50 ms (32 conns)", |s| s.p50_ms),
+    ("p99 ms after connect", |s| s.p99_after_connect_ms),
+    ("requests/s (32 conns)", |s| s.concurrent_rps),
+];
+
+/// Every run, then each side's median and spread, per measure.
+fn print_table(samples: &[Vec<Sample>; 2]) {
+    header(&format!(
+        "http: {RUNS} interleaved runs per side (median, min-max)"
+    ));
+    for (what, get) in MEASURES {
+        for (i, system) in SYSTEMS.into_iter().enumerate() {
+            let values: Vec<f64> = samples[i].iter().map(get).collect();
+            let runs: Vec<String> = values.iter().map(|v| format!("{v:8.1}")).collect();
+            let Some(mid) = median(&values) else {
+                println!("{what:>22} {:>8}: no runs", system.name());
+                continue;
+            };
+            let (lo, hi) = spread(&values);
+            println!(
+                "{what:>22} {:>8}: median {mid:8.1}  spread {lo:.1}-{hi:.1}  runs {}",
+                system.name(),
+                runs.join(" ")
+            );
+        }
+    }
+    let errors: Vec<usize> = samples
+        .iter()
+        .map(|s| s.iter().map(|s| s.errors).sum())
+        .collect();
+    println!(
+        "{:>22}: starina {}, linux {}",
+        "failed requests", errors[0], errors[1]
+    );
+}
+
+/// The figures: each side's median, and the ratios of the medians.
+fn summarize(samples: &[Vec<Sample>; 2]) -> Figures {
     let mut out = Figures::new();
-    let get = |name: &str| measured.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-    for (name, value) in &measured {
-        let text = if name.starts_with("http_rps") {
-            format!("{value:.1}")
-        } else {
-            format!("{value:.2}")
-        };
-        out.insert(name.clone(), text);
+    let mid =
+        |i: usize, get: fn(&Sample) -> f64| median(&samples[i].iter().map(get).collect::<Vec<_>>());
+    let per_side: [(&str, Measure, usize); 3] = [
+        ("http_rps", |s| s.rps, 1),
+        ("http_1mib_mbps", |s| s.mbps, 2),
+        ("http_p99_ms", |s| s.p99_ms, 1),
+    ];
+    for (prefix, get, decimals) in per_side {
+        for (i, system) in SYSTEMS.into_iter().enumerate() {
+            if let Some(v) = mid(i, get) {
+                let name = format!("{prefix}_{}", system.name());
+                out.insert(name, format!("{v:.decimals$}"));
+            }
+        }
     }
-    for (ratio, a, b) in [
-        ("http_rps_ratio", "http_rps_starina", "http_rps_linux"),
-        (
-            "http_1mib_ratio",
-            "http_1mib_mbps_starina",
-            "http_1mib_mbps_linux",
-        ),
+    for (ratio, get) in [
+        ("http_rps_ratio", (|s| s.rps) as Measure),
+        ("http_1mib_ratio", |s| s.mbps),
     ] {
-        if let (Some(a), Some(b)) = (get(a), get(b)) {
+        if let (Some(a), Some(b)) = (mid(0, get), mid(1, get)) {
             out.insert(ratio.to_string(), format!("{:.3}", a / b));
         }
     }
@@ -156,13 +318,15 @@ fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
         };
         crate::run::run(&runner_host, &run, &mut io);
     });
-    if !console.wait_while(markers::HTTPD_SERVING, BOOT_TIMEOUT, || !runner.is_finished()) {
-        eprintln!(
-            "bench: Starina's httpd did not come up; its console:\n{}",
-            console.tail(30)
-        );
-        Guest::Starina { host, runner }.stop();
-        return None;
+    for marker in STARINA_UP {
+        if !console.wait_while(marker, BOOT_TIMEOUT, || !runner.is_finished()) {
+            eprintln!(
+                "bench: Starina never said '{marker}'; its console:\n{}",
+                console.tail(30)
+            );
+            Guest::Starina { host, runner }.stop();
+            return None;
+        }
     }
     Some(Guest::Starina { host, runner })
 }
@@ -299,9 +463,19 @@ fn boot_linux(host: &Host, port: u16) -> Option<Guest> {
 
 /// One request on a new connection; the body's length, checked.
 fn fetch(port: u16, path: &str, want_len: usize) -> Result<usize, String> {
+    fetch_timed(port, path, want_len).map(|(len, _)| len)
+}
+
+/// [`fetch`], and the time the connection took to open.
+fn fetch_timed(port: u16, path: &str, want_len: usize) -> Result<(usize, Duration), String> {
+    let start = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    let connected = start.elapsed();
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    write!(s, "GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").map_err(|e| e.to_string())?;
+    // One write, as clients send a request head (unbuffered `write!`
+    // would send it in three segments).
+    let request = format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n");
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut data = Vec::with_capacity(want_len + 512);
     s.read_to_end(&mut data)
         .map_err(|e| format!("GET {path}: {e}"))?;
@@ -322,11 +496,11 @@ fn fetch(port: u16, path: &str, want_len: usize) -> Result<usize, String> {
             data.len()
         ));
     }
-    Ok(body_len)
+    Ok((body_len, connected))
 }
 
-/// (requests/s for the small body, MB/s for the big one).
-fn measure(port: u16, small: &str, big: &str) -> Result<(f64, f64), String> {
+/// Waits until the server answers, warms it up, then measures.
+fn measure(port: u16, small: &str, big: &str) -> Result<Sample, String> {
     let start = Instant::now();
     while fetch(port, small, SMALL).is_err() {
         if start.elapsed() > Duration::from_secs(60) {
@@ -335,20 +509,115 @@ fn measure(port: u16, small: &str, big: &str) -> Result<(f64, f64), String> {
         thread::sleep(Duration::from_millis(500));
     }
     for _ in 0..3 {
-        fetch(port, small, SMALL)?; // Warm up.
+        fetch(port, small, SMALL)?;
     }
+    fetch(port, big, BIG)?;
+    let rps = requests_per_second(port, small)?;
+    let mbps = big_body_mbps(port, big)?;
+    let (latencies, failures, elapsed) = concurrent_latencies(port, small);
+    if latencies.is_empty() {
+        return Err(format!("{CLIENTS} clients: no request succeeded"));
+    }
+    let total: Vec<f64> = latencies.iter().map(|l| l.total_ms).collect();
+    let after: Vec<f64> = latencies.iter().map(|l| l.after_connect_ms).collect();
+    Ok(Sample {
+        rps,
+        mbps,
+        p50_ms: percentile(&total, 50.0),
+        p99_ms: percentile(&total, 99.0),
+        p99_after_connect_ms: percentile(&after, 99.0),
+        concurrent_rps: latencies.len() as f64 / elapsed,
+        errors: failures.len(),
+        first_error: failures.into_iter().next(),
+    })
+}
+
+/// Requests/s for the small body, one connection at a time.
+fn requests_per_second(port: u16, small: &str) -> Result<f64, String> {
     let (mut n, t0) = (0u32, Instant::now());
     while t0.elapsed().as_secs_f64() < RPS_SECONDS {
         fetch(port, small, SMALL)?;
         n += 1;
     }
-    let rps = n as f64 / t0.elapsed().as_secs_f64();
-    fetch(port, big, BIG)?;
-    let (mut total, t0) = (0usize, Instant::now());
-    while t0.elapsed().as_secs_f64() < MIB_SECONDS || total < 3 * BIG {
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// MB/s for the big body, one connection at a time.
+fn big_body_mbps(port: u16, big: &str) -> Result<f64, String> {
+    let (mut total, mut n, t0) = (0usize, 0usize, Instant::now());
+    while t0.elapsed().as_secs_f64() < MIB_SECONDS || n < MIB_MIN_FETCHES {
         total += fetch(port, big, BIG)?;
+        n += 1;
     }
-    Ok((rps, total as f64 / t0.elapsed().as_secs_f64() / 1e6))
+    Ok(total as f64 / t0.elapsed().as_secs_f64() / 1e6)
+}
+
+/// [`CLIENTS`] threads fetching the small body back to back: every
+/// successful request's latency in ms (connect to last byte), the failed
+/// requests' errors, and the seconds measured. The threads start
+/// [`RAMP_STEP`] apart and only requests started in the [`P99_SECONDS`]
+/// after [`P99_WARMUP`] count: 32 connections at the same instant overflow
+/// QEMU's accept queue of 2 (most wait for the host's 1 s SYN
+/// retransmission), which measures QEMU's user network, not the guest.
+fn concurrent_latencies(port: u16, small: &str) -> (Vec<Latency>, Vec<String>, f64) {
+    let t0 = Instant::now();
+    let from = t0 + P99_WARMUP;
+    let deadline = from + Duration::from_secs_f64(P99_SECONDS);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let path = small.to_string();
+            thread::spawn(move || {
+                thread::sleep(RAMP_STEP * i as u32);
+                let (mut ok, mut failed) = (Vec::new(), Vec::new());
+                while Instant::now() < deadline {
+                    let start = Instant::now();
+                    let result = fetch_timed(port, &path, SMALL);
+                    if start < from {
+                        continue;
+                    }
+                    match result {
+                        Ok((_, connect)) => {
+                            let total = start.elapsed();
+                            ok.push(Latency {
+                                total_ms: total.as_secs_f64() * 1e3,
+                                after_connect_ms: (total - connect).as_secs_f64() * 1e3,
+                            })
+                        }
+                        Err(e) => failed.push(e),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let (mut all, mut errors) = (Vec::new(), Vec::new());
+    for client in clients {
+        match client.join() {
+            Ok((ok, failed)) => {
+                all.extend(ok);
+                errors.extend(failed);
+            }
+            Err(_) => errors.push("a client thread panicked".to_string()),
+        }
+    }
+    (all, errors, P99_SECONDS)
+}
+
+/// One request's latency: from connect, and from the open connection.
+struct Latency {
+    total_ms: f64,
+    after_connect_ms: f64,
+}
+
+/// The `p`th percentile of `values` (nearest rank); 0 if empty.
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
 }
 
 #[cfg(test)]
@@ -386,5 +655,50 @@ mod tests {
         assert!(fetch(port, "/small", SMALL).is_err());
         server.join().unwrap();
         assert_eq!(&pattern(28)[24..], b"yzab");
+    }
+
+    #[test]
+    fn medians_spreads_and_percentiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), (1.0, 3.0));
+        let v: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&v, 99.0), 198.0);
+        assert_eq!(percentile(&v, 50.0), 100.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 99.0), 0.0);
+    }
+
+    #[test]
+    fn figures_are_medians_and_ratios_of_medians() {
+        let sample = |rps, mbps, p99_ms| Sample {
+            rps,
+            mbps,
+            p99_ms,
+            ..Sample::default()
+        };
+        let starina = vec![
+            sample(300.0, 20.0, 5.0),
+            sample(100.0, 10.0, 9.0),
+            sample(200.0, 30.0, 7.0),
+        ];
+        let linux = vec![
+            sample(100.0, 10.0, 3.0),
+            sample(50.0, 20.0, 4.0),
+            sample(150.0, 40.0, 2.0),
+        ];
+        let f = summarize(&[starina, linux]);
+        let get = |n: &str| f.get(n).map(String::as_str);
+        assert_eq!(get("http_rps_starina"), Some("200.0"));
+        assert_eq!(get("http_rps_linux"), Some("100.0"));
+        assert_eq!(get("http_rps_ratio"), Some("2.000"));
+        assert_eq!(get("http_1mib_mbps_starina"), Some("20.00"));
+        assert_eq!(get("http_1mib_ratio"), Some("1.000"));
+        assert_eq!(get("http_p99_ms_starina"), Some("7.0"));
+        assert_eq!(get("http_p99_ms_linux"), Some("3.0"));
+        assert!(ORDER.iter().all(|n| f.contains_key(*n)));
+        let f = summarize(&[Vec::new(), Vec::new()]);
+        assert!(f.is_empty());
     }
 }

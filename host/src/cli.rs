@@ -18,7 +18,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                             [--env NAME=VALUE]... [--cwd DIR] [--no-build] [--kernel PATH] [-v]
                             -- CMD [ARGS...]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
-       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http]
+       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
@@ -62,6 +62,8 @@ pub struct BenchOptions {
     pub machine: Machine,
     pub kernel: Option<PathBuf>,
     pub http: bool,
+    /// Only the HTTP figures (no IPC, boot or Linux microVM figures).
+    pub http_only: bool,
 }
 
 /// The stages `starina test` knows.
@@ -167,7 +169,11 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         machine: opts.machine()?,
         kernel: opts.value("--kernel")?.map(PathBuf::from),
         http: !opts.flag("--no-http"),
+        http_only: opts.flag("--http-only"),
     };
+    if bench.http_only && !bench.http {
+        return Err("--http-only and --no-http exclude each other".into());
+    }
     no_extra(after)?;
     opts.finish()?;
     Ok(bench)
@@ -433,7 +439,12 @@ mod tests {
         let Ok(Command::Bench(b)) = parse(&args(&["bench", "--no-http"])) else {
             panic!()
         };
-        assert!(!b.http && b.machine == Machine::Q35);
+        assert!(!b.http && !b.http_only && b.machine == Machine::Q35);
+        let Ok(Command::Bench(b)) = parse(&args(&["bench", "--http-only"])) else {
+            panic!()
+        };
+        assert!(b.http && b.http_only);
+        assert!(parse(&args(&["bench", "--http-only", "--no-http"])).is_err());
         assert!(matches!(
             parse(&args(&["run", "--help"])),
             Ok(Command::Help)

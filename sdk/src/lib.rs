@@ -21,6 +21,7 @@ pub mod channel;
 #[allow(unsafe_code)]
 pub mod driver;
 pub mod env;
+pub mod frames;
 #[cfg(test)]
 mod fake_kernel;
 #[cfg(test)]

@@ -55,10 +55,12 @@ const ANSWER_UNDER_FLOOD: Duration = Duration::from_secs(15);
 /// httpd's `request_timeout_ms` and tcpip's `stall_timeout_ms` (specs).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const STALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// tcpip's per-connection memory at most: two 16 KiB socket buffers, and
-/// up to 64 KiB from its client waiting for the socket plus one 16 KiB
-/// message more (`CLIENT_BACKLOG_MAX`, one `Data`).
-const PER_CONN_BYTES: u64 = 2 * 16384 + 64 * 1024 + 16384;
+/// tcpip's per-connection memory at most: its socket buffers (16 KiB to
+/// receive, 64 KiB to send: `socket_buffer` and `send_buffer`), and up to
+/// 64 KiB from its client waiting for the socket plus one 16 KiB message
+/// more (`CLIENT_BACKLOG_MAX`, one `Data`).
+const SOCKET_BYTES: u64 = 16384 + 65536;
+const PER_CONN_BYTES: u64 = SOCKET_BYTES + 64 * 1024 + 16384;
 /// Never-reading connections that must stall and be reset within the test.
 const STALLED_READERS: usize = 5;
 /// Seconds the 100 slow readers push while the service is watched.
@@ -70,9 +72,9 @@ const HTTPD_BUDGET_BYTES: u64 = 64 << 20;
 /// Slack for the kernel's own objects during the flood (channels, polls,
 /// handle tables, the other components).
 const HEAP_SLACK_BYTES: u64 = 8 << 20;
-/// tcpip's 64 listening sockets (`backlog`), each with two 16 KiB buffers,
+/// tcpip's 64 listening sockets (`backlog`), each with its two buffers,
 /// and room for its frame queues.
-const FIXED_BYTES: u64 = 64 * 2 * 16384 + 1024 * 1024;
+const FIXED_BYTES: u64 = 64 * SOCKET_BYTES + 1024 * 1024;
 
 /// netcheck's upload target, so that its one connection to the host does
 /// not reach another test's server: takes one connection, reads it to

@@ -5,7 +5,17 @@
 //! The link protocol, on the client's channel:
 //! - driver to client, first: `Open { call_id: 0, uri: "ethernet:<mac>" }`
 //!   (no handle) announces the link and its MAC address;
-//! - then `Data` both ways, one Ethernet frame (without FCS) per message.
+//! - then `Data` both ways, each carrying one or more Ethernet frames
+//!   (without FCS) packed as `starina::frames` does it (a burst of frames
+//!   costs one message).
+//!
+//! Frames from the client are queued to the NIC without waiting for each
+//! to go out: the NIC's completions are reaped later (on its interrupt, or
+//! when the next frame needs a buffer), so a burst reaches the device as
+//! one batch. While every transmit buffer is with the NIC, frames wait
+//! here (at most [`TX_WAITING_MAX`]) and the client's channel is not read
+//! (its frames wait in the channel: backpressure) until the NIC hands
+//! buffers back.
 //!
 //! Received frames the client cannot take yet wait in the SDK's outbox for
 //! its channel; past [`THROTTLE_BYTES`] of them the driver stops taking
@@ -19,11 +29,16 @@
 
 extern crate alloc;
 
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
+use starina::driver::virtio::net::TxFull;
 use starina::driver::virtio::transport;
-use starina::driver::virtio::StarinaHal;
+use starina::frames::for_each_frame;
+use starina::frames::FrameBatch;
+use starina::frames::Malformed;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
@@ -31,23 +46,23 @@ use starina::Channel;
 use starina::Error;
 use starina::HandleId;
 use starina::Message;
-use virtio_drivers::device::net::VirtIONet;
-use virtio_drivers::transport::SomeTransport;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
 /// Descriptors per virtqueue.
-const QUEUE_SIZE: usize = 64;
-/// Receive buffer size: the virtio-net header and a full Ethernet frame.
-const RX_BUFFER_LEN: usize = 2048;
+const QUEUE_SIZE: usize = 128;
 /// Smallest and largest Ethernet frame we send (header .. MTU 1500).
 const FRAME_MIN: usize = 14;
 const FRAME_MAX: usize = 1514;
 /// Received frames (in bytes) waiting for the client beyond which frames
 /// stay in the NIC: about a hundred full frames.
 const THROTTLE_BYTES: usize = 128 * 1024;
+/// Frames from the client waiting for a transmit buffer at most (the
+/// client's channel is not read meanwhile: at most the rest of the message
+/// being taken arrives, about ten full frames).
+const TX_WAITING_MAX: usize = 2 * QUEUE_SIZE;
 
-type Nic = VirtIONet<StarinaHal, SomeTransport<'static>, QUEUE_SIZE>;
+type Nic = starina::driver::virtio::net::Nic<QUEUE_SIZE>;
 
 /// What a watched object is to the driver.
 enum Watched {
@@ -63,6 +78,12 @@ struct Driver {
     /// Frames are held in the NIC until the client drains its backlog.
     throttled: bool,
     throttles: u64,
+    /// Frames from the client waiting for a transmit buffer.
+    tx_waiting: VecDeque<Vec<u8>>,
+    /// The client's channel is not read while frames wait.
+    tx_paused: bool,
+    /// Frames dropped because even `tx_waiting` was full.
+    tx_dropped: u64,
 }
 
 pub fn main(env: Env) -> Result<(), String> {
@@ -70,7 +91,7 @@ pub fn main(env: Env) -> Result<(), String> {
     let where_ = device.describe();
     let transport = transport(&device)
         .map_err(|e| format!("{where_}: cannot open the virtio transport: {e}"))?;
-    let nic = Nic::new(transport, RX_BUFFER_LEN)
+    let nic = Nic::new(transport)
         .map_err(|e| format!("{where_}: virtio-net initialization failed: {e:?}"))?;
     let irq = device
         .interrupt()
@@ -82,6 +103,9 @@ pub fn main(env: Env) -> Result<(), String> {
         dropped: 0,
         throttled: false,
         throttles: 0,
+        tx_waiting: VecDeque::new(),
+        tx_paused: false,
+        tx_dropped: 0,
     };
     let result = run(&mut driver, env.supervisor, irq, &where_);
     // `device` drops last: the kernel quiesces the NIC before its DMA
@@ -131,6 +155,9 @@ impl Handler for Driver {
             handle: None,
         })?;
         self.client = Some(cx.add_channel(client, Watched::Client)?);
+        // The previous client's frames still go out; the new channel is
+        // read from the start.
+        self.tx_paused = false;
         // Frames may have arrived before anyone listened.
         self.receive(cx);
         Ok(())
@@ -138,26 +165,22 @@ impl Handler for Driver {
 
     fn message(
         &mut self,
-        _cx: &mut Cx<Watched>,
-        _: HandleId,
+        cx: &mut Cx<Watched>,
+        id: HandleId,
         _: &mut Watched,
         msg: Message<'_>,
     ) -> Result<(), Error> {
-        let Message::Data(frame) = msg else {
+        let Message::Data(frames) = msg else {
             log::warn!("ignoring {:?} from the client", msg.kind());
             return Ok(());
         };
-        if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
-            log::warn!(
-                "dropping a {}-byte frame (not an Ethernet frame)",
-                frame.len()
-            );
-            return Ok(());
+        let result = for_each_frame(frames, |frame| self.transmit(frame));
+        if let Err(Malformed { at }) = result {
+            log::warn!("malformed frames from the client (at byte {at}); the rest dropped");
         }
-        let mut tx = self.nic.new_tx_buffer(frame.len());
-        tx.packet_mut().copy_from_slice(frame);
-        if let Err(e) = self.nic.send(tx) {
-            log::warn!("transmit failed: {e:?}");
+        if !self.tx_waiting.is_empty() && !self.tx_paused {
+            self.tx_paused = true;
+            cx.pause_receiving(id)?;
         }
         Ok(())
     }
@@ -184,6 +207,8 @@ impl Handler for Driver {
         // Reading the ISR lowers the line; frames arriving after this
         // raise it again, and the ack below unmasks it.
         self.nic.ack_interrupt();
+        self.nic.reap_tx();
+        self.transmit_waiting(cx);
         self.receive(cx);
         cx.ack_interrupt(id)
     }
@@ -195,25 +220,87 @@ impl Handler for Driver {
     }
 }
 
+/// Sends the frames packed in `batch` to the client (counting them in
+/// `dropped` if that fails) and empties it.
+fn send_batch(cx: &mut Cx<Watched>, client: HandleId, batch: &mut FrameBatch, dropped: &mut u64) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = cx.send_data(client, batch.bytes()) {
+        let mut n = 0;
+        let _ = for_each_frame(batch.bytes(), |_| n += 1);
+        *dropped += n;
+        log::debug!("dropped {n} received frames: {e}");
+    }
+    batch.clear();
+}
+
 impl Driver {
+    /// Queues one frame from the client to the NIC (or to `tx_waiting`
+    /// while the NIC's transmit buffers are all in use).
+    fn transmit(&mut self, frame: &[u8]) {
+        if !(FRAME_MIN..=FRAME_MAX).contains(&frame.len()) {
+            log::warn!(
+                "dropping a {}-byte frame (not an Ethernet frame)",
+                frame.len()
+            );
+            return;
+        }
+        if self.tx_waiting.is_empty() && self.nic.transmit(frame).is_ok() {
+            return;
+        }
+        if self.tx_waiting.len() >= TX_WAITING_MAX {
+            self.tx_dropped += 1;
+            log::debug!("dropped a frame to transmit ({} so far)", self.tx_dropped);
+        } else {
+            self.tx_waiting.push_back(frame.to_vec());
+        }
+    }
+
+    /// Queues the frames that waited for transmit buffers, and reads the
+    /// client again once none waits.
+    fn transmit_waiting(&mut self, cx: &mut Cx<Watched>) {
+        while let Some(frame) = self.tx_waiting.front() {
+            if self.nic.transmit(frame) == Err(TxFull) {
+                return;
+            }
+            self.tx_waiting.pop_front();
+        }
+        if self.tx_paused {
+            self.tx_paused = false;
+            if let Some(client) = self.client {
+                if let Err(e) = cx.resume_receiving(client) {
+                    log::error!("cannot read the client again: {e}");
+                }
+            }
+        }
+    }
+
     /// Moves received frames from the NIC to the client while its backlog
     /// is below [`THROTTLE_BYTES`].
     fn receive(&mut self, cx: &mut Cx<Watched>) {
         let Some(client) = self.client else {
             return;
         };
+        let mut batch = FrameBatch::new();
         while cx.backlog_bytes(client) < THROTTLE_BYTES {
-            let Ok(rx) = self.nic.receive() else {
-                break;
-            };
-            if let Err(e) = cx.send_data(client, rx.packet()) {
-                self.dropped += 1;
-                log::debug!("dropped a received frame: {e}");
-            }
-            if let Err(e) = self.nic.recycle_rx_buffer(rx) {
-                log::error!("cannot recycle a receive buffer: {e:?}");
+            let taken = self.nic.receive(|frame| {
+                if !batch.fits(frame) {
+                    send_batch(cx, client, &mut batch, &mut self.dropped);
+                }
+                batch.push(frame)
+            });
+            match taken {
+                Ok(None) => break,
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => self.dropped += 1,
+                Err(e) => {
+                    log::error!("cannot take a received frame: {e:?}");
+                    break;
+                }
             }
         }
+        send_batch(cx, client, &mut batch, &mut self.dropped);
         let behind = cx.backlog_bytes(client) >= THROTTLE_BYTES;
         if behind && !self.throttled {
             self.throttles += 1;

@@ -76,10 +76,10 @@ struct Moved {
     stalled: bool,
 }
 
-/// A TCP socket with `buffer` bytes each way, Nagle off.
-pub fn tcp_socket(buffer: usize, timeout: Duration) -> tcp::Socket<'static> {
-    let rx = tcp::SocketBuffer::new(vec![0; buffer]);
-    let tx = tcp::SocketBuffer::new(vec![0; buffer]);
+/// A TCP socket with buffers of `rx` and `tx` bytes, Nagle off.
+pub fn tcp_socket(rx: usize, tx: usize, timeout: Duration) -> tcp::Socket<'static> {
+    let rx = tcp::SocketBuffer::new(vec![0; rx]);
+    let tx = tcp::SocketBuffer::new(vec![0; tx]);
     let mut socket = tcp::Socket::new(rx, tx);
     socket.set_nagle_enabled(false);
     socket.set_timeout(Some(timeout));
@@ -129,7 +129,7 @@ impl Server {
         if self.iface.is_none() {
             return Ok(());
         }
-        let mut socket = tcp_socket(self.buffer, CONNECT_TIMEOUT);
+        let mut socket = tcp_socket(self.buffer, self.send_buffer, CONNECT_TIMEOUT);
         let local = self.ports.next();
         if let Some(iface) = self.iface.as_mut() {
             socket
@@ -202,12 +202,28 @@ impl Server {
                     }
                     return;
                 }
-                c.to_socket.extend(data.iter().copied());
-                if c.to_socket.len() >= CLIENT_BACKLOG_MAX {
+                let s = self.sockets.get_mut::<tcp::Socket>(c.socket);
+                // Straight into the socket when nothing waits before it:
+                // the bytes can go out now, so the round comes now (a
+                // response's first bytes must not wait for the timer).
+                let taken = if c.to_socket.is_empty() && s.can_send() {
+                    c.stall.look(s.send_queue(), now_ns());
+                    let n = s.send_slice(data).unwrap_or(0);
+                    c.stall.wrote(s.send_queue());
+                    n
+                } else {
+                    0
+                };
+                c.to_socket.extend(&data[taken..]);
+                if taken > 0 || c.to_socket.len() >= CLIENT_BACKLOG_MAX {
                     self.urgent = true;
                 }
             }
-            Message::Close => c.client_closed = true,
+            Message::Close => {
+                c.client_closed = true;
+                // The FIN can go at once if nothing waits before it.
+                self.urgent |= c.to_socket.is_empty();
+            }
             Message::Abort { .. } => {
                 if c.udp.is_none() {
                     self.sockets.get_mut::<tcp::Socket>(c.socket).abort();

@@ -117,9 +117,9 @@ impl Server {
         }
     }
 
-    /// A frame from the driver.
-    fn on_frame(&mut self, cx: &mut Cx<Ctx>, id: HandleId, frame: &[u8]) {
-        self.link.push_rx(frame);
+    /// Frames from the driver (one message packs several).
+    fn on_frame(&mut self, cx: &mut Cx<Ctx>, id: HandleId, frames: &[u8]) {
+        self.link.push_rx_batch(frames);
         // Frames in move the protocol on (ACKs open windows): no waiting
         // for the next round.
         self.urgent = true;
@@ -130,7 +130,7 @@ impl Server {
         let Some(ch) = cx.channel(id) else { return };
         while self.link.rx.len() < link::RX_QUEUE_MAX {
             match ch.try_recv(&mut self.net_buf) {
-                Ok(Message::Data(frame)) => self.link.push_rx(frame),
+                Ok(Message::Data(frames)) => self.link.push_rx_batch(frames),
                 Ok(other) => log::warn!("unexpected {:?} from the driver", other.kind()),
                 Err(_) => break,
             }

@@ -1,6 +1,7 @@
 //! The smoltcp device on top of the virtio-net driver's channel: received
 //! frames wait in `rx` until smoltcp polls them; frames smoltcp sends
-//! collect in `tx` until the main loop hands them to the driver.
+//! collect in `tx` until the main loop hands them to the driver. Frames
+//! cross the channel packed, several per message (`starina::frames`).
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -10,6 +11,8 @@ use smoltcp::phy::Device;
 use smoltcp::phy::DeviceCapabilities;
 use smoltcp::phy::Medium;
 use smoltcp::time::Instant;
+use starina::frames::for_each_frame;
+use starina::frames::Malformed;
 
 /// Frames waiting for the driver before smoltcp is told to hold back.
 pub const TX_QUEUE_MAX: usize = 512;
@@ -72,6 +75,15 @@ impl Link {
     /// Queues a received frame. The main loop reads the driver's channel
     /// only while `rx` has room, so this drops only past twice that (a
     /// frame delivered as an event while the queue is full is kept).
+    /// Queues the frames of a message from the driver.
+    pub fn push_rx_batch(&mut self, frames: &[u8]) {
+        let result = for_each_frame(frames, |frame| self.push_rx(frame));
+        if let Err(Malformed { at }) = result {
+            self.rx_dropped += 1;
+            log::warn!("malformed frames from the driver (at byte {at}); the rest dropped");
+        }
+    }
+
     pub fn push_rx(&mut self, frame: &[u8]) {
         if self.rx.len() >= 2 * RX_QUEUE_MAX {
             self.rx_dropped += 1;
@@ -181,6 +193,23 @@ mod tests {
         assert_eq!(parse_mac("52:54:00:12:34:56:78"), None);
         assert_eq!(parse_mac("52:54:00:12:34:zz"), None);
         assert_eq!(parse_mac(""), None);
+    }
+
+    #[test]
+    fn takes_packed_frames() {
+        let mut link = Link::new();
+        let mut batch = starina::frames::FrameBatch::new();
+        assert!(batch.push(&tcp_frame(0x10, 80)));
+        assert!(batch.push(&tcp_frame(0x02, 81)));
+        link.push_rx_batch(batch.bytes());
+        assert_eq!(link.rx.len(), 2);
+        assert_eq!(link.rx[1], tcp_frame(0x02, 81));
+        assert_eq!(link.rx_dropped, 0);
+        let mut cut = batch.bytes().to_vec();
+        cut.pop();
+        link.push_rx_batch(&cut);
+        assert_eq!(link.rx.len(), 3, "the whole frame before the cut arrives");
+        assert_eq!(link.rx_dropped, 1);
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl Server {
         let (port, have) = (l.port, l.sockets.len());
         let mut new = Vec::new();
         for _ in have..want {
-            let mut s = tcp_socket(self.buffer, ACCEPTED_TIMEOUT);
+            let mut s = tcp_socket(self.buffer, self.send_buffer, ACCEPTED_TIMEOUT);
             if s.listen(port).is_err() {
                 break;
             }

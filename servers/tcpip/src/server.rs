@@ -14,6 +14,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::time::Instant;
 use starina::channel::MessageBuffer;
+use starina::frames::FrameBatch;
 use starina::mainloop::Cx;
 use starina::timer::now_ns;
 use starina::HandleId;
@@ -88,8 +89,10 @@ impl Ports {
 pub struct Server {
     /// Listening sockets kept ready per listener.
     pub backlog: usize,
-    /// Bytes of each TCP socket buffer (each way).
+    /// Bytes of each TCP socket's receive buffer.
     pub buffer: usize,
+    /// Bytes of each TCP socket's send buffer.
+    pub send_buffer: usize,
     /// How long a half-open connection may hold a listening socket.
     pub syn_timeout_ns: u64,
     /// How long a connection may have bytes waiting for a peer that
@@ -136,6 +139,7 @@ impl Server {
         Server {
             backlog: (config.backlog.clamp(1, 512)) as usize,
             buffer: (config.socket_buffer.clamp(2048, 1 << 20)) as usize,
+            send_buffer: (config.send_buffer.clamp(2048, 1 << 20)) as usize,
             syn_timeout_ns: timeout_ns(config.syn_timeout_ms, SYN_TIMEOUT_MS),
             stall_timeout_ns: timeout_ns(config.stall_timeout_ms, STALL_TIMEOUT_MS),
             syn_expired: 0,
@@ -283,28 +287,35 @@ impl Server {
         });
     }
 
-    /// Hands queued frames to the driver while its channel has no backlog
-    /// (the rest waits in `link.tx`, which holds smoltcp back when full;
-    /// `drained` brings the next round).
+    /// Hands queued frames to the driver, packed into as few messages as
+    /// they fit in, while its channel has no backlog (the rest waits in
+    /// `link.tx`, which holds smoltcp back when full; `drained` brings the
+    /// next round).
     fn flush_tx(&mut self, cx: &mut Cx<Ctx>) {
         let Some(net) = self.net else {
             self.link.tx.clear();
             return;
         };
-        while let Some(frame) = self.link.tx.front() {
-            if cx.backlog_bytes(net) > 0 {
+        while !self.link.tx.is_empty() && cx.backlog_bytes(net) == 0 {
+            let mut batch = FrameBatch::new();
+            let mut packed = 0;
+            for frame in &self.link.tx {
+                if !batch.push(frame) {
+                    break;
+                }
+                packed += 1;
+            }
+            if packed == 0 {
+                log::warn!("dropping a frame too large for the link");
+                self.link.tx.pop_front();
+                continue;
+            }
+            if let Err(e) = cx.send_data(net, batch.bytes()) {
+                log::warn!("cannot hand frames to the driver: {e}");
+                self.link.tx.clear();
                 return;
             }
-            match cx.send_data(net, frame) {
-                Ok(()) => {
-                    self.link.tx.pop_front();
-                }
-                Err(e) => {
-                    log::warn!("cannot hand a frame to the driver: {e}");
-                    self.link.tx.clear();
-                    return;
-                }
-            }
+            self.link.tx.drain(..packed);
         }
     }
 }

@@ -62,11 +62,21 @@ impl Stall {
     /// send buffer or still to be written to it). True once nothing has
     /// moved for `limit_ns` while bytes waited.
     pub fn expired(&mut self, queued: usize, waiting: bool, now: u64, limit_ns: u64) -> bool {
-        if !waiting || queued < self.queued {
+        if !waiting {
+            self.moved_ns = now;
+        }
+        self.look(queued, now);
+        waiting && now.saturating_sub(self.moved_ns) >= limit_ns
+    }
+
+    /// Before writing between two rounds: `queued` bytes sit in the send
+    /// buffer at `now` (fewer than after our last writes: the peer
+    /// acknowledged some), so that the write does not hide them.
+    pub fn look(&mut self, queued: usize, now: u64) {
+        if queued < self.queued {
             self.moved_ns = now;
         }
         self.queued = queued;
-        waiting && now.saturating_sub(self.moved_ns) >= limit_ns
     }
 
     /// After writing: `queued` bytes sit in the send buffer.
@@ -131,6 +141,18 @@ mod tests {
         s.wrote(16384);
         assert!(!s.expired(16384, true, 35 * S, 20 * S));
         assert!(s.expired(16384, true, 36 * S, 20 * S));
+    }
+
+    #[test]
+    fn acknowledgements_seen_before_a_write_count() {
+        let mut st = Stall::new(0);
+        st.wrote(1000);
+        // The peer acknowledged 600 bytes, then 5000 more were written
+        // before the next round looked.
+        st.look(400, 15 * S);
+        st.wrote(5400);
+        assert!(!st.expired(5400, true, 30 * S, 20 * S));
+        assert!(st.expired(5400, true, 35 * S, 20 * S));
     }
 
     #[test]
