@@ -139,6 +139,7 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     // SAFETY: taking the address of a linker symbol.
     let kernel_end = mm::virt_to_phys((&raw const __kernel_end) as usize);
     let info = early_info(start_info_phys);
+    let zero_filler = arch::cpu::zero_filling_hypervisor();
     mm::page::init(
         &info.ram,
         &[
@@ -146,7 +147,11 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
             (start_info_phys, start_info_phys + 4096),
             info.module.map_or((0, 0), |(base, size)| (base, base + size)),
         ],
+        zero_filler.is_some(),
     );
+    if let Some(hypervisor) = zero_filler {
+        log::info!("RAM comes zero-filled ({hypervisor}): guest RAM skips zeroing pages untouched since boot");
+    }
     arch::trap::guard_ist_stacks();
     let (free, total) = mm::page::stats();
     log::info!(

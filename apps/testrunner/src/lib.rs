@@ -605,6 +605,27 @@ fn guest_ram_errors_say_why(cx: &mut Ctx) -> TestResult {
     Ok(())
 }
 
+/// Guest RAM reads as zero however its pages were used before: the first
+/// VM gets pages untouched since boot (not zeroed again, see
+/// `mm::page::alloc_guest_pages`), the next ones get the pages the last
+/// one filled, which must be zeroed.
+fn guest_ram_starts_zeroed(cx: &mut Ctx) -> TestResult {
+    let hv = cx.hypervisor.as_ref().ok_or("no hypervisor privilege")?;
+    let mut buf = vec![0u8; 64 << 10];
+    for round in 0..3 {
+        let (ram, _vcpu) = hv.create_vm(4 << 20).map_err(|e| format!("create_vm: {e}"))?;
+        for gpa in (0..ram.size()).step_by(buf.len()) {
+            ram.read_bytes(gpa, &mut buf).map_err(|e| e.to_string())?;
+            let nonzero = buf.chunks_exact(8).position(|w| w != [0; 8]);
+            check!(nonzero.is_none(), "VM {round}: guest RAM at {gpa:#x} is not zero");
+            buf.fill(0xa5);
+            ram.write_bytes(gpa, &buf).map_err(|e| e.to_string())?;
+            buf.fill(0);
+        }
+    }
+    Ok(())
+}
+
 /// `cli; out 0x80, 1; sti; nop; nop; hlt`, and at 0x3000 the handler of
 /// vector 0x20: `out 0x80, 0x99; hlt`.
 const IRQ_GUEST: &[u8] = &[0xfa, 0xb0, 0x01, 0xe6, 0x80, 0xfb, 0x90, 0x90, 0xf4];
@@ -743,6 +764,7 @@ const TESTS: &[Test] = &[
     ("real_device_dma_and_mmio", real_device_dma_and_mmio),
     ("threads_take_closures", threads_take_closures),
     ("guest_ram_errors_say_why", guest_ram_errors_say_why),
+    ("guest_ram_starts_zeroed", guest_ram_starts_zeroed),
     ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
     ("hypervisor_delivers_interrupts", hypervisor_delivers_interrupts),
     ("guest_xsetbv_stays_in_the_guest", xsetbv::guest_xsetbv_stays_in_the_guest),

@@ -49,6 +49,26 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     }
 }
 
+/// The hypervisor running this machine, if it is one that hands a guest
+/// its RAM zero-filled (QEMU's TCG, KVM: anonymous host memory): its CPUID
+/// signature. `None` on bare metal or another hypervisor.
+pub fn zero_filling_hypervisor() -> Option<&'static str> {
+    const HYPERVISOR_PRESENT: u32 = 1 << 31;
+    if cpuid(1, 0)[2] & HYPERVISOR_PRESENT == 0 {
+        return None;
+    }
+    let [_, b, c, d] = cpuid(0x4000_0000, 0);
+    let mut signature = [0u8; 12];
+    for (chunk, word) in signature.chunks_mut(4).zip([b, c, d]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    match &signature {
+        b"TCGTCGTCGTCG" => Some("QEMU TCG"),
+        b"KVMKVMKVM\0\0\0" => Some("KVM"),
+        _ => None,
+    }
+}
+
 #[inline(always)]
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let (a, b, c, d): (u32, u32, u32, u32);

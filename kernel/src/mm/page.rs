@@ -16,6 +16,9 @@ const WORDS: usize = MAX_PAGES / 64;
 struct Bitmap {
     /// 1 = used (or not RAM).
     bits: [u64; WORDS],
+    /// 1 = may hold data: allocated since boot (whatever was written then
+    /// stays when it is freed), or not known to be zero at boot.
+    dirty: [u64; WORDS],
     hint: usize,
     total: usize,
 }
@@ -32,6 +35,7 @@ pub fn free_count() -> usize {
 
 static PAGES: SpinLock<Bitmap> = SpinLock::new(Bitmap {
     bits: [u64::MAX; WORDS],
+    dirty: [u64::MAX; WORDS],
     hint: 0,
     total: 0,
 });
@@ -44,6 +48,8 @@ impl Bitmap {
     fn set(&mut self, page: usize, used: bool) {
         if used {
             self.bits[page / 64] |= 1 << (page % 64);
+            // Its owner may write to it from now on.
+            self.dirty[page / 64] |= 1 << (page % 64);
         } else {
             self.bits[page / 64] &= !(1 << (page % 64));
         }
@@ -67,8 +73,10 @@ impl Bitmap {
 }
 
 /// Hands the allocator the usable RAM, minus `reserved` ranges (the kernel
-/// image, boot data). Pages below 1 MiB are never used.
-pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)]) {
+/// image, boot data). Pages below 1 MiB are never used. `zero_filled`: the
+/// hypervisor handed the machine its RAM zeroed (see
+/// [`alloc_guest_pages`]).
+pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)], zero_filled: bool) {
     let mut bm = PAGES.lock();
     for r in ram {
         let start = r.base.div_ceil(PAGE_SIZE as u64).max(0x100) as usize;
@@ -92,6 +100,10 @@ pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)]) {
         for p in first..last {
             bm.set(p, true);
         }
+    }
+    if zero_filled {
+        // Free now means untouched since the machine started.
+        bm.dirty = bm.bits;
     }
     let free = bm.bits.iter().map(|w| w.count_zeros() as usize).sum();
     bm.total = free;
@@ -123,6 +135,18 @@ pub fn alloc_pages(count: usize) -> Option<u64> {
 /// Allocates `count` contiguous pages starting at a multiple of `align`
 /// pages (a power of two), e.g. 2 MiB chunks for guest RAM.
 pub fn alloc_pages_aligned(count: usize, align: usize) -> Option<u64> {
+    let phys = alloc_pages_aligned_clean(count, align)?;
+    let mut bm = PAGES.lock();
+    let first = phys as usize / PAGE_SIZE;
+    for p in first..first + count {
+        bm.dirty[p / 64] |= 1 << (p % 64);
+    }
+    Some(phys)
+}
+
+/// [`alloc_pages_aligned`], leaving the pages' dirty bits as they were (the
+/// caller marks them).
+fn alloc_pages_aligned_clean(count: usize, align: usize) -> Option<u64> {
     if count == 0 || !align.is_power_of_two() {
         return None;
     }
@@ -135,7 +159,7 @@ pub fn alloc_pages_aligned(count: usize, align: usize) -> Option<u64> {
         match bm.find_run(count, start, (start + count).min(MAX_PAGES)) {
             Some(s) if s == start => {
                 for p in start..start + count {
-                    bm.set(p, true);
+                    bm.bits[p / 64] |= 1 << (p % 64);
                 }
                 FREE.fetch_sub(count, Ordering::Relaxed);
                 return Some((start * PAGE_SIZE) as u64);
@@ -144,6 +168,37 @@ pub fn alloc_pages_aligned(count: usize, align: usize) -> Option<u64> {
         }
     }
     None
+}
+
+/// Allocates `count` contiguous pages aligned to `align` pages for a
+/// guest's RAM, all zero to the guest: pages that may hold data are zeroed,
+/// pages untouched since the hypervisor handed over the machine's RAM
+/// zero-filled are not (a Linux guest's 256 MiB cost 33.6 million
+/// instructions of zeroing, about 1.5 s under TCG). Only for guest RAM: a
+/// page "untouched" may still hold what the firmware left in RAM it then
+/// gave back (nothing of any component's), harmless to a guest, not to a
+/// page table.
+pub fn alloc_guest_pages(count: usize, align: usize) -> Option<u64> {
+    let phys = alloc_pages_aligned_clean(count, align)?;
+    let first = phys as usize / PAGE_SIZE;
+    let mut page = first;
+    while page < first + count {
+        let n = (64 - page % 64).min(first + count - page);
+        let mask = (u64::MAX >> (64 - n)) << (page % 64);
+        let dirty = {
+            let mut bm = PAGES.lock();
+            let dirty = bm.dirty[page / 64] & mask;
+            bm.dirty[page / 64] |= mask;
+            dirty
+        };
+        for p in (page..page + n).filter(|p| dirty & (1 << (p % 64)) != 0) {
+            let ptr = super::phys_to_virt((p * PAGE_SIZE) as u64) as *mut u8;
+            // SAFETY: page `p` was just allocated to us and is direct-mapped.
+            unsafe { core::ptr::write_bytes(ptr, 0, PAGE_SIZE) };
+        }
+        page += n;
+    }
+    Some(phys)
 }
 
 /// Allocates zeroed pages.

@@ -59,11 +59,9 @@ impl GuestRam {
         ram.chunks.try_reserve_exact(n).map_err(|_| Error::OutOfMemory)?;
         for _ in 0..n {
             // Dropping `ram` on error frees what was allocated so far.
-            let phys = page::alloc_pages_aligned((CHUNK / 4096) as usize, (CHUNK / 4096) as usize)
+            let phys = page::alloc_guest_pages((CHUNK / 4096) as usize, (CHUNK / 4096) as usize)
                 .ok_or(Error::OutOfMemory)?;
             ram.chunks.push(phys);
-            // SAFETY: the chunk was just allocated to us and is direct-mapped.
-            unsafe { core::ptr::write_bytes(phys_to_virt(phys) as *mut u8, 0, CHUNK as usize) };
         }
         let alloc_table = |tables: &mut Vec<u64>| -> Result<u64, Error> {
             let p = page::alloc_zeroed_pages(1).ok_or(Error::OutOfMemory)?;
