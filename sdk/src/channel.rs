@@ -14,6 +14,7 @@ use crate::message::Message;
 use crate::message::MessageKind;
 use crate::poll::Poll;
 use crate::syscall::kernel;
+use crate::timer::Timer;
 
 /// One end of a channel.
 #[derive(Debug)]
@@ -165,6 +166,41 @@ impl Channel {
         kernel().channel_recv(self.0.id(), data, handles)
     }
 
+    /// Waits up to `timeout_ms` for the next message and decodes it
+    /// (`Ok(None)`: none came in time). `Error::PeerClosed` once the peer
+    /// is gone and nothing is left; a message that does not decode is
+    /// consumed and reported as `Error::MalformedMessage`, its handles
+    /// closed. For a component that waits for one answer; a server waits
+    /// in its main loop instead.
+    pub fn recv_within<'b>(
+        &self,
+        buf: &'b mut MessageBuffer,
+        timeout_ms: u64,
+    ) -> Result<Option<Message<'b>>, Error> {
+        let poll = Poll::create()?;
+        let timer = Timer::create()?;
+        poll.add(self.id(), Readiness::READABLE | Readiness::PEER_CLOSED)?;
+        poll.add(timer.id(), Readiness::READABLE)?;
+        timer.set_ms(timeout_ms)?;
+        let info = loop {
+            let event = poll.wait_recv(buf)?;
+            if event.id == timer.id() {
+                return Ok(None);
+            }
+            match event.received {
+                Some(Ok(info)) => break info,
+                Some(Err(Error::WouldBlock)) => {}
+                Some(Err(e)) => return Err(e),
+                None if event.ready.contains(Readiness::PEER_CLOSED) => {
+                    return Err(Error::PeerClosed)
+                }
+                None => {}
+            }
+        };
+        let handles = buf.take_handles(&info);
+        Message::decode(info.kind, &buf.data[..info.data_len], handles).map(Some)
+    }
+
     /// Receives and decodes the next message without blocking
     /// (`Error::WouldBlock` if none). A message that does not decode is
     /// consumed and reported as `Error::MalformedMessage`; its handles are
@@ -176,5 +212,29 @@ impl Channel {
             .map(|h| OwnedHandle::from_raw(*h))
             .collect();
         Message::decode(info.kind, &buf.data[..info.data_len], handles)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_kernel::FakeKernel;
+
+    #[test]
+    fn recv_within_takes_a_message_times_out_and_sees_the_peer_go() {
+        FakeKernel::install();
+        let (a, b) = Channel::create().unwrap();
+        let mut buf = MessageBuffer::new();
+        a.send_data(b"hi").unwrap();
+        match b.recv_within(&mut buf, 10) {
+            Ok(Some(Message::Data(d))) => assert_eq!(d, b"hi"),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        assert!(matches!(b.recv_within(&mut buf, 10), Ok(None)));
+        drop(a);
+        assert!(matches!(
+            b.recv_within(&mut buf, 10),
+            Err(Error::PeerClosed)
+        ));
     }
 }

@@ -20,8 +20,10 @@ use std::time::Instant;
 use starina_host::kernel::Progress;
 pub mod frames;
 pub mod http;
+mod linked;
 mod live;
 
+pub use linked::LinkedGuest;
 pub use live::LiveGuest;
 pub use starina_host::shared_text::SharedText;
 pub use starina_host::markers;

@@ -23,24 +23,13 @@ use std::io::Read;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::net::TcpStream;
-use std::os::unix::net::UnixListener;
-use std::os::unix::net::UnixStream;
-use std::process::Child;
-use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
 use starina_host::agent::Agent;
 use starina_host::agent::Outcome;
-use starina_host::exec::TempDir;
-use starina_host::qemu;
-use starina_host::Streams;
-use starina_tests::frames::spawn_frame;
-use starina_tests::host_with_env;
-use starina_tests::kernel;
+use starina_tests::LinkedGuest;
 
 /// Every GET answers within this, flood or not.
 const DEADLINE: Duration = Duration::from_secs(1);
@@ -127,135 +116,25 @@ fn report(name: &str, results: &[Result<Duration, String>]) -> Vec<String> {
     failures
 }
 
-/// QEMU running Starina with the host link on a Unix socket, and its
-/// serial console collected.
-struct Machine {
-    child: Child,
-    console: Arc<Mutex<Vec<u8>>>,
-    agent: Agent,
-    /// The agent's stream, for writing Spawn frames.
-    link: UnixStream,
-    next_id: u32,
-    _tmp: TempDir,
-}
-
-impl Machine {
-    /// Boots the profile, with the guest's port 80 on `http_port`, and
-    /// connects the host link. QEMU dies with the calling thread.
-    fn boot(profile: &str) -> (Machine, u16) {
-        let host = host_with_env(&[]);
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut io = Streams {
-            out: &mut out,
-            err: &mut err,
-        };
-        let prepared =
-            starina_host::boot::prepare(&host, profile, false, Some(&kernel()), true, &mut io)
-                .unwrap_or_else(|_| panic!("prepare {profile}: {}", String::from_utf8_lossy(&err)));
-        let tmp = TempDir::new("starina-guest-flood").unwrap();
-        let socket = tmp.0.join("hostlink.sock");
-        let listener = UnixListener::bind(&socket).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let config = qemu::QemuConfig {
-            machine: qemu::Machine::Q35,
-            profile: profile.into(),
-            kernel: prepared.kernel.clone(),
-            kvm: false,
-            icount: false,
-            bootfs: prepared.bootfs.clone(),
-            nic_port: Some(host.http_port),
-            hostlink: qemu::HostLink::Socket(socket),
-            extra: Vec::new(),
-        };
-        let mut cmd = qemu::command(&host, &config.args(&qemu::serial_to_stdout()))
-            .unwrap_or_else(|(_, msg)| panic!("{msg}"));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child =
-            qemu::spawn(&mut cmd, &host.qemu).unwrap_or_else(|(_, msg)| panic!("{msg}"));
-        let console = Arc::new(Mutex::new(Vec::new()));
-        let mut serial = child.stdout.take().unwrap();
-        let sink = console.clone();
-        thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while let Ok(n @ 1..) = serial.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+/// The guest's boot id, retried until `timeout`: a guest that is
+/// restarting refuses or drops commands for a while.
+fn boot_id(m: &mut LinkedGuest, timeout: Duration) -> Result<String, String> {
+    let start = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        let result = m
+            .spawn(&["cat", "/proc/sys/kernel/random/boot_id"])
+            .and_then(|id| m.wait_done(id, left.min(Duration::from_secs(60))));
+        match result {
+            Ok(o) if o.exited == Some(0) => {
+                return Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
             }
-        });
-        let start = Instant::now();
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(_) if start.elapsed() < BOOT_TIMEOUT => {
-                    thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => {
-                    starina_host::exec::stop_qemu(&mut child);
-                    panic!("QEMU did not connect the host link: {e}");
-                }
-            }
-        };
-        stream.set_nonblocking(false).unwrap();
-        let machine = Machine {
-            child,
-            console,
-            link: stream.try_clone().unwrap(),
-            agent: Agent::new(stream),
-            next_id: 1,
-            _tmp: tmp,
-        };
-        (machine, host.http_port)
-    }
-
-    fn console(&self) -> String {
-        String::from_utf8_lossy(&self.console.lock().unwrap()).into_owned()
-    }
-
-    /// Starts `argv` in the guest; returns its id.
-    fn spawn(&mut self, argv: &[&str]) -> Result<u32, String> {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.agent.outcomes.insert(id, Outcome::default());
-        self.link
-            .write_all(&spawn_frame(id, argv))
-            .map_err(|e| format!("host link: {e}"))?;
-        Ok(id)
-    }
-
-    /// Handles frames until process `id` ends (or `timeout`).
-    fn wait_done(&mut self, id: u32, timeout: Duration) -> Result<Outcome, String> {
-        self.agent
-            .wait(|a| a.outcomes[&id].done(), timeout, "the process to end")?;
-        Ok(self.agent.outcomes.remove(&id).unwrap_or_default())
-    }
-
-    /// The guest's boot id, retried until `timeout`: a guest that is
-    /// restarting refuses or drops commands for a while.
-    fn boot_id(&mut self, timeout: Duration) -> Result<String, String> {
-        let start = Instant::now();
-        loop {
-            let left = timeout.saturating_sub(start.elapsed());
-            let result = self
-                .spawn(&["cat", "/proc/sys/kernel/random/boot_id"])
-                .and_then(|id| self.wait_done(id, left.min(Duration::from_secs(60))));
-            match result {
-                Ok(o) if o.exited == Some(0) => {
-                    return Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-                }
-                Ok(_) if start.elapsed() < timeout => thread::sleep(Duration::from_secs(2)),
-                Ok(o) => return Err(format!("cat boot_id: {}", o.status())),
-                // A hung guest answers nothing until it is restarted.
-                Err(e) if e.starts_with("timed out") && start.elapsed() < timeout => {}
-                Err(e) => return Err(e),
-            }
+            Ok(_) if start.elapsed() < timeout => thread::sleep(Duration::from_secs(2)),
+            Ok(o) => return Err(format!("cat boot_id: {}", o.status())),
+            // A hung guest answers nothing until it is restarted.
+            Err(e) if e.starts_with("timed out") && start.elapsed() < timeout => {}
+            Err(e) => return Err(e),
         }
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        starina_host::exec::stop_qemu(&mut self.child);
     }
 }
 
@@ -272,7 +151,7 @@ struct Flood {
 
 /// Runs the flood (ending in a guest reset, or not) in the guest and times
 /// GETs meanwhile.
-fn flood(m: &mut Machine, port: u16, reset: bool) -> Flood {
+fn flood(m: &mut LinkedGuest, port: u16, reset: bool) -> Flood {
     let end = if reset { "reset" } else { "" };
     let script = format!("STARINA_FLOOD_END={end} exec /init --flood {FLOOD_SECONDS} {SEED}");
     let id = m
@@ -305,7 +184,7 @@ fn flood(m: &mut Machine, port: u16, reset: bool) -> Flood {
     }
     let gets = getter.join().expect("the GET thread panicked");
     let outcome = m.wait_done(id, Duration::from_secs(FLOOD_SECONDS as u64 + 120));
-    let boot_id = m.boot_id(BOOT_TIMEOUT);
+    let boot_id = boot_id(m, BOOT_TIMEOUT);
     Flood {
         gets,
         outcome,
@@ -320,7 +199,7 @@ fn flood(m: &mut Machine, port: u16, reset: bool) -> Flood {
 /// and restart the VM. Returns the GETs, the new boot id and how long
 /// Linux took to come back.
 fn hang(
-    m: &mut Machine,
+    m: &mut LinkedGuest,
     port: u16,
 ) -> (
     Vec<Result<Duration, String>>,
@@ -341,7 +220,7 @@ fn hang(
         println!("hung guest: no word from the flood ({e})");
     }
     let gets = phase(port);
-    let boot_id = m.boot_id(BOOT_TIMEOUT);
+    let boot_id = boot_id(m, BOOT_TIMEOUT);
     (gets, boot_id, start.elapsed())
 }
 
@@ -392,9 +271,9 @@ fn judge(name: &str, f: &Flood, boot_before: &str, reset: bool) -> Vec<String> {
 #[test]
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
 fn httpd_answers_within_a_second_while_the_guest_floods_vm_exits() {
-    let (mut m, port) = Machine::boot("guest_flood");
-    let boot_before = m
-        .boot_id(BOOT_TIMEOUT)
+    let mut m = LinkedGuest::boot("guest_flood", true, BOOT_TIMEOUT);
+    let port = m.http_port.expect("guest_flood has a NIC");
+    let boot_before = boot_id(&mut m, BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("Linux never answered: {e}\n{}", m.console()));
     let idle = phase(port);
     let survivable = flood(&mut m, port, false);

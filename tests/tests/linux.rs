@@ -7,12 +7,12 @@
 use std::io::Write;
 use std::process::Command;
 use std::process::Stdio;
+use std::time::Duration;
 use std::time::Instant;
 
 use starina_host::exec::ExecOptions;
 use starina_host::Streams;
 use starina_tests::frames::panic_frame;
-use starina_tests::frames::spawn_frame;
 use starina_tests::*;
 
 /// Per-run limit (boot included), seconds. Generous: QEMU emulates the CPU
@@ -232,98 +232,18 @@ fn native_clients_and_guest_restart() {
 #[test]
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
 fn default_linux_refuses_test_panic() {
-    use std::io::Read;
-    use std::os::unix::net::UnixListener;
-    use std::sync::Arc;
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use starina_host::agent::Agent;
-    use starina_host::agent::Outcome;
-    use starina_host::qemu;
-
-    let image = kernel();
-    let host = host_with_env(&[]);
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut io = Streams {
-        out: &mut out,
-        err: &mut err,
-    };
-    let prepared = starina_host::boot::prepare(&host, "linux", false, Some(&image), true, &mut io)
-        .expect("prepare the linux profile");
-    let tmp = starina_host::exec::TempDir::new("starina-test-panic").unwrap();
-    let socket = tmp.0.join("hostlink.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let config = qemu::QemuConfig {
-        machine: qemu::Machine::Q35,
-        profile: "linux".into(),
-        kernel: prepared.kernel.clone(),
-        kvm: false,
-        icount: false,
-        bootfs: prepared.bootfs.clone(),
-        nic_port: None,
-        hostlink: qemu::HostLink::Socket(socket.clone()),
-        extra: Vec::new(),
-    };
-    let mut cmd = qemu::command(&host, &config.args(&qemu::serial_to_stdout()))
-        .unwrap_or_else(|(_, msg)| panic!("{msg}"));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = qemu::spawn(&mut cmd, &host.qemu).unwrap_or_else(|(_, msg)| panic!("{msg}"));
-    let console = Arc::new(Mutex::new(Vec::new()));
-    let mut serial = child.stdout.take().unwrap();
-    let sink = console.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while let Ok(n @ 1..) = serial.read(&mut buf) {
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let text = || String::from_utf8_lossy(&console.lock().unwrap()).into_owned();
-
+    let timeout = Duration::from_secs_f64(TIMEOUT);
+    let mut m = LinkedGuest::boot("linux", false, timeout);
+    let boot_id = ["cat", "/proc/sys/kernel/random/boot_id"];
     let result = (|| -> Result<(), String> {
-        let start = Instant::now();
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(_) if start.elapsed().as_secs_f64() < TIMEOUT => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => return Err(format!("QEMU did not connect the host link: {e}")),
-            }
-        };
-        stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-        let mut raw = stream.try_clone().map_err(|e| e.to_string())?;
-        let mut agent = Agent::new(stream);
-        let run =
-            |agent: &mut Agent, raw: &mut std::os::unix::net::UnixStream, id, argv: &[&str]| {
-                agent.outcomes.insert(id, Outcome::default());
-                raw.write_all(&spawn_frame(id, argv))
-                    .map_err(|e| e.to_string())?;
-                let timeout = Duration::from_secs_f64(TIMEOUT);
-                agent.wait(|a| a.outcomes[&id].done(), timeout, argv[0])?;
-                Ok::<Outcome, String>(agent.outcomes.remove(&id).unwrap_or_default())
-            };
-        let before = run(
-            &mut agent,
-            &mut raw,
-            1,
-            &["cat", "/proc/sys/kernel/random/boot_id"],
-        )?;
+        let before = m.run(&boot_id, timeout)?;
         if before.exited != Some(0) {
             return Err(format!("first command: {}", before.status()));
         }
-        raw.write_all(&panic_frame()).map_err(|e| e.to_string())?;
+        m.send(&panic_frame())?;
         // Behind the panic request on the same link and the same channel
         // to the linux server, so served after it.
-        let after = run(
-            &mut agent,
-            &mut raw,
-            2,
-            &["cat", "/proc/sys/kernel/random/boot_id"],
-        )?;
+        let after = m.run(&boot_id, timeout)?;
         if after.exited != Some(0) || after.stdout != before.stdout {
             return Err(format!(
                 "after the panic request: {} with boot id {:?} (before: {:?})",
@@ -336,8 +256,8 @@ fn default_linux_refuses_test_panic() {
         std::thread::sleep(Duration::from_secs(3));
         Ok(())
     })();
-    starina_host::exec::stop_qemu(&mut child);
-    let console = text();
+    let console = m.console();
+    drop(m);
     println!("--- serial console:\n{console}");
     result.unwrap();
     assert!(

@@ -20,6 +20,7 @@ use starina::abi::Readiness;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
 use starina::poll::Poll;
+use starina::timer::now_ns;
 use starina::timer::Timer;
 use starina::Error;
 use starina::HandleId;
@@ -224,29 +225,24 @@ impl Checker {
 
     /// Waits for startup's `reconnect:linux` after the server restarted.
     fn wait_reconnect(&mut self) -> TestResult {
-        let poll = Poll::create().map_err(|e| e.to_string())?;
-        let timer = Timer::create().map_err(|e| e.to_string())?;
-        poll.add(self.supervisor.id(), Readiness::READABLE)
-            .map_err(|e| e.to_string())?;
-        poll.add(timer.id(), Readiness::READABLE)
-            .map_err(|e| e.to_string())?;
-        timer.set_ms(self.timeout_ms).map_err(|e| e.to_string())?;
+        let deadline = now_ns().saturating_add(self.timeout_ms.saturating_mul(1_000_000));
         loop {
-            let (id, _) = poll.wait().map_err(|e| e.to_string())?;
-            if id == timer.id() {
-                return Err("the linux server did not come back (no reconnect:linux)".into());
-            }
-            match self.supervisor.try_recv(&mut self.buf) {
-                Ok(Message::Open {
+            let left_ms = deadline.saturating_sub(now_ns()) / 1_000_000;
+            match self.supervisor.recv_within(&mut self.buf, left_ms) {
+                Ok(Some(Message::Open {
                     uri: "reconnect:linux",
                     handle: Some(h),
                     ..
-                }) => {
+                })) => {
                     self.linux = Channel::from_handle(h);
                     return Ok(());
                 }
-                Ok(other) => log::info!("ignoring {:?} on the supervisor channel", other.kind()),
-                Err(Error::WouldBlock) => {}
+                Ok(Some(other)) => {
+                    log::info!("ignoring {:?} on the supervisor channel", other.kind())
+                }
+                Ok(None) => {
+                    return Err("the linux server did not come back (no reconnect:linux)".into())
+                }
                 Err(e) => return Err(format!("supervisor channel: {e}")),
             }
         }

@@ -35,11 +35,9 @@ use alloc::format;
 use alloc::string::String;
 
 use starina::abi::MemoryStats;
-use starina::abi::Readiness;
 use starina::channel::MessageBuffer;
-use starina::poll::Poll;
 use starina::system::Monitor;
-use starina::timer::Timer;
+use starina::timer::now_ns;
 use starina::Channel;
 use starina::Error;
 use starina::Message;
@@ -59,33 +57,23 @@ enum Got {
 
 /// Waits up to `timeout_ms` for a message on `ch`.
 fn wait(ch: &Channel, buf: &mut MessageBuffer, timeout_ms: u64) -> Result<Got, Error> {
-    let poll = Poll::create()?;
-    let timer = Timer::create()?;
-    poll.add(ch.id(), Readiness::READABLE | Readiness::PEER_CLOSED)?;
-    poll.add(timer.id(), Readiness::READABLE)?;
-    timer.set_ms(timeout_ms)?;
+    let deadline = now_ns().saturating_add(timeout_ms.saturating_mul(1_000_000));
     loop {
-        let (id, ready) = poll.wait()?;
-        if id == timer.id() {
-            return Ok(Got::TimedOut);
-        }
-        match ch.try_recv(buf) {
-            Ok(Message::Data(d)) => {
+        let left_ms = deadline.saturating_sub(now_ns()) / 1_000_000;
+        match ch.recv_within(buf, left_ms) {
+            Ok(None) => return Ok(Got::TimedOut),
+            Ok(Some(Message::Data(d))) => {
                 let mut head = [0u8; 16];
                 let n = d.len().min(head.len());
                 head[..n].copy_from_slice(&d[..n]);
                 return Ok(Got::Data(head, n));
             }
-            Ok(Message::Open {
+            Ok(Some(Message::Open {
                 handle: Some(h), ..
-            }) => return Ok(Got::Connection(Channel::from_handle(h))),
+            })) => return Ok(Got::Connection(Channel::from_handle(h))),
             // Only the protocol's words count (the fuzzer never copies its
             // end of this channel, but the watch does not rely on it).
-            Ok(_) | Err(Error::MalformedMessage) => {}
-            Err(Error::WouldBlock) if ready.contains(Readiness::PEER_CLOSED) => {
-                return Ok(Got::PeerClosed)
-            }
-            Err(Error::WouldBlock) => {}
+            Ok(Some(_)) | Err(Error::MalformedMessage) => {}
             Err(Error::PeerClosed) => return Ok(Got::PeerClosed),
             Err(e) => return Err(e),
         }
@@ -111,9 +99,9 @@ fn run_fuzzer(env: &Env, conn: &Channel, buf: &mut MessageBuffer) -> Result<(), 
     conn.send_data(b"go")
         .map_err(|e| format!("cannot start sysfuzz: {e}"))?;
     let timeout_ms = (env.config.run_timeout_s.max(1) as u64) * 1000;
-    let deadline = starina::timer::now_ns() + timeout_ms * 1_000_000;
+    let deadline = now_ns() + timeout_ms * 1_000_000;
     loop {
-        let left_ms = deadline.saturating_sub(starina::timer::now_ns()) / 1_000_000;
+        let left_ms = deadline.saturating_sub(now_ns()) / 1_000_000;
         match wait(conn, buf, left_ms.max(1)) {
             Ok(Got::Data(head, n)) if &head[..n] == b"done" => return Ok(()),
             // Not the protocol: ignored, as in `wait`.

@@ -86,31 +86,17 @@ enum Received {
     Other(MessageKind),
 }
 
-/// Waits up to `timeout_ms` for a message on `ch`.
+/// Waits up to `timeout_ms` for a message on `ch` (`WouldBlock`: none
+/// came).
 fn wait_message(ch: &Channel, buf: &mut MessageBuffer, timeout_ms: u64) -> Result<Received, Error> {
-    let poll = Poll::create()?;
-    let timer = Timer::create()?;
-    poll.add(ch.id(), Readiness::READABLE | Readiness::PEER_CLOSED)?;
-    poll.add(timer.id(), Readiness::READABLE)?;
-    timer.set_ms(timeout_ms)?;
-    loop {
-        let (id, _) = poll.wait()?;
-        if id == timer.id() {
-            return Err(Error::WouldBlock);
-        }
-        match ch.try_recv(buf) {
-            Ok(Message::Data(d)) => return Ok(Received::Data(d.to_vec())),
-            Ok(Message::Open { uri, handle, .. }) => {
-                return Ok(Received::Open {
-                    uri: uri.to_string(),
-                    handle: handle.map(Channel::from_handle),
-                })
-            }
-            Ok(other) => return Ok(Received::Other(other.kind())),
-            Err(Error::WouldBlock) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    Ok(match ch.recv_within(buf, timeout_ms)?.ok_or(Error::WouldBlock)? {
+        Message::Data(d) => Received::Data(d.to_vec()),
+        Message::Open { uri, handle, .. } => Received::Open {
+            uri: uri.to_string(),
+            handle: handle.map(Channel::from_handle),
+        },
+        other => Received::Other(other.kind()),
+    })
 }
 
 fn request(ch: &Channel, buf: &mut MessageBuffer, data: &[u8]) -> Result<Vec<u8>, String> {

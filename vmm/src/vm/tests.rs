@@ -186,22 +186,27 @@ fn cpuid_msr_hlt_vmmcall() {
         .is_err());
 }
 
-#[test]
-fn pit_tick_reaches_pic() {
-    let mut vm = vm();
-    // Linux-style PIC init: vectors 0x30.., unmask IRQ 0.
+/// Linux-style PIC init (vectors 0x30.., interrupt mask `mask`), and the
+/// PIT's channel 0 at 1193 ticks (1 ms).
+fn pic_at_0x30_pit_at_1ms(vm: &mut Vm, mask: u32) {
     for (p, v) in [
         (0x20, 0x11),
         (0x21, 0x30),
         (0x21, 0x04),
         (0x21, 0x01),
-        (0x21, 0xfe),
+        (0x21, mask),
+        (0x43, 0x34),
+        (0x40, 0xa9),
+        (0x40, 0x04),
     ] {
         vm.io_out(p, 1, v, 0);
     }
-    vm.io_out(0x43, 1, 0x34, 0);
-    vm.io_out(0x40, 1, 0xa9, 0);
-    vm.io_out(0x40, 1, 0x04, 0); // 1193 ticks = 1 ms
+}
+
+#[test]
+fn pit_tick_reaches_pic() {
+    let mut vm = vm();
+    pic_at_0x30_pit_at_1ms(&mut vm, 0xfe);
     vm.update_irqs(500_000);
     assert_eq!(vm.pending_interrupt(), None);
     let t = vm.next_deadline_ns().unwrap();
@@ -237,19 +242,8 @@ fn pit_tick_reaches_pic() {
 #[test]
 fn pit_exits_deliver_the_tick_and_serial_exits_the_serial_line() {
     let mut vm = vm();
-    // PIC at 0x30, IRQ 0 and 4 unmasked; PIT at 1 ms.
-    for (p, v) in [
-        (0x20, 0x11),
-        (0x21, 0x30),
-        (0x21, 0x04),
-        (0x21, 0x01),
-        (0x21, 0xee),
-        (0x43, 0x34),
-        (0x40, 0xa9),
-        (0x40, 0x04),
-    ] {
-        vm.io_out(p, 1, v, 0);
-    }
+    // IRQ 0 and 4 unmasked.
+    pic_at_0x30_pit_at_1ms(&mut vm, 0xee);
     let t = vm.next_deadline_ns().unwrap();
     let mut st = VcpuState::default();
     let mut mem = VecMemory::new(1 << 20);
