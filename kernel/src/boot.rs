@@ -162,6 +162,7 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     );
 
     arch::apic::init();
+    arch::rtc::init();
     arch::ioapic::init();
     crate::device::discover(&info.cmdline);
     crate::bootfs::init(info.module.map(|(base, size)| {

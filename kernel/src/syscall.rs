@@ -153,6 +153,10 @@ impl KernelApi for Kernel {
         sched::in_kernel(crate::arch::time::now_ns)
     }
 
+    fn time_unix(&self) -> u64 {
+        sched::in_kernel(crate::arch::rtc::unix_ns)
+    }
+
     fn handle_close(&self, handle: HandleId) -> Result<(), Error> {
         sched::in_kernel(|| {
             close(handle, |table| {

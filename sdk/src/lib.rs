@@ -22,6 +22,7 @@ pub mod channel;
 pub mod driver;
 pub mod env;
 pub mod frames;
+pub mod fs;
 #[cfg(test)]
 mod fake_kernel;
 #[cfg(test)]

@@ -40,3 +40,8 @@ pub fn set_by_id(timer: HandleId, after_ns: u64) -> Result<(), Error> {
 pub fn now_ns() -> u64 {
     kernel().time_now()
 }
+
+/// The wall clock: seconds since 1970-01-01 UTC.
+pub fn unix_seconds() -> u64 {
+    kernel().time_unix() / 1_000_000_000
+}

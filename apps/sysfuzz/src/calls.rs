@@ -375,6 +375,8 @@ impl Fuzzer {
             1 => {
                 let _ = k().time_now();
                 self.note::<()>(SyscallNo::TimeNow, &Ok(()));
+                let _ = k().time_unix();
+                self.note::<()>(SyscallNo::TimeUnix, &Ok(()));
             }
             2 => {
                 let _ = k().process_id();

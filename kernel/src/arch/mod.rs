@@ -10,6 +10,7 @@ mod boot_asm;
 pub mod cpu;
 #[cfg(not(test))]
 pub mod ioapic;
+pub mod rtc;
 #[cfg(not(test))]
 pub mod serial;
 #[cfg(not(test))]

@@ -46,11 +46,12 @@ pub enum SyscallNo {
     SystemComponentStatus = 36,
     SystemLogRead = 37,
     SystemMemoryStats = 38,
+    TimeUnix = 39,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 38] = [
+    pub const ALL: [SyscallNo; 39] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -89,6 +90,7 @@ impl SyscallNo {
         SyscallNo::SystemComponentStatus,
         SyscallNo::SystemLogRead,
         SyscallNo::SystemMemoryStats,
+        SyscallNo::TimeUnix,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -141,6 +143,7 @@ impl SyscallNo {
             SyscallNo::SystemComponentStatus => "system_component_status",
             SyscallNo::SystemLogRead => "system_log_read",
             SyscallNo::SystemMemoryStats => "system_memory_stats",
+            SyscallNo::TimeUnix => "time_unix",
         }
     }
 }

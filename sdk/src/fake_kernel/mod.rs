@@ -97,6 +97,10 @@ impl KernelApi for FakeKernel {
         0
     }
 
+    fn time_unix(&self) -> u64 {
+        0
+    }
+
     fn handle_close(&self, handle: HandleId) -> Result<(), Error> {
         let mut state = self.state.lock();
         if state.ipc.close(handle) {

@@ -1,0 +1,213 @@
+//! The wall clock: the CMOS real-time clock, read once at boot. Afterwards
+//! the time of day is the boot time plus the monotonic clock (the RTC
+//! ticks in whole seconds; reading it on every call would cost port I/O
+//! exits for nothing).
+
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering;
+
+/// UNIX time at boot (monotonic zero), in nanoseconds; 0 until read.
+static BOOT_UNIX_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Nanoseconds since 1970-01-01 UTC, or since boot if the machine has
+/// no readable RTC.
+pub fn unix_ns() -> u64 {
+    BOOT_UNIX_NS
+        .load(Ordering::Relaxed)
+        .saturating_add(super::time::now_ns())
+}
+
+/// Reads the RTC and sets the boot time. Logs the date it read, or why
+/// the wall clock starts at zero.
+#[cfg(not(test))]
+pub fn init() {
+    match cmos::read() {
+        Some(date) => match date.unix_seconds() {
+            Some(secs) => {
+                let boot = (secs * 1_000_000_000).saturating_sub(super::time::now_ns());
+                BOOT_UNIX_NS.store(boot, Ordering::Relaxed);
+                log::info!(
+                    "wall clock: {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC (CMOS RTC)",
+                    date.year,
+                    date.month,
+                    date.day,
+                    date.hour,
+                    date.minute,
+                    date.second
+                );
+            }
+            None => log::warn!(
+                "wall clock: the RTC holds no valid date ({date:?}); time starts at 1970"
+            ),
+        },
+        None => log::warn!("wall clock: no CMOS RTC answers; time starts at 1970"),
+    }
+}
+
+/// A calendar date and time of day, UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Date {
+    pub year: u32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Date {
+    /// Seconds since 1970-01-01, or `None` for a date that cannot be
+    /// (month 13, hour 25, a year before 1970).
+    pub fn unix_seconds(&self) -> Option<u64> {
+        let valid = (1970..10000).contains(&self.year)
+            && (1..=12).contains(&self.month)
+            && (1..=31).contains(&self.day)
+            && self.hour < 24
+            && self.minute < 60
+            && self.second < 60;
+        if !valid {
+            return None;
+        }
+        let days = days_since_epoch(self.year, self.month, self.day);
+        Some(days * 86_400 + u64::from(self.hour * 3600 + self.minute * 60 + self.second))
+    }
+}
+
+/// Days from 1970-01-01 to the given date (proleptic Gregorian), for
+/// years from 1970: whole years, then whole months of this year.
+fn days_since_epoch(year: u32, month: u32, day: u32) -> u64 {
+    let leap = |y: u32| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let mut days: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
+    const MONTH_DAYS: [u64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    for m in 1..month {
+        days += MONTH_DAYS[(m - 1) as usize] + u64::from(m == 2 && leap(year));
+    }
+    days + u64::from(day - 1)
+}
+
+/// The MC146818 registers behind ports 0x70/0x71.
+#[cfg(not(test))]
+mod cmos {
+    use super::super::cpu::inb;
+    use super::super::cpu::outb;
+    use super::Date;
+
+    const INDEX: u16 = 0x70;
+    const DATA: u16 = 0x71;
+    const STATUS_A: u8 = 0x0a;
+    const STATUS_B: u8 = 0x0b;
+    /// Status A: an update is in progress (the time registers may be torn).
+    const UPDATING: u8 = 0x80;
+    /// Status B: values are binary (else BCD), hours are 24h (else 12h).
+    const BINARY: u8 = 0x04;
+    const HOURS_24: u8 = 0x02;
+    /// The PM bit of the hour register in 12-hour mode.
+    const PM: u8 = 0x80;
+
+    fn register(index: u8) -> u8 {
+        // Bit 7 of the index port masks NMIs: keep it clear.
+        outb(INDEX, index & 0x7f);
+        inb(DATA)
+    }
+
+    /// Raw (seconds, minutes, hours, day, month, year, century) as stored.
+    fn raw() -> [u8; 7] {
+        [
+            register(0x00),
+            register(0x02),
+            register(0x04),
+            register(0x07),
+            register(0x08),
+            register(0x09),
+            register(0x32),
+        ]
+    }
+
+    /// The date, read until two reads outside an update agree; `None` if
+    /// nothing answers (an absent chip reads 0xff everywhere).
+    pub fn read() -> Option<Date> {
+        if register(STATUS_A) == 0xff && register(STATUS_B) == 0xff {
+            return None;
+        }
+        let mut last = None;
+        for _ in 0..1000 {
+            while register(STATUS_A) & UPDATING != 0 {
+                core::hint::spin_loop();
+            }
+            let now = raw();
+            if last == Some(now) {
+                return Some(decode(now, register(STATUS_B)));
+            }
+            last = Some(now);
+        }
+        None
+    }
+
+    fn decode(raw: [u8; 7], status_b: u8) -> Date {
+        let value = |v: u8| -> u32 {
+            if status_b & BINARY != 0 {
+                u32::from(v)
+            } else {
+                u32::from(v >> 4) * 10 + u32::from(v & 0x0f)
+            }
+        };
+        let [second, minute, hour, day, month, year, century] = raw;
+        let mut hour24 = value(hour & !PM);
+        if status_b & HOURS_24 == 0 {
+            hour24 %= 12;
+            if hour & PM != 0 {
+                hour24 += 12;
+            }
+        }
+        let century = match value(century) {
+            c @ 19..=99 => c,
+            _ => 20,
+        };
+        Date {
+            year: century * 100 + value(year),
+            month: value(month),
+            day: value(day),
+            hour: hour24,
+            minute: value(minute),
+            second: value(second),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(year: u32, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> Date {
+        Date {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+        }
+    }
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(date(1970, 1, 1, 0, 0, 0).unix_seconds(), Some(0));
+        assert_eq!(date(2000, 3, 1, 0, 0, 0).unix_seconds(), Some(951_868_800));
+        assert_eq!(
+            date(2026, 12, 2, 2, 41, 34).unix_seconds(),
+            Some(1_796_179_294)
+        );
+        assert_eq!(
+            date(2024, 2, 29, 23, 59, 59).unix_seconds(),
+            Some(1_709_251_199)
+        );
+    }
+
+    #[test]
+    fn impossible_dates_are_none() {
+        assert_eq!(date(2026, 13, 1, 0, 0, 0).unix_seconds(), None);
+        assert_eq!(date(2026, 1, 1, 24, 0, 0).unix_seconds(), None);
+        assert_eq!(date(1969, 12, 31, 0, 0, 0).unix_seconds(), None);
+        assert_eq!(date(2026, 0, 1, 0, 0, 0).unix_seconds(), None);
+    }
+}
