@@ -5,8 +5,9 @@
 //!
 //! ## On the `fs` channel (a component's `[needs] fs = "fs"`)
 //!
-//! - `Open { call_id, uri }` opens a file: the URI is an absolute path,
-//!   optionally followed by `?` and comma-separated options: `read`
+//! - `Open { call_id, uri }` opens a file: the URI is an absolute path
+//!   (or `inode:<n>`), then `?` and comma-separated options (the last `?`
+//!   starts them, so a path may hold one of its own): `read`
 //!   (the default when none of `read`/`write` is given), `write`,
 //!   `create`, `excl`, `trunc`, `append`, `nofollow`, `mode=644` (octal,
 //!   for `create`). The answer is `OpenReply` with a channel to the open

@@ -42,6 +42,13 @@ pub enum Request<'a> {
         path: PathArg<'a>,
         mode: u16,
     },
+    /// Creates a file of `kind` (not a directory or symlink); fails with
+    /// `Exists` if the name is taken. Answers the new inode's stat.
+    MakeNode {
+        path: PathArg<'a>,
+        kind: FileType,
+        mode: u16,
+    },
     Unlink {
         path: PathArg<'a>,
     },
@@ -218,6 +225,7 @@ mod op {
     pub const SET_ATTR: u8 = 10;
     pub const STAT_FS: u8 = 11;
     pub const SYNC: u8 = 12;
+    pub const MAKE_NODE: u8 = 13;
 }
 
 /// Op bytes of [`FileRequest`].
@@ -242,6 +250,12 @@ impl<'a> Request<'a> {
             Request::MakeDir { path, mode } => {
                 w.u8(op::MAKE_DIR).u32(call_id).path(path).u16(*mode)
             }
+            Request::MakeNode { path, kind, mode } => w
+                .u8(op::MAKE_NODE)
+                .u32(call_id)
+                .path(path)
+                .u8(*kind as u8)
+                .u16(*mode),
             Request::Unlink { path } => w.u8(op::UNLINK).u32(call_id).path(path),
             Request::RemoveDir { path } => w.u8(op::REMOVE_DIR).u32(call_id).path(path),
             Request::Rename { from, to } => w.u8(op::RENAME).u32(call_id).path(from).path(to),
@@ -284,6 +298,13 @@ impl<'a> Request<'a> {
             op::MAKE_DIR => (|| {
                 Some(Request::MakeDir {
                     path: r.path()?,
+                    mode: r.u16()?,
+                })
+            })(),
+            op::MAKE_NODE => (|| {
+                Some(Request::MakeNode {
+                    path: r.path()?,
+                    kind: FileType::from_raw(r.u8()?)?,
                     mode: r.u16()?,
                 })
             })(),
@@ -495,6 +516,14 @@ pub fn decode_dir_entries(body: &[u8]) -> Option<Vec<DirEntry>> {
     r.end(entries)
 }
 
+/// What an `Open` URI names: an absolute path, or an inode by number
+/// (`inode:<n>`, for the FUSE bridge, which knows inodes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenTarget<'a> {
+    Path(&'a str),
+    Inode(u32),
+}
+
 /// How a file is opened: the options of an `Open` URI.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpenFlags {
@@ -513,7 +542,9 @@ pub struct OpenFlags {
 pub const DEFAULT_FILE_MODE: u16 = 0o644;
 
 impl OpenFlags {
-    /// The URI: the path, then `?` and the options.
+    /// The URI: the path (or `inode:<n>`), then `?` and the options. The
+    /// `?` is always there, so a path that has one of its own still
+    /// parses (the last `?` starts the options).
     pub fn uri(&self, path: &str) -> String {
         let mut opts: Vec<String> = Vec::new();
         for (on, name) in [
@@ -532,19 +563,22 @@ impl OpenFlags {
         if self.create {
             opts.push(alloc::format!("mode={:o}", self.mode));
         }
-        if opts.is_empty() {
-            return path.into();
-        }
         alloc::format!("{path}?{}", opts.join(","))
     }
 
-    /// Parses an `Open` URI into its path and options; `Err` names what is
-    /// wrong (an unknown option, a bad mode, a relative path).
-    pub fn parse(uri: &str) -> Result<(&str, OpenFlags), String> {
-        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-        if !path.starts_with('/') {
-            return Err(alloc::format!("'{path}' is not an absolute path"));
-        }
+    /// Parses an `Open` URI into what it names and the options; `Err`
+    /// names what is wrong (an unknown option, a bad mode, a relative
+    /// path, a bad inode number).
+    pub fn parse(uri: &str) -> Result<(OpenTarget<'_>, OpenFlags), String> {
+        let (path, query) = uri.rsplit_once('?').unwrap_or((uri, ""));
+        let target = match path.strip_prefix("inode:") {
+            Some(n) => match n.parse::<u32>() {
+                Ok(ino) if ino > 0 => OpenTarget::Inode(ino),
+                _ => return Err(alloc::format!("'{n}' is not an inode number")),
+            },
+            None if path.starts_with('/') => OpenTarget::Path(path),
+            None => return Err(alloc::format!("'{path}' is not an absolute path")),
+        };
         let mut f = OpenFlags {
             mode: DEFAULT_FILE_MODE,
             ..OpenFlags::default()
@@ -573,7 +607,7 @@ impl OpenFlags {
         if f.append {
             f.write = true;
         }
-        Ok((path, f))
+        Ok((target, f))
     }
 }
 
@@ -596,6 +630,11 @@ mod tests {
             Request::ReadDir {
                 path: p,
                 cookie: 99,
+            },
+            Request::MakeNode {
+                path: q,
+                kind: FileType::Fifo,
+                mode: 0o600,
             },
             Request::MakeDir {
                 path: q,
@@ -752,11 +791,26 @@ mod tests {
     #[test]
     fn open_uris() {
         let (path, f) = OpenFlags::parse("/a/b").unwrap();
-        assert_eq!((path, f.read, f.write), ("/a/b", true, false));
+        assert_eq!(
+            (path, f.read, f.write),
+            (OpenTarget::Path("/a/b"), true, false)
+        );
         let (path, f) = OpenFlags::parse("/a?write,create,excl,mode=600").unwrap();
         assert_eq!(
             (path, f.read, f.write, f.create, f.excl, f.mode),
-            ("/a", false, true, true, true, 0o600)
+            (OpenTarget::Path("/a"), false, true, true, true, 0o600)
+        );
+        let (target, _) = OpenFlags::parse("inode:12?read").unwrap();
+        assert_eq!(target, OpenTarget::Inode(12));
+        // A path with a `?` of its own: the last one starts the options.
+        let flags = OpenFlags {
+            read: true,
+            ..OpenFlags::default()
+        };
+        let uri = flags.uri("/what?.txt");
+        assert_eq!(
+            OpenFlags::parse(&uri).unwrap().0,
+            OpenTarget::Path("/what?.txt")
         );
         let (_, f) = OpenFlags::parse("/log?append").unwrap();
         assert!(f.append && f.write);
@@ -768,7 +822,15 @@ mod tests {
             ..OpenFlags::default()
         };
         assert_eq!(OpenFlags::parse(&flags.uri("/x")).unwrap().1, flags);
-        for bad in ["a/b", "/a?frobnicate", "/a?mode=99", "/a?mode=17777", ""] {
+        for bad in [
+            "a/b",
+            "/a?frobnicate",
+            "/a?mode=99",
+            "/a?mode=17777",
+            "",
+            "inode:0",
+            "inode:x?read",
+        ] {
             assert!(OpenFlags::parse(bad).is_err(), "{bad}");
         }
     }
