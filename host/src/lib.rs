@@ -19,6 +19,7 @@ pub mod bench_linux;
 pub mod boot;
 pub mod bootfs;
 pub mod cli;
+pub mod cp;
 pub mod cpio;
 pub mod direct;
 pub mod exec;

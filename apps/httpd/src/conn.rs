@@ -17,6 +17,7 @@ use crate::response::Body;
 use crate::response::CHUNK;
 use crate::routes::respond;
 use crate::routes::route;
+use crate::routes::Get;
 use crate::server::Ctx;
 use crate::server::Server;
 
@@ -161,8 +162,8 @@ impl Server {
                 open: self.open,
                 tcpip_stats: &self.tcpip_stats,
             };
-            let serve =
-                |path: &str, head_only, keep_alive| route(&site, path, head_only, keep_alive);
+            let files = self.files.as_mut();
+            let serve = |get: &Get<'_>| route(&site, files, get);
             let Some(reply) = respond(&c.input, self.max_header, serve) else {
                 return;
             };

@@ -15,6 +15,8 @@ pub struct Request<'a> {
     pub content_length: usize,
     /// Bytes the head took, the blank line included.
     pub head_len: usize,
+    /// The `If-Modified-Since` header's value, if sent.
+    pub if_modified_since: Option<&'a str>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -81,6 +83,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Request<'_>, ParseError> {
     };
     let mut keep_alive = http11;
     let mut content_length = 0usize;
+    let mut if_modified_since = None;
     for line in lines {
         let (name, value) = line.split_once(':').ok_or(ParseError::Malformed)?;
         if !is_token(name) {
@@ -96,6 +99,8 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Request<'_>, ParseError> {
                     keep_alive = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case("if-modified-since") {
+            if_modified_since = Some(value);
         } else if name.eq_ignore_ascii_case("content-length") {
             content_length = value.parse().map_err(|_| ParseError::Malformed)?;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -111,6 +116,7 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Request<'_>, ParseError> {
         keep_alive,
         content_length,
         head_len: end,
+        if_modified_since,
     })
 }
 

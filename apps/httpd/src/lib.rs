@@ -6,7 +6,10 @@
 //!   (`/api/stats` also carries the TCP/IP server's own figures, as
 //!   `"tcpip":{...}`, refreshed every second through its `stats:` URI);
 //! - `/bytes/<n>`: `n` bytes (up to 64 MiB) of the pattern `abc...zab...`,
-//!   for transfer tests.
+//!   for transfer tests;
+//! - any other path: a static file under `www_root` (`/www`) of the native
+//!   file system (`static_files`); `/` is the status page unless
+//!   `www_root` has an `index.html`.
 //!
 //! HTTP/1.0 and 1.1, GET and HEAD, keep-alive. Bad requests get 400, heads
 //! over `max_header_bytes` 431, other methods 405, and the connection is
@@ -35,10 +38,12 @@ mod conn;
 #[cfg(test)]
 mod fuzz;
 mod http;
+mod httpdate;
 mod pages;
 mod response;
 mod routes;
 mod server;
+mod static_files;
 
 use alloc::format;
 use alloc::string::String;
@@ -71,7 +76,11 @@ pub fn main(env: Env) -> Result<(), String> {
         .and_then(|tcpip| Ok((tcpip, cx.add_timer(timer, Ctx::Timer)?)));
     let (tcpip, timer) = setup.map_err(|e| format!("cannot set up the main loop: {e}"))?;
     let _ = cx.set_timer(timer, server::SWEEP_MS * 1_000_000);
-    let mut server = Server::new(env.monitor, &env.config, tcpip, uri);
+    let files = starina::fs::Files::new(env.fs)
+        .map(|files| static_files::StaticFiles::new(files, env.config.www_root))
+        .map_err(|e| log::warn!("no static files: {e}"))
+        .ok();
+    let mut server = Server::new(env.monitor, &env.config, tcpip, uri, files);
     ml.run(&mut server)
         .map_err(|e| format!("the main loop failed: {e}"))
 }

@@ -5,6 +5,8 @@ use alloc::borrow::Cow;
 use alloc::format;
 use alloc::vec::Vec;
 
+use starina::fs::File;
+
 use crate::http;
 
 /// Bytes per `Data` message of a response.
@@ -38,6 +40,20 @@ pub enum Body {
         offset: usize,
         len: usize,
     },
+    /// A response head, then a file's bytes, read one piece ahead of
+    /// sending.
+    File {
+        head: Vec<u8>,
+        head_sent: usize,
+        file: File,
+        /// The piece being sent, and how much of it went out.
+        piece: Vec<u8>,
+        piece_sent: usize,
+        /// Where the next piece is read, and where the body ends (the
+        /// size at open).
+        offset: u64,
+        end: u64,
+    },
 }
 
 impl Body {
@@ -57,6 +73,12 @@ impl Body {
                 let start = *offset % 26;
                 (n > 0).then(|| Cow::Borrowed(&PATTERN[start..start + n]))
             }
+            Body::File {
+                head, head_sent, ..
+            } if *head_sent < head.len() => Some(Cow::Borrowed(&head[*head_sent..])),
+            Body::File {
+                piece, piece_sent, ..
+            } => (*piece_sent < piece.len()).then(|| Cow::Borrowed(&piece[*piece_sent..])),
         }
     }
 
@@ -68,8 +90,83 @@ impl Body {
                 head, head_sent, ..
             } if *head_sent < head.len() => *head_sent += n,
             Body::Pattern { offset, .. } => *offset += n,
+            Body::File {
+                head, head_sent, ..
+            } if *head_sent < head.len() => *head_sent += n,
+            Body::File {
+                file,
+                piece,
+                piece_sent,
+                offset,
+                end,
+                ..
+            } => {
+                *piece_sent += n;
+                if *piece_sent == piece.len() {
+                    *piece_sent = 0;
+                    read_piece(file, piece, offset, *end);
+                }
+            }
         }
     }
+}
+
+/// Reads the file's next piece at `offset` (empty at `end`). A file
+/// that shrank or failed meanwhile ends the body early: the client sees a
+/// short response, as from any server whose file changed under it.
+fn read_piece(file: &mut File, piece: &mut Vec<u8>, offset: &mut u64, end: u64) {
+    piece.clear();
+    let want = end.saturating_sub(*offset).min(CHUNK as u64) as usize;
+    if want == 0 {
+        return;
+    }
+    piece.resize(want, 0);
+    match file.read_at(*offset, piece) {
+        Ok(n) if n > 0 => {
+            piece.truncate(n);
+            *offset += n as u64;
+        }
+        Ok(_) | Err(_) => {
+            log::warn!("a file being served ended early, at byte {offset}");
+            piece.clear();
+            *offset = end;
+        }
+    }
+}
+
+/// A file's response: the head, then its `size` bytes (nothing more for `HEAD`).
+pub fn file_response(
+    mut file: File,
+    size: u64,
+    content_type: &str,
+    last_modified: &str,
+    head_only: bool,
+    keep_alive: bool,
+) -> Body {
+    let mut head = head(200, "OK", content_type, size as usize, keep_alive);
+    let end = head.len() - 2;
+    head.splice(end..end, format!("Last-Modified: {last_modified}\r\n").into_bytes());
+    let end = if head_only { 0 } else { size };
+    let (mut piece, mut offset) = (Vec::new(), 0);
+    read_piece(&mut file, &mut piece, &mut offset, end);
+    Body::File {
+        head,
+        head_sent: 0,
+        file,
+        piece,
+        piece_sent: 0,
+        offset,
+        end,
+    }
+}
+
+/// `304 Not Modified`: the client's copy is current.
+pub fn not_modified(last_modified: &str, keep_alive: bool) -> Body {
+    let data = format!(
+        "HTTP/1.1 304 Not Modified\r\nServer: starina-httpd\r\nLast-Modified: {last_modified}\r\nConnection: {}\r\n\r\n",
+        if keep_alive { "keep-alive" } else { "close" }
+    );
+    Body::Bytes { data: data.into_bytes(), sent: 0 }
 }
 
 fn head(status: u16, reason: &str, content_type: &str, len: usize, keep_alive: bool) -> Vec<u8> {

@@ -7,6 +7,7 @@ use alloc::string::String;
 use crate::http;
 use crate::pages;
 use crate::pages::Site;
+use crate::static_files::StaticFiles;
 use crate::response::error_response;
 use crate::response::pattern_response;
 use crate::response::response;
@@ -15,6 +16,14 @@ use crate::response::Body;
 /// The largest `/bytes/<n>`.
 const BYTES_MAX: usize = 64 << 20;
 const JSON: &str = "application/json";
+
+/// What a GET or HEAD asks for.
+pub struct Get<'a> {
+    pub path: &'a str,
+    pub head_only: bool,
+    pub keep_alive: bool,
+    pub if_modified_since: Option<&'a str>,
+}
 
 /// The response to the request at the start of a connection's input.
 #[derive(Debug)]
@@ -27,12 +36,11 @@ pub struct Reply {
 }
 
 /// The reply to the request at the start of `input`, or `None` until its
-/// head is complete. `route(path, head_only, keep_alive)` serves a GET or
-/// HEAD.
+/// head is complete. `route` serves a GET or HEAD.
 pub fn respond(
     input: &[u8],
     max_header: usize,
-    route: impl FnOnce(&str, bool, bool) -> Body,
+    route: impl FnOnce(&Get<'_>) -> Body,
 ) -> Option<Reply> {
     let failed = |status, reason| Reply {
         body: error_response(status, reason),
@@ -54,8 +62,12 @@ pub fn respond(
             ..failed(405, "Method Not Allowed")
         });
     }
-    let path = String::from(req.path);
-    let body = route(&path, req.method == "HEAD", req.keep_alive);
+    let body = route(&Get {
+        path: req.path,
+        head_only: req.method == "HEAD",
+        keep_alive: req.keep_alive,
+        if_modified_since: req.if_modified_since,
+    });
     Some(Reply {
         body,
         close: !req.keep_alive,
@@ -63,9 +75,20 @@ pub fn respond(
     })
 }
 
-/// The handler for `path`.
-pub fn route(site: &Site, path: &str, head_only: bool, keep_alive: bool) -> Body {
-    let path = path.split('?').next().unwrap_or(path);
+/// The handler for `get`: the built-in pages, then static files, then 404.
+/// `/` and `/index.html` are the status page unless the static files
+/// have an `index.html` of their own.
+pub fn route(site: &Site, files: Option<&mut StaticFiles>, get: &Get<'_>) -> Body {
+    let (head_only, keep_alive) = (get.head_only, get.keep_alive);
+    let path = get.path.split('?').next().unwrap_or(get.path);
+    let mut files = files;
+    if let Some(files) = files.as_deref_mut() {
+        if !matches!(path, "/api/components" | "/api/logs" | "/api/stats") && !path.starts_with("/bytes/") {
+            if let Some(body) = files.serve(get) {
+                return body;
+            }
+        }
+    }
     let ok = |content_type, body: String| {
         response(
             200,
@@ -107,7 +130,7 @@ mod tests {
 
     use super::*;
 
-    fn never(_: &str, _: bool, _: bool) -> Body {
+    fn never(_: &Get<'_>) -> Body {
         panic!("routed a request that must be refused")
     }
 
@@ -121,15 +144,15 @@ mod tests {
     fn routes_gets_and_heads() {
         let mut seen = Vec::new();
         let input = b"HEAD /api/stats HTTP/1.1\r\n\r\nGET";
-        let reply = respond(input, 1024, |path, head_only, keep_alive| {
-            seen.push((String::from(path), head_only, keep_alive));
+        let reply = respond(input, 1024, |get| {
+            seen.push((String::from(get.path), get.head_only, get.keep_alive));
             error_response(200, "OK")
         })
         .unwrap();
         assert_eq!(seen, [(String::from("/api/stats"), true, true)]);
         assert_eq!(reply.consumed, input.len() - 3);
         assert!(!reply.close);
-        let reply = respond(b"GET / HTTP/1.0\r\n\r\n", 1024, |_, _, _| {
+        let reply = respond(b"GET / HTTP/1.0\r\n\r\n", 1024, |_| {
             error_response(404, "Not Found")
         });
         assert!(reply.unwrap().close);

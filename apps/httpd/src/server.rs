@@ -16,6 +16,7 @@ use starina::Message;
 
 use crate::conn::Conn;
 use crate::pages::Stats;
+use crate::static_files::StaticFiles;
 use crate::Config;
 
 pub const SWEEP_MS: u64 = 1000;
@@ -49,11 +50,19 @@ pub struct Server {
     tcpip: HandleId,
     /// The TCP/IP server's last figures (a JSON object), `{}` until known.
     pub tcpip_stats: String,
+    /// Static files from the native file system.
+    pub files: Option<StaticFiles>,
     buf: MessageBuffer,
 }
 
 impl Server {
-    pub fn new(monitor: Monitor, config: &Config, tcpip: HandleId, listen_uri: String) -> Server {
+    pub fn new(
+        monitor: Monitor,
+        config: &Config,
+        tcpip: HandleId,
+        listen_uri: String,
+        files: Option<StaticFiles>,
+    ) -> Server {
         Server {
             monitor,
             stats: Stats {
@@ -70,6 +79,7 @@ impl Server {
             listen_uri,
             tcpip,
             tcpip_stats: String::from("{}"),
+            files,
             buf: MessageBuffer::new(),
         }
     }

@@ -57,6 +57,7 @@ struct Ctx {
     supervisor: Channel,
     hypervisor: Option<Hypervisor>,
     nic: Device,
+    files: Option<starina::fs::Files>,
     buf: MessageBuffer,
 }
 
@@ -69,6 +70,7 @@ macro_rules! check {
 }
 
 // After `check!`, which they use.
+mod files;
 mod handoff;
 mod xsetbv;
 
@@ -760,6 +762,14 @@ const TESTS: &[Test] = &[
     ("panic_while_logging_is_isolated", panic_while_logging_is_isolated),
     ("teardown_releases_what_waiting_threads_hold", teardown_releases_what_waiting_threads_hold),
     ("unbounded_allocation_is_stopped_alone", unbounded_allocation_is_stopped_alone),
+    ("files_write_read_stat", files::files_write_read_stat),
+    ("files_directories", files::files_directories),
+    ("files_rename_replaces", files::files_rename_replaces),
+    ("files_links_and_attributes", files::files_links_and_attributes),
+    ("files_unlinked_file_lives_while_open", files::files_unlinked_file_lives_while_open),
+    ("files_large_sparse_file", files::files_large_sparse_file),
+    ("files_errors_are_clear", files::files_errors_are_clear),
+    ("files_malformed_requests", files::files_malformed_requests),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
@@ -773,6 +783,9 @@ pub fn main(env: Env) {
         supervisor: env.supervisor,
         hypervisor: Some(env.hypervisor),
         nic: env.nic,
+        files: starina::fs::Files::new(env.fs)
+            .map_err(|e| log::error!("no fs client: {e}"))
+            .ok(),
         buf: MessageBuffer::new(),
     };
     let (mut passed, mut failed) = (0, 0);
