@@ -193,20 +193,22 @@ impl Header {
         out
     }
 
-    /// Splits a message into its header and the bytes after it. The error
-    /// carries the id when the message is long enough to have one.
-    pub fn decode(msg: &[u8]) -> Result<(Header, &[u8]), (Option<u32>, String)> {
+    /// Splits a message into its header and the bytes after it.
+    pub fn decode(msg: &[u8]) -> Result<(Header, &[u8]), BadHeader> {
         let id = msg
             .get(1..5)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         let Some((head, rest)) = msg.split_first_chunk::<HEADER_LEN>() else {
-            return Err((
+            return Err(BadHeader {
                 id,
-                format!("{}-byte message: shorter than a header", msg.len()),
-            ));
+                text: format!("{}-byte message: shorter than a header", msg.len()),
+            });
         };
         let Some(op) = Op::from_raw(head[0]) else {
-            return Err((id, format!("unknown op {}", head[0])));
+            return Err(BadHeader {
+                id,
+                text: format!("unknown op {}", head[0]),
+            });
         };
         let mut sector = [0u8; 8];
         sector.copy_from_slice(&head[5..13]);
@@ -218,6 +220,14 @@ impl Header {
         };
         Ok((header, rest))
     }
+}
+
+/// A message that does not start with a header: its id when it is long
+/// enough to have one, and what is wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadHeader {
+    pub id: Option<u32>,
+    pub text: String,
 }
 
 /// A request the driver has checked against its disk.
@@ -273,9 +283,9 @@ pub struct Refused {
 
 /// Decodes and checks a request against `disk` (the driver's side).
 pub fn parse_request<'a>(msg: &'a [u8], disk: &DiskInfo) -> Result<Request<'a>, Refused> {
-    let (header, body) = Header::decode(msg).map_err(|(id, text)| Refused {
-        id: id.unwrap_or(0),
-        error: DiskError::Protocol(text),
+    let (header, body) = Header::decode(msg).map_err(|bad| Refused {
+        id: bad.id.unwrap_or(0),
+        error: DiskError::Protocol(bad.text),
     })?;
     let id = header.id;
     let refuse = |error| Refused { id, error };
@@ -333,7 +343,7 @@ struct Pending {
 /// Checks a `Data` reply against the request it answers and returns the
 /// sectors it carries (empty but for a read).
 fn check_reply<'a>(reply: &'a [u8], request: &Header) -> Result<&'a [u8], DiskError> {
-    let (header, data) = Header::decode(reply).map_err(|(_, text)| DiskError::Protocol(text))?;
+    let (header, data) = Header::decode(reply).map_err(|bad| DiskError::Protocol(bad.text))?;
     if header != *request {
         return Err(DiskError::Protocol(format!(
             "reply {header:?} to request {request:?}"
@@ -462,7 +472,7 @@ impl Disk {
 
     fn transfer(&mut self, op: Op, sector: u64, mut io: Io<'_>) -> Result<(), DiskError> {
         let len = io.len();
-        if len % SECTOR_SIZE != 0 {
+        if !len.is_multiple_of(SECTOR_SIZE) {
             return Err(DiskError::Invalid(format!(
                 "{len} bytes is not a multiple of {SECTOR_SIZE}"
             )));
@@ -533,7 +543,7 @@ impl Disk {
         let outcome = self.receive(REPLY_TIMEOUT_MS, |msg| match msg {
             Message::Data(reply) => {
                 let (header, _) =
-                    Header::decode(reply).map_err(|(_, text)| DiskError::Protocol(text))?;
+                    Header::decode(reply).map_err(|bad| DiskError::Protocol(bad.text))?;
                 let at = find(pending, header.id)?;
                 let request = pending.swap_remove(at);
                 let data = check_reply(reply, &request.header)?;
