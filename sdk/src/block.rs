@@ -395,26 +395,7 @@ impl Disk {
     /// Takes the channel from the spec's `[needs] disk = "disk"`; waits (up
     /// to [`HELLO_TIMEOUT_MS`]) for the driver's hello.
     pub fn connect(channel: Channel) -> Result<Disk, DiskError> {
-        let kernel_error =
-            |e: Error| DiskError::Protocol(format!("cannot wait for the driver: {e}"));
-        let poll = Poll::create().map_err(kernel_error)?;
-        let timer = Timer::create().map_err(kernel_error)?;
-        poll.add(channel.id(), Readiness::READABLE | Readiness::PEER_CLOSED)
-            .map_err(kernel_error)?;
-        poll.add(timer.id(), Readiness::READABLE)
-            .map_err(kernel_error)?;
-        let mut disk = Disk {
-            channel,
-            info: DiskInfo {
-                sectors: 0,
-                read_only: true,
-            },
-            next_id: 1,
-            poll,
-            timer,
-            buf: MessageBuffer::new(),
-            out: Vec::with_capacity(MESSAGE_DATA_MAX),
-        };
+        let mut disk = Disk::prepare(channel)?;
         disk.info = match disk.receive(HELLO_TIMEOUT_MS, |msg| match msg {
             Message::Open {
                 call_id: 0,
@@ -434,6 +415,38 @@ impl Disk {
             }
             Err(e) => return Err(e),
         };
+        Ok(disk)
+    }
+
+    /// The client's objects around `channel`, the disk not known yet.
+    fn prepare(channel: Channel) -> Result<Disk, DiskError> {
+        let kernel_error =
+            |e: Error| DiskError::Protocol(format!("cannot wait for the driver: {e}"));
+        let poll = Poll::create().map_err(kernel_error)?;
+        let timer = Timer::create().map_err(kernel_error)?;
+        poll.add(channel.id(), Readiness::READABLE | Readiness::PEER_CLOSED)
+            .map_err(kernel_error)?;
+        poll.add(timer.id(), Readiness::READABLE)
+            .map_err(kernel_error)?;
+        Ok(Disk {
+            channel,
+            info: DiskInfo {
+                sectors: 0,
+                read_only: true,
+            },
+            next_id: 1,
+            poll,
+            timer,
+            buf: MessageBuffer::new(),
+            out: Vec::with_capacity(MESSAGE_DATA_MAX),
+        })
+    }
+
+    /// A client on a channel whose hello was already read (`info` is what
+    /// it said): for a caller that spoke to the driver directly first.
+    pub fn from_hello(channel: Channel, info: DiskInfo) -> Result<Disk, DiskError> {
+        let mut disk = Disk::prepare(channel)?;
+        disk.info = info;
         Ok(disk)
     }
 
