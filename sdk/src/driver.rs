@@ -205,6 +205,7 @@ pub mod virtio {
     //! Glue for the `virtio-drivers` crate: its [`Hal`] on Starina's DMA
     //! and MMIO calls, and its transports on Starina devices.
 
+    pub mod blk;
     pub mod net;
 
     use alloc::collections::BTreeMap;

@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod block;
 pub mod bootfs;
 pub mod channel;
 #[allow(unsafe_code)]

@@ -57,6 +57,7 @@ struct Ctx {
     supervisor: Channel,
     hypervisor: Option<Hypervisor>,
     nic: Device,
+    disk: disk::DiskSlot,
     files: Option<starina::fs::Files>,
     buf: MessageBuffer,
 }
@@ -70,6 +71,7 @@ macro_rules! check {
 }
 
 // After `check!`, which they use.
+mod disk;
 mod files;
 mod handoff;
 mod xsetbv;
@@ -751,6 +753,12 @@ const TESTS: &[Test] = &[
     ("mmio_map_needs_the_device", mmio_map_needs_the_device),
     ("real_device_dma_and_mmio", real_device_dma_and_mmio),
     ("threads_take_closures", threads_take_closures),
+    ("disk_driver_checks_requests", disk::disk_driver_checks_requests),
+    ("disk_holds_the_hosts_ext2", disk::disk_holds_the_hosts_ext2),
+    ("disk_writes_read_back", disk::disk_writes_read_back),
+    ("disk_refuses_past_the_end", disk::disk_refuses_past_the_end),
+    ("disk_multi_message_transfer", disk::disk_multi_message_transfer),
+    ("disk_throughput", disk::disk_throughput),
     ("guest_ram_errors_say_why", guest_ram_errors_say_why),
     ("guest_ram_starts_zeroed", guest_ram_starts_zeroed),
     ("hypervisor_runs_a_guest", hypervisor_runs_a_guest),
@@ -783,6 +791,7 @@ pub fn main(env: Env) {
         supervisor: env.supervisor,
         hypervisor: Some(env.hypervisor),
         nic: env.nic,
+        disk: disk::DiskSlot::Channel(env.disk),
         files: starina::fs::Files::new(env.fs)
             .map_err(|e| log::error!("no fs client: {e}"))
             .ok(),

@@ -1,0 +1,481 @@
+//! The virtio-blk driver: serves the sectors of a virtio-blk disk
+//! (virtio-pci on q35, virtio-mmio on microvm) to any number of clients of
+//! its `disk` service, on the block protocol of [`starina::block`] (each
+//! client gets the disk's hello, then sends requests and gets replies).
+//!
+//! Requests are checked (header, length, sector range, a write to a
+//! read-only disk) and a bad one gets an `Error` reply; the rest go to the
+//! device at once, up to [`QUEUE_SIZE`] of them (from all clients), and
+//! each is answered when the device completes it (on its interrupt), in
+//! whatever order it does. An I/O error from the device is an `Error`
+//! reply to that request.
+//!
+//! Backpressure: while the device's queue is full, a request waits here
+//! and its client's channel is not read (its next requests wait in the
+//! channel) until descriptors come back; while a client has more than
+//! [`CLIENT_BACKLOG_MAX`] bytes of replies it has not taken, its channel is
+//! not read either.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use starina::abi::MESSAGE_DATA_MAX;
+use starina::block::codes;
+use starina::block::parse_request;
+use starina::block::DiskInfo;
+use starina::block::Request;
+use starina::block::HEADER_LEN;
+use starina::block::SECTOR_SIZE;
+use starina::driver::virtio::blk::Completion;
+use starina::driver::virtio::blk::NotQueued;
+use starina::driver::virtio::blk::NotQueuedReason;
+use starina::driver::virtio::blk::Op;
+use starina::driver::virtio::transport;
+use starina::mainloop::Cx;
+use starina::mainloop::Handler;
+use starina::mainloop::Mainloop;
+use starina::Channel;
+use starina::Error;
+use starina::HandleId;
+use starina::Message;
+
+include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
+
+/// Descriptors of the request queue: requests with the device at once.
+const QUEUE_SIZE: usize = 64;
+/// Reply bytes a client has not taken beyond which its requests are not read.
+const CLIENT_BACKLOG_MAX: usize = 128 * 1024;
+/// Request buffers kept for reuse.
+const SPARE_MAX: usize = 16;
+
+type Blk = starina::driver::virtio::blk::Blk<QUEUE_SIZE>;
+
+/// What a watched object is to the driver.
+enum Watched {
+    /// A client, by its number (never reused, unlike handle ids).
+    Client(u32),
+    Interrupt,
+}
+
+struct Client {
+    channel: HandleId,
+    /// A request of this client waits for the device's queue.
+    queue_wait: bool,
+    /// Its replies pile up.
+    backlogged: bool,
+    /// Whether its channel is read.
+    receiving: bool,
+}
+
+/// A checked request, with its buffer (the request header, then the
+/// sectors), to hand to the device.
+struct Ready {
+    client: u32,
+    op: Op,
+    sector: u64,
+    buf: Vec<u8>,
+}
+
+struct Driver {
+    blk: Blk,
+    info: DiskInfo,
+    clients: BTreeMap<u32, Client>,
+    next_client: u32,
+    /// Requests the device's queue had no room for, oldest first.
+    waiting: VecDeque<Ready>,
+    spare: Vec<Vec<u8>>,
+    io_errors: u64,
+}
+
+pub fn main(env: Env) -> Result<(), String> {
+    let device = env.disk;
+    let where_ = device.describe();
+    let transport = transport(&device)
+        .map_err(|e| format!("{where_}: cannot open the virtio transport: {e}"))?;
+    let blk = Blk::new(transport)
+        .map_err(|e| format!("{where_}: virtio-blk initialization failed: {e:?}"))?;
+    let irq = device
+        .interrupt()
+        .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
+    let mut driver = Driver {
+        info: DiskInfo {
+            sectors: blk.capacity(),
+            read_only: blk.read_only(),
+        },
+        blk,
+        clients: BTreeMap::new(),
+        next_client: 1,
+        waiting: VecDeque::new(),
+        spare: Vec::new(),
+        io_errors: 0,
+    };
+    let result = run(&mut driver, env.supervisor, irq, &where_);
+    // `device` drops last: the kernel quiesces the disk before its DMA
+    // memory is freed.
+    drop(driver);
+    drop(device);
+    result.map_err(|e| format!("{where_}: {e}"))
+}
+
+fn run(
+    driver: &mut Driver,
+    supervisor: Channel,
+    irq: starina::driver::Interrupt,
+    where_: &str,
+) -> Result<(), Error> {
+    let mut ml = Mainloop::new()?;
+    ml.cx().add_supervisor(supervisor)?;
+    ml.cx().add_interrupt(irq, Watched::Interrupt)?;
+    let info = driver.info;
+    log::info!(
+        "{where_}: disk of {} sectors ({} MiB), {}, {}",
+        info.sectors,
+        info.sectors * SECTOR_SIZE as u64 / (1024 * 1024),
+        if info.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        },
+        if driver.blk.supports_flush() {
+            "write cache (flush)"
+        } else {
+            "no write cache"
+        }
+    );
+    ml.run(driver)
+}
+
+impl Handler for Driver {
+    type State = Watched;
+
+    fn connect(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        _service: &str,
+        client: Channel,
+    ) -> Result<(), Error> {
+        let uri = self.info.uri();
+        client.send(Message::Open {
+            call_id: 0,
+            uri: &uri,
+            handle: None,
+        })?;
+        let number = self.next_client;
+        self.next_client += 1;
+        let channel = cx.add_channel(client, Watched::Client(number))?;
+        self.clients.insert(
+            number,
+            Client {
+                channel,
+                queue_wait: false,
+                backlogged: false,
+                receiving: true,
+            },
+        );
+        Ok(())
+    }
+
+    fn message(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        _id: HandleId,
+        state: &mut Watched,
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
+        let Watched::Client(client) = *state else {
+            return Ok(());
+        };
+        let Message::Data(bytes) = msg else {
+            log::warn!("client {client}: ignoring {:?}", msg.kind());
+            return Ok(());
+        };
+        match parse_request(bytes, &self.info) {
+            Ok(request) => {
+                let ready = self.ready(client, &request, bytes);
+                self.submit(cx, ready);
+            }
+            Err(refused) => {
+                log::debug!(
+                    "client {client}: request {} refused: {}",
+                    refused.id,
+                    refused.error
+                );
+                let text = format!("{}", refused.error);
+                self.reply_error(cx, client, refused.id, refused.error.code(), &text);
+            }
+        }
+        // Flushes without a device cache complete here, not on an interrupt.
+        self.complete(cx);
+        Ok(())
+    }
+
+    fn peer_closed(
+        &mut self,
+        _cx: &mut Cx<Watched>,
+        _id: HandleId,
+        state: Watched,
+    ) -> Result<(), Error> {
+        if let Watched::Client(client) = state {
+            self.clients.remove(&client);
+            // Requests of its still with the device complete unanswered.
+            let mut kept = VecDeque::new();
+            for ready in self.waiting.drain(..) {
+                if ready.client == client {
+                    recycle(&mut self.spare, ready.buf);
+                } else {
+                    kept.push_back(ready);
+                }
+            }
+            self.waiting = kept;
+        }
+        Ok(())
+    }
+
+    fn interrupt(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        id: HandleId,
+        _: &mut Watched,
+    ) -> Result<(), Error> {
+        // Reading the ISR lowers the line; completions after this raise it
+        // again, and the ack below unmasks it.
+        self.blk.ack_interrupt();
+        self.complete(cx);
+        cx.ack_interrupt(id)
+    }
+
+    fn drained(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        _: HandleId,
+        state: &mut Watched,
+    ) -> Result<(), Error> {
+        if let Watched::Client(client) = *state {
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.backlogged = false;
+            }
+            self.update_receiving(cx, client);
+        }
+        Ok(())
+    }
+}
+
+impl Driver {
+    /// The buffer of a checked request: its header (the reply's), then the
+    /// sectors to write, or room for the sectors to read.
+    fn ready(&mut self, client: u32, request: &Request<'_>, message: &[u8]) -> Ready {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        let (op, sector) = match *request {
+            Request::Read { sector, count, .. } => {
+                buf.extend_from_slice(&message[..HEADER_LEN]);
+                buf.resize(HEADER_LEN + count as usize * SECTOR_SIZE, 0);
+                (Op::Read, sector)
+            }
+            Request::Write { sector, .. } => {
+                buf.extend_from_slice(message);
+                (Op::Write, sector)
+            }
+            Request::Flush { .. } => {
+                buf.extend_from_slice(&message[..HEADER_LEN]);
+                (Op::Flush, 0)
+            }
+        };
+        Ready {
+            client,
+            op,
+            sector,
+            buf,
+        }
+    }
+
+    /// Hands a request to the device, or makes it wait (after the ones
+    /// already waiting) and stops reading its client.
+    fn submit(&mut self, cx: &mut Cx<Watched>, ready: Ready) {
+        if !self.waiting.is_empty() {
+            self.wait(cx, ready);
+            return;
+        }
+        if let Some(ready) = self.try_submit(cx, ready) {
+            self.wait(cx, ready);
+        }
+    }
+
+    fn wait(&mut self, cx: &mut Cx<Watched>, ready: Ready) {
+        let client = ready.client;
+        self.waiting.push_back(ready);
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.queue_wait = true;
+        }
+        self.update_receiving(cx, client);
+    }
+
+    /// Queues `ready` to the device; gives it back if the queue is full.
+    fn try_submit(&mut self, cx: &mut Cx<Watched>, ready: Ready) -> Option<Ready> {
+        let Ready {
+            client,
+            op,
+            sector,
+            buf,
+        } = ready;
+        let id = request_id(&buf);
+        let tag = (u64::from(client) << 32) | u64::from(id);
+        let queued = match op {
+            Op::Read => self.blk.read(tag, sector, buf, HEADER_LEN),
+            Op::Write => self.blk.write(tag, sector, buf, HEADER_LEN),
+            Op::Flush => self.blk.flush(tag, buf),
+        };
+        match queued {
+            Ok(()) => None,
+            Err(NotQueued {
+                reason: NotQueuedReason::Full,
+                buf,
+            }) => Some(Ready {
+                client,
+                op,
+                sector,
+                buf,
+            }),
+            Err(NotQueued { reason, buf }) => {
+                // Checked against the same disk before: not expected.
+                log::error!("client {client}: request {id} not queued: {reason:?}");
+                recycle(&mut self.spare, buf);
+                self.reply_error(
+                    cx,
+                    client,
+                    id,
+                    codes::MALFORMED,
+                    "refused by the device queue",
+                );
+                None
+            }
+        }
+    }
+
+    /// Answers every request the device is done with, then queues the
+    /// requests that waited for room.
+    fn complete(&mut self, cx: &mut Cx<Watched>) {
+        loop {
+            while let Some(done) = self.blk.poll_completion() {
+                self.answer(cx, done);
+            }
+            if !self.submit_waiting(cx) {
+                return;
+            }
+        }
+    }
+
+    /// Queues waiting requests while the device has room; `true` if any
+    /// went.
+    fn submit_waiting(&mut self, cx: &mut Cx<Watched>) -> bool {
+        let mut any = false;
+        while let Some(ready) = self.waiting.pop_front() {
+            let client = ready.client;
+            if let Some(back) = self.try_submit(cx, ready) {
+                self.waiting.push_front(back);
+                break;
+            }
+            any = true;
+            if !self.waiting.iter().any(|r| r.client == client) {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.queue_wait = false;
+                }
+                self.update_receiving(cx, client);
+            }
+        }
+        any
+    }
+
+    fn answer(&mut self, cx: &mut Cx<Watched>, done: Completion) {
+        let client = (done.tag >> 32) as u32;
+        let id = done.tag as u32;
+        let Some(channel) = self.clients.get(&client).map(|c| c.channel) else {
+            recycle(&mut self.spare, done.buf);
+            return;
+        };
+        match done.result {
+            Ok(()) => {
+                let reply = match done.op {
+                    Op::Read => &done.buf[..],
+                    Op::Write | Op::Flush => &done.buf[..HEADER_LEN],
+                };
+                if let Err(e) = cx.send_data(channel, reply) {
+                    log::debug!("client {client}: reply to request {id} lost: {e}");
+                }
+            }
+            Err(e) => {
+                self.io_errors += 1;
+                log::warn!(
+                    "client {client}: {:?} request {id} failed ({} so far): {e}",
+                    done.op,
+                    self.io_errors
+                );
+                let text = format!("{e}");
+                self.reply_error(cx, client, id, codes::IO, &text);
+            }
+        }
+        recycle(&mut self.spare, done.buf);
+        if cx.backlog_bytes(channel) > CLIENT_BACKLOG_MAX {
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.backlogged = true;
+            }
+            self.update_receiving(cx, client);
+        }
+    }
+
+    fn reply_error(&mut self, cx: &mut Cx<Watched>, client: u32, id: u32, code: u16, text: &str) {
+        let Some(channel) = self.clients.get(&client).map(|c| c.channel) else {
+            return;
+        };
+        let msg = Message::Error {
+            call_id: id,
+            code,
+            text,
+        };
+        if let Err(e) = cx.send(channel, msg) {
+            log::debug!("client {client}: error reply to request {id} lost: {e}");
+        }
+    }
+
+    /// Reads `client`'s channel exactly while nothing of it waits.
+    fn update_receiving(&mut self, cx: &mut Cx<Watched>, client: u32) {
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        let on = !c.queue_wait && !c.backlogged;
+        if on == c.receiving {
+            return;
+        }
+        c.receiving = on;
+        let result = if on {
+            cx.resume_receiving(c.channel)
+        } else {
+            cx.pause_receiving(c.channel)
+        };
+        if let Err(e) = result {
+            log::error!("client {client}: cannot change reading its channel: {e}");
+        }
+    }
+}
+
+/// The request id in a request buffer's header (after the op byte).
+fn request_id(buf: &[u8]) -> u32 {
+    match buf.get(1..5) {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => 0,
+    }
+}
+
+/// Keeps `buf` for the next request, up to [`SPARE_MAX`] of them.
+fn recycle(spare: &mut Vec<Vec<u8>>, buf: Vec<u8>) {
+    if spare.len() < SPARE_MAX && buf.capacity() <= MESSAGE_DATA_MAX {
+        spare.push(buf);
+    }
+}

@@ -1,0 +1,31 @@
+//! What the file system runs on.
+
+use alloc::string::String;
+use core::fmt;
+
+/// The unit of [`BlockDevice`] addressing.
+pub const SECTOR_SIZE: usize = 512;
+
+/// A disk: the fs server implements it over the virtio-blk driver's channel.
+pub trait BlockDevice {
+    /// The size of the disk in 512-byte sectors.
+    fn sectors(&self) -> u64;
+    /// Whether writes are refused (the file system then mounts read-only).
+    fn read_only(&self) -> bool;
+    /// Reads `buf.len()` bytes (a multiple of 512) starting at `sector`.
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError>;
+    /// Writes `data` (a multiple of 512 bytes) starting at `sector`.
+    fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError>;
+    /// Everything written before is durable when this returns (virtio-blk flush).
+    fn flush(&mut self) -> Result<(), IoError>;
+}
+
+/// A failed device request, with the device's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoError(pub String);
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "I/O error: {}", self.0)
+    }
+}
