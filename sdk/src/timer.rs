@@ -45,3 +45,13 @@ pub fn now_ns() -> u64 {
 pub fn unix_seconds() -> u64 {
     kernel().time_unix() / 1_000_000_000
 }
+
+/// Blocks the calling thread for `ms` milliseconds (other threads run
+/// meanwhile). For sequential code; a main loop arms a timer instead.
+pub fn sleep_ms(ms: u64) -> Result<(), Error> {
+    let poll = crate::poll::Poll::create()?;
+    let timer = Timer::create()?;
+    poll.add(timer.id(), crate::abi::Readiness::READABLE)?;
+    timer.set_ms(ms)?;
+    poll.wait().map(drop)
+}

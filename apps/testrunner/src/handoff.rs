@@ -12,7 +12,6 @@ use starina::abi::Readiness;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
 use starina::poll::Poll;
-use starina::timer::Timer;
 use starina::Error;
 use starina::Message;
 
@@ -20,15 +19,6 @@ use super::wait_message;
 use super::Ctx;
 use super::Received;
 use super::TestResult;
-
-/// Blocks the calling thread for `ms` (the others run meanwhile).
-fn sleep_ms(ms: u64) -> Result<(), Error> {
-    let poll = Poll::create()?;
-    let timer = Timer::create()?;
-    poll.add(timer.id(), Readiness::READABLE)?;
-    timer.set_ms(ms)?;
-    poll.wait().map(drop)
-}
 
 /// Receives `n` messages on `ch` with `wait_recv`, then sends back one
 /// message naming them in the order they came: a Data message by its
@@ -76,10 +66,10 @@ pub fn handoff_keeps_order(cx: &mut Ctx) -> TestResult {
     send(b"m0")?;
     send(b"m1")?;
     // It drains them and waits, lending its buffer.
-    sleep_ms(20).map_err(|e| e.to_string())?;
+    starina::timer::sleep_ms(20).map_err(|e| e.to_string())?;
     send(b"m2")?; // handed over
     send(b"m3")?; // queued: the buffer is taken until the collector runs
-    sleep_ms(20).map_err(|e| e.to_string())?;
+    starina::timer::sleep_ms(20).map_err(|e| e.to_string())?;
     // It waits again. A message moving a handle is never handed over: it
     // queues (and wakes the collector)...
     let (_kept, given) = Channel::create().map_err(|e| e.to_string())?;
@@ -92,7 +82,7 @@ pub fn handoff_keeps_order(cx: &mut Ctx) -> TestResult {
         .map_err(|e| format!("send Open: {}", e.error))?;
     // ...so this one, though the buffer is still lent, must queue behind it.
     send(b"m5")?;
-    sleep_ms(20).map_err(|e| e.to_string())?;
+    starina::timer::sleep_ms(20).map_err(|e| e.to_string())?;
     send(b"m6")?; // handed over again
     match wait_message(&tx, &mut cx.buf, 5_000) {
         Ok(Received::Data(d)) => check!(
