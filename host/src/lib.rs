@@ -21,6 +21,7 @@ pub mod bootfs;
 pub mod cli;
 pub mod cpio;
 pub mod direct;
+pub mod disk;
 pub mod exec;
 pub mod flamegraph;
 pub mod gdb_remote;
