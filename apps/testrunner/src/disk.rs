@@ -233,6 +233,44 @@ pub fn disk_multi_message_transfer(cx: &mut Ctx) -> TestResult {
     result
 }
 
+/// Two clients of the one driver (the spec's `disk` and `disk_other`):
+/// each gets the hello and sees what the other wrote; one going away
+/// leaves the other served.
+pub fn disk_serves_several_clients(cx: &mut Ctx) -> TestResult {
+    let other = cx
+        .disk_other
+        .take()
+        .ok_or("the second disk channel was already used")?;
+    let mut other = Disk::connect(other).map_err(|e| format!("second client: {e}"))?;
+    let disk = cx.disk.disk()?;
+    check!(
+        other.info() == disk.info(),
+        "hellos differ: {:?}, {:?}",
+        other.info(),
+        disk.info()
+    );
+    let mut back = vec![0u8; 2 * SECTOR_SIZE];
+    for (seed, writer_is_first) in [(0x21, true), (0x42, false)] {
+        let data = pattern(2 * SECTOR_SIZE, seed);
+        let (writer, reader) = if writer_is_first {
+            (&mut *disk, &mut other)
+        } else {
+            (&mut other, &mut *disk)
+        };
+        writer.write(0, &data).map_err(|e| format!("write: {e}"))?;
+        reader
+            .read(0, &mut back)
+            .map_err(|e| format!("read: {e}"))?;
+        check!(
+            back == data,
+            "a client does not see the other's write (seed {seed:#x})"
+        );
+    }
+    drop(other);
+    disk.read(0, &mut back)
+        .map_err(|e| format!("after the other client left: {e}"))
+}
+
 /// 1 MiB through the client: read, written and read back (a region past
 /// the first MiB, put back afterwards). Logs the rates.
 pub fn disk_throughput(cx: &mut Ctx) -> TestResult {
