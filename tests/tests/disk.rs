@@ -96,3 +96,34 @@ fn a_disk_that_cannot_be_made_is_a_clear_error() {
     );
     assert!(argv.is_empty(), "QEMU ran: {argv:?}");
 }
+
+/// An I/O error of the device (QEMU's blkdebug fails reads of sector 4100,
+/// which only the in-OS test `disk_throughput` reads) is an error to the
+/// client that asked, and the driver goes on: the test profile reports
+/// exactly that test failed, and the driver neither panicked nor restarted.
+#[test]
+#[ignore = "boots the kernel under QEMU: run by make test"]
+fn a_device_io_error_is_the_clients_error() {
+    let dir = TempDisk::new().unwrap();
+    let image = dir.path();
+    let conf = image.with_file_name("blkdebug.conf");
+    std::fs::write(
+        &conf,
+        "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"4100\"\n",
+    )
+    .unwrap();
+    let (image, conf) = (image.to_str().unwrap(), conf.to_str().unwrap());
+    let file = format!("drive.disk0.file=blkdebug:{conf}:{image}");
+    let run = boot("test", "q35", 300, &["--disk", image, "--", "-set", &file]);
+    run.assert_code(1);
+    run.assert_console("test disk_throughput ... FAILED: read: I/O error");
+    run.assert_console(" passed, 1 failed");
+    let console = run.transcript();
+    assert_eq!(
+        console.matches("started virtio_blk").count(),
+        1,
+        "{console}"
+    );
+    assert!(!console.contains("virtio_blk panicked"), "{console}");
+    assert!(!console.contains("virtio_blk faulted"), "{console}");
+}
