@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use crate::direct::DirectOptions;
+use crate::disk;
+use crate::disk::DiskOptions;
 use crate::exec::ExecOptions;
 use crate::profile::ProfileOptions;
 use crate::profile::Sampler;
@@ -13,10 +15,11 @@ use crate::run::RunOptions;
 
 pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine q35|microvm] [--timeout SECONDS]
                            [--icount] [--kvm] [--no-build] [--kernel PATH]
+                           [--disk PATH] [--disk-size SIZE (1G)]
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
-                            [--env NAME=VALUE]... [--cwd DIR] [--no-build] [--kernel PATH] [-v]
-                            -- CMD [ARGS...]
+                            [--env NAME=VALUE]... [--cwd DIR] [--no-build] [--kernel PATH]
+                            [--disk PATH] [--disk-size SIZE (1G)] [-v] -- CMD [ARGS...]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
@@ -31,6 +34,8 @@ Exit statuses (docs/CONTRACTS.md): C the OS's (run) or the command's (exec) own 
 0 all --until patterns seen; 2 usage; 123 the OS exited before every --until pattern;
 124 --timeout; 125 no status (crash, reset, Starina or Linux stopped); 126 nothing booted;
 127 QEMU not found; 128+N signal N (130: Ctrl-C).
+--disk: the disk image (created sparse and formatted ext2 if missing, --disk-size big);
+default $XDG_DATA_HOME/starina/disk.img (~/.local/share/starina/disk.img).
 Environment: STARINA_QEMU (QEMU binary), STARINA_CACHE (~/.cache/starina), STARINA_HTTP_PORT (8080).";
 
 /// A parsed command line.
@@ -113,6 +118,7 @@ fn parse_run(opts: &mut Options, qemu_args: Vec<String>) -> Result<RunOptions, S
     run.until = opts.values("--until")?;
     run.verbose = opts.flag("-v") | opts.flag("--verbose");
     run.qemu_args = qemu_args;
+    run.disk = opts.disk()?;
     opts.finish()?;
     compile_patterns(&run.until)?;
     Ok(run)
@@ -134,6 +140,7 @@ fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, Stri
     exec.build = !opts.flag("--no-build");
     exec.kernel = opts.value("--kernel")?.map(PathBuf::from);
     exec.verbose = opts.flag("-v") | opts.flag("--verbose");
+    exec.disk = opts.disk()?;
     opts.finish()?;
     if argv.is_empty() {
         return Err("exec: give the command after `--`: scripts/starina exec -- uname -a".into());
@@ -313,6 +320,22 @@ impl Options {
         }
     }
 
+    /// `--disk PATH` and `--disk-size SIZE`.
+    fn disk(&mut self) -> Result<DiskOptions, String> {
+        let path = self.value("--disk")?;
+        if path.as_deref() == Some("") {
+            return Err("--disk: give a path".into());
+        }
+        let size = match self.value("--disk-size")? {
+            Some(text) => disk::parse_size(&text)?,
+            None => disk::DEFAULT_SIZE,
+        };
+        Ok(DiskOptions {
+            path: path.map(PathBuf::from),
+            size,
+        })
+    }
+
     fn timeout(&mut self) -> Result<Option<f64>, String> {
         let Some(text) = self.value("--timeout")? else {
             return Ok(None);
@@ -377,6 +400,31 @@ mod tests {
             (r.profile.as_str(), r.machine, r.build),
             ("default", Machine::Q35, true)
         );
+    }
+
+    #[test]
+    fn disk_options() {
+        let Ok(Command::Run(r)) = parse(&args(&["run", "--disk", "/x.img", "--disk-size", "256M"]))
+        else {
+            panic!("not a run");
+        };
+        assert_eq!(r.disk.path.as_deref(), Some(std::path::Path::new("/x.img")));
+        assert_eq!(r.disk.size, 256 << 20);
+        let Ok(Command::Exec(e)) = parse(&args(&["exec", "--disk-size=2G", "--", "true"])) else {
+            panic!("not an exec");
+        };
+        assert_eq!((e.disk.path, e.disk.size), (None, 2 << 30));
+        let Ok(Command::Run(r)) = parse(&args(&["run"])) else {
+            panic!()
+        };
+        assert_eq!(r.disk, DiskOptions::default());
+        for bad in [
+            &["run", "--disk-size", "lots"][..],
+            &["run", "--disk"],
+            &["run", "--disk="],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ use starina_bridge::process::Spawn;
 use starina_bridge::process::MAX_DATA_CHUNK;
 
 use crate::boot::prepare;
+use crate::disk;
+use crate::disk::DiskOptions;
 use crate::host::fmt_seconds;
 use crate::host::shell_quote;
 use crate::host::Host;
@@ -55,6 +57,8 @@ pub struct ExecOptions {
     pub verbose: bool,
     /// The command and its arguments.
     pub argv: Vec<String>,
+    /// The disk image (profiles with the disk driver).
+    pub disk: DiskOptions,
 }
 
 impl ExecOptions {
@@ -70,6 +74,7 @@ impl ExecOptions {
             kernel: None,
             verbose: false,
             argv: argv.iter().map(|a| a.to_string()).collect(),
+            disk: DiskOptions::default(),
         }
     }
 }
@@ -112,6 +117,13 @@ pub fn exec(
         ));
         return ExitStatus::Usage;
     }
+    let disk = match disk::for_profile(&prepared, &opts.disk, io) {
+        Ok(disk) => disk,
+        Err(e) => {
+            io.say(&e);
+            return ExitStatus::NotBooted;
+        }
+    };
     let tmp = match TempDir::new("starina-exec") {
         Ok(tmp) => tmp,
         Err(e) => {
@@ -130,6 +142,7 @@ pub fn exec(
         // No network driver in the profile: no NIC (and no host port to take).
         nic_port: prepared.has("virtio_net").then_some(host.http_port),
         hostlink: HostLink::Socket(socket.clone()),
+        disk,
         extra: Vec::new(),
     };
     let mut session = ExecSession {

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod cp;
 pub mod cpio;
 pub mod direct;
+pub mod disk;
 pub mod exec;
 pub mod flamegraph;
 pub mod gdb_remote;

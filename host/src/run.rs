@@ -14,6 +14,8 @@ use regex::Regex;
 
 use crate::boot::prepare;
 use crate::boot::Prepared;
+use crate::disk;
+use crate::disk::DiskOptions;
 use crate::host::fmt_seconds;
 use crate::host::shell_quote;
 use crate::host::Host;
@@ -47,6 +49,8 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Appended to the QEMU command line.
     pub qemu_args: Vec<String>,
+    /// The disk image (profiles with the disk driver).
+    pub disk: DiskOptions,
 }
 
 impl RunOptions {
@@ -62,6 +66,7 @@ impl RunOptions {
             until: Vec::new(),
             verbose: false,
             qemu_args: Vec::new(),
+            disk: DiskOptions::default(),
         }
     }
 }
@@ -103,8 +108,15 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
         Ok(p) => p,
         Err(status) => return RunReport::status(status),
     };
+    let disk = match disk::for_profile(&prepared, &opts.disk, io) {
+        Ok(disk) => disk,
+        Err(e) => {
+            io.say(&e);
+            return RunReport::status(ExitStatus::NotBooted);
+        }
+    };
     let interactive = host.interactive && opts.until.is_empty();
-    let config = qemu_config(host, opts, &prepared);
+    let config = qemu_config(host, opts, &prepared, disk);
     let serial = if interactive {
         qemu::serial_stdio()
     } else {
@@ -141,7 +153,12 @@ pub fn compile_patterns(patterns: &[String]) -> Result<Vec<(String, Regex)>, Str
         .collect()
 }
 
-fn qemu_config(host: &Host, opts: &RunOptions, prepared: &Prepared) -> QemuConfig {
+fn qemu_config(
+    host: &Host,
+    opts: &RunOptions,
+    prepared: &Prepared,
+    disk: Option<PathBuf>,
+) -> QemuConfig {
     QemuConfig {
         machine: opts.machine,
         profile: opts.profile.clone(),
@@ -155,6 +172,7 @@ fn qemu_config(host: &Host, opts: &RunOptions, prepared: &Prepared) -> QemuConfi
         } else {
             HostLink::None
         },
+        disk,
         extra: opts.qemu_args.clone(),
     }
 }

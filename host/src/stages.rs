@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::cli::TestOptions;
+use crate::disk::TempDisk;
 use crate::host::Host;
 use crate::host::Streams;
 use crate::kernel;
@@ -227,6 +228,9 @@ impl Write for SummaryScan {
     }
 }
 
+/// The in-OS tests' disk: small (sparse anyway), formatted per run.
+const TEST_DISK_SIZE: u64 = 64 << 20;
+
 fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, kernel_ok: bool) {
     let name = format!("in-OS tests (profile test, {})", machine.name());
     let timeout = crate::host::fmt_seconds(IN_OS_TIMEOUT);
@@ -240,10 +244,20 @@ fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, ke
         tally.add(&name, 0, 1, "skipped: no kernel".into(), t0);
         return;
     }
+    // A fresh disk for this run (never the user's), removed afterwards.
+    let disk = match TempDisk::new() {
+        Ok(disk) => disk,
+        Err(e) => {
+            show(&format!("test: cannot make a temporary disk: {e}"));
+            tally.add(&name, 0, 1, "no temporary disk".into(), t0);
+            return;
+        }
+    };
     let mut opts = RunOptions::new("test");
     opts.machine = machine;
     opts.build = false;
     opts.timeout = Some(IN_OS_TIMEOUT);
+    opts.disk = disk.options(TEST_DISK_SIZE);
     let mut scan = SummaryScan {
         pending: Vec::new(),
         summary: None,

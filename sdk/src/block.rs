@@ -381,6 +381,11 @@ impl Io<'_> {
 /// has done it. Transfers of any size are split into requests of at most
 /// [`MAX_SECTORS_PER_MESSAGE`] sectors, [`IN_FLIGHT`] of them at a time.
 /// It blocks: use it from a thread of its own, not from a main loop.
+///
+/// A failed request fails its call only after the call's other requests
+/// are answered, so the next call starts clean. [`DiskError::Gone`] means
+/// the driver's channel closed (the driver stopped or restarts): a new
+/// channel comes from the supervisor (`reconnect`), for a new `Disk`.
 pub struct Disk {
     channel: Channel,
     info: DiskInfo,

@@ -6,6 +6,8 @@
 //! - [`message`]: the fixed set of message kinds every component speaks.
 //! - [`channel`], [`poll`], [`timer`], [`mainloop`]: the component API.
 //! - [`driver`]: devices, interrupts, MMIO and DMA for drivers.
+//! - [`block`]: the block protocol (a disk driver and its clients) and
+//!   [`block::Disk`], its synchronous client.
 //! - [`env`], [`spec`]: what startup hands a component, and the spec types.
 //! - [`log`](mod@crate::logger): logging through the `log` crate, tagged with
 //!   the component's name.

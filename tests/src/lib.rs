@@ -28,6 +28,7 @@ pub use live::LiveGuest;
 pub use starina_host::shared_text::SharedText;
 pub use starina_host::markers;
 pub use starina_host::ExitStatus;
+pub use starina_host::disk::TempDisk;
 use starina_host::Host;
 use starina_host::Streams;
 
@@ -144,7 +145,8 @@ impl Run {
 pub fn starina_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let start = Instant::now();
     let host = host_with_env(env);
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let disk = TempDisk::new().expect("a temporary directory for the disk");
+    let args = with_own_disk(args, &disk);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut io = Streams {
         out: &mut out,
@@ -159,7 +161,28 @@ pub fn starina_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     };
     // Shown by the test harness when the test fails (or with --nocapture).
     println!("$ scripts/starina {}\n{}", args.join(" "), run.transcript());
+    drop(disk);
     run
+}
+
+/// The size of the disks tests boot with (sparse files).
+pub const TEST_DISK_SIZE: u64 = 64 << 20;
+
+/// `args` with `--disk` on `disk` for `run` and `exec` unless they name
+/// one: tests never touch the user's default image.
+fn with_own_disk(args: &[&str], disk: &TempDisk) -> Vec<String> {
+    let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let boots = matches!(args.first(), Some(&"run") | Some(&"exec"));
+    let before_extra = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    let named = args[..before_extra]
+        .iter()
+        .any(|a| *a == "--disk" || a.starts_with("--disk="));
+    if boots && !named {
+        let size = TEST_DISK_SIZE.to_string();
+        let disk = disk.path().to_string_lossy().into_owned();
+        out.splice(1..1, ["--disk".into(), disk, "--disk-size".into(), size]);
+    }
+    out
 }
 
 /// Runs `scripts/starina` with `args`.

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use starina_host::agent::Agent;
 use starina_host::agent::Outcome;
+use starina_host::disk;
 use starina_host::exec::TempDir;
 use starina_host::qemu;
 use starina_host::Streams;
@@ -22,6 +23,7 @@ use crate::frames::spawn_frame;
 use crate::host_with_env;
 use crate::kernel;
 use crate::SharedText;
+use crate::TEST_DISK_SIZE;
 
 pub struct LinkedGuest {
     child: Child,
@@ -54,6 +56,12 @@ impl LinkedGuest {
         let listener = UnixListener::bind(&socket).unwrap();
         listener.set_nonblocking(true).unwrap();
         let http_port = nic.then_some(host.http_port);
+        // Its own disk (in `tmp`), if the profile drives one.
+        let disk = prepared.has(disk::DRIVER).then(|| {
+            let path = tmp.0.join("disk.img");
+            disk::create(&path, TEST_DISK_SIZE).unwrap_or_else(|e| panic!("disk: {e}"));
+            path
+        });
         let config = qemu::QemuConfig {
             machine: qemu::Machine::Q35,
             profile: profile.into(),
@@ -63,6 +71,7 @@ impl LinkedGuest {
             bootfs: prepared.bootfs.clone(),
             nic_port: http_port,
             hostlink: qemu::HostLink::Socket(socket),
+            disk,
             extra: Vec::new(),
         };
         let mut cmd = qemu::command(&host, &config.args(&qemu::serial_to_stdout()))

@@ -19,11 +19,16 @@ use starina_host::Streams;
 use crate::host_with_env;
 use crate::kernel;
 use crate::SharedText;
+use crate::TempDisk;
+use crate::TEST_DISK_SIZE;
 
 pub struct LiveGuest {
     stop: Arc<Stop>,
     runner: Option<thread::JoinHandle<ExitStatus>>,
     console: SharedText,
+    /// The guest's own disk, removed after QEMU stopped (fields drop after
+    /// `drop`).
+    _disk: TempDisk,
 }
 
 impl LiveGuest {
@@ -40,6 +45,8 @@ impl LiveGuest {
         opts.kernel = Some(image);
         opts.machine = Machine::parse(machine).expect("a machine type");
         opts.timeout = Some(600.0);
+        let disk = TempDisk::new().expect("a temporary directory for the disk");
+        opts.disk = disk.options(TEST_DISK_SIZE);
         opts.qemu_args = qemu_args.iter().map(|a| a.to_string()).collect();
         let console = SharedText::new();
         let mut out = console.clone();
@@ -55,6 +62,7 @@ impl LiveGuest {
             stop,
             runner: Some(runner),
             console,
+            _disk: disk,
         }
     }
 

@@ -93,10 +93,21 @@ pub fn disk_driver_checks_requests(cx: &mut Ctx) -> TestResult {
             call_id: 0,
             uri,
             handle: None,
-        })) => DiskInfo::parse_uri(uri).map_err(|e| e.to_string())?,
-        other => return Err(format!("expected the disk hello, got {other:?}")),
+        })) => DiskInfo::parse_uri(uri).map_err(|e| e.to_string()),
+        other => Err(format!("expected the disk hello, got {other:?}")),
+    };
+    let info = info.inspect_err(|why| cx.disk = DiskSlot::Broken(why.clone()))?;
+    let result = check_requests(&ch, &mut cx.buf, &info);
+    // The later tests use the channel through the client, whatever happened.
+    cx.disk = match Disk::from_hello(ch, info) {
+        Ok(disk) => DiskSlot::Ready(disk),
+        Err(e) => DiskSlot::Broken(e.to_string()),
     };
     check!(info.sectors > 0 && !info.read_only, "disk {info:?}");
+    result
+}
+
+fn check_requests(ch: &Channel, buf: &mut MessageBuffer, info: &DiskInfo) -> TestResult {
     let end = info.sectors;
     let cases: [(&str, Vec<u8>, u32, u16); 5] = [
         (
@@ -126,7 +137,7 @@ pub fn disk_driver_checks_requests(cx: &mut Ctx) -> TestResult {
         ),
     ];
     for (what, request, id, code) in cases {
-        match raw_request(&ch, &mut cx.buf, &request)? {
+        match raw_request(ch, buf, &request)? {
             Err(got) => check!(
                 got == (id, code),
                 "{what}: Error {got:?}, expected {:?}",
@@ -136,7 +147,7 @@ pub fn disk_driver_checks_requests(cx: &mut Ctx) -> TestResult {
         }
     }
     let good = header(Op::Read, 16, end - 1, 1);
-    match raw_request(&ch, &mut cx.buf, &good)? {
+    match raw_request(ch, buf, &good)? {
         Ok(reply) => check!(
             reply.len() == good.len() + SECTOR_SIZE && reply[..good.len()] == good[..],
             "a good read after bad ones: {}-byte reply",
@@ -144,8 +155,6 @@ pub fn disk_driver_checks_requests(cx: &mut Ctx) -> TestResult {
         ),
         Err(e) => return Err(format!("a good read after bad ones failed: {e:?}")),
     }
-    let disk = Disk::from_hello(ch, info).map_err(|e| e.to_string())?;
-    cx.disk = DiskSlot::Ready(disk);
     Ok(())
 }
 
@@ -231,6 +240,44 @@ pub fn disk_multi_message_transfer(cx: &mut Ctx) -> TestResult {
     disk.write(0, &saved).map_err(|e| format!("restore: {e}"))?;
     disk.flush().map_err(|e| format!("flush: {e}"))?;
     result
+}
+
+/// Two clients of the one driver (the spec's `disk` and `disk_other`):
+/// each gets the hello and sees what the other wrote; one going away
+/// leaves the other served.
+pub fn disk_serves_several_clients(cx: &mut Ctx) -> TestResult {
+    let other = cx
+        .disk_other
+        .take()
+        .ok_or("the second disk channel was already used")?;
+    let mut other = Disk::connect(other).map_err(|e| format!("second client: {e}"))?;
+    let disk = cx.disk.disk()?;
+    check!(
+        other.info() == disk.info(),
+        "hellos differ: {:?}, {:?}",
+        other.info(),
+        disk.info()
+    );
+    let mut back = vec![0u8; 2 * SECTOR_SIZE];
+    for (seed, writer_is_first) in [(0x21, true), (0x42, false)] {
+        let data = pattern(2 * SECTOR_SIZE, seed);
+        let (writer, reader) = if writer_is_first {
+            (&mut *disk, &mut other)
+        } else {
+            (&mut other, &mut *disk)
+        };
+        writer.write(0, &data).map_err(|e| format!("write: {e}"))?;
+        reader
+            .read(0, &mut back)
+            .map_err(|e| format!("read: {e}"))?;
+        check!(
+            back == data,
+            "a client does not see the other's write (seed {seed:#x})"
+        );
+    }
+    drop(other);
+    disk.read(0, &mut back)
+        .map_err(|e| format!("after the other client left: {e}"))
 }
 
 /// 1 MiB through the client: read, written and read back (a region past

@@ -58,6 +58,7 @@ struct Ctx {
     hypervisor: Option<Hypervisor>,
     nic: Device,
     disk: disk::DiskSlot,
+    disk_other: Option<Channel>,
     files: Option<starina::fs::Files>,
     buf: MessageBuffer,
 }
@@ -758,6 +759,7 @@ const TESTS: &[Test] = &[
     ("disk_writes_read_back", disk::disk_writes_read_back),
     ("disk_refuses_past_the_end", disk::disk_refuses_past_the_end),
     ("disk_multi_message_transfer", disk::disk_multi_message_transfer),
+    ("disk_serves_several_clients", disk::disk_serves_several_clients),
     ("disk_throughput", disk::disk_throughput),
     ("guest_ram_errors_say_why", guest_ram_errors_say_why),
     ("guest_ram_starts_zeroed", guest_ram_starts_zeroed),
@@ -792,6 +794,7 @@ pub fn main(env: Env) {
         hypervisor: Some(env.hypervisor),
         nic: env.nic,
         disk: disk::DiskSlot::Channel(env.disk),
+        disk_other: Some(env.disk_other),
         files: starina::fs::Files::new(env.fs)
             .map_err(|e| log::error!("no fs client: {e}"))
             .ok(),

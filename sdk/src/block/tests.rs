@@ -384,3 +384,9 @@ fn a_driver_that_goes_away_is_gone() {
     let mut buf = vec![0u8; SECTOR_SIZE];
     assert_eq!(disk.read(0, &mut buf), Err(DiskError::Gone));
 }
+
+#[test]
+fn a_disk_can_move_to_a_thread_of_its_own() {
+    fn send<T: Send>() {}
+    send::<Disk>();
+}

@@ -19,6 +19,7 @@ use alloc::vec::Vec;
 
 use bitflags::bitflags;
 use virtio_drivers::queue::VirtQueue;
+use virtio_drivers::transport::DeviceStatus;
 use virtio_drivers::transport::InterruptStatus;
 use virtio_drivers::transport::SomeTransport;
 use virtio_drivers::transport::Transport;
@@ -353,6 +354,16 @@ impl<const N: usize> Blk<N> {
             buf: request.buf,
             result,
         })
+    }
+}
+
+impl<const N: usize> Drop for Blk<N> {
+    fn drop(&mut self) {
+        // Reset the device (it drops every request) before the queue and
+        // the buffers of requests still in flight are freed with the
+        // fields.
+        self.transport.set_status(DeviceStatus::empty());
+        self.transport.queue_unset(QUEUE);
     }
 }
 
