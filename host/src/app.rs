@@ -80,6 +80,13 @@ pub fn dispatch(
             cargo_args,
         } => build_kernel(host, &cargo_args, io),
         Command::Direct(opts) => crate::direct::direct(&opts),
+        Command::Cp { disk, copy } => match crate::cp::copy(&disk, &copy) {
+            Ok(()) => ExitStatus::Success,
+            Err(e) => {
+                io.say(&e);
+                ExitStatus::Failed
+            }
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::cp::Copy;
 use crate::direct::DirectOptions;
 use crate::disk;
 use crate::disk::DiskOptions;
@@ -26,6 +27,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
                                [--interval-ms MS (gdb)]
+       scripts/starina cp [--disk PATH] SRC DST   (one of them starina:/PATH; Starina down)
        scripts/starina build-kernel [--clippy] [extra cargo args]
        scripts/starina direct --socket PATH [--run CMD]... [--selftest] [--serial-log FILE]
                               [--timeout SECONDS] -- QEMU-COMMAND...   (linux-guest/run-direct.sh)
@@ -52,6 +54,11 @@ pub enum Command {
         cargo_args: Vec<String>,
     },
     Direct(DirectOptions),
+    /// `cp`: a copy in or out of the disk image at `disk`.
+    Cp {
+        disk: PathBuf,
+        copy: Copy,
+    },
 }
 
 /// `starina test`: the stages to run and the machines for the in-OS tests.
@@ -103,6 +110,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             Ok(Command::BuildKernel { clippy, cargo_args })
         }
         "direct" => parse_direct(&mut opts, after).map(Command::Direct),
+        "cp" => parse_cp(&mut opts, &after),
         other => Err(format!("unknown command '{other}'")),
     }
 }
@@ -147,6 +155,24 @@ fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, Stri
     }
     exec.argv = argv;
     Ok(exec)
+}
+
+fn parse_cp(opts: &mut Options, after: &[String]) -> Result<Command, String> {
+    let disk = opts
+        .value("--disk")?
+        .map(PathBuf::from)
+        .unwrap_or_else(disk::default_path);
+    no_extra(after)?;
+    let [src, dst] = std::mem::take(&mut opts.args)
+        .try_into()
+        .map_err(|args: Vec<String>| {
+            format!(
+                "cp: give SRC and DST (one of them starina:/PATH); got {}",
+                args.join(" ")
+            )
+        })?;
+    let copy = Copy::parse(&src, &dst)?;
+    Ok(Command::Cp { disk, copy })
 }
 
 fn parse_test(opts: &mut Options, after: &[String]) -> Result<TestOptions, String> {
@@ -497,5 +523,33 @@ mod tests {
             parse(&args(&["run", "--help"])),
             Ok(Command::Help)
         ));
+    }
+
+    #[test]
+    fn cp_takes_two_paths_and_a_disk() {
+        let Ok(Command::Cp { disk, copy }) = parse(&args(&[
+            "cp",
+            "--disk",
+            "/tmp/d.img",
+            "a",
+            "starina:/www/a",
+        ])) else {
+            panic!("cp did not parse");
+        };
+        assert_eq!(disk, PathBuf::from("/tmp/d.img"));
+        assert_eq!(
+            copy,
+            Copy::In {
+                from: "a".into(),
+                to: "/www/a".into()
+            }
+        );
+        let Ok(Command::Cp { disk, .. }) = parse(&args(&["cp", "starina:/x", "x"])) else {
+            panic!("cp did not parse");
+        };
+        assert_eq!(disk, disk::default_path());
+        assert!(parse(&args(&["cp", "a"])).is_err());
+        assert!(parse(&args(&["cp", "a", "b", "c"])).is_err());
+        assert!(parse(&args(&["cp", "a", "b"])).is_err());
     }
 }

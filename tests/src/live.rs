@@ -3,11 +3,13 @@
 //! through the forwarded port, QEMU monitor commands. Dropping it stops
 //! QEMU as a Ctrl-C would.
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use starina_host::disk::DiskOptions;
 use starina_host::host::Stop;
 use starina_host::qemu::Machine;
 use starina_host::run::run;
@@ -28,7 +30,7 @@ pub struct LiveGuest {
     console: SharedText,
     /// The guest's own disk, removed after QEMU stopped (fields drop after
     /// `drop`).
-    _disk: TempDisk,
+    _disk: Option<TempDisk>,
 }
 
 impl LiveGuest {
@@ -36,6 +38,22 @@ impl LiveGuest {
     /// 80 forwarded to `http_port`, and `qemu_args` appended to QEMU's
     /// command line. Returns at once; see [`LiveGuest::wait_console`].
     pub fn boot(profile: &str, machine: &str, http_port: u16, qemu_args: &[&str]) -> LiveGuest {
+        let disk = TempDisk::new().expect("a temporary directory for the disk");
+        let mut guest = LiveGuest::boot_on(&disk.path(), profile, machine, http_port, qemu_args);
+        guest._disk = Some(disk);
+        guest
+    }
+
+    /// [`LiveGuest::boot`] on the disk image `disk`, which the caller keeps
+    /// (made beforehand, say with files copied in, or kept for the next
+    /// boot; created empty if it is not there yet).
+    pub fn boot_on(
+        disk: &Path,
+        profile: &str,
+        machine: &str,
+        http_port: u16,
+        qemu_args: &[&str],
+    ) -> LiveGuest {
         let image: PathBuf = kernel();
         let mut host = host_with_env(&[]);
         host.http_port = http_port;
@@ -45,8 +63,10 @@ impl LiveGuest {
         opts.kernel = Some(image);
         opts.machine = Machine::parse(machine).expect("a machine type");
         opts.timeout = Some(600.0);
-        let disk = TempDisk::new().expect("a temporary directory for the disk");
-        opts.disk = disk.options(TEST_DISK_SIZE);
+        opts.disk = DiskOptions {
+            path: Some(disk.to_path_buf()),
+            size: TEST_DISK_SIZE,
+        };
         opts.qemu_args = qemu_args.iter().map(|a| a.to_string()).collect();
         let console = SharedText::new();
         let mut out = console.clone();
@@ -62,7 +82,7 @@ impl LiveGuest {
             stop,
             runner: Some(runner),
             console,
-            _disk: disk,
+            _disk: None,
         }
     }
 

@@ -21,12 +21,15 @@ use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
+use starina_host::cp::Copy;
 use starina_tests::http::connect;
 use starina_tests::http::free_port;
 use starina_tests::http::json_number;
 use starina_tests::http::json_object;
 use starina_tests::markers;
 use starina_tests::LiveGuest;
+use starina_tests::TempDisk;
+use starina_tests::TEST_DISK_SIZE;
 
 /// How long a read from the guest may block.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,11 +37,42 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where netcheck connects (`specs/netcheck.toml`: tcp:10.0.2.2:18080).
 const HOST_SERVER_PORT: u16 = 18080;
 
-/// `net_test` booted in the background, serving HTTP.
-fn boot_net_test(machine: &str, port: u16) -> LiveGuest {
-    let guest = LiveGuest::boot("net_test", machine, port, &[]);
+/// The static files httpd serves in these tests, put on the guest's disk
+/// under /www with `starina cp` before it boots: (path under /www, contents).
+fn www_files() -> Vec<(&'static str, Vec<u8>)> {
+    let binary: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    vec![
+        ("hello.txt", b"hello from the native file system\n".to_vec()),
+        ("site/index.html", b"<h1>a site</h1>".to_vec()),
+        ("img/pattern.png", binary),
+        ("with space.css", b"body{}".to_vec()),
+    ]
+}
+
+/// A disk with [`www_files`] under /www.
+fn disk_with_www() -> TempDisk {
+    let disk = TempDisk::new().expect("a temporary directory");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
+    let tree = disk.path().with_file_name("www");
+    for (path, data) in www_files() {
+        let file = tree.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, data).unwrap();
+    }
+    let copy = Copy::parse(tree.to_str().unwrap(), "starina:/").unwrap();
+    starina_host::cp::copy(&disk.path(), &copy).expect("starina cp of the www tree");
+    disk
+}
+
+/// `net_test` booted in the background, serving HTTP (and the static
+/// files of [`www_files`]).
+fn boot_net_test(machine: &str, port: u16) -> (LiveGuest, TempDisk) {
+    let disk = disk_with_www();
+    let guest = LiveGuest::boot_on(&disk.path(), "net_test", machine, port, &[]);
     guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
-    guest
+    (guest, disk)
 }
 
 /// A response: status code, headers (lowercase names) and body.
@@ -207,11 +241,85 @@ fn memory(port: u16) -> (u64, u64, String) {
     )
 }
 
+/// GET with extra request header lines.
+fn get_with(port: u16, path: &str, headers: &str) -> Response {
+    let mut s = connect(port, READ_TIMEOUT);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: starina\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    read_response(&mut BufReader::new(s)).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// httpd's static files from /www of the native file system (fs server,
+/// ext2, virtio-blk): bodies, content types, directories' index.html,
+/// Last-Modified and If-Modified-Since, and paths that try to leave /www.
+fn static_files(port: u16) {
+    for (path, data) in www_files() {
+        let url = format!("/{}", path.replace(' ', "%20"));
+        let r = get(port, &url);
+        assert_eq!(r.status, 200, "GET {url}");
+        assert_eq!(
+            fnv1a(&r.body),
+            fnv1a(&data),
+            "GET {url}: {} bytes, not the {} on the disk",
+            r.body.len(),
+            data.len()
+        );
+    }
+    assert_eq!(
+        get(port, "/hello.txt").header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(
+        get(port, "/img/pattern.png").header("content-type"),
+        Some("image/png")
+    );
+    let site = get(port, "/site/");
+    assert_eq!(
+        (site.status, site.body.as_slice()),
+        (200, &b"<h1>a site</h1>"[..])
+    );
+    assert_eq!(
+        site.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let hello = get(port, "/hello.txt");
+    let modified = hello
+        .header("last-modified")
+        .expect("Last-Modified")
+        .to_string();
+    assert!(modified.ends_with(" GMT"), "Last-Modified: {modified}");
+    let again = get_with(
+        port,
+        "/hello.txt",
+        &format!("If-Modified-Since: {modified}\r\n"),
+    );
+    assert_eq!(
+        (again.status, again.body.len()),
+        (304, 0),
+        "If-Modified-Since the file's own date"
+    );
+    let old = get_with(
+        port,
+        "/hello.txt",
+        "If-Modified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n",
+    );
+    assert_eq!(old.status, 200, "If-Modified-Since before the file's date");
+    assert_eq!(get(port, "/no/such/file").status, 404);
+    assert_eq!(get(port, "/hello.txt/below").status, 404);
+    assert_eq!(get(port, "/../etc/passwd").status, 400);
+    assert_eq!(get(port, "/img/%2e%2e/%2e%2e/x").status, 400);
+    // The built-in pages stay: "/" is the status page (no /www/index.html).
+    assert!(String::from_utf8_lossy(&get(port, "/").body).contains("<h1>Starina</h1>"));
+}
+
 fn network(machine: &str) {
     let port = free_port();
     let t0 = Instant::now();
     let (seen, server) = host_server();
-    let guest = boot_net_test(machine, port);
+    let (guest, _disk) = boot_net_test(machine, port);
     let booted = t0.elapsed();
 
     // Status page and JSON endpoints.
@@ -227,6 +335,8 @@ fn network(machine: &str) {
     ] {
         assert!(html.contains(needle), "status page lacks {needle}:\n{html}");
     }
+    static_files(port);
+
     let comps = get(port, "/api/components");
     assert_eq!(comps.header("content-type"), Some("application/json"));
     let json = String::from_utf8_lossy(&comps.body);
