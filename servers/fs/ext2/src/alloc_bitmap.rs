@@ -135,7 +135,7 @@ impl<D: BlockDevice> Fs<D> {
             let gd = &mut self.groups[group as usize];
             gd.free_inodes -= 1;
             if is_dir {
-                gd.used_dirs += 1;
+                gd.used_dirs = gd.used_dirs.saturating_add(1);
             }
             return Ok(Some(group * ipg + bit + 1));
         }
@@ -168,7 +168,7 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(());
         }
         bitmap[(bit / 8) as usize] &= !mask;
-        self.groups[group].free_blocks += 1;
+        self.groups[group].free_blocks = self.groups[group].free_blocks.saturating_add(1);
         Ok(())
     }
 
@@ -187,7 +187,7 @@ impl<D: BlockDevice> Fs<D> {
         }
         bitmap[(bit / 8) as usize] &= !mask;
         let gd = &mut self.groups[group];
-        gd.free_inodes += 1;
+        gd.free_inodes = gd.free_inodes.saturating_add(1);
         if is_dir {
             gd.used_dirs = gd.used_dirs.saturating_sub(1);
         }

@@ -137,8 +137,13 @@ impl<D: BlockDevice> Fs<D> {
         if !inode.is_dir() {
             return Err(FsError::NotDir);
         }
-        if inode.size % u64::from(self.block_size) != 0 || inode.size > u64::from(u32::MAX) {
-            return Err(FsError::Corrupt(format!("directory {dir} has size {}", inode.size)));
+        let block_size = u64::from(self.block_size);
+        let sectors_for_size = inode.size / 512;
+        if inode.size % block_size != 0 || inode.size > u64::from(u32::MAX) || sectors_for_size > inode.blocks {
+            return Err(FsError::Corrupt(format!(
+                "directory {dir} has size {} and {} sectors",
+                inode.size, inode.blocks
+            )));
         }
         Ok(inode)
     }

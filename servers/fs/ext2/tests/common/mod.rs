@@ -16,15 +16,17 @@ pub struct Image {
 static NEXT_IMAGE: AtomicU32 = AtomicU32::new(0);
 
 impl Image {
-    /// `mke2fs -q -t ext2 -F` on a new file of `size_kib`, with extra options.
+    /// `mke2fs -q -t ext2 -F` on a new file of `size_kib`, with extra options (another `-t` replaces ext2).
     pub fn new(size_kib: u64, options: &[&str]) -> Image {
         let n = NEXT_IMAGE.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("starina-ext2-{}-{n}.img", std::process::id()));
         let file = std::fs::File::create(&path).unwrap();
         file.set_len(size_kib * 1024).unwrap();
         drop(file);
+        let fs_type = if options.contains(&"-t") { &[][..] } else { &["-t", "ext2"][..] };
         let out = Command::new("/usr/sbin/mke2fs")
-            .args(["-q", "-t", "ext2", "-F"])
+            .args(["-q", "-F"])
+            .args(fs_type)
             .args(options)
             .arg(&path)
             .output()
@@ -96,8 +98,8 @@ impl MemDevice {
     }
 
     fn range(&self, sector: u64, len: usize) -> Result<std::ops::Range<usize>, IoError> {
-        let start = sector as usize * SECTOR_SIZE;
-        if len % SECTOR_SIZE != 0 || start + len > self.data.len() {
+        let start = (sector as usize).saturating_mul(SECTOR_SIZE);
+        if len % SECTOR_SIZE != 0 || start.saturating_add(len) > self.data.len() {
             return Err(IoError(format!("request of {len} bytes at sector {sector} beyond the disk")));
         }
         Ok(start..start + len)
