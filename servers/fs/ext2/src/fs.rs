@@ -128,6 +128,11 @@ impl<D: BlockDevice> Fs<D> {
         Ok(())
     }
 
+    /// The device underneath (for tests that simulate a crash by taking it away).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
     /// Sets the clock for timestamps (seconds since 1970).
     pub fn set_time(&mut self, unix_seconds: u32) {
         self.now = unix_seconds;
