@@ -6,7 +6,8 @@ use alloc::format;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
 use crate::fs::Fs;
-use crate::types::{FsError, Ino};
+use crate::types::FsError;
+use crate::types::Ino;
 
 /// The first clear bit in `bitmap[..limit]` at or after `start`, wrapping once.
 fn find_clear_bit(bitmap: &[u8], limit: u32, start: u32) -> Option<u32> {
@@ -15,7 +16,7 @@ fn find_clear_bit(bitmap: &[u8], limit: u32, start: u32) -> Option<u32> {
         let mut bit = from;
         while bit < to {
             let byte = bitmap[(bit / 8) as usize];
-            if byte == 0xFF && bit % 8 == 0 {
+            if byte == 0xFF && bit.is_multiple_of(8) {
                 bit += 8;
                 continue;
             }
@@ -58,7 +59,11 @@ impl<D: BlockDevice> Fs<D> {
             if self.groups[group as usize].free_blocks == 0 {
                 continue;
             }
-            let start = if step == 0 { goal - self.sb.group_first_block(group) } else { 0 };
+            let start = if step == 0 {
+                goal - self.sb.group_first_block(group)
+            } else {
+                0
+            };
             let limit = self.sb.blocks_in_group(group);
             let bitmap_block = u64::from(self.groups[group as usize].block_bitmap);
             let bitmap = self.block_mut(bitmap_block, Phase::Meta)?;
@@ -174,7 +179,9 @@ impl<D: BlockDevice> Fs<D> {
 
     fn clear_inode_bit(&mut self, ino: Ino, is_dir: bool) -> Result<(), FsError> {
         if ino == 0 || ino > self.sb.inodes_count {
-            return Err(FsError::Corrupt(format!("freeing inode {ino} out of range")));
+            return Err(FsError::Corrupt(format!(
+                "freeing inode {ino} out of range"
+            )));
         }
         let group = ((ino - 1) / self.sb.inodes_per_group) as usize;
         let bit = (ino - 1) % self.sb.inodes_per_group;

@@ -5,7 +5,9 @@ use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::device::{BlockDevice, IoError, SECTOR_SIZE};
+use crate::device::BlockDevice;
+use crate::device::IoError;
+use crate::device::SECTOR_SIZE;
 
 /// The order dirty blocks reach the disk in (with a flush after each phase).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +61,10 @@ impl BlockCache {
     fn touch(&mut self, block: u64) {
         self.clock += 1;
         let stamp = self.clock;
-        let entry = self.entries.get_mut(&block).expect("touched block is cached");
+        let entry = self
+            .entries
+            .get_mut(&block)
+            .expect("touched block is cached");
         if entry.dirty.is_none() {
             self.clean_lru.remove(&entry.stamp);
             self.clean_lru.insert(stamp, block);
@@ -90,7 +95,14 @@ impl BlockCache {
         self.make_room();
         self.clock += 1;
         self.clean_lru.insert(self.clock, block);
-        self.entries.insert(block, Entry { data, dirty: None, stamp: self.clock });
+        self.entries.insert(
+            block,
+            Entry {
+                data,
+                dirty: None,
+                stamp: self.clock,
+            },
+        );
         Ok(())
     }
 
@@ -138,7 +150,11 @@ impl BlockCache {
     }
 
     /// Writes every dirty block of `phase` (in block order) and marks it clean.
-    pub fn write_phase<D: BlockDevice>(&mut self, dev: &mut D, phase: Phase) -> Result<usize, IoError> {
+    pub fn write_phase<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        phase: Phase,
+    ) -> Result<usize, IoError> {
         let sectors_per_block = (self.block_size / SECTOR_SIZE) as u64;
         let mut written = 0;
         for (&block, entry) in self.entries.iter_mut() {

@@ -9,7 +9,11 @@ use crate::device::BlockDevice;
 use crate::fs::Fs;
 use crate::inode::Inode;
 use crate::superblock::RO_COMPAT_LARGE_FILE;
-use crate::types::{FileType, FsError, Ino, SetAttr, Stat};
+use crate::types::FileType;
+use crate::types::FsError;
+use crate::types::Ino;
+use crate::types::SetAttr;
+use crate::types::Stat;
 
 /// Blocks written between checks for cache write-back within one large write.
 const WRITE_CHUNK_BLOCKS: u64 = 256;
@@ -58,7 +62,12 @@ impl<D: BlockDevice> Fs<D> {
         self.read_inode_data(&inode, offset, buf)
     }
 
-    pub(crate) fn read_inode_data(&mut self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+    pub(crate) fn read_inode_data(
+        &mut self,
+        inode: &Inode,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FsError> {
         if offset >= inode.size {
             return Ok(0);
         }
@@ -70,7 +79,9 @@ impl<D: BlockDevice> Fs<D> {
             let within = (pos % block_size) as usize;
             let n = (block_size as usize - within).min(len - done);
             match self.map_block(inode, pos / block_size)? {
-                Some(block) => buf[done..done + n].copy_from_slice(&self.block(block)?[within..within + n]),
+                Some(block) => {
+                    buf[done..done + n].copy_from_slice(&self.block(block)?[within..within + n])
+                }
                 None => buf[done..done + n].fill(0),
             }
             done += n;
@@ -84,7 +95,9 @@ impl<D: BlockDevice> Fs<D> {
         self.check_writable()?;
         self.maybe_writeback()?;
         let mut inode = self.regular_inode(ino)?;
-        let end = offset.checked_add(data.len() as u64).ok_or(FsError::TooLarge)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::TooLarge)?;
         if end > self.max_file_size() {
             return Err(FsError::TooLarge);
         }
@@ -96,7 +109,9 @@ impl<D: BlockDevice> Fs<D> {
             let pos = offset + done as u64;
             let within = (pos % block_size) as usize;
             let n = (block_size as usize - within).min(data.len() - done);
-            if let Err(e) = self.write_block_part(&mut inode, pos / block_size, within, &data[done..done + n]) {
+            if let Err(e) =
+                self.write_block_part(&mut inode, pos / block_size, within, &data[done..done + n])
+            {
                 result = Err(e);
                 break;
             }
@@ -116,7 +131,13 @@ impl<D: BlockDevice> Fs<D> {
         }
     }
 
-    fn write_block_part(&mut self, inode: &mut Inode, lblk: u64, within: usize, bytes: &[u8]) -> Result<(), FsError> {
+    fn write_block_part(
+        &mut self,
+        inode: &mut Inode,
+        lblk: u64,
+        within: usize,
+        bytes: &[u8],
+    ) -> Result<(), FsError> {
         let goal = match lblk {
             0 => self.inode_group_goal(inode),
             n => self.map_block(inode, n - 1)?.map_or(0, |b| b + 1),
@@ -200,7 +221,7 @@ impl<D: BlockDevice> Fs<D> {
         if size < inode.size {
             let keep = size.div_ceil(block_size);
             let freed = self.truncate_blocks(inode, keep)?;
-            if size % block_size != 0 {
+            if !size.is_multiple_of(block_size) {
                 if let Some(block) = self.map_block(inode, size / block_size)? {
                     self.block_mut(block, Phase::Data)?[(size % block_size) as usize..].fill(0);
                 }
@@ -313,7 +334,10 @@ impl<D: BlockDevice> Fs<D> {
 
     pub(crate) fn link_target(&mut self, ino: Ino, inode: &Inode) -> Result<Vec<u8>, FsError> {
         if inode.size > u64::from(self.block_size) {
-            return Err(FsError::Corrupt(format!("symlink {ino} of {} bytes", inode.size)));
+            return Err(FsError::Corrupt(format!(
+                "symlink {ino} of {} bytes",
+                inode.size
+            )));
         }
         if inode.is_fast_symlink(self.block_size) {
             let mut raw = [0u8; 60];

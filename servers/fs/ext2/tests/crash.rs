@@ -3,8 +3,15 @@
 
 mod common;
 
-use common::{pattern, read_all, Image, MemDevice};
-use starina_ext2::{FileType, Fs, FsError, SetAttr, ROOT_INO};
+use common::pattern;
+use common::read_all;
+use common::Image;
+use common::MemDevice;
+use starina_ext2::FileType;
+use starina_ext2::Fs;
+use starina_ext2::FsError;
+use starina_ext2::SetAttr;
+use starina_ext2::ROOT_INO;
 
 const ROUNDS: u64 = 8;
 
@@ -31,7 +38,14 @@ fn workload(fs: &mut Fs<MemDevice>, durable: &mut u64) -> Result<(), FsError> {
 }
 
 fn churn(fs: &mut Fs<MemDevice>, scratch: u32, k: u64) -> Result<(), FsError> {
-    let a = fs.create(scratch, format!("a{k}").as_bytes(), FileType::Regular, 0o644, 0, 0)?;
+    let a = fs.create(
+        scratch,
+        format!("a{k}").as_bytes(),
+        FileType::Regular,
+        0o644,
+        0,
+        0,
+    )?;
     fs.write(a, 0, &pattern(k, 20_000))?;
     let d = fs.mkdir(scratch, format!("d{k}").as_bytes(), 0o755, 0, 0)?;
     fs.create(d, b"inner", FileType::Regular, 0o644, 0, 0)?;
@@ -42,10 +56,23 @@ fn churn(fs: &mut Fs<MemDevice>, scratch: u32, k: u64) -> Result<(), FsError> {
             fs.rename(scratch, prev.as_bytes(), d, b"sub")?;
             fs.unlink(p, b"inner")?;
             let moved = fs.lookup(p, b"moved")?;
-            fs.set_attr(moved, &SetAttr { size: Some(777), ..SetAttr::default() })?;
+            fs.set_attr(
+                moved,
+                &SetAttr {
+                    size: Some(777),
+                    ..SetAttr::default()
+                },
+            )?;
         }
     }
-    let open = fs.create(scratch, format!("o{k}").as_bytes(), FileType::Regular, 0o644, 0, 0)?;
+    let open = fs.create(
+        scratch,
+        format!("o{k}").as_bytes(),
+        FileType::Regular,
+        0o644,
+        0,
+        0,
+    )?;
     fs.write(open, 0, &pattern(k + 7, 5000))?;
     fs.retain(open);
     fs.unlink(scratch, format!("o{k}").as_bytes())?;
@@ -75,7 +102,8 @@ fn crash(mut fs: Fs<MemDevice>) -> MemDevice {
 }
 
 fn check_after_crash(image: &Image, dev: MemDevice, durable: u64, n: usize) {
-    let mut fs = Fs::mount(MemDevice::new(dev.data)).unwrap_or_else(|e| panic!("crash after {n} writes: mount: {e}"));
+    let mut fs = Fs::mount(MemDevice::new(dev.data))
+        .unwrap_or_else(|e| panic!("crash after {n} writes: mount: {e}"));
     for k in 0..ROUNDS {
         let path = format!("/keep/k{k}");
         let ino = match fs.resolve(path.as_bytes(), true) {
@@ -84,10 +112,18 @@ fn check_after_crash(image: &Image, dev: MemDevice, durable: u64, n: usize) {
             Err(e) => panic!("crash after {n} writes: {path}: {e}"),
         };
         // Written in the same sync as its inode: all there, never garbage, even if not yet durable.
-        assert!(read_all(&mut fs, ino) == keep_contents(k), "crash after {n} writes: {path} differs (durable: {})", k < durable);
+        assert!(
+            read_all(&mut fs, ino) == keep_contents(k),
+            "crash after {n} writes: {path} differs (durable: {})",
+            k < durable
+        );
     }
     image.unmount(fs);
-    let out = std::process::Command::new("/usr/sbin/e2fsck").arg("-fn").arg(&image.path).output().unwrap();
+    let out = std::process::Command::new("/usr/sbin/e2fsck")
+        .arg("-fn")
+        .arg(&image.path)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "crash after {n} writes: e2fsck -fn:\n{}",
@@ -120,15 +156,24 @@ fn orphan_of_a_crash_is_freed() {
     let image = Image::new(4 * 1024, &[]);
     let mut fs = image.mount();
     let free_before = fs.statfs().free_blocks;
-    let f = fs.create(ROOT_INO, b"f", FileType::Regular, 0o644, 0, 0).unwrap();
+    let f = fs
+        .create(ROOT_INO, b"f", FileType::Regular, 0o644, 0, 0)
+        .unwrap();
     fs.write(f, 0, &pattern(1, 100_000)).unwrap();
     fs.retain(f);
     fs.unlink(ROOT_INO, b"f").unwrap();
     fs.sync().unwrap();
     let dev = crash(fs);
     image.store(&dev);
-    let fsck = std::process::Command::new("/usr/sbin/e2fsck").arg("-fn").arg(&image.path).output().unwrap();
-    assert!(!fsck.status.success(), "the crashed image should need repair");
+    let fsck = std::process::Command::new("/usr/sbin/e2fsck")
+        .arg("-fn")
+        .arg(&image.path)
+        .output()
+        .unwrap();
+    assert!(
+        !fsck.status.success(),
+        "the crashed image should need repair"
+    );
     let mut fs = Fs::mount(dev).unwrap();
     assert_eq!(fs.statfs().free_blocks, free_before);
     image.unmount(fs);

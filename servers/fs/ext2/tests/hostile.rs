@@ -4,8 +4,14 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{pattern, Image, MemDevice};
-use starina_ext2::{FileType, Fs, FsError, MountError, ROOT_INO};
+use common::pattern;
+use common::Image;
+use common::MemDevice;
+use starina_ext2::FileType;
+use starina_ext2::Fs;
+use starina_ext2::FsError;
+use starina_ext2::MountError;
+use starina_ext2::ROOT_INO;
 
 #[test]
 fn refuses_what_it_cannot_mount() {
@@ -16,22 +22,31 @@ fn refuses_what_it_cannot_mount() {
 
     let ext4 = Image::new(8 * 1024, &["-t", "ext4"]);
     match Fs::mount(ext4.device()) {
-        Err(e @ MountError::UnsupportedIncompat(_)) => assert!(e.to_string().contains("extents"), "{e}"),
+        Err(e @ MountError::UnsupportedIncompat(_)) => {
+            assert!(e.to_string().contains("extents"), "{e}")
+        }
         Err(e) => panic!("ext4 refused for the wrong reason: {e}"),
         Ok(_) => panic!("ext4 mounted"),
     }
 
     let mut dev = image.device();
     dev.data.truncate(2 * 1024 * 1024);
-    let error = Fs::mount(dev).err().expect("a disk smaller than the file system mounted");
+    let error = Fs::mount(dev)
+        .err()
+        .expect("a disk smaller than the file system mounted");
     assert!(error.to_string().contains("do not fit"), "{error}");
 
     let mut dev = image.device();
     dev.data[2048 + 8..2048 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
-    let error = Fs::mount(dev).err().expect("an inode table beyond the disk mounted");
+    let error = Fs::mount(dev)
+        .err()
+        .expect("an inode table beyond the disk mounted");
     assert!(error.to_string().contains("beyond the disk"), "{error}");
 
-    assert!(matches!(Fs::mount(MemDevice::new(vec![0; 1024])), Err(MountError::TooSmall)));
+    assert!(matches!(
+        Fs::mount(MemDevice::new(vec![0; 1024])),
+        Err(MountError::TooSmall)
+    ));
 }
 
 #[test]
@@ -39,7 +54,10 @@ fn read_only_mounts() {
     let ext3 = Image::new(8 * 1024, &["-t", "ext3"]);
     let mut fs = Fs::mount(ext3.device()).unwrap();
     assert!(fs.is_read_only());
-    assert_eq!(fs.mkdir(ROOT_INO, b"x", 0o755, 0, 0), Err(FsError::ReadOnly));
+    assert_eq!(
+        fs.mkdir(ROOT_INO, b"x", 0o755, 0, 0),
+        Err(FsError::ReadOnly)
+    );
     assert!(fs.lookup(ROOT_INO, b"lost+found").is_ok());
 
     let image = Image::new(4 * 1024, &[]);
@@ -47,7 +65,10 @@ fn read_only_mounts() {
     dev.read_only = true;
     let mut fs = Fs::mount(dev).unwrap();
     assert!(fs.is_read_only());
-    assert_eq!(fs.create(ROOT_INO, b"f", FileType::Regular, 0, 0, 0), Err(FsError::ReadOnly));
+    assert_eq!(
+        fs.create(ROOT_INO, b"f", FileType::Regular, 0, 0, 0),
+        Err(FsError::ReadOnly)
+    );
     fs.unmount().unwrap();
 }
 
@@ -57,17 +78,29 @@ fn populated_image() -> Image {
     let mut fs = image.mount();
     let dir = fs.mkdir(ROOT_INO, b"dir", 0o755, 0, 0).unwrap();
     for i in 0..40 {
-        let f = fs.create(dir, format!("file{i}").as_bytes(), FileType::Regular, 0o644, 0, 0).unwrap();
+        let f = fs
+            .create(
+                dir,
+                format!("file{i}").as_bytes(),
+                FileType::Regular,
+                0o644,
+                0,
+                0,
+            )
+            .unwrap();
         fs.write(f, 0, &pattern(i, (i as usize) * 700)).unwrap();
     }
-    let big = fs.create(ROOT_INO, b"big", FileType::Regular, 0o644, 0, 0).unwrap();
+    let big = fs
+        .create(ROOT_INO, b"big", FileType::Regular, 0o644, 0, 0)
+        .unwrap();
     fs.write(big, 0, &pattern(99, 300 * 1024)).unwrap();
     fs.write(big, 3 << 20, b"far").unwrap();
     fs.symlink(ROOT_INO, b"fast", b"dir/file3", 0, 0).unwrap();
     fs.symlink(dir, b"slow", &[b's'; 100], 0, 0).unwrap();
     fs.link(big, dir, b"biglink").unwrap();
     let sub = fs.mkdir(dir, b"sub", 0o755, 0, 0).unwrap();
-    fs.create(sub, b"fifo", FileType::Fifo, 0o644, 0, 0).unwrap();
+    fs.create(sub, b"fifo", FileType::Fifo, 0o644, 0, 0)
+        .unwrap();
     image.unmount(fs);
     image.assert_clean();
     image
@@ -81,7 +114,9 @@ fn walk(fs: &mut Fs<MemDevice>) {
         if !seen.insert(dir) || seen.len() > 500 {
             continue;
         }
-        let Ok(entries) = fs.readdir(dir, 0, 1000) else { continue };
+        let Ok(entries) = fs.readdir(dir, 0, 1000) else {
+            continue;
+        };
         for entry in entries {
             let _ = fs.lookup(dir, &entry.name);
             match fs.stat(entry.ino).map(|s| s.kind) {
@@ -103,7 +138,9 @@ fn walk(fs: &mut Fs<MemDevice>) {
 
 /// Changes that touch allocation, directories and truncation on a damaged image.
 fn mutate(fs: &mut Fs<MemDevice>) {
-    let _ = fs.create(ROOT_INO, b"new", FileType::Regular, 0o644, 0, 0).and_then(|f| fs.write(f, 0, &pattern(7, 5000)));
+    let _ = fs
+        .create(ROOT_INO, b"new", FileType::Regular, 0o644, 0, 0)
+        .and_then(|f| fs.write(f, 0, &pattern(7, 5000)));
     let _ = fs.mkdir(ROOT_INO, b"newdir", 0o755, 0, 0);
     if let Ok(dir) = fs.lookup(ROOT_INO, b"dir") {
         for i in 0..10 {
@@ -134,14 +171,20 @@ fn damaged_images_never_panic() {
         let flips = 1 + next() % 12;
         for _ in 0..flips {
             // Mostly the first 128 KiB (superblock, descriptors, bitmaps, inode table, directories).
-            let span = if next() % 4 == 0 { data.len() } else { 128 * 1024 };
+            let span = if next() % 4 == 0 {
+                data.len()
+            } else {
+                128 * 1024
+            };
             let at = (next() as usize) % span;
             data[at] ^= 1 << (next() % 8);
         }
         if case % 2 == 1 {
             data[1024 + 58] = 0; // not clean: the repair pass runs on the damage
         }
-        let Ok(mut fs) = Fs::mount(MemDevice::new(data)) else { continue };
+        let Ok(mut fs) = Fs::mount(MemDevice::new(data)) else {
+            continue;
+        };
         mounted += 1;
         walk(&mut fs);
         mutate(&mut fs);
@@ -156,7 +199,16 @@ fn damaged_images_never_panic() {
 fn lies_are_reported_as_corrupt() {
     let image = populated_image();
     let listing = String::from_utf8(image.debugfs("stat /dir")).unwrap();
-    let block: usize = listing.split("(0):").nth(1).unwrap().trim().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    let block: usize = listing
+        .split("(0):")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut dev = image.device();
     // "." claims a rec_len past the block end.
     dev.data[block * 1024 + 4..block * 1024 + 6].copy_from_slice(&2000u16.to_le_bytes());

@@ -4,8 +4,12 @@ mod common;
 
 use std::time::Instant;
 
-use common::{pattern, read_all, Image};
-use starina_ext2::{FileType, FsError, ROOT_INO};
+use common::pattern;
+use common::read_all;
+use common::Image;
+use starina_ext2::FileType;
+use starina_ext2::FsError;
+use starina_ext2::ROOT_INO;
 
 #[test]
 fn hundred_thousand_entries() {
@@ -16,7 +20,8 @@ fn hundred_thousand_entries() {
     let name = |i: usize| format!("entry-{i:06}");
     let start = Instant::now();
     for i in 0..N {
-        fs.create(dir, name(i).as_bytes(), FileType::Regular, 0o644, 0, 0).unwrap();
+        fs.create(dir, name(i).as_bytes(), FileType::Regular, 0o644, 0, 0)
+            .unwrap();
     }
     let created = start.elapsed();
     for i in (0..N).rev() {
@@ -57,7 +62,9 @@ fn hundred_thousand_entries() {
 fn file_larger_than_the_cache() {
     let image = Image::new(64 * 1024, &["-b", "4096"]);
     let mut fs = image.mount();
-    let file = fs.create(ROOT_INO, b"big", FileType::Regular, 0o644, 0, 0).unwrap();
+    let file = fs
+        .create(ROOT_INO, b"big", FileType::Regular, 0o644, 0, 0)
+        .unwrap();
     let data = pattern(9, 24 << 20);
     for (i, chunk) in data.chunks(1 << 20).enumerate() {
         fs.write(file, (i << 20) as u64, chunk).unwrap();

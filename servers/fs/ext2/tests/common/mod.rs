@@ -2,11 +2,16 @@
 //! e2fsprogs cross-checks (`e2fsck -fn`, `debugfs`).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
 
-use starina_ext2::{BlockDevice, Fs, IoError, SECTOR_SIZE};
+use starina_ext2::BlockDevice;
+use starina_ext2::Fs;
+use starina_ext2::IoError;
+use starina_ext2::SECTOR_SIZE;
 
 /// A disk image file under the temp directory, removed on drop.
 pub struct Image {
@@ -19,11 +24,16 @@ impl Image {
     /// `mke2fs -q -t ext2 -F` on a new file of `size_kib`, with extra options (another `-t` replaces ext2).
     pub fn new(size_kib: u64, options: &[&str]) -> Image {
         let n = NEXT_IMAGE.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("starina-ext2-{}-{n}.img", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("starina-ext2-{}-{n}.img", std::process::id()));
         let file = std::fs::File::create(&path).unwrap();
         file.set_len(size_kib * 1024).unwrap();
         drop(file);
-        let fs_type = if options.contains(&"-t") { &[][..] } else { &["-t", "ext2"][..] };
+        let fs_type = if options.contains(&"-t") {
+            &[][..]
+        } else {
+            &["-t", "ext2"][..]
+        };
         let out = Command::new("/usr/sbin/mke2fs")
             .args(["-q", "-F"])
             .args(fs_type)
@@ -31,7 +41,11 @@ impl Image {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "mke2fs failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mke2fs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Image { path }
     }
 
@@ -57,7 +71,11 @@ impl Image {
 
     /// `e2fsck -fn` must find nothing.
     pub fn assert_clean(&self) {
-        let out = Command::new("/usr/sbin/e2fsck").arg("-fn").arg(&self.path).output().unwrap();
+        let out = Command::new("/usr/sbin/e2fsck")
+            .arg("-fn")
+            .arg(&self.path)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "e2fsck -fn found problems:\n{}{}",
@@ -72,8 +90,17 @@ impl Image {
 }
 
 pub fn debugfs(path: &Path, request: &str) -> Vec<u8> {
-    let out = Command::new("/usr/sbin/debugfs").arg("-R").arg(request).arg(path).output().unwrap();
-    assert!(out.status.success(), "debugfs {request}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("/usr/sbin/debugfs")
+        .arg("-R")
+        .arg(request)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "debugfs {request}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -94,13 +121,21 @@ pub struct MemDevice {
 
 impl MemDevice {
     pub fn new(data: Vec<u8>) -> MemDevice {
-        MemDevice { data, read_only: false, writes: 0, flushes: 0, writes_allowed: None }
+        MemDevice {
+            data,
+            read_only: false,
+            writes: 0,
+            flushes: 0,
+            writes_allowed: None,
+        }
     }
 
     fn range(&self, sector: u64, len: usize) -> Result<std::ops::Range<usize>, IoError> {
         let start = (sector as usize).saturating_mul(SECTOR_SIZE);
-        if len % SECTOR_SIZE != 0 || start.saturating_add(len) > self.data.len() {
-            return Err(IoError(format!("request of {len} bytes at sector {sector} beyond the disk")));
+        if !len.is_multiple_of(SECTOR_SIZE) || start.saturating_add(len) > self.data.len() {
+            return Err(IoError(format!(
+                "request of {len} bytes at sector {sector} beyond the disk"
+            )));
         }
         Ok(start..start + len)
     }
@@ -138,10 +173,14 @@ impl BlockDevice for MemDevice {
 
 /// Deterministic bytes for file contents.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 33) as u8
         })
         .collect()
