@@ -131,12 +131,14 @@ impl<D: BlockDevice> Fs<D> {
             }
             let bitmap_block = u64::from(self.groups[group as usize].inode_bitmap);
             let reserved = if group == 0 { self.sb.first_ino - 1 } else { 0 };
+            let start = self.inode_search_hint[group as usize].max(reserved);
             let bitmap = self.block_mut(bitmap_block, Phase::Meta)?;
-            let Some(bit) = find_clear_bit(bitmap, ipg, reserved).filter(|&b| b >= reserved) else {
+            let Some(bit) = find_clear_bit(bitmap, ipg, start).filter(|&b| b >= reserved) else {
                 log::warn!("ext2: group {group} counts free inodes but its bitmap is full");
                 continue;
             };
             bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
+            self.inode_search_hint[group as usize] = bit + 1;
             let gd = &mut self.groups[group as usize];
             gd.free_inodes -= 1;
             if is_dir {
@@ -193,6 +195,7 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(());
         }
         bitmap[(bit / 8) as usize] &= !mask;
+        self.inode_search_hint[group] = self.inode_search_hint[group].min(bit);
         let gd = &mut self.groups[group];
         gd.free_inodes = gd.free_inodes.saturating_add(1);
         if is_dir {

@@ -115,7 +115,38 @@ pub(crate) struct DirIndex {
     names: BTreeMap<Vec<u8>, Slot>,
     /// The largest free record per directory block.
     gaps: Vec<u16>,
+    /// Blocks before this one have no room for even the shortest entry.
+    search_from: usize,
     stamp: u64,
+}
+
+impl DirIndex {
+    /// The first block with room for a record of `need` bytes.
+    fn block_with_room(&self, need: usize) -> Option<u32> {
+        let rest = self.gaps.get(self.search_from..)?;
+        let found = rest.iter().position(|&g| usize::from(g) >= need)?;
+        Some((self.search_from + found) as u32)
+    }
+
+    fn set_gap(&mut self, block_index: u32, gap: u16) {
+        let block_index = block_index as usize;
+        self.gaps[block_index] = gap;
+        if usize::from(gap) >= record_len(1) {
+            self.search_from = self.search_from.min(block_index);
+        }
+        while self
+            .gaps
+            .get(self.search_from)
+            .is_some_and(|&g| usize::from(g) < record_len(1))
+        {
+            self.search_from += 1;
+        }
+    }
+
+    fn push_block(&mut self, gap: u16) {
+        self.gaps.push(0);
+        self.set_gap(self.gaps.len() as u32 - 1, gap);
+    }
 }
 
 #[derive(Default)]
@@ -202,13 +233,14 @@ impl<D: BlockDevice> Fs<D> {
         let mut index = DirIndex {
             names: BTreeMap::new(),
             gaps: vec![0; count as usize],
+            search_from: 0,
             stamp: 0,
         };
         for block_index in 0..count {
             let Some((block, entries)) = self.dir_block(dir, inode, block_index)? else {
                 continue;
             };
-            index.gaps[block_index as usize] = largest_gap(&entries);
+            index.set_gap(block_index, largest_gap(&entries));
             let raw = self.block(block)?;
             for e in entries.iter().filter(|e| e.ino != 0) {
                 let slot = Slot {
@@ -252,15 +284,9 @@ impl<D: BlockDevice> Fs<D> {
         let mut inode = self.dir_inode(dir)?;
         self.ensure_index(dir, &inode)?;
         let need = record_len(name.len());
-        let found = self
-            .dirs
-            .get(dir)
-            .expect("index")
-            .gaps
-            .iter()
-            .position(|&g| usize::from(g) >= need);
+        let found = self.dirs.get(dir).expect("index").block_with_room(need);
         let block_index = match found {
-            Some(i) => i as u32,
+            Some(i) => i,
             None => self.grow_dir(dir, &mut inode)?,
         };
         let block = self
@@ -294,7 +320,7 @@ impl<D: BlockDevice> Fs<D> {
         };
         let gap = largest_gap(&parse_block(raw).expect("entries just written are valid"));
         let index = self.dirs.get(dir).expect("index");
-        index.gaps[block_index as usize] = gap;
+        index.set_gap(block_index, gap);
         index.names.insert(
             name.to_vec(),
             Slot {
@@ -327,7 +353,7 @@ impl<D: BlockDevice> Fs<D> {
         inode.size += block_size as u64;
         self.write_inode(dir, inode)?;
         let index = self.dirs.get(dir).expect("index");
-        index.gaps.push(block_size as u16);
+        index.push_block(block_size as u16);
         Ok(block_index)
     }
 
@@ -367,7 +393,7 @@ impl<D: BlockDevice> Fs<D> {
         }
         let gap = largest_gap(&parse_block(raw).expect("entries just merged are valid"));
         let index = self.dirs.get(dir).expect("index");
-        index.gaps[slot.block_index as usize] = gap;
+        index.set_gap(slot.block_index, gap);
         index.names.remove(name);
         self.touch_dir(dir, &mut inode)
     }

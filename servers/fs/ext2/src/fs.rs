@@ -45,6 +45,8 @@ pub struct Fs<D: BlockDevice> {
     /// Open references (`retain`), and the unlinked inodes they keep alive.
     pub(crate) open: BTreeMap<Ino, u32>,
     pub(crate) orphans: BTreeSet<Ino>,
+    /// Per group, the inode bitmap position where a free inode is likely first found.
+    pub(crate) inode_search_hint: Vec<u32>,
     pub(crate) dirs: DirIndexes,
 }
 
@@ -87,10 +89,12 @@ impl<D: BlockDevice> Fs<D> {
             pending_free_inodes: Vec::new(),
             open: BTreeMap::new(),
             orphans: BTreeSet::new(),
+            inode_search_hint: Vec::new(),
             dirs: DirIndexes::default(),
         };
         fs.now = fs.sb.last_write_time();
         fs.load_groups()?;
+        fs.inode_search_hint = vec![0; fs.groups.len()];
         let clean = fs.sb.state & STATE_CLEAN != 0 && fs.sb.state & STATE_ERRORS == 0;
         if !clean && fs.read_only {
             log::warn!(
