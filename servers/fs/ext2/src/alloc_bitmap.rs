@@ -78,6 +78,12 @@ impl<D: BlockDevice> Fs<D> {
         Ok(None)
     }
 
+    /// The first block of the inode's group: where its blocks are allocated by default.
+    pub(crate) fn inode_group_start(&self, ino: Ino) -> u64 {
+        let group = (ino - 1) / self.sb.inodes_per_group;
+        u64::from(self.sb.group_first_block(group))
+    }
+
     /// Frees a block once the next sync has written whatever pointed to it.
     pub(crate) fn free_block(&mut self, block: u32) {
         self.cache.forget(u64::from(block));

@@ -23,6 +23,9 @@ pub enum Phase {
     Meta,
 }
 
+/// The largest write request `sync` sends (runs of consecutive dirty blocks are merged).
+pub const MAX_WRITE_BYTES: usize = 64 * 1024;
+
 pub const PHASES: [Phase; 4] = [Phase::Data, Phase::Inodes, Phase::Dirs, Phase::Meta];
 
 struct Entry {
@@ -149,26 +152,56 @@ impl BlockCache {
         }
     }
 
-    /// Writes every dirty block of `phase` (in block order) and marks it clean.
+    /// Writes every dirty block of `phase` and marks it clean; runs of consecutive blocks
+    /// go out as one request of up to [`MAX_WRITE_BYTES`]. Returns the blocks written.
     pub fn write_phase<D: BlockDevice>(
         &mut self,
         dev: &mut D,
         phase: Phase,
     ) -> Result<usize, IoError> {
-        let sectors_per_block = (self.block_size / SECTOR_SIZE) as u64;
-        let mut written = 0;
-        for (&block, entry) in self.entries.iter_mut() {
-            if entry.dirty != Some(phase) {
-                continue;
+        let dirty: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.dirty == Some(phase))
+            .map(|(&b, _)| b)
+            .collect();
+        let blocks_per_request = (MAX_WRITE_BYTES / self.block_size).max(1);
+        let mut run_start = 0;
+        while run_start < dirty.len() {
+            let mut run_end = run_start + 1;
+            while run_end < dirty.len()
+                && run_end - run_start < blocks_per_request
+                && dirty[run_end] == dirty[run_end - 1] + 1
+            {
+                run_end += 1;
             }
-            dev.write(block * sectors_per_block, &entry.data)?;
+            self.write_run(dev, &dirty[run_start..run_end])?;
+            run_start = run_end;
+        }
+        self.make_room();
+        Ok(dirty.len())
+    }
+
+    /// Writes consecutive dirty blocks in one request, then marks them clean.
+    fn write_run<D: BlockDevice>(&mut self, dev: &mut D, run: &[u64]) -> Result<(), IoError> {
+        let sectors_per_block = (self.block_size / SECTOR_SIZE) as u64;
+        let first = run[0] * sectors_per_block;
+        if let [block] = run {
+            dev.write(first, &self.entries[block].data)?;
+        } else {
+            let mut buf = Vec::with_capacity(run.len() * self.block_size);
+            for block in run {
+                buf.extend_from_slice(&self.entries[block].data);
+            }
+            dev.write(first, &buf)?;
+        }
+        for &block in run {
+            let entry = self.entries.get_mut(&block).expect("dirty block is cached");
             entry.dirty = None;
             self.clean_lru.insert(entry.stamp, block);
             self.dirty_count -= 1;
-            written += 1;
         }
-        self.make_room();
-        Ok(written)
+        Ok(())
     }
 
     /// Forgets a block (freed metadata) so stale bytes are not written back later.

@@ -109,9 +109,13 @@ impl<D: BlockDevice> Fs<D> {
             let pos = offset + done as u64;
             let within = (pos % block_size) as usize;
             let n = (block_size as usize - within).min(data.len() - done);
-            if let Err(e) =
-                self.write_block_part(&mut inode, pos / block_size, within, &data[done..done + n])
-            {
+            if let Err(e) = self.write_block_part(
+                ino,
+                &mut inode,
+                pos / block_size,
+                within,
+                &data[done..done + n],
+            ) {
                 result = Err(e);
                 break;
             }
@@ -133,15 +137,17 @@ impl<D: BlockDevice> Fs<D> {
 
     fn write_block_part(
         &mut self,
+        ino: Ino,
         inode: &mut Inode,
         lblk: u64,
         within: usize,
         bytes: &[u8],
     ) -> Result<(), FsError> {
-        let goal = match lblk {
-            0 => self.inode_group_goal(inode),
-            n => self.map_block(inode, n - 1)?.map_or(0, |b| b + 1),
+        let previous = match lblk {
+            0 => None,
+            n => self.map_block(inode, n - 1)?,
         };
+        let goal = previous.map_or_else(|| self.inode_group_start(ino), |b| b + 1);
         let (block, new) = self.map_alloc(inode, lblk, goal)?;
         let whole = bytes.len() == self.block_size as usize;
         let raw = if new {
@@ -153,11 +159,6 @@ impl<D: BlockDevice> Fs<D> {
         };
         raw[within..within + bytes.len()].copy_from_slice(bytes);
         Ok(())
-    }
-
-    /// A block goal in the group of the inode's first block, or 0 (anywhere).
-    fn inode_group_goal(&self, inode: &Inode) -> u64 {
-        u64::from(inode.block[0])
     }
 
     fn finish_write(&mut self, ino: Ino, inode: &mut Inode, end: u64) -> Result<(), FsError> {

@@ -113,7 +113,7 @@ impl<D: BlockDevice> Fs<D> {
         }
         let (ino, mut inode) = self.new_inode(dir, FileType::Directory, mode, uid, gid)?;
         inode.links = 2;
-        let goal = self.groups_first_block_of_inode(ino);
+        let goal = self.inode_group_start(ino);
         let block = match self.map_alloc(&mut inode, 0, goal) {
             Ok((block, _)) => block,
             Err(e) => return self.abandon_new_inode(ino, inode, e),
@@ -157,7 +157,7 @@ impl<D: BlockDevice> Fs<D> {
                 ]);
             }
         } else {
-            let goal = self.groups_first_block_of_inode(ino);
+            let goal = self.inode_group_start(ino);
             let block = match self.map_alloc(&mut inode, 0, goal) {
                 Ok((block, _)) => block,
                 Err(e) => return self.abandon_new_inode(ino, inode, e),
@@ -292,12 +292,6 @@ impl<D: BlockDevice> Fs<D> {
             return self.abandon_new_inode(ino, inode, e);
         }
         Ok(ino)
-    }
-
-    /// A block goal at the start of the inode's group.
-    fn groups_first_block_of_inode(&self, ino: Ino) -> u64 {
-        let group = (ino - 1) / self.sb.inodes_per_group;
-        u64::from(self.sb.group_first_block(group))
     }
 
     /// Moves or renames an entry, replacing a target as POSIX says.

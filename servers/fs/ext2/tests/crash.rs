@@ -15,6 +15,11 @@ use starina_ext2::ROOT_INO;
 
 const ROUNDS: u64 = 8;
 
+/// The append-only /keep/log after `records` appends.
+fn log_contents(records: u64) -> Vec<u8> {
+    (0..records).flat_map(|r| pattern(500 + r, 1500)).collect()
+}
+
 fn keep_contents(k: u64) -> Vec<u8> {
     pattern(100 + k, 3000 + (k as usize) * 9000)
 }
@@ -24,8 +29,11 @@ fn keep_contents(k: u64) -> Vec<u8> {
 fn workload(fs: &mut Fs<MemDevice>, durable: &mut u64) -> Result<(), FsError> {
     let keep = fs.mkdir(ROOT_INO, b"keep", 0o755, 0, 0)?;
     let scratch = fs.mkdir(ROOT_INO, b"scratch", 0o755, 0, 0)?;
+    let log = fs.create(keep, b"log", FileType::Regular, 0o644, 0, 0)?;
     fs.sync()?;
     for k in 0..ROUNDS {
+        let size = fs.stat(log)?.size;
+        fs.write(log, size, &pattern(500 + k, 1500))?;
         let name = format!("k{k}");
         let f = fs.create(keep, name.as_bytes(), FileType::Regular, 0o644, 0, 0)?;
         fs.write(f, 0, &keep_contents(k))?;
@@ -118,6 +126,18 @@ fn check_after_crash(image: &Image, dev: MemDevice, durable: u64, n: usize) {
             k < durable
         );
     }
+    if let Ok(log) = fs.resolve(b"/keep/log", true) {
+        // Whole appends only, and at least the durable ones: appended data is never garbage.
+        let contents = read_all(&mut fs, log);
+        let records = contents.len() as u64 / 1500;
+        assert!(
+            records >= durable && contents == log_contents(records),
+            "crash after {n} writes: /keep/log has {} bytes, {durable} appends durable",
+            contents.len()
+        );
+    } else {
+        assert_eq!(durable, 0, "crash after {n} writes: /keep/log lost");
+    }
     image.unmount(fs);
     let out = std::process::Command::new("/usr/sbin/e2fsck")
         .arg("-fn")
@@ -148,6 +168,37 @@ fn crash_at_any_write_is_repaired() {
         cases += 1;
     }
     eprintln!("{cases} crash points over {total} writes checked");
+}
+
+/// The superblock says "not clean" while mounted read-write and "clean" after unmount.
+#[test]
+fn superblock_state_tracks_the_mount() {
+    const STATE: usize = 1024 + 58;
+    let image = Image::new(4 * 1024, &[]);
+    let mut fs = image.mount();
+    assert_eq!(
+        fs.device_mut().data[STATE],
+        0,
+        "mounted read-write but marked clean"
+    );
+    fs.create(ROOT_INO, b"f", FileType::Regular, 0o644, 0, 0)
+        .unwrap();
+    fs.sync().unwrap();
+    assert_eq!(
+        fs.device_mut().data[STATE],
+        0,
+        "synced but still mounted: not clean"
+    );
+    let dev = fs.unmount().unwrap();
+    assert_eq!(dev.data[STATE], 1);
+    let mut dev = image.device();
+    dev.read_only = true;
+    let fs = Fs::mount(dev).unwrap();
+    assert_eq!(
+        fs.unmount().unwrap().data[STATE],
+        1,
+        "a read-only mount changed the state"
+    );
 }
 
 /// An unlinked file still open at a crash is freed by the next mount.

@@ -110,7 +110,8 @@ impl Drop for Image {
     }
 }
 
-/// A disk in memory; optionally stops accepting writes after a number of them (a crash).
+/// A disk in memory; optionally stops accepting writes after a number of them (a crash,
+/// which tears the request in flight: its first half of sectors is written).
 pub struct MemDevice {
     pub data: Vec<u8>,
     pub read_only: bool,
@@ -159,6 +160,12 @@ impl BlockDevice for MemDevice {
             return Err(IoError("write to a read-only disk".into()));
         }
         if self.writes_allowed.is_some_and(|n| self.writes >= n) {
+            if self.writes_allowed == Some(self.writes) {
+                // The request being written when the power went: its first half made it.
+                let torn = (data.len() / SECTOR_SIZE / 2) * SECTOR_SIZE;
+                self.data[range.start..range.start + torn].copy_from_slice(&data[..torn]);
+                self.writes += 1;
+            }
             return Err(IoError("the disk is gone (simulated crash)".into()));
         }
         self.writes += 1;
