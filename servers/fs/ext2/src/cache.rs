@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use crate::device::BlockDevice;
 use crate::device::IoError;
+use crate::device::MAX_REQUEST_BYTES;
 use crate::device::SECTOR_SIZE;
 
 /// The order dirty blocks reach the disk in (with a flush after each phase).
@@ -22,9 +23,6 @@ pub enum Phase {
     /// Bitmaps and group descriptors (the superblock follows separately).
     Meta,
 }
-
-/// The largest write request `sync` sends (runs of consecutive dirty blocks are merged).
-pub const MAX_WRITE_BYTES: usize = 64 * 1024;
 
 pub const PHASES: [Phase; 4] = [Phase::Data, Phase::Inodes, Phase::Dirs, Phase::Meta];
 
@@ -153,7 +151,7 @@ impl BlockCache {
     }
 
     /// Writes every dirty block of `phase` and marks it clean; runs of consecutive blocks
-    /// go out as one request of up to [`MAX_WRITE_BYTES`]. Returns the blocks written.
+    /// go out as one request of up to [`MAX_REQUEST_BYTES`]. Returns the blocks written.
     pub fn write_phase<D: BlockDevice>(
         &mut self,
         dev: &mut D,
@@ -165,7 +163,7 @@ impl BlockCache {
             .filter(|(_, e)| e.dirty == Some(phase))
             .map(|(&b, _)| b)
             .collect();
-        let blocks_per_request = (MAX_WRITE_BYTES / self.block_size).max(1);
+        let blocks_per_request = (MAX_REQUEST_BYTES / self.block_size).max(1);
         let mut run_start = 0;
         while run_start < dirty.len() {
             let mut run_end = run_start + 1;
@@ -202,6 +200,10 @@ impl BlockCache {
             self.dirty_count -= 1;
         }
         Ok(())
+    }
+
+    pub fn contains(&self, block: u64) -> bool {
+        self.entries.contains_key(&block)
     }
 
     /// Forgets a block (freed metadata) so stale bytes are not written back later.

@@ -6,6 +6,8 @@ use alloc::vec::Vec;
 use crate::bytes::get32;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
+use crate::device::MAX_REQUEST_BYTES;
+use crate::device::SECTOR_SIZE;
 use crate::fs::Fs;
 use crate::inode::Inode;
 use crate::superblock::RO_COMPAT_LARGE_FILE;
@@ -77,8 +79,12 @@ impl<D: BlockDevice> Fs<D> {
         while done < len {
             let pos = offset + done as u64;
             let within = (pos % block_size) as usize;
-            let n = (block_size as usize - within).min(len - done);
-            match self.map_block(inode, pos / block_size)? {
+            let mut n = (block_size as usize - within).min(len - done);
+            let lblk = pos / block_size;
+            match self.map_block(inode, lblk)? {
+                Some(block) if n == block_size as usize && !self.cache.contains(block) => {
+                    n = self.read_uncached_run(inode, lblk, block, &mut buf[done..len])?;
+                }
                 Some(block) => {
                     buf[done..done + n].copy_from_slice(&self.block(block)?[within..within + n])
                 }
@@ -87,6 +93,35 @@ impl<D: BlockDevice> Fs<D> {
             done += n;
         }
         Ok(len)
+    }
+
+    /// Reads whole blocks that are consecutive on disk and not cached straight into `buf`
+    /// (one request, bypassing the cache); returns the bytes read.
+    fn read_uncached_run(
+        &mut self,
+        inode: &Inode,
+        lblk: u64,
+        block: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FsError> {
+        let block_size = self.block_size as usize;
+        let max_blocks = (buf.len() / block_size)
+            .min(MAX_REQUEST_BYTES / block_size)
+            .max(1);
+        let mut count = 1;
+        while count < max_blocks {
+            let next = block + count as u64;
+            if self.map_block(inode, lblk + count as u64)? != Some(next)
+                || self.cache.contains(next)
+            {
+                break;
+            }
+            count += 1;
+        }
+        let sectors_per_block = (block_size / SECTOR_SIZE) as u64;
+        self.dev
+            .read(block * sectors_per_block, &mut buf[..count * block_size])?;
+        Ok(count * block_size)
     }
 
     /// Writes at `offset`, extending the file; gaps stay holes. A write cut short by a full

@@ -25,6 +25,7 @@ mod types;
 
 pub use device::BlockDevice;
 pub use device::IoError;
+pub use device::MAX_REQUEST_BYTES;
 pub use device::SECTOR_SIZE;
 pub use fs::Fs;
 pub use fs::CACHE_BYTES;

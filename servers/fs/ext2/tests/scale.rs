@@ -70,7 +70,23 @@ fn file_larger_than_the_cache() {
         fs.write(file, (i << 20) as u64, chunk).unwrap();
     }
     assert_eq!(read_all(&mut fs, file), data);
+    let writes = fs.device_mut().writes;
     image.unmount(fs);
     image.assert_clean();
     assert_eq!(image.debugfs("cat /big"), data);
+    // Write-back and cold reads go out in runs of up to MAX_REQUEST_BYTES, not block by block.
+    let blocks = data.len() / 4096;
+    assert!(
+        writes < blocks / 4,
+        "{writes} write requests for {blocks} blocks"
+    );
+    let mut fs = image.mount();
+    let reads_before = fs.device_mut().reads;
+    assert_eq!(read_all(&mut fs, file), data);
+    let reads = fs.device_mut().reads - reads_before;
+    assert!(
+        reads < blocks / 8,
+        "{reads} read requests for {blocks} blocks"
+    );
+    eprintln!("{blocks} blocks: {writes} write requests, {reads} cold read requests");
 }

@@ -116,6 +116,7 @@ pub struct MemDevice {
     pub data: Vec<u8>,
     pub read_only: bool,
     pub writes: usize,
+    pub reads: usize,
     pub flushes: usize,
     pub writes_allowed: Option<usize>,
 }
@@ -126,6 +127,7 @@ impl MemDevice {
             data,
             read_only: false,
             writes: 0,
+            reads: 0,
             flushes: 0,
             writes_allowed: None,
         }
@@ -151,6 +153,7 @@ impl BlockDevice for MemDevice {
     }
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let range = self.range(sector, buf.len())?;
+        self.reads += 1;
         buf.copy_from_slice(&self.data[range]);
         Ok(())
     }
