@@ -202,6 +202,10 @@ impl BlockCache {
         Ok(())
     }
 
+    pub fn is_dirty(&self) -> bool {
+        self.dirty_count > 0
+    }
+
     pub fn contains(&self, block: u64) -> bool {
         self.entries.contains_key(&block)
     }

@@ -288,8 +288,12 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Writes every dirty block in crash-safe order, then the superblock, flushing between phases:
     /// data and new blocks, inode tables, directory blocks, then bitmaps and group descriptors.
+    /// Sends nothing to the device when nothing changed since the last sync.
     pub fn sync(&mut self) -> Result<(), FsError> {
-        if self.read_only {
+        let nothing_to_do = !self.cache.is_dirty()
+            && self.pending_free_blocks.is_empty()
+            && self.pending_free_inodes.is_empty();
+        if self.read_only || nothing_to_do {
             return Ok(());
         }
         for phase in [Phase::Data, Phase::Inodes, Phase::Dirs] {
