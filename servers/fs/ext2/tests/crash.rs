@@ -189,6 +189,13 @@ fn superblock_state_tracks_the_mount() {
         0,
         "synced but still mounted: not clean"
     );
+    let (writes, flushes) = (fs.device_mut().writes, fs.device_mut().flushes);
+    fs.sync().unwrap();
+    let idle = (
+        fs.device_mut().writes - writes,
+        fs.device_mut().flushes - flushes,
+    );
+    assert_eq!(idle, (0, 0), "a sync with nothing to write sent requests");
     let dev = fs.unmount().unwrap();
     assert_eq!(dev.data[STATE], 1);
     let mut dev = image.device();
