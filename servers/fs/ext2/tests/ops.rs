@@ -501,3 +501,31 @@ fn reads_what_mke2fs_wrote() {
         b"changed"
     );
 }
+
+/// A file with an extended attribute block (set by debugfs): freeing it frees the block.
+#[test]
+fn xattr_block_is_freed_with_its_file() {
+    let image = Image::new(4 * 1024, &["-I", "128"]);
+    let mut fs = image.mount();
+    let file = fs
+        .create(ROOT_INO, b"f", FileType::Regular, 0o644, 0, 0)
+        .unwrap();
+    fs.write(file, 0, b"data").unwrap();
+    image.unmount(fs);
+    let out = std::process::Command::new("/usr/sbin/debugfs")
+        .args(["-w", "-R", "ea_set /f user.test somevalue"])
+        .arg(&image.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stat = String::from_utf8(image.debugfs("stat /f")).unwrap();
+    assert!(!stat.contains("File ACL: 0"), "no xattr block: {stat}");
+    let mut fs = image.mount();
+    let free_before = fs.statfs().free_blocks;
+    assert_eq!(fs.stat(file).unwrap().blocks, 4);
+    fs.unlink(ROOT_INO, b"f").unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.statfs().free_blocks, free_before + 2);
+    image.unmount(fs);
+    image.assert_clean();
+}
