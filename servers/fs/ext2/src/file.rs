@@ -130,6 +130,9 @@ impl<D: BlockDevice> Fs<D> {
         self.check_writable()?;
         self.maybe_writeback()?;
         let mut inode = self.regular_inode(ino)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or(FsError::TooLarge)?;

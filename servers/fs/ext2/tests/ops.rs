@@ -107,6 +107,12 @@ fn sparse_file_at_five_gib() {
     assert_eq!(fs.read(file, offset - 3, &mut buf).unwrap(), 4);
     assert_eq!(buf, [0, 0, 0, b'Z']);
     assert_eq!(fs.read(file, offset + 1, &mut buf).unwrap(), 0);
+    assert_eq!(fs.write(file, offset + 100, b"").unwrap(), 0);
+    assert_eq!(
+        fs.stat(file).unwrap().size,
+        offset + 1,
+        "an empty write grew the file"
+    );
     image.unmount(fs);
     image.assert_clean();
     let stat = String::from_utf8(image.debugfs("stat /sparse")).unwrap();
