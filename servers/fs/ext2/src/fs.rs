@@ -54,7 +54,12 @@ impl<D: BlockDevice> Fs<D> {
     /// Mounts the file system on `dev`: read-only if the device is, or if it uses a
     /// read-only-compatible feature this implementation does not know. A read-write mount
     /// of a file system not cleanly unmounted runs the repair pass first.
-    pub fn mount(mut dev: D) -> Result<Fs<D>, MountError> {
+    pub fn mount(dev: D) -> Result<Fs<D>, MountError> {
+        Self::mount_with_cache(dev, CACHE_BYTES)
+    }
+
+    /// Like [`Fs::mount`], with a block cache of `cache_bytes` (at least 16 blocks).
+    pub fn mount_with_cache(mut dev: D, cache_bytes: usize) -> Result<Fs<D>, MountError> {
         let disk_bytes = dev.sectors().saturating_mul(SECTOR_SIZE as u64);
         if disk_bytes < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
             return Err(MountError::TooSmall);
@@ -81,7 +86,7 @@ impl<D: BlockDevice> Fs<D> {
             dev,
             sb,
             groups: Vec::new(),
-            cache: BlockCache::new(block_size as usize, CACHE_BYTES),
+            cache: BlockCache::new(block_size as usize, cache_bytes),
             read_only,
             now: 0,
             block_size,

@@ -88,11 +88,11 @@ fn churn(fs: &mut Fs<MemDevice>, scratch: u32, k: u64) -> Result<(), FsError> {
 }
 
 /// Runs the workload on a fresh copy of `pristine` with `writes_allowed`; returns the disk.
-fn run(pristine: &[u8], writes_allowed: Option<usize>) -> (MemDevice, u64) {
+fn run(pristine: &[u8], cache_bytes: usize, writes_allowed: Option<usize>) -> (MemDevice, u64) {
     let mut dev = MemDevice::new(pristine.to_vec());
     dev.writes_allowed = writes_allowed;
     let mut durable = 0;
-    match Fs::mount(dev) {
+    match Fs::mount_with_cache(dev, cache_bytes) {
         Ok(mut fs) => {
             fs.set_time(1_700_000_000);
             let _ = workload(&mut fs, &mut durable);
@@ -153,9 +153,19 @@ fn check_after_crash(image: &Image, dev: MemDevice, durable: u64, n: usize) {
 
 #[test]
 fn crash_at_any_write_is_repaired() {
+    crash_everywhere(starina_ext2::CACHE_BYTES);
+}
+
+/// With a 16-block cache most operations start by writing back what the last ones dirtied.
+#[test]
+fn crash_during_cache_pressure_writeback_is_repaired() {
+    crash_everywhere(16 * 1024);
+}
+
+fn crash_everywhere(cache_bytes: usize) {
     let image = Image::new(4 * 1024, &["-b", "1024"]);
     let pristine = std::fs::read(&image.path).unwrap();
-    let (full, durable) = run(&pristine, None);
+    let (full, durable) = run(&pristine, cache_bytes, None);
     assert_eq!(durable, ROUNDS);
     let total = full.writes;
     assert!(total > 100, "the workload wrote only {total} times");
@@ -163,7 +173,7 @@ fn crash_at_any_write_is_repaired() {
     let step = (total / 150).max(1);
     let mut cases = 0;
     for n in (0..total).step_by(step).chain([1, 2, 3, total - 1]) {
-        let (dev, durable) = run(&pristine, Some(n));
+        let (dev, durable) = run(&pristine, cache_bytes, Some(n));
         check_after_crash(&image, dev, durable, n);
         cases += 1;
     }
