@@ -26,7 +26,9 @@ impl Image {
         let n = NEXT_IMAGE.fetch_add(1, Ordering::Relaxed);
         let path =
             std::env::temp_dir().join(format!("starina-ext2-{}-{n}.img", std::process::id()));
-        let file = std::fs::File::create(&path).unwrap();
+        // Owned from here, so a failing step below still removes the file.
+        let image = Image { path };
+        let file = std::fs::File::create(&image.path).unwrap();
         file.set_len(size_kib * 1024).unwrap();
         drop(file);
         let fs_type = if options.contains(&"-t") {
@@ -38,7 +40,7 @@ impl Image {
             .args(["-q", "-F"])
             .args(fs_type)
             .args(options)
-            .arg(&path)
+            .arg(&image.path)
             .output()
             .unwrap();
         assert!(
@@ -46,7 +48,7 @@ impl Image {
             "mke2fs failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Image { path }
+        image
     }
 
     pub fn device(&self) -> MemDevice {
