@@ -6,7 +6,8 @@ use alloc::format;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
 use crate::fs::Fs;
-use crate::types::{FsError, Ino};
+use crate::types::FsError;
+use crate::types::Ino;
 
 /// The first clear bit in `bitmap[..limit]` at or after `start`, wrapping once.
 fn find_clear_bit(bitmap: &[u8], limit: u32, start: u32) -> Option<u32> {
@@ -15,7 +16,7 @@ fn find_clear_bit(bitmap: &[u8], limit: u32, start: u32) -> Option<u32> {
         let mut bit = from;
         while bit < to {
             let byte = bitmap[(bit / 8) as usize];
-            if byte == 0xFF && bit % 8 == 0 {
+            if byte == 0xFF && bit.is_multiple_of(8) {
                 bit += 8;
                 continue;
             }
@@ -58,7 +59,11 @@ impl<D: BlockDevice> Fs<D> {
             if self.groups[group as usize].free_blocks == 0 {
                 continue;
             }
-            let start = if step == 0 { goal - self.sb.group_first_block(group) } else { 0 };
+            let start = if step == 0 {
+                goal - self.sb.group_first_block(group)
+            } else {
+                0
+            };
             let limit = self.sb.blocks_in_group(group);
             let bitmap_block = u64::from(self.groups[group as usize].block_bitmap);
             let bitmap = self.block_mut(bitmap_block, Phase::Meta)?;
@@ -71,6 +76,12 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(Some(self.sb.group_first_block(group) + bit));
         }
         Ok(None)
+    }
+
+    /// The first block of the inode's group: where its blocks are allocated by default.
+    pub(crate) fn inode_group_start(&self, ino: Ino) -> u64 {
+        let group = (ino - 1) / self.sb.inodes_per_group;
+        u64::from(self.sb.group_first_block(group))
     }
 
     /// Frees a block once the next sync has written whatever pointed to it.
@@ -126,16 +137,18 @@ impl<D: BlockDevice> Fs<D> {
             }
             let bitmap_block = u64::from(self.groups[group as usize].inode_bitmap);
             let reserved = if group == 0 { self.sb.first_ino - 1 } else { 0 };
+            let start = self.inode_search_hint[group as usize].max(reserved);
             let bitmap = self.block_mut(bitmap_block, Phase::Meta)?;
-            let Some(bit) = find_clear_bit(bitmap, ipg, reserved).filter(|&b| b >= reserved) else {
+            let Some(bit) = find_clear_bit(bitmap, ipg, start).filter(|&b| b >= reserved) else {
                 log::warn!("ext2: group {group} counts free inodes but its bitmap is full");
                 continue;
             };
             bitmap[(bit / 8) as usize] |= 1 << (bit % 8);
+            self.inode_search_hint[group as usize] = bit + 1;
             let gd = &mut self.groups[group as usize];
             gd.free_inodes -= 1;
             if is_dir {
-                gd.used_dirs += 1;
+                gd.used_dirs = gd.used_dirs.saturating_add(1);
             }
             return Ok(Some(group * ipg + bit + 1));
         }
@@ -168,13 +181,15 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(());
         }
         bitmap[(bit / 8) as usize] &= !mask;
-        self.groups[group].free_blocks += 1;
+        self.groups[group].free_blocks = self.groups[group].free_blocks.saturating_add(1);
         Ok(())
     }
 
     fn clear_inode_bit(&mut self, ino: Ino, is_dir: bool) -> Result<(), FsError> {
         if ino == 0 || ino > self.sb.inodes_count {
-            return Err(FsError::Corrupt(format!("freeing inode {ino} out of range")));
+            return Err(FsError::Corrupt(format!(
+                "freeing inode {ino} out of range"
+            )));
         }
         let group = ((ino - 1) / self.sb.inodes_per_group) as usize;
         let bit = (ino - 1) % self.sb.inodes_per_group;
@@ -186,8 +201,9 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(());
         }
         bitmap[(bit / 8) as usize] &= !mask;
+        self.inode_search_hint[group] = self.inode_search_hint[group].min(bit);
         let gd = &mut self.groups[group];
-        gd.free_inodes += 1;
+        gd.free_inodes = gd.free_inodes.saturating_add(1);
         if is_dir {
             gd.used_dirs = gd.used_dirs.saturating_sub(1);
         }

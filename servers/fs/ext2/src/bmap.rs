@@ -4,11 +4,16 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::bytes::{get32, put32};
+use crate::bytes::get32;
+use crate::bytes::put32;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
 use crate::fs::Fs;
-use crate::inode::{Inode, DIND, IND, N_DIRECT, TIND};
+use crate::inode::Inode;
+use crate::inode::DIND;
+use crate::inode::IND;
+use crate::inode::N_DIRECT;
+use crate::inode::TIND;
 use crate::types::FsError;
 
 /// Where a logical block's pointer lives: the slot in `i_block`, then indexes in
@@ -34,27 +39,49 @@ impl<D: BlockDevice> Fs<D> {
         let p = self.ptrs_per_block();
         let mut rest = lblk;
         if rest < N_DIRECT as u64 {
-            return Some(Path { root: rest as usize, indexes: [0; 3], depth: 0 });
+            return Some(Path {
+                root: rest as usize,
+                indexes: [0; 3],
+                depth: 0,
+            });
         }
         rest -= N_DIRECT as u64;
         if rest < p {
-            return Some(Path { root: IND, indexes: [rest as u32, 0, 0], depth: 1 });
+            return Some(Path {
+                root: IND,
+                indexes: [rest as u32, 0, 0],
+                depth: 1,
+            });
         }
         rest -= p;
         if rest < p * p {
-            return Some(Path { root: DIND, indexes: [(rest / p) as u32, (rest % p) as u32, 0], depth: 2 });
+            return Some(Path {
+                root: DIND,
+                indexes: [(rest / p) as u32, (rest % p) as u32, 0],
+                depth: 2,
+            });
         }
         rest -= p * p;
         if rest < p * p * p {
-            let idx = [(rest / (p * p)) as u32, ((rest / p) % p) as u32, (rest % p) as u32];
-            return Some(Path { root: TIND, indexes: idx, depth: 3 });
+            let idx = [
+                (rest / (p * p)) as u32,
+                ((rest / p) % p) as u32,
+                (rest % p) as u32,
+            ];
+            return Some(Path {
+                root: TIND,
+                indexes: idx,
+                depth: 3,
+            });
         }
         None
     }
 
     /// The disk block holding logical block `lblk`, or None for a hole.
     pub(crate) fn map_block(&mut self, inode: &Inode, lblk: u64) -> Result<Option<u64>, FsError> {
-        let Some(path) = self.path(lblk) else { return Ok(None) };
+        let Some(path) = self.path(lblk) else {
+            return Ok(None);
+        };
         let mut ptr = inode.block[path.root];
         for level in 0..path.depth {
             if ptr == 0 {
@@ -72,7 +99,12 @@ impl<D: BlockDevice> Fs<D> {
 
     /// The disk block for `lblk`, allocated (with any missing indirect blocks) near `goal`
     /// if it is a hole; the bool says it is new (the caller fills it).
-    pub(crate) fn map_alloc(&mut self, inode: &mut Inode, lblk: u64, goal: u64) -> Result<(u64, bool), FsError> {
+    pub(crate) fn map_alloc(
+        &mut self,
+        inode: &mut Inode,
+        lblk: u64,
+        goal: u64,
+    ) -> Result<(u64, bool), FsError> {
         let path = self.path(lblk).ok_or(FsError::TooLarge)?;
         let sectors = u64::from(self.block_size / 512);
         if inode.block[path.root] == 0 {
@@ -110,7 +142,11 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Frees every block at logical index `keep` and beyond, including indirect blocks left
     /// empty. The caller writes the inode; the freed blocks are returned to pend after that.
-    pub(crate) fn truncate_blocks(&mut self, inode: &mut Inode, keep: u64) -> Result<Vec<u32>, FsError> {
+    pub(crate) fn truncate_blocks(
+        &mut self,
+        inode: &mut Inode,
+        keep: u64,
+    ) -> Result<Vec<u32>, FsError> {
         let mut freed = Vec::new();
         for slot in 0..N_DIRECT {
             if slot as u64 >= keep && inode.block[slot] != 0 {
@@ -139,7 +175,13 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Truncates the subtree under indirect block `ptr` (`depth` levels) to its first
     /// `keep` blocks; true if it is empty afterwards (the caller frees `ptr`).
-    fn truncate_tree(&mut self, ptr: u32, depth: u32, keep: u64, freed: &mut Vec<u32>) -> Result<bool, FsError> {
+    fn truncate_tree(
+        &mut self,
+        ptr: u32,
+        depth: u32,
+        keep: u64,
+        freed: &mut Vec<u32>,
+    ) -> Result<bool, FsError> {
         let block = self.check_block(ptr, "indirect block")?;
         let p = self.ptrs_per_block();
         let child_span = p.pow(depth - 1);
@@ -171,7 +213,9 @@ impl<D: BlockDevice> Fs<D> {
             }
         }
         if freed.len() > self.sb.blocks_count as usize {
-            return Err(FsError::Corrupt(format!("indirect block {ptr} maps blocks more than once")));
+            return Err(FsError::Corrupt(format!(
+                "indirect block {ptr} maps blocks more than once"
+            )));
         }
         Ok(empty)
     }

@@ -5,7 +5,10 @@ use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::device::{BlockDevice, IoError, SECTOR_SIZE};
+use crate::device::BlockDevice;
+use crate::device::IoError;
+use crate::device::MAX_REQUEST_BYTES;
+use crate::device::SECTOR_SIZE;
 
 /// The order dirty blocks reach the disk in (with a flush after each phase).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +62,10 @@ impl BlockCache {
     fn touch(&mut self, block: u64) {
         self.clock += 1;
         let stamp = self.clock;
-        let entry = self.entries.get_mut(&block).expect("touched block is cached");
+        let entry = self
+            .entries
+            .get_mut(&block)
+            .expect("touched block is cached");
         if entry.dirty.is_none() {
             self.clean_lru.remove(&entry.stamp);
             self.clean_lru.insert(stamp, block);
@@ -90,7 +96,14 @@ impl BlockCache {
         self.make_room();
         self.clock += 1;
         self.clean_lru.insert(self.clock, block);
-        self.entries.insert(block, Entry { data, dirty: None, stamp: self.clock });
+        self.entries.insert(
+            block,
+            Entry {
+                data,
+                dirty: None,
+                stamp: self.clock,
+            },
+        );
         Ok(())
     }
 
@@ -137,22 +150,64 @@ impl BlockCache {
         }
     }
 
-    /// Writes every dirty block of `phase` (in block order) and marks it clean.
-    pub fn write_phase<D: BlockDevice>(&mut self, dev: &mut D, phase: Phase) -> Result<usize, IoError> {
-        let sectors_per_block = (self.block_size / SECTOR_SIZE) as u64;
-        let mut written = 0;
-        for (&block, entry) in self.entries.iter_mut() {
-            if entry.dirty != Some(phase) {
-                continue;
+    /// Writes every dirty block of `phase` and marks it clean; runs of consecutive blocks
+    /// go out as one request of up to [`MAX_REQUEST_BYTES`]. Returns the blocks written.
+    pub fn write_phase<D: BlockDevice>(
+        &mut self,
+        dev: &mut D,
+        phase: Phase,
+    ) -> Result<usize, IoError> {
+        let dirty: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.dirty == Some(phase))
+            .map(|(&b, _)| b)
+            .collect();
+        let blocks_per_request = (MAX_REQUEST_BYTES / self.block_size).max(1);
+        let mut run_start = 0;
+        while run_start < dirty.len() {
+            let mut run_end = run_start + 1;
+            while run_end < dirty.len()
+                && run_end - run_start < blocks_per_request
+                && dirty[run_end] == dirty[run_end - 1] + 1
+            {
+                run_end += 1;
             }
-            dev.write(block * sectors_per_block, &entry.data)?;
+            self.write_run(dev, &dirty[run_start..run_end])?;
+            run_start = run_end;
+        }
+        self.make_room();
+        Ok(dirty.len())
+    }
+
+    /// Writes consecutive dirty blocks in one request, then marks them clean.
+    fn write_run<D: BlockDevice>(&mut self, dev: &mut D, run: &[u64]) -> Result<(), IoError> {
+        let sectors_per_block = (self.block_size / SECTOR_SIZE) as u64;
+        let first = run[0] * sectors_per_block;
+        if let [block] = run {
+            dev.write(first, &self.entries[block].data)?;
+        } else {
+            let mut buf = Vec::with_capacity(run.len() * self.block_size);
+            for block in run {
+                buf.extend_from_slice(&self.entries[block].data);
+            }
+            dev.write(first, &buf)?;
+        }
+        for &block in run {
+            let entry = self.entries.get_mut(&block).expect("dirty block is cached");
             entry.dirty = None;
             self.clean_lru.insert(entry.stamp, block);
             self.dirty_count -= 1;
-            written += 1;
         }
-        self.make_room();
-        Ok(written)
+        Ok(())
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty_count > 0
+    }
+
+    pub fn contains(&self, block: u64) -> bool {
+        self.entries.contains_key(&block)
     }
 
     /// Forgets a block (freed metadata) so stale bytes are not written back later.

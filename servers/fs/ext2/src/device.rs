@@ -6,6 +6,10 @@ use core::fmt;
 /// The unit of [`BlockDevice`] addressing.
 pub const SECTOR_SIZE: usize = 512;
 
+/// The largest read or write request the file system sends: runs of consecutive blocks
+/// (sync's write-back, file reads that miss the cache) are merged up to this size.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
 /// A disk: the fs server implements it over the virtio-blk driver's channel.
 pub trait BlockDevice {
     /// The size of the disk in 512-byte sectors.

@@ -6,12 +6,21 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::bytes::{get16, get32, put16, put32};
+use crate::bytes::get16;
+use crate::bytes::get32;
+use crate::bytes::put16;
+use crate::bytes::put32;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
 use crate::fs::Fs;
-use crate::inode::{dirent_type, kind_of_dirent_type, Inode, FLAG_INDEX};
-use crate::types::{DirEntry, FileType, FsError, Ino};
+use crate::inode::dirent_type;
+use crate::inode::kind_of_dirent_type;
+use crate::inode::Inode;
+use crate::inode::FLAG_INDEX;
+use crate::types::DirEntry;
+use crate::types::FileType;
+use crate::types::FsError;
+use crate::types::Ino;
 
 const HEADER: usize = 8;
 /// Directories whose index is kept at once; the least recently used is dropped beyond it.
@@ -30,7 +39,11 @@ pub(crate) struct RawEntry {
 impl RawEntry {
     /// The bytes this entry needs; the rest of `rec_len` is free for a new entry.
     fn used_len(&self) -> usize {
-        if self.ino == 0 { 0 } else { record_len(self.name_len) }
+        if self.ino == 0 {
+            0
+        } else {
+            record_len(self.name_len)
+        }
     }
 }
 
@@ -53,7 +66,10 @@ pub(crate) fn parse_block(block: &[u8]) -> Result<Vec<RawEntry>, &'static str> {
             name_len: usize::from(block[off + 6]),
             file_type: block[off + 7],
         };
-        if entry.rec_len < HEADER || entry.rec_len % 4 != 0 || off + entry.rec_len > block.len() {
+        if entry.rec_len < HEADER
+            || !entry.rec_len.is_multiple_of(4)
+            || off + entry.rec_len > block.len()
+        {
             return Err("rec_len out of bounds");
         }
         if HEADER + entry.name_len > entry.rec_len || (entry.ino != 0 && entry.name_len == 0) {
@@ -80,7 +96,11 @@ fn put_entry(block: &mut [u8], off: usize, ino: Ino, rec_len: usize, name: &[u8]
 
 /// The largest record that fits in the block's free space.
 fn largest_gap(entries: &[RawEntry]) -> u16 {
-    entries.iter().map(|e| (e.rec_len - e.used_len()) as u16).max().unwrap_or(0)
+    entries
+        .iter()
+        .map(|e| (e.rec_len - e.used_len()) as u16)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Where an indexed name lives.
@@ -95,7 +115,38 @@ pub(crate) struct DirIndex {
     names: BTreeMap<Vec<u8>, Slot>,
     /// The largest free record per directory block.
     gaps: Vec<u16>,
+    /// Blocks before this one have no room for even the shortest entry.
+    search_from: usize,
     stamp: u64,
+}
+
+impl DirIndex {
+    /// The first block with room for a record of `need` bytes.
+    fn block_with_room(&self, need: usize) -> Option<u32> {
+        let rest = self.gaps.get(self.search_from..)?;
+        let found = rest.iter().position(|&g| usize::from(g) >= need)?;
+        Some((self.search_from + found) as u32)
+    }
+
+    fn set_gap(&mut self, block_index: u32, gap: u16) {
+        let block_index = block_index as usize;
+        self.gaps[block_index] = gap;
+        if usize::from(gap) >= record_len(1) {
+            self.search_from = self.search_from.min(block_index);
+        }
+        while self
+            .gaps
+            .get(self.search_from)
+            .is_some_and(|&g| usize::from(g) < record_len(1))
+        {
+            self.search_from += 1;
+        }
+    }
+
+    fn push_block(&mut self, gap: u16) {
+        self.gaps.push(0);
+        self.set_gap(self.gaps.len() as u32 - 1, gap);
+    }
 }
 
 #[derive(Default)]
@@ -111,7 +162,11 @@ impl DirIndexes {
 
     fn insert(&mut self, dir: Ino, mut index: DirIndex) {
         if self.by_dir.len() >= MAX_INDEXED_DIRS {
-            let oldest = self.by_dir.iter().min_by_key(|(_, i)| i.stamp).map(|(&d, _)| d);
+            let oldest = self
+                .by_dir
+                .iter()
+                .min_by_key(|(_, i)| i.stamp)
+                .map(|(&d, _)| d);
             if let Some(oldest) = oldest {
                 self.by_dir.remove(&oldest);
             }
@@ -137,8 +192,16 @@ impl<D: BlockDevice> Fs<D> {
         if !inode.is_dir() {
             return Err(FsError::NotDir);
         }
-        if inode.size % u64::from(self.block_size) != 0 || inode.size > u64::from(u32::MAX) {
-            return Err(FsError::Corrupt(format!("directory {dir} has size {}", inode.size)));
+        let block_size = u64::from(self.block_size);
+        let sectors_for_size = inode.size / 512;
+        if inode.size % block_size != 0
+            || inode.size > u64::from(u32::MAX)
+            || sectors_for_size > inode.blocks
+        {
+            return Err(FsError::Corrupt(format!(
+                "directory {dir} has size {} and {} sectors",
+                inode.size, inode.blocks
+            )));
         }
         Ok(inode)
     }
@@ -148,7 +211,12 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Reads directory block `index`, checked; None for a hole.
-    fn dir_block(&mut self, dir: Ino, inode: &Inode, index: u32) -> Result<Option<(u64, Vec<RawEntry>)>, FsError> {
+    fn dir_block(
+        &mut self,
+        dir: Ino,
+        inode: &Inode,
+        index: u32,
+    ) -> Result<Option<(u64, Vec<RawEntry>)>, FsError> {
         let Some(block) = self.map_block(inode, u64::from(index))? else {
             return Ok(None);
         };
@@ -162,15 +230,24 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(());
         }
         let count = self.dir_block_count(inode);
-        let mut index = DirIndex { names: BTreeMap::new(), gaps: vec![0; count as usize], stamp: 0 };
+        let mut index = DirIndex {
+            names: BTreeMap::new(),
+            gaps: vec![0; count as usize],
+            search_from: 0,
+            stamp: 0,
+        };
         for block_index in 0..count {
             let Some((block, entries)) = self.dir_block(dir, inode, block_index)? else {
                 continue;
             };
-            index.gaps[block_index as usize] = largest_gap(&entries);
+            index.set_gap(block_index, largest_gap(&entries));
             let raw = self.block(block)?;
             for e in entries.iter().filter(|e| e.ino != 0) {
-                let slot = Slot { ino: e.ino, block_index, off: e.off as u16 };
+                let slot = Slot {
+                    ino: e.ino,
+                    block_index,
+                    off: e.off as u16,
+                };
                 index.names.entry(name_of(raw, e).to_vec()).or_insert(slot);
             }
         }
@@ -190,54 +267,84 @@ impl<D: BlockDevice> Fs<D> {
         let inode = self.dir_inode(dir)?;
         self.ensure_index(dir, &inode)?;
         let index = self.dirs.get(dir).expect("index just built");
-        Ok(index.names.keys().all(|n| n.as_slice() == b"." || n.as_slice() == b".."))
+        Ok(index
+            .names
+            .keys()
+            .all(|n| n.as_slice() == b"." || n.as_slice() == b".."))
     }
 
     /// Adds an entry (the caller checked that `name` is absent).
-    pub(crate) fn add_entry(&mut self, dir: Ino, name: &[u8], ino: Ino, kind: FileType) -> Result<(), FsError> {
+    pub(crate) fn add_entry(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        ino: Ino,
+        kind: FileType,
+    ) -> Result<(), FsError> {
         let mut inode = self.dir_inode(dir)?;
         self.ensure_index(dir, &inode)?;
         let need = record_len(name.len());
-        let found = self.dirs.get(dir).expect("index").gaps.iter().position(|&g| usize::from(g) >= need);
+        let found = self.dirs.get(dir).expect("index").block_with_room(need);
         let block_index = match found {
-            Some(i) => i as u32,
+            Some(i) => i,
             None => self.grow_dir(dir, &mut inode)?,
         };
         let block = self
             .map_block(&inode, u64::from(block_index))?
             .ok_or_else(|| FsError::Corrupt(format!("directory {dir} lost block {block_index}")))?;
         let raw = self.block_mut(block, Phase::Dirs)?;
-        let entries = parse_block(raw).map_err(|w| FsError::Corrupt(format!("directory {dir}: {w}")))?;
+        let entries =
+            parse_block(raw).map_err(|w| FsError::Corrupt(format!("directory {dir}: {w}")))?;
         let target = entries
             .iter()
             .find(|e| e.rec_len - e.used_len() >= need)
             .copied()
-            .ok_or_else(|| FsError::Corrupt(format!("directory {dir}: free space index out of step")))?;
+            .ok_or_else(|| {
+                FsError::Corrupt(format!("directory {dir}: free space index out of step"))
+            })?;
         let off = if target.ino == 0 {
             put_entry(raw, target.off, ino, target.rec_len, name, kind);
             target.off
         } else {
             let used = target.used_len();
             put16(raw, target.off + 4, used as u16);
-            put_entry(raw, target.off + used, ino, target.rec_len - used, name, kind);
+            put_entry(
+                raw,
+                target.off + used,
+                ino,
+                target.rec_len - used,
+                name,
+                kind,
+            );
             target.off + used
         };
         let gap = largest_gap(&parse_block(raw).expect("entries just written are valid"));
         let index = self.dirs.get(dir).expect("index");
-        index.gaps[block_index as usize] = gap;
-        index.names.insert(name.to_vec(), Slot { ino, block_index, off: off as u16 });
+        index.set_gap(block_index, gap);
+        index.names.insert(
+            name.to_vec(),
+            Slot {
+                ino,
+                block_index,
+                off: off as u16,
+            },
+        );
         self.touch_dir(dir, &mut inode)
     }
 
     /// Appends an empty block to the directory; returns its index.
     fn grow_dir(&mut self, dir: Ino, inode: &mut Inode) -> Result<u32, FsError> {
         let block_index = self.dir_block_count(inode);
-        if u64::from(block_index) + 1 >= self.max_file_blocks() || inode.size + u64::from(self.block_size) > u64::from(u32::MAX) {
+        if u64::from(block_index) + 1 >= self.max_file_blocks()
+            || inode.size + u64::from(self.block_size) > u64::from(u32::MAX)
+        {
             return Err(FsError::TooLarge);
         }
         let goal = match block_index {
             0 => 0,
-            n => self.map_block(inode, u64::from(n - 1))?.map_or(0, |b| b + 1),
+            n => self
+                .map_block(inode, u64::from(n - 1))?
+                .map_or(0, |b| b + 1),
         };
         let (block, _) = self.map_alloc(inode, u64::from(block_index), goal)?;
         let block_size = self.block_size as usize;
@@ -246,7 +353,7 @@ impl<D: BlockDevice> Fs<D> {
         inode.size += block_size as u64;
         self.write_inode(dir, inode)?;
         let index = self.dirs.get(dir).expect("index");
-        index.gaps.push(block_size as u16);
+        index.push_block(block_size as u16);
         Ok(block_index)
     }
 
@@ -264,9 +371,12 @@ impl<D: BlockDevice> Fs<D> {
         let slot = self.find_entry(dir, name)?.ok_or(FsError::NotFound)?;
         let block = self
             .map_block(&inode, u64::from(slot.block_index))?
-            .ok_or_else(|| FsError::Corrupt(format!("directory {dir} lost block {}", slot.block_index)))?;
+            .ok_or_else(|| {
+                FsError::Corrupt(format!("directory {dir} lost block {}", slot.block_index))
+            })?;
         let raw = self.block_mut(block, Phase::Dirs)?;
-        let entries = parse_block(raw).map_err(|w| FsError::Corrupt(format!("directory {dir}: {w}")))?;
+        let entries =
+            parse_block(raw).map_err(|w| FsError::Corrupt(format!("directory {dir}: {w}")))?;
         let pos = entries
             .iter()
             .position(|e| e.off == usize::from(slot.off) && e.ino != 0)
@@ -275,22 +385,34 @@ impl<D: BlockDevice> Fs<D> {
             put32(raw, 0, 0);
         } else {
             let prev = entries[pos - 1];
-            put16(raw, prev.off + 4, (prev.rec_len + entries[pos].rec_len) as u16);
+            put16(
+                raw,
+                prev.off + 4,
+                (prev.rec_len + entries[pos].rec_len) as u16,
+            );
         }
         let gap = largest_gap(&parse_block(raw).expect("entries just merged are valid"));
         let index = self.dirs.get(dir).expect("index");
-        index.gaps[slot.block_index as usize] = gap;
+        index.set_gap(slot.block_index, gap);
         index.names.remove(name);
         self.touch_dir(dir, &mut inode)
     }
 
     /// Points the existing entry `name` at another inode (rename over a target, "..").
-    pub(crate) fn retarget_entry(&mut self, dir: Ino, name: &[u8], ino: Ino, kind: FileType) -> Result<(), FsError> {
+    pub(crate) fn retarget_entry(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        ino: Ino,
+        kind: FileType,
+    ) -> Result<(), FsError> {
         let mut inode = self.dir_inode(dir)?;
         let slot = self.find_entry(dir, name)?.ok_or(FsError::NotFound)?;
         let block = self
             .map_block(&inode, u64::from(slot.block_index))?
-            .ok_or_else(|| FsError::Corrupt(format!("directory {dir} lost block {}", slot.block_index)))?;
+            .ok_or_else(|| {
+                FsError::Corrupt(format!("directory {dir} lost block {}", slot.block_index))
+            })?;
         let raw = self.block_mut(block, Phase::Dirs)?;
         let off = usize::from(slot.off);
         put32(raw, off, ino);
@@ -301,7 +423,12 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Writes the first block of a new directory: "." and "..".
-    pub(crate) fn init_dir_block(&mut self, block: u64, dir: Ino, parent: Ino) -> Result<(), FsError> {
+    pub(crate) fn init_dir_block(
+        &mut self,
+        block: u64,
+        dir: Ino,
+        parent: Ino,
+    ) -> Result<(), FsError> {
         let block_size = self.block_size as usize;
         let raw = self.zeroed_block(block, Phase::Data)?;
         put_entry(raw, 0, dir, 12, b".", FileType::Directory);
@@ -319,7 +446,10 @@ impl<D: BlockDevice> Fs<D> {
             if let Some((block, entries)) = self.dir_block(dir, &inode, block_index)? {
                 let base = u64::from(block_index) * block_size;
                 let raw = self.block(block)?;
-                for e in entries.iter().filter(|e| e.ino != 0 && base + e.off as u64 >= cookie) {
+                for e in entries
+                    .iter()
+                    .filter(|e| e.ino != 0 && base + e.off as u64 >= cookie)
+                {
                     if out.len() == max {
                         break;
                     }
@@ -327,7 +457,12 @@ impl<D: BlockDevice> Fs<D> {
                         FsError::Corrupt(format!("directory {dir}: entry type {}", e.file_type))
                     })?;
                     let name = name_of(raw, e).to_vec();
-                    out.push(DirEntry { ino: e.ino, kind, name, cookie: base + e.off as u64 + 1 });
+                    out.push(DirEntry {
+                        ino: e.ino,
+                        kind,
+                        name,
+                        cookie: base + e.off as u64 + 1,
+                    });
                 }
             }
             block_index += 1;

@@ -6,10 +6,16 @@ use alloc::vec::Vec;
 use crate::bytes::get32;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
+use crate::device::MAX_REQUEST_BYTES;
+use crate::device::SECTOR_SIZE;
 use crate::fs::Fs;
 use crate::inode::Inode;
 use crate::superblock::RO_COMPAT_LARGE_FILE;
-use crate::types::{FileType, FsError, Ino, SetAttr, Stat};
+use crate::types::FileType;
+use crate::types::FsError;
+use crate::types::Ino;
+use crate::types::SetAttr;
+use crate::types::Stat;
 
 /// Blocks written between checks for cache write-back within one large write.
 const WRITE_CHUNK_BLOCKS: u64 = 256;
@@ -58,7 +64,12 @@ impl<D: BlockDevice> Fs<D> {
         self.read_inode_data(&inode, offset, buf)
     }
 
-    pub(crate) fn read_inode_data(&mut self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+    pub(crate) fn read_inode_data(
+        &mut self,
+        inode: &Inode,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FsError> {
         if offset >= inode.size {
             return Ok(0);
         }
@@ -68,14 +79,49 @@ impl<D: BlockDevice> Fs<D> {
         while done < len {
             let pos = offset + done as u64;
             let within = (pos % block_size) as usize;
-            let n = (block_size as usize - within).min(len - done);
-            match self.map_block(inode, pos / block_size)? {
-                Some(block) => buf[done..done + n].copy_from_slice(&self.block(block)?[within..within + n]),
+            let mut n = (block_size as usize - within).min(len - done);
+            let lblk = pos / block_size;
+            match self.map_block(inode, lblk)? {
+                Some(block) if n == block_size as usize && !self.cache.contains(block) => {
+                    n = self.read_uncached_run(inode, lblk, block, &mut buf[done..len])?;
+                }
+                Some(block) => {
+                    buf[done..done + n].copy_from_slice(&self.block(block)?[within..within + n])
+                }
                 None => buf[done..done + n].fill(0),
             }
             done += n;
         }
         Ok(len)
+    }
+
+    /// Reads whole blocks that are consecutive on disk and not cached straight into `buf`
+    /// (one request, bypassing the cache); returns the bytes read.
+    fn read_uncached_run(
+        &mut self,
+        inode: &Inode,
+        lblk: u64,
+        block: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FsError> {
+        let block_size = self.block_size as usize;
+        let max_blocks = (buf.len() / block_size)
+            .min(MAX_REQUEST_BYTES / block_size)
+            .max(1);
+        let mut count = 1;
+        while count < max_blocks {
+            let next = block + count as u64;
+            if self.map_block(inode, lblk + count as u64)? != Some(next)
+                || self.cache.contains(next)
+            {
+                break;
+            }
+            count += 1;
+        }
+        let sectors_per_block = (block_size / SECTOR_SIZE) as u64;
+        self.dev
+            .read(block * sectors_per_block, &mut buf[..count * block_size])?;
+        Ok(count * block_size)
     }
 
     /// Writes at `offset`, extending the file; gaps stay holes. A write cut short by a full
@@ -84,7 +130,12 @@ impl<D: BlockDevice> Fs<D> {
         self.check_writable()?;
         self.maybe_writeback()?;
         let mut inode = self.regular_inode(ino)?;
-        let end = offset.checked_add(data.len() as u64).ok_or(FsError::TooLarge)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::TooLarge)?;
         if end > self.max_file_size() {
             return Err(FsError::TooLarge);
         }
@@ -96,7 +147,13 @@ impl<D: BlockDevice> Fs<D> {
             let pos = offset + done as u64;
             let within = (pos % block_size) as usize;
             let n = (block_size as usize - within).min(data.len() - done);
-            if let Err(e) = self.write_block_part(&mut inode, pos / block_size, within, &data[done..done + n]) {
+            if let Err(e) = self.write_block_part(
+                ino,
+                &mut inode,
+                pos / block_size,
+                within,
+                &data[done..done + n],
+            ) {
                 result = Err(e);
                 break;
             }
@@ -116,11 +173,19 @@ impl<D: BlockDevice> Fs<D> {
         }
     }
 
-    fn write_block_part(&mut self, inode: &mut Inode, lblk: u64, within: usize, bytes: &[u8]) -> Result<(), FsError> {
-        let goal = match lblk {
-            0 => self.inode_group_goal(inode),
-            n => self.map_block(inode, n - 1)?.map_or(0, |b| b + 1),
+    fn write_block_part(
+        &mut self,
+        ino: Ino,
+        inode: &mut Inode,
+        lblk: u64,
+        within: usize,
+        bytes: &[u8],
+    ) -> Result<(), FsError> {
+        let previous = match lblk {
+            0 => None,
+            n => self.map_block(inode, n - 1)?,
         };
+        let goal = previous.map_or_else(|| self.inode_group_start(ino), |b| b + 1);
         let (block, new) = self.map_alloc(inode, lblk, goal)?;
         let whole = bytes.len() == self.block_size as usize;
         let raw = if new {
@@ -132,11 +197,6 @@ impl<D: BlockDevice> Fs<D> {
         };
         raw[within..within + bytes.len()].copy_from_slice(bytes);
         Ok(())
-    }
-
-    /// A block goal in the group of the inode's first block, or 0 (anywhere).
-    fn inode_group_goal(&self, inode: &Inode) -> u64 {
-        u64::from(inode.block[0])
     }
 
     fn finish_write(&mut self, ino: Ino, inode: &mut Inode, end: u64) -> Result<(), FsError> {
@@ -200,7 +260,7 @@ impl<D: BlockDevice> Fs<D> {
         if size < inode.size {
             let keep = size.div_ceil(block_size);
             let freed = self.truncate_blocks(inode, keep)?;
-            if size % block_size != 0 {
+            if !size.is_multiple_of(block_size) {
                 if let Some(block) = self.map_block(inode, size / block_size)? {
                     self.block_mut(block, Phase::Data)?[(size % block_size) as usize..].fill(0);
                 }
@@ -313,7 +373,10 @@ impl<D: BlockDevice> Fs<D> {
 
     pub(crate) fn link_target(&mut self, ino: Ino, inode: &Inode) -> Result<Vec<u8>, FsError> {
         if inode.size > u64::from(self.block_size) {
-            return Err(FsError::Corrupt(format!("symlink {ino} of {} bytes", inode.size)));
+            return Err(FsError::Corrupt(format!(
+                "symlink {ino} of {} bytes",
+                inode.size
+            )));
         }
         if inode.is_fast_symlink(self.block_size) {
             let mut raw = [0u8; 60];

@@ -1,19 +1,31 @@
 //! The mounted file system: mount, inode access, write-back ordering and unmount.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::cache::{BlockCache, Phase, PHASES};
-use crate::device::{BlockDevice, SECTOR_SIZE};
+use crate::cache::BlockCache;
+use crate::cache::Phase;
+use crate::cache::PHASES;
+use crate::device::BlockDevice;
+use crate::device::SECTOR_SIZE;
 use crate::dir::DirIndexes;
-use crate::inode::{Inode, FLAGS_UNSUPPORTED};
-use crate::superblock::{
-    GroupDesc, Superblock, COMPAT_HAS_JOURNAL, GROUP_DESC_SIZE, STATE_CLEAN, STATE_ERRORS,
-    SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE,
-};
-use crate::types::{FsError, Ino, MountError, StatFs};
+use crate::inode::Inode;
+use crate::inode::FLAGS_UNSUPPORTED;
+use crate::superblock::GroupDesc;
+use crate::superblock::Superblock;
+use crate::superblock::COMPAT_HAS_JOURNAL;
+use crate::superblock::GROUP_DESC_SIZE;
+use crate::superblock::STATE_CLEAN;
+use crate::superblock::STATE_ERRORS;
+use crate::superblock::SUPERBLOCK_OFFSET;
+use crate::superblock::SUPERBLOCK_SIZE;
+use crate::types::FsError;
+use crate::types::Ino;
+use crate::types::MountError;
+use crate::types::StatFs;
 
 /// How much the block cache holds before dirty blocks are written back.
 pub const CACHE_BYTES: usize = 4 << 20;
@@ -33,6 +45,8 @@ pub struct Fs<D: BlockDevice> {
     /// Open references (`retain`), and the unlinked inodes they keep alive.
     pub(crate) open: BTreeMap<Ino, u32>,
     pub(crate) orphans: BTreeSet<Ino>,
+    /// Per group, the inode bitmap position where a free inode is likely first found.
+    pub(crate) inode_search_hint: Vec<u32>,
     pub(crate) dirs: DirIndexes,
 }
 
@@ -40,7 +54,12 @@ impl<D: BlockDevice> Fs<D> {
     /// Mounts the file system on `dev`: read-only if the device is, or if it uses a
     /// read-only-compatible feature this implementation does not know. A read-write mount
     /// of a file system not cleanly unmounted runs the repair pass first.
-    pub fn mount(mut dev: D) -> Result<Fs<D>, MountError> {
+    pub fn mount(dev: D) -> Result<Fs<D>, MountError> {
+        Self::mount_with_cache(dev, CACHE_BYTES)
+    }
+
+    /// Like [`Fs::mount`], with a block cache of `cache_bytes` (at least 16 blocks).
+    pub fn mount_with_cache(mut dev: D, cache_bytes: usize) -> Result<Fs<D>, MountError> {
         let disk_bytes = dev.sectors().saturating_mul(SECTOR_SIZE as u64);
         if disk_bytes < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
             return Err(MountError::TooSmall);
@@ -51,18 +70,23 @@ impl<D: BlockDevice> Fs<D> {
         let block_size = sb.block_size;
         let mut read_only = dev.read_only();
         if sb.unknown_ro_compat() != 0 {
-            log::warn!("ext2: unknown ro_compat features {:#x}: mounting read-only", sb.unknown_ro_compat());
+            log::warn!(
+                "ext2: unknown ro_compat features {:#x}: mounting read-only",
+                sb.unknown_ro_compat()
+            );
             read_only = true;
         }
         if sb.feature_compat & COMPAT_HAS_JOURNAL != 0 {
-            log::warn!("ext2: the file system has a journal (ext3), which is not kept: mounting read-only");
+            log::warn!(
+                "ext2: the file system has a journal (ext3), which is not kept: mounting read-only"
+            );
             read_only = true;
         }
         let mut fs = Fs {
             dev,
             sb,
             groups: Vec::new(),
-            cache: BlockCache::new(block_size as usize, CACHE_BYTES),
+            cache: BlockCache::new(block_size as usize, cache_bytes),
             read_only,
             now: 0,
             block_size,
@@ -70,22 +94,28 @@ impl<D: BlockDevice> Fs<D> {
             pending_free_inodes: Vec::new(),
             open: BTreeMap::new(),
             orphans: BTreeSet::new(),
+            inode_search_hint: Vec::new(),
             dirs: DirIndexes::default(),
         };
         fs.now = fs.sb.last_write_time();
         fs.load_groups()?;
+        fs.inode_search_hint = vec![0; fs.groups.len()];
         let clean = fs.sb.state & STATE_CLEAN != 0 && fs.sb.state & STATE_ERRORS == 0;
         if !clean && fs.read_only {
-            log::warn!("ext2: the file system was not cleanly unmounted; mounted read-only without repair");
+            log::warn!(
+                "ext2: the file system was not cleanly unmounted; mounted read-only without repair"
+            );
         }
         if !fs.read_only {
             if !clean {
                 log::warn!("ext2: the file system was not cleanly unmounted: repairing");
-                fs.repair().map_err(|e| MountError::Repair(format!("{e}")))?;
+                fs.repair()
+                    .map_err(|e| MountError::Repair(format!("{e}")))?;
             }
             fs.sb.state &= !STATE_CLEAN;
             fs.sb.note_mount(fs.now);
-            fs.write_superblock().map_err(|e| MountError::Io(format!("{e}")))?;
+            fs.write_superblock()
+                .map_err(|e| MountError::Io(format!("{e}")))?;
             fs.dev.flush()?;
         }
         Ok(fs)
@@ -116,16 +146,29 @@ impl<D: BlockDevice> Fs<D> {
         let end = self.sb.blocks_count;
         let in_disk = |b: u32| b >= first && b < end;
         let table_end = u64::from(gd.inode_table) + u64::from(self.sb.inode_table_blocks());
-        if !in_disk(gd.block_bitmap) || !in_disk(gd.inode_bitmap) || !in_disk(gd.inode_table) || table_end > u64::from(end) {
+        if !in_disk(gd.block_bitmap)
+            || !in_disk(gd.inode_bitmap)
+            || !in_disk(gd.inode_table)
+            || table_end > u64::from(end)
+        {
             return Err(MountError::BadLayout(format!(
                 "group {group}: bitmaps at {}/{} or inode table at {} beyond the disk",
                 gd.block_bitmap, gd.inode_bitmap, gd.inode_table
             )));
         }
-        if u32::from(gd.free_blocks) > self.sb.blocks_in_group(group) || u32::from(gd.free_inodes) > self.sb.inodes_per_group {
-            return Err(MountError::BadLayout(format!("group {group}: free counts larger than the group")));
+        if u32::from(gd.free_blocks) > self.sb.blocks_in_group(group)
+            || u32::from(gd.free_inodes) > self.sb.inodes_per_group
+        {
+            return Err(MountError::BadLayout(format!(
+                "group {group}: free counts larger than the group"
+            )));
         }
         Ok(())
+    }
+
+    /// The device underneath (for tests that simulate a crash by taking it away).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
     }
 
     /// Sets the clock for timestamps (seconds since 1970).
@@ -155,7 +198,9 @@ impl<D: BlockDevice> Fs<D> {
     /// Checks a block number read from disk and widens it.
     pub(crate) fn check_block(&self, block: u32, what: &str) -> Result<u64, FsError> {
         if block < self.sb.first_data_block || block >= self.sb.blocks_count {
-            return Err(FsError::Corrupt(format!("{what}: block {block} beyond the disk")));
+            return Err(FsError::Corrupt(format!(
+                "{what}: block {block} beyond the disk"
+            )));
         }
         Ok(u64::from(block))
     }
@@ -215,8 +260,16 @@ impl<D: BlockDevice> Fs<D> {
 
     fn extra_isize(&self) -> u16 {
         let room = self.sb.inode_size.saturating_sub(128);
-        let want = if self.sb.want_extra_isize == 0 { 32 } else { self.sb.want_extra_isize };
-        if want <= room && want % 4 == 0 { want } else { room.min(32) & !3 }
+        let want = if self.sb.want_extra_isize == 0 {
+            32
+        } else {
+            self.sb.want_extra_isize
+        };
+        if want <= room && want % 4 == 0 {
+            want
+        } else {
+            room.min(32) & !3
+        }
     }
 
     /// An inode a caller may use: linked, or unlinked but still open.
@@ -240,8 +293,12 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Writes every dirty block in crash-safe order, then the superblock, flushing between phases:
     /// data and new blocks, inode tables, directory blocks, then bitmaps and group descriptors.
+    /// Sends nothing to the device when nothing changed since the last sync.
     pub fn sync(&mut self) -> Result<(), FsError> {
-        if self.read_only {
+        let nothing_to_do = !self.cache.is_dirty()
+            && self.pending_free_blocks.is_empty()
+            && self.pending_free_inodes.is_empty();
+        if self.read_only || nothing_to_do {
             return Ok(());
         }
         for phase in [Phase::Data, Phase::Inodes, Phase::Dirs] {
@@ -262,7 +319,9 @@ impl<D: BlockDevice> Fs<D> {
         let per_block = self.block_size as usize / GROUP_DESC_SIZE;
         for (chunk_index, chunk) in self.groups.chunks(per_block).enumerate() {
             let chunk = chunk.to_vec();
-            let raw = self.cache.get_mut(&mut self.dev, gdt_start + chunk_index as u64, Phase::Meta)?;
+            let raw =
+                self.cache
+                    .get_mut(&mut self.dev, gdt_start + chunk_index as u64, Phase::Meta)?;
             for (i, gd) in chunk.iter().enumerate() {
                 gd.encode(&mut raw[i * GROUP_DESC_SIZE..(i + 1) * GROUP_DESC_SIZE]);
             }
@@ -274,15 +333,24 @@ impl<D: BlockDevice> Fs<D> {
         let free_blocks: u32 = self.groups.iter().map(|g| u32::from(g.free_blocks)).sum();
         let free_inodes: u32 = self.groups.iter().map(|g| u32::from(g.free_inodes)).sum();
         let raw = self.sb.encode(free_blocks, free_inodes, self.now);
-        self.dev.write(SUPERBLOCK_OFFSET / SECTOR_SIZE as u64, raw)?;
+        self.dev
+            .write(SUPERBLOCK_OFFSET / SECTOR_SIZE as u64, raw)?;
         Ok(())
     }
 
     /// File system totals (blocks freed since the last sync count as free).
     pub fn statfs(&mut self) -> StatFs {
-        let free_blocks: u64 = self.groups.iter().map(|g| u64::from(g.free_blocks)).sum::<u64>()
+        let free_blocks: u64 = self
+            .groups
+            .iter()
+            .map(|g| u64::from(g.free_blocks))
+            .sum::<u64>()
             + self.pending_free_blocks.len() as u64;
-        let free_inodes: u64 = self.groups.iter().map(|g| u64::from(g.free_inodes)).sum::<u64>()
+        let free_inodes: u64 = self
+            .groups
+            .iter()
+            .map(|g| u64::from(g.free_inodes))
+            .sum::<u64>()
             + self.pending_free_inodes.len() as u64;
         StatFs {
             block_size: self.block_size,

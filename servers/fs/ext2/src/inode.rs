@@ -1,7 +1,10 @@
 //! The on-disk inode: the fields this implementation uses, decoded from and encoded into
 //! the first 128 bytes (plus `i_extra_isize` of larger inodes); other bytes are kept.
 
-use crate::bytes::{get16, get32, put16, put32};
+use crate::bytes::get16;
+use crate::bytes::get32;
+use crate::bytes::put16;
+use crate::bytes::put32;
 use crate::types::FileType;
 
 pub const N_DIRECT: usize = 12;
@@ -23,7 +26,6 @@ const S_IFIFO: u16 = 0x1000;
 pub const FLAG_INDEX: u32 = 0x1000;
 /// Inode flags this implementation cannot read: extents, inline data.
 pub const FLAGS_UNSUPPORTED: u32 = 0x80000 | 0x1000_0000;
-
 
 #[derive(Clone, Debug, Default)]
 pub struct Inode {
@@ -50,7 +52,11 @@ impl Inode {
             *b = get32(raw, 40 + 4 * i);
         }
         let mode = get16(raw, 0);
-        let size_high = if mode & S_IFMT == S_IFREG { get32(raw, 108) } else { 0 };
+        let size_high = if mode & S_IFMT == S_IFREG {
+            get32(raw, 108)
+        } else {
+            0
+        };
         Inode {
             mode,
             uid: u32::from(get16(raw, 2)) | u32::from(get16(raw, 120)) << 16,
@@ -76,7 +82,15 @@ impl Inode {
         put16(raw, 24, self.gid as u16);
         put16(raw, 122, (self.gid >> 16) as u16);
         put32(raw, 4, self.size as u32);
-        put32(raw, 108, if self.is_regular() { (self.size >> 32) as u32 } else { 0 });
+        put32(
+            raw,
+            108,
+            if self.is_regular() {
+                (self.size >> 32) as u32
+            } else {
+                0
+            },
+        );
         put32(raw, 8, self.atime);
         put32(raw, 12, self.ctime);
         put32(raw, 16, self.mtime);
@@ -118,7 +132,11 @@ impl Inode {
 
     /// A symlink whose target lives in `block` itself: it owns no data blocks.
     pub fn is_fast_symlink(&self, block_size: u32) -> bool {
-        let acl_sectors = if self.file_acl != 0 { u64::from(block_size / 512) } else { 0 };
+        let acl_sectors = if self.file_acl != 0 {
+            u64::from(block_size / 512)
+        } else {
+            0
+        };
         self.is_symlink() && self.blocks.saturating_sub(acl_sectors) == 0 && self.size < 60
     }
 }

@@ -4,8 +4,12 @@ use alloc::vec::Vec;
 
 use crate::device::BlockDevice;
 use crate::fs::Fs;
-use crate::inode::{mode_bits, Inode};
-use crate::types::{FileType, FsError, Ino, ROOT_INO};
+use crate::inode::mode_bits;
+use crate::inode::Inode;
+use crate::types::FileType;
+use crate::types::FsError;
+use crate::types::Ino;
+use crate::types::ROOT_INO;
 
 /// Symlinks followed in one resolution before it is a loop.
 const MAX_SYMLINKS: usize = 40;
@@ -76,7 +80,15 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Creates a regular file, device node, fifo or socket.
-    pub fn create(&mut self, dir: Ino, name: &[u8], kind: FileType, mode: u16, uid: u32, gid: u32) -> Result<Ino, FsError> {
+    pub fn create(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        kind: FileType,
+        mode: u16,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Ino, FsError> {
         if matches!(kind, FileType::Directory | FileType::Symlink) {
             return Err(FsError::Invalid);
         }
@@ -86,7 +98,14 @@ impl<D: BlockDevice> Fs<D> {
         self.link_new_inode(dir, name, ino, kind)
     }
 
-    pub fn mkdir(&mut self, dir: Ino, name: &[u8], mode: u16, uid: u32, gid: u32) -> Result<Ino, FsError> {
+    pub fn mkdir(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        mode: u16,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Ino, FsError> {
         self.prepare_new_entry(dir, name)?;
         let mut parent = self.dir_inode(dir)?;
         if parent.links >= MAX_LINKS {
@@ -94,7 +113,7 @@ impl<D: BlockDevice> Fs<D> {
         }
         let (ino, mut inode) = self.new_inode(dir, FileType::Directory, mode, uid, gid)?;
         inode.links = 2;
-        let goal = self.groups_first_block_of_inode(ino);
+        let goal = self.inode_group_start(ino);
         let block = match self.map_alloc(&mut inode, 0, goal) {
             Ok((block, _)) => block,
             Err(e) => return self.abandon_new_inode(ino, inode, e),
@@ -109,7 +128,14 @@ impl<D: BlockDevice> Fs<D> {
         Ok(ino)
     }
 
-    pub fn symlink(&mut self, dir: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<Ino, FsError> {
+    pub fn symlink(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<Ino, FsError> {
         if target.is_empty() || target.contains(&0) {
             return Err(FsError::InvalidName);
         }
@@ -123,15 +149,21 @@ impl<D: BlockDevice> Fs<D> {
             let mut raw = [0u8; 60];
             raw[..target.len()].copy_from_slice(target);
             for (i, b) in inode.block.iter_mut().enumerate() {
-                *b = u32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]);
+                *b = u32::from_le_bytes([
+                    raw[4 * i],
+                    raw[4 * i + 1],
+                    raw[4 * i + 2],
+                    raw[4 * i + 3],
+                ]);
             }
         } else {
-            let goal = self.groups_first_block_of_inode(ino);
+            let goal = self.inode_group_start(ino);
             let block = match self.map_alloc(&mut inode, 0, goal) {
                 Ok((block, _)) => block,
                 Err(e) => return self.abandon_new_inode(ino, inode, e),
             };
-            self.zeroed_block(block, crate::cache::Phase::Data)?[..target.len()].copy_from_slice(target);
+            self.zeroed_block(block, crate::cache::Phase::Data)?[..target.len()]
+                .copy_from_slice(target);
         }
         self.write_inode(ino, &inode)?;
         self.link_new_inode(dir, name, ino, FileType::Symlink)
@@ -212,7 +244,14 @@ impl<D: BlockDevice> Fs<D> {
         Ok(())
     }
 
-    fn new_inode(&mut self, parent: Ino, kind: FileType, mode: u16, uid: u32, gid: u32) -> Result<(Ino, Inode), FsError> {
+    fn new_inode(
+        &mut self,
+        parent: Ino,
+        kind: FileType,
+        mode: u16,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Ino, Inode), FsError> {
         let ino = self.alloc_inode(parent, kind == FileType::Directory)?;
         self.clear_inode_slot(ino)?;
         let inode = Inode {
@@ -229,14 +268,25 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Undoes `new_inode` after a later step failed.
-    fn abandon_new_inode<T>(&mut self, ino: Ino, mut inode: Inode, error: FsError) -> Result<T, FsError> {
+    fn abandon_new_inode<T>(
+        &mut self,
+        ino: Ino,
+        mut inode: Inode,
+        error: FsError,
+    ) -> Result<T, FsError> {
         inode.links = 0;
         self.write_inode(ino, &inode)?;
         self.free_inode(ino)?;
         Err(error)
     }
 
-    fn link_new_inode(&mut self, dir: Ino, name: &[u8], ino: Ino, kind: FileType) -> Result<Ino, FsError> {
+    fn link_new_inode(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        ino: Ino,
+        kind: FileType,
+    ) -> Result<Ino, FsError> {
         if let Err(e) = self.add_entry(dir, name, ino, kind) {
             let inode = self.read_inode(ino)?;
             return self.abandon_new_inode(ino, inode, e);
@@ -244,14 +294,14 @@ impl<D: BlockDevice> Fs<D> {
         Ok(ino)
     }
 
-    /// A block goal at the start of the inode's group.
-    fn groups_first_block_of_inode(&self, ino: Ino) -> u64 {
-        let group = (ino - 1) / self.sb.inodes_per_group;
-        u64::from(self.sb.group_first_block(group))
-    }
-
     /// Moves or renames an entry, replacing a target as POSIX says.
-    pub fn rename(&mut self, from_dir: Ino, from: &[u8], to_dir: Ino, to: &[u8]) -> Result<(), FsError> {
+    pub fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &[u8],
+        to_dir: Ino,
+        to: &[u8],
+    ) -> Result<(), FsError> {
         self.check_writable()?;
         check_name(from)?;
         if from == b"." || from == b".." {
@@ -259,7 +309,10 @@ impl<D: BlockDevice> Fs<D> {
         }
         check_new_name(to)?;
         self.maybe_writeback()?;
-        let ino = self.find_entry(from_dir, from)?.ok_or(FsError::NotFound)?.ino;
+        let ino = self
+            .find_entry(from_dir, from)?
+            .ok_or(FsError::NotFound)?
+            .ino;
         let mut inode = self.live_inode(ino)?;
         let kind = inode.kind().expect("live");
         self.dir_inode(to_dir)?;
@@ -301,7 +354,12 @@ impl<D: BlockDevice> Fs<D> {
         self.write_inode(ino, &inode)
     }
 
-    fn check_replaceable(&mut self, source: &Inode, target_ino: Ino, target: &Inode) -> Result<(), FsError> {
+    fn check_replaceable(
+        &mut self,
+        source: &Inode,
+        target_ino: Ino,
+        target: &Inode,
+    ) -> Result<(), FsError> {
         match (source.is_dir(), target.is_dir()) {
             (true, true) if !self.dir_is_empty(target_ino)? => Err(FsError::NotEmpty),
             (true, false) => Err(FsError::NotDir),
@@ -320,11 +378,16 @@ impl<D: BlockDevice> Fs<D> {
             if current == ROOT_INO {
                 return Ok(false);
             }
-            current = self.find_entry(current, b"..")?.ok_or_else(|| {
-                FsError::Corrupt(alloc::format!("directory {current} has no \"..\""))
-            })?.ino;
+            current = self
+                .find_entry(current, b"..")?
+                .ok_or_else(|| {
+                    FsError::Corrupt(alloc::format!("directory {current} has no \"..\""))
+                })?
+                .ino;
         }
-        Err(FsError::Corrupt(alloc::string::String::from("\"..\" entries form a loop")))
+        Err(FsError::Corrupt(alloc::string::String::from(
+            "\"..\" entries form a loop",
+        )))
     }
 }
 

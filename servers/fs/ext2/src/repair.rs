@@ -7,14 +7,25 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::bytes::{get32, put16, put32};
+use crate::bytes::get32;
+use crate::bytes::put16;
+use crate::bytes::put32;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
-use crate::dir::{parse_block, RawEntry};
+use crate::dir::parse_block;
+use crate::dir::RawEntry;
 use crate::fs::Fs;
-use crate::inode::{dirent_type, Inode, DIND, FLAGS_UNSUPPORTED, IND, N_BLOCKS, TIND};
+use crate::inode::dirent_type;
+use crate::inode::Inode;
+use crate::inode::DIND;
+use crate::inode::FLAGS_UNSUPPORTED;
+use crate::inode::IND;
+use crate::inode::N_BLOCKS;
+use crate::inode::TIND;
 use crate::superblock::COMPAT_RESIZE_INODE;
-use crate::types::{FsError, Ino, ROOT_INO};
+use crate::types::FsError;
+use crate::types::Ino;
+use crate::types::ROOT_INO;
 
 /// A bit per item, for rebuilding bitmaps.
 struct BitSet(Vec<u8>);
@@ -73,7 +84,11 @@ impl<D: BlockDevice> Fs<D> {
         for block in 0..sb.first_data_block {
             walk.used_blocks.set(block as usize);
         }
-        let reserved_gdt = if sb.feature_compat & COMPAT_RESIZE_INODE != 0 { u32::from(sb.reserved_gdt_blocks) } else { 0 };
+        let reserved_gdt = if sb.feature_compat & COMPAT_RESIZE_INODE != 0 {
+            u32::from(sb.reserved_gdt_blocks)
+        } else {
+            0
+        };
         for group in 0..sb.group_count() {
             let first = sb.group_first_block(group);
             if sb.has_super_backup(group) {
@@ -93,7 +108,11 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Reserved inodes (bad blocks, resize inode) keep their blocks as they are; their
     /// trees may overlap group metadata by design.
-    fn mark_reserved_inode_blocks(&mut self, inode: &Inode, walk: &mut Walk) -> Result<(), FsError> {
+    fn mark_reserved_inode_blocks(
+        &mut self,
+        inode: &Inode,
+        walk: &mut Walk,
+    ) -> Result<(), FsError> {
         if !inode.has_block_map(self.block_size) {
             return Ok(());
         }
@@ -120,7 +139,10 @@ impl<D: BlockDevice> Fs<D> {
         }
         let pointers: Vec<u32> = {
             let raw = self.block(block)?;
-            (0..raw.len() / 4).map(|i| get32(raw, 4 * i)).filter(|&p| p != 0).collect()
+            (0..raw.len() / 4)
+                .map(|i| get32(raw, 4 * i))
+                .filter(|&p| p != 0)
+                .collect()
         };
         for child in pointers {
             self.mark_tree_loose(child, depth - 1, walk)?;
@@ -130,7 +152,12 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Claims an inode's blocks for it alone: pointers out of range or to blocks already
     /// claimed are cleared, blocks past the end of the file dropped, i_blocks recounted.
-    fn claim_blocks(&mut self, ino: Ino, inode: &mut Inode, walk: &mut Walk) -> Result<(), FsError> {
+    fn claim_blocks(
+        &mut self,
+        ino: Ino,
+        inode: &mut Inode,
+        walk: &mut Walk,
+    ) -> Result<(), FsError> {
         let before = inode.clone();
         let mut count = 0u64;
         if inode.has_block_map(self.block_size) {
@@ -170,8 +197,17 @@ impl<D: BlockDevice> Fs<D> {
         }
         inode.blocks = count * u64::from(self.block_size / 512);
         inode.dtime = 0;
-        if inode.block != before.block || inode.blocks != before.blocks || inode.size != before.size || inode.file_acl != before.file_acl || before.dtime != 0 {
-            log::warn!("ext2 repair: inode {ino}: block map fixed ({} -> {} sectors)", before.blocks, inode.blocks);
+        if inode.block != before.block
+            || inode.blocks != before.blocks
+            || inode.size != before.size
+            || inode.file_acl != before.file_acl
+            || before.dtime != 0
+        {
+            log::warn!(
+                "ext2 repair: inode {ino}: block map fixed ({} -> {} sectors)",
+                before.blocks,
+                inode.blocks
+            );
             walk.fixes += 1;
             self.write_inode(ino, inode)?;
         }
@@ -195,7 +231,8 @@ impl<D: BlockDevice> Fs<D> {
 
     /// Claims a pointer if it is in range and unclaimed.
     fn claim_pointer(&self, ptr: u32, walk: &mut Walk) -> bool {
-        if ptr == 0 || self.check_block(ptr, "block").is_err() || walk.used_blocks.get(ptr as usize) {
+        if ptr == 0 || self.check_block(ptr, "block").is_err() || walk.used_blocks.get(ptr as usize)
+        {
             return false;
         }
         walk.used_blocks.set(ptr as usize);
@@ -229,21 +266,26 @@ impl<D: BlockDevice> Fs<D> {
     fn walk_tree(&mut self, walk: &mut Walk) -> Result<(), FsError> {
         let mut root = self.read_inode(ROOT_INO)?;
         if !root.is_dir() || root.links == 0 || root.flags & FLAGS_UNSUPPORTED != 0 {
-            return Err(FsError::Corrupt(format!("the root inode is not a directory (mode {:#o})", root.mode)));
+            return Err(FsError::Corrupt(format!(
+                "the root inode is not a directory (mode {:#o})",
+                root.mode
+            )));
         }
         walk.reached.set(ROOT_INO as usize);
         self.claim_blocks(ROOT_INO, &mut root, walk)?;
         if root.size == 0 {
-            return Err(FsError::Corrupt(alloc::string::String::from("the root directory has no blocks")));
+            return Err(FsError::Corrupt(alloc::string::String::from(
+                "the root directory has no blocks",
+            )));
         }
         walk.refs[ROOT_INO as usize] += 1;
         let mut queue = VecDeque::from([(ROOT_INO, ROOT_INO)]);
         while let Some((dir, parent)) = queue.pop_front() {
             let inode = self.read_inode(dir)?;
             for block_index in 0..inode.size / u64::from(self.block_size) {
-                let block = self
-                    .map_block(&inode, block_index)?
-                    .ok_or_else(|| FsError::Corrupt(format!("directory {dir}: hole at block {block_index}")))?;
+                let block = self.map_block(&inode, block_index)?.ok_or_else(|| {
+                    FsError::Corrupt(format!("directory {dir}: hole at block {block_index}"))
+                })?;
                 self.repair_dir_block(dir, parent, block, block_index == 0, walk, &mut queue)?;
             }
         }
@@ -262,7 +304,10 @@ impl<D: BlockDevice> Fs<D> {
         let entries = match parse_block(self.block(block)?) {
             Ok(entries) if !first || self.has_dot_entries(block, &entries)? => entries,
             result => {
-                log::warn!("ext2 repair: directory {dir}: block {block} rewritten ({:?})", result.err());
+                log::warn!(
+                    "ext2 repair: directory {dir}: block {block} rewritten ({:?})",
+                    result.err()
+                );
                 walk.fixes += 1;
                 self.reset_dir_block(block, dir, parent, first)?;
                 parse_block(self.block(block)?).expect("fresh block parses")
@@ -310,7 +355,13 @@ impl<D: BlockDevice> Fs<D> {
             && &raw[entries[1].off + 8..entries[1].off + 10] == b"..")
     }
 
-    fn reset_dir_block(&mut self, block: u64, dir: Ino, parent: Ino, first: bool) -> Result<(), FsError> {
+    fn reset_dir_block(
+        &mut self,
+        block: u64,
+        dir: Ino,
+        parent: Ino,
+        first: bool,
+    ) -> Result<(), FsError> {
         if first {
             return self.init_dir_block(block, dir, parent);
         }
@@ -340,7 +391,10 @@ impl<D: BlockDevice> Fs<D> {
             return Ok(false);
         }
         let mut inode = self.read_inode(ino)?;
-        let Some(kind) = inode.kind().filter(|_| inode.links > 0 && inode.flags & FLAGS_UNSUPPORTED == 0) else {
+        let Some(kind) = inode
+            .kind()
+            .filter(|_| inode.links > 0 && inode.flags & FLAGS_UNSUPPORTED == 0)
+        else {
             log::warn!("ext2 repair: directory {dir}: dropped an entry naming unused inode {ino}");
             return Ok(false);
         };
@@ -353,7 +407,9 @@ impl<D: BlockDevice> Fs<D> {
             walk.reached.set(ino as usize);
             self.claim_blocks(ino, &mut inode, walk)?;
             if inode.is_dir() && inode.size == 0 {
-                log::warn!("ext2 repair: directory {dir}: dropped directory {ino}, which has no blocks");
+                log::warn!(
+                    "ext2 repair: directory {dir}: dropped directory {ino}, which has no blocks"
+                );
                 walk.reached.clear(ino as usize);
                 return Ok(false);
             }
@@ -380,7 +436,10 @@ impl<D: BlockDevice> Fs<D> {
             // A directory: its entry in the parent, ".", and each subdirectory's "..".
             let links = walk.refs[ino as usize].min(u32::from(u16::MAX)) as u16;
             if inode.links != links {
-                log::warn!("ext2 repair: inode {ino}: link count {} -> {links}", inode.links);
+                log::warn!(
+                    "ext2 repair: inode {ino}: link count {} -> {links}",
+                    inode.links
+                );
                 walk.fixes += 1;
                 inode.links = links;
                 self.write_inode(ino, &inode)?;
@@ -428,12 +487,22 @@ impl<D: BlockDevice> Fs<D> {
             }
             let (inode_bitmap, free_inodes, dirs) = self.group_inode_bitmap(group, walk)?;
             let gd = self.groups[group as usize].clone();
-            let (old_blocks, old_inodes) = (self.block(u64::from(gd.block_bitmap))?.to_vec(), self.block(u64::from(gd.inode_bitmap))?.to_vec());
-            if old_blocks != bitmap.0 || old_inodes != inode_bitmap.0 || gd.free_blocks != free_blocks || gd.free_inodes != free_inodes || gd.used_dirs != dirs {
+            let (old_blocks, old_inodes) = (
+                self.block(u64::from(gd.block_bitmap))?.to_vec(),
+                self.block(u64::from(gd.inode_bitmap))?.to_vec(),
+            );
+            if old_blocks != bitmap.0
+                || old_inodes != inode_bitmap.0
+                || gd.free_blocks != free_blocks
+                || gd.free_inodes != free_inodes
+                || gd.used_dirs != dirs
+            {
                 log::warn!("ext2 repair: group {group}: bitmaps and counts rebuilt");
             }
-            self.block_mut(u64::from(gd.block_bitmap), Phase::Meta)?.copy_from_slice(&bitmap.0);
-            self.block_mut(u64::from(gd.inode_bitmap), Phase::Meta)?.copy_from_slice(&inode_bitmap.0);
+            self.block_mut(u64::from(gd.block_bitmap), Phase::Meta)?
+                .copy_from_slice(&bitmap.0);
+            self.block_mut(u64::from(gd.inode_bitmap), Phase::Meta)?
+                .copy_from_slice(&inode_bitmap.0);
             let gd = &mut self.groups[group as usize];
             gd.free_blocks = free_blocks;
             gd.free_inodes = free_inodes;
@@ -443,7 +512,11 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// The rebuilt inode bitmap of a group, its free inodes and directories.
-    fn group_inode_bitmap(&mut self, group: u32, walk: &Walk) -> Result<(BitSet, u16, u16), FsError> {
+    fn group_inode_bitmap(
+        &mut self,
+        group: u32,
+        walk: &Walk,
+    ) -> Result<(BitSet, u16, u16), FsError> {
         let bits_per_block = self.block_size as usize * 8;
         let ipg = self.sb.inodes_per_group as usize;
         let mut bitmap = BitSet::new(bits_per_block);

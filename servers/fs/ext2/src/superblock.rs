@@ -4,7 +4,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::bytes::{get16, get32, put16, put32};
+use crate::bytes::get16;
+use crate::bytes::get32;
+use crate::bytes::put16;
+use crate::bytes::put32;
 use crate::types::MountError;
 
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -74,13 +77,17 @@ impl Superblock {
         }
         let log_block_size = get32(&raw, 24);
         if log_block_size > 2 {
-            return Err(MountError::BadBlockSize(1024u32.saturating_mul(
-                1u32.checked_shl(log_block_size).unwrap_or(0),
-            )));
+            return Err(MountError::BadBlockSize(
+                1024u32.saturating_mul(1u32.checked_shl(log_block_size).unwrap_or(0)),
+            ));
         }
         let block_size = 1024u32 << log_block_size;
         let rev_level = get32(&raw, 76);
-        let (first_ino, inode_size) = if rev_level == 0 { (11, 128) } else { (get32(&raw, 84), get16(&raw, 88)) };
+        let (first_ino, inode_size) = if rev_level == 0 {
+            (11, 128)
+        } else {
+            (get32(&raw, 84), get16(&raw, 88))
+        };
         let sb = Superblock {
             inodes_count: get32(&raw, 0),
             blocks_count: get32(&raw, 4),
@@ -122,7 +129,10 @@ impl Superblock {
             return Err(MountError::BadInodeSize(is));
         }
         if self.first_data_block != u32::from(self.block_size == 1024) {
-            return bad(format!("first data block {} with block size {}", self.first_data_block, self.block_size));
+            return bad(format!(
+                "first data block {} with block size {}",
+                self.first_data_block, self.block_size
+            ));
         }
         if self.blocks_per_group == 0 || self.blocks_per_group > self.block_size * 8 {
             return bad(format!("{} blocks per group", self.blocks_per_group));
@@ -130,7 +140,7 @@ impl Superblock {
         let inodes_per_block = self.block_size / u32::from(is);
         if self.inodes_per_group == 0
             || self.inodes_per_group > self.block_size * 8
-            || self.inodes_per_group % inodes_per_block != 0
+            || !self.inodes_per_group.is_multiple_of(inodes_per_block)
         {
             return bad(format!("{} inodes per group", self.inodes_per_group));
         }
@@ -143,8 +153,14 @@ impl Superblock {
                 self.blocks_count, self.block_size
             ));
         }
-        if u64::from(self.inodes_count) != u64::from(self.inodes_per_group) * u64::from(self.group_count()) {
-            return bad(format!("{} inodes in {} groups", self.inodes_count, self.group_count()));
+        if u64::from(self.inodes_count)
+            != u64::from(self.inodes_per_group) * u64::from(self.group_count())
+        {
+            return bad(format!(
+                "{} inodes in {} groups",
+                self.inodes_count,
+                self.group_count()
+            ));
         }
         if self.first_ino <= crate::types::ROOT_INO || self.first_ino >= self.inodes_count {
             return bad(format!("first inode {}", self.first_ino));
@@ -213,7 +229,7 @@ impl Superblock {
 }
 
 fn is_power_of(mut n: u32, base: u32) -> bool {
-    while n % base == 0 {
+    while n.is_multiple_of(base) {
         n /= base;
     }
     n == 1

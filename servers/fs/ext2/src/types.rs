@@ -152,7 +152,10 @@ impl fmt::Display for MountError {
                 write!(f, "unsupported incompat feature {names}")
             }
             MountError::NoFileType => {
-                write!(f, "the filetype feature is required (directory entries lack types)")
+                write!(
+                    f,
+                    "the filetype feature is required (directory entries lack types)"
+                )
             }
             MountError::BadBlockSize(s) => write!(f, "unsupported block size {s}"),
             MountError::BadInodeSize(s) => write!(f, "unsupported inode size {s}"),
