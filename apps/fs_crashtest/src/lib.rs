@@ -11,8 +11,9 @@
 //!    N files`;
 //! 3. after a check, powers off with its result (0: everything read
 //!    back); on a disk with nothing to check, keeps creating, writing,
-//!    renaming and removing files without syncing, so that QEMU is killed
-//!    in the middle of metadata changes.
+//!    renaming and removing files, fsyncing some of them, so that QEMU is
+//!    killed in the middle of metadata changes, some of them on their way
+//!    to the disk.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -119,7 +120,7 @@ fn write_round(fs: &mut Files, files: usize) -> Result<u64, String> {
     Ok(round)
 }
 
-/// Metadata and data changes without syncing, until the machine dies.
+/// Metadata and data changes, some fsynced, until the machine dies.
 fn scribble(fs: &mut Files) -> Result<Option<usize>, String> {
     let _ = fs.create_dir("/scratch", 0o755);
     for i in 0u64.. {
