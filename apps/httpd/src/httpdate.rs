@@ -10,7 +10,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 fn is_leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 fn month_days(y: u64, m: usize) -> u64 {
@@ -70,7 +70,9 @@ pub fn parse(text: &str) -> Option<u64> {
     if year < 1970 || day == 0 || day > month_days(year, month) || h > 23 || m > 59 || s > 60 {
         return None;
     }
-    let days: u64 = (1970..year).map(|y| 365 + u64::from(is_leap(y))).sum::<u64>()
+    let days: u64 = (1970..year)
+        .map(|y| 365 + u64::from(is_leap(y)))
+        .sum::<u64>()
         + (0..month).map(|mo| month_days(year, mo)).sum::<u64>()
         + day
         - 1;

@@ -2,6 +2,7 @@
 //! `Data` messages. A `/bytes/<n>` body is generated as it is sent.
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -45,7 +46,7 @@ pub enum Body {
     File {
         head: Vec<u8>,
         head_sent: usize,
-        file: File,
+        file: Box<File>,
         /// The piece being sent, and how much of it went out.
         piece: Vec<u8>,
         piece_sent: usize,
@@ -152,7 +153,7 @@ pub fn file_response(
     Body::File {
         head,
         head_sent: 0,
-        file,
+        file: Box::new(file),
         piece,
         piece_sent: 0,
         offset,

@@ -81,8 +81,7 @@ pub fn respond(
 pub fn route(site: &Site, files: Option<&mut StaticFiles>, get: &Get<'_>) -> Body {
     let (head_only, keep_alive) = (get.head_only, get.keep_alive);
     let path = get.path.split('?').next().unwrap_or(get.path);
-    let mut files = files;
-    if let Some(files) = files.as_deref_mut() {
+    if let Some(files) = files {
         if !matches!(path, "/api/components" | "/api/logs" | "/api/stats") && !path.starts_with("/bytes/") {
             if let Some(body) = files.serve(get) {
                 return body;

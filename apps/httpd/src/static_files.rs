@@ -61,14 +61,24 @@ impl StaticFiles {
             .and_then(httpdate::parse)
             .is_some_and(|since| stat.mtime <= since);
         if unchanged {
-            return Some(crate::response::not_modified(&last_modified, get.keep_alive));
+            return Some(crate::response::not_modified(
+                &last_modified,
+                get.keep_alive,
+            ));
         }
         let file = match self.files.open(&path, &OpenOptions::read()) {
             Ok(file) => file,
             Err(e) => return failure(e.kind, &e.text),
         };
         let kind = content_type(&path);
-        Some(file_response(file, stat.size, kind, &last_modified, get.head_only, get.keep_alive))
+        Some(file_response(
+            file,
+            stat.size,
+            kind,
+            &last_modified,
+            get.head_only,
+            get.keep_alive,
+        ))
     }
 }
 
@@ -142,7 +152,14 @@ mod tests {
     fn paths_are_decoded_and_kept_under_the_root() {
         assert_eq!(decode_path("/a%20b.html?x=1").as_deref(), Some("/a b.html"));
         assert_eq!(decode_path("/").as_deref(), Some("/"));
-        for bad in ["/../etc/passwd", "/a/%2e%2e/b", "/a%00b", "/%zz", "/%4", "/%ff%fe"] {
+        for bad in [
+            "/../etc/passwd",
+            "/a/%2e%2e/b",
+            "/a%00b",
+            "/%zz",
+            "/%4",
+            "/%ff%fe",
+        ] {
             assert_eq!(decode_path(bad), None, "{bad}");
         }
     }
@@ -150,7 +167,10 @@ mod tests {
     #[test]
     fn content_types_by_extension() {
         assert_eq!(content_type("/www/index.HTML"), "text/html; charset=utf-8");
-        assert_eq!(content_type("/www/app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("/www/app.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type("/www/logo.png"), "image/png");
         assert_eq!(content_type("/www/README"), "application/octet-stream");
     }

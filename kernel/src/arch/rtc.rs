@@ -76,7 +76,7 @@ impl Date {
 /// Days from 1970-01-01 to the given date (proleptic Gregorian), for
 /// years from 1970: whole years, then whole months of this year.
 fn days_since_epoch(year: u32, month: u32, day: u32) -> u64 {
-    let leap = |y: u32| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     let mut days: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
     const MONTH_DAYS: [u64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     for m in 1..month {

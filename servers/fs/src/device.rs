@@ -19,18 +19,26 @@ impl BlockDevice for DiskDevice {
     }
 
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        self.0
-            .read(sector, buf)
-            .map_err(|e| IoError(format!("reading {} bytes at sector {sector}: {e}", buf.len())))
+        self.0.read(sector, buf).map_err(|e| {
+            IoError(format!(
+                "reading {} bytes at sector {sector}: {e}",
+                buf.len()
+            ))
+        })
     }
 
     fn write(&mut self, sector: u64, data: &[u8]) -> Result<(), IoError> {
-        self.0
-            .write(sector, data)
-            .map_err(|e| IoError(format!("writing {} bytes at sector {sector}: {e}", data.len())))
+        self.0.write(sector, data).map_err(|e| {
+            IoError(format!(
+                "writing {} bytes at sector {sector}: {e}",
+                data.len()
+            ))
+        })
     }
 
     fn flush(&mut self) -> Result<(), IoError> {
-        self.0.flush().map_err(|e| IoError(format!("flushing the disk: {e}")))
+        self.0
+            .flush()
+            .map_err(|e| IoError(format!("flushing the disk: {e}")))
     }
 }

@@ -18,7 +18,10 @@ pub fn from_ext2(e: Ext2Error, what: &str) -> FsError {
         Ext2Error::NotEmpty => (ErrorKind::NotEmpty, "the directory is not empty".into()),
         Ext2Error::NoSpace => (ErrorKind::NoSpace, "no space left on the disk".into()),
         Ext2Error::ReadOnly => (ErrorKind::ReadOnly, "the file system is read-only".into()),
-        Ext2Error::NameTooLong => (ErrorKind::NameTooLong, "a name is longer than 255 bytes".into()),
+        Ext2Error::NameTooLong => (
+            ErrorKind::NameTooLong,
+            "a name is longer than 255 bytes".into(),
+        ),
         Ext2Error::InvalidName => (ErrorKind::Invalid, "not a valid name".into()),
         Ext2Error::Invalid => (ErrorKind::Invalid, "invalid for this file".into()),
         Ext2Error::TooLarge => (ErrorKind::TooLarge, "the file would be too large".into()),

@@ -43,7 +43,13 @@ pub struct OpenFile {
 
 impl Server {
     /// `Open { uri }`: answers `OpenReply` with the file's channel.
-    pub fn open(&mut self, cx: &mut Cx<Watched>, id: HandleId, call_id: u32, uri: &str) -> Result<(), Error> {
+    pub fn open(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        id: HandleId,
+        call_id: u32,
+        uri: &str,
+    ) -> Result<(), Error> {
         let opened = self.fs().and_then(|fs| open_file(fs, uri));
         let file = match opened {
             Ok(file) => file,
@@ -55,7 +61,13 @@ impl Server {
             self.release(ino);
             return Err(e);
         }
-        cx.send(id, Message::OpenReply { call_id, handle: theirs.into_handle() })
+        cx.send(
+            id,
+            Message::OpenReply {
+                call_id,
+                handle: theirs.into_handle(),
+            },
+        )
     }
 
     pub fn file_request(
@@ -102,7 +114,10 @@ fn open_file(fs: &mut Ext2, uri: &str) -> Result<OpenFile, FsError> {
     }
     let ino = match target {
         OpenTarget::Inode(_) if flags.create => {
-            return Err(error(ErrorKind::Invalid, format!("{what}: create needs a path")))
+            return Err(error(
+                ErrorKind::Invalid,
+                format!("{what}: create needs a path"),
+            ))
         }
         OpenTarget::Inode(ino) => ino,
         OpenTarget::Path(_) if flags.create => create_or_find(fs, &arg, &flags)?,
@@ -110,12 +125,25 @@ fn open_file(fs: &mut Ext2, uri: &str) -> Result<OpenFile, FsError> {
     };
     let kind = stat(fs, ino, &arg)?.kind;
     match kind {
-        FileType::Directory if flags.write => return Err(error(ErrorKind::IsADirectory, format!("{what}: is a directory"))),
-        FileType::Symlink => return Err(error(ErrorKind::Loop, format!("{what}: is a symbolic link (opened with nofollow)"))),
+        FileType::Directory if flags.write => {
+            return Err(error(
+                ErrorKind::IsADirectory,
+                format!("{what}: is a directory"),
+            ))
+        }
+        FileType::Symlink => {
+            return Err(error(
+                ErrorKind::Loop,
+                format!("{what}: is a symbolic link (opened with nofollow)"),
+            ))
+        }
         _ => {}
     }
     if flags.trunc && flags.write && kind == FileType::Regular {
-        let size_zero = SetAttr { size: Some(0), ..SetAttr::default() };
+        let size_zero = SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        };
         set_attr(fs, ino, &size_zero).map_err(|e| from_ext2(e, &what))?;
     }
     fs.retain(ino);
@@ -128,7 +156,11 @@ fn open_file(fs: &mut Ext2, uri: &str) -> Result<OpenFile, FsError> {
 }
 
 /// `create`: the existing file (`Exists` with `excl`), or a new one.
-fn create_or_find(fs: &mut Ext2, arg: &PathArg<'_>, flags: &OpenFlags) -> Result<ext2::Ino, FsError> {
+fn create_or_find(
+    fs: &mut Ext2,
+    arg: &PathArg<'_>,
+    flags: &OpenFlags,
+) -> Result<ext2::Ino, FsError> {
     let (dir, name) = parent_and_name(fs, arg)?;
     let what = crate::paths::show(arg);
     match fs.lookup(dir, name) {
@@ -136,7 +168,14 @@ fn create_or_find(fs: &mut Ext2, arg: &PathArg<'_>, flags: &OpenFlags) -> Result
         // An existing name: open what it leads to (a symlink is followed).
         Ok(_) => resolve(fs, arg, !flags.nofollow),
         Err(ext2::FsError::NotFound) => fs
-            .create(dir, name, ext2::FileType::Regular, flags.mode & 0o7777, 0, 0)
+            .create(
+                dir,
+                name,
+                ext2::FileType::Regular,
+                flags.mode & 0o7777,
+                0,
+                0,
+            )
             .map_err(|e| from_ext2(e, &what)),
         Err(e) => Err(from_ext2(e, &what)),
     }
@@ -148,7 +187,10 @@ fn serve(fs: &mut Ext2, file: &OpenFile, request: FileRequest<'_>) -> Result<Vec
     match request {
         FileRequest::Read { offset, len } => {
             if !file.read {
-                return Err(error(ErrorKind::PermissionDenied, "the file is not open for reading"));
+                return Err(error(
+                    ErrorKind::PermissionDenied,
+                    "the file is not open for reading",
+                ));
             }
             let mut buf = vec![0u8; (len as usize).min(wire::READ_MAX)];
             let n = fs.read(file.ino, offset, &mut buf).map_err(failed)?;
@@ -157,7 +199,10 @@ fn serve(fs: &mut Ext2, file: &OpenFile, request: FileRequest<'_>) -> Result<Vec
         }
         FileRequest::Write { offset, data } => {
             if !file.write {
-                return Err(error(ErrorKind::PermissionDenied, "the file is not open for writing"));
+                return Err(error(
+                    ErrorKind::PermissionDenied,
+                    "the file is not open for writing",
+                ));
             }
             let offset = match file.append {
                 true => fs.stat(file.ino).map_err(failed)?.size,
@@ -172,10 +217,18 @@ fn serve(fs: &mut Ext2, file: &OpenFile, request: FileRequest<'_>) -> Result<Vec
         }
         FileRequest::SetLen { size } => {
             if !file.write {
-                return Err(error(ErrorKind::PermissionDenied, "the file is not open for writing"));
+                return Err(error(
+                    ErrorKind::PermissionDenied,
+                    "the file is not open for writing",
+                ));
             }
-            let attr = SetAttr { size: Some(size), ..SetAttr::default() };
-            set_attr(fs, file.ino, &attr).map(|_| Vec::new()).map_err(failed)
+            let attr = SetAttr {
+                size: Some(size),
+                ..SetAttr::default()
+            };
+            set_attr(fs, file.ino, &attr)
+                .map(|_| Vec::new())
+                .map_err(failed)
         }
         FileRequest::Sync => fs.sync().map(|()| Vec::new()).map_err(failed),
     }

@@ -37,10 +37,13 @@ include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 pub fn main(env: Env) -> Result<(), String> {
     let disk = Disk::connect(env.disk).map_err(|e| format!("cannot reach the disk: {e}"))?;
     let mut server = Server::mount(disk);
-    let interval_ms = u64::try_from(env.config.sync_interval_ms).unwrap_or(5000).max(100);
+    let interval_ms = u64::try_from(env.config.sync_interval_ms)
+        .unwrap_or(5000)
+        .max(100);
     let mut ml = Mainloop::new().map_err(|e| format!("main loop: {e}"))?;
     let cx = ml.cx();
-    cx.add_supervisor(env.supervisor).map_err(|e| format!("supervisor: {e}"))?;
+    cx.add_supervisor(env.supervisor)
+        .map_err(|e| format!("supervisor: {e}"))?;
     let timer = Timer::create().map_err(|e| format!("timer: {e}"))?;
     let timer = cx
         .add_timer(timer, Watched::SyncTimer)

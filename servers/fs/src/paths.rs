@@ -29,7 +29,10 @@ fn single_name<'a>(arg: &PathArg<'a>) -> Result<&'a [u8], FsError> {
     if arg.path.contains(&b'/') {
         return Err(error(
             ErrorKind::Invalid,
-            format!("{}: a name relative to an inode is one component", show(arg)),
+            format!(
+                "{}: a name relative to an inode is one component",
+                show(arg)
+            ),
         ));
     }
     Ok(arg.path)
@@ -63,13 +66,21 @@ pub fn parent_and_name<'a>(fs: &mut Ext2, arg: &PathArg<'a>) -> Result<(Ino, &'a
         path = &path[..path.len() - 1];
     }
     if !path.starts_with(b"/") {
-        return Err(error(ErrorKind::Invalid, format!("{}: not an absolute path", show(arg))));
+        return Err(error(
+            ErrorKind::Invalid,
+            format!("{}: not an absolute path", show(arg)),
+        ));
     }
     let split = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
     let (dir, name) = (&path[..split.max(1)], &path[split + 1..]);
     if name.is_empty() {
-        return Err(error(ErrorKind::Invalid, format!("{}: the root has no parent", show(arg))));
+        return Err(error(
+            ErrorKind::Invalid,
+            format!("{}: the root has no parent", show(arg)),
+        ));
     }
-    let parent = fs.resolve(dir, true).map_err(|e| from_ext2(e, &show(arg)))?;
+    let parent = fs
+        .resolve(dir, true)
+        .map_err(|e| from_ext2(e, &show(arg)))?;
     Ok((parent, name))
 }

@@ -33,7 +33,12 @@ use crate::server::Watched;
 const READ_DIR_BATCH: usize = 512;
 
 impl Server {
-    pub fn request(&mut self, cx: &mut Cx<Watched>, id: HandleId, body: &[u8]) -> Result<(), Error> {
+    pub fn request(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        id: HandleId,
+        body: &[u8],
+    ) -> Result<(), Error> {
         let (call_id, request) = Request::decode(body);
         let (Some(call_id), Some(request)) = (call_id, request) else {
             return malformed(cx, id, call_id);
@@ -44,7 +49,9 @@ impl Server {
 }
 
 fn serve(fs: &mut Ext2, request: Request<'_>) -> Result<Vec<u8>, FsError> {
-    let none = |r: Result<(), ext2::FsError>, arg: &PathArg<'_>| r.map(|()| Vec::new()).map_err(|e| from_ext2(e, &show(arg)));
+    let none = |r: Result<(), ext2::FsError>, arg: &PathArg<'_>| {
+        r.map(|()| Vec::new()).map_err(|e| from_ext2(e, &show(arg)))
+    };
     match request {
         Request::Stat { path, follow } => {
             let ino = resolve(fs, &path, follow)?;
@@ -59,12 +66,17 @@ fn serve(fs: &mut Ext2, request: Request<'_>) -> Result<Vec<u8>, FsError> {
         Request::MakeNode { path, kind, mode } => {
             let kind = match kind {
                 FileType::Directory | FileType::Symlink => {
-                    return Err(error(ErrorKind::Invalid, "make_node makes files, not directories or symlinks"))
+                    return Err(error(
+                        ErrorKind::Invalid,
+                        "make_node makes files, not directories or symlinks",
+                    ))
                 }
                 other => ext2_kind(other),
             };
             let (dir, name) = parent_and_name(fs, &path)?;
-            let ino = fs.create(dir, name, kind, mode & 0o7777, 0, 0).map_err(|e| from_ext2(e, &show(&path)))?;
+            let ino = fs
+                .create(dir, name, kind, mode & 0o7777, 0, 0)
+                .map_err(|e| from_ext2(e, &show(&path)))?;
             stat(fs, ino, &path).map(|s| wire::encode_stat(&s))
         }
         Request::Unlink { path } => {
@@ -99,13 +111,18 @@ fn serve(fs: &mut Ext2, request: Request<'_>) -> Result<Vec<u8>, FsError> {
             Ok(wire::encode_stat(&stat))
         }
         Request::StatFs => Ok(wire::encode_statfs(&statfs(fs))),
-        Request::Sync => fs.sync().map(|()| Vec::new()).map_err(|e| from_ext2(e, "sync")),
+        Request::Sync => fs
+            .sync()
+            .map(|()| Vec::new())
+            .map_err(|e| from_ext2(e, "sync")),
     }
 }
 
 /// What `stat` answers for `ino`.
 pub fn stat(fs: &mut Ext2, ino: ext2::Ino, arg: &PathArg<'_>) -> Result<Stat, FsError> {
-    fs.stat(ino).map(convert_stat).map_err(|e| from_ext2(e, &show(arg)))
+    fs.stat(ino)
+        .map(convert_stat)
+        .map_err(|e| from_ext2(e, &show(arg)))
 }
 
 pub fn convert_stat(s: ext2::Stat) -> Stat {
@@ -151,7 +168,10 @@ fn ext2_kind(kind: FileType) -> ext2::FileType {
 
 /// Applies `attr`; times past 2106 do not fit ext2's 32 bits and are `Invalid`.
 pub fn set_attr(fs: &mut Ext2, ino: ext2::Ino, attr: &SetAttr) -> Result<Stat, ext2::FsError> {
-    let time = |t: Option<u64>| t.map(|t| u32::try_from(t).map_err(|_| ext2::FsError::Invalid)).transpose();
+    let time = |t: Option<u64>| {
+        t.map(|t| u32::try_from(t).map_err(|_| ext2::FsError::Invalid))
+            .transpose()
+    };
     let attr = ext2::SetAttr {
         mode: attr.mode.map(|m| m & 0o7777),
         uid: attr.uid,

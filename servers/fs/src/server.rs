@@ -46,8 +46,8 @@ impl Server {
                 let s = fs.statfs();
                 log::info!(
                     "mounted ext2 ({} MiB, {} MiB free, {} of {} inodes free{})",
-                    s.blocks * u64::from(s.block_size) >> 20,
-                    s.free_blocks * u64::from(s.block_size) >> 20,
+                    (s.blocks * u64::from(s.block_size)) >> 20,
+                    (s.free_blocks * u64::from(s.block_size)) >> 20,
                     s.free_inodes,
                     s.inodes,
                     if fs.is_read_only() { ", read-only" } else { "" }
@@ -127,9 +127,14 @@ impl Handler for Server {
         msg: Message<'_>,
     ) -> Result<(), Error> {
         match (state, msg) {
-            (Watched::Client, Message::Open { call_id, uri, handle: None }) => {
-                self.open(cx, id, call_id, uri)
-            }
+            (
+                Watched::Client,
+                Message::Open {
+                    call_id,
+                    uri,
+                    handle: None,
+                },
+            ) => self.open(cx, id, call_id, uri),
             (Watched::Client, Message::Data(body)) => self.request(cx, id, body),
             (Watched::File(file), Message::Data(body)) => self.file_request(cx, id, file, body),
             (_, other) => {
@@ -139,14 +144,24 @@ impl Handler for Server {
         }
     }
 
-    fn peer_closed(&mut self, _cx: &mut Cx<Watched>, _id: HandleId, state: Watched) -> Result<(), Error> {
+    fn peer_closed(
+        &mut self,
+        _cx: &mut Cx<Watched>,
+        _id: HandleId,
+        state: Watched,
+    ) -> Result<(), Error> {
         if let Watched::File(file) = state {
             self.close(file);
         }
         Ok(())
     }
 
-    fn timer(&mut self, cx: &mut Cx<Watched>, id: HandleId, _state: &mut Watched) -> Result<(), Error> {
+    fn timer(
+        &mut self,
+        cx: &mut Cx<Watched>,
+        id: HandleId,
+        _state: &mut Watched,
+    ) -> Result<(), Error> {
         if let Ok(fs) = &mut self.fs {
             if let Err(e) = fs.sync() {
                 log::error!("writing dirty blocks back failed: {e}");
