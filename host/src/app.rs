@@ -80,7 +80,7 @@ pub fn dispatch(
             cargo_args,
         } => build_kernel(host, &cargo_args, io),
         Command::Direct(opts) => crate::direct::direct(&opts),
-        Command::Cp { disk, copy } => match crate::cp::copy(&disk, &copy) {
+        Command::Cp { disk, copy } => match copy_on_disk(&disk, &copy, io) {
             Ok(()) => ExitStatus::Success,
             Err(e) => {
                 io.say(&e);
@@ -88,6 +88,22 @@ pub fn dispatch(
             }
         },
     }
+}
+
+/// `cp`: a copy into a missing image creates it first, as `run` would.
+fn copy_on_disk(
+    disk: &std::path::Path,
+    copy: &crate::cp::Copy,
+    io: &mut Streams,
+) -> Result<(), String> {
+    if matches!(copy, crate::cp::Copy::In { .. }) && !disk.exists() {
+        let opts = crate::disk::DiskOptions {
+            path: Some(disk.to_path_buf()),
+            size: crate::disk::DEFAULT_SIZE,
+        };
+        crate::disk::prepare(&opts, io)?;
+    }
+    crate::cp::copy(disk, copy)
 }
 
 /// `build-kernel`: progress on stderr, the image path on stdout.
