@@ -25,6 +25,8 @@ pub mod server;
 mod memfs;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod host_kernel;
 
 pub use backend::FileBackend;
 pub use server::FuseServer;
