@@ -5,8 +5,9 @@
 //!   CREATE, MKNOD, MKDIR, SYMLINK, LINK, READDIRPLUS); each one's lookup
 //!   count is kept, FORGET lowers it, and a node id the server does not
 //!   know is ESTALE, so the guest cannot name inodes it never saw.
-//! - File handles: a table of at most [`MAX_HANDLES`] open files and
-//!   directories; past it OPEN, OPENDIR and CREATE get ENFILE.
+//! - File handles: a table of at most [`MAX_HANDLES`] (or what
+//!   [`FuseServer::set_max_handles`] says) open files and directories;
+//!   past it OPEN, OPENDIR and CREATE get ENFILE.
 //! - Timeouts: entries and attributes are valid for [`TIMEOUT_S`] (1 s),
 //!   so a change made natively shows in Linux within a second; negative
 //!   lookups are not cached.
@@ -59,6 +60,7 @@ pub struct FuseServer<B: FileBackend> {
     /// Node id -> lookup count (the root is not in it).
     nodes: BTreeMap<u64, u64>,
     handles: BTreeMap<u64, Handle<B::File>>,
+    max_handles: usize,
     next_fh: u64,
 }
 
@@ -104,8 +106,15 @@ impl<B: FileBackend> FuseServer<B> {
             initialized: false,
             nodes: BTreeMap::new(),
             handles: BTreeMap::new(),
+            max_handles: MAX_HANDLES,
             next_fh: 1,
         }
+    }
+
+    /// Lowers (or raises) the open handle limit from [`MAX_HANDLES`]: a
+    /// backend whose open files cost scarce resources sets its own.
+    pub fn set_max_handles(&mut self, max: usize) {
+        self.max_handles = max;
     }
 
     pub fn backend_mut(&mut self) -> &mut B {
@@ -397,7 +406,7 @@ impl<B: FileBackend> FuseServer<B> {
     }
 
     fn check_handle_room(&self) -> Result<(), Errno> {
-        if self.handles.len() >= MAX_HANDLES {
+        if self.handles.len() >= self.max_handles {
             return Err(Errno::ENFILE);
         }
         Ok(())

@@ -687,3 +687,12 @@ fn random_requests_never_panic() {
         }
     }
 }
+
+#[test]
+fn handle_limit_is_settable() {
+    let mut c = Client::new();
+    c.srv.set_max_handles(2);
+    let (node, _) = c.create(1, b"f", 0o644);
+    c.open(node, 0).unwrap();
+    assert_eq!(c.open(node, 0), Err(Errno::ENFILE.0));
+}

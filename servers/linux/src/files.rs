@@ -3,29 +3,31 @@
 //! device. The guest mounts it (`starina.share=<tag>:<dir>` on the kernel
 //! command line, mounted by the agent).
 //!
-//! [`NativeFiles`] is the bridge's `FileBackend` over `starina::fs`: opens
-//! by `inode:<n>` through `Files`, reads and writes through the `File` of
-//! each FUSE file handle, everything else by (inode, name) through
-//! [`FsCalls`]. An inode on its own is named `PathArg { base: <inode>,
-//! path: "" }` (stat, set_attr, read_link, and a hard link's target).
+//! [`NativeFiles`] is the bridge's `FileBackend` over the fs protocol of
+//! `starina::fs`, by inode and (directory inode, name) through
+//! [`FsCalls`]: an inode on its own is named `PathArg { base: <inode>,
+//! path: "" }` (stat, read_dir, set_attr, read_link, a hard link's
+//! target); a FUSE file handle holds the channel of a file opened by
+//! `inode:<n>`. At most [`MAX_OPEN_FILES`] are open at once (one handle
+//! each, within the server's 1,024).
 //!
 //! The calls block: the virtio-fs device answers each FUSE request while
 //! the guest's vCPU waits in the exit that notified the queue, so a slow
 //! fs server stalls the guest (its timer ticks too) for as long as the
-//! call takes (at most the client's 60 s timeout). Acceptable for now; an
+//! call takes (at most [`crate::fs_calls::CALL_TIMEOUT_MS`], 60 s). Acceptable for now; an
 //! asynchronous device would let the vCPU run on.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
 
+use starina::fs::wire;
+use starina::fs::wire::FileRequest;
+use starina::fs::wire::OpenFlags;
 use starina::fs::wire::PathArg;
 use starina::fs::wire::Request;
-use starina::fs::File;
 use starina::fs::FileType;
-use starina::fs::Files;
 use starina::fs::FsError;
-use starina::fs::OpenOptions;
 use starina::Channel;
 use starina_bridge::fuse::backend::Attr;
 use starina_bridge::fuse::backend::DirEntry;
@@ -42,15 +44,18 @@ use starina_vmm::virtio::fs::FuseHandler;
 
 use crate::fs_calls::FsCalls;
 
-/// The most one read asks the fs server for (its reply's limit).
-const READ_CHUNK: usize = starina::fs::wire::READ_MAX;
+/// Open files (FUSE file handles) at once: past it, opens get ENFILE.
+pub const MAX_OPEN_FILES: usize = 256;
 
 /// The fs server, as the FUSE server's backend.
 pub struct NativeFiles {
-    files: Files,
     calls: FsCalls,
     root: Ino,
 }
+
+/// A file opened on the fs server: its channel (closing it closes the
+/// file).
+pub struct OpenFile(Channel);
 
 /// The FUSE server as the device's handler (the VMM does not know the
 /// bridge).
@@ -66,7 +71,9 @@ impl FuseHandler for Fuse {
 /// `channel` as `tag`.
 pub fn device(channel: Channel, tag: &str) -> Result<FsDevice, alloc::string::String> {
     let backend = NativeFiles::new(channel).map_err(|e| format!("fs server: {e}"))?;
-    let handler = Box::new(Fuse(FuseServer::new(backend)));
+    let mut server = FuseServer::new(backend);
+    server.set_max_handles(MAX_OPEN_FILES);
+    let handler = Box::new(Fuse(server));
     FsDevice::new(tag, handler).map_err(|e| format!("virtio-fs tag '{tag}': {e}"))
 }
 
@@ -121,23 +128,28 @@ fn at(dir: Ino, name: &[u8]) -> Result<PathArg<'_>, Errno> {
 }
 
 fn decode_stat(body: &[u8]) -> Result<Attr, Errno> {
-    starina::fs::wire::decode_stat(body)
-        .map(attr)
-        .ok_or(Errno::EIO)
+    wire::decode_stat(body).map(attr).ok_or(Errno::EIO)
 }
 
 impl NativeFiles {
     pub fn new(channel: Channel) -> Result<NativeFiles, FsError> {
-        let mut files = Files::new(channel)?;
-        let calls = FsCalls::new(files.channel())?;
-        let root = files.stat("/")?.ino;
-        Ok(NativeFiles { files, calls, root })
+        let mut calls = FsCalls::new(channel)?;
+        let root = calls.call(&Request::Stat {
+            path: PathArg::absolute("/"),
+            follow: true,
+        })?;
+        let root = wire::decode_stat(&root)
+            .ok_or_else(|| FsError::new(starina::fs::ErrorKind::Malformed, "stat of /"))?
+            .ino;
+        Ok(NativeFiles { calls, root })
     }
 
     fn call(&mut self, request: Request<'_>) -> Result<Vec<u8>, Errno> {
-        self.calls
-            .call(self.files.channel(), &request)
-            .map_err(errno)
+        self.calls.call(&request).map_err(errno)
+    }
+
+    fn call_file(&mut self, file: &OpenFile, request: FileRequest<'_>) -> Result<Vec<u8>, Errno> {
+        self.calls.call_file(&file.0, &request).map_err(errno)
     }
 
     fn done(&mut self, request: Request<'_>) -> Result<(), Errno> {
@@ -146,7 +158,7 @@ impl NativeFiles {
 }
 
 impl FileBackend for NativeFiles {
-    type File = File;
+    type File = OpenFile;
 
     fn root(&self) -> Ino {
         self.root
@@ -177,7 +189,7 @@ impl FileBackend for NativeFiles {
     fn read_dir(&mut self, dir: Ino, cookie: u64) -> Result<Vec<DirEntry>, Errno> {
         let path = at(dir, b"")?;
         let body = self.call(Request::ReadDir { path, cookie })?;
-        let entries = starina::fs::wire::decode_dir_entries(&body).ok_or(Errno::EIO)?;
+        let entries = wire::decode_dir_entries(&body).ok_or(Errno::EIO)?;
         Ok(entries
             .into_iter()
             .map(|e| DirEntry {
@@ -252,7 +264,8 @@ impl FileBackend for NativeFiles {
     }
 
     fn statfs(&mut self) -> Result<FsStats, Errno> {
-        let s = self.files.statfs().map_err(errno)?;
+        let body = self.call(Request::StatFs)?;
+        let s = wire::decode_statfs(&body).ok_or(Errno::EIO)?;
         Ok(FsStats {
             block_size: s.block_size,
             blocks: s.blocks,
@@ -265,49 +278,67 @@ impl FileBackend for NativeFiles {
     }
 
     fn sync(&mut self) -> Result<(), Errno> {
-        self.files.sync().map_err(errno)
+        self.done(Request::Sync)
     }
 
-    fn open(&mut self, ino: Ino, mode: OpenMode) -> Result<File, Errno> {
-        let mut options = if mode.write {
-            OpenOptions::write()
-        } else {
-            OpenOptions::read()
+    fn open(&mut self, ino: Ino, mode: OpenMode) -> Result<OpenFile, Errno> {
+        let flags = OpenFlags {
+            read: mode.read,
+            write: mode.write,
+            append: mode.append,
+            ..OpenFlags::default()
         };
-        if mode.write && mode.read {
-            options.and_read();
-        }
-        if mode.append {
-            options.append();
-        }
-        self.files
-            .open(&format!("inode:{ino}"), &options)
-            .map_err(errno)
+        let uri = flags.uri(&format!("inode:{ino}"));
+        self.calls.open(&uri).map(OpenFile).map_err(errno)
     }
 
-    fn read(&mut self, file: &mut File, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
+    fn read(&mut self, file: &mut OpenFile, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
         // FUSE takes a short read for the end of the file: fill it.
-        let mut out = alloc::vec![0u8; len as usize];
-        let mut done = 0;
-        while done < out.len() {
-            let end = out.len().min(done + READ_CHUNK);
-            let n = file
-                .read_at(offset + done as u64, &mut out[done..end])
-                .map_err(errno)?;
-            if n == 0 {
+        let mut out = Vec::new();
+        while out.len() < len as usize {
+            let want = (len as usize - out.len()).min(wire::READ_MAX) as u32;
+            let at = offset + out.len() as u64;
+            let data = self.call_file(
+                file,
+                FileRequest::Read {
+                    offset: at,
+                    len: want,
+                },
+            )?;
+            if data.is_empty() {
                 break;
             }
-            done += n;
+            if data.len() > want as usize {
+                return Err(Errno::EIO);
+            }
+            out.extend_from_slice(&data);
         }
-        out.truncate(done);
         Ok(out)
     }
 
-    fn write(&mut self, file: &mut File, offset: u64, data: &[u8]) -> Result<(), Errno> {
-        file.write_all_at(offset, data).map_err(errno)
+    fn write(&mut self, file: &mut OpenFile, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < data.len() {
+            let chunk = &data[done..data.len().min(done + wire::WRITE_MAX)];
+            let at = offset + done as u64;
+            let body = self.call_file(
+                file,
+                FileRequest::Write {
+                    offset: at,
+                    data: chunk,
+                },
+            )?;
+            let mut r = wire::Reader(&body);
+            let n = r.u32().and_then(|n| r.end(n)).ok_or(Errno::EIO)? as usize;
+            if n == 0 || n > chunk.len() {
+                return Err(Errno::EIO);
+            }
+            done += n;
+        }
+        Ok(())
     }
 
-    fn sync_file(&mut self, file: &mut File) -> Result<(), Errno> {
-        file.sync().map_err(errno)
+    fn sync_file(&mut self, file: &mut OpenFile) -> Result<(), Errno> {
+        self.call_file(file, FileRequest::Sync).map(drop)
     }
 }
