@@ -380,6 +380,15 @@ fn parse_op<'a>(opcode: u32, r: &mut Reader<'a>) -> Result<Op<'a>, Errno> {
             oldnodeid: r.u64()?,
             newname: r.name()?,
         },
+        _ => return parse_handle_op(opcode, r),
+    };
+    Ok(op)
+}
+
+/// Ops on open files and the file system as a whole.
+fn parse_handle_op<'a>(opcode: u32, r: &mut Reader<'a>) -> Result<Op<'a>, Errno> {
+    use opcode::*;
+    let op = match opcode {
         OPEN => Op::Open {
             flags: (r.u32()?, r.skip(4)?).0,
         },

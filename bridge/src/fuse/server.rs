@@ -218,6 +218,16 @@ impl<B: FileBackend> FuseServer<B> {
                 let attr = self.backend.lookup(dir, newname)?;
                 self.entry(&attr)
             }
+            Op::StatFs => self.statfs(),
+            Op::FsyncDir => empty(self.backend.sync()),
+            Op::Create { name, flags, mode } => self.create(h, name, flags, mode),
+            other => self.dispatch_handle_op(node, other, room),
+        }
+    }
+
+    /// The ops on open file handles, and what is not supported.
+    fn dispatch_handle_op(&mut self, node: u64, op: Op<'_>, room: usize) -> Reply {
+        match op {
             Op::Open { flags } => self.open(node, flags),
             Op::OpenDir => self.open_dir(node),
             Op::Read { fh, offset, size } => self.read(fh, offset, size, room),
@@ -228,7 +238,6 @@ impl<B: FileBackend> FuseServer<B> {
                 plus,
             } => self.read_dir(fh, offset, (size as usize).min(room), plus),
             Op::Write { fh, offset, data } => self.write(fh, offset, data),
-            Op::StatFs => self.statfs(),
             Op::Release { fh } | Op::ReleaseDir { fh } => match self.handles.remove(&fh) {
                 Some(_) => Ok(Vec::new()),
                 None => Err(Errno::EBADF),
@@ -237,17 +246,16 @@ impl<B: FileBackend> FuseServer<B> {
                 let file = file_of(&mut self.handles, fh)?;
                 empty(self.backend.sync_file(file))
             }
-            Op::FsyncDir => empty(self.backend.sync()),
             // Nothing is buffered here: every WRITE went to the backend.
             Op::Flush => Ok(Vec::new()),
-            Op::Create { name, flags, mode } => self.create(h, name, flags, mode),
             Op::Fallocate {
                 fh,
                 offset,
                 length,
                 mode,
             } => self.fallocate(node, fh, offset, length, mode),
-            Op::Forget { .. } | Op::BatchForget { .. } | Op::Unsupported(_) => Err(Errno::ENOSYS),
+            // Unsupported ops (FORGETs never get here: they have no reply).
+            _ => Err(Errno::ENOSYS),
         }
     }
 
