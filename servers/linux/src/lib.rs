@@ -162,7 +162,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         wake: theirs,
         shared,
         config: vm_config(&env.config),
-        fs: None,
+        fs: Some(env.fs),
     };
     if let Err(e) = starina::thread::spawn(move || vcpu::thread_main(job)) {
         let why = format!("cannot start the vCPU thread: {e}");
