@@ -10,10 +10,14 @@
 //!
 //! The native process API ([`exec`]): how Starina components ask the linux
 //! server to run programs, over channels.
+//!
+//! Native files in Linux ([`fuse`]): the FUSE server behind the VMM's
+//! virtio-fs device, over a file system addressed by inode.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod exec;
+pub mod fuse;
 pub mod process;

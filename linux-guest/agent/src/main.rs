@@ -1,7 +1,9 @@
 //! The Starina guest agent: PID 1 of the Linux microVM.
 //!
 //! As PID 1 it mounts /proc, /sys, /dev, /dev/pts, /tmp and
-//! /run, sets a base environment, opens the control channel `/dev/hvc0` (a
+//! /run, mounts the native file system when the kernel command line has
+//! `starina.share=<tag>:<dir>` (virtio-fs; a failed mount is logged, not
+//! fatal), sets a base environment, opens the control channel `/dev/hvc0` (a
 //! virtio-console port) and serves the process protocol of
 //! `starina_bridge::process` on it, reaping every zombie on the way. It
 //! prints `starina-agent: ready (Linux <release>) tsc=<TSC>` on /dev/console
@@ -170,6 +172,7 @@ fn open_control(path: &str) -> std::io::Result<(File, File)> {
 fn run_as_init() -> ! {
     mount_basics();
     let _ = CONSOLE.set(OpenOptions::new().write(true).open("/dev/console").ok());
+    mount_share();
     // Set before any thread exists; children inherit it.
     std::env::set_var("PATH", BASE_PATH);
     std::env::set_var("HOME", "/root");
@@ -227,6 +230,29 @@ fn restart_guest() -> ! {
     server::crash_kernel()
 }
 
+/// The kernel command line's `starina.share=<tag>:<dir>`: the virtio-fs
+/// tag to mount and where.
+fn share_from_cmdline(cmdline: &str) -> Option<(&str, &str)> {
+    let value = cmdline
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("starina.share="))?;
+    let (tag, dir) = value.split_once(':')?;
+    (!tag.is_empty() && dir.starts_with('/')).then_some((tag, dir))
+}
+
+/// Mounts the native file system (virtio-fs) where the command line says.
+fn mount_share() {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let Some((tag, dir)) = share_from_cmdline(&cmdline) else {
+        return;
+    };
+    let result = std::fs::create_dir_all(dir).and_then(|()| sys::mount(tag, dir, "virtiofs", None));
+    match result {
+        Ok(()) => log(&format!("mounted virtio-fs '{tag}' at {dir}")),
+        Err(e) => log(&format!("cannot mount virtio-fs '{tag}' at {dir}: {e}")),
+    }
+}
+
 fn mount_basics() {
     let mounts: [(&str, &str, &str, Option<&str>); 6] = [
         ("proc", "/proc", "proc", None),
@@ -245,5 +271,20 @@ fn mount_basics() {
             // No console yet: this goes to the kernel's initial console, if any.
             Err(e) => eprintln!("starina-agent: mount {target} ({fstype}): {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_from_cmdline;
+
+    #[test]
+    fn share_on_the_command_line() {
+        let line = "console=ttyS0 quiet starina.share=starina:/mnt/starina panic=1\n";
+        assert_eq!(share_from_cmdline(line), Some(("starina", "/mnt/starina")));
+        assert_eq!(share_from_cmdline("console=ttyS0"), None);
+        assert_eq!(share_from_cmdline("starina.share=starina"), None);
+        assert_eq!(share_from_cmdline("starina.share=:/mnt"), None);
+        assert_eq!(share_from_cmdline("starina.share=tag:relative"), None);
     }
 }

@@ -25,6 +25,8 @@
 //! | [`from_guest`] | the agent's frames, output flow control, the VM's status |
 //! | [`liveness`] | pings the agent; a guest that stops answering is restarted |
 //! | [`shared`] | what the two threads share |
+//! | [`files`] | native files for the guest: the FUSE server over the fs server, as virtio-fs |
+//! | [`fs_calls`] | fs requests by (inode, name), which the FUSE bridge needs |
 //! | [`vcpu`] | the vCPU thread |
 //!
 //! When the guest dies (kernel panic, power-off, triple fault) the server
@@ -37,7 +39,9 @@
 extern crate alloc;
 
 mod clients;
+mod files;
 mod from_guest;
+mod fs_calls;
 #[cfg(test)]
 mod fuzz;
 mod handler;
@@ -158,6 +162,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         wake: theirs,
         shared,
         config: vm_config(&env.config),
+        fs: Some(env.fs),
     };
     if let Err(e) = starina::thread::spawn(move || vcpu::thread_main(job)) {
         let why = format!("cannot start the vCPU thread: {e}");
@@ -181,5 +186,7 @@ fn vm_config(config: &Config) -> vcpu::VmConfig {
         kernel_file: config.kernel_file,
         initramfs_file: config.initramfs_file,
         cmdline,
+        share_fs_tag: config.share_fs_tag,
+        share_fs_mount: config.share_fs_mount,
     }
 }

@@ -7,6 +7,7 @@
 //! memory except through the queues' checked accessors.
 
 pub mod console;
+pub mod fs;
 pub mod mmio;
 pub mod queue;
 

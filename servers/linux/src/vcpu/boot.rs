@@ -2,6 +2,7 @@
 //! loaded by the 64-bit boot protocol, and what the thread sleeps on.
 
 use alloc::format;
+use alloc::string::String;
 
 use starina::abi::Readiness;
 use starina::bootfs;
@@ -43,6 +44,7 @@ impl Guest {
             wake,
             shared,
             config,
+            fs,
         } = job;
         let files = boot_files(&config)?;
         let (mut ram, vcpu) = create_vm(&hypervisor, config.memory_bytes)?;
@@ -57,12 +59,16 @@ impl Guest {
         let console = vm.add_virtio(Console::new()).map_err(|e| {
             Status::Unavailable(format!("no virtio-mmio slot for the console: {e}"))
         })?;
+        let mut cmdline = config.cmdline.clone();
+        if let Some(channel) = fs {
+            add_share(&mut vm, channel, &config, &mut cmdline);
+        }
         let devices = vm.virtio_devices();
         let info = boot::load_linux(
             &mut ram,
             &files.bz,
             &BootConfig {
-                cmdline: &config.cmdline,
+                cmdline: &cmdline,
                 initrd: Some(files.initramfs),
                 virtio_devices: &devices,
             },
@@ -100,6 +106,27 @@ impl Guest {
             stats: Default::default(),
         })
     }
+}
+
+/// Gives the guest the native file system as virtio-fs, and tells the
+/// agent where to mount it (`starina.share=<tag>:<dir>`). Without it the
+/// guest runs on, without the share.
+fn add_share(vm: &mut Vm, channel: Channel, config: &VmConfig, cmdline: &mut String) {
+    let device = match crate::files::device(channel, config.share_fs_tag) {
+        Ok(device) => device,
+        Err(why) => {
+            log::warn!("no native files in Linux: {why}");
+            return;
+        }
+    };
+    if let Err(e) = vm.add_virtio(device) {
+        log::warn!("no native files in Linux: no virtio-mmio slot for virtio-fs: {e}");
+        return;
+    }
+    cmdline.push_str(&format!(
+        " starina.share={}:{}",
+        config.share_fs_tag, config.share_fs_mount
+    ));
 }
 
 fn boot_files(config: &VmConfig) -> Result<BootFiles, Status> {

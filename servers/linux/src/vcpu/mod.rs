@@ -3,7 +3,8 @@
 //! VMM (`starina_vmm::vm::Vm::handle_exit`).
 //!
 //! It moves bytes between the virtio-console (the guest agent's `/dev/hvc0`)
-//! and the shared queues, logs the guest's serial console line by line, and
+//! and the shared queues, serves the native file system to the guest's
+//! virtio-fs (`crate::files`, answered within the exit), logs the guest's serial console line by line, and
 //! sleeps while the guest halts, until the guest's next timer tick or until
 //! the main thread kicks it.
 //!
@@ -46,6 +47,10 @@ pub struct VmConfig {
     pub kernel_file: &'static str,
     pub initramfs_file: &'static str,
     pub cmdline: String,
+    /// The virtio-fs tag the native file system is shared as, and where
+    /// the guest mounts it.
+    pub share_fs_tag: &'static str,
+    pub share_fs_mount: &'static str,
 }
 
 /// Everything the vCPU thread needs.
@@ -54,6 +59,8 @@ pub struct Job {
     pub wake: Channel,
     pub shared: Arc<Shared>,
     pub config: VmConfig,
+    /// The fs server's `fs` channel: the guest gets it as virtio-fs.
+    pub fs: Option<Channel>,
 }
 
 /// The vCPU thread: boots and runs the guest, then tells the main thread

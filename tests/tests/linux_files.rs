@@ -1,0 +1,120 @@
+//! Native files in Linux, end to end: the guest agent mounts the fs
+//! server's file system at /mnt/starina (virtio-fs, the linux server's
+//! FUSE bridge, `starina::fs`), and ordinary Linux commands work on it.
+//! Boots Starina and Linux under QEMU (the `linux` profile, which must
+//! hold the fs server and its disk): slow, run by `make test`.
+//!
+//! The test leaves /mnt/starina/linux-e2e/big (1 MiB: `seq 1 200000`,
+//! cut at 1 MiB) and its hashes in the output, for a native-side check.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use starina_host::exec::ExecOptions;
+use starina_host::Streams;
+use starina_tests::*;
+
+/// Per-run limit (boot included), seconds.
+const TIMEOUT: f64 = 300.0;
+
+/// Each step prints `key=value`; `set -e` stops at the first failure.
+const SCRIPT: &str = r#"
+set -e
+D=/mnt/starina/linux-e2e
+grep -q ' /mnt/starina virtiofs ' /proc/mounts && echo mounted=yes
+rm -rf $D
+mkdir $D
+cd $D
+echo 'hello from linux' > f
+echo "cat=$(cat f)"
+echo "ls=$(ls -ln f | tr -s ' ' | cut -d' ' -f1,3,4,5)"
+chmod 600 f
+echo "mode=$(stat -c %a f)"
+echo "ls600=$(ls -l f | cut -c1-10)"
+ln -s f s
+echo "readlink=$(readlink s)"
+echo "via_symlink=$(cat s)"
+ln f h
+echo "nlink=$(stat -c %h f)"
+echo replaced > n
+mv n f
+echo "after_mv=$(cat f)"
+echo "old_via_link=$(cat h)"
+echo "nlink_old=$(stat -c %h h)"
+rm h s
+mkdir sub
+rmdir sub
+echo "left=$(ls | tr '\n' ' ')"
+seq 1 200000 | head -c 1048576 > /tmp/src
+dd if=/tmp/src of=big bs=65536 2>/dev/null
+echo "size=$(stat -c %s big)"
+echo "src_sha256=$(sha256sum < /tmp/src)"
+echo "big_sha256=$(sha256sum < big)"
+sync
+echo 3 > /proc/sys/vm/drop_caches
+echo "reread_sha256=$(sha256sum < big)"
+echo "src_md5=$(md5sum < /tmp/src)"
+echo "big_md5=$(md5sum < big)"
+echo done=yes
+"#;
+
+/// Runs `sh -c script` in Starina's Linux; (exit code, stdout, stderr).
+fn exec_sh(script: &str) -> (i32, String, String) {
+    let image = kernel();
+    let start = Instant::now();
+    let mut opts = ExecOptions::new(&["sh", "-c", script]);
+    opts.build = false;
+    opts.kernel = Some(image);
+    opts.timeout = Some(TIMEOUT);
+    opts.verbose = true;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut io = Streams {
+        out: &mut stdout,
+        err: &mut stderr,
+    };
+    let input = Box::new(std::io::empty());
+    let status = starina_host::exec::exec(&host_with_env(&[]), &opts, input, &mut io);
+    let (out, err) = (
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    );
+    println!(
+        "$ sh -c ... ({:.1} s), exit {}\n--- stdout:\n{out}\n--- stderr:\n{err}",
+        start.elapsed().as_secs_f64(),
+        status.code()
+    );
+    (status.code(), out, err)
+}
+
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn linux_uses_native_files_at_mnt_starina() {
+    let (code, out, err) = exec_sh(SCRIPT);
+    let values: BTreeMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |key: &str| {
+        *values
+            .get(key)
+            .unwrap_or_else(|| panic!("no '{key}=' in the output (exit {code}):\n{out}\n{err}"))
+    };
+    assert_eq!(get("mounted"), "yes");
+    assert_eq!(get("cat"), "hello from linux");
+    // The agent runs commands as root with umask 022.
+    assert_eq!(get("ls"), "-rw-r--r-- 0 0 17");
+    assert_eq!(get("mode"), "600");
+    assert_eq!(get("ls600"), "-rw-------");
+    assert_eq!(get("readlink"), "f");
+    assert_eq!(get("via_symlink"), "hello from linux");
+    assert_eq!(get("nlink"), "2");
+    assert_eq!(get("after_mv"), "replaced");
+    assert_eq!(get("old_via_link"), "hello from linux");
+    assert_eq!(get("nlink_old"), "1");
+    assert_eq!(get("left"), "f ");
+    assert_eq!(get("size"), "1048576");
+    let src = get("src_sha256");
+    assert_eq!(src.len(), 64 + 3, "a sha256 and '  -': {src}");
+    assert_eq!(get("big_sha256"), src);
+    assert_eq!(get("reread_sha256"), src, "read back from the fs server");
+    assert_eq!(get("big_md5"), get("src_md5"));
+    assert_eq!(get("done"), "yes");
+    assert_eq!(code, 0, "{err}");
+}
