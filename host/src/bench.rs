@@ -122,6 +122,9 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> ExitStatus {
             return ExitStatus::Failed;
         }
     }
+    if opts.fs_only {
+        return fs_figures(&host, &opts);
+    }
     let (mut figures, mut order) = if opts.http_only {
         (Figures::new(), Vec::new())
     } else {
@@ -167,7 +170,28 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> ExitStatus {
         eprintln!("bench: the Linux microVM figures failed");
         return ExitStatus::Failed;
     }
-    ExitStatus::Success
+    fs_figures(&host, &opts)
+}
+
+/// Files: Starina's /mnt/starina against QEMU's 9p (`bench_fs`).
+fn fs_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
+    header(&format!(
+        "files: /mnt/starina (virtio-fs) against virtio-9p, {} interleaved boots of each",
+        crate::bench_fs::RUNS
+    ));
+    match crate::bench_fs::figures(host, opts) {
+        Ok(figures) => {
+            for (name, value) in figures {
+                println!("bench: {name} {value}");
+            }
+            ExitStatus::Success
+        }
+        Err(e) => {
+            eprintln!("bench-fs: {e}");
+            eprintln!("bench: the file figures failed");
+            ExitStatus::Failed
+        }
+    }
 }
 
 /// The `bench` profile with and without `--icount`.

@@ -22,7 +22,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                             [--env NAME=VALUE]... [--cwd DIR] [--no-build] [--kernel PATH]
                             [--disk PATH] [--disk-size SIZE (1G)] [-v] -- CMD [ARGS...]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
-       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only]
+       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
@@ -76,6 +76,8 @@ pub struct BenchOptions {
     pub http: bool,
     /// Only the HTTP figures (no IPC, boot or Linux microVM figures).
     pub http_only: bool,
+    /// Only the file figures (Starina's virtio-fs against QEMU's 9p).
+    pub fs_only: bool,
 }
 
 /// The stages `starina test` knows.
@@ -203,9 +205,13 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         kernel: opts.value("--kernel")?.map(PathBuf::from),
         http: !opts.flag("--no-http"),
         http_only: opts.flag("--http-only"),
+        fs_only: opts.flag("--fs-only"),
     };
     if bench.http_only && !bench.http {
         return Err("--http-only and --no-http exclude each other".into());
+    }
+    if bench.fs_only && bench.http_only {
+        return Err("--fs-only and --http-only exclude each other".into());
     }
     no_extra(after)?;
     opts.finish()?;

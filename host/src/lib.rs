@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod app;
 pub mod bench;
+pub mod bench_fs;
 pub mod bench_http;
 pub mod bench_linux;
 pub mod boot;

@@ -50,9 +50,6 @@ pub trait KernelApi: Sync {
     fn log(&self, level: LogLevel, args: core::fmt::Arguments<'_>);
     /// Monotonic time since boot, in nanoseconds.
     fn time_now(&self) -> u64;
-    /// The wall clock: nanoseconds since 1970-01-01 UTC (the machine's
-    /// RTC at boot plus the monotonic clock since).
-    fn time_unix(&self) -> u64;
 
     /// Closes a handle. DMA handles are closed with [`KernelApi::dma_free`].
     fn handle_close(&self, handle: HandleId) -> Result<(), Error>;
@@ -208,6 +205,10 @@ pub trait KernelApi: Sync {
         out: &mut [u8],
     ) -> Result<(u64, usize), Error>;
     fn system_memory_stats(&self, monitor: HandleId) -> Result<MemoryStats, Error>;
+
+    /// The wall clock: nanoseconds since 1970-01-01 UTC (the machine's
+    /// RTC at boot plus the monotonic clock since).
+    fn time_unix(&self) -> u64;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -4,12 +4,15 @@
 //! Boots Starina and Linux under QEMU (the `linux` profile, which must
 //! hold the fs server and its disk): slow, run by `make test`.
 //!
-//! The test leaves /mnt/starina/linux-e2e/big (1 MiB: `seq 1 200000`,
-//! cut at 1 MiB) and its hashes in the output, for a native-side check.
+//! Both ways: a file put on the disk from the host (`starina cp`, as the
+//! native side sees it) is read in Linux, and the 1 MiB file Linux writes
+//! (`seq 1 200000`, cut at 1 MiB) is on the disk afterwards with the same
+//! hash, and `e2fsck -fn` finds the disk clean.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use starina_host::cp::Copy;
 use starina_host::exec::ExecOptions;
 use starina_host::Streams;
 use starina_tests::*;
@@ -45,8 +48,9 @@ rm h s
 mkdir sub
 rmdir sub
 echo "left=$(ls | tr '\n' ' ')"
+echo "native=$(cat /mnt/starina/from-native/hello.txt)"
 seq 1 200000 | head -c 1048576 > /tmp/src
-dd if=/tmp/src of=big bs=65536 2>/dev/null
+dd if=/tmp/src of=big bs=65536 conv=fsync 2>/dev/null
 echo "size=$(stat -c %s big)"
 echo "src_sha256=$(sha256sum < /tmp/src)"
 echo "big_sha256=$(sha256sum < big)"
@@ -58,8 +62,8 @@ echo "big_md5=$(md5sum < big)"
 echo done=yes
 "#;
 
-/// Runs `sh -c script` in Starina's Linux; (exit code, stdout, stderr).
-fn exec_sh(script: &str) -> (i32, String, String) {
+/// Runs `sh -c script` in Starina's Linux on `disk`; (exit code, stdout, stderr).
+fn exec_sh(script: &str, disk: &std::path::Path) -> (i32, String, String) {
     let image = kernel();
     let start = Instant::now();
     let mut opts = ExecOptions::new(&["sh", "-c", script]);
@@ -67,6 +71,7 @@ fn exec_sh(script: &str) -> (i32, String, String) {
     opts.kernel = Some(image);
     opts.timeout = Some(TIMEOUT);
     opts.verbose = true;
+    opts.disk.path = Some(disk.to_path_buf());
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut io = Streams {
         out: &mut stdout,
@@ -89,7 +94,14 @@ fn exec_sh(script: &str) -> (i32, String, String) {
 #[test]
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
 fn linux_uses_native_files_at_mnt_starina() {
-    let (code, out, err) = exec_sh(SCRIPT);
+    let disk = TempDisk::new().expect("a temporary directory");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
+    let native = disk.path().with_file_name("from-native");
+    std::fs::create_dir(&native).unwrap();
+    std::fs::write(native.join("hello.txt"), "written natively").unwrap();
+    let copy_in = Copy::parse(native.to_str().unwrap(), "starina:/").unwrap();
+    starina_host::cp::copy(&disk.path(), &copy_in).expect("starina cp");
+    let (code, out, err) = exec_sh(SCRIPT, &disk.path());
     let values: BTreeMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |key: &str| {
         *values
@@ -115,6 +127,17 @@ fn linux_uses_native_files_at_mnt_starina() {
     assert_eq!(get("big_sha256"), src);
     assert_eq!(get("reread_sha256"), src, "read back from the fs server");
     assert_eq!(get("big_md5"), get("src_md5"));
+    assert_eq!(get("native"), "written natively");
     assert_eq!(get("done"), "yes");
     assert_eq!(code, 0, "{err}");
+
+    // What Linux wrote is in the native file system, on the disk.
+    let big = disk.path().with_file_name("big");
+    let copy_out = Copy::parse("starina:/linux-e2e/big", big.to_str().unwrap()).unwrap();
+    starina_host::cp::copy(&disk.path(), &copy_out).expect("starina cp out");
+    let sha = std::process::Command::new("sha256sum").arg(&big).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout);
+    assert_eq!(sha.split(' ').next(), src.split(' ').next(), "the disk's copy of big");
+    let fsck = std::process::Command::new("e2fsck").arg("-fn").arg(disk.path()).output().unwrap();
+    assert!(fsck.status.success(), "e2fsck -fn:\n{}", String::from_utf8_lossy(&fsck.stdout));
 }

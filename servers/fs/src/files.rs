@@ -55,12 +55,20 @@ impl Server {
             Ok(file) => file,
             Err(e) => return answer(cx, id, call_id, Err(e)),
         };
-        let (ours, theirs) = Channel::create()?;
         let ino = file.ino;
-        if let Err(e) = cx.add_channel(ours, Watched::File(file)) {
-            self.release(ino);
-            return Err(e);
-        }
+        let channel = Channel::create().and_then(|(ours, theirs)| {
+            cx.add_channel(ours, Watched::File(file))?;
+            Ok(theirs)
+        });
+        let theirs = match channel {
+            Ok(theirs) => theirs,
+            Err(e) => {
+                // Out of handles or memory: the open fails, nothing else.
+                self.release(ino);
+                let why = format!("cannot open more files now: {e}");
+                return answer(cx, id, call_id, Err(error(ErrorKind::Unavailable, why)));
+            }
+        };
         cx.send(
             id,
             Message::OpenReply {

@@ -18,6 +18,7 @@ pub struct Image {
     pub path: PathBuf,
 }
 
+// static-ok: host test code (not a component): unique image names across test threads.
 static NEXT_IMAGE: AtomicU32 = AtomicU32::new(0);
 
 impl Image {
