@@ -4,6 +4,8 @@
 //! Boots Starina and Linux under QEMU (the `linux` profile, which must
 //! hold the fs server and its disk): slow, run by `make test`.
 //!
+//! Also: a tar round trip of a tree with symlinks and hard links, `mv`
+//! over a file atomic to a concurrent reader, ENOSPC on a full disk.
 //! Both ways: a file put on the disk from the host (`starina cp`, as the
 //! native side sees it) is read in Linux, and the 1 MiB file Linux writes
 //! (`seq 1 200000`, cut at 1 MiB) is on the disk afterwards with the same
@@ -59,6 +61,36 @@ echo 3 > /proc/sys/vm/drop_caches
 echo "reread_sha256=$(sha256sum < big)"
 echo "src_md5=$(md5sum < /tmp/src)"
 echo "big_md5=$(md5sum < big)"
+mkdir -p /tmp/tree/sub/deeper
+echo one > /tmp/tree/a
+seq 1 5000 > /tmp/tree/sub/b
+ln /tmp/tree/a /tmp/tree/sub/a-hard
+ln -s ../a /tmp/tree/sub/a-soft
+ln -s deeper /tmp/tree/sub/dir-soft
+chmod 640 /tmp/tree/sub/b
+cd /tmp/tree && tar cf /tmp/tree.tar . && cd $D
+mkdir t && cd t && tar xf /tmp/tree.tar && cd $D
+describe() { cd $1 && find . | sort | while read f; do echo "$(stat -c '%n %A %h' "$f") $(readlink "$f") $([ -f "$f" ] && stat -c %s "$f" && md5sum < "$f")"; done; }
+echo "tar_same=$([ "$(describe /tmp/tree)" = "$(describe $D/t)" ] && echo yes || echo no)"
+describe $D/t | head -3
+cd $D
+echo v0 > atomic
+( i=0; while [ $i -lt 150 ]; do echo "version $i" > atomic.new; mv atomic.new atomic; i=$((i+1)); done ) &
+writer=$!
+bad=0; reads=0
+while kill -0 $writer 2>/dev/null; do
+  c=$(cat atomic 2>/dev/null) || { bad=$((bad+1)); continue; }
+  case "$c" in "version "*|v0) ;; *) bad=$((bad+1)) ;; esac
+  reads=$((reads+1))
+done
+echo "atomic_reads=$reads"
+echo "atomic_bad=$bad"
+rm -rf t atomic
+dd if=/dev/zero of=fill bs=1M 2>/tmp/dd.err || true
+echo "enospc=$(grep -c 'No space left' /tmp/dd.err)"
+rm fill
+echo after > after-full
+echo "after_full=$(cat after-full)"
 echo done=yes
 "#;
 
@@ -128,6 +160,17 @@ fn linux_uses_native_files_at_mnt_starina() {
     assert_eq!(get("reread_sha256"), src, "read back from the fs server");
     assert_eq!(get("big_md5"), get("src_md5"));
     assert_eq!(get("native"), "written natively");
+    // tar in and out of /mnt/starina: names, modes, link counts, file
+    // sizes, symlink targets and contents all the same.
+    assert_eq!(get("tar_same"), "yes");
+    // mv over a file is atomic to a concurrent reader: never missing,
+    // never empty or half written.
+    let reads: u32 = get("atomic_reads").parse().unwrap();
+    assert!(reads > 0, "the reader never read");
+    assert_eq!(get("atomic_bad"), "0");
+    // A full disk is ENOSPC, and the file system goes on.
+    assert_eq!(get("enospc"), "1");
+    assert_eq!(get("after_full"), "after");
     assert_eq!(get("done"), "yes");
     assert_eq!(code, 0, "{err}");
 

@@ -145,6 +145,14 @@ pub trait FileBackend {
     /// Everything written so far is on the disk when this returns.
     fn sync(&mut self) -> Result<(), Errno>;
 
+    /// The kernel knows `ino` now (its first lookup): keep it alive, even
+    /// after its last name goes, until [`FileBackend::release`] (FUSE's
+    /// lookup count: a file renamed over or removed while Linux still has
+    /// it must stay readable through the node id the kernel holds).
+    fn hold(&mut self, ino: Ino) -> Result<(), Errno>;
+    /// The kernel forgot `ino` (FORGET down to zero, or DESTROY).
+    fn release(&mut self, ino: Ino);
+
     fn open(&mut self, ino: Ino, mode: OpenMode) -> Result<Self::File, Errno>;
     /// Reads `len` bytes at `offset`: fewer only at the end of the file.
     fn read(&mut self, file: &mut Self::File, offset: u64, len: u32) -> Result<Vec<u8>, Errno>;

@@ -26,6 +26,9 @@ pub struct MemFs {
     next_ino: Ino,
     pub clock: u64,
     pub syncs: u32,
+    /// Inodes the server holds, and how often (nothing here is freed: this
+    /// only records what the server asked).
+    pub held: BTreeMap<Ino, u32>,
 }
 
 pub struct MemFile {
@@ -40,6 +43,7 @@ impl MemFs {
             next_ino: 11,
             clock: 1_000,
             syncs: 0,
+            held: BTreeMap::new(),
         };
         fs.insert(ROOT, ROOT, Kind::Directory, 0o755);
         fs
@@ -316,6 +320,21 @@ impl FileBackend for MemFs {
         node.data[at..end].copy_from_slice(data);
         node.attr.size = node.data.len() as u64;
         Ok(())
+    }
+
+    fn hold(&mut self, ino: Ino) -> Result<(), Errno> {
+        self.node(ino)?;
+        *self.held.entry(ino).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn release(&mut self, ino: Ino) {
+        if let Some(count) = self.held.get_mut(&ino) {
+            *count -= 1;
+            if *count == 0 {
+                self.held.remove(&ino);
+            }
+        }
     }
 
     fn sync_file(&mut self, _file: &mut MemFile) -> Result<(), Errno> {

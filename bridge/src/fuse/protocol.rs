@@ -591,9 +591,14 @@ pub fn encode_attr_out(w: &mut Writer, a: &AttrOut, timeout_s: u64) {
     encode_attr(w, a);
 }
 
+/// FOPEN_NOFLUSH: the kernel sends no FLUSH when a file is closed (the
+/// server has nothing to do for one: writes are already with the fs
+/// server, and fsync is asked for on its own).
+pub const FOPEN_NOFLUSH: u32 = 1 << 5;
+
 /// fuse_open_out (16 bytes).
-pub fn encode_open(w: &mut Writer, fh: u64) {
-    w.u64(fh).u32(0).u32(0);
+pub fn encode_open(w: &mut Writer, fh: u64, open_flags: u32) {
+    w.u64(fh).u32(open_flags).u32(0);
 }
 
 /// fuse_dirent: ino, the cookie after this entry, the name, the type

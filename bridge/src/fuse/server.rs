@@ -178,7 +178,9 @@ impl<B: FileBackend> FuseServer<B> {
             } => self.init(major, max_readahead, flags),
             Op::Destroy => {
                 self.handles.clear();
-                self.nodes.clear();
+                for nodeid in core::mem::take(&mut self.nodes).into_keys() {
+                    self.backend.release(nodeid);
+                }
                 self.initialized = false;
                 Ok(Vec::new())
             }
@@ -291,8 +293,11 @@ impl<B: FileBackend> FuseServer<B> {
             // Would be taken for the root, or is no node at all.
             return Err(Errno::EIO);
         }
-        if !self.nodes.contains_key(&ino) && self.nodes.len() >= MAX_NODES {
-            return Err(Errno::ENFILE);
+        if !self.nodes.contains_key(&ino) {
+            if self.nodes.len() >= MAX_NODES {
+                return Err(Errno::ENFILE);
+            }
+            self.backend.hold(ino)?;
         }
         let count = self.nodes.entry(ino).or_insert(0);
         *count = count.saturating_add(1);
@@ -304,6 +309,7 @@ impl<B: FileBackend> FuseServer<B> {
             *count = count.saturating_sub(nlookup);
             if *count == 0 {
                 self.nodes.remove(&nodeid);
+                self.backend.release(nodeid);
             }
         }
     }
@@ -426,7 +432,7 @@ impl<B: FileBackend> FuseServer<B> {
         let file = self.backend.open(ino, open_mode(flags))?;
         let fh = self.new_handle(Handle::File { file });
         let mut w = Writer::default();
-        p::encode_open(&mut w, fh);
+        p::encode_open(&mut w, fh, p::FOPEN_NOFLUSH);
         Ok(w.0)
     }
 
@@ -438,7 +444,7 @@ impl<B: FileBackend> FuseServer<B> {
         }
         let fh = self.new_handle(Handle::Dir { ino });
         let mut w = Writer::default();
-        p::encode_open(&mut w, fh);
+        p::encode_open(&mut w, fh, 0);
         Ok(w.0)
     }
 
@@ -457,7 +463,7 @@ impl<B: FileBackend> FuseServer<B> {
         let file = self.backend.open(attr.ino, open_mode(flags))?;
         let mut w = Writer(self.entry(&attr)?);
         let fh = self.new_handle(Handle::File { file });
-        p::encode_open(&mut w, fh);
+        p::encode_open(&mut w, fh, p::FOPEN_NOFLUSH);
         Ok(w.0)
     }
 

@@ -410,9 +410,12 @@ fn readdir_in_batches_and_plus_counts_lookups() {
     // Every entry but "." and ".." was counted once more, none is new.
     assert_eq!(c.srv.known_nodes(), before);
     let a = c.lookup(1, b"a").unwrap().0;
+    // The backend holds each node the kernel knows, once.
+    assert_eq!(c.srv.backend_mut().held.get(&a), Some(&1));
     // a: CREATE, READDIRPLUS, LOOKUP = 3 lookups; forgetting 2 keeps it.
     c.no_reply(FORGET, a, &2u64.to_le_bytes());
     assert!(c.getattr(a).is_ok());
+    assert_eq!(c.srv.backend_mut().held.get(&a), Some(&1));
     let batch = cat(&[
         &1u32.to_le_bytes(),
         &[0; 4],
@@ -421,6 +424,8 @@ fn readdir_in_batches_and_plus_counts_lookups() {
     ]);
     c.no_reply(BATCH_FORGET, 0, &batch);
     assert_eq!(c.getattr(a), Err(Errno::ESTALE.0));
+    // Forgotten: let go.
+    assert_eq!(c.srv.backend_mut().held.get(&a), None);
     expected.retain(|n| n != b"a");
     c.call(UNLINK, 1, &name(b"a")).unwrap();
     assert_eq!(c.list(1, false), expected);

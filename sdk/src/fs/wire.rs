@@ -76,6 +76,16 @@ pub enum Request<'a> {
     },
     StatFs,
     Sync,
+    /// Keeps inode `ino` alive while this channel holds it, even after its
+    /// last name is gone (as an open file does): what a FUSE server needs
+    /// for every inode the kernel knows. Held inodes are let go with
+    /// `Release` or when the channel closes.
+    Hold {
+        ino: u32,
+    },
+    Release {
+        ino: u32,
+    },
 }
 
 /// A request on an open file's channel.
@@ -226,6 +236,8 @@ mod op {
     pub const STAT_FS: u8 = 11;
     pub const SYNC: u8 = 12;
     pub const MAKE_NODE: u8 = 13;
+    pub const HOLD: u8 = 14;
+    pub const RELEASE: u8 = 15;
 }
 
 /// Op bytes of [`FileRequest`].
@@ -270,6 +282,8 @@ impl<'a> Request<'a> {
             }
             Request::StatFs => w.u8(op::STAT_FS).u32(call_id),
             Request::Sync => w.u8(op::SYNC).u32(call_id),
+            Request::Hold { ino } => w.u8(op::HOLD).u32(call_id).u32(*ino),
+            Request::Release { ino } => w.u8(op::RELEASE).u32(call_id).u32(*ino),
         };
         w.0
     }
@@ -338,6 +352,8 @@ impl<'a> Request<'a> {
             })(),
             op::STAT_FS => Some(Request::StatFs),
             op::SYNC => Some(Request::Sync),
+            op::HOLD => r.u32().map(|ino| Request::Hold { ino }),
+            op::RELEASE => r.u32().map(|ino| Request::Release { ino }),
             _ => None,
         };
         (Some(call_id), request.and_then(|req| r.end(req)))
@@ -662,6 +678,8 @@ mod tests {
             },
             Request::StatFs,
             Request::Sync,
+            Request::Hold { ino: 77 },
+            Request::Release { ino: 77 },
         ];
         for (i, req) in requests.iter().enumerate() {
             let body = req.encode(i as u32);

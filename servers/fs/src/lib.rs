@@ -18,6 +18,7 @@ extern crate alloc;
 mod device;
 mod errors;
 mod files;
+mod held;
 mod paths;
 mod requests;
 mod server;

@@ -19,6 +19,7 @@ use starina_ext2 as ext2;
 
 use crate::errors::error;
 use crate::errors::from_ext2;
+use crate::held::Held;
 use crate::paths::parent_and_name;
 use crate::paths::resolve;
 use crate::paths::show;
@@ -37,13 +38,18 @@ impl Server {
         &mut self,
         cx: &mut Cx<Watched>,
         id: HandleId,
+        held: &mut Held,
         body: &[u8],
     ) -> Result<(), Error> {
         let (call_id, request) = Request::decode(body);
         let (Some(call_id), Some(request)) = (call_id, request) else {
             return malformed(cx, id, call_id);
         };
-        let result = self.fs().and_then(|fs| serve(fs, request));
+        let result = self.fs().and_then(|fs| match request {
+            Request::Hold { ino } => held.hold(fs, ino).map(|()| Vec::new()),
+            Request::Release { ino } => held.release(fs, ino).map(|()| Vec::new()),
+            other => serve(fs, other),
+        });
         answer(cx, id, call_id, result)
     }
 }
@@ -115,6 +121,11 @@ fn serve(fs: &mut Ext2, request: Request<'_>) -> Result<Vec<u8>, FsError> {
             .sync()
             .map(|()| Vec::new())
             .map_err(|e| from_ext2(e, "sync")),
+        // Served with the client's state, before this.
+        Request::Hold { .. } | Request::Release { .. } => Err(error(
+            ErrorKind::Internal,
+            "hold and release belong to a client",
+        )),
     }
 }
 

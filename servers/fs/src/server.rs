@@ -18,12 +18,13 @@ use starina_ext2::Fs;
 
 use crate::device::DiskDevice;
 use crate::files::OpenFile;
+use crate::held::Held;
 use crate::paths::Ext2;
 
 /// What a watched object is to the server.
 pub enum Watched {
-    /// A client's `fs` channel.
-    Client,
+    /// A client's `fs` channel, and the inodes it holds.
+    Client(Held),
     /// An open file's channel.
     File(OpenFile),
     /// Writes dirty blocks back every `sync_interval_ns`.
@@ -116,7 +117,8 @@ impl Handler for Server {
     type State = Watched;
 
     fn connect(&mut self, cx: &mut Cx<Watched>, _service: &str, ch: Channel) -> Result<(), Error> {
-        cx.add_channel(ch, Watched::Client).map(drop)
+        cx.add_channel(ch, Watched::Client(Held::default()))
+            .map(drop)
     }
 
     fn message(
@@ -128,14 +130,14 @@ impl Handler for Server {
     ) -> Result<(), Error> {
         match (state, msg) {
             (
-                Watched::Client,
+                Watched::Client(_),
                 Message::Open {
                     call_id,
                     uri,
                     handle: None,
                 },
             ) => self.open(cx, id, call_id, uri),
-            (Watched::Client, Message::Data(body)) => self.request(cx, id, body),
+            (Watched::Client(held), Message::Data(body)) => self.request(cx, id, held, body),
             (Watched::File(file), Message::Data(body)) => self.file_request(cx, id, file, body),
             (_, other) => {
                 log::warn!("ignoring an unexpected {:?} message", other.kind());
@@ -150,8 +152,14 @@ impl Handler for Server {
         _id: HandleId,
         state: Watched,
     ) -> Result<(), Error> {
-        if let Watched::File(file) = state {
-            self.close(file);
+        match state {
+            Watched::File(file) => self.close(file),
+            Watched::Client(held) => {
+                if let Ok(fs) = &mut self.fs {
+                    held.release_all(fs);
+                }
+            }
+            Watched::SyncTimer => {}
         }
         Ok(())
     }

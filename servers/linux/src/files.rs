@@ -281,6 +281,20 @@ impl FileBackend for NativeFiles {
         self.done(Request::Sync)
     }
 
+    fn hold(&mut self, ino: Ino) -> Result<(), Errno> {
+        let ino = u32::try_from(ino).map_err(|_| Errno::EINVAL)?;
+        self.done(Request::Hold { ino })
+    }
+
+    fn release(&mut self, ino: Ino) {
+        let Ok(ino) = u32::try_from(ino) else {
+            return;
+        };
+        if let Err(e) = self.done(Request::Release { ino }) {
+            log::warn!("fs: letting go of inode {ino}: errno {}", e.0);
+        }
+    }
+
     fn open(&mut self, ino: Ino, mode: OpenMode) -> Result<OpenFile, Errno> {
         let flags = OpenFlags {
             read: mode.read,
