@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod files;
 mod silent;
 
 use alloc::format;
@@ -67,6 +68,7 @@ impl Job {
 
 struct Checker {
     linux: Channel,
+    files: Option<starina::fs::Files>,
     supervisor: Channel,
     buf: MessageBuffer,
     timeout_ms: u64,
@@ -78,12 +80,15 @@ type Test = (&'static str, fn(&mut Checker, usize) -> TestResult);
 pub fn main(env: Env) {
     let mut c = Checker {
         linux: env.linux,
+        files: starina::fs::Files::new(env.fs)
+            .map_err(|e| log::error!("no fs client: {e}"))
+            .ok(),
         supervisor: env.supervisor,
         buf: MessageBuffer::new(),
         timeout_ms: env.config.timeout_ms.max(1000) as u64,
     };
     let concurrent = env.config.concurrent.clamp(1, 60) as usize;
-    let tests: [Test; 8] = [
+    let tests: [Test; 9] = [
         ("uname", |c, _| c.test_uname()),
         ("concurrent", |c, n| c.test_concurrent(n)),
         ("streams_and_status", |c, _| c.test_streams()),
@@ -91,6 +96,7 @@ pub fn main(env: Env) {
         ("missing_program", |c, _| c.test_missing()),
         ("signals", |c, _| c.test_signals()),
         ("silent_channels_time_out", |c, _| c.test_silent_channels()),
+        ("shared_files", |c, _| c.with_files(Checker::test_shared_files)),
         ("guest_panic_restarts", |c, _| c.test_panic()),
     ];
     let (mut passed, mut failed) = (0, 0);
@@ -109,6 +115,16 @@ pub fn main(env: Env) {
     log::info!("{passed} passed, {failed} failed");
     let e = env.shutdown.power_off(if failed == 0 { 0 } else { 1 });
     log::error!("cannot power off: {e}");
+}
+
+impl Checker {
+    /// Runs `test` with the fs client (taken out of `self` meanwhile).
+    fn with_files(&mut self, test: fn(&mut Checker, &mut starina::fs::Files) -> TestResult) -> TestResult {
+        let mut files = self.files.take().ok_or("no fs client")?;
+        let result = test(self, &mut files);
+        self.files = Some(files);
+        result
+    }
 }
 
 fn text(b: &[u8]) -> String {
