@@ -215,13 +215,14 @@ fn native_clients_and_guest_restart() {
         "missing_program",
         "signals",
         "silent_channels_time_out",
+        "shared_files",
         "guest_panic_restarts",
     ] {
         run.assert_console(&format!("linux_check: test {test} ... ok"));
     }
     run.assert_console("linux: [guest] Kernel panic");
     run.assert_console("restarting linux");
-    run.assert_console("linux_check: 8 passed, 0 failed");
+    run.assert_console("linux_check: 9 passed, 0 failed");
 }
 
 /// Item 9 of issue 8: only test profiles let anyone crash the guest. The
