@@ -39,7 +39,7 @@ pub fn run(dir: &str) -> i32 {
         println!("probe: cannot make {}: {e}", dir.display());
         return 1;
     }
-    let checks: [(&str, fn(&Path) -> Verdict); 12] = [
+    let checks: [(&str, fn(&Path) -> Verdict); 16] = [
         ("mmap_write", mmap_write),
         ("mmap_read", mmap_read),
         ("fcntl_lock", fcntl_lock),
@@ -52,6 +52,10 @@ pub fn run(dir: &str) -> i32 {
         ("chmod_chown", chmod_chown),
         ("truncate", truncate),
         ("unlinked_open", unlinked_open),
+        ("times", times),
+        ("rename_noreplace", rename_noreplace),
+        ("o_direct", o_direct),
+        ("large_offset", large_offset),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
@@ -106,8 +110,19 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// The file's bytes as the server has them: everything is written back
+/// and the page cache dropped first, so read(2) asks the server.
 fn read_all(path: &Path) -> Result<Vec<u8>, String> {
+    forget_cached_pages()?;
     std::fs::read(path).map_err(os("read back"))
+}
+
+/// Writes back everything and drops the page cache, dentries and inodes
+/// (needs root): what is read next comes from the server.
+fn forget_cached_pages() -> Result<(), String> {
+    // SAFETY: sync takes no arguments.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", b"3").map_err(os("drop_caches"))
 }
 
 /// Where two byte strings first differ, for a verdict.
@@ -197,6 +212,8 @@ fn mmap_read(dir: &Path) -> Verdict {
     let path = dir.join("f");
     let want = pattern(2 * PAGE + 100, 3);
     std::fs::write(&path, &want).map_err(os("write"))?;
+    // From the server, not from the pages write(2) left in the cache.
+    same("read(2)", &read_all(&path)?, &want)?;
     let file = File::open(&path).map_err(os("open"))?;
     let map = Mapping::new(&file, want.len(), false).map_err(os("mmap shared ro"))?;
     same("through the mapping", map.bytes(), &want)?;
@@ -569,5 +586,136 @@ fn unlinked_open(dir: &Path) -> Verdict {
     file.read_to_string(&mut got)
         .map_err(os("read after unlink"))?;
     same("after unlink", got.as_bytes(), b"STILL here")?;
+    Ok(None)
+}
+
+/// atime and mtime set by utimensat (whole seconds: the disk keeps no
+/// more) read back the same from the server.
+fn times(dir: &Path) -> Verdict {
+    use std::time::Duration;
+    use std::time::UNIX_EPOCH;
+    let path = dir.join("f");
+    std::fs::write(&path, b"times").map_err(os("write"))?;
+    let (atime, mtime) = (1_000_000_000u64, 1_700_000_000u64);
+    let file = File::options()
+        .write(true)
+        .open(&path)
+        .map_err(os("open"))?;
+    let set = std::fs::FileTimes::new()
+        .set_accessed(UNIX_EPOCH + Duration::from_secs(atime))
+        .set_modified(UNIX_EPOCH + Duration::from_secs(mtime));
+    file.set_times(set).map_err(os("futimens"))?;
+    drop(file);
+    drop_caches()?;
+    let m = std::fs::symlink_metadata(&path).map_err(os("stat"))?;
+    let got = (m.atime() as u64, m.mtime() as u64);
+    if got != (atime, mtime) {
+        return Err(format!("atime/mtime {got:?}, not {:?}", (atime, mtime)));
+    }
+    Ok(None)
+}
+
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> io::Result<()> {
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes());
+    let (Ok(from), Ok(to)) = (c(from), c(to)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: both paths are NUL-terminated strings for the whole call.
+    let ret = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    check_ret(ret).map(drop)
+}
+
+/// renameat2(RENAME_NOREPLACE) onto an existing name is EEXIST and keeps
+/// both files; onto a free name it renames. RENAME_EXCHANGE may be
+/// EINVAL (said in the note).
+fn rename_noreplace(dir: &Path) -> Verdict {
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    std::fs::write(&a, b"a").map_err(os("write a"))?;
+    std::fs::write(&b, b"b").map_err(os("write b"))?;
+    match renameat2(&a, &b, libc::RENAME_NOREPLACE) {
+        Ok(()) => return Err("RENAME_NOREPLACE replaced an existing file".into()),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(format!("RENAME_NOREPLACE: {e}, not EEXIST")),
+    }
+    same("a", &read_all(&a)?, b"a")?;
+    same("b", &read_all(&b)?, b"b")?;
+    renameat2(&a, &c, libc::RENAME_NOREPLACE).map_err(os("RENAME_NOREPLACE to a new name"))?;
+    same("c", &read_all(&c)?, b"a")?;
+    match renameat2(&b, &c, libc::RENAME_EXCHANGE) {
+        Ok(()) => {
+            same("c after RENAME_EXCHANGE", &read_all(&c)?, b"b")?;
+            same("b after RENAME_EXCHANGE", &read_all(&b)?, b"a")?;
+            Ok(None)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            same("c after a refused exchange", &read_all(&c)?, b"a")?;
+            Ok(Some("RENAME_EXCHANGE is EINVAL".into()))
+        }
+        Err(e) => Err(format!("RENAME_EXCHANGE: {e}, not EINVAL")),
+    }
+}
+
+/// A page-aligned buffer of `PAGE` bytes, for O_DIRECT.
+#[repr(C, align(4096))]
+struct AlignedPage([u8; PAGE]);
+
+/// O_DIRECT writes and reads of aligned pages reach the server.
+fn o_direct(dir: &Path) -> Verdict {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("f");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .map_err(os("open O_DIRECT"))?;
+    let mut page = Box::new(AlignedPage([0; PAGE]));
+    page.0.copy_from_slice(&pattern(PAGE, 9));
+    file.write_all_at(&page.0, PAGE as u64)
+        .map_err(os("O_DIRECT write"))?;
+    let mut back = Box::new(AlignedPage([0; PAGE]));
+    file.read_exact_at(&mut back.0, PAGE as u64)
+        .map_err(os("O_DIRECT read"))?;
+    same("O_DIRECT read", &back.0, &page.0)?;
+    let mut want = vec![0u8; PAGE];
+    want.extend_from_slice(&page.0);
+    same("read(2)", &read_all(&path)?, &want)?;
+    Ok(None)
+}
+
+/// Bytes written at 5 GiB (past 32-bit sizes, into ext2's triple
+/// indirect blocks) read back; the hole before them reads zeros.
+fn large_offset(dir: &Path) -> Verdict {
+    use std::os::unix::fs::FileExt;
+    const FAR: u64 = 5 << 30;
+    let path = dir.join("f");
+    let file = open_rw(&path).map_err(os("open"))?;
+    file.write_all_at(b"far away", FAR)
+        .map_err(os("pwrite at 5 GiB"))?;
+    drop(file);
+    forget_cached_pages()?;
+    let file = File::open(&path).map_err(os("reopen"))?;
+    let size = file.metadata().map_err(os("fstat"))?.len();
+    if size != FAR + 8 {
+        return Err(format!("size {size}, not {}", FAR + 8));
+    }
+    let mut back = [0u8; 8];
+    file.read_exact_at(&mut back, FAR)
+        .map_err(os("pread at 5 GiB"))?;
+    same("at 5 GiB", &back, b"far away")?;
+    let mut hole = [0xffu8; 8];
+    file.read_exact_at(&mut hole, 3 << 30)
+        .map_err(os("pread at 3 GiB"))?;
+    same("the hole at 3 GiB", &hole, &[0; 8])?;
     Ok(None)
 }
