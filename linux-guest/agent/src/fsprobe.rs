@@ -400,30 +400,42 @@ fn o_excl(dir: &Path) -> Verdict {
     Ok(None)
 }
 
-/// fallocate(0) past the end extends the size and reads zeros; other
-/// modes may be EOPNOTSUPP (said in the note).
+/// fallocate(0) past the end extends the size, reads zeros and
+/// allocates the blocks (st_blocks covers them: a later write there
+/// cannot fail for want of space); other modes may be EOPNOTSUPP (said in
+/// the note).
 fn fallocate(dir: &Path) -> Verdict {
+    const LEN: u64 = 1 << 20;
     let path = dir.join("f");
     std::fs::write(&path, b"head").map_err(os("write"))?;
     let file = open_rw(&path).map_err(os("open"))?;
     let fd = file.as_raw_fd();
     // SAFETY: no memory is passed.
-    check_ret(unsafe { libc::fallocate(fd, 0, 0, 10_000) }).map_err(os("fallocate(0)"))?;
+    check_ret(unsafe { libc::fallocate(fd, 0, 0, LEN as libc::off_t) })
+        .map_err(os("fallocate(0)"))?;
     let size = file.metadata().map_err(os("fstat"))?.len();
-    if size != 10_000 {
+    if size != LEN {
         return Err(format!(
-            "size {size} after fallocate(0, 0, 10000), not 10000"
+            "size {size} after fallocate(0, 0, {LEN}), not {LEN}"
         ));
     }
-    let mut want = vec![0u8; 10_000];
+    let mut want = vec![0u8; LEN as usize];
     want[..4].copy_from_slice(b"head");
     same("after fallocate(0)", &read_all(&path)?, &want)?;
+    let blocks = std::fs::metadata(&path).map_err(os("stat"))?.blocks();
+    if blocks * 512 < LEN {
+        return Err(format!(
+            "st_blocks {blocks} after fallocate(0) of {LEN} bytes: not allocated"
+        ));
+    }
     // SAFETY: no memory is passed.
-    let keep = check_ret(unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, 20_000) });
+    let keep = check_ret(unsafe {
+        libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, 2 * LEN as libc::off_t)
+    });
     let note = match keep {
         Ok(_) => {
             let size = file.metadata().map_err(os("fstat"))?.len();
-            if size != 10_000 {
+            if size != LEN {
                 return Err(format!("FALLOC_FL_KEEP_SIZE changed the size to {size}"));
             }
             None
