@@ -552,8 +552,12 @@ impl<B: FileBackend> FuseServer<B> {
         Ok(w.0)
     }
 
-    /// Mode 0 extends the file to `offset + length` (the backend has no
-    /// preallocation: the new range is a hole); other modes are refused.
+    /// Mode 0 makes `offset..offset + length` allocated: the part past
+    /// the end of the file is written with zeros (so its blocks exist and a
+    /// later write there cannot fail for want of space), and if that fails
+    /// (ENOSPC) the file is cut back to its old size. Holes inside the old
+    /// size stay holes (the backend cannot tell them from written zeros).
+    /// Other modes are refused.
     fn fallocate(&mut self, node: u64, fh: u64, offset: u64, length: u64, mode: u32) -> Reply {
         if mode != 0 {
             return Err(Errno::EOPNOTSUPP);
@@ -561,14 +565,50 @@ impl<B: FileBackend> FuseServer<B> {
         file_of(&mut self.handles, fh)?;
         let ino = self.ino(node)?;
         let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
-        if end > self.backend.stat(ino)?.size {
-            let change = SetAttr {
-                size: Some(end),
+        let old_size = self.backend.stat(ino)?.size;
+        if end <= old_size {
+            return Ok(Vec::new());
+        }
+        if let Err(e) = self.allocate_past_end(ino, fh, old_size, offset, end) {
+            let back = SetAttr {
+                size: Some(old_size),
                 ..SetAttr::default()
             };
-            self.backend.set_attr(ino, &change)?;
+            // The first error is the answer; if the cut fails too, the file
+            // keeps some zeros past its old end, still a valid file.
+            let _ = self.backend.set_attr(ino, &back);
+            return Err(e);
         }
         Ok(Vec::new())
+    }
+
+    /// Zeros from `max(offset, old_size)` to `end`; a gap between the old
+    /// end and `offset` is a hole (the size is raised over it first, so an
+    /// O_APPEND handle writes in the right place too).
+    fn allocate_past_end(
+        &mut self,
+        ino: Ino,
+        fh: u64,
+        old_size: u64,
+        offset: u64,
+        end: u64,
+    ) -> Result<(), Errno> {
+        let mut at = offset.max(old_size);
+        if at > old_size {
+            let raise = SetAttr {
+                size: Some(at),
+                ..SetAttr::default()
+            };
+            self.backend.set_attr(ino, &raise)?;
+        }
+        let zeros = alloc::vec![0u8; MAX_WRITE as usize];
+        while at < end {
+            let n = (end - at).min(u64::from(MAX_WRITE)) as usize;
+            let file = file_of(&mut self.handles, fh)?;
+            self.backend.write(file, at, &zeros[..n])?;
+            at += n as u64;
+        }
+        Ok(())
     }
 }
 

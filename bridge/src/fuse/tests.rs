@@ -525,6 +525,7 @@ fn statfs_fallocate_and_the_rest() {
     };
     c.call(FALLOCATE, node, &fa(0, 100, 4000)).unwrap();
     assert_eq!(c.getattr(node).unwrap().1, 4100);
+    assert_eq!(blocks(&mut c, node), 9, "written, not a hole");
     c.call(FALLOCATE, node, &fa(0, 0, 10)).unwrap();
     assert_eq!(c.getattr(node).unwrap().1, 4100, "never shrinks");
     assert_eq!(
@@ -812,4 +813,53 @@ fn copy_file_range_refuses_bad_arguments() {
     assert_eq!(c.call(COPY_FILE_RANGE, src, &overflow), Err(Errno::EFBIG.0));
     assert_eq!(c.call(COPY_FILE_RANGE, src, &[0; 40]), Err(Errno::EINVAL.0));
     assert_eq!(c.getattr(dst).unwrap().1, 0, "nothing was written");
+}
+
+/// st_blocks of a node, from GETATTR.
+fn blocks(c: &mut Client, node: u64) -> u64 {
+    le64(&c.call(GETATTR, node, &[0; 16]).unwrap(), 16 + 16)
+}
+
+fn fallocate_in(fh: u64, offset: u64, len: u64) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u64(fh).u64(offset).u64(len).u32(0).u32(0);
+    w.0
+}
+
+#[test]
+fn fallocate_allocates_past_the_end_and_undoes_a_failure() {
+    let mut c = Client::new();
+    let (node, fh) = c.create(1, b"f", 0o644);
+    c.write(fh, 0, b"head").unwrap();
+    // Past the end: zeros written through the handle, the data kept.
+    c.call(FALLOCATE, node, &fallocate_in(fh, 0, 300_000))
+        .unwrap();
+    assert_eq!(c.getattr(node).unwrap().1, 300_000);
+    assert_eq!(blocks(&mut c, node), 300_000u64.div_ceil(512));
+    let got = read_whole(&mut c, node, fh, 300_000);
+    assert_eq!(&got[..4], b"head");
+    assert!(got[4..].iter().all(|&b| b == 0));
+    // An offset past the end: the size reaches the range's end.
+    let (gap, gap_fh) = c.create(1, b"gap", 0o644);
+    c.call(FALLOCATE, gap, &fallocate_in(gap_fh, 1 << 20, 1024))
+        .unwrap();
+    assert_eq!(c.getattr(gap).unwrap().1, (1 << 20) + 1024);
+    // O_APPEND handles land in the same place.
+    let app_fh = c.open(gap, 2 | open_flags::O_APPEND).unwrap();
+    c.call(FALLOCATE, gap, &fallocate_in(app_fh, 2 << 20, 512))
+        .unwrap();
+    assert_eq!(c.getattr(gap).unwrap().1, (2 << 20) + 512);
+    // Inside the file: nothing to do.
+    c.call(FALLOCATE, node, &fallocate_in(fh, 10, 100)).unwrap();
+    assert_eq!(c.getattr(node).unwrap().1, 300_000);
+    // Past what the backend holds (64 MiB): the error, and the old size.
+    let too_far = fallocate_in(fh, 60 << 20, 8 << 20);
+    assert_eq!(c.call(FALLOCATE, node, &too_far), Err(Errno::EFBIG.0));
+    assert_eq!(c.getattr(node).unwrap().1, 300_000);
+    assert_eq!(blocks(&mut c, node), 300_000u64.div_ceil(512));
+    // A handle the kernel never opened.
+    assert_eq!(
+        c.call(FALLOCATE, node, &fallocate_in(999, 0, 1 << 21)),
+        Err(Errno::EBADF.0)
+    );
 }
