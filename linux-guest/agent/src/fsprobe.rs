@@ -29,6 +29,8 @@ use std::path::PathBuf;
 
 /// A check's verdict: `Ok(note)` passes (the note, if any, is printed).
 type Verdict = Result<Option<String>, String>;
+/// One check, given its own empty directory.
+type Check = fn(&Path) -> Verdict;
 
 const PAGE: usize = 4096;
 
@@ -39,7 +41,7 @@ pub fn run(dir: &str) -> i32 {
         println!("probe: cannot make {}: {e}", dir.display());
         return 1;
     }
-    let checks: [(&str, fn(&Path) -> Verdict); 16] = [
+    let checks: [(&str, Check); 16] = [
         ("mmap_write", mmap_write),
         ("mmap_read", mmap_read),
         ("fcntl_lock", fcntl_lock),
@@ -100,6 +102,7 @@ fn open_rw(path: &Path) -> io::Result<File> {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(path)
 }
 
