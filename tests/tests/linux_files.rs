@@ -197,7 +197,7 @@ fn linux_uses_native_files_at_mnt_starina() {
 
 /// The checks `/init --fs-probe` runs (linux-guest/agent/src/fsprobe.rs):
 /// each must print `probe <name> ok`.
-const PROBE_CHECKS: [&str; 16] = [
+const PROBE_CHECKS: [&str; 17] = [
     "mmap_write",
     "mmap_read",
     "fcntl_lock",
@@ -214,13 +214,15 @@ const PROBE_CHECKS: [&str; 16] = [
     "rename_noreplace",
     "o_direct",
     "large_offset",
+    "permissions",
 ];
 
 /// The POSIX corners busybox cannot reach, by the guest agent's probe on
 /// /mnt/starina: shared writable mmap both ways, fcntl and flock locks,
 /// O_APPEND, O_EXCL, fallocate (allocating), copy_file_range, inode
 /// numbers across rename/chmod/a dropped cache, chmod/chown, truncate,
-/// times, RENAME_NOREPLACE, O_DIRECT, a 5 GiB offset; read backs come
+/// times, RENAME_NOREPLACE, O_DIRECT, a 5 GiB offset, modes enforced on
+/// another uid and its write clearing setuid; read backs come
 /// from the server (the guest's page cache dropped first).
 #[test]
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]

@@ -41,7 +41,7 @@ pub fn run(dir: &str) -> i32 {
         println!("probe: cannot make {}: {e}", dir.display());
         return 1;
     }
-    let checks: [(&str, Check); 16] = [
+    let checks: [(&str, Check); 17] = [
         ("mmap_write", mmap_write),
         ("mmap_read", mmap_read),
         ("fcntl_lock", fcntl_lock),
@@ -58,6 +58,7 @@ pub fn run(dir: &str) -> i32 {
         ("rename_noreplace", rename_noreplace),
         ("o_direct", o_direct),
         ("large_offset", large_offset),
+        ("permissions", permissions),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
@@ -732,5 +733,77 @@ fn large_offset(dir: &Path) -> Verdict {
     file.read_exact_at(&mut hole, 3 << 30)
         .map_err(os("pread at 3 GiB"))?;
     same("the hole at 3 GiB", &hole, &[0; 8])?;
+    Ok(None)
+}
+
+/// What a child running as uid/gid 1234 gets: opening a root-owned 0600
+/// file is EACCES (the guest checks modes: `default_permissions`), and
+/// its write to a 04777 file clears the setuid bit.
+fn permissions(dir: &Path) -> Verdict {
+    let (private, shared) = (dir.join("private"), dir.join("shared"));
+    std::fs::write(&private, b"root only").map_err(os("write"))?;
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600))
+        .map_err(os("chmod 600"))?;
+    std::fs::write(&shared, b"anyone").map_err(os("write"))?;
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o4777))
+        .map_err(os("chmod 4777"))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(os("chmod dir"))?;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes());
+    let (Ok(private_c), Ok(shared_c)) = (c(&private), c(&shared)) else {
+        return Err("a NUL in the path".into());
+    };
+    // SAFETY: the probe has one thread; the child makes only
+    // async-signal-safe calls on strings made before the fork.
+    let pid = check_ret(unsafe { libc::fork() }).map_err(os("fork"))?;
+    if pid == 0 {
+        // SAFETY: both paths are NUL-terminated strings that outlive the
+        // calls; the buffer is one byte that lives across the write.
+        unsafe {
+            if libc::setgid(1234) != 0 || libc::setuid(1234) != 0 {
+                libc::_exit(10);
+            }
+            let fd = libc::open(private_c.as_ptr(), libc::O_RDONLY);
+            if fd >= 0 {
+                libc::_exit(11);
+            }
+            if *libc::__errno_location() != libc::EACCES {
+                libc::_exit(12);
+            }
+            let fd = libc::open(shared_c.as_ptr(), libc::O_WRONLY | libc::O_APPEND);
+            if fd < 0 {
+                libc::_exit(13);
+            }
+            if libc::write(fd, b"!".as_ptr().cast(), 1) != 1 {
+                libc::_exit(14);
+            }
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child; `status` is writable.
+    check_ret(unsafe { libc::waitpid(pid, &mut status, 0) }).map_err(os("waitpid"))?;
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    match code {
+        0 => {}
+        10 => return Err("setuid(1234) failed".into()),
+        11 => return Err("uid 1234 opened a root-owned 0600 file".into()),
+        12 => return Err("uid 1234 opening a 0600 file: not EACCES".into()),
+        13 => return Err("uid 1234 could not open a 0777 file for writing".into()),
+        14 => return Err("uid 1234 could not write a 0777 file".into()),
+        other => return Err(format!("the child ended with {other}")),
+    }
+    drop_caches()?;
+    let mode = std::fs::metadata(&shared).map_err(os("stat"))?.mode() & 0o7777;
+    if mode != 0o777 {
+        return Err(format!(
+            "mode {mode:o} after a write by uid 1234, not 777 (setuid kept?)"
+        ));
+    }
+    same("the shared file", &read_all(&shared)?, b"anyone!")?;
     Ok(None)
 }
