@@ -4,6 +4,10 @@
 //! Boots Starina and Linux under QEMU (the `linux` profile, which must
 //! hold the fs server and its disk): slow, run by `make test`.
 //!
+//! `posix_corners_of_mnt_starina` runs the guest agent's `--fs-probe`
+//! there (mmap, locks, O_APPEND, O_EXCL, fallocate, copy_file_range,
+//! stable inodes, owners and modes; its own boot).
+//!
 //! Also: a tar round trip of a tree with symlinks and hard links, `mv`
 //! over a file atomic to a concurrent reader, ENOSPC on a full disk.
 //! Both ways: a file put on the disk from the host (`starina cp`, as the
@@ -96,9 +100,14 @@ echo done=yes
 
 /// Runs `sh -c script` in Starina's Linux on `disk`; (exit code, stdout, stderr).
 fn exec_sh(script: &str, disk: &std::path::Path) -> (i32, String, String) {
+    exec_in_linux(&["sh", "-c", script], disk)
+}
+
+/// Runs `argv` in Starina's Linux on `disk`; (exit code, stdout, stderr).
+fn exec_in_linux(argv: &[&str], disk: &std::path::Path) -> (i32, String, String) {
     let image = kernel();
     let start = Instant::now();
-    let mut opts = ExecOptions::new(&["sh", "-c", script]);
+    let mut opts = ExecOptions::new(argv);
     opts.build = false;
     opts.kernel = Some(image);
     opts.timeout = Some(TIMEOUT);
@@ -116,7 +125,8 @@ fn exec_sh(script: &str, disk: &std::path::Path) -> (i32, String, String) {
         String::from_utf8_lossy(&stderr).into_owned(),
     );
     println!(
-        "$ sh -c ... ({:.1} s), exit {}\n--- stdout:\n{out}\n--- stderr:\n{err}",
+        "$ {} ... ({:.1} s), exit {}\n--- stdout:\n{out}\n--- stderr:\n{err}",
+        argv[0],
         start.elapsed().as_secs_f64(),
         status.code()
     );
@@ -183,4 +193,73 @@ fn linux_uses_native_files_at_mnt_starina() {
     assert_eq!(sha.split(' ').next(), src.split(' ').next(), "the disk's copy of big");
     let fsck = std::process::Command::new("e2fsck").arg("-fn").arg(disk.path()).output().unwrap();
     assert!(fsck.status.success(), "e2fsck -fn:\n{}", String::from_utf8_lossy(&fsck.stdout));
+}
+
+/// The checks `/init --fs-probe` runs (linux-guest/agent/src/fsprobe.rs):
+/// each must print `probe <name> ok`.
+const PROBE_CHECKS: [&str; 17] = [
+    "mmap_write",
+    "mmap_read",
+    "fcntl_lock",
+    "flock",
+    "o_append",
+    "o_excl",
+    "fallocate",
+    "copy_file_range",
+    "ino_stable",
+    "chmod_chown",
+    "truncate",
+    "unlinked_open",
+    "times",
+    "rename_noreplace",
+    "o_direct",
+    "large_offset",
+    "permissions",
+];
+
+/// The POSIX corners busybox cannot reach, by the guest agent's probe on
+/// /mnt/starina: shared writable mmap both ways, fcntl and flock locks,
+/// O_APPEND, O_EXCL, fallocate (allocating), copy_file_range, inode
+/// numbers across rename/chmod/a dropped cache, chmod/chown, truncate,
+/// times, RENAME_NOREPLACE, O_DIRECT, a 5 GiB offset, modes enforced on
+/// another uid and its write clearing setuid; read backs come
+/// from the server (the guest's page cache dropped first).
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn posix_corners_of_mnt_starina() {
+    let disk = TempDisk::new().expect("a temporary directory");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
+    let argv = ["/init", "--fs-probe", "/mnt/starina/probe"];
+    let (code, out, err) = exec_in_linux(&argv, &disk.path());
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains(" FAILED")).collect();
+    assert!(
+        failed.is_empty(),
+        "failed checks: {failed:#?}\n{out}\n{err}"
+    );
+    for name in PROBE_CHECKS {
+        let ok = format!("probe {name} ok");
+        let passed = out
+            .lines()
+            .any(|l| l == ok || l.starts_with(&format!("{ok} (")));
+        assert!(
+            passed,
+            "no '{ok}' in the output (exit {code}):\n{out}\n{err}"
+        );
+    }
+    let summary = format!("probe: {} passed, 0 failed", PROBE_CHECKS.len());
+    assert!(
+        out.lines().any(|l| l == summary),
+        "no '{summary}':\n{out}\n{err}"
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let fsck = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(disk.path())
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "e2fsck -fn:\n{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
 }

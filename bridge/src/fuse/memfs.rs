@@ -1,6 +1,8 @@
 //! An in-memory [`FileBackend`] for the FUSE server's tests. Its root is
 //! inode 2 (as on ext2), so node id 1 <-> root mapping is exercised, and
 //! it answers directories in small batches, so READDIR resumes by cookie.
+//! A file's `blocks` count what was written (up to the furthest byte): a
+//! size raised by `set_attr` is a hole, as on a disk.
 
 use alloc::collections::BTreeMap;
 use alloc::vec;
@@ -255,6 +257,7 @@ impl FileBackend for MemFs {
             }
             node.data.resize(size as usize, 0);
             node.attr.size = size;
+            node.attr.blocks = node.attr.blocks.min(size.div_ceil(512));
         }
         let a = &mut node.attr;
         a.mode = attr.mode.unwrap_or(a.mode);
@@ -319,6 +322,7 @@ impl FileBackend for MemFs {
         }
         node.data[at..end].copy_from_slice(data);
         node.attr.size = node.data.len() as u64;
+        node.attr.blocks = node.attr.blocks.max((end as u64).div_ceil(512));
         Ok(())
     }
 

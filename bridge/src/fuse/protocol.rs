@@ -60,6 +60,7 @@ pub mod opcode {
     pub const READDIRPLUS: u32 = 44;
     pub const RENAME2: u32 = 45;
     pub const LSEEK: u32 = 46;
+    pub const COPY_FILE_RANGE: u32 = 47;
 }
 
 /// INIT flags this server uses.
@@ -223,8 +224,22 @@ pub enum Op<'a> {
         length: u64,
         mode: u32,
     },
+    CopyFileRange(CopyRangeIn),
     /// Anything this server does not implement: answered ENOSYS.
     Unsupported(u32),
+}
+
+/// What COPY_FILE_RANGE asks for: `len` bytes from `fh_in` at `off_in`
+/// to `fh_out` (of node `nodeid_out`) at `off_out`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyRangeIn {
+    pub fh_in: u64,
+    pub off_in: u64,
+    pub nodeid_out: u64,
+    pub fh_out: u64,
+    pub off_out: u64,
+    pub len: u64,
+    pub flags: u64,
 }
 
 /// Reads little-endian fields; every read checks the length.
@@ -444,6 +459,15 @@ fn parse_handle_op<'a>(opcode: u32, r: &mut Reader<'a>) -> Result<Op<'a>, Errno>
             length: r.u64()?,
             mode: (r.u32()?, r.skip(4)?).0,
         },
+        COPY_FILE_RANGE => Op::CopyFileRange(CopyRangeIn {
+            fh_in: r.u64()?,
+            off_in: r.u64()?,
+            nodeid_out: r.u64()?,
+            fh_out: r.u64()?,
+            off_out: r.u64()?,
+            len: r.u64()?,
+            flags: r.u64()?,
+        }),
         other => Op::Unsupported(other),
     };
     Ok(op)

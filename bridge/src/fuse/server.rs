@@ -11,6 +11,8 @@
 //! - Timeouts: entries and attributes are valid for [`TIMEOUT_S`] (1 s),
 //!   so a change made natively shows in Linux within a second; negative
 //!   lookups are not cached.
+//! - COPY_FILE_RANGE copies here, handle to handle (no round trip through
+//!   the guest's page cache), at most [`MAX_COPY`] bytes a request.
 //! - Owners and modes pass through as the backend has them: the guest
 //!   mounts with `default_permissions` (virtiofs always does), so the guest
 //!   kernel checks access. New inodes get the caller's uid and gid (from
@@ -30,6 +32,7 @@ use super::protocol as p;
 use super::protocol::fattr;
 use super::protocol::open_flags;
 use super::protocol::AttrOut;
+use super::protocol::CopyRangeIn;
 use super::protocol::InHeader;
 use super::protocol::Op;
 use super::protocol::SetAttrIn;
@@ -45,6 +48,9 @@ pub const MAX_NODES: usize = 1 << 20;
 pub const MAX_WRITE: u32 = 128 * 1024;
 /// The largest READ answered.
 pub const MAX_READ: u32 = 128 * 1024;
+/// The most one COPY_FILE_RANGE copies (the guest's vCPU waits for the
+/// whole copy; the caller loops on a short one).
+pub const MAX_COPY: u64 = 4 << 20;
 const ROOT_NODEID: u64 = 1;
 
 /// An open file or directory.
@@ -256,6 +262,7 @@ impl<B: FileBackend> FuseServer<B> {
                 length,
                 mode,
             } => self.fallocate(node, fh, offset, length, mode),
+            Op::CopyFileRange(c) => self.copy_file_range(&c),
             // Unsupported ops (FORGETs never get here: they have no reply).
             _ => Err(Errno::ENOSYS),
         }
@@ -545,8 +552,12 @@ impl<B: FileBackend> FuseServer<B> {
         Ok(w.0)
     }
 
-    /// Mode 0 extends the file to `offset + length` (the backend has no
-    /// preallocation: the new range is a hole); other modes are refused.
+    /// Mode 0 makes `offset..offset + length` allocated: the part past
+    /// the end of the file is written with zeros (so its blocks exist and a
+    /// later write there cannot fail for want of space), and if that fails
+    /// (ENOSPC) the file is cut back to its old size. Holes inside the old
+    /// size stay holes (the backend cannot tell them from written zeros).
+    /// Other modes are refused.
     fn fallocate(&mut self, node: u64, fh: u64, offset: u64, length: u64, mode: u32) -> Reply {
         if mode != 0 {
             return Err(Errno::EOPNOTSUPP);
@@ -554,14 +565,97 @@ impl<B: FileBackend> FuseServer<B> {
         file_of(&mut self.handles, fh)?;
         let ino = self.ino(node)?;
         let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
-        if end > self.backend.stat(ino)?.size {
-            let change = SetAttr {
-                size: Some(end),
+        let old_size = self.backend.stat(ino)?.size;
+        if end <= old_size {
+            return Ok(Vec::new());
+        }
+        if let Err(e) = self.allocate_past_end(ino, fh, old_size, offset, end) {
+            let back = SetAttr {
+                size: Some(old_size),
                 ..SetAttr::default()
             };
-            self.backend.set_attr(ino, &change)?;
+            // The first error is the answer; if the cut fails too, the file
+            // keeps some zeros past its old end, still a valid file.
+            let _ = self.backend.set_attr(ino, &back);
+            return Err(e);
         }
         Ok(Vec::new())
+    }
+
+    /// Zeros from `max(offset, old_size)` to `end`; a gap between the old
+    /// end and `offset` is a hole (the size is raised over it first, so an
+    /// O_APPEND handle writes in the right place too).
+    fn allocate_past_end(
+        &mut self,
+        ino: Ino,
+        fh: u64,
+        old_size: u64,
+        offset: u64,
+        end: u64,
+    ) -> Result<(), Errno> {
+        let mut at = offset.max(old_size);
+        if at > old_size {
+            let raise = SetAttr {
+                size: Some(at),
+                ..SetAttr::default()
+            };
+            self.backend.set_attr(ino, &raise)?;
+        }
+        let zeros = alloc::vec![0u8; MAX_WRITE as usize];
+        while at < end {
+            let n = (end - at).min(u64::from(MAX_WRITE)) as usize;
+            let file = file_of(&mut self.handles, fh)?;
+            self.backend.write(file, at, &zeros[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
+impl<B: FileBackend> FuseServer<B> {
+    /// COPY_FILE_RANGE: reads from one handle and writes to the other
+    /// here, in [`MAX_READ`] pieces, up to [`MAX_COPY`] bytes; stops short
+    /// at the end of the source. An error after some bytes were copied
+    /// answers what was copied.
+    fn copy_file_range(&mut self, c: &CopyRangeIn) -> Reply {
+        if c.flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.ino(c.nodeid_out)?;
+        file_of(&mut self.handles, c.fh_in)?;
+        file_of(&mut self.handles, c.fh_out)?;
+        let total = c.len.min(MAX_COPY);
+        let mut done = 0u64;
+        while done < total {
+            match self.copy_piece(c, done, total - done) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        let mut w = Writer::default();
+        w.u32(done as u32).u32(0);
+        Ok(w.0)
+    }
+
+    /// One piece of a copy, `done` bytes in: the bytes copied (0 at the
+    /// end of the source).
+    fn copy_piece(&mut self, c: &CopyRangeIn, done: u64, left: u64) -> Result<u64, Errno> {
+        let from = c.off_in.checked_add(done).ok_or(Errno::EFBIG)?;
+        let to = c.off_out.checked_add(done).ok_or(Errno::EFBIG)?;
+        let want = left.min(u64::from(MAX_READ)) as u32;
+        let data = self
+            .backend
+            .read(file_of(&mut self.handles, c.fh_in)?, from, want)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let data = &data[..data.len().min(want as usize)];
+        to.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
+        self.backend
+            .write(file_of(&mut self.handles, c.fh_out)?, to, data)?;
+        Ok(data.len() as u64)
     }
 }
 

@@ -9,6 +9,7 @@ use super::memfs::ROOT;
 use super::protocol::opcode::*;
 use super::protocol::*;
 use super::server::FuseServer;
+use super::server::MAX_COPY;
 use super::server::MAX_HANDLES;
 
 const UID: u32 = 1000;
@@ -524,6 +525,7 @@ fn statfs_fallocate_and_the_rest() {
     };
     c.call(FALLOCATE, node, &fa(0, 100, 4000)).unwrap();
     assert_eq!(c.getattr(node).unwrap().1, 4100);
+    assert_eq!(blocks(&mut c, node), 9, "written, not a hole");
     c.call(FALLOCATE, node, &fa(0, 0, 10)).unwrap();
     assert_eq!(c.getattr(node).unwrap().1, 4100, "never shrinks");
     assert_eq!(
@@ -543,7 +545,6 @@ fn statfs_fallocate_and_the_rest() {
         REMOVEXATTR,
         31,
         39,
-        47,
         9999,
     ] {
         assert_eq!(c.call(op, 1, &[0; 64]), Err(Errno::ENOSYS.0), "opcode {op}");
@@ -700,4 +701,165 @@ fn handle_limit_is_settable() {
     let (node, _) = c.create(1, b"f", 0o644);
     c.open(node, 0).unwrap();
     assert_eq!(c.open(node, 0), Err(Errno::ENFILE.0));
+}
+
+fn copy_in(fh_in: u64, off_in: u64, node_out: u64, fh_out: u64, off_out: u64, len: u64) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u64(fh_in)
+        .u64(off_in)
+        .u64(node_out)
+        .u64(fh_out)
+        .u64(off_out)
+        .u64(len)
+        .u64(0);
+    w.0
+}
+
+/// Reads a whole file of `size` bytes by READs of 128 KiB.
+fn read_whole(c: &mut Client, node: u64, fh: u64, size: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while (out.len() as u64) < size {
+        let b = c
+            .call(READ, node, &read_in(fh, out.len() as u64, 128 * 1024))
+            .unwrap();
+        assert!(!b.is_empty(), "short file");
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+#[test]
+fn copy_file_range_copies_between_handles() {
+    let mut c = Client::new();
+    let (src, src_fh) = c.create(1, b"src", 0o644);
+    let (dst, dst_fh) = c.create(1, b"dst", 0o644);
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    for (i, piece) in bytes.chunks(100_000).enumerate() {
+        c.write(src_fh, i as u64 * 100_000, piece).unwrap();
+    }
+    c.write(dst_fh, 0, b"0123456789").unwrap();
+    // More than one READ's worth, into the middle of the destination.
+    let b = c
+        .call(
+            COPY_FILE_RANGE,
+            src,
+            &copy_in(src_fh, 1000, dst, dst_fh, 5, 250_000),
+        )
+        .unwrap();
+    assert_eq!(b.len(), 8);
+    assert_eq!(le32(&b, 0), 250_000);
+    assert_eq!(c.getattr(dst).unwrap().1, 250_005);
+    let got = read_whole(&mut c, dst, dst_fh, 250_005);
+    assert_eq!(&got[..5], b"01234");
+    assert!(got[5..] == bytes[1000..251_000], "copied bytes differ");
+    // Short at the end of the source; nothing past it.
+    let b = c
+        .call(
+            COPY_FILE_RANGE,
+            src,
+            &copy_in(src_fh, 299_000, dst, dst_fh, 0, 5000),
+        )
+        .unwrap();
+    assert_eq!(le32(&b, 0), 1000);
+    let b = c
+        .call(
+            COPY_FILE_RANGE,
+            src,
+            &copy_in(src_fh, 400_000, dst, dst_fh, 0, 5000),
+        )
+        .unwrap();
+    assert_eq!(le32(&b, 0), 0);
+    // At most MAX_COPY a request (the caller loops).
+    let (big, big_fh) = c.create(1, b"big", 0o644);
+    let chunk = [9u8; 128 * 1024];
+    let mut at = 0;
+    while at < MAX_COPY + 4096 {
+        c.write(big_fh, at, &chunk).unwrap();
+        at += chunk.len() as u64;
+    }
+    let b = c
+        .call(
+            COPY_FILE_RANGE,
+            big,
+            &copy_in(big_fh, 0, dst, dst_fh, 0, u64::MAX),
+        )
+        .unwrap();
+    assert_eq!(u64::from(le32(&b, 0)), MAX_COPY);
+}
+
+#[test]
+fn copy_file_range_refuses_bad_arguments() {
+    let mut c = Client::new();
+    let (src, src_fh) = c.create(1, b"src", 0o644);
+    let (dst, dst_fh) = c.create(1, b"dst", 0o644);
+    c.write(src_fh, 0, b"data").unwrap();
+    let mut flagged = copy_in(src_fh, 0, dst, dst_fh, 0, 4);
+    flagged[48] = 1;
+    assert_eq!(c.call(COPY_FILE_RANGE, src, &flagged), Err(Errno::EINVAL.0));
+    let bad_fh = copy_in(src_fh, 0, dst, 999, 0, 4);
+    assert_eq!(c.call(COPY_FILE_RANGE, src, &bad_fh), Err(Errno::EBADF.0));
+    let bad_node = copy_in(src_fh, 0, 777, dst_fh, 0, 4);
+    assert_eq!(
+        c.call(COPY_FILE_RANGE, src, &bad_node),
+        Err(Errno::ESTALE.0)
+    );
+    let fh_dir = le64(&c.call(OPENDIR, 1, &[0; 8]).unwrap(), 0);
+    let from_dir = copy_in(fh_dir, 0, dst, dst_fh, 0, 4);
+    assert_eq!(
+        c.call(COPY_FILE_RANGE, src, &from_dir),
+        Err(Errno::EISDIR.0)
+    );
+    let overflow = copy_in(src_fh, 0, dst, dst_fh, u64::MAX - 1, 4);
+    assert_eq!(c.call(COPY_FILE_RANGE, src, &overflow), Err(Errno::EFBIG.0));
+    assert_eq!(c.call(COPY_FILE_RANGE, src, &[0; 40]), Err(Errno::EINVAL.0));
+    assert_eq!(c.getattr(dst).unwrap().1, 0, "nothing was written");
+}
+
+/// st_blocks of a node, from GETATTR.
+fn blocks(c: &mut Client, node: u64) -> u64 {
+    le64(&c.call(GETATTR, node, &[0; 16]).unwrap(), 16 + 16)
+}
+
+fn fallocate_in(fh: u64, offset: u64, len: u64) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u64(fh).u64(offset).u64(len).u32(0).u32(0);
+    w.0
+}
+
+#[test]
+fn fallocate_allocates_past_the_end_and_undoes_a_failure() {
+    let mut c = Client::new();
+    let (node, fh) = c.create(1, b"f", 0o644);
+    c.write(fh, 0, b"head").unwrap();
+    // Past the end: zeros written through the handle, the data kept.
+    c.call(FALLOCATE, node, &fallocate_in(fh, 0, 300_000))
+        .unwrap();
+    assert_eq!(c.getattr(node).unwrap().1, 300_000);
+    assert_eq!(blocks(&mut c, node), 300_000u64.div_ceil(512));
+    let got = read_whole(&mut c, node, fh, 300_000);
+    assert_eq!(&got[..4], b"head");
+    assert!(got[4..].iter().all(|&b| b == 0));
+    // An offset past the end: the size reaches the range's end.
+    let (gap, gap_fh) = c.create(1, b"gap", 0o644);
+    c.call(FALLOCATE, gap, &fallocate_in(gap_fh, 1 << 20, 1024))
+        .unwrap();
+    assert_eq!(c.getattr(gap).unwrap().1, (1 << 20) + 1024);
+    // O_APPEND handles land in the same place.
+    let app_fh = c.open(gap, 2 | open_flags::O_APPEND).unwrap();
+    c.call(FALLOCATE, gap, &fallocate_in(app_fh, 2 << 20, 512))
+        .unwrap();
+    assert_eq!(c.getattr(gap).unwrap().1, (2 << 20) + 512);
+    // Inside the file: nothing to do.
+    c.call(FALLOCATE, node, &fallocate_in(fh, 10, 100)).unwrap();
+    assert_eq!(c.getattr(node).unwrap().1, 300_000);
+    // Past what the backend holds (64 MiB): the error, and the old size.
+    let too_far = fallocate_in(fh, 60 << 20, 8 << 20);
+    assert_eq!(c.call(FALLOCATE, node, &too_far), Err(Errno::EFBIG.0));
+    assert_eq!(c.getattr(node).unwrap().1, 300_000);
+    assert_eq!(blocks(&mut c, node), 300_000u64.div_ceil(512));
+    // A handle the kernel never opened.
+    assert_eq!(
+        c.call(FALLOCATE, node, &fallocate_in(999, 0, 1 << 21)),
+        Err(Errno::EBADF.0)
+    );
 }

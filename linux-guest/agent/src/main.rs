@@ -22,8 +22,13 @@
 //! - `starina-guest-agent --flood SECONDS [SEED]`: a hostile guest program
 //!   that makes the vCPU exit to the VMM as fast as it can (`flood.rs`; the
 //!   reliability test runs it as `/init --flood N`).
+//! - `starina-guest-agent --fs-probe DIR`: checks mmap, locks, O_APPEND,
+//!   O_EXCL, fallocate, copy_file_range, inode numbers, owners and modes
+//!   in DIR, one `probe <name> ok|FAILED` line each (`fsprobe.rs`; the
+//!   linux_files e2e test runs it on /mnt/starina).
 
 mod flood;
+mod fsprobe;
 mod pipebench;
 mod server;
 mod spawnbench;
@@ -135,6 +140,7 @@ fn main() {
                 std::process::exit(1);
             }
         }
+        ["--fs-probe", dir] => std::process::exit(fsprobe::run(dir)),
         ["--xsetbv-probe"] => xsetbv_probe::main(),
         ["--pipe-echo"] => {
             if let Err(e) = pipebench::echo() {
@@ -149,7 +155,8 @@ fn main() {
                  \x20      starina-guest-agent --device PATH\n\
                  \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)\n\
                  \x20      starina-guest-agent --spawn-bench N [PROGRAM]   (N fork+exec+wait, timed)\n\
-                 \x20      starina-guest-agent --flood SECONDS [SEED]   (VM exits as fast as it can)"
+                 \x20      starina-guest-agent --flood SECONDS [SEED]   (VM exits as fast as it can)\n\
+                 \x20      starina-guest-agent --fs-probe DIR   (POSIX corners of the fs at DIR)"
             );
             std::process::exit(2);
         }
