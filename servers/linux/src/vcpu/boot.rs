@@ -111,7 +111,6 @@ impl Guest {
             reported: Default::default(),
             fuse,
             fuse_reported: Default::default(),
-            tmp_ns: [0; 4],
         })
     }
 }

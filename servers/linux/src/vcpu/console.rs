@@ -80,7 +80,6 @@ impl Guest {
         let requests = fuse.since(&self.fuse_reported);
         log::info!("fuse since the last report: {}", requests.summary());
         self.fuse_reported = fuse;
-        log::info!("TMP run/mmio/other/exchange ns: {:?}", self.tmp_ns);
     }
 
     pub(super) fn log_console(&mut self) {

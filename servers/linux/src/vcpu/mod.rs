@@ -122,5 +122,4 @@ struct Guest {
     /// process ended last.
     fuse: Rc<RefCell<FuseTally>>,
     fuse_reported: FuseTally,
-    tmp_ns: [u64; 4],
 }
