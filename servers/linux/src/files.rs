@@ -19,7 +19,9 @@
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use starina::fs::wire;
 use starina::fs::wire::FileRequest;
@@ -28,6 +30,7 @@ use starina::fs::wire::PathArg;
 use starina::fs::wire::Request;
 use starina::fs::FileType;
 use starina::fs::FsError;
+use starina::timer::now_ns;
 use starina::Channel;
 use starina_bridge::fuse::backend::Attr;
 use starina_bridge::fuse::backend::DirEntry;
@@ -43,6 +46,7 @@ use starina_vmm::virtio::fs::FsDevice;
 use starina_vmm::virtio::fs::FuseHandler;
 
 use crate::fs_calls::FsCalls;
+use crate::fuse_tally::FuseTally;
 
 /// Open files (FUSE file handles) at once: past it, opens get ENFILE.
 pub const MAX_OPEN_FILES: usize = 256;
@@ -58,22 +62,40 @@ pub struct NativeFiles {
 pub struct OpenFile(Channel);
 
 /// The FUSE server as the device's handler (the VMM does not know the
-/// bridge).
-struct Fuse(FuseServer<NativeFiles>);
+/// bridge), counting what it answers in `tally`.
+struct Fuse {
+    server: FuseServer<NativeFiles>,
+    tally: Rc<RefCell<FuseTally>>,
+}
 
 impl FuseHandler for Fuse {
     fn handle(&mut self, request: &[u8], reply_room: usize) -> Vec<u8> {
-        self.0.handle(request, reply_room)
+        let start = now_ns();
+        let reply = self.server.handle(request, reply_room);
+        // The device hands over whole in_headers only: the opcode is there.
+        let opcode = request
+            .get(4..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .unwrap_or(0);
+        self.tally
+            .borrow_mut()
+            .request(opcode, now_ns().saturating_sub(start));
+        reply
     }
 }
 
 /// The virtio-fs device for the guest, serving the fs server behind
-/// `channel` as `tag`.
-pub fn device(channel: Channel, tag: &str) -> Result<FsDevice, alloc::string::String> {
+/// `channel` as `tag`; what it answers is counted in `tally`.
+pub fn device(
+    channel: Channel,
+    tag: &str,
+    tally: Rc<RefCell<FuseTally>>,
+) -> Result<FsDevice, alloc::string::String> {
     let backend = NativeFiles::new(channel).map_err(|e| format!("fs server: {e}"))?;
     let mut server = FuseServer::new(backend);
     server.set_max_handles(MAX_OPEN_FILES);
-    let handler = Box::new(Fuse(server));
+    let handler = Box::new(Fuse { server, tally });
     FsDevice::new(tag, handler).map_err(|e| format!("virtio-fs tag '{tag}': {e}"))
 }
 

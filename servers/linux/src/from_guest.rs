@@ -89,8 +89,14 @@ impl Server {
                     self.emit(cx, id, exec::Event::Stderr(chunk));
                 }
             }
-            Frame::Exited { id, code } => self.emit(cx, id, exec::Event::Exited(code)),
-            Frame::Signaled { id, signal } => self.emit(cx, id, exec::Event::Signaled(signal)),
+            Frame::Exited { id, code } => {
+                self.request_exit_report(cx);
+                self.emit(cx, id, exec::Event::Exited(code))
+            }
+            Frame::Signaled { id, signal } => {
+                self.request_exit_report(cx);
+                self.emit(cx, id, exec::Event::Signaled(signal))
+            }
             Frame::SpawnFailed { id, errno, msg } => {
                 self.fail(cx, id, codes::REFUSED, &format!("{msg} (errno {errno})"))
             }
@@ -98,6 +104,12 @@ impl Server {
             Frame::Pong { nonce } => self.liveness.pong(nonce),
             other => log::warn!("ignoring an unexpected frame from the agent: {other:?}"),
         }
+    }
+
+    /// Asks the vCPU thread to log the VM exits since its last report.
+    fn request_exit_report(&self, cx: &Cx<Ctx>) {
+        self.shared.exit_report.store(true, Ordering::Release);
+        self.kick_vcpu(cx);
     }
 
     /// Guest output queued for clients that have no room for it yet.

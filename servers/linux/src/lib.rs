@@ -42,6 +42,7 @@ mod clients;
 mod files;
 mod from_guest;
 mod fs_calls;
+mod fuse_tally;
 #[cfg(test)]
 mod fuzz;
 mod handler;

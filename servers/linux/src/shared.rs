@@ -57,6 +57,9 @@ pub struct Shared {
     /// The main thread stopped reading stdin because `to_guest` was full;
     /// the vCPU thread kicks it once the guest has taken enough.
     pub input_paused: AtomicBool,
+    /// A guest process ended: the vCPU thread logs the VM exits since its
+    /// last such report (what a workload cost in exits).
+    pub exit_report: AtomicBool,
 }
 
 impl Shared {
@@ -72,6 +75,7 @@ impl Shared {
             client_backlog: AtomicUsize::new(0),
             output_paused: AtomicBool::new(false),
             input_paused: AtomicBool::new(false),
+            exit_report: AtomicBool::new(false),
         }
     }
 

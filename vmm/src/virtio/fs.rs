@@ -211,6 +211,12 @@ impl VirtioDevice for FsDevice {
         data.copy_from_slice(&config[offset..offset + data.len()]);
     }
 
+    fn interrupt_may_wait(&self, index: u16) -> bool {
+        // The high-priority queue carries FORGET: no reply, the driver
+        // only frees the buffer (Linux's virtio-fs sends no INTERRUPT).
+        index == HIPRIO_QUEUE
+    }
+
     fn reset(&mut self) {
         // The FUSE session is the handler's: a new INIT starts it over.
     }
@@ -404,6 +410,59 @@ mod tests {
         set_desc(&mut mem, 0, 0x20000, req.len() as u32, 0, 0);
         assert_eq!(submit(&mut t, &mut mem, 0), (0, 0));
         assert_eq!(seen.borrow().len(), 1);
+    }
+
+    /// Publishes a FORGET on the high-priority queue (its rings at
+    /// DESC/AVAIL/USED) and notifies; returns the used index after it.
+    fn forget_on_hiprio(t: &mut MmioTransport<FsDevice>, mem: &mut VecMemory) -> u16 {
+        let req = request(2, 0, &1u64.to_le_bytes());
+        mem.write(0x30000, &req).unwrap();
+        mem.write_u64(DESC, 0x30000).unwrap();
+        mem.write_u32(DESC + 8, req.len() as u32).unwrap();
+        mem.write_u16(DESC + 12, 0).unwrap();
+        let idx = mem.read_u16(AVAIL + 2).unwrap();
+        mem.write_u16(AVAIL + 4 + 2 * (idx % 8) as u64, 0).unwrap();
+        mem.write_u16(AVAIL + 2, idx.wrapping_add(1)).unwrap();
+        w32(t, mem, reg::QUEUE_NOTIFY, HIPRIO_QUEUE as u32);
+        mem.read_u16(USED + 2).unwrap()
+    }
+
+    fn ack(t: &mut MmioTransport<FsDevice>, mem: &mut VecMemory) {
+        let status = r32(t, reg::INTERRUPT_STATUS);
+        w32(t, mem, reg::INTERRUPT_ACK, status);
+        assert!(!t.irq_level());
+    }
+
+    #[test]
+    fn forget_interrupt_waits_for_the_next_one() {
+        let (mut t, mut mem, seen) = setup(0);
+        // Returned at once, but no interrupt of its own.
+        assert_eq!(forget_on_hiprio(&mut t, &mut mem), 1);
+        assert_eq!(seen.borrow().len(), 1);
+        assert!(!t.irq_level());
+        // The guest halts: the interrupt comes.
+        t.raise_deferred();
+        assert!(t.irq_level());
+        ack(&mut t, &mut mem);
+        t.raise_deferred();
+        assert!(!t.irq_level(), "nothing waits any more");
+        // A request's interrupt carries a waiting FORGET's along.
+        forget_on_hiprio(&mut t, &mut mem);
+        assert!(!t.irq_level());
+        let req = request(3, 8, b"");
+        mem.write(0x20000, &req).unwrap();
+        set_desc(&mut mem, 0, 0x20000, req.len() as u32, VIRTQ_DESC_F_NEXT, 1);
+        set_desc(&mut mem, 1, 0x22000, 64, VIRTQ_DESC_F_WRITE, 0);
+        submit(&mut t, &mut mem, 0);
+        assert!(t.irq_level());
+        ack(&mut t, &mut mem);
+        t.raise_deferred();
+        assert!(!t.irq_level());
+        // However busy the guest: at most MAX_DEFERRED wait.
+        for n in 1..=crate::virtio::mmio::MAX_DEFERRED {
+            forget_on_hiprio(&mut t, &mut mem);
+            assert_eq!(t.irq_level(), n == crate::virtio::mmio::MAX_DEFERRED);
+        }
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub mod reg {
     pub const CONFIG: u64 = 0x100;
 }
 
+/// Deferred used-buffer returns (see
+/// [`VirtioDevice::interrupt_may_wait`]) after which the interrupt is raised
+/// anyway: bounds what waits in the guest's ring.
+pub const MAX_DEFERRED: u32 = 32;
+
 /// Interrupt status bits.
 pub const INT_USED_BUFFER: u32 = 1;
 pub const INT_CONFIG_CHANGE: u32 = 2;
@@ -97,6 +102,9 @@ pub struct MmioTransport<D: VirtioDevice> {
     queue_sel: u32,
     status: u32,
     interrupt_status: u32,
+    /// Runs that returned buffers whose interrupt may wait, since the
+    /// used-buffer interrupt was last raised.
+    deferred: u32,
     config_generation: u32,
     /// Why the device last stopped, for the VMM's log.
     last_error: Option<DeviceError>,
@@ -119,6 +127,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
             queue_sel: 0,
             status: 0,
             interrupt_status: 0,
+            deferred: 0,
             config_generation: 0,
             last_error: None,
             failures: Repeats::new(),
@@ -167,6 +176,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
         self.queue_sel = 0;
         self.status = 0;
         self.interrupt_status = 0;
+        self.deferred = 0;
     }
 
     /// The device broke on a guest error: stop it until the driver resets it.
@@ -187,7 +197,8 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     /// Runs the device and raises the used-buffer interrupt if any queue
-    /// returned buffers the driver wants to hear about.
+    /// returned buffers the driver wants to hear about (unless they may
+    /// wait: [`VirtioDevice::interrupt_may_wait`]).
     fn run(&mut self, mem: &mut dyn GuestMemory, notified: Option<u16>) {
         if !self.live() {
             return;
@@ -196,11 +207,36 @@ impl<D: VirtioDevice> MmioTransport<D> {
             self.fail(e);
         }
         let mut irq = false;
-        for q in &mut self.queues {
-            irq |= q.take_interrupt_needed(mem);
+        let mut waits = false;
+        for (index, q) in self.queues.iter_mut().enumerate() {
+            if q.take_interrupt_needed(mem) {
+                if self.device.interrupt_may_wait(index as u16) {
+                    waits = true;
+                } else {
+                    irq = true;
+                }
+            }
         }
-        if irq {
-            self.interrupt_status |= INT_USED_BUFFER;
+        if waits {
+            self.deferred += 1;
+        }
+        if irq || self.deferred >= MAX_DEFERRED {
+            self.raise_used_buffer();
+        }
+    }
+
+    /// Raises the used-buffer interrupt: the driver looks at every queue,
+    /// so buffers whose interrupt was deferred are seen too.
+    fn raise_used_buffer(&mut self) {
+        self.interrupt_status |= INT_USED_BUFFER;
+        self.deferred = 0;
+    }
+
+    /// Raises the interrupt that returned buffers were waiting for, if
+    /// any: call when the guest halts (it may be waiting for them).
+    pub fn raise_deferred(&mut self) {
+        if self.deferred > 0 && self.live() {
+            self.raise_used_buffer();
         }
     }
 

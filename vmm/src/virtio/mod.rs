@@ -106,6 +106,17 @@ pub trait VirtioDevice {
     /// The driver set DRIVER_OK with these negotiated features.
     fn activate(&mut self, _features: u64) {}
 
+    /// Whether buffers returned on queue `index` may wait for their
+    /// used-buffer interrupt: for queues whose completions nobody waits on
+    /// (virtio-fs's FORGETs), so that they cost the guest no interrupt of
+    /// their own. The transport raises such an interrupt with the next
+    /// one another queue needs, when the guest halts
+    /// ([`mmio::MmioTransport::raise_deferred`]), or after
+    /// [`mmio::MAX_DEFERRED`] such returns.
+    fn interrupt_may_wait(&self, _index: u16) -> bool {
+        false
+    }
+
     /// The driver wrote 0 to Status: drop all state tied to the rings.
     fn reset(&mut self);
 
@@ -144,6 +155,9 @@ impl<T: VirtioDevice + ?Sized> VirtioDevice for Box<T> {
     }
     fn activate(&mut self, features: u64) {
         (**self).activate(features)
+    }
+    fn interrupt_may_wait(&self, index: u16) -> bool {
+        (**self).interrupt_may_wait(index)
     }
     fn reset(&mut self) {
         (**self).reset()

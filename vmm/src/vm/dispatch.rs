@@ -191,6 +191,8 @@ impl Vm {
 
     fn hlt(&mut self, state: &mut VcpuState, ctx: ExitContext) -> ExitAction {
         state.rip = state.rip.wrapping_add(1);
+        // An idle guest may be waiting for buffers whose interrupt waits.
+        self.virtio.raise_deferred();
         self.update_irqs(ctx.now_ns);
         if state.interrupts_enabled() && self.pic.has_pending() {
             ExitAction::Resume

@@ -214,6 +214,13 @@ impl VirtioBus {
         }
     }
 
+    /// Raises every deferred used-buffer interrupt (the guest halted).
+    pub(super) fn raise_deferred(&mut self) {
+        for w in &mut self.windows {
+            w.transport.raise_deferred();
+        }
+    }
+
     /// Each window's IRQ and the level of its line.
     pub(super) fn irq_levels(&self) -> impl Iterator<Item = (u8, bool)> + '_ {
         self.windows

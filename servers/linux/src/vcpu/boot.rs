@@ -2,7 +2,9 @@
 //! loaded by the 64-bit boot protocol, and what the thread sleeps on.
 
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
+use core::cell::RefCell;
 
 use starina::abi::Readiness;
 use starina::bootfs;
@@ -27,6 +29,7 @@ use starina_vmm::vm::Vm;
 use super::Guest;
 use super::Job;
 use super::VmConfig;
+use crate::fuse_tally::FuseTally;
 use crate::shared::Status;
 
 /// The guest kernel and initramfs from the boot file system.
@@ -60,8 +63,9 @@ impl Guest {
             Status::Unavailable(format!("no virtio-mmio slot for the console: {e}"))
         })?;
         let mut cmdline = config.cmdline.clone();
+        let fuse = Rc::new(RefCell::new(FuseTally::default()));
         if let Some(channel) = fs {
-            add_share(&mut vm, channel, &config, &mut cmdline);
+            add_share(&mut vm, channel, &config, &mut cmdline, fuse.clone());
         }
         let devices = vm.virtio_devices();
         let info = boot::load_linux(
@@ -104,6 +108,9 @@ impl Guest {
             exits: 0,
             last_exit: None,
             stats: Default::default(),
+            reported: Default::default(),
+            fuse,
+            fuse_reported: Default::default(),
         })
     }
 }
@@ -111,8 +118,14 @@ impl Guest {
 /// Gives the guest the native file system as virtio-fs, and tells the
 /// agent where to mount it (`starina.share=<tag>:<dir>`). Without it the
 /// guest runs on, without the share.
-fn add_share(vm: &mut Vm, channel: Channel, config: &VmConfig, cmdline: &mut String) {
-    let device = match crate::files::device(channel, config.share_fs_tag) {
+fn add_share(
+    vm: &mut Vm,
+    channel: Channel,
+    config: &VmConfig,
+    cmdline: &mut String,
+    tally: Rc<RefCell<FuseTally>>,
+) {
+    let device = match crate::files::device(channel, config.share_fs_tag, tally) {
         Ok(device) => device,
         Err(why) => {
             log::warn!("no native files in Linux: {why}");

@@ -21,6 +21,9 @@ impl Guest {
         if kicked {
             // Drain the wake-ups (their content is the flag).
             while self.wake.try_recv(&mut self.buf).is_ok() {}
+            if self.shared.exit_report.swap(false, Ordering::AcqRel) {
+                self.report_since_last();
+            }
         }
         let mut poke = false;
         if kicked || self.input_left {
@@ -66,6 +69,17 @@ impl Guest {
             self.vm.poll_virtio(self.console, &mut self.ram, now_ns())?;
         }
         Ok(())
+    }
+
+    /// Logs the VM exits and FUSE requests since the last report.
+    fn report_since_last(&mut self) {
+        let exits = self.stats.since(&self.reported);
+        log::info!("vm exits since the last report: {}", exits.summary());
+        self.reported = self.stats.clone();
+        let fuse = self.fuse.borrow().clone();
+        let requests = fuse.since(&self.fuse_reported);
+        log::info!("fuse since the last report: {}", requests.summary());
+        self.fuse_reported = fuse;
     }
 
     pub(super) fn log_console(&mut self) {

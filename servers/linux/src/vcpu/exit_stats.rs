@@ -4,7 +4,8 @@
 //! instructions, and an exit costs the guest every instruction the host
 //! runs for it). The vCPU thread logs a summary when the guest agent
 //! says it is ready (`linux: vm exits to agent ready: ...`) and when the
-//! guest stops.
+//! guest stops, and what came after the last report when a guest process
+//! ends (`linux: vm exits since the last report: ...`).
 
 use alloc::format;
 use alloc::string::String;
@@ -73,7 +74,7 @@ impl ExitKind {
 const KINDS: usize = ExitKind::Other as usize + 1;
 
 /// Counts per kind.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct ExitStats {
     count: [u64; KINDS],
     /// Time the vCPU thread slept while the guest halted.
@@ -97,6 +98,20 @@ impl ExitStats {
 
     pub fn total(&self) -> u64 {
         self.count.iter().sum()
+    }
+
+    /// What happened after `earlier` (a copy of these counts taken
+    /// before).
+    pub fn since(&self, earlier: &ExitStats) -> ExitStats {
+        let mut d = ExitStats {
+            count: [0; KINDS],
+            halted_ns: self.halted_ns.saturating_sub(earlier.halted_ns),
+            injected: self.injected.saturating_sub(earlier.injected),
+        };
+        for (k, n) in d.count.iter_mut().enumerate() {
+            *n = self.count[k].saturating_sub(earlier.count[k]);
+        }
+        d
     }
 
     /// `N exits, halted T ns, I interrupts injected; kind count ...` (kinds
@@ -150,6 +165,13 @@ mod tests {
         assert_eq!(
             s.summary(),
             "3 exits, halted 100 ns, 1 interrupts injected; serial 2 pit 1"
+        );
+        let earlier = s.clone();
+        s.exit(ExitKind::Mmio);
+        s.halted(5);
+        assert_eq!(
+            s.since(&earlier).summary(),
+            "1 exits, halted 5 ns, 0 interrupts injected; mmio 1"
         );
         for (i, k) in ALL.iter().enumerate() {
             assert_eq!(*k as usize, i);

@@ -21,8 +21,10 @@ mod exit_stats;
 mod run;
 
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::sync::Arc;
+use core::cell::RefCell;
 
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
@@ -38,6 +40,7 @@ use starina_vmm::virtio::console::Console;
 use starina_vmm::vm::DeviceSlot;
 use starina_vmm::vm::Vm;
 
+use crate::fuse_tally::FuseTally;
 use crate::shared::Shared;
 use crate::shared::Status;
 
@@ -113,4 +116,10 @@ struct Guest {
     /// Exits by kind, logged when the agent is ready and when the guest
     /// stops.
     stats: exit_stats::ExitStats,
+    /// `stats` when a process ended last (the log gives what came after).
+    reported: exit_stats::ExitStats,
+    /// FUSE requests the virtio-fs device answered, and the counts when a
+    /// process ended last.
+    fuse: Rc<RefCell<FuseTally>>,
+    fuse_reported: FuseTally,
 }
