@@ -93,6 +93,16 @@ pub fn capture(host: &Host, opts: &RunOptions) -> Captured {
     }
 }
 
+/// The disk image every bench boot uses (profiles with the disk driver):
+/// one of its own, never the user's; removed when the bench ends.
+pub fn bench_disk() -> crate::disk::DiskOptions {
+    let dir = std::env::temp_dir().join(format!("starina-bench-{}", std::process::id()));
+    crate::disk::DiskOptions {
+        path: Some(dir.join("disk.img")),
+        size: 256 << 20,
+    }
+}
+
 /// Run options for `profile` on the kernel being measured.
 pub fn boot_options(
     opts: &BenchOptions,
@@ -106,10 +116,23 @@ pub fn boot_options(
     run.kernel = opts.kernel.clone();
     run.timeout = Some(TIMEOUT);
     run.icount = icount;
+    run.disk = bench_disk();
     run
 }
 
 pub fn bench(host: &Host, opts: &BenchOptions) -> ExitStatus {
+    let status = bench_figures(host, opts);
+    if let Some(dir) = bench_disk()
+        .path
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    status
+}
+
+fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     let host = host.batch();
     let mut opts = opts.clone();
     if let Some(k) = &opts.kernel {

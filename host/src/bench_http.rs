@@ -304,6 +304,7 @@ fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
     host.http_port = port;
     host.stop = Arc::new(Default::default());
     let mut run = RunOptions::new("default");
+    run.disk = crate::bench::bench_disk();
     run.machine = Machine::Microvm;
     run.build = false;
     run.kernel = opts.kernel.clone();
