@@ -61,10 +61,11 @@ fn exec_with_log(argv: &[&str], stdin: &[u8], log: bool) -> Exec {
     opts.kernel = Some(image);
     opts.timeout = Some(TIMEOUT);
     opts.verbose = log;
-    // A disk of its own (removed when `disk` drops, after the boot).
+    // A disk of its own, made now so that exec says nothing about it on
+    // stderr (removed when `disk` drops, after the boot).
     let disk = TempDisk::new().expect("a temporary directory");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
     opts.disk.path = Some(disk.path());
-    opts.disk.size = TEST_DISK_SIZE;
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut io = Streams {
         out: &mut stdout,
