@@ -1,5 +1,5 @@
 //! The blocking file client: each call sends one request and waits for its
-//! answer (at most [`CALL_TIMEOUT_MS`]). For sequential code (a command, a
+//! answer (at most [`super::answer::CALL_TIMEOUT_MS`]). For sequential code (a command, a
 //! setup step, a server that serves files one request at a time); the
 //! requests and replies are in [`super::wire`] for a main loop that wants
 //! to keep going while the fs server works.
@@ -7,6 +7,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::answer::kernel_error;
+use super::answer::malformed;
+use super::answer::wait_answer;
+use super::answer::Answer;
 use super::wire;
 use super::wire::FileRequest;
 use super::wire::OpenFlags;
@@ -18,16 +22,12 @@ use super::FsError;
 use super::SetAttr;
 use super::Stat;
 use super::StatFs;
-use crate::abi::Error;
 use crate::abi::Readiness;
 use crate::channel::MessageBuffer;
 use crate::poll::Poll;
 use crate::timer::Timer;
 use crate::Channel;
 use crate::Message;
-
-/// How long a call waits for its answer before giving up (`TimedOut`).
-pub const CALL_TIMEOUT_MS: u64 = 60_000;
 
 /// A channel to a server, with what waiting on it takes.
 struct Caller {
@@ -36,27 +36,6 @@ struct Caller {
     timer: Timer,
     buf: MessageBuffer,
     next_call: u32,
-}
-
-/// What came back for a call.
-enum Answer {
-    Data(Vec<u8>),
-    Channel(Channel),
-}
-
-fn kernel_error(what: &str, e: Error) -> FsError {
-    let kind = match e {
-        Error::PeerClosed => ErrorKind::Unavailable,
-        _ => ErrorKind::Internal,
-    };
-    FsError::new(kind, alloc::format!("{what}: {e:?}"))
-}
-
-fn malformed(what: &str) -> FsError {
-    FsError::new(
-        ErrorKind::Malformed,
-        alloc::format!("the fs server's answer to {what} is malformed"),
-    )
 }
 
 impl Caller {
@@ -112,55 +91,10 @@ impl Caller {
         }
     }
 
-    /// Waits for the answer to `call_id`; answers to earlier calls that
-    /// timed out are skipped.
+    /// Waits for the answer to `call_id` on this caller's channel.
     fn wait(&mut self, call_id: u32) -> Result<Answer, FsError> {
-        let waiting = |e| kernel_error("waiting for the fs server", e);
-        self.timer.set_ms(CALL_TIMEOUT_MS).map_err(waiting)?;
-        loop {
-            let event = self.poll.wait_recv(&mut self.buf).map_err(waiting)?;
-            if event.id == self.timer.id() {
-                return Err(FsError::new(
-                    ErrorKind::TimedOut,
-                    "the fs server did not answer in time",
-                ));
-            }
-            let info = match event.received {
-                Some(Ok(info)) => info,
-                Some(Err(Error::WouldBlock)) => continue,
-                Some(Err(e)) => return Err(waiting(e)),
-                None if event.ready.contains(Readiness::PEER_CLOSED) => {
-                    return Err(FsError::new(
-                        ErrorKind::Unavailable,
-                        "the fs server is gone",
-                    ))
-                }
-                None => continue,
-            };
-            let handles = self.buf.take_handles(&info);
-            let msg = match Message::decode(info.kind, self.buf.data(&info), handles) {
-                Ok(msg) => msg,
-                Err(_) => return Err(malformed("a call")),
-            };
-            let answer = match msg {
-                Message::Data(body) => match wire::split_reply(body) {
-                    Some((id, result)) if id == call_id => Answer::Data(result.to_vec()),
-                    Some(_) => continue,
-                    None => return Err(malformed("a call")),
-                },
-                Message::OpenReply {
-                    call_id: id,
-                    handle,
-                } if id == call_id => Answer::Channel(Channel::from_handle(handle)),
-                Message::Error {
-                    call_id: id,
-                    code,
-                    text,
-                } if id == call_id => return Err(FsError::new(ErrorKind::from_code(code), text)),
-                _ => continue,
-            };
-            return Ok(answer);
-        }
+        let on = self.channel.id();
+        wait_answer(&self.poll, &self.timer, &mut self.buf, on, call_id)
     }
 }
 

@@ -28,6 +28,7 @@
 //! path is absolute; otherwise an inode number it is relative to) and a
 //! `u16`-length-prefixed byte string. Times are seconds since 1970.
 
+pub mod answer;
 mod client;
 pub mod wire;
 

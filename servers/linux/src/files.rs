@@ -14,7 +14,7 @@
 //! The calls block: the virtio-fs device answers each FUSE request while
 //! the guest's vCPU waits in the exit that notified the queue, so a slow
 //! fs server stalls the guest (its timer ticks too) for as long as the
-//! call takes (at most [`crate::fs_calls::CALL_TIMEOUT_MS`], 60 s). Acceptable for now; an
+//! call takes (at most [`starina::fs::answer::CALL_TIMEOUT_MS`], 60 s). Acceptable for now; an
 //! asynchronous device would let the vCPU run on.
 
 use alloc::boxed::Box;
