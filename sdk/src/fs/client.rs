@@ -1,5 +1,6 @@
 //! The blocking file client: each call sends one request and waits for its
-//! answer (at most [`super::answer::CALL_TIMEOUT_MS`]). For sequential code (a command, a
+//! answer (at most [`super::calls::CALL_TIMEOUT_MS`]), through
+//! [`super::calls::Calls`]. For sequential code (a command, a
 //! setup step, a server that serves files one request at a time); the
 //! requests and replies are in [`super::wire`] for a main loop that wants
 //! to keep going while the fs server works.
@@ -7,10 +8,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::answer::kernel_error;
-use super::answer::malformed;
-use super::answer::wait_answer;
-use super::answer::Answer;
+use super::calls::malformed;
+use super::calls::Calls;
 use super::wire;
 use super::wire::FileRequest;
 use super::wire::OpenFlags;
@@ -22,106 +21,32 @@ use super::FsError;
 use super::SetAttr;
 use super::Stat;
 use super::StatFs;
-use crate::abi::Readiness;
-use crate::channel::MessageBuffer;
-use crate::poll::Poll;
-use crate::timer::Timer;
 use crate::Channel;
-use crate::Message;
-
-/// A channel to a server, with what waiting on it takes.
-struct Caller {
-    channel: Channel,
-    poll: Poll,
-    timer: Timer,
-    buf: MessageBuffer,
-    next_call: u32,
-}
-
-impl Caller {
-    fn new(channel: Channel) -> Result<Caller, FsError> {
-        let setup = |e| kernel_error("setting up the fs client", e);
-        let poll = Poll::create().map_err(setup)?;
-        let timer = Timer::create().map_err(setup)?;
-        poll.add(channel.id(), Readiness::READABLE | Readiness::PEER_CLOSED)
-            .map_err(setup)?;
-        poll.add(timer.id(), Readiness::READABLE).map_err(setup)?;
-        Ok(Caller {
-            channel,
-            poll,
-            timer,
-            buf: MessageBuffer::new(),
-            next_call: 1,
-        })
-    }
-
-    fn call_id(&mut self) -> u32 {
-        let id = self.next_call;
-        self.next_call = self.next_call.wrapping_add(1).max(1);
-        id
-    }
-
-    /// Sends a `Data` request built by `encode` and waits for its answer.
-    fn call(&mut self, encode: impl FnOnce(u32) -> Vec<u8>) -> Result<Vec<u8>, FsError> {
-        let call_id = self.call_id();
-        let body = encode(call_id);
-        self.channel
-            .send_data_waiting(&body)
-            .map_err(|e| kernel_error("sending to the fs server", e))?;
-        match self.wait(call_id)? {
-            Answer::Data(data) => Ok(data),
-            Answer::Channel(_) => Err(malformed("a request")),
-        }
-    }
-
-    /// Sends `Open` and waits for the channel it opens.
-    fn open(&mut self, uri: &str) -> Result<Channel, FsError> {
-        let call_id = self.call_id();
-        let msg = Message::Open {
-            call_id,
-            uri,
-            handle: None,
-        };
-        self.channel
-            .send(msg)
-            .map_err(|e| kernel_error("sending to the fs server", e.error))?;
-        match self.wait(call_id)? {
-            Answer::Channel(ch) => Ok(ch),
-            Answer::Data(_) => Err(malformed("open")),
-        }
-    }
-
-    /// Waits for the answer to `call_id` on this caller's channel.
-    fn wait(&mut self, call_id: u32) -> Result<Answer, FsError> {
-        let on = self.channel.id();
-        wait_answer(&self.poll, &self.timer, &mut self.buf, on, call_id)
-    }
-}
 
 /// A file system, through its server's `fs` channel. Paths are absolute.
 pub struct Files {
-    caller: Caller,
+    calls: Calls,
 }
 
 impl Files {
     /// Takes the channel from the spec's `[needs] fs = "fs"`.
     pub fn new(channel: Channel) -> Result<Files, FsError> {
         Ok(Files {
-            caller: Caller::new(channel)?,
+            calls: Calls::new(channel)?,
         })
     }
 
     /// The channel to the server (for a main loop that watches it, or a
     /// test that speaks the protocol by hand).
     pub fn channel(&self) -> &Channel {
-        &self.caller.channel
+        self.calls.channel()
     }
 
     /// Opens `path` as `options` say.
     pub fn open(&mut self, path: &str, options: &OpenOptions) -> Result<File, FsError> {
-        let channel = self.caller.open(&options.0.uri(path))?;
+        let channel = self.calls.open(&options.0.uri(path))?;
         Ok(File {
-            caller: Caller::new(channel)?,
+            calls: Calls::new(channel)?,
         })
     }
 
@@ -139,7 +64,7 @@ impl Files {
     }
 
     fn request(&mut self, req: Request<'_>) -> Result<Vec<u8>, FsError> {
-        self.caller.call(|id| req.encode(id))
+        self.calls.call(|id| req.encode(id))
     }
 
     fn no_result(&mut self, req: Request<'_>) -> Result<(), FsError> {
@@ -294,20 +219,20 @@ impl OpenOptions {
 
 /// An open file. Dropping it closes it.
 pub struct File {
-    caller: Caller,
+    calls: Calls,
 }
 
 impl core::fmt::Debug for File {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("File")
-            .field("channel", &self.caller.channel.id())
+            .field("channel", &self.calls.channel().id())
             .finish()
     }
 }
 
 impl File {
     fn request(&mut self, req: FileRequest<'_>) -> Result<Vec<u8>, FsError> {
-        self.caller.call(|id| req.encode(id))
+        self.calls.call(|id| req.encode(id))
     }
 
     /// Reads up to `buf.len()` bytes at `offset` (at most one message's

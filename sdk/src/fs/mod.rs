@@ -28,10 +28,11 @@
 //! path is absolute; otherwise an inode number it is relative to) and a
 //! `u16`-length-prefixed byte string. Times are seconds since 1970.
 
-pub mod answer;
+pub mod calls;
 mod client;
 pub mod wire;
 
+pub use calls::Calls;
 pub use client::File;
 pub use client::Files;
 pub use client::OpenOptions;

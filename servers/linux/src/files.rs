@@ -5,11 +5,12 @@
 //!
 //! [`NativeFiles`] is the bridge's `FileBackend` over the fs protocol of
 //! `starina::fs`, by inode and (directory inode, name) through
-//! [`FsCalls`]: an inode on its own is named `PathArg { base: <inode>,
-//! path: "" }` (stat, read_dir, set_attr, read_link, a hard link's
-//! target); a FUSE file handle holds the channel of a file opened by
-//! `inode:<n>`. At most [`MAX_OPEN_FILES`] are open at once (one handle
-//! each, within the server's 1,024).
+//! `starina::fs::Calls` (one poll and timer for the `fs` channel and every
+//! open file, so an open file costs one handle): an inode on its own is
+//! named `PathArg { base: <inode>, path: "" }` (stat, read_dir,
+//! set_attr, read_link, a hard link's target); a FUSE file handle holds
+//! the channel of a file opened by `inode:<n>`. At most [`MAX_OPEN_FILES`]
+//! are open at once (one handle each, within the server's 1,024).
 //!
 //! The calls block: the virtio-fs device answers each FUSE request while
 //! the guest's vCPU waits in the exit that notified the queue, so a slow
@@ -28,6 +29,7 @@ use starina::fs::wire::FileRequest;
 use starina::fs::wire::OpenFlags;
 use starina::fs::wire::PathArg;
 use starina::fs::wire::Request;
+use starina::fs::Calls;
 use starina::fs::FileType;
 use starina::fs::FsError;
 use starina::timer::now_ns;
@@ -45,7 +47,6 @@ use starina_bridge::fuse::FuseServer;
 use starina_vmm::virtio::fs::FsDevice;
 use starina_vmm::virtio::fs::FuseHandler;
 
-use crate::fs_calls::FsCalls;
 use crate::fuse_tally::FuseTally;
 
 /// Open files (FUSE file handles) at once: past it, opens get ENFILE.
@@ -53,7 +54,7 @@ pub const MAX_OPEN_FILES: usize = 256;
 
 /// The fs server, as the FUSE server's backend.
 pub struct NativeFiles {
-    calls: FsCalls,
+    calls: Calls,
     root: Ino,
 }
 
@@ -155,11 +156,12 @@ fn decode_stat(body: &[u8]) -> Result<Attr, Errno> {
 
 impl NativeFiles {
     pub fn new(channel: Channel) -> Result<NativeFiles, FsError> {
-        let mut calls = FsCalls::new(channel)?;
-        let root = calls.call(&Request::Stat {
+        let mut calls = Calls::new(channel)?;
+        let stat_root = Request::Stat {
             path: PathArg::absolute("/"),
             follow: true,
-        })?;
+        };
+        let root = calls.call(|id| stat_root.encode(id))?;
         let root = wire::decode_stat(&root)
             .ok_or_else(|| FsError::new(starina::fs::ErrorKind::Malformed, "stat of /"))?
             .ino;
@@ -167,11 +169,13 @@ impl NativeFiles {
     }
 
     fn call(&mut self, request: Request<'_>) -> Result<Vec<u8>, Errno> {
-        self.calls.call(&request).map_err(errno)
+        self.calls.call(|id| request.encode(id)).map_err(errno)
     }
 
     fn call_file(&mut self, file: &OpenFile, request: FileRequest<'_>) -> Result<Vec<u8>, Errno> {
-        self.calls.call_file(&file.0, &request).map_err(errno)
+        self.calls
+            .call_file(&file.0, |id| request.encode(id))
+            .map_err(errno)
     }
 
     fn done(&mut self, request: Request<'_>) -> Result<(), Errno> {

@@ -26,7 +26,6 @@
 //! | [`liveness`] | pings the agent; a guest that stops answering is restarted |
 //! | [`shared`] | what the two threads share |
 //! | [`files`] | native files for the guest: the FUSE server over the fs server, as virtio-fs |
-//! | [`fs_calls`] | fs requests by (inode, name), which the FUSE bridge needs |
 //! | [`vcpu`] | the vCPU thread |
 //!
 //! When the guest dies (kernel panic, power-off, triple fault) the server
@@ -41,7 +40,6 @@ extern crate alloc;
 mod clients;
 mod files;
 mod from_guest;
-mod fs_calls;
 mod fuse_tally;
 #[cfg(test)]
 mod fuzz;
