@@ -13,8 +13,8 @@
 //! least [`HEADER_LEN`] and at most the decoder's limit ([`MAX_FRAME_LEN`] by
 //! default). `id` names the process a frame is about; the host picks it in
 //! [`Spawn`] and every later frame about that process carries it. Frames that
-//! are about no process carry 0 ([`Frame::Ready`], [`Frame::Panic`]) or a
-//! nonce ([`Frame::Ping`]/[`Frame::Pong`]).
+//! are about no process carry 0 ([`Frame::Ready`], [`Frame::Panic`],
+//! [`Frame::Listening`]) or a nonce ([`Frame::Ping`]/[`Frame::Pong`]).
 //!
 //! Payload building blocks: `bytes` is `[u32 n][n bytes]`, `str` is a `bytes`
 //! that must be UTF-8, `list<T>` is `[u32 count][T; count]`.
@@ -36,6 +36,7 @@
 //! | 0x87 | [`Frame::SpawnFailed`] | guest → host | `i32` errno, `str` message |
 //! | 0x88 | [`Frame::Pong`] | guest → host | none |
 //! | 0x89 | [`Frame::StdinAck`] | guest → host | `u32` bytes |
+//! | 0x8a | [`Frame::Listening`] | guest → host | `u8` [`Proto`] (6 TCP, 17 UDP), `u16` port, `u8` open (0 or 1), `str` process |
 //!
 //! # Limits
 //!
@@ -71,6 +72,16 @@
 //! program is not executable). `SpawnFailed` is for requests that cannot be
 //! run at all: empty argv, a missing cwd, an id in use, no resources.
 //! After the final frame the id may be reused.
+//!
+//! # Listener reports
+//!
+//! When the guest has a network, the agent tells the host which ports guest
+//! programs listen on, so that the host can forward them: one
+//! [`Frame::Listening`] with `open: true` when the first socket listens on a
+//! (protocol, port) (a TCP socket in LISTEN, or an unconnected UDP socket),
+//! and one with `open: false` when the last one goes. However many sockets
+//! share a port (IPv4 and IPv6, `SO_REUSEPORT`), it is one report. The first
+//! reports after `Ready` are the ports already open.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -131,6 +142,53 @@ pub enum Frame {
     /// that many more (guest → host; see [`STDIN_WINDOW`]). Never sent
     /// after the process's final frame.
     StdinAck { id: u32, bytes: u32 },
+    /// A guest program started (`open: true`) or stopped (`open: false`)
+    /// listening on `port` (guest → host; see "Listener reports" above).
+    /// `process` names the program that owns the first socket (its
+    /// `/proc/<pid>/comm`), or is `"unknown"`; in a close it is the name
+    /// the open gave.
+    Listening {
+        proto: Proto,
+        port: u16,
+        open: bool,
+        process: String,
+    },
+}
+
+/// The transport protocol of a [`Frame::Listening`]; on the wire, its IP
+/// protocol number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// The IP protocol number, the frame's encoding.
+    pub const fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+
+    /// The protocol with this IP protocol number, if TCP or UDP.
+    pub const fn from_number(n: u8) -> Option<Proto> {
+        match n {
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
 }
 
 /// A request to run a program.
@@ -176,6 +234,9 @@ pub enum ProtoError {
     InvalidUtf8 { frame_type: u8 },
     /// A Panic frame without [`PANIC_MAGIC`]; the frame was skipped.
     BadPanicMagic,
+    /// A field has a value outside its range (e.g. a protocol number that
+    /// is neither TCP nor UDP); the frame was skipped.
+    BadValue { frame_type: u8 },
 }
 
 impl ProtoError {
@@ -218,6 +279,9 @@ impl fmt::Display for ProtoError {
                 write!(f, "frame type {frame_type:#04x}: text field is not UTF-8")
             }
             ProtoError::BadPanicMagic => write!(f, "panic frame without the magic value"),
+            ProtoError::BadValue { frame_type } => {
+                write!(f, "frame type {frame_type:#04x}: a field is out of range")
+            }
         }
     }
 }
@@ -240,6 +304,7 @@ mod ty {
     pub const SPAWN_FAILED: u8 = 0x87;
     pub const PONG: u8 = 0x88;
     pub const STDIN_ACK: u8 = 0x89;
+    pub const LISTENING: u8 = 0x8a;
 }
 
 impl Frame {
@@ -258,7 +323,7 @@ impl Frame {
             | Frame::SpawnFailed { id, .. }
             | Frame::StdinAck { id, .. } => *id,
             Frame::Ping { nonce } | Frame::Pong { nonce } => *nonce,
-            Frame::Panic | Frame::Ready { .. } => 0,
+            Frame::Panic | Frame::Ready { .. } | Frame::Listening { .. } => 0,
         }
     }
 
@@ -279,6 +344,7 @@ impl Frame {
             Frame::SpawnFailed { .. } => ty::SPAWN_FAILED,
             Frame::Pong { .. } => ty::PONG,
             Frame::StdinAck { .. } => ty::STDIN_ACK,
+            Frame::Listening { .. } => ty::LISTENING,
         }
     }
 
@@ -303,6 +369,8 @@ impl Frame {
             }
             Frame::Ready { kernel_release } => field(kernel_release.as_bytes()),
             Frame::SpawnFailed { msg, .. } => field(msg.as_bytes()).saturating_add(4),
+            // proto, port, open, process.
+            Frame::Listening { process, .. } => field(process.as_bytes()).saturating_add(1 + 2 + 1),
             Frame::Kill { .. }
             | Frame::Panic
             | Frame::Started { .. }
@@ -370,6 +438,17 @@ impl Frame {
             Frame::SpawnFailed { errno, msg, .. } => {
                 out.extend_from_slice(&errno.to_le_bytes());
                 put_bytes(out, msg.as_bytes());
+            }
+            Frame::Listening {
+                proto,
+                port,
+                open,
+                process,
+            } => {
+                out.push(proto.number());
+                out.extend_from_slice(&port.to_le_bytes());
+                out.push(u8::from(*open));
+                put_bytes(out, process.as_bytes());
             }
             Frame::StdinClose { .. } | Frame::Ping { .. } | Frame::Pong { .. } => {}
         }
@@ -456,6 +535,22 @@ impl Frame {
                 id,
                 bytes: r.u32()?,
             },
+            ty::LISTENING => {
+                let bad = ProtoError::BadValue { frame_type };
+                let proto = Proto::from_number(r.u8()?).ok_or(bad.clone())?;
+                let port = r.u16()?;
+                let open = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(bad),
+                };
+                Frame::Listening {
+                    proto,
+                    port,
+                    open,
+                    process: r.str()?,
+                }
+            }
             other => return Err(ProtoError::UnknownType(other)),
         };
         if !r.rest.is_empty() {
@@ -497,6 +592,11 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, ProtoError> {
         Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, ProtoError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
     fn u32(&mut self) -> Result<u32, ProtoError> {
@@ -826,6 +926,18 @@ mod tests {
                 id: 5,
                 bytes: 65536,
             },
+            Frame::Listening {
+                proto: Proto::Tcp,
+                port: 8080,
+                open: true,
+                process: "python3".into(),
+            },
+            Frame::Listening {
+                proto: Proto::Udp,
+                port: 65535,
+                open: false,
+                process: String::new(),
+            },
         ]
     }
 
@@ -854,6 +966,22 @@ mod tests {
         .encode()
         .unwrap();
         assert_eq!(bytes, [9, 0, 0, 0, 0x85, 4, 3, 2, 1, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn listening_layout_is_stable() {
+        let bytes = Frame::Listening {
+            proto: Proto::Udp,
+            port: 0x0135,
+            open: true,
+            process: "dns".into(),
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(
+            bytes,
+            [16, 0, 0, 0, 0x8a, 0, 0, 0, 0, 17, 0x35, 0x01, 1, 3, 0, 0, 0, b'd', b'n', b's']
+        );
     }
 
     #[test]
@@ -949,6 +1077,39 @@ mod tests {
                 raw(ty::SPAWN_FAILED, 1, &[2, 0, 0, 0, 5, 0, 0, 0, b'a']),
                 ProtoError::Truncated {
                     frame_type: ty::SPAWN_FAILED,
+                },
+            ),
+            // Protocol 1 (ICMP) is neither TCP nor UDP.
+            (
+                raw(ty::LISTENING, 0, &[1, 0x50, 0, 1, 0, 0, 0, 0]),
+                ProtoError::BadValue {
+                    frame_type: ty::LISTENING,
+                },
+            ),
+            // `open` is 0 or 1.
+            (
+                raw(ty::LISTENING, 0, &[6, 0x50, 0, 2, 0, 0, 0, 0]),
+                ProtoError::BadValue {
+                    frame_type: ty::LISTENING,
+                },
+            ),
+            // The port is cut short.
+            (
+                raw(ty::LISTENING, 0, &[17, 0x50]),
+                ProtoError::Truncated {
+                    frame_type: ty::LISTENING,
+                },
+            ),
+            (
+                raw(ty::LISTENING, 0, &[6, 0x50, 0, 1, 1, 0, 0, 0, 0xff]),
+                ProtoError::InvalidUtf8 {
+                    frame_type: ty::LISTENING,
+                },
+            ),
+            (
+                raw(ty::LISTENING, 0, &[6, 0x50, 0, 1, 0, 0, 0, 0, 0]),
+                ProtoError::TrailingBytes {
+                    frame_type: ty::LISTENING,
                 },
             ),
         ];

@@ -15,6 +15,7 @@ use starina_bridge::exec::ExecRequest;
 use starina_bridge::exec::MESSAGE_MAX;
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
+use starina_bridge::process::Proto;
 use starina_bridge::process::Spawn;
 use starina_bridge::process::StdinOutbox;
 use starina_bridge::process::HEADER_LEN;
@@ -114,6 +115,8 @@ enum AnyFrame {
     SpawnFailed(u32, i32, String),
     Pong(u32),
     StdinAck(u32, u32),
+    /// UDP when the flag is set, else TCP.
+    Listening(bool, u16, bool, String),
 }
 
 fn bytes_list(list: Seq<Bytes>) -> Vec<Vec<u8>> {
@@ -146,6 +149,12 @@ fn frame(f: AnyFrame) -> Frame {
         AnyFrame::SpawnFailed(id, errno, msg) => Frame::SpawnFailed { id, errno, msg },
         AnyFrame::Pong(nonce) => Frame::Pong { nonce },
         AnyFrame::StdinAck(id, bytes) => Frame::StdinAck { id, bytes },
+        AnyFrame::Listening(udp, port, open, process) => Frame::Listening {
+            proto: if udp { Proto::Udp } else { Proto::Tcp },
+            port,
+            open,
+            process,
+        },
     }
 }
 
