@@ -3,15 +3,22 @@
 //! As PID 1 it mounts /proc, /sys, /dev, /dev/pts, /tmp and
 //! /run, mounts the native file system when the kernel command line has
 //! `starina.share=<tag>:<dir>` (virtio-fs; a failed mount is logged, not
-//! fatal), sets a base environment, opens the control channel `/dev/hvc0` (a
-//! virtio-console port) and serves the process protocol of
-//! `starina_bridge::process` on it, reaping every zombie on the way. It
-//! prints `starina-agent: ready (Linux <release>) tsc=<TSC>` on /dev/console
-//! when ready.
+//! fatal), brings the network up (`net.rs`: always `lo`; the first Ethernet
+//! interface when the command line has `starina.net=<ip>/<prefix>,<gateway>`,
+//! with a default route and /etc/resolv.conf naming the gateway; a bad or
+//! missing value is logged, not fatal), sets a base environment, opens the
+//! control channel `/dev/hvc0` (a virtio-console port) and serves the
+//! process protocol of `starina_bridge::process` on it, reaping every zombie
+//! on the way. With a network it also reports, as `Listening` frames, the
+//! TCP and UDP ports guest programs listen on (`listeners.rs`), so that the
+//! host can forward them. It prints `starina-agent: ready (Linux <release>)
+//! tsc=<TSC>` on /dev/console when ready.
 //!
 //! Other modes, for tests and debugging:
-//! - `starina-guest-agent --stdio`: serve on stdin/stdout (no mounts), so the
-//!   protocol and the process handling can be tested on the host.
+//! - `starina-guest-agent --stdio [--listeners]`: serve on stdin/stdout (no
+//!   mounts), so the protocol and the process handling can be tested on the
+//!   host; `--listeners` reports the host's own listeners on wildcard and
+//!   loopback addresses, as the guest does its.
 //! - `starina-guest-agent --device PATH`: serve on a tty or other device.
 //! - `starina-guest-agent --pipe-bench N`: a pipe ping-pong of N round trips
 //!   between two processes, timed by the guest (`pipebench.rs`; `make
@@ -29,8 +36,12 @@
 
 mod flood;
 mod fsprobe;
+mod listeners;
+mod net;
+mod netif;
 mod pipebench;
 mod server;
+mod sockowner;
 mod spawnbench;
 mod stdin;
 mod sys;
@@ -81,13 +92,18 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["--stdio"] => {
+        ["--stdio", rest @ ..] if matches!(rest, [] | ["--listeners"]) => {
             let _ = CONSOLE.set(None);
+            let watch = (!rest.is_empty()).then(|| listeners::Watch {
+                guest: None,
+                proc_root: "/proc".into(),
+            });
             let result = server::serve(
                 std::io::stdin(),
                 std::io::stdout(),
                 kernel_release(),
                 PanicAction::Exit,
+                watch,
             );
             if let Err(e) = result {
                 log(&format!("control stream failed: {e}"));
@@ -100,7 +116,8 @@ fn main() {
                 log(&format!("cannot open {path}: {e}"));
                 std::process::exit(1);
             });
-            if let Err(e) = server::serve(input, output, kernel_release(), PanicAction::Exit) {
+            if let Err(e) = server::serve(input, output, kernel_release(), PanicAction::Exit, None)
+            {
                 log(&format!("control stream failed: {e}"));
                 std::process::exit(1);
             }
@@ -151,7 +168,7 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: starina-guest-agent            (as PID 1 in the Starina microVM)\n\
-                 \x20      starina-guest-agent --stdio    (serve the protocol on stdin/stdout)\n\
+                 \x20      starina-guest-agent --stdio [--listeners]   (serve the protocol on stdin/stdout)\n\
                  \x20      starina-guest-agent --device PATH\n\
                  \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)\n\
                  \x20      starina-guest-agent --spawn-bench N [PROGRAM]   (N fork+exec+wait, timed)\n\
@@ -180,6 +197,7 @@ fn run_as_init() -> ! {
     mount_basics();
     let _ = CONSOLE.set(OpenOptions::new().write(true).open("/dev/console").ok());
     mount_share();
+    let guest_address = net::configure();
     // Set before any thread exists; children inherit it.
     std::env::set_var("PATH", BASE_PATH);
     std::env::set_var("HOME", "/root");
@@ -213,7 +231,11 @@ fn run_as_init() -> ! {
     // `-icount shift=0`, guest instructions since power-on; see
     // host/src/bench_linux.rs).
     log(&format!("ready (Linux {release}) tsc={}", sys::tsc()));
-    let result = server::serve(input, output, release, PanicAction::CrashKernel);
+    let watch = guest_address.map(|guest| listeners::Watch {
+        guest: Some(guest),
+        proc_root: "/proc".into(),
+    });
+    let result = server::serve(input, output, release, PanicAction::CrashKernel, watch);
     if let Err(e) = result {
         // The link is one byte stream for the VM's life, and its frame
         // boundaries are lost: the only fresh link is a fresh VM, which the

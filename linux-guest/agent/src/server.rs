@@ -8,7 +8,9 @@
 //! - one reaper thread waits for every child (and, as PID 1, for orphans);
 //! - per process: a stdin writer, a stderr reader, and a stdout reader that
 //!   afterwards sends the final Exited/Signaled frame, so that frame always
-//!   follows the last output.
+//!   follows the last output;
+//! - with a network, one listener watcher that reports the ports guest
+//!   programs listen on (`listeners.rs`), after `Ready`.
 //!
 //! Stdin is flow-controlled per process (`stdin.rs`): the control reader
 //! queues a process's stdin without ever waiting, within the protocol's
@@ -45,6 +47,7 @@ use starina_bridge::process::Spawn;
 use starina_bridge::process::MAX_DATA_CHUNK;
 use starina_bridge::process::STDIN_WINDOW;
 
+use crate::listeners;
 use crate::log;
 use crate::stdin;
 use crate::stdin::PushError;
@@ -110,7 +113,8 @@ fn spawn_thread(
 }
 
 /// Serves requests read from `input`, writing replies to `output`, until
-/// `input` reports end of file. Sends `Ready` first. Fails with
+/// `input` reports end of file. Sends `Ready` first, then, given a
+/// [`listeners::Watch`], starts reporting listeners. Fails with
 /// `InvalidData` when the stream breaks (a frame length out of range),
 /// after killing every process.
 pub fn serve(
@@ -118,6 +122,7 @@ pub fn serve(
     output: impl Write + Send + 'static,
     kernel_release: String,
     panic_action: PanicAction,
+    watch: Option<listeners::Watch>,
 ) -> io::Result<()> {
     let (out_tx, out_rx) = mpsc::sync_channel(OUT_QUEUE);
     let shared = Arc::new(Shared {
@@ -130,6 +135,10 @@ pub fn serve(
     spawn_thread("reaper", move || reap_loop(&reaper))?;
 
     shared.send(Frame::Ready { kernel_release });
+    if let Some(watch) = watch {
+        let s = Arc::clone(&shared);
+        spawn_thread("listeners", move || listeners::run(watch, |f| s.send(f)))?;
+    }
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

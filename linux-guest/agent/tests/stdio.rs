@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
+use starina_bridge::process::Proto;
 use starina_bridge::process::Spawn;
 use starina_bridge::process::StdinWindow;
 use starina_bridge::process::MAX_DATA_CHUNK;
@@ -55,8 +56,14 @@ impl Outcome {
 
 impl Agent {
     fn start() -> Agent {
+        Agent::start_with(&[])
+    }
+
+    /// An agent started with `--stdio` and `args`.
+    fn start_with(args: &[&str]) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_starina-guest-agent"))
             .arg("--stdio")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -533,4 +540,81 @@ fn framing_error_closes_the_control_stream() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Waits for the report on `want`, skipping those about other ports (the
+/// host's own listeners) but failing on one about a port in `forbidden`.
+/// Returns whether it opened and the process it names.
+fn listening(agent: &Agent, want: (Proto, u16), forbidden: &[(Proto, u16)]) -> (bool, String) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = agent.frames.recv_timeout(left).expect("a Listening frame");
+        let Frame::Listening {
+            proto,
+            port,
+            open,
+            process,
+        } = frame
+        else {
+            panic!("unexpected {frame:?}");
+        };
+        assert!(
+            !forbidden.contains(&(proto, port)),
+            "unexpected report: {proto} {port} open={open}"
+        );
+        if (proto, port) == want {
+            return (open, process);
+        }
+    }
+}
+
+/// The host stands in for the guest: `--listeners` reports the host's
+/// listeners on wildcard and loopback addresses, as the guest's agent does.
+#[test]
+fn listeners_are_reported_once_per_port() {
+    use std::net::TcpListener;
+    use std::net::UdpSocket;
+
+    let agent = Agent::start_with(&["--listeners"]);
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap();
+    let opened = (true, me.trim_end().to_string());
+    let closed = (false, me.trim_end().to_string());
+    // A connected UDP socket is not a listener.
+    let connected = UdpSocket::bind("127.0.0.1:0").unwrap();
+    connected.connect("127.0.0.1:9").unwrap();
+    let connected = (Proto::Udp, connected.local_addr().unwrap().port());
+
+    let start = Instant::now();
+    let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = (Proto::Tcp, v4.local_addr().unwrap().port());
+    assert_eq!(listening(&agent, tcp, &[connected]), opened);
+    let opened_in = start.elapsed();
+    // Generous for a loaded machine; the poll is every 250 ms.
+    assert!(
+        opened_in < Duration::from_secs(3),
+        "open took {opened_in:?}"
+    );
+
+    // A second socket on the port (IPv6, where the host has it) is no new
+    // report, and the port stays open until both are gone.
+    let v6 = TcpListener::bind(("::1", tcp.1)).ok();
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    let udp = (Proto::Udp, socket.local_addr().unwrap().port());
+    assert_eq!(listening(&agent, udp, &[connected, tcp]), opened);
+    drop(v4);
+    if v6.is_some() {
+        // Long enough for several polls: a close would have come by now.
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    drop(socket);
+    let still_open: &[_] = if v6.is_some() {
+        &[connected, tcp]
+    } else {
+        &[connected]
+    };
+    assert_eq!(listening(&agent, udp, still_open), closed);
+    drop(v6);
+    assert_eq!(listening(&agent, tcp, &[connected]), closed);
+    eprintln!("listener reported open after {opened_in:?}");
 }
