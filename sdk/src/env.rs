@@ -100,6 +100,12 @@ impl RawEnv {
         self.take_handle(name).map(Channel::from_handle)
     }
 
+    /// The channel of an optional need: `None` when startup provided none
+    /// (no component of the running profile exports its service).
+    pub fn take_optional_channel(&mut self, name: &'static str) -> Option<Channel> {
+        self.take_handle(name).ok().map(Channel::from_handle)
+    }
+
     pub fn take_hypervisor(&mut self) -> Result<crate::hypervisor::Hypervisor, EnvError> {
         self.take_handle("hypervisor")
             .map(crate::hypervisor::Hypervisor::from_handle)
