@@ -123,3 +123,30 @@ impl RawEnv {
         self.take_handle(name).map(Device::from_handle)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::MessageBuffer;
+    use crate::fake_kernel::FakeKernel;
+    use crate::message::Message;
+
+    #[test]
+    fn an_optional_channel_is_the_handle_startup_pushed_or_none() {
+        FakeKernel::install();
+        let (ours, theirs) = Channel::create().unwrap();
+        let mut raw = RawEnv::new("demo", 1);
+        raw.push("net", theirs.into_handle().into_raw());
+
+        assert!(raw.take_optional_channel("stats").is_none());
+        let net = raw.take_optional_channel("net").expect("pushed");
+        ours.send_data(b"hi").unwrap();
+        let mut buf = MessageBuffer::new();
+        match net.recv_within(&mut buf, 10) {
+            Ok(Some(Message::Data(d))) => assert_eq!(d, b"hi"),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        // Taken once: gone from the env.
+        assert!(raw.take_optional_channel("net").is_none());
+    }
+}
