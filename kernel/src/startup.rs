@@ -218,6 +218,11 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
 fn wire_needs(state: &State, slot: usize, process: &Arc<Process>, env: &mut RawEnv) -> Option<()> {
     let d = def(state.slots[slot].index);
     for need in d.needs {
+        let provider = state.provider_of(need.service);
+        if need.optional && provider.is_none() {
+            // No exporter in this profile: no channel, the env field is `None`.
+            continue;
+        }
         let (client_end, provider_end) = Channel::new_pair();
         let id = process
             .handles
@@ -225,7 +230,6 @@ fn wire_needs(state: &State, slot: usize, process: &Arc<Process>, env: &mut RawE
             .insert(Handle::new(Object::Channel(client_end), Rights::DEFAULT))
             .ok()?;
         env.push(need.name, id);
-        let provider = state.provider_of(need.service);
         let provider_inst = provider.and_then(|p| state.slots[p].instance.as_ref());
         offer(provider_inst, &format!("connect:{}", need.service), provider_end);
     }

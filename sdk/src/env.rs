@@ -100,6 +100,12 @@ impl RawEnv {
         self.take_handle(name).map(Channel::from_handle)
     }
 
+    /// The channel of an optional need: `None` when startup provided none
+    /// (no component of the running profile exports its service).
+    pub fn take_optional_channel(&mut self, name: &'static str) -> Option<Channel> {
+        self.take_handle(name).ok().map(Channel::from_handle)
+    }
+
     pub fn take_hypervisor(&mut self) -> Result<crate::hypervisor::Hypervisor, EnvError> {
         self.take_handle("hypervisor")
             .map(crate::hypervisor::Hypervisor::from_handle)
@@ -115,5 +121,32 @@ impl RawEnv {
 
     pub fn take_device(&mut self, name: &'static str) -> Result<Device, EnvError> {
         self.take_handle(name).map(Device::from_handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::MessageBuffer;
+    use crate::fake_kernel::FakeKernel;
+    use crate::message::Message;
+
+    #[test]
+    fn an_optional_channel_is_the_handle_startup_pushed_or_none() {
+        FakeKernel::install();
+        let (ours, theirs) = Channel::create().unwrap();
+        let mut raw = RawEnv::new("demo", 1);
+        raw.push("net", theirs.into_handle().into_raw());
+
+        assert!(raw.take_optional_channel("stats").is_none());
+        let net = raw.take_optional_channel("net").expect("pushed");
+        ours.send_data(b"hi").unwrap();
+        let mut buf = MessageBuffer::new();
+        match net.recv_within(&mut buf, 10) {
+            Ok(Some(Message::Data(d))) => assert_eq!(d, b"hi"),
+            other => panic!("expected the message, got {other:?}"),
+        }
+        // Taken once: gone from the env.
+        assert!(raw.take_optional_channel("net").is_none());
     }
 }

@@ -84,6 +84,10 @@ pub struct DeviceNeed {
 pub struct Need {
     pub name: &'static str,
     pub service: &'static str,
+    /// The profile may have no component exporting `service` (spec
+    /// `{ service = "...", optional = true }`): startup then hands no
+    /// channel, and the env field is `None`.
+    pub optional: bool,
 }
 
 #[derive(Clone, Copy, Debug)]

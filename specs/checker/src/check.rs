@@ -219,8 +219,9 @@ fn check_orphan_crates(root: &Path, spec_names: &BTreeSet<String>) -> Vec<SpecEr
     errors
 }
 
-/// A profile's components must exist, every service they need must be
-/// exported by exactly one of them, and exporters start first.
+/// A profile's components must exist, every service they need (unless
+/// optional) must be exported by exactly one of them, and exporters start
+/// first.
 fn check_profile(
     profile: &Profile,
     components: &BTreeMap<&str, &Component>,
@@ -275,6 +276,8 @@ fn check_profile(
     for &(position, component) in &members {
         for need in &component.needs {
             match exporters.get(need.service.as_str()) {
+                // Startup leaves the field `None`.
+                None if need.optional => {}
                 None => errors.push(error(format!(
                     "component '{}' needs service '{}' (field '{}'), which no component \
                      in this profile exports",

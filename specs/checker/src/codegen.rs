@@ -3,6 +3,7 @@
 
 use crate::model::Component;
 use crate::model::ConfigOverride;
+use crate::model::Need;
 use crate::model::Privilege;
 use crate::model::Profile;
 use crate::model::System;
@@ -37,11 +38,7 @@ pub fn component_env(component: &Component) -> String {
     line(o, "#[derive(Debug)]");
     line(o, "pub struct Env {");
     for need in &component.needs {
-        line(o, format!("    /// Channel to service `{}`.", need.service));
-        line(
-            o,
-            format!("    pub {}: ::starina::channel::Channel,", need.field),
-        );
+        env_need_field(o, need);
     }
     for device in &component.devices {
         line(
@@ -156,10 +153,15 @@ pub fn component_env(component: &Component) -> String {
     );
     line(o, "        ::core::result::Result::Ok(Env {");
     for need in &component.needs {
-        line(
-            o,
-            format!("            {0}: raw.take_channel({0:?})?,", need.field),
-        );
+        let take = if need.optional {
+            format!(
+                "            {0}: raw.take_optional_channel({0:?}),",
+                need.field
+            )
+        } else {
+            format!("            {0}: raw.take_channel({0:?})?,", need.field)
+        };
+        line(o, take);
     }
     for device in &component.devices {
         line(
@@ -217,6 +219,27 @@ pub fn component_env(component: &Component) -> String {
     out
 }
 
+/// The `Env` field of a `[needs]` entry, with its doc comment.
+fn env_need_field(o: &mut String, need: &Need) {
+    let (service, field) = (&need.service, &need.field);
+    if need.optional {
+        line(
+            o,
+            format!(
+                "    /// Channel to service `{service}` (optional need): `None` when the \
+                 running profile has no component exporting `{service}`."
+            ),
+        );
+        line(
+            o,
+            format!("    pub {field}: ::core::option::Option<::starina::channel::Channel>,"),
+        );
+    } else {
+        line(o, format!("    /// Channel to service `{service}`."));
+        line(o, format!("    pub {field}: ::starina::channel::Channel,"));
+    }
+}
+
 /// `starina_wiring.rs` of the kernel: `COMPONENTS` (every component some
 /// profile starts, by name) and `PROFILES` (by name).
 pub fn wiring(system: &System) -> String {
@@ -242,8 +265,8 @@ pub fn wiring(system: &System) -> String {
             .iter()
             .map(|n| {
                 format!(
-                    "::starina::spec::Need {{ name: {:?}, service: {:?} }}",
-                    n.field, n.service
+                    "::starina::spec::Need {{ name: {:?}, service: {:?}, optional: {} }}",
+                    n.field, n.service, n.optional
                 )
             })
             .collect();
@@ -280,7 +303,10 @@ pub fn wiring(system: &System) -> String {
             o,
             format!("        restart_window_s: {},", c.restart_window_s),
         );
-        line(o, format!("        memory_limit_mib: {},", c.memory_limit_mib));
+        line(
+            o,
+            format!("        memory_limit_mib: {},", c.memory_limit_mib),
+        );
         line(o, format!("        exports: {},", strs(&c.exports)));
         if needs.is_empty() {
             line(o, "        needs: &[],");

@@ -75,6 +75,9 @@ impl Component {
 pub struct Need {
     pub field: String,
     pub service: String,
+    /// A profile may leave the service out (`optional = true`); the field
+    /// is then an `Option`, `None` in such a profile.
+    pub optional: bool,
 }
 
 /// A `[devices]` entry: env field `field` is the first unclaimed device

@@ -294,31 +294,102 @@ fn read_needs(f: &mut Fields, exports: &[String]) -> Vec<Need> {
             );
             continue;
         }
-        let service = match value {
-            Value::String(service) => service,
-            other => {
-                f.error(
-                    &key,
-                    format!(
-                        "expected a service name (a string); got {}",
-                        describe(&other)
-                    ),
-                );
-                continue;
-            }
+        let Some((service, optional, service_key)) = read_need_value(f, &key, &field, value) else {
+            continue;
         };
         if let Err(why) = check_snake_case(&service) {
-            f.error(&key, format!("invalid service name: {why}"));
+            f.error(&service_key, format!("invalid service name: {why}"));
         } else if exports.contains(&service) {
             f.error(
-                &key,
+                &service_key,
                 format!("needs service '{service}', which this component exports itself"),
             );
         } else {
-            needs.push(Need { field, service });
+            needs.push(Need {
+                field,
+                service,
+                optional,
+            });
         }
     }
     needs
+}
+
+/// The keys of a `[needs]` entry's table form.
+const NEED_KEYS: &[&str] = &["service", "optional"];
+
+/// A `[needs]` value: `"service"` (required) or `{ service = "service",
+/// optional = true }`. Returns the service, whether the need is optional,
+/// and the key path its service name is at; `None` after recording what
+/// is wrong.
+fn read_need_value(
+    f: &mut Fields,
+    key: &str,
+    field: &str,
+    value: Value,
+) -> Option<(String, bool, String)> {
+    let mut entry = match value {
+        Value::String(service) => return Some((service, false, key.to_string())),
+        Value::Table(entry) => entry,
+        other => {
+            f.error(
+                key,
+                format!(
+                    "expected a service name (a string) or a table such as \
+                     `{field} = {{ service = \"{field}\", optional = true }}`; got {}",
+                    describe(&other)
+                ),
+            );
+            return None;
+        }
+    };
+    let mut ok = true;
+    for name in entry.keys() {
+        if !NEED_KEYS.contains(&name.as_str()) {
+            let hint = match did_you_mean(name, NEED_KEYS.iter().copied()) {
+                hint if !hint.is_empty() => hint,
+                _ => format!(" (known keys: {})", NEED_KEYS.join(", ")),
+            };
+            f.error(&format!("{key}.{name}"), format!("unknown key{hint}"));
+            ok = false;
+        }
+    }
+    let service_key = format!("{key}.service");
+    let service = match entry.remove("service") {
+        Some(Value::String(service)) => Some(service),
+        Some(other) => {
+            f.error(
+                &service_key,
+                format!(
+                    "expected a service name (a string); got {}",
+                    describe(&other)
+                ),
+            );
+            None
+        }
+        None => {
+            f.error(
+                &service_key,
+                "required but missing; name the service the channel connects to",
+            );
+            None
+        }
+    };
+    let optional = match entry.remove("optional") {
+        None => Some(false),
+        Some(Value::Boolean(optional)) => Some(optional),
+        Some(other) => {
+            f.error(
+                &format!("{key}.optional"),
+                format!("expected a bool (true or false); got {}", describe(&other)),
+            );
+            None
+        }
+    };
+    match (service, optional) {
+        (Some(service), Some(optional)) if ok => Some((service, optional, service_key)),
+        _ => None,
+    }
 }
 
 /// The keys a `[devices]` entry may have.

@@ -33,6 +33,7 @@ privileges = ["shutdown", "monitor"]
 [needs]
 zeta = "echo"
 alpha = "echo"
+uplink = { service = "tcpip", optional = true }
 
 [devices]
 nic = { kind = "virtio-net" }
@@ -155,6 +156,7 @@ fn env_with_every_feature() {
     let order: Vec<usize> = [
         "    pub zeta: ::starina::channel::Channel,",
         "    pub alpha: ::starina::channel::Channel,",
+        "    pub uplink: ::core::option::Option<::starina::channel::Channel>,",
         "    pub supervisor: ::starina::channel::Channel,",
         "    pub shutdown: ::starina::system::Shutdown,",
     ]
@@ -192,6 +194,23 @@ fn env_with_every_feature() {
     ] {
         assert_contains(&code, value);
     }
+}
+
+#[test]
+fn env_of_an_optional_need() {
+    let code = env_of(DEMO, "demo");
+    assert_contains(
+        &code,
+        "    /// Channel to service `echo`.\n    \
+             pub alpha: ::starina::channel::Channel,\n    \
+             /// Channel to service `tcpip` (optional need): `None` when the running profile has no component exporting `tcpip`.\n    \
+             pub uplink: ::core::option::Option<::starina::channel::Channel>,\n",
+    );
+    assert_contains(
+        &code,
+        "            alpha: raw.take_channel(\"alpha\")?,\n            \
+             uplink: raw.take_optional_channel(\"uplink\"),\n",
+    );
 }
 
 #[test]
@@ -257,7 +276,7 @@ fn wiring_lists_wired_components_and_profiles() {
     assert_contains(
         &code,
         "        needs: &[\n            \
-                 ::starina::spec::Need { name: \"echo\", service: \"echo\" },\n        \
+                 ::starina::spec::Need { name: \"echo\", service: \"echo\", optional: false },\n        \
              ],\n",
     );
     assert_contains(&code, "start: ::echo_client::__starina_start,");
@@ -335,8 +354,9 @@ fn wiring_of_privileges() {
     );
     assert_contains(
         &code,
-        "            ::starina::spec::Need { name: \"zeta\", service: \"echo\" },\n            \
-                     ::starina::spec::Need { name: \"alpha\", service: \"echo\" },\n",
+        "            ::starina::spec::Need { name: \"zeta\", service: \"echo\", optional: false },\n            \
+                     ::starina::spec::Need { name: \"alpha\", service: \"echo\", optional: false },\n            \
+                     ::starina::spec::Need { name: \"uplink\", service: \"tcpip\", optional: true },\n",
     );
 }
 
@@ -447,6 +467,10 @@ pub mod env {
             let _ = name;
             Ok(crate::channel::Channel(0))
         }
+        pub fn take_optional_channel(&mut self, name: &'static str) -> Option<crate::channel::Channel> {
+            let _ = name;
+            None
+        }
         pub fn take_shutdown(&mut self) -> Result<crate::system::Shutdown, EnvError> {
             Ok(crate::system::Shutdown(0))
         }
@@ -467,7 +491,7 @@ pub mod spec {
     #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown, Monitor }
     #[derive(Clone, Copy, Debug)] pub enum DeviceMatch { Pci { vendor: u16, device: Option<u16> }, VirtioMmio { device_id: u32 } }
     #[derive(Clone, Copy, Debug)] pub struct DeviceNeed { pub name: &'static str, pub describe: &'static str, pub matches: &'static [DeviceMatch] }
-    #[derive(Clone, Copy, Debug)] pub struct Need { pub name: &'static str, pub service: &'static str }
+    #[derive(Clone, Copy, Debug)] pub struct Need { pub name: &'static str, pub service: &'static str, pub optional: bool }
     #[derive(Clone, Copy, Debug)]
     pub struct ComponentDef {
         pub name: &'static str,

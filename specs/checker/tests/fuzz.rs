@@ -93,7 +93,7 @@ const WORDS: [&str; 16] = [
 ];
 
 fn key(k: u8) -> &'static str {
-    const KEYS: [&str; 20] = [
+    const KEYS: [&str; 22] = [
         "name",
         "kind",
         "description",
@@ -114,6 +114,8 @@ fn key(k: u8) -> &'static str {
         "nic",
         "allow_test_panic",
         "x-unknown",
+        "service",
+        "optional",
     ];
     KEYS[k as usize % KEYS.len()]
 }

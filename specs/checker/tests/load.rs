@@ -46,7 +46,8 @@ fn a_valid_workspace_loads() {
         client.needs,
         [Need {
             field: "echo".into(),
-            service: "echo".into()
+            service: "echo".into(),
+            optional: false,
         }]
     );
     assert_eq!(
@@ -93,6 +94,9 @@ privileges = ["shutdown"]
 
 [needs]
 log_sink = "echo"
+tcpip = { service = "tcpip", optional = true }
+echo = { service = "echo" }
+plain = { service = "echo", optional = false }
 
 [config]
 mtu = 1500
@@ -108,7 +112,20 @@ ratio = 0.5
     assert_eq!(net.max_restarts, 0);
     assert_eq!(net.exports, ["net", "net_stats"]);
     assert_eq!(net.privileges, [Privilege::Shutdown]);
-    assert_eq!(net.needs[0].field, "log_sink");
+    let needs: Vec<(&str, &str, bool)> = net
+        .needs
+        .iter()
+        .map(|n| (n.field.as_str(), n.service.as_str(), n.optional))
+        .collect();
+    assert_eq!(
+        needs,
+        [
+            ("log_sink", "echo", false),
+            ("tcpip", "tcpip", true),
+            ("echo", "echo", false),
+            ("plain", "echo", false),
+        ]
+    );
     let config: Vec<(&str, &ConfigValue)> = net
         .config
         .iter()

@@ -5,6 +5,7 @@ mod common;
 use common::assert_errors;
 use common::Fixture;
 use common::ECHO;
+use common::ECHO_CLIENT;
 
 fn profile_errors(path: &str, profile: &str) -> Vec<String> {
     let fixture = Fixture::valid();
@@ -41,6 +42,40 @@ fn a_service_has_one_exporter() {
 fn exporters_start_before_the_components_that_need_them() {
     assert_errors(
         profile_errors("specs/profiles/default.toml", r#"components = ["echo_client", "echo"]"#),
+        &["profile specs/profiles/default.toml: component 'echo_client' needs service 'echo' (field 'echo') from 'echo', which starts after it; list 'echo' before 'echo_client' (components start in the listed order)"],
+    );
+}
+
+/// `echo_client` with its need of `echo` optional.
+fn optional_echo_client() -> String {
+    ECHO_CLIENT.replace(
+        "echo = \"echo\"",
+        "echo = { service = \"echo\", optional = true }",
+    )
+}
+
+#[test]
+fn an_optional_need_may_have_no_exporter() {
+    let fixture = Fixture::valid();
+    fixture.write("specs/echo_client.toml", &optional_echo_client());
+    fixture.write(
+        "specs/profiles/alone.toml",
+        r#"components = ["hello", "echo_client"]"#,
+    );
+    let system = fixture.load();
+    assert!(system.component("echo_client").unwrap().needs[0].optional);
+}
+
+#[test]
+fn an_optional_need_still_starts_after_its_exporter() {
+    let fixture = Fixture::valid();
+    fixture.write("specs/echo_client.toml", &optional_echo_client());
+    fixture.write(
+        "specs/profiles/default.toml",
+        r#"components = ["echo_client", "echo"]"#,
+    );
+    assert_errors(
+        fixture.errors(),
         &["profile specs/profiles/default.toml: component 'echo_client' needs service 'echo' (field 'echo') from 'echo', which starts after it; list 'echo' before 'echo_client' (components start in the listed order)"],
     );
 }

@@ -306,7 +306,7 @@ fn needs_values_must_be_service_names() {
     assert_errors(
         echo_errors(&format!("{ECHO}\n[needs]\nlog = 1\nfs = \"File System\"\n")),
         &[
-            "spec specs/echo.toml: field 'needs.log': expected a service name (a string); got integer 1",
+            "spec specs/echo.toml: field 'needs.log': expected a service name (a string) or a table such as `log = { service = \"log\", optional = true }`; got integer 1",
             "spec specs/echo.toml: field 'needs.fs': invalid service name: 'File System' is not snake_case (lowercase letters and digits, words joined by single underscores, starting with a letter)",
         ],
     );
@@ -317,10 +317,52 @@ fn needs_values_must_be_service_names() {
 }
 
 #[test]
+fn optional_needs_take_only_service_and_optional() {
+    assert_errors(
+        echo_errors(&format!(
+            "{ECHO}\n[needs]\n\
+             net = {{ service = \"tcpip\", optinal = true }}\n\
+             fs = {{ service = \"fs\", colour = \"red\" }}\n"
+        )),
+        &[
+            "spec specs/echo.toml: field 'needs.net.optinal': unknown key (did you mean 'optional'?)",
+            "spec specs/echo.toml: field 'needs.fs.colour': unknown key (known keys: service, optional)",
+        ],
+    );
+}
+
+#[test]
+fn optional_needs_have_a_service_name_and_a_bool() {
+    assert_errors(
+        echo_errors(&format!(
+            "{ECHO}\n[needs]\n\
+             a = {{ optional = true }}\n\
+             b = {{ service = 7, optional = true }}\n\
+             c = {{ service = \"tcpip\", optional = \"yes\" }}\n\
+             d = {{ service = \"Tcp Ip\", optional = true }}\n\
+             e = {{}}\n"
+        )),
+        &[
+            "spec specs/echo.toml: field 'needs.a.service': required but missing; name the service the channel connects to",
+            "spec specs/echo.toml: field 'needs.b.service': expected a service name (a string); got integer 7",
+            "spec specs/echo.toml: field 'needs.c.optional': expected a bool (true or false); got 'yes'",
+            "spec specs/echo.toml: field 'needs.d.service': invalid service name: 'Tcp Ip' is not snake_case (lowercase letters and digits, words joined by single underscores, starting with a letter)",
+            "spec specs/echo.toml: field 'needs.e.service': required but missing; name the service the channel connects to",
+        ],
+    );
+}
+
+#[test]
 fn a_component_cannot_need_its_own_export() {
     assert_errors(
         echo_errors(&format!("{ECHO}\n[needs]\nmyself = \"echo\"\n")),
         &["spec specs/echo.toml: field 'needs.myself': needs service 'echo', which this component exports itself"],
+    );
+    assert_errors(
+        echo_errors(&format!(
+            "{ECHO}\n[needs]\nmyself = {{ service = \"echo\", optional = true }}\n"
+        )),
+        &["spec specs/echo.toml: field 'needs.myself.service': needs service 'echo', which this component exports itself"],
     );
 }
 
