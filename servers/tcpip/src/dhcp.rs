@@ -74,6 +74,12 @@ impl Server {
                         .get_mut::<dns::Socket>(dns)
                         .update_servers(&servers);
                 }
+                self.dns_servers = servers
+                    .iter()
+                    .filter_map(|s| match s {
+                        IpAddress::Ipv4(v4) => Some(*v4),
+                    })
+                    .collect();
                 log::info!("{}", configured_text(address, router, &servers));
                 self.configured = true;
             }

@@ -24,6 +24,7 @@ fn canonical(req: &Request<'_>) -> String {
         Request::Listen { port } => format!("tcp-listen:0.0.0.0:{port}"),
         Request::Tcp { host: h, port } => format!("tcp:{}:{port}", host(h)),
         Request::Udp { host: h, port } => format!("udp:{}:{port}", host(h)),
+        Request::UdpDns => String::from("udp-dns:"),
         Request::Stats => String::from("stats:"),
     }
 }

@@ -6,9 +6,14 @@
 //!   which each accepted connection arrives as
 //!   `Open { uri: "tcp-conn:<peer ip>:<port>", handle }`;
 //! - `tcp:<host>:<port>` (host: IPv4 address or DNS name): `OpenReply`
-//!   with a connection channel once connected;
+//!   with a connection channel once connected; to this machine (127.0.0.1,
+//!   our own address, `localhost`, or `linux`: a Linux listener the linux
+//!   server forwards) the channel goes straight to the listener's client
+//!   (`loopback`);
 //! - `udp:<host>:<port>`: `OpenReply` with a channel on which each `Data`
 //!   is one datagram to or from that peer.
+//! - `udp-dns:`: the same, to the DNS server DHCP gave (port 53), for a
+//!   NAT that forwards its clients' queries.
 //!
 //! - `stats:`: `OpenReply` with a channel holding one `Data`, the
 //!   server's figures as a JSON object (`memory_bytes`: socket buffers and
@@ -68,6 +73,7 @@ mod events;
 mod fuzz;
 mod link;
 mod listener;
+mod loopback;
 mod requests;
 mod server;
 mod stats;

@@ -127,11 +127,27 @@ impl Server {
             Request::Tcp {
                 host: Host::Ip(ip),
                 port,
+            } if self.is_local(ip) => self.connect_loopback(cx, client, call_id, port),
+            Request::Tcp {
+                host: Host::Name(name),
+                port,
+            } if crate::loopback::LOCAL_NAMES.contains(&name) => {
+                self.connect_loopback(cx, client, call_id, port)
+            }
+            Request::Tcp {
+                host: Host::Ip(ip),
+                port,
             } => self.connect(cx, client, call_id, to(ip, port)),
             Request::Udp {
                 host: Host::Ip(ip),
                 port,
             } => self.udp(cx, client, call_id, to(ip, port)),
+            Request::UdpDns => match self.dns_servers.first() {
+                Some(&server) => self.udp(cx, client, call_id, to(server, 53)),
+                None => Err(Refusal::unavailable(String::from(
+                    "udp-dns: DHCP gave no DNS server",
+                ))),
+            },
             Request::Tcp {
                 host: Host::Name(name),
                 port,

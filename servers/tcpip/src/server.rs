@@ -13,6 +13,7 @@ use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::time::Instant;
+use smoltcp::wire::Ipv4Address;
 use starina::channel::MessageBuffer;
 use starina::frames::FrameBatch;
 use starina::mainloop::Cx;
@@ -107,6 +108,12 @@ pub struct Server {
     pub sockets: SocketSet<'static>,
     pub dhcp: Option<SocketHandle>,
     pub dns: Option<SocketHandle>,
+    /// The DNS servers DHCP gave (for `udp-dns:`).
+    pub dns_servers: Vec<Ipv4Address>,
+    /// The last peer "port" a loopback connection was given.
+    pub loopback_peer: u16,
+    /// Loopback connections made, for `stats:`.
+    pub loopback_connections: u64,
     pub configured: bool,
     pub listeners: BTreeMap<u32, Listener>,
     pub conns: BTreeMap<u32, Conn>,
@@ -149,6 +156,9 @@ impl Server {
             sockets: SocketSet::new(vec![]),
             dhcp: None,
             dns: None,
+            dns_servers: Vec::new(),
+            loopback_peer: 0,
+            loopback_connections: 0,
             configured: false,
             listeners: BTreeMap::new(),
             conns: BTreeMap::new(),

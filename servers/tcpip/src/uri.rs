@@ -1,6 +1,8 @@
 //! The URIs clients open: `tcp-listen:<addr>:<port>`, `tcp:<host>:<port>`
 //! and `udp:<host>:<port>`, where host is a dotted IPv4 address or a DNS
-//! name, and `stats:` (the server's own figures, as JSON).
+//! name, `udp-dns:` (a `udp:` channel to the DNS server DHCP gave, port
+//! 53: a NAT forwards its clients' queries there), and `stats:` (the
+//! server's own figures, as JSON).
 
 use smoltcp::wire::Ipv4Address;
 
@@ -15,6 +17,7 @@ pub enum Request<'a> {
     Listen { port: u16 },
     Tcp { host: Host<'a>, port: u16 },
     Udp { host: Host<'a>, port: u16 },
+    UdpDns,
     Stats,
 }
 
@@ -31,7 +34,7 @@ impl UriError {
     pub fn text(self) -> &'static str {
         match self {
             UriError::UnknownScheme => {
-                "unknown URI scheme (expected tcp-listen:, tcp:, udp: or stats:)"
+                "unknown URI scheme (expected tcp-listen:, tcp:, udp:, udp-dns: or stats:)"
             }
             UriError::BadPort => "missing or invalid port (1-65535)",
             UriError::BadHost => "invalid host: a dotted IPv4 address or a DNS name",
@@ -91,6 +94,9 @@ pub fn parse(uri: &str) -> Result<Request<'_>, UriError> {
     if uri == "stats:" {
         return Ok(Request::Stats);
     }
+    if uri == "udp-dns:" {
+        return Ok(Request::UdpDns);
+    }
     if let Some(rest) = uri.strip_prefix("tcp-listen:") {
         let (addr, port) = split_host_port(rest)?;
         if addr != "0.0.0.0" && !addr.is_empty() {
@@ -126,6 +132,8 @@ mod tests {
             Ok(Request::Listen { port: 80 })
         );
         assert_eq!(parse("stats:"), Ok(Request::Stats));
+        assert_eq!(parse("udp-dns:"), Ok(Request::UdpDns));
+        assert_eq!(parse("udp-dns:x"), Err(UriError::UnknownScheme));
         assert_eq!(
             parse("tcp:10.0.2.2:8000"),
             Ok(Request::Tcp {
