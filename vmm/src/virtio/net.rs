@@ -205,8 +205,8 @@ impl Net {
     ) -> Result<(), DeviceError> {
         while let Some(chain) = on_queue(TRANSMITQ, q.pop(mem))? {
             let len = chain.readable_len();
-            let in_range = (HEADER_LEN + ETHERNET_HEADER_LEN) as u64
-                ..=(HEADER_LEN + MAX_FRAME) as u64;
+            let in_range =
+                (HEADER_LEN + ETHERNET_HEADER_LEN) as u64..=(HEADER_LEN + MAX_FRAME) as u64;
             if in_range.contains(&len) {
                 let frame_len = len as usize - HEADER_LEN;
                 if !self.tx_has_room(frame_len) {
@@ -381,5 +381,402 @@ impl VirtioDevice for Net {
             self.fill_receiveq(receiveq, mem)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::VecMemory;
+    use crate::virtio::mmio::reg;
+    use crate::virtio::mmio::tests::bring_up;
+    use crate::virtio::mmio::tests::r32;
+    use crate::virtio::mmio::tests::w32;
+    use crate::virtio::mmio::MmioTransport;
+    use crate::virtio::queue::tests::AVAIL;
+    use crate::virtio::queue::tests::DESC;
+    use crate::virtio::queue::tests::USED;
+    use crate::virtio::queue::QueueError;
+    use crate::virtio::queue::VIRTQ_DESC_F_INDIRECT;
+    use crate::virtio::queue::VIRTQ_DESC_F_NEXT;
+    use crate::virtio::queue::VIRTQ_DESC_F_WRITE;
+    use crate::virtio::status;
+
+    const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    /// Where test buffers go (the rings are below, as `bring_up` puts them).
+    const BUF: u64 = 0x10000;
+
+    /// The driver's side of one size-8 queue set up by `bring_up`.
+    struct Ring {
+        base: u64,
+        avail_idx: u16,
+        used_seen: u16,
+    }
+
+    impl Ring {
+        fn of(queue: u16) -> Ring {
+            Ring {
+                base: 0x4000 * queue as u64,
+                avail_idx: 0,
+                used_seen: 0,
+            }
+        }
+
+        fn desc(&self, mem: &mut VecMemory, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+            let at = DESC + self.base + 16 * i as u64;
+            mem.write_u64(at, addr).unwrap();
+            mem.write_u32(at + 8, len).unwrap();
+            mem.write_u16(at + 12, flags).unwrap();
+            mem.write_u16(at + 14, next).unwrap();
+        }
+
+        fn publish(&mut self, mem: &mut VecMemory, head: u16) {
+            let slot = AVAIL + self.base + 4 + 2 * (self.avail_idx % 8) as u64;
+            mem.write_u16(slot, head).unwrap();
+            self.avail_idx = self.avail_idx.wrapping_add(1);
+            mem.write_u16(AVAIL + self.base + 2, self.avail_idx)
+                .unwrap();
+        }
+
+        /// Next used entry: (head, len).
+        fn used(&mut self, mem: &VecMemory) -> Option<(u32, u32)> {
+            if mem.read_u16(USED + self.base + 2).unwrap() == self.used_seen {
+                return None;
+            }
+            let at = USED + self.base + 4 + 8 * (self.used_seen % 8) as u64;
+            self.used_seen = self.used_seen.wrapping_add(1);
+            Some((mem.read_u32(at).unwrap(), mem.read_u32(at + 4).unwrap()))
+        }
+    }
+
+    fn setup() -> (MmioTransport<Net>, VecMemory) {
+        let mut mem = VecMemory::new(0x100000);
+        let mut t = MmioTransport::new(Net::new(MAC));
+        bring_up(&mut t, &mut mem);
+        assert_eq!(r32(&mut t, reg::DEVICE_ID), DEVICE_ID_NET);
+        (t, mem)
+    }
+
+    /// An Ethernet frame of `len` bytes whose bytes say where they are.
+    fn frame(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 ^ seed).collect()
+    }
+
+    fn header(flags: u8, gso_type: u8) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        (h[0], h[1]) = (flags, gso_type);
+        h
+    }
+
+    /// Puts header + frame at `addr` as one transmit descriptor `i`.
+    fn tx_buffer(
+        mem: &mut VecMemory,
+        ring: &Ring,
+        i: u16,
+        addr: u64,
+        hdr: [u8; HEADER_LEN],
+        f: &[u8],
+    ) {
+        mem.write(addr, &hdr).unwrap();
+        mem.write(addr + HEADER_LEN as u64, f).unwrap();
+        ring.desc(mem, i, addr, (HEADER_LEN + f.len()) as u32, 0, 0);
+    }
+
+    fn notify(t: &mut MmioTransport<Net>, mem: &mut VecMemory, queue: u16) {
+        w32(t, mem, reg::QUEUE_NOTIFY, queue as u32);
+    }
+
+    #[test]
+    fn features_and_config_space() {
+        let (mut t, _mem) = setup();
+        let lo = r32(&mut t, reg::DEVICE_FEATURES) as u64;
+        let want = VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | VIRTIO_NET_F_MTU;
+        assert_eq!(lo & want, want);
+        let mut config = [0u8; CONFIG_LEN];
+        for (i, b) in config.iter_mut().enumerate() {
+            let mut one = [0u8; 1];
+            t.read(reg::CONFIG + i as u64, &mut one).unwrap();
+            *b = one[0];
+        }
+        assert_eq!(
+            config,
+            [0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 1, 0, 1, 0, 0xf0, 0xff]
+        );
+        let mut mtu = [0u8; 2];
+        t.read(reg::CONFIG + 10, &mut mtu).unwrap();
+        assert_eq!(u16::from_le_bytes(mtu), 65520);
+        // Nothing past the config space.
+        assert!(t.read(reg::CONFIG + 11, &mut mtu).is_err());
+    }
+
+    #[test]
+    fn receive_into_header_and_data_buffers() {
+        let (mut t, mut mem) = setup();
+        let mut rx = Ring::of(RECEIVEQ);
+        // A frame before any buffer waits in the backlog.
+        let f = frame(100, 7);
+        assert!(t.device_mut().push_rx(f.clone()));
+        t.poll(&mut mem);
+        assert_eq!(t.device().rx_backlog(), 1);
+        assert!(!t.irq_level());
+        // Linux's layout: the header in its own descriptor, then the data.
+        mem.write(BUF, &[0xee; HEADER_LEN]).unwrap();
+        rx.desc(
+            &mut mem,
+            0,
+            BUF,
+            12,
+            VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+            1,
+        );
+        rx.desc(&mut mem, 1, BUF + 0x1000, 4096, VIRTQ_DESC_F_WRITE, 0);
+        rx.publish(&mut mem, 0);
+        notify(&mut t, &mut mem, RECEIVEQ);
+        assert_eq!(rx.used(&mem), Some((0, 112)));
+        assert!(t.irq_level());
+        assert_eq!(t.device().rx_backlog(), 0);
+        let mut hdr = [0u8; HEADER_LEN];
+        mem.read(BUF, &mut hdr).unwrap();
+        assert_eq!(hdr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "num_buffers 1");
+        let mut got = vec![0u8; 100];
+        mem.read(BUF + 0x1000, &mut got).unwrap();
+        assert_eq!(got, f);
+        let s = t.device().stats();
+        assert_eq!((s.rx_frames, s.rx_bytes, s.rx_dropped), (1, 100, 0));
+    }
+
+    #[test]
+    fn full_mtu_frame_fits_a_linux_big_packet_chain() {
+        // add_recvbuf_big with mtu 65520 and 4 KiB pages: the header, the
+        // rest of its page after a 32-byte padded header, 16 more pages,
+        // as an indirect table (VIRTIO_F_INDIRECT_DESC).
+        let (mut t, mut mem) = setup();
+        let mut rx = Ring::of(RECEIVEQ);
+        let table = 0x9000u64;
+        let mut bufs = vec![(BUF, 12u32), (BUF + 32, 4064)];
+        bufs.extend((0..16).map(|i| (BUF + 0x1000 * (i + 1), 4096)));
+        for (i, &(addr, len)) in bufs.iter().enumerate() {
+            let at = table + 16 * i as u64;
+            let last = i == bufs.len() - 1;
+            let flags = VIRTQ_DESC_F_WRITE | if last { 0 } else { VIRTQ_DESC_F_NEXT };
+            mem.write_u64(at, addr).unwrap();
+            mem.write_u32(at + 8, len).unwrap();
+            mem.write_u16(at + 12, flags).unwrap();
+            mem.write_u16(at + 14, i as u16 + 1).unwrap();
+        }
+        let table_len = 16 * bufs.len() as u32;
+        rx.desc(&mut mem, 0, table, table_len, VIRTQ_DESC_F_INDIRECT, 0);
+        rx.publish(&mut mem, 0);
+        let f = frame(MAX_FRAME, 3);
+        assert!(!t.device_mut().push_rx(frame(MAX_FRAME + 1, 0)));
+        assert!(t.device_mut().push_rx(f.clone()));
+        t.poll(&mut mem);
+        assert_eq!(rx.used(&mem), Some((0, (HEADER_LEN + MAX_FRAME) as u32)));
+        let mut got = Vec::new();
+        for &(addr, len) in &bufs[1..] {
+            let start = got.len();
+            got.resize(start + len as usize, 0);
+            mem.read(addr, &mut got[start..]).unwrap();
+        }
+        assert_eq!(&got[..MAX_FRAME], &f[..]);
+        let s = t.device().stats();
+        assert_eq!((s.rx_frames, s.rx_dropped), (1, 1));
+    }
+
+    #[test]
+    fn frame_too_big_for_the_buffer_is_dropped_and_the_link_goes_on() {
+        let (mut t, mut mem) = setup();
+        let mut rx = Ring::of(RECEIVEQ);
+        rx.desc(&mut mem, 0, BUF, 12 + 100, VIRTQ_DESC_F_WRITE, 0);
+        rx.desc(&mut mem, 1, BUF + 0x1000, 12 + 100, VIRTQ_DESC_F_WRITE, 0);
+        rx.publish(&mut mem, 0);
+        rx.publish(&mut mem, 1);
+        assert!(t.device_mut().push_rx(frame(101, 1)));
+        assert!(t.device_mut().push_rx(frame(100, 2)));
+        t.poll(&mut mem);
+        // The first buffer comes back empty (Linux recycles it), the second
+        // carries the frame that fits.
+        assert_eq!(rx.used(&mem), Some((0, 0)));
+        assert_eq!(rx.used(&mem), Some((1, 112)));
+        assert_eq!(t.status() & status::DEVICE_NEEDS_RESET, 0);
+        let s = t.device().stats();
+        assert_eq!((s.rx_frames, s.rx_dropped), (1, 1));
+    }
+
+    #[test]
+    fn receive_backlog_is_bounded() {
+        let mut n = Net::new(MAC);
+        for _ in 0..RX_BACKLOG_FRAMES {
+            assert!(n.push_rx(frame(ETHERNET_HEADER_LEN, 0)));
+        }
+        assert!(!n.push_rx(frame(ETHERNET_HEADER_LEN, 0)));
+        assert_eq!(n.rx_backlog(), RX_BACKLOG_FRAMES);
+        let mut n = Net::new(MAC);
+        let fit = RX_BACKLOG_BYTES / MAX_FRAME;
+        for _ in 0..fit {
+            assert!(n.push_rx(frame(MAX_FRAME, 0)));
+        }
+        assert!(!n.push_rx(frame(MAX_FRAME, 0)));
+        // Not Ethernet frames.
+        assert!(!n.push_rx(Vec::new()));
+        assert!(!n.push_rx(frame(ETHERNET_HEADER_LEN - 1, 0)));
+        assert_eq!(n.rx_backlog(), fit);
+        assert_eq!(n.stats().rx_dropped, 3);
+    }
+
+    #[test]
+    fn transmit_strips_the_header() {
+        let (mut t, mut mem) = setup();
+        let mut tx = Ring::of(TRANSMITQ);
+        let (f1, f2) = (frame(60, 1), frame(1514, 2));
+        // One descriptor: header and frame together (any_header_sg).
+        tx_buffer(&mut mem, &tx, 0, BUF, header(0, 0), &f1);
+        // Header and the frame's start, then the rest in a second buffer.
+        mem.write(BUF + 0x1000, &header(0, 0)).unwrap();
+        mem.write(BUF + 0x1000 + 12, &f2[..20]).unwrap();
+        mem.write(BUF + 0x2000, &f2[20..]).unwrap();
+        tx.desc(&mut mem, 1, BUF + 0x1000, 32, VIRTQ_DESC_F_NEXT, 2);
+        tx.desc(&mut mem, 2, BUF + 0x2000, 1494, 0, 0);
+        tx.publish(&mut mem, 0);
+        tx.publish(&mut mem, 1);
+        notify(&mut t, &mut mem, TRANSMITQ);
+        assert_eq!(tx.used(&mem), Some((0, 0)));
+        assert_eq!(tx.used(&mem), Some((1, 0)));
+        assert!(t.irq_level());
+        assert_eq!(t.device_mut().take_tx(), vec![f1, f2]);
+        assert!(t.device_mut().take_tx().is_empty());
+        let s = t.device().stats();
+        assert_eq!((s.tx_frames, s.tx_bytes, s.tx_malformed), (2, 1574, 0));
+    }
+
+    #[test]
+    fn malformed_transmit_is_counted_and_dropped() {
+        let (mut t, mut mem) = setup();
+        let mut tx = Ring::of(TRANSMITQ);
+        let cases: [(u8, u8, usize); 6] = [
+            (0, 0, ETHERNET_HEADER_LEN - 1),
+            (0, 0, MAX_FRAME + 1),
+            (VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 60),
+            (0, 1, 1514),  // GSO_TCPV4
+            (0, 0x80, 60), // GSO_ECN
+            (2, 0, 60),    // DATA_VALID: receive-only
+        ];
+        for (i, &(flags, gso, len)) in cases.iter().enumerate() {
+            let addr = BUF + 0x20000 * i as u64;
+            tx_buffer(
+                &mut mem,
+                &tx,
+                i as u16,
+                addr,
+                header(flags, gso),
+                &frame(len, 0),
+            );
+            tx.publish(&mut mem, i as u16);
+        }
+        // A good frame after them still goes through.
+        let good = frame(60, 9);
+        tx_buffer(&mut mem, &tx, 7, 0xf0000, header(0, 0), &good);
+        tx.publish(&mut mem, 7);
+        notify(&mut t, &mut mem, TRANSMITQ);
+        for i in 0..cases.len() as u32 {
+            assert_eq!(tx.used(&mem), Some((i, 0)));
+        }
+        assert_eq!(tx.used(&mem), Some((7, 0)));
+        assert_eq!(t.status() & status::DEVICE_NEEDS_RESET, 0);
+        assert_eq!(t.device_mut().take_tx(), vec![good]);
+        let s = t.device().stats();
+        assert_eq!((s.tx_frames, s.tx_malformed), (1, cases.len() as u64));
+    }
+
+    /// Sends `rounds` x 8 frames of `len` bytes, all taken by the device.
+    fn send_rounds(
+        t: &mut MmioTransport<Net>,
+        mem: &mut VecMemory,
+        tx: &mut Ring,
+        len: usize,
+        rounds: usize,
+    ) {
+        tx_buffer(mem, tx, 0, BUF, header(0, 0), &frame(len, 0));
+        for i in 1..8 {
+            tx.desc(mem, i, BUF, (HEADER_LEN + len) as u32, 0, 0);
+        }
+        for _ in 0..rounds {
+            (0..8).for_each(|i| tx.publish(mem, i));
+            notify(t, mem, TRANSMITQ);
+            assert_eq!((0..8).filter_map(|_| tx.used(mem)).count(), 8);
+        }
+    }
+
+    #[test]
+    fn transmit_backpressure_past_the_frame_bound() {
+        let (mut t, mut mem) = setup();
+        let mut tx = Ring::of(TRANSMITQ);
+        send_rounds(&mut t, &mut mem, &mut tx, 60, TX_BACKLOG_FRAMES / 8);
+        // One more stays in the ring: not returned, not lost.
+        tx.publish(&mut mem, 0);
+        notify(&mut t, &mut mem, TRANSMITQ);
+        assert_eq!(tx.used(&mem), None);
+        assert_eq!(t.device().stats().tx_frames, TX_BACKLOG_FRAMES as u64);
+        assert_eq!(t.device_mut().take_tx().len(), TX_BACKLOG_FRAMES);
+        t.poll(&mut mem);
+        assert_eq!(tx.used(&mem), Some((0, 0)));
+        assert_eq!(t.device_mut().take_tx(), vec![frame(60, 0)]);
+        assert_eq!(t.device().stats().tx_malformed, 0);
+    }
+
+    #[test]
+    fn transmit_backpressure_past_the_byte_bound() {
+        let (mut t, mut mem) = setup();
+        let mut tx = Ring::of(TRANSMITQ);
+        let fit = TX_BACKLOG_BYTES / MAX_FRAME;
+        assert_eq!(fit % 8, 0);
+        send_rounds(&mut t, &mut mem, &mut tx, MAX_FRAME, fit / 8);
+        tx.publish(&mut mem, 0);
+        notify(&mut t, &mut mem, TRANSMITQ);
+        assert_eq!(tx.used(&mem), None);
+        assert_eq!(t.device_mut().take_tx().len(), fit);
+        t.poll(&mut mem);
+        assert_eq!(tx.used(&mem), Some((0, 0)));
+        assert_eq!(t.device_mut().take_tx().len(), 1);
+    }
+
+    #[test]
+    fn reset_drops_the_backlogs() {
+        let (mut t, mut mem) = setup();
+        let mut tx = Ring::of(TRANSMITQ);
+        tx_buffer(&mut mem, &tx, 0, BUF, header(0, 0), &frame(60, 0));
+        tx.publish(&mut mem, 0);
+        notify(&mut t, &mut mem, TRANSMITQ);
+        assert!(t.device_mut().push_rx(frame(60, 1)));
+        t.poll(&mut mem);
+        assert_eq!(t.device().rx_backlog(), 1);
+        w32(&mut t, &mut mem, reg::STATUS, 0);
+        assert_eq!(t.device().rx_backlog(), 0);
+        assert!(t.device_mut().take_tx().is_empty());
+        // The counters go on across a reset.
+        assert_eq!(t.device().stats().tx_frames, 1);
+        // A new driver starts from clean queues and a clean backlog.
+        bring_up(&mut t, &mut mem);
+        assert!(t.device_mut().push_rx(frame(60, 2)));
+        assert_eq!(t.device().rx_backlog(), 1);
+    }
+
+    #[test]
+    fn looping_transmit_chain_needs_reset() {
+        let (mut t, mut mem) = setup();
+        let mut tx = Ring::of(TRANSMITQ);
+        tx.desc(&mut mem, 0, BUF, 100, VIRTQ_DESC_F_NEXT, 1);
+        tx.desc(&mut mem, 1, BUF, 100, VIRTQ_DESC_F_NEXT, 0);
+        tx.publish(&mut mem, 0);
+        notify(&mut t, &mut mem, TRANSMITQ);
+        assert_ne!(t.status() & status::DEVICE_NEEDS_RESET, 0);
+        assert_eq!(
+            t.take_error(),
+            Some(DeviceError::Queue {
+                queue: TRANSMITQ,
+                error: QueueError::ChainTooLong
+            })
+        );
+        assert!(t.device_mut().take_tx().is_empty());
     }
 }
