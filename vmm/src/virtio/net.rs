@@ -136,6 +136,11 @@ impl Net {
         self.rx.len()
     }
 
+    /// Frames the guest sent that [`Net::take_tx`] has not taken.
+    pub fn tx_backlog(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Takes the frames the guest sent since the last call (Ethernet, the
     /// virtio header stripped), oldest first. Call the transport's `poll`
     /// after: transmit buffers held back by a full backlog move on then.
@@ -716,6 +721,7 @@ mod tests {
         tx.publish(&mut mem, 0);
         notify(&mut t, &mut mem, TRANSMITQ);
         assert_eq!(tx.used(&mem), None);
+        assert_eq!(t.device().tx_backlog(), TX_BACKLOG_FRAMES);
         assert_eq!(t.device().stats().tx_frames, TX_BACKLOG_FRAMES as u64);
         assert_eq!(t.device_mut().take_tx().len(), TX_BACKLOG_FRAMES);
         t.poll(&mut mem);
