@@ -62,7 +62,13 @@ pub const RX_BACKLOG_BYTES: usize = 4 << 20;
 pub const TX_BACKLOG_FRAMES: usize = 256;
 pub const TX_BACKLOG_BYTES: usize = 4 << 20;
 
-const QUEUE_SIZE: u16 = 256;
+/// Receive buffers the guest may post. Linux posts as many as the ring
+/// holds, each ~68 KiB with this MTU (one ring entry each, with indirect
+/// tables): 64 of them pin about 4.3 MiB of guest RAM, as much as the
+/// host-side backlog holds. (Without VIRTIO_F_INDIRECT_DESC each takes 18
+/// entries: the ring would then need 256 for 14 buffers.)
+const RECEIVEQ_SIZE: u16 = 64;
+const TRANSMITQ_SIZE: u16 = 256;
 /// mac[6], status, max_virtqueue_pairs, mtu (u16 each).
 const CONFIG_LEN: usize = 12;
 
@@ -335,7 +341,7 @@ impl VirtioDevice for Net {
         // No CSUM, GUEST_CSUM, TSO or MRG_RXBUF: the big MTU does their
         // job. Indirect tables let a ~64 KiB chain (18 descriptors for a
         // Linux receive buffer, up to 19 for a transmit) take one ring
-        // entry, so a 256-entry ring holds 256 of them, not 14.
+        // entry: a ring of n entries holds n of them, not n / 18.
         VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | VIRTIO_NET_F_MTU | VIRTIO_F_INDIRECT_DESC
     }
 
@@ -343,8 +349,12 @@ impl VirtioDevice for Net {
         2
     }
 
-    fn queue_max_size(&self, _index: u16) -> u16 {
-        QUEUE_SIZE
+    fn queue_max_size(&self, index: u16) -> u16 {
+        if index == RECEIVEQ {
+            RECEIVEQ_SIZE
+        } else {
+            TRANSMITQ_SIZE
+        }
     }
 
     fn config_len(&self) -> usize {
@@ -493,10 +503,15 @@ mod tests {
 
     #[test]
     fn features_and_config_space() {
-        let (mut t, _mem) = setup();
+        let (mut t, mut mem) = setup();
         let lo = r32(&mut t, reg::DEVICE_FEATURES) as u64;
-        let want = VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | VIRTIO_NET_F_MTU;
-        assert_eq!(lo & want, want);
+        let want =
+            VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | VIRTIO_NET_F_MTU | VIRTIO_F_INDIRECT_DESC;
+        assert_eq!(lo, want, "no offloads, no control queue");
+        for (queue, max) in [(RECEIVEQ, 64), (TRANSMITQ, 256)] {
+            w32(&mut t, &mut mem, reg::QUEUE_SEL, queue as u32);
+            assert_eq!(r32(&mut t, reg::QUEUE_NUM_MAX), max);
+        }
         let mut config = [0u8; CONFIG_LEN];
         for (i, b) in config.iter_mut().enumerate() {
             let mut one = [0u8; 1];
