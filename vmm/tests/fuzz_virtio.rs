@@ -1,6 +1,7 @@
 //! Fuzz targets for the virtio devices the guest drives: virtqueues
 //! directly, and virtio-mmio register sequences (with the driver's start-up
-//! and buffers) on a console. Budget and replay: `tests/fuzz_driver.rs`.
+//! and buffers) on a console and on a network device. Budget and replay:
+//! `tests/fuzz_driver.rs`.
 
 #[path = "../../tests/fuzz_driver.rs"]
 mod driver;
@@ -21,8 +22,11 @@ use starina_vmm::virtio::console;
 use starina_vmm::virtio::console::Console;
 use starina_vmm::virtio::mmio::reg;
 use starina_vmm::virtio::mmio::MmioTransport;
+use starina_vmm::virtio::net;
+use starina_vmm::virtio::net::Net;
 use starina_vmm::virtio::queue::Virtqueue;
 use starina_vmm::virtio::queue::MAX_INDIRECT_DESCRIPTORS;
+use starina_vmm::virtio::VirtioDevice;
 
 #[derive(Arbitrary, Debug)]
 enum QueueOp {
@@ -230,7 +234,7 @@ enum MmioOp {
         next: u8,
         notify: bool,
     },
-    /// Host console input: these bytes, repeated.
+    /// Host input (console bytes, a network frame): these bytes, repeated.
     PushRx([u8; 8], u8),
     TakeTx,
     Poll,
@@ -249,7 +253,54 @@ fn sane_queue(index: u16, size: u16) -> Virtqueue {
     q
 }
 
-fn start_driver(t: &mut MmioTransport<Console>, mem: &mut VecMemory, size_log2: u8) {
+/// A device under the register fuzzer: its host side, and the bounds that
+/// hold whatever the guest does.
+trait Fuzzed: VirtioDevice {
+    fn fresh() -> Self;
+    fn push_input(&mut self, data: Vec<u8>);
+    fn take_output(&mut self);
+    fn check_bounds(&self);
+}
+
+impl Fuzzed for Console {
+    fn fresh() -> Self {
+        Console::new()
+    }
+    fn push_input(&mut self, data: Vec<u8>) {
+        let n = self.push_rx(&data);
+        assert!(n <= data.len());
+    }
+    fn take_output(&mut self) {
+        assert!(self.take_tx().len() <= console::TX_CAPACITY);
+    }
+    fn check_bounds(&self) {
+        assert!(self.rx_pending() <= console::RX_CAPACITY);
+    }
+}
+
+impl Fuzzed for Net {
+    fn fresh() -> Self {
+        Net::new([0x52, 0x54, 0, 0, 0, 1])
+    }
+    fn push_input(&mut self, data: Vec<u8>) {
+        let dropped = self.stats().rx_dropped;
+        let accepted = self.push_rx(data);
+        assert_eq!(self.stats().rx_dropped, dropped + u64::from(!accepted));
+    }
+    fn take_output(&mut self) {
+        let frames = self.take_tx();
+        assert!(frames.len() <= net::TX_BACKLOG_FRAMES);
+        assert!(frames.iter().map(Vec::len).sum::<usize>() <= net::TX_BACKLOG_BYTES);
+        for f in &frames {
+            assert!((net::ETHERNET_HEADER_LEN..=net::MAX_FRAME).contains(&f.len()));
+        }
+    }
+    fn check_bounds(&self) {
+        assert!(self.rx_backlog() <= net::RX_BACKLOG_FRAMES);
+    }
+}
+
+fn start_driver<D: VirtioDevice>(t: &mut MmioTransport<D>, mem: &mut VecMemory, size_log2: u8) {
     let mut w = |offset: u64, v: u32| {
         let _ = t.write(offset, &v.to_le_bytes(), mem);
     };
@@ -270,9 +321,9 @@ fn start_driver(t: &mut MmioTransport<Console>, mem: &mut VecMemory, size_log2: 
     w(reg::STATUS, 1 | 2 | 8 | 4);
 }
 
-fn check_mmio(ops: Seq<MmioOp>) {
+fn check_mmio<D: Fuzzed>(ops: Seq<MmioOp>) {
     let mut mem = VecMemory::new(RAM);
-    let mut t = MmioTransport::new(Console::new());
+    let mut t = MmioTransport::new(D::fresh());
     for op in ops.0 {
         match op {
             MmioOp::Read { offset, width: w } => {
@@ -323,21 +374,24 @@ fn check_mmio(ops: Seq<MmioOp>) {
                 }
             }
             MmioOp::PushRx(bytes, reps) => {
-                let data = repeated(bytes, reps);
-                let n = t.device_mut().push_rx(&data);
-                assert!(n <= data.len());
+                t.device_mut().push_input(repeated(bytes, reps));
                 t.poll(&mut mem);
             }
-            MmioOp::TakeTx => assert!(t.device_mut().take_tx().len() <= console::TX_CAPACITY),
+            MmioOp::TakeTx => t.device_mut().take_output(),
             MmioOp::Poll => t.poll(&mut mem),
             MmioOp::ConfigChange => t.notify_config_change(),
         }
-        assert!(t.device().rx_pending() <= console::RX_CAPACITY);
+        t.device().check_bounds();
         let _ = (t.irq_level(), t.status(), t.take_error());
     }
 }
 
 #[test]
 fn fuzz_virtio_mmio_registers() {
-    driver::run("vmm::virtio_mmio", 2000, check_mmio);
+    driver::run("vmm::virtio_mmio", 2000, check_mmio::<Console>);
+}
+
+#[test]
+fn fuzz_virtio_net() {
+    driver::run("vmm::virtio_net", 2000, check_mmio::<Net>);
 }

@@ -9,6 +9,7 @@
 pub mod console;
 pub mod fs;
 pub mod mmio;
+pub mod net;
 pub mod queue;
 
 use alloc::boxed::Box;
