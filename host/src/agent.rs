@@ -132,6 +132,8 @@ impl Agent {
             Frame::SpawnFailed { errno, msg, .. } => {
                 self.outcomes.entry(id).or_insert_with(outcome).failed = Some((errno, msg))
             }
+            // The guest's listeners: `direct` forwards no ports.
+            Frame::Listening { .. } => {}
             other => return Err(format!("unexpected frame {other:?}")),
         }
         Ok(())

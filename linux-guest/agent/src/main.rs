@@ -33,12 +33,16 @@
 //!   O_EXCL, fallocate, copy_file_range, inode numbers, owners and modes
 //!   in DIR, one `probe <name> ok|FAILED` line each (`fsprobe.rs`; the
 //!   linux_files e2e test runs it on /mnt/starina).
+//! - `starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT`: UDP echo,
+//!   TCP half-close and a refused connect against the linux_net e2e
+//!   test's servers (`netprobe.rs`).
 
 mod flood;
 mod fsprobe;
 mod listeners;
 mod net;
 mod netif;
+mod netprobe;
 mod pipebench;
 mod server;
 mod sockowner;
@@ -158,6 +162,7 @@ fn main() {
             }
         }
         ["--fs-probe", dir] => std::process::exit(fsprobe::run(dir)),
+        ["--net-probe", host, udp, tcp] => std::process::exit(netprobe::run(host, udp, tcp)),
         ["--xsetbv-probe"] => xsetbv_probe::main(),
         ["--pipe-echo"] => {
             if let Err(e) = pipebench::echo() {
@@ -173,7 +178,8 @@ fn main() {
                  \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)\n\
                  \x20      starina-guest-agent --spawn-bench N [PROGRAM]   (N fork+exec+wait, timed)\n\
                  \x20      starina-guest-agent --flood SECONDS [SEED]   (VM exits as fast as it can)\n\
-                 \x20      starina-guest-agent --fs-probe DIR   (POSIX corners of the fs at DIR)"
+                 \x20      starina-guest-agent --fs-probe DIR   (POSIX corners of the fs at DIR)\n\
+                 \x20      starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT   (UDP echo, half-close, refused)"
             );
             std::process::exit(2);
         }

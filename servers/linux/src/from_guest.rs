@@ -30,6 +30,7 @@ impl Server {
         let backlog = self.client_backlog(cx);
         self.shared.client_backlog.store(backlog, Ordering::Release);
         self.maybe_resume_output(cx, backlog);
+        self.net_from_vcpu(cx);
         self.check_status(cx);
     }
 
@@ -102,6 +103,17 @@ impl Server {
             }
             Frame::StdinAck { id, bytes } => self.on_stdin_ack(cx, id, bytes),
             Frame::Pong { nonce } => self.liveness.pong(nonce),
+            Frame::Listening {
+                proto,
+                port,
+                open,
+                process,
+            } => {
+                if let Some(nat) = self.net.as_mut() {
+                    nat.on_listening(cx, proto, port, open, process);
+                    self.net_service(cx);
+                }
+            }
             other => log::warn!("ignoring an unexpected frame from the agent: {other:?}"),
         }
     }

@@ -51,7 +51,12 @@ impl Handler for Server {
                 self.pump(cx);
                 Ok(())
             }
-            (Ctx::RequestTimer | Ctx::LivenessTimer, _) => Ok(()),
+            (Ctx::RequestTimer | Ctx::LivenessTimer | Ctx::NetTimer, _) => Ok(()),
+            (state @ (Ctx::Tcpip | Ctx::TcpFlow(_) | Ctx::UdpFlow(_) | Ctx::Forward(_)), msg) => {
+                let state = *state;
+                self.on_net_message(cx, &state, msg);
+                Ok(())
+            }
             (Ctx::Client, other) => {
                 log::warn!("ignoring a {:?} message from a client", other.kind());
                 Ok(())
@@ -68,7 +73,10 @@ impl Handler for Server {
             }
             // The vCPU thread ended: its status says why.
             Ctx::Wake => self.pump(cx),
-            Ctx::Client | Ctx::RequestTimer | Ctx::LivenessTimer => {}
+            Ctx::Tcpip | Ctx::TcpFlow(_) | Ctx::UdpFlow(_) | Ctx::Forward(_) => {
+                self.on_net_closed(cx, &state)
+            }
+            Ctx::Client | Ctx::RequestTimer | Ctx::LivenessTimer | Ctx::NetTimer => {}
         }
         Ok(())
     }
@@ -78,6 +86,7 @@ impl Handler for Server {
         match state {
             Ctx::RequestTimer => self.on_request_timer(cx),
             Ctx::LivenessTimer => self.on_liveness_timer(cx),
+            Ctx::NetTimer => self.net_service(cx),
             _ => {}
         }
         Ok(())
@@ -85,9 +94,15 @@ impl Handler for Server {
 
     /// Everything queued for a process channel went out.
     fn drained(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: &mut Ctx) -> Result<(), Error> {
-        if let Ctx::Process(pid) = *state {
-            self.on_process_drained(cx, pid);
-            self.pump(cx);
+        match *state {
+            Ctx::Process(pid) => {
+                self.on_process_drained(cx, pid);
+                self.pump(cx);
+            }
+            // A flow's channel took what waited: the flow reads its socket
+            // again.
+            Ctx::TcpFlow(_) | Ctx::UdpFlow(_) => self.net_service(cx),
+            _ => {}
         }
         Ok(())
     }

@@ -26,6 +26,8 @@
 //! | [`liveness`] | pings the agent; a guest that stops answering is restarted |
 //! | [`shared`] | what the two threads share |
 //! | [`files`] | native files for the guest: the FUSE server over the fs server, as virtio-fs |
+//! | [`net`] | the guest's network: a NAT from its virtio-net to tcpip, and forwards of its listeners |
+//! | [`network`] | the NAT's events and frames in the main loop |
 //! | [`vcpu`] | the vCPU thread |
 //!
 //! When the guest dies (kernel panic, power-off, triple fault) the server
@@ -45,6 +47,8 @@ mod fuse_tally;
 mod fuzz;
 mod handler;
 mod liveness;
+mod net;
+mod network;
 mod process;
 mod request_deadline;
 mod shared;
@@ -77,6 +81,7 @@ include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 pub const TEST_PANIC_URI: &str = "test:panic";
 
 /// What each channel in the main loop is to the server.
+#[derive(Clone, Copy)]
 enum Ctx {
     /// A client's connection to the `linux` service.
     Client,
@@ -89,6 +94,16 @@ enum Ctx {
     RequestTimer,
     /// Fires when the agent is due a ping, or its answer ([`liveness`]).
     LivenessTimer,
+    /// The `tcpip` service: the NAT's `Open`s and their replies.
+    Tcpip,
+    /// A TCP flow's tcpip connection (the NAT's flow id).
+    TcpFlow(u32),
+    /// A UDP flow's tcpip channel.
+    UdpFlow(u32),
+    /// The tcpip listener of a port forwarded into the guest.
+    Forward(u16),
+    /// The NAT's timer (smoltcp's deadlines, flow timeouts).
+    NetTimer,
 }
 
 /// The main thread's state.
@@ -115,6 +130,8 @@ struct Server {
     /// In the main loop as `Ctx::LivenessTimer`; `None` if it could not be
     /// created (then a hung guest is not noticed).
     liveness_timer: Option<HandleId>,
+    /// The guest's network, when the profile has tcpip.
+    net: Option<net::Nat>,
 }
 
 pub fn main(env: Env) -> Result<(), Error> {
@@ -155,12 +172,23 @@ pub fn main(env: Env) -> Result<(), Error> {
         ),
         liveness: Liveness::default(),
         liveness_timer,
+        net: None,
     };
+    if let Some(tcpip) = env.tcpip {
+        let config = net_config(&env.config);
+        match net::Nat::new(ml.cx(), tcpip, config.clone()) {
+            Ok(nat) => {
+                log::info!("net: {}", net::describe(&config));
+                server.net = Some(nat);
+            }
+            Err(e) => log::warn!("net: no network for the guest: {e}"),
+        }
+    }
     let job = vcpu::Job {
         hypervisor: env.hypervisor,
         wake: theirs,
         shared,
-        config: vm_config(&env.config),
+        config: vm_config(&env.config, server.net.is_some()),
         fs: Some(env.fs),
     };
     if let Err(e) = starina::thread::spawn(move || vcpu::thread_main(job)) {
@@ -173,7 +201,7 @@ pub fn main(env: Env) -> Result<(), Error> {
 }
 
 /// The VM the spec's config asks for.
-fn vm_config(config: &Config) -> vcpu::VmConfig {
+fn vm_config(config: &Config, net: bool) -> vcpu::VmConfig {
     let memory_mib = config.memory_mib.clamp(16, 1 << 20) as u64 & !1;
     let mut cmdline = String::from(config.cmdline);
     if !config.cmdline_extra.is_empty() {
@@ -187,5 +215,25 @@ fn vm_config(config: &Config) -> vcpu::VmConfig {
         cmdline,
         share_fs_tag: config.share_fs_tag,
         share_fs_mount: config.share_fs_mount,
+        net,
+    }
+}
+
+/// The NAT's limits and forwarding policy from the spec's config (a bad
+/// port in `forward_ports` is logged and skipped).
+fn net_config(config: &Config) -> net::NetConfig {
+    let mut forward_ports = Vec::new();
+    for item in config.forward_ports.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match item.parse::<u16>() {
+            Ok(port) if port > 0 => forward_ports.push(port),
+            _ => log::warn!("net: forward_ports: '{item}' is not a port; skipped"),
+        }
+    }
+    net::NetConfig {
+        mtu: usize::from(starina_vmm::virtio::net::Net::MTU),
+        max_tcp_flows: config.max_tcp_flows.clamp(1, 4096) as usize,
+        max_udp_flows: config.max_udp_flows.clamp(1, 4096) as usize,
+        forward_min_port: config.forward_min_port.clamp(1, 65535) as u16,
+        forward_ports,
     }
 }

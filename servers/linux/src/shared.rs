@@ -6,6 +6,7 @@
 //! state". The `*_kick` flags keep that to one message in flight per
 //! direction.
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicBool;
@@ -21,6 +22,10 @@ pub const OUTPUT_HIGH_WATER: usize = 1 << 20;
 /// Input for the guest (`to_guest`) above which the main thread stops
 /// reading stdin from clients until the guest has taken some.
 pub const INPUT_HIGH_WATER: usize = 256 * 1024;
+/// Frames waiting in either network queue, above which the side that
+/// fills it holds back (the guest's frames stay in its virtio-net ring,
+/// the NAT's in smoltcp): backpressure, not loss.
+pub const NET_QUEUE_MAX: usize = 128;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -39,6 +44,10 @@ pub struct Inner {
     pub to_guest: Vec<u8>,
     /// Raw bytes from the guest agent, not yet decoded.
     pub from_guest: Vec<u8>,
+    /// Frames the guest sent on its virtio-net, for the NAT.
+    pub net_from_guest: Vec<Vec<u8>>,
+    /// Frames from the NAT for the guest.
+    pub net_to_guest: VecDeque<Vec<u8>>,
     pub status: Status,
 }
 
@@ -60,6 +69,9 @@ pub struct Shared {
     /// A guest process ended: the vCPU thread logs the VM exits since its
     /// last such report (what a workload cost in exits).
     pub exit_report: AtomicBool,
+    /// The NAT left frames for the guest because `net_to_guest` was full;
+    /// the vCPU thread kicks it once the guest has taken some.
+    pub net_paused: AtomicBool,
 }
 
 impl Shared {
@@ -68,6 +80,8 @@ impl Shared {
             inner: spin::Mutex::new(Inner {
                 to_guest: Vec::new(),
                 from_guest: Vec::new(),
+                net_from_guest: Vec::new(),
+                net_to_guest: VecDeque::new(),
                 status: Status::Running,
             }),
             vcpu_kick: AtomicBool::new(false),
@@ -76,6 +90,7 @@ impl Shared {
             output_paused: AtomicBool::new(false),
             input_paused: AtomicBool::new(false),
             exit_report: AtomicBool::new(false),
+            net_paused: AtomicBool::new(false),
         }
     }
 

@@ -24,6 +24,8 @@ use starina_vmm::boot::BzImage;
 use starina_vmm::cpuid::CpuidPolicy;
 use starina_vmm::cpuid::CpuidResult;
 use starina_vmm::virtio::console::Console;
+use starina_vmm::virtio::net::Net;
+use starina_vmm::vm::DeviceSlot;
 use starina_vmm::vm::Vm;
 
 use super::Guest;
@@ -67,6 +69,11 @@ impl Guest {
         if let Some(channel) = fs {
             add_share(&mut vm, channel, &config, &mut cmdline, fuse.clone());
         }
+        let net = if config.net {
+            add_nic(&mut vm, &mut cmdline)
+        } else {
+            None
+        };
         let devices = vm.virtio_devices();
         let info = boot::load_linux(
             &mut ram,
@@ -98,6 +105,7 @@ impl Guest {
             vcpu,
             state: info.vcpu,
             console,
+            net,
             shared,
             wake,
             poll,
@@ -140,6 +148,23 @@ fn add_share(
         " starina.share={}:{}",
         config.share_fs_tag, config.share_fs_mount
     ));
+}
+
+/// Gives the guest its NIC on the NAT's private link, and tells the agent
+/// its addresses (`starina.net=...`). Without a slot the guest runs on,
+/// without a network.
+fn add_nic(vm: &mut Vm, cmdline: &mut String) -> Option<DeviceSlot<Net>> {
+    match vm.add_virtio(Net::new(crate::net::GUEST_MAC)) {
+        Ok(slot) => {
+            cmdline.push(' ');
+            cmdline.push_str(&crate::net::cmdline());
+            Some(slot)
+        }
+        Err(e) => {
+            log::warn!("no network in Linux: no virtio-mmio slot for virtio-net: {e}");
+            None
+        }
+    }
 }
 
 fn boot_files(config: &VmConfig) -> Result<BootFiles, Status> {

@@ -68,7 +68,7 @@ impl Guest {
         if poke {
             self.vm.poll_virtio(self.console, &mut self.ram, now_ns())?;
         }
-        Ok(())
+        self.exchange_net()
     }
 
     /// Logs the VM exits and FUSE requests since the last report.

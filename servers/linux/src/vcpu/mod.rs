@@ -13,11 +13,13 @@
 //! | `boot` | the VM and Linux in it, from the spec's config |
 //! | `run` | the run loop: exits, injections, sleeping, why the guest stopped |
 //! | `console` | bytes between the virtio-console and the main thread |
+//! | `net` | frames between the virtio-net and the main thread's NAT |
 //! | `exit_stats` | exits by kind and what handling them cost, for the log |
 
 mod boot;
 mod console;
 mod exit_stats;
+mod net;
 mod run;
 
 use alloc::format;
@@ -37,6 +39,7 @@ use starina::timer::Timer;
 use starina_vmm::exit::VcpuState;
 use starina_vmm::exit::VmExit;
 use starina_vmm::virtio::console::Console;
+use starina_vmm::virtio::net::Net;
 use starina_vmm::vm::DeviceSlot;
 use starina_vmm::vm::Vm;
 
@@ -54,6 +57,9 @@ pub struct VmConfig {
     /// the guest mounts it.
     pub share_fs_tag: &'static str,
     pub share_fs_mount: &'static str,
+    /// Give the guest a virtio-net NIC (its frames go to the main thread's
+    /// NAT) and tell the agent its addresses.
+    pub net: bool,
 }
 
 /// Everything the vCPU thread needs.
@@ -100,6 +106,8 @@ struct Guest {
     state: VcpuState,
     /// The guest agent's virtio-console (`/dev/hvc0`).
     console: DeviceSlot<Console>,
+    /// The guest's NIC, when the VM has a network.
+    net: Option<DeviceSlot<Net>>,
     shared: Arc<Shared>,
     wake: Channel,
     poll: Poll,

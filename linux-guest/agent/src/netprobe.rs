@@ -1,0 +1,132 @@
+//! `starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT`: the socket
+//! corners of the guest's network that busybox cannot exercise, against
+//! servers the e2e test runs on the host (tests/tests/linux_net.rs):
+//!
+//! - `udp_echo`: datagrams of 1, 1,400 and 8,000 bytes to `HOST:UDP_PORT`
+//!   come back unchanged (the server echoes each);
+//! - `half_close`: 1 MiB to `HOST:TCP_PORT`, then `shutdown(SHUT_WR)`; the
+//!   server reads to the end and only then answers with the byte count and
+//!   a checksum, which must arrive in full before the connection ends;
+//! - `refused`: a connection to a port nothing listens on fails at once
+//!   with ECONNREFUSED (not a hang, not a success).
+//!
+//! One line per check, `probe <name> ok` or `probe <name> FAILED: <why>`,
+//! then `probe: N passed, M failed`; the exit status is 1 if any failed.
+
+use std::io::Read;
+use std::io::Write;
+use std::net::Shutdown;
+use std::net::SocketAddr;
+use std::net::TcpStream;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The payload of `half_close`: a byte pattern both sides can compute.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+/// The checksum `half_close`'s server answers with (FNV-1a, 64 bits).
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub fn run(host: &str, udp_port: &str, tcp_port: &str) -> i32 {
+    let (Ok(udp), Ok(tcp)) = (
+        format!("{host}:{udp_port}").parse::<SocketAddr>(),
+        format!("{host}:{tcp_port}").parse::<SocketAddr>(),
+    ) else {
+        eprintln!("net-probe: want HOST UDP_PORT TCP_PORT (an IPv4 address and two ports)");
+        return 2;
+    };
+    let checks: [(&str, Box<dyn Fn() -> Result<(), String>>); 3] = [
+        ("udp_echo", Box::new(move || udp_echo(udp))),
+        ("half_close", Box::new(move || half_close(tcp))),
+        ("refused", Box::new(move || refused(udp))),
+    ];
+    let mut failed = 0;
+    for (name, check) in &checks {
+        match check() {
+            Ok(()) => println!("probe {name} ok"),
+            Err(why) => {
+                failed += 1;
+                println!("probe {name} FAILED: {why}");
+            }
+        }
+    }
+    println!("probe: {} passed, {failed} failed", checks.len() - failed);
+    i32::from(failed > 0)
+}
+
+fn udp_echo(server: SocketAddr) -> Result<(), String> {
+    let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
+    socket
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    for len in [1usize, 1400, 8000] {
+        let sent = pattern(len);
+        socket
+            .send_to(&sent, server)
+            .map_err(|e| format!("send {len} bytes: {e}"))?;
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = socket
+            .recv_from(&mut buf)
+            .map_err(|e| format!("no echo of {len} bytes: {e}"))?;
+        if from != server || buf[..n] != sent[..] {
+            return Err(format!("echo of {len} bytes: got {n} bytes from {from}"));
+        }
+    }
+    Ok(())
+}
+
+fn half_close(server: SocketAddr) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&server, TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let data = pattern(1 << 20);
+    stream.write_all(&data).map_err(|e| format!("write: {e}"))?;
+    stream
+        .shutdown(Shutdown::Write)
+        .map_err(|e| format!("shutdown(SHUT_WR): {e}"))?;
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .map_err(|e| format!("reading the reply after our FIN: {e}"))?;
+    let want = format!("{} {:016x}\n", data.len(), checksum(&data));
+    if reply != want {
+        return Err(format!("reply {reply:?}, want {want:?}"));
+    }
+    Ok(())
+}
+
+fn refused(server: SocketAddr) -> Result<(), String> {
+    // The UDP port has no TCP listener on the host.
+    match TcpStream::connect_timeout(&server, TIMEOUT) {
+        Ok(_) => Err(format!("{server}: connected, want refused")),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => Err(format!("{server}: {e}, want connection refused")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_fnv1a() {
+        assert_eq!(checksum(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(checksum(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        assert_eq!(run("nonsense", "1", "2"), 2);
+        assert_eq!(run("10.0.2.2", "x", "2"), 2);
+    }
+}

@@ -1,0 +1,169 @@
+//! Inbound forwards: the guest agent reports each port a Linux process
+//! listens on; the NAT listens on the same port on tcpip (`tcp-listen:`)
+//! and turns each connection there into a connection into the guest.
+//! When the Linux listener goes, so does the forward.
+//!
+//! A port a native component already listens on is not taken: tcpip
+//! refuses the second listener, and the conflict is logged. Each forward
+//! added or removed is logged with a marker (`starina_abi::markers`) that
+//! the host tool follows to add the matching QEMU port forward.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
+
+use starina::abi::markers;
+use starina::channel::Channel;
+use starina::mainloop::Cx;
+use starina::message::Message;
+use starina::HandleId;
+use starina_bridge::process::Proto;
+
+use super::rate_limited;
+use super::Call;
+use super::Nat;
+use crate::Ctx;
+
+pub struct Forward {
+    /// The Linux process that listens (`comm (pid N)`).
+    pub process: String,
+    /// The tcpip listener; `None` while tcpip is asked.
+    channel: Option<HandleId>,
+    pub connections: u64,
+}
+
+#[derive(Default)]
+pub struct Forwards {
+    ports: BTreeMap<u16, Forward>,
+}
+
+impl Nat {
+    fn forwarded(&self, port: u16) -> bool {
+        port >= self.config.forward_min_port || self.config.forward_ports.contains(&port)
+    }
+
+    /// The agent says a Linux process started (`open`) or stopped listening
+    /// on `port`.
+    pub fn on_listening(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        proto: Proto,
+        port: u16,
+        open: bool,
+        process: String,
+    ) {
+        if proto != Proto::Tcp {
+            if open && !rate_limited(&mut self.quiet_until, 2) {
+                log::info!("net: not forwarding UDP port {port} ({process}): inbound UDP is not forwarded yet");
+            }
+            return;
+        }
+        if !open {
+            if let Some(forward) = self.forwards.ports.remove(&port) {
+                if let Some(ch) = forward.channel {
+                    cx.remove(ch);
+                    log::info!(
+                        "{} {port} ({} connections)",
+                        markers::NET_FORWARD_REMOVED,
+                        forward.connections
+                    );
+                }
+            }
+            return;
+        }
+        if !self.forwarded(port) {
+            log::info!("net: Linux listens on TCP port {port} ({process}); not forwarded (see forward_min_port, forward_ports)");
+            return;
+        }
+        if let Some(forward) = self.forwards.ports.get_mut(&port) {
+            forward.process = process;
+            return;
+        }
+        let uri = format!("tcp-listen:0.0.0.0:{port}");
+        if let Err(e) = self.open(cx, &uri, Call::Listen(port)) {
+            log::warn!("net: cannot ask tcpip to listen on port {port}: {e}");
+            return;
+        }
+        self.forwards.ports.insert(
+            port,
+            Forward {
+                process,
+                channel: None,
+                connections: 0,
+            },
+        );
+    }
+
+    /// tcpip listens on `port` for us now (or refused to).
+    pub(super) fn on_listen_reply(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        port: u16,
+        result: Result<Channel, String>,
+    ) {
+        let Some(forward) = self.forwards.ports.get_mut(&port) else {
+            return; // The Linux listener went meanwhile; the channel drops.
+        };
+        let channel = match result {
+            Ok(ch) => ch,
+            Err(why) => {
+                log::warn!(
+                    "net: TCP port {port} of Linux ({}) is not forwarded: {why} (a native component may listen there)",
+                    forward.process
+                );
+                self.forwards.ports.remove(&port);
+                return;
+            }
+        };
+        match cx.add_channel(channel, Ctx::Forward(port)) {
+            Ok(id) => {
+                forward.channel = Some(id);
+                log::info!(
+                    "{} {port} to Linux ({})",
+                    markers::NET_FORWARD_ADDED,
+                    forward.process
+                );
+            }
+            Err(e) => {
+                log::warn!("net: TCP port {port}: {e}");
+                self.forwards.ports.remove(&port);
+            }
+        }
+    }
+
+    /// A connection arrived on forwarded `port`.
+    pub fn on_forward_message(&mut self, cx: &mut Cx<Ctx>, port: u16, msg: Message<'_>) {
+        let Message::Open {
+            uri,
+            handle: Some(handle),
+            ..
+        } = msg
+        else {
+            log::warn!(
+                "net: ignoring a {:?} message on the listener of port {port}",
+                msg.kind()
+            );
+            return;
+        };
+        let channel = Channel::from_handle(handle);
+        let Some(client) = super::parse_conn_uri(uri) else {
+            log::warn!("net: a connection on port {port} with a bad URI {uri:?}");
+            return;
+        };
+        if self.connect_inbound(cx, client, port, channel) {
+            if let Some(forward) = self.forwards.ports.get_mut(&port) {
+                forward.connections += 1;
+            }
+        }
+    }
+
+    /// tcpip closed the listener of `port` (it restarted, say).
+    pub fn on_forward_closed(&mut self, port: u16) {
+        if let Some(forward) = self.forwards.ports.remove(&port) {
+            log::warn!(
+                "net: tcpip closed the forward of port {port} ({}); it is back when Linux listens again",
+                forward.process
+            );
+        }
+    }
+}

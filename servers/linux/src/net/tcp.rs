@@ -1,0 +1,402 @@
+//! TCP flows: each a smoltcp socket on the guest's side and a tcpip
+//! connection channel on the other, with the bytes pumped between them.
+//!
+//! Outbound, the guest's SYN waits while tcpip connects (`PendingConnect`);
+//! inbound, a forwarded connection's socket connects into the guest from
+//! the client's address. Either way a flow ends when both directions have
+//! closed (FIN each way, passed on as `Close`), or at once on a reset from
+//! either side (passed on as `Abort` / RST).
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp;
+use smoltcp::socket::tcp::State;
+use smoltcp::time::Duration;
+use starina::abi::MESSAGE_DATA_MAX;
+use starina::channel::Channel;
+use starina::mainloop::Cx;
+use starina::message::codes;
+use starina::message::Message;
+use starina::timer::now_ns;
+use starina::HandleId;
+
+use super::frame::Endpoint;
+use super::rate_limited;
+use super::Call;
+use super::Nat;
+use super::GATEWAY;
+use crate::Ctx;
+
+/// Socket buffers per flow, each way.
+const BUFFER: usize = 128 * 1024;
+/// A guest that stops acknowledging for this long loses the connection.
+const GUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// An outbound connect tcpip has not answered within this long is given
+/// up (the guest gets a reset).
+const CONNECT_TIMEOUT_NS: u64 = 30_000_000_000;
+/// How often held SYNs are checked against `CONNECT_TIMEOUT_NS`.
+pub const SWEEP_NS: u64 = 1_000_000_000;
+
+/// A flow's addresses: the guest's end, the other end.
+pub type Key = (Endpoint, Endpoint);
+
+struct PendingConnect {
+    syn: Vec<u8>,
+    since: u64,
+}
+
+struct Flow {
+    socket: SocketHandle,
+    channel: HandleId,
+    key: Key,
+    /// Bytes from the channel the socket had no room for; the channel is
+    /// paused while there are any.
+    pending: Vec<u8>,
+    paused: bool,
+    /// The channel sent `Close`: the socket closes once `pending` is out.
+    channel_done: bool,
+    socket_closed: bool,
+    /// The guest's FIN was passed on as `Close`.
+    guest_done: bool,
+    /// The channel reset (or vanished): the socket was aborted, nothing is
+    /// sent back.
+    aborted: bool,
+    /// The guest's reset was passed on.
+    reset_sent: bool,
+}
+
+#[derive(Default)]
+pub struct Flows {
+    flows: BTreeMap<u32, Flow>,
+    by_key: BTreeMap<Key, u32>,
+    pending: BTreeMap<Key, PendingConnect>,
+    next_id: u32,
+}
+
+impl Flows {
+    pub fn pending_is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.flows.len() + self.pending.len()
+    }
+
+    fn next_id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    fn insert(&mut self, id: u32, flow: Flow) {
+        self.by_key.insert(flow.key, id);
+        self.flows.insert(id, flow);
+    }
+}
+
+fn new_socket() -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; BUFFER]),
+        tcp::SocketBuffer::new(vec![0; BUFFER]),
+    );
+    socket.set_timeout(Some(GUEST_TIMEOUT));
+    // The link is local: no reason to hold back small writes or ACKs.
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(None);
+    socket
+}
+
+impl Nat {
+    /// The guest's SYN `from` -> `to`. Returns the frame if smoltcp should
+    /// see it now (a retransmission for a flow that exists, or a refusal).
+    pub(super) fn on_syn(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        from: Endpoint,
+        to: Endpoint,
+        syn: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let key = (from, to);
+        if self.tcp.by_key.contains_key(&key) {
+            return Some(syn);
+        }
+        if self.tcp.pending.contains_key(&key) {
+            return None; // A retransmission: the first one is held.
+        }
+        if self.tcp.len() >= self.config.max_tcp_flows {
+            if !rate_limited(&mut self.quiet_until, 0) {
+                log::warn!(
+                    "net: {} TCP flows already: refusing the guest's connection to {to}",
+                    self.config.max_tcp_flows
+                );
+            }
+            return Some(syn);
+        }
+        let uri = if to.addr == GATEWAY {
+            // `starina.internal`: the native side's own listeners.
+            alloc::format!("tcp:127.0.0.1:{}", to.port)
+        } else {
+            alloc::format!("tcp:{}:{}", to.addr, to.port)
+        };
+        if self.open(cx, &uri, Call::Connect(key)).is_err() {
+            return Some(syn);
+        }
+        self.tcp.pending.insert(
+            key,
+            PendingConnect {
+                syn,
+                since: now_ns(),
+            },
+        );
+        None
+    }
+
+    /// tcpip connected (or failed to) for the held SYN of `key`.
+    pub(super) fn on_connected(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        key: Key,
+        result: Result<Channel, alloc::string::String>,
+    ) {
+        let Some(held) = self.tcp.pending.remove(&key) else {
+            return; // Given up meanwhile: the channel (if any) drops.
+        };
+        let channel = match result {
+            Ok(channel) => channel,
+            Err(why) => {
+                log::debug!("net: guest connection to {} failed: {why}", key.1);
+                // No socket listens there: smoltcp answers with a reset.
+                self.link.rx.push_back(held.syn);
+                return;
+            }
+        };
+        let mut socket = new_socket();
+        if socket.listen(key.1).is_err() {
+            self.link.rx.push_back(held.syn);
+            return;
+        }
+        let id = self.tcp.next_id();
+        let Ok(channel) = cx.add_channel(channel, Ctx::TcpFlow(id)) else {
+            self.link.rx.push_back(held.syn);
+            return;
+        };
+        let handle = self.sockets.add(socket);
+        self.tcp.insert(id, Flow::new(handle, channel, key));
+        // Only this SYN goes in now, so the socket takes this one.
+        self.link.rx.push_back(held.syn);
+        self.iface
+            .poll(super::now(), &mut self.link, &mut self.sockets);
+    }
+
+    /// A forwarded connection from `client` to the guest's `port`.
+    pub(super) fn connect_inbound(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        client: Endpoint,
+        port: u16,
+        channel: Channel,
+    ) -> bool {
+        let key = (
+            Endpoint {
+                addr: super::GUEST,
+                port,
+            },
+            client,
+        );
+        if self.tcp.by_key.contains_key(&key) || self.tcp.len() >= self.config.max_tcp_flows {
+            if !rate_limited(&mut self.quiet_until, 0) {
+                log::warn!("net: cannot forward the connection from {client} to port {port}: too many flows, or a clash");
+            }
+            let _ = channel.send(Message::Abort {
+                code: codes::UNAVAILABLE,
+                reason: "the NAT has no room for another flow",
+            });
+            return false;
+        }
+        let mut socket = new_socket();
+        if socket.connect(self.iface.context(), key.0, client).is_err() {
+            return false;
+        }
+        let id = self.tcp.next_id();
+        let Ok(channel) = cx.add_channel(channel, Ctx::TcpFlow(id)) else {
+            return false;
+        };
+        let handle = self.sockets.add(socket);
+        self.tcp.insert(id, Flow::new(handle, channel, key));
+        true
+    }
+
+    /// A message on flow `id`'s channel.
+    pub fn on_tcp_message(&mut self, cx: &mut Cx<Ctx>, id: u32, msg: Message<'_>) {
+        let Some(flow) = self.tcp.flows.get_mut(&id) else {
+            return;
+        };
+        let socket = self.sockets.get_mut::<tcp::Socket>(flow.socket);
+        match msg {
+            Message::Data(data) if !flow.channel_done => {
+                let n = if flow.pending.is_empty() && socket.may_send() {
+                    socket.send_slice(data).unwrap_or(0)
+                } else {
+                    0
+                };
+                if n < data.len() {
+                    flow.pending.extend_from_slice(&data[n..]);
+                    if !flow.paused && cx.pause_receiving(flow.channel).is_ok() {
+                        flow.paused = true;
+                    }
+                }
+            }
+            Message::Close => flow.channel_done = true,
+            Message::Abort { .. } => {
+                socket.abort();
+                flow.aborted = true;
+            }
+            other => log::warn!("net: ignoring a {:?} message on a TCP flow", other.kind()),
+        }
+    }
+
+    /// Flow `id`'s channel closed without a word: a reset.
+    pub fn on_tcp_closed(&mut self, id: u32) {
+        if let Some(flow) = self.tcp.flows.get_mut(&id) {
+            self.sockets.get_mut::<tcp::Socket>(flow.socket).abort();
+            flow.aborted = true;
+        }
+    }
+
+    /// Moves bytes both ways on every flow, passes closes and resets on,
+    /// and ends finished flows. Whether any socket was written to.
+    pub(super) fn pump_tcp(&mut self, cx: &mut Cx<Ctx>) -> bool {
+        let mut wrote = false;
+        let mut ended = Vec::new();
+        for (&id, flow) in self.tcp.flows.iter_mut() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(flow.socket);
+            wrote |= flow.to_guest(cx, socket);
+            flow.from_guest(cx, socket);
+            if flow.is_over(cx, socket) {
+                ended.push(id);
+            }
+        }
+        for id in ended {
+            if let Some(flow) = self.tcp.flows.remove(&id) {
+                self.tcp.by_key.remove(&flow.key);
+                self.sockets.remove(flow.socket);
+                cx.remove(flow.channel);
+            }
+        }
+        self.expire_connects();
+        wrote
+    }
+
+    /// Gives up SYNs tcpip has not connected in time (the guest is reset).
+    fn expire_connects(&mut self) {
+        let now = now_ns();
+        let late: Vec<Key> = self
+            .tcp
+            .pending
+            .iter()
+            .filter(|(_, p)| now.saturating_sub(p.since) > CONNECT_TIMEOUT_NS)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in late {
+            if let Some(held) = self.tcp.pending.remove(&key) {
+                self.link.rx.push_back(held.syn);
+            }
+        }
+    }
+}
+
+impl Flow {
+    fn new(socket: SocketHandle, channel: HandleId, key: Key) -> Flow {
+        Flow {
+            socket,
+            channel,
+            key,
+            pending: Vec::new(),
+            paused: false,
+            channel_done: false,
+            socket_closed: false,
+            guest_done: false,
+            aborted: false,
+            reset_sent: false,
+        }
+    }
+
+    /// The channel's bytes into the socket, and its close once they are
+    /// out. Whether the socket was written to.
+    fn to_guest(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) -> bool {
+        let mut wrote = false;
+        if !self.pending.is_empty() && socket.may_send() {
+            let n = socket.send_slice(&self.pending).unwrap_or(0);
+            self.pending.drain(..n);
+            wrote = n > 0;
+        }
+        if self.pending.is_empty() && self.paused && cx.resume_receiving(self.channel).is_ok() {
+            self.paused = false;
+        }
+        if self.channel_done && self.pending.is_empty() && !self.socket_closed {
+            socket.close();
+            self.socket_closed = true;
+            wrote = true;
+        }
+        wrote
+    }
+
+    /// The socket's bytes to the channel while it has no backlog, and the
+    /// guest's FIN as `Close`.
+    fn from_guest(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) {
+        if self.aborted {
+            return;
+        }
+        while socket.can_recv() && cx.backlog_bytes(self.channel) == 0 {
+            let sent = socket.recv(|buf| {
+                let n = buf.len().min(MESSAGE_DATA_MAX);
+                match cx.send_data(self.channel, &buf[..n]) {
+                    Ok(()) => (n, true),
+                    Err(_) => (0, false),
+                }
+            });
+            if sent != Ok(true) {
+                break;
+            }
+        }
+        let fin = matches!(
+            socket.state(),
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+        );
+        if fin && socket.recv_queue() == 0 && !self.guest_done {
+            let _ = cx.send(self.channel, Message::Close);
+            self.guest_done = true;
+        }
+    }
+
+    /// Whether the flow is over (and all it sent has left); a reset from
+    /// the guest (or its timeout) is passed on as `Abort`.
+    fn is_over(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) -> bool {
+        let state = socket.state();
+        if self.aborted {
+            // The reset went to the guest in the poll before this.
+            return state == State::Closed;
+        }
+        if state == State::Closed && !(self.guest_done && self.socket_closed) && !self.reset_sent {
+            let _ = cx.send(
+                self.channel,
+                Message::Abort {
+                    code: codes::RESET,
+                    reason: "the guest reset the connection",
+                },
+            );
+            self.reset_sent = true;
+        }
+        if cx.backlog_bytes(self.channel) > 0 {
+            // What the guest sent last (and its FIN) is still on its way.
+            return false;
+        }
+        match state {
+            State::Closed => true,
+            State::TimeWait => self.guest_done && self.socket_closed,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The NAT in the main loop: its events routed to [`crate::net`], and its
+//! frames to and from the vCPU thread (bounded by `NET_QUEUE_MAX`).
+
+use core::sync::atomic::Ordering;
+
+use starina::mainloop::Cx;
+use starina::message::Message;
+
+use crate::shared::NET_QUEUE_MAX;
+use crate::Ctx;
+use crate::Server;
+
+impl Server {
+    /// A NAT event: `Ctx::Tcpip`, a flow or a forward.
+    pub(crate) fn on_net_message(&mut self, cx: &mut Cx<Ctx>, state: &Ctx, msg: Message<'_>) {
+        let Some(nat) = self.net.as_mut() else {
+            return;
+        };
+        match *state {
+            Ctx::Tcpip => nat.on_tcpip_reply(cx, msg),
+            Ctx::TcpFlow(id) => nat.on_tcp_message(cx, id, msg),
+            Ctx::UdpFlow(id) => nat.on_udp_message(cx, id, msg),
+            Ctx::Forward(port) => nat.on_forward_message(cx, port, msg),
+            _ => return,
+        }
+        self.net_service(cx);
+    }
+
+    /// A NAT channel's peer closed.
+    pub(crate) fn on_net_closed(&mut self, cx: &mut Cx<Ctx>, state: &Ctx) {
+        let Some(nat) = self.net.as_mut() else {
+            return;
+        };
+        match *state {
+            Ctx::Tcpip => {
+                log::error!("net: tcpip went away: the guest has no network until Linux restarts");
+                self.net = None;
+                return;
+            }
+            Ctx::TcpFlow(id) => nat.on_tcp_closed(id),
+            Ctx::UdpFlow(id) => nat.on_udp_closed(cx, id),
+            Ctx::Forward(port) => nat.on_forward_closed(port),
+            _ => return,
+        }
+        self.net_service(cx);
+    }
+
+    /// Frames the vCPU thread left, then a service round.
+    pub(crate) fn net_from_vcpu(&mut self, cx: &mut Cx<Ctx>) {
+        let Some(nat) = self.net.as_mut() else {
+            return;
+        };
+        let frames = core::mem::take(&mut self.shared.inner.lock().net_from_guest);
+        nat.from_guest(cx, frames);
+        self.net_service(cx);
+    }
+
+    /// Runs the NAT and hands the vCPU thread what it has for the guest;
+    /// what does not fit waits (smoltcp holds back meanwhile).
+    pub(crate) fn net_service(&mut self, cx: &mut Cx<Ctx>) {
+        let Some(nat) = self.net.as_mut() else {
+            return;
+        };
+        nat.service(cx);
+        let mut sent = false;
+        {
+            let mut inner = self.shared.inner.lock();
+            while inner.net_to_guest.len() < NET_QUEUE_MAX {
+                let Some(frame) = nat.next_to_guest() else {
+                    break;
+                };
+                inner.net_to_guest.push_back(frame);
+                sent = true;
+            }
+            if nat.has_to_guest() {
+                self.shared.net_paused.store(true, Ordering::Release);
+            }
+        }
+        if sent {
+            self.kick_vcpu(cx);
+        }
+    }
+}
