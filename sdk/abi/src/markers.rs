@@ -49,3 +49,12 @@ pub const HTTPD_SERVING: &str = "serving HTTP on port";
 /// Printed by the guest agent on the Linux console when it is ready:
 /// `starina-agent: ready (Linux <release>)`.
 pub const AGENT_READY: &str = "starina-agent: ready";
+
+/// The linux server forwards a TCP port to a Linux listener (a log line
+/// `net: forwarding TCP port <port> to Linux (<process>)`): the host tool
+/// adds the matching QEMU port forward.
+pub const NET_FORWARD_ADDED: &str = "net: forwarding TCP port";
+
+/// The Linux listener of a forwarded port went (`... port <port> (<n>
+/// connections)`): the host tool removes its QEMU port forward.
+pub const NET_FORWARD_REMOVED: &str = "net: stopped forwarding TCP port";
