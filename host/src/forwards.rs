@@ -53,7 +53,7 @@ fn port_after(line: &str, marker: &str) -> Option<u16> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     let (digits, after) = rest.split_at(end);
-    if !(after.is_empty() || after.starts_with([' ', '\r'])) {
+    if !(after.is_empty() || after.starts_with([' ', '\r', '\n'])) {
         return None;
     }
     digits.parse::<u16>().ok().filter(|&p| p != 0)
@@ -390,6 +390,10 @@ mod tests {
     fn marker_lines() {
         assert_eq!(parse(ADDED), Some(Change::Added(8000)));
         assert_eq!(parse(&format!("{ADDED}\r\n")), Some(Change::Added(8000)));
+        assert_eq!(
+            parse("net: forwarding TCP port 8000\n"),
+            Some(Change::Added(8000))
+        );
         assert_eq!(parse(REMOVED), Some(Change::Removed(8000)));
         assert_eq!(
             parse("net: forwarding TCP port 65535"),
