@@ -96,6 +96,7 @@ impl QemuConfig {
         a.extend(strings(&[
             "-m", memory, "-display", "none", "-monitor", "none",
         ]));
+        a.extend(self.monitor_args());
         a.extend(strings(&[
             "-no-reboot",
             "-device",
@@ -112,7 +113,6 @@ impl QemuConfig {
         if let Some(bootfs) = &self.bootfs {
             a.extend(strings(&["-initrd", &bootfs.to_string_lossy()]));
         }
-        a.extend(self.monitor_args());
         a.extend(self.hostlink_args());
         a.extend(self.disk_args());
         a.extend(self.extra.iter().cloned());
