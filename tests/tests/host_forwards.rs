@@ -1,7 +1,8 @@
-//! Host port forwards (`starina_host::forwards`) against the real QEMU's
-//! monitor: QEMU started with the host tool's command line (NIC, monitor
-//! socket) on the PVH stub kernel, stopped before it runs (`-S`), so no
-//! guest boots. Console marker lines fed by hand add and remove forwards;
+//! Host port forwards (`starina_host::forwards`): `run` follows its console
+//! (against the fake QEMU), and forwards reach the real QEMU's user network
+//! through its monitor: QEMU started with the host tool's command line (NIC,
+//! monitor socket) on the PVH stub kernel, stopped before it runs (`-S`), so
+//! no guest boots. Console marker lines fed by hand add and remove forwards;
 //! QEMU's user network then accepts, or no longer accepts, connections.
 
 use std::net::TcpListener;
@@ -53,6 +54,47 @@ fn wait_for(path: &Path, qemu: &mut Qemu) {
         );
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn run_follows_the_console_for_forwards() {
+    let http = free_port().to_string();
+    let serial = format!(
+        "booting\n{}\r\n{}\n{}\n",
+        added(http.parse().unwrap()),
+        added(1),
+        removed(1)
+    );
+    let qemu = fixture("fake-qemu");
+    let kernel = qemu.to_str().unwrap();
+    let run = starina_with_env(
+        &["run", "--kernel", kernel],
+        &[
+            ("STARINA_QEMU", kernel),
+            ("STARINA_HTTP_PORT", &http),
+            ("FAKE_QEMU_SERIAL", &serial),
+        ],
+    );
+    run.assert_code(0);
+    run.assert_console(&added(1));
+    let said: Vec<&str> = run.stderr.lines().filter(|l| l.contains("port")).collect();
+    // The http port is refused without asking QEMU; the fake QEMU has no
+    // monitor, which is said for port 1; the removal is quiet.
+    let inside = |port: &str| format!("Linux's port {port} is reachable inside Starina only");
+    assert_eq!(said.len(), 2, "{}", run.transcript());
+    assert_eq!(
+        said[0],
+        format!(
+            "starina: host port {http} is in use (Starina's httpd): {}",
+            inside(&http)
+        )
+    );
+    assert!(
+        said[1].starts_with("starina: cannot reach QEMU's monitor ("),
+        "{}",
+        said[1]
+    );
+    assert!(said[1].ends_with(&inside("1")), "{}", said[1]);
 }
 
 #[test]
