@@ -595,3 +595,42 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Console chunks cut anywhere still make whole lines, and the forwards'
+    /// messages reach the session as `Event::Say`.
+    #[test]
+    fn console_lines_reach_the_forwards() {
+        let tmp = TempDir::new("starina-exec-test").unwrap();
+        let forwards = HostForwards::new(tmp.0.join("no-monitor.sock"), 8080);
+        let mut lines = ConsoleLines::new(forwards);
+        let (tx, rx) = mpsc::channel();
+        let console = b"[ 1.0] INFO  linux: booted\r\n\
+            [ 2.0] INFO  linux: net: forwarding TCP port 8080 to Linux (httpd (pid 9))\r\n\
+            [ 3.0] INFO  linux: net: forwarding TCP port 8000 to Linux (p";
+        for chunk in console.chunks(7) {
+            lines.push(chunk, &tx);
+        }
+        let said: Vec<String> = rx
+            .try_iter()
+            .map(|event| match event {
+                Event::Say(msg) => msg,
+                _ => panic!("only messages are sent"),
+            })
+            .collect();
+        assert_eq!(
+            said,
+            ["host port 8080 is in use (Starina's httpd): \
+              Linux's port 8080 is reachable inside Starina only"]
+        );
+        // The last line is not whole yet: nothing for port 8000 until it is.
+        lines.push(b"ython (pid 10))\n", &tx);
+        let Ok(Event::Say(msg)) = rx.try_recv() else {
+            panic!("no message for port 8000");
+        };
+        assert!(msg.starts_with("cannot reach QEMU's monitor"), "{msg}");
+    }
+}
