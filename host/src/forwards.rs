@@ -207,6 +207,11 @@ impl Monitor {
         let mut monitor = Monitor {
             stream: UnixStream::connect(socket)?,
         };
+        // A command is a few bytes, but a wedged QEMU must not hold us either.
+        let left = deadline.saturating_duration_since(Instant::now());
+        monitor
+            .stream
+            .set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
         monitor.until_prompt(deadline)?;
         Ok(monitor)
     }
