@@ -25,6 +25,7 @@ use starina_bridge::process::MAX_DATA_CHUNK;
 use crate::boot::prepare;
 use crate::disk;
 use crate::disk::DiskOptions;
+use crate::forwards::HostForwards;
 use crate::host::fmt_seconds;
 use crate::host::shell_quote;
 use crate::host::Host;
@@ -89,6 +90,8 @@ enum Event {
     QemuStderr(String),
     /// Serial console bytes, to copy to stderr (`-v`).
     Console(Vec<u8>),
+    /// A message for the user (a host port forward).
+    Say(String),
 }
 
 /// Boots, runs `opts.argv` with `stdin` as its input, and returns its status.
@@ -132,6 +135,9 @@ pub fn exec(
         }
     };
     let socket = tmp.0.join("hostlink.sock");
+    let nic_port = prepared.has("virtio_net").then_some(host.http_port);
+    // Host port forwards need the NIC.
+    let monitor = nic_port.map(|_| tmp.0.join("monitor.sock"));
     let config = QemuConfig {
         machine: opts.machine,
         profile: opts.profile.clone(),
@@ -140,9 +146,10 @@ pub fn exec(
         icount: false,
         bootfs: prepared.bootfs.clone(),
         // No network driver in the profile: no NIC (and no host port to take).
-        nic_port: prepared.has("virtio_net").then_some(host.http_port),
+        nic_port,
         hostlink: HostLink::Socket(socket.clone()),
         disk,
+        monitor: monitor.clone(),
         extra: Vec::new(),
     };
     let mut session = ExecSession {
@@ -151,6 +158,7 @@ pub fn exec(
         console_log: tmp.0.join("console.log"),
         interrupts: 0,
         link: None,
+        forwards: monitor.map(|m| HostForwards::new(m, host.http_port)),
     };
     let status = session.run(host, &config, &socket, stdin);
     drop(tmp);
@@ -163,6 +171,8 @@ struct ExecSession<'a, 'b> {
     console_log: PathBuf,
     interrupts: usize,
     link: Option<Arc<Mutex<UnixStream>>>,
+    /// Given to the console's thread, which follows the console.
+    forwards: Option<HostForwards>,
 }
 
 impl ExecSession<'_, '_> {
@@ -220,13 +230,14 @@ impl ExecSession<'_, '_> {
         status
     }
 
-    /// Copies the serial console to the log (and to stderr with `-v`), and
-    /// QEMU's stderr to the session.
-    fn watch_qemu(&self, child: &mut Child, tx: &mpsc::Sender<Event>) {
+    /// Copies the serial console to the log (and to stderr with `-v`) and
+    /// follows it for host port forwards, and QEMU's stderr to the session.
+    fn watch_qemu(&mut self, child: &mut Child, tx: &mpsc::Sender<Event>) {
         let mut console = child.stdout.take().expect("piped stdout");
         let log = std::fs::File::create(&self.console_log);
         let verbose = self.opts.verbose;
         let console_tx = tx.clone();
+        let mut lines = self.forwards.take().map(ConsoleLines::new);
         thread::spawn(move || {
             let Ok(mut log) = log else { return };
             let mut buf = vec![0u8; 65536];
@@ -234,6 +245,9 @@ impl ExecSession<'_, '_> {
                 let _ = log.write_all(&buf[..n]);
                 if verbose {
                     let _ = console_tx.send(Event::Console(buf[..n].to_vec()));
+                }
+                if let Some(lines) = &mut lines {
+                    lines.push(&buf[..n], &console_tx);
                 }
             }
         });
@@ -286,6 +300,7 @@ impl ExecSession<'_, '_> {
         match event {
             Event::QemuStderr(line) => self.io.err_bytes(format!("{line}\n").as_bytes()),
             Event::Console(data) => self.io.err_bytes(&data),
+            Event::Say(msg) => self.io.say(&msg),
             Event::Link(_) | Event::LinkEnd => {}
         }
     }
@@ -473,6 +488,32 @@ impl ExecSession<'_, '_> {
     }
 }
 
+/// The console cut into lines for [`HostForwards`], whose messages go to
+/// the session.
+struct ConsoleLines {
+    forwards: HostForwards,
+    pending: Vec<u8>,
+}
+
+impl ConsoleLines {
+    fn new(forwards: HostForwards) -> ConsoleLines {
+        ConsoleLines {
+            forwards,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, data: &[u8], tx: &mpsc::Sender<Event>) {
+        self.pending.extend_from_slice(data);
+        while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=at).collect();
+            if let Some(msg) = self.forwards.line(&String::from_utf8_lossy(&line)) {
+                let _ = tx.send(Event::Say(msg));
+            }
+        }
+    }
+}
+
 /// Sends one whole frame.
 fn send(link: &Mutex<UnixStream>, frame: &Frame) -> std::io::Result<()> {
     let bytes = frame
@@ -552,5 +593,44 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Console chunks cut anywhere still make whole lines, and the forwards'
+    /// messages reach the session as `Event::Say`.
+    #[test]
+    fn console_lines_reach_the_forwards() {
+        let tmp = TempDir::new("starina-exec-test").unwrap();
+        let forwards = HostForwards::new(tmp.0.join("no-monitor.sock"), 8080);
+        let mut lines = ConsoleLines::new(forwards);
+        let (tx, rx) = mpsc::channel();
+        let console = b"[ 1.0] INFO  linux: booted\r\n\
+            [ 2.0] INFO  linux: net: forwarding TCP port 8080 to Linux (httpd (pid 9))\r\n\
+            [ 3.0] INFO  linux: net: forwarding TCP port 8000 to Linux (p";
+        for chunk in console.chunks(7) {
+            lines.push(chunk, &tx);
+        }
+        let said: Vec<String> = rx
+            .try_iter()
+            .map(|event| match event {
+                Event::Say(msg) => msg,
+                _ => panic!("only messages are sent"),
+            })
+            .collect();
+        assert_eq!(
+            said,
+            ["host port 8080 is in use (Starina's httpd): \
+              Linux's port 8080 is reachable inside Starina only"]
+        );
+        // The last line is not whole yet: nothing for port 8000 until it is.
+        lines.push(b"ython (pid 10))\n", &tx);
+        let Ok(Event::Say(msg)) = rx.try_recv() else {
+            panic!("no message for port 8000");
+        };
+        assert!(msg.starts_with("cannot reach QEMU's monitor"), "{msg}");
     }
 }

@@ -26,6 +26,7 @@ pub mod direct;
 pub mod disk;
 pub mod exec;
 pub mod flamegraph;
+pub mod forwards;
 pub mod gdb_remote;
 pub mod host;
 pub mod insn_counts;

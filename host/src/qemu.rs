@@ -70,6 +70,9 @@ pub struct QemuConfig {
     /// A raw disk image for the virtio-blk disk (profiles with the
     /// `virtio_blk` driver).
     pub disk: Option<PathBuf>,
+    /// QEMU's human monitor (HMP) on this Unix socket, on which QEMU
+    /// listens ([`crate::forwards`] adds port forwards through it).
+    pub monitor: Option<PathBuf>,
     /// Appended as they are.
     pub extra: Vec<String>,
 }
@@ -93,6 +96,7 @@ impl QemuConfig {
         a.extend(strings(&[
             "-m", memory, "-display", "none", "-monitor", "none",
         ]));
+        a.extend(self.monitor_args());
         a.extend(strings(&[
             "-no-reboot",
             "-device",
@@ -141,6 +145,24 @@ impl QemuConfig {
         let drive = format!("file={file},if=none,format=raw,id=disk0,cache=writeback");
         let device = format!("{},drive=disk0", self.machine.virtio("virtio-blk"));
         strings(&["-drive", &drive, "-device", &device])
+    }
+
+    /// Monitor: `-monitor none` drops QEMU's default one; the HMP monitor on
+    /// the socket is a chardev of its own (`server=on,wait=off`: QEMU
+    /// listens and does not wait for us), as `-monitor unix:...` would make.
+    fn monitor_args(&self) -> Vec<String> {
+        let Some(path) = &self.monitor else {
+            return Vec::new();
+        };
+        // QEMU splits -chardev options at commas; a comma in the path is doubled.
+        let path = path.to_string_lossy().replace(',', ",,");
+        let chardev = format!("socket,id=monitor,path={path},server=on,wait=off");
+        strings(&[
+            "-chardev",
+            &chardev,
+            "-mon",
+            "chardev=monitor,mode=readline",
+        ])
     }
 
     fn hostlink_args(&self) -> Vec<String> {
@@ -248,6 +270,7 @@ mod tests {
             nic_port: Some(8080),
             hostlink: HostLink::None,
             disk: None,
+            monitor: None,
             extra: vec![],
         }
     }
@@ -301,6 +324,23 @@ mod tests {
         }
         assert!(!a.iter().any(|x| x == "-netdev"));
         assert_eq!(a.last().unwrap(), "-s");
+    }
+
+    #[test]
+    fn monitor_socket() {
+        let mut c = config(Machine::Q35);
+        assert!(!c.args(&serial_to_stdout()).iter().any(|x| x == "-mon"));
+        c.monitor = Some("/t/a,b/monitor.sock".into());
+        let a = c.args(&serial_to_stdout());
+        let chardev = "socket,id=monitor,path=/t/a,,b/monitor.sock,server=on,wait=off";
+        assert!(
+            has(
+                &a,
+                &["-chardev", chardev, "-mon", "chardev=monitor,mode=readline"]
+            ),
+            "{a:?}"
+        );
+        assert!(has(&a, &["-monitor", "none"]), "{a:?}");
     }
 
     #[test]

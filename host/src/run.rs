@@ -16,6 +16,8 @@ use crate::boot::prepare;
 use crate::boot::Prepared;
 use crate::disk;
 use crate::disk::DiskOptions;
+use crate::exec::TempDir;
+use crate::forwards::HostForwards;
 use crate::host::fmt_seconds;
 use crate::host::shell_quote;
 use crate::host::Host;
@@ -116,7 +118,17 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
         }
     };
     let interactive = host.interactive && opts.until.is_empty();
-    let config = qemu_config(host, opts, &prepared, disk);
+    // The monitor socket's directory, until QEMU has exited.
+    let tmp = match TempDir::new("starina-run") {
+        Ok(tmp) => tmp,
+        Err(e) => {
+            io.say(&format!("cannot make a temporary directory: {e}"));
+            return RunReport::status(ExitStatus::NotBooted);
+        }
+    };
+    let monitor = tmp.0.join("monitor.sock");
+    let forwards = HostForwards::new(monitor.clone(), host.http_port);
+    let config = qemu_config(host, opts, &prepared, disk, monitor);
     let serial = if interactive {
         qemu::serial_stdio()
     } else {
@@ -138,8 +150,10 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
         opts.profile,
         opts.machine.name()
     ));
-    let mut session = Session::new(io, until, interactive);
-    session.boot(host, &mut cmd, opts.timeout)
+    let mut session = Session::new(io, until, interactive, forwards);
+    let report = session.boot(host, &mut cmd, opts.timeout);
+    drop(tmp);
+    report
 }
 
 /// `--until` patterns, compiled; an error names the bad one.
@@ -158,6 +172,7 @@ fn qemu_config(
     opts: &RunOptions,
     prepared: &Prepared,
     disk: Option<PathBuf>,
+    monitor: PathBuf,
 ) -> QemuConfig {
     QemuConfig {
         machine: opts.machine,
@@ -173,6 +188,7 @@ fn qemu_config(
             HostLink::None
         },
         disk,
+        monitor: Some(monitor),
         extra: opts.qemu_args.clone(),
     }
 }
@@ -199,10 +215,17 @@ struct Session<'a, 'b> {
     held: Vec<String>,
     stop_sent: Option<Instant>,
     t0: Instant,
+    /// Host port forwards for the Linux listeners the console announces.
+    forwards: HostForwards,
 }
 
 impl<'a, 'b> Session<'a, 'b> {
-    fn new(io: &'a mut Streams<'b>, until: Vec<(String, Regex)>, interactive: bool) -> Self {
+    fn new(
+        io: &'a mut Streams<'b>,
+        until: Vec<(String, Regex)>,
+        interactive: bool,
+        forwards: HostForwards,
+    ) -> Self {
         Session {
             io,
             interactive,
@@ -218,6 +241,7 @@ impl<'a, 'b> Session<'a, 'b> {
             held: Vec::new(),
             stop_sent: None,
             t0: Instant::now(),
+            forwards,
         }
     }
 
@@ -225,7 +249,9 @@ impl<'a, 'b> Session<'a, 'b> {
         let _ = self.io.out.flush();
         let saved_tty = self.interactive.then(save_tty).flatten();
         if self.interactive {
-            cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
+            // The console still comes through us (`serial`): the host port
+            // forwards follow it.
+            cmd.stdin(Stdio::inherit()).stdout(Stdio::piped());
         } else {
             // Our own process group: only we stop QEMU, not the terminal's Ctrl-C.
             std::os::unix::process::CommandExt::process_group(cmd, 0);
@@ -327,11 +353,14 @@ impl<'a, 'b> Session<'a, 'b> {
     }
 
     fn check_line(&mut self, child: &Child, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if let Some(msg) = self.forwards.line(text) {
+            self.io.say(&msg);
+        }
         if self.until.is_empty() {
             return;
         }
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches(['\r', '\n']);
         let elapsed = self.t0.elapsed();
         let (seen, remaining): (Vec<_>, Vec<_>) = std::mem::take(&mut self.until)
             .into_iter()

@@ -72,6 +72,7 @@ impl LinkedGuest {
             nic_port: http_port,
             hostlink: qemu::HostLink::Socket(socket),
             disk,
+            monitor: None,
             extra: Vec::new(),
         };
         let mut cmd = qemu::command(&host, &config.args(&qemu::serial_to_stdout()))
