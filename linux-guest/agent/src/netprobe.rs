@@ -23,6 +23,9 @@ use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One check, by name.
+type Check = (&'static str, Box<dyn Fn() -> Result<(), String>>);
+
 /// The payload of `half_close`: a byte pattern both sides can compute.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -43,7 +46,7 @@ pub fn run(host: &str, udp_port: &str, tcp_port: &str) -> i32 {
         eprintln!("net-probe: want HOST UDP_PORT TCP_PORT (an IPv4 address and two ports)");
         return 2;
     };
-    let checks: [(&str, Box<dyn Fn() -> Result<(), String>>); 3] = [
+    let checks: [Check; 3] = [
         ("udp_echo", Box::new(move || udp_echo(udp))),
         ("half_close", Box::new(move || half_close(tcp))),
         ("refused", Box::new(move || refused(udp))),

@@ -51,7 +51,7 @@ impl Server {
             return;
         };
         let frames = core::mem::take(&mut self.shared.inner.lock().net_from_guest);
-        nat.from_guest(cx, frames);
+        nat.on_guest_frames(cx, frames);
         self.net_service(cx);
     }
 

@@ -76,8 +76,8 @@ impl Server {
                 }
                 self.dns_servers = servers
                     .iter()
-                    .filter_map(|s| match s {
-                        IpAddress::Ipv4(v4) => Some(*v4),
+                    .map(|s| match s {
+                        IpAddress::Ipv4(v4) => *v4,
                     })
                     .collect();
                 log::info!("{}", configured_text(address, router, &servers));

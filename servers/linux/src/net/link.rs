@@ -65,7 +65,7 @@ impl Device for Link {
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        (self.tx.len() < TX_QUEUE_MAX).then(|| TxToken(&mut self.tx))
+        (self.tx.len() < TX_QUEUE_MAX).then_some(TxToken(&mut self.tx))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

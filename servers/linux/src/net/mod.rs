@@ -191,7 +191,7 @@ impl Nat {
     }
 
     /// Frames the guest sent.
-    pub fn from_guest(&mut self, cx: &mut Cx<Ctx>, frames: Vec<Vec<u8>>) {
+    pub fn on_guest_frames(&mut self, cx: &mut Cx<Ctx>, frames: Vec<Vec<u8>>) {
         for frame in frames {
             match frame::classify(&frame) {
                 Kind::Syn { from, to } if from.addr == GUEST => {

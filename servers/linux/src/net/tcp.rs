@@ -50,7 +50,9 @@ struct PendingConnect {
 
 struct Flow {
     socket: SocketHandle,
-    channel: HandleId,
+    /// Its tcpip connection; `None` once tcpip closed it (the handle
+    /// number may name another channel then: never used again).
+    channel: Option<HandleId>,
     key: Key,
     /// Bytes from the channel the socket had no room for; the channel is
     /// paused while there are any.
@@ -190,7 +192,10 @@ impl Nat {
             .poll(super::now(), &mut self.link, &mut self.sockets);
     }
 
-    /// A forwarded connection from `client` to the guest's `port`.
+    /// A forwarded connection from `client` to the guest's `port`. A
+    /// client on this machine (tcpip's loopback: a native component, or
+    /// the guest itself through `starina.internal`) comes from the
+    /// gateway's address, which the guest routes back to us.
     pub(super) fn connect_inbound(
         &mut self,
         cx: &mut Cx<Ctx>,
@@ -198,6 +203,14 @@ impl Nat {
         port: u16,
         channel: Channel,
     ) -> bool {
+        let client = if client.addr.is_loopback() || client.addr.is_unspecified() {
+            Endpoint {
+                addr: GATEWAY,
+                port: client.port,
+            }
+        } else {
+            client
+        };
         let key = (
             Endpoint {
                 addr: super::GUEST,
@@ -243,7 +256,8 @@ impl Nat {
                 };
                 if n < data.len() {
                     flow.pending.extend_from_slice(&data[n..]);
-                    if !flow.paused && cx.pause_receiving(flow.channel).is_ok() {
+                    let paused = flow.channel.map(|ch| cx.pause_receiving(ch));
+                    if !flow.paused && paused == Some(Ok(())) {
                         flow.paused = true;
                     }
                 }
@@ -257,11 +271,15 @@ impl Nat {
         }
     }
 
-    /// Flow `id`'s channel closed without a word: a reset.
+    /// Flow `id`'s channel closed. After both directions ended (tcpip
+    /// drops a finished connection) that is the end; before, a reset.
     pub fn on_tcp_closed(&mut self, id: u32) {
         if let Some(flow) = self.tcp.flows.get_mut(&id) {
-            self.sockets.get_mut::<tcp::Socket>(flow.socket).abort();
-            flow.aborted = true;
+            flow.channel = None;
+            if !(flow.channel_done && flow.guest_done) {
+                self.sockets.get_mut::<tcp::Socket>(flow.socket).abort();
+                flow.aborted = true;
+            }
         }
     }
 
@@ -272,8 +290,8 @@ impl Nat {
         let mut ended = Vec::new();
         for (&id, flow) in self.tcp.flows.iter_mut() {
             let socket = self.sockets.get_mut::<tcp::Socket>(flow.socket);
-            wrote |= flow.to_guest(cx, socket);
-            flow.from_guest(cx, socket);
+            wrote |= flow.pump_to_guest(cx, socket);
+            flow.pump_from_guest(cx, socket);
             if flow.is_over(cx, socket) {
                 ended.push(id);
             }
@@ -282,7 +300,9 @@ impl Nat {
             if let Some(flow) = self.tcp.flows.remove(&id) {
                 self.tcp.by_key.remove(&flow.key);
                 self.sockets.remove(flow.socket);
-                cx.remove(flow.channel);
+                if let Some(ch) = flow.channel {
+                    cx.remove(ch);
+                }
             }
         }
         self.expire_connects();
@@ -311,7 +331,7 @@ impl Flow {
     fn new(socket: SocketHandle, channel: HandleId, key: Key) -> Flow {
         Flow {
             socket,
-            channel,
+            channel: Some(channel),
             key,
             pending: Vec::new(),
             paused: false,
@@ -325,14 +345,17 @@ impl Flow {
 
     /// The channel's bytes into the socket, and its close once they are
     /// out. Whether the socket was written to.
-    fn to_guest(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) -> bool {
+    fn pump_to_guest(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) -> bool {
         let mut wrote = false;
         if !self.pending.is_empty() && socket.may_send() {
             let n = socket.send_slice(&self.pending).unwrap_or(0);
             self.pending.drain(..n);
             wrote = n > 0;
         }
-        if self.pending.is_empty() && self.paused && cx.resume_receiving(self.channel).is_ok() {
+        if self.pending.is_empty() && self.paused {
+            if let Some(ch) = self.channel {
+                let _ = cx.resume_receiving(ch);
+            }
             self.paused = false;
         }
         if self.channel_done && self.pending.is_empty() && !self.socket_closed {
@@ -345,14 +368,14 @@ impl Flow {
 
     /// The socket's bytes to the channel while it has no backlog, and the
     /// guest's FIN as `Close`.
-    fn from_guest(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) {
-        if self.aborted {
+    fn pump_from_guest(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) {
+        let Some(channel) = self.channel.filter(|_| !self.aborted) else {
             return;
-        }
-        while socket.can_recv() && cx.backlog_bytes(self.channel) == 0 {
+        };
+        while socket.can_recv() && cx.backlog_bytes(channel) == 0 {
             let sent = socket.recv(|buf| {
                 let n = buf.len().min(MESSAGE_DATA_MAX);
-                match cx.send_data(self.channel, &buf[..n]) {
+                match cx.send_data(channel, &buf[..n]) {
                     Ok(()) => (n, true),
                     Err(_) => (0, false),
                 }
@@ -366,7 +389,7 @@ impl Flow {
             State::CloseWait | State::LastAck | State::Closing | State::TimeWait
         );
         if fin && socket.recv_queue() == 0 && !self.guest_done {
-            let _ = cx.send(self.channel, Message::Close);
+            let _ = cx.send(channel, Message::Close);
             self.guest_done = true;
         }
     }
@@ -379,9 +402,13 @@ impl Flow {
             // The reset went to the guest in the poll before this.
             return state == State::Closed;
         }
+        let Some(channel) = self.channel else {
+            // tcpip is done with it: the socket finishes on its own.
+            return matches!(state, State::Closed | State::TimeWait);
+        };
         if state == State::Closed && !(self.guest_done && self.socket_closed) && !self.reset_sent {
             let _ = cx.send(
-                self.channel,
+                channel,
                 Message::Abort {
                     code: codes::RESET,
                     reason: "the guest reset the connection",
@@ -389,7 +416,7 @@ impl Flow {
             );
             self.reset_sent = true;
         }
-        if cx.backlog_bytes(self.channel) > 0 {
+        if cx.backlog_bytes(channel) > 0 {
             // What the guest sent last (and its FIN) is still on its way.
             return false;
         }

@@ -172,7 +172,13 @@ impl Nat {
         }
     }
 
+    /// Flow `id`'s channel closed: the loop dropped it already, and its
+    /// handle number may name another channel soon, so it is not closed
+    /// again.
     pub fn on_udp_closed(&mut self, cx: &mut Cx<Ctx>, id: u32) {
+        if let Some(flow) = self.udp.flows.get_mut(&id) {
+            flow.channel = None;
+        }
         self.remove_udp(cx, id);
     }
 
