@@ -129,7 +129,7 @@ impl Server {
         if self.iface.is_none() {
             return Ok(());
         }
-        let mut socket = tcp_socket(self.buffer, self.send_buffer, CONNECT_TIMEOUT);
+        let mut socket = tcp_socket(self.connect_buffer, self.send_buffer, CONNECT_TIMEOUT);
         let local = self.ports.next();
         if let Some(iface) = self.iface.as_mut() {
             socket

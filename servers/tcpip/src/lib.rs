@@ -39,7 +39,8 @@
 //!   zero-window probes would otherwise hold it forever. Slow progress,
 //!   however slow, restarts the clock;
 //! - per connection tcpip holds at most its two socket buffers
-//!   (`socket_buffer` to receive, `send_buffer` to send), 64 KiB + one message from its client waiting
+//!   (`socket_buffer` to receive, `connect_buffer` for connections a client
+//!   opened, `send_buffer` to send), 64 KiB + one message from its client waiting
 //!   for the socket (then it stops reading the client, whose further bytes
 //!   wait in the channel's bounded queue), and one message for the client
 //!   (it reads the socket only while the client's channel has no backlog);

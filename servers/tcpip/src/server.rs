@@ -92,6 +92,8 @@ pub struct Server {
     pub backlog: usize,
     /// Bytes of each TCP socket's receive buffer.
     pub buffer: usize,
+    /// Bytes of the receive buffer of connections clients open (`tcp:`).
+    pub connect_buffer: usize,
     /// Bytes of each TCP socket's send buffer.
     pub send_buffer: usize,
     /// How long a half-open connection may hold a listening socket.
@@ -146,6 +148,7 @@ impl Server {
         Server {
             backlog: (config.backlog.clamp(1, 512)) as usize,
             buffer: (config.socket_buffer.clamp(2048, 1 << 20)) as usize,
+            connect_buffer: (config.connect_buffer.clamp(2048, 1 << 20)) as usize,
             send_buffer: (config.send_buffer.clamp(2048, 1 << 20)) as usize,
             syn_timeout_ns: timeout_ns(config.syn_timeout_ms, SYN_TIMEOUT_MS),
             stall_timeout_ns: timeout_ns(config.stall_timeout_ms, STALL_TIMEOUT_MS),
