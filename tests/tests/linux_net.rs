@@ -365,11 +365,12 @@ sleep 4
         "10.0.2.2",
         "the server sees the client's address (QEMU's host address, as Starina sees it)"
     );
-    // Connects made at the same instant are sometimes reset before they
-    // reach tcpip's accept (the native httpd's port 80 shows the same; see
-    // the session notes), so a request reset before any answer byte is
-    // retried, as browsers retry idempotent requests. Each must succeed,
-    // with the right bytes.
+    // Connects made at the same instant are sometimes reset by QEMU's user
+    // network itself: a capture of its frames to Starina's NIC (QEMU's
+    // filter-dump) shows no SYN for them, and the native httpd's port 80
+    // meets the same. So a request reset before any answer byte is retried,
+    // as browsers retry idempotent requests. Each must succeed, with the
+    // right bytes.
     let parallel: Vec<_> = (0..50)
         .map(|_| {
             thread::spawn(move || {
