@@ -6,7 +6,9 @@
 //!   test runs on the host (hash-checked), a 15 MiB upload, a DNS
 //!   query compared with the host's resolver, `starina.internal` (the
 //!   native httpd's `/api/components`), and the agent's `--net-probe`: a
-//!   UDP echo, a half-close, a refused connect.
+//!   UDP echo, a half-close, a refused connect; then `--net-flood` (1,000
+//!   UDP flows, 300 refused connects), after which DNS and a new connection
+//!   still work.
 //! - `linux_listeners_reach_the_host`: a `busybox httpd` started by `exec`
 //!   is reached from the host at `127.0.0.1:<its port>` (the linux server
 //!   forwards the port, the host tool adds the QEMU forward): a 16 MiB file
@@ -145,7 +147,9 @@ fn serve_http(stream: TcpStream, data: &[u8]) {
         }
     }
     let mut out = stream;
-    if request.starts_with("GET /big ") {
+    if request.starts_with("GET /small ") {
+        let _ = out.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nsmall");
+    } else if request.starts_with("GET /big ") {
         let _ = write!(
             out,
             "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
@@ -232,6 +236,9 @@ echo "dns=$(nslookup -type=a {DNS_NAME} | sed -n 's/^Address: \([0-9.]*\)$/\1/p'
 echo "internal=$(nslookup -type=a starina.internal | sed -n 's/^Address: \([0-9.]*\)$/\1/p' | tr '\n' ' ')"
 echo "components=$(wget -qO- http://starina.internal/api/components | head -c 40)"
 /init --net-probe 10.0.2.2 {udp} {tcp}
+/init --net-flood 10.0.2.2
+echo "dns_after_flood=$(nslookup -type=a {DNS_NAME} | sed -n 's/^Address: \([0-9.]*\)$/\1/p' | sort -u | tr '\n' ' ')"
+echo "get_after_flood=$(wget -qO- http://10.0.2.2:{http}/small)"
 echo done=yes
 "#
     );
@@ -275,6 +282,24 @@ echo done=yes
             "probe {check}:\n{out}"
         );
     }
+    // A program that floods the NAT's tables (1,000 UDP flows past the
+    // 64 allowed, 300 refused connects) costs the others nothing: DNS and a
+    // new connection still work, and the NAT says so at most once a second.
+    assert!(out.contains("flood udp_sent=1000 tcp_refused=300"), "{out}");
+    assert_eq!(
+        get("dns_after_flood"),
+        get("dns"),
+        "DNS (forwarded) after the flood"
+    );
+    assert_eq!(get("get_after_flood"), "small");
+    let warnings = err
+        .lines()
+        .filter(|l| l.contains("UDP flows already"))
+        .count();
+    assert!(
+        (1..=10).contains(&warnings),
+        "{warnings} flow-table warnings:\n{err}"
+    );
     assert_eq!(get("done"), "yes");
     assert_eq!(code, 0, "{err}");
 }

@@ -35,7 +35,8 @@
 //!   linux_files e2e test runs it on /mnt/starina).
 //! - `starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT`: UDP echo,
 //!   TCP half-close and a refused connect against the linux_net e2e
-//!   test's servers (`netprobe.rs`).
+//!   test's servers (`netprobe.rs`); `--net-flood HOST` floods the NAT's
+//!   flow tables.
 
 mod flood;
 mod fsprobe;
@@ -163,6 +164,7 @@ fn main() {
         }
         ["--fs-probe", dir] => std::process::exit(fsprobe::run(dir)),
         ["--net-probe", host, udp, tcp] => std::process::exit(netprobe::run(host, udp, tcp)),
+        ["--net-flood", host] => std::process::exit(netprobe::flood(host)),
         ["--xsetbv-probe"] => xsetbv_probe::main(),
         ["--pipe-echo"] => {
             if let Err(e) = pipebench::echo() {
@@ -179,7 +181,8 @@ fn main() {
                  \x20      starina-guest-agent --spawn-bench N [PROGRAM]   (N fork+exec+wait, timed)\n\
                  \x20      starina-guest-agent --flood SECONDS [SEED]   (VM exits as fast as it can)\n\
                  \x20      starina-guest-agent --fs-probe DIR   (POSIX corners of the fs at DIR)\n\
-                 \x20      starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT   (UDP echo, half-close, refused)"
+                 \x20      starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT   (UDP echo, half-close, refused)\n\
+                 \x20      starina-guest-agent --net-flood HOST   (1,000 UDP flows, 300 refused connects)"
             );
             std::process::exit(2);
         }

@@ -12,6 +12,12 @@
 //!
 //! One line per check, `probe <name> ok` or `probe <name> FAILED: <why>`,
 //! then `probe: N passed, M failed`; the exit status is 1 if any failed.
+//!
+//! `starina-guest-agent --net-flood HOST`: a hostile program for the NAT's
+//! bounds: 1,000 UDP datagrams, each to a new port of HOST (1,000 flows),
+//! and 300 TCP connects to ports of HOST where nothing listens; prints
+//! `flood udp_sent=N tcp_refused=M tcp_other=K`. The test then checks that
+//! the network still works for everyone else.
 
 use std::io::Read;
 use std::io::Write;
@@ -63,6 +69,33 @@ pub fn run(host: &str, udp_port: &str, tcp_port: &str) -> i32 {
     }
     println!("probe: {} passed, {failed} failed", checks.len() - failed);
     i32::from(failed > 0)
+}
+
+/// `--net-flood HOST`.
+pub fn flood(host: &str) -> i32 {
+    let Ok(ip) = host.parse::<std::net::Ipv4Addr>() else {
+        eprintln!("net-flood: want HOST (an IPv4 address)");
+        return 2;
+    };
+    let socket = match UdpSocket::bind("0.0.0.0:0") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("net-flood: bind: {e}");
+            return 1;
+        }
+    };
+    let udp_sent = (0..1000u16)
+        .filter(|i| socket.send_to(b"flood", (ip, 20000 + i)).is_ok())
+        .count();
+    let (mut refused, mut other) = (0, 0);
+    for port in 30000..30300u16 {
+        match TcpStream::connect_timeout(&SocketAddr::from((ip, port)), Duration::from_secs(2)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+            _ => other += 1,
+        }
+    }
+    println!("flood udp_sent={udp_sent} tcp_refused={refused} tcp_other={other}");
+    0
 }
 
 fn udp_echo(server: SocketAddr) -> Result<(), String> {

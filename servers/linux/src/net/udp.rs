@@ -1,5 +1,6 @@
 //! UDP flows: one tcpip `udp:` channel per (guest endpoint, peer), each
-//! `Data` one datagram; dropped after a quiet spell. DNS queries to the
+//! `Data` one datagram; dropped after a quiet spell, or, when the table is
+//! full, the quietest makes room for a new one. DNS queries to the
 //! gateway are answered here for the NAT's own names and otherwise go to
 //! tcpip's DNS server (`udp-dns:`), the reply coming back from the
 //! gateway's address as the guest expects.
@@ -97,13 +98,18 @@ impl Nat {
             return;
         }
         if self.udp.flows.len() >= self.config.max_udp_flows {
+            // The table is full: the flow quiet the longest makes room, so
+            // that a guest program opening flows without end cannot shut
+            // the others (DNS) out for a minute.
             if !rate_limited(&mut self.quiet_until, 1) {
                 log::warn!(
-                    "net: {} UDP flows already: dropping the guest's datagram to {to}",
+                    "net: {} UDP flows already: the quietest goes for the guest's new flow to {to}",
                     self.config.max_udp_flows
                 );
             }
-            return;
+            if let Some(oldest) = self.quietest_udp() {
+                self.remove_udp(cx, oldest);
+            }
         }
         self.udp.next_id = self.udp.next_id.wrapping_add(1);
         let id = self.udp.next_id;
@@ -196,6 +202,15 @@ impl Nat {
                 cx.remove(ch);
             }
         }
+    }
+
+    /// The flow with no datagram for the longest.
+    fn quietest_udp(&self) -> Option<u32> {
+        self.udp
+            .flows
+            .iter()
+            .min_by_key(|(_, f)| f.last_active)
+            .map(|(&id, _)| id)
     }
 
     /// Drops flows that have been quiet too long.
