@@ -13,8 +13,9 @@
 //!   is reached from the host at `127.0.0.1:<its port>` (the linux server
 //!   forwards the port, the host tool adds the QEMU forward): a 16 MiB file
 //!   hash-checked, 50 parallel requests, the client's own address seen by
-//!   the server; when the listener exits the port stops answering within
-//!   two seconds.
+//!   the server; Linux reaches it through `starina.internal` too (tcpip's
+//!   loopback into the forward); when the listener exits the port stops
+//!   answering within two seconds.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -356,6 +357,9 @@ printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho "$REMOTE_ADDR"\n' >
 chmod +x /tmp/www/cgi-bin/peer
 busybox httpd -f -p {port} -h /tmp/www &
 pid=$!
+i=0
+until hairpin=$(wget -qO- http://starina.internal:{port}/big.sha) || [ $i -ge 20 ]; do sleep 0.5; i=$((i+1)); done
+echo "hairpin=$hairpin"
 read line
 kill $pid
 wait $pid
@@ -455,5 +459,9 @@ sleep 4
     drop(writer);
     let (code, out, err) = run.join().unwrap();
     assert!(out.contains("stopped=yes"), "{out}\n{err}");
+    // Linux reached its own service as a native client would: the NAT's
+    // `tcp:127.0.0.1:<port>` to tcpip, whose loopback hands the channel to
+    // the forward of that port, back into Linux.
+    assert_eq!(values(&out).get("hairpin"), Some(&sha.as_str()), "{out}");
     assert_eq!(code, 0, "{err}");
 }
