@@ -21,6 +21,16 @@ impl Handler for Server {
         cx.add_channel(ch, Ctx::Client).map(drop)
     }
 
+    /// A provider restarted: tcpip gets a new NAT; the fs server's channel
+    /// belongs to the vCPU thread's virtio-fs, which does not reconnect.
+    fn reconnect(&mut self, cx: &mut Cx<Ctx>, field: &str, ch: Channel) -> Result<(), Error> {
+        match field {
+            "tcpip" => self.net_reconnect(cx, ch),
+            other => log::warn!("'{other}' restarted; its channel is not taken up again"),
+        }
+        Ok(())
+    }
+
     fn message(
         &mut self,
         cx: &mut Cx<Ctx>,

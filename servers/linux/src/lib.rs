@@ -132,6 +132,8 @@ struct Server {
     liveness_timer: Option<HandleId>,
     /// The guest's network, when the profile has tcpip.
     net: Option<net::Nat>,
+    /// Its limits and policy (a NAT that replaces it takes them).
+    net_config: Option<net::NetConfig>,
 }
 
 pub fn main(env: Env) -> Result<(), Error> {
@@ -173,6 +175,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         liveness: Liveness::default(),
         liveness_timer,
         net: None,
+        net_config: None,
     };
     if let Some(tcpip) = env.tcpip {
         let config = net_config(&env.config);
@@ -180,6 +183,7 @@ pub fn main(env: Env) -> Result<(), Error> {
             Ok(nat) => {
                 log::info!("net: {}", net::describe(&config));
                 server.net = Some(nat);
+                server.net_config = Some(config);
             }
             Err(e) => log::warn!("net: no network for the guest: {e}"),
         }

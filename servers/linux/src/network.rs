@@ -3,9 +3,15 @@
 
 use core::sync::atomic::Ordering;
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use starina::channel::Channel;
 use starina::mainloop::Cx;
 use starina::message::Message;
+use starina_bridge::process::Proto;
 
+use crate::net::Nat;
 use crate::shared::NET_QUEUE_MAX;
 use crate::Ctx;
 use crate::Server;
@@ -33,8 +39,11 @@ impl Server {
         };
         match *state {
             Ctx::Tcpip => {
-                log::error!("net: tcpip went away: the guest has no network until Linux restarts");
-                self.net = None;
+                // Startup restarts it and hands us a new channel
+                // (`net_reconnect`); until then new flows fail.
+                log::warn!(
+                    "net: tcpip went away: the guest's new connections fail until it is back"
+                );
                 return;
             }
             Ctx::TcpFlow(id) => nat.on_tcp_closed(id),
@@ -42,6 +51,36 @@ impl Server {
             Ctx::Forward(port) => nat.on_forward_closed(port),
             _ => return,
         }
+        self.net_service(cx);
+    }
+
+    /// tcpip restarted: a new NAT on the new channel. The old one's flows
+    /// went with the old tcpip (the guest's connections are reset); the
+    /// ports Linux listens on are forwarded again.
+    pub(crate) fn net_reconnect(&mut self, cx: &mut Cx<Ctx>, tcpip: Channel) {
+        let (Some(old), Some(config)) = (self.net.take(), self.net_config.clone()) else {
+            log::warn!("net: tcpip is back, but the guest has no NIC (it booted without tcpip)");
+            return;
+        };
+        let listening: Vec<(u16, String)> = old
+            .listening()
+            .map(|(port, process)| (port, String::from(process)))
+            .collect();
+        old.shut_down(cx);
+        let mut nat = match Nat::new(cx, tcpip, config) {
+            Ok(nat) => nat,
+            Err(e) => {
+                log::error!(
+                    "net: tcpip is back, but a new NAT failed: {e}; the guest has no network"
+                );
+                return;
+            }
+        };
+        for (port, process) in listening {
+            nat.on_listening(cx, Proto::Tcp, port, true, process);
+        }
+        log::info!("net: tcpip is back: a new NAT (the guest's connections were reset)");
+        self.net = Some(nat);
         self.net_service(cx);
     }
 

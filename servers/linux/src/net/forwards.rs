@@ -32,9 +32,20 @@ pub struct Forward {
     pub connections: u64,
 }
 
+impl Forwards {
+    /// The tcpip listeners in the loop.
+    pub fn channels(&self) -> impl Iterator<Item = HandleId> + '_ {
+        self.ports.values().filter_map(|f| f.channel)
+    }
+}
+
 #[derive(Default)]
 pub struct Forwards {
     ports: BTreeMap<u16, Forward>,
+    /// Every TCP port Linux listens on (forwarded or not), with its
+    /// process: a NAT that replaces this one (tcpip restarted) forwards
+    /// them again.
+    listening: BTreeMap<u16, String>,
 }
 
 impl Nat {
@@ -52,6 +63,13 @@ impl Nat {
         open: bool,
         process: String,
     ) {
+        if proto == Proto::Tcp {
+            if open {
+                self.forwards.listening.insert(port, process.clone());
+            } else {
+                self.forwards.listening.remove(&port);
+            }
+        }
         if proto != Proto::Tcp {
             if open && !rate_limited(&mut self.quiet_until, 2) {
                 log::info!("net: not forwarding UDP port {port} ({process}): inbound UDP is not forwarded yet");
@@ -165,5 +183,13 @@ impl Nat {
                 forward.process
             );
         }
+    }
+
+    /// The TCP ports Linux listens on, with their processes.
+    pub fn listening(&self) -> impl Iterator<Item = (u16, &str)> {
+        self.forwards
+            .listening
+            .iter()
+            .map(|(&port, process)| (port, process.as_str()))
     }
 }

@@ -174,6 +174,20 @@ impl Nat {
         })
     }
 
+    /// Takes the NAT's channels and timer out of the loop (closing them):
+    /// its flows end, and the guest's connections through it are reset by
+    /// the next NAT, which knows none of them.
+    pub fn shut_down(self, cx: &mut Cx<Ctx>) {
+        let mut ids: Vec<HandleId> = alloc::vec![self.tcpip];
+        ids.extend(self.timer);
+        ids.extend(self.tcp.channels());
+        ids.extend(self.udp.channels());
+        ids.extend(self.forwards.channels());
+        for id in ids {
+            cx.remove(id);
+        }
+    }
+
     /// Sends `Open { uri }` to tcpip for `call`.
     fn open(&mut self, cx: &mut Cx<Ctx>, uri: &str, call: Call) -> Result<(), starina::Error> {
         let call_id = self.next_call;

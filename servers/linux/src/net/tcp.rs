@@ -79,6 +79,11 @@ pub struct Flows {
 }
 
 impl Flows {
+    /// The flows' tcpip channels still in the loop.
+    pub fn channels(&self) -> impl Iterator<Item = HandleId> + '_ {
+        self.flows.values().filter_map(|f| f.channel)
+    }
+
     pub fn pending_is_empty(&self) -> bool {
         self.pending.is_empty()
     }

@@ -54,6 +54,11 @@ pub struct Flows {
 }
 
 impl Flows {
+    /// The flows' tcpip channels.
+    pub fn channels(&self) -> impl Iterator<Item = HandleId> + '_ {
+        self.flows.values().filter_map(|f| f.channel)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
     }
