@@ -13,9 +13,10 @@
 //!   is reached from the host at `127.0.0.1:<its port>` (the linux server
 //!   forwards the port, the host tool adds the QEMU forward): a 16 MiB file
 //!   hash-checked, 50 parallel requests, the client's own address seen by
-//!   the server; Linux reaches it through `starina.internal` too (tcpip's
-//!   loopback into the forward); when the listener exits the port stops
-//!   answering within two seconds.
+//!   the server; the native httpd's `/api/forwards` lists it with its
+//!   process and connection count; Linux reaches it through
+//!   `starina.internal` too (tcpip's loopback into the forward); when the
+//!   listener exits the port stops answering within two seconds.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -442,6 +443,35 @@ sleep 4
             "{} of 50 parallel requests failed: {failures:?} (exit {code}):\n{out}\n{err}",
             failures.len()
         );
+    }
+    // The native httpd lists the forward (refreshed once a second) with
+    // every connection so far: 3 above, the 50, and Linux's own through
+    // starina.internal.
+    let want = format!("{{\"port\":{port},\"protocol\":\"tcp\",\"process\":\"busybox\"");
+    let served = |json: &str| {
+        json.split(&want)
+            .nth(1)
+            .and_then(|rest| rest.split("\"connections\":").nth(1))
+            .and_then(|n| {
+                n.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+    };
+    let listed = Instant::now();
+    loop {
+        let json = http_get(native, "/api/forwards")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if served(&json).is_some_and(|n| n >= 54) {
+            break;
+        }
+        assert!(
+            listed.elapsed() < Duration::from_secs(5),
+            "/api/forwards does not list port {port} with 54 connections: {json}"
+        );
+        thread::sleep(Duration::from_millis(200));
     }
     writeln!(writer, "stop").unwrap();
     let stopped = Instant::now();

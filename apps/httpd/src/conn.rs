@@ -161,6 +161,7 @@ impl Server {
                 stats: &self.stats,
                 open: self.open,
                 tcpip_stats: &self.tcpip_stats,
+                forwards: &self.forwards,
             };
             let files = self.files.as_mut();
             let serve = |get: &Get<'_>| route(&site, files, get);

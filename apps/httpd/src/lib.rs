@@ -81,6 +81,17 @@ pub fn main(env: Env) -> Result<(), String> {
         .map_err(|e| log::warn!("no static files: {e}"))
         .ok();
     let mut server = Server::new(env.monitor, &env.config, tcpip, uri, files);
+    // With the linux server in the profile: its forwards, for /api/forwards.
+    server.linux = env.linux.and_then(|ch| cx_add_linux(&mut ml, ch));
     ml.run(&mut server)
         .map_err(|e| format!("the main loop failed: {e}"))
+}
+
+/// Adds the linux server's channel to the loop (`None`, logged, if it
+/// cannot be).
+fn cx_add_linux(ml: &mut Mainloop<Ctx>, ch: starina::channel::Channel) -> Option<starina::HandleId> {
+    ml.cx()
+        .add_channel(ch, Ctx::Linux)
+        .map_err(|e| log::warn!("no forwards from the linux server: {e}"))
+        .ok()
 }

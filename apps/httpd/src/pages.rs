@@ -29,6 +29,8 @@ pub struct Site<'a> {
     pub open: usize,
     /// The TCP/IP server's last figures (a JSON object).
     pub tcpip_stats: &'a str,
+    /// The ports the linux server forwards into Linux (a JSON array).
+    pub forwards: &'a str,
 }
 
 fn state_name(state: ComponentState) -> &'static str {
@@ -142,12 +144,14 @@ pub fn status_page(site: &Site) -> String {
             c.max_restarts
         );
     }
-    out.push_str("</table>\n<h2>Log</h2>\n<pre>");
+    out.push_str("</table>\n<h2>Forwards into Linux</h2>\n<pre>");
+    http::html_escape(&mut out, site.forwards);
+    out.push_str("</pre>\n<h2>Log</h2>\n<pre>");
     for line in log_lines(monitor, 50) {
         http::html_escape(&mut out, &line);
         out.push('\n');
     }
     out.push_str("</pre>\n<p>JSON: <a href=\"/api/components\">/api/components</a> \
-                  <a href=\"/api/logs\">/api/logs</a> <a href=\"/api/stats\">/api/stats</a></p>\n</body></html>\n");
+                  <a href=\"/api/logs\">/api/logs</a> <a href=\"/api/stats\">/api/stats</a> <a href=\"/api/forwards\">/api/forwards</a></p>\n</body></html>\n");
     out
 }

@@ -7,11 +7,11 @@ use alloc::string::String;
 use crate::http;
 use crate::pages;
 use crate::pages::Site;
-use crate::static_files::StaticFiles;
 use crate::response::error_response;
 use crate::response::pattern_response;
 use crate::response::response;
 use crate::response::Body;
+use crate::static_files::StaticFiles;
 
 /// The largest `/bytes/<n>`.
 const BYTES_MAX: usize = 64 << 20;
@@ -82,7 +82,11 @@ pub fn route(site: &Site, files: Option<&mut StaticFiles>, get: &Get<'_>) -> Bod
     let (head_only, keep_alive) = (get.head_only, get.keep_alive);
     let path = get.path.split('?').next().unwrap_or(get.path);
     if let Some(files) = files {
-        if !matches!(path, "/api/components" | "/api/logs" | "/api/stats") && !path.starts_with("/bytes/") {
+        if !matches!(
+            path,
+            "/api/components" | "/api/logs" | "/api/stats" | "/api/forwards"
+        ) && !path.starts_with("/bytes/")
+        {
             if let Some(body) = files.serve(get) {
                 return body;
             }
@@ -103,6 +107,7 @@ pub fn route(site: &Site, files: Option<&mut StaticFiles>, get: &Get<'_>) -> Bod
         "/api/components" => ok(JSON, pages::components_json(site.monitor)),
         "/api/logs" => ok(JSON, pages::logs_json(site.monitor)),
         "/api/stats" => ok(JSON, pages::stats_json(site)),
+        "/api/forwards" => ok(JSON, String::from(site.forwards)),
         p if p.starts_with("/bytes/") => bytes(&p["/bytes/".len()..], head_only, keep_alive),
         _ => response(
             404,

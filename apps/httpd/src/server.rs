@@ -22,6 +22,7 @@ use crate::Config;
 pub const SWEEP_MS: u64 = 1000;
 pub const LISTEN_CALL: u32 = 1;
 const STATS_CALL: u32 = 2;
+const FORWARDS_CALL: u32 = 3;
 
 /// What each object in the main loop is to the server.
 pub enum Ctx {
@@ -32,6 +33,8 @@ pub enum Ctx {
     Conn(Conn),
     /// Sweeps idle connections and fetches tcpip's figures.
     Timer,
+    /// The linux server (optional): the ports it forwards into Linux.
+    Linux,
 }
 
 pub struct Server {
@@ -50,6 +53,10 @@ pub struct Server {
     tcpip: HandleId,
     /// The TCP/IP server's last figures (a JSON object), `{}` until known.
     pub tcpip_stats: String,
+    /// The linux server's channel, when the profile has it.
+    pub linux: Option<HandleId>,
+    /// Its forwards (a JSON array), `[]` until known.
+    pub forwards: String,
     /// Static files from the native file system.
     pub files: Option<StaticFiles>,
     buf: MessageBuffer,
@@ -79,6 +86,8 @@ impl Server {
             listen_uri,
             tcpip,
             tcpip_stats: String::from("{}"),
+            linux: None,
+            forwards: String::from("[]"),
             files,
             buf: MessageBuffer::new(),
         }
@@ -130,6 +139,20 @@ impl Server {
         }
     }
 
+    /// The linux server's answer to `forwards:`: a channel with the JSON.
+    fn on_linux_message(&mut self, msg: Message<'_>) {
+        if let Message::OpenReply {
+            call_id: FORWARDS_CALL,
+            handle,
+        } = msg
+        {
+            let ch = Channel::from_handle(handle);
+            if let Ok(Message::Data(json)) = ch.try_recv(&mut self.buf) {
+                self.forwards = String::from_utf8_lossy(json).into_owned();
+            }
+        }
+    }
+
     /// A new connection on the listener.
     fn accept(&mut self, cx: &mut Cx<Ctx>, ch: Channel) {
         if self.open >= self.max_conns {
@@ -159,6 +182,7 @@ impl Handler for Server {
     ) -> Result<(), Error> {
         match (state, msg) {
             (Ctx::Tcpip, msg) => self.on_tcpip_message(cx, msg),
+            (Ctx::Linux, msg) => self.on_linux_message(msg),
             (
                 Ctx::Listener,
                 Message::Open {
@@ -181,6 +205,10 @@ impl Handler for Server {
                 self.listen(cx);
             }
             Ctx::Tcpip => log::error!("the TCP/IP server went away"),
+            Ctx::Linux => {
+                self.linux = None;
+                self.forwards = String::from("[]");
+            }
             Ctx::Timer => {}
         }
         Ok(())
@@ -197,6 +225,14 @@ impl Handler for Server {
                 handle: None,
             },
         );
+        if let Some(linux) = self.linux {
+            let forwards = Message::Open {
+                call_id: FORWARDS_CALL,
+                uri: "forwards:",
+                handle: None,
+            };
+            let _ = cx.send(linux, forwards);
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use starina_bridge::process::Frame;
 use crate::process::Proc;
 use crate::Ctx;
 use crate::Server;
+use crate::FORWARDS_URI;
 use crate::TEST_PANIC_URI;
 
 impl Server {
@@ -28,6 +29,9 @@ impl Server {
     ) -> Result<(), Error> {
         if uri == TEST_PANIC_URI {
             return self.test_panic(cx, client, call_id);
+        }
+        if uri == FORWARDS_URI {
+            return self.send_forwards(cx, client, call_id);
         }
         if let Some((code, text)) = self.refusal(uri) {
             return refuse(cx, client, call_id, code, &text);
@@ -51,6 +55,35 @@ impl Server {
         self.procs.insert(id, Proc::new(ch, now));
         self.watch_request(cx, now);
         Ok(())
+    }
+
+    /// Answers `forwards:` with a channel holding one `Data`, the ports
+    /// forwarded into Linux as JSON, then closed.
+    fn send_forwards(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        client: HandleId,
+        call_id: u32,
+    ) -> Result<(), Error> {
+        let json = self
+            .net
+            .as_ref()
+            .map_or_else(|| String::from("[]"), |nat| nat.forwards_json());
+        let (ours, theirs) = match Channel::create() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let text = format!("cannot create a channel: {e}");
+                return refuse(cx, client, call_id, codes::UNAVAILABLE, &text);
+            }
+        };
+        // Queued before the reply, so the client finds it at once; our end
+        // drops here (the client sees the peer closed after the data).
+        ours.send_data(json.as_bytes())?;
+        let reply = Message::OpenReply {
+            call_id,
+            handle: theirs.into_handle(),
+        };
+        cx.send(client, reply)
     }
 
     /// Why an `exec` open cannot be served now, if it cannot.

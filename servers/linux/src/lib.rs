@@ -80,6 +80,11 @@ include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 /// `allow_test_panic`).
 pub const TEST_PANIC_URI: &str = "test:panic";
 
+/// The `Open` URI that answers the ports forwarded into Linux, as JSON:
+/// `[{"port":8000,"protocol":"tcp","process":"busybox","connections":3}]`
+/// (httpd's `/api/forwards`).
+pub const FORWARDS_URI: &str = "forwards:";
+
 /// What each channel in the main loop is to the server.
 #[derive(Clone, Copy)]
 enum Ctx {

@@ -192,4 +192,47 @@ impl Nat {
             .iter()
             .map(|(&port, process)| (port, process.as_str()))
     }
+
+    /// The active forwards as a JSON array (for `forwards:`).
+    pub fn forwards_json(&self) -> String {
+        let items: alloc::vec::Vec<String> = self
+            .forwards
+            .ports
+            .iter()
+            .filter(|(_, f)| f.channel.is_some())
+            .map(|(port, f)| {
+                format!(
+                    "{{\"port\":{port},\"protocol\":\"tcp\",\"process\":\"{}\",\"connections\":{}}}",
+                    json_escape(&f.process),
+                    f.connections
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+}
+
+/// `s` as the inside of a JSON string.
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_escape;
+
+    #[test]
+    fn process_names_are_escaped() {
+        assert_eq!(json_escape("busybox"), "busybox");
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
 }
