@@ -577,7 +577,8 @@ impl Guest {
                 // Each command's outcome: `[exit status N, ...]`.
                 let failed = text
                     .lines()
-                    .any(|l| l.starts_with("[") && !l.starts_with("[exit status 0,"));
+                    .filter(|l| l.starts_with('[') && l.ends_with(" round trip]"))
+                    .any(|l| !l.starts_with("[exit status 0,"));
                 if ok && !failed {
                     Ok(())
                 } else {
