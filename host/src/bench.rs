@@ -231,7 +231,7 @@ fn fs_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
 fn net_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     header(&format!(
         "network: Linux through Starina against Linux booted directly, {} interleaved boots of each",
-        crate::bench_net::RUNS
+        crate::bench_net::runs().unwrap_or(crate::bench_net::RUNS)
     ));
     match crate::bench_net::figures(host, opts) {
         Ok(figures) => {

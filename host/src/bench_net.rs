@@ -112,13 +112,7 @@ impl Side {
 
 /// The figures, in print order: (name, value with its unit).
 pub fn figures(host: &Host, opts: &BenchOptions) -> Result<Vec<(String, String)>, String> {
-    let runs: usize = match std::env::var("RUNS") {
-        Ok(r) => r.parse().map_err(|_| format!("RUNS={r:?}: not a number"))?,
-        Err(_) => RUNS,
-    };
-    if runs == 0 {
-        return Err("RUNS=0: nothing to measure".into());
-    }
+    let runs = runs()?;
     let server = HostServer::start(Arc::new(pattern(BIG)))?;
     let mut host = host.clone();
     if std::env::var_os("STARINA_HTTP_PORT").is_none() {
@@ -146,6 +140,17 @@ pub fn figures(host: &Host, opts: &BenchOptions) -> Result<Vec<(String, String)>
         }
     }
     Ok(summarize(&samples[0], &samples[1]))
+}
+
+/// Boots of each side: `RUNS` from the environment, else [`RUNS`].
+pub fn runs() -> Result<usize, String> {
+    match std::env::var("RUNS") {
+        Ok(r) => match r.parse() {
+            Ok(0) | Err(_) => Err(format!("RUNS={r:?}: want a number of boots, 1 or more")),
+            Ok(n) => Ok(n),
+        },
+        Err(_) => Ok(RUNS),
+    }
 }
 
 /// Linux's listening port: `STARINA_BENCH_NET_PORT`, else a free one.
