@@ -1,6 +1,7 @@
 //! `starina bench` (`make bench`): boot time and IPC figures, then the HTTP
-//! figures ([`crate::bench_http`]) and the Linux microVM's
-//! ([`crate::bench_linux`]). Prints the raw `bench-raw:` lines it used, then
+//! figures ([`crate::bench_http`]), the Linux microVM's
+//! ([`crate::bench_linux`]), the file figures ([`crate::bench_fs`]) and
+//! Linux's network ([`crate::bench_net`]). Prints the raw `bench-raw:` lines it used, then
 //! one `bench: <figure> <value>` line per figure; fails if one is missing.
 //!
 //! - the `bench` profile under `--icount` (guest instructions) and without
@@ -148,6 +149,9 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if opts.fs_only {
         return fs_figures(&host, &opts);
     }
+    if opts.net_only {
+        return net_figures(&host, &opts);
+    }
     let (mut figures, mut order) = if opts.http_only {
         (Figures::new(), Vec::new())
     } else {
@@ -193,7 +197,13 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
         eprintln!("bench: the Linux microVM figures failed");
         return ExitStatus::Failed;
     }
-    fs_figures(&host, &opts)
+    let fs = fs_figures(&host, &opts);
+    let net = net_figures(&host, &opts);
+    if fs.is_success() && net.is_success() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    }
 }
 
 /// Files: Starina's /mnt/starina against QEMU's 9p (`bench_fs`).
@@ -212,6 +222,27 @@ fn fs_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
         Err(e) => {
             eprintln!("bench-fs: {e}");
             eprintln!("bench: the file figures failed");
+            ExitStatus::Failed
+        }
+    }
+}
+
+/// Linux's network through Starina against direct (`bench_net`).
+fn net_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
+    header(&format!(
+        "network: Linux through Starina against Linux booted directly, {} interleaved boots of each",
+        crate::bench_net::runs().unwrap_or(crate::bench_net::RUNS)
+    ));
+    match crate::bench_net::figures(host, opts) {
+        Ok(figures) => {
+            for (name, value) in figures {
+                println!("bench: {name} {value}");
+            }
+            ExitStatus::Success
+        }
+        Err(e) => {
+            eprintln!("bench-net: {e}");
+            eprintln!("bench: the network figures failed");
             ExitStatus::Failed
         }
     }

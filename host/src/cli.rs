@@ -22,7 +22,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                             [--env NAME=VALUE]... [--cwd DIR] [--no-build] [--kernel PATH]
                             [--disk PATH] [--disk-size SIZE (1G)] [-v] -- CMD [ARGS...]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
-       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only]
+       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
@@ -78,6 +78,8 @@ pub struct BenchOptions {
     pub http_only: bool,
     /// Only the file figures (Starina's virtio-fs against QEMU's 9p).
     pub fs_only: bool,
+    /// Only Linux's network figures (through Starina against direct).
+    pub net_only: bool,
 }
 
 /// The stages `starina test` knows.
@@ -206,12 +208,14 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         http: !opts.flag("--no-http"),
         http_only: opts.flag("--http-only"),
         fs_only: opts.flag("--fs-only"),
+        net_only: opts.flag("--net-only"),
     };
     if bench.http_only && !bench.http {
         return Err("--http-only and --no-http exclude each other".into());
     }
-    if bench.fs_only && bench.http_only {
-        return Err("--fs-only and --http-only exclude each other".into());
+    let only = [bench.http_only, bench.fs_only, bench.net_only];
+    if only.iter().filter(|&&o| o).count() > 1 {
+        return Err("--http-only, --fs-only and --net-only exclude each other".into());
     }
     no_extra(after)?;
     opts.finish()?;
@@ -525,6 +529,12 @@ mod tests {
         };
         assert!(b.http && b.http_only);
         assert!(parse(&args(&["bench", "--http-only", "--no-http"])).is_err());
+        let Ok(Command::Bench(b)) = parse(&args(&["bench", "--net-only"])) else {
+            panic!()
+        };
+        assert!(b.net_only && !b.fs_only && !b.http_only);
+        assert!(parse(&args(&["bench", "--net-only", "--fs-only"])).is_err());
+        assert!(parse(&args(&["bench", "--net-only", "--http-only"])).is_err());
         assert!(matches!(
             parse(&args(&["run", "--help"])),
             Ok(Command::Help)

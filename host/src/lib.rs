@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bench_fs;
 pub mod bench_http;
 pub mod bench_linux;
+pub mod bench_net;
 pub mod boot;
 pub mod bootfs;
 pub mod cli;
