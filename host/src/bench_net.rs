@@ -59,6 +59,9 @@ use crate::cli::BenchOptions;
 use crate::exec::TempDir;
 use crate::host::Host;
 use crate::host::Streams;
+use crate::stats::median;
+use crate::stats::percentile;
+use crate::stats::spread;
 
 /// Boots of each side.
 pub const RUNS: usize = 5;
@@ -176,9 +179,10 @@ fn summarize(starina: &[Sample], direct: &[Sample]) -> Vec<(String, String)> {
         );
         eprintln!(
             "bench-net: {name} (interleaved runs): starina {s:.2?}, direct {d:.2?}; spread: starina {}, direct {}",
-            spread(&s),
-            spread(&d)
+            range(&s),
+            range(&d)
         );
+        let median = |v: &[f64]| median(v).unwrap_or(f64::NAN);
         (median(&s), median(&d))
     };
     let (in_s, in_d) = pair("net_in_mbps", |s| s.in_mbps);
@@ -826,26 +830,10 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn median(values: &[f64]) -> f64 {
-    percentile(values, 50.0)
-}
-
-/// "lo..hi".
-fn spread(values: &[f64]) -> String {
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+/// "lo..hi" of `values`.
+fn range(values: &[f64]) -> String {
+    let (lo, hi) = spread(values);
     format!("{lo:.2}..{hi:.2}")
-}
-
-/// The `p`th percentile of `values` (nearest rank); NaN if empty.
-fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
 }
 
 #[cfg(test)]
@@ -853,14 +841,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_by_nearest_rank() {
-        let v: Vec<f64> = (1..=1000).rev().map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 500.0);
-        assert_eq!(percentile(&v, 90.0), 900.0);
-        assert_eq!(percentile(&[3.0, 1.0, 2.0], 50.0), 2.0);
-        assert_eq!(median(&[5.0, 1.0, 4.0, 2.0, 3.0]), 3.0);
-        assert!(percentile(&[], 50.0).is_nan());
-        assert_eq!(spread(&[2.5, 1.0, 3.25]), "1.00..3.25");
+    fn ranges_print_lowest_and_highest() {
+        assert_eq!(range(&[2.5, 1.0, 3.25]), "1.00..3.25");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod qemu;
 pub mod run;
 pub mod selftest;
 pub mod shared_text;
+pub mod stats;
 pub mod stages;
 pub mod status;
 

@@ -137,8 +137,6 @@ struct Server {
     liveness_timer: Option<HandleId>,
     /// The guest's network, when the profile has tcpip.
     net: Option<net::Nat>,
-    /// Its limits and policy (a NAT that replaces it takes them).
-    net_config: Option<net::NetConfig>,
 }
 
 pub fn main(env: Env) -> Result<(), Error> {
@@ -180,15 +178,12 @@ pub fn main(env: Env) -> Result<(), Error> {
         liveness: Liveness::default(),
         liveness_timer,
         net: None,
-        net_config: None,
     };
     if let Some(tcpip) = env.tcpip {
-        let config = net_config(&env.config);
-        match net::Nat::new(ml.cx(), tcpip, config.clone()) {
+        match net::Nat::new(ml.cx(), tcpip, net_config(&env.config)) {
             Ok(nat) => {
-                log::info!("net: {}", net::describe(&config));
+                log::info!("net: {}", net::describe(nat.config()));
                 server.net = Some(nat);
-                server.net_config = Some(config);
             }
             Err(e) => log::warn!("net: no network for the guest: {e}"),
         }

@@ -58,10 +58,11 @@ impl Server {
     /// went with the old tcpip (the guest's connections are reset); the
     /// ports Linux listens on are forwarded again.
     pub(crate) fn net_reconnect(&mut self, cx: &mut Cx<Ctx>, tcpip: Channel) {
-        let (Some(old), Some(config)) = (self.net.take(), self.net_config.clone()) else {
+        let Some(old) = self.net.take() else {
             log::warn!("net: tcpip is back, but the guest has no NIC (it booted without tcpip)");
             return;
         };
+        let config = old.config().clone();
         let listening: Vec<(u16, String)> = old
             .listening()
             .map(|(port, process)| (port, String::from(process)))

@@ -174,6 +174,11 @@ impl Nat {
         })
     }
 
+    /// Its limits and policy (a NAT that replaces it takes them).
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
     /// Takes the NAT's channels and timer out of the loop (closing them):
     /// its flows end, and the guest's connections through it are reset by
     /// the next NAT, which knows none of them.
@@ -207,17 +212,19 @@ impl Nat {
     /// Frames the guest sent.
     pub fn on_guest_frames(&mut self, cx: &mut Cx<Ctx>, frames: Vec<Vec<u8>>) {
         for frame in frames {
-            match frame::classify(&frame) {
-                Kind::Syn { from, to } if from.addr == GUEST => {
-                    if let Some(frame) = self.on_syn(cx, from, to, frame.clone()) {
-                        self.link.rx.push_back(frame);
-                    }
-                }
+            let syn = match frame::classify(&frame) {
+                Kind::Syn { from, to } if from.addr == GUEST => Some((from, to)),
                 Kind::Udp { from, to, payload } if from.addr == GUEST => {
-                    self.on_udp(cx, from, to, payload)
+                    self.on_udp(cx, from, to, payload);
+                    continue;
                 }
-                _ => self.link.rx.push_back(frame),
-            }
+                _ => None,
+            };
+            let for_smoltcp = match syn {
+                Some((from, to)) => self.on_syn(cx, from, to, frame),
+                None => Some(frame),
+            };
+            self.link.rx.extend(for_smoltcp);
         }
     }
 

@@ -106,6 +106,7 @@ impl Guest {
             state: info.vcpu,
             console,
             net,
+            net_left: false,
             shared,
             wake,
             poll,

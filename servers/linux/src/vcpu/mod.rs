@@ -108,6 +108,9 @@ struct Guest {
     console: DeviceSlot<Console>,
     /// The guest's NIC, when the VM has a network.
     net: Option<DeviceSlot<Net>>,
+    /// Frames for the guest were left in the shared queue (the NIC had no
+    /// room): look again at the next exit.
+    net_left: bool,
     shared: Arc<Shared>,
     wake: Channel,
     poll: Poll,

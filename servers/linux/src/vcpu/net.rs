@@ -15,12 +15,18 @@ use crate::shared::NET_QUEUE_MAX;
 const DEVICE_RX_MAX: usize = 64;
 
 impl Guest {
-    /// Moves frames between the virtio-net device and the shared queues.
-    pub(super) fn exchange_net(&mut self) -> Result<(), SlotError> {
+    /// Moves frames between the virtio-net device and the shared queues:
+    /// only when there is something to move (the guest sent frames, the
+    /// main thread `kicked`, or frames for the guest still wait), since it
+    /// runs after every exit.
+    pub(super) fn exchange_net(&mut self, kicked: bool) -> Result<(), SlotError> {
         let Some(slot) = self.net else {
             return Ok(());
         };
         let device = self.vm.virtio_device_mut(slot)?;
+        if !kicked && !self.net_left && device.tx_backlog() == 0 {
+            return Ok(());
+        }
         let mut inner = self.shared.inner.lock();
         let mut poke = false;
         while device.rx_backlog() < DEVICE_RX_MAX {
@@ -31,6 +37,7 @@ impl Guest {
             device.push_rx(frame);
             poke = true;
         }
+        self.net_left = !inner.net_to_guest.is_empty();
         let room_for_nat = inner.net_to_guest.len() < NET_QUEUE_MAX / 2;
         let mut kick_main = false;
         if inner.net_from_guest.len() < NET_QUEUE_MAX {
