@@ -15,7 +15,7 @@
 //!
 //! | client → server | meaning |
 //! |---|---|
-//! | `Data` (first) | the [`ExecRequest`]: argv, extra environment, working directory ([`ExecRequest::encode`]) |
+//! | `Data` (first) | the [`ExecRequest`]: argv, extra environment, working directory, user ([`ExecRequest::encode`]) |
 //! | `Data` (later) | bytes for the process's stdin |
 //! | `Close` | end of stdin (the process reads EOF) |
 //! | `Abort { code }` | send signal `code` (1..=64) to the process; any other code sends `SIGKILL`. The exit status still follows. |
@@ -36,7 +36,7 @@
 //! `Error { call_id: 0, code, text }` on the process channel means the
 //! request failed and nothing more follows: a malformed request
 //! (`codes::INVALID`), a request the guest refused (`codes::REFUSED`, e.g.
-//! a missing working directory), or the guest went away
+//! a missing working directory or an unknown user), or the guest went away
 //! (`codes::UNAVAILABLE`: it crashed, and the linux server restarts it).
 //!
 //! Output chunks are at most [`MAX_EVENT_DATA`] bytes, so that a tagged chunk
@@ -93,6 +93,11 @@ pub struct ExecRequest {
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
     /// The working directory; `None` is `/`.
     pub cwd: Option<Vec<u8>>,
+    /// The user to run as: a name from the guest's `/etc/passwd`, a uid or
+    /// `uid:gid`; `None` is root. The process has that uid and gid, no
+    /// supplementary groups, and `HOME` from `/etc/passwd` unless `env`
+    /// sets it.
+    pub user: Option<Vec<u8>>,
 }
 
 impl ExecRequest {
@@ -102,7 +107,14 @@ impl ExecRequest {
             argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
             env: Vec::new(),
             cwd: None,
+            user: None,
         }
+    }
+
+    /// The same request, run as `user`.
+    pub fn with_user(mut self, user: &str) -> Self {
+        self.user = Some(user.as_bytes().to_vec());
+        self
     }
 
     /// `/bin/sh -c <command>`.
@@ -112,7 +124,7 @@ impl ExecRequest {
 
     /// The encoding: exactly the payload of the process protocol's `Spawn`
     /// frame (`list<bytes>` argv, `list<(bytes, bytes)>` env, `u8` has_cwd,
-    /// `bytes` cwd), so the server forwards it without re-encoding rules of
+    /// `bytes` cwd, `u8` has_user, `bytes` user), so the server forwards it without re-encoding rules of
     /// its own. Fails if it is larger than one message.
     pub fn encode(&self) -> Result<Vec<u8>, ExecError> {
         let frame = Frame::Spawn(self.to_spawn(0));
@@ -136,6 +148,7 @@ impl ExecRequest {
                     argv: s.argv,
                     env: s.env,
                     cwd: s.cwd,
+                    user: s.user,
                 };
                 req.check()?;
                 Ok(req)
@@ -146,7 +159,8 @@ impl ExecRequest {
     }
 
     /// The checks the server applies before forwarding: a program to run,
-    /// and no NUL bytes (Linux arguments and variables are C strings).
+    /// no NUL bytes (Linux arguments and variables are C strings), and a
+    /// user, if any, that is not empty.
     pub fn check(&self) -> Result<(), ExecError> {
         if self.argv.is_empty() || self.argv[0].is_empty() {
             return Err(ExecError::EmptyArgv);
@@ -155,6 +169,7 @@ impl ExecRequest {
         if self.argv.iter().any(has_nul)
             || self.env.iter().any(|(k, v)| has_nul(k) || has_nul(v))
             || self.cwd.as_ref().is_some_and(has_nul)
+            || self.user.as_ref().is_some_and(has_nul)
         {
             return Err(ExecError::NulByte);
         }
@@ -164,6 +179,9 @@ impl ExecRequest {
             .any(|(k, _)| k.is_empty() || k.contains(&b'='))
         {
             return Err(ExecError::BadVariableName);
+        }
+        if self.user.as_ref().is_some_and(|u| u.is_empty()) {
+            return Err(ExecError::EmptyUser);
         }
         Ok(())
     }
@@ -175,6 +193,7 @@ impl ExecRequest {
             argv: self.argv.clone(),
             env: self.env.clone(),
             cwd: self.cwd.clone(),
+            user: self.user.clone(),
         }
     }
 }
@@ -273,10 +292,12 @@ pub enum ExecError {
     },
     /// No program named.
     EmptyArgv,
-    /// An argument, variable or the cwd contains a NUL byte.
+    /// An argument, variable, the cwd or the user contains a NUL byte.
     NulByte,
     /// An environment variable name is empty or contains `=`.
     BadVariableName,
+    /// The user is given but empty.
+    EmptyUser,
     /// An empty event message.
     Empty,
     UnknownTag(u8),
@@ -297,11 +318,12 @@ impl fmt::Display for ExecError {
             ExecError::EmptyArgv => write!(f, "exec request names no program (empty argv)"),
             ExecError::NulByte => write!(
                 f,
-                "exec request has a NUL byte in an argument, variable or the cwd"
+                "exec request has a NUL byte in an argument, variable, the cwd or the user"
             ),
             ExecError::BadVariableName => {
                 write!(f, "exec request has an empty variable name or one with '='")
             }
+            ExecError::EmptyUser => write!(f, "exec request has an empty user name"),
             ExecError::Empty => write!(f, "empty process event"),
             ExecError::UnknownTag(t) => write!(f, "unknown process event tag {t:#04x}"),
             ExecError::BadLength { tag } => {
@@ -327,6 +349,12 @@ mod tests {
                 argv: vec![b"/bin/cat".to_vec(), vec![0xff, 0xfe]],
                 env: vec![(b"A".to_vec(), b"1".to_vec()), (b"E".to_vec(), vec![])],
                 cwd: Some(b"/tmp".to_vec()),
+                user: None,
+            },
+            ExecRequest::new(&["id", "-u"]).with_user("nobody"),
+            ExecRequest {
+                cwd: Some(b"/home".to_vec()),
+                ..ExecRequest::new(&["id"]).with_user("1000:100")
             },
         ];
         for req in reqs {
@@ -335,6 +363,7 @@ mod tests {
             let spawn = req.to_spawn(7);
             assert_eq!(spawn.id, 7);
             assert_eq!(spawn.argv, req.argv);
+            assert_eq!(spawn.user, req.user);
         }
     }
 
@@ -343,11 +372,43 @@ mod tests {
         let req = ExecRequest::new(&["ls"]);
         let frame = Frame::Spawn(req.to_spawn(0)).encode().unwrap();
         assert_eq!(req.encode().unwrap(), frame[9..]);
-        // argc 1, len 2 "ls", envc 0, no cwd.
+        // argc 1, len 2 "ls", envc 0, no cwd, no user.
         assert_eq!(
             req.encode().unwrap(),
-            [1, 0, 0, 0, 2, 0, 0, 0, b'l', b's', 0, 0, 0, 0, 0]
+            [1, 0, 0, 0, 2, 0, 0, 0, b'l', b's', 0, 0, 0, 0, 0, 0]
         );
+        let as_root = req.clone().with_user("root");
+        let frame = Frame::Spawn(as_root.to_spawn(0)).encode().unwrap();
+        assert_eq!(as_root.encode().unwrap(), frame[9..]);
+    }
+
+    /// A request from a client built before the user field: no user.
+    #[test]
+    fn request_without_the_user_field_decodes() {
+        let old = [1, 0, 0, 0, 2, 0, 0, 0, b'l', b's', 0, 0, 0, 0, 0];
+        assert_eq!(ExecRequest::decode(&old), Ok(ExecRequest::new(&["ls"])));
+        let mut trailing = old.to_vec();
+        trailing.extend_from_slice(&[0, 0]);
+        assert!(matches!(
+            ExecRequest::decode(&trailing),
+            Err(ExecError::Proto(ProtoError::TrailingBytes { .. }))
+        ));
+    }
+
+    #[test]
+    fn bad_users_are_errors() {
+        let empty = ExecRequest::new(&["id"]).with_user("");
+        assert_eq!(empty.check(), Err(ExecError::EmptyUser));
+        assert_eq!(
+            ExecRequest::decode(&empty.encode().unwrap()),
+            Err(ExecError::EmptyUser)
+        );
+        let nul = ExecRequest::new(&["id"]).with_user("no\0body");
+        assert_eq!(
+            ExecRequest::decode(&nul.encode().unwrap()),
+            Err(ExecError::NulByte)
+        );
+        assert!(ExecError::EmptyUser.to_string().contains("empty user"));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //!
 //! | type | frame | direction | payload |
 //! |------|-------|-----------|---------|
-//! | 0x01 | [`Frame::Spawn`] | host → guest | `list<bytes>` argv, `list<(bytes, bytes)>` env, `u8` has_cwd, `bytes` cwd (if has_cwd) |
+//! | 0x01 | [`Frame::Spawn`] | host → guest | `list<bytes>` argv, `list<(bytes, bytes)>` env, `u8` has_cwd, `bytes` cwd (if has_cwd), `u8` has_user, `bytes` user (if has_user; see below) |
 //! | 0x02 | [`Frame::Stdin`] | host → guest | raw data (rest of the frame) |
 //! | 0x03 | [`Frame::StdinClose`] | host → guest | none |
 //! | 0x04 | [`Frame::Kill`] | host → guest | `i32` signal |
@@ -37,6 +37,11 @@
 //! | 0x88 | [`Frame::Pong`] | guest → host | none |
 //! | 0x89 | [`Frame::StdinAck`] | guest → host | `u32` bytes |
 //! | 0x8a | [`Frame::Listening`] | guest → host | `u8` [`Proto`] (6 TCP, 17 UDP), `u16` port, `u8` open (0 or 1), `str` process |
+//!
+//! The Spawn frame's user field came last and is optional on the wire: a
+//! frame that ends after the cwd (as older encoders write it) decodes with
+//! `user: None`. Encoders always write `has_user`. `has_user` is 0 or 1;
+//! any other value is [`ProtoError::BadValue`].
 //!
 //! # Limits
 //!
@@ -70,7 +75,8 @@
 //! exist is not a `SpawnFailed`: like a shell, the agent reports it as
 //! `Started` with pid 0, a message on stderr and exit code 127 (126 when the
 //! program is not executable). `SpawnFailed` is for requests that cannot be
-//! run at all: empty argv, a missing cwd, an id in use, no resources.
+//! run at all: empty argv, a missing cwd, an unknown user, an id in use, no
+//! resources.
 //! After the final frame the id may be reused.
 //!
 //! # Listener reports
@@ -203,6 +209,10 @@ pub struct Spawn {
     pub env: Vec<(Vec<u8>, Vec<u8>)>,
     /// Working directory; `None` means the agent's (`/` in the guest).
     pub cwd: Option<Vec<u8>>,
+    /// The user to run as: a name from the guest's `/etc/passwd`, a uid
+    /// (`"1000"`) or `uid:gid` (`"1000:100"`); `None` means the agent's
+    /// user (root).
+    pub user: Option<Vec<u8>>,
 }
 
 impl Spawn {
@@ -213,6 +223,7 @@ impl Spawn {
             argv: argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
             env: Vec::new(),
             cwd: None,
+            user: None,
         }
     }
 }
@@ -361,8 +372,11 @@ impl Frame {
                 let env = s.env.iter().fold(4usize, |n, (k, v)| {
                     n.saturating_add(field(k)).saturating_add(field(v))
                 });
-                let cwd = s.cwd.as_deref().map_or(1, |c| field(c).saturating_add(1));
-                argv.saturating_add(env).saturating_add(cwd)
+                let optional =
+                    |o: &Option<Vec<u8>>| o.as_deref().map_or(1, |b| field(b).saturating_add(1));
+                argv.saturating_add(env)
+                    .saturating_add(optional(&s.cwd))
+                    .saturating_add(optional(&s.user))
             }
             Frame::Stdin { data, .. } | Frame::Stdout { data, .. } | Frame::Stderr { data, .. } => {
                 data.len()
@@ -417,13 +431,8 @@ impl Frame {
                     put_bytes(out, key);
                     put_bytes(out, value);
                 }
-                match &s.cwd {
-                    Some(cwd) => {
-                        out.push(1);
-                        put_bytes(out, cwd);
-                    }
-                    None => out.push(0),
-                }
+                put_optional(out, s.cwd.as_deref());
+                put_optional(out, s.user.as_deref());
             }
             Frame::Stdin { data, .. } | Frame::Stdout { data, .. } | Frame::Stderr { data, .. } => {
                 out.extend_from_slice(data)
@@ -490,7 +499,23 @@ impl Frame {
                     0 => None,
                     _ => Some(r.bytes()?.to_vec()),
                 };
-                Frame::Spawn(Spawn { id, argv, env, cwd })
+                // Absent in frames from older encoders: the agent's user.
+                let user = if r.rest.is_empty() {
+                    None
+                } else {
+                    match r.u8()? {
+                        0 => None,
+                        1 => Some(r.bytes()?.to_vec()),
+                        _ => return Err(ProtoError::BadValue { frame_type }),
+                    }
+                };
+                Frame::Spawn(Spawn {
+                    id,
+                    argv,
+                    env,
+                    cwd,
+                    user,
+                })
             }
             ty::STDIN => Frame::Stdin {
                 id,
@@ -569,6 +594,17 @@ fn put_u32(out: &mut Vec<u8>, n: usize) {
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     put_u32(out, bytes.len());
     out.extend_from_slice(bytes);
+}
+
+/// `u8` present (0 or 1), then the `bytes` if present.
+fn put_optional(out: &mut Vec<u8>, field: Option<&[u8]>) {
+    match field {
+        Some(bytes) => {
+            out.push(1);
+            put_bytes(out, bytes);
+        }
+        None => out.push(0),
+    }
 }
 
 /// Bounds-checked reads from a payload. Counts are never trusted for
@@ -885,6 +921,11 @@ mod tests {
                 argv: vec![b"/bin/sh".to_vec(), b"-c".to_vec(), vec![0xff, 0, 1]],
                 env: vec![(b"A".to_vec(), b"1".to_vec()), (b"EMPTY".to_vec(), vec![])],
                 cwd: Some(b"/tmp".to_vec()),
+                user: Some(b"nobody".to_vec()),
+            }),
+            Frame::Spawn(Spawn {
+                user: Some(b"1000:100".to_vec()),
+                ..Spawn::new(2, &["id"])
             }),
             Frame::Spawn(Spawn::new(2, &["uname", "-a"])),
             Frame::Spawn(Spawn::default()),
@@ -982,6 +1023,69 @@ mod tests {
             bytes,
             [16, 0, 0, 0, 0x8a, 0, 0, 0, 0, 17, 0x35, 0x01, 1, 3, 0, 0, 0, b'd', b'n', b's']
         );
+    }
+
+    #[test]
+    fn spawn_layout_is_stable() {
+        let mut spawn = Spawn::new(3, &["id"]);
+        // argc 1, "id", envc 0, no cwd, no user.
+        let payload = [1, 0, 0, 0, 2, 0, 0, 0, b'i', b'd', 0, 0, 0, 0, 0, 0];
+        assert_eq!(Frame::Spawn(spawn.clone()).encode().unwrap()[9..], payload);
+        spawn.user = Some(b"nobody".to_vec());
+        let bytes = Frame::Spawn(spawn).encode().unwrap();
+        assert_eq!(bytes[9..24], payload[..15]);
+        assert_eq!(bytes[24..], *b"\x01\x06\0\0\0nobody");
+    }
+
+    /// A Spawn as encoders wrote it before the user field: it ends after
+    /// the cwd, and runs as the agent's user.
+    #[test]
+    fn spawn_without_the_user_field_decodes() {
+        let old = raw(
+            ty::SPAWN,
+            4,
+            &[
+                1, 0, 0, 0, 2, 0, 0, 0, b'i', b'd', 0, 0, 0, 0, 1, 1, 0, 0, 0, b'/',
+            ],
+        );
+        let want = Spawn {
+            cwd: Some(b"/".to_vec()),
+            ..Spawn::new(4, &["id"])
+        };
+        assert_eq!(Frame::decode_body(&old[4..]), Ok(Frame::Spawn(want)));
+    }
+
+    #[test]
+    fn spawn_user_field_is_checked() {
+        let head = [1, 0, 0, 0, 2, 0, 0, 0, b'i', b'd', 0, 0, 0, 0, 0];
+        let with = |tail: &[u8]| {
+            let payload = [&head[..], tail].concat();
+            Frame::decode_body(&raw(ty::SPAWN, 1, &payload)[4..])
+        };
+        let spawn = ProtoError::BadValue {
+            frame_type: ty::SPAWN,
+        };
+        assert_eq!(with(&[2, 0, 0, 0, 0]), Err(spawn));
+        assert_eq!(
+            with(&[1, 5, 0, 0, 0, b'a']),
+            Err(ProtoError::Truncated {
+                frame_type: ty::SPAWN
+            })
+        );
+        assert_eq!(
+            with(&[0, 0]),
+            Err(ProtoError::TrailingBytes {
+                frame_type: ty::SPAWN
+            })
+        );
+        assert_eq!(
+            with(&[1, 1, 0, 0, 0, b'a', 9]),
+            Err(ProtoError::TrailingBytes {
+                frame_type: ty::SPAWN
+            })
+        );
+        let ok = with(&[1, 1, 0, 0, 0, b'a']).unwrap();
+        assert!(matches!(ok, Frame::Spawn(s) if s.user.as_deref() == Some(&b"a"[..])));
     }
 
     #[test]
@@ -1176,6 +1280,7 @@ mod tests {
             argv,
             env,
             cwd: None,
+            user: None,
         })
     }
 
@@ -1201,8 +1306,8 @@ mod tests {
 
     #[test]
     fn encode_accepts_a_frame_exactly_at_the_limit() {
-        // Payload: argc, one (len, bytes) argument, envc, has_cwd.
-        let arg = vec![b'y'; MAX_FRAME_LEN - HEADER_LEN - 4 - 4 - 4 - 1];
+        // Payload: argc, one (len, bytes) argument, envc, has_cwd, has_user.
+        let arg = vec![b'y'; MAX_FRAME_LEN - HEADER_LEN - 4 - 4 - 4 - 1 - 1];
         let frame = spawn_with(vec![arg], vec![]);
         assert_eq!(frame.encoded_len(), MAX_FRAME_LEN);
         let bytes = frame.encode().unwrap();

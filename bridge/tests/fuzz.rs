@@ -100,7 +100,13 @@ fn fuzz_frame_body_decoder() {
 /// Every frame, built from arbitrary fields.
 #[derive(Arbitrary, Debug)]
 enum AnyFrame {
-    Spawn(u32, Seq<Bytes>, Seq<(Bytes, Bytes)>, Option<Bytes>),
+    Spawn(
+        u32,
+        Seq<Bytes>,
+        Seq<(Bytes, Bytes)>,
+        Option<Bytes>,
+        Option<Bytes>,
+    ),
     Stdin(u32, Bytes),
     StdinClose(u32),
     Kill(u32, i32),
@@ -129,11 +135,12 @@ fn pairs(list: Seq<(Bytes, Bytes)>) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn frame(f: AnyFrame) -> Frame {
     match f {
-        AnyFrame::Spawn(id, argv, env, cwd) => Frame::Spawn(Spawn {
+        AnyFrame::Spawn(id, argv, env, cwd, user) => Frame::Spawn(Spawn {
             id,
             argv: bytes_list(argv),
             env: pairs(env),
             cwd: cwd.map(|c| c.0),
+            user: user.map(|u| u.0),
         }),
         AnyFrame::Stdin(id, data) => Frame::Stdin { id, data: data.0 },
         AnyFrame::StdinClose(id) => Frame::StdinClose { id },
@@ -191,11 +198,19 @@ fn fuzz_exec_request_decoder() {
     driver::run("bridge::exec_request", 2000, check_exec_request);
 }
 
-fn check_exec_request_encode((argv, env, cwd): (Seq<Bytes>, Seq<(Bytes, Bytes)>, Option<Bytes>)) {
+type RequestFields = (
+    Seq<Bytes>,
+    Seq<(Bytes, Bytes)>,
+    Option<Bytes>,
+    Option<Bytes>,
+);
+
+fn check_exec_request_encode((argv, env, cwd, user): RequestFields) {
     let req = ExecRequest {
         argv: bytes_list(argv),
         env: pairs(env),
         cwd: cwd.map(|c| c.0),
+        user: user.map(|u| u.0),
     };
     // Too large to encode is an error, checked by the codec's own tests.
     if let Ok(bytes) = req.encode() {
