@@ -3,7 +3,7 @@
 #   /init          the Starina guest agent (static, release build)
 #   /bin/busybox   Debian's busybox-static, with a symlink per applet
 #   /dev/console   so that PID 1 starts with a console on fds 0-2
-#   /etc/passwd, /etc/group, and empty /proc /sys /tmp /run /root ...
+#   /etc/passwd, /etc/group (root and nobody), and empty /proc /sys /tmp /run /root ...
 #
 #   linux-guest/build-initramfs.sh
 #
@@ -120,8 +120,11 @@ with open(applets_path) as f:
     for applet in sorted(set(line.strip() for line in f if line.strip())):
         if applet != "bin/busybox":
             add_symlink(applet, "/bin/busybox")
-add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
-add_file("etc/group", b"root:x:0:\n", 0o644)
+# Users a Spawn may name (`exec --user`): root, and nobody for programs
+# that should own nothing.
+add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"
+         b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644)
+add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644)
 add_file("etc/hostname", b"starina-guest\n", 0o644)
 
 mtime = 0  # reproducible archives

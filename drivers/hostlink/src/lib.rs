@@ -347,6 +347,7 @@ impl Link {
                     argv: spawn.argv,
                     env: spawn.env,
                     cwd: spawn.cwd,
+                    user: spawn.user,
                 };
                 self.spawn(cx, spawn.id, req);
             }

@@ -50,6 +50,7 @@ mod sockowner;
 mod spawnbench;
 mod stdin;
 mod sys;
+mod users;
 mod xsetbv_probe;
 
 use std::fs::File;

@@ -28,6 +28,7 @@ use std::io;
 use std::io::Read;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
@@ -53,6 +54,7 @@ use crate::stdin;
 use crate::stdin::PushError;
 use crate::stdin::StdinQueue;
 use crate::sys;
+use crate::users;
 
 /// Frames queued for the writer before producers block.
 const OUT_QUEUE: usize = 64;
@@ -266,6 +268,18 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
             return fail(errno, format!("cannot use {} as cwd: {e}", cwd.display()));
         }
         cmd.current_dir(cwd);
+    }
+    if let Some(user) = &req.user {
+        let account = match users::lookup(user) {
+            Ok(account) => account,
+            Err(msg) => return fail(libc::EINVAL, msg),
+        };
+        // With a uid set, std also drops the supplementary groups (setgroups
+        // with an empty list) before setuid, when the agent is root.
+        cmd.uid(account.uid).gid(account.gid);
+        if !req.env.iter().any(|(key, _)| key == b"HOME") {
+            cmd.env("HOME", OsStr::from_bytes(&account.home));
+        }
     }
 
     // The table lock is held across fork/exec and the insertion, so the reaper

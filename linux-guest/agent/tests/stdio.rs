@@ -214,6 +214,55 @@ fn env_and_cwd() {
     assert!(!o.started);
 }
 
+fn as_user(id: u32, script: &str, user: &str) -> Spawn {
+    Spawn {
+        user: Some(user.as_bytes().to_vec()),
+        ..sh(id, script)
+    }
+}
+
+/// The uid the agent runs with (the owner of its /proc entry).
+fn agent_uid(agent: &Agent) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{}", agent.child.id()))
+        .expect("agent's /proc entry")
+        .uid()
+}
+
+#[test]
+fn user_sets_ids_groups_and_home() {
+    let mut agent = Agent::start();
+    let ids = "id -u; id -g; id -G; echo $HOME";
+    if agent_uid(&agent) == 0 {
+        // Only root may switch; ids with no /etc/passwd entry on any host.
+        let o = agent.run(as_user(1, ids, "4242:4343"));
+        assert_eq!(o.stdout(), "4242\n4343\n4343\n/\n", "{}", o.stderr());
+        let o = agent.run(as_user(2, "id -u; echo $HOME", "root"));
+        assert_eq!(o.stdout(), "0\n/root\n");
+    } else {
+        let uid = agent_uid(&agent).to_string();
+        let o = agent.run(as_user(1, "id -u", &uid));
+        assert_eq!(o.stdout(), format!("{uid}\n"), "{}", o.stderr());
+    }
+    // HOME from the request wins.
+    let uid = agent_uid(&agent).to_string();
+    let mut spawn = as_user(3, "echo $HOME", &uid);
+    spawn.env.push((b"HOME".to_vec(), b"/mine".to_vec()));
+    assert_eq!(agent.run(spawn).stdout(), "/mine\n");
+}
+
+#[test]
+fn unknown_user_fails_to_spawn() {
+    let mut agent = Agent::start();
+    let o = agent.run(as_user(1, "echo ran", "nosuchuser-starina"));
+    let (errno, msg) = o.spawn_failed.expect("SpawnFailed");
+    assert_eq!(errno, libc::EINVAL);
+    assert!(msg.contains("unknown user 'nosuchuser-starina'"), "{msg}");
+    assert!(!o.started && o.stdout.is_empty());
+    // The id is free again.
+    assert_eq!(agent.run(sh(1, "true")).exited, Some(0));
+}
+
 #[test]
 fn kill_reports_the_signal() {
     let mut agent = Agent::start();
