@@ -19,7 +19,8 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                            [--disk PATH] [--disk-size SIZE (1G)]
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
-                            [--env NAME=VALUE]... [--cwd DIR] [--no-build] [--kernel PATH]
+                            [--env NAME=VALUE]... [--cwd DIR] [--user NAME|UID[:GID]]
+                            [--no-build] [--kernel PATH]
                             [--disk PATH] [--disk-size SIZE (1G)] [-v] -- CMD [ARGS...]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only]
@@ -149,6 +150,10 @@ fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, Stri
         }
     }
     exec.cwd = opts.value("--cwd")?;
+    exec.user = opts.value("--user")?;
+    if exec.user.as_deref() == Some("") {
+        return Err("exec: --user needs a user name, a uid or uid:gid".into());
+    }
     exec.build = !opts.flag("--no-build");
     exec.kernel = opts.value("--kernel")?.map(PathBuf::from);
     exec.verbose = opts.flag("-v") | opts.flag("--verbose");
@@ -472,6 +477,8 @@ mod tests {
             "--env=B=x=y",
             "--cwd",
             "/tmp",
+            "--user",
+            "nobody",
             "--",
             "sh",
             "-c",
@@ -487,6 +494,7 @@ mod tests {
             (e.profile.as_str(), e.cwd.as_deref()),
             ("linux", Some("/tmp"))
         );
+        assert_eq!(e.user.as_deref(), Some("nobody"));
         assert_eq!(e.argv, ["sh", "-c", "exit 3"]);
     }
 
@@ -502,6 +510,8 @@ mod tests {
             &["run", "--timeout"],
             &["exec", "--"][..],
             &["exec", "--env", "=1", "--", "true"],
+            &["exec", "--user=", "--", "true"],
+            &["exec", "--user", "--", "true"],
             &["test", "--skip", "nothing"],
             &["frobnicate"],
             &[],

@@ -53,6 +53,9 @@ pub struct ExecOptions {
     pub timeout: Option<f64>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
+    /// The guest user to run as (`--user`): a name from the guest's
+    /// /etc/passwd, a uid or uid:gid; `None` is root.
+    pub user: Option<String>,
     pub build: bool,
     pub kernel: Option<PathBuf>,
     pub verbose: bool,
@@ -71,6 +74,7 @@ impl ExecOptions {
             timeout: None,
             env: Vec::new(),
             cwd: None,
+            user: None,
             build: true,
             kernel: None,
             verbose: false,
@@ -464,6 +468,7 @@ impl ExecSession<'_, '_> {
                 .map(|(k, v)| (bytes(k), bytes(v)))
                 .collect(),
             cwd: self.opts.cwd.as_ref().map(bytes),
+            user: self.opts.user.as_ref().map(bytes),
         }
     }
 
