@@ -211,7 +211,7 @@ pub struct Spawn {
     pub cwd: Option<Vec<u8>>,
     /// The user to run as: a name from the guest's `/etc/passwd`, a uid
     /// (`"1000"`) or `uid:gid` (`"1000:100"`); `None` means the agent's
-    /// user (root).
+    /// user (root). `scripts/starina exec --user` sets it.
     pub user: Option<Vec<u8>>,
 }
 

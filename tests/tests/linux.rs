@@ -54,9 +54,15 @@ fn exec(argv: &[&str], stdin: &[u8]) -> Exec {
 /// [`exec`]; with `log`, the OS's console log goes to the `stderr` of the
 /// result too (`--verbose`).
 fn exec_with_log(argv: &[&str], stdin: &[u8], log: bool) -> Exec {
+    exec_as(None, argv, stdin, log)
+}
+
+/// [`exec_with_log`], run as `user` in the guest (`--user`) when given.
+fn exec_as(user: Option<&str>, argv: &[&str], stdin: &[u8], log: bool) -> Exec {
     let image = kernel(); // Build once per test binary; exec then boots it as is.
     let start = Instant::now();
     let mut opts = ExecOptions::new(argv);
+    opts.user = user.map(String::from);
     opts.build = false;
     opts.kernel = Some(image);
     opts.timeout = Some(TIMEOUT);
@@ -78,8 +84,9 @@ fn exec_with_log(argv: &[&str], stdin: &[u8], log: bool) -> Exec {
         stdout,
         stderr,
     };
+    let user = user.map_or(String::new(), |u| format!("--user {u} "));
     println!(
-        "$ scripts/starina exec -- {} ({:.1} s)\n{}",
+        "$ scripts/starina exec {user}-- {} ({:.1} s)\n{}",
         argv.join(" "),
         start.elapsed().as_secs_f64(),
         e.describe()
@@ -134,6 +141,37 @@ fn host_link_is_woken_by_its_interrupt_not_a_timer() {
         "no interrupt reached the host link: {wakeups}"
     );
     assert_eq!(numbers[1], 0, "the host link polled on a timer: {wakeups}");
+}
+
+/// `--user nobody`: the initramfs's /etc/passwd names it (65534:65534,
+/// home /nonexistent); the process has no supplementary groups.
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn exec_user_nobody_runs_as_65534() {
+    let script = "id -u; id -G; echo $HOME";
+    let e = exec_as(Some("nobody"), &["sh", "-c", script], b"", false);
+    assert_eq!(e.code, Some(0), "{}", e.describe());
+    assert_eq!(
+        e.stdout(),
+        "65534\n65534\n/nonexistent\n",
+        "{}",
+        e.describe()
+    );
+}
+
+/// An unknown user is refused with a message that names it: the command
+/// never runs, as root or anyone else.
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn exec_unknown_user_fails_with_a_message() {
+    let e = exec_as(Some("nosuchuser"), &["echo", "ran"], b"", false);
+    assert!(!matches!(e.code, Some(0) | None), "{}", e.describe());
+    assert!(e.stdout.is_empty(), "{}", e.describe());
+    assert!(
+        e.stderr().contains("unknown user 'nosuchuser'"),
+        "{}",
+        e.describe()
+    );
 }
 
 #[test]
