@@ -4,11 +4,12 @@
 #   /bin/busybox   Debian's busybox-static, with a symlink per applet
 #   /dev/console   so that PID 1 starts with a console on fds 0-2
 #   /etc/passwd, /etc/group (root and nobody), and empty /proc /sys /tmp /run /root ...
+#   /srv/www       linux-guest/www/ (the pages of the default profile's linux_web)
 #
 #   linux-guest/build-initramfs.sh
 #
 # Output: ${STARINA_CACHE:-$HOME/.cache/starina}/initramfs/<key>/initramfs.cpio
-# where <key> hashes the agent binary, busybox and this script. Progress goes
+# where <key> hashes the agent binary, busybox, this script and linux-guest/www. Progress goes
 # to stderr; the only line on stdout is the path.
 set -euo pipefail
 
@@ -65,7 +66,10 @@ AGENT="$TARGET_DIR/$TARGET/release/starina-guest-agent"
 file "$AGENT" | grep -qE 'statically linked|static-pie linked' || die "$AGENT is not statically linked"
 
 # 3. Cache lookup.
-KEY="$(cat "$AGENT" "$BUSYBOX" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
+# Pages the default profile's Linux service serves (specs/linux_web.toml),
+# at /srv/www in the guest.
+WWW="$REPO/linux-guest/www"
+KEY="$(cat "$AGENT" "$BUSYBOX" "${BASH_SOURCE[0]}" "$WWW"/* | sha256sum | cut -c1-16)"
 OUT="$CACHE/initramfs/$KEY"
 if [ -f "$OUT/initramfs.cpio" ]; then
     log "cached (key $KEY)"
@@ -81,12 +85,12 @@ log "writing $OUT/initramfs.cpio"
 # The release profile keeps debug info (for the lead's profiling); the guest
 # does not need it. The unstripped binary stays in the target dir.
 strip --strip-all -o "$OUT/init" "$AGENT"
-python3 - "$OUT/initramfs.cpio.tmp" "$OUT/init" "$BUSYBOX" "$OUT/applets" <<'PY'
+python3 - "$OUT/initramfs.cpio.tmp" "$OUT/init" "$BUSYBOX" "$OUT/applets" "$WWW" <<'PY'
 import os
 import stat
 import sys
 
-out_path, agent, busybox, applets_path = sys.argv[1:]
+out_path, agent, busybox, applets_path, www = sys.argv[1:]
 entries = []  # (name, mode, data, rdev_major, rdev_minor)
 
 
@@ -126,6 +130,11 @@ add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"
          b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", 0o644)
 add_file("etc/group", b"root:x:0:\nnogroup:x:65534:\n", 0o644)
 add_file("etc/hostname", b"starina-guest\n", 0o644)
+add_dir("srv")
+add_dir("srv/www")
+for name in sorted(os.listdir(www)):
+    with open(os.path.join(www, name), "rb") as f:
+        add_file("srv/www/" + name, f.read(), 0o644)
 
 mtime = 0  # reproducible archives
 

@@ -520,11 +520,7 @@ pub fn component_status(index: usize) -> Option<starina::abi::ComponentStatus> {
     let d = def(slot.index);
     let status = starina::abi::ComponentStatus {
         name: d.name,
-        kind: match d.kind {
-            starina::spec::ComponentKind::App => "app",
-            starina::spec::ComponentKind::Server => "server",
-            starina::spec::ComponentKind::Driver => "driver",
-        },
+        kind: d.kind.as_str(),
         state: if slot.instance.is_some() {
             ComponentState::Running
         } else if slot.generation == 0 {

@@ -8,6 +8,43 @@ pub enum ComponentKind {
     App,
     Server,
     Driver,
+    /// A Linux service: a program in the Linux microVM, started and
+    /// supervised through the `linux` service like a native component (see
+    /// [`LinuxService`]).
+    Linux,
+}
+
+impl ComponentKind {
+    /// The spec's word for it (`app`, `server`, `driver`, `linux`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::App => "app",
+            ComponentKind::Server => "server",
+            ComponentKind::Driver => "driver",
+            ComponentKind::Linux => "linux",
+        }
+    }
+}
+
+/// What a `kind = "linux"` spec declares: the program to run in the Linux
+/// microVM and how. Its restart policy and start order are the component's
+/// own, like any component's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinuxService {
+    /// `command`: the program (looked up in `PATH` if it has no `/`) and
+    /// its arguments.
+    pub command: &'static [&'static str],
+    /// `[env]`: variables set on top of the guest's base environment.
+    pub env: &'static [(&'static str, &'static str)],
+    /// `workdir`: its working directory (`/` when the spec says none).
+    pub workdir: Option<&'static str>,
+    /// `user`: who it runs as (a name in the guest's /etc/passwd, a uid or
+    /// `uid:gid`); root when the spec says none.
+    pub user: Option<&'static str>,
+    /// `ports`: the TCP ports it serves (forwarded from `tcpip` and the
+    /// host when it listens, whatever the linux server's
+    /// `forward_min_port`).
+    pub ports: &'static [u16],
 }
 
 /// Where a component runs. Only in-kernel exists today.

@@ -17,6 +17,7 @@ use crate::process::Proc;
 use crate::Ctx;
 use crate::Server;
 use crate::FORWARDS_URI;
+use crate::FORWARD_PORT_URI;
 use crate::TEST_PANIC_URI;
 
 impl Server {
@@ -32,6 +33,9 @@ impl Server {
         }
         if uri == FORWARDS_URI {
             return self.send_forwards(cx, client, call_id);
+        }
+        if let Some(port) = uri.strip_prefix(FORWARD_PORT_URI) {
+            return self.forward_port(cx, client, call_id, port);
         }
         if let Some((code, text)) = self.refusal(uri) {
             return refuse(cx, client, call_id, code, &text);
@@ -84,6 +88,41 @@ impl Server {
             handle: theirs.into_handle(),
         };
         cx.send(client, reply)
+    }
+
+    /// Answers `forward-port:P`: TCP port P of Linux is forwarded from now
+    /// on when a Linux process listens there (a Linux service's declared
+    /// port, below `forward_min_port`). The reply's channel carries
+    /// nothing: it only says yes.
+    fn forward_port(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        client: HandleId,
+        call_id: u32,
+        port: &str,
+    ) -> Result<(), Error> {
+        let Some(port) = port.parse::<u16>().ok().filter(|p| *p > 0) else {
+            let text = format!("'{port}' is not a TCP port (1 to 65535)");
+            return refuse(cx, client, call_id, codes::INVALID, &text);
+        };
+        let Some(nat) = self.net.as_mut() else {
+            let text = "Linux has no network in this profile (no tcpip)";
+            return refuse(cx, client, call_id, codes::UNAVAILABLE, text);
+        };
+        nat.allow_port(cx, port);
+        match Channel::create() {
+            Ok((_ours, theirs)) => {
+                let reply = Message::OpenReply {
+                    call_id,
+                    handle: theirs.into_handle(),
+                };
+                cx.send(client, reply)
+            }
+            Err(e) => {
+                let text = format!("cannot create a channel: {e}");
+                refuse(cx, client, call_id, codes::UNAVAILABLE, &text)
+            }
+        }
     }
 
     /// Why an `exec` open cannot be served now, if it cannot.

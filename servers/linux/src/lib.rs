@@ -84,6 +84,10 @@ pub const TEST_PANIC_URI: &str = "test:panic";
 /// `[{"port":8000,"protocol":"tcp","process":"busybox","connections":3}]`
 /// (httpd's `/api/forwards`).
 pub const FORWARDS_URI: &str = "forwards:";
+/// The `Open` URI that asks for TCP port `P` of Linux to be forwarded,
+/// `forward-port:P` (a Linux service's runner sends it for its spec's
+/// `ports`; see `Nat::allow_port`).
+pub const FORWARD_PORT_URI: &str = "forward-port:";
 
 /// What each channel in the main loop is to the server.
 #[derive(Clone, Copy)]

@@ -132,11 +132,15 @@ fn toml_files(root: &Path, dir: &str, errors: &mut Vec<SpecError>) -> Vec<PathBu
 /// A component's crate must be `<kind dir>/<name>`, with a matching
 /// package name and a build script (which generates its `Env`).
 pub fn check_crate(root: &Path, component: &Component) -> Vec<SpecError> {
+    if !component.has_crate() {
+        return Vec::new();
+    }
     let spec_error = |message: String| SpecError::new(Origin::Spec, &component.file, message);
     let dir = component.crate_dir();
     if !root.join(&dir).is_dir() {
         let elsewhere = Kind::ALL
             .iter()
+            .filter(|(kind, _)| kind.has_crate())
             .map(|(kind, _)| (kind, Path::new(kind.dir()).join(&component.name)))
             .find(|(_, other)| root.join(other).is_dir());
         let hint = match elsewhere {
@@ -192,7 +196,7 @@ pub fn check_crate(root: &Path, component: &Component) -> Vec<SpecError> {
 /// Every crate in a component directory needs a spec.
 fn check_orphan_crates(root: &Path, spec_names: &BTreeSet<String>) -> Vec<SpecError> {
     let mut errors = Vec::new();
-    for (kind, _) in Kind::ALL {
+    for (kind, _) in Kind::ALL.iter().filter(|(kind, _)| kind.has_crate()) {
         let Ok(entries) = fs::read_dir(root.join(kind.dir())) else {
             continue;
         };
@@ -412,6 +416,10 @@ pub fn check_kernel_manifest(root: &Path, system: &System) -> Vec<SpecError> {
             let Some(component) = system.component(name) else {
                 continue;
             };
+            if !component.has_crate() {
+                // The runner crate is a fixed dependency (see `codegen`).
+                continue;
+            }
             let expected = format!("../{}", component.crate_dir().display());
             let wanted = format!("'{name} = {{ path = \"{expected}\" }}'");
             let path = match dependencies.and_then(|d| d.get(name)) {

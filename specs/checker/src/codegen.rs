@@ -3,6 +3,7 @@
 
 use crate::model::Component;
 use crate::model::ConfigOverride;
+use crate::model::LinuxService;
 use crate::model::Need;
 use crate::model::Privilege;
 use crate::model::Profile;
@@ -260,8 +261,13 @@ pub fn wiring(system: &System) -> String {
             let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
             format!("&[{}]", quoted.join(", "))
         };
-        let needs: Vec<String> = c
-            .needs
+        // A Linux service's own needs only order the profile: its runner
+        // connects to `linux` alone.
+        let wired_needs = match c.linux {
+            Some(_) => &c.needs[..1],
+            None => &c.needs[..],
+        };
+        let needs: Vec<String> = wired_needs
             .iter()
             .map(|n| {
                 format!(
@@ -339,11 +345,19 @@ pub fn wiring(system: &System) -> String {
             }
             line(o, "        ],");
         }
-        line(o, format!("        start: ::{}::__starina_start,", c.name));
+        match c.linux {
+            Some(_) => line(o, format!("        start: {},", linux_start_name(c))),
+            None => line(o, format!("        start: ::{}::__starina_start,", c.name)),
+        }
         line(o, "    },");
     }
     line(o, "];");
     line(o, "");
+    for c in system.wired_components() {
+        if let Some(service) = &c.linux {
+            linux_start_fn(o, c, service);
+        }
+    }
     for p in &system.profiles {
         for o_ in &p.config {
             config_start_fn(o, p, o_);
@@ -385,6 +399,51 @@ pub fn wiring(system: &System) -> String {
     }
     line(o, "];");
     out
+}
+
+/// The entry point of Linux service `c`.
+fn linux_start_name(c: &Component) -> String {
+    format!("start_linux_{}", c.name)
+}
+
+/// Linux service `c`'s entry point: the generic runner, given what the
+/// spec declares.
+fn linux_start_fn(o: &mut String, c: &Component, service: &LinuxService) {
+    let strs = |items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+        format!("&[{}]", quoted.join(", "))
+    };
+    let opt = |v: &Option<String>| match v {
+        Some(s) => format!("::core::option::Option::Some({s:?})"),
+        None => "::core::option::Option::None".to_string(),
+    };
+    let env: Vec<String> = service
+        .env
+        .iter()
+        .map(|(k, v)| format!("({k:?}, {v:?})"))
+        .collect();
+    let ports: Vec<String> = service.ports.iter().map(u16::to_string).collect();
+    line(
+        o,
+        format!("/// Linux service `{}` ({}).", c.name, c.file.display()),
+    );
+    line(
+        o,
+        format!("fn {}(raw: ::starina::env::RawEnv) {{", linux_start_name(c)),
+    );
+    line(
+        o,
+        "    static SERVICE: ::starina::spec::LinuxService = ::starina::spec::LinuxService {",
+    );
+    line(o, format!("        command: {},", strs(&service.command)));
+    line(o, format!("        env: &[{}],", env.join(", ")));
+    line(o, format!("        workdir: {},", opt(&service.workdir)));
+    line(o, format!("        user: {},", opt(&service.user)));
+    line(o, format!("        ports: &[{}],", ports.join(", ")));
+    line(o, "    };");
+    line(o, "    ::linux_service_runner::run(raw, &SERVICE)");
+    line(o, "}");
+    line(o, "");
 }
 
 /// The wiring's entry point for component `c.component` in profile `p`.

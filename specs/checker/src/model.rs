@@ -55,11 +55,33 @@ pub struct Component {
     pub devices: Vec<DeviceSpec>,
     /// Typed constants, in spec order.
     pub config: Vec<ConfigEntry>,
+    /// What a Linux service runs (`kind = "linux"` only).
+    pub linux: Option<LinuxService>,
     /// The spec file, relative to the workspace root.
     pub file: PathBuf,
 }
 
+/// A Linux service's program and how it runs in the microVM (the spec's
+/// `command`, `[env]`, `workdir`, `user` and `ports`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxService {
+    /// The program and its arguments; never empty.
+    pub command: Vec<String>,
+    /// In spec order.
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    /// TCP ports it serves, in spec order.
+    pub ports: Vec<u16>,
+}
+
 impl Component {
+    /// Whether it is a crate of its own (a Linux service is not: the
+    /// kernel's generic runner runs it).
+    pub fn has_crate(&self) -> bool {
+        self.kind.has_crate()
+    }
+
     /// The crate's directory, relative to the workspace root (`apps/hello`).
     pub fn crate_dir(&self) -> PathBuf {
         Path::new(self.kind.dir()).join(&self.name)
@@ -233,16 +255,24 @@ spec_enum! {
         App = "app",
         Server = "server",
         Driver = "driver",
+        Linux = "linux",
     }
 }
 
 impl Kind {
+    /// Whether components of this kind are crates (all but Linux services).
+    pub fn has_crate(self) -> bool {
+        self != Kind::Linux
+    }
+
     /// The directory holding crates of this kind.
     pub fn dir(self) -> &'static str {
         match self {
             Kind::App => "apps",
             Kind::Server => "servers",
             Kind::Driver => "drivers",
+            // No crate (see `Component::has_crate`).
+            Kind::Linux => "specs",
         }
     }
 }

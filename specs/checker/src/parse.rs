@@ -46,6 +46,11 @@ pub const COMPONENT_FIELDS: &[&str] = &[
     "needs",
     "devices",
     "config",
+    "command",
+    "env",
+    "workdir",
+    "user",
+    "ports",
 ];
 
 /// The fields a profile may have.
@@ -92,7 +97,11 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
             "must not be empty: say what the component does",
         );
     }
-    let isolation = if f.peek("isolation").and_then(Value::as_str) == Some("user") {
+    let linux = crate::linux::read_linux(&mut f, kind);
+    let isolation = if linux.is_some() {
+        // The runner that speaks for it runs in the kernel.
+        Some(Isolation::InKernel)
+    } else if f.peek("isolation").and_then(Value::as_str) == Some("user") {
         f.take("isolation");
         f.error(
             "isolation",
@@ -108,7 +117,10 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
     let memory_limit_mib = read_memory_limit(&mut f);
     let exports = read_exports(&mut f);
     let privileges = read_privileges(&mut f);
-    let needs = read_needs(&mut f, &exports);
+    let mut needs = read_needs(&mut f, &exports);
+    if linux.is_some() {
+        add_linux_need(&mut f, &mut needs);
+    }
     let devices = read_devices(&mut f, &needs);
     let config = read_config(&mut f);
     f.finish();
@@ -146,6 +158,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
             needs,
             devices,
             config,
+            linux,
             file: file.to_path_buf(),
         }),
         _ => Err(errors),
@@ -313,6 +326,28 @@ fn read_needs(f: &mut Fields, exports: &[String]) -> Vec<Need> {
         }
     }
     needs
+}
+
+/// A Linux service's runner needs the `linux` service (first, so a profile
+/// lists the linux server before it); its own `[needs]` are services that
+/// must be up before it starts.
+fn add_linux_need(f: &mut Fields, needs: &mut Vec<Need>) {
+    use crate::linux::LINUX_SERVICE;
+    if needs.iter().any(|n| n.field == LINUX_SERVICE) {
+        f.error(
+            &format!("needs.{LINUX_SERVICE}"),
+            "a Linux service always needs the 'linux' service (implied); remove this entry",
+        );
+        return;
+    }
+    needs.insert(
+        0,
+        Need {
+            field: LINUX_SERVICE.to_string(),
+            service: LINUX_SERVICE.to_string(),
+            optional: false,
+        },
+    );
 }
 
 /// The keys of a `[needs]` entry's table form.

@@ -84,7 +84,7 @@ fn isolation_is_required() {
 fn kind_must_be_known() {
     assert_errors(
         echo_errors(&echo_replacing("kind", r#"kind = "service""#)),
-        &["spec specs/echo.toml: field 'kind': expected one of app, server, driver; got 'service'"],
+        &["spec specs/echo.toml: field 'kind': expected one of app, server, driver, linux; got 'service'"],
     );
 }
 
@@ -92,7 +92,7 @@ fn kind_must_be_known() {
 fn kind_is_required() {
     assert_errors(
         echo_errors(&echo_replacing("kind", "")),
-        &["spec specs/echo.toml: field 'kind': required but missing; expected one of app, server, driver"],
+        &["spec specs/echo.toml: field 'kind': required but missing; expected one of app, server, driver, linux"],
     );
 }
 
@@ -170,7 +170,7 @@ fn description_is_required_and_not_empty() {
 fn unknown_fields_are_errors() {
     assert_errors(
         echo_errors(&echo_with(r#"colour = "blue""#)),
-        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, memory_limit_mib, exports, privileges, needs, devices, config)"],
+        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, memory_limit_mib, exports, privileges, needs, devices, config, command, env, workdir, user, ports)"],
     );
 }
 
@@ -408,7 +408,7 @@ fn every_error_of_every_file_is_reported() {
     assert_errors(
         fixture.errors(),
         &[
-            "spec specs/echo.toml: field 'kind': expected one of app, server, driver; got 'sever' (did you mean 'server'?)",
+            "spec specs/echo.toml: field 'kind': expected one of app, server, driver, linux; got 'sever' (did you mean 'server'?)",
             "spec specs/echo.toml: field 'description': required but missing",
             "spec specs/echo.toml: field 'isolation': isolation 'user' is not supported yet (only 'in-kernel')",
             "spec specs/echo.toml: field 'restart': expected one of never, on-failure, always; got 'sometimes'",

@@ -53,6 +53,20 @@ impl Nat {
         port >= self.config.forward_min_port || self.config.forward_ports.contains(&port)
     }
 
+    /// A Linux service's spec declares `port` (its runner asked through
+    /// `forward-port:`): it is forwarded whatever `forward_min_port` says,
+    /// at once if Linux listens there already.
+    pub fn allow_port(&mut self, cx: &mut Cx<Ctx>, port: u16) {
+        if self.forwarded(port) {
+            return;
+        }
+        self.config.forward_ports.push(port);
+        log::info!("net: TCP port {port} is forwarded (a Linux service declares it)");
+        if let Some(process) = self.forwards.listening.get(&port).cloned() {
+            self.on_listening(cx, Proto::Tcp, port, true, process);
+        }
+    }
+
     /// The agent says a Linux process started (`open`) or stopped listening
     /// on `port`.
     pub fn on_listening(

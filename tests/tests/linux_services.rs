@@ -1,0 +1,204 @@
+//! A Linux service declared in a spec (`specs/linux_web.toml`, `kind =
+//! "linux"`), end to end: the `linux_services` profile (the `linux`
+//! profile plus `linux_web`) through `exec`. Boots Starina and Linux under
+//! QEMU: slow, run by `make test`.
+//!
+//! Startup runs the service's program in Linux as the spec says (user,
+//! working directory, environment), its port answers from the host, the
+//! native httpd lists it as a component of kind `linux`, its output is in
+//! Starina's log under its name, and when it is killed startup starts it
+//! again and it answers again.
+
+use std::io::Read;
+use std::io::Write;
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
+
+use starina_host::exec::ExecOptions;
+use starina_host::Streams;
+use starina_tests::*;
+
+/// The port `linux_web`'s spec declares (and the host tool forwards).
+const PORT: u16 = 8000;
+/// What its page says (linux-guest/www/index.html).
+const PAGE: &str = "Hello from Linux inside Starina";
+
+/// Runs the shell `script` in Linux (profile `linux_services`), its stdin
+/// from `stdin`; returns exit code, stdout and the console log.
+fn exec_sh(script: &str, stdin: Box<dyn Read + Send>, http_port: u16) -> (i32, String, String) {
+    let disk = TempDisk::new().expect("a temporary directory");
+    let mut opts = ExecOptions::new(&["sh", "-c", script]);
+    opts.profile = "linux_services".into();
+    opts.build = false;
+    opts.kernel = Some(kernel());
+    opts.timeout = Some(300.0);
+    opts.verbose = true;
+    opts.disk.path = Some(disk.path());
+    opts.disk.size = TEST_DISK_SIZE;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut io = Streams {
+        out: &mut stdout,
+        err: &mut stderr,
+    };
+    let port = http_port.to_string();
+    let host = host_with_env(&[("STARINA_HTTP_PORT", &port)]);
+    let status = starina_host::exec::exec(&host, &opts, stdin, &mut io);
+    (
+        status.code(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// `GET path` on the host's `127.0.0.1:port`: the body of a 200 answer.
+fn get(port: u16, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no headers in {answer:?}"))?;
+    if !head.starts_with("HTTP/1.") || head.split(' ').nth(1) != Some("200") {
+        return Err(head.to_string());
+    }
+    Ok(body.to_string())
+}
+
+/// Polls `GET path` until `ok` accepts a body, for at most `limit`.
+fn wait_get(
+    port: u16,
+    path: &str,
+    limit: Duration,
+    ok: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match get(port, path) {
+            Ok(body) if ok(&body) => return Ok(body),
+            Ok(body) => last = format!("unexpected body {body:?}"),
+            Err(e) => last = e,
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("GET {path} on port {port} for {limit:?}: {last}"))
+}
+
+/// Ends the test: closes the script's input, waits for `exec`, and fails
+/// with `why` and what it printed.
+fn stop(writer: std::io::PipeWriter, run: Run, why: String) -> ! {
+    drop(writer);
+    let (code, out, err) = run.join().unwrap();
+    panic!("{why} (exec exit {code}):\n--- stdout:\n{out}\n--- console:\n{err}");
+}
+
+type Run = thread::JoinHandle<(i32, String, String)>;
+
+fn stop_now(components: &str) -> &str {
+    panic!("/api/components does not list linux_web: {components}")
+}
+
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn a_linux_service_from_a_spec_runs_answers_and_is_restarted() {
+    // The service's process is the one whose whole command line is the
+    // spec's `command` (this guest's busybox has no pgrep).
+    let script = r#"
+svc_pid() {
+    for d in /proc/[0-9]*; do
+        [ "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" = "busybox httpd -f -vv -p 8000 -h /srv/www " ] && echo ${d#/proc/}
+    done
+    return 0
+}
+i=0; until pid1=$(svc_pid) && [ -n "$pid1" ] || [ $i -ge 200 ]; do sleep 0.2; i=$((i+1)); done
+echo "pid1=$pid1"
+echo "user=$(stat -c %U /proc/$pid1)"
+echo "cwd=$(readlink /proc/$pid1/cwd)"
+echo "env=$(tr '\0' '\n' < /proc/$pid1/environ | grep STARINA_SERVICE)"
+read line
+kill $pid1
+i=0; until { pid2=$(svc_pid) && [ -n "$pid2" ] && [ "$pid2" != "$pid1" ]; } || [ $i -ge 100 ]; do sleep 0.2; i=$((i+1)); done
+echo "pid2=$pid2"
+echo "$pid2" > /srv/www/pid.txt
+read line
+"#;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let native = http::free_port();
+    let run = thread::spawn(move || exec_sh(script, Box::new(reader), native));
+
+    // The service's port answers from the host once Linux is up.
+    let page = match wait_get(PORT, "/", Duration::from_secs(240), |b| b.contains(PAGE)) {
+        Ok(page) => page,
+        Err(e) => stop(writer, run, e),
+    };
+    assert!(page.contains("linux_web"), "{page}");
+    // The native httpd lists it with the other components.
+    let components = match get(native, "/api/components") {
+        Ok(json) => json,
+        Err(e) => stop(writer, run, format!("/api/components: {e}")),
+    };
+    let entry = components
+        .split("{\"name\":\"linux_web\"")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap_or_else(|| stop_now(&components));
+    assert!(entry.contains("\"kind\":\"linux\""), "{components}");
+    assert!(entry.contains("\"state\":\"running\""), "{components}");
+
+    // Kill it from inside Linux; startup starts it again.
+    writeln!(writer, "kill").unwrap();
+    let again = wait_get(PORT, "/pid.txt", Duration::from_secs(60), |b| {
+        !b.trim().is_empty()
+    });
+    let pid2 = match again {
+        Ok(body) => body.trim().to_string(),
+        Err(e) => stop(writer, run, format!("after the kill: {e}")),
+    };
+    match get(PORT, "/") {
+        Ok(body) if body.contains(PAGE) => {}
+        other => stop(
+            writer,
+            run,
+            format!("the restarted service's page: {other:?}"),
+        ),
+    }
+    writeln!(writer, "done").unwrap();
+    drop(writer);
+    let (code, out, console) = run.join().unwrap();
+    let report = format!("--- stdout:\n{out}\n--- console:\n{console}");
+    assert_eq!(code, 0, "{report}");
+    let value = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= line\n{report}"))
+            .trim()
+            .to_string()
+    };
+    let pid1 = value("pid1");
+    assert!(
+        !pid1.is_empty() && pid1 != pid2,
+        "pid1 {pid1:?}, pid2 {pid2:?}\n{report}"
+    );
+    assert_eq!(value("pid2"), pid2, "{report}");
+    // What the spec says: user, working directory, environment.
+    assert_eq!(value("user"), "nobody", "{report}");
+    assert_eq!(value("cwd"), "/srv/www", "{report}");
+    assert_eq!(value("env"), "STARINA_SERVICE=linux_web", "{report}");
+    // Its log: tagged with its name, the end and the restart said.
+    for line in [
+        format!("linux_web: running as pid {pid1} in Linux"),
+        format!("linux_web: running as pid {pid2} in Linux"),
+        "linux_web: killed by signal 15".to_string(),
+        "linux_web exited with code 143".to_string(),
+        "restarting linux_web in".to_string(),
+    ] {
+        assert!(console.contains(&line), "no {line:?} in the log\n{report}");
+    }
+}
