@@ -72,6 +72,7 @@ macro_rules! check {
 }
 
 // After `check!`, which they use.
+mod backward_copy;
 mod disk;
 mod files;
 mod handoff;
@@ -754,6 +755,10 @@ const TESTS: &[Test] = &[
     ("mmio_map_needs_the_device", mmio_map_needs_the_device),
     ("real_device_dma_and_mmio", real_device_dma_and_mmio),
     ("threads_take_closures", threads_take_closures),
+    (
+        "interrupts_during_a_backward_copy",
+        backward_copy::interrupts_during_a_backward_copy,
+    ),
     ("disk_driver_checks_requests", disk::disk_driver_checks_requests),
     ("disk_holds_the_hosts_ext2", disk::disk_holds_the_hosts_ext2),
     ("disk_writes_read_back", disk::disk_writes_read_back),

@@ -82,6 +82,11 @@ interrupt_stubs:
 .endr
 
 interrupt_common:
+    // The direction flag may be set where the interrupt struck (a backward
+    // memmove is `std; rep movsb; cld`); the handler's Rust code, which
+    // copies frames with `rep movs`, needs it clear (the ABI says so). The
+    // interrupted RFLAGS, DF included, come back with iretq.
+    cld
     pushq %rax
     pushq %rbx
     pushq %rcx

@@ -11,6 +11,12 @@
 //! kept for the kernel ([`RESERVE_PAGES`]), returns null: the component
 //! panics and ends alone. Allocations inside system calls and the kernel's
 //! own are charged but never refused for a budget.
+//!
+//! Every free small block carries a tag in its second word (a per-boot
+//! secret mixed with its address): freeing a block that has it is a double
+//! free, and allocating one that lost it means something wrote to it after
+//! it was freed. Either stops the kernel at once, at the culprit, instead
+//! of letting two owners share the block.
 
 use core::alloc::GlobalAlloc;
 use core::alloc::Layout;
@@ -73,6 +79,27 @@ fn may_take_pages(pages: usize) -> bool {
 /// heap-usage figures tests and benchmarks report.
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
 
+/// The per-boot secret of [`free_tag`] (so nothing outside can forge a tag).
+static TAG_SECRET: spin::Once<usize> = spin::Once::new();
+
+/// What the second word of a free block at `block` holds.
+fn free_tag(block: usize) -> usize {
+    let secret = *TAG_SECRET.call_once(|| crate::arch::cpu::rdtsc() as usize | 1);
+    block.rotate_left(29) ^ secret
+}
+
+/// Puts `block` at the head of a free list whose head is `next`.
+///
+/// # Safety
+/// `block` is a free block of at least 16 bytes that nothing references.
+unsafe fn push_free(block: usize, next: usize) {
+    // SAFETY: per the contract; blocks are 16-byte aligned at least.
+    unsafe {
+        (block as *mut usize).write(next);
+        (block as *mut usize).add(1).write(free_tag(block));
+    }
+}
+
 fn class_of(layout: &Layout) -> Option<usize> {
     let size = layout.size().max(layout.align());
     CLASSES.iter().position(|&c| size <= c)
@@ -110,8 +137,8 @@ impl Heap {
         for off in (0..PAGE_SIZE).step_by(size).rev() {
             let block = base + off;
             // SAFETY: `block` lies inside the page we own, is aligned to
-            // `size` >= 8, and nothing else references it yet.
-            unsafe { (block as *mut usize).write(lists.heads[class]) };
+            // `size` >= 16, and nothing else references it yet.
+            unsafe { push_free(block, lists.heads[class]) };
             lists.heads[class] = block;
         }
         true
@@ -168,8 +195,19 @@ unsafe impl GlobalAlloc for Heap {
                 }
                 let block = lists.heads[class];
                 // SAFETY: `block` is the head of a free list: a free block
-                // whose first word holds the next free block.
-                lists.heads[class] = unsafe { (block as *const usize).read() };
+                // whose first word holds the next free block, its second
+                // the tag (cleared: a live block never holds it).
+                let (next, tag) = unsafe {
+                    let words = block as *mut usize;
+                    let tag = words.add(1).read();
+                    words.add(1).write(0);
+                    (words.read(), tag)
+                };
+                if tag != free_tag(block) {
+                    drop(lists);
+                    panic!("heap: a free {size}-byte block at {block:#x} was written after it was freed");
+                }
+                lists.heads[class] = next;
                 drop(lists);
                 IN_USE.fetch_add(size, Ordering::Relaxed);
                 account.charge(size);
@@ -202,10 +240,24 @@ unsafe impl GlobalAlloc for Heap {
         let owner = owner_slot(ptr as usize).load(Ordering::Relaxed);
         match class_of(&layout) {
             Some(class) => {
+                if !(ptr as usize).is_multiple_of(CLASSES[class]) {
+                    panic!(
+                        "heap: freeing {:#x} as a {}-byte block, which it is not (a layout that is not the allocation's)",
+                        ptr as usize, CLASSES[class]
+                    );
+                }
                 let mut lists = self.lists[owner as usize].lock();
-                // SAFETY: `ptr` was allocated from this class (same layout)
-                // on a page of `owner`'s, and is no longer used by anyone.
-                unsafe { (ptr as *mut usize).write(lists.heads[class]) };
+                // SAFETY: `ptr` was allocated from this class (same layout),
+                // at least 16 bytes, on a page of `owner`'s.
+                if unsafe { (ptr as *const usize).add(1).read() } == free_tag(ptr as usize) {
+                    drop(lists);
+                    panic!(
+                        "heap: double free of a {}-byte block at {:#x}",
+                        CLASSES[class], ptr as usize
+                    );
+                }
+                // SAFETY: as above, and no longer used by anyone.
+                unsafe { push_free(ptr as usize, lists.heads[class]) };
                 lists.heads[class] = ptr as usize;
                 drop(lists);
                 IN_USE.fetch_sub(CLASSES[class], Ordering::Relaxed);
