@@ -5,7 +5,7 @@
 use starina_bridge::process::Frame;
 use starina_bridge::process::Spawn;
 
-/// A Spawn frame for `argv`, with no environment and no working directory.
+/// A Spawn frame for `argv`, with no environment, working directory or user.
 pub fn spawn_frame(id: u32, argv: &[&str]) -> Vec<u8> {
     Frame::Spawn(Spawn::new(id, argv))
         .encode()
@@ -29,10 +29,10 @@ mod tests {
             [9, 0, 0, 0, 0x0f, 0, 0, 0, 0, 0x43, 0x4e, 0x41, 0x50]
         );
         // len, type 0x01, id, argc, each argument with its length, no
-        // environment, no working directory.
+        // environment, no working directory, no user.
         let mut body = vec![0x01, 7, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0];
         body.extend_from_slice(b"ls");
-        body.extend_from_slice(&[0, 0, 0, 0, 0]);
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
         let mut frame = (body.len() as u32).to_le_bytes().to_vec();
         frame.extend_from_slice(&body);
         assert_eq!(spawn_frame(7, &["ls"]), frame);
