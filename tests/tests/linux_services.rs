@@ -4,7 +4,8 @@
 //! QEMU: slow, run by `make test`.
 //!
 //! Startup runs the service's program in Linux as the spec says (user,
-//! working directory, environment), its port answers from the host, the
+//! working directory, environment), its port answers from the host (a
+//! port the profile would not forward, but the spec declares), the
 //! native httpd lists it as a component of kind `linux`, its output is in
 //! Starina's log under its name, and when it is killed startup starts it
 //! again and it answers again.
@@ -193,6 +194,9 @@ read line
     assert_eq!(value("env"), "STARINA_SERVICE=linux_web", "{report}");
     // Its log: tagged with its name, the end and the restart said.
     for line in [
+        // The profile forwards from port 9000 up: 8000 is forwarded because
+        // the spec declares it (`forward-port:`).
+        "net: TCP port 8000 is forwarded (a Linux service declares it)".to_string(),
         format!("linux_web: running as pid {pid1} in Linux"),
         format!("linux_web: running as pid {pid2} in Linux"),
         "linux_web: killed by signal 15".to_string(),
