@@ -18,6 +18,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use starina_host::kernel::Progress;
+pub mod exec_sh;
 pub mod frames;
 pub mod http;
 mod linked;

@@ -32,8 +32,7 @@ use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
-use starina_host::exec::ExecOptions;
-use starina_host::Streams;
+use starina_tests::exec_sh::Outcome;
 use starina_tests::*;
 
 /// Per-run limit (boot included), seconds.
@@ -45,43 +44,18 @@ const UPLOAD_LINES: usize = 1_900_000;
 /// A name the host's resolver knows (Debian's mirror, which `apt` uses).
 const DNS_NAME: &str = "deb.debian.org";
 
-/// What `exec` returned: exit code, stdout, stderr.
-type Outcome = (i32, String, String);
-
 /// Runs `sh -c script` in Starina's Linux (the `linux` profile) on a fresh
 /// disk, with `stdin` as its standard input.
 fn exec_sh(script: &str, stdin: Box<dyn Read + Send>, http_port: u16) -> Outcome {
-    let disk = TempDisk::new().expect("a temporary directory");
-    let mut opts = ExecOptions::new(&["sh", "-c", script]);
-    opts.build = false;
-    opts.kernel = Some(kernel());
-    opts.timeout = Some(TIMEOUT);
-    opts.verbose = true;
-    opts.disk.path = Some(disk.path());
-    opts.disk.size = TEST_DISK_SIZE;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let mut io = Streams {
-        out: &mut stdout,
-        err: &mut stderr,
-    };
-    let start = Instant::now();
-    let port = http_port.to_string();
-    let host = host_with_env(&[("STARINA_HTTP_PORT", &port)]);
-    let status = starina_host::exec::exec(&host, &opts, stdin, &mut io);
-    let (out, err) = (
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    );
+    let (code, out, err) = exec_sh::exec_sh("linux", script, stdin, http_port, TIMEOUT);
     println!(
-        "exec ({:.1} s), exit {}\n--- stdout:\n{out}\n--- stderr (console):\n{}",
-        start.elapsed().as_secs_f64(),
-        status.code(),
+        "--- stdout:\n{out}\n--- stderr (console):\n{}",
         err.lines()
             .filter(|l| l.contains("net") || l.contains("linux:") || !l.starts_with('['))
             .collect::<Vec<_>>()
             .join("\n")
     );
-    (status.code(), out, err)
+    (code, out, err)
 }
 
 /// `key=value` lines.

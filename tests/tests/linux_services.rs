@@ -17,41 +17,12 @@ use std::thread;
 use std::time::Duration;
 use std::time::Instant;
 
-use starina_host::exec::ExecOptions;
-use starina_host::Streams;
 use starina_tests::*;
 
 /// The port `linux_web`'s spec declares (and the host tool forwards).
 const PORT: u16 = 8000;
 /// What its page says (linux-guest/www/index.html).
 const PAGE: &str = "Hello from Linux inside Starina";
-
-/// Runs the shell `script` in Linux (profile `linux_services`), its stdin
-/// from `stdin`; returns exit code, stdout and the console log.
-fn exec_sh(script: &str, stdin: Box<dyn Read + Send>, http_port: u16) -> (i32, String, String) {
-    let disk = TempDisk::new().expect("a temporary directory");
-    let mut opts = ExecOptions::new(&["sh", "-c", script]);
-    opts.profile = "linux_services".into();
-    opts.build = false;
-    opts.kernel = Some(kernel());
-    opts.timeout = Some(300.0);
-    opts.verbose = true;
-    opts.disk.path = Some(disk.path());
-    opts.disk.size = TEST_DISK_SIZE;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let mut io = Streams {
-        out: &mut stdout,
-        err: &mut stderr,
-    };
-    let port = http_port.to_string();
-    let host = host_with_env(&[("STARINA_HTTP_PORT", &port)]);
-    let status = starina_host::exec::exec(&host, &opts, stdin, &mut io);
-    (
-        status.code(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
 
 /// `GET path` on the host's `127.0.0.1:port`: the body of a 200 answer.
 fn get(port: u16, path: &str) -> Result<String, String> {
@@ -132,7 +103,9 @@ read line
 "#;
     let (reader, mut writer) = std::io::pipe().unwrap();
     let native = http::free_port();
-    let run = thread::spawn(move || exec_sh(script, Box::new(reader), native));
+    let run = thread::spawn(move || {
+        exec_sh::exec_sh("linux_services", script, Box::new(reader), native, 300.0)
+    });
 
     // The service's port answers from the host once Linux is up.
     let page = match wait_get(PORT, "/", Duration::from_secs(240), |b| b.contains(PAGE)) {
