@@ -179,3 +179,46 @@ read line
         assert!(console.contains(&line), "no {line:?} in the log\n{report}");
     }
 }
+
+/// Waits until the console has `count` lines containing `needle`.
+fn wait_lines(m: &LinkedGuest, needle: &str, count: usize, limit: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if m.console().lines().filter(|l| l.contains(needle)).count() >= count {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!(
+        "fewer than {count} lines with {needle:?} after {limit:?}"
+    ))
+}
+
+/// When Linux itself goes down (a guest kernel panic, asked for through
+/// the host link: `allow_test_panic` is on in `linux_services`), startup
+/// boots a fresh VM, and the service, whose program went with the old
+/// one, runs again in the new one.
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn a_linux_service_runs_again_after_linux_restarts() {
+    let limit = Duration::from_secs(240);
+    let mut m = LinkedGuest::boot("linux_services", true, limit);
+    let result = (|| -> Result<(), String> {
+        wait_lines(&m, "linux_web: running as pid", 1, limit)?;
+        m.send(&starina_tests::frames::panic_frame())?;
+        wait_lines(&m, "restarting linux", 1, limit)?;
+        wait_lines(&m, "linux_web: running as pid", 2, limit)
+    })();
+    let console = m.console();
+    drop(m);
+    if let Err(e) = result {
+        panic!("{e}\n--- console:\n{console}");
+    }
+    for line in console
+        .lines()
+        .filter(|l| l.contains("linux_web") || l.contains("restarting"))
+    {
+        println!("{line}");
+    }
+    assert!(console.contains("linux: [guest] Kernel panic"), "{console}");
+}
