@@ -817,8 +817,9 @@ fn request_path(line: &str) -> Option<&str> {
     }
 }
 
-/// `len` bytes of xorshift (what the host serves).
-fn pattern(len: usize) -> Vec<u8> {
+/// `len` bytes of xorshift (what the host serves; the end-to-end network
+/// tests serve it too).
+pub fn pattern(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..len)
         .map(|_| {

@@ -1,6 +1,8 @@
-//! Small helpers for talking HTTP to the guest through the forwarded port
+//! Small helpers for talking HTTP to the guest through forwarded ports
 //! (127.0.0.1 only) and reading httpd's flat JSON.
 
+use std::io::Read;
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -10,6 +12,32 @@ pub fn connect(port: u16, read_timeout: Duration) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the forwarded port");
     s.set_read_timeout(Some(read_timeout)).unwrap();
     s
+}
+
+/// `GET path` (HTTP/1.0) on 127.0.0.1:`port`: the body of a 200 answer,
+/// or what went wrong (the status line and headers of any other answer).
+pub fn get(port: u16, path: &str) -> Result<Vec<u8>, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("read after {} bytes: {e}", answer.len()))?;
+    // The end of the headers (a CGI script's own may end in a bare "\n\n").
+    let (at, sep) = match answer.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(at) => (at, 4),
+        None => answer
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map(|at| (at, 2))
+            .ok_or_else(|| format!("no headers in {} bytes", answer.len()))?,
+    };
+    let status = answer.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    if status != b"200" {
+        return Err(String::from_utf8_lossy(&answer[..at]).into_owned());
+    }
+    Ok(answer[at + sep..].to_vec())
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.

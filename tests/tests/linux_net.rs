@@ -63,17 +63,10 @@ fn values(out: &str) -> BTreeMap<&str, &str> {
     out.lines().filter_map(|l| l.split_once('=')).collect()
 }
 
-/// 16 MiB of xorshift bytes (what the host serves).
+/// 16 MiB of xorshift bytes (what the host serves; the network bench's
+/// pattern).
 fn big_data() -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..BIG)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    starina_host::bench_net::pattern(BIG)
 }
 
 fn sha256(data: &[u8], dir: &Path) -> String {
@@ -291,32 +284,7 @@ echo done=yes
 /// `GET path` on 127.0.0.1:`port`: the body of a 200 answer, else `None`
 /// (refused, reset, closed without an answer, or another status).
 fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
-    try_get(port, path).ok()
-}
-
-/// [`http_get`], saying what went wrong.
-fn try_get(port: u16, path: &str) -> Result<Vec<u8>, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer)
-        .map_err(|e| format!("read after {} bytes: {e}", answer.len()))?;
-    // The end of the headers (a CGI script's own may end in a bare "\n\n").
-    let (at, sep) = match answer.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(at) => (at, 4),
-        None => answer
-            .windows(2)
-            .position(|w| w == b"\n\n")
-            .map(|at| (at, 2))
-            .ok_or_else(|| format!("no headers in {} bytes", answer.len()))?,
-    };
-    let status = answer.split(|&b| b == b' ').nth(1).unwrap_or_default();
-    if status != b"200" {
-        return Err(String::from_utf8_lossy(&answer[..at]).into_owned());
-    }
-    Ok(answer[at + sep..].to_vec())
+    http::get(port, path).ok()
 }
 
 #[test]
@@ -386,12 +354,12 @@ sleep 4
     let parallel: Vec<_> = (0..50)
         .map(|_| {
             thread::spawn(move || {
-                let mut result = try_get(port, "/big.sha");
+                let mut result = http::get(port, "/big.sha");
                 for attempt in 1..5 {
                     match &result {
                         Err(e) if e.starts_with("read after 0 bytes") => {
                             thread::sleep(Duration::from_millis(200 * attempt));
-                            result = try_get(port, "/big.sha");
+                            result = http::get(port, "/big.sha");
                         }
                         _ => break,
                     }

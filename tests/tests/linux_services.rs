@@ -10,9 +10,7 @@
 //! Starina's log under its name, and when it is killed startup starts it
 //! again and it answers again.
 
-use std::io::Read;
 use std::io::Write;
-use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 use std::time::Instant;
@@ -26,21 +24,7 @@ const PAGE: &str = "Hello from Linux inside Starina";
 
 /// `GET path` on the host's `127.0.0.1:port`: the body of a 200 answer.
 fn get(port: u16, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no headers in {answer:?}"))?;
-    if !head.starts_with("HTTP/1.") || head.split(' ').nth(1) != Some("200") {
-        return Err(head.to_string());
-    }
-    Ok(body.to_string())
+    http::get(port, path).map(|body| String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Polls `GET path` until `ok` accepts a body, for at most `limit`.

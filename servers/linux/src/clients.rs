@@ -40,19 +40,11 @@ impl Server {
         if let Some((code, text)) = self.refusal(uri) {
             return refuse(cx, client, call_id, code, &text);
         }
-        let (ours, theirs) = match Channel::create() {
-            Ok(pair) => pair,
-            Err(e) => {
-                let text = format!("cannot create a channel: {e}");
-                return refuse(cx, client, call_id, codes::UNAVAILABLE, &text);
-            }
-        };
-        let reply = Message::OpenReply {
-            call_id,
-            handle: theirs.into_handle(),
+        let Some((ours, theirs)) = channel_pair(cx, client, call_id)? else {
+            return Ok(());
         };
         // An error here: the client is gone or flooding us; nothing to answer.
-        cx.send(client, reply)?;
+        open_reply(cx, client, call_id, theirs)?;
         let id = self.new_id();
         let ch = cx.add_channel(ours, Ctx::Process(id))?;
         let now = starina::timer::now_ns();
@@ -73,21 +65,13 @@ impl Server {
             .net
             .as_ref()
             .map_or_else(|| String::from("[]"), |nat| nat.forwards_json());
-        let (ours, theirs) = match Channel::create() {
-            Ok(pair) => pair,
-            Err(e) => {
-                let text = format!("cannot create a channel: {e}");
-                return refuse(cx, client, call_id, codes::UNAVAILABLE, &text);
-            }
+        let Some((ours, theirs)) = channel_pair(cx, client, call_id)? else {
+            return Ok(());
         };
         // Queued before the reply, so the client finds it at once; our end
         // drops here (the client sees the peer closed after the data).
         ours.send_data(json.as_bytes())?;
-        let reply = Message::OpenReply {
-            call_id,
-            handle: theirs.into_handle(),
-        };
-        cx.send(client, reply)
+        open_reply(cx, client, call_id, theirs)
     }
 
     /// Answers `forward-port:P`: TCP port P of Linux is forwarded from now
@@ -110,18 +94,9 @@ impl Server {
             return refuse(cx, client, call_id, codes::UNAVAILABLE, text);
         };
         nat.allow_port(cx, port);
-        match Channel::create() {
-            Ok((_ours, theirs)) => {
-                let reply = Message::OpenReply {
-                    call_id,
-                    handle: theirs.into_handle(),
-                };
-                cx.send(client, reply)
-            }
-            Err(e) => {
-                let text = format!("cannot create a channel: {e}");
-                refuse(cx, client, call_id, codes::UNAVAILABLE, &text)
-            }
+        match channel_pair(cx, client, call_id)? {
+            Some((_ours, theirs)) => open_reply(cx, client, call_id, theirs),
+            None => Ok(()),
         }
     }
 
@@ -173,6 +148,36 @@ impl Server {
             }
         }
     }
+}
+
+/// A channel pair for answering `call_id` (ours, the client's); `None`
+/// once the client was told none could be made.
+fn channel_pair(
+    cx: &mut Cx<Ctx>,
+    client: HandleId,
+    call_id: u32,
+) -> Result<Option<(Channel, Channel)>, Error> {
+    match Channel::create() {
+        Ok(pair) => Ok(Some(pair)),
+        Err(e) => {
+            let text = format!("cannot create a channel: {e}");
+            refuse(cx, client, call_id, codes::UNAVAILABLE, &text).map(|()| None)
+        }
+    }
+}
+
+/// Answers `call_id` with `theirs`.
+fn open_reply(
+    cx: &mut Cx<Ctx>,
+    client: HandleId,
+    call_id: u32,
+    theirs: Channel,
+) -> Result<(), Error> {
+    let reply = Message::OpenReply {
+        call_id,
+        handle: theirs.into_handle(),
+    };
+    cx.send(client, reply)
 }
 
 fn refuse(
