@@ -65,7 +65,7 @@ impl Nat {
         self.config.forward_ports.push(port);
         if !was {
             log::info!(
-                "net: TCP port {port} is forwarded (a Linux service declares it; UDP port {port} too)"
+                "net: TCP port {port} is forwarded (a Linux service declares it), and UDP port {port}"
             );
         }
         let listening = self.forwards.listening.get(&port).cloned();
