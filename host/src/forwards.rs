@@ -1,9 +1,11 @@
 //! Host port forwards for Linux listeners (README.md, "Networking"): while
 //! Starina runs, the host's `127.0.0.1:P` reaches a Linux service listening
-//! on port P. The linux server logs `NET_FORWARD_ADDED` / `NET_FORWARD_REMOVED`
-//! lines on the console; [`HostForwards`] follows them and adds or removes the
-//! matching QEMU user-network forward through QEMU's human monitor (HMP) on a
-//! Unix socket ([`crate::qemu::QemuConfig::monitor`]).
+//! on TCP port P, or bound to UDP port P. The linux server logs
+//! `NET_FORWARD_ADDED` / `NET_FORWARD_REMOVED` lines (TCP) and
+//! `NET_FORWARD_UDP_ADDED` / `NET_FORWARD_UDP_REMOVED` lines (UDP) on the
+//! console; [`HostForwards`] follows them and adds or removes the matching
+//! QEMU user-network forward (`tcp:` or `udp:`) through QEMU's human monitor
+//! (HMP) on a Unix socket ([`crate::qemu::QemuConfig::monitor`]).
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
@@ -16,6 +18,8 @@ use std::time::Instant;
 
 use starina_abi::markers::NET_FORWARD_ADDED;
 use starina_abi::markers::NET_FORWARD_REMOVED;
+use starina_abi::markers::NET_FORWARD_UDP_ADDED;
+use starina_abi::markers::NET_FORWARD_UDP_REMOVED;
 
 /// How long one console line may wait for the monitor, all told.
 pub const MONITOR_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,21 +33,56 @@ const PROMPT: &[u8] = b"(qemu) ";
 /// What QEMU 7.2 answers when it cannot bind the host port.
 const BIND_FAILED: &str = "Could not set up host forwarding rule";
 
+/// The protocol of a forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// As QEMU's `hostfwd` rules spell it.
+    fn rule(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+
+    /// As the messages to the user say it: TCP is the default.
+    fn label(self) -> &'static str {
+        match self {
+            Proto::Tcp => "",
+            Proto::Udp => "UDP ",
+        }
+    }
+}
+
 /// A forward change the console announced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
-    Added(u16),
-    Removed(u16),
+    Added(Proto, u16),
+    Removed(Proto, u16),
 }
 
 /// The change a console line announces, if it is a well-formed marker line:
 /// the marker, then a port number in 1..=65535 ending at a space or the line's end.
 pub fn parse(line: &str) -> Option<Change> {
-    // The removal marker first: it is the longer text.
-    if let Some(port) = port_after(line, NET_FORWARD_REMOVED) {
-        return Some(Change::Removed(port));
-    }
-    port_after(line, NET_FORWARD_ADDED).map(Change::Added)
+    // The removal markers first: they are the longer texts.
+    let markers = [
+        (NET_FORWARD_REMOVED, Proto::Tcp, false),
+        (NET_FORWARD_UDP_REMOVED, Proto::Udp, false),
+        (NET_FORWARD_ADDED, Proto::Tcp, true),
+        (NET_FORWARD_UDP_ADDED, Proto::Udp, true),
+    ];
+    markers.into_iter().find_map(|(marker, proto, added)| {
+        let port = port_after(line, marker)?;
+        Some(if added {
+            Change::Added(proto, port)
+        } else {
+            Change::Removed(proto, port)
+        })
+    })
 }
 
 fn port_after(line: &str, marker: &str) -> Option<u16> {
@@ -67,7 +106,7 @@ pub struct HostForwards {
     monitor: Option<Monitor>,
     /// The monitor did not answer in time: no more tries.
     given_up: bool,
-    added: BTreeSet<u16>,
+    added: BTreeSet<(Proto, u16)>,
 }
 
 impl HostForwards {
@@ -91,7 +130,7 @@ impl HostForwards {
     }
 
     /// The ports forwarded now.
-    pub fn added(&self) -> impl Iterator<Item = u16> + '_ {
+    pub fn added(&self) -> impl Iterator<Item = (Proto, u16)> + '_ {
         self.added.iter().copied()
     }
 
@@ -99,60 +138,63 @@ impl HostForwards {
     /// user (without the `starina: ` prefix), if anything.
     pub fn line(&mut self, line: &str) -> Option<String> {
         match parse(line)? {
-            Change::Added(port) => self.add(port),
-            Change::Removed(port) => self.remove(port),
+            Change::Added(proto, port) => self.add(proto, port),
+            Change::Removed(proto, port) => self.remove(proto, port),
         }
     }
 
-    fn add(&mut self, port: u16) -> Option<String> {
-        if port == self.http_port {
+    fn add(&mut self, proto: Proto, port: u16) -> Option<String> {
+        let inside = inside_only(proto, port);
+        // httpd's forward is TCP: UDP's port of the same number is free.
+        if proto == Proto::Tcp && port == self.http_port {
             return Some(format!(
-                "host port {port} is in use (Starina's httpd): {}",
-                inside_only(port)
+                "host port {port} is in use (Starina's httpd): {inside}"
             ));
         }
-        if self.given_up || self.added.contains(&port) {
+        if self.given_up || self.added.contains(&(proto, port)) {
             return None;
         }
+        let rule = proto.rule();
         let answer = match self.command(&format!(
-            "hostfwd_add {NETDEV} tcp:127.0.0.1:{port}-:{port}"
+            "hostfwd_add {NETDEV} {rule}:127.0.0.1:{port}-:{port}"
         )) {
             Ok(answer) => answer,
-            Err(e) => return self.failed(port, e),
+            Err(e) => return self.failed(proto, port, e),
         };
+        let label = proto.label();
         if answer.is_empty() {
-            self.added.insert(port);
-            Some(format!("Linux's port {port} is at 127.0.0.1:{port}"))
+            self.added.insert((proto, port));
+            Some(format!("Linux's {label}port {port} is at 127.0.0.1:{port}"))
         } else if answer.contains(BIND_FAILED) {
-            Some(format!("host port {port} is in use: {}", inside_only(port)))
+            Some(format!("host {label}port {port} is in use: {inside}"))
         } else {
             Some(format!(
-                "cannot forward host port {port} (QEMU: {answer}): {}",
-                inside_only(port)
+                "cannot forward host {label}port {port} (QEMU: {answer}): {inside}"
             ))
         }
     }
 
     /// Quiet: the forward goes with the listener (a monitor that stopped
     /// answering is still reported once).
-    fn remove(&mut self, port: u16) -> Option<String> {
-        if self.given_up || !self.added.remove(&port) {
+    fn remove(&mut self, proto: Proto, port: u16) -> Option<String> {
+        if self.given_up || !self.added.remove(&(proto, port)) {
             return None;
         }
-        match self.command(&format!("hostfwd_remove {NETDEV} tcp:127.0.0.1:{port}")) {
+        let rule = proto.rule();
+        match self.command(&format!("hostfwd_remove {NETDEV} {rule}:127.0.0.1:{port}")) {
             Err(e) if e.kind() == ErrorKind::TimedOut => self.give_up(),
             _ => None,
         }
     }
 
-    fn failed(&mut self, port: u16, e: std::io::Error) -> Option<String> {
+    fn failed(&mut self, proto: Proto, port: u16, e: std::io::Error) -> Option<String> {
         if e.kind() == ErrorKind::TimedOut {
             return self.give_up();
         }
         Some(format!(
             "cannot reach QEMU's monitor ({}: {e}): {}",
             self.socket.display(),
-            inside_only(port)
+            inside_only(proto, port)
         ))
     }
 
@@ -192,8 +234,9 @@ impl HostForwards {
     }
 }
 
-fn inside_only(port: u16) -> String {
-    format!("Linux's port {port} is reachable inside Starina only")
+fn inside_only(proto: Proto, port: u16) -> String {
+    let label = proto.label();
+    format!("Linux's {label}port {port} is reachable inside Starina only")
 }
 
 /// A connection to QEMU's human monitor.
@@ -375,7 +418,9 @@ mod tests {
     fn qemu_answer(command: &str, busy: u16) -> String {
         let words: Vec<&str> = command.split(' ').collect();
         match words[..] {
-            ["hostfwd_add", "n0", rule] if rule.starts_with(&format!("tcp:127.0.0.1:{busy}-")) => {
+            ["hostfwd_add", "n0", rule]
+                if rule.ends_with(&format!(":127.0.0.1:{busy}-:{busy}")) =>
+            {
                 format!("Could not set up host forwarding rule '{rule}'\r\n")
             }
             ["hostfwd_add", "n0", _] => String::new(),
@@ -391,23 +436,34 @@ mod tests {
     const REMOVED: &str =
         "[   9.000000] INFO  linux: net: stopped forwarding TCP port 8000 (3 connections)";
 
+    const UDP_ADDED: &str =
+        "[   3.2] INFO  linux: net: forwarding UDP port 5353 to Linux (init (pid 90))";
+    const UDP_REMOVED: &str =
+        "[   9.1] INFO  linux: net: stopped forwarding UDP port 5353 (4 datagrams in, 4 out)";
+
     #[test]
     fn marker_lines() {
-        assert_eq!(parse(ADDED), Some(Change::Added(8000)));
-        assert_eq!(parse(&format!("{ADDED}\r\n")), Some(Change::Added(8000)));
+        use Proto::*;
+        assert_eq!(parse(ADDED), Some(Change::Added(Tcp, 8000)));
+        assert_eq!(
+            parse(&format!("{ADDED}\r\n")),
+            Some(Change::Added(Tcp, 8000))
+        );
         assert_eq!(
             parse("net: forwarding TCP port 8000\n"),
-            Some(Change::Added(8000))
+            Some(Change::Added(Tcp, 8000))
         );
-        assert_eq!(parse(REMOVED), Some(Change::Removed(8000)));
+        assert_eq!(parse(REMOVED), Some(Change::Removed(Tcp, 8000)));
         assert_eq!(
             parse("net: forwarding TCP port 65535"),
-            Some(Change::Added(65535))
+            Some(Change::Added(Tcp, 65535))
         );
         assert_eq!(
             parse("garbage \x1b[0m junk net: forwarding TCP port 1024 to Linux (x) trailing"),
-            Some(Change::Added(1024))
+            Some(Change::Added(Tcp, 1024))
         );
+        assert_eq!(parse(UDP_ADDED), Some(Change::Added(Udp, 5353)));
+        assert_eq!(parse(UDP_REMOVED), Some(Change::Removed(Udp, 5353)));
         for line in [
             "",
             "net: forwarding TCP",
@@ -420,6 +476,10 @@ mod tests {
             "net: forwarding TCP port 99999999999999999999 to Linux",
             "net: forwarding TCP port8000 to Linux",
             "net: stopped forwarding TCP port  (3 connections)",
+            "net: forwarding UDP port x to Linux",
+            "net: forwarding UDP port 0 to Linux",
+            "net: stopped forwarding UDP port 70000 (1 datagrams in, 1 out)",
+            "net: forwarding udp port 53 to Linux",
             "INFO  linux: serving HTTP on port 8000",
         ] {
             assert_eq!(parse(line), None, "{line:?}");
@@ -444,7 +504,7 @@ mod tests {
             msg.as_deref(),
             Some("Linux's port 8000 is at 127.0.0.1:8000")
         );
-        assert_eq!(forwards.added().collect::<Vec<_>>(), [8000]);
+        assert_eq!(forwards.added().collect::<Vec<_>>(), [(Proto::Tcp, 8000)]);
         // The same port again (no removal between): nothing to do.
         assert_eq!(forwards.line(ADDED), None);
         assert_eq!(forwards.line(REMOVED), None, "removal is quiet");
@@ -572,5 +632,61 @@ mod tests {
             answer(&reply, "hostfwd_add n0 tcp:127.0.0.1:1-:1"),
             "unrecognized netdev id 'n9'"
         );
+    }
+
+    #[test]
+    fn udp_forwards_are_udp_rules() {
+        let hmp = FakeHmp::start(Mode::Answers { busy: 0 });
+        // UDP on httpd's port number is free: httpd's forward is TCP.
+        let mut forwards = hmp.forwards(5353);
+        let msg = forwards.line(UDP_ADDED);
+        assert_eq!(
+            msg.as_deref(),
+            Some("Linux's UDP port 5353 is at 127.0.0.1:5353")
+        );
+        // TCP and UDP of one port are two forwards.
+        let tcp = forwards.line("net: forwarding TCP port 5354 to Linux (x)");
+        assert_eq!(
+            tcp.as_deref(),
+            Some("Linux's port 5354 is at 127.0.0.1:5354")
+        );
+        let udp = forwards.line("net: forwarding UDP port 5354 to Linux (x)");
+        assert_eq!(
+            udp.as_deref(),
+            Some("Linux's UDP port 5354 is at 127.0.0.1:5354")
+        );
+        assert_eq!(
+            forwards.added().collect::<Vec<_>>(),
+            [(Proto::Tcp, 5354), (Proto::Udp, 5353), (Proto::Udp, 5354)]
+        );
+        assert_eq!(forwards.line(UDP_REMOVED), None, "removal is quiet");
+        // The TCP removal of a port only UDP forwards sends nothing.
+        assert_eq!(
+            forwards.line("net: stopped forwarding TCP port 5353 (0 connections)"),
+            None
+        );
+        assert_eq!(
+            hmp.commands(),
+            [
+                "hostfwd_add n0 udp:127.0.0.1:5353-:5353",
+                "hostfwd_add n0 tcp:127.0.0.1:5354-:5354",
+                "hostfwd_add n0 udp:127.0.0.1:5354-:5354",
+                "hostfwd_remove n0 udp:127.0.0.1:5353",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_taken_host_udp_port_is_reported() {
+        let hmp = FakeHmp::start(Mode::Answers { busy: 5353 });
+        let mut forwards = hmp.forwards(8080);
+        let msg = forwards.line(UDP_ADDED);
+        assert_eq!(
+            msg.as_deref(),
+            Some("host UDP port 5353 is in use: Linux's UDP port 5353 is reachable inside Starina only")
+        );
+        assert_eq!(forwards.added().count(), 0);
+        assert_eq!(forwards.line(UDP_REMOVED), None);
+        assert_eq!(hmp.commands(), ["hostfwd_add n0 udp:127.0.0.1:5353-:5353"]);
     }
 }

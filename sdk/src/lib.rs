@@ -8,6 +8,8 @@
 //! - [`driver`]: devices, interrupts, MMIO and DMA for drivers.
 //! - [`block`]: the block protocol (a disk driver and its clients) and
 //!   [`block::Disk`], its synchronous client.
+//! - [`frames`], [`datagram`]: the bodies of the network protocols (a NIC
+//!   driver's frames; tcpip's `udp-listen:` datagrams with their peer).
 //! - [`env`], [`spec`]: what startup hands a component, and the spec types.
 //! - [`log`](mod@crate::logger): logging through the `log` crate, tagged with
 //!   the component's name.
@@ -21,6 +23,7 @@ extern crate alloc;
 pub mod block;
 pub mod bootfs;
 pub mod channel;
+pub mod datagram;
 #[allow(unsafe_code)]
 pub mod driver;
 pub mod env;

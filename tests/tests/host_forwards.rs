@@ -3,10 +3,12 @@
 //! through its monitor: QEMU started with the host tool's command line (NIC,
 //! monitor socket) on the PVH stub kernel, stopped before it runs (`-S`), so
 //! no guest boots. Console marker lines fed by hand add and remove forwards;
-//! QEMU's user network then accepts, or no longer accepts, connections.
+//! QEMU's user network then accepts, or no longer accepts, connections (for
+//! UDP: holds the host port, or lets it go).
 
 use std::net::TcpListener;
 use std::net::TcpStream;
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Child;
 use std::process::Stdio;
@@ -40,6 +42,19 @@ fn added(port: u16) -> String {
 
 fn removed(port: u16) -> String {
     format!("[   9.000000] INFO  linux: net: stopped forwarding TCP port {port} (0 connections)")
+}
+
+fn udp_added(port: u16) -> String {
+    format!("[   3.2] INFO  linux: net: forwarding UDP port {port} to Linux (init (pid 2))")
+}
+
+fn udp_removed(port: u16) -> String {
+    format!("[   9.1] INFO  linux: net: stopped forwarding UDP port {port} (0 datagrams in, 0 out)")
+}
+
+fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
 }
 
 fn wait_for(path: &Path, qemu: &mut Qemu) {
@@ -158,6 +173,41 @@ fn forwards_reach_qemus_user_network() {
         refused.is_err(),
         "port {port} still forwarded after removal"
     );
+    assert_eq!(forwards.added().count(), 0);
+
+    // UDP: QEMU holds the host port while forwarded (a bind fails), and
+    // lets it go when removed.
+    let port = free_udp_port();
+    assert_eq!(
+        forwards.line(&udp_added(port)),
+        Some(format!("Linux's UDP port {port} is at 127.0.0.1:{port}"))
+    );
+    assert!(
+        UdpSocket::bind(("127.0.0.1", port)).is_err(),
+        "QEMU does not hold UDP port {port}"
+    );
+    let holder = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let busy = holder.local_addr().unwrap().port();
+    assert_eq!(
+        forwards.line(&udp_added(busy)),
+        Some(format!(
+            "host UDP port {busy} is in use: Linux's UDP port {busy} is reachable inside Starina only"
+        ))
+    );
+    // UDP on the http port's number is free (httpd's forward is TCP).
+    let http_port = host.http_port;
+    if UdpSocket::bind(("127.0.0.1", http_port)).is_ok() {
+        assert_eq!(
+            forwards.line(&udp_added(http_port)),
+            Some(format!(
+                "Linux's UDP port {http_port} is at 127.0.0.1:{http_port}"
+            ))
+        );
+        assert_eq!(forwards.line(&udp_removed(http_port)), None);
+    }
+    assert_eq!(forwards.line(&udp_removed(port)), None);
+    UdpSocket::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("UDP port {port} still held after removal: {e}"));
     assert_eq!(forwards.added().count(), 0);
     drop(qemu);
     eprintln!("took {} ms", start.elapsed().as_millis());

@@ -16,7 +16,13 @@
 //!   the server; the native httpd's `/api/forwards` lists it with its
 //!   process and connection count; Linux reaches it through
 //!   `starina.internal` too (tcpip's loopback into the forward); when the
-//!   listener exits the port stops answering within two seconds.
+//!   listener exits the port stops answering within two seconds. In the
+//!   same boot, a UDP echo server (`/init --udp-echo`) is reached at
+//!   `127.0.0.1:<its port>` over UDP (the `udp-listen:` forward and QEMU's
+//!   `udp:` host forward): datagrams of 1 to 8,000 bytes come back
+//!   unchanged from that port, the server sees the host's address, and
+//!   `/api/forwards` lists it as `"protocol":"udp"`; when it exits the
+//!   forward goes (the marker, `/api/forwards`, no more echoes).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -287,12 +293,122 @@ fn http_get(port: u16, path: &str) -> Option<Vec<u8>> {
     http::get(port, path).ok()
 }
 
+/// A UDP port free on the host (and below Linux's ephemeral range, which
+/// the NAT forwards only when `forward_ports` lists it).
+fn free_udp_port() -> u16 {
+    (0..100)
+        .map(|_| {
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+                % 30000
+                + 2000
+        })
+        .find(|&p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free UDP port")
+}
+
+/// One datagram to 127.0.0.1:`port` and its echo, if one comes within
+/// `wait`: `Ok(None)` if none came.
+fn udp_round_trip(port: u16, payload: &[u8], wait: Duration) -> Result<Option<Vec<u8>>, String> {
+    let socket = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    socket
+        .connect(("127.0.0.1", port))
+        .map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(wait))
+        .map_err(|e| e.to_string())?;
+    // Before the forward exists nothing may listen: the send may be refused.
+    if socket.send(payload).is_err() {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; 65536];
+    match socket.recv(&mut buf) {
+        Ok(n) => Ok(Some(buf[..n].to_vec())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The UDP echo server in Linux answers at 127.0.0.1:`port` (its forward
+/// appears once the agent reports the socket: boot included), is listed
+/// by the native httpd (at `native`), and its forward goes when it exits
+/// (the script kills it on the first line written to `writer`).
+fn udp_forward_works(port: u16, native: u16, writer: &mut impl Write) -> Result<(), String> {
+    let start = Instant::now();
+    while udp_round_trip(port, b"hello", Duration::from_millis(300))? != Some(b"hello".to_vec()) {
+        if start.elapsed() > Duration::from_secs(240) {
+            return Err(format!("127.0.0.1:{port} never echoed"));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "the UDP forward answered after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    for len in [0usize, 1, 1400, 8000] {
+        let sent: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        let got = udp_round_trip(port, &sent, Duration::from_secs(5))?;
+        if got.as_deref() != Some(&sent[..]) {
+            return Err(format!(
+                "echo of {len} bytes: {:?} bytes back",
+                got.map(|g| g.len())
+            ));
+        }
+    }
+    let want = format!("{{\"port\":{port},\"protocol\":\"udp\",\"process\":\"init");
+    let listed = || {
+        http_get(native, "/api/forwards")
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while !listed().contains(&want) {
+        if start.elapsed() > Duration::from_secs(5) {
+            return Err(format!(
+                "/api/forwards does not list UDP port {port}: {}",
+                listed()
+            ));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    writeln!(writer, "stop-udp").map_err(|e| e.to_string())?;
+    let stopped = Instant::now();
+    while udp_round_trip(port, b"gone?", Duration::from_millis(200))?.is_some() {
+        if stopped.elapsed() > Duration::from_secs(3) {
+            return Err("the UDP port still echoes 3 s after the server exited".into());
+        }
+    }
+    while listed().contains(&want) {
+        if stopped.elapsed() > Duration::from_secs(5) {
+            return Err(format!("/api/forwards still lists UDP port {port}"));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    // The host tool removed QEMU's forward: the host port is free again.
+    while UdpSocket::bind(("127.0.0.1", port)).is_err() {
+        if stopped.elapsed() > Duration::from_secs(5) {
+            return Err(format!("QEMU still holds host UDP port {port}"));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "the UDP forward went after {} ms",
+        stopped.elapsed().as_millis()
+    );
+    Ok(())
+}
+
 #[test]
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
 fn linux_listeners_reach_the_host() {
     let port = http::free_port();
+    let udp_port = free_udp_port();
     let script = format!(
         r#"
+/init --udp-echo {udp_port} &
+udp_pid=$!
 mkdir -p /tmp/www/cgi-bin
 head -c {BIG} /dev/urandom > /tmp/www/big
 sha256sum < /tmp/www/big | cut -d' ' -f1 > /tmp/www/big.sha
@@ -303,6 +419,10 @@ pid=$!
 i=0
 until hairpin=$(wget -qO- http://starina.internal:{port}/big.sha) || [ $i -ge 20 ]; do sleep 0.5; i=$((i+1)); done
 echo "hairpin=$hairpin"
+read line
+kill $udp_pid
+wait $udp_pid
+echo udp_stopped=yes
 read line
 kill $pid
 wait $pid
@@ -415,6 +535,15 @@ sleep 4
         );
         thread::sleep(Duration::from_millis(200));
     }
+    // The script waits at its first `read` by now (the transfers above
+    // took seconds): the UDP server's turn, then the listener's.
+    if let Err(why) = udp_forward_works(udp_port, native, &mut writer) {
+        let _ = writeln!(writer, "stop");
+        let _ = writeln!(writer, "stop");
+        drop(writer);
+        let (code, out, err) = run.join().unwrap();
+        panic!("UDP forward: {why} (exit {code}):\n{out}\n{err}");
+    }
     writeln!(writer, "stop").unwrap();
     let stopped = Instant::now();
     while http_get(port, "/big.sha").is_some() {
@@ -431,6 +560,21 @@ sleep 4
     drop(writer);
     let (code, out, err) = run.join().unwrap();
     assert!(out.contains("stopped=yes"), "{out}\n{err}");
+    assert!(out.contains("udp_stopped=yes"), "{out}\n{err}");
+    // The server saw the datagrams come from the host (QEMU's host address,
+    // as Starina sees it), not from the NAT.
+    let peer = values(&out).get("udp_echo_peer").copied().unwrap_or("");
+    assert!(
+        peer.starts_with("10.0.2.2:"),
+        "the UDP server's peer: {out}"
+    );
+    for line in [
+        format!("net: forwarding UDP port {udp_port} to Linux (init"),
+        format!("net: stopped forwarding UDP port {udp_port} ("),
+        format!("Linux's UDP port {udp_port} is at 127.0.0.1:{udp_port}"),
+    ] {
+        assert!(err.contains(&line), "no {line:?} in the log:\n{err}");
+    }
     // Linux reached its own service as a native client would: the NAT's
     // `tcp:127.0.0.1:<port>` to tcpip, whose loopback hands the channel to
     // the forward of that port, back into Linux.

@@ -36,7 +36,8 @@
 //! - `starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT`: UDP echo,
 //!   TCP half-close and a refused connect against the linux_net e2e
 //!   test's servers (`netprobe.rs`); `--net-flood HOST` floods the NAT's
-//!   flow tables.
+//!   flow tables; `--udp-echo PORT` is a UDP echo server (the forward
+//!   test's).
 
 mod flood;
 mod fsprobe;
@@ -166,6 +167,7 @@ fn main() {
         ["--fs-probe", dir] => std::process::exit(fsprobe::run(dir)),
         ["--net-probe", host, udp, tcp] => std::process::exit(netprobe::run(host, udp, tcp)),
         ["--net-flood", host] => std::process::exit(netprobe::flood(host)),
+        ["--udp-echo", port] => std::process::exit(netprobe::echo_server(port)),
         ["--xsetbv-probe"] => xsetbv_probe::main(),
         ["--pipe-echo"] => {
             if let Err(e) = pipebench::echo() {
@@ -183,7 +185,8 @@ fn main() {
                  \x20      starina-guest-agent --flood SECONDS [SEED]   (VM exits as fast as it can)\n\
                  \x20      starina-guest-agent --fs-probe DIR   (POSIX corners of the fs at DIR)\n\
                  \x20      starina-guest-agent --net-probe HOST UDP_PORT TCP_PORT   (UDP echo, half-close, refused)\n\
-                 \x20      starina-guest-agent --net-flood HOST   (1,000 UDP flows, 300 refused connects)"
+                 \x20      starina-guest-agent --net-flood HOST   (1,000 UDP flows, 300 refused connects)\n\
+                 \x20      starina-guest-agent --udp-echo PORT   (a UDP echo server)"
             );
             std::process::exit(2);
         }

@@ -18,6 +18,12 @@
 //! and 300 TCP connects to ports of HOST where nothing listens; prints
 //! `flood udp_sent=N tcp_refused=M tcp_other=K`. The test then checks that
 //! the network still works for everyone else.
+//!
+//! `starina-guest-agent --udp-echo PORT`: a UDP echo server on
+//! `0.0.0.0:PORT` (busybox's `nc` has no UDP): sends each datagram back to
+//! its sender, unchanged, until killed; prints `udp_echo_peer=<ip>:<port>`
+//! for the first sender (the e2e test checks that the server sees the
+//! host's own address through the forward).
 
 use std::io::Read;
 use std::io::Write;
@@ -98,6 +104,41 @@ pub fn flood(host: &str) -> i32 {
     0
 }
 
+/// `--udp-echo PORT`: returns only on an error (exit status 1; 2 for a
+/// bad argument).
+pub fn echo_server(port: &str) -> i32 {
+    let Some(port) = port.parse::<u16>().ok().filter(|&p| p > 0) else {
+        eprintln!("udp-echo: want PORT (1 to 65535)");
+        return 2;
+    };
+    let socket = match UdpSocket::bind(("0.0.0.0", port)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("udp-echo: bind port {port}: {e}");
+            return 1;
+        }
+    };
+    let mut buf = vec![0u8; 65536];
+    let mut first = true;
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) => {
+                eprintln!("udp-echo: receive: {e}");
+                return 1;
+            }
+        };
+        if first {
+            first = false;
+            println!("udp_echo_peer={from}");
+            let _ = std::io::stdout().flush();
+        }
+        if let Err(e) = socket.send_to(&buf[..n], from) {
+            eprintln!("udp-echo: send {n} bytes to {from}: {e}");
+        }
+    }
+}
+
 fn udp_echo(server: SocketAddr) -> Result<(), String> {
     let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| format!("bind: {e}"))?;
     socket
@@ -164,5 +205,30 @@ mod tests {
     fn bad_arguments_are_refused() {
         assert_eq!(run("nonsense", "1", "2"), 2);
         assert_eq!(run("10.0.2.2", "x", "2"), 2);
+        assert_eq!(echo_server("0"), 2);
+        assert_eq!(echo_server("port"), 2);
+    }
+
+    #[test]
+    fn the_echo_server_answers_each_sender() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        drop(server);
+        std::thread::spawn(move || echo_server(&port.to_string()));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        // The server may not be bound yet: try until it answers.
+        for _ in 0..50 {
+            client.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+            if let Ok((n, from)) = client.recv_from(&mut buf) {
+                assert_eq!(&buf[..n], b"ping");
+                assert_eq!(from.port(), port);
+                return;
+            }
+        }
+        panic!("no echo from port {port}");
     }
 }

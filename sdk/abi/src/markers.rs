@@ -58,3 +58,12 @@ pub const NET_FORWARD_ADDED: &str = "net: forwarding TCP port";
 /// The Linux listener of a forwarded port went (`... port <port> (<n>
 /// connections)`): the host tool removes its QEMU port forward.
 pub const NET_FORWARD_REMOVED: &str = "net: stopped forwarding TCP port";
+
+/// The linux server forwards a UDP port to a Linux socket bound there (a
+/// log line `net: forwarding UDP port <port> to Linux (<process>)`): the
+/// host tool adds the matching QEMU `udp:` port forward.
+pub const NET_FORWARD_UDP_ADDED: &str = "net: forwarding UDP port";
+
+/// The Linux socket of a forwarded UDP port went (`... port <port> (<n>
+/// datagrams in)`): the host tool removes its QEMU port forward.
+pub const NET_FORWARD_UDP_REMOVED: &str = "net: stopped forwarding UDP port";

@@ -62,7 +62,14 @@ impl Handler for Server {
                 Ok(())
             }
             (Ctx::RequestTimer | Ctx::LivenessTimer | Ctx::NetTimer, _) => Ok(()),
-            (state @ (Ctx::Tcpip | Ctx::TcpFlow(_) | Ctx::UdpFlow(_) | Ctx::Forward(_)), msg) => {
+            (
+                state @ (Ctx::Tcpip
+                | Ctx::TcpFlow(_)
+                | Ctx::UdpFlow(_)
+                | Ctx::Forward(_)
+                | Ctx::UdpForward(_)),
+                msg,
+            ) => {
                 let state = *state;
                 self.on_net_message(cx, &state, msg);
                 Ok(())
@@ -83,9 +90,11 @@ impl Handler for Server {
             }
             // The vCPU thread ended: its status says why.
             Ctx::Wake => self.pump(cx),
-            Ctx::Tcpip | Ctx::TcpFlow(_) | Ctx::UdpFlow(_) | Ctx::Forward(_) => {
-                self.on_net_closed(cx, &state)
-            }
+            Ctx::Tcpip
+            | Ctx::TcpFlow(_)
+            | Ctx::UdpFlow(_)
+            | Ctx::Forward(_)
+            | Ctx::UdpForward(_) => self.on_net_closed(cx, &state),
             Ctx::Client | Ctx::RequestTimer | Ctx::LivenessTimer | Ctx::NetTimer => {}
         }
         Ok(())

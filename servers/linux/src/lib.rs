@@ -111,6 +111,8 @@ enum Ctx {
     UdpFlow(u32),
     /// The tcpip listener of a port forwarded into the guest.
     Forward(u16),
+    /// The tcpip UDP listener of a UDP port forwarded into the guest.
+    UdpForward(u16),
     /// The NAT's timer (smoltcp's deadlines, flow timeouts).
     NetTimer,
 }

@@ -27,6 +27,7 @@ impl Server {
             Ctx::TcpFlow(id) => nat.on_tcp_message(cx, id, msg),
             Ctx::UdpFlow(id) => nat.on_udp_message(cx, id, msg),
             Ctx::Forward(port) => nat.on_forward_message(cx, port, msg),
+            Ctx::UdpForward(port) => nat.on_udp_forward_message(port, msg),
             _ => return,
         }
         self.net_service(cx);
@@ -49,6 +50,7 @@ impl Server {
             Ctx::TcpFlow(id) => nat.on_tcp_closed(id),
             Ctx::UdpFlow(id) => nat.on_udp_closed(cx, id),
             Ctx::Forward(port) => nat.on_forward_closed(port),
+            Ctx::UdpForward(port) => nat.on_udp_forward_closed(port),
             _ => return,
         }
         self.net_service(cx);
@@ -56,16 +58,17 @@ impl Server {
 
     /// tcpip restarted: a new NAT on the new channel. The old one's flows
     /// went with the old tcpip (the guest's connections are reset); the
-    /// ports Linux listens on are forwarded again.
+    /// ports Linux listens on (TCP) or has sockets on (UDP) are forwarded
+    /// again.
     pub(crate) fn net_reconnect(&mut self, cx: &mut Cx<Ctx>, tcpip: Channel) {
         let Some(old) = self.net.take() else {
             log::warn!("net: tcpip is back, but the guest has no NIC (it booted without tcpip)");
             return;
         };
         let config = old.config().clone();
-        let listening: Vec<(u16, String)> = old
+        let listening: Vec<(Proto, u16, String)> = old
             .listening()
-            .map(|(port, process)| (port, String::from(process)))
+            .map(|(proto, port, process)| (proto, port, String::from(process)))
             .collect();
         old.shut_down(cx);
         let mut nat = match Nat::new(cx, tcpip, config) {
@@ -77,8 +80,8 @@ impl Server {
                 return;
             }
         };
-        for (port, process) in listening {
-            nat.on_listening(cx, Proto::Tcp, port, true, process);
+        for (proto, port, process) in listening {
+            nat.on_listening(cx, proto, port, true, process);
         }
         log::info!("net: tcpip is back: a new NAT (the guest's connections were reset)");
         self.net = Some(nat);

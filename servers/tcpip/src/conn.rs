@@ -167,7 +167,7 @@ impl Server {
             )
         };
         let mut socket = udp::Socket::new(buffer(), buffer());
-        let port = self.ports.next();
+        let port = self.free_udp_port();
         socket
             .bind(port)
             .map_err(|e| Refusal::unavailable(format!("bind: {e}")))?;

@@ -44,6 +44,7 @@ impl Handler for Server {
                 Message::Close => self.unlisten(cx, *listener),
                 other => log::warn!("ignoring an unexpected {:?}", other.kind()),
             },
+            Ctx::UdpListener(listener) => self.on_udp_listener_message(cx, *listener, msg),
             Ctx::Timer => {}
         }
         self.after_event(cx);
@@ -68,6 +69,12 @@ impl Handler for Server {
                     l.ch = HandleId(0);
                 }
                 self.unlisten(cx, id);
+            }
+            Ctx::UdpListener(id) => {
+                if let Some(l) = self.udp_listeners.get_mut(&id) {
+                    l.ch = HandleId(0);
+                }
+                self.udp_unlisten(cx, id);
             }
             Ctx::Net => {
                 log::error!("the network driver went away; waiting for it to come back");

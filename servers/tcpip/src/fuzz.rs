@@ -22,6 +22,7 @@ fn canonical(req: &Request<'_>) -> String {
     };
     match req {
         Request::Listen { port } => format!("tcp-listen:0.0.0.0:{port}"),
+        Request::UdpListen { port } => format!("udp-listen:0.0.0.0:{port}"),
         Request::Tcp { host: h, port } => format!("tcp:{}:{port}", host(h)),
         Request::Udp { host: h, port } => format!("udp:{}:{port}", host(h)),
         Request::UdpDns => String::from("udp-dns:"),
@@ -48,7 +49,15 @@ fn check_uri(text: &str) {
     assert_eq!(uri::parse(&again), Ok(req), "{again:?}");
 }
 
-const SCHEMES: [&str; 6] = ["tcp:", "udp:", "tcp-listen:", "stats:", "TCP:", ""];
+const SCHEMES: [&str; 7] = [
+    "tcp:",
+    "udp:",
+    "tcp-listen:",
+    "udp-listen:",
+    "stats:",
+    "TCP:",
+    "",
+];
 const HOSTS: [&str; 8] = [
     "10.0.2.2",
     "0.0.0.0",

@@ -14,6 +14,20 @@
 //!   is one datagram to or from that peer.
 //! - `udp-dns:`: the same, to the DNS server DHCP gave (port 53), for a
 //!   NAT that forwards its clients' queries.
+//! - `udp-listen:0.0.0.0:<port>`: `OpenReply` with a channel for UDP
+//!   port `<port>` of this machine, from and to any peer (a NAT forwards a
+//!   Linux UDP port this way). Each `Data`, both ways, is one datagram
+//!   with a 6-byte header in front: the peer's IPv4 address (4 bytes,
+//!   network order) and port (2 bytes, big-endian), then the payload
+//!   (`starina::datagram` encodes and decodes it). From tcpip the peer is
+//!   the sender; to tcpip, where the datagram goes, sent from `<port>`. A
+//!   malformed header (short, or port 0) is logged and dropped. A port
+//!   another UDP socket of tcpip holds (another `udp-listen:`, a `udp:`
+//!   channel's local port, DHCP's 68) is refused with `Error`
+//!   (`UNAVAILABLE`). `Close` (or closing the channel) frees the port.
+//!   The socket holds at most 64 datagrams (64 KiB) each way; datagrams
+//!   for a client whose channel has a backlog wait there, and past that
+//!   are dropped, as the network drops them.
 //!
 //! - `stats:`: `OpenReply` with a channel holding one `Data`, the
 //!   server's figures as a JSON object (`memory_bytes`: socket buffers and
@@ -57,8 +71,8 @@
 //! Modules by job: `events` (one handler per main-loop event), `server`
 //! (the state and the service round that polls smoltcp), `requests` (the
 //! client protocol: `Open` requests and their replies), `uri` (parsing
-//! them), `listener` and `conn` (the socket table: listening sockets and
-//! connections), `dhcp` and `dns` (network configuration and names),
+//! them), `listener`, `udp_listener` and `conn` (the socket table: TCP and
+//! UDP listeners, connections), `dhcp` and `dns` (network configuration and names),
 //! `stats` (the `stats:` figures) and `link` (the Ethernet device under
 //! smoltcp).
 #![no_std]
@@ -79,6 +93,7 @@ mod requests;
 mod server;
 mod stats;
 mod timeouts;
+mod udp_listener;
 mod uri;
 
 use alloc::format;

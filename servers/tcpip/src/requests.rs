@@ -110,7 +110,8 @@ impl Server {
         };
         let ready = request == Request::Stats
             || (self.iface.is_some()
-                && (self.configured || matches!(request, Request::Listen { .. })));
+                && (self.configured
+                    || matches!(request, Request::Listen { .. } | Request::UdpListen { .. })));
         if !ready {
             self.pending.push(Pending::Waiting {
                 client,
@@ -124,6 +125,7 @@ impl Server {
         let result = match request {
             Request::Stats => self.send_stats(cx, client, call_id),
             Request::Listen { port } => self.listen(cx, client, call_id, port),
+            Request::UdpListen { port } => self.udp_listen(cx, client, call_id, port),
             Request::Tcp {
                 host: Host::Ip(ip),
                 port,

@@ -28,6 +28,7 @@ use crate::requests::Pending;
 use crate::timeouts::timeout_ns;
 use crate::timeouts::STALL_TIMEOUT_MS;
 use crate::timeouts::SYN_TIMEOUT_MS;
+use crate::udp_listener::UdpListener;
 use crate::Config;
 
 /// Longest wait between two smoltcp polls (timeouts are checked then).
@@ -53,6 +54,8 @@ pub enum Ctx {
     Client,
     /// A listener channel handed to a client (key in `Server::listeners`).
     Listener(u32),
+    /// A UDP listener channel (key in `Server::udp_listeners`).
+    UdpListener(u32),
     /// A connection channel handed to a client (key in `Server::conns`).
     Conn(u32),
     /// The poll timer.
@@ -118,6 +121,7 @@ pub struct Server {
     pub loopback_connections: u64,
     pub configured: bool,
     pub listeners: BTreeMap<u32, Listener>,
+    pub udp_listeners: BTreeMap<u32, UdpListener>,
     pub conns: BTreeMap<u32, Conn>,
     pub pending: Vec<Pending>,
     /// Sockets closing or aborted, removed once done.
@@ -164,6 +168,7 @@ impl Server {
             loopback_connections: 0,
             configured: false,
             listeners: BTreeMap::new(),
+            udp_listeners: BTreeMap::new(),
             conns: BTreeMap::new(),
             pending: Vec::new(),
             zombies: Vec::new(),
@@ -238,6 +243,7 @@ impl Server {
             self.retry_pending(cx);
             let mut progress = self.accept(cx);
             progress |= self.move_data(cx);
+            progress |= self.move_udp_listeners(cx);
             self.reap();
             self.flush_tx(cx);
             if !progress && self.link.rx.is_empty() {

@@ -83,6 +83,7 @@ impl Server {
             .conns
             .values()
             .map(|c| c.to_socket.len() + cx.backlog_bytes(c.ch))
+            .chain(self.udp_listeners.values().map(|l| cx.backlog_bytes(l.ch)))
             .sum();
         let link = &self.link;
         let frame_bytes: usize = link.rx.iter().chain(link.tx.iter()).map(|f| f.len()).sum();

@@ -1,5 +1,5 @@
-//! The URIs clients open: `tcp-listen:<addr>:<port>`, `tcp:<host>:<port>`
-//! and `udp:<host>:<port>`, where host is a dotted IPv4 address or a DNS
+//! The URIs clients open: `tcp-listen:<addr>:<port>`,
+//! `udp-listen:<addr>:<port>`, `tcp:<host>:<port>` and `udp:<host>:<port>`, where host is a dotted IPv4 address or a DNS
 //! name, `udp-dns:` (a `udp:` channel to the DNS server DHCP gave, port
 //! 53: a NAT forwards its clients' queries there), and `stats:` (the
 //! server's own figures, as JSON).
@@ -15,6 +15,7 @@ pub enum Host<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
     Listen { port: u16 },
+    UdpListen { port: u16 },
     Tcp { host: Host<'a>, port: u16 },
     Udp { host: Host<'a>, port: u16 },
     UdpDns,
@@ -34,7 +35,7 @@ impl UriError {
     pub fn text(self) -> &'static str {
         match self {
             UriError::UnknownScheme => {
-                "unknown URI scheme (expected tcp-listen:, tcp:, udp:, udp-dns: or stats:)"
+                "unknown URI scheme (expected tcp-listen:, udp-listen:, tcp:, udp:, udp-dns: or stats:)"
             }
             UriError::BadPort => "missing or invalid port (1-65535)",
             UriError::BadHost => "invalid host: a dotted IPv4 address or a DNS name",
@@ -90,6 +91,15 @@ fn parse_host(s: &str) -> Result<Host<'_>, UriError> {
     }
 }
 
+/// The port of a listen URI's `0.0.0.0:<port>` (or `:<port>`).
+fn listen_port(rest: &str) -> Result<u16, UriError> {
+    let (addr, port) = split_host_port(rest)?;
+    if addr != "0.0.0.0" && !addr.is_empty() {
+        return Err(UriError::BadListenAddress);
+    }
+    Ok(port)
+}
+
 pub fn parse(uri: &str) -> Result<Request<'_>, UriError> {
     if uri == "stats:" {
         return Ok(Request::Stats);
@@ -98,11 +108,10 @@ pub fn parse(uri: &str) -> Result<Request<'_>, UriError> {
         return Ok(Request::UdpDns);
     }
     if let Some(rest) = uri.strip_prefix("tcp-listen:") {
-        let (addr, port) = split_host_port(rest)?;
-        if addr != "0.0.0.0" && !addr.is_empty() {
-            return Err(UriError::BadListenAddress);
-        }
-        return Ok(Request::Listen { port });
+        return listen_port(rest).map(|port| Request::Listen { port });
+    }
+    if let Some(rest) = uri.strip_prefix("udp-listen:") {
+        return listen_port(rest).map(|port| Request::UdpListen { port });
     }
     if let Some(rest) = uri.strip_prefix("tcp:") {
         let (host, port) = split_host_port(rest)?;
@@ -131,6 +140,11 @@ mod tests {
             parse("tcp-listen:0.0.0.0:80"),
             Ok(Request::Listen { port: 80 })
         );
+        assert_eq!(
+            parse("udp-listen:0.0.0.0:5353"),
+            Ok(Request::UdpListen { port: 5353 })
+        );
+        assert_eq!(parse("udp-listen::9"), Ok(Request::UdpListen { port: 9 }));
         assert_eq!(parse("stats:"), Ok(Request::Stats));
         assert_eq!(parse("udp-dns:"), Ok(Request::UdpDns));
         assert_eq!(parse("udp-dns:x"), Err(UriError::UnknownScheme));
@@ -174,5 +188,13 @@ mod tests {
             parse("tcp-listen:10.0.2.15:80"),
             Err(UriError::BadListenAddress)
         );
+        assert_eq!(
+            parse("udp-listen:10.0.2.15:80"),
+            Err(UriError::BadListenAddress)
+        );
+        assert_eq!(parse("udp-listen:0.0.0.0:0"), Err(UriError::BadPort));
+        assert_eq!(parse("udp-listen:0.0.0.0"), Err(UriError::BadPort));
+        assert_eq!(parse("udp-listen:0.0.0.0:x"), Err(UriError::BadPort));
+        assert_eq!(parse("udp-listen"), Err(UriError::UnknownScheme));
     }
 }

@@ -1,7 +1,8 @@
 //! Inbound forwards: the guest agent reports each port a Linux process
 //! listens on; the NAT listens on the same port on tcpip (`tcp-listen:`)
 //! and turns each connection there into a connection into the guest.
-//! When the Linux listener goes, so does the forward.
+//! When the Linux listener goes, so does the forward. UDP ports the agent
+//! reports go to [`super::udp_forwards`].
 //!
 //! A port a native component already listens on is not taken: tcpip
 //! refuses the second listener, and the conflict is logged. Each forward
@@ -19,7 +20,6 @@ use starina::message::Message;
 use starina::HandleId;
 use starina_bridge::process::Proto;
 
-use super::rate_limited;
 use super::Call;
 use super::Nat;
 use crate::Ctx;
@@ -49,21 +49,32 @@ pub struct Forwards {
 }
 
 impl Nat {
-    fn forwarded(&self, port: u16) -> bool {
+    pub(super) fn forwarded(&self, port: u16) -> bool {
         port >= self.config.forward_min_port || self.config.forward_ports.contains(&port)
     }
 
     /// A Linux service's spec declares `port` (its runner asked through
     /// `forward-port:`): it is forwarded whatever `forward_min_port` says,
-    /// at once if Linux listens there already.
+    /// TCP and UDP alike (as `forward_ports` is), at once if Linux listens
+    /// or has a UDP socket there already.
     pub fn allow_port(&mut self, cx: &mut Cx<Ctx>, port: u16) {
-        if self.forwarded(port) {
+        if self.config.forward_ports.contains(&port) {
             return;
         }
+        let was = self.forwarded(port);
         self.config.forward_ports.push(port);
-        log::info!("net: TCP port {port} is forwarded (a Linux service declares it)");
-        if let Some(process) = self.forwards.listening.get(&port).cloned() {
+        if !was {
+            log::info!(
+                "net: TCP port {port} is forwarded (a Linux service declares it), and UDP port {port}"
+            );
+        }
+        let listening = self.forwards.listening.get(&port).cloned();
+        if let Some(process) = listening.filter(|_| !was) {
             self.on_listening(cx, Proto::Tcp, port, true, process);
+        }
+        let bound = self.udp_forwards.bound().find(|(p, _)| *p == port);
+        if let Some(process) = bound.map(|(_, process)| String::from(process)) {
+            self.on_listening(cx, Proto::Udp, port, true, process);
         }
     }
 
@@ -77,18 +88,13 @@ impl Nat {
         open: bool,
         process: String,
     ) {
-        if proto == Proto::Tcp {
-            if open {
-                self.forwards.listening.insert(port, process.clone());
-            } else {
-                self.forwards.listening.remove(&port);
-            }
+        if proto == Proto::Udp {
+            return self.on_udp_bound(cx, port, open, process);
         }
-        if proto != Proto::Tcp {
-            if open && !rate_limited(&mut self.quiet_until, 2) {
-                log::info!("net: not forwarding UDP port {port} ({process}): inbound UDP is not forwarded yet");
-            }
-            return;
+        if open {
+            self.forwards.listening.insert(port, process.clone());
+        } else {
+            self.forwards.listening.remove(&port);
         }
         if !open {
             if let Some(forward) = self.forwards.ports.remove(&port) {
@@ -199,17 +205,18 @@ impl Nat {
         }
     }
 
-    /// The TCP ports Linux listens on, with their processes.
-    pub fn listening(&self) -> impl Iterator<Item = (u16, &str)> {
-        self.forwards
-            .listening
-            .iter()
-            .map(|(&port, process)| (port, process.as_str()))
+    /// The TCP ports Linux listens on and the UDP ports it has sockets
+    /// on, with their processes.
+    pub fn listening(&self) -> impl Iterator<Item = (Proto, u16, &str)> {
+        let tcp = self.forwards.listening.iter();
+        let tcp = tcp.map(|(&port, process)| (Proto::Tcp, port, process.as_str()));
+        let udp = self.udp_forwards.bound();
+        tcp.chain(udp.map(|(port, process)| (Proto::Udp, port, process)))
     }
 
-    /// The active forwards as a JSON array (for `forwards:`).
+    /// The active forwards, TCP then UDP, as a JSON array (for `forwards:`).
     pub fn forwards_json(&self) -> String {
-        let items: alloc::vec::Vec<String> = self
+        let mut items: alloc::vec::Vec<String> = self
             .forwards
             .ports
             .iter()
@@ -222,12 +229,13 @@ impl Nat {
                 )
             })
             .collect();
+        items.extend(self.udp_forwards.json_items());
         format!("[{}]", items.join(","))
     }
 }
 
 /// `s` as the inside of a JSON string.
-fn json_escape(s: &str) -> String {
+pub(super) fn json_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

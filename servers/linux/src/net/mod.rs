@@ -20,7 +20,11 @@
 //! - **in** ([`forwards`]): when the guest agent reports a listener, the NAT
 //!   listens on the same port on tcpip; each connection there becomes a
 //!   smoltcp connection into the guest from the client's own address, so
-//!   the Linux server sees the real peer.
+//!   the Linux server sees the real peer;
+//! - **UDP in** ([`udp_forwards`]): when the agent reports a bound UDP
+//!   socket, the NAT opens `udp-listen:` on the same port; each datagram
+//!   there goes into the guest from the peer's own address, and what the
+//!   guest sends from that port goes out through it.
 //!
 //! Bytes never pile up: a flow reads its socket only while its channel has
 //! no backlog, and reads its channel only while its socket has room (else
@@ -33,6 +37,7 @@ pub mod frame;
 mod link;
 mod tcp;
 mod udp;
+mod udp_forwards;
 
 use alloc::collections::BTreeMap;
 use alloc::collections::VecDeque;
@@ -94,6 +99,7 @@ enum Call {
     Connect(tcp::Key),
     Udp(u32),
     Listen(u16),
+    UdpListen(u16),
 }
 
 pub struct Nat {
@@ -107,6 +113,7 @@ pub struct Nat {
     tcp: tcp::Flows,
     udp: udp::Flows,
     forwards: forwards::Forwards,
+    udp_forwards: udp_forwards::UdpForwards,
     /// `Ctx::NetTimer`: smoltcp's next deadline and flow timeouts.
     timer: Option<HandleId>,
     /// Frames for the guest that did not come from smoltcp (UDP), at most
@@ -167,6 +174,7 @@ impl Nat {
             tcp: tcp::Flows::default(),
             udp: udp::Flows::default(),
             forwards: forwards::Forwards::default(),
+            udp_forwards: udp_forwards::UdpForwards::default(),
             timer,
             to_guest: VecDeque::new(),
             config,
@@ -188,6 +196,7 @@ impl Nat {
         ids.extend(self.tcp.channels());
         ids.extend(self.udp.channels());
         ids.extend(self.forwards.channels());
+        ids.extend(self.udp_forwards.channels());
         for id in ids {
             cx.remove(id);
         }
@@ -242,6 +251,7 @@ impl Nat {
             Some(Call::Connect(key)) => self.on_connected(cx, key, result),
             Some(Call::Udp(id)) => self.on_udp_opened(cx, id, result),
             Some(Call::Listen(port)) => self.on_listen_reply(cx, port, result),
+            Some(Call::UdpListen(port)) => self.on_udp_listen_reply(cx, port, result),
             None => log::warn!("net: tcpip answered unknown call {call_id}"),
         }
     }

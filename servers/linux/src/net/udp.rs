@@ -85,6 +85,9 @@ impl Nat {
         } else if to.addr.is_broadcast() || to.addr.is_multicast() || to.addr == GATEWAY {
             return; // Nothing of ours listens there.
         }
+        if self.udp_forward_out(cx, from, to, payload) {
+            return; // From a forwarded port: out through its listener.
+        }
         if payload.len() > MESSAGE_DATA_MAX {
             return; // Larger than a message: dropped, as a too-big datagram may be.
         }
@@ -193,7 +196,7 @@ impl Nat {
         self.remove_udp(cx, id);
     }
 
-    fn udp_to_guest(&mut self, from: Endpoint, to: Endpoint, payload: &[u8]) {
+    pub(super) fn udp_to_guest(&mut self, from: Endpoint, to: Endpoint, payload: &[u8]) {
         if self.to_guest.len() < super::TO_GUEST_MAX {
             self.to_guest
                 .push_back(frame::udp_frame(GATEWAY_MAC, GUEST_MAC, from, to, payload));
