@@ -8,6 +8,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use smoltcp::iface::Interface;
+use smoltcp::iface::PollIngressSingleResult;
+use smoltcp::iface::PollResult;
 use smoltcp::iface::SocketHandle;
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
@@ -236,14 +238,15 @@ impl Server {
             }
             self.link.rx_budget = link::RX_BUDGET;
             self.budget_syns();
-            if let Some(iface) = self.iface.as_mut() {
-                iface.poll(now(), &mut self.link, &mut self.sockets);
-            }
+            self.poll_ingress();
             self.dhcp_events();
             self.retry_pending(cx);
             let mut progress = self.accept(cx);
             progress |= self.move_data(cx);
             progress |= self.move_udp_listeners(cx);
+            // After the clients took what arrived: the ACKs then offer the
+            // window their reads freed, not what was left before them.
+            self.poll_egress();
             self.reap();
             self.flush_tx(cx);
             if !progress && self.link.rx.is_empty() {
@@ -252,6 +255,27 @@ impl Server {
             }
         }
         self.throttle_rx(cx);
+    }
+
+    /// smoltcp takes the frames that arrived (within the link's budget).
+    fn poll_ingress(&mut self) {
+        let Some(iface) = self.iface.as_mut() else {
+            return;
+        };
+        let now = now();
+        iface.poll_maintenance(now);
+        while iface.poll_ingress_single(now, &mut self.link, &mut self.sockets)
+            != PollIngressSingleResult::None
+        {}
+    }
+
+    /// smoltcp sends what its sockets have for the wire (ACKs, data).
+    fn poll_egress(&mut self) {
+        let Some(iface) = self.iface.as_mut() else {
+            return;
+        };
+        let now = now();
+        while iface.poll_egress(now, &mut self.link, &mut self.sockets) != PollResult::None {}
     }
 
     /// New connections a listener can take now: SYNs beyond that are
