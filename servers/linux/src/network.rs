@@ -104,6 +104,8 @@ impl Server {
         let Some(nat) = self.net.as_mut() else {
             return;
         };
+        let offload = self.shared.net_checksum_offload.load(Ordering::Relaxed);
+        nat.set_checksum_offload(offload);
         nat.service(cx);
         let mut sent = false;
         {

@@ -72,6 +72,9 @@ pub struct Shared {
     /// The NAT left frames for the guest because `net_to_guest` was full;
     /// the vCPU thread kicks it once the guest has taken some.
     pub net_paused: AtomicBool,
+    /// The guest's virtio-net driver took checksum offload: the NAT's
+    /// frames for it need no checksums.
+    pub net_checksum_offload: AtomicBool,
 }
 
 impl Shared {
@@ -91,6 +94,7 @@ impl Shared {
             input_paused: AtomicBool::new(false),
             exit_report: AtomicBool::new(false),
             net_paused: AtomicBool::new(false),
+            net_checksum_offload: AtomicBool::new(false),
         }
     }
 

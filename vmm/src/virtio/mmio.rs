@@ -522,6 +522,16 @@ pub(crate) mod tests {
     /// Drives Linux's virtio-mmio probe sequence and sets up every queue at
     /// DESC/AVAIL/USED + 0x4000 * index with size 8.
     pub(crate) fn bring_up<D: VirtioDevice>(t: &mut MmioTransport<D>, mem: &mut VecMemory) {
+        bring_up_refusing(t, mem, 0);
+    }
+
+    /// [`bring_up`], the driver accepting the offered features except
+    /// those of `refused` (low 32 bits).
+    pub(crate) fn bring_up_refusing<D: VirtioDevice>(
+        t: &mut MmioTransport<D>,
+        mem: &mut VecMemory,
+        refused: u32,
+    ) {
         assert_eq!(r32(t, reg::MAGIC), MAGIC);
         assert_eq!(r32(t, reg::VERSION), 2);
         w32(t, mem, reg::STATUS, 0);
@@ -533,7 +543,7 @@ pub(crate) mod tests {
         w32(t, mem, reg::DEVICE_FEATURES_SEL, 0);
         let lo = r32(t, reg::DEVICE_FEATURES);
         w32(t, mem, reg::DRIVER_FEATURES_SEL, 0);
-        w32(t, mem, reg::DRIVER_FEATURES, lo);
+        w32(t, mem, reg::DRIVER_FEATURES, lo & !refused);
         w32(t, mem, reg::DRIVER_FEATURES_SEL, 1);
         w32(t, mem, reg::DRIVER_FEATURES, 1);
         let s = status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK;

@@ -1,12 +1,17 @@
 //! virtio-net (device id 1): one Ethernet link between the guest and the
-//! host, one receive and one transmit queue, no control queue, no offloads.
+//! host, one receive and one transmit queue, no control queue; checksum
+//! offload both ways, no segmentation offloads.
 //!
 //! The link is point-to-point (the guest and the linux server's NAT), so it
 //! offers a big MTU ([`Net::MTU`]) instead of segmentation offloads: Linux
 //! then posts "big packet" receive chains of about 64 KiB and sends TCP
-//! segments that large, computing every checksum itself. Every chain starts
-//! with the 12-byte `virtio_net_hdr_v1` (VERSION_1 makes it that size,
-//! `num_buffers` included); the host side sees bare Ethernet frames.
+//! segments that large. The link is memory, so checksums guard nothing on
+//! it: with CSUM and GUEST_CSUM negotiated the guest leaves its TCP and UDP
+//! checksums partial (NEEDS_CSUM) and takes the host's frames without them
+//! (every received frame is marked DATA_VALID), and the NAT computes none
+//! ([`Net::checksum_offload`]). Every chain starts with the 12-byte
+//! `virtio_net_hdr_v1` (VERSION_1 makes it that size, `num_buffers`
+//! included); the host side sees bare Ethernet frames.
 //!
 //! Both directions are bounded. Frames for the guest wait in a backlog of
 //! [`RX_BACKLOG_FRAMES`] / [`RX_BACKLOG_BYTES`] until it posts buffers; past
@@ -14,7 +19,8 @@
 //! from the guest wait for [`Net::take_tx`] up to [`TX_BACKLOG_FRAMES`] /
 //! [`TX_BACKLOG_BYTES`]; past that the transmit buffers stay in the ring, so
 //! the guest's queue stops: backpressure, not loss. What a guest gets wrong
-//! in a frame (a header asking for an offload, a length out of range) costs
+//! in a frame (a header asking for an offload it did not negotiate, a
+//! length out of range) costs
 //! that frame and is counted in [`NetStats`]; what it gets wrong in the
 //! rings is a [`DeviceError`] from the queue layer, as for every device.
 
@@ -37,6 +43,11 @@ pub const RECEIVEQ: u16 = 0;
 pub const TRANSMITQ: u16 = 1;
 
 /// Feature bits (virtio 1.x, 5.1.3).
+/// The guest may leave TCP/UDP checksums to the device (NEEDS_CSUM).
+pub const VIRTIO_NET_F_CSUM: u64 = 1 << 0;
+/// The device may hand the guest frames whose checksums are not filled in
+/// (DATA_VALID: the guest does not check them).
+pub const VIRTIO_NET_F_GUEST_CSUM: u64 = 1 << 1;
 pub const VIRTIO_NET_F_MTU: u64 = 1 << 3;
 pub const VIRTIO_NET_F_MAC: u64 = 1 << 5;
 pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
@@ -45,6 +56,8 @@ pub const VIRTIO_NET_F_STATUS: u64 = 1 << 16;
 pub const VIRTIO_NET_S_LINK_UP: u16 = 1;
 /// Header `flags`: the device is to complete the checksum (needs CSUM).
 pub const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// Header `flags`: the checksums need no check (needs GUEST_CSUM).
+pub const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
 /// Header `gso_type`: not a segmentation offload.
 pub const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
 
@@ -100,6 +113,8 @@ pub struct Net {
     /// Guest mistakes, logged at the 2^k-th time.
     malformed: Repeats,
     too_small: Repeats,
+    /// The features the driver accepted (set on DRIVER_OK).
+    negotiated: u64,
 }
 
 impl Net {
@@ -116,7 +131,18 @@ impl Net {
             stats: NetStats::default(),
             malformed: Repeats::new(),
             too_small: Repeats::new(),
+            negotiated: 0,
         }
+    }
+
+    /// Whether the guest's driver accepted checksum offload both ways: it
+    /// may send frames with partial checksums (NEEDS_CSUM), and takes
+    /// frames without checksums, which the device marks DATA_VALID. The
+    /// link is memory, which corrupts nothing, so the host side then
+    /// neither checks nor computes checksums on it.
+    pub fn checksum_offload(&self) -> bool {
+        let both = VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM;
+        self.negotiated & both == both
     }
 
     /// Queues an Ethernet frame (no virtio header) for the guest. Returns
@@ -200,6 +226,9 @@ impl Net {
             return Ok(0);
         }
         let mut header = [0u8; HEADER_LEN];
+        if self.negotiated & VIRTIO_NET_F_GUEST_CSUM != 0 {
+            header[0] = VIRTIO_NET_HDR_F_DATA_VALID;
+        }
         // num_buffers: the whole frame is in this one chain.
         header[10..12].copy_from_slice(&1u16.to_le_bytes());
         write_writable(chain, mem, 0, &header)?;
@@ -249,7 +278,11 @@ impl Net {
         let mut header = [0u8; HEADER_LEN];
         read_readable(chain, mem, 0, &mut header)?;
         let (flags, gso_type) = (header[0], header[1]);
-        if flags != 0 || gso_type != VIRTIO_NET_HDR_GSO_NONE {
+        // A partial checksum is fine once CSUM was negotiated: the other
+        // end of the link checks none (see `checksum_offload`).
+        let offloaded =
+            VIRTIO_NET_HDR_F_NEEDS_CSUM * u8::from(self.negotiated & VIRTIO_NET_F_CSUM != 0);
+        if flags & !offloaded != 0 || gso_type != VIRTIO_NET_HDR_GSO_NONE {
             let why = if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
                 "NEEDS_CSUM, not negotiated"
             } else if gso_type != VIRTIO_NET_HDR_GSO_NONE {
@@ -338,11 +371,20 @@ impl VirtioDevice for Net {
     }
 
     fn features(&self) -> u64 {
-        // No CSUM, GUEST_CSUM, TSO or MRG_RXBUF: the big MTU does their
-        // job. Indirect tables let a ~64 KiB chain (18 descriptors for a
+        // Checksum offload both ways (the link is memory); no TSO or
+        // MRG_RXBUF: the big MTU does their job. Indirect tables let a ~64 KiB chain (18 descriptors for a
         // Linux receive buffer, up to 19 for a transmit) take one ring
         // entry: a ring of n entries holds n of them, not n / 18.
-        VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | VIRTIO_NET_F_MTU | VIRTIO_F_INDIRECT_DESC
+        VIRTIO_NET_F_CSUM
+            | VIRTIO_NET_F_GUEST_CSUM
+            | VIRTIO_NET_F_MAC
+            | VIRTIO_NET_F_STATUS
+            | VIRTIO_NET_F_MTU
+            | VIRTIO_F_INDIRECT_DESC
+    }
+
+    fn activate(&mut self, features: u64) {
+        self.negotiated = features;
     }
 
     fn num_queues(&self) -> u16 {
@@ -374,6 +416,7 @@ impl VirtioDevice for Net {
     fn reset(&mut self) {
         // Frames in flight belong to the driver that is gone; the counters
         // keep counting for the VMM's log.
+        self.negotiated = 0;
         self.rx.clear();
         self.rx_backlog_bytes = 0;
         self.tx.clear();
@@ -405,6 +448,7 @@ mod tests {
     use crate::memory::VecMemory;
     use crate::virtio::mmio::reg;
     use crate::virtio::mmio::tests::bring_up;
+    use crate::virtio::mmio::tests::bring_up_refusing;
     use crate::virtio::mmio::tests::r32;
     use crate::virtio::mmio::tests::w32;
     use crate::virtio::mmio::MmioTransport;
@@ -464,11 +508,26 @@ mod tests {
         }
     }
 
+    /// A device whose driver accepted every feature (checksum offload).
     fn setup() -> (MmioTransport<Net>, VecMemory) {
+        let (t, mem) = setup_refusing(0);
+        assert!(t.device().checksum_offload());
+        (t, mem)
+    }
+
+    /// A device whose driver refused the features in `refused`.
+    fn setup_refusing(refused: u64) -> (MmioTransport<Net>, VecMemory) {
         let mut mem = VecMemory::new(0x100000);
         let mut t = MmioTransport::new(Net::new(MAC));
-        bring_up(&mut t, &mut mem);
+        bring_up_refusing(&mut t, &mut mem, refused as u32);
         assert_eq!(r32(&mut t, reg::DEVICE_ID), DEVICE_ID_NET);
+        (t, mem)
+    }
+
+    /// A driver without checksum offload (an older or stricter guest).
+    fn setup_without_offload() -> (MmioTransport<Net>, VecMemory) {
+        let (t, mem) = setup_refusing(VIRTIO_NET_F_CSUM | VIRTIO_NET_F_GUEST_CSUM);
+        assert!(!t.device().checksum_offload());
         (t, mem)
     }
 
@@ -505,9 +564,13 @@ mod tests {
     fn features_and_config_space() {
         let (mut t, mut mem) = setup();
         let lo = r32(&mut t, reg::DEVICE_FEATURES) as u64;
-        let want =
-            VIRTIO_NET_F_MAC | VIRTIO_NET_F_STATUS | VIRTIO_NET_F_MTU | VIRTIO_F_INDIRECT_DESC;
-        assert_eq!(lo, want, "no offloads, no control queue");
+        let want = VIRTIO_NET_F_CSUM
+            | VIRTIO_NET_F_GUEST_CSUM
+            | VIRTIO_NET_F_MAC
+            | VIRTIO_NET_F_STATUS
+            | VIRTIO_NET_F_MTU
+            | VIRTIO_F_INDIRECT_DESC;
+        assert_eq!(lo, want, "checksum offload only, no control queue");
         for (queue, max) in [(RECEIVEQ, 64), (TRANSMITQ, 256)] {
             w32(&mut t, &mut mem, reg::QUEUE_SEL, queue as u32);
             assert_eq!(r32(&mut t, reg::QUEUE_NUM_MAX), max);
@@ -531,7 +594,16 @@ mod tests {
 
     #[test]
     fn receive_into_header_and_data_buffers() {
-        let (mut t, mut mem) = setup();
+        receive_into_header_and_data_buffers_with(setup(), VIRTIO_NET_HDR_F_DATA_VALID);
+        receive_into_header_and_data_buffers_with(setup_without_offload(), 0);
+    }
+
+    /// The header's flags say DATA_VALID only to a driver that took
+    /// GUEST_CSUM.
+    fn receive_into_header_and_data_buffers_with(
+        (mut t, mut mem): (MmioTransport<Net>, VecMemory),
+        flags: u8,
+    ) {
         let mut rx = Ring::of(RECEIVEQ);
         // A frame before any buffer waits in the backlog.
         let f = frame(100, 7);
@@ -557,7 +629,11 @@ mod tests {
         assert_eq!(t.device().rx_backlog(), 0);
         let mut hdr = [0u8; HEADER_LEN];
         mem.read(BUF, &mut hdr).unwrap();
-        assert_eq!(hdr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "num_buffers 1");
+        assert_eq!(
+            hdr,
+            [flags, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+            "num_buffers 1"
+        );
         let mut got = vec![0u8; 100];
         mem.read(BUF + 0x1000, &mut got).unwrap();
         assert_eq!(got, f);
@@ -671,7 +747,7 @@ mod tests {
 
     #[test]
     fn malformed_transmit_is_counted_and_dropped() {
-        let (mut t, mut mem) = setup();
+        let (mut t, mut mem) = setup_without_offload();
         let mut tx = Ring::of(TRANSMITQ);
         let cases: [(u8, u8, usize); 6] = [
             (0, 0, ETHERNET_HEADER_LEN - 1),
@@ -706,6 +782,36 @@ mod tests {
         assert_eq!(t.device_mut().take_tx(), vec![good]);
         let s = t.device().stats();
         assert_eq!((s.tx_frames, s.tx_malformed), (1, cases.len() as u64));
+    }
+
+    #[test]
+    fn partial_checksums_pass_once_csum_is_negotiated() {
+        let (mut t, mut mem) = setup();
+        let mut tx = Ring::of(TRANSMITQ);
+        let (partial, gso) = (frame(1514, 3), frame(60, 4));
+        tx_buffer(
+            &mut mem,
+            &tx,
+            0,
+            BUF,
+            header(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0),
+            &partial,
+        );
+        // Segmentation was not offered, checksums or not.
+        tx_buffer(
+            &mut mem,
+            &tx,
+            1,
+            BUF + 0x1000,
+            header(VIRTIO_NET_HDR_F_NEEDS_CSUM, 1),
+            &gso,
+        );
+        tx.publish(&mut mem, 0);
+        tx.publish(&mut mem, 1);
+        notify(&mut t, &mut mem, TRANSMITQ);
+        assert_eq!(t.device_mut().take_tx(), vec![partial]);
+        let s = t.device().stats();
+        assert_eq!((s.tx_frames, s.tx_malformed), (1, 1));
     }
 
     /// Sends `rounds` x 8 frames of `len` bytes, all taken by the device.

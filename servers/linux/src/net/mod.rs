@@ -285,6 +285,11 @@ impl Nat {
         }
     }
 
+    /// Whether the guest's driver takes frames without checksums.
+    pub fn set_checksum_offload(&mut self, on: bool) {
+        self.link.checksum_offload = on;
+    }
+
     /// The next frame for the guest, if any.
     pub fn next_to_guest(&mut self) -> Option<Vec<u8>> {
         self.link

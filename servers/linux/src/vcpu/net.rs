@@ -24,6 +24,7 @@ impl Guest {
             return Ok(());
         };
         let device = self.vm.virtio_device_mut(slot)?;
+        (self.shared.net_checksum_offload).store(device.checksum_offload(), Ordering::Relaxed);
         if !kicked && !self.net_left && device.tx_backlog() == 0 {
             return Ok(());
         }
