@@ -159,6 +159,11 @@ pub fn handle(frame: &mut TrapFrame) {
                 log::warn!("interrupt on GSI {gsi} with no driver; line masked");
             }
             apic::eoi();
+            // The driver the line woke runs now, not at the end of the
+            // slice of whatever it interrupted.
+            if !sched::current_is_idle() && sched::others_runnable() {
+                sched::switch(frame, true, true);
+            }
         }
         v => {
             apic::eoi();
