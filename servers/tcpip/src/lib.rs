@@ -80,6 +80,7 @@
 
 extern crate alloc;
 
+mod checksum;
 mod conn;
 mod dhcp;
 mod dns;

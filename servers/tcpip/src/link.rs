@@ -2,17 +2,23 @@
 //! frames wait in `rx` until smoltcp polls them; frames smoltcp sends
 //! collect in `tx` until the main loop hands them to the driver. Frames
 //! cross the channel packed, several per message (`starina::frames`).
+//! TCP checksums are checked and filled in here (`crate::checksum`), not
+//! by smoltcp: a received TCP segment with a wrong one is dropped and
+//! counted (`rx_bad_checksum`), as smoltcp would drop it.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use smoltcp::phy::Checksum;
 use smoltcp::phy::Device;
 use smoltcp::phy::DeviceCapabilities;
 use smoltcp::phy::Medium;
 use smoltcp::time::Instant;
 use starina::frames::for_each_frame;
 use starina::frames::Malformed;
+
+use crate::checksum;
 
 /// Frames waiting for the driver before smoltcp is told to hold back.
 pub const TX_QUEUE_MAX: usize = 512;
@@ -30,6 +36,8 @@ pub struct Link {
     /// (listening port, SYNs it can still take during this poll).
     pub syn_budget: Vec<(u16, usize)>,
     pub syn_dropped: u64,
+    /// TCP segments dropped for a wrong checksum.
+    pub rx_bad_checksum: u64,
 }
 
 /// The destination port of a TCP SYN (without ACK) in an Ethernet/IPv4
@@ -47,6 +55,15 @@ pub fn syn_port(frame: &[u8]) -> Option<u16> {
     let flags = tcp[13];
     let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
     (syn && !ack).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
+}
+
+impl Link {
+    /// SYNs to `port` among the next `frames` received frames.
+    pub fn syns_waiting(&self, port: u16, frames: usize) -> usize {
+        (self.rx.iter().take(frames))
+            .filter(|f| syn_port(f) == Some(port))
+            .count()
+    }
 }
 
 /// The MAC address of the driver's `ethernet:<mac>` announcement
@@ -69,6 +86,7 @@ impl Link {
             rx_dropped: 0,
             syn_budget: Vec::new(),
             syn_dropped: 0,
+            rx_bad_checksum: 0,
         }
     }
 
@@ -87,6 +105,10 @@ impl Link {
     pub fn push_rx(&mut self, frame: &[u8]) {
         if self.rx.len() >= 2 * RX_QUEUE_MAX {
             self.rx_dropped += 1;
+            return;
+        }
+        if !checksum::tcp_frame_ok(frame) {
+            self.rx_bad_checksum += 1;
             return;
         }
         self.rx.push_back(frame.to_vec());
@@ -112,6 +134,7 @@ impl smoltcp::phy::TxToken for TxToken<'_> {
     {
         let mut frame = vec![0; len];
         let r = f(&mut frame);
+        checksum::fill_tcp_frame(&mut frame);
         self.0.push_back(frame);
         r
     }
@@ -156,6 +179,7 @@ impl Device for Link {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = 1514;
+        caps.checksum.tcp = Checksum::None;
         caps
     }
 }

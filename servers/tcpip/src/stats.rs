@@ -35,13 +35,15 @@ pub struct Figures {
     pub stalled: u64,
     /// Connections made between two clients on this machine (`loopback`).
     pub loopback_connections: u64,
+    /// TCP segments from the network dropped for a wrong checksum.
+    pub rx_bad_checksum: u64,
 }
 
 impl Figures {
     /// The JSON object (`memory_bytes` is buffers plus queued bytes).
     pub fn json(&self) -> String {
         format!(
-            "{{\"memory_bytes\":{},\"socket_buffer_bytes\":{},\"queued_bytes\":{},\"tcp_sockets\":{},\"udp_sockets\":{},\"other_sockets\":{},\"listening_sockets\":{},\"connections\":{},\"closing_sockets\":{},\"pending_requests\":{},\"rx_dropped\":{},\"syn_dropped\":{},\"syn_expired\":{},\"stalled\":{},\"loopback_connections\":{}}}",
+            "{{\"memory_bytes\":{},\"socket_buffer_bytes\":{},\"queued_bytes\":{},\"tcp_sockets\":{},\"udp_sockets\":{},\"other_sockets\":{},\"listening_sockets\":{},\"connections\":{},\"closing_sockets\":{},\"pending_requests\":{},\"rx_dropped\":{},\"syn_dropped\":{},\"syn_expired\":{},\"stalled\":{},\"loopback_connections\":{},\"rx_bad_checksum\":{}}}",
             self.socket_buffer_bytes + self.queued_bytes,
             self.socket_buffer_bytes,
             self.queued_bytes,
@@ -57,6 +59,7 @@ impl Figures {
             self.syn_expired,
             self.stalled,
             self.loopback_connections,
+            self.rx_bad_checksum,
         )
     }
 }
@@ -93,6 +96,7 @@ impl Server {
         f.pending_requests = self.pending.len();
         f.rx_dropped = link.rx_dropped;
         f.syn_dropped = link.syn_dropped;
+        f.rx_bad_checksum = link.rx_bad_checksum;
         f.syn_expired = self.syn_expired;
         f.stalled = self.stalled;
         f.loopback_connections = self.loopback_connections;
@@ -138,13 +142,14 @@ mod tests {
             syn_expired: 7,
             stalled: 8,
             loopback_connections: 9,
+            rx_bad_checksum: 10,
         };
         assert_eq!(
             f.json(),
             "{\"memory_bytes\":1024,\"socket_buffer_bytes\":1000,\"queued_bytes\":24,\
              \"tcp_sockets\":3,\"udp_sockets\":1,\"other_sockets\":2,\"listening_sockets\":2,\
              \"connections\":1,\"closing_sockets\":0,\"pending_requests\":4,\"rx_dropped\":5,\
-             \"syn_dropped\":6,\"syn_expired\":7,\"stalled\":8,\"loopback_connections\":9}"
+             \"syn_dropped\":6,\"syn_expired\":7,\"stalled\":8,\"loopback_connections\":9,\"rx_bad_checksum\":10}"
         );
     }
 }
