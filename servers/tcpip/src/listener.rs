@@ -1,6 +1,14 @@
-//! Listeners: `tcp-listen:` requests keep `backlog` sockets listening on
-//! the port and hand each established connection to the client as
+//! Listeners: `tcp-listen:` requests keep sockets listening on the port
+//! and hand each established connection to the client as
 //! `Open { uri: "tcp-conn:<peer>", handle }` on the listener channel.
+//!
+//! A smoltcp socket takes one connection, so a listener needs one
+//! listening socket per SYN it takes at once, up to `backlog`. Idle
+//! listening sockets are not free (smoltcp visits every socket on every
+//! poll, and each holds its buffers), so a listener keeps [`READY`] of
+//! them, plus one for each SYN to its port among the frames the next poll
+//! takes in ([`Server::ready_listeners`], before every poll); what a burst
+//! left beyond that is closed again.
 
 use alloc::format;
 use alloc::string::ToString;
@@ -24,6 +32,8 @@ use crate::timeouts::HalfOpen;
 /// An accepted connection with no traffic this long is dropped (a
 /// half-open one much sooner: `Server::syn_timeout_ns`).
 const ACCEPTED_TIMEOUT: Duration = Duration::from_secs(120);
+/// Listening sockets a listener keeps when no SYN waits.
+const READY: usize = 2;
 
 pub struct Listener {
     pub port: u16,
@@ -74,7 +84,7 @@ impl Server {
                 sockets: Vec::new(),
             },
         );
-        self.refill_listener(id);
+        self.refill_listener(id, 0);
         log::info!("listening on port {port}");
         Ok(())
     }
@@ -94,12 +104,46 @@ impl Server {
         }
     }
 
-    /// Tops listener `id` up to `backlog` listening sockets.
-    fn refill_listener(&mut self, id: u32) {
-        let want = self.backlog;
-        let Some(l) = self.listeners.get(&id) else {
+    /// Gives every listener a listening socket for each SYN to its port
+    /// in the next `frames` received frames (and [`READY`] more), within
+    /// `backlog`.
+    pub fn ready_listeners(&mut self, frames: usize) {
+        let ids: Vec<(u32, u16)> = self.listeners.iter().map(|(&id, l)| (id, l.port)).collect();
+        for (id, port) in ids {
+            let syns = self.link.syns_waiting(port, frames);
+            self.refill_listener(id, syns);
+        }
+    }
+
+    /// Gives listener `id` [`READY`] + `syns` sockets in the listening
+    /// state (within `backlog` sockets in all), closing listening ones
+    /// beyond that.
+    fn refill_listener(&mut self, id: u32, syns: usize) {
+        let Some(l) = self.listeners.get_mut(&id) else {
             return;
         };
+        let sockets = &mut self.sockets;
+        let listening =
+            |s: &Listening| sockets.get::<tcp::Socket>(s.handle).state() == tcp::State::Listen;
+        let idle = l.sockets.iter().filter(|s| listening(s)).count();
+        let target = READY + syns;
+        if idle > target {
+            let mut extra = idle - target;
+            let mut closed = Vec::new();
+            l.sockets.retain(|s| {
+                let close = extra > 0 && listening(s);
+                if close {
+                    extra -= 1;
+                    closed.push(s.handle);
+                }
+                !close
+            });
+            for handle in closed {
+                self.sockets.remove(handle);
+            }
+            return;
+        }
+        let want = (l.sockets.len() + target - idle).min(self.backlog);
         let (port, have) = (l.port, l.sockets.len());
         let mut new = Vec::new();
         for _ in have..want {
@@ -156,7 +200,7 @@ impl Server {
                 progress = true;
                 self.take_connection(cx, id, s);
             }
-            self.refill_listener(id);
+            self.refill_listener(id, 0);
         }
         progress
     }

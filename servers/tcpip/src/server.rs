@@ -237,6 +237,7 @@ impl Server {
                 break;
             }
             self.link.rx_budget = link::RX_BUDGET;
+            self.ready_listeners(link::RX_BUDGET);
             self.budget_syns();
             self.poll_ingress();
             self.dhcp_events();
