@@ -38,6 +38,11 @@ impl FrameBatch {
         if !self.fits(frame) {
             return false;
         }
+        if self.buf.capacity() == 0 {
+            // A whole message's room at once: growing by doubling copied
+            // every packed byte about twice more.
+            self.buf.reserve_exact(MESSAGE_DATA_MAX);
+        }
         self.buf
             .extend_from_slice(&(frame.len() as u16).to_le_bytes());
         self.buf.extend_from_slice(frame);

@@ -340,8 +340,9 @@ impl Server {
             self.link.tx.clear();
             return;
         };
+        let mut batch = FrameBatch::new();
         while !self.link.tx.is_empty() && cx.backlog_bytes(net) == 0 {
-            let mut batch = FrameBatch::new();
+            batch.clear();
             let mut packed = 0;
             for frame in &self.link.tx {
                 if !batch.push(frame) {
