@@ -32,6 +32,7 @@ pub mod gdb_remote;
 pub mod host;
 pub mod insn_counts;
 pub mod kernel;
+pub mod linux_symbols;
 pub mod markers;
 pub mod process;
 pub mod profile;

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use crate::host::Host;
 use crate::host::Streams;
+use crate::kernel::Progress;
+use crate::linux_symbols::LinuxSymbols;
 use crate::run::RunOptions;
 use crate::shared_text::SharedText;
 use crate::status::ExitStatus;
@@ -67,6 +69,8 @@ pub struct Symbols {
     /// The image's executable sections (start, end): code outside them is
     /// no function of ours, whatever symbol precedes it.
     code: Vec<(u64, u64)>,
+    /// The Linux guest kernel's functions, for profiles that boot it.
+    linux: Option<LinuxSymbols>,
 }
 
 /// Where the kernel lives: code below this is not the kernel's.
@@ -83,6 +87,7 @@ impl Symbols {
             ends: Vec::new(),
             names: Vec::new(),
             code: Vec::new(),
+            linux: None,
         };
         for (start, size, name) in rows {
             symbols.starts.push(start);
@@ -127,11 +132,22 @@ impl Symbols {
         }
     }
 
-    /// The function's name, or for code outside the kernel (firmware, a
-    /// user-mode component) `? (page 0x...)`.
+    /// Names the Linux guest kernel's code too (`linux: <function>`).
+    pub fn with_linux(mut self, linux: LinuxSymbols) -> Symbols {
+        self.linux = Some(linux);
+        self
+    }
+
+    /// The function's name, `linux: <function>` for the Linux guest
+    /// kernel's (when its symbols are known), or for other code outside
+    /// the kernel (firmware, a user-mode component, Linux's programs)
+    /// `? (page 0x...)`.
     pub fn label(&self, addr: u64) -> String {
         match self.name(addr) {
-            "?" => format!("? (page {:#x})", addr & !0xfff),
+            "?" => match self.linux.as_ref().and_then(|l| l.name(addr)) {
+                Some(name) => format!("linux: {name}"),
+                None => format!("? (page {:#x})", addr & !0xfff),
+            },
             _ if addr < KERNEL_HALF && self.starts.first().is_some_and(|&s| s >= KERNEL_HALF) => {
                 format!("? (page {:#x})", addr & !0xfff)
             }
@@ -178,12 +194,32 @@ pub fn symbols(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> Option<S
         .clone()
         .unwrap_or_else(|| host.kernel_image());
     match Symbols::load(&image) {
-        Ok(s) => Some(s),
+        Ok(s) => Some(match linux_symbols(host, opts, io) {
+            Some(linux) => s.with_linux(linux),
+            None => s,
+        }),
         Err(e) => {
             io.say(&format!("profile: cannot read the kernel's symbols: {e}"));
             None
         }
     }
+}
+
+/// The Linux guest kernel's symbols, if the profile boots Linux and the
+/// kernel's build tree (its `System.map`) is at hand.
+fn linux_symbols(host: &Host, opts: &ProfileOptions, io: &mut Streams) -> Option<LinuxSymbols> {
+    let components = crate::boot::profile_components(host, &opts.run.profile, io);
+    if !components.iter().any(|c| c == "linux") {
+        return None;
+    }
+    let bzimage =
+        crate::bootfs::linux_artifact(host, "build-kernel.sh", Progress::WhenSlow, &mut |_| {})
+            .ok()?;
+    let found = LinuxSymbols::find(&bzimage).and_then(|map| LinuxSymbols::load(&map));
+    if found.is_none() {
+        io.say("profile: no System.map next to the Linux kernel: its code shows as pages");
+    }
+    found
 }
 
 /// The guest, booting in a thread of its own; its console is kept.
@@ -326,5 +362,18 @@ ffffffff80003000 W memcpy
         let low = Symbols::parse("0000000000001000 T low\nffffffff80000000 T high\n");
         assert_eq!(low.label(0x1010), "low");
         assert_eq!(s.label(0x4000_1234), "? (page 0x40001000)");
+    }
+
+    #[test]
+    fn the_linux_guests_code_is_named_from_its_system_map() {
+        let map = "ffffffff81000000 T startup_64\nffffffff81001000 t csum_partial\nffffffff81009000 T _etext\n";
+        let linux = LinuxSymbols::parse(map).unwrap();
+        let mut s = Symbols::parse(NM).with_linux(linux);
+        // Starina's image ends where Linux's text begins.
+        s.code = vec![(0xffff_ffff_8000_0000, 0xffff_ffff_8000_4000)];
+        assert_eq!(s.label(0xffff_ffff_8000_3001), "memcpy");
+        assert_eq!(s.label(0xffff_ffff_8100_1010), "linux: csum_partial");
+        // Linux's programs are pages still.
+        assert_eq!(s.label(0x40_1234), "? (page 0x401000)");
     }
 }
