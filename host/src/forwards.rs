@@ -20,6 +20,7 @@ use starina_abi::markers::NET_FORWARD_ADDED;
 use starina_abi::markers::NET_FORWARD_REMOVED;
 use starina_abi::markers::NET_FORWARD_UDP_ADDED;
 use starina_abi::markers::NET_FORWARD_UDP_REMOVED;
+use starina_bridge::process::Proto;
 
 /// How long one console line may wait for the monitor, all told.
 pub const MONITOR_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,28 +34,19 @@ const PROMPT: &[u8] = b"(qemu) ";
 /// What QEMU 7.2 answers when it cannot bind the host port.
 const BIND_FAILED: &str = "Could not set up host forwarding rule";
 
-/// The protocol of a forward.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Proto {
-    Tcp,
-    Udp,
+/// As QEMU's `hostfwd` rules spell `proto`.
+fn rule(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    }
 }
 
-impl Proto {
-    /// As QEMU's `hostfwd` rules spell it.
-    fn rule(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-
-    /// As the messages to the user say it: TCP is the default.
-    fn label(self) -> &'static str {
-        match self {
-            Proto::Tcp => "",
-            Proto::Udp => "UDP ",
-        }
+/// As the messages to the user say `proto`: TCP is the default.
+fn label(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Tcp => "",
+        Proto::Udp => "UDP ",
     }
 }
 
@@ -154,14 +146,14 @@ impl HostForwards {
         if self.given_up || self.added.contains(&(proto, port)) {
             return None;
         }
-        let rule = proto.rule();
+        let rule = rule(proto);
         let answer = match self.command(&format!(
             "hostfwd_add {NETDEV} {rule}:127.0.0.1:{port}-:{port}"
         )) {
             Ok(answer) => answer,
             Err(e) => return self.failed(proto, port, e),
         };
-        let label = proto.label();
+        let label = label(proto);
         if answer.is_empty() {
             self.added.insert((proto, port));
             Some(format!("Linux's {label}port {port} is at 127.0.0.1:{port}"))
@@ -180,7 +172,7 @@ impl HostForwards {
         if self.given_up || !self.added.remove(&(proto, port)) {
             return None;
         }
-        let rule = proto.rule();
+        let rule = rule(proto);
         match self.command(&format!("hostfwd_remove {NETDEV} {rule}:127.0.0.1:{port}")) {
             Err(e) if e.kind() == ErrorKind::TimedOut => self.give_up(),
             _ => None,
@@ -235,7 +227,7 @@ impl HostForwards {
 }
 
 fn inside_only(proto: Proto, port: u16) -> String {
-    let label = proto.label();
+    let label = label(proto);
     format!("Linux's {label}port {port} is reachable inside Starina only")
 }
 

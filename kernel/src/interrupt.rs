@@ -136,6 +136,9 @@ pub fn handle(frame: &mut TrapFrame) {
     // The earliest kernel timer, when the timer interrupt came (otherwise
     // the armed deadline already covers it).
     let mut next_timer = None;
+    // A device's line fired: the driver it woke runs now, not at the end
+    // of the slice of whatever it interrupted.
+    let mut device = false;
     match frame.vector as u8 {
         VECTOR_TIMER => {
             apic::eoi();
@@ -159,11 +162,7 @@ pub fn handle(frame: &mut TrapFrame) {
                 log::warn!("interrupt on GSI {gsi} with no driver; line masked");
             }
             apic::eoi();
-            // The driver the line woke runs now, not at the end of the
-            // slice of whatever it interrupted.
-            if !sched::current_is_idle() && sched::others_runnable() {
-                sched::switch(frame, true, true);
-            }
+            device = true;
         }
         v => {
             apic::eoi();
@@ -171,9 +170,13 @@ pub fn handle(frame: &mut TrapFrame) {
         }
     }
     // Idle never keeps the CPU when something is runnable (a wake from an
-    // interrupt or from the thread we interrupted).
-    if sched::current_is_idle() && sched::others_runnable() {
-        sched::switch(frame, true, false);
+    // interrupt or from the thread we interrupted); after a device's
+    // interrupt, no thread does.
+    let idle = sched::current_is_idle();
+    if (device || idle) && sched::others_runnable() {
+        // A preempted thread (not idle) may be between preparing to block
+        // and blocking: `switch` keeps that wake-up.
+        sched::switch(frame, true, !idle);
     }
     // The tick that ends the slice of whichever thread runs now (it may
     // have just been switched to), or fires the next kernel timer.

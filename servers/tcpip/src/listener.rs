@@ -108,6 +108,11 @@ impl Server {
     /// in the next `frames` received frames (and [`READY`] more), within
     /// `backlog`.
     pub fn ready_listeners(&mut self, frames: usize) {
+        let mut next = self.link.rx.iter().take(frames);
+        if !next.any(|f| crate::link::syn_port(f).is_some()) {
+            // `accept` keeps every listener at READY.
+            return;
+        }
         let ids: Vec<(u32, u16)> = self.listeners.iter().map(|(&id, l)| (id, l.port)).collect();
         for (id, port) in ids {
             let syns = self.link.syns_waiting(port, frames);

@@ -280,9 +280,12 @@ impl Net {
         let (flags, gso_type) = (header[0], header[1]);
         // A partial checksum is fine once CSUM was negotiated: the other
         // end of the link checks none (see `checksum_offload`).
-        let offloaded =
-            VIRTIO_NET_HDR_F_NEEDS_CSUM * u8::from(self.negotiated & VIRTIO_NET_F_CSUM != 0);
-        if flags & !offloaded != 0 || gso_type != VIRTIO_NET_HDR_GSO_NONE {
+        let allowed = if self.negotiated & VIRTIO_NET_F_CSUM != 0 {
+            VIRTIO_NET_HDR_F_NEEDS_CSUM
+        } else {
+            0
+        };
+        if flags & !allowed != 0 || gso_type != VIRTIO_NET_HDR_GSO_NONE {
             let why = if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
                 "NEEDS_CSUM, not negotiated"
             } else if gso_type != VIRTIO_NET_HDR_GSO_NONE {

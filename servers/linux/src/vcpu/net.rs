@@ -24,10 +24,11 @@ impl Guest {
             return Ok(());
         };
         let device = self.vm.virtio_device_mut(slot)?;
-        (self.shared.net_checksum_offload).store(device.checksum_offload(), Ordering::Relaxed);
         if !kicked && !self.net_left && device.tx_backlog() == 0 {
             return Ok(());
         }
+        // Negotiated before any frame moves: told with the first ones.
+        (self.shared.net_checksum_offload).store(device.checksum_offload(), Ordering::Relaxed);
         let mut inner = self.shared.inner.lock();
         let mut poke = false;
         while device.rx_backlog() < DEVICE_RX_MAX {
