@@ -13,7 +13,12 @@
 //! - when the program ends, the runner ends with its status (128 + N for
 //!   signal N), and startup applies the spec's restart policy; when the
 //!   runner ends first (its component stopped), its process channel
-//!   closes and the linux server kills the program.
+//!   closes and the linux server kills the program;
+//! - when Linux itself goes down (the linux server ends, say after a guest
+//!   panic), the program went with it through no fault of its own: the
+//!   runner waits for startup's `reconnect:linux` and runs it again in the
+//!   new VM, as a service comes back when its machine reboots, whatever
+//!   its restart policy.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -53,28 +58,83 @@ enum Ended {
     Signaled(i32),
 }
 
+/// Why a run of the program stopped short of its end.
+enum Stopped {
+    /// The linux server went away (Linux restarts): run again once it is
+    /// back.
+    LinuxGone,
+    /// Anything else: the service fails with this reason.
+    Failed(String),
+}
+
+impl From<String> for Stopped {
+    fn from(why: String) -> Stopped {
+        Stopped::Failed(why)
+    }
+}
+
+/// The `Open` URI startup sends on the supervisor channel when it has
+/// restarted the linux server.
+const RECONNECT_URI: &str = "reconnect:linux";
+
 /// Runs `service` until its program ends; never returns on a failure (the
 /// component exits with the program's status).
 pub fn run(mut raw: RawEnv, service: &'static LinuxService) {
     // Its log lines carry the service's name, not this crate's.
     let name = raw.component();
-    let linux = match raw.take_channel("linux") {
-        Ok(linux) => linux,
-        Err(e) => fail(name, &format!("{e}")),
+    let (mut linux, supervisor) = match (raw.take_channel("linux"), raw.take_channel("supervisor"))
+    {
+        (Ok(linux), Ok(supervisor)) => (linux, supervisor),
+        (Err(e), _) | (_, Err(e)) => fail(name, &format!("{e}")),
     };
-    // Kept open for the component's life; its messages (reconnects) are
-    // of no use to a runner, whose process channel closing says it all.
-    let _supervisor = raw.take_channel("supervisor");
-    let status = match serve(name, &linux, service) {
-        Ok(Ended::Exited(0)) => return,
-        Ok(Ended::Exited(code)) => code,
-        Ok(Ended::Signaled(signal)) => {
+    let ended = loop {
+        match serve(name, &linux, service) {
+            Ok(ended) => break ended,
+            Err(Stopped::LinuxGone) => {
+                log::warn!(target: name, "Linux went down; running again once it is back");
+                linux = match wait_for_linux(&supervisor) {
+                    Ok(linux) => linux,
+                    Err(why) => fail(name, &why),
+                };
+            }
+            Err(Stopped::Failed(why)) => fail(name, &why),
+        }
+    };
+    let status = match ended {
+        Ended::Exited(0) => return,
+        Ended::Exited(code) => code,
+        Ended::Signaled(signal) => {
             log::warn!(target: name, "killed by signal {signal}");
             128 + signal
         }
-        Err(why) => fail(name, &why),
     };
     starina::thread::exit(status)
+}
+
+/// Waits for startup's `reconnect:linux`: the channel to the new linux
+/// server. Other messages (none are expected) are dropped.
+fn wait_for_linux(supervisor: &Channel) -> Result<Channel, String> {
+    let poll = Poll::create().map_err(|e| format!("cannot create a poll: {e}"))?;
+    poll.add(
+        supervisor.id(),
+        Readiness::READABLE | Readiness::PEER_CLOSED,
+    )
+    .map_err(|e| format!("cannot watch the supervisor: {e}"))?;
+    let mut buf = MessageBuffer::new();
+    loop {
+        match supervisor.try_recv(&mut buf) {
+            Ok(Message::Open {
+                uri,
+                handle: Some(handle),
+                ..
+            }) if uri == RECONNECT_URI => return Ok(Channel::from_handle(handle)),
+            Ok(_) | Err(Error::MalformedMessage) => {}
+            Err(Error::WouldBlock) => {
+                poll.wait().map_err(|e| format!("poll: {e}"))?;
+            }
+            Err(e) => return Err(format!("waiting for Linux to come back: {e}")),
+        }
+    }
 }
 
 /// Logs why the service cannot run and ends the component with status 1.
@@ -83,7 +143,7 @@ fn fail(name: &'static str, why: &str) -> ! {
     starina::thread::exit(1)
 }
 
-fn serve(name: &'static str, linux: &Channel, service: &LinuxService) -> Result<Ended, String> {
+fn serve(name: &'static str, linux: &Channel, service: &LinuxService) -> Result<Ended, Stopped> {
     let poll = Poll::create().map_err(|e| format!("cannot create a poll: {e}"))?;
     let interests = Readiness::READABLE | Readiness::PEER_CLOSED;
     poll.add(linux.id(), interests)
@@ -103,15 +163,16 @@ fn serve(name: &'static str, linux: &Channel, service: &LinuxService) -> Result<
     follow(name, linux, &process, &poll, &mut buf)
 }
 
-fn open(linux: &Channel, call_id: u32, uri: &str) -> Result<(), String> {
+fn open(linux: &Channel, call_id: u32, uri: &str) -> Result<(), Stopped> {
     let msg = Message::Open {
         call_id,
         uri,
         handle: None,
     };
-    linux
-        .send(msg)
-        .map_err(|e| format!("cannot reach the linux server: {}", e.error))
+    linux.send(msg).map_err(|e| match e.error {
+        Error::PeerClosed => Stopped::LinuxGone,
+        e => Stopped::Failed(format!("cannot reach the linux server: {e}")),
+    })
 }
 
 /// Asks the linux server to forward each of the service's ports (answered
@@ -119,7 +180,7 @@ fn open(linux: &Channel, call_id: u32, uri: &str) -> Result<(), String> {
 fn ask_for_ports(name: &'static str, linux: &Channel, service: &LinuxService) {
     for (i, port) in service.ports.iter().enumerate() {
         let uri = format!("{FORWARD_PORT_URI}{port}");
-        if let Err(why) = open(linux, EXEC_CALL + 1 + i as u32, &uri) {
+        if let Err(Stopped::Failed(why)) = open(linux, EXEC_CALL + 1 + i as u32, &uri) {
             log::warn!(target: name, "port {port}: {why}");
         }
     }
@@ -131,7 +192,7 @@ fn wait_for_process(
     linux: &Channel,
     poll: &Poll,
     buf: &mut MessageBuffer,
-) -> Result<Channel, String> {
+) -> Result<Channel, Stopped> {
     loop {
         poll.wait().map_err(|e| format!("poll: {e}"))?;
         if let Some(process) = on_linux(name, linux, buf)? {
@@ -146,7 +207,7 @@ fn on_linux(
     name: &'static str,
     linux: &Channel,
     buf: &mut MessageBuffer,
-) -> Result<Option<Channel>, String> {
+) -> Result<Option<Channel>, Stopped> {
     loop {
         match linux.try_recv(buf) {
             Ok(Message::OpenReply { call_id, handle }) if call_id == EXEC_CALL => {
@@ -155,15 +216,15 @@ fn on_linux(
             // A port's forward is set up; the reply's channel says no more.
             Ok(Message::OpenReply { .. }) => {}
             Ok(Message::Error { call_id, text, .. }) if call_id == EXEC_CALL => {
-                return Err(format!("the linux server cannot run it: {text}"));
+                return Err(format!("the linux server cannot run it: {text}").into());
             }
             Ok(Message::Error { text, .. }) => {
                 log::warn!(target: name, "forwarding a port: {text}")
             }
             Ok(_) => {}
             Err(Error::WouldBlock) => return Ok(None),
-            Err(Error::PeerClosed) => return Err("the linux server went away".into()),
-            Err(e) => return Err(format!("the linux channel: {e}")),
+            Err(Error::PeerClosed) => return Err(Stopped::LinuxGone),
+            Err(e) => return Err(format!("the linux channel: {e}").into()),
         }
     }
 }
@@ -175,7 +236,7 @@ fn follow(
     process: &Channel,
     poll: &Poll,
     buf: &mut MessageBuffer,
-) -> Result<Ended, String> {
+) -> Result<Ended, Stopped> {
     let mut out = Output::new(name);
     loop {
         let (id, _) = poll.wait().map_err(|e| format!("poll: {e}"))?;
@@ -195,15 +256,34 @@ fn follow(
                 }
                 Ok(Message::Error { text, .. }) => {
                     out.finish();
-                    return Err(format!("the linux server: {text}"));
+                    let why = format!("the linux server: {text}");
+                    return Err(linux_gone_or(linux, buf, why));
                 }
                 Ok(_) => {}
                 Err(Error::WouldBlock) => break,
                 Err(_) => {
                     out.finish();
-                    return Err("the linux server closed the process (did Linux restart?)".into());
+                    let why = "the linux server closed the process".into();
+                    return Err(linux_gone_or(linux, buf, why));
                 }
             }
+        }
+    }
+}
+
+/// Why the process ended before the program did: the linux server is
+/// gone (Linux restarts: the server fails its processes, then its `linux`
+/// channel closes in the same teardown, so wait a moment for that), or it
+/// ended the process for a reason of its own, `why`.
+fn linux_gone_or(linux: &Channel, buf: &mut MessageBuffer, why: String) -> Stopped {
+    /// How long the `linux` channel may lag the process's end.
+    const TEARDOWN_MS: u64 = 2_000;
+    loop {
+        match linux.recv_within(buf, TEARDOWN_MS) {
+            // Late port answers.
+            Ok(Some(_)) => {}
+            Err(Error::PeerClosed) => return Stopped::LinuxGone,
+            Ok(None) | Err(_) => return Stopped::Failed(why),
         }
     }
 }
