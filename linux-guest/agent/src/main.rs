@@ -1,7 +1,9 @@
 //! The Starina guest agent: PID 1 of the Linux microVM.
 //!
-//! As PID 1 it mounts /proc, /sys, /dev, /dev/pts, /tmp and
-//! /run, mounts the native file system when the kernel command line has
+//! As PID 1 it switches root to the disk the kernel command line names
+//! with `starina.root=/dev/vda` (`root.rs`; a failure is logged and the
+//! guest stays on the initramfs), mounts /proc, /sys, /dev, /dev/pts,
+//! /dev/shm, /tmp and /run, mounts the native file system when the kernel command line has
 //! `starina.share=<tag>:<dir>` (virtio-fs; a failed mount is logged, not
 //! fatal), brings the network up (`net.rs`: always `lo`; the first Ethernet
 //! interface when the command line has `starina.net=<ip>/<prefix>,<gateway>`,
@@ -46,6 +48,7 @@ mod net;
 mod netif;
 mod netprobe;
 mod pipebench;
+mod root;
 mod server;
 mod sockowner;
 mod spawnbench;
@@ -209,6 +212,11 @@ fn open_control(path: &str) -> std::io::Result<(File, File)> {
 fn run_as_init() -> ! {
     mount_basics();
     let _ = CONSOLE.set(OpenOptions::new().write(true).open("/dev/console").ok());
+    if root::switch_if_asked() {
+        // The same mounts in the new root (the initramfs's stay behind it).
+        mount_basics();
+        root::copy_agent();
+    }
     mount_share();
     let guest_address = net::configure();
     // Set before any thread exists; children inherit it.
@@ -264,9 +272,11 @@ fn run_as_init() -> ! {
 }
 
 /// Ends the VM so that the host starts a new one: a reboot, or else a
-/// kernel crash (both end this VM for the linux server).
+/// kernel crash (both end this VM for the linux server). The root disk is
+/// synced first.
 fn restart_guest() -> ! {
-    if let Err(e) = sys::reboot() {
+    sys::sync();
+    if let Err(e) = sys::reboot(libc::RB_AUTOBOOT) {
         log(&format!("reboot: {e}; crashing the kernel instead"));
     }
     server::crash_kernel()
@@ -296,11 +306,12 @@ fn mount_share() {
 }
 
 fn mount_basics() {
-    let mounts: [(&str, &str, &str, Option<&str>); 6] = [
+    let mounts: [(&str, &str, &str, Option<&str>); 7] = [
         ("proc", "/proc", "proc", None),
         ("sysfs", "/sys", "sysfs", None),
         ("devtmpfs", "/dev", "devtmpfs", Some("mode=0755")),
         ("devpts", "/dev/pts", "devpts", Some("ptmxmode=0666")),
+        ("tmpfs", "/dev/shm", "tmpfs", Some("mode=1777")),
         ("tmpfs", "/tmp", "tmpfs", Some("mode=1777")),
         ("tmpfs", "/run", "tmpfs", Some("mode=0755")),
     ];

@@ -21,8 +21,19 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `mount(2)`.
+/// `mount(2)` with `MS_NOSUID`: the pseudo file systems and the share.
 pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> io::Result<()> {
+    mount_flags(source, target, fstype, libc::MS_NOSUID, data)
+}
+
+/// `mount(2)` with `flags` (`MS_*`).
+pub fn mount_flags(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
     let source = cstring(source)?;
     let target = cstring(target)?;
     let fstype = cstring(fstype)?;
@@ -37,11 +48,51 @@ pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> io
             source.as_ptr(),
             target.as_ptr(),
             fstype.as_ptr(),
-            libc::MS_NOSUID,
+            flags,
             data_ptr,
         )
     };
     check(ret).map(drop)
+}
+
+/// `mount(2)` with `MS_MOVE`: moves the mount at `from` (and everything
+/// under it) to `to`.
+pub fn move_mount(from: &str, to: &str) -> io::Result<()> {
+    let from = cstring(from)?;
+    let to = cstring(to)?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call;
+    // MS_MOVE ignores the type and data pointers, which are null.
+    let ret = unsafe {
+        libc::mount(
+            from.as_ptr(),
+            to.as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `umount2(2)` with no flags.
+pub fn umount(target: &str) -> io::Result<()> {
+    let target = cstring(target)?;
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::umount2(target.as_ptr(), 0) }).map(drop)
+}
+
+/// `chroot(2)`.
+pub fn chroot(dir: &str) -> io::Result<()> {
+    let dir = cstring(dir)?;
+    // SAFETY: `dir` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::chroot(dir.as_ptr()) }).map(drop)
+}
+
+/// `sync(2)`: writes every dirty buffer out (the root disk before the VM
+/// goes down).
+pub fn sync() {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
 }
 
 /// Waits until some child has terminated and returns its pid, leaving it a
@@ -82,12 +133,13 @@ pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
-/// `reboot(2)` with `RB_AUTOBOOT`: restarts the machine at once (PID 1
-/// only). Returns only on failure.
-pub fn reboot() -> io::Result<()> {
+/// `reboot(2)` with `RB_AUTOBOOT` (restart) or `RB_POWER_OFF`: ends the
+/// machine at once (PID 1 only). Returns only on failure. The caller
+/// syncs first ([`sync`]).
+pub fn reboot(command: libc::c_int) -> io::Result<()> {
     // SAFETY: reboot takes a plain integer command and touches no memory of
-    // ours; the caller accepts that the machine restarts without a sync.
-    check(unsafe { libc::reboot(libc::RB_AUTOBOOT) }).map(drop)
+    // ours; the caller has synced the disks.
+    check(unsafe { libc::reboot(command) }).map(drop)
 }
 
 /// Puts a terminal into raw mode: no echo, no line editing, no CR/LF
