@@ -50,6 +50,7 @@ mod netprobe;
 mod pipebench;
 mod root;
 mod server;
+mod shutdown;
 mod sockowner;
 mod spawnbench;
 mod stdin;
@@ -218,6 +219,7 @@ fn run_as_init() -> ! {
         root::copy_agent();
     }
     mount_share();
+    shutdown::watch_signals();
     let guest_address = net::configure();
     // Set before any thread exists; children inherit it.
     std::env::set_var("PATH", BASE_PATH);

@@ -144,9 +144,7 @@ pub fn copy_agent() {
     let dir = Path::new(AGENT_COPY).parent().unwrap_or(Path::new("/run"));
     let result = std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::copy("/proc/self/exe", AGENT_COPY))
-        .and_then(|_| {
-            std::fs::set_permissions(AGENT_COPY, std::fs::Permissions::from_mode(0o755))
-        });
+        .and_then(|_| std::fs::set_permissions(AGENT_COPY, std::fs::Permissions::from_mode(0o755)));
     if let Err(e) = result {
         log(&format!("root: cannot copy the agent to {AGENT_COPY}: {e}"));
     }

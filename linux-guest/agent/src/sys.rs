@@ -4,10 +4,14 @@
 //! and the network interface ioctls (`netif.rs`).
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::AtomicI32;
+use std::sync::atomic::Ordering;
 
 fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
@@ -140,6 +144,59 @@ pub fn reboot(command: libc::c_int) -> io::Result<()> {
     // SAFETY: reboot takes a plain integer command and touches no memory of
     // ours; the caller has synced the disks.
     check(unsafe { libc::reboot(command) }).map(drop)
+}
+
+/// Where [`on_signal`] writes the number of each signal it catches: the
+/// write end of the pipe [`signal_pipe`] makes.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    let byte = signal as u8;
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    // SAFETY: write is async-signal-safe; `byte` lives across the call and
+    // `fd` is the pipe's write end, never closed (or -1: EBADF, harmless).
+    unsafe { libc::write(fd, std::ptr::addr_of!(byte).cast::<libc::c_void>(), 1) };
+}
+
+/// Catches `signals`: each one caught becomes a byte (its number) to read
+/// from the returned pipe. For PID 1, whom the kernel sends no signal it
+/// has no handler for. Programs the agent starts get default handlers back
+/// at exec.
+pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<File> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid, writable array of two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+    for &signal in signals {
+        // SAFETY: sigaction is plain old data; all-zero is a valid value
+        // (an empty mask, no flags) before the handler is set.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action` is a valid sigaction whose handler only makes an
+        // async-signal-safe call; the old action is not wanted (null).
+        check(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
+    }
+    // SAFETY: fds[0] is the read end pipe2 just opened, owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fds[0]) })
+}
+
+/// `mount(2)` with `MS_REMOUNT | MS_RDONLY` of `/`: makes the root file
+/// system clean before the machine ends.
+pub fn remount_root_read_only() -> io::Result<()> {
+    mount_flags(
+        "none",
+        "/",
+        "none",
+        libc::MS_REMOUNT | libc::MS_RDONLY,
+        None,
+    )
+}
+
+/// `kill(2)` of every process but PID 1 and ourselves (`kill(-1, ...)`).
+pub fn kill_all_processes(signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    check(unsafe { libc::kill(-1, signal) }).map(drop)
 }
 
 /// Puts a terminal into raw mode: no echo, no line editing, no CR/LF
