@@ -98,11 +98,21 @@ if [ -f "$OUT/rootfs.ext4" ]; then
     exit 0
 fi
 # Leftovers of killed builds of this key (never a cache entry: those are
-# only ever made by the rename at the end).
-rm -rf --one-file-system "$CACHE/rootfs/.$KEY".*
+# only ever made by the rename at the end). A build killed with SIGKILL may
+# leave mmdebstrap's mounts (/proc, /sys, /dev) in its tree: those go first,
+# deepest first, and rm never crosses into a mount.
+remove_work_dir() {
+    local dir="$1" mnt
+    awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r mnt; do umount -l "$mnt" || true; done
+    rm -rf --one-file-system "$dir"
+}
+for old in "$CACHE/rootfs/.$KEY".*; do
+    [ -d "$old" ] && log "removing $old (a killed build's)" && remove_work_dir "$old"
+done
 WORK="$(mktemp -d "$CACHE/rootfs/.$KEY.XXXXXX")"
 chmod 0755 "$WORK"
-trap 'rm -rf --one-file-system "$WORK"' EXIT
+trap 'remove_work_dir "$WORK"' EXIT
 trap 'exit 130' INT TERM
 START=$(date +%s)
 
@@ -119,8 +129,13 @@ mmdebstrap --mode=root --variant=minbase --include="$(package_list)" \
     --customize-hook='printf "/dev/vda\t/\text4\trw\t0\t1\n" >"$1/etc/fstab"' \
     --customize-hook='ln -sfn /run/starina/agent "$1/init"' \
     --customize-hook='rm -rf "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/var/log/apt/* "$1"/var/log/dpkg.log' \
-    "$SUITE" "$WORK/root" "${SOURCES[@]}" >&2 ||
-    die "mmdebstrap failed (see above)"
+    "$SUITE" "$WORK/root" "${SOURCES[@]}" >&2 &
+# In the background, so that a signal is handled at once: mmdebstrap gets it
+# and cleans up (its mounts) before the tree is removed.
+MMDEBSTRAP_PID=$!
+trap 'kill -TERM $MMDEBSTRAP_PID 2>/dev/null; wait $MMDEBSTRAP_PID; exit 130' INT TERM
+wait $MMDEBSTRAP_PID || die "mmdebstrap failed (see above)"
+trap 'exit 130' INT TERM
 
 # 4. The ext4 image: sparse, files copied in by mke2fs (no loop mount).
 log "[2/4] mke2fs -t ext4 -d ($(du -sh "$WORK/root" | cut -f1) of files) into a $IMAGE_SIZE sparse image"
@@ -129,7 +144,7 @@ mke2fs -q -t ext4 -L starina-root -d "$WORK/root" -F "$WORK/rootfs.ext4" >&2 ||
     die "mke2fs failed"
 log "[3/4] e2fsck -fn"
 e2fsck -fn "$WORK/rootfs.ext4" >&2 || die "e2fsck found errors in the new image"
-rm -rf --one-file-system "$WORK/root"
+remove_work_dir "$WORK/root"
 
 # 5. Into the cache, atomically.
 log "[4/4] $(du -h "$WORK/rootfs.ext4" | cut -f1) used of $IMAGE_SIZE; into the cache after $(($(date +%s) - START)) s"
