@@ -1,9 +1,10 @@
 //! Shutdown on request from inside the guest: PID 1's signals, as busybox's
 //! `reboot` (SIGTERM), `halt` (SIGUSR1) and `poweroff` (SIGUSR2) send them,
-//! or `kill -TERM 1`. The agent stops every process (SIGTERM, then SIGKILL
-//! a second later), syncs, remounts `/` read-only (a clean root disk) and
-//! restarts or powers off the machine. Either ends the VM for the linux
-//! server.
+//! or `kill -TERM 1`. The agent syncs, stops every process (SIGTERM, then
+//! SIGKILL a second later), syncs again, remounts `/` read-only (a clean
+//! root disk) and restarts or powers off the machine. Either ends the VM
+//! for the linux server (without ACPI, Linux's power-off ends in PID 1's
+//! exit, a panic, and `panic=1`'s reboot).
 
 use std::io::Read;
 use std::time::Duration;
@@ -70,8 +71,11 @@ fn wait_and_shut_down(mut pipe: std::fs::File) {
 
 fn shut_down(request: Request) {
     log(&format!(
-        "shutdown: {request:?} requested; stopping processes, syncing"
+        "shutdown: {request:?} requested; syncing, stopping processes"
     ));
+    // Synced first: what was written is on the disk even if the host ends
+    // the VM during the grace period.
+    sys::sync();
     let _ = sys::kill_all_processes(libc::SIGTERM);
     std::thread::sleep(GRACE);
     let _ = sys::kill_all_processes(libc::SIGKILL);
