@@ -13,6 +13,8 @@
 # /init, a symlink to /run/starina/agent, where the agent puts a copy of
 # itself (the image does not hold the agent); apt's caches and lists emptied.
 #
+# /etc/hosts has no ::1 line: the guest kernel has no IPv6.
+#
 # Output: ${STARINA_CACHE:-$HOME/.cache/starina}/rootfs/<key>/rootfs.ext4 where
 # <key> hashes this script, the package list, linux-guest/www, the host's apt
 # sources and mmdebstrap's version. The image is built in a temporary
@@ -124,7 +126,7 @@ mmdebstrap --mode=root --variant=minbase --include="$(package_list)" \
     --customize-hook="mkdir -p \"\$1/srv/www\" && cp -r \"$WWW/.\" \"\$1/srv/www/\" && chmod -R a+rX \"\$1/srv/www\"" \
     --customize-hook='mkdir -p "$1/mnt/starina" "$1/root" && chmod 0700 "$1/root"' \
     --customize-hook="echo $HOSTNAME_IN_GUEST >\"\$1/etc/hostname\"" \
-    --customize-hook="printf '127.0.0.1\tlocalhost\n127.0.1.1\t$HOSTNAME_IN_GUEST\n::1\tlocalhost ip6-localhost ip6-loopback\n' >\"\$1/etc/hosts\"" \
+    --customize-hook="printf '127.0.0.1\tlocalhost\n127.0.1.1\t$HOSTNAME_IN_GUEST\n' >\"\$1/etc/hosts\"" \
     --customize-hook='rm -f "$1/etc/resolv.conf"' \
     --customize-hook='printf "/dev/vda\t/\text4\trw\t0\t1\n" >"$1/etc/fstab"' \
     --customize-hook='ln -sfn /run/starina/agent "$1/init"' \
