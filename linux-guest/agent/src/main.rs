@@ -3,8 +3,8 @@
 //! As PID 1 it switches root to the disk the kernel command line names
 //! with `starina.root=/dev/vda` (`root.rs`; a failure is logged and the
 //! guest stays on the initramfs), mounts /proc, /sys, /dev, /dev/pts,
-//! /dev/shm, /tmp and /run, mounts the native file system when the kernel command line has
-//! `starina.share=<tag>:<dir>` (virtio-fs; a failed mount is logged, not
+//! /dev/shm, /tmp and /run, mounts the native file system when the kernel
+//! command line has `starina.share=<tag>:<dir>` (virtio-fs; a failed mount is logged, not
 //! fatal), brings the network up (`net.rs`: always `lo`; the first Ethernet
 //! interface when the command line has `starina.net=<ip>/<prefix>,<gateway>`,
 //! with a default route and /etc/resolv.conf naming the gateway; a bad or
@@ -14,7 +14,9 @@
 //! on the way. With a network it also reports, as `Listening` frames, the
 //! TCP and UDP ports guest programs listen on (`listeners.rs`), so that the
 //! host can forward them. It prints `starina-agent: ready (Linux <release>)
-//! tsc=<TSC>` on /dev/console when ready.
+//! tsc=<TSC>` on /dev/console when ready. Busybox's `reboot`, `halt` and
+//! `poweroff` (signals to PID 1) sync the disks and end the VM
+//! (`shutdown.rs`).
 //!
 //! Other modes, for tests and debugging:
 //! - `starina-guest-agent --stdio [--listeners]`: serve on stdin/stdout (no
