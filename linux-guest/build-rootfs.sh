@@ -109,8 +109,18 @@ remove_work_dir() {
         while read -r mnt; do umount -l "$mnt" || true; done
     rm -rf --one-file-system "$dir"
 }
-for old in "$CACHE/rootfs/.$KEY".*; do
-    [ -d "$old" ] && log "removing $old (a killed build's)" && remove_work_dir "$old"
+for old in "$CACHE"/rootfs/.????????????????.??????; do
+    name="${old##*/}"
+    [[ -d "$old" && "$name" =~ ^\.([0-9a-f]{16})\.[A-Za-z0-9]{6}$ ]] || continue
+    old_key="${BASH_REMATCH[1]}"
+    if [ "$old_key" = "$KEY" ]; then
+        log "removing $old (a killed build's)"
+        remove_work_dir "$old"
+    else
+        # Another key's: only if no build of that key holds its lock.
+        (flock -n 8 && log "removing $old (a killed build's)" && remove_work_dir "$old") \
+            8>"$CACHE/rootfs/$old_key.lock" || true
+    fi
 done
 WORK="$(mktemp -d "$CACHE/rootfs/.$KEY.XXXXXX")"
 chmod 0755 "$WORK"
@@ -150,6 +160,7 @@ remove_work_dir "$WORK/root"
 
 # 5. Into the cache, atomically.
 log "[4/4] $(du -h "$WORK/rootfs.ext4" | cut -f1) used of $IMAGE_SIZE; into the cache after $(($(date +%s) - START)) s"
+rm -rf "$OUT" # no rootfs.ext4 in it (checked under the lock): not a cache entry
 mv "$WORK" "$OUT"
 trap - EXIT
 echo "$OUT/rootfs.ext4"
