@@ -1,8 +1,10 @@
 //! The Starina guest agent: PID 1 of the Linux microVM.
 //!
-//! As PID 1 it mounts /proc, /sys, /dev, /dev/pts, /tmp and
-//! /run, mounts the native file system when the kernel command line has
-//! `starina.share=<tag>:<dir>` (virtio-fs; a failed mount is logged, not
+//! As PID 1 it switches root to the disk the kernel command line names
+//! with `starina.root=/dev/vda` (`root.rs`; a failure is logged and the
+//! guest stays on the initramfs), mounts /proc, /sys, /dev, /dev/pts,
+//! /dev/shm, /tmp and /run, mounts the native file system when the kernel
+//! command line has `starina.share=<tag>:<dir>` (virtio-fs; a failed mount is logged, not
 //! fatal), brings the network up (`net.rs`: always `lo`; the first Ethernet
 //! interface when the command line has `starina.net=<ip>/<prefix>,<gateway>`,
 //! with a default route and /etc/resolv.conf naming the gateway; a bad or
@@ -12,7 +14,9 @@
 //! on the way. With a network it also reports, as `Listening` frames, the
 //! TCP and UDP ports guest programs listen on (`listeners.rs`), so that the
 //! host can forward them. It prints `starina-agent: ready (Linux <release>)
-//! tsc=<TSC>` on /dev/console when ready.
+//! tsc=<TSC>` on /dev/console when ready. Busybox's `reboot`, `halt` and
+//! `poweroff` (signals to PID 1) sync the disks and end the VM
+//! (`shutdown.rs`).
 //!
 //! Other modes, for tests and debugging:
 //! - `starina-guest-agent --stdio [--listeners]`: serve on stdin/stdout (no
@@ -46,7 +50,9 @@ mod net;
 mod netif;
 mod netprobe;
 mod pipebench;
+mod root;
 mod server;
+mod shutdown;
 mod sockowner;
 mod spawnbench;
 mod stdin;
@@ -209,7 +215,13 @@ fn open_control(path: &str) -> std::io::Result<(File, File)> {
 fn run_as_init() -> ! {
     mount_basics();
     let _ = CONSOLE.set(OpenOptions::new().write(true).open("/dev/console").ok());
+    if root::switch_if_asked() {
+        // The same mounts in the new root (the initramfs's stay behind it).
+        mount_basics();
+        root::copy_agent();
+    }
     mount_share();
+    shutdown::watch_signals();
     let guest_address = net::configure();
     // Set before any thread exists; children inherit it.
     std::env::set_var("PATH", BASE_PATH);
@@ -264,9 +276,11 @@ fn run_as_init() -> ! {
 }
 
 /// Ends the VM so that the host starts a new one: a reboot, or else a
-/// kernel crash (both end this VM for the linux server).
+/// kernel crash (both end this VM for the linux server). The root disk is
+/// synced first.
 fn restart_guest() -> ! {
-    if let Err(e) = sys::reboot() {
+    sys::sync();
+    if let Err(e) = sys::reboot(libc::RB_AUTOBOOT) {
         log(&format!("reboot: {e}; crashing the kernel instead"));
     }
     server::crash_kernel()
@@ -296,11 +310,12 @@ fn mount_share() {
 }
 
 fn mount_basics() {
-    let mounts: [(&str, &str, &str, Option<&str>); 6] = [
+    let mounts: [(&str, &str, &str, Option<&str>); 7] = [
         ("proc", "/proc", "proc", None),
         ("sysfs", "/sys", "sysfs", None),
         ("devtmpfs", "/dev", "devtmpfs", Some("mode=0755")),
         ("devpts", "/dev/pts", "devpts", Some("ptmxmode=0666")),
+        ("tmpfs", "/dev/shm", "tmpfs", Some("mode=1777")),
         ("tmpfs", "/tmp", "tmpfs", Some("mode=1777")),
         ("tmpfs", "/run", "tmpfs", Some("mode=0755")),
     ];

@@ -196,13 +196,16 @@ fn first_ethernet(sys_class_net: &Path) -> Option<String> {
 }
 
 /// `/etc/resolv.conf` naming the gateway (the NAT answers DNS), and
-/// `/etc/hosts` with localhost.
+/// `/etc/hosts` with localhost. On a root disk either may be missing or a
+/// symlink (e.g. to systemd-resolved's file, in a /run that has no such
+/// thing): each becomes a plain file.
 fn write_resolver_files(gateway: Ipv4Addr) {
-    let result = std::fs::create_dir_all("/etc").and_then(|()| {
-        std::fs::write("/etc/resolv.conf", format!("nameserver {gateway}\n"))?;
+    let etc = Path::new("/etc");
+    let result = std::fs::create_dir_all(etc).and_then(|()| {
+        replace_file(&etc.join("resolv.conf"), &format!("nameserver {gateway}\n"))?;
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         if let Some(hosts) = hosts_with_localhost(&hosts) {
-            std::fs::write("/etc/hosts", hosts)?;
+            replace_file(&etc.join("hosts"), &hosts)?;
         }
         Ok(())
     });
@@ -211,6 +214,19 @@ fn write_resolver_files(gateway: Ipv4Addr) {
             "network: cannot write /etc/resolv.conf or /etc/hosts: {e}"
         ));
     }
+}
+
+/// Makes `path` a plain file (mode 0644) holding `contents`, replacing
+/// whatever is there, a symlink included (not its target): written beside
+/// it, then renamed over it.
+fn replace_file(path: &Path, contents: &str) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".starina-new");
+    let temp = Path::new(&temp);
+    std::fs::write(temp, contents)?;
+    std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(temp, path)
 }
 
 /// `hosts` with a `127.0.0.1 localhost` line added, or `None` if it has
@@ -354,6 +370,41 @@ mod tests {
             msg.contains("\"10.0.3.15\"") && msg.contains("<ip>/<prefix>,<gateway>"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn resolver_files_replace_missing_files_and_symlinks() {
+        let dir = std::env::temp_dir().join(format!("starina-net-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.conf");
+        replace_file(&missing, "nameserver 10.0.3.2\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&missing).unwrap(),
+            "nameserver 10.0.3.2\n"
+        );
+        // A dangling symlink (systemd-resolved's, with no /run/systemd).
+        let link = dir.join("resolv.conf");
+        std::os::unix::fs::symlink(dir.join("no/such/dir/stub-resolv.conf"), &link).unwrap();
+        replace_file(&link, "nameserver 10.0.3.2\n").unwrap();
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(
+            std::fs::read_to_string(&link).unwrap(),
+            "nameserver 10.0.3.2\n"
+        );
+        // A symlink to a real file: the link is replaced, its target kept.
+        let target = dir.join("target");
+        std::fs::write(&target, "old\n").unwrap();
+        let link2 = dir.join("hosts");
+        std::os::unix::fs::symlink(&target, &link2).unwrap();
+        replace_file(&link2, "127.0.0.1 localhost\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
+        assert_eq!(
+            std::fs::read_to_string(&link2).unwrap(),
+            "127.0.0.1 localhost\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -236,8 +236,10 @@ fn push_stdin(shared: &Shared, id: u32, data: Vec<u8>) {
     signal_process(&shared.table(), id, libc::SIGKILL);
 }
 
-/// Panics the guest kernel: SysRq 'c', or else PID 1 exiting.
+/// Panics the guest kernel: SysRq 'c', or else PID 1 exiting. The root
+/// disk is synced first.
 pub fn crash_kernel() -> ! {
+    sys::sync();
     let _ = std::fs::write("/proc/sysrq-trigger", b"c");
     std::process::exit(1);
 }

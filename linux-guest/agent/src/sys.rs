@@ -4,10 +4,14 @@
 //! and the network interface ioctls (`netif.rs`).
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::fd::FromRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::AtomicI32;
+use std::sync::atomic::Ordering;
 
 fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
@@ -21,8 +25,19 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `mount(2)`.
+/// `mount(2)` with `MS_NOSUID`: the pseudo file systems and the share.
 pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> io::Result<()> {
+    mount_flags(source, target, fstype, libc::MS_NOSUID, data)
+}
+
+/// `mount(2)` with `flags` (`MS_*`).
+pub fn mount_flags(
+    source: &str,
+    target: &str,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
     let source = cstring(source)?;
     let target = cstring(target)?;
     let fstype = cstring(fstype)?;
@@ -37,11 +52,51 @@ pub fn mount(source: &str, target: &str, fstype: &str, data: Option<&str>) -> io
             source.as_ptr(),
             target.as_ptr(),
             fstype.as_ptr(),
-            libc::MS_NOSUID,
+            flags,
             data_ptr,
         )
     };
     check(ret).map(drop)
+}
+
+/// `mount(2)` with `MS_MOVE`: moves the mount at `from` (and everything
+/// under it) to `to`.
+pub fn move_mount(from: &str, to: &str) -> io::Result<()> {
+    let from = cstring(from)?;
+    let to = cstring(to)?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call;
+    // MS_MOVE ignores the type and data pointers, which are null.
+    let ret = unsafe {
+        libc::mount(
+            from.as_ptr(),
+            to.as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `umount2(2)` with no flags.
+pub fn umount(target: &str) -> io::Result<()> {
+    let target = cstring(target)?;
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::umount2(target.as_ptr(), 0) }).map(drop)
+}
+
+/// `chroot(2)`.
+pub fn chroot(dir: &str) -> io::Result<()> {
+    let dir = cstring(dir)?;
+    // SAFETY: `dir` is a NUL-terminated string that outlives the call.
+    check(unsafe { libc::chroot(dir.as_ptr()) }).map(drop)
+}
+
+/// `sync(2)`: writes every dirty buffer out (the root disk before the VM
+/// goes down).
+pub fn sync() {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
 }
 
 /// Waits until some child has terminated and returns its pid, leaving it a
@@ -82,12 +137,66 @@ pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
     check(unsafe { libc::kill(pid, signal) }).map(drop)
 }
 
-/// `reboot(2)` with `RB_AUTOBOOT`: restarts the machine at once (PID 1
-/// only). Returns only on failure.
-pub fn reboot() -> io::Result<()> {
+/// `reboot(2)` with `RB_AUTOBOOT` (restart) or `RB_POWER_OFF`: ends the
+/// machine at once (PID 1 only). Returns only on failure. The caller
+/// syncs first ([`sync`]).
+pub fn reboot(command: libc::c_int) -> io::Result<()> {
     // SAFETY: reboot takes a plain integer command and touches no memory of
-    // ours; the caller accepts that the machine restarts without a sync.
-    check(unsafe { libc::reboot(libc::RB_AUTOBOOT) }).map(drop)
+    // ours; the caller has synced the disks.
+    check(unsafe { libc::reboot(command) }).map(drop)
+}
+
+/// Where [`on_signal`] writes the number of each signal it catches: the
+/// write end of the pipe [`signal_pipe`] makes.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    let byte = signal as u8;
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    // SAFETY: write is async-signal-safe; `byte` lives across the call and
+    // `fd` is the pipe's write end, never closed (or -1: EBADF, harmless).
+    unsafe { libc::write(fd, std::ptr::addr_of!(byte).cast::<libc::c_void>(), 1) };
+}
+
+/// Catches `signals`: each one caught becomes a byte (its number) to read
+/// from the returned pipe. For PID 1, whom the kernel sends no signal it
+/// has no handler for. Programs the agent starts get default handlers back
+/// at exec.
+pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<File> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid, writable array of two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+    for &signal in signals {
+        // SAFETY: sigaction is plain old data; all-zero is a valid value
+        // (an empty mask, no flags) before the handler is set.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: `action` is a valid sigaction whose handler only makes an
+        // async-signal-safe call; the old action is not wanted (null).
+        check(unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) })?;
+    }
+    // SAFETY: fds[0] is the read end pipe2 just opened, owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fds[0]) })
+}
+
+/// `mount(2)` with `MS_REMOUNT | MS_RDONLY` of `/`: makes the root file
+/// system clean before the machine ends.
+pub fn remount_root_read_only() -> io::Result<()> {
+    mount_flags(
+        "none",
+        "/",
+        "none",
+        libc::MS_REMOUNT | libc::MS_RDONLY,
+        None,
+    )
+}
+
+/// `kill(2)` of every process but PID 1 and ourselves (`kill(-1, ...)`).
+pub fn kill_all_processes(signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    check(unsafe { libc::kill(-1, signal) }).map(drop)
 }
 
 /// Puts a terminal into raw mode: no echo, no line editing, no CR/LF
