@@ -11,6 +11,7 @@
 use alloc::sync::Arc;
 use alloc::sync::Weak;
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
@@ -72,6 +73,15 @@ pub struct Poll {
     waiter: AtomicPtr<Thread>,
     /// Where the next scan starts, so one busy object cannot starve others.
     cursor: AtomicUsize,
+    /// Whether an entry may have become ready since a scan last found none
+    /// ready: set by every change a watched object reports ([`Poll::notify`])
+    /// and by a scan that found one (others may be ready too); cleared by a
+    /// wait that scans. A wait with it clear blocks without asking every
+    /// entry for its readiness: nothing can be ready that was not at that
+    /// scan, since each object reports every change that can make it
+    /// ready. (A delivery into the waiter's buffer changes no readiness,
+    /// so it only wakes: [`Poll::wake_waiter`].)
+    stale: AtomicBool,
 }
 
 impl Poll {
@@ -85,6 +95,7 @@ impl Poll {
             }),
             waiter: AtomicPtr::new(core::ptr::null_mut()),
             cursor: AtomicUsize::new(0),
+            stale: AtomicBool::new(true),
         })
     }
 
@@ -197,17 +208,21 @@ impl Poll {
         // the block cannot be missed.
         me.prepare_block();
         self.set_waiter(me.clone());
-        match self.scan(&inner.entries) {
-            Ok(None) => {
-                inner.slot = slot;
-                Ok(None)
-            }
-            found => {
-                self.clear_waiter();
-                me.cancel_block();
-                found.map(|ready| ready.map(Waited::Ready))
+        // An empty poll is always scanned, so the wait fails (`PollEmpty`).
+        if self.stale.swap(false, Ordering::AcqRel) || inner.entries.is_empty() {
+            match self.scan(&inner.entries) {
+                Ok(None) => {}
+                found => {
+                    // Other entries may be ready as well.
+                    self.stale.store(true, Ordering::Release);
+                    self.clear_waiter();
+                    me.cancel_block();
+                    return found.map(|ready| ready.map(Waited::Ready));
+                }
             }
         }
+        inner.slot = slot;
+        Ok(None)
     }
 
     /// `me` woke (or gives up waiting): takes back its slot, and the
@@ -248,7 +263,7 @@ impl Poll {
         inner.slot = None;
         inner.delivered = Some(Delivered::new(slot.owner(), id, info));
         drop(inner);
-        self.notify();
+        self.wake_waiter();
         true
     }
 
@@ -275,8 +290,15 @@ impl Poll {
         drop(self.take_waiter());
     }
 
-    /// Something watched changed: wake the waiter, if any.
+    /// Something watched changed: the next wait scans, and the waiter, if
+    /// any, wakes.
     pub fn notify(&self) {
+        self.stale.store(true, Ordering::Release);
+        self.wake_waiter();
+    }
+
+    /// Wakes the waiter, if any, with no change to look for.
+    fn wake_waiter(&self) {
         if let Some(thread) = self.take_waiter() {
             sched::wake(thread);
         }
@@ -472,5 +494,76 @@ mod tests {
         let first = p.check().unwrap().unwrap().id;
         let second = p.check().unwrap().unwrap().id;
         assert_ne!(first, second);
+    }
+
+    /// A pollable whose readiness is set by hand and counts how often it
+    /// is asked.
+    struct Counted {
+        ready: AtomicBool,
+        asked: AtomicUsize,
+        listeners: super::super::Listeners,
+    }
+
+    impl super::super::Pollable for Counted {
+        fn readiness(&self) -> Readiness {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+            match self.ready.load(Ordering::Relaxed) {
+                true => Readiness::READABLE,
+                false => Readiness::empty(),
+            }
+        }
+        fn listeners(&self) -> &super::super::Listeners {
+            &self.listeners
+        }
+    }
+
+    #[test]
+    fn a_wait_asks_the_entries_again_only_after_a_change() {
+        let p = Poll::new();
+        let c = Arc::new(Counted {
+            ready: AtomicBool::new(false),
+            asked: AtomicUsize::new(0),
+            listeners: super::super::Listeners::new(),
+        });
+        p.add(HandleId(1), c.clone(), Readiness::READABLE, None).unwrap();
+        let me = Thread::for_test(7);
+        // The first wait scans and finds nothing: the thread would block.
+        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.disarm(7).is_none());
+        assert_eq!(c.asked.load(Ordering::Relaxed), 1);
+        // Nothing reported a change: the next wait blocks without asking.
+        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.disarm(7).is_none());
+        assert_eq!(c.asked.load(Ordering::Relaxed), 1);
+        // The object becomes ready and says so: the next wait finds it,
+        // and keeps finding it while it stays ready (level-triggered).
+        c.ready.store(true, Ordering::Relaxed);
+        c.listeners.notify();
+        for _ in 0..2 {
+            match p.arm(&me, None).unwrap() {
+                Some(Waited::Ready(r)) => assert_eq!(r.id, HandleId(1)),
+                _ => panic!("the ready entry was not found"),
+            }
+        }
+        // Once it is not ready, one scan says so and the next wait blocks.
+        c.ready.store(false, Ordering::Relaxed);
+        let asked = c.asked.load(Ordering::Relaxed);
+        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.disarm(7).is_none());
+        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.disarm(7).is_none());
+        assert_eq!(c.asked.load(Ordering::Relaxed), asked + 1);
+    }
+
+    #[test]
+    fn a_wait_on_an_emptied_poll_fails_even_without_a_change() {
+        let p = Poll::new();
+        let (_a, b) = Channel::new_pair();
+        p.add(HandleId(1), b.clone(), Readiness::READABLE, None).unwrap();
+        let me = Thread::for_test(7);
+        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.disarm(7).is_none());
+        p.remove(HandleId(1)).unwrap();
+        assert_eq!(p.arm(&me, None).err(), Some(Error::PollEmpty));
     }
 }
