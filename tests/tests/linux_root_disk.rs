@@ -15,6 +15,9 @@
 //! - `a_guest_restart_reconnects_the_root_disk`: the `linux_test` profile
 //!   crashes the guest on purpose; the VM that startup boots next gets
 //!   `/dev/vda` again.
+//! - `a_bad_partition_2_leaves_linux_on_its_initramfs`: a partition 2 that
+//!   overlaps partition 1 is logged and left out; Linux boots without a
+//!   `/dev/vda` and says why, and the native file system still works.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -46,10 +49,12 @@ const FS2_LEN: u64 = 32 * MIB;
 const RAW_AT: u64 = 40 * MIB;
 const MARKER: &str = "marker-from-partition-2";
 
-/// The MBR: the signature and the two partitions, in sectors.
-fn mbr() -> [u8; 512] {
+/// The contract's two partitions: (type, start, length) in bytes.
+const LAYOUT: [(u8, u64, u64); 2] = [(0xda, P1_START, P1_LEN), (0x83, P2_START, P2_LEN)];
+
+/// An MBR: the signature and `entries` (type, start, length in bytes).
+fn mbr(entries: [(u8, u64, u64); 2]) -> [u8; 512] {
     let mut s = [0u8; 512];
-    let entries = [(0xda, P1_START, P1_LEN), (0x83, P2_START, P2_LEN)];
     for (i, (kind, start, len)) in entries.into_iter().enumerate() {
         let at = 446 + 16 * i;
         s[at + 4] = kind;
@@ -75,12 +80,13 @@ fn run_tool(program: &str, args: &[&str]) {
     );
 }
 
-/// Makes the partitioned disk at `path` (a sparse file).
-fn make_disk(path: &Path) {
+/// Makes the partitioned disk at `path` (a sparse file) with the table
+/// `entries`.
+fn make_disk(path: &Path, entries: [(u8, u64, u64); 2]) {
     let dir = path.parent().unwrap();
     let mut disk = File::create(path).unwrap();
     disk.set_len(P2_START + P2_LEN).unwrap();
-    disk.write_all(&mbr()).unwrap();
+    disk.write_all(&mbr(entries)).unwrap();
     let image = path.to_str().unwrap();
     let offset = format!("offset={P1_START}");
     let size = format!("{}k", P1_LEN / 1024);
@@ -189,7 +195,7 @@ fn exec_sh(script: &str, disk: &Path) -> (i32, String, String) {
 fn dev_vda_is_partition_2() {
     let dir = TempDisk::new().expect("a temporary directory");
     let disk = dir.path();
-    make_disk(&disk);
+    make_disk(&disk, LAYOUT);
     let (code, out, err) = exec_sh(SCRIPT, &disk);
     let values: BTreeMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |key: &str| {
@@ -241,7 +247,7 @@ fn dev_vda_is_partition_2() {
 fn a_guest_restart_reconnects_the_root_disk() {
     let dir = TempDisk::new().expect("a temporary directory");
     let disk = dir.path();
-    make_disk(&disk);
+    make_disk(&disk, LAYOUT);
     let run = boot(
         "linux_test",
         "q35",
@@ -258,4 +264,33 @@ fn a_guest_restart_reconnects_the_root_disk() {
         .count();
     assert_eq!(attached, 2, "one root disk per VM:\n{}", run.transcript());
     assert!(!run.transcript().contains("no root disk"));
+}
+
+#[test]
+#[ignore = "boots Starina and Linux under QEMU; run by make test"]
+fn a_bad_partition_2_leaves_linux_on_its_initramfs() {
+    let dir = TempDisk::new().expect("a temporary directory");
+    let disk = dir.path();
+    // Partition 2 starts inside partition 1.
+    let overlapping = [LAYOUT[0], (0x83, P2_START - MIB, P2_LEN)];
+    make_disk(&disk, overlapping);
+    let script = "test -e /dev/vda && echo vda=yes || echo vda=no; \
+                  grep -c starina.root= /proc/cmdline || true; \
+                  echo ok > /mnt/starina/still.txt && cat /mnt/starina/still.txt";
+    let (code, out, err) = exec_sh(script, &disk);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "vda=no\n0\nok\n");
+    let start = (P2_START - MIB) / 512;
+    let left_out = format!(
+        "partition table: partition 2 (type 0x83, sectors {start}+{}): it overlaps partition 1; left out",
+        P2_LEN / 512
+    );
+    assert!(err.contains(&left_out), "{err}");
+    assert!(
+        err.contains(
+            "linux: no root disk: the disk has no Linux root partition (no usable partition 2); \
+             Linux runs from its initramfs"
+        ),
+        "{err}"
+    );
 }
