@@ -323,7 +323,7 @@ impl blk::BlockBackend for Taker {
         Ok(())
     }
     fn write(&mut self, id: u32, _sector: u64, data: &[u8]) -> Result<(), blk::Refusal> {
-        assert!(!data.is_empty() && data.len() % blk::SECTOR_SIZE == 0);
+        assert!(!data.is_empty() && data.len().is_multiple_of(blk::SECTOR_SIZE));
         self.0.borrow_mut().push((id, 0));
         Ok(())
     }
