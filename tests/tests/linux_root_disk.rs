@@ -47,6 +47,9 @@ const P2_LEN: u64 = 48 * MIB;
 const FS2_LEN: u64 = 32 * MIB;
 /// Where in /dev/vda the guest writes its pattern: past the ext4.
 const RAW_AT: u64 = 40 * MIB;
+/// The one file of partition 2's ext4. It has no /etc/passwd or /usr/bin,
+/// so the guest agent does not switch root into it (`starina.root=`) and
+/// the commands run from the initramfs.
 const MARKER: &str = "marker-from-partition-2";
 
 /// The contract's two partitions: (type, start, length) in bytes.
