@@ -262,6 +262,60 @@ impl RootDisk {
     }
 }
 
+/// What the channel held next.
+enum Next<'a> {
+    /// The reply to request `id`: the sectors of a read (empty for a
+    /// write or flush), or `Err` when the driver failed it.
+    Reply(u32, Result<&'a [u8], ()>),
+    /// Something that is no reply (logged).
+    Skip,
+    /// Nothing now.
+    Empty,
+    /// The driver is gone (logged once).
+    Gone,
+}
+
+/// Takes the next message from the driver.
+fn next<'a>(link: &Link, buf: &'a mut MessageBuffer, errors: &mut Repeats) -> Next<'a> {
+    match link.channel.try_recv(buf) {
+        Ok(Message::Data(reply)) => match Header::decode(reply) {
+            Ok((header, data)) => Next::Reply(header.id, Ok(data)),
+            Err(bad) => {
+                log::warn!("root disk: a reply without a header ({})", bad.text);
+                Next::Skip
+            }
+        },
+        Ok(Message::Error { call_id, text, .. }) => {
+            if let Some(n) = errors.note() {
+                log::warn!(
+                    "root disk: request failed: {text} (failure {n}; only the 2^k-th is logged)"
+                );
+            }
+            Next::Reply(call_id, Err(()))
+        }
+        Ok(other) => {
+            log::warn!(
+                "root disk: unexpected {:?} from the disk driver",
+                other.kind()
+            );
+            Next::Skip
+        }
+        Err(Error::WouldBlock) => Next::Empty,
+        Err(Error::MalformedMessage) => {
+            log::warn!("root disk: an undecodable message from the disk driver");
+            Next::Skip
+        }
+        Err(e) => {
+            if !link.lost.get() {
+                log::error!(
+                    "root disk: the disk driver is gone ({e}); the guest's disk I/O fails from now on"
+                );
+            }
+            Next::Gone
+        }
+    }
+}
+
 impl Guest {
     /// Hands the driver's replies to the device and lets it return the
     /// finished requests (and send more).
@@ -273,57 +327,29 @@ impl Guest {
             return Ok(());
         }
         let device = self.vm.virtio_device_mut(disk.slot)?;
+        let link = &disk.link;
         let mut any = false;
         loop {
-            let link = &disk.link;
-            let (id, result) = match link.channel.try_recv(&mut disk.buf) {
-                Ok(Message::Data(reply)) => match Header::decode(reply) {
-                    Ok((header, data)) => (header.id, Ok(data)),
-                    Err(bad) => {
-                        log::warn!("root disk: a reply without a header ({})", bad.text);
-                        continue;
-                    }
-                },
-                Ok(Message::Error { call_id, text, .. }) => {
-                    if let Some(n) = disk.errors.note() {
-                        log::warn!(
-                            "root disk: request failed: {text} (failure {n}; only the 2^k-th is logged)"
-                        );
-                    }
-                    (call_id, Err(()))
+            match next(link, &mut disk.buf, &mut disk.errors) {
+                Next::Reply(id, result) => {
+                    link.out.set(link.out.get().saturating_sub(1));
+                    device.complete(&mut self.ram, id, result);
+                    any = true;
                 }
-                Ok(other) => {
-                    log::warn!(
-                        "root disk: unexpected {:?} from the disk driver",
-                        other.kind()
-                    );
-                    continue;
-                }
-                Err(Error::WouldBlock) => break,
-                Err(Error::MalformedMessage) => {
-                    log::warn!("root disk: an undecodable message from the disk driver");
-                    continue;
-                }
-                Err(e) => {
-                    if !link.lost.get() {
-                        log::error!(
-                            "root disk: the disk driver is gone ({e}); the guest's disk I/O fails from now on"
-                        );
-                    }
+                Next::Skip => {}
+                Next::Empty => break,
+                Next::Gone => {
                     link.lost.set(true);
                     break;
                 }
-            };
-            link.out.set(link.out.get().saturating_sub(1));
-            device.complete(&mut self.ram, id, result);
-            any = true;
+            }
         }
-        if disk.link.lost.get() {
+        if link.lost.get() {
             // Every request out fails; new ones fail at once.
-            disk.link.out.set(0);
+            link.out.set(0);
             device.backend_lost();
             if disk.watched {
-                let _ = self.poll.remove(disk.link.channel.id());
+                let _ = self.poll.remove(link.channel.id());
                 disk.watched = false;
             }
             any = true;
