@@ -49,8 +49,8 @@ use starina_vmm::vm::Vm;
 use super::Guest;
 
 /// Requests out on the channel at most (its queue holds 64 messages; the
-/// model keeps to 32, more are out only after a guest reset).
-const CHANNEL_OUT_MAX: usize = 48;
+/// model keeps to 56, more are out only after a guest reset).
+const CHANNEL_OUT_MAX: usize = 60;
 
 /// The channel, shared by the model's backend (which sends) and the vCPU
 /// thread (which receives).

@@ -17,12 +17,12 @@ use crate::virtio::queue::VIRTQ_DESC_F_NEXT;
 use crate::virtio::queue::VIRTQ_DESC_F_WRITE;
 use crate::virtio::status;
 
-const CAPACITY: u64 = 64;
+const CAPACITY: u64 = 256;
 /// Sectors per backend operation in these tests (the block protocol's is 31).
 const OP_SECTORS: u32 = 3;
 const HDR: u64 = 0x10000;
 const DATA: u64 = 0x20000;
-const STATUS: u64 = 0x30000;
+const STATUS: u64 = 0x80000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
@@ -491,15 +491,15 @@ fn a_busy_backend_gets_the_rest_later() {
 #[test]
 fn operations_out_are_bounded() {
     let mut r = rig();
-    // 2 requests of 64 sectors (22 operations each): 32 go out at once.
+    // 2 requests of 96 sectors (32 operations each): 56 go out at once.
     r.request(
         0,
         VIRTIO_BLK_T_IN,
         0,
-        &[0u8; 64 * SECTOR_SIZE],
+        &[0u8; 96 * SECTOR_SIZE],
         VIRTQ_DESC_F_WRITE,
     );
-    r.request(1, VIRTIO_BLK_T_OUT, 0, &[7u8; 64 * SECTOR_SIZE], 0);
+    r.request(1, VIRTIO_BLK_T_OUT, 0, &[7u8; 96 * SECTOR_SIZE], 0);
     let mut calls = r.calls();
     assert_eq!(calls.len(), MAX_OPS_IN_FLIGHT);
     let mut answered = 0;
@@ -509,10 +509,10 @@ fn operations_out_are_bounded() {
         calls.extend(r.calls());
         assert!(r.t.device().ops_in_flight() <= MAX_OPS_IN_FLIGHT);
     }
-    assert_eq!(answered, 44);
+    assert_eq!(answered, 64);
     let mut used = [r.used(), r.used()];
     used.sort();
-    assert_eq!(used, [Some((0, 64 * 512 + 1)), Some((3, 1))]);
+    assert_eq!(used, [Some((0, 96 * 512 + 1)), Some((3, 1))]);
 }
 
 #[test]
