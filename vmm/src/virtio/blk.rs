@@ -64,7 +64,8 @@ pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
 /// Requests held at once (popped, not yet returned).
 pub const MAX_REQUESTS: usize = 128;
 /// Backend operations out at once: below the 64 messages a channel queues
-/// (sequential 64 MiB under QEMU: about 1.5 times faster than with 32).
+/// (sequential 64 MiB under QEMU: writes about 1.3 and reads 1.7 times as
+/// fast as with 32).
 pub const MAX_OPS_IN_FLIGHT: usize = 56;
 /// Data buffers a request may have (`seg_max`), and the largest one
 /// (`size_max`).
