@@ -2,7 +2,10 @@
 //! synchronous client.
 //!
 //! On the fixed message kinds ([`crate::message`]), on the channel a client
-//! gets for the driver's `disk` service:
+//! gets for one of the driver's services (`disk`, `linux_root`: a partition
+//! each, whose sectors the client counts from 0; a driver that cannot serve
+//! the service sends `Error { call_id: 0, .. }` instead of the hello and
+//! closes the channel):
 //!
 //! - driver to client, first: `Open { call_id: 0, uri: "disk:<sectors>:<rw|ro>" }`
 //!   (no handle) announces the disk: its size in 512-byte sectors and

@@ -15,7 +15,7 @@
 //! | [`decode`] | guest page walk, instruction fetch, MOV decoder for MMIO |
 //! | [`serial`] | 16550A UART (COM1) |
 //! | [`pic`], [`pit`], [`legacy`], [`iobus`] | 8259A pair, 8254 + port 0x61, CMOS/i8042, port routing |
-//! | [`virtio`] | virtio-mmio v2 transport, split virtqueues, virtio-console |
+//! | [`virtio`] | virtio-mmio v2 transport, split virtqueues; virtio-console, -fs, -net, -blk |
 //! | [`cpuid`], [`msr`] | what the guest sees of the CPU |
 //! | [`vm`] | all devices together and `Vm::handle_exit` |
 //! | [`repeats`] | bounded logging of what a guest can repeat at will |

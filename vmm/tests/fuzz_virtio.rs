@@ -1,6 +1,6 @@
 //! Fuzz targets for the virtio devices the guest drives: virtqueues
 //! directly, and virtio-mmio register sequences (with the driver's start-up
-//! and buffers) on a console and on a network device. Budget and replay:
+//! and buffers) on a console, a network device and a disk. Budget and replay:
 //! `tests/fuzz_driver.rs`.
 
 #[path = "../../tests/fuzz_driver.rs"]
@@ -18,6 +18,8 @@ use inputs::Value;
 use inputs::RAM;
 use starina_vmm::memory::GuestMemory;
 use starina_vmm::memory::VecMemory;
+use starina_vmm::virtio::blk;
+use starina_vmm::virtio::blk::Blk;
 use starina_vmm::virtio::console;
 use starina_vmm::virtio::console::Console;
 use starina_vmm::virtio::mmio::reg;
@@ -26,7 +28,10 @@ use starina_vmm::virtio::net;
 use starina_vmm::virtio::net::Net;
 use starina_vmm::virtio::queue::Virtqueue;
 use starina_vmm::virtio::queue::MAX_INDIRECT_DESCRIPTORS;
+use starina_vmm::virtio::DeviceError;
 use starina_vmm::virtio::VirtioDevice;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 #[derive(Arbitrary, Debug)]
 enum QueueOp {
@@ -260,6 +265,8 @@ trait Fuzzed: VirtioDevice {
     fn push_input(&mut self, data: Vec<u8>);
     fn take_output(&mut self);
     fn check_bounds(&self);
+    /// The host side answers what it was asked (a disk's backend).
+    fn answer(&mut self, _mem: &mut VecMemory) {}
 }
 
 impl Fuzzed for Console {
@@ -297,6 +304,88 @@ impl Fuzzed for Net {
     }
     fn check_bounds(&self) {
         assert!(self.rx_backlog() <= net::RX_BACKLOG_FRAMES);
+    }
+}
+
+/// A disk whose backend takes every operation and answers them when
+/// asked: reads with their sectors, every third operation with an error.
+struct FuzzBlk {
+    blk: Blk,
+    /// (id, sectors) of the operations out.
+    out: Rc<RefCell<Vec<(u32, u32)>>>,
+}
+
+struct Taker(Rc<RefCell<Vec<(u32, u32)>>>);
+
+impl blk::BlockBackend for Taker {
+    fn read(&mut self, id: u32, _sector: u64, count: u32) -> Result<(), blk::Refusal> {
+        self.0.borrow_mut().push((id, count));
+        Ok(())
+    }
+    fn write(&mut self, id: u32, _sector: u64, data: &[u8]) -> Result<(), blk::Refusal> {
+        assert!(!data.is_empty() && data.len().is_multiple_of(blk::SECTOR_SIZE));
+        self.0.borrow_mut().push((id, 0));
+        Ok(())
+    }
+    fn flush(&mut self, id: u32) -> Result<(), blk::Refusal> {
+        self.0.borrow_mut().push((id, 0));
+        Ok(())
+    }
+}
+
+impl VirtioDevice for FuzzBlk {
+    fn device_id(&self) -> u32 {
+        self.blk.device_id()
+    }
+    fn features(&self) -> u64 {
+        self.blk.features()
+    }
+    fn num_queues(&self) -> u16 {
+        self.blk.num_queues()
+    }
+    fn queue_max_size(&self, index: u16) -> u16 {
+        self.blk.queue_max_size(index)
+    }
+    fn config_len(&self) -> usize {
+        self.blk.config_len()
+    }
+    fn read_config(&self, offset: usize, data: &mut [u8]) {
+        self.blk.read_config(offset, data)
+    }
+    fn reset(&mut self) {
+        self.blk.reset()
+    }
+    fn process(
+        &mut self,
+        queues: &mut [Virtqueue],
+        mem: &mut dyn GuestMemory,
+        notified: Option<u16>,
+    ) -> Result<(), DeviceError> {
+        self.blk.process(queues, mem, notified)
+    }
+}
+
+impl Fuzzed for FuzzBlk {
+    fn fresh() -> Self {
+        let out = Rc::new(RefCell::new(Vec::new()));
+        let backend = Box::new(Taker(out.clone()));
+        FuzzBlk {
+            blk: Blk::new(64, false, 3, backend),
+            out,
+        }
+    }
+    fn push_input(&mut self, _data: Vec<u8>) {}
+    fn take_output(&mut self) {}
+    fn check_bounds(&self) {
+        assert!(self.blk.ops_in_flight() <= blk::MAX_OPS_IN_FLIGHT);
+    }
+    fn answer(&mut self, mem: &mut VecMemory) {
+        let out = std::mem::take(&mut *self.out.borrow_mut());
+        for (i, (id, count)) in out.into_iter().enumerate() {
+            let data = vec![0xa5; count as usize * blk::SECTOR_SIZE];
+            let result = if i % 3 == 2 { Err(()) } else { Ok(&data[..]) };
+            self.blk.complete(mem, id, result);
+        }
     }
 }
 
@@ -378,7 +467,10 @@ fn check_mmio<D: Fuzzed>(ops: Seq<MmioOp>) {
                 t.poll(&mut mem);
             }
             MmioOp::TakeTx => t.device_mut().take_output(),
-            MmioOp::Poll => t.poll(&mut mem),
+            MmioOp::Poll => {
+                t.device_mut().answer(&mut mem);
+                t.poll(&mut mem)
+            }
             MmioOp::ConfigChange => t.notify_config_change(),
         }
         t.device().check_bounds();
@@ -394,4 +486,9 @@ fn fuzz_virtio_mmio_registers() {
 #[test]
 fn fuzz_virtio_net() {
     driver::run("vmm::virtio_net", 2000, check_mmio::<Net>);
+}
+
+#[test]
+fn fuzz_virtio_blk() {
+    driver::run("vmm::virtio_blk", 2000, check_mmio::<FuzzBlk>);
 }

@@ -1,7 +1,15 @@
 //! The virtio-blk driver: serves the sectors of a virtio-blk disk
-//! (virtio-pci on q35, virtio-mmio on microvm) to any number of clients of
-//! its `disk` service, on the block protocol of [`starina::block`] (each
-//! client gets the disk's hello, then sends requests and gets replies).
+//! (virtio-pci on q35, virtio-mmio on microvm) to any number of clients,
+//! on the block protocol of [`starina::block`] (each client gets its
+//! part's hello, then sends requests and gets replies).
+//!
+//! It reads the disk's MBR at start ([`partitions`]) and exports two
+//! services: `disk` (partition 1, the native file system; the whole disk
+//! when there is no MBR) and `linux_root` (partition 2, Linux's root). A
+//! client is confined to its part: its sectors count from the part's start
+//! and are checked against the part's length. A client of a part the disk
+//! does not have gets an `Error` (`NOT_FOUND`, why) instead of the hello,
+//! and its channel is closed.
 //!
 //! Requests are checked (header, length, sector range, a write to a
 //! read-only disk) and a bad one gets an `Error` reply; the rest go to the
@@ -19,6 +27,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+mod partitions;
 
 use alloc::collections::BTreeMap;
 use alloc::collections::VecDeque;
@@ -41,10 +51,14 @@ use starina::driver::virtio::transport;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
+use starina::message::codes::NOT_FOUND;
 use starina::Channel;
 use starina::Error;
 use starina::HandleId;
 use starina::Message;
+
+use crate::partitions::Part;
+use crate::partitions::Table;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
@@ -66,6 +80,8 @@ enum Watched {
 
 struct Client {
     channel: HandleId,
+    /// The part of the disk it is confined to.
+    part: Part,
     /// A request of this client waits for the device's queue.
     queue_wait: bool,
     /// Its replies pile up.
@@ -85,7 +101,10 @@ struct Ready {
 
 struct Driver {
     blk: Blk,
+    /// The whole disk.
     info: DiskInfo,
+    /// Its partition table, read at start.
+    table: Table,
     clients: BTreeMap<u32, Client>,
     next_client: u32,
     /// Requests the device's queue had no room for, oldest first.
@@ -104,11 +123,14 @@ pub fn main(env: Env) -> Result<(), String> {
     let irq = device
         .interrupt()
         .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
+    let mut blk = blk;
+    let table = read_table(&mut blk, &where_);
     let mut driver = Driver {
         info: DiskInfo {
             sectors: blk.capacity(),
             read_only: blk.read_only(),
         },
+        table,
         blk,
         clients: BTreeMap::new(),
         next_client: 1,
@@ -158,10 +180,26 @@ impl Handler for Driver {
     fn connect(
         &mut self,
         cx: &mut Cx<Watched>,
-        _service: &str,
+        service: &str,
         client: Channel,
     ) -> Result<(), Error> {
-        let uri = self.info.uri();
+        let part = match partitions::part_for(service, &self.table, self.info) {
+            Ok(part) => part,
+            Err(why) => {
+                log::info!("a '{service}' client: {why}; refused");
+                let refusal = Message::Error {
+                    call_id: 0,
+                    code: NOT_FOUND,
+                    text: &why,
+                };
+                if let Err(e) = client.send(refusal) {
+                    log::debug!("a '{service}' client: the refusal was lost: {e:?}");
+                }
+                // Closed as `client` drops.
+                return Ok(());
+            }
+        };
+        let uri = part.info.uri();
         client.send(Message::Open {
             call_id: 0,
             uri: &uri,
@@ -174,6 +212,7 @@ impl Handler for Driver {
             number,
             Client {
                 channel,
+                part,
                 queue_wait: false,
                 backlogged: false,
                 receiving: true,
@@ -196,9 +235,12 @@ impl Handler for Driver {
             log::warn!("client {client}: ignoring {:?}", msg.kind());
             return Ok(());
         };
-        match parse_request(bytes, &self.info) {
+        let Some(part) = self.clients.get(&client).map(|c| c.part) else {
+            return Ok(());
+        };
+        match parse_request(bytes, &part.info) {
             Ok(request) => {
-                let ready = self.ready(client, &request, bytes);
+                let ready = self.ready(client, part.start, &request, bytes);
                 self.submit(cx, ready);
             }
             Err(refused) => {
@@ -268,20 +310,21 @@ impl Handler for Driver {
 }
 
 impl Driver {
-    /// The buffer of a checked request: its header (the reply's), then the
-    /// sectors to write, or room for the sectors to read.
-    fn ready(&mut self, client: u32, request: &Request<'_>, message: &[u8]) -> Ready {
+    /// The buffer of a checked request: its header (the reply's, with the
+    /// client's sector), then the sectors to write, or room for the sectors
+    /// to read; its sector on the disk is `start` (its part's) later.
+    fn ready(&mut self, client: u32, start: u64, request: &Request<'_>, message: &[u8]) -> Ready {
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();
         let (op, sector) = match *request {
             Request::Read { sector, count, .. } => {
                 buf.extend_from_slice(&message[..HEADER_LEN]);
                 buf.resize(HEADER_LEN + count as usize * SECTOR_SIZE, 0);
-                (Op::Read, sector)
+                (Op::Read, start + sector)
             }
             Request::Write { sector, .. } => {
                 buf.extend_from_slice(message);
-                (Op::Write, sector)
+                (Op::Write, start + sector)
             }
             Request::Flush { .. } => {
                 buf.extend_from_slice(&message[..HEADER_LEN]);
@@ -477,5 +520,66 @@ fn request_id(buf: &[u8]) -> u32 {
 fn recycle(spare: &mut Vec<Vec<u8>>, buf: Vec<u8>) {
     if spare.len() < SPARE_MAX && buf.capacity() <= MESSAGE_DATA_MAX {
         spare.push(buf);
+    }
+}
+
+/// How long the driver waits for the disk's first sector at start.
+const TABLE_TIMEOUT_MS: u64 = 5_000;
+
+/// Reads the partition table (sector 0) before any client is served, and
+/// logs what it says. A disk whose first sector cannot be read is taken as
+/// one without a table (the whole disk is `disk`).
+fn read_table(blk: &mut Blk, where_: &str) -> Table {
+    let sector0 = match read_sector0(blk) {
+        Ok(sector0) => sector0,
+        Err(why) => {
+            log::warn!("{where_}: cannot read the partition table: {why}; serving the whole disk");
+            return Table::WholeDisk;
+        }
+    };
+    let mut problems = Vec::new();
+    let table = partitions::parse(&sector0, blk.capacity(), &mut problems);
+    for problem in &problems {
+        log::warn!("{where_}: partition table: {problem}");
+    }
+    match &table {
+        Table::WholeDisk => log::info!("{where_}: no partition table: the whole disk is 'disk'"),
+        Table::Mbr(entries) => {
+            for e in entries {
+                log::info!(
+                    "{where_}: partition {}: type {:#04x}, sectors {}+{} ({} MiB)",
+                    e.number,
+                    e.kind,
+                    e.start,
+                    e.sectors,
+                    e.sectors * SECTOR_SIZE as u64 / (1024 * 1024)
+                );
+            }
+        }
+    }
+    table
+}
+
+/// Sector 0, read through the request queue (polled: the main loop does
+/// not run yet).
+fn read_sector0(blk: &mut Blk) -> Result<Vec<u8>, String> {
+    if blk.capacity() == 0 {
+        return Err(String::from("the disk is empty"));
+    }
+    if let Err(e) = blk.read(0, 0, alloc::vec![0u8; SECTOR_SIZE], 0) {
+        return Err(format!("not queued: {:?}", e.reason));
+    }
+    let start = starina::timer::now_ns();
+    loop {
+        if let Some(done) = blk.poll_completion() {
+            // Lowers the line raised for it; the main loop's first
+            // interrupt then finds nothing to do.
+            blk.ack_interrupt();
+            return done.result.map(|()| done.buf).map_err(|e| format!("{e}"));
+        }
+        if starina::timer::now_ns().saturating_sub(start) > TABLE_TIMEOUT_MS * 1_000_000 {
+            return Err(format!("no answer within {TABLE_TIMEOUT_MS} ms"));
+        }
+        let _ = starina::timer::sleep_ms(1);
     }
 }

@@ -21,8 +21,10 @@ impl Handler for Server {
         cx.add_channel(ch, Ctx::Client).map(drop)
     }
 
-    /// A provider restarted: tcpip gets a new NAT; the fs server's channel
-    /// belongs to the vCPU thread's virtio-fs, which does not reconnect.
+    /// A provider restarted: tcpip gets a new NAT; the fs server's and the
+    /// disk driver's channels belong to the vCPU thread's virtio-fs and
+    /// virtio-blk, which do not reconnect (the guest's disk requests fail
+    /// until the next VM).
     fn reconnect(&mut self, cx: &mut Cx<Ctx>, field: &str, ch: Channel) -> Result<(), Error> {
         match field {
             "tcpip" => self.net_reconnect(cx, ch),

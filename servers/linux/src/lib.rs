@@ -200,6 +200,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         shared,
         config: vm_config(&env.config, server.net.is_some()),
         fs: Some(env.fs),
+        root_disk: env.root_disk,
     };
     if let Err(e) = starina::thread::spawn(move || vcpu::thread_main(job)) {
         let why = format!("cannot start the vCPU thread: {e}");

@@ -6,6 +6,7 @@
 //! virtio-mmio v2 register file the guest sees. Devices never touch guest
 //! memory except through the queues' checked accessors.
 
+pub mod blk;
 pub mod console;
 pub mod fs;
 pub mod mmio;

@@ -50,6 +50,7 @@ impl Guest {
             shared,
             config,
             fs,
+            root_disk,
         } = job;
         let files = boot_files(&config)?;
         let (mut ram, vcpu) = create_vm(&hypervisor, config.memory_bytes)?;
@@ -74,6 +75,7 @@ impl Guest {
         } else {
             None
         };
+        let mut disk = super::disk::attach(&mut vm, root_disk, &mut cmdline);
         let devices = vm.virtio_devices();
         let info = boot::load_linux(
             &mut ram,
@@ -99,6 +101,10 @@ impl Guest {
             info.cmdline
         );
         let (poll, timer) = wake_sources(&wake)?;
+        if let Some(disk) = &mut disk {
+            disk.watch(&poll)
+                .map_err(|e| Status::Crashed(format!("poll: the root disk: {e}")))?;
+        }
         Ok(Guest {
             vm,
             ram,
@@ -107,6 +113,7 @@ impl Guest {
             console,
             net,
             net_left: false,
+            disk,
             shared,
             wake,
             poll,

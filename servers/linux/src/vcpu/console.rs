@@ -68,7 +68,8 @@ impl Guest {
         if poke {
             self.vm.poll_virtio(self.console, &mut self.ram, now_ns())?;
         }
-        self.exchange_net(kicked)
+        self.exchange_net(kicked)?;
+        self.exchange_disk()
     }
 
     /// Logs the VM exits and FUSE requests since the last report.

@@ -14,10 +14,12 @@
 //! | `run` | the run loop: exits, injections, sleeping, why the guest stopped |
 //! | `console` | bytes between the virtio-console and the main thread |
 //! | `net` | frames between the virtio-net and the main thread's NAT |
+//! | `disk` | the root disk: virtio-blk over the driver's `linux_root` |
 //! | `exit_stats` | exits by kind and what handling them cost, for the log |
 
 mod boot;
 mod console;
+mod disk;
 mod exit_stats;
 mod net;
 mod run;
@@ -70,6 +72,9 @@ pub struct Job {
     pub config: VmConfig,
     /// The fs server's `fs` channel: the guest gets it as virtio-fs.
     pub fs: Option<Channel>,
+    /// The virtio_blk driver's `linux_root` channel: the guest's root
+    /// disk, when the driver says hello on it.
+    pub root_disk: Option<Channel>,
 }
 
 /// The vCPU thread: boots and runs the guest, then tells the main thread
@@ -111,6 +116,8 @@ struct Guest {
     /// Frames for the guest were left in the shared queue (the NIC had no
     /// room): look again at the next exit.
     net_left: bool,
+    /// The guest's root disk (`/dev/vda`), when it has one.
+    disk: Option<disk::RootDisk>,
     shared: Arc<Shared>,
     wake: Channel,
     poll: Poll,

@@ -24,6 +24,9 @@ impl Guest {
     pub(super) fn run(&mut self) -> Status {
         let status = self.run_until_stopped();
         log::info!("vm exits in all: {}", self.stats.summary());
+        if let Some(disk) = &self.disk {
+            log::info!("root disk in all: {}", disk.summary(&self.vm));
+        }
         status
     }
 
@@ -52,7 +55,8 @@ impl Guest {
             // TSC calibration makes some 16,000 such exits in a row).
             let quiet = kind == ExitKind::Pit
                 && !self.input_left
-                && !self.shared.vcpu_kick.load(Ordering::Acquire);
+                && !self.shared.vcpu_kick.load(Ordering::Acquire)
+                && !self.disk.as_ref().is_some_and(|d| d.waiting());
             if !quiet {
                 if let Err(e) = self.exchange() {
                     return self.crashed(&format!("VMM: the console: {e}"));
