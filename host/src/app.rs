@@ -80,7 +80,7 @@ pub fn dispatch(
             cargo_args,
         } => build_kernel(host, &cargo_args, io),
         Command::Direct(opts) => crate::direct::direct(&opts),
-        Command::Cp { disk, copy } => match copy_on_disk(&disk, &copy, io) {
+        Command::Cp { disk, copy } => match copy_on_disk(host, &disk, &copy, io) {
             Ok(()) => ExitStatus::Success,
             Err(e) => {
                 io.say(&e);
@@ -92,16 +92,19 @@ pub fn dispatch(
 
 /// `cp`: a copy into a missing image creates it first, as `run` would.
 fn copy_on_disk(
+    host: &Host,
     disk: &std::path::Path,
     copy: &crate::cp::Copy,
     io: &mut Streams,
 ) -> Result<(), String> {
     if matches!(copy, crate::cp::Copy::In { .. }) && !disk.exists() {
+        // No Linux root: `run` or `up` with a Linux profile would have
+        // given it one; a disk made for files only stays small.
         let opts = crate::disk::DiskOptions {
             path: Some(disk.to_path_buf()),
-            size: crate::disk::DEFAULT_SIZE,
+            ..crate::disk::DiskOptions::default()
         };
-        crate::disk::prepare(&opts, io)?;
+        crate::disk::prepare(host, &opts, &opts.linux_root, io)?;
     }
     crate::cp::copy(disk, copy)
 }

@@ -7,6 +7,7 @@ use crate::cp::Copy;
 use crate::direct::DirectOptions;
 use crate::disk;
 use crate::disk::DiskOptions;
+use crate::disk::LinuxRoot;
 use crate::exec::ExecOptions;
 use crate::profile::ProfileOptions;
 use crate::profile::Sampler;
@@ -16,12 +17,13 @@ use crate::run::RunOptions;
 
 pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine q35|microvm] [--timeout SECONDS]
                            [--icount] [--kvm] [--no-build] [--kernel PATH]
-                           [--disk PATH] [--disk-size SIZE (1G)]
+                           [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
                             [--env NAME=VALUE]... [--cwd DIR] [--user NAME|UID[:GID]]
                             [--no-build] [--kernel PATH]
-                            [--disk PATH] [--disk-size SIZE (1G)] [-v] -- CMD [ARGS...]
+                            [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
+                            [-v] -- CMD [ARGS...]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
@@ -37,7 +39,9 @@ Exit statuses (docs/CONTRACTS.md): C the OS's (run) or the command's (exec) own 
 0 all --until patterns seen; 2 usage; 123 the OS exited before every --until pattern;
 124 --timeout; 125 no status (crash, reset, Starina or Linux stopped); 126 nothing booted;
 127 QEMU not found; 128+N signal N (130: Ctrl-C).
---disk: the disk image (created sparse and formatted ext2 if missing, --disk-size big);
+--disk: the disk image, created sparse if missing: an MBR, partition 1 the native ext2 file
+system (--disk-size big), partition 2 a Linux root (--linux-root: auto gives profiles that run
+linux the Debian image of linux-guest/build-rootfs.sh; none; debian; or an ext4 IMAGE path);
 default $XDG_DATA_HOME/starina/disk.img (~/.local/share/starina/disk.img).
 Environment: STARINA_QEMU (QEMU binary), STARINA_CACHE (~/.cache/starina), STARINA_HTTP_PORT (8080).";
 
@@ -371,9 +375,14 @@ impl Options {
             Some(text) => disk::parse_size(&text)?,
             None => disk::DEFAULT_SIZE,
         };
+        let linux_root = match self.value("--linux-root")? {
+            Some(text) => LinuxRoot::parse(&text)?,
+            None => LinuxRoot::Auto,
+        };
         Ok(DiskOptions {
             path: path.map(PathBuf::from),
             size,
+            linux_root,
         })
     }
 
@@ -458,11 +467,17 @@ mod tests {
         let Ok(Command::Run(r)) = parse(&args(&["run"])) else {
             panic!()
         };
-        assert_eq!(r.disk, DiskOptions::default());
+        assert_eq!(r.disk.linux_root, LinuxRoot::Auto);
+        assert_eq!((r.disk.path, r.disk.size), (None, disk::DEFAULT_SIZE));
+        let Ok(Command::Run(r)) = parse(&args(&["run", "--linux-root", "none"])) else {
+            panic!()
+        };
+        assert_eq!(r.disk.linux_root, LinuxRoot::None);
         for bad in [
             &["run", "--disk-size", "lots"][..],
             &["run", "--disk"],
             &["run", "--disk="],
+            &["run", "--linux-root", "fedora"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }

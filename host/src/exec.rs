@@ -124,7 +124,7 @@ pub fn exec(
         ));
         return ExitStatus::Usage;
     }
-    let disk = match disk::for_profile(&prepared, &opts.disk, io) {
+    let disk = match disk::for_profile(host, &prepared, &opts.disk, io) {
         Ok(disk) => disk,
         Err(e) => {
             io.say(&e);

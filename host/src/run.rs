@@ -110,7 +110,7 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
         Ok(p) => p,
         Err(status) => return RunReport::status(status),
     };
-    let disk = match disk::for_profile(&prepared, &opts.disk, io) {
+    let disk = match disk::for_profile(host, &prepared, &opts.disk, io) {
         Ok(disk) => disk,
         Err(e) => {
             io.say(&e);

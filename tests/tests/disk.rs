@@ -38,13 +38,16 @@ fn a_missing_disk_is_created_formatted_and_given_to_qemu() {
     let (run, argv) = run_with(&["--disk", path, "--disk-size", "8M"], &argv_file);
     assert!(
         run.stderr
-            .contains(&format!("creating disk {path} (8M, ext2)")),
+            .contains(&format!("creating disk {path} (8M ext2, no Linux root)")),
         "{}",
         run.transcript()
     );
+    // An MBR, then partition 1 (1 MiB in) of 8 MiB.
     let bytes = std::fs::read(&image).unwrap();
-    assert_eq!(bytes.len(), 8 << 20);
-    assert_eq!(&bytes[1024 + 56..1024 + 58], &[0x53, 0xef], "no ext2 magic");
+    assert_eq!(bytes.len(), 9 << 20);
+    assert_eq!(&bytes[510..512], &[0x55, 0xaa], "no MBR");
+    let sb = (1 << 20) + 1024;
+    assert_eq!(&bytes[sb + 56..sb + 58], &[0x53, 0xef], "no ext2 magic");
     let drive = format!("file={path},if=none,format=raw,id=disk0,cache=writeback");
     let at = argv.iter().position(|a| *a == drive);
     assert!(at.is_some(), "no -drive {drive} in {argv:?}");
