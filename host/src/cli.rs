@@ -9,6 +9,8 @@ use crate::disk;
 use crate::disk::DiskOptions;
 use crate::disk::LinuxRoot;
 use crate::exec::ExecOptions;
+use crate::instance_cmd::UpOptions;
+use crate::instance_server::ServeOptions;
 use crate::profile::ProfileOptions;
 use crate::profile::Sampler;
 use crate::qemu::Machine;
@@ -24,6 +26,11 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                             [--no-build] [--kernel PATH]
                             [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                             [-v] -- CMD [ARGS...]
+       scripts/starina up [--profile NAME (linux)] [--machine q35|microvm] [--kvm] [--timeout SECONDS (600)]
+                          [--no-build] [--kernel PATH] [--disk PATH] [--disk-size SIZE (1G)]
+                          [--linux-root auto|none|debian|IMAGE] [-v]
+       scripts/starina status [--disk PATH]     (exit status 1: none up)
+       scripts/starina down [--disk PATH]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
@@ -64,6 +71,13 @@ pub enum Command {
         disk: PathBuf,
         copy: Copy,
     },
+    Up(UpOptions),
+    /// `status [--disk PATH]`.
+    Status(Option<PathBuf>),
+    /// `down [--disk PATH]`.
+    Down(Option<PathBuf>),
+    /// `instance-serve`: the background process `up` starts (not for users).
+    Serve(ServeOptions),
 }
 
 /// `starina test`: the stages to run and the machines for the in-OS tests.
@@ -94,7 +108,7 @@ pub const STAGES: [&str; 5] = ["linux", "host", "kernel", "in-os", "e2e"];
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let (command, rest) = args
         .split_first()
-        .ok_or("give a command: run, exec, test, bench or build-kernel")?;
+        .ok_or("give a command: run, exec, up, status, down, test, bench or build-kernel")?;
     let (opts, after) = match rest.iter().position(|a| a == "--") {
         Some(i) => (&rest[..i], rest[i + 1..].to_vec()),
         None => (rest, Vec::new()),
@@ -120,6 +134,17 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         "direct" => parse_direct(&mut opts, after).map(Command::Direct),
         "cp" => parse_cp(&mut opts, &after),
+        "up" => parse_up(&mut opts, &after).map(Command::Up),
+        "status" | "down" => {
+            let disk = opts.value("--disk")?.map(PathBuf::from);
+            no_extra(&after)?;
+            opts.finish()?;
+            Ok(match command.as_str() {
+                "status" => Command::Status(disk),
+                _ => Command::Down(disk),
+            })
+        }
+        "instance-serve" => parse_serve(&mut opts).map(Command::Serve),
         other => Err(format!("unknown command '{other}'")),
     }
 }
@@ -168,6 +193,44 @@ fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, Stri
     }
     exec.argv = argv;
     Ok(exec)
+}
+
+fn parse_up(opts: &mut Options, after: &[String]) -> Result<UpOptions, String> {
+    let mut up = UpOptions::new(&opts.profile("linux")?);
+    up.machine = opts.machine()?;
+    up.kvm = opts.flag("--kvm");
+    up.timeout = opts.timeout()?;
+    up.build = !opts.flag("--no-build");
+    up.kernel = opts.value("--kernel")?.map(PathBuf::from);
+    up.verbose = opts.flag("-v") | opts.flag("--verbose");
+    up.disk = opts.disk()?;
+    no_extra(after)?;
+    opts.finish()?;
+    Ok(up)
+}
+
+fn parse_serve(opts: &mut Options) -> Result<ServeOptions, String> {
+    let mut required = |name: &str| {
+        opts.value(name)?
+            .map(PathBuf::from)
+            .ok_or(format!("instance-serve: {name} is required"))
+    };
+    let (dir, kernel, disk) = (
+        required("--dir")?,
+        required("--kernel")?,
+        required("--disk")?,
+    );
+    let serve = ServeOptions {
+        dir,
+        kernel,
+        disk,
+        profile: opts.profile("linux")?,
+        machine: opts.machine()?,
+        kvm: opts.flag("--kvm"),
+        ready_timeout: opts.timeout()?.unwrap_or(crate::instance_cmd::UP_TIMEOUT),
+    };
+    opts.finish()?;
+    Ok(serve)
 }
 
 fn parse_cp(opts: &mut Options, after: &[String]) -> Result<Command, String> {
