@@ -107,8 +107,9 @@ pub fn exec(
     stdin: Box<dyn Read + Send>,
     io: &mut Streams,
 ) -> ExitStatus {
-    // An instance up on this disk (`starina up`) runs the command.
-    if let Some(dir) = crate::instance::find(&opts.disk.image()) {
+    // An instance up on this disk (`starina up`; without `--disk`, the
+    // only one up) runs the command.
+    if let Some(dir) = crate::instance::for_exec(opts.disk.path.as_deref()) {
         if opts.verbose {
             io.say(&format!("running in the instance at {}", dir.0.display()));
         }

@@ -278,6 +278,19 @@ pub fn find(disk: &Path) -> Option<Dir> {
     None
 }
 
+/// The instance `exec` uses: the one on `disk`; without `--disk`, the one
+/// on the default disk, else the only one up.
+pub fn for_exec(disk: Option<&Path>) -> Option<Dir> {
+    if let Some(disk) = disk {
+        return find(disk);
+    }
+    if let Some(dir) = find(&crate::disk::default_path()) {
+        return Some(dir);
+    }
+    let mut up = all();
+    (up.len() == 1).then(|| up.remove(0))
+}
+
 /// Every instance that is up (or starting), by directory name.
 pub fn all() -> Vec<Dir> {
     let Ok(entries) = std::fs::read_dir(instances_root()) else {

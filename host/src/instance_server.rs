@@ -220,9 +220,8 @@ impl Server {
             eprintln!("starina: cannot listen on {}: {e}", control.display());
             return ExitStatus::NotBooted;
         }
-        let ready = Duration::from_secs_f64(opts.ready_timeout);
-        match mux.run(&["cat", "/etc/debian_version"], ready) {
-            Ok((code, out)) => {
+        match self.wait_ready(host, opts, &mux, child) {
+            Some(Ok((code, out))) => {
                 let linux = match String::from_utf8_lossy(&out).trim() {
                     version if code == 0 && !version.is_empty() => format!("Debian {version} root"),
                     _ => "initramfs".to_string(),
@@ -233,8 +232,12 @@ impl Server {
                     i.linux = linux;
                 });
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 eprintln!("starina: Linux did not become ready: {e}");
+                return ExitStatus::NotBooted;
+            }
+            None => {
+                eprintln!("starina: stopped while Linux was booting");
                 return ExitStatus::NotBooted;
             }
         }
@@ -250,6 +253,35 @@ impl Server {
             if let Ok(Some(s)) = child.try_wait() {
                 eprintln!("starina: QEMU exited ({s}): the instance is down");
                 return ExitStatus::NoStatus;
+            }
+        }
+    }
+
+    /// Runs a first command in Linux (which waits for it to boot); `None`
+    /// if a signal came first.
+    fn wait_ready(
+        &self,
+        host: &Host,
+        opts: &ServeOptions,
+        mux: &Arc<Mux>,
+        child: &mut Child,
+    ) -> Option<Result<(i32, Vec<u8>), String>> {
+        let (tx, rx) = mpsc::channel();
+        let (mux, timeout) = (mux.clone(), Duration::from_secs_f64(opts.ready_timeout));
+        thread::spawn(move || {
+            let _ = tx.send(mux.run(&["cat", "/etc/debian_version"], timeout));
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(result) => return Some(result),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if host.stop.signal().is_some() {
+                return None;
+            }
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(Err(format!("QEMU exited ({s})")));
             }
         }
     }

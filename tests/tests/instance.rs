@@ -99,7 +99,10 @@ fn an_instance_runs_many_execs_and_goes_down_cleanly() {
         let out = session.join().unwrap();
         assert_eq!(out.status.code(), Some(n), "session {n}");
         assert_eq!(text(&out.stdout), format!("out-{n}\n"), "session {n}");
-        assert!(text(&out.stderr).contains(&format!("err-{n}")), "session {n}");
+        assert!(
+            text(&out.stderr).contains(&format!("err-{n}")),
+            "session {n}"
+        );
     }
     let wrote = tool.run(&[
         "exec",
@@ -115,7 +118,12 @@ fn an_instance_runs_many_execs_and_goes_down_cleanly() {
     let status = tool.run(&["status"]);
     assert_eq!(status.status.code(), Some(0));
     let shown = text(&status.stdout);
-    for needle in ["profile:    linux on q35", "Linux:      ready (initramfs)", "hostlink", "uptime:"] {
+    for needle in [
+        "profile:    linux on q35",
+        "Linux:      ready (initramfs)",
+        "hostlink",
+        "uptime:",
+    ] {
         assert!(shown.contains(needle), "status lacks {needle:?}:\n{shown}");
     }
     assert!(shown.contains(&image_arg), "{shown}");
@@ -138,7 +146,11 @@ fn an_instance_runs_many_execs_and_goes_down_cleanly() {
     wait_for_sessions(&tool, 1);
     let down = tool.run(&["down"]);
     assert_eq!(down.status.code(), Some(0));
-    assert!(text(&down.stderr).contains("is down"), "{}", text(&down.stderr));
+    assert!(
+        text(&down.stderr).contains("is down"),
+        "{}",
+        text(&down.stderr)
+    );
     let cut = cut.join().unwrap();
     assert_eq!(cut.status.code(), Some(EXIT_NO_STATUS));
     assert!(
