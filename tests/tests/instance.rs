@@ -80,6 +80,7 @@ fn an_instance_runs_many_execs_and_goes_down_cleanly() {
     let image = disk.path();
     let image_arg = image.to_str().unwrap().to_string();
 
+    let _guard = DownOnPanic(tool.clone());
     let started = up(&tool, kernel, &image_arg);
     assert_eq!(started.status.code(), Some(0), "up failed");
     assert!(text(&started.stderr).contains("Linux is ready"));
@@ -165,6 +166,17 @@ fn an_instance_runs_many_execs_and_goes_down_cleanly() {
     assert_eq!(tool.run(&["down"]).status.code(), Some(1));
     // What Linux wrote reached the disk before QEMU stopped.
     assert_eq!(debugfs_cat(&image, "/kept.txt"), "kept\n");
+}
+
+/// Stops the instance when an assertion fails (before the disk goes).
+struct DownOnPanic(Tool);
+
+impl Drop for DownOnPanic {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.run(&["down"]);
+        }
+    }
 }
 
 /// Waits until `status` shows `n` sessions running.
