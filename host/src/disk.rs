@@ -169,10 +169,33 @@ pub fn for_profile(
     }
     let root = opts.linux_root.resolve(prepared.has("linux"));
     let path = prepare(host, opts, &root, io)?;
-    if prepared.has("linux") && ext2_offset(&path)? == 0 {
+    if prepared.has("linux") && ext2_offset(&path)? == 0 && first_notice(&path) {
         io.say(&no_root_note(&path));
     }
     Ok(Some(path))
+}
+
+/// Whether the note about an old disk has not been given for `path` yet
+/// (a marker under `$XDG_STATE_HOME/starina/noted`, else
+/// `~/.local/state/starina/noted`, says it was).
+fn first_notice(path: &Path) -> bool {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let state = match (env("XDG_STATE_HOME"), env("HOME")) {
+        (Some(state), _) => PathBuf::from(state),
+        (None, Some(home)) => Path::new(&home).join(".local/state"),
+        (None, None) => return true,
+    };
+    let marker = state
+        .join("starina/noted")
+        .join(crate::instance::disk_key(path));
+    if marker.exists() {
+        return false;
+    }
+    let _ = marker
+        .parent()
+        .map(std::fs::create_dir_all)
+        .and_then(|_| std::fs::write(&marker, b"no Linux root: noted\n").ok());
+    true
 }
 
 /// What a disk without a Linux root means for Linux, and how to get one.
@@ -181,7 +204,7 @@ pub fn no_root_note(path: &Path) -> String {
         "disk {} has no Linux root (a whole-disk file system, made before disks had \
          partitions): Linux runs from its initramfs only. For a Debian root, move the \
          image aside (scripts/starina cp copies files out of it) and boot again: a new \
-         disk gets one",
+         disk gets one (said once per disk)",
         path.display()
     )
 }

@@ -146,8 +146,14 @@ pub fn instances_root() -> PathBuf {
 }
 
 /// The instance directory of the disk image `disk` (which need not exist
-/// yet): its file name and a hash of its absolute path.
+/// yet).
 pub fn dir_for(disk: &Path) -> PathBuf {
+    instances_root().join(disk_key(disk))
+}
+
+/// A file name for the disk image `disk`: its own name and a hash of its
+/// absolute path.
+pub fn disk_key(disk: &Path) -> String {
     let absolute = absolute(disk);
     let name = absolute
         .file_name()
@@ -171,7 +177,7 @@ pub fn dir_for(disk: &Path) -> PathBuf {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-    instances_root().join(format!("{name}-{hash:016x}"))
+    format!("{name}-{hash:016x}")
 }
 
 /// `disk` made absolute, with its directory's symlinks resolved.
