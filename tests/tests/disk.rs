@@ -100,8 +100,9 @@ fn a_disk_that_cannot_be_made_is_a_clear_error() {
     assert!(argv.is_empty(), "QEMU ran: {argv:?}");
 }
 
-/// An I/O error of the device (QEMU's blkdebug fails reads of sector 4100,
-/// which only the in-OS test `disk_throughput` reads) is an error to the
+/// An I/O error of the device (QEMU's blkdebug fails reads of sector 4100
+/// of the native partition, which only the in-OS test `disk_throughput`
+/// reads) is an error to the
 /// client that asked, and the driver goes on: the test profile reports
 /// exactly that test failed, and the driver neither panicked nor restarted.
 #[test]
@@ -110,9 +111,12 @@ fn a_device_io_error_is_the_clients_error() {
     let dir = TempDisk::new().unwrap();
     let image = dir.path();
     let conf = image.with_file_name("blkdebug.conf");
+    // Sector 4100 of the native file system's partition, which starts
+    // 1 MiB into the image.
+    let sector = 4100 + starina_host::mbr::ALIGN / 512;
     std::fs::write(
         &conf,
-        "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"4100\"\n",
+        format!("[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"{sector}\"\n"),
     )
     .unwrap();
     let (image, conf) = (image.to_str().unwrap(), conf.to_str().unwrap());
