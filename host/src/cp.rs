@@ -140,7 +140,7 @@ fn check_not_in_use(disk: &Path) -> Result<(), String> {
     let why = String::from_utf8_lossy(&out.stderr);
     if why.contains("lock") {
         return Err(format!(
-            "cp: {} is in use by a running Starina; stop it first (copying into a running instance is not supported yet)",
+            "cp: {} is in use by a running Starina; stop it first (scripts/starina down for an instance; copying into a running instance is not supported yet)",
             disk.display()
         ));
     }

@@ -246,6 +246,14 @@ impl Dir {
         matches!(self.lock(), Ok(None))
     }
 
+    /// Removes the directory of an instance that has ended (its lock file
+    /// there and free). One without a lock file is still starting.
+    fn remove_if_stale(&self) {
+        if self.lock_path().exists() && !self.held() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A connection to the instance that asked for `request`.
     pub fn connect(&self, request: Request) -> std::io::Result<UnixStream> {
         let mut stream = UnixStream::connect(self.control())?;
@@ -271,16 +279,14 @@ impl Dir {
     }
 }
 
-/// The instance on `disk`, if one is up (its lock held and its socket
-/// answering); a directory left by one that died is removed.
+/// The instance on `disk`, if one is up (its lock held); a directory left
+/// by one that died is removed.
 pub fn find(disk: &Path) -> Option<Dir> {
     let dir = Dir(dir_for(disk));
     if dir.held() {
         return Some(dir);
     }
-    if dir.0.exists() {
-        let _ = std::fs::remove_dir_all(&dir.0);
-    }
+    dir.remove_if_stale();
     None
 }
 
@@ -311,7 +317,7 @@ pub fn all() -> Vec<Dir> {
     dirs.retain(|d| {
         let up = d.held();
         if !up {
-            let _ = std::fs::remove_dir_all(&d.0);
+            d.remove_if_stale();
         }
         up
     });

@@ -117,6 +117,13 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
             return RunReport::status(ExitStatus::NotBooted);
         }
     };
+    if let Some(dir) = disk.as_deref().and_then(crate::instance::find) {
+        let pid = dir.read_info().map(|i| i.pid).unwrap_or(0);
+        io.say(&format!(
+            "an instance (pid {pid}) is up on this disk: use scripts/starina exec, or stop it first (scripts/starina down)"
+        ));
+        return RunReport::status(ExitStatus::NotBooted);
+    }
     let interactive = host.interactive && opts.until.is_empty();
     // The monitor socket's directory, until QEMU has exited.
     let tmp = match TempDir::new("starina-run") {
