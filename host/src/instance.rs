@@ -180,8 +180,12 @@ pub fn disk_key(disk: &Path) -> String {
     format!("{name}-{hash:016x}")
 }
 
-/// `disk` made absolute, with its directory's symlinks resolved.
+/// `disk` made absolute, with symlinks resolved (its directory's only, if
+/// it does not exist yet).
 pub fn absolute(disk: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(disk) {
+        return real;
+    }
     let abs = std::path::absolute(disk).unwrap_or_else(|_| disk.to_path_buf());
     match (abs.parent().map(std::fs::canonicalize), abs.file_name()) {
         (Some(Ok(dir)), Some(name)) => dir.join(name),
@@ -357,6 +361,12 @@ mod tests {
         let a = dir_for(Path::new("/tmp/x/disk.img"));
         let b = dir_for(Path::new("/tmp/y/disk.img"));
         assert_ne!(a, b);
+        // A symlink to an image is the same disk.
+        let tmp = crate::exec::TempDir::new("starina-instance-link").unwrap();
+        let image = tmp.0.join("disk.img");
+        std::fs::write(&image, b"").unwrap();
+        std::os::unix::fs::symlink(&image, tmp.0.join("link.img")).unwrap();
+        assert_eq!(dir_for(&image), dir_for(&tmp.0.join("link.img")));
         assert!(a
             .file_name()
             .unwrap()
