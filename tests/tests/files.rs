@@ -62,9 +62,11 @@ fn a_disk_that_is_not_ext2_is_refused_with_the_reason() {
     let disk = TempDisk::new().expect("a temporary directory");
     let path = disk.path();
     starina_host::disk::create(&path, TEST_DISK_SIZE, None).expect("mke2fs");
-    // Zero the superblock (bytes 1024..2048): no ext2 magic any more.
+    // Zero the superblock (bytes 1024..2048 of partition 1): no ext2
+    // magic any more.
+    let sb = starina_host::disk::ext2_offset(&path).unwrap() as usize + 1024;
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[1024..2048].fill(0);
+    bytes[sb..sb + 1024].fill(0);
     std::fs::write(&path, &bytes).unwrap();
     let run = boot(
         "fs_crash",
