@@ -169,10 +169,20 @@ pub fn for_profile(
     }
     let root = opts.linux_root.resolve(prepared.has("linux"));
     let path = prepare(host, opts, &root, io)?;
-    if prepared.has("linux") && ext2_offset(&path)? == 0 && first_notice(&path) {
+    if prepared.has("linux") && whole_disk_ext2(&path) && first_notice(&path) {
         io.say(&no_root_note(&path));
     }
     Ok(Some(path))
+}
+
+/// Whether `path` is a disk made before partitions: no MBR, an ext2
+/// superblock at byte 1024.
+fn whole_disk_ext2(path: &Path) -> bool {
+    let mut head = [0u8; 2048];
+    let read = File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+    read.is_ok()
+        && mbr::decode(&head[..512]).is_none()
+        && head[1024 + 56..1024 + 58] == [0x53, 0xef]
 }
 
 /// Whether the note about an old disk has not been given for `path` yet
@@ -521,6 +531,7 @@ mod tests {
         assert_eq!(&image[sb + 56..sb + 58], &[0x53, 0xef]);
         assert_eq!(ext2_offset(&path), Ok(1 << 20));
         assert!(!has_linux_root(&path).unwrap());
+        assert!(!whole_disk_ext2(&path));
         fsck(&ext2_target(&path).unwrap());
         let dir = disk.dir.0.clone();
         drop(disk);
@@ -590,6 +601,7 @@ mod tests {
             .unwrap();
         assert!(made.status.success());
         assert_eq!(ext2_offset(&path), Ok(0));
+        assert!(whole_disk_ext2(&path));
         assert_eq!(ext2_target(&path).unwrap(), path.as_os_str());
         assert!(!has_linux_root(&path).unwrap());
         assert!(no_root_note(&path).contains("has no Linux root"));
