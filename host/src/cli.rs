@@ -630,6 +630,42 @@ mod tests {
     }
 
     #[test]
+    fn up_status_and_down() {
+        let Ok(Command::Up(u)) = parse(&args(&[
+            "up",
+            "--disk",
+            "/d.img",
+            "--linux-root",
+            "none",
+            "--timeout",
+            "30",
+        ])) else {
+            panic!("not an up");
+        };
+        assert_eq!(
+            (u.profile.as_str(), u.timeout, u.disk.linux_root),
+            ("linux", Some(30.0), LinuxRoot::None)
+        );
+        assert_eq!(u.disk.path, Some(PathBuf::from("/d.img")));
+        assert!(matches!(
+            parse(&args(&["status"])),
+            Ok(Command::Status(None))
+        ));
+        let Ok(Command::Down(Some(disk))) = parse(&args(&["down", "--disk", "/d.img"])) else {
+            panic!("not a down");
+        };
+        assert_eq!(disk, PathBuf::from("/d.img"));
+        for bad in [
+            &["up", "--", "x"][..],
+            &["status", "extra"],
+            &["down", "--frob"],
+            &["instance-serve", "--dir", "/x"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
     fn cp_takes_two_paths_and_a_disk() {
         let Ok(Command::Cp { disk, copy }) = parse(&args(&[
             "cp",
