@@ -5,6 +5,7 @@ use std::io::Read;
 use crate::cli;
 use crate::cli::Command;
 use crate::host::catch_signals;
+use crate::host::catch_signals_but_hangup;
 use crate::host::Host;
 use crate::host::Streams;
 use crate::kernel;
@@ -15,12 +16,16 @@ use crate::status::ExitStatus;
 pub fn main(args: &[String]) -> ExitStatus {
     let host = Host::from_env();
     // `run` and `exec` stop QEMU themselves on SIGINT, SIGTERM and SIGHUP
-    // (and `exec` passes the first Ctrl-C on); other commands just end,
-    // and their QEMUs with them (`setpriv --pdeathsig`).
-    if matches!(args.first().map(String::as_str), Some("run" | "exec")) {
-        if let Err(e) = catch_signals(host.stop.clone()) {
-            eprintln!("starina: cannot catch signals: {e}");
-        }
+    // (and `exec` passes the first Ctrl-C on), `up` stops the instance it
+    // was starting, an instance's process goes down cleanly; other
+    // commands just end, and their QEMUs with them (`setpriv --pdeathsig`).
+    let caught = match args.first().map(String::as_str) {
+        Some("run" | "exec" | "up") => catch_signals(host.stop.clone()),
+        Some("instance-serve") => catch_signals_but_hangup(host.stop.clone()),
+        _ => Ok(()),
+    };
+    if let Err(e) = caught {
+        eprintln!("starina: cannot catch signals: {e}");
     }
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
@@ -80,7 +85,11 @@ pub fn dispatch(
             cargo_args,
         } => build_kernel(host, &cargo_args, io),
         Command::Direct(opts) => crate::direct::direct(&opts),
-        Command::Cp { disk, copy } => match copy_on_disk(&disk, &copy, io) {
+        Command::Up(opts) => crate::instance_cmd::up(host, &opts, io),
+        Command::Status(disk) => crate::instance_cmd::status(disk.as_deref(), io),
+        Command::Down(disk) => crate::instance_cmd::down(disk.as_deref(), io),
+        Command::Serve(opts) => crate::instance_server::serve(host, &opts),
+        Command::Cp { disk, copy } => match copy_on_disk(host, &disk, &copy, io) {
             Ok(()) => ExitStatus::Success,
             Err(e) => {
                 io.say(&e);
@@ -92,16 +101,19 @@ pub fn dispatch(
 
 /// `cp`: a copy into a missing image creates it first, as `run` would.
 fn copy_on_disk(
+    host: &Host,
     disk: &std::path::Path,
     copy: &crate::cp::Copy,
     io: &mut Streams,
 ) -> Result<(), String> {
     if matches!(copy, crate::cp::Copy::In { .. }) && !disk.exists() {
+        // No Linux root: `run` or `up` with a Linux profile would have
+        // given it one; a disk made for files only stays small.
         let opts = crate::disk::DiskOptions {
             path: Some(disk.to_path_buf()),
-            size: crate::disk::DEFAULT_SIZE,
+            ..crate::disk::DiskOptions::default()
         };
-        crate::disk::prepare(&opts, io)?;
+        crate::disk::prepare(host, &opts, &opts.linux_root, io)?;
     }
     crate::cp::copy(disk, copy)
 }

@@ -101,6 +101,7 @@ pub fn bench_disk() -> crate::disk::DiskOptions {
     crate::disk::DiskOptions {
         path: Some(dir.join("disk.img")),
         size: 256 << 20,
+        ..crate::disk::DiskOptions::default()
     }
 }
 

@@ -182,6 +182,7 @@ fn run_native(host: &Host, opts: &BenchOptions) -> Result<u64, String> {
     run.disk = DiskOptions {
         path: Some(tmp.0.join("disk.img")),
         size: DISK_SIZE,
+        ..DiskOptions::default()
     };
     let c = crate::bench::capture(host, &run);
     let figures = c.raw_figures("  ");
@@ -208,6 +209,7 @@ fn run_starina(host: &Host, opts: &BenchOptions) -> Result<Phases, String> {
     exec.disk = DiskOptions {
         path: Some(tmp.0.join("disk.img")),
         size: DISK_SIZE,
+        ..DiskOptions::default()
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut io = Streams {

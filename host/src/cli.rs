@@ -7,7 +7,10 @@ use crate::cp::Copy;
 use crate::direct::DirectOptions;
 use crate::disk;
 use crate::disk::DiskOptions;
+use crate::disk::LinuxRoot;
 use crate::exec::ExecOptions;
+use crate::instance_cmd::UpOptions;
+use crate::instance_server::ServeOptions;
 use crate::profile::ProfileOptions;
 use crate::profile::Sampler;
 use crate::qemu::Machine;
@@ -16,12 +19,18 @@ use crate::run::RunOptions;
 
 pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine q35|microvm] [--timeout SECONDS]
                            [--icount] [--kvm] [--no-build] [--kernel PATH]
-                           [--disk PATH] [--disk-size SIZE (1G)]
+                           [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
                             [--env NAME=VALUE]... [--cwd DIR] [--user NAME|UID[:GID]]
                             [--no-build] [--kernel PATH]
-                            [--disk PATH] [--disk-size SIZE (1G)] [-v] -- CMD [ARGS...]
+                            [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
+                            [-v] -- CMD [ARGS...]
+       scripts/starina up [--profile NAME (linux)] [--machine q35|microvm] [--kvm] [--timeout SECONDS (600)]
+                          [--no-build] [--kernel PATH] [--disk PATH] [--disk-size SIZE (1G)]
+                          [--linux-root auto|none|debian|IMAGE] [-v]
+       scripts/starina status [--disk PATH]     (exit status 1: none up)
+       scripts/starina down [--disk PATH]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
@@ -37,7 +46,9 @@ Exit statuses (docs/CONTRACTS.md): C the OS's (run) or the command's (exec) own 
 0 all --until patterns seen; 2 usage; 123 the OS exited before every --until pattern;
 124 --timeout; 125 no status (crash, reset, Starina or Linux stopped); 126 nothing booted;
 127 QEMU not found; 128+N signal N (130: Ctrl-C).
---disk: the disk image (created sparse and formatted ext2 if missing, --disk-size big);
+--disk: the disk image, created sparse if missing: an MBR, partition 1 the native ext2 file
+system (--disk-size big), partition 2 a Linux root (--linux-root: auto gives profiles that run
+linux the Debian image of linux-guest/build-rootfs.sh; none; debian; or an ext4 IMAGE path);
 default $XDG_DATA_HOME/starina/disk.img (~/.local/share/starina/disk.img).
 Environment: STARINA_QEMU (QEMU binary), STARINA_CACHE (~/.cache/starina), STARINA_HTTP_PORT (8080).";
 
@@ -60,6 +71,13 @@ pub enum Command {
         disk: PathBuf,
         copy: Copy,
     },
+    Up(UpOptions),
+    /// `status [--disk PATH]`.
+    Status(Option<PathBuf>),
+    /// `down [--disk PATH]`.
+    Down(Option<PathBuf>),
+    /// `instance-serve`: the background process `up` starts (not for users).
+    Serve(ServeOptions),
 }
 
 /// `starina test`: the stages to run and the machines for the in-OS tests.
@@ -90,7 +108,7 @@ pub const STAGES: [&str; 5] = ["linux", "host", "kernel", "in-os", "e2e"];
 pub fn parse(args: &[String]) -> Result<Command, String> {
     let (command, rest) = args
         .split_first()
-        .ok_or("give a command: run, exec, test, bench or build-kernel")?;
+        .ok_or("give a command: run, exec, up, status, down, test, bench or build-kernel")?;
     let (opts, after) = match rest.iter().position(|a| a == "--") {
         Some(i) => (&rest[..i], rest[i + 1..].to_vec()),
         None => (rest, Vec::new()),
@@ -116,6 +134,17 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         "direct" => parse_direct(&mut opts, after).map(Command::Direct),
         "cp" => parse_cp(&mut opts, &after),
+        "up" => parse_up(&mut opts, &after).map(Command::Up),
+        "status" | "down" => {
+            let disk = opts.value("--disk")?.map(PathBuf::from);
+            no_extra(&after)?;
+            opts.finish()?;
+            Ok(match command.as_str() {
+                "status" => Command::Status(disk),
+                _ => Command::Down(disk),
+            })
+        }
+        "instance-serve" => parse_serve(&mut opts).map(Command::Serve),
         other => Err(format!("unknown command '{other}'")),
     }
 }
@@ -164,6 +193,44 @@ fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, Stri
     }
     exec.argv = argv;
     Ok(exec)
+}
+
+fn parse_up(opts: &mut Options, after: &[String]) -> Result<UpOptions, String> {
+    let mut up = UpOptions::new(&opts.profile("linux")?);
+    up.machine = opts.machine()?;
+    up.kvm = opts.flag("--kvm");
+    up.timeout = opts.timeout()?;
+    up.build = !opts.flag("--no-build");
+    up.kernel = opts.value("--kernel")?.map(PathBuf::from);
+    up.verbose = opts.flag("-v") | opts.flag("--verbose");
+    up.disk = opts.disk()?;
+    no_extra(after)?;
+    opts.finish()?;
+    Ok(up)
+}
+
+fn parse_serve(opts: &mut Options) -> Result<ServeOptions, String> {
+    let mut required = |name: &str| {
+        opts.value(name)?
+            .map(PathBuf::from)
+            .ok_or(format!("instance-serve: {name} is required"))
+    };
+    let (dir, kernel, disk) = (
+        required("--dir")?,
+        required("--kernel")?,
+        required("--disk")?,
+    );
+    let serve = ServeOptions {
+        dir,
+        kernel,
+        disk,
+        profile: opts.profile("linux")?,
+        machine: opts.machine()?,
+        kvm: opts.flag("--kvm"),
+        ready_timeout: opts.timeout()?.unwrap_or(crate::instance_cmd::UP_TIMEOUT),
+    };
+    opts.finish()?;
+    Ok(serve)
 }
 
 fn parse_cp(opts: &mut Options, after: &[String]) -> Result<Command, String> {
@@ -371,9 +438,14 @@ impl Options {
             Some(text) => disk::parse_size(&text)?,
             None => disk::DEFAULT_SIZE,
         };
+        let linux_root = match self.value("--linux-root")? {
+            Some(text) => LinuxRoot::parse(&text)?,
+            None => LinuxRoot::Auto,
+        };
         Ok(DiskOptions {
             path: path.map(PathBuf::from),
             size,
+            linux_root,
         })
     }
 
@@ -458,11 +530,17 @@ mod tests {
         let Ok(Command::Run(r)) = parse(&args(&["run"])) else {
             panic!()
         };
-        assert_eq!(r.disk, DiskOptions::default());
+        assert_eq!(r.disk.linux_root, LinuxRoot::Auto);
+        assert_eq!((r.disk.path, r.disk.size), (None, disk::DEFAULT_SIZE));
+        let Ok(Command::Run(r)) = parse(&args(&["run", "--linux-root", "none"])) else {
+            panic!()
+        };
+        assert_eq!(r.disk.linux_root, LinuxRoot::None);
         for bad in [
             &["run", "--disk-size", "lots"][..],
             &["run", "--disk"],
             &["run", "--disk="],
+            &["run", "--linux-root", "fedora"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }
@@ -549,6 +627,42 @@ mod tests {
             parse(&args(&["run", "--help"])),
             Ok(Command::Help)
         ));
+    }
+
+    #[test]
+    fn up_status_and_down() {
+        let Ok(Command::Up(u)) = parse(&args(&[
+            "up",
+            "--disk",
+            "/d.img",
+            "--linux-root",
+            "none",
+            "--timeout",
+            "30",
+        ])) else {
+            panic!("not an up");
+        };
+        assert_eq!(
+            (u.profile.as_str(), u.timeout, u.disk.linux_root),
+            ("linux", Some(30.0), LinuxRoot::None)
+        );
+        assert_eq!(u.disk.path, Some(PathBuf::from("/d.img")));
+        assert!(matches!(
+            parse(&args(&["status"])),
+            Ok(Command::Status(None))
+        ));
+        let Ok(Command::Down(Some(disk))) = parse(&args(&["down", "--disk", "/d.img"])) else {
+            panic!("not a down");
+        };
+        assert_eq!(disk, PathBuf::from("/d.img"));
+        for bad in [
+            &["up", "--", "x"][..],
+            &["status", "extra"],
+            &["down", "--frob"],
+            &["instance-serve", "--dir", "/x"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `starina cp SRC DST`: files and directory trees in and out of the
 //! native file system's disk image while Starina is down, through
-//! e2fsprogs' `debugfs` (the image is ext2, see servers/fs). One side is
+//! e2fsprogs' `debugfs` (the image's partition 1 is ext2, see servers/fs
+//! and [`crate::disk`]). One side is
 //! `starina:/PATH`, the other a host path. Like `cp -r`: a directory is
 //! copied whole, and a copy into an existing directory lands inside it
 //! under its own name. Modes come from the host file (`debugfs write`
@@ -77,7 +78,7 @@ fn debugfs(disk: &Path, write: bool, commands: &str) -> Result<String, String> {
     let out = cmd
         .arg("-f")
         .arg("-")
-        .arg(disk)
+        .arg(crate::disk::ext2_target(disk).map_err(|e| format!("cp: {e}"))?)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -114,7 +115,7 @@ fn kind_in_image(disk: &Path, path: &str) -> Result<Option<bool>, String> {
     let out = Command::new("debugfs")
         .arg("-R")
         .arg(format!("stat {}", quote(path)?))
-        .arg(disk)
+        .arg(crate::disk::ext2_target(disk).map_err(|e| format!("cp: {e}"))?)
         .output()
         .map_err(|e| format!("cp: cannot run debugfs: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -139,7 +140,7 @@ fn check_not_in_use(disk: &Path) -> Result<(), String> {
     let why = String::from_utf8_lossy(&out.stderr);
     if why.contains("lock") {
         return Err(format!(
-            "cp: {} is in use by a running Starina; stop it first (copying into a running instance is not supported yet)",
+            "cp: {} is in use by a running Starina; stop it first (scripts/starina down for an instance; copying into a running instance is not supported yet)",
             disk.display()
         ));
     }
@@ -334,26 +335,21 @@ mod tests {
         assert!(quote("/a\nb").is_err());
     }
 
-    /// A fresh ext2 image of 16 MiB in a new temporary directory.
+    /// A fresh disk (16 MiB of ext2 in partition 1) in a new temporary
+    /// directory.
     fn image(name: &str) -> (PathBuf, PathBuf) {
         let dir = std::env::temp_dir().join(format!("starina-cp-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let disk = dir.join("disk.img");
-        let status = Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext2"])
-            .arg(&disk)
-            .arg("16M")
-            .status()
-            .expect("mke2fs (e2fsprogs) runs");
-        assert!(status.success());
+        crate::disk::create(&disk, 16 << 20, None).expect("mke2fs (e2fsprogs) runs");
         (dir, disk)
     }
 
     fn fsck_clean(disk: &Path) {
         let out = Command::new("e2fsck")
             .arg("-fn")
-            .arg(disk)
+            .arg(crate::disk::ext2_target(disk).unwrap())
             .output()
             .unwrap();
         assert!(

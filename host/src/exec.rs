@@ -1,6 +1,8 @@
 //! `starina exec`: boot Starina with the host link on a Unix socket, run one
 //! command in its Linux through the process protocol (starina_bridge), and
 //! exit with the command's status (README.md, "Running Linux programs").
+//! When an instance is up on the disk (`starina up`), the command runs
+//! there instead ([`crate::attach`]).
 
 use std::io::Read;
 use std::io::Write;
@@ -105,6 +107,14 @@ pub fn exec(
     stdin: Box<dyn Read + Send>,
     io: &mut Streams,
 ) -> ExitStatus {
+    // An instance up on this disk (`starina up`; without `--disk`, the
+    // only one up) runs the command.
+    if let Some(dir) = crate::instance::for_exec(opts.disk.path.as_deref()) {
+        if opts.verbose {
+            io.say(&format!("running in the instance at {}", dir.0.display()));
+        }
+        return crate::attach::exec(host, &dir, opts, stdin, io);
+    }
     let quiet = !opts.verbose;
     let prepared = match prepare(
         host,
@@ -124,7 +134,7 @@ pub fn exec(
         ));
         return ExitStatus::Usage;
     }
-    let disk = match disk::for_profile(&prepared, &opts.disk, io) {
+    let disk = match disk::for_profile(host, &prepared, &opts.disk, io) {
         Ok(disk) => disk,
         Err(e) => {
             io.say(&e);

@@ -118,7 +118,21 @@ pub fn catch_signals(stop: Arc<Stop>) -> std::io::Result<()> {
     use signal_hook::consts::SIGHUP;
     use signal_hook::consts::SIGINT;
     use signal_hook::consts::SIGTERM;
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    catch(stop, &[SIGINT, SIGTERM, SIGHUP])
+}
+
+/// For a process that outlives its terminal (an instance's): SIGINT and
+/// SIGTERM go to `stop`, SIGHUP is ignored.
+pub fn catch_signals_but_hangup(stop: Arc<Stop>) -> std::io::Result<()> {
+    use signal_hook::consts::SIGHUP;
+    use signal_hook::consts::SIGINT;
+    use signal_hook::consts::SIGTERM;
+    signal_hook::flag::register(SIGHUP, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
+    catch(stop, &[SIGINT, SIGTERM])
+}
+
+fn catch(stop: Arc<Stop>, which: &[i32]) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new(which)?;
     std::thread::spawn(move || {
         for signal in signals.forever() {
             stop.request(signal);

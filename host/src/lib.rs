@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod attach;
 pub mod bench;
 pub mod bench_fs;
 pub mod bench_http;
@@ -31,9 +32,14 @@ pub mod forwards;
 pub mod gdb_remote;
 pub mod host;
 pub mod insn_counts;
+pub mod instance;
+pub mod instance_cmd;
+pub mod instance_server;
 pub mod kernel;
 pub mod linux_symbols;
 pub mod markers;
+pub mod mbr;
+pub mod mux;
 pub mod process;
 pub mod profile;
 pub mod profile_gdb;
@@ -42,8 +48,9 @@ pub mod qemu;
 pub mod run;
 pub mod selftest;
 pub mod shared_text;
-pub mod stats;
+pub mod sparse;
 pub mod stages;
+pub mod stats;
 pub mod status;
 
 pub use host::Host;

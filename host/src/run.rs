@@ -110,13 +110,20 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
         Ok(p) => p,
         Err(status) => return RunReport::status(status),
     };
-    let disk = match disk::for_profile(&prepared, &opts.disk, io) {
+    let disk = match disk::for_profile(host, &prepared, &opts.disk, io) {
         Ok(disk) => disk,
         Err(e) => {
             io.say(&e);
             return RunReport::status(ExitStatus::NotBooted);
         }
     };
+    if let Some(dir) = disk.as_deref().and_then(crate::instance::find) {
+        let pid = dir.read_info().map(|i| i.pid).unwrap_or(0);
+        io.say(&format!(
+            "an instance (pid {pid}) is up on this disk: use scripts/starina exec, or stop it first (scripts/starina down)"
+        ));
+        return RunReport::status(ExitStatus::NotBooted);
+    }
     let interactive = host.interactive && opts.until.is_empty();
     // The monitor socket's directory, until QEMU has exited.
     let tmp = match TempDir::new("starina-run") {

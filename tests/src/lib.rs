@@ -170,7 +170,8 @@ pub fn starina_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 pub const TEST_DISK_SIZE: u64 = 64 << 20;
 
 /// `args` with `--disk` on `disk` for `run` and `exec` unless they name
-/// one: tests never touch the user's default image.
+/// one (tests never touch the user's default image), and `--linux-root
+/// none` unless they name a root.
 fn with_own_disk(args: &[&str], disk: &TempDisk) -> Vec<String> {
     let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let boots = matches!(args.first(), Some(&"run") | Some(&"exec"));
@@ -182,6 +183,14 @@ fn with_own_disk(args: &[&str], disk: &TempDisk) -> Vec<String> {
         let size = TEST_DISK_SIZE.to_string();
         let disk = disk.path().to_string_lossy().into_owned();
         out.splice(1..1, ["--disk".into(), disk, "--disk-size".into(), size]);
+    }
+    // No Linux root unless the test asks: boots keep the busybox
+    // initramfs (fast, and no Debian image to build).
+    let root_named = args[..before_extra]
+        .iter()
+        .any(|a| *a == "--linux-root" || a.starts_with("--linux-root="));
+    if boots && !root_named {
+        out.splice(1..1, ["--linux-root".into(), "none".into()]);
     }
     out
 }

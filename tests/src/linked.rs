@@ -59,7 +59,7 @@ impl LinkedGuest {
         // Its own disk (in `tmp`), if the profile drives one.
         let disk = prepared.has(disk::DRIVER).then(|| {
             let path = tmp.0.join("disk.img");
-            disk::create(&path, TEST_DISK_SIZE).unwrap_or_else(|e| panic!("disk: {e}"));
+            disk::create(&path, TEST_DISK_SIZE, None).unwrap_or_else(|e| panic!("disk: {e}"));
             path
         });
         let config = qemu::QemuConfig {

@@ -66,6 +66,7 @@ impl LiveGuest {
         opts.disk = DiskOptions {
             path: Some(disk.to_path_buf()),
             size: TEST_DISK_SIZE,
+            ..DiskOptions::default()
         };
         opts.qemu_args = qemu_args.iter().map(|a| a.to_string()).collect();
         let console = SharedText::new();

@@ -38,13 +38,16 @@ fn a_missing_disk_is_created_formatted_and_given_to_qemu() {
     let (run, argv) = run_with(&["--disk", path, "--disk-size", "8M"], &argv_file);
     assert!(
         run.stderr
-            .contains(&format!("creating disk {path} (8M, ext2)")),
+            .contains(&format!("creating disk {path} (8M ext2, no Linux root)")),
         "{}",
         run.transcript()
     );
+    // An MBR, then partition 1 (1 MiB in) of 8 MiB.
     let bytes = std::fs::read(&image).unwrap();
-    assert_eq!(bytes.len(), 8 << 20);
-    assert_eq!(&bytes[1024 + 56..1024 + 58], &[0x53, 0xef], "no ext2 magic");
+    assert_eq!(bytes.len(), 9 << 20);
+    assert_eq!(&bytes[510..512], &[0x55, 0xaa], "no MBR");
+    let sb = (1 << 20) + 1024;
+    assert_eq!(&bytes[sb + 56..sb + 58], &[0x53, 0xef], "no ext2 magic");
     let drive = format!("file={path},if=none,format=raw,id=disk0,cache=writeback");
     let at = argv.iter().position(|a| *a == drive);
     assert!(at.is_some(), "no -drive {drive} in {argv:?}");
@@ -97,8 +100,9 @@ fn a_disk_that_cannot_be_made_is_a_clear_error() {
     assert!(argv.is_empty(), "QEMU ran: {argv:?}");
 }
 
-/// An I/O error of the device (QEMU's blkdebug fails reads of sector 4100,
-/// which only the in-OS test `disk_throughput` reads) is an error to the
+/// An I/O error of the device (QEMU's blkdebug fails reads of sector 4100
+/// of the native partition, which only the in-OS test `disk_throughput`
+/// reads) is an error to the
 /// client that asked, and the driver goes on: the test profile reports
 /// exactly that test failed, and the driver neither panicked nor restarted.
 #[test]
@@ -107,9 +111,12 @@ fn a_device_io_error_is_the_clients_error() {
     let dir = TempDisk::new().unwrap();
     let image = dir.path();
     let conf = image.with_file_name("blkdebug.conf");
+    // Sector 4100 of the native file system's partition, which starts
+    // 1 MiB into the image.
+    let sector = 4100 + starina_host::mbr::ALIGN / 512;
     std::fs::write(
         &conf,
-        "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"4100\"\n",
+        format!("[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"{sector}\"\n"),
     )
     .unwrap();
     let (image, conf) = (image.to_str().unwrap(), conf.to_str().unwrap());

@@ -17,7 +17,7 @@ use starina_tests::*;
 fn fsck(disk: &std::path::Path) -> (i32, String) {
     let out = Command::new("e2fsck")
         .arg("-fn")
-        .arg(disk)
+        .arg(starina_host::disk::ext2_target(disk).expect("a disk"))
         .output()
         .expect("e2fsck runs");
     let report = format!(
@@ -33,7 +33,7 @@ fn fsck(disk: &std::path::Path) -> (i32, String) {
 fn fsynced_files_survive_a_power_cut() {
     let disk = TempDisk::new().expect("a temporary directory");
     let path = disk.path();
-    starina_host::disk::create(&path, TEST_DISK_SIZE).expect("mke2fs");
+    starina_host::disk::create(&path, TEST_DISK_SIZE, None).expect("mke2fs");
     let image = path.to_str().unwrap();
 
     // Boot 1: 100 files written and fsynced, then QEMU is killed while
@@ -61,10 +61,12 @@ fn fsynced_files_survive_a_power_cut() {
 fn a_disk_that_is_not_ext2_is_refused_with_the_reason() {
     let disk = TempDisk::new().expect("a temporary directory");
     let path = disk.path();
-    starina_host::disk::create(&path, TEST_DISK_SIZE).expect("mke2fs");
-    // Zero the superblock (bytes 1024..2048): no ext2 magic any more.
+    starina_host::disk::create(&path, TEST_DISK_SIZE, None).expect("mke2fs");
+    // Zero the superblock (bytes 1024..2048 of partition 1): no ext2
+    // magic any more.
+    let sb = starina_host::disk::ext2_offset(&path).unwrap() as usize + 1024;
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[1024..2048].fill(0);
+    bytes[sb..sb + 1024].fill(0);
     std::fs::write(&path, &bytes).unwrap();
     let run = boot(
         "fs_crash",

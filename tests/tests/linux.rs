@@ -70,7 +70,7 @@ fn exec_as(user: Option<&str>, argv: &[&str], stdin: &[u8], log: bool) -> Exec {
     // A disk of its own, made now so that exec says nothing about it on
     // stderr (removed when `disk` drops, after the boot).
     let disk = TempDisk::new().expect("a temporary directory");
-    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE, None).expect("mke2fs");
     opts.disk.path = Some(disk.path());
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut io = Streams {

@@ -137,7 +137,7 @@ fn exec_in_linux(argv: &[&str], disk: &std::path::Path) -> (i32, String, String)
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
 fn linux_uses_native_files_at_mnt_starina() {
     let disk = TempDisk::new().expect("a temporary directory");
-    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE, None).expect("mke2fs");
     let native = disk.path().with_file_name("from-native");
     std::fs::create_dir(&native).unwrap();
     std::fs::write(native.join("hello.txt"), "written natively").unwrap();
@@ -191,7 +191,7 @@ fn linux_uses_native_files_at_mnt_starina() {
     let sha = std::process::Command::new("sha256sum").arg(&big).output().unwrap();
     let sha = String::from_utf8_lossy(&sha.stdout);
     assert_eq!(sha.split(' ').next(), src.split(' ').next(), "the disk's copy of big");
-    let fsck = std::process::Command::new("e2fsck").arg("-fn").arg(disk.path()).output().unwrap();
+    let fsck = std::process::Command::new("e2fsck").arg("-fn").arg(starina_host::disk::ext2_target(&disk.path()).unwrap()).output().unwrap();
     assert!(fsck.status.success(), "e2fsck -fn:\n{}", String::from_utf8_lossy(&fsck.stdout));
 }
 
@@ -228,7 +228,7 @@ const PROBE_CHECKS: [&str; 17] = [
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
 fn posix_corners_of_mnt_starina() {
     let disk = TempDisk::new().expect("a temporary directory");
-    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE, None).expect("mke2fs");
     let argv = ["/init", "--fs-probe", "/mnt/starina/probe"];
     let (code, out, err) = exec_in_linux(&argv, &disk.path());
     let failed: Vec<&str> = out.lines().filter(|l| l.contains(" FAILED")).collect();
@@ -254,7 +254,7 @@ fn posix_corners_of_mnt_starina() {
     assert_eq!(code, 0, "{out}\n{err}");
     let fsck = std::process::Command::new("e2fsck")
         .arg("-fn")
-        .arg(disk.path())
+        .arg(starina_host::disk::ext2_target(&disk.path()).unwrap())
         .output()
         .unwrap();
     assert!(

@@ -54,7 +54,7 @@ fn www_files() -> Vec<(&'static str, Vec<u8>)> {
 /// A disk with [`www_files`] under /www.
 fn disk_with_www() -> TempDisk {
     let disk = TempDisk::new().expect("a temporary directory");
-    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE).expect("mke2fs");
+    starina_host::disk::create(&disk.path(), TEST_DISK_SIZE, None).expect("mke2fs");
     let tree = disk.path().with_file_name("www");
     for (path, data) in www_files() {
         let file = tree.join(path);
