@@ -96,6 +96,10 @@ rm fill
 echo after > after-full
 echo "after_full=$(cat after-full)"
 echo done=yes
+# Last, so that the VM ends well within the fs server's sync interval: a
+# plain `sync` must reach the native disk (FUSE SYNCFS).
+echo 'kept by sync' > synced
+sync
 "#;
 
 /// Runs `sh -c script` in Starina's Linux on `disk`; (exit code, stdout, stderr).
@@ -191,7 +195,12 @@ fn linux_uses_native_files_at_mnt_starina() {
     let sha = std::process::Command::new("sha256sum").arg(&big).output().unwrap();
     let sha = String::from_utf8_lossy(&sha.stdout);
     assert_eq!(sha.split(' ').next(), src.split(' ').next(), "the disk's copy of big");
-    let fsck = std::process::Command::new("e2fsck").arg("-fn").arg(starina_host::disk::ext2_target(&disk.path()).unwrap()).output().unwrap();
+    let synced = disk.path().with_file_name("synced");
+    let copy_out = Copy::parse("starina:/linux-e2e/synced", synced.to_str().unwrap()).unwrap();
+    starina_host::cp::copy(&disk.path(), &copy_out).expect("a file Linux synced is on the disk");
+    assert_eq!(std::fs::read_to_string(&synced).unwrap(), "kept by sync\n");
+    let ext2 = starina_host::disk::ext2_target(&disk.path()).unwrap();
+    let fsck = std::process::Command::new("e2fsck").arg("-fn").arg(ext2).output().unwrap();
     assert!(fsck.status.success(), "e2fsck -fn:\n{}", String::from_utf8_lossy(&fsck.stdout));
 }
 

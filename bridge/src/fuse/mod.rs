@@ -13,7 +13,8 @@
 //! SETATTR, READLINK, SYMLINK, MKNOD, MKDIR, UNLINK, RMDIR, RENAME,
 //! RENAME2 (flags 0 and NOREPLACE), LINK, OPEN, READ, WRITE, STATFS,
 //! RELEASE, FSYNC, FLUSH, OPENDIR, READDIR, READDIRPLUS, RELEASEDIR,
-//! FSYNCDIR, CREATE, FALLOCATE (mode 0). Everything else (ACCESS, LSEEK,
+//! FSYNCDIR, SYNCFS (a guest `sync` writes the native file system out),
+//! CREATE, FALLOCATE (mode 0). Everything else (ACCESS, LSEEK,
 //! xattrs, locks, ioctl, poll, copy_file_range, DAX mappings, ...) is
 //! ENOSYS, which the kernel remembers and handles itself.
 

@@ -61,6 +61,7 @@ pub mod opcode {
     pub const RENAME2: u32 = 45;
     pub const LSEEK: u32 = 46;
     pub const COPY_FILE_RANGE: u32 = 47;
+    pub const SYNCFS: u32 = 50;
 }
 
 /// INIT flags this server uses.
@@ -212,6 +213,8 @@ pub enum Op<'a> {
         fh: u64,
     },
     FsyncDir,
+    /// `sync(2)` or `syncfs(2)` in the guest: the whole file system.
+    SyncFs,
     Flush,
     Create {
         name: &'a [u8],
@@ -443,6 +446,7 @@ fn parse_handle_op<'a>(opcode: u32, r: &mut Reader<'a>) -> Result<Op<'a>, Errno>
             fh: (r.u64()?, r.skip(8)?).0,
         },
         FSYNCDIR => (r.skip(16)?, Op::FsyncDir).1,
+        SYNCFS => (r.skip(8)?, Op::SyncFs).1,
         FLUSH => (r.skip(24)?, Op::Flush).1,
         CREATE => {
             let (flags, mode) = (r.u32()?, r.u32()?);

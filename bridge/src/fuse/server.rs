@@ -227,7 +227,7 @@ impl<B: FileBackend> FuseServer<B> {
                 self.entry(&attr)
             }
             Op::StatFs => self.statfs(),
-            Op::FsyncDir => empty(self.backend.sync()),
+            Op::FsyncDir | Op::SyncFs => empty(self.backend.sync()),
             Op::Create { name, flags, mode } => self.create(h, name, flags, mode),
             other => self.dispatch_handle_op(node, other, room),
         }

@@ -253,6 +253,10 @@ fn create_write_read_with_caller_owner() {
     c.call(FSYNC, node, &cat(&[&fh.to_le_bytes(), &[0; 8]]))
         .unwrap();
     assert_eq!(c.srv.backend_mut().syncs, 1);
+    // A guest `sync`: the whole file system.
+    c.call(SYNCFS, 1, &[0; 8]).unwrap();
+    assert_eq!(c.srv.backend_mut().syncs, 2);
+    assert_eq!(c.call(SYNCFS, 1, &[0; 3]), Err(Errno::EINVAL.0));
     c.call(RELEASE, node, &cat(&[&fh.to_le_bytes(), &[0; 16]]))
         .unwrap();
     assert_eq!(c.srv.open_handles(), 0);
@@ -659,6 +663,7 @@ fn random_requests_never_panic() {
         READDIR,
         RELEASEDIR,
         FSYNCDIR,
+        SYNCFS,
         CREATE,
         BATCH_FORGET,
         FALLOCATE,
