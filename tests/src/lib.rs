@@ -21,6 +21,7 @@ use starina_host::kernel::Progress;
 pub mod exec_sh;
 pub mod frames;
 pub mod http;
+pub mod instance;
 mod linked;
 mod live;
 

@@ -7,62 +7,17 @@
 //! boots Starina and Linux under QEMU: slow, run by `make test`.
 
 use std::path::Path;
-use std::path::PathBuf;
 use std::process::Command;
 use std::process::Output;
-use std::process::Stdio;
 use std::thread;
 
-use starina_host::host::free_port;
+use starina_tests::instance::text;
+use starina_tests::instance::DownOnPanic;
+use starina_tests::instance::Tool;
 use starina_tests::*;
 
-/// `scripts/starina ARGS` in its own runtime directory (so that `status`
-/// and `down` see only this test's instance) and HTTP port.
-#[derive(Clone)]
-struct Tool {
-    runtime: PathBuf,
-    port: u16,
-}
-
-impl Tool {
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(repo_root().join("scripts/starina"))
-            .args(args)
-            .env("XDG_RUNTIME_DIR", &self.runtime)
-            .env("STARINA_HTTP_PORT", self.port.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .expect("scripts/starina runs");
-        println!(
-            "$ scripts/starina {}\n--- status {:?}\n--- stdout:\n{}--- stderr:\n{}",
-            args.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn up(tool: &Tool, kernel: &str, disk: &str) -> Output {
-    tool.run(&[
-        "up",
-        "--no-build",
-        "--kernel",
-        kernel,
-        "--disk",
-        disk,
-        "--disk-size",
-        "64M",
-        "--linux-root",
-        "none",
-        "--timeout",
-        "300",
-    ])
+    tool.up(kernel, disk, "none")
 }
 
 #[test]
@@ -71,12 +26,7 @@ fn an_instance_runs_many_execs_and_goes_down_cleanly() {
     let kernel = kernel();
     let kernel = kernel.to_str().expect("a UTF-8 path");
     let disk = TempDisk::new().expect("a temporary directory");
-    let runtime = disk.path().with_file_name("run");
-    std::fs::create_dir_all(&runtime).unwrap();
-    let tool = Tool {
-        runtime,
-        port: free_port().expect("a free port"),
-    };
+    let tool = Tool::new(disk.path().with_file_name("run"));
     let image = disk.path();
     let image_arg = image.to_str().unwrap().to_string();
 
@@ -166,17 +116,6 @@ fn an_instance_runs_many_execs_and_goes_down_cleanly() {
     assert_eq!(tool.run(&["down"]).status.code(), Some(1));
     // What Linux wrote reached the disk before QEMU stopped.
     assert_eq!(debugfs_cat(&image, "/kept.txt"), "kept\n");
-}
-
-/// Stops the instance when an assertion fails (before the disk goes).
-struct DownOnPanic(Tool);
-
-impl Drop for DownOnPanic {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.run(&["down"]);
-        }
-    }
 }
 
 /// Waits until `status` shows `n` sessions running.
