@@ -144,6 +144,7 @@ pub fn handle(frame: &mut TrapFrame) {
             apic::eoi();
             apic::timer_fired();
             let now = crate::arch::time::now_ns();
+            crate::arch::clock::discipline(now);
             next_timer = timer::fire_expired(now);
             let expired = sched::slice_expired(now);
             sched::switch(frame, expired, true);

@@ -12,10 +12,18 @@ static BOOT_UNIX_NS: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds since 1970-01-01 UTC, or since boot if the machine has
 /// no readable RTC.
 pub fn unix_ns() -> u64 {
-    BOOT_UNIX_NS
-        .load(Ordering::Relaxed)
-        .saturating_add(super::time::now_ns())
+    boot_unix_ns().saturating_add(super::time::now_ns())
 }
+
+/// The wall clock when the monotonic clock read zero.
+pub fn boot_unix_ns() -> u64 {
+    BOOT_UNIX_NS.load(Ordering::Relaxed)
+}
+
+/// The RTC counts whole seconds: the true time is anywhere in the second
+/// it shows, so the boot time is put in its middle (at most half a second
+/// off, either way, rather than up to a whole second behind).
+const HALF_SECOND_NS: u64 = 500_000_000;
 
 /// Reads the RTC and sets the boot time. Logs the date it read, or why
 /// the wall clock starts at zero.
@@ -24,7 +32,8 @@ pub fn init() {
     match cmos::read() {
         Some(date) => match date.unix_seconds() {
             Some(secs) => {
-                let boot = (secs * 1_000_000_000).saturating_sub(super::time::now_ns());
+                let boot =
+                    (secs * 1_000_000_000 + HALF_SECOND_NS).saturating_sub(super::time::now_ns());
                 BOOT_UNIX_NS.store(boot, Ordering::Relaxed);
                 log::info!(
                     "wall clock: {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC (CMOS RTC)",

@@ -81,6 +81,9 @@ impl Guest {
                     return Err(self.crashed("the guest halted with interrupts off (powered off)"));
                 }
                 self.sleep();
+                // The kernel may have re-scaled its clock meanwhile.
+                self.vm
+                    .set_host_clock(starina::hypervisor::host_clock(), &mut self.ram);
                 self.vm.update_irqs(now_ns());
             }
             Ok(ExitAction::InjectException { vector, error_code }) => {
@@ -137,8 +140,7 @@ impl Guest {
             MsrEffect::Pat(pat) => self.vcpu.control(VcpuControl::Pat(pat)),
             // Already in the VcpuState the backend loads on entry.
             MsrEffect::Efer(_) | MsrEffect::None => Ok(()),
-            // Not offered in CPUID (Paravirt::None), so the VMM refuses
-            // these MSRs before they get here.
+            // The VMM wrote the guest's clock structures itself.
             MsrEffect::KvmSystemTime(_) | MsrEffect::KvmWallClock(_) => Ok(()),
         }
     }

@@ -1,0 +1,253 @@
+//! The monotonic clock: the TSC scaled to nanoseconds from an epoch.
+//!
+//! The PIT gives the first rate at boot (`apic::init`, a 2 ms measurement:
+//! under emulation it is off by up to 2%). When the machine has an HPET,
+//! [`discipline`] then measures the TSC against it over ever longer spans
+//! (1 s, 2 s, ... 64 s, then every 64 s) and re-scales the clock from
+//! "now": the clock never jumps, it only changes rate, slewing away the
+//! time it gained or lost (at most 1% faster or slower). Each re-scale
+//! starts a new epoch; VMMs learn of it through [`host_clock`]'s
+//! generation and pass it on to their guests' kvm-clock.
+//!
+//! Readers take the epoch under a sequence counter; [`set_epoch`] runs
+//! with interrupts off on the one CPU, so a reader it interrupted retries.
+
+use core::sync::atomic::fence;
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering;
+
+use starina::abi::vcpu::HostClock;
+
+/// At TSC `tsc` the clock read `ns`; it advances `fp` ns per TSC tick
+/// (32.32 fixed point).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Epoch {
+    pub tsc: u64,
+    pub ns: u64,
+    pub fp: u64,
+}
+
+impl Epoch {
+    pub fn ns_at(&self, tsc: u64) -> u64 {
+        let ticks = tsc.wrapping_sub(self.tsc) as u128;
+        self.ns
+            .wrapping_add(((ticks * self.fp as u128) >> 32) as u64)
+    }
+}
+
+/// Odd while the epoch changes; also the epoch's generation.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+static BASE_TSC: AtomicU64 = AtomicU64::new(0);
+static BASE_NS: AtomicU64 = AtomicU64::new(0);
+static NS_PER_TSC_FP: AtomicU64 = AtomicU64::new(1 << 32);
+
+/// The current epoch and its generation, with `tsc()` read inside it (so
+/// the TSC is never before the epoch's start).
+fn read(tsc: impl Fn() -> u64) -> (Epoch, u64, u64) {
+    loop {
+        let seq = SEQ.load(Ordering::Acquire);
+        if seq & 1 == 0 {
+            let epoch = Epoch {
+                tsc: BASE_TSC.load(Ordering::Relaxed),
+                ns: BASE_NS.load(Ordering::Relaxed),
+                fp: NS_PER_TSC_FP.load(Ordering::Relaxed),
+            };
+            let now = tsc();
+            fence(Ordering::Acquire);
+            if SEQ.load(Ordering::Relaxed) == seq {
+                return (epoch, seq, now);
+            }
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Starts a new epoch. Interrupts must be off (the one writer).
+fn set_epoch(epoch: Epoch) {
+    SEQ.fetch_add(1, Ordering::Relaxed);
+    fence(Ordering::Release);
+    BASE_TSC.store(epoch.tsc, Ordering::Relaxed);
+    BASE_NS.store(epoch.ns, Ordering::Relaxed);
+    NS_PER_TSC_FP.store(epoch.fp, Ordering::Relaxed);
+    SEQ.fetch_add(1, Ordering::Release);
+}
+
+/// The rate that, from now on, runs at the reference's rate and slews
+/// away the clock's offset from it over `interval_ns` (at most 1%).
+///
+/// `start` and `now` are (TSC, reference ns, clock ns) samples; the
+/// reference's rate is measured between them.
+pub fn slewed_rate(start: (u64, u64, u64), now: (u64, u64, u64), interval_ns: u64) -> Option<u64> {
+    let ticks = now.0.checked_sub(start.0).filter(|&t| t > 0)?;
+    let reference = now.1.checked_sub(start.1)?;
+    let clock = now.2.checked_sub(start.2)?;
+    let true_fp = ((reference as u128) << 32) / ticks as u128;
+    let offset = clock as i128 - reference as i128;
+    let limit = interval_ns as i128 / 100;
+    let slew = offset.clamp(-limit, limit);
+    let fp = true_fp as i128 * (interval_ns as i128 - slew) / interval_ns.max(1) as i128;
+    u64::try_from(fp).ok().filter(|&fp| fp > 0)
+}
+
+/// The clock's parameters for a VMM's kvm-clock.
+pub fn host_clock() -> HostClock {
+    let (epoch, generation, _) = read(|| 0);
+    HostClock {
+        tsc: epoch.tsc,
+        ns: epoch.ns,
+        ns_per_tsc_fp: epoch.fp,
+        unix_ns_at_zero: super::rtc::boot_unix_ns(),
+        generation,
+    }
+}
+
+#[cfg(not(test))]
+pub use hw::*;
+
+#[cfg(not(test))]
+mod hw {
+    use super::*;
+    use crate::arch::cpu::rdtsc;
+    use crate::arch::hpet;
+    use crate::sync::SpinLock;
+
+    /// Starts the clock at zero (the first thing the kernel does).
+    pub fn start() {
+        set_epoch(Epoch {
+            tsc: rdtsc(),
+            ns: 0,
+            fp: 1 << 32,
+        });
+    }
+
+    /// Nanoseconds since the kernel started.
+    pub fn now_ns() -> u64 {
+        let (epoch, _, tsc) = read(rdtsc);
+        epoch.ns_at(tsc)
+    }
+
+    /// Continues the clock from now at `fp` ns per TSC tick (32.32).
+    pub fn set_rate(fp: u64) {
+        let was = crate::arch::irq::save_and_disable();
+        let tsc = rdtsc();
+        let (epoch, _, _) = read(|| 0);
+        set_epoch(Epoch {
+            tsc,
+            ns: epoch.ns_at(tsc),
+            fp,
+        });
+        crate::arch::irq::restore(was);
+    }
+
+    /// The longest span between two re-scales.
+    const MAX_INTERVAL_NS: u64 = 64_000_000_000;
+
+    struct Discipline {
+        /// (TSC, HPET ns, clock ns) when disciplining began.
+        start: (u64, u64, u64),
+        next_ns: u64,
+        interval_ns: u64,
+    }
+
+    static DISCIPLINE: SpinLock<Option<Discipline>> = SpinLock::new(None);
+    /// When [`discipline`] next has work (ns); `u64::MAX` without an HPET.
+    static NEXT_NS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+    /// Begins disciplining the clock against the HPET, if there is one.
+    pub fn start_discipline() {
+        if !hpet::init() {
+            log::info!("clock: no HPET; the TSC keeps its PIT calibration");
+            return;
+        }
+        let was = crate::arch::irq::save_and_disable();
+        let tsc = rdtsc();
+        let reference = hpet::now_ns();
+        let now = now_ns();
+        let first = now + 1_000_000_000;
+        *DISCIPLINE.lock() = Some(Discipline {
+            start: (tsc, reference, now),
+            next_ns: first,
+            interval_ns: 1_000_000_000,
+        });
+        NEXT_NS.store(first, Ordering::Relaxed);
+        crate::arch::irq::restore(was);
+    }
+
+    /// Re-scales the clock when it is time (from the timer interrupt:
+    /// interrupts are off).
+    pub fn discipline(now: u64) {
+        if now < NEXT_NS.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut guard = DISCIPLINE.lock();
+        let Some(d) = guard.as_mut() else { return };
+        let tsc = rdtsc();
+        let sample = (tsc, hpet::now_ns(), now_ns());
+        let old_fp = NS_PER_TSC_FP.load(Ordering::Relaxed);
+        let offset = (sample.2 - d.start.2) as i64 - (sample.1.wrapping_sub(d.start.1)) as i64;
+        let next_interval = (d.interval_ns * 2).min(MAX_INTERVAL_NS);
+        match slewed_rate(d.start, sample, next_interval) {
+            Some(fp) => {
+                if d.interval_ns < MAX_INTERVAL_NS || offset.unsigned_abs() > 1_000_000 {
+                    log::info!(
+                        "clock: TSC at {} kHz against the HPET (was {} kHz), {} µs off; slewing",
+                        (1_000_000u128 << 32) / fp.max(1) as u128,
+                        (1_000_000u128 << 32) / old_fp.max(1) as u128,
+                        offset / 1000
+                    );
+                }
+                set_rate(fp);
+            }
+            None => log::warn!("clock: the HPET went backwards; not disciplining"),
+        }
+        d.interval_ns = next_interval;
+        d.next_ns = sample.2 + next_interval;
+        NEXT_NS.store(d.next_ns, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_scales_from_its_start() {
+        let e = Epoch {
+            tsc: 1000,
+            ns: 5,
+            fp: 3 << 31,
+        };
+        assert_eq!(e.ns_at(1000), 5);
+        assert_eq!(e.ns_at(3000), 5 + 3000);
+    }
+
+    #[test]
+    fn slew_follows_the_reference_and_absorbs_the_offset() {
+        // A 2.6 GHz TSC; the clock believed 2.64 GHz (1.5% slow) for 1 s.
+        let tsc_hz = 2_600_000_000u64;
+        let start = (0, 0, 0);
+        let clock_ns = 1_000_000_000 * 2_600 / 2_640;
+        let now = (tsc_hz, 1_000_000_000, clock_ns);
+        let fp = slewed_rate(start, now, 1_000_000_000).unwrap();
+        let true_fp = (1_000_000_000u128 << 32) / tsc_hz as u128;
+        // Behind by 15 ms: 1% faster (the limit) for the next second.
+        let expect = true_fp * 101 / 100;
+        assert!((fp as i128 - expect as i128).abs() < 10, "{fp} vs {expect}");
+        // A small offset is absorbed exactly over the interval.
+        let now = (tsc_hz, 1_000_000_000, 999_000_000);
+        let fp = slewed_rate(start, now, 2_000_000_000).unwrap();
+        let after = Epoch {
+            tsc: 0,
+            ns: 999_000_000,
+            fp,
+        }
+        .ns_at(tsc_hz * 2);
+        assert!((after as i64 - 3_000_000_000).abs() < 2, "{after}");
+    }
+
+    #[test]
+    fn slew_refuses_nonsense() {
+        assert_eq!(slewed_rate((5, 0, 0), (5, 10, 10), 1), None);
+        assert_eq!(slewed_rate((0, 10, 0), (5, 5, 10), 1), None);
+    }
+}
