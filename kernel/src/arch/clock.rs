@@ -89,12 +89,14 @@ pub fn slewed_rate(start: (u64, u64, u64), now: (u64, u64, u64), interval_ns: u6
     u64::try_from(fp).ok().filter(|&fp| fp > 0)
 }
 
-/// The clock's parameters for a VMM's kvm-clock.
+/// The clock's parameters for a VMM's kvm-clock, as of now (the TSC now
+/// and the time it reads), so that a VMM passing on a new scale continues
+/// its guest's clock from now.
 pub fn host_clock() -> HostClock {
-    let (epoch, generation, _) = read(|| 0);
+    let (epoch, generation, tsc) = read(tsc_now);
     HostClock {
-        tsc: epoch.tsc,
-        ns: epoch.ns,
+        tsc,
+        ns: epoch.ns_at(tsc),
         ns_per_tsc_fp: epoch.fp,
         unix_ns_at_zero: super::rtc::boot_unix_ns(),
         generation,
@@ -103,6 +105,17 @@ pub fn host_clock() -> HostClock {
 
 #[cfg(not(test))]
 pub use hw::*;
+
+#[cfg(not(test))]
+fn tsc_now() -> u64 {
+    crate::arch::cpu::rdtsc()
+}
+
+/// Host tests have no TSC.
+#[cfg(test)]
+fn tsc_now() -> u64 {
+    12
+}
 
 #[cfg(not(test))]
 mod hw {
@@ -243,6 +256,23 @@ mod tests {
         }
         .ns_at(tsc_hz * 2);
         assert!((after as i64 - 3_000_000_000).abs() < 2, "{after}");
+    }
+
+    #[test]
+    fn a_new_epoch_is_read_whole_with_a_new_generation() {
+        let (_, before, _) = read(|| 0);
+        let epoch = Epoch {
+            tsc: 10,
+            ns: 20,
+            fp: 30,
+        };
+        set_epoch(epoch);
+        let (read_back, generation, tsc) = read(|| 11);
+        assert_eq!((read_back, tsc), (epoch, 11));
+        assert_eq!(generation, before + 2, "even, and new");
+        let host = host_clock();
+        assert_eq!((host.ns_per_tsc_fp, host.generation), (30, generation));
+        assert_eq!((host.tsc, host.ns), (12, epoch.ns_at(12)));
     }
 
     #[test]

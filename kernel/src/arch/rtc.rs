@@ -23,6 +23,7 @@ pub fn boot_unix_ns() -> u64 {
 /// The RTC counts whole seconds: the true time is anywhere in the second
 /// it shows, so the boot time is put in its middle (at most half a second
 /// off, either way, rather than up to a whole second behind).
+#[cfg(not(test))]
 const HALF_SECOND_NS: u64 = 500_000_000;
 
 /// Reads the RTC and sets the boot time. Logs the date it read, or why

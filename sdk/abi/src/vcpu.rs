@@ -269,7 +269,7 @@ pub enum VcpuControl {
 }
 
 /// The host's monotonic and wall clocks as a guest's paravirtual clock
-/// (kvm-clock) needs them, from [`HostClock::tsc`] on: at host TSC `tsc`
+/// (kvm-clock) needs them: at host TSC `tsc` (when the kernel was asked)
 /// the monotonic clock read `ns`, and it advances by `ns_per_tsc_fp`
 /// nanoseconds (32.32 fixed point) per TSC tick until the kernel re-scales
 /// it (disciplining it against a better oscillator), which changes
