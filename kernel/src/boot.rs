@@ -163,8 +163,8 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
 
     arch::apic::init();
     arch::rtc::init();
-    arch::clock::start_discipline();
     arch::ioapic::init();
+    arch::discipline::start();
     crate::device::discover(&info.cmdline);
     crate::bootfs::init(info.module.map(|(base, size)| {
         // SAFETY: the module's pages were kept out of the page allocator

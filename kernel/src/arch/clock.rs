@@ -1,13 +1,12 @@
 //! The monotonic clock: the TSC scaled to nanoseconds from an epoch.
 //!
 //! The PIT gives the first rate at boot (`apic::init`, a 2 ms measurement:
-//! under emulation it is off by up to 2%). When the machine has an HPET,
-//! [`discipline`] then measures the TSC against it over ever longer spans
-//! (1 s, 2 s, ... 64 s, then every 64 s) and re-scales the clock from
-//! "now": the clock never jumps, it only changes rate, slewing away the
-//! time it gained or lost (at most 1% faster or slower). Each re-scale
-//! starts a new epoch; VMMs learn of it through [`host_clock`]'s
-//! generation and pass it on to their guests' kvm-clock.
+//! under emulation it is off by up to 2%); `discipline` then measures the
+//! TSC against a better reference and re-scales the clock with
+//! [`set_rate`] from "now": the clock never jumps, it only changes rate
+//! ([`slewed_rate`]). Each re-scale starts a new epoch; VMMs learn of it
+//! through [`host_clock`]'s generation and pass it on to their guests'
+//! kvm-clock.
 //!
 //! Readers take the epoch under a sequence counter; [`set_epoch`] runs
 //! with interrupts off on the one CPU, so a reader it interrupted retries.
@@ -121,8 +120,6 @@ fn tsc_now() -> u64 {
 mod hw {
     use super::*;
     use crate::arch::cpu::rdtsc;
-    use crate::arch::hpet;
-    use crate::sync::SpinLock;
 
     /// Starts the clock at zero (the first thing the kernel does).
     pub fn start() {
@@ -150,72 +147,6 @@ mod hw {
             fp,
         });
         crate::arch::irq::restore(was);
-    }
-
-    /// The longest span between two re-scales.
-    const MAX_INTERVAL_NS: u64 = 64_000_000_000;
-
-    struct Discipline {
-        /// (TSC, HPET ns, clock ns) when disciplining began.
-        start: (u64, u64, u64),
-        next_ns: u64,
-        interval_ns: u64,
-    }
-
-    static DISCIPLINE: SpinLock<Option<Discipline>> = SpinLock::new(None);
-    /// When [`discipline`] next has work (ns); `u64::MAX` without an HPET.
-    static NEXT_NS: AtomicU64 = AtomicU64::new(u64::MAX);
-
-    /// Begins disciplining the clock against the HPET, if there is one.
-    pub fn start_discipline() {
-        if !hpet::init() {
-            log::info!("clock: no HPET; the TSC keeps its PIT calibration");
-            return;
-        }
-        let was = crate::arch::irq::save_and_disable();
-        let tsc = rdtsc();
-        let reference = hpet::now_ns();
-        let now = now_ns();
-        let first = now + 1_000_000_000;
-        *DISCIPLINE.lock() = Some(Discipline {
-            start: (tsc, reference, now),
-            next_ns: first,
-            interval_ns: 1_000_000_000,
-        });
-        NEXT_NS.store(first, Ordering::Relaxed);
-        crate::arch::irq::restore(was);
-    }
-
-    /// Re-scales the clock when it is time (from the timer interrupt:
-    /// interrupts are off).
-    pub fn discipline(now: u64) {
-        if now < NEXT_NS.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut guard = DISCIPLINE.lock();
-        let Some(d) = guard.as_mut() else { return };
-        let tsc = rdtsc();
-        let sample = (tsc, hpet::now_ns(), now_ns());
-        let old_fp = NS_PER_TSC_FP.load(Ordering::Relaxed);
-        let offset = (sample.2 - d.start.2) as i64 - (sample.1.wrapping_sub(d.start.1)) as i64;
-        let next_interval = (d.interval_ns * 2).min(MAX_INTERVAL_NS);
-        match slewed_rate(d.start, sample, next_interval) {
-            Some(fp) => {
-                if d.interval_ns < MAX_INTERVAL_NS || offset.unsigned_abs() > 1_000_000 {
-                    log::info!(
-                        "clock: TSC at {} kHz against the HPET (was {} kHz), {} µs off; slewing",
-                        (1_000_000u128 << 32) / fp.max(1) as u128,
-                        (1_000_000u128 << 32) / old_fp.max(1) as u128,
-                        offset / 1000
-                    );
-                }
-                set_rate(fp);
-            }
-            None => log::warn!("clock: the HPET went backwards; not disciplining"),
-        }
-        d.interval_ns = next_interval;
-        d.next_ns = sample.2 + next_interval;
-        NEXT_NS.store(d.next_ns, Ordering::Relaxed);
     }
 }
 

@@ -10,6 +10,8 @@ pub mod clock;
 #[cfg(not(test))]
 pub mod cpu;
 #[cfg(not(test))]
+pub mod discipline;
+#[cfg(not(test))]
 pub mod hpet;
 #[cfg(not(test))]
 pub mod ioapic;

@@ -54,6 +54,62 @@ pub fn init() {
     }
 }
 
+/// The RTC's interrupt line (ISA IRQ 8).
+pub const GSI: u32 = 8;
+
+/// Makes the RTC interrupt as each second begins (its update-ended
+/// interrupt): the clock's reference when there is no HPET. False if the
+/// line cannot be routed. After the I/O APICs are set up.
+#[cfg(not(test))]
+pub fn start_update_interrupts() -> bool {
+    if !super::ioapic::route(GSI, false) {
+        return false;
+    }
+    cmos::enable_update_interrupt();
+    super::ioapic::unmask(GSI);
+    true
+}
+
+/// Stops the update interrupts (the HPET is the reference).
+#[cfg(not(test))]
+pub fn stop_update_interrupts() {
+    super::ioapic::mask(GSI);
+    cmos::disable_update_interrupt();
+}
+
+/// The RTC's second `seconds` began at monotonic `now_ns`: sets the wall
+/// clock to it (from the boot read's middle of a second).
+#[cfg(not(test))]
+pub fn set_second_start(seconds: u64, now_ns: u64) {
+    let Some(boot) = seconds
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_sub(now_ns))
+    else {
+        return;
+    };
+    let was = BOOT_UNIX_NS.swap(boot, Ordering::Relaxed);
+    log::info!(
+        "wall clock: set at the start of a second (moved by {} ms)",
+        (boot as i64).wrapping_sub(was as i64) / 1_000_000
+    );
+}
+
+/// The RTC interrupted: acknowledges it (which lowers the line) and, for
+/// the start of a second, tells the clock's discipline.
+#[cfg(not(test))]
+pub fn interrupt() {
+    if cmos::take_update_ended() {
+        super::discipline::rtc_second();
+    }
+}
+
+/// The RTC's time in UNIX seconds, read at once: right after its update
+/// interrupt (the registers hold still for the rest of the second).
+#[cfg(not(test))]
+pub fn seconds_now() -> Option<u64> {
+    cmos::read_now().unix_seconds()
+}
+
 /// A calendar date and time of day, UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Date {
@@ -106,6 +162,10 @@ mod cmos {
     const DATA: u16 = 0x71;
     const STATUS_A: u8 = 0x0a;
     const STATUS_B: u8 = 0x0b;
+    const STATUS_C: u8 = 0x0c;
+    /// Status B: interrupt when an update ends; status C: one did.
+    const UPDATE_INTERRUPT: u8 = 0x10;
+    const UPDATE_ENDED: u8 = 0x10;
     /// Status A: an update is in progress (the time registers may be torn).
     const UPDATING: u8 = 0x80;
     /// Status B: values are binary (else BCD), hours are 24h (else 12h).
@@ -118,6 +178,32 @@ mod cmos {
         // Bit 7 of the index port masks NMIs: keep it clear.
         outb(INDEX, index & 0x7f);
         inb(DATA)
+    }
+
+    fn set_register(index: u8, value: u8) {
+        outb(INDEX, index & 0x7f);
+        outb(DATA, value);
+    }
+
+    pub fn enable_update_interrupt() {
+        set_register(STATUS_B, register(STATUS_B) | UPDATE_INTERRUPT);
+        // Reading status C clears what is pending.
+        register(STATUS_C);
+    }
+
+    pub fn disable_update_interrupt() {
+        set_register(STATUS_B, register(STATUS_B) & !UPDATE_INTERRUPT);
+        register(STATUS_C);
+    }
+
+    /// Reads (and so clears) status C: whether an update ended.
+    pub fn take_update_ended() -> bool {
+        register(STATUS_C) & UPDATE_ENDED != 0
+    }
+
+    /// The date, read once, for when no update can be under way.
+    pub fn read_now() -> Date {
+        decode(raw(), register(STATUS_B))
     }
 
     /// Raw (seconds, minutes, hours, day, month, year, century) as stored.

@@ -10,6 +10,7 @@ use starina::hypervisor::Injection;
 use starina::hypervisor::VcpuControl;
 use starina::timer::now_ns;
 use starina::Error;
+use starina_vmm::exit::Access;
 use starina_vmm::exit::VmExit;
 use starina_vmm::msr::MsrEffect;
 use starina_vmm::vm::ExitAction;
@@ -71,6 +72,18 @@ impl Guest {
             // TSC MSR (rare: Linux uses RDTSC) see this.
             host_tsc: now,
         };
+        if matches!(
+            exit,
+            VmExit::Msr {
+                access: Access::Write,
+                ..
+            }
+        ) {
+            // The kvm-clock MSRs write the guest's clock: with the latest
+            // (the wall clock may have been set since the last halt).
+            self.vm
+                .set_host_clock(starina::hypervisor::host_clock(), &mut self.ram);
+        }
         let action = self
             .vm
             .handle_exit(&exit, &mut self.state, &mut self.ram, ctx);
