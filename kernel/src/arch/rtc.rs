@@ -1,7 +1,13 @@
-//! The wall clock: the CMOS real-time clock, read once at boot. Afterwards
-//! the time of day is the boot time plus the monotonic clock (the RTC
-//! ticks in whole seconds; reading it on every call would cost port I/O
-//! exits for nothing).
+//! The wall clock: the CMOS real-time clock, read once at boot, and set to
+//! the start of a second at the RTC's first update interrupt (`discipline`;
+//! the boot read only knows which second it is in). Afterwards the time of
+//! day is the boot time plus the monotonic clock (the RTC ticks in whole
+//! seconds; reading it on every call would cost port I/O exits for
+//! nothing). Its update interrupt also serves as the clock's reference
+//! when there is no HPET.
+//!
+//! Under QEMU the RTC's seconds begin when QEMU started, not when the
+//! host's do: it lags the host's clock by that fraction of a second.
 
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
