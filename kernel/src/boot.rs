@@ -129,7 +129,7 @@ fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 
 #[no_mangle]
 pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
-    arch::apic::start_clock();
+    arch::clock::start();
     crate::klog::init();
     arch::trap::init();
     arch::xstate::init();
@@ -164,6 +164,7 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     arch::apic::init();
     arch::rtc::init();
     arch::ioapic::init();
+    arch::discipline::start();
     crate::device::discover(&info.cmdline);
     crate::bootfs::init(info.module.map(|(base, size)| {
         // SAFETY: the module's pages were kept out of the page allocator

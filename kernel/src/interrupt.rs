@@ -144,6 +144,7 @@ pub fn handle(frame: &mut TrapFrame) {
             apic::eoi();
             apic::timer_fired();
             let now = crate::arch::time::now_ns();
+            crate::arch::discipline::timer_tick(now);
             next_timer = timer::fire_expired(now);
             let expired = sched::slice_expired(now);
             sched::switch(frame, expired, true);
@@ -158,11 +159,16 @@ pub fn handle(frame: &mut TrapFrame) {
             .contains(&v) =>
         {
             let gsi = (v - crate::arch::ioapic::VECTOR_IRQ_BASE) as u32;
-            if !crate::object::interrupt::fire(gsi) {
-                log::warn!("interrupt on GSI {gsi} with no driver; line masked");
+            if gsi == crate::arch::rtc::GSI {
+                // The kernel's own: the clock's reference (`discipline`).
+                crate::arch::rtc::interrupt();
+            } else {
+                if !crate::object::interrupt::fire(gsi) {
+                    log::warn!("interrupt on GSI {gsi} with no driver; line masked");
+                }
+                device = true;
             }
             apic::eoi();
-            device = true;
         }
         v => {
             apic::eoi();

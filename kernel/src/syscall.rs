@@ -9,6 +9,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use starina::abi::vcpu::HostClock;
 use starina::abi::vcpu::Injection;
 use starina::abi::vcpu::VcpuControl;
 use starina::abi::vcpu::VcpuState;
@@ -416,6 +417,10 @@ impl KernelApi for Kernel {
 
     fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
         sched::in_kernel(|| crate::arch::cpu::cpuid(leaf, subleaf))
+    }
+
+    fn host_clock(&self) -> HostClock {
+        sched::in_kernel(crate::arch::clock::host_clock)
     }
 
     fn bootfs_file(&self, name: &str) -> Result<&'static [u8], Error> {

@@ -17,6 +17,7 @@
 
 use crate::abi::guest_memory::GuestMemory;
 use crate::abi::guest_memory::MemError;
+pub use crate::abi::vcpu::HostClock;
 pub use crate::abi::vcpu::Injection;
 pub use crate::abi::vcpu::VcpuControl;
 use crate::abi::vcpu::VcpuState;
@@ -120,6 +121,13 @@ impl Vcpu {
     pub fn control(&self, control: VcpuControl) -> Result<(), Error> {
         kernel().vcpu_control(self.0.id(), control)
     }
+}
+
+/// The kernel's clock (TSC rate and epoch, wall-clock offset), as the
+/// VMM's kvm-clock needs it. Call again when it may have been re-scaled
+/// ([`HostClock::generation`]).
+pub fn host_clock() -> HostClock {
+    kernel().host_clock()
 }
 
 /// The host CPU's CPUID leaf, as the VMM's CPUID policy needs it.

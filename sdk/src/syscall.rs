@@ -15,6 +15,7 @@
 
 use alloc::boxed::Box;
 
+use crate::abi::vcpu::HostClock;
 use crate::abi::vcpu::Injection;
 use crate::abi::vcpu::VcpuControl;
 use crate::abi::vcpu::VcpuState;
@@ -209,6 +210,9 @@ pub trait KernelApi: Sync {
     /// The wall clock: nanoseconds since 1970-01-01 UTC (the machine's
     /// RTC at boot plus the monotonic clock since).
     fn time_unix(&self) -> u64;
+    /// The clock's parameters (TSC rate and epoch, wall-clock offset), for
+    /// a VMM's paravirtual guest clock.
+    fn host_clock(&self) -> HostClock;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -9,6 +9,8 @@ use std::process::Command;
 use std::process::Stdio;
 use std::time::Duration;
 use std::time::Instant;
+use std::time::SystemTime;
+use std::time::UNIX_EPOCH;
 
 use starina_host::exec::ExecOptions;
 use starina_host::Streams;
@@ -24,6 +26,27 @@ struct Exec {
     code: Option<i32>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
+    /// When each piece of stdout arrived: (host time, its offset).
+    arrivals: Vec<(SystemTime, usize)>,
+}
+
+/// Stdout that notes when each piece arrives.
+#[derive(Default)]
+struct Stamped {
+    bytes: Vec<u8>,
+    arrivals: Vec<(SystemTime, usize)>,
+}
+
+impl Write for Stamped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.arrivals.push((SystemTime::now(), self.bytes.len()));
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Exec {
@@ -33,6 +56,16 @@ impl Exec {
 
     fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// When the stdout byte at `offset` reached the host.
+    fn arrival(&self, offset: usize) -> SystemTime {
+        self.arrivals
+            .iter()
+            .rev()
+            .find(|(_, start)| *start <= offset)
+            .expect("stdout arrived")
+            .0
     }
 
     fn describe(&self) -> String {
@@ -72,7 +105,7 @@ fn exec_as(user: Option<&str>, argv: &[&str], stdin: &[u8], log: bool) -> Exec {
     let disk = TempDisk::new().expect("a temporary directory");
     starina_host::disk::create(&disk.path(), TEST_DISK_SIZE, None).expect("mke2fs");
     opts.disk.path = Some(disk.path());
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let (mut stdout, mut stderr) = (Stamped::default(), Vec::new());
     let mut io = Streams {
         out: &mut stdout,
         err: &mut stderr,
@@ -81,8 +114,9 @@ fn exec_as(user: Option<&str>, argv: &[&str], stdin: &[u8], log: bool) -> Exec {
     let status = starina_host::exec::exec(&host_with_env(&[]), &opts, input, &mut io);
     let e = Exec {
         code: Some(status.code()),
-        stdout,
+        stdout: stdout.bytes,
         stderr,
+        arrivals: stdout.arrivals,
     };
     let user = user.map_or(String::new(), |u| format!("--user {u} "));
     println!(
@@ -94,16 +128,51 @@ fn exec_as(user: Option<&str>, argv: &[&str], stdin: &[u8], log: bool) -> Exec {
     e
 }
 
+/// Also the guest's clock, in the same boot: kvm-clock over Starina's
+/// clock, which reads the host's RTC at boot, so `date` matches the host's
+/// within 2 s and uptime advances at the host's rate.
 #[test]
 #[ignore = "boots Starina and Linux under QEMU; run by make test"]
-fn exec_uname_reports_linux_6_12() {
-    let e = exec(&["uname", "-a"], b"");
+fn exec_uname_reports_linux_6_12_and_the_hosts_time() {
+    let clock = "cat /sys/devices/system/clocksource/clocksource0/current_clocksource; \
+        echo up $(cut -d' ' -f1 /proc/uptime) $(date +%s); sleep 4; \
+        echo up $(cut -d' ' -f1 /proc/uptime) $(date +%s)";
+    let e = exec(&["sh", "-c", &format!("uname -a; {clock}")], b"");
     assert_eq!(e.code, Some(0), "{}", e.describe());
     let out = e.stdout();
     assert!(
         out.starts_with("Linux ") && out.contains(" 6.12"),
         "{}",
         e.describe()
+    );
+    assert_eq!(out.lines().nth(1), Some("kvm-clock"), "{}", e.describe());
+    // (guest uptime, guest date, host time when the line arrived), in s.
+    let samples: Vec<(f64, f64, f64)> = out
+        .match_indices("up ")
+        .map(|(at, _)| {
+            let line = out[at..].lines().next().unwrap();
+            let v: Vec<f64> = line[3..]
+                .split(' ')
+                .map(|x| x.parse().expect("a number"))
+                .collect();
+            let host = e.arrival(at).duration_since(UNIX_EPOCH).unwrap();
+            (v[0], v[1], host.as_secs_f64())
+        })
+        .collect();
+    assert_eq!(samples.len(), 2, "{}", e.describe());
+    for &(_, date, host) in &samples {
+        // `date` rounds down and the line takes a moment to arrive.
+        assert!(
+            date + 1.0 > host - 2.0 - 1.0 && date < host + 2.0,
+            "guest date {date} vs host {host:.3}\n{}",
+            e.describe()
+        );
+    }
+    let guest = samples[1].0 - samples[0].0;
+    let host = samples[1].2 - samples[0].2;
+    assert!(
+        guest > 3.9 && (guest - host).abs() < 1.0,
+        "uptime advanced {guest:.2} s while the host's clock advanced {host:.2} s"
     );
 }
 

@@ -7,7 +7,8 @@
 //! MSRs (each would be an MSR the VMM must emulate), one CPU, and the
 //! hypervisor bit set. The hypervisor leaves at 0x4000_0000 say "StarinaVMM"
 //! unless the VMM implements kvm-clock, in which case they say "KVMKVMKVM"
-//! so Linux enables it.
+//! so Linux enables it (and the invariant-TSC bit is hidden, so Linux
+//! keeps kvm-clock rather than preferring the raw TSC).
 //!
 //! XSAVE (leaf 0xD, and the AVX/AVX-512 feature bits) offers exactly
 //! [`CpuidPolicy::xcr0_mask`]: the VMM hands the same mask to the kernel
@@ -251,8 +252,15 @@ impl CpuidPolicy {
             }
             0x8000_0007 => {
                 // Keep only the invariant TSC bit: power management is ours.
+                // With kvm-clock it goes too: Linux would then prefer the
+                // raw TSC, which cannot follow the host clock's
+                // discipline (as QEMU/KVM hide it unless asked).
+                let keep = match self.paravirt {
+                    Paravirt::None => E7_EDX_INVARIANT_TSC,
+                    Paravirt::Kvm { .. } => 0,
+                };
                 r = CpuidResult {
-                    edx: r.edx & E7_EDX_INVARIANT_TSC,
+                    edx: r.edx & keep,
                     ..Default::default()
                 };
             }
@@ -484,6 +492,10 @@ mod tests {
             f.eax,
             KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT
         );
+        // Invariant TSC: shown without kvm-clock, hidden with it.
+        let e7 = |p: &CpuidPolicy| p.cpuid(0x8000_0007, 0, 0, xcr0::X87, &host).edx;
+        assert_eq!(e7(&CpuidPolicy::default()), E7_EDX_INVARIANT_TSC);
+        assert_eq!(e7(&kvm), 0);
     }
 
     /// A Zen 4-like host: x87, SSE, AVX, AVX-512 and PKRU; XSAVEOPT,

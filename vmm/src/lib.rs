@@ -17,6 +17,7 @@
 //! | [`pic`], [`pit`], [`legacy`], [`iobus`] | 8259A pair, 8254 + port 0x61, CMOS/i8042, port routing |
 //! | [`virtio`] | virtio-mmio v2 transport, split virtqueues; virtio-console, -fs, -net, -blk |
 //! | [`cpuid`], [`msr`] | what the guest sees of the CPU |
+//! | [`kvmclock`] | the paravirtual clock (kvm-clock) the guest reads without exits |
 //! | [`vm`] | all devices together and `Vm::handle_exit` |
 //! | [`repeats`] | bounded logging of what a guest can repeat at will |
 #![cfg_attr(not(test), no_std)]
@@ -29,6 +30,7 @@ pub mod cpuid;
 pub mod decode;
 pub mod exit;
 pub mod iobus;
+pub mod kvmclock;
 pub mod legacy;
 pub mod memory;
 pub mod msr;

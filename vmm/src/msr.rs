@@ -69,7 +69,8 @@ pub enum MsrEffect {
     /// PAT changed: copy into the guest PAT field.
     Pat(u64),
     /// kvm-clock: the guest registered its system-time structure at this
-    /// GPA (bit 0 = enable), or its wall-clock structure.
+    /// GPA (bit 0 = enable), or its wall-clock structure. The VM writes
+    /// them (`kvmclock`); the backend has nothing to do.
     KvmSystemTime(u64),
     KvmWallClock(u64),
 }

@@ -377,6 +377,8 @@ impl Fuzzer {
                 self.note::<()>(SyscallNo::TimeNow, &Ok(()));
                 let _ = k().time_unix();
                 self.note::<()>(SyscallNo::TimeUnix, &Ok(()));
+                let _ = k().host_clock();
+                self.note::<()>(SyscallNo::HostClock, &Ok(()));
             }
             2 => {
                 let _ = k().process_id();

@@ -1,5 +1,6 @@
 //! The local APIC (xAPIC, through MMIO) drives the scheduler's one-shot
-//! timer; the 8254 PIT calibrates it and the TSC once at boot; the legacy
+//! timer; the 8254 PIT calibrates it and the TSC once at boot (the
+//! clock then refines the TSC's rate: `clock`); the legacy
 //! 8259 PICs are remapped and masked so they never deliver anything.
 
 use core::sync::atomic::AtomicU64;
@@ -28,10 +29,6 @@ const REG_TIMER_DIVIDE: usize = 0x3e0;
 static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 /// LAPIC timer ticks per 2^32 ns (fixed point), from calibration.
 static LAPIC_TICKS_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
-/// ns per TSC tick as 32.32 fixed point (the inverse of the calibrated
-/// rate), so reading the clock is a multiply rather than a 128-bit division.
-static NS_PER_TSC_FP: AtomicU64 = AtomicU64::new(1 << 32);
-static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
 /// When the programmed one-shot timer fires (ns since boot), or
 /// [`NOT_ARMED`]. Changed with interrupts off only.
 static ARMED_DEADLINE: AtomicU64 = AtomicU64::new(NOT_ARMED);
@@ -127,13 +124,11 @@ fn calibrate_with_pit() -> Option<(u64, u64)> {
     Some((tsc_fp, apic_fp))
 }
 
+/// Sets the clock's rate (ns per TSC tick as 32.32 fixed point, the
+/// inverse of the calibrated rate, so reading the clock is a multiply
+/// rather than a 128-bit division).
 fn set_tsc_rate(tsc_per_ns_fp: u64) {
-    NS_PER_TSC_FP.store(((1u128 << 64) / tsc_per_ns_fp as u128) as u64, Ordering::Relaxed);
-}
-
-/// Starts the clock (the first thing the kernel does).
-pub fn start_clock() {
-    TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
+    super::clock::set_rate(((1u128 << 64) / tsc_per_ns_fp as u128) as u64);
 }
 
 pub fn init() {
@@ -195,7 +190,7 @@ pub fn arm_timer_within(ns: u64) {
 #[inline(always)]
 fn arm_timer(deadline: impl FnOnce(u64) -> u64) {
     let was = crate::arch::irq::save_and_disable();
-    let now = now_ns();
+    let now = super::clock::now_ns();
     let armed = ARMED_DEADLINE.load(Ordering::Relaxed);
     if let Some(deadline) = sched::earlier_deadline(armed, now, deadline(now)) {
         ARMED_DEADLINE.store(deadline, Ordering::Relaxed);
@@ -207,10 +202,4 @@ fn arm_timer(deadline: impl FnOnce(u64) -> u64) {
 /// The timer interrupt came: nothing is armed until the handler arms again.
 pub fn timer_fired() {
     ARMED_DEADLINE.store(NOT_ARMED, Ordering::Relaxed);
-}
-
-/// Nanoseconds since the kernel started (from the TSC).
-pub fn now_ns() -> u64 {
-    let delta = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
-    ((delta as u128 * NS_PER_TSC_FP.load(Ordering::Relaxed) as u128) >> 32) as u64
 }

@@ -6,8 +6,13 @@ pub mod apic;
 pub mod asid;
 #[cfg(not(test))]
 mod boot_asm;
+pub mod clock;
 #[cfg(not(test))]
 pub mod cpu;
+#[cfg(not(test))]
+pub mod discipline;
+#[cfg(not(test))]
+pub mod hpet;
 #[cfg(not(test))]
 pub mod ioapic;
 pub mod rtc;
@@ -61,7 +66,7 @@ pub mod irq {
 pub mod time {
     #[cfg(not(test))]
     pub fn now_ns() -> u64 {
-        super::apic::now_ns()
+        super::clock::now_ns()
     }
 
     /// Host tests drive time by hand.

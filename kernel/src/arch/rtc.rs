@@ -1,7 +1,13 @@
-//! The wall clock: the CMOS real-time clock, read once at boot. Afterwards
-//! the time of day is the boot time plus the monotonic clock (the RTC
-//! ticks in whole seconds; reading it on every call would cost port I/O
-//! exits for nothing).
+//! The wall clock: the CMOS real-time clock, read once at boot, and set to
+//! the start of a second at the RTC's first update interrupt (`discipline`;
+//! the boot read only knows which second it is in). Afterwards the time of
+//! day is the boot time plus the monotonic clock (the RTC ticks in whole
+//! seconds; reading it on every call would cost port I/O exits for
+//! nothing). Its update interrupt also serves as the clock's reference
+//! when there is no HPET.
+//!
+//! Under QEMU the RTC's seconds begin when QEMU started, not when the
+//! host's do: it lags the host's clock by that fraction of a second.
 
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
@@ -12,10 +18,19 @@ static BOOT_UNIX_NS: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds since 1970-01-01 UTC, or since boot if the machine has
 /// no readable RTC.
 pub fn unix_ns() -> u64 {
-    BOOT_UNIX_NS
-        .load(Ordering::Relaxed)
-        .saturating_add(super::time::now_ns())
+    boot_unix_ns().saturating_add(super::time::now_ns())
 }
+
+/// The wall clock when the monotonic clock read zero.
+pub fn boot_unix_ns() -> u64 {
+    BOOT_UNIX_NS.load(Ordering::Relaxed)
+}
+
+/// The RTC counts whole seconds: the true time is anywhere in the second
+/// it shows, so the boot time is put in its middle (at most half a second
+/// off, either way, rather than up to a whole second behind).
+#[cfg(not(test))]
+const HALF_SECOND_NS: u64 = 500_000_000;
 
 /// Reads the RTC and sets the boot time. Logs the date it read, or why
 /// the wall clock starts at zero.
@@ -24,7 +39,8 @@ pub fn init() {
     match cmos::read() {
         Some(date) => match date.unix_seconds() {
             Some(secs) => {
-                let boot = (secs * 1_000_000_000).saturating_sub(super::time::now_ns());
+                let boot =
+                    (secs * 1_000_000_000 + HALF_SECOND_NS).saturating_sub(super::time::now_ns());
                 BOOT_UNIX_NS.store(boot, Ordering::Relaxed);
                 log::info!(
                     "wall clock: {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC (CMOS RTC)",
@@ -42,6 +58,62 @@ pub fn init() {
         },
         None => log::warn!("wall clock: no CMOS RTC answers; time starts at 1970"),
     }
+}
+
+/// The RTC's interrupt line (ISA IRQ 8).
+pub const GSI: u32 = 8;
+
+/// Makes the RTC interrupt as each second begins (its update-ended
+/// interrupt): the clock's reference when there is no HPET. False if the
+/// line cannot be routed. After the I/O APICs are set up.
+#[cfg(not(test))]
+pub fn start_update_interrupts() -> bool {
+    if !super::ioapic::route(GSI, false) {
+        return false;
+    }
+    cmos::enable_update_interrupt();
+    super::ioapic::unmask(GSI);
+    true
+}
+
+/// Stops the update interrupts (the HPET is the reference).
+#[cfg(not(test))]
+pub fn stop_update_interrupts() {
+    super::ioapic::mask(GSI);
+    cmos::disable_update_interrupt();
+}
+
+/// The RTC's second `seconds` began at monotonic `now_ns`: sets the wall
+/// clock to it (from the boot read's middle of a second).
+#[cfg(not(test))]
+pub fn set_second_start(seconds: u64, now_ns: u64) {
+    let Some(boot) = seconds
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_sub(now_ns))
+    else {
+        return;
+    };
+    let was = BOOT_UNIX_NS.swap(boot, Ordering::Relaxed);
+    log::info!(
+        "wall clock: set at the start of a second (moved by {} ms)",
+        (boot as i64).wrapping_sub(was as i64) / 1_000_000
+    );
+}
+
+/// The RTC interrupted: acknowledges it (which lowers the line) and, for
+/// the start of a second, tells the clock's discipline.
+#[cfg(not(test))]
+pub fn interrupt() {
+    if cmos::take_update_ended() {
+        super::discipline::rtc_second();
+    }
+}
+
+/// The RTC's time in UNIX seconds, read at once: right after its update
+/// interrupt (the registers hold still for the rest of the second).
+#[cfg(not(test))]
+pub fn seconds_now() -> Option<u64> {
+    cmos::read_now().unix_seconds()
 }
 
 /// A calendar date and time of day, UTC.
@@ -96,6 +168,10 @@ mod cmos {
     const DATA: u16 = 0x71;
     const STATUS_A: u8 = 0x0a;
     const STATUS_B: u8 = 0x0b;
+    const STATUS_C: u8 = 0x0c;
+    /// Status B: interrupt when an update ends; status C: one did.
+    const UPDATE_INTERRUPT: u8 = 0x10;
+    const UPDATE_ENDED: u8 = 0x10;
     /// Status A: an update is in progress (the time registers may be torn).
     const UPDATING: u8 = 0x80;
     /// Status B: values are binary (else BCD), hours are 24h (else 12h).
@@ -108,6 +184,32 @@ mod cmos {
         // Bit 7 of the index port masks NMIs: keep it clear.
         outb(INDEX, index & 0x7f);
         inb(DATA)
+    }
+
+    fn set_register(index: u8, value: u8) {
+        outb(INDEX, index & 0x7f);
+        outb(DATA, value);
+    }
+
+    pub fn enable_update_interrupt() {
+        set_register(STATUS_B, register(STATUS_B) | UPDATE_INTERRUPT);
+        // Reading status C clears what is pending.
+        register(STATUS_C);
+    }
+
+    pub fn disable_update_interrupt() {
+        set_register(STATUS_B, register(STATUS_B) & !UPDATE_INTERRUPT);
+        register(STATUS_C);
+    }
+
+    /// Reads (and so clears) status C: whether an update ended.
+    pub fn take_update_ended() -> bool {
+        register(STATUS_C) & UPDATE_ENDED != 0
+    }
+
+    /// The date, read once, for when no update can be under way.
+    pub fn read_now() -> Date {
+        decode(raw(), register(STATUS_B))
     }
 
     /// Raw (seconds, minutes, hours, day, month, year, century) as stored.

@@ -47,11 +47,12 @@ pub enum SyscallNo {
     SystemLogRead = 37,
     SystemMemoryStats = 38,
     TimeUnix = 39,
+    HostClock = 40,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 39] = [
+    pub const ALL: [SyscallNo; 40] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -91,6 +92,7 @@ impl SyscallNo {
         SyscallNo::SystemLogRead,
         SyscallNo::SystemMemoryStats,
         SyscallNo::TimeUnix,
+        SyscallNo::HostClock,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -144,6 +146,7 @@ impl SyscallNo {
             SyscallNo::SystemLogRead => "system_log_read",
             SyscallNo::SystemMemoryStats => "system_memory_stats",
             SyscallNo::TimeUnix => "time_unix",
+            SyscallNo::HostClock => "host_clock",
         }
     }
 }

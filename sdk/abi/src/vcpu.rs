@@ -268,6 +268,31 @@ pub enum VcpuControl {
     Xcr0Allowed(u64),
 }
 
+/// The host's monotonic and wall clocks as a guest's paravirtual clock
+/// (kvm-clock) needs them: at host TSC `tsc` (when the kernel was asked)
+/// the monotonic clock read `ns`, and it advances by `ns_per_tsc_fp`
+/// nanoseconds (32.32 fixed point) per TSC tick until the kernel re-scales
+/// it (disciplining it against a better oscillator), which changes
+/// `generation`. The wall clock is `unix_ns_at_zero` plus the monotonic
+/// clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostClock {
+    pub tsc: u64,
+    pub ns: u64,
+    pub ns_per_tsc_fp: u64,
+    pub unix_ns_at_zero: u64,
+    pub generation: u64,
+}
+
+impl HostClock {
+    /// The monotonic clock at host TSC `tsc` (at or after [`HostClock::tsc`]).
+    pub fn ns_at(&self, tsc: u64) -> u64 {
+        let ticks = tsc.wrapping_sub(self.tsc) as u128;
+        self.ns
+            .wrapping_add(((ticks * self.ns_per_tsc_fp as u128) >> 32) as u64)
+    }
+}
+
 /// XCR0 state-component bits (Intel SDM vol. 1 13.1, AMD APM vol. 2
 /// 11.5.2) and the rules the kernel and the VMM's CPUID policy share.
 pub mod xcr0 {

@@ -9,6 +9,7 @@ mod ipc;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::abi::vcpu::HostClock;
 use crate::abi::vcpu::Injection;
 use crate::abi::vcpu::VcpuControl;
 use crate::abi::vcpu::VcpuState;
@@ -99,6 +100,10 @@ impl KernelApi for FakeKernel {
 
     fn time_unix(&self) -> u64 {
         0
+    }
+
+    fn host_clock(&self) -> HostClock {
+        HostClock::default()
     }
 
     fn handle_close(&self, handle: HandleId) -> Result<(), Error> {

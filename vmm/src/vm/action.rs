@@ -23,8 +23,9 @@ pub enum ExitAction {
         vector: u8,
         error_code: Option<u32>,
     },
-    /// An MSR write that the backend must mirror (TSC offset, EFER, PAT,
-    /// kvm-clock), then resume.
+    /// An MSR write that the backend must mirror (TSC offset, EFER, PAT),
+    /// then resume. The kvm-clock MSRs never come here: the VMM writes the
+    /// guest's clock structures itself.
     ApplyMsr(MsrEffect),
     /// The guest asked for a reset (i8042 0xfe).
     Reset,

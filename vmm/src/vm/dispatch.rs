@@ -88,7 +88,7 @@ impl Vm {
                 access: Access::Write,
                 index,
                 value,
-            } => Ok(self.wrmsr(index, value, state, ctx)),
+            } => Ok(self.wrmsr(index, value, state, mem, ctx)),
             VmExit::Hlt => Ok(self.hlt(state, ctx)),
             VmExit::Vmmcall => {
                 state.set_gpr(Gpr::Rax, HYPERCALL_ENOSYS);
@@ -169,16 +169,25 @@ impl Vm {
         index: u32,
         value: u64,
         state: &mut VcpuState,
+        mem: &mut dyn GuestMemory,
         ctx: ExitContext,
     ) -> ExitAction {
         match self.msrs.write(index, value, ctx.host_tsc) {
             Ok(effect) => {
                 state.rip = state.rip.wrapping_add(2);
-                if let MsrEffect::Efer(efer) = effect {
-                    state.efer = efer;
+                let offset = self.msrs.tsc_offset;
+                match effect {
+                    MsrEffect::Efer(efer) => state.efer = efer,
+                    MsrEffect::KvmSystemTime(v) => self.kvmclock.system_time_msr(v, mem, offset),
+                    MsrEffect::KvmWallClock(gpa) => self.kvmclock.wall_clock_msr(gpa, mem),
+                    MsrEffect::TscOffset(_) => self.kvmclock.tsc_offset_changed(mem, offset),
+                    MsrEffect::Pat(_) | MsrEffect::None => {}
                 }
                 match effect {
-                    MsrEffect::None => ExitAction::Resume,
+                    // The VMM wrote the guest's clock structures itself.
+                    MsrEffect::None | MsrEffect::KvmSystemTime(_) | MsrEffect::KvmWallClock(_) => {
+                        ExitAction::Resume
+                    }
                     e => ExitAction::ApplyMsr(e),
                 }
             }

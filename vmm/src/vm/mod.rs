@@ -57,7 +57,11 @@ use crate::boot::VirtioMmioDevice;
 use crate::cpuid::CpuidPolicy;
 use crate::cpuid::CpuidResult;
 use crate::cpuid::Paravirt;
+use crate::cpuid::KVM_FEATURE_CLOCKSOURCE2;
+use crate::cpuid::KVM_FEATURE_CLOCKSOURCE_STABLE_BIT;
+use crate::exit::HostClock;
 use crate::iobus::IoBus;
+use crate::kvmclock::KvmClock;
 use crate::legacy::Cmos;
 use crate::legacy::I8042;
 use crate::memory::GuestMemory;
@@ -81,6 +85,7 @@ pub struct Vm {
     virtio: VirtioBus,
     cpuid: CpuidPolicy,
     msrs: MsrState,
+    kvmclock: KvmClock,
     /// Executes CPUID on the host.
     host_cpuid: fn(u32, u32) -> CpuidResult,
     ports: IoBus<PortDevice>,
@@ -107,6 +112,7 @@ impl Vm {
             virtio: VirtioBus::new(),
             cpuid,
             msrs,
+            kvmclock: KvmClock::new(),
             host_cpuid,
             ports: ports::port_bus(),
         }
@@ -145,6 +151,31 @@ impl Vm {
     /// What CPUID shows the guest.
     pub fn cpuid_policy(&self) -> &CpuidPolicy {
         &self.cpuid
+    }
+
+    // -- kvm-clock -----------------------------------------------------------
+
+    /// Offers kvm-clock (KVM signature and clock features in CPUID, its
+    /// MSRs) over the host clock `host`. Call before the first run.
+    pub fn enable_kvm_clock(&mut self, host: HostClock, mem: &mut dyn GuestMemory) {
+        self.cpuid.paravirt = Paravirt::Kvm {
+            features: KVM_FEATURE_CLOCKSOURCE2 | KVM_FEATURE_CLOCKSOURCE_STABLE_BIT,
+        };
+        self.msrs.kvm_clock = true;
+        self.kvmclock.set_host(host, mem, self.msrs.tsc_offset);
+    }
+
+    /// The host clock as the kernel reports it now: when it was re-scaled
+    /// (a new generation), the guest's kvm-clock follows from now on.
+    pub fn set_host_clock(&mut self, host: HostClock, mem: &mut dyn GuestMemory) {
+        if self.msrs.kvm_clock {
+            self.kvmclock.set_host(host, mem, self.msrs.tsc_offset);
+        }
+    }
+
+    /// The guest's kvm-clock.
+    pub fn kvm_clock(&self) -> &KvmClock {
+        &self.kvmclock
     }
 
     // -- virtio --------------------------------------------------------------

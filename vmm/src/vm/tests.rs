@@ -490,3 +490,85 @@ fn serial_and_msr_accessors() {
     assert_eq!(st.gpr(Gpr::Rax), efer & 0xffff_ffff);
     assert_eq!(vm.cpuid_policy().paravirt, CpuidPolicy::default().paravirt);
 }
+
+fn wrmsr(
+    vm: &mut Vm,
+    st: &mut VcpuState,
+    mem: &mut VecMemory,
+    index: u32,
+    value: u64,
+) -> ExitAction {
+    vm.handle_exit(
+        &VmExit::Msr {
+            access: Access::Write,
+            index,
+            value,
+        },
+        st,
+        mem,
+        CTX,
+    )
+    .unwrap()
+}
+
+#[test]
+fn kvm_clock_msrs_write_the_guest_structures() {
+    let mut mem = VecMemory::new(1 << 20);
+    let mut st = VcpuState::default();
+    let mut vm = vm();
+    // Not offered: the MSRs fault and CPUID says StarinaVMM.
+    let system_time = crate::msr::MSR_KVM_SYSTEM_TIME_NEW;
+    let gp = ExitAction::InjectException {
+        vector: 13,
+        error_code: Some(0),
+    };
+    assert_eq!(wrmsr(&mut vm, &mut st, &mut mem, system_time, 0x3001), gp);
+    let host = HostClock {
+        tsc: 7_000,
+        ns: 3_000_000,
+        ns_per_tsc_fp: 1 << 31,
+        unix_ns_at_zero: 1_700_000_000_000_000_000,
+        generation: 0,
+    };
+    vm.enable_kvm_clock(host, &mut mem);
+    assert!(matches!(vm.cpuid_policy().paravirt, Paravirt::Kvm { .. }));
+    let wall = crate::msr::MSR_KVM_WALL_CLOCK_NEW;
+    assert_eq!(
+        wrmsr(&mut vm, &mut st, &mut mem, wall, 0x3100),
+        ExitAction::Resume
+    );
+    assert_eq!(
+        wrmsr(&mut vm, &mut st, &mut mem, system_time, 0x3001),
+        ExitAction::Resume
+    );
+    assert_eq!(st.rip, 4);
+    let mut b = [0u8; 32];
+    mem.read(0x3000, &mut b).unwrap();
+    assert_eq!(&b[0..4], &2u32.to_le_bytes(), "even version");
+    assert_eq!(&b[8..16], &7_000u64.to_le_bytes(), "tsc_timestamp");
+    assert_eq!(&b[16..24], &3_000_000u64.to_le_bytes(), "system_time");
+    assert_eq!(
+        &b[24..28],
+        &(1u32 << 31).to_le_bytes(),
+        "mul: 0.5 ns per tick"
+    );
+    mem.read(0x3100, &mut b[..12]).unwrap();
+    assert_eq!(&b[4..8], &1_700_000_000u32.to_le_bytes());
+    // A re-scaled host clock reaches the guest.
+    let rescaled = HostClock {
+        tsc: 9_000,
+        ns: 3_001_000,
+        ns_per_tsc_fp: 1 << 30,
+        generation: 1,
+        ..host
+    };
+    vm.set_host_clock(rescaled, &mut mem);
+    let info = vm.kvm_clock().time_info().unwrap();
+    assert_eq!((info.tsc_timestamp, info.system_time), (9_000, 3_001_000));
+    // A bad address: ignored, the guest goes on.
+    assert_eq!(
+        wrmsr(&mut vm, &mut st, &mut mem, system_time, u64::MAX),
+        ExitAction::Resume
+    );
+    assert_eq!(vm.kvm_clock().time_info(), None);
+}

@@ -16,6 +16,7 @@ use starina::hypervisor::Vcpu;
 use starina::hypervisor::VcpuControl;
 use starina::poll::Poll;
 use starina::timer::now_ns;
+use starina::timer::unix_seconds;
 use starina::timer::Timer;
 use starina::Error;
 use starina_vmm::boot;
@@ -54,7 +55,10 @@ impl Guest {
         } = job;
         let files = boot_files(&config)?;
         let (mut ram, vcpu) = create_vm(&hypervisor, config.memory_bytes)?;
-        let mut vm = Vm::new(CpuidPolicy::default(), host_cpuid, 0, now_ns());
+        let mut vm = Vm::new(CpuidPolicy::default(), host_cpuid, unix_seconds(), now_ns());
+        // The guest's clock: kvm-clock over the kernel's (no calibration,
+        // Starina's wall clock).
+        vm.enable_kvm_clock(starina::hypervisor::host_clock(), &mut ram);
         let xcr0_mask = vm.xcr0_mask();
         vcpu.control(VcpuControl::Xcr0Allowed(xcr0_mask))
             .map_err(|e| {

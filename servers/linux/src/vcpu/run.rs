@@ -10,6 +10,7 @@ use starina::hypervisor::Injection;
 use starina::hypervisor::VcpuControl;
 use starina::timer::now_ns;
 use starina::Error;
+use starina_vmm::exit::Access;
 use starina_vmm::exit::VmExit;
 use starina_vmm::msr::MsrEffect;
 use starina_vmm::vm::ExitAction;
@@ -75,6 +76,18 @@ impl Guest {
             // TSC MSR (rare: Linux uses RDTSC) see this.
             host_tsc: now,
         };
+        if matches!(
+            exit,
+            VmExit::Msr {
+                access: Access::Write,
+                ..
+            }
+        ) {
+            // The kvm-clock MSRs write the guest's clock: with the latest
+            // (the wall clock may have been set since the last halt).
+            self.vm
+                .set_host_clock(starina::hypervisor::host_clock(), &mut self.ram);
+        }
         let action = self
             .vm
             .handle_exit(&exit, &mut self.state, &mut self.ram, ctx);
@@ -85,6 +98,9 @@ impl Guest {
                     return Err(self.crashed("the guest halted with interrupts off (powered off)"));
                 }
                 self.sleep();
+                // The kernel may have re-scaled its clock meanwhile.
+                self.vm
+                    .set_host_clock(starina::hypervisor::host_clock(), &mut self.ram);
                 self.vm.update_irqs(now_ns());
             }
             Ok(ExitAction::InjectException { vector, error_code }) => {
@@ -141,8 +157,7 @@ impl Guest {
             MsrEffect::Pat(pat) => self.vcpu.control(VcpuControl::Pat(pat)),
             // Already in the VcpuState the backend loads on entry.
             MsrEffect::Efer(_) | MsrEffect::None => Ok(()),
-            // Not offered in CPUID (Paravirt::None), so the VMM refuses
-            // these MSRs before they get here.
+            // The VMM wrote the guest's clock structures itself.
             MsrEffect::KvmSystemTime(_) | MsrEffect::KvmWallClock(_) => Ok(()),
         }
     }
