@@ -153,6 +153,9 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if opts.net_only {
         return net_figures(&host, &opts);
     }
+    if opts.root_only {
+        return root_figures(&host, &opts);
+    }
     let (mut figures, mut order) = if opts.http_only {
         (Figures::new(), Vec::new())
     } else {
@@ -200,7 +203,8 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     }
     let fs = fs_figures(&host, &opts);
     let net = net_figures(&host, &opts);
-    if fs.is_success() && net.is_success() {
+    let root = root_figures(&host, &opts);
+    if fs.is_success() && net.is_success() && root.is_success() {
         ExitStatus::Success
     } else {
         ExitStatus::Failed
@@ -223,6 +227,27 @@ fn fs_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
         Err(e) => {
             eprintln!("bench-fs: {e}");
             eprintln!("bench: the file figures failed");
+            ExitStatus::Failed
+        }
+    }
+}
+
+/// The Debian root through Starina against direct (`bench_root`).
+fn root_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
+    header(&format!(
+        "Debian root: through Starina against booted directly, {} interleaved runs of each",
+        crate::bench_root::RUNS
+    ));
+    match crate::bench_root::figures(host, opts) {
+        Ok(figures) => {
+            for (name, value) in figures {
+                println!("bench: {name} {value}");
+            }
+            ExitStatus::Success
+        }
+        Err(e) => {
+            eprintln!("bench-root: {e}");
+            eprintln!("bench: the Debian root figures failed");
             ExitStatus::Failed
         }
     }

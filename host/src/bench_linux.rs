@@ -50,6 +50,7 @@ use crate::bench::boot_options;
 use crate::bench::capture;
 use crate::bench::tail;
 use crate::cli::BenchOptions;
+use crate::disk::DiskOptions;
 use crate::exec::TempDir;
 use crate::host::Host;
 use crate::host::Streams;
@@ -81,21 +82,21 @@ impl Write for TimedLines {
 }
 
 /// One Starina boot of profile `linux`.
-struct StarinaBoot {
-    host_ms: f64,
+pub(crate) struct StarinaBoot {
+    pub host_ms: f64,
     /// Guest instructions under icount (see the module docs).
-    instructions: Option<u64>,
+    pub instructions: Option<u64>,
     overhead_kib: Option<u64>,
 }
 
 /// One direct boot.
-struct DirectBoot {
-    host_ms: f64,
+pub(crate) struct DirectBoot {
+    pub host_ms: f64,
     /// Under icount: the guest's TSC at the agent's ready line.
-    instructions: Option<u64>,
+    pub instructions: Option<u64>,
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -113,15 +114,15 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> Result<(), String> {
     let (mut starina_ms, mut direct_ms, mut overhead) = (Vec::new(), Vec::new(), None);
     for i in 1..=runs {
         eprintln!("bench-linux: boot {i}/{runs} through Starina");
-        let boot = boot_starina(&host, opts, false)?;
+        let boot = boot_starina(&host, opts, None, false)?;
         starina_ms.push(boot.host_ms);
         overhead = boot.overhead_kib.or(overhead);
         eprintln!("bench-linux: boot {i}/{runs} directly in QEMU");
-        direct_ms.push(boot_direct(&host, false)?.host_ms);
+        direct_ms.push(boot_direct(&host, None, false)?.host_ms);
     }
     eprintln!("bench-linux: one more boot of each under -icount");
-    let counted_starina = boot_starina(&host, opts, true)?.instructions;
-    let counted_direct = boot_direct(&host, true)?.instructions;
+    let counted_starina = boot_starina(&host, opts, None, true)?.instructions;
+    let counted_direct = boot_direct(&host, None, true)?.instructions;
     eprintln!(
         "bench-linux: profile linux_bench (exec, pipe ping-pong, fork+exec, IPC side by side)"
     );
@@ -216,8 +217,18 @@ fn print_linux_bench(
     missing
 }
 
-fn boot_starina(host: &Host, opts: &BenchOptions, icount: bool) -> Result<StarinaBoot, String> {
+/// One boot of profile `linux` to the guest's ready line, on the bench's
+/// disk or on `disk` (e.g. one with a Linux root).
+pub(crate) fn boot_starina(
+    host: &Host,
+    opts: &BenchOptions,
+    disk: Option<&DiskOptions>,
+    icount: bool,
+) -> Result<StarinaBoot, String> {
     let mut run_opts = boot_options(opts, "linux", Machine::Q35, icount);
+    if let Some(disk) = disk {
+        run_opts.disk = disk.clone();
+    }
     run_opts.until = vec![markers::LINUX_GUEST_READY.to_string()];
     let mut console = TimedLines::default();
     let mut err = std::io::sink();
@@ -279,13 +290,21 @@ fn agent_ready_tsc(line: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-/// One direct boot: host ms from QEMU's start to the agent's Ready; under
-/// icount also the agent's TSC at ready, from the serial console.
-fn boot_direct(host: &Host, icount: bool) -> Result<DirectBoot, String> {
+/// One direct boot (into the root image `root`, if given): host ms from
+/// QEMU's start to the agent's Ready; under icount also the agent's TSC at
+/// ready, from the serial console.
+pub(crate) fn boot_direct(
+    host: &Host,
+    root: Option<&std::path::Path>,
+    icount: bool,
+) -> Result<DirectBoot, String> {
     let tmp =
         TempDir::new("starina-bench-direct").map_err(|e| format!("temporary directory: {e}"))?;
     let serial = tmp.0.join("serial.log");
     let mut command = Command::new(host.root.join("linux-guest/run-direct.sh"));
+    if let Some(root) = root {
+        command.arg("--root").arg(root);
+    }
     command
         .args(["--run", "true", "--serial-log"])
         .arg(&serial)

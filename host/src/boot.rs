@@ -103,3 +103,25 @@ pub fn prepare(
     }
     Ok(prepared)
 }
+
+/// [`prepare`] for a command in Linux (`exec`, `up`): the profile must
+/// start `linux` and `hostlink`, else a usage error naming `what` (the
+/// subcommand).
+pub fn prepare_linux(
+    host: &Host,
+    profile: &str,
+    build: bool,
+    kernel: Option<&Path>,
+    quiet: bool,
+    what: &str,
+    io: &mut Streams,
+) -> Result<Prepared, ExitStatus> {
+    let prepared = prepare(host, profile, build, kernel, quiet, io)?;
+    if !prepared.has("linux") || !prepared.has("hostlink") {
+        io.say(&format!(
+            "{what}: profile {profile} must start the linux and hostlink components"
+        ));
+        return Err(ExitStatus::Usage);
+    }
+    Ok(prepared)
+}

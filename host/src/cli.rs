@@ -32,7 +32,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
        scripts/starina status [--disk PATH]     (exit status 1: none up)
        scripts/starina down [--disk PATH]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
-       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only]
+       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only | --root-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
@@ -99,6 +99,8 @@ pub struct BenchOptions {
     pub fs_only: bool,
     /// Only Linux's network figures (through Starina against direct).
     pub net_only: bool,
+    /// `--root-only`: only the Debian root's figures (`bench_root`).
+    pub root_only: bool,
 }
 
 /// The stages `starina test` knows.
@@ -281,13 +283,14 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         http_only: opts.flag("--http-only"),
         fs_only: opts.flag("--fs-only"),
         net_only: opts.flag("--net-only"),
+        root_only: opts.flag("--root-only"),
     };
     if bench.http_only && !bench.http {
         return Err("--http-only and --no-http exclude each other".into());
     }
-    let only = [bench.http_only, bench.fs_only, bench.net_only];
+    let only = [bench.http_only, bench.fs_only, bench.net_only, bench.root_only];
     if only.iter().filter(|&&o| o).count() > 1 {
-        return Err("--http-only, --fs-only and --net-only exclude each other".into());
+        return Err("--http-only, --fs-only, --net-only and --root-only exclude each other".into());
     }
     no_extra(after)?;
     opts.finish()?;

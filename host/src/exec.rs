@@ -24,7 +24,7 @@ use starina_bridge::process::FrameDecoder;
 use starina_bridge::process::Spawn;
 use starina_bridge::process::MAX_DATA_CHUNK;
 
-use crate::boot::prepare;
+use crate::boot::prepare_linux;
 use crate::disk;
 use crate::disk::DiskOptions;
 use crate::forwards::HostForwards;
@@ -116,24 +116,18 @@ pub fn exec(
         return crate::attach::exec(host, &dir, opts, stdin, io);
     }
     let quiet = !opts.verbose;
-    let prepared = match prepare(
+    let prepared = match prepare_linux(
         host,
         &opts.profile,
         opts.build,
         opts.kernel.as_deref(),
         quiet,
+        "exec",
         io,
     ) {
         Ok(p) => p,
         Err(status) => return status,
     };
-    if !prepared.has("linux") || !prepared.has("hostlink") {
-        io.say(&format!(
-            "exec: profile {} must start the linux and hostlink components",
-            opts.profile
-        ));
-        return ExitStatus::Usage;
-    }
     let disk = match disk::for_profile(host, &prepared, &opts.disk, io) {
         Ok(disk) => disk,
         Err(e) => {

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use regex::Regex;
 
-use crate::boot::prepare;
+use crate::boot::prepare_linux;
 use crate::disk;
 use crate::disk::DiskOptions;
 use crate::host::Host;
@@ -72,24 +72,18 @@ pub fn up(host: &Host, opts: &UpOptions, io: &mut Streams) -> ExitStatus {
         return ExitStatus::Failed;
     }
     let quiet = !opts.verbose;
-    let prepared = match prepare(
+    let prepared = match prepare_linux(
         host,
         &opts.profile,
         opts.build,
         opts.kernel.as_deref(),
         quiet,
+        "up",
         io,
     ) {
         Ok(p) => p,
         Err(status) => return status,
     };
-    if !prepared.has("linux") || !prepared.has("hostlink") {
-        io.say(&format!(
-            "up: profile {} must start the linux and hostlink components",
-            opts.profile
-        ));
-        return ExitStatus::Usage;
-    }
     if let Err(e) = disk::for_profile(host, &prepared, &opts.disk, io) {
         io.say(&e);
         return ExitStatus::NotBooted;

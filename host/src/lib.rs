@@ -19,6 +19,7 @@ pub mod bench_fs;
 pub mod bench_http;
 pub mod bench_linux;
 pub mod bench_net;
+pub mod bench_root;
 pub mod boot;
 pub mod bootfs;
 pub mod cli;

@@ -56,3 +56,34 @@ pub fn exec_sh(
         String::from_utf8_lossy(&stderr).into_owned(),
     )
 }
+
+/// Runs `argv` in Starina's Linux (profile `linux`) on `disk`, which the
+/// test made (the exec creates none), with no input, for at most
+/// `timeout_s` seconds; prints what it did (shown when a test fails).
+pub fn exec_on_disk(argv: &[&str], disk: &std::path::Path, timeout_s: f64) -> Outcome {
+    let start = Instant::now();
+    let mut opts = ExecOptions::new(argv);
+    opts.build = false;
+    opts.kernel = Some(kernel());
+    opts.timeout = Some(timeout_s);
+    opts.verbose = true;
+    opts.disk.path = Some(disk.to_path_buf());
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut io = Streams {
+        out: &mut stdout,
+        err: &mut stderr,
+    };
+    let input = Box::new(std::io::empty());
+    let status = starina_host::exec::exec(&host_with_env(&[]), &opts, input, &mut io);
+    let (out, err) = (
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    );
+    println!(
+        "$ {} ... ({:.1} s), exit {}\n--- stdout:\n{out}\n--- stderr:\n{err}",
+        argv[0],
+        start.elapsed().as_secs_f64(),
+        status.code()
+    );
+    (status.code(), out, err)
+}

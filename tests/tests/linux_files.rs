@@ -16,11 +16,8 @@
 //! hash, and `e2fsck -fn` finds the disk clean.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use starina_host::cp::Copy;
-use starina_host::exec::ExecOptions;
-use starina_host::Streams;
 use starina_tests::*;
 
 /// Per-run limit (boot included), seconds.
@@ -109,32 +106,7 @@ fn exec_sh(script: &str, disk: &std::path::Path) -> (i32, String, String) {
 
 /// Runs `argv` in Starina's Linux on `disk`; (exit code, stdout, stderr).
 fn exec_in_linux(argv: &[&str], disk: &std::path::Path) -> (i32, String, String) {
-    let image = kernel();
-    let start = Instant::now();
-    let mut opts = ExecOptions::new(argv);
-    opts.build = false;
-    opts.kernel = Some(image);
-    opts.timeout = Some(TIMEOUT);
-    opts.verbose = true;
-    opts.disk.path = Some(disk.to_path_buf());
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let mut io = Streams {
-        out: &mut stdout,
-        err: &mut stderr,
-    };
-    let input = Box::new(std::io::empty());
-    let status = starina_host::exec::exec(&host_with_env(&[]), &opts, input, &mut io);
-    let (out, err) = (
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    );
-    println!(
-        "$ {} ... ({:.1} s), exit {}\n--- stdout:\n{out}\n--- stderr:\n{err}",
-        argv[0],
-        start.elapsed().as_secs_f64(),
-        status.code()
-    );
-    (status.code(), out, err)
+    starina_tests::exec_sh::exec_on_disk(argv, disk, TIMEOUT)
 }
 
 #[test]

@@ -28,10 +28,7 @@ use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
-use starina_host::exec::ExecOptions;
-use starina_host::Streams;
 use starina_tests::*;
 
 /// Per-run limit (boot included), seconds.
@@ -167,30 +164,7 @@ echo done=yes
 /// Runs `sh -c script` in Starina's Linux on `disk`; (exit code, stdout,
 /// stderr with the OS's log).
 fn exec_sh(script: &str, disk: &Path) -> (i32, String, String) {
-    let start = Instant::now();
-    let mut opts = ExecOptions::new(&["sh", "-c", script]);
-    opts.build = false;
-    opts.kernel = Some(kernel());
-    opts.timeout = Some(TIMEOUT);
-    opts.verbose = true;
-    opts.disk.path = Some(disk.to_path_buf());
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let mut io = Streams {
-        out: &mut stdout,
-        err: &mut stderr,
-    };
-    let input = Box::new(std::io::empty());
-    let status = starina_host::exec::exec(&host_with_env(&[]), &opts, input, &mut io);
-    let (out, err) = (
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    );
-    println!(
-        "$ sh -c ... ({:.1} s), exit {}\n--- stdout:\n{out}\n--- stderr:\n{err}",
-        start.elapsed().as_secs_f64(),
-        status.code()
-    );
-    (status.code(), out, err)
+    starina_tests::exec_sh::exec_on_disk(&["sh", "-c", script], disk, TIMEOUT)
 }
 
 #[test]
