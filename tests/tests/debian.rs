@@ -92,6 +92,37 @@ fn debian_programs_run_and_changes_persist() {
     let path = sh(&tool, &disk, "echo $PATH");
     assert!(path.contains("/usr/sbin:/usr/bin:/sbin:/bin"), "{path}");
 
+    // A full root: ENOSPC inside Linux, and nothing else breaks. fallocate
+    // takes every block a user may have at once (root keeps ext4's
+    // reserve), without writing gigabytes.
+    sh(
+        &tool,
+        &disk,
+        "fallocate -l $(df --output=avail -B1 / | tail -1) /root/fill",
+    );
+    let more = tool.run(&[
+        "exec",
+        "--disk",
+        &disk,
+        "--user",
+        "starina",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/home/starina/more bs=1M count=64",
+    ]);
+    assert_ne!(more.status.code(), Some(0));
+    assert!(
+        text(&more.stderr).contains("No space left on device"),
+        "{}",
+        text(&more.stderr)
+    );
+    let after = sh(
+        &tool,
+        &disk,
+        "rm -f /root/fill /home/starina/more; echo fine > /root/after; cat /root/after",
+    );
+    assert_eq!(after, "fine\n");
     // A change to the root survives down and up.
     sh(&tool, &disk, "echo kept across restarts > /root/kept");
     assert_eq!(tool.run(&["down"]).status.code(), Some(0));
