@@ -263,7 +263,7 @@ pub fn build_rootfs(host: &Host, io: &mut Streams) -> Result<PathBuf, String> {
             script.display()
         ));
     }
-    io.say("building the Debian root image (the first time takes minutes)");
+    io.say("the Debian root image: linux-guest/build-rootfs.sh (minutes the first time, then cached)");
     let mut printed = Vec::new();
     let code = run_lines(
         Command::new(&script).current_dir(&host.root),
