@@ -141,6 +141,7 @@ fn frame(f: AnyFrame) -> Frame {
             env: pairs(env),
             cwd: cwd.map(|c| c.0),
             user: user.map(|u| u.0),
+            terminal: None,
         }),
         AnyFrame::Stdin(id, data) => Frame::Stdin { id, data: data.0 },
         AnyFrame::StdinClose(id) => Frame::StdinClose { id },
@@ -211,6 +212,7 @@ fn check_exec_request_encode((argv, env, cwd, user): RequestFields) {
         env: pairs(env),
         cwd: cwd.map(|c| c.0),
         user: user.map(|u| u.0),
+        terminal: None,
     };
     // Too large to encode is an error, checked by the codec's own tests.
     if let Ok(bytes) = req.encode() {
