@@ -40,8 +40,7 @@ fn shells_and_commands_on_a_terminal() {
             Expect(&root_prompt, 60),
             Raw("raw"),
             Send("stty size; echo T=$TERM; pwd; shopt -q login_shell && echo LOGIN\n"),
-            Expect(r"24 80
-T=xterm-256color\r\n/root\r\nLOGIN\r\n", 10),
+            Expect(r"24 80\r\nT=xterm-256color\r\n/root\r\nLOGIN\r\n", 10),
             Resize(40, 120),
             Sleep(1.0),
             Send("stty size\n"),
