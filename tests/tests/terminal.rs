@@ -44,13 +44,10 @@ fn shells_and_commands_on_a_terminal() {
             Resize(40, 120),
             Sleep(1.0),
             Send("stty size\n"),
-            Expect(r"40 120
-", 10),
+            Expect(r"40 120\r\n", 10),
             // Full-screen programs find the terminal's description and size.
             Send("tput cols; tput lines; tput clear | od -An -c | head -1\n"),
-            Expect(r"120
-40
-\s*033\s+\[\s+H", 10),
+            Expect(r"120\r\n40\r\n\s*033\s+\[\s+H", 10),
             Send("sleep 100\n"),
             Sleep(1.0),
             Mark("ctrl-c"),
@@ -58,8 +55,7 @@ fn shells_and_commands_on_a_terminal() {
             Expect(&format!(r"\^C[^#]*{root_prompt}"), 10),
             Since("ctrl-c", "interrupted_after"),
             Send("echo al$((1+1))ive\n"),
-            Expect(r"al2ive
-", 10),
+            Expect(r"al2ive\r\n", 10),
             Send("exit 7\n"),
         ],
     );
@@ -77,9 +73,7 @@ fn shells_and_commands_on_a_terminal() {
         &[
             Expect(&prompt("starina", "$"), 60),
             Send("id -un; pwd\n"),
-            Expect(r"starina
-/home/starina
-", 10),
+            Expect(r"starina\r\n/home/starina\r\n", 10),
             Send("\x04"),
         ],
     );
