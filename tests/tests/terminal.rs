@@ -14,9 +14,10 @@ use starina_tests::pty::drive;
 use starina_tests::pty::Step::*;
 use starina_tests::*;
 
-/// Debian's bash prompt for `user` in their home (`user@host:~# `).
+/// Debian's bash prompt for `user` in their home (`user@host:~# `), in
+/// colour or not.
 fn prompt(user: &str, sign: &str) -> String {
-    format!(r"{user}@[^\s:]*:~\{sign} ")
+    format!(r"{user}@[^:]*:(\x1b\[[0-9;]*m)*~(\x1b\[[0-9;]*m)*\{sign} ")
 }
 
 #[test]
