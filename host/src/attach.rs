@@ -71,7 +71,18 @@ pub fn exec(
     let deadline = opts
         .timeout
         .map(|t| Instant::now() + Duration::from_secs_f64(t));
-    let status = session(host, opts, &rx, &writer, deadline, io);
+    let status = match &terminal {
+        // Messages need CR LF while the terminal is raw.
+        Some(t) if t.is_raw() => {
+            let mut err = crate::terminal::CrLf(&mut *io.err);
+            let mut raw_io = Streams {
+                out: &mut *io.out,
+                err: &mut err,
+            };
+            session(host, opts, &rx, &writer, deadline, &mut raw_io)
+        }
+        _ => session(host, opts, &rx, &writer, deadline, io),
+    };
     drop(terminal);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     status

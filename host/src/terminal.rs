@@ -8,6 +8,7 @@
 //! [`DEFAULT_SIZE`].
 
 use std::io::IsTerminal;
+use std::io::Write;
 use std::process::Command;
 use std::process::Stdio;
 use std::thread;
@@ -141,6 +142,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether the host terminal is in raw mode (then lines written to it
+    /// need a carriage return: see [`CrLf`]).
+    pub fn is_raw(&self) -> bool {
+        self._raw.is_some()
+    }
+
     /// Puts the host terminal in raw mode and follows its size through
     /// `on_resize`. Fails only if the signal cannot be watched.
     pub fn start(on_resize: impl FnMut(WinSize) + Send + 'static) -> Result<Session, String> {
@@ -158,6 +165,26 @@ impl Session {
     }
 }
 
+/// A writer that ends lines with CR LF, for messages to a terminal in raw
+/// mode (which moves down a line on LF without going back to column 0).
+pub struct CrLf<W: Write>(pub W);
+
+impl<W: Write> Write for CrLf<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for (i, line) in buf.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.0.write_all(b"\r\n")?;
+            }
+            self.0.write_all(line)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +198,13 @@ mod tests {
         assert_eq!(parse_stty_size("24 80 1"), None);
         assert_eq!(parse_stty_size("a b"), None);
         assert_eq!(parse_stty_size("99999 5"), WinSize::new(4096, 5));
+    }
+
+    #[test]
+    fn crlf_lines() {
+        let mut out = CrLf(Vec::new());
+        write!(out, "starina: one\ntwo\n").unwrap();
+        assert_eq!(out.0, b"starina: one\r\ntwo\r\n");
     }
 
     #[test]

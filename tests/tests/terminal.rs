@@ -3,8 +3,8 @@
 //! pty support, `starina_tests::pty`) against one instance on a disk with
 //! the Debian root: the prompt, the window size at the start and after a
 //! resize, Ctrl-C reaching the foreground job, the exit status, and the
-//! host terminal's settings restored on the way out (an exit and a
-//! signal). Without a host terminal, `-t` takes `--size`; without `-t`,
+//! host terminal's settings restored on the way out (an exit, a signal,
+//! the instance going down). Without a host terminal, `-t` takes `--size`; without `-t`,
 //! exec stays on pipes. Slow (boots Starina and Linux): run by `make test`.
 
 use starina_tests::instance::text;
@@ -78,7 +78,12 @@ fn shells_and_commands_on_a_terminal() {
             Send("\x04"),
         ],
     );
-    assert_eq!((s.error.as_deref(), s.status), (None, 0), "{}", s.transcript);
+    assert_eq!(
+        (s.error.as_deref(), s.status),
+        (None, 0),
+        "{}",
+        s.transcript
+    );
     assert!(s.restored);
 
     // SIGTERM to the CLI ends the session and restores the terminal.
@@ -93,7 +98,16 @@ fn shells_and_commands_on_a_terminal() {
 
     // No host terminal: -t still runs on a guest pty, of --size.
     let out = tool.run(&[
-        "exec", "-t", "--size", "33x77", "--disk", &disk, "--", "sh", "-c", "stty size; tty; exit 3",
+        "exec",
+        "-t",
+        "--size",
+        "33x77",
+        "--disk",
+        &disk,
+        "--",
+        "sh",
+        "-c",
+        "stty size; tty; exit 3",
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -102,5 +116,21 @@ fn shells_and_commands_on_a_terminal() {
     let out = tool.exec(&disk, &["sh", "-c", "tty; stty size"]);
     assert_eq!(text(&out.stdout), "not a tty\n");
     assert_ne!(out.status.code(), Some(0));
-    assert_eq!(tool.run(&["down"]).status.code(), Some(0));
+
+    // The instance going down ends a shell and restores the terminal.
+    let downer = tool.clone();
+    let down = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(8));
+        downer.run(&["down"])
+    });
+    let s = drive(
+        &tool,
+        &["shell", "--disk", &disk],
+        &[Expect(&root_prompt, 60), Raw("raw"), Sleep(20.0)],
+    );
+    assert_eq!(down.join().unwrap().status.code(), Some(0));
+    assert_eq!(s.record["raw"], "True");
+    assert_eq!(s.status, 125, "{}", s.transcript);
+    assert!(s.transcript.contains("went down"), "{}", s.transcript);
+    assert!(s.restored, "the terminal's settings were not restored");
 }
