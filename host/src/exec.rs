@@ -657,6 +657,39 @@ impl Drop for TempDir {
 mod tests {
     use super::*;
 
+    /// The login shell script on this host: a login shell in $HOME, or in
+    /// `/` when $HOME is not there.
+    #[test]
+    fn login_shell_starts_in_home() {
+        let home = std::env::temp_dir().join(format!("starina-home-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        let run = |home: &Path| {
+            let argv = login_shell();
+            let mut child = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .env("HOME", home)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"echo \"at $(pwd)\"; exit 3\n").unwrap();
+            drop(stdin);
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let (code, out) = run(&home);
+        assert_eq!(code, Some(3));
+        assert!(out.ends_with(&format!("at {}\n", home.display())), "{out}");
+        let (_, out) = run(&home.join("missing"));
+        assert!(out.ends_with("at /\n"), "{out}");
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
     /// Console chunks cut anywhere still make whole lines, and the forwards'
     /// messages reach the session as `Event::Say`.
     #[test]
