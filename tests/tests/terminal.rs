@@ -76,7 +76,7 @@ fn shells_and_commands_on_a_terminal() {
             Send("ihello from vi\x1b:wq\r"),
             Expect(&root_prompt, 10),
             Send("cat /tmp/edited\n"),
-            Expect(r"\r\nhello from vi\r\n", 10),
+            Expect(r"\rhello from vi\r\n", 10),
             Send("echo al$((1+1))ive\n"),
             Expect(r"al2ive\r\n", 10),
             Send("exit 7\n"),
