@@ -156,6 +156,25 @@ pub fn exec(
         }
         return crate::attach::exec(host, &dir, opts, stdin, io);
     }
+    if opts.tty && terminal::stdin_is_terminal() {
+        // Messages may come while the terminal is raw: lines need CR LF.
+        let mut err = terminal::CrLf(&mut *io.err);
+        let mut io = Streams {
+            out: &mut *io.out,
+            err: &mut err,
+        };
+        return boot_and_exec(host, opts, stdin, &mut io);
+    }
+    boot_and_exec(host, opts, stdin, io)
+}
+
+/// `exec` with nothing up: boots, runs the command, stops QEMU.
+fn boot_and_exec(
+    host: &Host,
+    opts: &ExecOptions,
+    stdin: Box<dyn Read + Send>,
+    io: &mut Streams,
+) -> ExitStatus {
     let quiet = !opts.verbose;
     let prepared = match prepare_linux(
         host,
