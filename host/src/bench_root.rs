@@ -47,8 +47,7 @@ const ATTACH_RUNS: usize = 50;
 const COLD_RUNS: usize = 3;
 
 /// What each side runs for the disk figures: write, drop caches, read.
-const DISK_SCRIPT: &str =
-    "dd if=/dev/zero of=/root/bench.bin bs=1M count=256 conv=fsync 2>&1 | tail -1; \
+const DISK_SCRIPT: &str = "dd if=/dev/zero of=/root/bench.bin bs=1M count=256 conv=fsync 2>&1 | tail -1; \
      sync; echo 3 > /proc/sys/vm/drop_caches; \
      dd if=/root/bench.bin of=/dev/null bs=1M 2>&1 | tail -1; rm -f /root/bench.bin";
 
@@ -66,8 +65,7 @@ pub fn figures(host: &Host, opts: &BenchOptions) -> Result<Figures, String> {
             err: &mut err,
         },
     )?;
-    let tmp =
-        TempDir::new("starina-bench-root").map_err(|e| format!("temporary directory: {e}"))?;
+    let tmp = TempDir::new("starina-bench-root").map_err(|e| format!("temporary directory: {e}"))?;
     let result = measure(host, opts, &image, &tmp.0);
     let _ = std::fs::remove_dir_all(&tmp.0);
     result
@@ -93,9 +91,7 @@ fn measure(host: &Host, opts: &BenchOptions, image: &Path, dir: &Path) -> Result
     eprintln!("bench-root: one boot of each under -icount");
     let counted_s = boot_starina(host, opts, Some(&disk), true)?.instructions;
     let counted_d = boot_direct(host, Some(image), true)?.instructions;
-    eprintln!(
-        "bench-root: runs (interleaved): boot starina {boot_s:.0?} ms, direct {boot_d:.0?} ms"
-    );
+    eprintln!("bench-root: runs (interleaved): boot starina {boot_s:.0?} ms, direct {boot_d:.0?} ms");
     eprintln!("bench-root: runs (interleaved): disk (write, read MB/s) starina {disk_s:.0?}, direct {disk_d:.0?}");
     let (s, d) = (median(&mut boot_s), median(&mut boot_d));
     figures.insert("linux_root_boot_ms_starina".into(), format!("{s:.0} ms"));
@@ -105,10 +101,7 @@ fn measure(host: &Host, opts: &BenchOptions, image: &Path, dir: &Path) -> Result
         figures.insert("linux_root_boot_instructions_starina".into(), s.to_string());
         figures.insert("linux_root_boot_instructions_direct".into(), d.to_string());
         let ratio = s as f64 / d as f64;
-        figures.insert(
-            "linux_root_boot_instructions_ratio".into(),
-            format!("{ratio:.3}"),
-        );
+        figures.insert("linux_root_boot_instructions_ratio".into(), format!("{ratio:.3}"));
     }
     insert_disk(&mut figures, &mut disk_s, &mut disk_d);
     insert_exec(&mut figures, host, opts, &disk)?;
@@ -149,9 +142,7 @@ fn insert_exec(
     let mut cold = Vec::new();
     for i in 1..=COLD_RUNS {
         eprintln!("bench-root: exec -- true with no instance up ({i}/{COLD_RUNS})");
-        cold.push(timed(|| {
-            tool(host, opts, &["exec", "--disk", &disk_arg, "--", "true"])
-        })?);
+        cold.push(timed(|| tool(host, opts, &["exec", "--disk", &disk_arg, "--", "true"]))?);
     }
     eprintln!("bench-root: up, then {ATTACH_RUNS} x exec -- true");
     let up = tool(host, opts, &["up", "--disk", &disk_arg, "--timeout", "300"])?;
@@ -166,15 +157,9 @@ fn insert_exec(
     expect_success("down", &down?)?;
     attach.sort_by(f64::total_cmp);
     let p99 = attach[(attach.len() * 99 / 100).min(attach.len() - 1)];
-    figures.insert(
-        "exec_attach_true_ms_p50".into(),
-        format!("{:.0} ms", median(&mut attach)),
-    );
+    figures.insert("exec_attach_true_ms_p50".into(), format!("{:.0} ms", median(&mut attach)));
     figures.insert("exec_attach_true_ms_p99".into(), format!("{p99:.0} ms"));
-    figures.insert(
-        "exec_cold_true_ms".into(),
-        format!("{:.0} ms", median(&mut cold)),
-    );
+    figures.insert("exec_cold_true_ms".into(), format!("{:.0} ms", median(&mut cold)));
     Ok(())
 }
 
@@ -231,17 +216,8 @@ fn starina_exec(
     disk: &DiskOptions,
     script: &str,
 ) -> Result<String, String> {
-    let disk_arg = disk
-        .path
-        .as_ref()
-        .expect("a path")
-        .to_string_lossy()
-        .into_owned();
-    let out = tool(
-        host,
-        opts,
-        &["exec", "--disk", &disk_arg, "--", "sh", "-c", script],
-    )?;
+    let disk_arg = disk.path.as_ref().expect("a path").to_string_lossy().into_owned();
+    let out = tool(host, opts, &["exec", "--disk", &disk_arg, "--", "sh", "-c", script])?;
     expect_success("the disk script through Starina", &out)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -288,10 +264,7 @@ mod tests {
                    268435456 bytes (268 MB, 256 MiB) copied, 2.5 s, 107 MB/s\n\
                    268435456 bytes (268 MB, 256 MiB) copied, 1.25 s, 215 MB/s\n";
         let (w, r) = disk_rates(out).unwrap();
-        assert!(
-            (w - 107.374).abs() < 0.01 && (r - 214.748).abs() < 0.01,
-            "{w} {r}"
-        );
+        assert!((w - 107.374).abs() < 0.01 && (r - 214.748).abs() < 0.01, "{w} {r}");
         assert!(disk_rates("268435456 bytes copied, 2 s\n").is_err());
         assert_eq!(dd_rate("dd: error writing"), None);
         assert_eq!(dd_rate("0 bytes copied, 0 s, 0 kB/s"), None);
