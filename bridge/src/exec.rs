@@ -15,10 +15,11 @@
 //!
 //! | client → server | meaning |
 //! |---|---|
-//! | `Data` (first) | the [`ExecRequest`]: argv, extra environment, working directory, user ([`ExecRequest::encode`]) |
+//! | `Data` (first) | the [`ExecRequest`]: argv, extra environment, working directory, user, terminal ([`ExecRequest::encode`]) |
 //! | `Data` (later) | bytes for the process's stdin |
 //! | `Close` | end of stdin (the process reads EOF) |
 //! | `Abort { code }` | send signal `code` (1..=64) to the process; any other code sends `SIGKILL`. The exit status still follows. |
+//! | `Open { call_id: 0, uri: "resize:ROWSxCOLS" }` | set the window size of the process's terminal ([`resize_uri`]); never answered. Ignored, with a log line, if the request asked for no terminal or the size is out of range. |
 //! | closing the channel | the process is killed (`SIGKILL`) if it still runs; its output is dropped |
 //!
 //! The server answers with `Data` messages whose first byte is a tag
@@ -39,15 +40,22 @@
 //! a missing working directory or an unknown user), or the guest went away
 //! (`codes::UNAVAILABLE`: it crashed, and the linux server restarts it).
 //!
+//! A request with a terminal runs the program on a pseudo-terminal (the
+//! process protocol's "Terminals"): all its output arrives as `Stdout`, and
+//! `Close` sends the terminal's end-of-file character.
+//!
 //! Output chunks are at most [`MAX_EVENT_DATA`] bytes, so that a tagged chunk
 //! fits in one channel message (16 KiB).
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::process::Frame;
 use crate::process::ProtoError;
 use crate::process::Spawn;
+use crate::process::WinSize;
 use crate::process::HEADER_LEN;
 use crate::process::LEN_PREFIX;
 
@@ -67,6 +75,20 @@ pub mod tag {
     pub const STARTED: u8 = 0x10;
     pub const EXITED: u8 = 0x11;
     pub const SIGNALED: u8 = 0x12;
+}
+
+/// The prefix of the `Open` URI that resizes a process's terminal.
+pub const RESIZE_PREFIX: &str = "resize:";
+
+/// The `Open` URI that sets the terminal's window size to `size`.
+pub fn resize_uri(size: WinSize) -> String {
+    format!("{RESIZE_PREFIX}{size}")
+}
+
+/// What an `Open` URI on a process channel asks for: `None` if it is not a
+/// resize, `Some(None)` for a resize with a malformed or out-of-range size.
+pub fn parse_resize_uri(uri: &str) -> Option<Option<WinSize>> {
+    uri.strip_prefix(RESIZE_PREFIX).map(WinSize::parse)
 }
 
 /// The highest signal number an `Abort` code names (Linux's SIGRTMAX).
@@ -98,6 +120,8 @@ pub struct ExecRequest {
     /// supplementary groups, and `HOME` from `/etc/passwd` unless `env`
     /// sets it.
     pub user: Option<Vec<u8>>,
+    /// Run on a pseudo-terminal of this size; `None` runs on pipes.
+    pub terminal: Option<WinSize>,
 }
 
 impl ExecRequest {
@@ -108,6 +132,7 @@ impl ExecRequest {
             env: Vec::new(),
             cwd: None,
             user: None,
+            terminal: None,
         }
     }
 
@@ -124,7 +149,8 @@ impl ExecRequest {
 
     /// The encoding: exactly the payload of the process protocol's `Spawn`
     /// frame (`list<bytes>` argv, `list<(bytes, bytes)>` env, `u8` has_cwd,
-    /// `bytes` cwd, `u8` has_user, `bytes` user), so the server forwards it without re-encoding rules of
+    /// `bytes` cwd, `u8` has_user, `bytes` user, and for a terminal `u8` 1,
+    /// `u16` rows, `u16` cols), so the server forwards it without re-encoding rules of
     /// its own. Fails if it is larger than one message.
     pub fn encode(&self) -> Result<Vec<u8>, ExecError> {
         let frame = Frame::Spawn(self.to_spawn(0));
@@ -149,6 +175,7 @@ impl ExecRequest {
                     env: s.env,
                     cwd: s.cwd,
                     user: s.user,
+                    terminal: s.terminal,
                 };
                 req.check()?;
                 Ok(req)
@@ -194,6 +221,7 @@ impl ExecRequest {
             env: self.env.clone(),
             cwd: self.cwd.clone(),
             user: self.user.clone(),
+            terminal: self.terminal,
         }
     }
 }
@@ -350,6 +378,11 @@ mod tests {
                 env: vec![(b"A".to_vec(), b"1".to_vec()), (b"E".to_vec(), vec![])],
                 cwd: Some(b"/tmp".to_vec()),
                 user: None,
+                terminal: None,
+            },
+            ExecRequest {
+                terminal: WinSize::new(40, 120),
+                ..ExecRequest::new(&["bash", "-l"]).with_user("starina")
             },
             ExecRequest::new(&["id", "-u"]).with_user("nobody"),
             ExecRequest {
@@ -388,7 +421,7 @@ mod tests {
         let old = [1, 0, 0, 0, 2, 0, 0, 0, b'l', b's', 0, 0, 0, 0, 0];
         assert_eq!(ExecRequest::decode(&old), Ok(ExecRequest::new(&["ls"])));
         let mut trailing = old.to_vec();
-        trailing.extend_from_slice(&[0, 0]);
+        trailing.extend_from_slice(&[0, 0, 0]);
         assert!(matches!(
             ExecRequest::decode(&trailing),
             Err(ExecError::Proto(ProtoError::TrailingBytes { .. }))
@@ -495,6 +528,16 @@ mod tests {
         assert!(chunks.iter().all(|c| c.len() < MESSAGE_MAX));
         assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 40_000);
         assert_eq!(output_chunks(&[]).count(), 1);
+    }
+
+    #[test]
+    fn resize_uris() {
+        let size = WinSize::new(50, 132).unwrap();
+        assert_eq!(resize_uri(size), "resize:50x132");
+        assert_eq!(parse_resize_uri(&resize_uri(size)), Some(Some(size)));
+        assert_eq!(parse_resize_uri("resize:0x80"), Some(None));
+        assert_eq!(parse_resize_uri("resize:big"), Some(None));
+        assert_eq!(parse_resize_uri("exec"), None);
     }
 
     #[test]

@@ -21,11 +21,12 @@
 //!
 //! | type | frame | direction | payload |
 //! |------|-------|-----------|---------|
-//! | 0x01 | [`Frame::Spawn`] | host → guest | `list<bytes>` argv, `list<(bytes, bytes)>` env, `u8` has_cwd, `bytes` cwd (if has_cwd), `u8` has_user, `bytes` user (if has_user; see below) |
+//! | 0x01 | [`Frame::Spawn`] | host → guest | `list<bytes>` argv, `list<(bytes, bytes)>` env, `u8` has_cwd, `bytes` cwd (if has_cwd), `u8` has_user, `bytes` user (if has_user; see below), then optionally `u8` has_terminal, `u16` rows, `u16` cols (if has_terminal) |
 //! | 0x02 | [`Frame::Stdin`] | host → guest | raw data (rest of the frame) |
 //! | 0x03 | [`Frame::StdinClose`] | host → guest | none |
 //! | 0x04 | [`Frame::Kill`] | host → guest | `i32` signal |
 //! | 0x05 | [`Frame::Ping`] | host → guest | none |
+//! | 0x06 | [`Frame::Resize`] | host → guest | `u16` rows, `u16` cols |
 //! | 0x0f | [`Frame::Panic`] | host → guest | `u32` [`PANIC_MAGIC`] |
 //! | 0x81 | [`Frame::Ready`] | guest → host | `str` kernel release |
 //! | 0x82 | [`Frame::Started`] | guest → host | `u32` guest pid |
@@ -42,6 +43,25 @@
 //! frame that ends after the cwd (as older encoders write it) decodes with
 //! `user: None`. Encoders always write `has_user`. `has_user` is 0 or 1;
 //! any other value is [`ProtoError::BadValue`].
+//!
+//! The terminal field came after it, optional the same way: encoders write
+//! it only for a terminal request (`has_terminal` 1, then the window size),
+//! so a Spawn without a terminal is byte for byte what older encoders wrote.
+//! A window size outside 1..=[`MAX_TERMINAL_DIM`] in either dimension is
+//! [`ProtoError::BadValue`], in a Spawn and in a [`Frame::Resize`].
+//!
+//! # Terminals
+//!
+//! A Spawn with a terminal runs the program on a pseudo-terminal of that
+//! size: it is a session leader with the pty as its controlling terminal,
+//! and stdin, stdout and stderr are all the pty, so everything it writes
+//! comes back as `Stdout` (no `Stderr`). Stdin bytes go to the pty as typed
+//! keys: the pty's line discipline turns Ctrl-C, Ctrl-Z and Ctrl-\ into
+//! SIGINT, SIGTSTP and SIGQUIT for the foreground process group.
+//! `StdinClose` sends the end-of-file character (Ctrl-D) instead of closing.
+//! [`Frame::Resize`] sets the pty's window size (the guest kernel then sends
+//! SIGWINCH); the agent ignores, with a line on its console, a Resize for an
+//! unknown id or for a process without a terminal.
 //!
 //! # Limits
 //!
@@ -123,6 +143,8 @@ pub enum Frame {
     Kill { id: u32, signal: i32 },
     /// Ask for a [`Frame::Pong`] with the same nonce (host → guest).
     Ping { nonce: u32 },
+    /// Set the window size of the process's terminal (host → guest).
+    Resize { id: u32, size: WinSize },
     /// Test only: make the guest kernel panic, to test VM restarts
     /// (host → guest). Encoded with [`PANIC_MAGIC`]; a Panic frame without it
     /// does not decode.
@@ -197,6 +219,45 @@ impl fmt::Display for Proto {
     }
 }
 
+/// The largest number of rows or columns a window size may have.
+pub const MAX_TERMINAL_DIM: u16 = 4096;
+
+/// A terminal's window size, in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WinSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl WinSize {
+    /// The size, if both dimensions are in 1..=[`MAX_TERMINAL_DIM`].
+    pub fn new(rows: u16, cols: u16) -> Option<WinSize> {
+        let ok = |n: u16| (1..=MAX_TERMINAL_DIM).contains(&n);
+        (ok(rows) && ok(cols)).then_some(WinSize { rows, cols })
+    }
+
+    /// The size with both dimensions clamped into 1..=[`MAX_TERMINAL_DIM`].
+    pub fn clamped(rows: u32, cols: u32) -> WinSize {
+        let clamp = |n: u32| n.clamp(1, MAX_TERMINAL_DIM as u32) as u16;
+        WinSize {
+            rows: clamp(rows),
+            cols: clamp(cols),
+        }
+    }
+
+    /// Parses `ROWSxCOLS` (e.g. `24x80`); `None` if malformed or out of range.
+    pub fn parse(text: &str) -> Option<WinSize> {
+        let (rows, cols) = text.split_once('x')?;
+        WinSize::new(rows.parse().ok()?, cols.parse().ok()?)
+    }
+}
+
+impl fmt::Display for WinSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.rows, self.cols)
+    }
+}
+
 /// A request to run a program.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Spawn {
@@ -213,6 +274,9 @@ pub struct Spawn {
     /// (`"1000"`) or `uid:gid` (`"1000:100"`); `None` means the agent's
     /// user (root). `scripts/starina exec --user` sets it.
     pub user: Option<Vec<u8>>,
+    /// Run on a pseudo-terminal of this size (see "Terminals" above);
+    /// `None` runs on pipes.
+    pub terminal: Option<WinSize>,
 }
 
 impl Spawn {
@@ -224,6 +288,7 @@ impl Spawn {
             env: Vec::new(),
             cwd: None,
             user: None,
+            terminal: None,
         }
     }
 }
@@ -305,6 +370,7 @@ mod ty {
     pub const STDIN_CLOSE: u8 = 0x03;
     pub const KILL: u8 = 0x04;
     pub const PING: u8 = 0x05;
+    pub const RESIZE: u8 = 0x06;
     pub const PANIC: u8 = 0x0f;
     pub const READY: u8 = 0x81;
     pub const STARTED: u8 = 0x82;
@@ -326,6 +392,7 @@ impl Frame {
             Frame::Stdin { id, .. }
             | Frame::StdinClose { id }
             | Frame::Kill { id, .. }
+            | Frame::Resize { id, .. }
             | Frame::Started { id, .. }
             | Frame::Stdout { id, .. }
             | Frame::Stderr { id, .. }
@@ -345,6 +412,7 @@ impl Frame {
             Frame::StdinClose { .. } => ty::STDIN_CLOSE,
             Frame::Kill { .. } => ty::KILL,
             Frame::Ping { .. } => ty::PING,
+            Frame::Resize { .. } => ty::RESIZE,
             Frame::Panic => ty::PANIC,
             Frame::Ready { .. } => ty::READY,
             Frame::Started { .. } => ty::STARTED,
@@ -374,9 +442,12 @@ impl Frame {
                 });
                 let optional =
                     |o: &Option<Vec<u8>>| o.as_deref().map_or(1, |b| field(b).saturating_add(1));
+                // has_terminal, rows, cols: only for a terminal.
+                let terminal = if s.terminal.is_some() { 5 } else { 0 };
                 argv.saturating_add(env)
                     .saturating_add(optional(&s.cwd))
                     .saturating_add(optional(&s.user))
+                    .saturating_add(terminal)
             }
             Frame::Stdin { data, .. } | Frame::Stdout { data, .. } | Frame::Stderr { data, .. } => {
                 data.len()
@@ -390,7 +461,8 @@ impl Frame {
             | Frame::Started { .. }
             | Frame::StdinAck { .. }
             | Frame::Exited { .. }
-            | Frame::Signaled { .. } => 4,
+            | Frame::Signaled { .. }
+            | Frame::Resize { .. } => 4,
             Frame::StdinClose { .. } | Frame::Ping { .. } | Frame::Pong { .. } => 0,
         };
         payload.saturating_add(HEADER_LEN)
@@ -433,7 +505,12 @@ impl Frame {
                 }
                 put_optional(out, s.cwd.as_deref());
                 put_optional(out, s.user.as_deref());
+                if let Some(size) = s.terminal {
+                    out.push(1);
+                    put_size(out, size);
+                }
             }
+            Frame::Resize { size, .. } => put_size(out, *size),
             Frame::Stdin { data, .. } | Frame::Stdout { data, .. } | Frame::Stderr { data, .. } => {
                 out.extend_from_slice(data)
             }
@@ -509,12 +586,23 @@ impl Frame {
                         _ => return Err(ProtoError::BadValue { frame_type }),
                     }
                 };
+                // Absent unless the request is for a terminal.
+                let terminal = if r.rest.is_empty() {
+                    None
+                } else {
+                    match r.u8()? {
+                        0 => None,
+                        1 => Some(r.size()?),
+                        _ => return Err(ProtoError::BadValue { frame_type }),
+                    }
+                };
                 Frame::Spawn(Spawn {
                     id,
                     argv,
                     env,
                     cwd,
                     user,
+                    terminal,
                 })
             }
             ty::STDIN => Frame::Stdin {
@@ -527,6 +615,10 @@ impl Frame {
                 signal: r.i32()?,
             },
             ty::PING => Frame::Ping { nonce: id },
+            ty::RESIZE => Frame::Resize {
+                id,
+                size: r.size()?,
+            },
             ty::PANIC => {
                 if r.u32()? != PANIC_MAGIC {
                     return Err(ProtoError::BadPanicMagic);
@@ -596,6 +688,11 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+fn put_size(out: &mut Vec<u8>, size: WinSize) {
+    out.extend_from_slice(&size.rows.to_le_bytes());
+    out.extend_from_slice(&size.cols.to_le_bytes());
+}
+
 /// `u8` present (0 or 1), then the `bytes` if present.
 fn put_optional(out: &mut Vec<u8>, field: Option<&[u8]>) {
     match field {
@@ -633,6 +730,14 @@ impl<'a> Reader<'a> {
     fn u16(&mut self) -> Result<u16, ProtoError> {
         let b = self.take(2)?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    /// `u16` rows, `u16` cols, each in 1..=[`MAX_TERMINAL_DIM`].
+    fn size(&mut self) -> Result<WinSize, ProtoError> {
+        let (rows, cols) = (self.u16()?, self.u16()?);
+        WinSize::new(rows, cols).ok_or(ProtoError::BadValue {
+            frame_type: self.frame_type,
+        })
     }
 
     fn u32(&mut self) -> Result<u32, ProtoError> {
@@ -922,7 +1027,24 @@ mod tests {
                 env: vec![(b"A".to_vec(), b"1".to_vec()), (b"EMPTY".to_vec(), vec![])],
                 cwd: Some(b"/tmp".to_vec()),
                 user: Some(b"nobody".to_vec()),
+                terminal: None,
             }),
+            Frame::Spawn(Spawn {
+                terminal: WinSize::new(24, 80),
+                ..Spawn::new(2, &["bash", "-l"])
+            }),
+            Frame::Spawn(Spawn {
+                user: Some(b"starina".to_vec()),
+                terminal: WinSize::new(MAX_TERMINAL_DIM, 1),
+                ..Spawn::new(2, &["vi"])
+            }),
+            Frame::Resize {
+                id: 3,
+                size: WinSize {
+                    rows: 50,
+                    cols: 132,
+                },
+            },
             Frame::Spawn(Spawn {
                 user: Some(b"1000:100".to_vec()),
                 ..Spawn::new(2, &["id"])
@@ -1037,6 +1159,71 @@ mod tests {
         assert_eq!(bytes[24..], *b"\x01\x06\0\0\0nobody");
     }
 
+    #[test]
+    fn terminal_layout_is_stable() {
+        let spawn = Spawn {
+            terminal: WinSize::new(24, 80),
+            ..Spawn::new(3, &["sh"])
+        };
+        let bytes = Frame::Spawn(spawn).encode().unwrap();
+        // argc 1, "sh", envc 0, no cwd, no user, a 24x80 terminal.
+        assert_eq!(
+            bytes[9..],
+            [1, 0, 0, 0, 2, 0, 0, 0, b's', b'h', 0, 0, 0, 0, 0, 0, 1, 24, 0, 80, 0]
+        );
+        let resize = Frame::Resize {
+            id: 3,
+            size: WinSize {
+                rows: 0x0102,
+                cols: 7,
+            },
+        };
+        assert_eq!(
+            resize.encode().unwrap(),
+            [9, 0, 0, 0, 0x06, 3, 0, 0, 0, 2, 1, 7, 0]
+        );
+    }
+
+    #[test]
+    fn terminal_sizes_are_checked() {
+        let head = [1, 0, 0, 0, 2, 0, 0, 0, b's', b'h', 0, 0, 0, 0, 0, 0];
+        let with = |tail: &[u8]| {
+            let mut payload = head.to_vec();
+            payload.extend_from_slice(tail);
+            Frame::decode_body(&raw(ty::SPAWN, 1, &payload)[4..])
+        };
+        let bad = Err(ProtoError::BadValue {
+            frame_type: ty::SPAWN,
+        });
+        assert_eq!(with(&[1, 0, 0, 80, 0]), bad); // zero rows
+        assert_eq!(with(&[1, 24, 0, 0xff, 0xff]), bad); // 65535 columns
+        assert_eq!(with(&[2, 24, 0, 80, 0]), bad); // has_terminal 2
+        assert!(matches!(
+            with(&[1, 24, 0]),
+            Err(ProtoError::Truncated { .. })
+        ));
+        assert_eq!(with(&[0]), Ok(Frame::Spawn(Spawn::new(1, &["sh"]))));
+        let resize = |payload: &[u8]| Frame::decode_body(&raw(ty::RESIZE, 1, payload)[4..]);
+        let bad = Err(ProtoError::BadValue {
+            frame_type: ty::RESIZE,
+        });
+        assert_eq!(resize(&[0, 0, 80, 0]), bad);
+        assert_eq!(resize(&[1, 0x10, 80, 0]), bad); // 4097 rows
+        assert!(matches!(resize(&[1, 0]), Err(ProtoError::Truncated { .. })));
+        assert_eq!(
+            WinSize::clamped(0, 100_000),
+            WinSize {
+                rows: 1,
+                cols: 4096
+            }
+        );
+        assert_eq!(WinSize::parse("24x80"), WinSize::new(24, 80));
+        assert_eq!(WinSize::parse("0x80"), None);
+        assert_eq!(WinSize::parse("24"), None);
+        assert_eq!(WinSize::parse("24x80x1"), None);
+        assert_eq!(WinSize::new(24, 80).unwrap().to_string(), "24x80");
+    }
+
     /// A Spawn as encoders wrote it before the user field: it ends after
     /// the cwd, and runs as the agent's user.
     #[test]
@@ -1065,25 +1252,22 @@ mod tests {
         let spawn = ProtoError::BadValue {
             frame_type: ty::SPAWN,
         };
-        assert_eq!(with(&[2, 0, 0, 0, 0]), Err(spawn));
+        assert_eq!(with(&[2, 0, 0, 0, 0]), Err(spawn.clone()));
         assert_eq!(
             with(&[1, 5, 0, 0, 0, b'a']),
             Err(ProtoError::Truncated {
                 frame_type: ty::SPAWN
             })
         );
+        // No user, no terminal, then a stray byte.
         assert_eq!(
-            with(&[0, 0]),
+            with(&[0, 0, 0]),
             Err(ProtoError::TrailingBytes {
                 frame_type: ty::SPAWN
             })
         );
-        assert_eq!(
-            with(&[1, 1, 0, 0, 0, b'a', 9]),
-            Err(ProtoError::TrailingBytes {
-                frame_type: ty::SPAWN
-            })
-        );
+        // has_terminal 9.
+        assert_eq!(with(&[1, 1, 0, 0, 0, b'a', 9]), Err(spawn.clone()));
         let ok = with(&[1, 1, 0, 0, 0, b'a']).unwrap();
         assert!(matches!(ok, Frame::Spawn(s) if s.user.as_deref() == Some(&b"a"[..])));
     }
@@ -1281,6 +1465,7 @@ mod tests {
             env,
             cwd: None,
             user: None,
+            terminal: None,
         })
     }
 

@@ -18,6 +18,7 @@ use starina_bridge::process::FrameDecoder;
 use starina_bridge::process::Proto;
 use starina_bridge::process::Spawn;
 use starina_bridge::process::StdinOutbox;
+use starina_bridge::process::WinSize;
 use starina_bridge::process::HEADER_LEN;
 use starina_bridge::process::LEN_PREFIX;
 use starina_bridge::process::MAX_DATA_CHUNK;
@@ -106,10 +107,12 @@ enum AnyFrame {
         Seq<(Bytes, Bytes)>,
         Option<Bytes>,
         Option<Bytes>,
+        Option<(u16, u16)>,
     ),
     Stdin(u32, Bytes),
     StdinClose(u32),
     Kill(u32, i32),
+    Resize(u32, u16, u16),
     Ping(u32),
     Panic,
     Ready(String),
@@ -135,16 +138,22 @@ fn pairs(list: Seq<(Bytes, Bytes)>) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 fn frame(f: AnyFrame) -> Frame {
     match f {
-        AnyFrame::Spawn(id, argv, env, cwd, user) => Frame::Spawn(Spawn {
+        AnyFrame::Spawn(id, argv, env, cwd, user, terminal) => Frame::Spawn(Spawn {
             id,
             argv: bytes_list(argv),
             env: pairs(env),
             cwd: cwd.map(|c| c.0),
             user: user.map(|u| u.0),
+            // Only sizes in range encode a frame that decodes.
+            terminal: terminal.map(|(r, c)| WinSize::clamped(r.into(), c.into())),
         }),
         AnyFrame::Stdin(id, data) => Frame::Stdin { id, data: data.0 },
         AnyFrame::StdinClose(id) => Frame::StdinClose { id },
         AnyFrame::Kill(id, signal) => Frame::Kill { id, signal },
+        AnyFrame::Resize(id, rows, cols) => Frame::Resize {
+            id,
+            size: WinSize::clamped(rows.into(), cols.into()),
+        },
         AnyFrame::Ping(nonce) => Frame::Ping { nonce },
         AnyFrame::Panic => Frame::Panic,
         AnyFrame::Ready(kernel_release) => Frame::Ready { kernel_release },
@@ -203,14 +212,16 @@ type RequestFields = (
     Seq<(Bytes, Bytes)>,
     Option<Bytes>,
     Option<Bytes>,
+    Option<(u16, u16)>,
 );
 
-fn check_exec_request_encode((argv, env, cwd, user): RequestFields) {
+fn check_exec_request_encode((argv, env, cwd, user, terminal): RequestFields) {
     let req = ExecRequest {
         argv: bytes_list(argv),
         env: pairs(env),
         cwd: cwd.map(|c| c.0),
         user: user.map(|u| u.0),
+        terminal: terminal.map(|(r, c)| WinSize::clamped(r.into(), c.into())),
     };
     // Too large to encode is an error, checked by the codec's own tests.
     if let Ok(bytes) = req.encode() {

@@ -20,7 +20,7 @@ pub fn main(args: &[String]) -> ExitStatus {
     // was starting, an instance's process goes down cleanly; other
     // commands just end, and their QEMUs with them (`setpriv --pdeathsig`).
     let caught = match args.first().map(String::as_str) {
-        Some("run" | "exec" | "up") => catch_signals(host.stop.clone()),
+        Some("run" | "exec" | "shell" | "up") => catch_signals(host.stop.clone()),
         Some("instance-serve") => catch_signals_but_hangup(host.stop.clone()),
         _ => Ok(()),
     };

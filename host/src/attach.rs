@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
-use starina_bridge::process::Spawn;
 use starina_bridge::process::MAX_DATA_CHUNK;
 
 use crate::exec::ExecOptions;
@@ -51,17 +50,40 @@ pub fn exec(
             return ExitStatus::NoStatus;
         }
     };
-    if let Err(e) = send(&writer, &Frame::Spawn(spawn_request(opts))) {
+    if let Err(e) = send(&writer, &Frame::Spawn(opts.spawn(ID))) {
         io.say(&format!("the instance: {e}"));
         return ExitStatus::NoStatus;
     }
+    // Raw mode and resizes until the session ends (`-t`).
+    let terminal = match opts.tty {
+        true => match crate::exec::start_terminal(&writer, ID) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                io.say(&e);
+                return ExitStatus::NoStatus;
+            }
+        },
+        false => None,
+    };
     pump_stdin(stdin, writer.clone());
     let (tx, rx) = mpsc::channel();
     read_frames(reader, tx);
     let deadline = opts
         .timeout
         .map(|t| Instant::now() + Duration::from_secs_f64(t));
-    let status = session(host, opts, &rx, &writer, deadline, io);
+    let status = match &terminal {
+        // Messages need CR LF while the terminal is raw.
+        Some(t) if t.is_raw() => {
+            let mut err = crate::terminal::CrLf(&mut *io.err);
+            let mut raw_io = Streams {
+                out: &mut *io.out,
+                err: &mut err,
+            };
+            session(host, opts, &rx, &writer, deadline, &mut raw_io)
+        }
+        _ => session(host, opts, &rx, &writer, deadline, io),
+    };
+    drop(terminal);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     status
 }
@@ -97,7 +119,9 @@ fn session(
         }
         while host.stop.count() > signals_seen {
             signals_seen += 1;
-            if signals_seen > 1 || host.stop.signal() != Some(SIGINT) {
+            // On a terminal (`-t`) Ctrl-C arrives as a key: a signal to
+            // the CLI ends the session.
+            if signals_seen > 1 || host.stop.signal() != Some(SIGINT) || opts.tty {
                 io.say("interrupted: the command was killed");
                 return ExitStatus::from_signal(host.stop.signal().unwrap_or(SIGINT));
             }
@@ -129,17 +153,6 @@ fn on_frame(frame: Frame, io: &mut Streams) -> Option<ExitStatus> {
         _ => {}
     }
     None
-}
-
-fn spawn_request(opts: &ExecOptions) -> Spawn {
-    let bytes = |s: &String| s.as_bytes().to_vec();
-    Spawn {
-        id: ID,
-        argv: opts.argv.iter().map(bytes).collect(),
-        env: opts.env.iter().map(|(k, v)| (bytes(k), bytes(v))).collect(),
-        cwd: opts.cwd.as_ref().map(bytes),
-        user: opts.user.as_ref().map(bytes),
-    }
 }
 
 fn send(stream: &Mutex<UnixStream>, frame: &Frame) -> Result<(), String> {

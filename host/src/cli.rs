@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use starina_bridge::process::WinSize;
+use starina_bridge::process::MAX_TERMINAL_DIM;
+
 use crate::cp::Copy;
 use crate::direct::DirectOptions;
 use crate::disk;
@@ -23,9 +26,10 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
                             [--env NAME=VALUE]... [--cwd DIR] [--user NAME|UID[:GID]]
-                            [--no-build] [--kernel PATH]
+                            [-t|--tty] [--size ROWSxCOLS] [--no-build] [--kernel PATH]
                             [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                             [-v] -- CMD [ARGS...]
+       scripts/starina shell [the options of exec but -t and the command]   (a login shell on a terminal)
        scripts/starina up [--profile NAME (linux)] [--machine q35|microvm] [--kvm] [--timeout SECONDS (600)]
                           [--no-build] [--kernel PATH] [--disk PATH] [--disk-size SIZE (1G)]
                           [--linux-root auto|none|debian|IMAGE] [-v]
@@ -125,6 +129,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match command.as_str() {
         "run" => parse_run(&mut opts, after).map(Command::Run),
         "exec" => parse_exec(&mut opts, after).map(Command::Exec),
+        "shell" => parse_shell(&mut opts, &after).map(Command::Exec),
         "test" => parse_test(&mut opts, &after).map(Command::Test),
         "bench" => parse_bench(&mut opts, &after).map(Command::Bench),
         "profile" => parse_profile(&mut opts, &after).map(Command::Profile),
@@ -169,6 +174,30 @@ fn parse_run(opts: &mut Options, qemu_args: Vec<String>) -> Result<RunOptions, S
 }
 
 fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, String> {
+    let tty = opts.flag("-t") | opts.flag("--tty");
+    let mut exec = parse_exec_options(opts, "exec")?;
+    exec.tty = tty;
+    if exec.size.is_some() && !tty {
+        return Err("exec: --size is for a terminal: add -t".into());
+    }
+    if argv.is_empty() {
+        return Err("exec: give the command after `--`: scripts/starina exec -- uname -a".into());
+    }
+    exec.argv = argv;
+    Ok(exec)
+}
+
+/// `shell`: `exec -t` of the guest user's login shell, in their home.
+fn parse_shell(opts: &mut Options, after: &[String]) -> Result<ExecOptions, String> {
+    let mut exec = parse_exec_options(opts, "shell")?;
+    no_extra(after)?;
+    exec.tty = true;
+    exec.argv = crate::exec::login_shell();
+    Ok(exec)
+}
+
+/// The options `exec` and `shell` share.
+fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, String> {
     let mut exec = ExecOptions::new(&[]);
     exec.profile = opts.profile("linux")?;
     exec.machine = opts.machine()?;
@@ -177,23 +206,27 @@ fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, Stri
     for kv in opts.values("--env")? {
         match kv.split_once('=') {
             Some((k, v)) if !k.is_empty() => exec.env.push((k.to_string(), v.to_string())),
-            _ => return Err(format!("exec: --env '{kv}': expected NAME=VALUE")),
+            _ => return Err(format!("{command}: --env '{kv}': expected NAME=VALUE")),
         }
     }
     exec.cwd = opts.value("--cwd")?;
     exec.user = opts.value("--user")?;
     if exec.user.as_deref() == Some("") {
-        return Err("exec: --user needs a user name, a uid or uid:gid".into());
+        return Err(format!(
+            "{command}: --user needs a user name, a uid or uid:gid"
+        ));
     }
+    exec.size = match opts.value("--size")? {
+        Some(text) => Some(WinSize::parse(&text).ok_or_else(|| {
+            format!("{command}: --size '{text}': expected ROWSxCOLS, each 1 to {MAX_TERMINAL_DIM}")
+        })?),
+        None => None,
+    };
     exec.build = !opts.flag("--no-build");
     exec.kernel = opts.value("--kernel")?.map(PathBuf::from);
     exec.verbose = opts.flag("-v") | opts.flag("--verbose");
     exec.disk = opts.disk()?;
     opts.finish()?;
-    if argv.is_empty() {
-        return Err("exec: give the command after `--`: scripts/starina exec -- uname -a".into());
-    }
-    exec.argv = argv;
     Ok(exec)
 }
 
@@ -288,7 +321,12 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
     if bench.http_only && !bench.http {
         return Err("--http-only and --no-http exclude each other".into());
     }
-    let only = [bench.http_only, bench.fs_only, bench.net_only, bench.root_only];
+    let only = [
+        bench.http_only,
+        bench.fs_only,
+        bench.net_only,
+        bench.root_only,
+    ];
     if only.iter().filter(|&&o| o).count() > 1 {
         return Err("--http-only, --fs-only, --net-only and --root-only exclude each other".into());
     }
@@ -580,6 +618,26 @@ mod tests {
     }
 
     #[test]
+    fn terminal_options() {
+        let Ok(Command::Exec(e)) = parse(&args(&["exec", "-t", "--size", "40x100", "--", "vi"]))
+        else {
+            panic!("not an exec");
+        };
+        assert!(e.tty);
+        assert_eq!(e.size, WinSize::new(40, 100));
+        let Ok(Command::Exec(e)) = parse(&args(&["exec", "--", "ls", "-t"])) else {
+            panic!("not an exec");
+        };
+        assert!(!e.tty, "-t after -- is the command's");
+        let Ok(Command::Exec(e)) = parse(&args(&["shell", "--user", "starina"])) else {
+            panic!("not a shell");
+        };
+        assert!(e.tty && e.size.is_none());
+        assert_eq!(e.user.as_deref(), Some("starina"));
+        assert_eq!(e.argv, crate::exec::login_shell());
+    }
+
+    #[test]
     fn usage_errors() {
         for bad in [
             &["run", "--machine", "pc"][..],
@@ -593,6 +651,12 @@ mod tests {
             &["exec", "--env", "=1", "--", "true"],
             &["exec", "--user=", "--", "true"],
             &["exec", "--user", "--", "true"],
+            &["exec", "--size", "24x80", "--", "true"],
+            &["exec", "-t", "--size", "0x80", "--", "true"],
+            &["exec", "-t", "--size", "24x99999", "--", "true"],
+            &["exec", "-t", "--size", "big", "--", "true"],
+            &["shell", "--", "bash"],
+            &["shell", "--frob"],
             &["test", "--skip", "nothing"],
             &["frobnicate"],
             &[],

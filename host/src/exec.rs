@@ -22,6 +22,7 @@ use std::time::Instant;
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
 use starina_bridge::process::Spawn;
+use starina_bridge::process::WinSize;
 use starina_bridge::process::MAX_DATA_CHUNK;
 
 use crate::boot::prepare_linux;
@@ -40,6 +41,7 @@ use crate::qemu::Machine;
 use crate::qemu::QemuConfig;
 use crate::status::ExitStatus;
 use crate::status::SIGINT;
+use crate::terminal;
 
 /// The process id of the one command `exec` runs.
 const PROCESS_ID: u32 = 1;
@@ -65,6 +67,10 @@ pub struct ExecOptions {
     pub argv: Vec<String>,
     /// The disk image (profiles with the disk driver).
     pub disk: DiskOptions,
+    /// `-t`: run on a pseudo-terminal (`crate::terminal`).
+    pub tty: bool,
+    /// `--size ROWSxCOLS`: the terminal's size when stdin is not one.
+    pub size: Option<WinSize>,
 }
 
 impl ExecOptions {
@@ -82,8 +88,43 @@ impl ExecOptions {
             verbose: false,
             argv: argv.iter().map(|a| a.to_string()).collect(),
             disk: DiskOptions::default(),
+            tty: false,
+            size: None,
         }
     }
+
+    /// The agent's request for process `id`. With `-t`: a terminal of the
+    /// initial size (`--size`, the host terminal's, or 24x80) and `TERM`
+    /// from the host unless `--env` sets it.
+    pub fn spawn(&self, id: u32) -> Spawn {
+        let bytes = |s: &String| s.as_bytes().to_vec();
+        let mut env: Vec<(Vec<u8>, Vec<u8>)> =
+            self.env.iter().map(|(k, v)| (bytes(k), bytes(v))).collect();
+        let terminal = self.tty.then(|| terminal::initial_size(self.size));
+        if self.tty && !self.env.iter().any(|(k, _)| k == "TERM") {
+            env.push((b"TERM".to_vec(), terminal::term().into_bytes()));
+        }
+        Spawn {
+            id,
+            argv: self.argv.iter().map(bytes).collect(),
+            env,
+            cwd: self.cwd.as_ref().map(bytes),
+            user: self.user.as_ref().map(bytes),
+            terminal,
+        }
+    }
+}
+
+/// The command `shell` runs: in the user's home (or `/`), the user's login
+/// shell from the guest's /etc/passwd, or bash, or `sh` (the initramfs's
+/// busybox), with `-l`.
+pub fn login_shell() -> Vec<String> {
+    const SCRIPT: &str = r#"cd "$HOME" 2>/dev/null || cd /
+s=$(awk -F: -v u="$(id -u)" '$3 == u { print $7; exit }' /etc/passwd 2>/dev/null)
+case "$s" in */nologin|*/false) s= ;; esac
+if [ -z "$s" ] || [ ! -x "$s" ]; then s=$(command -v bash || echo /bin/sh); fi
+exec "$s" -l"#;
+    ["/bin/sh", "-c", SCRIPT].map(String::from).to_vec()
 }
 
 /// What the threads around the session send to it.
@@ -115,6 +156,25 @@ pub fn exec(
         }
         return crate::attach::exec(host, &dir, opts, stdin, io);
     }
+    if opts.tty && terminal::stdin_is_terminal() {
+        // Messages may come while the terminal is raw: lines need CR LF.
+        let mut err = terminal::CrLf(&mut *io.err);
+        let mut io = Streams {
+            out: &mut *io.out,
+            err: &mut err,
+        };
+        return boot_and_exec(host, opts, stdin, &mut io);
+    }
+    boot_and_exec(host, opts, stdin, io)
+}
+
+/// `exec` with nothing up: boots, runs the command, stops QEMU.
+fn boot_and_exec(
+    host: &Host,
+    opts: &ExecOptions,
+    stdin: Box<dyn Read + Send>,
+    io: &mut Streams,
+) -> ExitStatus {
     let quiet = !opts.verbose;
     let prepared = match prepare_linux(
         host,
@@ -346,10 +406,21 @@ impl ExecSession<'_, '_> {
         };
         let link = Arc::new(Mutex::new(stream));
         self.link = Some(link.clone());
-        if let Err(e) = send(&link, &Frame::Spawn(self.spawn_request())) {
+        if let Err(e) = send(&link, &Frame::Spawn(self.opts.spawn(PROCESS_ID))) {
             self.io.say(&format!("host link: {e}"));
             return ExitStatus::NoStatus;
         }
+        // Raw mode and resizes until this returns (`-t`).
+        let _terminal = match self.opts.tty {
+            true => match start_terminal(&link, PROCESS_ID) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.io.say(&e);
+                    return ExitStatus::NoStatus;
+                }
+            },
+            false => None,
+        };
         pump_stdin(stdin, link);
         read_link(reader, tx);
         let mut decoder = FrameDecoder::new();
@@ -387,10 +458,13 @@ impl ExecSession<'_, '_> {
         }
     }
 
-    /// The first Ctrl-C goes to the command as SIGINT; anything else stops QEMU.
+    /// The first Ctrl-C goes to the command as SIGINT; anything else stops
+    /// QEMU. On a terminal (`-t`) Ctrl-C arrives as a key: a signal to the
+    /// CLI stops QEMU.
     fn on_signal(&mut self, host: &Host, child: &mut Child) {
         self.interrupts += 1;
-        let first_sigint = self.interrupts == 1 && host.stop.signal() == Some(SIGINT);
+        let first_sigint =
+            self.interrupts == 1 && host.stop.signal() == Some(SIGINT) && !self.opts.tty;
         match &self.link {
             Some(link) if first_sigint => {
                 let _ = send(
@@ -460,22 +534,6 @@ impl ExecSession<'_, '_> {
         None
     }
 
-    fn spawn_request(&self) -> Spawn {
-        let bytes = |s: &String| s.as_bytes().to_vec();
-        Spawn {
-            id: PROCESS_ID,
-            argv: self.opts.argv.iter().map(bytes).collect(),
-            env: self
-                .opts
-                .env
-                .iter()
-                .map(|(k, v)| (bytes(k), bytes(v)))
-                .collect(),
-            cwd: self.opts.cwd.as_ref().map(bytes),
-            user: self.opts.user.as_ref().map(bytes),
-        }
-    }
-
     /// The console's last 40 lines, on stderr.
     fn console_tail(&mut self) {
         let Ok(data) = std::fs::read(&self.console_log) else {
@@ -524,6 +582,15 @@ impl ConsoleLines {
 }
 
 /// Sends one whole frame.
+/// `-t`: the host terminal in raw mode, and its size changes sent to
+/// process `id` over `link` as [`Frame::Resize`].
+pub fn start_terminal(link: &Arc<Mutex<UnixStream>>, id: u32) -> Result<terminal::Session, String> {
+    let link = Arc::clone(link);
+    terminal::Session::start(move |size| {
+        let _ = send(&link, &Frame::Resize { id, size });
+    })
+}
+
 fn send(link: &Mutex<UnixStream>, frame: &Frame) -> std::io::Result<()> {
     let bytes = frame
         .encode()
@@ -608,6 +675,39 @@ impl Drop for TempDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The login shell script on this host: a login shell in $HOME, or in
+    /// `/` when $HOME is not there.
+    #[test]
+    fn login_shell_starts_in_home() {
+        let home = std::env::temp_dir().join(format!("starina-home-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        let run = |home: &Path| {
+            let argv = login_shell();
+            let mut child = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .env("HOME", home)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"echo \"at $(pwd)\"; exit 3\n").unwrap();
+            drop(stdin);
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let (code, out) = run(&home);
+        assert_eq!(code, Some(3));
+        assert!(out.ends_with(&format!("at {}\n", home.display())), "{out}");
+        let (_, out) = run(&home.join("missing"));
+        assert!(out.ends_with("at /\n"), "{out}");
+        std::fs::remove_dir_all(&home).unwrap();
+    }
 
     /// Console chunks cut anywhere still make whole lines, and the forwards'
     /// messages reach the session as `Event::Say`.

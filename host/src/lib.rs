@@ -53,6 +53,7 @@ pub mod sparse;
 pub mod stages;
 pub mod stats;
 pub mod status;
+pub mod terminal;
 
 pub use host::Host;
 pub use host::Streams;

@@ -171,6 +171,7 @@ impl Mux {
                         Frame::Stdin { data, .. } => Frame::Stdin { id, data },
                         Frame::StdinClose { .. } => Frame::StdinClose { id },
                         Frame::Kill { signal, .. } => Frame::Kill { id, signal },
+                        Frame::Resize { size, .. } => Frame::Resize { id, size },
                         _ => return,
                     }
                 }
@@ -462,6 +463,25 @@ mod tests {
         mux.from_client(b, Frame::Spawn(Spawn::new(5, &["sleep"])));
         assert_eq!(recv(&rx_b), Frame::Started { id: 5, pid: 1 });
         assert_eq!(mux.live(), 2);
+        // A resize reaches the link under the link's id; one for an id the
+        // client does not have goes nowhere.
+        let size = starina_bridge::process::WinSize::new(50, 132).unwrap();
+        mux.from_client(a, Frame::Resize { id: 5, size });
+        mux.from_client(a, Frame::Resize { id: 6, size });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let resizes = || {
+            let seen = seen.lock().unwrap();
+            let r: Vec<Frame> = seen
+                .iter()
+                .filter(|f| matches!(f, Frame::Resize { .. }))
+                .cloned()
+                .collect();
+            r
+        };
+        while resizes().is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(resizes(), [Frame::Resize { id: 1, size }]);
         mux.detach(a);
         let deadline = Instant::now() + Duration::from_secs(5);
         while mux.live() > 1 && Instant::now() < deadline {

@@ -22,6 +22,7 @@ pub mod exec_sh;
 pub mod frames;
 pub mod http;
 pub mod instance;
+pub mod pty;
 mod linked;
 mod live;
 

@@ -4,7 +4,7 @@
 //! QEMU connects a virtio-console port to a Unix socket of the host. Over it
 //! the host speaks the process protocol of `starina_bridge::process`, the
 //! same one the linux server speaks with the guest agent: `Spawn`, `Stdin`,
-//! `StdinClose`, `Kill`, `Ping` and (test only) `Panic` from the host;
+//! `StdinClose`, `Kill`, `Resize`, `Ping` and (test only) `Panic` from the host;
 //! `Started`, `Stdout`, `Stderr`, `Exited`, `Signaled`, `SpawnFailed` and
 //! `Pong` back. Each `Spawn` becomes a process of the linux server's native
 //! API (`starina_bridge::exec`), so this driver is just a relay:
@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `Spawn { id, .. }` | `Open { call_id: id, uri: "exec" }`, then the request as the first `Data` on the process channel |
 //! | `Stdin` / `StdinClose` / `Kill` | `Data` / `Close` / `Abort { code: signal }` on the process channel |
+//! | `Resize` | `Open { call_id: 0, uri: "resize:ROWSxCOLS" }` on the process channel |
 //! | `Panic` | `Open { uri: "test:panic" }` |
 //!
 //! and the process channel's events come back as the matching frames; an
@@ -100,6 +101,8 @@ enum Outgoing {
     Data(Vec<u8>),
     Close,
     Kill(i32),
+    /// The `Open` URI that resizes the process's terminal.
+    Resize(String),
 }
 
 impl Outgoing {
@@ -110,6 +113,11 @@ impl Outgoing {
             Outgoing::Kill(signal) => Message::Abort {
                 code: (*signal).clamp(0, u16::MAX as i32) as u16,
                 reason: "killed from the host",
+            },
+            Outgoing::Resize(uri) => Message::Open {
+                call_id: 0,
+                uri: uri.as_str(),
+                handle: None,
             },
         }
     }
@@ -348,12 +356,16 @@ impl Link {
                     env: spawn.env,
                     cwd: spawn.cwd,
                     user: spawn.user,
+                    terminal: spawn.terminal,
                 };
                 self.spawn(cx, spawn.id, req);
             }
             Frame::Stdin { id, data } => self.stdin_for_process(cx, id, Outgoing::Data(data)),
             Frame::StdinClose { id } => self.stdin_for_process(cx, id, Outgoing::Close),
             Frame::Kill { id, signal } => self.stdin_for_process(cx, id, Outgoing::Kill(signal)),
+            Frame::Resize { id, size } => {
+                self.stdin_for_process(cx, id, Outgoing::Resize(exec::resize_uri(size)))
+            }
             Frame::Ping { nonce } => self.send_host(&Frame::Pong { nonce }),
             Frame::Panic => {
                 log::warn!("the host asked for a guest kernel panic (test)");

@@ -50,6 +50,7 @@ mod net;
 mod netif;
 mod netprobe;
 mod pipebench;
+mod pty;
 mod root;
 mod server;
 mod shutdown;

@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io;
 use std::io::Read;
 use std::io::Write;
@@ -45,11 +46,13 @@ use std::time::Duration;
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
 use starina_bridge::process::Spawn;
+use starina_bridge::process::WinSize;
 use starina_bridge::process::MAX_DATA_CHUNK;
 use starina_bridge::process::STDIN_WINDOW;
 
 use crate::listeners;
 use crate::log;
+use crate::pty;
 use crate::stdin;
 use crate::stdin::PushError;
 use crate::stdin::StdinQueue;
@@ -73,6 +76,8 @@ pub enum PanicAction {
 struct Proc {
     pid: u32,
     stdin: Arc<StdinQueue>,
+    /// The pty's master, for a process spawned with a terminal.
+    terminal: Option<Arc<File>>,
 }
 
 #[derive(Default)]
@@ -176,6 +181,7 @@ fn handle(shared: &Arc<Shared>, frame: Frame, panic_action: PanicAction) {
             }
         }
         Frame::Kill { id, signal } => signal_process(&shared.table(), id, signal),
+        Frame::Resize { id, size } => resize(shared, id, size),
         Frame::Ping { nonce } => shared.send(Frame::Pong { nonce }),
         Frame::Panic => {
             log("panic requested (test only)");
@@ -197,6 +203,23 @@ fn signal_process(table: &Table, id: u32, signal: i32) {
                 log(&format!("kill {id} (pid {}) with {signal}: {e}", p.pid));
             }
         }
+    }
+}
+
+/// Sets process `id`'s window size; a Resize for an unknown process or one
+/// without a terminal is ignored, with a line on the console.
+fn resize(shared: &Shared, id: u32, size: WinSize) {
+    let terminal = match shared.table().by_id.get(&id) {
+        None => return log(&format!("resize of unknown process {id} ignored")),
+        Some(p) => p.terminal.clone(),
+    };
+    let Some(master) = terminal else {
+        return log(&format!(
+            "resize of process {id} ignored: it has no terminal"
+        ));
+    };
+    if let Err(e) = pty::resize(&master, size) {
+        log(&format!("process {id}: resize to {size}: {e}"));
     }
 }
 
@@ -253,15 +276,31 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
         return fail(libc::EINVAL, "empty argv".into());
     };
     let mut cmd = Command::new(OsStr::from_bytes(program));
-    cmd.args(args.iter().map(|a| OsStr::from_bytes(a)))
-        .envs(
-            req.env
-                .iter()
-                .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args.iter().map(|a| OsStr::from_bytes(a))).envs(
+        req.env
+            .iter()
+            .map(|(k, v)| (OsStr::from_bytes(k), OsStr::from_bytes(v))),
+    );
+    let pty = match req.terminal.map(pty::open).transpose() {
+        Ok(pty) => pty,
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            return fail(errno, format!("cannot open a terminal: {e}"));
+        }
+    };
+    match &pty {
+        Some(pty) => {
+            if let Err(e) = pty::attach(&mut cmd, pty) {
+                let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                return fail(errno, format!("cannot set up the terminal: {e}"));
+            }
+        }
+        None => {
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+    }
     if let Some(cwd) = &req.cwd {
         let cwd = Path::new(OsStr::from_bytes(cwd));
         // Checked here so that a missing cwd is not mistaken for a missing program.
@@ -291,7 +330,11 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
         drop(table);
         return fail(libc::EEXIST, format!("process id {id} is in use"));
     }
-    let child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    // The parent's copies of the pty's slave go now: the master reads end
+    // of file (EIO) once the child and its descendants closed theirs.
+    drop(cmd);
+    let child = match spawned {
         Ok(child) => child,
         Err(e) => {
             drop(table);
@@ -318,11 +361,13 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
     let pid = child.id();
     let stdin_queue = Arc::new(StdinQueue::default());
     let (exit_tx, exit_rx) = mpsc::channel();
+    let master = pty.map(|pty| Arc::new(pty.master));
     table.by_id.insert(
         id,
         Proc {
             pid,
             stdin: Arc::clone(&stdin_queue),
+            terminal: master.clone(),
         },
     );
     table.by_pid.insert(pid, exit_tx);
@@ -332,14 +377,22 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
     shared.send(Frame::Started { id, pid });
 
     // Dropping `child` neither kills nor waits: the reaper owns its exit.
-    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin, child.stdout, child.stderr)
-    else {
-        unreachable!("all three streams were requested as pipes");
-    };
-    let streams = Streams {
-        stdin,
-        stdout,
-        stderr,
+    let streams = match (master, child.stdin, child.stdout, child.stderr) {
+        (Some(master), ..) => match Streams::terminal(&master) {
+            Ok(streams) => streams,
+            Err(e) => {
+                log(&format!("process {id}: cannot use its terminal: {e}"));
+                let _ = sys::kill(pid, libc::SIGKILL);
+                return;
+            }
+        },
+        (None, Some(stdin), Some(stdout), Some(stderr)) => Streams {
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: Some(Box::new(stderr)),
+            eof: None,
+        },
+        _ => unreachable!("without a terminal all three streams are pipes"),
     };
     if let Err(e) = start_stream_threads(shared, id, stdin_queue, streams, exit_rx) {
         // Out of threads: the process runs unattended; kill it so the host
@@ -349,11 +402,25 @@ fn spawn(shared: &Arc<Shared>, req: Spawn) {
     }
 }
 
-/// The child's ends of its three pipes.
+/// The agent's ends of the child's streams: its three pipes, or its
+/// terminal's master (no stderr: everything comes out on stdout).
 struct Streams {
-    stdin: std::process::ChildStdin,
-    stdout: std::process::ChildStdout,
-    stderr: std::process::ChildStderr,
+    stdin: Box<dyn Write + Send>,
+    stdout: Box<dyn Read + Send>,
+    stderr: Option<Box<dyn Read + Send>>,
+    /// What closing stdin writes instead, for a terminal: its EOF character.
+    eof: Option<u8>,
+}
+
+impl Streams {
+    fn terminal(master: &File) -> io::Result<Streams> {
+        Ok(Streams {
+            stdin: Box::new(master.try_clone()?),
+            stdout: Box::new(master.try_clone()?),
+            stderr: None,
+            eof: Some(pty::EOF_CHAR),
+        })
+    }
 }
 
 fn start_stream_threads(
@@ -367,20 +434,28 @@ fn start_stream_threads(
         stdin,
         stdout,
         stderr,
+        eof,
     } = streams;
     let s = Arc::clone(shared);
     let queue = Arc::clone(&stdin_queue);
     spawn_thread("stdin", move || {
-        stdin::write_loop(id, &queue, stdin, |frame| s.send(frame))
+        stdin::write_loop(id, &queue, stdin, eof, |frame| s.send(frame))
     })?;
-    let s = Arc::clone(shared);
-    let err_thread = spawn_thread("stderr", move || {
-        pump(stderr, |data| s.send(Frame::Stderr { id, data }))
-    })?;
+    let err_thread = match stderr {
+        Some(stderr) => {
+            let s = Arc::clone(shared);
+            Some(spawn_thread("stderr", move || {
+                pump(stderr, |data| s.send(Frame::Stderr { id, data }))
+            })?)
+        }
+        None => None,
+    };
     let s = Arc::clone(shared);
     spawn_thread("stdout", move || {
         pump(stdout, |data| s.send(Frame::Stdout { id, data }));
-        let _ = err_thread.join();
+        if let Some(err_thread) = err_thread {
+            let _ = err_thread.join();
+        }
         // The reaper always answers: the child is in `by_pid` until it does.
         let status = exit_rx.recv();
         // Free the id before the final frame: the host may reuse it at once.

@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::process::ChildStdin;
 use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::MutexGuard;
@@ -92,6 +91,11 @@ impl StdinQueue {
         self.changed.notify_all();
     }
 
+    /// Whether the process's final frame went (or is going) out.
+    fn is_retired(&self) -> bool {
+        self.state().retired
+    }
+
     /// Bytes queued and not yet acknowledged.
     #[cfg(test)]
     fn queued(&self) -> usize {
@@ -160,8 +164,16 @@ impl StdinQueue {
 
 /// The stdin thread: writes queued data into the child's pipe and
 /// acknowledges it through `send`, until stdin is closed (or the process is
-/// retired); then drops the pipe, so the child reads end of file.
-pub fn write_loop(id: u32, queue: &StdinQueue, mut pipe: ChildStdin, send: impl Fn(Frame)) {
+/// retired); then drops the pipe, so the child reads end of file. For a
+/// terminal, whose master stays open, it writes `eof` (the terminal's
+/// end-of-file character) on a close from the host instead.
+pub fn write_loop(
+    id: u32,
+    queue: &StdinQueue,
+    mut pipe: impl Write,
+    eof: Option<u8>,
+    send: impl Fn(Frame),
+) {
     let mut broken = false;
     while let Some(chunk) = queue.next_chunk() {
         // After EPIPE the data is dropped but still acknowledged, so the
@@ -171,6 +183,11 @@ pub fn write_loop(id: u32, queue: &StdinQueue, mut pipe: ChildStdin, send: impl 
         }
         if let Some(bytes) = queue.taken(chunk.len()) {
             queue.send_unless_retired(|| send(Frame::StdinAck { id, bytes }));
+        }
+    }
+    if let Some(eof) = eof {
+        if !broken && !queue.is_retired() {
+            let _ = pipe.write_all(&[eof]);
         }
     }
 }

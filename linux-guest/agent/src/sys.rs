@@ -1,7 +1,8 @@
 //! The few Linux calls std does not offer. All of the agent's `unsafe` is here,
 //! but for the hostile-guest flood's raw hardware access (`flood/hw.rs`) and
 //! the file-system probe's calls (`fsprobe.rs`: mmap, locks, fallocate, ...)
-//! and the network interface ioctls (`netif.rs`).
+//! and the network interface ioctls (`netif.rs`) and the terminal ioctls
+//! (`pty.rs`).
 
 use std::ffi::CString;
 use std::fs::File;

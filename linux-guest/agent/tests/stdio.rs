@@ -667,3 +667,95 @@ fn listeners_are_reported_once_per_port() {
     assert_eq!(listening(&agent, tcp, &[connected]), closed);
     eprintln!("listener reported open after {opened_in:?}");
 }
+
+impl Agent {
+    /// Reads process `id`'s frames until its stdout holds `needle`; what
+    /// came, with the final frame if the process ended first.
+    fn stdout_until(&self, id: u32, seen: &mut Vec<u8>, needle: &str) -> Option<Frame> {
+        let deadline = Instant::now() + TIMEOUT;
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(frame) = self.frames.recv_timeout(left) else {
+                panic!("no {needle:?} in {:?}", String::from_utf8_lossy(seen));
+            };
+            match frame {
+                Frame::Stdout { id: i, data } if i == id => seen.extend(data),
+                Frame::Stderr { .. } => panic!("stderr from a terminal: {frame:?}"),
+                Frame::Exited { .. } | Frame::Signaled { .. } | Frame::SpawnFailed { .. } => {
+                    return Some(frame)
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn type_keys(&mut self, id: u32, keys: &str) {
+        self.send(Frame::Stdin {
+            id,
+            data: keys.as_bytes().to_vec(),
+        });
+    }
+}
+
+#[test]
+fn a_terminal_has_its_size_resizes_and_turns_ctrl_c_into_sigint() {
+    use starina_bridge::process::WinSize;
+    let mut agent = Agent::start();
+    // Resizes for no process and for a process on pipes are ignored.
+    agent.send(Frame::Resize {
+        id: 99,
+        size: WinSize::new(10, 10).unwrap(),
+    });
+    agent.send(Frame::Spawn(Spawn::new(2, &["sleep", "5"])));
+    agent.send(Frame::Resize {
+        id: 2,
+        size: WinSize::new(10, 10).unwrap(),
+    });
+    let mut spawn = Spawn::new(1, &["sh"]);
+    spawn.terminal = WinSize::new(24, 80);
+    spawn.env.push((b"PS1".to_vec(), b"PROMPT> ".to_vec()));
+    agent.send(Frame::Spawn(spawn));
+    let mut out = Vec::new();
+    assert_eq!(agent.stdout_until(1, &mut out, "PROMPT> "), None);
+    agent.type_keys(1, "stty size; tty >/dev/null && echo ON-A-TTY\n");
+    assert_eq!(agent.stdout_until(1, &mut out, "24 80"), None);
+    assert_eq!(agent.stdout_until(1, &mut out, "ON-A-TTY"), None);
+    agent.send(Frame::Resize {
+        id: 1,
+        size: WinSize::new(50, 132).unwrap(),
+    });
+    agent.type_keys(1, "stty size\n");
+    assert_eq!(agent.stdout_until(1, &mut out, "50 132"), None);
+    // Ctrl-C reaches the foreground job: sleep ends, the shell goes on.
+    agent.type_keys(1, "sleep 100\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    agent.type_keys(1, "\x03");
+    agent.type_keys(1, "echo al$((1+1))ive\n");
+    assert_eq!(agent.stdout_until(1, &mut out, "al2ive"), None);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    agent.type_keys(1, "exit 7\n");
+    let end = agent.stdout_until(1, &mut out, "never printed");
+    assert_eq!(end, Some(Frame::Exited { id: 1, code: 7 }));
+}
+
+#[test]
+fn closing_a_terminal_stdin_sends_end_of_file() {
+    use starina_bridge::process::WinSize;
+    let mut agent = Agent::start();
+    let mut spawn = Spawn::new(1, &["cat"]);
+    spawn.terminal = WinSize::new(24, 80);
+    agent.send(Frame::Spawn(spawn));
+    agent.type_keys(1, "typed\n");
+    agent.send(Frame::StdinClose { id: 1 });
+    let o = agent.collect(&[1]).remove(&1).unwrap();
+    assert_eq!(o.exited, Some(0));
+    assert!(o.stderr.is_empty());
+    // The echo and cat's copy, each with the terminal's CR LF.
+    assert_eq!(o.stdout(), "typed\r\ntyped\r\n");
+}

@@ -54,6 +54,9 @@ impl Handler for Server {
                     Message::Data(data) => ProcessInput::Data(data),
                     Message::Close => ProcessInput::Close,
                     Message::Abort { code, .. } => ProcessInput::Kill(exec::abort_signal(code)),
+                    Message::Open { uri, .. } if exec::parse_resize_uri(uri).is_some() => {
+                        ProcessInput::Resize(exec::parse_resize_uri(uri).flatten())
+                    }
                     other => ProcessInput::Unexpected(other.kind()),
                 };
                 self.on_process_input(cx, *pid, input);

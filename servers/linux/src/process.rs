@@ -14,6 +14,7 @@ use starina::Message;
 use starina_bridge::exec;
 use starina_bridge::exec::ExecRequest;
 use starina_bridge::process::Frame;
+use starina_bridge::process::WinSize;
 
 use crate::stdin::StdinFlow;
 use crate::Ctx;
@@ -52,6 +53,8 @@ pub(crate) struct Proc {
     /// When the channel was opened (ns since boot): its request is due
     /// `request_timeout_ms` later.
     pub(crate) opened_ns: u64,
+    /// Whether the request asked for a terminal (so resizes apply).
+    pub(crate) terminal: bool,
 }
 
 impl Proc {
@@ -61,6 +64,7 @@ impl Proc {
             phase: Phase::AwaitRequest,
             stdin: StdinFlow::new(),
             opened_ns,
+            terminal: false,
         }
     }
 }
@@ -70,6 +74,8 @@ pub(crate) enum ProcessInput<'a> {
     Data(&'a [u8]),
     Close,
     Kill(i32),
+    /// `Open { uri: "resize:ROWSxCOLS" }`; `None` for a size out of range.
+    Resize(Option<WinSize>),
     Unexpected(MessageKind),
 }
 
@@ -82,6 +88,7 @@ impl Server {
             (Phase::AwaitRequest, ProcessInput::Data(data)) => match ExecRequest::decode(data) {
                 Ok(req) => {
                     proc_.phase = Phase::Running;
+                    proc_.terminal = req.terminal.is_some();
                     self.send_to_guest(cx, &Frame::Spawn(req.to_spawn(id)));
                 }
                 Err(e) => self.fail(cx, id, codes::INVALID, &format!("{e}")),
@@ -104,6 +111,11 @@ impl Server {
             (Phase::Running, ProcessInput::Kill(signal)) => {
                 self.send_to_guest(cx, &Frame::Kill { id, signal })
             }
+            (Phase::Running, ProcessInput::Resize(size)) => match (proc_.terminal, size) {
+                (true, Some(size)) => self.send_to_guest(cx, &Frame::Resize { id, size }),
+                (false, _) => log::warn!("process {id}: resize ignored: it has no terminal"),
+                (true, None) => log::warn!("process {id}: resize ignored: size out of range"),
+            },
             (_, ProcessInput::Unexpected(kind)) => {
                 log::warn!("process {id}: ignoring an unexpected {kind:?} message")
             }

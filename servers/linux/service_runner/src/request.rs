@@ -22,6 +22,7 @@ pub fn request(service: &LinuxService) -> ExecRequest {
             .collect(),
         cwd: service.workdir.map(bytes),
         user: service.user.map(bytes),
+        terminal: None,
     }
 }
 
