@@ -89,3 +89,35 @@ impl Drop for DownOnPanic {
         }
     }
 }
+
+/// An instance that is up, on a fresh disk of its own with the Debian root
+/// (the image is built first if it is not cached: minutes). It goes down
+/// if the test panics; the disk goes with the value.
+pub struct DebianInstance {
+    // Declared first, so it drops (and brings the instance down) before
+    // the disk goes.
+    _down_on_panic: DownOnPanic,
+    pub tool: Tool,
+    /// The disk image's path.
+    pub disk: String,
+    _dir: crate::TempDisk,
+}
+
+impl DebianInstance {
+    pub fn up() -> DebianInstance {
+        let kernel = crate::kernel();
+        let dir = crate::TempDisk::new().expect("a temporary directory");
+        let disk = dir.path().to_str().expect("a UTF-8 path").to_string();
+        let tool = Tool::new(dir.path().with_file_name("run"));
+        let instance = DebianInstance {
+            _down_on_panic: DownOnPanic(tool.clone()),
+            tool,
+            disk,
+            _dir: dir,
+        };
+        let kernel = kernel.to_str().expect("a UTF-8 path");
+        let started = instance.tool.up(kernel, &instance.disk, "debian");
+        assert_eq!(started.status.code(), Some(0), "up failed");
+        instance
+    }
+}

@@ -8,7 +8,7 @@
 use std::thread;
 
 use starina_tests::instance::text;
-use starina_tests::instance::DownOnPanic;
+use starina_tests::instance::DebianInstance;
 use starina_tests::instance::Tool;
 use starina_tests::*;
 
@@ -28,26 +28,19 @@ fn sh(tool: &Tool, disk: &str, script: &str) -> String {
 #[test]
 #[ignore = "builds the Debian image and boots Starina and Linux under QEMU; run by make test"]
 fn debian_programs_run_and_changes_persist() {
-    let kernel = kernel();
-    let kernel = kernel.to_str().expect("a UTF-8 path");
-    let dir = TempDisk::new().expect("a temporary directory");
-    let disk = dir.path().to_str().unwrap().to_string();
-    let tool = Tool::new(dir.path().with_file_name("run"));
-    let _guard = DownOnPanic(tool.clone());
-
-    let started = tool.up(kernel, &disk, "debian");
-    assert_eq!(started.status.code(), Some(0), "up failed");
+    let instance = DebianInstance::up();
+    let (tool, disk) = (&instance.tool, &instance.disk);
 
     // Linux runs from the disk's partition 2, a Debian 12 root.
     let root = sh(
-        &tool,
-        &disk,
+        tool,
+        disk,
         "findmnt -no SOURCE,FSTYPE /; cut -d. -f1 /etc/debian_version",
     );
     assert_eq!(root, "/dev/vda ext4\n12\n");
     // Unmodified dynamically linked programs from the image.
     let python = tool.exec(
-        &disk,
+        disk,
         &[
             "python3",
             "-c",
@@ -60,12 +53,12 @@ fn debian_programs_run_and_changes_persist() {
         "{}",
         text(&python.stderr)
     );
-    assert!(sh(&tool, &disk, "git --version").starts_with("git version 2."));
-    assert!(sh(&tool, &disk, "bash -c 'echo $BASH_VERSION'").starts_with("5."));
+    assert!(sh(tool, disk, "git --version").starts_with("git version 2."));
+    assert!(sh(tool, disk, "bash -c 'echo $BASH_VERSION'").starts_with("5."));
     // SQLite in WAL mode on the native file system.
     let wal = sh(
-        &tool,
-        &disk,
+        tool,
+        disk,
         "cd /mnt/starina && sqlite3 wal.db 'PRAGMA journal_mode=WAL; \
          CREATE TABLE t(x); INSERT INTO t VALUES (42); SELECT x FROM t;'",
     );
@@ -74,7 +67,7 @@ fn debian_programs_run_and_changes_persist() {
     let user = tool.run(&[
         "exec",
         "--disk",
-        &disk,
+        disk,
         "--user",
         "starina",
         "--cwd",
@@ -89,21 +82,21 @@ fn debian_programs_run_and_changes_persist() {
         "starina\n/home/starina\n/home/starina\n"
     );
     // Debian's PATH.
-    let path = sh(&tool, &disk, "echo $PATH");
+    let path = sh(tool, disk, "echo $PATH");
     assert!(path.contains("/usr/sbin:/usr/bin:/sbin:/bin"), "{path}");
 
     // A full root: ENOSPC inside Linux, and nothing else breaks. fallocate
     // takes every block a user may have at once (root keeps ext4's
     // reserve), without writing gigabytes.
     sh(
-        &tool,
-        &disk,
+        tool,
+        disk,
         "fallocate -l $(df --output=avail -B1 / | tail -1) /root/fill",
     );
     let more = tool.run(&[
         "exec",
         "--disk",
-        &disk,
+        disk,
         "--user",
         "starina",
         "--",
@@ -118,22 +111,23 @@ fn debian_programs_run_and_changes_persist() {
         text(&more.stderr)
     );
     let after = sh(
-        &tool,
-        &disk,
+        tool,
+        disk,
         "rm -f /root/fill /home/starina/more; echo fine > /root/after; cat /root/after",
     );
     assert_eq!(after, "fine\n");
     // A change to the root survives down and up.
-    sh(&tool, &disk, "echo kept across restarts > /root/kept");
+    sh(tool, disk, "echo kept across restarts > /root/kept");
     assert_eq!(tool.run(&["down"]).status.code(), Some(0));
-    let again = tool.up(kernel, &disk, "debian");
+    let kernel = kernel();
+    let again = tool.up(kernel.to_str().unwrap(), disk, "debian");
     assert_eq!(again.status.code(), Some(0), "the second up failed");
-    assert_eq!(sh(&tool, &disk, "cat /root/kept"), "kept across restarts\n");
+    assert_eq!(sh(tool, disk, "cat /root/kept"), "kept across restarts\n");
     // Several sessions at once in the same root.
     let sessions: Vec<_> = (1..=4)
         .map(|n| {
-            let tool = tool.clone();
-            let disk = disk.clone();
+            let tool = Tool::clone(tool);
+            let disk = disk.to_string();
             thread::spawn(move || tool.exec(&disk, &["python3", "-c", &format!("print({n} * 7)")]))
         })
         .collect();

@@ -8,11 +8,10 @@
 //! exec stays on pipes. Slow (boots Starina and Linux): run by `make test`.
 
 use starina_tests::instance::text;
-use starina_tests::instance::DownOnPanic;
+use starina_tests::instance::DebianInstance;
 use starina_tests::instance::Tool;
 use starina_tests::pty::drive;
 use starina_tests::pty::Step::*;
-use starina_tests::*;
 
 /// Debian's bash prompt for `user` in their home (`user@host:~# `), in
 /// colour or not.
@@ -23,20 +22,14 @@ fn prompt(user: &str, sign: &str) -> String {
 #[test]
 #[ignore = "boots Starina and Linux with the Debian root under QEMU; run by make test"]
 fn shells_and_commands_on_a_terminal() {
-    let kernel = kernel();
-    let kernel = kernel.to_str().expect("a UTF-8 path");
-    let dir = TempDisk::new().expect("a temporary directory");
-    let disk = dir.path().to_str().unwrap().to_string();
-    let tool = Tool::new(dir.path().with_file_name("run"));
-    let _guard = DownOnPanic(tool.clone());
-    let started = tool.up(kernel, &disk, "debian");
-    assert_eq!(started.status.code(), Some(0), "up failed");
+    let instance = DebianInstance::up();
+    let (tool, disk) = (&instance.tool, &instance.disk);
 
     // root's login shell, in /root.
     let root_prompt = prompt("root", "#");
     let s = drive(
-        &tool,
-        &["shell", "--disk", &disk],
+        tool,
+        &["shell", "--disk", disk],
         &[
             Expect(&root_prompt, 60),
             Raw("raw"),
@@ -49,19 +42,23 @@ fn shells_and_commands_on_a_terminal() {
             // Full-screen programs find the terminal's description and size.
             Send("tput cols; tput lines; tput clear | od -An -c | head -1\n"),
             Expect(r"120\r\n40\r\n\s*033\s+\[\s+H", 10),
-            Send("sleep 100\n"),
-            Sleep(1.0),
+            // Each key once its command runs (a marker printed just before).
+            Send("echo C1; sleep 100\n"),
+            Expect(r"C1\r\n", 10),
+            Sleep(0.5),
             Mark("ctrl-c"),
             Send("\x03"),
             Expect(&format!(r"\^C[^#]*{root_prompt}"), 10),
             Since("ctrl-c", "interrupted_after"),
             // Ctrl-Z stops the foreground job, Ctrl-\ quits one.
-            Send("sleep 100\n"),
-            Sleep(1.0),
+            Send("echo Z1; sleep 100\n"),
+            Expect(r"Z1\r\n", 10),
+            Sleep(0.5),
             Send("\x1a"),
             Expect(r"Stopped\s+sleep 100", 10),
-            Send("kill -9 %1; sleep 101\n"),
-            Sleep(1.0),
+            Send("kill -9 %1; echo Q1; sleep 101\n"),
+            Expect(r"Q1\r\n", 10),
+            Sleep(0.5),
             Send("\x1c"),
             Expect(r"Quit", 10),
             // Full-screen programs: less pages, vi edits.
@@ -72,7 +69,7 @@ fn shells_and_commands_on_a_terminal() {
             Send("q"),
             Expect(&root_prompt, 10),
             Send("vi /tmp/edited\n"),
-            Sleep(1.0),
+            Expect(r"/tmp/edited.*\[New", 10),
             Send("ihello from vi\x1b:wq\r"),
             Expect(&root_prompt, 10),
             Send("cat /tmp/edited\n"),
@@ -91,12 +88,17 @@ fn shells_and_commands_on_a_terminal() {
 
     // Another user's login shell, in their home; Ctrl-D ends it.
     let s = drive(
-        &tool,
-        &["shell", "--disk", &disk, "--user", "starina"],
+        tool,
+        &["shell", "--disk", disk, "--user", "starina"],
         &[
             Expect(&prompt("starina", "$"), 60),
             Send("id -un; pwd\n"),
             Expect(r"starina\r\n/home/starina\r\n", 10),
+            // Ctrl-D only once bash reads again: typed ahead while the
+            // terminal is still canonical, the line discipline turns it
+            // into an end of file that readline never sees (as on any
+            // Linux terminal).
+            Expect(&prompt("starina", "$"), 10),
             Send("\x04"),
         ],
     );
@@ -110,9 +112,18 @@ fn shells_and_commands_on_a_terminal() {
 
     // SIGTERM to the CLI ends the session and restores the terminal.
     let s = drive(
-        &tool,
-        &["exec", "-t", "--disk", &disk, "--", "sleep", "100"],
-        &[Sleep(3.0), Raw("raw"), Signal(15)],
+        tool,
+        &[
+            "exec",
+            "-t",
+            "--disk",
+            disk,
+            "--",
+            "sh",
+            "-c",
+            "echo S1; sleep 100",
+        ],
+        &[Expect(r"S1\r\n", 60), Raw("raw"), Signal(15)],
     );
     assert_eq!(s.record["raw"], "True");
     assert_eq!(s.status, 128 + 15, "{}", s.transcript);
@@ -125,7 +136,7 @@ fn shells_and_commands_on_a_terminal() {
         "--size",
         "33x77",
         "--disk",
-        &disk,
+        disk,
         "--",
         "sh",
         "-c",
@@ -135,19 +146,19 @@ fn shells_and_commands_on_a_terminal() {
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("33 77\r\n/dev/pts/"), "{stdout}");
     // Without -t, pipes as before.
-    let out = tool.exec(&disk, &["sh", "-c", "tty; stty size"]);
+    let out = tool.exec(disk, &["sh", "-c", "tty; stty size"]);
     assert_eq!(text(&out.stdout), "not a tty\n");
     assert_ne!(out.status.code(), Some(0));
 
     // The instance going down ends a shell and restores the terminal.
-    let downer = tool.clone();
+    let downer = Tool::clone(tool);
     let down = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(8));
         downer.run(&["down"])
     });
     let s = drive(
-        &tool,
-        &["shell", "--disk", &disk],
+        tool,
+        &["shell", "--disk", disk],
         &[Expect(&root_prompt, 60), Raw("raw"), Sleep(20.0)],
     );
     assert_eq!(down.join().unwrap().status.code(), Some(0));
