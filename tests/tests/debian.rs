@@ -116,9 +116,18 @@ fn debian_programs_run_and_changes_persist() {
         "rm -f /root/fill /home/starina/more; echo fine > /root/after; cat /root/after",
     );
     assert_eq!(after, "fine\n");
+    // git on the native file system (/mnt/starina): a 500-file tree
+    // committed, the work tree clean, and the same files on the native side.
+    let git = sh(tool, disk, GIT_SCRIPT);
+    let (status, linux_hash) = git.split_once('\n').expect("two lines");
+    assert_eq!(status, "clean");
     // A change to the root survives down and up.
     sh(tool, disk, "echo kept across restarts > /root/kept");
     assert_eq!(tool.run(&["down"]).status.code(), Some(0));
+    assert_eq!(
+        native_tree_hash(std::path::Path::new(disk)),
+        linux_hash.trim()
+    );
     let kernel = kernel();
     let again = tool.up(kernel.to_str().unwrap(), disk, "debian");
     assert_eq!(again.status.code(), Some(0), "the second up failed");
@@ -135,4 +144,29 @@ fn debian_programs_run_and_changes_persist() {
         assert_eq!(text(&s.join().unwrap().stdout), format!("{}\n", n * 7));
     }
     assert_eq!(tool.run(&["down"]).status.code(), Some(0));
+}
+
+/// Commits a 500-file tree with git in /mnt/starina/repo; prints `clean`
+/// if `git status` shows nothing afterwards, then the tree's hash (see
+/// [`native_tree_hash`]).
+const GIT_SCRIPT: &str = "set -e; rm -rf /mnt/starina/repo; mkdir -p /mnt/starina/repo/sub; \
+     cd /mnt/starina/repo; git init -q; \
+     for i in $(seq 1 500); do echo \"file $i\" > sub/f$i.txt; done; \
+     git add -A; git -c user.name=t -c user.email=t@example.com commit -qm tree; \
+     [ -z \"$(git status --porcelain)\" ] && echo clean || echo dirty; \
+     cd sub; ls | sort | xargs sha256sum | sha256sum | cut -d' ' -f1";
+
+/// The same hash of the tree's files, from the disk's native file system
+/// (copied out with `starina cp` while Starina is down).
+fn native_tree_hash(disk: &std::path::Path) -> String {
+    let out = disk.with_file_name("repo-out");
+    let copy = starina_host::cp::Copy::parse("starina:/repo/sub", out.to_str().unwrap()).unwrap();
+    starina_host::cp::copy(disk, &copy).expect("starina cp of the repository");
+    let hash = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ls | sort | xargs sha256sum | sha256sum | cut -d' ' -f1")
+        .current_dir(&out)
+        .output()
+        .expect("sh runs");
+    text(&hash.stdout).trim().to_string()
 }
