@@ -139,13 +139,15 @@ pub fn test(host: &Host, opts: &TestOptions) -> ExitStatus {
     tally.status()
 }
 
-/// The Linux guest (kernel + initramfs) that the default and linux profiles
-/// boot: built once, cached outside the checkout by input hash.
+/// The Linux guest (kernel, initramfs, and the Debian root image the tests
+/// of the Debian root put on their disks) that the default and linux
+/// profiles boot: built once, cached outside the checkout by input hash,
+/// here rather than inside the first test that needs it (its time limits).
 fn linux_stage(host: &Host, tally: &mut Tally) {
-    header("linux guest: linux-guest/build-kernel.sh, linux-guest/build-initramfs.sh");
+    header("linux guest: linux-guest/build-kernel.sh, build-initramfs.sh, build-rootfs.sh");
     let t0 = Instant::now();
     let mut code = 0;
-    for script in ["build-kernel.sh", "build-initramfs.sh"] {
+    for script in ["build-kernel.sh", "build-initramfs.sh", "build-rootfs.sh"] {
         let mut cmd = Command::new(host.root.join("linux-guest").join(script));
         code = streamed(cmd.current_dir(&host.root), |_| {});
         if code != 0 {
