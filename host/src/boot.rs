@@ -10,6 +10,9 @@ use crate::host::Streams;
 use crate::kernel;
 use crate::kernel::Progress;
 use crate::qemu::check_kernel;
+use crate::qemu::HostLink;
+use crate::qemu::Machine;
+use crate::qemu::QemuConfig;
 use crate::status::ExitStatus;
 
 /// A kernel to boot and what its profile needs.
@@ -102,6 +105,53 @@ pub fn prepare(
         }
     }
     Ok(prepared)
+}
+
+/// How a boot that serves the host link is laid out in `dir`: the link's
+/// socket, and QEMU's monitor (for the host's port forwards) when the
+/// profile has a NIC.
+pub struct LinkedBoot {
+    pub config: QemuConfig,
+    pub hostlink: PathBuf,
+    pub monitor: Option<PathBuf>,
+}
+
+impl LinkedBoot {
+    /// The QEMU of `prepared` on `machine` with the host link on
+    /// `dir/hostlink.sock`; a NIC (the guest's port 80 at `http_port`) and
+    /// a monitor at `dir/monitor.sock` only if the profile has the network
+    /// driver; `disk` for the disk driver.
+    pub fn new(
+        prepared: &Prepared,
+        machine: Machine,
+        profile: &str,
+        kvm: bool,
+        http_port: u16,
+        dir: &Path,
+        disk: Option<PathBuf>,
+    ) -> LinkedBoot {
+        let hostlink = dir.join("hostlink.sock");
+        let nic_port = prepared.has("virtio_net").then_some(http_port);
+        let monitor = nic_port.map(|_| dir.join("monitor.sock"));
+        let config = QemuConfig {
+            machine,
+            profile: profile.to_string(),
+            kernel: prepared.kernel.clone(),
+            kvm,
+            icount: false,
+            bootfs: prepared.bootfs.clone(),
+            nic_port,
+            hostlink: HostLink::Socket(hostlink.clone()),
+            disk,
+            monitor: monitor.clone(),
+            extra: Vec::new(),
+        };
+        LinkedBoot {
+            config,
+            hostlink,
+            monitor,
+        }
+    }
 }
 
 /// [`prepare`] for a command in Linux (`exec`, `up`): the profile must

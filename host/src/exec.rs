@@ -26,6 +26,7 @@ use starina_bridge::process::WinSize;
 use starina_bridge::process::MAX_DATA_CHUNK;
 
 use crate::boot::prepare_linux;
+use crate::boot::LinkedBoot;
 use crate::disk;
 use crate::disk::DiskOptions;
 use crate::forwards::HostForwards;
@@ -36,7 +37,6 @@ use crate::host::Streams;
 use crate::process::forward_lines;
 use crate::process::send_sigterm;
 use crate::qemu;
-use crate::qemu::HostLink;
 use crate::qemu::Machine;
 use crate::qemu::QemuConfig;
 use crate::status::ExitStatus;
@@ -202,33 +202,24 @@ fn boot_and_exec(
             return ExitStatus::NotBooted;
         }
     };
-    let socket = tmp.0.join("hostlink.sock");
-    let nic_port = prepared.has("virtio_net").then_some(host.http_port);
-    // Host port forwards need the NIC.
-    let monitor = nic_port.map(|_| tmp.0.join("monitor.sock"));
-    let config = QemuConfig {
-        machine: opts.machine,
-        profile: opts.profile.clone(),
-        kernel: prepared.kernel.clone(),
-        kvm: opts.kvm,
-        icount: false,
-        bootfs: prepared.bootfs.clone(),
-        // No network driver in the profile: no NIC (and no host port to take).
-        nic_port,
-        hostlink: HostLink::Socket(socket.clone()),
+    let boot = LinkedBoot::new(
+        &prepared,
+        opts.machine,
+        &opts.profile,
+        opts.kvm,
+        host.http_port,
+        &tmp.0,
         disk,
-        monitor: monitor.clone(),
-        extra: Vec::new(),
-    };
+    );
     let mut session = ExecSession {
         io,
         opts,
         console_log: tmp.0.join("console.log"),
         interrupts: 0,
         link: None,
-        forwards: monitor.map(|m| HostForwards::new(m, host.http_port)),
+        forwards: boot.monitor.map(|m| HostForwards::new(m, host.http_port)),
     };
-    let status = session.run(host, &config, &socket, stdin);
+    let status = session.run(host, &boot.config, &boot.hostlink, stdin);
     drop(tmp);
     status
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use crate::boot::prepare;
+use crate::boot::LinkedBoot;
 use crate::boot::Prepared;
 use crate::disk;
 use crate::forwards::HostForwards;
@@ -32,18 +33,16 @@ use crate::mux;
 use crate::mux::Mux;
 use crate::process::send_sigterm;
 use crate::qemu;
-use crate::qemu::HostLink;
 use crate::qemu::Machine;
 use crate::qemu::QemuConfig;
 use crate::status::ExitStatus;
 
 /// How long `down` waits for the guest's `sync`.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
-/// What `down` runs in the guest: `sync` for Linux's own file systems
-/// (the Debian root), then an fsync of the native file system's mount,
-/// which the fs server answers by writing all it holds to the disk (a
-/// plain `sync` does not reach it: the FUSE server has no SYNCFS).
-const SYNC: &str = "sync && if [ -d /mnt/starina ]; then sync /mnt/starina; fi";
+/// What `down` runs in the guest: `sync` writes out Linux's own file
+/// systems (the Debian root) and, through FUSE SYNCFS, the native one at
+/// /mnt/starina (the fs server writes all it holds to the disk).
+const SYNC: &str = "sync";
 /// How long QEMU gets to flush and exit after SIGTERM before SIGKILL.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -134,38 +133,34 @@ impl Server {
     }
 
     fn run(&self, host: &Host, opts: &ServeOptions, prepared: &Prepared) -> ExitStatus {
-        let hostlink = self.dir.0.join("hostlink.sock");
+        let disk = prepared.has(disk::DRIVER).then(|| opts.disk.clone());
+        let boot = LinkedBoot::new(
+            prepared,
+            opts.machine,
+            &opts.profile,
+            opts.kvm,
+            host.http_port,
+            &self.dir.0,
+            disk,
+        );
         let control = self.dir.control();
         let monitor = self.dir.0.join("monitor.sock");
-        for socket in [&hostlink, &control, &monitor] {
+        for socket in [&boot.hostlink, &control, &monitor] {
             let _ = std::fs::remove_file(socket);
         }
-        let listener = match UnixListener::bind(&hostlink) {
+        let listener = match UnixListener::bind(&boot.hostlink) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("starina: cannot listen on {}: {e}", hostlink.display());
+                let at = boot.hostlink.display();
+                eprintln!("starina: cannot listen on {at}: {e}");
                 return ExitStatus::NotBooted;
             }
         };
-        let nic_port = prepared.has("virtio_net").then_some(host.http_port);
-        let config = QemuConfig {
-            machine: opts.machine,
-            profile: opts.profile.clone(),
-            kernel: prepared.kernel.clone(),
-            kvm: opts.kvm,
-            icount: false,
-            bootfs: prepared.bootfs.clone(),
-            nic_port,
-            hostlink: HostLink::Socket(hostlink),
-            disk: prepared.has(disk::DRIVER).then(|| opts.disk.clone()),
-            monitor: nic_port.map(|_| monitor.clone()),
-            extra: Vec::new(),
-        };
-        let mut child = match self.start_qemu(host, &config) {
+        let mut child = match self.start_qemu(host, &boot.config) {
             Ok(child) => child,
             Err(status) => return status,
         };
-        let forwards = nic_port.map(|_| HostForwards::new(monitor, host.http_port));
+        let forwards = boot.monitor.map(|m| HostForwards::new(m, host.http_port));
         follow_console(&mut child, self.dir.console_log(), forwards);
         let status = match accept_link(&listener, &mut child) {
             Ok(link) => self.serve_link(host, opts, link, &control, &mut child),
