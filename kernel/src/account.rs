@@ -102,6 +102,12 @@ pub fn start_instance(account: u8, limit_bytes: usize) {
     a.limit.store(limit_bytes, Ordering::Relaxed);
 }
 
+/// What the account's current instance holds, and its limit, in bytes.
+pub fn usage(account: u8) -> (usize, usize) {
+    let a = get(account);
+    (a.instance_use(), a.limit.load(Ordering::Relaxed))
+}
+
 /// `OverBudget` if the account has used its limit but the last
 /// [`OWN_SHARE`]: for the start of a system call that allocates. That last
 /// part stays for the component's own allocations, so a component whose

@@ -31,6 +31,8 @@ pub enum Object {
     Vcpu(Arc<crate::object::vm::Vcpu>),
     #[cfg(not(test))]
     Dma(Arc<crate::object::dma::DmaMemory>),
+    #[cfg(not(test))]
+    Job(Arc<crate::object::job::Job>),
 }
 
 impl Object {
@@ -50,6 +52,8 @@ impl Object {
             Object::Vcpu(_) => "vCPU",
             #[cfg(not(test))]
             Object::Dma(_) => "DMA memory",
+            #[cfg(not(test))]
+            Object::Job(_) => "job",
         }
     }
 
@@ -70,6 +74,8 @@ impl Object {
             Object::Timer(t) => Some(t.clone()),
             #[cfg(not(test))]
             Object::Interrupt(i) => Some(i.clone()),
+            #[cfg(not(test))]
+            Object::Job(j) => Some(j.clone()),
             _ => None,
         }
     }
@@ -116,6 +122,8 @@ kernel_object! {
     Vcpu => crate::object::vm::Vcpu;
     #[cfg(not(test))]
     Dma => crate::object::dma::DmaMemory;
+    #[cfg(not(test))]
+    Job => crate::object::job::Job;
 }
 
 #[derive(Clone)]

@@ -68,7 +68,7 @@ fn exception(frame: &mut TrapFrame) {
     let name = EXCEPTION_NAMES[vector & 31];
     let cr2 = if vector == 14 { crate::arch::cpu::read_cr2() } else { 0 };
     let thread = sched::current();
-    let is_component = thread.process.component.is_some();
+    let is_component = thread.process.is_component();
     // The interrupted code had interrupts off: it held a kernel lock, so
     // the fault is the kernel's (see `sync`).
     let held_lock = frame.rflags & (1 << 9) == 0;

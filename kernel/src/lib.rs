@@ -44,3 +44,5 @@ mod rt;
 pub mod startup;
 #[cfg(not(test))]
 pub mod syscall;
+#[cfg(not(test))]
+mod syscall_command;

@@ -19,7 +19,7 @@ pub const KERNEL_PANIC_EXIT_CODE: u8 = markers::KERNEL_PANIC_EXIT_CODE;
 
 pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
     if let Some(thread) = crate::sched::try_current() {
-        let is_component = thread.process.component.is_some();
+        let is_component = thread.process.is_component();
         if is_component
             && !crate::arch::irq::holds_locks()
             && !crate::interrupt::in_interrupt()
@@ -32,6 +32,10 @@ pub fn handle(info: &core::panic::PanicInfo<'_>) -> ! {
             core::mem::forget(crate::sched::InKernel::enter());
             log::error!("{} {}: {}", thread.process.name, markers::COMPONENT_PANICKED, info);
             let process = thread.process.clone();
+            if process.command.is_some() {
+                let text = alloc::format!("{}: panicked: {}\n", process.name, info.message());
+                crate::startup::tell_stderr(&process, &text);
+            }
             crate::startup::component_ended(&process, ExitReason::Panicked);
             crate::sched::exit_current_thread();
         }

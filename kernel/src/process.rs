@@ -21,12 +21,39 @@ pub enum ExitReason {
     Panicked,
     /// A CPU exception (e.g. stack overflow) in the component's code.
     Faulted,
+    /// Ended from outside: a command's job was killed or closed, or the
+    /// component was stopped (`component_control`).
+    Killed,
 }
 
 impl ExitReason {
     pub fn is_failure(self) -> bool {
         !matches!(self, ExitReason::Exited(0))
     }
+
+    /// A command's exit status for it, as a Unix shell reports a process's
+    /// (134 for an abort, 139 for SIGSEGV, 137 for SIGKILL).
+    pub fn command_status(self) -> i32 {
+        use starina::command as c;
+        match self {
+            ExitReason::Exited(code) => code,
+            ExitReason::Panicked => c::STATUS_PANICKED,
+            ExitReason::Faulted => c::STATUS_FAULTED,
+            ExitReason::Killed => c::STATUS_KILLED,
+        }
+    }
+}
+
+/// What a command's process has that a profile's component has not.
+#[cfg(not(test))]
+pub struct CommandLink {
+    /// Its job: told the status when the process ends.
+    pub job: Weak<crate::object::job::Job>,
+    /// Its stderr (the kernel's view of the end in its handle table): where
+    /// a panic message goes.
+    pub stderr: Weak<crate::object::channel::Channel>,
+    /// Its index in the wiring's `COMMANDS`.
+    pub index: usize,
 }
 
 pub struct Process {
@@ -41,22 +68,40 @@ pub struct Process {
     pub handles: SpinLock<HandleTable>,
     threads: SpinLock<Vec<Weak<Thread>>>,
     exited: AtomicBool,
+    /// Set for a command's process (`startup::spawn_command`).
+    #[cfg(not(test))]
+    pub command: Option<CommandLink>,
 }
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
 
 impl Process {
     pub fn new(name: &'static str, component: Option<usize>, instance: u32) -> Arc<Process> {
-        Arc::new(Process {
+        let account = component.map_or(crate::account::KERNEL, crate::account::for_component);
+        Arc::new(Process::with(name, component, instance, account))
+    }
+
+    fn with(name: &'static str, component: Option<usize>, instance: u32, account: u8) -> Process {
+        Process {
             id: NEXT_PID.fetch_add(1, Ordering::Relaxed),
             name,
             component,
             instance,
-            account: component.map_or(crate::account::KERNEL, crate::account::for_component),
+            account,
             handles: SpinLock::new(HandleTable::new()),
             threads: SpinLock::new(Vec::new()),
             exited: AtomicBool::new(false),
-        })
+            #[cfg(not(test))]
+            command: None,
+        }
+    }
+
+    /// A command's process: no component slot, its own memory account.
+    #[cfg(not(test))]
+    pub fn new_command(name: &'static str, account: u8, link: CommandLink) -> Arc<Process> {
+        let mut process = Process::with(name, None, 1, account);
+        process.command = Some(link);
+        Arc::new(process)
     }
 
     /// Records a new thread; false if the process has exited (checked
@@ -73,6 +118,16 @@ impl Process {
         }
         threads.push(Arc::downgrade(thread));
         true
+    }
+
+    /// Whether it runs a component or a command (not the kernel itself):
+    /// its panic or fault ends it alone.
+    pub fn is_component(&self) -> bool {
+        #[cfg(not(test))]
+        if self.command.is_some() {
+            return true;
+        }
+        self.component.is_some()
     }
 
     pub fn has_exited(&self) -> bool {

@@ -14,6 +14,7 @@ use starina::abi::vcpu::Injection;
 use starina::abi::vcpu::VcpuControl;
 use starina::abi::vcpu::VcpuState;
 use starina::abi::vcpu::VmExit;
+use starina::abi::ComponentAction;
 use starina::abi::ComponentStatus;
 use starina::abi::DeviceInfo;
 use starina::abi::Error;
@@ -38,6 +39,7 @@ use crate::object::channel::ChannelMessage;
 use crate::object::device::DeviceObject;
 use crate::object::dma::DmaMemory;
 use crate::object::interrupt::Interrupt;
+use crate::object::job::Job;
 use crate::object::poll::Poll;
 use crate::object::poll::Waited;
 use crate::object::rendezvous::RecvSlot;
@@ -93,7 +95,7 @@ pub mod rights {
 /// (budgets may add up to more than the machine has): the start of every
 /// call that allocates kernel memory on its behalf. What the call then
 /// allocates is charged, never refused (see `crate::account`).
-fn within_budget() -> Result<(), Error> {
+pub(crate) fn within_budget() -> Result<(), Error> {
     if crate::mm::page::free_count() < crate::mm::heap::RESERVE_PAGES / 2 {
         return Err(Error::OutOfMemory);
     }
@@ -101,12 +103,12 @@ fn within_budget() -> Result<(), Error> {
 }
 
 /// The calling process's handle table.
-fn table() -> SpinLockGuard<'static, HandleTable> {
+pub(crate) fn table() -> SpinLockGuard<'static, HandleTable> {
     sched::current_process().handles.lock()
 }
 
 /// The object of type `T` that `id` names in the caller's table, with `rights`.
-fn object<T: crate::handle::KernelObject>(id: HandleId, rights: Rights) -> Result<Arc<T>, Error> {
+pub(crate) fn object<T: crate::handle::KernelObject>(id: HandleId, rights: Rights) -> Result<Arc<T>, Error> {
     table().get::<T>(id, rights).cloned()
 }
 
@@ -421,6 +423,38 @@ impl KernelApi for Kernel {
 
     fn host_clock(&self) -> HostClock {
         sched::in_kernel(crate::arch::clock::host_clock)
+    }
+
+    fn command_spawn(
+        &self,
+        spawner: HandleId,
+        request: &[u8],
+        stdio: [HandleId; 3],
+    ) -> Result<HandleId, Error> {
+        sched::in_kernel(|| crate::syscall_command::spawn(spawner, request, stdio))
+    }
+
+    fn job_status(&self, job: HandleId) -> Result<Option<i32>, Error> {
+        sched::in_kernel(|| Ok(object::<Job>(job, Rights::READ)?.status()))
+    }
+
+    fn job_kill(&self, job: HandleId) -> Result<(), Error> {
+        sched::in_kernel(|| {
+            object::<Job>(job, Rights::WRITE)?.kill();
+            Ok(())
+        })
+    }
+
+    fn component_control(
+        &self,
+        control: HandleId,
+        name: &str,
+        action: ComponentAction,
+    ) -> Result<(), Error> {
+        sched::in_kernel(|| {
+            table().privilege(control, SystemRight::Control)?;
+            crate::startup::control(name, action)
+        })
     }
 
     fn bootfs_file(&self, name: &str) -> Result<&'static [u8], Error> {

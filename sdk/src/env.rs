@@ -43,6 +43,8 @@ pub struct RawEnv {
     /// process. Dropping a `RawEnv` elsewhere (startup failing half-way)
     /// closes nothing; the handles go with the process.
     handles: Vec<(&'static str, HandleId)>,
+    /// A command's arguments and environment (empty for other components).
+    args: crate::command::Args,
 }
 
 /// Startup and the generated `Env` disagree: a build/wiring bug, reported
@@ -69,7 +71,23 @@ impl RawEnv {
             component,
             instance,
             handles: Vec::new(),
+            args: crate::command::Args::default(),
         }
+    }
+
+    /// Sets a command's arguments and environment.
+    pub fn set_args(&mut self, args: crate::command::Args) {
+        self.args = args;
+    }
+
+    /// The name a command was called by (its `argv[0]`).
+    pub fn command_name(&self) -> alloc::string::String {
+        alloc::string::String::from(self.args.name())
+    }
+
+    /// A command's arguments and environment (taken once).
+    pub fn take_args(&mut self) -> crate::command::Args {
+        core::mem::take(&mut self.args)
     }
 
     pub fn push(&mut self, name: &'static str, handle: HandleId) {
@@ -117,6 +135,36 @@ impl RawEnv {
 
     pub fn take_monitor(&mut self) -> Result<Monitor, EnvError> {
         self.take_handle("monitor").map(Monitor::from_handle)
+    }
+
+    /// A command's stream it reads (`stdin`).
+    pub fn take_input(&mut self, name: &'static str) -> Result<crate::command::Input, EnvError> {
+        self.take_channel(name).map(crate::command::Input::new)
+    }
+
+    /// A command's stream it writes (`stdout`, `stderr`).
+    pub fn take_output(&mut self, name: &'static str) -> Result<crate::command::Output, EnvError> {
+        self.take_channel(name).map(crate::command::Output::new)
+    }
+
+    /// A second handle to the stream `name` (without taking it): where a
+    /// command's entry point reports the error its `main` returns.
+    pub fn duplicate_output(&self, name: &'static str) -> Option<crate::command::Output> {
+        let (_, id) = self.handles.iter().find(|(n, _)| *n == name)?;
+        let dup = crate::syscall::kernel()
+            .handle_duplicate(*id, crate::abi::Rights::DEFAULT)
+            .ok()?;
+        Some(crate::command::Output::new(Channel::from_handle(
+            OwnedHandle::from_raw(dup),
+        )))
+    }
+
+    pub fn take_spawner(&mut self) -> Result<crate::command::Spawner, EnvError> {
+        self.take_handle("spawn").map(crate::command::Spawner::from_handle)
+    }
+
+    pub fn take_control(&mut self) -> Result<crate::system::Control, EnvError> {
+        self.take_handle("control").map(crate::system::Control::from_handle)
     }
 
     pub fn take_device(&mut self, name: &'static str) -> Result<Device, EnvError> {

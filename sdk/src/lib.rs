@@ -23,6 +23,7 @@ extern crate alloc;
 pub mod block;
 pub mod bootfs;
 pub mod channel;
+pub mod command;
 pub mod datagram;
 #[allow(unsafe_code)]
 pub mod driver;

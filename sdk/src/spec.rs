@@ -12,6 +12,9 @@ pub enum ComponentKind {
     /// supervised through the `linux` service like a native component (see
     /// [`LinuxService`]).
     Linux,
+    /// A command: not started by a profile but on demand, one fresh
+    /// instance per run (see [`crate::command`]).
+    Command,
 }
 
 impl ComponentKind {
@@ -22,6 +25,7 @@ impl ComponentKind {
             ComponentKind::Server => "server",
             ComponentKind::Driver => "driver",
             ComponentKind::Linux => "linux",
+            ComponentKind::Command => "command",
         }
     }
 }
@@ -73,6 +77,10 @@ pub enum Privilege {
     /// May read the system's status: components, the log, memory figures
     /// (a status page).
     Monitor,
+    /// May start commands (a shell).
+    Spawn,
+    /// May stop and restart components (the `stop` and `restart` commands).
+    Control,
 }
 
 /// One way a device can match a spec's `[devices]` entry.
@@ -150,6 +158,15 @@ pub struct ComponentDef {
     /// The component's entry point (generated: builds its typed `Env` and
     /// calls its `main`).
     pub start: fn(RawEnv),
+}
+
+/// A command spec (`kind = "command"`): the component, and the names it
+/// answers to (its spec's `names`, its own name when the spec gives none).
+/// Every profile can run every command whose needs it serves.
+#[derive(Clone, Copy, Debug)]
+pub struct CommandDef {
+    pub names: &'static [&'static str],
+    pub component: ComponentDef,
 }
 
 #[derive(Clone, Copy, Debug)]

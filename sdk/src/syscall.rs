@@ -20,6 +20,7 @@ use crate::abi::vcpu::Injection;
 use crate::abi::vcpu::VcpuControl;
 use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
+use crate::abi::ComponentAction;
 use crate::abi::ComponentStatus;
 use crate::abi::DeviceInfo;
 use crate::abi::Error;
@@ -213,6 +214,31 @@ pub trait KernelApi: Sync {
     /// The clock's parameters (TSC rate and epoch, wall-clock offset), for
     /// a VMM's paravirtual guest clock.
     fn host_clock(&self) -> HostClock;
+
+    // Commands (spec privilege `spawn`) and component control (`control`).
+
+    /// Starts a fresh instance of the command `request` names
+    /// ([`crate::command::Request`], encoded), with `stdio` (stdin, stdout,
+    /// stderr: channel handles of the caller, moved to the command). Returns
+    /// a job handle: READABLE once the command has ended.
+    fn command_spawn(
+        &self,
+        spawner: HandleId,
+        request: &[u8],
+        stdio: [HandleId; 3],
+    ) -> Result<HandleId, Error>;
+    /// The job's exit status once its command has ended (`None` before).
+    fn job_status(&self, job: HandleId) -> Result<Option<i32>, Error>;
+    /// Ends the job's command now (its status becomes 137, as SIGKILL's);
+    /// nothing happens if it has already ended.
+    fn job_kill(&self, job: HandleId) -> Result<(), Error>;
+    /// Stops or restarts the component of the running profile named `name`.
+    fn component_control(
+        &self,
+        control: HandleId,
+        name: &str,
+        action: ComponentAction,
+    ) -> Result<(), Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

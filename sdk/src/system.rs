@@ -56,3 +56,19 @@ impl Monitor {
         kernel().system_memory_stats(self.0.id())
     }
 }
+
+/// The right to stop and restart the running profile's components (spec
+/// privilege `control`).
+#[derive(Debug)]
+pub struct Control(OwnedHandle);
+
+impl Control {
+    pub fn from_handle(h: OwnedHandle) -> Control {
+        Control(h)
+    }
+
+    /// `NotFound` if the running profile has no component `name`.
+    pub fn act(&self, name: &str, action: crate::abi::ComponentAction) -> Result<(), Error> {
+        kernel().component_control(self.0.id(), name, action)
+    }
+}

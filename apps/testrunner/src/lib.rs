@@ -60,6 +60,7 @@ struct Ctx {
     disk: disk::DiskSlot,
     disk_other: Option<Channel>,
     files: Option<starina::fs::Files>,
+    spawn: starina::command::Spawner,
     buf: MessageBuffer,
 }
 
@@ -73,6 +74,7 @@ macro_rules! check {
 
 // After `check!`, which they use.
 mod backward_copy;
+mod commands;
 mod disk;
 mod files;
 mod handoff;
@@ -785,6 +787,13 @@ const TESTS: &[Test] = &[
     ("files_large_sparse_file", files::files_large_sparse_file),
     ("files_errors_are_clear", files::files_errors_are_clear),
     ("files_malformed_requests", files::files_malformed_requests),
+    ("commands_run_with_args_and_status", commands::commands_run_with_args_and_status),
+    ("commands_read_stdin", commands::commands_read_stdin),
+    ("commands_pipe_into_each_other", commands::commands_pipe_into_each_other),
+    ("commands_crash_is_a_status", commands::commands_crash_is_a_status),
+    ("commands_are_killed_and_closed", commands::commands_are_killed_and_closed),
+    ("commands_broken_pipe_stops_the_writer", commands::commands_broken_pipe_stops_the_writer),
+    ("commands_bad_requests_are_refused", commands::commands_bad_requests_are_refused),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
@@ -803,6 +812,7 @@ pub fn main(env: Env) {
         files: starina::fs::Files::new(env.fs)
             .map_err(|e| log::error!("no fs client: {e}"))
             .ok(),
+        spawn: env.spawn,
         buf: MessageBuffer::new(),
     };
     let (mut passed, mut failed) = (0, 0);

@@ -8,6 +8,8 @@ pub mod device;
 pub mod dma;
 #[cfg(not(test))]
 pub mod interrupt;
+#[cfg(not(test))]
+pub mod job;
 pub mod poll;
 pub mod rendezvous;
 pub mod system;

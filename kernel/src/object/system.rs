@@ -13,6 +13,10 @@ pub enum SystemRight {
     Monitor,
     /// Create virtual machines (privilege `hypervisor`).
     Hypervisor,
+    /// Start commands (privilege `spawn`).
+    Spawn,
+    /// Stop and restart components (privilege `control`).
+    Control,
 }
 
 pub struct SystemObject {

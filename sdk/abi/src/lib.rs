@@ -314,6 +314,22 @@ pub struct ComponentStatus {
     pub instance: u32,
     pub restarts: u32,
     pub max_restarts: u32,
+    /// Bytes its memory account holds now (its heap and what the kernel
+    /// holds on its behalf), and its budget (`memory_limit_mib`).
+    pub memory_used: usize,
+    pub memory_limit: usize,
+}
+
+/// What `component_control` does to a component of the running profile
+/// (spec privilege `control`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentAction {
+    /// End it (its handles close; its clients see peer-closed) and keep it
+    /// down whatever its restart policy, until a `Restart`.
+    Stop,
+    /// End it if it runs, then start a new instance at once (its clients
+    /// get fresh connections, as after a crash).
+    Restart,
 }
 
 /// Memory figures for monitoring.

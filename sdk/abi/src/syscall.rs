@@ -48,11 +48,15 @@ pub enum SyscallNo {
     SystemMemoryStats = 38,
     TimeUnix = 39,
     HostClock = 40,
+    CommandSpawn = 41,
+    JobStatus = 42,
+    JobKill = 43,
+    ComponentControl = 44,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 40] = [
+    pub const ALL: [SyscallNo; 44] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -93,6 +97,10 @@ impl SyscallNo {
         SyscallNo::SystemMemoryStats,
         SyscallNo::TimeUnix,
         SyscallNo::HostClock,
+        SyscallNo::CommandSpawn,
+        SyscallNo::JobStatus,
+        SyscallNo::JobKill,
+        SyscallNo::ComponentControl,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -147,6 +155,10 @@ impl SyscallNo {
             SyscallNo::SystemMemoryStats => "system_memory_stats",
             SyscallNo::TimeUnix => "time_unix",
             SyscallNo::HostClock => "host_clock",
+            SyscallNo::CommandSpawn => "command_spawn",
+            SyscallNo::JobStatus => "job_status",
+            SyscallNo::JobKill => "job_kill",
+            SyscallNo::ComponentControl => "component_control",
         }
     }
 }

@@ -317,4 +317,25 @@ impl KernelApi for FakeKernel {
     fn system_memory_stats(&self, _: HandleId) -> Result<MemoryStats, Error> {
         Err(Error::NotSupported)
     }
+
+    fn command_spawn(&self, _: HandleId, _: &[u8], _: [HandleId; 3]) -> Result<HandleId, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn job_status(&self, _: HandleId) -> Result<Option<i32>, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn job_kill(&self, _: HandleId) -> Result<(), Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn component_control(
+        &self,
+        _: HandleId,
+        _: &str,
+        _: crate::abi::ComponentAction,
+    ) -> Result<(), Error> {
+        Err(Error::NotSupported)
+    }
 }

@@ -77,7 +77,7 @@ pub fn component_env(root: &Path, name: &str) -> Result<String, Vec<SpecError>> 
             &file,
             format!(
                 "component crate '{name}' has no spec: {} does not exist \
-                 (every crate in apps/, servers/ and drivers/ is a component){hint}",
+                 (every crate in apps/, servers/, drivers/ and commands/ is a component){hint}",
                 file.display()
             ),
         )]);

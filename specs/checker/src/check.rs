@@ -87,6 +87,7 @@ pub fn load_all(root: &Path) -> Result<System, Vec<SpecError>> {
     for profile in &profiles {
         errors.extend(check_profile(profile, &by_name, &spec_names));
     }
+    errors.extend(check_command_names(&components));
 
     if errors.is_empty() {
         components.sort_by(|a, b| a.name.cmp(&b.name));
@@ -212,12 +213,38 @@ fn check_orphan_crates(root: &Path, spec_names: &BTreeSet<String>) -> Vec<SpecEr
             errors.push(SpecError::other(
                 &dir,
                 format!(
-                    "crate directory {} has no spec: create {} (every crate in apps/, \
-                     servers/ and drivers/ is a component)",
+                    "crate directory {} has no spec: create {} (every crate in apps/, servers/, drivers/ \
+                     and commands/ is a component)",
                     dir.display(),
                     spec_path(&name).display()
                 ),
             ));
+        }
+    }
+    errors
+}
+
+/// No two commands answer to the same name.
+fn check_command_names(components: &[Component]) -> Vec<SpecError> {
+    let mut errors = Vec::new();
+    let mut owners: BTreeMap<&str, &Component> = BTreeMap::new();
+    for c in components.iter().filter(|c| c.kind == Kind::Command) {
+        for name in &c.names {
+            match owners.get(name.as_str()) {
+                Some(first) => errors.push(SpecError::field(
+                    Origin::Spec,
+                    &c.file,
+                    "names",
+                    format!(
+                        "command name '{name}' is also a name of '{}' ({})",
+                        first.name,
+                        first.file.display()
+                    ),
+                )),
+                None => {
+                    owners.insert(name, c);
+                }
+            }
         }
     }
     errors
@@ -240,6 +267,15 @@ fn check_profile(
     let mut complete = true;
     for (position, name) in profile.components.iter().enumerate() {
         match components.get(name.as_str()) {
+            Some(component) if component.kind == Kind::Command => errors.push(SpecError::field(
+                Origin::Profile,
+                &profile.file,
+                "components",
+                format!(
+                    "'{name}' is a command: a profile does not start commands; \
+                     they run on demand (from the shell) in every profile"
+                ),
+            )),
             Some(component) => members.push((position, *component)),
             // Its spec exists but is broken: already reported.
             None if spec_names.contains(name) => complete = false,
@@ -408,8 +444,13 @@ pub fn check_kernel_manifest(root: &Path, system: &System) -> Vec<SpecError> {
 
     let mut errors = Vec::new();
     let mut checked = BTreeSet::new();
+    let commands: Vec<String> = system.commands().map(|c| c.name.clone()).collect();
+    let mut lists: Vec<(&str, &[String])> = vec![("the commands", &commands[..])];
     for profile in &system.profiles {
-        for name in &profile.components {
+        lists.push((profile.name.as_str(), &profile.components[..]));
+    }
+    for (list, names) in lists {
+        for name in names {
             if !checked.insert(name) {
                 continue;
             }
@@ -427,9 +468,13 @@ pub fn check_kernel_manifest(root: &Path, system: &System) -> Vec<SpecError> {
                     errors.push(SpecError::other(
                         manifest,
                         format!(
-                            "component '{name}' is in profile '{}' but {KERNEL_MANIFEST} \
+                            "component '{name}' is in {} but {KERNEL_MANIFEST} \
                              has no dependency {wanted}",
-                            profile.name
+                            if list == "the commands" {
+                                list.to_string()
+                            } else {
+                                format!("profile '{list}'")
+                            }
                         ),
                     ));
                     continue;

@@ -3,6 +3,7 @@
 
 use crate::model::Component;
 use crate::model::ConfigOverride;
+use crate::model::Kind;
 use crate::model::LinuxService;
 use crate::model::Need;
 use crate::model::Privilege;
@@ -51,28 +52,24 @@ pub fn component_env(component: &Component) -> String {
             format!("    pub {}: ::starina::driver::Device,", device.field),
         );
     }
-    line(o, "    /// Channel to the supervisor (startup): new connections to exported services and reconnects arrive here as `Open` messages.");
-    line(o, "    pub supervisor: ::starina::channel::Channel,");
-    if component.has_privilege(Privilege::Shutdown) {
-        line(
-            o,
-            "    /// The right to power the machine off (privilege `shutdown`).",
-        );
-        line(o, "    pub shutdown: ::starina::system::Shutdown,");
+    if component.kind == Kind::Command {
+        line(o, "    /// Its arguments (`args.argv[0]`: the name it was called by) and environment.");
+        line(o, "    pub args: ::starina::command::Args,");
+        line(o, "    /// The stream it reads.");
+        line(o, "    pub stdin: ::starina::command::Input,");
+        line(o, "    /// The stream of its output.");
+        line(o, "    pub stdout: ::starina::command::Output,");
+        line(o, "    /// The stream of its errors.");
+        line(o, "    pub stderr: ::starina::command::Output,");
+    } else {
+        line(o, "    /// Channel to the supervisor (startup): new connections to exported services and reconnects arrive here as `Open` messages.");
+        line(o, "    pub supervisor: ::starina::channel::Channel,");
     }
-    if component.has_privilege(Privilege::Monitor) {
-        line(
-            o,
-            "    /// The right to read the system's status (privilege `monitor`).",
-        );
-        line(o, "    pub monitor: ::starina::system::Monitor,");
-    }
-    if component.has_privilege(Privilege::Hypervisor) {
-        line(
-            o,
-            "    /// The right to create virtual machines (privilege `hypervisor`).",
-        );
-        line(o, "    pub hypervisor: ::starina::hypervisor::Hypervisor,");
+    for p in PRIVILEGE_FIELDS {
+        if component.has_privilege(p.privilege) {
+            line(o, format!("    /// {}", p.doc));
+            line(o, format!("    pub {}: {},", p.field, p.ty));
+        }
     }
     line(
         o,
@@ -170,18 +167,18 @@ pub fn component_env(component: &Component) -> String {
             format!("            {0}: raw.take_device({0:?})?,", device.field),
         );
     }
-    line(
-        o,
-        "            supervisor: raw.take_channel(\"supervisor\")?,",
-    );
-    if component.has_privilege(Privilege::Shutdown) {
-        line(o, "            shutdown: raw.take_shutdown()?,");
+    if component.kind == Kind::Command {
+        line(o, "            args: raw.take_args(),");
+        line(o, "            stdin: raw.take_input(\"stdin\")?,");
+        line(o, "            stdout: raw.take_output(\"stdout\")?,");
+        line(o, "            stderr: raw.take_output(\"stderr\")?,");
+    } else {
+        line(o, "            supervisor: raw.take_channel(\"supervisor\")?,");
     }
-    if component.has_privilege(Privilege::Monitor) {
-        line(o, "            monitor: raw.take_monitor()?,");
-    }
-    if component.has_privilege(Privilege::Hypervisor) {
-        line(o, "            hypervisor: raw.take_hypervisor()?,");
+    for p in PRIVILEGE_FIELDS {
+        if component.has_privilege(p.privilege) {
+            line(o, format!("            {}: raw.{}()?,", p.field, p.take));
+        }
     }
     line(o, "            config,");
     line(o, "            instance: raw.instance(),");
@@ -206,11 +203,24 @@ pub fn component_env(component: &Component) -> String {
         o,
         "pub fn __starina_start_with_config(raw: ::starina::env::RawEnv, config: Config) {",
     );
+    if component.kind == Kind::Command {
+        // Where an error `main` returns is reported: a second handle to
+        // stderr, taken before `Env` takes the first.
+        line(o, "    let mut stderr = raw.duplicate_output(\"stderr\");");
+        line(o, "    let name = raw.command_name();");
+    }
     line(o, "    match Env::from_raw_with_config(raw, config) {");
-    line(
-        o,
-        "        ::core::result::Result::Ok(env) => ::starina::env::MainReturn::finish(main(env)),",
-    );
+    if component.kind == Kind::Command {
+        line(o, "        ::core::result::Result::Ok(env) => {");
+        line(o, "            let status = ::starina::command::CommandReturn::status(main(env), &name, stderr.as_mut());");
+        line(o, "            ::starina::thread::exit(status)");
+        line(o, "        }");
+    } else {
+        line(
+            o,
+            "        ::core::result::Result::Ok(env) => ::starina::env::MainReturn::finish(main(env)),",
+        );
+    }
     line(
         o,
         "        ::core::result::Result::Err(e) => ::core::panic!(\"{}\", e),",
@@ -219,6 +229,54 @@ pub fn component_env(component: &Component) -> String {
     line(o, "}");
     out
 }
+
+/// The `Env` field a privilege gives: its name, type, doc and how
+/// `from_raw` takes it.
+struct PrivilegeField {
+    privilege: Privilege,
+    field: &'static str,
+    ty: &'static str,
+    doc: &'static str,
+    take: &'static str,
+}
+
+const PRIVILEGE_FIELDS: &[PrivilegeField] = &[
+    PrivilegeField {
+        privilege: Privilege::Shutdown,
+        field: "shutdown",
+        ty: "::starina::system::Shutdown",
+        doc: "The right to power the machine off (privilege `shutdown`).",
+        take: "take_shutdown",
+    },
+    PrivilegeField {
+        privilege: Privilege::Monitor,
+        field: "monitor",
+        ty: "::starina::system::Monitor",
+        doc: "The right to read the system's status (privilege `monitor`).",
+        take: "take_monitor",
+    },
+    PrivilegeField {
+        privilege: Privilege::Hypervisor,
+        field: "hypervisor",
+        ty: "::starina::hypervisor::Hypervisor",
+        doc: "The right to create virtual machines (privilege `hypervisor`).",
+        take: "take_hypervisor",
+    },
+    PrivilegeField {
+        privilege: Privilege::Spawn,
+        field: "spawn",
+        ty: "::starina::command::Spawner",
+        doc: "The right to start commands (privilege `spawn`).",
+        take: "take_spawner",
+    },
+    PrivilegeField {
+        privilege: Privilege::Control,
+        field: "control",
+        ty: "::starina::system::Control",
+        doc: "The right to stop and restart components (privilege `control`).",
+        take: "take_control",
+    },
+];
 
 /// The `Env` field of a `[needs]` entry, with its doc comment.
 fn env_need_field(o: &mut String, need: &Need) {
@@ -257,98 +315,20 @@ pub fn wiring(system: &System) -> String {
         "pub static COMPONENTS: &[::starina::spec::ComponentDef] = &[",
     );
     for c in system.wired_components() {
-        let strs = |items: &[String]| {
-            let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
-            format!("&[{}]", quoted.join(", "))
-        };
-        // A Linux service's own needs only order the profile: its runner
-        // connects to `linux` alone.
-        let wired_needs = match c.linux {
-            Some(_) => &c.needs[..1],
-            None => &c.needs[..],
-        };
-        let needs: Vec<String> = wired_needs
-            .iter()
-            .map(|n| {
-                format!(
-                    "::starina::spec::Need {{ name: {:?}, service: {:?}, optional: {} }}",
-                    n.field, n.service, n.optional
-                )
-            })
-            .collect();
-        let privileges: Vec<String> = c
-            .privileges
-            .iter()
-            .map(|p| format!("::starina::spec::Privilege::{}", p.rust_variant()))
-            .collect();
-        line(o, "    ::starina::spec::ComponentDef {");
-        line(o, format!("        name: {:?},", c.name));
-        line(
-            o,
-            format!(
-                "        kind: ::starina::spec::ComponentKind::{},",
-                c.kind.rust_variant()
-            ),
-        );
-        line(
-            o,
-            format!(
-                "        isolation: ::starina::spec::Isolation::{},",
-                c.isolation.rust_variant()
-            ),
-        );
-        line(
-            o,
-            format!(
-                "        restart: ::starina::spec::RestartPolicy::{},",
-                c.restart.rust_variant()
-            ),
-        );
-        line(o, format!("        max_restarts: {},", c.max_restarts));
-        line(
-            o,
-            format!("        restart_window_s: {},", c.restart_window_s),
-        );
-        line(
-            o,
-            format!("        memory_limit_mib: {},", c.memory_limit_mib),
-        );
-        line(o, format!("        exports: {},", strs(&c.exports)));
-        if needs.is_empty() {
-            line(o, "        needs: &[],");
-        } else {
-            line(o, "        needs: &[");
-            for need in &needs {
-                line(o, format!("            {need},"));
-            }
-            line(o, "        ],");
-        }
-        line(
-            o,
-            format!("        privileges: &[{}],", privileges.join(", ")),
-        );
-        if c.devices.is_empty() {
-            line(o, "        devices: &[],");
-        } else {
-            line(o, "        devices: &[");
-            for d in &c.devices {
-                let matches: Vec<String> = d.matches.iter().map(|m| m.rust_expr()).collect();
-                line(o, "            ::starina::spec::DeviceNeed {");
-                line(o, format!("                name: {:?},", d.field));
-                line(o, format!("                describe: {:?},", d.describe));
-                line(o, "                matches: &[");
-                for m in &matches {
-                    line(o, format!("                    {m},"));
-                }
-                line(o, "                ],");
-                line(o, "            },");
-            }
-            line(o, "        ],");
-        }
-        match c.linux {
-            Some(_) => line(o, format!("        start: {},", linux_start_name(c))),
-            None => line(o, format!("        start: ::{}::__starina_start,", c.name)),
-        }
+        component_def(o, c);
+        line(o, "    },");
+    }
+    line(o, "];");
+    line(o, "");
+    line(o, "/// Every command (`kind = \"command\"`), sorted by name: any profile can run them.");
+    line(o, "pub static COMMANDS: &[::starina::spec::CommandDef] = &[");
+    for c in system.commands() {
+        let names: Vec<String> = c.names.iter().map(|n| format!("{n:?}")).collect();
+        line(o, "    ::starina::spec::CommandDef {");
+        line(o, format!("        names: &[{}],", names.join(", ")));
+        line(o, "        component:");
+        component_def(o, c);
+        line(o, "    },");
         line(o, "    },");
     }
     line(o, "];");
@@ -399,6 +379,102 @@ pub fn wiring(system: &System) -> String {
     }
     line(o, "];");
     out
+}
+
+/// The `ComponentDef` literal of `c`, all but its closing brace.
+fn component_def(o: &mut String, c: &Component) {
+    let strs = |items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+        format!("&[{}]", quoted.join(", "))
+    };
+    // A Linux service's own needs only order the profile: its runner
+    // connects to `linux` alone.
+    let wired_needs = match c.linux {
+        Some(_) => &c.needs[..1],
+        None => &c.needs[..],
+    };
+    let needs: Vec<String> = wired_needs
+        .iter()
+        .map(|n| {
+            format!(
+                "::starina::spec::Need {{ name: {:?}, service: {:?}, optional: {} }}",
+                n.field, n.service, n.optional
+            )
+        })
+        .collect();
+    let privileges: Vec<String> = c
+        .privileges
+        .iter()
+        .map(|p| format!("::starina::spec::Privilege::{}", p.rust_variant()))
+        .collect();
+    line(o, "    ::starina::spec::ComponentDef {");
+    line(o, format!("        name: {:?},", c.name));
+    line(
+        o,
+        format!(
+            "        kind: ::starina::spec::ComponentKind::{},",
+            c.kind.rust_variant()
+        ),
+    );
+    line(
+        o,
+        format!(
+            "        isolation: ::starina::spec::Isolation::{},",
+            c.isolation.rust_variant()
+        ),
+    );
+    line(
+        o,
+        format!(
+            "        restart: ::starina::spec::RestartPolicy::{},",
+            c.restart.rust_variant()
+        ),
+    );
+    line(o, format!("        max_restarts: {},", c.max_restarts));
+    line(
+        o,
+        format!("        restart_window_s: {},", c.restart_window_s),
+    );
+    line(
+        o,
+        format!("        memory_limit_mib: {},", c.memory_limit_mib),
+    );
+    line(o, format!("        exports: {},", strs(&c.exports)));
+    if needs.is_empty() {
+        line(o, "        needs: &[],");
+    } else {
+        line(o, "        needs: &[");
+        for need in &needs {
+            line(o, format!("            {need},"));
+        }
+        line(o, "        ],");
+    }
+    line(
+        o,
+        format!("        privileges: &[{}],", privileges.join(", ")),
+    );
+    if c.devices.is_empty() {
+        line(o, "        devices: &[],");
+    } else {
+        line(o, "        devices: &[");
+        for d in &c.devices {
+            let matches: Vec<String> = d.matches.iter().map(|m| m.rust_expr()).collect();
+            line(o, "            ::starina::spec::DeviceNeed {");
+            line(o, format!("                name: {:?},", d.field));
+            line(o, format!("                describe: {:?},", d.describe));
+            line(o, "                matches: &[");
+            for m in &matches {
+                line(o, format!("                    {m},"));
+            }
+            line(o, "                ],");
+            line(o, "            },");
+        }
+        line(o, "        ],");
+    }
+    match c.linux {
+        Some(_) => line(o, format!("        start: {},", linux_start_name(c))),
+        None => line(o, format!("        start: ::{}::__starina_start,", c.name)),
+    }
 }
 
 /// The entry point of Linux service `c`.

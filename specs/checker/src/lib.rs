@@ -15,6 +15,7 @@
 
 pub mod build;
 mod check;
+mod command;
 pub mod codegen;
 mod error;
 mod fields;

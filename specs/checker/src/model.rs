@@ -22,6 +22,12 @@ impl System {
         self.profiles.iter().find(|p| p.name == name)
     }
 
+    /// The commands (`kind = "command"`), sorted by name: every profile
+    /// can run them, so the kernel links them all.
+    pub fn commands(&self) -> impl Iterator<Item = &Component> {
+        self.components.iter().filter(|c| c.kind == Kind::Command)
+    }
+
     /// The components that at least one profile starts (the ones the
     /// kernel links), sorted by name.
     pub fn wired_components(&self) -> impl Iterator<Item = &Component> {
@@ -55,6 +61,9 @@ pub struct Component {
     pub devices: Vec<DeviceSpec>,
     /// Typed constants, in spec order.
     pub config: Vec<ConfigEntry>,
+    /// The names a command answers to (`kind = "command"` only: its spec's
+    /// `names`, or its own name); empty for other kinds.
+    pub names: Vec<String>,
     /// What a Linux service runs (`kind = "linux"` only).
     pub linux: Option<LinuxService>,
     /// The spec file, relative to the workspace root.
@@ -256,6 +265,7 @@ spec_enum! {
         Server = "server",
         Driver = "driver",
         Linux = "linux",
+        Command = "command",
     }
 }
 
@@ -271,6 +281,7 @@ impl Kind {
             Kind::App => "apps",
             Kind::Server => "servers",
             Kind::Driver => "drivers",
+            Kind::Command => "commands",
             // No crate (see `Component::has_crate`).
             Kind::Linux => "specs",
         }
@@ -299,6 +310,8 @@ spec_enum! {
         Shutdown = "shutdown",
         Monitor = "monitor",
         Hypervisor = "hypervisor",
+        Spawn = "spawn",
+        Control = "control",
     }
 }
 

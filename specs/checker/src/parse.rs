@@ -51,6 +51,7 @@ pub const COMPONENT_FIELDS: &[&str] = &[
     "workdir",
     "user",
     "ports",
+    "names",
 ];
 
 /// The fields a profile may have.
@@ -98,6 +99,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
         );
     }
     let linux = crate::linux::read_linux(&mut f, kind);
+    let names = crate::command::read_command(&mut f, kind, name.as_deref());
     let isolation = if linux.is_some() {
         // The runner that speaks for it runs in the kernel.
         Some(Isolation::InKernel)
@@ -158,6 +160,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
             needs,
             devices,
             config,
+            names,
             linux,
             file: file.to_path_buf(),
         }),

@@ -410,7 +410,7 @@ fn build_entry_points_check_before_generating() {
 
     assert_eq!(
         messages(&component_env(fixture.path(), "ghost").unwrap_err()),
-        ["component crate 'ghost' has no spec: specs/ghost.toml does not exist (every crate in apps/, servers/ and drivers/ is a component)"],
+        ["component crate 'ghost' has no spec: specs/ghost.toml does not exist (every crate in apps/, servers/, drivers/ and commands/ is a component)"],
     );
     // A component's build checks only its own spec and crate.
     fixture.write("specs/hello.toml", "broken");
@@ -445,6 +445,23 @@ pub mod system {
     pub struct Shutdown(pub u32);
     #[derive(Debug)]
     pub struct Monitor(pub u32);
+    #[derive(Debug)]
+    pub struct Control(pub u32);
+}
+pub mod thread {
+    pub fn exit(code: i32) -> ! { let _ = code; loop {} }
+}
+pub mod command {
+    #[derive(Debug, Default)]
+    pub struct Args;
+    #[derive(Debug)]
+    pub struct Input;
+    #[derive(Debug)]
+    pub struct Output;
+    #[derive(Debug)]
+    pub struct Spawner;
+    pub trait CommandReturn { fn status(self, name: &str, stderr: Option<&mut Output>) -> i32; }
+    impl CommandReturn for () { fn status(self, _: &str, _: Option<&mut Output>) -> i32 { 0 } }
 }
 pub mod driver {
     #[derive(Debug)]
@@ -477,6 +494,13 @@ pub mod env {
         pub fn take_monitor(&mut self) -> Result<crate::system::Monitor, EnvError> {
             Ok(crate::system::Monitor(0))
         }
+        pub fn take_args(&mut self) -> crate::command::Args { crate::command::Args }
+        pub fn take_input(&mut self, _: &'static str) -> Result<crate::command::Input, EnvError> { Ok(crate::command::Input) }
+        pub fn take_output(&mut self, _: &'static str) -> Result<crate::command::Output, EnvError> { Ok(crate::command::Output) }
+        pub fn duplicate_output(&self, _: &'static str) -> Option<crate::command::Output> { None }
+        pub fn command_name(&self) -> &'static str { "" }
+        pub fn take_spawner(&mut self) -> Result<crate::command::Spawner, EnvError> { Ok(crate::command::Spawner) }
+        pub fn take_control(&mut self) -> Result<crate::system::Control, EnvError> { Ok(crate::system::Control(0)) }
         pub fn take_device(&mut self, name: &'static str) -> Result<crate::driver::Device, EnvError> {
             let _ = name;
             Ok(crate::driver::Device(0))
@@ -485,10 +509,10 @@ pub mod env {
 }
 pub mod spec {
     use crate::env::RawEnv;
-    #[derive(Clone, Copy, Debug)] pub enum ComponentKind { App, Server, Driver }
+    #[derive(Clone, Copy, Debug)] pub enum ComponentKind { App, Server, Driver, Command }
     #[derive(Clone, Copy, Debug)] pub enum Isolation { InKernel }
     #[derive(Clone, Copy, Debug)] pub enum RestartPolicy { Never, OnFailure, Always }
-    #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown, Monitor }
+    #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown, Monitor, Spawn, Control }
     #[derive(Clone, Copy, Debug)] pub enum DeviceMatch { Pci { vendor: u16, device: Option<u16> }, VirtioMmio { device_id: u32 } }
     #[derive(Clone, Copy, Debug)] pub struct DeviceNeed { pub name: &'static str, pub describe: &'static str, pub matches: &'static [DeviceMatch] }
     #[derive(Clone, Copy, Debug)] pub struct Need { pub name: &'static str, pub service: &'static str, pub optional: bool }
@@ -507,6 +531,8 @@ pub mod spec {
         pub devices: &'static [DeviceNeed],
         pub start: fn(RawEnv),
     }
+    #[derive(Clone, Copy, Debug)]
+    pub struct CommandDef { pub names: &'static [&'static str], pub component: ComponentDef }
     #[derive(Clone, Copy, Debug)]
     pub struct ProfileDef { pub name: &'static str, pub components: &'static [&'static str], pub config: &'static [ConfigOverride] }
     #[derive(Clone, Copy, Debug)]
@@ -562,11 +588,21 @@ fn generated_code_compiles() {
         "components = [\"echo\", \"demo\"]\n\
          [config.demo]\nrounds = 7\ngreeting = \"hey\"\nverbose = false\nlimit = -1.5\n",
     );
+    fixture.component(
+        "commands",
+        "name = \"tool\"\nkind = \"command\"\ndescription = \"A command.\"\n\
+         isolation = \"in-kernel\"\nnames = [\"tool\", \"tool-x\"]\n\
+         privileges = [\"spawn\", \"control\"]\n[needs]\necho = \"echo\"\n",
+    );
     fixture.write(
         "kernel/Cargo.toml",
-        &format!("{KERNEL_MANIFEST_OK}demo = {{ path = \"../apps/demo\" }}\n"),
+        &format!(
+            "{KERNEL_MANIFEST_OK}demo = {{ path = \"../apps/demo\" }}\n\
+             tool = {{ path = \"../commands/tool\" }}\n"
+        ),
     );
     let system = fixture.load();
+    assert_eq!(system.commands().count(), 1);
     let dir = fixture.path().join("rustc");
     fs::create_dir_all(&dir).unwrap();
 

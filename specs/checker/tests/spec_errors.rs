@@ -84,7 +84,7 @@ fn isolation_is_required() {
 fn kind_must_be_known() {
     assert_errors(
         echo_errors(&echo_replacing("kind", r#"kind = "service""#)),
-        &["spec specs/echo.toml: field 'kind': expected one of app, server, driver, linux; got 'service'"],
+        &["spec specs/echo.toml: field 'kind': expected one of app, server, driver, linux, command; got 'service'"],
     );
 }
 
@@ -92,7 +92,7 @@ fn kind_must_be_known() {
 fn kind_is_required() {
     assert_errors(
         echo_errors(&echo_replacing("kind", "")),
-        &["spec specs/echo.toml: field 'kind': required but missing; expected one of app, server, driver, linux"],
+        &["spec specs/echo.toml: field 'kind': required but missing; expected one of app, server, driver, linux, command"],
     );
 }
 
@@ -170,7 +170,7 @@ fn description_is_required_and_not_empty() {
 fn unknown_fields_are_errors() {
     assert_errors(
         echo_errors(&echo_with(r#"colour = "blue""#)),
-        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, memory_limit_mib, exports, privileges, needs, devices, config, command, env, workdir, user, ports)"],
+        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, memory_limit_mib, exports, privileges, needs, devices, config, command, env, workdir, user, ports, names)"],
     );
 }
 
@@ -267,8 +267,8 @@ fn privileges_must_be_known_and_distinct() {
     assert_errors(
         echo_errors(&echo_with(r#"privileges = ["shutdwn", "reboot"]"#)),
         &[
-            "spec specs/echo.toml: field 'privileges': unknown privilege 'shutdwn'; expected one of shutdown, monitor, hypervisor (did you mean 'shutdown'?)",
-            "spec specs/echo.toml: field 'privileges': unknown privilege 'reboot'; expected one of shutdown, monitor, hypervisor",
+            "spec specs/echo.toml: field 'privileges': unknown privilege 'shutdwn'; expected one of shutdown, monitor, hypervisor, spawn, control (did you mean 'shutdown'?)",
+            "spec specs/echo.toml: field 'privileges': unknown privilege 'reboot'; expected one of shutdown, monitor, hypervisor, spawn, control",
         ],
     );
     assert_errors(
@@ -408,7 +408,7 @@ fn every_error_of_every_file_is_reported() {
     assert_errors(
         fixture.errors(),
         &[
-            "spec specs/echo.toml: field 'kind': expected one of app, server, driver, linux; got 'sever' (did you mean 'server'?)",
+            "spec specs/echo.toml: field 'kind': expected one of app, server, driver, linux, command; got 'sever' (did you mean 'server'?)",
             "spec specs/echo.toml: field 'description': required but missing",
             "spec specs/echo.toml: field 'isolation': isolation 'user' is not supported yet (only 'in-kernel')",
             "spec specs/echo.toml: field 'restart': expected one of never, on-failure, always; got 'sometimes'",
@@ -478,7 +478,7 @@ fn every_component_crate_needs_a_spec() {
     fixture.write("apps/notes/README.md", "not a crate");
     assert_errors(
         fixture.errors(),
-        &["crate directory drivers/virtio_net has no spec: create specs/virtio_net.toml (every crate in apps/, servers/ and drivers/ is a component)"],
+        &["crate directory drivers/virtio_net has no spec: create specs/virtio_net.toml (every crate in apps/, servers/, drivers/ and commands/ is a component)"],
     );
 }
 

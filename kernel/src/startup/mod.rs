@@ -35,16 +35,23 @@ use crate::object::channel::ChannelMessage;
 use crate::object::system::SystemObject;
 use crate::object::system::SystemRight;
 use crate::process::ExitReason;
+use command::command_ended;
 use crate::process::Process;
 use crate::restart_limit::RestartDecision;
 use crate::restart_limit::RestartLimit;
 use crate::restart_limit::RestartWindow;
 use crate::sync::SpinLock;
 
+mod command;
+
+pub use command::spawn_command;
+pub use command::tell_stderr;
+
 mod wiring {
     include!(concat!(env!("OUT_DIR"), "/starina_wiring.rs"));
 }
 
+pub use wiring::COMMANDS;
 pub use wiring::COMPONENTS;
 pub use wiring::PROFILES;
 
@@ -63,6 +70,10 @@ struct Slot {
     restarts: u32,
     /// Restarts in the current budget window.
     window: RestartWindow,
+    /// Stopped by `component_control`: not restarted until told to.
+    held: bool,
+    /// Restart it at once when its instance ends (`component_control`).
+    restart_now: bool,
 }
 
 struct State {
@@ -70,6 +81,8 @@ struct State {
     slots: Vec<Slot>,
     started: usize,
     ready: bool,
+    /// Running instances of each command (index into `COMMANDS`).
+    command_runs: Vec<u32>,
 }
 
 static STATE: SpinLock<Option<State>> = SpinLock::new(None);
@@ -80,6 +93,8 @@ struct StartArgs {
     env: RawEnv,
     /// How long to wait before `start` (a restart's backoff).
     delay_ns: u64,
+    /// A profile's component (counted for `starina: ready`), not a command.
+    in_profile: bool,
 }
 
 fn def(index: usize) -> &'static ComponentDef {
@@ -166,20 +181,7 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
             .insert(Handle::new(Object::Channel(sup_component), Rights::DEFAULT))
             .ok()?;
         env.push("supervisor", id);
-        for p in d.privileges {
-            let (right, name) = match p {
-                Privilege::Shutdown => (SystemRight::Shutdown, "shutdown"),
-                Privilege::Monitor => (SystemRight::Monitor, "monitor"),
-                Privilege::Hypervisor => (SystemRight::Hypervisor, "hypervisor"),
-            };
-            let id = table
-                .insert(Handle::new(
-                    Object::System(SystemObject::new(right)),
-                    Rights::DEFAULT,
-                ))
-                .ok()?;
-            env.push(name, id);
-        }
+        grant_privileges(&mut table, d, &mut env)?;
         for need in d.devices {
             let Some(device) = crate::device::claim(need.matches) else {
                 log::error!(
@@ -214,9 +216,34 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
     Some((process, env))
 }
 
+/// Puts a system object in `table` for each privilege `d` has, named in
+/// `env` as the generated `Env` takes it.
+fn grant_privileges(
+    table: &mut crate::handle::HandleTable,
+    d: &ComponentDef,
+    env: &mut RawEnv,
+) -> Option<()> {
+    for p in d.privileges {
+        let (right, name) = match p {
+            Privilege::Shutdown => (SystemRight::Shutdown, "shutdown"),
+            Privilege::Monitor => (SystemRight::Monitor, "monitor"),
+            Privilege::Hypervisor => (SystemRight::Hypervisor, "hypervisor"),
+            Privilege::Spawn => (SystemRight::Spawn, "spawn"),
+            Privilege::Control => (SystemRight::Control, "control"),
+        };
+        let id = table
+            .insert(Handle::new(
+                Object::System(SystemObject::new(right)),
+                Rights::DEFAULT,
+            ))
+            .ok()?;
+        env.push(name, id);
+    }
+    Some(())
+}
+
 /// Connects a freshly created instance's `needs` to their providers.
-fn wire_needs(state: &State, slot: usize, process: &Arc<Process>, env: &mut RawEnv) -> Option<()> {
-    let d = def(state.slots[slot].index);
+fn wire_needs(state: &State, d: &ComponentDef, process: &Arc<Process>, env: &mut RawEnv) -> Option<()> {
     for need in d.needs {
         let provider = state.provider_of(need.service);
         if need.optional && provider.is_none() {
@@ -240,7 +267,9 @@ fn component_main(arg: usize) {
     // SAFETY: `arg` is the `Box<StartArgs>` leaked by `launch` for exactly
     // this thread, reclaimed once here.
     let args = unsafe { Box::from_raw(arg as *mut StartArgs) };
-    mark_started();
+    if args.in_profile {
+        mark_started();
+    }
     if args.delay_ns > 0 {
         wait_before_start(args.env.component(), args.delay_ns);
     }
@@ -280,6 +309,7 @@ fn launch(
         start,
         env,
         delay_ns,
+        in_profile: true,
     });
     let arg = Box::into_raw(args) as usize;
     if let Err(e) = crate::sched::spawn(process, component_main, arg) {
@@ -318,6 +348,7 @@ pub fn start(profile: &'static ProfileDef) {
         slots: Vec::new(),
         started: 0,
         ready: false,
+        command_runs: alloc::vec![0; COMMANDS.len()],
     };
     for name in profile.components {
         match find_component(name) {
@@ -327,6 +358,8 @@ pub fn start(profile: &'static ProfileDef) {
                 generation: 0,
                 restarts: 0,
                 window: RestartWindow::default(),
+                held: false,
+                restart_now: false,
             }),
             // The build checks profiles; this is only a safety net.
             None => log::error!("startup: profile names unknown component '{name}'"),
@@ -347,7 +380,7 @@ pub fn start(profile: &'static ProfileDef) {
         }
     }
     for (slot, process, env) in created.iter_mut() {
-        if wire_needs(&state, *slot, process, env).is_none() {
+        if wire_needs(&state, def(state.slots[*slot].index), process, env).is_none() {
             log::error!("startup: could not wire {}", process.name);
         }
     }
@@ -376,28 +409,22 @@ pub fn start(profile: &'static ProfileDef) {
     }
 }
 
-/// A component's process ended (returned from main, exited, panicked or
-/// faulted): close everything it held and apply its restart policy.
+/// A component's process ended (returned from main, exited, panicked,
+/// faulted or was killed): close everything it held and apply its restart
+/// policy; for a command, tell its job.
 pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
     if !process.terminate() {
+        return;
+    }
+    if let Some(link) = &process.command {
+        command_ended(process, link, reason);
         return;
     }
     let Some(index) = process.component else {
         return;
     };
     let d = def(index);
-    match reason {
-        ExitReason::Exited(0) => log::info!("{} exited", d.name),
-        ExitReason::Exited(code) => log::warn!("{} exited with code {code}", d.name),
-        ExitReason::Panicked => {
-            log::error!(
-                "{} {}; its handles are closed",
-                d.name,
-                markers::COMPONENT_PANICKED
-            )
-        }
-        ExitReason::Faulted => log::error!("{} faulted; its handles are closed", d.name),
-    }
+    log_end(d.name, reason);
     let mut guard = STATE.lock();
     let Some(state) = guard.as_mut() else { return };
     let Some(slot) = state.slot_of(index) else { return };
@@ -409,22 +436,53 @@ pub fn component_ended(process: &Arc<Process>, reason: ExitReason) {
         return;
     }
     state.slots[slot].instance = None;
-    let wants = match d.restart {
-        RestartPolicy::Never => false,
-        RestartPolicy::OnFailure => reason.is_failure(),
-        RestartPolicy::Always => true,
-    };
-    if !wants {
+    let s = &mut state.slots[slot];
+    let delay_ns = if core::mem::take(&mut s.restart_now) {
+        log::info!("restarting {} (asked to)", d.name);
+        0
+    } else if s.held {
+        log::info!("{} stays stopped (asked to)", d.name);
         return;
+    } else {
+        let wants = match d.restart {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => reason.is_failure(),
+            RestartPolicy::Always => true,
+        };
+        if !wants {
+            return;
+        }
+        let Some(delay_ns) = decide_restart(s, d) else {
+            return;
+        };
+        delay_ns
+    };
+    start_again(guard, slot, delay_ns);
+}
+
+fn log_end(name: &str, reason: ExitReason) {
+    match reason {
+        ExitReason::Exited(0) => log::info!("{name} exited"),
+        ExitReason::Exited(code) => log::warn!("{name} exited with code {code}"),
+        ExitReason::Panicked => {
+            log::error!("{name} {}; its handles are closed", markers::COMPONENT_PANICKED)
+        }
+        ExitReason::Faulted => log::error!("{name} faulted; its handles are closed"),
+        ExitReason::Killed => log::info!("{name} stopped; its handles are closed"),
     }
-    let Some(delay_ns) = decide_restart(&mut state.slots[slot], d) else {
-        return;
-    };
+}
+
+/// Starts a new instance in `slot` (whose last one has ended), gives its
+/// clients fresh connections, and runs it after `delay_ns`.
+fn start_again(mut guard: crate::sync::SpinLockGuard<'_, Option<State>>, slot: usize, delay_ns: u64) {
+    let Some(state) = guard.as_mut() else { return };
+    let index = state.slots[slot].index;
+    let d = def(index);
     let Some((new_process, mut env)) = create_instance(state, slot) else {
         log::error!("startup: could not recreate {}", d.name);
         return;
     };
-    if wire_needs(state, slot, &new_process, &mut env).is_none() {
+    if wire_needs(state, d, &new_process, &mut env).is_none() {
         log::error!("startup: could not wire {}", d.name);
     }
     // Clients of its services get a fresh connection each.
@@ -518,6 +576,7 @@ pub fn component_status(index: usize) -> Option<starina::abi::ComponentStatus> {
     let state = guard.as_ref()?;
     let slot = state.slots.get(index)?;
     let d = def(slot.index);
+    let (memory_used, memory_limit) = crate::account::usage(crate::account::for_component(slot.index));
     let status = starina::abi::ComponentStatus {
         name: d.name,
         kind: d.kind.as_str(),
@@ -531,6 +590,47 @@ pub fn component_status(index: usize) -> Option<starina::abi::ComponentStatus> {
         instance: slot.generation,
         restarts: slot.restarts,
         max_restarts: d.max_restarts,
+        memory_used,
+        memory_limit,
     };
     Some(status)
+}
+
+/// Stops or restarts component `name` of the running profile (privilege
+/// `control`). A stopped component stays down, whatever its restart
+/// policy, until restarted; a restart of a running one ends it and starts
+/// a new instance at once (its clients get fresh connections). A component
+/// cannot stop itself this way (`InvalidArgument`): it returns from `main`.
+pub fn control(name: &str, action: starina::abi::ComponentAction) -> Result<(), starina::abi::Error> {
+    use starina::abi::ComponentAction;
+    use starina::abi::Error;
+    let mut guard = STATE.lock();
+    let state = guard.as_mut().ok_or(Error::NotSupported)?;
+    let slot = state
+        .slots
+        .iter()
+        .position(|s| def(s.index).name == name)
+        .ok_or(Error::NotFound)?;
+    let s = &mut state.slots[slot];
+    let running = s.instance.as_ref().map(|i| i.process.clone());
+    if let Some(p) = &running {
+        if Arc::ptr_eq(p, crate::sched::current_process()) {
+            return Err(Error::InvalidArgument);
+        }
+    }
+    s.held = action == ComponentAction::Stop;
+    s.restart_now = action == ComponentAction::Restart && running.is_some();
+    log::info!("{name}: {} (asked to)", match action {
+        ComponentAction::Stop => "stopping",
+        ComponentAction::Restart => "restarting",
+    });
+    match running {
+        Some(process) => {
+            drop(guard);
+            component_ended(&process, ExitReason::Killed);
+        }
+        None if action == ComponentAction::Restart => start_again(guard, slot, 0),
+        None => {}
+    }
+    Ok(())
 }
