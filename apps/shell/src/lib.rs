@@ -3,6 +3,10 @@
 
 extern crate alloc;
 
+pub mod editor;
+mod history;
 mod lex;
 pub mod parse;
 pub mod path;
+
+pub use history::MAX_HISTORY;
