@@ -52,7 +52,10 @@ enum Esc {
     Start,
     /// After `ESC [`: the first numeric parameter so far, and whether a
     /// `;` ended it (further parameters are ignored).
-    Csi { param: u16, more: bool },
+    Csi {
+        param: u16,
+        more: bool,
+    },
     /// After `ESC O`.
     Ss3,
 }
@@ -157,7 +160,10 @@ impl Editor {
             b'\t' => {
                 self.after_tab = true;
                 let before = String::from(&self.line[..self.cursor]);
-                Event::Complete { before, repeated: after_tab }
+                Event::Complete {
+                    before,
+                    repeated: after_tab,
+                }
             }
             0x03 => self.interrupt(),
             0x04 if self.line.is_empty() => {
@@ -203,7 +209,9 @@ impl Editor {
             0x04 => self.key(Key::Delete),
             0x05 => self.key(Key::End),
             0x06 => self.key(Key::Right),
-            0x08 | 0x7f if self.cursor > 0 => self.delete_range(self.prev(self.cursor), self.cursor),
+            0x08 | 0x7f if self.cursor > 0 => {
+                self.delete_range(self.prev(self.cursor), self.cursor)
+            }
             0x0b => self.delete_range(self.cursor, self.line.len()),
             0x0c => self.redraw(),
             0x0e => self.key(Key::Down),
@@ -220,10 +228,17 @@ impl Editor {
         let state = core::mem::replace(&mut self.esc, Esc::None);
         match (state, byte) {
             (_, 0x1b) => self.esc = Esc::Start,
-            (Esc::Start, b'[') => self.esc = Esc::Csi { param: 0, more: false },
+            (Esc::Start, b'[') => {
+                self.esc = Esc::Csi {
+                    param: 0,
+                    more: false,
+                }
+            }
             (Esc::Start, b'O') => self.esc = Esc::Ss3,
             (Esc::Csi { param, more: false }, b'0'..=b'9') => {
-                let param = param.saturating_mul(10).saturating_add(u16::from(byte - b'0'));
+                let param = param
+                    .saturating_mul(10)
+                    .saturating_add(u16::from(byte - b'0'));
                 self.esc = Esc::Csi { param, more: false };
             }
             (Esc::Csi { param, .. }, 0x20..=0x3f) => {
@@ -311,7 +326,10 @@ impl Editor {
             return true;
         }
         let bytes = core::mem::take(&mut self.utf8);
-        match core::str::from_utf8(&bytes).ok().and_then(|s| s.chars().next()) {
+        match core::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.chars().next())
+        {
             Some(c) if !c.is_control() => self.insert_char(c),
             _ => self.bell(),
         }
@@ -335,7 +353,8 @@ impl Editor {
             return false;
         }
         self.line.insert_str(self.cursor, text);
-        self.out.extend_from_slice(self.line[self.cursor..].as_bytes());
+        self.out
+            .extend_from_slice(&self.line.as_bytes()[self.cursor..]);
         self.cursor += text.len();
         self.cursor_left(chars(&self.line[self.cursor..]));
         true
@@ -352,7 +371,8 @@ impl Editor {
             for c in item.chars() {
                 let c = if c.is_control() { '?' } else { c };
                 let mut buf = [0; 4];
-                self.out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                self.out
+                    .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             }
         }
         self.out.extend_from_slice(b"\r\n");
@@ -368,7 +388,7 @@ impl Editor {
         self.cursor_left(chars(&self.line[start..self.cursor]));
         self.line.replace_range(start..end, "");
         self.cursor = start;
-        self.out.extend_from_slice(self.line[start..].as_bytes());
+        self.out.extend_from_slice(&self.line.as_bytes()[start..]);
         self.out.extend_from_slice(CLEAR_TO_END);
         self.cursor_left(chars(&self.line[start..]));
     }
@@ -415,19 +435,29 @@ impl Editor {
     fn cursor_move(&mut self, columns: usize, direction: char) {
         match columns {
             0 => {}
-            1 => self.out.extend_from_slice(format!("\x1b[{direction}").as_bytes()),
-            n => self.out.extend_from_slice(format!("\x1b[{n}{direction}").as_bytes()),
+            1 => self
+                .out
+                .extend_from_slice(format!("\x1b[{direction}").as_bytes()),
+            n => self
+                .out
+                .extend_from_slice(format!("\x1b[{n}{direction}").as_bytes()),
         }
     }
 
     /// The character boundary before `i`.
     fn prev(&self, i: usize) -> usize {
-        self.line[..i].char_indices().next_back().map_or(0, |(j, _)| j)
+        self.line[..i]
+            .char_indices()
+            .next_back()
+            .map_or(0, |(j, _)| j)
     }
 
     /// The character boundary after `i`.
     fn next(&self, i: usize) -> usize {
-        self.line[i..].chars().next().map_or(i, |c| i + c.len_utf8())
+        self.line[i..]
+            .chars()
+            .next()
+            .map_or(i, |c| i + c.len_utf8())
     }
 
     /// Where Ctrl-W's kill starts: back over blanks, then over the word.
@@ -478,7 +508,9 @@ mod tests {
                         let n: usize = n.parse().unwrap_or(1);
                         match chars.next().unwrap() {
                             'C' => self.col += n,
-                            'D' => self.col = self.col.checked_sub(n).expect("cursor left of column 0"),
+                            'D' => {
+                                self.col = self.col.checked_sub(n).expect("cursor left of column 0")
+                            }
                             'K' => {
                                 let col = self.col;
                                 self.current().truncate(col);
@@ -526,7 +558,11 @@ mod tests {
         fn new() -> Term {
             let mut ed = Editor::new("$ ");
             ed.begin_line();
-            let mut term = Term { ed, screen: Screen::default(), events: Vec::new() };
+            let mut term = Term {
+                ed,
+                screen: Screen::default(),
+                events: Vec::new(),
+            };
             term.flush();
             term
         }
@@ -556,7 +592,12 @@ mod tests {
             let expected = alloc::format!("$ {}", self.ed.line());
             assert_eq!(self.screen.line(), expected);
             let col = 2 + chars(&self.ed.line()[..self.ed.cursor()]);
-            assert_eq!(self.screen.col, col, "cursor column for {:?}", self.ed.line());
+            assert_eq!(
+                self.screen.col,
+                col,
+                "cursor column for {:?}",
+                self.ed.line()
+            );
         }
 
         fn state(&self) -> (&str, usize) {
@@ -590,7 +631,10 @@ mod tests {
     fn enter_as_cr_lf_or_crlf_counts_once() {
         let mut t = Term::new();
         t.feed(b"a\r\nb\nc\r\r\n\n");
-        assert_eq!(t.events, vec![line("a"), line("b"), line("c"), line(""), line("")]);
+        assert_eq!(
+            t.events,
+            vec![line("a"), line("b"), line("c"), line(""), line("")]
+        );
     }
 
     #[test]
@@ -720,12 +764,24 @@ mod tests {
         assert_eq!(
             t.events,
             vec![
-                Event::Complete { before: "cat /ww".to_string(), repeated: false },
-                Event::Complete { before: "cat /ww".to_string(), repeated: true },
+                Event::Complete {
+                    before: "cat /ww".to_string(),
+                    repeated: false
+                },
+                Event::Complete {
+                    before: "cat /ww".to_string(),
+                    repeated: true
+                },
             ]
         );
         t.feed(b"a\t");
-        assert_eq!(t.events[2], Event::Complete { before: "cat /wwa".to_string(), repeated: false });
+        assert_eq!(
+            t.events[2],
+            Event::Complete {
+                before: "cat /wwa".to_string(),
+                repeated: false
+            }
+        );
     }
 
     #[test]
@@ -737,7 +793,10 @@ mod tests {
         t.assert_shown();
         t.ed.show_list(&["index.html".to_string(), "a\x1bb".to_string()]);
         t.flush();
-        assert_eq!(t.screen.rows[1].iter().collect::<String>(), "index.html  a?b");
+        assert_eq!(
+            t.screen.rows[1].iter().collect::<String>(),
+            "index.html  a?b"
+        );
         assert_eq!(t.screen.row, 2);
         t.assert_shown();
         assert!(!t.ed.insert("x\ny"));
@@ -860,8 +919,20 @@ mod tests {
 
     #[test]
     fn the_screen_matches_the_line_after_every_key() {
-        let keys: [&[u8]; 12] =
-            [b"a", "é".as_bytes(), b" ", LEFT, RIGHT, b"\x01", b"\x05", b"\x7f", b"\x1b[3~", b"\x17", b"\x0b", b"\x15"];
+        let keys: [&[u8]; 12] = [
+            b"a",
+            "é".as_bytes(),
+            b" ",
+            LEFT,
+            RIGHT,
+            b"\x01",
+            b"\x05",
+            b"\x7f",
+            b"\x1b[3~",
+            b"\x17",
+            b"\x0b",
+            b"\x15",
+        ];
         let mut t = Term::new();
         let mut x: u32 = 7;
         for _ in 0..5000 {
@@ -882,7 +953,11 @@ mod tests {
         for split in 0..=input.len() {
             let mut t = Term::new();
             t.feed(&input[..split]).feed(&input[split..]);
-            assert_eq!((&t.events, &t.screen.rows), (&whole.0, &whole.1), "split at {split}");
+            assert_eq!(
+                (&t.events, &t.screen.rows),
+                (&whole.0, &whole.1),
+                "split at {split}"
+            );
         }
         assert_eq!(whole.0[0], line("lx "));
     }

@@ -62,7 +62,11 @@ type Result<T> = core::result::Result<T, (ErrorKind, usize)>;
 
 /// The tokens of `line`, up to a comment (`#` at the start of a word).
 pub(crate) fn tokens(line: &str) -> Result<Vec<Token>> {
-    let mut lexer = Lexer { src: line, i: 0, out: Vec::new() };
+    let mut lexer = Lexer {
+        src: line,
+        i: 0,
+        out: Vec::new(),
+    };
     lexer.run()?;
     Ok(lexer.out)
 }
@@ -75,7 +79,10 @@ struct Lexer<'a> {
 
 /// Bytes that end an unquoted word.
 fn is_break(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'|' | b'&' | b';' | b'<' | b'>' | b'(' | b')')
+    matches!(
+        b,
+        b' ' | b'\t' | b'\r' | b'\n' | b'|' | b'&' | b';' | b'<' | b'>' | b'(' | b')'
+    )
 }
 
 /// Bytes with a meaning inside an unquoted word.
@@ -110,7 +117,11 @@ impl WordBuf {
         if !self.text.is_empty() || self.parts.is_empty() {
             self.parts.push(Part::Lit(self.text));
         }
-        Word { parts: self.parts, keep_empty: self.keep_empty, pos }
+        Word {
+            parts: self.parts,
+            keep_empty: self.keep_empty,
+            pos,
+        }
     }
 }
 
@@ -157,7 +168,11 @@ impl<'a> Lexer<'a> {
             (_, Some(b'&')) => (RedirOp::DupWrite, 2),
             _ => (RedirOp::Write, 1),
         };
-        let default = if matches!(op, RedirOp::Read | RedirOp::DupRead) { 0 } else { 1 };
+        let default = if matches!(op, RedirOp::Read | RedirOp::DupRead) {
+            0
+        } else {
+            1
+        };
         let fd = match fd {
             Some(digits) => digits.parse().map_err(|_| (ErrorKind::BadFd, pos))?,
             None => default,
@@ -202,7 +217,10 @@ impl<'a> Lexer<'a> {
     /// `stop`; advances past it.
     fn run_until(&mut self, from: usize, stop: fn(u8) -> bool) -> &'a str {
         let src: &'a str = self.src;
-        let len = src.as_bytes()[from..].iter().position(|&b| stop(b)).unwrap_or(src.len() - from);
+        let len = src.as_bytes()[from..]
+            .iter()
+            .position(|&b| stop(b))
+            .unwrap_or(src.len() - from);
         self.i = from + len;
         &src[from..from + len]
     }
@@ -222,7 +240,10 @@ impl<'a> Lexer<'a> {
 
     fn single_quoted(&mut self, w: &mut WordBuf) -> Result<()> {
         let at = self.i;
-        let Some(len) = self.src.as_bytes()[at + 1..].iter().position(|&b| b == b'\'') else {
+        let Some(len) = self.src.as_bytes()[at + 1..]
+            .iter()
+            .position(|&b| b == b'\'')
+        else {
             return Err((ErrorKind::UnterminatedSingleQuote, at));
         };
         w.push_str(&self.src[at + 1..at + 1 + len]);
@@ -245,7 +266,11 @@ impl<'a> Lexer<'a> {
                 }
                 Some(b'\\') => match self.byte(self.i + 1) {
                     Some(c @ (b'"' | b'\\' | b'$' | b'`')) => {
-                        w.push_str(if c == b'"' { "\"" } else { &self.src[self.i + 1..self.i + 2] });
+                        w.push_str(if c == b'"' {
+                            "\""
+                        } else {
+                            &self.src[self.i + 1..self.i + 2]
+                        });
                         self.i += 2;
                     }
                     _ => {
@@ -285,9 +310,7 @@ impl<'a> Lexer<'a> {
                     _ => return Err((ErrorKind::BadSubstitution, at)),
                 }
             }
-            Some(b'(') => {
-                return Err((ErrorKind::Unsupported("command substitution $(...)"), at))
-            }
+            Some(b'(') => return Err((ErrorKind::Unsupported("command substitution $(...)"), at)),
             Some(b) if b == b'_' || b.is_ascii_alphabetic() => {
                 let name = self.run_until(at + 1, |b| !(b == b'_' || b.is_ascii_alphanumeric()));
                 w.push_var(name);

@@ -197,7 +197,10 @@ fn build(tokens: Vec<Token>) -> Result<List, (ErrorKind, usize)> {
         list: List::default(),
         connector: Connector::Seq,
         pipeline: Vec::new(),
-        command: Command { words: Vec::new(), redirects: Vec::new() },
+        command: Command {
+            words: Vec::new(),
+            redirects: Vec::new(),
+        },
         pending: None,
     };
     let mut tokens = tokens.into_iter();
@@ -250,8 +253,12 @@ impl Builder {
     }
 
     fn end_command(&mut self) {
-        let empty = Command { words: Vec::new(), redirects: Vec::new() };
-        self.pipeline.push(core::mem::replace(&mut self.command, empty));
+        let empty = Command {
+            words: Vec::new(),
+            redirects: Vec::new(),
+        };
+        self.pipeline
+            .push(core::mem::replace(&mut self.command, empty));
     }
 
     /// Closes the pipeline; `next` is the connector of the one after it.
@@ -275,7 +282,9 @@ fn redirect_target(
         RedirOp::Read => Target::Read(word),
         RedirOp::Write => Target::Write(word),
         RedirOp::Append => Target::Append(word),
-        RedirOp::DupRead | RedirOp::DupWrite => Target::Dup(dup_fd(&word).ok_or((ErrorKind::BadDupTarget, word.pos))?),
+        RedirOp::DupRead | RedirOp::DupWrite => {
+            Target::Dup(dup_fd(&word).ok_or((ErrorKind::BadDupTarget, word.pos))?)
+        }
     })
 }
 
@@ -340,7 +349,10 @@ impl Command<Word> {
                 Target::Append(word) => Target::Append(file(word)?),
                 Target::Dup(fd) => Target::Dup(*fd),
             };
-            redirects.push(Redirect { fd: redirect.fd, target });
+            redirects.push(Redirect {
+                fd: redirect.fd,
+                target,
+            });
         }
         Ok(Command { words, redirects })
     }
@@ -379,7 +391,14 @@ mod tests {
         let list = parse(line).unwrap();
         list.items
             .iter()
-            .map(|(c, p)| (*c, p.iter().map(|cmd| cmd.expand(&vars).unwrap().words).collect()))
+            .map(|(c, p)| {
+                (
+                    *c,
+                    p.iter()
+                        .map(|cmd| cmd.expand(&vars).unwrap().words)
+                        .collect(),
+                )
+            })
             .collect()
     }
 
@@ -413,26 +432,44 @@ mod tests {
 
     #[test]
     fn single_quotes_are_literal() {
-        assert_eq!(words("echo 'a  b' '$HOME' 'x\\y' \"\"''"), s(&["echo", "a  b", "$HOME", "x\\y", ""]));
+        assert_eq!(
+            words("echo 'a  b' '$HOME' 'x\\y' \"\"''"),
+            s(&["echo", "a  b", "$HOME", "x\\y", ""])
+        );
         assert_eq!(words("echo a'b c'd"), s(&["echo", "ab cd"]));
     }
 
     #[test]
     fn double_quotes_escape_and_expand() {
-        assert_eq!(words(r#"echo "a \"b\" \\ \$HOME $HOME \n""#), s(&["echo", "a \"b\" \\ $HOME /home \\n"]));
-        assert_eq!(words(r#"echo "$?" "${HOME}x" "$SP""#), s(&["echo", "1", "/homex", "a b"]));
+        assert_eq!(
+            words(r#"echo "a \"b\" \\ \$HOME $HOME \n""#),
+            s(&["echo", "a \"b\" \\ $HOME /home \\n"])
+        );
+        assert_eq!(
+            words(r#"echo "$?" "${HOME}x" "$SP""#),
+            s(&["echo", "1", "/homex", "a b"])
+        );
         assert_eq!(words(r#"echo "it's""#), s(&["echo", "it's"]));
     }
 
     #[test]
     fn backslash_outside_quotes() {
-        assert_eq!(words(r"echo a\ b \| \; \$HOME \\ \é"), s(&["echo", "a b", "|", ";", "$HOME", "\\", "é"]));
+        assert_eq!(
+            words(r"echo a\ b \| \; \$HOME \\ \é"),
+            s(&["echo", "a b", "|", ";", "$HOME", "\\", "é"])
+        );
     }
 
     #[test]
     fn dollar_expansion() {
-        assert_eq!(words("echo $? $HOME/x ${HOME}y $HOMEy"), s(&["echo", "1", "/home/x", "/homey"]));
-        assert_eq!(words("echo $UNSET. a$ $ $1 $-"), s(&["echo", ".", "a$", "$", "$1", "$-"]));
+        assert_eq!(
+            words("echo $? $HOME/x ${HOME}y $HOMEy"),
+            s(&["echo", "1", "/home/x", "/homey"])
+        );
+        assert_eq!(
+            words("echo $UNSET. a$ $ $1 $-"),
+            s(&["echo", ".", "a$", "$", "$1", "$-"])
+        );
     }
 
     #[test]
@@ -500,9 +537,18 @@ mod tests {
         assert_eq!(
             cmd.redirects,
             vec![
-                Redirect { fd: 0, target: Target::Read("in".to_string()) },
-                Redirect { fd: 1, target: Target::Write("out".to_string()) },
-                Redirect { fd: 2, target: Target::Append("err".to_string()) },
+                Redirect {
+                    fd: 0,
+                    target: Target::Read("in".to_string())
+                },
+                Redirect {
+                    fd: 1,
+                    target: Target::Write("out".to_string())
+                },
+                Redirect {
+                    fd: 2,
+                    target: Target::Append("err".to_string())
+                },
             ]
         );
     }
@@ -514,9 +560,18 @@ mod tests {
         assert_eq!(
             cmd.redirects,
             vec![
-                Redirect { fd: 1, target: Target::Write("out".to_string()) },
-                Redirect { fd: 1, target: Target::Append("log".to_string()) },
-                Redirect { fd: 2, target: Target::Dup(1) },
+                Redirect {
+                    fd: 1,
+                    target: Target::Write("out".to_string())
+                },
+                Redirect {
+                    fd: 1,
+                    target: Target::Append("log".to_string())
+                },
+                Redirect {
+                    fd: 2,
+                    target: Target::Dup(1)
+                },
             ]
         );
     }
@@ -527,13 +582,22 @@ mod tests {
         assert_eq!(one("echo '2'> f").words, s(&["echo", "2"]));
         assert_eq!(one("echo a2> f").words, s(&["echo", "a2"]));
         assert_eq!(one("cmd 12> f").redirects[0].fd, 12);
-        assert_eq!(one("cmd <&3").redirects[0], Redirect { fd: 0, target: Target::Dup(3) });
+        assert_eq!(
+            one("cmd <&3").redirects[0],
+            Redirect {
+                fd: 0,
+                target: Target::Dup(3)
+            }
+        );
     }
 
     #[test]
     fn redirect_targets_expand() {
         let cmd = one("echo > \"$HOME/a b\"");
-        assert_eq!(cmd.redirects[0].target, Target::Write("/home/a b".to_string()));
+        assert_eq!(
+            cmd.redirects[0].target,
+            Target::Write("/home/a b".to_string())
+        );
         let list = parse("echo > $EMPTY").unwrap();
         assert_eq!(
             list.items[0].1[0].expand(&vars),
@@ -551,16 +615,28 @@ mod tests {
     #[test]
     fn unterminated_quotes_report_the_opening_quote() {
         let e = err("echo 'abc");
-        assert_eq!((e.kind, e.pos, e.column), (ErrorKind::UnterminatedSingleQuote, 5, 6));
+        assert_eq!(
+            (e.kind, e.pos, e.column),
+            (ErrorKind::UnterminatedSingleQuote, 5, 6)
+        );
         let e = err("echo é\"abc\\\"");
-        assert_eq!((e.kind, e.pos, e.column), (ErrorKind::UnterminatedDoubleQuote, 7, 7));
-        assert_eq!(e.to_string(), "syntax error at column 7: unterminated double quote");
+        assert_eq!(
+            (e.kind, e.pos, e.column),
+            (ErrorKind::UnterminatedDoubleQuote, 7, 7)
+        );
+        assert_eq!(
+            e.to_string(),
+            "syntax error at column 7: unterminated double quote"
+        );
     }
 
     #[test]
     fn missing_redirect_targets() {
         assert_eq!(err("echo >").kind, ErrorKind::MissingRedirectTarget(">"));
-        assert_eq!(err("echo >> | a").kind, ErrorKind::MissingRedirectTarget(">>"));
+        assert_eq!(
+            err("echo >> | a").kind,
+            ErrorKind::MissingRedirectTarget(">>")
+        );
         assert_eq!(err("cat < ; a").kind, ErrorKind::MissingRedirectTarget("<"));
         let e = err("echo 2> > f");
         assert_eq!((e.kind, e.pos), (ErrorKind::MissingRedirectTarget(">"), 5));
@@ -585,12 +661,27 @@ mod tests {
 
     #[test]
     fn unsupported_syntax_is_named() {
-        assert_eq!(err("sleep 1 &").kind, ErrorKind::Unsupported("background jobs (&)"));
+        assert_eq!(
+            err("sleep 1 &").kind,
+            ErrorKind::Unsupported("background jobs (&)")
+        );
         assert_eq!(err("(a)").kind, ErrorKind::Unsupported("subshells ( )"));
-        assert_eq!(err("cat << EOF").kind, ErrorKind::Unsupported("here-documents (<<)"));
-        assert_eq!(err("echo $(ls)").kind, ErrorKind::Unsupported("command substitution $(...)"));
-        assert_eq!(err("echo `ls`").kind, ErrorKind::Unsupported("command substitution `...`"));
-        assert_eq!(err("echo \"`ls`\"").kind, ErrorKind::Unsupported("command substitution `...`"));
+        assert_eq!(
+            err("cat << EOF").kind,
+            ErrorKind::Unsupported("here-documents (<<)")
+        );
+        assert_eq!(
+            err("echo $(ls)").kind,
+            ErrorKind::Unsupported("command substitution $(...)")
+        );
+        assert_eq!(
+            err("echo `ls`").kind,
+            ErrorKind::Unsupported("command substitution `...`")
+        );
+        assert_eq!(
+            err("echo \"`ls`\"").kind,
+            ErrorKind::Unsupported("command substitution `...`")
+        );
     }
 
     #[test]
@@ -610,7 +701,10 @@ mod tests {
 
     #[test]
     fn multibyte_text_is_kept() {
-        assert_eq!(words("echo héllo 'wörld' \"日本\""), s(&["echo", "héllo", "wörld", "日本"]));
+        assert_eq!(
+            words("echo héllo 'wörld' \"日本\""),
+            s(&["echo", "héllo", "wörld", "日本"])
+        );
         assert_eq!(err("日本 |").column, 4);
     }
 

@@ -154,10 +154,16 @@ mod tests {
 
     #[test]
     fn linux_paths_translate_to_native() {
-        assert_eq!(linux_to_native("/mnt/starina/www/index.html").as_deref(), Some("/www/index.html"));
+        assert_eq!(
+            linux_to_native("/mnt/starina/www/index.html").as_deref(),
+            Some("/www/index.html")
+        );
         assert_eq!(linux_to_native("/mnt/starina").as_deref(), Some("/"));
         assert_eq!(linux_to_native("/mnt/starina/").as_deref(), Some("/"));
-        assert_eq!(linux_to_native("/mnt/starina//a/./b").as_deref(), Some("/a/b"));
+        assert_eq!(
+            linux_to_native("/mnt/starina//a/./b").as_deref(),
+            Some("/a/b")
+        );
     }
 
     #[test]
@@ -180,7 +186,10 @@ mod tests {
     #[test]
     fn round_trip() {
         for native in ["/", "/www", "/a/b/c.txt"] {
-            assert_eq!(linux_to_native(&native_to_linux(native)).as_deref(), Some(native));
+            assert_eq!(
+                linux_to_native(&native_to_linux(native)).as_deref(),
+                Some(native)
+            );
         }
     }
 }
