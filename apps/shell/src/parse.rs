@@ -15,6 +15,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::lex::Op;
+use crate::lex::RedirOp;
+use crate::lex::Token;
+
 /// A piece of a word: literal text or a variable to expand (`?` for `$?`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -179,9 +183,6 @@ fn error(line: &str, kind: ErrorKind, pos: usize) -> ParseError {
     ParseError { kind, pos, column }
 }
 
-use crate::lex::Op;
-use crate::lex::Token;
-
 /// The list being built: finished pipelines, the current pipeline and
 /// command, and the operator that still needs a command after it.
 struct Builder {
@@ -270,11 +271,10 @@ impl Builder {
 }
 
 fn redirect_target(
-    op: crate::lex::RedirOp,
+    op: RedirOp,
     pos: usize,
     next: Option<Token>,
 ) -> Result<Target<Word>, (ErrorKind, usize)> {
-    use crate::lex::RedirOp;
     let Some(Token::Word(word)) = next else {
         return Err((ErrorKind::MissingRedirectTarget(op.text()), pos));
     };
