@@ -194,7 +194,9 @@ pub fn check_crate(root: &Path, component: &Component) -> Vec<SpecError> {
     errors
 }
 
-/// Every crate in a component directory needs a spec.
+/// Every crate in a component directory needs a spec, unless its
+/// Cargo.toml says it is a plain library (`[package.metadata.starina]
+/// library = true`), such as a component's logic before it is wired up.
 fn check_orphan_crates(root: &Path, spec_names: &BTreeSet<String>) -> Vec<SpecError> {
     let mut errors = Vec::new();
     for (kind, _) in Kind::ALL.iter().filter(|(kind, _)| kind.has_crate()) {
@@ -206,6 +208,7 @@ fn check_orphan_crates(root: &Path, spec_names: &BTreeSet<String>) -> Vec<SpecEr
             .filter(|entry| entry.path().join("Cargo.toml").is_file())
             .filter_map(|entry| entry.file_name().into_string().ok())
             .filter(|name| !spec_names.contains(name))
+            .filter(|name| !is_library(&root.join(kind.dir()).join(name)))
             .collect();
         names.sort();
         for name in names {
@@ -248,6 +251,22 @@ fn check_command_names(components: &[Component]) -> Vec<SpecError> {
         }
     }
     errors
+}
+
+/// Whether the crate in `dir` declares itself a library, not a component.
+fn is_library(dir: &Path) -> bool {
+    let manifest = dir.join("Cargo.toml");
+    let Ok(text) = fs::read_to_string(&manifest) else {
+        return false;
+    };
+    let Ok(table) = parse_toml(Origin::Other, &manifest, &text) else {
+        return false;
+    };
+    ["package", "metadata", "starina", "library"]
+        .iter()
+        .try_fold(&Value::Table(table), |value, key| value.get(key))
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 /// A profile's components must exist, every service they need (unless

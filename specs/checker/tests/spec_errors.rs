@@ -483,6 +483,24 @@ fn every_component_crate_needs_a_spec() {
 }
 
 #[test]
+fn library_crates_need_no_spec() {
+    let fixture = Fixture::valid();
+    fixture.write(
+        "apps/shell/Cargo.toml",
+        "[package]\nname = \"shell\"\n\n[package.metadata.starina]\nlibrary = true\n",
+    );
+    fixture.load();
+    fixture.write(
+        "apps/shell/Cargo.toml",
+        "[package]\nname = \"shell\"\n\n[package.metadata.starina]\nlibrary = false\n",
+    );
+    assert_errors(
+        fixture.errors(),
+        &["crate directory apps/shell has no spec: create specs/shell.toml (every crate in apps/, servers/ and drivers/ is a component)"],
+    );
+}
+
+#[test]
 fn devices_accept_kinds_and_explicit_matches() {
     let fixture = Fixture::valid();
     fixture.write(
