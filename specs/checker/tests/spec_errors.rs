@@ -496,7 +496,7 @@ fn library_crates_need_no_spec() {
     );
     assert_errors(
         fixture.errors(),
-        &["crate directory apps/shell has no spec: create specs/shell.toml (every crate in apps/, servers/ and drivers/ is a component)"],
+        &["crate directory apps/shell has no spec: create specs/shell.toml (every crate in apps/, servers/, drivers/ and commands/ is a component)"],
     );
 }
 
