@@ -73,6 +73,8 @@ pub enum Privilege {
     /// May read the system's status: components, the log, memory figures
     /// (a status page).
     Monitor,
+    /// May read the serial console's input and write to it raw (a shell).
+    Console,
 }
 
 /// One way a device can match a spec's `[devices]` entry.

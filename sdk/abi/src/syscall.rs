@@ -48,11 +48,13 @@ pub enum SyscallNo {
     SystemMemoryStats = 38,
     TimeUnix = 39,
     HostClock = 40,
+    ConsoleRead = 41,
+    ConsoleWrite = 42,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 40] = [
+    pub const ALL: [SyscallNo; 42] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -93,6 +95,8 @@ impl SyscallNo {
         SyscallNo::SystemMemoryStats,
         SyscallNo::TimeUnix,
         SyscallNo::HostClock,
+        SyscallNo::ConsoleRead,
+        SyscallNo::ConsoleWrite,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -147,6 +151,8 @@ impl SyscallNo {
             SyscallNo::SystemMemoryStats => "system_memory_stats",
             SyscallNo::TimeUnix => "time_unix",
             SyscallNo::HostClock => "host_clock",
+            SyscallNo::ConsoleRead => "console_read",
+            SyscallNo::ConsoleWrite => "console_write",
         }
     }
 }

@@ -74,6 +74,13 @@ pub fn component_env(component: &Component) -> String {
         );
         line(o, "    pub hypervisor: ::starina::hypervisor::Hypervisor,");
     }
+    if component.has_privilege(Privilege::Console) {
+        line(
+            o,
+            "    /// The serial console's input and raw output (privilege `console`).",
+        );
+        line(o, "    pub console: ::starina::console::Console,");
+    }
     line(
         o,
         "    /// The constants of the spec's `[config]` (also [`CONFIG`]).",
@@ -182,6 +189,9 @@ pub fn component_env(component: &Component) -> String {
     }
     if component.has_privilege(Privilege::Hypervisor) {
         line(o, "            hypervisor: raw.take_hypervisor()?,");
+    }
+    if component.has_privilege(Privilege::Console) {
+        line(o, "            console: raw.take_console()?,");
     }
     line(o, "            config,");
     line(o, "            instance: raw.instance(),");

@@ -299,6 +299,7 @@ spec_enum! {
         Shutdown = "shutdown",
         Monitor = "monitor",
         Hypervisor = "hypervisor",
+        Console = "console",
     }
 }
 

@@ -31,7 +31,7 @@ pub const RESERVED_COMPONENT_NAMES: &[&str] = &[
 
 /// `Env` fields the generator always (or for a privilege) emits, so a
 /// `[needs]` entry cannot use them.
-pub const RESERVED_ENV_FIELDS: &[&str] = &["supervisor", "shutdown", "monitor", "hypervisor", "config", "instance"];
+pub const RESERVED_ENV_FIELDS: &[&str] = &["supervisor", "shutdown", "monitor", "hypervisor", "console", "config", "instance"];
 
 /// Checks that `s` is snake_case: a lowercase letter, then lowercase
 /// letters and digits, words joined by single underscores. Returns why not.
