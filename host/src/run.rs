@@ -415,8 +415,11 @@ impl<'a, 'b> Session<'a, 'b> {
     }
 
     fn status(&mut self, end: QemuEnd, timeout: Option<f64>) -> ExitStatus {
-        let ours =
-            self.signal.is_some() || self.timed_out || self.until_done() || self.stdout_broken || self.quit_key;
+        let ours = self.signal.is_some()
+            || self.timed_out
+            || self.until_done()
+            || self.stdout_broken
+            || self.quit_key;
         if !ours {
             for line in std::mem::take(&mut self.held) {
                 self.io.err_bytes(format!("{line}\n").as_bytes());

@@ -27,11 +27,23 @@ fn typed_keys_reach_the_guest(machine: &str) {
     let tool = Tool::new(runtime);
     let s = drive(
         &tool,
-        &["run", "--no-build", "--profile", "console_echo", "--machine", machine, "--timeout", "300"],
+        &[
+            "run",
+            "--no-build",
+            "--profile",
+            "console_echo",
+            "--machine",
+            machine,
+            "--timeout",
+            "300",
+        ],
         &[
             // The raw prompt, then the log line on a line of its own.
             // (The pty turns each \n into \r\n again.)
-            Expect(r"console_echo> \r+\n\[ *[0-9]+\.[0-9]+\] INFO  console_echo: ready", 120),
+            Expect(
+                r"console_echo> \r+\n\[ *[0-9]+\.[0-9]+\] INFO  console_echo: ready",
+                120,
+            ),
             Raw("raw"),
             Send("hello world\r"),
             Expect(r"INFO  console_echo: line: hello world\r*\n", 30),
@@ -44,17 +56,33 @@ fn typed_keys_reach_the_guest(machine: &str) {
         ],
     );
     assert_eq!(s.error, None, "{}", s.transcript);
-    assert_eq!(s.record["raw"], "True", "QEMU's terminal is raw while it runs");
+    assert_eq!(
+        s.record["raw"], "True",
+        "QEMU's terminal is raw while it runs"
+    );
     // The component's own echo, raw, between the log lines.
-    assert!(raw_output(&s.transcript).contains("hello world"), "{}", s.transcript);
     assert!(
-        s.transcript.contains("Ctrl-A x to stop; Ctrl-C goes to the guest"),
+        raw_output(&s.transcript).contains("hello world"),
         "{}",
         s.transcript
     );
-    assert!(s.transcript.contains("stopped with Ctrl-A x"), "{}", s.transcript);
+    assert!(
+        s.transcript
+            .contains("Ctrl-A x to stop; Ctrl-C goes to the guest"),
+        "{}",
+        s.transcript
+    );
+    assert!(
+        s.transcript.contains("stopped with Ctrl-A x"),
+        "{}",
+        s.transcript
+    );
     assert_eq!(s.status, 130, "{}", s.transcript);
-    assert!(s.restored, "terminal settings not restored\n{}", s.transcript);
+    assert!(
+        s.restored,
+        "terminal settings not restored\n{}",
+        s.transcript
+    );
     let _ = std::fs::remove_dir_all(&tool.runtime);
 }
 

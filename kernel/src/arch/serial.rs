@@ -15,7 +15,7 @@ pub fn init() {
     outb(COM1 + 1, 0x00);
     outb(COM1 + 3, 0x03); // 8N1
     outb(COM1 + 2, 0xc7); // FIFO on, cleared
-    // DTR | RTS | OUT2 (OUT2 gates the interrupt line on PC hardware).
+                          // DTR | RTS | OUT2 (OUT2 gates the interrupt line on PC hardware).
     outb(COM1 + 4, 0x0b);
 }
 

@@ -151,7 +151,10 @@ pub fn start() {
     use crate::arch::ioapic;
     use crate::arch::serial;
     if !ioapic::route(serial::GSI, false) {
-        log::warn!("console: no I/O APIC line for the serial port (GSI {}): no console input", serial::GSI);
+        log::warn!(
+            "console: no I/O APIC line for the serial port (GSI {}): no console input",
+            serial::GSI
+        );
         return;
     }
     serial::enable_receive_interrupt();
@@ -183,13 +186,28 @@ mod tests {
         for i in 0..CONSOLE_INPUT_MAX - 3 {
             assert!(q.push(i as u8));
         }
-        assert_eq!(q.pop_into(&mut out[..CONSOLE_INPUT_MAX - 5]), CONSOLE_INPUT_MAX - 5);
+        assert_eq!(
+            q.pop_into(&mut out[..CONSOLE_INPUT_MAX - 5]),
+            CONSOLE_INPUT_MAX - 5
+        );
         // Wraps around the end.
         for b in [1, 2, 3, 4, 5, 6] {
             assert!(q.push(b));
         }
         assert_eq!(q.pop_into(&mut out), 8);
-        assert_eq!(out[..8], [(CONSOLE_INPUT_MAX - 5) as u8, (CONSOLE_INPUT_MAX - 4) as u8, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            out[..8],
+            [
+                (CONSOLE_INPUT_MAX - 5) as u8,
+                (CONSOLE_INPUT_MAX - 4) as u8,
+                1,
+                2,
+                3,
+                4,
+                5,
+                6
+            ]
+        );
         assert!(q.is_empty());
         for _ in 0..CONSOLE_INPUT_MAX {
             assert!(q.push(b'x'));
