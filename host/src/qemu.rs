@@ -194,10 +194,21 @@ pub fn serial_to_stdout() -> Vec<String> {
     ])
 }
 
-/// The serial port on QEMU's stdio (an interactive console).
+/// The serial port on QEMU's stdio (an interactive console). Every key
+/// goes to the guest, Ctrl-C as the byte 0x03 (`signal=off`: QEMU puts the
+/// terminal in raw mode without signals); Ctrl-A x quits QEMU and Ctrl-A
+/// Ctrl-A types a Ctrl-A (`mux=on`'s escape key).
 pub fn serial_stdio() -> Vec<String> {
-    strings(&["-serial", "stdio"])
+    strings(&[
+        "-chardev",
+        "stdio,id=ser0,mux=on,signal=off",
+        "-serial",
+        "chardev:ser0",
+    ])
 }
+
+/// What QEMU's stdio console prints when Ctrl-A x quits it.
+pub const QUIT_KEY_LINE: &str = "QEMU: Terminated";
 
 /// A `Command` for QEMU with `args`. QEMU gets SIGKILL if the thread that
 /// starts it dies (`setpriv --pdeathsig`), so that no QEMU outlives us.
@@ -313,7 +324,9 @@ mod tests {
         c.extra = vec!["-s".into()];
         let a = c.args(&serial_stdio());
         for w in [
-            &["-enable-kvm", "-cpu", "host"][..],
+            &["-chardev", "stdio,id=ser0,mux=on,signal=off"][..],
+            &["-serial", "chardev:ser0"],
+            &["-enable-kvm", "-cpu", "host"],
             &["-m", "1G"],
             &["-icount", "shift=0"],
             &["-initrd", "/b"],

@@ -31,6 +31,7 @@ use crate::qemu::QemuConfig;
 use crate::status::os_status;
 use crate::status::ExitStatus;
 use crate::status::QemuEnd;
+use crate::status::SIGINT;
 use crate::status::SIGPIPE;
 
 /// The options of `starina run`.
@@ -152,8 +153,13 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
     if opts.verbose {
         io.say(&format!("running: {} {}", host.qemu, shell_quote(&args)));
     }
+    let how_to_stop = if interactive {
+        "Ctrl-A x to stop; Ctrl-C goes to the guest"
+    } else {
+        "Ctrl-C to stop"
+    };
     io.say(&format!(
-        "booting profile {} on {} (Ctrl-C to stop)",
+        "booting profile {} on {} ({how_to_stop})",
         opts.profile,
         opts.machine.name()
     ));
@@ -218,6 +224,8 @@ struct Session<'a, 'b> {
     stdout_broken: bool,
     timed_out: bool,
     signal: Option<i32>,
+    /// The console was quit with Ctrl-A x (interactive runs).
+    quit_key: bool,
     error_lines: usize,
     held: Vec<String>,
     stop_sent: Option<Instant>,
@@ -244,6 +252,7 @@ impl<'a, 'b> Session<'a, 'b> {
             stdout_broken: false,
             timed_out: false,
             signal: None,
+            quit_key: false,
             error_lines: 0,
             held: Vec::new(),
             stop_sent: None,
@@ -362,6 +371,9 @@ impl<'a, 'b> Session<'a, 'b> {
     fn check_line(&mut self, child: &Child, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\r', '\n']);
+        if self.interactive && text.contains(qemu::QUIT_KEY_LINE) {
+            self.quit_key = true;
+        }
         if let Some(msg) = self.forwards.line(text) {
             self.io.say(&msg);
         }
@@ -403,8 +415,11 @@ impl<'a, 'b> Session<'a, 'b> {
     }
 
     fn status(&mut self, end: QemuEnd, timeout: Option<f64>) -> ExitStatus {
-        let ours =
-            self.signal.is_some() || self.timed_out || self.until_done() || self.stdout_broken;
+        let ours = self.signal.is_some()
+            || self.timed_out
+            || self.until_done()
+            || self.stdout_broken
+            || self.quit_key;
         if !ours {
             for line in std::mem::take(&mut self.held) {
                 self.io.err_bytes(format!("{line}\n").as_bytes());
@@ -419,6 +434,11 @@ impl<'a, 'b> Session<'a, 'b> {
         }
         if self.stdout_broken {
             return ExitStatus::from_signal(SIGPIPE);
+        }
+        if self.quit_key {
+            // The person at the console stopped it, as Ctrl-C did before.
+            self.io.say("stopped with Ctrl-A x");
+            return ExitStatus::from_signal(SIGINT);
         }
         if self.timed_out {
             let secs = fmt_seconds(timeout.unwrap_or_default());

@@ -164,6 +164,7 @@ pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
     arch::apic::init();
     arch::rtc::init();
     arch::ioapic::init();
+    crate::object::console::start();
     arch::discipline::start();
     crate::device::discover(&info.cmdline);
     crate::bootfs::init(info.module.map(|(base, size)| {

@@ -9,6 +9,7 @@ use starina::abi::Rights;
 use starina::abi::HANDLE_TABLE_MAX;
 
 use crate::object::channel::Channel;
+use crate::object::console::Console;
 use crate::object::poll::Poll;
 use crate::object::system::SystemObject;
 use crate::object::system::SystemRight;
@@ -21,6 +22,7 @@ pub enum Object {
     Poll(Arc<Poll>),
     Timer(Arc<Timer>),
     System(Arc<SystemObject>),
+    Console(Arc<Console>),
     #[cfg(not(test))]
     Device(Arc<crate::object::device::DeviceObject>),
     #[cfg(not(test))]
@@ -42,6 +44,7 @@ impl Object {
             Object::Poll(_) => "poll",
             Object::Timer(_) => "timer",
             Object::System(_) => "system",
+            Object::Console(_) => "console",
             #[cfg(not(test))]
             Object::Device(_) => "device",
             #[cfg(not(test))]
@@ -72,6 +75,7 @@ impl Object {
         match self {
             Object::Channel(c) => Some(c.clone()),
             Object::Timer(t) => Some(t.clone()),
+            Object::Console(c) => Some(c.clone()),
             #[cfg(not(test))]
             Object::Interrupt(i) => Some(i.clone()),
             #[cfg(not(test))]
@@ -112,6 +116,7 @@ kernel_object! {
     Poll => Poll;
     Timer => Timer;
     System => SystemObject;
+    Console => Console;
     #[cfg(not(test))]
     Device => crate::object::device::DeviceObject;
     #[cfg(not(test))]

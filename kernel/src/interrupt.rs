@@ -162,6 +162,11 @@ pub fn handle(frame: &mut TrapFrame) {
             if gsi == crate::arch::rtc::GSI {
                 // The kernel's own: the clock's reference (`discipline`).
                 crate::arch::rtc::interrupt();
+            } else if gsi == crate::arch::serial::GSI {
+                // The kernel's own too: typed bytes for the console's
+                // readers, whose wake-up runs now (as a driver's would).
+                crate::object::console::interrupt();
+                device = true;
             } else {
                 if !crate::object::interrupt::fire(gsi) {
                     log::warn!("interrupt on GSI {gsi} with no driver; line masked");

@@ -27,6 +27,9 @@ pub const LOG_RING_SIZE: usize = 64 * 1024;
 struct LogRing {
     buf: [u8; LOG_RING_SIZE],
     written: u64,
+    /// Raw console output (`write_raw`) stopped mid-line: the next log
+    /// line starts on a line of its own.
+    raw_mid_line: bool,
 }
 
 impl LogRing {
@@ -83,6 +86,7 @@ impl Write for Tee<'_> {
 static CONSOLE: SpinLock<LogRing> = SpinLock::new(LogRing {
     buf: [0; LOG_RING_SIZE],
     written: 0,
+    raw_mid_line: false,
 });
 
 /// Copies log text from byte sequence number `from` on (whole lines) into
@@ -121,6 +125,10 @@ pub fn write_line(level: log::Level, tag: &str, args: core::fmt::Arguments<'_>) 
         Verdict::Drop => return,
     };
     let mut ring = CONSOLE.lock();
+    if ring.raw_mid_line {
+        serial::write_bytes(b"\n");
+        ring.raw_mid_line = false;
+    }
     let mut console = Tee(&mut ring);
     let stamp = |console: &mut Tee<'_>, level: &dyn core::fmt::Display| {
         write!(
@@ -142,6 +150,17 @@ pub fn write_line(level: log::Level, tag: &str, args: core::fmt::Arguments<'_>) 
         let _ = write!(console, "... ({} bytes cut)", text.cut());
     }
     let _ = console.write_str("\n");
+}
+
+/// A component's raw console output (`console_write`): the bytes as they
+/// are, to the serial console only (not the log ring), under the log's lock
+/// so that they never land inside a log line.
+pub fn write_raw(bytes: &[u8]) {
+    let mut ring = CONSOLE.lock();
+    serial::write_raw(bytes);
+    if let Some(&last) = bytes.last() {
+        ring.raw_mid_line = last != b'\n';
+    }
 }
 
 static LIMITS: SpinLock<RateLimit> = SpinLock::new(RateLimit::new());

@@ -36,6 +36,7 @@ use crate::handle::HandleTable;
 use crate::handle::Object;
 use crate::object::channel::Channel;
 use crate::object::channel::ChannelMessage;
+use crate::object::console::Console;
 use crate::object::device::DeviceObject;
 use crate::object::dma::DmaMemory;
 use crate::object::interrupt::Interrupt;
@@ -81,6 +82,8 @@ pub mod rights {
     pub const DMA_ALLOC: Rights = Rights::WRITE;
     pub const DMA_FREE: Rights = Rights::WRITE;
     pub const DMA_TRANSLATE: Rights = Rights::WRITE;
+    pub const CONSOLE_READ: Rights = Rights::READ;
+    pub const CONSOLE_WRITE: Rights = Rights::WRITE;
 
     /// What a new DMA handle carries: usable, but never moved or copied,
     /// so the one `DmaBuffer` that holds it owns the memory.
@@ -591,6 +594,19 @@ impl KernelApi for Kernel {
                 dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
                 pages_kept: crate::mm::KEPT_PAGES.load(core::sync::atomic::Ordering::Relaxed),
             })
+        })
+    }
+
+    fn console_read(&self, console: HandleId, buf: &mut [u8]) -> Result<usize, Error> {
+        sched::in_kernel(|| object::<Console>(console, rights::CONSOLE_READ)?.read(buf))
+    }
+
+    fn console_write(&self, console: HandleId, data: &[u8]) -> Result<usize, Error> {
+        sched::in_kernel(|| {
+            object::<Console>(console, rights::CONSOLE_WRITE)?;
+            let n = data.len().min(starina::abi::CONSOLE_WRITE_MAX);
+            crate::klog::write_raw(&data[..n]);
+            Ok(n)
         })
     }
 }

@@ -133,6 +133,11 @@ impl RawEnv {
         self.take_handle("shutdown").map(Shutdown::from_handle)
     }
 
+    pub fn take_console(&mut self) -> Result<crate::console::Console, EnvError> {
+        self.take_handle("console")
+            .map(crate::console::Console::from_handle)
+    }
+
     pub fn take_monitor(&mut self) -> Result<Monitor, EnvError> {
         self.take_handle("monitor").map(Monitor::from_handle)
     }

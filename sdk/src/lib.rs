@@ -5,6 +5,8 @@
 //! - [`syscall`]: the one typed system-call table ([`syscall::KernelApi`]).
 //! - [`message`]: the fixed set of message kinds every component speaks.
 //! - [`channel`], [`poll`], [`timer`], [`mainloop`]: the component API.
+//! - [`console`]: the serial console's input and raw output (privilege
+//!   `console`).
 //! - [`driver`]: devices, interrupts, MMIO and DMA for drivers.
 //! - [`block`]: the block protocol (a disk driver and its clients) and
 //!   [`block::Disk`], its synchronous client.
@@ -24,14 +26,17 @@ pub mod block;
 pub mod bootfs;
 pub mod channel;
 pub mod command;
+pub mod console;
 pub mod datagram;
 #[allow(unsafe_code)]
 pub mod driver;
 pub mod env;
 pub mod frames;
 pub mod fs;
-#[cfg(test)]
-mod fake_kernel;
+/// A kernel stand-in for host tests (here, and in components' tests with
+/// the feature `fake-kernel`).
+#[cfg(any(test, feature = "fake-kernel"))]
+pub mod fake_kernel;
 #[cfg(test)]
 mod fuzz;
 pub mod handle;

@@ -81,6 +81,8 @@ pub enum Privilege {
     Spawn,
     /// May stop and restart components (the `stop` and `restart` commands).
     Control,
+    /// May read the serial console's input and write to it raw (a shell).
+    Console,
 }
 
 /// One way a device can match a spec's `[devices]` entry.

@@ -239,6 +239,17 @@ pub trait KernelApi: Sync {
         name: &str,
         action: ComponentAction,
     ) -> Result<(), Error>;
+
+    // Console calls (spec privilege `console`; see `crate::console`).
+
+    /// Takes up to `buf.len()` bytes typed on the serial console. Never
+    /// blocks: [`Error::WouldBlock`] when none are waiting (poll the
+    /// console for READABLE). An empty `buf` is [`Error::InvalidArgument`].
+    fn console_read(&self, console: HandleId, buf: &mut [u8]) -> Result<usize, Error>;
+    /// Writes raw bytes (no newline translation) to the serial console,
+    /// never inside a kernel log line; returns how many it took (at most
+    /// [`crate::abi::CONSOLE_WRITE_MAX`]).
+    fn console_write(&self, console: HandleId, data: &[u8]) -> Result<usize, Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

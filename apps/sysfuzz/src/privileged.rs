@@ -258,10 +258,11 @@ impl Fuzzer {
         self.note(SyscallNo::DmaTranslate, &r);
     }
 
-    /// Shutdown and monitoring: it holds neither right, so each must fail.
+    /// Shutdown, monitoring and the console: it holds none of these
+    /// rights, so each must fail.
     fn system_calls(&mut self) {
         let id = self.any(None);
-        match self.rng.below(4) {
+        match self.rng.below(6) {
             0 => {
                 let r = k().system_shutdown(id, self.rng.next() as u8);
                 self.note(SyscallNo::SystemShutdown, &r);
@@ -274,6 +275,16 @@ impl Fuzzer {
                 let len = self.rng.size(4096, self.scratch.len());
                 let r = k().system_log_read(id, self.rng.next(), &mut self.scratch[..len]);
                 self.note(SyscallNo::SystemLogRead, &r);
+            }
+            3 => {
+                let len = self.rng.size(4096, self.scratch.len());
+                let r = k().console_read(id, &mut self.scratch[..len]);
+                self.note(SyscallNo::ConsoleRead, &r);
+            }
+            4 => {
+                let len = self.rng.size(4096, self.scratch.len());
+                let r = k().console_write(id, &self.scratch[..len]);
+                self.note(SyscallNo::ConsoleWrite, &r);
             }
             _ => {
                 let r = k().system_memory_stats(id);

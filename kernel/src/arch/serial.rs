@@ -1,9 +1,12 @@
-//! The 16550 UART at COM1: the kernel's console.
+//! The 16550 UART at COM1: the kernel's console. Output is polled; input
+//! comes by the receive interrupt (`object::console`), on IRQ 4.
 
 use super::cpu::inb;
 use super::cpu::outb;
 
 const COM1: u16 = 0x3f8;
+/// COM1's interrupt line (ISA IRQ 4, the same GSI on q35 and microvm).
+pub const GSI: u32 = 4;
 
 pub fn init() {
     outb(COM1 + 1, 0x00); // no interrupts
@@ -12,7 +15,23 @@ pub fn init() {
     outb(COM1 + 1, 0x00);
     outb(COM1 + 3, 0x03); // 8N1
     outb(COM1 + 2, 0xc7); // FIFO on, cleared
-    outb(COM1 + 4, 0x03); // DTR | RTS
+                          // DTR | RTS | OUT2 (OUT2 gates the interrupt line on PC hardware).
+    outb(COM1 + 4, 0x0b);
+}
+
+/// Interrupts when bytes arrive (received data and FIFO timeout only).
+pub fn enable_receive_interrupt() {
+    outb(COM1 + 1, 0x01);
+}
+
+/// The next received byte, if any (draining the FIFO lowers the line).
+pub fn read_byte() -> Option<u8> {
+    let lsr = inb(COM1 + 5);
+    // A missing UART reads 0xff: nothing there.
+    if lsr == 0xff || lsr & 0x01 == 0 {
+        return None;
+    }
+    Some(inb(COM1))
 }
 
 pub fn write_byte(b: u8) {
@@ -23,6 +42,13 @@ pub fn write_byte(b: u8) {
         }
     }
     outb(COM1, b);
+}
+
+/// Bytes as they are (a component's raw console output).
+pub fn write_raw(bytes: &[u8]) {
+    for &b in bytes {
+        write_byte(b);
+    }
 }
 
 pub fn write_bytes(bytes: &[u8]) {

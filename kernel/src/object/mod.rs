@@ -2,6 +2,7 @@
 //! [`Pollable`] and keep a [`Listeners`] list of the polls watching them.
 
 pub mod channel;
+pub mod console;
 #[cfg(not(test))]
 pub mod device;
 #[cfg(not(test))]

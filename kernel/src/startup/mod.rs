@@ -32,6 +32,7 @@ use crate::handle::Handle;
 use crate::handle::Object;
 use crate::object::channel::Channel;
 use crate::object::channel::ChannelMessage;
+use crate::object::console::Console;
 use crate::object::system::SystemObject;
 use crate::object::system::SystemRight;
 use crate::process::ExitReason;
@@ -167,6 +168,11 @@ fn offer(to: Option<&Instance>, uri: &str, end: Arc<Channel>) {
 
 /// Creates a component instance: its process, supervisor channel, and the
 /// handles its spec names. Its thread starts later (`launch`).
+/// A system object granting `right`.
+fn system(right: SystemRight) -> Object {
+    Object::System(SystemObject::new(right))
+}
+
 fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawEnv)> {
     let index = state.slots[slot].index;
     let d = def(index);
@@ -224,19 +230,15 @@ fn grant_privileges(
     env: &mut RawEnv,
 ) -> Option<()> {
     for p in d.privileges {
-        let (right, name) = match p {
-            Privilege::Shutdown => (SystemRight::Shutdown, "shutdown"),
-            Privilege::Monitor => (SystemRight::Monitor, "monitor"),
-            Privilege::Hypervisor => (SystemRight::Hypervisor, "hypervisor"),
-            Privilege::Spawn => (SystemRight::Spawn, "spawn"),
-            Privilege::Control => (SystemRight::Control, "control"),
+        let (object, name) = match p {
+            Privilege::Shutdown => (system(SystemRight::Shutdown), "shutdown"),
+            Privilege::Monitor => (system(SystemRight::Monitor), "monitor"),
+            Privilege::Hypervisor => (system(SystemRight::Hypervisor), "hypervisor"),
+            Privilege::Spawn => (system(SystemRight::Spawn), "spawn"),
+            Privilege::Control => (system(SystemRight::Control), "control"),
+            Privilege::Console => (Object::Console(Console::new()), "console"),
         };
-        let id = table
-            .insert(Handle::new(
-                Object::System(SystemObject::new(right)),
-                Rights::DEFAULT,
-            ))
-            .ok()?;
+        let id = table.insert(Handle::new(object, Rights::DEFAULT)).ok()?;
         env.push(name, id);
     }
     Some(())

@@ -83,6 +83,12 @@ pub const CHANNEL_QUEUE_MAX: usize = 64;
 pub const HANDLE_TABLE_MAX: usize = 1024;
 /// The most objects one poll watches.
 pub const POLL_ENTRIES_MAX: usize = 256;
+/// The most bytes one `console_write` puts out (it returns how many it
+/// took; the SDK's `Console::write` loops).
+pub const CONSOLE_WRITE_MAX: usize = 1024;
+/// How many typed bytes the kernel keeps for `console_read`; bytes beyond
+/// are dropped (and counted) until a reader catches up.
+pub const CONSOLE_INPUT_MAX: usize = 4096;
 
 /// Every error a system call returns. The numbers are ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

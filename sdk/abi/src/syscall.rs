@@ -52,11 +52,13 @@ pub enum SyscallNo {
     JobStatus = 42,
     JobKill = 43,
     ComponentControl = 44,
+    ConsoleRead = 45,
+    ConsoleWrite = 46,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 44] = [
+    pub const ALL: [SyscallNo; 46] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -101,6 +103,8 @@ impl SyscallNo {
         SyscallNo::JobStatus,
         SyscallNo::JobKill,
         SyscallNo::ComponentControl,
+        SyscallNo::ConsoleRead,
+        SyscallNo::ConsoleWrite,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -159,6 +163,8 @@ impl SyscallNo {
             SyscallNo::JobStatus => "job_status",
             SyscallNo::JobKill => "job_kill",
             SyscallNo::ComponentControl => "component_control",
+            SyscallNo::ConsoleRead => "console_read",
+            SyscallNo::ConsoleWrite => "console_write",
         }
     }
 }

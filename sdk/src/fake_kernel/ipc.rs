@@ -27,6 +27,11 @@ enum Object {
     Timer {
         fired: bool,
     },
+    /// A console: what the test typed, not yet read, and what was written.
+    Console {
+        input: VecDeque<u8>,
+        output: Vec<u8>,
+    },
 }
 
 pub struct Ipc {
@@ -91,6 +96,7 @@ impl Ipc {
                 r
             }
             Some(Object::Timer { fired: true }) => Readiness::READABLE,
+            Some(Object::Console { input, .. }) if !input.is_empty() => Readiness::READABLE,
             _ => Readiness::empty(),
         }
     }
@@ -213,5 +219,54 @@ impl Ipc {
             }
             _ => Err(Error::InvalidHandle),
         }
+    }
+
+    pub fn console(&mut self, id: u32) {
+        let console = Object::Console {
+            input: VecDeque::new(),
+            output: Vec::new(),
+        };
+        self.objects.insert(id, console);
+    }
+
+    fn console_mut(&mut self, id: HandleId) -> Result<(&mut VecDeque<u8>, &mut Vec<u8>), Error> {
+        match self.objects.get_mut(&id.0) {
+            Some(Object::Console { input, output }) => Ok((input, output)),
+            Some(_) => Err(Error::WrongObjectType),
+            None => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// Queues `bytes` as typed on console `id`.
+    pub fn console_type(&mut self, id: HandleId, bytes: &[u8]) -> Result<(), Error> {
+        self.console_mut(id)?.0.extend(bytes.iter().copied());
+        Ok(())
+    }
+
+    /// Takes what was written to console `id` so far.
+    pub fn console_output(&mut self, id: HandleId) -> Result<Vec<u8>, Error> {
+        Ok(core::mem::take(self.console_mut(id)?.1))
+    }
+
+    pub fn console_read(&mut self, id: HandleId, buf: &mut [u8]) -> Result<usize, Error> {
+        let (input, _) = self.console_mut(id)?;
+        if buf.is_empty() {
+            return Err(Error::InvalidArgument);
+        }
+        if input.is_empty() {
+            return Err(Error::WouldBlock);
+        }
+        let n = buf.len().min(input.len());
+        for (slot, b) in buf.iter_mut().zip(input.drain(..n)) {
+            *slot = b;
+        }
+        Ok(n)
+    }
+
+    /// Like the kernel, takes at most `CONSOLE_WRITE_MAX` bytes a call.
+    pub fn console_write(&mut self, id: HandleId, data: &[u8]) -> Result<usize, Error> {
+        let n = data.len().min(crate::abi::CONSOLE_WRITE_MAX);
+        self.console_mut(id)?.1.extend_from_slice(&data[..n]);
+        Ok(n)
     }
 }

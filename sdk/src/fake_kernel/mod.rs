@@ -2,7 +2,14 @@
 //! and DMA allocations that follows the kernel's ownership rules (DMA
 //! memory needs a device handle; `handle_close` refuses DMA handles; only
 //! `dma_free` frees them), and channels, polls and timers ([`ipc`]) for
-//! the mainloop's tests. Every other call is `NotSupported`.
+//! the mainloop's tests, and consoles with scripted input and captured
+//! output. Every other call is `NotSupported`.
+//!
+//! Components' host tests use it through the SDK's feature `fake-kernel`
+//! (a dev-dependency `starina = { workspace = true, features =
+//! ["fake-kernel"] }`): `FakeKernel::install()`, then the SDK's types as
+//! usual. One fake serves every test thread; give each test objects of its
+//! own (each console has its own input and output).
 
 mod ipc;
 
@@ -83,6 +90,26 @@ impl FakeKernel {
 
     pub fn object(&self, id: HandleId) -> Option<Object> {
         self.state.lock().handles.get(&id.0).copied()
+    }
+
+    /// A new console handle (what the `console` privilege gives), with
+    /// nothing typed yet.
+    pub fn add_console(&self) -> HandleId {
+        let id = self.next_id();
+        self.state.lock().ipc.console(id);
+        HandleId(id)
+    }
+
+    /// Queues `bytes` as typed on console `id` (panics if `id` is not one).
+    pub fn console_type(&self, id: HandleId, bytes: &[u8]) {
+        let r = self.state.lock().ipc.console_type(id, bytes);
+        r.expect("console_type: not a console handle");
+    }
+
+    /// Takes what the component wrote to console `id` since the last call.
+    pub fn console_output(&self, id: HandleId) -> Vec<u8> {
+        let r = self.state.lock().ipc.console_output(id);
+        r.expect("console_output: not a console handle")
     }
 
     /// How many times `id` was freed as DMA memory.
@@ -337,5 +364,13 @@ impl KernelApi for FakeKernel {
         _: crate::abi::ComponentAction,
     ) -> Result<(), Error> {
         Err(Error::NotSupported)
+    }
+
+    fn console_read(&self, console: HandleId, buf: &mut [u8]) -> Result<usize, Error> {
+        self.state.lock().ipc.console_read(console, buf)
+    }
+
+    fn console_write(&self, console: HandleId, data: &[u8]) -> Result<usize, Error> {
+        self.state.lock().ipc.console_write(console, data)
     }
 }

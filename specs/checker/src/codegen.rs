@@ -276,6 +276,13 @@ const PRIVILEGE_FIELDS: &[PrivilegeField] = &[
         doc: "The right to stop and restart components (privilege `control`).",
         take: "take_control",
     },
+    PrivilegeField {
+        privilege: Privilege::Console,
+        field: "console",
+        ty: "::starina::console::Console",
+        doc: "The serial console's input and raw output (privilege `console`).",
+        take: "take_console",
+    },
 ];
 
 /// The `Env` field of a `[needs]` entry, with its doc comment.

@@ -312,6 +312,7 @@ spec_enum! {
         Hypervisor = "hypervisor",
         Spawn = "spawn",
         Control = "control",
+        Console = "console",
     }
 }
 

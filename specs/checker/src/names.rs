@@ -32,8 +32,8 @@ pub const RESERVED_COMPONENT_NAMES: &[&str] = &[
 /// `Env` fields the generator always (or for a privilege) emits, so a
 /// `[needs]` entry cannot use them.
 pub const RESERVED_ENV_FIELDS: &[&str] = &[
-    "supervisor", "shutdown", "monitor", "hypervisor", "spawn", "control", "config", "instance",
-    "args", "stdin", "stdout", "stderr",
+    "supervisor", "shutdown", "monitor", "hypervisor", "spawn", "control", "console", "config",
+    "instance", "args", "stdin", "stdout", "stderr",
 ];
 
 /// Checks that `s` is snake_case: a lowercase letter, then lowercase

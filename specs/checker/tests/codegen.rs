@@ -403,6 +403,15 @@ fn env_of_devices_and_monitor() {
 }
 
 #[test]
+fn env_of_the_console_privilege() {
+    let spec = "name = \"sh\"\nkind = \"app\"\ndescription = \"A shell.\"\nisolation = \"in-kernel\"\nprivileges = [\"console\"]\n";
+    let code = env_of(spec, "sh");
+    assert_contains(&code, "    pub console: ::starina::console::Console,\n");
+    assert_contains(&code, "            console: raw.take_console()?,\n");
+    assert!(!code.contains("take_monitor"), "{code}");
+}
+
+#[test]
 fn build_entry_points_check_before_generating() {
     let fixture = Fixture::valid();
     let code = component_env(fixture.path(), "echo_client").unwrap();

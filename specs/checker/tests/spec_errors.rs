@@ -267,8 +267,8 @@ fn privileges_must_be_known_and_distinct() {
     assert_errors(
         echo_errors(&echo_with(r#"privileges = ["shutdwn", "reboot"]"#)),
         &[
-            "spec specs/echo.toml: field 'privileges': unknown privilege 'shutdwn'; expected one of shutdown, monitor, hypervisor, spawn, control (did you mean 'shutdown'?)",
-            "spec specs/echo.toml: field 'privileges': unknown privilege 'reboot'; expected one of shutdown, monitor, hypervisor, spawn, control",
+            "spec specs/echo.toml: field 'privileges': unknown privilege 'shutdwn'; expected one of shutdown, monitor, hypervisor, spawn, control, console (did you mean 'shutdown'?)",
+            "spec specs/echo.toml: field 'privileges': unknown privilege 'reboot'; expected one of shutdown, monitor, hypervisor, spawn, control, console",
         ],
     );
     assert_errors(
