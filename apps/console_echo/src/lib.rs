@@ -66,3 +66,21 @@ fn echo(console: &Console, bytes: &[u8]) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use starina::fake_kernel::FakeKernel;
+    use starina::handle::OwnedHandle;
+
+    use super::*;
+
+    #[test]
+    fn echo_turns_enter_into_a_new_line() {
+        let fake = FakeKernel::install();
+        let console = Console::from_handle(OwnedHandle::from_raw(fake.add_console()));
+        echo(&console, b"ls\r\x03pwd\r").unwrap();
+        assert_eq!(fake.console_output(console.id()), b"ls\r\n\x03pwd\r\n");
+        echo(&console, b"no enter").unwrap();
+        assert_eq!(fake.console_output(console.id()), b"no enter");
+    }
+}
