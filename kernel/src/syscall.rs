@@ -448,6 +448,13 @@ impl KernelApi for Kernel {
         })
     }
 
+    fn command_name(&self, spawner: HandleId, index: usize) -> Result<&'static str, Error> {
+        sched::in_kernel(|| {
+            table().privilege(spawner, SystemRight::Spawn)?;
+            crate::startup::command_name(index).ok_or(Error::NotFound)
+        })
+    }
+
     fn component_control(
         &self,
         control: HandleId,

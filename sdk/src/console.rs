@@ -34,6 +34,13 @@ impl Console {
         self.0.id()
     }
 
+    /// A second handle to the console (for a thread that writes to it).
+    pub fn duplicate(&self) -> Result<Console, Error> {
+        self.0
+            .duplicate(crate::abi::Rights::DEFAULT)
+            .map(Console::from_handle)
+    }
+
     /// Takes the bytes typed so far, up to `buf.len()`. Never blocks:
     /// [`Error::WouldBlock`] when there are none.
     pub fn read(&self, buf: &mut [u8]) -> Result<usize, Error> {

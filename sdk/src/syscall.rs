@@ -250,6 +250,9 @@ pub trait KernelApi: Sync {
     /// never inside a kernel log line; returns how many it took (at most
     /// [`crate::abi::CONSOLE_WRITE_MAX`]).
     fn console_write(&self, console: HandleId, data: &[u8]) -> Result<usize, Error>;
+    /// The `index`-th name a command answers to, in name order
+    /// ([`Error::NotFound`] past the last).
+    fn command_name(&self, spawner: HandleId, index: usize) -> Result<&'static str, Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -39,6 +39,14 @@ fn find(name: &str) -> Option<usize> {
     COMMANDS.iter().position(|c| c.names.contains(&name))
 }
 
+/// The `index`-th of all command names, sorted.
+pub fn command_name(index: usize) -> Option<&'static str> {
+    let mut names: alloc::vec::Vec<&'static str> =
+        COMMANDS.iter().flat_map(|c| c.names.iter().copied()).collect();
+    names.sort_unstable();
+    names.get(index).copied()
+}
+
 /// Starts command `request.name` with `stdio` (stdin, stdout, stderr:
 /// channel handles, now the command's). Its job, or why not: `NotFound`
 /// for an unknown name or a need the running profile does not serve.

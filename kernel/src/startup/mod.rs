@@ -45,6 +45,7 @@ use crate::sync::SpinLock;
 
 mod command;
 
+pub use command::command_name;
 pub use command::spawn_command;
 pub use command::tell_stderr;
 

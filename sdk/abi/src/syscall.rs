@@ -54,11 +54,12 @@ pub enum SyscallNo {
     ComponentControl = 44,
     ConsoleRead = 45,
     ConsoleWrite = 46,
+    CommandName = 47,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 46] = [
+    pub const ALL: [SyscallNo; 47] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -105,6 +106,7 @@ impl SyscallNo {
         SyscallNo::ComponentControl,
         SyscallNo::ConsoleRead,
         SyscallNo::ConsoleWrite,
+        SyscallNo::CommandName,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -165,6 +167,7 @@ impl SyscallNo {
             SyscallNo::ComponentControl => "component_control",
             SyscallNo::ConsoleRead => "console_read",
             SyscallNo::ConsoleWrite => "console_write",
+            SyscallNo::CommandName => "command_name",
         }
     }
 }

@@ -62,6 +62,19 @@ impl Spawner {
         Spawner(h)
     }
 
+    /// Every name a command answers to, sorted.
+    pub fn names(&self) -> Result<Vec<&'static str>, Error> {
+        let mut names = Vec::new();
+        for index in 0.. {
+            match kernel().command_name(self.0.id(), index) {
+                Ok(name) => names.push(name),
+                Err(Error::NotFound) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(names)
+    }
+
     /// Starts a fresh instance of command `name` with `args` after its name
     /// and the environment `vars`. `stdio`'s channels move to the command
     /// (also when the spawn fails: they are closed then).

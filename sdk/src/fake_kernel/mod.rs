@@ -357,6 +357,10 @@ impl KernelApi for FakeKernel {
         Err(Error::NotSupported)
     }
 
+    fn command_name(&self, _: HandleId, _: usize) -> Result<&'static str, Error> {
+        Err(Error::NotFound)
+    }
+
     fn component_control(
         &self,
         _: HandleId,
