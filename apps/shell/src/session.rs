@@ -253,3 +253,28 @@ impl Session {
         self.say(&text);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::editor::{Editor, Event};
+
+    #[test]
+    fn up_after_a_line_and_a_new_prompt_recalls_it() {
+        let mut ed = Editor::new("/ $ ");
+        ed.begin_line();
+        let mut last = Event::None;
+        for b in b"echo once more\r" {
+            last = ed.feed(*b);
+        }
+        assert!(matches!(last, Event::Line(_)));
+        ed.set_prompt("/ $ ");
+        ed.begin_line();
+        for b in b"\x1b[A\r" {
+            last = ed.feed(*b);
+        }
+        match last {
+            Event::Line(l) => assert_eq!(l, "echo once more"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
