@@ -30,6 +30,8 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                             [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                             [-v] -- CMD [ARGS...]
        scripts/starina shell [the options of exec but -t and the command]   (a login shell on a terminal)
+       scripts/starina shell --native [the options of run]   (boots a profile with the native shell
+                                 (default) on an interactive console: Ctrl-A x stops it)
        scripts/starina up [--profile NAME (linux)] [--machine q35|microvm] [--kvm] [--timeout SECONDS (600)]
                           [--no-build] [--kernel PATH] [--disk PATH] [--disk-size SIZE (1G)]
                           [--linux-root auto|none|debian|IMAGE] [-v]
@@ -129,6 +131,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match command.as_str() {
         "run" => parse_run(&mut opts, after).map(Command::Run),
         "exec" => parse_exec(&mut opts, after).map(Command::Exec),
+        "shell" if opts.flag("--native") => parse_run(&mut opts, after).map(Command::Run),
         "shell" => parse_shell(&mut opts, &after).map(Command::Exec),
         "test" => parse_test(&mut opts, &after).map(Command::Test),
         "bench" => parse_bench(&mut opts, &after).map(Command::Bench),
@@ -635,6 +638,12 @@ mod tests {
         assert!(e.tty && e.size.is_none());
         assert_eq!(e.user.as_deref(), Some("starina"));
         assert_eq!(e.argv, crate::exec::login_shell());
+        // The native shell is the console of a booted profile.
+        let Ok(Command::Run(r)) = parse(&args(&["shell", "--native", "--machine", "microvm"])) else {
+            panic!("shell --native is a run");
+        };
+        assert_eq!(r.profile, "default");
+        assert!(parse(&args(&["shell", "--native", "--user", "x"])).is_err());
     }
 
     #[test]
