@@ -569,3 +569,55 @@ fn a_device_field_cannot_also_be_a_need() {
         &["spec specs/echo.toml: field 'devices.net': 'net' is already a [needs] entry; an Env field has one meaning"],
     );
 }
+
+fn command_spec(name: &str, extra: &str) -> String {
+    format!(
+        "name = \"{name}\"\nkind = \"command\"\ndescription = \"A command.\"\n\
+         isolation = \"in-kernel\"\n{extra}"
+    )
+}
+
+#[test]
+fn commands_have_no_restart_policy_or_exports_and_unique_names() {
+    let fixture = Fixture::valid();
+    fixture.component(
+        "commands",
+        &command_spec("tools", "names = [\"ls\", \"Bad\", \"ls\"]\nrestart = \"always\"\nexports = [\"x\"]\n"),
+    );
+    assert_errors(
+        fixture.errors(),
+        &[
+            "spec specs/tools.toml: field 'restart': not a field of a command: a command runs once per request; its caller decides what a failure means",
+            "spec specs/tools.toml: field 'exports': not a field of a command: a command serves no services; it has streams",
+            "spec specs/tools.toml: field 'names': invalid command name 'Bad': must start with a lowercase letter",
+            "spec specs/tools.toml: field 'names': 'ls' is listed twice",
+        ],
+    );
+}
+
+#[test]
+fn two_commands_cannot_answer_to_one_name() {
+    let fixture = Fixture::valid();
+    fixture.component("commands", &command_spec("tools", "names = [\"ls\", \"cat\"]\n"));
+    fixture.component("commands", &command_spec("more", "names = [\"ls\"]\n"));
+    assert_errors(
+        fixture.errors(),
+        &["spec specs/tools.toml: field 'names': command name 'ls' is also a name of 'more' (specs/more.toml)"],
+    );
+}
+
+#[test]
+fn profiles_do_not_start_commands_and_only_commands_have_names() {
+    let fixture = Fixture::valid();
+    fixture.component("commands", &command_spec("tools", ""));
+    fixture.write("specs/profiles/extra.toml", "components = [\"tools\"]\n");
+    let errors = fixture.errors();
+    assert!(
+        errors.iter().any(|e| e.contains("'tools' is a command: a profile does not start commands")),
+        "{errors:#?}"
+    );
+    assert_errors(
+        echo_errors(&echo_replacing("kind", "kind = \"server\"\nnames = [\"echo\"]")),
+        &["spec specs/echo.toml: field 'names': only a command (kind = \"command\") has this field"],
+    );
+}
