@@ -210,9 +210,46 @@ fn print_linux_bench(
         ),
         _ => missing.push("exec_true_vs_guest_fork_ratio"),
     }
+    missing.extend(print_native_commands(timed, counted, fork));
     match counted.get("guest_tsc_loop_ppm") {
         Some(ppm) => println!("bench: guest_tsc_loop_ppm {ppm}"),
         None => missing.push("guest_tsc_loop_ppm"),
+    }
+    missing
+}
+
+/// The native command figures (issue 13); the names of those missing.
+fn print_native_commands(
+    timed: &BTreeMap<String, u64>,
+    counted: &BTreeMap<String, u64>,
+    guest_fork: Option<&u64>,
+) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    let native = counted.get("native_cmd_roundtrip");
+    match native {
+        Some(n) => println!("bench: native_cmd_roundtrip_instructions {n}"),
+        None => missing.push("native_cmd_roundtrip_instructions"),
+    }
+    // Linux over native, both in guest instructions of the same boot.
+    match (guest_fork, native) {
+        (Some(&fork), Some(&native)) if native > 0 => println!(
+            "bench: native_vs_linux_spawn_ratio {:.2}",
+            fork as f64 / native as f64
+        ),
+        _ => missing.push("native_vs_linux_spawn_ratio"),
+    }
+    // Wall time (the run without -icount): 64 MiB through cat | wc -c.
+    for (raw, name) in [
+        ("native_pipe_64mib", "pipe_throughput_mbps_native"),
+        ("linux_pipe_64mib", "pipe_throughput_mbps_linux"),
+    ] {
+        match timed.get(raw) {
+            Some(&ns) if ns > 0 => println!(
+                "bench: {name} {:.1} MB/s",
+                (64u64 << 20) as f64 / (ns as f64 / 1e9) / 1e6
+            ),
+            _ => missing.push(name),
+        }
     }
     missing
 }

@@ -60,6 +60,8 @@ use starina_bridge::exec::ExecRequest;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 
+mod native;
+
 /// Untimed runs of `true` after the first one (which waits for the boot).
 const EXEC_WARM_UP: usize = 5;
 
@@ -82,7 +84,7 @@ struct Bench {
 }
 
 pub fn main(env: Env) {
-    let ok = match run(env.linux, &env.echo, &env.config) {
+    let ok = match run(env.linux, &env.echo, &env.spawn, &env.config) {
         Ok(()) => true,
         Err(why) => {
             log::error!("linux_bench failed: {why}");
@@ -93,7 +95,12 @@ pub fn main(env: Env) {
     log::error!("power off failed: {err}");
 }
 
-fn run(linux: Channel, echo: &Channel, config: &Config) -> Result<(), String> {
+fn run(
+    linux: Channel,
+    echo: &Channel,
+    spawn: &starina::command::Spawner,
+    config: &Config,
+) -> Result<(), String> {
     let err = |e: Error| e.to_string();
     let poll = Poll::create().map_err(err)?;
     let timer = Timer::create().map_err(err)?;
@@ -159,7 +166,9 @@ fn run(linux: Channel, echo: &Channel, config: &Config) -> Result<(), String> {
     log::info!("{BENCH_RAW} linux_pipe_roundtrip {per}");
     let starina = run.ns.saturating_sub(true_ns) / pipe_rounds;
     log::info!("{BENCH_RAW} linux_pipe_roundtrip_starina {starina}");
-    guest_fork_exec(&mut b, config.spawn_rounds.max(1) as u64)
+    guest_fork_exec(&mut b, config.spawn_rounds.max(1) as u64)?;
+    native::command_round_trip(spawn, config.exec_runs.max(1) as usize)?;
+    native::pipe_throughput(spawn, &mut b)
 }
 
 /// `/init --spawn-bench N`: fork + exec + wait of /bin/true in the guest.
