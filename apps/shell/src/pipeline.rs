@@ -302,8 +302,9 @@ impl Running {
             }
             self.collect(&mut statuses);
             if self.typed(console, &mut line) {
+                // A second Ctrl-C kills what ignored the first.
+                self.kill(interrupted);
                 interrupted = true;
-                self.kill();
             }
         }
         self.terminal_in = None;
@@ -384,8 +385,9 @@ impl Running {
         line.clear();
     }
 
-    /// Ends every stage: native jobs are killed, Linux programs get SIGINT.
-    fn kill(&mut self) {
+    /// Ends every stage: native jobs are killed, Linux programs get SIGINT
+    /// (SIGKILL when `force`).
+    fn kill(&mut self, force: bool) {
         for stage in &self.stages {
             match stage {
                 Stage::Native(job) => {
@@ -393,7 +395,7 @@ impl Running {
                 }
                 Stage::Linux(l) => {
                     let _ = l.control.send(Message::Abort {
-                        code: 2,
+                        code: if force { 9 } else { 2 },
                         reason: "interrupted",
                     });
                 }
