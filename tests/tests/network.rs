@@ -516,7 +516,10 @@ fn network(machine: &str) {
     // (specs/netcheck.toml's http_get_url): a page, and a 404 as status 1.
     guest.wait_console("netcheck: http-get ", Duration::from_secs(60));
     let console = guest.console();
-    assert!(console.contains("netcheck: http-get ok: 100000 bytes"), "{console}");
+    assert!(
+        console.contains("netcheck: http-get ok: 100000 bytes"),
+        "{console}"
+    );
     eprintln!(
         "network {machine}: boot {:.1} s, 200 concurrent {:.1} s, total {:.1} s",
         booted.as_secs_f64(),

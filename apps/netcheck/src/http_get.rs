@@ -24,25 +24,40 @@ fn run(spawn: &Spawner, args: &[&str]) -> Result<(i32, Vec<u8>, String), String>
         .spawn("http-get", &args, &[], stdio)
         .map_err(|e| format!("cannot start http-get: {e}"))?;
     drop(peer.stdin);
-    let read = |ch: Channel| Input::new(ch).read_to_end(OUTPUT_MAX).map_err(|e| e.to_string());
+    let read = |ch: Channel| {
+        Input::new(ch)
+            .read_to_end(OUTPUT_MAX)
+            .map_err(|e| e.to_string())
+    };
     let out = read(peer.stdout)?;
     let err = String::from_utf8_lossy(&read(peer.stderr)?).into_owned();
-    let status = job.wait().map_err(|e| format!("waiting for http-get: {e}"))?;
+    let status = job
+        .wait()
+        .map_err(|e| format!("waiting for http-get: {e}"))?;
     Ok((status, out, err))
 }
 
 fn check(spawn: &Spawner, url: &str, want_bytes: usize) -> Result<String, String> {
     let (status, out, err) = run(spawn, &[url])?;
     if status != 0 || out.len() != want_bytes {
-        return Err(format!("{url}: status {status}, {} bytes (want {want_bytes}), stderr {err:?}", out.len()));
+        return Err(format!(
+            "{url}: status {status}, {} bytes (want {want_bytes}), stderr {err:?}",
+            out.len()
+        ));
     }
     let origin_end = url.match_indices('/').nth(2).map_or(url.len(), |(i, _)| i);
     let missing = format!("{}/netcheck-no-such-page", &url[..origin_end]);
     let (status, out, err) = run(spawn, &[&missing])?;
     if status != 1 || !out.is_empty() || !err.contains(" 404 ") {
-        return Err(format!("{missing}: status {status}, {} bytes, stderr {err:?}", out.len()));
+        return Err(format!(
+            "{missing}: status {status}, {} bytes, stderr {err:?}",
+            out.len()
+        ));
     }
-    Ok(format!("{want_bytes} bytes from {url}; {missing}: {}", err.trim_end()))
+    Ok(format!(
+        "{want_bytes} bytes from {url}; {missing}: {}",
+        err.trim_end()
+    ))
 }
 
 /// Runs the check and logs its result.
