@@ -1,7 +1,8 @@
 //! The `http-get` command, run as a user would: fetch `http_get_url` (a
-//! URL of httpd's, through tcpip) and check the body's length, then fetch
-//! a page of the same server that does not exist and check that the 404 is a failure. Logs
-//! `netcheck: http-get ok: ...` or `netcheck: http-get FAILED: ...`.
+//! URL of httpd's, through tcpip) and check the body's length, with `-i`
+//! the head before it; then fetch a page of the same server that does not
+//! exist and check that the 404 is a failure. Logs `netcheck: http-get
+//! ok: ...` or `netcheck: http-get FAILED: ...`.
 
 use alloc::format;
 use alloc::string::String;
@@ -45,6 +46,17 @@ fn check(spawn: &Spawner, url: &str, want_bytes: usize) -> Result<String, String
             out.len()
         ));
     }
+    // `-i`: the head first, then the same body.
+    let (status, out, err) = run(spawn, &["-i", url])?;
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let head_ok =
+        out.starts_with(b"HTTP/1.") && head_end.map(|e| out.len() - e) == Some(want_bytes);
+    if status != 0 || !head_ok {
+        return Err(format!(
+            "-i {url}: status {status}, {} bytes without a head before the body, stderr {err:?}",
+            out.len()
+        ));
+    }
     let origin_end = url.match_indices('/').nth(2).map_or(url.len(), |(i, _)| i);
     let missing = format!("{}/netcheck-no-such-page", &url[..origin_end]);
     let (status, out, err) = run(spawn, &[&missing])?;
@@ -55,7 +67,7 @@ fn check(spawn: &Spawner, url: &str, want_bytes: usize) -> Result<String, String
         ));
     }
     Ok(format!(
-        "{want_bytes} bytes from {url}; {missing}: {}",
+        "{want_bytes} bytes from {url} (and with -i the head first); {missing}: {}",
         err.trim_end()
     ))
 }
