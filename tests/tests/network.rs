@@ -4,7 +4,7 @@
 //! requests from the host (status page, JSON API, a 1 MiB body, 200
 //! concurrent connections, 10,000 requests, malformed requests), and an
 //! HTTP server on the host that the guest's netcheck uploads to through
-//! QEMU's 10.0.2.2.
+//! QEMU's 10.0.2.2, and the http-get command netcheck runs against httpd.
 //!
 //! Booting needs QEMU: `cargo test -p starina-tests -- --ignored`.
 
@@ -512,6 +512,14 @@ fn network(machine: &str) {
             );
         }
     }
+    // Last, netcheck ran the http-get command against httpd through tcpip
+    // (specs/netcheck.toml's http_get_url): a page, and a 404 as status 1.
+    guest.wait_console("netcheck: http-get ", Duration::from_secs(60));
+    let console = guest.console();
+    assert!(
+        console.contains("netcheck: http-get ok: 100000 bytes"),
+        "{console}"
+    );
     eprintln!(
         "network {machine}: boot {:.1} s, 200 concurrent {:.1} s, total {:.1} s",
         booted.as_secs_f64(),

@@ -13,6 +13,10 @@
 //! resolved`, `... not found` (the resolver answered that the name does
 //! not exist) or `... FAILED: <why>` (no answer).
 //!
+//! Last, if `http_get_url` is set, it runs the `http-get` command on it
+//! (privilege `spawn`; see `http_get.rs`) and logs `netcheck: http-get
+//! ok: ...` or `netcheck: http-get FAILED: ...`.
+//!
 //! The steps run in the main loop; the upload goes out while the
 //! connection has no backlog (`drained` resumes it), and every step fails
 //! if nothing happens for `TIMEOUT_MS`.
@@ -20,6 +24,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+mod http_get;
 
 use alloc::format;
 use alloc::string::String;
@@ -317,11 +323,16 @@ pub fn main(env: Env) -> Result<(), String> {
         .add_channel(env.tcpip, Ctx::Tcpip)
         .and_then(|tcpip| Ok((tcpip, cx.add_timer(timer, Ctx::Timer)?)));
     let (tcpip, timer) = setup.map_err(|e| format!("cannot set up the main loop: {e}"))?;
+    let (url, want_bytes) = (env.config.http_get_url, env.config.http_get_bytes);
     let mut check = Check::new(env.config, tcpip, timer);
     let started = check.open(cx);
     check.settle(cx, started);
     ml.run(&mut check)
-        .map_err(|e| format!("the main loop failed: {e}"))
+        .map_err(|e| format!("the main loop failed: {e}"))?;
+    if !url.is_empty() {
+        http_get::check_and_log(&env.spawn, url, want_bytes.clamp(0, 1 << 20) as usize);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

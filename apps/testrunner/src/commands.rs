@@ -23,7 +23,7 @@ use starina::Message;
 use crate::Ctx;
 use crate::TestResult;
 
-fn spawn(cx: &Ctx, name: &str, args: &[&str]) -> Result<(Job, StdioPeer), String> {
+pub(crate) fn spawn(cx: &Ctx, name: &str, args: &[&str]) -> Result<(Job, StdioPeer), String> {
     let (stdio, peer) = Stdio::pipes().map_err(|e| e.to_string())?;
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let job = cx
@@ -42,7 +42,7 @@ fn read_all(channel: Channel) -> Result<String, String> {
 }
 
 /// Runs a command with empty stdin: (status, stdout, stderr).
-fn run(cx: &Ctx, name: &str, args: &[&str]) -> Result<(i32, String, String), String> {
+pub(crate) fn run(cx: &Ctx, name: &str, args: &[&str]) -> Result<(i32, String, String), String> {
     let (job, peer) = spawn(cx, name, args)?;
     drop(peer.stdin);
     let out = read_all(peer.stdout)?;

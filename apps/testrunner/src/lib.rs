@@ -75,6 +75,7 @@ macro_rules! check {
 // After `check!`, which they use.
 mod backward_copy;
 mod commands;
+mod commands_system;
 mod disk;
 mod files;
 mod handoff;
@@ -794,6 +795,13 @@ const TESTS: &[Test] = &[
     ("commands_are_killed_and_closed", commands::commands_are_killed_and_closed),
     ("commands_broken_pipe_stops_the_writer", commands::commands_broken_pipe_stops_the_writer),
     ("commands_bad_requests_are_refused", commands::commands_bad_requests_are_refused),
+    ("sysutils_ps_lists_components", commands_system::sysutils_ps_lists_components),
+    ("sysutils_log_prints_the_last_lines", commands_system::sysutils_log_prints_the_last_lines),
+    ("sysutils_log_follow_ends_when_killed", commands_system::sysutils_log_follow_ends_when_killed),
+    ("sysutils_log_follow_ends_without_a_reader", commands_system::sysutils_log_follow_ends_without_a_reader),
+    ("sysutils_restart_and_stop", commands_system::sysutils_restart_and_stop),
+    ("sysutils_uptime_and_free", commands_system::sysutils_uptime_and_free),
+    ("http_get_needs_a_network_and_a_url", commands_system::http_get_needs_a_network_and_a_url),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
