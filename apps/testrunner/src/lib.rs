@@ -75,6 +75,7 @@ macro_rules! check {
 // After `check!`, which they use.
 mod backward_copy;
 mod commands;
+mod commands_files;
 mod disk;
 mod files;
 mod handoff;
@@ -794,6 +795,13 @@ const TESTS: &[Test] = &[
     ("commands_are_killed_and_closed", commands::commands_are_killed_and_closed),
     ("commands_broken_pipe_stops_the_writer", commands::commands_broken_pipe_stops_the_writer),
     ("commands_bad_requests_are_refused", commands::commands_bad_requests_are_refused),
+    ("commands_files_mkdir_echo_cat", commands_files::commands_files_mkdir_echo_cat),
+    ("commands_files_cp_mv_rm_stat", commands_files::commands_files_cp_mv_rm_stat),
+    ("commands_files_ls", commands_files::commands_files_ls),
+    ("commands_files_grep", commands_files::commands_files_grep),
+    ("commands_files_head_tail_wc_seq", commands_files::commands_files_head_tail_wc_seq),
+    ("commands_files_long_lines", commands_files::commands_files_long_lines),
+    ("commands_files_errors_and_help", commands_files::commands_files_errors_and_help),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
