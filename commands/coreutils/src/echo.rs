@@ -5,8 +5,9 @@ use alloc::string::String;
 use crate::ctx::Ctx;
 use crate::ctx::Outcome;
 
-pub fn run(ctx: &mut Ctx, help: bool) -> Outcome {
-    if help {
+/// As GNU echo, `--help` only alone: among other words it is text.
+pub fn run(ctx: &mut Ctx) -> Outcome {
+    if ctx.args.len() == 1 && ctx.args[0] == "--help" {
         return ctx.help(
             "echo [-n] [ARG]...",
             "Writes the ARGs, separated by spaces, and a newline (none with -n) to stdout.",

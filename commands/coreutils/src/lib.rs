@@ -55,7 +55,7 @@ pub fn main(env: Env) -> Outcome {
         "false" if help => ctx.help("false", "Does nothing, unsuccessfully (status 1)."),
         "true" => Ok(0),
         "false" => Ok(1),
-        "echo" => echo::run(&mut ctx, help),
+        "echo" => echo::run(&mut ctx),
         "cat" => cat::run(&mut ctx, help),
         "ls" => ls::run(&mut ctx, help),
         "wc" => wc::run(&mut ctx, help),

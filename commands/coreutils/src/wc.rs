@@ -34,15 +34,12 @@ pub fn run(ctx: &mut Ctx, help: bool) -> Outcome {
         while let Some(chunk) = source.chunk()? {
             counts.feed(chunk);
         }
+        // Stdin without a `-` operand goes unnamed.
+        let name = if parsed.operands.is_empty() { "" } else { name };
         results.push((String::from(name), counts));
         Ok(())
     })?;
-    let stdin = parsed.operands.is_empty();
-    let text = report(
-        &results,
-        show,
-        stdin || parsed.operands.iter().any(|o| o == "-"),
-    );
+    let text = report(&results, show);
     ctx.stdout.print(&text)?;
     Ok(status)
 }
@@ -76,10 +73,12 @@ impl Counts {
     }
 }
 
-/// The output: a line per input (named unless it was stdin alone), a
+/// The output: a line per input (with its name unless that is empty), a
 /// total for several. Like GNU: one count of one input unpadded; else
-/// columns as wide as the byte total, or 7 when stdin is among them.
-pub fn report(results: &[(String, Counts)], show: [bool; 3], stdin: bool) -> String {
+/// columns as wide as the byte total, or 7 when stdin (`-` or unnamed) is
+/// among them.
+pub fn report(results: &[(String, Counts)], show: [bool; 3]) -> String {
+    let stdin = results.iter().any(|(n, _)| n.is_empty() || n == "-");
     let mut total = Counts::default();
     for (_, c) in results {
         total.lines += c.lines;
@@ -95,14 +94,13 @@ pub fn report(results: &[(String, Counts)], show: [bool; 3], stdin: bool) -> Str
         format!("{}", total.bytes).len()
     };
     let mut out = String::new();
-    let named = !(results.len() == 1 && results[0].0 == "-");
     for (name, counts) in results {
         line(
             &mut out,
             counts,
             show,
             width,
-            named.then_some(name.as_str()),
+            (!name.is_empty()).then_some(name.as_str()),
         );
     }
     if results.len() > 1 {
@@ -154,23 +152,23 @@ mod tests {
             text.push_str(&format!("{i}\n"));
         }
         let c = count(&[text.as_bytes()]);
-        let results = [(String::from("-"), c)];
-        assert_eq!(report(&results, [true, false, false], true), "1000\n");
+        let results = [(String::new(), c)];
+        assert_eq!(report(&results, [true, false, false]), "1000\n");
     }
 
     #[test]
     fn the_report_pads_like_gnu() {
-        let stdin = [(String::from("-"), count(&[b"hello\n"]))];
-        assert_eq!(report(&stdin, [false, false, true], true), "6\n");
-        assert_eq!(report(&stdin, [true; 3], true), "      1       1       6\n");
+        let stdin = [(String::new(), count(&[b"hello\n"]))];
+        assert_eq!(report(&stdin, [false, false, true]), "6\n");
+        assert_eq!(report(&stdin, [true; 3]), "      1       1       6\n");
         let files = [
             (String::from("a"), count(&[b"one two\n"])),
             (String::from("b"), count(&[b"three\nfour\n"])),
         ];
         assert_eq!(
-            report(&files, [true; 3], false),
+            report(&files, [true; 3]),
             " 1  2  8 a\n 2  2 11 b\n 3  4 19 total\n"
         );
-        assert_eq!(report(&files[..1], [true, false, false], false), "1 a\n");
+        assert_eq!(report(&files[..1], [true, false, false]), "1 a\n");
     }
 }
