@@ -16,6 +16,7 @@ use crate::ctx::each_input;
 use crate::ctx::Ctx;
 use crate::ctx::Outcome;
 use crate::ctx::Source;
+use crate::dfa::Matcher;
 use crate::lines::Lines;
 use crate::regex::Options;
 use crate::regex::Regex;
@@ -60,12 +61,13 @@ pub fn run(ctx: &mut Ctx, help: bool) -> Outcome {
         quiet: parsed.has('q'),
         prefix: files.len() > 1,
     };
+    let mut matcher = Matcher::new(&regex);
     let mut selected = false;
     let status = each_input(ctx, &files, |source, out, name| {
         if selected && mode.quiet {
             return Ok(());
         }
-        selected |= grep(source, out, name, &regex, &mode)?;
+        selected |= grep(source, out, name, &mut matcher, &mode)?;
         Ok(())
     })?;
     Ok(match (status, selected) {
@@ -94,7 +96,7 @@ fn grep(
     source: &mut Source<'_>,
     out: &mut Output,
     name: &str,
-    regex: &Regex,
+    matcher: &mut Matcher<'_>,
     mode: &Mode,
 ) -> Result<bool, CommandError> {
     let mut out = Buffered::new(out);
@@ -103,7 +105,7 @@ fn grep(
     let mut each = |line: &[u8]| {
         number += 1;
         let text = line.strip_suffix(b"\n").unwrap_or(line);
-        if regex.is_match(text) == mode.invert {
+        if matcher.is_match(text) == mode.invert {
             return Ok(());
         }
         count.set(count.get() + 1);

@@ -12,6 +12,7 @@ mod args;
 mod cat;
 mod cp;
 mod ctx;
+mod dfa;
 mod echo;
 mod grep;
 mod head;

@@ -4,9 +4,10 @@
 //! byte literal. No groups or alternation, so a pattern is a sequence of
 //! items and its automaton has one state per item.
 //!
-//! Matching simulates that automaton on all states at once (Thompson's
-//! construction): each byte of the line is looked at once per live state,
-//! so time is linear in the line for any pattern, with no backtracking.
+//! Matching follows that automaton on all states at once (Thompson's
+//! construction): each byte of the line moves the set of live states
+//! ([`Regex::step`]), so time is linear in the line for any pattern, with
+//! no backtracking; [`crate::dfa::Matcher`] caches those steps.
 //! Bytes, not characters: `.` matches one byte of a UTF-8 sequence.
 
 use alloc::format;
@@ -126,50 +127,76 @@ impl Regex {
         })
     }
 
-    /// Whether the pattern matches somewhere in `line` (without its `\n`).
+    /// Whether the pattern matches somewhere in `line` (without its `\n`),
+    /// simulating the automaton byte by byte: the reference the tests hold
+    /// [`crate::dfa::Matcher`] (which caches these steps) to.
+    #[cfg(test)]
     pub fn is_match(&self, line: &[u8]) -> bool {
-        let accept = self.items.len();
-        let mut now = States::new(accept + 1);
-        let mut next = States::new(accept + 1);
-        now.add_closure(0, &self.reach);
+        let mut now = self.start();
+        let mut next = States::new(self.state_count());
         for &b in line {
-            if now.has(accept) && !self.at_end {
+            if self.accepts(&now.list) && !self.at_end {
                 return true;
             }
-            next.clear();
-            for &s in &now.list {
-                if s < accept && self.items[s].atom.matches(b) {
-                    let to = if self.items[s].many { s } else { s + 1 };
-                    next.add_closure(to, &self.reach);
-                }
-            }
-            if !self.at_start {
-                next.add_closure(0, &self.reach);
-            }
+            self.step(&now.list, b, &mut next);
             core::mem::swap(&mut now, &mut next);
             if now.list.is_empty() {
                 return false;
             }
         }
-        now.has(accept)
+        self.accepts(&now.list)
+    }
+
+    /// How many states the automaton has (the last one accepts).
+    pub fn state_count(&self) -> usize {
+        self.items.len() + 1
+    }
+
+    /// Whether the match must end at the end of the line (`$`).
+    pub fn at_end(&self) -> bool {
+        self.at_end
+    }
+
+    /// The states live before reading anything.
+    pub fn start(&self) -> States {
+        let mut states = States::new(self.state_count());
+        states.add_closure(0, &self.reach);
+        states
+    }
+
+    /// Whether `states` include the accepting one.
+    pub fn accepts(&self, states: &[usize]) -> bool {
+        states.contains(&self.items.len())
+    }
+
+    /// Into `next`: the states live after reading `b` in `now`, and (when
+    /// not anchored at the start) a fresh attempt starting after `b`.
+    pub fn step(&self, now: &[usize], b: u8, next: &mut States) {
+        next.clear();
+        for &s in now {
+            if s < self.items.len() && self.items[s].atom.matches(b) {
+                let to = if self.items[s].many { s } else { s + 1 };
+                next.add_closure(to, &self.reach);
+            }
+        }
+        if !self.at_start {
+            next.add_closure(0, &self.reach);
+        }
     }
 }
 
 /// The live states of the automaton, as a list and a membership table.
-struct States {
-    list: Vec<usize>,
+pub struct States {
+    pub list: Vec<usize>,
     member: Vec<bool>,
 }
 
 impl States {
-    fn new(n: usize) -> States {
+    pub fn new(n: usize) -> States {
         States {
             list: Vec::with_capacity(n),
             member: alloc::vec![false; n],
         }
-    }
-    fn has(&self, s: usize) -> bool {
-        self.member[s]
     }
     fn clear(&mut self) {
         for &s in &self.list {
