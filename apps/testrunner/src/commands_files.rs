@@ -258,6 +258,11 @@ pub fn commands_files_ls(cx: &mut Ctx) -> TestResult {
         lines[3]
     );
     expect(cx, &["ls", "/ls/a.txt"], "/ls/a.txt\n")?;
+    expect(
+        cx,
+        &["ls", "/ls/dir", "/ls", "/ls/a.txt"],
+        "/ls/a.txt\n\n/ls:\nB\na.txt\nc.txt\ndir\n\n/ls/dir:\n",
+    )?;
     let r = run(cx, "ls", &["/ls/none"])?;
     check!(
         r.status == 1 && r.err == "ls: /ls/none: no such file or directory\n",

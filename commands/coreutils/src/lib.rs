@@ -3,6 +3,22 @@
 //! which one runs. Each command is a module; `ctx` holds what they share
 //! (streams, the file system, error reporting), `args` the option parser
 //! and `paths` how operands become absolute paths (relative to `PWD`).
+//!
+//! | command | options |
+//! |---|---|
+//! | `ls [PATH]...` | `-l` type, mode, size; `-a` dot files; `-1` (always one a line) |
+//! | `cat [FILE]...`, `wc [FILE]...` | wc: `-l`, `-w`, `-c` (all three without) |
+//! | `grep PATTERN [FILE]...` | `-v -c -i -n -q -F -E`, `-e PATTERN` |
+//! | `head`, `tail [FILE]...` | `-n N` or `-N` (10); tail: `-n +N` from line N |
+//! | `cp`, `mv SOURCE... DEST` | cp: `-r`/`-R`, `-f`; mv: `-f` |
+//! | `rm PATH...`, `mkdir DIR...` | rm: `-r`/`-R`, `-f`; mkdir: `-p` |
+//! | `stat PATH...` | `-L` follow a symlink |
+//! | `echo [ARG]...`, `seq [FIRST [STEP]] LAST`, `true`, `false` | echo: `-n` |
+//!
+//! Every command takes `--help` (usage and a description on stdout, status
+//! 0). Errors go to stderr as `<name>: <what>: <why>`, status 1 (2 for bad
+//! usage, and for grep's errors as GNU grep); a reader that goes away ends
+//! a command quietly with 141. A missing FILE operand, or `-`, is stdin.
 #![no_std]
 #![forbid(unsafe_code)]
 

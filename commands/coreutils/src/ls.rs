@@ -56,6 +56,8 @@ pub fn run(ctx: &mut Ctx, help: bool) -> Outcome {
             Err(e) => status = ctx.fail(operand, fs_error(e))?,
         }
     }
+    // As GNU ls: files first, then each directory, both sorted.
+    dirs.sort();
     let mut text = format_entries(&mut files, long);
     for (i, (operand, path)) in dirs.iter().enumerate() {
         if operands.len() > 1 {
