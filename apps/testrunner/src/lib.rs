@@ -76,6 +76,7 @@ macro_rules! check {
 mod backward_copy;
 mod commands;
 mod commands_system;
+mod commands_files;
 mod disk;
 mod files;
 mod handoff;
@@ -802,6 +803,13 @@ const TESTS: &[Test] = &[
     ("sysutils_restart_and_stop", commands_system::sysutils_restart_and_stop),
     ("sysutils_uptime_and_free", commands_system::sysutils_uptime_and_free),
     ("http_get_needs_a_network_and_a_url", commands_system::http_get_needs_a_network_and_a_url),
+    ("commands_files_mkdir_echo_cat", commands_files::commands_files_mkdir_echo_cat),
+    ("commands_files_cp_mv_rm_stat", commands_files::commands_files_cp_mv_rm_stat),
+    ("commands_files_ls", commands_files::commands_files_ls),
+    ("commands_files_grep", commands_files::commands_files_grep),
+    ("commands_files_head_tail_wc_seq", commands_files::commands_files_head_tail_wc_seq),
+    ("commands_files_long_lines", commands_files::commands_files_long_lines),
+    ("commands_files_errors_and_help", commands_files::commands_files_errors_and_help),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
