@@ -1,6 +1,6 @@
 # Starina: the two commands are `make run` and `make test`.
 #
-#   make run      boot the default profile under QEMU (Ctrl-A x to stop)
+#   make run      boot the default profile under QEMU (Ctrl-] x to stop)
 #   make test     host tests, in-OS tests on q35 and microvm, end-to-end tests
 #   make bench    boot time, IPC, Linux and HTTP figures (scripts/bench)
 #   make profile  count every instruction a profile runs, per function: a table

@@ -31,7 +31,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                             [-v] -- CMD [ARGS...]
        scripts/starina shell [the options of exec but -t and the command]   (a login shell on a terminal)
        scripts/starina shell --native [the options of run]   (boots a profile with the native shell
-                                 (default) on an interactive console: Ctrl-A x stops it)
+                                 (default) on an interactive console: Ctrl-] x stops it)
        scripts/starina up [--profile NAME (linux)] [--machine q35|microvm] [--kvm] [--timeout SECONDS (600)]
                           [--no-build] [--kernel PATH] [--disk PATH] [--disk-size SIZE (1G)]
                           [--linux-root auto|none|debian|IMAGE] [-v]

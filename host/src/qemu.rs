@@ -196,10 +196,13 @@ pub fn serial_to_stdout() -> Vec<String> {
 
 /// The serial port on QEMU's stdio (an interactive console). Every key
 /// goes to the guest, Ctrl-C as the byte 0x03 (`signal=off`: QEMU puts the
-/// terminal in raw mode without signals); Ctrl-A x quits QEMU and Ctrl-A
-/// Ctrl-A types a Ctrl-A (`mux=on`'s escape key).
+/// terminal in raw mode without signals) and Ctrl-A too (the shell's
+/// start of line): the escape key of `mux=on` is Ctrl-] (`-echr 0x1d`, as
+/// telnet's), so Ctrl-] x quits QEMU.
 pub fn serial_stdio() -> Vec<String> {
     strings(&[
+        "-echr",
+        "0x1d",
         "-chardev",
         "stdio,id=ser0,mux=on,signal=off",
         "-serial",
@@ -207,7 +210,7 @@ pub fn serial_stdio() -> Vec<String> {
     ])
 }
 
-/// What QEMU's stdio console prints when Ctrl-A x quits it.
+/// What QEMU's stdio console prints when Ctrl-] x quits it.
 pub const QUIT_KEY_LINE: &str = "QEMU: Terminated";
 
 /// A `Command` for QEMU with `args`. QEMU gets SIGKILL if the thread that
@@ -325,6 +328,7 @@ mod tests {
         let a = c.args(&serial_stdio());
         for w in [
             &["-chardev", "stdio,id=ser0,mux=on,signal=off"][..],
+            &["-echr", "0x1d"],
             &["-serial", "chardev:ser0"],
             &["-enable-kvm", "-cpu", "host"],
             &["-m", "1G"],

@@ -154,7 +154,7 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
         io.say(&format!("running: {} {}", host.qemu, shell_quote(&args)));
     }
     let how_to_stop = if interactive {
-        "Ctrl-A x to stop; Ctrl-C goes to the guest"
+        "Ctrl-] x to stop; Ctrl-C goes to the guest"
     } else {
         "Ctrl-C to stop"
     };
@@ -224,7 +224,7 @@ struct Session<'a, 'b> {
     stdout_broken: bool,
     timed_out: bool,
     signal: Option<i32>,
-    /// The console was quit with Ctrl-A x (interactive runs).
+    /// The console was quit with Ctrl-] x (interactive runs).
     quit_key: bool,
     error_lines: usize,
     held: Vec<String>,
@@ -437,7 +437,7 @@ impl<'a, 'b> Session<'a, 'b> {
         }
         if self.quit_key {
             // The person at the console stopped it, as Ctrl-C did before.
-            self.io.say("stopped with Ctrl-A x");
+            self.io.say("stopped with Ctrl-] x");
             return ExitStatus::from_signal(SIGINT);
         }
         if self.timed_out {

@@ -4,7 +4,7 @@
 //! (through the UART's receive interrupt), its raw output comes back, a
 //! log line after a half-written prompt starts on its own line, Ctrl-C
 //! reaches the guest as the byte 0x03 instead of stopping QEMU, and
-//! Ctrl-A x quits QEMU with status 130 and the terminal restored. On both
+//! Ctrl-] x quits QEMU with status 130 and the terminal restored. On both
 //! machines. Run by `make test`.
 
 use starina_tests::instance::Tool;
@@ -52,7 +52,7 @@ fn typed_keys_reach_the_guest(machine: &str) {
             Expect(r"INFO  console_echo: got 1 bytes: \\x03\r*\n", 30),
             Send("still here\r"),
             Expect(r"INFO  console_echo: line: still here\r*\n", 30),
-            Send("\x01x"),
+            Send("\x1dx"),
         ],
     );
     assert_eq!(s.error, None, "{}", s.transcript);
@@ -68,12 +68,12 @@ fn typed_keys_reach_the_guest(machine: &str) {
     );
     assert!(
         s.transcript
-            .contains("Ctrl-A x to stop; Ctrl-C goes to the guest"),
+            .contains("Ctrl-] x to stop; Ctrl-C goes to the guest"),
         "{}",
         s.transcript
     );
     assert!(
-        s.transcript.contains("stopped with Ctrl-A x"),
+        s.transcript.contains("stopped with Ctrl-] x"),
         "{}",
         s.transcript
     );

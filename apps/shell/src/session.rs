@@ -108,7 +108,7 @@ impl Session {
                 self.prompt();
             }
             Event::EndOfInput => {
-                self.say("(the console shell does not exit; Ctrl-A x leaves QEMU)\n");
+                self.say("(the console shell does not exit; Ctrl-] x leaves QEMU)\n");
                 self.prompt();
             }
             Event::Complete { before, repeated } => self.complete(&before, repeated),
@@ -199,7 +199,7 @@ impl Session {
                 self.say(&format!("{}\n", self.cwd));
                 0
             }
-            ["exit", ..] => self.usage("exit: the console shell stays; Ctrl-A x leaves QEMU"),
+            ["exit", ..] => self.usage("exit: the console shell stays; Ctrl-] x leaves QEMU"),
             ["help"] => {
                 self.help();
                 0
