@@ -114,6 +114,11 @@ impl Server {
                     self.net_service(cx);
                 }
             }
+            frame @ (Frame::NativeSpawn(_)
+            | Frame::NativeStdin { .. }
+            | Frame::NativeStdinClose { .. }
+            | Frame::NativeKill { .. }
+            | Frame::NativeOutputAck { .. }) => self.on_native_frame(cx, frame),
             other => log::warn!("ignoring an unexpected frame from the agent: {other:?}"),
         }
     }
