@@ -337,10 +337,14 @@ impl Server {
         if let Some(ch) = running.stdin.take() {
             cx.remove(ch);
         }
+        if running.killed {
+            log::info!("native {id}: killed for the guest; ended with status {status}");
+        } else {
+            log::debug!("native {id}: ended with status {status}");
+        }
         if let Some(native) = self.native.as_mut() {
             native.running.remove(&id);
         }
-        log::debug!("native {id}: ended with status {status}");
         self.send_to_guest(cx, &Frame::NativeExited { id, status });
     }
 }
