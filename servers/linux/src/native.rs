@@ -104,7 +104,7 @@ impl Server {
                 }
             }
             Err((status, reason)) => {
-                log::info!("native {id}: {reason}");
+                log::debug!("native {id}: {reason}");
                 let frame = Frame::NativeSpawnFailed { id, status, reason };
                 self.send_to_guest(cx, &frame);
             }
