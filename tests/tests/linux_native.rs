@@ -110,3 +110,22 @@ fn linux_programs_run_native_commands() {
         "{killed:#?}"
     );
 }
+
+/// On a Debian root (the disk's partition 2) too: the agent links
+/// `/usr/local/bin/starina` to its copy at boot.
+#[test]
+#[ignore = "builds the Debian image and boots Starina and Linux under QEMU; run by make test"]
+fn debian_programs_run_native_commands() {
+    use starina_tests::instance::text;
+    use starina_tests::instance::DebianInstance;
+    let instance = DebianInstance::up();
+    let script = "readlink /usr/local/bin/starina; starina echo from debian; \
+                  seq 1 100 | starina cat | wc -l; starina false; echo $?";
+    let out = instance.tool.exec(&instance.disk, &["bash", "-c", script]);
+    assert_eq!(
+        text(&out.stdout),
+        "/run/starina/agent\nfrom debian\n100\n1\n",
+        "{}",
+        text(&out.stderr)
+    );
+}
