@@ -58,8 +58,10 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ! {
             &format!("cannot use the agent's socket: {e}"),
         ),
     };
-    if let Err(e) = send(&writer, &Frame::NativeSpawn(request)) {
-        fail(STATUS_NO_AGENT, &format!("cannot send the request: {e}"));
+    if send(&writer, &Frame::NativeSpawn(request)).is_err() {
+        // The agent refused the connection (its reason waits to be read)
+        // or is gone (the read says so).
+        receive(stream, &writer, &AtomicI32::new(0));
     }
     let caught = Arc::new(AtomicI32::new(0));
     watch_signals(&writer, &caught);

@@ -315,3 +315,61 @@ fn send_signal(pid: u32, sig: &str) {
         .success();
     assert!(ok);
 }
+
+#[test]
+fn connections_beyond_the_limit_are_refused() {
+    let mut agent = Agent::start("limit");
+    let mut waiting = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..32 {
+        waiting.push(agent.starina(&["crash", "spin"]));
+        ids.push(agent.spawned().id);
+    }
+    let (status, _, err) = output(agent.starina(&["echo", "one too many"]));
+    assert_eq!(status.code(), Some(126));
+    assert_eq!(
+        err,
+        "starina: too many native commands at once (at most 32)\n"
+    );
+    // Once one ends, a new one gets through.
+    let first = ids[0];
+    agent.send(Frame::NativeExited {
+        id: first,
+        status: 0,
+    });
+    assert_eq!(output(waiting.remove(0)).0.code(), Some(0));
+    let deadline = Instant::now() + TIMEOUT;
+    let next = loop {
+        assert!(Instant::now() < deadline);
+        let mut child = agent.starina(&["echo"]);
+        drop(child.stdin.take());
+        if let Some(id) = next_spawn(&agent, Duration::from_secs(2)) {
+            break (child, id);
+        }
+        // Refused: its connection may not have been counted out yet.
+        let _ = child.wait();
+    };
+    assert!(!ids[1..].contains(&next.1), "id {} is in use", next.1);
+    for &id in &ids[1..] {
+        agent.send(Frame::NativeExited { id, status: 0 });
+    }
+    agent.send(Frame::NativeExited {
+        id: next.1,
+        status: 5,
+    });
+    assert_eq!(output(next.0).0.code(), Some(5));
+    for child in waiting {
+        assert_eq!(output(child).0.code(), Some(0));
+    }
+}
+
+/// The id of the next `NativeSpawn` within `wait`, skipping other frames.
+fn next_spawn(agent: &Agent, wait: Duration) -> Option<u32> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        if let Frame::NativeSpawn(req) = agent.frames.recv_timeout(left).ok()? {
+            return Some(req.id);
+        }
+    }
+}
