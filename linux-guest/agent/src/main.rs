@@ -18,11 +18,17 @@
 //! `poweroff` (signals to PID 1) sync the disks and end the VM
 //! (`shutdown.rs`).
 //!
+//! It also serves native commands to Linux programs on
+//! `/run/starina/native.sock` (`native.rs`), and called by the name
+//! `starina` (the symlink `/usr/local/bin/starina`) it is the program that
+//! asks for them: `starina CMD ARGS...` (`native_client.rs`).
+//!
 //! Other modes, for tests and debugging:
-//! - `starina-guest-agent --stdio [--listeners]`: serve on stdin/stdout (no
-//!   mounts), so the protocol and the process handling can be tested on the
-//!   host; `--listeners` reports the host's own listeners on wildcard and
-//!   loopback addresses, as the guest does its.
+//! - `starina-guest-agent --stdio [--listeners] [--native-socket PATH]`:
+//!   serve on stdin/stdout (no mounts), so the protocol and the process
+//!   handling can be tested on the host; `--listeners` reports the host's
+//!   own listeners on wildcard and loopback addresses, as the guest does
+//!   its; `--native-socket` serves native commands on PATH.
 //! - `starina-guest-agent --device PATH`: serve on a tty or other device.
 //! - `starina-guest-agent --pipe-bench N`: a pipe ping-pong of N round trips
 //!   between two processes, timed by the guest (`pipebench.rs`; `make
