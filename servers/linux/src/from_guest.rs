@@ -23,8 +23,11 @@ use crate::Ctx;
 use crate::Server;
 
 /// Bytes for the guest above which its own frames are not decoded (see
-/// `guest_input_full`).
-const TO_GUEST_MAX: usize = 4 * INPUT_HIGH_WATER;
+/// `guest_input_full`). Far above what a guest that reads its console
+/// leaves: stdin stops at `INPUT_HIGH_WATER`, native output at its windows
+/// (`max_native_commands` x 64 KiB), so only a guest that stops reading
+/// meets it.
+const TO_GUEST_MAX: usize = 16 * INPUT_HIGH_WATER;
 
 impl Server {
     /// Takes what the vCPU thread left: guest output and its status.
