@@ -198,7 +198,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         net: None,
         native: Some(native::Native::new(
             env.spawn,
-            env.config.max_native_commands.clamp(1, 256) as usize,
+            env.config.max_native_commands.clamp(1, 32) as usize,
         )),
     };
     if let Some(tcpip) = env.tcpip {
