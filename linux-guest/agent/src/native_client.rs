@@ -37,6 +37,8 @@ use crate::sys;
 const DEFAULT_MOUNT: &str = "/mnt/starina";
 /// The status for a request that never reached a command.
 const STATUS_NO_AGENT: i32 = 126;
+/// The native status of a killed command (as by SIGKILL).
+const STATUS_KILLED: i32 = 137;
 
 pub fn main(args: Vec<std::ffi::OsString>) -> ! {
     let mount = mount_point();
@@ -233,7 +235,7 @@ fn receive(mut stream: UnixStream, writer: &Mutex<UnixStream>, caught: &AtomicI3
 /// killed it, die by that signal.
 fn exit_with(status: i32, caught: &AtomicI32) -> ! {
     let _ = io::stdout().flush();
-    if status == starina_status::KILLED {
+    if status == STATUS_KILLED {
         exit_if_caught(caught);
     }
     std::process::exit(if (0..=255).contains(&status) {
@@ -248,12 +250,6 @@ fn exit_if_caught(caught: &AtomicI32) {
     if signal != 0 {
         sys::die_by_signal(signal);
     }
-}
-
-/// The native side's statuses.
-mod starina_status {
-    /// Killed (as by SIGKILL).
-    pub const KILLED: i32 = 137;
 }
 
 /// Whether argv[0] names this program: `starina`, by its file name.
