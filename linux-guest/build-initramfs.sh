@@ -2,6 +2,7 @@
 # Builds the guest initramfs (an uncompressed newc cpio) and prints its path:
 #   /init          the Starina guest agent (static, release build)
 #   /bin/busybox   Debian's busybox-static, with a symlink per applet
+#   /usr/local/bin/starina   a symlink to /init: native commands from Linux
 #   /dev/console   so that PID 1 starts with a console on fds 0-2
 #   /etc/passwd, /etc/group (root and nobody), and empty /proc /sys /tmp /run /root ...
 #   /srv/www       linux-guest/www/ (the pages of the default profile's linux_web)
@@ -120,6 +121,10 @@ with open(agent, "rb") as f:
     add_file("init", f.read(), 0o755)
 with open(busybox, "rb") as f:
     add_file("bin/busybox", f.read(), 0o755)
+# `starina CMD`: Linux programs run native commands (the agent, by that name).
+add_dir("usr/local")
+add_dir("usr/local/bin")
+add_symlink("usr/local/bin/starina", "/init")
 with open(applets_path) as f:
     for applet in sorted(set(line.strip() for line in f if line.strip())):
         if applet != "bin/busybox":

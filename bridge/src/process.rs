@@ -38,6 +38,16 @@
 //! | 0x88 | [`Frame::Pong`] | guest → host | none |
 //! | 0x89 | [`Frame::StdinAck`] | guest → host | `u32` bytes |
 //! | 0x8a | [`Frame::Listening`] | guest → host | `u8` [`Proto`] (6 TCP, 17 UDP), `u16` port, `u8` open (0 or 1), `str` process |
+//! | 0x8b | [`Frame::NativeSpawn`] | guest → host | `list<str>` argv, `list<(str, str)>` vars |
+//! | 0x8c | [`Frame::NativeStdin`] | guest → host | raw data (rest of the frame) |
+//! | 0x8d | [`Frame::NativeStdinClose`] | guest → host | none |
+//! | 0x8e | [`Frame::NativeKill`] | guest → host | none |
+//! | 0x8f | [`Frame::NativeOutputAck`] | guest → host | `u32` bytes |
+//! | 0x11 | [`Frame::NativeStdout`] | host → guest | raw data (rest of the frame) |
+//! | 0x12 | [`Frame::NativeStderr`] | host → guest | raw data (rest of the frame) |
+//! | 0x13 | [`Frame::NativeExited`] | host → guest | `i32` status |
+//! | 0x14 | [`Frame::NativeSpawnFailed`] | host → guest | `i32` status, `str` reason |
+//! | 0x15 | [`Frame::NativeStdinAck`] | host → guest | `u32` bytes |
 //!
 //! The Spawn frame's user field came last and is optional on the wire: a
 //! frame that ends after the cwd (as older encoders write it) decodes with
@@ -108,6 +118,30 @@
 //! and one with `open: false` when the last one goes. However many sockets
 //! share a port (IPv4 and IPv6, `SO_REUSEPORT`), it is one report. The first
 //! reports after `Ready` are the ports already open.
+//!
+//! # Native commands
+//!
+//! The other way round, a Linux program (`starina CMD ARGS...` in the
+//! guest) runs a native command through the agent: the `Native*` frames.
+//! Their ids are the guest's (the agent picks them; a separate space from
+//! the host's process ids), and the guest's requests are untrusted: the
+//! host bounds how many run at once and what it buffers for each.
+//!
+//! `NativeSpawn` (argv\[0\] names the command, vars its environment) is
+//! answered by any number of `NativeStdout`/`NativeStderr`, then exactly
+//! one `NativeExited` (the command's status: 137 killed, 141 broken pipe,
+//! 134 panicked), or by one `NativeSpawnFailed` (a status, 127 for a name
+//! no command has, and a reason for the user). After the final frame the
+//! id may be reused. `NativeKill` ends the command (its output is dropped
+//! from then on; the final frame still follows).
+//!
+//! Both data directions keep to a window of [`NATIVE_WINDOW`] bytes: the
+//! guest has at most that many bytes of `NativeStdin` unacknowledged (the
+//! host acknowledges with `NativeStdinAck` as the command takes them; a
+//! guest that sends more gets its command killed), and the host at most
+//! that many of `NativeStdout` + `NativeStderr` (the agent acknowledges
+//! with `NativeOutputAck` as the Linux program takes them, or as it drops
+//! them for a program that is gone).
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -129,6 +163,9 @@ pub const STDIN_WINDOW: usize = 256 * 1024;
 /// The value a [`Frame::Panic`] must carry: garbage on the stream must never
 /// crash the guest by accident.
 pub const PANIC_MAGIC: u32 = 0x5041_4e43; // "PANC"
+/// Bytes of native stdin, and of native output, one side may have sent for
+/// one native command and not yet seen acknowledged (see "Native commands").
+pub const NATIVE_WINDOW: usize = 64 * 1024;
 
 /// One message of the process protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,6 +218,43 @@ pub enum Frame {
         open: bool,
         process: String,
     },
+    /// Run a native command (guest → host; see "Native commands").
+    NativeSpawn(NativeSpawn),
+    /// Bytes for the native command's stdin (guest → host).
+    NativeStdin { id: u32, data: Vec<u8> },
+    /// End of the native command's stdin (guest → host).
+    NativeStdinClose { id: u32 },
+    /// End the native command now (guest → host).
+    NativeKill { id: u32 },
+    /// The Linux program took (or the agent dropped) `bytes` more of the
+    /// native command's output (guest → host; see [`NATIVE_WINDOW`]).
+    NativeOutputAck { id: u32, bytes: u32 },
+    /// Bytes the native command wrote to stdout (host → guest).
+    NativeStdout { id: u32, data: Vec<u8> },
+    /// Bytes the native command wrote to stderr (host → guest).
+    NativeStderr { id: u32, data: Vec<u8> },
+    /// The native command ended with this status (host → guest; final).
+    NativeExited { id: u32, status: i32 },
+    /// The native command could not be started (host → guest; final):
+    /// the status the Linux program exits with, and why.
+    NativeSpawnFailed {
+        id: u32,
+        status: i32,
+        reason: String,
+    },
+    /// The native command took `bytes` more of its stdin (host → guest).
+    NativeStdinAck { id: u32, bytes: u32 },
+}
+
+/// A Linux program's request to run a native command.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NativeSpawn {
+    /// The guest's id for it, unique among its native commands in flight.
+    pub id: u32,
+    /// The command's name, then its arguments.
+    pub argv: Vec<String>,
+    /// Its environment.
+    pub vars: Vec<(String, String)>,
 }
 
 /// The transport protocol of a [`Frame::Listening`]; on the wire, its IP
@@ -382,6 +456,16 @@ mod ty {
     pub const PONG: u8 = 0x88;
     pub const STDIN_ACK: u8 = 0x89;
     pub const LISTENING: u8 = 0x8a;
+    pub const NATIVE_SPAWN: u8 = 0x8b;
+    pub const NATIVE_STDIN: u8 = 0x8c;
+    pub const NATIVE_STDIN_CLOSE: u8 = 0x8d;
+    pub const NATIVE_KILL: u8 = 0x8e;
+    pub const NATIVE_OUTPUT_ACK: u8 = 0x8f;
+    pub const NATIVE_STDOUT: u8 = 0x11;
+    pub const NATIVE_STDERR: u8 = 0x12;
+    pub const NATIVE_EXITED: u8 = 0x13;
+    pub const NATIVE_SPAWN_FAILED: u8 = 0x14;
+    pub const NATIVE_STDIN_ACK: u8 = 0x15;
 }
 
 impl Frame {
@@ -399,7 +483,17 @@ impl Frame {
             | Frame::Exited { id, .. }
             | Frame::Signaled { id, .. }
             | Frame::SpawnFailed { id, .. }
-            | Frame::StdinAck { id, .. } => *id,
+            | Frame::StdinAck { id, .. }
+            | Frame::NativeStdin { id, .. }
+            | Frame::NativeStdinClose { id }
+            | Frame::NativeKill { id }
+            | Frame::NativeOutputAck { id, .. }
+            | Frame::NativeStdout { id, .. }
+            | Frame::NativeStderr { id, .. }
+            | Frame::NativeExited { id, .. }
+            | Frame::NativeSpawnFailed { id, .. }
+            | Frame::NativeStdinAck { id, .. } => *id,
+            Frame::NativeSpawn(s) => s.id,
             Frame::Ping { nonce } | Frame::Pong { nonce } => *nonce,
             Frame::Panic | Frame::Ready { .. } | Frame::Listening { .. } => 0,
         }
@@ -424,6 +518,16 @@ impl Frame {
             Frame::Pong { .. } => ty::PONG,
             Frame::StdinAck { .. } => ty::STDIN_ACK,
             Frame::Listening { .. } => ty::LISTENING,
+            Frame::NativeSpawn(_) => ty::NATIVE_SPAWN,
+            Frame::NativeStdin { .. } => ty::NATIVE_STDIN,
+            Frame::NativeStdinClose { .. } => ty::NATIVE_STDIN_CLOSE,
+            Frame::NativeKill { .. } => ty::NATIVE_KILL,
+            Frame::NativeOutputAck { .. } => ty::NATIVE_OUTPUT_ACK,
+            Frame::NativeStdout { .. } => ty::NATIVE_STDOUT,
+            Frame::NativeStderr { .. } => ty::NATIVE_STDERR,
+            Frame::NativeExited { .. } => ty::NATIVE_EXITED,
+            Frame::NativeSpawnFailed { .. } => ty::NATIVE_SPAWN_FAILED,
+            Frame::NativeStdinAck { .. } => ty::NATIVE_STDIN_ACK,
         }
     }
 
@@ -449,9 +553,27 @@ impl Frame {
                     .saturating_add(optional(&s.user))
                     .saturating_add(terminal)
             }
-            Frame::Stdin { data, .. } | Frame::Stdout { data, .. } | Frame::Stderr { data, .. } => {
-                data.len()
+            Frame::Stdin { data, .. }
+            | Frame::Stdout { data, .. }
+            | Frame::Stderr { data, .. }
+            | Frame::NativeStdin { data, .. }
+            | Frame::NativeStdout { data, .. }
+            | Frame::NativeStderr { data, .. } => data.len(),
+            Frame::NativeSpawn(s) => {
+                let argv = s
+                    .argv
+                    .iter()
+                    .fold(4usize, |n, a| n.saturating_add(field(a.as_bytes())));
+                s.vars.iter().fold(argv.saturating_add(4), |n, (k, v)| {
+                    n.saturating_add(field(k.as_bytes()))
+                        .saturating_add(field(v.as_bytes()))
+                })
             }
+            Frame::NativeSpawnFailed { reason, .. } => field(reason.as_bytes()).saturating_add(4),
+            Frame::NativeOutputAck { .. }
+            | Frame::NativeExited { .. }
+            | Frame::NativeStdinAck { .. } => 4,
+            Frame::NativeStdinClose { .. } | Frame::NativeKill { .. } => 0,
             Frame::Ready { kernel_release } => field(kernel_release.as_bytes()),
             Frame::SpawnFailed { msg, .. } => field(msg.as_bytes()).saturating_add(4),
             // proto, port, open, process.
@@ -536,7 +658,33 @@ impl Frame {
                 out.push(u8::from(*open));
                 put_bytes(out, process.as_bytes());
             }
-            Frame::StdinClose { .. } | Frame::Ping { .. } | Frame::Pong { .. } => {}
+            Frame::NativeSpawn(s) => {
+                put_u32(out, s.argv.len());
+                for arg in &s.argv {
+                    put_bytes(out, arg.as_bytes());
+                }
+                put_u32(out, s.vars.len());
+                for (key, value) in &s.vars {
+                    put_bytes(out, key.as_bytes());
+                    put_bytes(out, value.as_bytes());
+                }
+            }
+            Frame::NativeStdin { data, .. }
+            | Frame::NativeStdout { data, .. }
+            | Frame::NativeStderr { data, .. } => out.extend_from_slice(data),
+            Frame::NativeOutputAck { bytes, .. } | Frame::NativeStdinAck { bytes, .. } => {
+                out.extend_from_slice(&bytes.to_le_bytes())
+            }
+            Frame::NativeExited { status, .. } => out.extend_from_slice(&status.to_le_bytes()),
+            Frame::NativeSpawnFailed { status, reason, .. } => {
+                out.extend_from_slice(&status.to_le_bytes());
+                put_bytes(out, reason.as_bytes());
+            }
+            Frame::StdinClose { .. }
+            | Frame::Ping { .. }
+            | Frame::Pong { .. }
+            | Frame::NativeStdinClose { .. }
+            | Frame::NativeKill { .. } => {}
         }
     }
 
@@ -668,6 +816,51 @@ impl Frame {
                     process: r.str()?,
                 }
             }
+            ty::NATIVE_SPAWN => {
+                let argc = r.u32()?;
+                let mut argv = Vec::new();
+                for _ in 0..argc {
+                    argv.push(r.str()?);
+                }
+                let varc = r.u32()?;
+                let mut vars = Vec::new();
+                for _ in 0..varc {
+                    let key = r.str()?;
+                    vars.push((key, r.str()?));
+                }
+                Frame::NativeSpawn(NativeSpawn { id, argv, vars })
+            }
+            ty::NATIVE_STDIN => Frame::NativeStdin {
+                id,
+                data: r.rest().to_vec(),
+            },
+            ty::NATIVE_STDIN_CLOSE => Frame::NativeStdinClose { id },
+            ty::NATIVE_KILL => Frame::NativeKill { id },
+            ty::NATIVE_OUTPUT_ACK => Frame::NativeOutputAck {
+                id,
+                bytes: r.u32()?,
+            },
+            ty::NATIVE_STDOUT => Frame::NativeStdout {
+                id,
+                data: r.rest().to_vec(),
+            },
+            ty::NATIVE_STDERR => Frame::NativeStderr {
+                id,
+                data: r.rest().to_vec(),
+            },
+            ty::NATIVE_EXITED => Frame::NativeExited {
+                id,
+                status: r.i32()?,
+            },
+            ty::NATIVE_SPAWN_FAILED => Frame::NativeSpawnFailed {
+                id,
+                status: r.i32()?,
+                reason: r.str()?,
+            },
+            ty::NATIVE_STDIN_ACK => Frame::NativeStdinAck {
+                id,
+                bytes: r.u32()?,
+            },
             other => return Err(ProtoError::UnknownType(other)),
         };
         if !r.rest.is_empty() {
@@ -1013,6 +1206,10 @@ impl StdinOutbox {
         None
     }
 }
+
+#[cfg(test)]
+#[path = "process_native_tests.rs"]
+mod native_tests;
 
 #[cfg(test)]
 mod tests {

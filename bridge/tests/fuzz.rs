@@ -15,6 +15,7 @@ use starina_bridge::exec::ExecRequest;
 use starina_bridge::exec::MESSAGE_MAX;
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
+use starina_bridge::process::NativeSpawn;
 use starina_bridge::process::Proto;
 use starina_bridge::process::Spawn;
 use starina_bridge::process::StdinOutbox;
@@ -126,6 +127,16 @@ enum AnyFrame {
     StdinAck(u32, u32),
     /// UDP when the flag is set, else TCP.
     Listening(bool, u16, bool, String),
+    NativeSpawn(u32, Vec<String>, Vec<(String, String)>),
+    NativeStdin(u32, Bytes),
+    NativeStdinClose(u32),
+    NativeKill(u32),
+    NativeOutputAck(u32, u32),
+    NativeStdout(u32, Bytes),
+    NativeStderr(u32, Bytes),
+    NativeExited(u32, i32),
+    NativeSpawnFailed(u32, i32, String),
+    NativeStdinAck(u32, u32),
 }
 
 fn bytes_list(list: Seq<Bytes>) -> Vec<Vec<u8>> {
@@ -171,6 +182,20 @@ fn frame(f: AnyFrame) -> Frame {
             open,
             process,
         },
+        AnyFrame::NativeSpawn(id, argv, vars) => Frame::NativeSpawn(NativeSpawn { id, argv, vars }),
+        AnyFrame::NativeStdin(id, data) => Frame::NativeStdin { id, data: data.0 },
+        AnyFrame::NativeStdinClose(id) => Frame::NativeStdinClose { id },
+        AnyFrame::NativeKill(id) => Frame::NativeKill { id },
+        AnyFrame::NativeOutputAck(id, bytes) => Frame::NativeOutputAck { id, bytes },
+        AnyFrame::NativeStdout(id, data) => Frame::NativeStdout { id, data: data.0 },
+        AnyFrame::NativeStderr(id, data) => Frame::NativeStderr { id, data: data.0 },
+        AnyFrame::NativeExited(id, status) => Frame::NativeExited { id, status },
+        AnyFrame::NativeSpawnFailed(id, status, reason) => Frame::NativeSpawnFailed {
+            id,
+            status,
+            reason,
+        },
+        AnyFrame::NativeStdinAck(id, bytes) => Frame::NativeStdinAck { id, bytes },
     }
 }
 

@@ -18,11 +18,17 @@
 //! `poweroff` (signals to PID 1) sync the disks and end the VM
 //! (`shutdown.rs`).
 //!
+//! It also serves native commands to Linux programs on
+//! `/run/starina/native.sock` (`native.rs`), and called by the name
+//! `starina` (the symlink `/usr/local/bin/starina`) it is the program that
+//! asks for them: `starina CMD ARGS...` (`native_client.rs`).
+//!
 //! Other modes, for tests and debugging:
-//! - `starina-guest-agent --stdio [--listeners]`: serve on stdin/stdout (no
-//!   mounts), so the protocol and the process handling can be tested on the
-//!   host; `--listeners` reports the host's own listeners on wildcard and
-//!   loopback addresses, as the guest does its.
+//! - `starina-guest-agent --stdio [--listeners] [--native-socket PATH]`:
+//!   serve on stdin/stdout (no mounts), so the protocol and the process
+//!   handling can be tested on the host; `--listeners` reports the host's
+//!   own listeners on wildcard and loopback addresses, as the guest does
+//!   its; `--native-socket` serves native commands on PATH.
 //! - `starina-guest-agent --device PATH`: serve on a tty or other device.
 //! - `starina-guest-agent --pipe-bench N`: a pipe ping-pong of N round trips
 //!   between two processes, timed by the guest (`pipebench.rs`; `make
@@ -46,6 +52,8 @@
 mod flood;
 mod fsprobe;
 mod listeners;
+mod native;
+mod native_client;
 mod net;
 mod netif;
 mod netprobe;
@@ -98,6 +106,13 @@ fn kernel_release() -> String {
 }
 
 fn main() {
+    // Called as `starina` (a symlink): a Linux program running a native
+    // command.
+    let mut args_os = std::env::args_os();
+    let argv0 = args_os.next().unwrap_or_default();
+    if std::process::id() != 1 && native_client::is_called(std::path::Path::new(&argv0)) {
+        native_client::main(args_os.collect());
+    }
     // As PID 1, arguments are kernel command line words the kernel did not
     // recognise (e.g. `nomodule`): not for us.
     if std::process::id() == 1 {
@@ -106,9 +121,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["--stdio", rest @ ..] if matches!(rest, [] | ["--listeners"]) => {
+        ["--stdio", rest @ ..] if stdio_options(rest).is_some() => {
             let _ = CONSOLE.set(None);
-            let watch = (!rest.is_empty()).then(|| listeners::Watch {
+            let (listen, socket) = stdio_options(rest).unwrap_or_default();
+            let watch = listen.then(|| listeners::Watch {
                 guest: None,
                 proc_root: "/proc".into(),
             });
@@ -118,6 +134,7 @@ fn main() {
                 kernel_release(),
                 PanicAction::Exit,
                 watch,
+                socket.map(std::path::Path::new),
             );
             if let Err(e) = result {
                 log(&format!("control stream failed: {e}"));
@@ -130,8 +147,8 @@ fn main() {
                 log(&format!("cannot open {path}: {e}"));
                 std::process::exit(1);
             });
-            if let Err(e) = server::serve(input, output, kernel_release(), PanicAction::Exit, None)
-            {
+            let release = kernel_release();
+            if let Err(e) = server::serve(input, output, release, PanicAction::Exit, None, None) {
                 log(&format!("control stream failed: {e}"));
                 std::process::exit(1);
             }
@@ -185,7 +202,8 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: starina-guest-agent            (as PID 1 in the Starina microVM)\n\
-                 \x20      starina-guest-agent --stdio [--listeners]   (serve the protocol on stdin/stdout)\n\
+                 \x20      starina-guest-agent --stdio [--listeners] [--native-socket PATH]   (serve the protocol on stdin/stdout)\n\
+                 \x20      starina COMMAND [ARG]...   (called `starina`: run a native command)\n\
                  \x20      starina-guest-agent --device PATH\n\
                  \x20      starina-guest-agent --pipe-bench N   (N pipe round trips, timed)\n\
                  \x20      starina-guest-agent --spawn-bench N [PROGRAM]   (N fork+exec+wait, timed)\n\
@@ -196,6 +214,20 @@ fn main() {
                  \x20      starina-guest-agent --udp-echo PORT   (a UDP echo server)"
             );
             std::process::exit(2);
+        }
+    }
+}
+
+/// `--stdio`'s options: `--listeners`, `--native-socket PATH` (serve
+/// native commands there); `None` if malformed.
+fn stdio_options<'a>(mut rest: &[&'a str]) -> Option<(bool, Option<&'a str>)> {
+    let (mut listen, mut socket) = (false, None);
+    loop {
+        match rest {
+            [] => return Some((listen, socket)),
+            ["--listeners", more @ ..] => (listen, rest) = (true, more),
+            ["--native-socket", path, more @ ..] => (socket, rest) = (Some(*path), more),
+            _ => return None,
         }
     }
 }
@@ -220,6 +252,7 @@ fn run_as_init() -> ! {
         // The same mounts in the new root (the initramfs's stay behind it).
         mount_basics();
         root::copy_agent();
+        root::link_starina();
     }
     mount_share();
     shutdown::watch_signals();
@@ -261,7 +294,8 @@ fn run_as_init() -> ! {
         guest: Some(guest),
         proc_root: "/proc".into(),
     });
-    let result = server::serve(input, output, release, PanicAction::CrashKernel, watch);
+    let native = Some(std::path::Path::new(native::SOCKET));
+    let result = server::serve(input, output, release, PanicAction::CrashKernel, watch, native);
     if let Err(e) = result {
         // The link is one byte stream for the VM's life, and its frame
         // boundaries are lost: the only fresh link is a fresh VM, which the

@@ -150,6 +150,36 @@ pub fn copy_agent() {
     }
 }
 
+/// Where `starina` (native commands from Linux) is on every root: a
+/// symlink to the agent. The initramfs has it from its build; on a root
+/// disk the agent makes it at boot, unless something else is there.
+pub const STARINA_LINK: &str = "/usr/local/bin/starina";
+
+/// Links [`STARINA_LINK`] to [`AGENT_COPY`] on the new root (once: the
+/// link stays on the disk, and the copy is made at every boot).
+pub fn link_starina() {
+    let link = Path::new(STARINA_LINK);
+    match std::fs::read_link(link) {
+        Ok(target) if target == Path::new(AGENT_COPY) => return,
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // A file that is not a symlink: the root's own; leave it.
+        Err(e) => {
+            return log(&format!(
+                "root: {STARINA_LINK} is not ours ({e}); left alone"
+            ))
+        }
+    }
+    let _ = std::fs::remove_file(link);
+    let result = std::fs::create_dir_all(link.parent().unwrap_or(Path::new("/")))
+        .and_then(|()| std::os::unix::fs::symlink(AGENT_COPY, link));
+    if let Err(e) = result {
+        log(&format!(
+            "root: cannot link {STARINA_LINK} to the agent: {e}"
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,7 @@ use starina_bridge::process::STDIN_WINDOW;
 
 use crate::listeners;
 use crate::log;
+use crate::native;
 use crate::pty;
 use crate::stdin;
 use crate::stdin::PushError;
@@ -95,6 +96,8 @@ struct Shared {
     table: Mutex<Table>,
     spawned: Condvar,
     out: mpsc::SyncSender<Frame>,
+    /// Native commands for Linux programs, when the agent serves them.
+    native: Option<Arc<native::Relay>>,
 }
 
 impl Shared {
@@ -130,12 +133,15 @@ pub fn serve(
     kernel_release: String,
     panic_action: PanicAction,
     watch: Option<listeners::Watch>,
+    native_socket: Option<&Path>,
 ) -> io::Result<()> {
     let (out_tx, out_rx) = mpsc::sync_channel(OUT_QUEUE);
+    let relay = native_socket.map(|_| native::Relay::new(out_tx.clone()));
     let shared = Arc::new(Shared {
         table: Mutex::new(Table::default()),
         spawned: Condvar::new(),
         out: out_tx,
+        native: relay.clone(),
     });
     spawn_thread("writer", move || write_loop(out_rx, output))?;
     let reaper = Arc::clone(&shared);
@@ -145,6 +151,15 @@ pub fn serve(
     if let Some(watch) = watch {
         let s = Arc::clone(&shared);
         spawn_thread("listeners", move || listeners::run(watch, |f| s.send(f)))?;
+    }
+    if let (Some(relay), Some(path)) = (relay, native_socket) {
+        match relay.listen(path) {
+            Ok(()) => log(&format!("native commands: listening on {}", path.display())),
+            Err(e) => log(&format!(
+                "native commands: cannot listen on {}: {e}",
+                path.display()
+            )),
+        }
     }
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -190,6 +205,14 @@ fn handle(shared: &Arc<Shared>, frame: Frame, panic_action: PanicAction) {
                 PanicAction::Exit => std::process::exit(99),
             }
         }
+        frame @ (Frame::NativeStdout { .. }
+        | Frame::NativeStderr { .. }
+        | Frame::NativeExited { .. }
+        | Frame::NativeSpawnFailed { .. }
+        | Frame::NativeStdinAck { .. }) => match &shared.native {
+            Some(relay) => relay.host_frame(frame),
+            None => log(&format!("ignoring {frame:?}: no native commands here")),
+        },
         other => log(&format!("ignoring unexpected frame {other:?}")),
     }
 }

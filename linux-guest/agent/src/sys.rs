@@ -182,6 +182,19 @@ pub fn signal_pipe(signals: &[libc::c_int]) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fds[0]) })
 }
 
+/// Ends this process by `signal`'s default action, as if it had never
+/// been caught or ignored (so its parent sees the signal, e.g. SIGPIPE or
+/// SIGINT); exit status 128 + `signal` should the signal not end it.
+pub fn die_by_signal(signal: libc::c_int) -> ! {
+    // SAFETY: setting a default disposition and raising a signal touch no
+    // memory of ours.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+    std::process::exit(128 + signal)
+}
+
 /// `mount(2)` with `MS_REMOUNT | MS_RDONLY` of `/`: makes the root file
 /// system clean before the machine ends.
 pub fn remount_root_read_only() -> io::Result<()> {

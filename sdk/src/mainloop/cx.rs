@@ -7,6 +7,7 @@ use crate::abi::HandleId;
 use crate::abi::Readiness;
 use crate::channel::Channel;
 use crate::channel::SendError;
+use crate::command::Job;
 use crate::driver::Interrupt;
 use crate::message::Message;
 use crate::outbox::Flushed;
@@ -23,6 +24,8 @@ pub(super) enum Object {
     Channel(Channel),
     Timer(Timer),
     Interrupt(Interrupt),
+    /// A started command: READABLE once it has ended.
+    Job(Job),
 }
 
 pub(super) struct Slot<S> {
@@ -122,7 +125,23 @@ impl<S> Cx<S> {
         )
     }
 
-    fn take_slot(&mut self, id: HandleId) -> Option<Slot<S>> {
+    /// Watches a command's job: once the command has ended, the loop takes
+    /// the job out and hands it to
+    /// [`Handler::job_ended`](super::Handler::job_ended) with its state.
+    /// [`Cx::remove`] drops it, which ends the command if it still runs.
+    pub fn add_job(&mut self, job: Job, state: S) -> Result<HandleId, Error> {
+        self.add(job.id(), Object::Job(job), Some(state), Readiness::READABLE)
+    }
+
+    /// Job `id` in the loop, to kill it or look at its status.
+    pub fn job(&self, id: HandleId) -> Option<&Job> {
+        match self.slots.get(id).map(|slot| &slot.object) {
+            Some(Object::Job(job)) => Some(job),
+            _ => None,
+        }
+    }
+
+    pub(super) fn take_slot(&mut self, id: HandleId) -> Option<Slot<S>> {
         let slot = self.slots.remove(id)?;
         let _ = self.poll.remove(id);
         Some(slot)

@@ -4,6 +4,7 @@ use super::Cx;
 use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::channel::Channel;
+use crate::command::Job;
 use crate::message::Message;
 
 /// A component's event handlers. Each gets the loop's [`Cx`], through which
@@ -57,6 +58,18 @@ pub trait Handler {
         _cx: &mut Cx<Self::State>,
         _id: HandleId,
         _state: Self::State,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// The command of job `id` (added with `cx.add_job`) ended: the job is
+    /// out of the loop, with its state; `job.status()` has its exit status.
+    fn job_ended(
+        &mut self,
+        _cx: &mut Cx<Self::State>,
+        _id: HandleId,
+        _state: Self::State,
+        _job: Job,
     ) -> Result<(), Error> {
         Ok(())
     }

@@ -68,6 +68,7 @@ enum Happened {
     },
     Failed(Error),
     PeerClosed,
+    JobEnded,
     Drained,
     Nothing,
 }
@@ -158,6 +159,7 @@ impl<S> Mainloop<S> {
             None => return Happened::Nothing, // removed since: stale readiness
             Some(Object::Timer(_)) => return Happened::Timer,
             Some(Object::Interrupt(_)) => return Happened::Interrupt,
+            Some(Object::Job(_)) => return Happened::JobEnded,
             Some(Object::Supervisor(ch)) => (ch, true),
             Some(Object::Channel(ch)) => (ch, false),
         };
@@ -185,6 +187,7 @@ impl<S> Mainloop<S> {
                 lend(cx, id, |cx, state| h.bad_message(cx, id, state, error))
             }
             Happened::PeerClosed => peer_closed(cx, h, id),
+            Happened::JobEnded => job_ended(cx, h, id),
             Happened::Received { info, supervisor } => {
                 let handles = buf.handles[..info.num_handles]
                     .iter()
@@ -246,6 +249,22 @@ fn peer_closed<S, H: Handler<State = S>>(
     match cx.remove(id) {
         Some(state) => h.peer_closed(cx, id, state),
         None => Ok(()),
+    }
+}
+
+/// Job `id`'s command ended: the job leaves the loop (it would stay
+/// readable) and goes to the handler with its state.
+fn job_ended<S, H: Handler<State = S>>(
+    cx: &mut Cx<S>,
+    h: &mut H,
+    id: HandleId,
+) -> Result<(), Error> {
+    let Some(slot) = cx.take_slot(id) else {
+        return Ok(());
+    };
+    match (slot.object, slot.state) {
+        (Object::Job(job), Some(state)) => h.job_ended(cx, id, state, job),
+        _ => Ok(()),
     }
 }
 

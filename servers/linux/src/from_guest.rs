@@ -17,9 +17,17 @@ use starina_bridge::process::Frame;
 
 use crate::process::Link;
 use crate::shared::Status;
+use crate::shared::INPUT_HIGH_WATER;
 use crate::shared::OUTPUT_HIGH_WATER;
 use crate::Ctx;
 use crate::Server;
+
+/// Bytes for the guest above which its own frames are not decoded (see
+/// `guest_input_full`). Far above what a guest that reads its console
+/// leaves: stdin stops at `INPUT_HIGH_WATER`, native output at its windows
+/// (`max_native_commands` x 64 KiB), so only a guest that stops reading
+/// meets it.
+const TO_GUEST_MAX: usize = 16 * INPUT_HIGH_WATER;
 
 impl Server {
     /// Takes what the vCPU thread left: guest output and its status.
@@ -46,13 +54,13 @@ impl Server {
     }
 
     fn decode_output(&mut self, cx: &mut Cx<Ctx>) {
-        if self.output_blocked(cx) {
+        if self.output_blocked(cx) || self.guest_input_full() {
             return; // The rest waits in `from_guest` and in the decoder.
         }
         self.output_blocked_on = None;
         let bytes = core::mem::take(&mut self.shared.inner.lock().from_guest);
         self.decoder.push(&bytes);
-        while !self.output_blocked(cx) {
+        while !self.output_blocked(cx) && !self.guest_input_full() {
             let Some(result) = self.decoder.next() else {
                 break;
             };
@@ -114,8 +122,26 @@ impl Server {
                     self.net_service(cx);
                 }
             }
+            frame @ (Frame::NativeSpawn(_)
+            | Frame::NativeStdin { .. }
+            | Frame::NativeStdinClose { .. }
+            | Frame::NativeKill { .. }
+            | Frame::NativeOutputAck { .. }) => self.on_native_frame(cx, frame),
             other => log::warn!("ignoring an unexpected frame from the agent: {other:?}"),
         }
+    }
+
+    /// Whether the guest has left so much unread input (frames the server
+    /// sent it) that its frames are not decoded until it reads some: its
+    /// native requests make replies, so a guest that sends them and never
+    /// reads would otherwise grow `to_guest` without bound. The vCPU
+    /// thread wakes the main thread once the guest has taken input.
+    fn guest_input_full(&self) -> bool {
+        let full = self.shared.inner.lock().to_guest.len() > TO_GUEST_MAX;
+        if full {
+            self.shared.input_paused.store(true, Ordering::Release);
+        }
+        full
     }
 
     /// Asks the vCPU thread to log the VM exits since its last report.

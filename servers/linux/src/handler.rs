@@ -2,6 +2,7 @@
 //! the module that does that job.
 
 use starina::channel::Channel;
+use starina::command::Job;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::Error;
@@ -66,7 +67,21 @@ impl Handler for Server {
                 self.pump(cx);
                 Ok(())
             }
-            (Ctx::RequestTimer | Ctx::LivenessTimer | Ctx::NetTimer, _) => Ok(()),
+            (Ctx::NativeStdout(n), msg) => {
+                self.on_native_output(cx, *n, id, false, msg);
+                Ok(())
+            }
+            (Ctx::NativeStderr(n), msg) => {
+                self.on_native_output(cx, *n, id, true, msg);
+                Ok(())
+            }
+            (Ctx::NativeStdin(n), other) => {
+                log::debug!("native {n}: ignoring a {:?} on its stdin", other.kind());
+                Ok(())
+            }
+            (Ctx::RequestTimer | Ctx::LivenessTimer | Ctx::NetTimer | Ctx::NativeJob(_), _) => {
+                Ok(())
+            }
             (
                 state @ (Ctx::Tcpip
                 | Ctx::TcpFlow(_)
@@ -86,7 +101,7 @@ impl Handler for Server {
         }
     }
 
-    fn peer_closed(&mut self, cx: &mut Cx<Ctx>, _id: HandleId, state: Ctx) -> Result<(), Error> {
+    fn peer_closed(&mut self, cx: &mut Cx<Ctx>, id: HandleId, state: Ctx) -> Result<(), Error> {
         match state {
             Ctx::Process(pid) => {
                 self.on_process_closed(cx, pid);
@@ -100,7 +115,28 @@ impl Handler for Server {
             | Ctx::UdpFlow(_)
             | Ctx::Forward(_)
             | Ctx::UdpForward(_) => self.on_net_closed(cx, &state),
-            Ctx::Client | Ctx::RequestTimer | Ctx::LivenessTimer | Ctx::NetTimer => {}
+            Ctx::NativeStdin(n) | Ctx::NativeStdout(n) | Ctx::NativeStderr(n) => {
+                self.native_stream_closed(cx, n, id)
+            }
+            Ctx::Client
+            | Ctx::RequestTimer
+            | Ctx::LivenessTimer
+            | Ctx::NetTimer
+            | Ctx::NativeJob(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A native command ended.
+    fn job_ended(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        _id: HandleId,
+        state: Ctx,
+        job: Job,
+    ) -> Result<(), Error> {
+        if let Ctx::NativeJob(n) = state {
+            self.on_native_job_ended(cx, n, job);
         }
         Ok(())
     }
@@ -126,6 +162,7 @@ impl Handler for Server {
             // A flow's channel took what waited: the flow reads its socket
             // again.
             Ctx::TcpFlow(_) | Ctx::UdpFlow(_) => self.net_service(cx),
+            Ctx::NativeStdin(n) => self.on_native_stdin_drained(cx, n),
             _ => {}
         }
         Ok(())

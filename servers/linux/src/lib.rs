@@ -24,6 +24,7 @@
 //! | [`request_deadline`] | process channels that send no request in time are closed |
 //! | [`from_guest`] | the agent's frames, output flow control, the VM's status |
 //! | [`liveness`] | pings the agent; a guest that stops answering is restarted |
+//! | [`native`] | native commands that Linux programs run (`starina CMD` in the guest) |
 //! | [`shared`] | what the two threads share |
 //! | [`files`] | native files for the guest: the FUSE server over the fs server, as virtio-fs |
 //! | [`net`] | the guest's network: a NAT from its virtio-net to tcpip, and forwards of its listeners |
@@ -47,6 +48,7 @@ mod fuse_tally;
 mod fuzz;
 mod handler;
 mod liveness;
+mod native;
 mod net;
 mod network;
 mod process;
@@ -115,6 +117,14 @@ enum Ctx {
     UdpForward(u16),
     /// The NAT's timer (smoltcp's deadlines, flow timeouts).
     NetTimer,
+    /// A native command's job, by the guest's id ([`native`]).
+    NativeJob(u32),
+    /// Our end of a native command's stdin.
+    NativeStdin(u32),
+    /// Our end of a native command's stdout.
+    NativeStdout(u32),
+    /// Our end of a native command's stderr.
+    NativeStderr(u32),
 }
 
 /// The main thread's state.
@@ -143,6 +153,8 @@ struct Server {
     liveness_timer: Option<HandleId>,
     /// The guest's network, when the profile has tcpip.
     net: Option<net::Nat>,
+    /// The native commands Linux programs run.
+    native: Option<native::Native>,
 }
 
 pub fn main(env: Env) -> Result<(), Error> {
@@ -184,6 +196,10 @@ pub fn main(env: Env) -> Result<(), Error> {
         liveness: Liveness::default(),
         liveness_timer,
         net: None,
+        native: Some(native::Native::new(
+            env.spawn,
+            env.config.max_native_commands.clamp(1, 32) as usize,
+        )),
     };
     if let Some(tcpip) = env.tcpip {
         match net::Nat::new(ml.cx(), tcpip, net_config(&env.config)) {
