@@ -52,6 +52,7 @@ use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
 use starina::message::codes::NOT_FOUND;
+use starina::channel::MessageBuffer;
 use starina::Channel;
 use starina::Error;
 use starina::HandleId;
@@ -68,6 +69,9 @@ const QUEUE_SIZE: usize = 64;
 const CLIENT_BACKLOG_MAX: usize = 128 * 1024;
 /// Request buffers kept for reuse.
 const SPARE_MAX: usize = 16;
+/// Requests taken from one client's channel in a row (one device
+/// notification for all of them).
+const BATCH_MAX: usize = QUEUE_SIZE;
 
 type Blk = starina::driver::virtio::blk::Blk<QUEUE_SIZE>;
 
@@ -110,6 +114,8 @@ struct Driver {
     /// Requests the device's queue had no room for, oldest first.
     waiting: VecDeque<Ready>,
     spare: Vec<Vec<u8>>,
+    /// Where [`Driver::more_requests`] receives.
+    rx: Option<MessageBuffer>,
     io_errors: u64,
 }
 
@@ -136,6 +142,7 @@ pub fn main(env: Env) -> Result<(), String> {
         next_client: 1,
         waiting: VecDeque::new(),
         spare: Vec::new(),
+        rx: Some(MessageBuffer::new()),
         io_errors: 0,
     };
     let result = run(&mut driver, env.supervisor, irq, &where_);
@@ -224,37 +231,19 @@ impl Handler for Driver {
     fn message(
         &mut self,
         cx: &mut Cx<Watched>,
-        _id: HandleId,
+        id: HandleId,
         state: &mut Watched,
         msg: Message<'_>,
     ) -> Result<(), Error> {
         let Watched::Client(client) = *state else {
             return Ok(());
         };
-        let Message::Data(bytes) = msg else {
-            log::warn!("client {client}: ignoring {:?}", msg.kind());
-            return Ok(());
-        };
-        let Some(part) = self.clients.get(&client).map(|c| c.part) else {
-            return Ok(());
-        };
-        match parse_request(bytes, &part.info) {
-            Ok(request) => {
-                let ready = self.ready(client, part.start, &request, bytes);
-                self.submit(cx, ready);
-            }
-            Err(refused) => {
-                log::debug!(
-                    "client {client}: request {} refused: {}",
-                    refused.id,
-                    refused.error
-                );
-                let text = format!("{}", refused.error);
-                self.reply_error(cx, client, refused.id, refused.error.code(), &text);
-            }
-        }
+        self.blk.hold_notifications();
+        self.request(cx, client, msg);
+        self.more_requests(cx, id, client);
         // Flushes without a device cache complete here, not on an interrupt.
         self.complete(cx);
+        self.blk.kick();
         Ok(())
     }
 
@@ -289,7 +278,9 @@ impl Handler for Driver {
         // Reading the ISR lowers the line; completions after this raise it
         // again, and the ack below unmasks it.
         self.blk.ack_interrupt();
+        self.blk.hold_notifications();
         self.complete(cx);
+        self.blk.kick();
         cx.ack_interrupt(id)
     }
 
@@ -310,23 +301,83 @@ impl Handler for Driver {
 }
 
 impl Driver {
+    /// Checks one message of `client` and hands it to the device (or
+    /// answers it with an error).
+    fn request(&mut self, cx: &mut Cx<Watched>, client: u32, msg: Message<'_>) {
+        let Message::Data(bytes) = msg else {
+            log::warn!("client {client}: ignoring {:?}", msg.kind());
+            return;
+        };
+        let Some(part) = self.clients.get(&client).map(|c| c.part) else {
+            return;
+        };
+        match parse_request(bytes, &part.info) {
+            Ok(request) => {
+                let ready = self.ready(client, part.start, &request, bytes);
+                self.submit(cx, ready);
+            }
+            Err(refused) => {
+                log::debug!(
+                    "client {client}: request {} refused: {}",
+                    refused.id,
+                    refused.error
+                );
+                let text = format!("{}", refused.error);
+                self.reply_error(cx, client, refused.id, refused.error.code(), &text);
+            }
+        }
+    }
+
+    /// Takes the requests already waiting in `client`'s channel (up to
+    /// [`BATCH_MAX`], while it is read), so that the device is notified
+    /// once for all of them.
+    fn more_requests(&mut self, cx: &mut Cx<Watched>, id: HandleId, client: u32) {
+        let mut rx = self.rx.take().unwrap_or_default();
+        for _ in 1..BATCH_MAX {
+            if !self.clients.get(&client).is_some_and(|c| c.receiving) {
+                break;
+            }
+            let Some(channel) = cx.channel(id) else {
+                break;
+            };
+            match channel.try_recv(&mut rx) {
+                Ok(msg) => self.request(cx, client, msg),
+                Err(Error::MalformedMessage) => {
+                    log::warn!("client {client}: an undecodable message, dropped");
+                }
+                // Nothing more now, or the client is gone (the main loop
+                // sees that next).
+                Err(_) => break,
+            }
+        }
+        self.rx = Some(rx);
+    }
+
     /// The buffer of a checked request: its header (the reply's, with the
     /// client's sector), then the sectors to write, or room for the sectors
     /// to read; its sector on the disk is `start` (its part's) later.
     fn ready(&mut self, client: u32, start: u64, request: &Request<'_>, message: &[u8]) -> Ready {
         let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
         let (op, sector) = match *request {
             Request::Read { sector, count, .. } => {
-                buf.extend_from_slice(&message[..HEADER_LEN]);
-                buf.resize(HEADER_LEN + count as usize * SECTOR_SIZE, 0);
+                // The device overwrites the sectors (a failed read sends
+                // none of them): a reused buffer is not cleared first, which
+                // costs as much as the read's copies.
+                let len = HEADER_LEN + count as usize * SECTOR_SIZE;
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                buf.truncate(len);
+                buf[..HEADER_LEN].copy_from_slice(&message[..HEADER_LEN]);
                 (Op::Read, start + sector)
             }
             Request::Write { sector, .. } => {
+                buf.clear();
                 buf.extend_from_slice(message);
                 (Op::Write, start + sector)
             }
             Request::Flush { .. } => {
+                buf.clear();
                 buf.extend_from_slice(&message[..HEADER_LEN]);
                 (Op::Flush, 0)
             }
