@@ -92,8 +92,17 @@ pub enum Refusal {
 pub trait BlockBackend {
     /// Reads `count` sectors from `sector` on.
     fn read(&mut self, id: u32, sector: u64, count: u32) -> Result<(), Refusal>;
-    /// Writes `data` (whole sectors) from `sector` on.
-    fn write(&mut self, id: u32, sector: u64, data: &[u8]) -> Result<(), Refusal>;
+    /// Writes `count` sectors from `sector` on. `fill` puts them into the
+    /// buffer it is given (`count` sectors long: the backend's own, so
+    /// that they are copied once) and says whether it could; when it could
+    /// not, the operation is not started and fails (`Refusal::Failed`).
+    fn write(
+        &mut self,
+        id: u32,
+        sector: u64,
+        count: u32,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), Refusal>;
     /// Makes the writes answered so far durable.
     fn flush(&mut self, id: u32) -> Result<(), Refusal>;
 }
@@ -166,8 +175,6 @@ pub struct Blk {
     next_request: u64,
     ops: BTreeMap<u32, Op>,
     next_op: u32,
-    /// A write's sectors on their way to the backend.
-    scratch: Vec<u8>,
     stats: BlkStats,
 }
 
@@ -189,7 +196,6 @@ impl Blk {
             next_request: 0,
             ops: BTreeMap::new(),
             next_op: 1,
-            scratch: Vec::new(),
             stats: BlkStats::default(),
         }
     }
@@ -383,12 +389,9 @@ impl Blk {
             Kind::Read => self.backend.read(id, sector, count),
             Kind::Flush => self.backend.flush(id),
             Kind::Write => {
-                self.scratch.resize(count as usize * SECTOR_SIZE, 0);
                 let at = request.issued as usize * SECTOR_SIZE;
-                if gather(mem, &request.data, at, &mut self.scratch).is_err() {
-                    return Err(Refusal::Failed);
-                }
-                self.backend.write(id, sector, &self.scratch)
+                let mut fill = |buf: &mut [u8]| gather(mem, &request.data, at, buf).is_ok();
+                self.backend.write(id, sector, count, &mut fill)
             }
         }
     }

@@ -60,8 +60,18 @@ impl BlockBackend for Recorder {
     fn read(&mut self, id: u32, sector: u64, count: u32) -> Result<(), Refusal> {
         self.take(Call::Read(id, sector, count))
     }
-    fn write(&mut self, id: u32, sector: u64, data: &[u8]) -> Result<(), Refusal> {
-        self.take(Call::Write(id, sector, data.to_vec()))
+    fn write(
+        &mut self,
+        id: u32,
+        sector: u64,
+        count: u32,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), Refusal> {
+        let mut data = vec![0u8; count as usize * SECTOR_SIZE];
+        if !fill(&mut data) {
+            return Err(Refusal::Failed);
+        }
+        self.take(Call::Write(id, sector, data))
     }
     fn flush(&mut self, id: u32) -> Result<(), Refusal> {
         self.take(Call::Flush(id))
