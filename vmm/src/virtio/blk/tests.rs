@@ -15,6 +15,7 @@ use crate::virtio::queue::tests::USED;
 use crate::virtio::queue::QueueError;
 use crate::virtio::queue::VIRTQ_DESC_F_NEXT;
 use crate::virtio::queue::VIRTQ_DESC_F_WRITE;
+use crate::virtio::queue::VIRTQ_USED_F_NO_NOTIFY;
 use crate::virtio::status;
 
 const CAPACITY: u64 = 256;
@@ -84,6 +85,8 @@ struct Rig {
     log: Rc<RefCell<Log>>,
     avail_idx: u16,
     used_seen: u16,
+    /// Whether `publish` notifies the device.
+    notify: bool,
 }
 
 fn rig_with(read_only: bool) -> Rig {
@@ -103,6 +106,7 @@ fn rig_with(read_only: bool) -> Rig {
         log,
         avail_idx: 0,
         used_seen: 0,
+        notify: true,
     }
 }
 
@@ -136,7 +140,9 @@ impl Rig {
         self.mem.write_u16(slot, head).unwrap();
         self.avail_idx = self.avail_idx.wrapping_add(1);
         self.mem.write_u16(AVAIL + 2, self.avail_idx).unwrap();
-        w32(&mut self.t, &mut self.mem, reg::QUEUE_NOTIFY, 0);
+        if self.notify {
+            w32(&mut self.t, &mut self.mem, reg::QUEUE_NOTIFY, 0);
+        }
     }
 
     /// Next used entry: (head, len).
@@ -234,6 +240,47 @@ fn features_and_config_space() {
     let mut ro = rig_with(true);
     let lo = r32(&mut ro.t, reg::DEVICE_FEATURES) as u64;
     assert_ne!(lo & VIRTIO_BLK_F_RO, 0);
+}
+
+#[test]
+fn the_guest_need_not_notify_while_operations_are_out() {
+    let mut r = rig();
+    let used_flags = |r: &Rig| r.mem.read_u16(USED).unwrap();
+    assert_eq!(used_flags(&r), 0);
+    r.request(
+        0,
+        VIRTIO_BLK_T_IN,
+        0,
+        &[0u8; SECTOR_SIZE],
+        VIRTQ_DESC_F_WRITE,
+    );
+    let first = r.calls();
+    assert!(matches!(first[..], [Call::Read(_, 0, 1)]), "{first:?}");
+    assert_eq!(used_flags(&r), VIRTQ_USED_F_NO_NOTIFY);
+    // Made available without a notification: taken when the first
+    // operation's answer makes the host side poll.
+    r.notify = false;
+    r.request(
+        1,
+        VIRTIO_BLK_T_IN,
+        5,
+        &[0u8; SECTOR_SIZE],
+        VIRTQ_DESC_F_WRITE,
+    );
+    assert!(r.calls().is_empty());
+    assert!(r.answer(&first[0]));
+    let second = r.calls();
+    assert!(matches!(second[..], [Call::Read(_, 5, 1)]), "{second:?}");
+    assert_eq!(r.used(), Some((0, SECTOR_SIZE as u32 + 1)));
+    assert_eq!(used_flags(&r), VIRTQ_USED_F_NO_NOTIFY);
+    // Nothing out: the guest must notify again.
+    assert!(r.answer(&second[0]));
+    assert_eq!(r.used(), Some((3, SECTOR_SIZE as u32 + 1)));
+    assert_eq!(used_flags(&r), 0);
+    assert_eq!(
+        (r.status_of(0), r.status_of(1)),
+        (VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK)
+    );
 }
 
 #[test]
