@@ -16,7 +16,10 @@
 //! device at once, up to [`QUEUE_SIZE`] of them (from all clients), and
 //! each is answered when the device completes it (on its interrupt), in
 //! whatever order it does. An I/O error from the device is an `Error`
-//! reply to that request.
+//! reply to that request. A client's requests that wait in its channel are
+//! taken in a row (up to [`BATCH_MAX`]), each received straight into the
+//! buffer the device uses, and the device is notified once for all of
+//! them (QEMU then merges adjacent ones).
 //!
 //! Backpressure: while the device's queue is full, a request waits here
 //! and its client's channel is not read (its next requests wait in the

@@ -10,11 +10,14 @@
 //! Requests are served asynchronously: a read or write is cut into backend
 //! operations of at most `max_op_sectors` sectors (the block protocol's
 //! message size), at most [`MAX_OPS_IN_FLIGHT`] of them with the backend at
-//! once; the host side answers each one with [`Blk::complete`] (a read's
-//! sectors go straight into the guest's buffers) and then polls the
+//! once (a write's sectors go from the guest's buffers straight into the
+//! backend's); the host side answers each one with [`Blk::complete`] (a
+//! read's sectors go straight into the guest's buffers) and then polls the
 //! transport, which returns the finished requests (status byte, used ring,
-//! interrupt). At most [`MAX_REQUESTS`] requests are held; further chains
-//! wait in the ring.
+//! interrupt) and takes new ones. At most [`MAX_REQUESTS`] requests are
+//! held; further chains wait in the ring. While operations are out the
+//! used ring says `NO_NOTIFY`: their answers bring the next poll, so the
+//! guest's notifications (VM exits) would add nothing.
 //!
 //! Everything in a chain is the guest's and untrusted. A request the model
 //! can answer but not serve (a header shorter than 16 bytes, data that is
