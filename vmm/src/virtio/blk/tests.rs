@@ -434,6 +434,22 @@ fn bad_requests_get_ioerr_or_unsupp_without_the_backend() {
 }
 
 #[test]
+fn a_write_from_outside_guest_memory_is_never_sent() {
+    let mut r = rig();
+    r.mem.write(HDR, &header(VIRTIO_BLK_T_OUT, 0)).unwrap();
+    // Its second half is past the end of guest memory: a ring error (the
+    // device needs a reset), and nothing reaches the backend.
+    let ram = r.mem.size();
+    r.desc(0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+    r.desc(1, ram - 256, SECTOR_SIZE as u32, VIRTQ_DESC_F_NEXT, 2);
+    r.desc(2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+    r.publish(0);
+    assert!(r.calls().is_empty());
+    assert_eq!(r.t.device().ops_in_flight(), 0);
+    assert_ne!(r.t.status() & status::DEVICE_NEEDS_RESET, 0);
+}
+
+#[test]
 fn a_header_in_a_writable_buffer_is_an_ioerr() {
     let mut r = rig();
     r.mem.write(HDR, &header(VIRTIO_BLK_T_IN, 0)).unwrap();
