@@ -322,8 +322,18 @@ impl blk::BlockBackend for Taker {
         self.0.borrow_mut().push((id, count));
         Ok(())
     }
-    fn write(&mut self, id: u32, _sector: u64, data: &[u8]) -> Result<(), blk::Refusal> {
-        assert!(!data.is_empty() && data.len().is_multiple_of(blk::SECTOR_SIZE));
+    fn write(
+        &mut self,
+        id: u32,
+        _sector: u64,
+        count: u32,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), blk::Refusal> {
+        assert!(count > 0);
+        let mut data = vec![0u8; count as usize * blk::SECTOR_SIZE];
+        if !fill(&mut data) {
+            return Err(blk::Refusal::Failed);
+        }
         self.0.borrow_mut().push((id, 0));
         Ok(())
     }

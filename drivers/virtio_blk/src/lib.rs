@@ -16,7 +16,10 @@
 //! device at once, up to [`QUEUE_SIZE`] of them (from all clients), and
 //! each is answered when the device completes it (on its interrupt), in
 //! whatever order it does. An I/O error from the device is an `Error`
-//! reply to that request.
+//! reply to that request. A client's requests that wait in its channel are
+//! taken in a row (up to [`BATCH_MAX`]), each received straight into the
+//! buffer the device uses, and the device is notified once for all of
+//! them (QEMU then merges adjacent ones).
 //!
 //! Backpressure: while the device's queue is full, a request waits here
 //! and its client's channel is not read (its next requests wait in the
@@ -37,6 +40,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use starina::abi::MESSAGE_DATA_MAX;
+use starina::abi::MESSAGE_HANDLES_MAX;
 use starina::block::codes;
 use starina::block::parse_request;
 use starina::block::DiskInfo;
@@ -48,10 +52,12 @@ use starina::driver::virtio::blk::NotQueued;
 use starina::driver::virtio::blk::NotQueuedReason;
 use starina::driver::virtio::blk::Op;
 use starina::driver::virtio::transport;
+use starina::handle::OwnedHandle;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
 use starina::message::codes::NOT_FOUND;
+use starina::message::MessageKind;
 use starina::Channel;
 use starina::Error;
 use starina::HandleId;
@@ -66,8 +72,11 @@ include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
 const QUEUE_SIZE: usize = 64;
 /// Reply bytes a client has not taken beyond which its requests are not read.
 const CLIENT_BACKLOG_MAX: usize = 128 * 1024;
-/// Request buffers kept for reuse.
-const SPARE_MAX: usize = 16;
+/// Request buffers kept for reuse (as many as the device takes at once).
+const SPARE_MAX: usize = QUEUE_SIZE;
+/// Requests taken from one client's channel in a row (one device
+/// notification for all of them).
+const BATCH_MAX: usize = QUEUE_SIZE;
 
 type Blk = starina::driver::virtio::blk::Blk<QUEUE_SIZE>;
 
@@ -224,37 +233,19 @@ impl Handler for Driver {
     fn message(
         &mut self,
         cx: &mut Cx<Watched>,
-        _id: HandleId,
+        id: HandleId,
         state: &mut Watched,
         msg: Message<'_>,
     ) -> Result<(), Error> {
         let Watched::Client(client) = *state else {
             return Ok(());
         };
-        let Message::Data(bytes) = msg else {
-            log::warn!("client {client}: ignoring {:?}", msg.kind());
-            return Ok(());
-        };
-        let Some(part) = self.clients.get(&client).map(|c| c.part) else {
-            return Ok(());
-        };
-        match parse_request(bytes, &part.info) {
-            Ok(request) => {
-                let ready = self.ready(client, part.start, &request, bytes);
-                self.submit(cx, ready);
-            }
-            Err(refused) => {
-                log::debug!(
-                    "client {client}: request {} refused: {}",
-                    refused.id,
-                    refused.error
-                );
-                let text = format!("{}", refused.error);
-                self.reply_error(cx, client, refused.id, refused.error.code(), &text);
-            }
-        }
+        self.blk.hold_notifications();
+        self.request(cx, client, msg);
+        self.more_requests(cx, id, client);
         // Flushes without a device cache complete here, not on an interrupt.
         self.complete(cx);
+        self.blk.kick();
         Ok(())
     }
 
@@ -289,7 +280,9 @@ impl Handler for Driver {
         // Reading the ISR lowers the line; completions after this raise it
         // again, and the ack below unmasks it.
         self.blk.ack_interrupt();
+        self.blk.hold_notifications();
         self.complete(cx);
+        self.blk.kick();
         cx.ack_interrupt(id)
     }
 
@@ -310,32 +303,115 @@ impl Handler for Driver {
 }
 
 impl Driver {
-    /// The buffer of a checked request: its header (the reply's, with the
-    /// client's sector), then the sectors to write, or room for the sectors
-    /// to read; its sector on the disk is `start` (its part's) later.
-    fn ready(&mut self, client: u32, start: u64, request: &Request<'_>, message: &[u8]) -> Ready {
-        let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
-        let (op, sector) = match *request {
-            Request::Read { sector, count, .. } => {
-                buf.extend_from_slice(&message[..HEADER_LEN]);
-                buf.resize(HEADER_LEN + count as usize * SECTOR_SIZE, 0);
-                (Op::Read, start + sector)
-            }
-            Request::Write { sector, .. } => {
-                buf.extend_from_slice(message);
-                (Op::Write, start + sector)
-            }
-            Request::Flush { .. } => {
-                buf.extend_from_slice(&message[..HEADER_LEN]);
-                (Op::Flush, 0)
-            }
+    /// Checks one message of `client` (from the main loop) and hands it to
+    /// the device, or answers it with an error.
+    fn request(&mut self, cx: &mut Cx<Watched>, client: u32, msg: Message<'_>) {
+        let Message::Data(bytes) = msg else {
+            log::warn!("client {client}: ignoring {:?}", msg.kind());
+            return;
         };
-        Ready {
-            client,
-            op,
-            sector,
-            buf,
+        let mut buf = self.take_buffer();
+        // A message is never longer than MESSAGE_DATA_MAX.
+        let len = bytes.len().min(buf.len());
+        buf[..len].copy_from_slice(&bytes[..len]);
+        self.request_in(cx, client, buf, len);
+    }
+
+    /// Takes the requests already waiting in `client`'s channel (up to
+    /// [`BATCH_MAX`], while it is read), so that the device is notified
+    /// once for all of them. Each is received straight into the buffer it
+    /// is served from (a write's sectors are not copied again).
+    fn more_requests(&mut self, cx: &mut Cx<Watched>, id: HandleId, client: u32) {
+        for _ in 1..BATCH_MAX {
+            if !self.clients.get(&client).is_some_and(|c| c.receiving) {
+                break;
+            }
+            let Some(channel) = cx.channel(id) else {
+                break;
+            };
+            let mut buf = self.take_buffer();
+            let mut handles = [HandleId(0); MESSAGE_HANDLES_MAX];
+            let info = match channel.recv_raw(&mut buf, &mut handles) {
+                Ok(info) => info,
+                // Nothing more now, or the client is gone (the main loop
+                // sees that next).
+                Err(_) => {
+                    recycle(&mut self.spare, buf);
+                    break;
+                }
+            };
+            let handles: Vec<OwnedHandle> = handles[..info.num_handles]
+                .iter()
+                .map(|&h| OwnedHandle::from_raw(h))
+                .collect();
+            if info.kind == MessageKind::Data as u8 && handles.is_empty() {
+                self.request_in(cx, client, buf, info.data_len);
+                continue;
+            }
+            // Not a request: what the main loop would make of it (the
+            // handles close as it drops).
+            match Message::decode(info.kind, &buf[..info.data_len], handles) {
+                Ok(msg) => log::warn!("client {client}: ignoring {:?}", msg.kind()),
+                Err(e) => log::warn!("client {client}: an undecodable message ({e}), dropped"),
+            }
+            recycle(&mut self.spare, buf);
+        }
+    }
+
+    /// A buffer of [`MESSAGE_DATA_MAX`] bytes for a request: a spare one
+    /// (not cleared: what the request does not overwrite is cut off before
+    /// it goes to the device) or a new one.
+    fn take_buffer(&mut self) -> Vec<u8> {
+        let mut buf = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(MESSAGE_DATA_MAX));
+        buf.resize(MESSAGE_DATA_MAX, 0);
+        buf
+    }
+
+    /// Serves the request in `buf[..len]` from `buf` itself: the header
+    /// stays in front (it is the reply's, with the client's sector), then
+    /// the sectors to write, or room for the sectors to read (which the
+    /// device overwrites; a failed read sends none of them); its sector on
+    /// the disk is its part's start plus the client's. A bad request gets
+    /// an error reply.
+    fn request_in(&mut self, cx: &mut Cx<Watched>, client: u32, mut buf: Vec<u8>, len: usize) {
+        let Some(part) = self.clients.get(&client).map(|c| c.part) else {
+            recycle(&mut self.spare, buf);
+            return;
+        };
+        let checked = match parse_request(&buf[..len], &part.info) {
+            Ok(Request::Read { sector, count, .. }) => Ok((
+                Op::Read,
+                part.start + sector,
+                HEADER_LEN + count as usize * SECTOR_SIZE,
+            )),
+            Ok(Request::Write { sector, .. }) => Ok((Op::Write, part.start + sector, len)),
+            Ok(Request::Flush { .. }) => Ok((Op::Flush, 0, HEADER_LEN)),
+            Err(refused) => Err(refused),
+        };
+        match checked {
+            Ok((op, sector, used)) => {
+                buf.truncate(used);
+                let ready = Ready {
+                    client,
+                    op,
+                    sector,
+                    buf,
+                };
+                self.submit(cx, ready);
+            }
+            Err(refused) => {
+                recycle(&mut self.spare, buf);
+                log::debug!(
+                    "client {client}: request {} refused: {}",
+                    refused.id,
+                    refused.error
+                );
+                let text = format!("{}", refused.error);
+                self.reply_error(cx, client, refused.id, refused.error.code(), &text);
+            }
         }
     }
 

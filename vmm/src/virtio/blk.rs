@@ -10,11 +10,14 @@
 //! Requests are served asynchronously: a read or write is cut into backend
 //! operations of at most `max_op_sectors` sectors (the block protocol's
 //! message size), at most [`MAX_OPS_IN_FLIGHT`] of them with the backend at
-//! once; the host side answers each one with [`Blk::complete`] (a read's
-//! sectors go straight into the guest's buffers) and then polls the
+//! once (a write's sectors go from the guest's buffers straight into the
+//! backend's); the host side answers each one with [`Blk::complete`] (a
+//! read's sectors go straight into the guest's buffers) and then polls the
 //! transport, which returns the finished requests (status byte, used ring,
-//! interrupt). At most [`MAX_REQUESTS`] requests are held; further chains
-//! wait in the ring.
+//! interrupt) and takes new ones. At most [`MAX_REQUESTS`] requests are
+//! held; further chains wait in the ring. While operations are out the
+//! used ring says `NO_NOTIFY`: their answers bring the next poll, so the
+//! guest's notifications (VM exits) would add nothing.
 //!
 //! Everything in a chain is the guest's and untrusted. A request the model
 //! can answer but not serve (a header shorter than 16 bytes, data that is
@@ -92,8 +95,17 @@ pub enum Refusal {
 pub trait BlockBackend {
     /// Reads `count` sectors from `sector` on.
     fn read(&mut self, id: u32, sector: u64, count: u32) -> Result<(), Refusal>;
-    /// Writes `data` (whole sectors) from `sector` on.
-    fn write(&mut self, id: u32, sector: u64, data: &[u8]) -> Result<(), Refusal>;
+    /// Writes `count` sectors from `sector` on. `fill` puts them into the
+    /// buffer it is given (`count` sectors long: the backend's own, so
+    /// that they are copied once) and says whether it could; when it could
+    /// not, the operation is not started and fails (`Refusal::Failed`).
+    fn write(
+        &mut self,
+        id: u32,
+        sector: u64,
+        count: u32,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), Refusal>;
     /// Makes the writes answered so far durable.
     fn flush(&mut self, id: u32) -> Result<(), Refusal>;
 }
@@ -166,8 +178,6 @@ pub struct Blk {
     next_request: u64,
     ops: BTreeMap<u32, Op>,
     next_op: u32,
-    /// A write's sectors on their way to the backend.
-    scratch: Vec<u8>,
     stats: BlkStats,
 }
 
@@ -189,7 +199,6 @@ impl Blk {
             next_request: 0,
             ops: BTreeMap::new(),
             next_op: 1,
-            scratch: Vec::new(),
             stats: BlkStats::default(),
         }
     }
@@ -383,12 +392,9 @@ impl Blk {
             Kind::Read => self.backend.read(id, sector, count),
             Kind::Flush => self.backend.flush(id),
             Kind::Write => {
-                self.scratch.resize(count as usize * SECTOR_SIZE, 0);
                 let at = request.issued as usize * SECTOR_SIZE;
-                if gather(mem, &request.data, at, &mut self.scratch).is_err() {
-                    return Err(Refusal::Failed);
-                }
-                self.backend.write(id, sector, &self.scratch)
+                let mut fill = |buf: &mut [u8]| gather(mem, &request.data, at, buf).is_ok();
+                self.backend.write(id, sector, count, &mut fill)
             }
         }
     }
@@ -652,7 +658,14 @@ impl VirtioDevice for Blk {
         self.finish(q, mem)?;
         self.take_requests(q, mem)?;
         self.issue(mem);
-        self.finish(q, mem)
+        self.finish(q, mem)?;
+        // While operations are out, their answers make the host side poll
+        // the device, which takes new requests then: the guest need not
+        // notify (each notification is a VM exit). The guest runs only
+        // between polls, so it sees the flag clear again as soon as nothing
+        // is out.
+        let quiet = !self.ops.is_empty();
+        on_queue(REQUEST_QUEUE, q.suppress_notifications(mem, quiet))
     }
 }
 

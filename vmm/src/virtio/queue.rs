@@ -17,6 +17,8 @@ pub const VIRTQ_DESC_F_WRITE: u16 = 2;
 pub const VIRTQ_DESC_F_INDIRECT: u16 = 4;
 /// Driver asks not to be interrupted (avail.flags).
 pub const VIRTQ_AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// Device asks not to be notified (used.flags).
+pub const VIRTQ_USED_F_NO_NOTIFY: u16 = 1;
 
 /// Largest indirect table accepted (the spec bounds it by nothing but RAM).
 pub const MAX_INDIRECT_DESCRIPTORS: u32 = 1024;
@@ -179,6 +181,8 @@ pub struct Virtqueue {
     next_used: u16,
     /// Used entries were added since the transport last looked.
     used_added: bool,
+    /// What used.flags says: the driver need not notify.
+    no_notify: bool,
 }
 
 impl Virtqueue {
@@ -336,6 +340,23 @@ impl Virtqueue {
         // memory implementation is expected to order plain writes (x86 TSO).
         mem.write_u16(self.used_addr + 2, self.next_used)?;
         self.used_added = true;
+        Ok(())
+    }
+
+    /// Tells the driver (used.flags) whether to notify the device of new
+    /// buffers: a device that looks at the ring anyway (it has work out
+    /// whose completion makes it look) saves the driver's notifications.
+    pub fn suppress_notifications(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        on: bool,
+    ) -> Result<(), QueueError> {
+        if !self.ready || on == self.no_notify {
+            return Ok(());
+        }
+        let flags = if on { VIRTQ_USED_F_NO_NOTIFY } else { 0 };
+        mem.write_u16(self.used_addr, flags)?;
+        self.no_notify = on;
         Ok(())
     }
 

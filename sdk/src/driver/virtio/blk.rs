@@ -137,6 +137,10 @@ pub struct Blk<const N: usize> {
     count: usize,
     /// Requests done without the device (a flush the device need not see).
     done: VecDeque<Completion>,
+    /// Notifications are held back until [`Blk::kick`].
+    holding: bool,
+    /// Requests were queued while holding.
+    unnotified: bool,
 }
 
 impl<const N: usize> Blk<N> {
@@ -162,6 +166,8 @@ impl<const N: usize> Blk<N> {
             in_flight: (0..N).map(|_| None).collect(),
             count: 0,
             done: VecDeque::new(),
+            holding: false,
+            unnotified: false,
         })
     }
 
@@ -183,6 +189,23 @@ impl<const N: usize> Blk<N> {
     /// Requests queued and not yet handed back.
     pub fn in_flight(&self) -> usize {
         self.count + self.done.len()
+    }
+
+    /// Holds the device's notification back until [`Blk::kick`]: a caller
+    /// that queues several requests in a row lets the device take them all
+    /// at once (one notification, which the device may answer by merging
+    /// adjacent requests) instead of one by one.
+    pub fn hold_notifications(&mut self) {
+        self.holding = true;
+    }
+
+    /// Stops holding notifications back, and notifies the device of the
+    /// requests queued meanwhile (if it asks to be notified).
+    pub fn kick(&mut self) {
+        self.holding = false;
+        if core::mem::take(&mut self.unnotified) && self.queue.should_notify() {
+            self.transport.notify(QUEUE);
+        }
     }
 
     /// Reads (and so lowers) the device's interrupt status.
@@ -315,7 +338,9 @@ impl<const N: usize> Blk<N> {
             _ => panic!("virtio-blk: token {token} reused"),
         }
         self.count += 1;
-        if self.queue.should_notify() {
+        if self.holding {
+            self.unnotified = true;
+        } else if self.queue.should_notify() {
             self.transport.notify(QUEUE);
         }
         Ok(())

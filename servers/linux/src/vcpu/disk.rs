@@ -30,8 +30,10 @@ use starina::abi::Readiness;
 use starina::block::DiskInfo;
 use starina::block::Header;
 use starina::block::Op;
+use starina::block::HEADER_LEN;
 use starina::block::HELLO_TIMEOUT_MS;
 use starina::block::MAX_SECTORS_PER_MESSAGE;
+use starina::block::SECTOR_SIZE;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
 use starina::message::Message;
@@ -67,7 +69,14 @@ struct Link {
 struct Backend(Rc<Link>);
 
 impl Backend {
-    fn send(&self, header: Header, body: &[u8]) -> Result<(), Refusal> {
+    /// Sends one request: `header`, then `body_len` bytes that `fill` puts
+    /// straight into the message (a write's sectors, from guest memory).
+    fn send(
+        &self,
+        header: Header,
+        body_len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), Refusal> {
         let link = &self.0;
         if link.lost.get() {
             return Err(Refusal::Failed);
@@ -76,9 +85,13 @@ impl Backend {
             return Err(Refusal::Busy);
         }
         let mut message = link.message.borrow_mut();
-        message.clear();
-        message.extend_from_slice(&header.to_bytes());
-        message.extend_from_slice(body);
+        // Resized, not cleared: every byte is written below, and the
+        // buffer is zeroed only where it grows.
+        message.resize(HEADER_LEN + body_len, 0);
+        message[..HEADER_LEN].copy_from_slice(&header.to_bytes());
+        if !fill(&mut message[HEADER_LEN..]) {
+            return Err(Refusal::Failed);
+        }
         match link.channel.send_data(&message) {
             Ok(()) => {
                 link.out.set(link.out.get() + 1);
@@ -97,29 +110,30 @@ impl Backend {
 impl BlockBackend for Backend {
     fn read(&mut self, id: u32, sector: u64, count: u32) -> Result<(), Refusal> {
         let op = Op::Read;
-        self.send(
-            Header {
-                op,
-                id,
-                sector,
-                count,
-            },
-            &[],
-        )
+        let header = Header {
+            op,
+            id,
+            sector,
+            count,
+        };
+        self.send(header, 0, &mut |_| true)
     }
 
-    fn write(&mut self, id: u32, sector: u64, data: &[u8]) -> Result<(), Refusal> {
-        let count = (data.len() / starina::block::SECTOR_SIZE) as u32;
+    fn write(
+        &mut self,
+        id: u32,
+        sector: u64,
+        count: u32,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), Refusal> {
         let op = Op::Write;
-        self.send(
-            Header {
-                op,
-                id,
-                sector,
-                count,
-            },
-            data,
-        )
+        let header = Header {
+            op,
+            id,
+            sector,
+            count,
+        };
+        self.send(header, count as usize * SECTOR_SIZE, fill)
     }
 
     fn flush(&mut self, id: u32) -> Result<(), Refusal> {
@@ -129,7 +143,7 @@ impl BlockBackend for Backend {
             sector: 0,
             count: 0,
         };
-        self.send(header, &[])
+        self.send(header, 0, &mut |_| true)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::virtio::queue::tests::USED;
 use crate::virtio::queue::QueueError;
 use crate::virtio::queue::VIRTQ_DESC_F_NEXT;
 use crate::virtio::queue::VIRTQ_DESC_F_WRITE;
+use crate::virtio::queue::VIRTQ_USED_F_NO_NOTIFY;
 use crate::virtio::status;
 
 const CAPACITY: u64 = 256;
@@ -60,8 +61,18 @@ impl BlockBackend for Recorder {
     fn read(&mut self, id: u32, sector: u64, count: u32) -> Result<(), Refusal> {
         self.take(Call::Read(id, sector, count))
     }
-    fn write(&mut self, id: u32, sector: u64, data: &[u8]) -> Result<(), Refusal> {
-        self.take(Call::Write(id, sector, data.to_vec()))
+    fn write(
+        &mut self,
+        id: u32,
+        sector: u64,
+        count: u32,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), Refusal> {
+        let mut data = vec![0u8; count as usize * SECTOR_SIZE];
+        if !fill(&mut data) {
+            return Err(Refusal::Failed);
+        }
+        self.take(Call::Write(id, sector, data))
     }
     fn flush(&mut self, id: u32) -> Result<(), Refusal> {
         self.take(Call::Flush(id))
@@ -74,6 +85,8 @@ struct Rig {
     log: Rc<RefCell<Log>>,
     avail_idx: u16,
     used_seen: u16,
+    /// Whether `publish` notifies the device.
+    notify: bool,
 }
 
 fn rig_with(read_only: bool) -> Rig {
@@ -93,6 +106,7 @@ fn rig_with(read_only: bool) -> Rig {
         log,
         avail_idx: 0,
         used_seen: 0,
+        notify: true,
     }
 }
 
@@ -126,7 +140,9 @@ impl Rig {
         self.mem.write_u16(slot, head).unwrap();
         self.avail_idx = self.avail_idx.wrapping_add(1);
         self.mem.write_u16(AVAIL + 2, self.avail_idx).unwrap();
-        w32(&mut self.t, &mut self.mem, reg::QUEUE_NOTIFY, 0);
+        if self.notify {
+            w32(&mut self.t, &mut self.mem, reg::QUEUE_NOTIFY, 0);
+        }
     }
 
     /// Next used entry: (head, len).
@@ -224,6 +240,47 @@ fn features_and_config_space() {
     let mut ro = rig_with(true);
     let lo = r32(&mut ro.t, reg::DEVICE_FEATURES) as u64;
     assert_ne!(lo & VIRTIO_BLK_F_RO, 0);
+}
+
+#[test]
+fn the_guest_need_not_notify_while_operations_are_out() {
+    let mut r = rig();
+    let used_flags = |r: &Rig| r.mem.read_u16(USED).unwrap();
+    assert_eq!(used_flags(&r), 0);
+    r.request(
+        0,
+        VIRTIO_BLK_T_IN,
+        0,
+        &[0u8; SECTOR_SIZE],
+        VIRTQ_DESC_F_WRITE,
+    );
+    let first = r.calls();
+    assert!(matches!(first[..], [Call::Read(_, 0, 1)]), "{first:?}");
+    assert_eq!(used_flags(&r), VIRTQ_USED_F_NO_NOTIFY);
+    // Made available without a notification: taken when the first
+    // operation's answer makes the host side poll.
+    r.notify = false;
+    r.request(
+        1,
+        VIRTIO_BLK_T_IN,
+        5,
+        &[0u8; SECTOR_SIZE],
+        VIRTQ_DESC_F_WRITE,
+    );
+    assert!(r.calls().is_empty());
+    assert!(r.answer(&first[0]));
+    let second = r.calls();
+    assert!(matches!(second[..], [Call::Read(_, 5, 1)]), "{second:?}");
+    assert_eq!(r.used(), Some((0, SECTOR_SIZE as u32 + 1)));
+    assert_eq!(used_flags(&r), VIRTQ_USED_F_NO_NOTIFY);
+    // Nothing out: the guest must notify again.
+    assert!(r.answer(&second[0]));
+    assert_eq!(r.used(), Some((3, SECTOR_SIZE as u32 + 1)));
+    assert_eq!(used_flags(&r), 0);
+    assert_eq!(
+        (r.status_of(0), r.status_of(1)),
+        (VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK)
+    );
 }
 
 #[test]
@@ -374,6 +431,22 @@ fn bad_requests_get_ioerr_or_unsupp_without_the_backend() {
         (Some((0, 1)), VIRTIO_BLK_S_IOERR)
     );
     assert!(r.calls().is_empty());
+}
+
+#[test]
+fn a_write_from_outside_guest_memory_is_never_sent() {
+    let mut r = rig();
+    r.mem.write(HDR, &header(VIRTIO_BLK_T_OUT, 0)).unwrap();
+    // Its second half is past the end of guest memory: a ring error (the
+    // device needs a reset), and nothing reaches the backend.
+    let ram = r.mem.size();
+    r.desc(0, HDR, 16, VIRTQ_DESC_F_NEXT, 1);
+    r.desc(1, ram - 256, SECTOR_SIZE as u32, VIRTQ_DESC_F_NEXT, 2);
+    r.desc(2, STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+    r.publish(0);
+    assert!(r.calls().is_empty());
+    assert_eq!(r.t.device().ops_in_flight(), 0);
+    assert_ne!(r.t.status() & status::DEVICE_NEEDS_RESET, 0);
 }
 
 #[test]
