@@ -156,6 +156,15 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if opts.root_only {
         return root_figures(&host, &opts);
     }
+    if opts.linux_only {
+        return match crate::bench_linux::bench(&host, &opts) {
+            Ok(()) => ExitStatus::Success,
+            Err(e) => {
+                eprintln!("bench-linux: {e}");
+                ExitStatus::Failed
+            }
+        };
+    }
     let (mut figures, mut order) = if opts.http_only {
         (Figures::new(), Vec::new())
     } else {

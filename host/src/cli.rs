@@ -38,7 +38,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
        scripts/starina status [--disk PATH]     (exit status 1: none up)
        scripts/starina down [--disk PATH]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
-       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only | --root-only]
+       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only | --root-only | --linux-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
@@ -107,6 +107,9 @@ pub struct BenchOptions {
     pub net_only: bool,
     /// `--root-only`: only the Debian root's figures (`bench_root`).
     pub root_only: bool,
+    /// `--linux-only`: only the Linux microVM's figures (`bench_linux`:
+    /// boot, exec, pipes, native commands).
+    pub linux_only: bool,
 }
 
 /// The stages `starina test` knows.
@@ -320,6 +323,7 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         fs_only: opts.flag("--fs-only"),
         net_only: opts.flag("--net-only"),
         root_only: opts.flag("--root-only"),
+        linux_only: opts.flag("--linux-only"),
     };
     if bench.http_only && !bench.http {
         return Err("--http-only and --no-http exclude each other".into());
@@ -329,9 +333,10 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         bench.fs_only,
         bench.net_only,
         bench.root_only,
+        bench.linux_only,
     ];
     if only.iter().filter(|&&o| o).count() > 1 {
-        return Err("--http-only, --fs-only, --net-only and --root-only exclude each other".into());
+        return Err("--http-only, --fs-only, --net-only, --root-only and --linux-only exclude each other".into());
     }
     no_extra(after)?;
     opts.finish()?;
