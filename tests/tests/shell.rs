@@ -88,6 +88,15 @@ fn the_console_shell_runs_native_and_linux_commands() {
             Sleep(1.0),
             Send("\x03"),
             Expect(r"\^C\r*\n/ \$ ", 10),
+            // Ctrl-C of a pipeline through Linux leaves no process behind.
+            Send("linux sleep 100 | cat\r"),
+            Sleep(2.0),
+            Send("\x03"),
+            Expect(r"\^C\r*\n/ \$ ", 20),
+            // (ps sees itself: the count of `ps` shows it works.)
+            Send("linux ps -o comm | grep -c '^sleep$'; linux ps -o comm | grep -c '^ps$'\r"),
+            Expect(r"\n0\r*\n([^\n]*\n)*?1\r", 60),
+            Expect(r"\$ ", 60),
             Send("crash panic; echo crashed=$?\r"),
             Expect(r"crashed=134\r", 60),
             Expect(r"\$ ", 60),
