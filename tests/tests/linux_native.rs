@@ -23,6 +23,7 @@ starina false; echo "false=$?"
 starina true; echo "true=$?"
 starina crash status 42; echo "status=$?"
 starina nosuch 2>/tmp/err; echo "nosuch=$? $(cat /tmp/err)"
+starina stop fs 2>/tmp/err; echo "refused=$? $(cat /tmp/err)"
 D=/mnt/starina/native-e2e
 mkdir -p $D && echo 'written by linux' > $D/f.txt
 echo "translated=$(starina cat $D/f.txt)"
@@ -68,6 +69,9 @@ fn linux_programs_run_native_commands() {
     assert_eq!(get("true"), "0");
     assert_eq!(get("status"), "42");
     assert_eq!(get("nosuch"), "127 starina: no native command 'nosuch'");
+    // The guest cannot stop native components.
+    assert!(get("refused").starts_with("126 ") && get("refused").contains("not available to Linux"),
+        "{}", get("refused"));
     assert_eq!(get("translated"), "written by linux");
     assert_eq!(get("redirect"), "0 written by linux");
     let missing = get("missing");

@@ -199,6 +199,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         native: Some(native::Native::new(
             env.spawn,
             env.config.max_native_commands.clamp(1, 32) as usize,
+            env.config.native_refused,
         )),
     };
     if let Some(tcpip) = env.tcpip {

@@ -59,14 +59,17 @@ struct Running {
 pub(crate) struct Native {
     spawner: Spawner,
     max: usize,
+    /// Names Linux may not run (config `native_refused`).
+    refused: &'static str,
     running: BTreeMap<u32, Running>,
 }
 
 impl Native {
-    pub(crate) fn new(spawner: Spawner, max: usize) -> Native {
+    pub(crate) fn new(spawner: Spawner, max: usize, refused: &'static str) -> Native {
         Native {
             spawner,
             max,
+            refused,
             running: BTreeMap::new(),
         }
     }
@@ -141,6 +144,12 @@ impl Server {
         let Some((name, args)) = req.argv.split_first() else {
             return Err((2, "no command given".into()));
         };
+        if native.refused.split_whitespace().any(|r| r == name) {
+            return Err((
+                STATUS_CANNOT_RUN,
+                format!("'{name}' is not available to Linux (the linux spec's native_refused)"),
+            ));
+        }
         let cannot = |e: Error| (STATUS_CANNOT_RUN, format!("cannot start '{name}': {e}"));
         let (stdio, peer) = Stdio::pipes().map_err(cannot)?;
         let job = match native.spawner.spawn(name, args, &req.vars, stdio) {
