@@ -24,6 +24,7 @@ use starina::abi::POLL_ENTRIES_MAX;
 
 use super::channel::Channel;
 use super::rendezvous::Delivered;
+use super::rendezvous::Handed;
 use super::rendezvous::RecvSlot;
 use super::Pollable;
 use crate::sched;
@@ -238,13 +239,13 @@ impl Poll {
     /// Copies a message (`kind`, `data`, no handles) sent to `channel`
     /// into the buffer of the thread waiting here, if one waits with a
     /// slot it fits, and this poll watches `channel` for `READABLE`
-    /// through a handle that may receive. Whether it did (the waiter is
-    /// woken then).
-    pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> bool {
+    /// through a handle that may receive. `Some` if it did: the waiter,
+    /// taken off this poll, for the sender to wake.
+    pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> Option<Handed> {
         let mut inner = self.inner.lock();
         // One delivery at a time: the last one's owner has not taken it.
         let (Some(slot), None) = (inner.slot, inner.delivered) else {
-            return false;
+            return None;
         };
         let Some(id) = inner
             .entries
@@ -255,16 +256,13 @@ impl Poll {
             })
             .map(|e| e.id)
         else {
-            return false;
+            return None;
         };
-        let Some(info) = slot.fill(kind, data) else {
-            return false;
-        };
+        let info = slot.fill(kind, data)?;
         inner.slot = None;
         inner.delivered = Some(Delivered::new(slot.owner(), id, info));
         drop(inner);
-        self.wake_waiter();
-        true
+        Some(Handed::new(self.take_waiter()))
     }
 
     fn take_waiter(&self) -> Option<Arc<Thread>> {
@@ -385,6 +383,11 @@ mod tests {
         (p, a, b, Thread::for_test(7))
     }
 
+    /// Whether `hand_over` delivered (waking the receiver at once).
+    fn handed(ch: &Channel, data: &[u8]) -> Result<bool, Error> {
+        ch.hand_over(3, data).map(|h| h.map(Handed::wake).is_some())
+    }
+
     fn delivered(w: Option<Waited>) -> Option<(HandleId, RecvInfo)> {
         match w {
             Some(Waited::Delivered { id, info }) => Some((id, info)),
@@ -398,9 +401,9 @@ mod tests {
         let mut buf = [0u8; 16];
         let slot = RecvSlot::new(7, &mut buf);
         assert!(p.arm(&me, Some(slot)).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"hello"), Ok(true));
+        assert_eq!(handed(&a, b"hello"), Ok(true));
         // The slot is used up: the next message queues.
-        assert_eq!(a.hand_over(3, b"again"), Ok(false));
+        assert_eq!(handed(&a, b"again"), Ok(false));
         let (id, info) = delivered(p.disarm(7)).expect("nothing delivered");
         assert_eq!((id, info.kind, info.data_len, info.num_handles), (HandleId(1), 3, 5, 0));
         assert_eq!(&buf[..5], b"hello");
@@ -417,7 +420,7 @@ mod tests {
         // Ready at once: the slot is never lent, so nothing overtakes.
         let armed = p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap();
         assert!(matches!(armed, Some(Waited::Ready(Ready { id: HandleId(1), .. }))));
-        assert_eq!(a.hand_over(3, b"second"), Ok(false));
+        assert_eq!(handed(&a, b"second"), Ok(false));
         assert_eq!(b.recv(16, 4, 4).unwrap().data, b"first");
     }
 
@@ -426,7 +429,7 @@ mod tests {
         let (p, a, b, me) = receiving();
         let mut buf = [0u8; 4];
         assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"too long"), Ok(false));
+        assert_eq!(handed(&a, b"too long"), Ok(false));
         assert!(p.disarm(7).is_none());
         assert_eq!(buf, [0; 4]);
         assert_eq!(b.queued(), 0);
@@ -436,7 +439,7 @@ mod tests {
     fn nothing_is_delivered_without_a_slot_or_the_right_to_receive() {
         let (p, a, _b, me) = receiving();
         assert!(p.arm(&me, None).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"x"), Ok(false));
+        assert_eq!(handed(&a, b"x"), Ok(false));
         p.disarm(7);
 
         let q = Poll::new();
@@ -444,7 +447,7 @@ mod tests {
         q.add(HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
         let mut buf = [0u8; 16];
         assert!(q.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
-        assert_eq!(c.hand_over(3, b"x"), Ok(false));
+        assert_eq!(handed(&c, b"x"), Ok(false));
         assert!(q.disarm(7).is_none());
     }
 
@@ -457,7 +460,7 @@ mod tests {
         let mut buf = [0u8; 16];
         assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
         me.cancel_block();
-        assert_eq!(a.hand_over(3, b"while away"), Ok(true));
+        assert_eq!(handed(&a, b"while away"), Ok(true));
         let (_, info) = delivered(p.disarm(7)).expect("nothing delivered");
         assert_eq!(&buf[..info.data_len], b"while away");
     }
@@ -467,14 +470,14 @@ mod tests {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
         assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"for 7"), Ok(true));
+        assert_eq!(handed(&a, b"for 7"), Ok(true));
         // Another thread arming meanwhile neither takes it nor lends a slot
         // over it.
         let other = Thread::for_test(8);
         let mut other_buf = [0u8; 16];
         assert!(p.arm(&other, Some(RecvSlot::new(8, &mut other_buf))).unwrap().is_none());
         // The undelivered news stays 7's: the next message queues.
-        assert_eq!(a.hand_over(3, b"for 8"), Ok(false));
+        assert_eq!(handed(&a, b"for 8"), Ok(false));
         assert!(p.disarm(8).is_none());
         assert!(delivered(p.disarm(7)).is_some());
     }

@@ -96,7 +96,7 @@ impl<S> Mainloop<S> {
                 id,
                 ready,
                 received,
-            } = match self.cx.poll.wait_recv(&mut self.buf) {
+            } = match self.wait() {
                 Ok(event) => event,
                 Err(Error::PollEmpty) => return Ok(()),
                 Err(e) => return Err(e),
@@ -112,7 +112,31 @@ impl<S> Mainloop<S> {
                 self.dispatch(handler, id, flushed);
             }
         }
+        self.cx.send_reply();
         Ok(())
+    }
+
+    /// Waits for the next event, sending the last handler's reply
+    /// ([`Cx::reply_data`]) in the same call.
+    fn wait(&mut self) -> Result<PollEvent, Error> {
+        let Some(id) = self.cx.reply.take() else {
+            return self.cx.poll.wait_recv(&mut self.buf);
+        };
+        let Some(ch) = self.cx.channel(id) else {
+            // Every removal sends the reply first; nothing to send to.
+            return self.cx.poll.wait_recv(&mut self.buf);
+        };
+        match self
+            .cx
+            .poll
+            .send_data_wait_recv(ch, &self.cx.reply_data, &mut self.buf)
+        {
+            Ok(waited) => waited,
+            Err(e) => {
+                self.cx.reply_result(id, Err(e));
+                self.cx.poll.wait_recv(&mut self.buf)
+            }
+        }
     }
 
     /// What the kernel's receive (with the readiness report) came to.
