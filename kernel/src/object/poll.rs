@@ -247,17 +247,14 @@ impl Poll {
         let (Some(slot), None) = (inner.slot, inner.delivered) else {
             return None;
         };
-        let Some(id) = inner
+        let id = inner
             .entries
             .iter()
             .find(|e| {
                 e.interests.contains(Readiness::READABLE)
                     && e.receiver.as_ref().is_some_and(|r| core::ptr::eq(&**r, channel))
             })
-            .map(|e| e.id)
-        else {
-            return None;
-        };
+            .map(|e| e.id)?;
         let info = slot.fill(kind, data)?;
         inner.slot = None;
         inner.delivered = Some(Delivered::new(slot.owner(), id, info));
