@@ -209,7 +209,12 @@ impl KernelApi for Kernel {
         data: &[u8],
         handles: &[HandleId],
     ) -> Result<(), Error> {
-        sched::in_kernel(|| send(ch, kind, data, handles).map(|handed| handed.map(Handed::wake)).map(drop))
+        sched::in_kernel(|| {
+            if let Some(handed) = send(ch, kind, data, handles)? {
+                handed.wake();
+            }
+            Ok(())
+        })
     }
 
     fn channel_recv(
@@ -705,11 +710,9 @@ fn recv_into(
     })
 }
 
-/// Blocks until `poll` has a ready entry, or (with `slot`, the caller's
-/// receive buffer) a message delivered into the buffer.
-#[inline(always)]
 /// The body of `channel_send`: `Some` if the message was handed straight
 /// to a waiting receiver (who the caller wakes, or switches to).
+#[inline(always)]
 fn send(ch: HandleId, kind: u8, data: &[u8], handles: &[HandleId]) -> Result<Option<Handed>, Error> {
     if data.len() > MESSAGE_DATA_MAX {
         return Err(Error::MessageTooLarge);
@@ -760,12 +763,14 @@ fn wait_recv(
     }
 }
 
-/// Waits on `poll`. `handed` is a receiver the caller just gave a message
-/// (taken off its wait, not yet woken): if the caller blocks, the CPU goes
-/// straight to it ([`sched::block_current_handoff`]); on any other way out
-/// (ready at once, killed, an error) dropping it wakes it as usual. It is
-/// woken only after the caller armed its own wait, so its answer cannot
-/// come before the caller listens for it.
+/// Blocks until `poll` has a ready entry, or (with `slot`, the caller's
+/// receive buffer) a message delivered into the buffer. `handed` is a
+/// receiver the caller just gave a message (taken off its wait, not yet
+/// woken): if the caller blocks, the CPU goes straight to it
+/// ([`sched::block_current_handoff`]); on any other way out (ready at
+/// once, killed, an error) dropping it wakes it as usual. It is woken only
+/// after the caller armed its own wait, so its answer cannot come before
+/// the caller listens for it.
 fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) -> Result<Waited, Error> {
     let me = sched::current_arc();
     loop {
