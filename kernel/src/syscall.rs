@@ -210,7 +210,7 @@ impl KernelApi for Kernel {
         handles: &[HandleId],
     ) -> Result<(), Error> {
         sched::in_kernel(|| {
-            if let Some(handed) = send(ch, kind, data, handles)? {
+            if let Some(handed) = send(table(), ch, kind, data, handles)? {
                 handed.wake();
             }
             Ok(())
@@ -300,9 +300,11 @@ impl KernelApi for Kernel {
         handle_buf: &mut [HandleId],
     ) -> Result<Result<PollEvent, Error>, Error> {
         sched::in_kernel(|| {
-            // A bad poll fails the call before anything is sent.
-            let poll = object::<Poll>(poll, rights::POLL_WAIT)?;
-            let handed = send(ch, kind, data, handles)?;
+            // A bad poll fails the call before anything is sent; one lock
+            // of the table for both.
+            let table = table();
+            let poll = table.get::<Poll>(poll, rights::POLL_WAIT)?.clone();
+            let handed = send(table, ch, kind, data, handles)?;
             Ok(wait_recv(&poll, buf, handle_buf, handed))
         })
     }
@@ -713,21 +715,28 @@ fn recv_into(
 /// The body of `channel_send`: `Some` if the message was handed straight
 /// to a waiting receiver (who the caller wakes, or switches to).
 #[inline(always)]
-fn send(ch: HandleId, kind: u8, data: &[u8], handles: &[HandleId]) -> Result<Option<Handed>, Error> {
+/// `table` is the caller's, locked (released on return).
+fn send(
+    table: SpinLockGuard<'static, HandleTable>,
+    ch: HandleId,
+    kind: u8,
+    data: &[u8],
+    handles: &[HandleId],
+) -> Result<Option<Handed>, Error> {
     if data.len() > MESSAGE_DATA_MAX {
         return Err(Error::MessageTooLarge);
     }
     if handles.len() > MESSAGE_HANDLES_MAX {
         return Err(Error::TooManyHandles);
     }
-    let table = table();
-    let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?.clone();
+    let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?;
     // Handed over, the message allocates nothing: no budget check.
     if handles.is_empty() {
         if let Some(handed) = channel.hand_over(kind, data)? {
             return Ok(Some(handed));
         }
     }
+    let channel = channel.clone();
     within_budget()?;
     let moved = handles_to_move(&table, ch, &channel, handles)?;
     let msg = ChannelMessage::new(kind, data, moved)?;
