@@ -50,6 +50,7 @@ use crate::channel::Channel;
 use crate::channel::MessageBuffer;
 use crate::handle::OwnedHandle;
 use crate::message::Message;
+use crate::message::MessageKind;
 
 pub struct Mainloop<S> {
     cx: Cx<S>,
@@ -209,6 +210,13 @@ impl<S> Mainloop<S> {
                 lend(cx, id, |cx, state| h.bad_message(cx, id, state, error))
             }
             Happened::PeerClosed => peer_closed(cx, h, id),
+            // The common case needs no decoding: bytes, no handles.
+            Happened::Received { info, supervisor: false }
+                if info.kind == MessageKind::Data as u8 && info.num_handles == 0 =>
+            {
+                let msg = Message::Data(&buf.data[..info.data_len]);
+                lend(cx, id, |cx, state| h.message(cx, id, state, msg))
+            }
             Happened::Received { info, supervisor } => {
                 let handles = buf.handles[..info.num_handles]
                     .iter()
