@@ -792,7 +792,7 @@ fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) ->
         if let Some(done) = poll.arm(&me, slot)? {
             return Ok(done);
         }
-        match handed.take().and_then(|mut h| h.take()) {
+        match handed.take().and_then(Handed::into_receiver) {
             Some(receiver) => sched::block_current_handoff(receiver),
             None => sched::block_current(),
         }

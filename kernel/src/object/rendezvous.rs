@@ -107,8 +107,10 @@ impl Handed {
 
     /// The receiver, for a direct switch (the caller must then run or
     /// wake it).
-    pub fn take(&mut self) -> Option<Arc<Thread>> {
-        self.0.take()
+    pub fn into_receiver(self) -> Option<Arc<Thread>> {
+        // Nothing is left to drop once the receiver is out.
+        let mut handed = core::mem::ManuallyDrop::new(self);
+        handed.0.take()
     }
 
     pub fn wake(self) {
