@@ -781,7 +781,7 @@ fn wait_recv(
 /// after the caller armed its own wait, so its answer cannot come before
 /// the caller listens for it.
 fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) -> Result<Waited, Error> {
-    let me = sched::current_arc();
+    let me = sched::current();
     loop {
         // The process is being torn down: return, so the call's locals (the
         // poll, and through it what it watches) drop before the thread ends
@@ -789,7 +789,7 @@ fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) ->
         if me.kill_requested() {
             return Err(Error::WouldBlock);
         }
-        if let Some(done) = poll.arm(&me, slot)? {
+        if let Some(done) = poll.arm(sched::current_arc(), slot)? {
             return Ok(done);
         }
         match handed.take().and_then(Handed::into_receiver) {

@@ -200,7 +200,7 @@ impl Poll {
     /// delivered since `me` last looked, or a ready entry; nothing stays
     /// registered then), `None` if `me` is to block (it is
     /// `prepare_block`ed; a change from here on wakes it).
-    pub fn arm(&self, me: &Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Waited>, Error> {
+    pub fn arm(&self, me: Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Waited>, Error> {
         let mut inner = self.inner.lock();
         if let Some(done) = take_delivered(&mut inner, me.id) {
             return Ok(Some(done));
@@ -208,7 +208,8 @@ impl Poll {
         // Registered *before* the scan, so a change between the scan and
         // the block cannot be missed.
         me.prepare_block();
-        self.set_waiter(me.clone());
+        let waiter = Arc::as_ptr(&me);
+        self.set_waiter(me);
         // An empty poll is always scanned, so the wait fails (`PollEmpty`).
         if self.stale.swap(false, Ordering::AcqRel) || inner.entries.is_empty() {
             match self.scan(&inner.entries) {
@@ -216,8 +217,12 @@ impl Poll {
                 found => {
                     // Other entries may be ready as well.
                     self.stale.store(true, Ordering::Release);
-                    self.clear_waiter();
-                    me.cancel_block();
+                    // Ours (nothing runs while we hold the lock), unless a
+                    // wake took it already, which cancelled the block.
+                    if let Some(me) = self.take_waiter() {
+                        debug_assert!(core::ptr::eq(Arc::as_ptr(&me), waiter));
+                        me.cancel_block();
+                    }
                     return found.map(|ready| ready.map(Waited::Ready));
                 }
             }
@@ -397,7 +402,7 @@ mod tests {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
         let slot = RecvSlot::new(7, &mut buf);
-        assert!(p.arm(&me, Some(slot)).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(slot)).unwrap().is_none());
         assert_eq!(handed(&a, b"hello"), Ok(true));
         // The slot is used up: the next message queues.
         assert_eq!(handed(&a, b"again"), Ok(false));
@@ -415,7 +420,7 @@ mod tests {
             .unwrap();
         let mut buf = [0u8; 16];
         // Ready at once: the slot is never lent, so nothing overtakes.
-        let armed = p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap();
+        let armed = p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap();
         assert!(matches!(armed, Some(Waited::Ready(Ready { id: HandleId(1), .. }))));
         assert_eq!(handed(&a, b"second"), Ok(false));
         assert_eq!(b.recv(16, 4, 4).unwrap().data, b"first");
@@ -425,7 +430,7 @@ mod tests {
     fn a_message_too_big_for_the_buffer_is_queued() {
         let (p, a, b, me) = receiving();
         let mut buf = [0u8; 4];
-        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
         assert_eq!(handed(&a, b"too long"), Ok(false));
         assert!(p.disarm(7).is_none());
         assert_eq!(buf, [0; 4]);
@@ -435,7 +440,7 @@ mod tests {
     #[test]
     fn nothing_is_delivered_without_a_slot_or_the_right_to_receive() {
         let (p, a, _b, me) = receiving();
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert_eq!(handed(&a, b"x"), Ok(false));
         p.disarm(7);
 
@@ -443,7 +448,7 @@ mod tests {
         let (c, d) = Channel::new_pair();
         q.add(HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
         let mut buf = [0u8; 16];
-        assert!(q.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert!(q.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
         assert_eq!(handed(&c, b"x"), Ok(false));
         assert!(q.disarm(7).is_none());
     }
@@ -455,7 +460,7 @@ mod tests {
     fn a_receiver_preempted_before_blocking_still_gets_the_message() {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
-        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
         me.cancel_block();
         assert_eq!(handed(&a, b"while away"), Ok(true));
         let (_, info) = delivered(p.disarm(7)).expect("nothing delivered");
@@ -466,13 +471,13 @@ mod tests {
     fn only_the_slots_owner_takes_the_delivery() {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
-        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
         assert_eq!(handed(&a, b"for 7"), Ok(true));
         // Another thread arming meanwhile neither takes it nor lends a slot
         // over it.
         let other = Thread::for_test(8);
         let mut other_buf = [0u8; 16];
-        assert!(p.arm(&other, Some(RecvSlot::new(8, &mut other_buf))).unwrap().is_none());
+        assert!(p.arm(other.clone(), Some(RecvSlot::new(8, &mut other_buf))).unwrap().is_none());
         // The undelivered news stays 7's: the next message queues.
         assert_eq!(handed(&a, b"for 8"), Ok(false));
         assert!(p.disarm(8).is_none());
@@ -528,11 +533,11 @@ mod tests {
         p.add(HandleId(1), c.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
         // The first wait scans and finds nothing: the thread would block.
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // Nothing reported a change: the next wait blocks without asking.
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // The object becomes ready and says so: the next wait finds it,
@@ -540,7 +545,7 @@ mod tests {
         c.ready.store(true, Ordering::Relaxed);
         c.listeners.notify();
         for _ in 0..2 {
-            match p.arm(&me, None).unwrap() {
+            match p.arm(me.clone(), None).unwrap() {
                 Some(Waited::Ready(r)) => assert_eq!(r.id, HandleId(1)),
                 _ => panic!("the ready entry was not found"),
             }
@@ -548,9 +553,9 @@ mod tests {
         // Once it is not ready, one scan says so and the next wait blocks.
         c.ready.store(false, Ordering::Relaxed);
         let asked = c.asked.load(Ordering::Relaxed);
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         assert_eq!(c.asked.load(Ordering::Relaxed), asked + 1);
     }
@@ -561,9 +566,9 @@ mod tests {
         let (_a, b) = Channel::new_pair();
         p.add(HandleId(1), b.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         p.remove(HandleId(1)).unwrap();
-        assert_eq!(p.arm(&me, None).err(), Some(Error::PollEmpty));
+        assert_eq!(p.arm(me.clone(), None).err(), Some(Error::PollEmpty));
     }
 }
