@@ -632,11 +632,11 @@ switch_to_frame:
             return;
         }
         let zombie = s.zombie.take();
-        let prev = s.current.replace(next.clone()).expect("no current thread");
         CURRENT.store(Arc::as_ptr(&next) as *mut Thread, Ordering::Relaxed);
         // SAFETY: as in `choose`: interrupts are off (scheduler lock).
         unsafe { CURRENT_FX = &*next.fx as *const FxArea as u64 };
-        resume_next(s, zombie, prev, next, was);
+        let prev = s.current.replace(next).expect("no current thread");
+        resume_next(s, zombie, prev, was);
     }
 
     /// The voluntary path (blocking, yielding, exiting): switches stacks
@@ -652,22 +652,25 @@ switch_to_frame:
             crate::arch::irq::restore(was);
             return;
         };
-        resume_next(s, zombie, prev, next, was);
+        // SCHED.current holds it.
+        drop(next);
+        resume_next(s, zombie, prev, was);
     }
 
-    /// Gives the CPU from `prev` to `next`, already current (CURRENT,
-    /// CURRENT_FX, SCHED.current), with the scheduler lock `s` held and
+    /// Gives the CPU from `prev` to the thread already made current
+    /// (CURRENT, CURRENT_FX, SCHED.current), with the scheduler lock `s` held and
     /// interrupts off (`was`: their state before); returns once `prev`
     /// runs again.
     fn resume_next(
         mut s: crate::sync::SpinLockGuard<'_, Scheduler>,
         zombie: Option<Arc<Thread>>,
         prev: Arc<Thread>,
-        next: Arc<Thread>,
         was: bool,
     ) {
         prev.resume.store(RESUME_STACK, Ordering::Relaxed);
         let save = prev.saved_rsp.get();
+        // SCHED.current (`next`) keeps it alive after the lock goes.
+        let next = s.current.as_deref().expect("no current thread");
         let next_by_stack = next.resume.load(Ordering::Relaxed) == RESUME_STACK;
         // SAFETY: scheduler lock held; `next` is not running.
         let next_rsp = unsafe { *next.saved_rsp.get() };
@@ -680,8 +683,6 @@ switch_to_frame:
         } else {
             drop(prev);
         }
-        // SCHED.current keeps `next` alive.
-        drop(next);
         // Interrupts stay off: the lock restores the state it found (off).
         drop(s);
         drop(zombie);
