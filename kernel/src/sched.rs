@@ -598,6 +598,47 @@ switch_to_frame:
         drop(zombie);
     }
 
+    /// Blocks the current thread (already `prepare_block`ed and registered
+    /// as a waiter) and runs `next` at once: a thread the current one just
+    /// took off a wait by handing it a message, not woken yet (so in no
+    /// run queue). The direct switch of a send followed by a wait: no trip
+    /// through the run queue, and `next` runs on the rest of the current
+    /// slice, so two threads passing the CPU back and forth are preempted
+    /// as one thread would be, and the others still get their turn. If the
+    /// current thread was woken meanwhile, or `next` was (its process is
+    /// being torn down), it is an ordinary wake and block.
+    pub fn block_current_handoff(next: Arc<Thread>) {
+        let was = crate::arch::irq::save_and_disable();
+        let mut s = SCHED.lock();
+        let blocking = s
+            .current
+            .as_ref()
+            .is_some_and(|c| c.state() == ThreadState::Blocked);
+        let taken = blocking
+            && next
+                .state
+                .compare_exchange(
+                    ThreadState::Blocked as u8,
+                    ThreadState::Running as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok();
+        if !taken {
+            drop(s);
+            crate::arch::irq::restore(was);
+            wake(next);
+            switch_voluntary();
+            return;
+        }
+        let zombie = s.zombie.take();
+        CURRENT.store(Arc::as_ptr(&next) as *mut Thread, Ordering::Relaxed);
+        // SAFETY: as in `choose`: interrupts are off (scheduler lock).
+        unsafe { CURRENT_FX = &*next.fx as *const FxArea as u64 };
+        let prev = s.current.replace(next).expect("no current thread");
+        resume_next(s, zombie, prev, was);
+    }
+
     /// The voluntary path (blocking, yielding, exiting): switches stacks
     /// directly, saving only what a function call must preserve.
     fn switch_voluntary() {
@@ -611,8 +652,25 @@ switch_to_frame:
             crate::arch::irq::restore(was);
             return;
         };
+        // SCHED.current holds it.
+        drop(next);
+        resume_next(s, zombie, prev, was);
+    }
+
+    /// Gives the CPU from `prev` to the thread already made current
+    /// (CURRENT, CURRENT_FX, SCHED.current), with the scheduler lock `s` held and
+    /// interrupts off (`was`: their state before); returns once `prev`
+    /// runs again.
+    fn resume_next(
+        mut s: crate::sync::SpinLockGuard<'_, Scheduler>,
+        zombie: Option<Arc<Thread>>,
+        prev: Arc<Thread>,
+        was: bool,
+    ) {
         prev.resume.store(RESUME_STACK, Ordering::Relaxed);
         let save = prev.saved_rsp.get();
+        // SCHED.current (`next`) keeps it alive after the lock goes.
+        let next = s.current.as_deref().expect("no current thread");
         let next_by_stack = next.resume.load(Ordering::Relaxed) == RESUME_STACK;
         // SAFETY: scheduler lock held; `next` is not running.
         let next_rsp = unsafe { *next.saved_rsp.get() };
@@ -625,8 +683,6 @@ switch_to_frame:
         } else {
             drop(prev);
         }
-        // SCHED.current keeps `next` alive.
-        drop(next);
         // Interrupts stay off: the lock restores the state it found (off).
         drop(s);
         drop(zombie);

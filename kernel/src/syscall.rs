@@ -43,6 +43,7 @@ use crate::object::interrupt::Interrupt;
 use crate::object::job::Job;
 use crate::object::poll::Poll;
 use crate::object::poll::Waited;
+use crate::object::rendezvous::Handed;
 use crate::object::rendezvous::RecvSlot;
 use crate::object::system::SystemRight;
 use crate::object::timer::Timer;
@@ -209,24 +210,8 @@ impl KernelApi for Kernel {
         handles: &[HandleId],
     ) -> Result<(), Error> {
         sched::in_kernel(|| {
-            if data.len() > MESSAGE_DATA_MAX {
-                return Err(Error::MessageTooLarge);
-            }
-            if handles.len() > MESSAGE_HANDLES_MAX {
-                return Err(Error::TooManyHandles);
-            }
-            let table = table();
-            let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?.clone();
-            // Handed over, the message allocates nothing: no budget check.
-            if handles.is_empty() && channel.hand_over(kind, data)? {
-                return Ok(());
-            }
-            within_budget()?;
-            let moved = handles_to_move(&table, ch, &channel, handles)?;
-            let msg = ChannelMessage::new(kind, data, moved)?;
-            channel.send(msg).map_err(|(e, _msg)| e)?;
-            if !handles.is_empty() {
-                handles_moved(table, handles);
+            if let Some(handed) = send(table(), ch, kind, data, handles)? {
+                handed.wake();
             }
             Ok(())
         })
@@ -284,7 +269,7 @@ impl KernelApi for Kernel {
 
     fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
         sched::in_kernel(
-            || match wait(&object::<Poll>(poll, rights::POLL_WAIT)?, None)? {
+            || match wait(&object::<Poll>(poll, rights::POLL_WAIT)?, None, None)? {
                 Waited::Ready(ready) => Ok((ready.id, ready.readiness)),
                 // Without a slot, nothing is delivered.
                 Waited::Delivered { id, .. } => Ok((id, Readiness::READABLE)),
@@ -300,21 +285,27 @@ impl KernelApi for Kernel {
     ) -> Result<PollEvent, Error> {
         sched::in_kernel(|| {
             let poll = object::<Poll>(poll, rights::POLL_WAIT)?;
-            let slot = RecvSlot::new(sched::current().id, data);
-            match wait(&poll, Some(slot))? {
-                Waited::Delivered { id, info } => Ok(PollEvent {
-                    id,
-                    ready: Readiness::READABLE,
-                    received: Some(Ok(info)),
-                }),
-                Waited::Ready(ready) => Ok(PollEvent {
-                    id: ready.id,
-                    ready: ready.readiness,
-                    received: ready
-                        .channel
-                        .map(|channel| recv_into(&channel, table(), data, handle_buf)),
-                }),
-            }
+            wait_recv(&poll, data, handle_buf, None)
+        })
+    }
+
+    fn channel_send_poll_wait_recv(
+        &self,
+        ch: HandleId,
+        kind: u8,
+        data: &[u8],
+        handles: &[HandleId],
+        poll: HandleId,
+        buf: &mut [u8],
+        handle_buf: &mut [HandleId],
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        sched::in_kernel(|| {
+            // A bad poll fails the call before anything is sent; one lock
+            // of the table for both.
+            let table = table();
+            let poll = table.get::<Poll>(poll, rights::POLL_WAIT)?.clone();
+            let handed = send(table, ch, kind, data, handles)?;
+            Ok(wait_recv(&poll, buf, handle_buf, handed))
         })
     }
 
@@ -721,11 +712,76 @@ fn recv_into(
     })
 }
 
-/// Blocks until `poll` has a ready entry, or (with `slot`, the caller's
-/// receive buffer) a message delivered into the buffer.
+/// The body of `channel_send`: `Some` if the message was handed straight
+/// to a waiting receiver (who the caller wakes, or switches to).
 #[inline(always)]
-fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>) -> Result<Waited, Error> {
-    let me = sched::current_arc();
+/// `table` is the caller's, locked (released on return).
+fn send(
+    table: SpinLockGuard<'static, HandleTable>,
+    ch: HandleId,
+    kind: u8,
+    data: &[u8],
+    handles: &[HandleId],
+) -> Result<Option<Handed>, Error> {
+    if data.len() > MESSAGE_DATA_MAX {
+        return Err(Error::MessageTooLarge);
+    }
+    if handles.len() > MESSAGE_HANDLES_MAX {
+        return Err(Error::TooManyHandles);
+    }
+    let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?;
+    // Handed over, the message allocates nothing: no budget check.
+    if handles.is_empty() {
+        if let Some(handed) = channel.hand_over(kind, data)? {
+            return Ok(Some(handed));
+        }
+    }
+    let channel = channel.clone();
+    within_budget()?;
+    let moved = handles_to_move(&table, ch, &channel, handles)?;
+    let msg = ChannelMessage::new(kind, data, moved)?;
+    channel.send(msg).map_err(|(e, _msg)| e)?;
+    if !handles.is_empty() {
+        handles_moved(table, handles);
+    }
+    Ok(None)
+}
+
+/// The body of `poll_wait_recv`; `handed`: a receiver the caller's send
+/// just gave a message, run at once if the caller blocks (see `wait`).
+fn wait_recv(
+    poll: &Arc<Poll>,
+    data: &mut [u8],
+    handle_buf: &mut [HandleId],
+    handed: Option<Handed>,
+) -> Result<PollEvent, Error> {
+    let slot = RecvSlot::new(sched::current().id, data);
+    match wait(poll, Some(slot), handed)? {
+        Waited::Delivered { id, info } => Ok(PollEvent {
+            id,
+            ready: Readiness::READABLE,
+            received: Some(Ok(info)),
+        }),
+        Waited::Ready(ready) => Ok(PollEvent {
+            id: ready.id,
+            ready: ready.readiness,
+            received: ready
+                .channel
+                .map(|channel| recv_into(&channel, table(), data, handle_buf)),
+        }),
+    }
+}
+
+/// Blocks until `poll` has a ready entry, or (with `slot`, the caller's
+/// receive buffer) a message delivered into the buffer. `handed` is a
+/// receiver the caller just gave a message (taken off its wait, not yet
+/// woken): if the caller blocks, the CPU goes straight to it
+/// ([`sched::block_current_handoff`]); on any other way out (ready at
+/// once, killed, an error) dropping it wakes it as usual. It is woken only
+/// after the caller armed its own wait, so its answer cannot come before
+/// the caller listens for it.
+fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) -> Result<Waited, Error> {
+    let me = sched::current();
     loop {
         // The process is being torn down: return, so the call's locals (the
         // poll, and through it what it watches) drop before the thread ends
@@ -733,10 +789,13 @@ fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>) -> Result<Waited, Error> {
         if me.kill_requested() {
             return Err(Error::WouldBlock);
         }
-        if let Some(done) = poll.arm(&me, slot)? {
+        if let Some(done) = poll.arm(sched::current_arc(), slot)? {
             return Ok(done);
         }
-        sched::block_current();
+        match handed.take().and_then(Handed::into_receiver) {
+            Some(receiver) => sched::block_current_handoff(receiver),
+            None => sched::block_current(),
+        }
         if let Some(done) = poll.disarm(me.id) {
             return Ok(done);
         }

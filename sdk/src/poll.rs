@@ -4,8 +4,10 @@ use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::PollEvent;
 use crate::abi::Readiness;
+use crate::channel::Channel;
 use crate::channel::MessageBuffer;
 use crate::handle::OwnedHandle;
+use crate::message::MessageKind;
 use crate::syscall::kernel;
 
 #[derive(Debug)]
@@ -42,6 +44,30 @@ impl Poll {
     /// would report it). A main loop makes one call per message.
     pub fn wait_recv(&self, buf: &mut MessageBuffer) -> Result<PollEvent, Error> {
         kernel().poll_wait_recv(self.0.id(), &mut buf.data, &mut buf.handles)
+    }
+
+    /// Sends `data` as a `Data` message on `ch`, then waits as
+    /// [`Poll::wait_recv`] does, in one kernel call: for a client that asks
+    /// and waits for the answer, or a loop that replies and waits for the
+    /// next message. A peer waiting for the message gets it straight into
+    /// its buffer and runs at once. `Err` if the send failed (nothing sent,
+    /// nothing waited: `Error::QueueFull` means retry after `WRITABLE`);
+    /// `Ok` holds what the wait came to.
+    pub fn send_data_wait_recv(
+        &self,
+        ch: &Channel,
+        data: &[u8],
+        buf: &mut MessageBuffer,
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        kernel().channel_send_poll_wait_recv(
+            ch.id(),
+            MessageKind::Data as u8,
+            data,
+            &[],
+            self.0.id(),
+            &mut buf.data,
+            &mut buf.handles,
+        )
     }
 
     pub fn id(&self) -> HandleId {

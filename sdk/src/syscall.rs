@@ -253,6 +253,28 @@ pub trait KernelApi: Sync {
     /// The `index`-th name a command answers to, in name order
     /// ([`Error::NotFound`] past the last).
     fn command_name(&self, spawner: HandleId, index: usize) -> Result<&'static str, Error>;
+
+    /// [`KernelApi::channel_send`] on `ch`, then [`KernelApi::poll_wait_recv`]
+    /// on `poll`, in one call: a client sending a request and waiting for
+    /// the answer, a main loop replying and waiting for the next message.
+    /// If the message went straight into the buffer of a thread waiting for
+    /// it, that thread runs at once, on the rest of the caller's time slice.
+    /// The outer error is the send's (nothing was sent, nothing waited);
+    /// the inner result is the wait's (the message was sent).
+    #[allow(clippy::too_many_arguments)]
+    fn channel_send_poll_wait_recv(
+        &self,
+        ch: HandleId,
+        kind: u8,
+        data: &[u8],
+        handles: &[HandleId],
+        poll: HandleId,
+        buf: &mut [u8],
+        handle_buf: &mut [HandleId],
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        self.channel_send(ch, kind, data, handles)?;
+        Ok(self.poll_wait_recv(poll, buf, handle_buf))
+    }
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -27,6 +27,7 @@ use starina::abi::CHANNEL_QUEUE_MAX;
 use starina::abi::MESSAGE_DATA_MAX;
 use starina::abi::MESSAGE_HANDLES_MAX;
 
+use super::rendezvous::Handed;
 use super::Listeners;
 use super::Pollable;
 use crate::handle::Handle;
@@ -161,14 +162,15 @@ impl Channel {
 
     /// Hands a message without handles straight to a thread waiting to
     /// receive on the peer (see `rendezvous`), if one waits and nothing
-    /// is queued before it (order is kept). Whether it did; if not, the
-    /// caller queues it with [`Channel::send`].
-    pub fn hand_over(&self, kind: u8, data: &[u8]) -> Result<bool, Error> {
+    /// is queued before it (order is kept). `Some` if it did: the
+    /// receiver, for the caller to wake; if not, the caller queues it with
+    /// [`Channel::send`].
+    pub fn hand_over(&self, kind: u8, data: &[u8]) -> Result<Option<Handed>, Error> {
         let Some(peer) = self.peer() else {
             return Err(Error::PeerClosed);
         };
         if self.state.queued[peer.side].load(Ordering::Acquire) > 0 {
-            return Ok(false);
+            return Ok(None);
         }
         Ok(peer.listeners.deliver(&peer, kind, data))
     }

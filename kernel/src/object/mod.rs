@@ -76,12 +76,17 @@ impl Listeners {
 
     /// Offers a message sent to `channel` (this object) to the polls
     /// watching it, for a thread waiting with a receive buffer
-    /// ([`Poll::deliver`]): whether one took it.
-    pub fn deliver(&self, channel: &channel::Channel, kind: u8, data: &[u8]) -> bool {
+    /// ([`Poll::deliver`]): `Some` if one took it.
+    pub fn deliver(
+        &self,
+        channel: &channel::Channel,
+        kind: u8,
+        data: &[u8],
+    ) -> Option<rendezvous::Handed> {
         let polls = self.polls.lock();
         polls
             .iter()
-            .any(|p| p.upgrade().is_some_and(|p| p.deliver(channel, kind, data)))
+            .find_map(|p| p.upgrade().and_then(|p| p.deliver(channel, kind, data)))
     }
 
     /// Wakes every poll watching this object.

@@ -24,6 +24,7 @@ use starina::abi::POLL_ENTRIES_MAX;
 
 use super::channel::Channel;
 use super::rendezvous::Delivered;
+use super::rendezvous::Handed;
 use super::rendezvous::RecvSlot;
 use super::Pollable;
 use crate::sched;
@@ -199,7 +200,7 @@ impl Poll {
     /// delivered since `me` last looked, or a ready entry; nothing stays
     /// registered then), `None` if `me` is to block (it is
     /// `prepare_block`ed; a change from here on wakes it).
-    pub fn arm(&self, me: &Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Waited>, Error> {
+    pub fn arm(&self, me: Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Waited>, Error> {
         let mut inner = self.inner.lock();
         if let Some(done) = take_delivered(&mut inner, me.id) {
             return Ok(Some(done));
@@ -207,7 +208,8 @@ impl Poll {
         // Registered *before* the scan, so a change between the scan and
         // the block cannot be missed.
         me.prepare_block();
-        self.set_waiter(me.clone());
+        let waiter = Arc::as_ptr(&me);
+        self.set_waiter(me);
         // An empty poll is always scanned, so the wait fails (`PollEmpty`).
         if self.stale.swap(false, Ordering::AcqRel) || inner.entries.is_empty() {
             match self.scan(&inner.entries) {
@@ -215,8 +217,12 @@ impl Poll {
                 found => {
                     // Other entries may be ready as well.
                     self.stale.store(true, Ordering::Release);
-                    self.clear_waiter();
-                    me.cancel_block();
+                    // Ours (nothing runs while we hold the lock), unless a
+                    // wake took it already, which cancelled the block.
+                    if let Some(me) = self.take_waiter() {
+                        debug_assert!(core::ptr::eq(Arc::as_ptr(&me), waiter));
+                        me.cancel_block();
+                    }
                     return found.map(|ready| ready.map(Waited::Ready));
                 }
             }
@@ -238,33 +244,27 @@ impl Poll {
     /// Copies a message (`kind`, `data`, no handles) sent to `channel`
     /// into the buffer of the thread waiting here, if one waits with a
     /// slot it fits, and this poll watches `channel` for `READABLE`
-    /// through a handle that may receive. Whether it did (the waiter is
-    /// woken then).
-    pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> bool {
+    /// through a handle that may receive. `Some` if it did: the waiter,
+    /// taken off this poll, for the sender to wake.
+    pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> Option<Handed> {
         let mut inner = self.inner.lock();
         // One delivery at a time: the last one's owner has not taken it.
         let (Some(slot), None) = (inner.slot, inner.delivered) else {
-            return false;
+            return None;
         };
-        let Some(id) = inner
+        let id = inner
             .entries
             .iter()
             .find(|e| {
                 e.interests.contains(Readiness::READABLE)
                     && e.receiver.as_ref().is_some_and(|r| core::ptr::eq(&**r, channel))
             })
-            .map(|e| e.id)
-        else {
-            return false;
-        };
-        let Some(info) = slot.fill(kind, data) else {
-            return false;
-        };
+            .map(|e| e.id)?;
+        let info = slot.fill(kind, data)?;
         inner.slot = None;
         inner.delivered = Some(Delivered::new(slot.owner(), id, info));
         drop(inner);
-        self.wake_waiter();
-        true
+        Some(Handed::new(self.take_waiter()))
     }
 
     fn take_waiter(&self) -> Option<Arc<Thread>> {
@@ -385,6 +385,11 @@ mod tests {
         (p, a, b, Thread::for_test(7))
     }
 
+    /// Whether `hand_over` delivered (waking the receiver at once).
+    fn handed(ch: &Channel, data: &[u8]) -> Result<bool, Error> {
+        ch.hand_over(3, data).map(|h| h.map(Handed::wake).is_some())
+    }
+
     fn delivered(w: Option<Waited>) -> Option<(HandleId, RecvInfo)> {
         match w {
             Some(Waited::Delivered { id, info }) => Some((id, info)),
@@ -397,10 +402,10 @@ mod tests {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
         let slot = RecvSlot::new(7, &mut buf);
-        assert!(p.arm(&me, Some(slot)).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"hello"), Ok(true));
+        assert!(p.arm(me.clone(), Some(slot)).unwrap().is_none());
+        assert_eq!(handed(&a, b"hello"), Ok(true));
         // The slot is used up: the next message queues.
-        assert_eq!(a.hand_over(3, b"again"), Ok(false));
+        assert_eq!(handed(&a, b"again"), Ok(false));
         let (id, info) = delivered(p.disarm(7)).expect("nothing delivered");
         assert_eq!((id, info.kind, info.data_len, info.num_handles), (HandleId(1), 3, 5, 0));
         assert_eq!(&buf[..5], b"hello");
@@ -415,9 +420,9 @@ mod tests {
             .unwrap();
         let mut buf = [0u8; 16];
         // Ready at once: the slot is never lent, so nothing overtakes.
-        let armed = p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap();
+        let armed = p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap();
         assert!(matches!(armed, Some(Waited::Ready(Ready { id: HandleId(1), .. }))));
-        assert_eq!(a.hand_over(3, b"second"), Ok(false));
+        assert_eq!(handed(&a, b"second"), Ok(false));
         assert_eq!(b.recv(16, 4, 4).unwrap().data, b"first");
     }
 
@@ -425,8 +430,8 @@ mod tests {
     fn a_message_too_big_for_the_buffer_is_queued() {
         let (p, a, b, me) = receiving();
         let mut buf = [0u8; 4];
-        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"too long"), Ok(false));
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert_eq!(handed(&a, b"too long"), Ok(false));
         assert!(p.disarm(7).is_none());
         assert_eq!(buf, [0; 4]);
         assert_eq!(b.queued(), 0);
@@ -435,16 +440,16 @@ mod tests {
     #[test]
     fn nothing_is_delivered_without_a_slot_or_the_right_to_receive() {
         let (p, a, _b, me) = receiving();
-        assert!(p.arm(&me, None).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"x"), Ok(false));
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
+        assert_eq!(handed(&a, b"x"), Ok(false));
         p.disarm(7);
 
         let q = Poll::new();
         let (c, d) = Channel::new_pair();
         q.add(HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
         let mut buf = [0u8; 16];
-        assert!(q.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
-        assert_eq!(c.hand_over(3, b"x"), Ok(false));
+        assert!(q.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert_eq!(handed(&c, b"x"), Ok(false));
         assert!(q.disarm(7).is_none());
     }
 
@@ -455,9 +460,9 @@ mod tests {
     fn a_receiver_preempted_before_blocking_still_gets_the_message() {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
-        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
         me.cancel_block();
-        assert_eq!(a.hand_over(3, b"while away"), Ok(true));
+        assert_eq!(handed(&a, b"while away"), Ok(true));
         let (_, info) = delivered(p.disarm(7)).expect("nothing delivered");
         assert_eq!(&buf[..info.data_len], b"while away");
     }
@@ -466,15 +471,15 @@ mod tests {
     fn only_the_slots_owner_takes_the_delivery() {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
-        assert!(p.arm(&me, Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
-        assert_eq!(a.hand_over(3, b"for 7"), Ok(true));
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        assert_eq!(handed(&a, b"for 7"), Ok(true));
         // Another thread arming meanwhile neither takes it nor lends a slot
         // over it.
         let other = Thread::for_test(8);
         let mut other_buf = [0u8; 16];
-        assert!(p.arm(&other, Some(RecvSlot::new(8, &mut other_buf))).unwrap().is_none());
+        assert!(p.arm(other.clone(), Some(RecvSlot::new(8, &mut other_buf))).unwrap().is_none());
         // The undelivered news stays 7's: the next message queues.
-        assert_eq!(a.hand_over(3, b"for 8"), Ok(false));
+        assert_eq!(handed(&a, b"for 8"), Ok(false));
         assert!(p.disarm(8).is_none());
         assert!(delivered(p.disarm(7)).is_some());
     }
@@ -528,11 +533,11 @@ mod tests {
         p.add(HandleId(1), c.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
         // The first wait scans and finds nothing: the thread would block.
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // Nothing reported a change: the next wait blocks without asking.
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // The object becomes ready and says so: the next wait finds it,
@@ -540,7 +545,7 @@ mod tests {
         c.ready.store(true, Ordering::Relaxed);
         c.listeners.notify();
         for _ in 0..2 {
-            match p.arm(&me, None).unwrap() {
+            match p.arm(me.clone(), None).unwrap() {
                 Some(Waited::Ready(r)) => assert_eq!(r.id, HandleId(1)),
                 _ => panic!("the ready entry was not found"),
             }
@@ -548,9 +553,9 @@ mod tests {
         // Once it is not ready, one scan says so and the next wait blocks.
         c.ready.store(false, Ordering::Relaxed);
         let asked = c.asked.load(Ordering::Relaxed);
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         assert_eq!(c.asked.load(Ordering::Relaxed), asked + 1);
     }
@@ -561,9 +566,9 @@ mod tests {
         let (_a, b) = Channel::new_pair();
         p.add(HandleId(1), b.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
-        assert!(p.arm(&me, None).unwrap().is_none());
+        assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert!(p.disarm(7).is_none());
         p.remove(HandleId(1)).unwrap();
-        assert_eq!(p.arm(&me, None).err(), Some(Error::PollEmpty));
+        assert_eq!(p.arm(me.clone(), None).err(), Some(Error::PollEmpty));
     }
 }

@@ -14,8 +14,13 @@
 //! means the receiver's handle table, whose lock a sender of the same
 //! process may hold.
 
+use alloc::sync::Arc;
+
 use starina::abi::HandleId;
 use starina::abi::RecvInfo;
+
+use crate::sched;
+use crate::sched::Thread;
 
 /// A waiting thread's receive buffer.
 #[derive(Clone, Copy)]
@@ -84,5 +89,39 @@ impl Delivered {
 
     pub fn info(&self) -> RecvInfo {
         self.info
+    }
+}
+
+/// A message handed over: the receiver it was delivered to, taken off its
+/// poll's wait but not yet woken. The sender wakes it: at once
+/// ([`Handed::wake`]), or by switching to it as it blocks itself (a send
+/// followed by a wait, `syscall::wait`). Dropped, it wakes the receiver,
+/// so no path can leave it asleep with its message.
+#[must_use]
+pub struct Handed(Option<Arc<Thread>>);
+
+impl Handed {
+    pub fn new(receiver: Option<Arc<Thread>>) -> Handed {
+        Handed(receiver)
+    }
+
+    /// The receiver, for a direct switch (the caller must then run or
+    /// wake it).
+    pub fn into_receiver(self) -> Option<Arc<Thread>> {
+        // Nothing is left to drop once the receiver is out.
+        let mut handed = core::mem::ManuallyDrop::new(self);
+        handed.0.take()
+    }
+
+    pub fn wake(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            sched::wake(thread);
+        }
     }
 }

@@ -55,11 +55,12 @@ pub enum SyscallNo {
     ConsoleRead = 45,
     ConsoleWrite = 46,
     CommandName = 47,
+    ChannelSendPollWaitRecv = 48,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 47] = [
+    pub const ALL: [SyscallNo; 48] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -107,6 +108,7 @@ impl SyscallNo {
         SyscallNo::ConsoleRead,
         SyscallNo::ConsoleWrite,
         SyscallNo::CommandName,
+        SyscallNo::ChannelSendPollWaitRecv,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -168,6 +170,7 @@ impl SyscallNo {
             SyscallNo::ConsoleRead => "console_read",
             SyscallNo::ConsoleWrite => "console_write",
             SyscallNo::CommandName => "command_name",
+            SyscallNo::ChannelSendPollWaitRecv => "channel_send_poll_wait_recv",
         }
     }
 }

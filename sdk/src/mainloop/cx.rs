@@ -2,6 +2,8 @@
 //! outboxes. Everything a handler may change while handling an event goes
 //! through here.
 
+use alloc::vec::Vec;
+
 use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::Readiness;
@@ -67,6 +69,10 @@ pub struct Cx<S> {
     pub(super) poll: Poll,
     pub(super) slots: Slots<S>,
     pub(super) stopped: bool,
+    /// A reply not sent yet ([`Cx::reply_data`]): its channel; the bytes
+    /// are in `reply_data`.
+    pub(super) reply: Option<HandleId>,
+    pub(super) reply_data: Vec<u8>,
 }
 
 impl<S> Cx<S> {
@@ -75,6 +81,8 @@ impl<S> Cx<S> {
             poll: Poll::create()?,
             slots: Slots::new(),
             stopped: false,
+            reply: None,
+            reply_data: Vec::new(),
         })
     }
 
@@ -142,6 +150,7 @@ impl<S> Cx<S> {
     }
 
     pub(super) fn take_slot(&mut self, id: HandleId) -> Option<Slot<S>> {
+        self.send_reply();
         let slot = self.slots.remove(id)?;
         let _ = self.poll.remove(id);
         Some(slot)
@@ -162,6 +171,7 @@ impl<S> Cx<S> {
     /// [`Error::PeerClosed`] if the peer is gone, and
     /// [`Error::NotFound`] if `id` is no channel of this loop.
     pub fn send(&mut self, id: HandleId, msg: Message<'_>) -> Result<(), Error> {
+        self.send_reply();
         let slot = self.slots.get_mut(id).ok_or(Error::NotFound)?;
         let ch = slot.channel().ok_or(Error::WrongObjectType)?;
         if !slot.outbox.is_empty() {
@@ -179,6 +189,61 @@ impl<S> Cx<S> {
 
     /// Sends bytes as a `Data` message, like [`Cx::send`].
     pub fn send_data(&mut self, id: HandleId, data: &[u8]) -> Result<(), Error> {
+        self.send_reply();
+        self.send_data_now(id, data)
+    }
+
+    /// Sends bytes as a `Data` message on channel `id` as the loop goes
+    /// back to waiting, in the same kernel call as the wait
+    /// ([`crate::poll::Poll::send_data_wait_recv`]): the answer to the
+    /// message being handled. A peer waiting for it runs at once. Any
+    /// other send, reply or removal through this `Cx` sends it first, so
+    /// the order of everything sent through the loop is kept; a handler
+    /// that uses a channel directly ([`Cx::channel`]) or blocks should
+    /// send with [`Cx::send_data`]. Errors come as [`Cx::send_data`]'s
+    /// would, but after the handler returned: a full peer queue keeps the
+    /// reply in the outbox, anything else is logged.
+    pub fn reply_data(&mut self, id: HandleId, data: &[u8]) -> Result<(), Error> {
+        self.send_reply();
+        let slot = self.slots.get(id).ok_or(Error::NotFound)?;
+        slot.channel().ok_or(Error::WrongObjectType)?;
+        if !slot.outbox.is_empty() {
+            return self.send_data_now(id, data);
+        }
+        self.reply_data.clear();
+        self.reply_data.extend_from_slice(data);
+        self.reply = Some(id);
+        Ok(())
+    }
+
+    /// Sends the reply [`Cx::reply_data`] left, if any, now.
+    pub(super) fn send_reply(&mut self) {
+        let Some(id) = self.reply.take() else { return };
+        let data = core::mem::take(&mut self.reply_data);
+        let result = self.send_data_now(id, &data);
+        self.reply_data = data;
+        self.reply_result(id, result);
+    }
+
+    /// What became of a reply sent after its handler returned.
+    pub(super) fn reply_result(&mut self, id: HandleId, result: Result<(), Error>) {
+        match result {
+            Ok(()) => {}
+            Err(Error::QueueFull) => {
+                let data = core::mem::take(&mut self.reply_data);
+                let kept = self.wait_for_room(id, Pending::from_message(Message::Data(&data)));
+                self.reply_data = data;
+                if let Err(e) = kept {
+                    log::warn!("reply dropped: {e}");
+                }
+            }
+            // The usual race: a client left while we answered it.
+            Err(Error::PeerClosed) => log::debug!("reply: peer closed"),
+            Err(e) => log::warn!("reply failed: {e}"),
+        }
+    }
+
+    fn send_data_now(&mut self, id: HandleId, data: &[u8]) -> Result<(), Error> {
         let slot = self.slots.get_mut(id).ok_or(Error::NotFound)?;
         let ch = slot.channel().ok_or(Error::WrongObjectType)?;
         if !slot.outbox.is_empty() {
@@ -253,6 +318,7 @@ impl<S> Cx<S> {
 
     /// Sends what waits in `id`'s outbox; `Ok(true)` once it is empty.
     pub(super) fn flush(&mut self, id: HandleId) -> Result<bool, Error> {
+        self.send_reply();
         let Some(slot) = self.slots.get_mut(id) else {
             return Ok(false);
         };

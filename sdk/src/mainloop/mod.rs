@@ -50,6 +50,7 @@ use crate::channel::Channel;
 use crate::channel::MessageBuffer;
 use crate::handle::OwnedHandle;
 use crate::message::Message;
+use crate::message::MessageKind;
 
 pub struct Mainloop<S> {
     cx: Cx<S>,
@@ -97,7 +98,7 @@ impl<S> Mainloop<S> {
                 id,
                 ready,
                 received,
-            } = match self.cx.poll.wait_recv(&mut self.buf) {
+            } = match self.wait() {
                 Ok(event) => event,
                 Err(Error::PollEmpty) => return Ok(()),
                 Err(e) => return Err(e),
@@ -113,7 +114,31 @@ impl<S> Mainloop<S> {
                 self.dispatch(handler, id, flushed);
             }
         }
+        self.cx.send_reply();
         Ok(())
+    }
+
+    /// Waits for the next event, sending the last handler's reply
+    /// ([`Cx::reply_data`]) in the same call.
+    fn wait(&mut self) -> Result<PollEvent, Error> {
+        let Some(id) = self.cx.reply.take() else {
+            return self.cx.poll.wait_recv(&mut self.buf);
+        };
+        let Some(ch) = self.cx.channel(id) else {
+            // Every removal sends the reply first; nothing to send to.
+            return self.cx.poll.wait_recv(&mut self.buf);
+        };
+        match self
+            .cx
+            .poll
+            .send_data_wait_recv(ch, &self.cx.reply_data, &mut self.buf)
+        {
+            Ok(waited) => waited,
+            Err(e) => {
+                self.cx.reply_result(id, Err(e));
+                self.cx.poll.wait_recv(&mut self.buf)
+            }
+        }
     }
 
     /// What the kernel's receive (with the readiness report) came to.
@@ -188,6 +213,13 @@ impl<S> Mainloop<S> {
             }
             Happened::PeerClosed => peer_closed(cx, h, id),
             Happened::JobEnded => job_ended(cx, h, id),
+            // The common case needs no decoding: bytes, no handles.
+            Happened::Received { info, supervisor: false }
+                if info.kind == MessageKind::Data as u8 && info.num_handles == 0 =>
+            {
+                let msg = Message::Data(&buf.data[..info.data_len]);
+                lend(cx, id, |cx, state| h.message(cx, id, state, msg))
+            }
             Happened::Received { info, supervisor } => {
                 let handles = buf.handles[..info.num_handles]
                     .iter()

@@ -78,6 +78,18 @@ impl Handler for Server {
                 Ok(())
             }
             b"pause" => cx.pause_receiving(id),
+            // A reply, then a send that must not overtake it.
+            b"reply" => {
+                cx.reply_data(id, b"r1")?;
+                cx.send_data(id, b"s2")
+            }
+            // A reply left for the loop's next wait.
+            b"reply-last" => cx.reply_data(id, data),
+            b"reply-stop" => {
+                cx.reply_data(id, b"stopping")?;
+                cx.stop();
+                Ok(())
+            }
             b"timer" => {
                 let timer = crate::timer::Timer::create()?;
                 let t = cx.add_timer(timer, "timer")?;
@@ -323,4 +335,31 @@ fn a_paused_channel_keeps_its_messages_until_resumed() {
         [b"pause".to_vec(), b"one".to_vec(), b"two".to_vec()]
     );
     assert_eq!(received(&client), [b"one #0".to_vec(), b"two #0".to_vec()]);
+}
+
+#[test]
+fn replies_go_out_in_order_with_the_next_wait_or_before_any_other_send() {
+    let (mut ml, _sup, client) = connected();
+    let mut h = server(1);
+    for m in [
+        &b"reply"[..],
+        b"reply-last",
+        b"hello",
+        b"reply-last",
+        b"reply-stop",
+    ] {
+        client.send_data(m).unwrap();
+    }
+    ml.run(&mut h).unwrap();
+    assert_eq!(
+        received(&client),
+        [
+            b"r1".to_vec(),
+            b"s2".to_vec(),
+            b"reply-last".to_vec(),
+            b"hello #0".to_vec(),
+            b"reply-last".to_vec(),
+            b"stopping".to_vec(),
+        ]
+    );
 }

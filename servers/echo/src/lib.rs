@@ -25,7 +25,7 @@ impl Handler for Echo {
 
     fn message(&mut self, cx: &mut Cx<()>, id: HandleId, _: &mut (), msg: Message<'_>) -> Result<(), Error> {
         match msg {
-            Message::Data(data) => cx.send_data(id, data),
+            Message::Data(data) => cx.reply_data(id, data),
             other => {
                 log::warn!("ignoring unexpected {:?} message", other.kind());
                 Ok(())
