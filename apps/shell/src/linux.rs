@@ -8,7 +8,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use starina::abi::Readiness;
-use starina::abi::Rights;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
 use starina::command::Input;
@@ -18,6 +17,7 @@ use starina::Message;
 use starina_bridge::exec::Event;
 use starina_bridge::exec::ExecRequest;
 
+use crate::pipeline::dup;
 use crate::pump;
 
 /// How long the linux server may take to open a process channel.
@@ -44,12 +44,6 @@ pub fn start(
     request.cwd = Some(cwd.as_bytes().to_vec());
     let bytes = request.encode().map_err(|e| format!("{e:?}"))?;
     process.send_data(&bytes).map_err(|e| format!("linux: {e}"))?;
-    let dup = |c: &Channel| {
-        c.handle()
-            .duplicate(Rights::DEFAULT)
-            .map(Channel::from_handle)
-            .map_err(|e| format!("{e}"))
-    };
     let control = dup(&process)?;
     let stdin_sink = dup(&process)?;
     let [stdin, stdout, stderr] = io;

@@ -53,7 +53,8 @@ fn pair() -> Result<(Channel, Channel), String> {
     Channel::create().map_err(|e| format!("shell: {e}"))
 }
 
-fn dup(c: &Channel) -> Result<Channel, String> {
+/// A second handle to `c` (for a thread of its own).
+pub(crate) fn dup(c: &Channel) -> Result<Channel, String> {
     c.handle()
         .duplicate(Rights::DEFAULT)
         .map(Channel::from_handle)
@@ -407,12 +408,8 @@ impl Running {
     /// Waits (at most 2 s) until every pump has finished its output, so
     /// the prompt comes after it.
     fn wait_for_pumps(&self) {
-        let mut buf = MessageBuffer::new();
-        for _ in 0..20 {
-            match self.done.recv_within(&mut buf, 100) {
-                Err(Error::PeerClosed) => return,
-                _ => continue,
-            }
-        }
+        // No one sends on it: it answers when the last pump's copy closes
+        // (`PeerClosed`) or at the timeout.
+        let _ = self.done.recv_within(&mut MessageBuffer::new(), 2_000);
     }
 }

@@ -41,30 +41,7 @@ pub fn duration(secs: u64) -> String {
 
 /// Seconds since 1970-01-01 UTC as `YYYY-MM-DD HH:MM:SS`.
 pub fn date_time(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (the usual
-/// era-of-400-years arithmetic).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    format!("{}", starina::abi::calendar::DateTime::from_unix(unix))
 }
 
 /// Rows laid out in columns two spaces apart, the last column unpadded;

@@ -10,6 +10,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod guest_memory;
 pub mod markers;
 pub mod syscall;
