@@ -74,6 +74,7 @@ macro_rules! check {
 
 // After `check!`, which they use.
 mod backward_copy;
+mod float_state;
 mod commands;
 mod commands_system;
 mod commands_files;
@@ -762,6 +763,10 @@ const TESTS: &[Test] = &[
     (
         "interrupts_during_a_backward_copy",
         backward_copy::interrupts_during_a_backward_copy,
+    ),
+    (
+        "sse_state_survives_interrupts_and_switches",
+        float_state::sse_state_survives_interrupts_and_switches,
     ),
     ("disk_driver_checks_requests", disk::disk_driver_checks_requests),
     ("disk_holds_the_hosts_ext2", disk::disk_holds_the_hosts_ext2),

@@ -56,6 +56,8 @@ pub struct TrapFrame {
 }
 
 const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
+// `interrupt_common` finds the vector at this offset from the frame's start.
+const _: () = assert!(core::mem::offset_of!(TrapFrame, vector) == 120);
 
 /// The FPU/SSE save area of the thread running on this CPU. The entry path
 /// saves into and restores from wherever this points. (One CPU today; with
@@ -102,11 +104,30 @@ interrupt_common:
     pushq %r13
     pushq %r14
     pushq %r15
+    // Where the interrupted SSE state goes: the running thread's save
+    // area, except for an NMI. An NMI can strike inside another
+    // interrupt's handler, after that handler saved the thread's state
+    // there and while it uses the registers itself; saving into the same
+    // area would overwrite the thread's state with the handler's, and the
+    // handler's exit would then restore the handler's registers into the
+    // thread. An NMI never switches threads and NMIs do not nest, so one
+    // area of its own serves. %rbx (preserved by the call) remembers the
+    // choice: zero for the thread's area, re-read after the handler since
+    // a switch changes it.
+    xorl %ebx, %ebx
+    cmpq $2, 120(%rsp)
+    jne 1f
+    leaq NMI_FX(%rip), %rbx
+1:
     movq CURRENT_FX(%rip), %rax
+    testq %rbx, %rbx
+    cmovnzq %rbx, %rax
     fxsave64 (%rax)
     movq %rsp, %rdi
     call interrupt_handler
     movq CURRENT_FX(%rip), %rax
+    testq %rbx, %rbx
+    cmovnzq %rbx, %rax
     fxrstor64 (%rax)
     popq %r15
     popq %r14
@@ -125,6 +146,12 @@ interrupt_common:
     popq %rax
     addq $16, %rsp
     iretq
+
+.section .bss.nmi_fx, "aw", @nobits
+.balign 64
+NMI_FX:
+    .skip 512
+.text
 "#,
     options(att_syntax)
 );
