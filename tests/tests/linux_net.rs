@@ -405,10 +405,25 @@ fn udp_forward_works(port: u16, native: u16, writer: &mut impl Write) -> Result<
 fn linux_listeners_reach_the_host() {
     let port = http::free_port();
     let udp_port = free_udp_port();
+    // A second echo server, for a native client (the udp command, run from
+    // Linux as `starina udp`) through tcpip's loopback.
+    let native_udp_port = loop {
+        let p = free_udp_port();
+        if p != udp_port {
+            break p;
+        }
+    };
     let script = format!(
         r#"
 /init --udp-echo {udp_port} &
 udp_pid=$!
+/init --udp-echo {native_udp_port} > /tmp/udp2.out &
+udp2_pid=$!
+i=0
+until native_udp=$(starina udp -w 1 linux {native_udp_port} native hello 2>/tmp/udp2.err) || [ $i -ge 20 ]; do sleep 0.5; i=$((i+1)); done
+echo "native_udp=$native_udp"
+echo "native_udp_server=$(cat /tmp/udp2.out) $(tail -1 /tmp/udp2.err)"
+kill $udp2_pid
 mkdir -p /tmp/www/cgi-bin
 head -c {BIG} /dev/urandom > /tmp/www/big
 sha256sum < /tmp/www/big | cut -d' ' -f1 > /tmp/www/big.sha
@@ -561,6 +576,14 @@ sleep 4
     let (code, out, err) = run.join().unwrap();
     assert!(out.contains("stopped=yes"), "{out}\n{err}");
     assert!(out.contains("udp_stopped=yes"), "{out}\n{err}");
+    // A native client reached a Linux UDP port (`starina udp linux P`):
+    // the answer came back, and Linux saw it come from the gateway (this
+    // machine, as the guest routes it).
+    assert!(out.contains("native_udp=native hello\n"), "{out}\n{err}");
+    assert!(
+        out.contains("native_udp_server=udp_echo_peer=10.0.3.2:"),
+        "{out}\n{err}"
+    );
     // The server saw the datagrams come from the host (QEMU's host address,
     // as Starina sees it), not from the NAT.
     let peer = values(&out).get("udp_echo_peer").copied().unwrap_or("");

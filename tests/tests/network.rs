@@ -520,6 +520,14 @@ fn network(machine: &str) {
         console.contains("netcheck: http-get ok: 100000 bytes"),
         "{console}"
     );
+    // And the udp command against a UDP port netcheck holds itself
+    // (tcpip's loopback), then against one nobody holds.
+    guest.wait_console("netcheck: udp ", Duration::from_secs(60));
+    let console = guest.console();
+    assert!(
+        console.contains("netcheck: udp ok: a datagram to localhost:5400 came from 127.0.0.1 and the answer came back; port 5401: udp: localhost:5401: nothing listens on UDP port 5401 here"),
+        "{console}"
+    );
     eprintln!(
         "network {machine}: boot {:.1} s, 200 concurrent {:.1} s, total {:.1} s",
         booted.as_secs_f64(),

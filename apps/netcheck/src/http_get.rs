@@ -19,11 +19,21 @@ const OUTPUT_MAX: usize = 4 << 20;
 
 /// Runs `http-get args...` with an empty stdin: (status, stdout, stderr).
 fn run(spawn: &Spawner, args: &[&str]) -> Result<(i32, Vec<u8>, String), String> {
+    run_command(spawn, "http-get", args)
+}
+
+/// Runs command `name` with `args` and an empty stdin: (status, stdout,
+/// stderr).
+pub fn run_command(
+    spawn: &Spawner,
+    name: &str,
+    args: &[&str],
+) -> Result<(i32, Vec<u8>, String), String> {
     let (stdio, peer) = Stdio::pipes().map_err(|e| format!("pipes: {e}"))?;
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let job = spawn
-        .spawn("http-get", &args, &[], stdio)
-        .map_err(|e| format!("cannot start http-get: {e}"))?;
+        .spawn(name, &args, &[], stdio)
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
     drop(peer.stdin);
     let read = |ch: Channel| {
         Input::new(ch)
@@ -32,9 +42,7 @@ fn run(spawn: &Spawner, args: &[&str]) -> Result<(i32, Vec<u8>, String), String>
     };
     let out = read(peer.stdout)?;
     let err = String::from_utf8_lossy(&read(peer.stderr)?).into_owned();
-    let status = job
-        .wait()
-        .map_err(|e| format!("waiting for http-get: {e}"))?;
+    let status = job.wait().map_err(|e| format!("waiting for {name}: {e}"))?;
     Ok((status, out, err))
 }
 

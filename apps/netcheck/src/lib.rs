@@ -13,9 +13,13 @@
 //! resolved`, `... not found` (the resolver answered that the name does
 //! not exist) or `... FAILED: <why>` (no answer).
 //!
-//! Last, if `http_get_url` is set, it runs the `http-get` command on it
+//! Then, if `http_get_url` is set, it runs the `http-get` command on it
 //! (privilege `spawn`; see `http_get.rs`) and logs `netcheck: http-get
 //! ok: ...` or `netcheck: http-get FAILED: ...`.
+//!
+//! Last, if `udp_loopback_port` is set, it checks UDP inside the machine
+//! with the `udp` command (see `udp_loopback.rs`) and logs `netcheck: udp
+//! ok: ...` or `netcheck: udp FAILED: ...`.
 //!
 //! The steps run in the main loop; the upload goes out while the
 //! connection has no backlog (`drained` resumes it), and every step fails
@@ -26,6 +30,7 @@
 extern crate alloc;
 
 mod http_get;
+mod udp_loopback;
 
 use alloc::format;
 use alloc::string::String;
@@ -331,6 +336,10 @@ pub fn main(env: Env) -> Result<(), String> {
         .map_err(|e| format!("the main loop failed: {e}"))?;
     if !url.is_empty() {
         http_get::check_and_log(&env.spawn, url, want_bytes.clamp(0, 1 << 20) as usize);
+    }
+    let udp_port = env.config.udp_loopback_port;
+    if let (Ok(port @ 1..), Some(tcpip)) = (u16::try_from(udp_port), ml.cx().channel(tcpip)) {
+        udp_loopback::check_and_log(&env.spawn, tcpip, port);
     }
     Ok(())
 }

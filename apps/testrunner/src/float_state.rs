@@ -73,7 +73,10 @@ pub fn sse_state_survives_interrupts_and_switches(_cx: &mut Ctx) -> TestResult {
         .strip_prefix("ok ")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| theirs.to_string())?;
-    check!(mine > 0 && theirs > 0, "a thread made no pass: {mine} and {theirs}");
+    check!(
+        mine > 0 && theirs > 0,
+        "a thread made no pass: {mine} and {theirs}"
+    );
     log::info!("sse state: {mine} and {theirs} passes of {TERMS} terms, every sum exact");
     Ok(())
 }

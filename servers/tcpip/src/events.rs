@@ -45,6 +45,7 @@ impl Handler for Server {
                 other => log::warn!("ignoring an unexpected {:?}", other.kind()),
             },
             Ctx::UdpListener(listener) => self.on_udp_listener_message(cx, *listener, msg),
+            Ctx::UdpLoopback(flow) => self.on_udp_loopback_message(cx, *flow, msg),
             Ctx::Timer => {}
         }
         self.after_event(cx);
@@ -75,6 +76,12 @@ impl Handler for Server {
                     l.ch = HandleId(0);
                 }
                 self.udp_unlisten(cx, id);
+            }
+            Ctx::UdpLoopback(id) => {
+                if let Some(flow) = self.udp_loopbacks.flows.get_mut(&id) {
+                    flow.ch = HandleId(0);
+                }
+                self.udp_loopback_closed(cx, id);
             }
             Ctx::Net => {
                 log::error!("the network driver went away; waiting for it to come back");

@@ -11,7 +11,10 @@
 //!   server forwards) the channel goes straight to the listener's client
 //!   (`loopback`);
 //! - `udp:<host>:<port>`: `OpenReply` with a channel on which each `Data`
-//!   is one datagram to or from that peer.
+//!   is one datagram to or from that peer; to this machine (as for `tcp:`)
+//!   the peer is the client holding `udp-listen:` on that port
+//!   (`udp_loopback`), which sees the datagrams come from `127.0.0.1:<n>`;
+//!   with nobody holding the port the open is refused (`REFUSED`).
 //! - `udp-dns:`: the same, to the DNS server DHCP gave (port 53), for a
 //!   NAT that forwards its clients' queries.
 //! - `udp-listen:0.0.0.0:<port>`: `OpenReply` with a channel for UDP
@@ -72,7 +75,8 @@
 //! (the state and the service round that polls smoltcp), `requests` (the
 //! client protocol: `Open` requests and their replies), `uri` (parsing
 //! them), `listener`, `udp_listener` and `conn` (the socket table: TCP and
-//! UDP listeners, connections), `dhcp` and `dns` (network configuration and names),
+//! UDP listeners, connections), `loopback` and `udp_loopback` (clients of
+//! ours reaching each other), `dhcp` and `dns` (network configuration and names),
 //! `stats` (the `stats:` figures) and `link` (the Ethernet device under
 //! smoltcp).
 #![no_std]
@@ -95,6 +99,7 @@ mod server;
 mod stats;
 mod timeouts;
 mod udp_listener;
+mod udp_loopback;
 mod uri;
 
 use alloc::format;

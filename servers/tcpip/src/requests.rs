@@ -143,6 +143,16 @@ impl Server {
             Request::Udp {
                 host: Host::Ip(ip),
                 port,
+            } if self.is_local(ip) => self.udp_loopback(cx, client, call_id, port),
+            Request::Udp {
+                host: Host::Name(name),
+                port,
+            } if crate::loopback::LOCAL_NAMES.contains(&name) => {
+                self.udp_loopback(cx, client, call_id, port)
+            }
+            Request::Udp {
+                host: Host::Ip(ip),
+                port,
             } => self.udp(cx, client, call_id, to(ip, port)),
             Request::UdpDns => match self.dns_servers.first() {
                 Some(&server) => self.udp(cx, client, call_id, to(server, 53)),

@@ -31,6 +31,7 @@ use crate::timeouts::timeout_ns;
 use crate::timeouts::STALL_TIMEOUT_MS;
 use crate::timeouts::SYN_TIMEOUT_MS;
 use crate::udp_listener::UdpListener;
+use crate::udp_loopback::UdpLoopbacks;
 use crate::Config;
 
 /// Longest wait between two smoltcp polls (timeouts are checked then).
@@ -60,6 +61,8 @@ pub enum Ctx {
     UdpListener(u32),
     /// A connection channel handed to a client (key in `Server::conns`).
     Conn(u32),
+    /// A loopback UDP flow's channel (key in `Server::udp_loopbacks`).
+    UdpLoopback(u32),
     /// The poll timer.
     Timer,
 }
@@ -124,6 +127,7 @@ pub struct Server {
     pub configured: bool,
     pub listeners: BTreeMap<u32, Listener>,
     pub udp_listeners: BTreeMap<u32, UdpListener>,
+    pub udp_loopbacks: UdpLoopbacks,
     pub conns: BTreeMap<u32, Conn>,
     pub pending: Vec<Pending>,
     /// Sockets closing or aborted, removed once done.
@@ -171,6 +175,7 @@ impl Server {
             configured: false,
             listeners: BTreeMap::new(),
             udp_listeners: BTreeMap::new(),
+            udp_loopbacks: UdpLoopbacks::new(),
             conns: BTreeMap::new(),
             pending: Vec::new(),
             zombies: Vec::new(),

@@ -145,11 +145,21 @@ impl Server {
                 return;
             }
         };
+        let Some(port) = self.udp_listeners.get(&id).map(|l| l.port) else {
+            return;
+        };
+        let decoded = datagram::decode(body);
+        if let Ok((peer, payload)) = decoded {
+            // To a client of ours (`udp:127.0.0.1:<port>`): no network.
+            if self.send_to_udp_loopback(cx, port, peer, payload) {
+                return;
+            }
+        }
         let Some(l) = self.udp_listeners.get_mut(&id) else {
             return;
         };
         let socket = self.sockets.get_mut::<udp::Socket>(l.socket);
-        let why = match datagram::decode(body) {
+        let why = match decoded {
             Err(e) => format!("a malformed datagram from the client ({e})"),
             Ok((peer, payload)) => match socket.send_slice(payload, endpoint(peer)) {
                 Ok(()) => {

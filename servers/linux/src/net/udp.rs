@@ -82,8 +82,13 @@ impl Nat {
                 self.udp_to_guest(to, from, &reply);
                 return;
             }
-        } else if to.addr.is_broadcast() || to.addr.is_multicast() || to.addr == GATEWAY {
+        } else if to.addr.is_broadcast() || to.addr.is_multicast() {
             return; // Nothing of ours listens there.
+        } else if to.addr == GATEWAY {
+            // This machine: only an answer from a forwarded port to a
+            // native client of it (tcpip's loopback) goes anywhere.
+            self.udp_forward_out(cx, from, to, payload);
+            return;
         }
         if self.udp_forward_out(cx, from, to, payload) {
             return; // From a forwarded port: out through its listener.

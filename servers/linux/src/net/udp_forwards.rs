@@ -23,6 +23,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use smoltcp::wire::Ipv4Address;
 use starina::abi::markers;
 use starina::channel::Channel;
 use starina::datagram;
@@ -35,6 +36,7 @@ use super::frame::Endpoint;
 use super::rate_limited;
 use super::Call;
 use super::Nat;
+use super::GATEWAY;
 use super::GUEST;
 use crate::Ctx;
 
@@ -211,8 +213,12 @@ impl Nat {
         if let Some(forward) = self.udp_forwards.ports.get_mut(&port) {
             forward.datagrams_in += 1;
         }
+        // A peer on this machine (a native component through tcpip's
+        // loopback) comes from the gateway, which the guest routes back to
+        // us; from 127.0.0.1 the guest would drop it as a martian.
+        let addr = Ipv4Address::from(peer.addr);
         let from = Endpoint {
-            addr: peer.addr.into(),
+            addr: if addr.is_loopback() { GATEWAY } else { addr },
             port: peer.port,
         };
         self.udp_to_guest(from, Endpoint { addr: GUEST, port }, payload);
@@ -233,8 +239,13 @@ impl Nat {
         let Some(ch) = forward.channel else {
             return false;
         };
+        // The gateway stands for this machine (see above).
         let peer = Peer {
-            addr: to.addr.octets(),
+            addr: if to.addr == GATEWAY {
+                [127, 0, 0, 1]
+            } else {
+                to.addr.octets()
+            },
             port: to.port,
         };
         // Too large for a message, or the listener's queue is full: dropped,
