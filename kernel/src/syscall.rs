@@ -749,6 +749,7 @@ fn send(
 
 /// The body of `poll_wait_recv`; `handed`: a receiver the caller's send
 /// just gave a message, run at once if the caller blocks (see `wait`).
+#[inline(always)]
 fn wait_recv(
     poll: &Arc<Poll>,
     data: &mut [u8],
@@ -780,6 +781,7 @@ fn wait_recv(
 /// once, killed, an error) dropping it wakes it as usual. It is woken only
 /// after the caller armed its own wait, so its answer cannot come before
 /// the caller listens for it.
+#[inline(always)]
 fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) -> Result<Waited, Error> {
     let me = sched::current();
     loop {

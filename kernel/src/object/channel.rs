@@ -165,6 +165,7 @@ impl Channel {
     /// is queued before it (order is kept). `Some` if it did: the
     /// receiver, for the caller to wake; if not, the caller queues it with
     /// [`Channel::send`].
+    #[inline(always)]
     pub fn hand_over(&self, kind: u8, data: &[u8]) -> Result<Option<Handed>, Error> {
         let Some(peer) = self.peer() else {
             return Err(Error::PeerClosed);

@@ -77,6 +77,7 @@ impl Listeners {
     /// Offers a message sent to `channel` (this object) to the polls
     /// watching it, for a thread waiting with a receive buffer
     /// ([`Poll::deliver`]): `Some` if one took it.
+    #[inline(always)]
     pub fn deliver(
         &self,
         channel: &channel::Channel,

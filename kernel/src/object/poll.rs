@@ -200,6 +200,7 @@ impl Poll {
     /// delivered since `me` last looked, or a ready entry; nothing stays
     /// registered then), `None` if `me` is to block (it is
     /// `prepare_block`ed; a change from here on wakes it).
+    #[inline(always)]
     pub fn arm(&self, me: Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Waited>, Error> {
         let mut inner = self.inner.lock();
         if let Some(done) = take_delivered(&mut inner, me.id) {
@@ -233,6 +234,7 @@ impl Poll {
 
     /// `me` woke (or gives up waiting): takes back its slot, and the
     /// message delivered into it, if one was.
+    #[inline(always)]
     pub fn disarm(&self, me: u64) -> Option<Waited> {
         let mut inner = self.inner.lock();
         if inner.slot.is_some_and(|s| s.owner() == me) {
@@ -246,6 +248,7 @@ impl Poll {
     /// slot it fits, and this poll watches `channel` for `READABLE`
     /// through a handle that may receive. `Some` if it did: the waiter,
     /// taken off this poll, for the sender to wake.
+    #[inline(always)]
     pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> Option<Handed> {
         let mut inner = self.inner.lock();
         // One delivery at a time: the last one's owner has not taken it.
