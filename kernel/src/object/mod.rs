@@ -85,9 +85,15 @@ impl Listeners {
         data: &[u8],
     ) -> Option<rendezvous::Handed> {
         let polls = self.polls.lock();
-        polls
-            .iter()
-            .find_map(|p| p.upgrade().and_then(|p| p.deliver(channel, kind, data)))
+        // A plain loop: the send path inlines it (an iterator adapter
+        // stays a call of its own).
+        for p in polls.iter() {
+            let Some(p) = p.upgrade() else { continue };
+            if let Some(handed) = p.deliver(channel, kind, data) {
+                return Some(handed);
+            }
+        }
+        None
     }
 
     /// Wakes every poll watching this object.
