@@ -607,6 +607,7 @@ switch_to_frame:
     /// as one thread would be, and the others still get their turn. If the
     /// current thread was woken meanwhile, or `next` was (its process is
     /// being torn down), it is an ordinary wake and block.
+    #[inline(always)]
     pub fn block_current_handoff(next: Arc<Thread>) {
         let was = crate::arch::irq::save_and_disable();
         let mut s = SCHED.lock();
@@ -661,6 +662,7 @@ switch_to_frame:
     /// (CURRENT, CURRENT_FX, SCHED.current), with the scheduler lock `s` held and
     /// interrupts off (`was`: their state before); returns once `prev`
     /// runs again.
+    #[inline(always)]
     fn resume_next(
         mut s: crate::sync::SpinLockGuard<'_, Scheduler>,
         zombie: Option<Arc<Thread>>,
