@@ -17,6 +17,7 @@
 //! process may hold.
 
 use alloc::sync::Arc;
+use core::cell::Cell;
 use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering;
 
@@ -31,14 +32,18 @@ use crate::sched::Thread;
 /// sender writes it under the poll's lock as it takes the slot away; the
 /// waiter reads it without the lock once it runs again (a delivery
 /// needs no second look at the poll).
+/// (The news is kept packed, a few words to write and read on every
+/// delivery: no handles come this way, and a length fits 32 bits.)
 #[derive(Default)]
 pub struct Mailbox {
     done: AtomicBool,
-    news: core::cell::Cell<Option<(HandleId, RecvInfo)>>,
+    kind: Cell<u8>,
+    id: Cell<u32>,
+    data_len: Cell<u32>,
 }
 
-// SAFETY: `news` is written once per lending, by the sender under the
-// poll's lock and before `done` is set (Release); the waiter reads it
+// SAFETY: the cells are written once per lending, by the sender under the
+// poll's lock and before `done` is set (Release); the waiter reads them
 // only after seeing `done` (Acquire), and lends the slot again only after
 // that (see the module docs).
 unsafe impl Sync for Mailbox {}
@@ -55,7 +60,12 @@ impl Mailbox {
             return None;
         }
         self.done.store(false, Ordering::Relaxed);
-        self.news.take()
+        let info = RecvInfo {
+            kind: self.kind.get(),
+            data_len: self.data_len.get() as usize,
+            num_handles: 0,
+        };
+        Some((HandleId(self.id.get()), info))
     }
 }
 
@@ -102,16 +112,14 @@ impl RecvSlot {
             // different buffer (a thread cannot send while it waits).
             unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.data, data.len()) };
         }
-        let info = RecvInfo {
-            kind,
-            data_len: data.len(),
-            num_handles: 0,
-        };
         // SAFETY: as above, the mailbox lives in the owner's waiting call
         // while the slot is registered; only this sender, under the poll's
         // lock, writes it, before `done` says it may be read.
         let mailbox = unsafe { &*self.mailbox };
-        mailbox.news.set(Some((id, info)));
+        mailbox.kind.set(kind);
+        mailbox.id.set(id.0);
+        // `data.len()` is within `capacity`, at most `MESSAGE_DATA_MAX`.
+        mailbox.data_len.set(data.len() as u32);
         mailbox.done.store(true, Ordering::Release);
         true
     }
