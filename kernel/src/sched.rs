@@ -609,8 +609,9 @@ switch_to_frame:
     /// being torn down), it is an ordinary wake and block.
     #[inline(always)]
     pub fn block_current_handoff(next: Arc<Thread>) {
-        let was = crate::arch::irq::save_and_disable();
         let mut s = SCHED.lock();
+        // Off until `next` runs, whichever way.
+        let was = s.keep_interrupts_off();
         let blocking = s
             .current
             .as_ref()

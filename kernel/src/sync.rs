@@ -43,16 +43,33 @@ impl<T> SpinLock<T> {
 impl<T: ?Sized> SpinLock<T> {
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         let irq_was_enabled = irq::save_and_disable();
+        self.acquire();
+        SpinLockGuard {
+            lock: self,
+            irq_was_enabled,
+        }
+    }
+
+    /// Takes the lock while the caller holds another (`_held`): interrupts
+    /// are off already, so there is nothing to save or restore. (Lock order
+    /// is the caller's business, as with nested `lock`s.)
+    #[inline(always)]
+    pub fn lock_nested<U: ?Sized>(&self, _held: &SpinLockGuard<'_, U>) -> SpinLockGuard<'_, T> {
+        self.acquire();
+        SpinLockGuard {
+            lock: self,
+            irq_was_enabled: false,
+        }
+    }
+
+    #[inline(always)]
+    fn acquire(&self) {
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             core::hint::spin_loop();
-        }
-        SpinLockGuard {
-            lock: self,
-            irq_was_enabled,
         }
     }
 
@@ -74,6 +91,16 @@ impl<T: ?Sized> DerefMut for SpinLockGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the guard proves we hold the lock, exclusively.
         unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T: ?Sized> SpinLockGuard<'_, T> {
+    /// Leaves interrupts off when the lock is released, for a caller that
+    /// goes on without them (a switch to another thread): whether they
+    /// were on before the lock was taken, for the caller to restore.
+    #[inline(always)]
+    pub fn keep_interrupts_off(&mut self) -> bool {
+        core::mem::replace(&mut self.irq_was_enabled, false)
     }
 }
 

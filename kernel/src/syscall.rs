@@ -733,7 +733,7 @@ fn send(
     let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?;
     // Handed over, the message allocates nothing: no budget check.
     if handles.is_empty() {
-        if let Some(handed) = channel.hand_over(kind, data)? {
+        if let Some(handed) = channel.hand_over(kind, data, &table)? {
             return Ok(Some(handed));
         }
     }

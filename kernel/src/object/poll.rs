@@ -29,6 +29,7 @@ use super::Pollable;
 use crate::sched;
 use crate::sched::Thread;
 use crate::sync::SpinLock;
+use crate::sync::SpinLockGuard;
 
 /// A watched object. The poll holds it strongly (no upgrade on every
 /// scan); closing the handle removes it from every poll (see
@@ -242,10 +243,16 @@ impl Poll {
     /// slot it fits, and this poll watches `channel` for `READABLE`
     /// through a handle that may receive. `Some` if it did (the slot's
     /// mailbox has the news, the slot is used up): the waiter, taken off
-    /// this poll, for the sender to wake.
+    /// this poll, for the sender to wake. `held`: a lock the caller holds.
     #[inline(always)]
-    pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> Option<Handed> {
-        let mut inner = self.inner.lock();
+    pub fn deliver<U: ?Sized>(
+        &self,
+        channel: &Channel,
+        kind: u8,
+        data: &[u8],
+        held: &SpinLockGuard<'_, U>,
+    ) -> Option<Handed> {
+        let mut inner = self.inner.lock_nested(held);
         let slot = inner.slot?;
         let id = inner
             .entries
@@ -370,7 +377,9 @@ mod tests {
 
     /// Whether `hand_over` delivered (waking the receiver at once).
     fn handed(ch: &Channel, data: &[u8]) -> Result<bool, Error> {
-        ch.hand_over(3, data).map(|h| h.map(Handed::wake).is_some())
+        let lock = SpinLock::new(());
+        let held = lock.lock();
+        ch.hand_over(3, data, &held).map(|h| h.map(Handed::wake).is_some())
     }
 
     #[test]
