@@ -758,7 +758,7 @@ fn wait_recv(
     handed: Option<Handed>,
 ) -> Result<PollEvent, Error> {
     let mailbox = Mailbox::new();
-    let slot = RecvSlot::new(sched::current().id, data, &mailbox);
+    let slot = RecvSlot::new(data, &mailbox);
     match wait(poll, Some((slot, &mailbox)), handed)? {
         Waited::Delivered { id, info } => Ok(PollEvent {
             id,
@@ -811,7 +811,7 @@ fn wait(
         }
         // Woken for something else: take the slot back, then look once
         // more (a delivery may have come in between).
-        poll.disarm(me.id);
+        poll.disarm(mailbox);
         if let Some((id, info)) = mailbox.take() {
             return Ok(Waited::Delivered { id, info });
         }

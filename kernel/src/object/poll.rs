@@ -24,6 +24,7 @@ use starina::abi::POLL_ENTRIES_MAX;
 
 use super::channel::Channel;
 use super::rendezvous::Handed;
+use super::rendezvous::Mailbox;
 use super::rendezvous::RecvSlot;
 use super::Pollable;
 use crate::sched;
@@ -227,13 +228,13 @@ impl Poll {
         Ok(None)
     }
 
-    /// `me` woke (or gives up waiting): takes back its slot, if it is
-    /// still lent. Once this returns, no delivery into it can come: its
-    /// mailbox says whether one came before.
+    /// The waiter woke (or gives up waiting): takes back the slot it lent
+    /// with `mailbox`, if it is still lent. Once this returns, no delivery
+    /// into it can come: the mailbox says whether one came before.
     #[inline(always)]
-    pub fn disarm(&self, me: u64) {
+    pub fn disarm(&self, mailbox: &Mailbox) {
         let mut inner = self.inner.lock();
-        if inner.slot.is_some_and(|s| s.owner() == me) {
+        if inner.slot.is_some_and(|s| s.is_lent_with(mailbox)) {
             inner.slot = None;
         }
     }
@@ -320,7 +321,6 @@ mod tests {
     use crate::object::channel::Channel;
     use crate::object::channel::ChannelMessage;
     use crate::object::timer::Timer;
-    use crate::object::rendezvous::Mailbox;
     use crate::object::rendezvous::RecvSlot;
 
     /// What `check` finds, without the channel.
@@ -387,7 +387,7 @@ mod tests {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
         let mailbox = Mailbox::new();
-        let slot = RecvSlot::new(7, &mut buf, &mailbox);
+        let slot = RecvSlot::new(&mut buf, &mailbox);
         assert!(p.arm(me.clone(), Some(slot)).unwrap().is_none());
         assert_eq!(handed(&a, b"hello"), Ok(true));
         // The slot is used up: the next message queues.
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(&buf[..5], b"hello");
         // Taken once; the slot is gone already, so disarming changes nothing.
         assert!(mailbox.take().is_none());
-        p.disarm(7);
+        p.disarm(&mailbox);
         assert!(mailbox.take().is_none());
     }
 
@@ -410,7 +410,7 @@ mod tests {
         let mut buf = [0u8; 16];
         let mailbox = Mailbox::new();
         // Ready at once: the slot is never lent, so nothing overtakes.
-        let armed = p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf, &mailbox))).unwrap();
+        let armed = p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap();
         assert!(matches!(armed, Some(Ready { id: HandleId(1), .. })));
         assert_eq!(handed(&a, b"second"), Ok(false));
         assert!(mailbox.take().is_none());
@@ -422,9 +422,9 @@ mod tests {
         let (p, a, b, me) = receiving();
         let mut buf = [0u8; 4];
         let mailbox = Mailbox::new();
-        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf, &mailbox))).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         assert_eq!(handed(&a, b"too long"), Ok(false));
-        p.disarm(7);
+        p.disarm(&mailbox);
         assert!(mailbox.take().is_none());
         assert_eq!(buf, [0; 4]);
         assert_eq!(b.queued(), 0);
@@ -435,16 +435,16 @@ mod tests {
         let (p, a, _b, me) = receiving();
         assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert_eq!(handed(&a, b"x"), Ok(false));
-        p.disarm(7);
+        p.disarm(&Mailbox::new());
 
         let q = Poll::new();
         let (c, d) = Channel::new_pair();
         q.add(HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
         let mut buf = [0u8; 16];
         let mailbox = Mailbox::new();
-        assert!(q.arm(me.clone(), Some(RecvSlot::new(7, &mut buf, &mailbox))).unwrap().is_none());
+        assert!(q.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         assert_eq!(handed(&c, b"x"), Ok(false));
-        q.disarm(7);
+        q.disarm(&mailbox);
         assert!(mailbox.take().is_none());
     }
 
@@ -456,7 +456,7 @@ mod tests {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
         let mailbox = Mailbox::new();
-        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf, &mailbox))).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         me.cancel_block();
         assert_eq!(handed(&a, b"while away"), Ok(true));
         let (_, info) = mailbox.take().expect("nothing delivered");
@@ -470,8 +470,8 @@ mod tests {
         let (p, a, b, me) = receiving();
         let mut buf = [0u8; 16];
         let mailbox = Mailbox::new();
-        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf, &mailbox))).unwrap().is_none());
-        p.disarm(7);
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
+        p.disarm(&mailbox);
         assert_eq!(handed(&a, b"late"), Ok(false));
         assert!(mailbox.take().is_none());
         assert_eq!(buf, [0; 16]);
@@ -484,18 +484,18 @@ mod tests {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
         let mailbox = Mailbox::new();
-        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf, &mailbox))).unwrap().is_none());
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         assert_eq!(handed(&a, b"for 7"), Ok(true));
         // Another thread arming meanwhile lends its own slot: the next
         // message is its, and 7's news stays in 7's mailbox.
         let other = Thread::for_test(8);
         let mut other_buf = [0u8; 16];
         let other_mailbox = Mailbox::new();
-        let other_slot = RecvSlot::new(8, &mut other_buf, &other_mailbox);
+        let other_slot = RecvSlot::new(&mut other_buf, &other_mailbox);
         assert!(p.arm(other.clone(), Some(other_slot)).unwrap().is_none());
         assert_eq!(handed(&a, b"for 8"), Ok(true));
         // 7 disarming does not take 8's slot.
-        p.disarm(7);
+        p.disarm(&mailbox);
         let (_, info) = mailbox.take().expect("7 got nothing");
         assert_eq!(&buf[..info.data_len], b"for 7");
         let (_, info) = other_mailbox.take().expect("8 got nothing");
@@ -552,11 +552,11 @@ mod tests {
         let me = Thread::for_test(7);
         // The first wait scans and finds nothing: the thread would block.
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        p.disarm(7);
+        p.disarm(&Mailbox::new());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // Nothing reported a change: the next wait blocks without asking.
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        p.disarm(7);
+        p.disarm(&Mailbox::new());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // The object becomes ready and says so: the next wait finds it,
         // and keeps finding it while it stays ready (level-triggered).
@@ -572,9 +572,9 @@ mod tests {
         c.ready.store(false, Ordering::Relaxed);
         let asked = c.asked.load(Ordering::Relaxed);
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        p.disarm(7);
+        p.disarm(&Mailbox::new());
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        p.disarm(7);
+        p.disarm(&Mailbox::new());
         assert_eq!(c.asked.load(Ordering::Relaxed), asked + 1);
     }
 
@@ -585,7 +585,7 @@ mod tests {
         p.add(HandleId(1), b.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        p.disarm(7);
+        p.disarm(&Mailbox::new());
         p.remove(HandleId(1)).unwrap();
         assert_eq!(p.arm(me.clone(), None).err(), Some(Error::PollEmpty));
     }

@@ -18,6 +18,7 @@
 
 use alloc::sync::Arc;
 use core::cell::Cell;
+use core::ptr::NonNull;
 use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering;
 
@@ -69,13 +70,13 @@ impl Mailbox {
     }
 }
 
-/// A waiting thread's receive buffer, and where it hears of a delivery.
+/// A waiting thread's receive buffer, and where it hears of a delivery
+/// (the mailbox, one per waiting call, also says whose slot it is).
 #[derive(Clone, Copy)]
 pub struct RecvSlot {
-    owner: u64,
     data: *mut u8,
     capacity: usize,
-    mailbox: *const Mailbox,
+    mailbox: NonNull<Mailbox>,
 }
 
 // SAFETY: the pointers are only dereferenced under the owning poll's lock,
@@ -83,19 +84,19 @@ pub struct RecvSlot {
 unsafe impl Send for RecvSlot {}
 
 impl RecvSlot {
-    /// The buffer of thread `owner`, which waits in a call given `buf`
-    /// and `mailbox` (both outlive the slot's registration).
-    pub fn new(owner: u64, buf: &mut [u8], mailbox: &Mailbox) -> RecvSlot {
+    /// The buffer of a thread that waits in a call given `buf` and
+    /// `mailbox` (both outlive the slot's registration).
+    pub fn new(buf: &mut [u8], mailbox: &Mailbox) -> RecvSlot {
         RecvSlot {
-            owner,
             data: buf.as_mut_ptr(),
             capacity: buf.len(),
-            mailbox,
+            mailbox: NonNull::from(mailbox),
         }
     }
 
-    pub fn owner(&self) -> u64 {
-        self.owner
+    /// Whether this is the slot lent with `mailbox`.
+    pub fn is_lent_with(&self, mailbox: &Mailbox) -> bool {
+        core::ptr::eq(self.mailbox.as_ptr(), mailbox)
     }
 
     /// Copies `data` in, if it fits, and tells the owner's mailbox that
@@ -115,7 +116,7 @@ impl RecvSlot {
         // SAFETY: as above, the mailbox lives in the owner's waiting call
         // while the slot is registered; only this sender, under the poll's
         // lock, writes it, before `done` says it may be read.
-        let mailbox = unsafe { &*self.mailbox };
+        let mailbox = unsafe { self.mailbox.as_ref() };
         mailbox.kind.set(kind);
         mailbox.id.set(id.0);
         // `data.len()` is within `capacity`, at most `MESSAGE_DATA_MAX`.
