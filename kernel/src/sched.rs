@@ -317,8 +317,10 @@ impl InKernel {
     pub fn enter() -> InKernel {
         let thread = try_current();
         if let Some(t) = thread {
+            // Wrapping: a depth is a handful of nested calls, never near
+            // the limit (and no overflow check on every system call).
             let depth = t.syscall_depth.load(Ordering::Relaxed);
-            t.syscall_depth.store(depth + 1, Ordering::Relaxed);
+            t.syscall_depth.store(depth.wrapping_add(1), Ordering::Relaxed);
         }
         InKernel(thread)
     }
@@ -328,7 +330,8 @@ impl Drop for InKernel {
     #[inline(always)]
     fn drop(&mut self) {
         let Some(t) = self.0 else { return };
-        let depth = t.syscall_depth.load(Ordering::Relaxed) - 1;
+        // At least 1: `enter` counted this call.
+        let depth = t.syscall_depth.load(Ordering::Relaxed).wrapping_sub(1);
         t.syscall_depth.store(depth, Ordering::Relaxed);
         if depth == 0 && t.kill_requested() {
             // Every local of the call has dropped (see `in_kernel`):
