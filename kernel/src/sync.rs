@@ -110,3 +110,38 @@ impl<T: ?Sized> Drop for SpinLockGuard<'_, T> {
         irq::restore(self.irq_was_enabled);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nested_lock_is_taken_and_released_like_any_other() {
+        let outer = SpinLock::new(1);
+        let inner = SpinLock::new(2);
+        let held = outer.lock();
+        {
+            let mut g = inner.lock_nested(&held);
+            assert!(inner.is_locked());
+            *g += 1;
+        }
+        assert!(!inner.is_locked());
+        assert!(outer.is_locked());
+        drop(held);
+        assert!(!outer.is_locked());
+        assert_eq!(*inner.lock(), 3);
+    }
+
+    #[test]
+    fn keeping_interrupts_off_hands_back_the_saved_state_once() {
+        let lock = SpinLock::new(());
+        let mut g = lock.lock();
+        let was = g.keep_interrupts_off();
+        // The release restores nothing now: the state is the caller's.
+        assert!(!g.keep_interrupts_off());
+        drop(g);
+        assert!(!lock.is_locked());
+        // (Host tests run with interrupts "off": nothing was saved.)
+        assert!(!was);
+    }
+}
