@@ -317,8 +317,10 @@ impl InKernel {
     pub fn enter() -> InKernel {
         let thread = try_current();
         if let Some(t) = thread {
+            // Wrapping: a depth is a handful of nested calls, never near
+            // the limit (and no overflow check on every system call).
             let depth = t.syscall_depth.load(Ordering::Relaxed);
-            t.syscall_depth.store(depth + 1, Ordering::Relaxed);
+            t.syscall_depth.store(depth.wrapping_add(1), Ordering::Relaxed);
         }
         InKernel(thread)
     }
@@ -328,7 +330,8 @@ impl Drop for InKernel {
     #[inline(always)]
     fn drop(&mut self) {
         let Some(t) = self.0 else { return };
-        let depth = t.syscall_depth.load(Ordering::Relaxed) - 1;
+        // At least 1: `enter` counted this call.
+        let depth = t.syscall_depth.load(Ordering::Relaxed).wrapping_sub(1);
         t.syscall_depth.store(depth, Ordering::Relaxed);
         if depth == 0 && t.kill_requested() {
             // Every local of the call has dropped (see `in_kernel`):
@@ -607,9 +610,11 @@ switch_to_frame:
     /// as one thread would be, and the others still get their turn. If the
     /// current thread was woken meanwhile, or `next` was (its process is
     /// being torn down), it is an ordinary wake and block.
+    #[inline(always)]
     pub fn block_current_handoff(next: Arc<Thread>) {
-        let was = crate::arch::irq::save_and_disable();
         let mut s = SCHED.lock();
+        // Off until `next` runs, whichever way.
+        let was = s.keep_interrupts_off();
         let blocking = s
             .current
             .as_ref()
@@ -661,6 +666,7 @@ switch_to_frame:
     /// (CURRENT, CURRENT_FX, SCHED.current), with the scheduler lock `s` held and
     /// interrupts off (`was`: their state before); returns once `prev`
     /// runs again.
+    #[inline(always)]
     fn resume_next(
         mut s: crate::sync::SpinLockGuard<'_, Scheduler>,
         zombie: Option<Arc<Thread>>,

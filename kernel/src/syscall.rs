@@ -44,6 +44,7 @@ use crate::object::job::Job;
 use crate::object::poll::Poll;
 use crate::object::poll::Waited;
 use crate::object::rendezvous::Handed;
+use crate::object::rendezvous::Mailbox;
 use crate::object::rendezvous::RecvSlot;
 use crate::object::system::SystemRight;
 use crate::object::timer::Timer;
@@ -732,7 +733,7 @@ fn send(
     let channel = table.get::<Channel>(ch, rights::CHANNEL_SEND)?;
     // Handed over, the message allocates nothing: no budget check.
     if handles.is_empty() {
-        if let Some(handed) = channel.hand_over(kind, data)? {
+        if let Some(handed) = channel.hand_over(kind, data, &table)? {
             return Ok(Some(handed));
         }
     }
@@ -749,14 +750,16 @@ fn send(
 
 /// The body of `poll_wait_recv`; `handed`: a receiver the caller's send
 /// just gave a message, run at once if the caller blocks (see `wait`).
+#[inline(always)]
 fn wait_recv(
     poll: &Arc<Poll>,
     data: &mut [u8],
     handle_buf: &mut [HandleId],
     handed: Option<Handed>,
 ) -> Result<PollEvent, Error> {
-    let slot = RecvSlot::new(sched::current().id, data);
-    match wait(poll, Some(slot), handed)? {
+    let mailbox = Mailbox::new();
+    let slot = RecvSlot::new(data, &mailbox);
+    match wait(poll, Some((slot, &mailbox)), handed)? {
         Waited::Delivered { id, info } => Ok(PollEvent {
             id,
             ready: Readiness::READABLE,
@@ -773,14 +776,19 @@ fn wait_recv(
 }
 
 /// Blocks until `poll` has a ready entry, or (with `slot`, the caller's
-/// receive buffer) a message delivered into the buffer. `handed` is a
-/// receiver the caller just gave a message (taken off its wait, not yet
-/// woken): if the caller blocks, the CPU goes straight to it
+/// receive buffer, and its mailbox) a message delivered into the buffer.
+/// `handed` is a receiver the caller just gave a message (taken off its
+/// wait, not yet woken): if the caller blocks, the CPU goes straight to it
 /// ([`sched::block_current_handoff`]); on any other way out (ready at
 /// once, killed, an error) dropping it wakes it as usual. It is woken only
 /// after the caller armed its own wait, so its answer cannot come before
 /// the caller listens for it.
-fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) -> Result<Waited, Error> {
+#[inline(always)]
+fn wait(
+    poll: &Arc<Poll>,
+    slot: Option<(RecvSlot, &Mailbox)>,
+    mut handed: Option<Handed>,
+) -> Result<Waited, Error> {
     let me = sched::current();
     loop {
         // The process is being torn down: return, so the call's locals (the
@@ -789,15 +797,23 @@ fn wait(poll: &Arc<Poll>, slot: Option<RecvSlot>, mut handed: Option<Handed>) ->
         if me.kill_requested() {
             return Err(Error::WouldBlock);
         }
-        if let Some(done) = poll.arm(sched::current_arc(), slot)? {
-            return Ok(done);
+        if let Some(ready) = poll.arm(sched::current_arc(), slot.map(|(s, _)| s))? {
+            return Ok(Waited::Ready(ready));
         }
         match handed.take().and_then(Handed::into_receiver) {
             Some(receiver) => sched::block_current_handoff(receiver),
             None => sched::block_current(),
         }
-        if let Some(done) = poll.disarm(me.id) {
-            return Ok(done);
+        let Some((_, mailbox)) = slot else { continue };
+        // A delivery took the slot away as it filled it: no lock to look.
+        if let Some((id, info)) = mailbox.take() {
+            return Ok(Waited::Delivered { id, info });
+        }
+        // Woken for something else: take the slot back, then look once
+        // more (a delivery may have come in between).
+        poll.disarm(mailbox);
+        if let Some((id, info)) = mailbox.take() {
+            return Ok(Waited::Delivered { id, info });
         }
     }
 }

@@ -33,6 +33,7 @@ use super::Pollable;
 use crate::handle::Handle;
 use crate::handle::Object;
 use crate::sync::SpinLock;
+use crate::sync::SpinLockGuard;
 
 /// A message in flight: its bytes and the handles it moves.
 pub struct ChannelMessage {
@@ -164,15 +165,22 @@ impl Channel {
     /// receive on the peer (see `rendezvous`), if one waits and nothing
     /// is queued before it (order is kept). `Some` if it did: the
     /// receiver, for the caller to wake; if not, the caller queues it with
-    /// [`Channel::send`].
-    pub fn hand_over(&self, kind: u8, data: &[u8]) -> Result<Option<Handed>, Error> {
+    /// [`Channel::send`]. The caller holds a lock (`held`, its handle
+    /// table's), so the locks taken here need not save interrupts.
+    #[inline(always)]
+    pub fn hand_over<U: ?Sized>(
+        &self,
+        kind: u8,
+        data: &[u8],
+        held: &SpinLockGuard<'_, U>,
+    ) -> Result<Option<Handed>, Error> {
         let Some(peer) = self.peer() else {
             return Err(Error::PeerClosed);
         };
         if self.state.queued[peer.side].load(Ordering::Acquire) > 0 {
             return Ok(None);
         }
-        Ok(peer.listeners.deliver(&peer, kind, data))
+        Ok(peer.listeners.deliver(&peer, kind, data, held))
     }
 
     /// Takes the next message if it fits in `data_cap` bytes and

@@ -76,17 +76,26 @@ impl Listeners {
 
     /// Offers a message sent to `channel` (this object) to the polls
     /// watching it, for a thread waiting with a receive buffer
-    /// ([`Poll::deliver`]): `Some` if one took it.
-    pub fn deliver(
+    /// ([`Poll::deliver`]): `Some` if one took it. `held`: a lock the
+    /// caller holds (interrupts are off).
+    #[inline(always)]
+    pub fn deliver<U: ?Sized>(
         &self,
         channel: &channel::Channel,
         kind: u8,
         data: &[u8],
+        held: &crate::sync::SpinLockGuard<'_, U>,
     ) -> Option<rendezvous::Handed> {
-        let polls = self.polls.lock();
-        polls
-            .iter()
-            .find_map(|p| p.upgrade().and_then(|p| p.deliver(channel, kind, data)))
+        let polls = self.polls.lock_nested(held);
+        // A plain loop: the send path inlines it (an iterator adapter
+        // stays a call of its own).
+        for p in polls.iter() {
+            let Some(p) = p.upgrade() else { continue };
+            if let Some(handed) = p.deliver(channel, kind, data, &polls) {
+                return Some(handed);
+            }
+        }
+        None
     }
 
     /// Wakes every poll watching this object.

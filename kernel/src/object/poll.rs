@@ -23,13 +23,14 @@ use starina::abi::RecvInfo;
 use starina::abi::POLL_ENTRIES_MAX;
 
 use super::channel::Channel;
-use super::rendezvous::Delivered;
 use super::rendezvous::Handed;
+use super::rendezvous::Mailbox;
 use super::rendezvous::RecvSlot;
 use super::Pollable;
 use crate::sched;
 use crate::sched::Thread;
 use crate::sync::SpinLock;
+use crate::sync::SpinLockGuard;
 
 /// A watched object. The poll holds it strongly (no upgrade on every
 /// scan); closing the handle removes it from every poll (see
@@ -60,10 +61,9 @@ pub enum Waited {
 
 struct Inner {
     entries: Vec<Entry>,
-    /// The waiting thread's buffer, while it waits in `poll_wait_recv`.
+    /// The waiting thread's buffer, while it waits in `poll_wait_recv`
+    /// (taken away by the delivery that fills it).
     slot: Option<RecvSlot>,
-    /// A message delivered into a slot, until its owner takes the news.
-    delivered: Option<Delivered>,
 }
 
 pub struct Poll {
@@ -92,7 +92,6 @@ impl Poll {
             inner: SpinLock::new(Inner {
                 entries: Vec::new(),
                 slot: None,
-                delivered: None,
             }),
             waiter: AtomicPtr::new(core::ptr::null_mut()),
             cursor: AtomicUsize::new(0),
@@ -196,15 +195,13 @@ impl Poll {
     }
 
     /// Registers `me` as the waiter, lending `slot` (if any), and looks for
-    /// a ready entry: `Some` if the wait is over already (a message
-    /// delivered since `me` last looked, or a ready entry; nothing stays
-    /// registered then), `None` if `me` is to block (it is
-    /// `prepare_block`ed; a change from here on wakes it).
-    pub fn arm(&self, me: Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Waited>, Error> {
+    /// a ready entry: `Some` if the wait is over already (a ready entry;
+    /// nothing stays registered then), `None` if `me` is to block (it is
+    /// `prepare_block`ed; a change from here on wakes it, and a message
+    /// delivered into the slot is reported in the slot's mailbox).
+    #[inline(always)]
+    pub fn arm(&self, me: Arc<Thread>, slot: Option<RecvSlot>) -> Result<Option<Ready>, Error> {
         let mut inner = self.inner.lock();
-        if let Some(done) = take_delivered(&mut inner, me.id) {
-            return Ok(Some(done));
-        }
         // Registered *before* the scan, so a change between the scan and
         // the block cannot be missed.
         me.prepare_block();
@@ -223,7 +220,7 @@ impl Poll {
                         debug_assert!(core::ptr::eq(Arc::as_ptr(&me), waiter));
                         me.cancel_block();
                     }
-                    return found.map(|ready| ready.map(Waited::Ready));
+                    return found;
                 }
             }
         }
@@ -231,27 +228,33 @@ impl Poll {
         Ok(None)
     }
 
-    /// `me` woke (or gives up waiting): takes back its slot, and the
-    /// message delivered into it, if one was.
-    pub fn disarm(&self, me: u64) -> Option<Waited> {
+    /// The waiter woke (or gives up waiting): takes back the slot it lent
+    /// with `mailbox`, if it is still lent. Once this returns, no delivery
+    /// into it can come: the mailbox says whether one came before.
+    #[inline(always)]
+    pub fn disarm(&self, mailbox: &Mailbox) {
         let mut inner = self.inner.lock();
-        if inner.slot.is_some_and(|s| s.owner() == me) {
+        if inner.slot.is_some_and(|s| s.is_lent_with(mailbox)) {
             inner.slot = None;
         }
-        take_delivered(&mut inner, me)
     }
 
     /// Copies a message (`kind`, `data`, no handles) sent to `channel`
     /// into the buffer of the thread waiting here, if one waits with a
     /// slot it fits, and this poll watches `channel` for `READABLE`
-    /// through a handle that may receive. `Some` if it did: the waiter,
-    /// taken off this poll, for the sender to wake.
-    pub fn deliver(&self, channel: &Channel, kind: u8, data: &[u8]) -> Option<Handed> {
-        let mut inner = self.inner.lock();
-        // One delivery at a time: the last one's owner has not taken it.
-        let (Some(slot), None) = (inner.slot, inner.delivered) else {
-            return None;
-        };
+    /// through a handle that may receive. `Some` if it did (the slot's
+    /// mailbox has the news, the slot is used up): the waiter, taken off
+    /// this poll, for the sender to wake. `held`: a lock the caller holds.
+    #[inline(always)]
+    pub fn deliver<U: ?Sized>(
+        &self,
+        channel: &Channel,
+        kind: u8,
+        data: &[u8],
+        held: &SpinLockGuard<'_, U>,
+    ) -> Option<Handed> {
+        let mut inner = self.inner.lock_nested(held);
+        let slot = inner.slot?;
         let id = inner
             .entries
             .iter()
@@ -260,9 +263,10 @@ impl Poll {
                     && e.receiver.as_ref().is_some_and(|r| core::ptr::eq(&**r, channel))
             })
             .map(|e| e.id)?;
-        let info = slot.fill(kind, data)?;
+        if !slot.fill(id, kind, data) {
+            return None;
+        }
         inner.slot = None;
-        inner.delivered = Some(Delivered::new(slot.owner(), id, info));
         drop(inner);
         Some(Handed::new(self.take_waiter()))
     }
@@ -302,20 +306,6 @@ impl Poll {
         if let Some(thread) = self.take_waiter() {
             sched::wake(thread);
         }
-    }
-}
-
-/// The delivered message, if it is `me`'s.
-fn take_delivered(inner: &mut Inner, me: u64) -> Option<Waited> {
-    match inner.delivered {
-        Some(d) if d.owner() == me => {
-            inner.delivered = None;
-            Some(Waited::Delivered {
-                id: d.id(),
-                info: d.info(),
-            })
-        }
-        _ => None,
     }
 }
 
@@ -387,29 +377,28 @@ mod tests {
 
     /// Whether `hand_over` delivered (waking the receiver at once).
     fn handed(ch: &Channel, data: &[u8]) -> Result<bool, Error> {
-        ch.hand_over(3, data).map(|h| h.map(Handed::wake).is_some())
-    }
-
-    fn delivered(w: Option<Waited>) -> Option<(HandleId, RecvInfo)> {
-        match w {
-            Some(Waited::Delivered { id, info }) => Some((id, info)),
-            _ => None,
-        }
+        let lock = SpinLock::new(());
+        let held = lock.lock();
+        ch.hand_over(3, data, &held).map(|h| h.map(Handed::wake).is_some())
     }
 
     #[test]
     fn a_waiting_receiver_gets_the_message_in_its_buffer() {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
-        let slot = RecvSlot::new(7, &mut buf);
+        let mailbox = Mailbox::new();
+        let slot = RecvSlot::new(&mut buf, &mailbox);
         assert!(p.arm(me.clone(), Some(slot)).unwrap().is_none());
         assert_eq!(handed(&a, b"hello"), Ok(true));
         // The slot is used up: the next message queues.
         assert_eq!(handed(&a, b"again"), Ok(false));
-        let (id, info) = delivered(p.disarm(7)).expect("nothing delivered");
+        let (id, info) = mailbox.take().expect("nothing delivered");
         assert_eq!((id, info.kind, info.data_len, info.num_handles), (HandleId(1), 3, 5, 0));
         assert_eq!(&buf[..5], b"hello");
-        assert!(p.disarm(7).is_none());
+        // Taken once; the slot is gone already, so disarming changes nothing.
+        assert!(mailbox.take().is_none());
+        p.disarm(&mailbox);
+        assert!(mailbox.take().is_none());
     }
 
     #[test]
@@ -419,10 +408,12 @@ mod tests {
             .map_err(|e| e.0)
             .unwrap();
         let mut buf = [0u8; 16];
+        let mailbox = Mailbox::new();
         // Ready at once: the slot is never lent, so nothing overtakes.
-        let armed = p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap();
-        assert!(matches!(armed, Some(Waited::Ready(Ready { id: HandleId(1), .. }))));
+        let armed = p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap();
+        assert!(matches!(armed, Some(Ready { id: HandleId(1), .. })));
         assert_eq!(handed(&a, b"second"), Ok(false));
+        assert!(mailbox.take().is_none());
         assert_eq!(b.recv(16, 4, 4).unwrap().data, b"first");
     }
 
@@ -430,9 +421,11 @@ mod tests {
     fn a_message_too_big_for_the_buffer_is_queued() {
         let (p, a, b, me) = receiving();
         let mut buf = [0u8; 4];
-        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        let mailbox = Mailbox::new();
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         assert_eq!(handed(&a, b"too long"), Ok(false));
-        assert!(p.disarm(7).is_none());
+        p.disarm(&mailbox);
+        assert!(mailbox.take().is_none());
         assert_eq!(buf, [0; 4]);
         assert_eq!(b.queued(), 0);
     }
@@ -442,15 +435,17 @@ mod tests {
         let (p, a, _b, me) = receiving();
         assert!(p.arm(me.clone(), None).unwrap().is_none());
         assert_eq!(handed(&a, b"x"), Ok(false));
-        p.disarm(7);
+        p.disarm(&Mailbox::new());
 
         let q = Poll::new();
         let (c, d) = Channel::new_pair();
         q.add(HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
         let mut buf = [0u8; 16];
-        assert!(q.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        let mailbox = Mailbox::new();
+        assert!(q.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         assert_eq!(handed(&c, b"x"), Ok(false));
-        assert!(q.disarm(7).is_none());
+        q.disarm(&mailbox);
+        assert!(mailbox.take().is_none());
     }
 
     /// Preempted after arming, before it blocks (`switch` cancels the
@@ -460,28 +455,51 @@ mod tests {
     fn a_receiver_preempted_before_blocking_still_gets_the_message() {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
-        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        let mailbox = Mailbox::new();
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         me.cancel_block();
         assert_eq!(handed(&a, b"while away"), Ok(true));
-        let (_, info) = delivered(p.disarm(7)).expect("nothing delivered");
+        let (_, info) = mailbox.take().expect("nothing delivered");
         assert_eq!(&buf[..info.data_len], b"while away");
     }
 
+    /// Woken for something else before a message came: once the slot is
+    /// taken back, no delivery can land in it.
     #[test]
-    fn only_the_slots_owner_takes_the_delivery() {
+    fn a_disarmed_slot_gets_nothing() {
+        let (p, a, b, me) = receiving();
+        let mut buf = [0u8; 16];
+        let mailbox = Mailbox::new();
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
+        p.disarm(&mailbox);
+        assert_eq!(handed(&a, b"late"), Ok(false));
+        assert!(mailbox.take().is_none());
+        assert_eq!(buf, [0; 16]);
+        a.send(ChannelMessage::new(3, b"late", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
+        assert_eq!(b.recv(16, 4, 4).unwrap().data, b"late");
+    }
+
+    #[test]
+    fn each_delivery_goes_to_the_slot_lent_at_the_time() {
         let (p, a, _b, me) = receiving();
         let mut buf = [0u8; 16];
-        assert!(p.arm(me.clone(), Some(RecvSlot::new(7, &mut buf))).unwrap().is_none());
+        let mailbox = Mailbox::new();
+        assert!(p.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
         assert_eq!(handed(&a, b"for 7"), Ok(true));
-        // Another thread arming meanwhile neither takes it nor lends a slot
-        // over it.
+        // Another thread arming meanwhile lends its own slot: the next
+        // message is its, and 7's news stays in 7's mailbox.
         let other = Thread::for_test(8);
         let mut other_buf = [0u8; 16];
-        assert!(p.arm(other.clone(), Some(RecvSlot::new(8, &mut other_buf))).unwrap().is_none());
-        // The undelivered news stays 7's: the next message queues.
-        assert_eq!(handed(&a, b"for 8"), Ok(false));
-        assert!(p.disarm(8).is_none());
-        assert!(delivered(p.disarm(7)).is_some());
+        let other_mailbox = Mailbox::new();
+        let other_slot = RecvSlot::new(&mut other_buf, &other_mailbox);
+        assert!(p.arm(other.clone(), Some(other_slot)).unwrap().is_none());
+        assert_eq!(handed(&a, b"for 8"), Ok(true));
+        // 7 disarming does not take 8's slot.
+        p.disarm(&mailbox);
+        let (_, info) = mailbox.take().expect("7 got nothing");
+        assert_eq!(&buf[..info.data_len], b"for 7");
+        let (_, info) = other_mailbox.take().expect("8 got nothing");
+        assert_eq!(&other_buf[..info.data_len], b"for 8");
     }
 
     #[test]
@@ -534,11 +552,11 @@ mod tests {
         let me = Thread::for_test(7);
         // The first wait scans and finds nothing: the thread would block.
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        assert!(p.disarm(7).is_none());
+        p.disarm(&Mailbox::new());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // Nothing reported a change: the next wait blocks without asking.
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        assert!(p.disarm(7).is_none());
+        p.disarm(&Mailbox::new());
         assert_eq!(c.asked.load(Ordering::Relaxed), 1);
         // The object becomes ready and says so: the next wait finds it,
         // and keeps finding it while it stays ready (level-triggered).
@@ -546,7 +564,7 @@ mod tests {
         c.listeners.notify();
         for _ in 0..2 {
             match p.arm(me.clone(), None).unwrap() {
-                Some(Waited::Ready(r)) => assert_eq!(r.id, HandleId(1)),
+                Some(r) => assert_eq!(r.id, HandleId(1)),
                 _ => panic!("the ready entry was not found"),
             }
         }
@@ -554,9 +572,9 @@ mod tests {
         c.ready.store(false, Ordering::Relaxed);
         let asked = c.asked.load(Ordering::Relaxed);
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        assert!(p.disarm(7).is_none());
+        p.disarm(&Mailbox::new());
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        assert!(p.disarm(7).is_none());
+        p.disarm(&Mailbox::new());
         assert_eq!(c.asked.load(Ordering::Relaxed), asked + 1);
     }
 
@@ -567,7 +585,7 @@ mod tests {
         p.add(HandleId(1), b.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
         assert!(p.arm(me.clone(), None).unwrap().is_none());
-        assert!(p.disarm(7).is_none());
+        p.disarm(&Mailbox::new());
         p.remove(HandleId(1)).unwrap();
         assert_eq!(p.arm(me.clone(), None).err(), Some(Error::PollEmpty));
     }

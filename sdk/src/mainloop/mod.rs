@@ -201,9 +201,38 @@ impl<S> Mainloop<S> {
         Happened::Nothing
     }
 
+    /// Hands what happened to the handler. The common case, bytes and no
+    /// handles, is inlined into the loop; everything else is a call.
+    #[inline(always)]
     fn dispatch<H: Handler<State = S>>(&mut self, h: &mut H, id: HandleId, happened: Happened) {
-        let Mainloop { cx, buf } = self;
         let result = match happened {
+            // The common case needs no decoding: bytes, no handles.
+            Happened::Received { info, supervisor: false }
+                if info.kind == MessageKind::Data as u8 && info.num_handles == 0 =>
+            {
+                let Mainloop { cx, buf } = self;
+                let msg = Message::Data(&buf.data[..info.data_len]);
+                lend(cx, id, |cx, state| h.message(cx, id, state, msg))
+            }
+            happened => self.dispatch_other(h, id, happened),
+        };
+        match result {
+            Ok(()) => {}
+            // The usual race: a client left while we answered it.
+            Err(Error::PeerClosed) => log::debug!("handler: peer closed"),
+            Err(e) => log::warn!("handler failed: {e}"),
+        }
+    }
+
+    #[inline(never)]
+    fn dispatch_other<H: Handler<State = S>>(
+        &mut self,
+        h: &mut H,
+        id: HandleId,
+        happened: Happened,
+    ) -> Result<(), Error> {
+        let Mainloop { cx, buf } = self;
+        match happened {
             Happened::Nothing => Ok(()),
             Happened::Timer => lend(cx, id, |cx, state| h.timer(cx, id, state)),
             Happened::Interrupt => lend(cx, id, |cx, state| h.interrupt(cx, id, state)),
@@ -213,13 +242,7 @@ impl<S> Mainloop<S> {
             }
             Happened::PeerClosed => peer_closed(cx, h, id),
             Happened::JobEnded => job_ended(cx, h, id),
-            // The common case needs no decoding: bytes, no handles.
-            Happened::Received { info, supervisor: false }
-                if info.kind == MessageKind::Data as u8 && info.num_handles == 0 =>
-            {
-                let msg = Message::Data(&buf.data[..info.data_len]);
-                lend(cx, id, |cx, state| h.message(cx, id, state, msg))
-            }
+            // (Bytes without handles came through `dispatch`.)
             Happened::Received { info, supervisor } => {
                 let handles = buf.handles[..info.num_handles]
                     .iter()
@@ -231,12 +254,6 @@ impl<S> Mainloop<S> {
                     Err(error) => lend(cx, id, |cx, state| h.bad_message(cx, id, state, error)),
                 }
             }
-        };
-        match result {
-            Ok(()) => {}
-            // The usual race: a client left while we answered it.
-            Err(Error::PeerClosed) => log::debug!("handler: peer closed"),
-            Err(e) => log::warn!("handler failed: {e}"),
         }
     }
 }

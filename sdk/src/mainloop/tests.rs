@@ -85,6 +85,8 @@ impl Handler for Server {
             }
             // A reply left for the loop's next wait.
             b"reply-last" => cx.reply_data(id, data),
+            // A reply made of part of the message.
+            d if d.starts_with(b"tail:") => cx.reply_data(id, &d[5..]),
             b"reply-stop" => {
                 cx.reply_data(id, b"stopping")?;
                 cx.stop();
@@ -359,6 +361,38 @@ fn replies_go_out_in_order_with_the_next_wait_or_before_any_other_send() {
             b"reply-last".to_vec(),
             b"hello #0".to_vec(),
             b"reply-last".to_vec(),
+            b"stopping".to_vec(),
+        ]
+    );
+}
+
+/// Replies made of the received bytes are sent from the receive buffer
+/// itself: each comes out intact though the next message is received in
+/// the same call that sends it, and one still pending when the handler
+/// sends something else goes first.
+#[test]
+fn replies_of_received_bytes_stay_intact() {
+    let (mut ml, _sup, client) = connected();
+    let mut h = server(1);
+    for m in [
+        &b"tail:first"[..],
+        b"tail:second, longer",
+        b"tail:x",
+        b"hello",
+        b"tail:",
+        b"reply-stop",
+    ] {
+        client.send_data(m).unwrap();
+    }
+    ml.run(&mut h).unwrap();
+    assert_eq!(
+        received(&client),
+        [
+            b"first".to_vec(),
+            b"second, longer".to_vec(),
+            b"x".to_vec(),
+            b"hello #0".to_vec(),
+            b"".to_vec(),
             b"stopping".to_vec(),
         ]
     );
