@@ -312,6 +312,8 @@ fn run_direct(
         .arg(command)
         .arg("--serial-log")
         .arg(&serial)
+        .arg("--timeout")
+        .arg("900")
         .env("QEMU_EXTRA", qemu_extra)
         .current_dir(&host.root)
         .stdin(Stdio::null())
