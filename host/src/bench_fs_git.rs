@@ -26,7 +26,6 @@ use crate::disk::DiskOptions;
 use crate::disk::LinuxRoot;
 use crate::exec::TempDir;
 use crate::host::Host;
-use crate::host::Streams;
 use crate::stats::median;
 use crate::stats::spread;
 
@@ -78,14 +77,7 @@ impl GitSides {
     /// The Debian root (built, or from its cache) and a place for the two
     /// repositories.
     pub fn new(host: &Host) -> Result<GitSides, String> {
-        let (mut out, mut err) = (std::io::stderr(), std::io::stderr());
-        let image = crate::disk::build_rootfs(
-            host,
-            &mut Streams {
-                out: &mut out,
-                err: &mut err,
-            },
-        )?;
+        let image = crate::bench_root::debian_image(host)?;
         let tmp =
             TempDir::new("starina-bench-git").map_err(|e| format!("temporary directory: {e}"))?;
         let shared = tmp.0.join("shared");
