@@ -13,6 +13,9 @@
 //! - `fs_meta_ops_per_s_{starina,9p}`: 2,000 files created (shell
 //!   redirections), stat'ed (`ls -l`) and unlinked (`rm`), 6,000 operations
 //!   over their time; `fs_meta_ratio` is Starina's over 9p's;
+//! - `fs_git_status_ms_{starina,9p}` and `fs_git_status_ratio`: `git
+//!   status` in a 2,000-file repository, on the Debian root
+//!   ([`crate::bench_fs_git`], its boots interleaved with these);
 //! - `fs_native_ops_per_s`: the same metadata loop from a native component
 //!   (`apps/fs_bench`) straight to the fs server, median of [`RUNS`] boots.
 //!
