@@ -13,6 +13,9 @@
 //! - `fs_meta_ops_per_s_{starina,9p}`: 2,000 files created (shell
 //!   redirections), stat'ed (`ls -l`) and unlinked (`rm`), 6,000 operations
 //!   over their time; `fs_meta_ratio` is Starina's over 9p's;
+//! - `fs_git_status_ms_{starina,9p}` and `fs_git_status_ratio`: `git
+//!   status` in a 2,000-file repository, on the Debian root
+//!   ([`crate::bench_fs_git`], its boots interleaved with these);
 //! - `fs_native_ops_per_s`: the same metadata loop from a native component
 //!   (`apps/fs_bench`) straight to the fs server, median of [`RUNS`] boots.
 //!
@@ -24,6 +27,7 @@ use std::path::Path;
 use std::process::Command;
 use std::process::Stdio;
 
+use crate::bench_fs_git::GitSides;
 use crate::cli::BenchOptions;
 use crate::disk::DiskOptions;
 use crate::exec::ExecOptions;
@@ -34,7 +38,7 @@ use crate::host::Streams;
 /// Boots of each side.
 pub const RUNS: usize = 5;
 /// The figures, in print order.
-pub const ORDER: [&str; 9] = [
+pub const ORDER: [&str; 12] = [
     "fs_seq_write_mbps_starina",
     "fs_seq_write_mbps_9p",
     "fs_seq_read_mbps_starina",
@@ -43,6 +47,9 @@ pub const ORDER: [&str; 9] = [
     "fs_meta_ops_per_s_starina",
     "fs_meta_ops_per_s_9p",
     "fs_meta_ratio",
+    "fs_git_status_ms_starina",
+    "fs_git_status_ms_9p",
+    "fs_git_status_ratio",
     "fs_native_ops_per_s",
 ];
 
@@ -121,13 +128,38 @@ impl Phases {
 
 /// The figures, or why they could not be made.
 pub fn figures(host: &Host, opts: &BenchOptions) -> Result<Vec<(String, String)>, String> {
+    let git = GitSides::new(host)?;
     let (mut starina, mut ninep) = (Vec::new(), Vec::new());
+    let (mut git_starina, mut git_9p) = (Vec::new(), Vec::new());
     for i in 1..=RUNS {
         eprintln!("bench-fs: run {i}/{RUNS}: Starina (/mnt/starina over virtio-fs)");
         starina.push(run_starina(host, opts)?);
         eprintln!("bench-fs: run {i}/{RUNS}: Linux direct (virtio-9p)");
         ninep.push(run_9p(host)?);
+        eprintln!("bench-fs: run {i}/{RUNS}: git status, Starina with the Debian root");
+        git_starina.push(git.run_starina(host, opts)?);
+        eprintln!("bench-fs: run {i}/{RUNS}: git status, Debian root direct (virtio-9p)");
+        git_9p.push(git.run_9p(host)?);
     }
+    let mut native = Vec::new();
+    for i in 1..=RUNS {
+        eprintln!("bench-fs: run {i}/{RUNS}: native (profile fs_bench)");
+        native.push(run_native(host, opts)?);
+    }
+    let mut out = phase_figures(&starina, &ninep);
+    out.extend(crate::bench_fs_git::figures(&git_starina, &git_9p));
+    native.sort_unstable();
+    eprintln!("bench-fs: fs_native_ops_per_s runs {native:?}");
+    out.push((
+        "fs_native_ops_per_s".into(),
+        native[native.len() / 2].to_string(),
+    ));
+    Ok(out)
+}
+
+/// The dd and metadata figures from each side's runs (the runs and their
+/// spread to stderr).
+fn phase_figures(starina: &[Phases], ninep: &[Phases]) -> Vec<(String, String)> {
     eprintln!("bench-fs: starina runs {starina:.2?}");
     eprintln!("bench-fs: 9p runs      {ninep:.2?}");
     let med = |runs: &[Phases], f: fn(&Phases) -> f64| {
@@ -146,8 +178,8 @@ pub fn figures(host: &Host, opts: &BenchOptions) -> Result<Vec<(String, String)>
         ("fs_seq_read_mbps", Phases::read_mbps),
         ("fs_meta_ops_per_s", Phases::meta_ops),
     ] {
-        let (s, s_spread) = med(&starina, f);
-        let (n, n_spread) = med(&ninep, f);
+        let (s, s_spread) = med(starina, f);
+        let (n, n_spread) = med(ninep, f);
         eprintln!(
             "bench-fs: {name}: starina {s:.1} ({:.1}..{:.1}), 9p {n:.1} ({:.1}..{:.1})",
             s_spread.0, s_spread.1, n_spread.0, n_spread.1
@@ -155,24 +187,13 @@ pub fn figures(host: &Host, opts: &BenchOptions) -> Result<Vec<(String, String)>
         out.push((format!("{name}_starina"), format!("{s:.1}")));
         out.push((format!("{name}_9p"), format!("{n:.1}")));
         ratios.push(s / n);
+        match ratios[..] {
+            [write, read] => out.push(("fs_seq_ratio".into(), format!("{:.2}", write.min(read)))),
+            [_, _, meta] => out.push(("fs_meta_ratio".into(), format!("{meta:.2}"))),
+            _ => {}
+        }
     }
-    out.push((
-        "fs_seq_ratio".into(),
-        format!("{:.2}", ratios[0].min(ratios[1])),
-    ));
-    out.push(("fs_meta_ratio".into(), format!("{:.2}", ratios[2])));
-    let mut native = Vec::new();
-    for i in 1..=RUNS {
-        eprintln!("bench-fs: run {i}/{RUNS}: native (profile fs_bench)");
-        native.push(run_native(host, opts)?);
-    }
-    native.sort_unstable();
-    eprintln!("bench-fs: fs_native_ops_per_s runs {native:?}");
-    out.push((
-        "fs_native_ops_per_s".into(),
-        native[native.len() / 2].to_string(),
-    ));
-    Ok(out)
+    out
 }
 
 /// One boot of profile `fs_bench` on a fresh disk: its ops per second.
@@ -202,29 +223,48 @@ fn run_native(host: &Host, opts: &BenchOptions) -> Result<u64, String> {
 /// `/mnt/starina`.
 fn run_starina(host: &Host, opts: &BenchOptions) -> Result<Phases, String> {
     let tmp = TempDir::new("starina-bench-fs").map_err(|e| format!("temporary directory: {e}"))?;
-    let mut exec = ExecOptions::new(&["sh", "-c", SCRIPT, "sh", "/mnt/starina"]);
-    exec.build = false;
-    exec.kernel = opts.kernel.clone();
-    exec.timeout = Some(900.0);
-    exec.disk = DiskOptions {
+    let disk = DiskOptions {
         path: Some(tmp.0.join("disk.img")),
         size: DISK_SIZE,
         ..DiskOptions::default()
     };
+    let out = starina_exec(
+        host,
+        opts,
+        &["sh", "-c", SCRIPT, "sh", "/mnt/starina"],
+        disk,
+    )?;
+    Phases::parse(&out).ok_or_else(|| format!("the Starina run gave no figures:\n{out}"))
+}
+
+/// `argv` in Linux through Starina on `disk` (a boot for the command):
+/// its stdout, or why it failed.
+pub(crate) fn starina_exec(
+    host: &Host,
+    opts: &BenchOptions,
+    argv: &[&str],
+    disk: DiskOptions,
+) -> Result<String, String> {
+    let mut exec = ExecOptions::new(argv);
+    exec.build = false;
+    exec.kernel = opts.kernel.clone();
+    exec.timeout = Some(900.0);
+    exec.disk = disk;
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut io = Streams {
         out: &mut out,
         err: &mut err,
     };
     let status = crate::exec::exec(host, &exec, Box::new(std::io::empty()), &mut io);
-    let output = String::from_utf8_lossy(&out);
-    Phases::parse(&output).ok_or_else(|| {
-        format!(
-            "the Starina run gave no figures (exit {}):\n{output}\n{}",
+    let output = String::from_utf8_lossy(&out).into_owned();
+    match status.is_success() {
+        true => Ok(output),
+        false => Err(format!(
+            "the command through Starina failed (exit {}):\n{output}\n{}",
             status.code(),
             String::from_utf8_lossy(&err)
-        )
-    })
+        )),
+    }
 }
 
 /// One direct boot with a host directory exported over virtio-9p, the
@@ -233,24 +273,50 @@ fn run_9p(host: &Host) -> Result<Phases, String> {
     let tmp = TempDir::new("starina-bench-9p").map_err(|e| format!("temporary directory: {e}"))?;
     let shared = tmp.0.join("shared");
     std::fs::create_dir(&shared).map_err(|e| format!("{}: {e}", shared.display()))?;
+    let out = run_9p_script(host, &shared, None, "sh", SCRIPT)?;
+    Phases::parse(&out).ok_or_else(|| format!("the 9p run gave no figures:\n{out}"))
+}
+
+/// One direct boot (into the Debian root `root`, or the initramfs) with
+/// `shared` exported over virtio-9p: `SHELL -c SCRIPT SHELL MOUNT` on
+/// its mount; the output. `script` has no single quotes.
+pub(crate) fn run_9p_script(
+    host: &Host,
+    shared: &Path,
+    root: Option<&Path>,
+    shell: &str,
+    script: &str,
+) -> Result<String, String> {
+    let tmp = TempDir::new("starina-bench-9p").map_err(|e| format!("temporary directory: {e}"))?;
     let qemu_extra = format!(
         "-fsdev local,id=fs9p,path={},security_model=mapped-xattr -device virtio-9p-device,fsdev=fs9p,mount_tag=bench9p",
         shared.display()
     );
     let command = format!(
-        "sh -c 'mkdir -p /mnt/9p && mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 bench9p /mnt/9p && sh -c \"$0\" sh /mnt/9p' '{SCRIPT}'"
+        "sh -c 'mkdir -p /mnt/9p && mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 bench9p /mnt/9p && {shell} -c \"$0\" {shell} /mnt/9p' '{script}'"
     );
-    let out = run_direct(host, &tmp.0, &qemu_extra, &command)?;
-    Phases::parse(&out).ok_or_else(|| format!("the 9p run gave no figures:\n{out}"))
+    run_direct(host, &tmp.0, root, &qemu_extra, &command)
 }
 
-fn run_direct(host: &Host, tmp: &Path, qemu_extra: &str, command: &str) -> Result<String, String> {
+fn run_direct(
+    host: &Host,
+    tmp: &Path,
+    root: Option<&Path>,
+    qemu_extra: &str,
+    command: &str,
+) -> Result<String, String> {
     let serial = tmp.join("serial.log");
-    let out = Command::new(host.root.join("linux-guest/run-direct.sh"))
+    let mut direct = Command::new(host.root.join("linux-guest/run-direct.sh"));
+    if let Some(root) = root {
+        direct.arg("--root").arg(root);
+    }
+    let out = direct
         .arg("--run")
         .arg(command)
         .arg("--serial-log")
         .arg(&serial)
+        .arg("--timeout")
+        .arg("900")
         .env("QEMU_EXTRA", qemu_extra)
         .current_dir(&host.root)
         .stdin(Stdio::null())
@@ -280,6 +346,23 @@ mod tests {
         assert!(
             Phases::parse("fsbench: write_s 0\nfsbench: read_s 1\nfsbench: meta_s 1\n").is_none()
         );
+    }
+
+    #[test]
+    fn the_figures_come_in_order() {
+        let run = |s: f64| Phases {
+            write_s: s,
+            read_s: s,
+            meta_s: s,
+        };
+        let mut names: Vec<String> = phase_figures(&[run(1.0)], &[run(2.0)])
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        let git = crate::bench_fs_git::figures(&[1.0], &[2.0]);
+        names.extend(git.into_iter().map(|(name, _)| name));
+        names.push("fs_native_ops_per_s".into());
+        assert_eq!(names, ORDER);
     }
 
     #[test]

@@ -57,18 +57,24 @@ pub fn figures(host: &Host, opts: &BenchOptions) -> Result<Figures, String> {
         host.http_port = crate::host::free_port().ok_or("no free port for HTTP")?;
     }
     let host = &host;
+    let image = debian_image(host)?;
+    let tmp = TempDir::new("starina-bench-root").map_err(|e| format!("temporary directory: {e}"))?;
+    let result = measure(host, opts, &image, &tmp.0);
+    let _ = std::fs::remove_dir_all(&tmp.0);
+    result
+}
+
+/// The Debian root image (`linux-guest/build-rootfs.sh`, cached after the
+/// first build; its progress on stderr).
+pub(crate) fn debian_image(host: &Host) -> Result<PathBuf, String> {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let image = crate::disk::build_rootfs(
+    crate::disk::build_rootfs(
         host,
         &mut Streams {
             out: &mut out,
             err: &mut err,
         },
-    )?;
-    let tmp = TempDir::new("starina-bench-root").map_err(|e| format!("temporary directory: {e}"))?;
-    let result = measure(host, opts, &image, &tmp.0);
-    let _ = std::fs::remove_dir_all(&tmp.0);
-    result
+    )
 }
 
 fn measure(host: &Host, opts: &BenchOptions, image: &Path, dir: &Path) -> Result<Figures, String> {

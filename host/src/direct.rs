@@ -36,7 +36,7 @@ pub struct DirectOptions {
     pub selftest: bool,
     /// Where the VM's serial console goes (default: stderr).
     pub serial_log: Option<PathBuf>,
-    /// Seconds to wait for the agent.
+    /// Seconds to wait for the agent, and for each command.
     pub timeout: f64,
     /// The QEMU command line.
     pub qemu: Vec<String>,
@@ -145,7 +145,7 @@ fn session(
         let argv = shell_words(command)?;
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let t1 = Instant::now();
-        let o = agent.run(Spawn::new(1000 + i as u32, &argv), Duration::from_secs(60))?;
+        let o = agent.run(Spawn::new(1000 + i as u32, &argv), timeout)?;
         println!("$ {command}");
         print!(
             "{}{}",

@@ -16,6 +16,7 @@ pub mod app;
 pub mod attach;
 pub mod bench;
 pub mod bench_fs;
+pub mod bench_fs_git;
 pub mod bench_http;
 pub mod bench_linux;
 pub mod bench_net;
