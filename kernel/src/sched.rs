@@ -24,7 +24,6 @@ use core::sync::atomic::AtomicU8;
 use core::sync::atomic::Ordering;
 
 use crate::process::Process;
-use starina::abi::Error;
 use crate::sync::SpinLock;
 
 #[cfg(not(test))]
@@ -90,14 +89,20 @@ pub struct Thread {
     pub process: Arc<Process>,
     state: AtomicU8,
     /// How it resumes: from `frame` (it was interrupted, or is new) or from
-    /// `saved_rsp` (it gave up the CPU itself). Scheduler lock held.
+    /// `saved_rsp` (it gave up the CPU itself). Scheduler lock held. (This
+    /// and the next three are the switch's, `machine`, absent from host
+    /// unit tests.)
+    #[cfg_attr(test, allow(dead_code))]
     resume: AtomicU8,
     /// Saved registers while not running after an interrupt. Only the
     /// scheduler touches it, with the scheduler lock held.
+    #[cfg_attr(test, allow(dead_code))]
     frame: UnsafeCell<TrapFrame>,
     /// Its stack pointer while not running after a voluntary switch: the
     /// callee-saved registers and RFLAGS are pushed there.
+    #[cfg_attr(test, allow(dead_code))]
     saved_rsp: UnsafeCell<usize>,
+    #[cfg_attr(test, allow(dead_code))]
     fx: Box<FxArea>,
     pub stack: Option<Stack>,
     /// Its stack, charged to its process's memory account.
@@ -118,6 +123,7 @@ unsafe impl Sync for Thread {}
 // SAFETY: as above.
 unsafe impl Send for Thread {}
 
+#[cfg_attr(test, allow(dead_code))]
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
 impl Thread {
@@ -208,8 +214,12 @@ impl Thread {
 
 /// `Thread::resume` values.
 const RESUME_FRAME: u8 = 0;
+#[cfg_attr(test, allow(dead_code))]
 const RESUME_STACK: u8 = 1;
 
+/// The run queue and who runs (used by `machine`, absent from host unit
+/// tests).
+#[cfg_attr(test, allow(dead_code))]
 struct Scheduler {
     runqueue: VecDeque<Arc<Thread>>,
     current: Option<Arc<Thread>>,
@@ -350,6 +360,7 @@ pub fn others_runnable() -> bool {
 
 #[cfg(not(test))]
 mod machine {
+    use starina::abi::Error;
     use super::*;
     use crate::arch::trap::CURRENT_FX;
     use crate::arch::trap::KERNEL_CS;
