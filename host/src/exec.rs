@@ -646,14 +646,30 @@ pub fn stop_qemu(child: &mut Child) {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A new directory `<prefix>.<pid>.<n>.<nanos>` in the temporary
+    /// directory: `n` counts this process's directories (the host tool
+    /// runs inside test processes, several threads at once, where the pid
+    /// and the clock alone collided), and a name some earlier process left
+    /// behind (a reused pid) is skipped for the next.
     pub fn new(prefix: &str) -> std::io::Result<TempDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("{prefix}.{}.{nanos:08x}", std::process::id()));
-        std::fs::create_dir(&dir)?;
-        Ok(TempDir(dir))
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut tries = 0;
+        loop {
+            let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let name = format!("{prefix}.{}.{n}.{nanos:08x}", std::process::id());
+            let dir = std::env::temp_dir().join(name);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(TempDir(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 100 => {
+                    tries += 1
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
