@@ -1,7 +1,9 @@
 //! Channels: bidirectional, message-oriented, with moved handles and a
 //! bounded queue (backpressure: a full peer queue is `Error::QueueFull`).
 
+use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use crate::abi::Error;
 use crate::abi::HandleId;
@@ -31,6 +33,30 @@ pub struct SendError<'a> {
 impl From<SendError<'_>> for Error {
     fn from(e: SendError<'_>) -> Error {
         e.error
+    }
+}
+
+/// Why [`Channel::open_within`] got no channel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The server answered `Error`: its code and text.
+    Refused { code: u16, text: String },
+    /// No answer came in time.
+    TimedOut,
+    /// Another message came instead of the answer (consumed).
+    Unexpected(MessageKind),
+    /// The send or the receive failed (`PeerClosed`: the server is gone).
+    Kernel(Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Refused { text, .. } => f.write_str(text),
+            OpenError::TimedOut => f.write_str("no answer in time"),
+            OpenError::Unexpected(kind) => write!(f, "answered {kind:?} instead"),
+            OpenError::Kernel(e) => write!(f, "{e}"),
+        }
     }
 }
 
@@ -201,6 +227,31 @@ impl Channel {
         Message::decode(info.kind, &buf.data[..info.data_len], handles).map(Some)
     }
 
+    /// Asks the server at the other end to open `uri` (`Open`, call id 1,
+    /// no handle) and waits up to `timeout_ms` for its answer: the channel
+    /// its `OpenReply` carries, or why there is none. For a component that
+    /// makes one request at a time on this channel (a command, a check); a
+    /// server with many requests out matches call ids in its main loop.
+    pub fn open_within(&self, uri: &str, timeout_ms: u64) -> Result<Channel, OpenError> {
+        let request = Message::Open {
+            call_id: 1,
+            uri,
+            handle: None,
+        };
+        self.send(request).map_err(|e| OpenError::Kernel(e.error))?;
+        let mut buf = MessageBuffer::new();
+        match self.recv_within(&mut buf, timeout_ms) {
+            Ok(Some(Message::OpenReply { handle, .. })) => Ok(Channel::from_handle(handle)),
+            Ok(Some(Message::Error { code, text, .. })) => Err(OpenError::Refused {
+                code,
+                text: String::from(text),
+            }),
+            Ok(Some(other)) => Err(OpenError::Unexpected(other.kind())),
+            Ok(None) => Err(OpenError::TimedOut),
+            Err(e) => Err(OpenError::Kernel(e)),
+        }
+    }
+
     /// Receives and decodes the next message without blocking
     /// (`Error::WouldBlock` if none). A message that does not decode is
     /// consumed and reported as `Error::MalformedMessage`; its handles are
@@ -236,5 +287,62 @@ mod tests {
             b.recv_within(&mut buf, 10),
             Err(Error::PeerClosed)
         ));
+    }
+
+    /// The server's end answers before the request is read (the answer
+    /// is what `open_within` waits for either way).
+    fn answered(answer: impl FnOnce(&Channel)) -> (Result<Channel, OpenError>, String) {
+        let (client, server) = Channel::create().unwrap();
+        answer(&server);
+        let result = client.open_within("tcp:h:1", 10);
+        let mut buf = MessageBuffer::new();
+        let uri = match server.try_recv(&mut buf) {
+            Ok(Message::Open {
+                call_id: 1,
+                uri,
+                handle: None,
+            }) => String::from(uri),
+            other => panic!("the request: {other:?}"),
+        };
+        (result, uri)
+    }
+
+    #[test]
+    fn open_within_gives_the_channel_or_says_why_not() {
+        FakeKernel::install();
+        let (result, uri) = answered(|server| {
+            let (_, theirs) = Channel::create().unwrap();
+            let reply = Message::OpenReply {
+                call_id: 1,
+                handle: theirs.into_handle(),
+            };
+            server.send(reply).unwrap();
+        });
+        assert!(result.is_ok());
+        assert_eq!(uri, "tcp:h:1");
+        let (result, _) = answered(|server| {
+            let error = Message::Error {
+                call_id: 1,
+                code: 7,
+                text: "refused here",
+            };
+            server.send(error).unwrap();
+        });
+        let refused = result.unwrap_err();
+        assert_eq!(alloc::format!("{refused}"), "refused here");
+        assert!(matches!(refused, OpenError::Refused { code: 7, .. }));
+        let (result, _) = answered(|server| server.send_data(b"x").unwrap());
+        assert_eq!(
+            result.unwrap_err(),
+            OpenError::Unexpected(MessageKind::Data)
+        );
+        let (result, _) = answered(|_| {});
+        assert_eq!(result.unwrap_err(), OpenError::TimedOut);
+        let (client, server) = Channel::create().unwrap();
+        drop(server);
+        assert_eq!(
+            client.open_within("tcp:h:1", 10).unwrap_err(),
+            OpenError::Kernel(Error::PeerClosed)
+        );
     }
 }

@@ -29,22 +29,9 @@ const ANSWER: &[u8] = b"pong from netcheck";
 /// Asks tcpip for UDP port `port` of this machine.
 fn listen(tcpip: &Channel, port: u16) -> Result<Channel, String> {
     let uri = format!("udp-listen:0.0.0.0:{port}");
-    let open = Message::Open {
-        call_id: 8,
-        uri: &uri,
-        handle: None,
-    };
     tcpip
-        .send(open)
-        .map_err(|e| format!("{uri}: {}", e.error))?;
-    let mut buf = MessageBuffer::new();
-    match tcpip.recv_within(&mut buf, WAIT_MS) {
-        Ok(Some(Message::OpenReply { handle, .. })) => Ok(Channel::from_handle(handle)),
-        Ok(Some(Message::Error { text, .. })) => Err(format!("{uri}: {text}")),
-        Ok(Some(other)) => Err(format!("{uri}: answered with {:?}", other.kind())),
-        Ok(None) => Err(format!("{uri}: no answer")),
-        Err(e) => Err(format!("{uri}: {e}")),
-    }
+        .open_within(&uri, WAIT_MS)
+        .map_err(|e| format!("{uri}: {e}"))
 }
 
 /// Takes the command's datagram on `listener` and answers it.

@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use starina::abi::Readiness;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
+use starina::channel::OpenError;
 use starina::command::Input;
 use starina::command::Output;
 use starina::poll::Poll;
@@ -65,20 +66,12 @@ pub fn start(
 /// Asks the linux server for a process channel.
 fn open(linux: &Channel) -> Result<Channel, String> {
     linux
-        .send(Message::Open {
-            call_id: 1,
-            uri: starina_bridge::exec::URI,
-            handle: None,
+        .open_within(starina_bridge::exec::URI, OPEN_TIMEOUT_MS)
+        .map_err(|e| match e {
+            OpenError::Unexpected(_) => "linux: unexpected answer".into(),
+            OpenError::TimedOut => "linux: no answer (is Linux up?)".into(),
+            e => format!("linux: {e}"),
         })
-        .map_err(|e| format!("linux: {}", e.error))?;
-    let mut buf = MessageBuffer::new();
-    match linux.recv_within(&mut buf, OPEN_TIMEOUT_MS) {
-        Ok(Some(Message::OpenReply { handle, .. })) => Ok(Channel::from_handle(handle)),
-        Ok(Some(Message::Error { text, .. })) => Err(format!("linux: {text}")),
-        Ok(Some(_)) => Err("linux: unexpected answer".into()),
-        Ok(None) => Err("linux: no answer (is Linux up?)".into()),
-        Err(e) => Err(format!("linux: {e}")),
-    }
 }
 
 /// The process's events: output to the stage's channels, its status to

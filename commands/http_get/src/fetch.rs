@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use starina::channel::MessageBuffer;
+use starina::channel::OpenError;
 use starina::command::CommandError;
 use starina::command::Output;
 use starina::Channel;
@@ -16,8 +17,6 @@ use crate::response::Response;
 use crate::url::Url;
 use crate::STALL_MS;
 
-const OPEN_CALL: u32 = 1;
-
 /// Fetches `url`, writing the body (and with `include_head` the head) to
 /// `out`. A non-2xx status is an error carrying the status line.
 pub fn fetch(
@@ -27,7 +26,7 @@ pub fn fetch(
     out: &mut Output,
 ) -> Result<(), CommandError> {
     let mut buf = MessageBuffer::new();
-    let conn = connect(tcpip, url, &mut buf)?;
+    let conn = connect(tcpip, url)?;
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: starina-http-get\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         url.target,
@@ -76,33 +75,23 @@ fn bad_response(why: String) -> CommandError {
 }
 
 /// Asks tcpip for a connection to the URL's host and port.
-fn connect(tcpip: &Channel, url: &Url, buf: &mut MessageBuffer) -> Result<Channel, CommandError> {
-    let uri = url.tcp_uri();
+fn connect(tcpip: &Channel, url: &Url) -> Result<Channel, CommandError> {
     let target = format!("{}:{}", url.host, url.port);
-    let open = Message::Open {
-        call_id: OPEN_CALL,
-        uri: &uri,
-        handle: None,
-    };
     tcpip
-        .send(open)
-        .map_err(|e| CommandError::new(format!("asking tcpip to connect: {}", e.error)))?;
-    match tcpip.recv_within(buf, STALL_MS) {
-        Ok(Some(Message::OpenReply { handle, .. })) => Ok(Channel::from_handle(handle)),
-        Ok(Some(Message::Error { text, .. })) => {
-            Err(CommandError::new(format!("{target}: {text}")))
-        }
-        Ok(Some(other)) => Err(CommandError::new(format!(
-            "tcpip answered {:?} to a connect",
-            other.kind()
-        ))),
-        Ok(None) => Err(CommandError::new(format!(
-            "{target}: no connection within {} s",
-            STALL_MS / 1000
-        ))),
-        Err(Error::PeerClosed) => Err(CommandError::new("the TCP/IP server went away")),
-        Err(e) => Err(CommandError::new(format!("{target}: {e}"))),
-    }
+        .open_within(&url.tcp_uri(), STALL_MS)
+        .map_err(|e| match e {
+            OpenError::TimedOut => CommandError::new(format!(
+                "{target}: no connection within {} s",
+                STALL_MS / 1000
+            )),
+            OpenError::Kernel(Error::PeerClosed) => {
+                CommandError::new("the TCP/IP server went away")
+            }
+            OpenError::Unexpected(kind) => {
+                CommandError::new(format!("tcpip answered {kind:?} to a connect"))
+            }
+            e => CommandError::new(format!("{target}: {e}")),
+        })
 }
 
 /// The next bytes from the server; `None` when it has closed.

@@ -16,6 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use starina::channel::MessageBuffer;
+use starina::channel::OpenError;
 use starina::command::CommandError;
 use starina::command::Output;
 use starina::datagram::PAYLOAD_MAX;
@@ -141,32 +142,21 @@ pub fn main(mut env: Env) -> Result<i32, CommandError> {
 /// Asks tcpip for a UDP channel to HOST:PORT.
 fn open(tcpip: &Channel, opts: &Options) -> Result<Channel, CommandError> {
     let target = format!("{}:{}", opts.host, opts.port);
-    let uri = format!("udp:{target}");
-    let request = Message::Open {
-        call_id: 1,
-        uri: &uri,
-        handle: None,
-    };
     tcpip
-        .send(request)
-        .map_err(|e| CommandError::new(format!("asking tcpip for UDP: {}", e.error)))?;
-    let mut buf = MessageBuffer::new();
-    match tcpip.recv_within(&mut buf, OPEN_WAIT_MS) {
-        Ok(Some(Message::OpenReply { handle, .. })) => Ok(Channel::from_handle(handle)),
-        Ok(Some(Message::Error { text, .. })) => {
-            Err(CommandError::new(format!("{target}: {text}")))
-        }
-        Ok(Some(other)) => Err(CommandError::new(format!(
-            "tcpip answered {:?} to a UDP open",
-            other.kind()
-        ))),
-        Ok(None) => Err(CommandError::new(format!(
-            "{target}: no answer from tcpip within {} s",
-            OPEN_WAIT_MS / 1000
-        ))),
-        Err(Error::PeerClosed) => Err(CommandError::new("the TCP/IP server went away")),
-        Err(e) => Err(CommandError::new(format!("{target}: {e}"))),
-    }
+        .open_within(&format!("udp:{target}"), OPEN_WAIT_MS)
+        .map_err(|e| match e {
+            OpenError::TimedOut => CommandError::new(format!(
+                "{target}: no answer from tcpip within {} s",
+                OPEN_WAIT_MS / 1000
+            )),
+            OpenError::Kernel(Error::PeerClosed) => {
+                CommandError::new("the TCP/IP server went away")
+            }
+            OpenError::Unexpected(kind) => {
+                CommandError::new(format!("tcpip answered {kind:?} to a UDP open"))
+            }
+            e => CommandError::new(format!("{target}: {e}")),
+        })
 }
 
 /// Writes up to `count` answers to `out`, each waited for `wait_ms`.

@@ -17,7 +17,6 @@ use alloc::vec::Vec;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
-use starina::channel::Channel;
 use starina::mainloop::Cx;
 use starina::timer::now_ns;
 use starina::HandleId;
@@ -62,11 +61,7 @@ impl Server {
                 "port {port} already has a listener"
             )));
         }
-        let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
-        let id = self.alloc_id();
-        let ch = cx
-            .add_channel(ours, Ctx::Listener(id))
-            .map_err(|e| Refusal::unavailable(format!("{e}")))?;
+        let (id, ch, theirs) = self.open_channel(cx, Ctx::Listener)?;
         let reply = Message::OpenReply {
             call_id,
             handle: theirs.into_handle(),

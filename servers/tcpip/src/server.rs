@@ -4,6 +4,7 @@
 //! is due (or something cannot wait), and on the poll timer.
 
 use alloc::collections::BTreeMap;
+use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -20,6 +21,7 @@ use starina::channel::MessageBuffer;
 use starina::frames::FrameBatch;
 use starina::mainloop::Cx;
 use starina::timer::now_ns;
+use starina::Channel;
 use starina::HandleId;
 
 use crate::conn::Conn;
@@ -27,6 +29,7 @@ use crate::link;
 use crate::link::Link;
 use crate::listener::Listener;
 use crate::requests::Pending;
+use crate::requests::Refusal;
 use crate::timeouts::timeout_ns;
 use crate::timeouts::STALL_TIMEOUT_MS;
 use crate::timeouts::SYN_TIMEOUT_MS;
@@ -197,6 +200,22 @@ impl Server {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         id
+    }
+
+    /// A channel for a request being served: our end joins the main loop
+    /// as `ctx(key)` under a fresh key; the other end is for the reply.
+    /// Returns the key, our end's handle and the client's end.
+    pub fn open_channel(
+        &mut self,
+        cx: &mut Cx<Ctx>,
+        ctx: impl FnOnce(u32) -> Ctx,
+    ) -> Result<(u32, HandleId, Channel), Refusal> {
+        let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
+        let id = self.alloc_id();
+        let ch = cx
+            .add_channel(ours, ctx(id))
+            .map_err(|e| Refusal::unavailable(format!("{e}")))?;
+        Ok((id, ch, theirs))
     }
 
     /// Runs after every event: the service round if it is due (or

@@ -20,7 +20,6 @@ use smoltcp::socket::udp;
 use smoltcp::wire::IpAddress;
 use smoltcp::wire::IpEndpoint;
 use smoltcp::wire::Ipv4Address;
-use starina::channel::Channel;
 use starina::datagram;
 use starina::datagram::Peer;
 use starina::mainloop::Cx;
@@ -97,11 +96,7 @@ impl Server {
         socket
             .bind(port)
             .map_err(|e| Refusal::unavailable(format!("bind UDP port {port}: {e}")))?;
-        let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
-        let id = self.alloc_id();
-        let ch = cx
-            .add_channel(ours, Ctx::UdpListener(id))
-            .map_err(|e| Refusal::unavailable(format!("{e}")))?;
+        let (id, ch, theirs) = self.open_channel(cx, Ctx::UdpListener)?;
         let socket = self.sockets.add(socket);
         self.udp_listeners.insert(
             id,
@@ -174,9 +169,7 @@ impl Server {
             },
         };
         l.dropped += 1;
-        let now = now_ns();
-        if now >= l.quiet_until {
-            l.quiet_until = now + 1_000_000_000;
+        if log_due(&mut l.quiet_until) {
             log::warn!("UDP port {}: dropped {why}", l.port);
         }
     }
@@ -214,6 +207,17 @@ impl Server {
         }
         progress
     }
+}
+
+/// Whether a rate-limited log line may go now (at most one a second per
+/// `quiet_until`, which this moves on when it says yes).
+pub fn log_due(quiet_until: &mut u64) -> bool {
+    let now = now_ns();
+    if now < *quiet_until {
+        return false;
+    }
+    *quiet_until = now + 1_000_000_000;
+    true
 }
 
 fn endpoint(peer: Peer) -> IpEndpoint {

@@ -13,13 +13,12 @@
 //! at once.
 
 use alloc::format;
+use core::fmt;
 
-use starina::channel::Channel;
 use starina::datagram;
 use starina::datagram::Peer;
 use starina::mainloop::Cx;
 use starina::message::codes;
-use starina::timer::now_ns;
 use starina::HandleId;
 use starina::Message;
 
@@ -27,6 +26,7 @@ use crate::requests::send_reply;
 use crate::requests::Refusal;
 use crate::server::Ctx;
 use crate::server::Server;
+use crate::udp_listener::log_due;
 
 /// Loopback UDP flows open at once at most.
 pub const FLOWS_MAX: usize = 64;
@@ -79,11 +79,9 @@ impl UdpLoopbacks {
     }
 
     /// Counts a dropped datagram; logs why at most once a second.
-    fn drop_datagram(&mut self, why: &str) {
+    fn drop_datagram(&mut self, why: fmt::Arguments<'_>) {
         self.dropped += 1;
-        let now = now_ns();
-        if now >= self.quiet_until {
-            self.quiet_until = now + 1_000_000_000;
+        if log_due(&mut self.quiet_until) {
             log::warn!(
                 "loopback UDP: dropped a datagram: {why} ({} dropped so far)",
                 self.dropped
@@ -117,11 +115,7 @@ impl Server {
                 "too many loopback UDP flows ({FLOWS_MAX})"
             )));
         }
-        let (ours, theirs) = Channel::create().map_err(|e| Refusal::unavailable(format!("{e}")))?;
-        let id = self.alloc_id();
-        let ch = cx
-            .add_channel(ours, Ctx::UdpLoopback(id))
-            .map_err(|e| Refusal::unavailable(format!("{e}")))?;
+        let (id, ch, theirs) = self.open_channel(cx, Ctx::UdpLoopback)?;
         let peer_port = self.udp_loopbacks.next_peer_port();
         self.udp_loopbacks.flows.insert(
             id,
@@ -157,13 +151,13 @@ impl Server {
         let Some(listener) = self.udp_listeners.values().find(|l| l.port == port) else {
             return self
                 .udp_loopbacks
-                .drop_datagram(&format!("nothing listens on UDP port {port} any more"));
+                .drop_datagram(format_args!("nothing listens on UDP port {port} any more"));
         };
         let sent =
             datagram::encode(from, payload).is_some_and(|body| hand_over(cx, listener.ch, &body));
         if !sent {
             self.udp_loopbacks
-                .drop_datagram(&format!("UDP port {port}'s client is not keeping up"));
+                .drop_datagram(format_args!("UDP port {port}'s client is not keeping up"));
         }
     }
 
@@ -190,18 +184,16 @@ impl Server {
         if peer.addr[0] != 127 {
             return false;
         }
-        let flow = self
-            .udp_loopbacks
-            .flows
-            .values()
-            .find(|f| f.port == port && f.peer_port == peer.port);
-        let sent = flow.is_some_and(|f| hand_over(cx, f.ch, payload));
-        if !sent {
-            let why = match flow {
-                Some(_) => format!("the flow {}:{} is not keeping up", "127.0.0.1", peer.port),
-                None => format!("no loopback flow is 127.0.0.1:{}", peer.port),
-            };
-            self.udp_loopbacks.drop_datagram(&why);
+        let flow = (self.udp_loopbacks.flows.values())
+            .find(|f| f.port == port && f.peer_port == peer.port)
+            .map(|f| f.ch);
+        let p = peer.port;
+        match flow {
+            Some(ch) if hand_over(cx, ch, payload) => {}
+            Some(_) => (self.udp_loopbacks)
+                .drop_datagram(format_args!("the flow 127.0.0.1:{p} is not keeping up")),
+            None => (self.udp_loopbacks)
+                .drop_datagram(format_args!("no loopback flow is 127.0.0.1:{p}")),
         }
         true
     }

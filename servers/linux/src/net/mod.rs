@@ -66,6 +66,29 @@ use frame::Kind;
 /// The NAT's address on the guest's link: the guest's gateway and DNS
 /// server, and `starina.internal`.
 pub const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 3, 2);
+/// A peer on this machine as the guest sees it: tcpip's loopback (a
+/// native component, or the guest itself through `starina.internal`)
+/// names it 127.0.0.1 (or 0.0.0.0), which the guest would drop as a
+/// martian; it comes from the gateway instead, which the guest routes back
+/// to us.
+pub fn seen_by_guest(addr: Ipv4Address) -> Ipv4Address {
+    if addr.is_loopback() || addr.is_unspecified() {
+        GATEWAY
+    } else {
+        addr
+    }
+}
+
+/// The other way: the gateway, as the guest names this machine, is
+/// 127.0.0.1 to tcpip.
+pub fn seen_by_tcpip(addr: Ipv4Address) -> Ipv4Address {
+    if addr == GATEWAY {
+        Ipv4Address::new(127, 0, 0, 1)
+    } else {
+        addr
+    }
+}
+
 /// The guest's address.
 pub const GUEST: Ipv4Address = Ipv4Address::new(10, 0, 3, 15);
 pub const PREFIX_LEN: u8 = 24;

@@ -25,9 +25,10 @@ use starina::HandleId;
 
 use super::frame::Endpoint;
 use super::rate_limited;
+use super::seen_by_guest;
+use super::seen_by_tcpip;
 use super::Call;
 use super::Nat;
-use super::GATEWAY;
 use crate::Ctx;
 
 /// Socket buffers per flow, each way.
@@ -141,12 +142,8 @@ impl Nat {
             }
             return Some(syn);
         }
-        let uri = if to.addr == GATEWAY {
-            // `starina.internal`: the native side's own listeners.
-            alloc::format!("tcp:127.0.0.1:{}", to.port)
-        } else {
-            alloc::format!("tcp:{}:{}", to.addr, to.port)
-        };
+        // `starina.internal` (the gateway): the native side's listeners.
+        let uri = alloc::format!("tcp:{}:{}", seen_by_tcpip(to.addr), to.port);
         if self.open(cx, &uri, Call::Connect(key)).is_err() {
             return Some(syn);
         }
@@ -208,13 +205,9 @@ impl Nat {
         port: u16,
         channel: Channel,
     ) -> bool {
-        let client = if client.addr.is_loopback() || client.addr.is_unspecified() {
-            Endpoint {
-                addr: GATEWAY,
-                port: client.port,
-            }
-        } else {
-            client
+        let client = Endpoint {
+            addr: seen_by_guest(client.addr),
+            port: client.port,
         };
         let key = (
             Endpoint {

@@ -23,7 +23,6 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use smoltcp::wire::Ipv4Address;
 use starina::abi::markers;
 use starina::channel::Channel;
 use starina::datagram;
@@ -34,9 +33,10 @@ use starina::HandleId;
 
 use super::frame::Endpoint;
 use super::rate_limited;
+use super::seen_by_guest;
+use super::seen_by_tcpip;
 use super::Call;
 use super::Nat;
-use super::GATEWAY;
 use super::GUEST;
 use crate::Ctx;
 
@@ -213,12 +213,8 @@ impl Nat {
         if let Some(forward) = self.udp_forwards.ports.get_mut(&port) {
             forward.datagrams_in += 1;
         }
-        // A peer on this machine (a native component through tcpip's
-        // loopback) comes from the gateway, which the guest routes back to
-        // us; from 127.0.0.1 the guest would drop it as a martian.
-        let addr = Ipv4Address::from(peer.addr);
         let from = Endpoint {
-            addr: if addr.is_loopback() { GATEWAY } else { addr },
+            addr: seen_by_guest(peer.addr.into()),
             port: peer.port,
         };
         self.udp_to_guest(from, Endpoint { addr: GUEST, port }, payload);
@@ -239,13 +235,8 @@ impl Nat {
         let Some(ch) = forward.channel else {
             return false;
         };
-        // The gateway stands for this machine (see above).
         let peer = Peer {
-            addr: if to.addr == GATEWAY {
-                [127, 0, 0, 1]
-            } else {
-                to.addr.octets()
-            },
+            addr: seen_by_tcpip(to.addr).octets(),
             port: to.port,
         };
         // Too large for a message, or the listener's queue is full: dropped,
