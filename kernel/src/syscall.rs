@@ -310,6 +310,26 @@ impl KernelApi for Kernel {
         })
     }
 
+    fn channel_send_received_poll_wait_recv(
+        &self,
+        ch: HandleId,
+        kind: u8,
+        range: core::ops::Range<usize>,
+        poll: HandleId,
+        buf: &mut [u8],
+        handle_buf: &mut [HandleId],
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        sched::in_kernel(|| {
+            let table = table();
+            let poll = table.get::<Poll>(poll, rights::POLL_WAIT)?.clone();
+            let data = buf.get(range).ok_or(Error::InvalidArgument)?;
+            // The send copies the bytes out (into the receiver or a queued
+            // message) before the wait receives into `buf`.
+            let handed = send(table, ch, kind, data, &[])?;
+            Ok(wait_recv(&poll, buf, handle_buf, handed))
+        })
+    }
+
     fn timer_create(&self) -> Result<HandleId, Error> {
         sched::in_kernel(|| {
             within_budget()?;

@@ -1,5 +1,7 @@
 //! Poll: wait for any of a set of objects to become ready.
 
+use core::ops::Range;
+
 use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::PollEvent;
@@ -59,11 +61,54 @@ impl Poll {
         data: &[u8],
         buf: &mut MessageBuffer,
     ) -> Result<Result<PollEvent, Error>, Error> {
+        self.send_data_wait_recv_on(ch.id(), data, buf)
+    }
+
+    /// [`Poll::send_data_wait_recv`] for a loop answering with (part of)
+    /// the message it just received: sends `buf`'s bytes `range` and then
+    /// receives into `buf`, with no copy of the answer of its own.
+    /// [`Error::InvalidArgument`] if `range` is not inside the buffer.
+    pub fn send_received_wait_recv(
+        &self,
+        ch: &Channel,
+        range: Range<usize>,
+        buf: &mut MessageBuffer,
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        self.send_received_wait_recv_on(ch.id(), range, buf)
+    }
+
+    /// [`Poll::send_data_wait_recv`] on the channel handle `ch` (the main
+    /// loop's, which knows its channels by id).
+    #[inline(always)]
+    pub(crate) fn send_data_wait_recv_on(
+        &self,
+        ch: HandleId,
+        data: &[u8],
+        buf: &mut MessageBuffer,
+    ) -> Result<Result<PollEvent, Error>, Error> {
         kernel().channel_send_poll_wait_recv(
-            ch.id(),
+            ch,
             MessageKind::Data as u8,
             data,
             &[],
+            self.0.id(),
+            &mut buf.data,
+            &mut buf.handles,
+        )
+    }
+
+    /// [`Poll::send_received_wait_recv`] on the channel handle `ch`.
+    #[inline(always)]
+    pub(crate) fn send_received_wait_recv_on(
+        &self,
+        ch: HandleId,
+        range: Range<usize>,
+        buf: &mut MessageBuffer,
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        kernel().channel_send_received_poll_wait_recv(
+            ch,
+            MessageKind::Data as u8,
+            range,
             self.0.id(),
             &mut buf.data,
             &mut buf.handles,

@@ -275,6 +275,25 @@ pub trait KernelApi: Sync {
         self.channel_send(ch, kind, data, handles)?;
         Ok(self.poll_wait_recv(poll, buf, handle_buf))
     }
+
+    /// [`KernelApi::channel_send_poll_wait_recv`] sending bytes `range` of
+    /// `buf`, with no handles: a loop answering with (part of) the message
+    /// it just received into `buf`, with no copy of the answer of its own.
+    /// The send has read them before the wait receives into `buf`.
+    /// [`Error::InvalidArgument`] if `range` is not inside `buf`.
+    fn channel_send_received_poll_wait_recv(
+        &self,
+        ch: HandleId,
+        kind: u8,
+        range: core::ops::Range<usize>,
+        poll: HandleId,
+        buf: &mut [u8],
+        handle_buf: &mut [HandleId],
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        let data = buf.get(range).ok_or(Error::InvalidArgument)?;
+        self.channel_send(ch, kind, data, &[])?;
+        Ok(self.poll_wait_recv(poll, buf, handle_buf))
+    }
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -191,13 +191,51 @@ impl Fuzzer {
     }
 
     /// `poll_wait_recv` on `poll` into buffers of random sizes (too small
-    /// ones included); handles it received are kept.
+    /// ones included), alone or after a send in the same call (of bytes of
+    /// the fuzzer's, or of a random range of the receive buffer, bad ones
+    /// included); handles it received are kept.
     fn wait_recv(&mut self, poll: HandleId) {
         let len = self.rng.size(MESSAGE_DATA_MAX, self.scratch.len());
         let mut handles = [HandleId(0); MESSAGE_HANDLES_MAX + 1];
         let room = self.rng.below(handles.len() as u64 + 1) as usize;
-        let r = k().poll_wait_recv(poll, &mut self.scratch[..len], &mut handles[..room]);
-        self.note(SyscallNo::PollWaitRecv, &r);
+        let r = match self.rng.below(3) {
+            0 => {
+                let r = k().poll_wait_recv(poll, &mut self.scratch[..len], &mut handles[..room]);
+                self.note(SyscallNo::PollWaitRecv, &r);
+                r
+            }
+            1 => {
+                let ch = self.some_channel();
+                let data = [0x5a; 64];
+                let sent = &data[..self.rng.below(65) as usize];
+                let r = k().channel_send_poll_wait_recv(
+                    ch,
+                    self.rng.below(256) as u8,
+                    sent,
+                    &[],
+                    poll,
+                    &mut self.scratch[..len],
+                    &mut handles[..room],
+                );
+                self.note(SyscallNo::ChannelSendPollWaitRecv, &r);
+                r.and_then(|waited| waited)
+            }
+            _ => {
+                let ch = self.some_channel();
+                let start = self.rng.size(MESSAGE_DATA_MAX, usize::MAX);
+                let end = self.rng.size(MESSAGE_DATA_MAX, usize::MAX);
+                let r = k().channel_send_received_poll_wait_recv(
+                    ch,
+                    self.rng.below(256) as u8,
+                    start..end,
+                    poll,
+                    &mut self.scratch[..len],
+                    &mut handles[..room],
+                );
+                self.note(SyscallNo::ChannelSendReceivedPollWaitRecv, &r);
+                r.and_then(|waited| waited)
+            }
+        };
         if let Ok(event) = r {
             if let Some(Ok(info)) = event.received {
                 for &h in &handles[..info.num_handles.min(room)] {

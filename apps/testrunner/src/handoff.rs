@@ -95,3 +95,50 @@ pub fn handoff_keeps_order(cx: &mut Ctx) -> TestResult {
     }
     Ok(())
 }
+
+/// A reply sent out of the receive buffer (`Poll::send_received_wait_recv`,
+/// what the main loop's `reply_data` uses for part of the message being
+/// handled): the peer gets exactly that part, the same call receives the
+/// next message into the buffer, and a range outside the buffer is an
+/// error that sends nothing.
+pub fn send_received_sends_part_of_the_buffer(_cx: &mut Ctx) -> TestResult {
+    let (a, b) = Channel::create().map_err(|e| e.to_string())?;
+    let poll = Poll::create().map_err(|e| e.to_string())?;
+    poll.add(a.id(), Readiness::READABLE)
+        .map_err(|e| e.to_string())?;
+    let mut buf = MessageBuffer::new();
+    b.send_data(b"hello world").map_err(|e| e.to_string())?;
+    let first = poll.wait_recv(&mut buf).map_err(|e| e.to_string())?;
+    check!(
+        matches!(first.received, Some(Ok(info)) if buf.data(&info) == b"hello world"),
+        "the first message did not arrive: {first:?}"
+    );
+    b.send_data(b"next").map_err(|e| e.to_string())?;
+    let waited = poll
+        .send_received_wait_recv(&a, 6..11, &mut buf)
+        .map_err(|e| format!("send: {e}"))?
+        .map_err(|e| format!("wait: {e}"))?;
+    check!(
+        matches!(waited.received, Some(Ok(info)) if buf.data(&info) == b"next"),
+        "the wait did not receive the next message: {waited:?}"
+    );
+    let mut theirs = MessageBuffer::new();
+    match b.try_recv(&mut theirs) {
+        Ok(Message::Data(d)) => check!(
+            d == b"world",
+            "the peer got {:?}",
+            String::from_utf8_lossy(d)
+        ),
+        other => return Err(format!("the peer got no Data message: {other:?}")),
+    }
+    let too_far = starina::abi::MESSAGE_DATA_MAX + 1;
+    match poll.send_received_wait_recv(&a, 0..too_far, &mut buf) {
+        Err(Error::InvalidArgument) => {}
+        other => return Err(format!("a range past the buffer gave {other:?}")),
+    }
+    check!(
+        matches!(b.try_recv(&mut theirs), Err(Error::WouldBlock)),
+        "a refused send reached the peer"
+    );
+    Ok(())
+}

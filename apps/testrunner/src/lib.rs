@@ -741,6 +741,10 @@ const TESTS: &[Test] = &[
     ("echo_round_trips", echo_round_trips),
     ("many_round_trips", many_round_trips),
     ("handoff_keeps_order", handoff::handoff_keeps_order),
+    (
+        "send_received_sends_part_of_the_buffer",
+        handoff::send_received_sends_part_of_the_buffer,
+    ),
     ("readme_greeter", readme_greeter),
     ("invalid_handle", invalid_handle),
     ("wrong_object_type", wrong_object_type),

@@ -75,11 +75,30 @@ struct Inner {
     queue: VecDeque<ChannelMessage>,
 }
 
-/// State both ends read without locks, so that readiness (asked on every
-/// poll) costs a few atomic loads: each end's queue length and liveness.
+/// What both ends of a pair share, one [`EndState`] per end.
 struct PairState {
-    queued: [AtomicUsize; 2],
-    alive: [AtomicBool; 2],
+    ends: [EndState; 2],
+}
+
+/// One end's state that both ends read without locks, so that readiness
+/// (asked on every poll) costs a few atomic loads: its queue length and
+/// liveness. Its listeners live here too, so that a sender reaches its
+/// peer's polls through the pair it holds, without taking a reference to
+/// the peer itself.
+struct EndState {
+    queued: AtomicUsize,
+    alive: AtomicBool,
+    listeners: Listeners,
+}
+
+impl EndState {
+    fn new() -> EndState {
+        EndState {
+            queued: AtomicUsize::new(0),
+            alive: AtomicBool::new(true),
+            listeners: Listeners::new(),
+        }
+    }
 }
 
 pub struct Channel {
@@ -92,7 +111,6 @@ pub struct Channel {
     state: Arc<PairState>,
     peer: spin::Once<Weak<Channel>>,
     inner: SpinLock<Inner>,
-    listeners: Listeners,
 }
 
 impl Channel {
@@ -106,15 +124,13 @@ impl Channel {
             inner: SpinLock::new(Inner {
                 queue: VecDeque::new(),
             }),
-            listeners: Listeners::new(),
         }
     }
 
     /// A connected pair.
     pub fn new_pair() -> (Arc<Channel>, Arc<Channel>) {
         let state = Arc::new(PairState {
-            queued: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            alive: [AtomicBool::new(true), AtomicBool::new(true)],
+            ends: [EndState::new(), EndState::new()],
         });
         let a = Arc::new(Channel::endpoint(0, state.clone()));
         let b = Arc::new(Channel::endpoint(1, state));
@@ -123,6 +139,20 @@ impl Channel {
         (a, b)
     }
 
+    /// This end's shared state (`side` is 0 or 1: the mask spares the
+    /// bounds check on the send path).
+    #[inline(always)]
+    fn mine(&self) -> &EndState {
+        &self.state.ends[self.side & 1]
+    }
+
+    /// The peer's shared state, there even after the peer is gone.
+    #[inline(always)]
+    fn theirs(&self) -> &EndState {
+        &self.state.ends[(self.side ^ 1) & 1]
+    }
+
+    #[inline(always)]
     pub fn peer(&self) -> Option<Arc<Channel>> {
         self.peer.get().and_then(|p| p.upgrade())
     }
@@ -155,9 +185,11 @@ impl Channel {
             }
             peer.carried.fetch_add(moves, Ordering::AcqRel);
             inner.queue.push_back(msg);
-            self.state.queued[peer.side].store(inner.queue.len(), Ordering::Release);
+            self.theirs()
+                .queued
+                .store(inner.queue.len(), Ordering::Release);
         }
-        peer.listeners.notify();
+        peer.listeners().notify();
         Ok(())
     }
 
@@ -174,13 +206,20 @@ impl Channel {
         data: &[u8],
         held: &SpinLockGuard<'_, U>,
     ) -> Result<Option<Handed>, Error> {
-        let Some(peer) = self.peer() else {
+        let peer = self.theirs();
+        if !peer.alive.load(Ordering::Acquire) {
             return Err(Error::PeerClosed);
-        };
-        if self.state.queued[peer.side].load(Ordering::Acquire) > 0 {
+        }
+        if peer.queued.load(Ordering::Acquire) > 0 {
             return Ok(None);
         }
-        Ok(peer.listeners.deliver(&peer, kind, data, held))
+        // The peer's address, only to be compared: a poll that watches the
+        // peer holds it, so a match is alive (and a peer gone since
+        // matches nothing: the caller's queued send then says so).
+        let Some(peer_at) = self.peer.get().map(Weak::as_ptr) else {
+            return Err(Error::PeerClosed);
+        };
+        Ok(peer.listeners.deliver(peer_at, kind, data, held))
     }
 
     /// Takes the next message if it fits in `data_cap` bytes and
@@ -211,15 +250,15 @@ impl Channel {
             }
             was_full = inner.queue.len() >= CHANNEL_QUEUE_MAX;
             let msg = inner.queue.pop_front().unwrap();
-            self.state.queued[self.side].store(inner.queue.len(), Ordering::Release);
+            self.mine()
+                .queued
+                .store(inner.queue.len(), Ordering::Release);
             self.landed(&msg);
             msg
         };
         if was_full {
             // The sender may be waiting for room.
-            if let Some(peer) = self.peer() {
-                peer.listeners.notify();
-            }
+            self.theirs().listeners.notify();
         }
         Ok(msg)
     }
@@ -252,20 +291,20 @@ impl Channel {
 impl Pollable for Channel {
     fn readiness(&self) -> Readiness {
         let mut r = Readiness::empty();
-        if self.state.queued[self.side].load(Ordering::Acquire) > 0 {
+        if self.mine().queued.load(Ordering::Acquire) > 0 {
             r |= Readiness::READABLE;
         }
-        let peer = 1 - self.side;
-        if !self.state.alive[peer].load(Ordering::Acquire) {
+        let peer = self.theirs();
+        if !peer.alive.load(Ordering::Acquire) {
             r |= Readiness::PEER_CLOSED;
-        } else if self.state.queued[peer].load(Ordering::Acquire) < CHANNEL_QUEUE_MAX {
+        } else if peer.queued.load(Ordering::Acquire) < CHANNEL_QUEUE_MAX {
             r |= Readiness::WRITABLE;
         }
         r
     }
 
     fn listeners(&self) -> &Listeners {
-        &self.listeners
+        &self.mine().listeners
     }
 }
 
@@ -279,10 +318,8 @@ impl Drop for Channel {
         }
         drop(queue);
         // The last reference to this end is gone: the peer sees PEER_CLOSED.
-        self.state.alive[self.side].store(false, Ordering::Release);
-        if let Some(peer) = self.peer() {
-            peer.listeners.notify();
-        }
+        self.mine().alive.store(false, Ordering::Release);
+        self.theirs().listeners.notify();
     }
 }
 

@@ -74,14 +74,15 @@ impl Listeners {
         self.polls.lock().iter().filter_map(|p| p.upgrade()).collect()
     }
 
-    /// Offers a message sent to `channel` (this object) to the polls
+    /// Offers a message sent to `channel` (the end these listeners are
+    /// of; its address is only compared, never followed) to the polls
     /// watching it, for a thread waiting with a receive buffer
     /// ([`Poll::deliver`]): `Some` if one took it. `held`: a lock the
     /// caller holds (interrupts are off).
     #[inline(always)]
     pub fn deliver<U: ?Sized>(
         &self,
-        channel: &channel::Channel,
+        channel: *const channel::Channel,
         kind: u8,
         data: &[u8],
         held: &crate::sync::SpinLockGuard<'_, U>,

@@ -248,7 +248,7 @@ impl Poll {
     #[inline(always)]
     pub fn deliver<U: ?Sized>(
         &self,
-        channel: &Channel,
+        channel: *const Channel,
         kind: u8,
         data: &[u8],
         held: &SpinLockGuard<'_, U>,
@@ -260,7 +260,7 @@ impl Poll {
             .iter()
             .find(|e| {
                 e.interests.contains(Readiness::READABLE)
-                    && e.receiver.as_ref().is_some_and(|r| core::ptr::eq(&**r, channel))
+                    && e.receiver.as_ref().is_some_and(|r| Arc::as_ptr(r) == channel)
             })
             .map(|e| e.id)?;
         if !slot.fill(id, kind, data) {

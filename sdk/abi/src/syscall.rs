@@ -56,11 +56,12 @@ pub enum SyscallNo {
     ConsoleWrite = 46,
     CommandName = 47,
     ChannelSendPollWaitRecv = 48,
+    ChannelSendReceivedPollWaitRecv = 49,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 48] = [
+    pub const ALL: [SyscallNo; 49] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -109,6 +110,7 @@ impl SyscallNo {
         SyscallNo::ConsoleWrite,
         SyscallNo::CommandName,
         SyscallNo::ChannelSendPollWaitRecv,
+        SyscallNo::ChannelSendReceivedPollWaitRecv,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -171,6 +173,7 @@ impl SyscallNo {
             SyscallNo::ConsoleWrite => "console_write",
             SyscallNo::CommandName => "command_name",
             SyscallNo::ChannelSendPollWaitRecv => "channel_send_poll_wait_recv",
+            SyscallNo::ChannelSendReceivedPollWaitRecv => "channel_send_received_poll_wait_recv",
         }
     }
 }

@@ -2,12 +2,16 @@
 //! outboxes. Everything a handler may change while handling an event goes
 //! through here.
 
+use alloc::rc::Rc;
 use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::ops::Range;
 
 use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::Readiness;
 use crate::channel::Channel;
+use crate::channel::MessageBuffer;
 use crate::channel::SendError;
 use crate::command::Job;
 use crate::driver::Interrupt;
@@ -69,20 +73,44 @@ pub struct Cx<S> {
     pub(super) poll: Poll,
     pub(super) slots: Slots<S>,
     pub(super) stopped: bool,
-    /// A reply not sent yet ([`Cx::reply_data`]): its channel; the bytes
-    /// are in `reply_data`.
+    /// A reply not sent yet ([`Cx::reply_data`]): its channel, and where
+    /// its bytes are.
     pub(super) reply: Option<HandleId>,
+    pub(super) reply_bytes: ReplyBytes,
     pub(super) reply_data: Vec<u8>,
+    /// The loop's receive buffer, which holds the message being handled
+    /// (the loop receives into it only while no handler runs), and where
+    /// its bytes start.
+    received: Rc<RefCell<MessageBuffer>>,
+    received_at: usize,
+    received_len: usize,
+}
+
+/// Where the bytes of a reply not sent yet are.
+#[derive(Clone)]
+pub(super) enum ReplyBytes {
+    /// Copied into [`Cx::reply_data`].
+    Copied,
+    /// Part of the message being handled, still in the receive buffer.
+    Received(Range<usize>),
 }
 
 impl<S> Cx<S> {
-    pub(super) fn new() -> Result<Cx<S>, Error> {
+    pub(super) fn new(received: Rc<RefCell<MessageBuffer>>) -> Result<Cx<S>, Error> {
+        let (received_at, received_len) = {
+            let buf = received.borrow();
+            (buf.data.as_ptr() as usize, buf.data.len())
+        };
         Ok(Cx {
             poll: Poll::create()?,
             slots: Slots::new(),
             stopped: false,
             reply: None,
+            reply_bytes: ReplyBytes::Copied,
             reply_data: Vec::new(),
+            received,
+            received_at,
+            received_len,
         })
     }
 
@@ -202,7 +230,9 @@ impl<S> Cx<S> {
     /// that uses a channel directly ([`Cx::channel`]) or blocks should
     /// send with [`Cx::send_data`]. Errors come as [`Cx::send_data`]'s
     /// would, but after the handler returned: a full peer queue keeps the
-    /// reply in the outbox, anything else is logged.
+    /// reply in the outbox, anything else is logged. A reply that is part
+    /// of the message being handled (an echo, a header stripped) is sent
+    /// from the loop's receive buffer; any other is copied first.
     pub fn reply_data(&mut self, id: HandleId, data: &[u8]) -> Result<(), Error> {
         self.send_reply();
         let slot = self.slots.get(id).ok_or(Error::NotFound)?;
@@ -210,29 +240,66 @@ impl<S> Cx<S> {
         if !slot.outbox.is_empty() {
             return self.send_data_now(id, data);
         }
-        self.reply_data.clear();
-        self.reply_data.extend_from_slice(data);
+        self.reply_bytes = match self.received_range(data) {
+            Some(range) => ReplyBytes::Received(range),
+            None => {
+                self.reply_data.clear();
+                self.reply_data.extend_from_slice(data);
+                ReplyBytes::Copied
+            }
+        };
         self.reply = Some(id);
         Ok(())
     }
 
+    /// Where `data` is in the receive buffer, if it is part of it (then it
+    /// is part of the message being handled: allocations do not overlap).
+    fn received_range(&self, data: &[u8]) -> Option<Range<usize>> {
+        let start = (data.as_ptr() as usize).checked_sub(self.received_at)?;
+        let end = start.checked_add(data.len())?;
+        (end <= self.received_len).then_some(start..end)
+    }
+
+    /// Runs `f` with the bytes of the reply [`Cx::reply_data`] left.
+    fn with_reply_bytes<R>(&mut self, f: impl FnOnce(&mut Self, &[u8]) -> R) -> R {
+        match self.reply_bytes.clone() {
+            ReplyBytes::Received(range) => {
+                let received = Rc::clone(&self.received);
+                let buf = received.borrow();
+                f(self, &buf.data[range])
+            }
+            ReplyBytes::Copied => {
+                let data = core::mem::take(&mut self.reply_data);
+                let result = f(self, &data);
+                self.reply_data = data;
+                result
+            }
+        }
+    }
+
     /// Sends the reply [`Cx::reply_data`] left, if any, now.
+    #[inline(always)]
     pub(super) fn send_reply(&mut self) {
-        let Some(id) = self.reply.take() else { return };
-        let data = core::mem::take(&mut self.reply_data);
-        let result = self.send_data_now(id, &data);
-        self.reply_data = data;
+        if let Some(id) = self.reply.take() {
+            self.send_reply_now(id);
+        }
+    }
+
+    #[inline(never)]
+    fn send_reply_now(&mut self, id: HandleId) {
+        let result = self.with_reply_bytes(|cx, data| cx.send_data_now(id, data));
         self.reply_result(id, result);
     }
 
-    /// What became of a reply sent after its handler returned.
+    /// What became of a reply sent after its handler returned (its bytes
+    /// still where [`Cx::reply_bytes`] says).
     pub(super) fn reply_result(&mut self, id: HandleId, result: Result<(), Error>) {
         match result {
             Ok(()) => {}
             Err(Error::QueueFull) => {
-                let data = core::mem::take(&mut self.reply_data);
-                let kept = self.wait_for_room(id, Pending::from_message(Message::Data(&data)));
-                self.reply_data = data;
+                let kept = self.with_reply_bytes(|cx, data| {
+                    cx.wait_for_room(id, Pending::from_message(Message::Data(data)))
+                });
                 if let Err(e) = kept {
                     log::warn!("reply dropped: {e}");
                 }

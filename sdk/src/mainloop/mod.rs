@@ -37,8 +37,12 @@ mod slots;
 #[cfg(test)]
 mod tests;
 
+use alloc::rc::Rc;
+use core::cell::RefCell;
+
 pub use cx::Cx;
 use cx::Object;
+use cx::ReplyBytes;
 pub use handler::Handler;
 
 use crate::abi::Error;
@@ -54,7 +58,10 @@ use crate::message::MessageKind;
 
 pub struct Mainloop<S> {
     cx: Cx<S>,
-    buf: MessageBuffer,
+    /// The receive buffer, shared with `cx` so that a reply can be sent
+    /// from the message it answers ([`Cx::reply_data`]): borrowed
+    /// mutably only while no handler runs.
+    buf: Rc<RefCell<MessageBuffer>>,
 }
 
 /// What one readiness report turned out to be, found before any handler
@@ -76,9 +83,10 @@ enum Happened {
 
 impl<S> Mainloop<S> {
     pub fn new() -> Result<Self, Error> {
+        let buf = Rc::new(RefCell::new(MessageBuffer::new()));
         Ok(Mainloop {
-            cx: Cx::new()?,
-            buf: MessageBuffer::new(),
+            cx: Cx::new(Rc::clone(&buf))?,
+            buf,
         })
     }
 
@@ -122,39 +130,37 @@ impl<S> Mainloop<S> {
     /// ([`Cx::reply_data`]) in the same call.
     fn wait(&mut self) -> Result<PollEvent, Error> {
         let Some(id) = self.cx.reply.take() else {
-            return self.cx.poll.wait_recv(&mut self.buf);
+            return self.cx.poll.wait_recv(&mut self.buf.borrow_mut());
         };
-        let Some(ch) = self.cx.channel(id) else {
-            // Every removal sends the reply first; nothing to send to.
-            return self.cx.poll.wait_recv(&mut self.buf);
+        // `id` is a channel of the loop: `reply_data` checked, and every
+        // removal sends the reply first (the kernel checks again).
+        let sent = {
+            let buf = &mut *self.buf.borrow_mut();
+            match &self.cx.reply_bytes {
+                ReplyBytes::Received(range) => {
+                    self.cx.poll.send_received_wait_recv_on(id, range.clone(), buf)
+                }
+                ReplyBytes::Copied => {
+                    self.cx.poll.send_data_wait_recv_on(id, &self.cx.reply_data, buf)
+                }
+            }
         };
-        match self
-            .cx
-            .poll
-            .send_data_wait_recv(ch, &self.cx.reply_data, &mut self.buf)
-        {
+        match sent {
             Ok(waited) => waited,
             Err(e) => {
                 self.cx.reply_result(id, Err(e));
-                self.cx.poll.wait_recv(&mut self.buf)
+                self.cx.poll.wait_recv(&mut self.buf.borrow_mut())
             }
         }
     }
 
     /// What the kernel's receive (with the readiness report) came to.
+    #[inline(always)]
     fn received(&mut self, id: HandleId, received: Result<RecvInfo, Error>) -> Happened {
         let supervisor = match self.cx.slots.get(id).map(|slot| &slot.object) {
             Some(Object::Supervisor(_)) => true,
             Some(Object::Channel(_)) => false,
-            // Removed since (stale readiness): close what came with it.
-            _ => {
-                if let Ok(info) = received {
-                    self.buf.handles[..info.num_handles]
-                        .iter()
-                        .for_each(|h| drop(OwnedHandle::from_raw(*h)));
-                }
-                return Happened::Nothing;
-            }
+            _ => return self.received_stale(received),
         };
         match received {
             Ok(info) => Happened::Received { info, supervisor },
@@ -162,6 +168,18 @@ impl<S> Mainloop<S> {
             Err(Error::PeerClosed) => Happened::PeerClosed,
             Err(e) => Happened::Failed(e),
         }
+    }
+
+    /// A message received from a channel removed since (stale
+    /// readiness): closes the handles that came with it.
+    #[cold]
+    fn received_stale(&mut self, received: Result<RecvInfo, Error>) -> Happened {
+        if let Ok(info) = received {
+            self.buf.borrow().handles[..info.num_handles]
+                .iter()
+                .for_each(|h| drop(OwnedHandle::from_raw(*h)));
+        }
+        Happened::Nothing
     }
 
     /// `WRITABLE` on `id`: flushes its outbox.
@@ -189,7 +207,10 @@ impl<S> Mainloop<S> {
             Some(Object::Channel(ch)) => (ch, false),
         };
         if ready.contains(Readiness::READABLE) {
-            let received = ch.recv_raw(&mut self.buf.data, &mut self.buf.handles);
+            let received = {
+                let buf = &mut *self.buf.borrow_mut();
+                ch.recv_raw(&mut buf.data, &mut buf.handles)
+            };
             if let Ok(info) = received {
                 return Happened::Received { info, supervisor };
             }
@@ -211,6 +232,7 @@ impl<S> Mainloop<S> {
                 if info.kind == MessageKind::Data as u8 && info.num_handles == 0 =>
             {
                 let Mainloop { cx, buf } = self;
+                let buf = buf.borrow();
                 let msg = Message::Data(&buf.data[..info.data_len]);
                 lend(cx, id, |cx, state| h.message(cx, id, state, msg))
             }
@@ -232,6 +254,7 @@ impl<S> Mainloop<S> {
         happened: Happened,
     ) -> Result<(), Error> {
         let Mainloop { cx, buf } = self;
+        let buf = buf.borrow();
         match happened {
             Happened::Nothing => Ok(()),
             Happened::Timer => lend(cx, id, |cx, state| h.timer(cx, id, state)),

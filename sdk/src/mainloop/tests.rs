@@ -87,6 +87,12 @@ impl Handler for Server {
             b"reply-last" => cx.reply_data(id, data),
             // A reply made of part of the message.
             d if d.starts_with(b"tail:") => cx.reply_data(id, &d[5..]),
+            // The same, then a send that must not overtake it (the reply
+            // goes out of the receive buffer first).
+            d if d.starts_with(b"tail-then:") => {
+                cx.reply_data(id, &d[10..])?;
+                cx.send_data(id, b"then")
+            }
             b"reply-stop" => {
                 cx.reply_data(id, b"stopping")?;
                 cx.stop();
@@ -379,6 +385,7 @@ fn replies_of_received_bytes_stay_intact() {
         b"tail:second, longer",
         b"tail:x",
         b"hello",
+        b"tail-then:third",
         b"tail:",
         b"reply-stop",
     ] {
@@ -392,6 +399,8 @@ fn replies_of_received_bytes_stay_intact() {
             b"second, longer".to_vec(),
             b"x".to_vec(),
             b"hello #0".to_vec(),
+            b"third".to_vec(),
+            b"then".to_vec(),
             b"".to_vec(),
             b"stopping".to_vec(),
         ]
