@@ -260,7 +260,7 @@ impl KernelApi for Kernel {
                 };
                 (poll, object, receiver)
             };
-            poll.add(target, object, interests, receiver)
+            poll.add(sched::current_process().id, target, object, interests, receiver)
         })
     }
 
@@ -668,12 +668,16 @@ fn handles_moved(mut table: SpinLockGuard<'static, HandleTable>, handles: &[Hand
 }
 
 /// Removes the entries for `handle` (naming `object`) from every poll that
-/// watches it: the handle left the caller's table. Call without locks held.
+/// watches it through the caller's table: the handle left it. Only those:
+/// a message moving the handle is already queued, so its receiver may
+/// watch the object under the same number before this runs. Call without
+/// locks held.
 fn leave_polls(handle: HandleId, object: &Object) {
     if let Some(obj) = object.as_pollable() {
         let ptr = Arc::as_ptr(&obj) as *const ();
+        let owner = sched::current_process().id;
         for poll in obj.listeners().polls() {
-            poll.forget(handle, ptr);
+            poll.forget(owner, handle, ptr);
         }
     }
 }

@@ -37,6 +37,12 @@ use crate::sync::SpinLockGuard;
 /// `syscall::handle_close`), so watching never keeps a channel open.
 struct Entry {
     id: HandleId,
+    /// The process whose handle table `id` is in: numbers are per table,
+    /// so a handle leaving one table (closed, or moved into a message)
+    /// must not take the entry another process made, under the same
+    /// number, for the same object (the end of a channel a message moved
+    /// to it, say, watched before the sender's table let go of it).
+    owner: u64,
     object: Arc<dyn Pollable>,
     interests: Readiness,
     /// The same object as a channel, if it is one and the handle may
@@ -101,6 +107,7 @@ impl Poll {
 
     pub fn add(
         &self,
+        owner: u64,
         id: HandleId,
         object: Arc<dyn Pollable>,
         interests: Readiness,
@@ -118,6 +125,7 @@ impl Poll {
             entries.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
             entries.push(Entry {
                 id,
+                owner,
                 object: object.clone(),
                 interests,
                 receiver,
@@ -149,12 +157,12 @@ impl Poll {
         Ok(())
     }
 
-    /// The handle `id` naming `object` was closed: stop watching it.
-    pub fn forget(&self, id: HandleId, object: *const ()) {
-        self.inner
-            .lock()
-            .entries
-            .retain(|e| !(e.id == id && Arc::as_ptr(&e.object) as *const () == object));
+    /// The handle `id` of process `owner`'s table, naming `object`, left
+    /// that table: stop watching it through that handle.
+    pub fn forget(&self, owner: u64, id: HandleId, object: *const ()) {
+        self.inner.lock().entries.retain(|e| {
+            !(e.id == id && e.owner == owner && Arc::as_ptr(&e.object) as *const () == object)
+        });
         // As in `remove`: the waiter looks again.
         self.notify();
     }
@@ -328,6 +336,23 @@ mod tests {
         p.check().unwrap().map(|r| (r.id, r.readiness))
     }
 
+    /// A handle leaving one process's table takes only that process's
+    /// entry: another process may watch the same object under the same
+    /// number (the channel end a message moved to it, before the sender's
+    /// table let go of it).
+    #[test]
+    fn forget_takes_only_the_entry_of_the_table_the_handle_left() {
+        let (_a, b) = Channel::new_pair();
+        let p = Poll::new();
+        p.add(7, HandleId(3), b.clone(), Readiness::READABLE, None)
+            .unwrap();
+        let ptr = Arc::as_ptr(&b) as *const ();
+        p.forget(8, HandleId(3), ptr);
+        assert!(p.check().is_ok(), "another process's handle took the entry");
+        p.forget(7, HandleId(3), ptr);
+        assert_eq!(p.check().err(), Some(Error::PollEmpty));
+    }
+
     #[test]
     fn empty_poll_is_an_error() {
         let p = Poll::new();
@@ -338,7 +363,7 @@ mod tests {
     fn reports_readable_and_peer_closed() {
         let p = Poll::new();
         let (a, b) = Channel::new_pair();
-        p.add(HandleId(1), b.clone(), Readiness::READABLE | Readiness::PEER_CLOSED, None)
+        p.add(0, HandleId(1), b.clone(), Readiness::READABLE | Readiness::PEER_CLOSED, None)
             .unwrap();
         assert!(p.check().unwrap().is_none());
         a.send(ChannelMessage::new(3, b"x", Vec::new()).unwrap())
@@ -355,9 +380,9 @@ mod tests {
     fn duplicates_and_unknown_entries() {
         let p = Poll::new();
         let t = Timer::new();
-        p.add(HandleId(3), t.clone(), Readiness::READABLE, None).unwrap();
+        p.add(0, HandleId(3), t.clone(), Readiness::READABLE, None).unwrap();
         assert_eq!(
-            p.add(HandleId(3), t.clone(), Readiness::READABLE, None).err(),
+            p.add(0, HandleId(3), t.clone(), Readiness::READABLE, None).err(),
             Some(Error::AlreadyExists)
         );
         assert_eq!(p.remove(HandleId(4)).err(), Some(Error::NotFound));
@@ -370,7 +395,7 @@ mod tests {
     fn receiving() -> (Arc<Poll>, Arc<Channel>, Arc<Channel>, Arc<Thread>) {
         let p = Poll::new();
         let (a, b) = Channel::new_pair();
-        p.add(HandleId(1), b.clone(), Readiness::READABLE, Some(b.clone()))
+        p.add(0, HandleId(1), b.clone(), Readiness::READABLE, Some(b.clone()))
             .unwrap();
         (p, a, b, Thread::for_test(7))
     }
@@ -439,7 +464,7 @@ mod tests {
 
         let q = Poll::new();
         let (c, d) = Channel::new_pair();
-        q.add(HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
+        q.add(0, HandleId(2), d.clone(), Readiness::READABLE, None).unwrap();
         let mut buf = [0u8; 16];
         let mailbox = Mailbox::new();
         assert!(q.arm(me.clone(), Some(RecvSlot::new(&mut buf, &mailbox))).unwrap().is_none());
@@ -507,8 +532,8 @@ mod tests {
         let p = Poll::new();
         let (a1, b1) = Channel::new_pair();
         let (a2, b2) = Channel::new_pair();
-        p.add(HandleId(1), b1.clone(), Readiness::READABLE, None).unwrap();
-        p.add(HandleId(2), b2.clone(), Readiness::READABLE, None).unwrap();
+        p.add(0, HandleId(1), b1.clone(), Readiness::READABLE, None).unwrap();
+        p.add(0, HandleId(2), b2.clone(), Readiness::READABLE, None).unwrap();
         for _ in 0..3 {
             a1.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
             a2.send(ChannelMessage::new(3, b"", Vec::new()).unwrap()).map_err(|e| e.0).unwrap();
@@ -548,7 +573,7 @@ mod tests {
             asked: AtomicUsize::new(0),
             listeners: super::super::Listeners::new(),
         });
-        p.add(HandleId(1), c.clone(), Readiness::READABLE, None).unwrap();
+        p.add(0, HandleId(1), c.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
         // The first wait scans and finds nothing: the thread would block.
         assert!(p.arm(me.clone(), None).unwrap().is_none());
@@ -582,7 +607,7 @@ mod tests {
     fn a_wait_on_an_emptied_poll_fails_even_without_a_change() {
         let p = Poll::new();
         let (_a, b) = Channel::new_pair();
-        p.add(HandleId(1), b.clone(), Readiness::READABLE, None).unwrap();
+        p.add(0, HandleId(1), b.clone(), Readiness::READABLE, None).unwrap();
         let me = Thread::for_test(7);
         assert!(p.arm(me.clone(), None).unwrap().is_none());
         p.disarm(&Mailbox::new());
