@@ -89,6 +89,10 @@ struct EndState {
     queued: AtomicUsize,
     alive: AtomicBool,
     listeners: Listeners,
+    /// The end's address, only ever compared (a poll entry for this end
+    /// holds the end: see [`Channel::hand_over`]); set once, as the pair
+    /// is made.
+    at: AtomicUsize,
 }
 
 impl EndState {
@@ -97,6 +101,7 @@ impl EndState {
             queued: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
             listeners: Listeners::new(),
+            at: AtomicUsize::new(0),
         }
     }
 }
@@ -134,6 +139,12 @@ impl Channel {
         });
         let a = Arc::new(Channel::endpoint(0, state.clone()));
         let b = Arc::new(Channel::endpoint(1, state));
+        a.mine()
+            .at
+            .store(Arc::as_ptr(&a) as usize, Ordering::Relaxed);
+        b.mine()
+            .at
+            .store(Arc::as_ptr(&b) as usize, Ordering::Relaxed);
         a.peer.call_once(|| Arc::downgrade(&b));
         b.peer.call_once(|| Arc::downgrade(&a));
         (a, b)
@@ -216,9 +227,7 @@ impl Channel {
         // The peer's address, only to be compared: a poll that watches the
         // peer holds it, so a match is alive (and a peer gone since
         // matches nothing: the caller's queued send then says so).
-        let Some(peer_at) = self.peer.get().map(Weak::as_ptr) else {
-            return Err(Error::PeerClosed);
-        };
+        let peer_at = peer.at.load(Ordering::Relaxed) as *const Channel;
         Ok(peer.listeners.deliver(peer_at, kind, data, held))
     }
 
