@@ -107,6 +107,25 @@ impl BlockCache {
         Ok(())
     }
 
+    /// Keeps `data`, read from the device, as block `block`'s clean bytes (read-ahead);
+    /// nothing if the block is cached already (its bytes may be newer).
+    pub fn insert_clean(&mut self, block: u64, data: Vec<u8>) {
+        if self.entries.contains_key(&block) {
+            return;
+        }
+        self.make_room();
+        self.clock += 1;
+        self.clean_lru.insert(self.clock, block);
+        self.entries.insert(
+            block,
+            Entry {
+                data,
+                dirty: None,
+                stamp: self.clock,
+            },
+        );
+    }
+
     /// The block's bytes, read from the device if not cached.
     pub fn get<D: BlockDevice>(&mut self, dev: &mut D, block: u64) -> Result<&[u8], IoError> {
         self.load(dev, block, true)?;

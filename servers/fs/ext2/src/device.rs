@@ -10,6 +10,10 @@ pub const SECTOR_SIZE: usize = 512;
 /// (sync's write-back, file reads that miss the cache) are merged up to this size.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
+/// How far a sequential read of a file reads on (consecutive blocks on disk, into the cache):
+/// a file streamed in small requests costs one device request per this many bytes.
+pub const READ_AHEAD_BYTES: usize = 128 * 1024;
+
 /// A disk: the fs server implements it over the virtio-blk driver's channel.
 pub trait BlockDevice {
     /// The size of the disk in 512-byte sectors.

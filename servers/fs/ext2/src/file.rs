@@ -7,6 +7,7 @@ use crate::bytes::get32;
 use crate::cache::Phase;
 use crate::device::BlockDevice;
 use crate::device::MAX_REQUEST_BYTES;
+use crate::device::READ_AHEAD_BYTES;
 use crate::device::SECTOR_SIZE;
 use crate::fs::Fs;
 use crate::inode::Inode;
@@ -57,11 +58,15 @@ impl<D: BlockDevice> Fs<D> {
         }
     }
 
-    /// Reads from `offset`; holes read as zeros; 0 at the end of the file.
+    /// Reads from `offset`; holes read as zeros; 0 at the end of the file. A read that
+    /// starts where the last one of this file ended reads ahead.
     pub fn read(&mut self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
         self.maybe_writeback()?;
         let inode = self.regular_inode(ino)?;
-        self.read_inode_data(&inode, offset, buf)
+        let sequential = self.last_read == Some((ino, offset));
+        let n = self.read_file_data(&inode, offset, buf, sequential)?;
+        self.last_read = Some((ino, offset + n as u64));
+        Ok(n)
     }
 
     pub(crate) fn read_inode_data(
@@ -69,6 +74,16 @@ impl<D: BlockDevice> Fs<D> {
         inode: &Inode,
         offset: u64,
         buf: &mut [u8],
+    ) -> Result<usize, FsError> {
+        self.read_file_data(inode, offset, buf, false)
+    }
+
+    fn read_file_data(
+        &mut self,
+        inode: &Inode,
+        offset: u64,
+        buf: &mut [u8],
+        ahead: bool,
     ) -> Result<usize, FsError> {
         if offset >= inode.size {
             return Ok(0);
@@ -83,7 +98,7 @@ impl<D: BlockDevice> Fs<D> {
             let lblk = pos / block_size;
             match self.map_block(inode, lblk)? {
                 Some(block) if n == block_size as usize && !self.cache.contains(block) => {
-                    n = self.read_uncached_run(inode, lblk, block, &mut buf[done..len])?;
+                    n = self.read_uncached_run(inode, lblk, block, &mut buf[done..len], ahead)?;
                 }
                 Some(block) => {
                     buf[done..done + n].copy_from_slice(&self.block(block)?[within..within + n])
@@ -96,18 +111,28 @@ impl<D: BlockDevice> Fs<D> {
     }
 
     /// Reads whole blocks that are consecutive on disk and not cached straight into `buf`
-    /// (one request, bypassing the cache); returns the bytes read.
+    /// (one request, bypassing the cache); returns the bytes read. With `ahead`, the run
+    /// goes on past `buf` (to [`READ_AHEAD_BYTES`], within the file) and what `buf` has
+    /// no room for is kept in the cache for the reads that follow.
     fn read_uncached_run(
         &mut self,
         inode: &Inode,
         lblk: u64,
         block: u64,
         buf: &mut [u8],
+        ahead: bool,
     ) -> Result<usize, FsError> {
         let block_size = self.block_size as usize;
-        let max_blocks = (buf.len() / block_size)
+        let wanted = (buf.len() / block_size)
             .min(MAX_REQUEST_BYTES / block_size)
             .max(1);
+        let file_blocks = inode.size.div_ceil(block_size as u64);
+        let max_blocks = match ahead {
+            true => wanted
+                .max(READ_AHEAD_BYTES / block_size)
+                .min(file_blocks.saturating_sub(lblk).max(1) as usize),
+            false => wanted,
+        };
         let mut count = 1;
         while count < max_blocks {
             let next = block + count as u64;
@@ -119,9 +144,20 @@ impl<D: BlockDevice> Fs<D> {
             count += 1;
         }
         let sectors_per_block = (block_size / SECTOR_SIZE) as u64;
-        self.dev
-            .read(block * sectors_per_block, &mut buf[..count * block_size])?;
-        Ok(count * block_size)
+        if count <= wanted {
+            self.dev
+                .read(block * sectors_per_block, &mut buf[..count * block_size])?;
+            return Ok(count * block_size);
+        }
+        let mut run = alloc::vec![0u8; count * block_size];
+        self.dev.read(block * sectors_per_block, &mut run)?;
+        let given = wanted * block_size;
+        buf[..given].copy_from_slice(&run[..given]);
+        for (i, data) in run[given..].chunks(block_size).enumerate() {
+            let ahead_block = block + (wanted + i) as u64;
+            self.cache.insert_clean(ahead_block, data.to_vec());
+        }
+        Ok(given)
     }
 
     /// Writes at `offset`, extending the file; gaps stay holes. A write cut short by a full

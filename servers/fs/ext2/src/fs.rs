@@ -48,6 +48,9 @@ pub struct Fs<D: BlockDevice> {
     /// Per group, the inode bitmap position where a free inode is likely first found.
     pub(crate) inode_search_hint: Vec<u32>,
     pub(crate) dirs: DirIndexes,
+    /// Where the last read of a file ended: a read that starts there is sequential and
+    /// reads ahead ([`crate::device::READ_AHEAD_BYTES`]).
+    pub(crate) last_read: Option<(Ino, u64)>,
 }
 
 impl<D: BlockDevice> Fs<D> {
@@ -96,6 +99,7 @@ impl<D: BlockDevice> Fs<D> {
             orphans: BTreeSet::new(),
             inode_search_hint: Vec::new(),
             dirs: DirIndexes::default(),
+            last_read: None,
         };
         fs.now = fs.sb.last_write_time();
         fs.load_groups()?;

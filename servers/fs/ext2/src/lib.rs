@@ -13,7 +13,8 @@
 //! - Caching: a write-back block cache of [`CACHE_BYTES`] (clean blocks are evicted
 //!   first; when three quarters are dirty the next operation syncs first). File reads
 //!   that miss the cache and sync's write-back send runs of consecutive blocks as one
-//!   request of up to [`MAX_REQUEST_BYTES`].
+//!   request of up to [`MAX_REQUEST_BYTES`]; a read that starts where the last read of
+//!   the same file ended reads ahead, up to [`READ_AHEAD_BYTES`], into the cache.
 //! - Durability: [`Fs::sync`] writes data and new blocks, inode tables, directory blocks,
 //!   then bitmaps, group descriptors and the superblock, flushing the device after each
 //!   phase (up to 4 flushes; nothing at all when nothing is dirty). Blocks and inodes
@@ -44,6 +45,7 @@ mod types;
 pub use device::BlockDevice;
 pub use device::IoError;
 pub use device::MAX_REQUEST_BYTES;
+pub use device::READ_AHEAD_BYTES;
 pub use device::SECTOR_SIZE;
 pub use fs::Fs;
 pub use fs::CACHE_BYTES;

@@ -89,4 +89,26 @@ fn file_larger_than_the_cache() {
         "{reads} read requests for {blocks} blocks"
     );
     eprintln!("{blocks} blocks: {writes} write requests, {reads} cold read requests");
+    image.unmount(fs);
+    // Streamed in 16 KiB pieces (what the fs protocol carries): sequential reads read
+    // ahead, so the device still sees long runs, not one request per piece.
+    let mut fs = image.mount();
+    let reads_before = fs.device_mut().reads;
+    let mut streamed = Vec::with_capacity(data.len());
+    let mut piece = vec![0u8; 16 * 1024];
+    loop {
+        let n = fs.read(file, streamed.len() as u64, &mut piece).unwrap();
+        if n == 0 {
+            break;
+        }
+        streamed.extend_from_slice(&piece[..n]);
+    }
+    assert!(streamed == data, "the streamed file differs");
+    let reads = fs.device_mut().reads - reads_before;
+    let pieces = data.len() / piece.len();
+    assert!(
+        reads < pieces / 4,
+        "{reads} read requests for {pieces} sequential 16 KiB reads"
+    );
+    eprintln!("{pieces} sequential 16 KiB reads: {reads} read requests");
 }
