@@ -24,7 +24,10 @@ impl Server {
         };
         match *state {
             Ctx::Tcpip => nat.on_tcpip_reply(cx, msg),
-            Ctx::TcpFlow(id) => nat.on_tcp_message(cx, id, msg),
+            Ctx::TcpFlow(id) => {
+                nat.on_tcp_message(cx, id, msg);
+                nat.take_queued(cx, id);
+            }
             Ctx::UdpFlow(id) => nat.on_udp_message(cx, id, msg),
             Ctx::Forward(port) => nat.on_forward_message(cx, port, msg),
             Ctx::UdpForward(port) => nat.on_udp_forward_message(port, msg),

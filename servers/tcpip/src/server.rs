@@ -307,6 +307,11 @@ impl Server {
     /// dropped (the peer retries) rather than refused with a reset.
     fn budget_syns(&mut self) {
         self.link.syn_budget.clear();
+        let mut next = self.link.rx.iter().take(self.link.rx_budget);
+        if !next.any(|f| link::syn_port(f).is_some()) {
+            // No SYN this poll: no listener to count sockets for.
+            return;
+        }
         for l in self.listeners.values() {
             let free = l
                 .sockets

@@ -27,9 +27,12 @@
 //!   guest sends from that port goes out through it.
 //!
 //! Bytes never pile up: a flow reads its socket only while its channel has
-//! no backlog, and reads its channel only while its socket has room (else
-//! the channel is paused and the sender meets backpressure). Flows are
-//! bounded in number (config), each with fixed socket buffers.
+//! no backlog, and reads its channel only while less than about 64 KiB
+//! waits for its socket (else the channel is paused and the sender meets
+//! backpressure); while the guest has bytes of a flow unacknowledged, the
+//! flow gathers up to that much (for a millisecond at most) so the guest
+//! gets few large segments rather than one per message. Flows are bounded
+//! in number (config), each with fixed socket buffers.
 
 mod dns;
 mod forwards;
@@ -302,7 +305,8 @@ impl Nat {
             .map(|d| d.total_micros() * 1000);
         let udp = (!self.udp.is_empty()).then_some(udp::SWEEP_NS);
         let pending = (!self.tcp.pending_is_empty()).then_some(tcp::SWEEP_NS);
-        let next = [smoltcp, udp, pending].into_iter().flatten().min();
+        let gather = (self.tcp.gather_deadline()).map(|t| t.saturating_sub(now_ns()));
+        let next = [smoltcp, udp, pending, gather].into_iter().flatten().min();
         if let Some(ns) = next {
             let _ = cx.set_timer(timer, ns.max(100_000));
         }

@@ -17,6 +17,7 @@ use smoltcp::socket::tcp::State;
 use smoltcp::time::Duration;
 use starina::abi::MESSAGE_DATA_MAX;
 use starina::channel::Channel;
+use starina::channel::MessageBuffer;
 use starina::mainloop::Cx;
 use starina::message::codes;
 use starina::message::Message;
@@ -40,6 +41,17 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT_NS: u64 = 30_000_000_000;
 /// How often held SYNs are checked against `CONNECT_TIMEOUT_NS`.
 pub const SWEEP_NS: u64 = 1_000_000_000;
+/// Bytes for the guest a flow gathers before writing them to its socket
+/// while the guest has not acknowledged what went before: each segment
+/// costs the guest an interrupt, a 64 KiB receive buffer and a round of
+/// VM exits however short it is, and tcpip hands a download over in
+/// pieces of a few frames. A guest that acknowledged everything gets what
+/// there is at once.
+const GATHER_BYTES: usize = 64 * 1024;
+/// The longest bytes are held back while gathering.
+const GATHER_NS: u64 = 1_000_000;
+/// Bytes waiting in `Flow::pending` above which the channel is not read.
+const PENDING_MAX: usize = GATHER_BYTES + MESSAGE_DATA_MAX;
 
 /// A flow's addresses: the guest's end, the other end.
 pub type Key = (Endpoint, Endpoint);
@@ -55,9 +67,12 @@ struct Flow {
     /// number may name another channel then: never used again).
     channel: Option<HandleId>,
     key: Key,
-    /// Bytes from the channel the socket had no room for; the channel is
-    /// paused while there are any.
+    /// Bytes from the channel not yet in the socket (no room, or being
+    /// gathered: see `GATHER_BYTES`); the channel is paused while there
+    /// are `PENDING_MAX` or more.
     pending: Vec<u8>,
+    /// Since when `pending` was held back to gather more.
+    held_since: Option<u64>,
     paused: bool,
     /// The channel sent `Close`: the socket closes once `pending` is out.
     channel_done: bool,
@@ -77,6 +92,8 @@ pub struct Flows {
     by_key: BTreeMap<Key, u32>,
     pending: BTreeMap<Key, PendingConnect>,
     next_id: u32,
+    /// Where `Nat::take_queued` receives (kept: 16 KiB).
+    recv_buf: Option<MessageBuffer>,
 }
 
 impl Flows {
@@ -87,6 +104,14 @@ impl Flows {
 
     pub fn pending_is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// When the first flow's gathered bytes must go to the guest.
+    pub fn gather_deadline(&self) -> Option<u64> {
+        (self.flows.values())
+            .filter_map(|f| f.held_since)
+            .min()
+            .map(|t| t + GATHER_NS)
     }
 
     fn len(&self) -> usize {
@@ -247,17 +272,22 @@ impl Nat {
         let socket = self.sockets.get_mut::<tcp::Socket>(flow.socket);
         match msg {
             Message::Data(data) if !flow.channel_done => {
-                let n = if flow.pending.is_empty() && socket.may_send() {
+                let now = now_ns();
+                let direct = flow.pending.is_empty()
+                    && socket.may_send()
+                    && !flow.gathering(socket, data.len(), now);
+                let n = if direct {
                     socket.send_slice(data).unwrap_or(0)
                 } else {
                     0
                 };
                 if n < data.len() {
                     flow.pending.extend_from_slice(&data[n..]);
+                    flow.write_pending(socket, now);
+                }
+                if flow.pending.len() >= PENDING_MAX && !flow.paused {
                     let paused = flow.channel.map(|ch| cx.pause_receiving(ch));
-                    if !flow.paused && paused == Some(Ok(())) {
-                        flow.paused = true;
-                    }
+                    flow.paused = paused == Some(Ok(()));
                 }
             }
             Message::Close => flow.channel_done = true,
@@ -267,6 +297,31 @@ impl Nat {
             }
             other => log::warn!("net: ignoring a {:?} message on a TCP flow", other.kind()),
         }
+    }
+
+    /// Takes the messages already queued on flow `id`'s channel (after the
+    /// one the loop delivered), while its socket takes their bytes: one
+    /// service round then sends them to the guest as one segment, not one
+    /// segment per message (each segment costs the guest an interrupt and
+    /// a receive buffer). Stops once the flow pauses (what did not fit
+    /// waits in `pending`, at most one message), ends or its channel is
+    /// empty.
+    pub fn take_queued(&mut self, cx: &mut Cx<Ctx>, id: u32) {
+        let mut buf = self.tcp.recv_buf.take().unwrap_or_default();
+        while let Some(flow) = self.tcp.flows.get(&id) {
+            if flow.paused || flow.channel_done || flow.aborted {
+                break;
+            }
+            let Some(ch) = flow.channel.and_then(|h| cx.channel(h)) else {
+                break;
+            };
+            match ch.try_recv(&mut buf) {
+                Ok(msg) => self.on_tcp_message(cx, id, msg),
+                // Nothing more (or the peer left: the loop reports it).
+                Err(_) => break,
+            }
+        }
+        self.tcp.recv_buf = Some(buf);
     }
 
     /// Flow `id`'s channel closed. After both directions ended (tcpip
@@ -332,6 +387,7 @@ impl Flow {
             channel: Some(channel),
             key,
             pending: Vec::new(),
+            held_since: None,
             paused: false,
             channel_done: false,
             socket_closed: false,
@@ -344,13 +400,8 @@ impl Flow {
     /// The channel's bytes into the socket, and its close once they are
     /// out. Whether the socket was written to.
     fn pump_to_guest(&mut self, cx: &mut Cx<Ctx>, socket: &mut tcp::Socket) -> bool {
-        let mut wrote = false;
-        if !self.pending.is_empty() && socket.may_send() {
-            let n = socket.send_slice(&self.pending).unwrap_or(0);
-            self.pending.drain(..n);
-            wrote = n > 0;
-        }
-        if self.pending.is_empty() && self.paused {
+        let mut wrote = self.write_pending(socket, now_ns());
+        if self.pending.len() < GATHER_BYTES && self.paused {
             if let Some(ch) = self.channel {
                 let _ = cx.resume_receiving(ch);
             }
@@ -362,6 +413,37 @@ impl Flow {
             wrote = true;
         }
         wrote
+    }
+
+    /// Whether `len` more bytes for the guest are held back to gather
+    /// more (see `GATHER_BYTES`): the guest has not acknowledged what went
+    /// before them, not enough gathered, they have not waited for
+    /// `GATHER_NS`, and the stream goes on.
+    fn gathering(&self, socket: &tcp::Socket, len: usize, now: u64) -> bool {
+        socket.send_queue() > 0
+            && self.pending.len() + len < GATHER_BYTES
+            && !self.channel_done
+            && self.held_since.is_none_or(|t| now < t + GATHER_NS)
+    }
+
+    /// Writes what `pending` holds to the socket as far as it has room,
+    /// unless it is gathering (then held from now, if it was not before).
+    /// Whether the socket was written to.
+    fn write_pending(&mut self, socket: &mut tcp::Socket, now: u64) -> bool {
+        if self.pending.is_empty() || !socket.may_send() {
+            // Nothing to hold; or the socket's own progress (a frame from
+            // the guest) brings the next round.
+            self.held_since = None;
+            return false;
+        }
+        if self.gathering(socket, 0, now) {
+            self.held_since.get_or_insert(now);
+            return false;
+        }
+        self.held_since = None;
+        let n = socket.send_slice(&self.pending).unwrap_or(0);
+        self.pending.drain(..n);
+        n > 0
     }
 
     /// The socket's bytes to the channel while it has no backlog, and the

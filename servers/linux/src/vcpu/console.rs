@@ -75,6 +75,16 @@ impl Guest {
     /// Logs the VM exits and FUSE requests since the last report.
     fn report_since_last(&mut self) {
         let exits = self.stats.since(&self.reported);
+        if let Some(net) = self.net.and_then(|slot| self.vm.virtio_device(slot).ok()) {
+            let st = net.stats();
+            log::info!(
+                "net since boot: to the guest {} frames ({} bytes), from it {} frames ({} bytes)",
+                st.rx_frames,
+                st.rx_bytes,
+                st.tx_frames,
+                st.tx_bytes
+            );
+        }
         log::info!("vm exits since the last report: {}", exits.summary());
         self.reported = self.stats.clone();
         let fuse = self.fuse.borrow().clone();
