@@ -190,8 +190,8 @@ fn create_or_find(
 }
 
 fn serve(fs: &mut Ext2, file: &OpenFile, request: FileRequest<'_>) -> Result<Vec<u8>, FsError> {
-    let what = format!("inode {}", file.ino);
-    let failed = |e| from_ext2(e, &what);
+    // The file's name in an error only: no string per request.
+    let failed = |e| from_ext2(e, &format!("inode {}", file.ino));
     match request {
         FileRequest::Read { offset, len } => {
             if !file.read {
