@@ -68,6 +68,8 @@ pub mod opcode {
 pub mod init_flags {
     pub const BIG_WRITES: u32 = 1 << 5;
     pub const DO_READDIRPLUS: u32 = 1 << 13;
+    /// `max_pages` in the reply bounds a request's pages (default 32).
+    pub const MAX_PAGES: u32 = 1 << 22;
 }
 
 /// SETATTR `valid` bits.
@@ -674,7 +676,7 @@ pub fn encode_statfs(w: &mut Writer, s: &StatFsOut) {
 }
 
 /// fuse_init_out (64 bytes).
-pub fn encode_init(w: &mut Writer, max_readahead: u32, flags: u32, max_write: u32) {
+pub fn encode_init(w: &mut Writer, max_readahead: u32, flags: u32, max_write: u32, max_pages: u16) {
     w.u32(KERNEL_VERSION)
         .u32(KERNEL_MINOR_VERSION)
         .u32(max_readahead)
@@ -683,7 +685,7 @@ pub fn encode_init(w: &mut Writer, max_readahead: u32, flags: u32, max_write: u3
         .u16(12) // congestion_threshold
         .u32(max_write)
         .u32(1_000_000_000) // time_gran: whole seconds
-        .u16(0) // max_pages: the default
+        .u16(max_pages) // with init_flags::MAX_PAGES
         .u16(0) // map_alignment
         .u32(0) // flags2
         .bytes(&[0; 28]);

@@ -11,6 +11,7 @@ use super::protocol::*;
 use super::server::FuseServer;
 use super::server::MAX_COPY;
 use super::server::MAX_HANDLES;
+use super::server::MAX_WRITE;
 
 const UID: u32 = 1000;
 const GID: u32 = 100;
@@ -226,6 +227,20 @@ fn init_first_and_version_checked() {
     w.u32(7).u32(41).u32(0).u32(init_flags::BIG_WRITES);
     let r = check_reply(&srv.handle(&request(INIT, 3, 0, &w.0), ROOM), 3).unwrap();
     assert_eq!(le32(&r, 12), init_flags::BIG_WRITES);
+}
+
+/// Offered MAX_PAGES, the server takes requests of up to MAX_WRITE: 256
+/// pages, and says so.
+#[test]
+fn init_takes_one_mib_requests_when_offered() {
+    let mut srv = FuseServer::new(MemFs::new());
+    let mut w = Writer::default();
+    let offered = init_flags::BIG_WRITES | init_flags::MAX_PAGES;
+    w.u32(7).u32(41).u32(128 * 1024).u32(offered);
+    let r = check_reply(&srv.handle(&request(INIT, 1, 0, &w.0), ROOM), 1).unwrap();
+    assert_eq!(le32(&r, 12), offered);
+    assert_eq!(le32(&r, 20), MAX_WRITE);
+    assert_eq!(u16::from_le_bytes([r[28], r[29]]), 256);
 }
 
 #[test]
