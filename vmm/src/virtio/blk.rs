@@ -290,13 +290,13 @@ impl Blk {
         op.answers_due = op.answers_due.saturating_sub(1);
         let done = !ok || op.received >= op.count || op.answers_due == 0;
         if !done {
-            self.answers_due -= 1;
+            self.answers_due = self.answers_due.saturating_sub(1);
             return Answered::Part;
         }
         let op = *op;
         self.ops.remove(&id);
         // A failed read's error stands for all of its parts still due.
-        self.answers_due -= op.answers_due as usize + 1;
+        self.answers_due = self.answers_due.saturating_sub(op.answers_due as usize + 1);
         if let Some(request) = self.requests.get_mut(&op.request) {
             request.ops_out -= 1;
             request.failed |= !ok || op.received < op.count;
