@@ -14,10 +14,19 @@
 //!   (little-endian: `op: u8` ([`Op`]), `id: u32`, `sector: u64`,
 //!   `count: u32`, [`HEADER_LEN`] bytes), and for a write the `count`
 //!   sectors to write right after it. A flush has `sector` and `count` 0;
-//!   a read or write moves 1 to [`MAX_SECTORS_PER_MESSAGE`] sectors.
-//! - driver to client: for each request, when it is done, either a `Data`
-//!   reply (the request's header, and for a read the sectors read), or
-//!   `Error { call_id: id, code, text }` with a code of [`codes`].
+//!   a write moves 1 to [`MAX_SECTORS_PER_MESSAGE`] sectors, a read 1 to
+//!   [`MAX_SECTORS_PER_READ`].
+//! - driver to client: for each request, when it is done, either `Data`
+//!   (for a write or flush one reply, the request's header; for a read one
+//!   reply per part of it ([`read_parts`]), in order, each the request's
+//!   header with the part's `sector` and `count`, then its sectors), or one
+//!   `Error { call_id: id, code, text }` with a code of [`codes`] (a
+//!   failed read sends none of its parts).
+//!
+//! A read of more than a message holds is one request for the driver and
+//! the device (one device request, one reply set), so that its cost per
+//! request is paid once per [`MAX_SECTORS_PER_READ`] sectors, not once per
+//! message.
 //!
 //! Replies come as the device completes requests, not in request order:
 //! the `id` (the client's choice) matches them. A flush makes durable the
@@ -48,6 +57,9 @@ pub const HEADER_LEN: usize = 17;
 /// Sectors one read or write carries at most (so that a request or reply
 /// fits in one message).
 pub const MAX_SECTORS_PER_MESSAGE: u32 = ((MESSAGE_DATA_MAX - HEADER_LEN) / SECTOR_SIZE) as u32;
+/// Sectors one read asks for at most: its reply comes in parts of at most
+/// [`MAX_SECTORS_PER_MESSAGE`] sectors ([`read_parts`]).
+pub const MAX_SECTORS_PER_READ: u32 = 8 * MAX_SECTORS_PER_MESSAGE;
 /// Requests [`Disk`] keeps in flight at once.
 pub const IN_FLIGHT: usize = 8;
 /// How long [`Disk::connect`] waits for the driver's hello.
@@ -299,10 +311,14 @@ pub fn parse_request<'a>(msg: &'a [u8], disk: &DiskInfo) -> Result<Request<'a>, 
         }
         return Ok(Request::Flush { id });
     }
-    if header.count == 0 || header.count > MAX_SECTORS_PER_MESSAGE {
+    let max = match header.op {
+        Op::Read => MAX_SECTORS_PER_READ,
+        _ => MAX_SECTORS_PER_MESSAGE,
+    };
+    if header.count == 0 || header.count > max {
         return Err(malformed(format!(
-            "{} sectors in one request (1 to {MAX_SECTORS_PER_MESSAGE})",
-            header.count
+            "{} sectors in one {:?} request (1 to {max})",
+            header.count, header.op
         )));
     }
     let bytes = header.count as usize * SECTOR_SIZE;
@@ -332,6 +348,17 @@ pub fn parse_request<'a>(msg: &'a [u8], disk: &DiskInfo) -> Result<Request<'a>, 
             sector: header.sector,
             data: body,
         },
+    })
+}
+
+/// The parts the reply to a read of `count` sectors from `sector` comes
+/// in: (first sector, sectors), in order, each but the last
+/// [`MAX_SECTORS_PER_MESSAGE`] sectors long.
+pub fn read_parts(sector: u64, count: u32) -> impl Iterator<Item = (u64, u32)> {
+    let step = MAX_SECTORS_PER_MESSAGE;
+    (0..count.div_ceil(step)).map(move |i| {
+        let done = i * step;
+        (sector + u64::from(done), (count - done).min(step))
     })
 }
 

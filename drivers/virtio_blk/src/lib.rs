@@ -13,7 +13,8 @@
 //!
 //! Requests are checked (header, length, sector range, a write to a
 //! read-only disk) and a bad one gets an `Error` reply; the rest go to the
-//! device at once, up to [`QUEUE_SIZE`] of them (from all clients), and
+//! device at once (a read of several parts as one device request, into a
+//! buffer laid out as its replies: each part's header, then its sectors), up to [`QUEUE_SIZE`] of them (from all clients), and
 //! each is answered when the device completes it (on its interrupt), in
 //! whatever order it does. An I/O error from the device is an `Error`
 //! reply to that request. A client's requests that wait in its channel are
@@ -38,14 +39,19 @@ use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use starina::abi::MESSAGE_DATA_MAX;
 use starina::abi::MESSAGE_HANDLES_MAX;
 use starina::block::codes;
 use starina::block::parse_request;
+use starina::block::read_parts;
 use starina::block::DiskInfo;
+use starina::block::Header;
 use starina::block::Request;
 use starina::block::HEADER_LEN;
+use starina::block::MAX_SECTORS_PER_MESSAGE;
+use starina::block::MAX_SECTORS_PER_READ;
 use starina::block::SECTOR_SIZE;
 use starina::driver::virtio::blk::Completion;
 use starina::driver::virtio::blk::NotQueued;
@@ -74,6 +80,10 @@ const QUEUE_SIZE: usize = 64;
 const CLIENT_BACKLOG_MAX: usize = 128 * 1024;
 /// Request buffers kept for reuse (as many as the device takes at once).
 const SPARE_MAX: usize = QUEUE_SIZE;
+/// Buffers of reads longer than a message kept for reuse.
+const SPARE_READS_MAX: usize = 16;
+/// The longest read's buffer: its parts' headers and sectors.
+const READ_BUFFER_MAX: usize = read_buffer_len(MAX_SECTORS_PER_READ);
 /// Requests taken from one client's channel in a row (one device
 /// notification for all of them).
 const BATCH_MAX: usize = QUEUE_SIZE;
@@ -100,12 +110,20 @@ struct Client {
 }
 
 /// A checked request, with its buffer (the request header, then the
-/// sectors), to hand to the device.
+/// sectors; for a read, each part's header and sectors), to hand to the
+/// device.
 struct Ready {
     client: u32,
     op: Op,
     sector: u64,
     buf: Vec<u8>,
+}
+
+/// The buffer of a read of `count` sectors: each part's reply header, then
+/// its sectors.
+const fn read_buffer_len(count: u32) -> usize {
+    let parts = count.div_ceil(MAX_SECTORS_PER_MESSAGE) as usize;
+    parts * HEADER_LEN + count as usize * SECTOR_SIZE
 }
 
 struct Driver {
@@ -118,8 +136,15 @@ struct Driver {
     next_client: u32,
     /// Requests the device's queue had no room for, oldest first.
     waiting: VecDeque<Ready>,
-    spare: Vec<Vec<u8>>,
+    spare: Spare,
     io_errors: u64,
+}
+
+/// Buffers kept for reuse: message-sized ones, and those of long reads.
+#[derive(Default)]
+struct Spare {
+    small: Vec<Vec<u8>>,
+    reads: Vec<Vec<u8>>,
 }
 
 pub fn main(env: Env) -> Result<(), String> {
@@ -144,7 +169,7 @@ pub fn main(env: Env) -> Result<(), String> {
         clients: BTreeMap::new(),
         next_client: 1,
         waiting: VecDeque::new(),
-        spare: Vec::new(),
+        spare: Spare::default(),
         io_errors: 0,
     };
     let result = run(&mut driver, env.supervisor, irq, &where_);
@@ -364,6 +389,7 @@ impl Driver {
     fn take_buffer(&mut self) -> Vec<u8> {
         let mut buf = self
             .spare
+            .small
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(MESSAGE_DATA_MAX));
         buf.resize(MESSAGE_DATA_MAX, 0);
@@ -382,6 +408,11 @@ impl Driver {
             return;
         };
         let checked = match parse_request(&buf[..len], &part.info) {
+            Ok(Request::Read { id, sector, count }) if count > MAX_SECTORS_PER_MESSAGE => {
+                let parts = self.read_buffer(id, sector, count);
+                recycle(&mut self.spare, core::mem::replace(&mut buf, parts));
+                Ok((Op::Read, part.start + sector, read_buffer_len(count)))
+            }
             Ok(Request::Read { sector, count, .. }) => Ok((
                 Op::Read,
                 part.start + sector,
@@ -413,6 +444,26 @@ impl Driver {
                 self.reply_error(cx, client, refused.id, refused.error.code(), &text);
             }
         }
+    }
+
+    /// The buffer of request `id`, a read of `count` sectors from the
+    /// client's `sector`: each part's reply header, then room for its
+    /// sectors.
+    fn read_buffer(&mut self, id: u32, sector: u64, count: u32) -> Vec<u8> {
+        let mut buf = self.spare.reads.pop().unwrap_or_default();
+        buf.resize(read_buffer_len(count), 0);
+        let mut at = 0;
+        for (sector, count) in read_parts(sector, count) {
+            let header = Header {
+                op: starina::block::Op::Read,
+                id,
+                sector,
+                count,
+            };
+            buf[at..at + HEADER_LEN].copy_from_slice(&header.to_bytes());
+            at += HEADER_LEN + count as usize * SECTOR_SIZE;
+        }
+        buf
     }
 
     /// Hands a request to the device, or makes it wait (after the ones
@@ -447,7 +498,10 @@ impl Driver {
         let id = request_id(&buf);
         let tag = (u64::from(client) << 32) | u64::from(id);
         let queued = match op {
-            Op::Read => self.blk.read(tag, sector, buf, HEADER_LEN),
+            Op::Read => {
+                let ranges = read_ranges(buf.len());
+                self.blk.read_into(tag, sector, buf, ranges)
+            }
             Op::Write => self.blk.write(tag, sector, buf, HEADER_LEN),
             Op::Flush => self.blk.flush(tag, buf),
         };
@@ -521,12 +575,15 @@ impl Driver {
         };
         match done.result {
             Ok(()) => {
-                let reply = match done.op {
-                    Op::Read => &done.buf[..],
-                    Op::Write | Op::Flush => &done.buf[..HEADER_LEN],
+                let replies = match done.op {
+                    Op::Read => read_replies(done.buf.len()),
+                    Op::Write | Op::Flush => alloc::vec![0..HEADER_LEN],
                 };
-                if let Err(e) = cx.send_data(channel, reply) {
-                    log::debug!("client {client}: reply to request {id} lost: {e}");
+                for reply in replies {
+                    if let Err(e) = cx.send_data(channel, &done.buf[reply]) {
+                        log::debug!("client {client}: reply to request {id} lost: {e}");
+                        break;
+                    }
                 }
             }
             Err(e) => {
@@ -592,11 +649,41 @@ fn request_id(buf: &[u8]) -> u32 {
     }
 }
 
-/// Keeps `buf` for the next request, up to [`SPARE_MAX`] of them.
-fn recycle(spare: &mut Vec<Vec<u8>>, buf: Vec<u8>) {
-    if spare.len() < SPARE_MAX && buf.capacity() <= MESSAGE_DATA_MAX {
-        spare.push(buf);
+/// Keeps `buf` for the next request, up to [`SPARE_MAX`] message-sized
+/// ones and [`SPARE_READS_MAX`] of long reads.
+fn recycle(spare: &mut Spare, buf: Vec<u8>) {
+    let capacity = buf.capacity();
+    if capacity <= MESSAGE_DATA_MAX {
+        if spare.small.len() < SPARE_MAX {
+            spare.small.push(buf);
+        }
+    } else if capacity <= READ_BUFFER_MAX && spare.reads.len() < SPARE_READS_MAX {
+        spare.reads.push(buf);
     }
+}
+
+/// Where a read's replies are in its buffer of `len` bytes (as
+/// `Driver::read_buffer` lays it out, or one header and its sectors): each
+/// part's header and sectors.
+fn read_replies(len: usize) -> Vec<Range<usize>> {
+    read_ranges(len)
+        .into_iter()
+        .map(|r| r.start - HEADER_LEN..r.end)
+        .collect()
+}
+
+/// Where the sectors go in a read's buffer of `len` bytes: after each
+/// part's header.
+fn read_ranges(len: usize) -> Vec<Range<usize>> {
+    let part = HEADER_LEN + MAX_SECTORS_PER_MESSAGE as usize * SECTOR_SIZE;
+    let mut ranges = Vec::new();
+    let mut at = 0;
+    while at + HEADER_LEN < len {
+        let end = (at + part).min(len);
+        ranges.push(at + HEADER_LEN..end);
+        at = end;
+    }
+    ranges
 }
 
 /// How long the driver waits for the disk's first sector at start.

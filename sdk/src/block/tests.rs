@@ -73,14 +73,39 @@ fn lengths_that_lie_are_malformed() {
     assert!(is_malformed(&refused(&request(1, 1, 0, 1, &sector), &DISK)));
     assert!(is_malformed(&refused(&request(3, 1, 0, 1, &[]), &DISK)));
     assert!(is_malformed(&refused(&request(3, 1, 5, 0, &[]), &DISK)));
-    // Zero sectors, and more than a message holds.
+    // Zero sectors, a read of more than its parts hold, a write of more
+    // than a message holds.
     assert!(is_malformed(&refused(&request(1, 1, 0, 0, &[]), &DISK)));
-    let r = refused(&request(1, 1, 0, MAX_SECTORS_PER_MESSAGE + 1, &[]), &DISK);
+    let r = refused(&request(1, 1, 0, MAX_SECTORS_PER_READ + 1, &[]), &DISK);
+    assert!(is_malformed(&r));
+    let n = MAX_SECTORS_PER_MESSAGE + 1;
+    let body = vec![0u8; n as usize * SECTOR_SIZE];
+    let r = refused(&request(2, 1, 0, n, &body[..]), &DISK);
     assert!(is_malformed(&r));
     assert!(is_malformed(&refused(
         &request(1, 1, 0, u32::MAX, &[]),
         &DISK
     )));
+}
+
+#[test]
+fn a_long_read_is_one_request_answered_in_parts() {
+    assert_eq!(MAX_SECTORS_PER_READ, 8 * MAX_SECTORS_PER_MESSAGE);
+    assert_eq!(
+        parse_request(&request(1, 4, 10, MAX_SECTORS_PER_READ, &[]), &DISK),
+        Ok(Request::Read {
+            id: 4,
+            sector: 10,
+            count: MAX_SECTORS_PER_READ
+        })
+    );
+    let parts: Vec<(u64, u32)> = read_parts(100, 70).collect();
+    assert_eq!(parts, vec![(100, 31), (131, 31), (162, 8)]);
+    assert_eq!(read_parts(5, 31).collect::<Vec<_>>(), vec![(5, 31)]);
+    assert_eq!(read_parts(5, 1).collect::<Vec<_>>(), vec![(5, 1)]);
+    let all: u32 = read_parts(0, MAX_SECTORS_PER_READ).map(|p| p.1).sum();
+    assert_eq!(all, MAX_SECTORS_PER_READ);
+    assert_eq!(read_parts(0, MAX_SECTORS_PER_READ).count(), 8);
 }
 
 #[test]

@@ -9,10 +9,13 @@
 //!
 //! Requests are served asynchronously: a read or write is cut into backend
 //! operations of at most `max_op_sectors` sectors (the block protocol's
-//! message size), at most [`MAX_OPS_IN_FLIGHT`] of them with the backend at
-//! once (a write's sectors go from the guest's buffers straight into the
-//! backend's); the host side answers each one with [`Blk::complete`] (a
-//! read's sectors go straight into the guest's buffers) and then polls the
+//! message size; a read of up to `max_read_sectors` ([`Blk::with_long_reads`])
+//! whose answer comes in parts of `max_op_sectors`), with at most
+//! [`MAX_OPS_IN_FLIGHT`] answers (parts) due from the backend at once (a
+//! write's sectors go from the guest's buffers straight into the
+//! backend's); the host side answers each one (each part) with
+//! [`Blk::complete`] (a read's sectors go straight into the guest's
+//! buffers) and then polls the
 //! transport, which returns the finished requests (status byte, used ring,
 //! interrupt) and takes new ones. At most [`MAX_REQUESTS`] requests are
 //! held; further chains wait in the ring. While operations are out the
@@ -66,9 +69,10 @@ pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
 
 /// Requests held at once (popped, not yet returned).
 pub const MAX_REQUESTS: usize = 128;
-/// Backend operations out at once: below the 64 messages a channel queues
-/// (sequential 64 MiB under QEMU: writes about 1.3 and reads 1.7 times as
-/// fast as with 32).
+/// Answers (a long read's parts each count) due from the backend at once,
+/// and so backend operations out at most: below the 64 messages a channel
+/// queues (sequential 64 MiB under QEMU: writes about 1.3 and reads 1.7
+/// times as fast as with 32).
 pub const MAX_OPS_IN_FLIGHT: usize = 56;
 /// Data buffers a request may have (`seg_max`), and the largest one
 /// (`size_max`).
@@ -108,6 +112,18 @@ pub trait BlockBackend {
     ) -> Result<(), Refusal>;
     /// Makes the writes answered so far durable.
     fn flush(&mut self, id: u32) -> Result<(), Refusal>;
+}
+
+/// What an answer to an operation ([`Blk::complete`]) was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The operation is done (its last part came, or it failed).
+    Done,
+    /// A part of a long read; more are due.
+    Part,
+    /// No operation with that id is out (an answer after a reset, or a
+    /// made-up one): dropped.
+    Unknown,
 }
 
 /// What the device did, for the VMM's log.
@@ -159,6 +175,10 @@ struct Op {
     /// Its first sector, counted from the request's.
     offset: u64,
     count: u32,
+    /// Sectors of a read answered so far (its parts come in order).
+    received: u32,
+    /// Answers still due (a long read's parts; 1 otherwise).
+    answers_due: u32,
 }
 
 /// A checked request, or the status to answer a chain with at once.
@@ -172,12 +192,16 @@ pub struct Blk {
     capacity: u64,
     read_only: bool,
     max_op_sectors: u32,
+    /// Sectors a read may carry (its answer in parts of `max_op_sectors`).
+    max_read_sectors: u32,
     backend: Box<dyn BlockBackend>,
     /// Requests by arrival number (oldest first).
     requests: BTreeMap<u64, Request>,
     next_request: u64,
     ops: BTreeMap<u32, Op>,
     next_op: u32,
+    /// Answers due for `ops` (at most [`MAX_OPS_IN_FLIGHT`]).
+    answers_due: usize,
     stats: BlkStats,
 }
 
@@ -190,16 +214,36 @@ impl Blk {
         max_op_sectors: u32,
         backend: Box<dyn BlockBackend>,
     ) -> Blk {
+        let max_op_sectors = max_op_sectors.max(1);
         Blk {
             capacity,
             read_only,
-            max_op_sectors: max_op_sectors.max(1),
+            max_op_sectors,
+            max_read_sectors: max_op_sectors,
             backend,
             requests: BTreeMap::new(),
             next_request: 0,
             ops: BTreeMap::new(),
             next_op: 1,
+            answers_due: 0,
             stats: BlkStats::default(),
+        }
+    }
+
+    /// Lets a read carry up to `max_read_sectors` sectors (at least
+    /// `max_op_sectors`): the backend answers it in parts of
+    /// `max_op_sectors` sectors (the last one shorter), in order, each
+    /// with its own [`Blk::complete`]; or once, with a failure.
+    pub fn with_long_reads(mut self, max_read_sectors: u32) -> Blk {
+        self.max_read_sectors = max_read_sectors.max(self.max_op_sectors);
+        self
+    }
+
+    /// The answers an operation of `count` sectors of `kind` is due.
+    fn answers_for(&self, kind: Kind, count: u32) -> u32 {
+        match kind {
+            Kind::Read => count.div_ceil(self.max_op_sectors),
+            _ => 1,
         }
     }
 
@@ -212,39 +256,57 @@ impl Blk {
         self.ops.len()
     }
 
-    /// The backend's answer to operation `id`: `Ok` with the sectors of a
-    /// read (empty for a write or flush), or `Err` when it failed. A read's
-    /// sectors go into the guest's buffers now; poll the transport after,
-    /// so that finished requests are returned. Whether `id` was out (an
-    /// answer after a reset, or a made-up one, is dropped).
+    /// The backend's answer to operation `id` (or to its next part): `Ok`
+    /// with the sectors of a read (empty for a write or flush), or `Err`
+    /// when it failed. A read's sectors go into the guest's buffers now;
+    /// poll the transport after, so that finished requests are returned.
+    /// A part that is not whole sectors, or more than the read has left,
+    /// fails the read.
     pub fn complete(
         &mut self,
         mem: &mut dyn GuestMemory,
         id: u32,
         result: Result<&[u8], ()>,
-    ) -> bool {
-        let Some(op) = self.ops.remove(&id) else {
-            return false;
+    ) -> Answered {
+        let Some(op) = self.ops.get_mut(&id) else {
+            return Answered::Unknown;
         };
-        let Some(request) = self.requests.get_mut(&op.request) else {
-            return true;
-        };
-        request.ops_out -= 1;
-        let ok = match (result, request.kind) {
-            (Ok(data), Kind::Read) if data.len() == op.count as usize * SECTOR_SIZE => {
-                let at = op.offset as usize * SECTOR_SIZE;
-                scatter(mem, &request.data, at, data).is_ok()
+        let left = op.count - op.received;
+        let (ok, sectors) = match (result, self.requests.get(&op.request)) {
+            (Ok(data), Some(request)) if request.kind == Kind::Read => {
+                let sectors = data.len() / SECTOR_SIZE;
+                let whole = data.len().is_multiple_of(SECTOR_SIZE)
+                    && sectors > 0
+                    && sectors <= left as usize
+                    && (sectors == left as usize || sectors == self.max_op_sectors as usize);
+                let at = (op.offset as usize + op.received as usize) * SECTOR_SIZE;
+                let ok = whole && scatter(mem, &request.data, at, data).is_ok();
+                (ok, sectors as u32)
             }
-            (Ok(_), Kind::Read) => false,
-            (Ok(_), _) => true,
-            (Err(()), _) => false,
+            (Ok(_), _) => (true, left),
+            (Err(()), _) => (false, left),
         };
-        request.failed |= !ok;
-        true
+        op.received += sectors;
+        op.answers_due = op.answers_due.saturating_sub(1);
+        let done = !ok || op.received >= op.count || op.answers_due == 0;
+        if !done {
+            self.answers_due = self.answers_due.saturating_sub(1);
+            return Answered::Part;
+        }
+        let op = *op;
+        self.ops.remove(&id);
+        // A failed read's error stands for all of its parts still due.
+        self.answers_due = self.answers_due.saturating_sub(op.answers_due as usize + 1);
+        if let Some(request) = self.requests.get_mut(&op.request) {
+            request.ops_out -= 1;
+            request.failed |= !ok || op.received < op.count;
+        }
+        Answered::Done
     }
 
     /// The backend is gone: every operation out fails.
     pub fn backend_lost(&mut self) {
+        self.answers_due = 0;
         for (_, op) in core::mem::take(&mut self.ops) {
             if let Some(request) = self.requests.get_mut(&op.request) {
                 request.ops_out -= 1;
@@ -351,20 +413,27 @@ impl Blk {
         let mut requests = core::mem::take(&mut self.requests);
         'requests: for (&number, request) in requests.iter_mut() {
             while !request.failed && request.issued < request.total {
-                if self.ops.len() >= MAX_OPS_IN_FLIGHT {
+                let max = match request.kind {
+                    Kind::Read => self.max_read_sectors,
+                    _ => self.max_op_sectors,
+                };
+                let count = (request.total - request.issued).min(u64::from(max)) as u32;
+                let answers = self.answers_for(request.kind, count);
+                if self.answers_due + answers as usize > MAX_OPS_IN_FLIGHT {
                     break 'requests;
                 }
-                let count =
-                    (request.total - request.issued).min(u64::from(self.max_op_sectors)) as u32;
                 let id = self.next_op_id();
                 match self.start_op(mem, request, id, count) {
                     Ok(()) => {
+                        self.answers_due += answers as usize;
                         self.ops.insert(
                             id,
                             Op {
                                 request: number,
                                 offset: request.issued,
                                 count,
+                                received: 0,
+                                answers_due: answers,
                             },
                         );
                         request.issued += u64::from(count);
@@ -641,6 +710,7 @@ impl VirtioDevice for Blk {
         // operations are dropped when they come.
         self.requests.clear();
         self.ops.clear();
+        self.answers_due = 0;
     }
 
     fn process(

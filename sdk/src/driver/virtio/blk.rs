@@ -15,7 +15,9 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use bitflags::bitflags;
 use virtio_drivers::queue::VirtQueue;
@@ -106,7 +108,7 @@ pub struct Completion {
     /// The caller's tag, given when the request was queued.
     pub tag: u64,
     pub op: Op,
-    /// The request's buffer: for a read, `buf[skip..]` holds the sectors
+    /// The request's buffer: for a read, its data ranges hold the sectors
     /// read (when `result` is `Ok`); for a write, the data written.
     pub buf: Vec<u8>,
     pub result: Result<(), IoError>,
@@ -121,8 +123,9 @@ struct InFlight {
     /// `type`, reserved, `sector` (virtio 1.2, 5.2.6).
     header: Box<[u8; 16]>,
     buf: Vec<u8>,
-    /// Where the sectors start in `buf`.
-    skip: usize,
+    /// Where the sectors are in `buf`: ranges in ascending order, apart
+    /// (the device reads or writes them one after the other).
+    data: Vec<Range<usize>>,
     status: Box<[u8; 1]>,
 }
 
@@ -223,7 +226,22 @@ impl<const N: usize> Blk<N> {
         buf: Vec<u8>,
         skip: usize,
     ) -> Result<(), NotQueued> {
-        self.queue_transfer(tag, Op::Read, sector, buf, skip)
+        let end = buf.len();
+        self.read_into(tag, sector, buf, tail(end, skip))
+    }
+
+    /// Queues one read from `sector` into the `ranges` of `buf`, one after
+    /// the other (ascending, apart, each a multiple of [`SECTOR_SIZE`]
+    /// long): the bytes between them are the caller's and are left as
+    /// they are (e.g. a reply header in front of each part).
+    pub fn read_into(
+        &mut self,
+        tag: u64,
+        sector: u64,
+        buf: Vec<u8>,
+        ranges: Vec<Range<usize>>,
+    ) -> Result<(), NotQueued> {
+        self.queue_transfer(tag, Op::Read, sector, buf, ranges)
     }
 
     /// Queues a write of `buf[skip..]` from `sector` on.
@@ -240,7 +258,8 @@ impl<const N: usize> Blk<N> {
                 buf,
             });
         }
-        self.queue_transfer(tag, Op::Write, sector, buf, skip)
+        let end = buf.len();
+        self.queue_transfer(tag, Op::Write, sector, buf, tail(end, skip))
     }
 
     /// Queues a flush: once it completes, every write completed before it
@@ -255,8 +274,7 @@ impl<const N: usize> Blk<N> {
             });
             return Ok(());
         }
-        let skip = buf.len();
-        self.queue_request(tag, Op::Flush, 0, buf, skip)
+        self.queue_request(tag, Op::Flush, 0, buf, Vec::new())
     }
 
     fn queue_transfer(
@@ -265,10 +283,21 @@ impl<const N: usize> Blk<N> {
         op: Op,
         sector: u64,
         buf: Vec<u8>,
-        skip: usize,
+        ranges: Vec<Range<usize>>,
     ) -> Result<(), NotQueued> {
-        let len = buf.len().saturating_sub(skip);
-        if skip > buf.len() || len == 0 || !len.is_multiple_of(SECTOR_SIZE) {
+        let mut len = 0;
+        let mut end = 0;
+        let mut fits = !ranges.is_empty();
+        for r in &ranges {
+            let r_len = r.end.saturating_sub(r.start);
+            fits &= r.start >= end
+                && r.end <= buf.len()
+                && r_len > 0
+                && r_len.is_multiple_of(SECTOR_SIZE);
+            end = r.end;
+            len += r_len;
+        }
+        if !fits {
             return Err(NotQueued {
                 reason: NotQueuedReason::BadLength,
                 buf,
@@ -284,7 +313,7 @@ impl<const N: usize> Blk<N> {
                 buf,
             });
         }
-        self.queue_request(tag, op, sector, buf, skip)
+        self.queue_request(tag, op, sector, buf, ranges)
     }
 
     /// Hands a request to the device.
@@ -294,7 +323,7 @@ impl<const N: usize> Blk<N> {
         op: Op,
         sector: u64,
         buf: Vec<u8>,
-        skip: usize,
+        data: Vec<Range<usize>>,
     ) -> Result<(), NotQueued> {
         let kind = match op {
             Op::Read => TYPE_IN,
@@ -309,11 +338,11 @@ impl<const N: usize> Blk<N> {
             op,
             header,
             buf,
-            skip,
+            data,
             status: Box::new([0xff]),
         };
         // SAFETY: every buffer handed to the device here (the header, the
-        // data `buf[skip..]`, the status byte) is heap memory owned by
+        // data ranges of `buf`, the status byte) is heap memory owned by
         // `request`, which is filed under the token below and not touched
         // until `poll_completion` sees the device hand that token back and
         // completes it with these very slices (`with_slices` builds the
@@ -399,11 +428,41 @@ fn with_slices<R>(
     f: impl for<'a> FnOnce(&'a [&'a [u8]], &'a mut [&'a mut [u8]]) -> R,
 ) -> R {
     let header: &[u8] = &request.header[..];
-    let data = &mut request.buf[request.skip..];
     let status: &mut [u8] = &mut request.status[..];
     match request.op {
-        Op::Read => f(&[header], &mut [data, status]),
-        Op::Write => f(&[header, data], &mut [status]),
+        Op::Read => {
+            let mut slices = data_slices(&mut request.buf, &request.data);
+            slices.push(status);
+            f(&[header], &mut slices)
+        }
+        Op::Write => {
+            let mut readable: Vec<&[u8]> = vec![header];
+            for r in &request.data {
+                readable.push(&request.buf[r.clone()]);
+            }
+            f(&readable, &mut [status])
+        }
         Op::Flush => f(&[header], &mut [status]),
     }
+}
+
+/// The one range `skip..len` (empty if `skip` is past `len`).
+fn tail(len: usize, skip: usize) -> Vec<Range<usize>> {
+    core::iter::once(skip.min(len)..len).collect()
+}
+
+/// The `ranges` of `buf` (ascending, apart: checked when queued) as
+/// slices of their own.
+fn data_slices<'a>(buf: &'a mut [u8], ranges: &[Range<usize>]) -> Vec<&'a mut [u8]> {
+    let mut slices = Vec::with_capacity(ranges.len() + 1);
+    let mut rest = buf;
+    let mut at = 0;
+    for r in ranges {
+        let (_, tail) = core::mem::take(&mut rest).split_at_mut(r.start - at);
+        let (slice, tail) = tail.split_at_mut(r.end - r.start);
+        slices.push(slice);
+        rest = tail;
+        at = r.end;
+    }
+    slices
 }

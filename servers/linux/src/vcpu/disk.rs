@@ -6,7 +6,9 @@
 //! (`starina_vmm::virtio::blk`) cuts the guest's requests into block
 //! protocol requests and hands them to [`Backend`], which sends them at
 //! once (never waiting: a full channel is `Busy`, and the model tries
-//! again after the next reply). The replies are taken after each exit
+//! again after the next reply). A read carries up to
+//! `MAX_SECTORS_PER_READ` sectors (one request for the driver and the
+//! disk, answered in parts of a message each). The replies are taken after each exit
 //! while requests are out (and wake the thread while the guest halts: the
 //! channel is in its poll) and handed back to the model, which returns the
 //! finished guest requests. A guest flush is a block protocol flush; the
@@ -33,6 +35,7 @@ use starina::block::Op;
 use starina::block::HEADER_LEN;
 use starina::block::HELLO_TIMEOUT_MS;
 use starina::block::MAX_SECTORS_PER_MESSAGE;
+use starina::block::MAX_SECTORS_PER_READ;
 use starina::block::SECTOR_SIZE;
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
@@ -41,6 +44,7 @@ use starina::poll::Poll;
 use starina::timer::now_ns;
 use starina::Error;
 use starina_vmm::repeats::Repeats;
+use starina_vmm::virtio::blk::Answered;
 use starina_vmm::virtio::blk::Blk;
 use starina_vmm::virtio::blk::BlockBackend;
 use starina_vmm::virtio::blk::Refusal;
@@ -58,7 +62,7 @@ const CHANNEL_OUT_MAX: usize = 60;
 /// thread (which receives).
 struct Link {
     channel: Channel,
-    /// Requests sent whose replies were not taken.
+    /// Requests sent whose (last) replies were not taken.
     out: Cell<usize>,
     /// The driver closed the channel.
     lost: Cell<bool>,
@@ -190,7 +194,8 @@ pub(super) fn attach(
         info.read_only,
         MAX_SECTORS_PER_MESSAGE,
         backend,
-    );
+    )
+    .with_long_reads(MAX_SECTORS_PER_READ);
     let slot = match vm.add_virtio(blk) {
         Ok(slot) => slot,
         Err(e) => {
@@ -346,9 +351,10 @@ impl Guest {
         loop {
             match next(link, &mut disk.buf, &mut disk.errors) {
                 Next::Reply(id, result) => {
-                    link.out.set(link.out.get().saturating_sub(1));
-                    device.complete(&mut self.ram, id, result);
-                    any = true;
+                    if device.complete(&mut self.ram, id, result) != Answered::Part {
+                        link.out.set(link.out.get().saturating_sub(1));
+                        any = true;
+                    }
                 }
                 Next::Skip => {}
                 Next::Empty => break,

@@ -208,7 +208,7 @@ impl Rig {
         };
         let known = self.t.device_mut().complete(&mut self.mem, id, Ok(&data));
         self.t.poll(&mut self.mem);
-        known
+        known != Answered::Unknown
     }
 }
 
@@ -505,12 +505,18 @@ fn a_failed_operation_fails_its_request_only() {
     let Call::Read(id, ..) = calls[0] else {
         panic!()
     };
-    assert!(r.t.device_mut().complete(&mut r.mem, id, Err(())));
+    assert_eq!(
+        r.t.device_mut().complete(&mut r.mem, id, Err(())),
+        Answered::Done
+    );
     // A read answered with the wrong length fails too.
     let Call::Read(id, ..) = calls[1] else {
         panic!()
     };
-    assert!(r.t.device_mut().complete(&mut r.mem, id, Ok(&[0u8; 10])));
+    assert_eq!(
+        r.t.device_mut().complete(&mut r.mem, id, Ok(&[0u8; 10])),
+        Answered::Done
+    );
     r.t.poll(&mut r.mem);
     assert_eq!(r.used(), Some((0, 1)));
     assert_eq!(r.status_of(0), VIRTIO_BLK_S_IOERR);
@@ -606,7 +612,136 @@ fn a_reset_drops_requests_and_their_late_answers() {
     let mut got = [0u8; SECTOR_SIZE];
     r.mem.read(DATA, &mut got).unwrap();
     assert_eq!(got, [0u8; SECTOR_SIZE]);
-    assert!(!r.t.device_mut().complete(&mut r.mem, 12345, Ok(&[])));
+    assert_eq!(
+        r.t.device_mut().complete(&mut r.mem, 12345, Ok(&[])),
+        Answered::Unknown
+    );
+}
+
+/// A rig whose reads carry up to 3 operations' worth of sectors.
+fn rig_long_reads() -> Rig {
+    let mut r = rig();
+    let blk = Blk::new(
+        CAPACITY,
+        false,
+        OP_SECTORS,
+        Box::new(Recorder(r.log.clone())),
+    )
+    .with_long_reads(3 * OP_SECTORS);
+    r.t = MmioTransport::new(blk);
+    bring_up(&mut r.t, &mut r.mem);
+    r
+}
+
+#[test]
+fn a_long_read_is_one_operation_answered_in_parts() {
+    let mut r = rig_long_reads();
+    r.request(
+        0,
+        VIRTIO_BLK_T_IN,
+        10,
+        &[0u8; 11 * SECTOR_SIZE],
+        VIRTQ_DESC_F_WRITE,
+    );
+    let calls = r.calls();
+    assert!(
+        matches!(calls[..], [Call::Read(_, 10, 9), Call::Read(_, 19, 2)]),
+        "{calls:?}"
+    );
+    let Call::Read(first, ..) = calls[0] else {
+        panic!()
+    };
+    // The first read's parts: 3 sectors each, in order.
+    let part = |s: u64| -> Vec<u8> {
+        (s..s + 3)
+            .flat_map(|i| pattern(SECTOR_SIZE, i as u8))
+            .collect()
+    };
+    for (i, sector) in [10u64, 13, 16].into_iter().enumerate() {
+        let answered =
+            r.t.device_mut()
+                .complete(&mut r.mem, first, Ok(&part(sector)));
+        let expected = if i < 2 {
+            Answered::Part
+        } else {
+            Answered::Done
+        };
+        assert_eq!(answered, expected);
+        r.t.poll(&mut r.mem);
+        assert_eq!(r.used(), None);
+    }
+    r.answer(&calls[1]);
+    assert_eq!(r.used(), Some((0, 11 * 512 + 1)));
+    let mut got = vec![0u8; 11 * SECTOR_SIZE];
+    r.mem.read(DATA, &mut got).unwrap();
+    let want: Vec<u8> = (10..21u64)
+        .flat_map(|i| pattern(SECTOR_SIZE, i as u8))
+        .collect();
+    assert!(got == want);
+    assert_eq!(r.t.device().ops_in_flight(), 0);
+}
+
+#[test]
+fn a_long_read_with_a_bad_part_or_an_error_fails() {
+    let mut r = rig_long_reads();
+    for (slot, sector) in [(0u16, 0u64), (1, 50)] {
+        r.request(
+            slot,
+            VIRTIO_BLK_T_IN,
+            sector,
+            &[0u8; 9 * SECTOR_SIZE],
+            VIRTQ_DESC_F_WRITE,
+        );
+    }
+    let calls = r.calls();
+    let [Call::Read(a, ..), Call::Read(b, ..)] = calls[..] else {
+        panic!("{calls:?}")
+    };
+    // A part of 2 sectors (not the last one) fails the first read; its
+    // later parts are dropped.
+    let dev = r.t.device_mut();
+    assert_eq!(
+        dev.complete(&mut r.mem, a, Ok(&[0u8; 3 * 512])),
+        Answered::Part
+    );
+    assert_eq!(
+        dev.complete(&mut r.mem, a, Ok(&[0u8; 2 * 512])),
+        Answered::Done
+    );
+    assert_eq!(
+        dev.complete(&mut r.mem, a, Ok(&[0u8; 3 * 512])),
+        Answered::Unknown
+    );
+    // An error after a part fails the second.
+    assert_eq!(
+        dev.complete(&mut r.mem, b, Ok(&[0u8; 3 * 512])),
+        Answered::Part
+    );
+    assert_eq!(dev.complete(&mut r.mem, b, Err(())), Answered::Done);
+    assert_eq!(r.t.device().ops_in_flight(), 0);
+    r.t.poll(&mut r.mem);
+    let mut used = [r.used(), r.used()];
+    used.sort();
+    assert_eq!(used, [Some((0, 1)), Some((3, 1))]);
+    assert_eq!(r.status_of(0), VIRTIO_BLK_S_IOERR);
+    assert_eq!(r.status_of(1), VIRTIO_BLK_S_IOERR);
+}
+
+#[test]
+fn long_reads_out_are_bounded_by_their_parts() {
+    let mut r = rig_long_reads();
+    // 20 reads of 9 sectors (3 parts each): 18 fit in 56 answers.
+    for i in 0..20u16 {
+        r.request(
+            0,
+            VIRTIO_BLK_T_IN,
+            u64::from(i) * 9,
+            &[0u8; 9 * SECTOR_SIZE],
+            VIRTQ_DESC_F_WRITE,
+        );
+    }
+    let calls = r.calls();
+    assert_eq!(calls.len(), MAX_OPS_IN_FLIGHT / 3);
 }
 
 #[test]
