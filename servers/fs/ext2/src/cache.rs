@@ -93,17 +93,7 @@ impl BlockCache {
             let sectors_per_block = (self.block_size / SECTOR_SIZE) as u64;
             dev.read(block * sectors_per_block, &mut data)?;
         }
-        self.make_room();
-        self.clock += 1;
-        self.clean_lru.insert(self.clock, block);
-        self.entries.insert(
-            block,
-            Entry {
-                data,
-                dirty: None,
-                stamp: self.clock,
-            },
-        );
+        self.insert_clean(block, data);
         Ok(())
     }
 
