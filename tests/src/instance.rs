@@ -90,13 +90,23 @@ impl Drop for DownOnPanic {
     }
 }
 
+/// Stops the instance whenever it is dropped (a `down` of an instance
+/// already down is harmless), so no test leaves one running.
+pub struct DownOnDrop(pub Tool);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        self.0.run(&["down"]);
+    }
+}
+
 /// An instance that is up, on a fresh disk of its own with the Debian root
 /// (the image is built first if it is not cached: minutes). It goes down
-/// if the test panics; the disk goes with the value.
+/// with the value, whether the test passed or not; the disk goes too.
 pub struct DebianInstance {
     // Declared first, so it drops (and brings the instance down) before
     // the disk goes.
-    _down_on_panic: DownOnPanic,
+    _down: DownOnDrop,
     pub tool: Tool,
     /// The disk image's path.
     pub disk: String,
@@ -110,7 +120,7 @@ impl DebianInstance {
         let disk = dir.path().to_str().expect("a UTF-8 path").to_string();
         let tool = Tool::new(dir.path().with_file_name("run"));
         let instance = DebianInstance {
-            _down_on_panic: DownOnPanic(tool.clone()),
+            _down: DownOnDrop(tool.clone()),
             tool,
             disk,
             _dir: dir,
