@@ -146,9 +146,14 @@ impl Relay {
             std::fs::create_dir_all(dir)?;
         }
         let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
-        // Every guest user may run native commands.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+        // Bound and opened to every guest user under another name, then
+        // renamed into place: a client that finds `path` can connect (no
+        // refusal between bind and listen, no mode still being set).
+        let staging = path.with_extension("binding");
+        let _ = std::fs::remove_file(&staging);
+        let listener = UnixListener::bind(&staging)?;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o666))?;
+        std::fs::rename(&staging, path)?;
         let relay = Arc::clone(self);
         spawn_thread("native-accept", move || {
             for stream in listener.incoming() {
