@@ -24,8 +24,19 @@ pub fn in_interrupt() -> bool {
 /// stays).
 pub fn rearm_timer() {
     let now = crate::arch::time::now_ns();
-    let next = timer::fire_expired(now);
-    apic::arm_timer_by(sched::next_tick(next));
+    apic::arm_timer_by(sched::next_tick(next_deadline(now)));
+}
+
+/// Fires the kernel timers due by `now`; the next deadline the timer
+/// interrupt must come by: a kernel timer's or the clock discipline's next
+/// sample (no periodic tick comes to do either).
+fn next_deadline(now: u64) -> Option<u64> {
+    let timer = timer::fire_expired(now);
+    let sample = crate::arch::discipline::next_sample_ns();
+    match (timer, sample) {
+        (Some(t), Some(s)) => Some(t.min(s)),
+        (t, s) => t.or(s),
+    }
 }
 
 const EXCEPTION_NAMES: [&str; 32] = [
@@ -145,7 +156,7 @@ pub fn handle(frame: &mut TrapFrame) {
             apic::timer_fired();
             let now = crate::arch::time::now_ns();
             crate::arch::discipline::timer_tick(now);
-            next_timer = timer::fire_expired(now);
+            next_timer = next_deadline(now);
             let expired = sched::slice_expired(now);
             sched::switch(frame, expired, true);
         }

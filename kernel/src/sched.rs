@@ -51,12 +51,18 @@ pub fn earlier_deadline(armed: u64, now: u64, want: u64) -> Option<u64> {
     (want < armed).then_some(want)
 }
 
-/// When the next tick must come: the earliest kernel timer (`next_timer`),
-/// or the end of the running thread's slice, begun at `slice_start` and
-/// charged across everything the thread does until it gives up the CPU
-/// (a vCPU thread entering the guest again does not start a new one).
-pub fn tick_deadline(next_timer: Option<u64>, slice_start: u64) -> u64 {
-    let slice_end = slice_start.saturating_add(TIME_SLICE_NS);
+/// When the next tick must come (`u64::MAX`: none): the earliest kernel
+/// timer (`next_timer`), or, while another thread waits for the CPU
+/// (`contended`), the end of the running thread's slice, begun at
+/// `slice_start` and charged across everything the thread does until it
+/// gives up the CPU (a vCPU thread entering the guest again does not start
+/// a new one). A thread alone on the CPU has no slice to end: no tick
+/// interrupts it (nor the guest a vCPU thread runs) unless a timer is due.
+pub fn tick_deadline(next_timer: Option<u64>, slice_start: u64, contended: bool) -> u64 {
+    let slice_end = match contended {
+        true => slice_start.saturating_add(TIME_SLICE_NS),
+        false => u64::MAX,
+    };
     next_timer.map_or(slice_end, |t| t.min(slice_end))
 }
 
@@ -281,7 +287,15 @@ pub fn wake(thread: Arc<Thread>) {
         )
         .is_ok()
     {
-        SCHED.lock().runqueue.push_back(thread);
+        let mut s = SCHED.lock();
+        let contended_now = s.runqueue.is_empty();
+        s.runqueue.push_back(thread);
+        if contended_now {
+            // The running thread was alone, with no tick armed to end its
+            // slice: its slice starts now.
+            #[cfg(not(test))]
+            machine::start_slice(&mut s);
+        }
     }
 }
 
@@ -728,7 +742,16 @@ switch_to_frame:
     /// When the next tick must come, given the earliest kernel timer
     /// (see [`tick_deadline`]).
     pub fn next_tick(next_timer: Option<u64>) -> u64 {
-        tick_deadline(next_timer, SCHED.lock().slice_start)
+        let s = SCHED.lock();
+        tick_deadline(next_timer, s.slice_start, !s.runqueue.is_empty())
+    }
+
+    /// Another thread now waits for the CPU: the running one's slice
+    /// begins, and the tick that ends it is armed.
+    pub(super) fn start_slice(s: &mut Scheduler) {
+        let now = crate::arch::time::now_ns();
+        s.slice_start = now;
+        crate::arch::apic::arm_timer_by(now.saturating_add(TIME_SLICE_NS));
     }
 
     pub fn current_is_idle() -> bool {
@@ -786,7 +809,7 @@ mod tests {
     /// the tick that ends its slice comes (`None`: not within a second).
     fn slice_end_tick(exit_every_ns: u64) -> Option<u64> {
         let vcpu_max_run_ns = 1_000_000;
-        let mut armed = tick_deadline(None, 0);
+        let mut armed = tick_deadline(None, 0, true);
         let mut now = 0;
         while now < 1_000_000_000 {
             if now >= armed {
@@ -794,7 +817,7 @@ mod tests {
                 if now >= TIME_SLICE_NS {
                     return Some(now);
                 }
-                armed = tick_deadline(None, 0);
+                armed = tick_deadline(None, 0, true);
             }
             if let Some(d) = earlier_deadline(armed, now, now + vcpu_max_run_ns) {
                 armed = d;
@@ -817,9 +840,16 @@ mod tests {
 
     #[test]
     fn the_tick_is_the_earlier_of_the_slice_end_and_the_next_timer() {
-        assert_eq!(tick_deadline(None, 0), TIME_SLICE_NS);
-        assert_eq!(tick_deadline(Some(3), 0), 3);
-        assert_eq!(tick_deadline(Some(TIME_SLICE_NS + 5), 0), TIME_SLICE_NS);
-        assert_eq!(tick_deadline(None, u64::MAX - 1), u64::MAX);
+        assert_eq!(tick_deadline(None, 0, true), TIME_SLICE_NS);
+        assert_eq!(tick_deadline(Some(3), 0, true), 3);
+        assert_eq!(tick_deadline(Some(TIME_SLICE_NS + 5), 0, true), TIME_SLICE_NS);
+        assert_eq!(tick_deadline(None, u64::MAX - 1, true), u64::MAX);
+    }
+
+    #[test]
+    fn a_thread_alone_on_the_cpu_gets_no_tick_but_its_timers() {
+        assert_eq!(tick_deadline(None, 0, false), u64::MAX);
+        assert_eq!(tick_deadline(Some(TIME_SLICE_NS * 50), 0, false), TIME_SLICE_NS * 50);
+        assert_eq!(tick_deadline(Some(3), 0, false), 3);
     }
 }

@@ -408,10 +408,10 @@ impl KernelApi for Kernel {
         sched::in_kernel(|| {
             let vcpu = object::<Vcpu>(vcpu, rights::VCPU_RUN)?;
             let mut guard = vcpu.acquire()?;
-            // By then at the latest, never later than a tick already armed: the
-            // slice and the kernel timers keep their deadlines however often the
-            // guest exits.
-            crate::arch::apic::arm_timer_within(VCPU_MAX_RUN_NS);
+            // By the VMM's deadline at the latest, never later than a tick
+            // already armed: the slice and the kernel timers keep their
+            // deadlines however long the guest runs.
+            crate::arch::apic::arm_timer_from_now(|now| vcpu.run_deadline(now));
             Ok(guard.hw().run(state, inject))
         })
     }
@@ -427,6 +427,7 @@ impl KernelApi for Kernel {
                     .hw()
                     .set_xcr0_allowed(mask)
                     .ok_or(Error::InvalidArgument)?,
+                VcpuControl::ExitBy(ns) => vcpu.set_exit_by(ns),
             }
             Ok(())
         })
@@ -849,10 +850,6 @@ fn run_thread_main(arg: usize) {
     let main = unsafe { Box::from_raw(arg as *mut ThreadMain) };
     main();
 }
-
-/// The VMM regains control at least this often while the guest runs, so
-/// its emulated timers tick on time.
-const VCPU_MAX_RUN_NS: u64 = 1_000_000;
 
 /// Creates guest RAM and its vCPU, and hands the caller both handles.
 fn create_vm(ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {

@@ -143,10 +143,10 @@ impl Fuzzer {
 
     fn vcpu_control(&mut self) {
         let vcpu = self.any(Some(Kind::Vcpu));
-        let control = if self.rng.one_in(2) {
-            VcpuControl::TscOffset(self.rng.next() as i64)
-        } else {
-            VcpuControl::Pat(self.rng.next())
+        let control = match self.rng.below(3) {
+            0 => VcpuControl::TscOffset(self.rng.next() as i64),
+            1 => VcpuControl::Pat(self.rng.next()),
+            _ => VcpuControl::ExitBy(self.rng.next()),
         };
         let r = k().vcpu_control(vcpu, control);
         self.note(SyscallNo::VcpuControl, &r);

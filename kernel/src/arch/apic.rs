@@ -181,10 +181,10 @@ pub fn arm_timer_by(deadline: u64) {
     arm_timer(|_| deadline);
 }
 
-/// [`arm_timer_by`] `ns` from now (one clock read: `vcpu_run` arms
-/// before every guest entry).
-pub fn arm_timer_within(ns: u64) {
-    arm_timer(|now| now.saturating_add(ns));
+/// [`arm_timer_by`] the deadline `deadline(now)` makes of the clock's
+/// `now` (one clock read: `vcpu_run` arms before every guest entry).
+pub fn arm_timer_from_now(deadline: impl FnOnce(u64) -> u64) {
+    arm_timer(deadline);
 }
 
 #[inline(always)]

@@ -66,6 +66,13 @@ fn begin(start: (u64, u64, u64)) {
     });
 }
 
+/// When the timer interrupt must next come to sample the HPET, if it is
+/// the reference.
+pub fn next_sample_ns() -> Option<u64> {
+    let next = NEXT_HPET_NS.load(Ordering::Relaxed);
+    (next != u64::MAX).then_some(next)
+}
+
 /// From the timer interrupt: samples the HPET when a re-scale is due.
 pub fn timer_tick(now: u64) {
     if now < NEXT_HPET_NS.load(Ordering::Relaxed) {

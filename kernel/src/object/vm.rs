@@ -5,8 +5,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
 
+use starina::abi::vcpu::run_deadline;
 use starina::abi::Error;
 
 use crate::arch::svm::SvmVcpu;
@@ -153,8 +155,17 @@ pub struct Vcpu {
     /// the vCPU can run.
     ram: Arc<GuestRam>,
     running: AtomicBool,
+    /// When the VMM needs control back ([`VcpuControl::ExitBy`]);
+    /// `NO_EXIT_BY` until it says.
+    ///
+    /// [`VcpuControl::ExitBy`]: starina::abi::vcpu::VcpuControl::ExitBy
+    exit_by: AtomicU64,
     hw: UnsafeCell<SvmVcpu>,
 }
+
+/// The VMM has not said when it needs control back.
+const NO_EXIT_BY: u64 = 0;
+
 
 // SAFETY: `hw` is only accessed by the thread that won `running`.
 unsafe impl Sync for Vcpu {}
@@ -172,8 +183,24 @@ impl Vcpu {
         Ok(Arc::new(Vcpu {
             ram,
             running: AtomicBool::new(false),
+            exit_by: AtomicU64::new(NO_EXIT_BY),
             hw: UnsafeCell::new(hw),
         }))
+    }
+
+    /// The VMM needs control back by `ns` (`u64::MAX`: no deadline of its
+    /// own).
+    pub fn set_exit_by(&self, ns: u64) {
+        self.exit_by.store(ns.max(1), Ordering::Relaxed);
+    }
+
+    /// When a run starting at `now` must end at the latest.
+    pub fn run_deadline(&self, now: u64) -> u64 {
+        let exit_by = match self.exit_by.load(Ordering::Relaxed) {
+            NO_EXIT_BY => None,
+            by => Some(by),
+        };
+        run_deadline(exit_by, now)
     }
 
     pub fn ram(&self) -> &Arc<GuestRam> {

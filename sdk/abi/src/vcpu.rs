@@ -266,6 +266,30 @@ pub enum VcpuControl {
     /// ([`xcr0::SWITCHABLE`] on this CPU), else `InvalidArgument`. Until
     /// set, everything the kernel can switch on this CPU is allowed.
     Xcr0Allowed(u64),
+    /// The VMM needs control back by this time (the kernel's monotonic
+    /// clock, `time_now`, in ns) at the latest: its next timer. Each run
+    /// then lasts until the guest exits on its own or this time comes
+    /// (or at most [`LONGEST_RUN_NS`] ahead); `u64::MAX` for no timer of
+    /// the VMM's own. Until set, a run lasts at most
+    /// [`DEFAULT_RUN_NS`]. A run interrupted by the host (a device, another
+    /// thread's timer) returns early whatever this says.
+    ExitBy(u64),
+}
+
+/// How long a run lasts at most when the VMM has not said
+/// ([`VcpuControl::ExitBy`]).
+pub const DEFAULT_RUN_NS: u64 = 1_000_000;
+
+/// How long a run lasts at most whatever the VMM has said.
+pub const LONGEST_RUN_NS: u64 = 100_000_000;
+
+/// When a run starting at `now` ends at the latest, given the VMM's last
+/// [`VcpuControl::ExitBy`] (`None`: it never said).
+pub fn run_deadline(exit_by: Option<u64>, now: u64) -> u64 {
+    match exit_by {
+        None => now.saturating_add(DEFAULT_RUN_NS),
+        Some(by) => by.min(now.saturating_add(LONGEST_RUN_NS)),
+    }
 }
 
 /// The host's monotonic and wall clocks as a guest's paravirtual clock
@@ -335,6 +359,21 @@ pub mod xcr0 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_ends_by_the_vmms_deadline_within_bounds() {
+        let now = 5_000_000_000;
+        // Never said: the default.
+        assert_eq!(run_deadline(None, now), now + DEFAULT_RUN_NS);
+        // Its next timer, sooner or later than the default.
+        assert_eq!(run_deadline(Some(now + 10_000), now), now + 10_000);
+        assert_eq!(run_deadline(Some(now + 9_000_000), now), now + 9_000_000);
+        // Already due: at once.
+        assert_eq!(run_deadline(Some(now - 1), now), now - 1);
+        // No timer of its own, or one far away: the longest run.
+        assert_eq!(run_deadline(Some(u64::MAX), now), now + LONGEST_RUN_NS);
+        assert_eq!(run_deadline(Some(u64::MAX), u64::MAX - 1), u64::MAX);
+    }
 
     #[test]
     fn vmx_access_rights_conversion() {

@@ -127,6 +127,7 @@ impl Guest {
             input_left: false,
             exits: 0,
             last_exit: None,
+            exit_by: 0,
             stats: Default::default(),
             reported: Default::default(),
             fuse,

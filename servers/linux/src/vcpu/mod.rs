@@ -131,6 +131,11 @@ struct Guest {
     /// dies).
     exits: u64,
     last_exit: Option<VmExit>,
+    /// What the kernel was last told of when the VMM needs control back
+    /// ([`VcpuControl::ExitBy`]).
+    ///
+    /// [`VcpuControl::ExitBy`]: starina::hypervisor::VcpuControl::ExitBy
+    exit_by: u64,
     /// Exits by kind, logged when the agent is ready and when the guest
     /// stops.
     stats: exit_stats::ExitStats,

@@ -8,6 +8,7 @@ use core::sync::atomic::Ordering;
 
 use starina::hypervisor::Injection;
 use starina::hypervisor::VcpuControl;
+use starina::hypervisor::DEFAULT_RUN_NS;
 use starina::timer::now_ns;
 use starina::Error;
 use starina_vmm::exit::Access;
@@ -39,6 +40,9 @@ impl Guest {
             let inject = self.next_injection();
             if matches!(inject, Injection::Interrupt(_)) {
                 self.stats.injected();
+            }
+            if let Err(e) = self.tell_exit_by() {
+                return Status::Crashed(format!("vCPU control failed: {e}"));
             }
             let exit = match self.vcpu.run(&mut self.state, inject) {
                 Ok(exit) => exit,
@@ -182,6 +186,26 @@ impl Guest {
             Some(_) => Injection::Window,
             None => Injection::None,
         }
+    }
+
+    /// Tells the kernel when this thread needs control back if the guest
+    /// does not exit before: when the emulated timer fires next, or soon
+    /// (the kernel's default) while the console, the NIC or the disk hold
+    /// work that waits for room and is retried on an exit. Host events
+    /// (the main thread's kick, a disk answer) interrupt the run anyway.
+    fn tell_exit_by(&mut self) -> Result<(), Error> {
+        let retry =
+            self.input_left || self.net_left || self.disk.as_ref().is_some_and(|d| d.waiting());
+        let by = match self.vm.next_deadline_ns() {
+            _ if retry => now_ns().saturating_add(DEFAULT_RUN_NS),
+            Some(t) => t,
+            None => u64::MAX,
+        };
+        if by != self.exit_by {
+            self.vcpu.control(VcpuControl::ExitBy(by))?;
+            self.exit_by = by;
+        }
+        Ok(())
     }
 
     /// Sleeps while the guest halts: until its next timer interrupt is due
