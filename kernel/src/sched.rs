@@ -40,6 +40,15 @@ pub struct Stack;
 /// A thread's time slice before another runnable thread gets the CPU.
 pub const TIME_SLICE_NS: u64 = 1_000_000;
 
+/// When the slice of a thread that got the CPU at `start` and ran alone
+/// until `now` ends: at the next whole slice since `start`, as if a tick had
+/// come at the end of every slice meanwhile (one that wakes another thread
+/// waits less than a slice, as it did when ticks came).
+pub fn slice_end_after(start: u64, now: u64) -> u64 {
+    let slices = now.saturating_sub(start) / TIME_SLICE_NS + 1;
+    start.saturating_add(slices.saturating_mul(TIME_SLICE_NS))
+}
+
 /// The deadline to program when one is `armed` (ns since boot; `u64::MAX`
 /// for none) and a caller wants a tick by `want`: `None` keeps the armed
 /// one. Arming only ever moves the deadline earlier, so a thread that arms
@@ -746,12 +755,12 @@ switch_to_frame:
         tick_deadline(next_timer, s.slice_start, !s.runqueue.is_empty())
     }
 
-    /// Another thread now waits for the CPU: the running one's slice
-    /// begins, and the tick that ends it is armed.
+    /// Another thread now waits for the CPU: the tick that ends the
+    /// running one's slice is armed.
     pub(super) fn start_slice(s: &mut Scheduler) {
-        let now = crate::arch::time::now_ns();
-        s.slice_start = now;
-        crate::arch::apic::arm_timer_by(now.saturating_add(TIME_SLICE_NS));
+        let end = slice_end_after(s.slice_start, crate::arch::time::now_ns());
+        s.slice_start = end - TIME_SLICE_NS;
+        crate::arch::apic::arm_timer_by(end);
     }
 
     pub fn current_is_idle() -> bool {
@@ -844,6 +853,18 @@ mod tests {
         assert_eq!(tick_deadline(Some(3), 0, true), 3);
         assert_eq!(tick_deadline(Some(TIME_SLICE_NS + 5), 0, true), TIME_SLICE_NS);
         assert_eq!(tick_deadline(None, u64::MAX - 1, true), u64::MAX);
+    }
+
+    #[test]
+    fn a_slice_ends_on_the_grid_of_whole_slices_since_the_thread_got_the_cpu() {
+        assert_eq!(slice_end_after(1_000, 1_000), 1_000 + TIME_SLICE_NS);
+        assert_eq!(slice_end_after(1_000, 1_500), 1_000 + TIME_SLICE_NS);
+        // Alone for 10.5 slices: the 11th ends it.
+        let now = 1_000 + TIME_SLICE_NS * 21 / 2;
+        assert_eq!(slice_end_after(1_000, now), 1_000 + TIME_SLICE_NS * 11);
+        // Exactly on a slice's end: the next.
+        assert_eq!(slice_end_after(0, TIME_SLICE_NS), TIME_SLICE_NS * 2);
+        assert!(slice_end_after(0, u64::MAX) >= u64::MAX - TIME_SLICE_NS);
     }
 
     #[test]
