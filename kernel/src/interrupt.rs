@@ -31,12 +31,8 @@ pub fn rearm_timer() {
 /// interrupt must come by: a kernel timer's or the clock discipline's next
 /// sample (no periodic tick comes to do either).
 fn next_deadline(now: u64) -> Option<u64> {
-    let timer = timer::fire_expired(now);
     let sample = crate::arch::discipline::next_sample_ns();
-    match (timer, sample) {
-        (Some(t), Some(s)) => Some(t.min(s)),
-        (t, s) => t.or(s),
-    }
+    [timer::fire_expired(now), sample].into_iter().flatten().min()
 }
 
 const EXCEPTION_NAMES: [&str; 32] = [

@@ -23,7 +23,6 @@ pub use crate::abi::vcpu::VcpuControl;
 use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 pub use crate::abi::vcpu::DEFAULT_RUN_NS;
-pub use crate::abi::vcpu::LONGEST_RUN_NS;
 
 use crate::abi::Error;
 use crate::abi::HandleId;

@@ -181,8 +181,8 @@ pub fn arm_timer_by(deadline: u64) {
     arm_timer(|_| deadline);
 }
 
-/// [`arm_timer_by`] the deadline `deadline(now)` makes of the clock's
-/// `now` (one clock read: `vcpu_run` arms before every guest entry).
+/// [`arm_timer_by`] `deadline(now)`, reading the clock once (`vcpu_run`
+/// arms before every guest entry).
 pub fn arm_timer_from_now(deadline: impl FnOnce(u64) -> u64) {
     arm_timer(deadline);
 }

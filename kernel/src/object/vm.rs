@@ -166,7 +166,6 @@ pub struct Vcpu {
 /// The VMM has not said when it needs control back.
 const NO_EXIT_BY: u64 = 0;
 
-
 // SAFETY: `hw` is only accessed by the thread that won `running`.
 unsafe impl Sync for Vcpu {}
 // SAFETY: as above.

@@ -196,10 +196,10 @@ impl Guest {
     fn tell_exit_by(&mut self) -> Result<(), Error> {
         let retry =
             self.input_left || self.net_left || self.disk.as_ref().is_some_and(|d| d.waiting());
-        let by = match self.vm.next_deadline_ns() {
-            _ if retry => now_ns().saturating_add(DEFAULT_RUN_NS),
-            Some(t) => t,
-            None => u64::MAX,
+        let timer = self.vm.next_deadline_ns().unwrap_or(u64::MAX);
+        let by = match retry {
+            true => timer.min(now_ns().saturating_add(DEFAULT_RUN_NS)),
+            false => timer,
         };
         if by != self.exit_by {
             self.vcpu.control(VcpuControl::ExitBy(by))?;
