@@ -858,7 +858,7 @@ fn create_vm(ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     let vcpu = Vcpu::new(ram.clone()).map_err(|why| {
         log::error!("hypervisor: cannot create a VM: {}", why.explain());
         match why {
-            crate::arch::svm::Unavailable::OutOfMemory => Error::OutOfMemory,
+            crate::arch::hypervisor::Unavailable::OutOfMemory => Error::OutOfMemory,
             _ => Error::NotSupported,
         }
     })?;
@@ -869,7 +869,7 @@ fn create_vm(ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     let (free_after, _) = crate::mm::page::stats();
     let used_kib = (free_before.saturating_sub(free_after) * 4) as u64;
     log::info!(
-        "hypervisor: VM created: {} MiB guest RAM; {} {} KiB (VMCB, I/O and MSR permission maps, nested page tables)",
+        "hypervisor: VM created: {} MiB guest RAM; {} {} KiB (control block, permission maps, nested page tables)",
         ram_bytes >> 20,
         starina::abi::markers::VM_STRUCTURES,
         used_kib.saturating_sub(ram_bytes >> 10)

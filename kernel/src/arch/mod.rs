@@ -14,6 +14,8 @@ pub mod discipline;
 #[cfg(not(test))]
 pub mod hpet;
 #[cfg(not(test))]
+pub mod hypervisor;
+#[cfg(not(test))]
 pub mod ioapic;
 pub mod rtc;
 #[cfg(not(test))]
@@ -22,6 +24,7 @@ pub mod serial;
 pub mod svm;
 #[cfg(not(test))]
 pub mod trap;
+pub mod vmx;
 pub mod xcr0;
 #[cfg(not(test))]
 pub mod xstate;

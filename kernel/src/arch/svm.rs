@@ -28,6 +28,7 @@ use super::cpu::cpuid;
 use super::cpu::rdmsr;
 use super::cpu::wrmsr;
 use crate::arch::asid::Asid;
+use crate::arch::hypervisor::Unavailable;
 use crate::arch::xcr0;
 use crate::arch::xstate;
 use crate::arch::xstate::XsaveArea;
@@ -38,40 +39,6 @@ const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_CR: u32 = 0xc001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 const EFER_SVME: u64 = 1 << 12;
-
-/// Why there is no hypervisor, in words a user can act on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unavailable {
-    NoSvm,
-    IntelVmx,
-    DisabledByFirmware,
-    NoNestedPaging,
-    OutOfMemory,
-}
-
-impl Unavailable {
-    pub fn explain(self) -> &'static str {
-        match self {
-            Unavailable::NoSvm => {
-                "this CPU has no AMD SVM: under QEMU use -cpu max (scripts/starina does); on a KVM host \
-                 enable nested virtualization (kvm_amd nested=1) and run with --kvm (-enable-kvm -cpu host)"
-            }
-            Unavailable::IntelVmx => {
-                "this CPU has Intel VMX, and only the AMD SVM backend exists so far: use QEMU's -cpu max \
-                 (software emulation) or an AMD KVM host with nested virtualization"
-            }
-            Unavailable::DisabledByFirmware => {
-                "SVM is disabled by the firmware (VM_CR.SVMDIS): enable virtualization (SVM) in the \
-                 host's firmware settings, or nested virtualization on the KVM host"
-            }
-            Unavailable::NoNestedPaging => {
-                "this CPU's SVM has no nested paging (NPT), which Starina's VMM needs: use QEMU's -cpu \
-                 max, or a host CPU with NPT"
-            }
-            Unavailable::OutOfMemory => "out of memory setting up SVM",
-        }
-    }
-}
 
 /// What CPUID 0x8000000A says about this CPU's SVM.
 #[derive(Clone, Copy, Debug)]
@@ -87,19 +54,18 @@ pub struct SvmInfo {
 
 static SVM: spin::Once<Result<SvmInfo, Unavailable>> = spin::Once::new();
 
-fn enable() -> Result<SvmInfo, Unavailable> {
+/// Whether CPUID says this CPU has SVM.
+pub fn present() -> bool {
     let ext = cpuid(0x8000_0000, 0)[0];
-    let has_svm = ext >= 0x8000_0001 && cpuid(0x8000_0001, 0)[2] & (1 << 2) != 0;
-    if !has_svm {
-        let vmx = cpuid(1, 0)[2] & (1 << 5) != 0;
-        return Err(if vmx {
-            Unavailable::IntelVmx
-        } else {
-            Unavailable::NoSvm
-        });
+    ext >= 0x8000_0001 && cpuid(0x8000_0001, 0)[2] & (1 << 2) != 0
+}
+
+fn enable() -> Result<SvmInfo, Unavailable> {
+    if !present() {
+        return Err(Unavailable::NoHardware);
     }
     if rdmsr(MSR_VM_CR) & (1 << 4) != 0 {
-        return Err(Unavailable::DisabledByFirmware);
+        return Err(Unavailable::SvmDisabledByFirmware);
     }
     let features = cpuid(0x8000_000a, 0);
     if features[3] & 1 == 0 {
@@ -219,6 +185,11 @@ const EXIT_MONITOR: u64 = 0x8a;
 const EXIT_MWAIT_COND: u64 = 0x8c;
 const EXIT_XSETBV: u64 = 0x8d;
 const EXIT_NPF: u64 = 0x400;
+
+/// Nested page table entries: present | writable | user (NPT needs U) ...
+pub const NPT_TABLE: u64 = 0x7;
+/// ... and a 2 MiB page.
+pub const NPT_LEAF_2M: u64 = 0x87;
 
 /// MSRs whose state is in the VMCB (loaded/saved by VMRUN/VMLOAD/VMSAVE):
 /// the guest may access them directly.

@@ -11,7 +11,8 @@ use core::sync::atomic::Ordering;
 use starina::abi::vcpu::run_deadline;
 use starina::abi::Error;
 
-use crate::arch::svm::SvmVcpu;
+use crate::arch::hypervisor::HwVcpu;
+use crate::arch::hypervisor::Unavailable;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
 
@@ -20,15 +21,11 @@ pub const CHUNK: u64 = 2 << 20;
 /// Guest RAM ends below the VMM's MMIO window (0xd000_0000).
 pub const MAX_GUEST_RAM: u64 = 0xd000_0000;
 
-/// Present | writable | user (nested page tables need U) ...
-const NPT_TABLE: u64 = 0x7;
-/// ... and a 2 MiB page.
-const NPT_HUGE: u64 = 0x87;
-
 pub struct GuestRam {
     size: u64,
     /// Host physical address of each 2 MiB chunk, in guest order.
     chunks: Vec<u64>,
+    /// The nested page table (NPT or EPT, as the backend reads them).
     npt_root: u64,
     /// Every page-table page, freed with the object.
     tables: Vec<u64>,
@@ -74,21 +71,22 @@ impl GuestRam {
             tables.push(p);
             Ok(p)
         };
+        let (table_flags, leaf_flags) = crate::arch::hypervisor::nested_paging_flags();
         ram.npt_root = alloc_table(&mut ram.tables)?;
         for (i, &host) in ram.chunks.clone().iter().enumerate() {
             let gpa = i as u64 * CHUNK;
             let pml4 = table(ram.npt_root);
             let i4 = ((gpa >> 39) & 0x1ff) as usize;
             if pml4[i4] == 0 {
-                pml4[i4] = alloc_table(&mut ram.tables)? | NPT_TABLE;
+                pml4[i4] = alloc_table(&mut ram.tables)? | table_flags;
             }
             let pdpt = table(pml4[i4] & !0xfff);
             let i3 = ((gpa >> 30) & 0x1ff) as usize;
             if pdpt[i3] == 0 {
-                pdpt[i3] = alloc_table(&mut ram.tables)? | NPT_TABLE;
+                pdpt[i3] = alloc_table(&mut ram.tables)? | table_flags;
             }
             let pd = table(pdpt[i3] & !0xfff);
-            pd[((gpa >> 21) & 0x1ff) as usize] = host | NPT_HUGE;
+            pd[((gpa >> 21) & 0x1ff) as usize] = host | leaf_flags;
         }
         Ok(Arc::new(ram))
     }
@@ -160,7 +158,7 @@ pub struct Vcpu {
     ///
     /// [`VcpuControl::ExitBy`]: starina::abi::vcpu::VcpuControl::ExitBy
     exit_by: AtomicU64,
-    hw: UnsafeCell<SvmVcpu>,
+    hw: UnsafeCell<HwVcpu>,
 }
 
 /// The VMM has not said when it needs control back.
@@ -177,8 +175,8 @@ pub struct VcpuGuard<'a> {
 }
 
 impl Vcpu {
-    pub fn new(ram: Arc<GuestRam>) -> Result<Arc<Vcpu>, crate::arch::svm::Unavailable> {
-        let hw = SvmVcpu::new(ram.npt_root())?;
+    pub fn new(ram: Arc<GuestRam>) -> Result<Arc<Vcpu>, Unavailable> {
+        let hw = HwVcpu::new(ram.npt_root())?;
         Ok(Arc::new(Vcpu {
             ram,
             running: AtomicBool::new(false),
@@ -216,7 +214,7 @@ impl Vcpu {
 }
 
 impl VcpuGuard<'_> {
-    pub fn hw(&mut self) -> &mut SvmVcpu {
+    pub fn hw(&mut self) -> &mut HwVcpu {
         // SAFETY: holding the guard means we won `running`; nobody else
         // touches `hw` until the guard drops.
         unsafe { &mut *self.vcpu.hw.get() }

@@ -216,7 +216,7 @@ pub fn main(env: Env) -> Result<(), Error> {
         wake: theirs,
         shared,
         config: vm_config(&env.config, server.net.is_some()),
-        fs: Some(env.fs),
+        fs: env.fs,
         root_disk: env.root_disk,
     };
     if let Err(e) = starina::thread::spawn(move || vcpu::thread_main(job)) {

@@ -1,0 +1,526 @@
+//! One VMX vCPU: its VMCS, set up once, and the run loop that loads the
+//! VMM's state, injects events, enters the guest and translates the exit.
+//! Exits only the kernel can handle (a control register with host-owned
+//! bits, INVD) are handled here and the guest entered again.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use core::arch::asm;
+use core::sync::atomic::AtomicU64;
+use core::sync::atomic::Ordering;
+
+use starina::abi::vcpu::cr;
+use starina::abi::vcpu::VcpuState;
+use starina::abi::vcpu::VmExit;
+use starina::hypervisor::Injection;
+
+use super::decode;
+use super::decode::reason;
+use super::enable;
+use super::enable::VmxInfo;
+use super::entry::vmx_run;
+use super::entry::GuestGprs;
+use super::fields as f;
+use super::vmcs;
+use super::vmcs::read;
+use super::vmcs::read32;
+use super::vmcs::VmxError;
+use super::EPTP_FLAGS;
+use crate::arch::asid::Asid;
+use crate::arch::cpu::rdmsr;
+use crate::arch::hypervisor::Unavailable;
+use crate::arch::xcr0;
+use crate::arch::xstate;
+use crate::arch::xstate::XsaveArea;
+use crate::mm::page;
+use crate::mm::phys_to_virt;
+
+/// The VMCS this CPU has current (0: none of ours).
+static CURRENT: AtomicU64 = AtomicU64::new(0);
+
+/// MSRs the guest reads and writes directly: those the VMCS switches
+/// (SYSENTER, FS/GS base) and those the MSR lists switch.
+const PASSTHROUGH_MSRS: [u32; 5] = [0x174, 0x175, 0x176, 0xc000_0100, 0xc000_0101];
+/// STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE: VMX leaves them alone, so
+/// each entry loads the guest's and each exit stores them and loads the
+/// host's (the VM-entry/exit MSR lists).
+const SWITCHED_MSRS: [u32; 5] = [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084, 0xc000_0102];
+/// Where the host's list starts in the MSR list page (the guest's is at 0).
+const HOST_LIST: usize = 2048;
+
+const MSR_SYSENTER_CS: u32 = 0x174;
+const MSR_SYSENTER_ESP: u32 = 0x175;
+const MSR_SYSENTER_EIP: u32 = 0x176;
+const MSR_PAT: u32 = 0x277;
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+
+/// Interruption information (entry, exit, IDT vectoring): valid, an
+/// error code delivered, and the type in bits 10:8.
+const VALID: u32 = 1 << 31;
+const DELIVER_ERROR_CODE: u32 = 1 << 11;
+const TYPE_NMI: u32 = 2 << 8;
+const TYPE_HARDWARE_EXCEPTION: u32 = 3 << 8;
+/// Types 4-6 (software interrupt, privileged and software exception)
+/// need the instruction length on injection.
+fn is_software(info: u32) -> bool {
+    matches!((info >> 8) & 7, 4..=6)
+}
+
+/// Guest interruptibility: blocking by STI and by MOV SS.
+const BLOCKING_STI_MOV_SS: u64 = 3;
+const CR4_VMXE: u64 = 1 << 13;
+
+/// More undeliverable interrupts than this means the guest has kept
+/// interrupts off for very long; the oldest are dropped (and logged).
+const MAX_PENDING_IRQS: usize = 16;
+
+/// An event to deliver on the next entry.
+#[derive(Clone, Copy, Debug)]
+struct Event {
+    info: u32,
+    error_code: u32,
+    instruction_len: u32,
+}
+
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+struct DescriptorPointer {
+    limit: u16,
+    base: u64,
+}
+
+/// What an exit became: an exit for the VMM, or handled here (enter again).
+enum Step {
+    Exit(VmExit),
+    Again,
+}
+
+pub struct VmxVcpu {
+    info: VmxInfo,
+    vmcs_phys: u64,
+    /// Which MSR accesses exit (one bit per MSR, read and write halves).
+    msr_bitmap_phys: u64,
+    /// The guest's switched MSRs (loaded on entry, stored on exit) and,
+    /// at [`HOST_LIST`], the host's (loaded on exit).
+    msr_lists_phys: u64,
+    /// The TPR shadow: the guest's CR8 lives here, never in the host's
+    /// local APIC.
+    virtual_apic_phys: u64,
+    launched: bool,
+    gprs: GuestGprs,
+    /// CR2 is not in the VMCS: software switches it.
+    cr2: u64,
+    guest_xsave: Box<XsaveArea>,
+    host_fx: Box<crate::sched::FxArea>,
+    xcr0: u64,
+    xcr0_allowed: u64,
+    /// A fault the kernel raises in the guest on the next entry (an
+    /// XSETBV or control-register write it refused).
+    fault: Option<Event>,
+    /// An event whose delivery an exit cut short: it goes in again first.
+    reinject: Option<Event>,
+    /// Interrupts the VMM handed over that the guest could not take yet.
+    pending_irqs: VecDeque<u8>,
+    /// The primary controls as last written (the interrupt-window bit
+    /// changes).
+    primary: u32,
+    /// The entry controls as last written (the IA-32e bit follows EFER.LMA).
+    entry: u32,
+    flush_tlb: bool,
+    vpid: Option<Asid>,
+    /// The host's descriptor tables: a VM exit sets both limits to 0xFFFF.
+    host_gdtr: DescriptorPointer,
+    host_idtr: DescriptorPointer,
+}
+
+// SAFETY (for the helpers below): a VMCS of this vCPU is current
+// (`make_current`), and the fields written are guest, control or exit
+// fields whose values the entry checks validate, or host fields set to the
+// running kernel's own state.
+fn w(field: u32, value: u64) {
+    // SAFETY: see above.
+    unsafe { vmcs::write(field, value) }
+}
+
+impl VmxVcpu {
+    /// A vCPU whose guest-physical memory is translated by the EPT rooted
+    /// at `ept_root`.
+    pub fn new(ept_root: u64) -> Result<VmxVcpu, Unavailable> {
+        let info = enable::init()?;
+        let oom = Unavailable::OutOfMemory;
+        let mut vcpu = VmxVcpu {
+            info,
+            vmcs_phys: 0,
+            msr_bitmap_phys: 0,
+            msr_lists_phys: 0,
+            virtual_apic_phys: 0,
+            launched: false,
+            gprs: GuestGprs::default(),
+            cr2: 0,
+            guest_xsave: XsaveArea::initial(),
+            host_fx: crate::sched::FxArea::initial(),
+            xcr0: starina::abi::vcpu::xcr0::X87,
+            xcr0_allowed: xstate::guest_mask(),
+            fault: None,
+            reinject: None,
+            pending_irqs: VecDeque::new(),
+            primary: info.primary,
+            entry: info.entry,
+            flush_tlb: true,
+            vpid: info.vpid.then(|| Asid::alloc(u16::MAX as u32)),
+            host_gdtr: DescriptorPointer::default(),
+            host_idtr: DescriptorPointer::default(),
+        };
+        // Dropping `vcpu` on error frees what was allocated so far.
+        vcpu.vmcs_phys = page::alloc_zeroed_pages(1).ok_or(oom)?;
+        vcpu.msr_bitmap_phys = page::alloc_pages(1).ok_or(oom)?;
+        vcpu.msr_lists_phys = page::alloc_zeroed_pages(1).ok_or(oom)?;
+        vcpu.virtual_apic_phys = page::alloc_zeroed_pages(1).ok_or(oom)?;
+        vcpu.fill_msr_pages();
+        // SAFETY: the VMCS page is ours; its first word is the revision id.
+        unsafe { (phys_to_virt(vcpu.vmcs_phys) as *mut u32).write(info.revision) };
+        // SAFETY: a fresh VMCS of ours: clear it (launch state "clear").
+        let loaded = unsafe { vmcs::vmclear(vcpu.vmcs_phys) }.and_then(|_| vcpu.make_current());
+        if let Err(e) = loaded {
+            log::error!("hypervisor: cannot load a new VMCS: {e}");
+            return Err(Unavailable::VmxonFailed);
+        }
+        vcpu.setup_controls(ept_root);
+        vcpu.setup_host();
+        vcpu.setup_guest();
+        Ok(vcpu)
+    }
+
+    fn fill_msr_pages(&mut self) {
+        let bitmap = phys_to_virt(self.msr_bitmap_phys) as *mut u8;
+        // SAFETY: the bitmap page is ours: intercept everything first.
+        unsafe { core::ptr::write_bytes(bitmap, 0xff, 4096) };
+        for msr in PASSTHROUGH_MSRS.into_iter().chain(SWITCHED_MSRS) {
+            let (base, index) = match msr {
+                0..=0x1fff => (0, msr as usize),
+                _ => (1024, (msr - 0xc000_0000) as usize),
+            };
+            // Read bitmap at `base`, write bitmap 2048 bytes further.
+            for half in [base, base + 2048] {
+                let byte = half + index / 8;
+                // SAFETY: `byte` < 4096 lies inside the bitmap page.
+                unsafe {
+                    let p = bitmap.add(byte);
+                    p.write(p.read() & !(1 << (index % 8)));
+                }
+            }
+        }
+        let lists = phys_to_virt(self.msr_lists_phys) as *mut u64;
+        for (i, msr) in SWITCHED_MSRS.into_iter().enumerate() {
+            // SAFETY: 16-byte entries {index, reserved, value} inside the
+            // list page; the guest's start at 0 (value 0, as after reset),
+            // the host's at HOST_LIST with the values the kernel runs with.
+            unsafe {
+                lists.add(2 * i).write(msr as u64);
+                lists.add(2 * i + 1).write(0);
+                lists.add(HOST_LIST / 8 + 2 * i).write(msr as u64);
+                lists.add(HOST_LIST / 8 + 2 * i + 1).write(rdmsr(msr));
+            }
+        }
+    }
+
+    fn make_current(&self) -> Result<(), VmxError> {
+        if CURRENT.load(Ordering::Relaxed) != self.vmcs_phys {
+            // SAFETY: our VMCS page, revision id written in `new`.
+            unsafe { vmcs::vmptrld(self.vmcs_phys)? };
+            CURRENT.store(self.vmcs_phys, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn setup_controls(&mut self, ept_root: u64) {
+        let info = self.info;
+        w(f::PIN_CONTROLS, info.pin as u64);
+        w(f::PRIMARY_CONTROLS, info.primary as u64);
+        w(f::SECONDARY_CONTROLS, info.secondary as u64);
+        w(f::EXIT_CONTROLS, info.exit as u64);
+        w(f::ENTRY_CONTROLS, info.entry as u64);
+        w(f::EXCEPTION_BITMAP, 0);
+        w(f::CR3_TARGET_COUNT, 0);
+        w(f::MSR_BITMAP, self.msr_bitmap_phys);
+        let count = SWITCHED_MSRS.len() as u64;
+        w(f::ENTRY_MSR_LOAD_ADDR, self.msr_lists_phys);
+        w(f::ENTRY_MSR_LOAD_COUNT, count);
+        w(f::EXIT_MSR_STORE_ADDR, self.msr_lists_phys);
+        w(f::EXIT_MSR_STORE_COUNT, count);
+        w(f::EXIT_MSR_LOAD_ADDR, self.msr_lists_phys + HOST_LIST as u64);
+        w(f::EXIT_MSR_LOAD_COUNT, count);
+        w(f::VIRTUAL_APIC_ADDR, self.virtual_apic_phys);
+        w(f::TPR_THRESHOLD, 0);
+        w(f::EPT_POINTER, ept_root | EPTP_FLAGS);
+        if let Some(vpid) = &self.vpid {
+            w(f::VPID, vpid.id() as u64);
+        }
+        w(f::TSC_OFFSET, 0);
+        w(f::CR0_GUEST_HOST_MASK, self.cr0(0).mask);
+        w(f::CR4_GUEST_HOST_MASK, self.cr4(0).mask);
+    }
+
+    /// The host state every exit restores: the kernel as it runs now.
+    fn setup_host(&mut self) {
+        let (cr0, cr3, cr4): (u64, u64, u64);
+        let (cs, ss, ds, es, fs, gs, tr): (u16, u16, u16, u16, u16, u16, u16);
+        // SAFETY: reading control registers, selectors and descriptor
+        // table registers has no side effects.
+        unsafe {
+            asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack, preserves_flags));
+            asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags));
+            asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, ss", out(reg) ss, options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, ds", out(reg) ds, options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, es", out(reg) es, options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, fs", out(reg) fs, options(nomem, nostack, preserves_flags));
+            asm!("mov {:x}, gs", out(reg) gs, options(nomem, nostack, preserves_flags));
+            asm!("str {:x}", out(reg) tr, options(nomem, nostack, preserves_flags));
+            asm!("sgdt [{}]", in(reg) &raw mut self.host_gdtr, options(nostack, preserves_flags));
+            asm!("sidt [{}]", in(reg) &raw mut self.host_idtr, options(nostack, preserves_flags));
+        }
+        w(f::HOST_CR0, cr0);
+        w(f::HOST_CR3, cr3);
+        w(f::HOST_CR4, cr4);
+        for (field, selector) in [
+            (f::HOST_CS_SELECTOR, cs),
+            (f::HOST_SS_SELECTOR, ss),
+            (f::HOST_DS_SELECTOR, ds),
+            (f::HOST_ES_SELECTOR, es),
+            (f::HOST_FS_SELECTOR, fs),
+            (f::HOST_GS_SELECTOR, gs),
+            (f::HOST_TR_SELECTOR, tr),
+        ] {
+            // RPL and TI must be 0 (they are: kernel selectors in the GDT).
+            w(field, (selector & !7) as u64);
+        }
+        let gdt_base = self.host_gdtr.base;
+        w(f::HOST_GDTR_BASE, gdt_base);
+        w(f::HOST_IDTR_BASE, self.host_idtr.base);
+        w(f::HOST_TR_BASE, tss_base(gdt_base, tr));
+        w(f::HOST_FS_BASE, rdmsr(MSR_FS_BASE));
+        w(f::HOST_GS_BASE, rdmsr(MSR_GS_BASE));
+        w(f::HOST_SYSENTER_CS, rdmsr(MSR_SYSENTER_CS));
+        w(f::HOST_SYSENTER_ESP, rdmsr(MSR_SYSENTER_ESP));
+        w(f::HOST_SYSENTER_EIP, rdmsr(MSR_SYSENTER_EIP));
+        w(f::HOST_EFER, rdmsr(MSR_EFER));
+        w(f::HOST_PAT, rdmsr(MSR_PAT));
+    }
+
+    fn setup_guest(&mut self) {
+        w(f::VMCS_LINK_POINTER, u64::MAX);
+        w(f::GUEST_DEBUGCTL, 0);
+        w(f::GUEST_DR7, 0x400);
+        w(f::GUEST_ACTIVITY_STATE, 0);
+        w(f::GUEST_INTERRUPTIBILITY, 0);
+        w(f::GUEST_PENDING_DEBUG, 0);
+        w(f::GUEST_PAT, 0x0007_0406_0007_0406);
+        w(f::GUEST_SYSENTER_CS, 0);
+        w(f::GUEST_SYSENTER_ESP, 0);
+        w(f::GUEST_SYSENTER_EIP, 0);
+    }
+
+    /// CR0 as the guest wants it: PE and PG are the guest's own
+    /// (unrestricted guest), the other fixed bits the host's.
+    fn cr0(&self, wanted: u64) -> decode::Shadowed {
+        let free = cr::CR0_PE | cr::CR0_PG;
+        decode::shadowed(wanted, self.info.cr0_fixed0, self.info.cr0_fixed1, free)
+    }
+
+    /// CR4 as the guest wants it: VMXE on, hidden.
+    fn cr4(&self, wanted: u64) -> decode::Shadowed {
+        decode::shadowed(wanted, self.info.cr4_fixed0 | CR4_VMXE, self.info.cr4_fixed1, 0)
+    }
+
+    pub fn set_tsc_offset(&mut self, offset: i64) {
+        if self.make_current().is_ok() {
+            w(f::TSC_OFFSET, offset as u64);
+        }
+    }
+
+    pub fn set_pat(&mut self, pat: u64) {
+        if self.make_current().is_ok() {
+            w(f::GUEST_PAT, pat);
+        }
+    }
+
+    /// Sets what the guest's XSETBV may enable (the VMM's CPUID leaf 0xD);
+    /// `None` if the kernel cannot switch that on this CPU.
+    pub fn set_xcr0_allowed(&mut self, mask: u64) -> Option<()> {
+        if !xcr0::may_offer(mask, xstate::guest_mask()) {
+            return None;
+        }
+        self.xcr0_allowed = mask;
+        self.set_xcr0(xcr0::adopt(self.xcr0, mask));
+        Some(())
+    }
+
+    fn set_xcr0(&mut self, value: u64) {
+        self.xcr0 = value;
+        self.guest_xsave.limit_to(value);
+    }
+
+    /// Enters the guest until an exit the VMM must see.
+    pub fn run(&mut self, state: &mut VcpuState, inject: Injection) -> VmExit {
+        let mut inject = inject;
+        loop {
+            match self.run_once(state, inject) {
+                Step::Exit(exit) => return exit,
+                Step::Again => inject = Injection::None,
+            }
+        }
+    }
+
+    fn run_once(&mut self, state: &mut VcpuState, inject: Injection) -> Step {
+        if let Err(e) = self.make_current() {
+            log::error!("vmx: cannot load the vCPU's VMCS: {e}");
+            return Step::Exit(VmExit::Invalid);
+        }
+        self.load_state(state);
+        self.inject(inject, state);
+        self.flush();
+        let failed = self.enter();
+        if failed {
+            // SAFETY of the read: our VMCS is still current.
+            let e = VmxError::FailValid(read32(f::INSTRUCTION_ERROR));
+            let what = if self.launched { "VMRESUME" } else { "VMLAUNCH" };
+            log::error!("vmx: {what} failed: {e}");
+            return Step::Exit(VmExit::Invalid);
+        }
+        let exit_reason = read32(f::EXIT_REASON);
+        if exit_reason & (1 << 31) != 0 {
+            self.log_entry_failure(exit_reason, state);
+            return Step::Exit(VmExit::Invalid);
+        }
+        self.launched = true;
+        self.save_state(state);
+        let vectoring = read32(f::IDT_VECTORING_INFO);
+        if vectoring & VALID != 0 {
+            // Delivery of this event was cut short by the exit (an EPT
+            // violation while pushing the interrupt frame, ...).
+            self.reinject = Some(Event {
+                info: vectoring & !(1 << 12) & (VALID | 0xfff),
+                error_code: read32(f::IDT_VECTORING_ERROR_CODE),
+                instruction_len: read32(f::EXIT_INSTRUCTION_LEN),
+            });
+        }
+        self.translate_exit(exit_reason as u16, state)
+    }
+
+    /// One VM entry and exit, with interrupts off, the guest's FPU state
+    /// and CR2 in place; the host's descriptor table limits restored
+    /// after. Returns whether the entry instruction failed.
+    fn enter(&mut self) -> bool {
+        let enabled = crate::arch::irq::save_and_disable();
+        let gprs: *mut GuestGprs = &mut self.gprs;
+        let failed;
+        let seen_xcr0;
+        // SAFETY: interrupts are off from here until `restore`: nothing
+        // can run and touch the FPU or see XCR0 while they hold the
+        // guest's state (its XCR0 passed `xcr0`'s checks). The VMCS is
+        // current and its host state is the kernel's; `vmx_run` restores
+        // every callee-saved register. CR2 is not used by the kernel
+        // outside its page-fault handler, which cannot run here.
+        unsafe {
+            xstate::enter(&self.guest_xsave, &mut self.host_fx, self.xcr0);
+            asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, preserves_flags));
+            failed = vmx_run(gprs, self.launched as u64) != 0;
+            asm!("mov {}, cr2", out(reg) self.cr2, options(nostack, preserves_flags));
+            asm!("lgdt [{}]", in(reg) &raw const self.host_gdtr, options(nostack, preserves_flags));
+            asm!("lidt [{}]", in(reg) &raw const self.host_idtr, options(nostack, preserves_flags));
+            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &self.host_fx, self.xcr0_allowed);
+        }
+        crate::arch::irq::restore(enabled);
+        if seen_xcr0 != self.xcr0 {
+            // XSETBV always exits under VMX; a CPU that let one through
+            // still gets the value checked.
+            self.set_xcr0(xcr0::adopt(seen_xcr0, self.xcr0_allowed));
+        }
+        failed
+    }
+
+    /// Drops stale translations: every entry of a vCPU sharing its VPID,
+    /// and the first entry of a new EPT (its root page may have served
+    /// another VM before).
+    fn flush(&mut self) {
+        let shared_vpid = self.vpid.as_ref().is_some_and(|v| v.is_shared());
+        if self.flush_tlb {
+            let eptp = read(f::EPT_POINTER);
+            // SAFETY: VMX is on; `init` checked INVEPT and its types.
+            if let Err(e) = unsafe { vmcs::invept(self.info.invept_single, eptp) } {
+                log::warn!("vmx: INVEPT failed: {e}");
+            }
+            self.flush_tlb = false;
+        }
+        if let (true, Some(vpid)) = (shared_vpid, &self.vpid) {
+            let id = vpid.id() as u16;
+            // SAFETY: as above, INVVPID and its types checked by `init`.
+            if let Err(e) = unsafe { vmcs::invvpid(self.info.invvpid_single, id) } {
+                log::warn!("vmx: INVVPID failed: {e}");
+            }
+        }
+    }
+
+    fn log_entry_failure(&self, exit_reason: u32, state: &VcpuState) {
+        let why = match exit_reason as u16 {
+            reason::INVALID_GUEST_STATE => "invalid guest state",
+            reason::MSR_LOADING => "MSR loading",
+            reason::MACHINE_CHECK => "machine check",
+            _ => "unknown",
+        };
+        log::error!(
+            "vmx: VM entry failed ({why}, reason {}, qualification {:#x}): cr0={:#x} cr4={:#x} efer={:#x} \
+             rflags={:#x} cs={:#x}/{:#x} ss={:#x}/{:#x} tr={:#x}/{:#x}",
+            exit_reason & 0xffff,
+            read(f::EXIT_QUALIFICATION),
+            state.cr0,
+            state.cr4,
+            state.efer,
+            state.rflags,
+            state.cs.selector,
+            state.cs.attrib,
+            state.ss.selector,
+            state.ss.attrib,
+            state.tr.selector,
+            state.tr.attrib
+        );
+    }
+}
+
+/// The base of the 64-bit TSS whose descriptor `tr` selects in the GDT
+/// at `gdt_base` (a 16-byte system descriptor).
+fn tss_base(gdt_base: u64, tr: u16) -> u64 {
+    let at = gdt_base + (tr & !7) as u64;
+    // SAFETY: the kernel's GDT, which holds the TSS descriptor TR selects
+    // (loaded at boot, never freed).
+    let (low, high) = unsafe { ((at as *const u64).read(), ((at + 8) as *const u64).read()) };
+    ((low >> 16) & 0xff_ffff) | (((low >> 56) & 0xff) << 24) | ((high & 0xffff_ffff) << 32)
+}
+
+impl Drop for VmxVcpu {
+    fn drop(&mut self) {
+        if self.vmcs_phys != 0 {
+            // SAFETY: our VMCS: write it back and make it inactive before
+            // its page is freed.
+            if let Err(e) = unsafe { vmcs::vmclear(self.vmcs_phys) } {
+                log::warn!("vmx: VMCLEAR on teardown failed: {e}");
+            }
+            if CURRENT.load(Ordering::Relaxed) == self.vmcs_phys {
+                CURRENT.store(0, Ordering::Relaxed);
+            }
+            page::free_pages(self.vmcs_phys, 1);
+        }
+        for phys in [self.msr_bitmap_phys, self.msr_lists_phys, self.virtual_apic_phys] {
+            if phys != 0 {
+                page::free_pages(phys, 1);
+            }
+        }
+    }
+}
+
+mod state;
+mod exits;
