@@ -28,6 +28,12 @@ pub mod xstate;
 
 #[cfg(not(test))]
 pub use boot_asm::boot_pml4_phys;
+#[cfg(not(test))]
+pub use boot_asm::BOOT_MULTIBOOT2;
+#[cfg(not(test))]
+pub use boot_asm::BOOT_MULTIBOOT2_BAD_MAGIC;
+#[cfg(not(test))]
+pub use boot_asm::BOOT_PVH;
 
 /// Interrupt masking around critical sections.
 pub mod irq {
