@@ -44,7 +44,7 @@ pub fn pack(files: &[(&str, &[u8])]) -> Result<Vec<u8>, String> {
 }
 
 /// FNV-1a over the names, lengths and contents: the archive's cache key.
-fn content_key(files: &[(&str, &[u8])]) -> String {
+pub(crate) fn content_key(files: &[(&str, &[u8])]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {

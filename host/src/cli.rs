@@ -17,10 +17,13 @@ use crate::instance_server::ServeOptions;
 use crate::profile::ProfileOptions;
 use crate::profile::Sampler;
 use crate::qemu::Machine;
+use crate::bochs;
 use crate::run::compile_patterns;
+use crate::run::Emulator;
 use crate::run::RunOptions;
 
 pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine q35|microvm] [--timeout SECONDS]
+                           [--emulator qemu|bochs] [--cpu intel|amd (bochs)]
                            [--icount] [--kvm] [--no-build] [--kernel PATH]
                            [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                            [--until REGEX]... [-v] [-- extra QEMU args]
@@ -37,7 +40,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                           [--linux-root auto|none|debian|IMAGE] [-v]
        scripts/starina status [--disk PATH]     (exit status 1: none up)
        scripts/starina down [--disk PATH]
-       scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|e2e]...
+       scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|bochs|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only | --root-only | --linux-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
@@ -113,7 +116,7 @@ pub struct BenchOptions {
 }
 
 /// The stages `starina test` knows.
-pub const STAGES: [&str; 5] = ["linux", "host", "kernel", "in-os", "e2e"];
+pub const STAGES: [&str; 6] = ["linux", "host", "kernel", "in-os", "bochs", "e2e"];
 
 /// Parses the arguments after the program name; an error is a usage message.
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -174,9 +177,30 @@ fn parse_run(opts: &mut Options, qemu_args: Vec<String>) -> Result<RunOptions, S
     run.verbose = opts.flag("-v") | opts.flag("--verbose");
     run.qemu_args = qemu_args;
     run.disk = opts.disk()?;
+    run.emulator = opts.emulator()?;
     opts.finish()?;
     compile_patterns(&run.until)?;
+    if let Emulator::Bochs(_) = run.emulator {
+        bochs_only_options(&run)?;
+    }
     Ok(run)
+}
+
+/// What `run --emulator bochs` cannot do: QEMU's machine types, options
+/// and arguments, and a disk (Bochs has no virtio devices).
+fn bochs_only_options(run: &RunOptions) -> Result<(), String> {
+    let defaults = RunOptions::new(&run.profile);
+    let qemu_only = [
+        ("--machine", run.machine != defaults.machine),
+        ("--icount", run.icount),
+        ("--kvm", run.kvm),
+        ("--disk", run.disk.path.is_some()),
+        ("-- QEMU args", !run.qemu_args.is_empty()),
+    ];
+    match qemu_only.iter().find(|(_, given)| *given) {
+        Some((name, _)) => Err(format!("{name} is for QEMU, not --emulator bochs")),
+        None => Ok(()),
+    }
 }
 
 fn parse_exec(opts: &mut Options, argv: Vec<String>) -> Result<ExecOptions, String> {
@@ -461,6 +485,28 @@ impl Options {
         Ok(profile)
     }
 
+    /// `--emulator qemu|bochs` and, for bochs, `--cpu intel|amd`.
+    fn emulator(&mut self) -> Result<Emulator, String> {
+        let emulator = self.value("--emulator")?.unwrap_or_else(|| "qemu".into());
+        let cpu = self.value("--cpu")?;
+        match (emulator.as_str(), cpu) {
+            ("qemu", None) => Ok(Emulator::Qemu),
+            ("qemu", Some(_)) => Err("--cpu is for --emulator bochs".into()),
+            ("bochs", cpu) => {
+                let cpu = cpu.unwrap_or_else(|| "intel".into());
+                bochs::Cpu::parse(&cpu).map(Emulator::Bochs).ok_or_else(|| {
+                    format!(
+                        "--cpu: invalid choice '{cpu}' (choose from {})",
+                        bochs::Cpu::NAMES.join(", ")
+                    )
+                })
+            }
+            (other, _) => Err(format!(
+                "--emulator: invalid choice '{other}' (choose from qemu, bochs)"
+            )),
+        }
+    }
+
     fn machine(&mut self) -> Result<Machine, String> {
         machine(&self.value("--machine")?.unwrap_or_else(|| "q35".into()))
     }
@@ -562,6 +608,32 @@ mod tests {
             (r.profile.as_str(), r.machine, r.build),
             ("default", Machine::Q35, true)
         );
+    }
+
+    #[test]
+    fn emulator_options() {
+        let Ok(Command::Run(r)) = parse(&args(&["run"])) else {
+            panic!("not a run");
+        };
+        assert_eq!(r.emulator, Emulator::Qemu);
+        let Ok(Command::Run(r)) = parse(&args(&["run", "--emulator", "bochs"])) else {
+            panic!("not a run");
+        };
+        assert_eq!(r.emulator, Emulator::Bochs(bochs::Cpu::Intel));
+        let Ok(Command::Run(r)) = parse(&args(&["run", "--emulator=bochs", "--cpu", "amd", "--until", "x"])) else {
+            panic!("not a run");
+        };
+        assert_eq!(r.emulator, Emulator::Bochs(bochs::Cpu::Amd));
+        for bad in [
+            &["run", "--cpu", "amd"][..],
+            &["run", "--emulator", "vbox"],
+            &["run", "--emulator", "bochs", "--cpu", "arm"],
+            &["run", "--emulator", "bochs", "--machine", "microvm"],
+            &["run", "--emulator", "bochs", "--icount"],
+            &["run", "--emulator", "bochs", "--", "-s"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

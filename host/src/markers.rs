@@ -11,6 +11,7 @@ pub use starina_abi::markers::HTTPD_SERVING;
 pub use starina_abi::markers::IST_GUARDED;
 pub use starina_abi::markers::LINUX_BOOTING;
 pub use starina_abi::markers::LINUX_GUEST_READY;
+pub use starina_abi::markers::POWER_OFF;
 pub use starina_abi::markers::READY;
 pub use starina_abi::markers::TESTRUNNER_SUMMARY as TESTRUNNER;
 pub use starina_abi::markers::VM_STRUCTURES;
@@ -29,6 +30,13 @@ pub fn parse_summary(line: &str, who: &str) -> Option<(u32, u32)> {
 /// `testrunner: N passed, M failed` -> (N, M).
 pub fn testrunner_summary(line: &str) -> Option<(u32, u32)> {
     parse_summary(line, TESTRUNNER)
+}
+
+/// `... starina: power off with code <C>` -> C (machines without
+/// isa-debug-exit: Bochs).
+pub fn power_off_code(line: &str) -> Option<u8> {
+    let rest = &line[line.find(POWER_OFF)? + POWER_OFF.len()..];
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// `... starina: ready (tsc=<n>) ...` -> n.
@@ -94,6 +102,11 @@ mod tests {
         assert_eq!(bench_raw(raw), Some(("ipc_roundtrip_0b", "2191")));
         assert_eq!(bench_raw("bench-raw: x 1.5"), Some(("x", "1.5")));
         assert_eq!(bench_raw("bench-raw: x y"), None);
+        assert_eq!(
+            power_off_code("starina: power off with code 126"),
+            Some(126)
+        );
+        assert_eq!(power_off_code("starina: power off with code"), None);
     }
 
     #[test]
@@ -112,6 +125,7 @@ mod tests {
             HTTPD_SERVING,
             AGENT_READY,
             BENCH_LINUX_READY,
+            POWER_OFF,
         ] {
             assert!(
                 section.contains(marker.trim()),

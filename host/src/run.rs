@@ -1,7 +1,8 @@
-//! `starina run`: boot a profile under QEMU, stream the serial console, and
-//! exit with the OS's own status (README.md, "Booting").
+//! `starina run`: boot a profile under QEMU (or Bochs), stream the serial
+//! console, and exit with the OS's own status (README.md, "Booting").
 
 use std::io::Read;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::Child;
 use std::process::Command;
@@ -12,16 +13,20 @@ use std::time::Instant;
 
 use regex::Regex;
 
+use crate::bochs;
+use crate::bochs::BochsConfig;
 use crate::boot::prepare;
 use crate::boot::Prepared;
 use crate::disk;
 use crate::disk::DiskOptions;
 use crate::exec::TempDir;
 use crate::forwards::HostForwards;
+use crate::grub::BootCd;
 use crate::host::fmt_seconds;
 use crate::host::shell_quote;
 use crate::host::Host;
 use crate::host::Streams;
+use crate::markers;
 use crate::process::forward_lines;
 use crate::process::send_sigterm;
 use crate::qemu;
@@ -34,10 +39,19 @@ use crate::status::QemuEnd;
 use crate::status::SIGINT;
 use crate::status::SIGPIPE;
 
+/// What runs the OS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emulator {
+    Qemu,
+    /// Bochs on a GRUB CD, with this CPU.
+    Bochs(bochs::Cpu),
+}
+
 /// The options of `starina run`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub profile: String,
+    pub emulator: Emulator,
     pub machine: Machine,
     /// Seconds.
     pub timeout: Option<f64>,
@@ -60,6 +74,7 @@ impl RunOptions {
     pub fn new(profile: &str) -> RunOptions {
         RunOptions {
             profile: profile.to_string(),
+            emulator: Emulator::Qemu,
             machine: Machine::Q35,
             timeout: None,
             icount: false,
@@ -111,6 +126,9 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
         Ok(p) => p,
         Err(status) => return RunReport::status(status),
     };
+    if let Emulator::Bochs(cpu) = opts.emulator {
+        return run_bochs(host, opts, cpu, &prepared, until, io);
+    }
     let disk = match disk::for_profile(host, &prepared, &opts.disk, io) {
         Ok(disk) => disk,
         Err(e) => {
@@ -167,6 +185,105 @@ pub fn run(host: &Host, opts: &RunOptions, io: &mut Streams) -> RunReport {
     let report = session.boot(host, &mut cmd, opts.timeout);
     drop(tmp);
     report
+}
+
+/// `run --emulator bochs`: the GRUB CD, the bochsrc in a temporary
+/// directory, and the console from the file Bochs writes COM1 to.
+fn run_bochs(
+    host: &Host,
+    opts: &RunOptions,
+    cpu: bochs::Cpu,
+    prepared: &Prepared,
+    until: Vec<(String, Regex)>,
+    io: &mut Streams,
+) -> RunReport {
+    let cmdline = format!("profile={}", opts.profile);
+    let cd = BootCd {
+        kernel: &prepared.kernel,
+        bootfs: prepared.bootfs.as_deref(),
+        cmdline: &cmdline,
+    };
+    let mut report = |line: &str| {
+        let _ = writeln!(io.err, "{line}");
+    };
+    let setup = cd.build(host, &mut report).and_then(|iso| {
+        let tmp = TempDir::new("starina-bochs")
+            .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+        let files = BochsFiles::new(&tmp.0);
+        let config = BochsConfig {
+            cpu,
+            memory_mib: if prepared.bootfs.is_some() { 1024 } else { 512 },
+            cdrom: iso,
+            serial: files.serial.clone(),
+            log: files.log.clone(),
+        };
+        let (rc, script) = (tmp.0.join("bochsrc"), tmp.0.join("continue.rc"));
+        std::fs::write(&rc, config.bochsrc())
+            .and_then(|_| std::fs::write(&script, bochs::DEBUGGER_SCRIPT))
+            .map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
+        Ok((tmp, files, rc, script))
+    });
+    let (tmp, files, rc, script) = match setup {
+        Ok(setup) => setup,
+        Err(e) => {
+            io.say(&e);
+            return RunReport::status(ExitStatus::NotBooted);
+        }
+    };
+    let mut cmd = match bochs::command(&rc, &script) {
+        Ok(cmd) => cmd,
+        Err((status, msg)) => {
+            io.say(&msg);
+            return RunReport::status(status);
+        }
+    };
+    if opts.verbose {
+        io.say(&format!("running: {cmd:?} (bochsrc {})", rc.display()));
+    }
+    io.say(&format!(
+        "booting profile {} under Bochs (cpu {}) (Ctrl-C to stop)",
+        opts.profile,
+        cpu.model()
+    ));
+    let forwards = HostForwards::new(tmp.0.join("no-monitor.sock"), host.http_port);
+    let mut session = Session::new(io, until, false, forwards);
+    session.bochs = Some(files);
+    let report = session.boot(host, &mut cmd, opts.timeout);
+    drop(tmp);
+    report
+}
+
+/// The files of a Bochs run: COM1's output, Bochs' log and its stderr.
+struct BochsFiles {
+    serial: PathBuf,
+    log: PathBuf,
+    stderr: PathBuf,
+}
+
+impl BochsFiles {
+    fn new(dir: &Path) -> BochsFiles {
+        BochsFiles {
+            serial: dir.join("serial.txt"),
+            log: dir.join("bochs.log"),
+            stderr: dir.join("stderr.txt"),
+        }
+    }
+
+    /// What Bochs said about a failed boot: its exit message (stderr) and
+    /// the log's panics and errors.
+    fn problems(&self) -> Vec<String> {
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let exit = stderr
+            .lines()
+            .skip_while(|l| !l.contains("Bochs is exiting"))
+            .take(3)
+            .map(str::to_string);
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let logged = bochs::log_problems(&log, 10)
+            .into_iter()
+            .map(str::to_string);
+        exit.chain(logged).collect()
+    }
 }
 
 /// `--until` patterns, compiled; an error names the bad one.
@@ -232,6 +349,10 @@ struct Session<'a, 'b> {
     t0: Instant,
     /// Host port forwards for the Linux listeners the console announces.
     forwards: HostForwards,
+    /// A Bochs run: the console comes from a file, Bochs' messages from others.
+    bochs: Option<BochsFiles>,
+    /// The code of the kernel's power off line (machines without isa-debug-exit).
+    power_off: Option<u8>,
 }
 
 impl<'a, 'b> Session<'a, 'b> {
@@ -258,6 +379,8 @@ impl<'a, 'b> Session<'a, 'b> {
             stop_sent: None,
             t0: Instant::now(),
             forwards,
+            bochs: None,
+            power_off: None,
         }
     }
 
@@ -274,6 +397,15 @@ impl<'a, 'b> Session<'a, 'b> {
             cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         }
         cmd.stderr(Stdio::piped());
+        if let Some(files) = &self.bochs {
+            // Bochs' stdout is its banner and debugger; its stderr is read
+            // only when the boot fails.
+            cmd.stdout(Stdio::null());
+            match std::fs::File::create(&files.stderr) {
+                Ok(file) => cmd.stderr(file),
+                Err(_) => cmd.stderr(Stdio::null()),
+            };
+        }
         self.t0 = Instant::now();
         let mut child = match qemu::spawn(cmd, &host.qemu) {
             Ok(child) => child,
@@ -301,15 +433,27 @@ impl<'a, 'b> Session<'a, 'b> {
         }
     }
 
-    /// Relays QEMU's output until both its streams close.
+    /// Relays QEMU's output until both its streams close (Bochs': until
+    /// it exits and its console file is read to the end).
     fn pump(&mut self, host: &Host, child: &mut Child, deadline: Option<Instant>) {
         let (tx, rx) = mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
             read_chunks(stdout, tx.clone());
         }
-        let stderr = child.stderr.take().expect("piped stderr");
-        forward_lines(stderr, tx, Event::Stderr);
+        if let Some(stderr) = child.stderr.take() {
+            forward_lines(stderr, tx.clone(), Event::Stderr);
+        }
+        let exited = self
+            .bochs
+            .as_ref()
+            .map(|files| tail_file(files.serial.clone(), tx.clone()));
+        drop(tx);
         loop {
+            if let Some(exited) = &exited {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    exited.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Event::Serial(data)) => self.serial(child, &data),
                 Ok(Event::Stderr(line)) => self.stderr(line),
@@ -371,6 +515,9 @@ impl<'a, 'b> Session<'a, 'b> {
     fn check_line(&mut self, child: &Child, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\r', '\n']);
+        if let Some(code) = markers::power_off_code(text) {
+            self.power_off = Some(code);
+        }
         if self.interactive && text.contains(qemu::QUIT_KEY_LINE) {
             self.quit_key = true;
         }
@@ -393,7 +540,9 @@ impl<'a, 'b> Session<'a, 'b> {
             self.matched.push((pattern, elapsed));
         }
         if self.until.is_empty() {
-            self.io.say("all --until patterns seen: stopping QEMU");
+            let emulator = self.emulator();
+            self.io
+                .say(&format!("all --until patterns seen: stopping {emulator}"));
             self.stop(child);
         }
     }
@@ -429,7 +578,8 @@ impl<'a, 'b> Session<'a, 'b> {
             if self.interactive {
                 self.io.err_bytes(b"\n");
             }
-            self.io.say("interrupted: QEMU stopped");
+            self.io
+                .say(&format!("interrupted: {} stopped", self.emulator()));
             return ExitStatus::from_signal(signal);
         }
         if self.stdout_broken {
@@ -452,6 +602,9 @@ impl<'a, 'b> Session<'a, 'b> {
     }
 
     fn os_status(&mut self, end: QemuEnd) -> ExitStatus {
+        if self.bochs.is_some() {
+            return self.bochs_status(end);
+        }
         let failed_to_start = self.error_lines > 0 || (!self.interactive && self.serial_bytes == 0);
         let status = os_status(end, failed_to_start);
         match (end, status) {
@@ -476,6 +629,80 @@ impl<'a, 'b> Session<'a, 'b> {
         }
         status
     }
+}
+
+impl Session<'_, '_> {
+    fn emulator(&self) -> &'static str {
+        if self.bochs.is_some() {
+            "Bochs"
+        } else {
+            "QEMU"
+        }
+    }
+
+    /// [`Session::os_status`] of a Bochs run: Bochs exits 1 after the
+    /// OS's ACPI power off, so the status is the kernel's power off line.
+    fn bochs_status(&mut self, end: QemuEnd) -> ExitStatus {
+        let status = bochs::os_status(end, self.power_off, self.serial_bytes);
+        if self.power_off.is_none() {
+            let how = match end {
+                QemuEnd::Exited(rc) => format!("exited with status {rc}"),
+                QemuEnd::Killed(sig) => format!("was killed by signal {sig}"),
+            };
+            self.io.say(&format!("Bochs {how} without the OS reporting a status (a crash, a triple fault, or no boot); Bochs said:"));
+            for line in self
+                .bochs
+                .as_ref()
+                .map(BochsFiles::problems)
+                .unwrap_or_default()
+            {
+                self.io.say(&format!("  {line}"));
+            }
+            return status;
+        }
+        if !self.until.is_empty() {
+            let missed: Vec<String> = self.until.iter().map(|(p, _)| format!("'{p}'")).collect();
+            self.io.say(&format!(
+                "the OS exited (code {status}) before printing: {}",
+                missed.join(", ")
+            ));
+            return ExitStatus::UntilMissed;
+        }
+        status
+    }
+}
+
+/// A thread that sends what is appended to the file at `path` (Bochs'
+/// COM1) as it comes, until the returned flag is set (Bochs exited) and
+/// the file is read to its end.
+fn tail_file(
+    path: PathBuf,
+    tx: mpsc::Sender<Event>,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = exited.clone();
+    std::thread::spawn(move || {
+        let mut file = None;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            // Bochs makes the file at the first byte out.
+            let last = done.load(std::sync::atomic::Ordering::Relaxed);
+            if file.is_none() {
+                file = std::fs::File::open(&path).ok();
+            }
+            let n = file.as_mut().map_or(0, |f| f.read(&mut buf).unwrap_or(0));
+            if n > 0 {
+                if tx.send(Event::Serial(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            } else if last {
+                return;
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    exited
 }
 
 /// A thread that sends what `stream` delivers, as it comes.

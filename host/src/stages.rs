@@ -3,7 +3,8 @@
 //! `N passed, M failed` counting individual tests. Exits 0 only if nothing failed.
 //!
 //! Stages: the Linux guest build, host tests (`cargo test --workspace`),
-//! the kernel build, the in-OS tests (profile `test` on each machine), and
+//! the kernel build, the in-OS tests (profile `test` on each machine), one
+//! boot under Bochs (GRUB, Multiboot2, the Intel CPU model), and
 //! the end-to-end tests (`cargo test -p starina-tests -- --ignored`).
 //! A stage that breaks without reporting its own counts (a build error, a
 //! crash, a timeout) counts as one failure.
@@ -22,11 +23,18 @@ use crate::markers;
 use crate::process::run_lines;
 use crate::process::Line;
 use crate::run::run;
+use crate::run::Emulator;
 use crate::run::RunOptions;
 use crate::status::ExitStatus;
 
 /// The in-OS tests' time limit, seconds.
 pub const IN_OS_TIMEOUT: f64 = 300.0;
+
+/// The Bochs boot's profile: no virtio device (Bochs has none), and it
+/// powers off by itself (status 0) a second of guest time after ready.
+pub const BOCHS_PROFILE: &str = "bench";
+/// The Bochs boot's time limit, seconds (it takes about 15 here).
+pub const BOCHS_TIMEOUT: f64 = 180.0;
 
 /// One stage's counts.
 #[derive(Clone, Debug, PartialEq)]
@@ -113,6 +121,9 @@ pub fn test(host: &Host, opts: &TestOptions) -> ExitStatus {
         for &machine in &opts.machines {
             in_os_stage(&host, &mut tally, machine, kernel_ok);
         }
+    }
+    if !skip("bochs") {
+        bochs_stage(&host, &mut tally, kernel_ok);
     }
     if !skip("e2e") {
         let cmd = [
@@ -206,10 +217,13 @@ fn cargo_stage(host: &Host, tally: &mut Tally, name: &str, cmd: &[&str]) {
     tally.add(name, passed, failed, note, t0);
 }
 
-/// Copies to stdout and keeps the last `testrunner: N passed, M failed`.
+/// Copies to stdout and keeps the last `testrunner: N passed, M failed`,
+/// and whether `starina: ready` came.
+#[derive(Default)]
 struct SummaryScan {
     pending: Vec<u8>,
     summary: Option<(u32, u32)>,
+    ready: bool,
 }
 
 impl Write for SummaryScan {
@@ -218,9 +232,11 @@ impl Write for SummaryScan {
         self.pending.extend_from_slice(data);
         while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=at).collect();
-            if let Some(s) = markers::testrunner_summary(&String::from_utf8_lossy(&line)) {
+            let line = String::from_utf8_lossy(&line);
+            if let Some(s) = markers::testrunner_summary(&line) {
                 self.summary = Some(s);
             }
+            self.ready |= line.contains(markers::READY);
         }
         Ok(data.len())
     }
@@ -260,10 +276,7 @@ fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, ke
     opts.build = false;
     opts.timeout = Some(IN_OS_TIMEOUT);
     opts.disk = disk.options(TEST_DISK_SIZE);
-    let mut scan = SummaryScan {
-        pending: Vec::new(),
-        summary: None,
-    };
+    let mut scan = SummaryScan::default();
     let mut err = std::io::stdout();
     let status = run(
         &host.with_free_http_port(),
@@ -287,6 +300,40 @@ fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, ke
         note += " (non-zero although no test failed)";
     }
     tally.add(&name, passed, failed, note, t0);
+}
+
+/// One boot under Bochs with the Intel CPU (the VMX backend's machine):
+/// through GRUB to `starina: ready`, then the profile's own power off
+/// (ACPI) with status 0.
+fn bochs_stage(host: &Host, tally: &mut Tally, kernel_ok: bool) {
+    let name = format!("Bochs boot (profile {BOCHS_PROFILE}, cpu intel)");
+    header(&format!(
+        "{name}: scripts/starina run --no-build --emulator bochs --cpu intel --profile {BOCHS_PROFILE} --timeout {}",
+        crate::host::fmt_seconds(BOCHS_TIMEOUT)
+    ));
+    let t0 = Instant::now();
+    if !kernel_ok {
+        show("test: skipped: the kernel did not build");
+        tally.add(&name, 0, 1, "skipped: no kernel".into(), t0);
+        return;
+    }
+    let mut opts = RunOptions::new(BOCHS_PROFILE);
+    opts.emulator = Emulator::Bochs(crate::bochs::Cpu::Intel);
+    opts.build = false;
+    opts.timeout = Some(BOCHS_TIMEOUT);
+    let mut scan = SummaryScan::default();
+    let mut err = std::io::stdout();
+    let mut io = Streams {
+        out: &mut scan,
+        err: &mut err,
+    };
+    let status = run(host, &opts, &mut io).status;
+    let ok = scan.ready && status.is_success();
+    let mut note = format!("exit status {}", status.code());
+    if !scan.ready {
+        note += &format!(" (no '{}' line)", markers::READY);
+    }
+    tally.add(&name, u32::from(ok), u32::from(!ok), note, t0);
 }
 
 #[cfg(test)]

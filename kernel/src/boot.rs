@@ -1,4 +1,4 @@
-//! From the PVH entry to a running system.
+//! From the PVH or Multiboot2 entry to a running system.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -7,6 +7,7 @@ use crate::arch;
 use crate::mm;
 use crate::mm::phys_to_virt;
 use crate::mm::RamRegion;
+use crate::multiboot2;
 use crate::process::Process;
 
 /// `hvm_start_info` from the PVH boot protocol (xen/arch-x86/hvm/start_info.h).
@@ -47,6 +48,9 @@ struct BootInfo {
     cmdline: String,
     /// The first boot module (the bootfs archive): physical base and size.
     module: Option<(u64, u64)>,
+    /// The boot information's own bytes (physical start, end), kept out
+    /// of the page allocator.
+    info_pages: (u64, u64),
 }
 
 /// `hvm_modlist_entry`.
@@ -92,9 +96,21 @@ fn read_start_info(start_info_phys: u64) -> (StartInfo, [Option<MemmapEntry>; 64
     (info, entries, cmdline)
 }
 
-/// A small bump heap for the very first allocations (the command line),
-/// before the page allocator knows where RAM is.
-fn early_info(start_info_phys: u64) -> BootInfo {
+/// What the loader of `protocol` told us, copied out (into the small
+/// bump heap of the very first allocations) before the page allocator
+/// knows where RAM is.
+fn early_info(info_phys: u64, protocol: u64) -> BootInfo {
+    match protocol {
+        arch::BOOT_PVH => pvh_info(info_phys),
+        arch::BOOT_MULTIBOOT2 => multiboot2_info(info_phys),
+        arch::BOOT_MULTIBOOT2_BAD_MAGIC => {
+            panic!("entered at the Multiboot2 entry without the Multiboot2 magic in EAX: not booted by a Multiboot2 loader?")
+        }
+        other => panic!("unknown boot protocol {other} from the boot assembly"),
+    }
+}
+
+fn pvh_info(start_info_phys: u64) -> BootInfo {
     let (info, entries, cmdline) = read_start_info(start_info_phys);
     let module = if info.nr_modules > 0 && info.modlist_paddr != 0 {
         let p = phys_to_virt(info.modlist_paddr) as *const ModlistEntry;
@@ -118,6 +134,43 @@ fn early_info(start_info_phys: u64) -> BootInfo {
         ram,
         cmdline,
         module,
+        info_pages: (start_info_phys, start_info_phys + 4096),
+    }
+}
+
+/// The Multiboot2 information structure at `phys`, read whole.
+fn multiboot2_info(phys: u64) -> BootInfo {
+    let base = phys_to_virt(phys);
+    // SAFETY: a Multiboot2 loader put the information structure at this
+    // physical address (8-byte aligned, below 4 GiB, so direct-mapped); its
+    // first u32 is its total size.
+    let total = unsafe { (base as *const u32).read() };
+    let len = multiboot2::check_total_size(total)
+        .unwrap_or_else(|e| panic!("Multiboot2 information at {phys:#x}: {e}: not booted by a Multiboot2 loader?"));
+    // SAFETY: the structure is `len` bytes from `base` (a size checked
+    // above); nothing writes it while we read it, before the page
+    // allocator exists.
+    let bytes = unsafe { core::slice::from_raw_parts(base as *const u8, len) };
+    let info = multiboot2::parse(bytes)
+        .unwrap_or_else(|e| panic!("Multiboot2 information at {phys:#x} is malformed: {e}"));
+    if info.memory.is_empty() {
+        panic!("Multiboot2 information at {phys:#x} has no memory map (tag 6): cannot find RAM");
+    }
+    BootInfo {
+        ram: info
+            .memory
+            .iter()
+            .filter(|r| r.kind == multiboot2::MEMORY_AVAILABLE)
+            .map(|r| RamRegion {
+                base: r.base,
+                len: r.len,
+            })
+            .collect(),
+        cmdline: info.cmdline.unwrap_or_default().iter().map(|&b| b as char).collect(),
+        module: info.module.filter(|&(base, size)| {
+            size > 0 && base.saturating_add(size) <= mm::DIRECT_MAP_SIZE
+        }),
+        info_pages: (phys, phys + len as u64),
     }
 }
 
@@ -127,24 +180,26 @@ fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Called by the boot assembly in long mode: `info_phys` is the loader's
+/// boot information, `protocol` says which (`arch::BOOT_*`).
 #[no_mangle]
-pub extern "C" fn kernel_entry(start_info_phys: u64) -> ! {
+pub extern "C" fn kernel_entry(info_phys: u64, protocol: u64) -> ! {
     arch::clock::start();
     crate::klog::init();
     arch::trap::init();
     arch::xstate::init();
 
-    // Everything up to the end of the kernel image, and the boot info
-    // page, stays out of the allocator.
+    // Everything up to the end of the kernel image, the boot information
+    // and the module stay out of the allocator.
     // SAFETY: taking the address of a linker symbol.
     let kernel_end = mm::virt_to_phys((&raw const __kernel_end) as usize);
-    let info = early_info(start_info_phys);
+    let info = early_info(info_phys, protocol);
     let zero_filler = arch::cpu::zero_filling_hypervisor();
     mm::page::init(
         &info.ram,
         &[
             (0, kernel_end.next_multiple_of(4096)),
-            (start_info_phys, start_info_phys + 4096),
+            info.info_pages,
             info.module.map_or((0, 0), |(base, size)| (base, base + size)),
         ],
         zero_filler.is_some(),

@@ -1,6 +1,6 @@
 //! The Starina microkernel.
 //!
-//! Boot (PVH), memory, threads and scheduling, handles and rights,
+//! Boot (PVH or Multiboot2), memory, threads and scheduling, handles and rights,
 //! channels, poll and timers, and startup, which runs the components of a
 //! profile as their specs say. Components are crates linked into this image
 //! (`#![forbid(unsafe_code)]`), calling the kernel through
@@ -36,6 +36,7 @@ pub mod log_limit;
 pub mod log_line;
 #[cfg(not(test))]
 pub mod mm;
+pub mod multiboot2;
 #[cfg(not(test))]
 pub mod panic;
 #[cfg(not(test))]

@@ -3,7 +3,7 @@
 #![no_std]
 #![no_main]
 
-// The PVH entry point is in the library's boot assembly; referencing the
-// Rust entry keeps the library linked in.
+// The PVH and Multiboot2 entry points are in the library's boot assembly;
+// referencing the Rust entry keeps the library linked in.
 #[used]
-static KEEP: extern "C" fn(u64) -> ! = starina_kernel::boot::kernel_entry;
+static KEEP: extern "C" fn(u64, u64) -> ! = starina_kernel::boot::kernel_entry;

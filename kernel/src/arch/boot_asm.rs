@@ -1,7 +1,15 @@
-//! The PVH entry: QEMU, Firecracker and Cloud Hypervisor jump here in 32-bit
-//! protected mode with paging off and EBX pointing at `hvm_start_info`.
-//! We build boot page tables, enable SSE (the prebuilt `core` uses it), enter
-//! long mode and jump to `kernel_entry` in the higher half.
+//! The 32-bit entries, and the long-mode setup they share.
+//!
+//! - PVH (`pvh_start32`): QEMU, Firecracker and Cloud Hypervisor jump here
+//!   in 32-bit protected mode with paging off and EBX pointing at
+//!   `hvm_start_info`.
+//! - Multiboot2 (`mb2_start32`, named by the header's entry-address tag):
+//!   GRUB jumps here in the same mode with EAX = the Multiboot2 magic and
+//!   EBX pointing at the boot information structure.
+//!
+//! Each entry records which protocol booted us; both then build boot page
+//! tables, enable SSE (the prebuilt `core` uses it), enter long mode and
+//! call `kernel_entry(info physical address, protocol)` in the higher half.
 //!
 //! Boot page tables (2 MiB pages, all of the first 4 GiB):
 //! - PML4[0]   -> identity map (needed until we run in the higher half; kept
@@ -10,8 +18,35 @@
 //! - PML4[511] -> PDPT_HIGH[510] -> first 1 GiB at 0xffff_ffff_8000_0000
 //!   (the kernel image, code-model=kernel).
 
+/// What `kernel_entry`'s second argument says booted us.
+pub const BOOT_PVH: u64 = 0;
+pub const BOOT_MULTIBOOT2: u64 = 1;
+/// We came in at the Multiboot2 entry without the Multiboot2 magic in EAX.
+pub const BOOT_MULTIBOOT2_BAD_MAGIC: u64 = 2;
+
 core::arch::global_asm!(
     r#"
+/* The Multiboot2 header: within the file's first 32 KiB, 8-byte aligned
+ * (the linker script puts it first). Tags: entry address, page-aligned
+ * modules, end. */
+.section .multiboot2, "a"
+.balign 8
+mb2_header:
+    .long 0xe85250d6                /* magic */
+    .long 0                         /* architecture: i386 protected mode */
+    .long mb2_header_end - mb2_header
+    .long 0x100000000 - (0xe85250d6 + (mb2_header_end - mb2_header))
+    .balign 8
+    .short 3, 0                     /* entry address tag */
+    .long 12
+    .long mb2_start32
+    .balign 8
+    .short 6, 0                     /* module alignment tag: page-aligned */
+    .long 8
+    .short 0, 0                     /* end tag */
+    .long 8
+mb2_header_end:
+
 .section .note.Xen, "a"
 .balign 4
     .long 4            /* namesz */
@@ -27,6 +62,23 @@ pvh_start32:
     cli
     cld
     mov esi, ebx                    /* hvm_start_info (physical) */
+    mov ebx, {pvh}                  /* the protocol, kept in EBX until the call */
+    jmp boot_common32
+
+.global mb2_start32
+mb2_start32:
+    cli
+    cld
+    mov esi, ebx                    /* the Multiboot2 information (physical) */
+    mov ebx, {mb2}
+    cmp eax, 0x36d76289             /* the bootloader's magic */
+    je boot_common32
+    mov ebx, {mb2_bad}
+
+boot_common32:
+    /* A stack of our own: neither protocol defines ESP (the far return
+     * below pushes onto it). */
+    mov esp, offset boot_stack32_top
 
     /* Fill the four page directories: 2048 x 2 MiB = 4 GiB. */
     xor ecx, ecx
@@ -112,7 +164,8 @@ boot_long_mode:
 
     movabs rsp, offset BOOT_STACK + 65536 - 16
     xor ebp, ebp
-    mov edi, esi                    /* arg0: start_info physical address */
+    mov edi, esi                    /* arg0: the boot information (physical) */
+    mov esi, ebx                    /* arg1: the protocol */
     movabs rax, offset kernel_entry
     call rax
 3:
@@ -136,7 +189,13 @@ boot_pml4:      .skip 4096
 boot_pdpt_low:  .skip 4096
 boot_pdpt_high: .skip 4096
 boot_pd:        .skip 4096 * 4
-"#
+.balign 16
+                .skip 64
+boot_stack32_top:
+"#,
+    pvh = const BOOT_PVH,
+    mb2 = const BOOT_MULTIBOOT2,
+    mb2_bad = const BOOT_MULTIBOOT2_BAD_MAGIC,
 );
 
 /// The boot stack. `kernel_entry` runs on it; it becomes the idle thread's

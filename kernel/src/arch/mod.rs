@@ -2,6 +2,8 @@
 //! [`irq`] and [`time`] exists, backed by plain atomics.
 
 #[cfg(not(test))]
+mod acpi_off;
+#[cfg(not(test))]
 pub mod apic;
 pub mod asid;
 #[cfg(not(test))]
@@ -31,6 +33,12 @@ pub mod xstate;
 
 #[cfg(not(test))]
 pub use boot_asm::boot_pml4_phys;
+#[cfg(not(test))]
+pub use boot_asm::BOOT_MULTIBOOT2;
+#[cfg(not(test))]
+pub use boot_asm::BOOT_MULTIBOOT2_BAD_MAGIC;
+#[cfg(not(test))]
+pub use boot_asm::BOOT_PVH;
 
 /// Interrupt masking around critical sections.
 pub mod irq {
@@ -83,11 +91,18 @@ pub mod time {
 }
 
 /// Writes a value to QEMU's isa-debug-exit port: QEMU exits with status
-/// `(code << 1) | 1`. On other machines this does nothing and we halt.
+/// `(code << 1) | 1`. A machine without it (Bochs) goes on: we print the
+/// code on the console (the host tool's status) and power off through
+/// ACPI; without a way to do that we halt.
 #[cfg(not(test))]
 pub fn power_off(code: u8) -> ! {
     cpu::disable_interrupts();
     cpu::outb(0xf4, code);
-    // ACPI poweroff would go here for machines without isa-debug-exit.
+    crate::klog::write_unlocked(format_args!(
+        "\n{} {code}\n",
+        starina::abi::markers::POWER_OFF
+    ));
+    serial::drain();
+    acpi_off::power_off();
     cpu::halt_forever()
 }

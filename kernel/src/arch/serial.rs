@@ -44,6 +44,16 @@ pub fn write_byte(b: u8) {
     outb(COM1, b);
 }
 
+/// Waits (bounded) until the transmitter has sent every byte: before the
+/// machine powers off, so the last line is not cut short.
+pub fn drain() {
+    for _ in 0..100_000 {
+        if inb(COM1 + 5) & 0x40 != 0 {
+            break;
+        }
+    }
+}
+
 /// Bytes as they are (a component's raw console output).
 pub fn write_raw(bytes: &[u8]) {
     for &b in bytes {

@@ -22,6 +22,12 @@ pub const KERNEL_PANIC: &str = "[kernel panic]";
 /// The exit status (through isa-debug-exit) of a kernel panic.
 pub const KERNEL_PANIC_EXIT_CODE: u8 = 126;
 
+/// Printed by the kernel when it powers off a machine without QEMU's
+/// isa-debug-exit (Bochs: ACPI soft-off, after which Bochs exits with
+/// status 1 whatever the code): `starina: power off with code <C>`. The
+/// host tool takes the OS's status from it.
+pub const POWER_OFF: &str = "starina: power off with code";
+
 /// The test runner's summary line: `testrunner: N passed, M failed`.
 /// The kernel's boot line saying every interrupt stack sits below a guard
 /// page it checked is unmapped (`kernel/src/arch/trap.rs`).
