@@ -156,6 +156,9 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if opts.root_only {
         return root_figures(&host, &opts);
     }
+    if opts.bochs_only {
+        return bochs_figures(&host);
+    }
     if opts.linux_only {
         return match crate::bench_linux::bench(&host, &opts) {
             Ok(()) => ExitStatus::Success,
@@ -213,10 +216,28 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     let fs = fs_figures(&host, &opts);
     let net = net_figures(&host, &opts);
     let root = root_figures(&host, &opts);
-    if fs.is_success() && net.is_success() && root.is_success() {
+    let bochs = bochs_figures(&host);
+    if fs.is_success() && net.is_success() && root.is_success() && bochs.is_success() {
         ExitStatus::Success
     } else {
         ExitStatus::Failed
+    }
+}
+
+/// The hypervisor backends under Bochs: VMX and SVM (`bench_bochs`).
+fn bochs_figures(host: &Host) -> ExitStatus {
+    header("hypervisor backends under Bochs: scripts/starina bench --bochs-only");
+    match crate::bench_bochs::figures(host) {
+        Ok(figures) => {
+            for (name, value) in &figures {
+                println!("bench: {name} {value}");
+            }
+            ExitStatus::Success
+        }
+        Err(e) => {
+            eprintln!("bench-bochs: {e}");
+            ExitStatus::Failed
+        }
     }
 }
 

@@ -41,7 +41,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
        scripts/starina status [--disk PATH]     (exit status 1: none up)
        scripts/starina down [--disk PATH]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|bochs|e2e]...
-       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only | --root-only | --linux-only]
+       scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only | --root-only | --linux-only | --bochs-only]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
@@ -113,6 +113,9 @@ pub struct BenchOptions {
     /// `--linux-only`: only the Linux microVM's figures (`bench_linux`:
     /// boot, exec, pipes, native commands).
     pub linux_only: bool,
+    /// `--bochs-only`: only the hypervisor backends' figures under Bochs
+    /// (`bench_bochs`: VMX and SVM).
+    pub bochs_only: bool,
 }
 
 /// The stages `starina test` knows.
@@ -348,6 +351,7 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         net_only: opts.flag("--net-only"),
         root_only: opts.flag("--root-only"),
         linux_only: opts.flag("--linux-only"),
+        bochs_only: opts.flag("--bochs-only"),
     };
     if bench.http_only && !bench.http {
         return Err("--http-only and --no-http exclude each other".into());
@@ -358,9 +362,12 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         bench.net_only,
         bench.root_only,
         bench.linux_only,
+        bench.bochs_only,
     ];
     if only.iter().filter(|&&o| o).count() > 1 {
-        return Err("--http-only, --fs-only, --net-only, --root-only and --linux-only exclude each other".into());
+        return Err(
+            "--http-only, --fs-only, --net-only, --root-only, --linux-only and --bochs-only exclude each other".into(),
+        );
     }
     no_extra(after)?;
     opts.finish()?;

@@ -3,8 +3,9 @@
 //! `N passed, M failed` counting individual tests. Exits 0 only if nothing failed.
 //!
 //! Stages: the Linux guest build, host tests (`cargo test --workspace`),
-//! the kernel build, the in-OS tests (profile `test` on each machine), one
-//! boot under Bochs (GRUB, Multiboot2, the Intel CPU model), and
+//! the kernel build, the in-OS tests (profile `test` on each machine), the
+//! Bochs boots (GRUB, Multiboot2: the OS on the Intel CPU model, then Linux
+//! through the VMX backend on it and through SVM on the AMD model), and
 //! the end-to-end tests (`cargo test -p starina-tests -- --ignored`).
 //! A stage that breaks without reporting its own counts (a build error, a
 //! crash, a timeout) counts as one failure.
@@ -35,6 +36,10 @@ pub const IN_OS_TIMEOUT: f64 = 300.0;
 pub const BOCHS_PROFILE: &str = "bench";
 /// The Bochs boot's time limit, seconds (it takes about 15 here).
 pub const BOCHS_TIMEOUT: f64 = 180.0;
+/// The Linux boots under Bochs: the smallest guest (no disk, no network).
+pub const BOCHS_LINUX_PROFILE: &str = "linux_smoke";
+/// Their time limit, seconds (each takes about 15 here).
+pub const BOCHS_LINUX_TIMEOUT: f64 = 300.0;
 
 /// One stage's counts.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +129,9 @@ pub fn test(host: &Host, opts: &TestOptions) -> ExitStatus {
     }
     if !skip("bochs") {
         bochs_stage(&host, &mut tally, kernel_ok);
+        for cpu in [crate::bochs::Cpu::Intel, crate::bochs::Cpu::Amd] {
+            bochs_linux_stage(&host, &mut tally, kernel_ok, cpu);
+        }
     }
     if !skip("e2e") {
         let cmd = [
@@ -336,9 +344,71 @@ fn bochs_stage(host: &Host, tally: &mut Tally, kernel_ok: bool) {
     tally.add(&name, u32::from(ok), u32::from(!ok), note, t0);
 }
 
+/// What a Linux boot under Bochs must show: which backend ran it (with
+/// NRIP save on the AMD model, which QEMU's SVM lacks), and the guest's
+/// `uname -r` from the linux_uname service.
+fn bochs_linux_patterns(cpu: crate::bochs::Cpu) -> Vec<String> {
+    let backend = match cpu {
+        crate::bochs::Cpu::Intel => r"hypervisor: Intel VMX enabled \(EPT",
+        crate::bochs::Cpu::Amd => r"hypervisor: AMD SVM enabled .*NRIP save yes",
+    };
+    vec![backend.to_string(), r"linux_uname: 6\.12\.".to_string()]
+}
+
+/// Linux booted under Bochs through one backend (VMX on the Intel model,
+/// SVM on the AMD one): passes when every pattern was seen.
+fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: crate::bochs::Cpu) {
+    let (backend, cpu_name) = match cpu {
+        crate::bochs::Cpu::Intel => ("VMX", "intel"),
+        crate::bochs::Cpu::Amd => ("SVM", "amd"),
+    };
+    let name = format!("Bochs: Linux through {backend} (cpu {cpu_name})");
+    let patterns = bochs_linux_patterns(cpu);
+    let until: String = patterns.iter().map(|p| format!(" --until '{p}'")).collect();
+    header(&format!(
+        "{name}: scripts/starina run --no-build --emulator bochs --cpu {cpu_name} --profile {BOCHS_LINUX_PROFILE} --timeout {}{until}",
+        crate::host::fmt_seconds(BOCHS_LINUX_TIMEOUT)
+    ));
+    let t0 = Instant::now();
+    if !kernel_ok {
+        show("test: skipped: the kernel did not build");
+        tally.add(&name, 0, 1, "skipped: no kernel".into(), t0);
+        return;
+    }
+    let mut opts = RunOptions::new(BOCHS_LINUX_PROFILE);
+    opts.emulator = Emulator::Bochs(cpu);
+    opts.build = false;
+    opts.timeout = Some(BOCHS_LINUX_TIMEOUT);
+    opts.until = patterns;
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
+    let mut io = Streams {
+        out: &mut out,
+        err: &mut err,
+    };
+    let status = run(host, &opts, &mut io).status;
+    let ok = status.is_success();
+    tally.add(&name, u32::from(ok), u32::from(!ok), format!("exit status {}", status.code()), t0);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bochs_linux_patterns_name_the_backend() {
+        let intel = bochs_linux_patterns(crate::bochs::Cpu::Intel);
+        let amd = bochs_linux_patterns(crate::bochs::Cpu::Amd);
+        let matches = |patterns: &[String], line: &str| {
+            patterns.iter().any(|p| regex::Regex::new(p).unwrap().is_match(line))
+        };
+        let vmx = "INFO  kernel: hypervisor: Intel VMX enabled (EPT, unrestricted guest, VPID yes, INVEPT single-context)";
+        let svm = "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save yes)";
+        let qemu_svm = "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save no)";
+        assert!(matches(&intel, vmx) && !matches(&intel, svm));
+        assert!(matches(&amd, svm) && !matches(&amd, qemu_svm));
+        assert!(matches(&amd, "[   0.784549] INFO  linux_uname: 6.12.118"));
+    }
 
     #[test]
     fn cargo_lines() {

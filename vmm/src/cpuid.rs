@@ -139,6 +139,9 @@ const E1_ECX_TOPOEXT: u32 = bit(22);
 const E1_ECX_PERFCTR_CORE: u32 = bit(23);
 const E1_ECX_PERFCTR_NB: u32 = bit(24);
 const E1_ECX_PERFCTR_LLC: u32 = bit(28);
+/// MONITORX/MWAITX: intercepted with MONITOR/MWAIT (a #UD), so not
+/// offered (Linux's delay loop would use them on AMD).
+const E1_ECX_MWAITX: u32 = bit(29);
 // Leaf 0x8000_0007 EDX.
 const E7_EDX_INVARIANT_TSC: u32 = bit(8);
 // Leaf 0x8000_0008 EBX: IBPB, IBRS, STIBP, SSBD and friends (12..=26).
@@ -248,7 +251,8 @@ impl CpuidPolicy {
                     | E1_ECX_TOPOEXT
                     | E1_ECX_PERFCTR_CORE
                     | E1_ECX_PERFCTR_NB
-                    | E1_ECX_PERFCTR_LLC);
+                    | E1_ECX_PERFCTR_LLC
+                    | E1_ECX_MWAITX);
             }
             0x8000_0007 => {
                 // Keep only the invariant TSC bit: power management is ours.
@@ -420,7 +424,7 @@ mod tests {
         assert_eq!(l1.edx & (L1_EDX_APIC | L1_EDX_MTRR | L1_EDX_MCE), 0);
         assert_eq!(l1.ebx >> 16, 1, "one logical CPU, APIC ID 0");
         let e1 = p.cpuid(0x8000_0001, 0, 0, xcr0::X87, &host);
-        assert_eq!(e1.ecx & E1_ECX_SVM, 0);
+        assert_eq!(e1.ecx & (E1_ECX_SVM | E1_ECX_MWAITX), 0);
         assert_eq!(
             p.cpuid(0x8000_000a, 0, 0, xcr0::X87, &host),
             CpuidResult::default()
