@@ -30,14 +30,23 @@ pub fn figures(host: &Host) -> Result<Figures, String> {
     let mut counts = Vec::new();
     for (cpu, backend) in [(Cpu::Intel, "vmx"), (Cpu::Amd, "svm")] {
         let boot = boot(host, cpu)?;
-        figures.insert(format!("linux_boot_instructions_{backend}"), boot.instructions.to_string());
-        figures.insert(format!("linux_boot_exits_{backend}"), boot.exits.to_string());
+        figures.insert(
+            format!("linux_boot_instructions_{backend}"),
+            boot.instructions.to_string(),
+        );
+        figures.insert(
+            format!("linux_boot_exits_{backend}"),
+            boot.exits.to_string(),
+        );
         let seconds = boot.instructions as f64 / (boot.tsc_mhz as f64 * 1e6);
         figures.insert(
             format!("linux_boot_exits_per_s_{backend}"),
             format!("{:.0}", boot.exits as f64 / seconds),
         );
-        figures.insert(format!("linux_boot_exits_by_reason_{backend}"), boot.by_reason);
+        figures.insert(
+            format!("linux_boot_exits_by_reason_{backend}"),
+            boot.by_reason,
+        );
         counts.push(boot.instructions);
     }
     figures.insert(
@@ -81,7 +90,9 @@ fn parse(lines: &[&str]) -> Option<Boot> {
         .and_then(|l| markers::timestamp_ns(l))?;
     let agent_tsc = lines.iter().find_map(|l| agent_tsc(l))?;
     let booting_tsc = ready_tsc + booting_ns.checked_sub(ready_ns)? * tsc_mhz / 1000;
-    let summary = lines.iter().find_map(|l| Some(&l[l.find(EXITS_AT_READY)? + EXITS_AT_READY.len()..]))?;
+    let summary = lines
+        .iter()
+        .find_map(|l| Some(&l[l.find(EXITS_AT_READY)? + EXITS_AT_READY.len()..]))?;
     let exits = summary.split(' ').next()?.parse().ok()?;
     let by_reason = summary.rsplit("; ").next()?.to_string();
     Some(Boot {
@@ -102,7 +113,9 @@ fn tsc_mhz(line: &str) -> Option<u64> {
 fn agent_tsc(line: &str) -> Option<u64> {
     let rest = &line[line.find(markers::AGENT_READY)?..];
     let digits = &rest[rest.find(" tsc=")? + " tsc=".len()..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 

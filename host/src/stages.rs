@@ -388,7 +388,13 @@ fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: crate
     };
     let status = run(host, &opts, &mut io).status;
     let ok = status.is_success();
-    tally.add(&name, u32::from(ok), u32::from(!ok), format!("exit status {}", status.code()), t0);
+    tally.add(
+        &name,
+        u32::from(ok),
+        u32::from(!ok),
+        format!("exit status {}", status.code()),
+        t0,
+    );
 }
 
 #[cfg(test)]
@@ -400,11 +406,15 @@ mod tests {
         let intel = bochs_linux_patterns(crate::bochs::Cpu::Intel);
         let amd = bochs_linux_patterns(crate::bochs::Cpu::Amd);
         let matches = |patterns: &[String], line: &str| {
-            patterns.iter().any(|p| regex::Regex::new(p).unwrap().is_match(line))
+            patterns
+                .iter()
+                .any(|p| regex::Regex::new(p).unwrap().is_match(line))
         };
         let vmx = "INFO  kernel: hypervisor: Intel VMX enabled (EPT, unrestricted guest, VPID yes, INVEPT single-context)";
-        let svm = "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save yes)";
-        let qemu_svm = "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save no)";
+        let svm =
+            "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save yes)";
+        let qemu_svm =
+            "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save no)";
         assert!(matches(&intel, vmx) && !matches(&intel, svm));
         assert!(matches(&amd, svm) && !matches(&amd, qemu_svm));
         assert!(matches(&amd, "[   0.784549] INFO  linux_uname: 6.12.118"));

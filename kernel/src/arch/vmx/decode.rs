@@ -77,11 +77,19 @@ pub fn ept_violation(qualification: u64) -> (Access, bool) {
 pub enum CrAccess {
     /// MOV to CR`cr` from the general-purpose register `gpr` (the
     /// `VcpuState::gprs` index: RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..).
-    MovTo { cr: u8, gpr: u8 },
-    MovFrom { cr: u8, gpr: u8 },
+    MovTo {
+        cr: u8,
+        gpr: u8,
+    },
+    MovFrom {
+        cr: u8,
+        gpr: u8,
+    },
     Clts,
     /// LMSW with this 16-bit source.
-    Lmsw { source: u16 },
+    Lmsw {
+        source: u16,
+    },
 }
 
 pub fn cr_access(qualification: u64) -> CrAccess {
@@ -185,7 +193,10 @@ mod tests {
         );
         // `rep insw` from port 0x1f0.
         let q = io((0x1f0 << 16) | (1 << 5) | (1 << 4) | (1 << 3) | 1);
-        assert_eq!((q.port, q.size, q.access, q.string, q.rep), (0x1f0, 2, Access::Read, true, true));
+        assert_eq!(
+            (q.port, q.size, q.access, q.string, q.rep),
+            (0x1f0, 2, Access::Read, true, true)
+        );
         // `in eax, dx`.
         assert_eq!(io(3 | (1 << 3)).size, 4);
     }
@@ -202,11 +213,17 @@ mod tests {
         // mov cr4, rax
         assert_eq!(cr_access(4), CrAccess::MovTo { cr: 4, gpr: 0 });
         // mov rbx, cr3
-        assert_eq!(cr_access(3 | (1 << 4) | (3 << 8)), CrAccess::MovFrom { cr: 3, gpr: 3 });
+        assert_eq!(
+            cr_access(3 | (1 << 4) | (3 << 8)),
+            CrAccess::MovFrom { cr: 3, gpr: 3 }
+        );
         // mov cr0, r15
         assert_eq!(cr_access(15 << 8), CrAccess::MovTo { cr: 0, gpr: 15 });
         assert_eq!(cr_access(2 << 4), CrAccess::Clts);
-        assert_eq!(cr_access((3 << 4) | (0x0011 << 16)), CrAccess::Lmsw { source: 0x11 });
+        assert_eq!(
+            cr_access((3 << 4) | (0x0011 << 16)),
+            CrAccess::Lmsw { source: 0x11 }
+        );
     }
 
     #[test]

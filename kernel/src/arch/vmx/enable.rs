@@ -134,7 +134,11 @@ fn enable() -> Result<VmxInfo, Unavailable> {
     log::info!(
         "hypervisor: Intel VMX enabled (EPT, unrestricted guest, VPID {}, INVEPT {})",
         if info.vpid { "yes" } else { "no" },
-        if info.invept_single { "single-context" } else { "global" }
+        if info.invept_single {
+            "single-context"
+        } else {
+            "global"
+        }
     );
     Ok(info)
 }
@@ -150,7 +154,12 @@ fn allow_vmx() -> Result<(), Unavailable> {
     }
     // SAFETY: the firmware left the MSR unlocked; enabling VMX outside
     // SMX and locking it changes nothing else.
-    unsafe { wrmsr(IA32_FEATURE_CONTROL, feature | FEATURE_VMX_OUTSIDE_SMX | FEATURE_LOCKED) };
+    unsafe {
+        wrmsr(
+            IA32_FEATURE_CONTROL,
+            feature | FEATURE_VMX_OUTSIDE_SMX | FEATURE_LOCKED,
+        )
+    };
     Ok(())
 }
 
@@ -183,16 +192,24 @@ fn capabilities() -> Result<VmxInfo, Unavailable> {
         primary_cap,
     )
     .ok_or(lacks("TPR shadow, MSR bitmaps or secondary controls"))?;
-    controls(primary::INTERRUPT_WINDOW_EXITING, 0, primary_cap).ok_or(lacks("interrupt-window exiting"))?;
+    controls(primary::INTERRUPT_WINDOW_EXITING, 0, primary_cap)
+        .ok_or(lacks("interrupt-window exiting"))?;
     let ept_cap = rdmsr(IA32_VMX_EPT_VPID_CAP);
     let secondary_cap = rdmsr(IA32_VMX_PROCBASED_CTLS2);
     let vpid_usable = ept_cap & INVVPID != 0 && ept_cap & (INVVPID_SINGLE | INVVPID_ALL) != 0;
-    let optional = secondary::RDTSCP | secondary::INVPCID | if vpid_usable { secondary::VPID } else { 0 };
-    let secondary = controls(secondary::EPT | secondary::UNRESTRICTED_GUEST, optional, secondary_cap)
-        .ok_or(lacks("EPT or unrestricted guest"))?;
+    let optional =
+        secondary::RDTSCP | secondary::INVPCID | if vpid_usable { secondary::VPID } else { 0 };
+    let secondary = controls(
+        secondary::EPT | secondary::UNRESTRICTED_GUEST,
+        optional,
+        secondary_cap,
+    )
+    .ok_or(lacks("EPT or unrestricted guest"))?;
     let ept_needs = EPT_WALK_4 | EPT_WRITE_BACK | EPT_2M_PAGES | INVEPT;
     if ept_cap & ept_needs != ept_needs || ept_cap & (INVEPT_SINGLE | INVEPT_ALL) == 0 {
-        return Err(lacks("EPT with a 4-level walk, write-back, 2 MiB pages and INVEPT"));
+        return Err(lacks(
+            "EPT with a 4-level walk, write-back, 2 MiB pages and INVEPT",
+        ));
     }
     let exit = controls(
         exit::HOST_64BIT | exit::SAVE_PAT | exit::LOAD_PAT | exit::SAVE_EFER | exit::LOAD_EFER,

@@ -11,9 +11,9 @@
 //! [`VmExit`]: starina::abi::vcpu::VmExit
 
 pub mod decode;
-pub mod fields;
 #[cfg(not(test))]
 mod entry;
+pub mod fields;
 #[cfg(not(test))]
 mod vcpu;
 #[cfg(not(test))]

@@ -44,7 +44,13 @@ const PASSTHROUGH_MSRS: [u32; 5] = [0x174, 0x175, 0x176, 0xc000_0100, 0xc000_010
 /// STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE: VMX leaves them alone, so
 /// each entry loads the guest's and each exit stores them and loads the
 /// host's (the VM-entry/exit MSR lists).
-const SWITCHED_MSRS: [u32; 5] = [0xc000_0081, 0xc000_0082, 0xc000_0083, 0xc000_0084, 0xc000_0102];
+const SWITCHED_MSRS: [u32; 5] = [
+    0xc000_0081,
+    0xc000_0082,
+    0xc000_0083,
+    0xc000_0084,
+    0xc000_0102,
+];
 /// Where the host's list starts in the MSR list page (the guest's is at 0).
 const HOST_LIST: usize = 2048;
 
@@ -130,6 +136,8 @@ pub struct VmxVcpu {
     entry: u32,
     flush_tlb: bool,
     vpid: Option<Asid>,
+    /// The host's CR3 as last written to the VMCS.
+    host_cr3: u64,
     /// The host's descriptor tables: a VM exit sets both limits to 0xFFFF.
     host_gdtr: DescriptorPointer,
     host_idtr: DescriptorPointer,
@@ -170,6 +178,7 @@ impl VmxVcpu {
             entry: info.entry,
             flush_tlb: true,
             vpid: info.vpid.then(|| Asid::alloc(u16::MAX as u32)),
+            host_cr3: 0,
             host_gdtr: DescriptorPointer::default(),
             host_idtr: DescriptorPointer::default(),
         };
@@ -250,7 +259,10 @@ impl VmxVcpu {
         w(f::ENTRY_MSR_LOAD_COUNT, count);
         w(f::EXIT_MSR_STORE_ADDR, self.msr_lists_phys);
         w(f::EXIT_MSR_STORE_COUNT, count);
-        w(f::EXIT_MSR_LOAD_ADDR, self.msr_lists_phys + HOST_LIST as u64);
+        w(
+            f::EXIT_MSR_LOAD_ADDR,
+            self.msr_lists_phys + HOST_LIST as u64,
+        );
         w(f::EXIT_MSR_LOAD_COUNT, count);
         w(f::VIRTUAL_APIC_ADDR, self.virtual_apic_phys);
         w(f::TPR_THRESHOLD, 0);
@@ -285,6 +297,7 @@ impl VmxVcpu {
         }
         w(f::HOST_CR0, cr0);
         w(f::HOST_CR3, cr3);
+        self.host_cr3 = cr3;
         w(f::HOST_CR4, cr4);
         for (field, selector) in [
             (f::HOST_CS_SELECTOR, cs),
@@ -333,7 +346,12 @@ impl VmxVcpu {
 
     /// CR4 as the guest wants it: VMXE on, hidden.
     fn cr4(&self, wanted: u64) -> decode::Shadowed {
-        decode::shadowed(wanted, self.info.cr4_fixed0 | CR4_VMXE, self.info.cr4_fixed1, 0)
+        decode::shadowed(
+            wanted,
+            self.info.cr4_fixed0 | CR4_VMXE,
+            self.info.cr4_fixed1,
+            0,
+        )
     }
 
     pub fn set_tsc_offset(&mut self, offset: i64) {
@@ -387,7 +405,11 @@ impl VmxVcpu {
         if failed {
             // SAFETY of the read: our VMCS is still current.
             let e = VmxError::FailValid(read32(f::INSTRUCTION_ERROR));
-            let what = if self.launched { "VMRESUME" } else { "VMLAUNCH" };
+            let what = if self.launched {
+                "VMRESUME"
+            } else {
+                "VMLAUNCH"
+            };
             log::error!("vmx: {what} failed: {e}");
             return Step::Exit(VmExit::Invalid);
         }
@@ -416,6 +438,7 @@ impl VmxVcpu {
     /// after. Returns whether the entry instruction failed.
     fn enter(&mut self) -> bool {
         let enabled = crate::arch::irq::save_and_disable();
+        self.refresh_host_cr3();
         let gprs: *mut GuestGprs = &mut self.gprs;
         let failed;
         let seen_xcr0;
@@ -441,6 +464,19 @@ impl VmxVcpu {
             self.set_xcr0(xcr0::adopt(seen_xcr0, self.xcr0_allowed));
         }
         failed
+    }
+
+    /// The page table the exit returns to: the one this thread runs on now
+    /// (one for the whole kernel today; read each entry so that per-process
+    /// tables cannot make an exit land in the wrong one).
+    fn refresh_host_cr3(&mut self) {
+        let cr3: u64;
+        // SAFETY: reading CR3 has no side effects.
+        unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+        if cr3 != self.host_cr3 {
+            w(f::HOST_CR3, cr3);
+            self.host_cr3 = cr3;
+        }
     }
 
     /// Drops stale translations: every entry of a vCPU sharing its VPID,
@@ -514,7 +550,11 @@ impl Drop for VmxVcpu {
             }
             page::free_pages(self.vmcs_phys, 1);
         }
-        for phys in [self.msr_bitmap_phys, self.msr_lists_phys, self.virtual_apic_phys] {
+        for phys in [
+            self.msr_bitmap_phys,
+            self.msr_lists_phys,
+            self.virtual_apic_phys,
+        ] {
             if phys != 0 {
                 page::free_pages(phys, 1);
             }
@@ -522,5 +562,5 @@ impl Drop for VmxVcpu {
     }
 }
 
-mod state;
 mod exits;
+mod state;

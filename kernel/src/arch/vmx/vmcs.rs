@@ -19,7 +19,11 @@ impl core::fmt::Display for VmxError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             VmxError::FailInvalid => write!(f, "VMfailInvalid"),
-            VmxError::FailValid(n) => write!(f, "VMfailValid, VM-instruction error {n} ({})", error_name(*n)),
+            VmxError::FailValid(n) => write!(
+                f,
+                "VMfailValid, VM-instruction error {n} ({})",
+                error_name(*n)
+            ),
         }
     }
 }

@@ -29,7 +29,11 @@ const CR0_TS: u64 = 1 << 3;
 impl VmxVcpu {
     pub(super) fn translate_exit(&mut self, exit_reason: u16, state: &mut VcpuState) -> Step {
         let qualification = read(f::EXIT_QUALIFICATION);
-        let next_rip = || state.rip.wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64);
+        let next_rip = || {
+            state
+                .rip
+                .wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64)
+        };
         let exit = match exit_reason {
             reason::EXTERNAL_INTERRUPT | reason::INIT | reason::SIPI => VmExit::HostInterrupt,
             reason::EXCEPTION_OR_NMI => self.exception_exit(),
@@ -95,7 +99,10 @@ impl VmxVcpu {
                 error_code: None,
             },
             reason::EPT_MISCONFIG => {
-                log::error!("vmx: EPT misconfiguration at {:#x}", read(f::GUEST_PHYSICAL_ADDR));
+                log::error!(
+                    "vmx: EPT misconfiguration at {:#x}",
+                    read(f::GUEST_PHYSICAL_ADDR)
+                );
                 VmExit::Invalid
             }
             other => VmExit::Unknown { code: other as u64 },
@@ -130,12 +137,20 @@ impl VmxVcpu {
             Ok(xcr0) => {
                 self.set_xcr0(xcr0);
                 state.xcr0 = xcr0;
-                state.rip = state.rip.wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64);
-                VmExit::Xsetbv { value, accepted: true }
+                state.rip = state
+                    .rip
+                    .wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64);
+                VmExit::Xsetbv {
+                    value,
+                    accepted: true,
+                }
             }
             Err(fault) => {
                 self.fault = Some(Self::exception(fault.vector(), fault.error_code(), state));
-                VmExit::Xsetbv { value, accepted: false }
+                VmExit::Xsetbv {
+                    value,
+                    accepted: false,
+                }
             }
         }
     }
@@ -168,7 +183,11 @@ impl VmxVcpu {
             _ => Err(UD),
         };
         match result {
-            Ok(()) => state.rip = state.rip.wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64),
+            Ok(()) => {
+                state.rip = state
+                    .rip
+                    .wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64)
+            }
             Err(vector) => {
                 let code = (vector == GP).then_some(0);
                 self.fault = Some(Self::exception(vector, code, state));

@@ -65,7 +65,10 @@ impl VmxVcpu {
         for (seg, segment) in segments(s) {
             w(seg.selector(), segment.selector as u64);
             w(seg.limit(), segment.limit as u64);
-            w(seg.access_rights(), decode::access_rights(segment.attrib) as u64);
+            w(
+                seg.access_rights(),
+                decode::access_rights(segment.attrib) as u64,
+            );
             w(seg.base(), segment.base);
         }
         w(f::GUEST_GDTR_BASE, s.gdtr.base);
