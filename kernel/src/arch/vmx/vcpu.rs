@@ -38,6 +38,33 @@ use crate::mm::phys_to_virt;
 /// The VMCS this CPU has current (0: none of ours).
 static CURRENT: AtomicU64 = AtomicU64::new(0);
 
+/// Failed VM entries are logged at most once a second, with how many were
+/// not: a VMM that keeps handing over a bad state (or the system-call
+/// fuzzer's random ones) must not flood the log.
+struct Throttle {
+    last_ns: AtomicU64,
+    skipped: AtomicU64,
+}
+
+static ENTRY_FAILURES: Throttle = Throttle {
+    last_ns: AtomicU64::new(0),
+    skipped: AtomicU64::new(0),
+};
+
+impl Throttle {
+    /// `Some(lines skipped since the last one)` if this one may be logged.
+    fn admit(&self) -> Option<u64> {
+        let now = crate::arch::time::now_ns();
+        let last = self.last_ns.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < 1_000_000_000 {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.last_ns.store(now.max(1), Ordering::Relaxed);
+        Some(self.skipped.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// MSRs the guest reads and writes directly: those the VMCS switches
 /// (SYSENTER, FS/GS base) and those the MSR lists switch.
 const PASSTHROUGH_MSRS: [u32; 5] = [0x174, 0x175, 0x176, 0xc000_0100, 0xc000_0101];
@@ -410,7 +437,11 @@ impl VmxVcpu {
             } else {
                 "VMLAUNCH"
             };
-            log::error!("vmx: {what} failed: {e}");
+            if let Some(skipped) = ENTRY_FAILURES.admit() {
+                log::error!(
+                    "vmx: {what} failed: {e} ({skipped} failed entries not logged before it)"
+                );
+            }
             return Step::Exit(VmExit::Invalid);
         }
         let exit_reason = read32(f::EXIT_REASON);
@@ -502,6 +533,9 @@ impl VmxVcpu {
     }
 
     fn log_entry_failure(&self, exit_reason: u32, state: &VcpuState) {
+        let Some(skipped) = ENTRY_FAILURES.admit() else {
+            return;
+        };
         let why = match exit_reason as u16 {
             reason::INVALID_GUEST_STATE => "invalid guest state",
             reason::MSR_LOADING => "MSR loading",
@@ -510,7 +544,7 @@ impl VmxVcpu {
         };
         log::error!(
             "vmx: VM entry failed ({why}, reason {}, qualification {:#x}): cr0={:#x} cr4={:#x} efer={:#x} \
-             rflags={:#x} cs={:#x}/{:#x} ss={:#x}/{:#x} tr={:#x}/{:#x}",
+             rflags={:#x} cs={:#x}/{:#x} ss={:#x}/{:#x} tr={:#x}/{:#x} ({} failed entries not logged before it)",
             exit_reason & 0xffff,
             read(f::EXIT_QUALIFICATION),
             state.cr0,
@@ -522,7 +556,8 @@ impl VmxVcpu {
             state.ss.selector,
             state.ss.attrib,
             state.tr.selector,
-            state.tr.attrib
+            state.tr.attrib,
+            skipped
         );
     }
 }
