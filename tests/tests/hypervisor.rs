@@ -6,8 +6,9 @@ use starina_tests::boot;
 
 #[test]
 #[ignore = "boots the kernel under QEMU: run by make test"]
-fn without_svm_the_error_says_how_to_get_it() {
-    // A later -cpu wins: the same CPU model with SVM masked off.
+fn without_svm_or_vmx_the_error_says_how_to_get_it() {
+    // A later -cpu wins: the same CPU model with SVM masked off (QEMU's
+    // TCG has no VMX either).
     let run = boot(
         "linux_test",
         "q35",
@@ -15,7 +16,7 @@ fn without_svm_the_error_says_how_to_get_it() {
         &["--until", "cannot create a VM", "--", "-cpu", "max,-svm"],
     );
     run.assert_code(0);
-    run.assert_console("hypervisor: cannot create a VM: this CPU has no AMD SVM");
+    run.assert_console("hypervisor: cannot create a VM: this CPU has neither AMD SVM nor Intel VMX");
     run.assert_console("-cpu max");
     run.assert_console("nested virtualization");
 }
