@@ -5,8 +5,9 @@
 //! i440FX PC. COM1 goes to a file that `run` tails; Bochs' log to another,
 //! whose panics and errors are shown when a boot fails. Debian builds
 //! Bochs with its debugger (it stops before the first instruction: a
-//! debugger script says `continue`) and without `nogui` (the VNC display
-//! `rfb` stands in, not waiting for a client). The OS powers off through
+//! debugger script says `continue`) and without `nogui`: the SDL display
+//! stands in, on SDL's dummy video driver (no window; the VNC display `rfb`
+//! would listen on a port of every interface). The OS powers off through
 //! ACPI, after which Bochs exits with status 1 whatever the code: the
 //! code comes from the kernel's `starina: power off with code C` line.
 
@@ -75,7 +76,7 @@ impl BochsConfig {
             "plugin_ctrl: speaker=0, gameport=0, parallel=0, iodebug=0".to_string(),
             "sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy".to_string(),
             "config_interface: textconfig".to_string(),
-            "display_library: rfb, options=\"timeout=0\"".to_string(),
+            "display_library: sdl2".to_string(),
             format!("megs: {}", self.memory_mib),
             format!("romimage: file={BIOS}"),
             format!("vgaromimage: file={VGA_BIOS}"),
@@ -129,6 +130,9 @@ pub fn command(bochsrc: &Path, script: &Path) -> Result<Command, (ExitStatus, St
         None => Command::new(bochs),
     };
     cmd.arg("-q").arg("-f").arg(bochsrc).arg("-rc").arg(script);
+    // SDL's offscreen driver: a display nobody sees, and no window or
+    // network listener (the VGA screen is not where the console is).
+    cmd.env("SDL_VIDEODRIVER", "dummy");
     Ok(cmd)
 }
 
@@ -176,7 +180,7 @@ mod tests {
     fn bochsrc_lines() {
         let rc = config(Cpu::Intel).bochsrc();
         for line in [
-            "display_library: rfb, options=\"timeout=0\"",
+            "display_library: sdl2",
             "megs: 512",
             "cpu: model=tigerlake, count=1, ips=200000000, reset_on_triple_fault=0",
             "clock: sync=none, time0=local",
