@@ -175,6 +175,12 @@ impl RawEnv {
     pub fn take_device(&mut self, name: &'static str) -> Result<Device, EnvError> {
         self.take_handle(name).map(Device::from_handle)
     }
+
+    /// The device of an optional `[devices]` entry: `None` when startup
+    /// provided none (no free device matched).
+    pub fn take_optional_device(&mut self, name: &'static str) -> Option<Device> {
+        self.take_handle(name).ok().map(Device::from_handle)
+    }
 }
 
 #[cfg(test)]
@@ -201,5 +207,18 @@ mod tests {
         }
         // Taken once: gone from the env.
         assert!(raw.take_optional_channel("net").is_none());
+    }
+
+    #[test]
+    fn an_optional_device_is_the_handle_startup_pushed_or_none() {
+        let fake = FakeKernel::install();
+        let id = fake.add_device();
+        let mut raw = RawEnv::new("demo", 1);
+        raw.push("nic", id);
+
+        assert!(raw.take_optional_device("disk").is_none());
+        let nic = raw.take_optional_device("nic").expect("pushed");
+        assert_eq!(nic.id(), id);
+        assert!(raw.take_optional_device("nic").is_none());
     }
 }

@@ -123,6 +123,10 @@ pub struct DeviceNeed {
     /// What the spec said, for messages (`virtio-net`, `pci 1af4:1000`).
     pub describe: &'static str,
     pub matches: &'static [DeviceMatch],
+    /// The component starts without it when no free device matches (spec
+    /// `{ kind = "...", optional = true }`): startup then hands no device,
+    /// and the env field is `None`.
+    pub optional: bool,
 }
 
 /// A channel the component needs: env field `name`, connected to the

@@ -172,8 +172,8 @@ pub fn starina_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 pub const TEST_DISK_SIZE: u64 = 64 << 20;
 
 /// `args` with `--disk` on `disk` for `run` and `exec` unless they name
-/// one (tests never touch the user's default image), and `--linux-root
-/// none` unless they name a root.
+/// one (tests never touch the user's default image) or boot Bochs (which
+/// has no disk), and `--linux-root none` unless they name a root.
 fn with_own_disk(args: &[&str], disk: &TempDisk) -> Vec<String> {
     let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let boots = matches!(args.first(), Some(&"run") | Some(&"exec"));
@@ -181,7 +181,11 @@ fn with_own_disk(args: &[&str], disk: &TempDisk) -> Vec<String> {
     let named = args[..before_extra]
         .iter()
         .any(|a| *a == "--disk" || a.starts_with("--disk="));
-    if boots && !named {
+    let bochs = args[..before_extra]
+        .windows(2)
+        .any(|w| w == ["--emulator", "bochs"])
+        || args[..before_extra].contains(&"--emulator=bochs");
+    if boots && !named && !bochs {
         let size = TEST_DISK_SIZE.to_string();
         let disk = disk.path().to_string_lossy().into_owned();
         out.splice(1..1, ["--disk".into(), disk, "--disk-size".into(), size]);

@@ -5,6 +5,10 @@
 //! baseline once the fuzzer was torn down), and echo still answered after
 //! it; the watch powers off with 0 only then. The count and seed are the
 //! spec's (`specs/sysfuzz.toml`); `make fuzz` runs the same for longer.
+//!
+//! The same under Bochs with the Intel CPU model (profile `fuzz_vmx`,
+//! fewer calls, no NIC): the random vCPU states and injections go to the
+//! VMX backend (`kernel/src/arch/vmx/`), which QEMU's CPU lacks.
 //! Slow: run by `make test`.
 
 use starina_tests::*;
@@ -13,23 +17,43 @@ use starina_tests::*;
 /// for a loaded machine.
 const TIMEOUT: u32 = 300;
 
+/// The Bochs run takes about a minute and a half here; this is for a
+/// loaded machine.
+const BOCHS_TIMEOUT: u32 = 400;
+
 /// What the kernel prints when it panics (`starina_abi::KERNEL_PANIC`,
 /// which the host tool does not re-export).
 const KERNEL_PANIC: &str = "[kernel panic]";
 
-/// A `[config]` integer of `specs/sysfuzz.toml` (no profile overrides it).
-fn spec_value(key: &str) -> u64 {
-    let spec = std::fs::read_to_string(repo_root().join("specs/sysfuzz.toml"))
-        .expect("specs/sysfuzz.toml is readable");
-    spec.lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim()
-                .strip_prefix('=')?
-                .trim()
-                .parse()
-                .ok()
-        })
+/// `key = <integer>` among `lines`.
+fn integer(mut lines: impl Iterator<Item = String>, key: &str) -> Option<u64> {
+    lines.find_map(|l| {
+        l.strip_prefix(key)?
+            .trim()
+            .strip_prefix('=')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn read(file: &str) -> String {
+    std::fs::read_to_string(repo_root().join(file))
+        .unwrap_or_else(|e| panic!("cannot read {file}: {e}"))
+}
+
+/// A sysfuzz `[config]` integer as `profile` gives it: its
+/// `[config.sysfuzz]` value, or else `specs/sysfuzz.toml`'s.
+fn spec_value(profile: &str, key: &str) -> u64 {
+    let profile = read(&format!("specs/profiles/{profile}.toml"));
+    let section = profile
+        .lines()
+        .skip_while(|l| l.trim() != "[config.sysfuzz]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .map(String::from);
+    integer(section, key)
+        .or_else(|| integer(read("specs/sysfuzz.toml").lines().map(String::from), key))
         .unwrap_or_else(|| panic!("specs/sysfuzz.toml has no integer '{key}'"))
 }
 
@@ -47,12 +71,71 @@ fn number_after(line: &str, word: &str) -> Option<u64> {
 #[test]
 #[ignore = "boots the kernel under QEMU: run by make test"]
 fn syscall_fuzzer_leaves_no_panic_no_leak_and_a_working_system() {
-    let (calls, seed) = (spec_value("calls"), spec_value("seed"));
+    let (calls, seed) = (spec_value("fuzz", "calls"), spec_value("fuzz", "seed"));
     let again = format!(
         "seed {seed:#x}, {calls} calls: reproduce with `make fuzz ONLY=sysfuzz SYSCALLS={calls} SEED={seed:#x}`"
     );
     eprintln!("sysfuzz: {again}");
     let run = boot("fuzz", "q35", TIMEOUT, &[]);
+    let (made, rate) = check_verdict(&run, calls, seed, &again);
+    eprintln!("sysfuzz: {made} calls, {rate} calls/s; {}", leak_line(&run));
+}
+
+/// What a failed VM entry logs (`kernel/src/arch/vmx/`): `vmx: VM entry
+/// failed (...)` or `vmx: VMLAUNCH failed: ...` (`VMRESUME` likewise).
+fn is_vmx_entry_failure(line: &str) -> bool {
+    line.contains("vmx: VM entry failed")
+        || line.contains("vmx: VMLAUNCH failed")
+        || line.contains("vmx: VMRESUME failed")
+}
+
+#[test]
+#[ignore = "boots the kernel under Bochs: run by make test"]
+fn syscall_fuzzer_under_vmx_leaves_no_panic_no_leak_and_a_working_system() {
+    let profile = "fuzz_vmx";
+    let (calls, seed) = (spec_value(profile, "calls"), spec_value(profile, "seed"));
+    let again = format!(
+        "seed {seed:#x}, {calls} calls: reproduce with `scripts/starina run --emulator bochs --cpu intel --profile {profile}` (seed and count: [config.sysfuzz] of specs/profiles/{profile}.toml)"
+    );
+    eprintln!("sysfuzz: {again}");
+    let run = boot(
+        profile,
+        "q35",
+        BOCHS_TIMEOUT,
+        &["--emulator", "bochs", "--cpu", "intel"],
+    );
+    let fail = |what: &str| -> String { format!("{what} ({again})\n{}", run.transcript()) };
+    // The fuzzer reached the VMX backend: it created a VM on the Intel
+    // model and ran its vCPU.
+    assert!(
+        run.stdout.contains("hypervisor: Intel VMX enabled"),
+        "{}",
+        fail("no 'hypervisor: Intel VMX enabled' line: the VMX backend did not run")
+    );
+    let (made, rate) = check_verdict(&run, calls, seed, &again);
+    let vcpu_runs = run
+        .lines()
+        .filter(|l| l.contains("sysfuzz: vcpu_run:"))
+        .last()
+        .unwrap_or_else(|| panic!("{}", fail("no 'sysfuzz: vcpu_run:' line")))
+        .to_string();
+    let entered = number_after(&vcpu_runs, "vcpu_run:").unwrap_or(0);
+    assert!(
+        entered > 0 && vcpu_runs.contains("exits: ") && !vcpu_runs.contains("exits: ;"),
+        "{}",
+        fail("no vcpu_run call returned an exit")
+    );
+    let failed_entries = run.lines().filter(|l| is_vmx_entry_failure(l)).count();
+    eprintln!(
+        "sysfuzz under VMX: {made} calls, {rate} calls/s in {:.0} s; {}; {failed_entries} failed-entry lines; {}",
+        run.elapsed.as_secs_f64(),
+        &vcpu_runs[vcpu_runs.find("vcpu_run:").unwrap_or(0)..],
+        leak_line(&run)
+    );
+}
+
+/// Checks the watch's verdict; the calls made and their rate.
+fn check_verdict(run: &Run, calls: u64, seed: u64, again: &str) -> (u64, u64) {
     let fail = |what: &str| -> String { format!("{what} ({again})\n{}", run.transcript()) };
     assert!(
         !run.stdout.contains(KERNEL_PANIC),
@@ -98,7 +181,7 @@ fn syscall_fuzzer_leaves_no_panic_no_leak_and_a_working_system() {
         fail("the watch did not power off with 0")
     );
     let rate = number_after(summary, "ms,").unwrap_or(0);
-    eprintln!("sysfuzz: {made} calls, {rate} calls/s; {}", leak_line(&run));
+    (made, rate)
 }
 
 fn leak_line(run: &Run) -> String {

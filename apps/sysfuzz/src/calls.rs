@@ -144,10 +144,11 @@ impl Fuzzer {
     /// Something to watch: its own handles, or (while it may interfere) any.
     fn watch_target(&mut self) -> HandleId {
         let env = self.env();
-        match self.rng.below(10) {
-            0 => self
+        match (self.rng.below(10), env.nic) {
+            (0, Some(nic)) => self
                 .rng
-                .pick(&[env.supervisor, env.watch, env.nic, env.hypervisor]),
+                .pick(&[env.supervisor, env.watch, nic, env.hypervisor]),
+            (0, None) => self.rng.pick(&[env.supervisor, env.watch, env.hypervisor]),
             _ => self.victim(None),
         }
     }

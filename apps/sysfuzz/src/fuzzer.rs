@@ -9,6 +9,7 @@ use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
 
 use starina::abi::syscall::SyscallNo;
+use starina::abi::vcpu::VmExit;
 use starina::abi::MESSAGE_DATA_MAX;
 use starina::syscall::KernelApi;
 use starina::Error;
@@ -25,7 +26,9 @@ pub struct EnvIds {
     pub supervisor: HandleId,
     pub watch: HandleId,
     pub hypervisor: HandleId,
-    pub nic: HandleId,
+    /// The NIC, when startup found one (none under Bochs): the driver
+    /// calls are made only with it.
+    pub nic: Option<HandleId>,
 }
 
 /// What every fuzzing thread of the run shares.
@@ -37,6 +40,9 @@ pub struct Shared {
     pub guest_ram_bytes: u64,
     /// Random control registers, flags and segments for `vcpu_run`.
     pub wild_vcpu_state: bool,
+    /// Real-mode segment caches after reset instead of zeroed ones (which
+    /// VMX refuses).
+    pub reset_segments: bool,
 }
 
 /// Fuzzing threads alive besides the main one. A static rather than a
@@ -122,7 +128,8 @@ pub fn k() -> &'static dyn KernelApi {
 impl Fuzzer {
     pub fn new(seed: u64, shared: Arc<Shared>, worker: bool) -> Fuzzer {
         let env = shared.env;
-        let protected = vec![env.supervisor, env.watch, env.hypervisor, env.nic];
+        let mut protected = vec![env.supervisor, env.watch, env.hypervisor];
+        protected.extend(env.nic);
         let slot = shared.whereabouts.claim();
         Fuzzer {
             rng: Rng::new(seed),
@@ -143,6 +150,14 @@ impl Fuzzer {
         self.shared.tally.note(call, result);
         let whereabouts = &self.shared.whereabouts;
         whereabouts.set(self.slot, self.step, call.as_raw() as usize);
+    }
+
+    /// [`Fuzzer::note`] for `vcpu_run`, whose results are counted by exit
+    /// kind as well.
+    pub fn note_vcpu_run(&self, result: &Result<VmExit, Error>) {
+        self.shared.tally.note_vcpu_run(result);
+        let call = SyscallNo::VcpuRun.as_raw() as usize;
+        self.shared.whereabouts.set(self.slot, self.step, call);
     }
 
     /// Whether a call may close, move, re-arm or unwatch a handle it did

@@ -1,7 +1,8 @@
 //! The calls behind a privilege: the hypervisor (a small VM of its own),
-//! the driver calls (on the NIC its spec gives it, nothing else drives it),
-//! and the system calls it holds no right for (shutdown, monitoring), which
-//! must only ever fail.
+//! the driver calls (on the NIC its spec gives it, nothing else drives it;
+//! only when startup found one: the device is optional, and Bochs has
+//! none), and the system calls it holds no right for (shutdown,
+//! monitoring), which must only ever fail.
 
 use starina::abi::syscall::SyscallNo;
 use starina::abi::vcpu::Injection;
@@ -17,19 +18,33 @@ use crate::pool::Kind;
 const MAX_VMS: usize = 1;
 const MAX_DMA: usize = 3;
 
+/// The rolls of `privileged_call` that are driver calls.
+const DRIVER_CALLS: core::ops::RangeInclusive<u64> = 5..=11;
+
 impl Fuzzer {
     pub fn privileged_call(&mut self) {
-        match self.rng.below(16) {
-            0 => self.vm_create(),
-            1 | 2 => self.guest_ram_access(),
-            3 => self.vcpu_run(),
-            4 => self.vcpu_control(),
-            5 => self.device_info_and_config(),
-            6 => self.device_mmio_map(),
-            7 => self.interrupt_calls(),
-            8 | 9 => self.dma_alloc(),
-            10 => self.dma_free(),
-            11 => self.dma_translate(),
+        let nic = self.env().nic;
+        // Without a device the driver calls' rolls are rolled again, so the
+        // other calls keep their proportions (and with one, the sequence
+        // is the same as ever: one roll).
+        let roll = loop {
+            let roll = self.rng.below(16);
+            if nic.is_some() || !DRIVER_CALLS.contains(&roll) {
+                break roll;
+            }
+        };
+        match (roll, nic) {
+            (0, _) => self.vm_create(),
+            (1 | 2, _) => self.guest_ram_access(),
+            (3, _) => self.vcpu_run(),
+            (4, _) => self.vcpu_control(),
+            (5, Some(nic)) => self.device_info_and_config(nic),
+            (6, Some(nic)) => self.device_mmio_map(nic),
+            (7, Some(nic)) => self.interrupt_calls(nic),
+            (8 | 9, Some(nic)) => self.dma_alloc(nic),
+            (10, Some(_)) => self.dma_free(),
+            (11, Some(nic)) => self.dma_translate(nic),
+            // 12 to 15 (a driver call's roll never comes without a NIC).
             _ => self.system_calls(),
         }
     }
@@ -39,8 +54,7 @@ impl Fuzzer {
     }
 
     /// The device argument: mostly the NIC, sometimes any number.
-    fn device(&mut self) -> HandleId {
-        let nic = self.env().nic;
+    fn device(&mut self, nic: HandleId) -> HandleId {
         if self.rng.one_in(4) {
             self.any(None)
         } else {
@@ -101,9 +115,13 @@ impl Fuzzer {
 
     /// A register state: real mode with random registers and entry point,
     /// or (with `wild_vcpu_state`) random control registers, flags and
-    /// segments too.
+    /// segments too. The segments are zeroed, or (with `reset_segments`)
+    /// those of a CPU after reset, which VMX accepts.
     fn vcpu_state(&mut self) -> VcpuState {
         let mut s = VcpuState::default();
+        if self.shared.reset_segments {
+            set_reset_segments(&mut s);
+        }
         for g in &mut s.gprs {
             *g = self.rng.next();
         }
@@ -138,7 +156,7 @@ impl Fuzzer {
         let mut state = self.vcpu_state();
         let inject = self.injection();
         let r = k().vcpu_run(vcpu, &mut state, inject);
-        self.note(SyscallNo::VcpuRun, &r);
+        self.note_vcpu_run(&r);
     }
 
     fn vcpu_control(&mut self) {
@@ -159,8 +177,8 @@ impl Fuzzer {
         }
     }
 
-    fn device_info_and_config(&mut self) {
-        let device = self.device();
+    fn device_info_and_config(&mut self, nic: HandleId) {
+        let device = self.device(nic);
         match self.rng.below(4) {
             0 => {
                 let r = k().device_info(device);
@@ -185,9 +203,9 @@ impl Fuzzer {
         }
     }
 
-    fn device_mmio_map(&mut self) {
-        let device = self.device();
-        let bar = k().device_pci_config_read(self.env().nic, 0x10 + 4 * self.rng.below(6) as u16);
+    fn device_mmio_map(&mut self, nic: HandleId) {
+        let device = self.device(nic);
+        let bar = k().device_pci_config_read(nic, 0x10 + 4 * self.rng.below(6) as u16);
         self.note(SyscallNo::DevicePciConfigRead, &bar);
         let base = u64::from(bar.unwrap_or(0) & !0xf);
         let paddr = match self.rng.below(5) {
@@ -201,9 +219,9 @@ impl Fuzzer {
         self.note(SyscallNo::DeviceMmioMap, &r);
     }
 
-    fn interrupt_calls(&mut self) {
+    fn interrupt_calls(&mut self, nic: HandleId) {
         if self.rng.one_in(2) {
-            let device = self.device();
+            let device = self.device(nic);
             let r = k().interrupt_create(device);
             self.note(SyscallNo::InterruptCreate, &r);
             if let Ok(irq) = r {
@@ -216,7 +234,7 @@ impl Fuzzer {
         }
     }
 
-    fn dma_alloc(&mut self) {
+    fn dma_alloc(&mut self, nic: HandleId) {
         let pages = match self.rng.below(8) {
             0 => 0,
             1 => 1024 + self.rng.below(2) as usize,
@@ -226,7 +244,7 @@ impl Fuzzer {
         if (1..=1024).contains(&pages) && self.count(Kind::Dma) >= MAX_DMA {
             return;
         }
-        let device = self.device();
+        let device = self.device(nic);
         let r = k().dma_alloc(device, pages);
         self.note(SyscallNo::DmaAlloc, &r);
         if let Ok(dma) = r {
@@ -243,8 +261,8 @@ impl Fuzzer {
         }
     }
 
-    fn dma_translate(&mut self) {
-        let device = self.device();
+    fn dma_translate(&mut self, nic: HandleId) {
+        let device = self.device(nic);
         let local = 0u64;
         let vaddr = match self.rng.below(5) {
             0 => self.scratch.as_ptr() as usize + self.rng.below(4096) as usize,
@@ -292,4 +310,32 @@ impl Fuzzer {
             }
         }
     }
+}
+
+/// The segment caches, TR, LDTR, GDTR and IDTR of a CPU after reset (real
+/// mode, selectors and bases 0, limits 64 KiB): present data segments
+/// (read/write, accessed), a present code segment (execute/read,
+/// accessed), a busy 16-bit TSS and an LDT, as VMX's guest-state checks
+/// want them (SVM accepts zeroed ones as well).
+fn set_reset_segments(s: &mut VcpuState) {
+    use starina::abi::vcpu::DescriptorTable;
+    use starina::abi::vcpu::Segment;
+    let segment = |attrib| Segment {
+        selector: 0,
+        attrib,
+        limit: 0xffff,
+        base: 0,
+    };
+    s.cs = segment(0x9b);
+    for data in [&mut s.ds, &mut s.es, &mut s.fs, &mut s.gs, &mut s.ss] {
+        *data = segment(0x93);
+    }
+    s.tr = segment(0x8b);
+    s.ldtr = segment(0x82);
+    let table = DescriptorTable {
+        base: 0,
+        limit: 0xffff,
+    };
+    s.gdtr = table;
+    s.idtr = table;
 }

@@ -191,6 +191,16 @@ fn create_instance(state: &mut State, slot: usize) -> Option<(Arc<Process>, RawE
         grant_privileges(&mut table, d, &mut env)?;
         for need in d.devices {
             let Some(device) = crate::device::claim(need.matches) else {
+                if need.optional {
+                    // The env field is `None`: the component starts without it.
+                    log::info!(
+                        "startup: {} starts without a {} device (optional spec field '{}'): there is none free",
+                        d.name,
+                        need.describe,
+                        need.name
+                    );
+                    continue;
+                }
                 log::error!(
                     "startup: {} needs a {} device (spec field '{}') and there is none free; not starting it",
                     d.name,

@@ -3,6 +3,7 @@
 
 use crate::model::Component;
 use crate::model::ConfigOverride;
+use crate::model::DeviceSpec;
 use crate::model::Kind;
 use crate::model::LinuxService;
 use crate::model::Need;
@@ -43,14 +44,7 @@ pub fn component_env(component: &Component) -> String {
         env_need_field(o, need);
     }
     for device in &component.devices {
-        line(
-            o,
-            format!("    /// Device `{}` (spec `[devices]`).", device.describe),
-        );
-        line(
-            o,
-            format!("    pub {}: ::starina::driver::Device,", device.field),
-        );
+        env_device_field(o, device);
     }
     if component.kind == Kind::Command {
         line(o, "    /// Its arguments (`args.argv[0]`: the name it was called by) and environment.");
@@ -162,10 +156,15 @@ pub fn component_env(component: &Component) -> String {
         line(o, take);
     }
     for device in &component.devices {
-        line(
-            o,
-            format!("            {0}: raw.take_device({0:?})?,", device.field),
-        );
+        let take = if device.optional {
+            format!(
+                "            {0}: raw.take_optional_device({0:?}),",
+                device.field
+            )
+        } else {
+            format!("            {0}: raw.take_device({0:?})?,", device.field)
+        };
+        line(o, take);
     }
     if component.kind == Kind::Command {
         line(o, "            args: raw.take_args(),");
@@ -303,6 +302,27 @@ fn env_need_field(o: &mut String, need: &Need) {
     } else {
         line(o, format!("    /// Channel to service `{service}`."));
         line(o, format!("    pub {field}: ::starina::channel::Channel,"));
+    }
+}
+
+/// The `Env` field of a `[devices]` entry, with its doc comment.
+fn env_device_field(o: &mut String, device: &DeviceSpec) {
+    let (describe, field) = (&device.describe, &device.field);
+    if device.optional {
+        line(
+            o,
+            format!(
+                "    /// Device `{describe}` (spec `[devices]`, optional): `None` when \
+                 startup found no such device free."
+            ),
+        );
+        line(
+            o,
+            format!("    pub {field}: ::core::option::Option<::starina::driver::Device>,"),
+        );
+    } else {
+        line(o, format!("    /// Device `{describe}` (spec `[devices]`)."));
+        line(o, format!("    pub {field}: ::starina::driver::Device,"));
     }
 }
 
@@ -474,6 +494,7 @@ fn component_def(o: &mut String, c: &Component) {
                 line(o, format!("                    {m},"));
             }
             line(o, "                ],");
+            line(o, format!("                optional: {},", d.optional));
             line(o, "            },");
         }
         line(o, "        ],");

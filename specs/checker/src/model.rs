@@ -119,6 +119,9 @@ pub struct DeviceSpec {
     /// A short description for messages (`virtio-net`, `pci 1af4:1000`).
     pub describe: String,
     pub matches: Vec<DeviceMatch>,
+    /// The component may start without it (`optional = true`): the field
+    /// is then an `Option`, `None` when startup finds no such device.
+    pub optional: bool,
 }
 
 /// One way a device matches a `[devices]` entry.

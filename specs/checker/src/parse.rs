@@ -431,7 +431,7 @@ fn read_need_value(
 }
 
 /// The keys a `[devices]` entry may have.
-const DEVICE_KEYS: &[&str] = &["kind", "pci", "virtio-mmio"];
+const DEVICE_KEYS: &[&str] = &["kind", "pci", "virtio-mmio", "optional"];
 
 fn read_devices(f: &mut Fields, needs: &[Need]) -> Vec<DeviceSpec> {
     let mut devices = Vec::new();
@@ -606,6 +606,18 @@ fn read_device(f: &mut Fields, key: &str, field: &str, entry: toml::Table) -> Op
             }
         }
     }
+    let optional = match entry.get("optional") {
+        None => false,
+        Some(Value::Boolean(optional)) => *optional,
+        Some(other) => {
+            f.error(
+                &format!("{key}.optional"),
+                format!("expected a bool (true or false); got {}", describe(other)),
+            );
+            ok = false;
+            false
+        }
+    };
     if ok && matches.is_empty() {
         f.error(
             key,
@@ -620,6 +632,7 @@ fn read_device(f: &mut Fields, key: &str, field: &str, entry: toml::Table) -> Op
         field: field.to_string(),
         describe: describes.join(" or "),
         matches,
+        optional,
     })
 }
 

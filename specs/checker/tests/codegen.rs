@@ -39,6 +39,7 @@ uplink = { service = "tcpip", optional = true }
 nic = { kind = "virtio-net" }
 disk = { pci = { vendor = 0x1af4, device = 0x1001 }, virtio-mmio = { device_id = 2 } }
 any_intel = { pci = { vendor = 0x8086 } }
+rng = { kind = "virtio-rng", optional = true }
 
 [config]
 rounds = 1000
@@ -379,7 +380,8 @@ fn wiring_of_devices() {
                              ::starina::spec::DeviceMatch::Pci { vendor: 0x1af4, device: ::core::option::Option::Some(0x1000) },\n                    \
                              ::starina::spec::DeviceMatch::Pci { vendor: 0x1af4, device: ::core::option::Option::Some(0x1041) },\n                    \
                              ::starina::spec::DeviceMatch::VirtioMmio { device_id: 1 },\n                \
-                         ],\n            \
+                         ],\n                \
+                         optional: false,\n            \
                      },\n",
     );
     assert_contains(
@@ -390,6 +392,18 @@ fn wiring_of_devices() {
         &code,
         "                    ::starina::spec::DeviceMatch::Pci { vendor: 0x8086, device: ::core::option::Option::None },\n",
     );
+    assert_contains(
+        &code,
+        "                name: \"rng\",\n                \
+                 describe: \"virtio-rng\",\n",
+    );
+    assert_contains(
+        &code,
+        "                    ::starina::spec::DeviceMatch::VirtioMmio { device_id: 4 },\n                \
+                 ],\n                \
+                 optional: true,\n            \
+                 },\n",
+    );
 }
 
 #[test]
@@ -398,6 +412,8 @@ fn env_of_devices_and_monitor() {
     assert_contains(&code, "    /// Device `virtio-net` (spec `[devices]`).\n    pub nic: ::starina::driver::Device,\n");
     assert_contains(&code, "    pub disk: ::starina::driver::Device,\n");
     assert_contains(&code, "            nic: raw.take_device(\"nic\")?,\n");
+    assert_contains(&code, "    /// Device `virtio-rng` (spec `[devices]`, optional): `None` when startup found no such device free.\n    pub rng: ::core::option::Option<::starina::driver::Device>,\n");
+    assert_contains(&code, "            rng: raw.take_optional_device(\"rng\"),\n");
     assert_contains(&code, "    pub monitor: ::starina::system::Monitor,\n");
     assert_contains(&code, "            monitor: raw.take_monitor()?,\n");
 }
@@ -514,6 +530,10 @@ pub mod env {
             let _ = name;
             Ok(crate::driver::Device(0))
         }
+        pub fn take_optional_device(&mut self, name: &'static str) -> Option<crate::driver::Device> {
+            let _ = name;
+            None
+        }
     }
 }
 pub mod spec {
@@ -523,7 +543,7 @@ pub mod spec {
     #[derive(Clone, Copy, Debug)] pub enum RestartPolicy { Never, OnFailure, Always }
     #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown, Monitor, Spawn, Control }
     #[derive(Clone, Copy, Debug)] pub enum DeviceMatch { Pci { vendor: u16, device: Option<u16> }, VirtioMmio { device_id: u32 } }
-    #[derive(Clone, Copy, Debug)] pub struct DeviceNeed { pub name: &'static str, pub describe: &'static str, pub matches: &'static [DeviceMatch] }
+    #[derive(Clone, Copy, Debug)] pub struct DeviceNeed { pub name: &'static str, pub describe: &'static str, pub matches: &'static [DeviceMatch], pub optional: bool }
     #[derive(Clone, Copy, Debug)] pub struct Need { pub name: &'static str, pub service: &'static str, pub optional: bool }
     #[derive(Clone, Copy, Debug)]
     pub struct ComponentDef {

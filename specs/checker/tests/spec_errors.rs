@@ -561,6 +561,56 @@ fn device_entries_are_checked_key_by_key() {
 }
 
 #[test]
+fn devices_may_be_optional() {
+    let fixture = Fixture::valid();
+    fixture.write(
+        "specs/echo.toml",
+        &format!(
+            "{ECHO}\n[devices]\nnic = {{ kind = \"virtio-net\", optional = true }}\n\
+             disk = {{ kind = \"virtio-blk\", optional = false }}\n\
+             rng = {{ virtio-mmio = {{ device_id = 4 }} }}\n"
+        ),
+    );
+    let system = fixture.load();
+    let echo = system.component("echo").unwrap();
+    let fields: Vec<(&str, &str, bool)> = echo
+        .devices
+        .iter()
+        .map(|d| (d.field.as_str(), d.describe.as_str(), d.optional))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("nic", "virtio-net", true),
+            ("disk", "virtio-blk", false),
+            ("rng", "virtio-mmio device 4", false)
+        ]
+    );
+    assert_eq!(echo.devices[0].matches.len(), 3);
+}
+
+#[test]
+fn optional_devices_take_a_bool() {
+    assert_errors(
+        echo_errors(&format!(
+            "{ECHO}\n[devices]\n\
+             a = {{ kind = \"virtio-net\", optional = \"yes\" }}\n\
+             b = {{ kind = \"virtio-net\", optional = 1 }}\n\
+             c = {{ kind = \"virtio-net\", optinal = true }}\n\
+             d = {{ optional = true }}\n\
+             e = {{ kind = \"virtio-net\", colour = \"red\" }}\n"
+        )),
+        &[
+            "spec specs/echo.toml: field 'devices.a.optional': expected a bool (true or false); got 'yes'",
+            "spec specs/echo.toml: field 'devices.b.optional': expected a bool (true or false); got integer 1",
+            "spec specs/echo.toml: field 'devices.c.optinal': unknown key (did you mean 'optional'?)",
+            "spec specs/echo.toml: field 'devices.d': says nothing to match a device with: give `kind` (e.g. `d = { kind = \"virtio-net\" }`), `pci = { vendor = ..., device = ... }` or `virtio-mmio = { device_id = ... }`",
+            "spec specs/echo.toml: field 'devices.e.colour': unknown key (known keys: kind, pci, virtio-mmio, optional)",
+        ],
+    );
+}
+
+#[test]
 fn a_device_field_cannot_also_be_a_need() {
     assert_errors(
         echo_errors(&format!(
