@@ -407,6 +407,11 @@ impl KernelApi for Kernel {
     ) -> Result<VmExit, Error> {
         sched::in_kernel(|| {
             let vcpu = object::<Vcpu>(vcpu, rights::VCPU_RUN)?;
+            if let Injection::Exception { vector, .. } = inject {
+                if !starina::abi::vcpu::valid_exception_vector(vector) {
+                    return Err(Error::InvalidArgument);
+                }
+            }
             let mut guard = vcpu.acquire()?;
             // By the VMM's deadline at the latest, never later than a tick
             // already armed: the slice and the kernel timers keep their
@@ -422,6 +427,9 @@ impl KernelApi for Kernel {
             let mut guard = vcpu.acquire()?;
             match control {
                 VcpuControl::TscOffset(off) => guard.hw().set_tsc_offset(off),
+                VcpuControl::Pat(pat) if !starina::abi::vcpu::valid_pat(pat) => {
+                    return Err(Error::InvalidArgument);
+                }
                 VcpuControl::Pat(pat) => guard.hw().set_pat(pat),
                 VcpuControl::Xcr0Allowed(mask) => guard
                     .hw()

@@ -106,13 +106,6 @@ impl Default for MsrState {
     }
 }
 
-fn valid_pat(v: u64) -> bool {
-    // Each byte: 0 UC, 1 WC, 4 WT, 5 WP, 6 WB, 7 UC-.
-    v.to_le_bytes()
-        .iter()
-        .all(|b| matches!(b, 0 | 1 | 4 | 5 | 6 | 7))
-}
-
 impl MsrState {
     /// RDMSR. `host_tsc` is the host's TSC now.
     pub fn read(&self, index: u32, host_tsc: u64) -> Result<u64, MsrError> {
@@ -155,7 +148,7 @@ impl MsrState {
             }
             MSR_IA32_MISC_ENABLE => self.misc_enable = value,
             MSR_IA32_PAT => {
-                if !valid_pat(value) {
+                if !starina_abi::vcpu::valid_pat(value) {
                     return Err(invalid);
                 }
                 self.pat = value;

@@ -258,7 +258,9 @@ pub enum Injection {
 pub enum VcpuControl {
     /// Guest TSC = host TSC + offset.
     TscOffset(i64),
-    /// The guest's PAT MSR.
+    /// The guest's PAT MSR: eight memory types, each 0, 1, 4, 5, 6 or 7
+    /// ([`valid_pat`]), else `InvalidArgument` (the CPU would refuse to
+    /// enter the guest with it).
     Pat(u64),
     /// The XCR0 bits the guest may set with XSETBV: what the VMM's CPUID
     /// leaf 0xD offers. Must include [`xcr0::X87`], be consistent
@@ -274,6 +276,20 @@ pub enum VcpuControl {
     /// [`DEFAULT_RUN_NS`]. A run interrupted by the host (a device, another
     /// thread's timer) returns early whatever this says.
     ExitBy(u64),
+}
+
+/// Whether `pat` is a PAT MSR value the CPU accepts: every byte a memory
+/// type (UC 0, WC 1, WT 4, WP 5, WB 6, UC- 7).
+pub fn valid_pat(pat: u64) -> bool {
+    pat.to_le_bytes()
+        .iter()
+        .all(|&t| matches!(t, 0 | 1 | 4..=7))
+}
+
+/// Whether an exception the VMM asks to inject can be one: a vector below
+/// 32 (the architecture's exceptions; 2 is the NMI).
+pub fn valid_exception_vector(vector: u8) -> bool {
+    vector < 32
 }
 
 /// How long a run lasts at most when the VMM has not said
@@ -359,6 +375,27 @@ pub mod xcr0 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pat_values_are_memory_types() {
+        // The reset value, and Linux's.
+        assert!(valid_pat(0x0007_0406_0007_0406));
+        assert!(valid_pat(0x0007_0106_0007_0406));
+        assert!(valid_pat(0));
+        // 2 and 3 are reserved, as is anything above 7.
+        assert!(!valid_pat(0x0007_0406_0007_0402));
+        assert!(!valid_pat(0x0300_0000_0000_0000));
+        assert!(!valid_pat(0x0000_0000_0008_0000));
+        assert!(!valid_pat(u64::MAX));
+    }
+
+    #[test]
+    fn exception_vectors_are_below_32() {
+        assert!(
+            valid_exception_vector(0) && valid_exception_vector(13) && valid_exception_vector(31)
+        );
+        assert!(!valid_exception_vector(32) && !valid_exception_vector(255));
+    }
 
     #[test]
     fn a_run_ends_by_the_vmms_deadline_within_bounds() {
