@@ -14,6 +14,7 @@
 
 use crate::bench::capture;
 use crate::bench::Figures;
+use crate::bench_linux::agent_ready_tsc;
 use crate::bochs::Cpu;
 use crate::host::Host;
 use crate::markers;
@@ -88,7 +89,7 @@ fn parse(lines: &[&str]) -> Option<Boot> {
         .iter()
         .find(|l| l.contains(markers::LINUX_BOOTING))
         .and_then(|l| markers::timestamp_ns(l))?;
-    let agent_tsc = lines.iter().find_map(|l| agent_tsc(l))?;
+    let agent_tsc = lines.iter().find_map(|l| agent_ready_tsc(l))?;
     let booting_tsc = ready_tsc + booting_ns.checked_sub(ready_ns)? * tsc_mhz / 1000;
     let summary = lines
         .iter()
@@ -107,16 +108,6 @@ fn parse(lines: &[&str]) -> Option<Boot> {
 fn tsc_mhz(line: &str) -> Option<u64> {
     let rest = &line[line.find("timer: TSC ")? + "timer: TSC ".len()..];
     rest.split(' ').next()?.parse().ok()
-}
-
-/// `... starina-agent: ready (Linux <release>) tsc=<n>` -> n.
-fn agent_tsc(line: &str) -> Option<u64> {
-    let rest = &line[line.find(markers::AGENT_READY)?..];
-    let digits = &rest[rest.find(" tsc=")? + " tsc=".len()..];
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
 }
 
 #[cfg(test)]

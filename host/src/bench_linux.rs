@@ -318,7 +318,7 @@ fn boot_instructions(lines: &[&str]) -> Option<u64> {
 }
 
 /// `... starina-agent: ready (Linux <release>) tsc=<n>` -> n.
-fn agent_ready_tsc(line: &str) -> Option<u64> {
+pub(crate) fn agent_ready_tsc(line: &str) -> Option<u64> {
     let rest = &line[line.find(markers::AGENT_READY)?..];
     let digits = &rest[rest.find(" tsc=")? + " tsc=".len()..];
     let end = digits

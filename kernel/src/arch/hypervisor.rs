@@ -92,6 +92,42 @@ pub fn nested_paging_flags() -> (u64, u64) {
     }
 }
 
+/// More undeliverable interrupts than this means the guest has kept
+/// interrupts off for very long; the oldest are dropped (and logged).
+const MAX_PENDING_IRQS: usize = 16;
+
+/// External interrupts the VMM handed over that the guest could not take
+/// yet (IF=0, an interrupt shadow, or another event first): held in order
+/// until it can, on either backend; never dropped silently.
+#[derive(Default)]
+pub struct PendingIrqs(alloc::collections::VecDeque<u8>);
+
+impl PendingIrqs {
+    pub fn push(&mut self, vector: u8) {
+        if self.0.len() >= MAX_PENDING_IRQS {
+            let dropped = self.0.pop_front();
+            log::warn!("hypervisor: guest kept interrupts off too long; dropped vector {dropped:?}");
+        }
+        self.0.push_back(vector);
+    }
+
+    pub fn next(&self) -> Option<u8> {
+        self.0.front().copied()
+    }
+
+    pub fn pop(&mut self) -> Option<u8> {
+        self.0.pop_front()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// One vCPU's hardware state, for whichever backend runs.
 pub enum HwVcpu {
     Svm(SvmVcpu),

@@ -28,6 +28,7 @@ use super::cpu::cpuid;
 use super::cpu::rdmsr;
 use super::cpu::wrmsr;
 use crate::arch::asid::Asid;
+use crate::arch::hypervisor::PendingIrqs;
 use crate::arch::hypervisor::Unavailable;
 use crate::arch::xcr0;
 use crate::arch::xstate;
@@ -333,12 +334,9 @@ pub struct SvmVcpu {
     /// External interrupts the VMM handed over that the guest could not
     /// take yet (IF=0, interrupt shadow, or another event first): held
     /// here, in order, until it can; never dropped silently.
-    pending_irqs: alloc::collections::VecDeque<u8>,
+    pending_irqs: PendingIrqs,
 }
 
-/// More undeliverable interrupts than this means the guest has kept
-/// interrupts off for very long; the oldest are dropped (and logged).
-const MAX_PENDING_IRQS: usize = 16;
 
 const IOPM_PAGES: usize = 3;
 const MSRPM_PAGES: usize = 2;
@@ -463,7 +461,7 @@ impl SvmVcpu {
             flush_tlb: true,
             asid,
             reinject: None,
-            pending_irqs: alloc::collections::VecDeque::new(),
+            pending_irqs: PendingIrqs::default(),
         })
     }
 
@@ -608,11 +606,7 @@ impl SvmVcpu {
             Injection::None => {}
             Injection::Window => want_window = true,
             Injection::Interrupt(vector) => {
-                if self.pending_irqs.len() >= MAX_PENDING_IRQS {
-                    let dropped = self.pending_irqs.pop_front();
-                    log::warn!("hypervisor: guest kept interrupts off too long; dropped vector {dropped:?}");
-                }
-                self.pending_irqs.push_back(vector);
+                self.pending_irqs.push(vector);
             }
             Injection::Exception { vector, error_code } => {
                 event = vector as u64 | (3 << 8) | (1 << 31);
@@ -631,17 +625,17 @@ impl SvmVcpu {
             event = interrupted;
         }
         let shadow = read64(v, ctl::INT_STATE) & 1 != 0;
-        if let Some(&vector) = self.pending_irqs.front() {
+        if let Some(vector) = self.pending_irqs.next() {
             if event == 0 && state.interrupts_enabled() && !shadow {
                 event = vector as u64 | (1 << 31);
-                self.pending_irqs.pop_front();
+                self.pending_irqs.pop();
             }
         }
         if !self.pending_irqs.is_empty() || want_window {
             // V_IRQ with priority 0xf, ignoring the TPR: exit as soon as the
             // guest could take an interrupt (then inject it for real).
             int_ctl |= (1 << 8) | (0xf << 16) | (1 << 20);
-            write8(v, ctl::INT_VECTOR, self.pending_irqs.front().copied().unwrap_or(0x20));
+            write8(v, ctl::INT_VECTOR, self.pending_irqs.next().unwrap_or(0x20));
             misc1 |= MISC1_VINTR;
         }
         write64(v, ctl::EVENT_INJ, event);

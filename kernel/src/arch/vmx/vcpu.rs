@@ -4,7 +4,6 @@
 //! bits, INVD) are handled here and the guest entered again.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use core::arch::asm;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
@@ -28,6 +27,7 @@ use super::vmcs::VmxError;
 use super::EPTP_FLAGS;
 use crate::arch::asid::Asid;
 use crate::arch::cpu::rdmsr;
+use crate::arch::hypervisor::PendingIrqs;
 use crate::arch::hypervisor::Unavailable;
 use crate::arch::xcr0;
 use crate::arch::xstate;
@@ -105,9 +105,6 @@ fn is_software(info: u32) -> bool {
 const BLOCKING_STI_MOV_SS: u64 = 3;
 const CR4_VMXE: u64 = 1 << 13;
 
-/// More undeliverable interrupts than this means the guest has kept
-/// interrupts off for very long; the oldest are dropped (and logged).
-const MAX_PENDING_IRQS: usize = 16;
 
 /// An event to deliver on the next entry.
 #[derive(Clone, Copy, Debug)]
@@ -155,7 +152,7 @@ pub struct VmxVcpu {
     /// An event whose delivery an exit cut short: it goes in again first.
     reinject: Option<Event>,
     /// Interrupts the VMM handed over that the guest could not take yet.
-    pending_irqs: VecDeque<u8>,
+    pending_irqs: PendingIrqs,
     /// The primary controls as last written (the interrupt-window bit
     /// changes).
     primary: u32,
@@ -200,7 +197,7 @@ impl VmxVcpu {
             xcr0_allowed: xstate::guest_mask(),
             fault: None,
             reinject: None,
-            pending_irqs: VecDeque::new(),
+            pending_irqs: PendingIrqs::default(),
             primary: info.primary,
             entry: info.entry,
             flush_tlb: true,

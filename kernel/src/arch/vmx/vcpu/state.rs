@@ -19,7 +19,6 @@ use super::Event;
 use super::VmxVcpu;
 use super::BLOCKING_STI_MOV_SS;
 use super::DELIVER_ERROR_CODE;
-use super::MAX_PENDING_IRQS;
 use super::TYPE_HARDWARE_EXCEPTION;
 use super::TYPE_NMI;
 use super::VALID;
@@ -193,11 +192,7 @@ impl VmxVcpu {
             Injection::None => {}
             Injection::Window => want_window = true,
             Injection::Interrupt(vector) => {
-                if self.pending_irqs.len() >= MAX_PENDING_IRQS {
-                    let dropped = self.pending_irqs.pop_front();
-                    log::warn!("hypervisor: guest kept interrupts off too long; dropped vector {dropped:?}");
-                }
-                self.pending_irqs.push_back(vector);
+                self.pending_irqs.push(vector);
             }
             Injection::Exception { vector, error_code } => {
                 event = Some(Self::exception(vector, error_code, state));
@@ -211,7 +206,7 @@ impl VmxVcpu {
         }
         let blocked = read(f::GUEST_INTERRUPTIBILITY) & BLOCKING_STI_MOV_SS != 0;
         if event.is_none() && state.interrupts_enabled() && !blocked {
-            if let Some(vector) = self.pending_irqs.pop_front() {
+            if let Some(vector) = self.pending_irqs.pop() {
                 event = Some(Event {
                     info: vector as u32 | VALID,
                     error_code: 0,
