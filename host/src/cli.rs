@@ -232,6 +232,13 @@ fn parse_shell(opts: &mut Options, after: &[String]) -> Result<ExecOptions, Stri
 /// The options `exec` and `shell` share.
 fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, String> {
     let mut exec = ExecOptions::new(&[]);
+    if let Some(emulator) = opts.value("--emulator")?.filter(|e| e != "qemu") {
+        return Err(format!(
+            "{command}: --emulator {emulator}: {command} runs under QEMU only: it reaches Linux through a \
+             virtio-console port, and Bochs has no virtio devices (to boot Linux under Bochs: scripts/starina \
+             run --emulator bochs --cpu intel|amd --profile linux_smoke)"
+        ));
+    }
     exec.profile = opts.profile("linux")?;
     exec.machine = opts.machine()?;
     exec.kvm = opts.flag("--kvm");
@@ -638,6 +645,8 @@ mod tests {
             &["run", "--emulator", "bochs", "--machine", "microvm"],
             &["run", "--emulator", "bochs", "--icount"],
             &["run", "--emulator", "bochs", "--", "-s"],
+            &["exec", "--emulator", "bochs", "--", "true"],
+            &["shell", "--emulator", "bochs"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?} parsed");
         }
