@@ -106,7 +106,9 @@ impl PendingIrqs {
     pub fn push(&mut self, vector: u8) {
         if self.0.len() >= MAX_PENDING_IRQS {
             let dropped = self.0.pop_front();
-            log::warn!("hypervisor: guest kept interrupts off too long; dropped vector {dropped:?}");
+            log::warn!(
+                "hypervisor: guest kept interrupts off too long; dropped vector {dropped:?}"
+            );
         }
         self.0.push_back(vector);
     }

@@ -31,8 +31,7 @@ use crate::arch::asid::Asid;
 use crate::arch::hypervisor::PendingIrqs;
 use crate::arch::hypervisor::Unavailable;
 use crate::arch::xcr0;
-use crate::arch::xstate;
-use crate::arch::xstate::XsaveArea;
+use crate::arch::xstate::GuestXstate;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
 
@@ -311,17 +310,11 @@ pub struct SvmVcpu {
     iopm_phys: u64,
     msrpm_phys: u64,
     gprs: GuestGprs,
-    /// The guest's x87/SSE/AVX state, swapped with the host's around VMRUN.
-    guest_xsave: alloc::boxed::Box<XsaveArea>,
-    /// Where the host's x87/SSE state waits while the guest runs: kept
-    /// here, not on the stack, so no entry pays for zeroing 512 bytes.
-    host_fx: alloc::boxed::Box<crate::sched::FxArea>,
+    /// The guest's x87/SSE/AVX state and XCR0, swapped with the host's
+    /// around VMRUN.
+    xstate: GuestXstate,
     /// What `init` found (kept: `run` needs it on every entry).
     svm: SvmInfo,
-    /// The guest's XCR0, loaded around VMRUN (x87 after reset).
-    xcr0: u64,
-    /// What its XSETBV may enable (the VMM's CPUID leaf 0xD).
-    xcr0_allowed: u64,
     /// A fault the kernel raises in the guest on the next entry (an XSETBV
     /// it refused), as an EVENTINJ value.
     fault: Option<u64>,
@@ -452,11 +445,8 @@ impl SvmVcpu {
             iopm_phys,
             msrpm_phys,
             gprs: GuestGprs::default(),
-            guest_xsave: XsaveArea::initial(),
-            host_fx: crate::sched::FxArea::initial(),
+            xstate: GuestXstate::new(),
             svm: info,
-            xcr0: starina::abi::vcpu::xcr0::X87,
-            xcr0_allowed: xstate::guest_mask(),
             fault: None,
             flush_tlb: true,
             asid,
@@ -480,17 +470,7 @@ impl SvmVcpu {
     /// Sets what the guest's XSETBV may enable (the VMM's CPUID leaf 0xD);
     /// `None` if the kernel cannot switch that on this CPU.
     pub fn set_xcr0_allowed(&mut self, mask: u64) -> Option<()> {
-        if !xcr0::may_offer(mask, xstate::guest_mask()) {
-            return None;
-        }
-        self.xcr0_allowed = mask;
-        self.set_xcr0(xcr0::adopt(self.xcr0, mask));
-        Some(())
-    }
-
-    fn set_xcr0(&mut self, value: u64) {
-        self.xcr0 = value;
-        self.guest_xsave.limit_to(value);
+        self.xstate.set_allowed(mask)
     }
 
     fn load_state(&mut self, s: &VcpuState) {
@@ -583,7 +563,7 @@ impl SvmVcpu {
         s.gprs[13] = g.r13;
         s.gprs[14] = g.r14;
         s.gprs[15] = g.r15;
-        s.xcr0 = self.xcr0;
+        s.xcr0 = self.xstate.xcr0();
     }
 
     /// Sets up event injection for the next entry: an interrupted event
@@ -661,22 +641,17 @@ impl SvmVcpu {
         self.flush_tlb = false;
 
         let gprs: *mut GuestGprs = &mut self.gprs;
-        let seen_xcr0;
         // SAFETY: GIF=0 (clgi) from here to stgi: no interrupt can run and
         // touch the FPU or see XCR0 while they hold the guest's state. The
-        // guest's XCR0 passed `xcr0` checks and its area was limited to it
-        // (`set_xcr0`). The VMCBs and the register block are ours;
+        // VMCBs and the register block are ours;
         // `svm_run` restores every callee-saved register and the host's
         // segment/MSR state (VMLOAD).
         unsafe {
             asm!("clgi", options(nostack));
-            xstate::enter(&self.guest_xsave, &mut self.host_fx, self.xcr0);
+            self.xstate.enter();
             svm_run(gprs, self.vmcb_phys, info.host_vmcb_phys);
-            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &self.host_fx, self.xcr0_allowed);
+            self.xstate.leave();
             asm!("stgi", options(nostack));
-        }
-        if seen_xcr0 != self.xcr0 {
-            self.xsetbv_not_intercepted(seen_xcr0);
         }
         self.save_state(state);
         write64(v, ctl::EVENT_INJ, 0);
@@ -699,12 +674,12 @@ impl SvmVcpu {
         let guest = xcr0::Guest {
             cpl: read8(v, save::CPL),
             cr4_osxsave: state.cr4 & starina::abi::vcpu::cr::CR4_OSXSAVE != 0,
-            allowed: self.xcr0_allowed,
+            allowed: self.xstate.allowed(),
         };
         let value = (state.gprs[2] << 32) | (state.gprs[0] & 0xffff_ffff);
         match xcr0::xsetbv(&guest, state.gprs[1], value) {
             Ok(xcr0) => {
-                self.set_xcr0(xcr0);
+                self.xstate.set_xcr0(xcr0);
                 state.xcr0 = xcr0;
                 // Without NRIP save, the encoding compilers emit: 0F 01 D1.
                 state.rip = if nrip_save {
@@ -731,20 +706,6 @@ impl SvmVcpu {
                 }
             }
         }
-    }
-
-    /// The guest changed XCR0 although XSETBV is intercepted (a CPU that
-    /// ignores the intercept, like QEMU before 8.1): keep what it set
-    /// within the rules, so the next entry loads it again.
-    fn xsetbv_not_intercepted(&mut self, seen: u64) {
-        static WARNED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-        if !WARNED.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "hypervisor: the CPU let a guest XSETBV ({:#x}) through without the intercept; switching it anyway",
-                seen
-            );
-        }
-        self.set_xcr0(xcr0::adopt(seen, self.xcr0_allowed));
     }
 
     fn translate_exit(&self, state: &VcpuState) -> VmExit {

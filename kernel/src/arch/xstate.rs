@@ -156,7 +156,7 @@ impl XsaveArea {
 /// XCR0 until [`leave`] (the caller holds GIF=0); `guest_xcr0` is valid for
 /// this CPU (`xcr0::valid` against [`guest_mask`]) and `area`'s XSTATE_BV
 /// lies within it (`XsaveArea::limit_to`).
-pub unsafe fn enter(area: &XsaveArea, host_fx: &mut FxArea, guest_xcr0: u64) {
+unsafe fn enter(area: &XsaveArea, host_fx: &mut FxArea, guest_xcr0: u64) {
     let extended = guest_xcr0 & !LEGACY;
     // SAFETY: both areas are ours, aligned (16 and 64 bytes) and large
     // enough; the XCR0 value and XSTATE_BV are valid per the contract.
@@ -181,7 +181,7 @@ pub unsafe fn enter(area: &XsaveArea, host_fx: &mut FxArea, guest_xcr0: u64) {
 /// # Safety
 /// Right after the VMRUN that followed [`enter`] with these areas, still
 /// with GIF=0.
-pub unsafe fn leave(area: &mut XsaveArea, host_fx: &FxArea, allowed: u64) -> u64 {
+unsafe fn leave(area: &mut XsaveArea, host_fx: &FxArea, allowed: u64) -> u64 {
     let now = read_xcr0();
     let extended = now & allowed & !LEGACY;
     // SAFETY: as for `enter`; XSAVE's mask lies within the current XCR0,
@@ -198,4 +198,91 @@ pub unsafe fn leave(area: &mut XsaveArea, host_fx: &FxArea, allowed: u64) -> u64
         asm!("fxrstor64 [{}]", in(reg) host_fx as *const FxArea, options(nostack));
     }
     now
+}
+
+/// A vCPU's x87/SSE/AVX state and XCR0, and where the host's x87/SSE
+/// state waits while the guest runs (kept here, not on the stack, so no
+/// entry pays for zeroing 512 bytes): what both hypervisor backends
+/// switch around a VM entry.
+pub struct GuestXstate {
+    area: alloc::boxed::Box<XsaveArea>,
+    host_fx: alloc::boxed::Box<FxArea>,
+    /// The guest's XCR0 (x87 after reset).
+    xcr0: u64,
+    /// What its XSETBV may enable (the VMM's CPUID leaf 0xD).
+    allowed: u64,
+}
+
+impl GuestXstate {
+    pub fn new() -> GuestXstate {
+        GuestXstate {
+            area: XsaveArea::initial(),
+            host_fx: FxArea::initial(),
+            xcr0: xcr0::X87,
+            allowed: guest_mask(),
+        }
+    }
+
+    pub fn xcr0(&self) -> u64 {
+        self.xcr0
+    }
+
+    pub fn allowed(&self) -> u64 {
+        self.allowed
+    }
+
+    /// Sets what the guest's XSETBV may enable; `None` if the kernel
+    /// cannot switch that on this CPU.
+    pub fn set_allowed(&mut self, mask: u64) -> Option<()> {
+        if !crate::arch::xcr0::may_offer(mask, guest_mask()) {
+            return None;
+        }
+        self.allowed = mask;
+        self.set_xcr0(crate::arch::xcr0::adopt(self.xcr0, mask));
+        Some(())
+    }
+
+    /// The guest's XCR0 from now on (an XSETBV the backend accepted).
+    pub fn set_xcr0(&mut self, value: u64) {
+        self.xcr0 = value;
+        self.area.limit_to(value);
+    }
+
+    /// [`enter`] with this vCPU's state.
+    ///
+    /// # Safety
+    /// As for [`enter`]: nothing touches the FPU or relies on the host's
+    /// XCR0 until [`GuestXstate::leave`].
+    pub unsafe fn enter(&mut self) {
+        // SAFETY: upheld by the caller; `xcr0` passed the checks of
+        // `xcr0` and the area was limited to it (`set_xcr0`).
+        unsafe { enter(&self.area, &mut self.host_fx, self.xcr0) }
+    }
+
+    /// [`leave`] with this vCPU's state; an XCR0 the CPU let the guest set
+    /// without the intercept (QEMU before 8.1 ignores it) is kept within
+    /// the rules, so the next entry loads it again.
+    ///
+    /// # Safety
+    /// As for [`leave`].
+    pub unsafe fn leave(&mut self) {
+        // SAFETY: upheld by the caller.
+        let seen = unsafe { leave(&mut self.area, &self.host_fx, self.allowed) };
+        if seen != self.xcr0 {
+            static WARNED: core::sync::atomic::AtomicBool =
+                core::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                log::warn!(
+                    "hypervisor: the CPU let a guest XSETBV ({seen:#x}) through without the intercept; switching it anyway"
+                );
+            }
+            self.set_xcr0(crate::arch::xcr0::adopt(seen, self.allowed));
+        }
+    }
+}
+
+impl Default for GuestXstate {
+    fn default() -> GuestXstate {
+        GuestXstate::new()
+    }
 }

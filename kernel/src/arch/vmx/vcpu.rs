@@ -3,7 +3,6 @@
 //! Exits only the kernel can handle (a control register with host-owned
 //! bits, INVD) are handled here and the guest entered again.
 
-use alloc::boxed::Box;
 use core::arch::asm;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering;
@@ -29,9 +28,7 @@ use crate::arch::asid::Asid;
 use crate::arch::cpu::rdmsr;
 use crate::arch::hypervisor::PendingIrqs;
 use crate::arch::hypervisor::Unavailable;
-use crate::arch::xcr0;
-use crate::arch::xstate;
-use crate::arch::xstate::XsaveArea;
+use crate::arch::xstate::GuestXstate;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
 
@@ -105,7 +102,6 @@ fn is_software(info: u32) -> bool {
 const BLOCKING_STI_MOV_SS: u64 = 3;
 const CR4_VMXE: u64 = 1 << 13;
 
-
 /// An event to deliver on the next entry.
 #[derive(Clone, Copy, Debug)]
 struct Event {
@@ -142,10 +138,9 @@ pub struct VmxVcpu {
     gprs: GuestGprs,
     /// CR2 is not in the VMCS: software switches it.
     cr2: u64,
-    guest_xsave: Box<XsaveArea>,
-    host_fx: Box<crate::sched::FxArea>,
-    xcr0: u64,
-    xcr0_allowed: u64,
+    /// The guest's x87/SSE/AVX state and XCR0, swapped with the host's
+    /// around each entry.
+    xstate: GuestXstate,
     /// A fault the kernel raises in the guest on the next entry (an
     /// XSETBV or control-register write it refused).
     fault: Option<Event>,
@@ -191,10 +186,7 @@ impl VmxVcpu {
             launched: false,
             gprs: GuestGprs::default(),
             cr2: 0,
-            guest_xsave: XsaveArea::initial(),
-            host_fx: crate::sched::FxArea::initial(),
-            xcr0: starina::abi::vcpu::xcr0::X87,
-            xcr0_allowed: xstate::guest_mask(),
+            xstate: GuestXstate::new(),
             fault: None,
             reinject: None,
             pending_irqs: PendingIrqs::default(),
@@ -393,17 +385,7 @@ impl VmxVcpu {
     /// Sets what the guest's XSETBV may enable (the VMM's CPUID leaf 0xD);
     /// `None` if the kernel cannot switch that on this CPU.
     pub fn set_xcr0_allowed(&mut self, mask: u64) -> Option<()> {
-        if !xcr0::may_offer(mask, xstate::guest_mask()) {
-            return None;
-        }
-        self.xcr0_allowed = mask;
-        self.set_xcr0(xcr0::adopt(self.xcr0, mask));
-        Some(())
-    }
-
-    fn set_xcr0(&mut self, value: u64) {
-        self.xcr0 = value;
-        self.guest_xsave.limit_to(value);
+        self.xstate.set_allowed(mask)
     }
 
     /// Enters the guest until an exit the VMM must see.
@@ -469,28 +451,22 @@ impl VmxVcpu {
         self.refresh_host_cr3();
         let gprs: *mut GuestGprs = &mut self.gprs;
         let failed;
-        let seen_xcr0;
         // SAFETY: interrupts are off from here until `restore`: nothing
         // can run and touch the FPU or see XCR0 while they hold the
-        // guest's state (its XCR0 passed `xcr0`'s checks). The VMCS is
+        // guest's state. The VMCS is
         // current and its host state is the kernel's; `vmx_run` restores
         // every callee-saved register. CR2 is not used by the kernel
         // outside its page-fault handler, which cannot run here.
         unsafe {
-            xstate::enter(&self.guest_xsave, &mut self.host_fx, self.xcr0);
+            self.xstate.enter();
             asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, preserves_flags));
             failed = vmx_run(gprs, self.launched as u64) != 0;
             asm!("mov {}, cr2", out(reg) self.cr2, options(nostack, preserves_flags));
             asm!("lgdt [{}]", in(reg) &raw const self.host_gdtr, options(nostack, preserves_flags));
             asm!("lidt [{}]", in(reg) &raw const self.host_idtr, options(nostack, preserves_flags));
-            seen_xcr0 = xstate::leave(&mut self.guest_xsave, &self.host_fx, self.xcr0_allowed);
+            self.xstate.leave();
         }
         crate::arch::irq::restore(enabled);
-        if seen_xcr0 != self.xcr0 {
-            // XSETBV always exits under VMX; a CPU that let one through
-            // still gets the value checked.
-            self.set_xcr0(xcr0::adopt(seen_xcr0, self.xcr0_allowed));
-        }
         failed
     }
 

@@ -130,12 +130,12 @@ impl VmxVcpu {
             // VMX keeps the CPL in SS.DPL.
             cpl: ((state.ss.attrib >> 5) & 3) as u8,
             cr4_osxsave: state.cr4 & cr::CR4_OSXSAVE != 0,
-            allowed: self.xcr0_allowed,
+            allowed: self.xstate.allowed(),
         };
         let value = (state.gprs[2] << 32) | (state.gprs[0] & 0xffff_ffff);
         match xcr0::xsetbv(&guest, state.gprs[1], value) {
             Ok(xcr0) => {
-                self.set_xcr0(xcr0);
+                self.xstate.set_xcr0(xcr0);
                 state.xcr0 = xcr0;
                 state.rip = state
                     .rip

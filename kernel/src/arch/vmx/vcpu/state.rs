@@ -156,7 +156,7 @@ impl VmxVcpu {
         s.gprs[13] = g.r13;
         s.gprs[14] = g.r14;
         s.gprs[15] = g.r15;
-        s.xcr0 = self.xcr0;
+        s.xcr0 = self.xstate.xcr0();
     }
 
     /// An exception as the VMM asks for it, in the form VM entry accepts:
