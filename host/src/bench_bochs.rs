@@ -14,7 +14,7 @@
 
 use crate::bench::capture;
 use crate::bench::Figures;
-use crate::bench_linux::agent_ready_tsc;
+use crate::bench_linux::boot_instructions;
 use crate::bochs::Cpu;
 use crate::host::Host;
 use crate::markers;
@@ -82,22 +82,14 @@ fn boot(host: &Host, cpu: Cpu) -> Result<Boot, String> {
 
 fn parse(lines: &[&str]) -> Option<Boot> {
     let tsc_mhz = lines.iter().find_map(|l| tsc_mhz(l))?;
-    let (ready_tsc, ready_ns) = lines
-        .iter()
-        .find_map(|l| Some((markers::ready_tsc(l)?, markers::timestamp_ns(l)?)))?;
-    let booting_ns = lines
-        .iter()
-        .find(|l| l.contains(markers::LINUX_BOOTING))
-        .and_then(|l| markers::timestamp_ns(l))?;
-    let agent_tsc = lines.iter().find_map(|l| agent_ready_tsc(l))?;
-    let booting_tsc = ready_tsc + booting_ns.checked_sub(ready_ns)? * tsc_mhz / 1000;
+    let instructions = boot_instructions(lines, tsc_mhz)?;
     let summary = lines
         .iter()
         .find_map(|l| Some(&l[l.find(EXITS_AT_READY)? + EXITS_AT_READY.len()..]))?;
     let exits = summary.split(' ').next()?.parse().ok()?;
     let by_reason = summary.rsplit("; ").next()?.to_string();
     Some(Boot {
-        instructions: agent_tsc.checked_sub(booting_tsc)?,
+        instructions,
         tsc_mhz,
         exits,
         by_reason,

@@ -294,7 +294,7 @@ pub(crate) fn boot_starina(
     Ok(StarinaBoot {
         host_ms: t1.duration_since(*t0).as_secs_f64() * 1000.0,
         instructions: if icount {
-            boot_instructions(&text)
+            boot_instructions(&text, ICOUNT_TSC_MHZ)
         } else {
             None
         },
@@ -302,9 +302,14 @@ pub(crate) fn boot_starina(
     })
 }
 
+/// Under `-icount shift=0` the TSC ticks once per nanosecond.
+const ICOUNT_TSC_MHZ: u64 = 1000;
+
 /// The Starina boot's guest instructions from its console lines (see the
-/// module docs): the agent's TSC at ready minus the TSC at `booting Linux`.
-fn boot_instructions(lines: &[&str]) -> Option<u64> {
+/// module docs): the agent's TSC at ready minus the TSC at `booting Linux`,
+/// on a machine whose TSC ticks `tsc_mhz` times a microsecond, once per
+/// instruction (QEMU's icount, Bochs).
+pub(crate) fn boot_instructions(lines: &[&str], tsc_mhz: u64) -> Option<u64> {
     let (ready_tsc, ready_ns) = lines
         .iter()
         .find_map(|l| Some((markers::ready_tsc(l)?, markers::timestamp_ns(l)?)))?;
@@ -313,12 +318,12 @@ fn boot_instructions(lines: &[&str]) -> Option<u64> {
         .find(|l| l.contains(markers::LINUX_BOOTING))
         .and_then(|l| markers::timestamp_ns(l))?;
     let agent_tsc = lines.iter().find_map(|l| agent_ready_tsc(l))?;
-    let booting_tsc = ready_tsc.checked_add(booting_ns.checked_sub(ready_ns)?)?;
+    let booting_tsc = ready_tsc.checked_add(booting_ns.checked_sub(ready_ns)? * tsc_mhz / 1000)?;
     agent_tsc.checked_sub(booting_tsc)
 }
 
 /// `... starina-agent: ready (Linux <release>) tsc=<n>` -> n.
-pub(crate) fn agent_ready_tsc(line: &str) -> Option<u64> {
+fn agent_ready_tsc(line: &str) -> Option<u64> {
     let rest = &line[line.find(markers::AGENT_READY)?..];
     let digits = &rest[rest.find(" tsc=")? + " tsc=".len()..];
     let end = digits
@@ -419,9 +424,15 @@ mod tests {
             "[   0.136690] INFO  linux: guest ready: Linux 6.12.117",
         ];
         // TSC at `booting Linux`: 21716393 + (38198000 - 2644000).
-        assert_eq!(boot_instructions(&lines), Some(155722031 - 57270393));
-        assert_eq!(boot_instructions(&lines[1..]), None);
-        assert_eq!(boot_instructions(&[lines[0], lines[1], lines[3]]), None);
+        assert_eq!(
+            boot_instructions(&lines, ICOUNT_TSC_MHZ),
+            Some(155722031 - 57270393)
+        );
+        assert_eq!(boot_instructions(&lines[1..], ICOUNT_TSC_MHZ), None);
+        assert_eq!(
+            boot_instructions(&[lines[0], lines[1], lines[3]], ICOUNT_TSC_MHZ),
+            None
+        );
     }
 
     #[test]

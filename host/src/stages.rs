@@ -14,6 +14,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::Instant;
 
+use crate::bochs::Cpu;
 use crate::cli::TestOptions;
 use crate::disk::TempDisk;
 use crate::host::Host;
@@ -129,7 +130,7 @@ pub fn test(host: &Host, opts: &TestOptions) -> ExitStatus {
     }
     if !skip("bochs") {
         bochs_stage(&host, &mut tally, kernel_ok);
-        for cpu in [crate::bochs::Cpu::Intel, crate::bochs::Cpu::Amd] {
+        for cpu in [Cpu::Intel, Cpu::Amd] {
             bochs_linux_stage(&host, &mut tally, kernel_ok, cpu);
         }
     }
@@ -310,25 +311,57 @@ fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, ke
     tally.add(&name, passed, failed, note, t0);
 }
 
+/// The options of a stage's Bochs boot (never building: the kernel stage
+/// did).
+fn bochs_options(profile: &str, cpu: Cpu, timeout: f64, until: Vec<String>) -> RunOptions {
+    let mut opts = RunOptions::new(profile);
+    opts.emulator = Emulator::Bochs(cpu);
+    opts.build = false;
+    opts.timeout = Some(timeout);
+    opts.until = until;
+    opts
+}
+
+/// Prints a Bochs stage's header, the command that does the same by hand;
+/// `None` (and one failure) when there is no kernel to boot.
+fn bochs_header(
+    tally: &mut Tally,
+    name: &str,
+    opts: &RunOptions,
+    kernel_ok: bool,
+) -> Option<Instant> {
+    let cpu = match opts.emulator {
+        Emulator::Bochs(Cpu::Amd) => "amd",
+        _ => "intel",
+    };
+    let until: String = opts
+        .until
+        .iter()
+        .map(|p| format!(" --until '{p}'"))
+        .collect();
+    header(&format!(
+        "{name}: scripts/starina run --no-build --emulator bochs --cpu {cpu} --profile {} --timeout {}{until}",
+        opts.profile,
+        crate::host::fmt_seconds(opts.timeout.unwrap_or_default())
+    ));
+    let t0 = Instant::now();
+    if !kernel_ok {
+        show("test: skipped: the kernel did not build");
+        tally.add(name, 0, 1, "skipped: no kernel".into(), t0);
+        return None;
+    }
+    Some(t0)
+}
+
 /// One boot under Bochs with the Intel CPU (the VMX backend's machine):
 /// through GRUB to `starina: ready`, then the profile's own power off
 /// (ACPI) with status 0.
 fn bochs_stage(host: &Host, tally: &mut Tally, kernel_ok: bool) {
     let name = format!("Bochs boot (profile {BOCHS_PROFILE}, cpu intel)");
-    header(&format!(
-        "{name}: scripts/starina run --no-build --emulator bochs --cpu intel --profile {BOCHS_PROFILE} --timeout {}",
-        crate::host::fmt_seconds(BOCHS_TIMEOUT)
-    ));
-    let t0 = Instant::now();
-    if !kernel_ok {
-        show("test: skipped: the kernel did not build");
-        tally.add(&name, 0, 1, "skipped: no kernel".into(), t0);
+    let opts = bochs_options(BOCHS_PROFILE, Cpu::Intel, BOCHS_TIMEOUT, Vec::new());
+    let Some(t0) = bochs_header(tally, &name, &opts, kernel_ok) else {
         return;
-    }
-    let mut opts = RunOptions::new(BOCHS_PROFILE);
-    opts.emulator = Emulator::Bochs(crate::bochs::Cpu::Intel);
-    opts.build = false;
-    opts.timeout = Some(BOCHS_TIMEOUT);
+    };
     let mut scan = SummaryScan::default();
     let mut err = std::io::stdout();
     let mut io = Streams {
@@ -347,39 +380,27 @@ fn bochs_stage(host: &Host, tally: &mut Tally, kernel_ok: bool) {
 /// What a Linux boot under Bochs must show: which backend ran it (with
 /// NRIP save on the AMD model, which QEMU's SVM lacks), and the guest's
 /// `uname -r` from the linux_uname service.
-fn bochs_linux_patterns(cpu: crate::bochs::Cpu) -> Vec<String> {
+fn bochs_linux_patterns(cpu: Cpu) -> Vec<String> {
     let backend = match cpu {
-        crate::bochs::Cpu::Intel => r"hypervisor: Intel VMX enabled \(EPT",
-        crate::bochs::Cpu::Amd => r"hypervisor: AMD SVM enabled .*NRIP save yes",
+        Cpu::Intel => r"hypervisor: Intel VMX enabled \(EPT",
+        Cpu::Amd => r"hypervisor: AMD SVM enabled .*NRIP save yes",
     };
     vec![backend.to_string(), r"linux_uname: 6\.12\.".to_string()]
 }
 
 /// Linux booted under Bochs through one backend (VMX on the Intel model,
 /// SVM on the AMD one): passes when every pattern was seen.
-fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: crate::bochs::Cpu) {
+fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: Cpu) {
     let (backend, cpu_name) = match cpu {
-        crate::bochs::Cpu::Intel => ("VMX", "intel"),
-        crate::bochs::Cpu::Amd => ("SVM", "amd"),
+        Cpu::Intel => ("VMX", "intel"),
+        Cpu::Amd => ("SVM", "amd"),
     };
     let name = format!("Bochs: Linux through {backend} (cpu {cpu_name})");
     let patterns = bochs_linux_patterns(cpu);
-    let until: String = patterns.iter().map(|p| format!(" --until '{p}'")).collect();
-    header(&format!(
-        "{name}: scripts/starina run --no-build --emulator bochs --cpu {cpu_name} --profile {BOCHS_LINUX_PROFILE} --timeout {}{until}",
-        crate::host::fmt_seconds(BOCHS_LINUX_TIMEOUT)
-    ));
-    let t0 = Instant::now();
-    if !kernel_ok {
-        show("test: skipped: the kernel did not build");
-        tally.add(&name, 0, 1, "skipped: no kernel".into(), t0);
+    let opts = bochs_options(BOCHS_LINUX_PROFILE, cpu, BOCHS_LINUX_TIMEOUT, patterns);
+    let Some(t0) = bochs_header(tally, &name, &opts, kernel_ok) else {
         return;
-    }
-    let mut opts = RunOptions::new(BOCHS_LINUX_PROFILE);
-    opts.emulator = Emulator::Bochs(cpu);
-    opts.build = false;
-    opts.timeout = Some(BOCHS_LINUX_TIMEOUT);
-    opts.until = patterns;
+    };
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
     let mut io = Streams {
@@ -388,13 +409,8 @@ fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: crate
     };
     let status = run(host, &opts, &mut io).status;
     let ok = status.is_success();
-    tally.add(
-        &name,
-        u32::from(ok),
-        u32::from(!ok),
-        format!("exit status {}", status.code()),
-        t0,
-    );
+    let note = format!("exit status {}", status.code());
+    tally.add(&name, u32::from(ok), u32::from(!ok), note, t0);
 }
 
 #[cfg(test)]
@@ -403,8 +419,8 @@ mod tests {
 
     #[test]
     fn bochs_linux_patterns_name_the_backend() {
-        let intel = bochs_linux_patterns(crate::bochs::Cpu::Intel);
-        let amd = bochs_linux_patterns(crate::bochs::Cpu::Amd);
+        let intel = bochs_linux_patterns(Cpu::Intel);
+        let amd = bochs_linux_patterns(Cpu::Amd);
         let matches = |patterns: &[String], line: &str| {
             patterns
                 .iter()

@@ -12,7 +12,7 @@ use starina::abi::vcpu::VmExit;
 use starina::Error;
 
 /// The kinds of `VmExit`, in the order of [`exit_index`].
-const EXITS: [&str; 14] = [
+const EXITS: [&str; 13] = [
     "Io",
     "NestedPageFault",
     "Cpuid",
@@ -26,7 +26,6 @@ const EXITS: [&str; 14] = [
     "Exception",
     "Invalid",
     "Unknown",
-    "Other",
 ];
 
 /// Where an exit of this kind is counted (the names are [`EXITS`]).
@@ -45,8 +44,6 @@ fn exit_index(exit: &VmExit) -> usize {
         VmExit::Exception { .. } => 10,
         VmExit::Invalid => 11,
         VmExit::Unknown { .. } => 12,
-        #[allow(unreachable_patterns)]
-        _ => 13,
     }
 }
 

@@ -7,14 +7,13 @@
 //! PM1a_CNT at PMBA + 4 powers the machine off. Bochs then exits, with
 //! status 1 (`BX_FATAL` after "ACPI control: soft power off").
 
-use super::cpu::inl;
-use super::cpu::outl;
 use super::cpu::outw;
+use crate::device::pci::Bdf;
 
 /// The PIIX4's power management function: vendor and device ID.
 const PIIX4_PM_ID: u32 = 0x7113_8086;
-const PMBA: u8 = 0x40;
-const PMREGMISC: u8 = 0x80;
+const PMBA: u16 = 0x40;
+const PMREGMISC: u16 = 0x80;
 const PMIOSE: u32 = 1 << 0;
 const PM1A_CNT: u16 = 0x04;
 const SLP_EN: u16 = 1 << 13;
@@ -24,11 +23,13 @@ const SLP_TYP_SOFT_OFF: u16 = 0;
 /// Reads a function's configuration register on bus 0 without the PCI
 /// lock: the machine is stopping with interrupts off, and the lock may
 /// be held by the code that panicked.
-fn config_read(device: u8, function: u8, offset: u8) -> u32 {
-    let address =
-        0x8000_0000 | (device as u32) << 11 | (function as u32) << 8 | (offset as u32 & 0xfc);
-    outl(0xcf8, address);
-    inl(0xcfc)
+fn config_read(device: u8, function: u8, offset: u16) -> u32 {
+    let bdf = Bdf {
+        bus: 0,
+        device,
+        function,
+    };
+    crate::device::pci::read32_unlocked(bdf, offset)
 }
 
 /// The PM I/O base the BIOS gave a PIIX4 on bus 0, if there is one with

@@ -124,10 +124,6 @@ impl PendingIrqs {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// One vCPU's hardware state, for whichever backend runs.

@@ -623,11 +623,6 @@ impl SvmVcpu {
         write32(v, ctl::INT_CTL, int_ctl);
     }
 
-    /// Interrupts handed over but not yet delivered.
-    pub fn pending_interrupts(&self) -> usize {
-        self.pending_irqs.len()
-    }
-
     /// Enters the guest once and translates the exit.
     pub fn run(&mut self, state: &mut VcpuState, inject: starina::hypervisor::Injection) -> VmExit {
         // A vCPU exists only once `init` succeeded (`new`); its answer

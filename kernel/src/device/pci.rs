@@ -28,6 +28,13 @@ fn address(bdf: Bdf, offset: u16) -> u32 {
 
 pub fn read32(bdf: Bdf, offset: u16) -> u32 {
     let _guard = PORTS.lock();
+    read32_unlocked(bdf, offset)
+}
+
+/// [`read32`] without the port lock: only for a machine that is stopping
+/// with interrupts off (power off), where the code that panicked may hold
+/// the lock.
+pub fn read32_unlocked(bdf: Bdf, offset: u16) -> u32 {
     outl(0xcf8, address(bdf, offset));
     inl(0xcfc)
 }

@@ -145,26 +145,10 @@ pub fn component_env(component: &Component) -> String {
     );
     line(o, "        ::core::result::Result::Ok(Env {");
     for need in &component.needs {
-        let take = if need.optional {
-            format!(
-                "            {0}: raw.take_optional_channel({0:?}),",
-                need.field
-            )
-        } else {
-            format!("            {0}: raw.take_channel({0:?})?,", need.field)
-        };
-        line(o, take);
+        line(o, take_field(&need.field, "channel", need.optional));
     }
     for device in &component.devices {
-        let take = if device.optional {
-            format!(
-                "            {0}: raw.take_optional_device({0:?}),",
-                device.field
-            )
-        } else {
-            format!("            {0}: raw.take_device({0:?})?,", device.field)
-        };
-        line(o, take);
+        line(o, take_field(&device.field, "device", device.optional));
     }
     if component.kind == Kind::Command {
         line(o, "            args: raw.take_args(),");
@@ -592,6 +576,17 @@ fn config_start_fn(o: &mut String, p: &Profile, c: &ConfigOverride) {
     );
     line(o, "}");
     line(o, "");
+}
+
+/// An `Env` field taken from the raw environment: `field:
+/// raw.take_KIND("field")?,`, or `raw.take_optional_KIND("field"),` (an
+/// `Option`) when the spec says `optional`.
+fn take_field(field: &str, kind: &str, optional: bool) -> String {
+    if optional {
+        format!("            {field}: raw.take_optional_{kind}({field:?}),")
+    } else {
+        format!("            {field}: raw.take_{kind}({field:?})?,")
+    }
 }
 
 fn line(out: &mut String, text: impl AsRef<str>) {

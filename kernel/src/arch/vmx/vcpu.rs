@@ -409,7 +409,7 @@ impl VmxVcpu {
         self.flush();
         let failed = self.enter();
         if failed {
-            // SAFETY of the read: our VMCS is still current.
+            // Our VMCS is still current: it holds the error number.
             let e = VmxError::FailValid(read32(f::INSTRUCTION_ERROR));
             let what = if self.launched {
                 "VMRESUME"
@@ -435,7 +435,7 @@ impl VmxVcpu {
             // Delivery of this event was cut short by the exit (an EPT
             // violation while pushing the interrupt frame, ...).
             self.reinject = Some(Event {
-                info: vectoring & !(1 << 12) & (VALID | 0xfff),
+                info: vectoring & (VALID | 0xfff),
                 error_code: read32(f::IDT_VECTORING_ERROR_CODE),
                 instruction_len: read32(f::EXIT_INSTRUCTION_LEN),
             });
@@ -453,10 +453,10 @@ impl VmxVcpu {
         let failed;
         // SAFETY: interrupts are off from here until `restore`: nothing
         // can run and touch the FPU or see XCR0 while they hold the
-        // guest's state. The VMCS is
-        // current and its host state is the kernel's; `vmx_run` restores
-        // every callee-saved register. CR2 is not used by the kernel
-        // outside its page-fault handler, which cannot run here.
+        // guest's state. The VMCS is current and its host state is the
+        // kernel's; `vmx_run` restores every callee-saved register. CR2 is
+        // not used by the kernel outside its page-fault handler, which
+        // cannot run here.
         unsafe {
             self.xstate.enter();
             asm!("mov cr2, {}", in(reg) self.cr2, options(nostack, preserves_flags));
@@ -487,7 +487,6 @@ impl VmxVcpu {
     /// and the first entry of a new EPT (its root page may have served
     /// another VM before).
     fn flush(&mut self) {
-        let shared_vpid = self.vpid.as_ref().is_some_and(|v| v.is_shared());
         if self.flush_tlb {
             let eptp = read(f::EPT_POINTER);
             // SAFETY: VMX is on; `init` checked INVEPT and its types.
@@ -496,7 +495,7 @@ impl VmxVcpu {
             }
             self.flush_tlb = false;
         }
-        if let (true, Some(vpid)) = (shared_vpid, &self.vpid) {
+        if let Some(vpid) = self.vpid.as_ref().filter(|v| v.is_shared()) {
             let id = vpid.id() as u16;
             // SAFETY: as above, INVVPID and its types checked by `init`.
             if let Err(e) = unsafe { vmcs::invvpid(self.info.invvpid_single, id) } {

@@ -26,14 +26,16 @@ const CR0_CD: u64 = 1 << 30;
 const CR0_NW: u64 = 1 << 29;
 const CR0_TS: u64 = 1 << 3;
 
+/// The RIP after the instruction that exited (the CPU gives its length).
+fn next_rip(state: &VcpuState) -> u64 {
+    state
+        .rip
+        .wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64)
+}
+
 impl VmxVcpu {
     pub(super) fn translate_exit(&mut self, exit_reason: u16, state: &mut VcpuState) -> Step {
         let qualification = read(f::EXIT_QUALIFICATION);
-        let next_rip = || {
-            state
-                .rip
-                .wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64)
-        };
         let exit = match exit_reason {
             reason::EXTERNAL_INTERRUPT | reason::INIT | reason::SIPI => VmExit::HostInterrupt,
             reason::EXCEPTION_OR_NMI => self.exception_exit(),
@@ -63,7 +65,7 @@ impl VmxVcpu {
                     value: state.gprs[0] as u32,
                     string: io.string,
                     rep: io.rep,
-                    next_rip: next_rip(),
+                    next_rip: next_rip(state),
                 }
             }
             reason::EPT_VIOLATION => {
@@ -83,7 +85,7 @@ impl VmxVcpu {
             }
             reason::INVD => {
                 // Nothing cached needs dropping for a guest: a no-op.
-                state.rip = next_rip();
+                state.rip = next_rip(state);
                 return Step::Again;
             }
             // VMX instructions, GETSEC, MONITOR/MWAIT: the guest has none
@@ -137,9 +139,7 @@ impl VmxVcpu {
             Ok(xcr0) => {
                 self.xstate.set_xcr0(xcr0);
                 state.xcr0 = xcr0;
-                state.rip = state
-                    .rip
-                    .wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64);
+                state.rip = next_rip(state);
                 VmExit::Xsetbv {
                     value,
                     accepted: true,
@@ -183,11 +183,7 @@ impl VmxVcpu {
             _ => Err(UD),
         };
         match result {
-            Ok(()) => {
-                state.rip = state
-                    .rip
-                    .wrapping_add(read32(f::EXIT_INSTRUCTION_LEN) as u64)
-            }
+            Ok(()) => state.rip = next_rip(state),
             Err(vector) => {
                 let code = (vector == GP).then_some(0);
                 self.fault = Some(Self::exception(vector, code, state));
