@@ -65,6 +65,9 @@ pub struct BochsConfig {
     /// COM1's output.
     pub serial: PathBuf,
     pub log: PathBuf,
+    /// COM2, the host link (`exec`): the TCP port on 127.0.0.1 that Bochs
+    /// connects it to. `None`: no COM2.
+    pub host_link_port: Option<u16>,
 }
 
 impl BochsConfig {
@@ -97,6 +100,10 @@ impl BochsConfig {
                 "com1: enabled=1, mode=file, dev=\"{}\"",
                 self.serial.display()
             ),
+            match self.host_link_port {
+                Some(port) => format!("com2: enabled=1, mode=socket-client, dev=127.0.0.1:{port}"),
+                None => "com2: enabled=0".to_string(),
+            },
             format!("log: \"{}\"", self.log.display()),
             // Never stop to ask: a panic ends Bochs, the rest is logged.
             "panic: action=fatal".to_string(),
@@ -105,6 +112,17 @@ impl BochsConfig {
             "debug: action=ignore".to_string(),
         ];
         lines.join("\n") + "\n"
+    }
+}
+
+impl BochsConfig {
+    /// Writes the bochsrc and the debugger script into `dir`; their paths.
+    pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf), String> {
+        let (rc, script) = (dir.join("bochsrc"), dir.join("continue.rc"));
+        std::fs::write(&rc, self.bochsrc())
+            .and_then(|()| std::fs::write(&script, DEBUGGER_SCRIPT))
+            .map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
+        Ok((rc, script))
     }
 }
 
@@ -173,6 +191,7 @@ mod tests {
             cdrom: "/c/starina.iso".into(),
             serial: "/t/serial.txt".into(),
             log: "/t/bochs.log".into(),
+            host_link_port: None,
         }
     }
 
@@ -193,8 +212,16 @@ mod tests {
         ] {
             assert!(rc.lines().any(|l| l == line), "{line:?} not in\n{rc}");
         }
+        assert!(rc.lines().any(|l| l == "com2: enabled=0"), "{rc}");
         let rc = config(Cpu::Amd).bochsrc();
         assert!(rc.contains("cpu: model=ryzen,"), "{rc}");
+        let rc = BochsConfig {
+            host_link_port: Some(4567),
+            ..config(Cpu::Intel)
+        }
+        .bochsrc();
+        let com2 = "com2: enabled=1, mode=socket-client, dev=127.0.0.1:4567";
+        assert!(rc.lines().any(|l| l == com2), "{rc}");
     }
 
     #[test]

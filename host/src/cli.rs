@@ -28,6 +28,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                            [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
+                            [--emulator qemu|bochs] [--cpu intel|amd (bochs; profile linux_smoke)]
                             [--env NAME=VALUE]... [--cwd DIR] [--user NAME|UID[:GID]]
                             [-t|--tty] [--size ROWSxCOLS] [--no-build] [--kernel PATH]
                             [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
@@ -232,14 +233,14 @@ fn parse_shell(opts: &mut Options, after: &[String]) -> Result<ExecOptions, Stri
 /// The options `exec` and `shell` share.
 fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, String> {
     let mut exec = ExecOptions::new(&[]);
-    if let Some(emulator) = opts.value("--emulator")?.filter(|e| e != "qemu") {
-        return Err(format!(
-            "{command}: --emulator {emulator}: {command} runs under QEMU only: it reaches Linux through a \
-             virtio-console port, and Bochs has no virtio devices (to boot Linux under Bochs: scripts/starina \
-             run --emulator bochs --cpu intel|amd --profile linux_smoke)"
-        ));
-    }
-    exec.profile = opts.profile("linux")?;
+    exec.bochs = match opts.emulator()? {
+        Emulator::Qemu => None,
+        Emulator::Bochs(cpu) => Some(cpu),
+    };
+    exec.profile = match exec.bochs {
+        Some(_) => opts.profile(crate::exec_bochs::DEFAULT_PROFILE)?,
+        None => opts.profile("linux")?,
+    };
     exec.machine = opts.machine()?;
     exec.kvm = opts.flag("--kvm");
     exec.timeout = opts.timeout()?;
@@ -267,6 +268,17 @@ fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, 
     exec.verbose = opts.flag("-v") | opts.flag("--verbose");
     exec.disk = opts.disk()?;
     opts.finish()?;
+    if exec.bochs.is_some() {
+        // Bochs has no virtio devices: no disk; and no KVM or QEMU machine.
+        let qemu_only = [
+            ("--machine", exec.machine != Machine::Q35),
+            ("--kvm", exec.kvm),
+            ("--disk", exec.disk.path.is_some()),
+        ];
+        if let Some((name, _)) = qemu_only.iter().find(|(_, given)| *given) {
+            return Err(format!("{command}: {name} is for QEMU, not --emulator bochs"));
+        }
+    }
     Ok(exec)
 }
 
@@ -645,11 +657,23 @@ mod tests {
             &["run", "--emulator", "bochs", "--machine", "microvm"],
             &["run", "--emulator", "bochs", "--icount"],
             &["run", "--emulator", "bochs", "--", "-s"],
-            &["exec", "--emulator", "bochs", "--", "true"],
-            &["shell", "--emulator", "bochs"],
+            &["exec", "--emulator", "bochs", "--kvm", "--", "true"],
+            &["exec", "--emulator", "bochs", "--disk", "/d.img", "--", "true"],
+            &["exec", "--emulator", "bochs", "--machine", "microvm", "--", "true"],
+            &["exec", "--cpu", "amd", "--", "true"],
+            &["shell", "--emulator", "bochs", "--kvm"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?} parsed");
         }
+        let Ok(Command::Exec(e)) = parse(&args(&["exec", "--emulator", "bochs", "--cpu", "amd", "--", "true"]))
+        else {
+            panic!("not an exec");
+        };
+        assert_eq!((e.bochs, e.profile.as_str()), (Some(bochs::Cpu::Amd), "linux_smoke"));
+        let Ok(Command::Exec(e)) = parse(&args(&["exec", "--", "true"])) else {
+            panic!("not an exec");
+        };
+        assert_eq!((e.bochs, e.profile.as_str()), (None, "linux"));
     }
 
     #[test]

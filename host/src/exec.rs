@@ -7,7 +7,6 @@
 use std::io::Read;
 use std::io::Write;
 use std::os::unix::net::UnixListener;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::Child;
@@ -34,6 +33,8 @@ use crate::host::fmt_seconds;
 use crate::host::shell_quote;
 use crate::host::Host;
 use crate::host::Streams;
+use crate::link_stream::LinkListener;
+use crate::link_stream::LinkStream;
 use crate::process::forward_lines;
 use crate::process::send_sigterm;
 use crate::qemu;
@@ -71,6 +72,9 @@ pub struct ExecOptions {
     pub tty: bool,
     /// `--size ROWSxCOLS`: the terminal's size when stdin is not one.
     pub size: Option<WinSize>,
+    /// `--emulator bochs --cpu C`: boot under Bochs (profile `linux_smoke`
+    /// by default; the link is COM2), never in a running instance.
+    pub bochs: Option<crate::bochs::Cpu>,
 }
 
 impl ExecOptions {
@@ -90,6 +94,7 @@ impl ExecOptions {
             disk: DiskOptions::default(),
             tty: false,
             size: None,
+            bochs: None,
         }
     }
 
@@ -128,7 +133,7 @@ exec "$s" -l"#;
 }
 
 /// What the threads around the session send to it.
-enum Event {
+pub(crate) enum Event {
     /// Bytes from the host link.
     Link(Vec<u8>),
     /// The host link closed.
@@ -149,8 +154,12 @@ pub fn exec(
     io: &mut Streams,
 ) -> ExitStatus {
     // An instance up on this disk (`starina up`; without `--disk`, the
-    // only one up) runs the command.
-    if let Some(dir) = crate::instance::for_exec(opts.disk.path.as_deref()) {
+    // only one up) runs the command (instances run under QEMU).
+    let instance = match opts.bochs {
+        Some(_) => None,
+        None => crate::instance::for_exec(opts.disk.path.as_deref()),
+    };
+    if let Some(dir) = instance {
         if opts.verbose {
             io.say(&format!("running in the instance at {}", dir.0.display()));
         }
@@ -163,9 +172,21 @@ pub fn exec(
             out: &mut *io.out,
             err: &mut err,
         };
-        return boot_and_exec(host, opts, stdin, &mut io);
+        return boot(host, opts, stdin, &mut io);
     }
-    boot_and_exec(host, opts, stdin, io)
+    boot(host, opts, stdin, io)
+}
+
+fn boot(
+    host: &Host,
+    opts: &ExecOptions,
+    stdin: Box<dyn Read + Send>,
+    io: &mut Streams,
+) -> ExitStatus {
+    match opts.bochs {
+        Some(cpu) => crate::exec_bochs::boot_and_exec(host, opts, cpu, stdin, io),
+        None => boot_and_exec(host, opts, stdin, io),
+    }
 }
 
 /// `exec` with nothing up: boots, runs the command, stops QEMU.
@@ -211,30 +232,45 @@ fn boot_and_exec(
         &tmp.0,
         disk,
     );
-    let mut session = ExecSession {
-        io,
-        opts,
-        console_log: tmp.0.join("console.log"),
-        interrupts: 0,
-        link: None,
-        forwards: boot.monitor.map(|m| HostForwards::new(m, host.http_port)),
-    };
+    let mut session = ExecSession::new(io, opts, tmp.0.join("console.log"), "QEMU");
+    session.forwards = boot.monitor.map(|m| HostForwards::new(m, host.http_port));
     let status = session.run(host, &boot.config, &boot.hostlink, stdin);
     drop(tmp);
     status
 }
 
-struct ExecSession<'a, 'b> {
+/// One command's run, from the emulator's start to the command's end.
+pub(crate) struct ExecSession<'a, 'b> {
     io: &'a mut Streams<'b>,
     opts: &'a ExecOptions,
     console_log: PathBuf,
+    /// Its name in messages: QEMU or Bochs.
+    emulator: &'static str,
     interrupts: usize,
-    link: Option<Arc<Mutex<UnixStream>>>,
+    link: Option<Arc<Mutex<LinkStream>>>,
     /// Given to the console's thread, which follows the console.
     forwards: Option<HostForwards>,
 }
 
-impl ExecSession<'_, '_> {
+impl<'a, 'b> ExecSession<'a, 'b> {
+    /// A session whose serial console goes to `console_log`.
+    pub(crate) fn new(
+        io: &'a mut Streams<'b>,
+        opts: &'a ExecOptions,
+        console_log: PathBuf,
+        emulator: &'static str,
+    ) -> ExecSession<'a, 'b> {
+        ExecSession {
+            io,
+            opts,
+            console_log,
+            emulator,
+            interrupts: 0,
+            link: None,
+            forwards: None,
+        }
+    }
+
     fn run(
         &mut self,
         host: &Host,
@@ -244,7 +280,7 @@ impl ExecSession<'_, '_> {
     ) -> ExitStatus {
         let listener =
             match UnixListener::bind(socket).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
-                Ok(l) => l,
+                Ok(l) => LinkListener::Unix(l),
                 Err(e) => {
                     self.io
                         .say(&format!("cannot listen on {}: {e}", socket.display()));
@@ -275,17 +311,31 @@ impl ExecSession<'_, '_> {
                 return status;
             }
         };
+        let (tx, rx) = mpsc::channel();
+        self.watch_qemu(&mut child, &tx);
+        self.attach(host, &listener, &mut child, stdin, (tx, rx), start)
+    }
+
+    /// Waits for the emulator started at `start` to connect the host link,
+    /// runs the command over it, and stops the emulator.
+    pub(crate) fn attach(
+        &mut self,
+        host: &Host,
+        listener: &LinkListener,
+        child: &mut Child,
+        stdin: Box<dyn Read + Send>,
+        (tx, rx): (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+        start: Instant,
+    ) -> ExitStatus {
         let deadline = self
             .opts
             .timeout
             .map(|t| start + Duration::from_secs_f64(t));
-        let (tx, rx) = mpsc::channel();
-        self.watch_qemu(&mut child, &tx);
-        let status = match self.connect(host, &listener, &mut child, &rx, deadline) {
-            Ok(stream) => self.serve(host, stream, stdin, &mut child, tx, &rx, deadline),
+        let status = match self.connect(host, listener, child, &rx, deadline) {
+            Ok(stream) => self.serve(host, stream, stdin, child, tx, &rx, deadline),
             Err(status) => status,
         };
-        stop_qemu(&mut child);
+        stop_qemu(child);
         status
     }
 
@@ -317,18 +367,17 @@ impl ExecSession<'_, '_> {
         );
     }
 
-    /// Waits for QEMU to connect to the host link's socket.
+    /// Waits for the emulator to connect to the host link's socket.
     fn connect(
         &mut self,
         host: &Host,
-        listener: &UnixListener,
+        listener: &LinkListener,
         child: &mut Child,
         rx: &mpsc::Receiver<Event>,
         deadline: Option<Instant>,
-    ) -> Result<UnixStream, ExitStatus> {
+    ) -> Result<LinkStream, ExitStatus> {
         loop {
-            if let Ok((stream, _)) = listener.accept() {
-                let _ = stream.set_nonblocking(false);
+            if let Ok(stream) = listener.accept() {
                 return Ok(stream);
             }
             let events: Vec<Event> = rx.try_iter().collect();
@@ -337,7 +386,8 @@ impl ExecSession<'_, '_> {
             if let Ok(Some(s)) = child.try_wait() {
                 let code = s.code().unwrap_or(-1);
                 self.io.say(&format!(
-                    "QEMU exited before connecting the host link (status {code})"
+                    "{} exited before connecting the host link (status {code})",
+                    self.emulator
                 ));
                 return Err(ExitStatus::NotBooted);
             }
@@ -346,7 +396,8 @@ impl ExecSession<'_, '_> {
                 return Err(ExitStatus::Timeout);
             }
             if host.stop.signal().is_some() {
-                self.io.say("interrupted: QEMU stopped");
+                self.io
+                    .say(&format!("interrupted: {} stopped", self.emulator));
                 return Err(ExitStatus::from_signal(
                     host.stop.signal().unwrap_or(SIGINT),
                 ));
@@ -373,7 +424,7 @@ impl ExecSession<'_, '_> {
     fn serve(
         &mut self,
         host: &Host,
-        stream: UnixStream,
+        stream: LinkStream,
         stdin: Box<dyn Read + Send>,
         child: &mut Child,
         tx: mpsc::Sender<Event>,
@@ -381,10 +432,13 @@ impl ExecSession<'_, '_> {
         deadline: Option<Instant>,
     ) -> ExitStatus {
         if self.opts.verbose {
+            let machine = match self.opts.bochs {
+                Some(cpu) => format!("Bochs (cpu {})", cpu.model()),
+                None => self.opts.machine.name().to_string(),
+            };
             self.io.say(&format!(
-                "booting {} on {}; running: {}",
+                "booting {} on {machine}; running: {}",
                 self.opts.profile,
-                self.opts.machine.name(),
                 shell_quote(&self.opts.argv)
             ));
         }
@@ -473,7 +527,8 @@ impl ExecSession<'_, '_> {
     /// The link closed (or QEMU exited) before the command's status came.
     fn stopped(&mut self, host: &Host, child: &mut Child) -> ExitStatus {
         if self.interrupts > 0 {
-            self.io.say("interrupted: QEMU stopped");
+            self.io
+                .say(&format!("interrupted: {} stopped", self.emulator));
             return ExitStatus::from_signal(host.stop.signal().unwrap_or(SIGINT));
         }
         let qemu = match child.try_wait() {
@@ -481,7 +536,8 @@ impl ExecSession<'_, '_> {
             _ => "still running".to_string(),
         };
         self.io.say(&format!(
-            "Starina stopped before the command finished (QEMU status {qemu})"
+            "Starina stopped before the command finished ({} status {qemu})",
+            self.emulator
         ));
         self.console_tail();
         ExitStatus::NoStatus
@@ -575,14 +631,17 @@ impl ConsoleLines {
 /// Sends one whole frame.
 /// `-t`: the host terminal in raw mode, and its size changes sent to
 /// process `id` over `link` as [`Frame::Resize`].
-pub fn start_terminal(link: &Arc<Mutex<UnixStream>>, id: u32) -> Result<terminal::Session, String> {
+pub fn start_terminal<W: Write + Send + 'static>(
+    link: &Arc<Mutex<W>>,
+    id: u32,
+) -> Result<terminal::Session, String> {
     let link = Arc::clone(link);
     terminal::Session::start(move |size| {
         let _ = send(&link, &Frame::Resize { id, size });
     })
 }
 
-fn send(link: &Mutex<UnixStream>, frame: &Frame) -> std::io::Result<()> {
+fn send<W: Write>(link: &Mutex<W>, frame: &Frame) -> std::io::Result<()> {
     let bytes = frame
         .encode()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -591,7 +650,7 @@ fn send(link: &Mutex<UnixStream>, frame: &Frame) -> std::io::Result<()> {
 }
 
 /// A thread that sends `stdin` to the command, then closes its stdin.
-fn pump_stdin(mut stdin: Box<dyn Read + Send>, link: Arc<Mutex<UnixStream>>) {
+fn pump_stdin(mut stdin: Box<dyn Read + Send>, link: Arc<Mutex<LinkStream>>) {
     thread::spawn(move || {
         let mut buf = vec![0u8; MAX_DATA_CHUNK];
         while let Ok(n @ 1..) = stdin.read(&mut buf) {
@@ -613,7 +672,7 @@ fn pump_stdin(mut stdin: Box<dyn Read + Send>, link: Arc<Mutex<UnixStream>>) {
 }
 
 /// A thread that forwards what arrives on the host link.
-fn read_link(mut stream: UnixStream, tx: mpsc::Sender<Event>) {
+fn read_link(mut stream: LinkStream, tx: mpsc::Sender<Event>) {
     thread::spawn(move || {
         let mut buf = vec![0u8; 65536];
         while let Ok(n @ 1..) = stream.read(&mut buf) {

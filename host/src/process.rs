@@ -93,6 +93,40 @@ pub fn forward_lines<R: Read + Send + 'static, T: Send + 'static>(
     })
 }
 
+/// A thread that sends what is appended to the file at `path` (Bochs'
+/// COM1), as `wrap(bytes)`, as it comes, until the returned flag is set
+/// (Bochs exited) and the file is read to its end.
+pub fn tail_file<E: Send + 'static>(
+    path: PathBuf,
+    tx: mpsc::Sender<E>,
+    wrap: fn(Vec<u8>) -> E,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = exited.clone();
+    thread::spawn(move || {
+        let mut file = None;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            // Bochs makes the file at the first byte out.
+            let last = done.load(std::sync::atomic::Ordering::Relaxed);
+            if file.is_none() {
+                file = std::fs::File::open(&path).ok();
+            }
+            let n = file.as_mut().map_or(0, |f| f.read(&mut buf).unwrap_or(0));
+            if n > 0 {
+                if tx.send(wrap(buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            } else if last {
+                return;
+            } else {
+                thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    });
+    exited
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,7 @@ use crate::host::Streams;
 use crate::markers;
 use crate::process::forward_lines;
 use crate::process::send_sigterm;
+use crate::process::tail_file;
 use crate::qemu;
 use crate::qemu::HostLink;
 use crate::qemu::Machine;
@@ -216,11 +217,9 @@ fn run_bochs(
             cdrom: iso,
             serial: files.serial.clone(),
             log: files.log.clone(),
+            host_link_port: None,
         };
-        let (rc, script) = (tmp.0.join("bochsrc"), tmp.0.join("continue.rc"));
-        std::fs::write(&rc, config.bochsrc())
-            .and_then(|_| std::fs::write(&script, bochs::DEBUGGER_SCRIPT))
-            .map_err(|e| format!("cannot write {}: {e}", rc.display()))?;
+        let (rc, script) = config.write(&tmp.0)?;
         Ok((tmp, files, rc, script))
     });
     let (tmp, files, rc, script) = match setup {
@@ -446,7 +445,7 @@ impl<'a, 'b> Session<'a, 'b> {
         let exited = self
             .bochs
             .as_ref()
-            .map(|files| tail_file(files.serial.clone(), tx.clone()));
+            .map(|files| tail_file(files.serial.clone(), tx.clone(), Event::Serial));
         drop(tx);
         loop {
             if let Some(exited) = &exited {
@@ -670,39 +669,6 @@ impl Session<'_, '_> {
         }
         status
     }
-}
-
-/// A thread that sends what is appended to the file at `path` (Bochs'
-/// COM1) as it comes, until the returned flag is set (Bochs exited) and
-/// the file is read to its end.
-fn tail_file(
-    path: PathBuf,
-    tx: mpsc::Sender<Event>,
-) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let done = exited.clone();
-    std::thread::spawn(move || {
-        let mut file = None;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            // Bochs makes the file at the first byte out.
-            let last = done.load(std::sync::atomic::Ordering::Relaxed);
-            if file.is_none() {
-                file = std::fs::File::open(&path).ok();
-            }
-            let n = file.as_mut().map_or(0, |f| f.read(&mut buf).unwrap_or(0));
-            if n > 0 {
-                if tx.send(Event::Serial(buf[..n].to_vec())).is_err() {
-                    return;
-                }
-            } else if last {
-                return;
-            } else {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    });
-    exited
 }
 
 /// A thread that sends what `stream` delivers, as it comes.

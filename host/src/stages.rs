@@ -377,39 +377,91 @@ fn bochs_stage(host: &Host, tally: &mut Tally, kernel_ok: bool) {
     tally.add(&name, u32::from(ok), u32::from(!ok), note, t0);
 }
 
-/// What a Linux boot under Bochs must show: which backend ran it (with
-/// NRIP save on the AMD model, which QEMU's SVM lacks), and the guest's
-/// `uname -r` from the linux_uname service.
-fn bochs_linux_patterns(cpu: Cpu) -> Vec<String> {
-    let backend = match cpu {
+/// The command the Bochs stages run in Linux, its input, and what it
+/// must print: stdin reaches it, stdout and the exit status come back.
+const BOCHS_EXEC_SCRIPT: &str = r#"read line; echo "got $line"; uname -r; exit 3"#;
+const BOCHS_EXEC_STDIN: &[u8] = b"ping\n";
+const BOCHS_EXEC_STDOUT: &str = r"^got ping\n6\.12\.\d+\n$";
+const BOCHS_EXEC_STATUS: i32 = 3;
+
+/// Which backend ran Linux, from the console (with NRIP save on the AMD
+/// model, which QEMU's SVM lacks).
+fn bochs_backend_pattern(cpu: Cpu) -> &'static str {
+    match cpu {
         Cpu::Intel => r"hypervisor: Intel VMX enabled \(EPT",
         Cpu::Amd => r"hypervisor: AMD SVM enabled .*NRIP save yes",
-    };
-    vec![backend.to_string(), r"linux_uname: 6\.12\.".to_string()]
+    }
+}
+
+/// What is wrong with a Bochs exec's outcome, if anything.
+fn bochs_exec_problems(cpu: Cpu, status: ExitStatus, stdout: &str, console: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if status.code() != BOCHS_EXEC_STATUS {
+        problems.push(format!(
+            "exit status {} (want {BOCHS_EXEC_STATUS})",
+            status.code()
+        ));
+    }
+    if !regex::Regex::new(BOCHS_EXEC_STDOUT).is_ok_and(|r| r.is_match(stdout)) {
+        problems.push(format!("stdout {stdout:?} (want {BOCHS_EXEC_STDOUT})"));
+    }
+    let backend = bochs_backend_pattern(cpu);
+    if !regex::Regex::new(backend).is_ok_and(|r| r.is_match(console)) {
+        problems.push(format!("no '{backend}' on the console"));
+    }
+    problems
 }
 
 /// Linux booted under Bochs through one backend (VMX on the Intel model,
-/// SVM on the AMD one): passes when every pattern was seen.
+/// SVM on the AMD one), and a command run in it over the COM2 host link
+/// (`exec --emulator bochs`): its input, output and status.
 fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: Cpu) {
     let (backend, cpu_name) = match cpu {
         Cpu::Intel => ("VMX", "intel"),
         Cpu::Amd => ("SVM", "amd"),
     };
-    let name = format!("Bochs: Linux through {backend} (cpu {cpu_name})");
-    let patterns = bochs_linux_patterns(cpu);
-    let opts = bochs_options(BOCHS_LINUX_PROFILE, cpu, BOCHS_LINUX_TIMEOUT, patterns);
-    let Some(t0) = bochs_header(tally, &name, &opts, kernel_ok) else {
+    let name = format!("Bochs: Linux through {backend}, exec over COM2 (cpu {cpu_name})");
+    header(&format!(
+        "{name}: printf 'ping\\n' | scripts/starina exec --no-build --emulator bochs --cpu {cpu_name} \
+         --timeout {} -v -- sh -c '{BOCHS_EXEC_SCRIPT}'",
+        crate::host::fmt_seconds(BOCHS_LINUX_TIMEOUT)
+    ));
+    let t0 = Instant::now();
+    if !kernel_ok {
+        show("test: skipped: the kernel did not build");
+        tally.add(&name, 0, 1, "skipped: no kernel".into(), t0);
         return;
+    }
+    let mut opts = crate::exec::ExecOptions::new(&["sh", "-c", BOCHS_EXEC_SCRIPT]);
+    opts.bochs = Some(cpu);
+    opts.profile = BOCHS_LINUX_PROFILE.into();
+    opts.build = false;
+    opts.verbose = true;
+    opts.timeout = Some(BOCHS_LINUX_TIMEOUT);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = {
+        let mut io = Streams {
+            out: &mut out,
+            err: &mut err,
+        };
+        let stdin = Box::new(std::io::Cursor::new(BOCHS_EXEC_STDIN));
+        crate::exec::exec(host, &opts, stdin, &mut io)
     };
-    let mut out = std::io::stdout();
-    let mut err = std::io::stderr();
-    let mut io = Streams {
-        out: &mut out,
-        err: &mut err,
+    let stdout = String::from_utf8_lossy(&out);
+    let console = String::from_utf8_lossy(&err);
+    let problems = bochs_exec_problems(cpu, status, &stdout, &console);
+    if !problems.is_empty() {
+        show(&console);
+    }
+    show(&format!(
+        "stdout: {stdout:?}, exit status {}",
+        status.code()
+    ));
+    let ok = problems.is_empty();
+    let note = match ok {
+        true => format!("exit status {}", status.code()),
+        false => problems.join("; "),
     };
-    let status = run(host, &opts, &mut io).status;
-    let ok = status.is_success();
-    let note = format!("exit status {}", status.code());
     tally.add(&name, u32::from(ok), u32::from(!ok), note, t0);
 }
 
@@ -418,22 +470,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bochs_linux_patterns_name_the_backend() {
-        let intel = bochs_linux_patterns(Cpu::Intel);
-        let amd = bochs_linux_patterns(Cpu::Amd);
-        let matches = |patterns: &[String], line: &str| {
-            patterns
-                .iter()
-                .any(|p| regex::Regex::new(p).unwrap().is_match(line))
-        };
+    fn bochs_exec_outcomes() {
         let vmx = "INFO  kernel: hypervisor: Intel VMX enabled (EPT, unrestricted guest, VPID yes, INVEPT single-context)";
         let svm =
             "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save yes)";
         let qemu_svm =
             "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save no)";
-        assert!(matches(&intel, vmx) && !matches(&intel, svm));
-        assert!(matches(&amd, svm) && !matches(&amd, qemu_svm));
-        assert!(matches(&amd, "[   0.784549] INFO  linux_uname: 6.12.118"));
+        let good = "got ping\n6.12.118\n";
+        let three = ExitStatus::from_exit(3);
+        assert!(bochs_exec_problems(Cpu::Intel, three, good, vmx).is_empty());
+        assert!(bochs_exec_problems(Cpu::Amd, three, good, svm).is_empty());
+        assert_eq!(bochs_exec_problems(Cpu::Intel, three, good, svm).len(), 1);
+        assert_eq!(
+            bochs_exec_problems(Cpu::Amd, three, good, qemu_svm).len(),
+            1
+        );
+        assert_eq!(
+            bochs_exec_problems(Cpu::Amd, ExitStatus::from_exit(0), good, svm).len(),
+            1
+        );
+        for bad in [
+            "got \n6.12.118\n",
+            "got ping\n6.1.0\n",
+            "got ping\n6.12.118\nmore\n",
+            "",
+        ] {
+            assert_eq!(
+                bochs_exec_problems(Cpu::Intel, three, bad, vmx).len(),
+                1,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

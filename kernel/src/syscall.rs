@@ -79,6 +79,8 @@ pub mod rights {
     pub const DEVICE_PCI_CONFIG_READ: Rights = Rights::READ;
     pub const DEVICE_PCI_CONFIG_WRITE: Rights = Rights::WRITE;
     pub const DEVICE_MMIO_MAP: Rights = Rights::WRITE;
+    pub const DEVICE_IO_READ: Rights = Rights::READ;
+    pub const DEVICE_IO_WRITE: Rights = Rights::WRITE;
     pub const INTERRUPT_CREATE: Rights = Rights::READ;
     pub const INTERRUPT_ACK: Rights = Rights::WRITE;
     pub const DMA_ALLOC: Rights = Rights::WRITE;
@@ -327,6 +329,24 @@ impl KernelApi for Kernel {
             // message) before the wait receives into `buf`.
             let handed = send(table, ch, kind, data, &[])?;
             Ok(wait_recv(&poll, buf, handle_buf, handed))
+        })
+    }
+
+    fn device_io_read(&self, device: HandleId, offset: u16, width: u8) -> Result<u32, Error> {
+        sched::in_kernel(|| {
+            object::<DeviceObject>(device, rights::DEVICE_IO_READ)?.io_read(offset, width)
+        })
+    }
+
+    fn device_io_write(
+        &self,
+        device: HandleId,
+        offset: u16,
+        width: u8,
+        value: u32,
+    ) -> Result<(), Error> {
+        sched::in_kernel(|| {
+            object::<DeviceObject>(device, rights::DEVICE_IO_WRITE)?.io_write(offset, width, value)
         })
     }
 

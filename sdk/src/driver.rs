@@ -5,7 +5,8 @@
 //! [`Interrupt`] (readable through poll when the device interrupts) and,
 //! with the `virtio` feature, a ready `virtio-drivers` transport
 //! ([`virtio::transport`]) and the [`virtio::StarinaHal`] that gives the
-//! `virtio-drivers` crate DMA memory and MMIO mappings.
+//! `virtio-drivers` crate DMA memory and MMIO mappings. A UART's driver
+//! gets a 16550 on the device's I/O ports ([`uart::Uart`]).
 //!
 //! This module is the one place in the SDK with `unsafe` code: drivers
 //! themselves stay `#![forbid(unsafe_code)]`.
@@ -71,6 +72,17 @@ impl Device {
         kernel().device_mmio_map(self.0.id(), paddr, len)
     }
 
+    /// Reads `width` bytes (1, 2 or 4) from its I/O port `offset` (devices
+    /// with I/O ports only: a UART).
+    pub fn io_read(&self, offset: u16, width: u8) -> Result<u32, Error> {
+        kernel().device_io_read(self.0.id(), offset, width)
+    }
+
+    /// Writes the low `width` bytes of `value` to its I/O port `offset`.
+    pub fn io_write(&self, offset: u16, width: u8, value: u32) -> Result<(), Error> {
+        kernel().device_io_write(self.0.id(), offset, width, value)
+    }
+
     /// The address this device uses for `buf`, if `buf` is physically
     /// contiguous (heap memory is; thread stacks are not: `NotSupported`).
     /// The device must stop using it before `buf` goes away.
@@ -78,8 +90,8 @@ impl Device {
         kernel().dma_translate(self.0.id(), buf.as_ptr() as usize, buf.len())
     }
 
-    /// A short human-readable address: `pci 00:02.0 1af4:1000` or
-    /// `virtio-mmio 0xfeb02e00 (device 1)`.
+    /// A short human-readable address: `pci 00:02.0 1af4:1000`,
+    /// `virtio-mmio 0xfeb02e00 (device 1)` or `uart 0x2f8`.
     pub fn describe(&self) -> alloc::string::String {
         match self.info() {
             Ok(info) => describe_address(&info.address),
@@ -102,6 +114,7 @@ pub fn describe_address(address: &DeviceAddress) -> alloc::string::String {
         DeviceAddress::VirtioMmio {
             base, device_id, ..
         } => alloc::format!("virtio-mmio {base:#x} (device {device_id})"),
+        DeviceAddress::Uart { io_base } => alloc::format!("uart {io_base:#x}"),
     }
 }
 
@@ -199,6 +212,8 @@ impl Drop for DmaBuffer {
 }
 
 pub const PAGE_SIZE: usize = 4096;
+
+pub mod uart;
 
 #[cfg(feature = "virtio")]
 pub mod virtio {
@@ -490,6 +505,7 @@ pub mod virtio {
                     unsafe { MmioTransport::new(header, size) }.map_err(TransportError::Mmio)?;
                 Ok(SomeTransport::Mmio(mmio))
             }
+            DeviceAddress::Uart { .. } => Err(TransportError::Kernel(Error::NotSupported)),
         }
     }
 }

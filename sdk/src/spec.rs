@@ -92,6 +92,8 @@ pub enum DeviceMatch {
     Pci { vendor: u16, device: Option<u16> },
     /// A virtio-mmio transport with this virtio device ID.
     VirtioMmio { device_id: u32 },
+    /// A 16550 UART (spec `kind = "uart"`).
+    Uart,
 }
 
 impl DeviceMatch {
@@ -110,6 +112,7 @@ impl DeviceMatch {
                 DeviceMatch::VirtioMmio { device_id },
                 DeviceAddress::VirtioMmio { device_id: d, .. },
             ) => device_id == d,
+            (DeviceMatch::Uart, DeviceAddress::Uart { .. }) => true,
             _ => false,
         }
     }

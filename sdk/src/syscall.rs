@@ -294,6 +294,20 @@ pub trait KernelApi: Sync {
         self.channel_send(ch, kind, data, &[])?;
         Ok(self.poll_wait_recv(poll, buf, handle_buf))
     }
+
+    /// Reads `width` bytes (1, 2 or 4) from the device's I/O port at
+    /// `offset` from its first one. Only for devices with I/O ports (a
+    /// UART); `InvalidArgument` for a width or range outside them.
+    fn device_io_read(&self, device: HandleId, offset: u16, width: u8) -> Result<u32, Error>;
+    /// Writes the low `width` bytes of `value` to the device's I/O port at
+    /// `offset`, as [`KernelApi::device_io_read`] reads.
+    fn device_io_write(
+        &self,
+        device: HandleId,
+        offset: u16,
+        width: u8,
+        value: u32,
+    ) -> Result<(), Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -179,10 +179,23 @@ impl Fuzzer {
 
     fn device_info_and_config(&mut self, nic: HandleId) {
         let device = self.device(nic);
-        match self.rng.below(4) {
+        match self.rng.below(6) {
             0 => {
                 let r = k().device_info(device);
                 self.note(SyscallNo::DeviceInfo, &r);
+            }
+            // I/O ports: the NIC has none (only a UART has), any handle
+            // may come, and any offset and width.
+            2 => {
+                let (offset, width) = self.io_access();
+                let r = k().device_io_read(device, offset, width);
+                self.note(SyscallNo::DeviceIoRead, &r);
+            }
+            3 => {
+                let (offset, width) = self.io_access();
+                let value = self.rng.next() as u32;
+                let r = k().device_io_write(device, offset, width, value);
+                self.note(SyscallNo::DeviceIoWrite, &r);
             }
             1 => {
                 // Writes go to the BARs (refused unless sizing) and to
@@ -201,6 +214,14 @@ impl Fuzzer {
                 self.note(SyscallNo::DevicePciConfigRead, &r);
             }
         }
+    }
+
+    /// An I/O port offset and access width, mostly plausible.
+    fn io_access(&mut self) -> (u16, u8) {
+        let random = self.rng.next();
+        let offset = self.rng.pick(&[0, 5, 7, 8, u16::MAX, random as u16]);
+        let width = self.rng.pick(&[1, 2, 4, 0, 3, (random >> 16) as u8]);
+        (offset, width)
     }
 
     fn device_mmio_map(&mut self, nic: HandleId) {

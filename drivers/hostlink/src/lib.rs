@@ -1,7 +1,9 @@
 //! The host link: lets the host run commands in Starina's Linux
 //! (`scripts/starina exec -- CMD ARGS...`).
 //!
-//! QEMU connects a virtio-console port to a Unix socket of the host. Over it
+//! QEMU connects a virtio-console port to a Unix socket of the host; Bochs,
+//! which has no virtio devices, connects the COM2 UART to a TCP socket
+//! (`port.rs` hides which). Over it
 //! the host speaks the process protocol of `starina_bridge::process`, the
 //! same one the linux server speaks with the guest agent: `Spawn`, `Stdin`,
 //! `StdinClose`, `Kill`, `Resize`, `Ping` and (test only) `Panic` from the host;
@@ -28,14 +30,15 @@
 //! argv over 1 MiB from a sender that does not check) closes the link for
 //! good: the bytes after it may be the inside of an oversized frame, which
 //! can look like any frame (`Spawn`, `Kill`, `Panic`), and nothing in a
-//! plain virtio-console stream marks where a frame could start again. So
+//! plain byte stream marks where a frame could start again. So
 //! every host process fails with `SpawnFailed` (its channel closes, and the
 //! linux server kills it), and from then on everything the port delivers is
 //! read and dropped, never decoded. A fresh link is a fresh boot, which is
 //! what `scripts/starina exec` does for every command.
 //!
 //! Interrupts: the driver reads the port only when the device interrupts
-//! (or when a process channel makes room). The interrupt object is created
+//! (or when a process channel makes room). For the virtio-console, the
+//! interrupt object is created
 //! before the device is set up, and the device's interrupt status is read
 //! (which lowers its INTx line) once the driver listens. Both matter: the
 //! host may have sent its first frame already, and QEMU fills the receive
@@ -59,8 +62,11 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+mod port;
+
+use starina::driver::uart::Uart;
 use starina::driver::virtio::transport;
-use starina::driver::virtio::StarinaHal;
+use starina::driver::Device;
 use starina::mainloop::Cx;
 use starina::mainloop::Handler;
 use starina::mainloop::Mainloop;
@@ -74,12 +80,11 @@ use starina_bridge::exec::ExecRequest;
 use starina_bridge::process::Frame;
 use starina_bridge::process::FrameDecoder;
 use starina_bridge::process::ProtoError;
-use virtio_drivers::device::console::VirtIOConsole;
-use virtio_drivers::transport::SomeTransport;
+
+use crate::port::HostPort;
+use crate::port::VirtioPort;
 
 include!(concat!(env!("OUT_DIR"), "/starina_env.rs"));
-
-type Port = VirtIOConsole<StarinaHal, SomeTransport<'static>>;
 
 /// Bytes read from the port per batch before frames are handled.
 const READ_BATCH: usize = 64 * 1024;
@@ -131,7 +136,7 @@ struct HostProc {
 }
 
 struct Link {
-    port: Port,
+    port: HostPort,
     linux: HandleId,
     decoder: FrameDecoder,
     procs: BTreeMap<u32, HostProc>,
@@ -148,7 +153,20 @@ struct Wakeups {
 }
 
 pub fn main(env: Env) -> Result<(), String> {
-    let device = env.port;
+    // With both, the UART is left alone (and quiesced when it drops).
+    match (env.port, env.uart) {
+        (Some(device), _) => over_virtio(device, env.supervisor, env.linux),
+        (None, Some(device)) => over_uart(device, env.supervisor, env.linux),
+        (None, None) => {
+            log::info!(
+                "no host link device (a virtio-console port or the COM2 UART): nothing to relay"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn over_virtio(device: Device, supervisor: Channel, linux: Channel) -> Result<(), String> {
     let where_ = device.describe();
     // Before the device can raise its line (see the module docs).
     let irq = device
@@ -156,17 +174,31 @@ pub fn main(env: Env) -> Result<(), String> {
         .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
     let port = transport(&device)
         .map_err(|e| format!("{e}"))
-        .and_then(|t| Port::new(t).map_err(|e| format!("{e:?}")))
+        .and_then(|t| VirtioPort::new(t).map_err(|e| format!("{e:?}")))
         .map_err(|e| format!("{where_}: cannot set up the virtio-console: {e}"))?;
-    let result = run(port, irq, env.supervisor, env.linux);
+    let result = run(
+        HostPort::Virtio(alloc::boxed::Box::new(port)),
+        irq,
+        supervisor,
+        linux,
+    );
     // `device` drops last: the kernel quiesces it before its DMA memory is
     // freed.
     drop(device);
     result.map_err(|e| format!("{where_}: {e}"))
 }
 
+fn over_uart(device: Device, supervisor: Channel, linux: Channel) -> Result<(), String> {
+    let where_ = device.describe();
+    let irq = device
+        .interrupt()
+        .map_err(|e| format!("{where_}: no interrupt: {e}"))?;
+    let uart = Uart::new(device).map_err(|e| format!("{where_}: cannot set up the UART: {e}"))?;
+    run(HostPort::Uart(uart), irq, supervisor, linux).map_err(|e| format!("{where_}: {e}"))
+}
+
 fn run(
-    port: Port,
+    port: HostPort,
     irq: starina::driver::Interrupt,
     supervisor: Channel,
     linux: Channel,
@@ -188,8 +220,8 @@ fn run(
     // Bytes may have arrived before we listened, and the line may be high
     // already: reading the status lowers it, so the next buffer the device
     // fills raises it again (see the module docs).
-    if let Err(e) = link.port.ack_interrupt() {
-        log::warn!("virtio-console: {e:?}");
+    if let Err(e) = link.port.on_interrupt() {
+        log::warn!("host link device: {e}");
     }
     link.read_host(ml.cx());
     ml.run(&mut link)
@@ -254,8 +286,8 @@ impl Handler for Link {
         _: &mut Watched,
     ) -> Result<(), Error> {
         self.wakeups.interrupts += 1;
-        if let Err(e) = self.port.ack_interrupt() {
-            log::warn!("virtio-console: {e:?}");
+        if let Err(e) = self.port.on_interrupt() {
+            log::warn!("host link device: {e}");
         }
         self.read_host(cx);
         cx.ack_interrupt(id)
@@ -319,18 +351,10 @@ impl Link {
     }
 
     fn read_port(&mut self) -> Vec<u8> {
-        let mut chunk = Vec::new();
-        while chunk.len() < READ_BATCH {
-            match self.port.recv(true) {
-                Ok(Some(b)) => chunk.push(b),
-                Ok(None) => break,
-                Err(e) => {
-                    log::warn!("virtio-console receive: {e:?}");
-                    break;
-                }
-            }
-        }
-        chunk
+        self.port.recv(READ_BATCH).unwrap_or_else(|e| {
+            log::warn!("host link receive: {e}");
+            Vec::new()
+        })
     }
 
     fn send_host(&mut self, frame: &Frame) {
@@ -339,8 +363,8 @@ impl Link {
             log::warn!("cannot encode a frame for the host: {e}");
             return;
         }
-        if let Err(e) = self.port.send_bytes(&self.out) {
-            log::warn!("virtio-console send: {e:?}");
+        if let Err(e) = self.port.send(&self.out) {
+            log::warn!("host link send: {e}");
         }
     }
 

@@ -160,3 +160,11 @@ pub fn inl(port: u16) -> u32 {
     unsafe { asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
     value
 }
+
+#[inline(always)]
+pub fn inw(port: u16) -> u16 {
+    let value: u16;
+    // SAFETY: as for `outb`.
+    unsafe { asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    value
+}

@@ -1,12 +1,14 @@
 //! The devices the kernel found at boot, and which component drives each.
 //!
 //! Discovery runs once: PCI enumeration through the configuration ports
-//! (q35), and probing of the virtio-mmio windows (microvm). Startup hands
+//! (q35), probing of the virtio-mmio windows (microvm), and of COM2
+//! (`uart`). Startup hands
 //! each driver the devices its spec's `[devices]` names; a device is
 //! claimed by one device object at a time, and released (and quiesced)
 //! when that object goes away.
 
 pub mod pci;
+pub mod uart;
 pub mod virtio_mmio;
 
 use alloc::sync::Arc;
@@ -85,6 +87,19 @@ pub fn discover(cmdline: &str) {
                 base: t.base,
                 size: virtio_mmio::WINDOW,
             }],
+            bar_masks: [0; 6],
+            claimed: false,
+        });
+    }
+    if uart::present(uart::COM2) {
+        records.push(Record {
+            info: DeviceInfo {
+                address: DeviceAddress::Uart {
+                    io_base: uart::COM2,
+                },
+                gsi: Some(uart::COM2_GSI),
+            },
+            regions: Vec::new(),
             bar_masks: [0; 6],
             claimed: false,
         });

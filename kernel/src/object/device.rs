@@ -1,8 +1,10 @@
 //! Device objects: the right to drive one device. Holding one lets a
 //! process read and write the device's PCI configuration (BARs excepted),
-//! map its memory regions, take its interrupt and allocate DMA memory.
-//! Dropping the last handle quiesces the device (bus mastering off, or a
-//! virtio-mmio reset) so it stops writing into memory that is then freed.
+//! map its memory regions, reach its I/O ports (a UART's), take its
+//! interrupt and allocate DMA memory. Dropping the last handle quiesces
+//! the device (bus mastering off, a virtio-mmio reset, a UART's interrupts
+//! off) so it stops writing into memory that is then freed, or raising a
+//! line nobody handles.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -12,6 +14,7 @@ use starina::abi::DeviceAddress;
 use starina::abi::DeviceInfo;
 use starina::abi::Error;
 
+use crate::arch::cpu;
 use crate::device::pci;
 use crate::device::Region;
 use crate::sync::SpinLock;
@@ -57,7 +60,9 @@ impl DeviceObject {
                 device,
                 function,
             }),
-            DeviceAddress::VirtioMmio { .. } => Err(Error::NotSupported),
+            DeviceAddress::VirtioMmio { .. } | DeviceAddress::Uart { .. } => {
+                Err(Error::NotSupported)
+            }
         }
     }
 
@@ -114,6 +119,34 @@ impl DeviceObject {
         }
     }
 
+    /// The I/O port of a `width`-byte access at `offset` into the device's
+    /// ports: `NotSupported` for a device without ports.
+    fn io_port(&self, offset: u16, width: u8) -> Result<u16, Error> {
+        let DeviceAddress::Uart { io_base } = self.info.address else {
+            return Err(Error::NotSupported);
+        };
+        starina::abi::io_port(io_base, starina::abi::UART_PORTS, offset, width)
+    }
+
+    pub fn io_read(&self, offset: u16, width: u8) -> Result<u32, Error> {
+        let port = self.io_port(offset, width)?;
+        Ok(match width {
+            1 => u32::from(cpu::inb(port)),
+            2 => u32::from(cpu::inw(port)),
+            _ => cpu::inl(port),
+        })
+    }
+
+    pub fn io_write(&self, offset: u16, width: u8, value: u32) -> Result<(), Error> {
+        let port = self.io_port(offset, width)?;
+        match width {
+            1 => cpu::outb(port, value as u8),
+            2 => cpu::outw(port, value as u16),
+            _ => cpu::outl(port, value),
+        }
+        Ok(())
+    }
+
     /// Whether `[base, base + len)` lies inside one of its memory regions.
     pub fn owns(&self, base: u64, len: u64) -> bool {
         self.regions.iter().any(|r| r.contains(base, len))
@@ -145,6 +178,11 @@ impl Drop for DeviceObject {
                 // SAFETY: the transport's register window is below 4 GiB
                 // (direct-mapped) and 0x70 is its Status register.
                 unsafe { status.write_volatile(0) };
+            }
+            DeviceAddress::Uart { io_base } => {
+                // No interrupt sources, and OUT2 off: the line stays low.
+                cpu::outb(io_base + 1, 0);
+                cpu::outb(io_base + 4, 0);
             }
         }
         if let Some(gsi) = self.info.gsi {

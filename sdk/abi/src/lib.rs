@@ -289,6 +289,25 @@ pub enum DeviceAddress {
         size: u64,
         device_id: u32,
     },
+    /// A 16550-compatible UART (a PC COM port): [`UART_PORTS`] I/O ports
+    /// from `io_base`, reached with `device_io_read` and `device_io_write`.
+    Uart { io_base: u16 },
+}
+
+/// How many I/O ports a [`DeviceAddress::Uart`] has.
+pub const UART_PORTS: u16 = 8;
+
+/// The port of a `width`-byte access at `offset` into a device's `ports`
+/// I/O ports from `io_base` (`device_io_read`, `device_io_write`):
+/// `InvalidArgument` for a width other than 1, 2 or 4, a misaligned
+/// offset, or one that reaches past them.
+pub fn io_port(io_base: u16, ports: u16, offset: u16, width: u8) -> Result<u16, Error> {
+    let width = u16::from(width);
+    let inside = offset.checked_add(width).is_some_and(|end| end <= ports);
+    if !matches!(width, 1 | 2 | 4) || !offset.is_multiple_of(width) || !inside {
+        return Err(Error::InvalidArgument);
+    }
+    io_base.checked_add(offset).ok_or(Error::InvalidArgument)
 }
 
 /// What a device handle tells its driver.

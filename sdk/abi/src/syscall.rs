@@ -57,11 +57,13 @@ pub enum SyscallNo {
     CommandName = 47,
     ChannelSendPollWaitRecv = 48,
     ChannelSendReceivedPollWaitRecv = 49,
+    DeviceIoRead = 50,
+    DeviceIoWrite = 51,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 49] = [
+    pub const ALL: [SyscallNo; 51] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -111,6 +113,8 @@ impl SyscallNo {
         SyscallNo::CommandName,
         SyscallNo::ChannelSendPollWaitRecv,
         SyscallNo::ChannelSendReceivedPollWaitRecv,
+        SyscallNo::DeviceIoRead,
+        SyscallNo::DeviceIoWrite,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -174,6 +178,8 @@ impl SyscallNo {
             SyscallNo::CommandName => "command_name",
             SyscallNo::ChannelSendPollWaitRecv => "channel_send_poll_wait_recv",
             SyscallNo::ChannelSendReceivedPollWaitRecv => "channel_send_received_poll_wait_recv",
+            SyscallNo::DeviceIoRead => "device_io_read",
+            SyscallNo::DeviceIoWrite => "device_io_write",
         }
     }
 }

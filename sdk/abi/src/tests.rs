@@ -90,3 +90,31 @@ fn new_errors_say_what_happened() {
     );
     assert_eq!(Error::Busy.as_raw(), 20);
 }
+
+#[test]
+fn io_accesses_stay_inside_the_device_ports() {
+    assert_eq!(io_port(0x2f8, 8, 0, 1), Ok(0x2f8));
+    assert_eq!(io_port(0x2f8, 8, 7, 1), Ok(0x2ff));
+    assert_eq!(io_port(0x2f8, 8, 4, 4), Ok(0x2fc));
+    assert_eq!(io_port(0x2f8, 8, 6, 2), Ok(0x2fe));
+    let bad = [
+        (8, 1),
+        (6, 4),
+        (7, 2),
+        (1, 2),
+        (2, 4),
+        (0, 0),
+        (0, 3),
+        (0, 8),
+        (u16::MAX, 1),
+        (u16::MAX, 4),
+    ];
+    for (offset, width) in bad {
+        assert_eq!(
+            io_port(0x2f8, 8, offset, width),
+            Err(Error::InvalidArgument),
+            "{offset}+{width}"
+        );
+    }
+    assert_eq!(io_port(u16::MAX, 8, 4, 1), Err(Error::InvalidArgument));
+}

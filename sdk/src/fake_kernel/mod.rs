@@ -289,6 +289,14 @@ impl KernelApi for FakeKernel {
         Err(Error::NotSupported)
     }
 
+    fn device_io_read(&self, _: HandleId, _: u16, _: u8) -> Result<u32, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn device_io_write(&self, _: HandleId, _: u16, _: u8, _: u32) -> Result<(), Error> {
+        Err(Error::NotSupported)
+    }
+
     fn interrupt_create(&self, _: HandleId) -> Result<HandleId, Error> {
         Err(Error::NotSupported)
     }

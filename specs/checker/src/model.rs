@@ -131,6 +131,8 @@ pub enum DeviceMatch {
     Pci { vendor: u16, device: Option<u16> },
     /// A virtio-mmio transport with this virtio device ID.
     VirtioMmio { device_id: u32 },
+    /// A 16550 UART (`kind = "uart"`).
+    Uart,
 }
 
 impl DeviceMatch {
@@ -147,6 +149,7 @@ impl DeviceMatch {
             DeviceMatch::VirtioMmio { device_id } => {
                 format!("::starina::spec::DeviceMatch::VirtioMmio {{ device_id: {device_id} }}")
             }
+            DeviceMatch::Uart => "::starina::spec::DeviceMatch::Uart".to_string(),
         }
     }
 }
@@ -165,6 +168,10 @@ pub const VIRTIO_KINDS: &[(&str, u32, Option<u16>)] = &[
     ("virtio-input", 18, None),
     ("virtio-vsock", 19, None),
 ];
+
+/// The device kind of a 16550 UART (a PC COM port the kernel does not
+/// keep for itself: COM2).
+pub const UART_KIND: &str = "uart";
 
 /// The PCI vendor ID of virtio devices.
 pub const VIRTIO_PCI_VENDOR: u16 = 0x1af4;

@@ -23,6 +23,7 @@ use crate::model::Need;
 use crate::model::Privilege;
 use crate::model::Profile;
 use crate::model::Restart;
+use crate::model::UART_KIND;
 use crate::model::VIRTIO_KINDS;
 use crate::model::VIRTIO_PCI_VENDOR;
 use crate::names::check_identifier;
@@ -491,11 +492,16 @@ fn read_device(f: &mut Fields, key: &str, field: &str, entry: toml::Table) -> Op
         }
     }
     if let Some(kind) = entry.get("kind") {
-        let names: Vec<&str> = VIRTIO_KINDS.iter().map(|(n, _, _)| *n).collect();
+        let mut names: Vec<&str> = VIRTIO_KINDS.iter().map(|(n, _, _)| *n).collect();
+        names.push(UART_KIND);
         match kind
             .as_str()
             .and_then(|k| VIRTIO_KINDS.iter().find(|(n, _, _)| *n == k))
         {
+            _ if kind.as_str() == Some(UART_KIND) => {
+                matches.push(DeviceMatch::Uart);
+                describes.push(UART_KIND.to_string());
+            }
             Some((name, id, legacy)) => {
                 if let Some(legacy) = legacy {
                     matches.push(DeviceMatch::Pci {

@@ -40,6 +40,7 @@ nic = { kind = "virtio-net" }
 disk = { pci = { vendor = 0x1af4, device = 0x1001 }, virtio-mmio = { device_id = 2 } }
 any_intel = { pci = { vendor = 0x8086 } }
 rng = { kind = "virtio-rng", optional = true }
+serial = { kind = "uart", optional = true }
 
 [config]
 rounds = 1000
@@ -404,6 +405,14 @@ fn wiring_of_devices() {
                  optional: true,\n            \
                  },\n",
     );
+    assert_contains(
+        &code,
+        "                name: \"serial\",\n                \
+                 describe: \"uart\",\n                \
+                 matches: &[\n                    \
+                     ::starina::spec::DeviceMatch::Uart,\n                \
+                 ],\n",
+    );
 }
 
 #[test]
@@ -542,7 +551,7 @@ pub mod spec {
     #[derive(Clone, Copy, Debug)] pub enum Isolation { InKernel }
     #[derive(Clone, Copy, Debug)] pub enum RestartPolicy { Never, OnFailure, Always }
     #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown, Monitor, Spawn, Control }
-    #[derive(Clone, Copy, Debug)] pub enum DeviceMatch { Pci { vendor: u16, device: Option<u16> }, VirtioMmio { device_id: u32 } }
+    #[derive(Clone, Copy, Debug)] pub enum DeviceMatch { Pci { vendor: u16, device: Option<u16> }, VirtioMmio { device_id: u32 }, Uart }
     #[derive(Clone, Copy, Debug)] pub struct DeviceNeed { pub name: &'static str, pub describe: &'static str, pub matches: &'static [DeviceMatch], pub optional: bool }
     #[derive(Clone, Copy, Debug)] pub struct Need { pub name: &'static str, pub service: &'static str, pub optional: bool }
     #[derive(Clone, Copy, Debug)]

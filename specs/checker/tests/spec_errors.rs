@@ -548,7 +548,7 @@ fn device_entries_are_checked_key_by_key() {
             "{ECHO}\n[devices]\na = {{ kind = \"virtio-nett\" }}\nb = {{ knd = \"virtio-net\" }}\nc = {{ pci = {{ device = 0x1000 }} }}\nd = {{ pci = {{ vendor = 70000 }} }}\ne = {{ virtio-mmio = {{ device_id = 0 }} }}\nf = {{ pci = 3 }}\ng = {{ virtio-mmio = {{ id = 1 }} }}\n"
         )),
         &[
-            "spec specs/echo.toml: field 'devices.a.kind': expected one of virtio-net, virtio-blk, virtio-console, virtio-rng, virtio-9p, virtio-gpu, virtio-input, virtio-vsock; got 'virtio-nett' (did you mean 'virtio-net'?)",
+            "spec specs/echo.toml: field 'devices.a.kind': expected one of virtio-net, virtio-blk, virtio-console, virtio-rng, virtio-9p, virtio-gpu, virtio-input, virtio-vsock, uart; got 'virtio-nett' (did you mean 'virtio-net'?)",
             "spec specs/echo.toml: field 'devices.b.knd': unknown key (did you mean 'kind'?)",
             "spec specs/echo.toml: field 'devices.c.pci.vendor': required but missing",
             "spec specs/echo.toml: field 'devices.d.pci.vendor': expected an integer from 0 to 0xffff; got 70000",
