@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub mod account;
+pub mod acpi;
 pub mod arch;
 pub mod handle;
 pub mod object;
