@@ -41,6 +41,8 @@ pub mod multiboot2;
 #[cfg(not(test))]
 pub mod panic;
 #[cfg(not(test))]
+pub mod percpu;
+#[cfg(not(test))]
 mod rt;
 #[cfg(not(test))]
 pub mod startup;
