@@ -110,25 +110,32 @@ interrupt_common:
     // there and while it uses the registers itself; saving into the same
     // area would overwrite the thread's state with the handler's, and the
     // handler's exit would then restore the handler's registers into the
-    // thread. An NMI never switches threads and NMIs do not nest, so one
-    // area of its own serves. %rbx (preserved by the call) remembers the
-    // choice: zero for the thread's area, re-read after the handler since
-    // a switch changes it.
+    // thread. An NMI never switches threads and NMIs do not nest, so an
+    // area of its own serves: 512 bytes below the frame, on this CPU's
+    // NMI stack (IST3, each CPU's own; the frame is 16-byte aligned, and
+    // so is the area). %rbx (preserved by the call) remembers the choice:
+    // zero for the thread's area, re-read after the handler since a
+    // switch changes it.
+    movq %rsp, %rdi
     xorl %ebx, %ebx
     cmpq $2, 120(%rsp)
     jne 1f
-    leaq NMI_FX(%rip), %rbx
+    subq $512, %rsp
+    movq %rsp, %rbx
 1:
     movq CURRENT_FX(%rip), %rax
     testq %rbx, %rbx
     cmovnzq %rbx, %rax
     fxsave64 (%rax)
-    movq %rsp, %rdi
     call interrupt_handler
     movq CURRENT_FX(%rip), %rax
     testq %rbx, %rbx
     cmovnzq %rbx, %rax
     fxrstor64 (%rax)
+    testq %rbx, %rbx
+    jz 2f
+    addq $512, %rsp
+2:
     popq %r15
     popq %r14
     popq %r13
@@ -147,11 +154,6 @@ interrupt_common:
     addq $16, %rsp
     iretq
 
-.section .bss.nmi_fx, "aw", @nobits
-.balign 64
-NMI_FX:
-    .skip 512
-.text
 "#,
     options(att_syntax)
 );
