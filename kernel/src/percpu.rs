@@ -7,11 +7,15 @@
 //!
 //! Today the other CPUs only come up and park (`arch::smp`). What moves
 //! here next, for scheduling on every CPU, reached through each CPU's GS
-//! base: the running thread (`sched::CURRENT`) and the idle thread, the
-//! FPU save area the interrupt entry uses (`arch::trap::CURRENT_FX`),
-//! interrupt nesting (`interrupt::IN_INTERRUPT`), the LAPIC timer's armed
-//! deadline (`arch::apic::ARMED_DEADLINE`) and the vCPU loaded on this CPU
-//! (`arch::vmx::vcpu::CURRENT`, the SVM host save area).
+//! base: the running thread (`sched::CURRENT`) and an idle thread per CPU
+//! (the boot CPU's is its boot stack), the FPU save area the interrupt
+//! entry uses (`arch::trap::CURRENT_FX`), interrupt nesting
+//! (`interrupt::IN_INTERRUPT`), the LAPIC timer's armed deadline
+//! (`arch::apic::ARMED_DEADLINE`), the vCPU loaded on this CPU
+//! (`arch::vmx::vcpu::CURRENT`) and each CPU's own VMXON region or SVM
+//! host save area. Each CPU must also set up what the boot CPU sets for
+//! itself: XCR0 (`arch::xstate`), and the guarded interrupt stacks'
+//! report on overflow (`arch::trap::ist_guard_hit` knows the boot CPU's).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
