@@ -8,6 +8,8 @@
 //! [`Error`], never a panic. The kernel side (`arch::acpi`) turns physical
 //! addresses into byte slices.
 
+#[cfg(test)]
+mod fuzz;
 pub mod madt;
 pub mod rsdp;
 pub mod sdt;
