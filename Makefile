@@ -60,7 +60,7 @@ profile: setup
 # The fuzz targets are tests named fuzz_* (driver: tests/fuzz_driver.rs),
 # built optimized but with overflow checks and debug assertions, in their
 # own target directory so the usual builds stay cached.
-FUZZ_CRATES := -p starina-vmm -p starina-bridge -p starina -p httpd -p tcpip -p linux -p starina-spec
+FUZZ_CRATES := -p starina-vmm -p starina-bridge -p starina -p httpd -p tcpip -p linux -p starina-spec -p starina-kernel
 CASES ?=
 SECONDS ?=
 SEED ?=

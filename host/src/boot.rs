@@ -139,6 +139,7 @@ impl LinkedBoot {
             kernel: prepared.kernel.clone(),
             kvm,
             icount: false,
+            cpus: 1,
             bootfs: prepared.bootfs.clone(),
             nic_port,
             hostlink: HostLink::Socket(hostlink.clone()),

@@ -17,6 +17,7 @@ use crate::instance_server::ServeOptions;
 use crate::profile::ProfileOptions;
 use crate::profile::Sampler;
 use crate::qemu::Machine;
+use crate::qemu::MAX_CPUS;
 use crate::bochs;
 use crate::run::compile_patterns;
 use crate::run::Emulator;
@@ -24,7 +25,7 @@ use crate::run::RunOptions;
 
 pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine q35|microvm] [--timeout SECONDS]
                            [--emulator qemu|bochs] [--cpu intel|amd (bochs)]
-                           [--icount] [--kvm] [--no-build] [--kernel PATH]
+                           [--icount] [--smp N (1-8; 1)] [--kvm] [--no-build] [--kernel PATH]
                            [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
@@ -174,6 +175,7 @@ fn parse_run(opts: &mut Options, qemu_args: Vec<String>) -> Result<RunOptions, S
     run.machine = opts.machine()?;
     run.timeout = opts.timeout()?;
     run.icount = opts.flag("--icount");
+    run.cpus = opts.cpus()?;
     run.kvm = opts.flag("--kvm");
     run.build = !opts.flag("--no-build");
     run.kernel = opts.value("--kernel")?.map(PathBuf::from);
@@ -197,6 +199,7 @@ fn bochs_only_options(run: &RunOptions) -> Result<(), String> {
     let qemu_only = [
         ("--machine", run.machine != defaults.machine),
         ("--icount", run.icount),
+        ("--smp", run.cpus != defaults.cpus),
         ("--kvm", run.kvm),
         ("--disk", run.disk.path.is_some()),
         ("-- QEMU args", !run.qemu_args.is_empty()),
@@ -533,6 +536,19 @@ impl Options {
         }
     }
 
+    /// `--smp N`: the guest's CPUs, 1 (the default) to `qemu::MAX_CPUS`.
+    fn cpus(&mut self) -> Result<u8, String> {
+        let Some(text) = self.value("--smp")? else {
+            return Ok(1);
+        };
+        match text.parse::<u8>() {
+            Ok(n) if (1..=MAX_CPUS).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "--smp: give a number of CPUs from 1 to {MAX_CPUS}: '{text}'"
+            )),
+        }
+    }
+
     fn machine(&mut self) -> Result<Machine, String> {
         machine(&self.value("--machine")?.unwrap_or_else(|| "q35".into()))
     }
@@ -631,9 +647,25 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (r.profile.as_str(), r.machine, r.build),
-            ("default", Machine::Q35, true)
+            (r.profile.as_str(), r.machine, r.build, r.cpus),
+            ("default", Machine::Q35, true, 1)
         );
+    }
+
+    #[test]
+    fn smp_option() {
+        for (given, cpus) in [("--smp=1", 1), ("--smp=4", 4), ("--smp=8", 8)] {
+            let Ok(Command::Run(r)) = parse(&args(&["run", given, "--icount"])) else {
+                panic!("{given} did not parse");
+            };
+            assert_eq!(r.cpus, cpus);
+        }
+        for bad in ["0", "9", "-1", "four", ""] {
+            let err = parse(&args(&["run", "--smp", bad])).unwrap_err();
+            assert!(err.contains("from 1 to 8"), "{bad}: {err}");
+        }
+        assert!(parse(&args(&["run", "--smp"])).is_err());
+        assert!(parse(&args(&["run", "--emulator", "bochs", "--smp", "2"])).is_err());
     }
 
     #[test]

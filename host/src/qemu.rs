@@ -54,6 +54,9 @@ pub enum HostLink {
     Socket(PathBuf),
 }
 
+/// The most CPUs `--smp` gives the guest: the kernel's `percpu::MAX_CPUS`.
+pub const MAX_CPUS: u8 = 8;
+
 /// Everything that decides the QEMU command line.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -62,6 +65,8 @@ pub struct QemuConfig {
     pub kernel: PathBuf,
     pub kvm: bool,
     pub icount: bool,
+    /// CPUs (`-smp`), 1 to [`MAX_CPUS`].
+    pub cpus: u8,
     /// The boot file system (`-initrd`, and 1 GiB of RAM).
     pub bootfs: Option<PathBuf>,
     /// A NIC on QEMU's user network, the guest's port 80 forwarded here.
@@ -96,6 +101,7 @@ impl QemuConfig {
         a.extend(strings(&[
             "-m", memory, "-display", "none", "-monitor", "none",
         ]));
+        a.extend(self.cpu_args());
         a.extend(self.monitor_args());
         a.extend(strings(&[
             "-no-reboot",
@@ -116,6 +122,21 @@ impl QemuConfig {
         a.extend(self.hostlink_args());
         a.extend(self.disk_args());
         a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// CPUs: more than one run in parallel under multi-threaded TCG, or
+    /// in turn under `-icount` (which needs single-threaded TCG); KVM
+    /// runs them as it does.
+    fn cpu_args(&self) -> Vec<String> {
+        if self.cpus <= 1 {
+            return Vec::new();
+        }
+        let mut a = strings(&["-smp", &self.cpus.to_string()]);
+        if !self.kvm {
+            let threads = if self.icount { "single" } else { "multi" };
+            a.extend(strings(&["-accel", &format!("tcg,thread={threads}")]));
+        }
         a
     }
 
@@ -280,6 +301,7 @@ mod tests {
             kernel: "/k".into(),
             kvm: false,
             icount: false,
+            cpus: 1,
             bootfs: None,
             nic_port: Some(8080),
             hostlink: HostLink::None,
@@ -341,6 +363,31 @@ mod tests {
         }
         assert!(!a.iter().any(|x| x == "-netdev"));
         assert_eq!(a.last().unwrap(), "-s");
+    }
+
+    #[test]
+    fn cpus() {
+        let mut c = config(Machine::Q35);
+        let a = c.args(&serial_to_stdout());
+        assert!(!a.iter().any(|x| x == "-smp" || x == "-accel"), "{a:?}");
+        c.cpus = 4;
+        let a = c.args(&serial_to_stdout());
+        assert!(
+            has(&a, &["-smp", "4", "-accel", "tcg,thread=multi"]),
+            "{a:?}"
+        );
+        c.icount = true;
+        let a = c.args(&serial_to_stdout());
+        assert!(
+            has(&a, &["-smp", "4", "-accel", "tcg,thread=single"]),
+            "{a:?}"
+        );
+        c.kvm = true;
+        let a = c.args(&serial_to_stdout());
+        assert!(
+            has(&a, &["-smp", "4"]) && !a.iter().any(|x| x == "-accel"),
+            "{a:?}"
+        );
     }
 
     #[test]

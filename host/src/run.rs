@@ -57,6 +57,8 @@ pub struct RunOptions {
     /// Seconds.
     pub timeout: Option<f64>,
     pub icount: bool,
+    /// The guest's CPUs (`--smp`).
+    pub cpus: u8,
     pub kvm: bool,
     /// Run the kernel build first (`--no-build` clears it).
     pub build: bool,
@@ -79,6 +81,7 @@ impl RunOptions {
             machine: Machine::Q35,
             timeout: None,
             icount: false,
+            cpus: 1,
             kvm: false,
             build: true,
             kernel: None,
@@ -309,6 +312,7 @@ fn qemu_config(
         kernel: prepared.kernel.clone(),
         kvm: opts.kvm,
         icount: opts.icount,
+        cpus: opts.cpus,
         bootfs: prepared.bootfs.clone(),
         nic_port: Some(host.http_port),
         hostlink: if prepared.has("hostlink") {

@@ -3,6 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::acpi::rsdp::Root;
 use crate::arch;
 use crate::mm;
 use crate::mm::phys_to_virt;
@@ -51,6 +52,8 @@ struct BootInfo {
     /// The boot information's own bytes (physical start, end), kept out
     /// of the page allocator.
     info_pages: (u64, u64),
+    /// Where ACPI's tables start, if the loader said (and it checked out).
+    rsdp: Option<Root>,
 }
 
 /// `hvm_modlist_entry`.
@@ -130,11 +133,13 @@ fn pvh_info(start_info_phys: u64) -> BootInfo {
             len: e.size,
         })
         .collect();
+    let rsdp = (info.rsdp_paddr != 0).then(|| arch::acpi::rsdp_at(info.rsdp_paddr));
     BootInfo {
         ram,
         cmdline,
         module,
         info_pages: (start_info_phys, start_info_phys + 4096),
+        rsdp: checked_rsdp(rsdp, "PVH's rsdp_paddr"),
     }
 }
 
@@ -171,7 +176,30 @@ fn multiboot2_info(phys: u64) -> BootInfo {
             size > 0 && base.saturating_add(size) <= mm::DIRECT_MAP_SIZE
         }),
         info_pages: (phys, phys + len as u64),
+        rsdp: checked_rsdp(info.rsdp.map(crate::acpi::rsdp::parse), "the Multiboot2 ACPI tag"),
     }
+}
+
+/// The loader's RSDP, if it gave one that checks out (else logged: the
+/// BIOS areas are scanned instead).
+fn checked_rsdp(rsdp: Option<Result<Root, crate::acpi::Error>>, from: &str) -> Option<Root> {
+    match rsdp? {
+        Ok(root) => Some(root),
+        Err(e) => {
+            log::warn!("acpi: the RSDP from {from} is not valid ({e}): scanning the BIOS areas");
+            None
+        }
+    }
+}
+
+/// Finds the CPUs in the MADT and starts the others (they park).
+fn start_cpus(info: &BootInfo) {
+    let madt = arch::acpi::madt(info.rsdp, crate::percpu::MAX_CPUS);
+    if let Some(madt) = &madt {
+        arch::acpi::log_madt(madt);
+    }
+    let module = info.module.map_or((0, 0), |(base, size)| (base, base + size));
+    arch::smp::start(madt.as_ref(), &info.ram, &[info.info_pages, module]);
 }
 
 fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
@@ -219,6 +247,7 @@ pub extern "C" fn kernel_entry(info_phys: u64, protocol: u64) -> ! {
     arch::apic::init();
     arch::rtc::init();
     arch::ioapic::init();
+    start_cpus(&info);
     crate::object::console::start();
     arch::discipline::start();
     crate::device::discover(&info.cmdline);

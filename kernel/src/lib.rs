@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub mod account;
+pub mod acpi;
 pub mod arch;
 pub mod handle;
 pub mod object;
@@ -39,6 +40,8 @@ pub mod mm;
 pub mod multiboot2;
 #[cfg(not(test))]
 pub mod panic;
+#[cfg(not(test))]
+pub mod percpu;
 #[cfg(not(test))]
 mod rt;
 #[cfg(not(test))]

@@ -1,6 +1,7 @@
 //! The Multiboot2 boot information (what GRUB's `multiboot2` hands the
 //! kernel), read from its bytes: the command line (tag 1), the first
-//! module (tag 3, the bootfs archive) and the memory map (tag 6).
+//! module (tag 3, the bootfs archive), the memory map (tag 6) and the
+//! loader's copy of ACPI's RSDP (tags 14 and 15).
 //!
 //! Safe and portable, so host tests feed it structures made by hand;
 //! `boot` makes the byte slice from the physical address in EBX.
@@ -12,6 +13,8 @@ const TAG_END: u32 = 0;
 const TAG_CMDLINE: u32 = 1;
 const TAG_MODULE: u32 = 3;
 const TAG_MEMORY_MAP: u32 = 6;
+const TAG_ACPI_OLD_RSDP: u32 = 14;
+const TAG_ACPI_NEW_RSDP: u32 = 15;
 /// The fixed part: `total_size`, `reserved`.
 const FIXED: usize = 8;
 /// A tag's header: `type`, `size`.
@@ -41,6 +44,9 @@ pub struct Info<'a> {
     pub module: Option<(u64, u64)>,
     /// Empty without a memory map tag.
     pub memory: Vec<MemoryRegion>,
+    /// The loader's copy of the RSDP: the ACPI 2.0 one (tag 15) if given,
+    /// else the ACPI 1.0 one (tag 14); checked by `acpi::rsdp`.
+    pub rsdp: Option<&'a [u8]>,
 }
 
 /// Why the structure cannot be read.
@@ -119,6 +125,8 @@ pub fn parse(bytes: &[u8]) -> Result<Info<'_>, Error> {
             TAG_CMDLINE => info.cmdline = Some(until_nul(body)),
             TAG_MODULE if info.module.is_none() => info.module = Some(module(body)?),
             TAG_MEMORY_MAP => info.memory = memory_map(body)?,
+            TAG_ACPI_NEW_RSDP => info.rsdp = Some(body),
+            TAG_ACPI_OLD_RSDP if info.rsdp.is_none() => info.rsdp = Some(body),
             _ => {}
         }
         offset += size.next_multiple_of(8);
@@ -226,6 +234,17 @@ mod tests {
                 kind: MEMORY_AVAILABLE
             }
         );
+    }
+
+    #[test]
+    fn prefers_the_acpi_2_rsdp() {
+        let old = build(&[(TAG_ACPI_OLD_RSDP, b"RSD PTR v1".to_vec())]);
+        assert_eq!(parse(&old).unwrap().rsdp, Some(&b"RSD PTR v1"[..]));
+        let both = build(&[
+            (TAG_ACPI_NEW_RSDP, b"RSD PTR v2".to_vec()),
+            (TAG_ACPI_OLD_RSDP, b"RSD PTR v1".to_vec()),
+        ]);
+        assert_eq!(parse(&both).unwrap().rsdp, Some(&b"RSD PTR v2"[..]));
     }
 
     #[test]

@@ -68,6 +68,7 @@ impl LinkedGuest {
             kernel: prepared.kernel.clone(),
             kvm: false,
             icount: false,
+            cpus: 1,
             bootfs: prepared.bootfs.clone(),
             nic_port: http_port,
             hostlink: qemu::HostLink::Socket(socket),

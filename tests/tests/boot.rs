@@ -21,13 +21,28 @@ const ECHO_OK: &str = "echo_client: 1000 round trips, all replies correct";
 /// and the machine's two cores are shared.
 const BOOT_TIMEOUT: u32 = 300;
 
-fn default_profile_works(machine: &str) {
+/// The kernel's line once every CPU it started is up.
+fn smp_line(cpus: u32) -> String {
+    let ids: Vec<String> = (0..cpus).map(|id| id.to_string()).collect();
+    let plural = if cpus == 1 { "" } else { "s" };
+    format!(
+        "smp: {cpus} CPU{plural} online (APIC ids {})",
+        ids.join(",")
+    )
+}
+
+/// Boots the default profile on `cpus` CPUs: they all come online (and
+/// park: only the boot CPU runs threads so far), and the profile works.
+fn default_profile_works(machine: &str, cpus: u32) {
     // The default profile never powers off: stop once everything was printed.
+    let smp = cpus.to_string();
     let run = boot(
         "default",
         machine,
         BOOT_TIMEOUT,
         &[
+            "--smp",
+            &smp,
             "--until",
             READY,
             "--until",
@@ -38,6 +53,7 @@ fn default_profile_works(machine: &str) {
     );
     run.assert_code(0);
     run.assert_console(READY);
+    run.assert_console(&smp_line(cpus));
     run.assert_console(markers::IST_GUARDED);
     run.assert_console(STARTED_HELLO);
     run.assert_console(HELLO);
@@ -52,14 +68,14 @@ fn default_profile_works(machine: &str) {
 
 #[test]
 #[ignore = "boots the kernel under QEMU: run by make test"]
-fn default_profile_on_q35() {
-    default_profile_works("q35");
+fn default_profile_on_q35_with_4_cpus() {
+    default_profile_works("q35", 4);
 }
 
 #[test]
 #[ignore = "boots the kernel under QEMU: run by make test"]
 fn default_profile_on_microvm() {
-    default_profile_works("microvm");
+    default_profile_works("microvm", 1);
 }
 
 #[test]
@@ -139,6 +155,12 @@ fn regex_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[test]
+fn smp_lines() {
+    assert_eq!(smp_line(1), "smp: 1 CPU online (APIC ids 0)");
+    assert_eq!(smp_line(4), "smp: 4 CPUs online (APIC ids 0,1,2,3)");
 }
 
 #[test]

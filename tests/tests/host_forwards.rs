@@ -125,6 +125,7 @@ fn forwards_reach_qemus_user_network() {
         kernel: pvh_stub(env!("CARGO_TARGET_TMPDIR")),
         kvm: false,
         icount: false,
+        cpus: 1,
         bootfs: None,
         nic_port: Some(host.http_port),
         hostlink: qemu::HostLink::None,

@@ -1,7 +1,9 @@
 //! NMIs are nobody's fault: while QEMU's monitor injects NMIs every few
 //! milliseconds, the `test` profile still passes every test and powers off
 //! with 0 (an NMI used to kill the component it interrupted, or panic the
-//! kernel when it hit the idle thread). Slow: run by `make test`.
+//! kernel when it hit the idle thread). With 4 CPUs: QEMU's `nmi` reaches
+//! every CPU at once, the parked ones too, and each takes it on its own
+//! NMI stack. Slow: run by `make test`.
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -19,10 +21,24 @@ fn nmis_do_not_kill_components_or_the_kernel() {
     let _ = std::fs::remove_file(&socket);
     let monitor = format!("unix:{},server,nowait", socket.display());
     let port = starina_host::host::free_port().expect("a free port");
-    let guest = LiveGuest::boot("test", "q35", port, &["-monitor", &monitor]);
+    // `run --smp 4`'s QEMU arguments (this boot takes QEMU's directly).
+    let qemu_args = [
+        "-monitor",
+        &monitor,
+        "-smp",
+        "4",
+        "-accel",
+        "tcg,thread=multi",
+    ];
+    let guest = LiveGuest::boot("test", "q35", port, &qemu_args);
     // NMIs from the moment the kernel runs its components (before that the
     // firmware has no NMI handler, as on real machines).
     guest.wait_console(markers::READY, Duration::from_secs(120));
+    let console = guest.console();
+    assert!(
+        console.contains("smp: 4 CPUs online"),
+        "not every CPU came online\n{console}"
+    );
     let mut monitor = UnixStream::connect(&socket).expect("QEMU's monitor socket");
     let start = Instant::now();
     let mut sent = 0;

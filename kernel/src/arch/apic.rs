@@ -21,10 +21,21 @@ const IA32_APIC_BASE: u32 = 0x1b;
 const REG_ID: usize = 0x20;
 const REG_EOI: usize = 0xb0;
 const REG_SVR: usize = 0xf0;
+const REG_ICR_LOW: usize = 0x300;
+const REG_ICR_HIGH: usize = 0x310;
 const REG_LVT_TIMER: usize = 0x320;
 const REG_TIMER_INIT: usize = 0x380;
 const REG_TIMER_CURRENT: usize = 0x390;
 const REG_TIMER_DIVIDE: usize = 0x3e0;
+
+/// The interrupt command register's delivery modes, level and status.
+const ICR_INIT: u32 = 0b101 << 8;
+const ICR_STARTUP: u32 = 0b110 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_SEND_PENDING: u32 = 1 << 12;
+/// How long the LAPIC may take to send an IPI.
+const ICR_SEND_TIMEOUT_NS: u64 = 1_000_000;
+const LVT_MASKED: u32 = 1 << 16;
 
 static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 /// LAPIC timer ticks per 2^32 ns (fixed point), from calibration.
@@ -164,6 +175,45 @@ pub fn init() {
         }
     }
     write(REG_LVT_TIMER, VECTOR_TIMER as u32); // one-shot, unmasked
+}
+
+/// Sends `command` to the LAPIC whose id is `apic_id` and waits until
+/// this LAPIC has sent it: false if it did not within a millisecond.
+fn send_ipi(apic_id: u32, command: u32) -> bool {
+    write(REG_ICR_HIGH, apic_id << 24);
+    write(REG_ICR_LOW, command);
+    let start = super::clock::now_ns();
+    while read(REG_ICR_LOW) & ICR_SEND_PENDING != 0 {
+        if super::clock::now_ns() - start > ICR_SEND_TIMEOUT_NS {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+    true
+}
+
+/// Sends INIT to another CPU: it resets and waits for a startup IPI.
+pub fn send_init(apic_id: u32) -> bool {
+    send_ipi(apic_id, ICR_INIT | ICR_LEVEL_ASSERT)
+}
+
+/// Sends a startup IPI: the CPU, waiting after INIT, starts in real mode
+/// at `page` (page-aligned, below 1 MiB).
+pub fn send_startup(apic_id: u32, page: u64) -> bool {
+    debug_assert!(page.is_multiple_of(4096) && page < 0x10_0000);
+    send_ipi(
+        apic_id,
+        ICR_STARTUP | ICR_LEVEL_ASSERT | (page >> 12) as u32,
+    )
+}
+
+/// Enables this (application) CPU's LAPIC with the spurious vector, its
+/// timer masked and stopped. The registers are at the same address on
+/// every CPU, each CPU reaching its own.
+pub fn init_application_cpu() {
+    write(REG_SVR, (1 << 8) | VECTOR_SPURIOUS as u32);
+    write(REG_LVT_TIMER, LVT_MASKED);
+    write(REG_TIMER_INIT, 0);
 }
 
 /// Fires the timer interrupt once, `ns` from now.

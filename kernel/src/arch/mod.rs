@@ -2,7 +2,11 @@
 //! [`irq`] and [`time`] exists, backed by plain atomics.
 
 #[cfg(not(test))]
+pub mod acpi;
+#[cfg(not(test))]
 mod acpi_off;
+#[cfg(not(test))]
+mod ap_trampoline;
 #[cfg(not(test))]
 pub mod apic;
 pub mod asid;
@@ -22,6 +26,8 @@ pub mod ioapic;
 pub mod rtc;
 #[cfg(not(test))]
 pub mod serial;
+#[cfg(not(test))]
+pub mod smp;
 #[cfg(not(test))]
 pub mod svm;
 #[cfg(not(test))]

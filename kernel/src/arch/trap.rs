@@ -110,25 +110,32 @@ interrupt_common:
     // there and while it uses the registers itself; saving into the same
     // area would overwrite the thread's state with the handler's, and the
     // handler's exit would then restore the handler's registers into the
-    // thread. An NMI never switches threads and NMIs do not nest, so one
-    // area of its own serves. %rbx (preserved by the call) remembers the
-    // choice: zero for the thread's area, re-read after the handler since
-    // a switch changes it.
+    // thread. An NMI never switches threads and NMIs do not nest, so an
+    // area of its own serves: 512 bytes below the frame, on this CPU's
+    // NMI stack (IST3, each CPU's own; the frame is 16-byte aligned, and
+    // so is the area). %rbx (preserved by the call) remembers the choice:
+    // zero for the thread's area, re-read after the handler since a
+    // switch changes it.
+    movq %rsp, %rdi
     xorl %ebx, %ebx
     cmpq $2, 120(%rsp)
     jne 1f
-    leaq NMI_FX(%rip), %rbx
+    subq $512, %rsp
+    movq %rsp, %rbx
 1:
     movq CURRENT_FX(%rip), %rax
     testq %rbx, %rbx
     cmovnzq %rbx, %rax
     fxsave64 (%rax)
-    movq %rsp, %rdi
     call interrupt_handler
     movq CURRENT_FX(%rip), %rax
     testq %rbx, %rbx
     cmovnzq %rbx, %rax
     fxrstor64 (%rax)
+    testq %rbx, %rbx
+    jz 2f
+    addq $512, %rsp
+2:
     popq %r15
     popq %r14
     popq %r13
@@ -147,11 +154,6 @@ interrupt_common:
     addq $16, %rsp
     iretq
 
-.section .bss.nmi_fx, "aw", @nobits
-.balign 64
-NMI_FX:
-    .skip 512
-.text
 "#,
     options(att_syntax)
 );
@@ -196,7 +198,7 @@ const IST_STACK_SIZE: usize = 16 * 1024;
 /// IST1: IRQs and the yield vector; IST2: exceptions; IST3: NMI and
 /// machine check; IST4: double fault. Separate stacks so that a fault in an
 /// IRQ handler does not overwrite the frame it interrupted.
-const IST_COUNT: usize = 4;
+pub const IST_COUNT: usize = 4;
 
 /// The IST stacks in use after boot: each below an unmapped guard page
 /// (`mm::stack`), so an overflow is a page fault reported as such instead
@@ -244,7 +246,7 @@ pub fn ist_guard_hit(addr: usize) -> Option<usize> {
 struct IstStacks([[u8; IST_STACK_SIZE]; IST_COUNT]);
 
 static mut IST_STACKS: IstStacks = IstStacks([[0; IST_STACK_SIZE]; IST_COUNT]);
-static mut TSS: Tss = Tss {
+const TSS_TEMPLATE: Tss = Tss {
     _reserved0: 0,
     rsp: [0; 3],
     _reserved1: 0,
@@ -253,7 +255,8 @@ static mut TSS: Tss = Tss {
     _reserved3: 0,
     iomap_base: size_of::<Tss>() as u16,
 };
-static mut GDT: [u64; 7] = [
+/// Every CPU's GDT: the same segments, its own TSS descriptor.
+const GDT_TEMPLATE: [u64; 7] = [
     0,
     0x00af9a000000ffff, // 0x08 kernel code (64-bit)
     0x00cf92000000ffff, // 0x10 kernel data
@@ -262,6 +265,9 @@ static mut GDT: [u64; 7] = [
     0,                  // 0x28 TSS (low)
     0,                  // 0x30 TSS (high)
 ];
+/// The boot CPU's TSS and GDT (the other CPUs' are [`CpuTables`]).
+static mut TSS: Tss = TSS_TEMPLATE;
+static mut GDT: [u64; 7] = GDT_TEMPLATE;
 static mut IDT: [IdtEntry; 256] = [IdtEntry {
     offset_low: 0,
     selector: 0,
@@ -293,20 +299,55 @@ pub fn init() {
             let top = (stack as u64 + IST_STACK_SIZE as u64) & !0xf;
             (*tss).ist[i] = top;
         }
-        let base = tss as u64;
-        let limit = (size_of::<Tss>() - 1) as u64;
-        let low = (limit & 0xffff)
-            | ((base & 0xff_ffff) << 16)
-            | (0x89 << 40) // present, 64-bit TSS (available)
-            | (((limit >> 16) & 0xf) << 48)
-            | (((base >> 24) & 0xff) << 56);
-        GDT[5] = low;
-        GDT[6] = base >> 32;
+        let gdt = &raw mut GDT;
+        [(*gdt)[5], (*gdt)[6]] = tss_descriptor(tss);
+        load_gdt_and_tss(gdt);
 
-        let gdtr = DescriptorPointer {
-            limit: (size_of::<[u64; 7]>() - 1) as u16,
-            base: &raw const GDT as u64,
-        };
+        let stubs = &raw const interrupt_stubs as u64;
+        let idt = &raw mut IDT;
+        for vector in 0..256 {
+            let handler = stubs + (vector as u64) * 16;
+            (*idt)[vector] = IdtEntry {
+                offset_low: handler as u16,
+                selector: KERNEL_CS,
+                ist: ist_for_vector(vector),
+                type_attr: 0x8e, // present, DPL0, interrupt gate
+                offset_mid: (handler >> 16) as u16,
+                offset_high: (handler >> 32) as u32,
+                _reserved: 0,
+            };
+        }
+    }
+    load_idt();
+}
+
+/// The two GDT slots of a 64-bit TSS descriptor for the TSS at `tss`.
+fn tss_descriptor(tss: *const Tss) -> [u64; 2] {
+    let base = tss as u64;
+    let limit = (size_of::<Tss>() - 1) as u64;
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x89 << 40) // present, 64-bit TSS (available)
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    [low, base >> 32]
+}
+
+/// Loads `gdt` on this CPU, reloads the segment registers from it and
+/// loads its TSS (slot 5).
+///
+/// # Safety
+/// `gdt` is a GDT laid out as [`GDT_TEMPLATE`] with a TSS descriptor for
+/// a TSS that, like the GDT itself, stays in place (and is not loaded on
+/// another CPU) for as long as this CPU runs.
+unsafe fn load_gdt_and_tss(gdt: *const [u64; 7]) {
+    let gdtr = DescriptorPointer {
+        limit: (size_of::<[u64; 7]>() - 1) as u16,
+        base: gdt as u64,
+    };
+    // SAFETY: upheld by the caller: the new GDT has the same code and data
+    // selectors as the one in use, so reloading them changes nothing else.
+    unsafe {
         core::arch::asm!(
             "lgdt [{gdtr}]",
             "push {cs}",
@@ -324,26 +365,63 @@ pub fn init() {
             tss = in(reg) TSS_SEL as u64,
             tmp = out(reg) _,
         );
+    }
+}
 
-        let stubs = &raw const interrupt_stubs as u64;
-        let idt = &raw mut IDT;
-        for vector in 0..256 {
-            let handler = stubs + (vector as u64) * 16;
-            (*idt)[vector] = IdtEntry {
-                offset_low: handler as u16,
-                selector: KERNEL_CS,
-                ist: ist_for_vector(vector),
-                type_attr: 0x8e, // present, DPL0, interrupt gate
-                offset_mid: (handler >> 16) as u16,
-                offset_high: (handler >> 32) as u32,
-                _reserved: 0,
-            };
+/// Loads the IDT (one, shared by every CPU) on this CPU.
+fn load_idt() {
+    let idtr = DescriptorPointer {
+        limit: (size_of::<[IdtEntry; 256]>() - 1) as u16,
+        base: &raw const IDT as u64,
+    };
+    // SAFETY: the IDT is a static filled by `init` on the boot CPU before
+    // any other CPU starts, and never changed after.
+    unsafe { core::arch::asm!("lidt [{}]", in(reg) &idtr) };
+}
+
+/// A CPU's own GDT and TSS, for every CPU but the boot CPU (which uses
+/// the statics above): each CPU needs its own TSS (the IST stacks it
+/// switches to) and so its own GDT (`ltr` marks the TSS descriptor busy).
+pub struct CpuTables {
+    gdt: [u64; 7],
+    tss: Tss,
+}
+
+impl Default for CpuTables {
+    fn default() -> CpuTables {
+        CpuTables::new()
+    }
+}
+
+impl CpuTables {
+    pub const fn new() -> CpuTables {
+        CpuTables {
+            gdt: GDT_TEMPLATE,
+            tss: TSS_TEMPLATE,
         }
-        let idtr = DescriptorPointer {
-            limit: (size_of::<[IdtEntry; 256]>() - 1) as u16,
-            base: idt as u64,
-        };
-        core::arch::asm!("lidt [{}]", in(reg) &idtr);
+    }
+
+    /// Sets the IST stacks' tops (IST1 first), as the boot CPU's are set.
+    pub fn set_ist_stacks(&mut self, tops: [u64; IST_COUNT]) {
+        for (i, top) in tops.into_iter().enumerate() {
+            self.tss.ist[i] = top;
+        }
+    }
+
+    /// Loads these tables and the shared IDT on this CPU.
+    ///
+    /// # Safety
+    /// `this` stays in place, is loaded on this CPU only and is not
+    /// written by anyone else for as long as this CPU runs.
+    pub unsafe fn load(this: *mut CpuTables) {
+        // SAFETY: upheld by the caller; we write the TSS descriptor before
+        // the GDT is loaded.
+        unsafe {
+            let tss = &raw const (*this).tss;
+            [(*this).gdt[5], (*this).gdt[6]] = tss_descriptor(tss);
+            load_gdt_and_tss(&raw const (*this).gdt);
+        }
+        load_idt();
     }
 }
 

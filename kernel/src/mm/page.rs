@@ -72,14 +72,19 @@ impl Bitmap {
     }
 }
 
+/// The allocator never hands out pages below this physical address: low
+/// memory stays the firmware's, and the kernel's own (the APs' startup
+/// trampoline, `arch::smp`).
+pub const FIRST_ALLOCATABLE: u64 = 0x10_0000;
+
 /// Hands the allocator the usable RAM, minus `reserved` ranges (the kernel
-/// image, boot data). Pages below 1 MiB are never used. `zero_filled`: the
+/// image, boot data). Pages below [`FIRST_ALLOCATABLE`] are never used. `zero_filled`: the
 /// hypervisor handed the machine its RAM zeroed (see
 /// [`alloc_guest_pages`]).
 pub fn init(ram: &[RamRegion], reserved: &[(u64, u64)], zero_filled: bool) {
     let mut bm = PAGES.lock();
     for r in ram {
-        let start = r.base.div_ceil(PAGE_SIZE as u64).max(0x100) as usize;
+        let start = r.base.max(FIRST_ALLOCATABLE).div_ceil(PAGE_SIZE as u64) as usize;
         let end = (((r.base + r.len) / PAGE_SIZE as u64).min(MAX_PAGES as u64)) as usize;
         // Free the usable range a word at a time where it can.
         let mut p = start;
