@@ -420,7 +420,8 @@ fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: Cpu) 
         Cpu::Intel => ("VMX", "intel"),
         Cpu::Amd => ("SVM", "amd"),
     };
-    let name = format!("Bochs: Linux through {backend}, exec over COM2 (cpu {cpu_name})");
+    // Fits the summary's column: "Bochs: exec via VMX, COM2 (intel)".
+    let name = format!("Bochs: exec via {backend}, COM2 ({cpu_name})");
     header(&format!(
         "{name}: printf 'ping\\n' | scripts/starina exec --no-build --emulator bochs --cpu {cpu_name} \
          --timeout {} -v -- sh -c '{BOCHS_EXEC_SCRIPT}'",
