@@ -117,7 +117,9 @@ pub struct Thread {
     #[cfg_attr(test, allow(dead_code))]
     resume: AtomicU8,
     /// Saved registers while not running after an interrupt. Only the
-    /// scheduler touches it, with the scheduler lock held.
+    /// scheduler touches it: the CPU switching away from the thread
+    /// writes it (lock held, `on_cpu` still set), the CPU taking it reads
+    /// it once `on_cpu` cleared.
     #[cfg_attr(test, allow(dead_code))]
     frame: UnsafeCell<TrapFrame>,
     /// Its stack pointer while not running after a voluntary switch: the
@@ -144,7 +146,9 @@ pub struct Thread {
     pinned: AtomicBool,
 }
 
-// SAFETY: `frame` is only accessed under the scheduler lock (see `switch`);
+// SAFETY: `frame` and `saved_rsp` are accessed by one CPU at a time: the
+// one that switches the thread away, then (after `on_cpu` clears, with
+// Release/Acquire) the one that resumes it (see `switch`, `switch_away`);
 // everything else is atomic or immutable.
 unsafe impl Sync for Thread {}
 // SAFETY: as above.
