@@ -203,6 +203,7 @@ pub fn handle(frame: &mut TrapFrame) {
         VECTOR_TLB_FLUSH => {
             apic::eoi();
             crate::mm::tlb::flush_here();
+            crate::mm::stack::reclaim_retired();
         }
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
             // A spurious interrupt from the masked legacy PIC.

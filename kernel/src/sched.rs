@@ -550,6 +550,10 @@ mod machine {
             if others_runnable() {
                 yield_current();
             } else {
+                // What this CPU last switched away from is not kept while
+                // it sleeps (its memory would look leaked meanwhile).
+                let zombie = SCHED.lock().cpus[this_cpu()].zombie.take();
+                drop(zombie);
                 crate::arch::cpu::enable_interrupts_and_halt();
             }
         }

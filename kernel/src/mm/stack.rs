@@ -62,7 +62,18 @@ impl Slots {
             }
             self.free.push(r.slot);
         }
+        if self.retired.is_empty() {
+            // Nothing waits: no heap kept for the list either.
+            self.retired = Vec::new();
+        }
     }
+}
+
+/// Frees the retired stacks every CPU has stopped translating: called
+/// when a CPU has flushed its TLB (the flush IPI), so the last CPU to
+/// flush frees them without waiting for the next stack to come or go.
+pub fn reclaim_retired() {
+    SLOTS.lock().reclaim();
 }
 
 /// A mapped stack; unmapped and freed on drop.
