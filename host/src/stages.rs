@@ -125,7 +125,17 @@ pub fn test(host: &Host, opts: &TestOptions) -> ExitStatus {
     }
     if !skip("in-os") {
         for &machine in &opts.machines {
-            in_os_stage(&host, &mut tally, machine, kernel_ok);
+            in_os_stage(&host, &mut tally, machine, 1, kernel_ok);
+        }
+        // Once more on several CPUs (one boot: the time budget).
+        if opts.machines.contains(&crate::qemu::Machine::Q35) {
+            in_os_stage(
+                &host,
+                &mut tally,
+                crate::qemu::Machine::Q35,
+                IN_OS_SMP_CPUS,
+                kernel_ok,
+            );
         }
     }
     if !skip("bochs") {
@@ -233,6 +243,23 @@ struct SummaryScan {
     pending: Vec<u8>,
     summary: Option<(u32, u32)>,
     ready: bool,
+    /// How many CPUs switched to a thread (the kernel's `sched: threads
+    /// switched in per CPU:` line at power-off).
+    cpus_used: Option<usize>,
+    /// The testrunner's `parallel_ratio` figure.
+    parallel_ratio: Option<String>,
+}
+
+/// The CPUs with a non-zero count in `sched: threads switched in per CPU:
+/// 0:N 1:M ...`.
+fn cpus_used(line: &str) -> Option<usize> {
+    let (_, counts) = line.split_once("threads switched in per CPU:")?;
+    let used = counts
+        .split_whitespace()
+        .filter_map(|c| c.split_once(':')?.1.parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .count();
+    Some(used)
 }
 
 impl Write for SummaryScan {
@@ -246,6 +273,12 @@ impl Write for SummaryScan {
                 self.summary = Some(s);
             }
             self.ready |= line.contains(markers::READY);
+            if let Some(used) = cpus_used(&line) {
+                self.cpus_used = Some(used);
+            }
+            if let Some((_, rest)) = line.split_once("parallel_ratio ") {
+                self.parallel_ratio = rest.split_whitespace().next().map(str::to_string);
+            }
         }
         Ok(data.len())
     }
@@ -255,14 +288,34 @@ impl Write for SummaryScan {
     }
 }
 
+/// The CPUs of the in-OS suite's extra run on q35.
+const IN_OS_SMP_CPUS: u8 = 2;
+
 /// The in-OS tests' disk: small (sparse anyway), formatted per run.
 const TEST_DISK_SIZE: u64 = 64 << 20;
 
-fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, kernel_ok: bool) {
-    let name = format!("in-OS tests (profile test, {})", machine.name());
+/// The in-OS suite on `cpus` CPUs: with more than one, threads must have
+/// run on at least two of them (the kernel's count per CPU says).
+fn in_os_stage(
+    host: &Host,
+    tally: &mut Tally,
+    machine: crate::qemu::Machine,
+    cpus: u8,
+    kernel_ok: bool,
+) {
+    let (name, smp) = match cpus {
+        1 => (
+            format!("in-OS tests (profile test, {})", machine.name()),
+            String::new(),
+        ),
+        n => (
+            format!("in-OS tests (profile test, {}, {n} CPUs)", machine.name()),
+            format!(" --smp {n}"),
+        ),
+    };
     let timeout = crate::host::fmt_seconds(IN_OS_TIMEOUT);
     header(&format!(
-        "{name}: scripts/starina run --no-build --profile test --machine {} --timeout {timeout}",
+        "{name}: scripts/starina run --no-build --profile test --machine {}{smp} --timeout {timeout}",
         machine.name()
     ));
     let t0 = Instant::now();
@@ -282,6 +335,7 @@ fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, ke
     };
     let mut opts = RunOptions::new("test");
     opts.machine = machine;
+    opts.cpus = cpus;
     opts.build = false;
     opts.timeout = Some(IN_OS_TIMEOUT);
     opts.disk = disk.options(TEST_DISK_SIZE);
@@ -307,6 +361,16 @@ fn in_os_stage(host: &Host, tally: &mut Tally, machine: crate::qemu::Machine, ke
     if scan.summary.is_some() && !status.is_success() && failed == 0 {
         failed = 1;
         note += " (non-zero although no test failed)";
+    }
+    if cpus > 1 {
+        let used = scan.cpus_used.unwrap_or(0);
+        note += &format!("; threads ran on {used} of {cpus} CPUs");
+        if let Some(ratio) = &scan.parallel_ratio {
+            note += &format!(", parallel_ratio {ratio}");
+        }
+        if used < 2 {
+            failed += 1;
+        }
     }
     tally.add(&name, passed, failed, note, t0);
 }
@@ -469,6 +533,17 @@ fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: Cpu) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus_used_counts_cpus_that_ran_threads() {
+        let line = "[ 4.5] INFO  kernel: sched: threads switched in per CPU: 0:28429 1:20339 2:0";
+        assert_eq!(cpus_used(line), Some(2));
+        assert_eq!(
+            cpus_used("sched: threads switched in per CPU: 0:5"),
+            Some(1)
+        );
+        assert_eq!(cpus_used("testrunner: 75 passed, 0 failed"), None);
+    }
 
     #[test]
     fn bochs_exec_outcomes() {

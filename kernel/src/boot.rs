@@ -212,6 +212,9 @@ fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
 /// boot information, `protocol` says which (`arch::BOOT_*`).
 #[no_mangle]
 pub extern "C" fn kernel_entry(info_phys: u64, protocol: u64) -> ! {
+    // First: everything that asks for the current thread finds this CPU's
+    // slot through GS.
+    crate::percpu::install(0);
     arch::clock::start();
     crate::klog::init();
     arch::trap::init();
@@ -277,13 +280,8 @@ pub extern "C" fn kernel_entry(info_phys: u64, protocol: u64) -> ! {
 
     crate::interrupt::rearm_timer();
     // This is now the idle thread: it gives the CPU to anything runnable
-    // (startup just queued the components) and halts otherwise. Wakes from
-    // interrupts switch away from it in the interrupt path.
-    loop {
-        if crate::sched::others_runnable() {
-            crate::sched::yield_current();
-        } else {
-            arch::cpu::enable_interrupts_and_halt();
-        }
-    }
+    // (startup just queued the components) and halts otherwise; the other
+    // CPUs join in.
+    crate::sched::release_application_cpus();
+    crate::sched::idle_loop()
 }

@@ -1,37 +1,57 @@
 //! What each interrupt vector does.
 
-use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering;
 
 use crate::arch::apic;
 use crate::arch::trap::TrapFrame;
 use crate::arch::trap::VECTOR_PIC_BASE;
+use crate::arch::trap::VECTOR_RESCHEDULE;
 use crate::arch::trap::VECTOR_SPURIOUS;
 use crate::arch::trap::VECTOR_TIMER;
+use crate::arch::trap::VECTOR_TLB_FLUSH;
 use crate::object::timer;
 use crate::process::ExitReason;
 use crate::sched;
 
-/// Set while the interrupt path runs (a panic there is always the kernel's).
-static IN_INTERRUPT: AtomicBool = AtomicBool::new(false);
-
+/// Whether this CPU is in the interrupt path (a panic there is always the
+/// kernel's). A thread asking is not in it, wherever it runs: only this
+/// CPU's interrupt path sets its flag.
 pub fn in_interrupt() -> bool {
-    IN_INTERRUPT.load(Ordering::Relaxed)
+    // Interrupts off: a thread must not move to another CPU between
+    // finding its CPU's slot and reading it (and find that CPU's flag).
+    let was = crate::arch::irq::save_and_disable();
+    let on = crate::percpu::this().local.in_interrupt.load(Ordering::Relaxed);
+    crate::arch::irq::restore(was);
+    on
+}
+
+fn set_in_interrupt(on: bool) {
+    crate::percpu::this()
+        .local
+        .in_interrupt
+        .store(on, Ordering::Relaxed);
 }
 
 /// Makes the next timer interrupt come by the earliest timer deadline or
 /// the end of the time slice, whichever comes first (an earlier one armed
 /// stays).
 pub fn rearm_timer() {
+    // On one CPU throughout: its timer, for its slice.
+    let was = crate::arch::irq::save_and_disable();
     let now = crate::arch::time::now_ns();
     apic::arm_timer_by(sched::next_tick(next_deadline(now)));
+    crate::arch::irq::restore(was);
 }
 
 /// Fires the kernel timers due by `now`; the next deadline the timer
-/// interrupt must come by: a kernel timer's or the clock discipline's next
-/// sample (no periodic tick comes to do either).
+/// interrupt must come by: a kernel timer's or, on the boot CPU (the one
+/// that samples), the clock discipline's next sample (no periodic tick
+/// comes to do either). Every CPU's timer fires the kernel timers due.
 fn next_deadline(now: u64) -> Option<u64> {
-    let sample = crate::arch::discipline::next_sample_ns();
+    let sample = match crate::percpu::index() {
+        0 => crate::arch::discipline::next_sample_ns(),
+        _ => None,
+    };
     [timer::fire_expired(now), sample].into_iter().flatten().min()
 }
 
@@ -139,7 +159,16 @@ pub fn handle(frame: &mut TrapFrame) {
         NMIS.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    IN_INTERRUPT.store(true, Ordering::Relaxed);
+    if frame.vector >= 32 && sched::try_current().is_none() {
+        // An application CPU waiting for the scheduler (`arch::smp`):
+        // the IPI that releases it, or a TLB flush.
+        if frame.vector as u8 == VECTOR_TLB_FLUSH {
+            crate::mm::tlb::flush_here();
+        }
+        apic::eoi();
+        return;
+    }
+    set_in_interrupt(true);
     // The earliest kernel timer, when the timer interrupt came (otherwise
     // the armed deadline already covers it).
     let mut next_timer = None;
@@ -151,12 +180,31 @@ pub fn handle(frame: &mut TrapFrame) {
             apic::eoi();
             apic::timer_fired();
             let now = crate::arch::time::now_ns();
-            crate::arch::discipline::timer_tick(now);
+            if crate::percpu::index() == 0 {
+                crate::arch::discipline::timer_tick(now);
+            }
             next_timer = next_deadline(now);
             let expired = sched::slice_expired(now);
             sched::switch(frame, expired, true);
         }
         VECTOR_SPURIOUS => {}
+        VECTOR_RESCHEDULE => {
+            apic::eoi();
+            // Another CPU queued work this one may take, or wants the
+            // thread running here to end: `switch` ends a killed one, and
+            // the tail below takes work if idle; a busy CPU's slice
+            // starts (the tick armed below ends it).
+            sched::reschedule_ipi();
+            if crate::percpu::index() == 0 {
+                crate::arch::vmx::free_retired();
+            }
+            sched::switch(frame, false, true);
+        }
+        VECTOR_TLB_FLUSH => {
+            apic::eoi();
+            crate::mm::tlb::flush_here();
+            crate::mm::stack::reclaim_retired();
+        }
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
             // A spurious interrupt from the masked legacy PIC.
         }
@@ -199,5 +247,5 @@ pub fn handle(frame: &mut TrapFrame) {
     // The tick that ends the slice of whichever thread runs now (it may
     // have just been switched to), or fires the next kernel timer.
     apic::arm_timer_by(sched::next_tick(next_timer));
-    IN_INTERRUPT.store(false, Ordering::Relaxed);
+    set_in_interrupt(false);
 }

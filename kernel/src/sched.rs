@@ -1,5 +1,6 @@
-//! Threads and the scheduler: a round-robin run queue with a 1 ms time
-//! slice, driven by the LAPIC one-shot timer. A device interrupt that
+//! Threads and the scheduler: a round-robin run queue that every CPU
+//! takes from (`runqueue`), with a 1 ms time slice driven by each CPU's
+//! LAPIC one-shot timer. A device interrupt that
 //! wakes a thread switches at once (`interrupt::handle`): the interrupted
 //! thread goes to the back of the queue, as at the end of its slice.
 //! Short slices keep a busy thread (a vCPU running Linux) from holding a
@@ -11,12 +12,18 @@
 //! vector a thread raises when it blocks): the interrupted thread's
 //! registers are in the [`TrapFrame`]; [`switch`] stores them in the thread
 //! and loads the next thread's into the frame, and the `iretq` resumes it.
+//!
+//! With several CPUs a thread that gives up the CPU on one may be woken
+//! on a second and picked by a third before the first has saved its
+//! registers: `Thread::on_cpu` stays set until the first CPU has (the
+//! switch clears it right after saving), and the third waits for it to
+//! clear before it resumes the thread.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
+#[cfg(test)]
 use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::AtomicU32;
 use core::sync::atomic::AtomicU64;
@@ -110,7 +117,9 @@ pub struct Thread {
     #[cfg_attr(test, allow(dead_code))]
     resume: AtomicU8,
     /// Saved registers while not running after an interrupt. Only the
-    /// scheduler touches it, with the scheduler lock held.
+    /// scheduler touches it: the CPU switching away from the thread
+    /// writes it (lock held, `on_cpu` still set), the CPU taking it reads
+    /// it once `on_cpu` cleared.
     #[cfg_attr(test, allow(dead_code))]
     frame: UnsafeCell<TrapFrame>,
     /// Its stack pointer while not running after a voluntary switch: the
@@ -130,9 +139,16 @@ pub struct Thread {
     /// `log` while the kernel works on its behalf). Only the thread itself
     /// changes it, through [`InKernel`].
     syscall_depth: AtomicU32,
+    /// A CPU runs it or has not finished saving it (see the module doc).
+    #[cfg_attr(test, allow(dead_code))]
+    on_cpu: AtomicBool,
+    /// It runs on the boot CPU only ([`pin_to_boot_cpu`]).
+    pinned: AtomicBool,
 }
 
-// SAFETY: `frame` is only accessed under the scheduler lock (see `switch`);
+// SAFETY: `frame` and `saved_rsp` are accessed by one CPU at a time: the
+// one that switches the thread away, then (after `on_cpu` clears, with
+// Release/Acquire) the one that resumes it (see `switch`, `switch_away`);
 // everything else is atomic or immutable.
 unsafe impl Sync for Thread {}
 // SAFETY: as above.
@@ -193,6 +209,8 @@ impl Thread {
             _stack_charge: None,
             kill_requested: AtomicBool::new(false),
             syscall_depth: AtomicU32::new(0),
+            on_cpu: AtomicBool::new(state == ThreadState::Running),
+            pinned: AtomicBool::new(false),
         }
     }
 
@@ -232,47 +250,49 @@ const RESUME_FRAME: u8 = 0;
 #[cfg_attr(test, allow(dead_code))]
 const RESUME_STACK: u8 = 1;
 
-/// The run queue and who runs (used by `machine`, absent from host unit
-/// tests).
-#[cfg_attr(test, allow(dead_code))]
-struct Scheduler {
-    runqueue: VecDeque<Arc<Thread>>,
-    current: Option<Arc<Thread>>,
-    idle: Option<Arc<Thread>>,
-    /// A thread that ended by switching away from its own stack: freed at
-    /// the next switch, from another stack.
-    zombie: Option<Arc<Thread>>,
-    slice_start: u64,
+mod runqueue;
+
+use runqueue::Scheduler;
+
+static SCHED: SpinLock<Scheduler> = SpinLock::new(Scheduler::new());
+
+/// The pointer to the thread running on this CPU (kept alive by the
+/// scheduler's `current` for this CPU while it runs): this CPU's
+/// `percpu::Local::current`, one `gs:`-relative load.
+#[cfg(not(test))]
+#[inline(always)]
+fn current_ptr() -> *mut Thread {
+    crate::percpu::this().local.current.load(Ordering::Relaxed)
 }
 
-static SCHED: SpinLock<Scheduler> = SpinLock::new(Scheduler {
-    runqueue: VecDeque::new(),
-    current: None,
-    idle: None,
-    zombie: None,
-    slice_start: 0,
-});
-
-/// The running thread (kept alive by `SCHED.current` while it runs).
+/// Host unit tests run no threads.
+#[cfg(test)]
 static CURRENT: AtomicPtr<Thread> = AtomicPtr::new(core::ptr::null_mut());
+
+#[cfg(test)]
+fn current_ptr() -> *mut Thread {
+    CURRENT.load(Ordering::Relaxed)
+}
 
 /// The thread running on this CPU.
 pub fn current() -> &'static Thread {
-    let ptr = CURRENT.load(Ordering::Relaxed);
+    let ptr = current_ptr();
     assert!(!ptr.is_null(), "no current thread");
-    // SAFETY: CURRENT always points at the thread in `SCHED.current`,
-    // whose Arc keeps it alive at least until the next switch; a reference
-    // obtained by the running thread cannot outlive that switch, because the
-    // thread itself is not running afterwards. (Only the thread itself and
-    // the interrupt handler running on its behalf call this.)
+    // SAFETY: this CPU's current pointer always points at the thread in
+    // the scheduler's `current` for this CPU, whose Arc keeps it alive at
+    // least until it switches away; a reference obtained by the running
+    // thread cannot outlive that switch, because the thread itself is not
+    // running afterwards (wherever it runs next, it is still alive then).
+    // (Only the thread itself and the interrupt handler running on its
+    // behalf call this.)
     unsafe { &*ptr }
 }
 
 pub fn current_arc() -> Arc<Thread> {
-    let ptr = CURRENT.load(Ordering::Relaxed);
+    let ptr = current_ptr();
     assert!(!ptr.is_null(), "no current thread");
-    // SAFETY: CURRENT was made with `Arc::as_ptr` from the Arc that
-    // `SCHED.current` holds while the thread runs, so the allocation is
+    // SAFETY: the pointer was made with `Arc::as_ptr` from the Arc that
+    // the scheduler holds while the thread runs, so the allocation is
     // alive; we add one strong count for the Arc we return.
     unsafe {
         Arc::increment_strong_count(ptr);
@@ -296,35 +316,13 @@ pub fn wake(thread: Arc<Thread>) {
         )
         .is_ok()
     {
-        let mut s = SCHED.lock();
-        let contended_now = s.runqueue.is_empty();
-        s.runqueue.push_back(thread);
-        if contended_now {
-            // The running thread was alone, with no tick armed to end its
-            // slice: its slice starts now.
-            #[cfg(not(test))]
-            machine::start_slice(&mut s);
-        }
+        enqueue(thread);
     }
 }
 
-/// Ends a thread of a process being torn down, without leaking what it
-/// holds. A thread running its component's code (preempted, or not yet
-/// started) holds only the component's own memory: it is dead at once. A
-/// thread inside a system call holds kernel objects on its stack (the
-/// guest RAM in `vcpu_run`, the poll and its channels in `poll_wait`): it
-/// is woken if it waits, the call returns early, its locals drop, and the
-/// thread ends as the call returns ([`InKernel`]).
-///
-/// Called for threads other than the current one, with one CPU: the
-/// thread is not running, so its syscall depth cannot change meanwhile.
-pub fn terminate_thread(thread: Arc<Thread>) {
-    thread.kill_requested.store(true, Ordering::Release);
-    if thread.syscall_depth.load(Ordering::Acquire) == 0 {
-        thread.kill();
-    } else {
-        wake(thread);
-    }
+#[cfg(test)]
+fn enqueue(thread: Arc<Thread>) {
+    let _ = SCHED.lock().push(thread, 0);
 }
 
 /// Runs a system call's body `f` as inside the kernel (see [`InKernel`]).
@@ -376,18 +374,15 @@ impl Drop for InKernel {
     }
 }
 
-/// Whether some thread other than the current one is waiting to run.
-pub fn others_runnable() -> bool {
-    !SCHED.lock().runqueue.is_empty()
-}
 
 #[cfg(not(test))]
 mod machine {
     use starina::abi::Error;
+    use super::runqueue::Kicks;
     use super::*;
-    use crate::arch::trap::CURRENT_FX;
     use crate::arch::trap::KERNEL_CS;
     use crate::arch::trap::KERNEL_DS;
+    use crate::percpu;
 
     /// Where every new thread starts: `entry(arg)`, then the thread exits.
     extern "C" fn thread_start(entry: usize, arg: usize) -> ! {
@@ -395,6 +390,68 @@ mod machine {
         let entry: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(entry) };
         entry(arg);
         exit_current_thread()
+    }
+
+    /// This CPU's index; the caller has interrupts off (it holds the
+    /// scheduler lock), so it stays on this CPU.
+    fn this_cpu() -> usize {
+        percpu::index()
+    }
+
+    /// Makes `next` this CPU's running thread for the entry path and
+    /// `current()`.
+    fn set_running(next: &Arc<Thread>, is_idle: bool) {
+        let local = &percpu::this().local;
+        local.current.store(Arc::as_ptr(next) as *mut Thread, Ordering::Relaxed);
+        crate::arch::trap::set_current_fx(&*next.fx);
+        if !is_idle {
+            local.runs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the reschedule IPI to every CPU in `kicks`.
+    fn send_kicks(kicks: Kicks) {
+        for cpu in (0..runqueue::MAX_CPUS).filter(|i| kicks & (1 << i) != 0) {
+            if let Some(c) = percpu::cpu(cpu) {
+                crate::arch::apic::send_vector(c.apic_id(), crate::arch::trap::VECTOR_RESCHEDULE);
+            }
+        }
+    }
+
+    /// Queues a runnable thread and tells the CPU that should take it.
+    /// A thread woken while still some CPU's current (between
+    /// `prepare_block` and the switch that would block it) is not queued:
+    /// it is running again, and that CPU's switch keeps it (another CPU
+    /// taking it from the queue would run it twice).
+    pub(super) fn enqueue(thread: Arc<Thread>) {
+        let mut s = SCHED.lock();
+        if s.running_on(&thread).is_some() {
+            let _ = thread.state.compare_exchange(
+                ThreadState::Runnable as u8,
+                ThreadState::Running as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            return;
+        }
+        let cpu = this_cpu();
+        let (kicks, starts_slice) = s.push(thread, cpu);
+        if starts_slice && !s.is_idle(cpu) {
+            // The running thread was alone, with no tick armed to end its
+            // slice: its slice starts now.
+            start_slice(&mut s, cpu);
+        }
+        drop(s);
+        send_kicks(kicks);
+    }
+
+    /// Spins until no CPU holds `next` any more (the CPU that ran it has
+    /// saved it), then takes it for this CPU.
+    fn take_off_other_cpu(next: &Thread) {
+        while next.on_cpu.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        next.on_cpu.store(true, Ordering::Relaxed);
     }
 
     /// Creates a thread in `process` that runs `entry(arg)`, and queues it.
@@ -424,12 +481,24 @@ mod machine {
         if !process.add_thread(&thread) {
             return Err(Error::PeerClosed);
         }
-        SCHED.lock().runqueue.push_back(thread.clone());
+        enqueue(thread.clone());
         Ok(thread)
     }
 
-    /// Turns the boot context into the idle thread and makes it current.
+    /// The kernel's process, for the idle threads of the CPUs that start
+    /// after the boot CPU.
+    static KERNEL: spin::Once<Arc<Process>> = spin::Once::new();
+    /// Set once the boot CPU's scheduler runs: the other CPUs may join.
+    static APS_RELEASED: AtomicBool = AtomicBool::new(false);
+
+    /// Turns the boot context into this CPU's idle thread and makes it
+    /// current (the boot CPU first, with the kernel's process).
     pub fn init(kernel: &Arc<Process>) {
+        KERNEL.call_once(|| kernel.clone());
+        init_this_cpu(kernel);
+    }
+
+    fn init_this_cpu(kernel: &Arc<Process>) {
         let idle = Arc::new(Thread::new(
             0,
             kernel.clone(),
@@ -438,13 +507,76 @@ mod machine {
             None,
         ));
         let mut s = SCHED.lock();
-        CURRENT.store(Arc::as_ptr(&idle) as *mut Thread, Ordering::Relaxed);
-        // SAFETY: interrupts are off (we hold the lock); the entry path
-        // reads CURRENT_FX only in interrupt context.
-        unsafe { CURRENT_FX = &*idle.fx as *const FxArea as u64 };
-        s.idle = Some(idle.clone());
-        s.current = Some(idle);
-        s.slice_start = crate::arch::time::now_ns();
+        let cpu = this_cpu();
+        set_running(&idle, true);
+        let c = &mut s.cpus[cpu];
+        c.idle = Some(idle.clone());
+        c.current = Some(idle);
+        c.slice_start = crate::arch::time::now_ns();
+    }
+
+    /// Lets the other CPUs, waiting in [`run_application_cpu`], take
+    /// threads. The boot CPU calls it once its own idle loop is next.
+    pub fn release_application_cpus() {
+        APS_RELEASED.store(true, Ordering::Release);
+        for (i, cpu) in percpu::all().enumerate() {
+            if i != 0 && cpu.is_online() {
+                crate::arch::apic::send_vector(cpu.apic_id(), crate::arch::trap::VECTOR_RESCHEDULE);
+            }
+        }
+    }
+
+    /// An application CPU, online, interrupts off: waits for the boot
+    /// CPU's release, then its context becomes its idle thread.
+    pub fn run_application_cpu() -> ! {
+        while !APS_RELEASED.load(Ordering::Acquire) {
+            // The release's IPI ends the halt (`sti; hlt` takes it even
+            // if it came just before).
+            crate::arch::cpu::enable_interrupts_and_halt();
+            crate::arch::cpu::disable_interrupts();
+        }
+        let kernel = KERNEL.get().expect("the boot CPU initialized the scheduler");
+        init_this_cpu(kernel);
+        log::debug!("sched: CPU {} takes threads", this_cpu());
+        idle_loop()
+    }
+
+    /// A CPU's idle thread: gives the CPU to anything runnable it may run
+    /// and halts otherwise. Wakes from interrupts (and the reschedule IPI
+    /// another CPU sends when it queues work) switch away from it in the
+    /// interrupt path.
+    pub fn idle_loop() -> ! {
+        loop {
+            if others_runnable() {
+                yield_current();
+            } else {
+                // What this CPU last switched away from is not kept while
+                // it sleeps (its memory would look leaked meanwhile).
+                let zombie = SCHED.lock().cpus[this_cpu()].zombie.take();
+                drop(zombie);
+                crate::arch::cpu::enable_interrupts_and_halt();
+            }
+        }
+    }
+
+    /// Whether a thread this CPU may run waits in the run queue.
+    pub fn others_runnable() -> bool {
+        let s = SCHED.lock();
+        s.runnable_for(this_cpu())
+    }
+
+    /// Moves the current thread to the boot CPU for good (the hypervisor's
+    /// state, VMXON and the SVM host save area, is there only). Called
+    /// before every hypervisor call; once pinned it is a load.
+    pub fn pin_to_boot_cpu() {
+        let me = current();
+        if me.pinned.load(Ordering::Relaxed) {
+            return;
+        }
+        me.pinned.store(true, Ordering::Relaxed);
+        // Requeued as pinned: only the boot CPU takes it (it may be
+        // running there already; the yield then just goes round).
+        switch_voluntary();
     }
 
     /// Blocks the current thread (already `prepare_block`ed and registered
@@ -464,14 +596,48 @@ mod machine {
         unreachable!("a dead thread was scheduled");
     }
 
+    /// Ends a thread of a process being torn down, without leaking what it
+    /// holds. A thread running its component's code (preempted, or not yet
+    /// started) holds only the component's own memory: it is dead at once. A
+    /// thread inside a system call holds kernel objects on its stack (the
+    /// guest RAM in `vcpu_run`, the poll and its channels in `poll_wait`): it
+    /// is woken if it waits, the call returns early, its locals drop, and the
+    /// thread ends as the call returns ([`InKernel`]).
+    ///
+    /// Called for threads other than the current one. One that runs on
+    /// another CPU now may enter or leave a system call meanwhile: its
+    /// CPU is told, and ends it at its next switch if it is in its
+    /// component's code then (`choose`), or it ends as its call returns.
+    /// One that does not run cannot change its depth until a CPU takes it,
+    /// which needs the lock held here.
+    pub fn terminate_thread(thread: Arc<Thread>) {
+        thread.kill_requested.store(true, Ordering::SeqCst);
+        let mut s = SCHED.lock();
+        if let Some(cpu) = s.running_on(&thread) {
+            let kicks = s.kick(cpu);
+            drop(s);
+            send_kicks(kicks);
+        } else if thread.syscall_depth.load(Ordering::Acquire) == 0 {
+            thread.kill();
+        } else {
+            drop(s);
+            wake(thread);
+        }
+    }
+
     core::arch::global_asm!(
         r#"
 .section .text.switch, "ax"
-.global switch_stack
-.global switch_to_frame
+.global switch_away
 .global resume_stack
-// switch_stack(save: *mut usize (rdi), next_rsp: usize (rsi))
-switch_stack:
+// switch_away(save: *mut usize (rdi), prev_on_cpu: *mut bool (rsi),
+//             next: *const NextThread (rdx))
+// Saves the callee-saved registers and RFLAGS on this stack and its
+// pointer in `save`, marks the outgoing thread saved (another CPU may
+// resume it from then on: nothing here touches this stack again), waits
+// until no other CPU holds the next thread, takes it, and resumes it from
+// its stack or its interrupted frame. Interrupts are off.
+switch_away:
     pushfq
     push rbp
     push rbx
@@ -480,7 +646,22 @@ switch_stack:
     push r14
     push r15
     mov [rdi], rsp
-    mov rsp, rsi
+    mov r8, [rdx]               // next's on_cpu
+    mov r9, [rdx + 8]           // next's resume
+    mov r10, [rdx + 16]         // next's saved_rsp
+    mov r11, [rdx + 24]         // next's frame
+    mov rax, [rdx + 32]         // next's FPU area
+    mov byte ptr [rsi], 0
+2:
+    cmp byte ptr [r8], 0
+    je 3f
+    pause
+    jmp 2b
+3:
+    mov byte ptr [r8], 1
+    cmp byte ptr [r9], 1        // RESUME_STACK
+    jne 4f
+    mov rsp, [r10]
 // Also entered by iretq from the interrupt path, with rsp = a saved_rsp.
 resume_stack:
     pop r15
@@ -491,20 +672,9 @@ resume_stack:
     pop rbp
     popfq
     ret
-
-// switch_to_frame(save: *mut usize (rdi), frame: *const TrapFrame (rsi),
-//                 fx: *const FxArea (rdx))
-switch_to_frame:
-    pushfq
-    push rbp
-    push rbx
-    push r12
-    push r13
-    push r14
-    push r15
-    mov [rdi], rsp
-    fxrstor64 [rdx]
-    mov rsp, rsi
+4:
+    fxrstor64 [rax]
+    mov rsp, r11
     pop r15
     pop r14
     pop r13
@@ -525,9 +695,20 @@ switch_to_frame:
 "#
     );
 
+    /// Where `switch_away` finds the incoming thread's state.
+    #[repr(C)]
+    struct NextThread {
+        on_cpu: *const AtomicBool,
+        resume: *const AtomicU8,
+        saved_rsp: *const usize,
+        frame: *const TrapFrame,
+        fx: *const FxArea,
+    }
+
+    const _: () = assert!(RESUME_STACK == 1);
+
     extern "C" {
-        fn switch_stack(save: *mut usize, next_rsp: usize);
-        fn switch_to_frame(save: *mut usize, frame: *const TrapFrame, fx: *const FxArea);
+        fn switch_away(save: *mut usize, prev_on_cpu: *const AtomicBool, next: *const NextThread);
         static resume_stack: u8;
     }
 
@@ -540,57 +721,82 @@ switch_to_frame:
         },
     }
 
-    /// The scheduling decision both switch paths share. On `Switch`, `next`
-    /// is already the current thread (CURRENT, CURRENT_FX, SCHED.current);
-    /// the caller saves `prev` and resumes `next`.
-    fn choose(s: &mut Scheduler, force: bool, now: u64) -> Outcome {
-        let prev = s.current.take().expect("no current thread");
-        let idle = s.idle.as_ref().expect("scheduler not initialized");
-        let prev_is_idle = Arc::ptr_eq(&prev, idle);
-        let prev_state = prev.state();
-        if prev_state == ThreadState::Running && !prev_is_idle && (!force || s.runqueue.is_empty())
+    /// Ends the current thread of `cpu` if its process asked it to and it
+    /// holds nothing of the kernel's (in its component's code); keeps a
+    /// thread so asked from blocking (its call then returns). Its state
+    /// after.
+    fn honour_kill(prev: &Thread, state: ThreadState) -> ThreadState {
+        if !prev.kill_requested.load(Ordering::SeqCst) {
+            return state;
+        }
+        match state {
+            ThreadState::Blocked => {
+                prev.cancel_block();
+                prev.state()
+            }
+            ThreadState::Running if prev.syscall_depth.load(Ordering::Relaxed) == 0 => {
+                prev.kill();
+                ThreadState::Dead
+            }
+            other => other,
+        }
+    }
+
+    /// The scheduling decision both switch paths share, for this CPU
+    /// (`cpu`). On `Switch`, `next` is already the current thread (this
+    /// CPU's `current`, its FPU area, the scheduler's `current`); the
+    /// caller saves `prev` and resumes `next`. Also returns the CPUs to
+    /// tell about `prev` if it went back to the queue.
+    fn choose(s: &mut Scheduler, cpu: usize, force: bool, now: u64) -> (Outcome, Kicks) {
+        s.served(cpu);
+        let c = &mut s.cpus[cpu];
+        let prev = c.current.take().expect("no current thread");
+        let idle = c.idle.clone().expect("scheduler not initialized");
+        let prev_is_idle = Arc::ptr_eq(&prev, &idle);
+        let mut prev_state = prev.state();
+        if !prev_is_idle {
+            prev_state = honour_kill(&prev, prev_state);
+        }
+        let misplaced = cpu != 0 && prev.pinned.load(Ordering::Relaxed);
+        if prev_state == ThreadState::Running
+            && !prev_is_idle
+            && !misplaced
+            && (!force || !s.runnable_for(cpu))
         {
             // Keep running: nothing forces a switch, or nobody else wants
             // the CPU (a new slice then).
             if force {
-                s.slice_start = now;
+                s.cpus[cpu].slice_start = now;
             }
-            s.current = Some(prev);
-            return Outcome::Stay;
+            s.cpus[cpu].current = Some(prev);
+            return (Outcome::Stay, 0);
         }
+        let mut kicks = 0;
         if prev_state == ThreadState::Running {
             prev.state
                 .store(ThreadState::Runnable as u8, Ordering::Release);
             if !prev_is_idle {
-                s.runqueue.push_back(prev.clone());
+                kicks = s.push(prev.clone(), cpu).0;
             }
         }
         // The next runnable thread; dead ones are dropped here.
-        let next = loop {
-            match s.runqueue.pop_front() {
-                Some(t) if t.state() == ThreadState::Runnable => break t,
-                Some(_) => continue,
-                None => break s.idle.clone().expect("scheduler not initialized"),
-            }
-        };
+        let next = s.pop_for(cpu).unwrap_or(idle);
         next.state
             .store(ThreadState::Running as u8, Ordering::Release);
-        s.current = Some(next.clone());
+        s.cpus[cpu].current = Some(next.clone());
         if Arc::ptr_eq(&next, &prev) {
-            return Outcome::Stay;
+            return (Outcome::Stay, kicks);
         }
-        CURRENT.store(Arc::as_ptr(&next) as *mut Thread, Ordering::Relaxed);
-        // SAFETY: interrupts are off (scheduler lock); the entry path reads
-        // CURRENT_FX only in interrupt context, for the thread now current.
-        unsafe { CURRENT_FX = &*next.fx as *const FxArea as u64 };
-        s.slice_start = now;
-        Outcome::Switch { prev, next }
+        let next_is_idle = s.is_idle(cpu);
+        set_running(&next, next_is_idle);
+        s.cpus[cpu].slice_start = now;
+        (Outcome::Switch { prev, next }, kicks)
     }
 
-    /// The interrupt path (timer, faults): saves the interrupted thread's
-    /// registers from `frame` and rewrites `frame` to resume the next one.
-    /// `force` switches even if the current thread could go on (its slice
-    /// ended).
+    /// The interrupt path (timer, faults, IPIs): saves the interrupted
+    /// thread's registers from `frame` and rewrites `frame` to resume the
+    /// next one. `force` switches even if the current thread could go on
+    /// (its slice ended).
     ///
     /// `preempted` says the thread did not ask to give up the CPU (a timer
     /// interrupt). A thread preempted between `prepare_block` and its yield
@@ -599,33 +805,23 @@ switch_to_frame:
     pub fn switch(frame: &mut TrapFrame, force: bool, preempted: bool) {
         let now = crate::arch::time::now_ns();
         let mut s = SCHED.lock();
+        let cpu = this_cpu();
         if preempted {
-            if let Some(cur) = s.current.as_ref() {
+            if let Some(cur) = s.cpus[cpu].current.as_ref() {
                 cur.cancel_block();
             }
         }
-        let zombie = s.zombie.take();
-        if let Outcome::Switch { prev, next } = choose(&mut s, force, now) {
-            // SAFETY: scheduler lock held; neither thread runs elsewhere.
+        let zombie = s.cpus[cpu].zombie.take();
+        let (outcome, kicks) = choose(&mut s, cpu, force, now);
+        if let Outcome::Switch { prev, next } = outcome {
+            // SAFETY: scheduler lock held; `prev` was this CPU's and is
+            // in no other CPU's hands until `on_cpu` clears below.
             unsafe { *prev.frame.get() = *frame };
             prev.resume.store(RESUME_FRAME, Ordering::Relaxed);
-            if next.resume.load(Ordering::Relaxed) == RESUME_FRAME {
-                // SAFETY: as above.
-                unsafe { *frame = *next.frame.get() };
-            } else {
-                // It gave up the CPU itself: iretq into `resume_stack` on its
-                // stack, interrupts off until it restores its own flags.
-                *frame = TrapFrame {
-                    rip: (&raw const resume_stack) as u64,
-                    cs: KERNEL_CS as u64,
-                    rflags: 0x2,
-                    // SAFETY: as above.
-                    rsp: unsafe { *next.saved_rsp.get() } as u64,
-                    ss: KERNEL_DS as u64,
-                    ..Default::default()
-                };
-            }
+            prev.on_cpu.store(false, Ordering::Release);
             drop(s);
+            take_off_other_cpu(&next);
+            load_frame(frame, &next);
             // A dead thread's last reference may go here (freeing its
             // stack): safe, we run on the interrupt stack.
             drop(prev);
@@ -633,6 +829,27 @@ switch_to_frame:
             drop(s);
         }
         drop(zombie);
+        send_kicks(kicks);
+    }
+
+    /// Rewrites `frame` to resume `next`, this CPU's now.
+    fn load_frame(frame: &mut TrapFrame, next: &Thread) {
+        if next.resume.load(Ordering::Relaxed) == RESUME_FRAME {
+            // SAFETY: `next` is this CPU's alone (`take_off_other_cpu`).
+            unsafe { *frame = *next.frame.get() };
+        } else {
+            // It gave up the CPU itself: iretq into `resume_stack` on its
+            // stack, interrupts off until it restores its own flags.
+            *frame = TrapFrame {
+                rip: (&raw const resume_stack) as u64,
+                cs: KERNEL_CS as u64,
+                rflags: 0x2,
+                // SAFETY: as above.
+                rsp: unsafe { *next.saved_rsp.get() } as u64,
+                ss: KERNEL_DS as u64,
+                ..Default::default()
+            };
+        }
     }
 
     /// Blocks the current thread (already `prepare_block`ed and registered
@@ -643,17 +860,24 @@ switch_to_frame:
     /// slice, so two threads passing the CPU back and forth are preempted
     /// as one thread would be, and the others still get their turn. If the
     /// current thread was woken meanwhile, or `next` was (its process is
-    /// being torn down), it is an ordinary wake and block.
+    /// being torn down), or the current one is asked to end, or `next`
+    /// must run on another CPU, it is an ordinary wake and block.
     #[inline(always)]
     pub fn block_current_handoff(next: Arc<Thread>) {
         let mut s = SCHED.lock();
         // Off until `next` runs, whichever way.
         let was = s.keep_interrupts_off();
-        let blocking = s
-            .current
-            .as_ref()
-            .is_some_and(|c| c.state() == ThreadState::Blocked);
+        let cpu = this_cpu();
+        let blocking = s.cpus[cpu].current.as_ref().is_some_and(|c| {
+            c.state() == ThreadState::Blocked && !c.kill_requested.load(Ordering::SeqCst)
+        });
+        // Not for another CPU: one pinned elsewhere, or one still some
+        // CPU's current (it blocked there and that CPU has not switched
+        // away yet: it decides, when it does, that `next` goes on).
+        let fits = (cpu == 0 || !next.pinned.load(Ordering::Relaxed))
+            && s.running_on(&next).is_none();
         let taken = blocking
+            && fits
             && next
                 .state
                 .compare_exchange(
@@ -670,12 +894,10 @@ switch_to_frame:
             switch_voluntary();
             return;
         }
-        let zombie = s.zombie.take();
-        CURRENT.store(Arc::as_ptr(&next) as *mut Thread, Ordering::Relaxed);
-        // SAFETY: as in `choose`: interrupts are off (scheduler lock).
-        unsafe { CURRENT_FX = &*next.fx as *const FxArea as u64 };
-        let prev = s.current.replace(next).expect("no current thread");
-        resume_next(s, zombie, prev, was);
+        let zombie = s.cpus[cpu].zombie.take();
+        set_running(&next, false);
+        let prev = s.cpus[cpu].current.replace(next).expect("no current thread");
+        resume_next(s, cpu, zombie, prev, was, 0);
     }
 
     /// The voluntary path (blocking, yielding, exiting): switches stacks
@@ -684,60 +906,64 @@ switch_to_frame:
         let was = crate::arch::irq::save_and_disable();
         let now = crate::arch::time::now_ns();
         let mut s = SCHED.lock();
-        let zombie = s.zombie.take();
-        let Outcome::Switch { prev, next } = choose(&mut s, true, now) else {
+        let cpu = this_cpu();
+        let zombie = s.cpus[cpu].zombie.take();
+        let (outcome, kicks) = choose(&mut s, cpu, true, now);
+        let Outcome::Switch { prev, next } = outcome else {
             drop(s);
             drop(zombie);
+            send_kicks(kicks);
             crate::arch::irq::restore(was);
             return;
         };
-        // SCHED.current holds it.
+        // The scheduler's `current` holds it.
         drop(next);
-        resume_next(s, zombie, prev, was);
+        resume_next(s, cpu, zombie, prev, was, kicks);
     }
 
-    /// Gives the CPU from `prev` to the thread already made current
-    /// (CURRENT, CURRENT_FX, SCHED.current), with the scheduler lock `s` held and
-    /// interrupts off (`was`: their state before); returns once `prev`
-    /// runs again.
+    /// Gives this CPU (`cpu`) from `prev` to the thread already made
+    /// current (`set_running`, the scheduler's `current`), with the
+    /// scheduler lock `s` held and interrupts off (`was`: their state
+    /// before); drops `zombie` and tells `kicks` once the lock is gone;
+    /// returns once `prev` runs again (on whichever CPU).
     #[inline(always)]
     fn resume_next(
         mut s: crate::sync::SpinLockGuard<'_, Scheduler>,
+        cpu: usize,
         zombie: Option<Arc<Thread>>,
         prev: Arc<Thread>,
         was: bool,
+        kicks: Kicks,
     ) {
         prev.resume.store(RESUME_STACK, Ordering::Relaxed);
         let save = prev.saved_rsp.get();
-        // SCHED.current (`next`) keeps it alive after the lock goes.
-        let next = s.current.as_deref().expect("no current thread");
-        let next_by_stack = next.resume.load(Ordering::Relaxed) == RESUME_STACK;
-        // SAFETY: scheduler lock held; `next` is not running.
-        let next_rsp = unsafe { *next.saved_rsp.get() };
-        let next_frame = next.frame.get() as *const TrapFrame;
-        let next_fx = &*next.fx as *const FxArea;
-        // Leave no reference to a dying thread on its own stack: the next
-        // switch frees it, from another stack.
-        if prev.is_dead() {
-            s.zombie = Some(prev);
-        } else {
-            drop(prev);
-        }
+        let prev_on_cpu = &prev.on_cpu as *const AtomicBool;
+        // The scheduler's `current` (`next`) keeps it alive after the
+        // lock goes; `switch_away` reads its state only once it is this
+        // CPU's alone.
+        let next = s.cpus[cpu].current.as_deref().expect("no current thread");
+        let next = NextThread {
+            on_cpu: &next.on_cpu,
+            resume: &next.resume,
+            saved_rsp: next.saved_rsp.get(),
+            frame: next.frame.get(),
+            fx: &*next.fx,
+        };
+        // Keep `prev` alive while this CPU is still on its stack: this
+        // CPU's next switch drops it (freeing it if it is dead), from
+        // another stack.
+        s.cpus[cpu].zombie = Some(prev);
         // Interrupts stay off: the lock restores the state it found (off).
         drop(s);
         drop(zombie);
-        // SAFETY: `save` is the outgoing thread's slot (kept alive by
-        // whoever will wake it, or by `zombie`); `next_rsp` is what
-        // `switch_stack` saved for the incoming thread, or `next_frame`/
-        // `next_fx` its interrupted state, alive in SCHED.current. Interrupts
-        // are off until the incoming thread restores its own flags.
-        unsafe {
-            if next_by_stack {
-                switch_stack(save, next_rsp);
-            } else {
-                switch_to_frame(save, next_frame, next_fx);
-            }
-        }
+        send_kicks(kicks);
+        // SAFETY: `save` and `prev_on_cpu` are the outgoing thread's (kept
+        // alive by this CPU's zombie slot); `next`'s pointers are into the
+        // incoming thread, alive in the scheduler's `current`, which
+        // `switch_away` reads only after it waited for `on_cpu` to clear.
+        // Interrupts are off until the incoming thread restores its own
+        // flags.
+        unsafe { switch_away(save, prev_on_cpu, &next) };
         // Running again.
         crate::arch::irq::restore(was);
     }
@@ -745,39 +971,60 @@ switch_to_frame:
     /// Whether the current thread has used up its slice.
     pub fn slice_expired(now: u64) -> bool {
         let s = SCHED.lock();
-        now.saturating_sub(s.slice_start) >= TIME_SLICE_NS
+        now.saturating_sub(s.cpus[this_cpu()].slice_start) >= TIME_SLICE_NS
     }
 
-    /// When the next tick must come, given the earliest kernel timer
-    /// (see [`tick_deadline`]).
+    /// When this CPU's next tick must come, given the earliest kernel
+    /// timer (see [`tick_deadline`]).
     pub fn next_tick(next_timer: Option<u64>) -> u64 {
         let s = SCHED.lock();
-        tick_deadline(next_timer, s.slice_start, !s.runqueue.is_empty())
+        let cpu = this_cpu();
+        tick_deadline(next_timer, s.cpus[cpu].slice_start, s.runnable_for(cpu))
     }
 
-    /// Another thread now waits for the CPU: the tick that ends the
-    /// running one's slice is armed.
-    pub(super) fn start_slice(s: &mut Scheduler) {
-        let end = slice_end_after(s.slice_start, crate::arch::time::now_ns());
-        s.slice_start = end - TIME_SLICE_NS;
+    /// Another thread now waits for this CPU (`cpu`): the tick that ends
+    /// the running one's slice is armed.
+    fn start_slice(s: &mut Scheduler, cpu: usize) {
+        let c = &mut s.cpus[cpu];
+        let end = slice_end_after(c.slice_start, crate::arch::time::now_ns());
+        c.slice_start = end - TIME_SLICE_NS;
         crate::arch::apic::arm_timer_by(end);
+    }
+
+    /// The reschedule IPI came: it is served, and if this CPU runs a
+    /// thread while others wait for it, that thread's slice starts.
+    pub fn reschedule_ipi() {
+        let mut s = SCHED.lock();
+        let cpu = this_cpu();
+        s.served(cpu);
+        if s.runnable_for(cpu) && !s.is_idle(cpu) {
+            start_slice(&mut s, cpu);
+        }
     }
 
     pub fn current_is_idle() -> bool {
         let s = SCHED.lock();
-        match (&s.current, &s.idle) {
-            (Some(c), Some(i)) => Arc::ptr_eq(c, i),
-            _ => true,
-        }
+        s.is_idle(this_cpu())
     }
 }
 
 #[cfg(not(test))]
 pub use machine::*;
 
+/// Host unit tests: a thread is never running elsewhere.
+#[cfg(test)]
+pub fn terminate_thread(thread: Arc<Thread>) {
+    thread.kill_requested.store(true, Ordering::Release);
+    if thread.syscall_depth.load(Ordering::Acquire) == 0 {
+        thread.kill();
+    } else {
+        wake(thread);
+    }
+}
+
 /// The current process's name, if a thread is running (for log tags).
 pub fn try_current_process_name() -> Option<&'static str> {
-    let ptr = CURRENT.load(Ordering::Relaxed);
+    let ptr = current_ptr();
     if ptr.is_null() {
         return None;
     }
@@ -787,7 +1034,7 @@ pub fn try_current_process_name() -> Option<&'static str> {
 /// The current thread, if the scheduler is up.
 #[inline(always)]
 pub fn try_current() -> Option<&'static Thread> {
-    let ptr = CURRENT.load(Ordering::Relaxed);
+    let ptr = current_ptr();
     // SAFETY: as in `current`: a non-null CURRENT is the running thread,
     // alive while it runs.
     (!ptr.is_null()).then(|| unsafe { &*ptr })

@@ -407,6 +407,7 @@ impl KernelApi for Kernel {
     ) -> Result<(HandleId, HandleId), Error> {
         sched::in_kernel(|| {
             table().privilege(hypervisor, SystemRight::Hypervisor)?;
+            sched::pin_to_boot_cpu();
             create_vm(ram_bytes)
         })
     }
@@ -427,6 +428,8 @@ impl KernelApi for Kernel {
     ) -> Result<VmExit, Error> {
         sched::in_kernel(|| {
             let vcpu = object::<Vcpu>(vcpu, rights::VCPU_RUN)?;
+            // The hypervisor's per-CPU state is the boot CPU's only.
+            sched::pin_to_boot_cpu();
             if let Injection::Exception { vector, .. } = inject {
                 if !starina::abi::vcpu::valid_exception_vector(vector) {
                     return Err(Error::InvalidArgument);
@@ -444,6 +447,7 @@ impl KernelApi for Kernel {
     fn vcpu_control(&self, vcpu: HandleId, control: VcpuControl) -> Result<(), Error> {
         sched::in_kernel(|| {
             let vcpu = object::<Vcpu>(vcpu, rights::VCPU_CONTROL)?;
+            sched::pin_to_boot_cpu();
             let mut guard = vcpu.acquire()?;
             match control {
                 VcpuControl::TscOffset(off) => guard.hw().set_tsc_offset(off),
@@ -520,6 +524,7 @@ impl KernelApi for Kernel {
                 sched::current_process().name,
                 crate::interrupt::nmi_count()
             );
+            crate::percpu::log_runs();
             crate::arch::power_off(code)
         })
     }

@@ -81,6 +81,7 @@ mod commands_files;
 mod disk;
 mod files;
 mod handoff;
+mod parallel;
 mod xsetbv;
 
 fn expect_err<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) -> TestResult {
@@ -819,6 +820,8 @@ const TESTS: &[Test] = &[
     ("commands_files_head_tail_wc_seq", commands_files::commands_files_head_tail_wc_seq),
     ("commands_files_long_lines", commands_files::commands_files_long_lines),
     ("commands_files_errors_and_help", commands_files::commands_files_errors_and_help),
+    ("threads_run_in_parallel", parallel::threads_run_in_parallel),
+    ("messages_between_threads_all_arrive", parallel::messages_between_threads_all_arrive),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];

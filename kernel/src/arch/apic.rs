@@ -1,5 +1,5 @@
-//! The local APIC (xAPIC, through MMIO) drives the scheduler's one-shot
-//! timer; the 8254 PIT calibrates it and the TSC once at boot (the
+//! The local APIC (xAPIC, through MMIO) drives each CPU's one-shot
+//! scheduler timer and sends inter-processor interrupts; the 8254 PIT calibrates it and the TSC once at boot (the
 //! clock then refines the TSC's rate: `clock`); the legacy
 //! 8259 PICs are remapped and masked so they never deliver anything.
 
@@ -40,10 +40,14 @@ const LVT_MASKED: u32 = 1 << 16;
 static APIC_BASE: AtomicU64 = AtomicU64::new(0);
 /// LAPIC timer ticks per 2^32 ns (fixed point), from calibration.
 static LAPIC_TICKS_PER_NS_FP: AtomicU64 = AtomicU64::new(1 << 32);
-/// When the programmed one-shot timer fires (ns since boot), or
-/// [`NOT_ARMED`]. Changed with interrupts off only.
-static ARMED_DEADLINE: AtomicU64 = AtomicU64::new(NOT_ARMED);
+/// When this CPU's programmed one-shot timer fires (ns since boot), or
+/// [`NOT_ARMED`]: `percpu::Local::armed_deadline`, changed by the CPU
+/// itself with interrupts off only.
 const NOT_ARMED: u64 = u64::MAX;
+
+fn armed_deadline() -> &'static AtomicU64 {
+    &crate::percpu::this().local.armed_deadline
+}
 
 fn reg(offset: usize) -> *mut u32 {
     (APIC_BASE.load(Ordering::Relaxed) as usize + offset) as *mut u32
@@ -208,12 +212,26 @@ pub fn send_startup(apic_id: u32, page: u64) -> bool {
 }
 
 /// Enables this (application) CPU's LAPIC with the spurious vector, its
-/// timer masked and stopped. The registers are at the same address on
-/// every CPU, each CPU reaching its own.
+/// timer stopped, one-shot on the timer vector and counting as the boot
+/// CPU's does (the calibration holds for every CPU's: one bus clock).
+/// The registers are at the same address on every CPU, each CPU reaching
+/// its own.
 pub fn init_application_cpu() {
     write(REG_SVR, (1 << 8) | VECTOR_SPURIOUS as u32);
     write(REG_LVT_TIMER, LVT_MASKED);
     write(REG_TIMER_INIT, 0);
+    write(REG_TIMER_DIVIDE, 0b1011); // divide by 1
+    write(REG_LVT_TIMER, VECTOR_TIMER as u32); // one-shot, unmasked
+}
+
+/// Sends interrupt `vector` to the CPU whose APIC id is `apic_id` (fixed
+/// delivery, edge). Interrupts stay off meanwhile: an interrupt handler
+/// sending one between the two ICR writes would change the destination.
+pub fn send_vector(apic_id: u32, vector: u8) -> bool {
+    let was = crate::arch::irq::save_and_disable();
+    let sent = send_ipi(apic_id, vector as u32);
+    crate::arch::irq::restore(was);
+    sent
 }
 
 /// Fires the timer interrupt once, `ns` from now.
@@ -241,9 +259,9 @@ pub fn arm_timer_from_now(deadline: impl FnOnce(u64) -> u64) {
 fn arm_timer(deadline: impl FnOnce(u64) -> u64) {
     let was = crate::arch::irq::save_and_disable();
     let now = super::clock::now_ns();
-    let armed = ARMED_DEADLINE.load(Ordering::Relaxed);
+    let armed = armed_deadline().load(Ordering::Relaxed);
     if let Some(deadline) = sched::earlier_deadline(armed, now, deadline(now)) {
-        ARMED_DEADLINE.store(deadline, Ordering::Relaxed);
+        armed_deadline().store(deadline, Ordering::Relaxed);
         program_timer(deadline.saturating_sub(now));
     }
     crate::arch::irq::restore(was);
@@ -251,5 +269,5 @@ fn arm_timer(deadline: impl FnOnce(u64) -> u64) {
 
 /// The timer interrupt came: nothing is armed until the handler arms again.
 pub fn timer_fired() {
-    ARMED_DEADLINE.store(NOT_ARMED, Ordering::Relaxed);
+    armed_deadline().store(NOT_ARMED, Ordering::Relaxed);
 }

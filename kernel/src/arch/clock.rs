@@ -9,7 +9,9 @@
 //! kvm-clock.
 //!
 //! Readers take the epoch under a sequence counter; [`set_epoch`] runs
-//! with interrupts off on the one CPU, so a reader it interrupted retries.
+//! with interrupts off on the boot CPU only (the discipline samples from
+//! its timer and the RTC's interrupt, both the boot CPU's), so a reader
+//! it interrupted, or one on another CPU meanwhile, retries.
 
 use core::sync::atomic::fence;
 use core::sync::atomic::AtomicU64;

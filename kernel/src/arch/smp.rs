@@ -2,9 +2,10 @@
 //! besides the boot CPU, up to `percpu::MAX_CPUS` in all. Each gets
 //! INIT, then startup IPIs into the real-mode trampoline
 //! (`ap_trampoline`), and comes to [`ap_main`] on a kernel stack of its
-//! own, where it loads its own GDT and TSS and the shared IDT, enables its
-//! local APIC, says it is online and parks: interrupts off, `hlt`. Nothing
-//! is scheduled on it yet.
+//! own, where it points its GS base at its per-CPU slot, loads its own GDT
+//! and TSS and the shared IDT, enables its local APIC and timer, sets XCR0
+//! as the boot CPU did, says it is online and waits for the scheduler
+//! (`sched::run_application_cpu`), whose idle thread it then becomes.
 //!
 //! The boot CPU waits for each AP in turn, for a bounded time: an AP that
 //! does not come up is logged, sent INIT again (so it stays out of the
@@ -179,12 +180,16 @@ extern "C" fn ap_main(index: u64) -> ! {
     let Some(slot) = percpu::cpu(index as usize) else {
         cpu::halt_forever()
     };
+    percpu::install(index as usize);
     // SAFETY: the boot CPU prepared this slot's tables for this CPU alone
     // before starting it and leaves them alone from then on (`percpu`).
     unsafe { CpuTables::load(slot.tables()) };
     apic::init_application_cpu();
-    if apic::id() == slot.apic_id() {
-        slot.set_online();
+    super::xstate::init_application_cpu();
+    crate::mm::tlb::flush_here();
+    if apic::id() != slot.apic_id() {
+        cpu::halt_forever()
     }
-    cpu::halt_forever()
+    slot.set_online();
+    crate::sched::run_application_cpu()
 }

@@ -4,10 +4,11 @@
 //! (and a zero error code where the CPU pushes none), then `interrupt_common`
 //! saves the general-purpose registers into a [`TrapFrame`] on the IST stack,
 //! saves the interrupted thread's FPU/SSE state into its own save area
-//! (`CURRENT_FX`), and calls [`interrupt_handler`]. A context switch is just
-//! the handler rewriting the frame with another thread's registers and
-//! pointing `CURRENT_FX` at that thread's save area: the `iretq` at the end
-//! resumes whichever thread the frame now describes. (A thread that gives
+//! (where this CPU's `percpu::Local::fx`, `gs:0`, points), and calls
+//! [`interrupt_handler`]. A context switch is just the handler rewriting
+//! the frame with another thread's registers and pointing `gs:0` at that
+//! thread's save area: the `iretq` at the end resumes whichever thread
+//! the frame now describes. (A thread that gives
 //! up the CPU itself does not come through here: `sched` switches stacks
 //! directly.)
 //!
@@ -24,6 +25,11 @@ const TSS_SEL: u16 = 0x28;
 /// Vector numbers the kernel uses.
 pub const VECTOR_TIMER: u8 = 0x20;
 pub const VECTOR_SPURIOUS: u8 = 0xff;
+/// An IPI: a thread this CPU may run became runnable, or one it runs
+/// must end (`sched`).
+pub const VECTOR_RESCHEDULE: u8 = 0xf0;
+/// An IPI: flush this CPU's TLB (`mm::tlb`).
+pub const VECTOR_TLB_FLUSH: u8 = 0xf1;
 /// The legacy 8259 PICs are remapped here and masked.
 pub const VECTOR_PIC_BASE: u8 = 0x30;
 
@@ -59,11 +65,16 @@ const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
 // `interrupt_common` finds the vector at this offset from the frame's start.
 const _: () = assert!(core::mem::offset_of!(TrapFrame, vector) == 120);
 
-/// The FPU/SSE save area of the thread running on this CPU. The entry path
-/// saves into and restores from wherever this points. (One CPU today; with
-/// SMP this moves into per-CPU data reached through GS.)
-#[no_mangle]
-pub static mut CURRENT_FX: u64 = 0;
+/// Points this CPU's entry path at `fx`, the save area of the thread
+/// it runs now: the entry saves into and restores from wherever this
+/// CPU's `percpu::Local::fx` (`gs:0`) points.
+#[inline(always)]
+pub fn set_current_fx(fx: *const crate::sched::FxArea) {
+    crate::percpu::this()
+        .local
+        .fx
+        .store(fx as u64, core::sync::atomic::Ordering::Relaxed);
+}
 
 core::arch::global_asm!(
     r#"
@@ -123,12 +134,12 @@ interrupt_common:
     subq $512, %rsp
     movq %rsp, %rbx
 1:
-    movq CURRENT_FX(%rip), %rax
+    movq %gs:0, %rax
     testq %rbx, %rbx
     cmovnzq %rbx, %rax
     fxsave64 (%rax)
     call interrupt_handler
-    movq CURRENT_FX(%rip), %rax
+    movq %gs:0, %rax
     testq %rbx, %rbx
     cmovnzq %rbx, %rax
     fxrstor64 (%rax)
@@ -233,12 +244,15 @@ pub fn guard_ist_stacks() {
     }
 }
 
-/// Which IST stack's guard page `addr` falls in (1-based, as in the IDT).
+/// Which IST stack's guard page `addr` falls in (1-based, as in the IDT),
+/// of any CPU's: the boot CPU's ([`guard_ist_stacks`]) or another's
+/// (`percpu`, guarded the same way).
 pub fn ist_guard_hit(addr: usize) -> Option<usize> {
-    let stacks = GUARDED_IST.get()?;
-    stacks
-        .iter()
-        .position(|s| s.guard_contains(addr))
+    let hit = |stacks: &[Stack]| stacks.iter().position(|s| s.guard_contains(addr));
+    GUARDED_IST
+        .get()
+        .and_then(|stacks| hit(stacks))
+        .or_else(|| crate::percpu::all().find_map(|cpu| hit(cpu.interrupt_stacks()?)))
         .map(|i| i + 1)
 }
 

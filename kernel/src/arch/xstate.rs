@@ -68,6 +68,23 @@ pub fn init() {
     });
 }
 
+/// Sets XCR0 on an application CPU as [`init`] set it on the boot CPU
+/// (which runs first).
+pub fn init_application_cpu() {
+    let host = host();
+    if !host.xsave {
+        return;
+    }
+    // SAFETY: as in `init`: this CPU is the same model (CPUID said XSAVE),
+    // and the value has only x87 and SSE.
+    unsafe {
+        let cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack, preserves_flags));
+        asm!("mov cr4, {}", in(reg) cr4 | CR4_OSXSAVE, options(nomem, nostack, preserves_flags));
+        write_xcr0(host.xcr0);
+    }
+}
+
 fn host() -> &'static Host {
     HOST.get().expect("xstate::init runs at boot")
 }

@@ -8,6 +8,7 @@
 pub mod heap;
 pub mod page;
 pub mod stack;
+pub mod tlb;
 
 pub const PAGE_SIZE: usize = 4096;
 pub const DIRECT_MAP_BASE: usize = 0xffff_8000_0000_0000;

@@ -1,13 +1,17 @@
 //! Thread stacks in their own virtual region, each below an unmapped guard
 //! page, so a stack overflow is a page fault the kernel can pin on the
 //! thread (and tear its component down) instead of silent corruption.
+//!
+//! A dropped stack's pages and slot are reused only once every CPU has
+//! flushed the old translations (`tlb`): until then they wait in
+//! `Slots::retired`.
 
 use alloc::vec::Vec;
 
 use super::page;
 use super::phys_to_virt;
+use super::tlb;
 use super::PAGE_SIZE;
-use crate::arch::cpu::invlpg;
 use crate::sync::SpinLock;
 
 /// PML4 slot 384: 0xffff_c000_0000_0000.
@@ -25,12 +29,52 @@ const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 struct Slots {
     next: usize,
     free: Vec<usize>,
+    /// Unmapped stacks whose pages and slot wait for a TLB flush on
+    /// every CPU.
+    retired: Vec<Retired>,
+}
+
+struct Retired {
+    slot: usize,
+    pages: Vec<u64>,
+    /// The flush request that covers them.
+    epoch: u64,
 }
 
 static SLOTS: SpinLock<Slots> = SpinLock::new(Slots {
     next: 0,
     free: Vec::new(),
+    retired: Vec::new(),
 });
+
+impl Slots {
+    /// Frees what every CPU has stopped translating.
+    fn reclaim(&mut self) {
+        let mut i = 0;
+        while i < self.retired.len() {
+            if !tlb::flushed_everywhere(self.retired[i].epoch) {
+                i += 1;
+                continue;
+            }
+            let r = self.retired.swap_remove(i);
+            for phys in r.pages {
+                page::free_pages(phys, 1);
+            }
+            self.free.push(r.slot);
+        }
+        if self.retired.is_empty() {
+            // Nothing waits: no heap kept for the list either.
+            self.retired = Vec::new();
+        }
+    }
+}
+
+/// Frees the retired stacks every CPU has stopped translating: called
+/// when a CPU has flushed its TLB (the flush IPI), so the last CPU to
+/// flush frees them without waiting for the next stack to come or go.
+pub fn reclaim_retired() {
+    SLOTS.lock().reclaim();
+}
 
 /// A mapped stack; unmapped and freed on drop.
 pub struct Stack {
@@ -66,6 +110,7 @@ fn pte_for(vaddr: usize, create: bool) -> Option<&'static mut u64> {
 impl Stack {
     pub fn new() -> Option<Stack> {
         let mut slots = SLOTS.lock();
+        slots.reclaim();
         let slot = match slots.free.pop() {
             Some(s) => s,
             None if slots.next < MAX_SLOTS => {
@@ -80,15 +125,13 @@ impl Stack {
             let Some(phys) = page::alloc_pages(1) else {
                 // Undo what we mapped so far.
                 drop(slots);
-                let partial = Stack { slot };
-                partial.unmap(i);
+                drop(Stack { slot }); // unmaps what is mapped so far
                 return None;
             };
             let Some(pte) = pte_for(vaddr, true) else {
                 page::free_pages(phys, 1);
                 drop(slots);
-                let partial = Stack { slot };
-                partial.unmap(i);
+                drop(Stack { slot }); // unmaps what is mapped so far
                 return None;
             };
             *pte = phys | PRESENT | WRITABLE | NO_EXECUTE;
@@ -118,24 +161,32 @@ impl Stack {
         pte_for(self.base() - PAGE_SIZE, false).is_none_or(|pte| *pte & PRESENT == 0)
     }
 
-    fn unmap(&self, pages: usize) {
-        let _slots = SLOTS.lock();
-        for i in 0..pages {
+    /// Unmaps the stack's pages (those mapped: a failed `new` mapped only
+    /// some) and retires them with the slot.
+    fn retire(&self) {
+        let mut slots = SLOTS.lock();
+        let mut freed = Vec::new();
+        for i in 0..STACK_SIZE / PAGE_SIZE {
             let vaddr = self.base() + i * PAGE_SIZE;
             if let Some(pte) = pte_for(vaddr, false) {
                 if *pte & PRESENT != 0 {
-                    page::free_pages(*pte & ADDR_MASK, 1);
+                    freed.push(*pte & ADDR_MASK);
                     *pte = 0;
-                    invlpg(vaddr as u64);
                 }
             }
         }
+        let epoch = tlb::request();
+        slots.retired.push(Retired {
+            slot: self.slot,
+            pages: freed,
+            epoch,
+        });
+        slots.reclaim();
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        self.unmap(STACK_SIZE / PAGE_SIZE);
-        SLOTS.lock().free.push(self.slot);
+        self.retire();
     }
 }

@@ -26,6 +26,8 @@ pub use enable::present;
 #[cfg(not(test))]
 pub use enable::VmxInfo;
 #[cfg(not(test))]
+pub use vcpu::free_retired;
+#[cfg(not(test))]
 pub use vcpu::VmxVcpu;
 
 #[cfg(not(test))]

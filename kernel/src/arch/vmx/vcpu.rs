@@ -546,26 +546,71 @@ fn tss_base(gdt_base: u64, tr: u16) -> u64 {
 
 impl Drop for VmxVcpu {
     fn drop(&mut self) {
-        if self.vmcs_phys != 0 {
+        let pages = VmxPages {
+            vmcs: self.vmcs_phys,
+            others: [
+                self.msr_bitmap_phys,
+                self.msr_lists_phys,
+                self.virtual_apic_phys,
+            ],
+        };
+        // VMCLEAR needs VMX operation, which only the boot CPU is in (its
+        // threads that run vCPUs stay there): elsewhere the boot CPU does
+        // it, told by a reschedule IPI.
+        let was = crate::arch::irq::save_and_disable();
+        if crate::percpu::index() == 0 {
+            pages.free();
+        } else {
+            RETIRED.lock().push(pages);
+            if let Some(boot) = crate::percpu::cpu(0) {
+                crate::arch::apic::send_vector(
+                    boot.apic_id(),
+                    crate::arch::trap::VECTOR_RESCHEDULE,
+                );
+            }
+        }
+        crate::arch::irq::restore(was);
+    }
+}
+
+/// A dropped vCPU's pages, freed on the boot CPU.
+struct VmxPages {
+    vmcs: u64,
+    others: [u64; 3],
+}
+
+/// Those dropped on another CPU, for the boot CPU to free.
+static RETIRED: crate::sync::SpinLock<alloc::vec::Vec<VmxPages>> =
+    crate::sync::SpinLock::new(alloc::vec::Vec::new());
+
+impl VmxPages {
+    /// Frees them; on the boot CPU, interrupts off.
+    fn free(self) {
+        if self.vmcs != 0 {
             // SAFETY: our VMCS: write it back and make it inactive before
-            // its page is freed.
-            if let Err(e) = unsafe { vmcs::vmclear(self.vmcs_phys) } {
+            // its page is freed (on the CPU that used it).
+            if let Err(e) = unsafe { vmcs::vmclear(self.vmcs) } {
                 log::warn!("vmx: VMCLEAR on teardown failed: {e}");
             }
-            if CURRENT.load(Ordering::Relaxed) == self.vmcs_phys {
+            if CURRENT.load(Ordering::Relaxed) == self.vmcs {
                 CURRENT.store(0, Ordering::Relaxed);
             }
-            page::free_pages(self.vmcs_phys, 1);
+            page::free_pages(self.vmcs, 1);
         }
-        for phys in [
-            self.msr_bitmap_phys,
-            self.msr_lists_phys,
-            self.virtual_apic_phys,
-        ] {
+        for phys in self.others {
             if phys != 0 {
                 page::free_pages(phys, 1);
             }
         }
+    }
+}
+
+/// Frees the vCPUs dropped on other CPUs. The boot CPU calls it from its
+/// interrupt path.
+pub fn free_retired() {
+    let retired = core::mem::take(&mut *RETIRED.lock());
+    for pages in retired {
+        pages.free();
     }
 }
 

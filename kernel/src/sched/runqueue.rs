@@ -1,0 +1,237 @@
+//! The run queue all CPUs share and what the scheduler keeps per CPU,
+//! under the scheduler's one lock. Any CPU takes any queued thread but
+//! those pinned to the boot CPU (vCPU threads: `sched::pin_to_boot_cpu`).
+//! Queuing work picks which CPUs to tell (a reschedule IPI): an idle CPU
+//! that may run it, or the boot CPU for a pinned thread.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::Thread;
+use super::ThreadState;
+
+#[cfg(not(test))]
+pub use crate::percpu::MAX_CPUS;
+#[cfg(test)]
+pub const MAX_CPUS: usize = 8;
+
+/// CPUs to send a reschedule IPI to: bit `i` for CPU `i`.
+pub type Kicks = u8;
+
+const _: () = assert!(MAX_CPUS <= Kicks::BITS as usize);
+
+/// What the scheduler keeps for one CPU.
+pub struct CpuSched {
+    /// The thread it runs (kept alive here while it runs).
+    pub current: Option<Arc<Thread>>,
+    /// Its idle thread; `None` until the CPU runs the scheduler.
+    pub idle: Option<Arc<Thread>>,
+    /// The thread it last switched away from by switching stacks: kept
+    /// alive until its next switch, so a thread never frees the stack it
+    /// still runs on (a dead one is freed then, from another stack).
+    pub zombie: Option<Arc<Thread>>,
+    pub slice_start: u64,
+    /// A reschedule IPI is on its way to it.
+    kicked: bool,
+}
+
+pub struct Scheduler {
+    runqueue: VecDeque<Arc<Thread>>,
+    /// How many queued threads are pinned to the boot CPU.
+    pinned_queued: usize,
+    pub cpus: [CpuSched; MAX_CPUS],
+}
+
+impl Scheduler {
+    pub const fn new() -> Scheduler {
+        Scheduler {
+            runqueue: VecDeque::new(),
+            pinned_queued: 0,
+            cpus: [const {
+                CpuSched {
+                    current: None,
+                    idle: None,
+                    zombie: None,
+                    slice_start: 0,
+                    kicked: false,
+                }
+            }; MAX_CPUS],
+        }
+    }
+
+    /// Whether a queued thread may run on `cpu`.
+    pub fn runnable_for(&self, cpu: usize) -> bool {
+        match cpu {
+            0 => !self.runqueue.is_empty(),
+            _ => self.runqueue.len() > self.pinned_queued,
+        }
+    }
+
+    /// Whether `cpu` runs its idle thread (or no scheduler yet).
+    pub fn is_idle(&self, cpu: usize) -> bool {
+        let c = &self.cpus[cpu];
+        match (&c.current, &c.idle) {
+            (Some(cur), Some(idle)) => Arc::ptr_eq(cur, idle),
+            _ => true,
+        }
+    }
+
+    fn runs_scheduler(&self, cpu: usize) -> bool {
+        self.cpus[cpu].idle.is_some()
+    }
+
+    /// The CPU whose current thread is `thread`, if any.
+    pub fn running_on(&self, thread: &Arc<Thread>) -> Option<usize> {
+        self.cpus
+            .iter()
+            .position(|c| c.current.as_ref().is_some_and(|t| Arc::ptr_eq(t, thread)))
+    }
+
+    /// Queues `thread` (runnable) from `cpu`. Returns the CPUs to tell,
+    /// and whether `cpu` had no queued work it could run before and has
+    /// now (the slice of the thread it runs starts: `sched::start_slice`).
+    pub fn push(&mut self, thread: Arc<Thread>, cpu: usize) -> (Kicks, bool) {
+        let before = self.runnable_for(cpu);
+        let pinned = thread.pinned.load(Ordering::Relaxed);
+        if pinned {
+            self.pinned_queued += 1;
+        }
+        self.runqueue.push_back(thread);
+        let starts_slice = !before && self.runnable_for(cpu);
+        let kicks = match (pinned, cpu) {
+            (true, 0) => 0,
+            (true, _) => self.kick(0),
+            (false, _) => self.kick_an_idle_cpu(cpu),
+        };
+        (kicks, starts_slice)
+    }
+
+    /// Marks `cpu` as told (unless it was, or runs no scheduler yet).
+    pub fn kick(&mut self, cpu: usize) -> Kicks {
+        if self.cpus[cpu].kicked || !self.runs_scheduler(cpu) {
+            return 0;
+        }
+        self.cpus[cpu].kicked = true;
+        1 << cpu
+    }
+
+    fn kick_an_idle_cpu(&mut self, from: usize) -> Kicks {
+        let idle = (0..MAX_CPUS).find(|&i| {
+            i != from && self.runs_scheduler(i) && self.is_idle(i) && !self.cpus[i].kicked
+        });
+        idle.map_or(0, |i| self.kick(i))
+    }
+
+    /// `cpu` is making a scheduling decision: a reschedule IPI sent
+    /// before is served (a later push tells it again).
+    pub fn served(&mut self, cpu: usize) {
+        self.cpus[cpu].kicked = false;
+    }
+
+    /// The first queued thread `cpu` may run. Threads found dead on the
+    /// way are dropped.
+    pub fn pop_for(&mut self, cpu: usize) -> Option<Arc<Thread>> {
+        let mut i = 0;
+        while i < self.runqueue.len() {
+            let t = &self.runqueue[i];
+            let pinned = t.pinned.load(Ordering::Relaxed);
+            let runnable = t.state() == ThreadState::Runnable;
+            if runnable && pinned && cpu != 0 {
+                i += 1;
+                continue;
+            }
+            let t = self.runqueue.remove(i).expect("index checked");
+            if pinned {
+                self.pinned_queued -= 1;
+            }
+            if runnable {
+                return Some(t);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(id: u64, pinned: bool) -> Arc<Thread> {
+        let t = Thread::for_test(id);
+        t.state
+            .store(ThreadState::Runnable as u8, Ordering::Relaxed);
+        t.pinned.store(pinned, Ordering::Relaxed);
+        t
+    }
+
+    fn with_cpus(n: usize) -> Scheduler {
+        let mut s = Scheduler::new();
+        for (i, c) in s.cpus.iter_mut().take(n).enumerate() {
+            let idle = Thread::for_test(1000 + i as u64);
+            c.idle = Some(idle.clone());
+            c.current = Some(idle);
+        }
+        s
+    }
+
+    fn busy(s: &mut Scheduler, cpu: usize) {
+        s.cpus[cpu].current = Some(Thread::for_test(2000 + cpu as u64));
+    }
+
+    #[test]
+    fn only_the_boot_cpu_takes_a_pinned_thread() {
+        let mut s = with_cpus(2);
+        s.push(queued(1, true), 0);
+        s.push(queued(2, false), 0);
+        assert!(s.runnable_for(1) && s.runnable_for(0));
+        assert_eq!(s.pop_for(1).map(|t| t.id), Some(2));
+        assert!(!s.runnable_for(1));
+        assert_eq!(s.pop_for(1).map(|t| t.id), None);
+        assert_eq!(s.pop_for(0).map(|t| t.id), Some(1));
+        assert!(!s.runnable_for(0));
+    }
+
+    #[test]
+    fn a_wake_tells_one_idle_cpu_once() {
+        let mut s = with_cpus(3);
+        busy(&mut s, 0);
+        let (kicks, starts) = s.push(queued(1, false), 0);
+        assert_eq!(kicks, 0b010);
+        assert!(starts);
+        // CPU 1 is told already: the next goes to CPU 2.
+        assert_eq!(s.push(queued(2, false), 0).0, 0b100);
+        assert_eq!(s.push(queued(3, false), 0).0, 0);
+        s.served(1);
+        assert_eq!(s.push(queued(4, false), 0).0, 0b010);
+    }
+
+    #[test]
+    fn a_pinned_wake_tells_the_boot_cpu_even_if_busy() {
+        let mut s = with_cpus(2);
+        busy(&mut s, 0);
+        busy(&mut s, 1);
+        assert_eq!(s.push(queued(1, true), 1), (0b001, false));
+        // No other CPU idle: an unpinned one tells nobody, the waker's
+        // slice starts.
+        assert_eq!(s.push(queued(2, false), 1), (0, true));
+    }
+
+    #[test]
+    fn cpus_without_a_scheduler_are_never_told() {
+        let mut s = with_cpus(1);
+        busy(&mut s, 0);
+        assert_eq!(s.push(queued(1, false), 0).0, 0);
+    }
+
+    #[test]
+    fn dead_threads_are_dropped_from_the_queue() {
+        let mut s = with_cpus(2);
+        let dead = queued(1, true);
+        s.push(dead.clone(), 0);
+        dead.kill();
+        s.push(queued(2, false), 0);
+        assert_eq!(s.pop_for(0).map(|t| t.id), Some(2));
+        assert!(!s.runnable_for(0) && !s.runnable_for(1));
+    }
+}
