@@ -144,6 +144,8 @@ pub struct Server {
     pub net_paused: bool,
     /// Receive buffer for draining the driver's channel.
     pub net_buf: MessageBuffer,
+    /// Where `flush_tx` packs frames for the driver (its memory kept).
+    tx_batch: FrameBatch,
     /// The poll timer.
     timer: HandleId,
     /// When the next service round is due (`now_ns`).
@@ -187,6 +189,7 @@ impl Server {
             net: Some(net),
             net_paused: false,
             net_buf: MessageBuffer::new(),
+            tx_batch: FrameBatch::new(),
             timer,
             next_service: 0,
             urgent: false,
@@ -369,7 +372,7 @@ impl Server {
             self.link.tx.clear();
             return;
         };
-        let mut batch = FrameBatch::new();
+        let batch = &mut self.tx_batch;
         while !self.link.tx.is_empty() && cx.backlog_bytes(net) == 0 {
             batch.clear();
             let mut packed = 0;
@@ -389,7 +392,7 @@ impl Server {
                 self.link.tx.clear();
                 return;
             }
-            self.link.tx.drain(..packed);
+            self.link.sent(packed);
         }
     }
 }
