@@ -5,9 +5,9 @@
 //! TCP checksums are checked and filled in here (`crate::checksum`), not
 //! by smoltcp: a received TCP segment with a wrong one is dropped and
 //! counted (`rx_bad_checksum`), as smoltcp would drop it.
-//! Frame buffers are reused ([`FramePool`]): a received frame's buffer
-//! goes back once smoltcp read it, a sent frame's once it was handed to
-//! the driver, instead of an allocation and a free per frame each way.
+//! A received frame's buffer is reused ([`FramePool`]) once smoltcp read
+//! it; frames smoltcp sends are written straight into the messages for the
+//! driver ([`TxQueue`]).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -21,6 +21,7 @@ use starina::frames::for_each_frame;
 use starina::frames::Malformed;
 
 use crate::checksum;
+use crate::tx_queue::TxQueue;
 
 /// Frames waiting for the driver before smoltcp is told to hold back.
 pub const TX_QUEUE_MAX: usize = 512;
@@ -57,7 +58,7 @@ impl FramePool {
 
 pub struct Link {
     pub rx: VecDeque<Vec<u8>>,
-    pub tx: VecDeque<Vec<u8>>,
+    pub tx: TxQueue,
     pub rx_budget: usize,
     pub rx_dropped: u64,
     /// (listening port, SYNs it can still take during this poll).
@@ -67,8 +68,6 @@ pub struct Link {
     pub rx_bad_checksum: u64,
     /// Buffers for received frames, given back once smoltcp read them.
     rx_pool: FramePool,
-    /// Buffers for frames smoltcp sends, given back by `sent`.
-    tx_pool: FramePool,
 }
 
 /// The destination port of a TCP SYN (without ACK) in an Ethernet/IPv4
@@ -112,22 +111,13 @@ impl Link {
     pub fn new() -> Link {
         Link {
             rx: VecDeque::new(),
-            tx: VecDeque::new(),
+            tx: TxQueue::default(),
             rx_budget: RX_BUDGET,
             rx_dropped: 0,
             syn_budget: Vec::new(),
             syn_dropped: 0,
             rx_bad_checksum: 0,
             rx_pool: FramePool::default(),
-            tx_pool: FramePool::default(),
-        }
-    }
-
-    /// The first `n` frames of `tx` were handed to the driver: their
-    /// buffers go back to the pool.
-    pub fn sent(&mut self, n: usize) {
-        for frame in self.tx.drain(..n) {
-            self.tx_pool.give(frame);
         }
     }
 
@@ -164,11 +154,8 @@ pub struct RxToken<'a> {
     pool: &'a mut FramePool,
 }
 
-/// Room for a frame to send: a buffer from `pool`, queued on `tx`.
-pub struct TxToken<'a> {
-    tx: &'a mut VecDeque<Vec<u8>>,
-    pool: &'a mut FramePool,
-}
+/// Room for a frame to send, in `tx`.
+pub struct TxToken<'a>(&'a mut TxQueue);
 
 impl smoltcp::phy::RxToken for RxToken<'_> {
     fn consume<R, F>(self, f: F) -> R
@@ -186,14 +173,11 @@ impl smoltcp::phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        // Zeroed: whatever smoltcp leaves unwritten must not be an
-        // earlier frame's bytes.
-        let mut frame = self.pool.take();
-        frame.resize(len, 0);
-        let r = f(&mut frame);
-        checksum::fill_tcp_frame(&mut frame);
-        self.tx.push_back(frame);
-        r
+        self.0.push(len, |frame| {
+            let r = f(frame);
+            checksum::fill_tcp_frame(frame);
+            r
+        })
     }
 }
 
@@ -202,7 +186,7 @@ impl Device for Link {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        if self.rx_budget == 0 || self.tx.len() >= TX_QUEUE_MAX {
+        if self.rx_budget == 0 || self.tx.frames() >= TX_QUEUE_MAX {
             return None;
         }
         let mut frame = self.rx.pop_front()?;
@@ -227,21 +211,14 @@ impl Device for Link {
             frame,
             pool: &mut self.rx_pool,
         };
-        let tx = TxToken {
-            tx: &mut self.tx,
-            pool: &mut self.tx_pool,
-        };
-        Some((rx, tx))
+        Some((rx, TxToken(&mut self.tx)))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        if self.tx.len() >= TX_QUEUE_MAX {
+        if self.tx.frames() >= TX_QUEUE_MAX {
             return None;
         }
-        Some(TxToken {
-            tx: &mut self.tx,
-            pool: &mut self.tx_pool,
-        })
+        Some(TxToken(&mut self.tx))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

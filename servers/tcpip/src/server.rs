@@ -18,7 +18,6 @@ use smoltcp::time::Duration;
 use smoltcp::time::Instant;
 use smoltcp::wire::Ipv4Address;
 use starina::channel::MessageBuffer;
-use starina::frames::FrameBatch;
 use starina::mainloop::Cx;
 use starina::timer::now_ns;
 use starina::Channel;
@@ -144,8 +143,6 @@ pub struct Server {
     pub net_paused: bool,
     /// Receive buffer for draining the driver's channel.
     pub net_buf: MessageBuffer,
-    /// Where `flush_tx` packs frames for the driver (its memory kept).
-    tx_batch: FrameBatch,
     /// The poll timer.
     timer: HandleId,
     /// When the next service round is due (`now_ns`).
@@ -189,7 +186,6 @@ impl Server {
             net: Some(net),
             net_paused: false,
             net_buf: MessageBuffer::new(),
-            tx_batch: FrameBatch::new(),
             timer,
             next_service: 0,
             urgent: false,
@@ -372,27 +368,16 @@ impl Server {
             self.link.tx.clear();
             return;
         };
-        let batch = &mut self.tx_batch;
-        while !self.link.tx.is_empty() && cx.backlog_bytes(net) == 0 {
-            batch.clear();
-            let mut packed = 0;
-            for frame in &self.link.tx {
-                if !batch.push(frame) {
-                    break;
-                }
-                packed += 1;
-            }
-            if packed == 0 {
-                log::warn!("dropping a frame too large for the link");
-                self.link.tx.pop_front();
-                continue;
-            }
-            if let Err(e) = cx.send_data(net, batch.bytes()) {
+        while cx.backlog_bytes(net) == 0 {
+            let Some(batch) = self.link.tx.front() else {
+                break;
+            };
+            if let Err(e) = cx.send_data(net, batch) {
                 log::warn!("cannot hand frames to the driver: {e}");
                 self.link.tx.clear();
                 return;
             }
-            self.link.sent(packed);
+            self.link.tx.pop_front();
         }
     }
 }
