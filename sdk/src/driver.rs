@@ -225,6 +225,8 @@ pub mod virtio {
 
     use alloc::collections::BTreeMap;
     use core::ptr::NonNull;
+    use core::sync::atomic::AtomicUsize;
+    use core::sync::atomic::Ordering;
 
     use virtio_drivers::transport::mmio::MmioTransport;
     use virtio_drivers::transport::mmio::VirtIOHeader;
@@ -269,6 +271,12 @@ pub mod virtio {
     /// pages are already freed by the kernel, and the entry is never used
     /// again (a restarted driver is a new process).
     static HAL: spin::Mutex<BTreeMap<u64, ProcessHal>> = spin::Mutex::new(BTreeMap::new());
+
+    /// Bounce buffers shared and not yet unshared, in every process: while
+    /// there are none (the usual case: drivers share heap memory), `unshare`
+    /// has nothing to look up (a lock, a system call and a map search for
+    /// each buffer a device hands back).
+    static BOUNCED: AtomicUsize = AtomicUsize::new(0);
 
     /// Makes `device` the one this process's HAL calls go through.
     fn register(device: HandleId) {
@@ -380,6 +388,7 @@ pub mod virtio {
                 // `virtio-drivers` offers no way to fail here.
                 panic!("out of DMA memory for a {len}-byte bounce buffer");
             };
+            BOUNCED.fetch_add(1, Ordering::AcqRel);
             if direction != BufferDirection::DeviceToDriver {
                 // SAFETY: `buffer` is valid for reads of `len` bytes (the
                 // caller's contract) and `bounce` holds `pages` pages we
@@ -394,9 +403,15 @@ pub mod virtio {
         unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
             let vaddr = buffer.as_ptr() as *mut u8 as usize;
             let len = buffer.len();
+            // A process unshares only what it shared: its own bounce (if
+            // this was one) is counted, by itself, before this call.
+            if BOUNCED.load(Ordering::Acquire) == 0 {
+                return; // Shared in place.
+            }
             let Some(bounce) = take(paddr, bounces) else {
                 return; // Shared in place.
             };
+            BOUNCED.fetch_sub(1, Ordering::AcqRel);
             if direction != BufferDirection::DriverToDevice {
                 // SAFETY: `bounce` is the bounce buffer `share` allocated for
                 // this buffer (same length, we own it until it drops below);

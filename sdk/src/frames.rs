@@ -29,7 +29,12 @@ impl FrameBatch {
 
     /// Whether `frame` fits in what is packed so far.
     pub fn fits(&self, frame: &[u8]) -> bool {
-        self.buf.len() + LEN_BYTES + frame.len() <= MESSAGE_DATA_MAX
+        self.fits_len(frame.len())
+    }
+
+    /// Whether a frame of `len` bytes fits in what is packed so far.
+    pub fn fits_len(&self, len: usize) -> bool {
+        self.buf.len() + LEN_BYTES + len <= MESSAGE_DATA_MAX
     }
 
     /// Adds `frame`; false (nothing added) if it does not fit (send what
@@ -38,15 +43,33 @@ impl FrameBatch {
         if !self.fits(frame) {
             return false;
         }
-        if self.buf.capacity() == 0 {
-            // A whole message's room at once: growing by doubling copied
-            // every packed byte about twice more.
-            self.buf.reserve_exact(MESSAGE_DATA_MAX);
-        }
+        self.reserve_message();
         self.buf
             .extend_from_slice(&(frame.len() as u16).to_le_bytes());
         self.buf.extend_from_slice(frame);
         true
+    }
+
+    /// Adds a frame of `len` zero bytes and returns them, for the caller to
+    /// write the frame in place (no copy from a buffer of its own); `None`
+    /// (nothing added) if it does not fit, as for [`FrameBatch::push`].
+    pub fn push_zeroed(&mut self, len: usize) -> Option<&mut [u8]> {
+        if !self.fits_len(len) {
+            return None;
+        }
+        self.reserve_message();
+        self.buf.extend_from_slice(&(len as u16).to_le_bytes());
+        let start = self.buf.len();
+        self.buf.resize(start + len, 0);
+        Some(&mut self.buf[start..])
+    }
+
+    /// A whole message's room at once: growing by doubling copied every
+    /// packed byte about twice more.
+    fn reserve_message(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(MESSAGE_DATA_MAX);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,6 +150,18 @@ mod tests {
         assert!(batch.bytes().len() <= MESSAGE_DATA_MAX);
         assert!(batch.push(&[7; 60]), "a small frame still fits");
         assert!(!FrameBatch::new().push(&vec![0; MESSAGE_DATA_MAX]));
+    }
+
+    #[test]
+    fn frames_are_written_in_place() {
+        let mut batch = FrameBatch::new();
+        let room = batch.push_zeroed(3).expect("fits");
+        assert_eq!(room, [0, 0, 0]);
+        room.copy_from_slice(&[4, 5, 6]);
+        assert!(batch.push(&[7]));
+        assert_eq!(frames_of(batch.bytes()).0, vec![vec![4, 5, 6], vec![7]]);
+        assert!(batch.push_zeroed(MESSAGE_DATA_MAX).is_none());
+        assert_eq!(frames_of(batch.bytes()).0.len(), 2, "nothing added");
     }
 
     #[test]

@@ -84,6 +84,9 @@ struct Driver {
     tx_paused: bool,
     /// Frames dropped because even `tx_waiting` was full.
     tx_dropped: u64,
+    /// Where `receive` packs frames for the client (its memory kept
+    /// between calls).
+    rx_batch: FrameBatch,
 }
 
 pub fn main(env: Env) -> Result<(), String> {
@@ -106,6 +109,7 @@ pub fn main(env: Env) -> Result<(), String> {
         tx_waiting: VecDeque::new(),
         tx_paused: false,
         tx_dropped: 0,
+        rx_batch: FrameBatch::new(),
     };
     let result = run(&mut driver, env.supervisor, irq, &where_);
     // `device` drops last: the kernel quiesces the NIC before its DMA
@@ -282,7 +286,7 @@ impl Driver {
         let Some(client) = self.client else {
             return;
         };
-        let mut batch = FrameBatch::new();
+        let mut batch = core::mem::take(&mut self.rx_batch);
         while cx.backlog_bytes(client) < THROTTLE_BYTES {
             let taken = self.nic.receive(|frame| {
                 if !batch.fits(frame) {
@@ -301,6 +305,7 @@ impl Driver {
             }
         }
         send_batch(cx, client, &mut batch, &mut self.dropped);
+        self.rx_batch = batch;
         let behind = cx.backlog_bytes(client) >= THROTTLE_BYTES;
         if behind && !self.throttled {
             self.throttles += 1;

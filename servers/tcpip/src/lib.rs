@@ -98,6 +98,7 @@ mod requests;
 mod server;
 mod stats;
 mod timeouts;
+mod tx_queue;
 mod udp_listener;
 mod udp_loopback;
 mod uri;

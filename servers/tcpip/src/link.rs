@@ -5,9 +5,11 @@
 //! TCP checksums are checked and filled in here (`crate::checksum`), not
 //! by smoltcp: a received TCP segment with a wrong one is dropped and
 //! counted (`rx_bad_checksum`), as smoltcp would drop it.
+//! A received frame's buffer is reused ([`FramePool`]) once smoltcp read
+//! it; frames smoltcp sends are written straight into the messages for the
+//! driver ([`TxQueue`]).
 
 use alloc::collections::VecDeque;
-use alloc::vec;
 use alloc::vec::Vec;
 
 use smoltcp::phy::Checksum;
@@ -19,6 +21,7 @@ use starina::frames::for_each_frame;
 use starina::frames::Malformed;
 
 use crate::checksum;
+use crate::tx_queue::TxQueue;
 
 /// Frames waiting for the driver before smoltcp is told to hold back.
 pub const TX_QUEUE_MAX: usize = 512;
@@ -27,10 +30,35 @@ pub const RX_QUEUE_MAX: usize = 512;
 /// Frames one `poll` takes in, so listeners are refilled between bursts
 /// of new connections.
 pub const RX_BUDGET: usize = 16;
+/// Frame buffers a pool keeps for reuse at most (each up to a frame long).
+const SPARE_MAX: usize = 64;
+
+/// Frame buffers to reuse, at most [`SPARE_MAX`].
+#[derive(Default)]
+pub struct FramePool {
+    spare: Vec<Vec<u8>>,
+}
+
+impl FramePool {
+    /// An empty buffer (one given back earlier, or a new one).
+    pub fn take(&mut self) -> Vec<u8> {
+        let mut frame = self.spare.pop().unwrap_or_default();
+        frame.clear();
+        frame
+    }
+
+    /// Keeps `frame`'s memory for a later `take` (or frees it when the
+    /// pool is full).
+    pub fn give(&mut self, frame: Vec<u8>) {
+        if self.spare.len() < SPARE_MAX {
+            self.spare.push(frame);
+        }
+    }
+}
 
 pub struct Link {
     pub rx: VecDeque<Vec<u8>>,
-    pub tx: VecDeque<Vec<u8>>,
+    pub tx: TxQueue,
     pub rx_budget: usize,
     pub rx_dropped: u64,
     /// (listening port, SYNs it can still take during this poll).
@@ -38,6 +66,8 @@ pub struct Link {
     pub syn_dropped: u64,
     /// TCP segments dropped for a wrong checksum.
     pub rx_bad_checksum: u64,
+    /// Buffers for received frames, given back once smoltcp read them.
+    rx_pool: FramePool,
 }
 
 /// The destination port of a TCP SYN (without ACK) in an Ethernet/IPv4
@@ -81,12 +111,13 @@ impl Link {
     pub fn new() -> Link {
         Link {
             rx: VecDeque::new(),
-            tx: VecDeque::new(),
+            tx: TxQueue::default(),
             rx_budget: RX_BUDGET,
             rx_dropped: 0,
             syn_budget: Vec::new(),
             syn_dropped: 0,
             rx_bad_checksum: 0,
+            rx_pool: FramePool::default(),
         }
     }
 
@@ -111,19 +142,29 @@ impl Link {
             self.rx_bad_checksum += 1;
             return;
         }
-        self.rx.push_back(frame.to_vec());
+        let mut buf = self.rx_pool.take();
+        buf.extend_from_slice(frame);
+        self.rx.push_back(buf);
     }
 }
 
-pub struct RxToken(Vec<u8>);
-pub struct TxToken<'a>(&'a mut VecDeque<Vec<u8>>);
+/// A received frame; its buffer goes back to `pool` once read.
+pub struct RxToken<'a> {
+    frame: Vec<u8>,
+    pool: &'a mut FramePool,
+}
 
-impl smoltcp::phy::RxToken for RxToken {
+/// Room for a frame to send, in `tx`.
+pub struct TxToken<'a>(&'a mut TxQueue);
+
+impl smoltcp::phy::RxToken for RxToken<'_> {
     fn consume<R, F>(self, f: F) -> R
     where
         F: FnOnce(&[u8]) -> R,
     {
-        f(&self.0)
+        let r = f(&self.frame);
+        self.pool.give(self.frame);
+        r
     }
 }
 
@@ -132,20 +173,20 @@ impl smoltcp::phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        checksum::fill_tcp_frame(&mut frame);
-        self.0.push_back(frame);
-        r
+        self.0.push(len, |frame| {
+            let r = f(frame);
+            checksum::fill_tcp_frame(frame);
+            r
+        })
     }
 }
 
 impl Device for Link {
-    type RxToken<'a> = RxToken;
+    type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _now: Instant) -> Option<(RxToken, TxToken<'_>)> {
-        if self.rx_budget == 0 || self.tx.len() >= TX_QUEUE_MAX {
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        if self.rx_budget == 0 || self.tx.frames() >= TX_QUEUE_MAX {
             return None;
         }
         let mut frame = self.rx.pop_front()?;
@@ -156,7 +197,8 @@ impl Device for Link {
             match self.syn_budget.iter_mut().find(|(p, _)| *p == port) {
                 Some((_, 0)) => {
                     self.syn_dropped += 1;
-                    frame = self.rx.pop_front()?;
+                    let next = self.rx.pop_front()?;
+                    self.rx_pool.give(core::mem::replace(&mut frame, next));
                 }
                 Some((_, n)) => {
                     *n -= 1;
@@ -165,11 +207,15 @@ impl Device for Link {
                 None => break,
             }
         }
-        Some((RxToken(frame), TxToken(&mut self.tx)))
+        let rx = RxToken {
+            frame,
+            pool: &mut self.rx_pool,
+        };
+        Some((rx, TxToken(&mut self.tx)))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
-        if self.tx.len() >= TX_QUEUE_MAX {
+        if self.tx.frames() >= TX_QUEUE_MAX {
             return None;
         }
         Some(TxToken(&mut self.tx))
@@ -186,6 +232,8 @@ impl Device for Link {
 
 #[cfg(test)]
 mod tests {
+    use alloc::vec;
+
     use super::*;
 
     fn tcp_frame(flags: u8, port: u16) -> Vec<u8> {

@@ -18,7 +18,6 @@ use smoltcp::time::Duration;
 use smoltcp::time::Instant;
 use smoltcp::wire::Ipv4Address;
 use starina::channel::MessageBuffer;
-use starina::frames::FrameBatch;
 use starina::mainloop::Cx;
 use starina::timer::now_ns;
 use starina::Channel;
@@ -369,27 +368,16 @@ impl Server {
             self.link.tx.clear();
             return;
         };
-        let mut batch = FrameBatch::new();
-        while !self.link.tx.is_empty() && cx.backlog_bytes(net) == 0 {
-            batch.clear();
-            let mut packed = 0;
-            for frame in &self.link.tx {
-                if !batch.push(frame) {
-                    break;
-                }
-                packed += 1;
-            }
-            if packed == 0 {
-                log::warn!("dropping a frame too large for the link");
-                self.link.tx.pop_front();
-                continue;
-            }
-            if let Err(e) = cx.send_data(net, batch.bytes()) {
+        while cx.backlog_bytes(net) == 0 {
+            let Some(batch) = self.link.tx.front() else {
+                break;
+            };
+            if let Err(e) = cx.send_data(net, batch) {
                 log::warn!("cannot hand frames to the driver: {e}");
                 self.link.tx.clear();
                 return;
             }
-            self.link.tx.drain(..packed);
+            self.link.tx.pop_front();
         }
     }
 }

@@ -89,7 +89,7 @@ impl Server {
             .chain(self.udp_listeners.values().map(|l| cx.backlog_bytes(l.ch)))
             .sum();
         let link = &self.link;
-        let frame_bytes: usize = link.rx.iter().chain(link.tx.iter()).map(|f| f.len()).sum();
+        let frame_bytes = link.rx.iter().map(|f| f.len()).sum::<usize>() + link.tx.bytes();
         f.queued_bytes = conn_bytes + frame_bytes;
         f.connections = self.conns.len();
         f.closing_sockets = self.zombies.len();

@@ -8,6 +8,7 @@
 //! either side (passed on as `Abort` / RST).
 
 use alloc::collections::BTreeMap;
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -70,7 +71,7 @@ struct Flow {
     /// Bytes from the channel not yet in the socket (no room, or being
     /// gathered: see `GATHER_BYTES`); the channel is paused while there
     /// are `PENDING_MAX` or more.
-    pending: Vec<u8>,
+    pending: VecDeque<u8>,
     /// Since when `pending` was held back to gather more.
     held_since: Option<u64>,
     paused: bool,
@@ -282,7 +283,7 @@ impl Nat {
                     0
                 };
                 if n < data.len() {
-                    flow.pending.extend_from_slice(&data[n..]);
+                    flow.pending.extend(&data[n..]);
                     flow.write_pending(socket, now);
                 }
                 if flow.pending.len() >= PENDING_MAX && !flow.paused {
@@ -386,7 +387,7 @@ impl Flow {
             socket,
             channel: Some(channel),
             key,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             held_since: None,
             paused: false,
             channel_done: false,
@@ -441,7 +442,13 @@ impl Flow {
             return false;
         }
         self.held_since = None;
-        let n = socket.send_slice(&self.pending).unwrap_or(0);
+        // Both parts of the ring, the older first; taking them from the
+        // front moves no bytes (a `Vec` moved the rest down each time).
+        let (older, newer) = self.pending.as_slices();
+        let mut n = socket.send_slice(older).unwrap_or(0);
+        if n == older.len() && !newer.is_empty() {
+            n += socket.send_slice(newer).unwrap_or(0);
+        }
         self.pending.drain(..n);
         n > 0
     }
