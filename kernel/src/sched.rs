@@ -403,15 +403,19 @@ mod machine {
     fn set_running(next: &Arc<Thread>, is_idle: bool) {
         let local = &percpu::this().local;
         local.current.store(Arc::as_ptr(next) as *mut Thread, Ordering::Relaxed);
-        crate::arch::trap::set_current_fx(&*next.fx);
+        // What `trap::set_current_fx` does, on the slot already at hand.
+        local.fx.store(&*next.fx as *const FxArea as u64, Ordering::Relaxed);
         if !is_idle {
             local.runs.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Sends the reschedule IPI to every CPU in `kicks`.
-    fn send_kicks(kicks: Kicks) {
-        for cpu in (0..runqueue::MAX_CPUS).filter(|i| kicks & (1 << i) != 0) {
+    fn send_kicks(mut kicks: Kicks) {
+        // Usually none: a loop over the set bits only.
+        while kicks != 0 {
+            let cpu = kicks.trailing_zeros() as usize;
+            kicks &= kicks - 1;
             if let Some(c) = percpu::cpu(cpu) {
                 crate::arch::apic::send_vector(c.apic_id(), crate::arch::trap::VECTOR_RESCHEDULE);
             }
@@ -509,10 +513,7 @@ mod machine {
         let mut s = SCHED.lock();
         let cpu = this_cpu();
         set_running(&idle, true);
-        let c = &mut s.cpus[cpu];
-        c.idle = Some(idle.clone());
-        c.current = Some(idle);
-        c.slice_start = crate::arch::time::now_ns();
+        s.start_cpu(cpu, idle, crate::arch::time::now_ns());
     }
 
     /// Lets the other CPUs, waiting in [`run_application_cpu`], take
@@ -631,7 +632,7 @@ mod machine {
 .global switch_away
 .global resume_stack
 // switch_away(save: *mut usize (rdi), prev_on_cpu: *mut bool (rsi),
-//             next: *const NextThread (rdx))
+//             next: *const Thread (rdx))
 // Saves the callee-saved registers and RFLAGS on this stack and its
 // pointer in `save`, marks the outgoing thread saved (another CPU may
 // resume it from then on: nothing here touches this stack again), waits
@@ -646,22 +647,17 @@ switch_away:
     push r14
     push r15
     mov [rdi], rsp
-    mov r8, [rdx]               // next's on_cpu
-    mov r9, [rdx + 8]           // next's resume
-    mov r10, [rdx + 16]         // next's saved_rsp
-    mov r11, [rdx + 24]         // next's frame
-    mov rax, [rdx + 32]         // next's FPU area
     mov byte ptr [rsi], 0
 2:
-    cmp byte ptr [r8], 0
+    cmp byte ptr [rdx + {on_cpu}], 0
     je 3f
     pause
     jmp 2b
 3:
-    mov byte ptr [r8], 1
-    cmp byte ptr [r9], 1        // RESUME_STACK
+    mov byte ptr [rdx + {on_cpu}], 1
+    cmp byte ptr [rdx + {resume}], 1    // RESUME_STACK
     jne 4f
-    mov rsp, [r10]
+    mov rsp, [rdx + {saved_rsp}]
 // Also entered by iretq from the interrupt path, with rsp = a saved_rsp.
 resume_stack:
     pop r15
@@ -673,8 +669,9 @@ resume_stack:
     popfq
     ret
 4:
+    mov rax, [rdx + {fx}]       // the FPU area (a Box)
     fxrstor64 [rax]
-    mov rsp, r11
+    lea rsp, [rdx + {frame}]
     pop r15
     pop r14
     pop r13
@@ -692,23 +689,20 @@ resume_stack:
     pop rax
     add rsp, 16
     iretq
-"#
+"#,
+        on_cpu = const core::mem::offset_of!(Thread, on_cpu),
+        resume = const core::mem::offset_of!(Thread, resume),
+        saved_rsp = const core::mem::offset_of!(Thread, saved_rsp),
+        frame = const core::mem::offset_of!(Thread, frame),
+        fx = const core::mem::offset_of!(Thread, fx),
     );
-
-    /// Where `switch_away` finds the incoming thread's state.
-    #[repr(C)]
-    struct NextThread {
-        on_cpu: *const AtomicBool,
-        resume: *const AtomicU8,
-        saved_rsp: *const usize,
-        frame: *const TrapFrame,
-        fx: *const FxArea,
-    }
 
     const _: () = assert!(RESUME_STACK == 1);
 
     extern "C" {
-        fn switch_away(save: *mut usize, prev_on_cpu: *const AtomicBool, next: *const NextThread);
+        /// `next` is a `Thread`, whose fields the code finds at their
+        /// offsets (the `const`s above).
+        fn switch_away(save: *mut usize, prev_on_cpu: *const AtomicBool, next: *const u8);
         static resume_stack: u8;
     }
 
@@ -941,14 +935,7 @@ resume_stack:
         // The scheduler's `current` (`next`) keeps it alive after the
         // lock goes; `switch_away` reads its state only once it is this
         // CPU's alone.
-        let next = s.cpus[cpu].current.as_deref().expect("no current thread");
-        let next = NextThread {
-            on_cpu: &next.on_cpu,
-            resume: &next.resume,
-            saved_rsp: next.saved_rsp.get(),
-            frame: next.frame.get(),
-            fx: &*next.fx,
-        };
+        let next: *const Thread = s.cpus[cpu].current.as_deref().expect("no current thread");
         // Keep `prev` alive while this CPU is still on its stack: this
         // CPU's next switch drops it (freeing it if it is dead), from
         // another stack.
@@ -963,7 +950,7 @@ resume_stack:
         // `switch_away` reads only after it waited for `on_cpu` to clear.
         // Interrupts are off until the incoming thread restores its own
         // flags.
-        unsafe { switch_away(save, prev_on_cpu, &next) };
+        unsafe { switch_away(save, prev_on_cpu, next.cast()) };
         // Running again.
         crate::arch::irq::restore(was);
     }

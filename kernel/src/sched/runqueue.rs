@@ -41,6 +41,9 @@ pub struct Scheduler {
     /// How many queued threads are pinned to the boot CPU.
     pinned_queued: usize,
     pub cpus: [CpuSched; MAX_CPUS],
+    /// One past the highest CPU that runs the scheduler: the searches
+    /// on the IPC path look at these only (one slot on one CPU).
+    active: usize,
 }
 
 impl Scheduler {
@@ -57,7 +60,17 @@ impl Scheduler {
                     kicked: false,
                 }
             }; MAX_CPUS],
+            active: 0,
         }
+    }
+
+    /// `cpu` runs the scheduler from now on, on its idle thread `idle`.
+    pub fn start_cpu(&mut self, cpu: usize, idle: Arc<Thread>, now: u64) {
+        let c = &mut self.cpus[cpu];
+        c.idle = Some(idle.clone());
+        c.current = Some(idle);
+        c.slice_start = now;
+        self.active = self.active.max(cpu + 1);
     }
 
     /// Whether a queued thread may run on `cpu`.
@@ -83,7 +96,7 @@ impl Scheduler {
 
     /// The CPU whose current thread is `thread`, if any.
     pub fn running_on(&self, thread: &Arc<Thread>) -> Option<usize> {
-        self.cpus
+        self.cpus[..self.active]
             .iter()
             .position(|c| c.current.as_ref().is_some_and(|t| Arc::ptr_eq(t, thread)))
     }
@@ -117,7 +130,7 @@ impl Scheduler {
     }
 
     fn kick_an_idle_cpu(&mut self, from: usize) -> Kicks {
-        let idle = (0..MAX_CPUS).find(|&i| {
+        let idle = (0..self.active).find(|&i| {
             i != from && self.runs_scheduler(i) && self.is_idle(i) && !self.cpus[i].kicked
         });
         idle.map_or(0, |i| self.kick(i))
@@ -167,10 +180,8 @@ mod tests {
 
     fn with_cpus(n: usize) -> Scheduler {
         let mut s = Scheduler::new();
-        for (i, c) in s.cpus.iter_mut().take(n).enumerate() {
-            let idle = Thread::for_test(1000 + i as u64);
-            c.idle = Some(idle.clone());
-            c.current = Some(idle);
+        for i in 0..n {
+            s.start_cpu(i, Thread::for_test(1000 + i as u64), 0);
         }
         s
     }
