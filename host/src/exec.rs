@@ -415,6 +415,24 @@ impl<'a, 'b> ExecSession<'a, 'b> {
         }
     }
 
+    /// With `-v`, the console lines written before the command's end: the
+    /// guest wrote them before its last frame, but they come by another
+    /// thread and may be behind it in the queue. Waits until the console
+    /// has been quiet for 50 ms (at most half a second).
+    fn console_rest(&mut self, rx: &mpsc::Receiver<Event>) {
+        if !self.opts.verbose {
+            return;
+        }
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(Event::Console(data)) => self.io.err_bytes(&data),
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     fn say_timeout(&mut self) {
         let secs = fmt_seconds(self.opts.timeout.unwrap_or_default());
         self.io.say(&format!("timed out after {secs} s"));
@@ -476,6 +494,7 @@ impl<'a, 'b> ExecSession<'a, 'b> {
                 Ok(Event::Link(data)) => {
                     decoder.push(&data);
                     if let Some(status) = self.frames(&mut decoder) {
+                        self.console_rest(rx);
                         return status;
                     }
                     false
