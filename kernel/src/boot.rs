@@ -218,6 +218,7 @@ pub extern "C" fn kernel_entry(info_phys: u64, protocol: u64) -> ! {
     arch::clock::start();
     crate::klog::init();
     arch::trap::init();
+    crate::user::entry::init_this_cpu();
     arch::xstate::init();
 
     // Everything up to the end of the kernel image, the boot information

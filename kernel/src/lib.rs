@@ -50,3 +50,5 @@ pub mod startup;
 pub mod syscall;
 #[cfg(not(test))]
 mod syscall_command;
+#[cfg(not(test))]
+pub mod user;

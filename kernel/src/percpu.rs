@@ -65,12 +65,20 @@ pub struct Local {
     pub tlb_epoch: AtomicU64,
     /// How many times a thread (other than idle) was switched in here.
     pub runs: AtomicU64,
+    /// The running thread's kernel stack top: where a `syscall` from user
+    /// mode switches to (`user::entry`).
+    pub kernel_rsp: AtomicU64,
+    /// The user stack pointer while `user::entry` switches stacks.
+    pub user_rsp: AtomicU64,
 }
 
 /// Where `Local::fx` and `Local::this` are from the GS base.
 pub const GS_FX: usize = 0;
 const GS_THIS: usize = 16;
 const _: () = assert!(core::mem::offset_of!(Local, fx) == GS_FX);
+/// Where `Local::kernel_rsp` and `Local::user_rsp` are from the GS base.
+pub const GS_KERNEL_RSP: usize = core::mem::offset_of!(Local, kernel_rsp);
+pub const GS_USER_RSP: usize = core::mem::offset_of!(Local, user_rsp);
 const _: () = assert!(core::mem::offset_of!(Local, this) == GS_THIS);
 const _: () = assert!(core::mem::offset_of!(Cpu, local) == 0);
 
@@ -99,6 +107,8 @@ static CPUS: [Cpu; MAX_CPUS] = [const {
             armed_deadline: AtomicU64::new(u64::MAX),
             tlb_epoch: AtomicU64::new(0),
             runs: AtomicU64::new(0),
+            kernel_rsp: AtomicU64::new(0),
+            user_rsp: AtomicU64::new(0),
         },
         apic_id: AtomicU32::new(u32::MAX),
         online: AtomicBool::new(false),

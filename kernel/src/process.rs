@@ -71,6 +71,9 @@ pub struct Process {
     /// Set for a command's process (`startup::spawn_command`).
     #[cfg(not(test))]
     pub command: Option<CommandLink>,
+    /// Its own page tables, if it runs in user mode (`crate::user`).
+    #[cfg(not(test))]
+    pub aspace: spin::Once<crate::user::aspace::AddressSpace>,
 }
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
@@ -93,6 +96,8 @@ impl Process {
             exited: AtomicBool::new(false),
             #[cfg(not(test))]
             command: None,
+            #[cfg(not(test))]
+            aspace: spin::Once::new(),
         }
     }
 

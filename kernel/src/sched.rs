@@ -405,6 +405,7 @@ mod machine {
         local.current.store(Arc::as_ptr(next) as *mut Thread, Ordering::Relaxed);
         // What `trap::set_current_fx` does, on the slot already at hand.
         local.fx.store(&*next.fx as *const FxArea as u64, Ordering::Relaxed);
+        crate::user::entry::switch_to(&next.process, next.stack.as_ref().map_or(0, |s| s.top() as u64));
         if !is_idle {
             local.runs.fetch_add(1, Ordering::Relaxed);
         }
@@ -463,9 +464,7 @@ mod machine {
     /// `OutOfMemory` if memory ran out, `PeerClosed` if the process is being
     /// torn down.
     pub fn spawn(process: &Arc<Process>, entry: fn(usize), arg: usize) -> Result<Arc<Thread>, Error> {
-        let charge = crate::account::Charge::try_new(process.account, crate::mm::stack::STACK_SIZE)?;
-        let stack = Stack::new().ok_or(Error::OutOfMemory)?;
-        let frame = TrapFrame {
+        spawn_with(process, |stack| TrapFrame {
             rip: thread_start as *const () as u64,
             cs: KERNEL_CS as u64,
             rflags: 0x202,
@@ -475,7 +474,28 @@ mod machine {
             rdi: entry as *const () as u64,
             rsi: arg as u64,
             ..Default::default()
-        };
+        })
+    }
+
+    /// Creates a thread of a user process that starts in ring 3 at `rip`
+    /// with `rsp` and `rdi` = `arg` (the kernel stack it gets is for its
+    /// system calls), and queues it. Errors as [`spawn`].
+    pub fn spawn_user(process: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<Arc<Thread>, Error> {
+        spawn_with(process, |_| TrapFrame {
+            rip,
+            cs: crate::user::entry::USER_CS,
+            rflags: 0x202,
+            rsp,
+            ss: crate::user::entry::USER_DS,
+            rdi: arg,
+            ..Default::default()
+        })
+    }
+
+    fn spawn_with(process: &Arc<Process>, frame: impl FnOnce(&Stack) -> TrapFrame) -> Result<Arc<Thread>, Error> {
+        let charge = crate::account::Charge::try_new(process.account, crate::mm::stack::STACK_SIZE)?;
+        let stack = Stack::new().ok_or(Error::OutOfMemory)?;
+        let frame = frame(&stack);
         let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
         let mut thread = Thread::new(id, process.clone(), ThreadState::Runnable, frame, Some(stack));
         thread._stack_charge = Some(charge);
@@ -688,6 +708,10 @@ resume_stack:
     pop rbx
     pop rax
     add rsp, 16
+    test byte ptr [rsp + 8], 3      // back to ring 3: its GS base (user::entry)
+    jz 5f
+    swapgs
+5:
     iretq
 "#,
         on_cpu = const core::mem::offset_of!(Thread, on_cpu),

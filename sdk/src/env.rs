@@ -94,6 +94,12 @@ impl RawEnv {
         self.handles.push((name, handle));
     }
 
+    /// The named handles startup put in (for the kernel to hand them to a
+    /// user-mode component).
+    pub fn handles(&self) -> &[(&'static str, HandleId)] {
+        &self.handles
+    }
+
     /// The component's name as its spec gives it.
     pub fn component(&self) -> &'static str {
         self.component

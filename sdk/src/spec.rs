@@ -51,11 +51,14 @@ pub struct LinuxService {
     pub ports: &'static [u16],
 }
 
-/// Where a component runs. Only in-kernel exists today.
+/// Where a component runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isolation {
     /// Linked into the kernel; isolated by safe Rust (`#![forbid(unsafe_code)]`).
     InKernel,
+    /// In ring 3 with its own address space: the same crate built as a
+    /// freestanding ELF (`user/<name>` in the boot file system).
+    User,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -184,6 +184,7 @@ extern "C" fn ap_main(index: u64) -> ! {
     // SAFETY: the boot CPU prepared this slot's tables for this CPU alone
     // before starting it and leaves them alone from then on (`percpu`).
     unsafe { CpuTables::load(slot.tables()) };
+    crate::user::entry::init_this_cpu();
     apic::init_application_cpu();
     super::xstate::init_application_cpu();
     crate::mm::tlb::flush_here();

@@ -115,6 +115,33 @@ interrupt_common:
     pushq %r13
     pushq %r14
     pushq %r15
+    // GS base (see `user::entry`): an entry from ring 3 swaps in the
+    // kernel's, and clears AC (ring 3 may set it; SMAP would then let
+    // the handler touch user pages). An NMI or machine check may come
+    // between an exit's swapgs and its iretq: those look at the base
+    // itself, and %r12 (preserved by the call) remembers whether they
+    // swapped.
+    xorl %r12d, %r12d
+    movq 120(%rsp), %rax
+    cmpq $2, %rax
+    je 5f
+    cmpq $18, %rax
+    je 5f
+    testb $3, 144(%rsp)
+    jz 6f
+    swapgs
+    pushfq
+    andq $~0x40000, (%rsp)
+    popfq
+    jmp 6f
+5:
+    movl $0xc0000101, %ecx
+    rdmsr
+    testl %edx, %edx
+    js 6f
+    swapgs
+    movl $1, %r12d
+6:
     // Where the interrupted SSE state goes: the running thread's save
     // area, except for an NMI. An NMI can strike inside another
     // interrupt's handler, after that handler saved the thread's state
@@ -147,6 +174,18 @@ interrupt_common:
     jz 2f
     addq $512, %rsp
 2:
+    // Back to ring 3 (the frame may now be another thread's): its GS.
+    testq %r12, %r12
+    jnz 7f
+    cmpq $2, 120(%rsp)
+    je 8f
+    cmpq $18, 120(%rsp)
+    je 8f
+    testb $3, 144(%rsp)
+    jz 8f
+7:
+    swapgs
+8:
     popq %r15
     popq %r14
     popq %r13
@@ -274,8 +313,8 @@ const GDT_TEMPLATE: [u64; 7] = [
     0,
     0x00af9a000000ffff, // 0x08 kernel code (64-bit)
     0x00cf92000000ffff, // 0x10 kernel data
-    0x00cff2000000ffff, // 0x18 user data (reserved for user mode)
-    0x00affa000000ffff, // 0x20 user code (reserved for user mode)
+    0x00cff2000000ffff, // 0x18 user data (`user::entry::USER_DS`)
+    0x00affa000000ffff, // 0x20 user code (`user::entry::USER_CS`)
     0,                  // 0x28 TSS (low)
     0,                  // 0x30 TSS (high)
 ];

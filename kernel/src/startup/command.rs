@@ -105,6 +105,7 @@ pub fn spawn_command(request: Request, stdio: [Handle; 3]) -> Result<Arc<Job>, E
         env,
         delay_ns: 0,
         in_profile: false,
+        user: false,
     });
     let arg = Box::into_raw(args) as usize;
     if let Err(e) = crate::sched::spawn(&process, super::component_main, arg) {

@@ -97,6 +97,9 @@ struct StartArgs {
     delay_ns: u64,
     /// A profile's component (counted for `starina: ready`), not a command.
     in_profile: bool,
+    /// It runs in user mode: this thread loads its image and starts its
+    /// main thread in ring 3 instead of calling `start` (`crate::user`).
+    user: bool,
 }
 
 fn def(index: usize) -> &'static ComponentDef {
@@ -286,8 +289,17 @@ fn component_main(arg: usize) {
     if args.delay_ns > 0 {
         wait_before_start(args.env.component(), args.delay_ns);
     }
-    (args.start)(args.env);
     let process = crate::sched::current_process().clone();
+    if args.user {
+        // The component's own threads run it from here on; it ends when it
+        // exits or faults.
+        if let Err(e) = crate::user::start(&process, &args.env) {
+            log::error!("startup: cannot start {} in user mode: {e}", args.env.component());
+            component_ended(&process, ExitReason::Exited(1));
+        }
+        return;
+    }
+    (args.start)(args.env);
     component_ended(&process, ExitReason::Exited(0));
 }
 
@@ -323,6 +335,7 @@ fn launch(
         env,
         delay_ns,
         in_profile: true,
+        user: def(index).isolation == starina::spec::Isolation::User,
     });
     let arg = Box::into_raw(args) as usize;
     if let Err(e) = crate::sched::spawn(process, component_main, arg) {

@@ -14,6 +14,7 @@ pub mod calendar;
 pub mod guest_memory;
 pub mod markers;
 pub mod syscall;
+pub mod user;
 pub mod vcpu;
 
 #[cfg(test)]
@@ -142,6 +143,10 @@ pub enum Error {
     /// The component's memory budget (its spec's `memory_limit_mib`) is
     /// spent: free something, or give it a larger budget.
     OverBudget = 22,
+    /// A pointer or length passed from user mode is outside the caller's
+    /// memory (a kernel address, non-canonical, wrapping past the end),
+    /// unmapped (a guard page), or lacks the access the call needs.
+    BadAddress = 23,
 }
 
 impl Error {
@@ -170,6 +175,7 @@ impl Error {
             20 => Busy,
             21 => OutsideGuestRam,
             22 => OverBudget,
+            23 => BadAddress,
             _ => return None,
         })
     }
@@ -179,7 +185,7 @@ impl Error {
     }
 
     /// Every error, in number order.
-    pub const ALL: [Error; 22] = {
+    pub const ALL: [Error; 23] = {
         use Error::*;
         [
             InvalidHandle,
@@ -204,6 +210,7 @@ impl Error {
             Busy,
             OutsideGuestRam,
             OverBudget,
+            BadAddress,
         ]
     };
 }
@@ -233,6 +240,7 @@ impl fmt::Display for Error {
             Error::Busy => "object is busy (in use by another thread)",
             Error::OutsideGuestRam => "address range is outside guest RAM",
             Error::OverBudget => "memory budget spent (spec memory_limit_mib)",
+            Error::BadAddress => "bad address: outside the caller's memory or unmapped",
         };
         f.write_str(s)
     }

@@ -28,6 +28,7 @@ fn position(e: Error) -> usize {
         Busy => 19,
         OutsideGuestRam => 20,
         OverBudget => 21,
+        BadAddress => 22,
     }
 }
 

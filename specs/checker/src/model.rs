@@ -302,6 +302,7 @@ spec_enum! {
     /// Where a component runs.
     Isolation {
         InKernel = "in-kernel",
+        User = "user",
     }
 }
 

@@ -104,13 +104,6 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
     let isolation = if linux.is_some() {
         // The runner that speaks for it runs in the kernel.
         Some(Isolation::InKernel)
-    } else if f.peek("isolation").and_then(Value::as_str) == Some("user") {
-        f.take("isolation");
-        f.error(
-            "isolation",
-            "isolation 'user' is not supported yet (only 'in-kernel')",
-        );
-        None
     } else {
         f.choice("isolation", Isolation::ALL, None)
     };

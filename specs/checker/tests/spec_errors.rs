@@ -65,10 +65,10 @@ fn restart_must_be_a_string() {
 }
 
 #[test]
-fn user_isolation_is_not_supported_yet() {
+fn isolation_must_be_known() {
     assert_errors(
-        echo_errors(&echo_replacing("isolation", r#"isolation = "user""#)),
-        &["spec specs/echo.toml: field 'isolation': isolation 'user' is not supported yet (only 'in-kernel')"],
+        echo_errors(&echo_replacing("isolation", r#"isolation = "wasm""#)),
+        &["spec specs/echo.toml: field 'isolation': expected one of in-kernel, user; got 'wasm'"],
     );
 }
 
@@ -76,7 +76,7 @@ fn user_isolation_is_not_supported_yet() {
 fn isolation_is_required() {
     assert_errors(
         echo_errors(&echo_replacing("isolation", "")),
-        &["spec specs/echo.toml: field 'isolation': required but missing; expected one of in-kernel"],
+        &["spec specs/echo.toml: field 'isolation': required but missing; expected one of in-kernel, user"],
     );
 }
 
@@ -399,7 +399,7 @@ fn every_error_of_every_file_is_reported() {
     let fixture = Fixture::valid();
     fixture.write(
         "specs/echo.toml",
-        "name = \"echo\"\nkind = \"sever\"\nisolation = \"user\"\nrestart = \"sometimes\"\n",
+        "name = \"echo\"\nkind = \"sever\"\nisolation = \"ring0\"\nrestart = \"sometimes\"\n",
     );
     fixture.write(
         "specs/hello.toml",
@@ -410,7 +410,7 @@ fn every_error_of_every_file_is_reported() {
         &[
             "spec specs/echo.toml: field 'kind': expected one of app, server, driver, linux, command; got 'sever' (did you mean 'server'?)",
             "spec specs/echo.toml: field 'description': required but missing",
-            "spec specs/echo.toml: field 'isolation': isolation 'user' is not supported yet (only 'in-kernel')",
+            "spec specs/echo.toml: field 'isolation': expected one of in-kernel, user; got 'ring0'",
             "spec specs/echo.toml: field 'restart': expected one of never, on-failure, always; got 'sometimes'",
             "spec specs/hello.toml: field 'exports': expected an array of strings; got integer 1",
         ],

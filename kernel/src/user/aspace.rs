@@ -1,0 +1,215 @@
+//! A user process's address space: its own PML4, whose kernel entries
+//! (slot 0, the boot identity map kept for MMIO such as the LAPIC, and
+//! slots 256..512) are the boot PML4's, none with the user bit, and whose
+//! user half (`USER_BASE..USER_END`) maps only pages the process owns.
+//!
+//! Mappings are only ever added while the process lives; every page
+//! (leaves and the tables under the user half) is freed when the address
+//! space drops, after the process's last thread is gone (a thread holds
+//! its process). The kernel reads and writes user memory through the
+//! direct map of the physical pages this finds ([`AddressSpace::translate`]),
+//! never through a user address.
+
+use alloc::vec::Vec;
+
+use starina::abi::user::USER_BASE;
+use starina::abi::user::USER_END;
+use starina::abi::Error;
+
+use crate::mm::page;
+use crate::mm::phys_to_virt;
+use crate::mm::PAGE_SIZE;
+use crate::sync::SpinLock;
+
+pub const PRESENT: u64 = 1;
+pub const WRITABLE: u64 = 1 << 1;
+pub const USER: u64 = 1 << 2;
+pub const NO_EXECUTE: u64 = 1 << 63;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// What a user page may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+pub struct AddressSpace {
+    pml4: u64,
+    account: u8,
+    inner: SpinLock<Inner>,
+}
+
+struct Inner {
+    /// Every page this owns: page tables under the user half and leaves.
+    pages: Vec<u64>,
+    /// Bytes charged to the process's account for them.
+    charged: usize,
+    /// Where the next `MemoryMap` allocation goes.
+    next_map: u64,
+}
+
+fn table(phys: u64) -> *mut u64 {
+    phys_to_virt(phys) as *mut u64
+}
+
+impl AddressSpace {
+    /// A new address space sharing the kernel's mappings; pages charged to
+    /// `account`. `OutOfMemory` if no page for the PML4.
+    pub fn new(account: u8) -> Result<AddressSpace, Error> {
+        let pml4 = page::alloc_zeroed_pages(1).ok_or(Error::OutOfMemory)?;
+        let boot = table(crate::arch::boot_pml4_phys());
+        let own = table(pml4);
+        for i in core::iter::once(0).chain(256..512) {
+            // SAFETY: both are page-table pages in the direct map; `i` <
+            // 512. The boot PML4's kernel entries are set at boot (the
+            // stack region's by the first stack, before any user process)
+            // and never change after, so copying them now is for good.
+            unsafe { own.add(i).write(boot.add(i).read()) };
+        }
+        Ok(AddressSpace {
+            pml4,
+            account,
+            inner: SpinLock::new(Inner {
+                pages: Vec::new(),
+                charged: 0,
+                next_map: starina::abi::user::USER_MEMORY_BASE,
+            }),
+        })
+    }
+
+    /// The physical address to load into CR3.
+    pub fn cr3(&self) -> u64 {
+        self.pml4
+    }
+
+    /// Maps `pages` new zeroed pages at `vaddr` (page-aligned, inside the
+    /// user half) with `flags` (`WRITABLE`, `NO_EXECUTE`), charged to the
+    /// process. `OverBudget`/`OutOfMemory` if they do not fit;
+    /// `InvalidArgument` if the range is outside the user half or already
+    /// mapped. Returns the physical pages, first to last.
+    pub fn map_new(&self, vaddr: u64, pages: usize, flags: u64) -> Result<Vec<u64>, Error> {
+        let len = (pages as u64)
+            .checked_mul(PAGE_SIZE as u64)
+            .ok_or(Error::InvalidArgument)?;
+        let end = vaddr.checked_add(len).ok_or(Error::InvalidArgument)?;
+        if !vaddr.is_multiple_of(PAGE_SIZE as u64) || vaddr < USER_BASE || end > USER_END {
+            return Err(Error::InvalidArgument);
+        }
+        let mut inner = self.inner.lock();
+        let mut out = Vec::new();
+        out.try_reserve(pages).map_err(|_| Error::OutOfMemory)?;
+        for i in 0..pages as u64 {
+            let phys = inner.charge_page(self.account)?;
+            let Some(pte) = inner.pte(self.pml4, vaddr + i * PAGE_SIZE as u64, self.account) else {
+                return Err(Error::OutOfMemory);
+            };
+            // SAFETY: `pte` points into a page table this owns, under its lock.
+            if unsafe { pte.read() } & PRESENT != 0 {
+                return Err(Error::InvalidArgument);
+            }
+            // SAFETY: as above.
+            unsafe { pte.write(phys | PRESENT | USER | flags) };
+            out.push(phys);
+        }
+        Ok(out)
+    }
+
+    /// Maps `pages` zeroed read-write pages at the next free place of the
+    /// memory region, an unmapped guard page below them; their address.
+    pub fn map_anonymous(&self, pages: usize) -> Result<u64, Error> {
+        if pages == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let len = (pages as u64)
+            .checked_mul(PAGE_SIZE as u64)
+            .ok_or(Error::InvalidArgument)?;
+        let at = {
+            let mut inner = self.inner.lock();
+            let at = inner
+                .next_map
+                .checked_add(PAGE_SIZE as u64)
+                .ok_or(Error::OutOfMemory)?;
+            let next = at.checked_add(len).ok_or(Error::OutOfMemory)?;
+            if next > starina::abi::user::USER_START_BLOCK {
+                return Err(Error::OutOfMemory);
+            }
+            inner.next_map = next;
+            at
+        };
+        self.map_new(at, pages, WRITABLE | NO_EXECUTE)?;
+        Ok(at)
+    }
+
+    /// The physical address behind user address `vaddr` if it is mapped
+    /// for user mode with `access`.
+    pub fn translate(&self, vaddr: u64, access: Access) -> Option<u64> {
+        if !(USER_BASE..USER_END).contains(&vaddr) {
+            return None;
+        }
+        let _inner = self.inner.lock();
+        let mut t = self.pml4;
+        for level in (0..4).rev() {
+            let index = ((vaddr >> (12 + 9 * level)) & 0x1ff) as usize;
+            // SAFETY: `t` is a page table of this space (the walk starts
+            // at its PML4 and follows present entries), under its lock.
+            let entry = unsafe { table(t).add(index).read() };
+            if entry & PRESENT == 0 || entry & USER == 0 {
+                return None;
+            }
+            if level == 0 && access == Access::Write && entry & WRITABLE == 0 {
+                return None;
+            }
+            t = entry & ADDR_MASK;
+        }
+        Some(t + (vaddr & (PAGE_SIZE as u64 - 1)))
+    }
+}
+
+impl Inner {
+    /// A zeroed page charged to `account`, recorded as this space's.
+    fn charge_page(&mut self, account: u8) -> Result<u64, Error> {
+        let a = crate::account::get(account);
+        if !a.fits(PAGE_SIZE) {
+            return Err(Error::OverBudget);
+        }
+        self.pages.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
+        let phys = page::alloc_zeroed_pages(1).ok_or(Error::OutOfMemory)?;
+        a.charge(PAGE_SIZE);
+        self.charged += PAGE_SIZE;
+        self.pages.push(phys);
+        Ok(phys)
+    }
+
+    /// The PTE for user address `vaddr`, making the tables above it.
+    fn pte(&mut self, pml4: u64, vaddr: u64, account: u8) -> Option<*mut u64> {
+        let mut t = pml4;
+        for level in (1..4).rev() {
+            let index = ((vaddr >> (12 + 9 * level)) & 0x1ff) as usize;
+            // SAFETY: a page table of this space, under its lock (`&mut self`).
+            let slot = unsafe { table(t).add(index) };
+            // SAFETY: as above.
+            let mut entry = unsafe { slot.read() };
+            if entry & PRESENT == 0 {
+                let phys = self.charge_page(account).ok()?;
+                entry = phys | PRESENT | WRITABLE | USER;
+                // SAFETY: as above.
+                unsafe { slot.write(entry) };
+            }
+            t = entry & ADDR_MASK;
+        }
+        // SAFETY: `t` is the page table of the last level; index < 512.
+        Some(unsafe { table(t).add(((vaddr >> 12) & 0x1ff) as usize) })
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        let inner = self.inner.lock();
+        for &phys in &inner.pages {
+            page::free_pages(phys, 1);
+        }
+        crate::account::get(self.account).uncharge(inner.charged);
+        page::free_pages(self.pml4, 1);
+    }
+}

@@ -1,0 +1,310 @@
+//! The system-call dispatcher for user mode: decodes the call number and
+//! registers of a `syscall` (see `starina::abi::user` for the ABI), copies
+//! every buffer in through `uaccess`, runs the same implementation
+//! in-kernel components call ([`crate::syscall::KERNEL`]), and copies the
+//! results out. Calls user mode cannot make yet (hypervisor, drivers,
+//! monitoring, commands, console) answer `NotSupported`.
+
+use alloc::vec::Vec;
+
+use starina::abi::syscall::SyscallNo;
+use starina::abi::user::event;
+use starina::abi::user::SendReceivedWaitArgs;
+use starina::abi::user::SendWaitArgs;
+use starina::abi::user::UserCall;
+use starina::abi::user::UserSlice;
+use starina::abi::Error;
+use starina::abi::HandleId;
+use starina::abi::LogLevel;
+use starina::abi::PollEvent;
+use starina::abi::Readiness;
+use starina::abi::Rights;
+use starina::abi::MESSAGE_DATA_MAX;
+use starina::abi::MESSAGE_HANDLES_MAX;
+use starina::syscall::KernelApi;
+
+use super::aspace::AddressSpace;
+use super::uaccess;
+use crate::arch::trap::TrapFrame;
+use crate::sched;
+use crate::syscall::KERNEL;
+
+/// The longest log line taken from user mode; longer ones are cut.
+const LOG_MAX: u64 = 4096;
+
+/// The results a call leaves in `rdx`, `r8`, `r9`, `r10`.
+type Out = [u64; 4];
+
+pub fn dispatch(frame: &mut TrapFrame) {
+    let result = sched::in_kernel(|| call(frame));
+    let (status, out) = match result {
+        Ok(out) => (0, out),
+        Err(e) => (e.as_raw() as u64, [0; 4]),
+    };
+    frame.rax = status;
+    [frame.rdx, frame.r8, frame.r9, frame.r10] = out;
+}
+
+fn aspace() -> Result<&'static AddressSpace, Error> {
+    sched::current_process()
+        .aspace
+        .get()
+        .ok_or(Error::NotSupported)
+}
+
+fn handle(raw: u64) -> Result<HandleId, Error> {
+    u32::try_from(raw)
+        .map(HandleId)
+        .map_err(|_| Error::InvalidHandle)
+}
+
+fn call(f: &TrapFrame) -> Result<Out, Error> {
+    let raw = u16::try_from(f.rax).map_err(|_| Error::NotSupported)?;
+    if let Some(user) = UserCall::from_raw(raw) {
+        return user_call(user, f);
+    }
+    let no = SyscallNo::from_raw(raw).ok_or(Error::NotSupported)?;
+    let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
+    let k = &KERNEL;
+    match no {
+        SyscallNo::Log => log(a0, a1, a2).map(|_| [0; 4]),
+        SyscallNo::TimeNow => Ok([k.time_now(), 0, 0, 0]),
+        SyscallNo::TimeUnix => Ok([k.time_unix(), 0, 0, 0]),
+        SyscallNo::HandleClose => k.handle_close(handle(a0)?).map(|_| [0; 4]),
+        SyscallNo::HandleDuplicate => {
+            let rights = Rights::from_bits(a1 as u32).ok_or(Error::InvalidArgument)?;
+            k.handle_duplicate(handle(a0)?, rights)
+                .map(|h| [h.0 as u64, 0, 0, 0])
+        }
+        SyscallNo::ChannelCreate => k
+            .channel_create()
+            .map(|(a, b)| [a.0 as u64, b.0 as u64, 0, 0]),
+        SyscallNo::ChannelSend => {
+            let (data, handles) = send_parts(
+                UserSlice { ptr: a2, len: a3 },
+                UserSlice { ptr: a4, len: f.r9 },
+            )?;
+            k.channel_send(handle(a0)?, a1 as u8, &data, &handles)
+                .map(|_| [0; 4])
+        }
+        SyscallNo::ChannelRecv => recv(
+            handle(a0)?,
+            UserSlice { ptr: a1, len: a2 },
+            UserSlice { ptr: a3, len: a4 },
+        ),
+        SyscallNo::PollCreate => k.poll_create().map(|h| [h.0 as u64, 0, 0, 0]),
+        SyscallNo::PollAdd => {
+            let interests = Readiness::from_bits(a2 as u32).ok_or(Error::InvalidArgument)?;
+            k.poll_add(handle(a0)?, handle(a1)?, interests)
+                .map(|_| [0; 4])
+        }
+        SyscallNo::PollRemove => k.poll_remove(handle(a0)?, handle(a1)?).map(|_| [0; 4]),
+        SyscallNo::PollWait => k
+            .poll_wait(handle(a0)?)
+            .map(|(h, r)| [h.0 as u64 | (r.bits() as u64) << 32, 0, 0, 0]),
+        SyscallNo::PollWaitRecv => {
+            let poll = handle(a0)?;
+            let (buf, handles) = (
+                UserSlice { ptr: a1, len: a2 },
+                UserSlice { ptr: a3, len: a4 },
+            );
+            with_receive(
+                buf,
+                handles,
+                |data, hs| Ok(k.poll_wait_recv(poll, data, hs)),
+            )
+            .and_then(|r| r)
+        }
+        SyscallNo::TimerCreate => k.timer_create().map(|h| [h.0 as u64, 0, 0, 0]),
+        SyscallNo::TimerSet => k.timer_set(handle(a0)?, a1).map(|_| [0; 4]),
+        SyscallNo::ThreadYield => {
+            k.thread_yield();
+            Ok([0; 4])
+        }
+        SyscallNo::ProcessExit => k.process_exit(a0 as i32),
+        SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0]),
+        SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
+        SyscallNo::ChannelSendReceivedPollWaitRecv => send_received_wait(a0),
+        _ => Err(Error::NotSupported),
+    }
+}
+
+fn user_call(call: UserCall, f: &TrapFrame) -> Result<Out, Error> {
+    match call {
+        UserCall::MemoryMap => {
+            crate::syscall::within_budget()?;
+            let pages = usize::try_from(f.rdi).map_err(|_| Error::InvalidArgument)?;
+            aspace()?.map_anonymous(pages).map(|at| [at, 0, 0, 0])
+        }
+        UserCall::ThreadStart => {
+            crate::syscall::within_budget()?;
+            let (entry, stack) = (f.rdi, f.rsi);
+            uaccess::check_range(entry, 1)?;
+            uaccess::check_range(stack.checked_sub(8).ok_or(Error::BadAddress)?, 8)?;
+            sched::spawn_user(sched::current_process(), entry, stack, f.rdx).map(|_| [0; 4])
+        }
+        UserCall::ThreadExit => sched::exit_current_thread(),
+    }
+}
+
+fn log(level: u64, ptr: u64, len: u64) -> Result<(), Error> {
+    let level = match level {
+        1 => LogLevel::Error,
+        2 => LogLevel::Warn,
+        3 => LogLevel::Info,
+        4 => LogLevel::Debug,
+        5 => LogLevel::Trace,
+        _ => return Err(Error::InvalidArgument),
+    };
+    let text = uaccess::read_vec(aspace()?, ptr, len.min(LOG_MAX))?;
+    let text = alloc::string::String::from_utf8_lossy(&text);
+    KERNEL.log(level, format_args!("{text}"));
+    Ok(())
+}
+
+/// A message's body and handles from user memory, bounded before any copy.
+fn send_parts(data: UserSlice, handles: UserSlice) -> Result<(Vec<u8>, Vec<HandleId>), Error> {
+    if data.len > MESSAGE_DATA_MAX as u64 {
+        return Err(Error::MessageTooLarge);
+    }
+    if handles.len > MESSAGE_HANDLES_MAX as u64 {
+        return Err(Error::TooManyHandles);
+    }
+    let a = aspace()?;
+    let body = uaccess::read_vec(a, data.ptr, data.len)?;
+    let raw = uaccess::read_vec(
+        a,
+        handles.ptr,
+        handles.len.checked_mul(4).ok_or(Error::BadAddress)?,
+    )?;
+    let ids = raw
+        .chunks_exact(4)
+        .map(|c| HandleId(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect();
+    Ok((body, ids))
+}
+
+/// Runs a receiving call `f` on kernel buffers as large as the user's
+/// (at most one message), checked writable first so a received message is
+/// never lost to a bad buffer, and copies what `f` received out.
+fn with_receive(
+    buf: UserSlice,
+    handles: UserSlice,
+    f: impl FnOnce(&mut [u8], &mut [HandleId]) -> Result<Result<PollEvent, Error>, Error>,
+) -> Result<Result<Out, Error>, Error> {
+    let a = aspace()?;
+    let data_len = buf.len.min(MESSAGE_DATA_MAX as u64) as usize;
+    let handles_len = handles.len.min(MESSAGE_HANDLES_MAX as u64) as usize;
+    uaccess::check_writable(a, buf.ptr, data_len)?;
+    uaccess::check_writable(a, handles.ptr, handles_len * 4)?;
+    let mut data = alloc::vec![0u8; data_len];
+    let mut hs = [HandleId(0); MESSAGE_HANDLES_MAX];
+    let event = match f(&mut data, &mut hs[..handles_len])? {
+        Ok(event) => event,
+        Err(e) => return Ok(Err(e)),
+    };
+    let word = match event.received {
+        None => event::recv_word(event::RECV_NONE, 0, 0, 0),
+        Some(Err(e)) => event::recv_word(event::RECV_ERR, 0, 0, e.as_raw()),
+        Some(Ok(info)) => {
+            copy_received(
+                a,
+                buf.ptr,
+                &data[..info.data_len],
+                handles.ptr,
+                &hs[..info.num_handles],
+            )?;
+            event::recv_word(event::RECV_OK, info.kind, info.num_handles, 0)
+        }
+    };
+    let data_len = match event.received {
+        Some(Ok(info)) => info.data_len as u64,
+        _ => 0,
+    };
+    Ok(Ok([
+        event.id.0 as u64 | (event.ready.bits() as u64) << 32,
+        word,
+        data_len,
+        0,
+    ]))
+}
+
+fn copy_received(
+    a: &AddressSpace,
+    buf: u64,
+    data: &[u8],
+    handles: u64,
+    ids: &[HandleId],
+) -> Result<(), Error> {
+    uaccess::copy_out(a, buf, data)?;
+    let mut raw = Vec::new();
+    raw.try_reserve_exact(ids.len() * 4)
+        .map_err(|_| Error::OutOfMemory)?;
+    ids.iter()
+        .for_each(|h| raw.extend_from_slice(&h.0.to_le_bytes()));
+    uaccess::copy_out(a, handles, &raw)
+}
+
+fn recv(ch: HandleId, buf: UserSlice, handles: UserSlice) -> Result<Out, Error> {
+    let a = aspace()?;
+    let data_len = buf.len.min(MESSAGE_DATA_MAX as u64) as usize;
+    let handles_len = handles.len.min(MESSAGE_HANDLES_MAX as u64) as usize;
+    uaccess::check_writable(a, buf.ptr, data_len)?;
+    uaccess::check_writable(a, handles.ptr, handles_len * 4)?;
+    let mut data = alloc::vec![0u8; data_len];
+    let mut hs = [HandleId(0); MESSAGE_HANDLES_MAX];
+    let info = KERNEL.channel_recv(ch, &mut data, &mut hs[..handles_len])?;
+    copy_received(
+        a,
+        buf.ptr,
+        &data[..info.data_len],
+        handles.ptr,
+        &hs[..info.num_handles],
+    )?;
+    Ok([
+        info.data_len as u64,
+        info.kind as u64 | (info.num_handles as u64) << 8,
+        0,
+        0,
+    ])
+}
+
+/// The combined calls' result: the outer error is the send's; the wait's
+/// own error goes in `r10` (the results in the other registers then 0).
+fn wait_result(r: Result<Result<Out, Error>, Error>) -> Result<Out, Error> {
+    match r? {
+        Ok(out) => Ok(out),
+        Err(e) => Ok([0, 0, 0, e.as_raw() as u64]),
+    }
+}
+
+fn send_wait(args: u64) -> Result<Out, Error> {
+    let args: SendWaitArgs = uaccess::read_struct(aspace()?, args)?;
+    let (data, handles) = send_parts(args.data, args.handles)?;
+    let (ch, poll) = (handle(args.ch as u64)?, handle(args.poll as u64)?);
+    wait_result(with_receive(args.buf, args.handle_buf, |buf, hs| {
+        KERNEL.channel_send_poll_wait_recv(ch, args.kind, &data, &handles, poll, buf, hs)
+    }))
+}
+
+fn send_received_wait(args: u64) -> Result<Out, Error> {
+    let args: SendReceivedWaitArgs = uaccess::read_struct(aspace()?, args)?;
+    let (ch, poll) = (handle(args.ch as u64)?, handle(args.poll as u64)?);
+    // The bytes to send are the user buffer's own (received earlier):
+    // copied in, then sent, then the wait receives into the buffer.
+    if args.start > args.end || args.end > args.buf.len {
+        return Err(Error::InvalidArgument);
+    }
+    let data = UserSlice {
+        ptr: args
+            .buf
+            .ptr
+            .checked_add(args.start)
+            .ok_or(Error::BadAddress)?,
+        len: args.end - args.start,
+    };
+    let (data, _) = send_parts(data, UserSlice::default())?;
+    wait_result(with_receive(args.buf, args.handle_buf, |buf, hs| {
+        KERNEL.channel_send_poll_wait_recv(ch, args.kind, &data, &[], poll, buf, hs)
+    }))
+}

@@ -1,0 +1,108 @@
+//! Every pointer and length a user process passes: checked, then copied in
+//! or out through the direct map of the pages behind it. The kernel never
+//! dereferences a user address: a range outside the user half (a kernel
+//! address, a non-canonical one), wrapping past the end, or touching a page
+//! not mapped for user mode with the access needed (a guard page, a
+//! read-only page written) is [`Error::BadAddress`] before any byte moves.
+
+use alloc::vec::Vec;
+
+use starina::abi::user::USER_BASE;
+use starina::abi::user::USER_END;
+use starina::abi::Error;
+
+use super::aspace::Access;
+use super::aspace::AddressSpace;
+use crate::mm::phys_to_virt;
+use crate::mm::PAGE_SIZE;
+
+/// Checks that `len` bytes at `ptr` lie inside the user half (an empty
+/// range anywhere is fine: nothing is touched).
+pub fn check_range(ptr: u64, len: u64) -> Result<(), Error> {
+    if len == 0 {
+        return Ok(());
+    }
+    let end = ptr.checked_add(len).ok_or(Error::BadAddress)?;
+    if ptr < USER_BASE || end > USER_END {
+        return Err(Error::BadAddress);
+    }
+    Ok(())
+}
+
+/// Calls `f(kernel address, offset, chunk length)` for each page-sized
+/// piece of the user range, after checking every page of it first (so a
+/// bad page moves nothing).
+fn each_chunk(
+    aspace: &AddressSpace,
+    ptr: u64,
+    len: usize,
+    access: Access,
+    mut f: impl FnMut(usize, usize, usize),
+) -> Result<(), Error> {
+    check_range(ptr, len as u64)?;
+    let mut chunks: Vec<(usize, usize, usize)> = Vec::new();
+    let mut done = 0usize;
+    while done < len {
+        let at = ptr + done as u64;
+        let in_page = PAGE_SIZE - (at as usize & (PAGE_SIZE - 1));
+        let n = in_page.min(len - done);
+        let phys = aspace.translate(at, access).ok_or(Error::BadAddress)?;
+        chunks.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
+        chunks.push((phys_to_virt(phys), done, n));
+        done += n;
+    }
+    for (virt, offset, n) in chunks {
+        f(virt, offset, n);
+    }
+    Ok(())
+}
+
+/// Copies `out.len()` bytes from user address `ptr` into `out`.
+pub fn copy_in(aspace: &AddressSpace, ptr: u64, out: &mut [u8]) -> Result<(), Error> {
+    each_chunk(aspace, ptr, out.len(), Access::Read, |virt, offset, n| {
+        // SAFETY: `virt` is the direct-map address of `n` bytes of a page
+        // mapped for the user (checked by `translate`), owned by its
+        // address space, which the caller holds: it stays allocated.
+        let src = unsafe { core::slice::from_raw_parts(virt as *const u8, n) };
+        out[offset..offset + n].copy_from_slice(src);
+    })
+}
+
+/// `len` bytes from user address `ptr`, in a new buffer.
+pub fn read_vec(aspace: &AddressSpace, ptr: u64, len: u64) -> Result<Vec<u8>, Error> {
+    check_range(ptr, len)?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len as usize)
+        .map_err(|_| Error::OutOfMemory)?;
+    buf.resize(len as usize, 0);
+    copy_in(aspace, ptr, &mut buf)?;
+    Ok(buf)
+}
+
+/// Copies `data` to user address `ptr` (pages writable by the user).
+pub fn copy_out(aspace: &AddressSpace, ptr: u64, data: &[u8]) -> Result<(), Error> {
+    each_chunk(aspace, ptr, data.len(), Access::Write, |virt, offset, n| {
+        // SAFETY: as in `copy_in`, for a page mapped writable for the user.
+        let dst = unsafe { core::slice::from_raw_parts_mut(virt as *mut u8, n) };
+        dst.copy_from_slice(&data[offset..offset + n]);
+    })
+}
+
+/// Checks that `len` bytes at `ptr` could be written (before a call that
+/// would otherwise consume something, e.g. a received message, and only
+/// then fail to hand it out).
+pub fn check_writable(aspace: &AddressSpace, ptr: u64, len: usize) -> Result<(), Error> {
+    each_chunk(aspace, ptr, len, Access::Write, |_, _, _| {})
+}
+
+/// A `#[repr(C)]` plain-data value from user address `ptr`.
+pub fn read_struct<T: Copy + Default>(aspace: &AddressSpace, ptr: u64) -> Result<T, Error> {
+    let mut value = T::default();
+    // SAFETY: `T` is plain data (Copy, repr(C) argument blocks of integers):
+    // any bytes are a valid value; the slice covers exactly `value`.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(&mut value as *mut T as *mut u8, core::mem::size_of::<T>())
+    };
+    copy_in(aspace, ptr, bytes)?;
+    Ok(value)
+}
