@@ -51,6 +51,8 @@ pub mod syscall;
 pub mod system;
 pub mod thread;
 pub mod timer;
+#[cfg(feature = "user")]
+pub mod user;
 
 pub use starina_abi as abi;
 

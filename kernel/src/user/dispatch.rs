@@ -32,17 +32,17 @@ use crate::syscall::KERNEL;
 /// The longest log line taken from user mode; longer ones are cut.
 const LOG_MAX: u64 = 4096;
 
-/// The results a call leaves in `rdx`, `r8`, `r9`, `r10`.
-type Out = [u64; 4];
+/// The results a call leaves in `rdx`, `r8`, `r9`, `r10`, `rsi`.
+type Out = [u64; 5];
 
 pub fn dispatch(frame: &mut TrapFrame) {
     let result = sched::in_kernel(|| call(frame));
     let (status, out) = match result {
         Ok(out) => (0, out),
-        Err(e) => (e.as_raw() as u64, [0; 4]),
+        Err(e) => (e.as_raw() as u64, [0; 5]),
     };
     frame.rax = status;
-    [frame.rdx, frame.r8, frame.r9, frame.r10] = out;
+    [frame.rdx, frame.r8, frame.r9, frame.r10, frame.rsi] = out;
 }
 
 fn aspace() -> Result<&'static AddressSpace, Error> {
@@ -67,41 +67,41 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
     let (a0, a1, a2, a3, a4) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8);
     let k = &KERNEL;
     match no {
-        SyscallNo::Log => log(a0, a1, a2).map(|_| [0; 4]),
-        SyscallNo::TimeNow => Ok([k.time_now(), 0, 0, 0]),
-        SyscallNo::TimeUnix => Ok([k.time_unix(), 0, 0, 0]),
-        SyscallNo::HandleClose => k.handle_close(handle(a0)?).map(|_| [0; 4]),
+        SyscallNo::Log => log(a0, a1, a2).map(|_| [0; 5]),
+        SyscallNo::TimeNow => Ok([k.time_now(), 0, 0, 0, 0]),
+        SyscallNo::TimeUnix => Ok([k.time_unix(), 0, 0, 0, 0]),
+        SyscallNo::HandleClose => k.handle_close(handle(a0)?).map(|_| [0; 5]),
         SyscallNo::HandleDuplicate => {
             let rights = Rights::from_bits(a1 as u32).ok_or(Error::InvalidArgument)?;
             k.handle_duplicate(handle(a0)?, rights)
-                .map(|h| [h.0 as u64, 0, 0, 0])
+                .map(|h| [h.0 as u64, 0, 0, 0, 0])
         }
         SyscallNo::ChannelCreate => k
             .channel_create()
-            .map(|(a, b)| [a.0 as u64, b.0 as u64, 0, 0]),
+            .map(|(a, b)| [a.0 as u64, b.0 as u64, 0, 0, 0]),
         SyscallNo::ChannelSend => {
             let (data, handles) = send_parts(
                 UserSlice { ptr: a2, len: a3 },
                 UserSlice { ptr: a4, len: f.r9 },
             )?;
             k.channel_send(handle(a0)?, a1 as u8, &data, &handles)
-                .map(|_| [0; 4])
+                .map(|_| [0; 5])
         }
         SyscallNo::ChannelRecv => recv(
             handle(a0)?,
             UserSlice { ptr: a1, len: a2 },
             UserSlice { ptr: a3, len: a4 },
         ),
-        SyscallNo::PollCreate => k.poll_create().map(|h| [h.0 as u64, 0, 0, 0]),
+        SyscallNo::PollCreate => k.poll_create().map(|h| [h.0 as u64, 0, 0, 0, 0]),
         SyscallNo::PollAdd => {
             let interests = Readiness::from_bits(a2 as u32).ok_or(Error::InvalidArgument)?;
             k.poll_add(handle(a0)?, handle(a1)?, interests)
-                .map(|_| [0; 4])
+                .map(|_| [0; 5])
         }
-        SyscallNo::PollRemove => k.poll_remove(handle(a0)?, handle(a1)?).map(|_| [0; 4]),
+        SyscallNo::PollRemove => k.poll_remove(handle(a0)?, handle(a1)?).map(|_| [0; 5]),
         SyscallNo::PollWait => k
             .poll_wait(handle(a0)?)
-            .map(|(h, r)| [h.0 as u64 | (r.bits() as u64) << 32, 0, 0, 0]),
+            .map(|(h, r)| [h.0 as u64 | (r.bits() as u64) << 32, 0, 0, 0, 0]),
         SyscallNo::PollWaitRecv => {
             let poll = handle(a0)?;
             let (buf, handles) = (
@@ -115,14 +115,18 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
             )
             .and_then(|r| r)
         }
-        SyscallNo::TimerCreate => k.timer_create().map(|h| [h.0 as u64, 0, 0, 0]),
-        SyscallNo::TimerSet => k.timer_set(handle(a0)?, a1).map(|_| [0; 4]),
+        SyscallNo::TimerCreate => k.timer_create().map(|h| [h.0 as u64, 0, 0, 0, 0]),
+        SyscallNo::TimerSet => k.timer_set(handle(a0)?, a1).map(|_| [0; 5]),
         SyscallNo::ThreadYield => {
             k.thread_yield();
-            Ok([0; 4])
+            Ok([0; 5])
         }
         SyscallNo::ProcessExit => k.process_exit(a0 as i32),
-        SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0]),
+        SyscallNo::HostClock => {
+            let c = k.host_clock();
+            Ok([c.tsc, c.ns, c.ns_per_tsc_fp, c.unix_ns_at_zero, c.generation])
+        }
+        SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
         SyscallNo::ChannelSendReceivedPollWaitRecv => send_received_wait(a0),
         _ => Err(Error::NotSupported),
@@ -134,14 +138,14 @@ fn user_call(call: UserCall, f: &TrapFrame) -> Result<Out, Error> {
         UserCall::MemoryMap => {
             crate::syscall::within_budget()?;
             let pages = usize::try_from(f.rdi).map_err(|_| Error::InvalidArgument)?;
-            aspace()?.map_anonymous(pages).map(|at| [at, 0, 0, 0])
+            aspace()?.map_anonymous(pages).map(|at| [at, 0, 0, 0, 0])
         }
         UserCall::ThreadStart => {
             crate::syscall::within_budget()?;
             let (entry, stack) = (f.rdi, f.rsi);
             uaccess::check_range(entry, 1)?;
             uaccess::check_range(stack.checked_sub(8).ok_or(Error::BadAddress)?, 8)?;
-            sched::spawn_user(sched::current_process(), entry, stack, f.rdx).map(|_| [0; 4])
+            sched::spawn_user(sched::current_process(), entry, stack, f.rdx).map(|_| [0; 5])
         }
         UserCall::ThreadExit => sched::exit_current_thread(),
     }
@@ -226,6 +230,7 @@ fn with_receive(
         word,
         data_len,
         0,
+        0,
     ]))
 }
 
@@ -266,6 +271,7 @@ fn recv(ch: HandleId, buf: UserSlice, handles: UserSlice) -> Result<Out, Error> 
         info.kind as u64 | (info.num_handles as u64) << 8,
         0,
         0,
+        0,
     ])
 }
 
@@ -274,7 +280,7 @@ fn recv(ch: HandleId, buf: UserSlice, handles: UserSlice) -> Result<Out, Error> 
 fn wait_result(r: Result<Result<Out, Error>, Error>) -> Result<Out, Error> {
     match r? {
         Ok(out) => Ok(out),
-        Err(e) => Ok([0, 0, 0, e.as_raw() as u64]),
+        Err(e) => Ok([0, 0, 0, e.as_raw() as u64, 0]),
     }
 }
 

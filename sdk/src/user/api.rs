@@ -1,0 +1,361 @@
+//! [`KernelApi`] over the `syscall` instruction: what a user-mode
+//! component's SDK calls, the same trait an in-kernel one reaches by a
+//! function call. Slices travel as pointer and length; the kernel checks
+//! and copies them (`starina::abi::user`). Calls the kernel does not offer
+//! to user mode yet answer `NotSupported`.
+
+use super::raw::syscall;
+use super::raw::Ret;
+use crate::abi::syscall::SyscallNo;
+use crate::abi::user::event;
+use crate::abi::user::SendReceivedWaitArgs;
+use crate::abi::user::SendWaitArgs;
+use crate::abi::user::UserCall;
+use crate::abi::user::UserSlice;
+use crate::abi::vcpu::HostClock;
+use crate::abi::vcpu::Injection;
+use crate::abi::vcpu::VcpuControl;
+use crate::abi::vcpu::VcpuState;
+use crate::abi::vcpu::VmExit;
+use crate::abi::ComponentAction;
+use crate::abi::ComponentStatus;
+use crate::abi::DeviceInfo;
+use crate::abi::Error;
+use crate::abi::HandleId;
+use crate::abi::LogLevel;
+use crate::abi::MemoryStats;
+use crate::abi::PollEvent;
+use crate::abi::Readiness;
+use crate::abi::RecvInfo;
+use crate::abi::Rights;
+use crate::syscall::DmaAllocation;
+use crate::syscall::KernelApi;
+use crate::syscall::ThreadMain;
+
+/// The user-mode kernel table.
+pub struct UserKernel;
+
+fn call(no: SyscallNo, a: [u64; 6]) -> Result<[u64; 5], Error> {
+    result(syscall(no.as_raw(), a))
+}
+
+fn result(r: Ret) -> Result<[u64; 5], Error> {
+    match r.status {
+        0 => Ok(r.out),
+        raw => Err(u8::try_from(raw).ok().and_then(Error::from_raw).unwrap_or(Error::NotSupported)),
+    }
+}
+
+fn slice(s: &[u8]) -> UserSlice {
+    UserSlice { ptr: s.as_ptr() as u64, len: s.len() as u64 }
+}
+
+fn handles(s: &[HandleId]) -> UserSlice {
+    UserSlice { ptr: s.as_ptr() as u64, len: s.len() as u64 }
+}
+
+fn unit(r: Result<[u64; 5], Error>) -> Result<(), Error> {
+    r.map(drop)
+}
+
+fn id(raw: u64) -> HandleId {
+    HandleId(raw as u32)
+}
+
+/// A poll event from registers (`starina::abi::user::event`).
+fn poll_event(out: [u64; 5]) -> PollEvent {
+    let word = out[1];
+    let received = match word & 0xff {
+        event::RECV_OK => Some(Ok(RecvInfo {
+            kind: (word >> 8) as u8,
+            num_handles: ((word >> 16) & 0xffff) as usize,
+            data_len: out[2] as usize,
+        })),
+        event::RECV_ERR => Some(Err(Error::from_raw((word >> 32) as u8).unwrap_or(Error::NotSupported))),
+        _ => None,
+    };
+    PollEvent {
+        id: id(out[0] & 0xffff_ffff),
+        ready: Readiness::from_bits_truncate((out[0] >> 32) as u32),
+        received,
+    }
+}
+
+/// The combined send-and-wait calls: the wait's own error is in `r10`.
+fn send_wait_result(r: Result<[u64; 5], Error>) -> Result<Result<PollEvent, Error>, Error> {
+    let out = r?;
+    match out[3] {
+        0 => Ok(Ok(poll_event(out))),
+        raw => Ok(Err(Error::from_raw(raw as u8).unwrap_or(Error::NotSupported))),
+    }
+}
+
+fn not_supported<T>(no: SyscallNo) -> Result<T, Error> {
+    call(no, [0; 6]).and(Err(Error::NotSupported))
+}
+
+impl KernelApi for UserKernel {
+    fn log(&self, level: LogLevel, args: core::fmt::Arguments<'_>) {
+        let text = alloc::format!("{args}");
+        let _ = call(SyscallNo::Log, [level as u64, text.as_ptr() as u64, text.len() as u64, 0, 0, 0]);
+    }
+
+    fn time_now(&self) -> u64 {
+        call(SyscallNo::TimeNow, [0; 6]).map_or(0, |o| o[0])
+    }
+
+    fn handle_close(&self, handle: HandleId) -> Result<(), Error> {
+        unit(call(SyscallNo::HandleClose, [handle.0 as u64, 0, 0, 0, 0, 0]))
+    }
+
+    fn handle_duplicate(&self, handle: HandleId, rights: Rights) -> Result<HandleId, Error> {
+        call(SyscallNo::HandleDuplicate, [handle.0 as u64, rights.bits() as u64, 0, 0, 0, 0]).map(|o| id(o[0]))
+    }
+
+    fn channel_create(&self) -> Result<(HandleId, HandleId), Error> {
+        call(SyscallNo::ChannelCreate, [0; 6]).map(|o| (id(o[0]), id(o[1])))
+    }
+
+    fn channel_send(&self, ch: HandleId, kind: u8, data: &[u8], hs: &[HandleId]) -> Result<(), Error> {
+        let (d, h) = (slice(data), handles(hs));
+        unit(call(SyscallNo::ChannelSend, [ch.0 as u64, kind as u64, d.ptr, d.len, h.ptr, h.len]))
+    }
+
+    fn channel_recv(&self, ch: HandleId, data: &mut [u8], hs: &mut [HandleId]) -> Result<RecvInfo, Error> {
+        let (d, h) = (slice(data), handles(hs));
+        call(SyscallNo::ChannelRecv, [ch.0 as u64, d.ptr, d.len, h.ptr, h.len, 0]).map(|o| RecvInfo {
+            kind: o[1] as u8,
+            num_handles: (o[1] >> 8) as usize,
+            data_len: o[0] as usize,
+        })
+    }
+
+    fn poll_create(&self) -> Result<HandleId, Error> {
+        call(SyscallNo::PollCreate, [0; 6]).map(|o| id(o[0]))
+    }
+
+    fn poll_add(&self, poll: HandleId, target: HandleId, interests: Readiness) -> Result<(), Error> {
+        unit(call(SyscallNo::PollAdd, [poll.0 as u64, target.0 as u64, interests.bits() as u64, 0, 0, 0]))
+    }
+
+    fn poll_remove(&self, poll: HandleId, target: HandleId) -> Result<(), Error> {
+        unit(call(SyscallNo::PollRemove, [poll.0 as u64, target.0 as u64, 0, 0, 0, 0]))
+    }
+
+    fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
+        call(SyscallNo::PollWait, [poll.0 as u64, 0, 0, 0, 0, 0])
+            .map(|o| (id(o[0] & 0xffff_ffff), Readiness::from_bits_truncate((o[0] >> 32) as u32)))
+    }
+
+    fn poll_wait_recv(&self, poll: HandleId, data: &mut [u8], hs: &mut [HandleId]) -> Result<PollEvent, Error> {
+        let (d, h) = (slice(data), handles(hs));
+        call(SyscallNo::PollWaitRecv, [poll.0 as u64, d.ptr, d.len, h.ptr, h.len, 0]).map(poll_event)
+    }
+
+    fn timer_create(&self) -> Result<HandleId, Error> {
+        call(SyscallNo::TimerCreate, [0; 6]).map(|o| id(o[0]))
+    }
+
+    fn timer_set(&self, timer: HandleId, after_ns: u64) -> Result<(), Error> {
+        unit(call(SyscallNo::TimerSet, [timer.0 as u64, after_ns, 0, 0, 0, 0]))
+    }
+
+    fn thread_spawn(&self, main: ThreadMain) -> Result<(), Error> {
+        super::thread::spawn(main)
+    }
+
+    fn thread_yield(&self) {
+        let _ = call(SyscallNo::ThreadYield, [0; 6]);
+    }
+
+    fn process_exit(&self, code: i32) -> ! {
+        let _ = call(SyscallNo::ProcessExit, [code as u64, 0, 0, 0, 0, 0]);
+        // Not reached: the kernel ends the process. Should it return, this
+        // thread at least ends.
+        loop {
+            let _ = syscall(UserCall::ThreadExit as u16, [0; 6]);
+        }
+    }
+
+    fn process_id(&self) -> u64 {
+        call(SyscallNo::ProcessId, [0; 6]).map_or(0, |o| o[0])
+    }
+
+    fn vm_create(&self, _: HandleId, _: u64) -> Result<(HandleId, HandleId), Error> {
+        not_supported(SyscallNo::VmCreate)
+    }
+
+    fn guest_ram_read(&self, _: HandleId, _: u64, _: &mut [u8]) -> Result<(), Error> {
+        not_supported(SyscallNo::GuestRamRead)
+    }
+
+    fn guest_ram_write(&self, _: HandleId, _: u64, _: &[u8]) -> Result<(), Error> {
+        not_supported(SyscallNo::GuestRamWrite)
+    }
+
+    fn vcpu_run(&self, _: HandleId, _: &mut VcpuState, _: Injection) -> Result<VmExit, Error> {
+        not_supported(SyscallNo::VcpuRun)
+    }
+
+    fn vcpu_control(&self, _: HandleId, _: VcpuControl) -> Result<(), Error> {
+        not_supported(SyscallNo::VcpuControl)
+    }
+
+    fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        // CPUID runs in ring 3 as well.
+        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    }
+
+    fn bootfs_file(&self, _: &str) -> Result<&'static [u8], Error> {
+        not_supported(SyscallNo::BootfsFile)
+    }
+
+    fn system_shutdown(&self, _: HandleId, _: u8) -> Result<(), Error> {
+        not_supported(SyscallNo::SystemShutdown)
+    }
+
+    fn device_info(&self, _: HandleId) -> Result<DeviceInfo, Error> {
+        not_supported(SyscallNo::DeviceInfo)
+    }
+
+    fn device_pci_config_read(&self, _: HandleId, _: u16) -> Result<u32, Error> {
+        not_supported(SyscallNo::DevicePciConfigRead)
+    }
+
+    fn device_pci_config_write(&self, _: HandleId, _: u16, _: u32) -> Result<(), Error> {
+        not_supported(SyscallNo::DevicePciConfigWrite)
+    }
+
+    fn device_mmio_map(&self, _: HandleId, _: u64, _: usize) -> Result<usize, Error> {
+        not_supported(SyscallNo::DeviceMmioMap)
+    }
+
+    fn interrupt_create(&self, _: HandleId) -> Result<HandleId, Error> {
+        not_supported(SyscallNo::InterruptCreate)
+    }
+
+    fn interrupt_ack(&self, _: HandleId) -> Result<(), Error> {
+        not_supported(SyscallNo::InterruptAck)
+    }
+
+    fn dma_alloc(&self, _: HandleId, _: usize) -> Result<DmaAllocation, Error> {
+        not_supported(SyscallNo::DmaAlloc)
+    }
+
+    fn dma_free(&self, _: HandleId) -> Result<(), Error> {
+        not_supported(SyscallNo::DmaFree)
+    }
+
+    fn dma_translate(&self, _: HandleId, _: usize, _: usize) -> Result<u64, Error> {
+        not_supported(SyscallNo::DmaTranslate)
+    }
+
+    fn system_component_status(&self, _: HandleId, _: usize) -> Result<ComponentStatus, Error> {
+        not_supported(SyscallNo::SystemComponentStatus)
+    }
+
+    fn system_log_read(&self, _: HandleId, _: u64, _: &mut [u8]) -> Result<(u64, usize), Error> {
+        not_supported(SyscallNo::SystemLogRead)
+    }
+
+    fn system_memory_stats(&self, _: HandleId) -> Result<MemoryStats, Error> {
+        not_supported(SyscallNo::SystemMemoryStats)
+    }
+
+    fn time_unix(&self) -> u64 {
+        call(SyscallNo::TimeUnix, [0; 6]).map_or(0, |o| o[0])
+    }
+
+    fn host_clock(&self) -> HostClock {
+        call(SyscallNo::HostClock, [0; 6]).map_or(HostClock::default(), |o| HostClock {
+            tsc: o[0],
+            ns: o[1],
+            ns_per_tsc_fp: o[2],
+            unix_ns_at_zero: o[3],
+            generation: o[4],
+        })
+    }
+
+    fn command_spawn(&self, _: HandleId, _: &[u8], _: [HandleId; 3]) -> Result<HandleId, Error> {
+        not_supported(SyscallNo::CommandSpawn)
+    }
+
+    fn job_status(&self, _: HandleId) -> Result<Option<i32>, Error> {
+        not_supported(SyscallNo::JobStatus)
+    }
+
+    fn job_kill(&self, _: HandleId) -> Result<(), Error> {
+        not_supported(SyscallNo::JobKill)
+    }
+
+    fn component_control(&self, _: HandleId, _: &str, _: ComponentAction) -> Result<(), Error> {
+        not_supported(SyscallNo::ComponentControl)
+    }
+
+    fn console_read(&self, _: HandleId, _: &mut [u8]) -> Result<usize, Error> {
+        not_supported(SyscallNo::ConsoleRead)
+    }
+
+    fn console_write(&self, _: HandleId, _: &[u8]) -> Result<usize, Error> {
+        not_supported(SyscallNo::ConsoleWrite)
+    }
+
+    fn command_name(&self, _: HandleId, _: usize) -> Result<&'static str, Error> {
+        not_supported(SyscallNo::CommandName)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn channel_send_poll_wait_recv(
+        &self,
+        ch: HandleId,
+        kind: u8,
+        data: &[u8],
+        hs: &[HandleId],
+        poll: HandleId,
+        buf: &mut [u8],
+        handle_buf: &mut [HandleId],
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        let args = SendWaitArgs {
+            ch: ch.0,
+            kind,
+            poll: poll.0,
+            data: slice(data),
+            handles: handles(hs),
+            buf: slice(buf),
+            handle_buf: handles(handle_buf),
+        };
+        let at = &args as *const SendWaitArgs as u64;
+        send_wait_result(call(SyscallNo::ChannelSendPollWaitRecv, [at, 0, 0, 0, 0, 0]))
+    }
+
+    fn channel_send_received_poll_wait_recv(
+        &self,
+        ch: HandleId,
+        kind: u8,
+        range: core::ops::Range<usize>,
+        poll: HandleId,
+        buf: &mut [u8],
+        handle_buf: &mut [HandleId],
+    ) -> Result<Result<PollEvent, Error>, Error> {
+        let args = SendReceivedWaitArgs {
+            ch: ch.0,
+            kind,
+            poll: poll.0,
+            start: range.start as u64,
+            end: range.end as u64,
+            buf: slice(buf),
+            handle_buf: handles(handle_buf),
+        };
+        let at = &args as *const SendReceivedWaitArgs as u64;
+        send_wait_result(call(SyscallNo::ChannelSendReceivedPollWaitRecv, [at, 0, 0, 0, 0, 0]))
+    }
+
+    fn device_io_read(&self, _: HandleId, _: u16, _: u8) -> Result<u32, Error> {
+        not_supported(SyscallNo::DeviceIoRead)
+    }
+
+    fn device_io_write(&self, _: HandleId, _: u16, _: u8, _: u32) -> Result<(), Error> {
+        not_supported(SyscallNo::DeviceIoWrite)
+    }
+}
