@@ -21,7 +21,8 @@ pub struct Prepared {
     pub kernel: PathBuf,
     /// The profile's components (none if the profile is unknown).
     pub components: Vec<String>,
-    /// The boot file system, for profiles that start `linux`.
+    /// The boot file system, for profiles that start `linux` or run
+    /// components in user mode.
     pub bootfs: Option<PathBuf>,
 }
 
@@ -89,16 +90,31 @@ pub fn prepare(
         components,
         bootfs: None,
     };
-    if prepared.has("linux") {
+    let user = crate::user_images::user_components(host, profile);
+    let mut images = Vec::new();
+    if !user.is_empty() {
         let mut report = |line: &str| {
             let _ = writeln!(io.err, "{line}");
         };
-        match bootfs::build(host, progress, &mut report) {
+        match crate::user_images::build(host, &user, progress, &mut report) {
+            Ok(built) => images = built,
+            Err(e) => {
+                io.say(&e);
+                io.say(&format!("cannot build the user-mode images of profile {profile}"));
+                return Err(ExitStatus::NotBooted);
+            }
+        }
+    }
+    if prepared.has("linux") || !images.is_empty() {
+        let mut report = |line: &str| {
+            let _ = writeln!(io.err, "{line}");
+        };
+        match bootfs::build(host, prepared.has("linux"), &images, progress, &mut report) {
             Ok(path) => prepared.bootfs = Some(path),
             Err(e) => {
                 io.say(&e);
                 io.say(&format!(
-                    "cannot build the Linux guest for profile {profile}"
+                    "cannot build the boot file system for profile {profile}"
                 ));
                 return Err(ExitStatus::NotBooted);
             }

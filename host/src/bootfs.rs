@@ -78,21 +78,28 @@ pub fn linux_artifact(
     Ok(PathBuf::from(last))
 }
 
-/// Builds (or reuses) the Linux guest's files and packs them; the archive's
-/// path, cached by content in `<cache>/bootfs/<key>/bootfs.img`.
+/// Builds (or reuses) the Linux guest's files (if `linux`) and packs them
+/// with `extra` files (name in the archive, path: the user-mode images);
+/// the archive's path, cached by content in `<cache>/bootfs/<key>/bootfs.img`.
 pub fn build(
     host: &Host,
+    linux: bool,
+    extra: &[(String, PathBuf)],
     progress: Progress,
     report: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, String> {
-    let kernel = linux_artifact(host, "build-kernel.sh", progress, report)?;
-    let initramfs = linux_artifact(host, "build-initramfs.sh", progress, report)?;
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let (kernel, initramfs) = (read(&kernel)?, read(&initramfs)?);
-    let files: [(&str, &[u8]); 2] = [
-        ("linux/bzImage", &kernel),
-        ("linux/initramfs.cpio", &initramfs),
-    ];
+    let mut owned: Vec<(String, Vec<u8>)> = Vec::new();
+    if linux {
+        let kernel = linux_artifact(host, "build-kernel.sh", progress, report)?;
+        let initramfs = linux_artifact(host, "build-initramfs.sh", progress, report)?;
+        owned.push(("linux/bzImage".into(), read(&kernel)?));
+        owned.push(("linux/initramfs.cpio".into(), read(&initramfs)?));
+    }
+    for (name, path) in extra {
+        owned.push((name.clone(), read(path)?));
+    }
+    let files: Vec<(&str, &[u8])> = owned.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
     let dir = host.cache.join("bootfs").join(content_key(&files));
     let out = dir.join("bootfs.img");
     if !out.is_file() {

@@ -60,6 +60,7 @@ pub mod stages;
 pub mod stats;
 pub mod status;
 pub mod terminal;
+pub mod user_images;
 
 pub use host::Host;
 pub use host::Streams;

@@ -189,6 +189,9 @@ pub struct ProfileDef {
     /// Components whose `[config]` this profile overrides (its
     /// `[config.<component>]` tables).
     pub config: &'static [ConfigOverride],
+    /// Components it runs in user mode whatever their spec says (its
+    /// `user` list).
+    pub user: &'static [&'static str],
 }
 
 /// A profile's `[config.<component>]` table: the component starts through
@@ -207,5 +210,10 @@ impl ProfileDef {
     /// if the profile has one.
     pub fn config_override(&self, component: &str) -> Option<&'static ConfigOverride> {
         self.config.iter().find(|o| o.component == component)
+    }
+
+    /// Whether it runs `component` in user mode.
+    pub fn runs_in_user_mode(&self, component: &ComponentDef) -> bool {
+        component.isolation == Isolation::User || self.user.contains(&component.name)
     }
 }

@@ -335,7 +335,7 @@ fn launch(
         env,
         delay_ns,
         in_profile: true,
-        user: def(index).isolation == starina::spec::Isolation::User,
+        user: STATE.lock().as_ref().is_some_and(|s| s.profile.runs_in_user_mode(def(index))),
     });
     let arg = Box::into_raw(args) as usize;
     if let Err(e) = crate::sched::spawn(process, component_main, arg) {

@@ -66,6 +66,10 @@ pub fn start(
     // As if called: rsp + 8 is 16-byte aligned at the entry point.
     crate::sched::spawn_user(process, entry, USER_STACK_TOP - 8, USER_START_BLOCK)
         .map_err(|e| format!("main thread: {e}"))?;
+    log::info!(
+        "user: {} runs in ring 3 (its own address space, entry {entry:#x})",
+        env.component()
+    );
     Ok(())
 }
 

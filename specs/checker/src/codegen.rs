@@ -370,6 +370,8 @@ pub fn wiring(system: &System) -> String {
             o,
             format!("        components: &[{}],", components.join(", ")),
         );
+        let user: Vec<String> = p.user.iter().map(|s| format!("{s:?}")).collect();
+        line(o, format!("        user: &[{}],", user.join(", ")));
         if p.config.is_empty() {
             line(o, "        config: &[],");
         } else {

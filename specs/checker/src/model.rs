@@ -336,6 +336,9 @@ pub struct Profile {
     pub components: Vec<String>,
     /// Its `[config.<component>]` tables, in file order.
     pub config: Vec<ConfigOverride>,
+    /// Components it runs in user mode whatever their spec's `isolation`
+    /// (its `user` list).
+    pub user: Vec<String>,
     /// The profile file, relative to the workspace root.
     pub file: PathBuf,
 }
@@ -343,6 +346,12 @@ pub struct Profile {
 impl Profile {
     pub fn contains(&self, component: &str) -> bool {
         self.components.iter().any(|c| c == component)
+    }
+
+    /// Whether it runs `component` in user mode: its spec says so, or this
+    /// profile's `user` list does.
+    pub fn runs_in_user_mode(&self, component: &Component) -> bool {
+        component.isolation == Isolation::User || self.user.contains(&component.name)
     }
 
     /// Its `[config.<component>]` table, if it has one.

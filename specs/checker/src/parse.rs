@@ -56,7 +56,7 @@ pub const COMPONENT_FIELDS: &[&str] = &[
 ];
 
 /// The fields a profile may have.
-pub const PROFILE_FIELDS: &[&str] = &["description", "components", "config"];
+pub const PROFILE_FIELDS: &[&str] = &["description", "components", "config", "user"];
 
 /// Restarts allowed (within one window) when the spec does not say.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
@@ -725,6 +725,12 @@ pub fn parse_profile(file: &Path, text: &str) -> Result<Profile, Vec<SpecError>>
     }
     let components = f.string_list("components");
     let config = read_config_overrides(&mut f);
+    let user = f.string_list("user");
+    for name in &user {
+        if !components.contains(name) {
+            f.error("user", format!("'{name}' is not one of the profile's components"));
+        }
+    }
     let mut seen = BTreeSet::new();
     for component in &components {
         if let Err(why) = check_snake_case(component) {
@@ -744,6 +750,7 @@ pub fn parse_profile(file: &Path, text: &str) -> Result<Profile, Vec<SpecError>>
             description,
             components,
             config,
+            user,
             file: file.to_path_buf(),
         })
     } else {

@@ -291,11 +291,13 @@ fn wiring_lists_wired_components_and_profiles() {
              ::starina::spec::ProfileDef {\n        \
                  name: \"bench\",\n        \
                  components: &[\"echo\", \"echo_client\"],\n        \
+                 user: &[],\n        \
                  config: &[],\n    \
              },\n    \
              ::starina::spec::ProfileDef {\n        \
                  name: \"default\",\n        \
                  components: &[\"hello\", \"echo\", \"echo_client\"],\n        \
+                 user: &[],\n        \
                  config: &[],\n    \
              },\n\
          ];\n",
@@ -325,6 +327,7 @@ fn wiring_of_a_config_override() {
         &code,
         "        name: \"quick\",\n        \
                  components: &[\"echo\", \"echo_client\"],\n        \
+                 user: &[],\n        \
                  config: &[\n            \
                      ::starina::spec::ConfigOverride {\n                \
                          component: \"echo_client\",\n                \
@@ -548,7 +551,7 @@ pub mod env {
 pub mod spec {
     use crate::env::RawEnv;
     #[derive(Clone, Copy, Debug)] pub enum ComponentKind { App, Server, Driver, Command }
-    #[derive(Clone, Copy, Debug)] pub enum Isolation { InKernel }
+    #[derive(Clone, Copy, Debug)] pub enum Isolation { InKernel, User }
     #[derive(Clone, Copy, Debug)] pub enum RestartPolicy { Never, OnFailure, Always }
     #[derive(Clone, Copy, Debug)] pub enum Privilege { Shutdown, Monitor, Spawn, Control }
     #[derive(Clone, Copy, Debug)] pub enum DeviceMatch { Pci { vendor: u16, device: Option<u16> }, VirtioMmio { device_id: u32 }, Uart }
@@ -572,7 +575,7 @@ pub mod spec {
     #[derive(Clone, Copy, Debug)]
     pub struct CommandDef { pub names: &'static [&'static str], pub component: ComponentDef }
     #[derive(Clone, Copy, Debug)]
-    pub struct ProfileDef { pub name: &'static str, pub components: &'static [&'static str], pub config: &'static [ConfigOverride] }
+    pub struct ProfileDef { pub name: &'static str, pub components: &'static [&'static str], pub user: &'static [&'static str], pub config: &'static [ConfigOverride] }
     #[derive(Clone, Copy, Debug)]
     pub struct ConfigOverride { pub component: &'static str, pub describe: &'static str, pub start: fn(RawEnv) }
 }

@@ -139,7 +139,7 @@ fn unknown_profile_fields_are_errors() {
         &[
             "profile specs/profiles/test.toml: field 'components': required but missing; list the components to start, in start order",
             "profile specs/profiles/test.toml: field 'component': unknown field (did you mean 'components'?)",
-            "profile specs/profiles/test.toml: field 'author': unknown field (known fields: description, components, config)",
+            "profile specs/profiles/test.toml: field 'author': unknown field (known fields: description, components, config, user)",
         ],
     );
 }
