@@ -68,7 +68,11 @@ fn write_package(root: &Path, pkg: &Path, components: &[(String, String)]) -> st
         sdk.display().to_string()
     );
     for (name, dir) in components {
-        let _ = writeln!(manifest, "{name} = {{ path = {:?} }}", root.join(dir).display().to_string());
+        let _ = writeln!(
+            manifest,
+            "{name} = {{ path = {:?} }}",
+            root.join(dir).display().to_string()
+        );
     }
     manifest.push_str(
         "\n[profile.release]\npanic = \"abort\"\ndebug = 1\noverflow-checks = true\n\n[workspace]\n",
@@ -113,7 +117,10 @@ pub fn build(
     write_package(&host.root, &pkg, components)
         .map_err(|e| format!("cannot write {}: {e}", pkg.display()))?;
     if progress == Progress::Show {
-        report(&format!("==> building user-mode images: {}", names.join(", ")));
+        report(&format!(
+            "==> building user-mode images: {}",
+            names.join(", ")
+        ));
     }
     let target_dir = dir.join("target");
     let mut cmd = Command::new("cargo");
@@ -121,12 +128,17 @@ pub fn build(
         .arg(&target_dir)
         .arg("--manifest-path")
         .arg(pkg.join("Cargo.toml"))
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", rustflags())
+        .env(
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+            rustflags(),
+        )
         .current_dir(&host.root);
     let code = run_shown(&mut cmd, progress, report, &mut |_| {})
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if code != 0 {
-        return Err(format!("user-mode image build failed (cargo exit status {code})"));
+        return Err(format!(
+            "user-mode image build failed (cargo exit status {code})"
+        ));
     }
     let out = target_dir.join(TARGET).join("release");
     Ok(names

@@ -114,8 +114,9 @@ fn exception(frame: &mut TrapFrame) {
             );
         } else {
             log::error!(
-                "{}: CPU exception: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}",
+                "{}: {}: {} (vector {}, error {:#x}) at rip {:#x}, address {:#x}",
                 thread.process.name,
+                if frame.cs & 3 == 3 { "user-mode fault" } else { "CPU exception" },
                 name,
                 vector,
                 frame.error,

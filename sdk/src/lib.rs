@@ -51,6 +51,8 @@ pub mod syscall;
 pub mod system;
 pub mod thread;
 pub mod timer;
+#[cfg(feature = "raw-syscalls")]
+pub mod testing;
 #[cfg(feature = "user")]
 pub mod user;
 

@@ -52,6 +52,8 @@ type TestResult = Result<(), String>;
 struct Ctx {
     echo: Channel,
     crasher: Channel,
+    usercrash: Channel,
+    monitor: starina::system::Monitor,
     spinner: Channel,
     greeter: Channel,
     supervisor: Channel,
@@ -82,6 +84,7 @@ mod disk;
 mod files;
 mod handoff;
 mod parallel;
+mod user_mode;
 mod xsetbv;
 
 fn expect_err<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) -> TestResult {
@@ -834,6 +837,9 @@ const TESTS: &[Test] = &[
     ("commands_files_errors_and_help", commands_files::commands_files_errors_and_help),
     ("threads_run_in_parallel", parallel::threads_run_in_parallel),
     ("messages_between_threads_all_arrive", parallel::messages_between_threads_all_arrive),
+    ("user_mode_echo_pair", user_mode::user_mode_echo_pair),
+    ("user_mode_faults_end_the_component_alone", user_mode::user_mode_faults_end_the_component_alone),
+    ("user_mode_bad_syscall_arguments", user_mode::user_mode_bad_syscall_arguments),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
@@ -842,6 +848,8 @@ pub fn main(env: Env) {
     let mut cx = Ctx {
         echo: env.echo,
         crasher: env.crasher,
+        usercrash: env.usercrash,
+        monitor: env.monitor,
         spinner: env.spinner,
         greeter: env.greeter,
         supervisor: env.supervisor,

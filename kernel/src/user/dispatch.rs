@@ -124,7 +124,13 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
         SyscallNo::ProcessExit => k.process_exit(a0 as i32),
         SyscallNo::HostClock => {
             let c = k.host_clock();
-            Ok([c.tsc, c.ns, c.ns_per_tsc_fp, c.unix_ns_at_zero, c.generation])
+            Ok([
+                c.tsc,
+                c.ns,
+                c.ns_per_tsc_fp,
+                c.unix_ns_at_zero,
+                c.generation,
+            ])
         }
         SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
@@ -160,6 +166,8 @@ fn log(level: u64, ptr: u64, len: u64) -> Result<(), Error> {
         5 => LogLevel::Trace,
         _ => return Err(Error::InvalidArgument),
     };
+    // The whole range must be the caller's, even if the line is cut.
+    uaccess::check_range(ptr, len)?;
     let text = uaccess::read_vec(aspace()?, ptr, len.min(LOG_MAX))?;
     let text = alloc::string::String::from_utf8_lossy(&text);
     KERNEL.log(level, format_args!("{text}"));

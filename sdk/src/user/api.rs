@@ -42,16 +42,25 @@ fn call(no: SyscallNo, a: [u64; 6]) -> Result<[u64; 5], Error> {
 fn result(r: Ret) -> Result<[u64; 5], Error> {
     match r.status {
         0 => Ok(r.out),
-        raw => Err(u8::try_from(raw).ok().and_then(Error::from_raw).unwrap_or(Error::NotSupported)),
+        raw => Err(u8::try_from(raw)
+            .ok()
+            .and_then(Error::from_raw)
+            .unwrap_or(Error::NotSupported)),
     }
 }
 
 fn slice(s: &[u8]) -> UserSlice {
-    UserSlice { ptr: s.as_ptr() as u64, len: s.len() as u64 }
+    UserSlice {
+        ptr: s.as_ptr() as u64,
+        len: s.len() as u64,
+    }
 }
 
 fn handles(s: &[HandleId]) -> UserSlice {
-    UserSlice { ptr: s.as_ptr() as u64, len: s.len() as u64 }
+    UserSlice {
+        ptr: s.as_ptr() as u64,
+        len: s.len() as u64,
+    }
 }
 
 fn unit(r: Result<[u64; 5], Error>) -> Result<(), Error> {
@@ -71,7 +80,9 @@ fn poll_event(out: [u64; 5]) -> PollEvent {
             num_handles: ((word >> 16) & 0xffff) as usize,
             data_len: out[2] as usize,
         })),
-        event::RECV_ERR => Some(Err(Error::from_raw((word >> 32) as u8).unwrap_or(Error::NotSupported))),
+        event::RECV_ERR => Some(Err(
+            Error::from_raw((word >> 32) as u8).unwrap_or(Error::NotSupported)
+        )),
         _ => None,
     };
     PollEvent {
@@ -86,7 +97,9 @@ fn send_wait_result(r: Result<[u64; 5], Error>) -> Result<Result<PollEvent, Erro
     let out = r?;
     match out[3] {
         0 => Ok(Ok(poll_event(out))),
-        raw => Ok(Err(Error::from_raw(raw as u8).unwrap_or(Error::NotSupported))),
+        raw => Ok(Err(
+            Error::from_raw(raw as u8).unwrap_or(Error::NotSupported)
+        )),
     }
 }
 
@@ -97,7 +110,17 @@ fn not_supported<T>(no: SyscallNo) -> Result<T, Error> {
 impl KernelApi for UserKernel {
     fn log(&self, level: LogLevel, args: core::fmt::Arguments<'_>) {
         let text = alloc::format!("{args}");
-        let _ = call(SyscallNo::Log, [level as u64, text.as_ptr() as u64, text.len() as u64, 0, 0, 0]);
+        let _ = call(
+            SyscallNo::Log,
+            [
+                level as u64,
+                text.as_ptr() as u64,
+                text.len() as u64,
+                0,
+                0,
+                0,
+            ],
+        );
     }
 
     fn time_now(&self) -> u64 {
@@ -105,25 +128,50 @@ impl KernelApi for UserKernel {
     }
 
     fn handle_close(&self, handle: HandleId) -> Result<(), Error> {
-        unit(call(SyscallNo::HandleClose, [handle.0 as u64, 0, 0, 0, 0, 0]))
+        unit(call(
+            SyscallNo::HandleClose,
+            [handle.0 as u64, 0, 0, 0, 0, 0],
+        ))
     }
 
     fn handle_duplicate(&self, handle: HandleId, rights: Rights) -> Result<HandleId, Error> {
-        call(SyscallNo::HandleDuplicate, [handle.0 as u64, rights.bits() as u64, 0, 0, 0, 0]).map(|o| id(o[0]))
+        call(
+            SyscallNo::HandleDuplicate,
+            [handle.0 as u64, rights.bits() as u64, 0, 0, 0, 0],
+        )
+        .map(|o| id(o[0]))
     }
 
     fn channel_create(&self) -> Result<(HandleId, HandleId), Error> {
         call(SyscallNo::ChannelCreate, [0; 6]).map(|o| (id(o[0]), id(o[1])))
     }
 
-    fn channel_send(&self, ch: HandleId, kind: u8, data: &[u8], hs: &[HandleId]) -> Result<(), Error> {
+    fn channel_send(
+        &self,
+        ch: HandleId,
+        kind: u8,
+        data: &[u8],
+        hs: &[HandleId],
+    ) -> Result<(), Error> {
         let (d, h) = (slice(data), handles(hs));
-        unit(call(SyscallNo::ChannelSend, [ch.0 as u64, kind as u64, d.ptr, d.len, h.ptr, h.len]))
+        unit(call(
+            SyscallNo::ChannelSend,
+            [ch.0 as u64, kind as u64, d.ptr, d.len, h.ptr, h.len],
+        ))
     }
 
-    fn channel_recv(&self, ch: HandleId, data: &mut [u8], hs: &mut [HandleId]) -> Result<RecvInfo, Error> {
+    fn channel_recv(
+        &self,
+        ch: HandleId,
+        data: &mut [u8],
+        hs: &mut [HandleId],
+    ) -> Result<RecvInfo, Error> {
         let (d, h) = (slice(data), handles(hs));
-        call(SyscallNo::ChannelRecv, [ch.0 as u64, d.ptr, d.len, h.ptr, h.len, 0]).map(|o| RecvInfo {
+        call(
+            SyscallNo::ChannelRecv,
+            [ch.0 as u64, d.ptr, d.len, h.ptr, h.len, 0],
+        )
+        .map(|o| RecvInfo {
             kind: o[1] as u8,
             num_handles: (o[1] >> 8) as usize,
             data_len: o[0] as usize,
@@ -134,22 +182,53 @@ impl KernelApi for UserKernel {
         call(SyscallNo::PollCreate, [0; 6]).map(|o| id(o[0]))
     }
 
-    fn poll_add(&self, poll: HandleId, target: HandleId, interests: Readiness) -> Result<(), Error> {
-        unit(call(SyscallNo::PollAdd, [poll.0 as u64, target.0 as u64, interests.bits() as u64, 0, 0, 0]))
+    fn poll_add(
+        &self,
+        poll: HandleId,
+        target: HandleId,
+        interests: Readiness,
+    ) -> Result<(), Error> {
+        unit(call(
+            SyscallNo::PollAdd,
+            [
+                poll.0 as u64,
+                target.0 as u64,
+                interests.bits() as u64,
+                0,
+                0,
+                0,
+            ],
+        ))
     }
 
     fn poll_remove(&self, poll: HandleId, target: HandleId) -> Result<(), Error> {
-        unit(call(SyscallNo::PollRemove, [poll.0 as u64, target.0 as u64, 0, 0, 0, 0]))
+        unit(call(
+            SyscallNo::PollRemove,
+            [poll.0 as u64, target.0 as u64, 0, 0, 0, 0],
+        ))
     }
 
     fn poll_wait(&self, poll: HandleId) -> Result<(HandleId, Readiness), Error> {
-        call(SyscallNo::PollWait, [poll.0 as u64, 0, 0, 0, 0, 0])
-            .map(|o| (id(o[0] & 0xffff_ffff), Readiness::from_bits_truncate((o[0] >> 32) as u32)))
+        call(SyscallNo::PollWait, [poll.0 as u64, 0, 0, 0, 0, 0]).map(|o| {
+            (
+                id(o[0] & 0xffff_ffff),
+                Readiness::from_bits_truncate((o[0] >> 32) as u32),
+            )
+        })
     }
 
-    fn poll_wait_recv(&self, poll: HandleId, data: &mut [u8], hs: &mut [HandleId]) -> Result<PollEvent, Error> {
+    fn poll_wait_recv(
+        &self,
+        poll: HandleId,
+        data: &mut [u8],
+        hs: &mut [HandleId],
+    ) -> Result<PollEvent, Error> {
         let (d, h) = (slice(data), handles(hs));
-        call(SyscallNo::PollWaitRecv, [poll.0 as u64, d.ptr, d.len, h.ptr, h.len, 0]).map(poll_event)
+        call(
+            SyscallNo::PollWaitRecv,
+            [poll.0 as u64, d.ptr, d.len, h.ptr, h.len, 0],
+        )
+        .map(poll_event)
     }
 
     fn timer_create(&self) -> Result<HandleId, Error> {
@@ -157,7 +236,10 @@ impl KernelApi for UserKernel {
     }
 
     fn timer_set(&self, timer: HandleId, after_ns: u64) -> Result<(), Error> {
-        unit(call(SyscallNo::TimerSet, [timer.0 as u64, after_ns, 0, 0, 0, 0]))
+        unit(call(
+            SyscallNo::TimerSet,
+            [timer.0 as u64, after_ns, 0, 0, 0, 0],
+        ))
     }
 
     fn thread_spawn(&self, main: ThreadMain) -> Result<(), Error> {
@@ -326,7 +408,10 @@ impl KernelApi for UserKernel {
             handle_buf: handles(handle_buf),
         };
         let at = &args as *const SendWaitArgs as u64;
-        send_wait_result(call(SyscallNo::ChannelSendPollWaitRecv, [at, 0, 0, 0, 0, 0]))
+        send_wait_result(call(
+            SyscallNo::ChannelSendPollWaitRecv,
+            [at, 0, 0, 0, 0, 0],
+        ))
     }
 
     fn channel_send_received_poll_wait_recv(
@@ -348,7 +433,10 @@ impl KernelApi for UserKernel {
             handle_buf: handles(handle_buf),
         };
         let at = &args as *const SendReceivedWaitArgs as u64;
-        send_wait_result(call(SyscallNo::ChannelSendReceivedPollWaitRecv, [at, 0, 0, 0, 0, 0]))
+        send_wait_result(call(
+            SyscallNo::ChannelSendReceivedPollWaitRecv,
+            [at, 0, 0, 0, 0, 0],
+        ))
     }
 
     fn device_io_read(&self, _: HandleId, _: u16, _: u8) -> Result<u32, Error> {

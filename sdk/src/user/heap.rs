@@ -18,7 +18,9 @@ pub struct Heap {
 
 impl Heap {
     pub const fn new() -> Heap {
-        Heap { free: spin::Mutex::new([0; CLASSES]) }
+        Heap {
+            free: spin::Mutex::new([0; CLASSES]),
+        }
     }
 }
 
@@ -32,7 +34,11 @@ fn class_of(layout: Layout) -> Option<usize> {
     if layout.align() > 4096 {
         return None;
     }
-    let size = layout.size().max(layout.align()).max(1 << MIN_SHIFT).checked_next_power_of_two()?;
+    let size = layout
+        .size()
+        .max(layout.align())
+        .max(1 << MIN_SHIFT)
+        .checked_next_power_of_two()?;
     let class = (size.trailing_zeros() - MIN_SHIFT) as usize;
     (class < CLASSES).then_some(class)
 }
@@ -71,7 +77,9 @@ unsafe impl GlobalAlloc for Heap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let Some(class) = class_of(layout) else { return };
+        let Some(class) = class_of(layout) else {
+            return;
+        };
         let mut free = self.free.lock();
         // SAFETY: `ptr` is a block of this class (the caller's contract),
         // no longer in use: it holds the list's link now.

@@ -55,26 +55,32 @@ fn names_len(header: &StartBlock) -> usize {
     let mut len = header.name_len as usize;
     for i in 0..header.count as usize {
         // SAFETY: as in `start_block`: entry `i` < `count` is in the block.
-        let e = unsafe { &*((entries + i * core::mem::size_of::<StartEntry>()) as *const StartEntry) };
+        let e =
+            unsafe { &*((entries + i * core::mem::size_of::<StartEntry>()) as *const StartEntry) };
         len += e.name_len as usize;
     }
     len
 }
 
 fn text(block: &[u8], offset: u32, len: u32) -> &'static str {
-    let bytes = block.get(offset as usize..(offset + len) as usize).unwrap_or(&[]);
+    let bytes = block
+        .get(offset as usize..(offset + len) as usize)
+        .unwrap_or(&[]);
     let s = String::from_utf8_lossy(bytes).into_owned();
     alloc::boxed::Box::leak(s.into_boxed_str())
 }
 
 fn read_u32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// The environment the start block describes.
 fn raw_env() -> RawEnv {
     let block = start_block();
-    let magic = block.get(..8).map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
+    let magic = block
+        .get(..8)
+        .map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
     if magic != START_MAGIC {
         panic!("starina: no start block from the kernel");
     }
@@ -87,6 +93,18 @@ fn raw_env() -> RawEnv {
         env.push(field, crate::abi::HandleId(read_u32(block, at + 8)));
     }
     env
+}
+
+/// A raw system call (`crate::testing::raw_syscall`).
+pub fn raw_call(no: u16, args: [u64; 6]) -> Result<[u64; 5], crate::abi::Error> {
+    let r = raw::syscall(no, args);
+    match r.status {
+        0 => Ok(r.out),
+        raw => Err(u8::try_from(raw)
+            .ok()
+            .and_then(crate::abi::Error::from_raw)
+            .unwrap_or(crate::abi::Error::NotSupported)),
+    }
 }
 
 /// The entry point's body: the kernel table and the logger first, then

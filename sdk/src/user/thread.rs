@@ -17,7 +17,10 @@ pub fn map_pages(pages: u64) -> Result<u64, Error> {
     let r = syscall(UserCall::MemoryMap as u16, [pages, 0, 0, 0, 0, 0]);
     match r.status {
         0 => Ok(r.out[0]),
-        raw => Err(u8::try_from(raw).ok().and_then(Error::from_raw).unwrap_or(Error::OutOfMemory)),
+        raw => Err(u8::try_from(raw)
+            .ok()
+            .and_then(Error::from_raw)
+            .unwrap_or(Error::OutOfMemory)),
     }
 }
 
@@ -31,7 +34,10 @@ pub fn spawn(main: ThreadMain) -> Result<(), Error> {
     if r.status != 0 {
         // The thread was not created: the box is still ours.
         drop(take(arg));
-        return Err(u8::try_from(r.status).ok().and_then(Error::from_raw).unwrap_or(Error::OutOfMemory));
+        return Err(u8::try_from(r.status)
+            .ok()
+            .and_then(Error::from_raw)
+            .unwrap_or(Error::OutOfMemory));
     }
     Ok(())
 }
