@@ -51,7 +51,7 @@ pub mod syscall;
 pub mod system;
 pub mod thread;
 pub mod timer;
-#[cfg(feature = "raw-syscalls")]
+#[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "user")]
 pub mod user;

@@ -1,5 +1,5 @@
 //! Fault injection and raw system calls for the tests of user-mode
-//! isolation (feature `raw-syscalls`): a component running in ring 3 can
+//! isolation (feature `testing`): a component running in ring 3 can
 //! write through a wild pointer, jump into data, or pass the kernel
 //! arbitrary registers, and the kernel must end it alone (or answer with
 //! an error). In a component linked into the kernel there is no such

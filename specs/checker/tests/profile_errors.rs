@@ -255,3 +255,25 @@ fn config_overrides_are_tables_of_scalars() {
         &["profile specs/profiles/default.toml: field 'config.Echo': invalid component name: 'Echo' is not snake_case (lowercase letters and digits, words joined by single underscores, starting with a letter)"],
     );
 }
+
+#[test]
+fn the_user_list_names_components_of_the_profile() {
+    assert_errors(
+        profile_errors(
+            "specs/profiles/default.toml",
+            "components = [\"echo\", \"echo_client\"]\nuser = [\"echo\", \"hello\"]",
+        ),
+        &["profile specs/profiles/default.toml: field 'user': 'hello' is not one of the profile's components"],
+    );
+}
+
+#[test]
+fn a_user_mode_component_takes_no_config_override() {
+    assert_errors(
+        profile_errors(
+            "specs/profiles/default.toml",
+            "components = [\"echo\", \"echo_client\"]\nuser = [\"echo_client\"]\n[config.echo_client]\nrounds = 5",
+        ),
+        &["profile specs/profiles/default.toml: field 'config.echo_client': sets config of 'echo_client', which this profile runs in user mode: a user-mode image has its spec's [config] (overrides are not supported there yet)"],
+    );
+}
