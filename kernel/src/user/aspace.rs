@@ -38,6 +38,16 @@ pub struct AddressSpace {
     pml4: u64,
     account: u8,
     inner: SpinLock<Inner>,
+    /// Kernel buffers a receive from this process takes a message into
+    /// before it is copied out (`dispatch`): made once (zeroed) and
+    /// reused, at most one per thread receiving at a time. They hold only
+    /// this process's own messages.
+    receive_buffers: SpinLock<Vec<alloc::boxed::Box<[u8]>>>,
+    /// User ranges found mapped writable (so readable too), most recent
+    /// first: a mapping is never removed nor made read-only while the
+    /// space lives, so a range once checked stays good, and a loop that
+    /// receives into the same buffer checks its pages once.
+    writable: SpinLock<[(u64, u64); 4]>,
 }
 
 struct Inner {
@@ -75,6 +85,8 @@ impl AddressSpace {
                 charged: 0,
                 next_map: starina::abi::user::USER_MEMORY_BASE,
             }),
+            receive_buffers: SpinLock::new(Vec::new()),
+            writable: SpinLock::new([(0, 0); 4]),
         })
     }
 
@@ -139,6 +151,41 @@ impl AddressSpace {
         };
         self.map_new(at, pages, WRITABLE | NO_EXECUTE)?;
         Ok(at)
+    }
+
+    /// A receive buffer of `MESSAGE_DATA_MAX` bytes (see
+    /// `receive_buffers`); give it back with [`AddressSpace::give_back`].
+    pub fn take_buffer(&self) -> Result<alloc::boxed::Box<[u8]>, Error> {
+        if let Some(b) = self.receive_buffers.lock().pop() {
+            return Ok(b);
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(starina::abi::MESSAGE_DATA_MAX)
+            .map_err(|_| Error::OutOfMemory)?;
+        v.resize(starina::abi::MESSAGE_DATA_MAX, 0);
+        Ok(v.into_boxed_slice())
+    }
+
+    pub fn give_back(&self, buffer: alloc::boxed::Box<[u8]>) {
+        let mut buffers = self.receive_buffers.lock();
+        if buffers.try_reserve(1).is_ok() {
+            buffers.push(buffer);
+        }
+    }
+
+    /// Whether `start..end` lies in a range already found writable.
+    pub fn known_writable(&self, start: u64, end: u64) -> bool {
+        self.writable
+            .lock()
+            .iter()
+            .any(|&(s, e)| s <= start && end <= e)
+    }
+
+    /// Remembers `start..end` as found writable.
+    pub fn note_writable(&self, start: u64, end: u64) {
+        let mut ranges = self.writable.lock();
+        ranges.rotate_right(1);
+        ranges[0] = (start, end);
     }
 
     /// The physical address behind user address `vaddr` if it is mapped

@@ -132,6 +132,7 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
                 c.generation,
             ])
         }
+        SyscallNo::SystemShutdown => k.system_shutdown(handle(a0)?, a1 as u8).map(|_| [0; 5]),
         SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
         SyscallNo::ChannelSendReceivedPollWaitRecv => send_received_wait(a0),
@@ -175,7 +176,7 @@ fn log(level: u64, ptr: u64, len: u64) -> Result<(), Error> {
 }
 
 /// A message's body and handles from user memory, bounded before any copy.
-fn send_parts(data: UserSlice, handles: UserSlice) -> Result<(Vec<u8>, Vec<HandleId>), Error> {
+fn send_parts(data: UserSlice, handles: UserSlice) -> Result<(Vec<u8>, Handles), Error> {
     if data.len > MESSAGE_DATA_MAX as u64 {
         return Err(Error::MessageTooLarge);
     }
@@ -183,22 +184,66 @@ fn send_parts(data: UserSlice, handles: UserSlice) -> Result<(Vec<u8>, Vec<Handl
         return Err(Error::TooManyHandles);
     }
     let a = aspace()?;
-    let body = uaccess::read_vec(a, data.ptr, data.len)?;
-    let raw = uaccess::read_vec(
-        a,
-        handles.ptr,
-        handles.len.checked_mul(4).ok_or(Error::BadAddress)?,
-    )?;
-    let ids = raw
-        .chunks_exact(4)
-        .map(|c| HandleId(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-        .collect();
+    let body = match data.len {
+        0 => Vec::new(),
+        len => uaccess::read_vec(a, data.ptr, len)?,
+    };
+    let mut ids = Handles { ids: [HandleId(0); MESSAGE_HANDLES_MAX], len: handles.len as usize };
+    if ids.len > 0 {
+        let mut raw = [0u8; 4 * MESSAGE_HANDLES_MAX];
+        uaccess::copy_in(a, handles.ptr, &mut raw[..ids.len * 4])?;
+        for (id, c) in ids.ids.iter_mut().zip(raw.chunks_exact(4)) {
+            *id = HandleId(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        }
+    }
     Ok((body, ids))
 }
 
-/// Runs a receiving call `f` on kernel buffers as large as the user's
-/// (at most one message), checked writable first so a received message is
-/// never lost to a bad buffer, and copies what `f` received out.
+/// A message's handles, copied in.
+struct Handles {
+    ids: [HandleId; MESSAGE_HANDLES_MAX],
+    len: usize,
+}
+
+impl core::ops::Deref for Handles {
+    type Target = [HandleId];
+
+    fn deref(&self) -> &[HandleId] {
+        &self.ids[..self.len]
+    }
+}
+
+/// A receive buffer of the calling process, given back when dropped
+/// (also when the call returns early because the process ends).
+struct Buffer<'a> {
+    aspace: &'a AddressSpace,
+    data: Option<alloc::boxed::Box<[u8]>>,
+}
+
+impl<'a> Buffer<'a> {
+    fn take(aspace: &'a AddressSpace) -> Result<Buffer<'a>, Error> {
+        Ok(Buffer { aspace, data: Some(aspace.take_buffer()?) })
+    }
+
+    fn get(&mut self, len: usize) -> &mut [u8] {
+        match self.data.as_mut() {
+            Some(d) => &mut d[..len],
+            None => &mut [],
+        }
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.data.take() {
+            self.aspace.give_back(d);
+        }
+    }
+}
+
+/// Runs a receiving call `f` on a kernel buffer as large as the caller's
+/// (checked writable in user memory first, so a received message is never
+/// lost to a bad buffer), and copies what it received out.
 fn with_receive(
     buf: UserSlice,
     handles: UserSlice,
@@ -209,9 +254,9 @@ fn with_receive(
     let handles_len = handles.len.min(MESSAGE_HANDLES_MAX as u64) as usize;
     uaccess::check_writable(a, buf.ptr, data_len)?;
     uaccess::check_writable(a, handles.ptr, handles_len * 4)?;
-    let mut data = alloc::vec![0u8; data_len];
+    let mut kbuf = Buffer::take(a)?;
     let mut hs = [HandleId(0); MESSAGE_HANDLES_MAX];
-    let event = match f(&mut data, &mut hs[..handles_len])? {
+    let event = match f(kbuf.get(data_len), &mut hs[..handles_len])? {
         Ok(event) => event,
         Err(e) => return Ok(Err(e)),
     };
@@ -219,13 +264,7 @@ fn with_receive(
         None => event::recv_word(event::RECV_NONE, 0, 0, 0),
         Some(Err(e)) => event::recv_word(event::RECV_ERR, 0, 0, e.as_raw()),
         Some(Ok(info)) => {
-            copy_received(
-                a,
-                buf.ptr,
-                &data[..info.data_len],
-                handles.ptr,
-                &hs[..info.num_handles],
-            )?;
+            copy_received(a, buf.ptr, kbuf.get(info.data_len), handles.ptr, &hs[..info.num_handles])?;
             event::recv_word(event::RECV_OK, info.kind, info.num_handles, 0)
         }
     };
@@ -233,13 +272,7 @@ fn with_receive(
         Some(Ok(info)) => info.data_len as u64,
         _ => 0,
     };
-    Ok(Ok([
-        event.id.0 as u64 | (event.ready.bits() as u64) << 32,
-        word,
-        data_len,
-        0,
-        0,
-    ]))
+    Ok(Ok([event.id.0 as u64 | (event.ready.bits() as u64) << 32, word, data_len, 0, 0]))
 }
 
 fn copy_received(
@@ -249,13 +282,17 @@ fn copy_received(
     handles: u64,
     ids: &[HandleId],
 ) -> Result<(), Error> {
-    uaccess::copy_out(a, buf, data)?;
-    let mut raw = Vec::new();
-    raw.try_reserve_exact(ids.len() * 4)
-        .map_err(|_| Error::OutOfMemory)?;
-    ids.iter()
-        .for_each(|h| raw.extend_from_slice(&h.0.to_le_bytes()));
-    uaccess::copy_out(a, handles, &raw)
+    if !data.is_empty() {
+        uaccess::copy_out(a, buf, data)?;
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut raw = [0u8; 4 * MESSAGE_HANDLES_MAX];
+    for (slot, h) in raw.chunks_exact_mut(4).zip(ids) {
+        slot.copy_from_slice(&h.0.to_le_bytes());
+    }
+    uaccess::copy_out(a, handles, &raw[..ids.len() * 4])
 }
 
 fn recv(ch: HandleId, buf: UserSlice, handles: UserSlice) -> Result<Out, Error> {
@@ -264,23 +301,11 @@ fn recv(ch: HandleId, buf: UserSlice, handles: UserSlice) -> Result<Out, Error> 
     let handles_len = handles.len.min(MESSAGE_HANDLES_MAX as u64) as usize;
     uaccess::check_writable(a, buf.ptr, data_len)?;
     uaccess::check_writable(a, handles.ptr, handles_len * 4)?;
-    let mut data = alloc::vec![0u8; data_len];
+    let mut kbuf = Buffer::take(a)?;
     let mut hs = [HandleId(0); MESSAGE_HANDLES_MAX];
-    let info = KERNEL.channel_recv(ch, &mut data, &mut hs[..handles_len])?;
-    copy_received(
-        a,
-        buf.ptr,
-        &data[..info.data_len],
-        handles.ptr,
-        &hs[..info.num_handles],
-    )?;
-    Ok([
-        info.data_len as u64,
-        info.kind as u64 | (info.num_handles as u64) << 8,
-        0,
-        0,
-        0,
-    ])
+    let info = KERNEL.channel_recv(ch, kbuf.get(data_len), &mut hs[..handles_len])?;
+    copy_received(a, buf.ptr, kbuf.get(info.data_len), handles.ptr, &hs[..info.num_handles])?;
+    Ok([info.data_len as u64, info.kind as u64 | (info.num_handles as u64) << 8, 0, 0, 0])
 }
 
 /// The combined calls' result: the outer error is the send's; the wait's

@@ -29,9 +29,44 @@ pub fn check_range(ptr: u64, len: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Calls `f(at, offset, chunk length)` for each page-sized piece of the
+/// user range `ptr..ptr + len` (checked inside the user half).
+fn pieces(
+    ptr: u64,
+    len: usize,
+    mut f: impl FnMut(u64, usize, usize) -> Result<(), Error>,
+) -> Result<(), Error> {
+    check_range(ptr, len as u64)?;
+    let mut done = 0usize;
+    while done < len {
+        let at = ptr + done as u64;
+        let n = (PAGE_SIZE - (at as usize & (PAGE_SIZE - 1))).min(len - done);
+        f(at, done, n)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// Checks that every page of the range is mapped for the user with
+/// `access` (a range found writable is remembered: pages are only ever
+/// added to an address space while it lives).
+fn check_pages(aspace: &AddressSpace, ptr: u64, len: usize, access: Access) -> Result<(), Error> {
+    let end = ptr.checked_add(len as u64).ok_or(Error::BadAddress)?;
+    if len == 0 || aspace.known_writable(ptr, end) {
+        return check_range(ptr, len as u64);
+    }
+    pieces(ptr, len, |at, _, _| {
+        aspace.translate(at, access).map(drop).ok_or(Error::BadAddress)
+    })?;
+    if access == Access::Write {
+        aspace.note_writable(ptr, end);
+    }
+    Ok(())
+}
+
 /// Calls `f(kernel address, offset, chunk length)` for each page-sized
 /// piece of the user range, after checking every page of it first (so a
-/// bad page moves nothing).
+/// bad page moves nothing); the pages found then are there still.
 fn each_chunk(
     aspace: &AddressSpace,
     ptr: u64,
@@ -39,22 +74,14 @@ fn each_chunk(
     access: Access,
     mut f: impl FnMut(usize, usize, usize),
 ) -> Result<(), Error> {
-    check_range(ptr, len as u64)?;
-    let mut chunks: Vec<(usize, usize, usize)> = Vec::new();
-    let mut done = 0usize;
-    while done < len {
-        let at = ptr + done as u64;
-        let in_page = PAGE_SIZE - (at as usize & (PAGE_SIZE - 1));
-        let n = in_page.min(len - done);
+    if len > PAGE_SIZE - (ptr as usize & (PAGE_SIZE - 1)) {
+        check_pages(aspace, ptr, len, access)?;
+    }
+    pieces(ptr, len, |at, offset, n| {
         let phys = aspace.translate(at, access).ok_or(Error::BadAddress)?;
-        chunks.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
-        chunks.push((phys_to_virt(phys), done, n));
-        done += n;
-    }
-    for (virt, offset, n) in chunks {
-        f(virt, offset, n);
-    }
-    Ok(())
+        f(phys_to_virt(phys), offset, n);
+        Ok(())
+    })
 }
 
 /// Copies `out.len()` bytes from user address `ptr` into `out`.
@@ -92,7 +119,7 @@ pub fn copy_out(aspace: &AddressSpace, ptr: u64, data: &[u8]) -> Result<(), Erro
 /// would otherwise consume something, e.g. a received message, and only
 /// then fail to hand it out).
 pub fn check_writable(aspace: &AddressSpace, ptr: u64, len: usize) -> Result<(), Error> {
-    each_chunk(aspace, ptr, len, Access::Write, |_, _, _| {})
+    check_pages(aspace, ptr, len, Access::Write)
 }
 
 /// A `#[repr(C)]` plain-data value from user address `ptr`.

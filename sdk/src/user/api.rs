@@ -293,8 +293,8 @@ impl KernelApi for UserKernel {
         not_supported(SyscallNo::BootfsFile)
     }
 
-    fn system_shutdown(&self, _: HandleId, _: u8) -> Result<(), Error> {
-        not_supported(SyscallNo::SystemShutdown)
+    fn system_shutdown(&self, system: HandleId, code: u8) -> Result<(), Error> {
+        unit(call(SyscallNo::SystemShutdown, [system.0 as u64, code as u64, 0, 0, 0, 0]))
     }
 
     fn device_info(&self, _: HandleId) -> Result<DeviceInfo, Error> {
