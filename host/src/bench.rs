@@ -178,6 +178,10 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
             "boot_ready_instructions",
             "ipc_roundtrip_0b_instructions",
             "ipc_roundtrip_1k_instructions",
+            "ipc_roundtrip_0b_instructions_user",
+            "ipc_roundtrip_1k_instructions_user",
+            "ipc_roundtrip_0b_instructions_user_kernel",
+            "ipc_roundtrip_1k_instructions_user_kernel",
             "ipc_roundtrip_0b_ns",
             "ipc_roundtrip_1k_ns",
         ];
@@ -325,6 +329,30 @@ fn ipc_figures(host: &Host, opts: &BenchOptions) -> Figures {
         for (suffix, values) in [("_instructions", &raw[0]), ("_ns", &raw[1])] {
             if let Some(v) = values.get(name) {
                 figures.insert(format!("{name}{suffix}"), v.clone());
+            }
+        }
+    }
+    figures.extend(user_ipc_figures(host, opts));
+    figures
+}
+
+/// The same round trips from user mode, under `--icount`: both ends in
+/// ring 3 (`bench_user`: `ipc_roundtrip_0b_instructions_user`) and a
+/// user-mode client of the in-kernel echo (`bench_user_kernel`:
+/// `..._user_kernel`).
+fn user_ipc_figures(host: &Host, opts: &BenchOptions) -> Figures {
+    let mut figures = Figures::new();
+    for (profile, suffix) in [("bench_user", "_user"), ("bench_user_kernel", "_user_kernel")] {
+        let what = format!("{profile} profile with --icount");
+        header(&what);
+        let c = capture(host, &boot_options(opts, profile, opts.machine, true));
+        let raw = c.raw_figures("");
+        if !c.report.status.is_success() || raw.is_empty() {
+            c.show_failure(&what);
+        }
+        for name in ["ipc_roundtrip_0b", "ipc_roundtrip_1k"] {
+            if let Some(v) = raw.get(name) {
+                figures.insert(format!("{name}_instructions{suffix}"), v.clone());
             }
         }
     }
