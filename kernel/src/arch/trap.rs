@@ -165,6 +165,11 @@ interrupt_common:
     testq %rbx, %rbx
     cmovnzq %rbx, %rax
     fxsave64 (%rax)
+    // Kernel code runs with the kernel's SSE and x87 control words, not a
+    // user thread's (`user::entry::KERNEL_FP`); fxrstor restores the
+    // thread's.
+    ldmxcsr KERNEL_FP(%rip)
+    fldcw KERNEL_FP+4(%rip)
     call interrupt_handler
     movq %gs:0, %rax
     testq %rbx, %rbx

@@ -43,6 +43,10 @@ pub struct AddressSpace {
     /// reused, at most one per thread receiving at a time. They hold only
     /// this process's own messages.
     receive_buffers: SpinLock<Vec<alloc::boxed::Box<[u8]>>>,
+    /// One of them, kept out of the list: a thread receiving alone takes
+    /// and gives it back with one atomic swap each (a leaked `Box` of
+    /// `MESSAGE_DATA_MAX` bytes, or null).
+    spare: core::sync::atomic::AtomicPtr<u8>,
     /// User ranges found mapped writable (so readable too), most recent
     /// first: a mapping is never removed nor made read-only while the
     /// space lives, so a range once checked stays good, and a loop that
@@ -57,6 +61,19 @@ struct Inner {
     charged: usize,
     /// Where the next `MemoryMap` allocation goes.
     next_map: u64,
+}
+
+/// Writes a page-table entry whole (`translate` reads them without the
+/// lock).
+///
+/// # Safety
+/// `entry` points at an entry of a page table of a live address space.
+unsafe fn store(entry: *mut u64, value: u64) {
+    // SAFETY: upheld by the caller; the entry is 8-byte aligned.
+    unsafe {
+        (*(entry as *const core::sync::atomic::AtomicU64))
+            .store(value, core::sync::atomic::Ordering::Release)
+    };
 }
 
 fn table(phys: u64) -> *mut u64 {
@@ -86,6 +103,7 @@ impl AddressSpace {
                 next_map: starina::abi::user::USER_MEMORY_BASE,
             }),
             receive_buffers: SpinLock::new(Vec::new()),
+            spare: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             writable: SpinLock::new([(0, 0); 4]),
         })
     }
@@ -121,7 +139,7 @@ impl AddressSpace {
                 return Err(Error::InvalidArgument);
             }
             // SAFETY: as above.
-            unsafe { pte.write(phys | PRESENT | USER | flags) };
+            unsafe { store(pte, phys | PRESENT | USER | flags) };
             out.push(phys);
         }
         Ok(out)
@@ -156,6 +174,20 @@ impl AddressSpace {
     /// A receive buffer of `MESSAGE_DATA_MAX` bytes (see
     /// `receive_buffers`); give it back with [`AddressSpace::give_back`].
     pub fn take_buffer(&self) -> Result<alloc::boxed::Box<[u8]>, Error> {
+        let spare = self
+            .spare
+            .swap(core::ptr::null_mut(), core::sync::atomic::Ordering::Acquire);
+        if !spare.is_null() {
+            // SAFETY: `spare` holds only a pointer leaked by `give_back`
+            // from a boxed slice of MESSAGE_DATA_MAX bytes, taken out once
+            // by this swap.
+            return Ok(unsafe {
+                alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(
+                    spare,
+                    starina::abi::MESSAGE_DATA_MAX,
+                ))
+            });
+        }
         if let Some(b) = self.receive_buffers.lock().pop() {
             return Ok(b);
         }
@@ -167,18 +199,44 @@ impl AddressSpace {
     }
 
     pub fn give_back(&self, buffer: alloc::boxed::Box<[u8]>) {
+        if buffer.len() == starina::abi::MESSAGE_DATA_MAX {
+            let raw = alloc::boxed::Box::into_raw(buffer) as *mut u8;
+            let kept = self.spare.compare_exchange(
+                core::ptr::null_mut(),
+                raw,
+                core::sync::atomic::Ordering::Release,
+                core::sync::atomic::Ordering::Relaxed,
+            );
+            if kept.is_ok() {
+                return;
+            }
+            // SAFETY: `raw` came from `Box::into_raw` just above and was
+            // not stored: it is still ours alone.
+            let buffer = unsafe {
+                alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(
+                    raw,
+                    starina::abi::MESSAGE_DATA_MAX,
+                ))
+            };
+            let mut buffers = self.receive_buffers.lock();
+            if buffers.try_reserve(1).is_ok() {
+                buffers.push(buffer);
+            }
+            return;
+        }
         let mut buffers = self.receive_buffers.lock();
         if buffers.try_reserve(1).is_ok() {
             buffers.push(buffer);
         }
     }
 
-    /// Whether `start..end` lies in a range already found writable.
-    pub fn known_writable(&self, start: u64, end: u64) -> bool {
-        self.writable
-            .lock()
+    /// Whether each of `ranges` (start, end) is empty or lies in a range
+    /// already found writable.
+    pub fn known_writable(&self, ranges: &[(u64, u64)]) -> bool {
+        let known = self.writable.lock();
+        ranges
             .iter()
-            .any(|&(s, e)| s <= start && end <= e)
+            .all(|&(start, end)| start == end || known.iter().any(|&(s, e)| s <= start && end <= e))
     }
 
     /// Remembers `start..end` as found writable.
@@ -194,13 +252,20 @@ impl AddressSpace {
         if !(USER_BASE..USER_END).contains(&vaddr) {
             return None;
         }
-        let _inner = self.inner.lock();
+        // No lock: entries only ever go from absent to present (each one
+        // written whole), and tables stay until the space drops, which
+        // the caller's hold on it rules out; a walk racing an addition
+        // sees the page or not, as if it came a moment earlier or later.
         let mut t = self.pml4;
         for level in (0..4).rev() {
             let index = ((vaddr >> (12 + 9 * level)) & 0x1ff) as usize;
-            // SAFETY: `t` is a page table of this space (the walk starts
-            // at its PML4 and follows present entries), under its lock.
-            let entry = unsafe { table(t).add(index).read() };
+            // SAFETY: `t` is a page table of this space (the walk starts at
+            // its PML4 and follows present entries); an aligned 8-byte
+            // atomic load, as the writer's stores are whole entries.
+            let entry = unsafe {
+                (*(table(t).add(index) as *const core::sync::atomic::AtomicU64))
+                    .load(core::sync::atomic::Ordering::Acquire)
+            };
             if entry & PRESENT == 0 || entry & USER == 0 {
                 return None;
             }
@@ -241,7 +306,7 @@ impl Inner {
                 let phys = self.charge_page(account).ok()?;
                 entry = phys | PRESENT | WRITABLE | USER;
                 // SAFETY: as above.
-                unsafe { slot.write(entry) };
+                unsafe { store(slot, entry) };
             }
             t = entry & ADDR_MASK;
         }
@@ -258,5 +323,19 @@ impl Drop for AddressSpace {
         }
         crate::account::get(self.account).uncharge(inner.charged);
         page::free_pages(self.pml4, 1);
+        // The spare receive buffer (the list's go with it).
+        let spare = self
+            .spare
+            .swap(core::ptr::null_mut(), core::sync::atomic::Ordering::Acquire);
+        if !spare.is_null() {
+            // SAFETY: as in `take_buffer`: a leaked boxed slice of
+            // MESSAGE_DATA_MAX bytes, taken out once by this swap.
+            drop(unsafe {
+                alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(
+                    spare,
+                    starina::abi::MESSAGE_DATA_MAX,
+                ))
+            });
+        }
     }
 }

@@ -188,7 +188,10 @@ fn send_parts(data: UserSlice, handles: UserSlice) -> Result<(Vec<u8>, Handles),
         0 => Vec::new(),
         len => uaccess::read_vec(a, data.ptr, len)?,
     };
-    let mut ids = Handles { ids: [HandleId(0); MESSAGE_HANDLES_MAX], len: handles.len as usize };
+    let mut ids = Handles {
+        ids: [HandleId(0); MESSAGE_HANDLES_MAX],
+        len: handles.len as usize,
+    };
     if ids.len > 0 {
         let mut raw = [0u8; 4 * MESSAGE_HANDLES_MAX];
         uaccess::copy_in(a, handles.ptr, &mut raw[..ids.len * 4])?;
@@ -222,7 +225,10 @@ struct Buffer<'a> {
 
 impl<'a> Buffer<'a> {
     fn take(aspace: &'a AddressSpace) -> Result<Buffer<'a>, Error> {
-        Ok(Buffer { aspace, data: Some(aspace.take_buffer()?) })
+        Ok(Buffer {
+            aspace,
+            data: Some(aspace.take_buffer()?),
+        })
     }
 
     fn get(&mut self, len: usize) -> &mut [u8] {
@@ -252,8 +258,7 @@ fn with_receive(
     let a = aspace()?;
     let data_len = buf.len.min(MESSAGE_DATA_MAX as u64) as usize;
     let handles_len = handles.len.min(MESSAGE_HANDLES_MAX as u64) as usize;
-    uaccess::check_writable(a, buf.ptr, data_len)?;
-    uaccess::check_writable(a, handles.ptr, handles_len * 4)?;
+    uaccess::check_writable_pair(a, (buf.ptr, data_len), (handles.ptr, handles_len * 4))?;
     let mut kbuf = Buffer::take(a)?;
     let mut hs = [HandleId(0); MESSAGE_HANDLES_MAX];
     let event = match f(kbuf.get(data_len), &mut hs[..handles_len])? {
@@ -264,7 +269,13 @@ fn with_receive(
         None => event::recv_word(event::RECV_NONE, 0, 0, 0),
         Some(Err(e)) => event::recv_word(event::RECV_ERR, 0, 0, e.as_raw()),
         Some(Ok(info)) => {
-            copy_received(a, buf.ptr, kbuf.get(info.data_len), handles.ptr, &hs[..info.num_handles])?;
+            copy_received(
+                a,
+                buf.ptr,
+                kbuf.get(info.data_len),
+                handles.ptr,
+                &hs[..info.num_handles],
+            )?;
             event::recv_word(event::RECV_OK, info.kind, info.num_handles, 0)
         }
     };
@@ -272,7 +283,13 @@ fn with_receive(
         Some(Ok(info)) => info.data_len as u64,
         _ => 0,
     };
-    Ok(Ok([event.id.0 as u64 | (event.ready.bits() as u64) << 32, word, data_len, 0, 0]))
+    Ok(Ok([
+        event.id.0 as u64 | (event.ready.bits() as u64) << 32,
+        word,
+        data_len,
+        0,
+        0,
+    ]))
 }
 
 fn copy_received(
@@ -299,13 +316,24 @@ fn recv(ch: HandleId, buf: UserSlice, handles: UserSlice) -> Result<Out, Error> 
     let a = aspace()?;
     let data_len = buf.len.min(MESSAGE_DATA_MAX as u64) as usize;
     let handles_len = handles.len.min(MESSAGE_HANDLES_MAX as u64) as usize;
-    uaccess::check_writable(a, buf.ptr, data_len)?;
-    uaccess::check_writable(a, handles.ptr, handles_len * 4)?;
+    uaccess::check_writable_pair(a, (buf.ptr, data_len), (handles.ptr, handles_len * 4))?;
     let mut kbuf = Buffer::take(a)?;
     let mut hs = [HandleId(0); MESSAGE_HANDLES_MAX];
     let info = KERNEL.channel_recv(ch, kbuf.get(data_len), &mut hs[..handles_len])?;
-    copy_received(a, buf.ptr, kbuf.get(info.data_len), handles.ptr, &hs[..info.num_handles])?;
-    Ok([info.data_len as u64, info.kind as u64 | (info.num_handles as u64) << 8, 0, 0, 0])
+    copy_received(
+        a,
+        buf.ptr,
+        kbuf.get(info.data_len),
+        handles.ptr,
+        &hs[..info.num_handles],
+    )?;
+    Ok([
+        info.data_len as u64,
+        info.kind as u64 | (info.num_handles as u64) << 8,
+        0,
+        0,
+        0,
+    ])
 }
 
 /// The combined calls' result: the outer error is the send's; the wait's

@@ -79,10 +79,22 @@ user_syscall_entry:
     push r14
     push r15
     mov rdi, rsp
+    // The user's SSE control/status and x87 control words (callee-saved:
+    // the syscall keeps them) below the frame; the kernel's own meanwhile,
+    // so a user setting (unmasked exceptions) never reaches kernel code or
+    // another thread.
+    sub rsp, 16
+    stmxcsr [rsp]
+    fnstcw [rsp + 4]
+    ldmxcsr [rip + {kernel_fp}]
+    fldcw [rip + {kernel_fp} + 4]
     cld
     sti
     call user_syscall
     cli
+    ldmxcsr [rsp]
+    fldcw [rsp + 4]
+    add rsp, 16
     pop r15
     pop r14
     pop r13
@@ -107,7 +119,14 @@ user_syscall_entry:
     user_ds = const USER_DS,
     user_cs = const USER_CS,
     vector = const SYSCALL_VECTOR,
+    kernel_fp = sym KERNEL_FP,
 );
+
+/// The MXCSR and x87 control word kernel code runs with (those after
+/// reset: every exception masked, round to nearest); also loaded by the
+/// interrupt entry (`trap`) once it saved the interrupted thread's.
+#[no_mangle]
+pub static KERNEL_FP: [u32; 2] = [0x1f80, 0x037f];
 
 extern "C" {
     static user_syscall_entry: u8;

@@ -52,11 +52,14 @@ fn pieces(
 /// added to an address space while it lives).
 fn check_pages(aspace: &AddressSpace, ptr: u64, len: usize, access: Access) -> Result<(), Error> {
     let end = ptr.checked_add(len as u64).ok_or(Error::BadAddress)?;
-    if len == 0 || aspace.known_writable(ptr, end) {
+    if len == 0 || aspace.known_writable(&[(ptr, end)]) {
         return check_range(ptr, len as u64);
     }
     pieces(ptr, len, |at, _, _| {
-        aspace.translate(at, access).map(drop).ok_or(Error::BadAddress)
+        aspace
+            .translate(at, access)
+            .map(drop)
+            .ok_or(Error::BadAddress)
     })?;
     if access == Access::Write {
         aspace.note_writable(ptr, end);
@@ -120,6 +123,23 @@ pub fn copy_out(aspace: &AddressSpace, ptr: u64, data: &[u8]) -> Result<(), Erro
 /// then fail to hand it out).
 pub fn check_writable(aspace: &AddressSpace, ptr: u64, len: usize) -> Result<(), Error> {
     check_pages(aspace, ptr, len, Access::Write)
+}
+
+/// [`check_writable`] for a receive's two buffers (body and handles), with
+/// one look at the ranges already found writable when both were.
+pub fn check_writable_pair(
+    aspace: &AddressSpace,
+    a: (u64, usize),
+    b: (u64, usize),
+) -> Result<(), Error> {
+    let range = |(ptr, len): (u64, usize)| ptr.checked_add(len as u64).map(|end| (ptr, end));
+    if let (Some(ra), Some(rb)) = (range(a), range(b)) {
+        if aspace.known_writable(&[ra, rb]) {
+            return check_range(a.0, a.1 as u64).and(check_range(b.0, b.1 as u64));
+        }
+    }
+    check_writable(aspace, a.0, a.1)?;
+    check_writable(aspace, b.0, b.1)
 }
 
 /// A `#[repr(C)]` plain-data value from user address `ptr`.
