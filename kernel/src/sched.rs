@@ -250,6 +250,7 @@ const RESUME_FRAME: u8 = 0;
 #[cfg_attr(test, allow(dead_code))]
 const RESUME_STACK: u8 = 1;
 
+mod load;
 mod runqueue;
 
 use runqueue::Scheduler;
@@ -513,7 +514,9 @@ mod machine {
         let mut s = SCHED.lock();
         let cpu = this_cpu();
         set_running(&idle, true);
-        s.start_cpu(cpu, idle, crate::arch::time::now_ns());
+        let now = crate::arch::time::now_ns();
+        s.start_cpu(cpu, idle, now);
+        load::start(cpu, now);
     }
 
     /// Lets the other CPUs, waiting in [`run_application_cpu`], take
@@ -783,6 +786,7 @@ resume_stack:
         }
         let next_is_idle = s.is_idle(cpu);
         set_running(&next, next_is_idle);
+        load::switched(cpu, now, prev_is_idle, next_is_idle);
         s.cpus[cpu].slice_start = now;
         (Outcome::Switch { prev, next }, kicks)
     }
@@ -808,6 +812,11 @@ resume_stack:
         let zombie = s.cpus[cpu].zombie.take();
         let (outcome, kicks) = choose(&mut s, cpu, force, now);
         if let Outcome::Switch { prev, next } = outcome {
+            // Back in the queue (not blocked, not ended): taken from it.
+            let requeued = prev.state() == ThreadState::Runnable;
+            if requeued && !s.cpus[cpu].idle.as_ref().is_some_and(|i| Arc::ptr_eq(i, &prev)) {
+                load::preempted(cpu);
+            }
             // SAFETY: scheduler lock held; `prev` was this CPU's and is
             // in no other CPU's hands until `on_cpu` clears below.
             unsafe { *prev.frame.get() = *frame };
@@ -989,7 +998,15 @@ resume_stack:
         }
     }
 
-    pub fn current_is_idle() -> bool {
+    /// The load figures of the CPU at `index`, if it takes threads.
+    pub fn cpu_stats(index: usize) -> Option<starina::abi::CpuStats> {
+        let switches = percpu::cpu(index)?.local.runs.load(Ordering::Relaxed);
+        // Under the lock: the CPU's switches write its figures with it.
+        let _s = SCHED.lock();
+        load::stats(index, crate::arch::time::now_ns(), switches)
+    }
+
+        pub fn current_is_idle() -> bool {
         let s = SCHED.lock();
         s.is_idle(this_cpu())
     }

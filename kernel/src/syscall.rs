@@ -16,6 +16,7 @@ use starina::abi::vcpu::VcpuState;
 use starina::abi::vcpu::VmExit;
 use starina::abi::ComponentAction;
 use starina::abi::ComponentStatus;
+use starina::abi::CpuStats;
 use starina::abi::DeviceInfo;
 use starina::abi::Error;
 use starina::abi::HandleId;
@@ -647,6 +648,13 @@ impl KernelApi for Kernel {
                 dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
                 pages_kept: crate::mm::KEPT_PAGES.load(core::sync::atomic::Ordering::Relaxed),
             })
+        })
+    }
+
+    fn system_cpu_stats(&self, monitor: HandleId, index: usize) -> Result<CpuStats, Error> {
+        sched::in_kernel(|| {
+            table().privilege(monitor, SystemRight::Monitor)?;
+            sched::cpu_stats(index).ok_or(Error::NotFound)
         })
     }
 

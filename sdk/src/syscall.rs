@@ -22,6 +22,7 @@ use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 use crate::abi::ComponentAction;
 use crate::abi::ComponentStatus;
+use crate::abi::CpuStats;
 use crate::abi::DeviceInfo;
 use crate::abi::Error;
 use crate::abi::HandleId;
@@ -308,6 +309,10 @@ pub trait KernelApi: Sync {
         width: u8,
         value: u32,
     ) -> Result<(), Error>;
+    /// The load of the `index`-th CPU that takes threads (spec privilege
+    /// `monitor`; [`Error::NotFound`] past the last): its busy and idle
+    /// time and its switches since it started. Does not block.
+    fn system_cpu_stats(&self, monitor: HandleId, index: usize) -> Result<CpuStats, Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

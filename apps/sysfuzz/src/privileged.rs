@@ -301,7 +301,7 @@ impl Fuzzer {
     /// rights, so each must fail.
     fn system_calls(&mut self) {
         let id = self.any(None);
-        match self.rng.below(6) {
+        match self.rng.below(7) {
             0 => {
                 let r = k().system_shutdown(id, self.rng.next() as u8);
                 self.note(SyscallNo::SystemShutdown, &r);
@@ -324,6 +324,10 @@ impl Fuzzer {
                 let len = self.rng.size(4096, self.scratch.len());
                 let r = k().console_write(id, &self.scratch[..len]);
                 self.note(SyscallNo::ConsoleWrite, &r);
+            }
+            5 => {
+                let r = k().system_cpu_stats(id, self.rng.below(10) as usize);
+                self.note(SyscallNo::SystemCpuStats, &r);
             }
             _ => {
                 let r = k().system_memory_stats(id);

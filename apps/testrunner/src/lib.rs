@@ -61,6 +61,10 @@ struct Ctx {
     disk_other: Option<Channel>,
     files: Option<starina::fs::Files>,
     spawn: starina::command::Spawner,
+    monitor: starina::system::Monitor,
+    /// The stress test's ring: its components and the messages each sends.
+    ring_nodes: u32,
+    ring_messages: u32,
     buf: MessageBuffer,
 }
 
@@ -78,10 +82,12 @@ mod float_state;
 mod commands;
 mod commands_system;
 mod commands_files;
+mod cpu_load;
 mod disk;
 mod files;
 mod handoff;
 mod parallel;
+mod ring;
 mod xsetbv;
 
 fn expect_err<T: core::fmt::Debug>(r: Result<T, Error>, want: Error) -> TestResult {
@@ -834,6 +840,8 @@ const TESTS: &[Test] = &[
     ("commands_files_errors_and_help", commands_files::commands_files_errors_and_help),
     ("threads_run_in_parallel", parallel::threads_run_in_parallel),
     ("messages_between_threads_all_arrive", parallel::messages_between_threads_all_arrive),
+    ("cpu_load_counts_busy_and_idle_time", cpu_load::cpu_load_counts_busy_and_idle_time),
+    ("messages_among_eight_components", ring::messages_among_eight_components),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
 ];
@@ -853,6 +861,9 @@ pub fn main(env: Env) {
             .map_err(|e| log::error!("no fs client: {e}"))
             .ok(),
         spawn: env.spawn,
+        monitor: env.monitor,
+        ring_nodes: env.config.ring_nodes.clamp(1, 64) as u32,
+        ring_messages: env.config.ring_messages.clamp(1, 1 << 24) as u32,
         buf: MessageBuffer::new(),
     };
     let (mut passed, mut failed) = (0, 0);

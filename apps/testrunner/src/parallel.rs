@@ -34,7 +34,7 @@ fn spin(seed: u64) -> u64 {
 }
 
 /// Starts `n` spinning threads at once; the wall time until all are done.
-fn spin_threads(n: usize) -> Result<u64, String> {
+pub(crate) fn spin_threads(n: usize) -> Result<u64, String> {
     let (done_tx, done_rx) = Channel::create().map_err(|e| e.to_string())?;
     let start = now_ns();
     for i in 0..n {

@@ -22,6 +22,7 @@ use crate::abi::vcpu::VcpuControl;
 use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 use crate::abi::ComponentStatus;
+use crate::abi::CpuStats;
 use crate::abi::DeviceInfo;
 use crate::abi::Error;
 use crate::abi::HandleId;
@@ -350,6 +351,10 @@ impl KernelApi for FakeKernel {
     }
 
     fn system_memory_stats(&self, _: HandleId) -> Result<MemoryStats, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn system_cpu_stats(&self, _: HandleId, _: usize) -> Result<CpuStats, Error> {
         Err(Error::NotSupported)
     }
 
