@@ -489,6 +489,23 @@ mod machine {
     /// `OutOfMemory` if memory ran out, `PeerClosed` if the process is being
     /// torn down.
     pub fn spawn(process: &Arc<Process>, entry: fn(usize), arg: usize) -> Result<Arc<Thread>, Error> {
+        spawn_on(process, entry, arg, None)
+    }
+
+    /// Whether `cpu` takes threads, or will once the boot CPU releases
+    /// the others (it is online: startup pins components before that).
+    pub fn cpu_takes_threads(cpu: usize) -> bool {
+        percpu::cpu(cpu).is_some_and(|c| c.is_online())
+    }
+
+    /// [`spawn`], the thread pinned to `cpu` if that CPU takes threads
+    /// (free to run on any CPU otherwise, or with `None`).
+    pub fn spawn_on(
+        process: &Arc<Process>,
+        entry: fn(usize),
+        arg: usize,
+        cpu: Option<usize>,
+    ) -> Result<Arc<Thread>, Error> {
         let charge = crate::account::Charge::try_new(process.account, crate::mm::stack::STACK_SIZE)?;
         let stack = Stack::new().ok_or(Error::OutOfMemory)?;
         let frame = TrapFrame {
@@ -505,6 +522,8 @@ mod machine {
         let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
         let mut thread = Thread::new(id, process.clone(), ThreadState::Runnable, frame, Some(stack));
         thread._stack_charge = Some(charge);
+        // Before it is queued (see `set_pinned`).
+        thread.set_pinned(cpu.filter(|&c| cpu_takes_threads(c)));
         let thread = Arc::new(thread);
         // A process being torn down takes no new threads (a spawn racing
         // its terminate would otherwise outlive it).

@@ -372,7 +372,10 @@ impl KernelApi for Kernel {
             // A thin pointer to the boxed closure travels as the thread's
             // argument; `run_thread_main` takes it back.
             let arg = Box::into_raw(Box::new(main)) as usize;
-            match sched::spawn(sched::current_process(), run_thread_main, arg) {
+            let process = sched::current_process();
+            // Where its component's spec pins its threads, if anywhere.
+            let cpu = crate::startup::thread_cpu(process);
+            match sched::spawn_on(process, run_thread_main, arg, cpu) {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     // SAFETY: the thread was not created, so `arg` is still the
@@ -382,6 +385,10 @@ impl KernelApi for Kernel {
                 }
             }
         })
+    }
+
+    fn thread_pin(&self, cpu: Option<usize>) -> Result<(), Error> {
+        sched::in_kernel(|| sched::pin_current(cpu))
     }
 
     fn thread_yield(&self) {

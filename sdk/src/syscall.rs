@@ -313,6 +313,12 @@ pub trait KernelApi: Sync {
     /// `monitor`; [`Error::NotFound`] past the last): its busy and idle
     /// time and its switches since it started. Does not block.
     fn system_cpu_stats(&self, monitor: HandleId, index: usize) -> Result<CpuStats, Error>;
+    /// Runs the calling thread on CPU `cpu` only from now on, or on any
+    /// CPU (`None`); returns once it runs where it may. A CPU that does
+    /// not take threads on this machine is [`Error::InvalidArgument`] (the
+    /// thread stays as it was). Threads a component starts run where its
+    /// spec's `cpu` says, or anywhere.
+    fn thread_pin(&self, cpu: Option<usize>) -> Result<(), Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -87,6 +87,7 @@ mod disk;
 mod files;
 mod handoff;
 mod parallel;
+mod pinning;
 mod ring;
 mod xsetbv;
 
@@ -841,9 +842,11 @@ const TESTS: &[Test] = &[
     ("threads_run_in_parallel", parallel::threads_run_in_parallel),
     ("messages_between_threads_all_arrive", parallel::messages_between_threads_all_arrive),
     ("cpu_load_counts_busy_and_idle_time", cpu_load::cpu_load_counts_busy_and_idle_time),
+    ("threads_pin_to_each_cpu", pinning::threads_pin_to_each_cpu),
     ("messages_among_eight_components", ring::messages_among_eight_components),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
+    ("pinned_thread_runs_beside_a_spinner", pinning::pinned_thread_runs_beside_a_spinner),
 ];
 
 pub fn main(env: Env) {

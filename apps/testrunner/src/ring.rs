@@ -44,7 +44,7 @@ fn report(line: &str) -> Option<(u64, u64, u64, u64)> {
 
 /// Starts `nodes` nodes, node i reading from node i-1 and writing to
 /// node i+1; their jobs and the ends their reports come on.
-fn start_ring(cx: &Ctx, nodes: u32, count: u32) -> Result<Vec<(Job, Channel)>, String> {
+fn start_ring(cx: &Ctx, nodes: u32, count: u32, cpus: u32) -> Result<Vec<(Job, Channel)>, String> {
     let mut links: Vec<(Option<Channel>, Option<Channel>)> = Vec::new();
     for _ in 0..nodes {
         let (tx, rx) = Channel::create().map_err(|e| e.to_string())?;
@@ -56,7 +56,9 @@ fn start_ring(cx: &Ctx, nodes: u32, count: u32) -> Result<Vec<(Job, Channel)>, S
         let stdin = links[before].1.take().ok_or("ring wiring")?;
         let stdout = links[i].0.take().ok_or("ring wiring")?;
         let (stderr, report) = Channel::create().map_err(|e| e.to_string())?;
-        let args = [i as u32, nodes, count, WINDOW].map(|n| n.to_string());
+        // Spread evenly: node i on CPU i mod the CPUs.
+        let cpu = i as u32 % cpus.max(1);
+        let args = [i as u32, nodes, count, WINDOW, cpu].map(|n| n.to_string());
         let stdio = Stdio {
             stdin,
             stdout,
@@ -110,16 +112,17 @@ fn switches_since(cx: &Ctx, before: &[CpuStats]) -> Result<Vec<u64>, String> {
         .collect())
 }
 
-/// `ring_nodes` components (8) pass `ring_nodes` * `ring_nodes` *
-/// `ring_messages` messages (1,000,000) round a ring; every node sees
-/// every sender's messages once, in order, with right checksums; on
-/// several CPUs each CPU ran threads meanwhile. (About 7 s of guest time
+/// `ring_nodes` components (8), node i pinned to CPU i mod the CPU
+/// count, pass `ring_nodes` * `ring_nodes` * `ring_messages` messages
+/// (1,000,000) round a ring; every node sees every sender's messages
+/// once, in order, with right checksums; on several CPUs each CPU ran
+/// threads meanwhile. (About 7 s of guest time
 /// on one CPU or four under TCG here.)
 pub fn messages_among_eight_components(cx: &mut Ctx) -> TestResult {
     let before = cx.monitor.cpus().map_err(|e| e.to_string())?;
     let (nodes, count) = (cx.ring_nodes, cx.ring_messages);
     let start = now_ns();
-    let jobs = start_ring(cx, nodes, count)?;
+    let jobs = start_ring(cx, nodes, count, before.len() as u32)?;
     let statuses = wait_all(&jobs)?;
     let elapsed = now_ns() - start;
     let switches = switches_since(cx, &before)?;

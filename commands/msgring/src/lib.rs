@@ -1,18 +1,19 @@
 //! One node of a message ring, for the stress test of many components on
 //! several CPUs (the test runner's `messages_among_eight_components`).
 //!
-//! `msgring NODE NODES COUNT [WINDOW]`: the starter wires NODES instances
-//! into a ring, each one's stdout the next one's stdin. Each node sends
-//! COUNT messages of its own (16 bytes: its number, a sequence number, a
-//! payload made from both, a checksum of the three), at most WINDOW of
-//! them on their way at once, and forwards every other node's message to
-//! the next node; its own come back after a full lap. Every message a
-//! node receives must carry its sender's next sequence number (a channel
-//! keeps order, so a ring does) and a right checksum. Once it has seen
-//! COUNT messages from every node, it writes its counts to stderr as
-//! `node N sent S returned R forwarded F sum X` (X: the wrapping sum of
-//! every checksum it saw, the same at every node) and ends with 0; any
-//! error ends it with 1 and the reason on stderr.
+//! `msgring NODE NODES COUNT [WINDOW [CPU]]`: the starter wires NODES
+//! instances into a ring, each one's stdout the next one's stdin. Each
+//! node (on CPU CPU only, if given) sends COUNT messages of its own (16
+//! bytes: its number, a sequence number, a payload made from both, a
+//! checksum of the three), at most WINDOW (8) of them on their way at
+//! once, and forwards every other node's message to the next node; its
+//! own come back after a full lap. Every message a node receives must
+//! carry its sender's next sequence number (a channel keeps order, so a
+//! ring does) and a right checksum. Once it has seen COUNT messages from
+//! every node, it writes its counts to stderr as `node N sent S returned
+//! R forwarded F sum X` (X: the wrapping sum of every checksum it saw, the
+//! same at every node) and ends with 0; any error ends it with 1 and the
+//! reason on stderr.
 //!
 //! No send can find a full queue while NODES * WINDOW messages fit in one
 //! channel's queue (checked): the ring holds no more than that.
@@ -210,6 +211,11 @@ pub fn main(mut env: Env) -> Result<i32, CommandError> {
         return Err(CommandError::usage(format!(
             "NODE below NODES, WINDOW at least 1, NODES * WINDOW at most {CHANNEL_QUEUE_MAX}"
         )));
+    }
+    if args.get(4).is_some() {
+        let cpu = number(&args, 4, "CPU")?;
+        starina::thread::pin_to_cpu(cpu as usize)
+            .map_err(|e| CommandError::new(format!("cannot run on CPU {cpu}: {e}")))?;
     }
     let mut ring = Ring {
         node,

@@ -60,11 +60,12 @@ pub enum SyscallNo {
     DeviceIoRead = 50,
     DeviceIoWrite = 51,
     SystemCpuStats = 52,
+    ThreadPin = 53,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 52] = [
+    pub const ALL: [SyscallNo; 53] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -117,6 +118,7 @@ impl SyscallNo {
         SyscallNo::DeviceIoRead,
         SyscallNo::DeviceIoWrite,
         SyscallNo::SystemCpuStats,
+        SyscallNo::ThreadPin,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -183,6 +185,7 @@ impl SyscallNo {
             SyscallNo::DeviceIoRead => "device_io_read",
             SyscallNo::DeviceIoWrite => "device_io_write",
             SyscallNo::SystemCpuStats => "system_cpu_stats",
+            SyscallNo::ThreadPin => "thread_pin",
         }
     }
 }

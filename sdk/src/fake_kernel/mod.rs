@@ -358,6 +358,10 @@ impl KernelApi for FakeKernel {
         Err(Error::NotSupported)
     }
 
+    fn thread_pin(&self, _: Option<usize>) -> Result<(), Error> {
+        Err(Error::NotSupported)
+    }
+
     fn command_spawn(&self, _: HandleId, _: &[u8], _: [HandleId; 3]) -> Result<HandleId, Error> {
         Err(Error::NotSupported)
     }
