@@ -623,13 +623,14 @@ mod machine {
     }
 
     /// Runs the current thread on `cpu` only from now on, or on any CPU
-    /// (`None`). A CPU that does not run the scheduler is
-    /// [`Error::InvalidArgument`]. Returns once the thread runs where it
-    /// may.
+    /// (`None`). A CPU that is not online is [`Error::InvalidArgument`].
+    /// Returns once the thread runs where it may.
     pub fn pin_current(cpu: Option<usize>) -> Result<(), Error> {
         let me = current();
         if let Some(cpu) = cpu {
-            if !SCHED.lock().runs_scheduler(cpu) {
+            // An online CPU not yet released (early in boot) takes it
+            // once it is.
+            if !cpu_takes_threads(cpu) {
                 return Err(Error::InvalidArgument);
             }
         }
@@ -1055,12 +1056,19 @@ resume_stack:
         }
     }
 
-    /// The load figures of the CPU at `index`, if it takes threads.
+    /// The load figures of the CPU at `index`, if it is online (all zero
+    /// until it takes threads: early in boot, before the boot CPU
+    /// releases the others).
     pub fn cpu_stats(index: usize) -> Option<starina::abi::CpuStats> {
-        let switches = percpu::cpu(index)?.local.runs.load(Ordering::Relaxed);
+        let cpu = percpu::cpu(index).filter(|c| c.is_online())?;
+        let switches = cpu.local.runs.load(Ordering::Relaxed);
         // Under the lock: the CPU's switches write its figures with it.
         let _s = SCHED.lock();
-        load::stats(index, crate::arch::time::now_ns(), switches)
+        let stats = load::stats(index, crate::arch::time::now_ns(), switches);
+        Some(stats.unwrap_or(starina::abi::CpuStats {
+            cpu: index as u32,
+            ..Default::default()
+        }))
     }
 
         pub fn current_is_idle() -> bool {

@@ -309,9 +309,10 @@ pub trait KernelApi: Sync {
         width: u8,
         value: u32,
     ) -> Result<(), Error>;
-    /// The load of the `index`-th CPU that takes threads (spec privilege
-    /// `monitor`; [`Error::NotFound`] past the last): its busy and idle
-    /// time and its switches since it started. Does not block.
+    /// The load of the CPU at `index` (spec privilege `monitor`;
+    /// [`Error::NotFound`] past the last online CPU): its busy and idle
+    /// time and its switches since it began taking threads (all zero
+    /// before). Does not block.
     fn system_cpu_stats(&self, monitor: HandleId, index: usize) -> Result<CpuStats, Error>;
     /// Runs the calling thread on CPU `cpu` only from now on, or on any
     /// CPU (`None`); returns once it runs where it may. A CPU that does

@@ -57,7 +57,7 @@ impl Monitor {
         kernel().system_memory_stats(self.0.id())
     }
 
-    /// Every CPU that takes threads, by index: its running load totals.
+    /// Every online CPU, by index: its running load totals.
     /// Two calls a while apart give each CPU's load in between
     /// ([`crate::abi::CpuStats::busy_permille_since`]).
     pub fn cpus(&self) -> Result<alloc::vec::Vec<crate::abi::CpuStats>, Error> {
