@@ -869,7 +869,12 @@ resume_stack:
             }
         }
         let zombie = s.cpus[cpu].zombie.take();
-        let (outcome, kicks) = choose(&mut s, cpu, force, now);
+        let (outcome, mut kicks) = choose(&mut s, cpu, force, now);
+        if force && preempted {
+            // A slice ended here: other CPUs with work waiting must end
+            // theirs too (see `kick_stale`).
+            kicks |= s.kick_stale(cpu, now, 2 * TIME_SLICE_NS);
+        }
         if let Outcome::Switch { prev, next } = outcome {
             // Back in the queue (not blocked, not ended): taken from it.
             let requeued = prev.state() == ThreadState::Runnable;

@@ -843,6 +843,7 @@ const TESTS: &[Test] = &[
     ("messages_between_threads_all_arrive", parallel::messages_between_threads_all_arrive),
     ("cpu_load_counts_busy_and_idle_time", cpu_load::cpu_load_counts_busy_and_idle_time),
     ("threads_pin_to_each_cpu", pinning::threads_pin_to_each_cpu),
+    ("every_busy_cpu_preempts", pinning::every_busy_cpu_preempts),
     ("messages_among_eight_components", ring::messages_among_eight_components),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),

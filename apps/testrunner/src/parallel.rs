@@ -23,7 +23,7 @@ use super::TestResult;
 const SPIN_ROUNDS: u64 = 40_000_000;
 
 /// A CPU-bound loop the compiler cannot fold.
-fn spin(seed: u64) -> u64 {
+pub(crate) fn spin(seed: u64) -> u64 {
     let mut x = seed | 1;
     for _ in 0..SPIN_ROUNDS {
         x ^= x << 13;

@@ -2,7 +2,8 @@
 //! `cpu = N`): a pinned thread's work shows up on its CPU, a CPU that
 //! does not exist is refused, and a CPU where a component spins forever
 //! (the spinner, `cpu = 1` in its spec) still runs the threads pinned
-//! to it (preemption on each CPU), while the other CPUs keep serving.
+//! to it (preemption on each CPU), while the other CPUs keep serving;
+//! and with more CPU-bound threads than CPUs every CPU preempts.
 
 use alloc::format;
 use alloc::string::String;
@@ -86,6 +87,64 @@ pub fn threads_pin_to_each_cpu(cx: &mut Ctx) -> TestResult {
     )?;
     starina::thread::pin_to_cpu(n - 1).map_err(|e| e.to_string())?;
     starina::thread::unpin().map_err(|e| e.to_string())
+}
+
+/// Starts a thread running [`super::parallel::spin`] that reports on
+/// `done` when it is through.
+fn start_spinner(done: &Channel, seed: u64) -> Result<(), String> {
+    let tx = done
+        .handle()
+        .duplicate(starina::abi::Rights::DEFAULT)
+        .map(Channel::from_handle)
+        .map_err(|e| e.to_string())?;
+    starina::thread::spawn(move || {
+        let x = super::parallel::spin(seed);
+        let _ = tx.send_data(&x.to_le_bytes());
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// One CPU-bound thread per CPU, each alone on its CPU (so no tick ends
+/// its slice), then one more: now every CPU has work waiting, and every
+/// CPU's slices end (its preemption count grows), not only those of the
+/// CPU that queued the extra thread.
+pub fn every_busy_cpu_preempts(cx: &mut Ctx) -> TestResult {
+    let before = cpus(cx)?;
+    let n = before.len();
+    let (done_tx, done_rx) = Channel::create().map_err(|e| e.to_string())?;
+    for i in 0..n {
+        start_spinner(&done_tx, i as u64 + 1)?;
+    }
+    // Let each settle on a CPU of its own.
+    starina::timer::sleep_ms(20).map_err(|e| e.to_string())?;
+    start_spinner(&done_tx, 99)?;
+    let mut buf = MessageBuffer::new();
+    for _ in 0..=n {
+        match wait_message(&done_rx, &mut buf, 60_000) {
+            Ok(Received::Data(_)) => {}
+            other => {
+                return Err(format!(
+                    "a spinning thread did not finish: {:?}",
+                    other.err()
+                ))
+            }
+        }
+    }
+    let after = cpus(cx)?;
+    let grew: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.preemptions - b.preemptions)
+        .collect();
+    log::info!(
+        "preemptions per CPU with {} spinning threads on {n}: {grew:?}",
+        n + 1
+    );
+    check!(
+        grew.iter().all(|&g| g > 0),
+        "a CPU never preempted its thread: {grew:?}"
+    );
+    Ok(())
 }
 
 /// After `preemption` (the spinner spins forever, on CPU 1 by its spec

@@ -137,6 +137,25 @@ impl Scheduler {
         idle.map_or(0, |i| self.kick(i))
     }
 
+    /// The busy CPUs other than `from` that may run a queued thread but
+    /// whose running thread has had the CPU for `stale_ns` or more
+    /// without a tick ending its slice: it was alone when it got the CPU,
+    /// so no tick was armed, and a push from another CPU tells only idle
+    /// CPUs. Each is told (its reschedule IPI starts its slice), so that
+    /// every CPU with work waiting preempts, not only the one that queued
+    /// it. Called at a slice's end: nothing on the IPC path.
+    pub fn kick_stale(&mut self, from: usize, now: u64, stale_ns: u64) -> Kicks {
+        let mut kicks = 0;
+        for i in 0..self.active {
+            let c = &self.cpus[i];
+            let stale = now.saturating_sub(c.slice_start) >= stale_ns;
+            if i != from && stale && !self.is_idle(i) && self.runnable_for(i) {
+                kicks |= self.kick(i);
+            }
+        }
+        kicks
+    }
+
     /// `cpu` is making a scheduling decision: a reschedule IPI sent
     /// before is served (a later push tells it again).
     pub fn served(&mut self, cpu: usize) {
@@ -244,6 +263,31 @@ mod tests {
         // No other CPU idle: an unpinned one tells nobody, the waker's
         // slice starts.
         assert_eq!(s.push(queued(2, None), 1), (0, true));
+    }
+
+    #[test]
+    fn a_busy_cpu_with_work_waiting_and_no_tick_is_told_at_a_slice_end() {
+        let mut s = with_cpus(3);
+        for cpu in 0..3 {
+            busy(&mut s, cpu);
+        }
+        s.cpus[1].slice_start = 0;
+        s.cpus[2].slice_start = 9_000;
+        // Nothing queued: nobody to tell.
+        assert_eq!(s.kick_stale(0, 10_000, 2_000), 0);
+        s.push(queued(1, None), 0);
+        // CPU 1 has run its thread for 10,000 ns; CPU 2 just switched.
+        assert_eq!(s.kick_stale(0, 10_000, 2_000), 0b010);
+        // Told once until it is served.
+        assert_eq!(s.kick_stale(0, 10_000, 2_000), 0);
+        s.served(1);
+        assert_eq!(s.kick_stale(2, 10_000, 2_000), 0b011);
+        // A thread pinned elsewhere is no work for them.
+        let mut s = with_cpus(2);
+        busy(&mut s, 0);
+        busy(&mut s, 1);
+        s.push(queued(2, Some(0)), 0);
+        assert_eq!(s.kick_stale(0, 10_000, 2_000), 0);
     }
 
     #[test]
