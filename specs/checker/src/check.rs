@@ -434,7 +434,8 @@ fn check_config_overrides(
                 continue;
             }
             let origin = Origin::Profile;
-            if let Some(e) = config_range::check(origin, &profile.file, &field, &component.name, entry)
+            if let Some(e) =
+                config_range::check(origin, &profile.file, &field, &component.name, entry)
             {
                 error(e.field.unwrap_or(field), e.message);
             }
