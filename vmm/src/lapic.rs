@@ -218,11 +218,18 @@ impl LocalApic {
     // -- timer -------------------------------------------------------------
 
     /// Fires the timer if due; call before each entry and after a sleep.
-    pub fn poll_timer(&mut self, now_ns: u64) {
+    /// Returns whether an interrupt was accepted.
+    pub fn poll_timer(&mut self, now_ns: u64) -> bool {
         let mode = self.timer_mode();
-        if self.timer.poll(mode, now_ns) && self.lvt[0] & LVT_MASKED == 0 {
-            self.accept(self.lvt[0] as u8, false);
-        }
+        self.timer.poll(mode, now_ns)
+            && self.lvt[0] & LVT_MASKED == 0
+            && self.accept(self.lvt[0] as u8, false)
+    }
+
+    /// Whether LINT0 takes the 8259's interrupts (unmasked, ExtINT).
+    pub fn lint0_extint(&self) -> bool {
+        let lint0 = self.lvt[3];
+        lint0 & LVT_MASKED == 0 && (lint0 >> 8) & 7 == 7
     }
 
     /// When the timer needs the VMM next.

@@ -59,6 +59,8 @@ impl Guest {
         // The guest's clock: kvm-clock over the kernel's (no calibration,
         // Starina's wall clock).
         vm.enable_kvm_clock(starina::hypervisor::host_clock(), &mut ram);
+        vm.enable_apic(config.vcpus, &mut ram)
+            .map_err(|e| Status::Unavailable(format!("cannot write the MP table: {e:?}")))?;
         let xcr0_mask = vm.xcr0_mask();
         vcpu.control(VcpuControl::Xcr0Allowed(xcr0_mask))
             .map_err(|e| {
@@ -95,9 +97,10 @@ impl Guest {
         // first read-modify-write of EFER (to set NXE) drops LME/LMA.
         vm.set_efer(info.vcpu.efer);
         log::info!(
-            "{}: {} MiB RAM, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
+            "{}: {} MiB RAM, {} vCPUs, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
             starina::abi::markers::LINUX_BOOTING,
             config.memory_bytes >> 20,
+            vm.vcpu_count(),
             files.kernel.len() / 1024,
             files.bz.protocol >> 8,
             files.bz.protocol & 0xff,

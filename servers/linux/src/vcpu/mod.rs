@@ -52,6 +52,8 @@ use crate::shared::Status;
 /// What the VM is made of (from the spec's config).
 pub struct VmConfig {
     pub memory_bytes: u64,
+    /// The guest's CPUs (x2APIC local APICs, an I/O APIC, an MP table).
+    pub vcpus: usize,
     pub kernel_file: &'static str,
     pub initramfs_file: &'static str,
     pub cmdline: String,

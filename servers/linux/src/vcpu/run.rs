@@ -79,6 +79,7 @@ impl Guest {
             // No TSC reading for components; only guest reads of the
             // TSC MSR (rare: Linux uses RDTSC) see this.
             host_tsc: now,
+            vcpu: 0,
         };
         if matches!(
             exit,
