@@ -142,9 +142,12 @@ pub struct Thread {
     /// A CPU runs it or has not finished saving it (see the module doc).
     #[cfg_attr(test, allow(dead_code))]
     on_cpu: AtomicBool,
-    /// It runs on the boot CPU only ([`pin_to_boot_cpu`]).
-    pinned: AtomicBool,
+    /// The CPU it runs on only ([`pin_current`]), or [`UNPINNED`].
+    pinned: AtomicU8,
 }
+
+/// [`Thread::pinned`] of a thread any CPU may run.
+const UNPINNED: u8 = u8::MAX;
 
 // SAFETY: `frame` and `saved_rsp` are accessed by one CPU at a time: the
 // one that switches the thread away, then (after `on_cpu` clears, with
@@ -183,6 +186,28 @@ impl Thread {
         self.syscall_depth.load(Ordering::Relaxed) > 0
     }
 
+    /// The CPU it is pinned to, if any.
+    pub fn pinned_cpu(&self) -> Option<usize> {
+        match self.pinned.load(Ordering::Relaxed) {
+            UNPINNED => None,
+            cpu => Some(usize::from(cpu)),
+        }
+    }
+
+    /// Whether `cpu` may run it.
+    pub fn may_run_on(&self, cpu: usize) -> bool {
+        self.pinned_cpu().is_none_or(|p| p == cpu)
+    }
+
+    /// Pins it to `cpu` (`None`: any CPU). Takes effect at its next
+    /// scheduling decision; a thread queued now stays counted as it was
+    /// queued, so only the thread itself (or its creator, before it is
+    /// queued) may change it.
+    fn set_pinned(&self, cpu: Option<usize>) {
+        let v = cpu.map_or(UNPINNED, |c| c as u8);
+        self.pinned.store(v, Ordering::Relaxed);
+    }
+
     /// Whether its process has asked it to end (a blocking call returns
     /// early when this is set, so the thread can unwind and end).
     pub fn kill_requested(&self) -> bool {
@@ -210,7 +235,7 @@ impl Thread {
             kill_requested: AtomicBool::new(false),
             syscall_depth: AtomicU32::new(0),
             on_cpu: AtomicBool::new(state == ThreadState::Running),
-            pinned: AtomicBool::new(false),
+            pinned: AtomicU8::new(UNPINNED),
         }
     }
 
@@ -570,14 +595,28 @@ mod machine {
     /// state, VMXON and the SVM host save area, is there only). Called
     /// before every hypervisor call; once pinned it is a load.
     pub fn pin_to_boot_cpu() {
-        let me = current();
-        if me.pinned.load(Ordering::Relaxed) {
-            return;
+        if current().pinned_cpu() != Some(0) {
+            pin_current(Some(0)).expect("the boot CPU runs the scheduler");
         }
-        me.pinned.store(true, Ordering::Relaxed);
-        // Requeued as pinned: only the boot CPU takes it (it may be
-        // running there already; the yield then just goes round).
-        switch_voluntary();
+    }
+
+    /// Runs the current thread on `cpu` only from now on, or on any CPU
+    /// (`None`). A CPU that does not run the scheduler is
+    /// [`Error::InvalidArgument`]. Returns once the thread runs where it
+    /// may.
+    pub fn pin_current(cpu: Option<usize>) -> Result<(), Error> {
+        let me = current();
+        if let Some(cpu) = cpu {
+            if !SCHED.lock().runs_scheduler(cpu) {
+                return Err(Error::InvalidArgument);
+            }
+        }
+        me.set_pinned(cpu);
+        if !me.may_run_on(this_cpu()) {
+            // Requeued as pinned: only its CPU takes it.
+            switch_voluntary();
+        }
+        Ok(())
     }
 
     /// Blocks the current thread (already `prepare_block`ed and registered
@@ -751,7 +790,7 @@ resume_stack:
         if !prev_is_idle {
             prev_state = honour_kill(&prev, prev_state);
         }
-        let misplaced = cpu != 0 && prev.pinned.load(Ordering::Relaxed);
+        let misplaced = !prev.may_run_on(cpu);
         if prev_state == ThreadState::Running
             && !prev_is_idle
             && !misplaced
@@ -868,8 +907,7 @@ resume_stack:
         // Not for another CPU: one pinned elsewhere, or one still some
         // CPU's current (it blocked there and that CPU has not switched
         // away yet: it decides, when it does, that `next` goes on).
-        let fits = (cpu == 0 || !next.pinned.load(Ordering::Relaxed))
-            && s.running_on(&next).is_none();
+        let fits = next.may_run_on(cpu) && s.running_on(&next).is_none();
         let taken = blocking
             && fits
             && next
