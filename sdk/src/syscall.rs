@@ -308,6 +308,11 @@ pub trait KernelApi: Sync {
         width: u8,
         value: u32,
     ) -> Result<(), Error>;
+    /// Adds a vCPU to the guest whose RAM is `ram` (needs its write
+    /// right): the guest's next CPU, on the host CPU the kernel picks for
+    /// it. The calling thread is pinned to that CPU: the one that runs
+    /// the new vCPU calls it.
+    fn vcpu_create(&self, ram: HandleId) -> Result<HandleId, Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -59,11 +59,12 @@ pub enum SyscallNo {
     ChannelSendReceivedPollWaitRecv = 49,
     DeviceIoRead = 50,
     DeviceIoWrite = 51,
+    VcpuCreate = 52,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 51] = [
+    pub const ALL: [SyscallNo; 52] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -115,6 +116,7 @@ impl SyscallNo {
         SyscallNo::ChannelSendReceivedPollWaitRecv,
         SyscallNo::DeviceIoRead,
         SyscallNo::DeviceIoWrite,
+        SyscallNo::VcpuCreate,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -180,6 +182,7 @@ impl SyscallNo {
             SyscallNo::ChannelSendReceivedPollWaitRecv => "channel_send_received_poll_wait_recv",
             SyscallNo::DeviceIoRead => "device_io_read",
             SyscallNo::DeviceIoWrite => "device_io_write",
+            SyscallNo::VcpuCreate => "vcpu_create",
         }
     }
 }
