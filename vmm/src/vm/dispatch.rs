@@ -200,7 +200,9 @@ impl Vm {
                 let offset = self.msrs.tsc_offset;
                 match effect {
                     MsrEffect::Efer(efer) => state.efer = efer,
-                    MsrEffect::KvmSystemTime(v) => self.kvmclock.system_time_msr(v, mem, offset),
+                    MsrEffect::KvmSystemTime(v) => {
+                        self.kvmclock.system_time_msr(ctx.vcpu, v, mem, offset)
+                    }
                     MsrEffect::KvmWallClock(gpa) => self.kvmclock.wall_clock_msr(gpa, mem),
                     MsrEffect::TscOffset(_) => self.kvmclock.tsc_offset_changed(mem, offset),
                     MsrEffect::Pat(_) | MsrEffect::None => {}

@@ -187,7 +187,7 @@ impl Vm {
     /// Adds a virtio device in the next window. The slot names it from now
     /// on; [`Vm::virtio_devices`] lists the windows for the kernel command
     /// line.
-    pub fn add_virtio<D: VirtioDevice + Any>(
+    pub fn add_virtio<D: VirtioDevice + Any + Send>(
         &mut self,
         device: D,
     ) -> Result<DeviceSlot<D>, SlotError> {
