@@ -17,10 +17,12 @@
 //! }
 //! ```
 //!
-//! Platform (option A of the platform notes): one vCPU, 8259 PIC + 8254 PIT,
-//! no LAPIC (hidden in CPUID), COM1, CMOS, i8042 reset, no PCI, and
+//! Platform: without [`Vm::enable_apic`] option A of the platform notes
+//! (one vCPU, 8259 PIC + 8254 PIT, no LAPIC in CPUID); with it option B
+//! (1 to 8 vCPUs, x2APIC local APICs through MSR exits, an I/O APIC, an MP
+//! table; the PIT on pin 2). Both: COM1, CMOS, i8042 reset, no PCI, and
 //! virtio-mmio windows from [`VIRTIO_MMIO_BASE`] with IRQs from
-//! [`VIRTIO_FIRST_IRQ`].
+//! [`VIRTIO_FIRST_IRQ`]. The exiting vCPU is [`ExitContext::vcpu`].
 //!
 //! The devices are private: the backend reaches them through typed
 //! accessors ([`Vm::serial_mut`], [`Vm::set_efer`]) and reaches a virtio
@@ -30,6 +32,7 @@
 //! | module | what |
 //! |---|---|
 //! | `action` | [`ExitAction`], [`VmError`], [`ExitContext`] |
+//! | `apic` | the APIC platform: [`Vm::enable_apic`], APIC MSRs, the I/O APIC window, kicks |
 //! | `dispatch` | [`Vm::handle_exit`]: exits to device accesses |
 //! | `ports` | the port map, [`Vm::io_in`], [`Vm::io_out`] |
 //! | `virtio_bus` | virtio-mmio windows, [`DeviceSlot`] |
