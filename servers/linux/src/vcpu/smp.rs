@@ -91,6 +91,10 @@ impl Smp {
     /// Kicks every vCPU but `me` that an interrupt message reached since
     /// the last call.
     pub fn kick_reached(&self, me: usize) {
+        if self.count() == 1 {
+            // No one else to kick (the VM's own record of it stays unread).
+            return;
+        }
         let reached = self.core.lock().vm.take_kicks();
         for cpu in reached.iter().filter(|&c| c != me) {
             self.kick(cpu);
