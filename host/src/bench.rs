@@ -162,7 +162,8 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
         return bochs_figures(&host);
     }
     if opts.linux_only {
-        return match crate::bench_linux::bench(&host, &opts) {
+        let linux = crate::bench_linux::bench(&host, &opts);
+        return match linux.and_then(|()| crate::bench_smp_linux::bench(&host, &opts)) {
             Ok(()) => ExitStatus::Success,
             Err(e) => {
                 eprintln!("bench-linux: {e}");
@@ -217,6 +218,12 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if let Err(e) = crate::bench_linux::bench(&host, &opts) {
         eprintln!("bench-linux: {e}");
         eprintln!("bench: the Linux microVM figures failed");
+        return ExitStatus::Failed;
+    }
+    header("Linux on two vCPUs: smp_linux_speedup");
+    if let Err(e) = crate::bench_smp_linux::bench(&host, &opts) {
+        eprintln!("bench-smp-linux: {e}");
+        eprintln!("bench: the Linux SMP figure failed");
         return ExitStatus::Failed;
     }
     let fs = fs_figures(&host, &opts);

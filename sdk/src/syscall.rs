@@ -320,6 +320,11 @@ pub trait KernelApi: Sync {
     /// thread stays as it was). Threads a component starts run where its
     /// spec's `cpu` says, or anywhere.
     fn thread_pin(&self, cpu: Option<usize>) -> Result<(), Error>;
+    /// Adds a vCPU to the guest whose RAM is `ram` (needs its write
+    /// right): the guest's next CPU, on the host CPU the kernel picks for
+    /// it. The calling thread is pinned to that CPU: the one that runs
+    /// the new vCPU calls it.
+    fn vcpu_create(&self, ram: HandleId) -> Result<HandleId, Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

@@ -87,6 +87,14 @@ impl Fuzzer {
             self.keep(ram, Kind::GuestRam);
             self.keep(vcpu, Kind::Vcpu);
         }
+        // More vCPUs on some guest RAM (or anything): past its limit of 8
+        // the kernel refuses.
+        let ram = self.any(Some(Kind::GuestRam));
+        let r = k().vcpu_create(ram);
+        self.note(SyscallNo::VcpuCreate, &r);
+        if let Ok(vcpu) = r {
+            self.keep(vcpu, Kind::Vcpu);
+        }
     }
 
     fn gpa(&mut self) -> u64 {
@@ -161,9 +169,10 @@ impl Fuzzer {
 
     fn vcpu_control(&mut self) {
         let vcpu = self.any(Some(Kind::Vcpu));
-        let control = match self.rng.below(3) {
+        let control = match self.rng.below(4) {
             0 => VcpuControl::TscOffset(self.rng.next() as i64),
             1 => VcpuControl::Pat(self.rng.next()),
+            2 => VcpuControl::Kick,
             _ => VcpuControl::ExitBy(self.rng.next()),
         };
         let r = k().vcpu_control(vcpu, control);

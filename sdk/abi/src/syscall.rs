@@ -61,11 +61,12 @@ pub enum SyscallNo {
     DeviceIoWrite = 51,
     SystemCpuStats = 52,
     ThreadPin = 53,
+    VcpuCreate = 54,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 53] = [
+    pub const ALL: [SyscallNo; 54] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -119,6 +120,7 @@ impl SyscallNo {
         SyscallNo::DeviceIoWrite,
         SyscallNo::SystemCpuStats,
         SyscallNo::ThreadPin,
+        SyscallNo::VcpuCreate,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -186,6 +188,7 @@ impl SyscallNo {
             SyscallNo::DeviceIoWrite => "device_io_write",
             SyscallNo::SystemCpuStats => "system_cpu_stats",
             SyscallNo::ThreadPin => "thread_pin",
+            SyscallNo::VcpuCreate => "vcpu_create",
         }
     }
 }

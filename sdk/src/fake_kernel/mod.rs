@@ -246,6 +246,10 @@ impl KernelApi for FakeKernel {
         Err(Error::NotSupported)
     }
 
+    fn vcpu_create(&self, _: HandleId) -> Result<HandleId, Error> {
+        Err(Error::NotSupported)
+    }
+
     fn guest_ram_read(&self, _: HandleId, _: u64, _: &mut [u8]) -> Result<(), Error> {
         Err(Error::NotSupported)
     }
