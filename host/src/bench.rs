@@ -7,8 +7,10 @@
 //! - the `bench` profile under `--icount` (guest instructions) and without
 //!   it (guest nanoseconds): `ipc_roundtrip_{0b,1k}_{instructions,ns}`;
 //! - the `default` profile 3 times until `starina: ready` (host wall time,
-//!   the median: `boot_ready_ms`) and once under `--icount` (the ready
-//!   line's TSC: `boot_ready_instructions`).
+//!   the median: `boot_ready_ms`) and under `--icount` (the ready line's
+//!   TSC: `boot_ready_instructions`, and on 4 CPUs
+//!   `boot_ready_instructions_smp4`);
+//! - what several CPUs bring ([`crate::bench_smp`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -160,7 +162,8 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
         return bochs_figures(&host);
     }
     if opts.linux_only {
-        return match crate::bench_linux::bench(&host, &opts) {
+        let linux = crate::bench_linux::bench(&host, &opts);
+        return match linux.and_then(|()| crate::bench_smp_linux::bench(&host, &opts)) {
             Ok(()) => ExitStatus::Success,
             Err(e) => {
                 eprintln!("bench-linux: {e}");
@@ -173,10 +176,13 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     } else {
         let mut figures = ipc_figures(&host, &opts);
         figures.extend(boot_figures(&host, &opts));
-        let order: Vec<&str> = vec![
+        figures.extend(crate::bench_smp::figures(&host, &opts));
+        let mut order: Vec<&str> = vec![
             "boot_ready_ms",
             "boot_ready_instructions",
+            "boot_ready_instructions_smp4",
             "ipc_roundtrip_0b_instructions",
+            "ipc_roundtrip_0b_instructions_cross_cpu",
             "ipc_roundtrip_1k_instructions",
             "ipc_roundtrip_0b_instructions_user",
             "ipc_roundtrip_1k_instructions_user",
@@ -185,6 +191,7 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
             "ipc_roundtrip_0b_ns",
             "ipc_roundtrip_1k_ns",
         ];
+        order.extend(crate::bench_smp::ORDER);
         (figures, order)
     };
     if opts.http {
@@ -215,6 +222,12 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if let Err(e) = crate::bench_linux::bench(&host, &opts) {
         eprintln!("bench-linux: {e}");
         eprintln!("bench: the Linux microVM figures failed");
+        return ExitStatus::Failed;
+    }
+    header("Linux on two vCPUs: smp_linux_speedup");
+    if let Err(e) = crate::bench_smp_linux::bench(&host, &opts) {
+        eprintln!("bench-smp-linux: {e}");
+        eprintln!("bench: the Linux SMP figure failed");
         return ExitStatus::Failed;
     }
     let fs = fs_figures(&host, &opts);
@@ -362,7 +375,7 @@ fn user_ipc_figures(host: &Host, opts: &BenchOptions) -> Figures {
 /// Boots the default profile to `starina: ready`.
 fn boot_figures(host: &Host, opts: &BenchOptions) -> Figures {
     header(&format!(
-        "boot to ready: default profile, {BOOT_RUNS} runs (wall time) and 1 with --icount"
+        "boot to ready: default profile, {BOOT_RUNS} runs (wall time) and with --icount on 1 and 4 CPUs"
     ));
     let mut walls = Vec::new();
     for i in 1..=BOOT_RUNS {
@@ -376,18 +389,34 @@ fn boot_figures(host: &Host, opts: &BenchOptions) -> Figures {
         walls.sort_unstable();
         figures.insert("boot_ready_ms".into(), walls[BOOT_RUNS / 2].to_string());
     }
-    let (_, tsc) = boot_to_ready(host, opts, true);
-    let shown = tsc.map_or("?".to_string(), |t| t.to_string());
-    println!("boot with --icount: ready at tsc={shown}");
-    if let Some(tsc) = tsc {
-        figures.insert("boot_ready_instructions".into(), tsc.to_string());
+    for (cpus, name) in [
+        (1, "boot_ready_instructions"),
+        (4, "boot_ready_instructions_smp4"),
+    ] {
+        let (_, tsc) = boot_to_ready_on(host, opts, true, cpus);
+        let shown = tsc.map_or("?".to_string(), |t| t.to_string());
+        println!("boot with --icount on {cpus} CPU(s): ready at tsc={shown}");
+        if let Some(tsc) = tsc {
+            figures.insert(name.into(), tsc.to_string());
+        }
     }
     figures
 }
 
 /// (ms until the ready line, its TSC).
 fn boot_to_ready(host: &Host, opts: &BenchOptions, icount: bool) -> (Option<u128>, Option<u64>) {
+    boot_to_ready_on(host, opts, icount, 1)
+}
+
+/// [`boot_to_ready`] on `cpus` CPUs.
+fn boot_to_ready_on(
+    host: &Host,
+    opts: &BenchOptions,
+    icount: bool,
+    cpus: u8,
+) -> (Option<u128>, Option<u64>) {
     let mut run = boot_options(opts, "default", opts.machine, icount);
+    run.cpus = cpus;
     run.until = vec![markers::READY.to_string()];
     let c = capture(host, &run);
     let ms = c.report.matched.first().map(|(_, after)| after.as_millis());

@@ -28,7 +28,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
                            [--icount] [--smp N (1-8; 1)] [--kvm] [--no-build] [--kernel PATH]
                            [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                            [--until REGEX]... [-v] [-- extra QEMU args]
-       scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--timeout SECONDS]
+       scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--smp N] [--timeout SECONDS]
                             [--emulator qemu|bochs] [--cpu intel|amd (bochs; profile linux_smoke)]
                             [--env NAME=VALUE]... [--cwd DIR] [--user NAME|UID[:GID]]
                             [-t|--tty] [--size ROWSxCOLS] [--no-build] [--kernel PATH]
@@ -246,6 +246,7 @@ fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, 
     };
     exec.machine = opts.machine()?;
     exec.kvm = opts.flag("--kvm");
+    exec.cpus = opts.cpus()?;
     exec.timeout = opts.timeout()?;
     for kv in opts.values("--env")? {
         match kv.split_once('=') {
@@ -276,6 +277,7 @@ fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, 
         let qemu_only = [
             ("--machine", exec.machine != Machine::Q35),
             ("--kvm", exec.kvm),
+            ("--smp", exec.cpus != 1),
             ("--disk", exec.disk.path.is_some()),
         ];
         if let Some((name, _)) = qemu_only.iter().find(|(_, given)| *given) {

@@ -54,6 +54,8 @@ pub struct ExecOptions {
     pub profile: String,
     pub machine: Machine,
     pub kvm: bool,
+    /// `--smp N`: the machine's CPUs (QEMU only).
+    pub cpus: u8,
     /// Seconds.
     pub timeout: Option<f64>,
     pub env: Vec<(String, String)>,
@@ -83,6 +85,7 @@ impl ExecOptions {
             profile: "linux".into(),
             machine: Machine::Q35,
             kvm: false,
+            cpus: 1,
             timeout: None,
             env: Vec::new(),
             cwd: None,
@@ -223,7 +226,7 @@ fn boot_and_exec(
             return ExitStatus::NotBooted;
         }
     };
-    let boot = LinkedBoot::new(
+    let mut boot = LinkedBoot::new(
         &prepared,
         opts.machine,
         &opts.profile,
@@ -232,6 +235,7 @@ fn boot_and_exec(
         &tmp.0,
         disk,
     );
+    boot.config.cpus = opts.cpus;
     let mut session = ExecSession::new(io, opts, tmp.0.join("console.log"), "QEMU");
     session.forwards = boot.monitor.map(|m| HostForwards::new(m, host.http_port));
     let status = session.run(host, &boot.config, &boot.hostlink, stdin);

@@ -22,6 +22,8 @@ pub mod bench_bochs;
 pub mod bench_linux;
 pub mod bench_net;
 pub mod bench_root;
+pub mod bench_smp;
+pub mod bench_smp_linux;
 pub mod bochs;
 pub mod boot;
 pub mod bootfs;

@@ -142,9 +142,12 @@ pub struct Thread {
     /// A CPU runs it or has not finished saving it (see the module doc).
     #[cfg_attr(test, allow(dead_code))]
     on_cpu: AtomicBool,
-    /// It runs on the boot CPU only ([`pin_to_boot_cpu`]).
-    pinned: AtomicBool,
+    /// The CPU it runs on only ([`pin_current`]), or [`UNPINNED`].
+    pinned: AtomicU8,
 }
+
+/// [`Thread::pinned`] of a thread any CPU may run.
+const UNPINNED: u8 = u8::MAX;
 
 // SAFETY: `frame` and `saved_rsp` are accessed by one CPU at a time: the
 // one that switches the thread away, then (after `on_cpu` clears, with
@@ -183,6 +186,28 @@ impl Thread {
         self.syscall_depth.load(Ordering::Relaxed) > 0
     }
 
+    /// The CPU it is pinned to, if any.
+    pub fn pinned_cpu(&self) -> Option<usize> {
+        match self.pinned.load(Ordering::Relaxed) {
+            UNPINNED => None,
+            cpu => Some(usize::from(cpu)),
+        }
+    }
+
+    /// Whether `cpu` may run it.
+    pub fn may_run_on(&self, cpu: usize) -> bool {
+        self.pinned_cpu().is_none_or(|p| p == cpu)
+    }
+
+    /// Pins it to `cpu` (`None`: any CPU). Takes effect at its next
+    /// scheduling decision; a thread queued now stays counted as it was
+    /// queued, so only the thread itself (or its creator, before it is
+    /// queued) may change it.
+    fn set_pinned(&self, cpu: Option<usize>) {
+        let v = cpu.map_or(UNPINNED, |c| c as u8);
+        self.pinned.store(v, Ordering::Relaxed);
+    }
+
     /// Whether its process has asked it to end (a blocking call returns
     /// early when this is set, so the thread can unwind and end).
     pub fn kill_requested(&self) -> bool {
@@ -210,7 +235,7 @@ impl Thread {
             kill_requested: AtomicBool::new(false),
             syscall_depth: AtomicU32::new(0),
             on_cpu: AtomicBool::new(state == ThreadState::Running),
-            pinned: AtomicBool::new(false),
+            pinned: AtomicU8::new(UNPINNED),
         }
     }
 
@@ -250,6 +275,7 @@ const RESUME_FRAME: u8 = 0;
 #[cfg_attr(test, allow(dead_code))]
 const RESUME_STACK: u8 = 1;
 
+mod load;
 mod runqueue;
 
 use runqueue::Scheduler;
@@ -464,7 +490,24 @@ mod machine {
     /// `OutOfMemory` if memory ran out, `PeerClosed` if the process is being
     /// torn down.
     pub fn spawn(process: &Arc<Process>, entry: fn(usize), arg: usize) -> Result<Arc<Thread>, Error> {
-        spawn_with(process, |stack| TrapFrame {
+        spawn_on(process, entry, arg, None)
+    }
+
+    /// Whether `cpu` takes threads, or will once the boot CPU releases
+    /// the others (it is online: startup pins components before that).
+    pub fn cpu_takes_threads(cpu: usize) -> bool {
+        percpu::cpu(cpu).is_some_and(|c| c.is_online())
+    }
+
+    /// [`spawn`], the thread pinned to `cpu` if that CPU takes threads
+    /// (free to run on any CPU otherwise, or with `None`).
+    pub fn spawn_on(
+        process: &Arc<Process>,
+        entry: fn(usize),
+        arg: usize,
+        cpu: Option<usize>,
+    ) -> Result<Arc<Thread>, Error> {
+        spawn_with(process, cpu, |stack| TrapFrame {
             rip: thread_start as *const () as u64,
             cs: KERNEL_CS as u64,
             rflags: 0x202,
@@ -481,7 +524,7 @@ mod machine {
     /// with `rsp` and `rdi` = `arg` (the kernel stack it gets is for its
     /// system calls), and queues it. Errors as [`spawn`].
     pub fn spawn_user(process: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<Arc<Thread>, Error> {
-        spawn_with(process, |_| TrapFrame {
+        spawn_with(process, None, |_| TrapFrame {
             rip,
             cs: crate::user::entry::USER_CS,
             rflags: 0x202,
@@ -492,13 +535,19 @@ mod machine {
         })
     }
 
-    fn spawn_with(process: &Arc<Process>, frame: impl FnOnce(&Stack) -> TrapFrame) -> Result<Arc<Thread>, Error> {
+    fn spawn_with(
+        process: &Arc<Process>,
+        cpu: Option<usize>,
+        frame: impl FnOnce(&Stack) -> TrapFrame,
+    ) -> Result<Arc<Thread>, Error> {
         let charge = crate::account::Charge::try_new(process.account, crate::mm::stack::STACK_SIZE)?;
         let stack = Stack::new().ok_or(Error::OutOfMemory)?;
         let frame = frame(&stack);
         let id = NEXT_TID.fetch_add(1, Ordering::Relaxed);
         let mut thread = Thread::new(id, process.clone(), ThreadState::Runnable, frame, Some(stack));
         thread._stack_charge = Some(charge);
+        // Before it is queued (see `set_pinned`).
+        thread.set_pinned(cpu.filter(|&c| cpu_takes_threads(c)));
         let thread = Arc::new(thread);
         // A process being torn down takes no new threads (a spawn racing
         // its terminate would otherwise outlive it).
@@ -533,7 +582,9 @@ mod machine {
         let mut s = SCHED.lock();
         let cpu = this_cpu();
         set_running(&idle, true);
-        s.start_cpu(cpu, idle, crate::arch::time::now_ns());
+        let now = crate::arch::time::now_ns();
+        s.start_cpu(cpu, idle, now);
+        load::start(cpu, now);
     }
 
     /// Lets the other CPUs, waiting in [`run_application_cpu`], take
@@ -590,14 +641,29 @@ mod machine {
     /// state, VMXON and the SVM host save area, is there only). Called
     /// before every hypervisor call; once pinned it is a load.
     pub fn pin_to_boot_cpu() {
-        let me = current();
-        if me.pinned.load(Ordering::Relaxed) {
-            return;
+        if current().pinned_cpu() != Some(0) {
+            pin_current(Some(0)).expect("the boot CPU runs the scheduler");
         }
-        me.pinned.store(true, Ordering::Relaxed);
-        // Requeued as pinned: only the boot CPU takes it (it may be
-        // running there already; the yield then just goes round).
-        switch_voluntary();
+    }
+
+    /// Runs the current thread on `cpu` only from now on, or on any CPU
+    /// (`None`). A CPU that is not online is [`Error::InvalidArgument`].
+    /// Returns once the thread runs where it may.
+    pub fn pin_current(cpu: Option<usize>) -> Result<(), Error> {
+        let me = current();
+        if let Some(cpu) = cpu {
+            // An online CPU not yet released (early in boot) takes it
+            // once it is.
+            if !cpu_takes_threads(cpu) {
+                return Err(Error::InvalidArgument);
+            }
+        }
+        me.set_pinned(cpu);
+        if !me.may_run_on(this_cpu()) {
+            // Requeued as pinned: only its CPU takes it.
+            switch_voluntary();
+        }
+        Ok(())
     }
 
     /// Blocks the current thread (already `prepare_block`ed and registered
@@ -775,7 +841,7 @@ resume_stack:
         if !prev_is_idle {
             prev_state = honour_kill(&prev, prev_state);
         }
-        let misplaced = cpu != 0 && prev.pinned.load(Ordering::Relaxed);
+        let misplaced = !prev.may_run_on(cpu);
         if prev_state == ThreadState::Running
             && !prev_is_idle
             && !misplaced
@@ -807,6 +873,7 @@ resume_stack:
         }
         let next_is_idle = s.is_idle(cpu);
         set_running(&next, next_is_idle);
+        load::switched(cpu, now, prev_is_idle, next_is_idle);
         s.cpus[cpu].slice_start = now;
         (Outcome::Switch { prev, next }, kicks)
     }
@@ -830,8 +897,18 @@ resume_stack:
             }
         }
         let zombie = s.cpus[cpu].zombie.take();
-        let (outcome, kicks) = choose(&mut s, cpu, force, now);
+        let (outcome, mut kicks) = choose(&mut s, cpu, force, now);
+        if force && preempted {
+            // A slice ended here: other CPUs with work waiting must end
+            // theirs too (see `kick_stale`).
+            kicks |= s.kick_stale(cpu, now, 2 * TIME_SLICE_NS);
+        }
         if let Outcome::Switch { prev, next } = outcome {
+            // Back in the queue (not blocked, not ended): taken from it.
+            let requeued = prev.state() == ThreadState::Runnable;
+            if requeued && !s.cpus[cpu].idle.as_ref().is_some_and(|i| Arc::ptr_eq(i, &prev)) {
+                load::preempted(cpu);
+            }
             // SAFETY: scheduler lock held; `prev` was this CPU's and is
             // in no other CPU's hands until `on_cpu` clears below.
             unsafe { *prev.frame.get() = *frame };
@@ -892,8 +969,7 @@ resume_stack:
         // Not for another CPU: one pinned elsewhere, or one still some
         // CPU's current (it blocked there and that CPU has not switched
         // away yet: it decides, when it does, that `next` goes on).
-        let fits = (cpu == 0 || !next.pinned.load(Ordering::Relaxed))
-            && s.running_on(&next).is_none();
+        let fits = next.may_run_on(cpu) && s.running_on(&next).is_none();
         let taken = blocking
             && fits
             && next
@@ -1013,7 +1089,22 @@ resume_stack:
         }
     }
 
-    pub fn current_is_idle() -> bool {
+    /// The load figures of the CPU at `index`, if it is online (all zero
+    /// until it takes threads: early in boot, before the boot CPU
+    /// releases the others).
+    pub fn cpu_stats(index: usize) -> Option<starina::abi::CpuStats> {
+        let cpu = percpu::cpu(index).filter(|c| c.is_online())?;
+        let switches = cpu.local.runs.load(Ordering::Relaxed);
+        // Under the lock: the CPU's switches write its figures with it.
+        let _s = SCHED.lock();
+        let stats = load::stats(index, crate::arch::time::now_ns(), switches);
+        Some(stats.unwrap_or(starina::abi::CpuStats {
+            cpu: index as u32,
+            ..Default::default()
+        }))
+    }
+
+        pub fn current_is_idle() -> bool {
         let s = SCHED.lock();
         s.is_idle(this_cpu())
     }

@@ -7,6 +7,9 @@
 //! "this CPU holds a kernel lock" (components cannot turn interrupts off):
 //! the panic and fault paths use that to tell a component's failure from the
 //! kernel's.
+//!
+//! Which lock may be taken while holding which: docs/locks.md (the lock
+//! hierarchy); two CPUs nesting two locks in opposite orders deadlock.
 
 use core::cell::UnsafeCell;
 use core::ops::Deref;

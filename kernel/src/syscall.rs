@@ -16,6 +16,7 @@ use starina::abi::vcpu::VcpuState;
 use starina::abi::vcpu::VmExit;
 use starina::abi::ComponentAction;
 use starina::abi::ComponentStatus;
+use starina::abi::CpuStats;
 use starina::abi::DeviceInfo;
 use starina::abi::Error;
 use starina::abi::HandleId;
@@ -371,7 +372,10 @@ impl KernelApi for Kernel {
             // A thin pointer to the boxed closure travels as the thread's
             // argument; `run_thread_main` takes it back.
             let arg = Box::into_raw(Box::new(main)) as usize;
-            match sched::spawn(sched::current_process(), run_thread_main, arg) {
+            let process = sched::current_process();
+            // Where its component's spec pins its threads, if anywhere.
+            let cpu = crate::startup::thread_cpu(process);
+            match sched::spawn_on(process, run_thread_main, arg, cpu) {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     // SAFETY: the thread was not created, so `arg` is still the
@@ -381,6 +385,10 @@ impl KernelApi for Kernel {
                 }
             }
         })
+    }
+
+    fn thread_pin(&self, cpu: Option<usize>) -> Result<(), Error> {
+        sched::in_kernel(|| sched::pin_current(cpu))
     }
 
     fn thread_yield(&self) {
@@ -428,8 +436,8 @@ impl KernelApi for Kernel {
     ) -> Result<VmExit, Error> {
         sched::in_kernel(|| {
             let vcpu = object::<Vcpu>(vcpu, rights::VCPU_RUN)?;
-            // The hypervisor's per-CPU state is the boot CPU's only.
-            sched::pin_to_boot_cpu();
+            // Its hardware state is on its CPU.
+            vcpu.pin_caller()?;
             if let Injection::Exception { vector, .. } = inject {
                 if !starina::abi::vcpu::valid_exception_vector(vector) {
                     return Err(Error::InvalidArgument);
@@ -440,14 +448,19 @@ impl KernelApi for Kernel {
             // already armed: the slice and the kernel timers keep their
             // deadlines however long the guest runs.
             crate::arch::apic::arm_timer_from_now(|now| vcpu.run_deadline(now));
-            Ok(guard.hw().run(state, inject))
+            Ok(guard.hw().run(state, inject, vcpu.take_kick()))
         })
     }
 
     fn vcpu_control(&self, vcpu: HandleId, control: VcpuControl) -> Result<(), Error> {
         sched::in_kernel(|| {
             let vcpu = object::<Vcpu>(vcpu, rights::VCPU_CONTROL)?;
-            sched::pin_to_boot_cpu();
+            if control == VcpuControl::Kick {
+                // From any thread, running or not: nothing to acquire.
+                vcpu.kick();
+                return Ok(());
+            }
+            vcpu.pin_caller()?;
             let mut guard = vcpu.acquire()?;
             match control {
                 VcpuControl::TscOffset(off) => guard.hw().set_tsc_offset(off),
@@ -460,8 +473,26 @@ impl KernelApi for Kernel {
                     .set_xcr0_allowed(mask)
                     .ok_or(Error::InvalidArgument)?,
                 VcpuControl::ExitBy(ns) => vcpu.set_exit_by(ns),
+                VcpuControl::Kick => {}
             }
             Ok(())
+        })
+    }
+
+    fn vcpu_create(&self, ram: HandleId) -> Result<HandleId, Error> {
+        sched::in_kernel(|| {
+            let ram = object::<GuestRam>(ram, rights::GUEST_RAM_WRITE)?;
+            let cpu = ram.next_vcpu_cpu()?;
+            // Made where it runs (a VMX VMCS is current on one CPU).
+            sched::pin_current(Some(cpu))?;
+            let vcpu = Vcpu::new(ram, cpu).map_err(|why| {
+                log::error!("hypervisor: cannot create a vCPU: {}", why.explain());
+                match why {
+                    crate::arch::hypervisor::Unavailable::OutOfMemory => Error::OutOfMemory,
+                    _ => Error::NotSupported,
+                }
+            })?;
+            insert(Object::Vcpu(vcpu), Rights::DEFAULT)
         })
     }
 
@@ -647,6 +678,13 @@ impl KernelApi for Kernel {
                 dma_pages: crate::mm::DMA_PAGES.load(core::sync::atomic::Ordering::Relaxed),
                 pages_kept: crate::mm::KEPT_PAGES.load(core::sync::atomic::Ordering::Relaxed),
             })
+        })
+    }
+
+    fn system_cpu_stats(&self, monitor: HandleId, index: usize) -> Result<CpuStats, Error> {
+        sched::in_kernel(|| {
+            table().privilege(monitor, SystemRight::Monitor)?;
+            sched::cpu_stats(index).ok_or(Error::NotFound)
         })
     }
 
@@ -888,7 +926,8 @@ fn run_thread_main(arg: usize) {
 fn create_vm(ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     let (free_before, _) = crate::mm::page::stats();
     let ram = GuestRam::new(ram_bytes, sched::current_process().account)?;
-    let vcpu = Vcpu::new(ram.clone()).map_err(|why| {
+    let cpu = ram.next_vcpu_cpu()?;
+    let vcpu = Vcpu::new(ram.clone(), cpu).map_err(|why| {
         log::error!("hypervisor: cannot create a VM: {}", why.explain());
         match why {
             crate::arch::hypervisor::Unavailable::OutOfMemory => Error::OutOfMemory,

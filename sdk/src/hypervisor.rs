@@ -82,6 +82,23 @@ impl GuestRam {
     pub fn write_bytes(&self, gpa: u64, data: &[u8]) -> Result<(), Error> {
         kernel().guest_ram_write(self.handle.id(), gpa, data)
     }
+
+    /// Another handle to the same RAM (for another thread of the VMM).
+    pub fn try_clone(&self) -> Result<GuestRam, Error> {
+        let handle = self.handle.duplicate(crate::abi::Rights::DEFAULT)?;
+        Ok(GuestRam {
+            handle,
+            size: self.size,
+        })
+    }
+
+    /// Adds a vCPU to this guest (its next CPU). The calling thread is
+    /// pinned to the host CPU the kernel picked for it: call it from the
+    /// thread that runs the vCPU.
+    pub fn create_vcpu(&self) -> Result<Vcpu, Error> {
+        let vcpu = kernel().vcpu_create(self.handle.id())?;
+        Ok(Vcpu(OwnedHandle::from_raw(vcpu)))
+    }
 }
 
 /// The kernel's error for a guest RAM access as the VMM's [`MemError`]:

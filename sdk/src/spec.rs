@@ -162,6 +162,10 @@ pub struct ComponentDef {
     /// what the kernel holds on its behalf. Past it, its allocations fail
     /// (a panic that ends it alone) and its calls return `OverBudget`.
     pub memory_limit_mib: u32,
+    /// The CPU its threads run on (spec `cpu`), `None`: any. A CPU that
+    /// does not take threads on this machine is logged at start and the
+    /// component runs on any.
+    pub cpu: Option<u32>,
     pub exports: &'static [&'static str],
     pub needs: &'static [Need],
     pub privileges: &'static [Privilege],

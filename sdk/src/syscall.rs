@@ -22,6 +22,7 @@ use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 use crate::abi::ComponentAction;
 use crate::abi::ComponentStatus;
+use crate::abi::CpuStats;
 use crate::abi::DeviceInfo;
 use crate::abi::Error;
 use crate::abi::HandleId;
@@ -308,6 +309,22 @@ pub trait KernelApi: Sync {
         width: u8,
         value: u32,
     ) -> Result<(), Error>;
+    /// The load of the CPU at `index` (spec privilege `monitor`;
+    /// [`Error::NotFound`] past the last online CPU): its busy and idle
+    /// time and its switches since it began taking threads (all zero
+    /// before). Does not block.
+    fn system_cpu_stats(&self, monitor: HandleId, index: usize) -> Result<CpuStats, Error>;
+    /// Runs the calling thread on CPU `cpu` only from now on, or on any
+    /// CPU (`None`); returns once it runs where it may. A CPU that does
+    /// not take threads on this machine is [`Error::InvalidArgument`] (the
+    /// thread stays as it was). Threads a component starts run where its
+    /// spec's `cpu` says, or anywhere.
+    fn thread_pin(&self, cpu: Option<usize>) -> Result<(), Error>;
+    /// Adds a vCPU to the guest whose RAM is `ram` (needs its write
+    /// right): the guest's next CPU, on the host CPU the kernel picks for
+    /// it. The calling thread is pinned to that CPU: the one that runs
+    /// the new vCPU calls it.
+    fn vcpu_create(&self, ram: HandleId) -> Result<HandleId, Error>;
 }
 
 static KERNEL: spin::Once<&'static dyn KernelApi> = spin::Once::new();

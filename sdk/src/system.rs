@@ -24,7 +24,8 @@ impl Shutdown {
 }
 
 /// The right to read the system's status (spec privilege `monitor`): the
-/// components and their state, the kernel's log, memory figures.
+/// components and their state, the kernel's log, memory figures, the
+/// load of each CPU.
 #[derive(Debug)]
 pub struct Monitor(OwnedHandle);
 
@@ -54,6 +55,21 @@ impl Monitor {
 
     pub fn memory(&self) -> Result<crate::abi::MemoryStats, Error> {
         kernel().system_memory_stats(self.0.id())
+    }
+
+    /// Every online CPU, by index: its running load totals.
+    /// Two calls a while apart give each CPU's load in between
+    /// ([`crate::abi::CpuStats::busy_permille_since`]).
+    pub fn cpus(&self) -> Result<alloc::vec::Vec<crate::abi::CpuStats>, Error> {
+        let mut out = alloc::vec::Vec::new();
+        for index in 0.. {
+            match kernel().system_cpu_stats(self.0.id(), index) {
+                Ok(stats) => out.push(stats),
+                Err(Error::NotFound) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -15,6 +15,20 @@ where
     kernel().thread_spawn(Box::new(main))
 }
 
+/// Runs the calling thread on CPU `cpu` only from now on (0 is the boot
+/// CPU); returns once it runs there. [`Error::InvalidArgument`] if that
+/// CPU does not take threads on this machine. A thread of a component
+/// whose spec says `cpu = N` starts pinned to CPU N.
+pub fn pin_to_cpu(cpu: usize) -> Result<(), Error> {
+    kernel().thread_pin(Some(cpu))
+}
+
+/// Lets the calling thread run on any CPU again (after [`pin_to_cpu`], or
+/// its spec's `cpu`).
+pub fn unpin() -> Result<(), Error> {
+    kernel().thread_pin(None)
+}
+
 pub fn yield_now() {
     kernel().thread_yield()
 }

@@ -73,3 +73,75 @@ pub fn json_object<'a>(json: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{key} unterminated in {json}"));
     &json[at..=at + end]
 }
+
+/// One entry of `/api/stats`'s `"cpus"`: a CPU's load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuLoad {
+    pub cpu: u64,
+    /// Busy share over httpd's last sampling second, in percent.
+    pub busy_pct: f64,
+    pub busy_ms: u64,
+    pub idle_ms: u64,
+    pub switches: u64,
+    pub preemptions: u64,
+}
+
+/// The `"cpus":[{...},...]` entries of `/api/stats`.
+pub fn cpu_loads(stats: &str) -> Vec<CpuLoad> {
+    let at = stats
+        .find("\"cpus\":[")
+        .unwrap_or_else(|| panic!("no cpus in {stats}"))
+        + "\"cpus\":[".len();
+    let end = stats[at..]
+        .find(']')
+        .unwrap_or_else(|| panic!("cpus unterminated in {stats}"));
+    let list = &stats[at..at + end];
+    if list.is_empty() {
+        return Vec::new();
+    }
+    list.split("},{")
+        .map(|entry| {
+            let pct = entry
+                .split_once("\"busy_pct\":")
+                .and_then(|(_, v)| v.split([',', '}']).next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no busy_pct in {entry}"));
+            CpuLoad {
+                cpu: json_number(entry, "cpu"),
+                busy_pct: pct,
+                busy_ms: json_number(entry, "busy_ms"),
+                idle_ms: json_number(entry, "idle_ms"),
+                switches: json_number(entry, "switches"),
+                preemptions: json_number(entry, "preemptions"),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_cpu_entries_of_api_stats() {
+        let stats = "{\"uptime_ms\":5,\"interval_ms\":1000,\"cpus\":[{\"cpu\":0,\"busy_pct\":12.5,\"busy_ms\":30,\"idle_ms\":70,\"switches\":9,\"preemptions\":1},{\"cpu\":1,\"busy_pct\":100.0,\"busy_ms\":3,\"idle_ms\":4,\"switches\":5,\"preemptions\":6}],\"tcpip\":{}}";
+        let cpus = cpu_loads(stats);
+        assert_eq!(cpus.len(), 2);
+        assert_eq!(
+            cpus[0],
+            CpuLoad {
+                cpu: 0,
+                busy_pct: 12.5,
+                busy_ms: 30,
+                idle_ms: 70,
+                switches: 9,
+                preemptions: 1
+            }
+        );
+        assert_eq!(
+            (cpus[1].cpu, cpus[1].busy_pct, cpus[1].preemptions),
+            (1, 100.0, 6)
+        );
+        assert!(cpu_loads("{\"cpus\":[]}").is_empty());
+    }
+}

@@ -54,6 +54,19 @@ impl LiveGuest {
         http_port: u16,
         qemu_args: &[&str],
     ) -> LiveGuest {
+        LiveGuest::boot_on_cpus(disk, profile, machine, http_port, qemu_args, 1)
+    }
+
+    /// [`LiveGuest::boot_on`] with `cpus` CPUs (`scripts/starina run
+    /// --smp`).
+    pub fn boot_on_cpus(
+        disk: &Path,
+        profile: &str,
+        machine: &str,
+        http_port: u16,
+        qemu_args: &[&str],
+        cpus: u8,
+    ) -> LiveGuest {
         let image: PathBuf = kernel();
         let mut host = host_with_env(&[]);
         host.http_port = http_port;
@@ -62,6 +75,7 @@ impl LiveGuest {
         opts.build = false;
         opts.kernel = Some(image);
         opts.machine = Machine::parse(machine).expect("a machine type");
+        opts.cpus = cpus;
         opts.timeout = Some(600.0);
         opts.disk = DiskOptions {
             path: Some(disk.to_path_buf()),

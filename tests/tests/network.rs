@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use starina_host::cp::Copy;
 use starina_tests::http::connect;
+use starina_tests::http::cpu_loads;
 use starina_tests::http::free_port;
 use starina_tests::http::json_number;
 use starina_tests::http::json_object;
@@ -66,11 +67,11 @@ fn disk_with_www() -> TempDisk {
     disk
 }
 
-/// `net_test` booted in the background, serving HTTP (and the static
-/// files of [`www_files`]).
-fn boot_net_test(machine: &str, port: u16) -> (LiveGuest, TempDisk) {
+/// `net_test` booted in the background on `cpus` CPUs, serving HTTP (and
+/// the static files of [`www_files`]).
+fn boot_net_test(machine: &str, port: u16, cpus: u8) -> (LiveGuest, TempDisk) {
     let disk = disk_with_www();
-    let guest = LiveGuest::boot_on(&disk.path(), "net_test", machine, port, &[]);
+    let guest = LiveGuest::boot_on_cpus(&disk.path(), "net_test", machine, port, &[], cpus);
     guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
     (guest, disk)
 }
@@ -315,11 +316,11 @@ fn static_files(port: u16) {
     assert!(String::from_utf8_lossy(&get(port, "/").body).contains("<h1>Starina</h1>"));
 }
 
-fn network(machine: &str) {
+fn network(machine: &str, cpus: u8) {
     let port = free_port();
     let t0 = Instant::now();
     let (seen, server) = host_server();
-    let (guest, _disk) = boot_net_test(machine, port);
+    let (guest, _disk) = boot_net_test(machine, port, cpus);
     let booted = t0.elapsed();
 
     // Status page and JSON endpoints.
@@ -332,6 +333,7 @@ fn network(machine: &str) {
         "tcpip",
         "httpd",
         "running",
+        "<h2>CPU load</h2>",
     ] {
         assert!(html.contains(needle), "status page lacks {needle}:\n{html}");
     }
@@ -426,17 +428,21 @@ fn network(machine: &str) {
     // were.
     let (heap_before, tcpip_before, _) = memory(port);
     let seq = Instant::now();
+    let mut busy_stats = String::new();
     for _ in 0..100 {
         let s = connect(port, READ_TIMEOUT);
         let mut w = s.try_clone().unwrap();
         let mut r = BufReader::new(s);
         for _ in 0..100 {
             write!(w, "GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-            assert_eq!(read_response(&mut r).unwrap().status, 200);
+            let resp = read_response(&mut r).unwrap();
+            assert_eq!(resp.status, 200);
+            busy_stats = String::from_utf8_lossy(&resp.body).into_owned();
         }
     }
     let seq = seq.elapsed();
     let (heap_after, tcpip_after, stats) = memory(port);
+    cpu_load_is_shown(&busy_stats, &stats, cpus);
     assert!(json_number(&stats, "requests") >= 10_000, "{stats}");
     eprintln!(
         "network {machine}: 10,000 requests in {:.1} s; kernel heap in use {heap_before} -> {heap_after} bytes; \
@@ -536,14 +542,50 @@ fn network(machine: &str) {
     );
 }
 
+/// `/api/stats` has one entry per CPU whose busy and idle time add up to
+/// about the time since boot; `busy` (the last response of the 10,000
+/// requests) shows load over httpd's last second, `idle` (2.5 s later)
+/// totals that grew meanwhile.
+fn cpu_load_is_shown(busy: &str, idle: &str, cpus: u8) {
+    let during = cpu_loads(busy);
+    let after = cpu_loads(idle);
+    assert_eq!(after.len(), usize::from(cpus), "{idle}");
+    let uptime = json_number(idle, "uptime_ms");
+    for (i, c) in after.iter().enumerate() {
+        assert_eq!(c.cpu, i as u64, "{idle}");
+        assert!((0.0..=100.0).contains(&c.busy_pct), "{idle}");
+        // Each CPU starts a little after boot (and the figures are read
+        // a moment after the uptime).
+        let total = c.busy_ms + c.idle_ms;
+        assert!(
+            total <= uptime + 100 && total + 10_000 >= uptime,
+            "CPU {i}: busy {} + idle {} ms against an uptime of {uptime} ms: {idle}",
+            c.busy_ms,
+            c.idle_ms
+        );
+        assert!(
+            c.busy_ms + c.idle_ms > during[i].busy_ms + during[i].idle_ms,
+            "{busy}\n{idle}"
+        );
+    }
+    // Serving requests back to back keeps the system busy.
+    let load: f64 = during.iter().map(|c| c.busy_pct).sum();
+    assert!(load >= 5.0, "{load} % busy while serving requests: {busy}");
+    eprintln!(
+        "network: CPU busy while serving (last second): {:?} %",
+        during.iter().map(|c| c.busy_pct).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 #[ignore = "boots QEMU"]
 fn network_q35() {
-    network("q35");
+    // On two CPUs: the per-CPU figures of /api/stats.
+    network("q35", 2);
 }
 
 #[test]
 #[ignore = "boots QEMU"]
 fn network_microvm() {
-    network("microvm");
+    network("microvm", 1);
 }

@@ -394,6 +394,55 @@ pub fn e820_map(mem_size: u64) -> alloc::vec::Vec<E820Entry> {
     ]
 }
 
+/// The state of an application processor that a start-up IPI with
+/// `vector` started: real mode at `vector << 12` (CS = `vector << 8`,
+/// IP 0), everything else as INIT leaves it.
+pub fn ap_start_state(vector: u8) -> VcpuState {
+    let data = Segment {
+        selector: 0,
+        attrib: 0x93, // P, S, read/write, accessed
+        limit: 0xffff,
+        base: 0,
+    };
+    VcpuState {
+        rip: 0,
+        rflags: cr::RFLAGS_RESERVED1,
+        cr0: cr::CR0_ET | (1 << 29) | (1 << 30), // NW, CD: the reset value
+        cs: Segment {
+            selector: u16::from(vector) << 8,
+            attrib: 0x9b, // P, S, execute/read, accessed
+            limit: 0xffff,
+            base: u64::from(vector) << 12,
+        },
+        ds: data,
+        es: data,
+        fs: data,
+        gs: data,
+        ss: data,
+        tr: Segment {
+            selector: 0,
+            attrib: 0x8b, // P, busy TSS
+            limit: 0xffff,
+            base: 0,
+        },
+        ldtr: Segment {
+            selector: 0,
+            attrib: 0x82, // P, LDT
+            limit: 0xffff,
+            base: 0,
+        },
+        gdtr: DescriptorTable {
+            base: 0,
+            limit: 0xffff,
+        },
+        idtr: DescriptorTable {
+            base: 0,
+            limit: 0xffff,
+        },
+        ..Default::default()
+    }
+}
+
 /// Segment attributes (SVM packed layout, see [`Segment`]).
 const CODE64_ATTRIB: u16 = 0xa9b; // G, L, P, S, execute/read accessed
 const DATA_ATTRIB: u16 = 0xc93; // G, D/B, P, S, read/write accessed
@@ -587,6 +636,16 @@ pub(crate) mod tests {
     use crate::memory::VecMemory;
     use alloc::vec;
     use alloc::vec::Vec;
+
+    #[test]
+    fn an_ap_starts_in_real_mode_at_its_vector() {
+        let st = ap_start_state(0x9a);
+        assert_eq!(st.cs.base + st.rip, 0x9a000);
+        assert_eq!(st.cs.selector, 0x9a00);
+        assert_eq!(st.cr0 & cr::CR0_PE, 0);
+        assert_eq!(st.efer, 0);
+        assert!(!st.interrupts_enabled());
+    }
 
     /// A synthetic bzImage: 2 setup sectors + boot sector, then `payload`.
     pub(crate) fn fake_bzimage(payload: &[u8]) -> Vec<u8> {

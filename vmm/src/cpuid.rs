@@ -185,7 +185,11 @@ impl CpuidPolicy {
                     | L1_ECX_PDCM
                     | L1_ECX_TSC_DEADLINE
                     | L1_ECX_OSXSAVE);
-                if !self.x2apic {
+                if self.x2apic {
+                    // Emulated through MSR exits, whatever the host has;
+                    // its timer offers the TSC-deadline mode.
+                    r.ecx |= L1_ECX_X2APIC | L1_ECX_TSC_DEADLINE;
+                } else {
                     r.ecx &= !L1_ECX_X2APIC;
                 }
                 if guest_cr4 & cr::CR4_OSXSAVE != 0 {
@@ -452,6 +456,7 @@ mod tests {
         assert_ne!(l1.ecx & L1_ECX_OSXSAVE, 0);
         assert_ne!(l1.edx & L1_EDX_APIC, 0);
         assert_ne!(l1.ecx & L1_ECX_X2APIC, 0);
+        assert_ne!(l1.ecx & L1_ECX_TSC_DEADLINE, 0);
     }
 
     #[test]

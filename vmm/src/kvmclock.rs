@@ -165,8 +165,9 @@ fn write_versioned(
 #[derive(Debug, Default)]
 pub struct KvmClock {
     host: Option<HostClock>,
-    /// Where the guest's time info is, once enabled.
-    system_time_gpa: Option<u64>,
+    /// Each vCPU's time info address (Linux gives one per CPU), by vCPU
+    /// index; all hold the same clock.
+    system_time_gpas: [Option<u64>; crate::smp::MAX_VCPUS],
     /// What the guest reads there now.
     current: Option<TimeInfo>,
     version: u32,
@@ -197,9 +198,27 @@ impl KvmClock {
 
     /// WRMSR `MSR_KVM_SYSTEM_TIME_NEW`: bit 0 enables, the rest is the
     /// address.
-    pub fn system_time_msr(&mut self, value: u64, mem: &mut dyn GuestMemory, tsc_offset: i64) {
-        self.current = None;
-        self.system_time_gpa = (value & 1 != 0).then_some(value & !1);
+    /// On vCPU `vcpu`; the first vCPU to enable it starts the clock over
+    /// from the host's, the others join the clock as it runs.
+    pub fn system_time_msr(
+        &mut self,
+        vcpu: usize,
+        value: u64,
+        mem: &mut dyn GuestMemory,
+        tsc_offset: i64,
+    ) {
+        let Some(slot) = self.system_time_gpas.get_mut(vcpu) else {
+            return;
+        };
+        *slot = (value & 1 != 0).then_some(value & !1);
+        let others = self
+            .system_time_gpas
+            .iter()
+            .enumerate()
+            .any(|(i, g)| i != vcpu && g.is_some());
+        if !others {
+            self.current = None;
+        }
         self.update(mem, tsc_offset);
     }
 
@@ -227,9 +246,10 @@ impl KvmClock {
     /// (Re)writes the time info from the host clock, continuing from what
     /// the guest read so far if it had a clock already.
     fn update(&mut self, mem: &mut dyn GuestMemory, tsc_offset: i64) {
-        let Some(gpa) = self.system_time_gpa else {
+        let gpas = self.system_time_gpas;
+        if gpas.iter().all(Option::is_none) {
             return;
-        };
+        }
         let Some(host) = self.host else {
             log::warn!("vmm: kvm-clock: no host clock; the system time stays unwritten");
             return;
@@ -247,16 +267,15 @@ impl KvmClock {
             flags: PVCLOCK_TSC_STABLE_BIT,
         };
         self.version = self.version.wrapping_add(1) | 1;
-        match write_versioned(mem, gpa, self.version, &info.bytes(self.version)) {
-            Ok(()) => {
-                self.version = self.version.wrapping_add(1);
-                self.current = Some(info);
-            }
-            Err(e) => {
-                self.current = None;
-                self.bad(e, "system time");
+        let mut written = false;
+        for gpa in gpas.into_iter().flatten() {
+            match write_versioned(mem, gpa, self.version, &info.bytes(self.version)) {
+                Ok(()) => written = true,
+                Err(e) => self.bad(e, "system time"),
             }
         }
+        self.version = self.version.wrapping_add(1);
+        self.current = written.then_some(info);
     }
 
     fn bad(&mut self, e: ClockError, what: &str) {

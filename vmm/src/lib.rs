@@ -16,6 +16,10 @@
 //! | [`serial`] | 16550A UART (COM1) |
 //! | [`pic`], [`pit`], [`legacy`], [`iobus`] | 8259A pair, 8254 + port 0x61, CMOS/i8042, port routing |
 //! | [`virtio`] | virtio-mmio v2 transport, split virtqueues; virtio-console, -fs, -net, -blk |
+//! | [`lapic`], [`lapic_timer`], [`ipi`] | x2APIC local APICs (MSR exits), their timer, interrupt messages |
+//! | [`ioapic`] | the I/O APIC at 0xfec00000 (legacy GSIs to the local APICs) |
+//! | [`mptable`] | the MP table: the guest's CPUs, I/O APIC and ISA routes |
+//! | [`smp`] | the vCPUs' APICs together: IPI routing, INIT/SIPI start of APs |
 //! | [`cpuid`], [`msr`] | what the guest sees of the CPU |
 //! | [`kvmclock`] | the paravirtual clock (kvm-clock) the guest reads without exits |
 //! | [`vm`] | all devices together and `Vm::handle_exit` |
@@ -30,13 +34,19 @@ pub mod cpuid;
 pub mod decode;
 pub mod exit;
 pub mod iobus;
+pub mod ioapic;
+pub mod ipi;
 pub mod kvmclock;
+pub mod lapic;
+pub mod lapic_timer;
 pub mod legacy;
 pub mod memory;
 pub mod msr;
+pub mod mptable;
 pub mod pic;
 pub mod pit;
 pub mod repeats;
 pub mod serial;
+pub mod smp;
 pub mod virtio;
 pub mod vm;

@@ -30,8 +30,6 @@ use starina_vmm::virtio::queue::Virtqueue;
 use starina_vmm::virtio::queue::MAX_INDIRECT_DESCRIPTORS;
 use starina_vmm::virtio::DeviceError;
 use starina_vmm::virtio::VirtioDevice;
-use std::cell::RefCell;
-use std::rc::Rc;
 
 #[derive(Arbitrary, Debug)]
 enum QueueOp {
@@ -312,14 +310,14 @@ impl Fuzzed for Net {
 struct FuzzBlk {
     blk: Blk,
     /// (id, sectors) of the operations out.
-    out: Rc<RefCell<Vec<(u32, u32)>>>,
+    out: std::sync::Arc<std::sync::Mutex<Vec<(u32, u32)>>>,
 }
 
-struct Taker(Rc<RefCell<Vec<(u32, u32)>>>);
+struct Taker(std::sync::Arc<std::sync::Mutex<Vec<(u32, u32)>>>);
 
 impl blk::BlockBackend for Taker {
     fn read(&mut self, id: u32, _sector: u64, count: u32) -> Result<(), blk::Refusal> {
-        self.0.borrow_mut().push((id, count));
+        self.0.lock().unwrap().push((id, count));
         Ok(())
     }
     fn write(
@@ -334,11 +332,11 @@ impl blk::BlockBackend for Taker {
         if !fill(&mut data) {
             return Err(blk::Refusal::Failed);
         }
-        self.0.borrow_mut().push((id, 0));
+        self.0.lock().unwrap().push((id, 0));
         Ok(())
     }
     fn flush(&mut self, id: u32) -> Result<(), blk::Refusal> {
-        self.0.borrow_mut().push((id, 0));
+        self.0.lock().unwrap().push((id, 0));
         Ok(())
     }
 }
@@ -377,7 +375,7 @@ impl VirtioDevice for FuzzBlk {
 
 impl Fuzzed for FuzzBlk {
     fn fresh() -> Self {
-        let out = Rc::new(RefCell::new(Vec::new()));
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let backend = Box::new(Taker(out.clone()));
         FuzzBlk {
             blk: Blk::new(64, false, 3, backend),
@@ -390,7 +388,7 @@ impl Fuzzed for FuzzBlk {
         assert!(self.blk.ops_in_flight() <= blk::MAX_OPS_IN_FLIGHT);
     }
     fn answer(&mut self, mem: &mut VecMemory) {
-        let out = std::mem::take(&mut *self.out.borrow_mut());
+        let out = std::mem::take(&mut *self.out.lock().unwrap());
         for (i, (id, count)) in out.into_iter().enumerate() {
             let data = vec![0xa5; count as usize * blk::SECTOR_SIZE];
             let result = if i % 3 == 2 { Err(()) } else { Ok(&data[..]) };

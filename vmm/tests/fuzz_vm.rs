@@ -241,6 +241,7 @@ fn check_exits((gprs, ops): ([u64; 16], Seq<ExitOp>)) {
             let ctx = ExitContext {
                 now_ns: now,
                 host_tsc: now,
+                vcpu: 0,
             };
             let _ = vm.handle_exit(&exit, &mut st, &mut mem, ctx);
             continue;

@@ -162,6 +162,7 @@ impl Server {
                 open: self.open,
                 tcpip_stats: &self.tcpip_stats,
                 forwards: &self.forwards,
+                cpu_load: &self.cpu_load,
             };
             let files = self.files.as_mut();
             let serve = |get: &Get<'_>| route(&site, files, get);

@@ -1,10 +1,12 @@
 //! The HTTP server: listens on port 80 through the TCP/IP server and
 //! serves
-//! - `/`: a status page (components and their state, uptime, memory, the
-//!   tail of the kernel log);
+//! - `/`: a status page (components and their state, uptime, memory, each
+//!   CPU's load, the tail of the kernel log);
 //! - `/api/components`, `/api/logs`, `/api/stats`: the same as JSON
-//!   (`/api/stats` also carries the TCP/IP server's own figures, as
-//!   `"tcpip":{...}`, refreshed every second through its `stats:` URI);
+//!   (`/api/stats` also carries each CPU's load, `"cpus":[...]`: its busy
+//!   share over the last second and its totals, and the TCP/IP server's
+//!   own figures, as `"tcpip":{...}`, refreshed every second through its
+//!   `stats:` URI);
 //! - `/bytes/<n>`: `n` bytes (up to 64 MiB) of the pattern `abc...zab...`,
 //!   for transfer tests;
 //! - any other path: a static file under `www_root` (`/www`) of the native
@@ -35,6 +37,7 @@
 extern crate alloc;
 
 mod conn;
+mod cpu_load;
 #[cfg(test)]
 mod fuzz;
 mod http;

@@ -1,5 +1,6 @@
 //! The handlers: the status page and the JSON documents, made from the
-//! monitor (components, memory, the kernel log) and our own counters.
+//! monitor (components, memory, CPU load, the kernel log) and our own
+//! counters.
 
 use alloc::format;
 use alloc::string::String;
@@ -11,6 +12,7 @@ use starina::abi::ComponentState;
 use starina::system::Monitor;
 use starina::timer::now_ns;
 
+use crate::cpu_load::CpuLoad;
 use crate::http;
 
 /// What the server counts.
@@ -31,6 +33,7 @@ pub struct Site<'a> {
     pub tcpip_stats: &'a str,
     /// The ports the linux server forwards into Linux (a JSON array).
     pub forwards: &'a str,
+    pub cpu_load: &'a CpuLoad,
 }
 
 fn state_name(state: ComponentState) -> &'static str {
@@ -95,7 +98,7 @@ pub fn logs_json(monitor: &Monitor) -> String {
 pub fn stats_json(site: &Site) -> String {
     let mem = site.monitor.memory().unwrap_or_default();
     format!(
-        "{{\"uptime_ms\":{},\"heap_in_use\":{},\"pages_free\":{},\"pages_total\":{},\"dma_pages\":{},\"requests\":{},\"connections_total\":{},\"connections_open\":{},\"request_timeouts\":{},\"tcpip\":{}}}",
+        "{{\"uptime_ms\":{},\"heap_in_use\":{},\"pages_free\":{},\"pages_total\":{},\"dma_pages\":{},\"requests\":{},\"connections_total\":{},\"connections_open\":{},\"request_timeouts\":{},{},\"tcpip\":{}}}",
         now_ns() / 1_000_000,
         mem.heap_in_use,
         mem.pages_free,
@@ -105,6 +108,7 @@ pub fn stats_json(site: &Site) -> String {
         site.stats.connections,
         site.open,
         site.stats.request_timeouts,
+        site.cpu_load.json_fields(site.monitor),
         site.tcpip_stats
     )
 }
@@ -130,6 +134,7 @@ pub fn status_page(site: &Site) -> String {
         site.stats.requests,
         site.open
     );
+    site.cpu_load.html(monitor, &mut out);
     out.push_str("<h2>Components</h2>\n<table><tr><th>name</th><th>kind</th><th>state</th><th>instance</th><th>restarts</th></tr>\n");
     for c in monitor.components().unwrap_or_default() {
         out.push_str("<tr><td>");

@@ -1,7 +1,7 @@
 //! The loop: what each object is to the server, and one handler per
 //! event: the TCP/IP server's replies, new connections on the listener,
-//! connection traffic, and the timer that closes idle connections and
-//! fetches tcpip's figures.
+//! connection traffic, and the timer that closes idle connections,
+//! samples the CPU load and fetches tcpip's figures.
 
 use alloc::string::String;
 
@@ -15,6 +15,7 @@ use starina::HandleId;
 use starina::Message;
 
 use crate::conn::Conn;
+use crate::cpu_load::CpuLoad;
 use crate::pages::Stats;
 use crate::static_files::StaticFiles;
 use crate::Config;
@@ -59,6 +60,8 @@ pub struct Server {
     pub forwards: String,
     /// Static files from the native file system.
     pub files: Option<StaticFiles>,
+    /// Each CPU's load, sampled every second.
+    pub cpu_load: CpuLoad,
     buf: MessageBuffer,
 }
 
@@ -89,6 +92,7 @@ impl Server {
             linux: None,
             forwards: String::from("[]"),
             files,
+            cpu_load: CpuLoad::default(),
             buf: MessageBuffer::new(),
         }
     }
@@ -216,6 +220,8 @@ impl Handler for Server {
 
     fn timer(&mut self, cx: &mut Cx<Ctx>, id: HandleId, _: &mut Ctx) -> Result<(), Error> {
         let _ = cx.set_timer(id, SWEEP_MS * 1_000_000);
+        self.cpu_load
+            .sample(&self.monitor, starina::timer::now_ns());
         self.sweep(cx);
         let _ = cx.send(
             self.tcpip,

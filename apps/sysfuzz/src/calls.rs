@@ -394,6 +394,17 @@ impl Fuzzer {
         self.note::<()>(SyscallNo::ThreadYield, &Ok(()));
     }
 
+    /// Pins the calling thread to a CPU that may not exist, or frees it.
+    pub fn thread_pin(&mut self) {
+        let cpu = match self.rng.below(4) {
+            0 => None,
+            1 => Some(usize::MAX),
+            _ => Some(self.rng.below(10) as usize),
+        };
+        let r = k().thread_pin(cpu);
+        self.note(SyscallNo::ThreadPin, &r);
+    }
+
     /// Calls that take no handle.
     pub fn cheap_calls(&mut self) {
         match self.rng.below(5) {

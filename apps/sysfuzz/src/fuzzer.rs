@@ -226,6 +226,7 @@ impl Fuzzer {
             60..=66 => self.timer_set(),
             67 => self.thread_spawn(),
             68 if self.rng.one_in(2) => self.unwatch_under_wait(),
+            68 if self.rng.one_in(2) => self.thread_pin(),
             68 => self.thread_yield(),
             69..=71 => self.cheap_calls(),
             72..=83 => self.privileged_call(),

@@ -87,6 +87,14 @@ impl Fuzzer {
             self.keep(ram, Kind::GuestRam);
             self.keep(vcpu, Kind::Vcpu);
         }
+        // More vCPUs on some guest RAM (or anything): past its limit of 8
+        // the kernel refuses.
+        let ram = self.any(Some(Kind::GuestRam));
+        let r = k().vcpu_create(ram);
+        self.note(SyscallNo::VcpuCreate, &r);
+        if let Ok(vcpu) = r {
+            self.keep(vcpu, Kind::Vcpu);
+        }
     }
 
     fn gpa(&mut self) -> u64 {
@@ -161,9 +169,10 @@ impl Fuzzer {
 
     fn vcpu_control(&mut self) {
         let vcpu = self.any(Some(Kind::Vcpu));
-        let control = match self.rng.below(3) {
+        let control = match self.rng.below(4) {
             0 => VcpuControl::TscOffset(self.rng.next() as i64),
             1 => VcpuControl::Pat(self.rng.next()),
+            2 => VcpuControl::Kick,
             _ => VcpuControl::ExitBy(self.rng.next()),
         };
         let r = k().vcpu_control(vcpu, control);
@@ -301,7 +310,7 @@ impl Fuzzer {
     /// rights, so each must fail.
     fn system_calls(&mut self) {
         let id = self.any(None);
-        match self.rng.below(6) {
+        match self.rng.below(7) {
             0 => {
                 let r = k().system_shutdown(id, self.rng.next() as u8);
                 self.note(SyscallNo::SystemShutdown, &r);
@@ -324,6 +333,10 @@ impl Fuzzer {
                 let len = self.rng.size(4096, self.scratch.len());
                 let r = k().console_write(id, &self.scratch[..len]);
                 self.note(SyscallNo::ConsoleWrite, &r);
+            }
+            5 => {
+                let r = k().system_cpu_stats(id, self.rng.below(10) as usize);
+                self.note(SyscallNo::SystemCpuStats, &r);
             }
             _ => {
                 let r = k().system_memory_stats(id);

@@ -53,7 +53,6 @@ struct Ctx {
     echo: Channel,
     crasher: Channel,
     usercrash: Channel,
-    monitor: starina::system::Monitor,
     spinner: Channel,
     greeter: Channel,
     supervisor: Channel,
@@ -63,6 +62,10 @@ struct Ctx {
     disk_other: Option<Channel>,
     files: Option<starina::fs::Files>,
     spawn: starina::command::Spawner,
+    monitor: starina::system::Monitor,
+    /// The stress test's ring: its components and the messages each sends.
+    ring_nodes: u32,
+    ring_messages: u32,
     buf: MessageBuffer,
 }
 
@@ -80,10 +83,13 @@ mod float_state;
 mod commands;
 mod commands_system;
 mod commands_files;
+mod cpu_load;
 mod disk;
 mod files;
 mod handoff;
 mod parallel;
+mod pinning;
+mod ring;
 mod user_mode;
 mod xsetbv;
 
@@ -837,11 +843,16 @@ const TESTS: &[Test] = &[
     ("commands_files_errors_and_help", commands_files::commands_files_errors_and_help),
     ("threads_run_in_parallel", parallel::threads_run_in_parallel),
     ("messages_between_threads_all_arrive", parallel::messages_between_threads_all_arrive),
+    ("cpu_load_counts_busy_and_idle_time", cpu_load::cpu_load_counts_busy_and_idle_time),
+    ("threads_pin_to_each_cpu", pinning::threads_pin_to_each_cpu),
+    ("every_busy_cpu_preempts", pinning::every_busy_cpu_preempts),
+    ("messages_among_eight_components", ring::messages_among_eight_components),
     ("user_mode_echo_pair", user_mode::user_mode_echo_pair),
     ("user_mode_faults_end_the_component_alone", user_mode::user_mode_faults_end_the_component_alone),
     ("user_mode_bad_syscall_arguments", user_mode::user_mode_bad_syscall_arguments),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
+    ("pinned_thread_runs_beside_a_spinner", pinning::pinned_thread_runs_beside_a_spinner),
 ];
 
 pub fn main(env: Env) {
@@ -849,7 +860,6 @@ pub fn main(env: Env) {
         echo: env.echo,
         crasher: env.crasher,
         usercrash: env.usercrash,
-        monitor: env.monitor,
         spinner: env.spinner,
         greeter: env.greeter,
         supervisor: env.supervisor,
@@ -861,6 +871,9 @@ pub fn main(env: Env) {
             .map_err(|e| log::error!("no fs client: {e}"))
             .ok(),
         spawn: env.spawn,
+        monitor: env.monitor,
+        ring_nodes: env.config.ring_nodes.clamp(1, 64) as u32,
+        ring_messages: env.config.ring_messages.clamp(1, 1 << 24) as u32,
         buf: MessageBuffer::new(),
     };
     let (mut passed, mut failed) = (0, 0);

@@ -23,7 +23,7 @@ use super::TestResult;
 const SPIN_ROUNDS: u64 = 40_000_000;
 
 /// A CPU-bound loop the compiler cannot fold.
-fn spin(seed: u64) -> u64 {
+pub(crate) fn spin(seed: u64) -> u64 {
     let mut x = seed | 1;
     for _ in 0..SPIN_ROUNDS {
         x ^= x << 13;
@@ -34,7 +34,7 @@ fn spin(seed: u64) -> u64 {
 }
 
 /// Starts `n` spinning threads at once; the wall time until all are done.
-fn spin_threads(n: usize) -> Result<u64, String> {
+pub(crate) fn spin_threads(n: usize) -> Result<u64, String> {
     let (done_tx, done_rx) = Channel::create().map_err(|e| e.to_string())?;
     let start = now_ns();
     for i in 0..n {

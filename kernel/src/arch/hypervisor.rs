@@ -126,6 +126,14 @@ impl PendingIrqs {
     }
 }
 
+/// Sends this CPU a reschedule interrupt, to be taken once interrupts
+/// are on again: called with them off just before a guest entry, it
+/// makes the guest exit at once (a kicked vCPU).
+pub fn interrupt_this_cpu() {
+    let apic_id = crate::percpu::this().apic_id();
+    crate::arch::apic::send_vector(apic_id, crate::arch::trap::VECTOR_RESCHEDULE);
+}
+
 /// One vCPU's hardware state, for whichever backend runs.
 pub enum HwVcpu {
     Svm(SvmVcpu),
@@ -142,11 +150,13 @@ impl HwVcpu {
         })
     }
 
-    /// Enters the guest and returns the next exit the VMM must see.
-    pub fn run(&mut self, state: &mut VcpuState, inject: Injection) -> VmExit {
+    /// Enters the guest and returns the next exit the VMM must see; with
+    /// `kick` (another thread wants it out) the entry exits at once, after
+    /// delivering `inject`.
+    pub fn run(&mut self, state: &mut VcpuState, inject: Injection, kick: bool) -> VmExit {
         match self {
-            HwVcpu::Svm(v) => v.run(state, inject),
-            HwVcpu::Vmx(v) => v.run(state, inject),
+            HwVcpu::Svm(v) => v.run(state, inject, kick),
+            HwVcpu::Vmx(v) => v.run(state, inject, kick),
         }
     }
 

@@ -34,25 +34,29 @@ use crate::arch::xcr0;
 use crate::arch::xstate::GuestXstate;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
+use crate::percpu::MAX_CPUS;
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_CR: u32 = 0xc001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 const EFER_SVME: u64 = 1 << 12;
 
-/// What CPUID 0x8000000A says about this CPU's SVM.
+/// What CPUID 0x8000000A says about the CPUs' SVM (the same on every
+/// CPU).
 #[derive(Clone, Copy, Debug)]
 pub struct SvmInfo {
     pub nrip_save: bool,
     pub asids: u32,
-    /// Host state pages: the save area VMRUN uses (owned for the life of
-    /// the system, only the CPU reads it) and the VMCB that VMSAVE/VMLOAD
-    /// keep the host's FS/GS/TR/syscall MSRs in.
-    _hsave_phys: u64,
-    host_vmcb_phys: u64,
 }
 
 static SVM: spin::Once<Result<SvmInfo, Unavailable>> = spin::Once::new();
+
+/// Each CPU's host state page for VMSAVE/VMLOAD (its FS/GS/TR/syscall
+/// MSRs), once SVM is on there. The host save area VMRUN uses is set in
+/// that CPU's VM_HSAVE_PA; only the CPU reads it. Both are kept for the
+/// life of the system.
+static HOST_VMCB: [spin::Once<Result<u64, Unavailable>>; MAX_CPUS] =
+    [const { spin::Once::new() }; MAX_CPUS];
 
 /// Whether CPUID says this CPU has SVM.
 pub fn present() -> bool {
@@ -60,7 +64,7 @@ pub fn present() -> bool {
     ext >= 0x8000_0001 && cpuid(0x8000_0001, 0)[2] & (1 << 2) != 0
 }
 
-fn enable() -> Result<SvmInfo, Unavailable> {
+fn features() -> Result<SvmInfo, Unavailable> {
     if !present() {
         return Err(Unavailable::NoHardware);
     }
@@ -71,20 +75,9 @@ fn enable() -> Result<SvmInfo, Unavailable> {
     if features[3] & 1 == 0 {
         return Err(Unavailable::NoNestedPaging);
     }
-    let hsave_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
-    let host_vmcb_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
-    crate::mm::note_kept_pages(2);
-    // SAFETY: setting EFER.SVME and the host save area only enables the
-    // SVM instructions; nothing else changes for the running kernel.
-    unsafe {
-        wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
-        wrmsr(MSR_VM_HSAVE_PA, hsave_phys);
-    }
     let info = SvmInfo {
         nrip_save: features[3] & (1 << 3) != 0,
         asids: features[1],
-        _hsave_phys: hsave_phys,
-        host_vmcb_phys,
     };
     log::info!(
         "hypervisor: AMD SVM enabled (nested paging, {} ASIDs, NRIP save {})",
@@ -94,9 +87,42 @@ fn enable() -> Result<SvmInfo, Unavailable> {
     Ok(info)
 }
 
-/// Enables SVM on first use; the error says how to get it.
+/// Turns SVM on on this CPU: EFER.SVME, its host save area, and its host
+/// state page (returned).
+fn enable_this_cpu() -> Result<u64, Unavailable> {
+    if rdmsr(MSR_VM_CR) & (1 << 4) != 0 {
+        return Err(Unavailable::SvmDisabledByFirmware);
+    }
+    let hsave_phys = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
+    let Some(host_vmcb_phys) = page::alloc_zeroed_pages(1) else {
+        page::free_pages(hsave_phys, 1);
+        return Err(Unavailable::OutOfMemory);
+    };
+    crate::mm::note_kept_pages(2);
+    // SAFETY: setting EFER.SVME and the host save area only enables the
+    // SVM instructions; nothing else changes for the running kernel.
+    unsafe {
+        wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+        wrmsr(MSR_VM_HSAVE_PA, hsave_phys);
+    }
+    if crate::percpu::index() != 0 {
+        log::info!("hypervisor: SVM enabled on CPU {}", crate::percpu::index());
+    }
+    Ok(host_vmcb_phys)
+}
+
+/// This CPU's host state page, SVM being on here from the first call.
+/// The caller stays on this CPU (a pinned vCPU thread).
+fn this_cpu_host_vmcb() -> Result<u64, Unavailable> {
+    *HOST_VMCB[crate::percpu::index()].call_once(enable_this_cpu)
+}
+
+/// Enables SVM on first use (on this CPU too); the error says how to get
+/// it.
 pub fn init() -> Result<SvmInfo, Unavailable> {
-    *SVM.call_once(enable)
+    let info = (*SVM.call_once(features))?;
+    this_cpu_host_vmcb()?;
+    Ok(info)
 }
 
 // VMCB control area offsets (AMD APM vol. 2, appendix B).
@@ -623,11 +649,22 @@ impl SvmVcpu {
         write32(v, ctl::INT_CTL, int_ctl);
     }
 
-    /// Enters the guest once and translates the exit.
-    pub fn run(&mut self, state: &mut VcpuState, inject: starina::hypervisor::Injection) -> VmExit {
+    /// Enters the guest once and translates the exit; with `kick` it
+    /// exits at once, after delivering `inject`.
+    pub fn run(
+        &mut self,
+        state: &mut VcpuState,
+        inject: starina::hypervisor::Injection,
+        kick: bool,
+    ) -> VmExit {
         // A vCPU exists only once `init` succeeded (`new`); its answer
         // was kept.
         let info = self.svm;
+        // The thread is pinned to the CPU where `new` enabled SVM
+        // (`init`); anywhere else SVM may be off: no entry.
+        let Ok(host_vmcb_phys) = this_cpu_host_vmcb() else {
+            return VmExit::Invalid;
+        };
         self.load_state(state);
         self.inject(inject, state);
         let v = self.vmcb();
@@ -643,8 +680,12 @@ impl SvmVcpu {
         // segment/MSR state (VMLOAD).
         unsafe {
             asm!("clgi", options(nostack));
+            if kick {
+                // Pending until VMRUN sets GIF: the guest exits at once.
+                crate::arch::hypervisor::interrupt_this_cpu();
+            }
             self.xstate.enter();
-            svm_run(gprs, self.vmcb_phys, info.host_vmcb_phys);
+            svm_run(gprs, self.vmcb_phys, host_vmcb_phys);
             self.xstate.leave();
             asm!("stgi", options(nostack));
         }

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicU64;
+use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
 
 use starina::abi::vcpu::run_deadline;
@@ -16,6 +17,8 @@ use crate::arch::hypervisor::Unavailable;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
 
+/// The most vCPUs one guest RAM gets (the VMM's limit too).
+pub const MAX_VCPUS: usize = 8;
 /// Guest RAM is allocated and mapped in 2 MiB chunks.
 pub const CHUNK: u64 = 2 << 20;
 /// Guest RAM ends below the VMM's MMIO window (0xd000_0000).
@@ -31,6 +34,8 @@ pub struct GuestRam {
     tables: Vec<u64>,
     /// The RAM, charged to the VMM's memory account.
     _charge: crate::account::Charge,
+    /// vCPUs created on it so far: the next one's CPU ([`vcpu_cpu`]).
+    vcpus_created: AtomicUsize,
 }
 
 fn table(phys: u64) -> &'static mut [u64; 512] {
@@ -53,6 +58,7 @@ impl GuestRam {
             chunks: Vec::new(),
             npt_root: 0,
             tables: Vec::new(),
+            vcpus_created: AtomicUsize::new(0),
         };
         let n = (size / CHUNK) as usize;
         ram.chunks.try_reserve_exact(n).map_err(|_| Error::OutOfMemory)?;
@@ -97,6 +103,18 @@ impl GuestRam {
 
     pub fn npt_root(&self) -> u64 {
         self.npt_root
+    }
+
+    /// The CPU the next vCPU on this RAM runs on ([`vcpu_cpu`]);
+    /// `AlreadyExists` once it had [`MAX_VCPUS`] (a guest with more CPUs
+    /// than a VMM offers would only cost memory).
+    pub fn next_vcpu_cpu(&self) -> Result<usize, Error> {
+        let n = self.vcpus_created.fetch_add(1, Ordering::Relaxed);
+        if n >= MAX_VCPUS {
+            self.vcpus_created.store(MAX_VCPUS, Ordering::Relaxed);
+            return Err(Error::AlreadyExists);
+        }
+        Ok(vcpu_cpu(n))
     }
 
     /// Calls `f` with each (host virtual address, length) piece of
@@ -147,8 +165,30 @@ impl Drop for GuestRam {
     }
 }
 
-/// A vCPU. One thread runs it at a time (`run` refuses a second: `Busy`).
+/// The CPU that the `n`-th vCPU of a VM runs on: with SVM the online
+/// CPUs in turn (a VMCB is not bound to a CPU, and every CPU turns SVM on
+/// when a vCPU is first made there), with VMX the boot CPU (its VMCS
+/// bookkeeping is the boot CPU's: the vCPUs share it).
+pub fn vcpu_cpu(n: usize) -> usize {
+    if crate::arch::hypervisor::backend() != Ok(crate::arch::hypervisor::Backend::Svm) {
+        return 0;
+    }
+    let online: Vec<usize> = crate::percpu::all()
+        .enumerate()
+        .filter(|(_, c)| c.is_online())
+        .map(|(i, _)| i)
+        .collect();
+    online.get(n % online.len().max(1)).copied().unwrap_or(0)
+}
+
+/// A vCPU. One thread runs it at a time (`run` refuses a second: `Busy`),
+/// on the vCPU's own CPU (it is pinned there on its first call).
 pub struct Vcpu {
+    /// The CPU it runs on, for good ([`vcpu_cpu`]).
+    cpu: usize,
+    /// Another thread asked it out of guest mode ([`Vcpu::kick`]): its
+    /// next entry exits at once (after delivering what it injects).
+    kick: AtomicBool,
     /// Keeps the guest's memory (and its nested page tables) alive while
     /// the vCPU can run.
     ram: Arc<GuestRam>,
@@ -175,9 +215,13 @@ pub struct VcpuGuard<'a> {
 }
 
 impl Vcpu {
-    pub fn new(ram: Arc<GuestRam>) -> Result<Arc<Vcpu>, Unavailable> {
+    /// A vCPU on `ram` that runs on `cpu`; the caller is pinned there
+    /// already (a VMX VMCS is made current on this CPU).
+    pub fn new(ram: Arc<GuestRam>, cpu: usize) -> Result<Arc<Vcpu>, Unavailable> {
         let hw = HwVcpu::new(ram.npt_root())?;
         Ok(Arc::new(Vcpu {
+            cpu,
+            kick: AtomicBool::new(false),
             ram,
             running: AtomicBool::new(false),
             exit_by: AtomicU64::new(NO_EXIT_BY),
@@ -204,8 +248,41 @@ impl Vcpu {
         &self.ram
     }
 
+    /// The CPU this vCPU runs on.
+    pub fn cpu(&self) -> usize {
+        self.cpu
+    }
+
+    /// Pins the calling thread to this vCPU's CPU, where its hardware
+    /// state is (a load once pinned).
+    pub fn pin_caller(&self) -> Result<(), Error> {
+        if crate::sched::current().pinned_cpu() != Some(self.cpu) {
+            crate::sched::pin_current(Some(self.cpu))?;
+        }
+        Ok(())
+    }
+
+    /// Gets the vCPU out of guest mode soon: at once if it runs there now
+    /// (an interrupt to its CPU makes it exit), else at its next entry,
+    /// which exits right after delivering what it injects. For the VMM's
+    /// threads: an interrupt for this vCPU came from another one.
+    pub fn kick(&self) {
+        self.kick.store(true, Ordering::SeqCst);
+        if self.running.load(Ordering::SeqCst) && self.cpu != crate::percpu::index() {
+            if let Some(cpu) = crate::percpu::cpu(self.cpu) {
+                crate::arch::apic::send_vector(cpu.apic_id(), crate::arch::trap::VECTOR_RESCHEDULE);
+            }
+        }
+    }
+
+    /// Whether a kick waits (and clears it): the run about to start exits
+    /// at once.
+    pub fn take_kick(&self) -> bool {
+        self.kick.swap(false, Ordering::SeqCst)
+    }
+
     pub fn acquire(&self) -> Result<VcpuGuard<'_>, Error> {
-        if self.running.swap(true, Ordering::Acquire) {
+        if self.running.swap(true, Ordering::SeqCst) {
             // Another thread runs (or controls) this vCPU.
             return Err(Error::Busy);
         }

@@ -108,7 +108,8 @@ pub fn spawn_command(request: Request, stdio: [Handle; 3]) -> Result<Arc<Job>, E
         user: false,
     });
     let arg = Box::into_raw(args) as usize;
-    if let Err(e) = crate::sched::spawn(&process, super::component_main, arg) {
+    let cpu = super::spec_cpu(&process);
+    if let Err(e) = crate::sched::spawn_on(&process, super::component_main, arg, cpu) {
         // SAFETY: the thread was not created; we still own the box.
         drop(unsafe { Box::from_raw(arg as *mut StartArgs) });
         log::warn!("{}: cannot start: {e}", request.name);

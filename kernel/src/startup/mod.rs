@@ -338,7 +338,8 @@ fn launch(
         user: STATE.lock().as_ref().is_some_and(|s| s.profile.runs_in_user_mode(def(index))),
     });
     let arg = Box::into_raw(args) as usize;
-    if let Err(e) = crate::sched::spawn(process, component_main, arg) {
+    let cpu = spec_cpu(process);
+    if let Err(e) = crate::sched::spawn_on(process, component_main, arg, cpu) {
         // SAFETY: the thread was not created; we still own the box. (Its
         // env holds plain handle numbers: dropping it closes nothing.)
         drop(unsafe { Box::from_raw(arg as *mut StartArgs) });
@@ -347,6 +348,38 @@ fn launch(
     }
     log::info!("{} {}", markers::COMPONENT_STARTED, def(index).name);
     true
+}
+
+/// The spec of `process`'s component or command (none for the kernel).
+fn spec_of(process: &Process) -> Option<&'static ComponentDef> {
+    match (&process.command, process.component) {
+        (Some(link), _) => COMMANDS.get(link.index).map(|c| &c.component),
+        (None, Some(index)) => COMPONENTS.get(index),
+        (None, None) => None,
+    }
+}
+
+/// The CPU a new thread of `process` is pinned to: the one its spec
+/// names (`cpu = N`), if that CPU takes threads here.
+pub fn thread_cpu(process: &Process) -> Option<usize> {
+    let cpu = spec_of(process)?.cpu? as usize;
+    crate::sched::cpu_takes_threads(cpu).then_some(cpu)
+}
+
+/// [`thread_cpu`] for a component's first thread: a spec CPU that does
+/// not take threads here is logged (its threads then run on any CPU).
+fn spec_cpu(process: &Process) -> Option<usize> {
+    let def = spec_of(process)?;
+    let cpu = thread_cpu(process);
+    if let (Some(want), None) = (def.cpu, cpu) {
+        let cpus = crate::percpu::online().count();
+        log::warn!(
+            "startup: {}: its spec says cpu = {want}, but this machine runs threads on CPUs 0 to {} only: its threads run on any CPU",
+            def.name,
+            cpus.saturating_sub(1)
+        );
+    }
+    cpu
 }
 
 fn mark_started() {

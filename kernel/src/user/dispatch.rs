@@ -132,6 +132,10 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
                 c.generation,
             ])
         }
+        SyscallNo::ThreadPin => {
+            let cpu = (a0 != u64::MAX).then(|| usize::try_from(a0).unwrap_or(usize::MAX));
+            k.thread_pin(cpu).map(|_| [0; 5])
+        }
         SyscallNo::SystemShutdown => k.system_shutdown(handle(a0)?, a1 as u8).map(|_| [0; 5]),
         SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),

@@ -33,8 +33,9 @@
 //! server restarts a guest that stops answering its pings. With
 //! `STARINA_FLOOD_END=reset` the flood ends (after its report) by resetting
 //! the guest through the i8042, and with `STARINA_FLOOD_END=wedge` by
-//! masking every line of both PICs (no timer, no virtio interrupt: the
-//! guest hangs without crashing), so that the host sees both ways back.
+//! masking every line of both PICs and every I/O APIC pin and taking every
+//! CPU with a real-time spinner (the guest hangs without crashing), so that
+//! the host sees both ways back.
 //!
 //! It prints `guest-flood: started` after the first batch, and at the end
 //! `guest-flood: exits=N ... per_second=R` and a line of counts per kind.
@@ -353,14 +354,54 @@ pub fn run(seconds: u64, seed: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Masks every interrupt line of both 8259s: the guest keeps running but
-/// hears nothing (no timer, no virtio-console input).
+/// Hangs the guest without crashing it: masks every interrupt line of both
+/// 8259s and every pin of the I/O APIC (through /dev/mem), then takes every
+/// CPU with a real-time spinner (the throttling that would leave normal
+/// threads 5% turned off): no device is heard and no normal thread runs,
+/// so the agent answers nothing until the linux server restarts the guest.
 fn wedge_guest(out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "guest-flood: masking every PIC line (the guest hangs)")?;
+    writeln!(
+        out,
+        "guest-flood: masking every PIC line and I/O APIC pin, spinning at real-time \
+         priority on every CPU (the guest hangs)"
+    )?;
     out.flush()?;
     sys::allow_port_io()?;
     sys::port_io(PIC_MASTER_DATA, 1, Some(0xff));
     sys::port_io(PIC_SLAVE_DATA, 1, Some(0xff));
+    if let Err(e) = mask_ioapic() {
+        writeln!(out, "guest-flood: the I/O APIC stays as it is: {e}")?;
+    }
+    out.flush()?;
+    let _ = std::fs::write("/proc/sys/kernel/sched_rt_runtime_us", "-1");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for _ in 1..cpus {
+        std::thread::spawn(spin_at_realtime);
+    }
+    spin_at_realtime()
+}
+
+/// Spins for good at the highest real-time priority.
+fn spin_at_realtime() -> ! {
+    let _ = sys::set_realtime(99);
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
+/// The I/O APIC's registers (IOREGSEL at 0, IOWIN at 0x10) and its pins.
+const IOAPIC_BASE: u64 = 0xfec0_0000;
+const IOAPIC_PINS: u64 = 24;
+
+/// Sets the mask bit of every redirection entry.
+fn mask_ioapic() -> io::Result<()> {
+    let devmem: File = OpenOptions::new().read(true).write(true).open("/dev/mem")?;
+    let page = hw::PhysPage::map(&devmem, IOAPIC_BASE)?;
+    for pin in 0..IOAPIC_PINS {
+        page.write(0, 4, 0x10 + 2 * pin);
+        let low = page.read(0x10, 4, 0);
+        page.write(0x10, 4, low | 1 << 16);
+    }
     Ok(())
 }
 

@@ -340,3 +340,14 @@ pub fn fork_exec_wait(program: &ExecArgs) -> io::Result<ExitStatus> {
         }
     }
 }
+
+/// Runs the calling thread at real-time priority `priority` (SCHED_FIFO,
+/// 1 to 99): it runs whenever it can, before every normal thread.
+pub fn set_realtime(priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: `param` is a valid sched_param for the call's duration; pid 0
+    // is the calling thread.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) }).map(drop)
+}

@@ -381,3 +381,38 @@ pub struct MemoryStats {
     /// pages_kept`.
     pub pages_kept: usize,
 }
+
+/// One CPU's load, for monitoring: running totals since it began taking
+/// threads. Two samples give the load over the time between them
+/// ([`CpuStats::busy_permille_since`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CpuStats {
+    /// The CPU's index (0: the boot CPU).
+    pub cpu: u32,
+    /// Nanoseconds it ran threads other than its idle thread.
+    pub busy_ns: u64,
+    /// Nanoseconds it ran its idle thread (halted, or handling an
+    /// interrupt that woke nothing).
+    pub idle_ns: u64,
+    /// How many times it switched to a thread other than its idle one.
+    pub switches: u64,
+    /// How many times its timer or a device's interrupt took it from a
+    /// thread that could have gone on (the thread went back to the run
+    /// queue).
+    pub preemptions: u64,
+}
+
+impl CpuStats {
+    /// The share of the time between `earlier` and `self` (two samples of
+    /// the same CPU) that the CPU was busy, in thousandths; 0 when no time
+    /// passed.
+    pub fn busy_permille_since(&self, earlier: &CpuStats) -> u32 {
+        let busy = u128::from(self.busy_ns.saturating_sub(earlier.busy_ns));
+        let idle = u128::from(self.idle_ns.saturating_sub(earlier.idle_ns));
+        if busy + idle == 0 {
+            return 0;
+        }
+        // busy <= busy + idle: at most 1000.
+        (busy * 1000 / (busy + idle)) as u32
+    }
+}

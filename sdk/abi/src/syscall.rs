@@ -59,11 +59,14 @@ pub enum SyscallNo {
     ChannelSendReceivedPollWaitRecv = 49,
     DeviceIoRead = 50,
     DeviceIoWrite = 51,
+    SystemCpuStats = 52,
+    ThreadPin = 53,
+    VcpuCreate = 54,
 }
 
 impl SyscallNo {
     /// Every call, in number order.
-    pub const ALL: [SyscallNo; 51] = [
+    pub const ALL: [SyscallNo; 54] = [
         SyscallNo::Log,
         SyscallNo::TimeNow,
         SyscallNo::HandleClose,
@@ -115,6 +118,9 @@ impl SyscallNo {
         SyscallNo::ChannelSendReceivedPollWaitRecv,
         SyscallNo::DeviceIoRead,
         SyscallNo::DeviceIoWrite,
+        SyscallNo::SystemCpuStats,
+        SyscallNo::ThreadPin,
+        SyscallNo::VcpuCreate,
     ];
 
     pub fn as_raw(self) -> u16 {
@@ -180,6 +186,9 @@ impl SyscallNo {
             SyscallNo::ChannelSendReceivedPollWaitRecv => "channel_send_received_poll_wait_recv",
             SyscallNo::DeviceIoRead => "device_io_read",
             SyscallNo::DeviceIoWrite => "device_io_write",
+            SyscallNo::SystemCpuStats => "system_cpu_stats",
+            SyscallNo::ThreadPin => "thread_pin",
+            SyscallNo::VcpuCreate => "vcpu_create",
         }
     }
 }

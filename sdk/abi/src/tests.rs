@@ -119,3 +119,20 @@ fn io_accesses_stay_inside_the_device_ports() {
     }
     assert_eq!(io_port(u16::MAX, 8, 4, 1), Err(Error::InvalidArgument));
 }
+
+#[test]
+fn cpu_load_is_the_busy_share_between_two_samples() {
+    let at = |busy_ns, idle_ns| CpuStats {
+        busy_ns,
+        idle_ns,
+        ..CpuStats::default()
+    };
+    assert_eq!(at(300, 700).busy_permille_since(&CpuStats::default()), 300);
+    // Over the last interval only: 900 busy of 1,000.
+    assert_eq!(at(1_200, 800).busy_permille_since(&at(300, 700)), 900);
+    assert_eq!(at(5, 0).busy_permille_since(&at(0, 0)), 1000);
+    // No time passed, or samples swapped: no load, no panic.
+    assert_eq!(at(10, 10).busy_permille_since(&at(10, 10)), 0);
+    assert_eq!(at(10, 10).busy_permille_since(&at(20, 20)), 0);
+    assert_eq!(at(u64::MAX, u64::MAX).busy_permille_since(&at(0, 0)), 500);
+}

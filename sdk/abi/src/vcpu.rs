@@ -276,6 +276,11 @@ pub enum VcpuControl {
     /// [`DEFAULT_RUN_NS`]. A run interrupted by the host (a device, another
     /// thread's timer) returns early whatever this says.
     ExitBy(u64),
+    /// Gets the vCPU out of guest mode: at once if it runs there now, else
+    /// its next run exits right after entry (delivering what it injects).
+    /// Any thread may send it, while another runs the vCPU (no `Busy`):
+    /// the VMM kicks a vCPU that another vCPU sent an interrupt.
+    Kick,
 }
 
 /// Whether `pat` is a PAT MSR value the CPU accepts: every byte a memory

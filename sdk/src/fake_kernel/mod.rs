@@ -22,6 +22,7 @@ use crate::abi::vcpu::VcpuControl;
 use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 use crate::abi::ComponentStatus;
+use crate::abi::CpuStats;
 use crate::abi::DeviceInfo;
 use crate::abi::Error;
 use crate::abi::HandleId;
@@ -245,6 +246,10 @@ impl KernelApi for FakeKernel {
         Err(Error::NotSupported)
     }
 
+    fn vcpu_create(&self, _: HandleId) -> Result<HandleId, Error> {
+        Err(Error::NotSupported)
+    }
+
     fn guest_ram_read(&self, _: HandleId, _: u64, _: &mut [u8]) -> Result<(), Error> {
         Err(Error::NotSupported)
     }
@@ -350,6 +355,14 @@ impl KernelApi for FakeKernel {
     }
 
     fn system_memory_stats(&self, _: HandleId) -> Result<MemoryStats, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn system_cpu_stats(&self, _: HandleId, _: usize) -> Result<CpuStats, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn thread_pin(&self, _: Option<usize>) -> Result<(), Error> {
         Err(Error::NotSupported)
     }
 

@@ -19,6 +19,7 @@ use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 use crate::abi::ComponentAction;
 use crate::abi::ComponentStatus;
+use crate::abi::CpuStats;
 use crate::abi::DeviceInfo;
 use crate::abi::Error;
 use crate::abi::HandleId;
@@ -445,5 +446,18 @@ impl KernelApi for UserKernel {
 
     fn device_io_write(&self, _: HandleId, _: u16, _: u8, _: u32) -> Result<(), Error> {
         not_supported(SyscallNo::DeviceIoWrite)
+    }
+
+    fn system_cpu_stats(&self, _: HandleId, _: usize) -> Result<CpuStats, Error> {
+        not_supported(SyscallNo::SystemCpuStats)
+    }
+
+    fn thread_pin(&self, cpu: Option<usize>) -> Result<(), Error> {
+        let raw = cpu.map_or(u64::MAX, |c| c as u64);
+        unit(call(SyscallNo::ThreadPin, [raw, 0, 0, 0, 0, 0]))
+    }
+
+    fn vcpu_create(&self, _: HandleId) -> Result<HandleId, Error> {
+        not_supported(SyscallNo::VcpuCreate)
     }
 }

@@ -20,9 +20,9 @@
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
+
 use alloc::vec::Vec;
-use core::cell::RefCell;
 
 use starina::fs::wire;
 use starina::fs::wire::FileRequest;
@@ -66,7 +66,7 @@ pub struct OpenFile(Channel);
 /// bridge), counting what it answers in `tally`.
 struct Fuse {
     server: FuseServer<NativeFiles>,
-    tally: Rc<RefCell<FuseTally>>,
+    tally: Arc<spin::Mutex<FuseTally>>,
 }
 
 impl FuseHandler for Fuse {
@@ -80,7 +80,7 @@ impl FuseHandler for Fuse {
             .map(u32::from_le_bytes)
             .unwrap_or(0);
         self.tally
-            .borrow_mut()
+            .lock()
             .request(opcode, now_ns().saturating_sub(start));
         reply
     }
@@ -91,7 +91,7 @@ impl FuseHandler for Fuse {
 pub fn device(
     channel: Channel,
     tag: &str,
-    tally: Rc<RefCell<FuseTally>>,
+    tally: Arc<spin::Mutex<FuseTally>>,
 ) -> Result<FsDevice, alloc::string::String> {
     let backend = NativeFiles::new(channel).map_err(|e| format!("fs server: {e}"))?;
     let mut server = FuseServer::new(backend);

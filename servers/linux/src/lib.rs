@@ -238,6 +238,7 @@ fn vm_config(config: &Config, net: bool) -> vcpu::VmConfig {
     }
     vcpu::VmConfig {
         memory_bytes: memory_mib << 20,
+        vcpus: config.vcpus.clamp(1, starina_vmm::smp::MAX_VCPUS as i64) as usize,
         kernel_file: config.kernel_file,
         initramfs_file: config.initramfs_file,
         cmdline,

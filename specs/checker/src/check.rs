@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use toml::Value;
 
+use crate::config_range;
 use crate::error::Origin;
 use crate::error::SpecError;
 use crate::fields::parse_toml;
@@ -54,6 +55,10 @@ pub fn load_all(root: &Path) -> Result<System, Vec<SpecError>> {
         match read(root, &file, Origin::Spec).and_then(|text| parse_component(&file, &text)) {
             Ok(component) => {
                 errors.extend(check_crate(root, &component));
+                errors.extend(component.config.iter().filter_map(|entry| {
+                    let field = format!("config.{}", entry.name);
+                    config_range::check(Origin::Spec, &file, &field, &component.name, entry)
+                }));
                 components.push(component);
             }
             Err(e) => errors.extend(e),
@@ -437,6 +442,13 @@ fn check_config_overrides(
                         entry.value.rust_expr()
                     ),
                 );
+                continue;
+            }
+            let origin = Origin::Profile;
+            if let Some(e) =
+                config_range::check(origin, &profile.file, &field, &component.name, entry)
+            {
+                error(e.field.unwrap_or(field), e.message);
             }
         }
     }

@@ -452,6 +452,7 @@ fn component_def(o: &mut String, c: &Component) {
         o,
         format!("        memory_limit_mib: {},", c.memory_limit_mib),
     );
+    line(o, format!("        cpu: {:?},", c.cpu));
     line(o, format!("        exports: {},", strs(&c.exports)));
     if needs.is_empty() {
         line(o, "        needs: &[],");

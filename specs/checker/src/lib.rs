@@ -16,6 +16,7 @@
 pub mod build;
 mod check;
 mod command;
+mod config_range;
 pub mod codegen;
 mod error;
 mod fields;

@@ -25,6 +25,7 @@ const NATIVE_ONLY: &[(&str, &str)] = &[
     ("privileges", "a Linux service holds no native privileges"),
     ("devices", "a Linux service drives no native devices"),
     ("config", "pass settings in `command` or `[env]`"),
+    ("cpu", "a Linux service runs on the microVM's vCPUs"),
 ];
 
 /// The env field (and service) every Linux service's runner connects to.

@@ -52,6 +52,8 @@ pub struct Component {
     pub restart_window_s: u32,
     /// Its memory budget, in MiB.
     pub memory_limit_mib: u32,
+    /// The CPU its threads run on (spec `cpu`); `None`: any.
+    pub cpu: Option<u32>,
     /// Services it serves, in spec order.
     pub exports: Vec<String>,
     pub privileges: Vec<Privilege>,

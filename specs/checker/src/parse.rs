@@ -42,6 +42,7 @@ pub const COMPONENT_FIELDS: &[&str] = &[
     "max_restarts",
     "restart_window_s",
     "memory_limit_mib",
+    "cpu",
     "exports",
     "privileges",
     "needs",
@@ -71,6 +72,9 @@ pub const DEFAULT_MEMORY_LIMIT_MIB: u32 = 64;
 
 /// The largest memory budget a spec may give, in MiB.
 pub const MAX_MEMORY_LIMIT_MIB: u32 = 4096;
+
+/// The CPUs a spec's `cpu` may name: the kernel runs on at most this many.
+pub const MAX_CPUS: u32 = 8;
 
 /// The longest restart window a spec may give (one day), in seconds.
 pub const MAX_RESTART_WINDOW_S: u32 = 86_400;
@@ -111,6 +115,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
     let max_restarts = read_max_restarts(&mut f, restart);
     let restart_window_s = read_restart_window(&mut f, restart);
     let memory_limit_mib = read_memory_limit(&mut f);
+    let cpu = read_cpu(&mut f);
     let exports = read_exports(&mut f);
     let privileges = read_privileges(&mut f);
     let mut needs = read_needs(&mut f, &exports);
@@ -149,6 +154,7 @@ pub fn parse_component(file: &Path, text: &str) -> Result<Component, Vec<SpecErr
             max_restarts: max,
             restart_window_s: window,
             memory_limit_mib,
+            cpu,
             exports,
             privileges,
             needs,
@@ -215,6 +221,29 @@ fn read_memory_limit(f: &mut Fields) -> Option<u32> {
             f.error(
                 "memory_limit_mib",
                 format!("expected MiB from 1 to {MAX_MEMORY_LIMIT_MIB}; got {value}"),
+            );
+            None
+        }
+    }
+}
+
+/// `cpu = N`: the CPU its threads run on (none: any). Whether that CPU
+/// exists is known only at run time (startup logs it and runs the
+/// component on any CPU if not).
+fn read_cpu(f: &mut Fields) -> Option<u32> {
+    if !f.is_present("cpu") {
+        return None;
+    }
+    let value = f.integer("cpu")?;
+    match u32::try_from(value) {
+        Ok(cpu) if cpu < MAX_CPUS => Some(cpu),
+        _ => {
+            f.error(
+                "cpu",
+                format!(
+                    "expected a CPU index from 0 to {} (the kernel runs on at most {MAX_CPUS} CPUs); got {value}",
+                    MAX_CPUS - 1
+                ),
             );
             None
         }

@@ -268,6 +268,7 @@ fn wiring_lists_wired_components_and_profiles() {
                  max_restarts: 3,\n        \
                  restart_window_s: 60,\n        \
                  memory_limit_mib: 64,\n        \
+                 cpu: None,\n        \
                  exports: &[\"echo\"],\n        \
                  needs: &[],\n        \
                  privileges: &[],\n        \
@@ -566,6 +567,7 @@ pub mod spec {
         pub max_restarts: u32,
         pub restart_window_s: u32,
         pub memory_limit_mib: u32,
+        pub cpu: Option<u32>,
         pub exports: &'static [&'static str],
         pub needs: &'static [Need],
         pub privileges: &'static [Privilege],

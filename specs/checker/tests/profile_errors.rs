@@ -277,3 +277,38 @@ fn a_user_mode_component_takes_no_config_override() {
         &["profile specs/profiles/default.toml: field 'config.echo_client': sets config of 'echo_client', which this profile runs in user mode: a user-mode image has its spec's [config] (overrides are not supported there yet)"],
     );
 }
+
+/// A server named `linux` with `vcpus` in its config, beside the valid
+/// fixture, and `default.toml` starting it with `lines` appended.
+fn linux_vcpus_errors(own: &str, lines: &str) -> Vec<String> {
+    let fixture = Fixture::valid();
+    fixture.component(
+        "servers",
+        &format!(
+            "{}\n[config]\nvcpus = {own}\n",
+            ECHO.replace("\"echo\"\nkind", "\"linux\"\nkind")
+                .replace("[\"echo\"]", "[\"linux\"]")
+        ),
+    );
+    fixture.write(
+        "specs/profiles/default.toml",
+        &format!("components = [\"hello\", \"linux\"]\n{lines}"),
+    );
+    match starina_spec::load_all(&fixture.root) {
+        Ok(_) => Vec::new(),
+        Err(errors) => common::messages(&errors),
+    }
+}
+
+#[test]
+fn linux_vcpus_are_one_to_eight_in_the_spec_and_in_profiles() {
+    assert_errors(linux_vcpus_errors("1", "[config.linux]\nvcpus = 8\n"), &[]);
+    assert_errors(
+        linux_vcpus_errors("0", ""),
+        &["spec specs/linux.toml: field 'config.vcpus': expected 1..=8 (the guest's CPUs: one vCPU thread each, one local APIC each in the VMM); got 0"],
+    );
+    assert_errors(
+        linux_vcpus_errors("2", "[config.linux]\nvcpus = 9\n"),
+        &["profile specs/profiles/default.toml: field 'config.linux.vcpus': expected 1..=8 (the guest's CPUs: one vCPU thread each, one local APIC each in the VMM); got 9"],
+    );
+}

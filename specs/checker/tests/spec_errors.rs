@@ -170,7 +170,7 @@ fn description_is_required_and_not_empty() {
 fn unknown_fields_are_errors() {
     assert_errors(
         echo_errors(&echo_with(r#"colour = "blue""#)),
-        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, memory_limit_mib, exports, privileges, needs, devices, config, command, env, workdir, user, ports, names)"],
+        &["spec specs/echo.toml: field 'colour': unknown field (known fields: name, kind, description, isolation, restart, max_restarts, restart_window_s, memory_limit_mib, cpu, exports, privileges, needs, devices, config, command, env, workdir, user, ports, names)"],
     );
 }
 
@@ -218,6 +218,27 @@ fn memory_limit_is_whole_mib_up_to_4_gib() {
         echo_errors(&echo_with("memory_limit_mib = \"64M\"")),
         &["spec specs/echo.toml: field 'memory_limit_mib': expected an integer; got '64M'"],
     );
+}
+
+#[test]
+fn cpu_names_one_of_the_cpus_the_kernel_can_run_on() {
+    for bad in ["-1", "8", "4294967296"] {
+        assert_errors(
+            echo_errors(&echo_with(&format!("cpu = {bad}"))),
+            &[&format!("spec specs/echo.toml: field 'cpu': expected a CPU index from 0 to 7 (the kernel runs on at most 8 CPUs); got {bad}")],
+        );
+    }
+    assert_errors(
+        echo_errors(&echo_with("cpu = \"1\"")),
+        &["spec specs/echo.toml: field 'cpu': expected an integer; got '1'"],
+    );
+    for good in [0, 7] {
+        let fixture = Fixture::valid();
+        fixture.write("specs/echo.toml", &echo_with(&format!("cpu = {good}")));
+        let system = fixture.load();
+        let echo = system.components.iter().find(|c| c.name == "echo").unwrap();
+        assert_eq!(echo.cpu, Some(good));
+    }
 }
 
 #[test]

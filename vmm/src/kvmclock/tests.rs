@@ -83,7 +83,7 @@ fn guest_reads_the_host_clock() {
     let h = host(GHZ_2_6, 2);
     clock.set_host(h, &mut mem, 0);
     assert_eq!(clock.time_info(), None, "not enabled yet");
-    clock.system_time_msr(0x5000 | 1, &mut mem, 0);
+    clock.system_time_msr(0, 0x5000 | 1, &mut mem, 0);
     let (version, info) = guest_read(&mem, 0x5000).unwrap();
     assert_eq!(version, 2);
     assert_eq!(info.flags, PVCLOCK_TSC_STABLE_BIT);
@@ -91,7 +91,7 @@ fn guest_reads_the_host_clock() {
         assert_eq!(info.ns_at(tsc), h.ns_at(tsc));
     }
     // A TSC offset: the guest's TSC is the host's plus it.
-    clock.system_time_msr(0x5000 | 1, &mut mem, -400_000);
+    clock.system_time_msr(0, 0x5000 | 1, &mut mem, -400_000);
     let (version, info) = guest_read(&mem, 0x5000).unwrap();
     assert_eq!(version, 4, "versions only grow");
     assert_eq!(info.ns_at(h.tsc + 1000 - 400_000), h.ns_at(h.tsc + 1000));
@@ -145,7 +145,7 @@ fn version_is_odd_while_writing() {
     };
     let mut clock = KvmClock::new();
     clock.set_host(host(GHZ_2_6, 0), &mut mem, 0);
-    clock.system_time_msr(0x7040 | 1, &mut mem, 0);
+    clock.system_time_msr(0, 0x7040 | 1, &mut mem, 0);
     clock.set_host(host(2_600_000_000, 1), &mut mem, 0);
     let version = |data: &[u8]| u32::from_le_bytes(data[..4].try_into().unwrap());
     let w = &mem.writes;
@@ -168,7 +168,7 @@ fn a_new_generation_never_goes_back() {
     let mut clock = KvmClock::new();
     let old = host(2_640_000_000, 0);
     clock.set_host(old, &mut mem, 0);
-    clock.system_time_msr(0x1000 | 1, &mut mem, 0);
+    clock.system_time_msr(0, 0x1000 | 1, &mut mem, 0);
     let before = guest_read(&mem, 0x1000).unwrap().1;
     // The kernel re-scaled 1 s later to a slower clock (faster TSC would
     // be the other way); the VMM hears of it 10 ms after.
@@ -211,7 +211,7 @@ fn bad_addresses_are_ignored() {
         u64::MAX,
         u64::MAX - 4094,
     ] {
-        clock.system_time_msr(value, &mut mem, 0);
+        clock.system_time_msr(0, value, &mut mem, 0);
         assert_eq!(clock.time_info(), None, "{value:#x}");
     }
     for gpa in [0x5002, 0x5ffc, 1 << 20, (1 << 20) - 8, u64::MAX - 3] {
@@ -228,7 +228,7 @@ fn bad_addresses_are_ignored() {
         Err(ClockError::Unaligned(0x5002))
     );
     // Disabling stops the writes.
-    clock.system_time_msr(0x5000, &mut mem, 0);
+    clock.system_time_msr(0, 0x5000, &mut mem, 0);
     assert_eq!(clock.time_info(), None);
     assert!(untouched(&mem));
 }
@@ -237,4 +237,25 @@ fn untouched(mem: &VecMemory) -> bool {
     let mut all = alloc::vec![0u8; mem.size() as usize];
     mem.read(0, &mut all).unwrap();
     all.iter().all(|&b| b == 0)
+}
+
+#[test]
+fn every_vcpu_area_holds_the_same_clock() {
+    let mut mem = VecMemory::new(0x10000);
+    let mut clock = KvmClock::new();
+    clock.set_host(host(1_000_000_000, 1), &mut mem, 0);
+    clock.system_time_msr(0, 0x5000 | 1, &mut mem, 0);
+    clock.system_time_msr(1, 0x6000 | 1, &mut mem, 0);
+    let (_, a) = guest_read(&mem, 0x5000).unwrap();
+    let (_, b) = guest_read(&mem, 0x6000).unwrap();
+    assert_eq!(a, b);
+    // A new host generation rewrites both.
+    clock.set_host(host(2_000_000_000, 2), &mut mem, 0);
+    let (_, a) = guest_read(&mem, 0x5000).unwrap();
+    let (_, b) = guest_read(&mem, 0x6000).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(clock.time_info(), Some(a));
+    // Past the last vCPU: ignored.
+    clock.system_time_msr(99, 0x7000 | 1, &mut mem, 0);
+    assert_eq!(guest_read(&mem, 0x7000).map(|(v, _)| v), Some(0), "untouched");
 }

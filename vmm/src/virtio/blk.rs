@@ -194,7 +194,7 @@ pub struct Blk {
     max_op_sectors: u32,
     /// Sectors a read may carry (its answer in parts of `max_op_sectors`).
     max_read_sectors: u32,
-    backend: Box<dyn BlockBackend>,
+    backend: Box<dyn BlockBackend + Send>,
     /// Requests by arrival number (oldest first).
     requests: BTreeMap<u64, Request>,
     next_request: u64,
@@ -212,7 +212,7 @@ impl Blk {
         capacity: u64,
         read_only: bool,
         max_op_sectors: u32,
-        backend: Box<dyn BlockBackend>,
+        backend: Box<dyn BlockBackend + Send>,
     ) -> Blk {
         let max_op_sectors = max_op_sectors.max(1);
         Blk {

@@ -55,7 +55,7 @@ pub trait FuseHandler {
 /// A virtio-fs device with one request queue.
 pub struct FsDevice {
     tag: [u8; TAG_LEN],
-    handler: Box<dyn FuseHandler>,
+    handler: Box<dyn FuseHandler + Send>,
     /// Chains answered with an error by the device itself (for the log).
     refused: u64,
 }
@@ -63,7 +63,7 @@ pub struct FsDevice {
 impl FsDevice {
     /// A device the guest mounts as `tag` (at most [`TAG_LEN`] bytes; a
     /// longer tag is an error).
-    pub fn new(tag: &str, handler: Box<dyn FuseHandler>) -> Result<FsDevice, DeviceError> {
+    pub fn new(tag: &str, handler: Box<dyn FuseHandler + Send>) -> Result<FsDevice, DeviceError> {
         if tag.is_empty() || tag.len() > TAG_LEN {
             return Err(DeviceError::Protocol(
                 "a virtio-fs tag is 1 to 36 bytes long",
@@ -242,8 +242,6 @@ impl VirtioDevice for FsDevice {
 
 #[cfg(test)]
 mod tests {
-    use alloc::rc::Rc;
-    use core::cell::RefCell;
 
     use super::*;
     use crate::memory::VecMemory;
@@ -261,13 +259,13 @@ mod tests {
     /// Replies with the request's unique and a body of `reply_len` bytes of
     /// 0xab; records every request; no reply for opcode 2 (FORGET).
     struct Recorder {
-        seen: Rc<RefCell<Vec<Vec<u8>>>>,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
         reply_len: usize,
     }
 
     impl FuseHandler for Recorder {
         fn handle(&mut self, request: &[u8], _room: usize) -> Vec<u8> {
-            self.seen.borrow_mut().push(request.to_vec());
+            self.seen.lock().unwrap().push(request.to_vec());
             if request[4] == 2 {
                 return Vec::new();
             }
@@ -281,10 +279,10 @@ mod tests {
 
     const RQ: u64 = 0x4000;
 
-    type Seen = Rc<RefCell<Vec<Vec<u8>>>>;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
     fn setup(reply_len: usize) -> (MmioTransport<FsDevice>, VecMemory, Seen) {
-        let seen: Seen = Rc::default();
+        let seen: Seen = Default::default();
         let handler = Recorder {
             seen: seen.clone(),
             reply_len,
@@ -347,7 +345,7 @@ mod tests {
         assert!(FsDevice::new(
             &"x".repeat(37),
             Box::new(Recorder {
-                seen: Rc::default(),
+                seen: Default::default(),
                 reply_len: 0
             })
         )
@@ -380,7 +378,7 @@ mod tests {
         );
         set_desc(&mut mem, 3, 0x23000, 100, VIRTQ_DESC_F_WRITE, 0);
         assert_eq!(submit(&mut t, &mut mem, 0), (0, 36));
-        assert_eq!(seen.borrow().as_slice(), &[req]);
+        assert_eq!(seen.lock().unwrap().as_slice(), &[req]);
         let mut reply = [0u8; 36];
         mem.read(0x22000, &mut reply[..8]).unwrap();
         mem.read(0x23000, &mut reply[8..]).unwrap();
@@ -409,7 +407,7 @@ mod tests {
         mem.write(0x20000, &req).unwrap();
         set_desc(&mut mem, 0, 0x20000, req.len() as u32, 0, 0);
         assert_eq!(submit(&mut t, &mut mem, 0), (0, 0));
-        assert_eq!(seen.borrow().len(), 1);
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     /// Publishes a FORGET on the high-priority queue (its rings at
@@ -438,7 +436,7 @@ mod tests {
         let (mut t, mut mem, seen) = setup(0);
         // Returned at once, but no interrupt of its own.
         assert_eq!(forget_on_hiprio(&mut t, &mut mem), 1);
-        assert_eq!(seen.borrow().len(), 1);
+        assert_eq!(seen.lock().unwrap().len(), 1);
         assert!(!t.irq_level());
         // The guest halts: the interrupt comes.
         t.raise_deferred();
@@ -483,7 +481,7 @@ mod tests {
         // No writable part at all: used with 0 bytes, nothing written.
         set_desc(&mut mem, 0, 0x20000, 10, 0, 0);
         assert_eq!(submit(&mut t, &mut mem, 0), (0, 0));
-        assert!(seen.borrow().is_empty());
+        assert!(seen.lock().unwrap().is_empty());
         assert_eq!(t.device().refused(), 3);
         assert_eq!(t.status() & crate::virtio::status::DEVICE_NEEDS_RESET, 0);
     }
@@ -497,7 +495,7 @@ mod tests {
         mem.write_u16(AVAIL + RQ + 2, 1).unwrap();
         w32(&mut t, &mut mem, reg::QUEUE_NOTIFY, REQUEST_QUEUE as u32);
         assert_ne!(t.status() & crate::virtio::status::DEVICE_NEEDS_RESET, 0);
-        assert!(seen.borrow().is_empty());
+        assert!(seen.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -86,4 +86,7 @@ pub struct ExitContext {
     pub now_ns: u64,
     /// Host TSC, for TSC MSR reads.
     pub host_tsc: u64,
+    /// The vCPU that exited (its local APIC answers APIC MSRs); 0 is the
+    /// bootstrap processor.
+    pub vcpu: usize,
 }

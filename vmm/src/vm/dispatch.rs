@@ -1,6 +1,7 @@
 //! Exit handling: each [`VmExit`] becomes device accesses, register and RIP
 //! updates, and an [`ExitAction`] for the backend.
 
+use super::apic;
 use super::ExitAction;
 use super::ExitContext;
 use super::Vm;
@@ -78,7 +79,7 @@ impl Vm {
                 }
                 self.emulate_mmio(gpa, &insn_bytes[..insn_len.min(15) as usize], state, mem)
             }
-            VmExit::Cpuid { leaf, subleaf } => Ok(self.cpuid(leaf, subleaf, state)),
+            VmExit::Cpuid { leaf, subleaf } => Ok(self.cpuid(leaf, subleaf, state, ctx.vcpu)),
             VmExit::Msr {
                 access: Access::Read,
                 index,
@@ -137,10 +138,14 @@ impl Vm {
         }
     }
 
-    fn cpuid(&mut self, leaf: u32, subleaf: u32, state: &mut VcpuState) -> ExitAction {
-        let r = self
+    fn cpuid(&mut self, leaf: u32, subleaf: u32, state: &mut VcpuState, vcpu: usize) -> ExitAction {
+        let mut r = self
             .cpuid
             .cpuid(leaf, subleaf, state.cr4, state.xcr0, &self.host_cpuid);
+        if leaf == 1 && self.apic.is_some() {
+            // The initial APIC ID: the vCPU's index.
+            r.ebx = (r.ebx & 0x00ff_ffff) | ((vcpu as u32 & 0xff) << 24);
+        }
         state.set_gpr(Gpr::Rax, r.eax as u64);
         state.set_gpr(Gpr::Rbx, r.ebx as u64);
         state.set_gpr(Gpr::Rcx, r.ecx as u64);
@@ -150,17 +155,22 @@ impl Vm {
     }
 
     fn rdmsr(&mut self, index: u32, state: &mut VcpuState, ctx: ExitContext) -> ExitAction {
-        match self.msrs.read(index, ctx.host_tsc) {
+        let value = if self.apic.is_some() && apic::is_apic_msr(index) {
+            self.apic_rdmsr(ctx.vcpu, index, ctx.now_ns)
+                .map_err(|e| log::debug!("vmm: rdmsr {index:#x}: {e:?}: #GP"))
+        } else {
+            self.msrs
+                .read(index, ctx.host_tsc)
+                .map_err(|e| log::debug!("vmm: rdmsr: {e}: #GP"))
+        };
+        match value {
             Ok(v) => {
                 state.set_gpr(Gpr::Rax, v & 0xffff_ffff);
                 state.set_gpr(Gpr::Rdx, v >> 32);
                 state.rip = state.rip.wrapping_add(2);
                 ExitAction::Resume
             }
-            Err(e) => {
-                log::debug!("vmm: rdmsr: {e}: #GP");
-                gp()
-            }
+            Err(()) => gp(),
         }
     }
 
@@ -172,13 +182,27 @@ impl Vm {
         mem: &mut dyn GuestMemory,
         ctx: ExitContext,
     ) -> ExitAction {
+        if self.apic.is_some() && apic::is_apic_msr(index) {
+            return match self.apic_wrmsr(ctx.vcpu, index, value, ctx.now_ns) {
+                Ok(()) => {
+                    state.rip = state.rip.wrapping_add(2);
+                    ExitAction::Resume
+                }
+                Err(e) => {
+                    log::debug!("vmm: wrmsr {index:#x}: {e:?}: #GP");
+                    gp()
+                }
+            };
+        }
         match self.msrs.write(index, value, ctx.host_tsc) {
             Ok(effect) => {
                 state.rip = state.rip.wrapping_add(2);
                 let offset = self.msrs.tsc_offset;
                 match effect {
                     MsrEffect::Efer(efer) => state.efer = efer,
-                    MsrEffect::KvmSystemTime(v) => self.kvmclock.system_time_msr(v, mem, offset),
+                    MsrEffect::KvmSystemTime(v) => {
+                        self.kvmclock.system_time_msr(ctx.vcpu, v, mem, offset)
+                    }
                     MsrEffect::KvmWallClock(gpa) => self.kvmclock.wall_clock_msr(gpa, mem),
                     MsrEffect::TscOffset(_) => self.kvmclock.tsc_offset_changed(mem, offset),
                     MsrEffect::Pat(_) | MsrEffect::None => {}
@@ -203,7 +227,7 @@ impl Vm {
         // An idle guest may be waiting for buffers whose interrupt waits.
         self.virtio.raise_deferred();
         self.update_irqs(ctx.now_ns);
-        if state.interrupts_enabled() && self.pic.has_pending() {
+        if state.interrupts_enabled() && self.has_pending_on(ctx.vcpu) {
             ExitAction::Resume
         } else {
             ExitAction::Halt
@@ -238,11 +262,11 @@ impl Vm {
         match insn.store_value(state) {
             Some(v) => {
                 let data = v.to_le_bytes();
-                self.virtio.mmio_write(gpa, &data[..size], mem);
+                self.mmio_write(gpa, &data[..size], mem);
             }
             None => {
                 let mut data = [0u8; 8];
-                self.virtio.mmio_read(gpa, &mut data[..size]);
+                self.mmio_read(gpa, &mut data[..size]);
                 insn.complete_load(state, u64::from_le_bytes(data));
             }
         }
@@ -255,5 +279,15 @@ fn gp() -> ExitAction {
     ExitAction::InjectException {
         vector: GP_VECTOR,
         error_code: Some(0),
+    }
+}
+
+impl Vm {
+    /// Whether vCPU `cpu` has an interrupt to take (a halt then resumes).
+    fn has_pending_on(&self, cpu: usize) -> bool {
+        match &self.apic {
+            Some(_) => self.pending_interrupt_on(cpu).is_some(),
+            None => self.pic.has_pending(),
+        }
     }
 }

@@ -17,10 +17,12 @@
 //! }
 //! ```
 //!
-//! Platform (option A of the platform notes): one vCPU, 8259 PIC + 8254 PIT,
-//! no LAPIC (hidden in CPUID), COM1, CMOS, i8042 reset, no PCI, and
+//! Platform: without [`Vm::enable_apic`] option A of the platform notes
+//! (one vCPU, 8259 PIC + 8254 PIT, no LAPIC in CPUID); with it option B
+//! (1 to 8 vCPUs, x2APIC local APICs through MSR exits, an I/O APIC, an MP
+//! table; the PIT on pin 2). Both: COM1, CMOS, i8042 reset, no PCI, and
 //! virtio-mmio windows from [`VIRTIO_MMIO_BASE`] with IRQs from
-//! [`VIRTIO_FIRST_IRQ`].
+//! [`VIRTIO_FIRST_IRQ`]. The exiting vCPU is [`ExitContext::vcpu`].
 //!
 //! The devices are private: the backend reaches them through typed
 //! accessors ([`Vm::serial_mut`], [`Vm::set_efer`]) and reaches a virtio
@@ -30,11 +32,13 @@
 //! | module | what |
 //! |---|---|
 //! | `action` | [`ExitAction`], [`VmError`], [`ExitContext`] |
+//! | `apic` | the APIC platform: [`Vm::enable_apic`], APIC MSRs, the I/O APIC window, kicks |
 //! | `dispatch` | [`Vm::handle_exit`]: exits to device accesses |
 //! | `ports` | the port map, [`Vm::io_in`], [`Vm::io_out`] |
 //! | `virtio_bus` | virtio-mmio windows, [`DeviceSlot`] |
 
 mod action;
+mod apic;
 mod dispatch;
 mod ports;
 mod virtio_bus;
@@ -89,6 +93,8 @@ pub struct Vm {
     /// Executes CPUID on the host.
     host_cpuid: fn(u32, u32) -> CpuidResult,
     ports: IoBus<PortDevice>,
+    /// Local APICs and the I/O APIC, once [`Vm::enable_apic`] ran.
+    apic: Option<apic::ApicPlatform>,
 }
 
 impl Vm {
@@ -115,6 +121,7 @@ impl Vm {
             kvmclock: KvmClock::new(),
             host_cpuid,
             ports: ports::port_bus(),
+            apic: None,
         }
     }
 
@@ -183,7 +190,7 @@ impl Vm {
     /// Adds a virtio device in the next window. The slot names it from now
     /// on; [`Vm::virtio_devices`] lists the windows for the kernel command
     /// line.
-    pub fn add_virtio<D: VirtioDevice + Any>(
+    pub fn add_virtio<D: VirtioDevice + Any + Send>(
         &mut self,
         device: D,
     ) -> Result<DeviceSlot<D>, SlotError> {
@@ -238,13 +245,19 @@ impl Vm {
     /// MMIO read of `data.len()` bytes at `gpa` (outside RAM). Unclaimed
     /// addresses read all-ones; bad accesses to a device read zero.
     pub fn mmio_read(&mut self, gpa: u64, data: &mut [u8]) {
-        self.virtio.mmio_read(gpa, data)
+        match self.apic.is_some() && apic::is_ioapic(gpa) {
+            true => self.ioapic_read(gpa, data),
+            false => self.virtio.mmio_read(gpa, data),
+        }
     }
 
     /// MMIO write at `gpa` (outside RAM). Unclaimed or bad writes are
     /// dropped (and logged).
     pub fn mmio_write(&mut self, gpa: u64, data: &[u8], mem: &mut dyn GuestMemory) {
-        self.virtio.mmio_write(gpa, data, mem)
+        match self.apic.is_some() && apic::is_ioapic(gpa) {
+            true => self.ioapic_write(gpa, data),
+            false => self.virtio.mmio_write(gpa, data, mem),
+        }
     }
 
     // -- interrupts and time -------------------------------------------------
@@ -253,36 +266,91 @@ impl Vm {
     /// Call before every entry (handle_exit does it) and after waking up.
     pub fn update_irqs(&mut self, now_ns: u64) {
         self.update_pit_irq(now_ns);
-        self.pic.set_irq(serial::COM1_IRQ, self.serial.irq_level());
-        for (irq, level) in self.virtio.irq_levels() {
+        let serial = self.serial.irq_level();
+        self.pic.set_irq(serial::COM1_IRQ, serial);
+        self.ioapic_line(serial::COM1_IRQ, serial);
+        let mut lines = [(0u8, false); VIRTIO_IRQS.len()];
+        let mut n = 0;
+        for (irq, level) in self.virtio.irq_levels().take(lines.len()) {
+            lines[n] = (irq, level);
+            n += 1;
+        }
+        for &(irq, level) in &lines[..n] {
             self.pic.set_irq(irq, level);
+            self.ioapic_line(irq, level);
         }
     }
 
-    /// The PIT's part of [`Vm::update_irqs`]: its tick, which depends on
-    /// time alone.
+    /// The timers' part of [`Vm::update_irqs`]: the PIT's tick (on I/O
+    /// APIC pin 2, the MP table's override) and the local APIC timers,
+    /// which depend on time alone.
     pub fn update_pit_irq(&mut self, now_ns: u64) {
         if self.pit.poll_irq0(now_ns) {
             self.pic.pulse_irq(pit::PIT_IRQ);
+            self.ioapic_line(2, true);
+            self.ioapic_line(2, false);
         }
+        self.poll_apic_timers(now_ns);
     }
 
-    /// The vector the PIC would deliver now.
+    /// The vector the bootstrap processor would take now.
     #[inline]
     pub fn pending_interrupt(&self) -> Option<u8> {
-        self.pic.pending_vector()
+        self.pending_interrupt_on(0)
+    }
+
+    /// The vector vCPU `cpu` would take now.
+    pub fn pending_interrupt_on(&self, cpu: usize) -> Option<u8> {
+        match &self.apic {
+            Some(apic) => self.apic_pending(apic, cpu),
+            None => self.pic.pending_vector(),
+        }
     }
 
     /// INTA: call when actually injecting; returns the vector to inject.
     pub fn acknowledge_interrupt(&mut self) -> Option<u8> {
-        self.pic.acknowledge()
+        self.acknowledge_interrupt_on(0)
+    }
+
+    /// INTA on vCPU `cpu`.
+    pub fn acknowledge_interrupt_on(&mut self, cpu: usize) -> Option<u8> {
+        match self.apic.is_some() {
+            true => self.apic_acknowledge(cpu),
+            false => self.pic.acknowledge(),
+        }
+    }
+
+    /// Takes an NMI sent to vCPU `cpu`.
+    pub fn take_nmi(&mut self, cpu: usize) -> bool {
+        self.apic
+            .as_mut()
+            .is_some_and(|a| a.cpus.apic_mut(cpu).take_nmi())
     }
 
     /// When the VMM must next run even if the guest stays halted.
     pub fn next_deadline_ns(&self) -> Option<u64> {
-        self.pit.next_irq0_ns()
+        self.next_deadline_ns_on(0)
+    }
+
+    /// When vCPU `cpu`'s thread must next run even if its vCPU stays
+    /// halted: its local APIC timer, and on the BSP the PIT's tick.
+    pub fn next_deadline_ns_on(&self, cpu: usize) -> Option<u64> {
+        let pit = match cpu {
+            0 => self.pit.next_irq0_ns(),
+            _ => None,
+        };
+        let lapic = self
+            .apic
+            .as_ref()
+            .and_then(|a| a.cpus.apic(cpu).next_deadline_ns());
+        match (pit, lapic) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod apic_tests;

@@ -42,6 +42,7 @@ fn host_cpuid(leaf: u32, _: u32) -> CpuidResult {
 const CTX: ExitContext = ExitContext {
     now_ns: 0,
     host_tsc: 0,
+    vcpu: 0,
 };
 
 pub(super) fn vm() -> Vm {
@@ -228,7 +229,8 @@ fn pit_tick_reaches_pic() {
             &mut mem,
             ExitContext {
                 now_ns: t + 1_000_000,
-                host_tsc: 0
+                host_tsc: 0,
+                vcpu: 0,
             }
         )
         .unwrap(),
@@ -259,6 +261,7 @@ fn pit_exits_deliver_the_tick_and_serial_exits_the_serial_line() {
     let at = |now_ns| ExitContext {
         now_ns,
         host_tsc: 0,
+        vcpu: 0,
     };
     vm.handle_exit(&read_42, &mut st, &mut mem, at(t - 1))
         .unwrap();

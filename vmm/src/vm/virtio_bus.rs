@@ -90,9 +90,9 @@ impl fmt::Display for SlotError {
 }
 
 /// A device model the bus can hand back by type.
-trait SlotDevice: VirtioDevice + Any {}
+trait SlotDevice: VirtioDevice + Any + Send {}
 
-impl<T: VirtioDevice + Any> SlotDevice for T {}
+impl<T: VirtioDevice + Any + Send> SlotDevice for T {}
 
 /// One virtio-mmio window.
 struct Window {
@@ -140,7 +140,7 @@ impl VirtioBus {
         }
     }
 
-    pub(super) fn add<D: VirtioDevice + Any>(
+    pub(super) fn add<D: VirtioDevice + Any + Send>(
         &mut self,
         device: D,
     ) -> Result<DeviceSlot<D>, SlotError> {

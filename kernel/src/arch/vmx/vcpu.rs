@@ -125,6 +125,8 @@ enum Step {
 
 pub struct VmxVcpu {
     info: VmxInfo,
+    /// The next entry exits at once (`run`'s `kick`).
+    kick: bool,
     vmcs_phys: u64,
     /// Which MSR accesses exit (one bit per MSR, read and write halves).
     msr_bitmap_phys: u64,
@@ -178,6 +180,7 @@ impl VmxVcpu {
         let info = enable::init()?;
         let oom = Unavailable::OutOfMemory;
         let mut vcpu = VmxVcpu {
+            kick: false,
             info,
             vmcs_phys: 0,
             msr_bitmap_phys: 0,
@@ -388,8 +391,10 @@ impl VmxVcpu {
         self.xstate.set_allowed(mask)
     }
 
-    /// Enters the guest until an exit the VMM must see.
-    pub fn run(&mut self, state: &mut VcpuState, inject: Injection) -> VmExit {
+    /// Enters the guest until an exit the VMM must see; with `kick` the
+    /// first entry exits at once, after delivering `inject`.
+    pub fn run(&mut self, state: &mut VcpuState, inject: Injection, kick: bool) -> VmExit {
+        self.kick = kick;
         let mut inject = inject;
         loop {
             match self.run_once(state, inject) {
@@ -448,6 +453,10 @@ impl VmxVcpu {
     /// after. Returns whether the entry instruction failed.
     fn enter(&mut self) -> bool {
         let enabled = crate::arch::irq::save_and_disable();
+        if core::mem::take(&mut self.kick) {
+            // Pending while interrupts are off: the entry exits at once.
+            crate::arch::hypervisor::interrupt_this_cpu();
+        }
         self.refresh_host_cr3();
         let gprs: *mut GuestGprs = &mut self.gprs;
         let failed;

@@ -2,9 +2,9 @@
 //! loaded by the 64-bit boot protocol, and what the thread sleeps on.
 
 use alloc::format;
-use alloc::rc::Rc;
+use alloc::sync::Arc;
+
 use alloc::string::String;
-use core::cell::RefCell;
 
 use starina::abi::Readiness;
 use starina::bootfs;
@@ -29,6 +29,8 @@ use starina_vmm::virtio::net::Net;
 use starina_vmm::vm::DeviceSlot;
 use starina_vmm::vm::Vm;
 
+use super::smp::Core;
+use super::smp::Smp;
 use super::Guest;
 use super::Job;
 use super::VmConfig;
@@ -59,6 +61,8 @@ impl Guest {
         // The guest's clock: kvm-clock over the kernel's (no calibration,
         // Starina's wall clock).
         vm.enable_kvm_clock(starina::hypervisor::host_clock(), &mut ram);
+        vm.enable_apic(config.vcpus, &mut ram)
+            .map_err(|e| Status::Unavailable(format!("cannot write the MP table: {e:?}")))?;
         let xcr0_mask = vm.xcr0_mask();
         vcpu.control(VcpuControl::Xcr0Allowed(xcr0_mask))
             .map_err(|e| {
@@ -70,7 +74,7 @@ impl Guest {
             Status::Unavailable(format!("no virtio-mmio slot for the console: {e}"))
         })?;
         let mut cmdline = config.cmdline.clone();
-        let fuse = Rc::new(RefCell::new(FuseTally::default()));
+        let fuse = Arc::new(spin::Mutex::new(FuseTally::default()));
         if let Some(channel) = fs {
             add_share(&mut vm, channel, &config, &mut cmdline, fuse.clone());
         }
@@ -95,23 +99,35 @@ impl Guest {
         // first read-modify-write of EFER (to set NXE) drops LME/LMA.
         vm.set_efer(info.vcpu.efer);
         log::info!(
-            "{}: {} MiB RAM, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
+            "{}: {} MiB RAM, {} vCPUs, kernel {} KiB (boot protocol {}.{:02}), initramfs {} KiB, command line: {}",
             starina::abi::markers::LINUX_BOOTING,
             config.memory_bytes >> 20,
+            vm.vcpu_count(),
             files.kernel.len() / 1024,
             files.bz.protocol >> 8,
             files.bz.protocol & 0xff,
             files.initramfs.len() / 1024,
             info.cmdline
         );
+        let count = vm.vcpu_count();
+        let (smp, mut wakes) = Smp::new(Core { vm, ram }, count)
+            .map_err(|e| Status::Crashed(format!("channels for the vCPU threads: {e}")))?;
+        let smp_wake = wakes.remove(0);
         let (poll, timer) = wake_sources(&wake)?;
+        poll.add(smp_wake.id(), Readiness::READABLE)
+            .map_err(|e| Status::Crashed(format!("poll: {e}")))?;
         if let Some(disk) = &mut disk {
             disk.watch(&poll)
                 .map_err(|e| Status::Crashed(format!("poll: the root disk: {e}")))?;
         }
+        let vcpu = Arc::new(vcpu);
+        smp.set_vcpu(0, vcpu.clone());
+        for (i, wake) in wakes.into_iter().enumerate() {
+            super::ap::spawn(i + 1, smp.clone(), shared.clone(), wake, xcr0_mask);
+        }
         Ok(Guest {
-            vm,
-            ram,
+            smp,
+            smp_wake,
             vcpu,
             state: info.vcpu,
             console,
@@ -144,7 +160,7 @@ fn add_share(
     channel: Channel,
     config: &VmConfig,
     cmdline: &mut String,
-    tally: Rc<RefCell<FuseTally>>,
+    tally: Arc<spin::Mutex<FuseTally>>,
 ) {
     let device = match crate::files::device(channel, config.share_fs_tag, tally) {
         Ok(device) => device,

@@ -29,8 +29,7 @@ impl Guest {
         if kicked || self.input_left {
             let mut inner = self.shared.inner.lock();
             if !inner.to_guest.is_empty() {
-                let n = self
-                    .vm
+                let n = (self.smp.core.lock().vm)
                     .virtio_device_mut(self.console)?
                     .push_rx(&inner.to_guest);
                 inner.to_guest.drain(..n);
@@ -46,7 +45,13 @@ impl Guest {
         // While the main thread is behind, guest output stays in the
         // console (and then in the guest): backpressure, not loss.
         if !self.shared.output_paused.load(Ordering::Acquire) {
-            let tx = self.vm.virtio_device_mut(self.console)?.take_tx();
+            let tx = self
+                .smp
+                .core
+                .lock()
+                .vm
+                .virtio_device_mut(self.console)?
+                .take_tx();
             if !tx.is_empty() {
                 let mut inner = self.shared.inner.lock();
                 inner.from_guest.extend_from_slice(&tx);
@@ -66,7 +71,9 @@ impl Guest {
             }
         }
         if poke {
-            self.vm.poll_virtio(self.console, &mut self.ram, now_ns())?;
+            let mut core = self.smp.core.lock();
+            let core = &mut *core;
+            core.vm.poll_virtio(self.console, &mut core.ram, now_ns())?;
         }
         self.exchange_net(kicked)?;
         self.exchange_disk()
@@ -75,7 +82,8 @@ impl Guest {
     /// Logs the VM exits and FUSE requests since the last report.
     fn report_since_last(&mut self) {
         let exits = self.stats.since(&self.reported);
-        if let Some(net) = self.net.and_then(|slot| self.vm.virtio_device(slot).ok()) {
+        let core = self.smp.core.lock();
+        if let Some(net) = self.net.and_then(|slot| core.vm.virtio_device(slot).ok()) {
             let st = net.stats();
             log::info!(
                 "net since boot: to the guest {} frames ({} bytes), from it {} frames ({} bytes)",
@@ -85,16 +93,18 @@ impl Guest {
                 st.tx_bytes
             );
         }
+        drop(core);
         log::info!("vm exits since the last report: {}", exits.summary());
         self.reported = self.stats.clone();
-        let fuse = self.fuse.borrow().clone();
+        let fuse = self.fuse.lock().clone();
         let requests = fuse.since(&self.fuse_reported);
         log::info!("fuse since the last report: {}", requests.summary());
         self.fuse_reported = fuse;
     }
 
     pub(super) fn log_console(&mut self) {
-        for line in self.vm.serial_mut().take_lines() {
+        let mut core = self.smp.core.lock();
+        for line in core.vm.serial_mut().take_lines() {
             log::info!("[guest] {line}");
             if line.contains(starina::abi::markers::AGENT_READY) {
                 log::info!("vm exits to agent ready: {}", self.stats.summary());

@@ -21,12 +21,13 @@
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::string::ToString;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::Cell;
-use core::cell::RefCell;
+use core::sync::atomic::AtomicBool;
+use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::Ordering;
 
 use starina::abi::Readiness;
 use starina::block::DiskInfo;
@@ -63,14 +64,14 @@ const CHANNEL_OUT_MAX: usize = 60;
 struct Link {
     channel: Channel,
     /// Requests sent whose (last) replies were not taken.
-    out: Cell<usize>,
+    out: AtomicUsize,
     /// The driver closed the channel.
-    lost: Cell<bool>,
-    message: RefCell<Vec<u8>>,
+    lost: AtomicBool,
+    message: spin::Mutex<Vec<u8>>,
 }
 
 /// The model's backend: each operation is one block protocol request.
-struct Backend(Rc<Link>);
+struct Backend(Arc<Link>);
 
 impl Backend {
     /// Sends one request: `header`, then `body_len` bytes that `fill` puts
@@ -82,13 +83,13 @@ impl Backend {
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), Refusal> {
         let link = &self.0;
-        if link.lost.get() {
+        if link.lost.load(Ordering::Acquire) {
             return Err(Refusal::Failed);
         }
-        if link.out.get() >= CHANNEL_OUT_MAX {
+        if link.out.load(Ordering::Acquire) >= CHANNEL_OUT_MAX {
             return Err(Refusal::Busy);
         }
-        let mut message = link.message.borrow_mut();
+        let mut message = link.message.lock();
         // Resized, not cleared: every byte is written below, and the
         // buffer is zeroed only where it grows.
         message.resize(HEADER_LEN + body_len, 0);
@@ -98,13 +99,13 @@ impl Backend {
         }
         match link.channel.send_data(&message) {
             Ok(()) => {
-                link.out.set(link.out.get() + 1);
+                link.out.fetch_add(1, Ordering::AcqRel);
                 Ok(())
             }
             Err(Error::QueueFull) => Err(Refusal::Busy),
             Err(e) => {
                 log::error!("root disk: cannot send to the disk driver ({e}); the guest's disk I/O fails from now on");
-                link.lost.set(true);
+                link.lost.store(true, Ordering::Release);
                 Err(Refusal::Failed)
             }
         }
@@ -154,7 +155,7 @@ impl BlockBackend for Backend {
 /// The root disk of a running guest.
 pub(super) struct RootDisk {
     slot: DeviceSlot<Blk>,
-    link: Rc<Link>,
+    link: Arc<Link>,
     buf: MessageBuffer,
     /// Requests the driver failed (logged at the 2^k-th).
     errors: Repeats,
@@ -182,11 +183,11 @@ pub(super) fn attach(
             return None;
         }
     };
-    let link = Rc::new(Link {
+    let link = Arc::new(Link {
         channel,
-        out: Cell::new(0),
-        lost: Cell::new(false),
-        message: RefCell::new(Vec::new()),
+        out: AtomicUsize::new(0),
+        lost: AtomicBool::new(false),
+        message: spin::Mutex::new(Vec::new()),
     });
     let backend = Box::new(Backend(link.clone()));
     let blk = Blk::new(
@@ -258,7 +259,8 @@ impl RootDisk {
     /// Whether the channel needs a look: replies are due, or the driver
     /// is gone and that was not handled yet.
     pub(super) fn waiting(&self) -> bool {
-        self.link.out.get() > 0 || (self.link.lost.get() && self.watched)
+        self.link.out.load(Ordering::Acquire) > 0
+            || (self.link.lost.load(Ordering::Acquire) && self.watched)
     }
 
     /// What the device did, for the log.
@@ -325,7 +327,7 @@ fn next<'a>(link: &Link, buf: &'a mut MessageBuffer, errors: &mut Repeats) -> Ne
             Next::Skip
         }
         Err(e) => {
-            if !link.lost.get() {
+            if !link.lost.load(Ordering::Acquire) {
                 log::error!(
                     "root disk: the disk driver is gone ({e}); the guest's disk I/O fails from now on"
                 );
@@ -345,28 +347,34 @@ impl Guest {
         if !disk.waiting() {
             return Ok(());
         }
-        let device = self.vm.virtio_device_mut(disk.slot)?;
+        let mut core = self.smp.core.lock();
+        let core = &mut *core;
+        let device = core.vm.virtio_device_mut(disk.slot)?;
         let link = &disk.link;
         let mut any = false;
         loop {
             match next(link, &mut disk.buf, &mut disk.errors) {
                 Next::Reply(id, result) => {
-                    if device.complete(&mut self.ram, id, result) != Answered::Part {
-                        link.out.set(link.out.get().saturating_sub(1));
+                    if device.complete(&mut core.ram, id, result) != Answered::Part {
+                        let _ = link
+                            .out
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                                Some(n.saturating_sub(1))
+                            });
                         any = true;
                     }
                 }
                 Next::Skip => {}
                 Next::Empty => break,
                 Next::Gone => {
-                    link.lost.set(true);
+                    link.lost.store(true, Ordering::Release);
                     break;
                 }
             }
         }
-        if link.lost.get() {
+        if link.lost.load(Ordering::Acquire) {
             // Every request out fails; new ones fail at once.
-            link.out.set(0);
+            link.out.store(0, Ordering::Release);
             device.backend_lost();
             if disk.watched {
                 let _ = self.poll.remove(link.channel.id());
@@ -375,7 +383,7 @@ impl Guest {
             any = true;
         }
         if any {
-            self.vm.poll_virtio(disk.slot, &mut self.ram, now_ns())?;
+            core.vm.poll_virtio(disk.slot, &mut core.ram, now_ns())?;
         }
         Ok(())
     }

@@ -1,4 +1,5 @@
-//! The vCPU thread: builds the VM (guest RAM, devices, Linux loaded by the
+//! The bootstrap vCPU's thread (and, for a guest with several vCPUs, one
+//! thread per application processor, `ap`): builds the VM (guest RAM, devices, Linux loaded by the
 //! 64-bit boot protocol), then runs the vCPU and hands each exit to the
 //! VMM (`starina_vmm::vm::Vm::handle_exit`).
 //!
@@ -12,6 +13,8 @@
 //! |---|---|
 //! | `boot` | the VM and Linux in it, from the spec's config |
 //! | `run` | the run loop: exits, injections, sleeping, why the guest stopped |
+//! | `smp` | what the vCPU threads share: the VM under a lock, kicks, wake-ups |
+//! | `ap` | an application processor's thread: INIT/SIPI, real mode, its run loop |
 //! | `console` | bytes between the virtio-console and the main thread |
 //! | `net` | frames between the virtio-net and the main thread's NAT |
 //! | `disk` | the root disk: virtio-blk over the driver's `linux_root` |
@@ -23,16 +26,17 @@ mod disk;
 mod exit_stats;
 mod net;
 mod run;
+mod smp;
+mod ap;
 
 use alloc::format;
-use alloc::rc::Rc;
+
 use alloc::string::String;
 use alloc::sync::Arc;
-use core::cell::RefCell;
+
 
 use starina::channel::Channel;
 use starina::channel::MessageBuffer;
-use starina::hypervisor::GuestRam;
 use starina::hypervisor::Hypervisor;
 use starina::hypervisor::Injection;
 use starina::hypervisor::Vcpu;
@@ -43,7 +47,6 @@ use starina_vmm::exit::VmExit;
 use starina_vmm::virtio::console::Console;
 use starina_vmm::virtio::net::Net;
 use starina_vmm::vm::DeviceSlot;
-use starina_vmm::vm::Vm;
 
 use crate::fuse_tally::FuseTally;
 use crate::shared::Shared;
@@ -52,6 +55,8 @@ use crate::shared::Status;
 /// What the VM is made of (from the spec's config).
 pub struct VmConfig {
     pub memory_bytes: u64,
+    /// The guest's CPUs (x2APIC local APICs, an I/O APIC, an MP table).
+    pub vcpus: usize,
     pub kernel_file: &'static str,
     pub initramfs_file: &'static str,
     pub cmdline: String,
@@ -105,9 +110,11 @@ pub fn thread_main(job: Job) {
 
 /// The running guest and what the vCPU thread needs around it.
 struct Guest {
-    vm: Vm,
-    ram: GuestRam,
-    vcpu: Vcpu,
+    /// The VM, shared with the other vCPUs' threads.
+    smp: Arc<smp::Smp>,
+    /// This thread's wake-up from the other vCPU threads.
+    smp_wake: Channel,
+    vcpu: Arc<Vcpu>,
     state: VcpuState,
     /// The guest agent's virtio-console (`/dev/hvc0`).
     console: DeviceSlot<Console>,
@@ -143,6 +150,6 @@ struct Guest {
     reported: exit_stats::ExitStats,
     /// FUSE requests the virtio-fs device answered, and the counts when a
     /// process ended last.
-    fuse: Rc<RefCell<FuseTally>>,
+    fuse: Arc<spin::Mutex<FuseTally>>,
     fuse_reported: FuseTally,
 }

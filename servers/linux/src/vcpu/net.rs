@@ -23,7 +23,9 @@ impl Guest {
         let Some(slot) = self.net else {
             return Ok(());
         };
-        let device = self.vm.virtio_device_mut(slot)?;
+        let mut core = self.smp.core.lock();
+        let core = &mut *core;
+        let device = core.vm.virtio_device_mut(slot)?;
         if !kicked && !self.net_left && device.tx_backlog() == 0 {
             return Ok(());
         }
@@ -59,7 +61,7 @@ impl Guest {
             Shared::kick(&self.shared.main_kick, &self.wake);
         }
         if poke {
-            self.vm.poll_virtio(slot, &mut self.ram, now_ns())?;
+            core.vm.poll_virtio(slot, &mut core.ram, now_ns())?;
         }
         Ok(())
     }

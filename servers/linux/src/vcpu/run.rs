@@ -25,9 +25,15 @@ impl Guest {
     /// Runs the guest until it stops; returns why.
     pub(super) fn run(&mut self) -> Status {
         let status = self.run_until_stopped();
+        // The other vCPU threads see it and end.
+        self.shared.stop(status.clone());
+        self.smp.kick_all(0);
         log::info!("vm exits in all: {}", self.stats.summary());
         if let Some(disk) = &self.disk {
-            log::info!("root disk in all: {}", disk.summary(&self.vm));
+            log::info!(
+                "root disk in all: {}",
+                disk.summary(&self.smp.core.lock().vm)
+            );
         }
         status
     }
@@ -55,6 +61,7 @@ impl Guest {
             if let Err(status) = self.handle_exit(exit) {
                 return status;
             }
+            self.smp.kick_reached(0);
             // A PIT access touches neither console: unless the main thread
             // kicked or input waits, there is nothing to exchange (Linux's
             // TSC calibration makes some 16,000 such exits in a row).
@@ -79,7 +86,10 @@ impl Guest {
             // No TSC reading for components; only guest reads of the
             // TSC MSR (rare: Linux uses RDTSC) see this.
             host_tsc: now,
+            vcpu: 0,
         };
+        let mut guard = self.smp.core.lock();
+        let core = &mut *guard;
         if matches!(
             exit,
             VmExit::Msr {
@@ -89,12 +99,13 @@ impl Guest {
         ) {
             // The kvm-clock MSRs write the guest's clock: with the latest
             // (the wall clock may have been set since the last halt).
-            self.vm
-                .set_host_clock(starina::hypervisor::host_clock(), &mut self.ram);
+            core.vm
+                .set_host_clock(starina::hypervisor::host_clock(), &mut core.ram);
         }
-        let action = self
+        let action = core
             .vm
-            .handle_exit(&exit, &mut self.state, &mut self.ram, ctx);
+            .handle_exit(&exit, &mut self.state, &mut core.ram, ctx);
+        drop(guard);
         match action {
             Ok(ExitAction::Resume) => {}
             Ok(ExitAction::Halt) => {
@@ -103,9 +114,11 @@ impl Guest {
                 }
                 self.sleep();
                 // The kernel may have re-scaled its clock meanwhile.
-                self.vm
-                    .set_host_clock(starina::hypervisor::host_clock(), &mut self.ram);
-                self.vm.update_irqs(now_ns());
+                let mut core = self.smp.core.lock();
+                let core = &mut *core;
+                core.vm
+                    .set_host_clock(starina::hypervisor::host_clock(), &mut core.ram);
+                core.vm.update_irqs(now_ns());
             }
             Ok(ExitAction::InjectException { vector, error_code }) => {
                 self.pending_exception = Some(Injection::Exception { vector, error_code });
@@ -129,7 +142,8 @@ impl Guest {
         if !matches!(self.last_exit, Some(VmExit::Io { .. })) {
             self.log_state();
         }
-        let partial = self.vm.serial().partial_line();
+        let core = self.smp.core.lock();
+        let partial = core.vm.serial().partial_line();
         if !partial.is_empty() {
             log::info!("[guest] {}", String::from_utf8_lossy(partial));
         }
@@ -178,8 +192,9 @@ impl Guest {
         if let Some(e) = self.pending_exception.take() {
             return e;
         }
-        match self.vm.pending_interrupt() {
-            Some(_) if self.state.interrupts_enabled() => match self.vm.acknowledge_interrupt() {
+        let mut core = self.smp.core.lock();
+        match core.vm.pending_interrupt() {
+            Some(_) if self.state.interrupts_enabled() => match core.vm.acknowledge_interrupt() {
                 Some(vector) => Injection::Interrupt(vector),
                 None => Injection::None,
             },
@@ -196,7 +211,13 @@ impl Guest {
     fn tell_exit_by(&mut self) -> Result<(), Error> {
         let retry =
             self.input_left || self.net_left || self.disk.as_ref().is_some_and(|d| d.waiting());
-        let timer = self.vm.next_deadline_ns().unwrap_or(u64::MAX);
+        let timer = self
+            .smp
+            .core
+            .lock()
+            .vm
+            .next_deadline_ns()
+            .unwrap_or(u64::MAX);
         let by = match retry {
             true => timer.min(now_ns().saturating_add(DEFAULT_RUN_NS)),
             false => timer,
@@ -211,11 +232,20 @@ impl Guest {
     /// Sleeps while the guest halts: until its next timer interrupt is due
     /// or the main thread kicks.
     fn sleep(&mut self) {
+        self.smp.clear_wake(0, &self.smp_wake, &mut self.buf);
         if self.input_left || self.shared.vcpu_kick.load(Ordering::Acquire) {
             return;
         }
         let now = now_ns();
-        match self.vm.next_deadline_ns() {
+        let (deadline, pending) = {
+            let core = self.smp.core.lock();
+            (core.vm.next_deadline_ns(), core.vm.pending_interrupt())
+        };
+        if pending.is_some() {
+            // An interrupt came from another vCPU after the halt.
+            return;
+        }
+        match deadline {
             Some(t) if t <= now => return,
             Some(t) if self.timer.set(t - now).is_err() => return,
             _ => {}

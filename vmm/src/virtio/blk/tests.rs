@@ -1,6 +1,4 @@
-use alloc::rc::Rc;
 use alloc::vec;
-use core::cell::RefCell;
 
 use super::*;
 use crate::memory::VecMemory;
@@ -41,11 +39,11 @@ struct Log {
     fail: bool,
 }
 
-struct Recorder(Rc<RefCell<Log>>);
+struct Recorder(std::sync::Arc<std::sync::Mutex<Log>>);
 
 impl Recorder {
     fn take(&self, call: Call) -> Result<(), Refusal> {
-        let mut log = self.0.borrow_mut();
+        let mut log = self.0.lock().unwrap();
         if log.fail {
             return Err(Refusal::Failed);
         }
@@ -82,7 +80,7 @@ impl BlockBackend for Recorder {
 struct Rig {
     t: MmioTransport<Blk>,
     mem: VecMemory,
-    log: Rc<RefCell<Log>>,
+    log: std::sync::Arc<std::sync::Mutex<Log>>,
     avail_idx: u16,
     used_seen: u16,
     /// Whether `publish` notifies the device.
@@ -90,7 +88,7 @@ struct Rig {
 }
 
 fn rig_with(read_only: bool) -> Rig {
-    let log = Rc::new(RefCell::new(Log::default()));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Log::default()));
     let blk = Blk::new(
         CAPACITY,
         read_only,
@@ -192,7 +190,7 @@ impl Rig {
     }
 
     fn calls(&self) -> Vec<Call> {
-        core::mem::take(&mut self.log.borrow_mut().calls)
+        core::mem::take(&mut self.log.lock().unwrap().calls)
     }
 
     /// Answers a call as a disk whose sector `s` holds `pattern(512, s)`.
@@ -524,7 +522,7 @@ fn a_failed_operation_fails_its_request_only() {
     assert_eq!(r.used(), Some((3, 513)));
     assert_eq!(r.status_of(1), VIRTIO_BLK_S_OK);
     // The backend refusing for good fails the request at once.
-    r.log.borrow_mut().fail = true;
+    r.log.lock().unwrap().fail = true;
     r.request(0, VIRTIO_BLK_T_OUT, 0, &[1u8; SECTOR_SIZE], 0);
     assert_eq!(r.used(), Some((0, 1)));
     assert_eq!(r.status_of(0), VIRTIO_BLK_S_IOERR);
@@ -545,7 +543,7 @@ fn a_lost_backend_fails_what_is_out() {
 #[test]
 fn a_busy_backend_gets_the_rest_later() {
     let mut r = rig();
-    r.log.borrow_mut().busy_at = Some(2);
+    r.log.lock().unwrap().busy_at = Some(2);
     r.request(
         0,
         VIRTIO_BLK_T_IN,
@@ -553,9 +551,9 @@ fn a_busy_backend_gets_the_rest_later() {
         &[0u8; 9 * SECTOR_SIZE],
         VIRTQ_DESC_F_WRITE,
     );
-    let first = r.log.borrow().calls.clone();
+    let first = r.log.lock().unwrap().calls.clone();
     assert_eq!(first.len(), 2);
-    r.log.borrow_mut().busy_at = None;
+    r.log.lock().unwrap().busy_at = None;
     r.calls();
     // An answer polls the device, which hands over the third operation.
     r.answer(&first[0]);
