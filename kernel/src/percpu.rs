@@ -70,6 +70,9 @@ pub struct Local {
     pub kernel_rsp: AtomicU64,
     /// The user stack pointer while `user::entry` switches stacks.
     pub user_rsp: AtomicU64,
+    /// The page-table root `user::entry::switch_to` last loaded here (0:
+    /// none yet, the boot PML4 is loaded).
+    pub loaded_cr3: AtomicU64,
 }
 
 /// Where `Local::fx` and `Local::this` are from the GS base.
@@ -108,6 +111,7 @@ static CPUS: [Cpu; MAX_CPUS] = [const {
             tlb_epoch: AtomicU64::new(0),
             runs: AtomicU64::new(0),
             kernel_rsp: AtomicU64::new(0),
+            loaded_cr3: AtomicU64::new(0),
             user_rsp: AtomicU64::new(0),
         },
         apic_id: AtomicU32::new(u32::MAX),

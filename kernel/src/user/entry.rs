@@ -186,11 +186,11 @@ pub fn smap_on() -> bool {
 pub fn switch_to(process: &crate::process::Process, kernel_stack_top: u64) {
     let local = &crate::percpu::this().local;
     local.kernel_rsp.store(kernel_stack_top, Ordering::Relaxed);
-    let cr3 = process
-        .aspace
-        .get()
-        .map_or_else(crate::arch::boot_pml4_phys, |a| a.cr3());
-    if crate::arch::cpu::read_cr3() & !0xfff != cr3 {
+    // 0 for the kernel's own page tables: the boot PML4, loaded at boot.
+    let cr3 = process.aspace.get().map_or(0, |a| a.cr3());
+    if local.loaded_cr3.load(Ordering::Relaxed) != cr3 {
+        local.loaded_cr3.store(cr3, Ordering::Relaxed);
+        let cr3 = if cr3 == 0 { crate::arch::boot_pml4_phys() } else { cr3 };
         // SAFETY: `cr3` is the boot PML4 or a live address space's (its
         // process is the next thread's, which holds it), whose kernel half
         // is the boot PML4's: the code and stack running now stay mapped.
