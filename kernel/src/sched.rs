@@ -144,6 +144,23 @@ pub struct Thread {
     on_cpu: AtomicBool,
     /// The CPU it runs on only ([`pin_current`]), or [`UNPINNED`].
     pinned: AtomicU8,
+    /// What a switch to it loads (`user::entry::switch_to`), fixed at its
+    /// creation: its process's page-table root (0: the kernel's; a user
+    /// process's threads are made once its address space exists) and the
+    /// top of its kernel stack (0: none).
+    page_tables: u64,
+    kernel_stack_top: u64,
+}
+
+/// [`Thread::page_tables`] for a thread of `process`.
+#[cfg(not(test))]
+fn page_tables_of(process: &Process) -> u64 {
+    process.aspace.get().map_or(0, |a| a.cr3())
+}
+
+#[cfg(test)]
+fn page_tables_of(_: &Process) -> u64 {
+    0
 }
 
 /// [`Thread::pinned`] of a thread any CPU may run.
@@ -223,6 +240,8 @@ impl Thread {
     ) -> Thread {
         Thread {
             id,
+            page_tables: page_tables_of(&process),
+            kernel_stack_top: stack.as_ref().map_or(0, |s| s.top() as u64),
             process,
             state: AtomicU8::new(state as u8),
             resume: AtomicU8::new(RESUME_FRAME),
@@ -431,7 +450,7 @@ mod machine {
         local.current.store(Arc::as_ptr(next) as *mut Thread, Ordering::Relaxed);
         // What `trap::set_current_fx` does, on the slot already at hand.
         local.fx.store(&*next.fx as *const FxArea as u64, Ordering::Relaxed);
-        crate::user::entry::switch_to(&next.process, next.stack.as_ref().map_or(0, |s| s.top() as u64));
+        crate::user::entry::switch_to(next.page_tables, next.kernel_stack_top);
         if !is_idle {
             local.runs.fetch_add(1, Ordering::Relaxed);
         }

@@ -180,14 +180,13 @@ pub fn smap_on() -> bool {
 }
 
 /// What a switch to a thread loads on this CPU: the page tables of its
-/// process (the kernel's for a kernel thread), unless already loaded, and
-/// its kernel stack's top for its next `syscall`. Interrupts off.
+/// process (`cr3`; 0 for the kernel's, the boot PML4), unless already
+/// loaded, and its kernel stack's top for its next `syscall`. Interrupts
+/// off.
 #[inline(always)]
-pub fn switch_to(process: &crate::process::Process, kernel_stack_top: u64) {
+pub fn switch_to(cr3: u64, kernel_stack_top: u64) {
     let local = &crate::percpu::this().local;
     local.kernel_rsp.store(kernel_stack_top, Ordering::Relaxed);
-    // 0 for the kernel's own page tables: the boot PML4, loaded at boot.
-    let cr3 = process.aspace.get().map_or(0, |a| a.cr3());
     if local.loaded_cr3.load(Ordering::Relaxed) != cr3 {
         local.loaded_cr3.store(cr3, Ordering::Relaxed);
         let cr3 = if cr3 == 0 { crate::arch::boot_pml4_phys() } else { cr3 };
