@@ -163,6 +163,17 @@ fn page_tables_of(_: &Process) -> u64 {
     0
 }
 
+/// [`Thread::kernel_stack_top`] for a thread on `stack`.
+#[cfg(not(test))]
+fn stack_top_of(stack: Option<&Stack>) -> u64 {
+    stack.map_or(0, |s| s.top() as u64)
+}
+
+#[cfg(test)]
+fn stack_top_of(_: Option<&Stack>) -> u64 {
+    0
+}
+
 /// [`Thread::pinned`] of a thread any CPU may run.
 const UNPINNED: u8 = u8::MAX;
 
@@ -241,7 +252,7 @@ impl Thread {
         Thread {
             id,
             page_tables: page_tables_of(&process),
-            kernel_stack_top: stack.as_ref().map_or(0, |s| s.top() as u64),
+            kernel_stack_top: stack_top_of(stack.as_ref()),
             process,
             state: AtomicU8::new(state as u8),
             resume: AtomicU8::new(RESUME_FRAME),
