@@ -205,6 +205,7 @@ pub fn handle(frame: &mut TrapFrame) {
             apic::eoi();
             crate::mm::tlb::flush_here();
             crate::mm::stack::reclaim_retired();
+            crate::object::dma::reclaim_retired();
         }
         v if (VECTOR_PIC_BASE..VECTOR_PIC_BASE + 16).contains(&v) => {
             // A spurious interrupt from the masked legacy PIC.

@@ -121,7 +121,7 @@ pub(crate) fn object<T: crate::handle::KernelObject>(id: HandleId, rights: Right
 }
 
 /// Inserts a new object's handle into the caller's table.
-fn insert(object: Object, rights: Rights) -> Result<HandleId, Error> {
+pub(crate) fn insert(object: Object, rights: Rights) -> Result<HandleId, Error> {
     table().insert(Handle::new(object, rights))
 }
 

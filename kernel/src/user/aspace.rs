@@ -1,14 +1,18 @@
 //! A user process's address space: its own PML4, whose kernel entries
 //! (slot 0, the boot identity map kept for MMIO such as the LAPIC, and
 //! slots 256..512) are the boot PML4's, none with the user bit, and whose
-//! user half (`USER_BASE..USER_END`) maps only pages the process owns.
+//! user half (`USER_BASE..USER_END`) maps only the process's own pages and,
+//! for a driver, its device's registers and its DMA memory.
 //!
-//! Mappings are only ever added while the process lives; every page
-//! (leaves and the tables under the user half) is freed when the address
-//! space drops, after the process's last thread is gone (a thread holds
-//! its process). The kernel reads and writes user memory through the
-//! direct map of the physical pages this finds ([`AddressSpace::translate`]),
-//! never through a user address.
+//! Mappings of the process's own pages are only ever added while the
+//! process lives; every such page (leaves and the tables under the user
+//! half) is freed when the address space drops, after the process's last
+//! thread is gone (a thread holds its process). A driver's device
+//! registers (`map_mmio`: uncached) and DMA memory (`map_dma`, unmapped by
+//! its DMA object when that goes) are mapped too but not owned, and marked
+//! so that the kernel never copies through them. The kernel reads and
+//! writes user memory through the direct map of the physical pages this
+//! finds ([`AddressSpace::translate`]), never through a user address.
 
 use alloc::vec::Vec;
 
@@ -25,6 +29,15 @@ pub const PRESENT: u64 = 1;
 pub const WRITABLE: u64 = 1 << 1;
 pub const USER: u64 = 1 << 2;
 pub const NO_EXECUTE: u64 = 1 << 63;
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
+/// Software bits (ignored by the CPU) marking pages this space maps but
+/// does not own: a device's registers, and DMA memory (owned by its DMA
+/// object). The kernel never copies through them (`translate` refuses
+/// them): registers are not memory, and DMA pages may be unmapped while
+/// the process lives.
+const MMIO_PAGE: u64 = 1 << 9;
+const DMA_PAGE: u64 = 1 << 10;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// What a user page may be used for.
@@ -61,6 +74,9 @@ struct Inner {
     charged: usize,
     /// Where the next `MemoryMap` allocation goes.
     next_map: u64,
+    /// Device registers mapped: (first physical page, bytes, address), so
+    /// mapping the same registers again reuses the mapping.
+    mmio: Vec<(u64, u64, u64)>,
 }
 
 /// Writes a page-table entry whole (`translate` reads them without the
@@ -101,6 +117,7 @@ impl AddressSpace {
                 pages: Vec::new(),
                 charged: 0,
                 next_map: starina::abi::user::USER_MEMORY_BASE,
+                mmio: Vec::new(),
             }),
             receive_buffers: SpinLock::new(Vec::new()),
             spare: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
@@ -148,27 +165,123 @@ impl AddressSpace {
     /// Maps `pages` zeroed read-write pages at the next free place of the
     /// memory region, an unmapped guard page below them; their address.
     pub fn map_anonymous(&self, pages: usize) -> Result<u64, Error> {
+        let at = self.reserve(pages)?;
+        self.map_new(at, pages, WRITABLE | NO_EXECUTE)?;
+        Ok(at)
+    }
+
+    /// Takes `pages` pages of addresses at the next free place of the
+    /// memory region, an unmapped guard page below them (addresses are
+    /// never handed out twice).
+    fn reserve(&self, pages: usize) -> Result<u64, Error> {
         if pages == 0 {
             return Err(Error::InvalidArgument);
         }
         let len = (pages as u64)
             .checked_mul(PAGE_SIZE as u64)
             .ok_or(Error::InvalidArgument)?;
-        let at = {
-            let mut inner = self.inner.lock();
-            let at = inner
-                .next_map
-                .checked_add(PAGE_SIZE as u64)
-                .ok_or(Error::OutOfMemory)?;
-            let next = at.checked_add(len).ok_or(Error::OutOfMemory)?;
-            if next > starina::abi::user::USER_START_BLOCK {
-                return Err(Error::OutOfMemory);
-            }
-            inner.next_map = next;
-            at
-        };
-        self.map_new(at, pages, WRITABLE | NO_EXECUTE)?;
+        let mut inner = self.inner.lock();
+        let at = inner
+            .next_map
+            .checked_add(PAGE_SIZE as u64)
+            .ok_or(Error::OutOfMemory)?;
+        let next = at.checked_add(len).ok_or(Error::OutOfMemory)?;
+        if next > starina::abi::user::USER_START_BLOCK {
+            return Err(Error::OutOfMemory);
+        }
+        inner.next_map = next;
         Ok(at)
+    }
+
+    /// Maps the device registers at physical `first_page` (`pages` pages,
+    /// checked by the caller to be the device's alone) uncached, writable,
+    /// not executable; their address. Registers mapped before are mapped
+    /// once.
+    pub fn map_mmio(&self, first_page: u64, pages: u64) -> Result<u64, Error> {
+        let len = pages * PAGE_SIZE as u64;
+        let known = self.inner.lock().mmio.iter().find_map(|&(p, n, at)| {
+            (p <= first_page && first_page + len <= p + n).then(|| at + (first_page - p))
+        });
+        if let Some(at) = known {
+            return Ok(at);
+        }
+        let at = self.reserve(pages as usize)?;
+        let flags = WRITABLE | NO_EXECUTE | WRITE_THROUGH | CACHE_DISABLE | MMIO_PAGE;
+        self.map_frames(at, first_page, pages, flags)?;
+        let mut inner = self.inner.lock();
+        inner.mmio.try_reserve(1).map_err(|_| Error::OutOfMemory)?;
+        inner.mmio.push((first_page, len, at));
+        Ok(at)
+    }
+
+    /// Maps DMA memory (`pages` pages from physical `paddr`, owned by a DMA
+    /// object that calls [`AddressSpace::unmap_dma`] before it frees them)
+    /// writable, not executable; its address.
+    pub fn map_dma(&self, paddr: u64, pages: u64) -> Result<u64, Error> {
+        let at = self.reserve(pages as usize)?;
+        if let Err(e) = self.map_frames(at, paddr, pages, WRITABLE | NO_EXECUTE | DMA_PAGE) {
+            self.unmap_dma(at, pages);
+            return Err(e);
+        }
+        Ok(at)
+    }
+
+    /// Unmaps the DMA pages mapped at `vaddr` (those mapped: a failed
+    /// `map_dma` mapped only some). The caller asks every CPU to flush its
+    /// TLB before the pages are reused.
+    pub fn unmap_dma(&self, vaddr: u64, pages: u64) {
+        let mut inner = self.inner.lock();
+        for i in 0..pages {
+            let Some(pte) = inner.existing_pte(self.pml4, vaddr + i * PAGE_SIZE as u64) else {
+                continue;
+            };
+            // SAFETY: `pte` points into a page table this owns, under its lock.
+            if unsafe { pte.read() } & DMA_PAGE != 0 {
+                // SAFETY: as above.
+                unsafe { store(pte, 0) };
+            }
+        }
+    }
+
+    /// Maps `pages` physical pages from `phys` (not this space's own: not
+    /// freed with it) at `vaddr` with `flags`.
+    fn map_frames(&self, vaddr: u64, phys: u64, pages: u64, flags: u64) -> Result<(), Error> {
+        let mut inner = self.inner.lock();
+        for i in 0..pages {
+            let at = vaddr + i * PAGE_SIZE as u64;
+            let pte = inner.pte(self.pml4, at, self.account).ok_or(Error::OutOfMemory)?;
+            // SAFETY: `pte` points into a page table this owns, under its
+            // lock; `reserve` handed `at` out once, so it is not present.
+            unsafe { store(pte, (phys + i * PAGE_SIZE as u64) | PRESENT | USER | flags) };
+        }
+        Ok(())
+    }
+
+    /// The physical address a device uses for the user range `vaddr..+len`:
+    /// the process's own pages or its DMA memory (never device registers),
+    /// physically contiguous. `None` otherwise.
+    pub fn device_address(&self, vaddr: u64, len: u64) -> Option<u64> {
+        let end = vaddr.checked_add(len)?;
+        if len == 0 || vaddr < USER_BASE || end > USER_END {
+            return None;
+        }
+        let first = self.entry(vaddr)?;
+        let mut page = vaddr & !(PAGE_SIZE as u64 - 1);
+        while page + (PAGE_SIZE as u64) < end {
+            page += PAGE_SIZE as u64;
+            let want = (first & ADDR_MASK) + (page - (vaddr & !(PAGE_SIZE as u64 - 1)));
+            if self.entry(page)? & ADDR_MASK != want {
+                return None;
+            }
+        }
+        Some((first & ADDR_MASK) + (vaddr & (PAGE_SIZE as u64 - 1)))
+    }
+
+    /// The present, user, writable leaf entry of `vaddr`, if not device
+    /// registers.
+    fn entry(&self, vaddr: u64) -> Option<u64> {
+        let entry = self.leaf(vaddr)?;
+        (entry & WRITABLE != 0 && entry & MMIO_PAGE == 0).then_some(entry)
     }
 
     /// A receive buffer of `MESSAGE_DATA_MAX` bytes (see
@@ -247,15 +360,29 @@ impl AddressSpace {
     }
 
     /// The physical address behind user address `vaddr` if it is mapped
-    /// for user mode with `access`.
+    /// for user mode with `access` (the process's own memory: not device
+    /// registers nor DMA pages).
     pub fn translate(&self, vaddr: u64, access: Access) -> Option<u64> {
+        let entry = self.leaf(vaddr)?;
+        if entry & (MMIO_PAGE | DMA_PAGE) != 0 {
+            return None;
+        }
+        if access == Access::Write && entry & WRITABLE == 0 {
+            return None;
+        }
+        Some((entry & ADDR_MASK) + (vaddr & (PAGE_SIZE as u64 - 1)))
+    }
+
+    /// The leaf entry of `vaddr` if present for user mode.
+    fn leaf(&self, vaddr: u64) -> Option<u64> {
         if !(USER_BASE..USER_END).contains(&vaddr) {
             return None;
         }
-        // No lock: entries only ever go from absent to present (each one
-        // written whole), and tables stay until the space drops, which
-        // the caller's hold on it rules out; a walk racing an addition
-        // sees the page or not, as if it came a moment earlier or later.
+        // No lock: entries are written whole, and tables stay until the
+        // space drops, which the caller's hold on it rules out; a walk
+        // racing an addition sees the page or not, as if it came a moment
+        // earlier or later. Only DMA leaves are ever cleared (`unmap_dma`),
+        // and `translate` refuses them.
         let mut t = self.pml4;
         for level in (0..4).rev() {
             let index = ((vaddr >> (12 + 9 * level)) & 0x1ff) as usize;
@@ -269,12 +396,12 @@ impl AddressSpace {
             if entry & PRESENT == 0 || entry & USER == 0 {
                 return None;
             }
-            if level == 0 && access == Access::Write && entry & WRITABLE == 0 {
-                return None;
+            if level == 0 {
+                return Some(entry);
             }
             t = entry & ADDR_MASK;
         }
-        Some(t + (vaddr & (PAGE_SIZE as u64 - 1)))
+        None
     }
 }
 
@@ -291,6 +418,22 @@ impl Inner {
         self.charged += PAGE_SIZE;
         self.pages.push(phys);
         Ok(phys)
+    }
+
+    /// The PTE for user address `vaddr` if the tables above it exist.
+    fn existing_pte(&mut self, pml4: u64, vaddr: u64) -> Option<*mut u64> {
+        let mut t = pml4;
+        for level in (1..4).rev() {
+            let index = ((vaddr >> (12 + 9 * level)) & 0x1ff) as usize;
+            // SAFETY: a page table of this space, under its lock (`&mut self`).
+            let entry = unsafe { table(t).add(index).read() };
+            if entry & PRESENT == 0 {
+                return None;
+            }
+            t = entry & ADDR_MASK;
+        }
+        // SAFETY: `t` is the page table of the last level; index < 512.
+        Some(unsafe { table(t).add(((vaddr >> 12) & 0x1ff) as usize) })
     }
 
     /// The PTE for user address `vaddr`, making the tables above it.

@@ -2,8 +2,9 @@
 //! registers of a `syscall` (see `starina::abi::user` for the ABI), copies
 //! every buffer in through `uaccess`, runs the same implementation
 //! in-kernel components call ([`crate::syscall::KERNEL`]), and copies the
-//! results out. Calls user mode cannot make yet (hypervisor, drivers,
-//! monitoring, commands, console) answer `NotSupported`.
+//! results out; device calls go to [`super::device`]. Calls user mode
+//! cannot make yet (hypervisor, monitoring, commands, console) answer
+//! `NotSupported`.
 
 use alloc::vec::Vec;
 
@@ -140,7 +141,7 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
         SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
         SyscallNo::ChannelSendReceivedPollWaitRecv => send_received_wait(a0),
-        _ => Err(Error::NotSupported),
+        _ => super::device::call(no, [a0, a1, a2, a3]).unwrap_or(Err(Error::NotSupported)),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`aspace`]: the page tables (kernel half shared, user half owned);
 //! - [`entry`]: `syscall` entry, MSRs, SMEP/SMAP, the switch hook;
 //! - [`dispatch`]: call numbers and registers to the kernel's `KernelApi`;
+//! - [`device`]: a driver's registers and DMA memory in its address space;
 //! - [`uaccess`]: every user pointer checked and copied;
 //! - [`elf`]: the loader.
 //!
@@ -16,6 +17,7 @@
 //! applied.
 
 pub mod aspace;
+pub mod device;
 pub mod dispatch;
 pub mod elf;
 pub mod entry;

@@ -128,3 +128,69 @@ pub mod event {
         tag | (kind as u64) << 8 | ((handles as u64) & 0xffff) << 16 | (error as u64) << 32
     }
 }
+
+/// A [`crate::DeviceInfo`] in registers (`DeviceInfo`'s answer: `rdx`,
+/// `r8`, `r9`, `r10`): word 0 = address kind | has GSI << 8 | GSI << 32;
+/// then the address's fields (PCI: bus | device << 8 | function << 16 |
+/// vendor << 24 | device ID << 40; virtio-mmio: base, size, device ID;
+/// UART: I/O base).
+pub mod device_info {
+    use crate::DeviceAddress;
+    use crate::DeviceInfo;
+
+    const PCI: u64 = 0;
+    const VIRTIO_MMIO: u64 = 1;
+    const UART: u64 = 2;
+
+    pub fn encode(info: &DeviceInfo) -> [u64; 4] {
+        let gsi = info.gsi.map_or(0, |g| 1 << 8 | u64::from(g) << 32);
+        match info.address {
+            DeviceAddress::Pci {
+                bus,
+                device,
+                function,
+                vendor_id,
+                device_id,
+            } => [
+                PCI | gsi,
+                u64::from(bus)
+                    | u64::from(device) << 8
+                    | u64::from(function) << 16
+                    | u64::from(vendor_id) << 24
+                    | u64::from(device_id) << 40,
+                0,
+                0,
+            ],
+            DeviceAddress::VirtioMmio {
+                base,
+                size,
+                device_id,
+            } => [VIRTIO_MMIO | gsi, base, size, u64::from(device_id)],
+            DeviceAddress::Uart { io_base } => [UART | gsi, u64::from(io_base), 0, 0],
+        }
+    }
+
+    /// `None` for words no kernel writes.
+    pub fn decode(w: [u64; 4]) -> Option<DeviceInfo> {
+        let gsi = (w[0] & 1 << 8 != 0).then_some((w[0] >> 32) as u32);
+        let address = match w[0] & 0xff {
+            PCI => DeviceAddress::Pci {
+                bus: w[1] as u8,
+                device: (w[1] >> 8) as u8,
+                function: (w[1] >> 16) as u8,
+                vendor_id: (w[1] >> 24) as u16,
+                device_id: (w[1] >> 40) as u16,
+            },
+            VIRTIO_MMIO => DeviceAddress::VirtioMmio {
+                base: w[1],
+                size: w[2],
+                device_id: w[3] as u32,
+            },
+            UART => DeviceAddress::Uart {
+                io_base: w[1] as u16,
+            },
+            _ => return None,
+        };
+        Some(DeviceInfo { address, gsi })
+    }
+}

@@ -1,8 +1,9 @@
 //! [`KernelApi`] over the `syscall` instruction: what a user-mode
 //! component's SDK calls, the same trait an in-kernel one reaches by a
 //! function call. Slices travel as pointer and length; the kernel checks
-//! and copies them (`starina::abi::user`). Calls the kernel does not offer
-//! to user mode yet answer `NotSupported`.
+//! and copies them (`starina::abi::user`). A driver's device registers and
+//! DMA memory are mapped into the process itself. Calls the kernel does not
+//! offer to user mode yet answer `NotSupported`.
 
 use super::raw::syscall;
 use super::raw::Ret;
@@ -298,40 +299,65 @@ impl KernelApi for UserKernel {
         unit(call(SyscallNo::SystemShutdown, [system.0 as u64, code as u64, 0, 0, 0, 0]))
     }
 
-    fn device_info(&self, _: HandleId) -> Result<DeviceInfo, Error> {
-        not_supported(SyscallNo::DeviceInfo)
+    fn device_info(&self, device: HandleId) -> Result<DeviceInfo, Error> {
+        let o = call(SyscallNo::DeviceInfo, [device.0 as u64, 0, 0, 0, 0, 0])?;
+        crate::abi::user::device_info::decode([o[0], o[1], o[2], o[3]]).ok_or(Error::NotSupported)
     }
 
-    fn device_pci_config_read(&self, _: HandleId, _: u16) -> Result<u32, Error> {
-        not_supported(SyscallNo::DevicePciConfigRead)
+    fn device_pci_config_read(&self, device: HandleId, offset: u16) -> Result<u32, Error> {
+        call(
+            SyscallNo::DevicePciConfigRead,
+            [device.0 as u64, offset as u64, 0, 0, 0, 0],
+        )
+        .map(|o| o[0] as u32)
     }
 
-    fn device_pci_config_write(&self, _: HandleId, _: u16, _: u32) -> Result<(), Error> {
-        not_supported(SyscallNo::DevicePciConfigWrite)
+    fn device_pci_config_write(&self, device: HandleId, offset: u16, value: u32) -> Result<(), Error> {
+        unit(call(
+            SyscallNo::DevicePciConfigWrite,
+            [device.0 as u64, offset as u64, value as u64, 0, 0, 0],
+        ))
     }
 
-    fn device_mmio_map(&self, _: HandleId, _: u64, _: usize) -> Result<usize, Error> {
-        not_supported(SyscallNo::DeviceMmioMap)
+    /// The registers are mapped into this process (uncached), at the
+    /// address returned.
+    fn device_mmio_map(&self, device: HandleId, paddr: u64, len: usize) -> Result<usize, Error> {
+        call(
+            SyscallNo::DeviceMmioMap,
+            [device.0 as u64, paddr, len as u64, 0, 0, 0],
+        )
+        .map(|o| o[0] as usize)
     }
 
-    fn interrupt_create(&self, _: HandleId) -> Result<HandleId, Error> {
-        not_supported(SyscallNo::InterruptCreate)
+    fn interrupt_create(&self, device: HandleId) -> Result<HandleId, Error> {
+        call(SyscallNo::InterruptCreate, [device.0 as u64, 0, 0, 0, 0, 0]).map(|o| id(o[0]))
     }
 
-    fn interrupt_ack(&self, _: HandleId) -> Result<(), Error> {
-        not_supported(SyscallNo::InterruptAck)
+    fn interrupt_ack(&self, interrupt: HandleId) -> Result<(), Error> {
+        unit(call(SyscallNo::InterruptAck, [interrupt.0 as u64, 0, 0, 0, 0, 0]))
     }
 
-    fn dma_alloc(&self, _: HandleId, _: usize) -> Result<DmaAllocation, Error> {
-        not_supported(SyscallNo::DmaAlloc)
+    /// The pages are mapped into this process until the handle is freed.
+    fn dma_alloc(&self, device: HandleId, pages: usize) -> Result<DmaAllocation, Error> {
+        call(SyscallNo::DmaAlloc, [device.0 as u64, pages as u64, 0, 0, 0, 0]).map(|o| {
+            DmaAllocation {
+                handle: id(o[0]),
+                paddr: o[1],
+                vaddr: o[2] as usize,
+            }
+        })
     }
 
-    fn dma_free(&self, _: HandleId) -> Result<(), Error> {
-        not_supported(SyscallNo::DmaFree)
+    fn dma_free(&self, dma: HandleId) -> Result<(), Error> {
+        unit(call(SyscallNo::DmaFree, [dma.0 as u64, 0, 0, 0, 0, 0]))
     }
 
-    fn dma_translate(&self, _: HandleId, _: usize, _: usize) -> Result<u64, Error> {
-        not_supported(SyscallNo::DmaTranslate)
+    fn dma_translate(&self, device: HandleId, vaddr: usize, len: usize) -> Result<u64, Error> {
+        call(
+            SyscallNo::DmaTranslate,
+            [device.0 as u64, vaddr as u64, len as u64, 0, 0, 0],
+        )
+        .map(|o| o[0])
     }
 
     fn system_component_status(&self, _: HandleId, _: usize) -> Result<ComponentStatus, Error> {
@@ -440,12 +466,19 @@ impl KernelApi for UserKernel {
         ))
     }
 
-    fn device_io_read(&self, _: HandleId, _: u16, _: u8) -> Result<u32, Error> {
-        not_supported(SyscallNo::DeviceIoRead)
+    fn device_io_read(&self, device: HandleId, offset: u16, width: u8) -> Result<u32, Error> {
+        call(
+            SyscallNo::DeviceIoRead,
+            [device.0 as u64, offset as u64, width as u64, 0, 0, 0],
+        )
+        .map(|o| o[0] as u32)
     }
 
-    fn device_io_write(&self, _: HandleId, _: u16, _: u8, _: u32) -> Result<(), Error> {
-        not_supported(SyscallNo::DeviceIoWrite)
+    fn device_io_write(&self, device: HandleId, offset: u16, width: u8, value: u32) -> Result<(), Error> {
+        unit(call(
+            SyscallNo::DeviceIoWrite,
+            [device.0 as u64, offset as u64, width as u64, value as u64, 0, 0],
+        ))
     }
 
     fn system_cpu_stats(&self, _: HandleId, _: usize) -> Result<CpuStats, Error> {
