@@ -1,0 +1,3 @@
+fn main() {
+    starina_spec::build::component();
+}
