@@ -598,7 +598,10 @@ fn cpu_load_is_shown(busy: &str, idle: &str, cpus: u8) {
 fn user_mode_drivers(guest: &LiveGuest, port: u16) {
     const CRASHES: usize = 5;
     const CRASH_DMA_PAGES: u64 = 256;
-    let up = format!("drvprobe: instance {}: up after {CRASHES} crashes", CRASHES + 1);
+    let up = format!(
+        "drvprobe: instance {}: up after {CRASHES} crashes",
+        CRASHES + 1
+    );
     guest.wait_console(&up, Duration::from_secs(60));
     let console = guest.console();
     assert!(
@@ -606,8 +609,16 @@ fn user_mode_drivers(guest: &LiveGuest, port: u16) {
         "{console}"
     );
     let count = |needle: &str| console.matches(needle).count();
-    assert_eq!(count("refusals checked; 64 random bytes from the device"), CRASHES + 1, "{console}");
-    assert_eq!(count("crashing on purpose holding 256 DMA pages"), CRASHES, "{console}");
+    assert_eq!(
+        count("refusals checked; 64 random bytes from the device"),
+        CRASHES + 1,
+        "{console}"
+    );
+    assert_eq!(
+        count("crashing on purpose holding 256 DMA pages"),
+        CRASHES,
+        "{console}"
+    );
     assert_eq!(
         count("drvprobe: user-mode fault: page fault (vector 14, error 0x7)"),
         CRASHES,

@@ -57,7 +57,10 @@ pub fn main(env: Env) -> Result<(), String> {
     if i64::from(instance) <= CONFIG.crashes {
         crash(&device, instance)?;
     }
-    log::info!("instance {instance}: up after {} crashes, driving the device", CONFIG.crashes);
+    log::info!(
+        "instance {instance}: up after {} crashes, driving the device",
+        CONFIG.crashes
+    );
     let mut ml = Mainloop::new().map_err(|e| format!("mainloop: {e}"))?;
     ml.cx()
         .add_supervisor(env.supervisor)
@@ -103,7 +106,13 @@ struct Idle;
 impl Handler for Idle {
     type State = ();
 
-    fn message(&mut self, _: &mut Cx<()>, _: HandleId, _: &mut (), msg: Message<'_>) -> Result<(), Error> {
+    fn message(
+        &mut self,
+        _: &mut Cx<()>,
+        _: HandleId,
+        _: &mut (),
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
         log::warn!("drvprobe: ignoring {:?}: it serves nothing", msg.kind());
         Ok(())
     }

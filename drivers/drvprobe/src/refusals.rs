@@ -9,8 +9,8 @@ use core::fmt::Debug;
 use starina::abi::syscall::SyscallNo;
 use starina::driver::Device;
 use starina::driver::DmaBuffer;
-use starina::Error;
 use starina::testing::raw_syscall;
+use starina::Error;
 
 /// An address in the kernel's half.
 const KERNEL_ADDRESS: u64 = 0xffff_8000_0000_0000;
@@ -24,7 +24,12 @@ struct Checks(usize);
 
 impl Checks {
     /// `got` must be the error `want`.
-    fn refused<T: Debug>(&mut self, what: &str, got: Result<T, Error>, want: Error) -> Result<(), String> {
+    fn refused<T: Debug>(
+        &mut self,
+        what: &str,
+        got: Result<T, Error>,
+        want: Error,
+    ) -> Result<(), String> {
         self.0 += 1;
         match got {
             Err(e) if e == want => Ok(()),
@@ -48,9 +53,17 @@ pub fn check(device: &Device) -> Result<usize, String> {
     mmio(&mut c, device, dev, base, size)?;
     dma(&mut c, device, dev, regs)?;
     config(&mut c, device, dev)?;
-    c.refused("io_read of a PCI device", device.io_read(0, 1), Error::NotSupported)?;
+    c.refused(
+        "io_read of a PCI device",
+        device.io_read(0, 1),
+        Error::NotSupported,
+    )?;
     let irq = device.interrupt().map_err(|e| format!("interrupt: {e}"))?;
-    c.refused("a second interrupt", device.interrupt(), Error::AlreadyExists)?;
+    c.refused(
+        "a second interrupt",
+        device.interrupt(),
+        Error::AlreadyExists,
+    )?;
     c.refused(
         "dma_free of an interrupt",
         raw(SyscallNo::DmaFree, [u64::from(irq.id().0), 0, 0]),
@@ -61,11 +74,31 @@ pub fn check(device: &Device) -> Result<usize, String> {
 
 fn mmio(c: &mut Checks, device: &Device, dev: u64, base: u64, size: u64) -> Result<(), String> {
     let len = size as usize;
-    c.refused("mmio_map of 0 bytes", device.map_mmio(base, 0), Error::InvalidArgument)?;
-    c.refused("mmio_map one byte past the BAR", device.map_mmio(base, len + 1), Error::InvalidArgument)?;
-    c.refused("mmio_map after the BAR", device.map_mmio(base + size, 4096), Error::InvalidArgument)?;
-    c.refused("mmio_map before the BAR", device.map_mmio(base - PAGE, 4096), Error::InvalidArgument)?;
-    c.refused("mmio_map of RAM", device.map_mmio(RAM_ADDRESS, 4096), Error::InvalidArgument)?;
+    c.refused(
+        "mmio_map of 0 bytes",
+        device.map_mmio(base, 0),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "mmio_map one byte past the BAR",
+        device.map_mmio(base, len + 1),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "mmio_map after the BAR",
+        device.map_mmio(base + size, 4096),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "mmio_map before the BAR",
+        device.map_mmio(base - PAGE, 4096),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "mmio_map of RAM",
+        device.map_mmio(RAM_ADDRESS, 4096),
+        Error::InvalidArgument,
+    )?;
     c.refused(
         "mmio_map wrapping around",
         raw(SyscallNo::DeviceMmioMap, [dev, u64::MAX - 15, 32]),
@@ -89,8 +122,16 @@ fn mmio(c: &mut Checks, device: &Device, dev: u64, base: u64, size: u64) -> Resu
 }
 
 fn dma(c: &mut Checks, device: &Device, dev: u64, regs: u64) -> Result<(), String> {
-    c.refused("dma_alloc of 0 pages", DmaBuffer::new(device, 0).map(drop), Error::InvalidArgument)?;
-    c.refused("dma_alloc of 1025 pages", DmaBuffer::new(device, 1025).map(drop), Error::InvalidArgument)?;
+    c.refused(
+        "dma_alloc of 0 pages",
+        DmaBuffer::new(device, 0).map(drop),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "dma_alloc of 1025 pages",
+        DmaBuffer::new(device, 1025).map(drop),
+        Error::InvalidArgument,
+    )?;
     c.refused(
         "dma_alloc of 2^64 - 1 pages",
         raw(SyscallNo::DmaAlloc, [dev, u64::MAX, 0]),
@@ -101,18 +142,45 @@ fn dma(c: &mut Checks, device: &Device, dev: u64, regs: u64) -> Result<(), Strin
     let translated = device.dma_address(buf.as_slice());
     c.0 += 1;
     if translated != Ok(buf.paddr()) {
-        return Err(format!("dma_translate of its DMA memory: {translated:?}, not {:#x}", buf.paddr()));
+        return Err(format!(
+            "dma_translate of its DMA memory: {translated:?}, not {:#x}",
+            buf.paddr()
+        ));
     }
     let translate = |vaddr: u64, len: u64| raw(SyscallNo::DmaTranslate, [dev, vaddr, len]);
-    c.refused("dma_translate of 0 bytes", translate(at, 0), Error::InvalidArgument)?;
-    c.refused("dma_translate of a kernel address", translate(KERNEL_ADDRESS, 16), Error::NotSupported)?;
-    c.refused("dma_translate of an unmapped page", translate(UNMAPPED, 16), Error::NotSupported)?;
-    c.refused("dma_translate of its registers", translate(regs, 16), Error::NotSupported)?;
-    c.refused("dma_translate wrapping around", translate(u64::MAX - 7, 16), Error::NotSupported)?;
+    c.refused(
+        "dma_translate of 0 bytes",
+        translate(at, 0),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "dma_translate of a kernel address",
+        translate(KERNEL_ADDRESS, 16),
+        Error::NotSupported,
+    )?;
+    c.refused(
+        "dma_translate of an unmapped page",
+        translate(UNMAPPED, 16),
+        Error::NotSupported,
+    )?;
+    c.refused(
+        "dma_translate of its registers",
+        translate(regs, 16),
+        Error::NotSupported,
+    )?;
+    c.refused(
+        "dma_translate wrapping around",
+        translate(u64::MAX - 7, 16),
+        Error::NotSupported,
+    )?;
     // The kernel never copies through DMA memory or registers.
     let log = |vaddr: u64| raw(SyscallNo::Log, [3, vaddr, 16]);
     c.refused("a log line from DMA memory", log(at), Error::BadAddress)?;
-    c.refused("a log line from its registers", log(regs), Error::BadAddress)?;
+    c.refused(
+        "a log line from its registers",
+        log(regs),
+        Error::BadAddress,
+    )?;
     c.refused(
         "dma_free of the device",
         raw(SyscallNo::DmaFree, [dev, 0, 0]),
@@ -120,12 +188,24 @@ fn dma(c: &mut Checks, device: &Device, dev: u64, regs: u64) -> Result<(), Strin
     )?;
     drop(buf);
     // Freed: unmapped at once.
-    c.refused("dma_translate of freed DMA memory", translate(at, 16), Error::NotSupported)
+    c.refused(
+        "dma_translate of freed DMA memory",
+        translate(at, 16),
+        Error::NotSupported,
+    )
 }
 
 fn config(c: &mut Checks, device: &Device, dev: u64) -> Result<(), String> {
-    c.refused("pci_config_read at 2", device.pci_config_read(2), Error::InvalidArgument)?;
-    c.refused("pci_config_read at 256", device.pci_config_read(256), Error::InvalidArgument)?;
+    c.refused(
+        "pci_config_read at 2",
+        device.pci_config_read(2),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "pci_config_read at 256",
+        device.pci_config_read(256),
+        Error::InvalidArgument,
+    )?;
     c.refused(
         "pci_config_read at 2^32",
         raw(SyscallNo::DevicePciConfigRead, [dev, 1 << 32, 0]),
@@ -136,15 +216,31 @@ fn config(c: &mut Checks, device: &Device, dev: u64) -> Result<(), String> {
         raw(SyscallNo::DevicePciConfigWrite, [dev, 0x04, 1 << 32]),
         Error::InvalidArgument,
     )?;
-    c.refused("moving a BAR", device.pci_config_write(0x10, 0x1234_5670), Error::InvalidArgument)?;
-    c.refused("writing the IDs", device.pci_config_write(0x00, 0), Error::InvalidArgument)
+    c.refused(
+        "moving a BAR",
+        device.pci_config_write(0x10, 0x1234_5670),
+        Error::InvalidArgument,
+    )?;
+    c.refused(
+        "writing the IDs",
+        device.pci_config_write(0x00, 0),
+        Error::InvalidArgument,
+    )
 }
 
 /// The device's first memory BAR of a page or more: (base, size), by the
 /// sizing protocol (all ones written, the mask read, the value restored).
 fn memory_bar(device: &Device) -> Result<(u64, u64), String> {
-    let read = |o: u16| device.pci_config_read(o).map_err(|e| format!("config {o:#x}: {e}"));
-    let write = |o: u16, v: u32| device.pci_config_write(o, v).map_err(|e| format!("config {o:#x}: {e}"));
+    let read = |o: u16| {
+        device
+            .pci_config_read(o)
+            .map_err(|e| format!("config {o:#x}: {e}"))
+    };
+    let write = |o: u16, v: u32| {
+        device
+            .pci_config_write(o, v)
+            .map_err(|e| format!("config {o:#x}: {e}"))
+    };
     let mut bar = 0u16;
     while bar < 6 {
         let at = 0x10 + bar * 4;

@@ -249,7 +249,9 @@ impl AddressSpace {
         let mut inner = self.inner.lock();
         for i in 0..pages {
             let at = vaddr + i * PAGE_SIZE as u64;
-            let pte = inner.pte(self.pml4, at, self.account).ok_or(Error::OutOfMemory)?;
+            let pte = inner
+                .pte(self.pml4, at, self.account)
+                .ok_or(Error::OutOfMemory)?;
             // SAFETY: `pte` points into a page table this owns, under its
             // lock; `reserve` handed `at` out once, so it is not present.
             unsafe { store(pte, (phys + i * PAGE_SIZE as u64) | PRESENT | USER | flags) };

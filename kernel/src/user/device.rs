@@ -10,10 +10,10 @@
 //! whose pages are its own), never a page it shares with another device
 //! (virtio-mmio transports lie 512 bytes apart): `NotSupported` then.
 
+use starina::abi::syscall::SyscallNo;
 use starina::abi::user::device_info;
 use starina::abi::Error;
 use starina::abi::HandleId;
-use starina::abi::syscall::SyscallNo;
 use starina::syscall::KernelApi;
 
 use super::aspace::AddressSpace;
@@ -50,7 +50,9 @@ pub fn mmio_map(device: HandleId, paddr: u64, len: u64) -> Result<u64, Error> {
     let page = PAGE_SIZE as u64;
     let first = paddr & !(page - 1);
     // `owns` checked `paddr + len` does not wrap.
-    let end = (paddr + len).checked_next_multiple_of(page).ok_or(Error::InvalidArgument)?;
+    let end = (paddr + len)
+        .checked_next_multiple_of(page)
+        .ok_or(Error::InvalidArgument)?;
     if !device.owns(first, end - first) {
         // The pages hold more than this device's registers.
         return Err(Error::NotSupported);

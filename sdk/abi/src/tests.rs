@@ -136,3 +136,36 @@ fn cpu_load_is_the_busy_share_between_two_samples() {
     assert_eq!(at(10, 10).busy_permille_since(&at(20, 20)), 0);
     assert_eq!(at(u64::MAX, u64::MAX).busy_permille_since(&at(0, 0)), 500);
 }
+
+#[test]
+fn device_info_registers_round_trip() {
+    use crate::user::device_info;
+    let infos = [
+        DeviceInfo {
+            address: DeviceAddress::Pci {
+                bus: 0xfe,
+                device: 0x1f,
+                function: 7,
+                vendor_id: 0x1af4,
+                device_id: 0x1041,
+            },
+            gsi: Some(23),
+        },
+        DeviceInfo {
+            address: DeviceAddress::VirtioMmio {
+                base: 0xfeb0_2e00,
+                size: 0x200,
+                device_id: 1,
+            },
+            gsi: Some(0),
+        },
+        DeviceInfo {
+            address: DeviceAddress::Uart { io_base: 0x2f8 },
+            gsi: None,
+        },
+    ];
+    for info in infos {
+        assert_eq!(device_info::decode(device_info::encode(&info)), Some(info));
+    }
+    assert_eq!(device_info::decode([7, 0, 0, 0]), None);
+}
