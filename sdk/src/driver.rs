@@ -249,8 +249,9 @@ pub mod virtio {
     use crate::syscall::kernel;
 
     /// `virtio-drivers`' hardware abstraction on Starina: DMA pages from
-    /// the kernel, MMIO through the kernel's device mappings. Buffers the
-    /// driver shares are used in place when physically contiguous (heap
+    /// the kernel, MMIO through the device mappings the kernel makes (in
+    /// the kernel, or in a user-mode driver's own address space). Buffers
+    /// the driver shares are used in place when physically contiguous (heap
     /// memory), and bounced through DMA pages otherwise (stack memory).
     ///
     /// Every call goes through the device [`transport`] opened in the
@@ -335,7 +336,8 @@ pub mod virtio {
 
     // SAFETY: `dma_alloc` returns zeroed, physically contiguous pages owned
     // by a `DmaBuffer` kept here until `dma_dealloc`; `mmio_phys_to_virt`
-    // returns the kernel's mapping of a region of the process's device;
+    // returns the mapping the kernel made of a region of the process's
+    // device (in its own address space for a user-mode driver);
     // `share` returns an address the device can use for the whole buffer
     // until `unshare` (the buffer itself, or a bounce copy).
     unsafe impl Hal for StarinaHal {
