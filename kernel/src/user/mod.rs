@@ -8,6 +8,7 @@
 //! - [`dispatch`]: call numbers and registers to the kernel's `KernelApi`;
 //! - [`device`]: a driver's registers and DMA memory in its address space;
 //! - [`uaccess`]: every user pointer checked and copied;
+//! - [`stacks`]: extra threads' stacks, reused after their thread ends;
 //! - [`elf`]: the loader.
 //!
 //! A fault in ring 3 (page fault, #GP, #DE, #UD, ...) ends the component
@@ -21,6 +22,7 @@ pub mod device;
 pub mod dispatch;
 pub mod elf;
 pub mod entry;
+pub mod stacks;
 pub mod uaccess;
 
 use alloc::format;
