@@ -1,5 +1,6 @@
 //! Networking end to end: boot profile `net_test` (virtio-net driver,
-//! TCP/IP server, httpd, netcheck) on each machine type with the guest's
+//! TCP/IP server, httpd, netcheck) on q35, and `net_test_user` (the same
+//! with the TCP/IP server and httpd in user mode) on microvm, with the guest's
 //! port 80 forwarded to the host, and drive it as a user would: HTTP
 //! requests from the host (status page, JSON API, a 1 MiB body, 200
 //! concurrent connections, 10,000 requests, malformed requests), and an
@@ -67,11 +68,11 @@ fn disk_with_www() -> TempDisk {
     disk
 }
 
-/// `net_test` booted in the background on `cpus` CPUs, serving HTTP (and
+/// `profile` booted in the background on `cpus` CPUs, serving HTTP (and
 /// the static files of [`www_files`]).
-fn boot_net_test(machine: &str, port: u16, cpus: u8) -> (LiveGuest, TempDisk) {
+fn boot_net_test(profile: &str, machine: &str, port: u16, cpus: u8) -> (LiveGuest, TempDisk) {
     let disk = disk_with_www();
-    let guest = LiveGuest::boot_on_cpus(&disk.path(), "net_test", machine, port, &[], cpus);
+    let guest = LiveGuest::boot_on_cpus(&disk.path(), profile, machine, port, &[], cpus);
     guest.wait_console(markers::HTTPD_SERVING, Duration::from_secs(120));
     (guest, disk)
 }
@@ -316,12 +317,19 @@ fn static_files(port: u16) {
     assert!(String::from_utf8_lossy(&get(port, "/").body).contains("<h1>Starina</h1>"));
 }
 
-fn network(machine: &str, cpus: u8) {
+fn network(profile: &str, machine: &str, cpus: u8) {
     let port = free_port();
     let t0 = Instant::now();
     let (seen, server) = host_server();
-    let (guest, _disk) = boot_net_test(machine, port, cpus);
+    let (guest, _disk) = boot_net_test(profile, machine, port, cpus);
     let booted = t0.elapsed();
+    if profile == "net_test_user" {
+        let console = guest.console();
+        for name in ["tcpip", "httpd"] {
+            let line = format!("user: {name} runs in ring 3");
+            assert!(console.contains(&line), "no '{line}':\n{console}");
+        }
+    }
 
     // Status page and JSON endpoints.
     let page = get(port, "/");
@@ -581,11 +589,13 @@ fn cpu_load_is_shown(busy: &str, idle: &str, cpus: u8) {
 #[ignore = "boots QEMU"]
 fn network_q35() {
     // On two CPUs: the per-CPU figures of /api/stats.
-    network("q35", 2);
+    network("net_test", "q35", 2);
 }
 
 #[test]
 #[ignore = "boots QEMU"]
 fn network_microvm() {
-    network("microvm", 1);
+    // The same test with tcpip and httpd in ring 3 (their specs say
+    // in-kernel; the profile moves them).
+    network("net_test_user", "microvm", 1);
 }

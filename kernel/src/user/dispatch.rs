@@ -2,8 +2,9 @@
 //! registers of a `syscall` (see `starina::abi::user` for the ABI), copies
 //! every buffer in through `uaccess`, runs the same implementation
 //! in-kernel components call ([`crate::syscall::KERNEL`]), and copies the
-//! results out. Calls user mode cannot make yet (hypervisor, drivers,
-//! monitoring, commands, console) answer `NotSupported`.
+//! results out (monitoring, commands and control: `dispatch_system`).
+//! Calls user mode cannot make yet (hypervisor, drivers, console) answer
+//! `NotSupported`.
 
 use alloc::vec::Vec;
 
@@ -33,7 +34,7 @@ use crate::syscall::KERNEL;
 const LOG_MAX: u64 = 4096;
 
 /// The results a call leaves in `rdx`, `r8`, `r9`, `r10`, `rsi`.
-type Out = [u64; 5];
+pub(super) type Out = [u64; 5];
 
 pub fn dispatch(frame: &mut TrapFrame) {
     let result = sched::in_kernel(|| call(frame));
@@ -45,14 +46,14 @@ pub fn dispatch(frame: &mut TrapFrame) {
     [frame.rdx, frame.r8, frame.r9, frame.r10, frame.rsi] = out;
 }
 
-fn aspace() -> Result<&'static AddressSpace, Error> {
+pub(super) fn aspace() -> Result<&'static AddressSpace, Error> {
     sched::current_process()
         .aspace
         .get()
         .ok_or(Error::NotSupported)
 }
 
-fn handle(raw: u64) -> Result<HandleId, Error> {
+pub(super) fn handle(raw: u64) -> Result<HandleId, Error> {
     u32::try_from(raw)
         .map(HandleId)
         .map_err(|_| Error::InvalidHandle)
@@ -133,14 +134,19 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
             ])
         }
         SyscallNo::ThreadPin => {
-            let cpu = (a0 != u64::MAX).then(|| usize::try_from(a0).unwrap_or(usize::MAX));
+            // `rdi` = 1: pin to CPU `rsi`; 0: unpin.
+            let cpu = match a0 {
+                0 => None,
+                1 => Some(usize::try_from(a1).unwrap_or(usize::MAX)),
+                _ => return Err(Error::InvalidArgument),
+            };
             k.thread_pin(cpu).map(|_| [0; 5])
         }
         SyscallNo::SystemShutdown => k.system_shutdown(handle(a0)?, a1 as u8).map(|_| [0; 5]),
         SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
         SyscallNo::ChannelSendReceivedPollWaitRecv => send_received_wait(a0),
-        _ => Err(Error::NotSupported),
+        _ => super::dispatch_system::call(no, f).unwrap_or(Err(Error::NotSupported)),
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod aspace;
 pub mod dispatch;
+pub mod dispatch_system;
 pub mod elf;
 pub mod entry;
 pub mod uaccess;

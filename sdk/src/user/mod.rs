@@ -11,6 +11,7 @@
 //! (the message logged, the process ended as a panic).
 
 pub mod api;
+mod api_system;
 pub mod heap;
 mod mem;
 mod raw;
