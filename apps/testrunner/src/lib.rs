@@ -864,17 +864,10 @@ const NOT_IN_USER_MODE: &[(&str, &str)] = &[
     ("dma_translate_needs_a_device_handle", DEVICE_CALLS),
     ("mmio_map_needs_the_device", DEVICE_CALLS),
     ("real_device_dma_and_mmio", DEVICE_CALLS),
-    ("guest_ram_errors_say_why", HYPERVISOR_CALLS),
-    ("guest_ram_starts_zeroed", HYPERVISOR_CALLS),
-    ("hypervisor_runs_a_guest", HYPERVISOR_CALLS),
-    ("hypervisor_delivers_interrupts", HYPERVISOR_CALLS),
-    ("guest_xsetbv_stays_in_the_guest", HYPERVISOR_CALLS),
 ];
 
 const DEVICE_CALLS: &str =
     "device calls (DMA, MMIO) answer NotSupported in ring 3 until drivers run in user mode";
-const HYPERVISOR_CALLS: &str =
-    "hypervisor calls (VMs, guest RAM, vCPUs) answer NotSupported in ring 3";
 
 /// Why test `name` does not run here, if it does not.
 fn skipped_here(name: &str) -> Option<&'static str> {

@@ -2,9 +2,9 @@
 //! registers of a `syscall` (see `starina::abi::user` for the ABI), copies
 //! every buffer in through `uaccess`, runs the same implementation
 //! in-kernel components call ([`crate::syscall::KERNEL`]), and copies the
-//! results out (monitoring, commands and control: `dispatch_system`).
-//! Calls user mode cannot make yet (hypervisor, drivers, console) answer
-//! `NotSupported`.
+//! results out (monitoring, commands and control: `dispatch_system`; the
+//! hypervisor: `dispatch_vm`). Calls user mode cannot make yet (drivers,
+//! console) answer `NotSupported`.
 
 use alloc::vec::Vec;
 
@@ -146,7 +146,9 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
         SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
         SyscallNo::ChannelSendReceivedPollWaitRecv => send_received_wait(a0),
-        _ => super::dispatch_system::call(no, f).unwrap_or(Err(Error::NotSupported)),
+        _ => super::dispatch_system::call(no, f)
+            .or_else(|| super::dispatch_vm::call(no, f))
+            .unwrap_or(Err(Error::NotSupported)),
     }
 }
 

@@ -18,6 +18,7 @@
 pub mod aspace;
 pub mod dispatch;
 pub mod dispatch_system;
+pub mod dispatch_vm;
 pub mod elf;
 pub mod entry;
 pub mod uaccess;

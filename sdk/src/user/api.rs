@@ -6,6 +6,7 @@
 //! offer to user mode yet answer `NotSupported`.
 
 use super::api_system;
+use super::api_vm;
 use super::raw::syscall;
 use super::raw::Ret;
 use crate::abi::syscall::SyscallNo;
@@ -266,24 +267,24 @@ impl KernelApi for UserKernel {
         call(SyscallNo::ProcessId, [0; 6]).map_or(0, |o| o[0])
     }
 
-    fn vm_create(&self, _: HandleId, _: u64) -> Result<(HandleId, HandleId), Error> {
-        not_supported(SyscallNo::VmCreate)
+    fn vm_create(&self, h: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
+        api_vm::vm_create(h, ram_bytes)
     }
 
-    fn guest_ram_read(&self, _: HandleId, _: u64, _: &mut [u8]) -> Result<(), Error> {
-        not_supported(SyscallNo::GuestRamRead)
+    fn guest_ram_read(&self, ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error> {
+        api_vm::guest_ram_read(ram, gpa, buf)
     }
 
-    fn guest_ram_write(&self, _: HandleId, _: u64, _: &[u8]) -> Result<(), Error> {
-        not_supported(SyscallNo::GuestRamWrite)
+    fn guest_ram_write(&self, ram: HandleId, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        api_vm::guest_ram_write(ram, gpa, data)
     }
 
-    fn vcpu_run(&self, _: HandleId, _: &mut VcpuState, _: Injection) -> Result<VmExit, Error> {
-        not_supported(SyscallNo::VcpuRun)
+    fn vcpu_run(&self, v: HandleId, state: &mut VcpuState, i: Injection) -> Result<VmExit, Error> {
+        api_vm::vcpu_run(v, state, i)
     }
 
-    fn vcpu_control(&self, _: HandleId, _: VcpuControl) -> Result<(), Error> {
-        not_supported(SyscallNo::VcpuControl)
+    fn vcpu_control(&self, v: HandleId, control: VcpuControl) -> Result<(), Error> {
+        api_vm::vcpu_control(v, control)
     }
 
     fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -461,7 +462,7 @@ impl KernelApi for UserKernel {
         unit(call(SyscallNo::ThreadPin, [pin, at, 0, 0, 0, 0]))
     }
 
-    fn vcpu_create(&self, _: HandleId) -> Result<HandleId, Error> {
-        not_supported(SyscallNo::VcpuCreate)
+    fn vcpu_create(&self, ram: HandleId) -> Result<HandleId, Error> {
+        api_vm::vcpu_create(ram)
     }
 }

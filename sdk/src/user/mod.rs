@@ -12,6 +12,7 @@
 
 pub mod api;
 mod api_system;
+mod api_vm;
 pub mod heap;
 mod mem;
 mod raw;
