@@ -197,6 +197,8 @@ fn bench_figures(host: &Host, opts: &BenchOptions) -> ExitStatus {
     if opts.http {
         figures.extend(crate::bench_http::figures(&host, &opts));
         order.extend(crate::bench_http::ORDER);
+        figures.extend(crate::bench_http_user::figures(&host, &opts));
+        order.extend(crate::bench_http_user::ORDER);
     }
     header(&format!(
         "results (machine {}; HTTP on microvm)",

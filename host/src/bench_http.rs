@@ -72,7 +72,7 @@ const RAMP_STEP: Duration = Duration::from_millis(5);
 const P99_WARMUP: Duration = Duration::from_secs(1);
 /// Concurrent client connections for the latency figure.
 pub const CLIENTS: usize = 32;
-const SMALL: usize = 128;
+pub(crate) const SMALL: usize = 128;
 const BIG: usize = 1 << 20;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// What Starina says once booted: httpd serves, and the profile's Linux
@@ -261,7 +261,7 @@ fn summarize(samples: &[Vec<Sample>; 2]) -> Figures {
 }
 
 /// A booted system whose console we scan.
-enum Guest {
+pub(crate) enum Guest {
     /// Starina, run by `run` in a thread.
     Starina {
         host: Host,
@@ -272,7 +272,7 @@ enum Guest {
 }
 
 impl Guest {
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         match self {
             Guest::Starina { host, runner } => {
                 host.stop.request(crate::status::SIGTERM);
@@ -284,10 +284,22 @@ impl Guest {
 }
 
 fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
+    boot_profile(host, opts, port, "default", &STARINA_UP)
+}
+
+/// Boots Starina's `profile` on microvm with the guest's port 80 on host
+/// port `port`, and waits for each of `up` on its console.
+pub(crate) fn boot_profile(
+    host: &Host,
+    opts: &BenchOptions,
+    port: u16,
+    profile: &str,
+    up: &[&str],
+) -> Option<Guest> {
     let mut host = host.clone();
     host.http_port = port;
     host.stop = Arc::new(Default::default());
-    let mut run = RunOptions::new("default");
+    let mut run = RunOptions::new(profile);
     run.disk = crate::bench::bench_disk();
     run.machine = Machine::Microvm;
     run.build = false;
@@ -303,7 +315,7 @@ fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
         };
         crate::run::run(&runner_host, &run, &mut io);
     });
-    for marker in STARINA_UP {
+    for marker in up {
         if !console.wait_while(marker, BOOT_TIMEOUT, || !runner.is_finished()) {
             eprintln!(
                 "bench: Starina never said '{marker}'; its console:\n{}",
@@ -447,7 +459,7 @@ fn boot_linux(host: &Host, port: u16) -> Option<Guest> {
 }
 
 /// One request on a new connection; the body's length, checked.
-fn fetch(port: u16, path: &str, want_len: usize) -> Result<usize, String> {
+pub(crate) fn fetch(port: u16, path: &str, want_len: usize) -> Result<usize, String> {
     fetch_timed(port, path, want_len).map(|(len, _)| len)
 }
 
@@ -518,7 +530,7 @@ fn measure(port: u16, small: &str, big: &str) -> Result<Sample, String> {
 }
 
 /// Requests/s for the small body, one connection at a time.
-fn requests_per_second(port: u16, small: &str) -> Result<f64, String> {
+pub(crate) fn requests_per_second(port: u16, small: &str) -> Result<f64, String> {
     let (mut n, t0) = (0u32, Instant::now());
     while t0.elapsed().as_secs_f64() < RPS_SECONDS {
         fetch(port, small, SMALL)?;

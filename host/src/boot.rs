@@ -96,7 +96,7 @@ pub fn prepare(
         let mut report = |line: &str| {
             let _ = writeln!(io.err, "{line}");
         };
-        match crate::user_images::build(host, &user, progress, &mut report) {
+        match crate::user_images::build(host, profile, &user, progress, &mut report) {
             Ok(built) => images = built,
             Err(e) => {
                 io.say(&e);

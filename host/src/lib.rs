@@ -18,6 +18,7 @@ pub mod bench;
 pub mod bench_fs;
 pub mod bench_fs_git;
 pub mod bench_http;
+pub mod bench_http_user;
 pub mod bench_bochs;
 pub mod bench_linux;
 pub mod bench_net;

@@ -3,7 +3,9 @@
 //! `N passed, M failed` counting individual tests. Exits 0 only if nothing failed.
 //!
 //! Stages: the Linux guest build, host tests (`cargo test --workspace`),
-//! the kernel build, the in-OS tests (profile `test` on each machine), the
+//! the kernel build, the in-OS tests (profile `test` on each machine, on
+//! q35 again on 2 and 4 CPUs, and profile `test_user`, its components in
+//! user mode, on 2 CPUs), the
 //! Bochs boots (GRUB, Multiboot2: the OS on the Intel CPU model, then Linux
 //! through the VMX backend on it and through SVM on the AMD model), and
 //! the end-to-end tests (`cargo test -p starina-tests -- --ignored`).
@@ -139,6 +141,15 @@ pub fn test(host: &Host, opts: &TestOptions) -> ExitStatus {
                     kernel_ok,
                 );
             }
+            // Once more with every component but the drivers in user
+            // mode (the same suite, the same crates; issue 15).
+            in_os_stage_of(
+                &host,
+                &mut tally,
+                (IN_OS_USER_PROFILE, crate::qemu::Machine::Q35),
+                2,
+                kernel_ok,
+            );
         }
     }
     if !skip("bochs") {
@@ -298,6 +309,9 @@ const IN_OS_SMP_CPUS: [u8; 2] = [2, 4];
 /// The in-OS tests' disk: small (sparse anyway), formatted per run.
 const TEST_DISK_SIZE: u64 = 64 << 20;
 
+/// The profile of the in-OS suite with its components in user mode.
+const IN_OS_USER_PROFILE: &str = "test_user";
+
 /// The in-OS suite on `cpus` CPUs: with more than one, threads must have
 /// run on at least two of them (the kernel's count per CPU says).
 fn in_os_stage(
@@ -307,19 +321,33 @@ fn in_os_stage(
     cpus: u8,
     kernel_ok: bool,
 ) {
+    in_os_stage_of(host, tally, ("test", machine), cpus, kernel_ok)
+}
+
+/// [`in_os_stage`] of profile `profile` (`test` or [`IN_OS_USER_PROFILE`]).
+fn in_os_stage_of(
+    host: &Host,
+    tally: &mut Tally,
+    (profile, machine): (&str, crate::qemu::Machine),
+    cpus: u8,
+    kernel_ok: bool,
+) {
     let (name, smp) = match cpus {
         1 => (
-            format!("in-OS tests (profile test, {})", machine.name()),
+            format!("in-OS tests (profile {profile}, {})", machine.name()),
             String::new(),
         ),
         n => (
-            format!("in-OS tests (profile test, {}, {n} CPUs)", machine.name()),
+            format!(
+                "in-OS tests (profile {profile}, {}, {n} CPUs)",
+                machine.name()
+            ),
             format!(" --smp {n}"),
         ),
     };
     let timeout = crate::host::fmt_seconds(IN_OS_TIMEOUT);
     header(&format!(
-        "{name}: scripts/starina run --no-build --profile test --machine {}{smp} --timeout {timeout}",
+        "{name}: scripts/starina run --no-build --profile {profile} --machine {}{smp} --timeout {timeout}",
         machine.name()
     ));
     let t0 = Instant::now();
@@ -337,7 +365,7 @@ fn in_os_stage(
             return;
         }
     };
-    let mut opts = RunOptions::new("test");
+    let mut opts = RunOptions::new(profile);
     opts.machine = machine;
     opts.cpus = cpus;
     opts.build = false;

@@ -554,7 +554,9 @@ mod machine {
     /// with `rsp` and `rdi` = `arg` (the kernel stack it gets is for its
     /// system calls), and queues it. Errors as [`spawn`].
     pub fn spawn_user(process: &Arc<Process>, rip: u64, rsp: u64, arg: u64) -> Result<Arc<Thread>, Error> {
-        spawn_with(process, None, |_| TrapFrame {
+        // On its spec's CPU, as an in-kernel component's threads are.
+        let cpu = crate::startup::thread_cpu(process);
+        spawn_with(process, cpu, |_| TrapFrame {
             rip,
             cs: crate::user::entry::USER_CS,
             rflags: 0x202,

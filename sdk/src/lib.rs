@@ -58,6 +58,12 @@ pub mod user;
 
 pub use starina_abi as abi;
 
+/// Whether this build of the component runs in ring 3, in an address space
+/// of its own (the SDK's feature `user`: its spec or its profile says
+/// so), rather than linked into the kernel. For the few tests whose
+/// subject differs between the two (e.g. what a fault does).
+pub const USER_MODE: bool = cfg!(feature = "user");
+
 pub use abi::Error;
 pub use abi::HandleId;
 pub use channel::Channel;

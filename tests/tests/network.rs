@@ -1,7 +1,7 @@
 //! Networking end to end: boot profile `net_test` (virtio-net driver,
 //! TCP/IP server, httpd, netcheck) on each machine type (on q35 its
-//! variant `net_test_user`: the driver in user mode, and drvprobe's checks
-//! of user-mode drivers) with the guest's
+//! variant `net_test_user`: the driver, the TCP/IP server and httpd in user
+//! mode, and drvprobe's checks of user-mode drivers) with the guest's
 //! port 80 forwarded to the host, and drive it as a user would: HTTP
 //! requests from the host (status page, JSON API, a 1 MiB body, 200
 //! concurrent connections, 10,000 requests, malformed requests), and an
@@ -332,6 +332,11 @@ fn network(profile: &str, machine: &str, qemu_args: &[&str], cpus: u8) {
     let (guest, _disk) = boot_net_test(profile, machine, port, qemu_args, cpus);
     let booted = t0.elapsed();
     if profile == "net_test_user" {
+        let console = guest.console();
+        for name in ["virtio_net", "tcpip", "httpd"] {
+            let line = format!("user: {name} runs in ring 3");
+            assert!(console.contains(&line), "no '{line}':\n{console}");
+        }
         user_mode_drivers(&guest, port);
     }
 
@@ -642,8 +647,8 @@ fn user_mode_drivers(guest: &LiveGuest, port: u16) {
 #[test]
 #[ignore = "boots QEMU"]
 fn network_q35() {
-    // On two CPUs: the per-CPU figures of /api/stats. The NIC's driver
-    // runs in user mode here (profile net_test_user, with drvprobe and its
+    // On two CPUs: the per-CPU figures of /api/stats. The NIC's driver,
+    // tcpip and httpd run in user mode here (profile net_test_user, with drvprobe and its
     // virtio-rng device); on microvm in the kernel.
     network("net_test_user", "q35", &["-device", "virtio-rng-pci"], 2);
 }

@@ -2,9 +2,9 @@
 //! registers of a `syscall` (see `starina::abi::user` for the ABI), copies
 //! every buffer in through `uaccess`, runs the same implementation
 //! in-kernel components call ([`crate::syscall::KERNEL`]), and copies the
-//! results out; device calls go to [`super::device`]. Calls user mode
-//! cannot make yet (hypervisor, monitoring, commands, console) answer
-//! `NotSupported`.
+//! results out (device calls: [`super::device`]; monitoring, commands and
+//! control: `dispatch_system`; the hypervisor: `dispatch_vm`). The console
+//! calls answer `NotSupported` from user mode.
 
 use alloc::vec::Vec;
 
@@ -34,7 +34,7 @@ use crate::syscall::KERNEL;
 const LOG_MAX: u64 = 4096;
 
 /// The results a call leaves in `rdx`, `r8`, `r9`, `r10`, `rsi`.
-type Out = [u64; 5];
+pub(super) type Out = [u64; 5];
 
 pub fn dispatch(frame: &mut TrapFrame) {
     let result = sched::in_kernel(|| call(frame));
@@ -46,14 +46,14 @@ pub fn dispatch(frame: &mut TrapFrame) {
     [frame.rdx, frame.r8, frame.r9, frame.r10, frame.rsi] = out;
 }
 
-fn aspace() -> Result<&'static AddressSpace, Error> {
+pub(super) fn aspace() -> Result<&'static AddressSpace, Error> {
     sched::current_process()
         .aspace
         .get()
         .ok_or(Error::NotSupported)
 }
 
-fn handle(raw: u64) -> Result<HandleId, Error> {
+pub(super) fn handle(raw: u64) -> Result<HandleId, Error> {
     u32::try_from(raw)
         .map(HandleId)
         .map_err(|_| Error::InvalidHandle)
@@ -134,14 +134,22 @@ fn call(f: &TrapFrame) -> Result<Out, Error> {
             ])
         }
         SyscallNo::ThreadPin => {
-            let cpu = (a0 != u64::MAX).then(|| usize::try_from(a0).unwrap_or(usize::MAX));
+            // `rdi` = 1: pin to CPU `rsi`; 0: unpin.
+            let cpu = match a0 {
+                0 => None,
+                1 => Some(usize::try_from(a1).unwrap_or(usize::MAX)),
+                _ => return Err(Error::InvalidArgument),
+            };
             k.thread_pin(cpu).map(|_| [0; 5])
         }
         SyscallNo::SystemShutdown => k.system_shutdown(handle(a0)?, a1 as u8).map(|_| [0; 5]),
         SyscallNo::ProcessId => Ok([k.process_id(), 0, 0, 0, 0]),
         SyscallNo::ChannelSendPollWaitRecv => send_wait(a0),
         SyscallNo::ChannelSendReceivedPollWaitRecv => send_received_wait(a0),
-        _ => super::device::call(no, [a0, a1, a2, a3]).unwrap_or(Err(Error::NotSupported)),
+        _ => super::device::call(no, [a0, a1, a2, a3])
+            .or_else(|| super::dispatch_system::call(no, f))
+            .or_else(|| super::dispatch_vm::call(no, f))
+            .unwrap_or(Err(Error::NotSupported)),
     }
 }
 

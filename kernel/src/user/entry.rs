@@ -13,10 +13,13 @@
 //!
 //! A system call saves a [`TrapFrame`] on the thread's kernel stack (the
 //! same layout as an interrupt's, vector [`SYSCALL_VECTOR`]), runs the
-//! dispatcher with interrupts on, and returns with `iretq` from the frame.
-//! The saved RIP is always canonical: the address after a `syscall`
-//! instruction in the user half, which ends a page below the canonical
-//! limit (`USER_END`), so the return never faults in ring 0.
+//! dispatcher with interrupts on, and returns from the frame with
+//! `sysretq` (RIP to RCX, RFLAGS to R11, the user's RSP). The saved RIP is
+//! the address after a `syscall` instruction in the user half, which ends
+//! a page below the canonical limit (`USER_END`); the exit checks that it
+//! is canonical all the same, and returns with `iretq` if it is not
+//! (Intel's `sysretq` faults in ring 0, on the user's stack, for a
+//! non-canonical RCX).
 
 use core::sync::atomic::AtomicBool;
 use core::sync::atomic::Ordering;
@@ -110,6 +113,26 @@ user_syscall_entry:
     pop rcx
     pop rbx
     pop rax
+    // rcx and r11 are the `syscall` instruction's: the return address and
+    // RFLAGS again, whichever way it returns. The frame is the one the
+    // entry above made (nothing rewrites a system call's frame: a thread
+    // that ends never comes back here), so its selectors are ring 3's.
+    // `sysretq` unless the return address is not canonical (Intel's
+    // `sysretq` would fault in ring 0, on the user's stack): then `iretq`,
+    // which faults in ring 3.
+    mov rcx, [rsp + 16]
+    mov r11, rcx
+    shr r11, 47
+    jnz 2f
+    mov r11, [rsp + 32]
+    // From here to `sysretq` the stack is the user's: an NMI or machine
+    // check runs on its own IST stack and looks at the GS base itself
+    // (`trap`), as between `swapgs` and `iretq` below.
+    mov rsp, [rsp + 40]
+    swapgs
+    sysretq
+2:
+    mov r11, [rsp + 32]
     add rsp, 16
     swapgs
     iretq

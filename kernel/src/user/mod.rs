@@ -20,6 +20,8 @@
 pub mod aspace;
 pub mod device;
 pub mod dispatch;
+pub mod dispatch_system;
+pub mod dispatch_vm;
 pub mod elf;
 pub mod entry;
 pub mod stacks;

@@ -15,6 +15,7 @@ pub mod guest_memory;
 pub mod markers;
 pub mod syscall;
 pub mod user;
+pub mod user_vcpu;
 pub mod vcpu;
 
 #[cfg(test)]

@@ -197,3 +197,41 @@ pub mod device_info {
         Some(DeviceInfo { address, gsi })
     }
 }
+
+/// The system calls whose results do not fit the registers as they are
+/// (strings, structs): how user mode passes them.
+///
+/// - `SystemComponentStatus(monitor, index, buf, buf_len)`: the name and
+///   the kind are written to `buf` (name first, no separator); `rdx` =
+///   state ([`component_state`]) | name length << 16 | kind length << 32,
+///   `r8` = instance | restarts << 32, `r9` = max_restarts, `r10` =
+///   memory_used, `rsi` = memory_limit. A buffer shorter than both is
+///   [`crate::Error::BufferTooSmall`].
+/// - `SystemLogRead(monitor, from, buf, buf_len)`: `rdx` = where the bytes
+///   start, `r8` = how many (at most [`LOG_READ_MAX`] a call).
+/// - `SystemMemoryStats(monitor)`: `rdx`..`rsi` = heap_in_use, pages_free,
+///   pages_total, dma_pages, pages_kept.
+/// - `SystemCpuStats(monitor, index)`: `rdx`..`rsi` = cpu, busy_ns,
+///   idle_ns, switches, preemptions.
+/// - `CommandSpawn(spawner, request, request_len, stdin, stdout, stderr)`:
+///   `rdx` = the job (a request longer than [`COMMAND_REQUEST_MAX`] is
+///   [`crate::Error::MessageTooLarge`]).
+/// - `JobStatus(job)`: `rdx` = 1 if it ended (then `r8` = its status as an
+///   `i32`), 0 if it runs.
+/// - `ComponentControl(control, name, name_len, action)`: action 0 = stop,
+///   1 = restart.
+/// - `CommandName(spawner, index, buf, buf_len)`: the name in `buf`, its
+///   length in `rdx`.
+pub mod system {
+    /// Bytes one `SystemLogRead` copies at most.
+    pub const LOG_READ_MAX: u64 = 64 * 1024;
+    /// The longest command request user mode may pass.
+    pub const COMMAND_REQUEST_MAX: u64 = 64 * 1024;
+
+    /// `ComponentState` as a number.
+    pub mod component_state {
+        pub const RUNNING: u64 = 0;
+        pub const STOPPED: u64 = 1;
+        pub const NOT_STARTED: u64 = 2;
+    }
+}

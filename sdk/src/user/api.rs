@@ -2,9 +2,13 @@
 //! component's SDK calls, the same trait an in-kernel one reaches by a
 //! function call. Slices travel as pointer and length; the kernel checks
 //! and copies them (`starina::abi::user`). A driver's device registers and
-//! DMA memory are mapped into the process itself. Calls the kernel does not
+//! DMA memory are mapped into the process itself; the monitoring, command
+//! and control calls are in [`super::api_system`], the hypervisor's in
+//! `api_vm`. Calls the kernel does not
 //! offer to user mode yet answer `NotSupported`.
 
+use super::api_system;
+use super::api_vm;
 use super::raw::syscall;
 use super::raw::Ret;
 use crate::abi::syscall::SyscallNo;
@@ -265,24 +269,24 @@ impl KernelApi for UserKernel {
         call(SyscallNo::ProcessId, [0; 6]).map_or(0, |o| o[0])
     }
 
-    fn vm_create(&self, _: HandleId, _: u64) -> Result<(HandleId, HandleId), Error> {
-        not_supported(SyscallNo::VmCreate)
+    fn vm_create(&self, h: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
+        api_vm::vm_create(h, ram_bytes)
     }
 
-    fn guest_ram_read(&self, _: HandleId, _: u64, _: &mut [u8]) -> Result<(), Error> {
-        not_supported(SyscallNo::GuestRamRead)
+    fn guest_ram_read(&self, ram: HandleId, gpa: u64, buf: &mut [u8]) -> Result<(), Error> {
+        api_vm::guest_ram_read(ram, gpa, buf)
     }
 
-    fn guest_ram_write(&self, _: HandleId, _: u64, _: &[u8]) -> Result<(), Error> {
-        not_supported(SyscallNo::GuestRamWrite)
+    fn guest_ram_write(&self, ram: HandleId, gpa: u64, data: &[u8]) -> Result<(), Error> {
+        api_vm::guest_ram_write(ram, gpa, data)
     }
 
-    fn vcpu_run(&self, _: HandleId, _: &mut VcpuState, _: Injection) -> Result<VmExit, Error> {
-        not_supported(SyscallNo::VcpuRun)
+    fn vcpu_run(&self, v: HandleId, state: &mut VcpuState, i: Injection) -> Result<VmExit, Error> {
+        api_vm::vcpu_run(v, state, i)
     }
 
-    fn vcpu_control(&self, _: HandleId, _: VcpuControl) -> Result<(), Error> {
-        not_supported(SyscallNo::VcpuControl)
+    fn vcpu_control(&self, v: HandleId, control: VcpuControl) -> Result<(), Error> {
+        api_vm::vcpu_control(v, control)
     }
 
     fn host_cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -360,16 +364,16 @@ impl KernelApi for UserKernel {
         .map(|o| o[0])
     }
 
-    fn system_component_status(&self, _: HandleId, _: usize) -> Result<ComponentStatus, Error> {
-        not_supported(SyscallNo::SystemComponentStatus)
+    fn system_component_status(&self, m: HandleId, i: usize) -> Result<ComponentStatus, Error> {
+        api_system::component_status(m, i)
     }
 
-    fn system_log_read(&self, _: HandleId, _: u64, _: &mut [u8]) -> Result<(u64, usize), Error> {
-        not_supported(SyscallNo::SystemLogRead)
+    fn system_log_read(&self, m: HandleId, from: u64, out: &mut [u8]) -> Result<(u64, usize), Error> {
+        api_system::log_read(m, from, out)
     }
 
-    fn system_memory_stats(&self, _: HandleId) -> Result<MemoryStats, Error> {
-        not_supported(SyscallNo::SystemMemoryStats)
+    fn system_memory_stats(&self, m: HandleId) -> Result<MemoryStats, Error> {
+        api_system::memory_stats(m)
     }
 
     fn time_unix(&self) -> u64 {
@@ -386,20 +390,20 @@ impl KernelApi for UserKernel {
         })
     }
 
-    fn command_spawn(&self, _: HandleId, _: &[u8], _: [HandleId; 3]) -> Result<HandleId, Error> {
-        not_supported(SyscallNo::CommandSpawn)
+    fn command_spawn(&self, s: HandleId, req: &[u8], io: [HandleId; 3]) -> Result<HandleId, Error> {
+        api_system::command_spawn(s, req, io)
     }
 
-    fn job_status(&self, _: HandleId) -> Result<Option<i32>, Error> {
-        not_supported(SyscallNo::JobStatus)
+    fn job_status(&self, job: HandleId) -> Result<Option<i32>, Error> {
+        api_system::job_status(job)
     }
 
-    fn job_kill(&self, _: HandleId) -> Result<(), Error> {
-        not_supported(SyscallNo::JobKill)
+    fn job_kill(&self, job: HandleId) -> Result<(), Error> {
+        api_system::job_kill(job)
     }
 
-    fn component_control(&self, _: HandleId, _: &str, _: ComponentAction) -> Result<(), Error> {
-        not_supported(SyscallNo::ComponentControl)
+    fn component_control(&self, c: HandleId, name: &str, a: ComponentAction) -> Result<(), Error> {
+        api_system::component_control(c, name, a)
     }
 
     fn console_read(&self, _: HandleId, _: &mut [u8]) -> Result<usize, Error> {
@@ -410,8 +414,8 @@ impl KernelApi for UserKernel {
         not_supported(SyscallNo::ConsoleWrite)
     }
 
-    fn command_name(&self, _: HandleId, _: usize) -> Result<&'static str, Error> {
-        not_supported(SyscallNo::CommandName)
+    fn command_name(&self, s: HandleId, index: usize) -> Result<&'static str, Error> {
+        api_system::command_name(s, index)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -481,16 +485,18 @@ impl KernelApi for UserKernel {
         ))
     }
 
-    fn system_cpu_stats(&self, _: HandleId, _: usize) -> Result<CpuStats, Error> {
-        not_supported(SyscallNo::SystemCpuStats)
+    fn system_cpu_stats(&self, m: HandleId, index: usize) -> Result<CpuStats, Error> {
+        api_system::cpu_stats(m, index)
     }
 
     fn thread_pin(&self, cpu: Option<usize>) -> Result<(), Error> {
-        let raw = cpu.map_or(u64::MAX, |c| c as u64);
-        unit(call(SyscallNo::ThreadPin, [raw, 0, 0, 0, 0, 0]))
+        // `rdi` = 1 and `rsi` = the CPU to pin, `rdi` = 0 to unpin (every
+        // CPU number, `usize::MAX` too, must reach the kernel's check).
+        let (pin, at) = cpu.map_or((0, 0), |c| (1, c as u64));
+        unit(call(SyscallNo::ThreadPin, [pin, at, 0, 0, 0, 0]))
     }
 
-    fn vcpu_create(&self, _: HandleId) -> Result<HandleId, Error> {
-        not_supported(SyscallNo::VcpuCreate)
+    fn vcpu_create(&self, ram: HandleId) -> Result<HandleId, Error> {
+        api_vm::vcpu_create(ram)
     }
 }

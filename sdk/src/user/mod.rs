@@ -11,6 +11,8 @@
 //! (the message logged, the process ended as a panic).
 
 pub mod api;
+mod api_system;
+mod api_vm;
 pub mod heap;
 mod mem;
 mod raw;

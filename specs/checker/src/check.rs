@@ -397,17 +397,6 @@ fn check_config_overrides(
             // already.
             continue;
         };
-        if profile.runs_in_user_mode(component) {
-            error(
-                key,
-                format!(
-                    "sets config of '{}', which this profile runs in user mode: a user-mode \
-                     image has its spec's [config] (overrides are not supported there yet)",
-                    o.component
-                ),
-            );
-            continue;
-        }
         for entry in &o.entries {
             let field = format!("{key}.{}", entry.name);
             let Some(own) = component.config.iter().find(|c| c.name == entry.name) else {

@@ -268,13 +268,24 @@ fn the_user_list_names_components_of_the_profile() {
 }
 
 #[test]
-fn a_user_mode_component_takes_no_config_override() {
+fn a_user_mode_component_takes_a_config_override() {
+    // Its image is built with the profile's values (host/src/user_images.rs).
+    let fixture = Fixture::valid();
+    fixture.write(
+        "specs/profiles/default.toml",
+        "components = [\"echo\", \"echo_client\"]\nuser = [\"echo_client\"]\n[config.echo_client]\nrounds = 5",
+    );
+    let system = fixture.load();
+    let profile = system.profile("default").expect("profile default");
+    let o = profile.config_for("echo_client").expect("its override");
+    assert_eq!(o.entries[0].value.rust_expr(), "5");
+    // Its keys are checked as in the kernel.
     assert_errors(
         profile_errors(
             "specs/profiles/default.toml",
-            "components = [\"echo\", \"echo_client\"]\nuser = [\"echo_client\"]\n[config.echo_client]\nrounds = 5",
+            "components = [\"echo\", \"echo_client\"]\nuser = [\"echo_client\"]\n[config.echo_client]\nround = 5",
         ),
-        &["profile specs/profiles/default.toml: field 'config.echo_client': sets config of 'echo_client', which this profile runs in user mode: a user-mode image has its spec's [config] (overrides are not supported there yet)"],
+        &["profile specs/profiles/default.toml: field 'config.echo_client.round': component 'echo_client' has no config key 'round' in specs/echo_client.toml (its keys: rounds) (did you mean 'rounds'?)"],
     );
 }
 
