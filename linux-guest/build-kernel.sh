@@ -51,6 +51,9 @@ verify_config() {
         if [[ "$line" =~ ^(CONFIG_[A-Za-z0-9_]+)=y$ ]]; then
             opt="${BASH_REMATCH[1]}"
             grep -qx "$opt=y" "$config" || missing+=("$opt=y (got: $(grep -E "^(# )?$opt[= ]" "$config" || echo absent))")
+        elif [[ "$line" =~ ^(CONFIG_[A-Za-z0-9_]+)=[0-9]+$ ]]; then
+            opt="${BASH_REMATCH[1]}"
+            grep -qx "$line" "$config" || missing+=("$line (got: $(grep -E "^(# )?$opt[= ]" "$config" || echo absent))")
         elif [[ "$line" =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
             opt="${BASH_REMATCH[1]}"
             if grep -qE "^$opt=[ym]" "$config"; then missing+=("$opt off (got: $(grep -E "^$opt=" "$config"))"); fi

@@ -60,6 +60,9 @@ const VGA_BIOS: &str = "/usr/share/bochs/VGABIOS-lgpl-latest";
 #[derive(Clone, Debug)]
 pub struct BochsConfig {
     pub cpu: Cpu,
+    /// How many CPUs (`--smp`; Bochs runs them in turn on one host
+    /// thread, so each is slower).
+    pub cpus: u8,
     pub memory_mib: u32,
     pub cdrom: PathBuf,
     /// COM1's output.
@@ -86,8 +89,9 @@ impl BochsConfig {
             // A triple fault stops Bochs (a panic, fatal below) as
             // QEMU's -no-reboot does.
             format!(
-                "cpu: model={}, count=1, ips={IPS}, reset_on_triple_fault=0",
-                self.cpu.model()
+                "cpu: model={}, count={}, ips={IPS}, reset_on_triple_fault=0",
+                self.cpu.model(),
+                self.cpus.max(1)
             ),
             "clock: sync=none, time0=local".to_string(),
             "pci: enabled=1, chipset=i440fx".to_string(),
@@ -187,6 +191,7 @@ mod tests {
     fn config(cpu: Cpu) -> BochsConfig {
         BochsConfig {
             cpu,
+            cpus: 1,
             memory_mib: 512,
             cdrom: "/c/starina.iso".into(),
             serial: "/t/serial.txt".into(),
@@ -215,6 +220,12 @@ mod tests {
         assert!(rc.lines().any(|l| l == "com2: enabled=0"), "{rc}");
         let rc = config(Cpu::Amd).bochsrc();
         assert!(rc.contains("cpu: model=ryzen,"), "{rc}");
+        let rc = BochsConfig {
+            cpus: 2,
+            ..config(Cpu::Intel)
+        }
+        .bochsrc();
+        assert!(rc.contains("cpu: model=tigerlake, count=2,"), "{rc}");
         let rc = BochsConfig {
             host_link_port: Some(4567),
             ..config(Cpu::Intel)

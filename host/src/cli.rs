@@ -199,7 +199,6 @@ fn bochs_only_options(run: &RunOptions) -> Result<(), String> {
     let qemu_only = [
         ("--machine", run.machine != defaults.machine),
         ("--icount", run.icount),
-        ("--smp", run.cpus != defaults.cpus),
         ("--kvm", run.kvm),
         ("--disk", run.disk.path.is_some()),
         ("-- QEMU args", !run.qemu_args.is_empty()),
@@ -277,7 +276,6 @@ fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, 
         let qemu_only = [
             ("--machine", exec.machine != Machine::Q35),
             ("--kvm", exec.kvm),
-            ("--smp", exec.cpus != 1),
             ("--disk", exec.disk.path.is_some()),
         ];
         if let Some((name, _)) = qemu_only.iter().find(|(_, given)| *given) {
@@ -667,7 +665,11 @@ mod tests {
             assert!(err.contains("from 1 to 8"), "{bad}: {err}");
         }
         assert!(parse(&args(&["run", "--smp"])).is_err());
-        assert!(parse(&args(&["run", "--emulator", "bochs", "--smp", "2"])).is_err());
+        assert!(parse(&args(&["run", "--emulator", "bochs", "--icount"])).is_err());
+        let Ok(Command::Run(r)) = parse(&args(&["run", "--emulator", "bochs", "--smp", "2"])) else {
+            panic!("bochs --smp 2 did not parse");
+        };
+        assert_eq!(r.cpus, 2);
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub struct ExecOptions {
     pub profile: String,
     pub machine: Machine,
     pub kvm: bool,
-    /// `--smp N`: the machine's CPUs (QEMU only).
+    /// `--smp N`: the machine's CPUs (QEMU's or Bochs').
     pub cpus: u8,
     /// Seconds.
     pub timeout: Option<f64>,

@@ -72,6 +72,7 @@ pub fn boot_and_exec(
         let port = listener.local_addr().map_err(|e| format!("{e}"))?.port();
         let config = BochsConfig {
             cpu,
+            cpus: opts.cpus,
             memory_mib: 1024,
             cdrom: iso,
             serial: tmp.0.join("console.log"),

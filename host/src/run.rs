@@ -216,6 +216,7 @@ fn run_bochs(
         let files = BochsFiles::new(&tmp.0);
         let config = BochsConfig {
             cpu,
+            cpus: opts.cpus,
             memory_mib: if prepared.bootfs.is_some() { 1024 } else { 512 },
             cdrom: iso,
             serial: files.serial.clone(),

@@ -39,9 +39,16 @@ pub const IN_OS_TIMEOUT: f64 = 300.0;
 pub const BOCHS_PROFILE: &str = "bench";
 /// The Bochs boot's time limit, seconds (it takes about 15 here).
 pub const BOCHS_TIMEOUT: f64 = 180.0;
-/// The Linux boots under Bochs: the smallest guest (no disk, no network).
-pub const BOCHS_LINUX_PROFILE: &str = "linux_smoke";
-/// Their time limit, seconds (each takes about 15 here).
+/// The Linux boots under Bochs: the smallest guest (no disk, no network);
+/// on the Intel model with two vCPUs on two CPUs (VMX on each), on the
+/// AMD one with one (SVM's SMP runs under QEMU).
+pub fn bochs_linux_machine(cpu: Cpu) -> (&'static str, u8) {
+    match cpu {
+        Cpu::Intel => ("linux_smoke_smp", 2),
+        Cpu::Amd => ("linux_smoke", 1),
+    }
+}
+/// Their time limit, seconds (each takes about 15 here, 40 with two CPUs).
 pub const BOCHS_LINUX_TIMEOUT: f64 = 300.0;
 
 /// One stage's counts.
@@ -475,9 +482,10 @@ fn bochs_stage(host: &Host, tally: &mut Tally, kernel_ok: bool) {
 
 /// The command the Bochs stages run in Linux, its input, and what it
 /// must print: stdin reaches it, stdout and the exit status come back.
-const BOCHS_EXEC_SCRIPT: &str = r#"read line; echo "got $line"; uname -r; exit 3"#;
+const BOCHS_EXEC_SCRIPT: &str = r#"read line; echo "got $line"; uname -r; nproc; exit 3"#;
 const BOCHS_EXEC_STDIN: &[u8] = b"ping\n";
-const BOCHS_EXEC_STDOUT: &str = r"^got ping\n6\.12\.\d+\n$";
+/// Then the guest's CPUs (`nproc`: every vCPU came up).
+const BOCHS_EXEC_STDOUT: &str = r"^got ping\n6\.12\.\d+\n";
 const BOCHS_EXEC_STATUS: i32 = 3;
 
 /// Which backend ran Linux, from the console (with NRIP save on the AMD
@@ -498,8 +506,9 @@ fn bochs_exec_problems(cpu: Cpu, status: ExitStatus, stdout: &str, console: &str
             status.code()
         ));
     }
-    if !regex::Regex::new(BOCHS_EXEC_STDOUT).is_ok_and(|r| r.is_match(stdout)) {
-        problems.push(format!("stdout {stdout:?} (want {BOCHS_EXEC_STDOUT})"));
+    let want = format!("{BOCHS_EXEC_STDOUT}{}\n$", bochs_linux_machine(cpu).1);
+    if !regex::Regex::new(&want).is_ok_and(|r| r.is_match(stdout)) {
+        problems.push(format!("stdout {stdout:?} (want {want})"));
     }
     let backend = bochs_backend_pattern(cpu);
     if !regex::Regex::new(backend).is_ok_and(|r| r.is_match(console)) {
@@ -518,9 +527,10 @@ fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: Cpu) 
     };
     // Fits the summary's column: "Bochs: exec via VMX, COM2 (intel)".
     let name = format!("Bochs: exec via {backend}, COM2 ({cpu_name})");
+    let (profile, cpus) = bochs_linux_machine(cpu);
     header(&format!(
         "{name}: printf 'ping\\n' | scripts/starina exec --no-build --emulator bochs --cpu {cpu_name} \
-         --timeout {} -v -- sh -c '{BOCHS_EXEC_SCRIPT}'",
+         --profile {profile} --smp {cpus} --timeout {} -v -- sh -c '{BOCHS_EXEC_SCRIPT}'",
         crate::host::fmt_seconds(BOCHS_LINUX_TIMEOUT)
     ));
     let t0 = Instant::now();
@@ -531,7 +541,8 @@ fn bochs_linux_stage(host: &Host, tally: &mut Tally, kernel_ok: bool, cpu: Cpu) 
     }
     let mut opts = crate::exec::ExecOptions::new(&["sh", "-c", BOCHS_EXEC_SCRIPT]);
     opts.bochs = Some(cpu);
-    opts.profile = BOCHS_LINUX_PROFILE.into();
+    opts.profile = profile.into();
+    opts.cpus = cpus;
     opts.build = false;
     opts.verbose = true;
     opts.timeout = Some(BOCHS_LINUX_TIMEOUT);
@@ -584,11 +595,17 @@ mod tests {
             "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save yes)";
         let qemu_svm =
             "INFO  kernel: hypervisor: AMD SVM enabled (nested paging, 16 ASIDs, NRIP save no)";
-        let good = "got ping\n6.12.118\n";
+        let good = "got ping\n6.12.118\n1\n";
+        let good_smp = "got ping\n6.12.118\n2\n";
         let three = ExitStatus::from_exit(3);
-        assert!(bochs_exec_problems(Cpu::Intel, three, good, vmx).is_empty());
+        assert!(bochs_exec_problems(Cpu::Intel, three, good_smp, vmx).is_empty());
         assert!(bochs_exec_problems(Cpu::Amd, three, good, svm).is_empty());
-        assert_eq!(bochs_exec_problems(Cpu::Intel, three, good, svm).len(), 1);
+        assert_eq!(
+            bochs_exec_problems(Cpu::Intel, three, good_smp, svm).len(),
+            1
+        );
+        // One vCPU where two were asked for.
+        assert_eq!(bochs_exec_problems(Cpu::Intel, three, good, vmx).len(), 1);
         assert_eq!(
             bochs_exec_problems(Cpu::Amd, three, good, qemu_svm).len(),
             1
@@ -598,9 +615,10 @@ mod tests {
             1
         );
         for bad in [
-            "got \n6.12.118\n",
-            "got ping\n6.1.0\n",
-            "got ping\n6.12.118\nmore\n",
+            "got \n6.12.118\n2\n",
+            "got ping\n6.1.0\n2\n",
+            "got ping\n6.12.118\n",
+            "got ping\n6.12.118\n2\nmore\n",
             "",
         ] {
             assert_eq!(

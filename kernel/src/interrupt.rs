@@ -196,9 +196,7 @@ pub fn handle(frame: &mut TrapFrame) {
             // the tail below takes work if idle; a busy CPU's slice
             // starts (the tick armed below ends it).
             sched::reschedule_ipi();
-            if crate::percpu::index() == 0 {
-                crate::arch::vmx::free_retired();
-            }
+            crate::arch::vmx::free_retired();
             sched::switch(frame, false, true);
         }
         VECTOR_TLB_FLUSH => {

@@ -148,9 +148,10 @@ impl Fuzzer {
     }
 
     fn injection(&mut self) -> Injection {
-        match self.rng.below(6) {
+        match self.rng.below(7) {
             0 => Injection::Interrupt(self.rng.next() as u8),
             1 => Injection::Window,
+            3 => Injection::Nmi,
             2 => Injection::Exception {
                 vector: self.rng.next() as u8,
                 error_code: self.rng.one_in(2).then(|| self.rng.next() as u32),

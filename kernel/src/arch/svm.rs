@@ -183,6 +183,7 @@ const MISC1_INTR: u32 = 1 << 0;
 const MISC1_NMI: u32 = 1 << 1;
 const MISC1_VINTR: u32 = 1 << 4;
 const MISC1_CPUID: u32 = 1 << 18;
+const MISC1_IRET: u32 = 1 << 20;
 const MISC1_HLT: u32 = 1 << 24;
 const MISC1_IOIO: u32 = 1 << 27;
 const MISC1_MSR: u32 = 1 << 28;
@@ -201,6 +202,7 @@ const EXIT_INTR: u64 = 0x60;
 const EXIT_NMI: u64 = 0x61;
 const EXIT_VINTR: u64 = 0x64;
 const EXIT_CPUID: u64 = 0x72;
+const EXIT_IRET: u64 = 0x74;
 const EXIT_HLT: u64 = 0x78;
 const EXIT_IOIO: u64 = 0x7b;
 const EXIT_MSR: u64 = 0x7c;
@@ -354,6 +356,22 @@ pub struct SvmVcpu {
     /// take yet (IF=0, interrupt shadow, or another event first): held
     /// here, in order, until it can; never dropped silently.
     pending_irqs: PendingIrqs,
+    /// An NMI the VMM handed over that the guest cannot take yet.
+    pending_nmi: bool,
+    /// Whether the guest handles an NMI (SVM keeps its NMI blocking
+    /// hidden: the kernel follows it through IRET intercepts).
+    guest_nmi: GuestNmi,
+}
+
+/// The guest's NMI blocking as the kernel follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GuestNmi {
+    /// It may take an NMI.
+    Open,
+    /// An injected NMI's handler runs: IRETs exit.
+    InHandler,
+    /// Its IRET at `rip` was about to run: open once the guest is past it.
+    Iret { rip: u64 },
 }
 
 
@@ -478,6 +496,8 @@ impl SvmVcpu {
             asid,
             reinject: None,
             pending_irqs: PendingIrqs::default(),
+            pending_nmi: false,
+            guest_nmi: GuestNmi::Open,
         })
     }
 
@@ -599,7 +619,7 @@ impl SvmVcpu {
     fn inject(&mut self, inject: starina::hypervisor::Injection, state: &VcpuState) {
         use starina::hypervisor::Injection;
         let v = self.vmcb();
-        let mut misc1 = read32(v, ctl::INTERCEPT_MISC1) & !MISC1_VINTR;
+        let mut misc1 = read32(v, ctl::INTERCEPT_MISC1) & !(MISC1_VINTR | MISC1_IRET);
         // V_IRQ off; V_INTR_MASKING on every time, not kept from the last
         // run: after runs with random register state the field came back
         // without it (QEMU 7.2), and then a guest with IF=0 masked the
@@ -620,6 +640,7 @@ impl SvmVcpu {
                     event |= (1 << 11) | ((code as u64) << 32);
                 }
             }
+            Injection::Nmi => self.pending_nmi = true,
         }
         if let Some(fault) = self.fault.take() {
             // Raised by the kernel for the instruction that exited.
@@ -631,6 +652,14 @@ impl SvmVcpu {
             event = interrupted;
         }
         let shadow = read64(v, ctl::INT_STATE) & 1 != 0;
+        if event == 0 && self.pending_nmi && self.guest_nmi == GuestNmi::Open && !shadow {
+            event = 2 | (2 << 8) | (1 << 31);
+            self.pending_nmi = false;
+            self.guest_nmi = GuestNmi::InHandler;
+        }
+        if self.guest_nmi == GuestNmi::InHandler {
+            misc1 |= MISC1_IRET;
+        }
         if let Some(vector) = self.pending_irqs.next() {
             if event == 0 && state.interrupts_enabled() && !shadow {
                 event = vector as u64 | (1 << 31);
@@ -697,10 +726,33 @@ impl SvmVcpu {
             // nested page fault while pushing the interrupt frame).
             self.reinject = Some(int_info);
         }
-        if read64(v, ctl::EXIT_CODE) == EXIT_XSETBV {
+        let code = read64(v, ctl::EXIT_CODE);
+        if let Some(exit) = self.follow_guest_nmi(code, state) {
+            return exit;
+        }
+        if code == EXIT_XSETBV {
             return self.xsetbv(state, info.nrip_save);
         }
         self.translate_exit(state)
+    }
+
+    /// Follows the guest's NMI handler to its end: an IRET intercept (the
+    /// IRET has not run yet) is the kernel's, not an exit for the VMM (it
+    /// gets a `HostInterrupt` and runs the vCPU again); the guest may take
+    /// the next NMI once past that IRET.
+    fn follow_guest_nmi(&mut self, code: u64, state: &VcpuState) -> Option<VmExit> {
+        if let GuestNmi::Iret { rip } = self.guest_nmi {
+            if state.rip != rip {
+                self.guest_nmi = GuestNmi::Open;
+            }
+        }
+        if code != EXIT_IRET {
+            return None;
+        }
+        if self.guest_nmi == GuestNmi::InHandler {
+            self.guest_nmi = GuestNmi::Iret { rip: state.rip };
+        }
+        Some(VmExit::HostInterrupt)
     }
 
     /// The guest's XSETBV: take the value into its XCR0 and step over the

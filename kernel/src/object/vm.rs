@@ -165,14 +165,11 @@ impl Drop for GuestRam {
     }
 }
 
-/// The CPU that the `n`-th vCPU of a VM runs on: with SVM the online
-/// CPUs in turn (a VMCB is not bound to a CPU, and every CPU turns SVM on
-/// when a vCPU is first made there), with VMX the boot CPU (its VMCS
-/// bookkeeping is the boot CPU's: the vCPUs share it).
+/// The CPU that the `n`-th vCPU of a VM runs on: the online CPUs in
+/// turn. Its thread is pinned there for good: under SVM the CPU turned SVM
+/// on when the vCPU was made, under VMX the vCPU's VMCS is active there
+/// (and its host state is that CPU's) and never migrates.
 pub fn vcpu_cpu(n: usize) -> usize {
-    if crate::arch::hypervisor::backend() != Ok(crate::arch::hypervisor::Backend::Svm) {
-        return 0;
-    }
     let online: Vec<usize> = crate::percpu::all()
         .enumerate()
         .filter(|(_, c)| c.is_online())

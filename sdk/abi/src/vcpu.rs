@@ -250,6 +250,12 @@ pub enum Injection {
         vector: u8,
         error_code: Option<u32>,
     },
+    /// A non-maskable interrupt (vector 2; an x2APIC IPI with delivery
+    /// mode NMI): the kernel holds it until the guest can take one (not
+    /// while it still handles the last one, nor in an interrupt shadow)
+    /// and delivers it once, before any held interrupt. A second NMI
+    /// passed meanwhile merges with it, as on hardware.
+    Nmi,
 }
 
 /// Extra vCPU registers the VMM may change between runs that are not part

@@ -12,6 +12,7 @@ pub mod reason {
     pub const INIT: u16 = 3;
     pub const SIPI: u16 = 4;
     pub const INTERRUPT_WINDOW: u16 = 7;
+    pub const NMI_WINDOW: u16 = 8;
     pub const CPUID: u16 = 10;
     pub const GETSEC: u16 = 11;
     pub const HLT: u16 = 12;

@@ -9,6 +9,7 @@ use crate::arch::cpu::wrmsr;
 use crate::arch::hypervisor::Unavailable;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
+use crate::percpu::MAX_CPUS;
 
 const IA32_FEATURE_CONTROL: u32 = 0x3a;
 const FEATURE_LOCKED: u64 = 1 << 0;
@@ -31,10 +32,12 @@ const BASIC_TRUE_CONTROLS: u64 = 1 << 55;
 pub mod pin {
     pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
     pub const NMI_EXITING: u32 = 1 << 3;
+    pub const VIRTUAL_NMIS: u32 = 1 << 5;
 }
 
 pub mod primary {
     pub const INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
+    pub const NMI_WINDOW_EXITING: u32 = 1 << 22;
     pub const TSC_OFFSETTING: u32 = 1 << 3;
     pub const HLT_EXITING: u32 = 1 << 7;
     pub const MWAIT_EXITING: u32 = 1 << 10;
@@ -81,11 +84,12 @@ const INVVPID_ALL: u64 = 1 << 42;
 const CR4_VMXE: u64 = 1 << 13;
 
 /// What this CPU's VMX allows, as the backend uses it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmxInfo {
     pub revision: u32,
     pub pin: u32,
-    /// Without the interrupt-window bit, which each entry sets as needed.
+    /// Without the interrupt- and NMI-window bits, which each entry sets
+    /// as needed.
     pub primary: u32,
     pub secondary: u32,
     pub exit: u32,
@@ -99,38 +103,46 @@ pub struct VmxInfo {
     pub vpid: bool,
     pub invvpid_single: bool,
     pub invept_single: bool,
+    /// Virtual NMIs with NMI-window exiting: the guest's NMI blocking is
+    /// visible (interruptibility bit 3, cleared by its IRET), so NMIs can
+    /// be injected. Without them an NMI for the guest is dropped.
+    pub nmis: bool,
 }
 
+/// The capabilities, read on the first CPU that turns VMX on; every other
+/// CPU must report the same before it does.
 static VMX: spin::Once<Result<VmxInfo, Unavailable>> = spin::Once::new();
+
+/// Whether each CPU is in VMX operation: its VMXON region (kept for the
+/// life of the system), from the first vCPU made there.
+static VMXON: [spin::Once<Result<u64, Unavailable>>; MAX_CPUS] =
+    [const { spin::Once::new() }; MAX_CPUS];
 
 /// Whether CPUID says this CPU has VMX.
 pub fn present() -> bool {
     cpuid(1, 0)[2] & (1 << 5) != 0
 }
 
-/// Turns VMX on at first use; the error says how to get it.
+/// Turns VMX on on this CPU at its first use (the capabilities at the
+/// first use of all); the error says how to get it. The caller stays on
+/// this CPU (a pinned thread).
 pub fn init() -> Result<VmxInfo, Unavailable> {
-    *VMX.call_once(enable)
+    let info = (*VMX.call_once(features))?;
+    // Interrupts off: the CPU index stays this CPU's while it turns on.
+    let was = crate::arch::irq::save_and_disable();
+    let cpu = crate::percpu::index();
+    let on = VMXON.get(cpu).map_or(Err(Unavailable::NoHardware), |once| {
+        *once.call_once(|| enable_this_cpu(&info, cpu))
+    });
+    crate::arch::irq::restore(was);
+    on.map(|_| info)
 }
 
-fn enable() -> Result<VmxInfo, Unavailable> {
+fn features() -> Result<VmxInfo, Unavailable> {
     if !present() {
         return Err(Unavailable::NoHardware);
     }
-    allow_vmx()?;
     let info = capabilities()?;
-    let region = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
-    crate::mm::note_kept_pages(1);
-    // SAFETY: the VMXON region is a page we own for the life of the
-    // system; its first word must hold the revision id.
-    unsafe { (phys_to_virt(region) as *mut u32).write(info.revision) };
-    set_fixed_bits(&info);
-    // SAFETY: CR4.VMXE is on and CR0/CR4 satisfy the fixed bits (just
-    // set); the region is ours for good.
-    if let Err(e) = unsafe { vmcs::vmxon(region) } {
-        log::error!("hypervisor: VMXON failed: {e}");
-        return Err(Unavailable::VmxonFailed);
-    }
     log::info!(
         "hypervisor: Intel VMX enabled (EPT, unrestricted guest, VPID {}, INVEPT {})",
         if info.vpid { "yes" } else { "no" },
@@ -141,6 +153,39 @@ fn enable() -> Result<VmxInfo, Unavailable> {
         }
     );
     Ok(info)
+}
+
+/// IA32_FEATURE_CONTROL, the same capabilities as the first CPU, CR0 and
+/// CR4 as VMX needs them, and VMXON, on this CPU; its VMXON region.
+fn enable_this_cpu(info: &VmxInfo, cpu: usize) -> Result<u64, Unavailable> {
+    if !present() {
+        return Err(Unavailable::NoHardware);
+    }
+    allow_vmx()?;
+    let here = capabilities()?;
+    if here != *info {
+        log::error!("hypervisor: CPU {cpu}'s VMX differs from the first CPU's: {here:?}");
+        return Err(Unavailable::VmxLacks(
+            "the same VMX capabilities on every CPU",
+        ));
+    }
+    let region = page::alloc_zeroed_pages(1).ok_or(Unavailable::OutOfMemory)?;
+    // SAFETY: the VMXON region is a page we own for the life of the
+    // system; its first word must hold the revision id.
+    unsafe { (phys_to_virt(region) as *mut u32).write(info.revision) };
+    set_fixed_bits(info);
+    // SAFETY: CR4.VMXE is on and CR0/CR4 satisfy the fixed bits (just
+    // set); the region is ours for good.
+    if let Err(e) = unsafe { vmcs::vmxon(region) } {
+        log::error!("hypervisor: VMXON failed on CPU {cpu}: {e}");
+        page::free_pages(region, 1);
+        return Err(Unavailable::VmxonFailed);
+    }
+    crate::mm::note_kept_pages(1);
+    if cpu != 0 {
+        log::info!("hypervisor: VMX enabled on CPU {cpu}");
+    }
+    Ok(region)
 }
 
 /// IA32_FEATURE_CONTROL: VMX outside SMX allowed, and the MSR locked.
@@ -174,11 +219,15 @@ fn capabilities() -> Result<VmxInfo, Unavailable> {
     let lacks = |what| Unavailable::VmxLacks(what);
     let pin = controls(
         pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
-        0,
+        pin::VIRTUAL_NMIS,
         cap(IA32_VMX_PINBASED_CTLS),
     )
     .ok_or(lacks("external-interrupt and NMI exiting"))?;
     let primary_cap = cap(IA32_VMX_PROCBASED_CTLS);
+    let nmi_window = controls(primary::NMI_WINDOW_EXITING, 0, primary_cap).is_some();
+    // Virtual NMIs only with the window exit that makes them deliverable.
+    let nmis = pin & pin::VIRTUAL_NMIS != 0 && nmi_window;
+    let pin = if nmis { pin } else { pin & !pin::VIRTUAL_NMIS };
     let primary = controls(
         primary::TSC_OFFSETTING
             | primary::HLT_EXITING
@@ -235,6 +284,7 @@ fn capabilities() -> Result<VmxInfo, Unavailable> {
         vpid: secondary & secondary::VPID != 0,
         invvpid_single: ept_cap & INVVPID_SINGLE != 0,
         invept_single: ept_cap & INVEPT_SINGLE != 0,
+        nmis,
     })
 }
 

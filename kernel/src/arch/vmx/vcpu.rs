@@ -31,9 +31,15 @@ use crate::arch::hypervisor::Unavailable;
 use crate::arch::xstate::GuestXstate;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
+use crate::percpu::MAX_CPUS;
 
-/// The VMCS this CPU has current (0: none of ours).
-static CURRENT: AtomicU64 = AtomicU64::new(0);
+/// The VMCS each CPU has current (0: none of ours).
+static CURRENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// This CPU's slot in [`CURRENT`]; called with interrupts off.
+fn current_slot() -> &'static AtomicU64 {
+    &CURRENT[crate::percpu::index() % MAX_CPUS]
+}
 
 /// Failed VM entries are logged at most once a second, with how many were
 /// not: a VMM that keeps handing over a bad state (or the system-call
@@ -98,8 +104,10 @@ fn is_software(info: u32) -> bool {
     matches!((info >> 8) & 7, 4..=6)
 }
 
-/// Guest interruptibility: blocking by STI and by MOV SS.
+/// Guest interruptibility: blocking by STI and by MOV SS; by NMI (with
+/// virtual NMIs: the guest has not yet IRETed from its last NMI).
 const BLOCKING_STI_MOV_SS: u64 = 3;
+const BLOCKING_NMI: u64 = 1 << 3;
 const CR4_VMXE: u64 = 1 << 13;
 
 /// An event to deliver on the next entry.
@@ -117,6 +125,10 @@ struct DescriptorPointer {
     base: u64,
 }
 
+/// Exits the kernel handles itself in one run at most (a guest writing
+/// CR0 in a loop): then the run returns.
+const MAX_ROUNDS: usize = 256;
+
 /// What an exit became: an exit for the VMM, or handled here (enter again).
 enum Step {
     Exit(VmExit),
@@ -125,6 +137,10 @@ enum Step {
 
 pub struct VmxVcpu {
     info: VmxInfo,
+    /// The CPU whose VMX operation holds the VMCS (where `new` ran): the
+    /// vCPU's thread is pinned there, and the host state fields are that
+    /// CPU's (GDT, TSS, GS base). Used anywhere else, the VMCS is refused.
+    cpu: usize,
     /// The next entry exits at once (`run`'s `kick`).
     kick: bool,
     vmcs_phys: u64,
@@ -150,6 +166,8 @@ pub struct VmxVcpu {
     reinject: Option<Event>,
     /// Interrupts the VMM handed over that the guest could not take yet.
     pending_irqs: PendingIrqs,
+    /// An NMI the VMM handed over that the guest could not take yet.
+    pending_nmi: bool,
     /// The primary controls as last written (the interrupt-window bit
     /// changes).
     primary: u32,
@@ -165,7 +183,8 @@ pub struct VmxVcpu {
 }
 
 // SAFETY (for the helpers below): a VMCS of this vCPU is current
-// (`make_current`), and the fields written are guest, control or exit
+// (`make_current`, interrupts off since: no other vCPU's thread on this
+// CPU can load its own meanwhile), and the fields written are guest, control or exit
 // fields whose values the entry checks validate, or host fields set to the
 // running kernel's own state.
 fn w(field: u32, value: u64) {
@@ -175,13 +194,15 @@ fn w(field: u32, value: u64) {
 
 impl VmxVcpu {
     /// A vCPU whose guest-physical memory is translated by the EPT rooted
-    /// at `ept_root`.
+    /// at `ept_root`, run on this CPU from now on (the caller is pinned
+    /// here).
     pub fn new(ept_root: u64) -> Result<VmxVcpu, Unavailable> {
         let info = enable::init()?;
         let oom = Unavailable::OutOfMemory;
         let mut vcpu = VmxVcpu {
             kick: false,
             info,
+            cpu: crate::percpu::index(),
             vmcs_phys: 0,
             msr_bitmap_phys: 0,
             msr_lists_phys: 0,
@@ -193,6 +214,7 @@ impl VmxVcpu {
             fault: None,
             reinject: None,
             pending_irqs: PendingIrqs::default(),
+            pending_nmi: false,
             primary: info.primary,
             entry: info.entry,
             flush_tlb: true,
@@ -210,14 +232,18 @@ impl VmxVcpu {
         // SAFETY: the VMCS page is ours; its first word is the revision id.
         unsafe { (phys_to_virt(vcpu.vmcs_phys) as *mut u32).write(info.revision) };
         // SAFETY: a fresh VMCS of ours: clear it (launch state "clear").
-        let loaded = unsafe { vmcs::vmclear(vcpu.vmcs_phys) }.and_then(|_| vcpu.make_current());
+        let cleared = unsafe { vmcs::vmclear(vcpu.vmcs_phys) };
+        let loaded = cleared.map_err(Unloaded::Vmx).and_then(|()| {
+            vcpu.with_vmcs(|v| {
+                v.setup_controls(ept_root);
+                v.setup_host();
+                v.setup_guest();
+            })
+        });
         if let Err(e) = loaded {
             log::error!("hypervisor: cannot load a new VMCS: {e}");
             return Err(Unavailable::VmxonFailed);
         }
-        vcpu.setup_controls(ept_root);
-        vcpu.setup_host();
-        vcpu.setup_guest();
         Ok(vcpu)
     }
 
@@ -254,11 +280,31 @@ impl VmxVcpu {
         }
     }
 
-    fn make_current(&self) -> Result<(), VmxError> {
-        if CURRENT.load(Ordering::Relaxed) != self.vmcs_phys {
-            // SAFETY: our VMCS page, revision id written in `new`.
-            unsafe { vmcs::vmptrld(self.vmcs_phys)? };
-            CURRENT.store(self.vmcs_phys, Ordering::Relaxed);
+    /// Runs `f` with interrupts off and this vCPU's VMCS current on its
+    /// own CPU; refused on any other CPU (the VMCS is active there only).
+    fn with_vmcs<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Result<R, Unloaded> {
+        let was = crate::arch::irq::save_and_disable();
+        let result = self.make_current().map(|()| f(self));
+        crate::arch::irq::restore(was);
+        result
+    }
+
+    /// Makes the VMCS current; with interrupts off, which must stay off
+    /// while the caller uses it.
+    fn make_current(&self) -> Result<(), Unloaded> {
+        let here = crate::percpu::index();
+        if here != self.cpu {
+            return Err(Unloaded::WrongCpu {
+                here,
+                home: self.cpu,
+            });
+        }
+        let slot = current_slot();
+        if slot.load(Ordering::Relaxed) != self.vmcs_phys {
+            // SAFETY: our VMCS page, revision id written in `new`, and
+            // active on no other CPU (only ever loaded on `self.cpu`).
+            unsafe { vmcs::vmptrld(self.vmcs_phys).map_err(Unloaded::Vmx)? };
+            slot.store(self.vmcs_phys, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -374,14 +420,14 @@ impl VmxVcpu {
     }
 
     pub fn set_tsc_offset(&mut self, offset: i64) {
-        if self.make_current().is_ok() {
-            w(f::TSC_OFFSET, offset as u64);
+        if let Err(e) = self.with_vmcs(|_| w(f::TSC_OFFSET, offset as u64)) {
+            log::warn!("vmx: TSC offset not set: {e}");
         }
     }
 
     pub fn set_pat(&mut self, pat: u64) {
-        if self.make_current().is_ok() {
-            w(f::GUEST_PAT, pat);
+        if let Err(e) = self.with_vmcs(|_| w(f::GUEST_PAT, pat)) {
+            log::warn!("vmx: PAT not set: {e}");
         }
     }
 
@@ -395,20 +441,43 @@ impl VmxVcpu {
     /// first entry exits at once, after delivering `inject`.
     pub fn run(&mut self, state: &mut VcpuState, inject: Injection, kick: bool) -> VmExit {
         self.kick = kick;
+        // Interrupts off for the whole run, exits handled here included:
+        // a vCPU thread preempted with the VMCS loaded would find another
+        // vCPU's current. And a host interrupt that comes while the kernel
+        // handles an exit stays pending, so the next entry exits at once
+        // and the run ends. Taken here instead, it would consume the timer
+        // armed for this run, and a guest that then never exits on its
+        // own (a loop with IF=0) would hold the CPU for good: the Bochs
+        // fuzzer hang.
+        match self.with_vmcs(|v| v.run_rounds(state, inject)) {
+            Ok(exit) => exit,
+            Err(e) => {
+                if let Some(skipped) = ENTRY_FAILURES.admit() {
+                    log::error!(
+                        "vmx: cannot load the vCPU's VMCS: {e} ({skipped} failed entries not logged before it)"
+                    );
+                }
+                VmExit::Invalid
+            }
+        }
+    }
+
+    /// Entries until an exit for the VMM; after [`MAX_ROUNDS`] exits the
+    /// kernel handled itself, the run ends anyway (`HostInterrupt`: the
+    /// VMM runs the vCPU again) so that the thread leaves the kernel.
+    fn run_rounds(&mut self, state: &mut VcpuState, inject: Injection) -> VmExit {
         let mut inject = inject;
-        loop {
+        for _ in 0..MAX_ROUNDS {
             match self.run_once(state, inject) {
                 Step::Exit(exit) => return exit,
                 Step::Again => inject = Injection::None,
             }
         }
+        VmExit::HostInterrupt
     }
 
+    /// One entry and exit; the VMCS is current, interrupts off.
     fn run_once(&mut self, state: &mut VcpuState, inject: Injection) -> Step {
-        if let Err(e) = self.make_current() {
-            log::error!("vmx: cannot load the vCPU's VMCS: {e}");
-            return Step::Exit(VmExit::Invalid);
-        }
         self.load_state(state);
         self.inject(inject, state);
         self.flush();
@@ -563,37 +632,54 @@ impl Drop for VmxVcpu {
                 self.virtual_apic_phys,
             ],
         };
-        // VMCLEAR needs VMX operation, which only the boot CPU is in (its
-        // threads that run vCPUs stay there): elsewhere the boot CPU does
-        // it, told by a reschedule IPI.
+        // VMCLEAR must run where the VMCS is active, its CPU: elsewhere
+        // that CPU does it, told by a reschedule IPI.
         let was = crate::arch::irq::save_and_disable();
-        if crate::percpu::index() == 0 {
+        if crate::percpu::index() == self.cpu {
             pages.free();
         } else {
-            RETIRED.lock().push(pages);
-            if let Some(boot) = crate::percpu::cpu(0) {
-                crate::arch::apic::send_vector(
-                    boot.apic_id(),
-                    crate::arch::trap::VECTOR_RESCHEDULE,
-                );
+            if let Some(retired) = RETIRED.get(self.cpu) {
+                retired.lock().push(pages);
+            }
+            if let Some(home) = crate::percpu::cpu(self.cpu) {
+                crate::arch::apic::send_vector(home.apic_id(), crate::arch::trap::VECTOR_RESCHEDULE);
             }
         }
         crate::arch::irq::restore(was);
     }
 }
 
-/// A dropped vCPU's pages, freed on the boot CPU.
+/// Why a vCPU's VMCS could not be made current.
+#[derive(Clone, Copy, Debug)]
+enum Unloaded {
+    /// The thread runs on another CPU than the vCPU's (not pinned?).
+    WrongCpu { here: usize, home: usize },
+    Vmx(VmxError),
+}
+
+impl core::fmt::Display for Unloaded {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Unloaded::WrongCpu { here, home } => {
+                write!(f, "used on CPU {here}, but its VMCS lives on CPU {home}")
+            }
+            Unloaded::Vmx(e) => write!(f, "VMPTRLD failed: {e}"),
+        }
+    }
+}
+
+/// A dropped vCPU's pages, freed on its CPU.
 struct VmxPages {
     vmcs: u64,
     others: [u64; 3],
 }
 
-/// Those dropped on another CPU, for the boot CPU to free.
-static RETIRED: crate::sync::SpinLock<alloc::vec::Vec<VmxPages>> =
-    crate::sync::SpinLock::new(alloc::vec::Vec::new());
+/// Per CPU, the vCPUs of that CPU dropped on another one, for it to free.
+static RETIRED: [crate::sync::SpinLock<alloc::vec::Vec<VmxPages>>; MAX_CPUS] =
+    [const { crate::sync::SpinLock::new(alloc::vec::Vec::new()) }; MAX_CPUS];
 
 impl VmxPages {
-    /// Frees them; on the boot CPU, interrupts off.
+    /// Frees them; on the vCPU's CPU, interrupts off.
     fn free(self) {
         if self.vmcs != 0 {
             // SAFETY: our VMCS: write it back and make it inactive before
@@ -601,8 +687,9 @@ impl VmxPages {
             if let Err(e) = unsafe { vmcs::vmclear(self.vmcs) } {
                 log::warn!("vmx: VMCLEAR on teardown failed: {e}");
             }
-            if CURRENT.load(Ordering::Relaxed) == self.vmcs {
-                CURRENT.store(0, Ordering::Relaxed);
+            let slot = current_slot();
+            if slot.load(Ordering::Relaxed) == self.vmcs {
+                slot.store(0, Ordering::Relaxed);
             }
             page::free_pages(self.vmcs, 1);
         }
@@ -614,10 +701,13 @@ impl VmxPages {
     }
 }
 
-/// Frees the vCPUs dropped on other CPUs. The boot CPU calls it from its
-/// interrupt path.
+/// Frees this CPU's vCPUs dropped on other CPUs. Each CPU calls it from
+/// its reschedule interrupt (interrupts off).
 pub fn free_retired() {
-    let retired = core::mem::take(&mut *RETIRED.lock());
+    let Some(retired) = RETIRED.get(crate::percpu::index()) else {
+        return;
+    };
+    let retired = core::mem::take(&mut *retired.lock());
     for pages in retired {
         pages.free();
     }

@@ -203,13 +203,17 @@ impl Ap {
         r.map_err(|e| self.stop(&format!("cannot apply {effect:?}: {e}")))
     }
 
-    /// A pending exception first, else this vCPU's local APIC.
+    /// A pending exception first, then an NMI another vCPU sent, else this
+    /// vCPU's local APIC.
     fn next_injection(&mut self) -> Injection {
         if let Some(e) = self.pending_exception.take() {
             return e;
         }
         let mut core = self.smp.core.lock();
         core.vm.update_pit_irq(now_ns());
+        if core.vm.take_nmi(self.index) {
+            return Injection::Nmi;
+        }
         match core.vm.pending_interrupt_on(self.index) {
             Some(_) if self.state.interrupts_enabled() => {
                 match core.vm.acknowledge_interrupt_on(self.index) {

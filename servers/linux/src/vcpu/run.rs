@@ -180,8 +180,9 @@ impl Guest {
         }
     }
 
-    /// What to deliver on the next entry: a pending exception first, else
-    /// the PIC's interrupt.
+    /// What to deliver on the next entry: a pending exception first, then
+    /// an NMI another vCPU sent (the kernel holds it until the guest can
+    /// take it), else the PIC's interrupt.
     ///
     /// The kernel delivers an `Interrupt` exactly once, as soon as the guest
     /// can take it, so the PIC is acknowledged (INTA: pending -> in service)
@@ -193,6 +194,9 @@ impl Guest {
             return e;
         }
         let mut core = self.smp.core.lock();
+        if core.vm.take_nmi(0) {
+            return Injection::Nmi;
+        }
         match core.vm.pending_interrupt() {
             Some(_) if self.state.interrupts_enabled() => match core.vm.acknowledge_interrupt() {
                 Some(vector) => Injection::Interrupt(vector),

@@ -40,6 +40,8 @@ impl VmxVcpu {
             reason::EXTERNAL_INTERRUPT | reason::INIT | reason::SIPI => VmExit::HostInterrupt,
             reason::EXCEPTION_OR_NMI => self.exception_exit(),
             reason::INTERRUPT_WINDOW => VmExit::InterruptWindow,
+            // The held NMI goes in on the next entry.
+            reason::NMI_WINDOW => return Step::Again,
             reason::TRIPLE_FAULT => VmExit::Shutdown,
             reason::CPUID => VmExit::Cpuid {
                 leaf: state.gprs[0] as u32,

@@ -17,6 +17,7 @@ use super::super::vmcs::read32;
 use super::w;
 use super::Event;
 use super::VmxVcpu;
+use super::BLOCKING_NMI;
 use super::BLOCKING_STI_MOV_SS;
 use super::DELIVER_ERROR_CODE;
 use super::TYPE_HARDWARE_EXCEPTION;
@@ -182,9 +183,10 @@ impl VmxVcpu {
     }
 
     /// Sets up event injection for the next entry: an interrupted event
-    /// first, then a fault the kernel raised, then an exception, then the
-    /// oldest pending interrupt if the guest can take it now; otherwise
-    /// an interrupt window is requested and the interrupt waits here.
+    /// first, then a fault the kernel raised, then an exception, then a
+    /// held NMI, then the oldest pending interrupt if the guest can take
+    /// it now; otherwise an interrupt (NMI) window is requested and the
+    /// interrupt (NMI) waits here.
     pub(super) fn inject(&mut self, inject: Injection, state: &VcpuState) {
         let mut event = None;
         let mut want_window = false;
@@ -197,6 +199,10 @@ impl VmxVcpu {
             Injection::Exception { vector, error_code } => {
                 event = Some(Self::exception(vector, error_code, state));
             }
+            Injection::Nmi if self.info.nmis => self.pending_nmi = true,
+            Injection::Nmi => {
+                log::warn!("vmx: no virtual NMIs on this CPU: an NMI for the guest is dropped")
+            }
         }
         if let Some(fault) = self.fault.take() {
             event = Some(fault);
@@ -204,7 +210,17 @@ impl VmxVcpu {
         if let Some(interrupted) = self.reinject.take() {
             event = Some(interrupted);
         }
-        let blocked = read(f::GUEST_INTERRUPTIBILITY) & BLOCKING_STI_MOV_SS != 0;
+        let interruptibility = read(f::GUEST_INTERRUPTIBILITY);
+        let blocked = interruptibility & BLOCKING_STI_MOV_SS != 0;
+        let nmi_blocked = blocked || interruptibility & BLOCKING_NMI != 0;
+        if event.is_none() && self.pending_nmi && !nmi_blocked {
+            self.pending_nmi = false;
+            event = Some(Event {
+                info: 2 | TYPE_NMI | VALID,
+                error_code: 0,
+                instruction_len: 0,
+            });
+        }
         if event.is_none() && state.interrupts_enabled() && !blocked {
             if let Some(vector) = self.pending_irqs.pop() {
                 event = Some(Event {
@@ -215,11 +231,13 @@ impl VmxVcpu {
             }
         }
         let window = !self.pending_irqs.is_empty() || want_window;
-        let controls = if window {
-            self.info.primary | primary::INTERRUPT_WINDOW_EXITING
-        } else {
-            self.info.primary
-        };
+        let mut controls = self.info.primary;
+        if window {
+            controls |= primary::INTERRUPT_WINDOW_EXITING;
+        }
+        if self.pending_nmi {
+            controls |= primary::NMI_WINDOW_EXITING;
+        }
         if controls != self.primary {
             w(f::PRIMARY_CONTROLS, controls as u64);
             self.primary = controls;
