@@ -288,6 +288,8 @@ fn boot_starina(host: &Host, opts: &BenchOptions, port: u16) -> Option<Guest> {
     host.http_port = port;
     host.stop = Arc::new(Default::default());
     let mut run = RunOptions::new("default");
+    // One CPU, as this figure's baseline was measured.
+    run.cpus = 1;
     run.disk = crate::bench::bench_disk();
     run.machine = Machine::Microvm;
     run.build = false;
