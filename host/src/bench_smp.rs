@@ -20,8 +20,8 @@ use crate::cli::BenchOptions;
 use crate::host::Host;
 use crate::run::RunOptions;
 
-/// Boots of each CPU count.
-pub const RUNS: usize = 3;
+/// Boots of each CPU count (wall-time ratios: at least five, interleaved).
+pub const RUNS: usize = 5;
 
 /// The figures this module adds, in print order
 /// (`ipc_roundtrip_0b_instructions_cross_cpu` is printed beside the
@@ -71,6 +71,15 @@ fn median(values: &[Option<u64>]) -> Option<u64> {
     v.get(v.len() / 2).copied()
 }
 
+/// `min..max` of the runs that have a value, for the report.
+fn spread(values: &[Option<u64>]) -> String {
+    let v: Vec<u64> = values.iter().flatten().copied().collect();
+    match (v.iter().min(), v.iter().max()) {
+        (Some(lo), Some(hi)) => format!("{lo}..{hi}"),
+        _ => "none".into(),
+    }
+}
+
 /// The speedup `one / two`, two decimals.
 pub fn speedup(one: u64, two: u64) -> String {
     format!("{:.2}", one as f64 / two.max(1) as f64)
@@ -92,7 +101,11 @@ pub fn figures(host: &Host, opts: &BenchOptions) -> Figures {
     }
     let mut figures = Figures::new();
     if let (Some(one), Some(two)) = (median(&hash[0]), median(&hash[1])) {
-        println!("two cpuhash 64 at once: {one} ns on 1 CPU, {two} ns on 2 (medians)");
+        println!(
+            "two cpuhash 64 at once: {one} ns on 1 CPU (runs {}), {two} ns on 2 (runs {}): medians",
+            spread(&hash[0]),
+            spread(&hash[1])
+        );
         figures.insert("smp_native_speedup".into(), speedup(one, two));
     }
     for (i, name) in [
@@ -103,6 +116,7 @@ pub fn figures(host: &Host, opts: &BenchOptions) -> Figures {
     .enumerate()
     {
         if let Some(v) = median(&stream[i]) {
+            println!("{name}: median {v} (runs {})", spread(&stream[i]));
             figures.insert(name.into(), v.to_string());
         }
     }
@@ -133,6 +147,8 @@ mod tests {
     fn medians_need_every_run_and_speedups_have_two_decimals() {
         assert_eq!(median(&[Some(3), Some(1), Some(2)]), Some(2));
         assert_eq!(median(&[Some(3), None, Some(2)]), None);
+        assert_eq!(spread(&[Some(3), None, Some(2)]), "2..3");
+        assert_eq!(spread(&[None]), "none");
         assert_eq!(speedup(1_900, 1_000), "1.90");
         assert_eq!(speedup(5, 0), "5.00");
     }

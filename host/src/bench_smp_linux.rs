@@ -13,6 +13,7 @@ use crate::cli::BenchOptions;
 use crate::exec::exec;
 use crate::exec::ExecOptions;
 use crate::host::Host;
+use crate::stats::spread;
 use crate::Streams;
 
 /// Writes 64 MiB to a file in memory (tmpfs `/dev/shm`, else `/tmp`),
@@ -70,8 +71,9 @@ fn timed_run(host: &Host, opts: &BenchOptions, profile: &str) -> Result<u64, Str
     })
 }
 
-/// Runs of each profile, interleaved (the machine is shared: medians).
-const RUNS: usize = 3;
+/// Runs of each profile, interleaved (the machine is shared: medians of
+/// at least five, with the spread).
+const RUNS: usize = 5;
 
 /// Prints `smp_linux_speedup` (and both times, medians of [`RUNS`]).
 pub fn bench(host: &Host, opts: &BenchOptions) -> Result<(), String> {
@@ -81,6 +83,14 @@ pub fn bench(host: &Host, opts: &BenchOptions) -> Result<(), String> {
         two.push(timed_run(host, opts, "linux_smp")? as f64);
     }
     eprintln!("bench-smp-linux: runs: 1 vCPU {one:.0?} ns, 2 vCPUs {two:.0?} ns");
+    let ((lo1, hi1), (lo2, hi2)) = (spread(&one), spread(&two));
+    println!(
+        "bench-smp-linux: spread: 1 vCPU {:.0}..{:.0} ms, 2 vCPUs {:.0}..{:.0} ms",
+        lo1 / 1e6,
+        hi1 / 1e6,
+        lo2 / 1e6,
+        hi2 / 1e6
+    );
     let (one, two) = (median(&mut one), median(&mut two));
     println!("bench: smp_linux_ms_1vcpu {:.0} ms", one / 1e6);
     println!("bench: smp_linux_ms_2vcpu {:.0} ms", two / 1e6);

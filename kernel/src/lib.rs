@@ -52,3 +52,7 @@ pub mod syscall;
 mod syscall_command;
 #[cfg(not(test))]
 pub mod user;
+// User mode's thread-stack bookkeeping (pure), tested on the host.
+#[cfg(test)]
+#[path = "user/stacks.rs"]
+mod user_stacks;

@@ -850,6 +850,7 @@ const TESTS: &[Test] = &[
     ("user_mode_echo_pair", user_mode::user_mode_echo_pair),
     ("user_mode_faults_end_the_component_alone", user_mode::user_mode_faults_end_the_component_alone),
     ("user_mode_bad_syscall_arguments", user_mode::user_mode_bad_syscall_arguments),
+    ("user_mode_thread_stacks_are_reused", user_mode::user_mode_thread_stacks_are_reused),
     // Last: the spinner keeps spinning afterwards.
     ("preemption", preemption),
     ("pinned_thread_runs_beside_a_spinner", pinning::pinned_thread_runs_beside_a_spinner),

@@ -125,3 +125,13 @@ pub fn user_mode_bad_syscall_arguments(cx: &mut Ctx) -> TestResult {
     check!(answer.starts_with("ok: "), "usercrash: {answer}");
     Ok(())
 }
+
+/// Threads that start and end all the time reuse their stacks: usercrash
+/// runs more threads one after another than its budget could hold stacks
+/// for.
+pub fn user_mode_thread_stacks_are_reused(cx: &mut Ctx) -> TestResult {
+    let answer = request(&cx.usercrash, &mut cx.buf, b"threads")?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    check!(answer.starts_with("ok: "), "usercrash: {answer}");
+    Ok(())
+}

@@ -16,6 +16,8 @@ use starina::abi::user::USER_BASE;
 use starina::abi::user::USER_END;
 use starina::abi::Error;
 
+use super::stacks::Stacks;
+use super::stacks::STACK_PAGES;
 use crate::mm::page;
 use crate::mm::phys_to_virt;
 use crate::mm::PAGE_SIZE;
@@ -52,6 +54,8 @@ pub struct AddressSpace {
     /// space lives, so a range once checked stays good, and a loop that
     /// receives into the same buffer checks its pages once.
     writable: SpinLock<[(u64, u64); 4]>,
+    /// The stacks of the threads `ThreadStart` made (taken alone).
+    stacks: SpinLock<Stacks>,
 }
 
 struct Inner {
@@ -105,6 +109,7 @@ impl AddressSpace {
             receive_buffers: SpinLock::new(Vec::new()),
             spare: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             writable: SpinLock::new([(0, 0); 4]),
+            stacks: SpinLock::new(Stacks::default()),
         })
     }
 
@@ -169,6 +174,33 @@ impl AddressSpace {
         };
         self.map_new(at, pages, WRITABLE | NO_EXECUTE)?;
         Ok(at)
+    }
+
+    /// Starts a thread with `start(rsp)` on a stack of its own: one an
+    /// ended thread of this process left, else a new mapping. `start`
+    /// returns the thread's id; if it fails, the stack waits for the next.
+    pub fn start_thread(&self, start: impl FnOnce(u64) -> Result<u64, Error>) -> Result<(), Error> {
+        let reused = self.stacks.lock().take();
+        let base = match reused {
+            Some(base) => base,
+            None => self.map_anonymous(STACK_PAGES)?,
+        };
+        match start(Stacks::entry_rsp(base)) {
+            Ok(tid) => {
+                self.stacks.lock().started(tid, base);
+                Ok(())
+            }
+            Err(e) => {
+                self.stacks.lock().unused(base);
+                Err(e)
+            }
+        }
+    }
+
+    /// Thread `tid` of this process ends: its stack (if `start_thread`
+    /// made it) is free for the next.
+    pub fn thread_ended(&self, tid: u64) {
+        self.stacks.lock().ended(tid);
     }
 
     /// A receive buffer of `MESSAGE_DATA_MAX` bytes (see

@@ -153,12 +153,18 @@ fn user_call(call: UserCall, f: &TrapFrame) -> Result<Out, Error> {
         }
         UserCall::ThreadStart => {
             crate::syscall::within_budget()?;
-            let (entry, stack) = (f.rdi, f.rsi);
+            let (entry, arg) = (f.rdi, f.rsi);
             uaccess::check_range(entry, 1)?;
-            uaccess::check_range(stack.checked_sub(8).ok_or(Error::BadAddress)?, 8)?;
-            sched::spawn_user(sched::current_process(), entry, stack, f.rdx).map(|_| [0; 5])
+            aspace()?.start_thread(|rsp| {
+                sched::spawn_user(sched::current_process(), entry, rsp, arg).map(|t| t.id)
+            })?;
+            Ok([0; 5])
         }
-        UserCall::ThreadExit => sched::exit_current_thread(),
+        UserCall::ThreadExit => {
+            // Off its user stack for good: the next thread may take it.
+            aspace()?.thread_ended(sched::current().id);
+            sched::exit_current_thread()
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`entry`]: `syscall` entry, MSRs, SMEP/SMAP, the switch hook;
 //! - [`dispatch`]: call numbers and registers to the kernel's `KernelApi`;
 //! - [`uaccess`]: every user pointer checked and copied;
+//! - [`stacks`]: extra threads' stacks, reused after their thread ends;
 //! - [`elf`]: the loader.
 //!
 //! A fault in ring 3 (page fault, #GP, #DE, #UD, ...) ends the component
@@ -19,6 +20,7 @@ pub mod aspace;
 pub mod dispatch;
 pub mod elf;
 pub mod entry;
+pub mod stacks;
 pub mod uaccess;
 
 use alloc::format;

@@ -37,7 +37,10 @@ pub enum UserCall {
     /// page. Returns the address in `rdx`.
     MemoryMap = 256,
     /// Starts a thread in the calling process at `rdi` (the runtime's
-    /// trampoline) with `rsp` = `rsi` and `rdi` = `rdx`.
+    /// trampoline) with `rdi` = `rsi`, on a stack the kernel gives it
+    /// (below an unmapped guard page; `rsp + 8` 16-byte aligned, as at a
+    /// function's entry). When the thread ends its stack goes to the
+    /// process's next thread.
     ThreadStart = 257,
     /// Ends the calling thread (the process goes on).
     ThreadExit = 258,

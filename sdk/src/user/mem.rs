@@ -1,85 +1,12 @@
-//! The memory intrinsics and unwinding symbols a freestanding user image
-//! must provide itself (`compiler_builtins` does not export them on this
-//! target), as the kernel does for its own image (`kernel/src/rt.rs`).
+//! The symbols a freestanding user image must provide itself: the memory
+//! intrinsics (from `starina-mem`, shared with the kernel) and the
+//! unwinding symbols the prebuilt `core` and `alloc` name.
+
+// `#[no_mangle]` counts as unsafe code: the two symbols below need it.
 #![allow(unsafe_code)]
 
-use core::arch::asm;
-
-/// # Safety
-/// `dst` and `src` valid for `n` bytes, not overlapping.
-#[no_mangle]
-pub unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: upheld by the caller (the C contract of memcpy).
-    unsafe {
-        asm!("rep movsq", "mov rcx, {tail}", "rep movsb",
-             tail = in(reg) n & 7,
-             inout("rcx") n / 8 => _, inout("rdi") dst => _, inout("rsi") src => _,
-             options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// `dst` and `src` valid for `n` bytes; they may overlap.
-#[no_mangle]
-pub unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize + n) {
-        // SAFETY: a forward copy is right when dst is below src or apart.
-        unsafe { memcpy(dst, src, n) }
-    } else {
-        // SAFETY: backwards (direction flag set, cleared again as the ABI
-        // requires), so overlapping bytes are read before written.
-        unsafe {
-            asm!("std", "rep movsb", "cld",
-                 inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _, inout("rsi") src.add(n - 1) => _,
-                 options(nostack));
-        }
-        dst
-    }
-}
-
-/// # Safety
-/// `dst` valid for `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn memset(dst: *mut u8, value: i32, n: usize) -> *mut u8 {
-    let byte = value as u8 as u64;
-    // SAFETY: upheld by the caller.
-    unsafe {
-        asm!("rep stosq", "mov rcx, {tail}", "rep stosb",
-             tail = in(reg) n & 7,
-             inout("rcx") n / 8 => _, inout("rdi") dst => _, in("rax") byte * 0x0101_0101_0101_0101,
-             options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// `a` and `b` valid for `n` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    for i in 0..n {
-        // SAFETY: i < n, within both buffers (volatile: not turned back
-        // into a call to memcmp).
-        let (x, y) = unsafe {
-            (
-                core::ptr::read_volatile(a.add(i)),
-                core::ptr::read_volatile(b.add(i)),
-            )
-        };
-        if x != y {
-            return x as i32 - y as i32;
-        }
-    }
-    0
-}
-
-/// # Safety
-/// As for `memcmp`.
-#[no_mangle]
-pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: same contract.
-    unsafe { memcmp(a, b, n) }
-}
+// Linked for its `memcpy` and friends, which nothing names.
+extern crate starina_mem;
 
 #[no_mangle]
 pub extern "C" fn rust_eh_personality() {}

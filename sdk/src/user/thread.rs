@@ -1,6 +1,7 @@
-//! Threads of a user process: the closure is boxed here, a stack is mapped
-//! (with an unmapped guard page below it), and the kernel starts the thread
-//! at [`trampoline`], which runs the closure and ends the thread.
+//! Threads of a user process: the closure is boxed here, and the kernel
+//! starts the thread on a stack it keeps for the process (reused once the
+//! thread ends) at [`trampoline`], which runs the closure and ends the
+//! thread.
 
 use alloc::boxed::Box;
 
@@ -8,9 +9,6 @@ use super::raw::syscall;
 use crate::abi::user::UserCall;
 use crate::abi::Error;
 use crate::syscall::ThreadMain;
-
-/// A thread's stack (its guard page comes with the mapping).
-const STACK_PAGES: u64 = 32;
 
 /// Maps `pages` fresh pages; their address.
 pub fn map_pages(pages: u64) -> Result<u64, Error> {
@@ -25,12 +23,9 @@ pub fn map_pages(pages: u64) -> Result<u64, Error> {
 }
 
 pub fn spawn(main: ThreadMain) -> Result<(), Error> {
-    let stack = map_pages(STACK_PAGES)?;
-    // As if called: rsp + 8 is 16-byte aligned at the trampoline's entry.
-    let top = stack + STACK_PAGES * 4096 - 8;
     let arg = Box::into_raw(Box::new(main)) as u64;
     let entry = trampoline as *const () as u64;
-    let r = syscall(UserCall::ThreadStart as u16, [entry, top, arg, 0, 0, 0]);
+    let r = syscall(UserCall::ThreadStart as u16, [entry, arg, 0, 0, 0, 0]);
     if r.status != 0 {
         // The thread was not created: the box is still ours.
         drop(take(arg));

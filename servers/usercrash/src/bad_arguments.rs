@@ -91,7 +91,7 @@ pub fn run() -> Result<usize, String> {
             "thread start at a kernel address",
             raw_syscall(
                 UserCall::ThreadStart as u16,
-                [KERNEL, mapped + 4096, 0, 0, 0, 0],
+                [KERNEL, 0, 0, 0, 0, 0],
             ),
             bad,
         ),

@@ -2,13 +2,15 @@
 //! `isolation = "user"`), for the tests of user-mode isolation: each fault
 //! must end it alone (logged with the address and RIP) and its restart
 //! policy bring it back; each bad system-call argument must come back as
-//! an error (`bad_arguments`).
+//! an error (`bad_arguments`); threads that start and end all the time
+//! must not use up its memory (`threads`).
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 mod bad_arguments;
+mod threads;
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -70,6 +72,13 @@ impl Handler for UserCrash {
             b"bad-arguments" => {
                 let answer = match bad_arguments::run() {
                     Ok(checked) => format!("ok: {checked} bad arguments refused"),
+                    Err(why) => format!("FAILED: {why}"),
+                };
+                cx.send_data(id, answer.as_bytes())
+            }
+            b"threads" => {
+                let answer = match threads::run() {
+                    Ok(n) => format!("ok: {n} threads, one after another"),
                     Err(why) => format!("FAILED: {why}"),
                 };
                 cx.send_data(id, answer.as_bytes())
