@@ -120,6 +120,9 @@ pub fn boot_options(
     run.kernel = opts.kernel.clone();
     run.timeout = Some(TIMEOUT);
     run.icount = icount;
+    // One CPU, as these figures' baselines were measured (`bench_smp`
+    // measures several; the network figures take `--smp`).
+    run.cpus = 1;
     run.disk = bench_disk();
     run
 }

@@ -68,6 +68,8 @@ struct Boot {
 fn boot(host: &Host, cpu: Cpu) -> Result<Boot, String> {
     let mut opts = RunOptions::new(PROFILE);
     opts.emulator = Emulator::Bochs(cpu);
+    // One CPU, as the figure's baseline.
+    opts.cpus = 1;
     opts.build = false;
     opts.timeout = Some(TIMEOUT_S);
     opts.until = vec![markers::AGENT_READY.to_string(), EXITS_AT_READY.to_string()];

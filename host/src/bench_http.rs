@@ -300,6 +300,8 @@ pub(crate) fn boot_profile(
     host.http_port = port;
     host.stop = Arc::new(Default::default());
     let mut run = RunOptions::new(profile);
+    // One CPU, as this figure's baseline was measured.
+    run.cpus = 1;
     run.disk = crate::bench::bench_disk();
     run.machine = Machine::Microvm;
     run.build = false;

@@ -457,6 +457,7 @@ impl Guest {
         let script = starina_script(server_port, port);
         let mut exec = crate::exec::ExecOptions::new(&["sh", "-c", &script]);
         exec.build = false;
+        exec.cpus = opts.cpus;
         exec.kernel = opts.kernel.clone();
         exec.timeout = Some(crate::bench::TIMEOUT);
         exec.verbose = true;

@@ -155,7 +155,7 @@ impl LinkedBoot {
             kernel: prepared.kernel.clone(),
             kvm,
             icount: false,
-            cpus: 1,
+            cpus: crate::qemu::DEFAULT_CPUS,
             bootfs: prepared.bootfs.clone(),
             nic_port,
             hostlink: HostLink::Socket(hostlink.clone()),

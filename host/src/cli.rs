@@ -17,6 +17,7 @@ use crate::instance_server::ServeOptions;
 use crate::profile::ProfileOptions;
 use crate::profile::Sampler;
 use crate::qemu::Machine;
+use crate::qemu::DEFAULT_CPUS;
 use crate::qemu::MAX_CPUS;
 use crate::bochs;
 use crate::run::compile_patterns;
@@ -25,7 +26,7 @@ use crate::run::RunOptions;
 
 pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine q35|microvm] [--timeout SECONDS]
                            [--emulator qemu|bochs] [--cpu intel|amd (bochs)]
-                           [--icount] [--smp N (1-8; 1)] [--kvm] [--no-build] [--kernel PATH]
+                           [--icount] [--smp N (1-8; 2)] [--kvm] [--no-build] [--kernel PATH]
                            [--disk PATH] [--disk-size SIZE (1G)] [--linux-root auto|none|debian|IMAGE]
                            [--until REGEX]... [-v] [-- extra QEMU args]
        scripts/starina exec [--profile NAME] [--machine q35|microvm] [--kvm] [--smp N] [--timeout SECONDS]
@@ -44,6 +45,7 @@ pub const USAGE: &str = "usage: scripts/starina run [--profile NAME] [--machine 
        scripts/starina down [--disk PATH]
        scripts/starina test [--machine q35|microvm]... [--skip linux|host|kernel|in-os|bochs|e2e]...
        scripts/starina bench [--machine q35|microvm] [--kernel PATH] [--no-http | --http-only | --fs-only | --net-only | --root-only | --linux-only | --bochs-only]
+                             [--smp N (Starina's CPUs in the --net-only figures)]
        scripts/starina profile [--profile NAME] [--machine q35|microvm] [--icount] [--no-build]
                                [--kernel PATH] [--skip SECONDS after ready] [--seconds SECONDS]
                                [--top N] [--out DIR (insn; target/profile)] [--sampler insn|gdb]
@@ -118,6 +120,9 @@ pub struct BenchOptions {
     /// `--bochs-only`: only the hypervisor backends' figures under Bochs
     /// (`bench_bochs`: VMX and SVM).
     pub bochs_only: bool,
+    /// `--smp N`: Starina's CPUs in the Linux network figures
+    /// (`bench_net`); the other figures name their own.
+    pub cpus: u8,
 }
 
 /// The stages `starina test` knows.
@@ -175,7 +180,14 @@ fn parse_run(opts: &mut Options, qemu_args: Vec<String>) -> Result<RunOptions, S
     run.machine = opts.machine()?;
     run.timeout = opts.timeout()?;
     run.icount = opts.flag("--icount");
+    let smp_given = opts.has("--smp");
     run.cpus = opts.cpus()?;
+    if run.icount && !smp_given {
+        // QEMU counts instructions on one host thread: a second CPU adds
+        // no parallelism there, and one keeps instruction counts
+        // comparable.
+        run.cpus = 1;
+    }
     run.kvm = opts.flag("--kvm");
     run.build = !opts.flag("--no-build");
     run.kernel = opts.value("--kernel")?.map(PathBuf::from);
@@ -188,6 +200,9 @@ fn parse_run(opts: &mut Options, qemu_args: Vec<String>) -> Result<RunOptions, S
     compile_patterns(&run.until)?;
     if let Emulator::Bochs(_) = run.emulator {
         bochs_only_options(&run)?;
+        if !smp_given {
+            run.cpus = 1;
+        }
     }
     Ok(run)
 }
@@ -245,6 +260,7 @@ fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, 
     };
     exec.machine = opts.machine()?;
     exec.kvm = opts.flag("--kvm");
+    let smp_given = opts.has("--smp");
     exec.cpus = opts.cpus()?;
     exec.timeout = opts.timeout()?;
     for kv in opts.values("--env")? {
@@ -280,6 +296,10 @@ fn parse_exec_options(opts: &mut Options, command: &str) -> Result<ExecOptions, 
         ];
         if let Some((name, _)) = qemu_only.iter().find(|(_, given)| *given) {
             return Err(format!("{command}: {name} is for QEMU, not --emulator bochs"));
+        }
+        if !smp_given {
+            // Bochs runs one CPU unless told otherwise (it is slow enough).
+            exec.cpus = 1;
         }
     }
     Ok(exec)
@@ -374,6 +394,7 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
         root_only: opts.flag("--root-only"),
         linux_only: opts.flag("--linux-only"),
         bochs_only: opts.flag("--bochs-only"),
+        cpus: opts.cpus()?,
     };
     if bench.http_only && !bench.http {
         return Err("--http-only and --no-http exclude each other".into());
@@ -398,6 +419,8 @@ fn parse_bench(opts: &mut Options, after: &[String]) -> Result<BenchOptions, Str
 
 fn parse_profile(opts: &mut Options, after: &[String]) -> Result<ProfileOptions, String> {
     let mut run = RunOptions::new(&opts.profile("bench")?);
+    // One CPU: the samples are of one CPU's instruction stream.
+    run.cpus = 1;
     run.machine = opts.machine()?;
     run.icount = opts.flag("--icount");
     run.build = !opts.flag("--no-build");
@@ -476,6 +499,13 @@ impl Options {
         self.args.len() != before
     }
 
+    /// Whether `--name` (with its value) is among the options left.
+    fn has(&self, name: &str) -> bool {
+        self.args
+            .iter()
+            .any(|a| a == name || a.strip_prefix(name).is_some_and(|r| r.starts_with('=')))
+    }
+
     /// Every value of `--name VALUE` or `--name=VALUE`, in order.
     fn values(&mut self, name: &str) -> Result<Vec<String>, String> {
         let mut values = Vec::new();
@@ -536,10 +566,11 @@ impl Options {
         }
     }
 
-    /// `--smp N`: the guest's CPUs, 1 (the default) to `qemu::MAX_CPUS`.
+    /// `--smp N`: the guest's CPUs, 1 to `qemu::MAX_CPUS`;
+    /// `qemu::DEFAULT_CPUS` if not given.
     fn cpus(&mut self) -> Result<u8, String> {
         let Some(text) = self.value("--smp")? else {
-            return Ok(1);
+            return Ok(DEFAULT_CPUS);
         };
         match text.parse::<u8>() {
             Ok(n) if (1..=MAX_CPUS).contains(&n) => Ok(n),
@@ -648,12 +679,19 @@ mod tests {
         };
         assert_eq!(
             (r.profile.as_str(), r.machine, r.build, r.cpus),
-            ("default", Machine::Q35, true, 1)
+            ("default", Machine::Q35, true, DEFAULT_CPUS)
         );
     }
 
     #[test]
     fn smp_option() {
+        let cpus = |argv: &[&str]| match parse(&args(argv)) {
+            Ok(Command::Run(r)) => r.cpus,
+            _ => panic!("{argv:?} did not parse"),
+        };
+        assert_eq!(cpus(&["run"]), DEFAULT_CPUS);
+        assert_eq!(cpus(&["run", "--icount"]), 1);
+        assert_eq!(cpus(&["run", "--icount", "--smp", "2"]), 2);
         for (given, cpus) in [("--smp=1", 1), ("--smp=4", 4), ("--smp=8", 8)] {
             let Ok(Command::Run(r)) = parse(&args(&["run", given, "--icount"])) else {
                 panic!("{given} did not parse");
@@ -670,6 +708,15 @@ mod tests {
             panic!("bochs --smp 2 did not parse");
         };
         assert_eq!(r.cpus, 2);
+        // Bochs runs one CPU unless told otherwise (it is slow enough).
+        let Ok(Command::Run(r)) = parse(&args(&["run", "--emulator", "bochs"])) else {
+            panic!("bochs did not parse");
+        };
+        assert_eq!(r.cpus, 1);
+        let Ok(Command::Exec(e)) = parse(&args(&["exec", "--emulator", "bochs", "--", "true"])) else {
+            panic!("exec bochs did not parse");
+        };
+        assert_eq!(e.cpus, 1);
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl ExecOptions {
             profile: "linux".into(),
             machine: Machine::Q35,
             kvm: false,
-            cpus: 1,
+            cpus: crate::qemu::DEFAULT_CPUS,
             timeout: None,
             env: Vec::new(),
             cwd: None,

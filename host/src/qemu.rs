@@ -56,6 +56,10 @@ pub enum HostLink {
 
 /// The most CPUs `--smp` gives the guest: the kernel's `percpu::MAX_CPUS`.
 pub const MAX_CPUS: u8 = 8;
+/// The guest's CPUs unless told (`run`, `exec`, `up`, `bench`): two, so
+/// that the network's threads run beside a Linux guest's vCPU, as QEMU's
+/// own network runs beside its vCPU thread when it boots Linux directly.
+pub const DEFAULT_CPUS: u8 = 2;
 
 /// Everything that decides the QEMU command line.
 #[derive(Clone, Debug)]

@@ -81,7 +81,7 @@ impl RunOptions {
             machine: Machine::Q35,
             timeout: None,
             icount: false,
-            cpus: 1,
+            cpus: crate::qemu::DEFAULT_CPUS,
             kvm: false,
             build: true,
             kernel: None,

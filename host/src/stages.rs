@@ -419,6 +419,8 @@ fn in_os_stage_of(
 fn bochs_options(profile: &str, cpu: Cpu, timeout: f64, until: Vec<String>) -> RunOptions {
     let mut opts = RunOptions::new(profile);
     opts.emulator = Emulator::Bochs(cpu);
+    // One CPU: Bochs emulates them in turn, so a second only slows it.
+    opts.cpus = 1;
     opts.build = false;
     opts.timeout = Some(timeout);
     opts.until = until;

@@ -305,6 +305,7 @@ const RESUME_FRAME: u8 = 0;
 #[cfg_attr(test, allow(dead_code))]
 const RESUME_STACK: u8 = 1;
 
+mod haltpoll;
 mod load;
 mod runqueue;
 
@@ -467,12 +468,16 @@ mod machine {
         }
     }
 
-    /// Sends the reschedule IPI to every CPU in `kicks`.
+    /// Tells every CPU in `kicks`: by its doorbell if it polls (see
+    /// `haltpoll`), else by the reschedule IPI.
     fn send_kicks(mut kicks: Kicks) {
         // Usually none: a loop over the set bits only.
         while kicks != 0 {
             let cpu = kicks.trailing_zeros() as usize;
             kicks &= kicks - 1;
+            if haltpoll::ring(cpu) {
+                continue;
+            }
             if let Some(c) = percpu::cpu(cpu) {
                 crate::arch::apic::send_vector(c.apic_id(), crate::arch::trap::VECTOR_RESCHEDULE);
             }
@@ -648,17 +653,43 @@ mod machine {
     /// A CPU's idle thread: gives the CPU to anything runnable it may run
     /// and halts otherwise. Wakes from interrupts (and the reschedule IPI
     /// another CPU sends when it queues work) switch away from it in the
-    /// interrupt path.
+    /// interrupt path. With other CPUs to queue work for it, it first
+    /// polls its doorbell for an adaptive while (`haltpoll`).
     pub fn idle_loop() -> ! {
+        let cpu = this_cpu();
+        let mut window = haltpoll::Window::default();
         loop {
-            if others_runnable() {
+            let (runnable, alone) = {
+                let s = SCHED.lock();
+                (s.runnable_for(cpu), s.active() < 2)
+            };
+            if runnable {
                 yield_current();
-            } else {
-                // What this CPU last switched away from is not kept while
-                // it sleeps (its memory would look leaked meanwhile).
-                let zombie = SCHED.lock().cpus[this_cpu()].zombie.take();
-                drop(zombie);
-                crate::arch::cpu::enable_interrupts_and_halt();
+                continue;
+            }
+            // What this CPU last switched away from is not kept while
+            // it sleeps (its memory would look leaked meanwhile).
+            let zombie = SCHED.lock().cpus[cpu].zombie.take();
+            drop(zombie);
+            window.begin();
+            if !alone && window.ns() > 0 {
+                let until = crate::arch::time::now_ns().saturating_add(window.ns());
+                match haltpoll::poll(cpu, until, crate::arch::time::now_ns) {
+                    haltpoll::Polled::Rung => {
+                        window.caught();
+                        // The ring stood for the reschedule IPI: served.
+                        SCHED.lock().served(cpu);
+                        continue;
+                    }
+                    haltpoll::Polled::Interrupted => continue,
+                    haltpoll::Polled::TimedOut => {}
+                }
+            }
+            let start = crate::arch::time::now_ns();
+            crate::arch::cpu::enable_interrupts_and_halt();
+            if !alone {
+                let now = crate::arch::time::now_ns();
+                window.missed(haltpoll::halted_ns(cpu, start, now));
             }
         }
     }
@@ -906,6 +937,9 @@ resume_stack:
         let next_is_idle = s.is_idle(cpu);
         set_running(&next, next_is_idle);
         load::switched(cpu, now, prev_is_idle, next_is_idle);
+        if prev_is_idle {
+            haltpoll::busy(cpu, now);
+        }
         s.cpus[cpu].slice_start = now;
         (Outcome::Switch { prev, next }, kicks)
     }

@@ -175,7 +175,11 @@ pub fn vcpu_cpu(n: usize) -> usize {
         .filter(|(_, c)| c.is_online())
         .map(|(i, _)| i)
         .collect();
-    online.get(n % online.len().max(1)).copied().unwrap_or(0)
+    // From the last CPU down: device interrupts go to the boot CPU, so a
+    // guest on fewer vCPUs than there are CPUs runs where they do not
+    // stop it, beside the threads they wake (the network's among them).
+    let from_last = online.len().saturating_sub(1 + n % online.len().max(1));
+    online.get(from_last).copied().unwrap_or(0)
 }
 
 /// A vCPU. One thread runs it at a time (`run` refuses a second: `Busy`),

@@ -74,6 +74,11 @@ impl Scheduler {
         self.active = self.active.max(cpu + 1);
     }
 
+    /// How many CPUs may take threads (one past the highest that does).
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
     /// Whether a queued thread may run on `cpu`.
     pub fn runnable_for(&self, cpu: usize) -> bool {
         let elsewhere = self.pinned_total - self.pinned_queued[cpu];
