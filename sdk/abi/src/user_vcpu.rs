@@ -280,7 +280,7 @@ impl UserVmExit {
 }
 
 /// An injection as (kind, argument): 0 none, 1 interrupt (the vector), 2
-/// window, 3 exception (vector | present << 8 | code << 32).
+/// window, 3 exception (vector | present << 8 | code << 32), 4 NMI.
 pub fn encode_injection(i: Injection) -> (u64, u64) {
     match i {
         Injection::None => (0, 0),
@@ -290,6 +290,7 @@ pub fn encode_injection(i: Injection) -> (u64, u64) {
             let [present, code] = code_in(error_code);
             (3, vector as u64 | present << 8 | code << 32)
         }
+        Injection::Nmi => (4, 0),
     }
 }
 
@@ -303,6 +304,7 @@ pub fn decode_injection(kind: u64, arg: u64) -> Option<Injection> {
             vector: arg as u8,
             error_code: code_out((arg >> 8) & 1, arg >> 32),
         },
+        4 => Injection::Nmi,
         _ => return None,
     })
 }
@@ -428,6 +430,7 @@ mod tests {
                 vector: 6,
                 error_code: None,
             },
+            Injection::Nmi,
         ] {
             let (k, a) = encode_injection(i);
             assert_eq!(decode_injection(k, a), Some(i));
