@@ -483,9 +483,7 @@ impl KernelApi for Kernel {
         sched::in_kernel(|| {
             let ram = object::<GuestRam>(ram, rights::GUEST_RAM_WRITE)?;
             let cpu = ram.next_vcpu_cpu()?;
-            // Made where it runs (a VMX VMCS is current on one CPU).
-            sched::pin_current(Some(cpu))?;
-            let vcpu = Vcpu::new(ram, cpu).map_err(|why| {
+            let vcpu = on_cpu(cpu, || Vcpu::new(ram, cpu))?.map_err(|why| {
                 log::error!("hypervisor: cannot create a vCPU: {}", why.explain());
                 match why {
                     crate::arch::hypervisor::Unavailable::OutOfMemory => Error::OutOfMemory,
@@ -922,12 +920,23 @@ fn run_thread_main(arg: usize) {
     main();
 }
 
+/// Runs `f` on CPU `cpu` (a vCPU is made where it runs: a VMX VMCS is
+/// current on one CPU), then lets the caller run where it ran before.
+fn on_cpu<T>(cpu: usize, f: impl FnOnce() -> T) -> Result<T, Error> {
+    let before = sched::current().pinned_cpu();
+    sched::pin_current(Some(cpu))?;
+    let made = f();
+    // Back as it was: a pin that was valid stays valid.
+    let _ = sched::pin_current(before);
+    Ok(made)
+}
+
 /// Creates guest RAM and its vCPU, and hands the caller both handles.
 fn create_vm(ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     let (free_before, _) = crate::mm::page::stats();
     let ram = GuestRam::new(ram_bytes, sched::current_process().account)?;
     let cpu = ram.next_vcpu_cpu()?;
-    let vcpu = Vcpu::new(ram.clone(), cpu).map_err(|why| {
+    let vcpu = on_cpu(cpu, || Vcpu::new(ram.clone(), cpu))?.map_err(|why| {
         log::error!("hypervisor: cannot create a VM: {}", why.explain());
         match why {
             crate::arch::hypervisor::Unavailable::OutOfMemory => Error::OutOfMemory,
