@@ -446,15 +446,9 @@ impl KernelApi for Kernel {
             let mut guard = vcpu.acquire()?;
             // By the VMM's deadline at the latest, never later than a tick
             // already armed: the slice and the kernel timers keep their
-            // deadlines however long the guest runs. Armed with interrupts
-            // off, kept off into the run: a timer that fired before the
-            // entry would be taken here, and a guest that never exits on
-            // its own (a loop with IF=0) would then hold the CPU for good.
-            let was = crate::arch::irq::save_and_disable();
+            // deadlines however long the guest runs.
             crate::arch::apic::arm_timer_from_now(|now| vcpu.run_deadline(now));
-            let exit = guard.hw().run(state, inject, vcpu.take_kick());
-            crate::arch::irq::restore(was);
-            Ok(exit)
+            Ok(guard.hw().run(state, inject, vcpu.take_kick()))
         })
     }
 
