@@ -41,7 +41,8 @@ use crate::syscall::ThreadMain;
 /// The user-mode kernel table.
 pub struct UserKernel;
 
-fn call(no: SyscallNo, a: [u64; 6]) -> Result<[u64; 5], Error> {
+/// One system call; its outputs, or the error its status names.
+pub(super) fn call(no: SyscallNo, a: [u64; 6]) -> Result<[u64; 5], Error> {
     result(syscall(no.as_raw(), a))
 }
 

@@ -7,7 +7,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::raw::syscall;
+use super::api::call;
 use crate::abi::syscall::SyscallNo;
 use crate::abi::user::system::component_state;
 use crate::abi::ComponentAction;
@@ -17,17 +17,6 @@ use crate::abi::CpuStats;
 use crate::abi::Error;
 use crate::abi::HandleId;
 use crate::abi::MemoryStats;
-
-fn call(no: SyscallNo, a: [u64; 6]) -> Result<[u64; 5], Error> {
-    let r = syscall(no.as_raw(), a);
-    match r.status {
-        0 => Ok(r.out),
-        raw => Err(u8::try_from(raw)
-            .ok()
-            .and_then(Error::from_raw)
-            .unwrap_or(Error::NotSupported)),
-    }
-}
 
 /// Names the kernel gave (component names, kinds, command names): few and
 /// fixed for a boot, each kept once for the life of the process.

@@ -3,7 +3,7 @@
 //! `GUEST_RAM_COPY_MAX` bytes, a vCPU's state and its exit as plain-data
 //! blocks.
 
-use super::raw::syscall;
+use super::api::call;
 use crate::abi::syscall::SyscallNo;
 use crate::abi::user_vcpu::encode_control;
 use crate::abi::user_vcpu::encode_injection;
@@ -16,17 +16,6 @@ use crate::abi::vcpu::VcpuState;
 use crate::abi::vcpu::VmExit;
 use crate::abi::Error;
 use crate::abi::HandleId;
-
-fn call(no: SyscallNo, a: [u64; 6]) -> Result<[u64; 5], Error> {
-    let r = syscall(no.as_raw(), a);
-    match r.status {
-        0 => Ok(r.out),
-        raw => Err(u8::try_from(raw)
-            .ok()
-            .and_then(Error::from_raw)
-            .unwrap_or(Error::NotSupported)),
-    }
-}
 
 pub fn vm_create(hypervisor: HandleId, ram_bytes: u64) -> Result<(HandleId, HandleId), Error> {
     let o = call(
