@@ -251,10 +251,13 @@ pub extern "C" fn kernel_entry(info_phys: u64, protocol: u64) -> ! {
     arch::apic::init();
     arch::rtc::init();
     arch::ioapic::init();
+    // Devices are found (their BARs sized and decoding turned on) before
+    // the other CPUs start, so no CPU ever sees the memory map change
+    // under its feet (`device::pci::size_bars`).
+    crate::device::discover(&info.cmdline);
     start_cpus(&info);
     crate::object::console::start();
     arch::discipline::start();
-    crate::device::discover(&info.cmdline);
     crate::bootfs::init(info.module.map(|(base, size)| {
         // SAFETY: the module's pages were kept out of the page allocator
         // above and are never written: a static, read-only byte slice.

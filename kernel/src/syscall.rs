@@ -446,9 +446,10 @@ impl KernelApi for Kernel {
             let mut guard = vcpu.acquire()?;
             // By the VMM's deadline at the latest, never later than a tick
             // already armed: the slice and the kernel timers keep their
-            // deadlines however long the guest runs.
-            crate::arch::apic::arm_timer_from_now(|now| vcpu.run_deadline(now));
-            Ok(guard.hw().run(state, inject, vcpu.take_kick()))
+            // deadlines however long the guest runs. The backend arms it
+            // where no host interrupt can be taken before the entry.
+            let deadline = vcpu.run_deadline(crate::arch::clock::now_ns());
+            Ok(guard.hw().run(state, inject, vcpu.take_kick(), deadline))
         })
     }
 

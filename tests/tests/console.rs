@@ -5,7 +5,7 @@
 //! log line after a half-written prompt starts on its own line, Ctrl-C
 //! reaches the guest as the byte 0x03 instead of stopping QEMU, and
 //! Ctrl-] x quits QEMU with status 130 and the terminal restored. On both
-//! machines. Run by `make test`.
+//! machines, and with the component in user mode. Run by `make test`.
 
 use starina_tests::instance::Tool;
 use starina_tests::pty::drive;
@@ -20,10 +20,10 @@ fn raw_output(transcript: &str) -> String {
         .collect()
 }
 
-fn typed_keys_reach_the_guest(machine: &str) {
+fn typed_keys_reach_the_guest(machine: &str, profile: &str) {
     starina_tests::kernel();
     let runtime = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("console-{machine}-{}", std::process::id()));
+        .join(format!("{profile}-{machine}-{}", std::process::id()));
     let tool = Tool::new(runtime);
     let s = drive(
         &tool,
@@ -31,7 +31,7 @@ fn typed_keys_reach_the_guest(machine: &str) {
             "run",
             "--no-build",
             "--profile",
-            "console_echo",
+            profile,
             "--machine",
             machine,
             "--timeout",
@@ -89,11 +89,19 @@ fn typed_keys_reach_the_guest(machine: &str) {
 #[test]
 #[ignore = "boots the kernel under QEMU on a pseudo-terminal: run by make test"]
 fn typed_keys_reach_the_guest_q35() {
-    typed_keys_reach_the_guest("q35");
+    typed_keys_reach_the_guest("q35", "console_echo");
 }
 
 #[test]
 #[ignore = "boots the kernel under QEMU on a pseudo-terminal: run by make test"]
 fn typed_keys_reach_the_guest_microvm() {
-    typed_keys_reach_the_guest("microvm");
+    typed_keys_reach_the_guest("microvm", "console_echo");
+}
+
+/// The same component in ring 3 (profile `console_echo_user`): the console
+/// calls go through the user-mode system calls.
+#[test]
+#[ignore = "boots the kernel under QEMU on a pseudo-terminal: run by make test"]
+fn typed_keys_reach_the_guest_in_user_mode() {
+    typed_keys_reach_the_guest("q35", "console_echo_user");
 }

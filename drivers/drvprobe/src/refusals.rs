@@ -221,11 +221,37 @@ fn config(c: &mut Checks, device: &Device, dev: u64) -> Result<(), String> {
         device.pci_config_write(0x10, 0x1234_5670),
         Error::InvalidArgument,
     )?;
+    decoding_stays_on(c, device)?;
     c.refused(
         "writing the IDs",
         device.pci_config_write(0x00, 0),
         Error::InvalidArgument,
     )
+}
+
+/// The command register's decoding bits are the kernel's: a driver that
+/// clears them (virtio-drivers does around BAR sizing) changes only the
+/// rest, and its BARs stay mapped for every CPU.
+fn decoding_stays_on(c: &mut Checks, device: &Device) -> Result<(), String> {
+    const COMMAND: u16 = 0x04;
+    const DECODE: u32 = 0x3;
+    c.0 += 1;
+    let read = || {
+        device
+            .pci_config_read(COMMAND)
+            .map_err(|e| format!("reading the command register: {e}"))
+    };
+    let before = read()?;
+    device
+        .pci_config_write(COMMAND, before & 0xffff & !DECODE)
+        .map_err(|e| format!("writing the command register: {e}"))?;
+    let after = read()?;
+    if after & DECODE != before & DECODE || before & 0x2 == 0 {
+        return Err(format!(
+            "decoding off in the command register: {before:#x} became {after:#x}"
+        ));
+    }
+    Ok(())
 }
 
 /// The device's first memory BAR of a page or more: (base, size), by the

@@ -152,11 +152,20 @@ impl HwVcpu {
 
     /// Enters the guest and returns the next exit the VMM must see; with
     /// `kick` (another thread wants it out) the entry exits at once, after
-    /// delivering `inject`.
-    pub fn run(&mut self, state: &mut VcpuState, inject: Injection, kick: bool) -> VmExit {
+    /// delivering `inject`. The timer is armed by `deadline` (ns since
+    /// boot) once host interrupts are held for the entry: one that fired
+    /// between arming and entry would be taken by the host, and a guest
+    /// that never exits on its own would then keep the CPU.
+    pub fn run(
+        &mut self,
+        state: &mut VcpuState,
+        inject: Injection,
+        kick: bool,
+        deadline: u64,
+    ) -> VmExit {
         match self {
-            HwVcpu::Svm(v) => v.run(state, inject, kick),
-            HwVcpu::Vmx(v) => v.run(state, inject, kick),
+            HwVcpu::Svm(v) => v.run(state, inject, kick, deadline),
+            HwVcpu::Vmx(v) => v.run(state, inject, kick, deadline),
         }
     }
 

@@ -685,6 +685,7 @@ impl SvmVcpu {
         state: &mut VcpuState,
         inject: starina::hypervisor::Injection,
         kick: bool,
+        deadline: u64,
     ) -> VmExit {
         // A vCPU exists only once `init` succeeded (`new`); its answer
         // was kept.
@@ -709,6 +710,10 @@ impl SvmVcpu {
         // segment/MSR state (VMLOAD).
         unsafe {
             asm!("clgi", options(nostack));
+            // Host interrupts are held from here (GIF=0; IF stays 1, so
+            // that they exit the guest: V_INTR_MASKING): the timer cannot
+            // go off in the host before the guest runs.
+            crate::arch::apic::arm_timer_by(deadline);
             if kick {
                 // Pending until VMRUN sets GIF: the guest exits at once.
                 crate::arch::hypervisor::interrupt_this_cpu();

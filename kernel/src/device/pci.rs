@@ -8,6 +8,14 @@ use crate::arch::cpu::inl;
 use crate::arch::cpu::outl;
 use crate::sync::SpinLock;
 
+/// The command register's offset and its bits the kernel keeps: I/O and
+/// memory decoding (memory on from enumeration for a function with memory
+/// BARs, I/O as the firmware left it); bus mastering is the driver's.
+pub const COMMAND: u16 = 0x04;
+pub const DECODE: u32 = 0x3;
+const MEMORY_DECODE: u32 = 1 << 1;
+pub const BUS_MASTER: u32 = 1 << 2;
+
 /// Serializes the address/data port pair.
 static PORTS: SpinLock<()> = SpinLock::new(());
 
@@ -59,12 +67,13 @@ pub struct Function {
     pub gsi: Option<u32>,
 }
 
-/// Sizes the BARs of a type-0 function (decoding off meanwhile).
+/// Sizes the BARs of a type-0 function (decoding off meanwhile), then
+/// turns memory decoding on for good if it has memory BARs.
 fn size_bars(bdf: Bdf) -> (Vec<(u8, Region)>, [u32; 6]) {
     let mut bars = Vec::new();
     let mut masks = [0u32; 6];
-    let command = read32(bdf, 0x04);
-    write32(bdf, 0x04, command & !0x3);
+    let command = read32(bdf, COMMAND);
+    write32(bdf, COMMAND, command & !DECODE);
     let mut i = 0u8;
     while i < 6 {
         let off = 0x10 + 4 * i as u16;
@@ -97,7 +106,11 @@ fn size_bars(bdf: Bdf) -> (Vec<(u8, Region)>, [u32; 6]) {
         }
         i += if is64 { 2 } else { 1 };
     }
-    write32(bdf, 0x04, command);
+    // Decoding stays as set here: drivers cannot change it
+    // (`DeviceObject::config_write`), so the machine's memory map never
+    // changes once the other CPUs run (see there).
+    let memory = if bars.is_empty() { 0 } else { MEMORY_DECODE };
+    write32(bdf, COMMAND, command | memory);
     (bars, masks)
 }
 

@@ -112,6 +112,20 @@ impl DeviceObject {
             // Vendor/device IDs, class, header type: read-only anyway;
             // bridge or expansion ROM registers: not the driver's.
             0x00 | 0x08 | 0x0c | 0x30 => Err(Error::InvalidArgument),
+            pci::COMMAND => {
+                // I/O and memory decoding stay as enumeration set them (on):
+                // BARs are sized through the emulation above, so a driver
+                // never needs them off, and turning them off and on again
+                // while other CPUs use devices changes the machine's memory
+                // map under them. QEMU 7.2's TCG then sent another CPU's
+                // MMIO write into a virtio MSI-X table and aborted (4 CPUs,
+                // virtio-drivers' `bar_info` turning decoding off around
+                // its sizing). The rest (bus mastering, INTx off) is the
+                // driver's.
+                let decode = pci::read32(bdf, pci::COMMAND) & pci::DECODE;
+                pci::write32(bdf, pci::COMMAND, (value & !pci::DECODE) | decode);
+                Ok(())
+            }
             _ => {
                 pci::write32(bdf, offset, value);
                 Ok(())
@@ -169,8 +183,8 @@ impl Drop for DeviceObject {
                 };
                 // Bus mastering off: no more DMA into memory about to be
                 // freed.
-                let command = pci::read32(bdf, 0x04);
-                pci::write32(bdf, 0x04, command & !(1 << 2));
+                let command = pci::read32(bdf, pci::COMMAND);
+                pci::write32(bdf, pci::COMMAND, command & !pci::BUS_MASTER);
             }
             DeviceAddress::VirtioMmio { base, .. } => {
                 // Writing 0 to the status register resets the device.

@@ -3,8 +3,8 @@
 //! every buffer in through `uaccess`, runs the same implementation
 //! in-kernel components call ([`crate::syscall::KERNEL`]), and copies the
 //! results out (device calls: [`super::device`]; monitoring, commands and
-//! control: `dispatch_system`; the hypervisor: `dispatch_vm`). The console
-//! calls answer `NotSupported` from user mode.
+//! control and the console: `dispatch_system`; the hypervisor:
+//! `dispatch_vm`).
 
 use alloc::vec::Vec;
 

@@ -1,5 +1,5 @@
-//! The user-mode dispatcher's monitoring, command and control calls: the
-//! ones whose results are strings or structs (`starina::abi::user::system`
+//! The user-mode dispatcher's monitoring, command, control and console
+//! calls: the ones whose results are strings or structs (`starina::abi::user::system`
 //! says how they travel). Each checks and copies the caller's buffers
 //! through `uaccess` and runs the same implementation in-kernel components
 //! call.
@@ -7,10 +7,12 @@
 use starina::abi::syscall::SyscallNo;
 use starina::abi::user::system::component_state;
 use starina::abi::user::system::COMMAND_REQUEST_MAX;
+use starina::abi::user::system::CONSOLE_READ_MAX;
 use starina::abi::user::system::LOG_READ_MAX;
 use starina::abi::ComponentAction;
 use starina::abi::ComponentState;
 use starina::abi::Error;
+use starina::abi::CONSOLE_WRITE_MAX;
 use starina::abi::HandleId;
 use starina::syscall::KernelApi;
 
@@ -58,6 +60,8 @@ pub fn call(no: SyscallNo, f: &TrapFrame) -> Option<Result<Out, Error>> {
         SyscallNo::JobKill => handle(a0).and_then(|h| k.job_kill(h)).map(|_| [0; 5]),
         SyscallNo::ComponentControl => component_control(a0, a1, a2, a3),
         SyscallNo::CommandName => command_name(a0, a1, a2, a3),
+        SyscallNo::ConsoleRead => console_read(a0, a1, a2),
+        SyscallNo::ConsoleWrite => console_write(a0, a1, a2),
         _ => return None,
     })
 }
@@ -106,6 +110,26 @@ fn log_read(monitor: u64, from: u64, buf: u64, buf_len: u64) -> Result<Out, Erro
     let (at, n) = KERNEL.system_log_read(monitor, from, &mut kbuf)?;
     uaccess::copy_out(a, buf, &kbuf[..n])?;
     Ok([at, n as u64, 0, 0, 0])
+}
+
+fn console_read(console: u64, buf: u64, buf_len: u64) -> Result<Out, Error> {
+    let console = handle(console)?;
+    let len = buf_len.min(CONSOLE_READ_MAX);
+    let a = aspace()?;
+    uaccess::check_range(buf, len)?;
+    uaccess::check_writable(a, buf, len as usize)?;
+    let mut kbuf = [0u8; CONSOLE_READ_MAX as usize];
+    let n = KERNEL.console_read(console, &mut kbuf[..len as usize])?;
+    uaccess::copy_out(a, buf, &kbuf[..n])?;
+    Ok([n as u64, 0, 0, 0, 0])
+}
+
+fn console_write(console: u64, data: u64, len: u64) -> Result<Out, Error> {
+    let console = handle(console)?;
+    // The whole range must be the caller's, even if the write is cut.
+    uaccess::check_range(data, len)?;
+    let data = uaccess::read_vec(aspace()?, data, len.min(CONSOLE_WRITE_MAX as u64))?;
+    Ok([KERNEL.console_write(console, &data)? as u64, 0, 0, 0, 0])
 }
 
 fn command_spawn(f: &TrapFrame) -> Result<Out, Error> {

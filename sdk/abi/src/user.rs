@@ -222,7 +222,13 @@ pub mod device_info {
 ///   1 = restart.
 /// - `CommandName(spawner, index, buf, buf_len)`: the name in `buf`, its
 ///   length in `rdx`.
+/// - `ConsoleRead(console, buf, buf_len)`: typed bytes into `buf`, how
+///   many in `rdx` (at most [`CONSOLE_READ_MAX`] a call).
+/// - `ConsoleWrite(console, data, len)`: how many were written in `rdx`
+///   (at most [`crate::CONSOLE_WRITE_MAX`] a call).
 pub mod system {
+    /// Typed bytes one `ConsoleRead` takes at most.
+    pub const CONSOLE_READ_MAX: u64 = 1024;
     /// Bytes one `SystemLogRead` copies at most.
     pub const LOG_READ_MAX: u64 = 64 * 1024;
     /// The longest command request user mode may pass.

@@ -407,12 +407,12 @@ impl KernelApi for UserKernel {
         api_system::component_control(c, name, a)
     }
 
-    fn console_read(&self, _: HandleId, _: &mut [u8]) -> Result<usize, Error> {
-        not_supported(SyscallNo::ConsoleRead)
+    fn console_read(&self, console: HandleId, out: &mut [u8]) -> Result<usize, Error> {
+        api_system::console_read(console, out)
     }
 
-    fn console_write(&self, _: HandleId, _: &[u8]) -> Result<usize, Error> {
-        not_supported(SyscallNo::ConsoleWrite)
+    fn console_write(&self, console: HandleId, data: &[u8]) -> Result<usize, Error> {
+        api_system::console_write(console, data)
     }
 
     fn command_name(&self, s: HandleId, index: usize) -> Result<&'static str, Error> {

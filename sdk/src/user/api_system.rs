@@ -72,6 +72,24 @@ pub fn component_status(monitor: HandleId, index: usize) -> Result<ComponentStat
     })
 }
 
+/// Typed bytes into `out` (`WouldBlock` if none came).
+pub fn console_read(console: HandleId, out: &mut [u8]) -> Result<usize, Error> {
+    let o = call(
+        SyscallNo::ConsoleRead,
+        [console.0 as u64, out.as_mut_ptr() as u64, out.len() as u64, 0, 0, 0],
+    )?;
+    Ok((o[0] as usize).min(out.len()))
+}
+
+/// Writes `data` raw to the console; how many bytes it took.
+pub fn console_write(console: HandleId, data: &[u8]) -> Result<usize, Error> {
+    let o = call(
+        SyscallNo::ConsoleWrite,
+        [console.0 as u64, data.as_ptr() as u64, data.len() as u64, 0, 0, 0],
+    )?;
+    Ok((o[0] as usize).min(data.len()))
+}
+
 pub fn log_read(monitor: HandleId, from: u64, out: &mut [u8]) -> Result<(u64, usize), Error> {
     let o = call(
         SyscallNo::SystemLogRead,

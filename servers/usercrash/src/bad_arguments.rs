@@ -46,7 +46,7 @@ pub fn run() -> Result<usize, String> {
     let map_guard = mapped - 4096;
     let log = |ptr: u64, len: u64| call(SyscallNo::Log, [INFO, ptr, len, 0, 0, 0]);
     let bad = Error::BadAddress;
-    let cases: [Case; 14] = [
+    let cases: [Case; 16] = [
         ("log from a kernel address", log(KERNEL, 8), bad),
         ("log from an unmapped address", log(UNMAPPED, 8), bad),
         ("log from below the user half (0x1000)", log(LOW, 8), bad),
@@ -75,6 +75,16 @@ pub fn run() -> Result<usize, String> {
         (
             "send of handles from the guard page",
             call(SyscallNo::ChannelSend, [1, 0, ok, 1, main_guard, 1]),
+            bad,
+        ),
+        (
+            "console write from a kernel address",
+            call(SyscallNo::ConsoleWrite, [1, KERNEL, 8, 0, 0, 0]),
+            bad,
+        ),
+        (
+            "console read into a read-only page",
+            call(SyscallNo::ConsoleRead, [1, USER_START_BLOCK, 8, 0, 0, 0]),
             bad,
         ),
         (

@@ -439,7 +439,13 @@ impl VmxVcpu {
 
     /// Enters the guest until an exit the VMM must see; with `kick` the
     /// first entry exits at once, after delivering `inject`.
-    pub fn run(&mut self, state: &mut VcpuState, inject: Injection, kick: bool) -> VmExit {
+    pub fn run(
+        &mut self,
+        state: &mut VcpuState,
+        inject: Injection,
+        kick: bool,
+        deadline: u64,
+    ) -> VmExit {
         self.kick = kick;
         // Interrupts off for the whole run, exits handled here included:
         // a vCPU thread preempted with the VMCS loaded would find another
@@ -449,7 +455,13 @@ impl VmxVcpu {
         // armed for this run, and a guest that then never exits on its
         // own (a loop with IF=0) would hold the CPU for good: the Bochs
         // fuzzer hang.
-        match self.with_vmcs(|v| v.run_rounds(state, inject)) {
+        // The timer is armed in here too: one that fired between arming
+        // and the entry would be taken by the host, with the same end.
+        let run = |v: &mut Self| {
+            crate::arch::apic::arm_timer_by(deadline);
+            v.run_rounds(state, inject)
+        };
+        match self.with_vmcs(run) {
             Ok(exit) => exit,
             Err(e) => {
                 if let Some(skipped) = ENTRY_FAILURES.admit() {
