@@ -448,8 +448,8 @@ impl KernelApi for Kernel {
             // already armed: the slice and the kernel timers keep their
             // deadlines however long the guest runs. The backend arms it
             // where no host interrupt can be taken before the entry.
-            let deadline = vcpu.run_deadline(crate::arch::clock::now_ns());
-            Ok(guard.hw().run(state, inject, vcpu.take_kick(), deadline))
+            let kick = vcpu.take_kick();
+            Ok(guard.hw().run(state, inject, kick, |now| vcpu.run_deadline(now)))
         })
     }
 

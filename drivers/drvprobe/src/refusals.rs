@@ -234,7 +234,8 @@ fn config(c: &mut Checks, device: &Device, dev: u64) -> Result<(), String> {
 /// rest, and its BARs stay mapped for every CPU.
 fn decoding_stays_on(c: &mut Checks, device: &Device) -> Result<(), String> {
     const COMMAND: u16 = 0x04;
-    const DECODE: u32 = 0x3;
+    const MEMORY_SPACE: u32 = 1 << 1;
+    const DECODE: u32 = 0x1 | MEMORY_SPACE;
     c.0 += 1;
     let read = || {
         device
@@ -246,7 +247,7 @@ fn decoding_stays_on(c: &mut Checks, device: &Device) -> Result<(), String> {
         .pci_config_write(COMMAND, before & 0xffff & !DECODE)
         .map_err(|e| format!("writing the command register: {e}"))?;
     let after = read()?;
-    if after & DECODE != before & DECODE || before & 0x2 == 0 {
+    if after & DECODE != before & DECODE || before & MEMORY_SPACE == 0 {
         return Err(format!(
             "decoding off in the command register: {before:#x} became {after:#x}"
         ));

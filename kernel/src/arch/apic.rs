@@ -249,6 +249,12 @@ pub fn arm_timer_by(deadline: u64) {
     arm_timer(|_| deadline);
 }
 
+/// [`arm_timer_by`] `deadline(now)`, reading the clock once (`vcpu_run`
+/// arms before every guest entry).
+pub fn arm_timer_from_now(deadline: impl FnOnce(u64) -> u64) {
+    arm_timer(deadline);
+}
+
 #[inline(always)]
 fn arm_timer(deadline: impl FnOnce(u64) -> u64) {
     let was = crate::arch::irq::save_and_disable();

@@ -152,16 +152,16 @@ impl HwVcpu {
 
     /// Enters the guest and returns the next exit the VMM must see; with
     /// `kick` (another thread wants it out) the entry exits at once, after
-    /// delivering `inject`. The timer is armed by `deadline` (ns since
-    /// boot) once host interrupts are held for the entry: one that fired
-    /// between arming and entry would be taken by the host, and a guest
-    /// that never exits on its own would then keep the CPU.
+    /// delivering `inject`. The timer is armed by `deadline(now)` (ns
+    /// since boot) once host interrupts are held for the entry: one that
+    /// fired between arming and entry would be taken by the host, and a
+    /// guest that never exits on its own would then keep the CPU.
     pub fn run(
         &mut self,
         state: &mut VcpuState,
         inject: Injection,
         kick: bool,
-        deadline: u64,
+        deadline: impl FnOnce(u64) -> u64,
     ) -> VmExit {
         match self {
             HwVcpu::Svm(v) => v.run(state, inject, kick, deadline),

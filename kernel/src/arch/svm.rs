@@ -685,7 +685,7 @@ impl SvmVcpu {
         state: &mut VcpuState,
         inject: starina::hypervisor::Injection,
         kick: bool,
-        deadline: u64,
+        deadline: impl FnOnce(u64) -> u64,
     ) -> VmExit {
         // A vCPU exists only once `init` succeeded (`new`); its answer
         // was kept.
@@ -713,7 +713,7 @@ impl SvmVcpu {
             // Host interrupts are held from here (GIF=0; IF stays 1, so
             // that they exit the guest: V_INTR_MASKING): the timer cannot
             // go off in the host before the guest runs.
-            crate::arch::apic::arm_timer_by(deadline);
+            crate::arch::apic::arm_timer_from_now(deadline);
             if kick {
                 // Pending until VMRUN sets GIF: the guest exits at once.
                 crate::arch::hypervisor::interrupt_this_cpu();

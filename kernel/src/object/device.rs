@@ -113,14 +113,14 @@ impl DeviceObject {
             // bridge or expansion ROM registers: not the driver's.
             0x00 | 0x08 | 0x0c | 0x30 => Err(Error::InvalidArgument),
             pci::COMMAND => {
-                // I/O and memory decoding stay as enumeration set them (on):
-                // BARs are sized through the emulation above, so a driver
-                // never needs them off, and turning them off and on again
-                // while other CPUs use devices changes the machine's memory
-                // map under them. QEMU 7.2's TCG then sent another CPU's
-                // MMIO write into a virtio MSI-X table and aborted (4 CPUs,
-                // virtio-drivers' `bar_info` turning decoding off around
-                // its sizing). The rest (bus mastering, INTx off) is the
+                // I/O and memory decoding stay as enumeration left them: BARs
+                // are sized through the emulation above, so a driver never
+                // needs them off, and turning them off and on again while
+                // other CPUs use devices changes the machine's memory map
+                // under them. QEMU 7.2's TCG then sent another CPU's MMIO
+                // write into a virtio MSI-X table and aborted (4 CPUs,
+                // virtio-drivers' `bar_info` turning decoding off around its
+                // sizing). The rest (bus mastering, INTx off) is the
                 // driver's.
                 let decode = pci::read32(bdf, pci::COMMAND) & pci::DECODE;
                 pci::write32(bdf, pci::COMMAND, (value & !pci::DECODE) | decode);

@@ -444,21 +444,19 @@ impl VmxVcpu {
         state: &mut VcpuState,
         inject: Injection,
         kick: bool,
-        deadline: u64,
+        deadline: impl FnOnce(u64) -> u64,
     ) -> VmExit {
         self.kick = kick;
-        // Interrupts off for the whole run, exits handled here included:
-        // a vCPU thread preempted with the VMCS loaded would find another
-        // vCPU's current. And a host interrupt that comes while the kernel
-        // handles an exit stays pending, so the next entry exits at once
-        // and the run ends. Taken here instead, it would consume the timer
-        // armed for this run, and a guest that then never exits on its
-        // own (a loop with IF=0) would hold the CPU for good: the Bochs
-        // fuzzer hang.
-        // The timer is armed in here too: one that fired between arming
-        // and the entry would be taken by the host, with the same end.
+        // Interrupts off for the whole run, the arming of its timer and
+        // the exits handled here included: a vCPU thread preempted with the
+        // VMCS loaded would find another vCPU's current. And a host
+        // interrupt (the timer too) that comes before an entry stays
+        // pending, so the entry exits at once and the run ends. Taken here
+        // instead, it would consume the timer armed for this run, and a
+        // guest that then never exits on its own (a loop with IF=0) would
+        // hold the CPU for good: the Bochs fuzzer hang.
         let run = |v: &mut Self| {
-            crate::arch::apic::arm_timer_by(deadline);
+            crate::arch::apic::arm_timer_from_now(deadline);
             v.run_rounds(state, inject)
         };
         match self.with_vmcs(run) {
